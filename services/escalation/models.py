@@ -1,0 +1,48 @@
+"""Tables of the escalation schema."""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, DateTime, Index, String, Table, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from shared.db import service_metadata
+from shared.runtime import MessagingTables
+
+SCHEMA = "escalation"
+metadata = service_metadata(SCHEMA)
+messaging = MessagingTables.of(metadata)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("facts", JSONB, nullable=False, comment="facts as published (masked)"),
+    Column("reporter", JSONB, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("drill", Boolean, nullable=False),
+    Column("policy_version", String(64), nullable=False),
+    Column("reported_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+obligations = Table(
+    "obligations",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("incident_id", UUID(as_uuid=True), nullable=False),
+    Column("party", String(40), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("action_text", Text, nullable=False),
+    Column("rule_id", String(16), nullable=False),
+    Column("plan_section", String(32), nullable=False),
+    Column("deadline_name", String(32), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("explanation", Text, nullable=False),
+    Column("status", String(16), nullable=False, comment="PENDING MET MET_LATE MISSED WAIVED"),
+    Column("met_at", DateTime(timezone=True)),
+    Column("met_by_event_id", UUID(as_uuid=True)),
+    Column("source_event_id", UUID(as_uuid=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_obligations_incident", "incident_id", "due_at"),
+    Index("ix_obligations_pending_due", "due_at", postgresql_where=text("status = 'PENDING'")),
+)

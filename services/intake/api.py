@@ -1,0 +1,300 @@
+"""REST routes of intake: reports, actions and follow-ups, and the incident as projected."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake import facts as incident_facts
+from services.intake.models import actions, idempotency_keys, incidents, reports
+from services.intake.schemas import (
+    ActionIn,
+    ActionOut,
+    CreatedOut,
+    IncidentIn,
+    IncidentOut,
+    ReporterIn,
+    ReportIn,
+    ReportOut,
+)
+from shared.directory import Directory
+from shared.domain import LifecycleStatus
+from shared.events import CloudEvent
+from shared.events.models import ActionRecorded, IncidentReported, Reporter, ReportFiled
+from shared.problems import Problem, not_found
+from shared.runtime import runtime_of, session_in_transaction
+
+SOURCE = "intake"
+router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+Session = Annotated[AsyncSession, Depends(session_in_transaction)]
+
+
+def directory_of(request: Request) -> Directory:
+    return request.app.state.directory
+
+
+def invalid_field(field: str, message: str) -> Problem:
+    return Problem(
+        422,
+        "Invalid request",
+        f"Fix these fields: {field}",
+        kind="validation-error",
+        errors=[{"field": field, "in": "body", "message": message, "type": "value_error"}],
+    )
+
+
+def check_party(directory: Directory, party: str, field: str) -> None:
+    if party != "PLATFORM" and not party.startswith("DEPT:") and directory.party(party) is None:
+        raise invalid_field(field, f"unknown party {party!r}")
+
+
+def incident_location(incident_id: UUID) -> str:
+    return f"/v1/incidents/{incident_id}"
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=CreatedOut,
+    summary="Report an emergency (首报)",
+    responses={409: {"description": "Idempotency-Key reused with another body"}},
+)
+async def report_incident(
+    body: IncidentIn,
+    request: Request,
+    response: Response,
+    session: Session,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
+) -> CreatedOut:
+    directory = directory_of(request)
+    township = directory.township(body.township)
+    if township is None:
+        raise invalid_field("township", f"unknown township {body.township!r} of {directory.county.name}")
+    check_party(directory, body.reporter.party, "reporter.party")
+    incident_id = uuid4()
+    if idempotency_key:
+        request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        claimed = await session.execute(
+            insert(idempotency_keys)
+            .values(key=idempotency_key, request_hash=request_hash, incident_id=incident_id)
+            .on_conflict_do_nothing()
+            .returning(idempotency_keys.c.key)
+        )
+        if claimed.first() is None:
+            return await _replay(session, idempotency_key, request_hash, response)
+
+    now = datetime.now(UTC)
+    facts = incident_facts.initial_facts(body, township)
+    reporter = body.reporter.model_dump(mode="json")
+    await session.execute(
+        incidents.insert().values(
+            id=incident_id,
+            category=body.category,
+            phase=body.phase,
+            township_code=township.code,
+            facts=facts,
+            reporter=reporter,
+            status=LifecycleStatus.REPORTED,
+            reported_at=now,
+        )
+    )
+    await session.execute(
+        reports.insert().values(
+            id=uuid4(),
+            incident_id=incident_id,
+            kind="INITIAL",
+            changes=facts,
+            previous={},
+            reporter=reporter,
+            filed_at=now,
+        )
+    )
+    event = IncidentReported(
+        incident_id=incident_id,
+        facts=incident_facts.event_facts(facts),
+        reporter=Reporter(**reporter),
+        reported_at=now,
+    )
+    await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
+    response.headers["Location"] = incident_location(incident_id)
+    return CreatedOut(
+        id=incident_id, status=LifecycleStatus.REPORTED, location=incident_location(incident_id)
+    )
+
+
+async def _replay(
+    session: AsyncSession, key: str, request_hash: str, response: Response
+) -> CreatedOut:
+    stored = (
+        await session.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))
+    ).one()
+    if stored.request_hash != request_hash:
+        raise Problem(
+            409,
+            "Idempotency-Key reused",
+            "This Idempotency-Key was used with a different request body.",
+            kind="idempotency-conflict",
+            incident_id=str(stored.incident_id),
+        )
+    status = (
+        await session.execute(select(incidents.c.status).where(incidents.c.id == stored.incident_id))
+    ).scalar_one()
+    response.headers["Location"] = incident_location(stored.incident_id)
+    response.headers["Idempotent-Replayed"] = "true"
+    return CreatedOut(
+        id=stored.incident_id, status=status, location=incident_location(stored.incident_id)
+    )
+
+
+async def _locked_incident(session: AsyncSession, incident_id: UUID):
+    row = (
+        await session.execute(
+            select(incidents).where(incidents.c.id == incident_id).with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise not_found("Incident", incident_id)
+    return row
+
+
+@router.post("/{incident_id}/actions", status_code=201, summary="Record an action taken")
+async def record_action(
+    incident_id: UUID, body: ActionIn, request: Request, response: Response, session: Session
+) -> ActionOut:
+    await _locked_incident(session, incident_id)
+    check_party(directory_of(request), body.party, "party")
+    now = datetime.now(UTC)
+    action_id = uuid4()
+    row = {
+        "id": action_id,
+        "incident_id": incident_id,
+        "action": body.action,
+        "party": body.party,
+        "actor_name": body.actor_name,
+        "occurred_at": body.occurred_at or now,
+        "recorded_at": now,
+        "note": body.note,
+    }
+    await session.execute(actions.insert().values(**row))
+    event = ActionRecorded(
+        incident_id=incident_id,
+        action_id=action_id,
+        action=body.action,
+        party=body.party,
+        actor_name=body.actor_name,
+        occurred_at=row["occurred_at"],
+        recorded_at=now,
+        note=body.note,
+    )
+    await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
+    response.headers["Location"] = incident_location(incident_id)
+    return ActionOut(**{name: value for name, value in row.items() if name != "incident_id"})
+
+
+@router.post(
+    "/{incident_id}/reports", status_code=201, summary="File a follow-up (续报) or correction"
+)
+async def file_report(
+    incident_id: UUID, body: ReportIn, request: Request, response: Response, session: Session
+) -> ReportOut:
+    incident = await _locked_incident(session, incident_id)
+    check_party(directory_of(request), body.reporter.party, "reporter.party")
+    facts, changes, previous = incident_facts.apply_changes(incident.facts, body.changes)
+    now = datetime.now(UTC)
+    report_id = uuid4()
+    reporter = ReporterIn.model_validate(body.reporter).model_dump(mode="json")
+    await session.execute(
+        reports.insert().values(
+            id=report_id,
+            incident_id=incident_id,
+            kind=body.kind,
+            changes=changes,
+            previous=previous,
+            reporter=reporter,
+            text=body.text,
+            filed_at=now,
+        )
+    )
+    await session.execute(
+        update(incidents)
+        .where(incidents.c.id == incident_id)
+        .values(
+            facts=facts,
+            category=facts["category"],
+            phase=facts["phase"],
+            updated_at=now,
+        )
+    )
+    event = ReportFiled(
+        incident_id=incident_id,
+        report_id=report_id,
+        kind=body.kind,
+        reporter=Reporter(**reporter),
+        filed_at=now,
+        changes=incident_facts.masked(changes),
+        previous=incident_facts.masked(previous),
+        text=body.text,
+    )
+    await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
+    response.headers["Location"] = incident_location(incident_id)
+    return ReportOut(
+        id=report_id,
+        kind=body.kind,
+        changes=incident_facts.masked(changes),
+        previous=incident_facts.masked(previous),
+        reporter=reporter,
+        text=body.text,
+        filed_at=now,
+    )
+
+
+@router.get("/{incident_id}", summary="The incident: facts as reported and lifecycle status")
+async def get_incident(incident_id: UUID, session: Session) -> IncidentOut:
+    incident = (
+        await session.execute(select(incidents).where(incidents.c.id == incident_id))
+    ).first()
+    if incident is None:
+        raise not_found("Incident", incident_id)
+    action_rows = (
+        await session.execute(
+            select(actions)
+            .where(actions.c.incident_id == incident_id)
+            .order_by(actions.c.occurred_at, actions.c.recorded_at)
+        )
+    ).all()
+    report_rows = (
+        await session.execute(
+            select(reports).where(reports.c.incident_id == incident_id).order_by(reports.c.filed_at)
+        )
+    ).all()
+    return IncidentOut(
+        id=incident.id,
+        status=incident.status,
+        status_reason=incident.status_reason,
+        status_changed_at=incident.status_changed_at,
+        reported_at=incident.reported_at,
+        reporter=incident.reporter,
+        facts=incident_facts.masked(incident.facts),
+        actions=[ActionOut.model_validate(row, from_attributes=True) for row in action_rows],
+        reports=[
+            ReportOut(
+                id=row.id,
+                kind=row.kind,
+                changes=incident_facts.masked(row.changes),
+                previous=incident_facts.masked(row.previous),
+                reporter=row.reporter,
+                text=row.text,
+                filed_at=row.filed_at,
+            )
+            for row in report_rows
+        ],
+    )

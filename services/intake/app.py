@@ -1,0 +1,27 @@
+"""Intake: the REST edge where officers and the county platform report emergencies."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.intake import api, handlers
+from services.intake.models import SCHEMA, messaging
+from shared.directory import Directory
+from shared.events import topics
+from shared.runtime import ServiceRuntime, create_service_app
+from shared.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = ServiceRuntime(SCHEMA, settings, messaging)
+    runtime.add_consumer("intake.status-projection", [topics.ESCALATIONS], handlers.project_status)
+    app = create_service_app(
+        runtime,
+        title="Intake",
+        description="Reports of community-correction emergencies (社区矫正突发事件) and "
+        "the actions and follow-ups recorded against them.",
+        routers=[api.router],
+    )
+    app.state.directory = Directory.load(settings.directory_file)
+    return app

@@ -1,0 +1,139 @@
+"""Request and response bodies of the intake API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.domain import ActionCode, Category, LifecycleStatus, Phase
+from shared.privacy import ID_NUMBER_PATTERN
+
+PARTY_PATTERN = r"^(SFS|TCG|PPS):\d{9}$|^(BLO|BJO|CEO|PLATFORM)$|^DEPT:.{1,40}$"
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class SubjectIn(_Input):
+    id: str = Field(min_length=1, max_length=64, description="社区矫正对象编号")
+    name: str = Field(min_length=1, max_length=64)
+    id_number: str | None = Field(default=None, pattern=ID_NUMBER_PATTERN, description="身份证号")
+
+
+class ReporterIn(_Input):
+    party: str = Field(pattern=PARTY_PATTERN, examples=["SFS:150626102", "PLATFORM"])
+    name: str = Field(min_length=1, max_length=64)
+    phone: str | None = Field(default=None, max_length=32)
+
+
+class IncidentIn(_Input):
+    """A first report (首报) of an emergency."""
+
+    category: Category
+    phase: Phase
+    township: str = Field(
+        min_length=1, max_length=32, description="division code (150626102) or name (图克镇)"
+    )
+    subjects: list[SubjectIn] = Field(min_length=1, max_length=50)
+    occurred_at: AwareDatetime | None = None
+    discovered_at: AwareDatetime | None = None
+    location: str | None = Field(default=None, max_length=500)
+    summary: str | None = Field(default=None, max_length=5000, description="事态发展情况")
+    measures_taken: str | None = Field(default=None, max_length=5000, description="已采取的措施")
+    persons_involved: str | None = Field(
+        default=None, max_length=5000, description="涉及人员基本情况"
+    )
+    reporter: ReporterIn
+    drill: bool = False
+
+
+class FactsUpdate(_Input):
+    """Facts a follow-up report adds or a correction replaces; omitted fields stay as they are."""
+
+    category: Category | None = None
+    phase: Phase | None = None
+    subjects: list[SubjectIn] | None = Field(default=None, min_length=1, max_length=50)
+    occurred_at: AwareDatetime | None = None
+    discovered_at: AwareDatetime | None = None
+    location: str | None = Field(default=None, max_length=500)
+    summary: str | None = Field(default=None, max_length=5000)
+    measures_taken: str | None = Field(default=None, max_length=5000)
+    persons_involved: str | None = Field(default=None, max_length=5000)
+
+
+class ReportIn(_Input):
+    kind: Literal["FOLLOW_UP", "CORRECTION"]
+    reporter: ReporterIn
+    changes: FactsUpdate = Field(default_factory=FactsUpdate)
+    text: str | None = Field(default=None, max_length=5000, description="续报内容")
+
+
+class ActionIn(_Input):
+    action: ActionCode
+    party: str = Field(pattern=PARTY_PATTERN)
+    actor_name: str = Field(min_length=1, max_length=64)
+    occurred_at: AwareDatetime | None = Field(default=None, description="defaults to now")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class SubjectOut(BaseModel):
+    id: str
+    name: str
+    id_number_masked: str | None = None
+
+
+class FactsOut(BaseModel):
+    category: Category
+    phase: Phase
+    township_code: str
+    township_name: str
+    subjects: list[SubjectOut]
+    occurred_at: datetime | None
+    discovered_at: datetime | None
+    location: str | None
+    summary: str | None
+    measures_taken: str | None
+    persons_involved: str | None
+    drill: bool
+
+
+class ActionOut(BaseModel):
+    id: UUID
+    action: ActionCode
+    party: str
+    actor_name: str
+    occurred_at: datetime
+    recorded_at: datetime
+    note: str | None
+
+
+class ReportOut(BaseModel):
+    id: UUID
+    kind: str
+    changes: dict
+    previous: dict
+    reporter: dict
+    text: str | None
+    filed_at: datetime
+
+
+class IncidentOut(BaseModel):
+    id: UUID
+    status: LifecycleStatus
+    status_reason: str | None
+    status_changed_at: datetime | None
+    reported_at: datetime
+    reporter: dict
+    facts: FactsOut
+    actions: list[ActionOut] = []
+    reports: list[ReportOut] = []
+
+
+class CreatedOut(BaseModel):
+    id: UUID
+    status: LifecycleStatus
+    location: str

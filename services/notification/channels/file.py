@@ -1,0 +1,38 @@
+"""Appends the alert as one JSON line to a file: the local default, no gateway needed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from services.notification.channels import DeliveryResult
+from shared.directory import Contact
+
+
+class FileChannel:
+    name = "file"
+
+    def __init__(self, default_path: Path) -> None:
+        self._default_path = default_path
+        self._lock = asyncio.Lock()
+
+    async def send(self, alert: dict[str, Any], contact: Contact) -> DeliveryResult:
+        path = Path(contact.address) if contact.address else self._default_path
+        line = json.dumps(alert, ensure_ascii=False) + "\n"
+        try:
+            async with self._lock:
+                await asyncio.to_thread(_append, path, line)
+        except OSError as error:
+            return DeliveryResult(False, error=f"{error.__class__.__name__}: {error}")
+        return DeliveryResult(True)
+
+    async def close(self) -> None:
+        return None
+
+
+def _append(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as file:
+        file.write(line)

@@ -1,0 +1,49 @@
+"""Event consumers of notification: routing decisions that call for an alert."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import uuid4
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notification.dispatch import DISPATCH_CHANNEL
+from services.notification.models import notifications
+from services.notification.templates import render_alert
+from shared.directory import Directory
+from shared.events import CloudEvent
+from shared.events.models import ObligationCreated
+from shared.kafka import RecordPosition
+from shared.pgnotify import notify
+
+
+@dataclass(frozen=True)
+class NotificationHandlers:
+    directory: Directory
+
+    async def handle(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
+        if not isinstance(event.data, ObligationCreated) or not event.data.notify:
+            return
+        obligation = event.data
+        party = self.directory.party(obligation.party)
+        notification_id = uuid4()
+        await session.execute(
+            insert(notifications)
+            .values(
+                id=notification_id,
+                incident_id=obligation.incident_id,
+                obligation_id=obligation.obligation_id,
+                party=obligation.party,
+                rule_id=obligation.rule_id,
+                drill=obligation.incident.drill,
+                alert=render_alert(
+                    str(notification_id),
+                    obligation,
+                    party.name if party is not None else obligation.party,
+                ),
+                status="PENDING",
+            )
+            .on_conflict_do_nothing(index_elements=[notifications.c.obligation_id])
+        )
+        await notify(session, DISPATCH_CHANNEL)

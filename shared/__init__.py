@@ -1,0 +1,1 @@
+"""Library shared by the four services: settings, events, Kafka, database, outbox/inbox."""

@@ -1,0 +1,100 @@
+"""Async SQLAlchemy over asyncpg, one PostgreSQL schema per service, Alembic per service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from shared.settings import REPOSITORY_ROOT, Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def service_metadata(schema: str) -> MetaData:
+    return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        settings.async_database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One session, one transaction: committed on success, rolled back on error."""
+    async with sessions() as session, session.begin():
+        yield session
+
+
+def migrations_folder(service: str) -> Path:
+    return REPOSITORY_ROOT / "services" / service / "migrations" / "versions"
+
+
+def alembic_config(settings: Settings, service: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(REPOSITORY_ROOT / "shared" / "alembic"))
+    config.set_main_option("version_locations", str(migrations_folder(service)))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("sqlalchemy.url", settings.async_database_url)
+    config.attributes["schema"] = service
+    return config
+
+
+async def migrate(settings: Settings, service: str, revision: str = "head") -> None:
+    """Bring the service's schema to `revision`; Alembic's sync API runs in a worker thread."""
+    await asyncio.to_thread(command.upgrade, alembic_config(settings, service), revision)
+
+
+def autogenerate_revision(settings: Settings, service: str, message: str) -> None:
+    """Write a new migration for the difference between the service's models and the database."""
+    import importlib
+
+    config = alembic_config(settings, service)
+    config.attributes["target_metadata"] = importlib.import_module(
+        f"services.{service}.models"
+    ).metadata
+    command.upgrade(config, "head")
+    command.revision(config, message=message, autogenerate=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Database migrations of one service")
+    parser.add_argument("action", choices=["upgrade", "revision"])
+    parser.add_argument("service")
+    parser.add_argument("-m", "--message", default="change")
+    arguments = parser.parse_args()
+    settings = Settings()
+    if arguments.action == "upgrade":
+        asyncio.run(migrate(settings, arguments.service))
+    else:
+        autogenerate_revision(settings, arguments.service, arguments.message)

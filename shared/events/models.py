@@ -1,0 +1,203 @@
+"""Typed data of every event type, per topic (`incidents.v1`, `escalations.v1`, ...).
+
+Within a topic version, fields may be added (optional) but never removed or retyped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.domain import ActionCode, Category, LifecycleStatus, Phase
+
+
+class EventData(BaseModel):
+    """Base of every event payload: strict about unknown fields, frozen once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ce_type: ClassVar[str] = ""
+
+
+# --- incidents.v1 -----------------------------------------------------------------------------
+
+
+class Subject(EventData):
+    id: str = Field(min_length=1, max_length=64, description="社区矫正对象编号")
+    name: str = Field(min_length=1, max_length=64)
+    id_number_masked: str | None = Field(default=None, description="身份证号, masked")
+
+
+class Reporter(EventData):
+    party: str = Field(description="e.g. `SFS:150626102` or `PLATFORM`")
+    name: str
+    phone: str | None = None
+
+
+class IncidentFacts(EventData):
+    """The facts R7 asks a report to state: 种类、时间、地点、涉及人员、事态发展、已采取的措施."""
+
+    category: Category
+    phase: Phase
+    township_code: str
+    township_name: str
+    subjects: tuple[Subject, ...]
+    occurred_at: AwareDatetime | None = None
+    discovered_at: AwareDatetime | None = None
+    location: str | None = None
+    summary: str | None = Field(default=None, description="事态发展情况")
+    measures_taken: str | None = Field(default=None, description="已采取的措施")
+    persons_involved: str | None = Field(default=None, description="涉及人员基本情况")
+    drill: bool = False
+
+
+class IncidentReported(EventData):
+    ce_type: ClassVar[str] = "incident.reported"
+    incident_id: UUID
+    facts: IncidentFacts
+    reporter: Reporter
+    reported_at: AwareDatetime
+
+
+class ActionRecorded(EventData):
+    ce_type: ClassVar[str] = "incident.action_recorded"
+    incident_id: UUID
+    action_id: UUID
+    action: ActionCode
+    party: str
+    actor_name: str
+    occurred_at: AwareDatetime
+    recorded_at: AwareDatetime
+    note: str | None = None
+
+
+class ReportFiled(EventData):
+    """A follow-up report (续报) or a correction of facts already reported."""
+
+    ce_type: ClassVar[str] = "incident.report_filed"
+    incident_id: UUID
+    report_id: UUID
+    kind: Literal["FOLLOW_UP", "CORRECTION"]
+    reporter: Reporter
+    filed_at: AwareDatetime
+    changes: dict[str, Any] = Field(default_factory=dict, description="facts as now stated")
+    previous: dict[str, Any] = Field(default_factory=dict, description="facts they replace")
+    text: str | None = None
+
+
+# --- escalations.v1 ---------------------------------------------------------------------------
+
+
+class IncidentBrief(EventData):
+    """What an alert needs to say about the incident, and no more (least personal data)."""
+
+    category: Category
+    phase: Phase
+    township_code: str
+    township_name: str
+    location: str | None = None
+    occurred_at: datetime | None = None
+    summary: str | None = None
+    subject_names: tuple[str, ...] = ()
+    drill: bool = False
+
+
+class ObligationCreated(EventData):
+    """A routing decision: who must do what, by when, under which rule of the plan."""
+
+    ce_type: ClassVar[str] = "obligation.created"
+    incident_id: UUID
+    obligation_id: UUID
+    party: str
+    action: str
+    action_text: str
+    deadline_name: str
+    due_at: AwareDatetime
+    rule_id: str
+    plan_section: str
+    explanation: str
+    notify: bool = Field(description="the party must be alerted now")
+    incident: IncidentBrief
+
+
+class ObligationMet(EventData):
+    ce_type: ClassVar[str] = "obligation.met"
+    incident_id: UUID
+    obligation_id: UUID
+    party: str
+    rule_id: str
+    status: Literal["MET", "MET_LATE"]
+    met_at: AwareDatetime
+    met_by_event_id: UUID
+
+
+class IncidentStatusChanged(EventData):
+    ce_type: ClassVar[str] = "incident.status_changed"
+    incident_id: UUID
+    status: LifecycleStatus
+    previous_status: LifecycleStatus | None
+    changed_at: AwareDatetime
+    reason: str
+
+
+class ActionRejected(EventData):
+    """An action that makes no sense in the incident's current state: shown, never dropped."""
+
+    ce_type: ClassVar[str] = "action.rejected"
+    incident_id: UUID
+    action_id: UUID
+    action: ActionCode
+    status: LifecycleStatus
+    reason: str
+
+
+# --- notifications.v1 -------------------------------------------------------------------------
+
+
+class NotificationAttempt(EventData):
+    """One delivery attempt of an alert to one contact of a party."""
+
+    notification_id: UUID
+    incident_id: UUID
+    obligation_id: UUID
+    party: str
+    channel: str
+    contact: str
+    attempt: int
+    outcome: Literal["DELIVERED", "FAILED"]
+    status_code: int | None = None
+    latency_ms: float
+    error: str | None = None
+    attempted_at: AwareDatetime
+
+
+# --- audit.v1 ---------------------------------------------------------------------------------
+
+
+class NotificationDelivered(NotificationAttempt):
+    ce_type: ClassVar[str] = "notification.delivered"
+
+
+class NotificationFailed(NotificationAttempt):
+    ce_type: ClassVar[str] = "notification.failed"
+
+
+class LogCheckpoint(EventData):
+    ce_type: ClassVar[str] = "audit.checkpoint"
+    origin: str
+    size: int
+    root_hash: str
+    published_at: AwareDatetime
+
+
+class AccountabilityFinding(EventData):
+    ce_type: ClassVar[str] = "audit.finding"
+    finding_id: UUID
+    incident_id: UUID
+    rule_id: str
+    party: str
+    kind: Literal["LATE", "OMITTED", "CONCEALED", "FALSE", "KEY_MONITORING_SUGGESTED"]
+    detail: str
+    evidence_log_indexes: tuple[int, ...] = ()

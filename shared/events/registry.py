@@ -1,0 +1,37 @@
+"""Which event type travels on which topic, validated by which model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.events import models, topics
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    topic: str
+    model: type[models.EventData]
+
+
+def _specs(topic: str, *event_models: type[models.EventData]) -> dict[str, EventSpec]:
+    return {model.ce_type: EventSpec(topic, model) for model in event_models}
+
+
+EVENT_TYPES: dict[str, EventSpec] = {
+    **_specs(
+        topics.INCIDENTS, models.IncidentReported, models.ActionRecorded, models.ReportFiled
+    ),
+    **_specs(
+        topics.ESCALATIONS,
+        models.ObligationCreated,
+        models.ObligationMet,
+        models.IncidentStatusChanged,
+        models.ActionRejected,
+    ),
+    **_specs(topics.NOTIFICATIONS, models.NotificationDelivered, models.NotificationFailed),
+    **_specs(topics.AUDIT, models.LogCheckpoint, models.AccountabilityFinding),
+}
+
+
+def topic_of(data: models.EventData) -> str:
+    return EVENT_TYPES[data.ce_type].topic

@@ -1,0 +1,273 @@
+"""Kafka on aiokafka: an `acks=all` producer, topic creation, and the event consumer.
+
+The consumer never auto-commits: for each record it decodes, validates and applies the event in
+one database transaction (with the inbox), and only then commits `offset + 1`. A record that
+cannot be decoded or validated goes to `<topic>.dlq` with the reason and the consumer's name in
+its headers, and the consumer goes on. Infrastructure failures are retried, never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.events import CloudEvent, UndecodableEvent, decode
+from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
+from shared.messaging import Inbox
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+# After this many failures of the same record with a non-infrastructure error, the record is
+# dead-lettered with the error as its reason rather than blocking its partition for ever.
+MAX_HANDLER_ATTEMPTS = 5
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    KafkaError,
+    OperationalError,
+    InterfaceError,
+)
+
+
+class RejectEvent(Exception):
+    """Raised by a handler for a well-formed event it cannot accept; it is dead-lettered."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RecordPosition:
+    topic: str
+    partition: int
+    offset: int
+
+
+EventHandler = Callable[[AsyncSession, CloudEvent, RecordPosition], Awaitable[None]]
+
+
+def create_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.require_kafka(),
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        linger_ms=0,
+        request_timeout_ms=15000,
+    )
+
+
+async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> None:
+    """Create the topics (and their DLQs) with the configured partitions if missing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.require_kafka())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, settings.kafka_topic_partitions, settings.kafka_topic_replication_factor)
+            for name in (names or all_topics_with_dead_letters())
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, TRANSIENT_ERRORS)
+
+
+class _RebalanceLog(ConsumerRebalanceListener):
+    """Records are committed before each fetch returns, so a revocation leaves nothing behind."""
+
+    def __init__(self, consumer_name: str) -> None:
+        self._name = consumer_name
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            log.info("%s: partitions revoked %s", self._name, sorted(map(str, revoked)))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("%s: partitions assigned %s", self._name, sorted(map(str, assigned)))
+
+
+class EventConsumer:
+    """One consumer group member applying events of `topics` through `handler`."""
+
+    def __init__(
+        self,
+        name: str,
+        topics: Iterable[str],
+        handler: EventHandler,
+        sessions: async_sessionmaker[AsyncSession],
+        inbox: Inbox,
+        producer: AIOKafkaProducer,
+        settings: Settings,
+    ) -> None:
+        self.name = name
+        self.topics = tuple(topics)
+        self._handler = handler
+        self._sessions = sessions
+        self._inbox = inbox
+        self._producer = producer
+        self._settings = settings
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+        self._failures: dict[RecordPosition, int] = {}
+        self.applied = 0
+        self.redelivered = 0
+        self.dead_lettered = 0
+
+    async def run(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.require_kafka(),
+            group_id=self.name,
+            client_id=self.name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        self._consumer.subscribe(self.topics, listener=_RebalanceLog(self.name))
+        await self._consumer.start()
+        try:
+            while not self._stopping.is_set():
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                for partition, records in batches.items():
+                    await self._process_partition(partition, records)
+        finally:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+
+    def request_stop(self) -> None:
+        """Finish the records in hand, commit them, and leave the group."""
+        self._stopping.set()
+
+    async def lag(self) -> dict[str, int]:
+        """Per partition: end offset minus committed offset, measured by the consumer itself."""
+        if self._consumer is None:
+            return {}
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return {}
+        ends = await self._consumer.end_offsets(assigned)
+        result = {}
+        for partition in assigned:
+            committed = await self._consumer.committed(partition) or 0
+            result[f"{partition.topic}:{partition.partition}"] = max(ends[partition] - committed, 0)
+        return result
+
+    async def _process_partition(
+        self, partition: TopicPartition, records: list[ConsumerRecord]
+    ) -> None:
+        assert self._consumer is not None
+        done = None
+        for record in records:
+            try:
+                await self.process(record)
+            except Exception as error:
+                # Commit what succeeded, then re-read from the failed record after a pause.
+                if done is not None:
+                    await self._consumer.commit({partition: done + 1})
+                self._consumer.seek(partition, record.offset)
+                await self._pause_after_failure(record, error)
+                return
+            done = record.offset
+        if done is not None:
+            await self._consumer.commit({partition: done + 1})
+
+    async def _pause_after_failure(self, record: ConsumerRecord, error: Exception) -> None:
+        position = RecordPosition(record.topic, record.partition, record.offset)
+        attempts = self._failures.get(position, 0) + 1
+        self._failures[position] = attempts
+        level = logging.WARNING if is_transient(error) else logging.ERROR
+        log.log(level, "%s: %s failed (attempt %d): %r", self.name, position, attempts, error)
+        await asyncio.sleep(min(0.1 * 2**attempts, 5.0) * (0.5 + random.random()))
+
+    async def process(self, record: ConsumerRecord) -> str:
+        """Apply one record; returns `applied`, `duplicate` or `dead-lettered`."""
+        position = RecordPosition(record.topic, record.partition, record.offset)
+        try:
+            event = decode(record.topic, record.headers, record.value)
+        except UndecodableEvent as error:
+            await self.dead_letter(record, error.reason)
+            return "dead-lettered"
+        context = extract(event.trace_headers)
+        with tracer.start_as_current_span(
+            f"{record.topic} process",
+            context=context,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.consumer.group.name": self.name,
+                "messaging.message.id": str(event.id),
+                "incident.id": event.subject,
+            },
+        ):
+            try:
+                async with self._sessions() as session, session.begin():
+                    fresh = await self._inbox.claim(
+                        session, event, record.topic, record.partition, record.offset
+                    )
+                    if fresh:
+                        await self._handler(session, event, position)
+            except RejectEvent as error:
+                await self.dead_letter(record, error.reason)
+                return "dead-lettered"
+            except Exception as error:
+                attempts = self._failures.get(position, 0) + 1
+                if is_transient(error) or attempts < MAX_HANDLER_ATTEMPTS:
+                    raise
+                await self.dead_letter(record, f"handler failed {attempts} times: {error!r}")
+                return "dead-lettered"
+        self._failures.pop(position, None)
+        if fresh:
+            self.applied += 1
+            return "applied"
+        self.redelivered += 1
+        return "duplicate"
+
+    async def dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        log.warning(
+            "%s: %s[%d]@%d to DLQ: %s",
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+        )
+        extra = {
+            "dlq_reason": reason[:4000],
+            "dlq_consumer": self.name,
+            "dlq_original_topic": record.topic,
+            "dlq_original_partition": str(record.partition),
+            "dlq_original_offset": str(record.offset),
+            "dlq_failed_at": datetime.now(UTC).isoformat(),
+        }
+        headers = [(name, value) for name, value in (record.headers or ()) if name not in extra]
+        headers += [(name, value.encode()) for name, value in extra.items()]
+        await self._producer.send_and_wait(
+            dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
+        )
+        self.dead_lettered += 1
+        self._failures.pop(RecordPosition(record.topic, record.partition, record.offset), None)

@@ -1,0 +1,50 @@
+"""Wake a worker on PostgreSQL NOTIFY, with a poll interval as the fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+class Wakeup:
+    """LISTENs on one channel; `wait` returns on a notification or after `timeout` seconds.
+
+    The listening connection is reopened after it drops (a database restart), and a lost
+    notification only costs one poll interval.
+    """
+
+    def __init__(self, dsn: str, channel: str) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._event = asyncio.Event()
+        self._connection: asyncpg.Connection | None = None
+
+    async def wait(self, timeout: float) -> None:
+        await self._ensure_listening()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        self._event.clear()
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close(timeout=2)
+            self._connection = None
+
+    async def _ensure_listening(self) -> None:
+        if self._connection is not None and not self._connection.is_closed():
+            return
+        await self.close()
+        self._connection = await asyncpg.connect(self._dsn)
+        await self._connection.add_listener(self._channel, lambda *_: self._event.set())
+        # Anything written while we were not listening is picked up by the caller's next pass.
+        self._event.set()
+
+
+async def notify(session: AsyncSession, channel: str) -> None:
+    """Queue a NOTIFY in the session's transaction; PostgreSQL delivers it at commit."""
+    await session.execute(select(func.pg_notify(channel, "")))

@@ -1,0 +1,17 @@
+"""Least personal data (社区矫正法 Arts. 26, 29, 54; 个人信息保护法 Art. 28)."""
+
+from __future__ import annotations
+
+import re
+
+ID_NUMBER_PATTERN = r"^\d{17}[\dXx]$"
+_ID_NUMBER = re.compile(ID_NUMBER_PATTERN)
+
+
+def mask_id_number(id_number: str | None) -> str | None:
+    """`150626199001011234` → `150626********1234`: region and last four only."""
+    if not id_number:
+        return None
+    if not _ID_NUMBER.match(id_number):
+        return "*" * len(id_number)
+    return id_number[:6] + "*" * 8 + id_number[-4:]

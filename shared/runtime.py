@@ -1,0 +1,213 @@
+"""What every service runs between start and stop: database, producer, relay, consumers.
+
+Built in the service's lifespan and handed to routes through `request.app.state`, so no client
+lives in a module-level global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import MetaData, Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.db import create_engine, create_session_factory, migrate
+from shared.kafka import EventConsumer, EventHandler, create_producer
+from shared.messaging import Inbox, Outbox, OutboxRelay, inbox_table, outbox_table
+from shared.problems import install_problem_handlers
+from shared.settings import Settings
+from shared.telemetry import configure_tracing
+
+log = logging.getLogger(__name__)
+
+Worker = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class MessagingTables:
+    outbox: Outbox
+    inbox_table: Table
+
+    @classmethod
+    def of(cls, metadata: MetaData) -> MessagingTables:
+        return cls(Outbox(outbox_table(metadata)), inbox_table(metadata))
+
+
+@dataclass
+class ServiceRuntime:
+    """The clients and background workers of one service process."""
+
+    service: str
+    settings: Settings
+    messaging: MessagingTables
+    engine: AsyncEngine = field(init=False)
+    sessions: async_sessionmaker[AsyncSession] = field(init=False)
+    producer: AIOKafkaProducer = field(init=False)
+    relay: OutboxRelay = field(init=False)
+    consumers: list[EventConsumer] = field(default_factory=list)
+    _workers: list[tuple[str, Worker]] = field(default_factory=list)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _consumer_specs: list[tuple[str, tuple[str, ...], EventHandler]] = field(default_factory=list)
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.messaging.outbox
+
+    def add_consumer(self, group: str, topics: Iterable[str], handler: EventHandler) -> None:
+        self._consumer_specs.append((group, tuple(topics), handler))
+
+    def add_worker(self, name: str, worker: Worker) -> None:
+        """A background loop, restarted after a failure, cancelled at stop."""
+        self._workers.append((name, worker))
+
+    async def start(self) -> None:
+        configure_tracing(self.settings, self.service)
+        if self.settings.migrate_on_startup:
+            await migrate(self.settings, self.service)
+        self.engine = create_engine(self.settings)
+        self.sessions = create_session_factory(self.engine)
+        self.producer = create_producer(self.settings, client_id=self.service)
+        await _retry(self.producer.start, f"{self.service}: connect to Kafka")
+        self.relay = OutboxRelay(
+            self.outbox,
+            self.sessions,
+            self.producer,
+            self.settings.plain_database_url,
+            self.settings.outbox_poll_interval_seconds,
+        )
+        self._spawn("outbox-relay", self.relay.run)
+        for group, topics, handler in self._consumer_specs:
+            consumer = EventConsumer(
+                group,
+                topics,
+                handler,
+                self.sessions,
+                Inbox(self.messaging.inbox_table, group),
+                self.producer,
+                self.settings,
+            )
+            self.consumers.append(consumer)
+            self._spawn(group, consumer.run)
+        for name, worker in self._workers:
+            self._spawn(name, worker)
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        for consumer in self.consumers:
+            consumer.request_stop()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=min(grace_seconds, 2.0))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            # Publish what the last transactions staged before closing the producer.
+            await asyncio.wait_for(self.relay.publish_batch(), timeout=grace_seconds / 2)
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+        await self.engine.dispose()
+
+    def _spawn(self, name: str, worker: Worker) -> None:
+        self._tasks.append(asyncio.create_task(_supervise(name, worker), name=name))
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = f"unavailable: {error.__class__.__name__}"
+        try:
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=3)
+            checks["broker"] = "ok"
+        except Exception as error:
+            checks["broker"] = f"unavailable: {error.__class__.__name__}"
+        return checks
+
+
+async def _supervise(name: str, worker: Worker) -> None:
+    delay = 0.2
+    while True:
+        try:
+            await worker()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker %s failed; restarting in %.1fs", name, delay)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 10.0)
+
+
+async def _retry(action: Callable[[], Awaitable[object]], what: str, attempts: int = 30) -> None:
+    for attempt in range(1, attempts + 1):
+        try:
+            await action()
+            return
+        except Exception as error:
+            if attempt == attempts:
+                raise
+            log.warning("%s failed (attempt %d): %r", what, attempt, error)
+            await asyncio.sleep(min(0.2 * attempt, 2.0))
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime
+
+
+async def session_in_transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    """FastAPI dependency: one transaction per request, committed when the route returns."""
+    async with runtime_of(request).sessions() as session, session.begin():
+        yield session
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Database and broker reachable, migrations applied")
+    async def readyz(request: Request) -> JSONResponse:
+        checks = await runtime_of(request).readiness()
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    return router
+
+
+def create_service_app(
+    runtime: ServiceRuntime,
+    title: str,
+    description: str,
+    routers: Iterable[APIRouter],
+) -> FastAPI:
+    """The FastAPI app every service builds: lifespan, problem+json errors, health routes."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.runtime = runtime
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    install_problem_handlers(app)
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router)
+    return app

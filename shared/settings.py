@@ -1,0 +1,74 @@
+"""Settings read from the environment, one class for every service."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+
+SERVICE_NAMES = ("intake", "escalation", "notification", "audit")
+
+
+class Settings(BaseSettings):
+    """Everything a service reads from its environment.
+
+    Unset `DATABASE_URL` / `KAFKA_BOOTSTRAP_SERVERS` mean "start local ones" for `make run`
+    and the tests; a service process itself always needs both.
+    """
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    database_url: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    # Tansu (the local broker) rejects InitProducerId, so idempotence stays a setting.
+    kafka_enable_idempotence: bool = False
+    kafka_topic_partitions: int = Field(default=6, ge=1)
+    kafka_topic_replication_factor: int = Field(default=1, ge=1)
+
+    intake_port: int = 8001
+    escalation_port: int = 8002
+    notification_port: int = 8003
+    audit_port: int = 8004
+
+    otel_service_name: str | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+
+    directory_file: Path = REPOSITORY_ROOT / "config" / "directory.yaml"
+    policy_file: Path = REPOSITORY_ROOT / "services" / "escalation" / "policy.yaml"
+    alerts_file: Path = REPOSITORY_ROOT / ".local" / "alerts.jsonl"
+    local_data_dir: Path = REPOSITORY_ROOT / ".local"
+
+    # How long the outbox relay sleeps when no NOTIFY arrives; NOTIFY is the fast path.
+    outbox_poll_interval_seconds: float = Field(default=0.5, gt=0)
+    migrate_on_startup: bool = True
+
+    @cached_property
+    def async_database_url(self) -> str:
+        """`DATABASE_URL` in the form SQLAlchemy's asyncpg dialect expects."""
+        if not self.database_url:
+            raise RuntimeError("DATABASE_URL is not set")
+        return to_asyncpg_url(self.database_url)
+
+    @cached_property
+    def plain_database_url(self) -> str:
+        """`DATABASE_URL` in the libpq form asyncpg's own `connect` expects."""
+        return self.async_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    def require_kafka(self) -> str:
+        if not self.kafka_bootstrap_servers:
+            raise RuntimeError("KAFKA_BOOTSTRAP_SERVERS is not set")
+        return self.kafka_bootstrap_servers
+
+    def port_of(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+
+def to_asyncpg_url(url: str) -> str:
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url!r}")

@@ -1,0 +1,45 @@
+"""Small helpers for the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 20.0
+) -> T:
+    """Poll `probe` until `accept` holds for its result; fail with the last result otherwise."""
+    last: T | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                last = await probe()
+                if accept(last):
+                    return last
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"condition not met within {timeout}s; last: {last!r}") from None
+
+
+def violence_report(**overrides: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    body = {
+        "category": "VIOLENCE",
+        "phase": "IN_PROGRESS",
+        "township": "图克镇",
+        "subjects": [{"id": "SQJZ-2024-0107", "name": "王某某", "id_number": "150626199001011234"}],
+        "occurred_at": (now - timedelta(minutes=6)).isoformat(),
+        "discovered_at": (now - timedelta(minutes=4)).isoformat(),
+        "location": "图克镇中心街农贸市场东门",
+        "summary": "社区矫正对象王某某持刀与摊贩发生冲突，扬言伤人，现场已有群众围观。",
+        "measures_taken": "司法所工作人员已赶赴现场劝阻，同时拨打110。",
+        "persons_involved": "社区矫正对象1人，摊贩1人（轻伤）。",
+        "reporter": {"party": "SFS:150626102", "name": "李明", "phone": "13900000000"},
+    }
+    body.update(overrides)
+    return body
