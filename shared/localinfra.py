@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for_port(
+    port: int, within_seconds: float, process: subprocess.Popen | None = None
+) -> None:
+    deadline = time.monotonic() + within_seconds
     while True:
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -47,14 +50,19 @@ async def wait_for_port(port: int, timeout: float, process: subprocess.Popen | N
             return
         except OSError:
             if process is not None and process.poll() is not None:
-                raise RuntimeError(f"process on port {port} exited with {process.returncode}")
+                raise RuntimeError(
+                    f"process on port {port} exited with {process.returncode}"
+                ) from None
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing answers on 127.0.0.1:{port}") from None
             await asyncio.sleep(0.05)
 
 
 def _postgres_bin() -> Path:
-    from pgserver._commands import POSTGRES_BIN_PATH
+    with warnings.catch_warnings():
+        # pgserver warns at import when XDG_RUNTIME_DIR is unset; its /tmp fallback is fine.
+        warnings.simplefilter("ignore")
+        from pgserver._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 
@@ -63,6 +71,7 @@ def _as_postgres_user() -> dict:
     """subprocess arguments that drop root to the pgserver user, as pgserver itself does."""
     if os.geteuid() != 0:
         return {}
+    bin_path = _postgres_bin()
     from pgserver.utils import (
         ensure_folder_permissions,
         ensure_prefix_permissions,
@@ -70,7 +79,6 @@ def _as_postgres_user() -> dict:
     )
 
     ensure_user_exists(POSTGRES_OS_USER)
-    bin_path = _postgres_bin()
     ensure_prefix_permissions(bin_path)
     ensure_folder_permissions(bin_path, 0o555)
     ensure_folder_permissions(bin_path.parent / "lib", 0o444)

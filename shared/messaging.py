@@ -188,14 +188,18 @@ class OutboxRelay:
         table = self._outbox.table
         async with self._sessions() as session, session.begin():
             shards = (
-                await session.execute(
-                    text(
-                        "SELECT shard FROM generate_series(0, :last) AS shard "
-                        "WHERE pg_try_advisory_xact_lock(:space, shard)"
-                    ),
-                    {"last": OUTBOX_SHARDS - 1, "space": self._lock_space},
+                (
+                    await session.execute(
+                        text(
+                            "SELECT shard FROM generate_series(0, :last) AS shard "
+                            "WHERE pg_try_advisory_xact_lock(:space, shard)"
+                        ),
+                        {"last": OUTBOX_SHARDS - 1, "space": self._lock_space},
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             if not shards:
                 return 0
             rows = (

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 class Wakeup:
-    """LISTENs on one channel; `wait` returns on a notification or after `timeout` seconds.
+    """LISTENs on one channel; `wait` returns on a notification or after `poll_seconds`.
 
     The listening connection is reopened after it drops (a database restart), and a lost
     notification only costs one poll interval.
@@ -23,10 +23,10 @@ class Wakeup:
         self._event = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, poll_seconds: float) -> None:
         await self._ensure_listening()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            await asyncio.wait_for(self._event.wait(), poll_seconds)
         self._event.clear()
 
     async def close(self) -> None:

@@ -124,4 +124,6 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def not_found(what: str, identifier: object) -> Problem:
-    return Problem(404, f"{what} not found", f"No {what.lower()} with id {identifier}.", kind="not-found")
+    return Problem(
+        404, f"{what} not found", f"No {what.lower()} with id {identifier}.", kind="not-found"
+    )

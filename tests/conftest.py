@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,9 +10,6 @@ import pytest
 
 from shared.localinfra import Infrastructure, infrastructure
 from shared.settings import Settings
-
-# pgserver's import warns when XDG_RUNTIME_DIR is unset; it falls back to /tmp, which is fine.
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 @pytest.fixture(scope="session")
@@ -37,5 +33,7 @@ def infra_settings(infra: Infrastructure, work_dir: Path) -> Settings:
         kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
         alerts_file=work_dir / "alerts.jsonl",
         local_data_dir=work_dir,
-        **({"kafka_enable_idempotence": True} if os.environ.get("KAFKA_ENABLE_IDEMPOTENCE") else {}),
+        **(
+            {"kafka_enable_idempotence": True} if os.environ.get("KAFKA_ENABLE_IDEMPOTENCE") else {}
+        ),
     )

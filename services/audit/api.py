@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.chain import first_broken_link
 from services.audit.models import log_entries, log_head
-from services.audit.schemas import LogEntryOut, LogHeadOut, TimelineOut
+from services.audit.schemas import LogEntryOut, LogHeadOut, LogVerificationOut, TimelineOut
 from shared.problems import not_found
 from shared.runtime import session_in_transaction
 
@@ -61,8 +61,14 @@ async def log_entry(index: int, session: Session) -> LogEntryOut:
     return entry_out(row)
 
 
-@router.get("/v1/log/head", summary="Size and head hash of the log, re-verified from the start")
+@router.get("/v1/log/head", summary="Size and head hash of the log")
 async def head(session: Session) -> LogHeadOut:
+    current = (await session.execute(select(log_head).where(log_head.c.id == 1))).one()
+    return LogHeadOut(size=current.size, head_hash=current.head_hash.hex())
+
+
+@router.get("/v1/log/verify", summary="Re-derive the whole chain and name the first broken entry")
+async def verify(session: Session) -> LogVerificationOut:
     current = (await session.execute(select(log_head).where(log_head.c.id == 1))).one()
     links = await session.execute(
         select(log_entries.c.index, log_entries.c.leaf, log_entries.c.chain_hash).order_by(
@@ -70,6 +76,6 @@ async def head(session: Session) -> LogHeadOut:
         )
     )
     broken = first_broken_link([(row.index, row.leaf, row.chain_hash) for row in links])
-    return LogHeadOut(
+    return LogVerificationOut(
         size=current.size, head_hash=current.head_hash.hex(), first_broken_index=broken
     )

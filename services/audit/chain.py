@@ -53,7 +53,9 @@ def chain_hash(previous: bytes, leaf_digest: bytes) -> bytes:
     return hashlib.sha256(previous + leaf_digest).digest()
 
 
-def first_broken_link(entries: list[tuple[int, bytes, bytes]], start: bytes = GENESIS) -> int | None:
+def first_broken_link(
+    entries: list[tuple[int, bytes, bytes]], start: bytes = GENESIS
+) -> int | None:
     """Index of the first (index, leaf, chain hash) entry that does not follow; None if all do."""
     previous = start
     for index, leaf, stored_chain in entries:

@@ -31,4 +31,7 @@ class TimelineOut(BaseModel):
 class LogHeadOut(BaseModel):
     size: int
     head_hash: str
+
+
+class LogVerificationOut(LogHeadOut):
     first_broken_index: int | None

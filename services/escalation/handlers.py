@@ -84,9 +84,7 @@ class EscalationHandlers:
         )
         if stored.first() is None:
             raise RejectEvent(f"incident {report.incident_id} was already reported")
-        specs = obligations_for_report(
-            self.policy, facts, report.reported_at, self.party_names()
-        )
+        specs = obligations_for_report(self.policy, facts, report.reported_at, self.party_names())
         rows = [
             {
                 "id": uuid4(),

@@ -78,7 +78,9 @@ async def report_incident(
     directory = directory_of(request)
     township = directory.township(body.township)
     if township is None:
-        raise invalid_field("township", f"unknown township {body.township!r} of {directory.county.name}")
+        raise invalid_field(
+            "township", f"unknown township {body.township!r} of {directory.county.name}"
+        )
     check_party(directory, body.reporter.party, "reporter.party")
     incident_id = uuid4()
     if idempotency_key:
@@ -146,7 +148,9 @@ async def _replay(
             incident_id=str(stored.incident_id),
         )
     status = (
-        await session.execute(select(incidents.c.status).where(incidents.c.id == stored.incident_id))
+        await session.execute(
+            select(incidents.c.status).where(incidents.c.id == stored.incident_id)
+        )
     ).scalar_one()
     response.headers["Location"] = incident_location(stored.incident_id)
     response.headers["Idempotent-Replayed"] = "true"

@@ -84,7 +84,8 @@ class Dispatcher:
             select(notifications.c.id)
             .where(
                 or_(
-                    (notifications.c.status == "PENDING") & (notifications.c.next_attempt_at <= now),
+                    (notifications.c.status == "PENDING")
+                    & (notifications.c.next_attempt_at <= now),
                     (notifications.c.status == "SENDING") & (notifications.c.lease_until < now),
                 )
             )
@@ -171,7 +172,9 @@ class Dispatcher:
                 session, CloudEvent.new(SOURCE, event_type(**fields), notification.incident_id)
             )
 
-    async def _give_up_round(self, notification: Row, round_number: int, had_contacts: bool) -> None:
+    async def _give_up_round(
+        self, notification: Row, round_number: int, had_contacts: bool
+    ) -> None:
         final = round_number >= MAX_ROUNDS or not had_contacts
         log.warning(
             "notification %s to %s failed on every contact (round %d%s)",

@@ -4,4 +4,12 @@ from shared.events import models, topics
 from shared.events.envelope import CloudEvent, UndecodableEvent, decode
 from shared.events.registry import EVENT_TYPES, topic_of
 
-__all__ = ["EVENT_TYPES", "CloudEvent", "UndecodableEvent", "decode", "models", "topic_of", "topics"]
+__all__ = [
+    "EVENT_TYPES",
+    "CloudEvent",
+    "UndecodableEvent",
+    "decode",
+    "models",
+    "topic_of",
+    "topics",
+]

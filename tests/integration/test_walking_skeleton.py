@@ -39,7 +39,7 @@ async def test_violence_in_progress_travels_the_whole_way(
     # The reporting 司法所 is not alerted about its own report.
     assert "SFS:150626102" not in by_party
 
-    obligations = (await clients["escalation"].get(f"/v1/incidents/{incident_id}/obligations"))
+    obligations = await clients["escalation"].get(f"/v1/incidents/{incident_id}/obligations")
     assert obligations.status_code == 200
     duties = {(o["rule_id"], o["party"], o["action"]) for o in obligations.json()["obligations"]}
     assert duties == {
@@ -63,9 +63,11 @@ async def test_violence_in_progress_travels_the_whole_way(
 
     timeline = await eventually(
         lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
-        lambda response: response.status_code == 200
-        and sum(e["ce_type"] == "notification.delivered" for e in response.json()["entries"])
-        >= 3,
+        lambda response: (
+            response.status_code == 200
+            and sum(e["ce_type"] == "notification.delivered" for e in response.json()["entries"])
+            >= 3
+        ),
     )
     types = [entry["ce_type"] for entry in timeline.json()["entries"]]
     assert types[0] == "incident.reported"

@@ -1,0 +1,207 @@
+"""The same event delivered twice changes nothing; outbox order; append-only audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from shared.db import create_engine, create_session_factory, service_metadata
+from shared.devrun import ServiceProcesses
+from shared.events import CloudEvent, topics
+from shared.events.models import IncidentFacts, IncidentReported, Reporter, Subject
+from shared.kafka import EventConsumer, RecordPosition, create_producer
+from shared.localinfra import Infrastructure
+from shared.messaging import Inbox, Outbox, OutboxRelay, inbox_table, outbox_table
+from shared.settings import Settings
+from tests.integration.conftest import WebhookSink
+from tests.integration.helpers import eventually
+
+
+def reported_event() -> CloudEvent:
+    incident_id = uuid.uuid4()
+    facts = IncidentFacts(
+        category="VIOLENCE",
+        phase="IN_PROGRESS",
+        township_code="150626102",
+        township_name="图克镇",
+        subjects=(Subject(id="SQJZ-1", name="赵某某"),),
+        location="图克镇",
+        summary="正在行凶",
+    )
+    data = IncidentReported(
+        incident_id=incident_id,
+        facts=facts,
+        reporter=Reporter(party="SFS:150626102", name="李明"),
+        reported_at=datetime.now(UTC),
+    )
+    return CloudEvent.new("intake", data, incident_id)
+
+
+async def test_same_event_delivered_twice_changes_nothing(
+    infra: Infrastructure,
+    system: ServiceProcesses,
+    clients: dict[str, httpx.AsyncClient],
+    webhook_sink: WebhookSink,
+) -> None:
+    event = reported_event()
+    incident_id = event.subject
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for _ in range(2):
+            await producer.send_and_wait(
+                topics.INCIDENTS, value=event.value(), key=event.key, headers=event.headers()
+            )
+    finally:
+        await producer.stop()
+
+    await webhook_sink.wait_for(incident_id, {"PPS:150626102", "TCG:150626102", "BLO"})
+    timeline = await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: (
+            response.status_code == 200
+            and sum(e["ce_type"] == "notification.delivered" for e in response.json()["entries"])
+            >= 3
+        ),
+    )
+    await asyncio.sleep(1.0)  # let a second application, were there one, land too
+    timeline = await clients["audit"].get(f"/v1/incidents/{incident_id}/timeline")
+    types = [entry["ce_type"] for entry in timeline.json()["entries"]]
+    assert types.count("incident.reported") == 1
+    assert types.count("obligation.created") == 6
+    assert types.count("notification.delivered") == 3
+    obligations = await clients["escalation"].get(f"/v1/incidents/{incident_id}/obligations")
+    assert len(obligations.json()["obligations"]) == 6
+    assert len(webhook_sink.for_incident(incident_id)) == 3
+    head = await clients["audit"].get("/v1/log/verify")
+    assert head.json()["first_broken_index"] is None
+
+
+@pytest.fixture
+async def scratch_schema(infra_settings: Settings):
+    """A throw-away schema with an outbox and an inbox, as every service has."""
+    schema = f"scratch_{uuid.uuid4().hex[:8]}"
+    metadata = service_metadata(schema)
+    outbox, inbox = outbox_table(metadata), inbox_table(metadata)
+    engine = create_engine(infra_settings, pool_size=2)
+    async with engine.begin() as connection:
+        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await connection.run_sync(metadata.create_all)
+    yield create_session_factory(engine), Outbox(outbox), inbox
+    async with engine.begin() as connection:
+        await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    await engine.dispose()
+
+
+async def test_outbox_relay_publishes_in_order_and_marks_sent(
+    infra_settings: Settings, scratch_schema
+) -> None:
+    sessions, outbox, _ = scratch_schema
+    topic = f"scratch.{uuid.uuid4().hex[:8]}"
+    events = [reported_event() for _ in range(3)]
+    # Ten events of one incident, staged across several transactions.
+    incident = events[0]
+    staged = [
+        CloudEvent(
+            uuid.uuid4(), "intake", incident.type, incident.subject, incident.time, incident.data
+        )
+        for _ in range(10)
+    ]
+    for chunk in (staged[:4], staged[4:7], staged[7:]):
+        async with sessions() as session, session.begin():
+            await outbox.add(session, *chunk)
+
+    producer = create_producer(infra_settings, "test-relay")
+    await producer.start()
+    sent_to: list[str] = []
+    original_send = producer.send
+
+    async def send_to_scratch(_topic, **kwargs):
+        sent_to.append(_topic)
+        return await original_send(topic, **kwargs)
+
+    producer.send = send_to_scratch  # type: ignore[method-assign]
+    relay = OutboxRelay(outbox, sessions, producer, infra_settings.plain_database_url)
+    try:
+        assert await relay.publish_batch() == 10
+        assert await relay.publish_batch() == 0
+        assert await relay.backlog() == 0
+    finally:
+        await producer.stop()
+    assert set(sent_to) == {topics.INCIDENTS}
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=infra_settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    received = []
+    try:
+        async with asyncio.timeout(10):
+            while len(received) < 10:
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
+                    received.extend(batch)
+    finally:
+        await consumer.stop()
+    ids = [dict(record.headers)["ce_id"].decode() for record in received]
+    assert ids == [str(event.id) for event in staged]
+
+
+async def test_inbox_applies_an_event_once(infra_settings: Settings, scratch_schema) -> None:
+    sessions, _, inbox = scratch_schema
+    applied: list[uuid.UUID] = []
+
+    async def handler(_session, event: CloudEvent, _position: RecordPosition) -> None:
+        applied.append(event.id)
+
+    producer = create_producer(infra_settings, "test-inbox")
+    consumer = EventConsumer(
+        "test.inbox",
+        [topics.INCIDENTS],
+        handler,
+        sessions,
+        Inbox(inbox, "test.inbox"),
+        producer,
+        infra_settings,
+    )
+    event = reported_event()
+
+    class Record:
+        topic = topics.INCIDENTS
+        partition = 0
+        offset = 7
+        key = event.key
+        value = event.value()
+        headers = event.headers()
+
+    assert await consumer.process(Record()) == "applied"
+    assert await consumer.process(Record()) == "duplicate"
+    assert applied == [event.id]
+
+
+async def test_audit_log_refuses_update_delete_and_truncate(
+    infra_settings: Settings, system: ServiceProcesses, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    await eventually(
+        lambda: clients["audit"].get("/v1/log/head"), lambda response: response.json()["size"] > 0
+    )
+    engine = create_engine(infra_settings, pool_size=1)
+    try:
+        for statement in (
+            "UPDATE audit.log_entries SET ce_type = 'forged' WHERE index = 0",
+            "DELETE FROM audit.log_entries WHERE index = 0",
+            "TRUNCATE audit.log_entries",
+        ):
+            with pytest.raises(DBAPIError, match="append-only"):
+                async with engine.begin() as connection:
+                    await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
