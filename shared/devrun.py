@@ -93,9 +93,19 @@ class ServiceProcesses:
             process.kill()
             process.wait()
 
-    def stop(self) -> None:
-        for service in list(self.processes):
-            self.stop_one(service)
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM to all at once, so they shut down in parallel; SIGKILL whoever lingers."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + timeout
+        for process in self.processes.values():
+            try:
+                process.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
 
 
 def default_ports(settings: Settings) -> dict[str, int]:
@@ -146,6 +156,7 @@ def print_banner(
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_until_interrupted(Settings()))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.domain import TOWNSHIP_BOUND_KINDS, PartyKind, party_kind_of
+from shared.domain import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, PartyKind, party_kind_of
 
 
 class _Strict(BaseModel):
@@ -31,7 +31,7 @@ class Contact(_Strict):
 
 
 class Party(_Strict):
-    code: str
+    code: str = Field(pattern=PARTY_PATTERN)
     name: str
     township: str | None = None
     contacts: tuple[Contact, ...] = ()

@@ -76,6 +76,9 @@ class PartyKind(StrEnum):
     PLATFORM = "PLATFORM"
 
 
+# `SFS:150626102`, `BLO`, `DEPT:应急管理局` …; PLATFORM is the county public-security platform.
+PARTY_PATTERN = r"^(SFS|TCG|PPS):\d{9}$|^(BLO|BJO|CEO|PLATFORM)$|^DEPT:.{1,40}$"
+
 TOWNSHIP_BOUND_KINDS = frozenset({PartyKind.SFS, PartyKind.TCG, PartyKind.PPS})
 
 

@@ -15,3 +15,11 @@ def mask_id_number(id_number: str | None) -> str | None:
     if not _ID_NUMBER.match(id_number):
         return "*" * len(id_number)
     return id_number[:6] + "*" * 8 + id_number[-4:]
+
+
+_ID_NUMBER_IN_TEXT = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?![\dXx])")
+
+
+def mask_id_numbers_in_text(text: str) -> str:
+    """Mask every ID number a reporter typed into free text."""
+    return _ID_NUMBER_IN_TEXT.sub(lambda match: match[1] + "*" * 8 + match[2], text)

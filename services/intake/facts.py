@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from services.intake.schemas import FactsUpdate, IncidentIn
 from shared.directory import Township
 from shared.events.models import IncidentFacts, Subject
-from shared.privacy import mask_id_number
+from shared.privacy import mask_id_number, mask_id_numbers_in_text
 
 
 def initial_facts(report: IncidentIn, township: Township) -> dict[str, Any]:
@@ -18,10 +19,22 @@ def initial_facts(report: IncidentIn, township: Township) -> dict[str, Any]:
     return facts
 
 
+TIME_FIELDS = frozenset({"occurred_at", "discovered_at"})
+
+
+def _same(name: str, stored: Any, stated: Any) -> bool:
+    """Equal as facts: the same instant counts as the same time whatever its UTC offset."""
+    if name in TIME_FIELDS and stored is not None and stated is not None:
+        return datetime.fromisoformat(stored) == datetime.fromisoformat(stated)
+    return stored == stated
+
+
 def apply_changes(facts: dict[str, Any], update: FactsUpdate) -> tuple[dict, dict, dict]:
     """(new facts, the changes that differ, the values they replace)."""
     stated = update.model_dump(mode="json", exclude_unset=True)
-    changes = {name: value for name, value in stated.items() if facts.get(name) != value}
+    changes = {
+        name: value for name, value in stated.items() if not _same(name, facts.get(name), value)
+    }
     previous = {name: facts.get(name) for name in changes}
     return {**facts, **changes}, changes, previous
 
@@ -37,11 +50,18 @@ def masked_subjects(subjects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+FREE_TEXT_FIELDS = ("location", "summary", "measures_taken", "persons_involved")
+
+
 def masked(facts: dict[str, Any]) -> dict[str, Any]:
-    """The same facts with ID numbers masked, for events and responses."""
-    if "subjects" not in facts or facts["subjects"] is None:
-        return dict(facts)
-    return {**facts, "subjects": masked_subjects(facts["subjects"])}
+    """The same facts with ID numbers masked, also where typed into free text."""
+    shown = dict(facts)
+    for name in FREE_TEXT_FIELDS:
+        if shown.get(name):
+            shown[name] = mask_id_numbers_in_text(shown[name])
+    if shown.get("subjects") is not None:
+        shown["subjects"] = masked_subjects(shown["subjects"])
+    return shown
 
 
 def event_facts(facts: dict[str, Any]) -> IncidentFacts:

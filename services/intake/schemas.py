@@ -6,12 +6,10 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from shared.domain import ActionCode, Category, LifecycleStatus, Phase
+from shared.domain import PARTY_PATTERN, ActionCode, Category, LifecycleStatus, Phase
 from shared.privacy import ID_NUMBER_PATTERN
-
-PARTY_PATTERN = r"^(SFS|TCG|PPS):\d{9}$|^(BLO|BJO|CEO|PLATFORM)$|^DEPT:.{1,40}$"
 
 
 class _Input(BaseModel):
@@ -63,6 +61,21 @@ class FactsUpdate(_Input):
     summary: str | None = Field(default=None, max_length=5000)
     measures_taken: str | None = Field(default=None, max_length=5000)
     persons_involved: str | None = Field(default=None, max_length=5000)
+
+    @model_validator(mode="after")
+    def _required_facts_stay(self) -> FactsUpdate:
+        # Omitting a fact keeps it; stating it as null would erase what every report must have.
+        erased = [
+            name
+            for name in REQUIRED_FACTS
+            if name in self.model_fields_set and getattr(self, name) is None
+        ]
+        if erased:
+            raise ValueError(f"{', '.join(erased)} cannot be null; omit a fact to keep it")
+        return self
+
+
+REQUIRED_FACTS = ("category", "phase", "subjects")
 
 
 class ReportIn(_Input):

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from shared.domain import CATEGORY_NAMES_ZH, PHASE_NAMES_ZH
 from shared.events.models import ObligationCreated
+from shared.privacy import mask_id_numbers_in_text
 
 LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 
@@ -41,9 +42,9 @@ def render_alert(
             f"时限：{local_time(obligation.due_at)} 前（{obligation.deadline_name}）",
             f"依据：{obligation.rule_id}，预案{obligation.plan_section}",
             f"时间：{local_time(incident.occurred_at)}",
-            f"地点：{incident.location or '不详'}",
+            f"地点：{mask_id_numbers_in_text(incident.location or '不详')}",
             f"涉及对象：{subjects}",
-            f"事态：{incident.summary or '不详'}",
+            f"事态：{mask_id_numbers_in_text(incident.summary or '不详')}",
             f"事件编号：{obligation.incident_id}",
         ]
     )

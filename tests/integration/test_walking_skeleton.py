@@ -193,3 +193,66 @@ async def test_malformed_record_goes_to_dead_letters_and_the_next_is_processed(
         assert b"missing CloudEvents headers" in headers["dlq_reason"]
         assert headers["dlq_original_topic"] == b"incidents.v1"
         assert record.value == b"{not json"
+
+
+async def test_follow_up_report_updates_facts_and_is_audited(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    incident_id = (await report(clients, violence_report(persons_involved=None))).json()["id"]
+    follow_up = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/reports",
+        json={
+            "kind": "FOLLOW_UP",
+            "reporter": {"party": "SFS:150626102", "name": "李明"},
+            "changes": {"persons_involved": "对象1人，摊贩1人轻伤（身份证150626198001011234）"},
+            "text": "续报：伤者已送医。",
+        },
+    )
+    assert follow_up.status_code == 201, follow_up.text
+    assert follow_up.json()["changes"]["persons_involved"].endswith("150626********1234）")
+    assert follow_up.json()["previous"] == {"persons_involved": None}
+
+    incident = (await clients["intake"].get(f"/v1/incidents/{incident_id}")).json()
+    assert [entry["kind"] for entry in incident["reports"]] == ["INITIAL", "FOLLOW_UP"]
+    assert "150626198001011234" not in json.dumps(incident, ensure_ascii=False)
+
+    erase = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/reports",
+        json={
+            "kind": "CORRECTION",
+            "reporter": {"party": "SFS:150626102", "name": "李明"},
+            "changes": {"category": None},
+        },
+    )
+    assert erase.status_code == 422
+    assert erase.headers["content-type"] == "application/problem+json"
+
+    timeline = await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: (
+            response.status_code == 200
+            and "incident.report_filed" in [e["ce_type"] for e in response.json()["entries"]]
+        ),
+    )
+    assert "150626198001011234" not in timeline.text
+
+
+async def test_action_that_makes_no_sense_now_is_rejected_and_shown(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    incident_id = (await report(clients, violence_report())).json()["id"]
+    refused = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/actions",
+        json={"action": "SEARCH_FAILED", "party": "SFS:150626102", "actor_name": "李明"},
+    )
+    assert refused.status_code == 201  # recorded as stated; escalation judges it
+    timeline = await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: (
+            response.status_code == 200
+            and "action.rejected" in [e["ce_type"] for e in response.json()["entries"]]
+        ),
+    )
+    rejected = next(e for e in timeline.json()["entries"] if e["ce_type"] == "action.rejected")
+    assert rejected["event"]["data"]["status"] == "REPORTED"
+    assert "SEARCH_FAILED" in rejected["event"]["data"]["reason"]

@@ -1,0 +1,158 @@
+"""Incident facts as stored, changed and published (services/intake/facts.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from services.intake.facts import apply_changes, event_facts, initial_facts, masked
+from services.intake.schemas import FactsUpdate, IncidentIn
+from shared.directory import Township
+from shared.domain import Category, Phase
+from shared.events.models import IncidentFacts
+
+TUKE = Township(code="150626102", name="图克镇")
+ID_NUMBER = "150626199001011234"
+MASKED = "150626********1234"
+OCCURRED = datetime(2025, 3, 1, 9, 55, tzinfo=timezone(timedelta(hours=8)))
+
+
+def report(**overrides) -> IncidentIn:
+    return IncidentIn.model_validate(
+        {
+            "category": "VIOLENCE",
+            "phase": "IN_PROGRESS",
+            "township": "图克镇",
+            "subjects": [
+                {"id": "WS-1", "name": "王某某", "id_number": ID_NUMBER},
+                {"id": "WS-2", "name": "李四"},
+            ],
+            "occurred_at": OCCURRED.isoformat(),
+            "location": "图克镇某村",
+            "summary": "持刀威胁邻居",
+            "reporter": {"party": "SFS:150626102", "name": "李所长"},
+            **overrides,
+        }
+    )
+
+
+def stored() -> dict:
+    return initial_facts(report(), TUKE)
+
+
+def test_initial_facts_are_json_ready_with_the_township_resolved():
+    facts = stored()
+    assert "reporter" not in facts
+    assert "township" not in facts
+    assert facts["township_code"] == "150626102"
+    assert facts["township_name"] == "图克镇"
+    assert facts["category"] == "VIOLENCE"
+    assert facts["phase"] == "IN_PROGRESS"
+    assert facts["occurred_at"] == "2025-03-01T09:55:00+08:00"
+    assert facts["drill"] is False
+    assert facts["discovered_at"] is None
+
+
+def test_initial_facts_keep_the_full_id_number_for_storage():
+    subjects = stored()["subjects"]
+    assert subjects[0] == {"id": "WS-1", "name": "王某某", "id_number": ID_NUMBER}
+    assert subjects[1]["id_number"] is None
+
+
+def test_masked_replaces_id_numbers_and_leaves_the_rest():
+    facts = stored()
+    shown = masked(facts)
+    assert shown["subjects"] == [
+        {"id": "WS-1", "name": "王某某", "id_number_masked": MASKED},
+        {"id": "WS-2", "name": "李四", "id_number_masked": None},
+    ]
+    assert ID_NUMBER not in repr(shown)
+    assert {k: v for k, v in shown.items() if k != "subjects"} == {
+        k: v for k, v in facts.items() if k != "subjects"
+    }
+    assert facts["subjects"][0]["id_number"] == ID_NUMBER  # the stored facts are untouched
+
+
+def test_masked_without_subjects_is_a_copy():
+    changes = {"location": "乌审召镇"}
+    assert masked(changes) == changes
+    assert masked(changes) is not changes
+    assert masked({"subjects": None}) == {"subjects": None}
+
+
+def test_event_facts_mask_id_numbers():
+    facts = event_facts(stored())
+    assert isinstance(facts, IncidentFacts)
+    assert facts.category is Category.VIOLENCE
+    assert facts.phase is Phase.IN_PROGRESS
+    assert facts.township_name == "图克镇"
+    assert facts.occurred_at == OCCURRED
+    assert [s.id_number_masked for s in facts.subjects] == [MASKED, None]
+    assert ID_NUMBER not in facts.model_dump_json()
+
+
+def test_apply_changes_returns_only_what_differs_and_what_it_replaces():
+    """Follow-up reports (R9) and corrections (R13) keep both versions."""
+    facts = stored()
+    update = FactsUpdate(location="图克镇另一村", summary="持刀威胁邻居", phase=Phase.OCCURRED)
+    new, changes, previous = apply_changes(facts, update)
+    assert changes == {"location": "图克镇另一村", "phase": "OCCURRED"}
+    assert previous == {"location": "图克镇某村", "phase": "IN_PROGRESS"}
+    assert new == {**facts, **changes}
+    assert facts["location"] == "图克镇某村"  # input not mutated
+
+
+def test_apply_changes_with_nothing_stated_changes_nothing():
+    facts = stored()
+    new, changes, previous = apply_changes(facts, FactsUpdate())
+    assert (new, changes, previous) == (facts, {}, {})
+
+
+def test_apply_changes_restating_the_same_facts_changes_nothing():
+    facts = stored()
+    update = FactsUpdate.model_validate(
+        {"category": "VIOLENCE", "location": "图克镇某村", "occurred_at": OCCURRED.isoformat()}
+    )
+    assert apply_changes(facts, update)[1:] == ({}, {})
+
+
+def test_apply_changes_of_subjects_are_masked_for_publication():
+    facts = stored()
+    update = FactsUpdate.model_validate(
+        {"subjects": [{"id": "WS-1", "name": "王某某", "id_number": "150626199001015678"}]}
+    )
+    _, changes, previous = apply_changes(facts, update)
+    assert masked(changes)["subjects"][0]["id_number_masked"] == "150626********5678"
+    assert masked(previous)["subjects"][0]["id_number_masked"] == MASKED
+    published = repr((masked(changes), masked(previous)))
+    assert ID_NUMBER not in published
+    assert "150626199001015678" not in published
+
+
+def test_apply_changes_can_add_a_fact_not_yet_stated():
+    facts = stored()
+    discovered = datetime(2025, 3, 1, 1, 50, tzinfo=UTC)
+    _, changes, previous = apply_changes(facts, FactsUpdate(discovered_at=discovered))
+    assert changes == {"discovered_at": "2025-03-01T01:50:00Z"}
+    assert previous == {"discovered_at": None}
+
+
+def test_apply_changes_same_instant_in_another_offset_is_no_change():
+    facts = stored()
+    same_instant = OCCURRED.astimezone(UTC)
+    assert same_instant == OCCURRED
+    _, changes, _ = apply_changes(facts, FactsUpdate(occurred_at=same_instant))
+    assert changes == {}
+
+
+@pytest.mark.parametrize("field", ["category", "phase", "subjects"])
+def test_explicit_null_does_not_erase_a_required_fact(field):
+    facts = stored()
+    try:
+        update = FactsUpdate.model_validate({field: None})
+    except ValidationError:
+        return  # refused at the door: also correct
+    new, _, _ = apply_changes(facts, update)
+    assert new[field] == facts[field]
