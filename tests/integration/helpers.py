@@ -43,3 +43,20 @@ def violence_report(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def count_of(event_type: str, response: Any) -> int:
+    if response.status_code != 200:
+        return 0
+    return sum(entry["ce_type"] == event_type for entry in response.json()["entries"])
+
+
+async def timeline_with(
+    audit: Any, incident_id: str, event_type: str, at_least: int = 1, timeout: float = 20.0
+) -> Any:
+    """The audit timeline of an incident, once it holds `at_least` events of `event_type`."""
+    return await eventually(
+        lambda: audit.get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: count_of(event_type, response) >= at_least,
+        timeout,
+    )

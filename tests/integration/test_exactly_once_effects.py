@@ -21,7 +21,7 @@ from shared.localinfra import Infrastructure
 from shared.messaging import Inbox, Outbox, OutboxRelay, inbox_table, outbox_table
 from shared.settings import Settings
 from tests.integration.conftest import WebhookSink
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, timeline_with
 
 
 def reported_event() -> CloudEvent:
@@ -63,13 +63,8 @@ async def test_same_event_delivered_twice_changes_nothing(
         await producer.stop()
 
     await webhook_sink.wait_for(incident_id, {"PPS:150626102", "TCG:150626102", "BLO"})
-    timeline = await eventually(
-        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
-        lambda response: (
-            response.status_code == 200
-            and sum(e["ce_type"] == "notification.delivered" for e in response.json()["entries"])
-            >= 3
-        ),
+    timeline = await timeline_with(
+        clients["audit"], incident_id, "notification.delivered", at_least=3
     )
     await asyncio.sleep(1.0)  # let a second application, were there one, land too
     timeline = await clients["audit"].get(f"/v1/incidents/{incident_id}/timeline")

@@ -13,7 +13,7 @@ from shared.devrun import ServiceProcesses
 from shared.events import topics
 from shared.localinfra import Infrastructure
 from tests.integration.conftest import WebhookSink
-from tests.integration.helpers import eventually, violence_report
+from tests.integration.helpers import eventually, timeline_with, violence_report
 
 ALERTED_PARTIES = {"PPS:150626102", "TCG:150626102", "BLO"}
 
@@ -61,13 +61,8 @@ async def test_violence_in_progress_travels_the_whole_way(
     assert incident.json()["status"] == "REPORTED"
     assert incident.json()["facts"]["subjects"][0]["id_number_masked"] == "150626********1234"
 
-    timeline = await eventually(
-        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
-        lambda response: (
-            response.status_code == 200
-            and sum(e["ce_type"] == "notification.delivered" for e in response.json()["entries"])
-            >= 3
-        ),
+    timeline = await timeline_with(
+        clients["audit"], incident_id, "notification.delivered", at_least=3
     )
     types = [entry["ce_type"] for entry in timeline.json()["entries"]]
     assert types[0] == "incident.reported"
@@ -227,13 +222,7 @@ async def test_follow_up_report_updates_facts_and_is_audited(
     assert erase.status_code == 422
     assert erase.headers["content-type"] == "application/problem+json"
 
-    timeline = await eventually(
-        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
-        lambda response: (
-            response.status_code == 200
-            and "incident.report_filed" in [e["ce_type"] for e in response.json()["entries"]]
-        ),
-    )
+    timeline = await timeline_with(clients["audit"], incident_id, "incident.report_filed")
     assert "150626198001011234" not in timeline.text
 
 
@@ -246,13 +235,7 @@ async def test_action_that_makes_no_sense_now_is_rejected_and_shown(
         json={"action": "SEARCH_FAILED", "party": "SFS:150626102", "actor_name": "李明"},
     )
     assert refused.status_code == 201  # recorded as stated; escalation judges it
-    timeline = await eventually(
-        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
-        lambda response: (
-            response.status_code == 200
-            and "action.rejected" in [e["ce_type"] for e in response.json()["entries"]]
-        ),
-    )
+    timeline = await timeline_with(clients["audit"], incident_id, "action.rejected")
     rejected = next(e for e in timeline.json()["entries"] if e["ce_type"] == "action.rejected")
     assert rejected["event"]["data"]["status"] == "REPORTED"
     assert "SEARCH_FAILED" in rejected["event"]["data"]["reason"]
