@@ -35,6 +35,8 @@ class Party(_Strict):
     name: str
     township: str | None = None
     contacts: tuple[Contact, ...] = ()
+    # R16: drills use these only; a police station's real contacts never get a drill alert.
+    drill_contacts: tuple[Contact, ...] = ()
 
     @property
     def kind(self) -> PartyKind:

@@ -184,6 +184,33 @@ class NotificationFailed(NotificationAttempt):
     ce_type: ClassVar[str] = "notification.failed"
 
 
+class NotificationAcknowledged(EventData):
+    """The recipient confirmed reading the alert; a "report to X" obligation is then met."""
+
+    ce_type: ClassVar[str] = "notification.acknowledged"
+    notification_id: UUID
+    incident_id: UUID
+    obligation_id: UUID
+    party: str
+    channel: str
+    contact: str
+    acknowledged_at: AwareDatetime
+    drill: bool = False
+
+
+class NotificationUnacknowledged(EventData):
+    """Every contact of the party was tried and nobody acknowledged within ACK."""
+
+    ce_type: ClassVar[str] = "notification.unacknowledged"
+    notification_id: UUID
+    incident_id: UUID
+    obligation_id: UUID
+    party: str
+    contacts_tried: int
+    given_up_at: AwareDatetime
+    drill: bool = False
+
+
 class LogCheckpoint(EventData):
     ce_type: ClassVar[str] = "audit.checkpoint"
     origin: str

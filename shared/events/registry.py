@@ -26,7 +26,13 @@ EVENT_TYPES: dict[str, EventSpec] = {
         models.IncidentStatusChanged,
         models.ActionRejected,
     ),
-    **_specs(topics.NOTIFICATIONS, models.NotificationDelivered, models.NotificationFailed),
+    **_specs(
+        topics.NOTIFICATIONS,
+        models.NotificationDelivered,
+        models.NotificationFailed,
+        models.NotificationAcknowledged,
+        models.NotificationUnacknowledged,
+    ),
     **_specs(topics.AUDIT, models.LogCheckpoint, models.AccountabilityFinding),
 }
 
