@@ -20,8 +20,8 @@ from shared.kafka import EventConsumer, RecordPosition, create_producer
 from shared.localinfra import Infrastructure
 from shared.messaging import Inbox, Outbox, OutboxRelay, inbox_table, outbox_table
 from shared.settings import Settings
-from tests.integration.conftest import WebhookSink
 from tests.integration.helpers import eventually, timeline_with
+from tests.support import WebhookSink
 
 
 def reported_event() -> CloudEvent:

@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from shared.devrun import ServiceProcesses
 from shared.events import topics
 from shared.localinfra import Infrastructure
-from tests.integration.conftest import WebhookSink
 from tests.integration.helpers import eventually, timeline_with, violence_report
+from tests.support import WebhookSink
 
 ALERTED_PARTIES = {"PPS:150626102", "TCG:150626102", "BLO"}
 

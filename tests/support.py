@@ -1,0 +1,120 @@
+"""Building blocks for tests that run the system: a webhook sink and isolated systems."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shared.devrun import ServiceProcesses
+from shared.localinfra import Infrastructure, free_port, infrastructure
+from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
+
+# Decides the answer to one POST: None answers 200; a Response is sent as it is.
+Responder = Callable[[Request, dict[str, Any]], Response | None]
+
+
+@dataclass
+class WebhookSink:
+    """A local HTTP server that records every alert POSTed to it."""
+
+    port: int
+    received: list[dict[str, Any]] = field(default_factory=list)
+    responder: Responder | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/alerts"
+
+    def for_incident(self, incident_id: str) -> list[dict[str, Any]]:
+        return [alert for alert in self.received if alert.get("incident_id") == incident_id]
+
+    async def wait_for(
+        self, incident_id: str, parties: set[str], timeout: float = 20.0
+    ) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            while not parties <= {alert["party"] for alert in self.for_incident(incident_id)}:
+                await asyncio.sleep(0.05)
+        return self.for_incident(incident_id)
+
+
+@contextlib.asynccontextmanager
+async def webhook_sink() -> AsyncIterator[WebhookSink]:
+    sink = WebhookSink(free_port())
+
+    async def receive(request: Request) -> Response:
+        alert = json.loads(await request.body())
+        answer = sink.responder(request, alert) if sink.responder else None
+        if answer is None:
+            sink.received.append(alert)
+            return JSONResponse({"ok": True})
+        return answer
+
+    app = Starlette(routes=[Route("/alerts", receive, methods=["POST"])])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=sink.port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield sink
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def directory_with_contacts(
+    path: Path, contacts: Callable[[dict[str, Any]], list[dict[str, Any]]]
+) -> Path:
+    """The real directory of 乌审旗 with each party's contacts replaced by `contacts(party)`."""
+    directory = yaml.safe_load((REPOSITORY_ROOT / "config" / "directory.yaml").read_text("utf-8"))
+    for party in directory["parties"]:
+        party["contacts"] = contacts(party)
+    path.write_text(yaml.safe_dump(directory, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@contextlib.asynccontextmanager
+async def running_system(
+    work_dir: Path,
+    environment: Mapping[str, str],
+    services: Iterable[str] = SERVICE_NAMES,
+    infra: Infrastructure | None = None,
+) -> AsyncIterator[tuple[Infrastructure, ServiceProcesses]]:
+    """Services as processes with `environment`; on `infra`, or on a fresh one of their own.
+
+    A fresh PostgreSQL and broker isolate tests that need other settings (a policy with
+    second-long deadlines, contacts that fail) from the shared system's consumers.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data folder
+    async with contextlib.AsyncExitStack() as stack:
+        if infra is None:
+            infra = await stack.enter_async_context(
+                infrastructure(Settings(), work_dir, fresh=True)
+            )
+        processes = ServiceProcesses(
+            environment={
+                **infra.environment(),
+                "ALERTS_FILE": str(work_dir / "alerts.jsonl"),
+                **environment,
+            },
+            ports={service: free_port() for service in services},
+            log_dir=work_dir / "logs",
+        )
+        stack.callback(processes.stop)
+        await processes.start()
+        yield infra, processes
