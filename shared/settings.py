@@ -39,6 +39,10 @@ class Settings(BaseSettings):
 
     directory_file: Path = REPOSITORY_ROOT / "config" / "directory.yaml"
     policy_file: Path = REPOSITORY_ROOT / "services" / "escalation" / "policy.yaml"
+    # A deployment's changes to the policy (deadlines, ladder ...), merged over `policy_file`.
+    policy_overrides_file: Path | None = None
+    # How often the escalation service looks for due deadlines when nothing wakes it sooner.
+    deadline_poll_interval_seconds: float = Field(default=1.0, gt=0)
     alerts_file: Path = REPOSITORY_ROOT / ".local" / "alerts.jsonl"
     local_data_dir: Path = REPOSITORY_ROOT / ".local"
 

@@ -1,26 +1,53 @@
-"""REST routes of escalation: an incident's obligations and why each exists."""
+"""REST routes of escalation: obligations and why, a dry run of the policy, drill compliance."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Annotated
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.escalation.models import incidents, obligations
-from services.escalation.schemas import ObligationOut, ObligationsOut
-from shared.problems import not_found
+from services.escalation.models import drills, incidents, obligations
+from services.escalation.rules import Policy, PriorSigns, Situation, Trigger, evaluate
+from services.escalation.schemas import (
+    DrillComplianceList,
+    DrillComplianceOut,
+    EvaluateIn,
+    EvaluationOut,
+    ObligationOut,
+    ObligationsOut,
+    ProposedObligationOut,
+    ProposedTimerOut,
+)
+from shared import facts as incident_facts
+from shared.directory import Directory
+from shared.problems import Problem, not_found
 from shared.runtime import session_in_transaction
 
-router = APIRouter(prefix="/v1/incidents", tags=["obligations"])
+router = APIRouter(tags=["escalation"])
 Session = Annotated[AsyncSession, Depends(session_in_transaction)]
 
 
+def directory_of(request: Request) -> Directory:
+    return request.app.state.directory
+
+
+def policy_of(request: Request) -> Policy:
+    return request.app.state.policy
+
+
+def party_name(directory: Directory, code: str) -> str:
+    party = directory.party(code)
+    return party.name if party is not None else code
+
+
 @router.get(
-    "/{incident_id}/obligations",
-    summary="Who must do what, by when, under which rule, and whether it was done",
+    "/v1/incidents/{incident_id}/obligations",
+    summary="Who must do what, by when, under which rule of the plan, and what happened",
 )
 async def list_obligations(incident_id: UUID, request: Request, session: Session) -> ObligationsOut:
     incident = (
@@ -32,30 +59,129 @@ async def list_obligations(incident_id: UUID, request: Request, session: Session
         await session.execute(
             select(obligations)
             .where(obligations.c.incident_id == incident_id)
-            .order_by(obligations.c.due_at, obligations.c.rule_id, obligations.c.party)
+            .order_by(obligations.c.created_at, obligations.c.due_at, obligations.c.rule_id)
         )
     ).all()
-    directory = request.app.state.directory
+    directory, policy = directory_of(request), policy_of(request)
+    plan_texts = {rule.id: rule.plan_text for rule in policy.rules}
     return ObligationsOut(
         incident_id=incident_id,
         status=incident.status,
+        drill=incident.drill,
         policy_version=incident.policy_version,
         obligations=[
             ObligationOut(
                 id=row.id,
                 party=row.party,
-                party_name=(party.name if (party := directory.party(row.party)) else row.party),
+                party_name=party_name(directory, row.party),
                 action=row.action,
                 action_text=row.action_text,
                 rule_id=row.rule_id,
                 plan_section=row.plan_section,
+                plan_text=plan_texts.get(row.rule_id, ""),
                 deadline_name=row.deadline_name,
                 due_at=row.due_at,
                 status=row.status,
+                trigger=row.trigger,
+                notify=row.notify,
+                drill=row.drill,
+                escalated_from=row.escalated_from,
                 met_at=row.met_at,
                 met_by_event_id=row.met_by_event_id,
+                closed_reason=row.closed_reason,
                 why=row.explanation,
             )
             for row in rows
+        ],
+    )
+
+
+@router.post(
+    "/v1/policy/evaluate",
+    summary="Dry run: the obligations a report would create, storing nothing",
+)
+async def evaluate_report(body: EvaluateIn, request: Request) -> EvaluationOut:
+    directory, policy = directory_of(request), policy_of(request)
+    township = directory.township(body.township)
+    if township is None:
+        raise Problem(
+            422,
+            "Invalid request",
+            "Fix these fields: township",
+            kind="validation-error",
+            errors=[{"field": "township", "in": "body", "message": "unknown township"}],
+        )
+    reported_at = body.reported_at or datetime.now(UTC)
+    incident_id = uuid4()
+    situation = Situation(
+        incident_id=incident_id,
+        facts=incident_facts.event_facts(incident_facts.initial_facts(body, township)),
+        reporter_party=body.reporter.party,
+        reported_at=reported_at,
+        prior_signs=tuple(
+            PriorSigns(uuid4(), prior.subject_id, prior.reported_at) for prior in body.prior_signs
+        ),
+    )
+    names = {party.code: party.name for party in directory.parties}
+    decision = evaluate(
+        policy, situation, Trigger("reported", reported_at, uuid4(), body.reporter.party), names
+    )
+    return EvaluationOut(
+        policy_version=policy.version,
+        rules_fired=list(decision.fired_rules),
+        obligations=[
+            ProposedObligationOut(
+                party=spec.party,
+                party_name=names.get(spec.party, spec.party),
+                action=spec.action,
+                action_text=spec.action_text,
+                rule_id=spec.rule_id,
+                plan_section=spec.plan_section,
+                deadline_name=spec.deadline_name,
+                due_at=spec.due_at,
+                notify=spec.notify,
+                drill=spec.drill,
+                why=spec.explanation,
+            )
+            for spec in decision.obligations
+        ],
+        timers=[
+            ProposedTimerOut(name=timer.name, rule_id=timer.rule_id, fire_at=timer.fire_at)
+            for timer in decision.timers
+        ],
+    )
+
+
+@router.get(
+    "/v1/drills/compliance",
+    summary="R16: drills per 司法所 in a calendar year against the plan's minimum",
+)
+async def drill_compliance(
+    request: Request,
+    session: Session,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+) -> DrillComplianceList:
+    directory, policy = directory_of(request), policy_of(request)
+    requirement = policy.drill_requirement
+    year = year or datetime.now(UTC).year
+    held: dict[str, list[UUID]] = defaultdict(list)
+    for row in await session.execute(select(drills).where(drills.c.year == year)):
+        held[row.party].append(row.incident_id)
+    return DrillComplianceList(
+        year=year,
+        items=[
+            DrillComplianceOut(
+                party=party.code,
+                party_name=party.name,
+                year=year,
+                drills=len(held[party.code]),
+                required=requirement.per_year,
+                compliant=len(held[party.code]) >= requirement.per_year,
+                rule_id=requirement.rule_id,
+                plan_section=requirement.plan_section,
+                incident_ids=held[party.code],
+            )
+            for party in directory.parties
+            if party.kind == requirement.party
         ],
     )

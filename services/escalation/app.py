@@ -5,11 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.escalation import api
+from services.escalation.deadlines import DeadlineWorker
 from services.escalation.handlers import EscalationHandlers
 from services.escalation.models import SCHEMA, messaging
 from services.escalation.rules import Policy
+from services.escalation.store import DEADLINES_CHANNEL, Store
 from shared.directory import Directory
 from shared.events import topics
+from shared.pgnotify import Wakeup
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -17,15 +20,31 @@ from shared.settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     directory = Directory.load(settings.directory_file)
-    policy = Policy.load(settings.policy_file)
+    policy = Policy.load(settings.policy_file, settings.policy_overrides_file)
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
-    handlers = EscalationHandlers(policy, directory, runtime.outbox)
-    runtime.add_consumer("escalation.incidents", [topics.INCIDENTS], handlers.handle)
+    store = Store(policy, runtime.outbox, {party.code: party.name for party in directory.parties})
+    runtime.add_consumer(
+        "escalation.incidents",
+        [topics.INCIDENTS, topics.NOTIFICATIONS],
+        EscalationHandlers(store).handle,
+    )
+
+    async def fire_deadlines() -> None:
+        worker = DeadlineWorker(
+            runtime.sessions,
+            store,
+            Wakeup(settings.plain_database_url, DEADLINES_CHANNEL),
+            settings.deadline_poll_interval_seconds,
+        )
+        await worker.run()
+
+    runtime.add_worker("deadlines", fire_deadlines)
     app = create_service_app(
         runtime,
         title="Escalation",
         description="Routes each incident under the bureau's response plan: obligations with "
-        "deadlines, rule ids and explanations, and the incident lifecycle.",
+        "deadlines, rule ids and explanations, the incident lifecycle, durable deadlines and "
+        "the escalation ladder.",
         routers=[api.router],
     )
     app.state.directory = directory

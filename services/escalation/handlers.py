@@ -1,59 +1,48 @@
-"""Event consumers of escalation: reports become obligations, actions move the lifecycle."""
+"""Event consumers of escalation: reports, actions, follow-ups and acknowledgements become
+obligations and lifecycle changes. The rules decide (`rules.evaluate`); this module only
+loads, stores and publishes (through `store.Store`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from uuid import uuid4
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.escalation import lifecycle
-from services.escalation.models import incidents, obligations
-from services.escalation.rules import Policy, is_met_by, obligations_for_report
-from shared.directory import Directory
-from shared.domain import LifecycleStatus
+from services.escalation.models import drills, incidents, obligations, subject_signs, timers
+from services.escalation.rules import (
+    Evidence,
+    Trigger,
+    evaluate,
+    is_met_by,
+    is_waived_by,
+    missing_report_fields,
+)
+from services.escalation.store import Store, facts_of
+from shared.domain import LifecycleStatus, Phase, party_code
 from shared.events import CloudEvent
 from shared.events.models import (
     ActionRecorded,
     ActionRejected,
-    IncidentBrief,
     IncidentFacts,
     IncidentReported,
     IncidentStatusChanged,
-    ObligationCreated,
-    ObligationMet,
+    NotificationAcknowledged,
+    NotificationUnacknowledged,
     ReportFiled,
 )
 from shared.kafka import RecordPosition, RejectEvent
-from shared.messaging import Outbox
 
-SOURCE = "escalation"
-
-
-def brief(facts: IncidentFacts) -> IncidentBrief:
-    return IncidentBrief(
-        category=facts.category,
-        phase=facts.phase,
-        township_code=facts.township_code,
-        township_name=facts.township_name,
-        location=facts.location,
-        occurred_at=facts.occurred_at,
-        summary=facts.summary,
-        subject_names=tuple(subject.name for subject in facts.subjects),
-        drill=facts.drill,
-    )
+LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass(frozen=True)
 class EscalationHandlers:
-    policy: Policy
-    directory: Directory
-    outbox: Outbox
-
-    def party_names(self) -> dict[str, str]:
-        return {party.code: party.name for party in self.directory.parties}
+    store: Store
 
     async def handle(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
         match event.data:
@@ -62,7 +51,11 @@ class EscalationHandlers:
             case ActionRecorded():
                 await self.on_action(session, event, event.data)
             case ReportFiled():
-                await self.on_report_filed(session, event.data)
+                await self.on_report_filed(session, event, event.data)
+            case NotificationAcknowledged():
+                await self.on_acknowledged(session, event, event.data)
+            case NotificationUnacknowledged():
+                await self.on_unacknowledged(session, event, event.data)
 
     async def on_reported(
         self, session: AsyncSession, event: CloudEvent, report: IncidentReported
@@ -76,7 +69,7 @@ class EscalationHandlers:
                 reporter=report.reporter.model_dump(mode="json"),
                 status=LifecycleStatus.REPORTED,
                 drill=facts.drill,
-                policy_version=self.policy.version,
+                policy_version=self.store.policy.version,
                 reported_at=report.reported_at,
             )
             .on_conflict_do_nothing()
@@ -84,145 +77,185 @@ class EscalationHandlers:
         )
         if stored.first() is None:
             raise RejectEvent(f"incident {report.incident_id} was already reported")
-        specs = obligations_for_report(self.policy, facts, report.reported_at, self.party_names())
-        rows = [
-            {
-                "id": uuid4(),
-                "incident_id": report.incident_id,
-                "party": spec.party,
-                "action": spec.action,
-                "action_text": spec.action_text,
-                "rule_id": spec.rule_id,
-                "plan_section": spec.plan_section,
-                "deadline_name": spec.deadline_name,
-                "due_at": spec.due_at,
-                "explanation": spec.explanation,
-                "status": "PENDING",
-                "source_event_id": event.id,
-            }
-            for spec in specs
-        ]
-        if rows:
-            await session.execute(obligations.insert(), rows)
-        incident_brief = brief(facts)
-        created = [
-            CloudEvent.new(
-                SOURCE,
-                ObligationCreated(
-                    incident_id=report.incident_id,
-                    obligation_id=row["id"],
-                    party=spec.party,
-                    action=spec.action,
-                    action_text=spec.action_text,
-                    deadline_name=spec.deadline_name,
-                    due_at=spec.due_at,
-                    rule_id=spec.rule_id,
-                    plan_section=spec.plan_section,
-                    explanation=spec.explanation,
-                    # The reporter already knows; everyone else with a duty is told.
-                    notify=spec.notify or spec.party != report.reporter.party,
-                    incident=incident_brief,
-                ),
-                report.incident_id,
-            )
-            for row, spec in zip(rows, specs, strict=True)
-        ]
-        status = CloudEvent.new(
-            SOURCE,
+        await self._remember(session, report)
+        incident = await self.store.locked_incident(session, report.incident_id)
+        assert incident is not None
+        decision = evaluate(
+            self.store.policy,
+            await self.store.situation(session, incident),
+            Trigger("reported", report.reported_at, event.id, report.reporter.party),
+            self.store.party_names,
+        )
+        await self.store.publish(
+            session,
+            report.incident_id,
             IncidentStatusChanged(
                 incident_id=report.incident_id,
                 status=LifecycleStatus.REPORTED,
                 previous_status=None,
-                changed_at=event.time,
+                changed_at=report.reported_at,
                 reason="incident.reported",
+                drill=facts.drill,
             ),
-            report.incident_id,
         )
-        await self.outbox.add(session, status, *created)
+        await self.store.apply(session, incident, decision, event.id)
+
+    async def _remember(self, session: AsyncSession, report: IncidentReported) -> None:
+        """History later rules look back on: signs per subject (R17), drills per year (R16)."""
+        facts = report.facts
+        if facts.phase == Phase.SIGNS:
+            await session.execute(
+                insert(subject_signs)
+                .values(
+                    [
+                        {
+                            "subject_id": subject.id,
+                            "incident_id": report.incident_id,
+                            "reported_at": report.reported_at,
+                        }
+                        for subject in facts.subjects
+                    ]
+                )
+                .on_conflict_do_nothing()
+            )
+        if facts.drill:
+            requirement = self.store.policy.drill_requirement
+            await session.execute(
+                insert(drills)
+                .values(
+                    incident_id=report.incident_id,
+                    party=party_code(requirement.party, facts.township_code),
+                    year=report.reported_at.astimezone(LOCAL_TIME).year,
+                    reported_at=report.reported_at,
+                )
+                .on_conflict_do_nothing()
+            )
 
     async def on_action(
         self, session: AsyncSession, event: CloudEvent, recorded: ActionRecorded
     ) -> None:
-        incident = (
-            await session.execute(
-                select(incidents).where(incidents.c.id == recorded.incident_id).with_for_update()
-            )
-        ).first()
+        incident = await self.store.locked_incident(session, recorded.incident_id)
         if incident is None:
             raise RejectEvent(f"action for unknown incident {recorded.incident_id}")
         current = LifecycleStatus(incident.status)
         transition = lifecycle.apply(current, recorded.action)
         if not transition.accepted:
-            rejected = ActionRejected(
-                incident_id=recorded.incident_id,
-                action_id=recorded.action_id,
-                action=recorded.action,
-                status=current,
-                reason=transition.reason,
-            )
-            await self.outbox.add(session, CloudEvent.new(SOURCE, rejected, recorded.incident_id))
-            return
-        published = []
-        if transition.changed:
-            await session.execute(
-                update(incidents)
-                .where(incidents.c.id == recorded.incident_id)
-                .values(status=transition.status, updated_at=event.time)
-            )
-            published.append(
-                IncidentStatusChanged(
+            await self.store.publish(
+                session,
+                recorded.incident_id,
+                ActionRejected(
                     incident_id=recorded.incident_id,
-                    status=transition.status,
-                    previous_status=current,
-                    changed_at=recorded.recorded_at,
+                    action_id=recorded.action_id,
+                    action=recorded.action,
+                    status=current,
                     reason=transition.reason,
-                )
+                    drill=incident.drill,
+                ),
             )
-        pending = (
-            await session.execute(
-                select(obligations)
-                .where(
-                    obligations.c.incident_id == recorded.incident_id,
-                    obligations.c.status == "PENDING",
-                )
-                .with_for_update()
-            )
-        ).all()
+            return
+        await self.store.change_status(session, incident, transition, recorded.recorded_at)
+        incident = await self.store.locked_incident(session, recorded.incident_id)
+        assert incident is not None
+        pending = await self.store.pending(session, recorded.incident_id)
+        evidence = Evidence("action", recorded.action)
         for obligation in pending:
-            if not is_met_by(self.policy, obligation.action, recorded.action):
-                continue
-            status = "MET" if recorded.occurred_at <= obligation.due_at else "MET_LATE"
-            await session.execute(
-                update(obligations)
-                .where(obligations.c.id == obligation.id)
-                .values(status=status, met_at=recorded.occurred_at, met_by_event_id=event.id)
-            )
-            published.append(
-                ObligationMet(
-                    incident_id=recorded.incident_id,
-                    obligation_id=obligation.id,
-                    party=obligation.party,
-                    rule_id=obligation.rule_id,
-                    status=status,
-                    met_at=recorded.occurred_at,
-                    met_by_event_id=event.id,
+            if is_met_by(self.store.policy, obligation.action, evidence):
+                await self.store.meet(
+                    session, incident, obligation, recorded.occurred_at, event.id, pending
                 )
-            )
-        await self.outbox.add(
-            session, *(CloudEvent.new(SOURCE, data, recorded.incident_id) for data in published)
+            elif is_waived_by(self.store.policy, obligation.action, recorded.action):
+                await self.store.waive(
+                    session,
+                    incident,
+                    obligation,
+                    f"{recorded.action} 后不再需要",
+                    recorded.recorded_at,
+                )
+        await self._cancel_timers(session, incident.id, recorded)
+        decision = evaluate(
+            self.store.policy,
+            await self.store.situation(session, incident),
+            Trigger(f"action:{recorded.action}", recorded.recorded_at, event.id, recorded.party),
+            self.store.party_names,
         )
+        await self.store.apply(session, incident, decision, event.id)
 
-    async def on_report_filed(self, session: AsyncSession, report: ReportFiled) -> None:
-        incident = (
+    async def _cancel_timers(
+        self, session: AsyncSession, incident_id: UUID, recorded: ActionRecorded
+    ) -> None:
+        names = [
+            timer.name
+            for rule in self.store.policy.rules
+            for timer in rule.timers
+            if recorded.action in timer.cancelled_by
+        ]
+        if names:
             await session.execute(
-                select(incidents).where(incidents.c.id == report.incident_id).with_for_update()
+                update(timers)
+                .where(
+                    timers.c.incident_id == incident_id,
+                    timers.c.name.in_(names),
+                    timers.c.fired_at.is_(None),
+                    timers.c.cancelled_at.is_(None),
+                )
+                .values(cancelled_at=recorded.recorded_at)
             )
-        ).first()
+
+    async def on_report_filed(
+        self, session: AsyncSession, event: CloudEvent, report: ReportFiled
+    ) -> None:
+        incident = await self.store.locked_incident(session, report.incident_id)
         if incident is None:
             raise RejectEvent(f"report for unknown incident {report.incident_id}")
-        if report.changes:
+        facts = IncidentFacts.model_validate({**incident.facts, **report.changes})
+        await session.execute(
+            update(incidents)
+            .where(incidents.c.id == report.incident_id)
+            .values(facts=facts.model_dump(mode="json"))
+        )
+        incident = await self.store.locked_incident(session, report.incident_id)
+        assert incident is not None
+        complete = not missing_report_fields(self.store.policy, facts_of(incident))
+        evidence = Evidence("report", report_complete=complete)
+        pending = await self.store.pending(session, report.incident_id)
+        for obligation in pending:
+            if is_met_by(self.store.policy, obligation.action, evidence):
+                await self.store.meet(
+                    session, incident, obligation, report.filed_at, event.id, pending
+                )
+
+    async def on_acknowledged(
+        self, session: AsyncSession, event: CloudEvent, ack: NotificationAcknowledged
+    ) -> None:
+        """A "report to X" obligation is met when X acknowledges the alert."""
+        incident = await self.store.locked_incident(session, ack.incident_id)
+        if incident is None:
+            return  # an alert this service did not ask for
+        pending = await self.store.pending(session, ack.incident_id)
+        for obligation in pending:
+            if obligation.id == ack.obligation_id and is_met_by(
+                self.store.policy, obligation.action, Evidence("ack")
+            ):
+                await self.store.meet(
+                    session, incident, obligation, ack.acknowledged_at, event.id, pending
+                )
+
+    async def on_unacknowledged(
+        self, session: AsyncSession, event: CloudEvent, gave_up: NotificationUnacknowledged
+    ) -> None:
+        """Nobody confirmed the alert: the next level up is told and supervises it."""
+        incident = await self.store.locked_incident(session, gave_up.incident_id)
+        if incident is None or not lifecycle.is_open(LifecycleStatus(incident.status)):
+            return
+        obligation = (
             await session.execute(
-                update(incidents)
-                .where(incidents.c.id == report.incident_id)
-                .values(facts={**incident.facts, **report.changes})
+                select(obligations)
+                .where(obligations.c.id == gave_up.obligation_id)
+                .with_for_update()
             )
+        ).first()
+        if obligation is None or obligation.status != "PENDING":
+            return
+        await self.store.escalate_unacknowledged(
+            session, incident, obligation, gave_up.given_up_at, event.id
+        )

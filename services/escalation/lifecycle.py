@@ -23,6 +23,12 @@ TRANSITIONS: dict[ActionCode, tuple[frozenset[S], S | None]] = {
 }
 
 
+# timer → (states it acts in, state it leads to): R4's search window passing without FOUND.
+TIMER_TRANSITIONS: dict[str, tuple[frozenset[S], S]] = {
+    "SEARCH_WINDOW": (frozenset({S.REPORTED, S.RESPONDING, S.SEARCHING}), S.ESCALATED),
+}
+
+
 @dataclass(frozen=True)
 class Transition:
     accepted: bool
@@ -39,3 +45,15 @@ def apply(status: S, action: ActionCode) -> Transition:
     if target is None or target == status:
         return Transition(True, status, False, f"{action} recorded")
     return Transition(True, target, True, f"{action}: {status} → {target}")
+
+
+def apply_timer(status: S, timer: str) -> Transition:
+    """Where a fired rule timer takes the incident; unchanged when it does not apply."""
+    allowed, target = TIMER_TRANSITIONS.get(timer, (frozenset(), status))
+    if status not in allowed or target == status:
+        return Transition(True, status, False, f"timer {timer}")
+    return Transition(True, target, True, f"timer {timer}: {status} → {target}")
+
+
+def is_open(status: S) -> bool:
+    return status in OPEN

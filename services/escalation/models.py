@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Index, String, Table, Text, func, text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy import Boolean, Column, DateTime, Index, Integer, String, Table, Text, func, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 from shared.db import service_metadata
 from shared.runtime import MessagingTables
@@ -22,6 +22,8 @@ incidents = Table(
     Column("drill", Boolean, nullable=False),
     Column("policy_version", String(64), nullable=False),
     Column("reported_at", DateTime(timezone=True), nullable=False),
+    Column("fired_rules", ARRAY(String(16)), nullable=False, server_default="{}"),
+    Column("closed_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
@@ -38,11 +40,56 @@ obligations = Table(
     Column("deadline_name", String(32), nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("explanation", Text, nullable=False),
+    Column("trigger", String(64), nullable=False, server_default="reported"),
+    Column("notify", Boolean, nullable=False, server_default="false"),
+    Column("drill", Boolean, nullable=False, server_default="false"),
+    Column("escalated_from", UUID(as_uuid=True)),
     Column("status", String(16), nullable=False, comment="PENDING MET MET_LATE MISSED WAIVED"),
     Column("met_at", DateTime(timezone=True)),
     Column("met_by_event_id", UUID(as_uuid=True)),
+    Column("closed_reason", Text, comment="why it was waived or missed"),
     Column("source_event_id", UUID(as_uuid=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_obligations_incident", "incident_id", "due_at"),
     Index("ix_obligations_pending_due", "due_at", postgresql_where=text("status = 'PENDING'")),
+)
+
+# Rule timers (R3's SEARCH_WINDOW ...): rows, fired by any replica exactly once.
+timers = Table(
+    "timers",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("incident_id", UUID(as_uuid=True), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("rule_id", String(16), nullable=False),
+    Column("fire_at", DateTime(timezone=True), nullable=False),
+    Column("fired_at", DateTime(timezone=True)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index(
+        "ix_timers_pending_fire",
+        "fire_at",
+        postgresql_where=text("fired_at IS NULL AND cancelled_at IS NULL"),
+    ),
+    Index("ix_timers_incident", "incident_id"),
+)
+
+# R17: every report of signs, per subject.
+subject_signs = Table(
+    "subject_signs",
+    metadata,
+    Column("subject_id", String(64), primary_key=True),
+    Column("incident_id", UUID(as_uuid=True), primary_key=True),
+    Column("reported_at", DateTime(timezone=True), nullable=False),
+)
+
+# R16: drills reported, counted per 司法所 and calendar year.
+drills = Table(
+    "drills",
+    metadata,
+    Column("incident_id", UUID(as_uuid=True), primary_key=True),
+    Column("party", String(40), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("reported_at", DateTime(timezone=True), nullable=False),
+    Index("ix_drills_year_party", "year", "party"),
 )

@@ -1,13 +1,14 @@
-"""Response bodies of the escalation API."""
+"""Request and response bodies of the escalation API."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
 from shared.domain import LifecycleStatus
+from shared.reports import IncidentIn, Input
 
 
 class ObligationOut(BaseModel):
@@ -18,16 +19,81 @@ class ObligationOut(BaseModel):
     action_text: str
     rule_id: str
     plan_section: str
+    plan_text: str
     deadline_name: str
     due_at: datetime
     status: str
+    trigger: str
+    notify: bool
+    drill: bool
+    escalated_from: UUID | None
     met_at: datetime | None
     met_by_event_id: UUID | None
+    closed_reason: str | None
     why: str
 
 
 class ObligationsOut(BaseModel):
     incident_id: UUID
     status: LifecycleStatus
+    drill: bool
     policy_version: str
     obligations: list[ObligationOut]
+
+
+class PriorSignsIn(Input):
+    subject_id: str = Field(min_length=1, max_length=64)
+    reported_at: AwareDatetime
+
+
+class EvaluateIn(IncidentIn):
+    """An incident report as intake takes it, plus what a dry run should assume."""
+
+    reported_at: AwareDatetime | None = Field(default=None, description="defaults to now")
+    prior_signs: list[PriorSignsIn] = Field(
+        default_factory=list, description="earlier reports of signs about these subjects (R17)"
+    )
+
+
+class ProposedObligationOut(BaseModel):
+    party: str
+    party_name: str
+    action: str
+    action_text: str
+    rule_id: str
+    plan_section: str
+    deadline_name: str
+    due_at: datetime
+    notify: bool
+    drill: bool
+    why: str
+
+
+class ProposedTimerOut(BaseModel):
+    name: str
+    rule_id: str
+    fire_at: datetime
+
+
+class EvaluationOut(BaseModel):
+    policy_version: str
+    rules_fired: list[str]
+    obligations: list[ProposedObligationOut]
+    timers: list[ProposedTimerOut]
+
+
+class DrillComplianceOut(BaseModel):
+    party: str
+    party_name: str
+    year: int
+    drills: int
+    required: int
+    compliant: bool
+    rule_id: str
+    plan_section: str
+    incident_ids: list[UUID]
+
+
+class DrillComplianceList(BaseModel):
+    year: int
+    items: list[DrillComplianceOut]

@@ -12,23 +12,22 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake import facts as incident_facts
 from services.intake.models import actions, idempotency_keys, incidents, reports
 from services.intake.schemas import (
     ActionIn,
     ActionOut,
     CreatedOut,
-    IncidentIn,
     IncidentOut,
-    ReporterIn,
     ReportIn,
     ReportOut,
 )
+from shared import facts as incident_facts
 from shared.directory import Directory
 from shared.domain import LifecycleStatus
 from shared.events import CloudEvent
 from shared.events.models import ActionRecorded, IncidentReported, Reporter, ReportFiled
 from shared.problems import Problem, not_found
+from shared.reports import IncidentIn, ReporterIn
 from shared.runtime import runtime_of, session_in_transaction
 
 SOURCE = "intake"

@@ -120,6 +120,11 @@ class ObligationCreated(EventData):
     explanation: str
     notify: bool = Field(description="the party must be alerted now")
     incident: IncidentBrief
+    trigger: str = Field(default="incident.reported", description="what made the rule fire")
+    escalated_from: UUID | None = Field(
+        default=None, description="the overdue or unacknowledged obligation this one escalates"
+    )
+    policy_version: str | None = None
 
 
 class ObligationMet(EventData):
@@ -131,6 +136,35 @@ class ObligationMet(EventData):
     status: Literal["MET", "MET_LATE"]
     met_at: AwareDatetime
     met_by_event_id: UUID
+    drill: bool = False
+
+
+class ObligationWaived(EventData):
+    """No longer required (the incident closed, the subject was found ...), with the reason."""
+
+    ce_type: ClassVar[str] = "obligation.waived"
+    incident_id: UUID
+    obligation_id: UUID
+    party: str
+    rule_id: str
+    reason: str
+    waived_at: AwareDatetime
+    drill: bool = False
+
+
+class DeadlineMissed(EventData):
+    """An obligation's due time passed with nothing recorded; `escalated_to` took it up."""
+
+    ce_type: ClassVar[str] = "deadline.missed"
+    incident_id: UUID
+    obligation_id: UUID
+    party: str
+    action: str
+    rule_id: str
+    due_at: AwareDatetime
+    missed_at: AwareDatetime
+    escalated_to: str | None = None
+    drill: bool = False
 
 
 class IncidentStatusChanged(EventData):
@@ -140,6 +174,7 @@ class IncidentStatusChanged(EventData):
     previous_status: LifecycleStatus | None
     changed_at: AwareDatetime
     reason: str
+    drill: bool = False
 
 
 class ActionRejected(EventData):
@@ -151,6 +186,7 @@ class ActionRejected(EventData):
     action: ActionCode
     status: LifecycleStatus
     reason: str
+    drill: bool = False
 
 
 # --- notifications.v1 -------------------------------------------------------------------------

@@ -23,6 +23,8 @@ EVENT_TYPES: dict[str, EventSpec] = {
         topics.ESCALATIONS,
         models.ObligationCreated,
         models.ObligationMet,
+        models.ObligationWaived,
+        models.DeadlineMissed,
         models.IncidentStatusChanged,
         models.ActionRejected,
     ),

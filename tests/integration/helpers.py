@@ -60,3 +60,40 @@ async def timeline_with(
         lambda response: count_of(event_type, response) >= at_least,
         timeout,
     )
+
+
+async def report(clients: dict[str, Any], **overrides: Any) -> str:
+    """Report `violence_report(**overrides)`; the new incident's id."""
+    response = await clients["intake"].post("/v1/incidents", json=violence_report(**overrides))
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def act(
+    clients: dict[str, Any], incident_id: str, action: str, party: str = "SFS:150626102"
+) -> None:
+    response = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/actions",
+        json={"action": action, "party": party, "actor_name": "李明"},
+    )
+    assert response.status_code == 201, response.text
+
+
+async def obligations_when(
+    clients: dict[str, Any],
+    incident_id: str,
+    accept: Callable[[dict[str, Any]], Any],
+    timeout: float = 20.0,
+) -> dict[str, Any]:
+    """The incident's obligations (the whole response body), once `accept` holds for it."""
+    response = await eventually(
+        lambda: clients["escalation"].get(f"/v1/incidents/{incident_id}/obligations"),
+        lambda response: response.status_code == 200 and bool(accept(response.json())),
+        timeout,
+    )
+    return response.json()
+
+
+def find(body: dict[str, Any], **fields: Any) -> list[dict[str, Any]]:
+    """The obligations of a response body whose fields have the given values."""
+    return [o for o in body["obligations"] if all(o[k] == v for k, v in fields.items())]

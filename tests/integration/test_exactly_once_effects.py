@@ -62,19 +62,20 @@ async def test_same_event_delivered_twice_changes_nothing(
     finally:
         await producer.stop()
 
-    await webhook_sink.wait_for(incident_id, {"PPS:150626102", "TCG:150626102", "BLO"})
-    timeline = await timeline_with(
-        clients["audit"], incident_id, "notification.delivered", at_least=3
-    )
+    # R6 alerts the police, the township and the banner; R7 asks the 司法所 for the missing
+    # elements (time, persons involved, measures taken).
+    alerted = {"PPS:150626102", "TCG:150626102", "BLO", "SFS:150626102"}
+    await webhook_sink.wait_for(incident_id, alerted)
+    await timeline_with(clients["audit"], incident_id, "notification.delivered", at_least=4)
     await asyncio.sleep(1.0)  # let a second application, were there one, land too
     timeline = await clients["audit"].get(f"/v1/incidents/{incident_id}/timeline")
     types = [entry["ce_type"] for entry in timeline.json()["entries"]]
     assert types.count("incident.reported") == 1
-    assert types.count("obligation.created") == 6
-    assert types.count("notification.delivered") == 3
+    assert types.count("obligation.created") == 8  # R1, R6 x5, R7, R9
+    assert types.count("notification.delivered") == 4
     obligations = await clients["escalation"].get(f"/v1/incidents/{incident_id}/obligations")
-    assert len(obligations.json()["obligations"]) == 6
-    assert len(webhook_sink.for_incident(incident_id)) == 3
+    assert len(obligations.json()["obligations"]) == 8
+    assert len(webhook_sink.for_incident(incident_id)) == 4
     head = await clients["audit"].get("/v1/log/verify")
     assert head.json()["first_broken_index"] is None
 

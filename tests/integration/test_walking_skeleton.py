@@ -49,6 +49,7 @@ async def test_violence_in_progress_travels_the_whole_way(
         ("R6", "BLO", "REPORT"),
         ("R6", "SFS:150626102", "GO_ON_SCENE"),
         ("R6", "SFS:150626102", "FULL_WRITTEN_REPORT"),
+        ("R9", "SFS:150626102", "FOLLOW_UP_REPORT"),
     }
     for obligation in obligations.json()["obligations"]:
         assert obligation["why"].startswith(f"依据 {obligation['rule_id']}")
@@ -66,7 +67,7 @@ async def test_violence_in_progress_travels_the_whole_way(
     )
     types = [entry["ce_type"] for entry in timeline.json()["entries"]]
     assert types[0] == "incident.reported"
-    assert types.count("obligation.created") == 6
+    assert types.count("obligation.created") == 7
     first_delivery = types.index("notification.delivered")
     assert first_delivery > types.index("obligation.created")
     assert "incident.status_changed" in types

@@ -1,4 +1,4 @@
-"""Incident facts as stored, changed and published (services/intake/facts.py)."""
+"""Incident facts as stored, changed and published (shared/facts.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from services.intake.facts import apply_changes, event_facts, initial_facts, masked
-from services.intake.schemas import FactsUpdate, IncidentIn
 from shared.directory import Township
 from shared.domain import Category, Phase
 from shared.events.models import IncidentFacts
+from shared.facts import apply_changes, event_facts, initial_facts, masked
+from shared.reports import FactsUpdate, IncidentIn
 
 TUKE = Township(code="150626102", name="图克镇")
 ID_NUMBER = "150626199001011234"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from services.escalation.lifecycle import OPEN, TRANSITIONS, apply
+from services.escalation.lifecycle import (
+    OPEN,
+    TIMER_TRANSITIONS,
+    TRANSITIONS,
+    apply,
+    apply_timer,
+    is_open,
+)
 from shared.domain import ActionCode as A
 from shared.domain import LifecycleStatus as S
 
@@ -99,3 +106,51 @@ def test_terminal_states_are_not_open():
     assert S.CLOSED not in OPEN
     assert S.REVIEWED not in OPEN
     assert OPEN | {S.CLOSED, S.REVIEWED} == set(S)
+
+
+# --- rule timers (R3 starts SEARCH_WINDOW; R4 acts when it passes) ----------------------------
+
+
+@pytest.mark.parametrize("status", [S.REPORTED, S.RESPONDING, S.SEARCHING])
+def test_search_window_passing_escalates_an_incident_still_looking(status):
+    """R4: the search window passes without FOUND — as if the search had failed."""
+    result = apply_timer(status, "SEARCH_WINDOW")
+    assert (result.accepted, result.changed, result.status) == (True, True, S.ESCALATED)
+    assert result.reason == f"timer SEARCH_WINDOW: {status} → ESCALATED"
+
+
+@pytest.mark.parametrize("status", [S.ESCALATED, S.CONTROLLED, S.CLOSED, S.REVIEWED])
+def test_search_window_leaves_an_escalated_found_or_closed_incident_alone(status):
+    result = apply_timer(status, "SEARCH_WINDOW")
+    assert (result.accepted, result.changed, result.status) == (True, False, status)
+    assert result.reason == "timer SEARCH_WINDOW"
+
+
+@pytest.mark.parametrize("status", list(S))
+def test_an_unknown_timer_changes_nothing(status):
+    result = apply_timer(status, "COFFEE_BREAK")
+    assert (result.accepted, result.changed, result.status) == (True, False, status)
+    assert result.reason == "timer COFFEE_BREAK"
+
+
+def test_search_window_ends_where_a_failed_search_does():
+    """The timer and SEARCH_FAILED both trigger R4; they lead to the same state."""
+    timed_out = apply_timer(S.SEARCHING, "SEARCH_WINDOW")
+    assert timed_out.status is apply(S.SEARCHING, A.SEARCH_FAILED).status
+
+
+def test_every_lifecycle_timer_is_a_timer_of_the_policy(policy):
+    for name in TIMER_TRANSITIONS:
+        timer = policy.timer(name)
+        assert timer.name == name
+        # Whatever cancels the timer is also what stops it mattering to the lifecycle.
+        for action in timer.cancelled_by:
+            after = apply(S.SEARCHING, action)
+            if after.accepted:
+                assert not apply_timer(after.status, name).changed
+
+
+@pytest.mark.parametrize("status", list(S))
+def test_is_open_until_closed(status):
+    assert is_open(status) is (status not in {S.CLOSED, S.REVIEWED})
+    assert is_open(status) is (status in OPEN)

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.intake.schemas import FactsUpdate, IncidentIn
 from shared.directory import Township
 from shared.events.models import IncidentFacts, Subject
 from shared.privacy import mask_id_number, mask_id_numbers_in_text
+from shared.reports import FactsUpdate, IncidentIn
 
 
 def initial_facts(report: IncidentIn, township: Township) -> dict[str, Any]:
     """Facts as stored: JSON-ready, with the subjects' full ID numbers."""
-    facts = report.model_dump(mode="json", exclude={"reporter", "township"})
+    # Only the report's own fields: callers may pass a subclass carrying more (a dry run's).
+    facts = report.model_dump(
+        mode="json", include=set(IncidentIn.model_fields) - {"reporter", "township"}
+    )
     facts["township_code"] = township.code
     facts["township_name"] = township.name
     return facts

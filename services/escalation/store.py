@@ -1,0 +1,364 @@
+"""The escalation service's writes: obligations, timers and status, each with its events.
+
+Used by the event handlers and the deadline worker alike, always inside the caller's
+transaction, so a decision and the events announcing it commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.escalation import lifecycle
+from services.escalation.models import incidents, obligations, subject_signs, timers
+from services.escalation.rules import (
+    Decision,
+    ObligationSpec,
+    ObligationView,
+    Policy,
+    PriorSigns,
+    Situation,
+    ladder_step,
+    recurrence,
+)
+from shared.domain import LifecycleStatus
+from shared.events import CloudEvent
+from shared.events.models import (
+    DeadlineMissed,
+    EventData,
+    IncidentBrief,
+    IncidentFacts,
+    IncidentStatusChanged,
+    ObligationCreated,
+    ObligationMet,
+    ObligationWaived,
+)
+from shared.messaging import Outbox
+from shared.pgnotify import notify
+
+SOURCE = "escalation"
+DEADLINES_CHANNEL = "escalation_deadlines"
+
+
+def brief(facts: IncidentFacts) -> IncidentBrief:
+    return IncidentBrief(
+        category=facts.category,
+        phase=facts.phase,
+        township_code=facts.township_code,
+        township_name=facts.township_name,
+        location=facts.location,
+        occurred_at=facts.occurred_at,
+        summary=facts.summary,
+        subject_names=tuple(subject.name for subject in facts.subjects),
+        drill=facts.drill,
+    )
+
+
+def facts_of(incident: Row) -> IncidentFacts:
+    return IncidentFacts.model_validate(incident.facts)
+
+
+def view_of(obligation: Row, township_code: str) -> ObligationView:
+    return ObligationView(
+        id=obligation.id,
+        incident_id=obligation.incident_id,
+        rule_id=obligation.rule_id,
+        plan_section=obligation.plan_section,
+        party=obligation.party,
+        action=obligation.action,
+        action_text=obligation.action_text,
+        deadline_name=obligation.deadline_name,
+        due_at=obligation.due_at,
+        drill=obligation.drill,
+        township_code=township_code,
+    )
+
+
+@dataclass(frozen=True)
+class Store:
+    policy: Policy
+    outbox: Outbox
+    party_names: Mapping[str, str]
+
+    async def publish(self, session: AsyncSession, incident_id: UUID, *data: EventData) -> None:
+        await self.outbox.add(
+            session, *(CloudEvent.new(SOURCE, item, incident_id) for item in data)
+        )
+
+    async def locked_incident(
+        self, session: AsyncSession, incident_id: UUID, *, skip_locked: bool = False
+    ) -> Row | None:
+        """The incident row, locked; with `skip_locked`, None while another holds it."""
+        return (
+            await session.execute(
+                select(incidents)
+                .where(incidents.c.id == incident_id)
+                .with_for_update(skip_locked=skip_locked)
+            )
+        ).first()
+
+    async def situation(self, session: AsyncSession, incident: Row) -> Situation:
+        facts = facts_of(incident)
+        subject_ids = [subject.id for subject in facts.subjects]
+        earlier = await session.execute(
+            select(subject_signs).where(
+                subject_signs.c.subject_id.in_(subject_ids),
+                subject_signs.c.incident_id != incident.id,
+            )
+        )
+        return Situation(
+            incident_id=incident.id,
+            facts=facts,
+            reporter_party=incident.reporter["party"],
+            reported_at=incident.reported_at,
+            fired_rules=frozenset(incident.fired_rules),
+            prior_signs=tuple(
+                PriorSigns(row.incident_id, row.subject_id, row.reported_at) for row in earlier
+            ),
+        )
+
+    async def apply(
+        self, session: AsyncSession, incident: Row, decision: Decision, source_event_id: UUID
+    ) -> None:
+        """Store what the rules decided and announce every new obligation."""
+        if decision.fired_rules:
+            fired = sorted(set(incident.fired_rules) | set(decision.fired_rules))
+            await session.execute(
+                update(incidents).where(incidents.c.id == incident.id).values(fired_rules=fired)
+            )
+        for timer in decision.timers:
+            await session.execute(
+                timers.insert().values(
+                    id=uuid4(),
+                    incident_id=incident.id,
+                    name=timer.name,
+                    rule_id=timer.rule_id,
+                    fire_at=timer.fire_at,
+                )
+            )
+        await self.add_obligations(session, incident, decision.obligations, source_event_id)
+        if decision.timers:
+            await notify(session, DEADLINES_CHANNEL)
+
+    async def add_obligations(
+        self,
+        session: AsyncSession,
+        incident: Row,
+        specs: Iterable[ObligationSpec],
+        source_event_id: UUID,
+    ) -> None:
+        incident_brief = brief(facts_of(incident))
+        created: list[EventData] = []
+        for spec in specs:
+            stored = await session.execute(
+                insert(obligations)
+                .values(
+                    id=spec.id,
+                    incident_id=incident.id,
+                    party=spec.party,
+                    action=spec.action,
+                    action_text=spec.action_text,
+                    rule_id=spec.rule_id,
+                    plan_section=spec.plan_section,
+                    deadline_name=spec.deadline_name,
+                    due_at=spec.due_at,
+                    explanation=spec.explanation,
+                    trigger=spec.trigger,
+                    notify=spec.notify,
+                    drill=spec.drill,
+                    escalated_from=spec.escalated_from,
+                    status="PENDING",
+                    source_event_id=source_event_id,
+                )
+                .on_conflict_do_nothing()
+                .returning(obligations.c.id)
+            )
+            if stored.first() is None:
+                continue  # the same cause already produced it
+            created.append(
+                ObligationCreated(
+                    incident_id=incident.id,
+                    obligation_id=spec.id,
+                    party=spec.party,
+                    action=spec.action,
+                    action_text=spec.action_text,
+                    deadline_name=spec.deadline_name,
+                    due_at=spec.due_at,
+                    rule_id=spec.rule_id,
+                    plan_section=spec.plan_section,
+                    explanation=spec.explanation,
+                    notify=spec.notify,
+                    incident=incident_brief,
+                    trigger=spec.trigger,
+                    escalated_from=spec.escalated_from,
+                    policy_version=self.policy.version,
+                )
+            )
+        if created:
+            await self.publish(session, incident.id, *created)
+            await notify(session, DEADLINES_CHANNEL)
+
+    async def change_status(
+        self,
+        session: AsyncSession,
+        incident: Row,
+        transition: lifecycle.Transition,
+        at: datetime,
+    ) -> None:
+        if not transition.changed:
+            return
+        values: dict[str, Any] = {"status": transition.status, "updated_at": at}
+        if transition.status == LifecycleStatus.CLOSED:
+            values["closed_at"] = at
+        await session.execute(
+            update(incidents).where(incidents.c.id == incident.id).values(**values)
+        )
+        await self.publish(
+            session,
+            incident.id,
+            IncidentStatusChanged(
+                incident_id=incident.id,
+                status=transition.status,
+                previous_status=LifecycleStatus(incident.status),
+                changed_at=at,
+                reason=transition.reason,
+                drill=incident.drill,
+            ),
+        )
+
+    async def pending(self, session: AsyncSession, incident_id: UUID) -> list[Row]:
+        return list(
+            (
+                await session.execute(
+                    select(obligations)
+                    .where(
+                        obligations.c.incident_id == incident_id,
+                        obligations.c.status == "PENDING",
+                    )
+                    .order_by(obligations.c.due_at)
+                    .with_for_update()
+                )
+            ).all()
+        )
+
+    async def meet(
+        self,
+        session: AsyncSession,
+        incident: Row,
+        obligation: Row,
+        met_at: datetime,
+        event_id: UUID,
+        supervision: list[Row],
+    ) -> None:
+        """Mark an obligation met (late, if after its due time); its supervisors stand down."""
+        status = "MET" if met_at <= obligation.due_at else "MET_LATE"
+        await session.execute(
+            update(obligations)
+            .where(obligations.c.id == obligation.id)
+            .values(status=status, met_at=met_at, met_by_event_id=event_id)
+        )
+        await self.publish(
+            session,
+            incident.id,
+            ObligationMet(
+                incident_id=incident.id,
+                obligation_id=obligation.id,
+                party=obligation.party,
+                rule_id=obligation.rule_id,
+                status=status,
+                met_at=met_at,
+                met_by_event_id=event_id,
+                drill=obligation.drill,
+            ),
+        )
+        for supervisor in supervision:
+            if supervisor.escalated_from == obligation.id:
+                await self.waive(session, incident, supervisor, "原事项已办结", met_at)
+        if lifecycle.is_open(LifecycleStatus(incident.status)):
+            follow_on = recurrence(
+                self.policy,
+                view_of(obligation, incident.facts["township_code"]),
+                met_at,
+                self.party_names,
+            )
+            if follow_on is not None:
+                await self.add_obligations(session, incident, [follow_on], event_id)
+
+    async def waive(
+        self, session: AsyncSession, incident: Row, obligation: Row, reason: str, at: datetime
+    ) -> None:
+        await session.execute(
+            update(obligations)
+            .where(obligations.c.id == obligation.id)
+            .values(status="WAIVED", closed_reason=reason)
+        )
+        await self.publish(
+            session,
+            incident.id,
+            ObligationWaived(
+                incident_id=incident.id,
+                obligation_id=obligation.id,
+                party=obligation.party,
+                rule_id=obligation.rule_id,
+                reason=reason,
+                waived_at=at,
+                drill=obligation.drill,
+            ),
+        )
+
+    async def miss(
+        self, session: AsyncSession, incident: Row, obligation: Row, at: datetime
+    ) -> None:
+        """Past due: MISSED, and while the incident is open the next level takes it up."""
+        still_open = lifecycle.is_open(LifecycleStatus(incident.status))
+        view = view_of(obligation, incident.facts["township_code"])
+        supervisor = (
+            ladder_step(self.policy, view, "missed", at, self.party_names) if still_open else None
+        )
+        await session.execute(
+            update(obligations)
+            .where(obligations.c.id == obligation.id)
+            .values(
+                status="MISSED",
+                closed_reason=(f"逾期，升级至 {supervisor.party}" if supervisor else "逾期"),
+            )
+        )
+        await self.publish(
+            session,
+            incident.id,
+            DeadlineMissed(
+                incident_id=incident.id,
+                obligation_id=obligation.id,
+                party=obligation.party,
+                action=obligation.action,
+                rule_id=obligation.rule_id,
+                due_at=obligation.due_at,
+                missed_at=at,
+                escalated_to=supervisor.party if supervisor else None,
+                drill=obligation.drill,
+            ),
+        )
+        follow_on = recurrence(self.policy, view, at, self.party_names) if still_open else None
+        await self.add_obligations(
+            session, incident, [spec for spec in (supervisor, follow_on) if spec], obligation.id
+        )
+
+    async def escalate_unacknowledged(
+        self, session: AsyncSession, incident: Row, obligation: Row, at: datetime, event_id: UUID
+    ) -> None:
+        supervisor = ladder_step(
+            self.policy,
+            view_of(obligation, incident.facts["township_code"]),
+            "unacknowledged",
+            at,
+            self.party_names,
+        )
+        if supervisor is not None:
+            await self.add_obligations(session, incident, [supervisor], event_id)

@@ -1,0 +1,77 @@
+"""The report of an emergency as the county platform and officers send it (REST contract).
+
+Intake accepts it; escalation's dry run evaluates the same body.
+"""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from shared.domain import PARTY_PATTERN, Category, Phase
+from shared.privacy import ID_NUMBER_PATTERN
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class SubjectIn(Input):
+    id: str = Field(min_length=1, max_length=64, description="社区矫正对象编号")
+    name: str = Field(min_length=1, max_length=64)
+    id_number: str | None = Field(default=None, pattern=ID_NUMBER_PATTERN, description="身份证号")
+
+
+class ReporterIn(Input):
+    party: str = Field(pattern=PARTY_PATTERN, examples=["SFS:150626102", "PLATFORM"])
+    name: str = Field(min_length=1, max_length=64)
+    phone: str | None = Field(default=None, max_length=32)
+
+
+class IncidentIn(Input):
+    """A first report (首报) of an emergency."""
+
+    category: Category
+    phase: Phase
+    township: str = Field(
+        min_length=1, max_length=32, description="division code (150626102) or name (图克镇)"
+    )
+    subjects: list[SubjectIn] = Field(min_length=1, max_length=50)
+    occurred_at: AwareDatetime | None = None
+    discovered_at: AwareDatetime | None = None
+    location: str | None = Field(default=None, max_length=500)
+    summary: str | None = Field(default=None, max_length=5000, description="事态发展情况")
+    measures_taken: str | None = Field(default=None, max_length=5000, description="已采取的措施")
+    persons_involved: str | None = Field(
+        default=None, max_length=5000, description="涉及人员基本情况"
+    )
+    reporter: ReporterIn
+    drill: bool = False
+
+
+class FactsUpdate(Input):
+    """Facts a follow-up report adds or a correction replaces; omitted fields stay as they are."""
+
+    category: Category | None = None
+    phase: Phase | None = None
+    subjects: list[SubjectIn] | None = Field(default=None, min_length=1, max_length=50)
+    occurred_at: AwareDatetime | None = None
+    discovered_at: AwareDatetime | None = None
+    location: str | None = Field(default=None, max_length=500)
+    summary: str | None = Field(default=None, max_length=5000)
+    measures_taken: str | None = Field(default=None, max_length=5000)
+    persons_involved: str | None = Field(default=None, max_length=5000)
+
+    @model_validator(mode="after")
+    def _required_facts_stay(self) -> FactsUpdate:
+        # Omitting a fact keeps it; stating it as null would erase what every report must have.
+        erased = [
+            name
+            for name in REQUIRED_FACTS
+            if name in self.model_fields_set and getattr(self, name) is None
+        ]
+        if erased:
+            raise ValueError(f"{', '.join(erased)} cannot be null; omit a fact to keep it")
+        return self
+
+
+REQUIRED_FACTS = ("category", "phase", "subjects")

@@ -1,0 +1,55 @@
+"""A system of its own whose policy counts deadlines in seconds, so time can pass in a test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from shared.devrun import ServiceProcesses
+from shared.localinfra import Infrastructure
+from tests.support import running_system
+
+SECONDS_POLICY = {
+    "version": "seconds-for-tests",
+    "deadlines": {
+        "IMMEDIATE": {"duration": "PT2S", "plan_word": "立即"},
+        "PROMPT": {"duration": "PT3S", "plan_word": "及时"},
+        "WRITTEN": {"duration": "PT3S", "plan_word": "书面报告"},
+        "SEARCH_WINDOW": {"duration": "PT2S", "plan_word": "查找未果"},
+        "FOLLOW_UP": {"duration": "PT3S", "plan_word": "续报"},
+        "INVESTIGATION": {"duration": "PT3S", "plan_word": "调查报告"},
+    },
+}
+
+
+@pytest.fixture(scope="package")
+async def fast_system(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[Infrastructure, ServiceProcesses]]:
+    work_dir = tmp_path_factory.mktemp("fast-deadlines")
+    overrides = work_dir / "policy-overrides.yaml"
+    overrides.write_text(yaml.safe_dump(SECONDS_POLICY, allow_unicode=True), encoding="utf-8")
+    async with running_system(
+        Path(work_dir),
+        {
+            "POLICY_OVERRIDES_FILE": str(overrides),
+            "DEADLINE_POLL_INTERVAL_SECONDS": "0.2",
+        },
+    ) as started:
+        yield started
+
+
+@pytest.fixture(scope="package")
+async def fast(fast_system) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    _, processes = fast_system
+    opened = {
+        service: httpx.AsyncClient(base_url=processes.url(service), timeout=10)
+        for service in processes.ports
+    }
+    yield opened
+    for client in opened.values():
+        await client.aclose()

@@ -1,0 +1,187 @@
+"""Durable deadlines, rule timers and the escalation ladder, with deadlines of seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from shared.events import CloudEvent
+from shared.events.models import NotificationAcknowledged, NotificationUnacknowledged
+from tests.integration.helpers import act, find, obligations_when, report, timeline_with
+
+TUKE = "150626102"
+
+
+async def publish(bootstrap: str, *events: CloudEvent) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                "notifications.v1", value=event.value(), key=event.key, headers=event.headers()
+            )
+    finally:
+        await producer.stop()
+
+
+async def test_missed_deadline_is_published_and_moves_up_the_ladder_to_the_top(fast) -> None:
+    incident_id = await report(fast, category="OTHER", phase="OCCURRED")
+    r1 = await obligations_when(fast, incident_id, lambda body: find(body, rule_id="R1"))
+    first = find(r1, rule_id="R1")[0]
+
+    def chain(body: dict) -> list[dict[str, Any]]:
+        """R1's obligation and whoever supervised it, one rung after the other."""
+        links = find(body, id=first["id"])
+        while escalated := find(body, escalated_from=links[-1]["id"]):
+            links.append(escalated[0])
+        return links
+
+    # R1 missed (2 s) → TCG supervises (2 s) → missed → BLO supervises → missed → the top.
+    done = await obligations_when(
+        fast, incident_id, lambda body: [o["status"] for o in chain(body)] == ["MISSED"] * 3
+    )
+    links = chain(done)
+    assert [(o["party"], o["action"]) for o in links] == [
+        (f"SFS:{TUKE}", "START_FIRST_RESPONSE"),
+        (f"TCG:{TUKE}", "SUPERVISE"),
+        ("BLO", "SUPERVISE"),
+    ]
+    assert "按升级梯次由上一级督办" in links[2]["why"]
+    assert links[2]["closed_reason"] == "逾期"  # nobody above BLO
+
+    timeline = await timeline_with(fast["audit"], incident_id, "deadline.missed", at_least=3)
+    missed = [e for e in timeline.json()["entries"] if e["ce_type"] == "deadline.missed"]
+    by_obligation = {e["event"]["data"]["obligation_id"]: e["event"]["data"] for e in missed}
+    assert by_obligation[first["id"]]["escalated_to"] == f"TCG:{TUKE}"
+    assert by_obligation[first["id"]]["rule_id"] == "R1"
+
+
+async def test_R4_search_window_passing_without_found_escalates(fast) -> None:
+    incident_id = await report(fast, category="ABSCONDED", phase="OCCURRED")
+    await act(fast, incident_id, "SEARCH_STARTED")
+    body = await obligations_when(fast, incident_id, lambda body: find(body, rule_id="R4"))
+    r4 = find(body, rule_id="R4")
+    assert {(o["party"], o["action"]) for o in r4} == {
+        (f"TCG:{TUKE}", "REPORT"),
+        ("BLO", "REPORT"),
+        (f"PPS:{TUKE}", "WRITTEN_NOTICE"),
+        (f"SFS:{TUKE}", "ASSIST_POLICE_SEARCH"),
+    }
+    assert {o["trigger"] for o in r4} == {"timer:SEARCH_WINDOW"}
+    assert "查找时限（SEARCH_WINDOW）已过仍未找到" in r4[0]["why"]
+    assert body["status"] == "ESCALATED"
+    # A SEARCH_FAILED recorded afterwards does not fire R4 a second time.
+    await act(fast, incident_id, "SEARCH_FAILED")
+    await asyncio.sleep(1.0)
+    again = (await fast["escalation"].get(f"/v1/incidents/{incident_id}/obligations")).json()
+    assert len(find(again, rule_id="R4", action="WRITTEN_NOTICE")) == 1
+
+
+async def test_found_in_time_cancels_the_search_window(fast) -> None:
+    incident_id = await report(fast, category="ABSCONDED", phase="OCCURRED")
+    await act(fast, incident_id, "SEARCH_STARTED")
+    await act(fast, incident_id, "FOUND")
+    await asyncio.sleep(3.0)  # past the 2 s window
+    body = (await fast["escalation"].get(f"/v1/incidents/{incident_id}/obligations")).json()
+    assert not find(body, rule_id="R4")
+    assert body["status"] == "CONTROLLED"
+
+
+async def test_R9_follow_ups_keep_coming_due_until_closed(fast) -> None:
+    incident_id = await report(fast, category="OTHER", phase="OCCURRED")
+    body = await obligations_when(
+        fast,
+        incident_id,
+        lambda body: len(find(body, rule_id="R9", action="FOLLOW_UP_REPORT")) >= 2,
+    )
+    follow_ups = find(body, rule_id="R9", action="FOLLOW_UP_REPORT")
+    assert follow_ups[0]["status"] == "MISSED"
+    assert follow_ups[1]["trigger"] == "recurs:FOLLOW_UP_REPORT"
+    for action in ("FIRST_RESPONSE_STARTED", "CONTROLLED", "CLOSED"):
+        await act(fast, incident_id, action)
+    closed = await obligations_when(fast, incident_id, lambda body: body["status"] == "CLOSED")
+    await asyncio.sleep(4.0)  # longer than FOLLOW_UP: nothing new may fall due once closed
+    after = (await fast["escalation"].get(f"/v1/incidents/{incident_id}/obligations")).json()
+    pending_r9 = find(after, rule_id="R9", status="PENDING")
+    assert not pending_r9
+    assert len(find(after, rule_id="R9")) == len(find(closed, rule_id="R9"))
+
+
+async def test_acknowledgement_meets_a_report_obligation(fast, fast_system) -> None:
+    infra, _ = fast_system
+    incident_id = await report(fast)
+    body = await obligations_when(fast, incident_id, lambda body: find(body, action="REPORT"))
+    to_township = find(body, action="REPORT", party=f"TCG:{TUKE}")[0]
+    ack = NotificationAcknowledged(
+        notification_id=uuid.uuid4(),
+        incident_id=uuid.UUID(incident_id),
+        obligation_id=uuid.UUID(to_township["id"]),
+        party=f"TCG:{TUKE}",
+        channel="webhook",
+        contact="值班室",
+        acknowledged_at=datetime.now(UTC),
+    )
+    await publish(infra.kafka_bootstrap_servers, CloudEvent.new("notification", ack, incident_id))
+    body = await obligations_when(
+        fast, incident_id, lambda body: find(body, id=to_township["id"], status="MET")
+    )
+    assert find(body, id=to_township["id"])[0]["met_by_event_id"] is not None
+
+
+async def test_unacknowledged_alert_moves_up_the_ladder(fast, fast_system) -> None:
+    infra, _ = fast_system
+    incident_id = await report(fast)
+    body = await obligations_when(fast, incident_id, lambda body: find(body, action="REPORT"))
+    to_township = find(body, action="REPORT", party=f"TCG:{TUKE}")[0]
+    gave_up = NotificationUnacknowledged(
+        notification_id=uuid.uuid4(),
+        incident_id=uuid.UUID(incident_id),
+        obligation_id=uuid.UUID(to_township["id"]),
+        party=f"TCG:{TUKE}",
+        contacts_tried=2,
+        given_up_at=datetime.now(UTC),
+    )
+    await publish(
+        infra.kafka_bootstrap_servers, CloudEvent.new("notification", gave_up, incident_id)
+    )
+    body = await obligations_when(
+        fast,
+        incident_id,
+        lambda body: any(
+            o["escalated_from"] == to_township["id"] and o["trigger"].startswith("unacknowledged")
+            for o in body["obligations"]
+        ),
+    )
+    supervisor = next(o for o in body["obligations"] if o["escalated_from"] == to_township["id"])
+    assert supervisor["party"] == "BLO"  # the township did not answer: the banner takes it up
+    assert "告警无人确认" in supervisor["why"]
+
+
+async def test_pending_deadlines_survive_a_killed_service_and_fire_once(fast, fast_system) -> None:
+    _, processes = fast_system
+    incident_id = await report(fast, category="OTHER", phase="OCCURRED")
+    body = await obligations_when(fast, incident_id, lambda body: find(body, rule_id="R1"))
+    r1 = find(body, rule_id="R1")[0]
+    assert r1["status"] == "PENDING"
+
+    processes.stop_one("escalation", signal.SIGKILL)
+    await asyncio.sleep(3.0)  # R1 (2 s) falls due while nobody watches
+    processes.start_one("escalation")
+    await processes.wait_ready("escalation")
+
+    body = await obligations_when(
+        fast, incident_id, lambda body: find(body, id=r1["id"], status="MISSED")
+    )
+    await asyncio.sleep(1.0)
+    timeline = await timeline_with(fast["audit"], incident_id, "deadline.missed")
+    missed_r1 = [
+        e
+        for e in timeline.json()["entries"]
+        if e["ce_type"] == "deadline.missed" and e["event"]["data"]["obligation_id"] == r1["id"]
+    ]
+    assert len(missed_r1) == 1
