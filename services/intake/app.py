@@ -15,7 +15,7 @@ from shared.settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
-    runtime.add_consumer("intake.status-projection", [topics.ESCALATIONS], handlers.project_status)
+    runtime.add_consumer("intake.status-projection", [topics.ESCALATIONS], handlers.project)
     app = create_service_app(
         runtime,
         title="Intake",

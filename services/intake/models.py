@@ -54,6 +54,7 @@ actions = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("note", Text),
+    Column("rejected_reason", Text, comment="why escalation did not apply it, if it did not"),
     Index("ix_actions_incident", "incident_id", "occurred_at"),
 )
 

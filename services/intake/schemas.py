@@ -56,6 +56,7 @@ class ActionOut(BaseModel):
     occurred_at: datetime
     recorded_at: datetime
     note: str | None
+    rejected_reason: str | None = None
 
 
 class ReportOut(BaseModel):
