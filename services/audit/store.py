@@ -1,0 +1,184 @@
+"""The Merkle log in PostgreSQL: appending leaves, reading hashes, proofs and checkpoints.
+
+Appends are serialised by a transaction-scoped advisory lock; the log's size is the number of
+leaves, and every complete subtree is stored once, so any root or proof is one indexed read of
+at most ~2 log2(n) hashes. Nothing here updates or deletes: the writer role could not.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import Row, and_, func, or_, select, text, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.audit.merkle import (
+    CompactRange,
+    Node,
+    ProofError,
+    Range,
+    consistency_ranges,
+    inclusion_ranges,
+    nodes_for,
+    range_nodes,
+    subtree_hash,
+)
+from services.audit.models import WRITER_ROLE, checkpoints, log_entries, tree_nodes
+
+APPEND_LOCK = zlib.crc32(b"audit:append")
+CHECKPOINT_LOCK = zlib.crc32(b"audit:checkpoint")
+
+
+@dataclass(frozen=True)
+class NewLeaf:
+    """An event about to become a leaf, with the columns the log keeps beside its bytes."""
+
+    ce_source: str
+    ce_id: UUID
+    ce_type: str
+    subject: str
+    ce_time: datetime
+    topic: str
+    partition: int
+    offset: int
+    leaf: bytes
+    leaf_hash: bytes
+
+
+async def act_as_writer(session: AsyncSession) -> None:
+    """Run the rest of this transaction as the role that may only INSERT and SELECT."""
+    await session.execute(text(f"SET LOCAL ROLE {WRITER_ROLE}"))
+
+
+async def log_size(session: AsyncSession) -> int:
+    last = (await session.execute(select(func.max(log_entries.c.index)))).scalar_one()
+    return 0 if last is None else int(last) + 1
+
+
+async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
+    """Append leaves in order; an event (`ce_source`, `ce_id`) already logged is skipped.
+
+    Returns the indices given to the new leaves.
+    """
+    await session.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK)))
+    unique: dict[tuple[str, UUID], NewLeaf] = {}
+    for leaf in leaves:
+        unique.setdefault((leaf.ce_source, leaf.ce_id), leaf)
+    if not unique:
+        return []
+    logged = await session.execute(
+        select(log_entries.c.ce_source, log_entries.c.ce_id).where(
+            tuple_(log_entries.c.ce_source, log_entries.c.ce_id).in_(list(unique))
+        )
+    )
+    for source, event_id in logged:
+        unique.pop((source, event_id), None)
+    if not unique:
+        return []
+    size = await log_size(session)
+    known = await node_hashes(session, range_nodes(0, size))
+    tree = CompactRange.of(size, known.__getitem__)
+    rows, nodes = [], []
+    for leaf in unique.values():
+        index = tree.size
+        for node, digest in tree.append(leaf.leaf_hash):
+            if node.level:
+                nodes.append({"level": node.level, "index": node.index, "hash": digest})
+        rows.append({**leaf.__dict__, "index": index})
+    await session.execute(insert(log_entries), rows)
+    if nodes:
+        await session.execute(insert(tree_nodes), nodes)
+    return [row["index"] for row in rows]
+
+
+async def node_hashes(session: AsyncSession, nodes: Iterable[Node]) -> dict[Node, bytes]:
+    """Hashes of complete nodes: leaves from `log_entries`, the rest from `tree_nodes`."""
+    wanted = set(nodes)
+    leaves = [node.index for node in wanted if node.level == 0]
+    inner = [(node.level, node.index) for node in wanted if node.level > 0]
+    found: dict[Node, bytes] = {}
+    if leaves:
+        rows = await session.execute(
+            select(log_entries.c.index, log_entries.c.leaf_hash).where(
+                log_entries.c.index.in_(leaves)
+            )
+        )
+        found.update({Node(0, row.index): bytes(row.leaf_hash) for row in rows})
+    if inner:
+        rows = await session.execute(
+            select(tree_nodes.c.level, tree_nodes.c.index, tree_nodes.c.hash).where(
+                or_(
+                    *(
+                        and_(tree_nodes.c.level == level, tree_nodes.c.index.in_(indices))
+                        for level, indices in _by_level(inner).items()
+                    )
+                )
+            )
+        )
+        found.update({Node(row.level, row.index): bytes(row.hash) for row in rows})
+    missing = wanted - found.keys()
+    if missing:
+        raise LookupError(f"the log has no node {min(missing)}")
+    return found
+
+
+def _by_level(pairs: list[tuple[int, int]]) -> dict[int, list[int]]:
+    grouped: dict[int, list[int]] = {}
+    for level, index in pairs:
+        grouped.setdefault(level, []).append(index)
+    return grouped
+
+
+async def range_hashes(session: AsyncSession, ranges: Sequence[Range]) -> list[bytes]:
+    known = await node_hashes(session, nodes_for(ranges))
+    return [subtree_hash(start, end, known.__getitem__) for start, end in ranges]
+
+
+async def root_at(session: AsyncSession, size: int) -> bytes:
+    (root,) = await range_hashes(session, [(0, size)])
+    return root
+
+
+async def inclusion_proof(session: AsyncSession, index: int, size: int) -> list[bytes]:
+    return await range_hashes(session, inclusion_ranges(index, size))
+
+
+async def consistency_proof(session: AsyncSession, old_size: int, new_size: int) -> list[bytes]:
+    if old_size == new_size:
+        return []
+    return await range_hashes(session, consistency_ranges(old_size, new_size))
+
+
+async def check_size(session: AsyncSession, size: int) -> int:
+    """The log's size, once `size` is no larger than it."""
+    current = await log_size(session)
+    if not 0 <= size <= current:
+        raise ProofError(f"the log has {current} leaves, not {size}")
+    return current
+
+
+async def entries(session: AsyncSession, indices: Iterable[int]) -> list[Row]:
+    return list(
+        (
+            await session.execute(
+                select(log_entries)
+                .where(log_entries.c.index.in_(list(indices)))
+                .order_by(log_entries.c.index)
+            )
+        ).all()
+    )
+
+
+async def latest_checkpoint(session: AsyncSession) -> Row | None:
+    return (
+        await session.execute(select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1))
+    ).first()
+
+
+async def checkpoint_of_size(session: AsyncSession, size: int) -> Row | None:
+    return (await session.execute(select(checkpoints).where(checkpoints.c.size == size))).first()
