@@ -1,0 +1,201 @@
+"""The Merkle log on the real stack: checkpoints, proofs over REST, the witness, the roles."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from services.audit.merkle import verify_consistency, verify_inclusion
+from services.audit.note import Checkpoint, Note, open_checkpoint, verify_cosignature
+from shared.settings import REPOSITORY_ROOT
+from tests.audit.conftest import AuditSystem
+from tests.integration.helpers import eventually, report
+
+
+def b64(value: str) -> bytes:
+    return base64.b64decode(value)
+
+
+async def latest(clients: dict[str, httpx.AsyncClient], system: AuditSystem) -> Checkpoint:
+    response = await eventually(
+        lambda: clients["audit"].get("/v1/log/checkpoint"), lambda r: r.status_code == 200
+    )
+    checkpoint, _ = open_checkpoint(response.text, system.log_key)
+    return checkpoint
+
+
+async def signed_history(clients: dict[str, httpx.AsyncClient], system: AuditSystem):
+    exported = await clients["audit"].get("/v1/log/export")
+    lines = [json.loads(line) for line in exported.text.splitlines()]
+    checkpoints = [
+        open_checkpoint(i["checkpoint"], system.log_key)[0] for i in lines if "checkpoint" in i
+    ]
+    leaves = {i["index"]: json.loads(b64(i["leaf"])) for i in lines if "index" in i}
+    return checkpoints, leaves
+
+
+async def test_checkpoints_are_signed_and_never_only_for_checkpoints(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    await report(clients, category="OTHER", phase="OCCURRED")
+    first = await latest(clients, audit_system)
+    assert first.origin == "sqjz.wushen.example/audit-test"
+    await eventually(
+        lambda: latest(clients, audit_system), lambda checkpoint: checkpoint.size > first.size
+    )
+    checkpoints, leaves = await signed_history(clients, audit_system)
+    assert len(checkpoints) >= 2
+    sizes = [c.size for c in checkpoints]
+    assert sizes == sorted(set(sizes))
+    for earlier, later in itertools.pairwise(checkpoints):
+        added = [leaves[i]["type"] for i in range(earlier.size, later.size)]
+        assert any(kind != "audit.checkpoint" for kind in added), (earlier.size, added)
+    # Every checkpoint is published on audit.v1 and comes back as a leaf carrying its note.
+    logged = [leaf["data"] for leaf in leaves.values() if leaf["type"] == "audit.checkpoint"]
+    assert {item["size"] for item in logged} <= set(sizes)
+    assert all(open_checkpoint(item["note"], audit_system.log_key) for item in logged)
+
+
+async def test_inclusion_and_consistency_proofs_over_rest(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    incident_id = await report(clients)
+    checkpoint = await eventually(
+        lambda: latest(clients, audit_system), lambda checkpoint: checkpoint.size > 3
+    )
+    for index in (0, checkpoint.size // 2, checkpoint.size - 1):
+        body = (
+            await clients["audit"].get(
+                "/v1/log/proof/inclusion", params={"index": index, "size": checkpoint.size}
+            )
+        ).json()
+        assert b64(body["root_hash"]) == checkpoint.root_hash
+        verify_inclusion(
+            index,
+            checkpoint.size,
+            b64(body["leaf_hash"]),
+            [b64(step) for step in body["proof"]],
+            checkpoint.root_hash,
+        )
+    history, _ = await signed_history(clients, audit_system)
+    older = history[0]
+    body = (
+        await clients["audit"].get(
+            "/v1/log/proof/consistency", params={"from": older.size, "to": checkpoint.size}
+        )
+    ).json()
+    verify_consistency(
+        older.size,
+        checkpoint.size,
+        [b64(step) for step in body["proof"]],
+        older.root_hash,
+        checkpoint.root_hash,
+    )
+    too_big = await clients["audit"].get(
+        "/v1/log/proof/inclusion", params={"index": 0, "size": 10**9}
+    )
+    assert too_big.status_code == 422
+    assert too_big.headers["content-type"] == "application/problem+json"
+
+    proofs = await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/proofs"),
+        lambda r: r.status_code == 200 and all(e["covered"] for e in r.json()["entries"]),
+    )
+    body = proofs.json()
+    anchor, _ = open_checkpoint(body["checkpoint"]["note"], audit_system.log_key)
+    assert body["entries"][0]["ce_type"] == "incident.reported"
+    for entry in body["entries"]:
+        verify_inclusion(
+            entry["index"],
+            anchor.size,
+            b64(entry["leaf_hash"]),
+            [b64(step) for step in entry["proof"]],
+            anchor.root_hash,
+        )
+    head = (await clients["audit"].get("/v1/log/head")).json()
+    assert head["size"] >= anchor.size and bytes.fromhex(head["head_hash"]) == b64(
+        head["root_hash"]
+    )
+
+
+async def run_witness(*arguments: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.audit.witness",
+        *arguments,
+        cwd=REPOSITORY_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_witness_checks_consistency_cosigns_and_the_log_serves_the_cosignature(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    (tmp_path / "witness.key").write_text(audit_system.witness.skey + "\n", encoding="utf-8")
+    arguments = [
+        "cosign",
+        "--state",
+        str(tmp_path),
+        "--log",
+        audit_system.processes.url("audit"),
+        "--log-key",
+        audit_system.log_key.vkey,
+        "--submit",
+    ]
+    code, out, err = await run_witness(*arguments)
+    assert code == 0, err
+    first, _ = open_checkpoint(out, audit_system.log_key)
+    await report(clients, category="OTHER", phase="OCCURRED")
+    await eventually(
+        lambda: latest(clients, audit_system), lambda checkpoint: checkpoint.size > first.size
+    )
+    code, out, err = await run_witness(*arguments)  # checks consistency from `first` first
+    assert code == 0, err
+    second, _ = open_checkpoint(out, audit_system.log_key)
+    assert second.size > first.size
+    served = await clients["audit"].get("/v1/log/checkpoint", params={"size": second.size})
+    note = Note.parse(served.text)
+    assert verify_cosignature(note, audit_system.witness.verifier) > 0
+    open_checkpoint(note, audit_system.log_key)
+
+
+async def test_the_service_role_cannot_change_the_log_even_with_triggers_disabled(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    await latest(clients, audit_system)
+    connection = await asyncpg.connect(audit_system.infra.database_url)
+    try:
+        transaction = connection.transaction()
+        await transaction.start()
+        for table in ("log_entries", "tree_nodes", "checkpoints", "findings"):
+            await connection.execute(f"ALTER TABLE audit.{table} DISABLE TRIGGER USER")
+        await connection.execute("SET LOCAL ROLE audit_writer")
+        for statement in (
+            "UPDATE audit.log_entries SET ce_type = 'forged' WHERE index = 0",
+            "DELETE FROM audit.log_entries WHERE index = 0",
+            "TRUNCATE audit.log_entries",
+            "UPDATE audit.tree_nodes SET hash = hash WHERE level = 1",
+            "DELETE FROM audit.checkpoints",
+            "DELETE FROM audit.findings",
+            "ALTER TABLE audit.log_entries DISABLE TRIGGER USER",
+            "SET session_replication_role = replica",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                async with connection.transaction():  # a savepoint per attempt
+                    await connection.execute(statement)
+        assert await connection.fetchval("SELECT count(*) FROM audit.log_entries") > 0
+        await transaction.rollback()
+    finally:
+        await connection.close()
