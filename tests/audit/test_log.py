@@ -7,15 +7,20 @@ import base64
 import itertools
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from uuid import uuid4
 
 import asyncpg
 import httpx
 import pytest
 
+from services.audit import store
+from services.audit.leaves import canonical_json, leaf_hash
 from services.audit.merkle import verify_consistency, verify_inclusion
 from services.audit.note import Checkpoint, Note, open_checkpoint, verify_cosignature
-from shared.settings import REPOSITORY_ROOT
+from shared.db import create_engine, create_session_factory
+from shared.settings import REPOSITORY_ROOT, Settings
 from tests.audit.conftest import AuditSystem
 from tests.integration.helpers import eventually, report
 
@@ -199,3 +204,30 @@ async def test_the_service_role_cannot_change_the_log_even_with_triggers_disable
         await transaction.rollback()
     finally:
         await connection.close()
+
+
+async def test_the_same_event_never_becomes_two_leaves(audit_system: AuditSystem) -> None:
+    leaf = canonical_json({"type": "test.duplicate", "id": "1"})
+    event = store.NewLeaf(
+        ce_source="test",
+        ce_id=uuid4(),
+        ce_type="test.duplicate",
+        subject="duplicates",
+        ce_time=datetime.now(UTC),
+        topic="incidents.v1",
+        partition=0,
+        offset=0,
+        leaf=leaf,
+        leaf_hash=leaf_hash(leaf),
+    )
+    engine = create_engine(Settings(database_url=audit_system.infra.database_url), pool_size=1)
+    sessions = create_session_factory(engine)
+    try:
+        appended = []
+        for batch in ([event, event], [event]):
+            async with sessions() as session, session.begin():
+                await store.act_as_writer(session)
+                appended.append(await store.append(session, batch))
+    finally:
+        await engine.dispose()
+    assert len(appended[0]) == 1 and appended[1] == []
