@@ -279,18 +279,15 @@ async def inclusion(
     session: Session, index: Annotated[int, Query(ge=0)], size: Annotated[int, Query(ge=1)]
 ) -> InclusionProofOut:
     try:
-        await store.check_size(session, size)
-        proof = await store.inclusion_proof(session, index, size)
-        root = await store.root_at(session, size)
+        bundle = await store.inclusion_bundle(session, index, size)
     except (ProofError, LookupError) as error:
         raise proof_problem(error) from error
-    (leaf,) = await store.entries(session, [index])
     return InclusionProofOut(
         index=index,
         size=size,
-        leaf_hash=b64(leaf.leaf_hash),
-        root_hash=b64(root),
-        proof=[b64(step) for step in proof],
+        leaf_hash=b64(bundle.leaf_hash),
+        root_hash=b64(bundle.root),
+        proof=[b64(step) for step in bundle.proof],
     )
 
 

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +36,15 @@ SOURCE = "audit"
 CONSUMER = "audit.log"
 
 Received = tuple[CloudEvent, RecordPosition]
+
+CLAIM_BATCH = text(
+    'INSERT INTO audit.inbox (ce_source, ce_id, ce_type, consumer, topic, "partition", "offset") '
+    "SELECT source, id, type, :consumer, topic, part, position FROM unnest("
+    "CAST(:sources AS text[]), CAST(:ids AS uuid[]), CAST(:types AS text[]), "
+    "CAST(:topics AS text[]), CAST(:partitions AS smallint[]), CAST(:offsets AS bigint[])"
+    ") AS batch(source, id, type, topic, part, position) "
+    "ON CONFLICT DO NOTHING RETURNING ce_source, ce_id"
+)
 
 
 def new_leaf(event: CloudEvent, position: RecordPosition) -> store.NewLeaf:
@@ -148,7 +157,9 @@ class BatchingConsumer(EventConsumer):
             try:
                 await self._apply_batch(records)
             except Exception as error:
-                log.info("%s: batch of %d failed (%r); one by one", self.name, len(records), error)
+                log.warning(
+                    "%s: batch of %d failed (%r); one by one", self.name, len(records), error
+                )
             else:
                 assert self._consumer is not None
                 await self._consumer.commit({partition: records[-1].offset + 1})
@@ -163,27 +174,21 @@ class BatchingConsumer(EventConsumer):
             )
             for record in records
         ]
-        inbox = self._inbox.table
         async with self._sessions() as session, session.begin():
             await store.act_as_writer(session)
+            # One statement of constant text for the whole batch: SQLAlchemy compiles a
+            # multi-row VALUES anew for every batch size, which costs more than the insert.
             claimed = await session.execute(
-                insert(inbox)
-                .values(
-                    [
-                        {
-                            "ce_source": event.source,
-                            "ce_id": event.id,
-                            "ce_type": event.type,
-                            "consumer": self.name,
-                            "topic": position.topic,
-                            "partition": position.partition,
-                            "offset": position.offset,
-                        }
-                        for event, position in received
-                    ]
-                )
-                .on_conflict_do_nothing()
-                .returning(inbox.c.ce_source, inbox.c.ce_id)
+                CLAIM_BATCH,
+                {
+                    "sources": [event.source for event, _ in received],
+                    "ids": [event.id for event, _ in received],
+                    "types": [event.type for event, _ in received],
+                    "consumer": self.name,
+                    "topics": [position.topic for _, position in received],
+                    "partitions": [position.partition for _, position in received],
+                    "offsets": [position.offset for _, position in received],
+                },
             )
             fresh_ids = {(source, event_id) for source, event_id in claimed}
             fresh = [item for item in received if (item[0].source, item[0].id) in fresh_ids]

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Row, and_, func, or_, select, text, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Row, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.merkle import (
@@ -28,9 +27,21 @@ from services.audit.merkle import (
     range_nodes,
     subtree_hash,
 )
-from services.audit.models import WRITER_ROLE, checkpoints, log_entries, tree_nodes
+from services.audit.models import SCHEMA, WRITER_ROLE, checkpoints, log_entries, tree_nodes
 
 APPEND_LOCK = zlib.crc32(b"audit:append")
+LEAF_COLUMNS = (
+    "ce_source",
+    "ce_id",
+    "ce_type",
+    "subject",
+    "ce_time",
+    "topic",
+    "partition",
+    "offset",
+    "leaf",
+    "leaf_hash",
+)
 CHECKPOINT_LOCK = zlib.crc32(b"audit:checkpoint")
 
 
@@ -71,10 +82,14 @@ async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
         unique.setdefault((leaf.ce_source, leaf.ce_id), leaf)
     if not unique:
         return []
+    sources, ids = zip(*unique, strict=True)
     logged = await session.execute(
-        select(log_entries.c.ce_source, log_entries.c.ce_id).where(
-            tuple_(log_entries.c.ce_source, log_entries.c.ce_id).in_(list(unique))
-        )
+        text(
+            "SELECT e.ce_source, e.ce_id FROM audit.log_entries e "
+            "JOIN unnest(CAST(:sources AS text[]), CAST(:ids AS uuid[])) AS k(source, id) "
+            "ON e.ce_source = k.source AND e.ce_id = k.id"
+        ),
+        {"sources": list(sources), "ids": list(ids)},
     )
     for source, event_id in logged:
         unique.pop((source, event_id), None)
@@ -88,12 +103,19 @@ async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
         index = tree.size
         for node, digest in tree.append(leaf.leaf_hash):
             if node.level:
-                nodes.append({"level": node.level, "index": node.index, "hash": digest})
-        rows.append({**leaf.__dict__, "index": index})
-    await session.execute(insert(log_entries), rows)
+                nodes.append((node.level, node.index, digest))
+        rows.append((index, *(getattr(leaf, column) for column in LEAF_COLUMNS)))
+    # COPY: several times faster than a multi-row INSERT, and still only an INSERT to the
+    # privileges and triggers.
+    driver = (await (await session.connection()).get_raw_connection()).driver_connection
+    await driver.copy_records_to_table(
+        log_entries.name, schema_name=SCHEMA, columns=["index", *LEAF_COLUMNS], records=rows
+    )
     if nodes:
-        await session.execute(insert(tree_nodes), nodes)
-    return [row["index"] for row in rows]
+        await driver.copy_records_to_table(
+            tree_nodes.name, schema_name=SCHEMA, columns=["level", "index", "hash"], records=nodes
+        )
+    return [row[0] for row in rows]
 
 
 async def node_hashes(session: AsyncSession, nodes: Iterable[Node]) -> dict[Node, bytes]:
@@ -146,6 +168,21 @@ async def root_at(session: AsyncSession, size: int) -> bytes:
 
 async def inclusion_proof(session: AsyncSession, index: int, size: int) -> list[bytes]:
     return await range_hashes(session, inclusion_ranges(index, size))
+
+
+@dataclass(frozen=True)
+class InclusionBundle:
+    leaf_hash: bytes
+    proof: list[bytes]
+    root: bytes
+
+
+async def inclusion_bundle(session: AsyncSession, index: int, size: int) -> InclusionBundle:
+    """What a client needs to check leaf `index` in the tree of `size`: ProofError if none."""
+    await check_size(session, size)
+    ranges = [(index, index + 1), (0, size), *inclusion_ranges(index, size)]
+    leaf, root, *proof = await range_hashes(session, ranges)
+    return InclusionBundle(leaf, proof, root)
 
 
 async def consistency_proof(session: AsyncSession, old_size: int, new_size: int) -> list[bytes]:

@@ -8,8 +8,10 @@ import math
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.audit.leaves import canonical_json, leaf_document, leaf_hash
+from services.audit.leaves import _encode, canonical_json, leaf_document, leaf_hash
 
 
 def test_canonical_json_sorts_keys_at_every_level_without_spaces():
@@ -102,3 +104,21 @@ def test_members_sort_by_utf16_code_units() -> None:
     encoded = canonical_json(dict.fromkeys(keys, 0)).decode()
     order = ["\r", "1", "\u0080", "\u00f6", "\u20ac", "\U0001f600", "\ufb33"]
     assert encoded == "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:0" for k in order) + "}"
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(json_values)
+def test_the_fast_path_writes_exactly_what_the_full_encoder_writes(document) -> None:
+    assert canonical_json(document) == _encode(document).encode()
