@@ -34,13 +34,14 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from services.audit import store
-from services.audit.leaves import canonical_json, leaf_hash
+from services.audit.handlers import new_leaf
+from services.audit.merkle import verify_inclusion
 from shared.db import create_engine, create_session_factory, migrate
 from shared.devrun import ServiceProcesses
 from shared.events import CloudEvent
 from shared.events.models import NotificationDelivered
 from shared.events.topics import NOTIFICATIONS
-from shared.kafka import ensure_topics
+from shared.kafka import RecordPosition, ensure_topics
 from shared.localinfra import LocalBroker, LocalPostgres, free_port
 from shared.settings import Settings
 
@@ -69,27 +70,7 @@ def sample_leaf(offset: int) -> store.NewLeaf:
     """A leaf the size of a real one (a delivered alert: about 700 bytes of canonical JSON)."""
     incident_id = uuid.uuid4()
     event = CloudEvent.new("notification", delivered(incident_id), incident_id)
-    leaf = canonical_json(
-        {
-            "topic": NOTIFICATIONS,
-            "partition": offset % 6,
-            "offset": offset,
-            **{key.removeprefix("ce_"): value for key, value in event.attributes().items()},
-            "data": event.data_json(),
-        }
-    )
-    return store.NewLeaf(
-        ce_source=event.source,
-        ce_id=event.id,
-        ce_type=event.type,
-        subject=event.subject,
-        ce_time=event.time,
-        topic=NOTIFICATIONS,
-        partition=offset % 6,
-        offset=offset,
-        leaf=leaf,
-        leaf_hash=leaf_hash(leaf),
-    )
+    return new_leaf(event, RecordPosition(NOTIFICATIONS, offset % 6, offset))
 
 
 async def append_batches(sessions, count: int, batch: int, start_offset: int) -> float:
@@ -177,7 +158,7 @@ async def proof_latency(sessions, size: int, samples: int) -> dict:
             await store.act_as_writer(session)
             bundle = await store.inclusion_bundle(session, index, size)
         timings.append((time.perf_counter() - began) * 1000)
-        assert len(bundle.proof) >= size.bit_length() - 2
+        verify_inclusion(index, size, bundle.leaf_hash, bundle.proof, bundle.root)
     timings.sort()
     return {
         "tree_size": size,

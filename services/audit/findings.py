@@ -204,22 +204,27 @@ def _late_and_omitted(log: list[LoggedEvent], rules: FindingRules) -> list[Found
                 )
             )
         elif event.type == "deadline.missed":
-            found.append(
-                (
-                    f"R11:{obligation.data['obligation_id']}",
-                    {
-                        **_obligation_fields(obligation),
-                        "rule_id": "R11",
-                        "kind": "OMITTED",
-                        "happened_at": event.data["missed_at"],
-                        "detail": f"{_duty(obligation, rules)}，截至 "
-                        f"{local(event.data['missed_at'])} 未见办理记录。",
-                        "evidence_log_indexes": (obligation.index, event.index),
-                    },
-                )
-            )
+            at = event.data["missed_at"]
+            found.append(_omitted(obligation, event, at, f"截至 {local(at)} 未见办理记录", rules))
     found += _pending_at_closure(log, created, settled, rules)
     return found
+
+
+def _omitted(
+    obligation: LoggedEvent, seen: LoggedEvent, at: str, outcome: str, rules: FindingRules
+) -> Found:
+    """R11 for an obligation; one per obligation, however its omission was seen."""
+    return (
+        f"R11:{obligation.data['obligation_id']}",
+        {
+            **_obligation_fields(obligation),
+            "rule_id": "R11",
+            "kind": "OMITTED",
+            "happened_at": at,
+            "detail": f"{_duty(obligation, rules)}，{outcome}。",
+            "evidence_log_indexes": (obligation.index, seen.index),
+        },
+    )
 
 
 def _pending_at_closure(
@@ -242,25 +247,12 @@ def _pending_at_closure(
     )
     if closed is None or not closing_done:
         return []
-    found: list[Found] = []
-    for obligation_id, obligation in created.items():
-        if obligation_id in settled or obligation.index > closed.index:
-            continue
-        found.append(
-            (
-                f"R11:{obligation_id}",
-                {
-                    **_obligation_fields(obligation),
-                    "rule_id": "R11",
-                    "kind": "OMITTED",
-                    "happened_at": closed.data["changed_at"],
-                    "detail": f"{_duty(obligation, rules)}，事件于 "
-                    f"{local(closed.data['changed_at'])} 处置结束时仍未办理。",
-                    "evidence_log_indexes": (obligation.index, closed.index),
-                },
-            )
-        )
-    return found
+    at = closed.data["changed_at"]
+    return [
+        _omitted(obligation, closed, at, f"事件于 {local(at)} 处置结束时仍未办理", rules)
+        for obligation_id, obligation in created.items()
+        if obligation_id not in settled and obligation.index < closed.index
+    ]
 
 
 def _concealed(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:

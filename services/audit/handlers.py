@@ -25,6 +25,7 @@ from services.audit.leaves import canonical_json, leaf_document, leaf_hash
 from services.audit.models import findings as findings_table
 from services.audit.models import log_entries, messaging
 from shared.events import CloudEvent, decode
+from shared.events.models import AccountabilityFinding
 from shared.events.topics import ALL_TOPICS
 from shared.kafka import EventConsumer, RecordPosition
 from shared.messaging import Inbox, Outbox
@@ -77,7 +78,9 @@ class AuditLog:
     outbox: Outbox
     rules: findings.FindingRules
 
-    async def append(self, session: AsyncSession, event: CloudEvent, position: RecordPosition):
+    async def append(
+        self, session: AsyncSession, event: CloudEvent, position: RecordPosition
+    ) -> None:
         await self.append_all(session, [(event, position)])
 
     async def append_all(self, session: AsyncSession, received: Sequence[Received]) -> None:
@@ -86,7 +89,7 @@ class AuditLog:
         for incident_id in _incidents_to_review(received):
             await self.review(session, incident_id)
 
-    async def review(self, session: AsyncSession, incident_id: UUID) -> list:
+    async def review(self, session: AsyncSession, incident_id: UUID) -> list[AccountabilityFinding]:
         """Compute the incident's findings from its log; store and publish the new ones."""
         rows = await session.execute(
             select(log_entries.c.index, log_entries.c.leaf)

@@ -100,8 +100,8 @@ def witness_once(
         response = client.get(
             "/v1/log/proof/consistency", params={"from": previous.size, "to": current.size}
         )
-        if response.status_code == 200:
-            proof = [base64.b64decode(step) for step in response.json()["proof"]]
+        response.raise_for_status()
+        proof = [base64.b64decode(step) for step in response.json()["proof"]]
     try:
         check_growth(previous, current, proof)
     except Refusal:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
@@ -20,8 +18,9 @@ from services.audit.leaves import canonical_json, leaf_hash
 from services.audit.merkle import verify_consistency, verify_inclusion
 from services.audit.note import Checkpoint, Note, open_checkpoint, verify_cosignature
 from shared.db import create_engine, create_session_factory
-from shared.settings import REPOSITORY_ROOT, Settings
+from shared.settings import Settings
 from tests.audit.conftest import AuditSystem
+from tests.audit.helpers import run_module
 from tests.integration.helpers import eventually, report
 
 
@@ -132,17 +131,7 @@ async def test_inclusion_and_consistency_proofs_over_rest(
 
 
 async def run_witness(*arguments: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.audit.witness",
-        *arguments,
-        cwd=REPOSITORY_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
+    return await run_module("services.audit.witness", *arguments)
 
 
 async def test_witness_checks_consistency_cosigns_and_the_log_serves_the_cosignature(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,8 +10,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from shared.settings import REPOSITORY_ROOT
 from tests.audit.conftest import AuditSystem
+from tests.audit.helpers import run_module
 from tests.audit.test_log import latest
 from tests.integration.helpers import eventually, report
 
@@ -34,17 +33,8 @@ async def rewrite(system: AuditSystem, table: str, trigger: str, sql: str, *args
 
 
 async def verifier(*arguments: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.audit.verify",
-        *arguments,
-        cwd=REPOSITORY_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await process.communicate()
-    return process.returncode or 0, out.decode()
+    code, out, err = await run_module("services.audit.verify", *arguments)
+    return code, out + err
 
 
 async def test_a_leaf_edited_behind_the_triggers_is_named_by_its_index(
