@@ -124,11 +124,9 @@ async def signed_checkpoint(session: AsyncSession, size: int | None = None) -> R
 async def proofs_against(
     session: AsyncSession, indices: list[int], checkpoint: Row
 ) -> dict[int, list[bytes]]:
-    return {
-        index: await store.inclusion_proof(session, index, checkpoint.size)
-        for index in indices
-        if index < checkpoint.size
-    }
+    """Inclusion proofs of the leaves the checkpoint covers."""
+    covered = [index for index in indices if index < checkpoint.size]
+    return await store.inclusion_proofs(session, covered, checkpoint.size)
 
 
 @router.get(
@@ -298,20 +296,15 @@ async def consistency(
     new_size: Annotated[int, Query(alias="to", ge=1)],
 ) -> ConsistencyProofOut:
     try:
-        await store.check_size(session, new_size)
-        if old_size > new_size:
-            raise ProofError(f"from ({old_size}) is larger than to ({new_size})")
-        proof = await store.consistency_proof(session, old_size, new_size)
-        old_root = await store.root_at(session, old_size)
-        new_root = await store.root_at(session, new_size)
+        bundle = await store.consistency_bundle(session, old_size, new_size)
     except (ProofError, LookupError) as error:
         raise proof_problem(error) from error
     return ConsistencyProofOut(
         old_size=old_size,
         new_size=new_size,
-        old_root_hash=b64(old_root),
-        new_root_hash=b64(new_root),
-        proof=[b64(step) for step in proof],
+        old_root_hash=b64(bundle.old_root),
+        new_root_hash=b64(bundle.new_root),
+        proof=[b64(step) for step in bundle.proof],
     )
 
 

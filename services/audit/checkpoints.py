@@ -115,11 +115,13 @@ class Checkpointer:
         )
         if not needs_checkpoint(last_size, size, bool(grew)):
             return None
-        root = await store.root_at(session, size)
-        if last is not None:
-            proof = await store.consistency_proof(session, last.size, size)
+        if last is None:
+            root = await store.root_at(session, size)
+        else:
+            bundle = await store.consistency_bundle(session, last.size, size)
+            root = bundle.new_root
             try:
-                verify_consistency(last.size, size, proof, bytes(last.root_hash), root)
+                verify_consistency(last.size, size, bundle.proof, bytes(last.root_hash), root)
             except ProofError:
                 log.critical(
                     "refusing to sign size %d: not consistent with the signed size %d",

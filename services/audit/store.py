@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Row, and_, func, or_, select, text
+from sqlalchemy import Row, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.merkle import (
@@ -118,42 +118,36 @@ async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
     return [row[0] for row in rows]
 
 
+NODE_HASHES = text(
+    "SELECT 0 AS level, e.index, e.leaf_hash AS hash FROM audit.log_entries e "
+    "WHERE e.index = ANY(CAST(:leaves AS bigint[])) "
+    "UNION ALL "
+    "SELECT n.level, n.index, n.hash FROM audit.tree_nodes n "
+    "JOIN unnest(CAST(:levels AS smallint[]), CAST(:indices AS bigint[])) AS k(level, index) "
+    "ON n.level = k.level AND n.index = k.index"
+)
+
+
 async def node_hashes(session: AsyncSession, nodes: Iterable[Node]) -> dict[Node, bytes]:
-    """Hashes of complete nodes: leaves from `log_entries`, the rest from `tree_nodes`."""
+    """Hashes of complete nodes in one statement of constant text: leaves from `log_entries`,
+    the rest from `tree_nodes`. A node the log does not have (yet) raises LookupError."""
     wanted = set(nodes)
-    leaves = [node.index for node in wanted if node.level == 0]
-    inner = [(node.level, node.index) for node in wanted if node.level > 0]
-    found: dict[Node, bytes] = {}
-    if leaves:
-        rows = await session.execute(
-            select(log_entries.c.index, log_entries.c.leaf_hash).where(
-                log_entries.c.index.in_(leaves)
-            )
-        )
-        found.update({Node(0, row.index): bytes(row.leaf_hash) for row in rows})
-    if inner:
-        rows = await session.execute(
-            select(tree_nodes.c.level, tree_nodes.c.index, tree_nodes.c.hash).where(
-                or_(
-                    *(
-                        and_(tree_nodes.c.level == level, tree_nodes.c.index.in_(indices))
-                        for level, indices in _by_level(inner).items()
-                    )
-                )
-            )
-        )
-        found.update({Node(row.level, row.index): bytes(row.hash) for row in rows})
+    if not wanted:
+        return {}
+    inner = [node for node in wanted if node.level > 0]
+    rows = await session.execute(
+        NODE_HASHES,
+        {
+            "leaves": [node.index for node in wanted if node.level == 0],
+            "levels": [node.level for node in inner],
+            "indices": [node.index for node in inner],
+        },
+    )
+    found = {Node(row.level, row.index): bytes(row.hash) for row in rows}
     missing = wanted - found.keys()
     if missing:
-        raise LookupError(f"the log has no node {min(missing)}")
+        raise LookupError(f"the log is smaller than the tree asked for (no node {min(missing)})")
     return found
-
-
-def _by_level(pairs: list[tuple[int, int]]) -> dict[int, list[int]]:
-    grouped: dict[int, list[int]] = {}
-    for level, index in pairs:
-        grouped.setdefault(level, []).append(index)
-    return grouped
 
 
 async def range_hashes(session: AsyncSession, ranges: Sequence[Range]) -> list[bytes]:
@@ -166,8 +160,13 @@ async def root_at(session: AsyncSession, size: int) -> bytes:
     return root
 
 
-async def inclusion_proof(session: AsyncSession, index: int, size: int) -> list[bytes]:
-    return await range_hashes(session, inclusion_ranges(index, size))
+async def inclusion_proofs(
+    session: AsyncSession, indices: Iterable[int], size: int
+) -> dict[int, list[bytes]]:
+    """Inclusion proofs of several leaves in the tree of `size`, in one read."""
+    paths = {index: inclusion_ranges(index, size) for index in indices}
+    hashes = iter(await range_hashes(session, [r for path in paths.values() for r in path]))
+    return {index: [next(hashes) for _ in path] for index, path in paths.items()}
 
 
 @dataclass(frozen=True)
@@ -178,25 +177,31 @@ class InclusionBundle:
 
 
 async def inclusion_bundle(session: AsyncSession, index: int, size: int) -> InclusionBundle:
-    """What a client needs to check leaf `index` in the tree of `size`: ProofError if none."""
-    await check_size(session, size)
+    """What a client needs to check leaf `index` in the tree of `size`, in one read.
+
+    ProofError for an index outside the tree, LookupError for a tree larger than the log.
+    """
     ranges = [(index, index + 1), (0, size), *inclusion_ranges(index, size)]
     leaf, root, *proof = await range_hashes(session, ranges)
     return InclusionBundle(leaf, proof, root)
 
 
-async def consistency_proof(session: AsyncSession, old_size: int, new_size: int) -> list[bytes]:
-    if old_size == new_size:
-        return []
-    return await range_hashes(session, consistency_ranges(old_size, new_size))
+@dataclass(frozen=True)
+class ConsistencyBundle:
+    old_root: bytes
+    new_root: bytes
+    proof: list[bytes]
 
 
-async def check_size(session: AsyncSession, size: int) -> int:
-    """The log's size, once `size` is no larger than it."""
-    current = await log_size(session)
-    if not 0 <= size <= current:
-        raise ProofError(f"the log has {current} leaves, not {size}")
-    return current
+async def consistency_bundle(
+    session: AsyncSession, old_size: int, new_size: int
+) -> ConsistencyBundle:
+    """Both roots and the proof that the tree of `new_size` extends that of `old_size`."""
+    if not 0 < old_size <= new_size:
+        raise ProofError(f"no consistency proof from {old_size} to {new_size}")
+    steps = consistency_ranges(old_size, new_size) if old_size < new_size else []
+    old_root, new_root, *proof = await range_hashes(session, [(0, old_size), (0, new_size), *steps])
+    return ConsistencyBundle(old_root, new_root, proof)
 
 
 async def entries(session: AsyncSession, indices: Iterable[int]) -> list[Row]:

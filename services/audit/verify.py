@@ -2,7 +2,8 @@
 
     python -m services.audit.verify log         --checkpoint CP --key VKEY [--witness-key W]
                                                 (--database-url URL | --export FILE)
-    python -m services.audit.verify inclusion   --checkpoint CP --key VKEY --index N
+    python -m services.audit.verify inclusion   --checkpoint CP --key VKEY
+                                                (--index N | --event-id ID)
                                                 (--database-url URL | --export FILE)
     python -m services.audit.verify consistency --old CP1 --new CP2 --key VKEY
                                                 (--database-url URL | --export FILE)
@@ -166,9 +167,15 @@ def proof_from(hashes: list[bytes], ranges: list[tuple[int, int]]) -> list[bytes
 
 
 async def verify_one_inclusion(
-    source: Source, checkpoint: Checkpoint, index: int
+    source: Source, checkpoint: Checkpoint, index: int | None, event_id: str | None = None
 ) -> tuple[bool, str]:
     hashes, leaves = await leaf_hashes(source, checkpoint.size)
+    if index is None:
+        index = next(
+            (i for i, leaf in leaves.items() if json.loads(leaf).get("id") == event_id), None
+        )
+        if index is None:
+            raise ProofError(f"no event {event_id} among the {checkpoint.size} leaves")
     proof = proof_from(hashes, inclusion_ranges(index, checkpoint.size))
     verify_inclusion(index, checkpoint.size, hash_leaf(leaves[index]), proof, checkpoint.root_hash)
     event = json.loads(leaves[index])
@@ -222,7 +229,9 @@ def parser() -> argparse.ArgumentParser:
     with_source(log)
     inclusion = commands.add_parser("inclusion", help="check one leaf against a checkpoint")
     inclusion.add_argument("--checkpoint", type=Path, required=True)
-    inclusion.add_argument("--index", type=int, required=True)
+    which = inclusion.add_mutually_exclusive_group(required=True)
+    which.add_argument("--index", type=int)
+    which.add_argument("--event-id", help="the event's ce_id")
     with_source(inclusion)
     consistency = commands.add_parser("consistency", help="check two checkpoints agree")
     consistency.add_argument("--old", type=Path, required=True)
@@ -248,7 +257,9 @@ async def run(arguments: argparse.Namespace) -> int:
             ok, message = await verify_log(source, checkpoint, log_key)
         elif arguments.command == "inclusion":
             checkpoint = read_checkpoint(arguments.checkpoint, log_key, witnesses)
-            ok, message = await verify_one_inclusion(source, checkpoint, arguments.index)
+            ok, message = await verify_one_inclusion(
+                source, checkpoint, arguments.index, arguments.event_id
+            )
         else:
             old = read_checkpoint(arguments.old, log_key, witnesses)
             new = read_checkpoint(arguments.new, log_key, witnesses)

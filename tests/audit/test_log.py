@@ -220,3 +220,54 @@ async def test_the_same_event_never_becomes_two_leaves(audit_system: AuditSystem
     finally:
         await engine.dispose()
     assert len(appended[0]) == 1 and appended[1] == []
+
+
+async def test_offline_verifier_checks_an_event_and_two_checkpoints_from_an_export(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    old = await latest(clients, audit_system)
+    (tmp_path / "old.txt").write_text(
+        (await clients["audit"].get("/v1/log/checkpoint", params={"size": old.size})).text,
+        encoding="utf-8",
+    )
+    incident_id = await report(clients)
+    timeline = await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: response.status_code == 200,
+    )
+    event_id = timeline.json()["entries"][0]["ce_id"]
+    new = await eventually(
+        lambda: latest(clients, audit_system),
+        lambda c: c.size > timeline.json()["entries"][0]["index"],
+    )
+    (tmp_path / "new.txt").write_text(
+        (await clients["audit"].get("/v1/log/checkpoint", params={"size": new.size})).text,
+        encoding="utf-8",
+    )
+    export = tmp_path / "log.jsonl"
+    export.write_bytes((await clients["audit"].get("/v1/log/export")).content)
+    key = ["--key", audit_system.log_key.vkey, "--export", str(export)]
+    code, out, err = await run_module(
+        "services.audit.verify",
+        "inclusion",
+        "--checkpoint",
+        str(tmp_path / "new.txt"),
+        "--event-id",
+        event_id,
+        *key,
+    )
+    assert code == 0 and "incident.reported" in out, out + err
+    code, out, err = await run_module(
+        "services.audit.verify",
+        "consistency",
+        "--old",
+        str(tmp_path / "old.txt"),
+        "--new",
+        str(tmp_path / "new.txt"),
+        *key,
+    )
+    assert code == 0 and f"size {new.size} extends the one of size {old.size}" in out, out + err
+    code, out, err = await run_module(
+        "services.audit.verify", "log", "--checkpoint", str(tmp_path / "new.txt"), *key
+    )
+    assert code == 0 and f"all {new.size} leaves match the checkpoint" in out, out + err
