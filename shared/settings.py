@@ -36,6 +36,11 @@ class Settings(BaseSettings):
 
     otel_service_name: str | None = None
     otel_exporter_otlp_endpoint: str | None = None
+    # Spans as JSON lines in a file: lets tests see one trace across every process.
+    otel_traces_file: Path | None = None
+    log_json: bool = True
+    # SIGTERM: finish the records in hand, commit, publish the outbox, flush spans, within this.
+    shutdown_grace_seconds: float = Field(default=20.0, gt=0)
 
     directory_file: Path = REPOSITORY_ROOT / "config" / "directory.yaml"
     policy_file: Path = REPOSITORY_ROOT / "services" / "escalation" / "policy.yaml"

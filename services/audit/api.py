@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.chain import first_broken_link
 from services.audit.models import log_entries, log_head
 from services.audit.schemas import LogEntryOut, LogHeadOut, LogVerificationOut, TimelineOut
 from shared.problems import not_found
-from shared.runtime import session_in_transaction
+from shared.runtime import DatabaseSession
 
 router = APIRouter(tags=["audit"])
-Session = Annotated[AsyncSession, Depends(session_in_transaction)]
 
 
 def entry_out(row) -> LogEntryOut:
@@ -40,7 +37,7 @@ def entry_out(row) -> LogEntryOut:
     "/v1/incidents/{incident_id}/timeline",
     summary="Every event of an incident, in the order it happened",
 )
-async def timeline(incident_id: UUID, session: Session) -> TimelineOut:
+async def timeline(incident_id: UUID, session: DatabaseSession) -> TimelineOut:
     rows = (
         await session.execute(
             select(log_entries)
@@ -54,7 +51,7 @@ async def timeline(incident_id: UUID, session: Session) -> TimelineOut:
 
 
 @router.get("/v1/log/entries/{index}", summary="One log entry")
-async def log_entry(index: int, session: Session) -> LogEntryOut:
+async def log_entry(index: int, session: DatabaseSession) -> LogEntryOut:
     row = (await session.execute(select(log_entries).where(log_entries.c.index == index))).first()
     if row is None:
         raise not_found("Log entry", index)
@@ -62,13 +59,13 @@ async def log_entry(index: int, session: Session) -> LogEntryOut:
 
 
 @router.get("/v1/log/head", summary="Size and head hash of the log")
-async def head(session: Session) -> LogHeadOut:
+async def head(session: DatabaseSession) -> LogHeadOut:
     current = (await session.execute(select(log_head).where(log_head.c.id == 1))).one()
     return LogHeadOut(size=current.size, head_hash=current.head_hash.hex())
 
 
 @router.get("/v1/log/verify", summary="Re-derive the whole chain and name the first broken entry")
-async def verify(session: Session) -> LogVerificationOut:
+async def verify(session: DatabaseSession) -> LogVerificationOut:
     current = (await session.execute(select(log_head).where(log_head.c.id == 1))).one()
     links = await session.execute(
         select(log_entries.c.index, log_entries.c.leaf, log_entries.c.chain_hash).order_by(

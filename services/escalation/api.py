@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.escalation.models import drills, incidents, obligations
 from services.escalation.rules import Policy, PriorSigns, Situation, Trigger, evaluate
@@ -26,10 +25,9 @@ from services.escalation.schemas import (
 from shared import facts as incident_facts
 from shared.directory import Directory
 from shared.problems import Problem, not_found
-from shared.runtime import session_in_transaction
+from shared.runtime import DatabaseSession
 
 router = APIRouter(tags=["escalation"])
-Session = Annotated[AsyncSession, Depends(session_in_transaction)]
 
 
 def directory_of(request: Request) -> Directory:
@@ -49,7 +47,9 @@ def party_name(directory: Directory, code: str) -> str:
     "/v1/incidents/{incident_id}/obligations",
     summary="Who must do what, by when, under which rule of the plan, and what happened",
 )
-async def list_obligations(incident_id: UUID, request: Request, session: Session) -> ObligationsOut:
+async def list_obligations(
+    incident_id: UUID, request: Request, session: DatabaseSession
+) -> ObligationsOut:
     incident = (
         await session.execute(select(incidents).where(incidents.c.id == incident_id))
     ).first()
@@ -158,7 +158,7 @@ async def evaluate_report(body: EvaluateIn, request: Request) -> EvaluationOut:
 )
 async def drill_compliance(
     request: Request,
-    session: Session,
+    session: DatabaseSession,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
 ) -> DrillComplianceList:
     directory, policy = directory_of(request), policy_of(request)

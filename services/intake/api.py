@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,11 +28,10 @@ from shared.events import CloudEvent
 from shared.events.models import ActionRecorded, IncidentReported, Reporter, ReportFiled
 from shared.problems import Problem, not_found
 from shared.reports import IncidentIn, ReporterIn
-from shared.runtime import runtime_of, session_in_transaction
+from shared.runtime import DatabaseSession, runtime_of
 
 SOURCE = "intake"
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
-Session = Annotated[AsyncSession, Depends(session_in_transaction)]
 
 
 def directory_of(request: Request) -> Directory:
@@ -69,7 +68,7 @@ async def report_incident(
     body: IncidentIn,
     request: Request,
     response: Response,
-    session: Session,
+    session: DatabaseSession,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
@@ -171,7 +170,11 @@ async def _locked_incident(session: AsyncSession, incident_id: UUID):
 
 @router.post("/{incident_id}/actions", status_code=201, summary="Record an action taken")
 async def record_action(
-    incident_id: UUID, body: ActionIn, request: Request, response: Response, session: Session
+    incident_id: UUID,
+    body: ActionIn,
+    request: Request,
+    response: Response,
+    session: DatabaseSession,
 ) -> ActionOut:
     await _locked_incident(session, incident_id)
     check_party(directory_of(request), body.party, "party")
@@ -207,7 +210,11 @@ async def record_action(
     "/{incident_id}/reports", status_code=201, summary="File a follow-up (续报) or correction"
 )
 async def file_report(
-    incident_id: UUID, body: ReportIn, request: Request, response: Response, session: Session
+    incident_id: UUID,
+    body: ReportIn,
+    request: Request,
+    response: Response,
+    session: DatabaseSession,
 ) -> ReportOut:
     incident = await _locked_incident(session, incident_id)
     check_party(directory_of(request), body.reporter.party, "reporter.party")
@@ -261,7 +268,7 @@ async def file_report(
 
 
 @router.get("/{incident_id}", summary="The incident: facts as reported and lifecycle status")
-async def get_incident(incident_id: UUID, session: Session) -> IncidentOut:
+async def get_incident(incident_id: UUID, session: DatabaseSession) -> IncidentOut:
     incident = (
         await session.execute(select(incidents).where(incidents.c.id == incident_id))
     ).first()

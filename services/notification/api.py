@@ -6,17 +6,16 @@ from collections import defaultdict
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notification.models import attempts, notifications
 from services.notification.schemas import AttemptOut, NotificationList, NotificationOut
 from shared.problems import not_found
-from shared.runtime import session_in_transaction
+from shared.runtime import DatabaseSession
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
-Session = Annotated[AsyncSession, Depends(session_in_transaction)]
 
 
 async def _with_attempts(session: AsyncSession, rows: list) -> list[NotificationOut]:
@@ -52,7 +51,7 @@ async def _with_attempts(session: AsyncSession, rows: list) -> list[Notification
 
 @router.get("", summary="Alerts of an incident, optionally for one party")
 async def list_notifications(
-    session: Session,
+    session: DatabaseSession,
     incident_id: Annotated[UUID, Query()],
     party: Annotated[str | None, Query(max_length=40)] = None,
 ) -> NotificationList:
@@ -64,7 +63,7 @@ async def list_notifications(
 
 
 @router.get("/{notification_id}", summary="One alert with every delivery attempt")
-async def get_notification(notification_id: UUID, session: Session) -> NotificationOut:
+async def get_notification(notification_id: UUID, session: DatabaseSession) -> NotificationOut:
     row = (
         await session.execute(select(notifications).where(notifications.c.id == notification_id))
     ).first()

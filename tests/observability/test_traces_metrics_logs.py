@@ -1,0 +1,141 @@
+"""One trace per incident across the services; metrics that answer "is anything stuck"; logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.settings import SERVICE_NAMES
+from tests.integration.helpers import eventually, report, timeline_with
+from tests.support import running_system
+
+
+@pytest.fixture(scope="module")
+async def traced(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Path, Any]]:
+    work_dir = tmp_path_factory.mktemp("traced")
+    async with running_system(
+        work_dir, {"OTEL_TRACES_FILE": str(work_dir / "spans-{service}.jsonl")}
+    ) as (_, processes):
+        clients = {
+            service: httpx.AsyncClient(base_url=processes.url(service), timeout=10)
+            for service in SERVICE_NAMES
+        }
+        yield work_dir, (processes, clients)
+        for client in clients.values():
+            await client.aclose()
+
+
+def spans_of(work_dir: Path) -> list[dict[str, Any]]:
+    spans = []
+    for path in work_dir.glob("spans-*.jsonl"):
+        spans.extend(json.loads(line) for line in path.read_text("utf-8").splitlines() if line)
+    return spans
+
+
+async def test_one_incident_is_one_connected_trace_across_the_services(traced) -> None:
+    work_dir, (_, clients) = traced
+    incident_id = await report(clients)
+    await timeline_with(clients["audit"], incident_id, "notification.delivered", at_least=3)
+
+    async def incident_spans() -> list[dict[str, Any]]:
+        return [
+            span
+            for span in spans_of(work_dir)
+            if span["attributes"].get("incident.id") == incident_id
+        ]
+
+    def reported_trace(found: list[dict[str, Any]]) -> set[str]:
+        return {s["context"]["trace_id"] for s in found if s["name"] == "incidents.v1 publish"}
+
+    def services_in_trace(found: list[dict[str, Any]]) -> set[str]:
+        trace_ids = reported_trace(found)
+        return {
+            s["resource"]["attributes"]["service.name"]
+            for s in found
+            if s["context"]["trace_id"] in trace_ids
+        }
+
+    spans = await eventually(
+        incident_spans, lambda found: services_in_trace(found) >= set(SERVICE_NAMES)
+    )
+    trace_ids = reported_trace(spans)
+    assert len(trace_ids) == 1, trace_ids
+
+    everything = {span["context"]["span_id"]: span for span in spans_of(work_dir)}
+    trace = [s for s in everything.values() if s["context"]["trace_id"] in trace_ids]
+    services = {s["resource"]["attributes"]["service.name"] for s in trace}
+    assert services == set(SERVICE_NAMES)
+    roots = [s for s in trace if s["parent_id"] is None]
+    assert [root["name"] for root in roots] == ["POST /v1/incidents"]
+    for span in trace:  # every other span hangs off a span of the same trace
+        assert span["parent_id"] is None or span["parent_id"] in everything
+    kinds = {(s["resource"]["attributes"]["service.name"], s["kind"]) for s in trace}
+    assert ("escalation", "SpanKind.CONSUMER") in kinds
+    assert ("intake", "SpanKind.PRODUCER") in kinds
+    assert ("audit", "SpanKind.CONSUMER") in kinds
+
+
+EXPECTED_METRICS = {
+    "intake": [
+        "emergency_http_request_duration_seconds",
+        "emergency_outbox_backlog_events",
+        "emergency_outbox_oldest_age_seconds",
+        "emergency_consumer_lag_records",
+        "emergency_events_consumed_total",
+        "emergency_outbox_published_events_total",
+    ],
+    "escalation": [
+        "emergency_obligations",
+        "emergency_obligations_overdue",
+        "emergency_deadline_timer_delay_seconds",
+        "emergency_consumer_lag_records",
+        "emergency_events_consumed_total",
+    ],
+    "notification": ["emergency_consumer_lag_records", "emergency_outbox_backlog_events"],
+    "audit": ["emergency_consumer_lag_records", "emergency_events_consumed_total"],
+}
+
+
+async def test_every_service_exposes_its_metrics(traced) -> None:
+    _, (_, clients) = traced
+    await report(clients)
+    await asyncio.sleep(1.0)
+    for service, names in EXPECTED_METRICS.items():
+        response = await clients[service].get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        for name in names:
+            assert f"\n{name}" in response.text or response.text.startswith(name), (service, name)
+    escalation = (await clients["escalation"].get("/metrics")).text
+    assert 'emergency_obligations{status="PENDING"}' in escalation
+    intake = (await clients["intake"].get("/metrics")).text
+    assert 'route="/v1/incidents"' in intake
+
+
+async def test_logs_are_json_with_trace_and_incident(traced) -> None:
+    _, (processes, clients) = traced
+    incident_id = await report(clients)
+
+    async def lines_about_it() -> list[dict[str, Any]]:
+        text = (processes.log_dir / "escalation.log").read_text("utf-8")
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("incident_id") == incident_id]
+
+    lines = await eventually(lines_about_it, bool)
+    fired = next(line for line in lines if line["message"].startswith("rules "))
+    assert fired["message"].startswith("rules R1,R6,R9 fired")
+    assert {"time", "level", "service", "logger", "trace_id", "span_id"} <= set(fired)
+    assert fired["service"] == "escalation"
+
+
+async def test_ready_means_database_broker_and_migrations(traced) -> None:
+    _, (_, clients) = traced
+    for service in SERVICE_NAMES:
+        ready = await clients[service].get("/readyz")
+        assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "migrations": "ok"}
