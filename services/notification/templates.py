@@ -46,9 +46,22 @@ def masked_name(name: str) -> str:
     return name[:1] + "*" * max(len(name) - 1, 1)
 
 
+def mask_names_in_text(text: str, names: tuple[str, ...]) -> str:
+    """Reporters write subjects' names into free text too; mask those wherever they stand."""
+    for name in sorted(names, key=len, reverse=True):
+        if name:
+            text = text.replace(name, masked_name(name))
+    return text
+
+
+def _free_text(text: str | None, names: tuple[str, ...]) -> str:
+    return mask_names_in_text(mask_id_numbers_in_text(text or UNKNOWN), names)
+
+
 def alert_facts(obligation: ObligationCreated, party_name: str) -> dict[str, Any]:
     """What any form of the alert may say, already minimised; JSON, so it can be stored."""
     incident = obligation.incident
+    names = incident.subject_names
     return {
         "incident_id": str(obligation.incident_id),
         "party": obligation.party,
@@ -66,9 +79,9 @@ def alert_facts(obligation: ObligationCreated, party_name: str) -> dict[str, Any
         "phase_name": PHASE_NAMES_ZH[incident.phase],
         "township": incident.township_name,
         "occurred_local": local_time(incident.occurred_at),
-        "location": mask_id_numbers_in_text(incident.location or UNKNOWN),
-        "subjects": "、".join(masked_name(name) for name in incident.subject_names) or UNKNOWN,
-        "summary": mask_id_numbers_in_text(incident.summary or UNKNOWN),
+        "location": _free_text(incident.location, names),
+        "subjects": "、".join(masked_name(name) for name in names) or UNKNOWN,
+        "summary": _free_text(incident.summary, names),
         "drill": incident.drill,
     }
 
