@@ -67,9 +67,12 @@ def always(status: int, body: Any = None) -> Answer:
     return answer
 
 
-def hang(seconds: float) -> Answer:
+def hang(seconds: float, until: asyncio.Event) -> Answer:
+    """Answer after `seconds`, or at once when `until` is set (the server is closing)."""
+
     async def answer(_call: Call, _n: int) -> Response:
-        await asyncio.sleep(seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(until.wait(), seconds)
         return JSONResponse({"ok": True})
 
     return answer
@@ -83,6 +86,7 @@ class Gateway:
     calls: list[Call] = field(default_factory=list)
     answers: dict[str, Answer] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -136,6 +140,7 @@ async def loopback_gateway() -> AsyncIterator[Gateway]:
     try:
         yield gateway
     finally:
+        gateway.closing.set()
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await task

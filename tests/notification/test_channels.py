@@ -108,7 +108,7 @@ async def test_http_answers_are_delivered_retryable_or_permanent(
 
 
 async def test_a_hanging_gateway_is_a_retryable_timeout(gateway: Gateway) -> None:
-    gateway.answers["/slow"] = hang(5)
+    gateway.answers["/slow"] = hang(5, gateway.closing)
     channel = WebhookChannel(httpx.AsyncClient(timeout=0.3))
     started = time.monotonic()
     result = await channel.send(
@@ -177,14 +177,14 @@ async def test_dingtalk_error_codes(gateway: Gateway, client, errcode, retryable
 
 
 async def test_wecom_text_message(gateway: Gateway, client) -> None:
-    gateway.answers["/cgi-bin/webhook/send"] = always(200, {"errcode": 0, "errmsg": "ok"})
+    gateway.answers["/wc/cgi-bin/webhook/send"] = always(200, {"errcode": 0, "errmsg": "ok"})
     channel = WeComChannel(client, lambda _address: None)
     sent = message(Form.FULL)
-    address = gateway.url("/cgi-bin/webhook/send?key=693a91f6")
+    address = gateway.url("/wc/cgi-bin/webhook/send?key=693a91f6")
     result = await channel.send(sent, Contact(channel="wecom", address=address))
     await channel.close()
     assert result.delivered
-    call = gateway.calls_to("/cgi-bin/webhook/send")[-1]
+    [call] = gateway.calls_to("/wc/cgi-bin/webhook/send")
     assert call.query == {"key": "693a91f6"}
     body = call.json()
     assert body == {

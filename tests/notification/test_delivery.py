@@ -89,7 +89,7 @@ async def test_a_hanging_gateway_holds_up_no_other_alert(
     notification_system: NotificationSystem,
 ) -> None:
     system, gateway = notification_system, notification_system.gateway
-    gateway.answers["/hang"] = hang(10)
+    gateway.answers["/hang"] = hang(10, gateway.closing)
     stuck = obligation_created("SFS:150626100")
     await system.publish(stuck)
     await gateway.wait_for_calls("/hang", 1)
