@@ -6,15 +6,17 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import Row, select
+from pydantic import BaseModel
+from sqlalchemy import Column, Row, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notification.ack import AckClaim, AckSigner, AckTokenError
+from services.notification.channels import shown_contact
 from services.notification.dispatch import acknowledge
 from services.notification.models import attempts, deliveries, notifications
 from services.notification.schemas import (
@@ -25,41 +27,37 @@ from services.notification.schemas import (
     NotificationList,
     NotificationOut,
 )
+from shared.directory import Contact
 from shared.problems import Problem, not_found
 from shared.runtime import runtime_of, session_in_transaction
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+ModelT = TypeVar("ModelT", bound=BaseModel)
 Session = Annotated[AsyncSession, Depends(session_in_transaction)]
 
 
 def _acknowledged_by(row: Row) -> str | None:
     if row.acknowledged_contact_index is None or not row.contacts:
         return None
-    contact = row.contacts[row.acknowledged_contact_index]
-    return contact.get("label") or contact["channel"]
+    return shown_contact(Contact.model_validate(row.contacts[row.acknowledged_contact_index]))
+
+
+async def _grouped(
+    session: AsyncSession, table: Table, ids: list[UUID], order: Column, model: type[ModelT]
+) -> dict[UUID, list[ModelT]]:
+    """Rows of `table` that belong to the notifications `ids`, as `model`, per notification."""
+    grouped: dict[UUID, list[ModelT]] = defaultdict(list)
+    if ids:
+        query = select(table).where(table.c.notification_id.in_(ids)).order_by(order)
+        for row in await session.execute(query):
+            grouped[row.notification_id].append(model.model_validate(row, from_attributes=True))
+    return grouped
 
 
 async def _with_details(session: AsyncSession, rows: list[Row]) -> list[NotificationOut]:
     ids = [row.id for row in rows]
-    tried: dict[UUID, list[AttemptOut]] = defaultdict(list)
-    opened: dict[UUID, list[DeliveryOut]] = defaultdict(list)
-    if ids:
-        for attempt in await session.execute(
-            select(attempts)
-            .where(attempts.c.notification_id.in_(ids))
-            .order_by(attempts.c.attempted_at)
-        ):
-            tried[attempt.notification_id].append(
-                AttemptOut.model_validate(attempt, from_attributes=True)
-            )
-        for delivery in await session.execute(
-            select(deliveries)
-            .where(deliveries.c.notification_id.in_(ids))
-            .order_by(deliveries.c.contact_index)
-        ):
-            opened[delivery.notification_id].append(
-                DeliveryOut.model_validate(delivery, from_attributes=True)
-            )
+    tried = await _grouped(session, attempts, ids, attempts.c.attempted_at, AttemptOut)
+    opened = await _grouped(session, deliveries, ids, deliveries.c.contact_index, DeliveryOut)
     return [
         NotificationOut(
             id=row.id,

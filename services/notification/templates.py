@@ -162,16 +162,6 @@ def alert_payload(
     }
 
 
-def render_alert(
-    notification_id: str,
-    obligation: ObligationCreated,
-    party_name: str,
-    texts: AlertTexts | None = None,
-) -> dict[str, Any]:
-    texts = texts or default_texts()
-    return alert_payload(notification_id, obligation, alert_facts(obligation, party_name), texts)
-
-
 def stored_alert(
     notification_id: str,
     obligation: ObligationCreated,
@@ -182,6 +172,17 @@ def stored_alert(
     texts = texts or default_texts()
     facts = alert_facts(obligation, party_name)
     return {**alert_payload(notification_id, obligation, facts, texts), "facts": facts}
+
+
+def render_alert(
+    notification_id: str,
+    obligation: ObligationCreated,
+    party_name: str,
+    texts: AlertTexts | None = None,
+) -> dict[str, Any]:
+    alert = stored_alert(notification_id, obligation, party_name, texts)
+    del alert["facts"]
+    return alert
 
 
 def render_message(

@@ -13,10 +13,9 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import httpx
 import pytest
@@ -24,9 +23,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.devrun import ServiceProcesses
-from shared.domain import Category, Phase
 from shared.events import CloudEvent, decode, topics
-from shared.events.models import IncidentBrief, ObligationCreated
 from shared.localinfra import Infrastructure
 from tests.notification.loopback import Gateway, Inbox, loopback_gateway, smtp_server
 from tests.support import directory_with_contacts, running_system
@@ -231,41 +228,3 @@ async def notification_system(
                 await collector
             await api.aclose()
             await producer.stop()
-
-
-def obligation_created(
-    party: str,
-    *,
-    category: Category = Category.VIOLENCE,
-    phase: Phase = Phase.IN_PROGRESS,
-    drill: bool = False,
-    incident_id: UUID | None = None,
-    obligation_id: UUID | None = None,
-) -> CloudEvent:
-    incident_id = incident_id or uuid4()
-    now = datetime.now(UTC)
-    data = ObligationCreated(
-        incident_id=incident_id,
-        obligation_id=obligation_id or uuid4(),
-        party=party,
-        action="REPORT",
-        action_text="报告：社区矫正对象突发事件",
-        deadline_name="IMMEDIATE",
-        due_at=now + timedelta(minutes=15),
-        rule_id="R6",
-        plan_section="四(三)",
-        explanation="依据 R6（预案四(三)）",
-        notify=True,
-        incident=IncidentBrief(
-            category=category,
-            phase=phase,
-            township_code="150626102",
-            township_name="图克镇",
-            location="图克镇中心街",
-            occurred_at=now - timedelta(minutes=3),
-            summary="对象王某某（身份证150626199001011234）持刀与人冲突",
-            subject_names=("王某某",),
-            drill=drill,
-        ),
-    )
-    return CloudEvent.new("escalation", data, incident_id)

@@ -11,12 +11,8 @@ from uuid import UUID, uuid4
 import httpx
 
 from services.notification.ack import AckSigner
-from tests.notification.conftest import (
-    ACK_SECONDS,
-    ACK_SECRET,
-    NotificationSystem,
-    obligation_created,
-)
+from tests.notification.builders import obligation_created
+from tests.notification.conftest import ACK_SECONDS, ACK_SECRET, NotificationSystem
 from tests.notification.loopback import Gateway
 
 
@@ -72,7 +68,7 @@ async def test_acknowledged_alert_is_published_once_and_stops_the_walk(
     assert len(system.events_of(event.subject, "notification.acknowledged")) == 1
     [notification] = await system.notifications(event.subject)
     assert notification["status"] == "ACKNOWLEDGED"
-    assert notification["acknowledged_by"] == "webhook"
+    assert notification["acknowledged_by"].endswith("/ack-a")
     assert notification["ack_due_at"] is None
 
 

@@ -25,7 +25,7 @@ from services.notification.channels.robots import DingTalkChannel, WeComChannel
 from services.notification.channels.webhook import WebhookChannel
 from services.notification.templates import Form, render_message, stored_alert
 from shared.directory import Contact
-from tests.notification.conftest import obligation_created
+from tests.notification.builders import obligation_created
 from tests.notification.loopback import Gateway, Inbox, always, hang
 
 SECRET = b"subscriber-secret"

@@ -16,10 +16,9 @@ from starlette.responses import Response
 
 from services.notification.channels.gateways import aliyun_rpc_signature
 from shared.events import CloudEvent
-from tests.notification.conftest import DINGTALK_SECRET, NotificationSystem, obligation_created
+from tests.notification.builders import ID_NUMBER, obligation_created
+from tests.notification.conftest import DINGTALK_SECRET, NotificationSystem
 from tests.notification.loopback import Call, always, fail_first, hang
-
-ID_NUMBER = "150626199001011234"
 
 
 def for_incident(calls: list[Call], incident_id: str) -> list[Call]:

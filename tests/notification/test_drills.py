@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tests.notification.conftest import ACK_SECONDS, NotificationSystem, obligation_created
+from tests.notification.builders import obligation_created
+from tests.notification.conftest import ACK_SECONDS, NotificationSystem
 
 
 async def test_drill_reaches_only_drill_contacts_and_is_marked_everywhere(

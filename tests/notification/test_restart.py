@@ -7,7 +7,8 @@ import signal
 
 from starlette.responses import Response
 
-from tests.notification.conftest import NotificationSystem, obligation_created
+from tests.notification.builders import obligation_created
+from tests.notification.conftest import NotificationSystem
 from tests.notification.loopback import fail_first
 
 

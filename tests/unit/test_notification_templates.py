@@ -4,8 +4,7 @@ least personal data, the right wording for each kind of recipient, drills marked
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -21,11 +20,12 @@ from services.notification.templates import (
     stored_alert,
 )
 from shared.domain import Category, Phase
-from shared.events.models import IncidentBrief, ObligationCreated
+from shared.events.models import ObligationCreated
+from tests.notification.builders import ID_NUMBER
+from tests.notification.builders import obligation as build_obligation
 
 ACK = "https://sqjz.example/v1/notifications/n-1/ack?token=1.0.1.sig"
 RECORD = "https://sqjz.example/incidents/i-1"
-ID_NUMBER = "150626199001011234"
 PARTIES = {
     "PPS:150626102": "图克镇派出所",
     "SFS:150626102": "图克镇司法所",
@@ -36,43 +36,14 @@ PARTIES = {
 }
 
 
-def obligation(
-    party: str = "PPS:150626102",
-    category: Category = Category.VIOLENCE,
-    phase: Phase = Phase.IN_PROGRESS,
-    *,
-    drill: bool = False,
-    summary: str = f"王某某（身份证{ID_NUMBER}）持刀威胁邻居，王某某已被劝离",
-    location: str = "图克镇某村王某某家门口",
-) -> ObligationCreated:
-    due = datetime(2025, 3, 1, 2, 15, tzinfo=UTC)
-    return ObligationCreated(
-        incident_id=UUID("0b7d3c6e-7a53-4cc0-9b5e-3e7f4f0a1c01"),
-        obligation_id=UUID("5f1d2a3b-0000-4000-8000-000000000001"),
-        party=party,
-        action="REPORT",
-        action_text="报告：社区矫正对象突发事件",
-        deadline_name="IMMEDIATE",
-        due_at=due,
-        rule_id="R6",
-        plan_section="四(三)",
-        explanation="依据 R6",
-        notify=True,
-        incident=IncidentBrief(
-            category=category,
-            phase=phase,
-            township_code="150626102",
-            township_name="图克镇",
-            location=location,
-            occurred_at=due - timedelta(minutes=20),
-            summary=summary,
-            subject_names=("王某某",),
-            drill=drill,
-        ),
-    )
+def obligation(party: str = "PPS:150626102", **details: Any) -> ObligationCreated:
+    """Free text naming the subject twice and carrying an ID number, to see both masked."""
+    details.setdefault("summary", f"王某某（身份证{ID_NUMBER}）持刀威胁邻居，王某某已被劝离")
+    details.setdefault("location", "图克镇某村王某某家门口")
+    return build_obligation(party, **details)
 
 
-def text(form: Form, **kwargs) -> str:
+def text(form: Form, **kwargs: Any) -> str:
     ob = obligation(**kwargs)
     alert = stored_alert("n-1", ob, PARTIES[ob.party])
     return render_message(alert, form, ack_url=ACK, record_url=RECORD)["text"]
@@ -169,12 +140,13 @@ def test_alert_stored_before_templates_keeps_its_text_and_gains_the_link():
     assert message["text"] == f"旧的全文\n收悉请确认：{ACK}"
 
 
-def test_rendering_is_pure(tmp_path):
+def test_rendering_is_pure():
     texts = AlertTexts.load()
-    facts = alert_facts(obligation(), "图克镇派出所")
+    decided = obligation()
+    facts = alert_facts(decided, "图克镇派出所")
     first = texts.render(facts, Form.FULL, ACK, RECORD)
     assert texts.render(facts, Form.FULL, ACK, RECORD) == first
-    assert facts == alert_facts(obligation(), "图克镇派出所")  # facts are not changed
+    assert facts == alert_facts(decided, "图克镇派出所")  # facts are not changed
 
 
 def test_a_deployment_can_bring_its_own_texts(tmp_path):
