@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 import httpx
 
 from services.notification.ack import AckSigner
+from shared.events import CloudEvent
 from tests.notification.builders import obligation_created
 from tests.notification.conftest import ACK_SECONDS, ACK_SECRET, NotificationSystem
 from tests.notification.loopback import Gateway
@@ -23,24 +24,27 @@ def local(url: str) -> str:
 
 
 async def first_alert(gateway: Gateway, path: str, incident_id: str) -> dict:
-    await gateway.wait_for_calls(path, 1)
-    for _ in range(100):
-        alerts = [
-            c.json() for c in gateway.calls_to(path) if c.json()["incident_id"] == incident_id
-        ]
-        if alerts:
-            return alerts[0]
+    for _ in range(200):
+        alerts = [call.json() for call in gateway.calls_to(path)]
+        mine = [alert for alert in alerts if alert["incident_id"] == incident_id]
+        if mine:
+            return mine[0]
         await asyncio.sleep(0.05)
     raise AssertionError(f"no alert for {incident_id} at {path}")
+
+
+async def alerted(system: NotificationSystem, party: str, path: str) -> tuple[CloudEvent, dict]:
+    """A new routing decision for `party`, and the alert its first contact received at `path`."""
+    event = obligation_created(party)
+    await system.publish(event)
+    return event, await first_alert(system.gateway, path, event.subject)
 
 
 async def test_acknowledged_alert_is_published_once_and_stops_the_walk(
     notification_system: NotificationSystem,
 ) -> None:
     system = notification_system
-    event = obligation_created("BJO")
-    await system.publish(event)
-    alert = await first_alert(system.gateway, "/ack-a", event.subject)
+    event, alert = await alerted(system, "BJO", "/ack-a")
     link = alert["ack_url"]
     assert link.startswith(f"http://notification.test/v1/notifications/{alert['notification_id']}")
     assert link in alert["text"]
@@ -76,9 +80,7 @@ async def test_token_in_a_json_body_is_accepted_too(
     notification_system: NotificationSystem,
 ) -> None:
     system = notification_system
-    event = obligation_created("BJO")
-    await system.publish(event)
-    alert = await first_alert(system.gateway, "/ack-a", event.subject)
+    event, alert = await alerted(system, "BJO", "/ack-a")
     token = urlsplit(alert["ack_url"]).query.removeprefix("token=")
     answer = await system.api.post(
         f"/v1/notifications/{alert['notification_id']}/ack", json={"token": token}
@@ -97,9 +99,7 @@ async def test_expired_forged_and_missing_tokens_are_refused(
     notification_system: NotificationSystem,
 ) -> None:
     system = notification_system
-    event = obligation_created("BJO")
-    await system.publish(event)
-    alert = await first_alert(system.gateway, "/ack-a", event.subject)
+    event, alert = await alerted(system, "BJO", "/ack-a")
     notification_id = UUID(alert["notification_id"])
     path = f"/v1/notifications/{notification_id}/ack"
     ours = AckSigner(ACK_SECRET.encode(), 60, "http://notification.test")
@@ -147,9 +147,7 @@ async def test_unacknowledged_alert_walks_the_contact_list_then_is_reported(
     notification_system: NotificationSystem,
 ) -> None:
     system, gateway = notification_system, notification_system.gateway
-    event = obligation_created("BLO")
-    await system.publish(event)
-    first = await first_alert(gateway, "/walk-a", event.subject)
+    event, first = await alerted(system, "BLO", "/walk-a")
     second = await first_alert(gateway, "/walk-b", event.subject)
     assert first["contact_index"] == 0 and second["contact_index"] == 1
     assert first["ack_url"] != second["ack_url"]  # each contact has its own token
