@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notification.ack import AckClaim, AckSigner, AckTokenError
 from services.notification.channels import shown_contact
-from services.notification.dispatch import acknowledge
+from services.notification.dispatch import acknowledge, contacts_of
 from services.notification.models import attempts, deliveries, notifications
 from services.notification.schemas import (
     AckIn,
@@ -27,7 +27,6 @@ from services.notification.schemas import (
     NotificationList,
     NotificationOut,
 )
-from shared.directory import Contact
 from shared.problems import Problem, not_found
 from shared.runtime import runtime_of, session_in_transaction
 
@@ -39,7 +38,7 @@ Session = Annotated[AsyncSession, Depends(session_in_transaction)]
 def _acknowledged_by(row: Row) -> str | None:
     if row.acknowledged_contact_index is None or not row.contacts:
         return None
-    return shown_contact(Contact.model_validate(row.contacts[row.acknowledged_contact_index]))
+    return shown_contact(contacts_of(row)[row.acknowledged_contact_index])
 
 
 async def _grouped(

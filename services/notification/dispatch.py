@@ -111,6 +111,11 @@ def _contact_list(contacts: Sequence[Contact]) -> list[dict[str, Any]]:
     return [contact.model_dump(mode="json", exclude_none=True) for contact in contacts]
 
 
+def contacts_of(notification: Row) -> list[Contact]:
+    """The contact list a notification walks, as fixed when its delivery started."""
+    return [Contact.model_validate(contact) for contact in notification.contacts or ()]
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -205,14 +210,8 @@ class Dispatcher:
             ).all()
             for row in rows:
                 log.info("notification %s to %s not acknowledged in time", row.id, row.party)
-                await self._alert_contact(
-                    session, row, self._contacts_of(row), row.contact_index + 1
-                )
+                await self._alert_contact(session, row, contacts_of(row), row.contact_index + 1)
             return len(rows)
-
-    @staticmethod
-    def _contacts_of(notification: Row) -> list[Contact]:
-        return [Contact.model_validate(contact) for contact in notification.contacts or ()]
 
     async def _alert_contact(
         self, session: AsyncSession, notification: Row, contacts: Sequence[Contact], index: int
@@ -467,9 +466,7 @@ class Dispatcher:
             )
         ).one()
         if notification.status == "PENDING" and notification.contact_index == index:
-            await self._alert_contact(
-                session, notification, self._contacts_of(notification), index + 1
-            )
+            await self._alert_contact(session, notification, contacts_of(notification), index + 1)
 
 
 @dataclass(frozen=True)
@@ -495,7 +492,7 @@ async def acknowledge(
     ).first()
     if notification is None:
         return None
-    contacts = Dispatcher._contacts_of(notification)
+    contacts = contacts_of(notification)
     if notification.acknowledged_at is not None:
         index = notification.acknowledged_contact_index
         contact = contacts[index]
