@@ -5,12 +5,20 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
 SERVICE_NAMES = ("intake", "escalation", "notification", "audit")
+
+
+class ChannelLimits(BaseModel):
+    """How hard notification may push one channel's gateway."""
+
+    concurrency: int = Field(default=8, ge=1, description="sends in flight at once")
+    rate_per_second: float = Field(default=10.0, gt=0, description="sustained sends per second")
+    burst: int = Field(default=10, ge=1, description="sends allowed at once after a quiet spell")
 
 
 class Settings(BaseSettings):
@@ -54,6 +62,55 @@ class Settings(BaseSettings):
     # How long the outbox relay sleeps when no NOTIFY arrives; NOTIFY is the fast path.
     outbox_poll_interval_seconds: float = Field(default=0.5, gt=0)
     migrate_on_startup: bool = True
+
+    # --- notification: acknowledgement (RULES.md ACK) -----------------------------------------
+    # Unacknowledged this long after delivery, an alert goes to the party's next contact.
+    notification_ack_seconds: float = Field(default=600.0, gt=0)
+    # HMAC key of acknowledgement tokens; every replica needs the same one. Unset, a random key
+    # per process is used, so links die with the process: fine locally, wrong in production.
+    notification_ack_secret: SecretStr | None = None
+    notification_ack_token_ttl_seconds: int = Field(default=86400, ge=1)
+    # Where recipients reach notification (the acknowledgement link) and the full record.
+    notification_public_base_url: str = "http://127.0.0.1:8003"
+    notification_record_base_url: str = "http://127.0.0.1:8001/v1/incidents"
+
+    # --- notification: delivery -----------------------------------------------------------------
+    notification_max_attempts: int = Field(default=5, ge=1, description="per contact")
+    notification_retry_base_seconds: float = Field(default=1.0, gt=0)
+    notification_retry_max_seconds: float = Field(default=300.0, gt=0)
+    notification_send_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A claimed delivery is taken over by another replica after this; longer than a send.
+    notification_lease_seconds: float = Field(default=60.0, gt=0)
+    notification_breaker_failures: int = Field(default=5, ge=1)
+    notification_breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    notification_channel_limits: dict[str, ChannelLimits] = Field(default_factory=dict)
+
+    # --- notification: gateways -----------------------------------------------------------------
+    # Signs webhook bodies; a secret per contact address overrides it (DingTalk robots too).
+    notification_webhook_secret: SecretStr | None = None
+    notification_contact_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    notification_sms_url: str | None = None
+    notification_sms_token: SecretStr | None = None
+    notification_voice_url: str | None = None
+    notification_voice_token: SecretStr | None = None
+    notification_aliyun_sms_endpoint: str = "https://dysmsapi.aliyuncs.com/"
+    notification_aliyun_access_key_id: str | None = None
+    notification_aliyun_access_key_secret: SecretStr | None = None
+    notification_aliyun_sms_sign_name: str | None = None
+    notification_aliyun_sms_template_code: str | None = None
+    notification_smtp_host: str = "127.0.0.1"
+    notification_smtp_port: int = 25
+    notification_smtp_username: str | None = None
+    notification_smtp_password: SecretStr | None = None
+    notification_smtp_starttls: bool = False
+    notification_smtp_tls: bool = False
+    notification_smtp_sender: str = "sqjz-alerts@localhost"
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_send(self) -> Settings:
+        if self.notification_lease_seconds <= self.notification_send_timeout_seconds:
+            raise ValueError("NOTIFICATION_LEASE_SECONDS must exceed the send timeout")
+        return self
 
     @cached_property
     def async_database_url(self) -> str:
