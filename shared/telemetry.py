@@ -3,13 +3,14 @@ off at no cost. One trace follows an incident from the REST call through every t
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.propagate import inject
+from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -22,6 +23,7 @@ from opentelemetry.sdk.trace.export import (
 from shared.settings import Settings
 
 HEALTH_PATHS = "healthz,readyz,metrics"
+tracer = trace.get_tracer(__name__)
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -90,3 +92,14 @@ def annotate(**attributes: str | int | bool | None) -> None:
         for name, value in attributes.items():
             if value is not None:
                 span.set_attribute(name.replace("_", "."), value)
+
+
+@contextlib.contextmanager
+def in_trace_of(
+    headers: dict[str, str], name: str, **attributes: str | None
+) -> Iterator[trace.Span]:
+    """A span continuing the trace whose context `headers` carry (work picked up later, by
+    a worker, still belongs to the incident's trace)."""
+    with tracer.start_as_current_span(name, context=extract(headers or {})) as span:
+        annotate(**attributes)
+        yield span

@@ -12,6 +12,7 @@ from services.notification.ack import AckSigner
 from services.notification.channels.registry import build_channels
 from services.notification.dispatch import DISPATCH_CHANNEL, Dispatcher
 from services.notification.handlers import NotificationHandlers
+from services.notification.metrics import NotificationMetrics
 from services.notification.models import SCHEMA, messaging
 from services.notification.templates import default_texts
 from shared.directory import Directory
@@ -46,6 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         NotificationHandlers(directory).handle,
     )
 
+    metrics = NotificationMetrics(runtime.metrics.registry)
+
+    async def count_notifications() -> None:
+        await metrics.refresh(runtime.sessions)
+
+    runtime.metrics.add_scrape_hook(count_notifications)
+
     async def dispatch() -> None:
         channels = build_channels(settings)
         dispatcher = Dispatcher(
@@ -57,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings,
             signer,
             texts,
+            metrics=metrics,
         )
         try:
             await dispatcher.run()

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.notification.ack import AckSigner
 from services.notification.channels import Channel, DeliveryResult, gateway_of, shown_contact
 from services.notification.guard import ChannelGuard, limits_for
+from services.notification.metrics import NotificationMetrics
 from services.notification.models import attempts, deliveries, notifications
 from services.notification.templates import AlertTexts, Form, render_message
 from shared.directory import Contact, Directory
@@ -51,6 +52,7 @@ from shared.events.models import (
 from shared.messaging import Outbox
 from shared.pgnotify import Wakeup, notify
 from shared.settings import Settings
+from shared.telemetry import in_trace_of
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,7 @@ class Dispatcher:
         signer: AckSigner,
         texts: AlertTexts | None = None,
         batch_size: int = 20,
+        metrics: NotificationMetrics | None = None,
     ) -> None:
         self._sessions = sessions
         self._outbox = outbox
@@ -148,6 +151,7 @@ class Dispatcher:
             for name in channels
         }
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._metrics = metrics
 
     async def run(self) -> None:
         try:
@@ -242,6 +246,7 @@ class Dispatcher:
                 contact=shown_contact(contact),
                 status="PENDING",
                 message=message,
+                trace_headers=notification.trace_headers,
             )
             .on_conflict_do_nothing(
                 index_elements=[deliveries.c.notification_id, deliveries.c.contact_index]
@@ -280,7 +285,13 @@ class Dispatcher:
             given_up_at=now,
             drill=notification.drill,
         )
-        await self._outbox.add(session, CloudEvent.new(SOURCE, event, notification.incident_id))
+        with in_trace_of(
+            notification.trace_headers,
+            "notification unacknowledged",
+            incident_id=str(notification.incident_id),
+            party=notification.party,
+        ):
+            await self._outbox.add(session, CloudEvent.new(SOURCE, event, notification.incident_id))
 
     # --- deliveries -----------------------------------------------------------------------------
 
@@ -328,6 +339,16 @@ class Dispatcher:
         return claimed
 
     async def deliver(self, delivery: Row) -> None:
+        with in_trace_of(
+            delivery.trace_headers,
+            "notification send",
+            incident_id=delivery.message["incident_id"],
+            party=delivery.message["party"],
+            channel=delivery.channel,
+        ):
+            await self._deliver(delivery)
+
+    async def _deliver(self, delivery: Row) -> None:
         guard = self._guards.get(delivery.channel)
         try:
             contact = Contact.model_validate(delivery.target)
@@ -348,6 +369,12 @@ class Dispatcher:
                         retry_after=breaker.retry_in(),
                     )
             latency_ms = (time.perf_counter() - started) * 1000
+            if self._metrics is not None:
+                self._metrics.attempts.labels(
+                    delivery.channel, "DELIVERED" if result.delivered else "FAILED"
+                ).inc()
+                self._metrics.latency.labels(delivery.channel).observe(latency_ms / 1000)
+                self._metrics.observe_guards(self._guards)
             await self._record(delivery, result, latency_ms)
         except Exception:
             # The lease runs out and the delivery is claimed again: nothing is lost.
@@ -534,7 +561,14 @@ async def acknowledge(
         acknowledged_at=now,
         drill=notification.drill,
     )
-    await outbox.add(session, CloudEvent.new(SOURCE, event, notification.incident_id))
+    with in_trace_of(
+        notification.trace_headers,
+        "notification acknowledged",
+        incident_id=str(notification.incident_id),
+        party=notification.party,
+        channel=contact.channel,
+    ):
+        await outbox.add(session, CloudEvent.new(SOURCE, event, notification.incident_id))
     return Acknowledgement(
         notification_id, now, contact_index, contact.channel, shown_contact(contact), False
     )

@@ -16,6 +16,7 @@ from shared.events import CloudEvent
 from shared.events.models import ObligationCreated
 from shared.kafka import RecordPosition
 from shared.pgnotify import notify
+from shared.telemetry import current_trace_headers
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class NotificationHandlers:
                 ),
                 # The dispatcher fixes the contact list and opens the first delivery.
                 status="NEW",
+                trace_headers=current_trace_headers(),
             )
             .on_conflict_do_nothing(index_elements=[notifications.c.obligation_id])
         )

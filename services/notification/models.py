@@ -38,6 +38,13 @@ notifications = Table(
     Column("drill", Boolean, nullable=False),
     Column("alert", JSONB, nullable=False, comment="the alert and the minimised facts it is from"),
     Column(
+        "trace_headers",
+        JSONB,
+        nullable=False,
+        server_default="{}",
+        comment="W3C trace context of the routing decision, so sends join the incident's trace",
+    ),
+    Column(
         "status",
         String(16),
         nullable=False,
@@ -74,6 +81,7 @@ deliveries = Table(
     Column("lease_until", DateTime(timezone=True)),
     Column("lease_id", UUID(as_uuid=True), comment="fences out a worker whose lease ran out"),
     Column("message", JSONB, nullable=False, comment="what the contact is sent"),
+    Column("trace_headers", JSONB, nullable=False, server_default="{}"),
     Column("last_error", Text),
     Column("delivered_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

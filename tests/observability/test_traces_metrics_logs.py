@@ -38,47 +38,79 @@ def spans_of(work_dir: Path) -> list[dict[str, Any]]:
     return spans
 
 
+async def acknowledge(clients, work_dir: Path, incident_id: str, party: str) -> None:
+    """Follow the acknowledgement link of the alert the file channel wrote for `party`."""
+
+    async def link() -> str | None:
+        path = work_dir / "alerts.jsonl"
+        lines = path.read_text("utf-8").splitlines() if path.exists() else []
+        alerts = [json.loads(line) for line in lines]
+        return next(
+            (
+                a["ack_url"]
+                for a in alerts
+                if a["incident_id"] == incident_id and a["party"] == party
+            ),
+            None,
+        )
+
+    ack_url = httpx.URL(await eventually(link, bool))
+    response = await clients["notification"].post(ack_url.path, params=dict(ack_url.params))
+    assert response.status_code == 200, response.text
+
+
 async def test_one_incident_is_one_connected_trace_across_the_services(traced) -> None:
     work_dir, (_, clients) = traced
     incident_id = await report(clients)
     await timeline_with(clients["audit"], incident_id, "notification.delivered", at_least=3)
+    await acknowledge(clients, work_dir, incident_id, "TCG:150626102")
 
-    async def incident_spans() -> list[dict[str, Any]]:
-        return [
-            span
-            for span in spans_of(work_dir)
-            if span["attributes"].get("incident.id") == incident_id
-        ]
-
-    def reported_trace(found: list[dict[str, Any]]) -> set[str]:
-        return {s["context"]["trace_id"] for s in found if s["name"] == "incidents.v1 publish"}
-
-    def services_in_trace(found: list[dict[str, Any]]) -> set[str]:
-        trace_ids = reported_trace(found)
-        return {
-            s["resource"]["attributes"]["service.name"]
+    def the_trace(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every span (of any process) in the trace of the incident's report."""
+        ids = {
+            s["context"]["trace_id"]
             for s in found
-            if s["context"]["trace_id"] in trace_ids
+            if s["name"] == "incidents.v1 publish"
+            and s["attributes"].get("incident.id") == incident_id
         }
+        return [s for s in found if s["context"]["trace_id"] in ids]
 
-    spans = await eventually(
-        incident_spans, lambda found: services_in_trace(found) >= set(SERVICE_NAMES)
+    def names(found: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return {(s["resource"]["attributes"]["service.name"], s["name"]) for s in found}
+
+    wanted = {
+        ("intake", "POST /v1/incidents"),
+        ("intake", "incidents.v1 publish"),
+        ("escalation", "incidents.v1 process"),
+        ("escalation", "escalations.v1 publish"),
+        ("notification", "escalations.v1 process"),
+        ("notification", "notification send"),
+        ("notification", "notification acknowledged"),
+        ("notification", "notifications.v1 publish"),
+        ("audit", "incidents.v1 process"),
+        ("audit", "notifications.v1 process"),
+    }
+    trace = await eventually(
+        lambda: asyncio.sleep(0, the_trace(spans_of(work_dir))),
+        lambda found: names(found) >= wanted,
     )
-    trace_ids = reported_trace(spans)
-    assert len(trace_ids) == 1, trace_ids
-
+    assert len({s["context"]["trace_id"] for s in trace}) == 1
     everything = {span["context"]["span_id"]: span for span in spans_of(work_dir)}
-    trace = [s for s in everything.values() if s["context"]["trace_id"] in trace_ids]
-    services = {s["resource"]["attributes"]["service.name"] for s in trace}
-    assert services == set(SERVICE_NAMES)
     roots = [s for s in trace if s["parent_id"] is None]
     assert [root["name"] for root in roots] == ["POST /v1/incidents"]
     for span in trace:  # every other span hangs off a span of the same trace
         assert span["parent_id"] is None or span["parent_id"] in everything
-    kinds = {(s["resource"]["attributes"]["service.name"], s["kind"]) for s in trace}
-    assert ("escalation", "SpanKind.CONSUMER") in kinds
-    assert ("intake", "SpanKind.PRODUCER") in kinds
-    assert ("audit", "SpanKind.CONSUMER") in kinds
+    # The acknowledgement event reached audit within the same trace.
+    acknowledged = [
+        s
+        for s in trace
+        if s["name"] == "notifications.v1 process"
+        and s["resource"]["attributes"]["service.name"] == "audit"
+    ]
+    assert acknowledged
+    sends = [s for s in trace if s["name"] == "notification send"]
+    assert {s["attributes"]["channel"] for s in sends} == {"file"}
+    assert {s["attributes"]["party"] for s in sends} >= {"PPS:150626102", "TCG:150626102", "BLO"}
 
 
 EXPECTED_METRICS = {
@@ -97,7 +129,14 @@ EXPECTED_METRICS = {
         "emergency_consumer_lag_records",
         "emergency_events_consumed_total",
     ],
-    "notification": ["emergency_consumer_lag_records", "emergency_outbox_backlog_events"],
+    "notification": [
+        "emergency_consumer_lag_records",
+        "emergency_outbox_backlog_events",
+        "emergency_notification_attempts_total",
+        "emergency_notification_delivery_latency_seconds",
+        "emergency_notifications",
+        "emergency_notification_deliveries_overdue",
+    ],
     "audit": ["emergency_consumer_lag_records", "emergency_events_consumed_total"],
 }
 
