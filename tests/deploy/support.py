@@ -171,6 +171,19 @@ def exec_form(arguments: str) -> list[str]:
     return json.loads(arguments)
 
 
+def uvicorn_options(words: list[str]) -> dict[str, str | None]:
+    """`… --port 8001 --no-access-log` as {"--port": "8001", "--no-access-log": None}."""
+    options: dict[str, str | None] = {}
+    last = None
+    for word in words:
+        if word.startswith("--"):
+            options[word] = None
+            last = word
+        elif last is not None:
+            options[last] = word
+    return options
+
+
 def environment_of(stage: Stage) -> dict[str, str]:
     environment: dict[str, str] = {}
     for arguments in stage.all("ENV"):

@@ -19,6 +19,7 @@ from tests.deploy.support import (
     exec_form,
     load_script,
     parse_dockerfile,
+    uvicorn_options,
 )
 
 BUILD_TOOLS = re.compile(r"\b(apt-get|apt|apk|gcc|g\+\+|cc|make|build-essential|python3?-dev)\b")
@@ -78,11 +79,12 @@ def test_command_is_uvicorn_with_the_services_factory_on_its_port(service: str) 
     assert final.last("ENTRYPOINT") is None
     command = exec_form(final.last("CMD") or "")
     assert command[:3] == ["uvicorn", "--factory", f"services.{service}.app:create_app"]
-    options = dict(zip(command[3::2], command[4::2], strict=True))
+    options = uvicorn_options(command[3:])
     assert options["--host"] == "0.0.0.0"
     assert options["--port"] == str(PORTS[service])
     # Shorter than the pods' terminationGracePeriodSeconds (test_manifests holds them to it).
     assert int(options["--timeout-graceful-shutdown"]) > 0
+    assert "--no-access-log" in options, "the services log JSON; uvicorn's access log is not"
     assert environment_of(final)["OTEL_SERVICE_NAME"] == service
 
 

@@ -29,13 +29,20 @@ from tests.deploy.support import (
     pod_spec,
     rendered,
     selects,
+    uvicorn_options,
     walk_strings,
 )
 
 # The oldest Kubernetes the manifests are meant for; strict: unknown fields are errors.
 KUBERNETES_VERSION = "1.30"
 OVERLAYS = ("dev", "prod")
-INGRESS_NAMESPACE = {"kubernetes.io/metadata.name": "ingress-nginx"}
+INGRESS_CONTROLLER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+}
+PROMETHEUS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
 SECRETS = {"jwt-keys", "pii-key", "audit-signing-key", "notification-secrets"}
 DNS_1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 SECRET_NAMES = re.compile(r"PASSWORD|SECRET|TOKEN|KEY|DATABASE_URL|CREDENTIAL", re.IGNORECASE)
@@ -63,7 +70,7 @@ def dockerfile_uid(service: str) -> int:
 
 def dockerfile_graceful_shutdown(service: str) -> int:
     command = exec_form(parse_dockerfile(dockerfile_path(service)).final.last("CMD") or "")
-    return int(command[command.index("--timeout-graceful-shutdown") + 1])
+    return int(uvicorn_options(command)["--timeout-graceful-shutdown"] or 0)
 
 
 def workloads(resources: list[Resource]) -> list[Resource]:
@@ -206,13 +213,15 @@ def test_pods_are_locked_down(variant: str, service: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("service", SERVICE_NAMES)
 def test_shutdown_and_spreading(variant: str, service: str) -> None:
-    workload = deployment(rendered(variant), service)
+    resources = rendered(variant)
+    workload = deployment(resources, service)
     spec = pod_spec(workload)
     pre_stop = main_container(workload)["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
-    # The pod gets SIGKILL only after the pre-stop pause, uvicorn's graceful shutdown and the
-    # consumers' stop and outbox flush (up to 10 s) have had their time.
-    needed = int(pre_stop[1]) + dockerfile_graceful_shutdown(service) + 10
+    # SIGKILL comes only after the pre-stop pause, uvicorn's wait for in-flight requests, the
+    # service's own shutdown (records in hand, outbox) and the flush of its spans (5 s).
+    grace = float(environment(resources, workload)["SHUTDOWN_GRACE_SECONDS"])
+    needed = int(pre_stop[1]) + dockerfile_graceful_shutdown(service) + grace + 5
     assert spec["terminationGracePeriodSeconds"] >= needed
     constraints = spec["topologySpreadConstraints"]
     assert {c["topologyKey"] for c in constraints} == {
@@ -472,9 +481,12 @@ def test_app_pods_are_denied_by_default_and_reached_only_from_the_ingress_contro
         ), "a default deny"
         for policy in policies:
             for rule in policy["spec"].get("ingress", []):
-                assert rule["from"] == [{"namespaceSelector": {"matchLabels": INGRESS_NAMESPACE}}]
+                assert rule["from"] in ([INGRESS_CONTROLLER], [PROMETHEUS])
                 assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
     for service in SERVICE_NAMES:
+        annotations = deployment(resources, service)["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert annotations["prometheus.io/port"] == str(PORTS[service])
         own = named(resources, "NetworkPolicy", service)
         assert (
             own["spec"]["podSelector"]["matchLabels"]
