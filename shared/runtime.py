@@ -22,8 +22,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.auth import TokenVerifier, authenticate
 from shared.db import create_engine, create_session_factory, migrate, migration_head
 from shared.kafka import EventConsumer, EventHandler, create_producer
+from shared.limits import RequestLimitsMiddleware
 from shared.messaging import Inbox, Outbox, OutboxRelay, inbox_table, outbox_table
 from shared.observability import (
     HttpMetricsMiddleware,
@@ -261,8 +263,11 @@ def create_service_app(
     title: str,
     description: str,
     routers: Iterable[APIRouter],
+    public_routers: Iterable[APIRouter] = (),
 ) -> FastAPI:
-    """The FastAPI app every service builds: lifespan, problem+json errors, health routes."""
+    """The FastAPI app every service builds: lifespan, problem+json errors, health routes,
+    a bearer token on every route of `routers` (`public_routers` carry their own proof, like
+    the signed acknowledgement links), limits on body size and request rate."""
 
     if runtime.settings.log_json:
         configure_logging(runtime.service)
@@ -278,9 +283,18 @@ def create_service_app(
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     install_problem_handlers(app)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        max_body_bytes=runtime.settings.max_request_body_bytes,
+        rate=runtime.settings.rate_limit_per_second,
+        burst=runtime.settings.rate_limit_burst,
+    )
     app.add_middleware(HttpMetricsMiddleware, metrics=runtime.metrics)
+    app.state.token_verifier = TokenVerifier.from_settings(runtime.settings)
     app.include_router(health_router())
     for router in routers:
+        app.include_router(router, dependencies=[Depends(authenticate), Depends(bind_incident)])
+    for router in public_routers:
         app.include_router(router, dependencies=[Depends(bind_incident)])
     runtime.tracer_provider = configure_tracing(runtime.settings, runtime.service)
     if runtime.tracer_provider is not None:

@@ -42,6 +42,19 @@ class Settings(BaseSettings):
     notification_port: int = 8003
     audit_port: int = 8004
 
+    # Callers' bearer tokens are verified against these public keys (a JWKS file).
+    auth_jwks_file: Path | None = None
+    auth_issuer: str = "wushen-justice-bureau"
+    auth_audience: str = "correction-emergency"
+    # Personal data at rest (see shared/pii.py): key id → base64 AES-256 key.
+    pii_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    pii_current_key_id: str | None = None
+    # Input discipline at the edge.
+    max_request_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    rate_limit_per_second: float = Field(default=50.0, gt=0, description="per caller")
+    rate_limit_burst: int = Field(default=100, ge=1)
+    future_skew_seconds: float = Field(default=300.0, ge=0)
+
     otel_service_name: str | None = None
     otel_exporter_otlp_endpoint: str | None = None
     # Spans as JSON lines in a file: lets tests see one trace across every process.

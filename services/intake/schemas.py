@@ -33,12 +33,18 @@ class SubjectOut(BaseModel):
     id_number_masked: str | None = None
 
 
+class SubjectFullOut(BaseModel):
+    id: str
+    name: str
+    id_number: str | None = None
+
+
 class FactsOut(BaseModel):
     category: Category
     phase: Phase
     township_code: str
     township_name: str
-    subjects: list[SubjectOut]
+    subjects: list[SubjectOut | SubjectFullOut]
     occurred_at: datetime | None
     discovered_at: datetime | None
     location: str | None
@@ -77,6 +83,7 @@ class IncidentOut(BaseModel):
     reported_at: datetime
     reporter: dict
     facts: FactsOut
+    personal_data: Literal["masked", "shown"] = "masked"
     actions: list[ActionOut] = []
     reports: list[ReportOut] = []
 

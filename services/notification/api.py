@@ -27,10 +27,15 @@ from services.notification.schemas import (
     NotificationList,
     NotificationOut,
 )
+from shared.access import Permission
+from shared.auth import Caller, authorize
+from shared.domain import TOWNSHIP_BOUND_KINDS, party_kind_of
 from shared.problems import Problem, not_found
 from shared.runtime import DatabaseSession, runtime_of
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+# Acknowledgement links carry their own signed token: no bearer token on these routes.
+ack_router = APIRouter(prefix="/v1/notifications", tags=["acknowledgement"])
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -83,7 +88,9 @@ async def _with_details(session: AsyncSession, rows: list[Row]) -> list[Notifica
 
 @router.get("", summary="Alerts of an incident, optionally for one party")
 async def list_notifications(
+    request: Request,
     session: DatabaseSession,
+    caller: Caller,
     incident_id: Annotated[UUID, Query()],
     party: Annotated[str | None, Query(max_length=40)] = None,
 ) -> NotificationList:
@@ -91,16 +98,31 @@ async def list_notifications(
     if party:
         query = query.where(notifications.c.party == party)
     rows = (await session.execute(query.order_by(notifications.c.created_at))).all()
+    authorize(caller, Permission.READ_NOTIFICATIONS, township_of(request, rows))
     return NotificationList(items=await _with_details(session, list(rows)))
 
 
+def township_of(request: Request, rows: list[Row]) -> str | None:
+    """The township of the incident these alerts are about (None when there are none)."""
+    for row in rows:
+        if party_kind_of(row.party) in TOWNSHIP_BOUND_KINDS:
+            return row.party.split(":", 1)[1]
+        township = request.app.state.directory.township(row.alert["facts"]["township"])
+        if township is not None:
+            return township.code
+    return None
+
+
 @router.get("/{notification_id}", summary="One alert with its deliveries and every attempt")
-async def get_notification(notification_id: UUID, session: DatabaseSession) -> NotificationOut:
+async def get_notification(
+    notification_id: UUID, request: Request, session: DatabaseSession, caller: Caller
+) -> NotificationOut:
     row = (
         await session.execute(select(notifications).where(notifications.c.id == notification_id))
     ).first()
     if row is None:
         raise not_found("Notification", notification_id)
+    authorize(caller, Permission.READ_NOTIFICATIONS, township_of(request, [row]))
     return (await _with_details(session, [row]))[0]
 
 
@@ -134,7 +156,7 @@ def _page(title: str, body: str) -> HTMLResponse:
     )
 
 
-@router.get(
+@ack_router.get(
     "/{notification_id}/ack",
     summary="The page an acknowledgement link opens; it only asks to confirm",
     response_class=HTMLResponse,
@@ -154,7 +176,7 @@ async def acknowledgement_page(
     )
 
 
-@router.post(
+@ack_router.post(
     "/{notification_id}/ack",
     summary="Acknowledge an alert with its signed token",
     response_model=AckOut,

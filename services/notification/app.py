@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Alerts each party through its contacts, records every attempt, and walks "
         "the contact list until an alert is acknowledged.",
         routers=[api.router],
+        public_routers=[api.ack_router],
     )
     app.state.directory = directory
     app.state.ack_signer = signer

@@ -20,7 +20,7 @@ import yaml
 
 from shared.domain import CATEGORY_NAMES_ZH, PHASE_NAMES_ZH, party_kind_of
 from shared.events.models import ObligationCreated
-from shared.privacy import mask_id_numbers_in_text
+from shared.privacy import mask_id_numbers_in_text, masked_name
 
 LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
@@ -39,11 +39,6 @@ def local_time(moment: datetime | None) -> str:
     if moment is None:
         return UNKNOWN
     return moment.astimezone(LOCAL_TIME).strftime("%Y-%m-%d %H:%M")
-
-
-def masked_name(name: str) -> str:
-    """张三丰 → 张**: enough for the recipient to ask for the record, no more."""
-    return name[:1] + "*" * max(len(name) - 1, 1)
 
 
 def mask_names_in_text(text: str, names: tuple[str, ...]) -> str:

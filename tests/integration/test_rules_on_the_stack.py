@@ -251,7 +251,12 @@ async def test_R14_closing_makes_the_investigation_report_due_and_filing_it_revi
 async def test_R16_a_drill_runs_the_same_rules_never_reaches_police_and_counts(
     clients: dict[str, httpx.AsyncClient], webhook_sink: WebhookSink
 ) -> None:
-    incident_id = await report(clients, drill=True, township="苏力德苏木")
+    incident_id = await report(
+        clients,
+        drill=True,
+        township="苏力德苏木",
+        reporter={"party": "SFS:150626200", "name": "巴特尔"},
+    )
     obligations = await obligations_when(clients, incident_id, with_rule("R6"))
     assert {o["drill"] for o in obligations["obligations"]} == {True}
     assert ("PPS:150626200", "CALL_POLICE", "IMMEDIATE") in duties(obligations, "R6")

@@ -26,7 +26,7 @@ from shared.devrun import ServiceProcesses
 from shared.events import CloudEvent, decode, topics
 from shared.localinfra import Infrastructure
 from tests.notification.loopback import Gateway, Inbox, loopback_gateway, smtp_server
-from tests.support import directory_with_contacts, running_system
+from tests.support import clients_for, directory_with_contacts, running_system
 
 ACK_SECRET = "ack-secret-for-tests"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
@@ -217,7 +217,7 @@ async def notification_system(
     ):
         producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, acks="all")
         await producer.start()
-        api = httpx.AsyncClient(base_url=services.url("notification"), timeout=10)
+        api = clients_for(services, work_dir)["notification"]
         system = NotificationSystem(infra, services, gateway, inbox, work_dir, api, producer)
         collector = asyncio.create_task(collect(infra.kafka_bootstrap_servers, system.events))
         try:

@@ -13,7 +13,7 @@ import pytest
 
 from shared.settings import SERVICE_NAMES
 from tests.integration.helpers import eventually, report, timeline_with
-from tests.support import running_system
+from tests.support import clients_for, running_system
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +22,7 @@ async def traced(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tupl
     async with running_system(
         work_dir, {"OTEL_TRACES_FILE": str(work_dir / "spans-{service}.jsonl")}
     ) as (_, processes):
-        clients = {
-            service: httpx.AsyncClient(base_url=processes.url(service), timeout=10)
-            for service in SERVICE_NAMES
-        }
+        clients = clients_for(processes, work_dir)
         yield work_dir, (processes, clients)
         for client in clients.values():
             await client.aclose()
