@@ -53,7 +53,6 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(default=256 * 1024, ge=1024)
     rate_limit_per_second: float = Field(default=50.0, gt=0, description="per caller")
     rate_limit_burst: int = Field(default=100, ge=1)
-    future_skew_seconds: float = Field(default=300.0, ge=0)
 
     otel_service_name: str | None = None
     otel_exporter_otlp_endpoint: str | None = None

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from shared.domain import PARTY_PATTERN, ActionCode, Category, LifecycleStatus, Phase
-from shared.reports import FactsUpdate, Input, ReporterIn
+from shared.reports import FactsUpdate, Input, PastTime, ReporterIn
 
 
 class ReportIn(Input):
@@ -23,7 +23,7 @@ class ActionIn(Input):
     action: ActionCode
     party: str = Field(pattern=PARTY_PATTERN)
     actor_name: str = Field(min_length=1, max_length=64)
-    occurred_at: AwareDatetime | None = Field(default=None, description="defaults to now")
+    occurred_at: PastTime | None = Field(default=None, description="defaults to now")
     note: str | None = Field(default=None, max_length=2000)
 
 
