@@ -15,6 +15,9 @@ from typing import Any
 
 import httpx
 
+from shared.auth import ensure_dev_keys, mint
+from shared.settings import Settings
+
 INCIDENTS_DIR = Path(__file__).parent / "incidents"
 INTAKE_URL = os.environ.get("INTAKE_URL", "http://127.0.0.1:8001")
 ESCALATION_URL = os.environ.get("ESCALATION_URL", "http://127.0.0.1:8002")
@@ -25,6 +28,31 @@ SETTLE_SECONDS = 2.0
 
 class ServiceUnreachable(Exception):
     pass
+
+
+class LocalToken(httpx.Auth):
+    """Signs each request with the local development key of `make run`: a report as its
+    reporter, everything else as the banner office (BLO)."""
+
+    requires_request_body = True
+
+    def __init__(self) -> None:
+        self._settings = Settings()
+        private_key, _ = ensure_dev_keys(self._settings.local_data_dir / "auth")
+        self._key = private_key.read_bytes()
+
+    def auth_flow(self, request: httpx.Request):
+        party = "BLO"
+        if request.method == "POST" and request.content:
+            party = json.loads(request.content).get("reporter", {}).get("party", party)
+        token = mint(
+            self._key,
+            party,
+            issuer=self._settings.auth_issuer,
+            audience=self._settings.auth_audience,
+        )
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
 
 
 def request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -100,7 +128,7 @@ def show_outcome(client: httpx.Client, incident_id: str) -> None:
 
 def main() -> int:
     try:
-        with httpx.Client(timeout=10.0) as client:
+        with httpx.Client(timeout=10.0, auth=LocalToken()) as client:
             incident_ids = post_incidents(client)
             if incident_ids:
                 time.sleep(SETTLE_SECONDS)

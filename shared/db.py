@@ -68,6 +68,13 @@ def alembic_config(settings: Settings, service: str) -> Config:
     return config
 
 
+def migration_head(settings: Settings, service: str) -> str | None:
+    """The revision the code expects its schema at."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(settings, service)).get_current_head()
+
+
 async def migrate(settings: Settings, service: str, revision: str = "head") -> None:
     """Bring the service's schema to `revision`; Alembic's sync API runs in a worker thread."""
     await asyncio.to_thread(command.upgrade, alembic_config(settings, service), revision)

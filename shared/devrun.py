@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import secrets as secrets_module
 import signal
 import subprocess
 import sys
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import httpx
 
+from shared.auth import ensure_dev_keys, mint
 from shared.localinfra import infrastructure
+from shared.pii import new_key
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 
 log = logging.getLogger(__name__)
@@ -108,6 +112,25 @@ class ServiceProcesses:
         self.processes.clear()
 
 
+def development_secrets(folder: Path) -> dict[str, str]:
+    """Keys for a local run, made once and kept in `folder`: a token signing key (its public
+    half verifies callers), a personal-data key and an acknowledgement-link secret.
+    Production takes these from its secret store instead."""
+    _, jwks = ensure_dev_keys(folder / "auth")
+    stored = folder / "secrets.json"
+    if stored.exists():
+        secrets = json.loads(stored.read_text("utf-8"))
+    else:
+        secrets = {
+            "PII_KEYS": json.dumps({"local-1": new_key()}),
+            "PII_CURRENT_KEY_ID": "local-1",
+            "NOTIFICATION_ACK_SECRET": secrets_module.token_urlsafe(32),
+        }
+        stored.write_text(json.dumps(secrets), encoding="utf-8")
+        stored.chmod(0o600)
+    return {"AUTH_JWKS_FILE": str(jwks), **secrets}
+
+
 def default_ports(settings: Settings) -> dict[str, int]:
     return {service: settings.port_of(service) for service in SERVICE_NAMES}
 
@@ -115,7 +138,9 @@ def default_ports(settings: Settings) -> dict[str, int]:
 async def run_until_interrupted(settings: Settings) -> None:
     async with infrastructure(settings) as infra:
         services = ServiceProcesses(
-            infra.environment(), default_ports(settings), settings.local_data_dir / "logs"
+            {**infra.environment(), **development_secrets(settings.local_data_dir)},
+            default_ports(settings),
+            settings.local_data_dir / "logs",
         )
         try:
             await services.start()
@@ -133,6 +158,13 @@ async def run_until_interrupted(settings: Settings) -> None:
 def print_banner(
     settings: Settings, environment: Mapping[str, str], services: ServiceProcesses
 ) -> None:
+    private_key, _ = ensure_dev_keys(settings.local_data_dir / "auth")
+    token = mint(
+        private_key.read_bytes(),
+        "BLO",
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+    )
     lines = [
         "",
         "社区矫正突发事件应急处置 — the system is running",
@@ -146,6 +178,14 @@ def print_banner(
         f"  Kafka         {environment['KAFKA_BOOTSTRAP_SERVERS']}",
         f"  alerts file   {settings.alerts_file}",
         f"  service logs  {services.log_dir}",
+        "",
+        "  Every endpoint but /healthz, /readyz and /metrics needs a bearer token. One for the",
+        "  banner office (BLO), valid 8 hours; mint others with",
+        "  `.venv/bin/python -m shared.auth mint --party SFS:150626102`:",
+        "",
+        f"  export TOKEN={token}",
+        f'  curl -H "Authorization: Bearer $TOKEN" {services.url("escalation")}'
+        "/v1/drills/compliance",
         "",
         "  Report the sample incidents from another terminal:  make demo",
         "  Stop everything:                                   Ctrl-C",

@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.directory import Township
 from shared.events.models import IncidentFacts, Subject
-from shared.privacy import mask_id_number, mask_id_numbers_in_text
+from shared.privacy import mask_id_number, mask_id_numbers_in_text, masked_name
 from shared.reports import FactsUpdate, IncidentIn
 
 
@@ -46,7 +46,7 @@ def masked_subjects(subjects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "id": subject["id"],
-            "name": subject["name"],
+            "name": masked_name(subject["name"]),
             "id_number_masked": mask_id_number(subject.get("id_number")),
         }
         for subject in subjects
@@ -56,12 +56,21 @@ def masked_subjects(subjects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 FREE_TEXT_FIELDS = ("location", "summary", "measures_taken", "persons_involved")
 
 
-def masked(facts: dict[str, Any]) -> dict[str, Any]:
-    """The same facts with ID numbers masked, also where typed into free text."""
+def masked(facts: dict[str, Any], known_names: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The same facts with names and ID numbers masked, also where typed into free text
+    (`known_names`: subjects' names to look for there besides the facts' own)."""
     shown = dict(facts)
-    for name in FREE_TEXT_FIELDS:
-        if shown.get(name):
-            shown[name] = mask_id_numbers_in_text(shown[name])
+    names = sorted(
+        {*known_names, *(subject["name"] for subject in facts.get("subjects") or ())},
+        key=len,
+        reverse=True,  # 王某某 before 王某, so the longer name is masked whole
+    )
+    for field in FREE_TEXT_FIELDS:
+        if shown.get(field):
+            text = mask_id_numbers_in_text(shown[field])
+            for name in names:
+                text = text.replace(name, masked_name(name))
+            shown[field] = text
     if shown.get("subjects") is not None:
         shown["subjects"] = masked_subjects(shown["subjects"])
     return shown

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.events import CloudEvent, UndecodableEvent, decode
 from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
 from shared.messaging import Inbox
+from shared.observability import ServiceMetrics, current_incident
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class EventConsumer:
         inbox: Inbox,
         producer: AIOKafkaProducer,
         settings: Settings,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.name = name
         self.topics = tuple(topics)
@@ -135,9 +137,7 @@ class EventConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self._failures: dict[RecordPosition, int] = {}
-        self.applied = 0
-        self.redelivered = 0
-        self.dead_lettered = 0
+        self._metrics = metrics
 
     async def run(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -162,8 +162,9 @@ class EventConsumer:
         """Finish the records in hand, commit them, and leave the group."""
         self._stopping.set()
 
-    async def lag(self) -> dict[str, int]:
-        """Per partition: end offset minus committed offset, measured by the consumer itself."""
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Per partition: end offset minus committed offset, measured by the consumer itself
+        (Tansu cannot answer the admin call that lists group offsets)."""
         if self._consumer is None:
             return {}
         assigned = list(self._consumer.assignment())
@@ -173,8 +174,12 @@ class EventConsumer:
         result = {}
         for partition in assigned:
             committed = await self._consumer.committed(partition) or 0
-            result[f"{partition.topic}:{partition.partition}"] = max(ends[partition] - committed, 0)
+            result[(partition.topic, partition.partition)] = max(ends[partition] - committed, 0)
         return result
+
+    def _count(self, topic: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.events.labels(self.name, topic, outcome).inc()
 
     async def _process_partition(
         self, partition: TopicPartition, records: list[ConsumerRecord]
@@ -211,6 +216,7 @@ class EventConsumer:
         except UndecodableEvent as error:
             await self.dead_letter(record, error.reason)
             return "dead-lettered"
+        current_incident.set(event.subject)
         context = extract(event.trace_headers)
         with tracer.start_as_current_span(
             f"{record.topic} process",
@@ -241,11 +247,8 @@ class EventConsumer:
                 await self.dead_letter(record, f"handler failed {attempts} times: {error!r}")
                 return "dead-lettered"
         self._failures.pop(position, None)
-        if fresh:
-            self.applied += 1
-            return "applied"
-        self.redelivered += 1
-        return "duplicate"
+        self._count(record.topic, "applied" if fresh else "redelivered")
+        return "applied" if fresh else "duplicate"
 
     async def dead_letter(self, record: ConsumerRecord, reason: str) -> None:
         log.warning(
@@ -269,5 +272,5 @@ class EventConsumer:
         await self._producer.send_and_wait(
             dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
         )
-        self.dead_lettered += 1
+        self._count(record.topic, "dead_lettered")
         self._failures.pop(RecordPosition(record.topic, record.partition, record.offset), None)

@@ -15,6 +15,10 @@ import zlib
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from opentelemetry.propagate import extract, inject
+from opentelemetry.trace import SpanKind
+from prometheus_client import Counter
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -23,6 +27,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
+    Row,
     SmallInteger,
     String,
     Table,
@@ -39,6 +44,7 @@ from shared.events import CloudEvent, topic_of
 from shared.pgnotify import Wakeup, notify
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 # Rows are spread over shards by key; one relay at a time holds a shard (advisory lock), so
 # events of one incident leave in the order they were written while replicas share the work.
@@ -156,6 +162,7 @@ class OutboxRelay:
         listen_dsn: str,
         poll_interval: float = 0.5,
         batch_size: int = 200,
+        published: Counter | None = None,
     ) -> None:
         self._outbox = outbox
         self._sessions = sessions
@@ -164,7 +171,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._wakeup = Wakeup(listen_dsn, notify_channel(outbox.schema))
         self._lock_space = zlib.crc32(f"outbox:{outbox.schema}".encode()) & 0x7FFFFFFF
-        self.published_total = 0
+        self._published = published
 
     async def run(self) -> None:
         backoff = 0.2
@@ -213,28 +220,53 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            deliveries = [
-                await self._producer.send(
-                    row.topic,
-                    value=row.payload,
-                    key=row.key.encode(),
-                    headers=[(name, value.encode()) for name, value in row.headers.items()],
-                )
-                for row in rows
-            ]
+            deliveries = [await self._send(row) for row in rows]
             await asyncio.gather(*deliveries)
             await session.execute(
                 update(table)
                 .where(table.c.id.in_([row.id for row in rows]))
                 .values(published_at=func.now())
             )
-        self.published_total += len(rows)
+        if self._published is not None:
+            self._published.inc(len(rows))
         return len(rows)
 
+    async def _send(self, row: Row) -> asyncio.Future:
+        """Queue one record; a PRODUCER span, child of the writer's, travels in its headers."""
+        headers = dict(row.headers)
+        with tracer.start_as_current_span(
+            f"{row.topic} publish",
+            context=extract(headers),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": row.topic,
+                "messaging.message.id": headers.get("ce_id", ""),
+                "incident.id": row.key,
+            },
+        ):
+            inject(headers)
+            return await self._producer.send(
+                row.topic,
+                value=row.payload,
+                key=row.key.encode(),
+                headers=[(name, value.encode()) for name, value in headers.items()],
+            )
+
     async def backlog(self) -> int:
+        return (await self.backlog_and_age())[0]
+
+    async def backlog_and_age(self) -> tuple[int, float]:
+        """Unpublished events and the age in seconds of the oldest (0 when none)."""
         table = self._outbox.table
         async with self._sessions() as session:
             result = await session.execute(
-                select(func.count()).select_from(table).where(table.c.published_at.is_(None))
+                select(
+                    func.count(),
+                    func.coalesce(
+                        func.extract("epoch", func.now() - func.min(table.c.created_at)), 0
+                    ),
+                ).where(table.c.published_at.is_(None))
             )
-            return int(result.scalar_one())
+            count, age = result.one()
+            return int(count), float(age)

@@ -23,3 +23,8 @@ _ID_NUMBER_IN_TEXT = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?![\dXx])")
 def mask_id_numbers_in_text(text: str) -> str:
     """Mask every ID number a reporter typed into free text."""
     return _ID_NUMBER_IN_TEXT.sub(lambda match: match[1] + "*" * 8 + match[2], text)
+
+
+def masked_name(name: str) -> str:
+    """张三丰 → 张**: enough for the recipient to ask for the record, no more."""
+    return name[:1] + "*" * max(len(name) - 1, 1)

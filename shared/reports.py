@@ -5,14 +5,29 @@ Intake accepts it; escalation's dry run evaluates the same body.
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared.domain import PARTY_PATTERN, Category, Phase
 from shared.privacy import ID_NUMBER_PATTERN
 
+# Clocks of phones and platforms drift; beyond this a time in the future is a mistake.
+FUTURE_SKEW = timedelta(minutes=5)
+
+
+def not_in_future(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment > datetime.now(UTC) + FUTURE_SKEW:
+        raise ValueError("lies in the future")
+    return moment
+
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+PastTime = Annotated[AwareDatetime, AfterValidator(not_in_future)]
 
 
 class SubjectIn(Input):
@@ -36,8 +51,8 @@ class IncidentIn(Input):
         min_length=1, max_length=32, description="division code (150626102) or name (图克镇)"
     )
     subjects: list[SubjectIn] = Field(min_length=1, max_length=50)
-    occurred_at: AwareDatetime | None = None
-    discovered_at: AwareDatetime | None = None
+    occurred_at: PastTime | None = None
+    discovered_at: PastTime | None = None
     location: str | None = Field(default=None, max_length=500)
     summary: str | None = Field(default=None, max_length=5000, description="事态发展情况")
     measures_taken: str | None = Field(default=None, max_length=5000, description="已采取的措施")
@@ -54,8 +69,8 @@ class FactsUpdate(Input):
     category: Category | None = None
     phase: Phase | None = None
     subjects: list[SubjectIn] | None = Field(default=None, min_length=1, max_length=50)
-    occurred_at: AwareDatetime | None = None
-    discovered_at: AwareDatetime | None = None
+    occurred_at: PastTime | None = None
+    discovered_at: PastTime | None = None
     location: str | None = Field(default=None, max_length=500)
     summary: str | None = Field(default=None, max_length=5000)
     measures_taken: str | None = Field(default=None, max_length=5000)

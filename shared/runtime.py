@@ -12,19 +12,30 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.db import create_engine, create_session_factory, migrate
+from shared.auth import TokenVerifier, authenticate
+from shared.db import create_engine, create_session_factory, migrate, migration_head
 from shared.kafka import EventConsumer, EventHandler, create_producer
+from shared.limits import RequestLimitsMiddleware
 from shared.messaging import Inbox, Outbox, OutboxRelay, inbox_table, outbox_table
+from shared.observability import (
+    HttpMetricsMiddleware,
+    ServiceMetrics,
+    bind_incident,
+    configure_logging,
+)
 from shared.problems import install_problem_handlers
 from shared.settings import Settings
-from shared.telemetry import configure_tracing
+from shared.telemetry import configure_tracing, instrument_database, instrument_http
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +63,17 @@ class ServiceRuntime:
     sessions: async_sessionmaker[AsyncSession] = field(init=False)
     producer: AIOKafkaProducer = field(init=False)
     relay: OutboxRelay = field(init=False)
+    metrics: ServiceMetrics = field(init=False)
+    tracer_provider: TracerProvider | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     _workers: list[tuple[str, Worker]] = field(default_factory=list)
-    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _consumer_tasks: list[asyncio.Task] = field(default_factory=list)
+    _worker_tasks: list[asyncio.Task] = field(default_factory=list)
     _consumer_specs: list[tuple[str, tuple[str, ...], EventHandler]] = field(default_factory=list)
+    _migration_head: str | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics = ServiceMetrics(self.service)
 
     @property
     def outbox(self) -> Outbox:
@@ -69,10 +87,12 @@ class ServiceRuntime:
         self._workers.append((name, worker))
 
     async def start(self) -> None:
-        configure_tracing(self.settings, self.service)
         if self.settings.migrate_on_startup:
             await migrate(self.settings, self.service)
+        self._migration_head = migration_head(self.settings, self.service)
         self.engine = create_engine(self.settings)
+        if self.tracer_provider is not None:
+            instrument_database(self.engine)
         self.sessions = create_session_factory(self.engine)
         self.producer = create_producer(self.settings, client_id=self.service)
         await _retry(self.producer.start, f"{self.service}: connect to Kafka")
@@ -82,8 +102,9 @@ class ServiceRuntime:
             self.producer,
             self.settings.plain_database_url,
             self.settings.outbox_poll_interval_seconds,
+            published=self.metrics.outbox_published,
         )
-        self._spawn("outbox-relay", self.relay.run)
+        self._worker_tasks.append(_spawn("outbox-relay", self.relay.run))
         for group, topics, handler in self._consumer_specs:
             consumer = EventConsumer(
                 group,
@@ -93,29 +114,45 @@ class ServiceRuntime:
                 Inbox(self.messaging.inbox_table, group),
                 self.producer,
                 self.settings,
+                self.metrics,
             )
             self.consumers.append(consumer)
-            self._spawn(group, consumer.run)
+            self._consumer_tasks.append(_spawn(group, consumer.run))
         for name, worker in self._workers:
-            self._spawn(name, worker)
+            self._worker_tasks.append(_spawn(name, worker))
+        self.metrics.add_scrape_hook(self._refresh_gauges)
 
-    async def stop(self, grace_seconds: float = 10.0) -> None:
+    async def stop(self) -> None:
+        """SIGTERM: stop fetching, finish and commit the records in hand, publish what the last
+        transactions staged, flush spans; all within the grace period."""
+        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_grace_seconds
         for consumer in self.consumers:
             consumer.request_stop()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=min(grace_seconds, 2.0))
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        if self._consumer_tasks:
+            await asyncio.wait(self._consumer_tasks, timeout=self._left(deadline, 0.5))
+        await _cancel(self._consumer_tasks + self._worker_tasks)
         with contextlib.suppress(Exception):
-            # Publish what the last transactions staged before closing the producer.
-            await asyncio.wait_for(self.relay.publish_batch(), timeout=grace_seconds / 2)
+            async with asyncio.timeout(self._left(deadline, 0.3)):
+                while await self.relay.publish_batch():
+                    pass
         with contextlib.suppress(Exception):
             await self.producer.stop()
         await self.engine.dispose()
+        if self.tracer_provider is not None:
+            await asyncio.to_thread(self.tracer_provider.force_flush, 5000)
 
-    def _spawn(self, name: str, worker: Worker) -> None:
-        self._tasks.append(asyncio.create_task(_supervise(name, worker), name=name))
+    @staticmethod
+    def _left(deadline: float, share: float) -> float:
+        return max((deadline - asyncio.get_running_loop().time()) * share, 0.1)
+
+    async def _refresh_gauges(self) -> None:
+        backlog, oldest = await self.relay.backlog_and_age()
+        self.metrics.outbox_backlog.set(backlog)
+        self.metrics.outbox_oldest_age.set(oldest)
+        self.metrics.consumer_lag.clear()
+        for consumer in self.consumers:
+            for (topic, partition), lag in (await consumer.lag()).items():
+                self.metrics.consumer_lag.labels(consumer.name, topic, str(partition)).set(lag)
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -130,7 +167,31 @@ class ServiceRuntime:
             checks["broker"] = "ok"
         except Exception as error:
             checks["broker"] = f"unavailable: {error.__class__.__name__}"
+        try:
+            async with self.engine.connect() as connection:
+                applied = (
+                    await connection.execute(
+                        text(f'SELECT version_num FROM "{self.service}".alembic_version')
+                    )
+                ).scalar_one_or_none()
+            checks["migrations"] = (
+                "ok"
+                if applied == self._migration_head
+                else f"at {applied}, code needs {self._migration_head}"
+            )
+        except Exception as error:
+            checks["migrations"] = f"unavailable: {error.__class__.__name__}"
         return checks
+
+
+def _spawn(name: str, worker: Worker) -> asyncio.Task:
+    return asyncio.create_task(_supervise(name, worker), name=name)
+
+
+async def _cancel(tasks: list[asyncio.Task]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _supervise(name: str, worker: Worker) -> None:
@@ -169,6 +230,10 @@ async def session_in_transaction(request: Request) -> AsyncIterator[AsyncSession
         yield session
 
 
+# "function" scope commits before the response is sent: a client that got 201 can read it back.
+DatabaseSession = Annotated[AsyncSession, Depends(session_in_transaction, scope="function")]
+
+
 def health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -185,6 +250,11 @@ def health_router() -> APIRouter:
             status_code=200 if ready else 503,
         )
 
+    @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def metrics(request: Request) -> PlainTextResponse:
+        body = await runtime_of(request).metrics.render()
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
+
     return router
 
 
@@ -193,8 +263,14 @@ def create_service_app(
     title: str,
     description: str,
     routers: Iterable[APIRouter],
+    public_routers: Iterable[APIRouter] = (),
 ) -> FastAPI:
-    """The FastAPI app every service builds: lifespan, problem+json errors, health routes."""
+    """The FastAPI app every service builds: lifespan, problem+json errors, health routes,
+    a bearer token on every route of `routers` (`public_routers` carry their own proof, like
+    the signed acknowledgement links), limits on body size and request rate."""
+
+    if runtime.settings.log_json:
+        configure_logging(runtime.service)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -207,7 +283,20 @@ def create_service_app(
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     install_problem_handlers(app)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        max_body_bytes=runtime.settings.max_request_body_bytes,
+        rate=runtime.settings.rate_limit_per_second,
+        burst=runtime.settings.rate_limit_burst,
+    )
+    app.add_middleware(HttpMetricsMiddleware, metrics=runtime.metrics)
+    app.state.token_verifier = TokenVerifier.from_settings(runtime.settings)
     app.include_router(health_router())
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(authenticate), Depends(bind_incident)])
+    for router in public_routers:
+        app.include_router(router, dependencies=[Depends(bind_incident)])
+    runtime.tracer_provider = configure_tracing(runtime.settings, runtime.service)
+    if runtime.tracer_provider is not None:
+        instrument_http(app)
     return app

@@ -6,12 +6,20 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
 SERVICE_NAMES = ("intake", "escalation", "notification", "audit")
+
+
+class ChannelLimits(BaseModel):
+    """How hard notification may push one channel's gateway."""
+
+    concurrency: int = Field(default=8, ge=1, description="sends in flight at once")
+    rate_per_second: float = Field(default=10.0, gt=0, description="sustained sends per second")
+    burst: int = Field(default=10, ge=1, description="sends allowed at once after a quiet spell")
 
 
 class Settings(BaseSettings):
@@ -35,8 +43,25 @@ class Settings(BaseSettings):
     notification_port: int = 8003
     audit_port: int = 8004
 
+    # Callers' bearer tokens are verified against these public keys (a JWKS file).
+    auth_jwks_file: Path | None = None
+    auth_issuer: str = "wushen-justice-bureau"
+    auth_audience: str = "correction-emergency"
+    # Personal data at rest (see shared/pii.py): key id → base64 AES-256 key.
+    pii_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    pii_current_key_id: str | None = None
+    # Input discipline at the edge.
+    max_request_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    rate_limit_per_second: float = Field(default=50.0, gt=0, description="per caller")
+    rate_limit_burst: int = Field(default=100, ge=1)
+
     otel_service_name: str | None = None
     otel_exporter_otlp_endpoint: str | None = None
+    # Spans as JSON lines in a file: lets tests see one trace across every process.
+    otel_traces_file: Path | None = None
+    log_json: bool = True
+    # SIGTERM: finish the records in hand, commit, publish the outbox, flush spans, within this.
+    shutdown_grace_seconds: float = Field(default=20.0, gt=0)
 
     directory_file: Path = REPOSITORY_ROOT / "config" / "directory.yaml"
     policy_file: Path = REPOSITORY_ROOT / "services" / "escalation" / "policy.yaml"
@@ -51,6 +76,49 @@ class Settings(BaseSettings):
     outbox_poll_interval_seconds: float = Field(default=0.5, gt=0)
     migrate_on_startup: bool = True
 
+    # --- notification: acknowledgement (RULES.md ACK) -----------------------------------------
+    # Unacknowledged this long after delivery, an alert goes to the party's next contact.
+    notification_ack_seconds: float = Field(default=600.0, gt=0)
+    # HMAC key of acknowledgement tokens; every replica needs the same one. Unset, a random key
+    # per process is used, so links die with the process: fine locally, wrong in production.
+    notification_ack_secret: SecretStr | None = None
+    notification_ack_token_ttl_seconds: int = Field(default=86400, ge=1)
+    # Where recipients reach notification (the acknowledgement link) and the full record.
+    notification_public_base_url: str = "http://127.0.0.1:8003"
+    notification_record_base_url: str = "http://127.0.0.1:8001/v1/incidents"
+
+    # --- notification: delivery -----------------------------------------------------------------
+    notification_max_attempts: int = Field(default=5, ge=1, description="per contact")
+    notification_retry_base_seconds: float = Field(default=1.0, gt=0)
+    notification_retry_max_seconds: float = Field(default=300.0, gt=0)
+    notification_send_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A claimed delivery is taken over by another replica after this; longer than a send.
+    notification_lease_seconds: float = Field(default=60.0, gt=0)
+    notification_breaker_failures: int = Field(default=5, ge=1)
+    notification_breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    notification_channel_limits: dict[str, ChannelLimits] = Field(default_factory=dict)
+
+    # --- notification: gateways -----------------------------------------------------------------
+    # Signs webhook bodies; a secret per contact address overrides it (DingTalk robots too).
+    notification_webhook_secret: SecretStr | None = None
+    notification_contact_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    notification_sms_url: str | None = None
+    notification_sms_token: SecretStr | None = None
+    notification_voice_url: str | None = None
+    notification_voice_token: SecretStr | None = None
+    notification_aliyun_sms_endpoint: str = "https://dysmsapi.aliyuncs.com/"
+    notification_aliyun_access_key_id: str | None = None
+    notification_aliyun_access_key_secret: SecretStr | None = None
+    notification_aliyun_sms_sign_name: str | None = None
+    notification_aliyun_sms_template_code: str | None = None
+    notification_smtp_host: str = "127.0.0.1"
+    notification_smtp_port: int = 25
+    notification_smtp_username: str | None = None
+    notification_smtp_password: SecretStr | None = None
+    notification_smtp_starttls: bool = False
+    notification_smtp_tls: bool = False
+    notification_smtp_sender: str = "sqjz-alerts@localhost"
+
     # Audit: the log's name (checkpoint origin and key name) and its Ed25519 signing key, as a
     # file holding `PRIVATE+KEY+...` or a base64 seed; neither: a dev key in `local_data_dir`.
     audit_log_origin: str = "sqjz.wushen.example/audit"
@@ -61,6 +129,12 @@ class Settings(BaseSettings):
     audit_checkpoint_interval_seconds: float = Field(default=1.0, gt=0)
     # R12: a first report this long after the incident was discovered is suspected of 瞒报.
     audit_concealment_threshold: timedelta = timedelta(hours=1)
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_send(self) -> Settings:
+        if self.notification_lease_seconds <= self.notification_send_timeout_seconds:
+            raise ValueError("NOTIFICATION_LEASE_SECONDS must exceed the send timeout")
+        return self
 
     @cached_property
     def async_database_url(self) -> str:

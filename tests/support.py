@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 import yaml
 from starlette.applications import Starlette
@@ -17,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shared.devrun import ServiceProcesses
+from shared.auth import ensure_dev_keys, mint
+from shared.devrun import ServiceProcesses, development_secrets
 from shared.localinfra import Infrastructure, free_port, infrastructure
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 
@@ -87,6 +89,57 @@ def directory_with_contacts(
     return path
 
 
+class PartyAuth(httpx.Auth):
+    """Signs each request as the party it speaks for: the reporter of a report, the party of an
+    action; `X-Act-As: <party> [scope ...]` says so explicitly; otherwise `BLO`."""
+
+    requires_request_body = True
+
+    def __init__(self, private_key_pem: bytes, settings: Settings | None = None) -> None:
+        self._key = private_key_pem
+        self._settings = settings or Settings()
+
+    def token(self, party: str, scopes: tuple[str, ...] | None = None) -> str:
+        return mint(
+            self._key,
+            party,
+            scopes=scopes,
+            issuer=self._settings.auth_issuer,
+            audience=self._settings.auth_audience,
+        )
+
+    def auth_flow(self, request: httpx.Request):
+        acting = request.headers.pop("X-Act-As", None)
+        if acting:
+            party, *scopes = acting.split()
+            token = self.token(party, tuple(scopes) or None)
+        else:
+            token = self.token(self._speaker(request))
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
+
+    @staticmethod
+    def _speaker(request: httpx.Request) -> str:
+        if request.method == "POST" and request.content:
+            try:
+                body = json.loads(request.content)
+            except ValueError:
+                return "BLO"
+            if isinstance(body, dict):
+                reporter = body.get("reporter")
+                if isinstance(reporter, dict) and isinstance(reporter.get("party"), str):
+                    return reporter["party"]
+                if isinstance(body.get("party"), str):
+                    return body["party"]
+        return "BLO"
+
+
+def test_keys(work_dir: Path) -> tuple[bytes, Path]:
+    """The signing key tests mint with, and the JWKS the services verify against."""
+    private_path, jwks_path = ensure_dev_keys(work_dir / "auth")
+    return private_path.read_bytes(), jwks_path
+
+
 @contextlib.asynccontextmanager
 async def running_system(
     work_dir: Path,
@@ -110,6 +163,7 @@ async def running_system(
             environment={
                 **infra.environment(),
                 "ALERTS_FILE": str(work_dir / "alerts.jsonl"),
+                **development_secrets(work_dir),
                 **environment,
             },
             ports={service: free_port() for service in services},
@@ -118,3 +172,12 @@ async def running_system(
         stack.callback(processes.stop)
         await processes.start()
         yield infra, processes
+
+
+def clients_for(processes: ServiceProcesses, work_dir: Path) -> dict[str, httpx.AsyncClient]:
+    """An authenticated client per service of `processes`."""
+    auth = PartyAuth(test_keys(work_dir)[0])
+    return {
+        service: httpx.AsyncClient(base_url=processes.url(service), timeout=10, auth=auth)
+        for service in processes.ports
+    }

@@ -1,5 +1,10 @@
 """REST routes of audit: timelines, the Merkle log and its proofs, checkpoints, findings and
 the investigation report. Every query runs as the writer role, which can only read and append.
+
+What holds personal data (timelines, entries, findings, reports, the export) needs a token and
+the access table's permission. What holds only hashes and signatures (checkpoints, proofs, the
+log's key) is public, as a transparency log's must be for witnesses and verifiers; a witness's
+cosignature carries its own proof.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from sqlalchemy import Row, select
 from sqlalchemy.dialects.postgresql import insert
@@ -43,11 +48,18 @@ from services.audit.schemas import (
     TimelineOut,
 )
 from services.audit.verification import LeafChecker, judge
+from shared.access import Permission, Principal
+from shared.auth import Caller, authorize
 from shared.events.models import AccountabilityFinding
 from shared.problems import Problem, not_found
 from shared.runtime import runtime_of
 
+# Leaf indices and tree sizes are PostgreSQL bigints.
+LogIndex = Annotated[int, Query(ge=0, lt=2**63)]
+LogSize = Annotated[int, Query(ge=1, lt=2**63)]
+
 router = APIRouter(tags=["audit"])
+public_router = APIRouter(tags=["audit: transparency"])
 NOTE_MEDIA_TYPE = "text/plain; charset=utf-8"
 
 
@@ -58,7 +70,7 @@ async def writer_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-Session = Annotated[AsyncSession, Depends(writer_session)]
+Session = Annotated[AsyncSession, Depends(writer_session, scope="function")]
 
 
 def context_of(request: Request) -> AuditContext:
@@ -88,7 +100,10 @@ def proof_problem(error: ProofError | LookupError) -> Problem:
     return Problem(422, "No such proof", str(error), kind="no-such-proof")
 
 
-async def incident_rows(session: AsyncSession, incident_id: UUID) -> list[Row]:
+async def incident_rows(
+    session: AsyncSession, incident_id: UUID, caller: Principal, permission: Permission
+) -> list[Row]:
+    """The incident's leaves, once the caller may read them (its township decides)."""
     rows = (
         await session.execute(
             select(log_entries)
@@ -98,15 +113,23 @@ async def incident_rows(session: AsyncSession, incident_id: UUID) -> list[Row]:
     ).all()
     if not rows:
         raise not_found("Incident", incident_id)
+    authorize(caller, permission, township_of(rows))
     return list(rows)
+
+
+def township_of(rows: list[Row]) -> str | None:
+    for row in rows:
+        if row.ce_type == "incident.reported":
+            return json.loads(row.leaf)["data"]["facts"]["township_code"]
+    return None
 
 
 @router.get(
     "/v1/incidents/{incident_id}/timeline",
     summary="Every event of an incident, in the order it happened",
 )
-async def timeline(incident_id: UUID, session: Session) -> TimelineOut:
-    rows = await incident_rows(session, incident_id)
+async def timeline(incident_id: UUID, session: Session, caller: Caller) -> TimelineOut:
+    rows = await incident_rows(session, incident_id, caller, Permission.READ_TIMELINE)
     return TimelineOut(incident_id=str(incident_id), entries=[entry_out(row) for row in rows])
 
 
@@ -133,8 +156,8 @@ async def proofs_against(
     "/v1/incidents/{incident_id}/proofs",
     summary="An incident's leaves with inclusion proofs against the latest checkpoint",
 )
-async def incident_proofs(incident_id: UUID, session: Session) -> IncidentProofsOut:
-    rows = await incident_rows(session, incident_id)
+async def incident_proofs(incident_id: UUID, session: Session, caller: Caller) -> IncidentProofsOut:
+    rows = await incident_rows(session, incident_id, caller, Permission.READ_TIMELINE)
     checkpoint = await signed_checkpoint(session)
     proofs = await proofs_against(session, [row.index for row in rows], checkpoint)
     return IncidentProofsOut(
@@ -155,7 +178,10 @@ async def incident_proofs(incident_id: UUID, session: Session) -> IncidentProofs
 
 
 @router.get("/v1/log/entries/{index}", summary="One log entry")
-async def log_entry(index: int, session: Session) -> LogEntryOut:
+async def log_entry(
+    index: Annotated[int, Path(ge=0, lt=2**63)], session: Session, caller: Caller
+) -> LogEntryOut:
+    authorize(caller, Permission.READ_LOG)
     rows = await store.entries(session, [index])
     if not rows:
         raise not_found("Log entry", index)
@@ -163,7 +189,8 @@ async def log_entry(index: int, session: Session) -> LogEntryOut:
 
 
 @router.get("/v1/log/head", summary="Size and Merkle root of the log")
-async def head(session: Session) -> LogHeadOut:
+async def head(session: Session, caller: Caller) -> LogHeadOut:
+    authorize(caller, Permission.READ_LOG)
     size = await store.log_size(session)
     root = await store.root_at(session, size)
     return LogHeadOut(size=size, head_hash=root.hex(), root_hash=b64(root))
@@ -173,7 +200,8 @@ async def head(session: Session) -> LogHeadOut:
     "/v1/log/verify",
     summary="Re-derive the whole tree from the leaves; name the first leaf that no longer matches",
 )
-async def verify(session: Session) -> LogVerificationOut:
+async def verify(session: Session, caller: Caller) -> LogVerificationOut:
+    authorize(caller, Permission.READ_LOG)
     size = await store.log_size(session)
     stored_root = await store.root_at(session, size)
     latest = await store.latest_checkpoint(session)
@@ -225,22 +253,26 @@ async def with_cosignatures(session: AsyncSession, row: Row) -> str:
     return note.render()
 
 
-@router.get(
+@public_router.get(
     "/v1/log/checkpoint",
     summary="The latest signed checkpoint (C2SP tlog-checkpoint), with witness cosignatures",
     response_class=PlainTextResponse,
 )
-async def checkpoint(session: Session, size: int | None = None) -> Response:
+async def checkpoint(
+    session: Session, size: Annotated[int | None, Query(ge=0, lt=2**63)] = None
+) -> Response:
     row = await signed_checkpoint(session, size)
     return PlainTextResponse(await with_cosignatures(session, row), media_type=NOTE_MEDIA_TYPE)
 
 
-@router.get("/v1/log/key", summary="The log's verifier key", response_class=PlainTextResponse)
+@public_router.get(
+    "/v1/log/key", summary="The log's verifier key", response_class=PlainTextResponse
+)
 async def log_key(request: Request) -> Response:
     return PlainTextResponse(context_of(request).log_key.vkey + "\n")
 
 
-@router.post(
+@public_router.post(
     "/v1/log/cosignatures",
     status_code=201,
     summary="Add a witness's cosignature: the checkpoint note it cosigned",
@@ -272,10 +304,8 @@ async def add_cosignature(request: Request, session: Session) -> CheckpointOut:
     return checkpoint_out(row)
 
 
-@router.get("/v1/log/proof/inclusion", summary="RFC 9162 inclusion proof of a leaf")
-async def inclusion(
-    session: Session, index: Annotated[int, Query(ge=0)], size: Annotated[int, Query(ge=1)]
-) -> InclusionProofOut:
+@public_router.get("/v1/log/proof/inclusion", summary="RFC 9162 inclusion proof of a leaf")
+async def inclusion(session: Session, index: LogIndex, size: LogSize) -> InclusionProofOut:
     try:
         bundle = await store.inclusion_bundle(session, index, size)
     except (ProofError, LookupError) as error:
@@ -289,11 +319,13 @@ async def inclusion(
     )
 
 
-@router.get("/v1/log/proof/consistency", summary="RFC 9162 consistency proof between two sizes")
+@public_router.get(
+    "/v1/log/proof/consistency", summary="RFC 9162 consistency proof between two sizes"
+)
 async def consistency(
     session: Session,
-    old_size: Annotated[int, Query(alias="from", ge=1)],
-    new_size: Annotated[int, Query(alias="to", ge=1)],
+    old_size: Annotated[int, Query(alias="from", ge=1, lt=2**63)],
+    new_size: Annotated[int, Query(alias="to", ge=1, lt=2**63)],
 ) -> ConsistencyProofOut:
     try:
         bundle = await store.consistency_bundle(session, old_size, new_size)
@@ -314,9 +346,11 @@ async def consistency(
 )
 async def export(
     request: Request,
-    start: Annotated[int, Query(ge=0)] = 0,
-    end: Annotated[int | None, Query(ge=0)] = None,
+    caller: Caller,
+    start: LogIndex = 0,
+    end: Annotated[int | None, Query(ge=0, lt=2**63)] = None,
 ) -> StreamingResponse:
+    authorize(caller, Permission.READ_LOG)
     runtime = runtime_of(request)
 
     async def lines() -> AsyncIterator[bytes]:
@@ -384,10 +418,12 @@ async def findings_with_proofs(
 )
 async def list_findings(
     session: Session,
+    caller: Caller,
     incident_id: UUID | None = None,
     party: str | None = None,
     rule: str | None = None,
 ) -> FindingsOut:
+    authorize(caller, Permission.READ_FINDINGS)
     query = select(findings).order_by(findings.c.found_at, findings.c.finding_id)
     if incident_id is not None:
         query = query.where(findings.c.incident_id == incident_id)
@@ -422,10 +458,11 @@ async def investigation_report(
     incident_id: UUID,
     request: Request,
     session: Session,
+    caller: Caller,
     format: Annotated[str | None, Query(description="markdown or html")] = None,
 ) -> Response:
     chosen = report_format(request, format)
-    rows = await incident_rows(session, incident_id)
+    rows = await incident_rows(session, incident_id, caller, Permission.READ_REPORTS)
     events = [LoggedEvent.from_leaf(row.index, bytes(row.leaf)) for row in rows]
     finding_rows = (
         await session.execute(

@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="A verifiable (RFC 9162) log of every event, signed checkpoints, "
         "accountability findings and investigation reports.",
         routers=[api.router],
+        public_routers=[api.public_router],
     )
     app.state.audit = AuditContext(signer.verifier, tuple(witness_keys(settings)), party_names)
     return app

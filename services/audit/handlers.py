@@ -150,6 +150,7 @@ class BatchingConsumer(EventConsumer):
             Inbox(messaging.inbox_table, CONSUMER),
             runtime.producer,
             runtime.settings,
+            runtime.metrics,
         )
         self._audit_log = audit_log
 
@@ -199,6 +200,9 @@ class BatchingConsumer(EventConsumer):
                 await self._audit_log.append_all(session, fresh)
         self.applied += len(fresh)
         self.redelivered += len(received) - len(fresh)
+        for event, position in received:
+            fresh_one = (event.source, event.id) in fresh_ids
+            self._count(position.topic, "applied" if fresh_one else "redelivered")
 
 
 async def run_log_consumer(runtime: ServiceRuntime, audit_log: AuditLog) -> None:

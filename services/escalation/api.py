@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.escalation.models import drills, incidents, obligations
 from services.escalation.rules import Policy, PriorSigns, Situation, Trigger, evaluate
@@ -24,12 +23,13 @@ from services.escalation.schemas import (
     ProposedTimerOut,
 )
 from shared import facts as incident_facts
+from shared.access import Permission
+from shared.auth import Caller, authorize
 from shared.directory import Directory
 from shared.problems import Problem, not_found
-from shared.runtime import session_in_transaction
+from shared.runtime import DatabaseSession
 
 router = APIRouter(tags=["escalation"])
-Session = Annotated[AsyncSession, Depends(session_in_transaction)]
 
 
 def directory_of(request: Request) -> Directory:
@@ -49,12 +49,15 @@ def party_name(directory: Directory, code: str) -> str:
     "/v1/incidents/{incident_id}/obligations",
     summary="Who must do what, by when, under which rule of the plan, and what happened",
 )
-async def list_obligations(incident_id: UUID, request: Request, session: Session) -> ObligationsOut:
+async def list_obligations(
+    incident_id: UUID, request: Request, session: DatabaseSession, caller: Caller
+) -> ObligationsOut:
     incident = (
         await session.execute(select(incidents).where(incidents.c.id == incident_id))
     ).first()
     if incident is None:
         raise not_found("Incident", incident_id)
+    authorize(caller, Permission.READ_OBLIGATIONS, incident.facts["township_code"])
     rows = (
         await session.execute(
             select(obligations)
@@ -100,7 +103,7 @@ async def list_obligations(incident_id: UUID, request: Request, session: Session
     "/v1/policy/evaluate",
     summary="Dry run: the obligations a report would create, storing nothing",
 )
-async def evaluate_report(body: EvaluateIn, request: Request) -> EvaluationOut:
+async def evaluate_report(body: EvaluateIn, request: Request, caller: Caller) -> EvaluationOut:
     directory, policy = directory_of(request), policy_of(request)
     township = directory.township(body.township)
     if township is None:
@@ -111,6 +114,7 @@ async def evaluate_report(body: EvaluateIn, request: Request) -> EvaluationOut:
             kind="validation-error",
             errors=[{"field": "township", "in": "body", "message": "unknown township"}],
         )
+    authorize(caller, Permission.EVALUATE_POLICY, township.code)
     reported_at = body.reported_at or datetime.now(UTC)
     incident_id = uuid4()
     situation = Situation(
@@ -158,9 +162,11 @@ async def evaluate_report(body: EvaluateIn, request: Request) -> EvaluationOut:
 )
 async def drill_compliance(
     request: Request,
-    session: Session,
+    session: DatabaseSession,
+    caller: Caller,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
 ) -> DrillComplianceList:
+    authorize(caller, Permission.READ_DRILLS)
     directory, policy = directory_of(request), policy_of(request)
     requirement = policy.drill_requirement
     year = year or datetime.now(UTC).year

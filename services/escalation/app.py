@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.escalation import api
 from services.escalation.deadlines import DeadlineWorker
 from services.escalation.handlers import EscalationHandlers
+from services.escalation.metrics import EscalationMetrics
 from services.escalation.models import SCHEMA, messaging
 from services.escalation.rules import Policy
 from services.escalation.store import DEADLINES_CHANNEL, Store
@@ -29,16 +30,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         EscalationHandlers(store).handle,
     )
 
+    metrics = EscalationMetrics(runtime.metrics.registry)
+
     async def fire_deadlines() -> None:
         worker = DeadlineWorker(
             runtime.sessions,
             store,
             Wakeup(settings.plain_database_url, DEADLINES_CHANNEL),
             settings.deadline_poll_interval_seconds,
+            metrics.deadline_delay,
         )
         await worker.run()
 
+    async def count_obligations() -> None:
+        await metrics.refresh(runtime.sessions)
+
     runtime.add_worker("deadlines", fire_deadlines)
+    runtime.metrics.add_scrape_hook(count_obligations)
     app = create_service_app(
         runtime,
         title="Escalation",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from prometheus_client import Histogram
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,6 +30,7 @@ class DeadlineWorker:
         store: Store,
         wakeup: Wakeup,
         poll_interval: float,
+        delay: Histogram,
         batch_size: int = 50,
     ) -> None:
         self._sessions = sessions
@@ -36,9 +38,8 @@ class DeadlineWorker:
         self._wakeup = wakeup
         self._poll_interval = poll_interval
         self._batch_size = batch_size
-        self.fired = 0
-        # How late the last deadline fired, for operations to watch.
-        self.last_delay_seconds = 0.0
+        # How late deadlines fire after their due time, for operations to watch.
+        self._delay = delay
 
     async def run(self) -> None:
         try:
@@ -71,9 +72,8 @@ class DeadlineWorker:
                 if incident is None:
                     continue
                 await self._store.miss(session, incident, obligation, now)
-                self.last_delay_seconds = (now - obligation.due_at).total_seconds()
+                self._delay.observe((now - obligation.due_at).total_seconds())
                 settled += 1
-            self.fired += settled
             return settled
 
     async def fire_due_timers(self) -> int:
@@ -103,8 +103,8 @@ class DeadlineWorker:
                     update(timers).where(timers.c.id == timer.id).values(fired_at=now)
                 )
                 await self._fire(session, incident, timer, now)
+                self._delay.observe((now - timer.fire_at).total_seconds())
                 settled += 1
-            self.fired += settled
             return settled
 
     async def _fire(self, session: AsyncSession, incident: Row, timer: Row, now: datetime) -> None:

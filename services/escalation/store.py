@@ -6,6 +6,7 @@ transaction, so a decision and the events announcing it commit together or not a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,9 @@ from shared.events.models import (
 )
 from shared.messaging import Outbox
 from shared.pgnotify import notify
+from shared.telemetry import annotate
+
+log = logging.getLogger(__name__)
 
 SOURCE = "escalation"
 DEADLINES_CHANNEL = "escalation_deadlines"
@@ -144,6 +148,14 @@ class Store:
                 )
             )
         await self.add_obligations(session, incident, decision.obligations, source_event_id)
+        if decision.fired_rules:
+            annotate(rule_ids=",".join(decision.fired_rules))
+            log.info(
+                "rules %s fired: %d obligations, %d timers",
+                ",".join(decision.fired_rules),
+                len(decision.obligations),
+                len(decision.timers),
+            )
         if decision.timers:
             await notify(session, DEADLINES_CHANNEL)
 

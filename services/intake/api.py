@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,17 +22,25 @@ from services.intake.schemas import (
     ReportOut,
 )
 from shared import facts as incident_facts
+from shared.access import Permission
+from shared.auth import Caller, authorize, speaks_for
 from shared.directory import Directory
 from shared.domain import LifecycleStatus
 from shared.events import CloudEvent
-from shared.events.models import ActionRecorded, IncidentReported, Reporter, ReportFiled
+from shared.events.models import (
+    ActionRecorded,
+    IncidentReported,
+    PersonalDataRead,
+    Reporter,
+    ReportFiled,
+)
+from shared.pii import PiiCipher
 from shared.problems import Problem, not_found
 from shared.reports import IncidentIn, ReporterIn
-from shared.runtime import runtime_of, session_in_transaction
+from shared.runtime import DatabaseSession, runtime_of
 
 SOURCE = "intake"
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
-Session = Annotated[AsyncSession, Depends(session_in_transaction)]
 
 
 def directory_of(request: Request) -> Directory:
@@ -54,6 +62,10 @@ def check_party(directory: Directory, party: str, field: str) -> None:
         raise invalid_field(field, f"unknown party {party!r}")
 
 
+def cipher_of(request: Request) -> PiiCipher:
+    return request.app.state.pii
+
+
 def incident_location(incident_id: UUID) -> str:
     return f"/v1/incidents/{incident_id}"
 
@@ -69,7 +81,8 @@ async def report_incident(
     body: IncidentIn,
     request: Request,
     response: Response,
-    session: Session,
+    session: DatabaseSession,
+    caller: Caller,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
@@ -81,6 +94,8 @@ async def report_incident(
             "township", f"unknown township {body.township!r} of {directory.county.name}"
         )
     check_party(directory, body.reporter.party, "reporter.party")
+    authorize(caller, Permission.REPORT_INCIDENT, township.code)
+    speaks_for(caller, body.reporter.party, "reporter.party")
     incident_id = uuid4()
     if idempotency_key:
         request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
@@ -102,7 +117,7 @@ async def report_incident(
             category=body.category,
             phase=body.phase,
             township_code=township.code,
-            facts=facts,
+            facts=cipher_of(request).seal_subjects(facts),
             reporter=reporter,
             status=LifecycleStatus.REPORTED,
             reported_at=now,
@@ -113,7 +128,7 @@ async def report_incident(
             id=uuid4(),
             incident_id=incident_id,
             kind="INITIAL",
-            changes=facts,
+            changes=cipher_of(request).seal_subjects(facts),
             previous={},
             reporter=reporter,
             filed_at=now,
@@ -171,10 +186,17 @@ async def _locked_incident(session: AsyncSession, incident_id: UUID):
 
 @router.post("/{incident_id}/actions", status_code=201, summary="Record an action taken")
 async def record_action(
-    incident_id: UUID, body: ActionIn, request: Request, response: Response, session: Session
+    incident_id: UUID,
+    body: ActionIn,
+    request: Request,
+    response: Response,
+    session: DatabaseSession,
+    caller: Caller,
 ) -> ActionOut:
-    await _locked_incident(session, incident_id)
+    incident = await _locked_incident(session, incident_id)
+    authorize(caller, Permission.RECORD_ACTION, incident.township_code)
     check_party(directory_of(request), body.party, "party")
+    speaks_for(caller, body.party, "party")
     now = datetime.now(UTC)
     action_id = uuid4()
     row = {
@@ -207,11 +229,21 @@ async def record_action(
     "/{incident_id}/reports", status_code=201, summary="File a follow-up (续报) or correction"
 )
 async def file_report(
-    incident_id: UUID, body: ReportIn, request: Request, response: Response, session: Session
+    incident_id: UUID,
+    body: ReportIn,
+    request: Request,
+    response: Response,
+    session: DatabaseSession,
+    caller: Caller,
 ) -> ReportOut:
     incident = await _locked_incident(session, incident_id)
+    authorize(caller, Permission.FILE_REPORT, incident.township_code)
     check_party(directory_of(request), body.reporter.party, "reporter.party")
-    facts, changes, previous = incident_facts.apply_changes(incident.facts, body.changes)
+    speaks_for(caller, body.reporter.party, "reporter.party")
+    cipher = cipher_of(request)
+    stored = cipher.open_subjects(incident.facts)
+    facts, changes, previous = incident_facts.apply_changes(stored, body.changes)
+    names = tuple(subject["name"] for subject in stored["subjects"])
     now = datetime.now(UTC)
     report_id = uuid4()
     reporter = ReporterIn.model_validate(body.reporter).model_dump(mode="json")
@@ -220,8 +252,8 @@ async def file_report(
             id=report_id,
             incident_id=incident_id,
             kind=body.kind,
-            changes=changes,
-            previous=previous,
+            changes=cipher.seal_subjects(changes),
+            previous=cipher.seal_subjects(previous),
             reporter=reporter,
             text=body.text,
             filed_at=now,
@@ -231,7 +263,7 @@ async def file_report(
         update(incidents)
         .where(incidents.c.id == incident_id)
         .values(
-            facts=facts,
+            facts=cipher.seal_subjects(facts),
             category=facts["category"],
             phase=facts["phase"],
             updated_at=now,
@@ -243,8 +275,8 @@ async def file_report(
         kind=body.kind,
         reporter=Reporter(**reporter),
         filed_at=now,
-        changes=incident_facts.masked(changes),
-        previous=incident_facts.masked(previous),
+        changes=incident_facts.masked(changes, names),
+        previous=incident_facts.masked(previous, names),
         text=body.text,
     )
     await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
@@ -252,21 +284,28 @@ async def file_report(
     return ReportOut(
         id=report_id,
         kind=body.kind,
-        changes=incident_facts.masked(changes),
-        previous=incident_facts.masked(previous),
+        changes=incident_facts.masked(changes, names),
+        previous=incident_facts.masked(previous, names),
         reporter=reporter,
         text=body.text,
         filed_at=now,
     )
 
 
-@router.get("/{incident_id}", summary="The incident: facts as reported and lifecycle status")
-async def get_incident(incident_id: UUID, session: Session) -> IncidentOut:
+@router.get(
+    "/{incident_id}",
+    summary="The incident: facts as reported and lifecycle status; personal data masked "
+    "unless the caller holds pii:read, and then every read is audited",
+)
+async def get_incident(
+    incident_id: UUID, request: Request, session: DatabaseSession, caller: Caller
+) -> IncidentOut:
     incident = (
         await session.execute(select(incidents).where(incidents.c.id == incident_id))
     ).first()
     if incident is None:
         raise not_found("Incident", incident_id)
+    authorize(caller, Permission.READ_INCIDENT, incident.township_code)
     action_rows = (
         await session.execute(
             select(actions)
@@ -279,6 +318,24 @@ async def get_incident(incident_id: UUID, session: Session) -> IncidentOut:
             select(reports).where(reports.c.incident_id == incident_id).order_by(reports.c.filed_at)
         )
     ).all()
+    cipher = cipher_of(request)
+    facts = cipher.open_subjects(incident.facts)
+    names = tuple(subject["name"] for subject in facts["subjects"])
+    unmasked = caller.may_read_personal_data
+
+    def shown(values: dict) -> dict:
+        opened = cipher.open_subjects(values)
+        return opened if unmasked else incident_facts.masked(opened, names)
+
+    if unmasked:
+        read = PersonalDataRead(
+            incident_id=incident_id,
+            party=caller.party,
+            subject=caller.subject,
+            fields=("subjects.name", "subjects.id_number", "free text"),
+            read_at=datetime.now(UTC),
+        )
+        await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, read, incident_id))
     return IncidentOut(
         id=incident.id,
         status=incident.status,
@@ -286,14 +343,15 @@ async def get_incident(incident_id: UUID, session: Session) -> IncidentOut:
         status_changed_at=incident.status_changed_at,
         reported_at=incident.reported_at,
         reporter=incident.reporter,
-        facts=incident_facts.masked(incident.facts),
+        facts=shown(incident.facts),
+        personal_data="shown" if unmasked else "masked",
         actions=[ActionOut.model_validate(row, from_attributes=True) for row in action_rows],
         reports=[
             ReportOut(
                 id=row.id,
                 kind=row.kind,
-                changes=incident_facts.masked(row.changes),
-                previous=incident_facts.masked(row.previous),
+                changes=shown(row.changes),
+                previous=shown(row.previous),
                 reporter=row.reporter,
                 text=row.text,
                 filed_at=row.filed_at,

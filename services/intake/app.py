@@ -8,6 +8,7 @@ from services.intake import api, handlers
 from services.intake.models import SCHEMA, messaging
 from shared.directory import Directory
 from shared.events import topics
+from shared.pii import PiiCipher
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -24,4 +25,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[api.router],
     )
     app.state.directory = Directory.load(settings.directory_file)
+    app.state.pii = PiiCipher.from_settings(settings)
     return app

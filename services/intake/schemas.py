@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from shared.domain import PARTY_PATTERN, ActionCode, Category, LifecycleStatus, Phase
-from shared.reports import FactsUpdate, Input, ReporterIn
+from shared.reports import FactsUpdate, Input, PastTime, ReporterIn
 
 
 class ReportIn(Input):
@@ -23,7 +23,7 @@ class ActionIn(Input):
     action: ActionCode
     party: str = Field(pattern=PARTY_PATTERN)
     actor_name: str = Field(min_length=1, max_length=64)
-    occurred_at: AwareDatetime | None = Field(default=None, description="defaults to now")
+    occurred_at: PastTime | None = Field(default=None, description="defaults to now")
     note: str | None = Field(default=None, max_length=2000)
 
 
@@ -33,12 +33,18 @@ class SubjectOut(BaseModel):
     id_number_masked: str | None = None
 
 
+class SubjectFullOut(BaseModel):
+    id: str
+    name: str
+    id_number: str | None = None
+
+
 class FactsOut(BaseModel):
     category: Category
     phase: Phase
     township_code: str
     township_name: str
-    subjects: list[SubjectOut]
+    subjects: list[SubjectOut | SubjectFullOut]
     occurred_at: datetime | None
     discovered_at: datetime | None
     location: str | None
@@ -77,6 +83,7 @@ class IncidentOut(BaseModel):
     reported_at: datetime
     reporter: dict
     facts: FactsOut
+    personal_data: Literal["masked", "shown"] = "masked"
     actions: list[ActionOut] = []
     reports: list[ReportOut] = []
 

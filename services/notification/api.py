@@ -1,36 +1,66 @@
-"""REST routes of notification: alerts sent for an incident and every attempt."""
+"""REST routes of notification: alerts of an incident with every delivery and attempt, and
+acknowledgement of an alert through the signed link it carried."""
 
 from __future__ import annotations
 
+import html
 from collections import defaultdict
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+from sqlalchemy import Column, Row, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notification.models import attempts, notifications
-from services.notification.schemas import AttemptOut, NotificationList, NotificationOut
-from shared.problems import not_found
-from shared.runtime import session_in_transaction
+from services.notification.ack import AckClaim, AckSigner, AckTokenError
+from services.notification.channels import shown_contact
+from services.notification.dispatch import acknowledge, contacts_of
+from services.notification.models import attempts, deliveries, notifications
+from services.notification.schemas import (
+    AckIn,
+    AckOut,
+    AttemptOut,
+    DeliveryOut,
+    NotificationList,
+    NotificationOut,
+)
+from shared.access import Permission
+from shared.auth import Caller, authorize
+from shared.domain import TOWNSHIP_BOUND_KINDS, party_kind_of
+from shared.problems import Problem, not_found
+from shared.runtime import DatabaseSession, runtime_of
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
-Session = Annotated[AsyncSession, Depends(session_in_transaction)]
+# Acknowledgement links carry their own signed token: no bearer token on these routes.
+ack_router = APIRouter(prefix="/v1/notifications", tags=["acknowledgement"])
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-async def _with_attempts(session: AsyncSession, rows: list) -> list[NotificationOut]:
-    by_notification: dict[UUID, list[AttemptOut]] = defaultdict(list)
-    if rows:
-        attempt_rows = await session.execute(
-            select(attempts)
-            .where(attempts.c.notification_id.in_([row.id for row in rows]))
-            .order_by(attempts.c.attempted_at)
-        )
-        for attempt in attempt_rows:
-            by_notification[attempt.notification_id].append(
-                AttemptOut.model_validate(attempt, from_attributes=True)
-            )
+def _acknowledged_by(row: Row) -> str | None:
+    if row.acknowledged_contact_index is None or not row.contacts:
+        return None
+    return shown_contact(contacts_of(row)[row.acknowledged_contact_index])
+
+
+async def _grouped(
+    session: AsyncSession, table: Table, ids: list[UUID], order: Column, model: type[ModelT]
+) -> dict[UUID, list[ModelT]]:
+    """Rows of `table` that belong to the notifications `ids`, as `model`, per notification."""
+    grouped: dict[UUID, list[ModelT]] = defaultdict(list)
+    if ids:
+        query = select(table).where(table.c.notification_id.in_(ids)).order_by(order)
+        for row in await session.execute(query):
+            grouped[row.notification_id].append(model.model_validate(row, from_attributes=True))
+    return grouped
+
+
+async def _with_details(session: AsyncSession, rows: list[Row]) -> list[NotificationOut]:
+    ids = [row.id for row in rows]
+    tried = await _grouped(session, attempts, ids, attempts.c.attempted_at, AttemptOut)
+    opened = await _grouped(session, deliveries, ids, deliveries.c.contact_index, DeliveryOut)
     return [
         NotificationOut(
             id=row.id,
@@ -40,11 +70,17 @@ async def _with_attempts(session: AsyncSession, rows: list) -> list[Notification
             rule_id=row.rule_id,
             drill=row.drill,
             status=row.status,
-            rounds=row.rounds,
+            contacts_total=len(row.contacts) if row.contacts is not None else None,
+            contact_index=row.contact_index,
             created_at=row.created_at,
             delivered_at=row.delivered_at,
+            ack_due_at=row.ack_due_at,
+            acknowledged_at=row.acknowledged_at,
+            acknowledged_by=_acknowledged_by(row),
+            closed_at=row.closed_at,
             title=row.alert["title"],
-            attempts=by_notification[row.id],
+            deliveries=opened[row.id],
+            attempts=tried[row.id],
         )
         for row in rows
     ]
@@ -52,7 +88,9 @@ async def _with_attempts(session: AsyncSession, rows: list) -> list[Notification
 
 @router.get("", summary="Alerts of an incident, optionally for one party")
 async def list_notifications(
-    session: Session,
+    request: Request,
+    session: DatabaseSession,
+    caller: Caller,
     incident_id: Annotated[UUID, Query()],
     party: Annotated[str | None, Query(max_length=40)] = None,
 ) -> NotificationList:
@@ -60,14 +98,110 @@ async def list_notifications(
     if party:
         query = query.where(notifications.c.party == party)
     rows = (await session.execute(query.order_by(notifications.c.created_at))).all()
-    return NotificationList(items=await _with_attempts(session, list(rows)))
+    authorize(caller, Permission.READ_NOTIFICATIONS, township_of(request, rows))
+    return NotificationList(items=await _with_details(session, list(rows)))
 
 
-@router.get("/{notification_id}", summary="One alert with every delivery attempt")
-async def get_notification(notification_id: UUID, session: Session) -> NotificationOut:
+def township_of(request: Request, rows: list[Row]) -> str | None:
+    """The township of the incident these alerts are about (None when there are none)."""
+    for row in rows:
+        if party_kind_of(row.party) in TOWNSHIP_BOUND_KINDS:
+            return row.party.split(":", 1)[1]
+        township = request.app.state.directory.township(row.alert["facts"]["township"])
+        if township is not None:
+            return township.code
+    return None
+
+
+@router.get("/{notification_id}", summary="One alert with its deliveries and every attempt")
+async def get_notification(
+    notification_id: UUID, request: Request, session: DatabaseSession, caller: Caller
+) -> NotificationOut:
     row = (
         await session.execute(select(notifications).where(notifications.c.id == notification_id))
     ).first()
     if row is None:
         raise not_found("Notification", notification_id)
-    return (await _with_attempts(session, [row]))[0]
+    authorize(caller, Permission.READ_NOTIFICATIONS, township_of(request, [row]))
+    return (await _with_details(session, [row]))[0]
+
+
+def _verified(request: Request, notification_id: UUID, token: str | None) -> AckClaim:
+    if not token:
+        raise Problem(
+            401,
+            "Acknowledgement token required",
+            "Use the link the alert carried.",
+            kind="ack-token-missing",
+            headers={"WWW-Authenticate": 'Bearer realm="acknowledgement"'},
+        )
+    signer: AckSigner = request.app.state.ack_signer
+    try:
+        return signer.verify(notification_id, token, datetime.now(UTC))
+    except AckTokenError as error:
+        if error.expired:
+            raise Problem(
+                401, "Acknowledgement link expired", error.reason, kind="ack-token-expired"
+            ) from error
+        raise Problem(
+            403, "Acknowledgement token not valid", error.reason, kind="ack-token-invalid"
+        ) from error
+
+
+def _page(title: str, body: str) -> HTMLResponse:
+    return HTMLResponse(
+        f'<!doctype html><html lang="zh-CN"><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width"><title>{html.escape(title)}</title>'
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+@ack_router.get(
+    "/{notification_id}/ack",
+    summary="The page an acknowledgement link opens; it only asks to confirm",
+    response_class=HTMLResponse,
+)
+async def acknowledgement_page(
+    notification_id: UUID,
+    request: Request,
+    token: Annotated[str | None, Query(max_length=200)] = None,
+) -> HTMLResponse:
+    # Link previews and mail scanners fetch links, so opening one must not acknowledge.
+    _verified(request, notification_id, token)
+    action = html.escape(f"?token={token}", quote=True)
+    return _page(
+        "确认收悉",
+        f'<p>确认您已收到并阅读此条社区矫正突发事件通知。</p><form method="post" action="{action}">'
+        '<button type="submit">确认收悉</button></form>',
+    )
+
+
+@ack_router.post(
+    "/{notification_id}/ack",
+    summary="Acknowledge an alert with its signed token",
+    response_model=AckOut,
+)
+async def acknowledge_notification(
+    notification_id: UUID,
+    request: Request,
+    session: DatabaseSession,
+    token: Annotated[str | None, Query(max_length=200)] = None,
+    body: AckIn | None = None,
+) -> Any:
+    claim = _verified(request, notification_id, token or (body.token if body else None))
+    done = await acknowledge(
+        session, runtime_of(request).outbox, notification_id, claim.contact_index
+    )
+    if done is None:
+        raise not_found("Notification", notification_id)
+    answer = AckOut(
+        notification_id=done.notification_id,
+        acknowledged_at=done.acknowledged_at,
+        contact_index=done.contact_index,
+        channel=done.channel,
+        contact=done.contact,
+        replayed=done.replayed,
+    )
+    if "text/html" in request.headers.get("accept", ""):
+        return _page("已确认收悉", "<p>谢谢，确认已记录。</p>")
+    return answer

@@ -1,27 +1,45 @@
-"""Notification: delivers alerts to each party's contacts and records every attempt."""
+"""Notification: delivers alerts to each party's contacts, records every attempt, and walks the
+contact list until somebody acknowledges."""
 
 from __future__ import annotations
 
-import httpx
+import logging
+
 from fastapi import FastAPI
 
 from services.notification import api
-from services.notification.channels import Channel
-from services.notification.channels.file import FileChannel
-from services.notification.channels.webhook import WebhookChannel
+from services.notification.ack import AckSigner
+from services.notification.channels.registry import build_channels
 from services.notification.dispatch import DISPATCH_CHANNEL, Dispatcher
 from services.notification.handlers import NotificationHandlers
+from services.notification.metrics import NotificationMetrics
 from services.notification.models import SCHEMA, messaging
+from services.notification.templates import default_texts
 from shared.directory import Directory
 from shared.events import topics
 from shared.pgnotify import Wakeup
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
+log = logging.getLogger(__name__)
+
+
+def ack_signer(settings: Settings) -> AckSigner:
+    ttl, base_url = (
+        settings.notification_ack_token_ttl_seconds,
+        settings.notification_public_base_url,
+    )
+    if settings.notification_ack_secret is None:
+        log.warning("NOTIFICATION_ACK_SECRET unset: acknowledgement links die with this process")
+        return AckSigner.with_random_key(ttl, base_url)
+    return AckSigner(settings.notification_ack_secret.get_secret_value().encode(), ttl, base_url)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     directory = Directory.load(settings.directory_file)
+    signer = ack_signer(settings)
+    texts = default_texts()  # a broken template file stops the start, not the first alert
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
     runtime.add_consumer(
         "notification.escalations",
@@ -29,18 +47,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         NotificationHandlers(directory).handle,
     )
 
+    metrics = NotificationMetrics(runtime.metrics.registry)
+
+    async def count_notifications() -> None:
+        await metrics.refresh(runtime.sessions)
+
+    runtime.metrics.add_scrape_hook(count_notifications)
+
     async def dispatch() -> None:
-        channels: dict[str, Channel] = {
-            "webhook": WebhookChannel(httpx.AsyncClient(timeout=httpx.Timeout(10.0))),
-            "file": FileChannel(settings.alerts_file),
-        }
+        channels = build_channels(settings)
         dispatcher = Dispatcher(
             runtime.sessions,
             runtime.outbox,
             channels,
             directory,
             Wakeup(settings.plain_database_url, DISPATCH_CHANNEL),
-            settings.outbox_poll_interval_seconds,
+            settings,
+            signer,
+            texts,
+            metrics=metrics,
         )
         try:
             await dispatcher.run()
@@ -52,8 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_service_app(
         runtime,
         title="Notification",
-        description="Alerts each party through its contacts and records every attempt.",
+        description="Alerts each party through its contacts, records every attempt, and walks "
+        "the contact list until an alert is acknowledged.",
         routers=[api.router],
+        public_routers=[api.ack_router],
     )
     app.state.directory = directory
+    app.state.ack_signer = signer
     return app

@@ -1,7 +1,21 @@
-"""Delivers pending alerts through each party's contacts, in order, and records every attempt.
+"""Delivers alerts down each party's contact list, retries durably, and chases acknowledgement.
 
-Notifications are rows; any replica claims due ones with `FOR UPDATE SKIP LOCKED` and a lease,
-so a crash mid-delivery is picked up again once the lease runs out.
+State lives in PostgreSQL only, so any replica can pick up where a crashed one stopped:
+
+- a notification (one alert to one party) starts NEW; the dispatcher fixes its contact list
+  (R16: a drill's list is the party's drill contacts, else the local file) and opens a
+  *delivery* for the first contact;
+- a delivery is one row per (alert, contact), so a contact is sent an alert at most once on our
+  side. Due deliveries are claimed with `FOR UPDATE SKIP LOCKED` and a lease; a retryable
+  failure (timeout, 5xx, 429) reschedules it with exponential backoff and jitter (honouring
+  `Retry-After`), a permanent one (4xx) or the last allowed attempt moves on to the next contact;
+- once delivered, the notification waits ACK for an acknowledgement; then the next contact is
+  alerted, and after the last one `notification.unacknowledged` is published.
+
+Each attempt is recorded and published (`notification.delivered` / `notification.failed`) in
+the transaction that moves the state on. A crash between a gateway's answer and that record
+sends again once the lease runs out: at least once to the gateway, which gets a stable
+`Idempotency-Key` per delivery to drop the repeat.
 """
 
 from __future__ import annotations
@@ -10,42 +24,98 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from typing import Any
+from uuid import UUID, uuid4
 
 from sqlalchemy import Row, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.notification.channels import Channel, DeliveryResult
-from services.notification.models import attempts, notifications
+from services.notification.ack import AckSigner
+from services.notification.channels import Channel, DeliveryResult, gateway_of, shown_contact
+from services.notification.guard import ChannelGuard, limits_for
+from services.notification.metrics import NotificationMetrics
+from services.notification.models import attempts, deliveries, notifications
+from services.notification.templates import AlertTexts, Form, render_message
 from shared.directory import Contact, Directory
-from shared.domain import PartyKind, party_kind_of
 from shared.events import CloudEvent
-from shared.events.models import NotificationAttempt, NotificationDelivered, NotificationFailed
+from shared.events.models import (
+    NotificationAcknowledged,
+    NotificationAttempt,
+    NotificationDelivered,
+    NotificationFailed,
+    NotificationUnacknowledged,
+)
 from shared.messaging import Outbox
-from shared.pgnotify import Wakeup
+from shared.pgnotify import Wakeup, notify
+from shared.settings import Settings
+from shared.telemetry import in_trace_of
 
 log = logging.getLogger(__name__)
 
 SOURCE = "notification"
 DISPATCH_CHANNEL = "notification_dispatch"
-LEASE = timedelta(seconds=60)
-MAX_ROUNDS = 5
 DRILL_CONTACT = Contact(channel="file", label="演练")
+# Deliveries of channels nobody configured are claimed this many at a time, to fail them fast.
+UNKNOWN_CHANNEL_BATCH = 10
 
 
-def retry_delay(round_number: int) -> timedelta:
-    """Exponential backoff with jitter between rounds over the whole contact list."""
-    base = min(2.0**round_number, 300.0)
-    return timedelta(seconds=base * (0.5 + random.random()))
+def retry_delay(number: int, base: float = 1.0, cap: float = 300.0) -> timedelta:
+    """Exponential backoff with jitter: `base`·2^number, at most `cap`, times 0.5–1.5."""
+    return timedelta(seconds=min(base * 2.0**number, cap) * (0.5 + random.random()))
 
 
 def contacts_for(directory: Directory, party: str, drill: bool) -> tuple[Contact, ...]:
-    # R16: drills run through the same pipeline but never reach real police.
-    if drill and party_kind_of(party) == PartyKind.PPS:
-        return (DRILL_CONTACT,)
     found = directory.party(party)
+    if drill:
+        # R16: drills run through the same pipeline but reach only drill contacts, never the
+        # real ones (above all, never a police station's).
+        return (found.drill_contacts if found is not None else ()) or (DRILL_CONTACT,)
     return found.contacts if found is not None else ()
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    ack: timedelta
+    max_attempts: int
+    retry_base: float
+    retry_cap: float
+    lease: timedelta
+    send_timeout: float
+    record_base_url: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> DeliveryPolicy:
+        return cls(
+            ack=timedelta(seconds=settings.notification_ack_seconds),
+            max_attempts=settings.notification_max_attempts,
+            retry_base=settings.notification_retry_base_seconds,
+            retry_cap=settings.notification_retry_max_seconds,
+            lease=timedelta(seconds=settings.notification_lease_seconds),
+            send_timeout=settings.notification_send_timeout_seconds,
+            record_base_url=settings.notification_record_base_url.rstrip("/"),
+        )
+
+    def retry_in(self, attempts_made: int, result: DeliveryResult) -> timedelta | None:
+        """When to try this contact again, or None to move on to the next contact."""
+        if result.delivered or not result.retryable or attempts_made >= self.max_attempts:
+            return None
+        delay = retry_delay(attempts_made - 1, self.retry_base, self.retry_cap)
+        if result.retry_after is not None:
+            delay = max(delay, timedelta(seconds=min(result.retry_after, self.retry_cap)))
+        return delay
+
+
+def _contact_list(contacts: Sequence[Contact]) -> list[dict[str, Any]]:
+    return [contact.model_dump(mode="json", exclude_none=True) for contact in contacts]
+
+
+def contacts_of(notification: Row) -> list[Contact]:
+    """The contact list a notification walks, as fixed when its delivery started."""
+    return [Contact.model_validate(contact) for contact in notification.contacts or ()]
 
 
 class Dispatcher:
@@ -56,141 +126,449 @@ class Dispatcher:
         channels: dict[str, Channel],
         directory: Directory,
         wakeup: Wakeup,
-        poll_interval: float,
+        settings: Settings,
+        signer: AckSigner,
+        texts: AlertTexts | None = None,
         batch_size: int = 20,
+        metrics: NotificationMetrics | None = None,
     ) -> None:
         self._sessions = sessions
         self._outbox = outbox
         self._channels = channels
         self._directory = directory
         self._wakeup = wakeup
-        self._poll_interval = poll_interval
+        self._poll_interval = settings.outbox_poll_interval_seconds
+        self._policy = DeliveryPolicy.of(settings)
+        self._signer = signer
+        self._texts = texts
         self._batch_size = batch_size
+        self._guards = {
+            name: ChannelGuard(
+                limits_for(name, settings),
+                settings.notification_breaker_failures,
+                settings.notification_breaker_cooldown_seconds,
+            )
+            for name in channels
+        }
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._metrics = metrics
 
     async def run(self) -> None:
         try:
             while True:
-                claimed = await self.claim_due()
-                if claimed:
-                    await asyncio.gather(*(self.deliver(row) for row in claimed))
-                else:
+                if not await self.step():
                     await self._wakeup.wait(self._poll_interval)
         finally:
+            for task in self._in_flight:
+                task.cancel()
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
             await self._wakeup.close()
 
-    async def claim_due(self) -> list[Row]:
-        now = func.now()
-        due = (
-            select(notifications.c.id)
-            .where(
-                or_(
-                    (notifications.c.status == "PENDING")
-                    & (notifications.c.next_attempt_at <= now),
-                    (notifications.c.status == "SENDING") & (notifications.c.lease_until < now),
-                )
-            )
-            .order_by(notifications.c.next_attempt_at)
-            .limit(self._batch_size)
-            .with_for_update(skip_locked=True)
-        )
+    async def step(self) -> bool:
+        """One pass over everything due; True when anything was due."""
+        started = await self.start_new()
+        walked = await self.expire_acknowledgements()
+        claimed = await self.claim_due()
+        for row in claimed:
+            task = asyncio.create_task(self.deliver(row), name=f"deliver {row.id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        return bool(started or walked or claimed)
+
+    # --- the walk down the contact list ---------------------------------------------------------
+
+    async def start_new(self) -> int:
         async with self._sessions() as session, session.begin():
-            result = await session.execute(
-                update(notifications)
-                .where(notifications.c.id.in_(due.scalar_subquery()))
-                .values(status="SENDING", lease_until=now + LEASE)
-                .returning(notifications)
-            )
-            return list(result.all())
+            rows = (
+                await session.execute(
+                    select(notifications)
+                    .where(notifications.c.status == "NEW")
+                    .order_by(notifications.c.created_at)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                contacts = contacts_for(self._directory, row.party, row.drill)
+                await session.execute(
+                    update(notifications)
+                    .where(notifications.c.id == row.id)
+                    .values(contacts=_contact_list(contacts))
+                )
+                await self._alert_contact(session, row, contacts, 0)
+            return len(rows)
 
-    async def deliver(self, notification: Row) -> None:
-        round_number = notification.rounds + 1
-        contacts = contacts_for(self._directory, notification.party, notification.drill)
-        for index, contact in enumerate(contacts):
-            channel = self._channels.get(contact.channel)
-            started = time.perf_counter()
-            if channel is None:
-                result = DeliveryResult(False, error=f"no channel {contact.channel!r} configured")
-            else:
-                result = await channel.send(notification.alert, contact)
-            latency_ms = (time.perf_counter() - started) * 1000
-            await self._record(notification, index, contact, round_number, result, latency_ms)
-            if result.delivered:
-                return
-        await self._give_up_round(notification, round_number, bool(contacts))
+    async def expire_acknowledgements(self) -> int:
+        async with self._sessions() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(notifications)
+                    .where(
+                        notifications.c.status == "DELIVERED",
+                        notifications.c.ack_due_at <= func.now(),
+                    )
+                    .order_by(notifications.c.ack_due_at)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                log.info("notification %s to %s not acknowledged in time", row.id, row.party)
+                await self._alert_contact(session, row, contacts_of(row), row.contact_index + 1)
+            return len(rows)
 
-    async def _record(
-        self,
-        notification: Row,
-        index: int,
-        contact: Contact,
-        round_number: int,
-        result: DeliveryResult,
-        latency_ms: float,
+    async def _alert_contact(
+        self, session: AsyncSession, notification: Row, contacts: Sequence[Contact], index: int
     ) -> None:
+        """Open the delivery to contact `index`, or give up when the list is walked."""
+        if index >= len(contacts):
+            await self._give_up(session, notification, len(contacts))
+            return
+        contact = contacts[index]
+        channel = self._channels.get(contact.channel)
+        delivery_id = uuid4()
+        message = render_message(
+            notification.alert,
+            channel.form if channel is not None else Form.FULL,
+            ack_url=self._signer.link(notification.id, index, datetime.now(UTC)),
+            record_url=f"{self._policy.record_base_url}/{notification.incident_id}",
+            texts=self._texts,
+        )
+        message.update(idempotency_key=str(delivery_id), contact_index=index)
+        await session.execute(
+            insert(deliveries)
+            .values(
+                id=delivery_id,
+                notification_id=notification.id,
+                contact_index=index,
+                channel=contact.channel,
+                target=contact.model_dump(mode="json", exclude_none=True),
+                contact=shown_contact(contact),
+                status="PENDING",
+                message=message,
+                trace_headers=notification.trace_headers,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[deliveries.c.notification_id, deliveries.c.contact_index]
+            )
+        )
+        await session.execute(
+            update(notifications)
+            .where(notifications.c.id == notification.id)
+            .values(status="PENDING", contact_index=index, ack_due_at=None)
+        )
+        await notify(session, DISPATCH_CHANNEL)
+
+    async def _give_up(self, session: AsyncSession, notification: Row, tried: int) -> None:
         now = datetime.now(UTC)
-        shown_contact = contact.label or contact.address or contact.channel
+        reached = notification.delivered_at is not None
+        log.warning(
+            "notification %s to %s: %d contacts tried, %s",
+            notification.id,
+            notification.party,
+            tried,
+            "none acknowledged" if reached else "none reached",
+        )
+        await session.execute(
+            update(notifications)
+            .where(notifications.c.id == notification.id)
+            .values(
+                status="UNACKNOWLEDGED" if reached else "FAILED", closed_at=now, ack_due_at=None
+            )
+        )
+        event = NotificationUnacknowledged(
+            notification_id=notification.id,
+            incident_id=notification.incident_id,
+            obligation_id=notification.obligation_id,
+            party=notification.party,
+            contacts_tried=tried,
+            given_up_at=now,
+            drill=notification.drill,
+        )
+        with in_trace_of(
+            notification.trace_headers,
+            "notification unacknowledged",
+            incident_id=str(notification.incident_id),
+            party=notification.party,
+        ):
+            await self._outbox.add(session, CloudEvent.new(SOURCE, event, notification.incident_id))
+
+    # --- deliveries -----------------------------------------------------------------------------
+
+    async def claim_due(self) -> list[Row]:
+        """Claim due deliveries, per channel no more than its free slots and tokens allow."""
+        due = or_(
+            (deliveries.c.status == "PENDING") & (deliveries.c.next_attempt_at <= func.now()),
+            (deliveries.c.status == "SENDING") & (deliveries.c.lease_until < func.now()),
+        )
+        wanted = [
+            (deliveries.c.channel == name, guard.capacity(), guard)
+            for name, guard in self._guards.items()
+        ]
+        wanted.append(
+            (deliveries.c.channel.not_in(list(self._guards)), UNKNOWN_CHANNEL_BATCH, None)
+        )
+        claimed: list[Row] = []
+        async with self._sessions() as session, session.begin():
+            for which, capacity, guard in wanted:
+                if capacity <= 0:
+                    continue
+                ids = (
+                    select(deliveries.c.id)
+                    .where(which, due)
+                    .order_by(deliveries.c.next_attempt_at)
+                    .limit(capacity)
+                    .with_for_update(skip_locked=True)
+                )
+                rows = (
+                    await session.execute(
+                        update(deliveries)
+                        .where(deliveries.c.id.in_(ids.scalar_subquery()))
+                        .values(
+                            status="SENDING",
+                            attempts=deliveries.c.attempts + 1,
+                            lease_until=func.now() + self._policy.lease,
+                            lease_id=func.gen_random_uuid(),
+                        )
+                        .returning(deliveries)
+                    )
+                ).all()
+                if guard is not None and rows:
+                    guard.started(len(rows))
+                claimed.extend(rows)
+        return claimed
+
+    async def deliver(self, delivery: Row) -> None:
+        with in_trace_of(
+            delivery.trace_headers,
+            "notification send",
+            incident_id=delivery.message["incident_id"],
+            party=delivery.message["party"],
+            channel=delivery.channel,
+        ):
+            await self._deliver(delivery)
+
+    async def _deliver(self, delivery: Row) -> None:
+        guard = self._guards.get(delivery.channel)
+        try:
+            contact = Contact.model_validate(delivery.target)
+            channel = self._channels.get(delivery.channel)
+            started = time.perf_counter()
+            if channel is None or guard is None:
+                result = DeliveryResult(False, error=f"no channel {delivery.channel!r} configured")
+            else:
+                breaker = guard.breaker(gateway_of(contact))
+                if breaker.allow():
+                    result = await self._send(channel, delivery.message, contact)
+                    breaker.record(result.delivered or not result.retryable)
+                else:
+                    result = DeliveryResult(
+                        False,
+                        error="circuit open: the gateway keeps failing",
+                        retryable=True,
+                        retry_after=breaker.retry_in(),
+                    )
+            latency_ms = (time.perf_counter() - started) * 1000
+            if self._metrics is not None:
+                self._metrics.attempts.labels(
+                    delivery.channel, "DELIVERED" if result.delivered else "FAILED"
+                ).inc()
+                self._metrics.latency.labels(delivery.channel).observe(latency_ms / 1000)
+                self._metrics.observe_guards(self._guards)
+            await self._record(delivery, result, latency_ms)
+        except Exception:
+            # The lease runs out and the delivery is claimed again: nothing is lost.
+            log.exception("delivery %s failed unexpectedly", delivery.id)
+        finally:
+            if guard is not None:
+                guard.finished()
+
+    async def _send(
+        self, channel: Channel, message: dict[str, Any], contact: Contact
+    ) -> DeliveryResult:
+        try:
+            # Channels set their own timeouts; this bounds one that does not.
+            async with asyncio.timeout(self._policy.send_timeout + 1.0):
+                return await channel.send(message, contact)
+        except TimeoutError:
+            return DeliveryResult(False, error="timeout: no answer", retryable=True)
+        except Exception as error:
+            log.exception("channel %s raised", channel.name)
+            return DeliveryResult(
+                False, error=f"{error.__class__.__name__}: {error}", retryable=True
+            )
+
+    async def _record(self, delivery: Row, result: DeliveryResult, latency_ms: float) -> None:
+        now = datetime.now(UTC)
+        message = delivery.message
+        notification_id = UUID(message["notification_id"])
+        retry_in = self._policy.retry_in(delivery.attempts, result)
         async with self._sessions() as session, session.begin():
             await session.execute(
                 attempts.insert().values(
                     id=uuid4(),
-                    notification_id=notification.id,
-                    contact_index=index,
-                    channel=contact.channel,
-                    contact=shown_contact,
-                    attempt=round_number,
+                    notification_id=notification_id,
+                    delivery_id=delivery.id,
+                    contact_index=delivery.contact_index,
+                    channel=delivery.channel,
+                    contact=delivery.contact,
+                    attempt=delivery.attempts,
                     outcome="DELIVERED" if result.delivered else "FAILED",
                     status_code=result.status_code,
+                    gateway_code=result.gateway_code,
                     latency_ms=latency_ms,
                     error=result.error,
                     attempted_at=now,
                 )
             )
-            if result.delivered:
-                await session.execute(
-                    update(notifications)
-                    .where(notifications.c.id == notification.id)
-                    .values(status="DELIVERED", delivered_at=now, rounds=round_number)
-                )
-            fields = {
-                "notification_id": notification.id,
-                "incident_id": notification.incident_id,
-                "obligation_id": notification.obligation_id,
-                "party": notification.party,
-                "channel": contact.channel,
-                "contact": shown_contact,
-                "attempt": round_number,
-                "outcome": "DELIVERED" if result.delivered else "FAILED",
-                "status_code": result.status_code,
-                "latency_ms": round(latency_ms, 3),
-                "error": result.error,
-                "attempted_at": now,
-            }
             event_type: type[NotificationAttempt] = (
                 NotificationDelivered if result.delivered else NotificationFailed
             )
-            await self._outbox.add(
-                session, CloudEvent.new(SOURCE, event_type(**fields), notification.incident_id)
+            event = event_type(
+                notification_id=notification_id,
+                incident_id=message["incident_id"],
+                obligation_id=message["obligation_id"],
+                party=message["party"],
+                channel=delivery.channel,
+                contact=delivery.contact,
+                attempt=delivery.attempts,
+                outcome="DELIVERED" if result.delivered else "FAILED",
+                status_code=result.status_code,
+                latency_ms=round(latency_ms, 3),
+                error=result.error,
+                attempted_at=now,
             )
-
-    async def _give_up_round(
-        self, notification: Row, round_number: int, had_contacts: bool
-    ) -> None:
-        final = round_number >= MAX_ROUNDS or not had_contacts
-        log.warning(
-            "notification %s to %s failed on every contact (round %d%s)",
-            notification.id,
-            notification.party,
-            round_number,
-            ", giving up" if final else "",
-        )
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(notifications)
-                .where(notifications.c.id == notification.id)
-                .values(
-                    status="FAILED" if final else "PENDING",
-                    rounds=round_number,
-                    next_attempt_at=datetime.now(UTC) + retry_delay(round_number),
-                    lease_until=None,
+            await self._outbox.add(session, CloudEvent.new(SOURCE, event, message["incident_id"]))
+            if result.delivered:
+                values: dict[str, Any] = {"status": "DELIVERED", "delivered_at": now}
+            elif retry_in is not None:
+                values = {"status": "PENDING", "next_attempt_at": func.now() + retry_in}
+            else:
+                values = {"status": "FAILED"}
+            moved = (
+                await session.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id == delivery.id, deliveries.c.lease_id == delivery.lease_id
+                    )
+                    .values(**values, lease_until=None, lease_id=None, last_error=result.error)
+                    .returning(deliveries.c.id)
                 )
+            ).first()
+            if moved is None:
+                log.warning(
+                    "delivery %s was taken over while sending; attempt recorded", delivery.id
+                )
+            elif result.delivered:
+                await self._delivered(session, notification_id, delivery.contact_index, now)
+            elif retry_in is None:
+                await self._contact_failed(session, notification_id, delivery.contact_index)
+            await notify(session, DISPATCH_CHANNEL)
+
+    async def _delivered(
+        self, session: AsyncSession, notification_id: UUID, index: int, now: datetime
+    ) -> None:
+        await session.execute(
+            update(notifications)
+            .where(notifications.c.id == notification_id)
+            .values(delivered_at=func.coalesce(notifications.c.delivered_at, now))
+        )
+        # Only the contact being alerted starts the ACK clock; an acknowledged alert stays so.
+        await session.execute(
+            update(notifications)
+            .where(
+                notifications.c.id == notification_id,
+                notifications.c.status == "PENDING",
+                notifications.c.contact_index == index,
             )
+            .values(status="DELIVERED", ack_due_at=func.now() + self._policy.ack)
+        )
+
+    async def _contact_failed(
+        self, session: AsyncSession, notification_id: UUID, index: int
+    ) -> None:
+        notification = (
+            await session.execute(
+                select(notifications).where(notifications.c.id == notification_id).with_for_update()
+            )
+        ).one()
+        if notification.status == "PENDING" and notification.contact_index == index:
+            await self._alert_contact(session, notification, contacts_of(notification), index + 1)
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    notification_id: UUID
+    acknowledged_at: datetime
+    contact_index: int
+    channel: str
+    contact: str
+    replayed: bool
+
+
+async def acknowledge(
+    session: AsyncSession, outbox: Outbox, notification_id: UUID, contact_index: int
+) -> Acknowledgement | None:
+    """Record that the alert was read; None for an unknown alert. Acknowledging again changes
+    nothing and answers with the first acknowledgement. A late one (after the list was walked)
+    still counts: the escalation service then knows the report arrived, if late."""
+    notification = (
+        await session.execute(
+            select(notifications).where(notifications.c.id == notification_id).with_for_update()
+        )
+    ).first()
+    if notification is None:
+        return None
+    contacts = contacts_of(notification)
+    if notification.acknowledged_at is not None:
+        index = notification.acknowledged_contact_index
+        contact = contacts[index]
+        return Acknowledgement(
+            notification_id,
+            notification.acknowledged_at,
+            index,
+            contact.channel,
+            shown_contact(contact),
+            replayed=True,
+        )
+    if not 0 <= contact_index < len(contacts):
+        return None
+    now = datetime.now(UTC)
+    contact = contacts[contact_index]
+    await session.execute(
+        update(notifications)
+        .where(notifications.c.id == notification_id)
+        .values(
+            status="ACKNOWLEDGED",
+            acknowledged_at=now,
+            acknowledged_contact_index=contact_index,
+            ack_due_at=None,
+        )
+    )
+    # The next contact need not be alerted any more; a send already in flight still lands.
+    await session.execute(
+        update(deliveries)
+        .where(deliveries.c.notification_id == notification_id, deliveries.c.status == "PENDING")
+        .values(status="CANCELLED", last_error="acknowledged by another contact")
+    )
+    event = NotificationAcknowledged(
+        notification_id=notification_id,
+        incident_id=notification.incident_id,
+        obligation_id=notification.obligation_id,
+        party=notification.party,
+        channel=contact.channel,
+        contact=shown_contact(contact),
+        acknowledged_at=now,
+        drill=notification.drill,
+    )
+    with in_trace_of(
+        notification.trace_headers,
+        "notification acknowledged",
+        incident_id=str(notification.incident_id),
+        party=notification.party,
+        channel=contact.channel,
+    ):
+        await outbox.add(session, CloudEvent.new(SOURCE, event, notification.incident_id))
+    return Acknowledgement(
+        notification_id, now, contact_index, contact.channel, shown_contact(contact), False
+    )

@@ -10,12 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notification.dispatch import DISPATCH_CHANNEL
 from services.notification.models import notifications
-from services.notification.templates import render_alert
+from services.notification.templates import stored_alert
 from shared.directory import Directory
 from shared.events import CloudEvent
 from shared.events.models import ObligationCreated
 from shared.kafka import RecordPosition
 from shared.pgnotify import notify
+from shared.telemetry import current_trace_headers
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,14 @@ class NotificationHandlers:
                 party=obligation.party,
                 rule_id=obligation.rule_id,
                 drill=obligation.incident.drill,
-                alert=render_alert(
+                alert=stored_alert(
                     str(notification_id),
                     obligation,
                     party.name if party is not None else obligation.party,
                 ),
-                status="PENDING",
+                # The dispatcher fixes the contact list and opens the first delivery.
+                status="NEW",
+                trace_headers=current_trace_headers(),
             )
             .on_conflict_do_nothing(index_elements=[notifications.c.obligation_id])
         )

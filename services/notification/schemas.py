@@ -1,22 +1,37 @@
-"""Response bodies of the notification API."""
+"""Request and response bodies of the notification API."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class AttemptOut(BaseModel):
     channel: str
     contact: str
+    contact_index: int
     attempt: int
     outcome: str
     status_code: int | None
+    gateway_code: str | None = None
     latency_ms: float
     error: str | None
     attempted_at: datetime
+
+
+class DeliveryOut(BaseModel):
+    """The alert to one contact: its state, and every attempt to reach it."""
+
+    contact_index: int
+    channel: str
+    contact: str
+    status: str = Field(description="PENDING SENDING DELIVERED FAILED CANCELLED")
+    attempts: int
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_error: str | None
 
 
 class NotificationOut(BaseModel):
@@ -26,13 +41,32 @@ class NotificationOut(BaseModel):
     party: str
     rule_id: str
     drill: bool
-    status: str
-    rounds: int
+    status: str = Field(description="NEW PENDING DELIVERED ACKNOWLEDGED UNACKNOWLEDGED FAILED")
+    contacts_total: int | None
+    contact_index: int | None = Field(description="the contact alerted now, from 0")
     created_at: datetime
     delivered_at: datetime | None
+    ack_due_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    closed_at: datetime | None
     title: str
+    deliveries: list[DeliveryOut] = []
     attempts: list[AttemptOut] = []
 
 
 class NotificationList(BaseModel):
     items: list[NotificationOut]
+
+
+class AckIn(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class AckOut(BaseModel):
+    notification_id: UUID
+    acknowledged_at: datetime
+    contact_index: int
+    channel: str
+    contact: str
+    replayed: bool = Field(description="true when the alert had been acknowledged before")

@@ -1,64 +1,206 @@
-"""Alert texts in zh-CN; pure. Least personal data: no ID numbers, no offence details."""
+"""Alert texts in zh-CN from the Jinja2 templates of `templates.yaml`; rendering is pure.
+
+Least personal data: `alert_facts` is the only place that reads the obligation, and it masks
+subject names and ID numbers and leaves offence details out; every form is rendered from those
+facts. The templates are read once; `AlertTexts.render` does no I/O.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.domain import CATEGORY_NAMES_ZH, PHASE_NAMES_ZH
+import jinja2
+import yaml
+
+from shared.domain import CATEGORY_NAMES_ZH, PHASE_NAMES_ZH, party_kind_of
 from shared.events.models import ObligationCreated
-from shared.privacy import mask_id_numbers_in_text
+from shared.privacy import mask_id_numbers_in_text, masked_name
 
 LOCAL_TIME = ZoneInfo("Asia/Shanghai")
+TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
+UNKNOWN = "不详"
+
+
+class Form(StrEnum):
+    """How much a channel can carry: the full text, one SMS, or a few spoken sentences."""
+
+    FULL = "full"
+    SMS = "sms"
+    VOICE = "voice"
 
 
 def local_time(moment: datetime | None) -> str:
     if moment is None:
-        return "不详"
+        return UNKNOWN
     return moment.astimezone(LOCAL_TIME).strftime("%Y-%m-%d %H:%M")
 
 
-def masked_name(name: str) -> str:
-    """张三丰 → 张**: enough for the recipient to ask for the record, no more."""
-    return name[:1] + "*" * max(len(name) - 1, 1)
+def mask_names_in_text(text: str, names: tuple[str, ...]) -> str:
+    """Reporters write subjects' names into free text too; mask those wherever they stand."""
+    for name in sorted(names, key=len, reverse=True):
+        if name:
+            text = text.replace(name, masked_name(name))
+    return text
 
 
-def render_alert(
-    notification_id: str, obligation: ObligationCreated, party_name: str
-) -> dict[str, Any]:
+def _free_text(text: str | None, names: tuple[str, ...]) -> str:
+    return mask_names_in_text(mask_id_numbers_in_text(text or UNKNOWN), names)
+
+
+def alert_facts(obligation: ObligationCreated, party_name: str) -> dict[str, Any]:
+    """What any form of the alert may say, already minimised; JSON, so it can be stored."""
     incident = obligation.incident
-    drill = "【演练】" if incident.drill else ""
-    title = (
-        f"{drill}【社区矫正突发事件】{incident.township_name} "
-        f"{CATEGORY_NAMES_ZH[incident.category]}（{PHASE_NAMES_ZH[incident.phase]}）"
-    )
-    subjects = "、".join(masked_name(name) for name in incident.subject_names) or "不详"
-    text = "\n".join(
-        [
-            title,
-            f"致：{party_name}",
-            f"事项：{obligation.action_text}",
-            f"时限：{local_time(obligation.due_at)} 前（{obligation.deadline_name}）",
-            f"依据：{obligation.rule_id}，预案{obligation.plan_section}",
-            f"时间：{local_time(incident.occurred_at)}",
-            f"地点：{mask_id_numbers_in_text(incident.location or '不详')}",
-            f"涉及对象：{subjects}",
-            f"事态：{mask_id_numbers_in_text(incident.summary or '不详')}",
-            f"事件编号：{obligation.incident_id}",
+    names = incident.subject_names
+    return {
+        "incident_id": str(obligation.incident_id),
+        "party": obligation.party,
+        "party_kind": str(party_kind_of(obligation.party)),
+        "party_name": party_name,
+        "rule_id": obligation.rule_id,
+        "plan_section": obligation.plan_section,
+        "action_text": obligation.action_text,
+        "deadline_name": obligation.deadline_name,
+        "due_local": local_time(obligation.due_at),
+        "due_time": obligation.due_at.astimezone(LOCAL_TIME).strftime("%H:%M"),
+        "category": str(incident.category),
+        "category_name": CATEGORY_NAMES_ZH[incident.category],
+        "phase": str(incident.phase),
+        "phase_name": PHASE_NAMES_ZH[incident.phase],
+        "township": incident.township_name,
+        "occurred_local": local_time(incident.occurred_at),
+        "location": _free_text(incident.location, names),
+        "subjects": "、".join(masked_name(name) for name in names) or UNKNOWN,
+        "summary": _free_text(incident.summary, names),
+        "drill": incident.drill,
+    }
+
+
+@dataclass(frozen=True)
+class AlertTexts:
+    """The templates of one file, compiled once."""
+
+    environment: jinja2.Environment
+    title_template: jinja2.Template
+
+    @classmethod
+    def load(cls, path: Path = TEMPLATES_FILE) -> AlertTexts:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        environment = jinja2.Environment(
+            loader=jinja2.DictLoader(data["templates"]),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,  # plain text for SMS, mail and robots; HTML is never built here
+            keep_trailing_newline=False,
+        )
+        environment.globals["category_short_names"] = data["category_short"]
+        return cls(environment, environment.from_string(data["title"]))
+
+    def title(self, facts: dict[str, Any]) -> str:
+        return self.title_template.render(facts).strip()
+
+    def template_names(self, form: Form, facts: dict[str, Any]) -> list[str]:
+        kind, category, phase = facts["party_kind"], facts["category"], facts["phase"]
+        return [
+            f"{form}.{kind}.{category}.{phase}",
+            f"{form}.{kind}.{category}",
+            f"{form}.{category}.{phase}",
+            f"{form}.{kind}",
+            str(form),
         ]
-    )
+
+    def render(
+        self,
+        facts: dict[str, Any],
+        form: Form,
+        ack_url: str | None = None,
+        record_url: str | None = None,
+    ) -> str:
+        template = self.environment.select_template(self.template_names(form, facts))
+        short = self.environment.globals["category_short_names"]
+        text = template.render(
+            facts,
+            title=self.title(facts),
+            category_short=short.get(facts["category"], facts["category_name"]),
+            ack_url=ack_url,
+            record_url=record_url,
+        )
+        return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+@cache
+def default_texts() -> AlertTexts:
+    return AlertTexts.load(TEMPLATES_FILE)
+
+
+def alert_payload(
+    notification_id: str, obligation: ObligationCreated, facts: dict[str, Any], texts: AlertTexts
+) -> dict[str, Any]:
+    """The alert as subscribers receive it: identifiers, rule, and the full text."""
     return {
         "notification_id": notification_id,
         "incident_id": str(obligation.incident_id),
         "obligation_id": str(obligation.obligation_id),
         "party": obligation.party,
-        "party_name": party_name,
+        "party_name": facts["party_name"],
         "rule_id": obligation.rule_id,
         "plan_section": obligation.plan_section,
         "action": obligation.action,
         "due_at": obligation.due_at.isoformat(),
-        "drill": incident.drill,
-        "title": title,
+        "drill": obligation.incident.drill,
+        "title": texts.title(facts),
+        "text": texts.render(facts, Form.FULL),
+    }
+
+
+def stored_alert(
+    notification_id: str,
+    obligation: ObligationCreated,
+    party_name: str,
+    texts: AlertTexts | None = None,
+) -> dict[str, Any]:
+    """The alert plus its facts, kept so each contact's form can be rendered later."""
+    texts = texts or default_texts()
+    facts = alert_facts(obligation, party_name)
+    return {**alert_payload(notification_id, obligation, facts, texts), "facts": facts}
+
+
+def render_alert(
+    notification_id: str,
+    obligation: ObligationCreated,
+    party_name: str,
+    texts: AlertTexts | None = None,
+) -> dict[str, Any]:
+    alert = stored_alert(notification_id, obligation, party_name, texts)
+    del alert["facts"]
+    return alert
+
+
+def render_message(
+    alert: dict[str, Any],
+    form: Form,
+    *,
+    ack_url: str | None,
+    record_url: str | None,
+    texts: AlertTexts | None = None,
+) -> dict[str, Any]:
+    """What one contact is sent: the alert with `text` in the channel's form, and the links."""
+    texts = texts or default_texts()
+    facts = alert.get("facts")
+    message = {key: value for key, value in alert.items() if key != "facts"}
+    if facts is None:
+        # Alerts stored before the templates existed keep the full text they were rendered with.
+        text = alert["text"] + (f"\n收悉请确认：{ack_url}" if ack_url else "")
+    else:
+        text = texts.render(facts, form, ack_url=ack_url, record_url=record_url)
+    return {
+        **message,
+        "form": str(form),
         "text": text,
+        "ack_url": ack_url,
+        "record_url": record_url,
     }

@@ -87,6 +87,18 @@ class ReportFiled(EventData):
     text: str | None = None
 
 
+class PersonalDataRead(EventData):
+    """Someone read an incident's personal data unmasked (社区矫正法 Art. 54: every read leaves
+    a trace)."""
+
+    ce_type: ClassVar[str] = "incident.personal_data_read"
+    incident_id: UUID
+    party: str
+    subject: str = Field(description="who, as their token names them")
+    fields: tuple[str, ...]
+    read_at: AwareDatetime
+
+
 # --- escalations.v1 ---------------------------------------------------------------------------
 
 

@@ -271,3 +271,28 @@ async def test_offline_verifier_checks_an_event_and_two_checkpoints_from_an_expo
         "services.audit.verify", "log", "--checkpoint", str(tmp_path / "new.txt"), *key
     )
     assert code == 0 and f"all {new.size} leaves match the checkpoint" in out, out + err
+
+
+async def test_personal_data_needs_a_token_and_permission_hashes_are_public(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    incident_id = await report(clients)
+    await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: response.status_code == 200,
+    )
+    audit = clients["audit"]
+    as_other_township = {"X-Act-As": "SFS:150626100"}
+    timeline = f"/v1/incidents/{incident_id}/timeline"
+    assert (await audit.get(timeline, headers=as_other_township)).status_code == 403
+    assert (await audit.get(timeline, headers={"X-Act-As": "SFS:150626102"})).status_code == 200
+    police = {"X-Act-As": "PPS:150626102"}
+    assert (await audit.get("/v1/findings", headers=police)).status_code == 403
+    report_path = f"/v1/incidents/{incident_id}/investigation-report"
+    assert (await audit.get(report_path, headers={"X-Act-As": "CEO"})).status_code == 200
+    async with httpx.AsyncClient(base_url=audit_system.processes.url("audit")) as anonymous:
+        assert (await anonymous.get(timeline)).status_code == 401
+        assert (await anonymous.get("/v1/log/export")).status_code == 401
+        await latest(clients, audit_system)
+        assert (await anonymous.get("/v1/log/checkpoint")).status_code == 200
+        assert (await anonymous.get("/v1/log/key")).text.strip() == audit_system.log_key.vkey

@@ -11,7 +11,7 @@ import yaml
 
 from shared.devrun import ServiceProcesses
 from shared.localinfra import Infrastructure
-from tests.support import running_system
+from tests.support import clients_for, running_system
 
 SECONDS_POLICY = {
     "version": "seconds-for-tests",
@@ -30,26 +30,23 @@ SECONDS_POLICY = {
 async def fast_system(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[tuple[Infrastructure, ServiceProcesses]]:
-    work_dir = tmp_path_factory.mktemp("fast-deadlines")
+    work_dir = Path(tmp_path_factory.mktemp("fast-deadlines"))
     overrides = work_dir / "policy-overrides.yaml"
     overrides.write_text(yaml.safe_dump(SECONDS_POLICY, allow_unicode=True), encoding="utf-8")
     async with running_system(
-        Path(work_dir),
+        work_dir,
         {
             "POLICY_OVERRIDES_FILE": str(overrides),
             "DEADLINE_POLL_INTERVAL_SECONDS": "0.2",
         },
-    ) as started:
-        yield started
+    ) as (infra, processes):
+        yield infra, processes, work_dir
 
 
 @pytest.fixture(scope="package")
 async def fast(fast_system) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    _, processes = fast_system
-    opened = {
-        service: httpx.AsyncClient(base_url=processes.url(service), timeout=10)
-        for service in processes.ports
-    }
+    _, processes, work_dir = fast_system
+    opened = clients_for(processes, work_dir)
     yield opened
     for client in opened.values():
         await client.aclose()

@@ -113,7 +113,7 @@ async def test_R9_follow_ups_keep_coming_due_until_closed(fast) -> None:
 
 
 async def test_acknowledgement_meets_a_report_obligation(fast, fast_system) -> None:
-    infra, _ = fast_system
+    infra, _, _ = fast_system
     incident_id = await report(fast)
     body = await obligations_when(fast, incident_id, lambda body: find(body, action="REPORT"))
     to_township = find(body, action="REPORT", party=f"TCG:{TUKE}")[0]
@@ -134,7 +134,7 @@ async def test_acknowledgement_meets_a_report_obligation(fast, fast_system) -> N
 
 
 async def test_unacknowledged_alert_moves_up_the_ladder(fast, fast_system) -> None:
-    infra, _ = fast_system
+    infra, _, _ = fast_system
     incident_id = await report(fast)
     body = await obligations_when(fast, incident_id, lambda body: find(body, action="REPORT"))
     to_township = find(body, action="REPORT", party=f"TCG:{TUKE}")[0]
@@ -163,7 +163,7 @@ async def test_unacknowledged_alert_moves_up_the_ladder(fast, fast_system) -> No
 
 
 async def test_pending_deadlines_survive_a_killed_service_and_fire_once(fast, fast_system) -> None:
-    _, processes = fast_system
+    _, processes, _ = fast_system
     incident_id = await report(fast, category="OTHER", phase="OCCURRED")
     body = await obligations_when(fast, incident_id, lambda body: find(body, rule_id="R1"))
     r1 = find(body, rule_id="R1")[0]

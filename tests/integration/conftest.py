@@ -10,8 +10,7 @@ import pytest
 
 from shared.devrun import ServiceProcesses
 from shared.localinfra import Infrastructure
-from shared.settings import SERVICE_NAMES
-from tests.support import WebhookSink, directory_with_contacts, running_system
+from tests.support import WebhookSink, clients_for, directory_with_contacts, running_system
 from tests.support import webhook_sink as start_webhook_sink
 
 
@@ -41,11 +40,10 @@ async def system(
 
 
 @pytest.fixture(scope="session")
-async def clients(system: ServiceProcesses) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    opened = {
-        service: httpx.AsyncClient(base_url=system.url(service), timeout=10)
-        for service in SERVICE_NAMES
-    }
+async def clients(
+    system: ServiceProcesses, work_dir: Path
+) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    opened = clients_for(system, work_dir)
     yield opened
     for client in opened.values():
         await client.aclose()

@@ -52,12 +52,20 @@ def count_of(event_type: str, response: Any) -> int:
 
 
 async def timeline_with(
-    audit: Any, incident_id: str, event_type: str, at_least: int = 1, timeout: float = 20.0
+    audit: Any,
+    incident_id: str,
+    event_type: str,
+    at_least: int = 1,
+    timeout: float = 20.0,
+    also: dict[str, int] | None = None,
 ) -> Any:
-    """The audit timeline of an incident, once it holds `at_least` events of `event_type`."""
+    """The audit timeline of an incident, once it holds `at_least` events of `event_type` (and
+    of each type in `also`, as many as it says). Audit reads every topic at its own pace, so
+    waiting for one type does not mean another has arrived."""
+    wanted = {event_type: at_least, **(also or {})}
     return await eventually(
         lambda: audit.get(f"/v1/incidents/{incident_id}/timeline"),
-        lambda response: count_of(event_type, response) >= at_least,
+        lambda response: all(count_of(name, response) >= n for name, n in wanted.items()),
         timeout,
     )
 

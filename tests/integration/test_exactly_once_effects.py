@@ -66,7 +66,13 @@ async def test_same_event_delivered_twice_changes_nothing(
     # elements (time, persons involved, measures taken).
     alerted = {"PPS:150626102", "TCG:150626102", "BLO", "SFS:150626102"}
     await webhook_sink.wait_for(incident_id, alerted)
-    await timeline_with(clients["audit"], incident_id, "notification.delivered", at_least=4)
+    await timeline_with(
+        clients["audit"],
+        incident_id,
+        "notification.delivered",
+        at_least=4,
+        also={"obligation.created": 8},
+    )
     await asyncio.sleep(1.0)  # let a second application, were there one, land too
     timeline = await clients["audit"].get(f"/v1/incidents/{incident_id}/timeline")
     types = [entry["ce_type"] for entry in timeline.json()["entries"]]

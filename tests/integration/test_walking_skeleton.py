@@ -63,7 +63,11 @@ async def test_violence_in_progress_travels_the_whole_way(
     assert incident.json()["facts"]["subjects"][0]["id_number_masked"] == "150626********1234"
 
     timeline = await timeline_with(
-        clients["audit"], incident_id, "notification.delivered", at_least=3
+        clients["audit"],
+        incident_id,
+        "notification.delivered",
+        at_least=3,
+        also={"obligation.created": 7, "incident.status_changed": 1},
     )
     types = [entry["ce_type"] for entry in timeline.json()["entries"]]
     assert types[0] == "incident.reported"

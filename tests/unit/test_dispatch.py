@@ -45,11 +45,25 @@ def test_real_alert_to_police_uses_the_directory_contacts(webhook_directory):
 
 
 @pytest.mark.parametrize("party", ["BLO", "SFS:150626102", "TCG:150626102"])
-def test_drill_alert_to_other_parties_uses_the_directory_contacts(webhook_directory, party):
-    """R16: drills count for compliance, so non-police parties are reached as usual."""
-    expected = webhook_directory.party(party).contacts
-    assert expected
-    assert contacts_for(webhook_directory, party, drill=True) == expected
+def test_drill_alert_to_other_parties_without_drill_contacts_goes_to_the_file(
+    webhook_directory, party
+):
+    """R16: a drill reaches no real contact of any party; without drill contacts, the file."""
+    assert webhook_directory.party(party).contacts
+    assert contacts_for(webhook_directory, party, drill=True) == (DRILL_CONTACT,)
+
+
+def test_drill_alert_goes_to_the_drill_contacts_when_the_party_has_them():
+    data = directory_dict()
+    drill_hook = {"channel": "webhook", "address": "https://drill.example/hook"}
+    for party in data["parties"]:
+        if party["code"] in ("BLO", "PPS:150626102"):
+            party["contacts"] = [{"channel": "webhook", "address": "https://real.example/hook"}]
+            party["drill_contacts"] = [drill_hook]
+    directory = Directory.model_validate(data)
+    for party in ("BLO", "PPS:150626102"):
+        assert contacts_for(directory, party, drill=True) == (Contact(**drill_hook),)
+        assert contacts_for(directory, party, drill=False) == directory.party(party).contacts
 
 
 def test_unknown_party_has_no_contacts(webhook_directory):

@@ -61,12 +61,12 @@ def test_initial_facts_keep_the_full_id_number_for_storage():
     assert subjects[1]["id_number"] is None
 
 
-def test_masked_replaces_id_numbers_and_leaves_the_rest():
+def test_masked_replaces_names_and_id_numbers_and_leaves_the_rest():
     facts = stored()
     shown = masked(facts)
     assert shown["subjects"] == [
-        {"id": "WS-1", "name": "王某某", "id_number_masked": MASKED},
-        {"id": "WS-2", "name": "李四", "id_number_masked": None},
+        {"id": "WS-1", "name": "王**", "id_number_masked": MASKED},
+        {"id": "WS-2", "name": "李*", "id_number_masked": None},
     ]
     assert ID_NUMBER not in repr(shown)
     assert {k: v for k, v in shown.items() if k != "subjects"} == {
@@ -156,3 +156,10 @@ def test_explicit_null_does_not_erase_a_required_fact(field):
         return  # refused at the door: also correct
     new, _, _ = apply_changes(facts, update)
     assert new[field] == facts[field]
+
+
+def test_masked_hides_subject_names_typed_into_free_text():
+    facts = {**stored(), "summary": "王某某持刀，李四在场", "location": "王某某家门口"}
+    shown = masked(facts)
+    assert shown["summary"] == "王**持刀，李*在场"
+    assert shown["location"] == "王**家门口"

@@ -8,9 +8,10 @@ from uuid import UUID
 
 import pytest
 
-from services.notification.templates import local_time, masked_name, render_alert
+from services.notification.templates import local_time, render_alert
 from shared.domain import Category, Phase
 from shared.events.models import IncidentBrief, ObligationCreated
+from shared.privacy import masked_name
 
 INCIDENT_ID = UUID("0b7d3c6e-7a53-4cc0-9b5e-3e7f4f0a1c01")
 OBLIGATION_ID = UUID("5f1d2a3b-0000-4000-8000-000000000001")

@@ -8,19 +8,21 @@ from pathlib import Path
 from typing import Any
 
 from services.notification.channels import DeliveryResult
+from services.notification.templates import Form
 from shared.directory import Contact
 
 
 class FileChannel:
     name = "file"
+    form = Form.FULL
 
     def __init__(self, default_path: Path) -> None:
         self._default_path = default_path
         self._lock = asyncio.Lock()
 
-    async def send(self, alert: dict[str, Any], contact: Contact) -> DeliveryResult:
+    async def send(self, message: dict[str, Any], contact: Contact) -> DeliveryResult:
         path = Path(contact.address) if contact.address else self._default_path
-        line = json.dumps(alert, ensure_ascii=False) + "\n"
+        line = json.dumps(message, ensure_ascii=False) + "\n"
         try:
             async with self._lock:
                 await asyncio.to_thread(_append, path, line)

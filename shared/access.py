@@ -1,0 +1,120 @@
+"""Who may do what: one table, row by row (社区矫正法 Arts. 26, 29, 54; 个人信息保护法 Art. 28).
+
+A 司法所, 指挥小组 or 派出所 sees and acts only on incidents of its own township; the banner
+offices see all; the county platform reports and reads; the city office and auditors read
+findings, reports and the log, and write nothing. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.domain import TOWNSHIP_BOUND_KINDS, PartyKind
+
+
+class Permission(StrEnum):
+    REPORT_INCIDENT = "report_incident"
+    RECORD_ACTION = "record_action"
+    FILE_REPORT = "file_report"
+    READ_INCIDENT = "read_incident"
+    READ_OBLIGATIONS = "read_obligations"
+    EVALUATE_POLICY = "evaluate_policy"
+    READ_NOTIFICATIONS = "read_notifications"
+    READ_TIMELINE = "read_timeline"
+    READ_LOG = "read_log"
+    READ_FINDINGS = "read_findings"
+    READ_REPORTS = "read_reports"
+    READ_DRILLS = "read_drills"
+
+
+class Reach(StrEnum):
+    OWN_TOWNSHIP = "own township"
+    ALL = "all"
+
+
+AUDITOR = "AUDITOR"
+WRITE, READ, AUDIT = "incidents:write", "incidents:read", "audit:read"
+PII_READ = "pii:read"
+
+SFS, TCG, PPS = PartyKind.SFS, PartyKind.TCG, PartyKind.PPS
+BLO, BJO, CEO, PLATFORM = PartyKind.BLO, PartyKind.BJO, PartyKind.CEO, PartyKind.PLATFORM
+LOCAL = (SFS, TCG, PPS)
+BANNER = (BLO, BJO)
+
+
+@dataclass(frozen=True)
+class Grant:
+    scope: str
+    kinds: tuple[str, ...]
+
+
+# permission → the scope it needs and who holds it; local parties only for their township.
+ACCESS: dict[Permission, Grant] = {
+    Permission.REPORT_INCIDENT: Grant(WRITE, (*LOCAL, *BANNER, PLATFORM)),
+    Permission.RECORD_ACTION: Grant(WRITE, (*LOCAL, *BANNER)),
+    Permission.FILE_REPORT: Grant(WRITE, (*LOCAL, *BANNER, PLATFORM)),
+    Permission.READ_INCIDENT: Grant(READ, (*LOCAL, *BANNER, PLATFORM)),
+    Permission.READ_OBLIGATIONS: Grant(READ, (*LOCAL, *BANNER, PLATFORM)),
+    Permission.EVALUATE_POLICY: Grant(READ, (*LOCAL, *BANNER, PLATFORM)),
+    Permission.READ_NOTIFICATIONS: Grant(READ, (*LOCAL, *BANNER, PLATFORM)),
+    Permission.READ_TIMELINE: Grant(AUDIT, (*LOCAL, *BANNER, CEO, AUDITOR)),
+    Permission.READ_LOG: Grant(AUDIT, (*BANNER, CEO, AUDITOR)),
+    Permission.READ_FINDINGS: Grant(AUDIT, (*BANNER, CEO, AUDITOR)),
+    Permission.READ_REPORTS: Grant(AUDIT, (*BANNER, CEO, AUDITOR)),
+    Permission.READ_DRILLS: Grant(AUDIT, (*BANNER, CEO, AUDITOR)),
+}
+
+# What a token minted for a kind of party carries unless told otherwise.
+DEFAULT_SCOPES: dict[str, tuple[str, ...]] = {
+    **{kind: (WRITE, READ, AUDIT) for kind in (*LOCAL, *BANNER)},
+    PLATFORM: (WRITE, READ),
+    CEO: (AUDIT,),
+    AUDITOR: (AUDIT,),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: its party (`SFS:150626102`, `BLO`, `AUDITOR` ...) and scopes."""
+
+    subject: str
+    party: str
+    scopes: frozenset[str]
+
+    @property
+    def kind(self) -> str:
+        return self.party.split(":", 1)[0]
+
+    @property
+    def township(self) -> str | None:
+        if self.kind in TOWNSHIP_BOUND_KINDS:
+            return self.party.split(":", 1)[1]
+        return None
+
+    @property
+    def reach(self) -> Reach:
+        return Reach.OWN_TOWNSHIP if self.township else Reach.ALL
+
+    @property
+    def may_read_personal_data(self) -> bool:
+        return PII_READ in self.scopes
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+
+
+def decide(principal: Principal, permission: Permission, township: str | None) -> Refusal | None:
+    """None when `principal` may do `permission` on an incident of `township` (None: not tied
+    to one incident); otherwise why not."""
+    grant = ACCESS[permission]
+    if principal.kind not in grant.kinds:
+        return Refusal(f"{principal.kind} may not {permission.value}")
+    if grant.scope not in principal.scopes:
+        return Refusal(f"{permission.value} needs scope {grant.scope}")
+    if principal.reach == Reach.OWN_TOWNSHIP and township is not None:
+        if township != principal.township:
+            return Refusal(f"{principal.party} acts only on incidents of its own township")
+    return None

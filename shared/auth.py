@@ -1,0 +1,198 @@
+"""Bearer JWTs (EdDSA or RS256) verified against configured public keys (a JWKS file).
+
+Claims: `sub`, `party` (`SFS:150626102`, `BLO`, `PLATFORM`, `AUDITOR` ...), `scope` (space
+separated), `exp`, `iss`, `aud`. `python -m shared.auth mint --party BLO` mints a token with
+the local development key; `make run` prints one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import Depends, Request
+from jwt.algorithms import OKPAlgorithm
+
+from shared.access import DEFAULT_SCOPES, Permission, Principal, decide
+from shared.domain import PARTY_PATTERN
+from shared.problems import Problem
+from shared.settings import Settings
+
+ALGORITHMS = ["EdDSA", "RS256"]
+DEV_KEY_ID = "local-dev"
+
+
+def unauthorized(detail: str) -> Problem:
+    return Problem(
+        401,
+        "Authentication required",
+        detail,
+        kind="unauthorized",
+        headers={"WWW-Authenticate": 'Bearer realm="correction-emergency"'},
+    )
+
+
+@dataclass(frozen=True)
+class TokenVerifier:
+    keys: dict[str, Any]  # kid → public key
+    issuer: str
+    audience: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenVerifier:
+        if settings.auth_jwks_file is None:
+            # Nobody can be verified: every protected route answers 401, none is open.
+            return cls({}, settings.auth_issuer, settings.auth_audience)
+        jwks = jwt.PyJWKSet.from_dict(json.loads(settings.auth_jwks_file.read_text("utf-8")))
+        return cls(
+            {key.key_id or "": key.key for key in jwks.keys},
+            settings.auth_issuer,
+            settings.auth_audience,
+        )
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self.keys.get(header.get("kid") or "")
+            if key is None:
+                raise unauthorized("the token's key id is not one we trust")
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=ALGORITHMS,
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError as error:
+            raise unauthorized("the token has expired") from error
+        except jwt.InvalidTokenError as error:
+            raise unauthorized(f"invalid token: {error}") from error
+        party = claims.get("party")
+        if not isinstance(party, str) or not (party == "AUDITOR" or _is_party(party)):
+            raise unauthorized("the token names no valid party")
+        scopes = claims.get("scope", "")
+        return Principal(str(claims["sub"]), party, frozenset(str(scopes).split()))
+
+
+def _is_party(value: str) -> bool:
+    import re
+
+    return re.match(PARTY_PATTERN, value) is not None
+
+
+async def authenticate(request: Request) -> Principal:
+    """FastAPI dependency: the caller, from `Authorization: Bearer <jwt>`; 401 otherwise."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise unauthorized("send Authorization: Bearer <token>")
+    principal = request.app.state.token_verifier.verify(token.strip())
+    request.state.principal = principal
+    return principal
+
+
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def authorize(caller: Principal, permission: Permission, township: str | None = None) -> None:
+    """403 problem+json unless the table of `shared.access` allows it."""
+    refusal = decide(caller, permission, township)
+    if refusal is not None:
+        raise Problem(403, "Forbidden", refusal.reason, kind="forbidden")
+
+
+def speaks_for(caller: Principal, party: str, field: str) -> None:
+    """A party records only its own reports and actions."""
+    if party != caller.party:
+        raise Problem(
+            403,
+            "Forbidden",
+            f"{caller.party} may not speak for {party} ({field})",
+            kind="forbidden",
+        )
+
+
+# --- local keys and tokens -------------------------------------------------------------------
+
+
+def ensure_dev_keys(folder: Path) -> tuple[Path, Path]:
+    """An Ed25519 key pair for local runs: (private PEM, JWKS of the public key)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    private_path, jwks_path = folder / "signing-key.pem", folder / "jwks.json"
+    if not private_path.exists():
+        key = Ed25519PrivateKey.generate()
+        private_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        private_path.chmod(0o600)
+        public = json.loads(OKPAlgorithm.to_jwk(key.public_key()))
+        jwks_path.write_text(
+            json.dumps({"keys": [{**public, "kid": DEV_KEY_ID, "alg": "EdDSA", "use": "sig"}]}),
+            encoding="utf-8",
+        )
+    return private_path, jwks_path
+
+
+def mint(
+    private_key_pem: bytes,
+    party: str,
+    *,
+    scopes: tuple[str, ...] | None = None,
+    issuer: str,
+    audience: str,
+    ttl_seconds: int = 8 * 3600,
+    key_id: str = DEV_KEY_ID,
+    subject: str | None = None,
+) -> str:
+    kind = party.split(":", 1)[0]
+    now = int(time.time())
+    claims = {
+        "sub": subject or f"{party}/{uuid.uuid4().hex[:8]}",
+        "party": party,
+        "scope": " ".join(scopes if scopes is not None else DEFAULT_SCOPES.get(kind, ())),
+        "iss": issuer,
+        "aud": audience,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    algorithm = "EdDSA" if isinstance(key, Ed25519PrivateKey) else "RS256"
+    return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": key_id})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Mint a token with the local signing key")
+    parser.add_argument("command", choices=["mint"])
+    parser.add_argument("--party", required=True, help="SFS:150626102, BLO, PLATFORM, AUDITOR")
+    parser.add_argument("--scope", action="append", help="repeat; default: the party's usual")
+    parser.add_argument("--ttl", type=int, default=8 * 3600, help="seconds")
+    arguments = parser.parse_args()
+    settings = Settings()
+    private_path, _ = ensure_dev_keys(settings.local_data_dir / "auth")
+    print(
+        mint(
+            private_path.read_bytes(),
+            arguments.party,
+            scopes=tuple(arguments.scope) if arguments.scope else None,
+            issuer=settings.auth_issuer,
+            audience=settings.auth_audience,
+            ttl_seconds=arguments.ttl,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

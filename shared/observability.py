@@ -1,0 +1,155 @@
+"""Metrics (Prometheus, one registry per service process) and JSON logs with trace ids."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from fastapi import Request
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.responses import Response
+
+NAMESPACE = "emergency"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+# The incident a log line is about: set by consumers per record and by routes per request.
+current_incident: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_incident", default=None
+)
+
+ScrapeHook = Callable[[], Awaitable[None]]
+
+
+class ServiceMetrics:
+    """The metrics every service has; services register their own on `registry`."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.registry = CollectorRegistry()
+        self._hooks: list[ScrapeHook] = []
+        self.http_latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency by route and status",
+            ["method", "route", "status"],
+            namespace=NAMESPACE,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "events_consumed",
+            "Records consumed, by outcome: applied, redelivered (a duplicate), dead_lettered",
+            ["consumer", "topic", "outcome"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            "consumer_lag_records",
+            "End offset minus committed offset, per assigned partition",
+            ["consumer", "topic", "partition"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.outbox_backlog = Gauge(
+            "outbox_backlog_events",
+            "Events written but not yet published",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest unpublished event (0 when none)",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.outbox_published = Counter(
+            "outbox_published_events",
+            "Events the relay published",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+
+    def add_scrape_hook(self, hook: ScrapeHook) -> None:
+        """Refresh gauges that are read from the database or the broker at scrape time."""
+        self._hooks.append(hook)
+
+    async def render(self) -> bytes:
+        for hook in self._hooks:
+            try:
+                await hook()
+            except Exception:
+                logging.getLogger(__name__).exception("metrics hook failed")
+        return generate_latest(self.registry)
+
+
+class HttpMetricsMiddleware(BaseHTTPMiddleware):
+    def __init__(self, app, metrics: ServiceMetrics) -> None:
+        super().__init__(app)
+        self._metrics = metrics
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            self._metrics.http_latency.labels(
+                request.method, getattr(route, "path", "unmatched"), str(status)
+            ).observe(time.perf_counter() - started)
+
+
+async def bind_incident(request: Request) -> None:
+    """Route dependency: log lines of this request name its incident."""
+    incident_id = request.path_params.get("incident_id")
+    if incident_id is not None:
+        current_incident.set(str(incident_id))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the trace, span and incident the line belongs to."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "service": self._service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            entry["trace_id"] = format(context.trace_id, "032x")
+            entry["span_id"] = format(context.span_id, "016x")
+        incident = current_incident.get()
+        if incident:
+            entry["incident_id"] = incident
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(service: str, level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,0 +1,86 @@
+"""Personal data at rest: AES-GCM with the key id beside each ciphertext, so keys can rotate.
+
+Keys come from the environment (`PII_KEYS`, a JSON map of key id → base64 of 32 bytes, e.g.
+from a Kubernetes Secret) with `PII_CURRENT_KEY_ID` naming the one new writes use. Old keys stay
+listed until every row has been re-sealed with the current one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from shared.settings import Settings
+
+SEALED = "sealed"
+
+
+class PersonalDataKeyError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class PiiCipher:
+    keys: dict[str, bytes]
+    current: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PiiCipher:
+        keys = {
+            key_id: base64.b64decode(secret.get_secret_value())
+            for key_id, secret in settings.pii_keys.items()
+        }
+        if not keys:
+            raise PersonalDataKeyError("PII_KEYS is not set: personal data cannot be stored")
+        current = settings.pii_current_key_id or sorted(keys)[-1]
+        if current not in keys:
+            raise PersonalDataKeyError(f"PII_CURRENT_KEY_ID {current!r} is not in PII_KEYS")
+        for key_id, key in keys.items():
+            if len(key) != 32:
+                raise PersonalDataKeyError(f"PII key {key_id!r} is not 32 bytes")
+        return cls(keys, current)
+
+    def seal(self, value: Any, context: str) -> dict[str, str]:
+        """Encrypt a JSON value; `context` (what it is) is authenticated, not secret."""
+        nonce = os.urandom(12)
+        plaintext = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        ciphertext = AESGCM(self.keys[self.current]).encrypt(nonce, plaintext, context.encode())
+        return {
+            "kid": self.current,
+            "nonce": base64.b64encode(nonce).decode(),
+            "ct": base64.b64encode(ciphertext).decode(),
+        }
+
+    def open(self, sealed: dict[str, str], context: str) -> Any:
+        key = self.keys.get(sealed["kid"])
+        if key is None:
+            raise PersonalDataKeyError(f"no PII key {sealed['kid']!r} to open this record")
+        plaintext = AESGCM(key).decrypt(
+            base64.b64decode(sealed["nonce"]), base64.b64decode(sealed["ct"]), context.encode()
+        )
+        return json.loads(plaintext)
+
+    def seal_subjects(self, facts: dict[str, Any]) -> dict[str, Any]:
+        """Facts as stored: the subjects (names, ID numbers) sealed, everything else as is."""
+        if facts.get("subjects") is None:
+            return dict(facts)
+        return {**facts, "subjects": {SEALED: self.seal(facts["subjects"], "subjects")}}
+
+    def open_subjects(self, facts: dict[str, Any]) -> dict[str, Any]:
+        subjects = facts.get("subjects")
+        if isinstance(subjects, dict) and SEALED in subjects:
+            return {**facts, "subjects": self.open(subjects[SEALED], "subjects")}
+        return dict(facts)
+
+    def needs_resealing(self, facts: dict[str, Any]) -> bool:
+        subjects = facts.get("subjects")
+        return isinstance(subjects, dict) and subjects[SEALED]["kid"] != self.current
+
+
+def new_key() -> str:
+    return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()

@@ -1,0 +1,84 @@
+"""A dead letter replayed after its cause is fixed is applied, once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from shared.devrun import ServiceProcesses
+from shared.dlq import replay
+from shared.events import CloudEvent, topics
+from shared.events.models import ActionRecorded
+from shared.localinfra import Infrastructure
+from shared.settings import Settings
+from tests.integration.helpers import eventually, obligations_when
+from tests.integration.test_exactly_once_effects import reported_event
+from tests.integration.test_walking_skeleton import read_topic
+
+
+async def test_an_action_dead_lettered_before_its_incident_is_applied_on_replay(
+    infra: Infrastructure,
+    infra_settings: Settings,
+    system: ServiceProcesses,
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    reported = reported_event()
+    now = datetime.now(UTC)
+    early_action = CloudEvent.new(
+        "intake",
+        ActionRecorded(
+            incident_id=uuid.UUID(reported.subject),
+            action_id=uuid.uuid4(),
+            action="FIRST_RESPONSE_STARTED",
+            party="SFS:150626102",
+            actor_name="李明",
+            occurred_at=now,
+            recorded_at=now,
+        ),
+        reported.subject,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        send = producer.send_and_wait
+        await send(
+            topics.INCIDENTS, early_action.value(), early_action.key, headers=early_action.headers()
+        )
+        dead = await eventually(
+            lambda: read_topic(infra.kafka_bootstrap_servers, "incidents.v1.dlq", 1, 2.0),
+            lambda records: any(r.key == early_action.key for r in records),
+        )
+        letter = next(r for r in dead if r.key == early_action.key)
+        assert b"unknown incident" in dict(letter.headers)["dlq_reason"]
+        await send(topics.INCIDENTS, reported.value(), reported.key, headers=reported.headers())
+    finally:
+        await producer.stop()
+    await obligations_when(clients, reported.subject, lambda body: body["status"] == "REPORTED")
+
+    listed = await replay(
+        infra_settings, topics.INCIDENTS, "escalation.incidents", dry_run=True, idle_seconds=1.0
+    )
+    assert listed >= 1
+    replayed = await replay(
+        infra_settings, topics.INCIDENTS, "escalation.incidents", dry_run=False, idle_seconds=1.0
+    )
+    assert replayed >= 1
+    body = await obligations_when(
+        clients, reported.subject, lambda body: body["status"] == "RESPONDING"
+    )
+    met = [o for o in body["obligations"] if o["status"] == "MET"]
+    assert [o["rule_id"] for o in met] == ["R1"]
+    # The replayer's offsets are committed: a second run finds nothing new.
+    assert (
+        await replay(
+            infra_settings,
+            topics.INCIDENTS,
+            "escalation.incidents",
+            dry_run=False,
+            idle_seconds=1.0,
+        )
+        == 0
+    )

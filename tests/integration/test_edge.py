@@ -1,0 +1,183 @@
+"""The edge: authentication on every endpoint, jurisdiction, personal data, input limits."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import text
+
+from shared.db import create_engine
+from shared.devrun import ServiceProcesses
+from shared.settings import SERVICE_NAMES, Settings
+from tests.integration.helpers import eventually, report, timeline_with, violence_report
+
+OPEN_PATHS = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/notifications/{notification_id}/ack",
+    # The audit log's hashes and signatures: public, for witnesses and verifiers.
+    "/v1/log/checkpoint",
+    "/v1/log/key",
+    "/v1/log/cosignatures",
+    "/v1/log/proof/inclusion",
+    "/v1/log/proof/consistency",
+}
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: "7" if m[1] == "index" else str(uuid.uuid4()), path)
+
+
+async def test_every_endpoint_refuses_a_caller_without_a_valid_token(
+    system: ServiceProcesses,
+) -> None:
+    checked = 0
+    async with httpx.AsyncClient(timeout=10) as anonymous:
+        for service in SERVICE_NAMES:
+            spec = (await anonymous.get(f"{system.url(service)}/openapi.json")).json()
+            for path, methods in spec["paths"].items():
+                if path in OPEN_PATHS:
+                    continue
+                for method in methods:
+                    url = f"{system.url(service)}{concrete(path)}"
+                    for headers in ({}, {"Authorization": "Bearer not-a-jwt"}):
+                        response = await anonymous.request(method, url, headers=headers, json={})
+                        assert response.status_code == 401, (service, method, path, headers)
+                        assert response.headers["content-type"] == "application/problem+json"
+                        assert response.headers["www-authenticate"].startswith("Bearer")
+                        checked += 1
+    assert checked >= 2 * 12  # every protected route of the four services, twice
+
+
+async def test_a_township_party_is_refused_another_townships_incident(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    incident_id = await report(clients)  # 图克镇
+    outsider = {"X-Act-As": "SFS:150626100"}  # 嘎鲁图镇司法所
+    for service, path in (
+        ("intake", f"/v1/incidents/{incident_id}"),
+        ("escalation", f"/v1/incidents/{incident_id}/obligations"),
+        ("audit", f"/v1/incidents/{incident_id}/timeline"),
+    ):
+        response = await eventually(
+            lambda service=service, path=path: clients[service].get(path, headers=outsider),
+            lambda response: response.status_code != 404,
+        )
+        assert response.status_code == 403, (service, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    notifications = await clients["notification"].get(
+        "/v1/notifications", params={"incident_id": incident_id}, headers=outsider
+    )
+    assert notifications.status_code == 403
+    action = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/actions",
+        json={"action": "ON_SCENE", "party": "SFS:150626100", "actor_name": "某"},
+    )
+    assert action.status_code == 403
+    own = await clients["intake"].get(
+        f"/v1/incidents/{incident_id}", headers={"X-Act-As": "PPS:150626102 incidents:read"}
+    )
+    assert own.status_code == 200
+
+
+async def test_a_party_speaks_only_for_itself_and_readers_write_nothing(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    as_someone_else = await clients["intake"].post(
+        "/v1/incidents", json=violence_report(), headers={"X-Act-As": "TCG:150626102"}
+    )
+    assert as_someone_else.status_code == 403
+    assert "may not speak for" in as_someone_else.json()["detail"]
+    for reader in ("CEO", "AUDITOR"):
+        refused = await clients["intake"].post(
+            "/v1/incidents",
+            json=violence_report(reporter={"party": "BLO", "name": "值班员"}),
+            headers={"X-Act-As": reader},
+        )
+        assert refused.status_code == 403
+
+
+async def test_personal_data_is_sealed_at_rest_masked_by_default_and_unmasked_reads_audited(
+    clients: dict[str, httpx.AsyncClient], infra_settings: Settings
+) -> None:
+    incident_id = await report(
+        clients, summary="王某某持刀（身份证150626199001011234）", location="王某某家门口"
+    )
+    masked = (await clients["intake"].get(f"/v1/incidents/{incident_id}")).json()
+    assert masked["personal_data"] == "masked"
+    assert masked["facts"]["subjects"][0]["name"] == "王**"
+    assert "王某某" not in str(masked) and "150626199001011234" not in str(masked)
+
+    shown = await clients["intake"].get(
+        f"/v1/incidents/{incident_id}", headers={"X-Act-As": "BLO incidents:read pii:read"}
+    )
+    assert shown.json()["personal_data"] == "shown"
+    assert shown.json()["facts"]["subjects"][0]["id_number"] == "150626199001011234"
+    timeline = await timeline_with(clients["audit"], incident_id, "incident.personal_data_read")
+    read = next(
+        e for e in timeline.json()["entries"] if e["ce_type"] == "incident.personal_data_read"
+    )
+    assert read["event"]["data"]["party"] == "BLO"
+    # Nothing on the topics carries the clear name or ID number.
+    assert "王某某" not in timeline.text and "150626199001011234" not in timeline.text
+
+    engine = create_engine(infra_settings, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            stored = await connection.execute(
+                text(
+                    "SELECT facts::text, (SELECT string_agg(changes::text, '') FROM intake.reports"
+                    " WHERE incident_id = :id) FROM intake.incidents WHERE id = :id"
+                ),
+                {"id": incident_id},
+            )
+            facts, changes = stored.one()
+    finally:
+        await engine.dispose()
+    assert '"sealed"' in facts and '"kid"' in facts
+    for clear in ("150626199001011234", 'SQJZ-2024-0107", "name"'):
+        assert clear not in facts and clear not in changes
+    assert "王某某" not in facts.split('"subjects"')[1]
+
+
+async def test_times_in_the_future_are_refused(clients: dict[str, httpx.AsyncClient]) -> None:
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    response = await clients["intake"].post(
+        "/v1/incidents", json=violence_report(occurred_at=tomorrow)
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "occurred_at"
+    naive = await clients["intake"].post(
+        "/v1/incidents", json=violence_report(occurred_at="2026-01-01T08:00:00")
+    )
+    assert naive.status_code == 422
+
+
+async def test_bodies_too_large_and_callers_too_fast_are_refused(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    huge = violence_report(summary="很" * 200_000)
+    response = await clients["intake"].post("/v1/incidents", json=huge)
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+
+    one_token = clients["intake"].auth.token("BLO")  # type: ignore[union-attr]
+    async with httpx.AsyncClient(base_url=str(clients["intake"].base_url)) as plain:
+        answers = await asyncio.gather(
+            *(
+                plain.get(
+                    f"/v1/incidents/{uuid.uuid4()}",
+                    headers={"Authorization": f"Bearer {one_token}"},
+                )
+                for _ in range(160)
+            )
+        )
+    limited = [answer for answer in answers if answer.status_code == 429]
+    assert limited, "no request was limited"
+    assert int(limited[0].headers["Retry-After"]) >= 1
+    assert limited[0].headers["content-type"] == "application/problem+json"

@@ -1,0 +1,152 @@
+"""Token verification, personal-data sealing and the request limits; pure, no servers."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import jwt
+import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
+from jwt.algorithms import RSAAlgorithm
+from pydantic import SecretStr
+
+from shared.auth import TokenVerifier, ensure_dev_keys, mint
+from shared.limits import TokenBuckets
+from shared.pii import PersonalDataKeyError, PiiCipher, new_key
+from shared.problems import Problem
+from shared.settings import Settings
+
+
+@pytest.fixture
+def keys(tmp_path):
+    private, jwks = ensure_dev_keys(tmp_path)
+    settings = Settings(auth_jwks_file=jwks)
+    return private.read_bytes(), TokenVerifier.from_settings(settings), settings
+
+
+def token(private: bytes, settings: Settings, party: str = "SFS:150626102", **overrides) -> str:
+    return mint(
+        private, party, issuer=settings.auth_issuer, audience=settings.auth_audience, **overrides
+    )
+
+
+def test_a_minted_token_names_its_party_and_usual_scopes(keys):
+    private, verifier, settings = keys
+    principal = verifier.verify(token(private, settings))
+    assert principal.party == "SFS:150626102"
+    assert principal.township == "150626102"
+    assert principal.scopes == {"incidents:write", "incidents:read", "audit:read"}
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"ttl_seconds": -10}, "expired"),
+        ({"key_id": "someone-else"}, "key id"),
+    ],
+)
+def test_bad_tokens_are_refused_with_401(keys, change, why):
+    private, verifier, settings = keys
+    with pytest.raises(Problem) as refused:
+        verifier.verify(token(private, settings, **change))
+    assert refused.value.status == 401 and why in (refused.value.detail or "")
+
+
+def test_a_token_for_another_audience_or_from_another_key_is_refused(keys, tmp_path):
+    private, verifier, settings = keys
+    elsewhere = token(private, settings.model_copy(update={"auth_audience": "other"}))
+    with pytest.raises(Problem):
+        verifier.verify(elsewhere)
+    other_private, _ = ensure_dev_keys(tmp_path / "other")
+    with pytest.raises(Problem):
+        verifier.verify(token(other_private.read_bytes(), settings))
+    tampered = token(private, settings)[:-4] + "AAAA"
+    with pytest.raises(Problem):
+        verifier.verify(tampered)
+
+
+def test_a_token_without_a_valid_party_is_refused(keys):
+    private, verifier, settings = keys
+    with pytest.raises(Problem):
+        verifier.verify(token(private, settings, party="NOBODY"))
+
+
+def test_rs256_keys_from_a_jwks_are_accepted(tmp_path):
+    key = generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**public, "kid": "rsa-1", "alg": "RS256"}]}))
+    settings = Settings(auth_jwks_file=jwks)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    signed = token(pem, settings, party="BLO", key_id="rsa-1")
+    assert jwt.get_unverified_header(signed)["alg"] == "RS256"
+    assert TokenVerifier.from_settings(settings).verify(signed).party == "BLO"
+
+
+def test_without_keys_nobody_is_verified():
+    verifier = TokenVerifier.from_settings(Settings(auth_jwks_file=None))
+    with pytest.raises(Problem):
+        verifier.verify("e30.e30.sig")
+
+
+def cipher(*ids: str, current: str | None = None) -> PiiCipher:
+    return PiiCipher.from_settings(
+        Settings(
+            pii_keys={key_id: SecretStr(KEYS[key_id]) for key_id in ids},
+            pii_current_key_id=current,
+        )
+    )
+
+
+KEYS = {"k1": new_key(), "k2": new_key()}
+FACTS = {"category": "VIOLENCE", "subjects": [{"id": "S1", "name": "王某某", "id_number": "1"}]}
+
+
+def test_subjects_are_sealed_with_the_key_id_beside_them():
+    sealed = cipher("k1").seal_subjects(FACTS)
+    assert "王某某" not in json.dumps(sealed, ensure_ascii=False)
+    assert sealed["subjects"]["sealed"]["kid"] == "k1"
+    assert sealed["category"] == "VIOLENCE"
+    assert cipher("k1").open_subjects(sealed) == FACTS
+
+
+def test_old_rows_stay_readable_after_rotation_and_say_they_need_resealing():
+    sealed_with_k1 = cipher("k1").seal_subjects(FACTS)
+    rotated = cipher("k1", "k2", current="k2")
+    assert rotated.open_subjects(sealed_with_k1) == FACTS
+    assert rotated.needs_resealing(sealed_with_k1)
+    assert not rotated.needs_resealing(rotated.seal_subjects(FACTS))
+
+
+def test_a_ciphertext_moved_to_another_context_or_altered_does_not_open():
+    sealer = cipher("k1")
+    envelope = sealer.seal("secret", "subjects")
+    with pytest.raises(InvalidTag):
+        sealer.open(envelope, "something else")
+    altered = {**envelope, "ct": base64.b64encode(b"x" * 40).decode()}
+    with pytest.raises(InvalidTag):
+        sealer.open(altered, "subjects")
+
+
+def test_missing_or_short_keys_stop_the_start():
+    with pytest.raises(PersonalDataKeyError):
+        PiiCipher.from_settings(Settings())
+    with pytest.raises(PersonalDataKeyError):
+        PiiCipher.from_settings(Settings(pii_keys={"k": SecretStr("c2hvcnQ=")}))
+
+
+def test_token_buckets_limit_each_caller_on_its_own():
+    now = [0.0]
+    buckets = TokenBuckets(rate=1.0, burst=2, clock=lambda: now[0])
+    assert [buckets.take("a"), buckets.take("a")] == [0.0, 0.0]
+    assert buckets.take("a") == pytest.approx(1.0)
+    assert buckets.take("b") == 0.0
+    now[0] = 1.0
+    assert buckets.take("a") == 0.0
