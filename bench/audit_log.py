@@ -36,8 +36,9 @@ from aiokafka import AIOKafkaProducer
 from services.audit import store
 from services.audit.handlers import new_leaf
 from services.audit.merkle import verify_inclusion
+from shared.auth import ensure_dev_keys, mint
 from shared.db import create_engine, create_session_factory, migrate
-from shared.devrun import ServiceProcesses
+from shared.devrun import ServiceProcesses, development_secrets
 from shared.events import CloudEvent
 from shared.events.models import NotificationDelivered
 from shared.events.topics import NOTIFICATIONS
@@ -115,13 +116,25 @@ async def through_the_service(settings: Settings, work: Path, count: int) -> dic
         "DATABASE_URL": settings.database_url or "",
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "AUDIT_SIGNING_KEY_SEED": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        **development_secrets(work),
     }
+    private_key, _ = ensure_dev_keys(work / "auth")
+    token = mint(
+        private_key.read_bytes(),
+        "BLO",
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+    )
     services = ServiceProcesses(environment, {"audit": free_port()}, work / "logs")
     try:
         await ensure_topics(settings.model_copy(update={"kafka_bootstrap_servers": bootstrap}))
         services.start_one("audit")
         await services.wait_ready("audit", 120)
-        async with httpx.AsyncClient(base_url=services.url("audit"), timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=services.url("audit"),
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as client:
             # One event first: the consumer has joined its group before the clock starts.
             await one_round(client, bootstrap, 1)
             rounds = []

@@ -198,8 +198,6 @@ class BatchingConsumer(EventConsumer):
             fresh = [item for item in received if (item[0].source, item[0].id) in fresh_ids]
             if fresh:
                 await self._audit_log.append_all(session, fresh)
-        self.applied += len(fresh)
-        self.redelivered += len(received) - len(fresh)
         for event, position in received:
             fresh_one = (event.source, event.id) in fresh_ids
             self._count(position.topic, "applied" if fresh_one else "redelivered")

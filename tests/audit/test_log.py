@@ -296,3 +296,9 @@ async def test_personal_data_needs_a_token_and_permission_hashes_are_public(
         await latest(clients, audit_system)
         assert (await anonymous.get("/v1/log/checkpoint")).status_code == 200
         assert (await anonymous.get("/v1/log/key")).text.strip() == audit_system.log_key.vkey
+
+
+async def test_batches_are_applied_whole_not_retried_one_by_one(audit_system: AuditSystem) -> None:
+    """The one-by-one path is for batches that fail; none of the tests' should have."""
+    log = (audit_system.processes.log_dir / "audit.log").read_text(encoding="utf-8")
+    assert "batch of" not in log, [line for line in log.splitlines() if "batch of" in line][:3]
