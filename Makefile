@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint format migrate clean
+.PHONY: install run demo test bench lint format migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ demo: install  ## post the sample incidents of examples/ to a running system
 
 test: install  ## unit and end-to-end tests on a real PostgreSQL and broker
 	$(BIN)/python -m pytest
+
+bench: install  ## audit log benchmarks (minutes); results in bench/results/<date>.json
+	$(BIN)/python -m bench.audit_log
 
 lint: install
 	$(BIN)/ruff check .

@@ -71,6 +71,7 @@ class ServiceRuntime:
     _worker_tasks: list[asyncio.Task] = field(default_factory=list)
     _consumer_specs: list[tuple[str, tuple[str, ...], EventHandler]] = field(default_factory=list)
     _migration_head: str | None = None
+    _readiness_checks: list[tuple[str, Callable[[], str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(self.service)
@@ -81,6 +82,10 @@ class ServiceRuntime:
 
     def add_consumer(self, group: str, topics: Iterable[str], handler: EventHandler) -> None:
         self._consumer_specs.append((group, tuple(topics), handler))
+
+    def add_readiness_check(self, name: str, check: Callable[[], str]) -> None:
+        """A check `/readyz` reports: "ok", or what is wrong."""
+        self._readiness_checks.append((name, check))
 
     def add_worker(self, name: str, worker: Worker) -> None:
         """A background loop, restarted after a failure, cancelled at stop."""
@@ -181,6 +186,8 @@ class ServiceRuntime:
             )
         except Exception as error:
             checks["migrations"] = f"unavailable: {error.__class__.__name__}"
+        for name, check in self._readiness_checks:
+            checks[name] = check()
         return checks
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -123,6 +124,17 @@ class Settings(BaseSettings):
         if self.notification_lease_seconds <= self.notification_send_timeout_seconds:
             raise ValueError("NOTIFICATION_LEASE_SECONDS must exceed the send timeout")
         return self
+
+    # Audit: the log's name (checkpoint origin and key name) and its Ed25519 signing key, as a
+    # file holding `PRIVATE+KEY+...` or a base64 seed; neither: a dev key in `local_data_dir`.
+    audit_log_origin: str = "sqjz.wushen.example/audit"
+    audit_signing_key_file: Path | None = None
+    audit_signing_key_seed: str | None = None
+    # Witnesses whose cosignatures the log accepts: vkeys, separated by commas or spaces.
+    audit_witness_keys: str = ""
+    audit_checkpoint_interval_seconds: float = Field(default=1.0, gt=0)
+    # R12: a first report this long after the incident was discovered is suspected of 瞒报.
+    audit_concealment_threshold: timedelta = timedelta(hours=1)
 
     @cached_property
     def async_database_url(self) -> str:

@@ -1,23 +1,81 @@
-"""REST routes of audit: an incident's timeline and the state of the log."""
+"""REST routes of audit: timelines, the Merkle log and its proofs, checkpoints, findings and
+the investigation report. Every query runs as the writer role, which can only read and append.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter
-from sqlalchemy import select
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from sqlalchemy import Row, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.audit.chain import first_broken_link
-from services.audit.models import log_entries, log_head
-from services.audit.schemas import LogEntryOut, LogHeadOut, LogVerificationOut, TimelineOut
-from shared.problems import not_found
-from shared.runtime import DatabaseSession
+from services.audit import report, store
+from services.audit.findings import LoggedEvent
+from services.audit.merkle import ProofError
+from services.audit.models import checkpoints, cosignatures, findings, log_entries
+from services.audit.note import (
+    Checkpoint,
+    Note,
+    NoteError,
+    open_checkpoint,
+    verify_cosignature,
+)
+from services.audit.schemas import (
+    AuditContext,
+    CheckpointOut,
+    ConsistencyProofOut,
+    FindingOut,
+    FindingsOut,
+    IncidentProofsOut,
+    InclusionProofOut,
+    LogEntryOut,
+    LogHeadOut,
+    LogVerificationOut,
+    ProvenEntryOut,
+    TimelineOut,
+)
+from services.audit.verification import LeafChecker, judge
+from shared.access import Permission
+from shared.auth import Caller, authorize
+from shared.events.models import AccountabilityFinding
+from shared.problems import Problem, not_found
+from shared.runtime import runtime_of
 
 router = APIRouter(tags=["audit"])
+# Checkpoints, the verifier key and proofs are hashes only and exist to be checked by anyone;
+# a witness's cosignature is proven by its own signature. No bearer token on these.
+proof_router = APIRouter(tags=["proofs"])
+NOTE_MEDIA_TYPE = "text/plain; charset=utf-8"
 
 
-def entry_out(row) -> LogEntryOut:
+async def writer_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, as the role that may only read and append."""
+    async with runtime_of(request).sessions() as session, session.begin():
+        await store.act_as_writer(session)
+        yield session
+
+
+# "function" scope: the transaction ends before the response is sent.
+Session = Annotated[AsyncSession, Depends(writer_session, scope="function")]
+
+
+def context_of(request: Request) -> AuditContext:
+    return request.app.state.audit
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(bytes(digest)).decode()
+
+
+def entry_out(row: Row) -> LogEntryOut:
     return LogEntryOut(
         index=row.index,
         ce_id=row.ce_id,
@@ -27,17 +85,29 @@ def entry_out(row) -> LogEntryOut:
         topic=row.topic,
         partition=row.partition,
         offset=row.offset,
-        leaf_hash=row.leaf_hash.hex(),
-        chain_hash=row.chain_hash.hex(),
+        leaf_hash=bytes(row.leaf_hash).hex(),
         event=json.loads(row.leaf),
     )
 
 
-@router.get(
-    "/v1/incidents/{incident_id}/timeline",
-    summary="Every event of an incident, in the order it happened",
-)
-async def timeline(incident_id: UUID, session: DatabaseSession) -> TimelineOut:
+def proof_problem(error: ProofError | LookupError) -> Problem:
+    return Problem(422, "No such proof", str(error), kind="no-such-proof")
+
+
+# Indexes and sizes beyond what PostgreSQL's bigint holds name no leaf.
+Index = Annotated[int, Path(ge=0, le=2**62)]
+MAX_SIZE = 2**62
+
+
+def township_in(rows: list[Row]) -> str | None:
+    """The incident's township, from its first report in the log."""
+    for row in rows:
+        if row.ce_type == "incident.reported":
+            return json.loads(row.leaf)["data"]["facts"]["township_code"]
+    return None
+
+
+async def incident_rows(session: AsyncSession, incident_id: UUID) -> list[Row]:
     rows = (
         await session.execute(
             select(log_entries)
@@ -47,32 +117,391 @@ async def timeline(incident_id: UUID, session: DatabaseSession) -> TimelineOut:
     ).all()
     if not rows:
         raise not_found("Incident", incident_id)
+    return list(rows)
+
+
+@router.get(
+    "/v1/incidents/{incident_id}/timeline",
+    summary="Every event of an incident, in the order it happened",
+)
+async def timeline(incident_id: UUID, session: Session, caller: Caller) -> TimelineOut:
+    rows = await incident_rows(session, incident_id)
+    authorize(caller, Permission.READ_TIMELINE, township_in(rows))
     return TimelineOut(incident_id=str(incident_id), entries=[entry_out(row) for row in rows])
 
 
-@router.get("/v1/log/entries/{index}", summary="One log entry")
-async def log_entry(index: int, session: DatabaseSession) -> LogEntryOut:
-    row = (await session.execute(select(log_entries).where(log_entries.c.index == index))).first()
+async def signed_checkpoint(session: AsyncSession, size: int | None = None) -> Row:
+    row = (
+        await store.latest_checkpoint(session)
+        if size is None
+        else await store.checkpoint_of_size(session, size)
+    )
     if row is None:
+        raise not_found("Checkpoint", "latest" if size is None else size)
+    return row
+
+
+async def proofs_against(
+    session: AsyncSession, indices: list[int], checkpoint: Row
+) -> dict[int, list[bytes]]:
+    """Inclusion proofs of the leaves the checkpoint covers."""
+    covered = [index for index in indices if index < checkpoint.size]
+    return await store.inclusion_proofs(session, covered, checkpoint.size)
+
+
+@router.get(
+    "/v1/incidents/{incident_id}/proofs",
+    summary="An incident's leaves with inclusion proofs against the latest checkpoint",
+)
+async def incident_proofs(incident_id: UUID, session: Session, caller: Caller) -> IncidentProofsOut:
+    rows = await incident_rows(session, incident_id)
+    authorize(caller, Permission.READ_TIMELINE, township_in(rows))
+    checkpoint = await signed_checkpoint(session)
+    proofs = await proofs_against(session, [row.index for row in rows], checkpoint)
+    return IncidentProofsOut(
+        incident_id=str(incident_id),
+        checkpoint=checkpoint_out(checkpoint),
+        entries=[
+            ProvenEntryOut(
+                index=row.index,
+                ce_type=row.ce_type,
+                ce_time=row.ce_time,
+                leaf_hash=b64(row.leaf_hash),
+                covered=row.index in proofs,
+                proof=[b64(step) for step in proofs.get(row.index, [])],
+            )
+            for row in rows
+        ],
+    )
+
+
+@router.get("/v1/log/entries/{index}", summary="One log entry")
+async def log_entry(index: Index, session: Session, caller: Caller) -> LogEntryOut:
+    authorize(caller, Permission.READ_LOG)
+    rows = await store.entries(session, [index])
+    if not rows:
         raise not_found("Log entry", index)
-    return entry_out(row)
+    return entry_out(rows[0])
 
 
-@router.get("/v1/log/head", summary="Size and head hash of the log")
-async def head(session: DatabaseSession) -> LogHeadOut:
-    current = (await session.execute(select(log_head).where(log_head.c.id == 1))).one()
-    return LogHeadOut(size=current.size, head_hash=current.head_hash.hex())
+@router.get("/v1/log/head", summary="Size and Merkle root of the log")
+async def head(session: Session, caller: Caller) -> LogHeadOut:
+    authorize(caller, Permission.READ_LOG)
+    size = await store.log_size(session)
+    root = await store.root_at(session, size)
+    return LogHeadOut(size=size, head_hash=root.hex(), root_hash=b64(root))
 
 
-@router.get("/v1/log/verify", summary="Re-derive the whole chain and name the first broken entry")
-async def verify(session: DatabaseSession) -> LogVerificationOut:
-    current = (await session.execute(select(log_head).where(log_head.c.id == 1))).one()
-    links = await session.execute(
-        select(log_entries.c.index, log_entries.c.leaf, log_entries.c.chain_hash).order_by(
-            log_entries.c.index
-        )
+@router.get(
+    "/v1/log/verify",
+    summary="Re-derive the whole tree from the leaves; name the first leaf that no longer matches",
+)
+async def verify(session: Session, caller: Caller) -> LogVerificationOut:
+    authorize(caller, Permission.READ_LOG)
+    size = await store.log_size(session)
+    stored_root = await store.root_at(session, size)
+    latest = await store.latest_checkpoint(session)
+    rows = await session.stream(
+        select(log_entries.c.index, log_entries.c.leaf, log_entries.c.leaf_hash)
+        .order_by(log_entries.c.index)
+        .execution_options(yield_per=2000)
     )
-    broken = first_broken_link([(row.index, row.leaf, row.chain_hash) for row in links])
+    checker = LeafChecker([latest.size] if latest is not None else [])
+    async for row in rows:
+        checker.add(row.index, bytes(row.leaf), bytes(row.leaf_hash))
+    check = checker.result()
+    first_broken = check.changed[0] if check.changed else check.gap_at
+    matches = None
+    if latest is not None:
+        verdict = judge(check, checkpoint_of(latest))
+        matches = verdict.ok
+        first_broken = verdict.first_bad_index if not verdict.ok else first_broken
     return LogVerificationOut(
-        size=current.size, head_hash=current.head_hash.hex(), first_broken_index=broken
+        size=size,
+        head_hash=stored_root.hex(),
+        root_hash=b64(stored_root),
+        recomputed_root_hash=b64(check.root),
+        first_broken_index=first_broken,
+        checkpoint_size=latest.size if latest is not None else None,
+        checkpoint_matches=matches,
     )
+
+
+def checkpoint_of(row: Row) -> Checkpoint:
+    return Checkpoint.parse(Note.parse(row.note).text)
+
+
+def checkpoint_out(row: Row) -> CheckpointOut:
+    return CheckpointOut(size=row.size, root_hash=b64(row.root_hash), note=row.note)
+
+
+async def with_cosignatures(session: AsyncSession, row: Row) -> str:
+    lines = (
+        await session.execute(
+            select(cosignatures.c.signature_line)
+            .where(cosignatures.c.size == row.size)
+            .order_by(cosignatures.c.received_at)
+        )
+    ).scalars()
+    note = Note.parse(row.note)
+    for line in lines:
+        note = note.with_signature(line)
+    return note.render()
+
+
+@proof_router.get(
+    "/v1/log/checkpoint",
+    summary="The latest signed checkpoint (C2SP tlog-checkpoint), with witness cosignatures",
+    response_class=PlainTextResponse,
+)
+async def checkpoint(
+    session: Session,
+    size: Annotated[int | None, Query(ge=0, le=MAX_SIZE)] = None,
+) -> Response:
+    row = await signed_checkpoint(session, size)
+    return PlainTextResponse(await with_cosignatures(session, row), media_type=NOTE_MEDIA_TYPE)
+
+
+@proof_router.get("/v1/log/key", summary="The log's verifier key", response_class=PlainTextResponse)
+async def log_key(request: Request) -> Response:
+    return PlainTextResponse(context_of(request).log_key.vkey + "\n")
+
+
+@proof_router.post(
+    "/v1/log/cosignatures",
+    status_code=201,
+    summary="Add a witness's cosignature: the checkpoint note it cosigned",
+)
+async def add_cosignature(request: Request, session: Session) -> CheckpointOut:
+    context = context_of(request)
+    try:
+        parsed, note = open_checkpoint((await request.body()).decode(), context.log_key)
+    except (NoteError, UnicodeDecodeError) as error:
+        raise Problem(422, "Not a checkpoint of this log", str(error), kind="bad-note") from error
+    row = await signed_checkpoint(session, parsed.size)
+    if Note.parse(row.note).text != note.text:
+        raise Problem(409, "Checkpoint differs from the one this log signed", kind="fork")
+    accepted = 0
+    for witness in context.witnesses:
+        try:
+            timestamp = verify_cosignature(note, witness)
+        except NoteError:
+            continue
+        line = next(s.line for s in note.signatures if (s.name, s.id) == (witness.name, witness.id))
+        await session.execute(
+            insert(cosignatures)
+            .values(size=row.size, witness=witness.vkey, signature_line=line, timestamp=timestamp)
+            .on_conflict_do_nothing()
+        )
+        accepted += 1
+    if not accepted:
+        raise Problem(422, "No cosignature of a known witness", kind="unknown-witness")
+    return checkpoint_out(row)
+
+
+@proof_router.get("/v1/log/proof/inclusion", summary="RFC 9162 inclusion proof of a leaf")
+async def inclusion(
+    session: Session,
+    index: Annotated[int, Query(ge=0, le=MAX_SIZE)],
+    size: Annotated[int, Query(ge=1, le=MAX_SIZE)],
+) -> InclusionProofOut:
+    try:
+        bundle = await store.inclusion_bundle(session, index, size)
+    except (ProofError, LookupError) as error:
+        raise proof_problem(error) from error
+    return InclusionProofOut(
+        index=index,
+        size=size,
+        leaf_hash=b64(bundle.leaf_hash),
+        root_hash=b64(bundle.root),
+        proof=[b64(step) for step in bundle.proof],
+    )
+
+
+@proof_router.get(
+    "/v1/log/proof/consistency", summary="RFC 9162 consistency proof between two sizes"
+)
+async def consistency(
+    session: Session,
+    old_size: Annotated[int, Query(alias="from", ge=1, le=MAX_SIZE)],
+    new_size: Annotated[int, Query(alias="to", ge=1, le=MAX_SIZE)],
+) -> ConsistencyProofOut:
+    try:
+        bundle = await store.consistency_bundle(session, old_size, new_size)
+    except (ProofError, LookupError) as error:
+        raise proof_problem(error) from error
+    return ConsistencyProofOut(
+        old_size=old_size,
+        new_size=new_size,
+        old_root_hash=b64(bundle.old_root),
+        new_root_hash=b64(bundle.new_root),
+        proof=[b64(step) for step in bundle.proof],
+    )
+
+
+@router.get(
+    "/v1/log/export",
+    summary="The signed checkpoints and every leaf, one JSON object a line, for offline checks",
+)
+async def export(
+    request: Request,
+    caller: Caller,
+    start: Annotated[int, Query(ge=0, le=MAX_SIZE)] = 0,
+    end: Annotated[int | None, Query(ge=0, le=MAX_SIZE)] = None,
+) -> StreamingResponse:
+    authorize(caller, Permission.READ_LOG)
+    runtime = runtime_of(request)
+
+    async def lines() -> AsyncIterator[bytes]:
+        async with runtime.sessions() as session, session.begin():
+            await store.act_as_writer(session)
+            notes = await session.stream(select(checkpoints.c.note).order_by(checkpoints.c.size))
+            async for (note,) in notes:
+                yield json.dumps({"checkpoint": note}, ensure_ascii=False).encode() + b"\n"
+            query = select(log_entries.c.index, log_entries.c.leaf, log_entries.c.leaf_hash).where(
+                log_entries.c.index >= start
+            )
+            if end is not None:
+                query = query.where(log_entries.c.index < end)
+            rows = await session.stream(
+                query.order_by(log_entries.c.index).execution_options(yield_per=2000)
+            )
+            async for row in rows:
+                yield (
+                    json.dumps(
+                        {"index": row.index, "leaf": b64(row.leaf), "leaf_hash": b64(row.leaf_hash)}
+                    ).encode()
+                    + b"\n"
+                )
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+async def findings_with_proofs(
+    session: AsyncSession, rows: list[Row]
+) -> tuple[Row | None, list[FindingOut]]:
+    latest = await store.latest_checkpoint(session)
+    result = []
+    for row in rows:
+        finding = AccountabilityFinding.model_validate(row.data)
+        proofs = (
+            await proofs_against(session, list(finding.evidence_log_indexes), latest)
+            if latest is not None
+            else {}
+        )
+        leaves = {leaf.index: leaf for leaf in await store.entries(session, proofs)}
+        result.append(
+            FindingOut(
+                **finding.model_dump(),
+                found_at=row.found_at,
+                checkpoint_size=latest.size if latest is not None else None,
+                proofs=[
+                    ProvenEntryOut(
+                        index=index,
+                        ce_type=leaves[index].ce_type,
+                        ce_time=leaves[index].ce_time,
+                        leaf_hash=b64(leaves[index].leaf_hash),
+                        covered=True,
+                        proof=[b64(step) for step in proof],
+                    )
+                    for index, proof in proofs.items()
+                ],
+            )
+        )
+    return latest, result
+
+
+@router.get(
+    "/v1/findings",
+    summary="Accountability findings (R10–R13, R17) with inclusion proofs of their evidence",
+)
+async def list_findings(
+    session: Session,
+    caller: Caller,
+    incident_id: UUID | None = None,
+    party: str | None = None,
+    rule: str | None = None,
+) -> FindingsOut:
+    authorize(caller, Permission.READ_FINDINGS)
+    query = select(findings).order_by(findings.c.found_at, findings.c.finding_id)
+    if incident_id is not None:
+        query = query.where(findings.c.incident_id == incident_id)
+    if party is not None:
+        query = query.where(findings.c.party == party)
+    if rule is not None:
+        query = query.where(findings.c.rule_id == rule)
+    rows = list((await session.execute(query)).all())
+    latest, result = await findings_with_proofs(session, rows)
+    return FindingsOut(
+        checkpoint=checkpoint_out(latest) if latest is not None else None, findings=result
+    )
+
+
+def report_format(request: Request, requested: str | None) -> Literal["markdown", "html"]:
+    if requested in ("markdown", "md"):
+        return "markdown"
+    if requested == "html":
+        return "html"
+    if requested is not None:
+        raise Problem(406, "Unsupported format", "Use format=markdown or format=html.")
+    accept = request.headers.get("accept", "")
+    return "html" if "text/html" in accept and "text/markdown" not in accept else "markdown"
+
+
+@router.get(
+    "/v1/incidents/{incident_id}/investigation-report",
+    summary="Draft investigation report (R14) in Chinese, as Markdown or HTML",
+    response_class=PlainTextResponse,
+)
+async def investigation_report(
+    incident_id: UUID,
+    request: Request,
+    session: Session,
+    caller: Caller,
+    format: Annotated[str | None, Query(description="markdown or html")] = None,
+) -> Response:
+    authorize(caller, Permission.READ_REPORTS)
+    chosen = report_format(request, format)
+    rows = await incident_rows(session, incident_id)
+    events = [LoggedEvent.from_leaf(row.index, bytes(row.leaf)) for row in rows]
+    finding_rows = (
+        await session.execute(
+            select(findings)
+            .where(findings.c.incident_id == incident_id)
+            .order_by(findings.c.found_at, findings.c.finding_id)
+        )
+    ).all()
+    found = sorted(
+        (AccountabilityFinding.model_validate(row.data) for row in finding_rows),
+        key=lambda finding: finding.evidence_log_indexes,
+    )
+    latest = await store.latest_checkpoint(session)
+    anchor = None
+    if latest is not None:
+        proofs = await proofs_against(session, [row.index for row in rows], latest)
+        anchor = report.Anchor(
+            note=await with_cosignatures(session, latest),
+            size=latest.size,
+            root_hash=b64(latest.root_hash),
+            proofs=tuple(
+                report.ProofRow(
+                    index=row.index,
+                    leaf_hash=b64(row.leaf_hash),
+                    proof=tuple(b64(step) for step in proofs.get(row.index, [])),
+                    covered=row.index in proofs,
+                )
+                for row in sorted(rows, key=lambda row: row.index)
+            ),
+        )
+    view = report.build_view(
+        str(incident_id),
+        events,
+        found,
+        anchor,
+        context_of(request).party_names,
+        datetime.now(UTC),
+    )
+    body = report.render(view, chosen)
+    if chosen == "html":
+        return HTMLResponse(body)
+    return PlainTextResponse(body, media_type="text/markdown; charset=utf-8")

@@ -1,12 +1,18 @@
-"""Audit: an append-only, hash-chained log of every event on every topic."""
+"""Audit: a verifiable Merkle log of every event on every topic, signed checkpoints,
+accountability findings and the investigation report."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.audit import api, handlers
+from services.audit import api
+from services.audit.checkpoints import Checkpointer, load_signer, witness_keys
+from services.audit.findings import FindingRules
+from services.audit.handlers import CONSUMER, AuditLog, run_log_consumer
+from services.audit.metrics import AuditMetrics
 from services.audit.models import SCHEMA, messaging
-from shared.events.topics import ALL_TOPICS
+from services.audit.schemas import AuditContext
+from shared.directory import Directory
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -14,10 +20,31 @@ from shared.settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
-    runtime.add_consumer("audit.log", ALL_TOPICS, handlers.append)
-    return create_service_app(
+    signer = load_signer(settings)
+    party_names = {
+        party.code: party.name for party in Directory.load(settings.directory_file).parties
+    }
+    audit_log = AuditLog(
+        messaging.outbox, FindingRules(settings.audit_concealment_threshold, party_names)
+    )
+    runtime.add_worker(CONSUMER, lambda: run_log_consumer(runtime, audit_log))
+    checkpointer = Checkpointer(
+        runtime, signer, messaging.outbox, settings.audit_checkpoint_interval_seconds
+    )
+    runtime.add_worker("audit.checkpoints", checkpointer.run)
+    metrics = AuditMetrics(runtime.metrics.registry)
+
+    async def measure_log() -> None:
+        await metrics.refresh(runtime.sessions)
+
+    runtime.metrics.add_scrape_hook(measure_log)
+    app = create_service_app(
         runtime,
         title="Audit",
-        description="Append-only, hash-chained record of every event, per incident and whole.",
+        description="A verifiable (RFC 9162) log of every event, signed checkpoints, "
+        "accountability findings and investigation reports.",
         routers=[api.router],
+        public_routers=[api.proof_router],
     )
+    app.state.audit = AuditContext(signer.verifier, tuple(witness_keys(settings)), party_names)
+    return app

@@ -1,4 +1,6 @@
-"""Tables of the audit schema. `log_entries` is append-only (see the initial migration)."""
+"""Tables of the audit schema. Every table but the inbox and outbox is append-only: owned by
+`audit_owner`, written by `audit_writer` (INSERT and SELECT only), guarded by triggers that
+refuse UPDATE, DELETE and TRUNCATE (migrations 0001 and 0002)."""
 
 from __future__ import annotations
 
@@ -7,23 +9,26 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
-    Integer,
     LargeBinary,
     SmallInteger,
     String,
     Table,
+    Text,
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 from shared.db import service_metadata
 from shared.runtime import MessagingTables
 
 SCHEMA = "audit"
+OWNER_ROLE = "audit_owner"
+WRITER_ROLE = "audit_writer"
 metadata = service_metadata(SCHEMA)
 messaging = MessagingTables.of(metadata)
 
+# The leaves: one row per event, `index` its position in the Merkle tree.
 log_entries = Table(
     "log_entries",
     metadata,
@@ -38,17 +43,51 @@ log_entries = Table(
     Column("offset", BigInteger, nullable=False),
     Column("leaf", LargeBinary, nullable=False, comment="canonical JSON of the CloudEvent"),
     Column("leaf_hash", LargeBinary(32), nullable=False),
-    Column("chain_hash", LargeBinary(32), nullable=False),
     Column("appended_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("ce_source", "ce_id"),
     Index("ix_log_entries_subject", "subject", "ce_time", "index"),
 )
 
-# One row: the log's size and last chain hash; locking it serialises appends.
-log_head = Table(
-    "log_head",
+# Every complete subtree above the leaves: (level, index) covers leaves
+# [index * 2**level, (index + 1) * 2**level). Any root or proof needs at most ~2 log2(n) rows.
+tree_nodes = Table(
+    "tree_nodes",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("size", BigInteger, nullable=False),
-    Column("head_hash", LargeBinary(32), nullable=False),
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("index", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False, comment="the signed checkpoint (C2SP signed note)"),
+    Column("signed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+cosignatures = Table(
+    "cosignatures",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("witness", String(200), primary_key=True, comment="the witness's vkey"),
+    Column("signature_line", Text, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("finding_id", UUID(as_uuid=True), primary_key=True),
+    Column("incident_id", UUID(as_uuid=True), nullable=False),
+    Column("rule_id", String(20), nullable=False),
+    Column("party", String(200), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("evidence", ARRAY(BigInteger), nullable=False),
+    Column("data", JSONB, nullable=False, comment="the audit.finding event data"),
+    Column("found_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_findings_incident", "incident_id"),
+    Index("ix_findings_party_rule", "party", "rule_id"),
 )

@@ -263,11 +263,26 @@ class LogCheckpoint(EventData):
     ce_type: ClassVar[str] = "audit.checkpoint"
     origin: str
     size: int
-    root_hash: str
+    root_hash: str = Field(description="base64 of the Merkle root, as in the checkpoint")
     published_at: AwareDatetime
+    note: str | None = Field(
+        default=None, description="the checkpoint as a C2SP signed note, signed by the log"
+    )
+
+
+class FactVersions(EventData):
+    """One reported fact as first stated and as a later correction states it (R13)."""
+
+    field: str
+    label: str = Field(description="the fact's name in the plan, e.g. 种类")
+    previous: Any = None
+    current: Any = None
+    stated_by: str | None = Field(default=None, description="party that stated `previous`")
 
 
 class AccountabilityFinding(EventData):
+    """A suspicion of 迟报、漏报、瞒报 or 谎报 (R10–R13), or R17's advice, for people to judge."""
+
     ce_type: ClassVar[str] = "audit.finding"
     finding_id: UUID
     incident_id: UUID
@@ -276,3 +291,14 @@ class AccountabilityFinding(EventData):
     kind: Literal["LATE", "OMITTED", "CONCEALED", "FALSE", "KEY_MONITORING_SUGGESTED"]
     detail: str
     evidence_log_indexes: tuple[int, ...] = ()
+    title: str | None = Field(default=None, description="e.g. 疑似迟报，供核查")
+    obligation_id: UUID | None = None
+    obligation_rule_id: str | None = Field(default=None, description="rule of the obligation")
+    action: str | None = None
+    deadline_name: str | None = None
+    due_at: AwareDatetime | None = None
+    happened_at: AwareDatetime | None = Field(
+        default=None, description="when what the finding is about happened (or was seen missing)"
+    )
+    versions: tuple[FactVersions, ...] = ()
+    drill: bool = False

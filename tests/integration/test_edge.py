@@ -15,7 +15,19 @@ from shared.devrun import ServiceProcesses
 from shared.settings import SERVICE_NAMES, Settings
 from tests.integration.helpers import eventually, report, timeline_with, violence_report
 
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/v1/notifications/{notification_id}/ack"}
+# Health, metrics, the signed acknowledgement link, and the log's checkpoints and proofs (hashes
+# only, there to be checked by anyone; cosignatures prove themselves).
+OPEN_PATHS = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/notifications/{notification_id}/ack",
+    "/v1/log/checkpoint",
+    "/v1/log/key",
+    "/v1/log/cosignatures",
+    "/v1/log/proof/inclusion",
+    "/v1/log/proof/consistency",
+}
 
 
 def concrete(path: str) -> str:
@@ -97,7 +109,9 @@ async def test_personal_data_is_sealed_at_rest_masked_by_default_and_unmasked_re
     incident_id = await report(
         clients, summary="王某某持刀（身份证150626199001011234）", location="王某某家门口"
     )
-    masked = (await clients["intake"].get(f"/v1/incidents/{incident_id}")).json()
+    response = await clients["intake"].get(f"/v1/incidents/{incident_id}")
+    assert response.status_code == 200, response.text
+    masked = response.json()
     assert masked["personal_data"] == "masked"
     assert masked["facts"]["subjects"][0]["name"] == "王**"
     assert "王某某" not in str(masked) and "150626199001011234" not in str(masked)
@@ -105,6 +119,7 @@ async def test_personal_data_is_sealed_at_rest_masked_by_default_and_unmasked_re
     shown = await clients["intake"].get(
         f"/v1/incidents/{incident_id}", headers={"X-Act-As": "BLO incidents:read pii:read"}
     )
+    assert shown.status_code == 200, shown.text
     assert shown.json()["personal_data"] == "shown"
     assert shown.json()["facts"]["subjects"][0]["id_number"] == "150626199001011234"
     timeline = await timeline_with(clients["audit"], incident_id, "incident.personal_data_read")

@@ -1,0 +1,129 @@
+"""What one log leaf is: the canonical JSON of a CloudEvent with its topic, partition and offset.
+
+Canonical JSON is RFC 8785 (JCS): object members sorted by their UTF-16 code units, no
+insignificant white space, strings as JSON.stringify writes them (UTF-8, only `"`, `\\` and
+control characters escaped), numbers as ECMAScript prints doubles. The Merkle tree hashes
+these bytes with the RFC 9162 leaf prefix (`merkle.hash_leaf`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from services.audit.merkle import hash_leaf
+
+leaf_hash = hash_leaf
+
+
+def canonical_json(document: Any) -> bytes:
+    try:
+        prepared = _for_json_module(document)
+    except _NeedsFullEncoder:
+        return _encode(document).encode()
+    return json.dumps(
+        prepared, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+    ).encode()
+
+
+class _NeedsFullEncoder(Exception):
+    pass
+
+
+def _for_json_module(value: Any) -> Any:
+    """The document in a form `json.dumps` writes exactly as JCS does, or _NeedsFullEncoder.
+
+    Python's C encoder is many times faster than `_encode`. Its output is already JCS's but
+    for numbers (integral floats lose their `.0`; Python and ECMAScript switch to exponents at
+    different magnitudes) and for the order of keys beyond the Basic Multilingual Plane.
+    """
+    kind = type(value)
+    if kind is dict:
+        for key in value:
+            if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
+                raise _NeedsFullEncoder
+        return {key: _for_json_module(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_for_json_module(item) for item in value]
+    if kind is float:
+        if value.is_integer():
+            if abs(value) < 2**53:
+                return int(value)
+            raise _NeedsFullEncoder
+        if not 1e-4 <= abs(value) < 1e16:
+            raise _NeedsFullEncoder
+    return value
+
+
+def _encode(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_encode(item) for item in value) + "]"
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise TypeError("JSON object keys are strings")
+        keys = sorted(value, key=lambda key: key.encode("utf-16-be"))
+        return "{" + ",".join(f"{_encode(key)}:{_encode(value[key])}" for key in keys) + "}"
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _number(value: float) -> str:
+    """ECMAScript Number::toString of a double (RFC 8785 §3.2.2.3)."""
+    if not math.isfinite(value):
+        raise ValueError("NaN and infinities have no JSON form")
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    # repr gives the shortest digits that round-trip, as ECMAScript requires.
+    mantissa, _, exponent = repr(abs(value)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    point = len(whole) + (int(exponent) if exponent else 0)  # decimal point after `point` digits
+    point -= len(whole + fraction) - len((whole + fraction).lstrip("0"))
+    digits = digits.rstrip("0") or "0"
+    k, n = len(digits), point
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        mantissa_text = digits if k == 1 else digits[0] + "." + digits[1:]
+        text = f"{mantissa_text}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+    return sign + text
+
+
+def leaf_document(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    attributes: dict[str, str],
+    data: Any,
+) -> dict[str, Any]:
+    return {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "specversion": attributes["ce_specversion"],
+        "id": attributes["ce_id"],
+        "source": attributes["ce_source"],
+        "type": attributes["ce_type"],
+        "time": attributes["ce_time"],
+        "subject": attributes["ce_subject"],
+        "datacontenttype": attributes.get("content-type", "application/json"),
+        "data": data,
+    }

@@ -1,0 +1,163 @@
+"""A scripted incident with a late report, a missing written notice, a contradicting
+correction and a concealment gap: the findings and the investigation report name each one,
+with inclusion proofs that verify against the signed checkpoint."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from services.audit.leaves import canonical_json, leaf_hash
+from services.audit.merkle import verify_inclusion
+from services.audit.note import Checkpoint, open_checkpoint
+from tests.audit.conftest import AuditSystem
+from tests.integration.helpers import eventually, find, obligations_when, report
+
+TUKE = "150626102"
+SFS = f"SFS:{TUKE}"
+
+
+async def act(
+    clients: dict[str, httpx.AsyncClient], incident_id: str, action: str, **fields: Any
+) -> None:
+    body = {"action": action, "party": SFS, "actor_name": "李明", **fields}
+    response = await clients["intake"].post(f"/v1/incidents/{incident_id}/actions", json=body)
+    assert response.status_code == 201, response.text
+
+
+async def findings_of(clients: dict[str, httpx.AsyncClient], incident_id: str, wanted: set[str]):
+    response = await eventually(
+        lambda: clients["audit"].get("/v1/findings", params={"incident_id": incident_id}),
+        lambda response: (
+            wanted <= {f["rule_id"] for f in response.json()["findings"]}
+            and all(
+                max(f["evidence_log_indexes"]) < (f["checkpoint_size"] or 0)
+                for f in response.json()["findings"]
+            )
+        ),
+        timeout=30,
+    )
+    return response.json()
+
+
+def check_proofs(body: dict[str, Any], finding: dict[str, Any], system: AuditSystem) -> None:
+    checkpoint, _ = open_checkpoint(body["checkpoint"]["note"], system.log_key)
+    assert checkpoint.size == finding["checkpoint_size"]
+    proven = {proof["index"] for proof in finding["proofs"]}
+    assert proven == set(finding["evidence_log_indexes"])
+    for proof in finding["proofs"]:
+        verify_inclusion(
+            proof["index"],
+            checkpoint.size,
+            base64.b64decode(proof["leaf_hash"]),
+            [base64.b64decode(step) for step in proof["proof"]],
+            checkpoint.root_hash,
+        )
+
+
+async def test_scripted_incident_findings_and_report_name_each_lapse_with_proofs(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    now = datetime.now(UTC)
+    incident_id = await report(
+        clients,
+        category="ABSCONDED",
+        phase="OCCURRED",
+        summary="社区矫正对象王某某失去联系，手机关机。",
+        occurred_at=(now - timedelta(hours=4)).isoformat(),
+        discovered_at=(now - timedelta(hours=3)).isoformat(),  # reported 3 h after discovery
+    )
+    body = await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R3"))
+    search = find(body, rule_id="R3")[0]
+    # The search is recorded as started a second after it was due: met, but late (R10).
+    due = datetime.fromisoformat(search["due_at"])
+    await act(
+        clients, incident_id, "SEARCH_STARTED", occurred_at=(due + timedelta(seconds=1)).isoformat()
+    )
+    await obligations_when(
+        clients, incident_id, lambda body: find(body, id=search["id"], status="MET_LATE")
+    )
+    # Not found: R4 asks for a written notice to the police station, which nobody sends (R11).
+    await act(clients, incident_id, "SEARCH_FAILED")
+    body = await obligations_when(
+        clients,
+        incident_id,
+        lambda body: find(body, rule_id="R4", action="WRITTEN_NOTICE", status="MISSED"),
+    )
+    notice = find(body, rule_id="R4", action="WRITTEN_NOTICE")[0]
+    # The category reported is corrected: 脱管 was in fact something else (R13).
+    correction = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/reports",
+        json={
+            "kind": "CORRECTION",
+            "reporter": {"party": SFS, "name": "李明"},
+            "changes": {"category": "OTHER"},
+            "text": "经核实，对象系外出务工未请假，更正事件种类。",
+        },
+    )
+    assert correction.status_code == 201, correction.text
+    await act(clients, incident_id, "CLOSED")
+
+    body = await findings_of(clients, incident_id, {"R10", "R11", "R12", "R13"})
+    findings = body["findings"]
+    late = [f for f in findings if f["rule_id"] == "R10"]
+    assert {(f["party"], f["obligation_rule_id"]) for f in late} >= {(SFS, "R3"), (SFS, "R1")}
+    assert all(f["title"] == "疑似迟报，供核查" and "逾期" in f["detail"] for f in late)
+    missed = next(f for f in findings if f["obligation_id"] == notice["id"])
+    assert (missed["rule_id"], missed["kind"], missed["party"]) == ("R11", "OMITTED", f"PPS:{TUKE}")
+    assert missed["title"] == "疑似漏报，供核查"
+    assert missed["deadline_name"] == "PROMPT"
+    assert "书面通知" in missed["detail"]
+    concealed = next(f for f in findings if f["rule_id"] == "R12")
+    assert (concealed["party"], concealed["kind"]) == (SFS, "CONCEALED")
+    assert "相隔 3小时" in concealed["detail"] and concealed["title"] == "疑似瞒报，供核查"
+    false = next(f for f in findings if f["rule_id"] == "R13")
+    assert false["title"] == "疑似谎报，供核查"
+    (version,) = false["versions"]
+    assert version["label"] == "种类"
+    assert "ABSCONDED" in version["previous"] and "OTHER" in version["current"]
+    for finding in findings:
+        assert finding["evidence_log_indexes"]
+        check_proofs(body, finding, audit_system)
+
+    # Each piece of evidence is the event as it was published: its canonical bytes hash to the
+    # leaf hash the proofs use.
+    for index in missed["evidence_log_indexes"]:
+        entry = (await clients["audit"].get(f"/v1/log/entries/{index}")).json()
+        assert leaf_hash(canonical_json(entry["event"])).hex() == entry["leaf_hash"]
+
+    # Published on audit.v1 once each, and logged back as leaves.
+    timeline = await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: (
+            sum(e["ce_type"] == "audit.finding" for e in response.json()["entries"])
+            >= len(findings)
+        ),
+    )
+    published = [e for e in timeline.json()["entries"] if e["ce_type"] == "audit.finding"]
+    ids = [e["event"]["data"]["finding_id"] for e in published]
+    assert len(ids) == len(set(ids))
+
+    markdown = await clients["audit"].get(f"/v1/incidents/{incident_id}/investigation-report")
+    assert markdown.status_code == 200
+    assert markdown.headers["content-type"].startswith("text/markdown")
+    text = markdown.text
+    for heading in ("一、事件概况", "二、处置经过", "三、责任调查", "四、经验总结", "五、整改意见"):
+        assert heading in text
+    for title in ("疑似迟报，供核查", "疑似漏报，供核查", "疑似瞒报，供核查", "疑似谎报，供核查"):
+        assert title in text
+    assert "原报「脱离监督管理（ABSCONDED）」" in text and "更正为「其他突发事件（OTHER）」" in text
+    assert "图克镇司法所" in text and "（待填写）" in text
+    checkpoint, _ = open_checkpoint(text.split("```\n")[1], audit_system.log_key)
+    assert isinstance(checkpoint, Checkpoint)
+    for index in missed["evidence_log_indexes"]:
+        assert f"| {index} | `" in text
+
+    html = await clients["audit"].get(
+        f"/v1/incidents/{incident_id}/investigation-report", headers={"accept": "text/html"}
+    )
+    assert html.headers["content-type"].startswith("text/html")
+    assert "<h2>三、责任调查</h2>" in html.text and "疑似漏报，供核查" in html.text

@@ -1,0 +1,273 @@
+"""The Merkle log on the real stack: checkpoints, proofs over REST, the witness, the roles."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg
+import httpx
+import pytest
+
+from services.audit import store
+from services.audit.leaves import canonical_json, leaf_hash
+from services.audit.merkle import verify_consistency, verify_inclusion
+from services.audit.note import Checkpoint, Note, open_checkpoint, verify_cosignature
+from shared.db import create_engine, create_session_factory
+from shared.settings import Settings
+from tests.audit.conftest import AuditSystem
+from tests.audit.helpers import run_module
+from tests.integration.helpers import eventually, report
+
+
+def b64(value: str) -> bytes:
+    return base64.b64decode(value)
+
+
+async def latest(clients: dict[str, httpx.AsyncClient], system: AuditSystem) -> Checkpoint:
+    response = await eventually(
+        lambda: clients["audit"].get("/v1/log/checkpoint"), lambda r: r.status_code == 200
+    )
+    checkpoint, _ = open_checkpoint(response.text, system.log_key)
+    return checkpoint
+
+
+async def signed_history(clients: dict[str, httpx.AsyncClient], system: AuditSystem):
+    exported = await clients["audit"].get("/v1/log/export")
+    lines = [json.loads(line) for line in exported.text.splitlines()]
+    checkpoints = [
+        open_checkpoint(i["checkpoint"], system.log_key)[0] for i in lines if "checkpoint" in i
+    ]
+    leaves = {i["index"]: json.loads(b64(i["leaf"])) for i in lines if "index" in i}
+    return checkpoints, leaves
+
+
+async def test_checkpoints_are_signed_and_never_only_for_checkpoints(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    await report(clients, category="OTHER", phase="OCCURRED")
+    first = await latest(clients, audit_system)
+    assert first.origin == "sqjz.wushen.example/audit-test"
+    await eventually(
+        lambda: latest(clients, audit_system), lambda checkpoint: checkpoint.size > first.size
+    )
+    checkpoints, leaves = await signed_history(clients, audit_system)
+    assert len(checkpoints) >= 2
+    sizes = [c.size for c in checkpoints]
+    assert sizes == sorted(set(sizes))
+    for earlier, later in itertools.pairwise(checkpoints):
+        added = [leaves[i]["type"] for i in range(earlier.size, later.size)]
+        assert any(kind != "audit.checkpoint" for kind in added), (earlier.size, added)
+    # Every checkpoint is published on audit.v1 and comes back as a leaf carrying its note.
+    logged = [leaf["data"] for leaf in leaves.values() if leaf["type"] == "audit.checkpoint"]
+    assert {item["size"] for item in logged} <= set(sizes)
+    assert all(open_checkpoint(item["note"], audit_system.log_key) for item in logged)
+
+
+async def test_inclusion_and_consistency_proofs_over_rest(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    incident_id = await report(clients)
+    checkpoint = await eventually(
+        lambda: latest(clients, audit_system), lambda checkpoint: checkpoint.size > 3
+    )
+    for index in (0, checkpoint.size // 2, checkpoint.size - 1):
+        body = (
+            await clients["audit"].get(
+                "/v1/log/proof/inclusion", params={"index": index, "size": checkpoint.size}
+            )
+        ).json()
+        assert b64(body["root_hash"]) == checkpoint.root_hash
+        verify_inclusion(
+            index,
+            checkpoint.size,
+            b64(body["leaf_hash"]),
+            [b64(step) for step in body["proof"]],
+            checkpoint.root_hash,
+        )
+    history, _ = await signed_history(clients, audit_system)
+    older = history[0]
+    body = (
+        await clients["audit"].get(
+            "/v1/log/proof/consistency", params={"from": older.size, "to": checkpoint.size}
+        )
+    ).json()
+    verify_consistency(
+        older.size,
+        checkpoint.size,
+        [b64(step) for step in body["proof"]],
+        older.root_hash,
+        checkpoint.root_hash,
+    )
+    too_big = await clients["audit"].get(
+        "/v1/log/proof/inclusion", params={"index": 0, "size": 10**9}
+    )
+    assert too_big.status_code == 422
+    assert too_big.headers["content-type"] == "application/problem+json"
+
+    proofs = await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/proofs"),
+        lambda r: r.status_code == 200 and all(e["covered"] for e in r.json()["entries"]),
+    )
+    body = proofs.json()
+    anchor, _ = open_checkpoint(body["checkpoint"]["note"], audit_system.log_key)
+    assert body["entries"][0]["ce_type"] == "incident.reported"
+    for entry in body["entries"]:
+        verify_inclusion(
+            entry["index"],
+            anchor.size,
+            b64(entry["leaf_hash"]),
+            [b64(step) for step in entry["proof"]],
+            anchor.root_hash,
+        )
+    head = (await clients["audit"].get("/v1/log/head")).json()
+    assert head["size"] >= anchor.size and bytes.fromhex(head["head_hash"]) == b64(
+        head["root_hash"]
+    )
+
+
+async def run_witness(*arguments: str) -> tuple[int, str, str]:
+    return await run_module("services.audit.witness", *arguments)
+
+
+async def test_witness_checks_consistency_cosigns_and_the_log_serves_the_cosignature(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    (tmp_path / "witness.key").write_text(audit_system.witness.skey + "\n", encoding="utf-8")
+    arguments = [
+        "cosign",
+        "--state",
+        str(tmp_path),
+        "--log",
+        audit_system.processes.url("audit"),
+        "--log-key",
+        audit_system.log_key.vkey,
+        "--submit",
+    ]
+    code, out, err = await run_witness(*arguments)
+    assert code == 0, err
+    first, _ = open_checkpoint(out, audit_system.log_key)
+    await report(clients, category="OTHER", phase="OCCURRED")
+    await eventually(
+        lambda: latest(clients, audit_system), lambda checkpoint: checkpoint.size > first.size
+    )
+    code, out, err = await run_witness(*arguments)  # checks consistency from `first` first
+    assert code == 0, err
+    second, _ = open_checkpoint(out, audit_system.log_key)
+    assert second.size > first.size
+    served = await clients["audit"].get("/v1/log/checkpoint", params={"size": second.size})
+    note = Note.parse(served.text)
+    assert verify_cosignature(note, audit_system.witness.verifier) > 0
+    open_checkpoint(note, audit_system.log_key)
+
+
+async def test_the_service_role_cannot_change_the_log_even_with_triggers_disabled(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    await latest(clients, audit_system)
+    connection = await asyncpg.connect(audit_system.infra.database_url)
+    try:
+        transaction = connection.transaction()
+        await transaction.start()
+        for table in ("log_entries", "tree_nodes", "checkpoints", "findings"):
+            await connection.execute(f"ALTER TABLE audit.{table} DISABLE TRIGGER USER")
+        await connection.execute("SET LOCAL ROLE audit_writer")
+        for statement in (
+            "UPDATE audit.log_entries SET ce_type = 'forged' WHERE index = 0",
+            "DELETE FROM audit.log_entries WHERE index = 0",
+            "TRUNCATE audit.log_entries",
+            "UPDATE audit.tree_nodes SET hash = hash WHERE level = 1",
+            "DELETE FROM audit.checkpoints",
+            "DELETE FROM audit.findings",
+            "ALTER TABLE audit.log_entries DISABLE TRIGGER USER",
+            "SET session_replication_role = replica",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                async with connection.transaction():  # a savepoint per attempt
+                    await connection.execute(statement)
+        assert await connection.fetchval("SELECT count(*) FROM audit.log_entries") > 0
+        await transaction.rollback()
+    finally:
+        await connection.close()
+
+
+async def test_the_same_event_never_becomes_two_leaves(audit_system: AuditSystem) -> None:
+    leaf = canonical_json({"type": "test.duplicate", "id": "1"})
+    event = store.NewLeaf(
+        ce_source="test",
+        ce_id=uuid4(),
+        ce_type="test.duplicate",
+        subject="duplicates",
+        ce_time=datetime.now(UTC),
+        topic="incidents.v1",
+        partition=0,
+        offset=0,
+        leaf=leaf,
+        leaf_hash=leaf_hash(leaf),
+    )
+    engine = create_engine(Settings(database_url=audit_system.infra.database_url), pool_size=1)
+    sessions = create_session_factory(engine)
+    try:
+        appended = []
+        for batch in ([event, event], [event]):
+            async with sessions() as session, session.begin():
+                await store.act_as_writer(session)
+                appended.append(await store.append(session, batch))
+    finally:
+        await engine.dispose()
+    assert len(appended[0]) == 1 and appended[1] == []
+
+
+async def test_offline_verifier_checks_an_event_and_two_checkpoints_from_an_export(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    old = await latest(clients, audit_system)
+    (tmp_path / "old.txt").write_text(
+        (await clients["audit"].get("/v1/log/checkpoint", params={"size": old.size})).text,
+        encoding="utf-8",
+    )
+    incident_id = await report(clients)
+    timeline = await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: response.status_code == 200,
+    )
+    event_id = timeline.json()["entries"][0]["ce_id"]
+    new = await eventually(
+        lambda: latest(clients, audit_system),
+        lambda c: c.size > timeline.json()["entries"][0]["index"],
+    )
+    (tmp_path / "new.txt").write_text(
+        (await clients["audit"].get("/v1/log/checkpoint", params={"size": new.size})).text,
+        encoding="utf-8",
+    )
+    export = tmp_path / "log.jsonl"
+    export.write_bytes((await clients["audit"].get("/v1/log/export")).content)
+    key = ["--key", audit_system.log_key.vkey, "--export", str(export)]
+    code, out, err = await run_module(
+        "services.audit.verify",
+        "inclusion",
+        "--checkpoint",
+        str(tmp_path / "new.txt"),
+        "--event-id",
+        event_id,
+        *key,
+    )
+    assert code == 0 and "incident.reported" in out, out + err
+    code, out, err = await run_module(
+        "services.audit.verify",
+        "consistency",
+        "--old",
+        str(tmp_path / "old.txt"),
+        "--new",
+        str(tmp_path / "new.txt"),
+        *key,
+    )
+    assert code == 0 and f"size {new.size} extends the one of size {old.size}" in out, out + err
+    code, out, err = await run_module(
+        "services.audit.verify", "log", "--checkpoint", str(tmp_path / "new.txt"), *key
+    )
+    assert code == 0 and f"all {new.size} leaves match the checkpoint" in out, out + err
