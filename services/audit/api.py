@@ -45,6 +45,7 @@ from services.audit.schemas import (
 from services.audit.verification import LeafChecker, judge
 from shared.access import Permission
 from shared.auth import Caller, authorize
+from shared.domain import PARTY_PATTERN
 from shared.events.models import AccountabilityFinding
 from shared.problems import Problem, not_found
 from shared.runtime import runtime_of
@@ -419,8 +420,8 @@ async def list_findings(
     session: Session,
     caller: Caller,
     incident_id: UUID | None = None,
-    party: str | None = None,
-    rule: str | None = None,
+    party: Annotated[str | None, Query(pattern=PARTY_PATTERN)] = None,
+    rule: Annotated[str | None, Query(pattern=r"^R\d{1,2}$")] = None,
 ) -> FindingsOut:
     authorize(caller, Permission.READ_FINDINGS)
     query = select(findings).order_by(findings.c.found_at, findings.c.finding_id)
