@@ -185,3 +185,42 @@ async def test_bodies_too_large_and_callers_too_fast_are_refused(
     assert limited, "no request was limited"
     assert int(limited[0].headers["Retry-After"]) >= 1
     assert limited[0].headers["content-type"] == "application/problem+json"
+
+
+async def test_rotating_the_personal_data_key_reseals_old_rows(
+    clients: dict[str, httpx.AsyncClient], infra_settings: Settings, work_dir
+) -> None:
+    import json as json_module
+
+    from pydantic import SecretStr
+
+    from services.intake.reseal import reseal
+    from shared.devrun import development_secrets
+    from shared.pii import new_key
+
+    incident_id = await report(clients)
+    old = json_module.loads(development_secrets(work_dir)["PII_KEYS"])
+    keys = {**{k: SecretStr(v) for k, v in old.items()}, "rotated-2": SecretStr(new_key())}
+    rotated = infra_settings.model_copy(
+        update={"pii_keys": keys, "pii_current_key_id": "rotated-2"}
+    )
+    assert await reseal(rotated) >= 1
+    assert await reseal(rotated) == 0  # nothing left under the old key
+    engine = create_engine(infra_settings, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            kid = await connection.scalar(
+                text(
+                    "SELECT facts->'subjects'->'sealed'->>'kid' FROM intake.incidents"
+                    " WHERE id = :id"
+                ),
+                {"id": incident_id},
+            )
+    finally:
+        await engine.dispose()
+    assert kid == "rotated-2"
+    # Back to the key the running intake holds, so the other tests read what they wrote.
+    back = rotated.model_copy(update={"pii_current_key_id": next(iter(old))})
+    assert await reseal(back) >= 1
+    shown = await clients["intake"].get(f"/v1/incidents/{incident_id}")
+    assert shown.status_code == 200
