@@ -15,6 +15,7 @@ version or a new type instead.
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib
 import json
 import sys
@@ -94,6 +95,8 @@ def document_settings() -> Settings:
         policy_file=REPOSITORY_ROOT / "services" / "escalation" / "policy.yaml",
         policy_overrides_file=None,
         notification_ack_secret="documents-only",
+        # A fixed log key: without one, building audit writes a development key to disk.
+        audit_signing_key_seed=base64.b64encode(bytes(32)).decode(),
     )
 
 
