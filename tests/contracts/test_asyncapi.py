@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jsonschema
@@ -18,6 +19,7 @@ from shared.dlq import DLQ_HEADERS
 from shared.events import envelope
 from shared.events.registry import EVENT_TYPES
 from shared.events.topics import ALL_TOPICS, dead_letter_topic
+from shared.kafka import EventConsumer
 from tests.fuzz import strategies as fuzz
 
 COMPONENT_KEY = re.compile(r"^[\w\d.\-_]+$")  # the AsyncAPI 3.0 schema's pattern for components
@@ -162,3 +164,54 @@ def test_what_the_models_accept_the_published_schemas_accept(data: st.DataObject
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
     validator.validate(event.model_dump(mode="json"))
+
+
+class CapturingProducer:
+    """Stands in for the DLQ producer: keeps what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send_and_wait(self, topic: str, **record: Any) -> None:
+        self.sent.append({"topic": topic, **record})
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(64, id="ordinary"),
+        pytest.param(
+            2 * 1024 * 1024,
+            id="truncated",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="dead_letter adds dlq_value_truncated_from to a truncated letter, which "
+                "shared.dlq.DLQ_HEADERS does not name: the document does not describe it, and "
+                "the replayer neither strips it nor refuses to replay a truncated value",
+            ),
+        ),
+    ],
+)
+async def test_every_header_a_dead_letter_gets_is_described_and_stripped_on_replay(
+    document: dict[str, Any], size: int
+) -> None:
+    producer = CapturingProducer()
+    consumer = EventConsumer(
+        "audit.log",
+        ALL_TOPICS,
+        None,
+        None,
+        None,
+        producer,
+        None,  # type: ignore[arg-type]
+    )
+    original = [("ce_id", b"not even a uuid")]
+    record = SimpleNamespace(
+        topic="incidents.v1", partition=3, offset=7, key=b"k", value=b"x" * size, headers=original
+    )
+    await consumer.dead_letter(record, "value is not JSON")  # type: ignore[arg-type]
+    (letter,) = producer.sent
+    added = {name for name, _ in letter["headers"]} - {name for name, _ in original}
+    message = document["components"]["messages"]["dead-letter.incidents.v1"]
+    assert added <= set(message["headers"]["properties"])
+    assert added <= DLQ_HEADERS

@@ -1,9 +1,10 @@
 """Hypothesis strategies: event data of every registered type, CloudEvents headers, garbage.
 
-Values look like what the services write (party codes of the directory, the policy's rule ids,
-short texts, mostly Chinese and ASCII, aware times this century), so a consumer that fails on one
-has a bug, not a fussy input. Inputs consumers are known to mishandle are kept apart, in
-`test_known_defects.py`.
+Two tiers. By default values look like what the services write (party codes of the directory,
+the policy's rule ids, short texts, mostly Chinese and ASCII, aware times this century), so most
+events are applied and the handlers' logic runs. With `wild=True` they are anything the event
+schemas allow (any characters, U+0000 too, long texts, no subjects, times from year 1 to 9999),
+to show that what a handler cannot store still lands in the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -38,10 +39,25 @@ ZONES = (UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5, minutes
 
 
 def texts(min_size: int = 0, max_size: int = 16) -> st.SearchStrategy[str]:
-    """Mostly the words of a report; sometimes any printable character (not U+0000: see
-    test_known_defects)."""
+    """Mostly the words of a report; sometimes any printable character."""
     characters = st.sampled_from(ALPHABET) | st.characters(exclude_categories=("Cs", "Cc"))
     return st.text(characters, min_size=min_size, max_size=max_size)
+
+
+def wild_texts(min_size: int = 0, max_size: int = 300) -> st.SearchStrategy[str]:
+    """Any text a JSON string can carry, control characters included, some longer than any
+    column they may land in."""
+    characters = st.characters(exclude_categories=("Cs",)) | st.sampled_from("\0\x1f\u2028")
+    return texts(min_size, min(max_size, 16)) | st.text(
+        characters, min_size=min_size, max_size=max_size
+    )
+
+
+def wild_datetimes() -> st.SearchStrategy[datetime]:
+    offsets = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59)
+    return aware_datetimes() | st.datetimes(
+        timezones=offsets.map(lambda minutes: timezone(timedelta(minutes=minutes)))
+    )
 
 
 def aware_datetimes() -> st.SearchStrategy[datetime]:
@@ -100,13 +116,16 @@ FIELD_STRATEGIES: dict[str, Callable[[], st.SearchStrategy[Any]]] = {
     "status_code": lambda: st.none() | st.integers(min_value=100, max_value=599),
     "latency_ms": lambda: st.floats(min_value=0, max_value=60_000, allow_nan=False),
     "evidence_log_indexes": lambda: st.lists(st.integers(0, 10**6), max_size=4).map(tuple),
-    # Intake asks for at least one subject (test_known_defects: none at all).
+    # Intake asks for at least one subject; the wild tier sends none too.
     "subjects": lambda: st.lists(model_data(Subject), min_size=1, max_size=3).map(tuple),
 }
 
 
 def model_data(
-    model: type[BaseModel], overrides: Mapping[str, st.SearchStrategy[Any]] | None = None
+    model: type[BaseModel],
+    overrides: Mapping[str, st.SearchStrategy[Any]] | None = None,
+    *,
+    wild: bool = False,
 ) -> st.SearchStrategy[Any]:
     """Instances of `model`, optional fields sometimes left at their default."""
     overrides = overrides or {}
@@ -114,10 +133,11 @@ def model_data(
     for name, info in model.model_fields.items():
         if name in overrides:
             strategy = overrides[name]
-        elif name in FIELD_STRATEGIES:
-            strategy = FIELD_STRATEGIES[name]()
         else:
-            strategy = for_annotation(info.annotation, info.metadata)
+            strategy = for_annotation(info.annotation, info.metadata, wild=wild)
+            if name in FIELD_STRATEGIES:
+                realistic = FIELD_STRATEGIES[name]()
+                strategy = realistic | strategy if wild else realistic
         fields[name] = strategy if info.is_required() else st.just(_DEFAULT) | strategy
     return st.fixed_dictionaries(fields).map(
         lambda values: model(**{k: v for k, v in values.items() if v is not _DEFAULT})
@@ -127,44 +147,58 @@ def model_data(
 _DEFAULT = object()
 
 
-def for_annotation(annotation: Any, metadata: list[Any] | None = None) -> st.SearchStrategy[Any]:
+def json_values(wild: bool = False) -> st.SearchStrategy[Any]:
+    text = wild_texts() if wild else texts()
+    return st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**53), 2**53) | text,
+        lambda children: (
+            st.lists(children, max_size=3) | st.dictionaries(texts(0, 8), children, max_size=3)
+        ),
+        max_leaves=8,
+    )
+
+
+def for_annotation(
+    annotation: Any, metadata: list[Any] | None = None, *, wild: bool = False
+) -> st.SearchStrategy[Any]:
+    if annotation is Any:  # free JSON, e.g. the two versions a finding shows
+        return json_values(wild)
     origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        return st.one_of(*(for_annotation(argument) for argument in arguments))
+        return st.one_of(*(for_annotation(argument, wild=wild) for argument in arguments))
     if annotation is type(None):
         return st.none()
-    if annotation is Any:  # free JSON, e.g. the two versions a finding shows
-        return st.none() | texts() | st.integers(-(10**6), 10**6) | st.booleans()
     if origin is typing.Literal:
         return st.sampled_from(arguments)
     if origin is tuple:
-        return st.lists(for_annotation(arguments[0]), max_size=3).map(tuple)
+        return st.lists(for_annotation(arguments[0], wild=wild), max_size=3).map(tuple)
     if origin is dict:
-        return st.dictionaries(texts(1, 8), texts(), max_size=3)
+        return st.dictionaries(texts(1, 8), json_values(wild), max_size=3)
     if annotation is AwareDatetime:
-        return aware_datetimes()
+        return wild_datetimes() if wild else aware_datetimes()
     if annotation is datetime:
-        return aware_datetimes() | st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1))
+        naive = st.datetimes() if wild else st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1))
+        return (wild_datetimes() if wild else aware_datetimes()) | naive
     if annotation is UUID:
         return st.uuids()
     if annotation is bool:
         return st.booleans()
     if annotation is int:
-        return st.integers(min_value=0, max_value=10**6)
+        return st.integers() if wild else st.integers(min_value=0, max_value=10**6)
     if annotation is float:
-        return st.floats(min_value=0, max_value=10**6, allow_nan=False)
+        return st.floats(allow_nan=wild, allow_infinity=wild) if wild else st.floats(0, 10**6)
     if annotation is str:
-        low, high = 0, 16
+        low, high = 0, 300 if wild else 16
         for constraint in metadata or ():
             if isinstance(constraint, annotated_types.MinLen):
                 low = constraint.min_length
             if isinstance(constraint, annotated_types.MaxLen):
                 high = min(high, constraint.max_length)
-        return texts(max(low, 0), max(high, low))
+        return (wild_texts if wild else texts)(max(low, 0), max(high, low))
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return st.sampled_from(list(annotation))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return model_data(annotation)
+        return model_data(annotation, wild=wild)
     raise NotImplementedError(f"no strategy for {annotation!r}")
 
 
@@ -172,16 +206,19 @@ def event_data(
     ce_type: str,
     incident_ids: st.SearchStrategy[UUID],
     obligation_ids: st.SearchStrategy[UUID] | None = None,
+    *,
+    wild: bool = False,
 ) -> st.SearchStrategy[EventData]:
     """Data of one registered type; its incident (and obligation) drawn from the given pools."""
     overrides: dict[str, st.SearchStrategy[Any]] = {"incident_id": incident_ids}
     if obligation_ids is not None:
         overrides["obligation_id"] = obligation_ids
-    return model_data(EVENT_TYPES[ce_type].model, overrides)
+    return model_data(EVENT_TYPES[ce_type].model, overrides, wild=wild)
 
 
-def sources() -> st.SearchStrategy[str]:
-    return st.sampled_from(["intake", "escalation", "notification", "audit"]) | texts(1, 24)
+def sources(wild: bool = False) -> st.SearchStrategy[str]:
+    named = st.sampled_from(["intake", "escalation", "notification", "audit"])
+    return named | (wild_texts(1) if wild else texts(1, 24))
 
 
 def trace_headers() -> st.SearchStrategy[dict[str, str]]:
