@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test bench lint format migrate clean
+.PHONY: install run demo test bench lint format migrate contracts clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ format: install
 migrate: install  ## apply every service's migrations to $$DATABASE_URL
 	for service in intake escalation notification audit; do \
 		$(BIN)/python -m shared.db upgrade $$service || exit 1; done
+
+contracts: install  ## regenerate docs/api and docs/events (OpenAPI, AsyncAPI, event schemas)
+	$(BIN)/python -m shared.contracts
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache

@@ -101,6 +101,21 @@ class Principal:
         return PII_READ in self.scopes
 
 
+# Permissions about one incident: a local party is refused when the township is not known.
+INCIDENT_SCOPED = frozenset(
+    {
+        Permission.REPORT_INCIDENT,
+        Permission.RECORD_ACTION,
+        Permission.FILE_REPORT,
+        Permission.READ_INCIDENT,
+        Permission.READ_OBLIGATIONS,
+        Permission.EVALUATE_POLICY,
+        Permission.READ_NOTIFICATIONS,
+        Permission.READ_TIMELINE,
+    }
+)
+
+
 @dataclass(frozen=True)
 class Refusal:
     reason: str
@@ -108,13 +123,13 @@ class Refusal:
 
 def decide(principal: Principal, permission: Permission, township: str | None) -> Refusal | None:
     """None when `principal` may do `permission` on an incident of `township` (None: not tied
-    to one incident); otherwise why not."""
+    to one incident, or not known, which a local party is then refused); otherwise why not."""
     grant = ACCESS[permission]
     if principal.kind not in grant.kinds:
         return Refusal(f"{principal.kind} may not {permission.value}")
     if grant.scope not in principal.scopes:
         return Refusal(f"{permission.value} needs scope {grant.scope}")
-    if principal.reach == Reach.OWN_TOWNSHIP and township is not None:
+    if principal.reach == Reach.OWN_TOWNSHIP and permission in INCIDENT_SCOPED:
         if township != principal.township:
             return Refusal(f"{principal.party} acts only on incidents of its own township")
     return None

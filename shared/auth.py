@@ -19,6 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt.algorithms import OKPAlgorithm
 
 from shared.access import DEFAULT_SCOPES, Permission, Principal, decide
@@ -89,13 +90,20 @@ def _is_party(value: str) -> bool:
     return re.match(PARTY_PATTERN, value) is not None
 
 
-async def authenticate(request: Request) -> Principal:
+# Declares the scheme in the OpenAPI documents; errors stay ours (problem+json, 401).
+bearer_scheme = HTTPBearer(
+    auto_error=False, bearerFormat="JWT", description="EdDSA or RS256; claims party and scope"
+)
+
+
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
     """FastAPI dependency: the caller, from `Authorization: Bearer <jwt>`; 401 otherwise."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise unauthorized("send Authorization: Bearer <token>")
-    principal = request.app.state.token_verifier.verify(token.strip())
+    principal = request.app.state.token_verifier.verify(credentials.credentials.strip())
     request.state.principal = principal
     return principal
 

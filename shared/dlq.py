@@ -27,6 +27,7 @@ DLQ_HEADERS = frozenset(
         "dlq_original_partition",
         "dlq_original_offset",
         "dlq_failed_at",
+        "dlq_value_truncated_from",
     }
 )
 
@@ -60,7 +61,15 @@ async def replay(
                     headers = dict(record.headers or ())
                     reason = headers.get("dlq_reason", b"").decode(errors="replace")
                     who = headers.get("dlq_consumer", b"").decode(errors="replace")
-                    if consumer is None or who == consumer:
+                    if "dlq_value_truncated_from" in headers:
+                        # Too large to keep whole: replay it from its original position.
+                        print(
+                            f"not replayable (value truncated) {partition}@{record.offset}: "
+                            f"the original is at {headers['dlq_original_topic'].decode()}"
+                            f"[{headers['dlq_original_partition'].decode()}]@"
+                            f"{headers['dlq_original_offset'].decode()}"
+                        )
+                    elif consumer is None or who == consumer:
                         print(
                             f"{'would replay' if dry_run else 'replay'} {partition}@"
                             f"{record.offset} ({who}): {reason}"

@@ -77,7 +77,7 @@ class PartyKind(StrEnum):
 
 
 # `SFS:150626102`, `BLO`, `DEPT:应急管理局` …; PLATFORM is the county public-security platform.
-PARTY_PATTERN = r"^(SFS|TCG|PPS):\d{9}$|^(BLO|BJO|CEO|PLATFORM)$|^DEPT:.{1,40}$"
+PARTY_PATTERN = r"^(SFS|TCG|PPS):\d{9}$|^(BLO|BJO|CEO|PLATFORM)$|^DEPT:[^\x00-\x1f\x7f]{1,35}$"
 
 TOWNSHIP_BOUND_KINDS = frozenset({PartyKind.SFS, PartyKind.TCG, PartyKind.PPS})
 

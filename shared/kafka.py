@@ -16,13 +16,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
 from opentelemetry.propagate import extract
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.events import CloudEvent, UndecodableEvent, decode
@@ -91,6 +92,34 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
                 await admin.create_topics(wanted)
     finally:
         await admin.close()
+
+
+# Errors that will happen again however often the record is retried: a handler refusing data it
+# cannot store (bad values, overflowing times, constraint violations). Dead-lettered at once.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    KeyError,
+    OverflowError,
+    RecursionError,
+    IntegrityError,
+    DataError,
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
+)
+# Kafka refuses larger records; a bigger dead letter keeps its head and points at the original.
+MAX_DEAD_LETTER_VALUE = 900 * 1024
+
+
+def is_permanent(error: BaseException) -> bool:
+    if isinstance(error, DBAPIError) and not error.connection_invalidated:
+        # SQLSTATE class 22 (data exception) or 23 (integrity): the same row fails every time.
+        orig = error.orig
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        code = code or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+        if code is not None and str(code)[:2] in ("22", "23"):
+            return True
+    return isinstance(error, PERMANENT_ERRORS)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -242,7 +271,12 @@ class EventConsumer:
                 return "dead-lettered"
             except Exception as error:
                 attempts = self._failures.get(position, 0) + 1
-                if is_transient(error) or attempts < MAX_HANDLER_ATTEMPTS:
+                if is_transient(error):
+                    raise
+                if is_permanent(error):
+                    await self.dead_letter(record, f"handler refused the event: {error!r}")
+                    return "dead-lettered"
+                if attempts < MAX_HANDLER_ATTEMPTS:
                     raise
                 await self.dead_letter(record, f"handler failed {attempts} times: {error!r}")
                 return "dead-lettered"
@@ -267,10 +301,14 @@ class EventConsumer:
             "dlq_original_offset": str(record.offset),
             "dlq_failed_at": datetime.now(UTC).isoformat(),
         }
+        value = record.value if record.value is not None else b""
+        if len(value) > MAX_DEAD_LETTER_VALUE:
+            extra["dlq_value_truncated_from"] = str(len(value))
+            value = value[:MAX_DEAD_LETTER_VALUE]
         headers = [(name, value) for name, value in (record.headers or ()) if name not in extra]
-        headers += [(name, value.encode()) for name, value in extra.items()]
+        headers += [(name, text.encode()) for name, text in extra.items()]
         await self._producer.send_and_wait(
-            dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
+            dead_letter_topic(record.topic), value=value, key=record.key, headers=headers
         )
         self._count(record.topic, "dead_lettered")
         self._failures.pop(RecordPosition(record.topic, record.partition, record.offset), None)

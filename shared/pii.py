@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from shared.settings import Settings
 
 SEALED = "sealed"
+# What is sealed in stored facts: the subjects (names, ID numbers) and the free text, where
+# reporters write names, ID numbers and addresses too.
+SEALED_FIELDS = ("subjects", "location", "summary", "measures_taken", "persons_involved")
 
 
 class PersonalDataKeyError(RuntimeError):
@@ -31,12 +34,14 @@ class PiiCipher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PiiCipher:
+        """The configured cipher; without keys, one that refuses to seal or open anything (and
+        a service using it reports itself not ready) rather than one that stores clear text."""
+        if not settings.pii_keys:
+            return cls({}, "")
         keys = {
             key_id: base64.b64decode(secret.get_secret_value())
             for key_id, secret in settings.pii_keys.items()
         }
-        if not keys:
-            raise PersonalDataKeyError("PII_KEYS is not set: personal data cannot be stored")
         current = settings.pii_current_key_id or sorted(keys)[-1]
         if current not in keys:
             raise PersonalDataKeyError(f"PII_CURRENT_KEY_ID {current!r} is not in PII_KEYS")
@@ -45,8 +50,14 @@ class PiiCipher:
                 raise PersonalDataKeyError(f"PII key {key_id!r} is not 32 bytes")
         return cls(keys, current)
 
+    @property
+    def readiness(self) -> str:
+        return "ok" if self.keys else "PII_KEYS not set: personal data cannot be stored"
+
     def seal(self, value: Any, context: str) -> dict[str, str]:
         """Encrypt a JSON value; `context` (what it is) is authenticated, not secret."""
+        if not self.keys:
+            raise PersonalDataKeyError("PII_KEYS is not set: personal data cannot be stored")
         nonce = os.urandom(12)
         plaintext = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
         ciphertext = AESGCM(self.keys[self.current]).encrypt(nonce, plaintext, context.encode())
@@ -66,21 +77,29 @@ class PiiCipher:
         return json.loads(plaintext)
 
     def seal_subjects(self, facts: dict[str, Any]) -> dict[str, Any]:
-        """Facts as stored: the subjects (names, ID numbers) sealed, everything else as is."""
-        if facts.get("subjects") is None:
-            return dict(facts)
-        return {**facts, "subjects": {SEALED: self.seal(facts["subjects"], "subjects")}}
+        """Facts as stored: personal fields (SEALED_FIELDS) sealed, everything else as is."""
+        return {
+            name: {SEALED: self.seal(value, name)}
+            if name in SEALED_FIELDS and value is not None
+            else value
+            for name, value in facts.items()
+        }
 
     def open_subjects(self, facts: dict[str, Any]) -> dict[str, Any]:
-        subjects = facts.get("subjects")
-        if isinstance(subjects, dict) and SEALED in subjects:
-            return {**facts, "subjects": self.open(subjects[SEALED], "subjects")}
-        return dict(facts)
+        return {
+            name: self.open(value[SEALED], name) if _is_sealed(value) else value
+            for name, value in facts.items()
+        }
 
     def needs_resealing(self, facts: dict[str, Any]) -> bool:
-        subjects = facts.get("subjects")
-        return isinstance(subjects, dict) and subjects[SEALED]["kid"] != self.current
+        return any(
+            _is_sealed(value) and value[SEALED]["kid"] != self.current for value in facts.values()
+        )
 
 
 def new_key() -> str:
     return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
+
+
+def _is_sealed(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {SEALED}

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,24 @@ async def _on_http(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _on_database_refusal(request: Request, error: Exception) -> JSONResponse:
+    """PostgreSQL refusing a value (SQLSTATE class 22: too long, NUL bytes ...) is the client's
+    input, not our failure; anything else from the database is."""
+    assert isinstance(error, DBAPIError)
+    orig = error.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code is not None and str(code).startswith("22"):
+        return problem_response(
+            request,
+            422,
+            "Invalid request",
+            "A value in the request cannot be stored (too long, or characters not allowed).",
+            "validation-error",
+            errors=[],
+        )
+    return await _on_unexpected(request, error)
+
+
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(request, 500, "Internal error", "The error was logged.", "internal")
@@ -120,6 +139,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(DBAPIError, _on_database_refusal)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

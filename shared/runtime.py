@@ -40,6 +40,8 @@ from shared.telemetry import configure_tracing, instrument_database, instrument_
 log = logging.getLogger(__name__)
 
 Worker = Callable[[], Awaitable[None]]
+# group, topics, handler, and what builds the consumer
+ConsumerSpecification = tuple[str, tuple[str, ...], EventHandler, Callable[..., EventConsumer]]
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,11 @@ class ServiceRuntime:
     _workers: list[tuple[str, Worker]] = field(default_factory=list)
     _consumer_tasks: list[asyncio.Task] = field(default_factory=list)
     _worker_tasks: list[asyncio.Task] = field(default_factory=list)
-    _consumer_specs: list[tuple[str, tuple[str, ...], EventHandler]] = field(default_factory=list)
+    _consumer_specs: list[
+        tuple[str, tuple[str, ...], EventHandler, Callable[..., EventConsumer]]
+    ] = field(default_factory=list)
     _migration_head: str | None = None
+    _readiness_checks: list[tuple[str, Callable[[], str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(self.service)
@@ -79,8 +84,25 @@ class ServiceRuntime:
     def outbox(self) -> Outbox:
         return self.messaging.outbox
 
-    def add_consumer(self, group: str, topics: Iterable[str], handler: EventHandler) -> None:
-        self._consumer_specs.append((group, tuple(topics), handler))
+    def add_consumer(
+        self,
+        group: str,
+        topics: Iterable[str],
+        handler: EventHandler,
+        consumer_type: Callable[..., EventConsumer] = EventConsumer,
+    ) -> None:
+        """A consumer group of this service; `consumer_type` builds it (a subclass may apply
+        records in batches) from the arguments `EventConsumer` takes."""
+        self._consumer_specs.append((group, tuple(topics), handler, consumer_type))
+
+    @property
+    def consumer_registrations(self) -> list[tuple[str, tuple[str, ...], EventHandler]]:
+        """Group, topics and handler of every consumer, for documents and tests."""
+        return [(group, topics, handler) for group, topics, handler, _ in self._consumer_specs]
+
+    def add_readiness_check(self, name: str, check: Callable[[], str]) -> None:
+        """A check `/readyz` reports: "ok", or what is wrong."""
+        self._readiness_checks.append((name, check))
 
     def add_worker(self, name: str, worker: Worker) -> None:
         """A background loop, restarted after a failure, cancelled at stop."""
@@ -105,8 +127,8 @@ class ServiceRuntime:
             published=self.metrics.outbox_published,
         )
         self._worker_tasks.append(_spawn("outbox-relay", self.relay.run))
-        for group, topics, handler in self._consumer_specs:
-            consumer = EventConsumer(
+        for group, topics, handler, consumer_type in self._consumer_specs:
+            consumer = consumer_type(
                 group,
                 topics,
                 handler,
@@ -181,6 +203,8 @@ class ServiceRuntime:
             )
         except Exception as error:
             checks["migrations"] = f"unavailable: {error.__class__.__name__}"
+        for name, check in self._readiness_checks:
+            checks[name] = check()
         return checks
 
 
@@ -282,6 +306,7 @@ def create_service_app(
             await runtime.stop()
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.runtime = runtime
     install_problem_handlers(app)
     app.add_middleware(
         RequestLimitsMiddleware,

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     notification_smtp_tls: bool = False
     notification_smtp_sender: str = "sqjz-alerts@localhost"
 
+    @model_validator(mode="after")
+    def _lease_outlives_a_send(self) -> Settings:
+        if self.notification_lease_seconds <= self.notification_send_timeout_seconds:
+            raise ValueError("NOTIFICATION_LEASE_SECONDS must exceed the send timeout")
+        return self
+
     # Audit: the log's name (checkpoint origin and key name) and its Ed25519 signing key, as a
     # file holding `PRIVATE+KEY+...` or a base64 seed; neither: a dev key in `local_data_dir`.
     audit_log_origin: str = "sqjz.wushen.example/audit"
@@ -129,12 +135,6 @@ class Settings(BaseSettings):
     audit_checkpoint_interval_seconds: float = Field(default=1.0, gt=0)
     # R12: a first report this long after the incident was discovered is suspected of 瞒报.
     audit_concealment_threshold: timedelta = timedelta(hours=1)
-
-    @model_validator(mode="after")
-    def _lease_outlives_a_send(self) -> Settings:
-        if self.notification_lease_seconds <= self.notification_send_timeout_seconds:
-            raise ValueError("NOTIFICATION_LEASE_SECONDS must exceed the send timeout")
-        return self
 
     @cached_property
     def async_database_url(self) -> str:

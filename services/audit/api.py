@@ -1,10 +1,5 @@
 """REST routes of audit: timelines, the Merkle log and its proofs, checkpoints, findings and
 the investigation report. Every query runs as the writer role, which can only read and append.
-
-What holds personal data (timelines, entries, findings, reports, the export) needs a token and
-the access table's permission. What holds only hashes and signatures (checkpoints, proofs, the
-log's key) is public, as a transparency log's must be for witnesses and verifiers; a witness's
-cosignature carries its own proof.
 """
 
 from __future__ import annotations
@@ -48,18 +43,17 @@ from services.audit.schemas import (
     TimelineOut,
 )
 from services.audit.verification import LeafChecker, judge
-from shared.access import Permission, Principal
+from shared.access import Permission
 from shared.auth import Caller, authorize
+from shared.domain import PARTY_PATTERN
 from shared.events.models import AccountabilityFinding
 from shared.problems import Problem, not_found
 from shared.runtime import runtime_of
 
-# Leaf indices and tree sizes are PostgreSQL bigints.
-LogIndex = Annotated[int, Query(ge=0, lt=2**63)]
-LogSize = Annotated[int, Query(ge=1, lt=2**63)]
-
 router = APIRouter(tags=["audit"])
-public_router = APIRouter(tags=["audit: transparency"])
+# Checkpoints, the verifier key and proofs are hashes only and exist to be checked by anyone;
+# a witness's cosignature is proven by its own signature. No bearer token on these.
+proof_router = APIRouter(tags=["proofs"])
 NOTE_MEDIA_TYPE = "text/plain; charset=utf-8"
 
 
@@ -70,6 +64,7 @@ async def writer_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+# "function" scope: the transaction ends before the response is sent.
 Session = Annotated[AsyncSession, Depends(writer_session, scope="function")]
 
 
@@ -100,10 +95,20 @@ def proof_problem(error: ProofError | LookupError) -> Problem:
     return Problem(422, "No such proof", str(error), kind="no-such-proof")
 
 
-async def incident_rows(
-    session: AsyncSession, incident_id: UUID, caller: Principal, permission: Permission
-) -> list[Row]:
-    """The incident's leaves, once the caller may read them (its township decides)."""
+# Indexes and sizes beyond what PostgreSQL's bigint holds name no leaf.
+Index = Annotated[int, Path(ge=0, le=2**62)]
+MAX_SIZE = 2**62
+
+
+def township_in(rows: list[Row]) -> str | None:
+    """The incident's township, from its first report in the log."""
+    for row in rows:
+        if row.ce_type == "incident.reported":
+            return json.loads(row.leaf)["data"]["facts"]["township_code"]
+    return None
+
+
+async def incident_rows(session: AsyncSession, incident_id: UUID) -> list[Row]:
     rows = (
         await session.execute(
             select(log_entries)
@@ -113,15 +118,7 @@ async def incident_rows(
     ).all()
     if not rows:
         raise not_found("Incident", incident_id)
-    authorize(caller, permission, township_of(rows))
     return list(rows)
-
-
-def township_of(rows: list[Row]) -> str | None:
-    for row in rows:
-        if row.ce_type == "incident.reported":
-            return json.loads(row.leaf)["data"]["facts"]["township_code"]
-    return None
 
 
 @router.get(
@@ -129,7 +126,8 @@ def township_of(rows: list[Row]) -> str | None:
     summary="Every event of an incident, in the order it happened",
 )
 async def timeline(incident_id: UUID, session: Session, caller: Caller) -> TimelineOut:
-    rows = await incident_rows(session, incident_id, caller, Permission.READ_TIMELINE)
+    rows = await incident_rows(session, incident_id)
+    authorize(caller, Permission.READ_TIMELINE, township_in(rows))
     return TimelineOut(incident_id=str(incident_id), entries=[entry_out(row) for row in rows])
 
 
@@ -157,7 +155,8 @@ async def proofs_against(
     summary="An incident's leaves with inclusion proofs against the latest checkpoint",
 )
 async def incident_proofs(incident_id: UUID, session: Session, caller: Caller) -> IncidentProofsOut:
-    rows = await incident_rows(session, incident_id, caller, Permission.READ_TIMELINE)
+    rows = await incident_rows(session, incident_id)
+    authorize(caller, Permission.READ_TIMELINE, township_in(rows))
     checkpoint = await signed_checkpoint(session)
     proofs = await proofs_against(session, [row.index for row in rows], checkpoint)
     return IncidentProofsOut(
@@ -178,9 +177,7 @@ async def incident_proofs(incident_id: UUID, session: Session, caller: Caller) -
 
 
 @router.get("/v1/log/entries/{index}", summary="One log entry")
-async def log_entry(
-    index: Annotated[int, Path(ge=0, lt=2**63)], session: Session, caller: Caller
-) -> LogEntryOut:
+async def log_entry(index: Index, session: Session, caller: Caller) -> LogEntryOut:
     authorize(caller, Permission.READ_LOG)
     rows = await store.entries(session, [index])
     if not rows:
@@ -253,26 +250,25 @@ async def with_cosignatures(session: AsyncSession, row: Row) -> str:
     return note.render()
 
 
-@public_router.get(
+@proof_router.get(
     "/v1/log/checkpoint",
     summary="The latest signed checkpoint (C2SP tlog-checkpoint), with witness cosignatures",
     response_class=PlainTextResponse,
 )
 async def checkpoint(
-    session: Session, size: Annotated[int | None, Query(ge=0, lt=2**63)] = None
+    session: Session,
+    size: Annotated[int | None, Query(ge=0, le=MAX_SIZE)] = None,
 ) -> Response:
     row = await signed_checkpoint(session, size)
     return PlainTextResponse(await with_cosignatures(session, row), media_type=NOTE_MEDIA_TYPE)
 
 
-@public_router.get(
-    "/v1/log/key", summary="The log's verifier key", response_class=PlainTextResponse
-)
+@proof_router.get("/v1/log/key", summary="The log's verifier key", response_class=PlainTextResponse)
 async def log_key(request: Request) -> Response:
     return PlainTextResponse(context_of(request).log_key.vkey + "\n")
 
 
-@public_router.post(
+@proof_router.post(
     "/v1/log/cosignatures",
     status_code=201,
     summary="Add a witness's cosignature: the checkpoint note it cosigned",
@@ -304,8 +300,12 @@ async def add_cosignature(request: Request, session: Session) -> CheckpointOut:
     return checkpoint_out(row)
 
 
-@public_router.get("/v1/log/proof/inclusion", summary="RFC 9162 inclusion proof of a leaf")
-async def inclusion(session: Session, index: LogIndex, size: LogSize) -> InclusionProofOut:
+@proof_router.get("/v1/log/proof/inclusion", summary="RFC 9162 inclusion proof of a leaf")
+async def inclusion(
+    session: Session,
+    index: Annotated[int, Query(ge=0, le=MAX_SIZE)],
+    size: Annotated[int, Query(ge=1, le=MAX_SIZE)],
+) -> InclusionProofOut:
     try:
         bundle = await store.inclusion_bundle(session, index, size)
     except (ProofError, LookupError) as error:
@@ -319,13 +319,13 @@ async def inclusion(session: Session, index: LogIndex, size: LogSize) -> Inclusi
     )
 
 
-@public_router.get(
+@proof_router.get(
     "/v1/log/proof/consistency", summary="RFC 9162 consistency proof between two sizes"
 )
 async def consistency(
     session: Session,
-    old_size: Annotated[int, Query(alias="from", ge=1, lt=2**63)],
-    new_size: Annotated[int, Query(alias="to", ge=1, lt=2**63)],
+    old_size: Annotated[int, Query(alias="from", ge=1, le=MAX_SIZE)],
+    new_size: Annotated[int, Query(alias="to", ge=1, le=MAX_SIZE)],
 ) -> ConsistencyProofOut:
     try:
         bundle = await store.consistency_bundle(session, old_size, new_size)
@@ -347,8 +347,8 @@ async def consistency(
 async def export(
     request: Request,
     caller: Caller,
-    start: LogIndex = 0,
-    end: Annotated[int | None, Query(ge=0, lt=2**63)] = None,
+    start: Annotated[int, Query(ge=0, le=MAX_SIZE)] = 0,
+    end: Annotated[int | None, Query(ge=0, le=MAX_SIZE)] = None,
 ) -> StreamingResponse:
     authorize(caller, Permission.READ_LOG)
     runtime = runtime_of(request)
@@ -420,8 +420,8 @@ async def list_findings(
     session: Session,
     caller: Caller,
     incident_id: UUID | None = None,
-    party: str | None = None,
-    rule: str | None = None,
+    party: Annotated[str | None, Query(pattern=PARTY_PATTERN)] = None,
+    rule: Annotated[str | None, Query(pattern=r"^R\d{1,2}$")] = None,
 ) -> FindingsOut:
     authorize(caller, Permission.READ_FINDINGS)
     query = select(findings).order_by(findings.c.found_at, findings.c.finding_id)
@@ -461,8 +461,9 @@ async def investigation_report(
     caller: Caller,
     format: Annotated[str | None, Query(description="markdown or html")] = None,
 ) -> Response:
+    authorize(caller, Permission.READ_REPORTS)
     chosen = report_format(request, format)
-    rows = await incident_rows(session, incident_id, caller, Permission.READ_REPORTS)
+    rows = await incident_rows(session, incident_id)
     events = [LoggedEvent.from_leaf(row.index, bytes(row.leaf)) for row in rows]
     finding_rows = (
         await session.execute(

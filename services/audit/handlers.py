@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from aiokafka import TopicPartition
@@ -23,13 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.audit import findings, store
 from services.audit.leaves import canonical_json, leaf_document, leaf_hash
 from services.audit.models import findings as findings_table
-from services.audit.models import log_entries, messaging
+from services.audit.models import log_entries
 from shared.events import CloudEvent, decode
 from shared.events.models import AccountabilityFinding
-from shared.events.topics import ALL_TOPICS
 from shared.kafka import EventConsumer, RecordPosition
-from shared.messaging import Inbox, Outbox
-from shared.runtime import ServiceRuntime
+from shared.messaging import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -141,17 +140,8 @@ def _incidents_to_review(received: Sequence[Received]) -> list[UUID]:
 class BatchingConsumer(EventConsumer):
     """The shared consumer, applying each partition's records in one transaction."""
 
-    def __init__(self, audit_log: AuditLog, runtime: ServiceRuntime) -> None:
-        super().__init__(
-            CONSUMER,
-            ALL_TOPICS,
-            audit_log.append,
-            runtime.sessions,
-            Inbox(messaging.inbox_table, CONSUMER),
-            runtime.producer,
-            runtime.settings,
-            runtime.metrics,
-        )
+    def __init__(self, audit_log: AuditLog, *arguments: Any) -> None:
+        super().__init__(*arguments)
         self._audit_log = audit_log
 
     async def _process_partition(
@@ -199,14 +189,5 @@ class BatchingConsumer(EventConsumer):
             if fresh:
                 await self._audit_log.append_all(session, fresh)
         for event, position in received:
-            fresh_one = (event.source, event.id) in fresh_ids
-            self._count(position.topic, "applied" if fresh_one else "redelivered")
-
-
-async def run_log_consumer(runtime: ServiceRuntime, audit_log: AuditLog) -> None:
-    consumer = BatchingConsumer(audit_log, runtime)
-    runtime.consumers.append(consumer)  # so that stopping the service stops it gracefully
-    try:
-        await consumer.run()
-    finally:
-        runtime.consumers.remove(consumer)
+            applied = (event.source, event.id) in fresh_ids
+            self._count(position.topic, "applied" if applied else "redelivered")

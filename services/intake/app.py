@@ -25,5 +25,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[api.router],
     )
     app.state.directory = Directory.load(settings.directory_file)
-    app.state.pii = PiiCipher.from_settings(settings)
+    app.state.pii = cipher = PiiCipher.from_settings(settings)
+    runtime.add_readiness_check("personal_data_key", lambda: cipher.readiness)
     return app

@@ -29,7 +29,7 @@ from services.notification.schemas import (
 )
 from shared.access import Permission
 from shared.auth import Caller, authorize
-from shared.domain import TOWNSHIP_BOUND_KINDS, party_kind_of
+from shared.domain import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, party_kind_of
 from shared.problems import Problem, not_found
 from shared.runtime import DatabaseSession, runtime_of
 
@@ -92,7 +92,7 @@ async def list_notifications(
     session: DatabaseSession,
     caller: Caller,
     incident_id: Annotated[UUID, Query()],
-    party: Annotated[str | None, Query(max_length=40)] = None,
+    party: Annotated[str | None, Query(pattern=PARTY_PATTERN)] = None,
 ) -> NotificationList:
     query = select(notifications).where(notifications.c.incident_id == incident_id)
     if party:

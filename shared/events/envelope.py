@@ -92,6 +92,11 @@ class CloudEvent:
         return json.dumps(self.data_json(), ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _refuse_constant(name: str) -> None:
+    """RFC 8259 JSON has no NaN or Infinity; Python's parser would take them."""
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode(topic: str, headers: Headers, value: bytes | None) -> CloudEvent:
     """Turn a Kafka record into a validated CloudEvent, or raise UndecodableEvent."""
     attributes: dict[str, str] = {}
@@ -120,8 +125,12 @@ def decode(topic: str, headers: Headers, value: bytes | None) -> CloudEvent:
     if value is None:
         raise UndecodableEvent("record has no value")
     try:
-        payload = json.loads(value)
+        payload = json.loads(value, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UndecodableEvent(f"value is not JSON: {error}") from error
+    except RecursionError as error:
+        raise UndecodableEvent("value is JSON nested too deeply") from error
+    except ValueError as error:
         raise UndecodableEvent(f"value is not JSON: {error}") from error
     try:
         data = spec.model.model_validate(payload)

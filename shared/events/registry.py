@@ -18,7 +18,13 @@ def _specs(topic: str, *event_models: type[models.EventData]) -> dict[str, Event
 
 
 EVENT_TYPES: dict[str, EventSpec] = {
-    **_specs(topics.INCIDENTS, models.IncidentReported, models.ActionRecorded, models.ReportFiled),
+    **_specs(
+        topics.INCIDENTS,
+        models.IncidentReported,
+        models.ActionRecorded,
+        models.ReportFiled,
+        models.PersonalDataRead,
+    ),
     **_specs(
         topics.ESCALATIONS,
         models.ObligationCreated,

@@ -15,7 +15,7 @@ from services.audit.note import COSIGNATURE_V1, Signer, Verifier
 from shared.devrun import ServiceProcesses
 from shared.localinfra import Infrastructure
 from tests.integration.helpers import count_of, eventually, violence_report
-from tests.support import clients_for, running_system
+from tests.support import PartyAuth, clients_for, running_system, test_keys
 
 ORIGIN = "sqjz.wushen.example/audit-test"
 LOG_SEED = bytes(range(32))
@@ -67,27 +67,22 @@ async def audit_system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
             "AUDIT_CHECKPOINT_INTERVAL_SECONDS": "0.5",
         },
     ) as (infra, processes):
-        system = AuditSystem(infra, processes, log_signer, witness, work_dir)
-        await warm_up(system)
-        yield system
+        await warm_up(processes, work_dir)
+        yield AuditSystem(infra, processes, log_signer, witness, work_dir)
 
 
-async def warm_up(system: AuditSystem) -> None:
+async def warm_up(processes: ServiceProcesses, work_dir: Path) -> None:
     """One incident through every consumer, so that group joins do not delay the tests'."""
-    clients = clients_for(system.processes, system.work_dir)
-    try:
-        created = await clients["intake"].post(
-            "/v1/incidents", json=violence_report(category="OTHER")
+    async with httpx.AsyncClient(timeout=10, auth=PartyAuth(test_keys(work_dir)[0])) as client:
+        created = await client.post(
+            f"{processes.url('intake')}/v1/incidents", json=violence_report(category="OTHER")
         )
         incident_id = created.json()["id"]
         await eventually(
-            lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
+            lambda: client.get(f"{processes.url('audit')}/v1/incidents/{incident_id}/timeline"),
             lambda response: count_of("notification.delivered", response) >= 1,
             timeout=60,
         )
-    finally:
-        for client in clients.values():
-            await client.aclose()
 
 
 @pytest.fixture(scope="package")

@@ -13,7 +13,7 @@ import httpx
 from tests.audit.conftest import AuditSystem
 from tests.audit.helpers import run_module
 from tests.audit.test_log import latest
-from tests.integration.helpers import eventually, report
+from tests.integration.helpers import eventually, report, timeline_with
 
 
 @asynccontextmanager
@@ -41,11 +41,10 @@ async def test_a_leaf_edited_behind_the_triggers_is_named_by_its_index(
     audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient], tmp_path: Path
 ) -> None:
     incident_id = await report(clients)
-    timeline = await eventually(
-        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
-        lambda response: response.status_code == 200,
+    timeline = await timeline_with(clients["audit"], incident_id, "incident.reported")
+    target = next(  # the report itself
+        e["index"] for e in timeline.json()["entries"] if e["ce_type"] == "incident.reported"
     )
-    target = timeline.json()["entries"][0]["index"]  # the report itself
     await eventually(lambda: latest(clients, audit_system), lambda c: c.size > target)
     note = (await clients["audit"].get("/v1/log/checkpoint")).text
     (tmp_path / "checkpoint.txt").write_text(note, encoding="utf-8")

@@ -57,8 +57,7 @@ def fuzz_service(base_url: str, spec: dict, token: str) -> tuple[int, list[str]]
                     content_type = content_type[0] if content_type else None
                 if content_type != "application/problem+json":
                     problems.append(
-                        f"{label}: not problem+json: {response.headers.get('content-type')} "
-                        f"{response.text[:200]}"
+                        f"{label}: not problem+json: {content_type} {response.text[:200]}"
                     )
 
         check()

@@ -15,12 +15,13 @@ from shared.devrun import ServiceProcesses
 from shared.settings import SERVICE_NAMES, Settings
 from tests.integration.helpers import eventually, report, timeline_with, violence_report
 
+# Health, metrics, the signed acknowledgement link, and the log's checkpoints and proofs (hashes
+# only, there to be checked by anyone; cosignatures prove themselves).
 OPEN_PATHS = {
     "/healthz",
     "/readyz",
     "/metrics",
     "/v1/notifications/{notification_id}/ack",
-    # The audit log's hashes and signatures: public, for witnesses and verifiers.
     "/v1/log/checkpoint",
     "/v1/log/key",
     "/v1/log/cosignatures",
@@ -108,7 +109,9 @@ async def test_personal_data_is_sealed_at_rest_masked_by_default_and_unmasked_re
     incident_id = await report(
         clients, summary="王某某持刀（身份证150626199001011234）", location="王某某家门口"
     )
-    masked = (await clients["intake"].get(f"/v1/incidents/{incident_id}")).json()
+    response = await clients["intake"].get(f"/v1/incidents/{incident_id}")
+    assert response.status_code == 200, response.text
+    masked = response.json()
     assert masked["personal_data"] == "masked"
     assert masked["facts"]["subjects"][0]["name"] == "王**"
     assert "王某某" not in str(masked) and "150626199001011234" not in str(masked)
@@ -116,6 +119,7 @@ async def test_personal_data_is_sealed_at_rest_masked_by_default_and_unmasked_re
     shown = await clients["intake"].get(
         f"/v1/incidents/{incident_id}", headers={"X-Act-As": "BLO incidents:read pii:read"}
     )
+    assert shown.status_code == 200, shown.text
     assert shown.json()["personal_data"] == "shown"
     assert shown.json()["facts"]["subjects"][0]["id_number"] == "150626199001011234"
     timeline = await timeline_with(clients["audit"], incident_id, "incident.personal_data_read")
@@ -181,3 +185,42 @@ async def test_bodies_too_large_and_callers_too_fast_are_refused(
     assert limited, "no request was limited"
     assert int(limited[0].headers["Retry-After"]) >= 1
     assert limited[0].headers["content-type"] == "application/problem+json"
+
+
+async def test_rotating_the_personal_data_key_reseals_old_rows(
+    clients: dict[str, httpx.AsyncClient], infra_settings: Settings, work_dir
+) -> None:
+    import json as json_module
+
+    from pydantic import SecretStr
+
+    from services.intake.reseal import reseal
+    from shared.devrun import development_secrets
+    from shared.pii import new_key
+
+    incident_id = await report(clients)
+    old = json_module.loads(development_secrets(work_dir)["PII_KEYS"])
+    keys = {**{k: SecretStr(v) for k, v in old.items()}, "rotated-2": SecretStr(new_key())}
+    rotated = infra_settings.model_copy(
+        update={"pii_keys": keys, "pii_current_key_id": "rotated-2"}
+    )
+    assert await reseal(rotated) >= 1
+    assert await reseal(rotated) == 0  # nothing left under the old key
+    engine = create_engine(infra_settings, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            kid = await connection.scalar(
+                text(
+                    "SELECT facts->'subjects'->'sealed'->>'kid' FROM intake.incidents"
+                    " WHERE id = :id"
+                ),
+                {"id": incident_id},
+            )
+    finally:
+        await engine.dispose()
+    assert kid == "rotated-2"
+    # Back to the key the running intake holds, so the other tests read what they wrote.
+    back = rotated.model_copy(update={"pii_current_key_id": next(iter(old))})
+    assert await reseal(back) >= 1
+    shown = await clients["intake"].get(f"/v1/incidents/{incident_id}")
+    assert shown.status_code == 200

@@ -23,6 +23,8 @@ ROWS = [
     ("SFS:150626102", P.READ_NOTIFICATIONS, TUKE, True),
     ("SFS:150626102", P.READ_TIMELINE, TUKE, True),
     ("SFS:150626102", P.READ_TIMELINE, GALUTU, False),
+    ("SFS:150626102", P.READ_TIMELINE, None, False),  # township not known: refused
+    ("BLO", P.READ_TIMELINE, None, True),
     ("SFS:150626102", P.READ_LOG, None, False),
     ("SFS:150626102", P.READ_FINDINGS, None, False),
     ("SFS:150626102", P.READ_DRILLS, None, False),

@@ -135,9 +135,11 @@ def test_a_ciphertext_moved_to_another_context_or_altered_does_not_open():
         sealer.open(altered, "subjects")
 
 
-def test_missing_or_short_keys_stop_the_start():
+def test_missing_keys_refuse_to_seal_and_short_keys_stop_the_start():
+    unkeyed = PiiCipher.from_settings(Settings())
+    assert unkeyed.readiness != "ok"
     with pytest.raises(PersonalDataKeyError):
-        PiiCipher.from_settings(Settings())
+        unkeyed.seal_subjects(FACTS)
     with pytest.raises(PersonalDataKeyError):
         PiiCipher.from_settings(Settings(pii_keys={"k": SecretStr("c2hvcnQ=")}))
 

@@ -1,0 +1,16 @@
+"""The generated documents, built once: building four apps is the slow part."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared import contracts
+
+
+@pytest.fixture(scope="package")
+def generated() -> dict[Path, Any]:
+    """Every document `make contracts` writes, by its path under the repository root."""
+    return contracts.expected_files()
