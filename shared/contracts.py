@@ -78,6 +78,12 @@ DLQ_HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
         "format": "date-time",
         "description": "When it was dead-lettered (ISO 8601, UTC).",
     },
+    "dlq_value_truncated_from": {
+        "type": "string",
+        "pattern": r"^\d+$",
+        "description": "Present when the value was too large to keep whole: its length in "
+        "bytes. The letter keeps the head; replay it from its original position instead.",
+    },
 }
 DLQ_REPLAYER = "dlq-replay"
 
