@@ -139,11 +139,16 @@ class ObligationCreated(EventData):
     policy_version: str | None = None
 
 
-class ObligationMet(EventData):
-    ce_type: ClassVar[str] = "obligation.met"
+class AboutObligation(EventData):
+    """Fields every event about one obligation of one incident carries."""
+
     incident_id: UUID
     obligation_id: UUID
     party: str
+
+
+class ObligationMet(AboutObligation):
+    ce_type: ClassVar[str] = "obligation.met"
     rule_id: str
     status: Literal["MET", "MET_LATE"]
     met_at: AwareDatetime
@@ -151,26 +156,20 @@ class ObligationMet(EventData):
     drill: bool = False
 
 
-class ObligationWaived(EventData):
+class ObligationWaived(AboutObligation):
     """No longer required (the incident closed, the subject was found ...), with the reason."""
 
     ce_type: ClassVar[str] = "obligation.waived"
-    incident_id: UUID
-    obligation_id: UUID
-    party: str
     rule_id: str
     reason: str
     waived_at: AwareDatetime
     drill: bool = False
 
 
-class DeadlineMissed(EventData):
+class DeadlineMissed(AboutObligation):
     """An obligation's due time passed with nothing recorded; `escalated_to` took it up."""
 
     ce_type: ClassVar[str] = "deadline.missed"
-    incident_id: UUID
-    obligation_id: UUID
-    party: str
     action: str
     rule_id: str
     due_at: AwareDatetime
@@ -232,28 +231,22 @@ class NotificationFailed(NotificationAttempt):
     ce_type: ClassVar[str] = "notification.failed"
 
 
-class NotificationAcknowledged(EventData):
+class NotificationAcknowledged(AboutObligation):
     """The recipient confirmed reading the alert; a "report to X" obligation is then met."""
 
     ce_type: ClassVar[str] = "notification.acknowledged"
     notification_id: UUID
-    incident_id: UUID
-    obligation_id: UUID
-    party: str
     channel: str
     contact: str
     acknowledged_at: AwareDatetime
     drill: bool = False
 
 
-class NotificationUnacknowledged(EventData):
+class NotificationUnacknowledged(AboutObligation):
     """Every contact of the party was tried and nobody acknowledged within ACK."""
 
     ce_type: ClassVar[str] = "notification.unacknowledged"
     notification_id: UUID
-    incident_id: UUID
-    obligation_id: UUID
-    party: str
     contacts_tried: int
     given_up_at: AwareDatetime
     drill: bool = False
