@@ -175,6 +175,7 @@ class EventConsumer:
             client_id=self.name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
         )
         self._consumer.subscribe(self.topics, listener=_RebalanceLog(self.name))
         await self._consumer.start()

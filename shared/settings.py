@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     kafka_enable_idempotence: bool = False
     kafka_topic_partitions: int = Field(default=6, ge=1)
     kafka_topic_replication_factor: int = Field(default=1, ge=1)
+    # How long the broker may hold a consumer's fetch when nothing is there. Apache Kafka answers
+    # as soon as a record arrives, whatever this is; Tansu holds the fetch to the end, so the
+    # wait is what a record waits on a hop (500 ms, the client default, costs 250 ms a hop).
+    kafka_fetch_max_wait_ms: int = Field(default=20, ge=1, le=500)
 
     intake_port: int = 8001
     escalation_port: int = 8002
