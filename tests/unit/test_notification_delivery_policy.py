@@ -171,7 +171,8 @@ def test_breakers_are_per_gateway():
 
 def test_robot_channels_default_to_their_documented_rate_and_settings_override():
     assert limits_for("dingtalk", Settings()).rate_per_second == pytest.approx(20 / 60)
-    assert limits_for("webhook", Settings()) == ChannelLimits()
+    assert limits_for("webhook", Settings()).rate_per_second == 300
+    assert limits_for("sms", Settings()) == ChannelLimits()
     custom = Settings(notification_channel_limits={"sms": {"concurrency": 1}})
     assert limits_for("sms", custom).concurrency == 1
 
