@@ -194,6 +194,8 @@ class EventConsumer:
             client_id=self.name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            session_timeout_ms=self._settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
         )
         self._consumer.subscribe(self.topics, listener=_RebalanceLog(self.name))
         await self._consumer.start()
