@@ -111,20 +111,39 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 MAX_DEAD_LETTER_VALUE = 900 * 1024
 
 
+# SQLSTATE classes of a database that is away or busy, whatever the event: 08 connection
+# exception, 40 transaction rollback (serialization failure, deadlock), 53 insufficient
+# resources (too many connections), 57 operator intervention (shutting down, starting up).
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    orig = error.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    code = code or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    return str(code) if code is not None else None
+
+
 def is_permanent(error: BaseException) -> bool:
     if isinstance(error, DBAPIError) and not error.connection_invalidated:
         # SQLSTATE class 22 (data exception) or 23 (integrity): the same row fails every time.
-        orig = error.orig
-        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-        code = code or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
-        if code is not None and str(code)[:2] in ("22", "23"):
+        code = _sqlstate(error)
+        if code is not None and code[:2] in ("22", "23"):
             return True
     return isinstance(error, PERMANENT_ERRORS)
 
 
 def is_transient(error: BaseException) -> bool:
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
+    """Errors of the infrastructure, retried for as long as they last: never dead-lettered."""
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        code = _sqlstate(error)
+        if code is not None and code[:2] in TRANSIENT_SQLSTATE_CLASSES:
+            return True
+        # asyncpg's word for a pooled connection whose server went away mid-statement.
+        if isinstance(error.orig.__cause__, asyncpg.exceptions.InternalClientError):
+            return True
     return isinstance(error, TRANSIENT_ERRORS)
 
 
@@ -176,6 +195,8 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
+            session_timeout_ms=self._settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
         )
         self._consumer.subscribe(self.topics, listener=_RebalanceLog(self.name))
         await self._consumer.start()

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = None
     # Tansu (the local broker) rejects InitProducerId, so idempotence stays a setting.
     kafka_enable_idempotence: bool = False
+    # A consumer that stops heartbeating (a crashed process) loses its partitions after this;
+    # until then they wait, also for the process that replaces it.
+    kafka_session_timeout_ms: int = Field(default=10000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(default=3000, ge=100)
     kafka_topic_partitions: int = Field(default=6, ge=1)
     kafka_topic_replication_factor: int = Field(default=1, ge=1)
     # How long the broker may hold a consumer's fetch when nothing is there. Apache Kafka answers

@@ -1,0 +1,69 @@
+"""Which handler errors a consumer waits out and which it dead-letters.
+
+An error from a database that is restarting, starting up or out of connections says nothing
+about the event: the consumer must retry it for as long as it takes, never count it towards
+dead-lettering. Errors are built as SQLAlchemy's asyncpg dialect raises them.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+from sqlalchemy.exc import DBAPIError
+
+from shared.kafka import is_permanent, is_transient
+
+DBAPI = AsyncAdapt_asyncpg_dbapi(asyncpg)
+
+
+def as_sqlalchemy_raises(error: Exception) -> DBAPIError:
+    """`error` from asyncpg, translated and wrapped the way a failed statement reaches us."""
+    translated = next(
+        DBAPI._asyncpg_error_translate[kind](error.args[0], error)
+        for kind in type(error).__mro__
+        if kind in DBAPI._asyncpg_error_translate
+    )
+    translated.__cause__ = error  # the dialect raises it `from` asyncpg's
+    wrapped = DBAPIError.instance("SELECT 1", {}, translated, DBAPI.Error)
+    assert not wrapped.connection_invalidated
+    return wrapped
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.exceptions.AdminShutdownError(
+            "terminating connection due to administrator command"
+        ),
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.CrashShutdownError("terminating connection due to crash of a process"),
+        asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
+        asyncpg.exceptions.ConnectionFailureError("connection failure"),
+        asyncpg.exceptions.SerializationError("could not serialize access"),
+        asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+        # What a pooled connection says when the server went away in the middle of its work.
+        asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        ),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_a_database_away_or_busy_is_waited_out(error: Exception) -> None:
+    wrapped = as_sqlalchemy_raises(error)
+    assert is_transient(wrapped)
+    assert not is_permanent(wrapped)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.exceptions.NumericValueOutOfRangeError("integer out of range"),
+        asyncpg.exceptions.UniqueViolationError("duplicate key value"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_data_the_database_refuses_is_dead_lettered(error: Exception) -> None:
+    wrapped = as_sqlalchemy_raises(error)
+    assert is_permanent(wrapped)
+    assert not is_transient(wrapped)
