@@ -23,8 +23,9 @@ demo: install  ## post the sample incidents of examples/ to a running system
 test: install  ## unit and end-to-end tests on a real PostgreSQL and broker
 	$(BIN)/python -m pytest
 
-bench: install  ## audit log benchmarks (minutes); results in bench/results/<date>.json
-	$(BIN)/python -m bench.audit_log
+bench: install  ## load, floor, intake, audit, memory (about 15 min); bench/results/<date>.json
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,6 +1,6 @@
 """Benchmarks of the audit log: append rate and inclusion-proof latency at a million leaves.
 
-    make bench                       # or: python -m bench.audit_log [--leaves N]
+    python -m bench.audit_log [--leaves N]      # `make bench` runs it with the others
 
 Starts its own PostgreSQL (as the tests do), applies audit's migrations and measures, as the
 writer role the service uses:
@@ -12,7 +12,7 @@ writer role the service uses:
 4. inclusion proofs (`store.inclusion_bundle`, what `GET /v1/log/proof/inclusion` runs) at
    random indices of the tree of `--leaves` leaves.
 
-Results go to bench/results/<date>.json with the machine's cores and memory.
+Run alone, it prints its results; `python -m bench` adds them to bench/results/<date>.json.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -48,7 +48,6 @@ from shared.kafka import RecordPosition, ensure_topics
 from shared.localinfra import LocalBroker, LocalPostgres, free_port
 from shared.settings import Settings
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 500  # the most records the consumer takes from one partition at a time
 FILL_BATCH = 5000
 
@@ -328,20 +327,8 @@ def run() -> None:
     parser.add_argument("--leaves", type=int, default=1_000_000)
     parser.add_argument("--service-events", type=int, default=20_000)
     arguments = parser.parse_args()
-    began = datetime.now(UTC)
     results = asyncio.run(main(arguments.leaves, arguments.service_events))
-    document = {
-        "date": began.isoformat(timespec="seconds"),
-        "duration_seconds": round((datetime.now(UTC) - began) / timedelta(seconds=1)),
-        "machine": machine(),
-        "targets": {"append_events_per_second": 5000, "inclusion_proof_p99_ms": 5},
-        **results,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{began.date().isoformat()}.json"
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(json.dumps(document, indent=2, ensure_ascii=False))
-    print(f"written to {path}")
+    print(json.dumps({"machine": machine(), **results}, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

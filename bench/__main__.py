@@ -1,0 +1,169 @@
+"""`make bench`: every benchmark, each figure printed beside its target and its floor.
+
+    python -m bench [--seconds 15] [--rates 10 50 100 200] [--leaves 1000000]
+
+Runs `bench.report_to_alert` (the system under load, the floor of the infrastructure, intake
+alone, memory) and `bench.audit_log` (append rate, inclusion proofs at a million leaves), each on
+infrastructure of its own, and writes both to bench/results/<date>.json with the machine's cores
+and memory. `docs/performance.md` explains the latest results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench import audit_log, report_to_alert
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+TARGETS = {
+    "first_alert_p50_ms_at_100": 25,
+    "first_alert_p99_ms_at_100": 60,
+    "ratio_to_three_hop_floor": 2,
+    "intake_reports_per_second": 1500,
+    "audit_append_events_per_second": 5000,
+    "inclusion_proof_p99_ms": 5,
+    "service_peak_rss_mb": 200,
+}
+
+
+def run_at(system: dict[str, Any], rate: float) -> dict[str, Any] | None:
+    return next((r for r in system["rates"] if r["offered_per_second"] == rate), None)
+
+
+def summary(document: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(figure, measured, target, floor, verdict) for every target of the issue."""
+    system, audit = document["system"], document["audit"]
+    floor = system["floor"]
+    three_hops = floor["three_hops_p50_ms"]
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def row(figure: str, value: float | None, target: float, floor_text: str, lower: bool) -> None:
+        if value is None:
+            rows.append((figure, "not measured", f"{target}", floor_text, "—"))
+            return
+        met = value <= target if lower else value >= target
+        sign = "≤" if lower else "≥"
+        verdict = "met" if met else "MISSED"
+        rows.append((figure, f"{value:g}", f"{sign} {target}", floor_text, verdict))
+
+    at_100 = run_at(system, 100)
+    hop_text = f"3 hops {three_hops} ms"
+    row(
+        "report→first alert p50 at 100/s (ms)",
+        at_100.get("p50_ms") if at_100 else None,
+        TARGETS["first_alert_p50_ms_at_100"],
+        hop_text,
+        lower=True,
+    )
+    row(
+        "report→first alert p99 at 100/s (ms)",
+        at_100.get("p99_ms") if at_100 else None,
+        TARGETS["first_alert_p99_ms_at_100"],
+        hop_text,
+        lower=True,
+    )
+    for run in system["rates"]:
+        if "p50_ms" in run:
+            row(
+                f"p50 / three-hop floor at {run['offered_per_second']:g}/s",
+                round(run["p50_ms"] / three_hops, 2),
+                TARGETS["ratio_to_three_hop_floor"],
+                hop_text,
+                lower=True,
+            )
+    for run in [*system["rates"], system["flat_out"]]:
+        offered = run["offered_per_second"]
+        rows.append(
+            (
+                f"sustained incidents/s, offered {offered:g}/s"
+                if offered
+                else "sustained incidents/s, flat out",
+                f"{run.get('sustained_per_second', 0):g}",
+                f"{offered:g}" if offered else "—",
+                f"p50 {run.get('p50_ms', '—')} ms",
+                "met"
+                if offered and run.get("sustained_per_second", 0) >= 0.95 * offered
+                else ("—" if not offered else "MISSED"),
+            )
+        )
+    for alone in system["intake_alone"]:
+        row(
+            f"intake flat out, {alone['processes']} process(es) (reports/s)",
+            alone["reports_per_second"],
+            TARGETS["intake_reports_per_second"],
+            f"commit {floor['postgres_commit']['p50_ms']} ms",
+            lower=False,
+        )
+    through = audit["append"]["through_the_service"]
+    row(
+        "audit append through the service, live (events/s)",
+        through["live_events_per_second_median"],
+        TARGETS["audit_append_events_per_second"],
+        f"store alone {audit['append']['batched']['events_per_second']}/s",
+        lower=False,
+    )
+    row(
+        "inclusion proof p99 at 1,000,000 leaves (ms)",
+        audit["inclusion_proof"]["p99_ms_median"],
+        TARGETS["inclusion_proof_p99_ms"],
+        f"commit {floor['postgres_commit']['p50_ms']} ms",
+        lower=True,
+    )
+    for service, peak in system["peak_rss_mb"].items():
+        row(f"peak RSS of {service} (MB)", peak, TARGETS["service_peak_rss_mb"], "—", lower=True)
+    return rows
+
+
+def print_summary(rows: list[tuple[str, str, str, str, str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    print()
+    for figure, value, target, floor, verdict in rows:
+        print(
+            f"{figure:<{widths[0]}}  {value:>{widths[1]}}  {target:<{widths[2]}}  "
+            f"{floor:<{widths[3]}}  {verdict}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    report_to_alert.arguments(parser)
+    parser.add_argument("--leaves", type=int, default=1_000_000)
+    parser.add_argument("--service-events", type=int, default=20_000)
+    options = parser.parse_args()
+    began = datetime.now(UTC)
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        work = Path(scratch)
+        work.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data folder
+        system = asyncio.run(
+            report_to_alert.main(options.rates, options.seconds, options.drain, work / "system")
+        )
+    audit = asyncio.run(audit_log.main(options.leaves, options.service_events))
+    document: dict[str, Any] = {
+        "date": began.isoformat(timespec="seconds"),
+        "duration_seconds": round((datetime.now(UTC) - began) / timedelta(seconds=1)),
+        "machine": audit_log.machine(),
+        "targets": TARGETS,
+        "system": system,
+        "audit": audit,
+    }
+    rows = summary(document)
+    document["summary"] = [
+        dict(zip(("figure", "measured", "target", "floor", "verdict"), r, strict=True))
+        for r in rows
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{began.date().isoformat()}.json"
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print_summary(rows)
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,566 @@
+"""From a report's 201 to its first alert: the system under fixed and flat-out load.
+
+    python -m bench.report_to_alert [--seconds 20] [--rates 50 100 200]
+
+Starts its own PostgreSQL, broker and the four services as processes (as `make run` does), a
+webhook sink in a process of its own standing in for every party's gateway, and then:
+
+1. the floor of this infrastructure: a PostgreSQL commit, and a Kafka produce→consume round
+   trip with the consumer settings the services use;
+2. open-loop load at each fixed rate (sends are scheduled on the clock, never held back by slow
+   answers) and one closed-loop run flat out; for each, the time from the 201 of the POST to the
+   first alert of that incident at the sink, p50/p95/p99, and the rate sustained;
+3. intake alone (its relay publishing to the broker, nobody consuming) flat out: reports/s;
+4. the peak resident memory of each service over the whole run.
+
+The time of a 201 and the time an alert arrives are read from the same system-wide monotonic
+clock in two processes, so they subtract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared.auth import ensure_dev_keys, mint
+from shared.devrun import ServiceProcesses, development_secrets
+from shared.localinfra import Infrastructure, free_port, infrastructure, wait_for_port
+from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
+from tests.support import directory_with_contacts
+
+SAMPLES = REPOSITORY_ROOT / "examples" / "incidents"
+FLOOR_TOPIC = "bench.floor"
+# Connections the load generator keeps open to intake, as a platform's gateway would.
+CONNECTIONS = 64
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
+
+
+def summary_ms(values_ns: Sequence[int]) -> dict[str, float]:
+    values = [v / 1e6 for v in values_ns]
+    return {
+        "p50_ms": round(percentile(values, 0.50), 2),
+        "p95_ms": round(percentile(values, 0.95), 2),
+        "p99_ms": round(percentile(values, 0.99), 2),
+        "max_ms": round(max(values), 2),
+    }
+
+
+# --- the floor ------------------------------------------------------------------------------
+
+
+async def postgres_commit_floor(database_url: str, samples: int = 2000) -> dict[str, float]:
+    """One small INSERT committed on its own, as each hop commits what it applied."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS public.bench_floor (id uuid PRIMARY KEY, body text)"
+        )
+        timings = []
+        for _ in range(samples):
+            began = time.perf_counter_ns()
+            await connection.execute(
+                "INSERT INTO public.bench_floor VALUES ($1, $2)", uuid.uuid4(), "x" * 200
+            )
+            timings.append(time.perf_counter_ns() - began)
+        await connection.execute("DROP TABLE public.bench_floor")
+    finally:
+        await connection.close()
+    return summary_ms(timings)
+
+
+async def kafka_round_trip_floor(
+    bootstrap: str, settings: Settings, samples: int = 1000
+) -> dict[str, float]:
+    """Produce one record (acks=all) and wait until a consumer, polling as ours do, has it."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        # Make sure the topic exists (auto-created or not) before assigning it.
+        await producer.send_and_wait(FLOOR_TOPIC, b"warm-up", partition=0)
+        partition = TopicPartition(FLOOR_TOPIC, 0)
+        consumer.assign([partition])
+        await consumer.seek_to_end(partition)
+        timings = []
+        for n in range(samples):
+            payload = str(n).encode()
+            began = time.perf_counter_ns()
+            await producer.send_and_wait(FLOOR_TOPIC, payload, partition=0)
+            while True:
+                batches = await consumer.getmany(partition, timeout_ms=200, max_records=500)
+                if any(r.value == payload for r in batches.get(partition, [])):
+                    break
+            timings.append(time.perf_counter_ns() - began)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return summary_ms(timings)
+
+
+# --- the system -----------------------------------------------------------------------------
+
+
+@dataclass
+class Sink:
+    port: int
+    process: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/alerts"
+
+    async def arrivals(self, client: httpx.AsyncClient) -> dict[str, int]:
+        """Incident id → arrival of its first alert (monotonic ns)."""
+        received = (await client.get(self.url)).json()
+        first: dict[str, int] = {}
+        for incident_id, _party, arrived in received:
+            if incident_id not in first or arrived < first[incident_id]:
+                first[incident_id] = arrived
+        return first
+
+    async def clear(self, client: httpx.AsyncClient) -> None:
+        await client.delete(self.url)
+
+
+@contextlib.asynccontextmanager
+async def sink_process(log_dir: Path) -> AsyncIterator[Sink]:
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.sink", "--port", str(port)],
+        cwd=REPOSITORY_ROOT,
+        stdout=(log_dir / "sink.log").open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await wait_for_port(port, 30, process)
+        yield Sink(port, process)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+class Reports:
+    """The sample incidents of every category in turn, reported now, each one new."""
+
+    def __init__(self, private_key: bytes, settings: Settings) -> None:
+        self._samples = [
+            json.loads(path.read_text("utf-8")) for path in sorted(SAMPLES.glob("*.json"))
+        ]
+        self._cycle = itertools.cycle(enumerate(self._samples))
+        self._tokens = {
+            sample["reporter"]["party"]: mint(
+                private_key,
+                sample["reporter"]["party"],
+                issuer=settings.auth_issuer,
+                audience=settings.auth_audience,
+            )
+            for sample in self._samples
+        }
+
+    def next(self) -> tuple[int, bytes, dict[str, str]]:
+        sample, template = next(self._cycle)
+        body = dict(template)
+        now = datetime.now(UTC)
+        body["occurred_at"] = (now - timedelta(minutes=5)).isoformat()
+        body["discovered_at"] = (now - timedelta(minutes=2)).isoformat()
+        headers = {
+            "Authorization": f"Bearer {self._tokens[body['reporter']['party']]}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": str(uuid.uuid4()),
+        }
+        return sample, json.dumps(body, ensure_ascii=False).encode(), headers
+
+
+@dataclass
+class Run:
+    """What one load run saw: per incident the 201's time and which sample it was."""
+
+    accepted: dict[str, int] = field(default_factory=dict)
+    sample_of: dict[str, int] = field(default_factory=dict)
+    refused: dict[int, int] = field(default_factory=dict)
+    began_ns: int = 0
+    ended_ns: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended_ns - self.began_ns) / 1e9
+
+    async def post(self, client: httpx.AsyncClient, reports: Reports) -> None:
+        sample, content, headers = reports.next()
+        try:
+            response = await client.post("/v1/incidents", content=content, headers=headers)
+        except httpx.HTTPError:
+            self.refused[0] = self.refused.get(0, 0) + 1
+            return
+        answered = time.monotonic_ns()
+        if response.status_code == 201:
+            incident_id = response.json()["id"]
+            self.accepted[incident_id] = answered
+            self.sample_of[incident_id] = sample
+        else:
+            self.refused[response.status_code] = self.refused.get(response.status_code, 0) + 1
+
+    def alerting(self, samples: set[int]) -> dict[str, int]:
+        """The accepted incidents whose kind calls for an immediate alert."""
+        return {i: t for i, t in self.accepted.items() if self.sample_of[i] in samples}
+
+
+async def at_fixed_rate(
+    client: httpx.AsyncClient, reports: Reports, rate: float, seconds: float
+) -> Run:
+    """Open loop: the n-th report leaves at n/rate whatever happened to the ones before."""
+    run = Run(began_ns=time.monotonic_ns())
+    start = time.monotonic()
+    in_flight: set[asyncio.Task] = set()
+    for n in range(int(rate * seconds)):
+        delay = start + n / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(run.post(client, reports))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    await asyncio.gather(*in_flight)
+    run.ended_ns = time.monotonic_ns()
+    return run
+
+
+async def flat_out(
+    clients: Sequence[httpx.AsyncClient], reports: Reports, seconds: float, concurrency: int
+) -> Run:
+    """Closed loop: `concurrency` callers, each posting again as soon as it has its answer."""
+    run = Run(began_ns=time.monotonic_ns())
+    stop_at = time.monotonic() + seconds
+
+    async def caller(client: httpx.AsyncClient) -> None:
+        while time.monotonic() < stop_at:
+            await run.post(client, reports)
+
+    await asyncio.gather(*(caller(clients[n % len(clients)]) for n in range(concurrency)))
+    run.ended_ns = time.monotonic_ns()
+    return run
+
+
+async def first_alerts(
+    expected: Iterable[str], sink: Sink, client: httpx.AsyncClient, within: float
+) -> dict[str, int]:
+    """Wait until every expected incident has an alert at the sink, or `within` seconds pass."""
+    expected = set(expected)
+    give_up = time.monotonic() + within
+    while True:
+        arrivals = await sink.arrivals(client)
+        if expected <= arrivals.keys() or time.monotonic() > give_up:
+            return arrivals
+        await asyncio.sleep(0.5)
+
+
+def measured(
+    run: Run, arrivals: dict[str, int], alerting: set[int], offered: float | None
+) -> dict[str, Any]:
+    expected = run.alerting(alerting)
+    latencies = [arrivals[i] - t for i, t in expected.items() if i in arrivals]
+    result: dict[str, Any] = {
+        "offered_per_second": offered,
+        "seconds": round(run.seconds, 2),
+        "accepted": len(run.accepted),
+        "refused": {str(k): v for k, v in run.refused.items()},
+        "accepted_per_second": round(len(run.accepted) / run.seconds, 1),
+        "expecting_alert": len(expected),
+        "without_alert": len(expected) - len(latencies),
+    }
+    if latencies:
+        result.update(summary_ms(latencies))
+        last = max(arrivals[i] for i in expected if i in arrivals)
+        # Incidents carried from POST to first alert per second, over the whole run and the
+        # drain after it: the rate the system sustains, whatever was offered.
+        result["sustained_per_second"] = round(
+            len(run.accepted) * len(latencies) / len(expected) / ((last - run.began_ns) / 1e9), 1
+        )
+    return result
+
+
+def cpu_seconds(processes: ServiceProcesses, infra: Infrastructure) -> dict[str, float]:
+    """CPU time used so far by each service, PostgreSQL (all its backends) and the broker."""
+    used: dict[str, float] = {}
+
+    def total(process: psutil.Process, with_children: bool) -> float:
+        times = process.cpu_times()
+        seconds = times.user + times.system
+        if with_children:
+            for child in process.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child_times = child.cpu_times()
+                    seconds += child_times.user + child_times.system
+        return seconds
+
+    for service, process in processes.processes.items():
+        with contextlib.suppress(psutil.Error):
+            used[service] = total(psutil.Process(process.pid), False)
+    for name, local in (("postgres", infra.postgres), ("broker", infra.broker)):
+        if local is not None and local.process is not None:
+            with contextlib.suppress(psutil.Error):
+                used[name] = total(psutil.Process(local.process.pid), True)
+    return used
+
+
+def cpu_ms_per_incident(
+    before: dict[str, float],
+    after: dict[str, float],
+    idle_per_second: dict[str, float],
+    seconds: float,
+    incidents: int,
+) -> dict[str, float]:
+    """CPU each process spent per incident, less what it spends idle (polls, timers)."""
+    return {
+        name: round(
+            max(after[name] - before.get(name, 0.0) - idle_per_second.get(name, 0.0) * seconds, 0)
+            * 1000
+            / max(incidents, 1),
+            2,
+        )
+        for name in after
+    }
+
+
+class MemoryWatch:
+    """Peak resident memory of each service process, sampled while the runs go on."""
+
+    def __init__(self, processes: ServiceProcesses) -> None:
+        self._processes = processes
+        self.peak_mb: dict[str, float] = {}
+        self._task: asyncio.Task | None = None
+
+    async def _sample(self) -> None:
+        while True:
+            for service, process in list(self._processes.processes.items()):
+                with contextlib.suppress(psutil.Error):
+                    rss = psutil.Process(process.pid).memory_info().rss / 2**20
+                    self.peak_mb[service] = max(self.peak_mb.get(service, 0.0), rss)
+            await asyncio.sleep(0.25)
+
+    def __enter__(self) -> MemoryWatch:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+def service_environment(work: Path, infra: Infrastructure, sink: Sink) -> dict[str, str]:
+    directory = directory_with_contacts(
+        work / "directory.yaml", lambda _party: [{"channel": "webhook", "address": sink.url}]
+    )
+    return {
+        **infra.environment(),
+        **development_secrets(work),
+        "DIRECTORY_FILE": str(directory),
+        "ALERTS_FILE": str(work / "alerts.jsonl"),
+        # The load comes from one generator speaking for few reporters; the per-caller limit
+        # protects the edge from one noisy client and is not what is measured here.
+        "RATE_LIMIT_PER_SECOND": "1000000",
+        "RATE_LIMIT_BURST": "1000000",
+    }
+
+
+async def idle_cpu(
+    processes: ServiceProcesses, infra: Infrastructure, seconds: float = 10.0
+) -> dict[str, float]:
+    before = cpu_seconds(processes, infra)
+    await asyncio.sleep(seconds)
+    after = cpu_seconds(processes, infra)
+    return {name: (after[name] - before.get(name, 0.0)) / seconds for name in after}
+
+
+@dataclass
+class Bench:
+    """The running system and what the runs share: the sink, the clients, the idle CPU."""
+
+    processes: ServiceProcesses
+    infra: Infrastructure
+    sink: Sink
+    intake: httpx.AsyncClient
+    sink_client: httpx.AsyncClient
+    reports: Reports
+    idle: dict[str, float] = field(default_factory=dict)
+    alerting: set[int] = field(default_factory=set)
+
+    async def measure(self, load: Any, offered: float | None, drain: float) -> dict[str, Any]:
+        await self.sink.clear(self.sink_client)
+        before = cpu_seconds(self.processes, self.infra)
+        began = time.monotonic()
+        run = await load
+        expected = run.alerting(self.alerting) if self.alerting else run.accepted
+        arrivals = await first_alerts(expected, self.sink, self.sink_client, drain)
+        elapsed = time.monotonic() - began
+        after = cpu_seconds(self.processes, self.infra)
+        result = measured(run, arrivals, self.alerting, offered)
+        result["cpu_ms_per_incident"] = cpu_ms_per_incident(
+            before, after, self.idle, elapsed, len(run.accepted)
+        )
+        print(json.dumps(result), flush=True)
+        await asyncio.sleep(3)  # the tail of each incident (later alerts, audit) settles
+        return result
+
+
+async def system_runs(
+    work: Path, infra: Infrastructure, rates: Sequence[float], seconds: float, drain: float
+) -> dict[str, Any]:
+    settings = Settings()
+    private_key, _ = ensure_dev_keys(work / "auth")
+    reports = Reports(private_key.read_bytes(), settings)
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    async with sink_process(work / "logs") as sink:
+        environment = service_environment(work, infra, sink)
+        processes = ServiceProcesses(
+            environment, {service: free_port() for service in SERVICE_NAMES}, work / "logs"
+        )
+        try:
+            await processes.start(120)
+            async with (
+                httpx.AsyncClient(base_url=processes.url("intake"), limits=limits) as intake,
+                httpx.AsyncClient(timeout=30) as sink_client,
+            ):
+                bench = Bench(processes, infra, sink, intake, sink_client, reports)
+                results: dict[str, Any] = {}
+                with MemoryWatch(processes) as memory:
+                    # Warm up (connections, caches, consumer groups) and learn which sample
+                    # incidents call for an immediate alert: only those have a first alert.
+                    warm = await at_fixed_rate(intake, reports, 10, 7)
+                    arrivals = await first_alerts(warm.accepted, sink, sink_client, 30)
+                    bench.alerting = {warm.sample_of[i] for i in warm.accepted if i in arrivals}
+                    await asyncio.sleep(5)
+                    bench.idle = await idle_cpu(processes, infra)
+                    results["idle_cpu_ms_per_second"] = {
+                        name: round(value * 1000, 1) for name, value in bench.idle.items()
+                    }
+                    results["rates"] = [
+                        await bench.measure(
+                            at_fixed_rate(intake, reports, rate, seconds), rate, drain
+                        )
+                        for rate in rates
+                    ]
+                    results["flat_out"] = await bench.measure(
+                        flat_out([intake], reports, seconds, CONNECTIONS), None, drain
+                    )
+                results["peak_rss_mb"] = {k: round(v, 1) for k, v in memory.peak_mb.items()}
+                print(json.dumps(results["peak_rss_mb"]), flush=True)
+                results["intake_alone"] = await intake_alone(bench, environment, seconds, work)
+        finally:
+            processes.stop()
+    return results
+
+
+async def intake_alone(
+    bench: Bench, environment: dict[str, str], seconds: float, work: Path
+) -> list[dict[str, Any]]:
+    """Intake flat out with the other services stopped, as one process and as two replicas
+    (two processes, the load spread over both, as a Service spreads it over pods)."""
+    for service in ("escalation", "notification", "audit"):
+        bench.processes.stop_one(service)
+    await asyncio.sleep(2)
+    idle = await idle_cpu(bench.processes, bench.infra, 5.0)
+    replicas = ServiceProcesses(environment, {"intake": free_port()}, work / "logs-replica")
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    results = []
+
+    def used() -> dict[str, float]:
+        replica = cpu_seconds(replicas, bench.infra).get("intake")
+        return cpu_seconds(bench.processes, bench.infra) | (
+            {"intake_replica": replica} if replica is not None else {}
+        )
+
+    try:
+        for count in (1, 2):
+            if count == 2:
+                await replicas.start(120)
+            clients = [bench.intake]
+            if count == 2:
+                clients.append(httpx.AsyncClient(base_url=replicas.url("intake"), limits=limits))
+            before = used()
+            run = await flat_out(clients, bench.reports, seconds, CONNECTIONS)
+            after = used()
+            for client in clients[1:]:
+                await client.aclose()
+            result = {
+                "processes": count,
+                "seconds": round(run.seconds, 2),
+                "accepted": len(run.accepted),
+                "refused": {str(k): v for k, v in run.refused.items()},
+                "reports_per_second": round(len(run.accepted) / run.seconds, 1),
+                "cpu_ms_per_report": cpu_ms_per_incident(
+                    before, after, idle, run.seconds, len(run.accepted)
+                ),
+            }
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    finally:
+        replicas.stop()
+    return results
+
+
+async def main(rates: Sequence[float], seconds: float, drain: float, work: Path) -> dict[str, Any]:
+    work.mkdir(mode=0o755, parents=True, exist_ok=True)
+    settings = Settings(database_url=None, kafka_bootstrap_servers=None)
+    async with infrastructure(settings, work, fresh=True) as infra:
+        floor = {
+            "postgres_commit": await postgres_commit_floor(infra.database_url),
+            "kafka_round_trip": await kafka_round_trip_floor(
+                infra.kafka_bootstrap_servers, settings
+            ),
+        }
+        hop = floor["postgres_commit"]["p50_ms"] + floor["kafka_round_trip"]["p50_ms"]
+        floor["three_hops_p50_ms"] = round(3 * hop, 2)
+        print(json.dumps(floor), flush=True)
+        results = await system_runs(work, infra, rates, seconds, drain)
+    return {"floor": floor, **results}
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each load run")
+    parser.add_argument("--rates", type=float, nargs="+", default=[10, 50, 100, 200])
+    parser.add_argument(
+        "--drain", type=float, default=180.0, help="longest wait for a run's last first alert"
+    )
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    arguments(parser)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="system-bench-") as scratch:
+        work = Path(scratch)
+        work.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data folder
+        results = asyncio.run(main(options.rates, options.seconds, options.drain, work))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    run()
