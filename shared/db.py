@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -26,6 +28,35 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# SQLSTATE classes of a database that is away or busy, whatever the statement: 08 connection
+# exception, 40 transaction rollback (serialization failure, deadlock), 53 insufficient
+# resources (too many connections), 57 operator intervention (shutting down, starting up).
+UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+
+
+def sqlstate(error: DBAPIError) -> str | None:
+    orig = error.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    code = code or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    return str(code) if code is not None else None
+
+
+def database_unavailable(error: DBAPIError) -> bool:
+    """The database, not the statement, failed: worth retrying as it is, never the caller's
+    fault (consumers wait it out, REST answers 503)."""
+    if error.connection_invalidated:
+        return True
+    code = sqlstate(error)
+    if code is not None and code[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
+        return True
+    cause = error.orig.__cause__ if error.orig is not None else None
+    # asyncpg's word for a pooled connection whose server went away mid-statement; OSError
+    # for a server that refuses connections.
+    return isinstance(cause, asyncpg.exceptions.InternalClientError | OSError) or isinstance(
+        error.orig, OSError
+    )
 
 
 def service_metadata(schema: str) -> MetaData:

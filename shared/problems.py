@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.db import database_unavailable, sqlstate
+
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -112,35 +114,21 @@ async def _on_http(request: Request, error: Exception) -> JSONResponse:
     )
 
 
-def database_unreachable(error: DBAPIError) -> bool:
-    """The connection, not the request, failed: lost, refused, or the server shutting down
-    (SQLSTATE classes 08 and 57P)."""
-    if error.connection_invalidated:
-        return True
-    orig = error.orig
-    cause = getattr(orig, "__cause__", None)
-    if isinstance(orig, OSError) or isinstance(cause, OSError):
-        return True
-    code = str(getattr(orig, "sqlstate", None) or getattr(cause, "sqlstate", None) or "")
-    return code.startswith(("08", "57P"))
-
-
 async def _on_database_refusal(request: Request, error: Exception) -> JSONResponse:
     """PostgreSQL refusing a value (SQLSTATE class 22: too long, NUL bytes ...) is the client's
-    input, not our failure; anything else from the database is."""
+    input, not our failure; a database away or busy is 503, to retry; anything else is ours."""
     assert isinstance(error, DBAPIError)
-    if database_unreachable(error):
+    if database_unavailable(error):
         return problem_response(
             request,
             503,
             "Database unavailable",
-            "The database connection was lost; nothing of this request was kept. Retry.",
+            "The database is unavailable or busy; nothing of this request was kept. Retry.",
             "database-unavailable",
             headers={"Retry-After": "1"},
         )
-    orig = error.orig
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if code is not None and str(code).startswith("22"):
+    code = sqlstate(error)
+    if code is not None and code.startswith("22"):
         return problem_response(
             request,
             422,

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -138,27 +137,12 @@ def _incidents_to_review(received: Sequence[Received]) -> list[UUID]:
 
 
 class BatchingConsumer(EventConsumer):
-    """The shared consumer, applying each partition's records in one transaction."""
+    """The shared consumer, with a batch appended to the log in a few statements rather than
+    record by record."""
 
     def __init__(self, audit_log: AuditLog, *arguments: Any) -> None:
         super().__init__(*arguments)
         self._audit_log = audit_log
-
-    async def _process_partition(
-        self, partition: TopicPartition, records: list[ConsumerRecord]
-    ) -> None:
-        if len(records) > 1:
-            try:
-                await self._apply_batch(records)
-            except Exception as error:
-                log.warning(
-                    "%s: batch of %d failed (%r); one by one", self.name, len(records), error
-                )
-            else:
-                assert self._consumer is not None
-                await self._consumer.commit({partition: records[-1].offset + 1})
-                return
-        await super()._process_partition(partition, records)
 
     async def _apply_batch(self, records: list[ConsumerRecord]) -> None:
         received = [

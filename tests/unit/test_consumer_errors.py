@@ -67,3 +67,32 @@ def test_data_the_database_refuses_is_dead_lettered(error: Exception) -> None:
     wrapped = as_sqlalchemy_raises(error)
     assert is_permanent(wrapped)
     assert not is_transient(wrapped)
+
+
+async def test_rest_answers_503_with_retry_after_when_the_database_is_away() -> None:
+    from fastapi import FastAPI
+    from httpx import ASGITransport, AsyncClient
+
+    from shared.problems import install_problem_handlers
+
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/away")
+    async def away() -> None:
+        raise as_sqlalchemy_raises(
+            asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+        )
+
+    @app.get("/too-long")
+    async def too_long() -> None:
+        raise as_sqlalchemy_raises(
+            asyncpg.exceptions.StringDataRightTruncationError("value too long")
+        )
+
+    async with AsyncClient(transport=ASGITransport(app), base_url="http://test") as client:
+        response = await client.get("/away")
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert response.json()["type"].endswith("database-unavailable")
+        assert (await client.get("/too-long")).status_code == 422
