@@ -50,6 +50,9 @@ SAMPLES = REPOSITORY_ROOT / "examples" / "incidents"
 FLOOR_TOPIC = "bench.floor"
 # Connections the load generator keeps open to intake, as a platform's gateway would.
 CONNECTIONS = 64
+# How long a caller waits for its 201 before it gives up (and would retry with the same key):
+# an overloaded system answers late, and a late answer still counts as accepted.
+POST_TIMEOUT_SECONDS = 30.0
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -445,7 +448,9 @@ async def system_runs(
         try:
             await processes.start(120)
             async with (
-                httpx.AsyncClient(base_url=processes.url("intake"), limits=limits) as intake,
+                httpx.AsyncClient(
+                    base_url=processes.url("intake"), limits=limits, timeout=POST_TIMEOUT_SECONDS
+                ) as intake,
                 httpx.AsyncClient(timeout=30) as sink_client,
             ):
                 bench = Bench(processes, infra, sink, intake, sink_client, reports)
@@ -503,7 +508,11 @@ async def intake_alone(
                 await replicas.start(120)
             clients = [bench.intake]
             if count == 2:
-                clients.append(httpx.AsyncClient(base_url=replicas.url("intake"), limits=limits))
+                clients.append(
+                    httpx.AsyncClient(
+                        base_url=replicas.url("intake"), limits=limits, timeout=POST_TIMEOUT_SECONDS
+                    )
+                )
             before = used()
             run = await flat_out(clients, bench.reports, seconds, CONNECTIONS)
             after = used()
