@@ -1,6 +1,6 @@
 """From a report's 201 to its first alert: the system under fixed and flat-out load.
 
-    python -m bench.report_to_alert [--seconds 20] [--rates 50 100 200]
+    python -m bench.report_to_alert [--seconds 15] [--rates 10 50 100 200] [--drain 180]
 
 Starts its own PostgreSQL, broker and the four services as processes (as `make run` does), a
 webhook sink in a process of its own standing in for every party's gateway, and then:
@@ -9,9 +9,11 @@ webhook sink in a process of its own standing in for every party's gateway, and 
    trip with the consumer settings the services use;
 2. open-loop load at each fixed rate (sends are scheduled on the clock, never held back by slow
    answers) and one closed-loop run flat out; for each, the time from the 201 of the POST to the
-   first alert of that incident at the sink, p50/p95/p99, and the rate sustained;
-3. intake alone (its relay publishing to the broker, nobody consuming) flat out: reports/s;
-4. the peak resident memory of each service over the whole run.
+   first alert of that incident at the sink, p50/p95/p99, the rate sustained, and the CPU
+   each process spent per incident;
+3. intake alone (its relay publishing to the broker, nobody consuming) flat out, as one
+   process and as two: reports/s;
+4. the peak resident memory of each service over the load runs.
 
 The time of a 201 and the time an alert arrives are read from the same system-wide monotonic
 clock in two processes, so they subtract.
