@@ -142,7 +142,9 @@ def main() -> None:
         work = Path(scratch)
         work.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data folder
         system = asyncio.run(
-            report_to_alert.main(options.rates, options.seconds, options.drain, work / "system")
+            report_to_alert.main(
+                options.rates, options.seconds, options.drain, work / "system", options.profile
+            )
         )
     audit = asyncio.run(audit_log.main(options.leaves, options.service_events))
     document: dict[str, Any] = {

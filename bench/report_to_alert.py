@@ -26,12 +26,13 @@ import asyncio
 import contextlib
 import itertools
 import json
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -210,7 +211,8 @@ class Run:
 
     accepted: dict[str, int] = field(default_factory=dict)
     sample_of: dict[str, int] = field(default_factory=dict)
-    refused: dict[int, int] = field(default_factory=dict)
+    # By status code, or by the client's error when no answer came (a timeout, a reset).
+    refused: dict[str, int] = field(default_factory=dict)
     began_ns: int = 0
     ended_ns: int = 0
 
@@ -222,8 +224,8 @@ class Run:
         sample, content, headers = reports.next()
         try:
             response = await client.post("/v1/incidents", content=content, headers=headers)
-        except httpx.HTTPError:
-            self.refused[0] = self.refused.get(0, 0) + 1
+        except httpx.HTTPError as error:
+            self._refuse(type(error).__name__)
             return
         answered = time.monotonic_ns()
         if response.status_code == 201:
@@ -231,7 +233,10 @@ class Run:
             self.accepted[incident_id] = answered
             self.sample_of[incident_id] = sample
         else:
-            self.refused[response.status_code] = self.refused.get(response.status_code, 0) + 1
+            self._refuse(str(response.status_code))
+
+    def _refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
 
     def alerting(self, samples: set[int]) -> dict[str, int]:
         """The accepted incidents whose kind calls for an immediate alert."""
@@ -295,7 +300,7 @@ def measured(
         "offered_per_second": offered,
         "seconds": round(run.seconds, 2),
         "accepted": len(run.accepted),
-        "refused": {str(k): v for k, v in run.refused.items()},
+        "refused": run.refused,
         "accepted_per_second": round(len(run.accepted) / run.seconds, 1),
         "expecting_alert": len(expected),
         "without_alert": len(expected) - len(latencies),
@@ -416,12 +421,15 @@ class Bench:
     reports: Reports
     idle: dict[str, float] = field(default_factory=dict)
     alerting: set[int] = field(default_factory=set)
+    profile: str | None = None
+    profile_dir: Path = REPOSITORY_ROOT / ".local" / "profiles"
 
     async def measure(self, load: Any, offered: float | None, drain: float) -> dict[str, Any]:
         await self.sink.clear(self.sink_client)
         before = cpu_seconds(self.processes, self.infra)
         began = time.monotonic()
-        run = await load
+        with self._profiled(f"{offered:g}-per-second" if offered else "flat-out"):
+            run = await load
         expected = run.alerting(self.alerting) if self.alerting else run.accepted
         arrivals = await first_alerts(expected, self.sink, self.sink_client, drain)
         elapsed = time.monotonic() - began
@@ -434,9 +442,42 @@ class Bench:
         await asyncio.sleep(3)  # the tail of each incident (later alerts, audit) settles
         return result
 
+    @contextlib.contextmanager
+    def _profiled(self, label: str) -> Iterator[None]:
+        """With `--profile SERVICE`: a py-spy flame graph of that service during the load."""
+        if self.profile is None:
+            yield
+            return
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        output = self.profile_dir / f"{self.profile}-{label}.svg"
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--nonblocking",
+                "--pid",
+                str(self.processes.processes[self.profile].pid),
+                "--output",
+                str(output),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its flame graph when interrupted
+            spy.wait(30)
+            print(f"profile of {self.profile}: {output}", flush=True)
+
 
 async def system_runs(
-    work: Path, infra: Infrastructure, rates: Sequence[float], seconds: float, drain: float
+    work: Path,
+    infra: Infrastructure,
+    rates: Sequence[float],
+    seconds: float,
+    drain: float,
+    profile: str | None,
 ) -> dict[str, Any]:
     settings = Settings()
     private_key, _ = ensure_dev_keys(work / "auth")
@@ -455,7 +496,7 @@ async def system_runs(
                 ) as intake,
                 httpx.AsyncClient(timeout=30) as sink_client,
             ):
-                bench = Bench(processes, infra, sink, intake, sink_client, reports)
+                bench = Bench(processes, infra, sink, intake, sink_client, reports, profile=profile)
                 results: dict[str, Any] = {}
                 with MemoryWatch(processes) as memory:
                     # Warm up (connections, caches, consumer groups) and learn which sample
@@ -524,7 +565,7 @@ async def intake_alone(
                 "processes": count,
                 "seconds": round(run.seconds, 2),
                 "accepted": len(run.accepted),
-                "refused": {str(k): v for k, v in run.refused.items()},
+                "refused": run.refused,
                 "reports_per_second": round(len(run.accepted) / run.seconds, 1),
                 "cpu_ms_per_report": cpu_ms_per_incident(
                     before, after, idle, run.seconds, len(run.accepted)
@@ -537,7 +578,9 @@ async def intake_alone(
     return results
 
 
-async def main(rates: Sequence[float], seconds: float, drain: float, work: Path) -> dict[str, Any]:
+async def main(
+    rates: Sequence[float], seconds: float, drain: float, work: Path, profile: str | None = None
+) -> dict[str, Any]:
     work.mkdir(mode=0o755, parents=True, exist_ok=True)
     settings = Settings(database_url=None, kafka_bootstrap_servers=None)
     async with infrastructure(settings, work, fresh=True) as infra:
@@ -550,7 +593,7 @@ async def main(rates: Sequence[float], seconds: float, drain: float, work: Path)
         hop = floor["postgres_commit"]["p50_ms"] + floor["kafka_round_trip"]["p50_ms"]
         floor["three_hops_p50_ms"] = round(3 * hop, 2)
         print(json.dumps(floor), flush=True)
-        results = await system_runs(work, infra, rates, seconds, drain)
+        results = await system_runs(work, infra, rates, seconds, drain, profile)
     return {"floor": floor, **results}
 
 
@@ -559,6 +602,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[10, 50, 100, 200])
     parser.add_argument(
         "--drain", type=float, default=180.0, help="longest wait for a run's last first alert"
+    )
+    parser.add_argument(
+        "--profile",
+        choices=SERVICE_NAMES,
+        help="record a py-spy flame graph of this service during each load run (.local/profiles)",
     )
 
 
@@ -569,7 +617,9 @@ def run() -> None:
     with tempfile.TemporaryDirectory(prefix="system-bench-") as scratch:
         work = Path(scratch)
         work.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data folder
-        results = asyncio.run(main(options.rates, options.seconds, options.drain, work))
+        results = asyncio.run(
+            main(options.rates, options.seconds, options.drain, work, options.profile)
+        )
     print(json.dumps(results, indent=2))
 
 
