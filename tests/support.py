@@ -51,6 +51,52 @@ class WebhookSink:
         return self.for_incident(incident_id)
 
 
+class LocalServer:
+    """An ASGI app served on 127.0.0.1:`port` in the test's own event loop; it can be stopped
+    and started again on the same port (a gateway going down and coming back)."""
+
+    def __init__(self, app: Any, port: int, **config: Any) -> None:
+        self.app = app
+        self.port = port
+        self._config = {"log_level": "warning", "lifespan": "off", **config}
+        self._server: uvicorn.Server | None = None
+        self._serving: asyncio.Task | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> None:
+        self._server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, **self._config)
+        )
+        self._serving = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._serving.done():
+                self._serving.result()  # raises why it could not start
+            await asyncio.sleep(0.02)
+
+    async def stop(self, *, cut_requests: bool = False) -> None:
+        """Stop serving; with `cut_requests`, answers still in flight are dropped."""
+        if self._server is None or self._serving is None:
+            return
+        self._server.should_exit = True
+        self._server.force_exit = cut_requests
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serving
+        self._server = self._serving = None
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, port: int, **config: Any) -> AsyncIterator[LocalServer]:
+    server = LocalServer(app, port, **config)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 @contextlib.asynccontextmanager
 async def webhook_sink() -> AsyncIterator[WebhookSink]:
     sink = WebhookSink(free_port())
@@ -64,18 +110,8 @@ async def webhook_sink() -> AsyncIterator[WebhookSink]:
         return answer
 
     app = Starlette(routes=[Route("/alerts", receive, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=sink.port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
+    async with serving(app, sink.port):
         yield sink
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def directory_with_contacts(

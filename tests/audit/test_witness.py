@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -19,6 +17,7 @@ from services.audit.merkle import CompactRange, Node, consistency_ranges, hash_l
 from services.audit.note import COSIGNATURE_V1, Checkpoint, Signer, open_checkpoint
 from shared.localinfra import free_port
 from tests.audit.test_log import run_witness
+from tests.support import serving
 
 LOG = Signer.from_seed("fork.example/log", bytes(range(1, 33)))
 
@@ -60,17 +59,8 @@ async def fake_log() -> AsyncIterator[FakeLog]:
             Route("/v1/log/proof/consistency", log.consistency),
         ]
     )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=log.port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
+    async with serving(app, log.port):
         yield log
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_witness_cosigns_growth_and_refuses_a_forked_log(tmp_path: Path) -> None:

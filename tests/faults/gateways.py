@@ -22,13 +22,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shared.localinfra import free_port
+from tests.support import LocalServer
 
 # A gateway answering this late is slow, yet within the send timeout the system is given.
 SLOW_ANSWER_SECONDS = 5.0
@@ -64,9 +64,13 @@ class Gateway:
     # Base URL of the notification service, where a duty desk follows acknowledgement links.
     acknowledge_via: str | None = None
     acknowledged: set[str] = field(default_factory=set)
-    _server: uvicorn.Server | None = None
-    _serving: asyncio.Task | None = None
+    _server: LocalServer | None = None
     _acks: set[asyncio.Task] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        app = Starlette(routes=[Route("/alerts", self._receive, methods=["POST"])])
+        # Slow answers keep up to a hundred connections open at once.
+        self._server = LocalServer(app, self.port, backlog=2048, timeout_keep_alive=30)
 
     @property
     def url(self) -> str:
@@ -83,39 +87,19 @@ class Gateway:
         return grouped
 
     async def start(self) -> None:
-        app = Starlette(routes=[Route("/alerts", self._receive, methods=["POST"])])
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host="127.0.0.1",
-                port=self.port,
-                log_level="warning",
-                lifespan="off",
-                # Slow answers keep up to a hundred connections open at once.
-                backlog=2048,
-                timeout_keep_alive=30,
-            )
-        )
-        self._serving = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._serving.done():
-                self._serving.result()  # raises why it could not start
-            await asyncio.sleep(0.02)
+        assert self._server is not None
+        await self._server.start()
 
     async def stop(self) -> None:
-        if self._server is None or self._serving is None:
-            return
-        self._server.should_exit = True
-        self._server.force_exit = True  # slow answers in flight are cut: the gateway is down
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._serving
-        self._server = self._serving = None
+        assert self._server is not None
+        await self._server.stop(cut_requests=True)  # slow answers in flight: the gateway is down
 
     async def set_behaviour(self, behaviour: Behaviour) -> None:
         """Switch how the gateway answers; DOWN closes its port, anything else opens it."""
-        if behaviour is Behaviour.DOWN and self._server is not None:
+        assert self._server is not None
+        if behaviour is Behaviour.DOWN and self._server.running:
             await self.stop()
-        elif behaviour is not Behaviour.DOWN and self._server is None:
+        elif behaviour is not Behaviour.DOWN and not self._server.running:
             await self.start()
         self.behaviour = behaviour
 

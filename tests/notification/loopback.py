@@ -14,7 +14,6 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from aiosmtpd.controller import Controller
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shared.localinfra import free_port
+from tests.support import serving
 
 
 @dataclass(frozen=True)
@@ -124,26 +124,11 @@ async def loopback_gateway() -> AsyncIterator[Gateway]:
         return await gateway.answers.get(call.path, ok)(call, gateway.counts[call.path])
 
     app = Starlette(routes=[Route("/{path:path}", receive, methods=["POST", "GET"])])
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=gateway.port,
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        yield gateway
-    finally:
-        gateway.closing.set()
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with serving(app, gateway.port, timeout_graceful_shutdown=1):
+        try:
+            yield gateway
+        finally:
+            gateway.closing.set()
 
 
 @dataclass
