@@ -241,18 +241,23 @@ class EventConsumer:
             for record, event in received:
                 current_incident.set(event.subject)
                 with self._span(record, event):
-                    fresh = await self._inbox.claim(
-                        session, event, record.topic, record.partition, record.offset
-                    )
-                    if fresh:
-                        await self._handler(
-                            session,
-                            event,
-                            RecordPosition(record.topic, record.partition, record.offset),
-                        )
+                    fresh = await self._apply(session, record, event)
                 outcomes.append((record.topic, fresh))
         for topic, fresh in outcomes:
             self._count(topic, "applied" if fresh else "redelivered")
+
+    async def _apply(
+        self, session: AsyncSession, record: ConsumerRecord, event: CloudEvent
+    ) -> bool:
+        """Claim the event in the inbox and, unless applied before, hand it to the handler;
+        True when it was new."""
+        fresh = await self._inbox.claim(
+            session, event, record.topic, record.partition, record.offset
+        )
+        if fresh:
+            position = RecordPosition(record.topic, record.partition, record.offset)
+            await self._handler(session, event, position)
+        return fresh
 
     def _span(self, record: ConsumerRecord, event: CloudEvent) -> contextlib.AbstractContextManager:
         return tracer.start_as_current_span(
@@ -307,11 +312,7 @@ class EventConsumer:
         with self._span(record, event):
             try:
                 async with self._sessions() as session, session.begin():
-                    fresh = await self._inbox.claim(
-                        session, event, record.topic, record.partition, record.offset
-                    )
-                    if fresh:
-                        await self._handler(session, event, position)
+                    fresh = await self._apply(session, record, event)
             except RejectEvent as error:
                 await self.dead_letter(record, error.reason)
                 return "dead-lettered"
