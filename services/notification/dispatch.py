@@ -9,13 +9,18 @@ State lives in PostgreSQL only, so any replica can pick up where a crashed one s
   side. Due deliveries are claimed with `FOR UPDATE SKIP LOCKED` and a lease; a retryable
   failure (timeout, 5xx, 429) reschedules it with exponential backoff and jitter (honouring
   `Retry-After`), a permanent one (4xx) or the last allowed attempt moves on to the next contact;
+- a lease outlives its send: while a send is in flight the dispatcher that claimed it renews the
+  lease every third of its length, and never claims again what it is still sending. Only a
+  dispatcher that stopped renewing (crashed, or cut off from the database for a whole lease)
+  loses its sends to another replica, so a send still in flight is never sent a second time;
 - once delivered, the notification waits ACK for an acknowledgement; then the next contact is
   alerted, and after the last one `notification.unacknowledged` is published.
 
 Each attempt is recorded and published (`notification.delivered` / `notification.failed`) in
-the transaction that moves the state on. A crash between a gateway's answer and that record
-sends again once the lease runs out: at least once to the gateway, which gets a stable
-`Idempotency-Key` per delivery to drop the repeat.
+the transaction that moves the state on. Two things send a delivery again, both under its stable
+`Idempotency-Key` for the gateway to drop the repeat: a recorded timeout (the gateway may have
+taken the alert without answering in time), and a crash between a gateway's answer and that
+record, once the lease runs out. A recorded success is never sent again.
 """
 
 from __future__ import annotations
@@ -151,18 +156,54 @@ class Dispatcher:
             for name in channels
         }
         self._in_flight: set[asyncio.Task[None]] = set()
+        # delivery id → the lease it is being sent under, while the send is in flight here
+        self._leases: dict[UUID, UUID] = {}
         self._metrics = metrics
 
     async def run(self) -> None:
+        keeper = asyncio.create_task(self.keep_leases(), name="delivery leases")
         try:
             while True:
                 if not await self.step():
                     await self._wakeup.wait(self._poll_interval)
         finally:
+            keeper.cancel()
             for task in self._in_flight:
                 task.cancel()
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await asyncio.gather(keeper, *self._in_flight, return_exceptions=True)
             await self._wakeup.close()
+
+    @property
+    def sending(self) -> set[UUID]:
+        """The deliveries this dispatcher has claimed and not yet recorded."""
+        return set(self._leases)
+
+    async def keep_leases(self) -> None:
+        """Renew the leases of the sends in flight here, every third of a lease."""
+        interval = self._policy.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.renew_leases()
+            except Exception:
+                # Cut off from the database: the leases run out and another replica takes the
+                # sends over, which is what a lease is for.
+                log.exception("could not renew the leases of %d sends", len(self._leases))
+
+    async def renew_leases(self) -> int:
+        """Push the lease of every send in flight here one lease ahead; how many were."""
+        if not self._leases:
+            return 0
+        async with self._sessions() as session, session.begin():
+            renewed = await session.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.status == "SENDING",
+                    deliveries.c.lease_id.in_(list(self._leases.values())),
+                )
+                .values(lease_until=func.now() + self._policy.lease)
+            )
+        return renewed.rowcount
 
     async def step(self) -> bool:
         """One pass over everything due; True when anything was due."""
@@ -301,6 +342,9 @@ class Dispatcher:
             (deliveries.c.status == "PENDING") & (deliveries.c.next_attempt_at <= func.now()),
             (deliveries.c.status == "SENDING") & (deliveries.c.lease_until < func.now()),
         )
+        if self._leases:
+            # What this dispatcher is still sending is never due here, whatever its lease says.
+            due = due & deliveries.c.id.not_in(list(self._leases))
         claimed: list[Row] = []
         async with self._sessions() as session, session.begin():
             # Which channels have anything due: one statement, so a pass costs one claim per
@@ -344,6 +388,7 @@ class Dispatcher:
                 if guard is not None and rows:
                     guard.started(len(rows))
                 claimed.extend(rows)
+        self._leases.update((row.id, row.lease_id) for row in claimed)
         return claimed
 
     async def deliver(self, delivery: Row) -> None:
@@ -388,6 +433,7 @@ class Dispatcher:
             # The lease runs out and the delivery is claimed again: nothing is lost.
             log.exception("delivery %s failed unexpectedly", delivery.id)
         finally:
+            self._leases.pop(delivery.id, None)
             if guard is not None:
                 guard.finished()
 

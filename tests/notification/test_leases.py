@@ -1,0 +1,189 @@
+"""A lease outlives its send: two dispatchers (replicas) on one database, driven step by step.
+
+A send in flight is renewed by the dispatcher sending it, so no replica claims it while it is
+alive; the dispatcher never claims again what it is still sending, even when its renewals fell
+behind (a stalled event loop); only a lease nobody renews (a crash) is taken over, and the late
+answer of the replica that lost it is fenced out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from uuid import UUID
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.notification.ack import AckSigner
+from services.notification.channels.registry import build_channels
+from services.notification.dispatch import DISPATCH_CHANNEL, Dispatcher
+from services.notification.models import messaging
+from shared.db import create_engine, create_session_factory, migrate
+from shared.directory import Directory
+from shared.pgnotify import Wakeup
+from shared.settings import Settings
+from tests.integration.helpers import eventually
+from tests.notification.conftest import NotificationSystem
+
+
+@pytest.fixture
+async def private_settings(
+    notification_system: NotificationSystem, tmp_path: Path
+) -> AsyncIterator[Settings]:
+    """A database of its own, migrated, where no running service claims anything."""
+    server = notification_system.infra.database_url.rsplit("/", 1)[0]
+    name = f"leases_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    settings = Settings(
+        database_url=f"{server}/{name}",
+        alerts_file=tmp_path / "alerts.jsonl",
+        local_data_dir=tmp_path,
+        notification_send_timeout_seconds=2.0,
+        notification_lease_seconds=3.0,
+    )
+    await migrate(settings, "notification")
+    yield settings
+
+
+@pytest.fixture
+async def engine(private_settings: Settings) -> AsyncIterator[AsyncEngine]:
+    created = create_engine(private_settings, pool_size=4)
+    yield created
+    await created.dispose()
+
+
+def replica(settings: Settings, engine: AsyncEngine) -> Dispatcher:
+    return Dispatcher(
+        create_session_factory(engine),
+        messaging.outbox,
+        build_channels(settings),
+        Directory.load(settings.directory_file),
+        Wakeup(settings.plain_database_url, DISPATCH_CHANNEL),
+        settings,
+        AckSigner(b"lease-test", 3600, "http://notification.test"),
+    )
+
+
+async def due_delivery(settings: Settings) -> UUID:
+    """One alert with one delivery to the local file, due now."""
+    notification_id, delivery_id, incident_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    message = {
+        "notification_id": str(notification_id),
+        "incident_id": str(incident_id),
+        "obligation_id": str(uuid.uuid4()),
+        "party": "SFS:150626102",
+        "text": "测试",
+    }
+    connection = await asyncpg.connect(settings.plain_database_url)
+    try:
+        await connection.execute(
+            "INSERT INTO notification.notifications (id, incident_id, obligation_id, party,"
+            " rule_id, drill, alert, status, contacts, contact_index)"
+            " VALUES ($1, $2, $3, 'SFS:150626102', 'R6', false, '{}', 'PENDING', $4, 0)",
+            notification_id,
+            incident_id,
+            uuid.UUID(message["obligation_id"]),
+            json.dumps([{"channel": "file"}]),
+        )
+        await connection.execute(
+            "INSERT INTO notification.deliveries (id, notification_id, contact_index, channel,"
+            " target, contact, status, message) VALUES ($1, $2, 0, 'file', $3, 'file', 'PENDING',"
+            " $4)",
+            delivery_id,
+            notification_id,
+            json.dumps({"channel": "file"}),
+            json.dumps(message),
+        )
+    finally:
+        await connection.close()
+    return delivery_id
+
+
+async def lease_of(settings: Settings, delivery_id: UUID) -> tuple[datetime, UUID, str, int]:
+    connection = await asyncpg.connect(settings.plain_database_url)
+    try:
+        row = await connection.fetchrow(
+            "SELECT lease_until, lease_id, status, attempts FROM notification.deliveries"
+            " WHERE id = $1",
+            delivery_id,
+        )
+    finally:
+        await connection.close()
+    return row["lease_until"], row["lease_id"], row["status"], row["attempts"]
+
+
+async def run_out_lease(settings: Settings, delivery_id: UUID) -> None:
+    """As if every renewal had been missed: the lease ended a second ago."""
+    connection = await asyncpg.connect(settings.plain_database_url)
+    try:
+        await connection.execute(
+            "UPDATE notification.deliveries SET lease_until = now() - interval '1 second'"
+            " WHERE id = $1",
+            delivery_id,
+        )
+    finally:
+        await connection.close()
+
+
+async def test_a_send_in_flight_is_renewed_and_never_claimed_by_another_replica(
+    private_settings: Settings, engine: AsyncEngine
+) -> None:
+    sender, other = replica(private_settings, engine), replica(private_settings, engine)
+    delivery_id = await due_delivery(private_settings)
+
+    [claimed] = await sender.claim_due()
+    assert claimed.id == delivery_id and sender.sending == {delivery_id}
+    first_until, lease_id, status, _ = await lease_of(private_settings, delivery_id)
+    assert status == "SENDING"
+
+    assert await sender.renew_leases() == 1
+    renewed_until, renewed_id, _, _ = await lease_of(private_settings, delivery_id)
+    assert renewed_id == lease_id and renewed_until > first_until
+    assert await other.claim_due() == []
+
+    # The renewing loop of a live dispatcher does the same by itself, a third of a lease apart.
+    keeper = asyncio.create_task(sender.keep_leases())
+    try:
+        await eventually(
+            lambda: lease_of(private_settings, delivery_id),
+            lambda lease: lease[0] > renewed_until,
+        )
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+    assert await other.claim_due() == []
+
+
+async def test_a_dispatcher_never_claims_again_what_it_is_still_sending(
+    private_settings: Settings, engine: AsyncEngine
+) -> None:
+    sender, other = replica(private_settings, engine), replica(private_settings, engine)
+    delivery_id = await due_delivery(private_settings)
+    [claimed] = await sender.claim_due()
+
+    await run_out_lease(private_settings, delivery_id)  # its renewals fell behind
+    assert await sender.claim_due() == []
+    # A lease nobody renews is what a crashed replica leaves: another replica takes it over.
+    [taken] = await other.claim_due()
+    assert taken.id == delivery_id and taken.lease_id != claimed.lease_id
+
+    # The first sender's late answer is recorded as an attempt but moves nothing: it is fenced
+    # out by the lease it lost, and it stops renewing that send.
+    await sender.deliver(claimed)
+    assert sender.sending == set()
+    _, lease_id, status, attempts = await lease_of(private_settings, delivery_id)
+    assert (lease_id, status, attempts) == (taken.lease_id, "SENDING", 2)
+    await other.deliver(taken)
+    _, lease_id, status, _ = await lease_of(private_settings, delivery_id)
+    assert (lease_id, status) == (None, "DELIVERED")
+    assert other.sending == set()
