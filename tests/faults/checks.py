@@ -9,8 +9,11 @@ are read from the broker.
   supervising duty up the ladder for each alert reported unacknowledged;
 - every obligation that calls for an alert has one, which was acknowledged by a contact it
   reached, or walked its whole contact list and was reported unacknowledged;
-- no contact was sent one alert under two deliveries; repeats of one delivery (same
-  `Idempotency-Key`) happen only where a fault may cut between a gateway's answer and our record;
+- no contact was sent one alert under two deliveries; a delivery (one `Idempotency-Key`) is sent
+  again only after a recorded failure of its previous send (a timeout: the gateway may have
+  taken it without answering in time), never after a recorded success and never while a send
+  of it is still in flight; where a fault may cut between a gateway's answer and our record (a
+  crash, the database away), a repeat after an unrecorded success is allowed too;
 - every event any service wrote is published and sits in the audit log exactly once, and the
   log verifies against its latest signed checkpoint;
 - the dead-letter topics hold the poison records, each once per consumer, with its reason, and
@@ -20,6 +23,7 @@ are read from the broker.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -48,7 +52,8 @@ from tests.faults.gateways import SILENT_PARTY_KINDS
 from tests.faults.load import LoadRun
 from tests.faults.poison import PoisonRecord, dead_letters
 
-# Generous for the default run; a bigger drill (see test_faults) takes longer to drain.
+# How long the system may show no progress before a drill gives up on it settling; a bigger
+# drill (see test_faults) takes longer per step.
 SETTLE_TIMEOUT_SECONDS = 60.0 + float(os.environ.get("FAULT_INCIDENTS_PER_RUN", "0")) / 2
 # An alert is finished when it was acknowledged or its contact list is walked.
 FINISHED = frozenset({"ACKNOWLEDGED", "UNACKNOWLEDGED", "FAILED"})
@@ -63,6 +68,8 @@ class Snapshot:
     notifications: list[asyncpg.Record] = field(default_factory=list)
     deliveries: list[asyncpg.Record] = field(default_factory=list)
     delivered_attempts: Counter = field(default_factory=Counter)
+    # delivery id → its recorded attempts, in order
+    attempts: dict[UUID, list[asyncpg.Record]] = field(default_factory=dict)
     alerts: int = 0
     obligations: int = 0
 
@@ -133,14 +140,21 @@ async def _obligations_and_alerts(
             ids,
         )
     )
+    attempts_of: dict[UUID, list[asyncpg.Record]] = defaultdict(list)
+    for row in await connection.fetch(
+        "SELECT a.delivery_id, a.attempt, a.outcome, a.error, a.latency_ms, a.attempted_at "
+        "FROM notification.attempts a JOIN notification.notifications n "
+        "ON n.id = a.notification_id WHERE n.incident_id = ANY($1::uuid[]) "
+        "ORDER BY a.delivery_id, a.attempted_at",
+        ids,
+    ):
+        attempts_of[row["delivery_id"]].append(row)
+    found.attempts = dict(attempts_of)
     found.delivered_attempts = Counter(
-        row["delivery_id"]
-        for row in await connection.fetch(
-            "SELECT a.delivery_id FROM notification.attempts a JOIN notification.notifications n "
-            "ON n.id = a.notification_id "
-            "WHERE n.incident_id = ANY($1::uuid[]) AND a.outcome = 'DELIVERED'",
-            ids,
-        )
+        delivery_id
+        for delivery_id, rows in attempts_of.items()
+        for row in rows
+        if row["outcome"] == "DELIVERED"
     )
     # What escalation hears back from notification, per incident in the order it is published
     # (one incident's events share a partition): acknowledgements and alerts given up on.
@@ -293,16 +307,26 @@ async def _published_and_audited(connection: asyncpg.Connection, found: Snapshot
 
 
 async def settle(bench: Any, run: LoadRun, timeout: float = SETTLE_TIMEOUT_SECONDS) -> Snapshot:
-    """The snapshot once nothing is on its way any more; fails with what still was."""
-    deadline = time.monotonic() + timeout
+    """The snapshot once nothing is on its way any more; fails with what still was once nothing
+    moved for `timeout` seconds. A busy machine drains more slowly, not differently: waiting is
+    bounded by the lack of progress, not by the machine's speed (and, against a system going
+    round in circles, by ten times `timeout` in all)."""
+    started = time.monotonic()
+    last_progress, last_unsettled = started, None
     while True:
         found = await snapshot(bench, run)
         if found.problems:
             raise AssertionError("\n".join(found.problems))
         if found.settled:
             return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not settled within {timeout}s: {found.unsettled}")
+        now = time.monotonic()
+        if found.unsettled != last_unsettled:
+            last_progress, last_unsettled = now, found.unsettled
+        if now - last_progress > timeout or now - started > 10 * timeout:
+            raise AssertionError(
+                f"not settled after {now - started:.0f}s, {now - last_progress:.0f}s without "
+                f"progress: {found.unsettled}"
+            )
         await asyncio.sleep(0.5)
 
 
@@ -330,7 +354,7 @@ def check_deliveries(bench: Any, run: LoadRun, found: Snapshot, repeats_allowed:
 
     # What the gateways saw: one key per (alert, contact), and every delivery we recorded.
     keys_per_contact: dict[tuple[str, int], set[str]] = defaultdict(set)
-    repeats = 0
+    posts_per_key: Counter = Counter()
     for index, gateway in enumerate(gateways):
         for key, posts in gateway.posts_by_key().items():
             if posts[0].incident_id not in incidents:
@@ -339,7 +363,7 @@ def check_deliveries(bench: Any, run: LoadRun, found: Snapshot, repeats_allowed:
                 if post.contact_index != index:
                     problems.append(f"delivery {key} reached gateway {index}, not its contact")
                 keys_per_contact[(post.notification_id, post.contact_index)].add(key)
-            repeats += len(posts) - 1
+            posts_per_key[key] += len(posts)
     for (notification_id, index), keys in keys_per_contact.items():
         if len(keys) > 1:
             problems.append(f"alert {notification_id} sent to contact {index} as {len(keys)}")
@@ -353,10 +377,45 @@ def check_deliveries(bench: Any, run: LoadRun, found: Snapshot, repeats_allowed:
             problems.append(
                 f"delivery {row['id']} delivered {found.delivered_attempts[row['id']]} times"
             )
-    if repeats and not repeats_allowed:
-        problems.append(f"{repeats} alerts sent again under the same key with no crash to cause it")
+    repeats = sum(count - 1 for count in posts_per_key.values())
+    if not repeats_allowed:
+        for row in found.deliveries:
+            problems += resend_problems(
+                row["id"], found.attempts.get(row["id"], []), posts_per_key[str(row["id"])]
+            )
     assert not problems, "\n".join(problems[:20])
     return repeats
+
+
+# Attempts that never reached out to the gateway: the dispatcher held them back itself.
+NOT_SENT = ("circuit open", "no channel")
+# Two attempts are in flight together when one starts before the other is recorded; the two
+# clocks behind that (the send's and the record's) agree to well within this.
+CLOCK_SLACK_SECONDS = 0.01
+
+
+def resend_problems(delivery_id: UUID, attempts: list[asyncpg.Record], posts: int) -> list[str]:
+    """Where nothing cut between a gateway's answer and our record, a delivery is sent again
+    only after a recorded failure of its previous send: never after a recorded success, never
+    while that send is in flight, and never without an attempt of its own on record."""
+    problems: list[str] = []
+    outcomes = [attempt["outcome"] for attempt in attempts]
+    if "DELIVERED" in outcomes[:-1]:
+        problems.append(f"delivery {delivery_id} sent again after a recorded success: {outcomes}")
+    for earlier, later in itertools.pairwise(attempts):
+        started = later["attempted_at"].timestamp() - later["latency_ms"] / 1000
+        if started < earlier["attempted_at"].timestamp() - CLOCK_SLACK_SECONDS:
+            problems.append(
+                f"delivery {delivery_id}: attempt {later['attempt']} was sent while attempt "
+                f"{earlier['attempt']} was still in flight"
+            )
+    sent = [a for a in attempts if not (a["error"] or "").startswith(NOT_SENT)]
+    if posts > len(sent):
+        problems.append(
+            f"delivery {delivery_id} reached its gateway {posts} times, "
+            f"with {len(sent)} sends on record"
+        )
+    return problems
 
 
 async def check_audit_log(bench: Any, settled_size: int) -> None:
