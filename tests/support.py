@@ -23,6 +23,11 @@ from shared.devrun import ServiceProcesses, development_secrets
 from shared.localinfra import Infrastructure, free_port, infrastructure
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 
+# How long a test waits for a condition before it calls it unmet. Only a failing test waits
+# this long: a busy machine makes the system slower, not different, so tests wait on what
+# they expect to see, and this bound only turns a hang into a failure.
+PATIENCE_SECONDS = 90.0
+
 # Decides the answer to one POST: None answers 200; a Response is sent as it is.
 Responder = Callable[[Request, dict[str, Any]], Response | None]
 
@@ -43,7 +48,7 @@ class WebhookSink:
         return [alert for alert in self.received if alert.get("incident_id") == incident_id]
 
     async def wait_for(
-        self, incident_id: str, parties: set[str], timeout: float = 20.0
+        self, incident_id: str, parties: set[str], timeout: float = PATIENCE_SECONDS
     ) -> list[dict[str, Any]]:
         async with asyncio.timeout(timeout):
             while not parties <= {alert["party"] for alert in self.for_incident(incident_id)}:

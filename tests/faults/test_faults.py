@@ -102,7 +102,7 @@ async def test_postgres_restarted_mid_run(fault_bench: FaultBench) -> None:
     verdict = await verify_nothing_lost_nothing_doubled(fault_bench, run, repeats_allowed=True)
     assert_whole(verdict)
     for service in SERVICE_NAMES:  # each reconnected by itself
-        await fault_bench.processes.wait_ready(service, timeout=10)
+        await fault_bench.processes.wait_ready(service)
 
 
 async def test_a_gateway_answering_after_five_seconds(fault_bench: FaultBench) -> None:

@@ -25,6 +25,7 @@ from shared.events.topics import ALL_TOPICS, dead_letter_topic
 from shared.kafka import EventConsumer
 from shared.messaging import Inbox
 from shared.settings import Settings
+from tests.support import PATIENCE_SECONDS
 
 OUTCOMES = ("applied", "duplicate", "dead-lettered")
 
@@ -108,7 +109,7 @@ class DeadLetters:
             if batches:
                 self._arrived.set()
 
-    async def wait_for(self, keys: Iterable[LetterKey], timeout: float = 15.0) -> None:
+    async def wait_for(self, keys: Iterable[LetterKey], timeout: float = PATIENCE_SECONDS) -> None:
         wanted = set(keys)
         try:
             async with asyncio.timeout(timeout):

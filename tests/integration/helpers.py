@@ -7,11 +7,15 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from tests.support import PATIENCE_SECONDS
+
 T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 20.0
+    probe: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    timeout: float = PATIENCE_SECONDS,
 ) -> T:
     """Poll `probe` until `accept` holds for its result; fail with the last result otherwise."""
     last: T | None = None
@@ -56,7 +60,7 @@ async def timeline_with(
     incident_id: str,
     event_type: str,
     at_least: int = 1,
-    timeout: float = 20.0,
+    timeout: float = PATIENCE_SECONDS,
     also: dict[str, int] | None = None,
 ) -> Any:
     """The audit timeline of an incident, once it holds `at_least` events of `event_type` (and
@@ -91,7 +95,7 @@ async def obligations_when(
     clients: dict[str, Any],
     incident_id: str,
     accept: Callable[[dict[str, Any]], Any],
-    timeout: float = 20.0,
+    timeout: float = PATIENCE_SECONDS,
 ) -> dict[str, Any]:
     """The incident's obligations (the whole response body), once `accept` holds for it."""
     response = await eventually(

@@ -26,7 +26,7 @@ from shared.devrun import ServiceProcesses
 from shared.events import CloudEvent, decode, topics
 from shared.localinfra import Infrastructure
 from tests.notification.loopback import Gateway, Inbox, loopback_gateway, smtp_server
-from tests.support import clients_for, directory_with_contacts, running_system
+from tests.support import PATIENCE_SECONDS, clients_for, directory_with_contacts, running_system
 
 ACK_SECRET = "ack-secret-for-tests"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
@@ -131,7 +131,11 @@ class NotificationSystem:
         ]
 
     async def wait_for_event(
-        self, incident_id: str | UUID, ce_type: str, count: int = 1, timeout: float = 15.0
+        self,
+        incident_id: str | UUID,
+        ce_type: str,
+        count: int = 1,
+        timeout: float = PATIENCE_SECONDS,
     ) -> list[CloudEvent]:
         try:
             async with asyncio.timeout(timeout):
@@ -151,7 +155,7 @@ class NotificationSystem:
         self,
         incident_id: str | UUID,
         accept: Callable[[dict[str, Any]], bool],
-        timeout: float = 15.0,
+        timeout: float = PATIENCE_SECONDS,
     ) -> dict[str, Any]:
         last: list[dict[str, Any]] = []
         try:

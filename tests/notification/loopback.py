@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shared.localinfra import free_port
-from tests.support import serving
+from tests.support import PATIENCE_SECONDS, serving
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,9 @@ class Gateway:
     def calls_to(self, path: str) -> list[Call]:
         return [call for call in self.calls if call.path == path]
 
-    async def wait_for_calls(self, path: str, count: int, timeout: float = 15.0) -> list[Call]:
+    async def wait_for_calls(
+        self, path: str, count: int, timeout: float = PATIENCE_SECONDS
+    ) -> list[Call]:
         try:
             async with asyncio.timeout(timeout):
                 while len(self.calls_to(path)) < count:

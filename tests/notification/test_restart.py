@@ -28,9 +28,9 @@ async def test_killed_mid_retry_and_restarted_delivers_the_alert_once(
     await asyncio.sleep(0.5)
     assert len(gateway.calls_to("/crash")) == 1
     system.services.start_one("notification")
-    await system.services.wait_ready("notification", timeout=30)
+    await system.services.wait_ready("notification")
 
-    [delivered] = await system.wait_for_event(event.subject, "notification.delivered", timeout=20)
+    [delivered] = await system.wait_for_event(event.subject, "notification.delivered")
     await asyncio.sleep(1.0)  # time for a second delivery, were there one
     calls = gateway.calls_to("/crash")
     assert len(calls) == 3  # failed before the crash, failed after it, delivered
