@@ -62,6 +62,12 @@ async def engine(private_settings: Settings) -> AsyncIterator[AsyncEngine]:
     await created.dispose()
 
 
+@pytest.fixture
+def replicas(private_settings: Settings, engine: AsyncEngine) -> tuple[Dispatcher, Dispatcher]:
+    """The dispatcher that claims the send, and another replica beside it."""
+    return replica(private_settings, engine), replica(private_settings, engine)
+
+
 def replica(settings: Settings, engine: AsyncEngine) -> Dispatcher:
     return Dispatcher(
         create_session_factory(engine),
@@ -136,9 +142,9 @@ async def run_out_lease(settings: Settings, delivery_id: UUID) -> None:
 
 
 async def test_a_send_in_flight_is_renewed_and_never_claimed_by_another_replica(
-    private_settings: Settings, engine: AsyncEngine
+    private_settings: Settings, replicas: tuple[Dispatcher, Dispatcher]
 ) -> None:
-    sender, other = replica(private_settings, engine), replica(private_settings, engine)
+    sender, other = replicas
     delivery_id = await due_delivery(private_settings)
 
     [claimed] = await sender.claim_due()
@@ -165,9 +171,9 @@ async def test_a_send_in_flight_is_renewed_and_never_claimed_by_another_replica(
 
 
 async def test_a_dispatcher_never_claims_again_what_it_is_still_sending(
-    private_settings: Settings, engine: AsyncEngine
+    private_settings: Settings, replicas: tuple[Dispatcher, Dispatcher]
 ) -> None:
-    sender, other = replica(private_settings, engine), replica(private_settings, engine)
+    sender, other = replicas
     delivery_id = await due_delivery(private_settings)
     [claimed] = await sender.claim_due()
 
