@@ -25,6 +25,8 @@ from shared.privacy import mask_id_numbers_in_text, masked_name
 LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
 UNKNOWN = "不详"
+# An alert names this many subjects and counts the rest: fifty names help nobody act.
+SUBJECTS_NAMED = 3
 
 
 class Form(StrEnum):
@@ -53,6 +55,14 @@ def _free_text(text: str | None, names: tuple[str, ...]) -> str:
     return mask_names_in_text(mask_id_numbers_in_text(text or UNKNOWN), names)
 
 
+def subjects_text(names: tuple[str, ...]) -> str:
+    """王**、李**、张**等50人: the first few masked names, and how many there are in all."""
+    if not names:
+        return UNKNOWN
+    named = "、".join(masked_name(name) for name in names[:SUBJECTS_NAMED])
+    return named if len(names) <= SUBJECTS_NAMED else f"{named}等{len(names)}人"
+
+
 def alert_facts(obligation: ObligationCreated, party_name: str) -> dict[str, Any]:
     """What any form of the alert may say, already minimised; JSON, so it can be stored."""
     incident = obligation.incident
@@ -75,7 +85,8 @@ def alert_facts(obligation: ObligationCreated, party_name: str) -> dict[str, Any
         "township": incident.township_name,
         "occurred_local": local_time(incident.occurred_at),
         "location": _free_text(incident.location, names),
-        "subjects": "、".join(masked_name(name) for name in names) or UNKNOWN,
+        "subjects": subjects_text(names),
+        "subject_count": len(names),
         "summary": _free_text(incident.summary, names),
         "drill": incident.drill,
     }
@@ -123,7 +134,7 @@ class AlertTexts:
         template = self.environment.select_template(self.template_names(form, facts))
         short = self.environment.globals["category_short_names"]
         text = template.render(
-            facts,
+            {"subject_count": 1, **facts},  # alerts stored before subjects were counted
             title=self.title(facts),
             category_short=short.get(facts["category"], facts["category_name"]),
             ack_url=ack_url,
