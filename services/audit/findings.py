@@ -22,7 +22,9 @@ from shared.domain import (
     Category,
     PartyKind,
     Phase,
+    deadline_words_zh,
     party_kind_of,
+    party_name_zh,
 )
 from shared.events.models import AccountabilityFinding, FactVersions
 
@@ -95,7 +97,7 @@ class FindingRules:
 
     def name(self, party: str) -> str:
         names = self.party_names or {}
-        return f"{names[party]}（{party}）" if party in names else party
+        return f"{names[party]}（{party}）" if party in names else party_name_zh(party)
 
 
 def local(moment: datetime | str | None) -> str:
@@ -167,7 +169,7 @@ def _duty(created: LoggedEvent, rules: FindingRules) -> str:
     return (
         f"{rules.name(data['party'])}应于 {local(data['due_at'])} 前"
         f"「{data['action_text']}」（依据 {data['rule_id']} {data['plan_section']}，"
-        f"时限 {data['deadline_name']}）"
+        f"时限：{data.get('deadline_text') or deadline_words_zh(data['deadline_name'])}）"
     )
 
 
@@ -293,15 +295,10 @@ def _concealed(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
             ),
             None,
         )
-        told_by = (
-            "公安机关"
-            if party_kind_of(reporter["party"])
-            in (
-                PartyKind.PLATFORM,
-                PartyKind.PPS,
-            )
-            else "其他单位或群众"
-        )
+        told_by = {
+            PartyKind.PPS: "公安机关",
+            PartyKind.PLATFORM: "",  # its name says it is the police's
+        }.get(party_kind_of(reporter["party"]), "其他单位或群众")
         later = (
             f"{rules.name(office)}于 {local(own.data['filed_at'])} 才报告"
             if own is not None
@@ -331,9 +328,9 @@ def _shown(field: str, value: Any) -> Any:
     if value is None:
         return None
     if field == "category":
-        return f"{CATEGORY_NAMES_ZH[Category(value)]}（{value}）"
+        return CATEGORY_NAMES_ZH[Category(value)]
     if field == "phase":
-        return f"{PHASE_NAMES_ZH[Phase(value)]}（{value}）"
+        return PHASE_NAMES_ZH[Phase(value)]
     if field in TIME_FACTS:
         return local(value)
     if field == "subjects":

@@ -21,6 +21,7 @@ class ObligationOut(BaseModel):
     plan_section: str
     plan_text: str
     deadline_name: str
+    deadline_text: str = Field(description="the deadline as people read it, e.g. 立即（15分钟）")
     due_at: datetime
     status: str
     trigger: str

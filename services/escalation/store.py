@@ -26,6 +26,7 @@ from services.escalation.rules import (
     Policy,
     PriorSigns,
     Situation,
+    deadline_text,
     ladder_step,
     recurrence,
 )
@@ -202,6 +203,7 @@ class Store:
                     action=spec.action,
                     action_text=spec.action_text,
                     deadline_name=spec.deadline_name,
+                    deadline_text=deadline_text(self.policy, spec.deadline_name),
                     due_at=spec.due_at,
                     rule_id=spec.rule_id,
                     plan_section=spec.plan_section,

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 import yaml
 
-from shared.domain import CATEGORY_NAMES_ZH, PHASE_NAMES_ZH, party_kind_of
+from shared.domain import CATEGORY_NAMES_ZH, PHASE_NAMES_ZH, deadline_words_zh, party_kind_of
 from shared.events.models import ObligationCreated
 from shared.privacy import mask_id_numbers_in_text, masked_name
 
@@ -76,6 +76,7 @@ def alert_facts(obligation: ObligationCreated, party_name: str) -> dict[str, Any
         "plan_section": obligation.plan_section,
         "action_text": obligation.action_text,
         "deadline_name": obligation.deadline_name,
+        "deadline_text": obligation.deadline_text or deadline_words_zh(obligation.deadline_name),
         "due_local": local_time(obligation.due_at),
         "due_time": obligation.due_at.astimezone(LOCAL_TIME).strftime("%H:%M"),
         "category": str(incident.category),
@@ -89,6 +90,15 @@ def alert_facts(obligation: ObligationCreated, party_name: str) -> dict[str, Any
         "subject_count": len(names),
         "summary": _free_text(incident.summary, names),
         "drill": incident.drill,
+    }
+
+
+def with_later_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """Facts of an alert stored before some facts existed, completed from what it has."""
+    return {
+        "subject_count": 1,
+        "deadline_text": deadline_words_zh(facts["deadline_name"]),
+        **facts,
     }
 
 
@@ -134,7 +144,7 @@ class AlertTexts:
         template = self.environment.select_template(self.template_names(form, facts))
         short = self.environment.globals["category_short_names"]
         text = template.render(
-            {"subject_count": 1, **facts},  # alerts stored before subjects were counted
+            with_later_facts(facts),
             title=self.title(facts),
             category_short=short.get(facts["category"], facts["category_name"]),
             ack_url=ack_url,

@@ -118,7 +118,7 @@ async def test_scripted_incident_findings_and_report_name_each_lapse_with_proofs
     assert false["title"] == "疑似谎报，供核查"
     (version,) = false["versions"]
     assert version["label"] == "种类"
-    assert "ABSCONDED" in version["previous"] and "OTHER" in version["current"]
+    assert (version["previous"], version["current"]) == ("脱离监督管理", "其他突发事件")
     for finding in findings:
         assert finding["evidence_log_indexes"]
         check_proofs(body, finding, audit_system)
@@ -149,7 +149,7 @@ async def test_scripted_incident_findings_and_report_name_each_lapse_with_proofs
         assert heading in text
     for title in ("疑似迟报，供核查", "疑似漏报，供核查", "疑似瞒报，供核查", "疑似谎报，供核查"):
         assert title in text
-    assert "原报「脱离监督管理（ABSCONDED）」" in text and "更正为「其他突发事件（OTHER）」" in text
+    assert "原报「脱离监督管理」" in text and "更正为「其他突发事件」" in text
     assert "图克镇司法所" in text and "（待填写）" in text
     checkpoint, _ = open_checkpoint(text.split("```\n")[1], audit_system.log_key)
     assert isinstance(checkpoint, Checkpoint)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.integration.helpers import report, violence_report
+from tests.integration.helpers import eventually, find, obligations_when, report, violence_report
 from tests.support import WebhookSink
 
 TUKE = "150626102"
@@ -37,3 +37,48 @@ async def test_an_alert_about_fifty_subjects_names_three_and_counts_fifty(
     text = alerts[0]["text"]
     assert "涉及对象：张***、张***、张***等50人" in text, text
     assert text.count("张***") == 3
+
+
+CODES_PEOPLE_SHOULD_NOT_READ = (
+    "IMMEDIATE",
+    "PROMPT",
+    "FOLLOW_UP",
+    "ABSCONDED",
+    "+00:00",
+    "PLATFORM",
+)
+
+
+async def test_duties_alerts_and_the_report_speak_chinese_in_beijing_time(
+    clients: dict[str, httpx.AsyncClient], webhook_sink: WebhookSink
+) -> None:
+    incident_id = await report(
+        clients,
+        category="ABSCONDED",
+        phase="OCCURRED",
+        reporter={"party": "PLATFORM", "name": "县公安局指挥中心"},
+    )
+    obligations = await obligations_when(
+        clients, incident_id, lambda body: find(body, rule_id="R3")
+    )
+    (search,) = find(obligations, rule_id="R3")
+    assert search["deadline_text"] == "立即（15分钟）"
+    assert "须在15分钟内（立即）组织查找" in search["why"] and "截止北京时间" in search["why"]
+    for duty in obligations["obligations"]:
+        assert not [code for code in CODES_PEOPLE_SHOULD_NOT_READ if code in duty["why"]], duty
+        assert not any(space in duty["plan_text"] for space in " \n"), duty["plan_text"]
+
+    async def r3_alerts() -> list[dict]:
+        return [a for a in webhook_sink.for_incident(incident_id) if a["rule_id"] == "R3"]
+
+    (r3_alert,) = await eventually(r3_alerts, bool)
+    assert "时限：立即（15分钟），" in r3_alert["text"]
+
+    markdown = await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/investigation-report"),
+        lambda response: response.status_code == 200 and "立即（15分钟）" in response.text,
+    )
+    people_read = markdown.text.split("## 附录")[0]
+    assert "| 发生地 | 图克镇中心街农贸市场东门 |" in people_read
+    assert "| 首报 | 公安机关警情平台 县公安局指挥中心，" in people_read
+    assert not [code for code in CODES_PEOPLE_SHOULD_NOT_READ if code in people_read]

@@ -70,6 +70,20 @@ class Log:
             **more,
         )
 
+    def missed(self, minutes: float, duty: LoggedEvent, **more: Any) -> LoggedEvent:
+        """The duty's deadline seen passed, `minutes` after T0."""
+        return self.add(
+            "deadline.missed",
+            minutes,
+            obligation_id=duty.data["obligation_id"],
+            party=duty.data["party"],
+            action=duty.data["action"],
+            rule_id=duty.data["rule_id"],
+            due_at=duty.data["due_at"],
+            missed_at=(T0 + timedelta(minutes=minutes)).isoformat(),
+            **more,
+        )
+
     def compute(self):
         return compute(INCIDENT, self.events, RULES)
 
@@ -96,6 +110,16 @@ def test_met_late_is_suspected_late_reporting_with_its_evidence() -> None:
     assert finding.obligation_rule_id == "R3" and finding.deadline_name == "IMMEDIATE"
     assert "图克镇司法所（SFS:150626102）应于 2025-03-01 10:15:00 前" in finding.detail
     assert "逾期 5分30秒" in finding.detail
+    assert "时限：立即）" in finding.detail and "IMMEDIATE" not in finding.detail
+
+
+def test_a_duty_says_its_deadline_as_the_routing_decision_worded_it() -> None:
+    log = Log()
+    log.reported()
+    duty = log.obligation(0, "R3", SFS, "ORGANISE_SEARCH", due=15, deadline_text="立即（15分钟）")
+    log.missed(16, duty)
+    (finding,) = [f for f in log.compute() if f.rule_id == "R11"]
+    assert "时限：立即（15分钟））" in finding.detail
 
 
 def test_missed_deadline_and_pending_at_closure_are_one_omission_each() -> None:
@@ -104,16 +128,7 @@ def test_missed_deadline_and_pending_at_closure_are_one_omission_each() -> None:
     notice = log.obligation(1, "R4", "PPS:150626102", "WRITTEN_NOTICE", due=61)
     follow_up = log.obligation(1, "R9", SFS, "FOLLOW_UP_REPORT", due=1441)
     counsel = log.obligation(1, "R5", SFS, "COUNSEL", due=500)
-    missed = log.add(
-        "deadline.missed",
-        62,
-        obligation_id=notice.data["obligation_id"],
-        party="PPS:150626102",
-        action="WRITTEN_NOTICE",
-        rule_id="R4",
-        due_at=notice.data["due_at"],
-        missed_at=(T0 + timedelta(minutes=62)).isoformat(),
-    )
+    missed = log.missed(62, notice)
     closed = log.add(
         "incident.status_changed",
         90,
@@ -139,16 +154,7 @@ def test_missed_deadline_and_pending_at_closure_are_one_omission_each() -> None:
     assert all(f.title == "疑似漏报，供核查" for f in findings)
     assert "处置结束时仍未办理" in findings[1].detail
     # Missed after closure too: still one finding for the obligation.
-    log.add(
-        "deadline.missed",
-        501,
-        obligation_id=counsel.data["obligation_id"],
-        party=SFS,
-        action="COUNSEL",
-        rule_id="R5",
-        due_at=counsel.data["due_at"],
-        missed_at=(T0 + timedelta(minutes=501)).isoformat(),
-    )
+    log.missed(501, counsel)
     again = log.compute()
     assert len(again) == 2
     assert {f.finding_id for f in again} == {f.finding_id for f in findings}
@@ -182,7 +188,8 @@ def test_police_reporting_first_puts_the_judicial_office_under_suspicion() -> No
     (finding,) = log.compute()
     assert (finding.rule_id, finding.party) == ("R12", SFS)
     assert finding.evidence_log_indexes == (0, later.index)
-    assert "公安机关PLATFORM" in finding.detail and "10:40:00 才报告" in finding.detail
+    assert "本事件由公安机关警情平台于 2025-03-01 10:00:00 首报" in finding.detail
+    assert "PLATFORM" not in finding.detail and "10:40:00 才报告" in finding.detail
 
 
 def test_a_correction_contradicting_facts_shows_both_versions() -> None:
@@ -224,8 +231,8 @@ def test_a_correction_contradicting_facts_shows_both_versions() -> None:
     (category,) = by_party[SFS].versions
     assert (category.label, category.previous, category.current) == (
         "种类",
-        "脱离监督管理（ABSCONDED）",
-        "其他突发事件（OTHER）",
+        "脱离监督管理",
+        "其他突发事件",
     )
     (place,) = by_party["PLATFORM"].versions
     assert (place.previous, place.current, place.stated_by) == (
