@@ -349,6 +349,11 @@ def _differs(field: str, previous: Any, current: Any) -> bool:
 
 
 def _false(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
+    """R13: every report that contradicts a fact already stated, whatever it calls itself.
+
+    A follow-up (续报) may add what was unknown; changing what was stated is a correction in
+    substance, and judged as one.
+    """
     stated_by: dict[str, tuple[str, int]] = {}
     drill = False
     found: list[Found] = []
@@ -359,47 +364,47 @@ def _false(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
             stated_by = {field: (party, event.index) for field in CONTRADICTABLE}
         elif event.type == "incident.report_filed":
             data = event.data
-            if data["kind"] == "CORRECTION":
-                contradicted: dict[str, list[FactVersions]] = {}
-                evidence: dict[str, set[int]] = {}
-                for field, label in CONTRADICTABLE.items():
-                    if field not in data["changes"]:
-                        continue
-                    previous, current = data["previous"].get(field), data["changes"][field]
-                    if not _differs(field, previous, current):
-                        continue
-                    party, index = stated_by.get(field, (data["reporter"]["party"], event.index))
-                    contradicted.setdefault(party, []).append(
-                        FactVersions(
-                            field=field,
-                            label=label,
-                            previous=_shown(field, previous),
-                            current=_shown(field, current),
-                            stated_by=party,
-                        )
+            contradicted: dict[str, list[FactVersions]] = {}
+            evidence: dict[str, set[int]] = {}
+            for field, label in CONTRADICTABLE.items():
+                if field not in data["changes"]:
+                    continue
+                previous, current = data["previous"].get(field), data["changes"][field]
+                if not _differs(field, previous, current):
+                    continue
+                party, index = stated_by.get(field, (data["reporter"]["party"], event.index))
+                contradicted.setdefault(party, []).append(
+                    FactVersions(
+                        field=field,
+                        label=label,
+                        previous=_shown(field, previous),
+                        current=_shown(field, current),
+                        stated_by=party,
                     )
-                    evidence.setdefault(party, {event.index}).add(index)
-                for party, versions in contradicted.items():
-                    changes = "；".join(
-                        f"{v.label}：原报「{v.previous}」，更正为「{v.current}」" for v in versions
+                )
+                evidence.setdefault(party, {event.index}).add(index)
+            how = "更正了" if data["kind"] == "CORRECTION" else "在续报中改变了"
+            for party, versions in contradicted.items():
+                changes = "；".join(
+                    f"{v.label}：原报「{v.previous}」，更正为「{v.current}」" for v in versions
+                )
+                found.append(
+                    (
+                        f"R13:{data['report_id']}:{party}",
+                        {
+                            "rule_id": "R13",
+                            "kind": "FALSE",
+                            "party": party,
+                            "happened_at": data["filed_at"],
+                            "detail": f"{rules.name(data['reporter']['party'])}于 "
+                            f"{local(data['filed_at'])} {how}{rules.name(party)}所报事实："
+                            f"{changes}。",
+                            "evidence_log_indexes": tuple(sorted(evidence[party])),
+                            "versions": tuple(versions),
+                            "drill": drill,
+                        },
                     )
-                    found.append(
-                        (
-                            f"R13:{data['report_id']}:{party}",
-                            {
-                                "rule_id": "R13",
-                                "kind": "FALSE",
-                                "party": party,
-                                "happened_at": data["filed_at"],
-                                "detail": f"{rules.name(data['reporter']['party'])}于 "
-                                f"{local(data['filed_at'])} 更正了{rules.name(party)}所报事实："
-                                f"{changes}。",
-                                "evidence_log_indexes": tuple(sorted(evidence[party])),
-                                "versions": tuple(versions),
-                                "drill": drill,
-                            },
-                        )
-                    )
+                )
             for field in data["changes"]:
                 if field in CONTRADICTABLE:
                     stated_by[field] = (data["reporter"]["party"], event.index)

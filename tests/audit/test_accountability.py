@@ -161,3 +161,32 @@ async def test_scripted_incident_findings_and_report_name_each_lapse_with_proofs
     )
     assert html.headers["content-type"].startswith("text/html")
     assert "<h2>三、责任调查</h2>" in html.text and "疑似漏报，供核查" in html.text
+
+
+async def test_R13_a_follow_up_that_rewrites_stated_facts_is_suspected_like_a_correction(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    incident_id = await report(clients, category="DISRUPTION", phase="OCCURRED")
+    # A follow-up may add what was unknown (the persons involved were stated; a new measure is
+    # news), but here it also moves the place and turns a disruption into violence in progress.
+    follow_up = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/reports",
+        json={
+            "kind": "FOLLOW_UP",
+            "reporter": {"party": SFS, "name": "李明"},
+            "changes": {
+                "category": "VIOLENCE",
+                "phase": "IN_PROGRESS",
+                "location": "乌审召镇某村",
+                "measures_taken": "已联系派出所",
+            },
+            "text": "续报：事态发展。",
+        },
+    )
+    assert follow_up.status_code == 201, follow_up.text
+    body = await findings_of(clients, incident_id, {"R13"})
+    (false,) = [f for f in body["findings"] if f["rule_id"] == "R13"]
+    assert (false["party"], false["kind"]) == (SFS, "FALSE")
+    assert [v["label"] for v in false["versions"]] == ["种类", "事态阶段", "地点"]
+    assert "在续报中改变了" in false["detail"]
+    check_proofs(body, false, audit_system)

@@ -225,7 +225,9 @@ def test_a_correction_contradicting_facts_shows_both_versions() -> None:
             "occurred_at": "2025-03-01T01:00:00+00:00",  # the same instant: no contradiction
         },
     )
-    findings = log.compute()
+    moved, *findings = log.compute()
+    # The follow-up moved the place the office had stated: R13 judges it like a correction.
+    assert (moved.party, moved.evidence_log_indexes) == (SFS, (0, follow_up.index))
     by_party = {f.party: f for f in findings}
     assert set(by_party) == {SFS, "PLATFORM"}
     (category,) = by_party[SFS].versions
@@ -243,6 +245,62 @@ def test_a_correction_contradicting_facts_shows_both_versions() -> None:
     assert by_party["PLATFORM"].evidence_log_indexes == (follow_up.index, correction.index)
     assert all(f.rule_id == "R13" and f.title == "疑似谎报，供核查" for f in findings)
     assert "原报「图克镇北街」，更正为「图克镇南街」" in by_party["PLATFORM"].detail
+
+
+def follow_up(log: Log, minutes: float, changes: dict, previous: dict) -> LoggedEvent:
+    return log.add(
+        "incident.report_filed",
+        minutes,
+        report_id=str(uuid.uuid4()),
+        kind="FOLLOW_UP",
+        reporter={"party": SFS, "name": "李明"},
+        filed_at=(T0 + timedelta(minutes=minutes)).isoformat(),
+        changes=changes,
+        previous=previous,
+        text="续报",
+    )
+
+
+def test_R13_a_follow_up_rewriting_stated_facts_is_judged_as_a_correction() -> None:
+    log = Log()
+    log.reported(phase="OCCURRED", occurred_at="2025-03-01T09:30:00+08:00")
+    rewrite = follow_up(
+        log,
+        40,
+        changes={
+            "category": "VIOLENCE",
+            "phase": "IN_PROGRESS",
+            "occurred_at": "2025-03-01T08:00:00+08:00",
+            "location": "乌审召镇某村",
+            "subjects": [{"id": "S9", "name": "赵**"}],
+        },
+        previous={
+            "category": "ABSCONDED",
+            "phase": "OCCURRED",
+            "occurred_at": "2025-03-01T09:30:00+08:00",
+            "location": "图克镇中心街",
+            "subjects": [{"id": "S1", "name": "王**"}],
+        },
+    )
+    (finding,) = log.compute()
+    assert (finding.rule_id, finding.kind, finding.party) == ("R13", "FALSE", SFS)
+    assert finding.evidence_log_indexes == (0, rewrite.index)
+    labels = [v.label for v in finding.versions]
+    assert labels == ["种类", "事态阶段", "发生时间", "地点", "涉及对象"]
+    assert "在续报中改变了图克镇司法所（SFS:150626102）所报事实" in finding.detail
+    assert "发生时间：原报「2025-03-01 09:30:00」，更正为「2025-03-01 08:00:00」" in finding.detail
+
+
+def test_R13_a_follow_up_adding_what_was_unknown_contradicts_nothing() -> None:
+    log = Log()
+    log.reported(location=None)
+    follow_up(
+        log,
+        40,
+        changes={"location": "图克镇南街", "persons_involved": "对象1人", "summary": "已找到"},
+        previous={"location": None, "persons_involved": None, "summary": None},
+    )
+    assert [f for f in log.compute() if f.rule_id == "R13"] == []
 
 
 def test_repeated_signs_suggest_key_monitoring() -> None:
