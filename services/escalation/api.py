@@ -131,7 +131,8 @@ async def evaluate_report(body: EvaluateIn, request: Request, caller: Caller) ->
         reporter_party=body.reporter.party,
         reported_at=reported_at,
         prior_signs=tuple(
-            PriorSigns(uuid4(), prior.subject_id, prior.reported_at) for prior in body.prior_signs
+            PriorSigns(uuid4(), prior.subject_id, prior.reported_at, prior.drill)
+            for prior in body.prior_signs
         ),
     )
     names = {party.code: party.name for party in directory.parties}

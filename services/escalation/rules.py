@@ -209,6 +209,7 @@ class PriorSigns:
     incident_id: UUID
     subject_id: str
     reported_at: datetime
+    drill: bool = False
 
 
 @dataclass(frozen=True)
@@ -310,13 +311,18 @@ def missing_report_fields(policy: Policy, facts: IncidentFacts) -> list[str]:
 
 
 def repeated_signs(policy: Policy, situation: Situation) -> list[PriorSigns]:
-    """R17: earlier signs about the same subjects within the window before this report."""
+    """R17: earlier signs about the same subjects within the window before this report.
+
+    Drills and real incidents never feed each other's history (R16): a drill's made-up signs
+    are no prior signs of a real subject, and real signs do not colour a drill.
+    """
     since = situation.reported_at - policy.repeat_signs_window
     subjects = {subject.id for subject in situation.facts.subjects}
     return [
         prior
         for prior in situation.prior_signs
         if prior.incident_id != situation.incident_id
+        and prior.drill == situation.facts.drill
         and prior.subject_id in subjects
         and since <= prior.reported_at <= situation.reported_at
     ]

@@ -45,6 +45,7 @@ class ObligationsOut(BaseModel):
 class PriorSignsIn(Input):
     subject_id: str = Field(min_length=1, max_length=64)
     reported_at: AwareDatetime
+    drill: bool = Field(default=False, description="the earlier signs were a drill's")
 
 
 class EvaluateIn(IncidentIn):

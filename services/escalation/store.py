@@ -113,7 +113,9 @@ class Store:
         facts = facts_of(incident)
         subject_ids = [subject.id for subject in facts.subjects]
         earlier = await session.execute(
-            select(subject_signs).where(
+            select(subject_signs, incidents.c.drill)
+            .join(incidents, incidents.c.id == subject_signs.c.incident_id)
+            .where(
                 subject_signs.c.subject_id.in_(subject_ids),
                 subject_signs.c.incident_id != incident.id,
             )
@@ -125,7 +127,8 @@ class Store:
             reported_at=incident.reported_at,
             fired_rules=frozenset(incident.fired_rules),
             prior_signs=tuple(
-                PriorSigns(row.incident_id, row.subject_id, row.reported_at) for row in earlier
+                PriorSigns(row.incident_id, row.subject_id, row.reported_at, row.drill)
+                for row in earlier
             ),
         )
 

@@ -296,6 +296,22 @@ async def test_R17_signs_again_within_30_days_suggest_key_monitoring(
     assert first in why and subject["id"] in why
 
 
+async def test_R17_a_drills_signs_are_no_history_of_a_real_subject(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    subject = {"id": f"S-{uuid.uuid4().hex[:8]}", "name": "孙某某"}
+    drill = await report(clients, phase="SIGNS", subjects=[subject], drill=True)
+    await obligations_when(clients, drill, with_rule("R5"))
+    real = await report(clients, phase="SIGNS", subjects=[subject])
+    real_obligations = await obligations_when(clients, real, with_rule("R5"))
+    assert not duties(real_obligations, "R17")
+    # Real signs again: the real history alone makes R17 fire, citing only the real report.
+    again = await report(clients, phase="SIGNS", subjects=[subject])
+    obligations = await obligations_when(clients, again, with_rule("R17"))
+    why = find(obligations, rule_id="R17")[0]["why"]
+    assert real in why and drill not in why
+
+
 async def test_dry_run_evaluates_a_report_and_stores_nothing(
     clients: dict[str, httpx.AsyncClient],
 ) -> None:

@@ -706,8 +706,10 @@ def test_R16_each_sfs_runs_a_drill_every_year(policy):
 # --- R17 --------------------------------------------------------------------------------------
 
 
-def prior_signs(days_before: float, incident_id: UUID = EARLIER_INCIDENT) -> PriorSigns:
-    return PriorSigns(incident_id, SUBJECT, REPORTED_AT - timedelta(days=days_before))
+def prior_signs(
+    days_before: float, incident_id: UUID = EARLIER_INCIDENT, *, drill: bool = False
+) -> PriorSigns:
+    return PriorSigns(incident_id, SUBJECT, REPORTED_AT - timedelta(days=days_before), drill)
 
 
 @pytest.mark.parametrize("days_before", [0, 1, 10, 29.9, 30])
@@ -758,6 +760,23 @@ def test_R17_not_outside_the_window_nor_for_the_same_incident(
     facts = make_facts(Category.VIOLENCE, phase)
     decision = evaluate(policy, situation(facts, prior=prior), trigger(), party_names)
     assert "R17" not in decision.fired_rules, why
+
+
+@pytest.mark.parametrize(("earlier_drill", "now_drill"), [(True, False), (False, True)])
+def test_R17_drills_and_real_incidents_never_feed_each_others_history(
+    policy, party_names, earlier_drill, now_drill
+):
+    facts = make_facts(Category.VIOLENCE, Phase.SIGNS, drill=now_drill)
+    other_world = situation(facts, prior=(prior_signs(3, drill=earlier_drill),))
+    assert repeated_signs(policy, other_world) == []
+    assert "R17" not in evaluate(policy, other_world, trigger(), party_names).fired_rules
+
+
+def test_R17_a_drill_repeating_a_drills_signs_is_suggested_as_a_drill(policy, party_names):
+    facts = make_facts(Category.VIOLENCE, Phase.SIGNS, drill=True)
+    drill = situation(facts, prior=(prior_signs(3, drill=True),))
+    (suggestion,) = of_rule(evaluate(policy, drill, trigger(), party_names), "R17")
+    assert suggestion.drill is True
 
 
 def test_R17_repeated_signs_lists_only_earlier_incidents_in_the_window(policy):
