@@ -94,6 +94,7 @@ class TimelineRow:
     time: str
     party: str
     what: str
+    person: str = "—"
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class ReportView:
     anchor: Anchor | None
     party_names: Mapping[str, str] = field(default_factory=dict)
     duties: Duties = field(default_factory=Duties)
+    summary: str = ""
 
     def party(self, code: str | None) -> str:
         if not code:
@@ -191,6 +193,50 @@ def _overview(
         ("已采取的措施", facts.get("measures_taken") or "—"),
         ("处置结束", local(closed.data["changed_at"]) if closed else "尚未结束"),
     )
+
+
+def person_of(event: LoggedEvent) -> str:
+    """The person who acted, as they named themselves when recording it."""
+    data = event.data
+    match event.type:
+        case "incident.reported" | "incident.report_filed":
+            return data["reporter"].get("name") or "—"
+        case "incident.action_recorded":
+            return data.get("actor_name") or "—"
+    return "—"
+
+
+DUTY_OUTCOMES = (
+    ("MET", "按时办结"),
+    ("MET_LATE", "逾期办结"),
+    ("MISSED", "逾期未办"),
+    ("WAIVED", "不再需要"),
+    ("PENDING", "尚待办理"),
+)
+
+
+def summary_of(events: Sequence[LoggedEvent], findings: Sequence[AccountabilityFinding]) -> str:
+    """One sentence a reader needs before the details: how the duties ended, how many findings."""
+    outcome: dict[str, str] = {
+        str(e.data["obligation_id"]): "PENDING" for e in events if e.type == "obligation.created"
+    }
+    for event in events:
+        obligation_id = str(event.data.get("obligation_id", ""))
+        if obligation_id not in outcome:
+            continue
+        if event.type == "obligation.met":
+            outcome[obligation_id] = event.data["status"]
+        elif event.type == "obligation.waived":
+            outcome[obligation_id] = "WAIVED"
+        elif event.type == "deadline.missed" and outcome[obligation_id] == "PENDING":
+            outcome[obligation_id] = "MISSED"
+    counts = "、".join(
+        f"{words} {n} 项"
+        for status, words in DUTY_OUTCOMES
+        if (n := sum(value == status for value in outcome.values()))
+    )
+    duties = f"共产生义务 {len(outcome)} 项" + (f"：{counts}" if counts else "")
+    return f"{duties}；疑似情形 {len(findings)} 条，见“三、责任调查”。"
 
 
 def describe(event: LoggedEvent, duties: Duties | None = None) -> tuple[str | None, str]:
@@ -264,7 +310,9 @@ def build_view(
     rows = []
     for event in ordered:
         party, what = describe(event, duties)
-        rows.append(TimelineRow(event.index, local(event.time), party or "系统", what))
+        rows.append(
+            TimelineRow(event.index, local(event.time), party or "系统", what, person_of(event))
+        )
     _, first = _facts(events)
     return ReportView(
         incident_id=incident_id,
@@ -276,6 +324,7 @@ def build_view(
         anchor=anchor,
         party_names=dict(party_names),
         duties=duties,
+        summary=summary_of(ordered, findings),
     )
 
 

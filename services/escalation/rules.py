@@ -53,7 +53,7 @@ class ActionSpec(_Data):
     notify: bool = False
     met_by: tuple[ActionCode, ...] = ()
     met_by_ack: bool = False
-    met_by_report: Literal["ANY", "COMPLETE"] | None = None
+    met_by_report: Literal["ANY", "COMPLETE", "WRITTEN"] | None = None
     waived_by: tuple[ActionCode, ...] = ()
     recurs: str | None = None
 
@@ -471,6 +471,17 @@ class Evidence:
     kind: Literal["action", "ack", "report"]
     action: ActionCode | None = None
     report_complete: bool = False
+    report_states_facts: bool = False
+
+
+def report_evidence(policy: Policy, facts: IncidentFacts, changes: Mapping[str, Any]) -> Evidence:
+    """A filed report as evidence: whether the incident's facts are now complete (R7), and
+    whether the report itself states any of them; a one-line 续报 with no facts states none."""
+    return Evidence(
+        "report",
+        report_complete=not missing_report_fields(policy, facts),
+        report_states_facts=any(name in changes for name in policy.required_report_fields),
+    )
 
 
 def is_met_by(policy: Policy, obligation_action: str, evidence: Evidence | ActionCode) -> bool:
@@ -483,9 +494,14 @@ def is_met_by(policy: Policy, obligation_action: str, evidence: Evidence | Actio
         case "ack":
             return spec.met_by_ack
         case "report":
-            return spec.met_by_report == "ANY" or (
-                spec.met_by_report == "COMPLETE" and evidence.report_complete
-            )
+            match spec.met_by_report:
+                case "ANY":
+                    return True
+                case "COMPLETE":
+                    return evidence.report_complete
+                case "WRITTEN":  # R6's written report: facts stated, none left out
+                    return evidence.report_complete and evidence.report_states_facts
+            return False
     return False
 
 

@@ -190,3 +190,24 @@ async def test_R13_a_follow_up_that_rewrites_stated_facts_is_suspected_like_a_co
     assert [v["label"] for v in false["versions"]] == ["种类", "事态阶段", "地点"]
     assert "在续报中改变了" in false["detail"]
     check_proofs(body, false, audit_system)
+
+
+async def test_the_investigation_report_names_each_duty_met_and_who_acted(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    incident_id = await report(clients)
+    await obligations_when(clients, incident_id, lambda body: find(body, action="GO_ON_SCENE"))
+    await act(clients, incident_id, "ON_SCENE", actor_name="周强")
+    body = await obligations_when(
+        clients, incident_id, lambda body: find(body, action="GO_ON_SCENE", status="MET")
+    )
+    on_scene = find(body, action="GO_ON_SCENE")[0]
+    markdown = await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/investigation-report"),
+        lambda response: "按时办结" in response.text,
+    )
+    text = markdown.text
+    assert f"按时办结：{on_scene['action_text']}（R6）" in text
+    assert any("| 周强 | 记录处置：已到现场" in line for line in text.splitlines())
+    assert "| 李明 | 首报：" in text  # the reporter, by name
+    assert "**摘要**：共产生义务" in text.split("## 一、事件概况")[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from services.audit.report import Anchor, ProofRow, build_view, place, render
 from tests.unit.test_audit_findings import INCIDENT, RULES, SFS, T0, Log
 
@@ -16,7 +18,14 @@ def view_of(log: Log, anchor: Anchor | None = None):
 def scripted() -> Log:
     log = Log()
     log.reported(discovered_minutes_before=200, summary="对象<script>失联</script>|未归")
-    log.add("incident.action_recorded", 5, action="SEARCH_STARTED", party=SFS, note="已组织人员")
+    log.add(
+        "incident.action_recorded",
+        5,
+        action="SEARCH_STARTED",
+        party=SFS,
+        actor_name="赵六",
+        note="已组织人员",
+    )
     log.add(
         "incident.status_changed",
         6,
@@ -52,7 +61,7 @@ def test_markdown_has_every_section_the_plan_asks_for() -> None:
     assert text.count("（待填写）") >= 3
     assert "| 事件种类 | 脱离监督管理 |" in text
     assert "2025-03-01 10:05:00" in text  # Asia/Shanghai
-    assert "| 图克镇司法所（SFS:150626102） | 记录处置：组织查找，已组织人员 | 1 |" in text
+    assert "| 图克镇司法所（SFS:150626102） | 赵六 | 记录处置：组织查找，已组织人员 | 1 |" in text
     assert "### 1. 疑似瞒报，供核查（R12）— 图克镇司法所（SFS:150626102）" in text
     assert "证据：日志序号 0（包含证明见附录）" in text
     assert "```\nsqjz.wushen.example/audit\n3\nAAAA\n\n— " in text
@@ -154,3 +163,60 @@ def test_the_place_is_named_once() -> None:
     assert place("图克镇", "中心街") == "图克镇中心街"
     assert place("图克镇", None) == "图克镇"
     assert place(None, None) == "—"
+
+
+def r6_incident_with_four_duties_met() -> Log:
+    log = Log()
+    log.reported(category="VIOLENCE", phase="IN_PROGRESS")
+    duties = [
+        log.obligation(1, "R6", party, action, due=15)
+        for party, action in (
+            ("PPS:150626102", "CALL_POLICE"),
+            ("TCG:150626102", "REPORT"),
+            ("BLO", "REPORT"),
+            (SFS, "GO_ON_SCENE"),
+        )
+    ]
+    action = log.add("incident.action_recorded", 5, action="ON_SCENE", party=SFS, actor_name="李明")
+    for duty in duties:
+        log.add(
+            "obligation.met",
+            6,
+            obligation_id=duty.data["obligation_id"],
+            party=duty.data["party"],
+            rule_id="R6",
+            status="MET",
+            met_at=(T0 + timedelta(minutes=6)).isoformat(),
+            met_by_event_id=action.id,
+        )
+    return log
+
+
+def test_each_duty_met_is_named_not_only_its_rule() -> None:
+    text = render(view_of(r6_incident_with_four_duties_met()), "markdown")
+    met = [line for line in text.splitlines() if "| 按时办结：" in line]
+    assert len(met) == 4
+    for action in ("CALL_POLICE", "REPORT", "GO_ON_SCENE"):
+        assert any(f"按时办结：{action} 的中文（R6）" in line for line in met), met
+
+
+def test_the_timeline_names_the_person_who_acted_or_reported() -> None:
+    view = view_of(r6_incident_with_four_duties_met())
+    assert view.timeline[0].person == "李明"  # the reporter of the first report
+    (on_scene,) = [row for row in view.timeline if "已到现场" in row.what]
+    assert on_scene.person == "李明"
+    assert {row.person for row in view.timeline if row.what.startswith("应办")} == {"—"}
+
+
+def test_a_summary_up_front_says_how_duties_ended_and_how_many_findings() -> None:
+    text = render(view_of(everyday_incident(), ANCHOR), "markdown")
+    summary = "共产生义务 2 项：按时办结 1 项、逾期未办 1 项；疑似情形 3 条"
+    assert summary in text.split("## 一、事件概况")[0]
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "html"])
+def test_the_hashes_come_last_folded_away_from_the_reading(fmt) -> None:
+    text = render(view_of(scripted(), ANCHOR), fmt)
+    assert text.index("五、整改意见建议") < text.index("附录：日志锚定（供核验，阅读可略过）")
+    assert text.index("<details>") < text.index("bGVhZg==") < text.index("</details>")
+    assert "bGVhZg==" not in text.split("附录")[0]

@@ -39,6 +39,7 @@ from services.escalation.rules import (
     obligation_id,
     recurrence,
     repeated_signs,
+    report_evidence,
     unfold_chinese,
 )
 from shared.domain import DEADLINE_WORDS_ZH, ActionCode, Category, Phase, beijing_time
@@ -1057,7 +1058,7 @@ def test_an_acknowledgement_does_not_do_the_work(policy, action):
 @pytest.mark.parametrize(
     ("action", "incomplete", "complete"),
     [
-        ("FULL_WRITTEN_REPORT", True, True),  # ANY report
+        ("FULL_WRITTEN_REPORT", False, True),  # states facts and leaves no R7 field out
         ("FOLLOW_UP_REPORT", True, True),  # ANY report
         ("COMPLETE_REPORT", False, True),  # only one that leaves no R7 field out
         ("REPORT", False, False),
@@ -1065,8 +1066,27 @@ def test_an_acknowledgement_does_not_do_the_work(policy, action):
     ],
 )
 def test_is_met_by_a_filed_report(policy, action, incomplete, complete):
-    assert is_met_by(policy, action, Evidence("report", report_complete=False)) is incomplete
-    assert is_met_by(policy, action, Evidence("report", report_complete=True)) is complete
+    stating = {"report_states_facts": True}
+    assert is_met_by(policy, action, Evidence("report", report_complete=False, **stating)) is (
+        incomplete
+    )
+    assert (
+        is_met_by(policy, action, Evidence("report", report_complete=True, **stating)) is complete
+    )
+
+
+def test_R6_a_one_line_follow_up_stating_no_facts_is_no_written_report(policy):
+    complete = make_facts(Category.VIOLENCE, Phase.IN_PROGRESS)
+    one_line = report_evidence(policy, complete, changes={})
+    assert one_line.report_complete and not one_line.report_states_facts
+    assert not is_met_by(policy, "FULL_WRITTEN_REPORT", one_line)
+    assert is_met_by(policy, "FOLLOW_UP_REPORT", one_line)  # R9 asks only that one is filed
+    written = report_evidence(policy, complete, changes={"summary": "对象已被控制，无人受伤"})
+    assert is_met_by(policy, "FULL_WRITTEN_REPORT", written)
+    gaps = make_facts(Category.VIOLENCE, Phase.IN_PROGRESS, complete=False)
+    assert not is_met_by(
+        policy, "FULL_WRITTEN_REPORT", report_evidence(policy, gaps, {"summary": "x"})
+    )
 
 
 @pytest.mark.parametrize(
