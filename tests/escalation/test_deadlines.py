@@ -73,7 +73,7 @@ async def test_R4_search_window_passing_without_found_escalates(fast) -> None:
         (f"SFS:{TUKE}", "ASSIST_POLICE_SEARCH"),
     }
     assert {o["trigger"] for o in r4} == {"timer:SEARCH_WINDOW"}
-    assert "查找时限（SEARCH_WINDOW）已过仍未找到" in r4[0]["why"]
+    assert "查找时限已过仍未找到" in r4[0]["why"]
     assert body["status"] == "ESCALATED"
     # A SEARCH_FAILED recorded afterwards does not fire R4 a second time.
     await act(fast, incident_id, "SEARCH_FAILED")
