@@ -23,7 +23,7 @@ from services.escalation.rules import (
     report_evidence,
 )
 from services.escalation.store import Store, facts_of
-from shared.domain import LifecycleStatus, Phase, party_code
+from shared.domain import ACTION_NAMES_ZH, LifecycleStatus, Phase, party_code
 from shared.events import CloudEvent
 from shared.events.models import (
     ActionRecorded,
@@ -168,7 +168,7 @@ class EscalationHandlers:
                     session,
                     incident,
                     obligation,
-                    f"{recorded.action} 后不再需要",
+                    f"已记录「{ACTION_NAMES_ZH[recorded.action]}」，不再需要",
                     recorded.recorded_at,
                 )
         await self._cancel_timers(session, incident.id, recorded)

@@ -30,7 +30,7 @@ from services.escalation.rules import (
     ladder_step,
     recurrence,
 )
-from shared.domain import LifecycleStatus
+from shared.domain import LifecycleStatus, party_name_zh
 from shared.events import CloudEvent
 from shared.events.models import (
     DeadlineMissed,
@@ -344,7 +344,11 @@ class Store:
             .where(obligations.c.id == obligation.id)
             .values(
                 status="MISSED",
-                closed_reason=(f"逾期，升级至 {supervisor.party}" if supervisor else "逾期"),
+                closed_reason=(
+                    f"逾期，升级至{party_name_zh(supervisor.party, dict(self.party_names))}"
+                    if supervisor
+                    else "逾期"
+                ),
             )
         )
         await self.publish(

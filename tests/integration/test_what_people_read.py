@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import httpx
 
-from tests.integration.helpers import eventually, find, obligations_when, report, violence_report
+from tests.integration.helpers import (
+    act,
+    eventually,
+    find,
+    obligations_when,
+    report,
+    violence_report,
+)
 from tests.support import WebhookSink
 
 TUKE = "150626102"
@@ -82,3 +89,15 @@ async def test_duties_alerts_and_the_report_speak_chinese_in_beijing_time(
     assert "| 发生地 | 图克镇中心街农贸市场东门 |" in people_read
     assert "| 首报 | 公安机关警情平台 县公安局指挥中心，" in people_read
     assert not [code for code in CODES_PEOPLE_SHOULD_NOT_READ if code in people_read]
+
+
+async def test_a_duty_no_longer_needed_says_why_in_words(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    incident_id = await report(clients, category="OTHER", phase="OCCURRED")
+    await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R9"))
+    await act(clients, incident_id, "CLOSED", party=f"TCG:{TUKE}")
+    body = await obligations_when(
+        clients, incident_id, lambda body: find(body, rule_id="R9", status="WAIVED")
+    )
+    assert find(body, rule_id="R9")[0]["closed_reason"] == "已记录「处置结束」，不再需要"
