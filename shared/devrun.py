@@ -1,6 +1,10 @@
 """Run the whole system locally: infrastructure plus the four services as processes.
 
 `make run` calls `python -m shared.devrun`; the end-to-end tests use `ServiceProcesses`.
+Under `make run` a `Supervisor` watches the processes: a service that dies is restarted after a
+pause that doubles with each crash, every death and restart is said on the terminal and in the
+service's log, and after too many crashes in a short time the runner gives up loudly and stops
+the whole system rather than pretend it is running.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +116,110 @@ class ServiceProcesses:
         self.processes.clear()
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How long to wait before restarting a service that died, and when to stop trying."""
+
+    first_pause: float = 1.0
+    longest_pause: float = 30.0
+    crashes_allowed: int = 5
+    within: float = 300.0
+
+    def pause_after(self, crash_times: Sequence[float]) -> float | None:
+        """Seconds to wait before the next start, given the monotonic times of the crashes so
+        far (the latest last); None when the service crashed too often to go on."""
+        latest = crash_times[-1]
+        recent = [moment for moment in crash_times if latest - moment < self.within]
+        if len(recent) >= self.crashes_allowed:
+            return None
+        return min(self.first_pause * 2 ** (len(recent) - 1), self.longest_pause)
+
+
+def exit_words(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-returncode).name}"
+    return f"exited with status {returncode}"
+
+
+def say_on_terminal(message: str) -> None:
+    print(f"!! {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Supervisor:
+    """Keeps the services of `processes` running while `run` runs (see the module docstring)."""
+
+    processes: ServiceProcesses
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    say: Callable[[str], None] = say_on_terminal
+    crashes: dict[str, list[float]] = field(default_factory=dict)
+
+    async def run(self) -> str | None:
+        """Watch every service until cancelled; returns the service it gave up on (None when
+        every service was stopped on purpose)."""
+        watchers = [asyncio.create_task(self.watch(service)) for service in self.processes.ports]
+        pending = set(watchers)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for watcher in done:
+                    if (given_up := watcher.result()) is not None:
+                        return given_up
+            return None
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+
+    def tell(self, service: str, message: str, level: int = logging.WARNING) -> None:
+        """On the terminal, in the runner's log and in the service's own log."""
+        self.say(message)
+        log.log(level, message)
+        with (self.processes.log_dir / f"{service}.log").open("a", encoding="utf-8") as own:
+            own.write(f"[make run] {time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    async def watch(self, service: str) -> str | None:
+        """Restart `service` whenever it dies; its name once it is given up, None once it was
+        stopped on purpose."""
+        while (process := self.processes.processes.get(service)) is not None:
+            # Waiting in a thread: the process's end wakes us, no polling.
+            returncode = await asyncio.to_thread(process.wait)
+            if self.processes.processes.get(service) is not process:
+                continue  # stopped or replaced on purpose, not a crash
+            crashes = self.crashes.setdefault(service, [])
+            crashes.append(time.monotonic())
+            pause = self.policy.pause_after(crashes)
+            log_file = self.processes.log_dir / f"{service}.log"
+            if pause is None:
+                self.tell(
+                    service,
+                    f"{service} {exit_words(returncode)} — {self.policy.crashes_allowed} crashes "
+                    f"within {self.policy.within:.0f} s: GIVING UP, the system is not running. "
+                    f"See {log_file}",
+                    logging.ERROR,
+                )
+                return service
+            self.tell(
+                service,
+                f"{service} {exit_words(returncode)}; restarting in {pause:.1f} s "
+                f"(crash {len(crashes)}, giving up at {self.policy.crashes_allowed} "
+                f"within {self.policy.within:.0f} s). See {log_file}",
+            )
+            await asyncio.sleep(pause)  # the backoff itself, not a synchronisation
+            self.processes.start_one(service)
+            try:
+                await self.processes.wait_ready(service)
+            except (RuntimeError, TimeoutError) as failed:
+                self.tell(service, f"{service} did not come back: {failed}")
+                continue
+            self.tell(
+                service,
+                f"{service} is running again (pid {self.processes.processes[service].pid})",
+                logging.INFO,
+            )
+        return None
+
+
 def development_secrets(folder: Path) -> dict[str, str]:
     """Keys for a local run, made once and kept in `folder`: a token signing key (its public
     half verifies callers), a personal-data key and an acknowledgement-link secret.
@@ -142,6 +250,7 @@ async def run_until_interrupted(settings: Settings) -> None:
             default_ports(settings),
             settings.local_data_dir / "logs",
         )
+        supervising: asyncio.Task[str] | None = None
         try:
             await services.start()
             print_banner(settings, infra.environment(), services)
@@ -149,9 +258,16 @@ async def run_until_interrupted(settings: Settings) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            supervising = asyncio.create_task(Supervisor(services).run())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({supervising, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
             print("\nStopping ...", flush=True)
+            if supervising.done() and (given_up := supervising.result()) is not None:
+                raise SystemExit(f"stopped: {given_up} kept crashing")
         finally:
+            if supervising is not None:
+                supervising.cancel()
             services.stop()
 
 

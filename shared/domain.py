@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 
 class Category(StrEnum):
@@ -103,3 +105,107 @@ class LifecycleStatus(StrEnum):
     CONTROLLED = "CONTROLLED"
     CLOSED = "CLOSED"
     REVIEWED = "REVIEWED"
+
+
+# --- the same vocabulary as people read it (zh-CN): no codes in any text meant for people ------
+
+ACTION_NAMES_ZH: dict[str, str] = {
+    ActionCode.FIRST_RESPONSE_STARTED: "开展先期处置",
+    ActionCode.UNCONTROLLABLE: "先期处置不能控制",
+    ActionCode.SEARCH_STARTED: "组织查找",
+    ActionCode.SEARCH_FAILED: "查找未果",
+    ActionCode.FOUND: "已找到",
+    ActionCode.POLICE_CALLED: "已报警",
+    ActionCode.REPORTED: "已报告",
+    ActionCode.WRITTEN_NOTICE_SENT: "已书面通知",
+    ActionCode.PLAN_ACTIVATED: "已启动预案",
+    ActionCode.ON_SCENE: "已到现场",
+    ActionCode.COUNSELLING_DONE: "已教育疏导",
+    ActionCode.KEY_MONITORING: "已实施重点监控",
+    ActionCode.DEPARTMENTS_CONTACTED: "已联系相关部门",
+    ActionCode.RELIEF_JOINED: "已参加救助",
+    ActionCode.CONTROLLED: "事态已控制",
+    ActionCode.CLOSED: "处置结束",
+    ActionCode.INVESTIGATION_REPORT_FILED: "已报送调查报告",
+}
+
+STATUS_NAMES_ZH: dict[str, str] = {
+    LifecycleStatus.REPORTED: "已报告",
+    LifecycleStatus.RESPONDING: "处置中",
+    LifecycleStatus.SEARCHING: "查找中",
+    LifecycleStatus.ESCALATED: "已升级",
+    LifecycleStatus.CONTROLLED: "已控制",
+    LifecycleStatus.CLOSED: "处置结束",
+    LifecycleStatus.REVIEWED: "已调查",
+}
+
+# Facts of a report by the names R7 and the plan (四(三)) give them.
+FACT_NAMES_ZH: dict[str, str] = {
+    "category": "种类",
+    "phase": "事态阶段",
+    "township_code": "苏木(镇)",
+    "township_name": "苏木(镇)",
+    "subjects": "涉及对象",
+    "occurred_at": "发生时间",
+    "discovered_at": "发现时间",
+    "location": "地点",
+    "summary": "事态发展情况",
+    "measures_taken": "已采取的措施",
+    "persons_involved": "涉及人员基本情况",
+    "drill": "演练标记",
+}
+
+# Named deadlines (RULES.md) in the plan's words; the policy says how long each is.
+DEADLINE_WORDS_ZH: dict[str, str] = {
+    "IMMEDIATE": "立即",
+    "PROMPT": "及时",
+    "WRITTEN": "书面报告",
+    "SEARCH_WINDOW": "查找",
+    "FOLLOW_UP": "续报",
+    "ACK": "确认收悉",
+    "INVESTIGATION": "调查报告",
+}
+
+# Parties that have no entry of their own in the directory.
+PARTY_KIND_NAMES_ZH: dict[str, str] = {
+    PartyKind.SFS: "司法所",
+    PartyKind.TCG: "苏木(镇)社区矫正突发事件应急处置指挥小组",
+    PartyKind.PPS: "派出所",
+    PartyKind.BLO: "旗社区矫正工作领导小组办公室",
+    PartyKind.BJO: "旗司法局办公室",
+    PartyKind.CEO: "市司法局应急办公室",
+    PartyKind.DEPT: "相关部门",
+    PartyKind.PLATFORM: "公安机关警情平台",
+}
+
+
+def fact_name_zh(field: str) -> str:
+    return FACT_NAMES_ZH.get(field, field)
+
+
+def deadline_words_zh(name: str, duration: str | None = None) -> str:
+    """立即（15分钟）: the plan's word, and how long when the caller knows the policy."""
+    word = DEADLINE_WORDS_ZH.get(name, name)
+    return f"{word}（{duration}）" if duration else word
+
+
+def party_name_zh(party: str, names: dict[str, str] | None = None) -> str:
+    """A party as people know it: its directory name, else what kind of body it is."""
+    if names and party in names:
+        return names[party]
+    kind, _, detail = party.partition(":")
+    if kind == PartyKind.DEPT and detail:
+        return detail
+    try:
+        return PARTY_KIND_NAMES_ZH[PartyKind(kind)]
+    except ValueError:
+        return party
+
+
+# The county's clock: every time shown to people is Beijing time, whatever the servers run on.
+COUNTY_TIME = ZoneInfo("Asia/Shanghai")
+
+
+def beijing_time(moment: datetime) -> str:
+    """2026-11-30 12:15: a time as people in the county read it."""
+    return moment.astimezone(COUNTY_TIME).strftime("%Y-%m-%d %H:%M")

@@ -5,6 +5,7 @@ Intake accepts it; escalation's dry run evaluates the same body.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -36,6 +37,17 @@ class SubjectIn(Input):
     id_number: str | None = Field(default=None, pattern=ID_NUMBER_PATTERN, description="身份证号")
 
 
+def distinct_subjects(subjects: list[SubjectIn] | None) -> list[SubjectIn] | None:
+    """One person once: a subject listed twice would be counted, masked and alerted twice."""
+    if subjects is None:
+        return None
+    counts = Counter(subject.id for subject in subjects)
+    repeated = [subject_id for subject_id, count in counts.items() if count > 1]
+    if repeated:
+        raise ValueError(f"subject ids listed more than once: {', '.join(repeated)}")
+    return subjects
+
+
 class ReporterIn(Input):
     party: str = Field(pattern=PARTY_PATTERN, examples=["SFS:150626102", "PLATFORM"])
     name: str = Field(min_length=1, max_length=64)
@@ -50,7 +62,9 @@ class IncidentIn(Input):
     township: str = Field(
         min_length=1, max_length=32, description="division code (150626102) or name (图克镇)"
     )
-    subjects: list[SubjectIn] = Field(min_length=1, max_length=50)
+    subjects: Annotated[list[SubjectIn], AfterValidator(distinct_subjects)] = Field(
+        min_length=1, max_length=50
+    )
     occurred_at: PastTime | None = None
     discovered_at: PastTime | None = None
     location: str | None = Field(default=None, max_length=500)
@@ -68,7 +82,9 @@ class FactsUpdate(Input):
 
     category: Category | None = None
     phase: Phase | None = None
-    subjects: list[SubjectIn] | None = Field(default=None, min_length=1, max_length=50)
+    subjects: Annotated[list[SubjectIn] | None, AfterValidator(distinct_subjects)] = Field(
+        default=None, min_length=1, max_length=50
+    )
     occurred_at: PastTime | None = None
     discovered_at: PastTime | None = None
     location: str | None = Field(default=None, max_length=500)

@@ -22,7 +22,9 @@ from shared.domain import (
     Category,
     PartyKind,
     Phase,
+    deadline_words_zh,
     party_kind_of,
+    party_name_zh,
 )
 from shared.events.models import AccountabilityFinding, FactVersions
 
@@ -95,7 +97,7 @@ class FindingRules:
 
     def name(self, party: str) -> str:
         names = self.party_names or {}
-        return f"{names[party]}（{party}）" if party in names else party
+        return f"{names[party]}（{party}）" if party in names else party_name_zh(party)
 
 
 def local(moment: datetime | str | None) -> str:
@@ -167,7 +169,7 @@ def _duty(created: LoggedEvent, rules: FindingRules) -> str:
     return (
         f"{rules.name(data['party'])}应于 {local(data['due_at'])} 前"
         f"「{data['action_text']}」（依据 {data['rule_id']} {data['plan_section']}，"
-        f"时限 {data['deadline_name']}）"
+        f"时限：{data.get('deadline_text') or deadline_words_zh(data['deadline_name'])}）"
     )
 
 
@@ -293,15 +295,10 @@ def _concealed(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
             ),
             None,
         )
-        told_by = (
-            "公安机关"
-            if party_kind_of(reporter["party"])
-            in (
-                PartyKind.PLATFORM,
-                PartyKind.PPS,
-            )
-            else "其他单位或群众"
-        )
+        told_by = {
+            PartyKind.PPS: "公安机关",
+            PartyKind.PLATFORM: "",  # its name says it is the police's
+        }.get(party_kind_of(reporter["party"]), "其他单位或群众")
         later = (
             f"{rules.name(office)}于 {local(own.data['filed_at'])} 才报告"
             if own is not None
@@ -331,9 +328,9 @@ def _shown(field: str, value: Any) -> Any:
     if value is None:
         return None
     if field == "category":
-        return f"{CATEGORY_NAMES_ZH[Category(value)]}（{value}）"
+        return CATEGORY_NAMES_ZH[Category(value)]
     if field == "phase":
-        return f"{PHASE_NAMES_ZH[Phase(value)]}（{value}）"
+        return PHASE_NAMES_ZH[Phase(value)]
     if field in TIME_FACTS:
         return local(value)
     if field == "subjects":
@@ -352,6 +349,11 @@ def _differs(field: str, previous: Any, current: Any) -> bool:
 
 
 def _false(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
+    """R13: every report that contradicts a fact already stated, whatever it calls itself.
+
+    A follow-up (续报) may add what was unknown; changing what was stated is a correction in
+    substance, and judged as one.
+    """
     stated_by: dict[str, tuple[str, int]] = {}
     drill = False
     found: list[Found] = []
@@ -362,47 +364,47 @@ def _false(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
             stated_by = {field: (party, event.index) for field in CONTRADICTABLE}
         elif event.type == "incident.report_filed":
             data = event.data
-            if data["kind"] == "CORRECTION":
-                contradicted: dict[str, list[FactVersions]] = {}
-                evidence: dict[str, set[int]] = {}
-                for field, label in CONTRADICTABLE.items():
-                    if field not in data["changes"]:
-                        continue
-                    previous, current = data["previous"].get(field), data["changes"][field]
-                    if not _differs(field, previous, current):
-                        continue
-                    party, index = stated_by.get(field, (data["reporter"]["party"], event.index))
-                    contradicted.setdefault(party, []).append(
-                        FactVersions(
-                            field=field,
-                            label=label,
-                            previous=_shown(field, previous),
-                            current=_shown(field, current),
-                            stated_by=party,
-                        )
+            contradicted: dict[str, list[FactVersions]] = {}
+            evidence: dict[str, set[int]] = {}
+            for field, label in CONTRADICTABLE.items():
+                if field not in data["changes"]:
+                    continue
+                previous, current = data["previous"].get(field), data["changes"][field]
+                if not _differs(field, previous, current):
+                    continue
+                party, index = stated_by.get(field, (data["reporter"]["party"], event.index))
+                contradicted.setdefault(party, []).append(
+                    FactVersions(
+                        field=field,
+                        label=label,
+                        previous=_shown(field, previous),
+                        current=_shown(field, current),
+                        stated_by=party,
                     )
-                    evidence.setdefault(party, {event.index}).add(index)
-                for party, versions in contradicted.items():
-                    changes = "；".join(
-                        f"{v.label}：原报「{v.previous}」，更正为「{v.current}」" for v in versions
+                )
+                evidence.setdefault(party, {event.index}).add(index)
+            how = "更正了" if data["kind"] == "CORRECTION" else "在续报中改变了"
+            for party, versions in contradicted.items():
+                changes = "；".join(
+                    f"{v.label}：原报「{v.previous}」，更正为「{v.current}」" for v in versions
+                )
+                found.append(
+                    (
+                        f"R13:{data['report_id']}:{party}",
+                        {
+                            "rule_id": "R13",
+                            "kind": "FALSE",
+                            "party": party,
+                            "happened_at": data["filed_at"],
+                            "detail": f"{rules.name(data['reporter']['party'])}于 "
+                            f"{local(data['filed_at'])} {how}{rules.name(party)}所报事实："
+                            f"{changes}。",
+                            "evidence_log_indexes": tuple(sorted(evidence[party])),
+                            "versions": tuple(versions),
+                            "drill": drill,
+                        },
                     )
-                    found.append(
-                        (
-                            f"R13:{data['report_id']}:{party}",
-                            {
-                                "rule_id": "R13",
-                                "kind": "FALSE",
-                                "party": party,
-                                "happened_at": data["filed_at"],
-                                "detail": f"{rules.name(data['reporter']['party'])}于 "
-                                f"{local(data['filed_at'])} 更正了{rules.name(party)}所报事实："
-                                f"{changes}。",
-                                "evidence_log_indexes": tuple(sorted(evidence[party])),
-                                "versions": tuple(versions),
-                                "drill": drill,
-                            },
-                        )
-                    )
+                )
             for field in data["changes"]:
                 if field in CONTRADICTABLE:
                     stated_by[field] = (data["reporter"]["party"], event.index)

@@ -18,46 +18,74 @@ from typing import Any, Literal
 import jinja2
 
 from services.audit.findings import LoggedEvent, local
-from shared.domain import CATEGORY_NAMES_ZH, PHASE_NAMES_ZH, Category, Phase
+from shared.domain import (
+    ACTION_NAMES_ZH,
+    CATEGORY_NAMES_ZH,
+    PHASE_NAMES_ZH,
+    STATUS_NAMES_ZH,
+    Category,
+    Phase,
+    deadline_words_zh,
+    fact_name_zh,
+    party_name_zh,
+)
 from shared.events.models import AccountabilityFinding
 
 Format = Literal["markdown", "html"]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-ACTION_NAMES_ZH = {
-    "FIRST_RESPONSE_STARTED": "开展先期处置",
-    "UNCONTROLLABLE": "先期处置不能控制",
-    "SEARCH_STARTED": "组织查找",
-    "SEARCH_FAILED": "查找未果",
-    "FOUND": "已找到",
-    "POLICE_CALLED": "已报警",
-    "REPORTED": "已报告",
-    "WRITTEN_NOTICE_SENT": "已书面通知",
-    "PLAN_ACTIVATED": "已启动预案",
-    "ON_SCENE": "已到现场",
-    "COUNSELLING_DONE": "已教育疏导",
-    "KEY_MONITORING": "已实施重点监控",
-    "DEPARTMENTS_CONTACTED": "已联系相关部门",
-    "RELIEF_JOINED": "已参加救助",
-    "CONTROLLED": "事态已控制",
-    "CLOSED": "处置结束",
-    "INVESTIGATION_REPORT_FILED": "已报送调查报告",
-}
-STATUS_NAMES_ZH = {
-    "REPORTED": "已报告",
-    "RESPONDING": "处置中",
-    "SEARCHING": "查找中",
-    "ESCALATED": "已升级",
-    "CONTROLLED": "已控制",
-    "CLOSED": "处置结束",
-    "REVIEWED": "已调查",
-}
 NOTIFICATION_NAMES_ZH = {
     "notification.delivered": "通知已送达",
     "notification.failed": "通知发送失败",
     "notification.acknowledged": "通知已确认",
     "notification.unacknowledged": "通知无人确认",
 }
+CHANNEL_NAMES_ZH = {
+    "sms": "短信",
+    "voice": "语音电话",
+    "email": "电子邮件",
+    "webhook": "系统接口",
+    "wecom": "企业微信",
+    "dingtalk": "钉钉",
+    "file": "本地文件",
+}
+
+
+def place(township: str | None, location: str | None) -> str:
+    """发生地: the township, then the place, without the township twice when the place names it."""
+    township, location = township or "", (location or "").strip()
+    if township and location.startswith(township):
+        return location
+    return f"{township}{location}" or "—"
+
+
+@dataclass(frozen=True)
+class Duties:
+    """Obligations of the log by id, so every event about one can say which duty it was."""
+
+    created: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    party_names: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, events: Sequence[LoggedEvent], party_names: Mapping[str, str]) -> Duties:
+        created = {
+            str(e.data["obligation_id"]): e.data for e in events if e.type == "obligation.created"
+        }
+        return cls(created, party_names)
+
+    def action_text(self, obligation_id: Any, action: str | None = None) -> str:
+        data = self.created.get(str(obligation_id))
+        if data is not None:
+            return data["action_text"]
+        return ACTION_NAMES_ZH.get(action or "", "某项义务")
+
+    def deadline(self, obligation_id: Any, deadline_name: str | None = None) -> str:
+        data = self.created.get(str(obligation_id)) or {}
+        text = data.get("deadline_text")
+        return text or deadline_words_zh(data.get("deadline_name") or deadline_name or "")
+
+    def party(self, code: str) -> str:
+        return party_name_zh(code, dict(self.party_names))
 
 
 @dataclass(frozen=True)
@@ -66,6 +94,7 @@ class TimelineRow:
     time: str
     party: str
     what: str
+    person: str = "—"
 
 
 @dataclass(frozen=True)
@@ -96,11 +125,25 @@ class ReportView:
     findings: tuple[AccountabilityFinding, ...]
     anchor: Anchor | None
     party_names: Mapping[str, str] = field(default_factory=dict)
+    duties: Duties = field(default_factory=Duties)
+    summary: str = ""
 
     def party(self, code: str | None) -> str:
         if not code:
             return "—"
-        return f"{self.party_names[code]}（{code}）" if code in self.party_names else code
+        if code in self.party_names:
+            return f"{self.party_names[code]}（{code}）"
+        return party_name_zh(code)
+
+    def duty(self, finding: AccountabilityFinding) -> str:
+        """The obligation a finding is about, as people read it."""
+        duties = self.duties
+        return (
+            f"{duties.action_text(finding.obligation_id, finding.action)}"
+            f"（依据 {finding.obligation_rule_id}，"
+            f"时限：{duties.deadline(finding.obligation_id, finding.deadline_name)}，"
+            f"应于 {local(finding.due_at)} 前）"
+        )
 
 
 def b64(digest: bytes) -> str:
@@ -125,7 +168,7 @@ def _overview(
         return (("事件", "日志中没有首报"),)
 
     def name(code: str) -> str:
-        return f"{names[code]}（{code}）" if code in names else code
+        return f"{names[code]}（{code}）" if code in names else party_name_zh(code)
 
     category = facts.get("category")
     phase = facts.get("phase")
@@ -134,9 +177,9 @@ def _overview(
         None,
     )
     return (
-        ("事件种类", f"{CATEGORY_NAMES_ZH[Category(category)]}（{category}）" if category else "—"),
+        ("事件种类", CATEGORY_NAMES_ZH[Category(category)] if category else "—"),
         ("事态阶段", PHASE_NAMES_ZH[Phase(phase)] if phase else "—"),
-        ("发生地", f"{facts.get('township_name', '')} {facts.get('location') or ''}".strip()),
+        ("发生地", place(facts.get("township_name"), facts.get("location"))),
         ("发生时间", local(facts.get("occurred_at")) if facts.get("occurred_at") else "—"),
         ("发现时间", local(facts.get("discovered_at")) if facts.get("discovered_at") else "—"),
         (
@@ -152,9 +195,54 @@ def _overview(
     )
 
 
-def describe(event: LoggedEvent) -> tuple[str | None, str]:
-    """Who acted in a logged event, and what happened, in Chinese."""
+def person_of(event: LoggedEvent) -> str:
+    """The person who acted, as they named themselves when recording it."""
     data = event.data
+    match event.type:
+        case "incident.reported" | "incident.report_filed":
+            return data["reporter"].get("name") or "—"
+        case "incident.action_recorded":
+            return data.get("actor_name") or "—"
+    return "—"
+
+
+DUTY_OUTCOMES = (
+    ("MET", "按时办结"),
+    ("MET_LATE", "逾期办结"),
+    ("MISSED", "逾期未办"),
+    ("WAIVED", "不再需要"),
+    ("PENDING", "尚待办理"),
+)
+
+
+def summary_of(events: Sequence[LoggedEvent], findings: Sequence[AccountabilityFinding]) -> str:
+    """One sentence a reader needs before the details: how the duties ended, how many findings."""
+    outcome: dict[str, str] = {
+        str(e.data["obligation_id"]): "PENDING" for e in events if e.type == "obligation.created"
+    }
+    for event in events:
+        obligation_id = str(event.data.get("obligation_id", ""))
+        if obligation_id not in outcome:
+            continue
+        if event.type == "obligation.met":
+            outcome[obligation_id] = event.data["status"]
+        elif event.type == "obligation.waived":
+            outcome[obligation_id] = "WAIVED"
+        elif event.type == "deadline.missed" and outcome[obligation_id] == "PENDING":
+            outcome[obligation_id] = "MISSED"
+    counts = "、".join(
+        f"{words} {n} 项"
+        for status, words in DUTY_OUTCOMES
+        if (n := sum(value == status for value in outcome.values()))
+    )
+    duties = f"共产生义务 {len(outcome)} 项" + (f"：{counts}" if counts else "")
+    return f"{duties}；疑似情形 {len(findings)} 条，见“三、责任调查”。"
+
+
+def describe(event: LoggedEvent, duties: Duties | None = None) -> tuple[str | None, str]:
+    """Who acted in a logged event, and what happened, in Chinese (codes only as names)."""
+    data = event.data
+    duties = duties or Duties()
     match event.type:
         case "incident.reported":
             facts = data["facts"]
@@ -164,39 +252,47 @@ def describe(event: LoggedEvent) -> tuple[str | None, str]:
             ).rstrip("，")
         case "incident.action_recorded":
             action = data["action"]
-            return data["party"], f"记录处置：{ACTION_NAMES_ZH.get(action, action)}（{action}）" + (
+            return data["party"], f"记录处置：{ACTION_NAMES_ZH.get(action, action)}" + (
                 f"，{data['note']}" if data.get("note") else ""
             )
         case "incident.report_filed":
             kind = "更正" if data["kind"] == "CORRECTION" else "续报"
-            changed = "、".join(data["changes"]) or "无事实变更"
+            changed = "、".join(map(fact_name_zh, data["changes"])) or "无事实变更"
             return data["reporter"]["party"], f"{kind}：{changed}" + (
                 f"。{data['text']}" if data.get("text") else ""
             )
         case "obligation.created":
+            deadline = data.get("deadline_text") or deadline_words_zh(data["deadline_name"])
             return data["party"], (
-                f"应办：{data['action_text']}，时限 {data['deadline_name']}，"
+                f"应办：{data['action_text']}，时限：{deadline}，"
                 f"{local(data['due_at'])} 前（{data['rule_id']} {data['plan_section']}）"
             )
         case "obligation.met":
             on_time = "按时办结" if data["status"] == "MET" else "逾期办结"
-            return data["party"], f"{on_time}（{data['rule_id']}），{local(data['met_at'])}"
+            duty = duties.action_text(data["obligation_id"])
+            return data["party"], f"{on_time}：{duty}（{data['rule_id']}），{local(data['met_at'])}"
         case "obligation.waived":
-            return data["party"], f"不再需要（{data['rule_id']}）：{data['reason']}"
+            duty = duties.action_text(data["obligation_id"])
+            return data["party"], f"不再需要：{duty}（{data['rule_id']}），{data['reason']}"
         case "deadline.missed":
-            escalated = f"，升级至 {data['escalated_to']}" if data.get("escalated_to") else ""
-            return data["party"], f"逾期未办（{data['rule_id']} {data['action']}）{escalated}"
+            duty = duties.action_text(data["obligation_id"], data.get("action"))
+            escalated = (
+                f"，升级至{duties.party(data['escalated_to'])}" if data.get("escalated_to") else ""
+            )
+            return data["party"], f"逾期未办（{data['rule_id']}）：{duty}{escalated}"
         case "incident.status_changed":
             previous = STATUS_NAMES_ZH.get(data.get("previous_status") or "", "—")
             return None, f"状态：{previous} → {STATUS_NAMES_ZH.get(data['status'], data['status'])}"
         case "action.rejected":
-            return None, f"动作不被接受：{data['action']}（{data['reason']}）"
+            action = ACTION_NAMES_ZH.get(data["action"], data["action"])
+            return None, f"记录未被接受：{action}（{data['reason']}）"
         case "audit.finding":
             return data[
                 "party"
             ], f"审计发现：{data.get('title') or data['kind']}（{data['rule_id']}）"
         case _ if event.type in NOTIFICATION_NAMES_ZH:
-            channel = f"，经 {data['channel']}" if data.get("channel") else ""
+            channel = data.get("channel")
+            channel = f"，经{CHANNEL_NAMES_ZH.get(channel, channel)}" if channel else ""
             return data.get("party"), f"{NOTIFICATION_NAMES_ZH[event.type]}{channel}"
     return None, event.type
 
@@ -210,10 +306,13 @@ def build_view(
     generated_at: datetime,
 ) -> ReportView:
     ordered = sorted(events, key=lambda event: (event.time, event.index))
+    duties = Duties.of(ordered, party_names)
     rows = []
     for event in ordered:
-        party, what = describe(event)
-        rows.append(TimelineRow(event.index, local(event.time), party or "系统", what))
+        party, what = describe(event, duties)
+        rows.append(
+            TimelineRow(event.index, local(event.time), party or "系统", what, person_of(event))
+        )
     _, first = _facts(events)
     return ReportView(
         incident_id=incident_id,
@@ -224,6 +323,8 @@ def build_view(
         findings=tuple(findings),
         anchor=anchor,
         party_names=dict(party_names),
+        duties=duties,
+        summary=summary_of(ordered, findings),
     )
 
 

@@ -11,7 +11,14 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
 from services.escalation.models import drills, incidents, obligations
-from services.escalation.rules import Policy, PriorSigns, Situation, Trigger, evaluate
+from services.escalation.rules import (
+    Policy,
+    PriorSigns,
+    Situation,
+    Trigger,
+    deadline_text,
+    evaluate,
+)
 from services.escalation.schemas import (
     DrillComplianceList,
     DrillComplianceOut,
@@ -83,6 +90,7 @@ async def list_obligations(
                 plan_section=row.plan_section,
                 plan_text=plan_texts.get(row.rule_id, ""),
                 deadline_name=row.deadline_name,
+                deadline_text=deadline_text(policy, row.deadline_name),
                 due_at=row.due_at,
                 status=row.status,
                 trigger=row.trigger,
@@ -123,7 +131,8 @@ async def evaluate_report(body: EvaluateIn, request: Request, caller: Caller) ->
         reporter_party=body.reporter.party,
         reported_at=reported_at,
         prior_signs=tuple(
-            PriorSigns(uuid4(), prior.subject_id, prior.reported_at) for prior in body.prior_signs
+            PriorSigns(uuid4(), prior.subject_id, prior.reported_at, prior.drill)
+            for prior in body.prior_signs
         ),
     )
     names = {party.code: party.name for party in directory.parties}

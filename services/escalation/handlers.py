@@ -20,10 +20,10 @@ from services.escalation.rules import (
     evaluate,
     is_met_by,
     is_waived_by,
-    missing_report_fields,
+    report_evidence,
 )
 from services.escalation.store import Store, facts_of
-from shared.domain import LifecycleStatus, Phase, party_code
+from shared.domain import ACTION_NAMES_ZH, LifecycleStatus, Phase, party_code
 from shared.events import CloudEvent
 from shared.events.models import (
     ActionRecorded,
@@ -168,7 +168,7 @@ class EscalationHandlers:
                     session,
                     incident,
                     obligation,
-                    f"{recorded.action} 后不再需要",
+                    f"已记录「{ACTION_NAMES_ZH[recorded.action]}」，不再需要",
                     recorded.recorded_at,
                 )
         await self._cancel_timers(session, incident.id, recorded)
@@ -215,8 +215,7 @@ class EscalationHandlers:
         )
         incident = await self.store.locked_incident(session, report.incident_id)
         assert incident is not None
-        complete = not missing_report_fields(self.store.policy, facts_of(incident))
-        evidence = Evidence("report", report_complete=complete)
+        evidence = report_evidence(self.store.policy, facts_of(incident), report.changes)
         pending = await self.store.pending(session, report.incident_id)
         for obligation in pending:
             if is_met_by(self.store.policy, obligation.action, evidence):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.domain import ActionCode
+from shared.domain import ACTION_NAMES_ZH, STATUS_NAMES_ZH, ActionCode
 from shared.domain import LifecycleStatus as S
 
 OPEN = frozenset({S.REPORTED, S.RESPONDING, S.SEARCHING, S.ESCALATED, S.CONTROLLED})
@@ -41,7 +41,9 @@ def apply(status: S, action: ActionCode) -> Transition:
     """Where `action` takes an incident in `status`, or why it is refused."""
     allowed, target = TRANSITIONS.get(action, (OPEN, None))
     if status not in allowed:
-        return Transition(False, status, False, f"{action} 不适用于状态 {status}")
+        # Read by the party who recorded it: in words, not codes.
+        refused = f"「{ACTION_NAMES_ZH[action]}」不适用于事件当前状态「{STATUS_NAMES_ZH[status]}」"
+        return Transition(False, status, False, refused)
     if target is None or target == status:
         return Transition(True, status, False, f"{action} recorded")
     return Transition(True, target, True, f"{action}: {status} → {target}")

@@ -7,6 +7,7 @@ Handlers load the policy once, describe the incident (`Situation`) and what just
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,12 +20,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.domain import (
+    ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
     PHASE_NAMES_ZH,
     ActionCode,
     Category,
     PartyKind,
     Phase,
+    beijing_time,
+    deadline_words_zh,
     party_code,
     party_kind_of,
 )
@@ -49,7 +53,7 @@ class ActionSpec(_Data):
     notify: bool = False
     met_by: tuple[ActionCode, ...] = ()
     met_by_ack: bool = False
-    met_by_report: Literal["ANY", "COMPLETE"] | None = None
+    met_by_report: Literal["ANY", "COMPLETE", "WRITTEN"] | None = None
     waived_by: tuple[ActionCode, ...] = ()
     recurs: str | None = None
 
@@ -74,6 +78,14 @@ class Duty(_Data):
     deadline: str
 
 
+# YAML folds a long line into lines joined by a space; Chinese has no spaces between words.
+_FOLDED_SPACE = re.compile(r"(?<=[^\x00-\x7f])\s+|\s+(?=[^\x00-\x7f])")
+
+
+def unfold_chinese(text: str) -> str:
+    return _FOLDED_SPACE.sub("", text.strip())
+
+
 class TimerSpec(_Data):
     name: str
     after: str
@@ -94,6 +106,11 @@ class Rule(_Data):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
+
+    @field_validator("plan_text")
+    @classmethod
+    def _as_written(cls, value: str) -> str:
+        return unfold_chinese(value)
 
 
 class Ladder(_Data):
@@ -192,6 +209,7 @@ class PriorSigns:
     incident_id: UUID
     subject_id: str
     reported_at: datetime
+    drill: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,11 +236,21 @@ class Trigger:
 
 TRIGGER_WORDS = {
     "reported": "事件报告",
-    "action:UNCONTROLLABLE": "先期处置记录为不能控制（UNCONTROLLABLE）",
-    "action:SEARCH_FAILED": "查找记录为未果（SEARCH_FAILED）",
-    "timer:SEARCH_WINDOW": "查找时限（SEARCH_WINDOW）已过仍未找到",
-    "action:CLOSED": "事件处置结束（CLOSED）",
+    "action:UNCONTROLLABLE": "先期处置记录为不能控制",
+    "action:SEARCH_FAILED": "查找记录为未果",
+    "timer:SEARCH_WINDOW": "查找时限已过仍未找到",
+    "action:CLOSED": "事件处置结束",
 }
+
+
+def trigger_words(trigger: str) -> str:
+    """What made a rule fire, in words; a recorded action by its Chinese name."""
+    if trigger in TRIGGER_WORDS:
+        return TRIGGER_WORDS[trigger]
+    kind, _, name = trigger.partition(":")
+    if kind == "action" and name in ACTION_NAMES_ZH:
+        return f"记录了「{ACTION_NAMES_ZH[name]}」"
+    return trigger
 
 
 # --- what the engine decides -----------------------------------------------------------------
@@ -267,6 +295,12 @@ def duration_words(duration: timedelta) -> str:
     return f"{seconds}秒"
 
 
+def deadline_text(policy: Policy, name: str) -> str:
+    """立即（15分钟）: a named deadline as people read it, its length from the policy."""
+    deadline = policy.deadlines.get(name)  # stored under an earlier policy, perhaps
+    return deadline_words_zh(name, duration_words(deadline.duration) if deadline else None)
+
+
 def missing_report_fields(policy: Policy, facts: IncidentFacts) -> list[str]:
     """R7: the required elements a report leaves out, in the plan's words."""
     return [
@@ -277,13 +311,18 @@ def missing_report_fields(policy: Policy, facts: IncidentFacts) -> list[str]:
 
 
 def repeated_signs(policy: Policy, situation: Situation) -> list[PriorSigns]:
-    """R17: earlier signs about the same subjects within the window before this report."""
+    """R17: earlier signs about the same subjects within the window before this report.
+
+    Drills and real incidents never feed each other's history (R16): a drill's made-up signs
+    are no prior signs of a real subject, and real signs do not colour a drill.
+    """
     since = situation.reported_at - policy.repeat_signs_window
     subjects = {subject.id for subject in situation.facts.subjects}
     return [
         prior
         for prior in situation.prior_signs
         if prior.incident_id != situation.incident_id
+        and prior.drill == situation.facts.drill
         and prior.subject_id in subjects
         and since <= prior.reported_at <= situation.reported_at
     ]
@@ -298,11 +337,11 @@ def condition_reasons(
     if condition.category is not None:
         if facts.category not in condition.category:
             return None
-        reasons.append(f"类别「{CATEGORY_NAMES_ZH[facts.category]}」({facts.category})")
+        reasons.append(f"类别「{CATEGORY_NAMES_ZH[facts.category]}」")
     if condition.phase is not None:
         if facts.phase not in condition.phase:
             return None
-        reasons.append(f"阶段「{PHASE_NAMES_ZH[facts.phase]}」({facts.phase})")
+        reasons.append(f"阶段「{PHASE_NAMES_ZH[facts.phase]}」")
     if condition.drill is not None:
         if facts.drill != condition.drill:
             return None
@@ -320,7 +359,8 @@ def condition_reasons(
         if earlier:
             window = duration_words(policy.repeat_signs_window)
             listed = "、".join(
-                f"{prior.subject_id}（{prior.reported_at:%Y-%m-%d}，事件 {prior.incident_id}）"
+                f"{prior.subject_id}（{beijing_time(prior.reported_at):.10}，"
+                f"事件 {prior.incident_id}）"
                 for prior in earlier
             )
             reasons.append(f"{window}内再次出现苗头迹象：{listed}")
@@ -343,9 +383,9 @@ def _explain(
 ) -> str:
     return (
         f"依据 {rule_id}（预案{plan_section}）：{because}；"
-        f"{party_name}须在{deadline.plan_word}时限（{deadline_name}，"
-        f"{duration_words(deadline.duration)}）内{action_text}，"
-        f"截止 {due_at.isoformat(timespec='seconds')}。"
+        f"{party_name}须在{duration_words(deadline.duration)}内"
+        f"（{deadline_words_zh(deadline_name)}）{action_text}，"
+        f"截止北京时间 {beijing_time(due_at)}。"
     )
 
 
@@ -379,8 +419,7 @@ def evaluate(
             continue
         fired.append(rule.id)
         because = (
-            "、".join([TRIGGER_WORDS.get(trigger.name, trigger.name), *reasons])
-            + f"，发生在{facts.township_name}"
+            "、".join([trigger_words(trigger.name), *reasons]) + f"，发生在{facts.township_name}"
         )
         for duty in rule.then:
             deadline = policy.deadlines[duty.deadline]
@@ -432,6 +471,17 @@ class Evidence:
     kind: Literal["action", "ack", "report"]
     action: ActionCode | None = None
     report_complete: bool = False
+    report_states_facts: bool = False
+
+
+def report_evidence(policy: Policy, facts: IncidentFacts, changes: Mapping[str, Any]) -> Evidence:
+    """A filed report as evidence: whether the incident's facts are now complete (R7), and
+    whether the report itself states any of them; a one-line 续报 with no facts states none."""
+    return Evidence(
+        "report",
+        report_complete=not missing_report_fields(policy, facts),
+        report_states_facts=any(name in changes for name in policy.required_report_fields),
+    )
 
 
 def is_met_by(policy: Policy, obligation_action: str, evidence: Evidence | ActionCode) -> bool:
@@ -444,9 +494,14 @@ def is_met_by(policy: Policy, obligation_action: str, evidence: Evidence | Actio
         case "ack":
             return spec.met_by_ack
         case "report":
-            return spec.met_by_report == "ANY" or (
-                spec.met_by_report == "COMPLETE" and evidence.report_complete
-            )
+            match spec.met_by_report:
+                case "ANY":
+                    return True
+                case "COMPLETE":
+                    return evidence.report_complete
+                case "WRITTEN":  # R6's written report: facts stated, none left out
+                    return evidence.report_complete and evidence.report_states_facts
+            return False
     return False
 
 
@@ -499,7 +554,7 @@ def ladder_step(
     what = "逾期未办" if cause == "missed" else "告警无人确认"
     because = (
         f"{party_names.get(start, start)}的事项「{obligation.action_text}」"
-        f"（{obligation.rule_id}，截止 {obligation.due_at.isoformat(timespec='seconds')}）{what}，"
+        f"（{obligation.rule_id}，截止北京时间 {beijing_time(obligation.due_at)}）{what}，"
         f"按升级梯次由上一级督办"
     )
     return ObligationSpec(

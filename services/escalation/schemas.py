@@ -21,6 +21,7 @@ class ObligationOut(BaseModel):
     plan_section: str
     plan_text: str
     deadline_name: str
+    deadline_text: str = Field(description="the deadline as people read it, e.g. 立即（15分钟）")
     due_at: datetime
     status: str
     trigger: str
@@ -44,6 +45,7 @@ class ObligationsOut(BaseModel):
 class PriorSignsIn(Input):
     subject_id: str = Field(min_length=1, max_length=64)
     reported_at: AwareDatetime
+    drill: bool = Field(default=False, description="the earlier signs were a drill's")
 
 
 class EvaluateIn(IncidentIn):

@@ -26,10 +26,11 @@ from services.escalation.rules import (
     Policy,
     PriorSigns,
     Situation,
+    deadline_text,
     ladder_step,
     recurrence,
 )
-from shared.domain import LifecycleStatus
+from shared.domain import LifecycleStatus, party_name_zh
 from shared.events import CloudEvent
 from shared.events.models import (
     DeadlineMissed,
@@ -112,7 +113,9 @@ class Store:
         facts = facts_of(incident)
         subject_ids = [subject.id for subject in facts.subjects]
         earlier = await session.execute(
-            select(subject_signs).where(
+            select(subject_signs, incidents.c.drill)
+            .join(incidents, incidents.c.id == subject_signs.c.incident_id)
+            .where(
                 subject_signs.c.subject_id.in_(subject_ids),
                 subject_signs.c.incident_id != incident.id,
             )
@@ -124,7 +127,8 @@ class Store:
             reported_at=incident.reported_at,
             fired_rules=frozenset(incident.fired_rules),
             prior_signs=tuple(
-                PriorSigns(row.incident_id, row.subject_id, row.reported_at) for row in earlier
+                PriorSigns(row.incident_id, row.subject_id, row.reported_at, row.drill)
+                for row in earlier
             ),
         )
 
@@ -202,6 +206,7 @@ class Store:
                     action=spec.action,
                     action_text=spec.action_text,
                     deadline_name=spec.deadline_name,
+                    deadline_text=deadline_text(self.policy, spec.deadline_name),
                     due_at=spec.due_at,
                     rule_id=spec.rule_id,
                     plan_section=spec.plan_section,
@@ -339,7 +344,11 @@ class Store:
             .where(obligations.c.id == obligation.id)
             .values(
                 status="MISSED",
-                closed_reason=(f"逾期，升级至 {supervisor.party}" if supervisor else "逾期"),
+                closed_reason=(
+                    f"逾期，升级至{party_name_zh(supervisor.party, dict(self.party_names))}"
+                    if supervisor
+                    else "逾期"
+                ),
             )
         )
         await self.publish(

@@ -18,13 +18,15 @@ from zoneinfo import ZoneInfo
 import jinja2
 import yaml
 
-from shared.domain import CATEGORY_NAMES_ZH, PHASE_NAMES_ZH, party_kind_of
+from shared.domain import CATEGORY_NAMES_ZH, PHASE_NAMES_ZH, deadline_words_zh, party_kind_of
 from shared.events.models import ObligationCreated
 from shared.privacy import mask_id_numbers_in_text, masked_name
 
 LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
 UNKNOWN = "不详"
+# An alert names this many subjects and counts the rest: fifty names help nobody act.
+SUBJECTS_NAMED = 3
 
 
 class Form(StrEnum):
@@ -53,6 +55,14 @@ def _free_text(text: str | None, names: tuple[str, ...]) -> str:
     return mask_names_in_text(mask_id_numbers_in_text(text or UNKNOWN), names)
 
 
+def subjects_text(names: tuple[str, ...]) -> str:
+    """王**、李**、张**等50人: the first few masked names, and how many there are in all."""
+    if not names:
+        return UNKNOWN
+    named = "、".join(masked_name(name) for name in names[:SUBJECTS_NAMED])
+    return named if len(names) <= SUBJECTS_NAMED else f"{named}等{len(names)}人"
+
+
 def alert_facts(obligation: ObligationCreated, party_name: str) -> dict[str, Any]:
     """What any form of the alert may say, already minimised; JSON, so it can be stored."""
     incident = obligation.incident
@@ -66,6 +76,7 @@ def alert_facts(obligation: ObligationCreated, party_name: str) -> dict[str, Any
         "plan_section": obligation.plan_section,
         "action_text": obligation.action_text,
         "deadline_name": obligation.deadline_name,
+        "deadline_text": obligation.deadline_text or deadline_words_zh(obligation.deadline_name),
         "due_local": local_time(obligation.due_at),
         "due_time": obligation.due_at.astimezone(LOCAL_TIME).strftime("%H:%M"),
         "category": str(incident.category),
@@ -75,9 +86,19 @@ def alert_facts(obligation: ObligationCreated, party_name: str) -> dict[str, Any
         "township": incident.township_name,
         "occurred_local": local_time(incident.occurred_at),
         "location": _free_text(incident.location, names),
-        "subjects": "、".join(masked_name(name) for name in names) or UNKNOWN,
+        "subjects": subjects_text(names),
+        "subject_count": len(names),
         "summary": _free_text(incident.summary, names),
         "drill": incident.drill,
+    }
+
+
+def with_later_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """Facts of an alert stored before some facts existed, completed from what it has."""
+    return {
+        "subject_count": 1,
+        "deadline_text": deadline_words_zh(facts["deadline_name"]),
+        **facts,
     }
 
 
@@ -123,7 +144,7 @@ class AlertTexts:
         template = self.environment.select_template(self.template_names(form, facts))
         short = self.environment.globals["category_short_names"]
         text = template.render(
-            facts,
+            with_later_facts(facts),
             title=self.title(facts),
             category_short=short.get(facts["category"], facts["category_name"]),
             ack_url=ack_url,

@@ -131,6 +131,9 @@ class ObligationCreated(EventData):
     plan_section: str
     explanation: str
     notify: bool = Field(description="the party must be alerted now")
+    deadline_text: str | None = Field(
+        default=None, description="the deadline as people read it, e.g. 立即（15分钟）"
+    )
     incident: IncidentBrief
     trigger: str = Field(default="incident.reported", description="what made the rule fire")
     escalated_from: UUID | None = Field(

@@ -118,7 +118,7 @@ async def test_scripted_incident_findings_and_report_name_each_lapse_with_proofs
     assert false["title"] == "疑似谎报，供核查"
     (version,) = false["versions"]
     assert version["label"] == "种类"
-    assert "ABSCONDED" in version["previous"] and "OTHER" in version["current"]
+    assert (version["previous"], version["current"]) == ("脱离监督管理", "其他突发事件")
     for finding in findings:
         assert finding["evidence_log_indexes"]
         check_proofs(body, finding, audit_system)
@@ -149,7 +149,7 @@ async def test_scripted_incident_findings_and_report_name_each_lapse_with_proofs
         assert heading in text
     for title in ("疑似迟报，供核查", "疑似漏报，供核查", "疑似瞒报，供核查", "疑似谎报，供核查"):
         assert title in text
-    assert "原报「脱离监督管理（ABSCONDED）」" in text and "更正为「其他突发事件（OTHER）」" in text
+    assert "原报「脱离监督管理」" in text and "更正为「其他突发事件」" in text
     assert "图克镇司法所" in text and "（待填写）" in text
     checkpoint, _ = open_checkpoint(text.split("```\n")[1], audit_system.log_key)
     assert isinstance(checkpoint, Checkpoint)
@@ -161,3 +161,53 @@ async def test_scripted_incident_findings_and_report_name_each_lapse_with_proofs
     )
     assert html.headers["content-type"].startswith("text/html")
     assert "<h2>三、责任调查</h2>" in html.text and "疑似漏报，供核查" in html.text
+
+
+async def test_R13_a_follow_up_that_rewrites_stated_facts_is_suspected_like_a_correction(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    incident_id = await report(clients, category="DISRUPTION", phase="OCCURRED")
+    # A follow-up may add what was unknown (the persons involved were stated; a new measure is
+    # news), but here it also moves the place and turns a disruption into violence in progress.
+    follow_up = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/reports",
+        json={
+            "kind": "FOLLOW_UP",
+            "reporter": {"party": SFS, "name": "李明"},
+            "changes": {
+                "category": "VIOLENCE",
+                "phase": "IN_PROGRESS",
+                "location": "乌审召镇某村",
+                "measures_taken": "已联系派出所",
+            },
+            "text": "续报：事态发展。",
+        },
+    )
+    assert follow_up.status_code == 201, follow_up.text
+    body = await findings_of(clients, incident_id, {"R13"})
+    (false,) = [f for f in body["findings"] if f["rule_id"] == "R13"]
+    assert (false["party"], false["kind"]) == (SFS, "FALSE")
+    assert [v["label"] for v in false["versions"]] == ["种类", "事态阶段", "地点"]
+    assert "在续报中改变了" in false["detail"]
+    check_proofs(body, false, audit_system)
+
+
+async def test_the_investigation_report_names_each_duty_met_and_who_acted(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    incident_id = await report(clients)
+    await obligations_when(clients, incident_id, lambda body: find(body, action="GO_ON_SCENE"))
+    await act(clients, incident_id, "ON_SCENE", actor_name="周强")
+    body = await obligations_when(
+        clients, incident_id, lambda body: find(body, action="GO_ON_SCENE", status="MET")
+    )
+    on_scene = find(body, action="GO_ON_SCENE")[0]
+    markdown = await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/investigation-report"),
+        lambda response: "按时办结" in response.text,
+    )
+    text = markdown.text
+    assert f"按时办结：{on_scene['action_text']}（R6）" in text
+    assert any("| 周强 | 记录处置：已到现场" in line for line in text.splitlines())
+    assert "| 李明 | 首报：" in text  # the reporter, by name
+    assert "**摘要**：共产生义务" in text.split("## 一、事件概况")[0]

@@ -52,6 +52,7 @@ async def test_missed_deadline_is_published_and_moves_up_the_ladder_to_the_top(f
         ("BLO", "SUPERVISE"),
     ]
     assert "按升级梯次由上一级督办" in links[2]["why"]
+    assert links[0]["closed_reason"] == "逾期，升级至图克镇社区矫正突发事件应急处置指挥小组"
     assert links[2]["closed_reason"] == "逾期"  # nobody above BLO
 
     timeline = await timeline_with(fast["audit"], incident_id, "deadline.missed", at_least=3)
@@ -73,7 +74,7 @@ async def test_R4_search_window_passing_without_found_escalates(fast) -> None:
         (f"SFS:{TUKE}", "ASSIST_POLICE_SEARCH"),
     }
     assert {o["trigger"] for o in r4} == {"timer:SEARCH_WINDOW"}
-    assert "查找时限（SEARCH_WINDOW）已过仍未找到" in r4[0]["why"]
+    assert "查找时限已过仍未找到" in r4[0]["why"]
     assert body["status"] == "ESCALATED"
     # A SEARCH_FAILED recorded afterwards does not fire R4 a second time.
     await act(fast, incident_id, "SEARCH_FAILED")

@@ -157,6 +157,31 @@ async def test_R6_abnormal_death_also_calls_the_police(
     assert (f"PPS:{TUKE}", "CALL_POLICE", "IMMEDIATE") in duties(obligations, "R6")
 
 
+async def test_R6_a_one_line_follow_up_is_no_written_report_one_stating_the_facts_is(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    incident_id = await report(clients)
+    await obligations_when(clients, incident_id, with_rule("R6"))
+
+    async def follow_up(**body: object) -> None:
+        reporter = {"party": f"SFS:{TUKE}", "name": "李明"}
+        response = await clients["intake"].post(
+            f"/v1/incidents/{incident_id}/reports",
+            json={"kind": "FOLLOW_UP", "reporter": reporter, **body},
+        )
+        assert response.status_code == 201, response.text
+
+    await follow_up(text="续报")
+    obligations = await obligations_when(
+        clients, incident_id, lambda body: find(body, rule_id="R9", status="MET")
+    )
+    assert find(obligations, action="FULL_WRITTEN_REPORT")[0]["status"] == "PENDING"
+    await follow_up(changes={"summary": "对象已被控制，摊贩轻伤送医。"}, text="书面报告")
+    await obligations_when(
+        clients, incident_id, lambda body: find(body, action="FULL_WRITTEN_REPORT", status="MET")
+    )
+
+
 async def test_R7_missing_elements_make_a_follow_up_due_and_completing_them_meets_it(
     clients: dict[str, httpx.AsyncClient],
 ) -> None:
@@ -294,6 +319,22 @@ async def test_R17_signs_again_within_30_days_suggest_key_monitoring(
     assert duties(obligations, "R17") == {(f"SFS:{TUKE}", "SUGGEST_KEY_MONITORING", "PROMPT")}
     why = find(obligations, rule_id="R17")[0]["why"]
     assert first in why and subject["id"] in why
+
+
+async def test_R17_a_drills_signs_are_no_history_of_a_real_subject(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    subject = {"id": f"S-{uuid.uuid4().hex[:8]}", "name": "孙某某"}
+    drill = await report(clients, phase="SIGNS", subjects=[subject], drill=True)
+    await obligations_when(clients, drill, with_rule("R5"))
+    real = await report(clients, phase="SIGNS", subjects=[subject])
+    real_obligations = await obligations_when(clients, real, with_rule("R5"))
+    assert not duties(real_obligations, "R17")
+    # Real signs again: the real history alone makes R17 fire, citing only the real report.
+    again = await report(clients, phase="SIGNS", subjects=[subject])
+    obligations = await obligations_when(clients, again, with_rule("R17"))
+    why = find(obligations, rule_id="R17")[0]["why"]
+    assert real in why and drill not in why
 
 
 async def test_dry_run_evaluates_a_report_and_stores_nothing(

@@ -243,9 +243,9 @@ async def test_action_that_makes_no_sense_now_is_rejected_and_shown(
     timeline = await timeline_with(clients["audit"], incident_id, "action.rejected")
     rejected = next(e for e in timeline.json()["entries"] if e["ce_type"] == "action.rejected")
     assert rejected["event"]["data"]["status"] == "REPORTED"
-    assert "SEARCH_FAILED" in rejected["event"]["data"]["reason"]
+    assert "「查找未果」不适用于事件当前状态「已报告」" == rejected["event"]["data"]["reason"]
     shown = await eventually(
         lambda: clients["intake"].get(f"/v1/incidents/{incident_id}"),
         lambda response: response.json()["actions"][0]["rejected_reason"] is not None,
     )
-    assert "SEARCH_FAILED" in shown.json()["actions"][0]["rejected_reason"]
+    assert "「查找未果」" in shown.json()["actions"][0]["rejected_reason"]

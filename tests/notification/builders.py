@@ -23,6 +23,7 @@ def obligation(
     obligation_id: UUID | None = None,
     summary: str = f"对象王某某（身份证{ID_NUMBER}）持刀与人冲突",
     location: str = "图克镇中心街",
+    subject_names: tuple[str, ...] = ("王某某",),
 ) -> ObligationCreated:
     now = datetime.now(UTC)
     return ObligationCreated(
@@ -45,7 +46,7 @@ def obligation(
             location=location,
             occurred_at=now - timedelta(minutes=3),
             summary=summary,
-            subject_names=("王某某",),
+            subject_names=subject_names,
             drill=drill,
         ),
     )

@@ -70,6 +70,20 @@ class Log:
             **more,
         )
 
+    def missed(self, minutes: float, duty: LoggedEvent, **more: Any) -> LoggedEvent:
+        """The duty's deadline seen passed, `minutes` after T0."""
+        return self.add(
+            "deadline.missed",
+            minutes,
+            obligation_id=duty.data["obligation_id"],
+            party=duty.data["party"],
+            action=duty.data["action"],
+            rule_id=duty.data["rule_id"],
+            due_at=duty.data["due_at"],
+            missed_at=(T0 + timedelta(minutes=minutes)).isoformat(),
+            **more,
+        )
+
     def compute(self):
         return compute(INCIDENT, self.events, RULES)
 
@@ -96,6 +110,16 @@ def test_met_late_is_suspected_late_reporting_with_its_evidence() -> None:
     assert finding.obligation_rule_id == "R3" and finding.deadline_name == "IMMEDIATE"
     assert "图克镇司法所（SFS:150626102）应于 2025-03-01 10:15:00 前" in finding.detail
     assert "逾期 5分30秒" in finding.detail
+    assert "时限：立即）" in finding.detail and "IMMEDIATE" not in finding.detail
+
+
+def test_a_duty_says_its_deadline_as_the_routing_decision_worded_it() -> None:
+    log = Log()
+    log.reported()
+    duty = log.obligation(0, "R3", SFS, "ORGANISE_SEARCH", due=15, deadline_text="立即（15分钟）")
+    log.missed(16, duty)
+    (finding,) = [f for f in log.compute() if f.rule_id == "R11"]
+    assert "时限：立即（15分钟））" in finding.detail
 
 
 def test_missed_deadline_and_pending_at_closure_are_one_omission_each() -> None:
@@ -104,16 +128,7 @@ def test_missed_deadline_and_pending_at_closure_are_one_omission_each() -> None:
     notice = log.obligation(1, "R4", "PPS:150626102", "WRITTEN_NOTICE", due=61)
     follow_up = log.obligation(1, "R9", SFS, "FOLLOW_UP_REPORT", due=1441)
     counsel = log.obligation(1, "R5", SFS, "COUNSEL", due=500)
-    missed = log.add(
-        "deadline.missed",
-        62,
-        obligation_id=notice.data["obligation_id"],
-        party="PPS:150626102",
-        action="WRITTEN_NOTICE",
-        rule_id="R4",
-        due_at=notice.data["due_at"],
-        missed_at=(T0 + timedelta(minutes=62)).isoformat(),
-    )
+    missed = log.missed(62, notice)
     closed = log.add(
         "incident.status_changed",
         90,
@@ -139,16 +154,7 @@ def test_missed_deadline_and_pending_at_closure_are_one_omission_each() -> None:
     assert all(f.title == "疑似漏报，供核查" for f in findings)
     assert "处置结束时仍未办理" in findings[1].detail
     # Missed after closure too: still one finding for the obligation.
-    log.add(
-        "deadline.missed",
-        501,
-        obligation_id=counsel.data["obligation_id"],
-        party=SFS,
-        action="COUNSEL",
-        rule_id="R5",
-        due_at=counsel.data["due_at"],
-        missed_at=(T0 + timedelta(minutes=501)).isoformat(),
-    )
+    log.missed(501, counsel)
     again = log.compute()
     assert len(again) == 2
     assert {f.finding_id for f in again} == {f.finding_id for f in findings}
@@ -182,7 +188,8 @@ def test_police_reporting_first_puts_the_judicial_office_under_suspicion() -> No
     (finding,) = log.compute()
     assert (finding.rule_id, finding.party) == ("R12", SFS)
     assert finding.evidence_log_indexes == (0, later.index)
-    assert "公安机关PLATFORM" in finding.detail and "10:40:00 才报告" in finding.detail
+    assert "本事件由公安机关警情平台于 2025-03-01 10:00:00 首报" in finding.detail
+    assert "PLATFORM" not in finding.detail and "10:40:00 才报告" in finding.detail
 
 
 def test_a_correction_contradicting_facts_shows_both_versions() -> None:
@@ -218,14 +225,16 @@ def test_a_correction_contradicting_facts_shows_both_versions() -> None:
             "occurred_at": "2025-03-01T01:00:00+00:00",  # the same instant: no contradiction
         },
     )
-    findings = log.compute()
+    moved, *findings = log.compute()
+    # The follow-up moved the place the office had stated: R13 judges it like a correction.
+    assert (moved.party, moved.evidence_log_indexes) == (SFS, (0, follow_up.index))
     by_party = {f.party: f for f in findings}
     assert set(by_party) == {SFS, "PLATFORM"}
     (category,) = by_party[SFS].versions
     assert (category.label, category.previous, category.current) == (
         "种类",
-        "脱离监督管理（ABSCONDED）",
-        "其他突发事件（OTHER）",
+        "脱离监督管理",
+        "其他突发事件",
     )
     (place,) = by_party["PLATFORM"].versions
     assert (place.previous, place.current, place.stated_by) == (
@@ -236,6 +245,62 @@ def test_a_correction_contradicting_facts_shows_both_versions() -> None:
     assert by_party["PLATFORM"].evidence_log_indexes == (follow_up.index, correction.index)
     assert all(f.rule_id == "R13" and f.title == "疑似谎报，供核查" for f in findings)
     assert "原报「图克镇北街」，更正为「图克镇南街」" in by_party["PLATFORM"].detail
+
+
+def follow_up(log: Log, minutes: float, changes: dict, previous: dict) -> LoggedEvent:
+    return log.add(
+        "incident.report_filed",
+        minutes,
+        report_id=str(uuid.uuid4()),
+        kind="FOLLOW_UP",
+        reporter={"party": SFS, "name": "李明"},
+        filed_at=(T0 + timedelta(minutes=minutes)).isoformat(),
+        changes=changes,
+        previous=previous,
+        text="续报",
+    )
+
+
+def test_R13_a_follow_up_rewriting_stated_facts_is_judged_as_a_correction() -> None:
+    log = Log()
+    log.reported(phase="OCCURRED", occurred_at="2025-03-01T09:30:00+08:00")
+    rewrite = follow_up(
+        log,
+        40,
+        changes={
+            "category": "VIOLENCE",
+            "phase": "IN_PROGRESS",
+            "occurred_at": "2025-03-01T08:00:00+08:00",
+            "location": "乌审召镇某村",
+            "subjects": [{"id": "S9", "name": "赵**"}],
+        },
+        previous={
+            "category": "ABSCONDED",
+            "phase": "OCCURRED",
+            "occurred_at": "2025-03-01T09:30:00+08:00",
+            "location": "图克镇中心街",
+            "subjects": [{"id": "S1", "name": "王**"}],
+        },
+    )
+    (finding,) = log.compute()
+    assert (finding.rule_id, finding.kind, finding.party) == ("R13", "FALSE", SFS)
+    assert finding.evidence_log_indexes == (0, rewrite.index)
+    labels = [v.label for v in finding.versions]
+    assert labels == ["种类", "事态阶段", "发生时间", "地点", "涉及对象"]
+    assert "在续报中改变了图克镇司法所（SFS:150626102）所报事实" in finding.detail
+    assert "发生时间：原报「2025-03-01 09:30:00」，更正为「2025-03-01 08:00:00」" in finding.detail
+
+
+def test_R13_a_follow_up_adding_what_was_unknown_contradicts_nothing() -> None:
+    log = Log()
+    log.reported(location=None)
+    follow_up(
+        log,
+        40,
+        changes={"location": "图克镇南街", "persons_involved": "对象1人", "summary": "已找到"},
+        previous={"location": None, "persons_involved": None, "summary": None},
+    )
+    assert [f for f in log.compute() if f.rule_id == "R13"] == []
 
 
 def test_repeated_signs_suggest_key_monitoring() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
-from services.audit.report import Anchor, ProofRow, build_view, render
+import pytest
+
+from services.audit.report import Anchor, ProofRow, build_view, place, render
 from tests.unit.test_audit_findings import INCIDENT, RULES, SFS, T0, Log
 
 
@@ -15,7 +18,14 @@ def view_of(log: Log, anchor: Anchor | None = None):
 def scripted() -> Log:
     log = Log()
     log.reported(discovered_minutes_before=200, summary="对象<script>失联</script>|未归")
-    log.add("incident.action_recorded", 5, action="SEARCH_STARTED", party=SFS, note="已组织人员")
+    log.add(
+        "incident.action_recorded",
+        5,
+        action="SEARCH_STARTED",
+        party=SFS,
+        actor_name="赵六",
+        note="已组织人员",
+    )
     log.add(
         "incident.status_changed",
         6,
@@ -49,12 +59,9 @@ def test_markdown_has_every_section_the_plan_asks_for() -> None:
     ):
         assert f"## {heading}" in text
     assert text.count("（待填写）") >= 3
-    assert "| 事件种类 | 脱离监督管理（ABSCONDED） |" in text
+    assert "| 事件种类 | 脱离监督管理 |" in text
     assert "2025-03-01 10:05:00" in text  # Asia/Shanghai
-    assert (
-        "| 图克镇司法所（SFS:150626102） | 记录处置：组织查找（SEARCH_STARTED），已组织人员 | 1 |"
-        in text
-    )
+    assert "| 图克镇司法所（SFS:150626102） | 赵六 | 记录处置：组织查找，已组织人员 | 1 |" in text
     assert "### 1. 疑似瞒报，供核查（R12）— 图克镇司法所（SFS:150626102）" in text
     assert "证据：日志序号 0（包含证明见附录）" in text
     assert "```\nsqjz.wushen.example/audit\n3\nAAAA\n\n— " in text
@@ -83,3 +90,133 @@ def test_timeline_follows_event_time_and_names_the_system_for_its_own_events() -
     assert view.timeline[2].party == "系统"
     assert view.timeline[2].what == "状态：已报告 → 查找中"
     assert view.generated_at == "2025-03-01 10:00:00"
+
+
+RAW_CODES = (
+    "IMMEDIATE",
+    "CONTROLLED",
+    "subjects",
+    "location",
+    "PLATFORM",
+    "ABSCONDED",
+    "OCCURRED",
+    "webhook",
+)
+
+
+def everyday_incident() -> Log:
+    """Reported by the police platform, a duty met, one missed, a correction, a refused action."""
+    log = Log()
+    log.reported(party="PLATFORM", location="图克镇中心街")
+    search = log.obligation(1, "R3", SFS, "ORGANISE_SEARCH", due=15, deadline_text="立即（15分钟）")
+    notice = log.obligation(1, "R4", "PPS:150626102", "WRITTEN_NOTICE", due=61)
+    action = log.add("incident.action_recorded", 5, action="SEARCH_STARTED", party=SFS)
+    log.add(
+        "obligation.met",
+        5,
+        obligation_id=search.data["obligation_id"],
+        party=SFS,
+        rule_id="R3",
+        status="MET",
+        met_at=(T0 + timedelta(minutes=5)).isoformat(),
+        met_by_event_id=action.id,
+    )
+    log.missed(62, notice, escalated_to="TCG:150626102")
+    log.add(
+        "incident.report_filed",
+        70,
+        report_id=str(uuid.uuid4()),
+        kind="CORRECTION",
+        reporter={"party": SFS, "name": "李明"},
+        filed_at=(T0 + timedelta(minutes=70)).isoformat(),
+        changes={"subjects": [{"id": "S2", "name": "张**"}], "location": "图克镇南街"},
+        previous={"subjects": [{"id": "S1", "name": "王**"}], "location": "图克镇中心街"},
+    )
+    log.add(
+        "action.rejected",
+        80,
+        action_id=str(uuid.uuid4()),
+        action="CONTROLLED",
+        status="CONTROLLED",
+        reason="「事态已控制」不适用于事件当前状态「已控制」",
+    )
+    log.add("notification.delivered", 81, party=SFS, channel="webhook")
+    return log
+
+
+def test_the_report_speaks_words_not_codes_and_names_each_duty() -> None:
+    text = render(view_of(everyday_incident(), ANCHOR), "markdown").split("## 附录")[0]
+    assert [code for code in RAW_CODES if code in text] == []
+    assert "| 发生地 | 图克镇中心街 |" in text.replace("图克镇南街", "图克镇中心街")
+    assert "图克镇图克镇" not in text and "图克镇 图克镇" not in text
+    assert "更正：地点、涉及对象" in text
+    assert "按时办结：ORGANISE_SEARCH 的中文（R3），2025-03-01 10:05:00" in text
+    assert "时限：立即（15分钟）" in text
+    assert "逾期未办（R4）：WRITTEN_NOTICE 的中文，升级至苏木(镇)社区矫正突发事件" in text
+    assert "记录未被接受：事态已控制（「事态已控制」不适用于事件当前状态「已控制」）" in text
+    assert "通知已送达，经系统接口" in text
+    assert "| 首报 | 公安机关警情平台 李明，2025-03-01 10:00:00 |" in text
+
+
+def test_the_place_is_named_once() -> None:
+    assert place("图克镇", "图克镇中心街") == "图克镇中心街"
+    assert place("图克镇", "中心街") == "图克镇中心街"
+    assert place("图克镇", None) == "图克镇"
+    assert place(None, None) == "—"
+
+
+def r6_incident_with_four_duties_met() -> Log:
+    log = Log()
+    log.reported(category="VIOLENCE", phase="IN_PROGRESS")
+    duties = [
+        log.obligation(1, "R6", party, action, due=15)
+        for party, action in (
+            ("PPS:150626102", "CALL_POLICE"),
+            ("TCG:150626102", "REPORT"),
+            ("BLO", "REPORT"),
+            (SFS, "GO_ON_SCENE"),
+        )
+    ]
+    action = log.add("incident.action_recorded", 5, action="ON_SCENE", party=SFS, actor_name="李明")
+    for duty in duties:
+        log.add(
+            "obligation.met",
+            6,
+            obligation_id=duty.data["obligation_id"],
+            party=duty.data["party"],
+            rule_id="R6",
+            status="MET",
+            met_at=(T0 + timedelta(minutes=6)).isoformat(),
+            met_by_event_id=action.id,
+        )
+    return log
+
+
+def test_each_duty_met_is_named_not_only_its_rule() -> None:
+    text = render(view_of(r6_incident_with_four_duties_met()), "markdown")
+    met = [line for line in text.splitlines() if "| 按时办结：" in line]
+    assert len(met) == 4
+    for action in ("CALL_POLICE", "REPORT", "GO_ON_SCENE"):
+        assert any(f"按时办结：{action} 的中文（R6）" in line for line in met), met
+
+
+def test_the_timeline_names_the_person_who_acted_or_reported() -> None:
+    view = view_of(r6_incident_with_four_duties_met())
+    assert view.timeline[0].person == "李明"  # the reporter of the first report
+    (on_scene,) = [row for row in view.timeline if "已到现场" in row.what]
+    assert on_scene.person == "李明"
+    assert {row.person for row in view.timeline if row.what.startswith("应办")} == {"—"}
+
+
+def test_a_summary_up_front_says_how_duties_ended_and_how_many_findings() -> None:
+    text = render(view_of(everyday_incident(), ANCHOR), "markdown")
+    summary = "共产生义务 2 项：按时办结 1 项、逾期未办 1 项；疑似情形 3 条"
+    assert summary in text.split("## 一、事件概况")[0]
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "html"])
+def test_the_hashes_come_last_folded_away_from_the_reading(fmt) -> None:
+    text = render(view_of(scripted(), ANCHOR), fmt)
+    assert text.index("五、整改意见建议") < text.index("附录：日志锚定（供核验，阅读可略过）")
+    assert text.index("<details>") < text.index("bGVhZg==") < text.index("</details>")
+    assert "bGVhZg==" not in text.split("附录")[0]

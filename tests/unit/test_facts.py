@@ -163,3 +163,16 @@ def test_masked_hides_subject_names_typed_into_free_text():
     shown = masked(facts)
     assert shown["summary"] == "王**持刀，李*在场"
     assert shown["location"] == "王**家门口"
+
+
+def test_a_report_listing_one_subject_twice_is_refused():
+    twice = [{"id": "WS-1", "name": "王某某"}, {"id": "WS-1", "name": "王某"}]
+    with pytest.raises(ValidationError, match="subject ids listed more than once: WS-1"):
+        report(subjects=twice)
+    with pytest.raises(ValidationError, match="listed more than once: WS-1"):
+        FactsUpdate(subjects=twice)
+
+
+def test_distinct_subjects_with_the_same_name_are_two_people():
+    namesakes = [{"id": "WS-1", "name": "王某某"}, {"id": "WS-2", "name": "王某某"}]
+    assert [subject.id for subject in report(subjects=namesakes).subjects] == ["WS-1", "WS-2"]

@@ -12,6 +12,7 @@ from services.escalation.lifecycle import (
     apply_timer,
     is_open,
 )
+from shared.domain import ACTION_NAMES_ZH, STATUS_NAMES_ZH
 from shared.domain import ActionCode as A
 from shared.domain import LifecycleStatus as S
 
@@ -67,14 +68,16 @@ def test_refused_transitions_keep_the_state_and_say_why(status, action):
     assert not result.accepted
     assert not result.changed
     assert result.status is status
-    assert result.reason == f"{action} 不适用于状态 {status}"
+    assert result.reason == (
+        f"「{ACTION_NAMES_ZH[action]}」不适用于事件当前状态「{STATUS_NAMES_ZH[status]}」"
+    )
 
 
 def test_search_failed_in_reported_is_refused_with_a_reason():
     """R4 needs a search first: SEARCH_FAILED makes no sense before SEARCH_STARTED."""
     result = apply(S.REPORTED, A.SEARCH_FAILED)
     assert (result.accepted, result.status) == (False, S.REPORTED)
-    assert result.reason == "SEARCH_FAILED 不适用于状态 REPORTED"
+    assert result.reason == "「查找未果」不适用于事件当前状态「已报告」"
 
 
 @pytest.mark.parametrize("action", [a for a in A if a is not A.INVESTIGATION_REPORT_FILED])

@@ -180,3 +180,39 @@ def test_id_numbers_in_free_text_never_reach_any_form(id_number, around):
     for form in Form:
         rendered = text(form, summary=f"{around}{id_number}{around}", location=id_number)
         assert id_number not in rendered
+
+
+FIFTY = tuple(f"王{chr(0x4E00 + n)}{chr(0x4E00 + n)}" for n in range(50))
+
+
+@pytest.mark.parametrize("form", list(Form))
+def test_an_alert_about_many_subjects_names_a_few_and_counts_them_all(form):
+    ob = build_obligation("SFS:150626102", category=Category.ABSCONDED, subject_names=FIFTY)
+    alert = stored_alert("n-1", ob, PARTIES[ob.party])
+    rendered = render_message(alert, form, ack_url=ACK, record_url=RECORD)["text"]
+    if form is Form.FULL:
+        assert "涉及对象：王**、王**、王**等50人" in rendered
+        assert rendered.count("王**") == 3
+    else:  # short forms name nobody, but say how many people it is about
+        assert "50人" in rendered and "王" not in rendered
+    if form is Form.SMS:
+        assert len(rendered) <= 70 + len(ACK) + 40
+    if form is Form.VOICE:
+        assert len(rendered) <= 120
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_an_alert_about_a_few_subjects_names_them_all_without_a_count(count):
+    ob = build_obligation("SFS:150626102", subject_names=FIFTY[:count])
+    facts = stored_alert("n-1", ob, PARTIES[ob.party])["facts"]
+    assert facts["subjects"] == "、".join(["王**"] * count)
+    assert "等" not in facts["subjects"]
+    sms = default_texts().render(facts, Form.SMS)
+    assert ("社区矫正对象2人" in sms) is (count == 2)
+
+
+def test_an_alert_stored_before_subjects_were_counted_still_renders_its_short_forms():
+    ob = build_obligation("SFS:150626102")
+    alert = stored_alert("n-1", ob, PARTIES[ob.party])
+    del alert["facts"]["subject_count"]
+    assert "社区矫正对象" in render_message(alert, Form.SMS, ack_url=ACK, record_url=None)["text"]

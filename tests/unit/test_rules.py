@@ -6,6 +6,7 @@ Rule ids, sections and meanings are those of RULES.md; each rule's test is named
 from __future__ import annotations
 
 import copy
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from services.escalation.rules import (
     TimerStart,
     Trigger,
     condition_reasons,
+    deadline_text,
     duration_words,
     evaluate,
     is_met_by,
@@ -37,8 +39,10 @@ from services.escalation.rules import (
     obligation_id,
     recurrence,
     repeated_signs,
+    report_evidence,
+    unfold_chinese,
 )
-from shared.domain import ActionCode, Category, Phase
+from shared.domain import DEADLINE_WORDS_ZH, ActionCode, Category, Phase, beijing_time
 from shared.events.models import IncidentFacts, Subject
 
 from .conftest import POLICY_FILE
@@ -126,15 +130,18 @@ def policy_dict() -> dict[str, Any]:
 
 
 def assert_explained(spec: ObligationSpec, party_names: dict[str, str], *words: str) -> None:
-    """Every explanation cites rule and section, the township, party, deadline and due time."""
+    """Every explanation cites rule and section, the township, party, deadline and due time,
+    in words and Beijing time: no deadline, category or phase codes, no UTC."""
     assert spec.explanation.startswith(f"依据 {spec.rule_id}（预案{spec.plan_section}）："), (
         spec.explanation
     )
     assert "发生在图克镇" in spec.explanation
     assert f"{party_names[spec.party]}须在" in spec.explanation
-    assert f"（{spec.deadline_name}，" in spec.explanation
+    assert f"内（{DEADLINE_WORDS_ZH[spec.deadline_name]}）" in spec.explanation
     assert spec.action_text in spec.explanation
-    assert f"截止 {spec.due_at.isoformat(timespec='seconds')}" in spec.explanation
+    assert f"截止北京时间 {beijing_time(spec.due_at)}" in spec.explanation
+    codes = [spec.deadline_name, *Category, *Phase, "+00:00", "+08:00"]
+    assert not [code for code in codes if code in spec.explanation], spec.explanation
     for word in words:
         assert word in spec.explanation, (word, spec.explanation)
 
@@ -163,10 +170,8 @@ def test_R1_every_report_obliges_the_sfs_to_respond_immediately(
     # The SFS reported it itself: nobody needs to tell it.
     assert first.notify is False
     assert "R1" in decision.fired_rules
-    assert_explained(
-        first, party_names, "事件报告", "图克镇司法所", "IMMEDIATE，15分钟", "立即、第一时间时限"
-    )
-    assert "截止 2025-03-01T10:15:00+08:00" in first.explanation
+    assert_explained(first, party_names, "事件报告", "图克镇司法所", "须在15分钟内（立即）")
+    assert "截止北京时间 2025-03-01 10:15。" in first.explanation
 
 
 def test_R1_sfs_is_alerted_when_the_police_platform_reported(policy, party_names):
@@ -218,7 +223,7 @@ def test_R2_uncontrollable_first_response_reports_to_blo_and_asks_tcg_to_activat
         assert spec.notify is True
         assert spec.plan_section == "四"
         assert spec.trigger == "action:UNCONTROLLABLE"
-        assert_explained(spec, party_names, "先期处置记录为不能控制（UNCONTROLLABLE）")
+        assert_explained(spec, party_names, "先期处置记录为不能控制")
     assert "旗社区矫正工作领导小组办公室须在" in decision.obligations[0].explanation
     assert "图克镇社区矫正突发事件应急处置指挥小组须在" in decision.obligations[1].explanation
 
@@ -253,7 +258,7 @@ def test_R3_absconded_subject_is_searched_for_at_once_and_the_search_window_star
     assert decision.fired_rules == ("R1", "R3", "R9")
     (search,) = of_rule(decision, "R3")
     assert search.plan_section == "四(一)"
-    assert_explained(search, party_names, "类别「脱离监督管理」(ABSCONDED)")
+    assert_explained(search, party_names, "类别「脱离监督管理」")
 
 
 def test_R3_search_window_is_cancelled_by_found_failed_or_closed(policy):
@@ -300,7 +305,7 @@ def test_R4_search_failed_reports_up_and_hands_the_search_to_the_police_in_writi
     assert [s.notify for s in decision.obligations] == [True, True, True, False]
     for spec in decision.obligations:
         assert spec.plan_section == "四(一)"
-        assert_explained(spec, party_names, "查找记录为未果（SEARCH_FAILED）")
+        assert_explained(spec, party_names, "查找记录为未果")
     assert "图克镇派出所须在" in decision.obligations[2].explanation
 
 
@@ -325,7 +330,7 @@ def test_R4_search_window_timer_passing_without_found_escalates_like_a_failed_se
     assert all(spec.notify for spec in decision.obligations)
     for spec in decision.obligations:
         assert spec.trigger == "timer:SEARCH_WINDOW"
-        assert_explained(spec, party_names, "查找时限（SEARCH_WINDOW）已过仍未找到")
+        assert_explained(spec, party_names, "查找时限已过仍未找到")
 
 
 @pytest.mark.parametrize("name", ["action:SEARCH_FAILED", "timer:SEARCH_WINDOW"])
@@ -359,7 +364,7 @@ def test_R5_signs_of_violence_or_disturbance_are_reported_and_the_subject_counse
     assert decision.fired_rules == ("R1", "R5", "R9")
     for spec in of_rule(decision, "R5"):
         assert spec.plan_section == "四(二)"
-        assert_explained(spec, party_names, "阶段「苗头迹象」(SIGNS)", f"({category})", "及时时限")
+        assert_explained(spec, party_names, "阶段「苗头迹象」", "（及时）")
 
 
 @pytest.mark.parametrize(
@@ -401,12 +406,10 @@ def test_R6_violence_in_progress_calls_the_police_reports_up_and_sends_the_sfs_o
     assert [s.notify for s in r6] == [True, True, True, False, False]
     for spec in r6:
         assert spec.plan_section == "四(三)"
-        assert_explained(
-            spec, party_names, "类别「暴力犯罪或以要挟为目的的自杀、自焚、自残」(VIOLENCE)"
-        )
-        assert "阶段「正在实施」(IN_PROGRESS)" in spec.explanation
+        assert_explained(spec, party_names, "类别「暴力犯罪或以要挟为目的的自杀、自焚、自残」")
+        assert "阶段「正在实施」" in spec.explanation
     assert "图克镇派出所须在" in r6[0].explanation
-    assert "WRITTEN，2小时" in r6[-1].explanation
+    assert "须在2小时内（书面报告）" in r6[-1].explanation
 
 
 @pytest.mark.parametrize("category", CONDUCT)
@@ -431,7 +434,7 @@ def test_R6_applies_to_abnormal_death_in_any_phase(policy, party_names, phase):
     r6 = of_rule(decision, "R6")
     assert len(r6) == 5
     assert r6[0].party == PPS
-    assert "类别「非正常死亡」(ABNORMAL_DEATH)" in r6[0].explanation
+    assert "类别「非正常死亡」" in r6[0].explanation
 
 
 @pytest.mark.parametrize(
@@ -528,7 +531,7 @@ def test_R8_disaster_reports_to_tcg_and_blo_the_sfs_joins_relief_and_blo_contact
     assert decision.fired_rules == ("R1", "R8", "R9")
     for spec in of_rule(decision, "R8"):
         assert spec.plan_section == "四(四)"
-        assert_explained(spec, party_names, "类别「不可抗拒力和其他重大突发事件」(DISASTER)")
+        assert_explained(spec, party_names, "类别「不可抗拒力和其他重大突发事件」")
     assert [s.notify for s in of_rule(decision, "R8")] == [True, False, True, True]
 
 
@@ -563,7 +566,7 @@ def test_R9_every_incident_owes_a_follow_up_report_within_a_day(policy, party_na
         REPORTED_AT + DAY,
     )
     assert follow_up.plan_section == "四"
-    assert_explained(follow_up, party_names, "FOLLOW_UP，1天", "续报时限")
+    assert_explained(follow_up, party_names, "须在1天内（续报）")
     assert is_met_by(policy, "FOLLOW_UP_REPORT", Evidence("report"))
     assert is_waived_by(policy, "FOLLOW_UP_REPORT", ActionCode.CLOSED)
 
@@ -635,9 +638,7 @@ def test_R14_closing_asks_the_bureau_office_for_an_investigation_report_within_7
     (report,) = decision.obligations
     assert report.plan_section == "六(一)"
     assert report.notify is True
-    assert_explained(
-        report, party_names, "事件处置结束（CLOSED）", "旗司法局办公室须在", "INVESTIGATION，7天"
-    )
+    assert_explained(report, party_names, "事件处置结束", "旗司法局办公室须在7天内（调查报告）")
     assert is_met_by(policy, "INVESTIGATION_REPORT", ActionCode.INVESTIGATION_REPORT_FILED)
 
 
@@ -706,8 +707,10 @@ def test_R16_each_sfs_runs_a_drill_every_year(policy):
 # --- R17 --------------------------------------------------------------------------------------
 
 
-def prior_signs(days_before: float, incident_id: UUID = EARLIER_INCIDENT) -> PriorSigns:
-    return PriorSigns(incident_id, SUBJECT, REPORTED_AT - timedelta(days=days_before))
+def prior_signs(
+    days_before: float, incident_id: UUID = EARLIER_INCIDENT, *, drill: bool = False
+) -> PriorSigns:
+    return PriorSigns(incident_id, SUBJECT, REPORTED_AT - timedelta(days=days_before), drill)
 
 
 @pytest.mark.parametrize("days_before", [0, 1, 10, 29.9, 30])
@@ -725,7 +728,7 @@ def test_R17_signs_again_within_30_days_suggest_key_monitoring(policy, party_nam
     assert_explained(
         suggestion,
         party_names,
-        "阶段「苗头迹象」(SIGNS)",
+        "阶段「苗头迹象」",
         "30天内再次出现苗头迹象",
         SUBJECT,
         f"事件 {EARLIER_INCIDENT}",
@@ -758,6 +761,23 @@ def test_R17_not_outside_the_window_nor_for_the_same_incident(
     facts = make_facts(Category.VIOLENCE, phase)
     decision = evaluate(policy, situation(facts, prior=prior), trigger(), party_names)
     assert "R17" not in decision.fired_rules, why
+
+
+@pytest.mark.parametrize(("earlier_drill", "now_drill"), [(True, False), (False, True)])
+def test_R17_drills_and_real_incidents_never_feed_each_others_history(
+    policy, party_names, earlier_drill, now_drill
+):
+    facts = make_facts(Category.VIOLENCE, Phase.SIGNS, drill=now_drill)
+    other_world = situation(facts, prior=(prior_signs(3, drill=earlier_drill),))
+    assert repeated_signs(policy, other_world) == []
+    assert "R17" not in evaluate(policy, other_world, trigger(), party_names).fired_rules
+
+
+def test_R17_a_drill_repeating_a_drills_signs_is_suggested_as_a_drill(policy, party_names):
+    facts = make_facts(Category.VIOLENCE, Phase.SIGNS, drill=True)
+    drill = situation(facts, prior=(prior_signs(3, drill=True),))
+    (suggestion,) = of_rule(evaluate(policy, drill, trigger(), party_names), "R17")
+    assert suggestion.drill is True
 
 
 def test_R17_repeated_signs_lists_only_earlier_incidents_in_the_window(policy):
@@ -831,8 +851,8 @@ def test_condition_reasons_name_the_matched_facts(policy):
     facts = make_facts(Category.VIOLENCE, Phase.IN_PROGRESS, complete=False)
     r7 = policy.rule("R7").when.any[0]
     assert condition_reasons(policy, r7, situation(facts)) == [
-        "类别「暴力犯罪或以要挟为目的的自杀、自焚、自残」(VIOLENCE)",
-        "阶段「正在实施」(IN_PROGRESS)",
+        "类别「暴力犯罪或以要挟为目的的自杀、自焚、自残」",
+        "阶段「正在实施」",
         "报告缺少：时间、涉及人员基本情况、事态发展情况、已采取的措施",
     ]
     complete = situation(make_facts(Category.VIOLENCE, Phase.IN_PROGRESS))
@@ -960,7 +980,8 @@ def test_ladder_step_is_a_supervision_due_immediately(policy, party_names, cause
     )
     assert ("逾期未办" if cause == "missed" else "告警无人确认") in step.explanation
     assert "图克镇社区矫正突发事件应急处置指挥小组须在" in step.explanation
-    assert f"截止 {step.due_at.isoformat(timespec='seconds')}" in step.explanation
+    assert "（R6，截止北京时间 2025-03-01 10:15）" in step.explanation
+    assert f"截止北京时间 {beijing_time(step.due_at)}。" in step.explanation
 
 
 def test_ladder_ids_differ_by_cause(policy, party_names):
@@ -1037,7 +1058,7 @@ def test_an_acknowledgement_does_not_do_the_work(policy, action):
 @pytest.mark.parametrize(
     ("action", "incomplete", "complete"),
     [
-        ("FULL_WRITTEN_REPORT", True, True),  # ANY report
+        ("FULL_WRITTEN_REPORT", False, True),  # states facts and leaves no R7 field out
         ("FOLLOW_UP_REPORT", True, True),  # ANY report
         ("COMPLETE_REPORT", False, True),  # only one that leaves no R7 field out
         ("REPORT", False, False),
@@ -1045,8 +1066,27 @@ def test_an_acknowledgement_does_not_do_the_work(policy, action):
     ],
 )
 def test_is_met_by_a_filed_report(policy, action, incomplete, complete):
-    assert is_met_by(policy, action, Evidence("report", report_complete=False)) is incomplete
-    assert is_met_by(policy, action, Evidence("report", report_complete=True)) is complete
+    stating = {"report_states_facts": True}
+    assert is_met_by(policy, action, Evidence("report", report_complete=False, **stating)) is (
+        incomplete
+    )
+    assert (
+        is_met_by(policy, action, Evidence("report", report_complete=True, **stating)) is complete
+    )
+
+
+def test_R6_a_one_line_follow_up_stating_no_facts_is_no_written_report(policy):
+    complete = make_facts(Category.VIOLENCE, Phase.IN_PROGRESS)
+    one_line = report_evidence(policy, complete, changes={})
+    assert one_line.report_complete and not one_line.report_states_facts
+    assert not is_met_by(policy, "FULL_WRITTEN_REPORT", one_line)
+    assert is_met_by(policy, "FOLLOW_UP_REPORT", one_line)  # R9 asks only that one is filed
+    written = report_evidence(policy, complete, changes={"summary": "对象已被控制，无人受伤"})
+    assert is_met_by(policy, "FULL_WRITTEN_REPORT", written)
+    gaps = make_facts(Category.VIOLENCE, Phase.IN_PROGRESS, complete=False)
+    assert not is_met_by(
+        policy, "FULL_WRITTEN_REPORT", report_evidence(policy, gaps, {"summary": "x"})
+    )
 
 
 @pytest.mark.parametrize(
@@ -1117,7 +1157,7 @@ def test_overrides_file_moves_due_times(tmp_path, party_names):
     immediate = [s for s in decision.obligations if s.deadline_name == "IMMEDIATE"]
     assert len(immediate) == 5
     assert {s.due_at for s in immediate} == {REPORTED_AT + timedelta(seconds=5)}
-    assert "在立即时限（IMMEDIATE，5秒）内" in immediate[0].explanation
+    assert "须在5秒内（立即）" in immediate[0].explanation
     written = next(s for s in decision.obligations if s.deadline_name == "WRITTEN")
     assert written.due_at == REPORTED_AT + TWO_HOURS
 
@@ -1256,3 +1296,28 @@ def test_a_ladder_that_loops_is_refused():
     data["ladder"]["steps"]["BLO"] = "SFS"
     with pytest.raises(ValidationError, match="loops back"):
         Policy.model_validate(data)
+
+
+def test_plan_texts_read_as_the_plan_writes_them_without_yaml_folding_spaces(policy):
+    for rule in policy.rules:
+        assert not re.search(r"\s", rule.plan_text), (rule.id, rule.plan_text)
+    (r2,) = [rule for rule in policy.rules if rule.id == "R2"]
+    assert "办公室报告,并报请本苏木(镇)" in r2.plan_text
+
+
+def test_unfolding_keeps_spaces_between_latin_words():
+    assert unfold_chinese("报告,\n  并报请 R2 and R4 之后") == "报告,并报请R2 and R4之后"
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("IMMEDIATE", "立即（15分钟）"),
+        ("PROMPT", "及时（1小时）"),
+        ("WRITTEN", "书面报告（2小时）"),
+        ("INVESTIGATION", "调查报告（7天）"),
+        ("RETIRED_DEADLINE", "RETIRED_DEADLINE"),
+    ],
+)
+def test_deadlines_are_named_in_words_with_the_policys_length(policy, name, words):
+    assert deadline_text(policy, name) == words

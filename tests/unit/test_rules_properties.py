@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -136,7 +137,8 @@ def test_every_report_obliges_the_townships_sfs_to_respond(data, situation):
 @given(data=st.data(), situation=situations(drill=False))
 def test_a_drill_is_marked_throughout_and_obliges_the_same_parties(data, situation):
     """R16: drills go through the same rules; every obligation says drill, so notification
-    sends it to drill contacts only and it never reaches a real police station."""
+    sends it to drill contacts only and it never reaches a real police station. A drill's
+    history is of drills (R17), as a real incident's is of real ones."""
     trigger = data.draw(triggers(situation))
     drill = Situation(
         situation.incident_id,
@@ -144,7 +146,7 @@ def test_a_drill_is_marked_throughout_and_obliges_the_same_parties(data, situati
         situation.reporter_party,
         situation.reported_at,
         situation.fired_rules,
-        situation.prior_signs,
+        tuple(replace(prior, drill=True) for prior in situation.prior_signs),
     )
     real = evaluate(POLICY, situation, trigger, PARTY_NAMES)
     drilled = evaluate(POLICY, drill, trigger, PARTY_NAMES)

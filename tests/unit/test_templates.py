@@ -21,7 +21,11 @@ ID_NUMBER_LIKE = re.compile(r"\d{17}[\dXx]")
 
 
 def obligation(
-    *, drill: bool = False, summary: str | None = "持刀威胁邻居", **brief
+    *,
+    drill: bool = False,
+    summary: str | None = "持刀威胁邻居",
+    deadline_text: str | None = "立即（15分钟）",
+    **brief,
 ) -> ObligationCreated:
     return ObligationCreated(
         incident_id=INCIDENT_ID,
@@ -30,6 +34,7 @@ def obligation(
         action="CALL_POLICE",
         action_text="接报警：社区矫正对象突发事件",
         deadline_name="IMMEDIATE",
+        deadline_text=deadline_text,
         due_at=REPORTED_AT + timedelta(minutes=15),
         rule_id="R6",
         plan_section="四(三)",
@@ -74,8 +79,13 @@ def test_alert_text_states_township_rule_section_and_action():
 
 def test_due_time_and_occurrence_are_in_asia_shanghai_local_time():
     text = render()["text"]
-    assert "时限：2025-03-01 10:15 前（IMMEDIATE）" in text
+    assert "时限：立即（15分钟），2025-03-01 10:15 前" in text
     assert "时间：2025-03-01 09:55" in text
+
+
+def test_the_deadline_is_said_in_words_even_by_a_decision_that_did_not_word_it():
+    text = render(deadline_text=None)["text"]
+    assert "时限：立即，2025-03-01 10:15 前" in text and "IMMEDIATE" not in text
 
 
 def test_subject_names_are_masked():
