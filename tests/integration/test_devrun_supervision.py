@@ -49,7 +49,7 @@ async def test_a_killed_service_is_restarted_and_said_so(
                         return None
                 return process.pid if response.status_code == 200 else None
 
-            await eventually(ready_again, lambda pid: pid is not None and pid != killed, 60)
+            await eventually(ready_again, lambda pid: pid is not None and pid != killed)
             await eventually(lines_said(said), lambda lines: len(lines) == 2)
         finally:
             supervising.cancel()
@@ -68,7 +68,7 @@ async def test_a_service_that_keeps_dying_is_given_up_loudly(
         supervisor = Supervisor(processes, give_up_at_two, said.append)
         supervising = asyncio.create_task(supervisor.run())
         kill(processes, "intake")
-        await eventually(lines_said(said), lambda lines: any("again" in s for s in lines), 60)
+        await eventually(lines_said(said), lambda lines: any("again" in s for s in lines))
         kill(processes, "intake")
         async with asyncio.timeout(30):
             given_up = await supervising
