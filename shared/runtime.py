@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import TokenVerifier, authenticate
 from shared.db import create_engine, create_session_factory, migrate, migration_head
-from shared.kafka import EventConsumer, EventHandler, create_producer
+from shared.kafka import EventConsumer, HandlerTable, create_producer
 from shared.limits import RequestLimitsMiddleware
 from shared.messaging import Inbox, Outbox, OutboxRelay, inbox_table, outbox_table
 from shared.observability import (
@@ -40,8 +40,8 @@ from shared.telemetry import configure_tracing, instrument_database, instrument_
 log = logging.getLogger(__name__)
 
 Worker = Callable[[], Awaitable[None]]
-# group, topics, handler, and what builds the consumer
-ConsumerSpecification = tuple[str, tuple[str, ...], EventHandler, Callable[..., EventConsumer]]
+# group, topics, handler table, and what builds the consumer
+ConsumerSpecification = tuple[str, tuple[str, ...], HandlerTable, Callable[..., EventConsumer]]
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,7 @@ class ServiceRuntime:
     _workers: list[tuple[str, Worker]] = field(default_factory=list)
     _consumer_tasks: list[asyncio.Task] = field(default_factory=list)
     _worker_tasks: list[asyncio.Task] = field(default_factory=list)
-    _consumer_specs: list[
-        tuple[str, tuple[str, ...], EventHandler, Callable[..., EventConsumer]]
-    ] = field(default_factory=list)
+    _consumer_specs: list[ConsumerSpecification] = field(default_factory=list)
     _migration_head: str | None = None
     _readiness_checks: list[tuple[str, Callable[[], str]]] = field(default_factory=list)
 
@@ -88,17 +86,25 @@ class ServiceRuntime:
         self,
         group: str,
         topics: Iterable[str],
-        handler: EventHandler,
+        handlers: HandlerTable,
         consumer_type: Callable[..., EventConsumer] = EventConsumer,
     ) -> None:
         """A consumer group of this service; `consumer_type` builds it (a subclass may apply
-        records in batches) from the arguments `EventConsumer` takes."""
-        self._consumer_specs.append((group, tuple(topics), handler, consumer_type))
+        records in batches) from the arguments `EventConsumer` takes. `handlers` must decide
+        about every type of `topics`, and name no other: the service does not start else."""
+        topics = tuple(topics)
+        undecided, foreign = handlers.undecided(topics), handlers.foreign(topics)
+        if undecided or foreign:
+            raise ValueError(
+                f"{group}: decide whether to handle or ignore {undecided}; "
+                f"not on {list(topics)}: {foreign}"
+            )
+        self._consumer_specs.append((group, topics, handlers, consumer_type))
 
     @property
-    def consumer_registrations(self) -> list[tuple[str, tuple[str, ...], EventHandler]]:
-        """Group, topics and handler of every consumer, for documents and tests."""
-        return [(group, topics, handler) for group, topics, handler, _ in self._consumer_specs]
+    def consumer_registrations(self) -> list[tuple[str, tuple[str, ...], HandlerTable]]:
+        """Group, topics and handler table of every consumer, for documents and tests."""
+        return [(group, topics, handlers) for group, topics, handlers, _ in self._consumer_specs]
 
     def add_readiness_check(self, name: str, check: Callable[[], str]) -> None:
         """A check `/readyz` reports: "ok", or what is wrong."""
@@ -127,11 +133,11 @@ class ServiceRuntime:
             published=self.metrics.outbox_published,
         )
         self._worker_tasks.append(_spawn("outbox-relay", self.relay.run))
-        for group, topics, handler, consumer_type in self._consumer_specs:
+        for group, topics, handlers, consumer_type in self._consumer_specs:
             consumer = consumer_type(
                 group,
                 topics,
-                handler,
+                handlers,
                 self.sessions,
                 Inbox(self.messaging.inbox_table, group),
                 self.producer,

@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     party_names = party_names_of(settings)
     audit_log = audit_log_of(settings)
     runtime.add_consumer(
-        CONSUMER, ALL_TOPICS, audit_log.append, partial(BatchingConsumer, audit_log)
+        CONSUMER, ALL_TOPICS, audit_log.table, partial(BatchingConsumer, audit_log)
     )
     checkpointer = Checkpointer(
         runtime, signer, messaging.outbox, settings.audit_checkpoint_interval_seconds

@@ -24,9 +24,9 @@ from services.audit import findings, store
 from services.audit.leaves import canonical_json, leaf_document, leaf_hash
 from services.audit.models import findings as findings_table
 from services.audit.models import log_entries
-from shared.events import CloudEvent, decode
+from shared.events import EVENT_TYPES, CloudEvent, decode
 from shared.events.models import AccountabilityFinding
-from shared.kafka import EventConsumer, RecordPosition
+from shared.kafka import EventConsumer, HandlerTable, RecordPosition, RejectEvent
 from shared.messaging import Outbox
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,11 @@ def new_leaf(event: CloudEvent, position: RecordPosition) -> store.NewLeaf:
 class AuditLog:
     outbox: Outbox
     rules: findings.FindingRules
+
+    @property
+    def table(self) -> HandlerTable:
+        """Every type of every topic becomes a leaf; none is ignored."""
+        return HandlerTable.of(self.append, EVENT_TYPES)
 
     async def append(
         self, session: AsyncSession, event: CloudEvent, position: RecordPosition
@@ -152,6 +157,9 @@ class BatchingConsumer(EventConsumer):
             )
             for record in records
         ]
+        for event, _ in received:  # one by one if not all are appended, each with its reason
+            if self.handlers.handler_for(event.type) is None:
+                raise RejectEvent(f"{self.name} appends every event, ignores none")
         async with self._sessions() as session, session.begin():
             await store.act_as_writer(session)
             # One statement of constant text for the whole batch: SQLAlchemy compiles a
