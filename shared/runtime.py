@@ -74,6 +74,7 @@ class ServiceRuntime:
     _consumer_specs: list[ConsumerSpecification] = field(default_factory=list)
     _migration_head: str | None = None
     _readiness_checks: list[tuple[str, Callable[[], str]]] = field(default_factory=list)
+    _details: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(self.service)
@@ -106,9 +107,17 @@ class ServiceRuntime:
         """Group, topics and handler table of every consumer, for documents and tests."""
         return [(group, topics, handlers) for group, topics, handlers, _ in self._consumer_specs]
 
-    def add_readiness_check(self, name: str, check: Callable[[], str]) -> None:
-        """A check `/readyz` reports: "ok", or what is wrong."""
+    def add_readiness_check(
+        self, name: str, check: Callable[[], str], *, required: bool = True
+    ) -> None:
+        """A check `/readyz` reports: "ok", or what is wrong. One not `required` is a detail:
+        shown, but the service stays ready whatever it says."""
         self._readiness_checks.append((name, check))
+        if not required:
+            self._details.add(name)
+
+    def is_ready(self, checks: dict[str, str]) -> bool:
+        return all(value == "ok" for name, value in checks.items() if name not in self._details)
 
     def add_worker(self, name: str, worker: Worker) -> None:
         """A background loop, restarted after a failure, cancelled at stop."""
@@ -273,8 +282,9 @@ def health_router() -> APIRouter:
 
     @router.get("/readyz", summary="Database and broker reachable, migrations applied")
     async def readyz(request: Request) -> JSONResponse:
-        checks = await runtime_of(request).readiness()
-        ready = all(value == "ok" for value in checks.values())
+        runtime = runtime_of(request)
+        checks = await runtime.readiness()
+        ready = runtime.is_ready(checks)
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": checks},
             status_code=200 if ready else 503,
