@@ -31,7 +31,7 @@ from pydantic.json_schema import models_json_schema
 from shared.dlq import DLQ_HEADERS
 from shared.events import envelope, topics
 from shared.events.registry import EVENT_TYPES
-from shared.kafka import EventHandler
+from shared.kafka import HandlerTable
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 
 API_DIR = Path("docs") / "api"
@@ -116,7 +116,7 @@ class ConsumerSpec:
     service: str
     group: str
     topics: tuple[str, ...]
-    handler: EventHandler
+    handlers: HandlerTable
 
 
 def build_service(service: str, settings: Settings) -> tuple[FastAPI, list[ConsumerSpec]]:
@@ -124,8 +124,8 @@ def build_service(service: str, settings: Settings) -> tuple[FastAPI, list[Consu
     module = importlib.import_module(f"services.{service}.app")
     app = module.create_app(settings)
     consumers = [
-        ConsumerSpec(service, group, topics, handler)
-        for group, topics, handler in app.state.runtime.consumer_registrations
+        ConsumerSpec(service, group, topics, handlers)
+        for group, topics, handlers in app.state.runtime.consumer_registrations
     ]
     return app, consumers
 
@@ -325,14 +325,22 @@ def asyncapi_document(specs: Sequence[ConsumerSpec]) -> dict[str, Any]:
             "messages": topic_messages,
         }
         for spec in readers[topic]:
+            handled = [t for t in types_of[topic] if t in spec.handlers.handled]
+            ignored = [t for t in types_of[topic] if t in spec.handlers.ignored]
             operations[f"{spec.group}.receive.{topic}"] = {
                 "action": "receive",
                 "channel": _ref("channels", topic),
                 "title": f"{spec.service} ({spec.group}) reads {topic}",
-                "summary": "Each event is applied in one transaction with the inbox, so a "
-                "redelivered one changes nothing; what cannot be applied goes to "
-                f"{dlq}.",
-                "messages": topic_messages,
+                "summary": "Each event of these types is applied in one transaction with the "
+                "inbox, so a redelivered one changes nothing; what cannot be applied goes to "
+                f"{dlq}."
+                + (
+                    f" It reads past {', '.join(ignored)} on purpose, leaving no trace."
+                    if ignored
+                    else ""
+                ),
+                "messages": [_ref("channels", topic, "messages", t) for t in handled],
+                "x-ignored-messages": ignored,
                 "bindings": _group_binding(spec.group),
             }
             operations[f"{spec.group}.dead-letter.{topic}"] = {

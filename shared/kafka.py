@@ -1,9 +1,11 @@
 """Kafka on aiokafka: an `acks=all` producer, topic creation, and the event consumer.
 
 The consumer never auto-commits: for each record it decodes, validates and applies the event in
-one database transaction (with the inbox), and only then commits `offset + 1`. A record that
-cannot be decoded or validated goes to `<topic>.dlq` with the reason and the consumer's name in
-its headers, and the consumer goes on. Infrastructure failures are retried, never skipped.
+one database transaction (with the inbox), and only then commits `offset + 1`. Its handler
+table says, for every type of its topics, which handler applies it or that it is read past.
+A record that cannot be decoded or validated goes to `<topic>.dlq` with the reason and the
+consumer's name in its headers, and the consumer goes on. Infrastructure failures are retried,
+never skipped.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -27,7 +30,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import database_unavailable, sqlstate
-from shared.events import CloudEvent, UndecodableEvent, decode
+from shared.events import EVENT_TYPES, CloudEvent, UndecodableEvent, decode
 from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
 from shared.messaging import Inbox
 from shared.observability import ServiceMetrics, current_incident
@@ -64,6 +67,72 @@ class RecordPosition:
 
 
 EventHandler = Callable[[AsyncSession, CloudEvent, RecordPosition], Awaitable[None]]
+
+
+def on_data(apply: Callable[[AsyncSession, CloudEvent, Any], Awaitable[None]]) -> EventHandler:
+    """A handler from a method that takes the session, the event and its data."""
+
+    async def handler(session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
+        await apply(session, event, event.data)
+
+    return handler
+
+
+@dataclass(frozen=True)
+class HandlerTable:
+    """What a consumer does with each event type of the topics it reads.
+
+    A type in `handlers` is claimed in the inbox and applied in one transaction. A type in
+    `ignored` is read past on purpose and leaves no trace: nothing to make idempotent, and the
+    inbox says what the consumer acted on. A type in neither was never decided about: the
+    service refuses to start with such a table (`ServiceRuntime.add_consumer`, `undecided`), and
+    should one arrive anyway it is dead-lettered with that reason.
+    """
+
+    handlers: Mapping[str, EventHandler]
+    ignored: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        both = self.ignored & self.handlers.keys()
+        if both:
+            raise ValueError(f"both handled and ignored: {sorted(both)}")
+
+    @classmethod
+    def of(
+        cls, handler: EventHandler, handled: Iterable[str], ignored: Iterable[str] = ()
+    ) -> HandlerTable:
+        """One handler for every type of `handled` (it tells them apart itself)."""
+        return cls(dict.fromkeys(handled, handler), frozenset(ignored))
+
+    @property
+    def handled(self) -> frozenset[str]:
+        return frozenset(self.handlers)
+
+    def handler_for(self, ce_type: str) -> EventHandler | None:
+        """The type's handler, or None for a type read past; RejectEvent for a type nobody
+        decided about, so that it waits on the dead-letter topic until somebody does."""
+        handler = self.handlers.get(ce_type)
+        if handler is None and ce_type not in self.ignored:
+            raise RejectEvent(f"no consumer decision (handle or ignore) for {ce_type}")
+        return handler
+
+    def undecided(self, topics: Iterable[str]) -> list[str]:
+        """Types registered on `topics` that this table neither handles nor ignores."""
+        wanted = set(topics)
+        return sorted(
+            ce_type
+            for ce_type, spec in EVENT_TYPES.items()
+            if spec.topic in wanted and ce_type not in self.handlers and ce_type not in self.ignored
+        )
+
+    def foreign(self, topics: Iterable[str]) -> list[str]:
+        """Types the table names that never travel on `topics`: a stale or mistyped entry."""
+        wanted = set(topics)
+        return sorted(
+            ce_type
+            for ce_type in self.handled | self.ignored
+            if ce_type not in EVENT_TYPES or EVENT_TYPES[ce_type].topic not in wanted
+        )
 
 
 def create_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
@@ -143,13 +212,13 @@ class _RebalanceLog(ConsumerRebalanceListener):
 
 
 class EventConsumer:
-    """One consumer group member applying events of `topics` through `handler`."""
+    """One consumer group member applying events of `topics` through its `handlers`."""
 
     def __init__(
         self,
         name: str,
         topics: Iterable[str],
-        handler: EventHandler,
+        handlers: HandlerTable,
         sessions: async_sessionmaker[AsyncSession],
         inbox: Inbox,
         producer: AIOKafkaProducer,
@@ -158,7 +227,7 @@ class EventConsumer:
     ) -> None:
         self.name = name
         self.topics = tuple(topics)
-        self._handler = handler
+        self.handlers = handlers
         self._sessions = sessions
         self._inbox = inbox
         self._producer = producer
@@ -211,7 +280,8 @@ class EventConsumer:
 
     def _count(self, topic: str, outcome: str) -> None:
         if self._metrics is not None:
-            self._metrics.events.labels(self.name, topic, outcome).inc()
+            label = "redelivered" if outcome == "duplicate" else outcome
+            self._metrics.events.labels(self.name, topic, label).inc()
 
     async def _process_partition(
         self, partition: TopicPartition, records: list[ConsumerRecord]
@@ -236,28 +306,37 @@ class EventConsumer:
         received = [
             (record, decode(record.topic, record.headers, record.value)) for record in records
         ]
-        outcomes: list[tuple[str, bool]] = []
+        outcomes: list[tuple[str, str]] = []
         async with self._sessions() as session, session.begin():
             for record, event in received:
                 current_incident.set(event.subject)
                 with self._span(record, event):
-                    fresh = await self._apply(session, record, event)
-                outcomes.append((record.topic, fresh))
-        for topic, fresh in outcomes:
-            self._count(topic, "applied" if fresh else "redelivered")
+                    handler = self.handlers.handler_for(event.type)
+                    outcome = (
+                        "ignored"
+                        if handler is None
+                        else await self._apply(session, record, event, handler)
+                    )
+                outcomes.append((record.topic, outcome))
+        for topic, outcome in outcomes:
+            self._count(topic, outcome)
 
     async def _apply(
-        self, session: AsyncSession, record: ConsumerRecord, event: CloudEvent
-    ) -> bool:
-        """Claim the event in the inbox and, unless applied before, hand it to the handler;
-        True when it was new."""
+        self,
+        session: AsyncSession,
+        record: ConsumerRecord,
+        event: CloudEvent,
+        handler: EventHandler,
+    ) -> str:
+        """Claim the event in the inbox and, unless applied before, hand it to `handler`:
+        `applied` when it was new, `duplicate` when it was applied before."""
         fresh = await self._inbox.claim(
             session, event, record.topic, record.partition, record.offset
         )
         if fresh:
             position = RecordPosition(record.topic, record.partition, record.offset)
-            await self._handler(session, event, position)
-        return fresh
+            await handler(session, event, position)
+        return "applied" if fresh else "duplicate"
 
     def _span(self, record: ConsumerRecord, event: CloudEvent) -> contextlib.AbstractContextManager:
         return tracer.start_as_current_span(
@@ -301,7 +380,7 @@ class EventConsumer:
         await asyncio.sleep(min(0.1 * 2**attempts, 5.0) * (0.5 + random.random()))
 
     async def process(self, record: ConsumerRecord) -> str:
-        """Apply one record; returns `applied`, `duplicate` or `dead-lettered`."""
+        """Apply one record; returns `applied`, `duplicate`, `ignored` or `dead-lettered`."""
         position = RecordPosition(record.topic, record.partition, record.offset)
         try:
             event = decode(record.topic, record.headers, record.value)
@@ -311,8 +390,13 @@ class EventConsumer:
         current_incident.set(event.subject)
         with self._span(record, event):
             try:
-                async with self._sessions() as session, session.begin():
-                    fresh = await self._apply(session, record, event)
+                # A type read past costs no transaction and leaves no inbox row.
+                handler = self.handlers.handler_for(event.type)
+                if handler is None:
+                    outcome = "ignored"
+                else:
+                    async with self._sessions() as session, session.begin():
+                        outcome = await self._apply(session, record, event, handler)
             except RejectEvent as error:
                 await self.dead_letter(record, error.reason)
                 return "dead-lettered"
@@ -328,8 +412,8 @@ class EventConsumer:
                 await self.dead_letter(record, f"handler failed {attempts} times: {error!r}")
                 return "dead-lettered"
         self._failures.pop(position, None)
-        self._count(record.topic, "applied" if fresh else "redelivered")
-        return "applied" if fresh else "duplicate"
+        self._count(record.topic, outcome)
+        return outcome
 
     async def dead_letter(self, record: ConsumerRecord, reason: str) -> None:
         log.warning(

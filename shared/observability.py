@@ -43,7 +43,8 @@ class ServiceMetrics:
         )
         self.events = Counter(
             "events_consumed",
-            "Records consumed, by outcome: applied, redelivered (a duplicate), dead_lettered",
+            "Records consumed, by outcome: applied, redelivered (a duplicate), ignored (a type "
+            "the consumer reads past), dead_lettered",
             ["consumer", "topic", "outcome"],
             namespace=NAMESPACE,
             registry=self.registry,

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import TokenVerifier, authenticate
 from shared.db import create_engine, create_session_factory, migrate, migration_head
-from shared.kafka import EventConsumer, EventHandler, create_producer
+from shared.kafka import EventConsumer, HandlerTable, create_producer
 from shared.limits import RequestLimitsMiddleware
 from shared.messaging import Inbox, Outbox, OutboxRelay, inbox_table, outbox_table
 from shared.observability import (
@@ -40,8 +40,8 @@ from shared.telemetry import configure_tracing, instrument_database, instrument_
 log = logging.getLogger(__name__)
 
 Worker = Callable[[], Awaitable[None]]
-# group, topics, handler, and what builds the consumer
-ConsumerSpecification = tuple[str, tuple[str, ...], EventHandler, Callable[..., EventConsumer]]
+# group, topics, handler table, and what builds the consumer
+ConsumerSpecification = tuple[str, tuple[str, ...], HandlerTable, Callable[..., EventConsumer]]
 
 
 @dataclass(frozen=True)
@@ -71,11 +71,10 @@ class ServiceRuntime:
     _workers: list[tuple[str, Worker]] = field(default_factory=list)
     _consumer_tasks: list[asyncio.Task] = field(default_factory=list)
     _worker_tasks: list[asyncio.Task] = field(default_factory=list)
-    _consumer_specs: list[
-        tuple[str, tuple[str, ...], EventHandler, Callable[..., EventConsumer]]
-    ] = field(default_factory=list)
+    _consumer_specs: list[ConsumerSpecification] = field(default_factory=list)
     _migration_head: str | None = None
     _readiness_checks: list[tuple[str, Callable[[], str]]] = field(default_factory=list)
+    _details: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(self.service)
@@ -88,21 +87,37 @@ class ServiceRuntime:
         self,
         group: str,
         topics: Iterable[str],
-        handler: EventHandler,
+        handlers: HandlerTable,
         consumer_type: Callable[..., EventConsumer] = EventConsumer,
     ) -> None:
         """A consumer group of this service; `consumer_type` builds it (a subclass may apply
-        records in batches) from the arguments `EventConsumer` takes."""
-        self._consumer_specs.append((group, tuple(topics), handler, consumer_type))
+        records in batches) from the arguments `EventConsumer` takes. `handlers` must decide
+        about every type of `topics`, and name no other: the service does not start else."""
+        topics = tuple(topics)
+        undecided, foreign = handlers.undecided(topics), handlers.foreign(topics)
+        if undecided or foreign:
+            raise ValueError(
+                f"{group}: decide whether to handle or ignore {undecided}; "
+                f"not on {list(topics)}: {foreign}"
+            )
+        self._consumer_specs.append((group, topics, handlers, consumer_type))
 
     @property
-    def consumer_registrations(self) -> list[tuple[str, tuple[str, ...], EventHandler]]:
-        """Group, topics and handler of every consumer, for documents and tests."""
-        return [(group, topics, handler) for group, topics, handler, _ in self._consumer_specs]
+    def consumer_registrations(self) -> list[tuple[str, tuple[str, ...], HandlerTable]]:
+        """Group, topics and handler table of every consumer, for documents and tests."""
+        return [(group, topics, handlers) for group, topics, handlers, _ in self._consumer_specs]
 
-    def add_readiness_check(self, name: str, check: Callable[[], str]) -> None:
-        """A check `/readyz` reports: "ok", or what is wrong."""
+    def add_readiness_check(
+        self, name: str, check: Callable[[], str], *, required: bool = True
+    ) -> None:
+        """A check `/readyz` reports: "ok", or what is wrong. One not `required` is a detail:
+        shown, but the service stays ready whatever it says."""
         self._readiness_checks.append((name, check))
+        if not required:
+            self._details.add(name)
+
+    def is_ready(self, checks: dict[str, str]) -> bool:
+        return all(value == "ok" for name, value in checks.items() if name not in self._details)
 
     def add_worker(self, name: str, worker: Worker) -> None:
         """A background loop, restarted after a failure, cancelled at stop."""
@@ -127,11 +142,11 @@ class ServiceRuntime:
             published=self.metrics.outbox_published,
         )
         self._worker_tasks.append(_spawn("outbox-relay", self.relay.run))
-        for group, topics, handler, consumer_type in self._consumer_specs:
+        for group, topics, handlers, consumer_type in self._consumer_specs:
             consumer = consumer_type(
                 group,
                 topics,
-                handler,
+                handlers,
                 self.sessions,
                 Inbox(self.messaging.inbox_table, group),
                 self.producer,
@@ -267,8 +282,9 @@ def health_router() -> APIRouter:
 
     @router.get("/readyz", summary="Database and broker reachable, migrations applied")
     async def readyz(request: Request) -> JSONResponse:
-        checks = await runtime_of(request).readiness()
-        ready = all(value == "ok" for value in checks.values())
+        runtime = runtime_of(request)
+        checks = await runtime.readiness()
+        ready = runtime.is_ready(checks)
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": checks},
             status_code=200 if ready else 503,

@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     audit_checkpoint_interval_seconds: float = Field(default=1.0, gt=0)
     # R12: a first report this long after the incident was discovered is suspected of 瞒报.
     audit_concealment_threshold: timedelta = timedelta(hours=1)
+    # The findings follower: how often it looks for new leaves when no append wakes it, and
+    # the longest pause between two attempts at a leaf whose review fails.
+    audit_findings_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    audit_findings_retry_max_seconds: float = Field(default=30.0, gt=0)
 
     @cached_property
     def async_database_url(self) -> str:

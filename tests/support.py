@@ -56,6 +56,17 @@ class WebhookSink:
         return self.for_incident(incident_id)
 
 
+class CapturingProducer:
+    """Stands in for the dead-letter producer of a consumer run without a broker: keeps what
+    it was asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send_and_wait(self, topic: str, **record: Any) -> None:
+        self.sent.append({"topic": topic, **record})
+
+
 class LocalServer:
     """An ASGI app served on 127.0.0.1:`port` in the test's own event loop; it can be stopped
     and started again on the same port (a gateway going down and coming back)."""

@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from services.audit import api
 from services.audit.checkpoints import Checkpointer, load_signer, witness_keys
 from services.audit.findings import FindingRules
+from services.audit.findings import compute as compute_findings
+from services.audit.follower import FindingsFollower, FindingsFunction, FollowerHealth
 from services.audit.handlers import CONSUMER, AuditLog, BatchingConsumer
 from services.audit.metrics import AuditMetrics
 from services.audit.models import SCHEMA, messaging
@@ -24,28 +26,50 @@ def party_names_of(settings: Settings) -> dict[str, str]:
     return {party.code: party.name for party in Directory.load(settings.directory_file).parties}
 
 
-def audit_log_of(settings: Settings) -> AuditLog:
-    """What the log consumer applies each event with."""
-    return AuditLog(
-        messaging.outbox,
-        FindingRules(settings.audit_concealment_threshold, party_names_of(settings)),
-    )
+def findings_function_of(settings: Settings) -> FindingsFunction:
+    """R10–R13 and R17 with the deployment's threshold and party names."""
+    rules = FindingRules(settings.audit_concealment_threshold, party_names_of(settings))
+    return partial(compute_findings, rules=rules)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, findings_function: FindingsFunction | None = None
+) -> FastAPI:
+    """The audit service; `findings_function` replaces the findings code (tests inject a
+    defect with it: nothing in the settings can)."""
     settings = settings or Settings()
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
     signer = load_signer(settings)
     party_names = party_names_of(settings)
-    audit_log = audit_log_of(settings)
+    audit_log = AuditLog()
     runtime.add_consumer(
-        CONSUMER, ALL_TOPICS, audit_log.append, partial(BatchingConsumer, audit_log)
+        CONSUMER, ALL_TOPICS, audit_log.table, partial(BatchingConsumer, audit_log)
     )
     checkpointer = Checkpointer(
         runtime, signer, messaging.outbox, settings.audit_checkpoint_interval_seconds
     )
     runtime.add_worker("audit.checkpoints", checkpointer.run)
     metrics = AuditMetrics(runtime.metrics.registry)
+    compute = findings_function or findings_function_of(settings)
+    findings_health = FollowerHealth()
+
+    async def follow_findings() -> None:
+        follower = FindingsFollower(
+            runtime.sessions,
+            messaging.outbox,
+            compute,
+            settings.plain_database_url,
+            settings.audit_findings_poll_interval_seconds,
+            settings.audit_findings_retry_max_seconds,
+            metrics.findings_review_failures,
+            findings_health,
+        )
+        await follower.run()
+
+    runtime.add_worker("audit.findings", follow_findings)
+    # A detail, not a reason to leave the Service: the log and its proofs are served as ever,
+    # and every replica runs the same findings code.
+    runtime.add_readiness_check("findings", findings_health.readiness, required=False)
 
     async def measure_log() -> None:
         await metrics.refresh(runtime.sessions)

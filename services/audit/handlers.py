@@ -1,9 +1,12 @@
-"""The consumer of audit: every event of every topic becomes one leaf; findings follow.
+"""The consumer of audit: every event of every topic becomes one leaf, and that is all it does.
 
 Records arrive in batches per partition; a batch is claimed in the inbox and appended to the
 Merkle log in one transaction (one lock, one read of the tree's border, multi-row inserts), so
 the log keeps up with thousands of events a second. A batch that fails for any reason is
-retried one record at a time by the shared consumer, which dead-letters what it cannot apply.
+retried one record at a time by the shared consumer, which dead-letters only what cannot be
+decoded, validated or stored as an event. Findings are drawn from the log afterwards by a
+follower of their own (`follower.py`): evidence never waits for, nor depends on, the judgement
+drawn from it.
 """
 
 from __future__ import annotations
@@ -13,21 +16,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.audit import findings, store
+from services.audit import store
 from services.audit.leaves import canonical_json, leaf_document, leaf_hash
-from services.audit.models import findings as findings_table
-from services.audit.models import log_entries
-from shared.events import CloudEvent, decode
-from shared.events.models import AccountabilityFinding
-from shared.kafka import EventConsumer, RecordPosition
-from shared.messaging import Outbox
+from shared.events import EVENT_TYPES, CloudEvent, decode
+from shared.kafka import EventConsumer, HandlerTable, RecordPosition, RejectEvent
+from shared.pgnotify import notify
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +71,13 @@ def new_leaf(event: CloudEvent, position: RecordPosition) -> store.NewLeaf:
 
 @dataclass(frozen=True)
 class AuditLog:
-    outbox: Outbox
-    rules: findings.FindingRules
+    """Every event becomes a leaf, and nothing else happens here: findings follow the log in
+    their own transaction (`follower.py`), so no defect of theirs can keep an event out."""
+
+    @property
+    def table(self) -> HandlerTable:
+        """Every type of every topic becomes a leaf; none is ignored."""
+        return HandlerTable.of(self.append, EVENT_TYPES)
 
     async def append(
         self, session: AsyncSession, event: CloudEvent, position: RecordPosition
@@ -83,57 +86,11 @@ class AuditLog:
 
     async def append_all(self, session: AsyncSession, received: Sequence[Received]) -> None:
         await store.act_as_writer(session)
-        await store.append(session, [new_leaf(event, position) for event, position in received])
-        for incident_id in _incidents_to_review(received):
-            await self.review(session, incident_id)
-
-    async def review(self, session: AsyncSession, incident_id: UUID) -> list[AccountabilityFinding]:
-        """Compute the incident's findings from its log; store and publish the new ones."""
-        rows = await session.execute(
-            select(log_entries.c.index, log_entries.c.leaf)
-            .where(log_entries.c.subject == str(incident_id))
-            .order_by(log_entries.c.index)
+        appended = await store.append(
+            session, [new_leaf(event, position) for event, position in received]
         )
-        events = [findings.LoggedEvent.from_leaf(row.index, bytes(row.leaf)) for row in rows]
-        computed = findings.compute(incident_id, events, self.rules)
-        if not computed:
-            return []
-        stored = await session.execute(
-            insert(findings_table)
-            .values(
-                [
-                    {
-                        "finding_id": finding.finding_id,
-                        "incident_id": incident_id,
-                        "rule_id": finding.rule_id,
-                        "party": finding.party,
-                        "kind": finding.kind,
-                        "evidence": list(finding.evidence_log_indexes),
-                        "data": finding.model_dump(mode="json"),
-                    }
-                    for finding in computed
-                ]
-            )
-            .on_conflict_do_nothing()
-            .returning(findings_table.c.finding_id)
-        )
-        new = set(stored.scalars())
-        fresh = [finding for finding in computed if finding.finding_id in new]
-        await self.outbox.add(
-            session, *(CloudEvent.new(SOURCE, finding, incident_id) for finding in fresh)
-        )
-        return fresh
-
-
-def _incidents_to_review(received: Sequence[Received]) -> list[UUID]:
-    incidents: dict[UUID, None] = {}
-    for event, _ in received:
-        if event.type in findings.RELEVANT_TYPES:
-            try:
-                incidents.setdefault(UUID(event.subject), None)
-            except ValueError:
-                continue
-    return list(incidents)
+        if appended:
+            await notify(session, store.APPENDED_CHANNEL)
 
 
 class BatchingConsumer(EventConsumer):
@@ -152,6 +109,9 @@ class BatchingConsumer(EventConsumer):
             )
             for record in records
         ]
+        for event, _ in received:  # one by one if not all are appended, each with its reason
+            if self.handlers.handler_for(event.type) is None:
+                raise RejectEvent(f"{self.name} appends every event, ignores none")
         async with self._sessions() as session, session.begin():
             await store.act_as_writer(session)
             # One statement of constant text for the whole batch: SQLAlchemy compiles a

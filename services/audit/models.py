@@ -1,11 +1,12 @@
-"""Tables of the audit schema. Every table but the inbox and outbox is append-only: owned by
-`audit_owner`, written by `audit_writer` (INSERT and SELECT only), guarded by triggers that
-refuse UPDATE, DELETE and TRUNCATE (migrations 0001 and 0002)."""
+"""Tables of the audit schema. Every table but the inbox, the outbox and the findings cursor is
+append-only: owned by `audit_owner`, written by `audit_writer` (INSERT and SELECT only), guarded
+by triggers that refuse UPDATE, DELETE and TRUNCATE (migrations 0001 and 0002)."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
     DateTime,
     Index,
@@ -90,4 +91,17 @@ findings = Table(
     Column("found_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_findings_incident", "incident_id"),
     Index("ix_findings_party_rule", "party", "rule_id"),
+)
+
+# The findings follower's cursor: leaves below `position` have been reviewed. The one table of
+# the schema (with the inbox and outbox) that is not append-only: `audit_writer` may UPDATE
+# this row and nothing else (migration 0003).
+findings_cursor = Table(
+    "findings_cursor",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("id = 1", name="one_row"),
+    CheckConstraint("position >= 0", name="position_not_negative"),
 )

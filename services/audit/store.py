@@ -43,6 +43,8 @@ LEAF_COLUMNS = (
     "leaf_hash",
 )
 CHECKPOINT_LOCK = zlib.crc32(b"audit:checkpoint")
+# Appends NOTIFY this channel, so the findings follower need not poll for new leaves.
+APPENDED_CHANNEL = "audit_appended"
 
 
 @dataclass(frozen=True)

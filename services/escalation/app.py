@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_consumer(
         "escalation.incidents",
         [topics.INCIDENTS, topics.NOTIFICATIONS],
-        EscalationHandlers(store).handle,
+        EscalationHandlers(store).table,
     )
 
     metrics = EscalationMetrics(runtime.metrics.registry)

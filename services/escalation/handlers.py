@@ -32,10 +32,13 @@ from shared.events.models import (
     IncidentReported,
     IncidentStatusChanged,
     NotificationAcknowledged,
+    NotificationDelivered,
+    NotificationFailed,
     NotificationUnacknowledged,
+    PersonalDataRead,
     ReportFiled,
 )
-from shared.kafka import RecordPosition, RejectEvent
+from shared.kafka import HandlerTable, RejectEvent, on_data
 
 LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 
@@ -44,18 +47,26 @@ LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 class EscalationHandlers:
     store: Store
 
-    async def handle(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
-        match event.data:
-            case IncidentReported():
-                await self.on_reported(session, event, event.data)
-            case ActionRecorded():
-                await self.on_action(session, event, event.data)
-            case ReportFiled():
-                await self.on_report_filed(session, event, event.data)
-            case NotificationAcknowledged():
-                await self.on_acknowledged(session, event, event.data)
-            case NotificationUnacknowledged():
-                await self.on_unacknowledged(session, event, event.data)
+    @property
+    def table(self) -> HandlerTable:
+        """What escalation does with each type of incidents.v1 and notifications.v1. Reads of
+        personal data and delivery attempts are audit's to keep; they change no obligation."""
+        return HandlerTable(
+            {
+                IncidentReported.ce_type: on_data(self.on_reported),
+                ActionRecorded.ce_type: on_data(self.on_action),
+                ReportFiled.ce_type: on_data(self.on_report_filed),
+                NotificationAcknowledged.ce_type: on_data(self.on_acknowledged),
+                NotificationUnacknowledged.ce_type: on_data(self.on_unacknowledged),
+            },
+            ignored=frozenset(
+                {
+                    PersonalDataRead.ce_type,
+                    NotificationDelivered.ce_type,
+                    NotificationFailed.ce_type,
+                }
+            ),
+        )
 
     async def on_reported(
         self, session: AsyncSession, event: CloudEvent, report: IncidentReported

@@ -16,7 +16,7 @@ from shared.settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
-    runtime.add_consumer("intake.status-projection", [topics.ESCALATIONS], handlers.project)
+    runtime.add_consumer("intake.status-projection", [topics.ESCALATIONS], handlers.HANDLERS)
     app = create_service_app(
         runtime,
         title="Intake",

@@ -7,23 +7,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import actions, incidents
 from shared.events import CloudEvent
-from shared.events.models import ActionRejected, IncidentStatusChanged
-from shared.kafka import RecordPosition
+from shared.events.models import (
+    ActionRejected,
+    DeadlineMissed,
+    IncidentStatusChanged,
+    ObligationCreated,
+    ObligationMet,
+    ObligationWaived,
+)
+from shared.kafka import HandlerTable, on_data
 
 
-async def project(session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
-    match event.data:
-        case IncidentStatusChanged():
-            await project_status(session, event.data)
-        case ActionRejected():
-            await session.execute(
-                update(actions)
-                .where(actions.c.id == event.data.action_id)
-                .values(rejected_reason=event.data.reason)
-            )
+async def record_rejection(session: AsyncSession, _: CloudEvent, rejected: ActionRejected) -> None:
+    await session.execute(
+        update(actions)
+        .where(actions.c.id == rejected.action_id)
+        .values(rejected_reason=rejected.reason)
+    )
 
 
-async def project_status(session: AsyncSession, change: IncidentStatusChanged) -> None:
+async def project_status(
+    session: AsyncSession, _: CloudEvent, change: IncidentStatusChanged
+) -> None:
     # Only move forward in time: a late, older status change must not overwrite a newer one.
     await session.execute(
         update(incidents)
@@ -38,3 +43,21 @@ async def project_status(session: AsyncSession, change: IncidentStatusChanged) -
             status_changed_at=change.changed_at,
         )
     )
+
+
+# What intake does with each type of escalations.v1: it shows an incident's status and why an
+# action was refused; obligations and their outcomes are for escalation's own API to show.
+HANDLERS = HandlerTable(
+    {
+        IncidentStatusChanged.ce_type: on_data(project_status),
+        ActionRejected.ce_type: on_data(record_rejection),
+    },
+    ignored=frozenset(
+        {
+            ObligationCreated.ce_type,
+            ObligationMet.ce_type,
+            ObligationWaived.ce_type,
+            DeadlineMissed.ce_type,
+        }
+    ),
+)

@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_consumer(
         "notification.escalations",
         [topics.ESCALATIONS],
-        NotificationHandlers(directory).handle,
+        NotificationHandlers(directory).table,
     )
 
     metrics = NotificationMetrics(runtime.metrics.registry)

@@ -13,8 +13,15 @@ from services.notification.models import notifications
 from services.notification.templates import stored_alert
 from shared.directory import Directory
 from shared.events import CloudEvent
-from shared.events.models import ObligationCreated
-from shared.kafka import RecordPosition
+from shared.events.models import (
+    ActionRejected,
+    DeadlineMissed,
+    IncidentStatusChanged,
+    ObligationCreated,
+    ObligationMet,
+    ObligationWaived,
+)
+from shared.kafka import HandlerTable, RecordPosition
 from shared.pgnotify import notify
 from shared.telemetry import current_trace_headers
 
@@ -22,6 +29,23 @@ from shared.telemetry import current_trace_headers
 @dataclass(frozen=True)
 class NotificationHandlers:
     directory: Directory
+
+    @property
+    def table(self) -> HandlerTable:
+        """What notification does with each type of escalations.v1: an obligation that calls
+        for an alert gets one; outcomes and status changes are the escalation's to track."""
+        return HandlerTable(
+            {ObligationCreated.ce_type: self.handle},
+            ignored=frozenset(
+                {
+                    ObligationMet.ce_type,
+                    ObligationWaived.ce_type,
+                    DeadlineMissed.ce_type,
+                    IncidentStatusChanged.ce_type,
+                    ActionRejected.ce_type,
+                }
+            ),
+        )
 
     async def handle(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
         if not isinstance(event.data, ObligationCreated) or not event.data.notify:

@@ -185,10 +185,19 @@ async def test_the_service_role_cannot_change_the_log_even_with_triggers_disable
             "DELETE FROM audit.findings",
             "ALTER TABLE audit.log_entries DISABLE TRIGGER USER",
             "SET session_replication_role = replica",
+            # The findings cursor: its one row may move, and that is all.
+            "INSERT INTO audit.findings_cursor (id, position) VALUES (2, 0)",
+            "DELETE FROM audit.findings_cursor",
+            "TRUNCATE audit.findings_cursor",
+            "UPDATE audit.findings_cursor SET id = 2",
         ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 async with connection.transaction():  # a savepoint per attempt
                     await connection.execute(statement)
+        moved = await connection.execute(
+            "UPDATE audit.findings_cursor SET position = position, updated_at = now()"
+        )
+        assert moved == "UPDATE 1"
         assert await connection.fetchval("SELECT count(*) FROM audit.log_entries") > 0
         await transaction.rollback()
     finally:

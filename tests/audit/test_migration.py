@@ -1,4 +1,5 @@
-"""Migration 0002 on a log of the hash-chain era: the tree is built over the same leaves."""
+"""Migrations 0002 and 0003 on a log of the hash-chain era: the tree is built over the same
+leaves, and the findings follower starts after them."""
 
 from __future__ import annotations
 
@@ -63,6 +64,10 @@ async def test_upgrade_builds_the_tree_of_leaves_logged_before(audit_system: Aud
             )
             assert owner == "audit_owner"
             assert not await connection.fetchval("SELECT to_regclass('audit.log_head')")
+            # 0003: every leaf logged before was reviewed in the transaction that appended it,
+            # so the findings follower starts after them.
+            cursor = await connection.fetchval("SELECT position FROM audit.findings_cursor")
+            assert cursor == len(leaves)
         finally:
             await connection.close()
     finally:

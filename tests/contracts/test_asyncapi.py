@@ -21,6 +21,7 @@ from shared.events.registry import EVENT_TYPES
 from shared.events.topics import ALL_TOPICS, dead_letter_topic
 from shared.kafka import EventConsumer
 from tests.fuzz import strategies as fuzz
+from tests.support import CapturingProducer
 
 COMPONENT_KEY = re.compile(r"^[\w\d.\-_]+$")  # the AsyncAPI 3.0 schema's pattern for components
 OPERATION_ACTIONS = {"send", "receive"}
@@ -141,6 +142,26 @@ def test_operations_say_who_sends_and_who_receives(document: dict[str, Any]) -> 
     assert {group for group in receivers if not group.startswith("dlq-replay.")} == set(GROUPS)
 
 
+def test_each_group_receives_what_it_handles_and_names_what_it_reads_past(
+    document: dict[str, Any],
+) -> None:
+    """The document says what each group acts on (its handler table), and every type of a
+    topic is one or the other for every group that reads the topic."""
+    operations = document["operations"]
+    for group, read in GROUPS.items():
+        for topic in read:
+            receive = operations[f"{group}.receive.{topic}"]
+            prefix = f"#/channels/{topic}/messages/"
+            handled = {ref["$ref"].removeprefix(prefix) for ref in receive["messages"]}
+            ignored = set(receive["x-ignored-messages"])
+            assert handled, (group, topic)
+            assert not handled & ignored, (group, topic)
+            assert handled | ignored == set(document["channels"][topic]["messages"]), (group, topic)
+    escalation = operations["escalation.incidents.receive.notifications.v1"]
+    read_past = set(escalation["x-ignored-messages"])
+    assert read_past == {"notification.delivered", "notification.failed"}
+
+
 # The schemas as generated: the drift tests see to it that the committed ones are the same, and
 # say how to fix it when they are not.
 
@@ -164,16 +185,6 @@ def test_what_the_models_accept_the_published_schemas_accept(data: st.DataObject
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
     validator.validate(event.model_dump(mode="json"))
-
-
-class CapturingProducer:
-    """Stands in for the DLQ producer: keeps what it was asked to send."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    async def send_and_wait(self, topic: str, **record: Any) -> None:
-        self.sent.append({"topic": topic, **record})
 
 
 @pytest.mark.parametrize(

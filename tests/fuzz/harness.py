@@ -27,7 +27,7 @@ from shared.messaging import Inbox
 from shared.settings import Settings
 from tests.support import PATIENCE_SECONDS
 
-OUTCOMES = ("applied", "duplicate", "dead-lettered")
+OUTCOMES = ("applied", "duplicate", "ignored", "dead-lettered")
 
 # (consumer group, original topic, partition, offset)
 LetterKey = tuple[str, str, int, int]
@@ -175,6 +175,11 @@ class ConsumerUnderTest:
             self.dead_lettered.append((self.group, record.topic, record.partition, record.offset))
             return outcome
         row = await self.inbox_row(record.header("ce_source"), UUID(str(record.header("ce_id"))))
+        if outcome == "ignored":
+            # A type the consumer reads past on purpose leaves no trace.
+            assert record.header("ce_type") in self.consumer.handlers.ignored, record
+            assert row is None, f"ignored but in {self.inbox.schema}.inbox: {record}"
+            return outcome
         assert row is not None, f"{outcome} but not in {self.inbox.schema}.inbox: {record}"
         assert row.consumer == self.group
         if outcome == "applied":
@@ -213,6 +218,6 @@ def consumer_under_test(
     spec = next(spec for spec in specs if spec.group == group)
     inbox = importlib.import_module(f"services.{service}.models").messaging.inbox_table
     consumer = EventConsumer(
-        spec.group, spec.topics, spec.handler, sessions, Inbox(inbox, group), producer, settings
+        spec.group, spec.topics, spec.handlers, sessions, Inbox(inbox, group), producer, settings
     )
     return ConsumerUnderTest(consumer, inbox, sessions, offsets)

@@ -1,5 +1,5 @@
 """Inputs fuzzing found consumers once mishandled, kept as regression cases: each must land
-(applied, duplicate or dead-lettered) without `EventConsumer.process` raising.
+(applied, duplicate, ignored or dead-lettered) without `EventConsumer.process` raising.
 
 They were: records with neither key nor value, JSON nested too deep or carrying NaN, values too
 large to dead-letter with their headers (all of which stopped a partition for good), and data a
@@ -142,6 +142,16 @@ def follow_up(changes: dict[str, Any]) -> list[Parts]:
     return [event(first), event(correction)]
 
 
+def status_changed(reason: str) -> IncidentStatusChanged:
+    return IncidentStatusChanged(
+        incident_id=uuid4(),
+        status="RESPONDING",
+        previous_status="REPORTED",
+        changed_at=datetime.now(UTC),
+        reason=reason,
+    )
+
+
 def nan_latency() -> list[Parts]:
     data = delivered()
     # Python's json reads NaN, so decoding accepts it; RFC 8259 JSON has no such token.
@@ -221,7 +231,11 @@ CASES = [
         id="long-rule-id",
     ),
     pytest.param(
-        Input("intake.status-projection", lambda: [event(obligation(), source="s" * 201)]),
+        # A type intake handles: one it ignores never reaches its inbox.
+        Input(
+            "intake.status-projection",
+            lambda: [event(status_changed("incident.action_recorded"), source="s" * 201)],
+        ),
         id="long-ce-source",
     ),
     pytest.param(
@@ -257,18 +271,7 @@ CASES = [
     pytest.param(
         Input(
             "intake.status-projection",
-            lambda: [
-                event(
-                    IncidentStatusChanged(
-                        incident_id=uuid4(),
-                        status="RESPONDING",
-                        previous_status="REPORTED",
-                        changed_at=datetime.now(UTC),
-                        reason="incident.action_recorded\0",
-                    ),
-                    source="escalation",
-                )
-            ],
+            lambda: [event(status_changed("incident.action_recorded\0"), source="escalation")],
         ),
         id="nul-in-status-reason",
     ),

@@ -16,7 +16,7 @@ from shared.db import create_engine, create_session_factory, service_metadata
 from shared.devrun import ServiceProcesses
 from shared.events import CloudEvent, topics
 from shared.events.models import IncidentFacts, IncidentReported, Reporter, Subject
-from shared.kafka import EventConsumer, RecordPosition, create_producer
+from shared.kafka import EventConsumer, HandlerTable, RecordPosition, create_producer
 from shared.localinfra import Infrastructure
 from shared.messaging import Inbox, Outbox, OutboxRelay, inbox_table, outbox_table
 from shared.settings import Settings
@@ -168,7 +168,7 @@ async def test_inbox_applies_an_event_once(infra_settings: Settings, scratch_sch
     consumer = EventConsumer(
         "test.inbox",
         [topics.INCIDENTS],
-        handler,
+        HandlerTable({IncidentReported.ce_type: handler}),
         sessions,
         Inbox(inbox, "test.inbox"),
         producer,

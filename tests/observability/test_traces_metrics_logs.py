@@ -139,6 +139,7 @@ EXPECTED_METRICS = {
         "emergency_events_consumed_total",
         "emergency_audit_log_size",
         "emergency_audit_checkpoint_age_seconds",
+        "emergency_audit_findings_lag_leaves",
     ],
 }
 

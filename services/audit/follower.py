@@ -1,0 +1,302 @@
+"""Findings follow the log: a worker reads new leaves, reviews the incidents they touch, stores
+the findings and moves its cursor, all in one transaction.
+
+The consumer appends every valid event as a leaf and does nothing else (`handlers.py`), so the
+evidence never depends on the judgement drawn from it: a defect in the findings code (R10–R13,
+R17) stops this follower at the first leaf it cannot review, and the log goes on growing. The
+stop shows as lag (`audit_findings_lag_leaves`, `/readyz` `findings`, an error in the log with
+the reason), and the follower retries the same leaf with backoff until the code is fixed; then
+it catches up by itself. Findings have ids derived from what they are about, so reviewing a
+leaf again stores and publishes nothing twice.
+
+`review_leaves` decides, without I/O; `FindingsFollower` reads, writes and waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+from prometheus_client import Counter
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.audit import store
+from services.audit.findings import RELEVANT_TYPES, LoggedEvent
+from services.audit.models import findings as findings_table
+from services.audit.models import findings_cursor, log_entries
+from shared.events import CloudEvent
+from shared.events.models import AccountabilityFinding
+from shared.messaging import Outbox
+from shared.pgnotify import Wakeup
+
+log = logging.getLogger(__name__)
+
+SOURCE = "audit"
+BATCH_LEAVES = 500
+FIRST_RETRY_SECONDS = 0.2
+
+# An incident's findings from its leaves (in log order): `findings.compute` with the
+# deployment's rules, or whatever a test puts in its place.
+FindingsFunction = Callable[[UUID, Sequence[LoggedEvent]], list[AccountabilityFinding]]
+# An incident's leaves as stored: (index, leaf bytes).
+StoredLeaf = tuple[int, bytes]
+
+
+@dataclass(frozen=True)
+class LeafHeader:
+    """What the follower needs of a new leaf to know whose findings it may change."""
+
+    index: int
+    ce_type: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The leaf the follower could not get past, and why."""
+
+    index: int
+    incident_id: UUID
+    error: Exception
+
+    @property
+    def reason(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}"
+
+
+@dataclass(frozen=True)
+class Review:
+    """The outcome of one pass: where the cursor goes, the findings of the incidents reviewed
+    below it, and the stop, if a review failed."""
+
+    cursor: int
+    findings: Mapping[UUID, list[AccountabilityFinding]]
+    stop: Stop | None = None
+
+
+def incidents_touched(leaves: Sequence[LeafHeader]) -> dict[UUID, int]:
+    """The incidents whose findings the leaves may change, each with its first leaf among
+    them, in log order. Leaves about no incident (checkpoints, findings) change none."""
+    touched: dict[UUID, int] = {}
+    for leaf in leaves:
+        if leaf.ce_type not in RELEVANT_TYPES:
+            continue
+        try:
+            incident_id = UUID(leaf.subject)
+        except ValueError:
+            continue
+        touched.setdefault(incident_id, leaf.index)
+    return touched
+
+
+def review_leaves(
+    position: int,
+    leaves: Sequence[LeafHeader],
+    histories: Mapping[UUID, Sequence[StoredLeaf]],
+    compute: FindingsFunction,
+) -> Review:
+    """Review the incidents the leaves from `position` on touch, each over its history up to
+    the last of them (the log as it stood then), in the order the leaves touch them.
+
+    A review that raises stops the pass at the incident's first leaf: the cursor goes there,
+    with the findings of the incidents touched before it, and the next pass begins with it.
+    """
+    if [leaf.index for leaf in leaves] != list(range(position, position + len(leaves))):
+        raise ValueError(f"the leaves do not follow on from {position} without a gap")
+    end = position + len(leaves)
+    found: dict[UUID, list[AccountabilityFinding]] = {}
+    for incident_id, first in incidents_touched(leaves).items():
+        try:
+            events = [
+                LoggedEvent.from_leaf(index, leaf)
+                for index, leaf in histories.get(incident_id, ())
+                if index < end
+            ]
+            found[incident_id] = compute(incident_id, events)
+        except Exception as error:  # a defect of the judgement, never of the evidence
+            return Review(first, found, Stop(first, incident_id, error))
+    return Review(end, found)
+
+
+@dataclass
+class FollowerHealth:
+    """What this process saw of the follower last, for `/readyz`."""
+
+    stop: Stop | None = None
+    since: datetime | None = None
+    attempts: int = 0
+
+    def record(self, review: Review) -> None:
+        if review.stop is None:
+            self.stop, self.since, self.attempts = None, None, 0
+            return
+        if self.stop is None or self.stop.index != review.stop.index:
+            self.since, self.attempts = datetime.now(UTC), 0
+        self.stop = review.stop
+        self.attempts += 1
+
+    def readiness(self) -> str:
+        if self.stop is None or self.since is None:
+            return "ok"
+        return (
+            f"stopped at leaf {self.stop.index} (incident {self.stop.incident_id}) since "
+            f"{self.since:%Y-%m-%dT%H:%M:%SZ}, {self.attempts} attempt(s): {self.stop.reason}"
+        )
+
+    def retry_delay(self, longest: float) -> float:
+        """Doubling from FIRST_RETRY_SECONDS up to `longest`, with jitter."""
+        delay = min(FIRST_RETRY_SECONDS * 2 ** max(self.attempts - 1, 0), longest)
+        return delay * (0.5 + random.random() / 2)
+
+
+@dataclass
+class FindingsFollower:
+    """The worker: one pass per wake-up; one replica at a time holds the cursor."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    outbox: Outbox
+    compute: FindingsFunction
+    database_url: str
+    poll_seconds: float = 1.0
+    retry_max_seconds: float = 30.0
+    failures: Counter | None = None
+    health: FollowerHealth = field(default_factory=FollowerHealth)
+
+    async def run(self) -> None:
+        wakeup = Wakeup(self.database_url, store.APPENDED_CHANNEL)
+        try:
+            while True:
+                review, full = await self.follow_once()
+                if review is not None and review.stop is not None:
+                    delay = self.health.retry_delay(self.retry_max_seconds)
+                    log.error(
+                        "findings stopped at leaf %d (incident %s), attempt %d, retrying in "
+                        "%.1fs: %s",
+                        review.stop.index,
+                        review.stop.incident_id,
+                        self.health.attempts,
+                        delay,
+                        review.stop.reason,
+                        # The traceback once per leaf; then only that it still fails.
+                        exc_info=review.stop.error if self.health.attempts == 1 else None,
+                    )
+                    await asyncio.sleep(delay)
+                elif not full:
+                    await wakeup.wait(self.poll_seconds)
+        finally:
+            await wakeup.close()
+
+    async def follow_once(self) -> tuple[Review | None, bool]:
+        """One pass over up to BATCH_LEAVES new leaves; None when another replica holds the
+        cursor. Also says whether the batch was full (more may be waiting)."""
+        async with self.sessions() as session, session.begin():
+            await store.act_as_writer(session)
+            position = (
+                await session.execute(
+                    select(findings_cursor.c.position)
+                    .where(findings_cursor.c.id == 1)
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalar_one_or_none()
+            if position is None:
+                return None, False
+            leaves = [
+                LeafHeader(row.index, row.ce_type, row.subject)
+                for row in await session.execute(
+                    select(log_entries.c.index, log_entries.c.ce_type, log_entries.c.subject)
+                    .where(log_entries.c.index >= position)
+                    .order_by(log_entries.c.index)
+                    .limit(BATCH_LEAVES)
+                )
+            ]
+            if not leaves:
+                self.health.record(Review(position, {}))
+                return None, False
+            end = leaves[-1].index + 1
+            histories = await _histories(session, list(incidents_touched(leaves)), end)
+            review = review_leaves(position, leaves, histories, self.compute)
+            for incident_id, computed in review.findings.items():
+                await store_findings(session, self.outbox, incident_id, computed)
+            if review.cursor != position:
+                await session.execute(
+                    update(findings_cursor)
+                    .where(findings_cursor.c.id == 1)
+                    .values(position=review.cursor, updated_at=datetime.now(UTC))
+                )
+        self.health.record(review)
+        if review.stop is not None and self.failures is not None:
+            self.failures.inc()
+        return review, len(leaves) == BATCH_LEAVES
+
+
+HISTORIES = text(
+    "SELECT subject, index, leaf FROM audit.log_entries "
+    "WHERE subject = ANY(CAST(:subjects AS text[])) AND index < :end ORDER BY index"
+)
+
+
+async def _histories(
+    session: AsyncSession, incidents: Sequence[UUID], end: int
+) -> dict[UUID, list[StoredLeaf]]:
+    """Every leaf of each incident below `end`, in one indexed read."""
+    if not incidents:
+        return {}
+    rows = await session.execute(
+        HISTORIES, {"subjects": [str(incident) for incident in incidents], "end": end}
+    )
+    histories: dict[UUID, list[StoredLeaf]] = {incident: [] for incident in incidents}
+    for row in rows:
+        histories[UUID(row.subject)].append((row.index, bytes(row.leaf)))
+    return histories
+
+
+async def store_findings(
+    session: AsyncSession,
+    outbox: Outbox,
+    incident_id: UUID,
+    computed: Sequence[AccountabilityFinding],
+) -> list[AccountabilityFinding]:
+    """Store the findings not stored before and publish those; the rest are already known."""
+    if not computed:
+        return []
+    stored = await session.execute(
+        insert(findings_table)
+        .values(
+            [
+                {
+                    "finding_id": finding.finding_id,
+                    "incident_id": incident_id,
+                    "rule_id": finding.rule_id,
+                    "party": finding.party,
+                    "kind": finding.kind,
+                    "evidence": list(finding.evidence_log_indexes),
+                    "data": finding.model_dump(mode="json"),
+                }
+                for finding in computed
+            ]
+        )
+        .on_conflict_do_nothing()
+        .returning(findings_table.c.finding_id)
+    )
+    new = set(stored.scalars())
+    fresh = [finding for finding in computed if finding.finding_id in new]
+    await outbox.add(session, *(CloudEvent.new(SOURCE, finding, incident_id) for finding in fresh))
+    return fresh
+
+
+async def findings_position(session: AsyncSession) -> int:
+    """Leaves below this have been reviewed."""
+    return int(
+        (
+            await session.execute(
+                select(findings_cursor.c.position).where(findings_cursor.c.id == 1)
+            )
+        ).scalar_one()
+    )

@@ -1,0 +1,152 @@
+"""Every consumer decides about every type of the topics it reads (shared/kafka.py
+`HandlerTable`): handled types are claimed in the inbox and applied, ignored types are read past
+without a trace, and a type nobody decided about is refused when the service is composed, and
+dead-lettered should one arrive anyway. No database or broker: the decisions come first."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from shared import contracts
+from shared.db import service_metadata
+from shared.events import EVENT_TYPES, CloudEvent, topics
+from shared.events.models import NotificationDelivered, PersonalDataRead
+from shared.kafka import EventConsumer, HandlerTable, RecordPosition
+from shared.runtime import MessagingTables, ServiceRuntime
+from tests.support import CapturingProducer
+
+
+async def nothing(_session: Any, _event: CloudEvent, _position: RecordPosition) -> None:
+    raise AssertionError("an ignored or undecided type reached a handler")
+
+
+def types_on(topic: str) -> set[str]:
+    return {ce_type for ce_type, spec in EVENT_TYPES.items() if spec.topic == topic}
+
+
+@pytest.fixture(scope="module")
+def consumers() -> list[contracts.ConsumerSpec]:
+    """Every consumer as the services' `create_app` registers it (nothing connects)."""
+    return [spec for _, specs in contracts.services().values() for spec in specs]
+
+
+def test_every_consumer_decides_about_every_type_of_its_topics(
+    consumers: list[contracts.ConsumerSpec],
+) -> None:
+    assert {spec.group for spec in consumers} == {
+        "intake.status-projection",
+        "escalation.incidents",
+        "notification.escalations",
+        "audit.log",
+    }
+    for spec in consumers:
+        assert spec.handlers.undecided(spec.topics) == [], spec.group
+        assert spec.handlers.foreign(spec.topics) == [], spec.group
+        assert not spec.handlers.handled & spec.handlers.ignored, spec.group
+        for topic in spec.topics:  # a topic read for nothing is not read at all
+            assert spec.handlers.handled & types_on(topic), (spec.group, topic)
+
+
+def test_what_each_consumer_acts_on(consumers: list[contracts.ConsumerSpec]) -> None:
+    tables = {spec.group: spec.handlers for spec in consumers}
+    escalation = tables["escalation.incidents"]
+    # Deliveries and reads of personal data change no obligation: no inbox row for them.
+    assert {
+        "notification.delivered",
+        "notification.failed",
+        "incident.personal_data_read",
+    } == escalation.ignored
+    assert tables["notification.escalations"].handled == {"obligation.created"}
+    assert tables["intake.status-projection"].handled == {
+        "incident.status_changed",
+        "action.rejected",
+    }
+    # The log takes everything, whatever it is about.
+    assert tables["audit.log"].handled == set(EVENT_TYPES) and not tables["audit.log"].ignored
+
+
+def test_a_type_cannot_be_both_handled_and_ignored() -> None:
+    with pytest.raises(ValueError, match=r"notification\.delivered"):
+        HandlerTable({"notification.delivered": nothing}, frozenset({"notification.delivered"}))
+
+
+def test_a_new_type_on_a_topic_stops_the_service_until_its_consumers_decide() -> None:
+    runtime = ServiceRuntime(
+        "scratch", contracts.document_settings(), MessagingTables.of(service_metadata("scratch"))
+    )
+    every_type_but_one = types_on(topics.NOTIFICATIONS) - {"notification.failed"}
+    table = HandlerTable.of(nothing, every_type_but_one)
+    assert table.undecided([topics.NOTIFICATIONS]) == ["notification.failed"]
+    with pytest.raises(ValueError, match=r"notification\.failed"):
+        runtime.add_consumer("scratch.notifications", [topics.NOTIFICATIONS], table)
+    stale = HandlerTable.of(nothing, types_on(topics.NOTIFICATIONS) | {"obligation.created"})
+    assert stale.foreign([topics.NOTIFICATIONS]) == ["obligation.created"]
+    with pytest.raises(ValueError, match=r"obligation\.created"):
+        runtime.add_consumer("scratch.notifications", [topics.NOTIFICATIONS], stale)
+    assert runtime.consumer_registrations == []
+
+
+def record_of(event: CloudEvent, topic: str, offset: int) -> SimpleNamespace:
+    return SimpleNamespace(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        key=event.key,
+        value=event.value(),
+        headers=event.headers(),
+    )
+
+
+async def test_an_ignored_type_is_read_past_and_an_undecided_one_dead_lettered() -> None:
+    incident_id = uuid.uuid4()
+    delivered = CloudEvent.new(
+        "notification",
+        NotificationDelivered(
+            notification_id=uuid.uuid4(),
+            incident_id=incident_id,
+            obligation_id=uuid.uuid4(),
+            party="SFS:150626102",
+            channel="webhook",
+            contact="值班电话",
+            attempt=1,
+            outcome="DELIVERED",
+            latency_ms=12.5,
+            attempted_at=datetime.now(UTC),
+        ),
+        incident_id,
+    )
+    read = CloudEvent.new(
+        "intake",
+        PersonalDataRead(
+            incident_id=incident_id,
+            party="BLO",
+            subject="officer-1",
+            fields=("id_number",),
+            read_at=datetime.now(UTC),
+        ),
+        incident_id,
+    )
+    producer = CapturingProducer()
+    # No sessions and no inbox: reading past a type must need neither.
+    consumer = EventConsumer(
+        "scratch.reader",
+        [topics.INCIDENTS, topics.NOTIFICATIONS],
+        HandlerTable({}, frozenset(types_on(topics.NOTIFICATIONS))),
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        producer,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+    )
+    assert await consumer.process(record_of(delivered, topics.NOTIFICATIONS, 1)) == "ignored"
+    assert producer.sent == []
+    outcome = await consumer.process(record_of(read, topics.INCIDENTS, 2))
+    assert outcome == "dead-lettered"
+    (letter,) = producer.sent
+    assert letter["topic"] == "incidents.v1.dlq"
+    reason = dict(letter["headers"])["dlq_reason"].decode()
+    assert "incident.personal_data_read" in reason and "handle or ignore" in reason
