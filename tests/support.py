@@ -48,10 +48,20 @@ class WebhookSink:
         return [alert for alert in self.received if alert.get("incident_id") == incident_id]
 
     async def wait_for(
-        self, incident_id: str, parties: set[str], timeout: float = PATIENCE_SECONDS
+        self,
+        incident_id: str,
+        parties: set[str],
+        which: Callable[[dict[str, Any]], bool] = lambda _alert: True,
+        timeout: float = PATIENCE_SECONDS,
     ) -> list[dict[str, Any]]:
+        """Every alert about the incident, once each party got one `which` accepts (an incident
+        alerts one party about several duties, in no promised order)."""
+
+        def reached() -> set[str]:
+            return {alert["party"] for alert in self.for_incident(incident_id) if which(alert)}
+
         async with asyncio.timeout(timeout):
-            while not parties <= {alert["party"] for alert in self.for_incident(incident_id)}:
+            while not parties <= reached():
                 await asyncio.sleep(0.05)
         return self.for_incident(incident_id)
 

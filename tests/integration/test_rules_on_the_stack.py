@@ -46,8 +46,7 @@ async def test_R1_a_report_from_the_platform_alerts_the_sfs_to_respond(
     r1 = find(obligations, rule_id="R1")[0]
     assert r1["why"].startswith("依据 R1（预案四）")
     assert r1["plan_text"].startswith("突发事件发生后")
-    alerts = await webhook_sink.wait_for(incident_id, {f"SFS:{TUKE}"})
-    assert any(alert["rule_id"] == "R1" for alert in alerts)
+    await webhook_sink.wait_for(incident_id, {f"SFS:{TUKE}"}, lambda a: a["rule_id"] == "R1")
 
 
 async def test_R2_uncontrollable_first_response_reports_to_banner_and_activates_township_plan(
@@ -107,8 +106,9 @@ async def test_R4_search_failed_reports_up_and_gives_police_written_notice(
         (f"PPS:{TUKE}", "WRITTEN_NOTICE", "PROMPT"),
         (f"SFS:{TUKE}", "ASSIST_POLICE_SEARCH", "FOLLOW_UP"),
     }
-    alerts = await webhook_sink.wait_for(incident_id, {f"PPS:{TUKE}"})
-    assert any(alert["action"] == "WRITTEN_NOTICE" for alert in alerts)
+    await webhook_sink.wait_for(
+        incident_id, {f"PPS:{TUKE}"}, lambda alert: alert["action"] == "WRITTEN_NOTICE"
+    )
     await act(clients, incident_id, "FOUND")
     found = await obligations_when(
         clients,
