@@ -5,10 +5,19 @@ Intake accepts it; escalation's dry run evaluates the same body.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from shared.domain import PARTY_PATTERN, Category, Phase
 from shared.privacy import ID_NUMBER_PATTERN
@@ -23,8 +32,30 @@ def not_in_future(moment: datetime | None) -> datetime | None:
     return moment
 
 
+# C0 control characters other than tab and line breaks: no report needs them, and what intake
+# accepted must be storable by every consumer (JSONB, for one, refuses NUL). Refused at the
+# door, where the reporter can still fix them.
+UNSTORABLE_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def storable_text(value: str) -> str:
+    if (found := UNSTORABLE_CHARACTERS.search(value)) is not None:
+        raise ValueError(
+            f"contains U+{ord(found.group()):04X}: control characters other than tab and "
+            "line breaks cannot be stored"
+        )
+    return value
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _storable_strings(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return storable_text(value)
+        return value
 
 
 PastTime = Annotated[AwareDatetime, AfterValidator(not_in_future)]

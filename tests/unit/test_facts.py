@@ -163,3 +163,37 @@ def test_masked_hides_subject_names_typed_into_free_text():
     shown = masked(facts)
     assert shown["summary"] == "王**持刀，李*在场"
     assert shown["location"] == "王**家门口"
+
+
+# --- what intake accepts, every consumer can store ---------------------------------------------
+
+CONTROL_CHARACTERS = ["\x00", "\x01", "\x08", "\x0b", "\x0c", "\x1b", "\x1f"]
+
+
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS)
+@pytest.mark.parametrize(
+    "field",
+    ["location", "summary", "measures_taken", "persons_involved", "subjects", "reporter"],
+)
+def test_a_control_character_anywhere_in_a_report_is_refused(field, character):
+    """JSONB refuses NUL: a report intake accepted with one would be dead-lettered by escalation
+    and get no duties at all. No report needs a C0 control character, so none is accepted."""
+    value: object = f"a{character}b"
+    if field == "subjects":
+        value = [{"id": f"WS{character}1", "name": "王某某"}]
+    elif field == "reporter":
+        value = {"party": "SFS:150626102", "name": f"李{character}所长"}
+    with pytest.raises(ValidationError, match=f"U\\+{ord(character):04X}"):
+        report(**{field: value})
+
+
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS)
+def test_a_control_character_in_a_follow_up_is_refused(character):
+    with pytest.raises(ValidationError, match="control characters"):
+        FactsUpdate.model_validate({"summary": f"续报{character}内容"})
+
+
+def test_tabs_and_line_breaks_are_text_not_control():
+    text = "第一行\r\n第二行\n\t缩进"
+    assert report(summary=text).summary == text
+    assert FactsUpdate.model_validate({"measures_taken": text}).measures_taken == text

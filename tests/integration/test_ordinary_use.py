@@ -1,0 +1,53 @@
+"""What ordinary use of the running system must not break: odd text, facts recorded late,
+moves a closed incident refuses, impossible times."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.integration.helpers import find, obligations_when, violence_report
+
+TUKE = "150626102"
+
+# Text real reporters send: line breaks and tabs, emoji, separators, the longest summary allowed,
+# a C1 control character and DEL, a backslash escape typed out.
+ACCEPTED_TEXT = {
+    "line breaks and tabs": {"summary": "第一行\r\n第二行\n\t缩进"},
+    "emoji": {"summary": "现场😡有人受伤🚑", "location": "图克镇🏠"},
+    "unicode separators": {"summary": "甲\u2028乙\u2029丙\u00a0丁"},
+    "longest summary": {"summary": "冲" * 5000},
+    "C1 control and DEL": {"measures_taken": "已劝阻\x85已报警\x7f"},
+    "escape typed out": {"summary": "报文中有\\u0000字样"},
+    "odd subject id": {"subjects": [{"id": "SQJZ/2024#0107 α", "name": "王某某"}]},
+}
+
+
+async def test_a_control_character_is_refused_at_the_door_with_the_field_named(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    """A NUL used to be accepted (201) and then dead-lettered by escalation: no duties, no
+    alerts, no police call, and the reporter never told."""
+    response = await clients["intake"].post(
+        "/v1/incidents", json=violence_report(summary="a\u0000b")
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    (error,) = response.json()["errors"]
+    assert error["field"] == "summary" and "U+0000" in error["message"]
+
+
+@pytest.mark.parametrize("text", list(ACCEPTED_TEXT.values()), ids=list(ACCEPTED_TEXT))
+async def test_every_accepted_report_yields_its_duties(
+    clients: dict[str, httpx.AsyncClient], text: dict
+) -> None:
+    """R1 and R6 for each report intake answered 201: nothing accepted is refused downstream."""
+    response = await clients["intake"].post("/v1/incidents", json=violence_report(**text))
+    assert response.status_code == 201, response.text
+    incident_id = response.json()["id"]
+    body = await obligations_when(
+        clients,
+        incident_id,
+        lambda body: find(body, rule_id="R1") and find(body, rule_id="R6"),
+    )
+    assert find(body, rule_id="R6", party=f"PPS:{TUKE}", action="CALL_POLICE")
