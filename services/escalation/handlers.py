@@ -12,7 +12,6 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.escalation import lifecycle
 from services.escalation.models import drills, incidents, obligations, subject_signs, timers
 from services.escalation.rules import (
     Evidence,
@@ -23,6 +22,7 @@ from services.escalation.rules import (
     missing_report_fields,
 )
 from services.escalation.store import Store, facts_of
+from shared import lifecycle
 from shared.domain import LifecycleStatus, Phase, party_code
 from shared.events import CloudEvent
 from shared.events.models import (

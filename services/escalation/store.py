@@ -17,7 +17,6 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.escalation import lifecycle
 from services.escalation.models import incidents, obligations, subject_signs, timers
 from services.escalation.rules import (
     Decision,
@@ -29,6 +28,7 @@ from services.escalation.rules import (
     ladder_step,
     recurrence,
 )
+from shared import lifecycle
 from shared.domain import LifecycleStatus
 from shared.events import CloudEvent
 from shared.events.models import (

@@ -3,10 +3,18 @@ moves a closed incident refuses, impossible times."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 
-from tests.integration.helpers import find, obligations_when, violence_report
+from tests.integration.helpers import (
+    act,
+    find,
+    obligations_when,
+    report,
+    violence_report,
+)
 
 TUKE = "150626102"
 
@@ -51,3 +59,31 @@ async def test_every_accepted_report_yields_its_duties(
         lambda body: find(body, rule_id="R1") and find(body, rule_id="R6"),
     )
     assert find(body, rule_id="R6", party=f"PPS:{TUKE}", action="CALL_POLICE")
+
+
+async def test_on_scene_recorded_after_controlled_meets_the_duty_and_keeps_the_status(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    """Officers record after the fact: CONTROLLED first, then that they had been on the scene.
+    The late fact meets R6's GO_ON_SCENE; only the move back to RESPONDING is refused."""
+    incident_id = await report(clients)
+    await obligations_when(clients, incident_id, lambda body: find(body, action="GO_ON_SCENE"))
+    on_scene_at = datetime.now(UTC) - timedelta(minutes=1)
+    await act(clients, incident_id, "CONTROLLED")
+    await obligations_when(clients, incident_id, lambda body: body["status"] == "CONTROLLED")
+    response = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/actions",
+        json={
+            "action": "ON_SCENE",
+            "party": f"SFS:{TUKE}",
+            "actor_name": "李明",
+            "occurred_at": on_scene_at.isoformat(),
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = await obligations_when(
+        clients, incident_id, lambda body: find(body, action="GO_ON_SCENE", status="MET")
+    )
+    assert body["status"] == "CONTROLLED"
+    met_at = datetime.fromisoformat(find(body, action="GO_ON_SCENE")[0]["met_at"])
+    assert met_at == on_scene_at

@@ -1,10 +1,12 @@
-"""The incident lifecycle table (services/escalation/lifecycle.py)."""
+"""The incident lifecycle table (shared/lifecycle.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.escalation.lifecycle import (
+from shared.domain import ActionCode as A
+from shared.domain import LifecycleStatus as S
+from shared.lifecycle import (
     OPEN,
     TIMER_TRANSITIONS,
     TRANSITIONS,
@@ -12,8 +14,6 @@ from services.escalation.lifecycle import (
     apply_timer,
     is_open,
 )
-from shared.domain import ActionCode as A
-from shared.domain import LifecycleStatus as S
 
 ACCEPTED = [
     # (state, action, new state)
@@ -40,11 +40,12 @@ ACCEPTED = [
 REFUSED = [
     (S.REPORTED, A.SEARCH_FAILED),
     (S.RESPONDING, A.SEARCH_FAILED),
-    (S.RESPONDING, A.FIRST_RESPONSE_STARTED),
     (S.REPORTED, A.FOUND),
     (S.SEARCHING, A.UNCONTROLLABLE),
     (S.CONTROLLED, A.CONTROLLED),
-    (S.CONTROLLED, A.ON_SCENE),
+    (S.CONTROLLED, A.UNCONTROLLABLE),
+    (S.CLOSED, A.CLOSED),
+    (S.CLOSED, A.ON_SCENE),
     (S.REPORTED, A.INVESTIGATION_REPORT_FILED),
     (S.CONTROLLED, A.INVESTIGATION_REPORT_FILED),
     (S.REVIEWED, A.INVESTIGATION_REPORT_FILED),
@@ -94,6 +95,34 @@ def test_action_without_transition_is_recorded_and_keeps_an_open_state(status, a
     assert not result.changed
     assert result.status is status
     assert result.reason == f"{action} recorded"
+
+
+# Facts recorded after the incident has moved past them (officers record after the fact).
+LATE = [
+    (S.CONTROLLED, A.ON_SCENE),
+    (S.SEARCHING, A.ON_SCENE),
+    (S.RESPONDING, A.FIRST_RESPONSE_STARTED),
+    (S.CONTROLLED, A.FIRST_RESPONSE_STARTED),
+    (S.ESCALATED, A.SEARCH_STARTED),
+    (S.CONTROLLED, A.SEARCH_STARTED),
+    (S.ESCALATED, A.SEARCH_FAILED),
+    (S.CONTROLLED, A.FOUND),
+]
+
+
+@pytest.mark.parametrize(("status", "action"), LATE)
+def test_a_fact_recorded_late_is_accepted_and_only_the_status_move_is_not(status, action):
+    """CONTROLLED, then ON_SCENE recorded after the fact: the action stands (it meets
+    GO_ON_SCENE, R6); the incident does not go back to RESPONDING."""
+    result = apply(status, action)
+    assert (result.accepted, result.changed, result.status) == (True, False, status)
+    assert result.reason == f"{action} recorded; status stays {status}"
+
+
+@pytest.mark.parametrize("action", sorted(TRANSITIONS))
+def test_nothing_is_recorded_late_on_a_closed_incident(action):
+    for status in (S.CLOSED, S.REVIEWED):
+        assert status not in TRANSITIONS[action].recorded_in
 
 
 def test_on_scene_while_responding_is_accepted_without_change():
