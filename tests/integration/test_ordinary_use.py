@@ -87,3 +87,45 @@ async def test_on_scene_recorded_after_controlled_meets_the_duty_and_keeps_the_s
     assert body["status"] == "CONTROLLED"
     met_at = datetime.fromisoformat(find(body, action="GO_ON_SCENE")[0]["met_at"])
     assert met_at == on_scene_at
+
+
+async def test_what_a_closed_incident_refuses_is_refused_at_once_naming_the_status(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    """A second CLOSED, an action after CLOSED, a 续报 on a closed incident: 409 to the caller,
+    not 201 and a refusal later, out of sight. R14's investigation report is still taken."""
+    incident_id = await report(clients, category="OTHER", phase="OCCURRED")
+    for action in ("FIRST_RESPONSE_STARTED", "CONTROLLED", "CLOSED"):
+        await act(clients, incident_id, action)  # one after the other, as fast as they come
+    for action in ("CLOSED", "ON_SCENE", "POLICE_CALLED"):
+        response = await clients["intake"].post(
+            f"/v1/incidents/{incident_id}/actions",
+            json={"action": action, "party": f"SFS:{TUKE}", "actor_name": "李明"},
+        )
+        assert response.status_code == 409, (action, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["incident_status"] == "CLOSED"
+        assert "CLOSED" in response.json()["detail"]
+    follow_up = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/reports",
+        json={
+            "kind": "FOLLOW_UP",
+            "reporter": {"party": f"SFS:{TUKE}", "name": "李明"},
+            "text": "续报：对象情绪稳定。",
+        },
+    )
+    assert follow_up.status_code == 409, follow_up.text
+    assert follow_up.json()["incident_status"] == "CLOSED"
+    shown = (await clients["intake"].get(f"/v1/incidents/{incident_id}")).json()
+    assert [a["action"] for a in shown["actions"]] == [
+        "FIRST_RESPONSE_STARTED",
+        "CONTROLLED",
+        "CLOSED",
+    ]
+    assert [r["kind"] for r in shown["reports"]] == ["INITIAL"]
+    filed = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/actions",
+        json={"action": "INVESTIGATION_REPORT_FILED", "party": "BJO", "actor_name": "王主任"},
+    )
+    assert filed.status_code == 201, filed.text
+    await obligations_when(clients, incident_id, lambda body: body["status"] == "REVIEWED")
