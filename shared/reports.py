@@ -22,12 +22,13 @@ from pydantic import (
 from shared.domain import PARTY_PATTERN, Category, Phase
 from shared.privacy import ID_NUMBER_PATTERN
 
-# Clocks of phones and platforms drift; beyond this a time in the future is a mistake.
-FUTURE_SKEW = timedelta(minutes=5)
+# Clocks of phones and platforms drift; beyond this a time in the future, or an action before
+# the incident it is about, is a mistake.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def not_in_future(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment > datetime.now(UTC) + FUTURE_SKEW:
+    if moment is not None and moment > datetime.now(UTC) + CLOCK_SKEW:
         raise ValueError("lies in the future")
     return moment
 

@@ -37,7 +37,7 @@ from shared.events.models import (
 )
 from shared.pii import PiiCipher
 from shared.problems import Problem, not_found
-from shared.reports import IncidentIn, ReporterIn
+from shared.reports import CLOCK_SKEW, IncidentIn, ReporterIn
 from shared.runtime import DatabaseSession, runtime_of
 
 SOURCE = "intake"
@@ -227,6 +227,13 @@ async def record_action(
             current, f"{body.action} is not possible while the incident is {current}."
         )
     now = datetime.now(UTC)
+    if body.occurred_at is not None:
+        earliest = incident_facts.earliest_known_time(incident.facts, incident.reported_at)
+        if body.occurred_at < earliest - CLOCK_SKEW:
+            raise invalid_field(
+                "occurred_at",
+                f"lies before the incident itself (known since {earliest.isoformat()})",
+            )
     action_id = uuid4()
     row = {
         "id": action_id,

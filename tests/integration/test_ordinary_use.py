@@ -129,3 +129,39 @@ async def test_what_a_closed_incident_refuses_is_refused_at_once_naming_the_stat
     )
     assert filed.status_code == 201, filed.text
     await obligations_when(clients, incident_id, lambda body: body["status"] == "REVIEWED")
+
+
+@pytest.mark.parametrize(
+    "before_incident",
+    [timedelta(days=3), timedelta(days=365 * 26)],
+    ids=["three days before", "the year 2000"],
+)
+async def test_an_action_dated_before_the_incident_is_refused(
+    clients: dict[str, httpx.AsyncClient], before_incident: timedelta
+) -> None:
+    """An action cannot meet duties that did not exist yet: its time may precede the earliest
+    known time of the incident (occurred, discovered, reported) only by clock skew."""
+    occurred_at = datetime.now(UTC) - timedelta(minutes=30)
+    incident_id = await report(clients, occurred_at=occurred_at.isoformat())
+
+    async def on_scene(at: datetime) -> httpx.Response:
+        return await clients["intake"].post(
+            f"/v1/incidents/{incident_id}/actions",
+            json={
+                "action": "ON_SCENE",
+                "party": f"SFS:{TUKE}",
+                "actor_name": "李明",
+                "occurred_at": at.isoformat(),
+            },
+        )
+
+    refused = await on_scene(occurred_at - before_incident)
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    (error,) = refused.json()["errors"]
+    assert error["field"] == "occurred_at" and "before the incident" in error["message"]
+    # Within the clock skew of the earliest known time, it is a fact like any other.
+    accepted = await on_scene(occurred_at - timedelta(minutes=2))
+    assert accepted.status_code == 201, accepted.text
+    shown = (await clients["intake"].get(f"/v1/incidents/{incident_id}")).json()
+    assert len(shown["actions"]) == 1

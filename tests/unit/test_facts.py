@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from shared.directory import Township
 from shared.domain import Category, Phase
 from shared.events.models import IncidentFacts
-from shared.facts import apply_changes, event_facts, initial_facts, masked
+from shared.facts import apply_changes, earliest_known_time, event_facts, initial_facts, masked
 from shared.reports import FactsUpdate, IncidentIn
 
 TUKE = Township(code="150626102", name="图克镇")
@@ -197,3 +197,14 @@ def test_tabs_and_line_breaks_are_text_not_control():
     text = "第一行\r\n第二行\n\t缩进"
     assert report(summary=text).summary == text
     assert FactsUpdate.model_validate({"measures_taken": text}).measures_taken == text
+
+
+def test_earliest_known_time_is_the_first_of_occurred_discovered_and_reported():
+    reported_at = OCCURRED + timedelta(hours=2)
+    facts = stored()
+    assert earliest_known_time(facts, reported_at) == OCCURRED
+    discovered = OCCURRED - timedelta(minutes=30)
+    facts = {**facts, "discovered_at": discovered.isoformat()}
+    assert earliest_known_time(facts, reported_at) == discovered
+    unstated = {**facts, "occurred_at": None, "discovered_at": None}
+    assert earliest_known_time(unstated, reported_at) == reported_at
