@@ -537,12 +537,13 @@ def ladder_step(
 def recurrence(
     policy: Policy, obligation: ObligationView, at: datetime, party_names: Mapping[str, str]
 ) -> ObligationSpec | None:
-    """R9-style duties come due again `recurs` after they are met or missed."""
+    """R9-style duties come due again `recurs` after they are met or missed: a day after the
+    last follow-up, however early it came, not a day after the previous due time."""
     spec = policy.actions[obligation.action]
     if spec.recurs is None:
         return None
     deadline = policy.deadlines[spec.recurs]
-    due_at = max(at, obligation.due_at) + deadline.duration
+    due_at = at + deadline.duration
     return ObligationSpec(
         id=obligation_id(
             obligation.incident_id,

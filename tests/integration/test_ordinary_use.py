@@ -165,3 +165,28 @@ async def test_an_action_dated_before_the_incident_is_refused(
     assert accepted.status_code == 201, accepted.text
     shown = (await clients["intake"].get(f"/v1/incidents/{incident_id}")).json()
     assert len(shown["actions"]) == 1
+
+
+async def test_R9_the_next_follow_up_is_due_a_day_after_the_last_one(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    """A 续报 soon after the report: the next is due 24 h after it, not 24 h after the first
+    due time (which made follow-ups every 48 h)."""
+    incident_id = await report(clients, category="OTHER", phase="OCCURRED")
+    await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R9"))
+    response = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/reports",
+        json={
+            "kind": "FOLLOW_UP",
+            "reporter": {"party": f"SFS:{TUKE}", "name": "李明"},
+            "text": "续报：对象已被控制，情绪稳定。",
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = await obligations_when(
+        clients, incident_id, lambda body: len(find(body, rule_id="R9")) == 2
+    )
+    done, following = find(body, rule_id="R9")
+    assert (done["status"], following["status"]) == ("MET", "PENDING")
+    last_follow_up = datetime.fromisoformat(done["met_at"])
+    assert datetime.fromisoformat(following["due_at"]) == last_follow_up + timedelta(hours=24)

@@ -575,10 +575,12 @@ def test_R9_follow_up_recurs_after_it_is_met_or_missed(policy, party_names):
     first = view_of(of_rule(decision, "R9")[0])
     due = first.due_at
 
-    met_early = recurrence(policy, first, due - timedelta(hours=20), party_names)
+    met_at = due - timedelta(hours=20)
+    met_early = recurrence(policy, first, met_at, party_names)
     assert met_early is not None
-    # Met early: the next one is due a day after the previous due time, not after the report.
-    assert met_early.due_at == due + DAY
+    # Met early: the next one is due a day after this follow-up, not after the previous due
+    # time (which would leave 44 hours between follow-ups).
+    assert met_early.due_at == met_at + DAY
     assert (met_early.rule_id, met_early.party, met_early.action) == (
         "R9",
         SFS,
@@ -604,6 +606,22 @@ def test_R9_follow_up_recurs_after_it_is_met_or_missed(policy, party_names):
     assert following is not None
     assert following.id not in {first.id, missed.id}
     assert following.due_at == missed.due_at + DAY
+
+
+@pytest.mark.parametrize("hours_after_report", [1, 12, 23, 30])
+def test_R9_the_next_follow_up_is_due_a_day_after_the_last_one(
+    policy, party_names, hours_after_report
+):
+    """A 续报 an hour after the report makes the next due 24 h later, not 47 h later."""
+    decision = evaluate(
+        policy, situation(make_facts(Category.OTHER, Phase.OCCURRED)), trigger(), party_names
+    )
+    first = view_of(of_rule(decision, "R9")[0])
+    filed_at = REPORTED_AT + timedelta(hours=hours_after_report)
+    following = recurrence(policy, first, filed_at, party_names)
+    assert following is not None
+    assert following.due_at == filed_at + DAY
+    assert f"截止 {following.due_at.isoformat(timespec='seconds')}" in following.explanation
 
 
 @pytest.mark.parametrize("action", list(policy_dict()["actions"]))
