@@ -20,6 +20,7 @@ from services.escalation.rules import (
     is_met_by,
     is_waived_by,
     missing_report_fields,
+    outlives_closure,
 )
 from services.escalation.store import Store, facts_of
 from shared import lifecycle
@@ -171,6 +172,8 @@ class EscalationHandlers:
                     f"{recorded.action} 后不再需要",
                     recorded.recorded_at,
                 )
+        if transition.changed and transition.status == LifecycleStatus.CLOSED:
+            await self.store.close_out(session, incident, recorded.recorded_at)
         await self._cancel_timers(session, incident.id, recorded)
         decision = evaluate(
             self.store.policy,
@@ -245,7 +248,7 @@ class EscalationHandlers:
     ) -> None:
         """Nobody confirmed the alert: the next level up is told and supervises it."""
         incident = await self.store.locked_incident(session, gave_up.incident_id)
-        if incident is None or not lifecycle.is_open(LifecycleStatus(incident.status)):
+        if incident is None:
             return
         obligation = (
             await session.execute(
@@ -255,6 +258,10 @@ class EscalationHandlers:
             )
         ).first()
         if obligation is None or obligation.status != "PENDING":
+            return
+        if not lifecycle.is_open(LifecycleStatus(incident.status)) and not outlives_closure(
+            self.store.policy, obligation.rule_id
+        ):
             return
         await self.store.escalate_unacknowledged(
             session, incident, obligation, gave_up.given_up_at, event.id

@@ -471,6 +471,12 @@ class ObligationView:
     township_code: str
 
 
+def outlives_closure(policy: Policy, rule_id: str) -> bool:
+    """Duties of a rule that closure itself triggers (R14's investigation report) are pursued on
+    a closed incident, up the ladder too; every other duty ends with the incident."""
+    return any(rule.id == rule_id and "action:CLOSED" in rule.trigger for rule in policy.rules)
+
+
 def ladder_step(
     policy: Policy,
     obligation: ObligationView,

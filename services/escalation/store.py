@@ -26,6 +26,7 @@ from services.escalation.rules import (
     PriorSigns,
     Situation,
     ladder_step,
+    outlives_closure,
     recurrence,
 )
 from shared import lifecycle
@@ -328,19 +329,47 @@ class Store:
     async def miss(
         self, session: AsyncSession, incident: Row, obligation: Row, at: datetime
     ) -> None:
-        """Past due: MISSED, and while the incident is open the next level takes it up."""
+        """Past due: MISSED, and while the incident is open the next level takes it up (after
+        closure too, for a duty the closure itself calls for: R14's investigation report)."""
         still_open = lifecycle.is_open(LifecycleStatus(incident.status))
+        pursued = still_open or outlives_closure(self.policy, obligation.rule_id)
         view = view_of(obligation, incident.facts["township_code"])
         supervisor = (
-            ladder_step(self.policy, view, "missed", at, self.party_names) if still_open else None
+            ladder_step(self.policy, view, "missed", at, self.party_names) if pursued else None
         )
+        await self._missed(
+            session,
+            incident,
+            obligation,
+            at,
+            f"逾期，升级至 {supervisor.party}" if supervisor else "逾期",
+            supervisor.party if supervisor else None,
+        )
+        follow_on = recurrence(self.policy, view, at, self.party_names) if still_open else None
+        await self.add_obligations(
+            session, incident, [spec for spec in (supervisor, follow_on) if spec], obligation.id
+        )
+
+    async def close_out(self, session: AsyncSession, incident: Row, at: datetime) -> None:
+        """The incident is closed: every duty still pending ends with it. Undone at closure is
+        omitted (R11), so each is MISSED, with the closure as the reason; duties the policy
+        waives on closure have been waived already."""
+        for obligation in await self.pending(session, incident.id):
+            await self._missed(session, incident, obligation, at, "事件已结束，仍未办理", None)
+
+    async def _missed(
+        self,
+        session: AsyncSession,
+        incident: Row,
+        obligation: Row,
+        at: datetime,
+        reason: str,
+        escalated_to: str | None,
+    ) -> None:
         await session.execute(
             update(obligations)
             .where(obligations.c.id == obligation.id)
-            .values(
-                status="MISSED",
-                closed_reason=(f"逾期，升级至 {supervisor.party}" if supervisor else "逾期"),
-            )
+            .values(status="MISSED", closed_reason=reason)
         )
         await self.publish(
             session,
@@ -353,13 +382,9 @@ class Store:
                 rule_id=obligation.rule_id,
                 due_at=obligation.due_at,
                 missed_at=at,
-                escalated_to=supervisor.party if supervisor else None,
+                escalated_to=escalated_to,
                 drill=obligation.drill,
             ),
-        )
-        follow_on = recurrence(self.policy, view, at, self.party_names) if still_open else None
-        await self.add_obligations(
-            session, incident, [spec for spec in (supervisor, follow_on) if spec], obligation.id
         )
 
     async def escalate_unacknowledged(

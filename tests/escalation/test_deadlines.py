@@ -185,3 +185,26 @@ async def test_pending_deadlines_survive_a_killed_service_and_fire_once(fast, fa
         if e["ce_type"] == "deadline.missed" and e["event"]["data"]["obligation_id"] == r1["id"]
     ]
     assert len(missed_r1) == 1
+
+
+async def test_R14_a_late_investigation_report_goes_up_to_the_banner(fast) -> None:
+    """R14's duty lives on a closed incident: missed, the BJO → BLO step of the ladder fires."""
+    incident_id = await report(fast, category="OTHER", phase="OCCURRED")
+    for action in ("FIRST_RESPONSE_STARTED", "CONTROLLED", "CLOSED"):
+        await act(fast, incident_id, action)
+
+    def supervised_investigation(body: dict) -> list[dict[str, Any]]:
+        investigation = find(body, rule_id="R14", action="INVESTIGATION_REPORT")
+        return investigation and find(body, escalated_from=investigation[0]["id"])
+
+    body = await obligations_when(fast, incident_id, supervised_investigation)
+    investigation = find(body, rule_id="R14", action="INVESTIGATION_REPORT")[0]
+    assert investigation["status"] == "MISSED"
+    assert investigation["closed_reason"] == "逾期，升级至 BLO"
+    (supervisor,) = supervised_investigation(body)
+    assert (supervisor["party"], supervisor["action"], supervisor["rule_id"]) == (
+        "BLO",
+        "SUPERVISE",
+        "R14",
+    )
+    assert body["status"] == "CLOSED"

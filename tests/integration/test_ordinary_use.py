@@ -190,3 +190,27 @@ async def test_R9_the_next_follow_up_is_due_a_day_after_the_last_one(
     assert (done["status"], following["status"]) == ("MET", "PENDING")
     last_follow_up = datetime.fromisoformat(done["met_at"])
     assert datetime.fromisoformat(following["due_at"]) == last_follow_up + timedelta(hours=24)
+
+
+async def test_closing_ends_every_duty_still_open_but_the_investigation_report(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    """After CLOSED nothing stays pending on the obligations page: what the policy waives on
+    closure (R9) is waived, what is still undone is missed with the closure as the reason (R11),
+    and R14's investigation report is due."""
+    incident_id = await report(clients)
+    await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R6"))
+    for action in ("CONTROLLED", "CLOSED"):
+        await act(clients, incident_id, action)
+    body = await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R14"))
+    assert [o["status"] for o in find(body, rule_id="R14")] == ["PENDING"]
+    still_pending = [
+        (o["rule_id"], o["action"])
+        for o in body["obligations"]
+        if o["status"] == "PENDING" and o["rule_id"] != "R14"
+    ]
+    assert still_pending == []
+    police = find(body, rule_id="R6", action="CALL_POLICE")[0]
+    assert (police["status"], police["closed_reason"]) == ("MISSED", "事件已结束，仍未办理")
+    assert [o["status"] for o in find(body, rule_id="R9")] == ["WAIVED"]
+    assert [o["status"] for o in find(body, rule_id="R1")] == ["MET"]  # CONTROLLED met it

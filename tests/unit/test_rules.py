@@ -35,6 +35,7 @@ from services.escalation.rules import (
     merge,
     missing_report_fields,
     obligation_id,
+    outlives_closure,
     recurrence,
     repeated_signs,
 )
@@ -874,6 +875,12 @@ def test_condition_reasons_name_the_matched_facts(policy):
 )
 def test_duration_words(duration, words):
     assert duration_words(duration) == words
+
+
+def test_R14_the_investigation_report_outlives_closure_and_nothing_else_does(policy):
+    """Closing ends every duty but the one closing calls for; that one is still pursued up the
+    ladder (BJO → BLO) when it is missed."""
+    assert [rule.id for rule in policy.rules if outlives_closure(policy, rule.id)] == ["R14"]
 
 
 # --- the ladder -------------------------------------------------------------------------------
