@@ -157,14 +157,13 @@ class EscalationHandlers:
         await self.store.change_status(session, incident, transition, recorded.recorded_at)
         incident = await self.store.locked_incident(session, recorded.incident_id)
         assert incident is not None
-        pending = await self.store.pending(session, recorded.incident_id)
         evidence = Evidence("action", recorded.action)
-        for obligation in pending:
+        for obligation in await self.store.meetable(session, recorded.incident_id):
             if is_met_by(self.store.policy, obligation.action, evidence):
-                await self.store.meet(
-                    session, incident, obligation, recorded.occurred_at, event.id, pending
-                )
-            elif is_waived_by(self.store.policy, obligation.action, recorded.action):
+                await self.store.meet(session, incident, obligation, recorded.occurred_at, event.id)
+            elif obligation.status == "PENDING" and is_waived_by(
+                self.store.policy, obligation.action, recorded.action
+            ):
                 await self.store.waive(
                     session,
                     incident,
@@ -220,12 +219,9 @@ class EscalationHandlers:
         assert incident is not None
         complete = not missing_report_fields(self.store.policy, facts_of(incident))
         evidence = Evidence("report", report_complete=complete)
-        pending = await self.store.pending(session, report.incident_id)
-        for obligation in pending:
+        for obligation in await self.store.meetable(session, report.incident_id):
             if is_met_by(self.store.policy, obligation.action, evidence):
-                await self.store.meet(
-                    session, incident, obligation, report.filed_at, event.id, pending
-                )
+                await self.store.meet(session, incident, obligation, report.filed_at, event.id)
 
     async def on_acknowledged(
         self, session: AsyncSession, event: CloudEvent, ack: NotificationAcknowledged
@@ -234,14 +230,11 @@ class EscalationHandlers:
         incident = await self.store.locked_incident(session, ack.incident_id)
         if incident is None:
             return  # an alert this service did not ask for
-        pending = await self.store.pending(session, ack.incident_id)
-        for obligation in pending:
+        for obligation in await self.store.meetable(session, ack.incident_id):
             if obligation.id == ack.obligation_id and is_met_by(
                 self.store.policy, obligation.action, Evidence("ack")
             ):
-                await self.store.meet(
-                    session, incident, obligation, ack.acknowledged_at, event.id, pending
-                )
+                await self.store.meet(session, incident, obligation, ack.acknowledged_at, event.id)
 
     async def on_unacknowledged(
         self, session: AsyncSession, event: CloudEvent, gave_up: NotificationUnacknowledged

@@ -8,7 +8,7 @@ Handlers load the policy once, describe the incident (`Situation`) and what just
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -452,6 +452,28 @@ def is_met_by(policy: Policy, obligation_action: str, evidence: Evidence | Actio
 
 def is_waived_by(policy: Policy, obligation_action: str, action: ActionCode) -> bool:
     return action in policy.actions[obligation_action].waived_by
+
+
+def met_status(status: str, met_at: datetime, due_at: datetime) -> Literal["MET", "MET_LATE"]:
+    """A duty done after its due time, or done once it had been missed, is met late (R10)."""
+    return "MET_LATE" if status == "MISSED" or met_at > due_at else "MET"
+
+
+def caused_by(done: UUID, escalations: Iterable[tuple[UUID, UUID | None]]) -> set[UUID]:
+    """Every supervision that `done` caused, rung after rung: (id, escalated_from) pairs in,
+    the ids that trace back to `done` out (a missed supervision has its own supervisor)."""
+    supervisors: dict[UUID, list[UUID]] = {}
+    for obligation, escalated_from in escalations:
+        if escalated_from is not None:
+            supervisors.setdefault(escalated_from, []).append(obligation)
+    caused: set[UUID] = set()
+    rungs = [done]
+    while rungs:
+        for supervisor in supervisors.get(rungs.pop(), ()):
+            if supervisor not in caused:
+                caused.add(supervisor)
+                rungs.append(supervisor)
+    return caused
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ from services.escalation.rules import (
     Policy,
     PriorSigns,
     Situation,
+    caused_by,
     ladder_step,
+    met_status,
     outlives_closure,
     recurrence,
 )
@@ -261,6 +263,23 @@ class Store:
             ).all()
         )
 
+    async def meetable(self, session: AsyncSession, incident_id: UUID) -> list[Row]:
+        """Duties an action, report or acknowledgement may still meet: the pending ones, and
+        the missed ones, which work done late turns into MET_LATE (R10)."""
+        return list(
+            (
+                await session.execute(
+                    select(obligations)
+                    .where(
+                        obligations.c.incident_id == incident_id,
+                        obligations.c.status.in_(("PENDING", "MISSED")),
+                    )
+                    .order_by(obligations.c.due_at)
+                    .with_for_update()
+                )
+            ).all()
+        )
+
     async def meet(
         self,
         session: AsyncSession,
@@ -268,10 +287,10 @@ class Store:
         obligation: Row,
         met_at: datetime,
         event_id: UUID,
-        supervision: list[Row],
     ) -> None:
-        """Mark an obligation met (late, if after its due time); its supervisors stand down."""
-        status = "MET" if met_at <= obligation.due_at else "MET_LATE"
+        """Mark an obligation met (late, if after its due time or once missed); every
+        supervision it caused stands down."""
+        status = met_status(obligation.status, met_at, obligation.due_at)
         await session.execute(
             update(obligations)
             .where(obligations.c.id == obligation.id)
@@ -291,9 +310,7 @@ class Store:
                 drill=obligation.drill,
             ),
         )
-        for supervisor in supervision:
-            if supervisor.escalated_from == obligation.id:
-                await self.waive(session, incident, supervisor, "原事项已办结", met_at)
+        await self.stand_down(session, incident, obligation.id, met_at)
         if lifecycle.is_open(LifecycleStatus(incident.status)):
             follow_on = recurrence(
                 self.policy,
@@ -303,6 +320,26 @@ class Store:
             )
             if follow_on is not None:
                 await self.add_obligations(session, incident, [follow_on], event_id)
+
+    async def stand_down(
+        self, session: AsyncSession, incident: Row, done_id: UUID, at: datetime
+    ) -> None:
+        """Waive every pending supervision caused by `done_id`, rung after rung: a supervision
+        that was itself missed has its own supervisor, which stands down as well."""
+        escalated = (
+            await session.execute(
+                select(obligations)
+                .where(
+                    obligations.c.incident_id == incident.id,
+                    obligations.c.escalated_from.is_not(None),
+                )
+                .with_for_update()
+            )
+        ).all()
+        caused = caused_by(done_id, ((row.id, row.escalated_from) for row in escalated))
+        for row in escalated:
+            if row.id in caused and row.status == "PENDING":
+                await self.waive(session, incident, row, "原事项已办结", at)
 
     async def waive(
         self, session: AsyncSession, incident: Row, obligation: Row, reason: str, at: datetime

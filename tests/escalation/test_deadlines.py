@@ -208,3 +208,36 @@ async def test_R14_a_late_investigation_report_goes_up_to_the_banner(fast) -> No
         "R14",
     )
     assert body["status"] == "CLOSED"
+
+
+async def test_R10_work_done_after_it_was_missed_is_met_late_and_escalation_stands_down(
+    fast,
+) -> None:
+    """R1 missed and supervised by the TCG; the first response is then recorded: R1 becomes
+    MET_LATE and every supervision it caused is waived ("原事项已办结") instead of climbing."""
+    incident_id = await report(fast, category="OTHER", phase="OCCURRED")
+
+    def chain(body: dict) -> list[dict[str, Any]]:
+        """R1's obligation and whoever supervised it, one rung after the other."""
+        links = find(body, rule_id="R1", action="START_FIRST_RESPONSE")[:1]
+        while links and (escalated := find(body, escalated_from=links[-1]["id"])):
+            links.append(escalated[0])
+        return links
+
+    await obligations_when(fast, incident_id, lambda body: len(chain(body)) >= 2)
+    await act(fast, incident_id, "FIRST_RESPONSE_STARTED")
+    body = await obligations_when(
+        fast,
+        incident_id,
+        lambda body: (
+            chain(body)[0]["status"] == "MET_LATE"
+            and all(link["status"] != "PENDING" for link in chain(body))
+        ),
+    )
+    first, *supervisions = chain(body)
+    assert first["status"] == "MET_LATE"
+    waived = [link for link in supervisions if link["status"] == "WAIVED"]
+    assert waived, supervisions  # at least the rung pending when the work was recorded
+    assert {link["closed_reason"] for link in waived} == {"原事项已办结"}
+    # Nothing climbs any more: the waived rung has no supervisor of its own.
+    assert not find(body, escalated_from=waived[0]["id"])

@@ -26,6 +26,7 @@ from services.escalation.rules import (
     Situation,
     TimerStart,
     Trigger,
+    caused_by,
     condition_reasons,
     duration_words,
     evaluate,
@@ -33,6 +34,7 @@ from services.escalation.rules import (
     is_waived_by,
     ladder_step,
     merge,
+    met_status,
     missing_report_fields,
     obligation_id,
     outlives_closure,
@@ -1004,6 +1006,44 @@ def test_ladder_climbs_sfs_tcg_blo_and_stops(policy, party_names):
         view = view_of(step)
         assert len(climbed) <= 3
     assert climbed == [TCG, "BLO"]
+
+
+@pytest.mark.parametrize(
+    ("status", "met_after_due", "outcome"),
+    [
+        ("PENDING", False, "MET"),
+        ("PENDING", True, "MET_LATE"),
+        ("MISSED", True, "MET_LATE"),
+        # Missed, then done with a time asserted before the due time: still late (R10).
+        ("MISSED", False, "MET_LATE"),
+    ],
+)
+def test_R10_work_done_after_a_duty_was_missed_meets_it_late(status, met_after_due, outcome):
+    due = REPORTED_AT + QUARTER
+    met_at = due + (timedelta(minutes=1) if met_after_due else -timedelta(minutes=1))
+    assert met_status(status, met_at, due) == outcome
+
+
+def uid(n: int) -> UUID:
+    return UUID(int=n)
+
+
+def test_late_work_stands_down_every_supervision_it_caused_rung_after_rung():
+    """R1 missed → TCG supervises; that missed too → BLO supervises. R1 done late: both
+    supervisions trace back to it; another duty's supervision does not."""
+    r1, tcg, blo, other, others_supervisor, recurring = (uid(n) for n in range(1, 7))
+    escalations = [
+        (r1, None),
+        (tcg, r1),
+        (blo, tcg),
+        (other, None),
+        (others_supervisor, other),
+        (recurring, None),
+    ]
+    assert caused_by(r1, escalations) == {tcg, blo}
+    assert caused_by(tcg, escalations) == {blo}
+    assert caused_by(blo, escalations) == set()
+    assert caused_by(other, escalations) == {others_supervisor}
 
 
 # --- how obligations end ----------------------------------------------------------------------
