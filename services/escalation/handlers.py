@@ -235,6 +235,9 @@ class EscalationHandlers:
                 self.store.policy, obligation.action, Evidence("ack")
             ):
                 await self.store.meet(session, incident, obligation, ack.acknowledged_at, event.id)
+                await self.store.meet_grouped(
+                    session, incident, obligation, ack.acknowledged_at, event.id
+                )
 
     async def on_unacknowledged(
         self, session: AsyncSession, event: CloudEvent, gave_up: NotificationUnacknowledged

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -499,6 +499,16 @@ def outlives_closure(policy: Policy, rule_id: str) -> bool:
     return any(rule.id == rule_id and "action:CLOSED" in rule.trigger for rule in policy.rules)
 
 
+def who_failed(
+    policy: Policy, obligation: ObligationView, cause: Literal["missed", "unacknowledged"]
+) -> str:
+    """The party that failed: the recipient who did not acknowledge the alert, or the owner
+    who did not act in time (the 司法所 for a duty to report to another party)."""
+    if cause == "unacknowledged" or policy.actions[obligation.action].owner != "SFS":
+        return obligation.party
+    return party_code(PartyKind.SFS, obligation.township_code)
+
+
 def ladder_step(
     policy: Policy,
     obligation: ObligationView,
@@ -506,34 +516,37 @@ def ladder_step(
     at: datetime,
     party_names: Mapping[str, str],
 ) -> ObligationSpec | None:
-    """The next party up supervises an overdue or unacknowledged obligation; None at the top."""
+    """The next party up supervises an overdue or unacknowledged obligation; None at the top.
+
+    The next rung is above the party the duty is for, whoever owns it: a duty to report to
+    the TCG is supervised by the BLO, never by the TCG itself, and a duty to report to the BLO
+    never goes down to the TCG. A party off the ladder (the police) is pressed through the
+    owner of the duty (the 司法所 that must call them). One supervision per duty, whichever
+    cause comes first: both causes give the same id.
+    """
     spec = policy.actions[obligation.action]
-    # A missed duty is its owner's; an unacknowledged alert is the recipient's to answer.
     on_ladder = set(policy.ladder.steps) | set(policy.ladder.steps.values())
-    start = obligation.party if cause == "unacknowledged" else None
-    if start is None or party_kind_of(start) not in on_ladder:
-        start = (
-            party_code(PartyKind.SFS, obligation.township_code)
-            if spec.owner == "SFS"
-            else obligation.party
-        )
-    next_kind = policy.ladder.steps.get(party_kind_of(start))
+    start: str | None = obligation.party
+    if party_kind_of(obligation.party) not in on_ladder:
+        start = party_code(PartyKind.SFS, obligation.township_code) if spec.owner == "SFS" else None
+    next_kind = policy.ladder.steps.get(party_kind_of(start)) if start else None
     if next_kind is None:
         return None
     party = party_code(next_kind, obligation.township_code)
     deadline = policy.deadlines[policy.ladder.deadline]
     action = policy.actions[policy.ladder.action]
     due_at = at + deadline.duration
-    what = "逾期未办" if cause == "missed" else "告警无人确认"
+    failed = who_failed(policy, obligation, cause)
+    what = "逾期未办" if cause == "missed" else "未确认告警"
     because = (
-        f"{party_names.get(start, start)}的事项「{obligation.action_text}」"
-        f"（{obligation.rule_id}，截止 {obligation.due_at.isoformat(timespec='seconds')}）{what}，"
+        f"{party_names.get(failed, failed)}{what}：「{obligation.action_text}」"
+        f"（{obligation.rule_id}，截止 {obligation.due_at.isoformat(timespec='seconds')}），"
         f"按升级梯次由上一级督办"
     )
     return ObligationSpec(
         id=obligation_id(
             obligation.incident_id,
-            f"{cause}:{obligation.id}",
+            f"supervise:{obligation.id}",
             obligation.rule_id,
             party,
             policy.ladder.action,
@@ -559,6 +572,19 @@ def ladder_step(
             due_at,
         ),
         escalated_from=obligation.id,
+    )
+
+
+def grouped_into_alert(spec: ObligationSpec, alerted_at: datetime) -> ObligationSpec:
+    """A supervision for a rung that already has a pending alert about this incident is not
+    alerted on its own: one alert per incident and rung. It joins that alert, is met when
+    that alert is acknowledged, and says so."""
+    return replace(
+        spec,
+        notify=False,
+        explanation=spec.explanation
+        + f"该方已于 {alerted_at.isoformat(timespec='seconds')} 收到本事件的督办提醒，"
+        "本项并入其中，不另行告警。",
     )
 
 

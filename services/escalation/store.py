@@ -26,6 +26,7 @@ from services.escalation.rules import (
     PriorSigns,
     Situation,
     caused_by,
+    grouped_into_alert,
     ladder_step,
     met_status,
     outlives_closure,
@@ -382,10 +383,44 @@ class Store:
             f"逾期，升级至 {supervisor.party}" if supervisor else "逾期",
             supervisor.party if supervisor else None,
         )
+        if supervisor is not None:
+            supervisor = await self._one_alert_per_rung(session, incident, supervisor)
         follow_on = recurrence(self.policy, view, at, self.party_names) if still_open else None
         await self.add_obligations(
             session, incident, [spec for spec in (supervisor, follow_on) if spec], obligation.id
         )
+
+    async def _one_alert_per_rung(
+        self, session: AsyncSession, incident: Row, supervision: ObligationSpec
+    ) -> ObligationSpec:
+        alerted = (
+            await session.execute(
+                select(obligations.c.created_at)
+                .where(
+                    obligations.c.incident_id == incident.id,
+                    obligations.c.party == supervision.party,
+                    obligations.c.action == supervision.action,
+                    obligations.c.status == "PENDING",
+                    obligations.c.notify.is_(True),
+                    obligations.c.id != supervision.id,
+                )
+                .order_by(obligations.c.created_at)
+                .limit(1)
+            )
+        ).scalar()
+        return supervision if alerted is None else grouped_into_alert(supervision, alerted)
+
+    async def meet_grouped(
+        self, session: AsyncSession, incident: Row, acknowledged: Row, at: datetime, event_id: UUID
+    ) -> None:
+        """A supervision alert acknowledged: the supervisions grouped into it (same incident,
+        same rung, not alerted on their own) are met with it."""
+        if acknowledged.action != self.policy.ladder.action:
+            return
+        for row in await self.pending(session, incident.id):
+            if row.action == acknowledged.action and row.party == acknowledged.party:
+                if not row.notify:
+                    await self.meet(session, incident, row, at, event_id)
 
     async def close_out(self, session: AsyncSession, incident: Row, at: datetime) -> None:
         """The incident is closed: every duty still pending ends with it. Undone at closure is
@@ -435,4 +470,5 @@ class Store:
             self.party_names,
         )
         if supervisor is not None:
+            supervisor = await self._one_alert_per_rung(session, incident, supervisor)
             await self.add_obligations(session, incident, [supervisor], event_id)

@@ -30,6 +30,7 @@ from services.escalation.rules import (
     condition_reasons,
     duration_words,
     evaluate,
+    grouped_into_alert,
     is_met_by,
     is_waived_by,
     ladder_step,
@@ -916,10 +917,12 @@ def pending(party: str, action: str, *, drill: bool = False) -> ObligationView:
         (SFS, "FOLLOW_UP_REPORT", TCG),
         (TCG, "SUPERVISE", "BLO"),
         ("BJO", "INVESTIGATION_REPORT", "BLO"),
-        # owner: SFS — the SFS had to report to the party, so the SFS missed it.
-        ("BLO", "REPORT", TCG),
-        (TCG, "REPORT", TCG),
-        (TCG, "ACTIVATE_PLAN", TCG),
+        # owner: SFS, to a party on the ladder: the rung above that party, never the party
+        # itself and never below it.
+        ("BLO", "REPORT", None),
+        (TCG, "REPORT", "BLO"),
+        (TCG, "ACTIVATE_PLAN", "BLO"),
+        # owner: SFS, to the police (off the ladder): the SFS that must call them is pressed.
         (PPS, "CALL_POLICE", TCG),
         (PPS, "WRITTEN_NOTICE", TCG),
         # At the top, or owners off the ladder: nobody above.
@@ -930,7 +933,7 @@ def pending(party: str, action: str, *, drill: bool = False) -> ObligationView:
         (PPS, "START_FIRST_RESPONSE", None),
     ],
 )
-def test_ladder_for_a_missed_deadline_starts_from_the_owner(
+def test_ladder_for_a_missed_deadline_goes_to_the_rung_above_the_party_never_down(
     policy, party_names, party, action, supervisor
 ):
     step = ladder_step(policy, pending(party, action), "missed", MISSED_AT, party_names)
@@ -980,22 +983,71 @@ def test_ladder_step_is_a_supervision_due_immediately(policy, party_names, cause
     assert (step.rule_id, step.plan_section) == ("R6", "四(三)")
     assert step.trigger == f"{cause}:GO_ON_SCENE"
     assert step.action_text == "督办逾期或无人确认的事项：GO_ON_SCENE的事项"
-    assert step.id == obligation_id(INCIDENT, f"{cause}:{ORIGINAL}", "R6", TCG, "SUPERVISE")
+    assert step.id == obligation_id(INCIDENT, f"supervise:{ORIGINAL}", "R6", TCG, "SUPERVISE")
     assert ladder_step(policy, original, cause, MISSED_AT, party_names) == step
+    how = "逾期未办" if cause == "missed" else "未确认告警"
     assert step.explanation.startswith(
-        "依据 R6（预案四(三)）：图克镇司法所的事项「GO_ON_SCENE的事项」"
+        f"依据 R6（预案四(三)）：图克镇司法所{how}：「GO_ON_SCENE的事项」"
     )
-    assert ("逾期未办" if cause == "missed" else "告警无人确认") in step.explanation
     assert "图克镇社区矫正突发事件应急处置指挥小组须在" in step.explanation
     assert f"截止 {step.due_at.isoformat(timespec='seconds')}" in step.explanation
 
 
-def test_ladder_ids_differ_by_cause(policy, party_names):
+def test_ladder_one_supervision_per_duty_whichever_cause_comes_first(policy, party_names):
+    """Unacknowledged and then missed: the second supervision has the first one's id, so the
+    store keeps one, not a pair for the same item."""
     original = pending(SFS, "GO_ON_SCENE")
     missed = ladder_step(policy, original, "missed", MISSED_AT, party_names)
     unanswered = ladder_step(policy, original, "unacknowledged", MISSED_AT, party_names)
     assert missed is not None and unanswered is not None
-    assert missed.id != unanswered.id
+    assert missed.id == unanswered.id
+    assert missed.party == unanswered.party
+
+
+@pytest.mark.parametrize(
+    ("party", "action", "cause", "failed"),
+    [
+        # The police did not acknowledge the call: the supervisor is told it was the police.
+        (PPS, "CALL_POLICE", "unacknowledged", "图克镇派出所未确认告警"),
+        # Nobody recorded the call in time: the 司法所 that owes it failed.
+        (PPS, "CALL_POLICE", "missed", "图克镇司法所逾期未办"),
+        (TCG, "REPORT", "unacknowledged", "图克镇社区矫正突发事件应急处置指挥小组未确认告警"),
+        (TCG, "REPORT", "missed", "图克镇司法所逾期未办"),
+        ("BJO", "INVESTIGATION_REPORT", "missed", "旗司法局办公室逾期未办"),
+    ],
+)
+def test_ladder_tells_the_supervisor_who_failed_and_how(
+    policy, party_names, party, action, cause, failed
+):
+    step = ladder_step(policy, pending(party, action), cause, MISSED_AT, party_names)
+    assert step is not None
+    assert step.explanation.startswith(f"依据 R6（预案四(三)）：{failed}：「{action}的事项」")
+
+
+def test_ladder_a_rung_already_alerted_about_the_incident_gets_no_second_alert(policy, party_names):
+    step = ladder_step(policy, pending(SFS, "GO_ON_SCENE"), "missed", MISSED_AT, party_names)
+    assert step is not None and step.notify
+    alerted_at = MISSED_AT - timedelta(minutes=3)
+    joined = grouped_into_alert(step, alerted_at)
+    assert not joined.notify
+    assert (joined.id, joined.party, joined.due_at) == (step.id, step.party, step.due_at)
+    assert joined.explanation.startswith(step.explanation)
+    assert f"已于 {alerted_at.isoformat(timespec='seconds')} 收到本事件的督办提醒" in (
+        joined.explanation
+    )
+
+
+@pytest.mark.parametrize("cause", ["missed", "unacknowledged"])
+@pytest.mark.parametrize("action", list(policy_dict()["actions"]))
+@pytest.mark.parametrize("party", [SFS, TCG, PPS, "BLO", "BJO", "CEO"])
+def test_ladder_never_goes_to_the_party_itself_or_down(policy, party_names, party, action, cause):
+    rank = {SFS: 0, TCG: 1, "BLO": 2}
+    step = ladder_step(policy, pending(party, action), cause, MISSED_AT, party_names)
+    if step is None:
+        return
+    assert step.party != party
+    if party in rank:
+        assert rank[step.party] > rank[party]
 
 
 def test_ladder_climbs_sfs_tcg_blo_and_stops(policy, party_names):
