@@ -454,6 +454,14 @@ def is_waived_by(policy: Policy, obligation_action: str, action: ActionCode) -> 
     return action in policy.actions[obligation_action].waived_by
 
 
+def may_still_be_met(policy: Policy, obligation_action: str, status: str) -> bool:
+    """Pending duties, and missed ones done late (R10), except a missed recurring duty: its
+    next instance is already due, and a follow-up today does not make up for yesterday's."""
+    if status == "PENDING":
+        return True
+    return status == "MISSED" and policy.actions[obligation_action].recurs is None
+
+
 def met_status(status: str, met_at: datetime, due_at: datetime) -> Literal["MET", "MET_LATE"]:
     """A duty done after its due time, or done once it had been missed, is met late (R10)."""
     return "MET_LATE" if status == "MISSED" or met_at > due_at else "MET"

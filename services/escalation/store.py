@@ -28,6 +28,7 @@ from services.escalation.rules import (
     caused_by,
     grouped_into_alert,
     ladder_step,
+    may_still_be_met,
     met_status,
     outlives_closure,
     recurrence,
@@ -267,19 +268,18 @@ class Store:
     async def meetable(self, session: AsyncSession, incident_id: UUID) -> list[Row]:
         """Duties an action, report or acknowledgement may still meet: the pending ones, and
         the missed ones, which work done late turns into MET_LATE (R10)."""
-        return list(
-            (
-                await session.execute(
-                    select(obligations)
-                    .where(
-                        obligations.c.incident_id == incident_id,
-                        obligations.c.status.in_(("PENDING", "MISSED")),
-                    )
-                    .order_by(obligations.c.due_at)
-                    .with_for_update()
+        rows = (
+            await session.execute(
+                select(obligations)
+                .where(
+                    obligations.c.incident_id == incident_id,
+                    obligations.c.status.in_(("PENDING", "MISSED")),
                 )
-            ).all()
-        )
+                .order_by(obligations.c.due_at)
+                .with_for_update()
+            )
+        ).all()
+        return [row for row in rows if may_still_be_met(self.policy, row.action, row.status)]
 
     async def meet(
         self,

@@ -299,3 +299,31 @@ async def test_supervisions_of_one_incident_reach_a_rung_as_one_alert(fast) -> N
     joined = [o for o in supervisions(body) if not o["notify"]]
     assert len(alerted) == 1 and len(joined) == 2
     assert all("本项并入其中，不另行告警" in o["why"] for o in joined)
+
+
+async def test_R9_a_missed_follow_up_stays_missed_when_the_next_one_is_filed(fast) -> None:
+    """Late work meets a missed duty late (R10), but not a missed recurring one: the 续报 meets
+    the follow-up now due, and yesterday's omission stays on record."""
+    incident_id = await report(fast, category="OTHER", phase="OCCURRED")
+    body = await obligations_when(
+        fast,
+        incident_id,
+        lambda body: len(find(body, rule_id="R9", action="FOLLOW_UP_REPORT")) >= 2,
+    )
+    missed = find(body, rule_id="R9", action="FOLLOW_UP_REPORT")[0]
+    assert missed["status"] == "MISSED"
+    response = await fast["intake"].post(
+        f"/v1/incidents/{incident_id}/reports",
+        json={
+            "kind": "FOLLOW_UP",
+            "reporter": {"party": f"SFS:{TUKE}", "name": "李明"},
+            "text": "续报：情况稳定。",
+        },
+    )
+    assert response.status_code == 201, response.text
+    # The follow-up due when it arrives is met (a later one, should the next have lapsed too).
+    body = await obligations_when(
+        fast, incident_id, lambda body: find(body, rule_id="R9", status="MET")
+    )
+    assert find(body, id=missed["id"])[0]["status"] == "MISSED"
+    assert not find(body, rule_id="R9", status="MET_LATE")

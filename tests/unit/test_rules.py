@@ -34,6 +34,7 @@ from services.escalation.rules import (
     is_met_by,
     is_waived_by,
     ladder_step,
+    may_still_be_met,
     merge,
     met_status,
     missing_report_fields,
@@ -1074,6 +1075,17 @@ def test_R10_work_done_after_a_duty_was_missed_meets_it_late(status, met_after_d
     due = REPORTED_AT + QUARTER
     met_at = due + (timedelta(minutes=1) if met_after_due else -timedelta(minutes=1))
     assert met_status(status, met_at, due) == outcome
+
+
+@pytest.mark.parametrize("action", list(policy_dict()["actions"]))
+def test_R10_a_missed_duty_may_still_be_met_late_unless_it_recurs(policy, action):
+    """A missed R9 follow-up stays missed: the next one is due already, and today's 续报 does
+    not make up for yesterday's. Every other missed duty, done late, is R10 instead of R11."""
+    assert may_still_be_met(policy, action, "PENDING")
+    recurs = policy.actions[action].recurs is not None
+    assert may_still_be_met(policy, action, "MISSED") is not recurs
+    for settled in ("MET", "MET_LATE", "WAIVED"):
+        assert not may_still_be_met(policy, action, settled)
 
 
 def uid(n: int) -> UUID:
