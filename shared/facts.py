@@ -25,6 +25,13 @@ def initial_facts(report: IncidentIn, township: Township) -> dict[str, Any]:
 TIME_FIELDS = frozenset({"occurred_at", "discovered_at"})
 
 
+def earliest_known_time(facts: dict[str, Any], reported_at: datetime) -> datetime:
+    """The earliest moment the incident is known to exist: when it occurred, was discovered or
+    was reported, whichever came first. Nothing done about it can precede this."""
+    stated = [datetime.fromisoformat(facts[name]) for name in TIME_FIELDS if facts.get(name)]
+    return min([reported_at, *stated])
+
+
 def _same(name: str, stored: Any, stated: Any) -> bool:
     """Equal as facts: the same instant counts as the same time whatever its UTC offset."""
     if name in TIME_FIELDS and stored is not None and stated is not None:

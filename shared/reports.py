@@ -5,27 +5,59 @@ Intake accepts it; escalation's dry run evaluates the same body.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from shared.domain import PARTY_PATTERN, Category, Phase
 from shared.privacy import ID_NUMBER_PATTERN
 
-# Clocks of phones and platforms drift; beyond this a time in the future is a mistake.
-FUTURE_SKEW = timedelta(minutes=5)
+# Clocks of phones and platforms drift; beyond this a time in the future, or an action before
+# the incident it is about, is a mistake.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def not_in_future(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment > datetime.now(UTC) + FUTURE_SKEW:
+    if moment is not None and moment > datetime.now(UTC) + CLOCK_SKEW:
         raise ValueError("lies in the future")
     return moment
 
 
+# C0 control characters other than tab and line breaks: no report needs them, and what intake
+# accepted must be storable by every consumer (JSONB, for one, refuses NUL). Refused at the
+# door, where the reporter can still fix them.
+UNSTORABLE_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def storable_text(value: str) -> str:
+    if (found := UNSTORABLE_CHARACTERS.search(value)) is not None:
+        raise ValueError(
+            f"contains U+{ord(found.group()):04X}: control characters other than tab and "
+            "line breaks cannot be stored"
+        )
+    return value
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _storable_strings(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return storable_text(value)
+        return value
 
 
 PastTime = Annotated[AwareDatetime, AfterValidator(not_in_future)]

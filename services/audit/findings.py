@@ -209,7 +209,13 @@ def _late_and_omitted(log: list[LoggedEvent], rules: FindingRules) -> list[Found
             at = event.data["missed_at"]
             found.append(_omitted(obligation, event, at, f"截至 {local(at)} 未见办理记录", rules))
     found += _pending_at_closure(log, created, settled, rules)
-    return found
+    # R11: an omission done later becomes R10 (late), not both.
+    done_late = {
+        f"R11:{e.data['obligation_id']}"
+        for e in log
+        if e.type == "obligation.met" and e.data["status"] == "MET_LATE"
+    }
+    return [finding for finding in found if finding[0] not in done_late]
 
 
 def _omitted(

@@ -13,10 +13,10 @@ from prometheus_client import Histogram
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.escalation import lifecycle
 from services.escalation.models import obligations, timers
 from services.escalation.rules import Trigger, evaluate
 from services.escalation.store import Store
+from shared import lifecycle
 from shared.domain import LifecycleStatus
 from shared.pgnotify import Wakeup
 

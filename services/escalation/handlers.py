@@ -12,7 +12,6 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.escalation import lifecycle
 from services.escalation.models import drills, incidents, obligations, subject_signs, timers
 from services.escalation.rules import (
     Evidence,
@@ -20,9 +19,11 @@ from services.escalation.rules import (
     evaluate,
     is_met_by,
     is_waived_by,
+    outlives_closure,
     report_evidence,
 )
 from services.escalation.store import Store, facts_of
+from shared import lifecycle
 from shared.domain import ACTION_NAMES_ZH, LifecycleStatus, Phase, party_code
 from shared.events import CloudEvent
 from shared.events.models import (
@@ -167,14 +168,13 @@ class EscalationHandlers:
         await self.store.change_status(session, incident, transition, recorded.recorded_at)
         incident = await self.store.locked_incident(session, recorded.incident_id)
         assert incident is not None
-        pending = await self.store.pending(session, recorded.incident_id)
         evidence = Evidence("action", recorded.action)
-        for obligation in pending:
+        for obligation in await self.store.meetable(session, recorded.incident_id):
             if is_met_by(self.store.policy, obligation.action, evidence):
-                await self.store.meet(
-                    session, incident, obligation, recorded.occurred_at, event.id, pending
-                )
-            elif is_waived_by(self.store.policy, obligation.action, recorded.action):
+                await self.store.meet(session, incident, obligation, recorded.occurred_at, event.id)
+            elif obligation.status == "PENDING" and is_waived_by(
+                self.store.policy, obligation.action, recorded.action
+            ):
                 await self.store.waive(
                     session,
                     incident,
@@ -182,6 +182,8 @@ class EscalationHandlers:
                     f"已记录「{ACTION_NAMES_ZH[recorded.action]}」，不再需要",
                     recorded.recorded_at,
                 )
+        if transition.changed and transition.status == LifecycleStatus.CLOSED:
+            await self.store.close_out(session, incident, recorded.recorded_at)
         await self._cancel_timers(session, incident.id, recorded)
         decision = evaluate(
             self.store.policy,
@@ -227,12 +229,9 @@ class EscalationHandlers:
         incident = await self.store.locked_incident(session, report.incident_id)
         assert incident is not None
         evidence = report_evidence(self.store.policy, facts_of(incident), report.changes)
-        pending = await self.store.pending(session, report.incident_id)
-        for obligation in pending:
+        for obligation in await self.store.meetable(session, report.incident_id):
             if is_met_by(self.store.policy, obligation.action, evidence):
-                await self.store.meet(
-                    session, incident, obligation, report.filed_at, event.id, pending
-                )
+                await self.store.meet(session, incident, obligation, report.filed_at, event.id)
 
     async def on_acknowledged(
         self, session: AsyncSession, event: CloudEvent, ack: NotificationAcknowledged
@@ -241,13 +240,13 @@ class EscalationHandlers:
         incident = await self.store.locked_incident(session, ack.incident_id)
         if incident is None:
             return  # an alert this service did not ask for
-        pending = await self.store.pending(session, ack.incident_id)
-        for obligation in pending:
+        for obligation in await self.store.meetable(session, ack.incident_id):
             if obligation.id == ack.obligation_id and is_met_by(
                 self.store.policy, obligation.action, Evidence("ack")
             ):
-                await self.store.meet(
-                    session, incident, obligation, ack.acknowledged_at, event.id, pending
+                await self.store.meet(session, incident, obligation, ack.acknowledged_at, event.id)
+                await self.store.meet_grouped(
+                    session, incident, obligation, ack.acknowledged_at, event.id
                 )
 
     async def on_unacknowledged(
@@ -255,7 +254,7 @@ class EscalationHandlers:
     ) -> None:
         """Nobody confirmed the alert: the next level up is told and supervises it."""
         incident = await self.store.locked_incident(session, gave_up.incident_id)
-        if incident is None or not lifecycle.is_open(LifecycleStatus(incident.status)):
+        if incident is None:
             return
         obligation = (
             await session.execute(
@@ -265,6 +264,10 @@ class EscalationHandlers:
             )
         ).first()
         if obligation is None or obligation.status != "PENDING":
+            return
+        if not lifecycle.is_open(LifecycleStatus(incident.status)) and not outlives_closure(
+            self.store.policy, obligation.rule_id
+        ):
             return
         await self.store.escalate_unacknowledged(
             session, incident, obligation, gave_up.given_up_at, event.id

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -509,6 +509,36 @@ def is_waived_by(policy: Policy, obligation_action: str, action: ActionCode) -> 
     return action in policy.actions[obligation_action].waived_by
 
 
+def may_still_be_met(policy: Policy, obligation_action: str, status: str) -> bool:
+    """Pending duties, and missed ones done late (R10), except a missed recurring duty: its
+    next instance is already due, and a follow-up today does not make up for yesterday's."""
+    if status == "PENDING":
+        return True
+    return status == "MISSED" and policy.actions[obligation_action].recurs is None
+
+
+def met_status(status: str, met_at: datetime, due_at: datetime) -> Literal["MET", "MET_LATE"]:
+    """A duty done after its due time, or done once it had been missed, is met late (R10)."""
+    return "MET_LATE" if status == "MISSED" or met_at > due_at else "MET"
+
+
+def caused_by(done: UUID, escalations: Iterable[tuple[UUID, UUID | None]]) -> set[UUID]:
+    """Every supervision that `done` caused, rung after rung: (id, escalated_from) pairs in,
+    the ids that trace back to `done` out (a missed supervision has its own supervisor)."""
+    supervisors: dict[UUID, list[UUID]] = {}
+    for obligation, escalated_from in escalations:
+        if escalated_from is not None:
+            supervisors.setdefault(escalated_from, []).append(obligation)
+    caused: set[UUID] = set()
+    rungs = [done]
+    while rungs:
+        for supervisor in supervisors.get(rungs.pop(), ()):
+            if supervisor not in caused:
+                caused.add(supervisor)
+                rungs.append(supervisor)
+    return caused
+
+
 @dataclass(frozen=True)
 class ObligationView:
     """A stored obligation, as the ladder and recurrence need to see it."""
@@ -526,6 +556,22 @@ class ObligationView:
     township_code: str
 
 
+def outlives_closure(policy: Policy, rule_id: str) -> bool:
+    """Duties of a rule that closure itself triggers (R14's investigation report) are pursued on
+    a closed incident, up the ladder too; every other duty ends with the incident."""
+    return any(rule.id == rule_id and "action:CLOSED" in rule.trigger for rule in policy.rules)
+
+
+def who_failed(
+    policy: Policy, obligation: ObligationView, cause: Literal["missed", "unacknowledged"]
+) -> str:
+    """The party that failed: the recipient who did not acknowledge the alert, or the owner
+    who did not act in time (the 司法所 for a duty to report to another party)."""
+    if cause == "unacknowledged" or policy.actions[obligation.action].owner != "SFS":
+        return obligation.party
+    return party_code(PartyKind.SFS, obligation.township_code)
+
+
 def ladder_step(
     policy: Policy,
     obligation: ObligationView,
@@ -533,34 +579,37 @@ def ladder_step(
     at: datetime,
     party_names: Mapping[str, str],
 ) -> ObligationSpec | None:
-    """The next party up supervises an overdue or unacknowledged obligation; None at the top."""
+    """The next party up supervises an overdue or unacknowledged obligation; None at the top.
+
+    The next rung is above the party the duty is for, whoever owns it: a duty to report to
+    the TCG is supervised by the BLO, never by the TCG itself, and a duty to report to the BLO
+    never goes down to the TCG. A party off the ladder (the police) is pressed through the
+    owner of the duty (the 司法所 that must call them). One supervision per duty, whichever
+    cause comes first: both causes give the same id.
+    """
     spec = policy.actions[obligation.action]
-    # A missed duty is its owner's; an unacknowledged alert is the recipient's to answer.
     on_ladder = set(policy.ladder.steps) | set(policy.ladder.steps.values())
-    start = obligation.party if cause == "unacknowledged" else None
-    if start is None or party_kind_of(start) not in on_ladder:
-        start = (
-            party_code(PartyKind.SFS, obligation.township_code)
-            if spec.owner == "SFS"
-            else obligation.party
-        )
-    next_kind = policy.ladder.steps.get(party_kind_of(start))
+    start: str | None = obligation.party
+    if party_kind_of(obligation.party) not in on_ladder:
+        start = party_code(PartyKind.SFS, obligation.township_code) if spec.owner == "SFS" else None
+    next_kind = policy.ladder.steps.get(party_kind_of(start)) if start else None
     if next_kind is None:
         return None
     party = party_code(next_kind, obligation.township_code)
     deadline = policy.deadlines[policy.ladder.deadline]
     action = policy.actions[policy.ladder.action]
     due_at = at + deadline.duration
-    what = "逾期未办" if cause == "missed" else "告警无人确认"
+    failed = who_failed(policy, obligation, cause)
+    what = "逾期未办" if cause == "missed" else "未确认告警"
     because = (
-        f"{party_names.get(start, start)}的事项「{obligation.action_text}」"
-        f"（{obligation.rule_id}，截止北京时间 {beijing_time(obligation.due_at)}）{what}，"
+        f"{party_names.get(failed, failed)}{what}：「{obligation.action_text}」"
+        f"（{obligation.rule_id}，截止北京时间 {beijing_time(obligation.due_at)}），"
         f"按升级梯次由上一级督办"
     )
     return ObligationSpec(
         id=obligation_id(
             obligation.incident_id,
-            f"{cause}:{obligation.id}",
+            f"supervise:{obligation.id}",
             obligation.rule_id,
             party,
             policy.ladder.action,
@@ -589,15 +638,29 @@ def ladder_step(
     )
 
 
+def grouped_into_alert(spec: ObligationSpec, alerted_at: datetime) -> ObligationSpec:
+    """A supervision for a rung that already has a pending alert about this incident is not
+    alerted on its own: one alert per incident and rung. It joins that alert, is met when
+    that alert is acknowledged, and says so."""
+    return replace(
+        spec,
+        notify=False,
+        explanation=spec.explanation
+        + f"该方已于 {alerted_at.isoformat(timespec='seconds')} 收到本事件的督办提醒，"
+        "本项并入其中，不另行告警。",
+    )
+
+
 def recurrence(
     policy: Policy, obligation: ObligationView, at: datetime, party_names: Mapping[str, str]
 ) -> ObligationSpec | None:
-    """R9-style duties come due again `recurs` after they are met or missed."""
+    """R9-style duties come due again `recurs` after they are met or missed: a day after the
+    last follow-up, however early it came, not a day after the previous due time."""
     spec = policy.actions[obligation.action]
     if spec.recurs is None:
         return None
     deadline = policy.deadlines[spec.recurs]
-    due_at = max(at, obligation.due_at) + deadline.duration
+    due_at = at + deadline.duration
     return ObligationSpec(
         id=obligation_id(
             obligation.incident_id,

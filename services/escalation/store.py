@@ -17,7 +17,6 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.escalation import lifecycle
 from services.escalation.models import incidents, obligations, subject_signs, timers
 from services.escalation.rules import (
     Decision,
@@ -26,10 +25,16 @@ from services.escalation.rules import (
     Policy,
     PriorSigns,
     Situation,
+    caused_by,
     deadline_text,
+    grouped_into_alert,
     ladder_step,
+    may_still_be_met,
+    met_status,
+    outlives_closure,
     recurrence,
 )
+from shared import lifecycle
 from shared.domain import LifecycleStatus, party_name_zh
 from shared.events import CloudEvent
 from shared.events.models import (
@@ -265,6 +270,22 @@ class Store:
             ).all()
         )
 
+    async def meetable(self, session: AsyncSession, incident_id: UUID) -> list[Row]:
+        """Duties an action, report or acknowledgement may still meet: the pending ones, and
+        the missed ones, which work done late turns into MET_LATE (R10)."""
+        rows = (
+            await session.execute(
+                select(obligations)
+                .where(
+                    obligations.c.incident_id == incident_id,
+                    obligations.c.status.in_(("PENDING", "MISSED")),
+                )
+                .order_by(obligations.c.due_at)
+                .with_for_update()
+            )
+        ).all()
+        return [row for row in rows if may_still_be_met(self.policy, row.action, row.status)]
+
     async def meet(
         self,
         session: AsyncSession,
@@ -272,10 +293,10 @@ class Store:
         obligation: Row,
         met_at: datetime,
         event_id: UUID,
-        supervision: list[Row],
     ) -> None:
-        """Mark an obligation met (late, if after its due time); its supervisors stand down."""
-        status = "MET" if met_at <= obligation.due_at else "MET_LATE"
+        """Mark an obligation met (late, if after its due time or once missed); every
+        supervision it caused stands down."""
+        status = met_status(obligation.status, met_at, obligation.due_at)
         await session.execute(
             update(obligations)
             .where(obligations.c.id == obligation.id)
@@ -295,9 +316,7 @@ class Store:
                 drill=obligation.drill,
             ),
         )
-        for supervisor in supervision:
-            if supervisor.escalated_from == obligation.id:
-                await self.waive(session, incident, supervisor, "原事项已办结", met_at)
+        await self.stand_down(session, incident, obligation.id, met_at)
         if lifecycle.is_open(LifecycleStatus(incident.status)):
             follow_on = recurrence(
                 self.policy,
@@ -307,6 +326,26 @@ class Store:
             )
             if follow_on is not None:
                 await self.add_obligations(session, incident, [follow_on], event_id)
+
+    async def stand_down(
+        self, session: AsyncSession, incident: Row, done_id: UUID, at: datetime
+    ) -> None:
+        """Waive every pending supervision caused by `done_id`, rung after rung: a supervision
+        that was itself missed has its own supervisor, which stands down as well."""
+        escalated = (
+            await session.execute(
+                select(obligations)
+                .where(
+                    obligations.c.incident_id == incident.id,
+                    obligations.c.escalated_from.is_not(None),
+                )
+                .with_for_update()
+            )
+        ).all()
+        caused = caused_by(done_id, ((row.id, row.escalated_from) for row in escalated))
+        for row in escalated:
+            if row.id in caused and row.status == "PENDING":
+                await self.waive(session, incident, row, "原事项已办结", at)
 
     async def waive(
         self, session: AsyncSession, incident: Row, obligation: Row, reason: str, at: datetime
@@ -333,23 +372,85 @@ class Store:
     async def miss(
         self, session: AsyncSession, incident: Row, obligation: Row, at: datetime
     ) -> None:
-        """Past due: MISSED, and while the incident is open the next level takes it up."""
+        """Past due: MISSED, and while the incident is open the next level takes it up (after
+        closure too, for a duty the closure itself calls for: R14's investigation report)."""
         still_open = lifecycle.is_open(LifecycleStatus(incident.status))
+        pursued = still_open or outlives_closure(self.policy, obligation.rule_id)
         view = view_of(obligation, incident.facts["township_code"])
         supervisor = (
-            ladder_step(self.policy, view, "missed", at, self.party_names) if still_open else None
+            ladder_step(self.policy, view, "missed", at, self.party_names) if pursued else None
         )
+        await self._missed(
+            session,
+            incident,
+            obligation,
+            at,
+            (
+                f"逾期，升级至{party_name_zh(supervisor.party, dict(self.party_names))}"
+                if supervisor
+                else "逾期"
+            ),
+            supervisor.party if supervisor else None,
+        )
+        if supervisor is not None:
+            supervisor = await self._one_alert_per_rung(session, incident, supervisor)
+        follow_on = recurrence(self.policy, view, at, self.party_names) if still_open else None
+        await self.add_obligations(
+            session, incident, [spec for spec in (supervisor, follow_on) if spec], obligation.id
+        )
+
+    async def _one_alert_per_rung(
+        self, session: AsyncSession, incident: Row, supervision: ObligationSpec
+    ) -> ObligationSpec:
+        alerted = (
+            await session.execute(
+                select(obligations.c.created_at)
+                .where(
+                    obligations.c.incident_id == incident.id,
+                    obligations.c.party == supervision.party,
+                    obligations.c.action == supervision.action,
+                    obligations.c.status == "PENDING",
+                    obligations.c.notify.is_(True),
+                    obligations.c.id != supervision.id,
+                )
+                .order_by(obligations.c.created_at)
+                .limit(1)
+            )
+        ).scalar()
+        return supervision if alerted is None else grouped_into_alert(supervision, alerted)
+
+    async def meet_grouped(
+        self, session: AsyncSession, incident: Row, acknowledged: Row, at: datetime, event_id: UUID
+    ) -> None:
+        """A supervision alert acknowledged: the supervisions grouped into it (same incident,
+        same rung, not alerted on their own) are met with it."""
+        if acknowledged.action != self.policy.ladder.action:
+            return
+        for row in await self.pending(session, incident.id):
+            if row.action == acknowledged.action and row.party == acknowledged.party:
+                if not row.notify:
+                    await self.meet(session, incident, row, at, event_id)
+
+    async def close_out(self, session: AsyncSession, incident: Row, at: datetime) -> None:
+        """The incident is closed: every duty still pending ends with it. Undone at closure is
+        omitted (R11), so each is MISSED, with the closure as the reason; duties the policy
+        waives on closure have been waived already."""
+        for obligation in await self.pending(session, incident.id):
+            await self._missed(session, incident, obligation, at, "事件已结束，仍未办理", None)
+
+    async def _missed(
+        self,
+        session: AsyncSession,
+        incident: Row,
+        obligation: Row,
+        at: datetime,
+        reason: str,
+        escalated_to: str | None,
+    ) -> None:
         await session.execute(
             update(obligations)
             .where(obligations.c.id == obligation.id)
-            .values(
-                status="MISSED",
-                closed_reason=(
-                    f"逾期，升级至{party_name_zh(supervisor.party, dict(self.party_names))}"
-                    if supervisor
-                    else "逾期"
-                ),
-            )
+            .values(status="MISSED", closed_reason=reason)
         )
         await self.publish(
             session,
@@ -362,13 +463,9 @@ class Store:
                 rule_id=obligation.rule_id,
                 due_at=obligation.due_at,
                 missed_at=at,
-                escalated_to=supervisor.party if supervisor else None,
+                escalated_to=escalated_to,
                 drill=obligation.drill,
             ),
-        )
-        follow_on = recurrence(self.policy, view, at, self.party_names) if still_open else None
-        await self.add_obligations(
-            session, incident, [spec for spec in (supervisor, follow_on) if spec], obligation.id
         )
 
     async def escalate_unacknowledged(
@@ -382,4 +479,5 @@ class Store:
             self.party_names,
         )
         if supervisor is not None:
+            supervisor = await self._one_alert_per_rung(session, incident, supervisor)
             await self.add_obligations(session, incident, [supervisor], event_id)

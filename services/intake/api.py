@@ -22,6 +22,7 @@ from services.intake.schemas import (
     ReportOut,
 )
 from shared import facts as incident_facts
+from shared import lifecycle
 from shared.access import Permission
 from shared.auth import Caller, authorize, speaks_for
 from shared.directory import Directory
@@ -36,7 +37,7 @@ from shared.events.models import (
 )
 from shared.pii import PiiCipher
 from shared.problems import Problem, not_found
-from shared.reports import IncidentIn, ReporterIn
+from shared.reports import CLOCK_SKEW, IncidentIn, ReporterIn
 from shared.runtime import DatabaseSession, runtime_of
 
 SOURCE = "intake"
@@ -173,6 +174,16 @@ async def _replay(
     )
 
 
+def status_conflict(status: LifecycleStatus, detail: str) -> Problem:
+    return Problem(
+        409,
+        "Not possible in the incident's current status",
+        detail,
+        kind="status-conflict",
+        incident_status=str(status),
+    )
+
+
 async def _locked_incident(session: AsyncSession, incident_id: UUID):
     row = (
         await session.execute(
@@ -184,7 +195,17 @@ async def _locked_incident(session: AsyncSession, incident_id: UUID):
     return row
 
 
-@router.post("/{incident_id}/actions", status_code=201, summary="Record an action taken")
+STATUS_CONFLICT = {
+    409: {"description": "Not possible in the incident's current status (named in the problem)"}
+}
+
+
+@router.post(
+    "/{incident_id}/actions",
+    status_code=201,
+    summary="Record an action taken",
+    responses=STATUS_CONFLICT,
+)
 async def record_action(
     incident_id: UUID,
     body: ActionIn,
@@ -197,7 +218,23 @@ async def record_action(
     authorize(caller, Permission.RECORD_ACTION, incident.township_code)
     check_party(directory_of(request), body.party, "party")
     speaks_for(caller, body.party, "party")
+    # The lifecycle as this service knows it: what it refuses now is refused to the caller now,
+    # not later out of sight. Escalation applies the same table and has the last word.
+    current = LifecycleStatus(incident.status)
+    transition = lifecycle.apply(current, body.action)
+    if not transition.accepted:
+        raise status_conflict(
+            current,
+            f"{body.action} is not possible while the incident is {current}: {transition.reason}",
+        )
     now = datetime.now(UTC)
+    if body.occurred_at is not None:
+        earliest = incident_facts.earliest_known_time(incident.facts, incident.reported_at)
+        if body.occurred_at < earliest - CLOCK_SKEW:
+            raise invalid_field(
+                "occurred_at",
+                f"lies before the incident itself (known since {earliest.isoformat()})",
+            )
     action_id = uuid4()
     row = {
         "id": action_id,
@@ -210,6 +247,16 @@ async def record_action(
         "note": body.note,
     }
     await session.execute(actions.insert().values(**row))
+    if transition.changed:
+        # Moved at once, so the caller's next action is judged against where this one led;
+        # escalation's status change for this action carries the same time and confirms it.
+        await session.execute(
+            update(incidents)
+            .where(incidents.c.id == incident_id)
+            .values(
+                status=transition.status, status_reason=transition.reason, status_changed_at=now
+            )
+        )
     event = ActionRecorded(
         incident_id=incident_id,
         action_id=action_id,
@@ -226,7 +273,10 @@ async def record_action(
 
 
 @router.post(
-    "/{incident_id}/reports", status_code=201, summary="File a follow-up (续报) or correction"
+    "/{incident_id}/reports",
+    status_code=201,
+    summary="File a follow-up (续报) or correction",
+    responses=STATUS_CONFLICT,
 )
 async def file_report(
     incident_id: UUID,
@@ -240,6 +290,11 @@ async def file_report(
     authorize(caller, Permission.FILE_REPORT, incident.township_code)
     check_party(directory_of(request), body.reporter.party, "reporter.party")
     speaks_for(caller, body.reporter.party, "reporter.party")
+    if not lifecycle.is_open(LifecycleStatus(incident.status)):
+        raise status_conflict(
+            incident.status,
+            f"A {body.kind} cannot be filed while the incident is {incident.status}.",
+        )
     cipher = cipher_of(request)
     stored = cipher.open_subjects(incident.facts)
     facts, changes, previous = incident_facts.apply_changes(stored, body.changes)

@@ -160,7 +160,7 @@ async def test_unacknowledged_alert_moves_up_the_ladder(fast, fast_system) -> No
     )
     supervisor = next(o for o in body["obligations"] if o["escalated_from"] == to_township["id"])
     assert supervisor["party"] == "BLO"  # the township did not answer: the banner takes it up
-    assert "告警无人确认" in supervisor["why"]
+    assert "指挥小组未确认告警" in supervisor["why"]
 
 
 async def test_pending_deadlines_survive_a_killed_service_and_fire_once(fast, fast_system) -> None:
@@ -186,3 +186,145 @@ async def test_pending_deadlines_survive_a_killed_service_and_fire_once(fast, fa
         if e["ce_type"] == "deadline.missed" and e["event"]["data"]["obligation_id"] == r1["id"]
     ]
     assert len(missed_r1) == 1
+
+
+async def test_R14_a_late_investigation_report_goes_up_to_the_banner(fast) -> None:
+    """R14's duty lives on a closed incident: missed, the BJO → BLO step of the ladder fires."""
+    incident_id = await report(fast, category="OTHER", phase="OCCURRED")
+    for action in ("FIRST_RESPONSE_STARTED", "CONTROLLED", "CLOSED"):
+        await act(fast, incident_id, action)
+
+    def supervised_investigation(body: dict) -> list[dict[str, Any]]:
+        investigation = find(body, rule_id="R14", action="INVESTIGATION_REPORT")
+        return investigation and find(body, escalated_from=investigation[0]["id"])
+
+    body = await obligations_when(fast, incident_id, supervised_investigation)
+    investigation = find(body, rule_id="R14", action="INVESTIGATION_REPORT")[0]
+    assert investigation["status"] == "MISSED"
+    assert investigation["closed_reason"] == "逾期，升级至 BLO"
+    (supervisor,) = supervised_investigation(body)
+    assert (supervisor["party"], supervisor["action"], supervisor["rule_id"]) == (
+        "BLO",
+        "SUPERVISE",
+        "R14",
+    )
+    assert body["status"] == "CLOSED"
+
+
+async def test_R10_work_done_after_it_was_missed_is_met_late_and_escalation_stands_down(
+    fast,
+) -> None:
+    """R1 missed and supervised by the TCG; the first response is then recorded: R1 becomes
+    MET_LATE and every supervision it caused is waived ("原事项已办结") instead of climbing."""
+    incident_id = await report(fast, category="OTHER", phase="OCCURRED")
+
+    def chain(body: dict) -> list[dict[str, Any]]:
+        """R1's obligation and whoever supervised it, one rung after the other."""
+        links = find(body, rule_id="R1", action="START_FIRST_RESPONSE")[:1]
+        while links and (escalated := find(body, escalated_from=links[-1]["id"])):
+            links.append(escalated[0])
+        return links
+
+    await obligations_when(fast, incident_id, lambda body: len(chain(body)) >= 2)
+    await act(fast, incident_id, "FIRST_RESPONSE_STARTED")
+    body = await obligations_when(
+        fast,
+        incident_id,
+        lambda body: (
+            chain(body)[0]["status"] == "MET_LATE"
+            and all(link["status"] != "PENDING" for link in chain(body))
+        ),
+    )
+    first, *supervisions = chain(body)
+    assert first["status"] == "MET_LATE"
+    waived = [link for link in supervisions if link["status"] == "WAIVED"]
+    assert waived, supervisions  # at least the rung pending when the work was recorded
+    assert {link["closed_reason"] for link in waived} == {"原事项已办结"}
+    # Nothing climbs any more: the waived rung has no supervisor of its own.
+    assert not find(body, escalated_from=waived[0]["id"])
+
+
+async def test_the_ladder_goes_up_from_the_party_once_per_duty_never_to_itself_or_down(
+    fast, fast_system
+) -> None:
+    """A duty to report to the TCG is supervised by the BLO (it used to "escalate to the TCG",
+    itself); one to report to the BLO has nobody above (it used to go down to the TCG); an
+    unacknowledged alert and a missed deadline of the same duty give one supervision, not two."""
+    infra, _, _ = fast_system
+    incident_id = await report(fast)
+    body = await obligations_when(fast, incident_id, lambda body: find(body, action="REPORT"))
+    to_township = find(body, action="REPORT", party=f"TCG:{TUKE}")[0]
+    to_banner = find(body, action="REPORT", party="BLO")[0]
+    gave_up = NotificationUnacknowledged(
+        notification_id=uuid.uuid4(),
+        incident_id=uuid.UUID(incident_id),
+        obligation_id=uuid.UUID(to_township["id"]),
+        party=f"TCG:{TUKE}",
+        contacts_tried=2,
+        given_up_at=datetime.now(UTC),
+    )
+    await publish(
+        infra.kafka_bootstrap_servers, CloudEvent.new("notification", gave_up, incident_id)
+    )
+    body = await obligations_when(
+        fast,
+        incident_id,
+        lambda body: (
+            find(body, id=to_township["id"], status="MISSED")
+            and find(body, id=to_banner["id"], status="MISSED")
+            and find(body, escalated_from=to_township["id"])
+        ),
+    )
+    (supervisor,) = find(body, escalated_from=to_township["id"])
+    assert (supervisor["party"], supervisor["action"]) == ("BLO", "SUPERVISE")
+    assert not find(body, escalated_from=to_banner["id"])
+    assert find(body, id=to_banner["id"])[0]["closed_reason"] == "逾期"
+
+
+async def test_supervisions_of_one_incident_reach_a_rung_as_one_alert(fast) -> None:
+    """R1's first response, R6's scene and police call all missed at once: the TCG supervises
+    three items and is alerted once; the others join that alert and are met with it."""
+    incident_id = await report(fast)
+    immediate = {"START_FIRST_RESPONSE", "GO_ON_SCENE", "CALL_POLICE"}
+
+    def supervisions(body: dict) -> list[dict[str, Any]]:
+        items = {o["id"] for o in body["obligations"] if o["action"] in immediate}
+        return [
+            o
+            for o in find(body, party=f"TCG:{TUKE}", action="SUPERVISE")
+            if o["escalated_from"] in items
+        ]
+
+    body = await obligations_when(fast, incident_id, lambda body: len(supervisions(body)) == 3)
+    alerted = [o for o in supervisions(body) if o["notify"]]
+    joined = [o for o in supervisions(body) if not o["notify"]]
+    assert len(alerted) == 1 and len(joined) == 2
+    assert all("本项并入其中，不另行告警" in o["why"] for o in joined)
+
+
+async def test_R9_a_missed_follow_up_stays_missed_when_the_next_one_is_filed(fast) -> None:
+    """Late work meets a missed duty late (R10), but not a missed recurring one: the 续报 meets
+    the follow-up now due, and yesterday's omission stays on record."""
+    incident_id = await report(fast, category="OTHER", phase="OCCURRED")
+    body = await obligations_when(
+        fast,
+        incident_id,
+        lambda body: len(find(body, rule_id="R9", action="FOLLOW_UP_REPORT")) >= 2,
+    )
+    missed = find(body, rule_id="R9", action="FOLLOW_UP_REPORT")[0]
+    assert missed["status"] == "MISSED"
+    response = await fast["intake"].post(
+        f"/v1/incidents/{incident_id}/reports",
+        json={
+            "kind": "FOLLOW_UP",
+            "reporter": {"party": f"SFS:{TUKE}", "name": "李明"},
+            "text": "续报：情况稳定。",
+        },
+    )
+    assert response.status_code == 201, response.text
+    # The follow-up due when it arrives is met (a later one, should the next have lapsed too).
+    body = await obligations_when(
+        fast, incident_id, lambda body: find(body, rule_id="R9", status="MET")
+    )
+    assert find(body, id=missed["id"])[0]["status"] == "MISSED"
+    assert not find(body, rule_id="R9", status="MET_LATE")

@@ -93,7 +93,10 @@ async def test_recorded_action_moves_lifecycle_and_meets_obligation(
     assert incident.json()["actions"][0]["action"] == "FIRST_RESPONSE_STARTED"
     obligations = await eventually(
         lambda: clients["escalation"].get(f"/v1/incidents/{incident_id}/obligations"),
-        lambda response: any(o["status"] == "MET" for o in response.json()["obligations"]),
+        lambda response: (
+            response.status_code == 200
+            and any(o["status"] == "MET" for o in response.json()["obligations"])
+        ),
     )
     met = [o for o in obligations.json()["obligations"] if o["status"] == "MET"]
     assert [(o["rule_id"], o["action"]) for o in met] == [("R1", "START_FIRST_RESPONSE")]
@@ -231,7 +234,7 @@ async def test_follow_up_report_updates_facts_and_is_audited(
     assert "150626198001011234" not in timeline.text
 
 
-async def test_action_that_makes_no_sense_now_is_rejected_and_shown(
+async def test_action_that_makes_no_sense_now_is_refused_at_once_naming_the_status(
     clients: dict[str, httpx.AsyncClient],
 ) -> None:
     incident_id = (await report(clients, violence_report())).json()["id"]
@@ -239,13 +242,11 @@ async def test_action_that_makes_no_sense_now_is_rejected_and_shown(
         f"/v1/incidents/{incident_id}/actions",
         json={"action": "SEARCH_FAILED", "party": "SFS:150626102", "actor_name": "李明"},
     )
-    assert refused.status_code == 201  # recorded as stated; escalation judges it
-    timeline = await timeline_with(clients["audit"], incident_id, "action.rejected")
-    rejected = next(e for e in timeline.json()["entries"] if e["ce_type"] == "action.rejected")
-    assert rejected["event"]["data"]["status"] == "REPORTED"
-    assert "「查找未果」不适用于事件当前状态「已报告」" == rejected["event"]["data"]["reason"]
-    shown = await eventually(
-        lambda: clients["intake"].get(f"/v1/incidents/{incident_id}"),
-        lambda response: response.json()["actions"][0]["rejected_reason"] is not None,
-    )
-    assert "「查找未果」" in shown.json()["actions"][0]["rejected_reason"]
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    assert problem["incident_status"] == "REPORTED"
+    assert "SEARCH_FAILED" in problem["detail"] and "REPORTED" in problem["detail"]
+    assert "「查找未果」不适用于事件当前状态「已报告」" in problem["detail"]
+    shown = await clients["intake"].get(f"/v1/incidents/{incident_id}")
+    assert shown.json()["actions"] == []  # refused, so not on record

@@ -327,3 +327,35 @@ def test_times_and_durations_in_chinese() -> None:
     assert local(T0) == "2025-03-01 10:00:00"
     assert duration_zh(timedelta(days=1, hours=2, seconds=3)) == "1天2小时3秒"
     assert duration_zh(timedelta(0)) == "0秒"
+
+
+def test_an_omission_done_later_is_late_not_omitted() -> None:
+    """R11: "if done later it becomes R10" — missed, then met late: one R10, no R11."""
+    log = Log()
+    log.reported()
+    duty = log.obligation(0, "R1", SFS, "START_FIRST_RESPONSE", due=15)
+    log.add(
+        "deadline.missed",
+        16,
+        obligation_id=duty.data["obligation_id"],
+        party=SFS,
+        action="START_FIRST_RESPONSE",
+        rule_id="R1",
+        due_at=duty.data["due_at"],
+        missed_at=(T0 + timedelta(minutes=16)).isoformat(),
+    )
+    assert [f.rule_id for f in log.compute()] == ["R11"]
+    action = log.add("incident.action_recorded", 30, action="FIRST_RESPONSE_STARTED", party=SFS)
+    log.add(
+        "obligation.met",
+        30,
+        obligation_id=duty.data["obligation_id"],
+        party=SFS,
+        rule_id="R1",
+        status="MET_LATE",
+        met_at=(T0 + timedelta(minutes=30)).isoformat(),
+        met_by_event_id=action.id,
+    )
+    (finding,) = log.compute()
+    assert (finding.rule_id, finding.kind) == ("R10", "LATE")
+    assert "逾期 15分" in finding.detail

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from shared.directory import Township
 from shared.domain import Category, Phase
 from shared.events.models import IncidentFacts
-from shared.facts import apply_changes, event_facts, initial_facts, masked
+from shared.facts import apply_changes, earliest_known_time, event_facts, initial_facts, masked
 from shared.reports import FactsUpdate, IncidentIn
 
 TUKE = Township(code="150626102", name="图克镇")
@@ -176,3 +176,48 @@ def test_a_report_listing_one_subject_twice_is_refused():
 def test_distinct_subjects_with_the_same_name_are_two_people():
     namesakes = [{"id": "WS-1", "name": "王某某"}, {"id": "WS-2", "name": "王某某"}]
     assert [subject.id for subject in report(subjects=namesakes).subjects] == ["WS-1", "WS-2"]
+
+
+# --- what intake accepts, every consumer can store ---------------------------------------------
+
+CONTROL_CHARACTERS = ["\x00", "\x01", "\x08", "\x0b", "\x0c", "\x1b", "\x1f"]
+
+
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS)
+@pytest.mark.parametrize(
+    "field",
+    ["location", "summary", "measures_taken", "persons_involved", "subjects", "reporter"],
+)
+def test_a_control_character_anywhere_in_a_report_is_refused(field, character):
+    """JSONB refuses NUL: a report intake accepted with one would be dead-lettered by escalation
+    and get no duties at all. No report needs a C0 control character, so none is accepted."""
+    value: object = f"a{character}b"
+    if field == "subjects":
+        value = [{"id": f"WS{character}1", "name": "王某某"}]
+    elif field == "reporter":
+        value = {"party": "SFS:150626102", "name": f"李{character}所长"}
+    with pytest.raises(ValidationError, match=f"U\\+{ord(character):04X}"):
+        report(**{field: value})
+
+
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS)
+def test_a_control_character_in_a_follow_up_is_refused(character):
+    with pytest.raises(ValidationError, match="control characters"):
+        FactsUpdate.model_validate({"summary": f"续报{character}内容"})
+
+
+def test_tabs_and_line_breaks_are_text_not_control():
+    text = "第一行\r\n第二行\n\t缩进"
+    assert report(summary=text).summary == text
+    assert FactsUpdate.model_validate({"measures_taken": text}).measures_taken == text
+
+
+def test_earliest_known_time_is_the_first_of_occurred_discovered_and_reported():
+    reported_at = OCCURRED + timedelta(hours=2)
+    facts = stored()
+    assert earliest_known_time(facts, reported_at) == OCCURRED
+    discovered = OCCURRED - timedelta(minutes=30)
+    facts = {**facts, "discovered_at": discovered.isoformat()}
+    assert earliest_known_time(facts, reported_at) == discovered
+    unstated = {**facts, "occurred_at": None, "discovered_at": None}
+    assert earliest_known_time(unstated, reported_at) == reported_at

@@ -1,10 +1,13 @@
-"""The incident lifecycle table (services/escalation/lifecycle.py)."""
+"""The incident lifecycle table (shared/lifecycle.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.escalation.lifecycle import (
+from shared.domain import ACTION_NAMES_ZH, STATUS_NAMES_ZH
+from shared.domain import ActionCode as A
+from shared.domain import LifecycleStatus as S
+from shared.lifecycle import (
     OPEN,
     TIMER_TRANSITIONS,
     TRANSITIONS,
@@ -12,9 +15,6 @@ from services.escalation.lifecycle import (
     apply_timer,
     is_open,
 )
-from shared.domain import ACTION_NAMES_ZH, STATUS_NAMES_ZH
-from shared.domain import ActionCode as A
-from shared.domain import LifecycleStatus as S
 
 ACCEPTED = [
     # (state, action, new state)
@@ -41,11 +41,12 @@ ACCEPTED = [
 REFUSED = [
     (S.REPORTED, A.SEARCH_FAILED),
     (S.RESPONDING, A.SEARCH_FAILED),
-    (S.RESPONDING, A.FIRST_RESPONSE_STARTED),
     (S.REPORTED, A.FOUND),
     (S.SEARCHING, A.UNCONTROLLABLE),
     (S.CONTROLLED, A.CONTROLLED),
-    (S.CONTROLLED, A.ON_SCENE),
+    (S.CONTROLLED, A.UNCONTROLLABLE),
+    (S.CLOSED, A.CLOSED),
+    (S.CLOSED, A.ON_SCENE),
     (S.REPORTED, A.INVESTIGATION_REPORT_FILED),
     (S.CONTROLLED, A.INVESTIGATION_REPORT_FILED),
     (S.REVIEWED, A.INVESTIGATION_REPORT_FILED),
@@ -59,7 +60,8 @@ def test_accepted_transitions(status, action, target):
     assert result.accepted
     assert result.changed
     assert result.status is target
-    assert result.reason == f"{action}: {status} → {target}"
+    moved = f"「{STATUS_NAMES_ZH[status]}」 → 「{STATUS_NAMES_ZH[target]}」"
+    assert result.reason == f"「{ACTION_NAMES_ZH[action]}」：{moved}"
 
 
 @pytest.mark.parametrize(("status", "action"), REFUSED)
@@ -96,13 +98,43 @@ def test_action_without_transition_is_recorded_and_keeps_an_open_state(status, a
     assert result.accepted
     assert not result.changed
     assert result.status is status
-    assert result.reason == f"{action} recorded"
+    assert result.reason == f"已记录「{ACTION_NAMES_ZH[action]}」"
+
+
+# Facts recorded after the incident has moved past them (officers record after the fact).
+LATE = [
+    (S.CONTROLLED, A.ON_SCENE),
+    (S.SEARCHING, A.ON_SCENE),
+    (S.RESPONDING, A.FIRST_RESPONSE_STARTED),
+    (S.CONTROLLED, A.FIRST_RESPONSE_STARTED),
+    (S.ESCALATED, A.SEARCH_STARTED),
+    (S.CONTROLLED, A.SEARCH_STARTED),
+    (S.ESCALATED, A.SEARCH_FAILED),
+    (S.CONTROLLED, A.FOUND),
+]
+
+
+@pytest.mark.parametrize(("status", "action"), LATE)
+def test_a_fact_recorded_late_is_accepted_and_only_the_status_move_is_not(status, action):
+    """CONTROLLED, then ON_SCENE recorded after the fact: the action stands (it meets
+    GO_ON_SCENE, R6); the incident does not go back to RESPONDING."""
+    result = apply(status, action)
+    assert (result.accepted, result.changed, result.status) == (True, False, status)
+    assert result.reason == (
+        f"已记录「{ACTION_NAMES_ZH[action]}」，事件状态仍为「{STATUS_NAMES_ZH[status]}」"
+    )
+
+
+@pytest.mark.parametrize("action", sorted(TRANSITIONS))
+def test_nothing_is_recorded_late_on_a_closed_incident(action):
+    for status in (S.CLOSED, S.REVIEWED):
+        assert status not in TRANSITIONS[action].recorded_in
 
 
 def test_on_scene_while_responding_is_accepted_without_change():
     result = apply(S.RESPONDING, A.ON_SCENE)
     assert (result.accepted, result.changed, result.status) == (True, False, S.RESPONDING)
-    assert result.reason == "ON_SCENE recorded"
+    assert result.reason == "已记录「已到现场」"
 
 
 def test_terminal_states_are_not_open():
@@ -119,21 +151,21 @@ def test_search_window_passing_escalates_an_incident_still_looking(status):
     """R4: the search window passes without FOUND — as if the search had failed."""
     result = apply_timer(status, "SEARCH_WINDOW")
     assert (result.accepted, result.changed, result.status) == (True, True, S.ESCALATED)
-    assert result.reason == f"timer SEARCH_WINDOW: {status} → ESCALATED"
+    assert result.reason == f"查找时限届满：「{STATUS_NAMES_ZH[status]}」 → 「已升级」"
 
 
 @pytest.mark.parametrize("status", [S.ESCALATED, S.CONTROLLED, S.CLOSED, S.REVIEWED])
 def test_search_window_leaves_an_escalated_found_or_closed_incident_alone(status):
     result = apply_timer(status, "SEARCH_WINDOW")
     assert (result.accepted, result.changed, result.status) == (True, False, status)
-    assert result.reason == "timer SEARCH_WINDOW"
+    assert result.reason == "查找时限届满"
 
 
 @pytest.mark.parametrize("status", list(S))
 def test_an_unknown_timer_changes_nothing(status):
     result = apply_timer(status, "COFFEE_BREAK")
     assert (result.accepted, result.changed, result.status) == (True, False, status)
-    assert result.reason == "timer COFFEE_BREAK"
+    assert result.reason == "COFFEE_BREAK"
 
 
 def test_search_window_ends_where_a_failed_search_does():

@@ -27,16 +27,21 @@ from services.escalation.rules import (
     Situation,
     TimerStart,
     Trigger,
+    caused_by,
     condition_reasons,
     deadline_text,
     duration_words,
     evaluate,
+    grouped_into_alert,
     is_met_by,
     is_waived_by,
     ladder_step,
+    may_still_be_met,
     merge,
+    met_status,
     missing_report_fields,
     obligation_id,
+    outlives_closure,
     recurrence,
     repeated_signs,
     report_evidence,
@@ -578,10 +583,12 @@ def test_R9_follow_up_recurs_after_it_is_met_or_missed(policy, party_names):
     first = view_of(of_rule(decision, "R9")[0])
     due = first.due_at
 
-    met_early = recurrence(policy, first, due - timedelta(hours=20), party_names)
+    met_at = due - timedelta(hours=20)
+    met_early = recurrence(policy, first, met_at, party_names)
     assert met_early is not None
-    # Met early: the next one is due a day after the previous due time, not after the report.
-    assert met_early.due_at == due + DAY
+    # Met early: the next one is due a day after this follow-up, not after the previous due
+    # time (which would leave 44 hours between follow-ups).
+    assert met_early.due_at == met_at + DAY
     assert (met_early.rule_id, met_early.party, met_early.action) == (
         "R9",
         SFS,
@@ -607,6 +614,22 @@ def test_R9_follow_up_recurs_after_it_is_met_or_missed(policy, party_names):
     assert following is not None
     assert following.id not in {first.id, missed.id}
     assert following.due_at == missed.due_at + DAY
+
+
+@pytest.mark.parametrize("hours_after_report", [1, 12, 23, 30])
+def test_R9_the_next_follow_up_is_due_a_day_after_the_last_one(
+    policy, party_names, hours_after_report
+):
+    """A 续报 an hour after the report makes the next due 24 h later, not 47 h later."""
+    decision = evaluate(
+        policy, situation(make_facts(Category.OTHER, Phase.OCCURRED)), trigger(), party_names
+    )
+    first = view_of(of_rule(decision, "R9")[0])
+    filed_at = REPORTED_AT + timedelta(hours=hours_after_report)
+    following = recurrence(policy, first, filed_at, party_names)
+    assert following is not None
+    assert following.due_at == filed_at + DAY
+    assert f"截止北京时间 {beijing_time(following.due_at)}" in following.explanation
 
 
 @pytest.mark.parametrize("action", list(policy_dict()["actions"]))
@@ -878,6 +901,12 @@ def test_duration_words(duration, words):
     assert duration_words(duration) == words
 
 
+def test_R14_the_investigation_report_outlives_closure_and_nothing_else_does(policy):
+    """Closing ends every duty but the one closing calls for; that one is still pursued up the
+    ladder (BJO → BLO) when it is missed."""
+    assert [rule.id for rule in policy.rules if outlives_closure(policy, rule.id)] == ["R14"]
+
+
 # --- the ladder -------------------------------------------------------------------------------
 
 ORIGINAL = UUID("00000000-0000-4000-8000-0000000000a1")
@@ -909,10 +938,12 @@ def pending(party: str, action: str, *, drill: bool = False) -> ObligationView:
         (SFS, "FOLLOW_UP_REPORT", TCG),
         (TCG, "SUPERVISE", "BLO"),
         ("BJO", "INVESTIGATION_REPORT", "BLO"),
-        # owner: SFS — the SFS had to report to the party, so the SFS missed it.
-        ("BLO", "REPORT", TCG),
-        (TCG, "REPORT", TCG),
-        (TCG, "ACTIVATE_PLAN", TCG),
+        # owner: SFS, to a party on the ladder: the rung above that party, never the party
+        # itself and never below it.
+        ("BLO", "REPORT", None),
+        (TCG, "REPORT", "BLO"),
+        (TCG, "ACTIVATE_PLAN", "BLO"),
+        # owner: SFS, to the police (off the ladder): the SFS that must call them is pressed.
         (PPS, "CALL_POLICE", TCG),
         (PPS, "WRITTEN_NOTICE", TCG),
         # At the top, or owners off the ladder: nobody above.
@@ -923,7 +954,7 @@ def pending(party: str, action: str, *, drill: bool = False) -> ObligationView:
         (PPS, "START_FIRST_RESPONSE", None),
     ],
 )
-def test_ladder_for_a_missed_deadline_starts_from_the_owner(
+def test_ladder_for_a_missed_deadline_goes_to_the_rung_above_the_party_never_down(
     policy, party_names, party, action, supervisor
 ):
     step = ladder_step(policy, pending(party, action), "missed", MISSED_AT, party_names)
@@ -973,23 +1004,72 @@ def test_ladder_step_is_a_supervision_due_immediately(policy, party_names, cause
     assert (step.rule_id, step.plan_section) == ("R6", "四(三)")
     assert step.trigger == f"{cause}:GO_ON_SCENE"
     assert step.action_text == "督办逾期或无人确认的事项：GO_ON_SCENE的事项"
-    assert step.id == obligation_id(INCIDENT, f"{cause}:{ORIGINAL}", "R6", TCG, "SUPERVISE")
+    assert step.id == obligation_id(INCIDENT, f"supervise:{ORIGINAL}", "R6", TCG, "SUPERVISE")
     assert ladder_step(policy, original, cause, MISSED_AT, party_names) == step
+    how = "逾期未办" if cause == "missed" else "未确认告警"
     assert step.explanation.startswith(
-        "依据 R6（预案四(三)）：图克镇司法所的事项「GO_ON_SCENE的事项」"
+        f"依据 R6（预案四(三)）：图克镇司法所{how}：「GO_ON_SCENE的事项」"
     )
-    assert ("逾期未办" if cause == "missed" else "告警无人确认") in step.explanation
     assert "图克镇社区矫正突发事件应急处置指挥小组须在" in step.explanation
     assert "（R6，截止北京时间 2025-03-01 10:15）" in step.explanation
     assert f"截止北京时间 {beijing_time(step.due_at)}。" in step.explanation
 
 
-def test_ladder_ids_differ_by_cause(policy, party_names):
+def test_ladder_one_supervision_per_duty_whichever_cause_comes_first(policy, party_names):
+    """Unacknowledged and then missed: the second supervision has the first one's id, so the
+    store keeps one, not a pair for the same item."""
     original = pending(SFS, "GO_ON_SCENE")
     missed = ladder_step(policy, original, "missed", MISSED_AT, party_names)
     unanswered = ladder_step(policy, original, "unacknowledged", MISSED_AT, party_names)
     assert missed is not None and unanswered is not None
-    assert missed.id != unanswered.id
+    assert missed.id == unanswered.id
+    assert missed.party == unanswered.party
+
+
+@pytest.mark.parametrize(
+    ("party", "action", "cause", "failed"),
+    [
+        # The police did not acknowledge the call: the supervisor is told it was the police.
+        (PPS, "CALL_POLICE", "unacknowledged", "图克镇派出所未确认告警"),
+        # Nobody recorded the call in time: the 司法所 that owes it failed.
+        (PPS, "CALL_POLICE", "missed", "图克镇司法所逾期未办"),
+        (TCG, "REPORT", "unacknowledged", "图克镇社区矫正突发事件应急处置指挥小组未确认告警"),
+        (TCG, "REPORT", "missed", "图克镇司法所逾期未办"),
+        ("BJO", "INVESTIGATION_REPORT", "missed", "旗司法局办公室逾期未办"),
+    ],
+)
+def test_ladder_tells_the_supervisor_who_failed_and_how(
+    policy, party_names, party, action, cause, failed
+):
+    step = ladder_step(policy, pending(party, action), cause, MISSED_AT, party_names)
+    assert step is not None
+    assert step.explanation.startswith(f"依据 R6（预案四(三)）：{failed}：「{action}的事项」")
+
+
+def test_ladder_a_rung_already_alerted_about_the_incident_gets_no_second_alert(policy, party_names):
+    step = ladder_step(policy, pending(SFS, "GO_ON_SCENE"), "missed", MISSED_AT, party_names)
+    assert step is not None and step.notify
+    alerted_at = MISSED_AT - timedelta(minutes=3)
+    joined = grouped_into_alert(step, alerted_at)
+    assert not joined.notify
+    assert (joined.id, joined.party, joined.due_at) == (step.id, step.party, step.due_at)
+    assert joined.explanation.startswith(step.explanation)
+    assert f"已于 {alerted_at.isoformat(timespec='seconds')} 收到本事件的督办提醒" in (
+        joined.explanation
+    )
+
+
+@pytest.mark.parametrize("cause", ["missed", "unacknowledged"])
+@pytest.mark.parametrize("action", list(policy_dict()["actions"]))
+@pytest.mark.parametrize("party", [SFS, TCG, PPS, "BLO", "BJO", "CEO"])
+def test_ladder_never_goes_to_the_party_itself_or_down(policy, party_names, party, action, cause):
+    rank = {SFS: 0, TCG: 1, "BLO": 2}
+    step = ladder_step(policy, pending(party, action), cause, MISSED_AT, party_names)
+    if step is None:
+        return
+    assert step.party != party
+    if party in rank:
+        assert rank[step.party] > rank[party]
 
 
 def test_ladder_climbs_sfs_tcg_blo_and_stops(policy, party_names):
@@ -1000,6 +1080,55 @@ def test_ladder_climbs_sfs_tcg_blo_and_stops(policy, party_names):
         view = view_of(step)
         assert len(climbed) <= 3
     assert climbed == [TCG, "BLO"]
+
+
+@pytest.mark.parametrize(
+    ("status", "met_after_due", "outcome"),
+    [
+        ("PENDING", False, "MET"),
+        ("PENDING", True, "MET_LATE"),
+        ("MISSED", True, "MET_LATE"),
+        # Missed, then done with a time asserted before the due time: still late (R10).
+        ("MISSED", False, "MET_LATE"),
+    ],
+)
+def test_R10_work_done_after_a_duty_was_missed_meets_it_late(status, met_after_due, outcome):
+    due = REPORTED_AT + QUARTER
+    met_at = due + (timedelta(minutes=1) if met_after_due else -timedelta(minutes=1))
+    assert met_status(status, met_at, due) == outcome
+
+
+@pytest.mark.parametrize("action", list(policy_dict()["actions"]))
+def test_R10_a_missed_duty_may_still_be_met_late_unless_it_recurs(policy, action):
+    """A missed R9 follow-up stays missed: the next one is due already, and today's 续报 does
+    not make up for yesterday's. Every other missed duty, done late, is R10 instead of R11."""
+    assert may_still_be_met(policy, action, "PENDING")
+    recurs = policy.actions[action].recurs is not None
+    assert may_still_be_met(policy, action, "MISSED") is not recurs
+    for settled in ("MET", "MET_LATE", "WAIVED"):
+        assert not may_still_be_met(policy, action, settled)
+
+
+def uid(n: int) -> UUID:
+    return UUID(int=n)
+
+
+def test_late_work_stands_down_every_supervision_it_caused_rung_after_rung():
+    """R1 missed → TCG supervises; that missed too → BLO supervises. R1 done late: both
+    supervisions trace back to it; another duty's supervision does not."""
+    r1, tcg, blo, other, others_supervisor, recurring = (uid(n) for n in range(1, 7))
+    escalations = [
+        (r1, None),
+        (tcg, r1),
+        (blo, tcg),
+        (other, None),
+        (others_supervisor, other),
+        (recurring, None),
+    ]
+    assert caused_by(r1, escalations) == {tcg, blo}
+    assert caused_by(tcg, escalations) == {blo}
+    assert caused_by(blo, escalations) == set()
+    assert caused_by(other, escalations) == {others_supervisor}
 
 
 # --- how obligations end ----------------------------------------------------------------------

@@ -196,11 +196,12 @@ def test_the_same_situation_and_trigger_always_decide_the_same(data, situation):
 
 
 def starting_rung(view: ObligationView, cause: str) -> PartyKind:
-    """RULES.md: a missed duty is its owner's; an unanswered alert its recipient's when the
-    recipient is on the ladder at all."""
+    """The rung of the party the duty is for, whatever the cause, so a duty owned high never
+    goes down; a party off the ladder (the police) is pressed through the 司法所 that owes
+    the duty, if it does."""
     on_ladder = set(POLICY.ladder.steps) | set(POLICY.ladder.steps.values())
     recipient = party_kind_of(view.party)
-    if cause == "unacknowledged" and recipient in on_ladder:
+    if recipient in on_ladder:
         return recipient
     return PartyKind.SFS if POLICY.actions[view.action].owner == "SFS" else recipient
 
