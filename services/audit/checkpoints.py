@@ -105,10 +105,13 @@ class Checkpointer:
         last = await store.latest_checkpoint(session)
         size = await store.log_size(session)
         last_size = last.size if last is not None else None
+        # Only the leaves this checkpoint would cover count: one appended since `size` was read
+        # (each statement sees its own snapshot) is for the next checkpoint.
         grew = await session.scalar(
             select(
                 exists().where(
                     log_entries.c.index >= (last_size or 0),
+                    log_entries.c.index < size,
                     log_entries.c.ce_type != CHECKPOINT_TYPE,
                 )
             )
