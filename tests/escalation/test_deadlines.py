@@ -201,7 +201,7 @@ async def test_R14_a_late_investigation_report_goes_up_to_the_banner(fast) -> No
     body = await obligations_when(fast, incident_id, supervised_investigation)
     investigation = find(body, rule_id="R14", action="INVESTIGATION_REPORT")[0]
     assert investigation["status"] == "MISSED"
-    assert investigation["closed_reason"] == "逾期，升级至 BLO"
+    assert investigation["closed_reason"] == "逾期，升级至旗社区矫正工作领导小组办公室"
     (supervisor,) = supervised_investigation(body)
     assert (supervisor["party"], supervisor["action"], supervisor["rule_id"]) == (
         "BLO",

@@ -65,7 +65,7 @@ async def test_R2_uncontrollable_first_response_reports_to_banner_and_activates_
         lambda: clients["intake"].get(f"/v1/incidents/{incident_id}"),
         lambda response: response.json()["status"] == "ESCALATED",
     )
-    assert escalated.json()["status_reason"].startswith("UNCONTROLLABLE")
+    assert escalated.json()["status_reason"].startswith("「先期处置不能控制」")
 
     async def r2_alerts() -> list[dict[str, Any]]:
         return [a for a in webhook_sink.for_incident(incident_id) if a["rule_id"] == "R2"]
