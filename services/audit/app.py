@@ -16,6 +16,7 @@ from services.audit.models import SCHEMA, messaging
 from services.audit.schemas import AuditContext
 from shared.directory import Directory
 from shared.events.topics import ALL_TOPICS
+from shared.pii import PiiCipher
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -59,5 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[api.router],
         public_routers=[api.proof_router],
     )
-    app.state.audit = AuditContext(signer.verifier, tuple(witness_keys(settings)), party_names)
+    cipher = PiiCipher.from_settings(settings)
+    runtime.add_readiness_check("personal_data_key", lambda: cipher.readiness)
+    app.state.audit = AuditContext(
+        signer.verifier, tuple(witness_keys(settings)), party_names, cipher
+    )
     return app
