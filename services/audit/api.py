@@ -449,26 +449,26 @@ async def subjects_in_clear(
     caller: Principal,
     incident_id: UUID,
     events: list[LoggedEvent],
-) -> list[dict] | None:
+) -> tuple[list[dict] | None, str | None]:
     """The incident's subjects opened from the sealed copy its reports carry, for a caller who
     may read personal data, the read staged as incident.personal_data_read in the same
-    transaction; None (masked) for anyone else, or when nothing sealed can be opened."""
+    transaction; otherwise None (masked), and for such a caller why nothing was opened."""
     if not caller.may_read_personal_data:
-        return None
+        return None, None
     sealed = report.latest_sealed_subjects(events)
     if sealed is None:
-        return None
+        return None, "日志中没有密封的对象信息"
     try:
         subjects = context_of(request).personal_data.open(sealed, SUBJECTS)
     except (PersonalDataKeyError, InvalidTag, KeyError, ValueError) as error:
         # The key was retired, or the sealed copy is not one intake made: the report stays
         # masked, and says so, rather than failing.
         logger.warning("subjects of incident %s not opened: %r", incident_id, error)
-        return None
+        return None, "密封的对象信息无法解密：密钥已停用或记录不完整"
     await record_read(
         runtime_of(request).outbox, session, SOURCE, incident_id, caller, SUBJECT_FIELDS
     )
-    return subjects
+    return subjects, None
 
 
 def report_format(request: Request, requested: str | None) -> Literal["markdown", "html"]:
@@ -528,7 +528,9 @@ async def investigation_report(
                 for row in sorted(rows, key=lambda row: row.index)
             ),
         )
-    subjects = await subjects_in_clear(request, session, caller, incident_id, events)
+    subjects, masked_because = await subjects_in_clear(
+        request, session, caller, incident_id, events
+    )
     view = report.build_view(
         str(incident_id),
         events,
@@ -537,6 +539,7 @@ async def investigation_report(
         context_of(request).party_names,
         datetime.now(UTC),
         subjects,
+        masked_because,
     )
     body = report.render(view, chosen)
     if chosen == "html":

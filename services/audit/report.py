@@ -185,10 +185,14 @@ def subject_line(subject: Mapping[str, Any]) -> str:
     )
 
 
+MASKED = "已遮蔽（持 pii:read 权限查阅可见明文）"
+
+
 def _overview(
     events: Sequence[LoggedEvent],
     names: Mapping[str, str],
     subjects_in_clear: Sequence[Mapping[str, Any]] | None = None,
+    masked_because: str | None = None,
 ) -> tuple[tuple[str, str], ...]:
     facts, first = _facts(events)
     if first is None:
@@ -222,7 +226,9 @@ def _overview(
             "个人信息",
             "明文（依 pii:read 查阅，本次查阅已记入审计日志）"
             if subjects_in_clear is not None
-            else "已遮蔽（持 pii:read 权限查阅可见明文）",
+            else f"已遮蔽（{masked_because}）"
+            if masked_because
+            else MASKED,
         ),
         ("涉及人员基本情况", facts.get("persons_involved") or "—"),
         ("事态发展情况", facts.get("summary") or "—"),
@@ -346,9 +352,11 @@ def build_view(
     party_names: Mapping[str, str],
     generated_at: datetime,
     subjects_in_clear: Sequence[Mapping[str, Any]] | None = None,
+    masked_because: str | None = None,
 ) -> ReportView:
     """`subjects_in_clear`: the subjects opened from `latest_sealed_subjects` for a reader who
-    may read personal data; None keeps them masked as the events carry them."""
+    may read personal data; None keeps them masked as the events carry them, and
+    `masked_because` tells such a reader why they could not be shown."""
     ordered = sorted(events, key=lambda event: (event.time, event.index))
     duties = Duties.of(ordered, party_names)
     rows = []
@@ -362,7 +370,7 @@ def build_view(
         incident_id=incident_id,
         generated_at=local(generated_at),
         drill=bool(first and first["facts"].get("drill")),
-        overview=_overview(ordered, party_names, subjects_in_clear),
+        overview=_overview(ordered, party_names, subjects_in_clear, masked_because),
         timeline=tuple(rows),
         findings=tuple(findings),
         anchor=anchor,

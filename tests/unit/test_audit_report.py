@@ -274,6 +274,18 @@ def test_without_subjects_in_clear_the_report_shows_only_what_events_carry() -> 
     assert "| 个人信息 | 已遮蔽（持 pii:read 权限查阅可见明文） |" in text
     assert "王某某" not in text and "150626199001011234" not in text
     assert "Zmlyc3Q=" not in text  # the ciphertext is no reading matter
+    retired = build_view(
+        str(INCIDENT),
+        masked_report_with_sealed_subjects().events,
+        [],
+        None,
+        {},
+        T0,
+        masked_because="密封的对象信息无法解密：密钥已停用或记录不完整",
+    )
+    assert ("个人信息", "已遮蔽（密封的对象信息无法解密：密钥已停用或记录不完整）") in (
+        retired.overview
+    )
 
 
 def test_the_subjects_to_open_are_the_latest_sealed_in_log_order() -> None:
