@@ -44,12 +44,17 @@ JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 KAFKA_BINDING_VERSION = "0.5.0"
 DOCUMENT_VERSION = "1.0.0"
 
-# Each topic has one writer, the service that owns the facts it carries.
+# Each topic has one owner, the service that owns the facts it carries.
 PRODUCERS: dict[str, str] = {
     topics.INCIDENTS: "intake",
     topics.ESCALATIONS: "escalation",
     topics.NOTIFICATIONS: "notification",
     topics.AUDIT: "audit",
+}
+# Types another service publishes on a topic it does not own: a read of personal data leaves
+# the same trace whichever service served it (audit's investigation report with pii:read).
+ALSO_SENT: dict[str, dict[str, tuple[str, ...]]] = {
+    topics.INCIDENTS: {"audit": ("incident.personal_data_read",)},
 }
 TOPIC_DESCRIPTIONS: dict[str, str] = {
     topics.INCIDENTS: "Reports (首报), recorded actions and follow-ups (续报) or corrections.",
@@ -324,6 +329,14 @@ def asyncapi_document(specs: Sequence[ConsumerSpec]) -> dict[str, Any]:
             "publishes them in order, keyed by incident.",
             "messages": topic_messages,
         }
+        for sender, sent in ALSO_SENT.get(topic, {}).items():
+            operations[f"{sender}.send.{topic}"] = {
+                "action": "send",
+                "channel": _ref("channels", topic),
+                "title": f"{sender} publishes {', '.join(sent)} on {topic}",
+                "summary": f"{sender} writes these events with the read they record (outbox).",
+                "messages": [_ref("channels", topic, "messages", t) for t in sent],
+            }
         for spec in readers[topic]:
             handled = [t for t in types_of[topic] if t in spec.handlers.handled]
             ignored = [t for t in types_of[topic] if t in spec.handlers.ignored]

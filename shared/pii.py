@@ -2,7 +2,11 @@
 
 Keys come from the environment (`PII_KEYS`, a JSON map of key id → base64 of 32 bytes, e.g.
 from a Kubernetes Secret) with `PII_CURRENT_KEY_ID` naming the one new writes use. Old keys stay
-listed until every row has been re-sealed with the current one.
+listed until every row has been re-sealed with the current one; the subjects sealed on events
+(`sealed_subjects`) stay in the append-only audit log as they were, so audit keeps a key as long
+as reports of incidents sealed with it are to show their subjects in clear.
+
+Every read of personal data in clear leaves a trace (社区矫正法 Art. 54): `record_read`.
 """
 
 from __future__ import annotations
@@ -11,13 +15,21 @@ import base64
 import json
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.access import Principal
+from shared.events import CloudEvent
+from shared.events.models import PersonalDataRead, Sealed
+from shared.messaging import Outbox
 from shared.settings import Settings
 
 SEALED = "sealed"
+SUBJECTS = "subjects"
 # What is sealed in stored facts: the subjects (names, ID numbers) and the free text, where
 # reporters write names, ID numbers and addresses too.
 SEALED_FIELDS = ("subjects", "location", "summary", "measures_taken", "persons_involved")
@@ -52,7 +64,7 @@ class PiiCipher:
 
     @property
     def readiness(self) -> str:
-        return "ok" if self.keys else "PII_KEYS not set: personal data cannot be stored"
+        return "ok" if self.keys else "PII_KEYS not set: personal data cannot be sealed or opened"
 
     def seal(self, value: Any, context: str) -> dict[str, str]:
         """Encrypt a JSON value; `context` (what it is) is authenticated, not secret."""
@@ -95,6 +107,34 @@ class PiiCipher:
         return any(
             _is_sealed(value) and value[SEALED]["kid"] != self.current for value in facts.values()
         )
+
+
+def sealed_subjects(sealed_facts: dict[str, Any]) -> Sealed | None:
+    """The subjects of facts as `seal_subjects` stored them, as events carry them."""
+    value = sealed_facts.get(SUBJECTS)
+    return Sealed(**value[SEALED]) if _is_sealed(value) else None
+
+
+SUBJECT_FIELDS = ("subjects.name", "subjects.id_number")
+
+
+async def record_read(
+    outbox: Outbox,
+    session: AsyncSession,
+    source: str,
+    incident_id: UUID,
+    reader: Principal,
+    fields: tuple[str, ...],
+) -> None:
+    """Stage `incident.personal_data_read` in the transaction that serves the read."""
+    read = PersonalDataRead(
+        incident_id=incident_id,
+        party=reader.party,
+        subject=reader.subject,
+        fields=fields,
+        read_at=datetime.now(UTC),
+    )
+    await outbox.add(session, CloudEvent.new(source, read, incident_id))
 
 
 def new_key() -> str:

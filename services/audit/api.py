@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
+from cryptography.exceptions import InvalidTag
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from sqlalchemy import Row, select
@@ -18,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit import report, store
+from services.audit.checkpoints import SOURCE
 from services.audit.findings import LoggedEvent
 from services.audit.merkle import ProofError
 from services.audit.models import checkpoints, cosignatures, findings, log_entries
@@ -43,13 +46,15 @@ from services.audit.schemas import (
     TimelineOut,
 )
 from services.audit.verification import LeafChecker, judge
-from shared.access import Permission
+from shared.access import Permission, Principal
 from shared.auth import Caller, authorize
 from shared.domain import PARTY_PATTERN
 from shared.events.models import AccountabilityFinding
+from shared.pii import SUBJECT_FIELDS, SUBJECTS, PersonalDataKeyError, record_read
 from shared.problems import Problem, not_found
 from shared.runtime import runtime_of
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["audit"])
 # Checkpoints, the verifier key and proofs are hashes only and exist to be checked by anyone;
 # a witness's cosignature is proven by its own signature. No bearer token on these.
@@ -438,6 +443,34 @@ async def list_findings(
     )
 
 
+async def subjects_in_clear(
+    request: Request,
+    session: AsyncSession,
+    caller: Principal,
+    incident_id: UUID,
+    events: list[LoggedEvent],
+) -> tuple[list[dict] | None, str | None]:
+    """The incident's subjects opened from the sealed copy its reports carry, for a caller who
+    may read personal data, the read staged as incident.personal_data_read in the same
+    transaction; otherwise None (masked), and for such a caller why nothing was opened."""
+    if not caller.may_read_personal_data:
+        return None, None
+    sealed = report.latest_sealed_subjects(events)
+    if sealed is None:
+        return None, "日志中没有密封的对象信息"
+    try:
+        subjects = context_of(request).personal_data.open(sealed, SUBJECTS)
+    except (PersonalDataKeyError, InvalidTag, KeyError, ValueError) as error:
+        # The key was retired, or the sealed copy is not one intake made: the report stays
+        # masked, and says so, rather than failing.
+        logger.warning("subjects of incident %s not opened: %r", incident_id, error)
+        return None, "密封的对象信息无法解密：密钥已停用或记录不完整"
+    await record_read(
+        runtime_of(request).outbox, session, SOURCE, incident_id, caller, SUBJECT_FIELDS
+    )
+    return subjects, None
+
+
 def report_format(request: Request, requested: str | None) -> Literal["markdown", "html"]:
     if requested in ("markdown", "md"):
         return "markdown"
@@ -451,7 +484,8 @@ def report_format(request: Request, requested: str | None) -> Literal["markdown"
 
 @router.get(
     "/v1/incidents/{incident_id}/investigation-report",
-    summary="Draft investigation report (R14) in Chinese, as Markdown or HTML",
+    summary="Draft investigation report (R14) in Chinese, as Markdown or HTML; subjects masked "
+    "unless the caller holds pii:read, and then the read is audited",
     response_class=PlainTextResponse,
 )
 async def investigation_report(
@@ -494,6 +528,9 @@ async def investigation_report(
                 for row in sorted(rows, key=lambda row: row.index)
             ),
         )
+    subjects, masked_because = await subjects_in_clear(
+        request, session, caller, incident_id, events
+    )
     view = report.build_view(
         str(incident_id),
         events,
@@ -501,6 +538,8 @@ async def investigation_report(
         anchor,
         context_of(request).party_names,
         datetime.now(UTC),
+        subjects,
+        masked_because,
     )
     body = report.render(view, chosen)
     if chosen == "html":

@@ -18,6 +18,7 @@ from services.audit.models import SCHEMA, messaging
 from services.audit.schemas import AuditContext
 from shared.directory import Directory
 from shared.events.topics import ALL_TOPICS
+from shared.pii import PiiCipher
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -83,5 +84,9 @@ def create_app(
         routers=[api.router],
         public_routers=[api.proof_router],
     )
-    app.state.audit = AuditContext(signer.verifier, tuple(witness_keys(settings)), party_names)
+    cipher = PiiCipher.from_settings(settings)
+    runtime.add_readiness_check("personal_data_key", lambda: cipher.readiness)
+    app.state.audit = AuditContext(
+        signer.verifier, tuple(witness_keys(settings)), party_names, cipher
+    )
     return app

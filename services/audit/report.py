@@ -40,6 +40,12 @@ NOTIFICATION_NAMES_ZH = {
     "notification.acknowledged": "通知已确认",
     "notification.unacknowledged": "通知无人确认",
 }
+# Fields of incident.personal_data_read (shared.pii.SUBJECT_FIELDS and intake's free text).
+READ_FIELD_NAMES_ZH = {
+    "subjects.name": "对象姓名",
+    "subjects.id_number": "身份证号",
+    "free text": "事实描述原文",
+}
 CHANNEL_NAMES_ZH = {
     "sms": "短信",
     "voice": "语音电话",
@@ -160,8 +166,33 @@ def _facts(events: Sequence[LoggedEvent]) -> tuple[dict[str, Any], dict[str, Any
     return facts, (dict(reported.data) if reported else None)
 
 
+def latest_sealed_subjects(events: Sequence[LoggedEvent]) -> dict[str, str] | None:
+    """The subjects as last stated, sealed (`sealed_subjects` of the first report or of the
+    last report that changed them), in log order; None when no event carries them."""
+    sealed = None
+    for event in sorted(events, key=lambda event: (event.time, event.index)):
+        if event.type in ("incident.reported", "incident.report_filed"):
+            sealed = event.data.get("sealed_subjects") or sealed
+    return sealed
+
+
+def subject_line(subject: Mapping[str, Any]) -> str:
+    """One subject as the report to the city office names them: name, 编号, 身份证号; in clear
+    (`id_number`) or as events carry them (`id_number_masked`)."""
+    id_number = subject.get("id_number") or subject.get("id_number_masked")
+    return f"{subject['name']}（编号 {subject['id']}" + (
+        f"，身份证号 {id_number}）" if id_number else "）"
+    )
+
+
+MASKED = "已遮蔽（持 pii:read 权限查阅可见明文）"
+
+
 def _overview(
-    events: Sequence[LoggedEvent], names: Mapping[str, str]
+    events: Sequence[LoggedEvent],
+    names: Mapping[str, str],
+    subjects_in_clear: Sequence[Mapping[str, Any]] | None = None,
+    masked_because: str | None = None,
 ) -> tuple[tuple[str, str], ...]:
     facts, first = _facts(events)
     if first is None:
@@ -187,7 +218,18 @@ def _overview(
             f"{name(first['reporter']['party'])} {first['reporter']['name']}，"
             f"{local(first['reported_at'])}",
         ),
-        ("涉及对象", "、".join(s["name"] for s in facts.get("subjects", ())) or "—"),
+        (
+            "涉及对象",
+            "；".join(map(subject_line, subjects_in_clear or facts.get("subjects", ()))) or "—",
+        ),
+        (
+            "个人信息",
+            "明文（依 pii:read 查阅，本次查阅已记入审计日志）"
+            if subjects_in_clear is not None
+            else f"已遮蔽（{masked_because}）"
+            if masked_because
+            else MASKED,
+        ),
         ("涉及人员基本情况", facts.get("persons_involved") or "—"),
         ("事态发展情况", facts.get("summary") or "—"),
         ("已采取的措施", facts.get("measures_taken") or "—"),
@@ -203,6 +245,8 @@ def person_of(event: LoggedEvent) -> str:
             return data["reporter"].get("name") or "—"
         case "incident.action_recorded":
             return data.get("actor_name") or "—"
+        case "incident.personal_data_read":
+            return data.get("subject") or "—"
     return "—"
 
 
@@ -286,6 +330,9 @@ def describe(event: LoggedEvent, duties: Duties | None = None) -> tuple[str | No
         case "action.rejected":
             action = ACTION_NAMES_ZH.get(data["action"], data["action"])
             return None, f"记录未被接受：{action}（{data['reason']}）"
+        case "incident.personal_data_read":
+            read = "、".join(READ_FIELD_NAMES_ZH.get(name, name) for name in data["fields"])
+            return data["party"], f"查阅个人信息明文：{read}"
         case "audit.finding":
             return data[
                 "party"
@@ -304,7 +351,12 @@ def build_view(
     anchor: Anchor | None,
     party_names: Mapping[str, str],
     generated_at: datetime,
+    subjects_in_clear: Sequence[Mapping[str, Any]] | None = None,
+    masked_because: str | None = None,
 ) -> ReportView:
+    """`subjects_in_clear`: the subjects opened from `latest_sealed_subjects` for a reader who
+    may read personal data; None keeps them masked as the events carry them, and
+    `masked_because` tells such a reader why they could not be shown."""
     ordered = sorted(events, key=lambda event: (event.time, event.index))
     duties = Duties.of(ordered, party_names)
     rows = []
@@ -318,7 +370,7 @@ def build_view(
         incident_id=incident_id,
         generated_at=local(generated_at),
         drill=bool(first and first["facts"].get("drill")),
-        overview=_overview(ordered, party_names),
+        overview=_overview(ordered, party_names, subjects_in_clear, masked_because),
         timeline=tuple(rows),
         findings=tuple(findings),
         anchor=anchor,

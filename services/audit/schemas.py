@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from services.audit.note import Verifier
 from shared.events.models import AccountabilityFinding
+from shared.pii import PiiCipher
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class AuditContext:
     log_key: Verifier
     witnesses: tuple[Verifier, ...]
     party_names: Mapping[str, str]
+    # Opens the subjects sealed on the log's events, for a report read with pii:read.
+    personal_data: PiiCipher
 
 
 class LogEntryOut(BaseModel):

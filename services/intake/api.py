@@ -31,11 +31,10 @@ from shared.events import CloudEvent
 from shared.events.models import (
     ActionRecorded,
     IncidentReported,
-    PersonalDataRead,
     Reporter,
     ReportFiled,
 )
-from shared.pii import PiiCipher
+from shared.pii import SUBJECT_FIELDS, PiiCipher, record_read, sealed_subjects
 from shared.problems import Problem, not_found
 from shared.reports import CLOCK_SKEW, IncidentIn, ReporterIn
 from shared.runtime import DatabaseSession, runtime_of
@@ -111,6 +110,7 @@ async def report_incident(
 
     now = datetime.now(UTC)
     facts = incident_facts.initial_facts(body, township)
+    sealed = cipher_of(request).seal_subjects(facts)
     reporter = body.reporter.model_dump(mode="json")
     await session.execute(
         incidents.insert().values(
@@ -118,7 +118,7 @@ async def report_incident(
             category=body.category,
             phase=body.phase,
             township_code=township.code,
-            facts=cipher_of(request).seal_subjects(facts),
+            facts=sealed,
             reporter=reporter,
             status=LifecycleStatus.REPORTED,
             reported_at=now,
@@ -129,7 +129,7 @@ async def report_incident(
             id=uuid4(),
             incident_id=incident_id,
             kind="INITIAL",
-            changes=cipher_of(request).seal_subjects(facts),
+            changes=sealed,
             previous={},
             reporter=reporter,
             filed_at=now,
@@ -140,6 +140,8 @@ async def report_incident(
         facts=incident_facts.event_facts(facts),
         reporter=Reporter(**reporter),
         reported_at=now,
+        # The same ciphertext as at rest: audit opens it for a reader holding pii:read.
+        sealed_subjects=sealed_subjects(sealed),
     )
     await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
     response.headers["Location"] = incident_location(incident_id)
@@ -314,11 +316,12 @@ async def file_report(
             filed_at=now,
         )
     )
+    sealed = cipher.seal_subjects(facts)
     await session.execute(
         update(incidents)
         .where(incidents.c.id == incident_id)
         .values(
-            facts=cipher.seal_subjects(facts),
+            facts=sealed,
             category=facts["category"],
             phase=facts["phase"],
             updated_at=now,
@@ -333,6 +336,7 @@ async def file_report(
         changes=incident_facts.masked(changes, names),
         previous=incident_facts.masked(previous, names),
         text=body.text,
+        sealed_subjects=sealed_subjects(sealed) if "subjects" in changes else None,
     )
     await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
     response.headers["Location"] = incident_location(incident_id)
@@ -383,14 +387,14 @@ async def get_incident(
         return opened if unmasked else incident_facts.masked(opened, names)
 
     if unmasked:
-        read = PersonalDataRead(
-            incident_id=incident_id,
-            party=caller.party,
-            subject=caller.subject,
-            fields=("subjects.name", "subjects.id_number", "free text"),
-            read_at=datetime.now(UTC),
+        await record_read(
+            runtime_of(request).outbox,
+            session,
+            SOURCE,
+            incident_id,
+            caller,
+            (*SUBJECT_FIELDS, "free text"),
         )
-        await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, read, incident_id))
     return IncidentOut(
         id=incident.id,
         status=incident.status,

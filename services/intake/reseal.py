@@ -1,8 +1,9 @@
 """Re-seal personal data with the current key after a rotation (docs/operations.md).
 
 `python -m services.intake.reseal`: rows sealed with an older key id are opened with it and
-sealed again with `PII_CURRENT_KEY_ID`, one transaction per table; once it reports 0, the
-old key can leave `PII_KEYS`.
+sealed again with `PII_CURRENT_KEY_ID`, one transaction per table; once it reports 0, intake
+no longer needs the old key. The subjects sealed on events stay in the audit log as published:
+audit needs the old key for as long as their reports are to show them in clear.
 """
 
 from __future__ import annotations

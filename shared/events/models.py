@@ -36,6 +36,22 @@ class Reporter(EventData):
     phone: str | None = None
 
 
+class Sealed(EventData):
+    """Personal data sealed with AES-GCM (shared/pii.py), as intake stores it at rest: only a
+    service holding key `kid` opens it, and only for a caller who may read personal data."""
+
+    kid: str = Field(min_length=1, max_length=64, description="id of the key that sealed it")
+    nonce: str = Field(description="base64 of the 12-byte nonce")
+    ct: str = Field(description="base64 of the ciphertext and its tag")
+
+
+SUBJECTS_SEALED = (
+    "the subjects in clear (id, name, full ID number), sealed with the personal-data key "
+    "`kid`; the log keeps the ciphertext, and a report opens it only for a reader holding "
+    "pii:read, every such read published as incident.personal_data_read"
+)
+
+
 class IncidentFacts(EventData):
     """The facts R7 asks a report to state: 种类、时间、地点、涉及人员、事态发展、已采取的措施."""
 
@@ -59,6 +75,7 @@ class IncidentReported(EventData):
     facts: IncidentFacts
     reporter: Reporter
     reported_at: AwareDatetime
+    sealed_subjects: Sealed | None = Field(default=None, description=SUBJECTS_SEALED)
 
 
 class ActionRecorded(EventData):
@@ -85,6 +102,9 @@ class ReportFiled(EventData):
     changes: dict[str, Any] = Field(default_factory=dict, description="facts as now stated")
     previous: dict[str, Any] = Field(default_factory=dict, description="facts they replace")
     text: str | None = None
+    sealed_subjects: Sealed | None = Field(
+        default=None, description=f"present when the report changes the subjects: {SUBJECTS_SEALED}"
+    )
 
 
 class PersonalDataRead(EventData):

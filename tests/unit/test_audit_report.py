@@ -7,7 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from services.audit.report import Anchor, ProofRow, build_view, place, render
+from services.audit.report import (
+    Anchor,
+    ProofRow,
+    build_view,
+    latest_sealed_subjects,
+    place,
+    render,
+)
 from tests.unit.test_audit_findings import INCIDENT, RULES, SFS, T0, Log
 
 
@@ -220,3 +227,98 @@ def test_the_hashes_come_last_folded_away_from_the_reading(fmt) -> None:
     assert text.index("五、整改意见建议") < text.index("附录：日志锚定（供核验，阅读可略过）")
     assert text.index("<details>") < text.index("bGVhZg==") < text.index("</details>")
     assert "bGVhZg==" not in text.split("附录")[0]
+
+
+CLEAR_SUBJECTS = [{"id": "S1", "name": "王某某", "id_number": "150626199001011234"}]
+SEALED_FIRST = {"kid": "k1", "nonce": "bm9uY2Ux", "ct": "Zmlyc3Q="}
+SEALED_CORRECTED = {"kid": "k1", "nonce": "bm9uY2Uy", "ct": "Y29ycmVjdGVk"}
+
+
+def masked_report_with_sealed_subjects() -> Log:
+    """Subjects masked as events carry them (王**), sealed beside them; a correction of them."""
+    reported = Log()
+    reported.reported(
+        subjects=[{"id": "S1", "name": "王**", "id_number_masked": "150626********1234"}]
+    )
+    first = {**reported.events[0].data, "sealed_subjects": SEALED_FIRST}
+    log = Log()
+    log.add("incident.reported", 0, **first)
+    log.add(
+        "incident.report_filed",
+        30,
+        report_id=str(uuid.uuid4()),
+        kind="FOLLOW_UP",
+        reporter={"party": SFS, "name": "李明"},
+        filed_at=(T0 + timedelta(minutes=30)).isoformat(),
+        changes={"summary": "已找到"},
+        previous={"summary": None},
+    )
+    return log
+
+
+def test_with_subjects_in_clear_the_report_names_them_as_the_city_office_needs() -> None:
+    log = masked_report_with_sealed_subjects()
+    view = build_view(
+        str(INCIDENT), log.events, [], None, RULES.party_names or {}, T0, CLEAR_SUBJECTS
+    )
+    text = render(view, "markdown")
+    assert "| 涉及对象 | 王某某（编号 S1，身份证号 150626199001011234） |" in text
+    assert "| 个人信息 | 明文（依 pii:read 查阅，本次查阅已记入审计日志） |" in text
+    html = render(view, "html")
+    assert "王某某（编号 S1，身份证号 150626199001011234）" in html
+
+
+def test_without_subjects_in_clear_the_report_shows_only_what_events_carry() -> None:
+    text = render(view_of(masked_report_with_sealed_subjects()), "markdown")
+    assert "| 涉及对象 | 王**（编号 S1，身份证号 150626********1234） |" in text
+    assert "| 个人信息 | 已遮蔽（持 pii:read 权限查阅可见明文） |" in text
+    assert "王某某" not in text and "150626199001011234" not in text
+    assert "Zmlyc3Q=" not in text  # the ciphertext is no reading matter
+    retired = build_view(
+        str(INCIDENT),
+        masked_report_with_sealed_subjects().events,
+        [],
+        None,
+        {},
+        T0,
+        masked_because="密封的对象信息无法解密：密钥已停用或记录不完整",
+    )
+    assert ("个人信息", "已遮蔽（密封的对象信息无法解密：密钥已停用或记录不完整）") in (
+        retired.overview
+    )
+
+
+def test_the_subjects_to_open_are_the_latest_sealed_in_log_order() -> None:
+    log = masked_report_with_sealed_subjects()
+    assert latest_sealed_subjects(log.events) == SEALED_FIRST  # a follow-up without subjects
+    log.add(
+        "incident.report_filed",
+        40,
+        report_id=str(uuid.uuid4()),
+        kind="CORRECTION",
+        reporter={"party": SFS, "name": "李明"},
+        filed_at=(T0 + timedelta(minutes=40)).isoformat(),
+        changes={"subjects": [{"id": "S2", "name": "张**"}]},
+        previous={"subjects": [{"id": "S1", "name": "王**"}]},
+        sealed_subjects=SEALED_CORRECTED,
+    )
+    assert latest_sealed_subjects(list(reversed(log.events))) == SEALED_CORRECTED
+    unsealed = Log()
+    unsealed.reported()
+    assert latest_sealed_subjects(unsealed.events) is None
+
+
+def test_a_read_of_personal_data_reads_as_who_read_what() -> None:
+    log = Log()
+    log.reported()
+    log.add(
+        "incident.personal_data_read",
+        50,
+        party="BJO",
+        subject="bjo-duty-officer",
+        fields=["subjects.name", "subjects.id_number"],
+        read_at=(T0 + timedelta(minutes=50)).isoformat(),
+    )
+    row = view_of(log).timeline[-1]
+    assert (row.party, row.person) == ("BJO", "bjo-duty-officer")
+    assert row.what == "查阅个人信息明文：对象姓名、身份证号"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
+from datetime import UTC, datetime
 
 import jwt
 import pytest
@@ -14,8 +16,10 @@ from jwt.algorithms import RSAAlgorithm
 from pydantic import SecretStr
 
 from shared.auth import TokenVerifier, ensure_dev_keys, mint
+from shared.events.models import IncidentReported, Reporter
+from shared.facts import event_facts
 from shared.limits import TokenBuckets
-from shared.pii import PersonalDataKeyError, PiiCipher, new_key
+from shared.pii import SUBJECTS, PersonalDataKeyError, PiiCipher, new_key, sealed_subjects
 from shared.problems import Problem
 from shared.settings import Settings
 
@@ -152,3 +156,32 @@ def test_token_buckets_limit_each_caller_on_its_own():
     assert buckets.take("b") == 0.0
     now[0] = 1.0
     assert buckets.take("a") == 0.0
+
+
+def test_the_subjects_sealed_at_rest_travel_on_the_event_and_open_only_with_the_key():
+    facts = {
+        "category": "VIOLENCE",
+        "phase": "IN_PROGRESS",
+        "township_code": "150626102",
+        "township_name": "图克镇",
+        "subjects": [{"id": "S1", "name": "王某某", "id_number": "150626199001011234"}],
+        "drill": False,
+    }
+    sealed_facts = cipher("k1").seal_subjects(facts)
+    event = IncidentReported(
+        incident_id=uuid.uuid4(),
+        facts=event_facts(facts),
+        reporter=Reporter(party="SFS:150626102", name="李明"),
+        reported_at=datetime.now(UTC),
+        sealed_subjects=sealed_subjects(sealed_facts),
+    )
+    published = event.model_dump_json()
+    assert "王某某" not in published and "150626199001011234" not in published
+    received = IncidentReported.model_validate_json(published)
+    assert received.sealed_subjects is not None
+    assert received.sealed_subjects.model_dump() == sealed_facts["subjects"]["sealed"]
+    opened = cipher("k1", "k2", current="k2").open(received.sealed_subjects.model_dump(), SUBJECTS)
+    assert opened == facts["subjects"]
+    with pytest.raises(PersonalDataKeyError):
+        cipher("k2").open(received.sealed_subjects.model_dump(), SUBJECTS)
+    assert sealed_subjects(facts) is None  # facts not sealed: nothing to carry

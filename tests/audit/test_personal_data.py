@@ -1,0 +1,94 @@
+"""The investigation report with personal data: the banner office's reader holding pii:read
+gets the subjects in clear (name, 编号, full ID number) as the report to the city office needs,
+opened from the sealed copy intake put on its events, and the read is logged as
+incident.personal_data_read; everyone else, and every topic, sees them masked only."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.integration.helpers import count_of, eventually, report, timeline_with
+
+SFS = "SFS:150626102"
+FIRST = ("王某某", "150626199001011234")
+ADDED = ("张三丰", "15062619850202345X")
+CLEAR_READER = {"X-Act-As": "BJO audit:read pii:read"}
+MASKED_READER = {"X-Act-As": "BJO audit:read"}
+
+
+def report_path(incident_id: str) -> str:
+    return f"/v1/incidents/{incident_id}/investigation-report"
+
+
+def reads_by_audit(timeline: httpx.Response) -> list[dict]:
+    return [
+        entry
+        for entry in timeline.json()["entries"]
+        if entry["ce_type"] == "incident.personal_data_read" and entry["ce_source"] == "audit"
+    ]
+
+
+async def test_a_reader_with_pii_read_gets_the_subjects_in_clear_and_the_read_is_logged(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    audit = clients["audit"]
+    incident_id = await report(clients)
+    # A correction adds a subject: the report must follow the subjects as last stated.
+    correction = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/reports",
+        json={
+            "kind": "CORRECTION",
+            "reporter": {"party": SFS, "name": "李明"},
+            "changes": {
+                "subjects": [
+                    {"id": "SQJZ-2024-0107", "name": FIRST[0], "id_number": FIRST[1]},
+                    {"id": "SQJZ-2024-0211", "name": ADDED[0], "id_number": ADDED[1]},
+                ]
+            },
+        },
+    )
+    assert correction.status_code == 201, correction.text
+    await timeline_with(audit, incident_id, "incident.report_filed")
+
+    masked = await audit.get(report_path(incident_id), headers=MASKED_READER)
+    assert masked.status_code == 200, masked.text
+    assert "| 涉及对象 | 王**（编号 SQJZ-2024-0107，身份证号 150626********1234）；张**" in (
+        masked.text
+    )
+    assert "| 个人信息 | 已遮蔽" in masked.text
+    for reader, fmt in ((MASKED_READER, "markdown"), ({"X-Act-As": "CEO"}, "html")):
+        answer = await audit.get(report_path(incident_id), params={"format": fmt}, headers=reader)
+        text = answer.text
+        assert [clear for clear in (*FIRST, *ADDED) if clear in text] == []
+
+    shown = await audit.get(report_path(incident_id), headers=CLEAR_READER)
+    assert shown.status_code == 200, shown.text
+    assert (
+        "| 涉及对象 | 王某某（编号 SQJZ-2024-0107，身份证号 150626199001011234）；"
+        "张三丰（编号 SQJZ-2024-0211，身份证号 15062619850202345X） |"
+    ) in shown.text
+    assert "| 个人信息 | 明文" in shown.text
+
+    # The clear read is on the incident's log, from audit, naming who read what; the masked
+    # reads before it (same key, so earlier on the partition) left no trace.
+    timeline = await eventually(
+        lambda: audit.get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: len(reads_by_audit(response)) >= 1,
+    )
+    (read,) = reads_by_audit(timeline)
+    assert read["event"]["data"]["party"] == "BJO"
+    assert read["event"]["data"]["fields"] == ["subjects.name", "subjects.id_number"]
+    assert count_of("incident.personal_data_read", timeline) == 1
+
+    # Every event of the incident, on every topic, carries the subjects masked or sealed only.
+    assert [clear for clear in (*FIRST, *ADDED) if clear in timeline.text] == []
+    sealed = [
+        entry["event"]["data"]["sealed_subjects"]
+        for entry in timeline.json()["entries"]
+        if entry["ce_type"] in ("incident.reported", "incident.report_filed")
+    ]
+    assert len(sealed) == 2 and all(value["kid"] and value["ct"] for value in sealed)
+
+    # The next report names the read in its account of what happened.
+    again = await audit.get(report_path(incident_id), headers=MASKED_READER)
+    assert "查阅个人信息明文：对象姓名、身份证号" in again.text
