@@ -36,6 +36,7 @@ from shared.events.models import (
     NotificationDelivered,
     NotificationFailed,
     NotificationUnacknowledged,
+    NotificationWithdrawn,
     PersonalDataRead,
     ReportFiled,
 )
@@ -65,6 +66,8 @@ class EscalationHandlers:
                     PersonalDataRead.ce_type,
                     NotificationDelivered.ce_type,
                     NotificationFailed.ce_type,
+                    # Escalation withdrew the alert's obligation itself.
+                    NotificationWithdrawn.ce_type,
                 }
             ),
         )

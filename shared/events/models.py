@@ -255,6 +255,19 @@ class NotificationUnacknowledged(AboutObligation):
     drill: bool = False
 
 
+class NotificationWithdrawn(AboutObligation):
+    """The obligation was met or waived before its alert was acknowledged: the walk down the
+    contact list stopped, deliveries not yet sent were cancelled (a send already in flight may
+    still land), and the alert will not be reported unacknowledged."""
+
+    ce_type: ClassVar[str] = "notification.withdrawn"
+    notification_id: UUID
+    reason: str
+    withdrawn_at: AwareDatetime
+    deliveries_cancelled: int
+    drill: bool = False
+
+
 class LogCheckpoint(EventData):
     ce_type: ClassVar[str] = "audit.checkpoint"
     origin: str
