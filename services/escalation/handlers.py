@@ -165,6 +165,8 @@ class EscalationHandlers:
                     status=current,
                     reason=transition.reason,
                     drill=incident.drill,
+                    party=recorded.party,
+                    recorded_at=recorded.recorded_at,
                 ),
             )
             return

@@ -201,6 +201,12 @@ class ActionRejected(EventData):
     status: LifecycleStatus
     reason: str
     drill: bool = False
+    party: str | None = Field(
+        default=None, description="the party that recorded the action, to be told it was refused"
+    )
+    recorded_at: AwareDatetime | None = Field(
+        default=None, description="when the refused action was recorded"
+    )
 
 
 # --- notifications.v1 -------------------------------------------------------------------------
