@@ -10,12 +10,14 @@ from aiokafka import AIOKafkaProducer
 
 from shared.events import CloudEvent, topics
 from shared.events.models import ActionRecorded
-from tests.integration.helpers import report, timeline_with
+from tests.integration.helpers import find, obligations_when, report, timeline_with
 
 
 async def test_a_refused_action_names_who_recorded_it_and_when(fast, fast_system) -> None:
     infra, _, _ = fast_system
     incident_id = await report(fast, category="OTHER", phase="OCCURRED")
+    # Escalation knows the incident (its report reached it before the action we produce).
+    await obligations_when(fast, incident_id, lambda body: find(body, rule_id="R1"))
     recorded_at = datetime.now(UTC)
     # Recorded as if intake had seen the incident closed already: the investigation report
     # of an incident still open is refused by the lifecycle, not at the door.
