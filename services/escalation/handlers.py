@@ -36,6 +36,7 @@ from shared.events.models import (
     NotificationDelivered,
     NotificationFailed,
     NotificationUnacknowledged,
+    NotificationWithdrawn,
     PersonalDataRead,
     ReportFiled,
 )
@@ -65,6 +66,8 @@ class EscalationHandlers:
                     PersonalDataRead.ce_type,
                     NotificationDelivered.ce_type,
                     NotificationFailed.ce_type,
+                    # Escalation withdrew the alert's obligation itself.
+                    NotificationWithdrawn.ce_type,
                 }
             ),
         )
@@ -162,6 +165,8 @@ class EscalationHandlers:
                     status=current,
                     reason=transition.reason,
                     drill=incident.drill,
+                    party=recorded.party,
+                    recorded_at=recorded.recorded_at,
                 ),
             )
             return

@@ -70,6 +70,7 @@ async def _with_details(session: AsyncSession, rows: list[Row]) -> list[Notifica
             rule_id=row.rule_id,
             drill=row.drill,
             status=row.status,
+            withdrawn_reason=row.withdrawn_reason,
             contacts_total=len(row.contacts) if row.contacts is not None else None,
             contact_index=row.contact_index,
             created_at=row.created_at,

@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_consumer(
         "notification.escalations",
         [topics.ESCALATIONS],
-        NotificationHandlers(directory).table,
+        NotificationHandlers(directory, runtime.outbox).table,
     )
 
     metrics = NotificationMetrics(runtime.metrics.registry)

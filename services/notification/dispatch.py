@@ -517,7 +517,31 @@ class Dispatcher:
                 await self._delivered(session, notification_id, delivery.contact_index, now)
             elif retry_in is None:
                 await self._contact_failed(session, notification_id, delivery.contact_index)
+            else:
+                await self._cancel_if_withdrawn(session, notification_id, delivery.id)
             await notify(session, DISPATCH_CHANNEL)
+
+    async def _cancel_if_withdrawn(
+        self, session: AsyncSession, notification_id: UUID, delivery_id: UUID
+    ) -> None:
+        """A send in flight when its alert was withdrawn is not tried again. The alert is
+        locked so that a withdrawal committing meanwhile is seen here, or sees this retry."""
+        status = (
+            await session.execute(
+                select(notifications.c.status)
+                .where(notifications.c.id == notification_id)
+                .with_for_update()
+            )
+        ).scalar_one()
+        if status == "WITHDRAWN":
+            await session.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(
+                    status="CANCELLED",
+                    last_error=func.concat_ws("; ", deliveries.c.last_error, "alert withdrawn"),
+                )
+            )
 
     async def _delivered(
         self, session: AsyncSession, notification_id: UUID, index: int, now: datetime

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from uuid import uuid4
 
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notification.dispatch import DISPATCH_CHANNEL
-from services.notification.models import notifications
+from services.notification.dispatch import DISPATCH_CHANNEL, SOURCE
+from services.notification.models import deliveries, notifications
+from services.notification.status import NotificationStatus, withdrawable, withdrawal_reason
 from services.notification.templates import stored_alert
 from shared.directory import Directory
 from shared.events import CloudEvent
@@ -17,29 +20,35 @@ from shared.events.models import (
     ActionRejected,
     DeadlineMissed,
     IncidentStatusChanged,
+    NotificationWithdrawn,
     ObligationCreated,
     ObligationMet,
     ObligationWaived,
 )
 from shared.kafka import HandlerTable, RecordPosition
+from shared.messaging import Outbox
 from shared.pgnotify import notify
-from shared.telemetry import current_trace_headers
+from shared.telemetry import current_trace_headers, in_trace_of
 
 
 @dataclass(frozen=True)
 class NotificationHandlers:
     directory: Directory
+    outbox: Outbox
 
     @property
     def table(self) -> HandlerTable:
         """What notification does with each type of escalations.v1: an obligation that calls
-        for an alert gets one; outcomes and status changes are the escalation's to track."""
+        for an alert gets one, and an obligation met or waived before its alert was acknowledged
+        stops the alert; misses and status changes are the escalation's to track."""
         return HandlerTable(
-            {ObligationCreated.ce_type: self.handle},
+            {
+                ObligationCreated.ce_type: self.handle,
+                ObligationMet.ce_type: self.on_outcome,
+                ObligationWaived.ce_type: self.on_outcome,
+            },
             ignored=frozenset(
                 {
-                    ObligationMet.ce_type,
-                    ObligationWaived.ce_type,
                     DeadlineMissed.ce_type,
                     IncidentStatusChanged.ce_type,
                     ActionRejected.ce_type,
@@ -74,3 +83,60 @@ class NotificationHandlers:
             .on_conflict_do_nothing(index_elements=[notifications.c.obligation_id])
         )
         await notify(session, DISPATCH_CHANNEL)
+
+    async def on_outcome(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
+        if not isinstance(event.data, ObligationMet | ObligationWaived):
+            return
+        await withdraw(session, self.outbox, event.data)
+
+
+async def withdraw(
+    session: AsyncSession, outbox: Outbox, outcome: ObligationMet | ObligationWaived
+) -> bool:
+    """Stop the alert of an obligation that no longer needs it (R-ids: the outcome's rule):
+    no next contact, pending deliveries cancelled, never reported unacknowledged. A send
+    already in flight may still land. False when there is no alert still walking."""
+    notification = (
+        await session.execute(
+            select(notifications)
+            .where(notifications.c.obligation_id == outcome.obligation_id)
+            .with_for_update()
+        )
+    ).first()
+    if notification is None or not withdrawable(notification.status):
+        return False
+    now = datetime.now(UTC)
+    reason = withdrawal_reason(outcome)
+    await session.execute(
+        update(notifications)
+        .where(notifications.c.id == notification.id)
+        .values(
+            status=NotificationStatus.WITHDRAWN,
+            withdrawn_reason=reason,
+            closed_at=now,
+            ack_due_at=None,
+        )
+    )
+    cancelled = await session.execute(
+        update(deliveries)
+        .where(deliveries.c.notification_id == notification.id, deliveries.c.status == "PENDING")
+        .values(status="CANCELLED", last_error=f"alert withdrawn: {reason}")
+    )
+    event = NotificationWithdrawn(
+        notification_id=notification.id,
+        incident_id=notification.incident_id,
+        obligation_id=notification.obligation_id,
+        party=notification.party,
+        reason=reason,
+        withdrawn_at=now,
+        deliveries_cancelled=cancelled.rowcount,
+        drill=notification.drill,
+    )
+    with in_trace_of(
+        notification.trace_headers,
+        "notification withdrawn",
+        incident_id=str(notification.incident_id),
+        party=notification.party,
+    ):
+        await outbox.add(session, CloudEvent.new(SOURCE, event, notification.incident_id))
+    return True

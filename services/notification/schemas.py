@@ -41,7 +41,12 @@ class NotificationOut(BaseModel):
     party: str
     rule_id: str
     drill: bool
-    status: str = Field(description="NEW PENDING DELIVERED ACKNOWLEDGED UNACKNOWLEDGED FAILED")
+    status: str = Field(
+        description="NEW PENDING DELIVERED ACKNOWLEDGED UNACKNOWLEDGED FAILED WITHDRAWN"
+    )
+    withdrawn_reason: str | None = Field(
+        default=None, description="why the obligation no longer needs its alert"
+    )
     contacts_total: int | None
     contact_index: int | None = Field(description="the contact alerted now, from 0")
     created_at: datetime

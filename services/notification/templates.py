@@ -18,8 +18,15 @@ from zoneinfo import ZoneInfo
 import jinja2
 import yaml
 
-from shared.domain import CATEGORY_NAMES_ZH, PHASE_NAMES_ZH, deadline_words_zh, party_kind_of
-from shared.events.models import ObligationCreated
+from shared.domain import (
+    ACTION_NAMES_ZH,
+    CATEGORY_NAMES_ZH,
+    PHASE_NAMES_ZH,
+    STATUS_NAMES_ZH,
+    deadline_words_zh,
+    party_kind_of,
+)
+from shared.events.models import ActionRejected, ObligationCreated
 from shared.privacy import mask_id_numbers_in_text, masked_name
 
 LOCAL_TIME = ZoneInfo("Asia/Shanghai")
@@ -151,6 +158,33 @@ class AlertTexts:
             record_url=record_url,
         )
         return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def notice_facts(rejected: ActionRejected, party_name: str) -> dict[str, Any]:
+    """What a notice of a refused action may say: no personal data is in it at all."""
+    recorded = rejected.recorded_at
+    return {
+        "incident_id": str(rejected.incident_id),
+        "party": rejected.party,
+        "party_name": party_name,
+        "action_name": ACTION_NAMES_ZH.get(rejected.action, UNKNOWN),
+        "status_name": STATUS_NAMES_ZH.get(rejected.status, UNKNOWN),
+        "reason": rejected.reason,
+        "recorded_local": local_time(recorded),
+        # Read aloud: 11月30日14时05分, not digits and colons.
+        "recorded_spoken": (
+            recorded.astimezone(LOCAL_TIME).strftime("%-m月%-d日%-H时%M分") if recorded else UNKNOWN
+        ),
+        "drill": rejected.drill,
+    }
+
+
+def render_notice(
+    facts: dict[str, Any], form: Form, texts: AlertTexts, record_url: str | None = None
+) -> str:
+    """A notice in one form; like alerts, empty lines are dropped."""
+    text = texts.environment.get_template(f"notice.{form}").render(facts, record_url=record_url)
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 @cache

@@ -221,6 +221,12 @@ class ActionRejected(EventData):
     status: LifecycleStatus
     reason: str
     drill: bool = False
+    party: str | None = Field(
+        default=None, description="the party that recorded the action, to be told it was refused"
+    )
+    recorded_at: AwareDatetime | None = Field(
+        default=None, description="when the refused action was recorded"
+    )
 
 
 # --- notifications.v1 -------------------------------------------------------------------------
@@ -272,6 +278,19 @@ class NotificationUnacknowledged(AboutObligation):
     notification_id: UUID
     contacts_tried: int
     given_up_at: AwareDatetime
+    drill: bool = False
+
+
+class NotificationWithdrawn(AboutObligation):
+    """The obligation was met or waived before its alert was acknowledged: the walk down the
+    contact list stopped, deliveries not yet sent were cancelled (a send already in flight may
+    still land), and the alert will not be reported unacknowledged."""
+
+    ce_type: ClassVar[str] = "notification.withdrawn"
+    notification_id: UUID
+    reason: str
+    withdrawn_at: AwareDatetime
+    deliveries_cancelled: int
     drill: bool = False
 
 

@@ -40,6 +40,7 @@ EVENT_TYPES: dict[str, EventSpec] = {
         models.NotificationFailed,
         models.NotificationAcknowledged,
         models.NotificationUnacknowledged,
+        models.NotificationWithdrawn,
     ),
     **_specs(topics.AUDIT, models.LogCheckpoint, models.AccountabilityFinding),
 }

@@ -12,7 +12,14 @@ from aiokafka import AIOKafkaProducer
 
 from shared.events import CloudEvent
 from shared.events.models import NotificationAcknowledged, NotificationUnacknowledged
-from tests.integration.helpers import act, find, obligations_when, report, timeline_with
+from tests.integration.helpers import (
+    act,
+    eventually,
+    find,
+    obligations_when,
+    report,
+    timeline_with,
+)
 
 TUKE = "150626102"
 
@@ -242,6 +249,20 @@ async def test_R10_work_done_after_it_was_missed_is_met_late_and_escalation_stan
     assert {link["closed_reason"] for link in waived} == {"原事项已办结"}
     # Nothing climbs any more: the waived rung has no supervisor of its own.
     assert not find(body, escalated_from=waived[0]["id"])
+    # ... and its alert stops walking the supervisor's contacts, saying why.
+    waived_ids = {link["id"] for link in waived}
+
+    async def alerts() -> list[dict[str, Any]]:
+        response = await fast["notification"].get(
+            "/v1/notifications", params={"incident_id": incident_id}
+        )
+        assert response.status_code == 200, response.text
+        return [row for row in response.json()["items"] if row["obligation_id"] in waived_ids]
+
+    stopped = await eventually(
+        alerts, lambda rows: bool(rows) and all(row["status"] == "WITHDRAWN" for row in rows)
+    )
+    assert {row["withdrawn_reason"] for row in stopped} == {"义务已免除：原事项已办结"}
 
 
 async def test_the_ladder_goes_up_from_the_party_once_per_duty_never_to_itself_or_down(

@@ -56,7 +56,7 @@ from tests.faults.poison import PoisonRecord, dead_letters
 # drill (see test_faults) takes longer per step.
 SETTLE_TIMEOUT_SECONDS = 60.0 + float(os.environ.get("FAULT_INCIDENTS_PER_RUN", "0")) / 2
 # An alert is finished when it was acknowledged or its contact list is walked.
-FINISHED = frozenset({"ACKNOWLEDGED", "UNACKNOWLEDGED", "FAILED"})
+FINISHED = frozenset({"ACKNOWLEDGED", "UNACKNOWLEDGED", "FAILED", "WITHDRAWN"})
 
 
 @dataclass

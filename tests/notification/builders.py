@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 from shared.domain import Category, Phase
 from shared.events import CloudEvent
-from shared.events.models import IncidentBrief, ObligationCreated
+from shared.events.models import IncidentBrief, ObligationCreated, ObligationMet, ObligationWaived
 
 ID_NUMBER = "150626199001011234"
 
@@ -54,4 +54,33 @@ def obligation(
 
 def obligation_created(party: str, **details: Any) -> CloudEvent:
     data = obligation(party, **details)
+    return CloudEvent.new("escalation", data, data.incident_id)
+
+
+def obligation_waived(created: ObligationCreated, reason: str = "原事项已办结") -> CloudEvent:
+    """Escalation's word that `created` is no longer required."""
+    data = ObligationWaived(
+        incident_id=created.incident_id,
+        obligation_id=created.obligation_id,
+        party=created.party,
+        rule_id=created.rule_id,
+        reason=reason,
+        waived_at=datetime.now(UTC),
+        drill=created.incident.drill,
+    )
+    return CloudEvent.new("escalation", data, data.incident_id)
+
+
+def obligation_met(created: ObligationCreated, *, late: bool = False) -> CloudEvent:
+    """Escalation's word that `created` was met, on time or late."""
+    data = ObligationMet(
+        incident_id=created.incident_id,
+        obligation_id=created.obligation_id,
+        party=created.party,
+        rule_id=created.rule_id,
+        status="MET_LATE" if late else "MET",
+        met_at=datetime.now(UTC),
+        met_by_event_id=uuid4(),
+        drill=created.incident.drill,
+    )
     return CloudEvent.new("escalation", data, data.incident_id)

@@ -69,6 +69,13 @@ def scenarios(gateway: Gateway) -> dict[str, dict[str, list[dict[str, str]]]]:
         # acknowledgement
         "BLO": {"contacts": [webhook(gateway, "/walk-a"), webhook(gateway, "/walk-b")]},
         "BJO": {"contacts": [webhook(gateway, "/ack-a"), webhook(gateway, "/ack-b")]},
+        # withdrawal: a walk stopped before its end, and a send in flight when it stops
+        "PPS:150626104": {
+            "contacts": [webhook(gateway, "/withdraw-a"), webhook(gateway, "/withdraw-b")]
+        },
+        "TCG:150626104": {
+            "contacts": [webhook(gateway, "/withdraw-slow"), webhook(gateway, "/withdraw-next")]
+        },
         # drills (R16)
         "PPS:150626103": {"contacts": [webhook(gateway, "/police-real")]},
         "TCG:150626103": {

@@ -1,0 +1,49 @@
+"""The states of an alert, and which of them an obligation's outcome can still stop.
+
+    NEW ──▶ PENDING ──▶ DELIVERED ──▶ ACKNOWLEDGED
+             ▲  │           │
+             └──┼───────────┘ (not acknowledged in time: the next contact)
+                ├──▶ UNACKNOWLEDGED  (every contact reached or tried, none acknowledged)
+                └──▶ FAILED          (no contact could be reached)
+    NEW, PENDING, DELIVERED ──▶ WITHDRAWN  (the obligation was met or waived meanwhile)
+
+A withdrawn alert walks no further: nobody is asked to acknowledge a duty that is done or
+no longer required, and the ladder is not climbed for it (no `notification.unacknowledged`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from shared.events.models import ObligationMet, ObligationWaived
+
+
+class NotificationStatus(StrEnum):
+    NEW = "NEW"
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    ACKNOWLEDGED = "ACKNOWLEDGED"
+    UNACKNOWLEDGED = "UNACKNOWLEDGED"
+    FAILED = "FAILED"
+    WITHDRAWN = "WITHDRAWN"
+
+
+# Still walking its contact list: an outcome of the obligation stops it.
+WALKING = frozenset(
+    {NotificationStatus.NEW, NotificationStatus.PENDING, NotificationStatus.DELIVERED}
+)
+# Nothing moves an alert on from these.
+FINISHED = frozenset(NotificationStatus) - WALKING
+
+
+def withdrawable(status: str) -> bool:
+    """Whether an alert in `status` is stopped when its obligation is met or waived; an
+    acknowledged or given-up alert already says what happened and stays so."""
+    return status in WALKING
+
+
+def withdrawal_reason(outcome: ObligationMet | ObligationWaived) -> str:
+    """Why the alert was withdrawn, in the words the alert's reader uses."""
+    if isinstance(outcome, ObligationWaived):
+        return f"义务已免除：{outcome.reason}"
+    return "义务已逾期办结" if outcome.status == "MET_LATE" else "义务已按时办结"
