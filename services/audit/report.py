@@ -39,6 +39,7 @@ NOTIFICATION_NAMES_ZH = {
     "notification.failed": "通知发送失败",
     "notification.acknowledged": "通知已确认",
     "notification.unacknowledged": "通知无人确认",
+    "notification.withdrawn": "通知已撤回",
 }
 # Fields of incident.personal_data_read (shared.pii.SUBJECT_FIELDS and intake's free text).
 READ_FIELD_NAMES_ZH = {
@@ -340,7 +341,8 @@ def describe(event: LoggedEvent, duties: Duties | None = None) -> tuple[str | No
         case _ if event.type in NOTIFICATION_NAMES_ZH:
             channel = data.get("channel")
             channel = f"，经{CHANNEL_NAMES_ZH.get(channel, channel)}" if channel else ""
-            return data.get("party"), f"{NOTIFICATION_NAMES_ZH[event.type]}{channel}"
+            why = f"：{data['reason']}" if event.type == "notification.withdrawn" else ""
+            return data.get("party"), f"{NOTIFICATION_NAMES_ZH[event.type]}{channel}{why}"
     return None, event.type
 
 

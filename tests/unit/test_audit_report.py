@@ -322,3 +322,14 @@ def test_a_read_of_personal_data_reads_as_who_read_what() -> None:
     row = view_of(log).timeline[-1]
     assert (row.party, row.person) == ("BJO", "bjo-duty-officer")
     assert row.what == "查阅个人信息明文：对象姓名、身份证号"
+
+
+def test_every_notification_event_reads_in_words_in_the_timeline() -> None:
+    from services.audit.report import NOTIFICATION_NAMES_ZH
+    from shared.events import topics
+    from shared.events.registry import EVENT_TYPES
+
+    on_the_topic = {
+        name for name, spec in EVENT_TYPES.items() if spec.topic == topics.NOTIFICATIONS
+    }
+    assert on_the_topic <= NOTIFICATION_NAMES_ZH.keys()
