@@ -68,6 +68,8 @@ class Snapshot:
     notifications: list[asyncpg.Record] = field(default_factory=list)
     deliveries: list[asyncpg.Record] = field(default_factory=list)
     delivered_attempts: Counter = field(default_factory=Counter)
+    # obligation id → its status, for the alerts withdrawn because it was met or waived
+    obligation_status: dict[UUID, str] = field(default_factory=dict)
     # delivery id → its recorded attempts, in order
     attempts: dict[UUID, list[asyncpg.Record]] = field(default_factory=dict)
     alerts: int = 0
@@ -174,6 +176,7 @@ async def _obligations_and_alerts(
         if isinstance(answer, NotificationUnacknowledged)
     }
     found.obligations, found.alerts = len(obligations), len(notifications)
+    found.obligation_status = {row["id"]: row["status"] for row in obligations}
 
     by_incident: dict[UUID, dict[UUID, asyncpg.Record]] = defaultdict(dict)
     for row in obligations:
@@ -335,7 +338,8 @@ def check_deliveries(bench: Any, run: LoadRun, found: Snapshot, repeats_allowed:
     incidents = set(run.incident_ids)
     gateways = (bench.primary, bench.duty_desk)
     problems: list[str] = []
-    contacts_of = {row["id"]: json.loads(row["contacts"]) for row in found.notifications}
+    # An alert withdrawn before its walk started has no contact list.
+    contacts_of = {row["id"]: json.loads(row["contacts"] or "[]") for row in found.notifications}
     deliveries_of: dict[UUID, list[asyncpg.Record]] = defaultdict(list)
     for row in found.deliveries:
         deliveries_of[row["notification_id"]].append(row)
@@ -349,6 +353,11 @@ def check_deliveries(bench: Any, run: LoadRun, found: Snapshot, repeats_allowed:
         elif alert["status"] == "UNACKNOWLEDGED":
             if len(opened) != len(contacts_of[alert["id"]]) or not reached:
                 problems.append(f"alert {alert['id']} gave up before walking its contacts")
+        elif alert["status"] == "WITHDRAWN":
+            # Stopped because its duty was done or no longer required meanwhile.
+            outcome = found.obligation_status.get(alert["obligation_id"])
+            if outcome not in ("MET", "MET_LATE", "WAIVED"):
+                problems.append(f"alert {alert['id']} withdrawn while its duty is {outcome}")
         else:
             problems.append(f"alert {alert['id']} to {alert['party']} ended {alert['status']}")
 
