@@ -95,6 +95,8 @@ class NotificationHandlers:
         if not isinstance(rejected, ActionRejected) or rejected.party is None:
             return  # refused before refusals named who recorded them: nobody to tell
         party = self.directory.party(rejected.party)
+        if party is None:
+            return  # a party the directory does not know has no contact to tell
         # One notice per refused action, whatever redelivers the refusal.
         notification_id = uuid5(NAMESPACE_URL, f"notice:action.rejected:{rejected.action_id}")
         await session.execute(
@@ -105,11 +107,7 @@ class NotificationHandlers:
                 incident_id=rejected.incident_id,
                 party=rejected.party,
                 drill=rejected.drill,
-                alert=stored_notice(
-                    str(notification_id),
-                    rejected,
-                    party.name if party is not None else rejected.party,
-                ),
+                alert=stored_notice(str(notification_id), rejected, party.name),
                 status=NotificationStatus.NEW,
                 trace_headers=current_trace_headers(),
             )
