@@ -40,6 +40,7 @@ NOTIFICATION_NAMES_ZH = {
     "notification.acknowledged": "通知已确认",
     "notification.unacknowledged": "通知无人确认",
     "notification.withdrawn": "通知已撤回",
+    "notification.notice_attempted": "已告知记录方：记录未被采纳",
 }
 # Fields of incident.personal_data_read (shared.pii.SUBJECT_FIELDS and intake's free text).
 READ_FIELD_NAMES_ZH = {

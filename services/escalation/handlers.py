@@ -32,6 +32,7 @@ from shared.events.models import (
     IncidentFacts,
     IncidentReported,
     IncidentStatusChanged,
+    NoticeAttempted,
     NotificationAcknowledged,
     NotificationDelivered,
     NotificationFailed,
@@ -68,6 +69,8 @@ class EscalationHandlers:
                     NotificationFailed.ce_type,
                     # Escalation withdrew the alert's obligation itself.
                     NotificationWithdrawn.ce_type,
+                    # A notice is about no obligation.
+                    NoticeAttempted.ce_type,
                 }
             ),
         )

@@ -65,6 +65,7 @@ async def _with_details(session: AsyncSession, rows: list[Row]) -> list[Notifica
         NotificationOut(
             id=row.id,
             incident_id=row.incident_id,
+            kind=row.kind,
             obligation_id=row.obligation_id,
             party=row.party,
             rule_id=row.rule_id,

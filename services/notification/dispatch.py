@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Row, func, or_, select, update
+from sqlalchemy import Row, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -44,10 +44,12 @@ from services.notification.channels import Channel, DeliveryResult, gateway_of, 
 from services.notification.guard import ChannelGuard, limits_for
 from services.notification.metrics import NotificationMetrics
 from services.notification.models import attempts, deliveries, notifications
+from services.notification.status import NotificationKind, NotificationStatus
 from services.notification.templates import AlertTexts, Form, render_message
 from shared.directory import Contact, Directory
 from shared.events import CloudEvent
 from shared.events.models import (
+    NoticeAttempted,
     NotificationAcknowledged,
     NotificationAttempt,
     NotificationDelivered,
@@ -271,7 +273,12 @@ class Dispatcher:
         message = render_message(
             notification.alert,
             channel.form if channel is not None else Form.FULL,
-            ack_url=self._signer.link(notification.id, index, datetime.now(UTC)),
+            # A notice asks nothing of its reader: it carries no acknowledgement link.
+            ack_url=(
+                self._signer.link(notification.id, index, datetime.now(UTC))
+                if notification.kind == NotificationKind.ALERT
+                else None
+            ),
             record_url=f"{self._policy.record_base_url}/{notification.incident_id}",
             texts=self._texts,
         )
@@ -302,6 +309,20 @@ class Dispatcher:
 
     async def _give_up(self, session: AsyncSession, notification: Row, tried: int) -> None:
         now = datetime.now(UTC)
+        if notification.kind == NotificationKind.NOTICE:
+            # No contact took it; there is no duty behind it for the ladder to take up.
+            log.warning(
+                "notice %s to %s reached none of %d contacts",
+                notification.id,
+                notification.party,
+                tried,
+            )
+            await session.execute(
+                update(notifications)
+                .where(notifications.c.id == notification.id)
+                .values(status=NotificationStatus.FAILED, closed_at=now)
+            )
+            return
         reached = notification.delivered_at is not None
         log.warning(
             "notification %s to %s: %d contacts tried, %s",
@@ -475,23 +496,27 @@ class Dispatcher:
                     attempted_at=now,
                 )
             )
-            event_type: type[NotificationAttempt] = (
-                NotificationDelivered if result.delivered else NotificationFailed
-            )
-            event = event_type(
-                notification_id=notification_id,
-                incident_id=message["incident_id"],
-                obligation_id=message["obligation_id"],
-                party=message["party"],
-                channel=delivery.channel,
-                contact=delivery.contact,
-                attempt=delivery.attempts,
-                outcome="DELIVERED" if result.delivered else "FAILED",
-                status_code=result.status_code,
-                latency_ms=round(latency_ms, 3),
-                error=result.error,
-                attempted_at=now,
-            )
+            attempt = {
+                "notification_id": notification_id,
+                "incident_id": message["incident_id"],
+                "party": message["party"],
+                "channel": delivery.channel,
+                "contact": delivery.contact,
+                "attempt": delivery.attempts,
+                "outcome": "DELIVERED" if result.delivered else "FAILED",
+                "status_code": result.status_code,
+                "latency_ms": round(latency_ms, 3),
+                "error": result.error,
+                "attempted_at": now,
+            }
+            event: NotificationAttempt | NoticeAttempted
+            if "about" in message:  # a notice: about no obligation
+                event = NoticeAttempted(
+                    **attempt, about=message["about"], drill=bool(message.get("drill"))
+                )
+            else:
+                event_type = NotificationDelivered if result.delivered else NotificationFailed
+                event = event_type(**attempt, obligation_id=message["obligation_id"])
             await self._outbox.add(session, CloudEvent.new(SOURCE, event, message["incident_id"]))
             if result.delivered:
                 values: dict[str, Any] = {"status": "DELIVERED", "delivered_at": now}
@@ -559,7 +584,20 @@ class Dispatcher:
                 notifications.c.status == "PENDING",
                 notifications.c.contact_index == index,
             )
-            .values(status="DELIVERED", ack_due_at=func.now() + self._policy.ack)
+            .values(
+                status=case(
+                    (notifications.c.kind == NotificationKind.NOTICE, NotificationStatus.INFORMED),
+                    else_=NotificationStatus.DELIVERED,
+                ),
+                ack_due_at=case(
+                    (notifications.c.kind == NotificationKind.NOTICE, None),
+                    else_=func.now() + self._policy.ack,
+                ),
+                closed_at=case(
+                    (notifications.c.kind == NotificationKind.NOTICE, func.now()),
+                    else_=notifications.c.closed_at,
+                ),
+            )
         )
 
     async def _contact_failed(

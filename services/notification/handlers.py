@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import NAMESPACE_URL, uuid4, uuid5
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -12,8 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notification.dispatch import DISPATCH_CHANNEL, SOURCE
 from services.notification.models import deliveries, notifications
-from services.notification.status import NotificationStatus, withdrawable, withdrawal_reason
-from services.notification.templates import stored_alert
+from services.notification.status import (
+    NotificationKind,
+    NotificationStatus,
+    withdrawable,
+    withdrawal_reason,
+)
+from services.notification.templates import stored_alert, stored_notice
 from shared.directory import Directory
 from shared.events import CloudEvent
 from shared.events.models import (
@@ -40,20 +45,16 @@ class NotificationHandlers:
     def table(self) -> HandlerTable:
         """What notification does with each type of escalations.v1: an obligation that calls
         for an alert gets one, and an obligation met or waived before its alert was acknowledged
-        stops the alert; misses and status changes are the escalation's to track."""
+        stops the alert; an action refused after it was accepted is told, as a notice, to the
+        party that recorded it; misses and status changes are the escalation's to track."""
         return HandlerTable(
             {
                 ObligationCreated.ce_type: self.handle,
                 ObligationMet.ce_type: self.on_outcome,
                 ObligationWaived.ce_type: self.on_outcome,
+                ActionRejected.ce_type: self.on_rejected,
             },
-            ignored=frozenset(
-                {
-                    DeadlineMissed.ce_type,
-                    IncidentStatusChanged.ce_type,
-                    ActionRejected.ce_type,
-                }
-            ),
+            ignored=frozenset({DeadlineMissed.ce_type, IncidentStatusChanged.ce_type}),
         )
 
     async def handle(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
@@ -81,6 +82,36 @@ class NotificationHandlers:
                 trace_headers=current_trace_headers(),
             )
             .on_conflict_do_nothing(index_elements=[notifications.c.obligation_id])
+        )
+        await notify(session, DISPATCH_CHANNEL)
+
+    async def on_rejected(
+        self, session: AsyncSession, event: CloudEvent, _: RecordPosition
+    ) -> None:
+        """Intake refuses at once what the lifecycle refuses; what escalation still refuses
+        later (a race between two parties) must reach the party that recorded it, or it would
+        believe its record stands (issue of ordinary use: refusals out of sight)."""
+        rejected = event.data
+        if not isinstance(rejected, ActionRejected) or rejected.party is None:
+            return  # refused before refusals named who recorded them: nobody to tell
+        party = self.directory.party(rejected.party)
+        if party is None:
+            return  # a party the directory does not know has no contact to tell
+        # One notice per refused action, whatever redelivers the refusal.
+        notification_id = uuid5(NAMESPACE_URL, f"notice:action.rejected:{rejected.action_id}")
+        await session.execute(
+            insert(notifications)
+            .values(
+                id=notification_id,
+                kind=NotificationKind.NOTICE,
+                incident_id=rejected.incident_id,
+                party=rejected.party,
+                drill=rejected.drill,
+                alert=stored_notice(str(notification_id), rejected, party.name),
+                status=NotificationStatus.NEW,
+                trace_headers=current_trace_headers(),
+            )
+            .on_conflict_do_nothing(index_elements=[notifications.c.id])
         )
         await notify(session, DISPATCH_CHANNEL)
 

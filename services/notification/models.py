@@ -32,9 +32,17 @@ notifications = Table(
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("incident_id", UUID(as_uuid=True), nullable=False),
-    Column("obligation_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column(
+        "kind",
+        String(8),
+        nullable=False,
+        server_default="ALERT",
+        comment="ALERT: about an obligation, walks the contacts until acknowledged; "
+        "NOTICE: tells the party something, finished once delivered",
+    ),
+    Column("obligation_id", UUID(as_uuid=True), unique=True, comment="none for a notice"),
     Column("party", String(40), nullable=False),
-    Column("rule_id", String(16), nullable=False),
+    Column("rule_id", String(16), comment="none for a notice"),
     Column("drill", Boolean, nullable=False),
     Column("alert", JSONB, nullable=False, comment="the alert and the minimised facts it is from"),
     Column(
@@ -48,7 +56,7 @@ notifications = Table(
         "status",
         String(16),
         nullable=False,
-        comment="NEW PENDING DELIVERED ACKNOWLEDGED UNACKNOWLEDGED FAILED WITHDRAWN",
+        comment="NEW PENDING DELIVERED ACKNOWLEDGED UNACKNOWLEDGED FAILED WITHDRAWN INFORMED",
     ),
     Column("withdrawn_reason", Text, comment="why the obligation no longer needs its alert"),
     Column("contacts", JSONB, comment="the contacts to walk, fixed when delivery starts"),

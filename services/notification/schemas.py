@@ -37,12 +37,17 @@ class DeliveryOut(BaseModel):
 class NotificationOut(BaseModel):
     id: UUID
     incident_id: UUID
-    obligation_id: UUID
+    kind: str = Field(
+        default="ALERT",
+        description="ALERT: about an obligation, acknowledged by its reader; NOTICE: tells the "
+        "party something (an action it recorded was refused), finished once delivered",
+    )
+    obligation_id: UUID | None = Field(description="none for a notice")
     party: str
-    rule_id: str
+    rule_id: str | None = Field(description="none for a notice")
     drill: bool
     status: str = Field(
-        description="NEW PENDING DELIVERED ACKNOWLEDGED UNACKNOWLEDGED FAILED WITHDRAWN"
+        description="NEW PENDING DELIVERED ACKNOWLEDGED UNACKNOWLEDGED FAILED WITHDRAWN INFORMED"
     )
     withdrawn_reason: str | None = Field(
         default=None, description="why the obligation no longer needs its alert"

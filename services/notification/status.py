@@ -7,6 +7,11 @@
                 └──▶ FAILED          (no contact could be reached)
     NEW, PENDING, DELIVERED ──▶ WITHDRAWN  (the obligation was met or waived meanwhile)
 
+A notice (a refused action told to the party who recorded it) asks nothing of its reader:
+
+    NEW ──▶ PENDING ──▶ INFORMED  (delivered to a contact: finished)
+                └──▶ FAILED       (no contact could be reached)
+
 A withdrawn alert walks no further: nobody is asked to acknowledge a duty that is done or
 no longer required, and the ladder is not climbed for it (no `notification.unacknowledged`).
 """
@@ -26,6 +31,12 @@ class NotificationStatus(StrEnum):
     UNACKNOWLEDGED = "UNACKNOWLEDGED"
     FAILED = "FAILED"
     WITHDRAWN = "WITHDRAWN"
+    INFORMED = "INFORMED"
+
+
+class NotificationKind(StrEnum):
+    ALERT = "ALERT"
+    NOTICE = "NOTICE"
 
 
 # Still walking its contact list: an outcome of the obligation stops it.

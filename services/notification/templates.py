@@ -179,6 +179,31 @@ def notice_facts(rejected: ActionRejected, party_name: str) -> dict[str, Any]:
     }
 
 
+def stored_notice(
+    notification_id: str,
+    rejected: ActionRejected,
+    party_name: str,
+    texts: AlertTexts | None = None,
+) -> dict[str, Any]:
+    """A notice as stored: identifiers, its full text, and the facts each form is rendered from
+    (a notice carries no acknowledgement link: there is nothing to acknowledge)."""
+    texts = texts or default_texts()
+    facts = notice_facts(rejected, party_name)
+    return {
+        "notification_id": notification_id,
+        "incident_id": str(rejected.incident_id),
+        "obligation_id": None,
+        "party": rejected.party,
+        "party_name": party_name,
+        "about": ActionRejected.ce_type,
+        "action": rejected.action,
+        "drill": rejected.drill,
+        "title": f"记录未被采纳：「{facts['action_name']}」",
+        "text": render_notice(facts, Form.FULL, texts),
+        "notice": facts,
+    }
+
+
 def render_notice(
     facts: dict[str, Any], form: Form, texts: AlertTexts, record_url: str | None = None
 ) -> str:
@@ -246,8 +271,10 @@ def render_message(
     """What one contact is sent: the alert with `text` in the channel's form, and the links."""
     texts = texts or default_texts()
     facts = alert.get("facts")
-    message = {key: value for key, value in alert.items() if key != "facts"}
-    if facts is None:
+    message = {key: value for key, value in alert.items() if key not in ("facts", "notice")}
+    if "notice" in alert:
+        text = render_notice(alert["notice"], form, texts, record_url)
+    elif facts is None:
         # Alerts stored before the templates existed keep the full text they were rendered with.
         text = alert["text"] + (f"\n收悉请确认：{ack_url}" if ack_url else "")
     else:

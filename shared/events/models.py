@@ -260,6 +260,26 @@ class NotificationFailed(NotificationAttempt):
     ce_type: ClassVar[str] = "notification.failed"
 
 
+class NoticeAttempted(EventData):
+    """One delivery attempt of a notice: a party told something that asks nothing of it (that
+    an action it recorded was refused), about no obligation."""
+
+    ce_type: ClassVar[str] = "notification.notice_attempted"
+    notification_id: UUID
+    incident_id: UUID
+    party: str
+    about: str = Field(description="the type of the event the notice tells of")
+    channel: str
+    contact: str
+    attempt: int
+    outcome: Literal["DELIVERED", "FAILED"]
+    status_code: int | None = None
+    latency_ms: float
+    error: str | None = None
+    attempted_at: AwareDatetime
+    drill: bool = False
+
+
 class NotificationAcknowledged(AboutObligation):
     """The recipient confirmed reading the alert; a "report to X" obligation is then met."""
 

@@ -41,6 +41,7 @@ EVENT_TYPES: dict[str, EventSpec] = {
         models.NotificationAcknowledged,
         models.NotificationUnacknowledged,
         models.NotificationWithdrawn,
+        models.NoticeAttempted,
     ),
     **_specs(topics.AUDIT, models.LogCheckpoint, models.AccountabilityFinding),
 }

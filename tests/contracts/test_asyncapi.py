@@ -163,6 +163,7 @@ def test_each_group_receives_what_it_handles_and_names_what_it_reads_past(
         "notification.delivered",
         "notification.failed",
         "notification.withdrawn",
+        "notification.notice_attempted",
     }
 
 

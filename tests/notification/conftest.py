@@ -84,6 +84,8 @@ def scenarios(gateway: Gateway) -> dict[str, dict[str, list[dict[str, str]]]]:
         },
         # a crash mid-retry
         "CEO": {"contacts": [webhook(gateway, "/crash")]},
+        # a refused action told to who recorded it
+        "SFS:150626200": {"contacts": [webhook(gateway, "/notice")]},
     }
 
 

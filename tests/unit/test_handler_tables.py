@@ -55,19 +55,21 @@ def test_every_consumer_decides_about_every_type_of_its_topics(
 def test_what_each_consumer_acts_on(consumers: list[contracts.ConsumerSpec]) -> None:
     tables = {spec.group: spec.handlers for spec in consumers}
     escalation = tables["escalation.incidents"]
-    # Deliveries, withdrawn alerts and reads of personal data change no obligation: no inbox
-    # row for them.
+    # Deliveries, withdrawn alerts, notices and reads of personal data change no obligation:
+    # no inbox row for them.
     assert {
         "notification.delivered",
         "notification.failed",
         "notification.withdrawn",
+        "notification.notice_attempted",
         "incident.personal_data_read",
     } == escalation.ignored
-    # An obligation met or waived stops its alert.
+    # An obligation met or waived stops its alert; a refusal is told to who recorded it.
     assert tables["notification.escalations"].handled == {
         "obligation.created",
         "obligation.met",
         "obligation.waived",
+        "action.rejected",
     }
     assert tables["intake.status-projection"].handled == {
         "incident.status_changed",

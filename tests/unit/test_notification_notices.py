@@ -12,7 +12,9 @@ from services.notification.templates import (
     Form,
     default_texts,
     notice_facts,
+    render_message,
     render_notice,
+    stored_notice,
 )
 from shared.events.models import ActionRejected
 
@@ -66,3 +68,14 @@ def test_the_voice_notice_reads_the_time_aloud() -> None:
 def test_a_drill_notice_says_so_in_every_form(form: Form) -> None:
     text = render_notice(notice_facts(refused(drill=True), "图克镇司法所"), form, default_texts())
     assert "演练" in text
+
+
+@pytest.mark.parametrize("form", list(Form))
+def test_a_stored_notice_is_sent_in_each_form_without_an_acknowledgement_link(form: Form) -> None:
+    rejected = refused()
+    stored = stored_notice("n-1", rejected, "图克镇司法所")
+    message = render_message(stored, form, ack_url=None, record_url=None)
+    assert message["text"] == render_notice(stored["notice"], form, default_texts())
+    assert message["ack_url"] is None and message["obligation_id"] is None
+    assert message["about"] == "action.rejected"
+    assert "notice" not in message and "facts" not in message
