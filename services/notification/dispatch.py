@@ -49,6 +49,7 @@ from services.notification.templates import AlertTexts, Form, render_message
 from shared.directory import Contact, Directory
 from shared.events import CloudEvent
 from shared.events.models import (
+    EventData,
     NoticeAttempted,
     NotificationAcknowledged,
     NotificationAttempt,
@@ -68,6 +69,26 @@ DISPATCH_CHANNEL = "notification_dispatch"
 DRILL_CONTACT = Contact(channel="file", label="演练")
 # Deliveries of channels nobody configured are claimed this many at a time, to fail them fast.
 UNKNOWN_CHANNEL_BATCH = 10
+
+
+async def publish_about(
+    session: AsyncSession,
+    outbox: Outbox,
+    notification: Row,
+    event: EventData,
+    span: str,
+    **attributes: str,
+) -> None:
+    """Stage an event about `notification` in the outbox, inside the notification's trace, so
+    its subscribers' work joins the incident's trace."""
+    with in_trace_of(
+        notification.trace_headers,
+        span,
+        incident_id=str(notification.incident_id),
+        party=notification.party,
+        **attributes,
+    ):
+        await outbox.add(session, CloudEvent.new(SOURCE, event, notification.incident_id))
 
 
 def retry_delay(number: int, base: float = 1.0, cap: float = 300.0) -> timedelta:
@@ -347,13 +368,9 @@ class Dispatcher:
             given_up_at=now,
             drill=notification.drill,
         )
-        with in_trace_of(
-            notification.trace_headers,
-            "notification unacknowledged",
-            incident_id=str(notification.incident_id),
-            party=notification.party,
-        ):
-            await self._outbox.add(session, CloudEvent.new(SOURCE, event, notification.incident_id))
+        await publish_about(
+            session, self._outbox, notification, event, "notification unacknowledged"
+        )
 
     # --- deliveries -----------------------------------------------------------------------------
 
@@ -677,14 +694,9 @@ async def acknowledge(
         acknowledged_at=now,
         drill=notification.drill,
     )
-    with in_trace_of(
-        notification.trace_headers,
-        "notification acknowledged",
-        incident_id=str(notification.incident_id),
-        party=notification.party,
-        channel=contact.channel,
-    ):
-        await outbox.add(session, CloudEvent.new(SOURCE, event, notification.incident_id))
+    await publish_about(
+        session, outbox, notification, event, "notification acknowledged", channel=contact.channel
+    )
     return Acknowledgement(
         notification_id, now, contact_index, contact.channel, shown_contact(contact), False
     )

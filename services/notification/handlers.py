@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notification.dispatch import DISPATCH_CHANNEL, SOURCE
+from services.notification.dispatch import DISPATCH_CHANNEL, publish_about
 from services.notification.models import deliveries, notifications
 from services.notification.status import (
     NotificationKind,
@@ -33,7 +33,7 @@ from shared.events.models import (
 from shared.kafka import HandlerTable, RecordPosition
 from shared.messaging import Outbox
 from shared.pgnotify import notify
-from shared.telemetry import current_trace_headers, in_trace_of
+from shared.telemetry import current_trace_headers
 
 
 @dataclass(frozen=True)
@@ -163,11 +163,5 @@ async def withdraw(
         deliveries_cancelled=cancelled.rowcount,
         drill=notification.drill,
     )
-    with in_trace_of(
-        notification.trace_headers,
-        "notification withdrawn",
-        incident_id=str(notification.incident_id),
-        party=notification.party,
-    ):
-        await outbox.add(session, CloudEvent.new(SOURCE, event, notification.incident_id))
+    await publish_about(session, outbox, notification, event, "notification withdrawn")
     return True
