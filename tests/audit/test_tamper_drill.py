@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from services.audit.store import CHECKPOINT_LOCK
 from tests.audit.conftest import AuditSystem
 from tests.audit.helpers import run_module
 from tests.audit.test_log import latest
@@ -112,10 +113,21 @@ async def test_the_log_refuses_to_sign_a_checkpoint_inconsistent_with_the_last(
     audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
 ) -> None:
     """Had the last signed root been another, no later tree extends it: nothing is signed."""
-    signed = await latest(clients, audit_system)
     update = "UPDATE audit.checkpoints SET root_hash = $1 WHERE size = $2"
     forged = bytes(32)
-    await rewrite(audit_system, "checkpoints", "checkpoints_no_update", update, forged, signed.size)
+    # Forge the newest checkpoint under the signer's own lock, so none is signed in between.
+    async with superuser(audit_system) as connection, connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", CHECKPOINT_LOCK)
+        size = await connection.fetchval("SELECT max(size) FROM audit.checkpoints")
+        await connection.execute(
+            "ALTER TABLE audit.checkpoints DISABLE TRIGGER checkpoints_no_update"
+        )
+        await connection.execute(update, forged, size)
+        await connection.execute(
+            "ALTER TABLE audit.checkpoints ENABLE ALWAYS TRIGGER checkpoints_no_update"
+        )
+    signed = await latest(clients, audit_system)
+    assert signed.size == size
     try:
         await report(clients, category="OTHER", phase="OCCURRED")
         await asyncio.sleep(2.5)  # several checkpoint intervals while the log grows
