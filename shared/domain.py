@@ -63,6 +63,16 @@ class ActionCode(StrEnum):
     CONTROLLED = "CONTROLLED"
     CLOSED = "CLOSED"
     INVESTIGATION_REPORT_FILED = "INVESTIGATION_REPORT_FILED"
+    # The police station's own (RULES.md "Every party acts for itself").
+    POLICE_DISPATCHED = "POLICE_DISPATCHED"
+    POLICE_ON_SCENE = "POLICE_ON_SCENE"
+    SEARCH_TAKEN_OVER = "SEARCH_TAKEN_OVER"
+    # The township command group's own.
+    COMMAND_ON_SCENE = "COMMAND_ON_SCENE"
+    # The banner leading-group office's own.
+    INSTRUCTED = "INSTRUCTED"
+    DEC_NOTIFIED = "DEC_NOTIFIED"
+    PRO_NOTIFIED = "PRO_NOTIFIED"
 
 
 class PartyKind(StrEnum):
@@ -75,11 +85,16 @@ class PartyKind(StrEnum):
     BJO = "BJO"
     CEO = "CEO"
     DEPT = "DEPT"
+    PRO = "PRO"
+    DEC = "DEC"
     PLATFORM = "PLATFORM"
 
 
-# `SFS:150626102`, `BLO`, `DEPT:应急管理局` …; PLATFORM is the county public-security platform.
-PARTY_PATTERN = r"^(SFS|TCG|PPS):\d{9}$|^(BLO|BJO|CEO|PLATFORM)$|^DEPT:[^\x00-\x1f\x7f]{1,35}$"
+# `SFS:150626102`, `BLO`, `DEPT:应急管理局`, `DEC:乌审旗人民法院` …; PLATFORM is the county
+# public-security platform, PRO the banner procuratorate, DEC a deciding authority (R18).
+PARTY_PATTERN = (
+    r"^(SFS|TCG|PPS):\d{9}$|^(BLO|BJO|CEO|PRO|PLATFORM)$|^(DEPT|DEC):[^\x00-\x1f\x7f:]{1,35}$"
+)
 
 TOWNSHIP_BOUND_KINDS = frozenset({PartyKind.SFS, PartyKind.TCG, PartyKind.PPS})
 
@@ -127,6 +142,13 @@ ACTION_NAMES_ZH: dict[str, str] = {
     ActionCode.CONTROLLED: "事态已控制",
     ActionCode.CLOSED: "处置结束",
     ActionCode.INVESTIGATION_REPORT_FILED: "已报送调查报告",
+    ActionCode.POLICE_DISPATCHED: "已出警",
+    ActionCode.POLICE_ON_SCENE: "民警已到现场",
+    ActionCode.SEARCH_TAKEN_OVER: "派出所已接手查找",
+    ActionCode.COMMAND_ON_SCENE: "指挥小组已到现场指挥",
+    ActionCode.INSTRUCTED: "已作出处置指示",
+    ActionCode.DEC_NOTIFIED: "已通知决定机关",
+    ActionCode.PRO_NOTIFIED: "已通知人民检察院",
 }
 
 STATUS_NAMES_ZH: dict[str, str] = {
@@ -153,6 +175,7 @@ FACT_NAMES_ZH: dict[str, str] = {
     "measures_taken": "已采取的措施",
     "persons_involved": "涉及人员基本情况",
     "drill": "演练标记",
+    "offence": "涉嫌违法犯罪",
 }
 
 # Named deadlines (RULES.md) in the plan's words; the policy says how long each is.
@@ -175,6 +198,8 @@ PARTY_KIND_NAMES_ZH: dict[str, str] = {
     PartyKind.BJO: "旗司法局办公室",
     PartyKind.CEO: "市司法局应急办公室",
     PartyKind.DEPT: "相关部门",
+    PartyKind.PRO: "旗人民检察院",
+    PartyKind.DEC: "决定机关",
     PartyKind.PLATFORM: "公安机关警情平台",
 }
 
@@ -194,7 +219,7 @@ def party_name_zh(party: str, names: dict[str, str] | None = None) -> str:
     if names and party in names:
         return names[party]
     kind, _, detail = party.partition(":")
-    if kind == PartyKind.DEPT and detail:
+    if kind in (PartyKind.DEPT, PartyKind.DEC) and detail:
         return detail
     try:
         return PARTY_KIND_NAMES_ZH[PartyKind(kind)]
@@ -202,10 +227,19 @@ def party_name_zh(party: str, names: dict[str, str] | None = None) -> str:
         return party
 
 
-# The county's clock: every time shown to people is Beijing time, whatever the servers run on.
-COUNTY_TIME = ZoneInfo("Asia/Shanghai")
+# The county's clock: every time shown to people is in the county's zone (the setting
+# COUNTY_TIME_ZONE, Beijing time by default), whatever the servers run on.
+DEFAULT_COUNTY_TIME_ZONE = "Asia/Shanghai"
+COUNTY_TIME = ZoneInfo(DEFAULT_COUNTY_TIME_ZONE)
+# Zones that keep Beijing time, as people in China name it.
+_BEIJING_TIME_ZONES = frozenset({"Asia/Shanghai", "Asia/Chongqing", "Asia/Harbin", "PRC"})
 
 
-def beijing_time(moment: datetime) -> str:
+def county_time(moment: datetime, zone: ZoneInfo = COUNTY_TIME) -> str:
     """2026-11-30 12:15: a time as people in the county read it."""
-    return moment.astimezone(COUNTY_TIME).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def time_zone_label(zone: ZoneInfo = COUNTY_TIME) -> str:
+    """北京时间, or the zone's name where a deployment keeps another clock."""
+    return "北京时间" if zone.key in _BEIJING_TIME_ZONES else f"{zone.key}时间"

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.domain import DEFAULT_COUNTY_TIME_ZONE
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +48,22 @@ class Settings(BaseSettings):
     # as soon as a record arrives, whatever this is; Tansu holds the fetch to the end, so the
     # wait is what a record waits on a hop (500 ms, the client default, costs 250 ms a hop).
     kafka_fetch_max_wait_ms: int = Field(default=20, ge=1, le=500)
+
+    # The county's clock: every time shown to people (alerts, explanations, findings, reports).
+    county_time_zone: str = DEFAULT_COUNTY_TIME_ZONE
+
+    @field_validator("county_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    @property
+    def county_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.county_time_zone)
 
     intake_port: int = 8001
     escalation_port: int = 8002

@@ -27,7 +27,7 @@ from shared.domain import (
     Category,
     PartyKind,
     Phase,
-    beijing_time,
+    county_time,
     deadline_words_zh,
     party_code,
     party_kind_of,
@@ -359,7 +359,7 @@ def condition_reasons(
         if earlier:
             window = duration_words(policy.repeat_signs_window)
             listed = "、".join(
-                f"{prior.subject_id}（{beijing_time(prior.reported_at):.10}，"
+                f"{prior.subject_id}（{county_time(prior.reported_at):.10}，"
                 f"事件 {prior.incident_id}）"
                 for prior in earlier
             )
@@ -385,7 +385,7 @@ def _explain(
         f"依据 {rule_id}（预案{plan_section}）：{because}；"
         f"{party_name}须在{duration_words(deadline.duration)}内"
         f"（{deadline_words_zh(deadline_name)}）{action_text}，"
-        f"截止北京时间 {beijing_time(due_at)}。"
+        f"截止北京时间 {county_time(due_at)}。"
     )
 
 
@@ -603,7 +603,7 @@ def ladder_step(
     what = "逾期未办" if cause == "missed" else "未确认告警"
     because = (
         f"{party_names.get(failed, failed)}{what}：「{obligation.action_text}」"
-        f"（{obligation.rule_id}，截止北京时间 {beijing_time(obligation.due_at)}），"
+        f"（{obligation.rule_id}，截止北京时间 {county_time(obligation.due_at)}），"
         f"按升级梯次由上一级督办"
     )
     return ObligationSpec(

@@ -11,8 +11,11 @@ from shared.events.models import (
     ActionRejected,
     DeadlineMissed,
     IncidentStatusChanged,
+    IncidentUpdated,
+    IncidentWentQuiet,
     ObligationCreated,
     ObligationMet,
+    ObligationOmitted,
     ObligationWaived,
 )
 from shared.kafka import HandlerTable, on_data
@@ -58,6 +61,10 @@ HANDLERS = HandlerTable(
             ObligationMet.ce_type,
             ObligationWaived.ce_type,
             DeadlineMissed.ce_type,
+            ObligationOmitted.ce_type,
+            IncidentWentQuiet.ce_type,
+            # Updates are told to parties by notification; the status comes with its own event.
+            IncidentUpdated.ce_type,
         }
     ),
 )

@@ -25,9 +25,12 @@ from shared.events.models import (
     ActionRejected,
     DeadlineMissed,
     IncidentStatusChanged,
+    IncidentUpdated,
+    IncidentWentQuiet,
     NotificationWithdrawn,
     ObligationCreated,
     ObligationMet,
+    ObligationOmitted,
     ObligationWaived,
 )
 from shared.kafka import HandlerTable, RecordPosition
@@ -54,7 +57,15 @@ class NotificationHandlers:
                 ObligationWaived.ce_type: self.on_outcome,
                 ActionRejected.ce_type: self.on_rejected,
             },
-            ignored=frozenset({DeadlineMissed.ce_type, IncidentStatusChanged.ce_type}),
+            ignored=frozenset(
+                {
+                    DeadlineMissed.ce_type,
+                    IncidentStatusChanged.ce_type,
+                    ObligationOmitted.ce_type,
+                    IncidentUpdated.ce_type,
+                    IncidentWentQuiet.ce_type,
+                }
+            ),
         )
 
     async def handle(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:

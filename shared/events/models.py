@@ -28,6 +28,11 @@ class Subject(EventData):
     id: str = Field(min_length=1, max_length=64, description="社区矫正对象编号")
     name: str = Field(min_length=1, max_length=64)
     id_number_masked: str | None = Field(default=None, description="身份证号, masked")
+    deciding_authority: str | None = Field(
+        default=None,
+        max_length=35,
+        description="决定机关: the court or authority that decided the correction (R18)",
+    )
 
 
 class Reporter(EventData):
@@ -67,6 +72,9 @@ class IncidentFacts(EventData):
     measures_taken: str | None = Field(default=None, description="已采取的措施")
     persons_involved: str | None = Field(default=None, description="涉及人员基本情况")
     drill: bool = False
+    offence: bool = Field(
+        default=False, description="涉嫌违法犯罪: the facts suggest an offence (R6, any category)"
+    )
 
 
 class IncidentReported(EventData):
@@ -88,6 +96,15 @@ class ActionRecorded(EventData):
     occurred_at: AwareDatetime
     recorded_at: AwareDatetime
     note: str | None = None
+    on_behalf_of: str | None = Field(
+        default=None, description="the owner it was recorded for, one rung down the ladder"
+    )
+    reason: str | None = Field(
+        default=None,
+        description="why it was recorded on the owner's behalf, or why the BLO closes an "
+        "absconding before the subject is found",
+    )
+    to: str | None = Field(default=None, description="for REPORTED: the party reported to")
 
 
 class ReportFiled(EventData):
@@ -104,6 +121,9 @@ class ReportFiled(EventData):
     text: str | None = None
     sealed_subjects: Sealed | None = Field(
         default=None, description=f"present when the report changes the subjects: {SUBJECTS_SEALED}"
+    )
+    reason: str | None = Field(
+        default=None, description="why the facts were corrected (required to move the township)"
     )
 
 
@@ -160,6 +180,14 @@ class ObligationCreated(EventData):
         default=None, description="the overdue or unacknowledged obligation this one escalates"
     )
     policy_version: str | None = None
+    owner: str | None = Field(
+        default=None,
+        description="who must act: the party itself, or the party that must inform it (the "
+        "司法所 that reports to the TCG, the BLO that notifies the procuratorate)",
+    )
+    ack_seconds: float | None = Field(
+        default=None, description="the policy's ACK deadline: unacknowledged this long, re-sent"
+    )
 
 
 class AboutObligation(EventData):
@@ -177,6 +205,17 @@ class ObligationMet(AboutObligation):
     met_at: AwareDatetime
     met_by_event_id: UUID
     drill: bool = False
+    recorded_by: str | None = Field(
+        default=None, description="the party whose record or acknowledgement met it"
+    )
+    on_behalf_of: str | None = Field(
+        default=None, description="set when recorded one rung up, on the owner's behalf"
+    )
+    asserted_at: AwareDatetime | None = Field(
+        default=None,
+        description="when the recorder says it was done; evidence only: `met_at` is the "
+        "system's receipt, from which lateness is measured",
+    )
 
 
 class ObligationWaived(AboutObligation):
@@ -199,6 +238,49 @@ class DeadlineMissed(AboutObligation):
     missed_at: AwareDatetime
     escalated_to: str | None = None
     drill: bool = False
+
+
+class ObligationOmitted(AboutObligation):
+    """R11: a missed duty still undone this long after its deadline (the policy's
+    `omitted_after`); done later, it becomes MET_LATE and R10."""
+
+    ce_type: ClassVar[str] = "obligation.omitted"
+    rule_id: str
+    action: str
+    due_at: AwareDatetime
+    omitted_at: AwareDatetime
+    drill: bool = False
+
+
+class IncidentWentQuiet(EventData):
+    """R9: an open incident with nothing new for the policy's `quiet_after`: the daily
+    follow-up duty stops recurring and escalating, and `party` (the BLO) is told once."""
+
+    ce_type: ClassVar[str] = "incident.went_quiet"
+    incident_id: UUID
+    party: str
+    rule_id: str
+    last_news_at: AwareDatetime
+    noticed_at: AwareDatetime
+    township_code: str
+    drill: bool = False
+
+
+class IncidentUpdated(EventData):
+    """R19: the incident's facts or status changed; every party already alerted about it is
+    told, in a short update that asks nothing of it."""
+
+    ce_type: ClassVar[str] = "incident.updated"
+    incident_id: UUID
+    rule_id: str
+    about: str = Field(description="FOLLOW_UP, CORRECTION, or the action (FOUND, CLOSED …)")
+    summary: str = Field(description="what changed, in words, personal data masked")
+    recipients: tuple[str, ...]
+    changed_by: str
+    changed_at: AwareDatetime
+    incident: IncidentBrief
+    status: LifecycleStatus
+    update_id: UUID = Field(description="one per change: notices are keyed on it")
 
 
 class IncidentStatusChanged(EventData):
@@ -336,14 +418,15 @@ class FactVersions(EventData):
 
 
 class AccountabilityFinding(EventData):
-    """A suspicion of 迟报、漏报、瞒报 or 谎报 (R10–R13), or R17's advice, for people to judge."""
+    """A suspicion of 迟报、漏报、瞒报 or 谎报 (R10–R13), R17's advice, or R9's staleness, for
+    people to judge."""
 
     ce_type: ClassVar[str] = "audit.finding"
     finding_id: UUID
     incident_id: UUID
     rule_id: str
     party: str
-    kind: Literal["LATE", "OMITTED", "CONCEALED", "FALSE", "KEY_MONITORING_SUGGESTED"]
+    kind: Literal["LATE", "OMITTED", "CONCEALED", "FALSE", "KEY_MONITORING_SUGGESTED", "STALE"]
     detail: str
     evidence_log_indexes: tuple[int, ...] = ()
     title: str | None = Field(default=None, description="e.g. 疑似迟报，供核查")
@@ -356,4 +439,44 @@ class AccountabilityFinding(EventData):
         default=None, description="when what the finding is about happened (or was seen missing)"
     )
     versions: tuple[FactVersions, ...] = ()
+    drill: bool = False
+    asserted: tuple[str, ...] = Field(
+        default=(), description="times callers asserted, shown as evidence with who asserted them"
+    )
+
+
+class FindingReviewed(EventData):
+    """A finding confirmed or dismissed by the BJO or the CEO, with the reason: the suspicion
+    judged by people. A dismissed finding stays on record, shown as dismissed."""
+
+    ce_type: ClassVar[str] = "finding.reviewed"
+    review_id: UUID
+    finding_id: UUID
+    incident_id: UUID
+    rule_id: str
+    decision: Literal["CONFIRMED", "DISMISSED"]
+    reason: str
+    reviewer_party: str
+    reviewer: str = Field(description="who, as their token names them")
+    reviewed_at: AwareDatetime
+    drill: bool = False
+
+
+class AccountabilityRecorded(EventData):
+    """R15: a commendation (表彰) or discipline (处分) recorded by the BJO against a filed
+    investigation report, with the findings it rests on; the CEO is informed."""
+
+    ce_type: ClassVar[str] = "accountability.recorded"
+    record_id: UUID
+    incident_id: UUID
+    rule_id: str
+    kind: Literal["COMMENDATION", "DISCIPLINE"]
+    person: str
+    role: str
+    party: str
+    decision: str
+    document_number: str = Field(description="文号")
+    finding_ids: tuple[UUID, ...] = ()
+    recorded_by: str
+    recorded_at: AwareDatetime
     drill: bool = False

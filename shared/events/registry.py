@@ -33,6 +33,9 @@ EVENT_TYPES: dict[str, EventSpec] = {
         models.DeadlineMissed,
         models.IncidentStatusChanged,
         models.ActionRejected,
+        models.ObligationOmitted,
+        models.IncidentWentQuiet,
+        models.IncidentUpdated,
     ),
     **_specs(
         topics.NOTIFICATIONS,
@@ -43,7 +46,13 @@ EVENT_TYPES: dict[str, EventSpec] = {
         models.NotificationWithdrawn,
         models.NoticeAttempted,
     ),
-    **_specs(topics.AUDIT, models.LogCheckpoint, models.AccountabilityFinding),
+    **_specs(
+        topics.AUDIT,
+        models.LogCheckpoint,
+        models.AccountabilityFinding,
+        models.FindingReviewed,
+        models.AccountabilityRecorded,
+    ),
 }
 
 

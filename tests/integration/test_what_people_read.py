@@ -56,7 +56,7 @@ CODES_PEOPLE_SHOULD_NOT_READ = (
 )
 
 
-async def test_duties_alerts_and_the_report_speak_chinese_in_beijing_time(
+async def test_duties_alerts_and_the_report_speak_chinese_in_county_time(
     clients: dict[str, httpx.AsyncClient], webhook_sink: WebhookSink
 ) -> None:
     incident_id = await report(

@@ -32,7 +32,7 @@ def refused(*, drill: bool = False) -> ActionRejected:
     )
 
 
-def test_the_full_notice_names_the_action_the_status_and_the_time_in_beijing_time() -> None:
+def test_the_full_notice_names_the_action_the_status_and_the_time_in_county_time() -> None:
     rejected = refused()
     text = render_notice(
         notice_facts(rejected, "图克镇司法所"),

@@ -47,7 +47,7 @@ from services.escalation.rules import (
     report_evidence,
     unfold_chinese,
 )
-from shared.domain import DEADLINE_WORDS_ZH, ActionCode, Category, Phase, beijing_time
+from shared.domain import DEADLINE_WORDS_ZH, ActionCode, Category, Phase, county_time
 from shared.events.models import IncidentFacts, Subject
 
 from .conftest import POLICY_FILE
@@ -144,7 +144,7 @@ def assert_explained(spec: ObligationSpec, party_names: dict[str, str], *words: 
     assert f"{party_names[spec.party]}须在" in spec.explanation
     assert f"内（{DEADLINE_WORDS_ZH[spec.deadline_name]}）" in spec.explanation
     assert spec.action_text in spec.explanation
-    assert f"截止北京时间 {beijing_time(spec.due_at)}" in spec.explanation
+    assert f"截止北京时间 {county_time(spec.due_at)}" in spec.explanation
     codes = [spec.deadline_name, *Category, *Phase, "+00:00", "+08:00"]
     assert not [code for code in codes if code in spec.explanation], spec.explanation
     for word in words:
@@ -629,7 +629,7 @@ def test_R9_the_next_follow_up_is_due_a_day_after_the_last_one(
     following = recurrence(policy, first, filed_at, party_names)
     assert following is not None
     assert following.due_at == filed_at + DAY
-    assert f"截止北京时间 {beijing_time(following.due_at)}" in following.explanation
+    assert f"截止北京时间 {county_time(following.due_at)}" in following.explanation
 
 
 @pytest.mark.parametrize("action", list(policy_dict()["actions"]))
@@ -1012,7 +1012,7 @@ def test_ladder_step_is_a_supervision_due_immediately(policy, party_names, cause
     )
     assert "图克镇社区矫正突发事件应急处置指挥小组须在" in step.explanation
     assert "（R6，截止北京时间 2025-03-01 10:15）" in step.explanation
-    assert f"截止北京时间 {beijing_time(step.due_at)}。" in step.explanation
+    assert f"截止北京时间 {county_time(step.due_at)}。" in step.explanation
 
 
 def test_ladder_one_supervision_per_duty_whichever_cause_comes_first(policy, party_names):
