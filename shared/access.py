@@ -26,6 +26,8 @@ class Permission(StrEnum):
     READ_FINDINGS = "read_findings"
     READ_REPORTS = "read_reports"
     READ_DRILLS = "read_drills"
+    REVIEW_FINDINGS = "review_findings"
+    RECORD_ACCOUNTABILITY = "record_accountability"
 
 
 class Reach(StrEnum):
@@ -39,6 +41,10 @@ PII_READ = "pii:read"
 
 SFS, TCG, PPS = PartyKind.SFS, PartyKind.TCG, PartyKind.PPS
 BLO, BJO, CEO, PLATFORM = PartyKind.BLO, PartyKind.BJO, PartyKind.CEO, PartyKind.PLATFORM
+# The procuratorate supervises community correction (社区矫正法 Art. 8) and is told of deaths
+# (R18): it reads like the city office. A deciding authority is told of its subject's death
+# and acknowledges the alert through its link; it holds no standing access.
+PRO, DEC = PartyKind.PRO, PartyKind.DEC
 LOCAL = (SFS, TCG, PPS)
 BANNER = (BLO, BJO)
 
@@ -58,11 +64,15 @@ ACCESS: dict[Permission, Grant] = {
     Permission.READ_OBLIGATIONS: Grant(READ, (*LOCAL, *BANNER, PLATFORM)),
     Permission.EVALUATE_POLICY: Grant(READ, (*LOCAL, *BANNER, PLATFORM)),
     Permission.READ_NOTIFICATIONS: Grant(READ, (*LOCAL, *BANNER, PLATFORM)),
-    Permission.READ_TIMELINE: Grant(AUDIT, (*LOCAL, *BANNER, CEO, AUDITOR)),
-    Permission.READ_LOG: Grant(AUDIT, (*BANNER, CEO, AUDITOR)),
-    Permission.READ_FINDINGS: Grant(AUDIT, (*BANNER, CEO, AUDITOR)),
-    Permission.READ_REPORTS: Grant(AUDIT, (*BANNER, CEO, AUDITOR)),
+    Permission.READ_TIMELINE: Grant(AUDIT, (*LOCAL, *BANNER, CEO, PRO, AUDITOR)),
+    Permission.READ_LOG: Grant(AUDIT, (*BANNER, CEO, PRO, AUDITOR)),
+    Permission.READ_FINDINGS: Grant(AUDIT, (*BANNER, CEO, PRO, AUDITOR)),
+    Permission.READ_REPORTS: Grant(AUDIT, (*BANNER, CEO, PRO, AUDITOR)),
     Permission.READ_DRILLS: Grant(AUDIT, (*BANNER, CEO, AUDITOR)),
+    # Findings are suspicions: the bureau office and the city office judge them.
+    Permission.REVIEW_FINDINGS: Grant(AUDIT, (BJO, CEO)),
+    # R15: the bureau office records commendations and disciplines.
+    Permission.RECORD_ACCOUNTABILITY: Grant(WRITE, (BJO,)),
 }
 
 # What a token minted for a kind of party carries unless told otherwise.
@@ -70,6 +80,8 @@ DEFAULT_SCOPES: dict[str, tuple[str, ...]] = {
     **{kind: (WRITE, READ, AUDIT) for kind in (*LOCAL, *BANNER)},
     PLATFORM: (WRITE, READ),
     CEO: (AUDIT,),
+    PRO: (AUDIT,),
+    DEC: (),
     AUDITOR: (AUDIT,),
 }
 

@@ -61,6 +61,23 @@ ROWS = [
     ("AUDITOR", P.READ_DRILLS, None, True),
     ("AUDITOR", P.FILE_REPORT, TUKE, False),
     ("AUDITOR", P.READ_NOTIFICATIONS, TUKE, False),
+    # findings are judged by the bureau office and the city office, nobody else
+    ("BJO", P.REVIEW_FINDINGS, None, True),
+    ("CEO", P.REVIEW_FINDINGS, None, True),
+    ("BLO", P.REVIEW_FINDINGS, None, False),
+    ("SFS:150626102", P.REVIEW_FINDINGS, TUKE, False),
+    ("AUDITOR", P.REVIEW_FINDINGS, None, False),
+    # R15: commendations and disciplines are the bureau office's to record
+    ("BJO", P.RECORD_ACCOUNTABILITY, TUKE, True),
+    ("CEO", P.RECORD_ACCOUNTABILITY, TUKE, False),
+    ("BLO", P.RECORD_ACCOUNTABILITY, TUKE, False),
+    # the procuratorate reads like the city office (R18: it is told of deaths); a deciding
+    # authority holds no standing access
+    ("PRO", P.READ_FINDINGS, None, True),
+    ("PRO", P.READ_TIMELINE, TUKE, True),
+    ("PRO", P.RECORD_ACTION, TUKE, False),
+    ("DEC:乌审旗人民法院", P.READ_INCIDENT, TUKE, False),
+    ("DEC:乌审旗人民法院", P.READ_TIMELINE, TUKE, False),
 ]
 
 
