@@ -84,6 +84,7 @@ async def list_obligations(
                 id=row.id,
                 party=row.party,
                 party_name=party_name(directory, row.party),
+                owner=row.owner,
                 action=row.action,
                 action_text=row.action_text,
                 rule_id=row.rule_id,
@@ -100,6 +101,7 @@ async def list_obligations(
                 met_at=row.met_at,
                 met_by_event_id=row.met_by_event_id,
                 closed_reason=row.closed_reason,
+                omitted_at=row.omitted_at,
                 why=row.explanation,
             )
             for row in rows

@@ -21,7 +21,9 @@ from shared.settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     directory = Directory.load(settings.directory_file)
-    policy = Policy.load(settings.policy_file, settings.policy_overrides_file)
+    policy = Policy.load(settings.policy_file, settings.policy_overrides_file).model_copy(
+        update={"time_zone": settings.county_time_zone}
+    )
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
     store = Store(policy, runtime.outbox, {party.code: party.name for party in directory.parties})
     runtime.add_consumer(

@@ -14,7 +14,7 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.escalation.models import obligations, timers
-from services.escalation.rules import Trigger, evaluate
+from services.escalation.rules import Trigger, evaluate, recurring_actions
 from services.escalation.store import Store
 from shared import lifecycle
 from shared.domain import LifecycleStatus
@@ -44,7 +44,11 @@ class DeadlineWorker:
     async def run(self) -> None:
         try:
             while True:
-                settled = await self.fire_due_obligations() + await self.fire_due_timers()
+                settled = (
+                    await self.fire_due_obligations()
+                    + await self.fire_due_timers()
+                    + await self.fire_due_omissions()
+                )
                 if settled < self._batch_size:
                     await self._wakeup.wait(self._poll_interval)
         finally:
@@ -73,6 +77,37 @@ class DeadlineWorker:
                     continue
                 await self._store.miss(session, incident, obligation, now)
                 self._delay.observe((now - obligation.due_at).total_seconds())
+                settled += 1
+            return settled
+
+    async def fire_due_omissions(self) -> int:
+        """R11: missed duties still undone `omitted_after` past their deadline. A recurring
+        duty is superseded by its next instance instead (R9), so it is never one."""
+        policy = self._store.policy
+        async with self._sessions() as session, session.begin():
+            due = (
+                await session.execute(
+                    select(obligations)
+                    .where(
+                        obligations.c.status == "MISSED",
+                        obligations.c.omitted_at.is_(None),
+                        obligations.c.due_at <= func.now() - policy.omitted_after,
+                        obligations.c.action.not_in(recurring_actions(policy)),
+                    )
+                    .order_by(obligations.c.due_at)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            now = datetime.now(UTC)
+            settled = 0
+            for obligation in due:
+                incident = await self._store.locked_incident(
+                    session, obligation.incident_id, skip_locked=True
+                )
+                if incident is None:
+                    continue
+                await self._store.omit(session, incident, obligation, now)
                 settled += 1
             return settled
 

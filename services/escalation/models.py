@@ -25,6 +25,17 @@ incidents = Table(
     Column("fired_rules", ARRAY(String(16)), nullable=False, server_default="{}"),
     Column("closed_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column(
+        "last_news_at",
+        DateTime(timezone=True),
+        comment="the last report or action on the incident (R9: quiet after a week)",
+    ),
+    Column(
+        "quiet_since",
+        DateTime(timezone=True),
+        comment="set when R9 found the incident quiet; cleared by news",
+    ),
+    Column("found_at", DateTime(timezone=True)),
 )
 
 obligations = Table(
@@ -50,8 +61,19 @@ obligations = Table(
     Column("closed_reason", Text, comment="why it was waived or missed"),
     Column("source_event_id", UUID(as_uuid=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("owner", String(40), comment="who must act"),
+    Column(
+        "omitted_at",
+        DateTime(timezone=True),
+        comment="R11: still undone this long after its deadline",
+    ),
     Index("ix_obligations_incident", "incident_id", "due_at"),
     Index("ix_obligations_pending_due", "due_at", postgresql_where=text("status = 'PENDING'")),
+    Index(
+        "ix_obligations_missed_due",
+        "due_at",
+        postgresql_where=text("status = 'MISSED' AND omitted_at IS NULL"),
+    ),
 )
 
 # Rule timers (R3's SEARCH_WINDOW ...): rows, fired by any replica exactly once.

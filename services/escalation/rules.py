@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from shared.domain import (
     ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
+    DEFAULT_COUNTY_TIME_ZONE,
     PHASE_NAMES_ZH,
     ActionCode,
     Category,
@@ -29,8 +31,11 @@ from shared.domain import (
     Phase,
     county_time,
     deadline_words_zh,
+    fact_name_zh,
     party_code,
     party_kind_of,
+    party_name_zh,
+    time_zone_label,
 )
 from shared.events.models import IncidentFacts
 
@@ -49,7 +54,7 @@ class Deadline(_Data):
 
 class ActionSpec(_Data):
     text: str
-    owner: Literal["party", "SFS"] = "party"
+    owner: Literal["party"] | PartyKind = "party"
     notify: bool = False
     met_by: tuple[ActionCode, ...] = ()
     met_by_ack: bool = False
@@ -64,6 +69,7 @@ class Condition(_Data):
     category: tuple[Category, ...] | None = None
     phase: tuple[Phase, ...] | None = None
     drill: bool | None = None
+    offence: bool | None = None
     missing_report_fields: bool | None = None
     repeated_signs: bool | None = None
 
@@ -92,6 +98,13 @@ class TimerSpec(_Data):
     cancelled_by: tuple[ActionCode, ...] = ()
 
 
+class InformSpec(_Data):
+    """R19: who is told of a change: everyone already alerted; the police on `police_on`."""
+
+    alerted: bool = True
+    police_on: tuple[str, ...] = ()
+
+
 class Rule(_Data):
     id: str
     plan_section: str
@@ -101,6 +114,12 @@ class Rule(_Data):
     once: bool = False
     then: tuple[Duty, ...] = ()
     timers: tuple[TimerSpec, ...] = ()
+    inform: InformSpec | None = None
+
+    @property
+    def follows_facts(self) -> bool:
+        """Applied to the incident as it stands: on the first report and on every change."""
+        return "reported" in self.trigger
 
     @field_validator("trigger", mode="before")
     @classmethod
@@ -132,10 +151,22 @@ class Policy(_Data):
     deadlines: dict[str, Deadline]
     ladder: Ladder
     required_report_fields: dict[str, str]
+    omitted_after: timedelta
+    quiet_after: timedelta
     repeat_signs_window: timedelta
     drill_requirement: DrillRequirement
     actions: dict[str, ActionSpec]
     rules: tuple[Rule, ...]
+    # The county's clock for every time in an explanation: the deployment's COUNTY_TIME_ZONE.
+    time_zone: str = DEFAULT_COUNTY_TIME_ZONE
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    @property
+    def ack(self) -> timedelta:
+        return self.deadlines["ACK"].duration
 
     @model_validator(mode="after")
     def _references_exist(self) -> Policy:
@@ -158,7 +189,7 @@ class Policy(_Data):
                 elif kind == "timer":
                     if not any(t.name == name for r in self.rules for t in r.timers):
                         raise ValueError(f"{rule.id} waits for unknown timer {name}")
-                elif trigger != "reported":
+                elif trigger not in ("reported", "report_filed"):
                     raise ValueError(f"{rule.id} has unknown trigger {trigger!r}")
         check("ladder", self.ladder.action, self.ladder.deadline)
         for start in self.ladder.steps:
@@ -226,12 +257,15 @@ class Situation:
 
 @dataclass(frozen=True)
 class Trigger:
-    """What just happened: `reported`, `action:<CODE>` or `timer:<NAME>`."""
+    """What just happened: `reported`, `changed`, `action:<CODE>` or `timer:<NAME>`.
+
+    `words` says it for people where the name cannot (what a follow-up changed)."""
 
     name: str
     at: datetime
     event_id: UUID
     actor: str | None = None
+    words: str | None = None
 
 
 TRIGGER_WORDS = {
@@ -243,14 +277,64 @@ TRIGGER_WORDS = {
 }
 
 
-def trigger_words(trigger: str) -> str:
+def trigger_words(trigger: Trigger | str) -> str:
     """What made a rule fire, in words; a recorded action by its Chinese name."""
+    if isinstance(trigger, Trigger):
+        if trigger.words:
+            return trigger.words
+        trigger = trigger.name
     if trigger in TRIGGER_WORDS:
         return TRIGGER_WORDS[trigger]
     kind, _, name = trigger.partition(":")
     if kind == "action" and name in ACTION_NAMES_ZH:
         return f"记录了「{ACTION_NAMES_ZH[name]}」"
     return trigger
+
+
+# Facts whose change makes the rules run again (RULES.md "How rules apply": current facts).
+RULE_FACTS = ("category", "phase", "subjects", "township_code", "offence", "drill")
+
+
+def changes_rules(changes: Mapping[str, Any]) -> bool:
+    return any(name in changes for name in RULE_FACTS)
+
+
+def _fact_shown(name: str, value: Any) -> str:
+    if value is None:
+        return "（无）"
+    if name == "category":
+        return CATEGORY_NAMES_ZH.get(value, str(value))
+    if name == "phase":
+        return PHASE_NAMES_ZH.get(value, str(value))
+    if name in ("drill", "offence"):
+        return "是" if value else "否"
+    if name == "subjects":
+        return "、".join(subject.get("name", "") for subject in value) or "（无）"
+    return str(value)
+
+
+def change_words(
+    kind: Literal["FOLLOW_UP", "CORRECTION"],
+    changes: Mapping[str, Any],
+    previous: Mapping[str, Any],
+) -> str:
+    """续报将阶段由「苗头迹象」改为「正在实施」: what a report changed of the facts rules read
+    (values as published: personal data already masked)."""
+    said = "续报" if kind == "FOLLOW_UP" else "更正"
+    parts = []
+    for name in RULE_FACTS:
+        if name not in changes:
+            continue
+        if name == "township_code":
+            before = previous.get("township_name") or previous.get(name)
+            after = changes.get("township_name") or changes.get(name)
+            parts.append(f"苏木(镇)由「{before}」改为「{after}」")
+            continue
+        parts.append(
+            f"{fact_name_zh(name)}由「{_fact_shown(name, previous.get(name))}」"
+            f"改为「{_fact_shown(name, changes.get(name))}」"
+        )
+    return f"{said}将" + "，".join(parts) if parts else said
 
 
 # --- what the engine decides -----------------------------------------------------------------
@@ -271,6 +355,7 @@ class ObligationSpec:
     trigger: str
     explanation: str
     escalated_from: UUID | None = None
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -299,6 +384,11 @@ def deadline_text(policy: Policy, name: str) -> str:
     """立即（15分钟）: a named deadline as people read it, its length from the policy."""
     deadline = policy.deadlines.get(name)  # stored under an earlier policy, perhaps
     return deadline_words_zh(name, duration_words(deadline.duration) if deadline else None)
+
+
+def local_time(policy: Policy, moment: datetime) -> str:
+    """北京时间 2026-11-30 12:15: a time in an explanation, on the county's clock."""
+    return f"{time_zone_label(policy.zone)} {county_time(moment, policy.zone)}"
 
 
 def missing_report_fields(policy: Policy, facts: IncidentFacts) -> list[str]:
@@ -346,6 +436,10 @@ def condition_reasons(
         if facts.drill != condition.drill:
             return None
         reasons.append("演练" if facts.drill else "非演练")
+    if condition.offence is not None:
+        if facts.offence != condition.offence:
+            return None
+        reasons.append("涉嫌违法犯罪" if facts.offence else "未涉嫌违法犯罪")
     if condition.missing_report_fields is not None:
         missing = missing_report_fields(policy, facts)
         if bool(missing) != condition.missing_report_fields:
@@ -359,7 +453,7 @@ def condition_reasons(
         if earlier:
             window = duration_words(policy.repeat_signs_window)
             listed = "、".join(
-                f"{prior.subject_id}（{county_time(prior.reported_at):.10}，"
+                f"{prior.subject_id}（{county_time(prior.reported_at, policy.zone):.10}，"
                 f"事件 {prior.incident_id}）"
                 for prior in earlier
             )
@@ -367,11 +461,24 @@ def condition_reasons(
     return reasons
 
 
+def rule_reasons(policy: Policy, rule: Rule, situation: Situation) -> list[str] | None:
+    """Why the rule's conditions hold for the incident as it stands; None when none does."""
+    return next(
+        (
+            found
+            for found in (condition_reasons(policy, c, situation) for c in rule.when.any)
+            if found is not None
+        ),
+        None,
+    )
+
+
 def obligation_id(incident_id: UUID, cause: str, rule_id: str, party: str, action: str) -> UUID:
     return uuid.uuid5(OBLIGATION_NAMESPACE, f"{incident_id}/{cause}/{rule_id}/{party}/{action}")
 
 
 def _explain(
+    policy: Policy,
     rule_id: str,
     plan_section: str,
     because: str,
@@ -385,48 +492,55 @@ def _explain(
         f"依据 {rule_id}（预案{plan_section}）：{because}；"
         f"{party_name}须在{duration_words(deadline.duration)}内"
         f"（{deadline_words_zh(deadline_name)}）{action_text}，"
-        f"截止北京时间 {county_time(due_at)}。"
+        f"截止{local_time(policy, due_at)}。"
     )
 
 
-def evaluate(
+def owner_of(policy: Policy, action: str, party: str, township_code: str) -> str:
+    """Who must act on a duty: the party itself, or the party that must inform it (the
+    司法所 reporting to the TCG, the BLO notifying the procuratorate)."""
+    spec = policy.actions[action]
+    if spec.owner == "party":
+        return party
+    return party_code(spec.owner, township_code)
+
+
+def duty_parties(duty: Duty, facts: IncidentFacts) -> list[str]:
+    """The parties a duty of a rule falls on: one per township-bound kind, one per deciding
+    authority the subjects name (R18), the BLO itself when none is named."""
+    if duty.party == PartyKind.DEC:
+        named = sorted(
+            {
+                f"{PartyKind.DEC}:{subject.deciding_authority}"
+                for subject in facts.subjects
+                if subject.deciding_authority
+            }
+        )
+        return named or [str(PartyKind.BLO)]
+    return [party_code(duty.party, facts.township_code)]
+
+
+def _duties(
     policy: Policy,
+    rule: Rule,
     situation: Situation,
     trigger: Trigger,
+    because: str,
     party_names: Mapping[str, str],
-) -> Decision:
-    """Every duty and timer the rules attach to `trigger`, with why and by when."""
+    only: set[tuple[str, str, str]] | None = None,
+) -> list[ObligationSpec]:
+    """The obligations `rule` puts on the incident for `trigger` (those keyed in `only`)."""
     facts = situation.facts
-    # Deadlines run from when the system learned of it, never from before the report.
     anchor = max(trigger.at, situation.reported_at)
-    obligations: list[ObligationSpec] = []
-    timers: list[TimerStart] = []
-    fired: list[str] = []
-    for rule in policy.rules:
-        if trigger.name not in rule.trigger:
-            continue
-        if rule.once and rule.id in situation.fired_rules:
-            continue
-        reasons = next(
-            (
-                found
-                for found in (condition_reasons(policy, c, situation) for c in rule.when.any)
-                if found is not None
-            ),
-            None,
-        )
-        if reasons is None:
-            continue
-        fired.append(rule.id)
-        because = (
-            "、".join([trigger_words(trigger.name), *reasons]) + f"，发生在{facts.township_name}"
-        )
-        for duty in rule.then:
-            deadline = policy.deadlines[duty.deadline]
-            action = policy.actions[duty.action]
-            party = party_code(duty.party, facts.township_code)
+    found: list[ObligationSpec] = []
+    for duty in rule.then:
+        deadline = policy.deadlines[duty.deadline]
+        action = policy.actions[duty.action]
+        for party in duty_parties(duty, facts):
+            if only is not None and (rule.id, party, duty.action) not in only:
+                continue
             due_at = anchor + deadline.duration
-            obligations.append(
+            found.append(
                 ObligationSpec(
                     id=obligation_id(
                         situation.incident_id, str(trigger.event_id), rule.id, party, duty.action
@@ -443,17 +557,50 @@ def evaluate(
                     drill=facts.drill,
                     trigger=trigger.name,
                     explanation=_explain(
+                        policy,
                         rule.id,
                         rule.plan_section,
                         because,
-                        party_names.get(party, party),
+                        party_names.get(party, party_name_zh(party)),
                         duty.deadline,
                         deadline,
                         action.text,
                         due_at,
                     ),
+                    owner=owner_of(policy, duty.action, party, facts.township_code),
                 )
             )
+    return found
+
+
+def _because(trigger: Trigger, reasons: list[str], facts: IncidentFacts) -> str:
+    return "、".join([trigger_words(trigger), *reasons]) + f"，发生在{facts.township_name}"
+
+
+def evaluate(
+    policy: Policy,
+    situation: Situation,
+    trigger: Trigger,
+    party_names: Mapping[str, str],
+) -> Decision:
+    """Every duty and timer the rules attach to `trigger`, with why and by when.
+
+    Deadlines run from when the system learned of it, never from before the report."""
+    anchor = max(trigger.at, situation.reported_at)
+    obligations: list[ObligationSpec] = []
+    timers: list[TimerStart] = []
+    fired: list[str] = []
+    for rule in policy.rules:
+        if trigger.name not in rule.trigger or (not rule.then and not rule.timers):
+            continue
+        if rule.once and rule.id in situation.fired_rules:
+            continue
+        reasons = rule_reasons(policy, rule, situation)
+        if reasons is None:
+            continue
+        fired.append(rule.id)
+        because = _because(trigger, reasons, situation.facts)
+        obligations += _duties(policy, rule, situation, trigger, because, party_names)
         for timer in rule.timers:
             timers.append(
                 TimerStart(timer.name, rule.id, anchor + policy.deadlines[timer.after].duration)
@@ -461,39 +608,202 @@ def evaluate(
     return Decision(tuple(obligations), tuple(timers), tuple(fired))
 
 
+# --- when the facts change: the rules follow them ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class StandingDuty:
+    """An obligation already on the incident, as re-evaluation needs to see it."""
+
+    id: UUID
+    rule_id: str
+    party: str
+    action: str
+    status: str
+    drill: bool
+    escalated_from: UUID | None = None
+
+
+@dataclass(frozen=True)
+class Revision:
+    """What a change of the facts does: duties that now apply, duties that no longer do (with
+    why), timers to start and timers to cancel."""
+
+    decision: Decision = Decision()
+    waive: tuple[tuple[UUID, str], ...] = ()
+    cancel_timers: tuple[str, ...] = ()
+
+
+def revise(
+    policy: Policy,
+    situation: Situation,
+    change: Trigger,
+    standing: Sequence[StandingDuty],
+    timers_started: frozenset[str],
+    party_names: Mapping[str, str],
+) -> Revision:
+    """The rules applied again to the incident as it now stands (after a follow-up or a
+    correction changed a fact they read). A duty stands when an obligation for the same rule,
+    party and action exists, not waived, of the incident's current kind (drill or real): it is
+    neither created again nor touched. Duties of rules whose conditions no longer hold are
+    waived while pending; met and missed ones stay as they were. Rules that fire on an action
+    (R2, R4) are applied again only when they fired before."""
+    facts = situation.facts
+    stands = {
+        (duty.rule_id, duty.party, duty.action)
+        for duty in standing
+        if duty.escalated_from is None and duty.status != "WAIVED" and duty.drill == facts.drill
+    }
+    applying: dict[str, list[str]] = {}
+    for rule in policy.rules:
+        if not rule.then and not rule.timers:
+            continue
+        if not rule.follows_facts and rule.id not in situation.fired_rules:
+            continue
+        reasons = rule_reasons(policy, rule, situation)
+        if reasons is not None:
+            applying[rule.id] = reasons
+    obligations: list[ObligationSpec] = []
+    wanted: set[tuple[str, str, str]] = set()
+    for rule in policy.rules:
+        if rule.id not in applying:
+            continue
+        keys = {
+            (rule.id, party, duty.action)
+            for duty in rule.then
+            for party in duty_parties(duty, facts)
+        }
+        wanted |= keys
+        missing = keys - stands
+        if missing:
+            because = _because(change, applying[rule.id], facts)
+            obligations += _duties(
+                policy, rule, situation, change, because, party_names, only=missing
+            )
+    words = trigger_words(change)
+    waive = tuple(
+        (duty.id, _why_no_longer(duty, facts.drill, words))
+        for duty in standing
+        if duty.status == "PENDING"
+        and duty.escalated_from is None
+        and (
+            duty.drill != facts.drill
+            or (duty.rule_id, duty.party, duty.action) not in wanted | _not_fact_bound(policy, duty)
+        )
+    )
+    anchor = max(change.at, situation.reported_at)
+    starts = tuple(
+        TimerStart(timer.name, rule.id, anchor + policy.deadlines[timer.after].duration)
+        for rule in policy.rules
+        if rule.id in applying and rule.follows_facts
+        for timer in rule.timers
+        if timer.name not in timers_started
+    )
+    cancel = tuple(
+        timer.name
+        for rule in policy.rules
+        if rule.id not in applying
+        for timer in rule.timers
+        if timer.name in timers_started
+    )
+    fired = tuple(rule_id for rule_id in applying if rule_id not in situation.fired_rules)
+    return Revision(Decision(tuple(obligations), starts, fired), waive, cancel)
+
+
+def _why_no_longer(duty: StandingDuty, drill: bool, words: str) -> str:
+    if duty.drill != drill:
+        return f"{words}，按{'演练' if drill else '真实事件'}重新适用规则"
+    return f"{words}，本项（{duty.rule_id}）已不再适用"
+
+
+def _not_fact_bound(policy: Policy, duty: StandingDuty) -> set[tuple[str, str, str]]:
+    """Duties no change of facts can waive: those of rules with no conditions on the facts
+    that fired on an action (R14's investigation report) or that no rule names (supervision)."""
+    rule = next((rule for rule in policy.rules if rule.id == duty.rule_id), None)
+    if rule is None or (not rule.follows_facts and rule.when == When()):
+        return {(duty.rule_id, duty.party, duty.action)}
+    return set()
+
+
+# --- R19: everybody already told stays told ---------------------------------------------------
+
+
+def update_recipients(
+    policy: Policy,
+    trigger: str,
+    alerted: Iterable[str],
+    reporter_party: str,
+    changed_by: str,
+    township_code: str,
+) -> tuple[str, ...] | None:
+    """The parties told of a change (R19), None when no rule informs on `trigger`: everyone
+    already alerted about the incident, and the township's police station on a find or a
+    closure when the police reported it; never the party that made the change."""
+    rule = next(
+        (rule for rule in policy.rules if rule.inform is not None and trigger in rule.trigger),
+        None,
+    )
+    if rule is None or rule.inform is None:
+        return None
+    told = set(alerted) if rule.inform.alerted else set()
+    reporter_kind = reporter_party.split(":", 1)[0]
+    if trigger in rule.inform.police_on and reporter_kind in (PartyKind.PPS, PartyKind.PLATFORM):
+        told.add(party_code(PartyKind.PPS, township_code))
+    told.discard(changed_by)
+    return tuple(sorted(told))
+
+
+def informing_rule(policy: Policy) -> str:
+    return next(rule.id for rule in policy.rules if rule.inform is not None)
+
+
 # --- how obligations end ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """Something that may fulfil a pending obligation."""
+    """Something that may fulfil a pending obligation: a recorded action and whose it is
+    (the owner it was recorded for, else its recorder), an acknowledgement of the duty's own
+    alert, or a filed report and who filed it."""
 
     kind: Literal["action", "ack", "report"]
     action: ActionCode | None = None
+    party: str | None = None
+    to: str | None = None
     report_complete: bool = False
     report_states_facts: bool = False
 
 
-def report_evidence(policy: Policy, facts: IncidentFacts, changes: Mapping[str, Any]) -> Evidence:
+def report_evidence(
+    policy: Policy, facts: IncidentFacts, changes: Mapping[str, Any], party: str
+) -> Evidence:
     """A filed report as evidence: whether the incident's facts are now complete (R7), and
     whether the report itself states any of them; a one-line 续报 with no facts states none."""
     return Evidence(
         "report",
+        party=party,
         report_complete=not missing_report_fields(policy, facts),
         report_states_facts=any(name in changes for name in policy.required_report_fields),
     )
 
 
-def is_met_by(policy: Policy, obligation_action: str, evidence: Evidence | ActionCode) -> bool:
-    if isinstance(evidence, ActionCode):
-        evidence = Evidence("action", evidence)
-    spec = policy.actions[obligation_action]
+def is_met_by(
+    policy: Policy, obligation: ObligationView | StandingDuty, evidence: Evidence, township: str
+) -> bool:
+    """Whether `evidence` fulfils the duty. Only its owner's own record or report does; an
+    acknowledgement (of the duty's own alert) only fulfils a duty to inform its party."""
+    spec = policy.actions[obligation.action]
+    owner = owner_of(policy, obligation.action, obligation.party, township)
     match evidence.kind:
         case "action":
-            return evidence.action in spec.met_by
+            if evidence.action not in spec.met_by or evidence.party != owner:
+                return False
+            return evidence.action != ActionCode.REPORTED or evidence.to == obligation.party
         case "ack":
             return spec.met_by_ack
         case "report":
+            if evidence.party != owner:
+                return False
             match spec.met_by_report:
                 case "ANY":
                     return True
@@ -559,7 +869,10 @@ class ObligationView:
 def outlives_closure(policy: Policy, rule_id: str) -> bool:
     """Duties of a rule that closure itself triggers (R14's investigation report) are pursued on
     a closed incident, up the ladder too; every other duty ends with the incident."""
-    return any(rule.id == rule_id and "action:CLOSED" in rule.trigger for rule in policy.rules)
+    return any(
+        rule.id == rule_id and rule.then and "action:CLOSED" in rule.trigger
+        for rule in policy.rules
+    )
 
 
 def who_failed(
@@ -567,9 +880,9 @@ def who_failed(
 ) -> str:
     """The party that failed: the recipient who did not acknowledge the alert, or the owner
     who did not act in time (the 司法所 for a duty to report to another party)."""
-    if cause == "unacknowledged" or policy.actions[obligation.action].owner != "SFS":
+    if cause == "unacknowledged":
         return obligation.party
-    return party_code(PartyKind.SFS, obligation.township_code)
+    return owner_of(policy, obligation.action, obligation.party, obligation.township_code)
 
 
 def ladder_step(
@@ -583,15 +896,15 @@ def ladder_step(
 
     The next rung is above the party the duty is for, whoever owns it: a duty to report to
     the TCG is supervised by the BLO, never by the TCG itself, and a duty to report to the BLO
-    never goes down to the TCG. A party off the ladder (the police) is pressed through the
-    owner of the duty (the 司法所 that must call them). One supervision per duty, whichever
-    cause comes first: both causes give the same id.
+    never goes down to the TCG. A party off the ladder (the police, the procuratorate) is
+    pressed through the owner of the duty (the 司法所 that must call them). One supervision per
+    duty, whichever cause comes first: both causes give the same id.
     """
-    spec = policy.actions[obligation.action]
     on_ladder = set(policy.ladder.steps) | set(policy.ladder.steps.values())
     start: str | None = obligation.party
     if party_kind_of(obligation.party) not in on_ladder:
-        start = party_code(PartyKind.SFS, obligation.township_code) if spec.owner == "SFS" else None
+        owner = owner_of(policy, obligation.action, obligation.party, obligation.township_code)
+        start = owner if owner != obligation.party else None
     next_kind = policy.ladder.steps.get(party_kind_of(start)) if start else None
     if next_kind is None:
         return None
@@ -602,8 +915,8 @@ def ladder_step(
     failed = who_failed(policy, obligation, cause)
     what = "逾期未办" if cause == "missed" else "未确认告警"
     because = (
-        f"{party_names.get(failed, failed)}{what}：「{obligation.action_text}」"
-        f"（{obligation.rule_id}，截止北京时间 {county_time(obligation.due_at)}），"
+        f"{party_names.get(failed, party_name_zh(failed))}{what}：「{obligation.action_text}」"
+        f"（{obligation.rule_id}，截止{local_time(policy, obligation.due_at)}），"
         f"按升级梯次由上一级督办"
     )
     return ObligationSpec(
@@ -625,20 +938,24 @@ def ladder_step(
         drill=obligation.drill,
         trigger=f"{cause}:{obligation.action}",
         explanation=_explain(
+            policy,
             obligation.rule_id,
             obligation.plan_section,
             because,
-            party_names.get(party, party),
+            party_names.get(party, party_name_zh(party)),
             policy.ladder.deadline,
             deadline,
             action.text,
             due_at,
         ),
         escalated_from=obligation.id,
+        owner=party,
     )
 
 
-def grouped_into_alert(spec: ObligationSpec, alerted_at: datetime) -> ObligationSpec:
+def grouped_into_alert(
+    policy: Policy, spec: ObligationSpec, alerted_at: datetime
+) -> ObligationSpec:
     """A supervision for a rung that already has a pending alert about this incident is not
     alerted on its own: one alert per incident and rung. It joins that alert, is met when
     that alert is acknowledged, and says so."""
@@ -646,7 +963,7 @@ def grouped_into_alert(spec: ObligationSpec, alerted_at: datetime) -> Obligation
         spec,
         notify=False,
         explanation=spec.explanation
-        + f"该方已于 {alerted_at.isoformat(timespec='seconds')} 收到本事件的督办提醒，"
+        + f"该方已于{local_time(policy, alerted_at)}收到本事件的督办提醒，"
         "本项并入其中，不另行告警。",
     )
 
@@ -680,13 +997,24 @@ def recurrence(
         drill=obligation.drill,
         trigger=f"recurs:{obligation.action}",
         explanation=_explain(
+            policy,
             obligation.rule_id,
             obligation.plan_section,
             "事件仍在处置中，需定期续报",
-            party_names.get(obligation.party, obligation.party),
+            party_names.get(obligation.party, party_name_zh(obligation.party)),
             spec.recurs,
             deadline,
             obligation.action_text,
             due_at,
         ),
+        owner=owner_of(policy, obligation.action, obligation.party, obligation.township_code),
     )
+
+
+def gone_quiet(policy: Policy, last_news_at: datetime, at: datetime) -> bool:
+    """R9: nothing new on the incident for `quiet_after`: its missed follow-up asks no more."""
+    return at - last_news_at >= policy.quiet_after
+
+
+def recurring_actions(policy: Policy) -> tuple[str, ...]:
+    return tuple(name for name, spec in policy.actions.items() if spec.recurs)

@@ -15,6 +15,9 @@ class ObligationOut(BaseModel):
     id: UUID
     party: str
     party_name: str
+    owner: str | None = Field(
+        default=None, description="who must act: the party itself or the party that informs it"
+    )
     action: str
     action_text: str
     rule_id: str
@@ -30,7 +33,10 @@ class ObligationOut(BaseModel):
     escalated_from: UUID | None
     met_at: datetime | None
     met_by_event_id: UUID | None
-    closed_reason: str | None
+    closed_reason: str | None = Field(description="why it was waived or missed")
+    omitted_at: datetime | None = Field(
+        default=None, description="R11: still undone a week past its deadline"
+    )
     why: str
 
 

@@ -24,18 +24,22 @@ from services.escalation.rules import (
     ObligationView,
     Policy,
     PriorSigns,
+    Revision,
     Situation,
+    StandingDuty,
     caused_by,
     deadline_text,
+    gone_quiet,
     grouped_into_alert,
     ladder_step,
     may_still_be_met,
     met_status,
     outlives_closure,
     recurrence,
+    recurring_actions,
 )
 from shared import lifecycle
-from shared.domain import LifecycleStatus, party_name_zh
+from shared.domain import LifecycleStatus, PartyKind, party_name_zh
 from shared.events import CloudEvent
 from shared.events.models import (
     DeadlineMissed,
@@ -43,8 +47,10 @@ from shared.events.models import (
     IncidentBrief,
     IncidentFacts,
     IncidentStatusChanged,
+    IncidentWentQuiet,
     ObligationCreated,
     ObligationMet,
+    ObligationOmitted,
     ObligationWaived,
 )
 from shared.messaging import Outbox
@@ -89,6 +95,30 @@ def view_of(obligation: Row, township_code: str) -> ObligationView:
         drill=obligation.drill,
         township_code=township_code,
     )
+
+
+def standing_duty(obligation: Row) -> StandingDuty:
+    return StandingDuty(
+        id=obligation.id,
+        rule_id=obligation.rule_id,
+        party=obligation.party,
+        action=obligation.action,
+        status=obligation.status,
+        drill=obligation.drill,
+        escalated_from=obligation.escalated_from,
+    )
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What met a duty: the event, when the system received it (lateness is measured from
+    this), whose record it was, and the time its recorder asserts (evidence only)."""
+
+    event_id: UUID
+    at: datetime
+    party: str | None = None
+    on_behalf_of: str | None = None
+    asserted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +225,7 @@ class Store:
                     notify=spec.notify,
                     drill=spec.drill,
                     escalated_from=spec.escalated_from,
+                    owner=spec.owner,
                     status="PENDING",
                     source_event_id=source_event_id,
                 )
@@ -221,6 +252,8 @@ class Store:
                     trigger=spec.trigger,
                     escalated_from=spec.escalated_from,
                     policy_version=self.policy.version,
+                    owner=spec.owner,
+                    ack_seconds=self.policy.ack.total_seconds(),
                 )
             )
         if created:
@@ -287,21 +320,17 @@ class Store:
         return [row for row in rows if may_still_be_met(self.policy, row.action, row.status)]
 
     async def meet(
-        self,
-        session: AsyncSession,
-        incident: Row,
-        obligation: Row,
-        met_at: datetime,
-        event_id: UUID,
+        self, session: AsyncSession, incident: Row, obligation: Row, proof: Proof
     ) -> None:
-        """Mark an obligation met (late, if after its due time or once missed); every
+        """Mark an obligation met (late, if received after its due time or once missed); every
         supervision it caused stands down."""
-        status = met_status(obligation.status, met_at, obligation.due_at)
+        status = met_status(obligation.status, proof.at, obligation.due_at)
         await session.execute(
             update(obligations)
             .where(obligations.c.id == obligation.id)
-            .values(status=status, met_at=met_at, met_by_event_id=event_id)
+            .values(status=status, met_at=proof.at, met_by_event_id=proof.event_id)
         )
+        asserted = proof.asserted_at
         await self.publish(
             session,
             incident.id,
@@ -311,21 +340,24 @@ class Store:
                 party=obligation.party,
                 rule_id=obligation.rule_id,
                 status=status,
-                met_at=met_at,
-                met_by_event_id=event_id,
+                met_at=proof.at,
+                met_by_event_id=proof.event_id,
                 drill=obligation.drill,
+                recorded_by=proof.party,
+                on_behalf_of=proof.on_behalf_of,
+                asserted_at=asserted if asserted is not None and asserted != proof.at else None,
             ),
         )
-        await self.stand_down(session, incident, obligation.id, met_at)
+        await self.stand_down(session, incident, obligation.id, proof.at)
         if lifecycle.is_open(LifecycleStatus(incident.status)):
             follow_on = recurrence(
                 self.policy,
                 view_of(obligation, incident.facts["township_code"]),
-                met_at,
+                proof.at,
                 self.party_names,
             )
             if follow_on is not None:
-                await self.add_obligations(session, incident, [follow_on], event_id)
+                await self.add_obligations(session, incident, [follow_on], proof.event_id)
 
     async def stand_down(
         self, session: AsyncSession, incident: Row, done_id: UUID, at: datetime
@@ -348,8 +380,17 @@ class Store:
                 await self.waive(session, incident, row, "原事项已办结", at)
 
     async def waive(
-        self, session: AsyncSession, incident: Row, obligation: Row, reason: str, at: datetime
+        self,
+        session: AsyncSession,
+        incident: Row,
+        obligation: Row,
+        reason: str,
+        at: datetime,
+        *,
+        with_supervisions: bool = False,
     ) -> None:
+        """No longer required, with the reason; `with_supervisions`: the supervisions it
+        caused stand down too (a duty that no longer applies needs no supervising)."""
         await session.execute(
             update(obligations)
             .where(obligations.c.id == obligation.id)
@@ -368,6 +409,8 @@ class Store:
                 drill=obligation.drill,
             ),
         )
+        if with_supervisions:
+            await self.stand_down(session, incident, obligation.id, at)
 
     async def miss(
         self, session: AsyncSession, incident: Row, obligation: Row, at: datetime
@@ -375,6 +418,13 @@ class Store:
         """Past due: MISSED, and while the incident is open the next level takes it up (after
         closure too, for a duty the closure itself calls for: R14's investigation report)."""
         still_open = lifecycle.is_open(LifecycleStatus(incident.status))
+        if (
+            still_open
+            and obligation.action in recurring_actions(self.policy)
+            and gone_quiet(self.policy, incident.last_news_at or incident.reported_at, at)
+        ):
+            await self.went_quiet(session, incident, obligation, at)
+            return
         pursued = still_open or outlives_closure(self.policy, obligation.rule_id)
         view = view_of(obligation, incident.facts["township_code"])
         supervisor = (
@@ -399,6 +449,114 @@ class Store:
             session, incident, [spec for spec in (supervisor, follow_on) if spec], obligation.id
         )
 
+    async def went_quiet(
+        self, session: AsyncSession, incident: Row, obligation: Row, at: datetime
+    ) -> None:
+        """R9: nothing new for `quiet_after`: the follow-up stops recurring and escalating, and
+        the BLO is told once; the next report or action brings the daily follow-up back."""
+        last_news = incident.last_news_at or incident.reported_at
+        await self._missed(
+            session, incident, obligation, at, "事件长期无新情况，不再每日督办", None
+        )
+        await session.execute(
+            update(incidents).where(incidents.c.id == incident.id).values(quiet_since=at)
+        )
+        await self.publish(
+            session,
+            incident.id,
+            IncidentWentQuiet(
+                incident_id=incident.id,
+                party=str(PartyKind.BLO),
+                rule_id=obligation.rule_id,
+                last_news_at=last_news,
+                noticed_at=at,
+                township_code=incident.facts["township_code"],
+                drill=incident.drill,
+            ),
+        )
+
+    async def omit(
+        self, session: AsyncSession, incident: Row, obligation: Row, at: datetime
+    ) -> None:
+        """R11: a missed duty still undone `omitted_after` past its deadline is an omission."""
+        await session.execute(
+            update(obligations).where(obligations.c.id == obligation.id).values(omitted_at=at)
+        )
+        await self.publish(
+            session,
+            incident.id,
+            ObligationOmitted(
+                incident_id=incident.id,
+                obligation_id=obligation.id,
+                party=obligation.party,
+                rule_id=obligation.rule_id,
+                action=obligation.action,
+                due_at=obligation.due_at,
+                omitted_at=at,
+                drill=obligation.drill,
+            ),
+        )
+
+    async def standing(self, session: AsyncSession, incident_id: UUID) -> list[Row]:
+        """Every obligation of the incident, locked: what a change of the facts revises."""
+        return list(
+            (
+                await session.execute(
+                    select(obligations)
+                    .where(obligations.c.incident_id == incident_id)
+                    .order_by(obligations.c.created_at, obligations.c.id)
+                    .with_for_update()
+                )
+            ).all()
+        )
+
+    async def revise(
+        self,
+        session: AsyncSession,
+        incident: Row,
+        revision: Revision,
+        standing: list[Row],
+        at: datetime,
+        source_event_id: UUID,
+    ) -> None:
+        """Apply what the rules say after a change of the facts: waive the duties that no
+        longer apply (and their supervisions), cancel their timers, add the new ones."""
+        by_id = {row.id: row for row in standing}
+        for obligation_id, reason in revision.waive:
+            await self.waive(
+                session, incident, by_id[obligation_id], reason, at, with_supervisions=True
+            )
+        if revision.cancel_timers:
+            await session.execute(
+                update(timers)
+                .where(
+                    timers.c.incident_id == incident.id,
+                    timers.c.name.in_(revision.cancel_timers),
+                    timers.c.fired_at.is_(None),
+                    timers.c.cancelled_at.is_(None),
+                )
+                .values(cancelled_at=at)
+            )
+        await self.apply(session, incident, revision.decision, source_event_id)
+
+    async def alerted_parties(self, session: AsyncSession, incident_id: UUID) -> set[str]:
+        """Everyone already alerted about the incident (R19 keeps them told)."""
+        rows = await session.execute(
+            select(obligations.c.party)
+            .where(obligations.c.incident_id == incident_id, obligations.c.notify.is_(True))
+            .distinct()
+        )
+        return {row.party for row in rows}
+
+    async def timers_started(self, session: AsyncSession, incident_id: UUID) -> frozenset[str]:
+        """Rule timers of the incident still running or already fired."""
+        rows = await session.execute(
+            select(timers.c.name)
+            .where(timers.c.incident_id == incident_id, timers.c.cancelled_at.is_(None))
+            .distinct()
+        )
+        return frozenset(row.name for row in rows)
+
     async def _one_alert_per_rung(
         self, session: AsyncSession, incident: Row, supervision: ObligationSpec
     ) -> ObligationSpec:
@@ -417,10 +575,12 @@ class Store:
                 .limit(1)
             )
         ).scalar()
-        return supervision if alerted is None else grouped_into_alert(supervision, alerted)
+        if alerted is None:
+            return supervision
+        return grouped_into_alert(self.policy, supervision, alerted)
 
     async def meet_grouped(
-        self, session: AsyncSession, incident: Row, acknowledged: Row, at: datetime, event_id: UUID
+        self, session: AsyncSession, incident: Row, acknowledged: Row, proof: Proof
     ) -> None:
         """A supervision alert acknowledged: the supervisions grouped into it (same incident,
         same rung, not alerted on their own) are met with it."""
@@ -429,7 +589,7 @@ class Store:
         for row in await self.pending(session, incident.id):
             if row.action == acknowledged.action and row.party == acknowledged.party:
                 if not row.notify:
-                    await self.meet(session, incident, row, at, event_id)
+                    await self.meet(session, incident, row, proof)
 
     async def close_out(self, session: AsyncSession, incident: Row, at: datetime) -> None:
         """The incident is closed: every duty still pending ends with it. Undone at closure is

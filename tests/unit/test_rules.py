@@ -25,6 +25,7 @@ from services.escalation.rules import (
     Policy,
     PriorSigns,
     Situation,
+    StandingDuty,
     TimerStart,
     Trigger,
     caused_by,
@@ -42,13 +43,22 @@ from services.escalation.rules import (
     missing_report_fields,
     obligation_id,
     outlives_closure,
+    owner_of,
     recurrence,
     repeated_signs,
     report_evidence,
     unfold_chinese,
 )
-from shared.domain import DEADLINE_WORDS_ZH, ActionCode, Category, Phase, county_time
+from shared.domain import (
+    DEADLINE_WORDS_ZH,
+    ActionCode,
+    Category,
+    Phase,
+    county_time,
+    party_name_zh,
+)
 from shared.events.models import IncidentFacts, Subject
+from shared.ownership import ON_BEHALF_OF
 
 from .conftest import POLICY_FILE
 
@@ -141,7 +151,7 @@ def assert_explained(spec: ObligationSpec, party_names: dict[str, str], *words: 
         spec.explanation
     )
     assert "发生在图克镇" in spec.explanation
-    assert f"{party_names[spec.party]}须在" in spec.explanation
+    assert f"{party_names.get(spec.party, party_name_zh(spec.party))}须在" in spec.explanation
     assert f"内（{DEADLINE_WORDS_ZH[spec.deadline_name]}）" in spec.explanation
     assert spec.action_text in spec.explanation
     assert f"截止北京时间 {county_time(spec.due_at)}" in spec.explanation
@@ -197,11 +207,13 @@ def test_R1_deadline_runs_from_the_report_never_from_before_it(policy, party_nam
     assert of_rule(late, "R1")[0].due_at == REPORTED_AT + HOUR + QUARTER
 
 
-def test_R1_explanation_falls_back_to_the_party_code_without_a_name(policy):
+def test_R1_explanation_names_the_kind_of_body_without_a_directory_name(policy):
+    """No codes in text for people: a party the directory does not name is named by kind."""
     decision = evaluate(
         policy, situation(make_facts(Category.ABSCONDED, Phase.OCCURRED)), trigger(), {}
     )
-    assert f"；{SFS}须在" in of_rule(decision, "R1")[0].explanation
+    assert "；司法所须在" in of_rule(decision, "R1")[0].explanation
+    assert SFS not in of_rule(decision, "R1")[0].explanation
 
 
 # --- R2 ---------------------------------------------------------------------------------------
@@ -446,7 +458,7 @@ def test_R6_applies_to_abnormal_death_in_any_phase(policy, party_names, phase):
     ("category", "phase"),
     [
         *((c, Phase.SIGNS) for c in CONDUCT),
-        *((c, Phase.OCCURRED) for c in CONDUCT),
+        *((c, Phase.OCCURRED) for c in (Category.DISRUPTION, Category.OTHER)),
         (Category.ABSCONDED, Phase.IN_PROGRESS),
         (Category.DISASTER, Phase.IN_PROGRESS),
     ],
@@ -572,7 +584,7 @@ def test_R9_every_incident_owes_a_follow_up_report_within_a_day(policy, party_na
     )
     assert follow_up.plan_section == "四"
     assert_explained(follow_up, party_names, "须在1天内（续报）")
-    assert is_met_by(policy, "FOLLOW_UP_REPORT", Evidence("report"))
+    assert is_met_by(policy, duty("FOLLOW_UP_REPORT"), Evidence("report", party=SFS), TUKE)
     assert is_waived_by(policy, "FOLLOW_UP_REPORT", ActionCode.CLOSED)
 
 
@@ -662,7 +674,8 @@ def test_R14_closing_asks_the_bureau_office_for_an_investigation_report_within_7
     assert report.plan_section == "六(一)"
     assert report.notify is True
     assert_explained(report, party_names, "事件处置结束", "旗司法局办公室须在7天内（调查报告）")
-    assert is_met_by(policy, "INVESTIGATION_REPORT", ActionCode.INVESTIGATION_REPORT_FILED)
+    filed = Evidence("action", ActionCode.INVESTIGATION_REPORT_FILED, party="BJO")
+    assert is_met_by(policy, duty("INVESTIGATION_REPORT"), filed, TUKE)
 
 
 def test_R14_fires_once(policy, party_names):
@@ -853,7 +866,8 @@ def test_every_rule_of_the_engine_is_exercised_by_these_cases(policy, party_name
             policy, situation(facts, prior=(prior_signs(3),)), trigger(name), party_names
         )
         fired |= set(decision.fired_rules)
-    assert fired == {rule.id for rule in policy.rules}
+    # R19 asks nothing of anyone: it tells (tests of update_recipients).
+    assert fired == {rule.id for rule in policy.rules if rule.then or rule.timers}
 
 
 def test_obligation_ids_derive_from_the_cause(policy, party_names):
@@ -1050,13 +1064,11 @@ def test_ladder_a_rung_already_alerted_about_the_incident_gets_no_second_alert(p
     step = ladder_step(policy, pending(SFS, "GO_ON_SCENE"), "missed", MISSED_AT, party_names)
     assert step is not None and step.notify
     alerted_at = MISSED_AT - timedelta(minutes=3)
-    joined = grouped_into_alert(step, alerted_at)
+    joined = grouped_into_alert(policy, step, alerted_at)
     assert not joined.notify
     assert (joined.id, joined.party, joined.due_at) == (step.id, step.party, step.due_at)
     assert joined.explanation.startswith(step.explanation)
-    assert f"已于 {alerted_at.isoformat(timespec='seconds')} 收到本事件的督办提醒" in (
-        joined.explanation
-    )
+    assert f"已于北京时间 {county_time(alerted_at)}收到本事件的督办提醒" in (joined.explanation)
 
 
 @pytest.mark.parametrize("cause", ["missed", "unacknowledged"])
@@ -1134,6 +1146,30 @@ def test_late_work_stands_down_every_supervision_it_caused_rung_after_rung():
 # --- how obligations end ----------------------------------------------------------------------
 
 
+# The party each action of the policy falls on in these cases (the owner may differ).
+DUTY_PARTY = {
+    "REPORT": TCG,
+    "ACTIVATE_PLAN": TCG,
+    "SUPERVISE": TCG,
+    "CALL_POLICE": PPS,
+    "WRITTEN_NOTICE": PPS,
+    "CONTACT_DEPARTMENTS": "BLO",
+    "INVESTIGATION_REPORT": "BJO",
+    "NOTIFY_PROCURATORATE": "PRO",
+    "NOTIFY_DECIDING_AUTHORITY": "DEC:乌审旗人民法院",
+}
+
+
+def duty(action: str, party: str | None = None) -> StandingDuty:
+    party = party or DUTY_PARTY.get(action, SFS)
+    return StandingDuty(uid(99), "R0", party, action, "PENDING", False)
+
+
+def owned(policy: Policy, action: str) -> str:
+    """The owner of the action's duty in these cases: whose record meets it."""
+    return owner_of(policy, action, duty(action).party, TUKE)
+
+
 @pytest.mark.parametrize(
     ("obligation", "recorded", "met"),
     [
@@ -1144,7 +1180,6 @@ def test_late_work_stands_down_every_supervision_it_caused_rung_after_rung():
         ("START_FIRST_RESPONSE", ActionCode.REPORTED, False),
         ("CALL_POLICE", ActionCode.POLICE_CALLED, True),
         ("CALL_POLICE", ActionCode.REPORTED, False),
-        ("REPORT", ActionCode.REPORTED, True),
         ("REPORT", ActionCode.POLICE_CALLED, False),
         ("ACTIVATE_PLAN", ActionCode.PLAN_ACTIVATED, True),
         ("ORGANISE_SEARCH", ActionCode.SEARCH_STARTED, True),
@@ -1152,6 +1187,7 @@ def test_late_work_stands_down_every_supervision_it_caused_rung_after_rung():
         ("ORGANISE_SEARCH", ActionCode.SEARCH_FAILED, False),
         ("WRITTEN_NOTICE", ActionCode.WRITTEN_NOTICE_SENT, True),
         ("ASSIST_POLICE_SEARCH", ActionCode.FOUND, True),
+        ("ASSIST_POLICE_SEARCH", ActionCode.SEARCH_STARTED, True),
         ("COUNSEL", ActionCode.COUNSELLING_DONE, True),
         ("KEY_MONITORING", ActionCode.KEY_MONITORING, True),
         ("SUGGEST_KEY_MONITORING", ActionCode.KEY_MONITORING, True),
@@ -1163,25 +1199,71 @@ def test_late_work_stands_down_every_supervision_it_caused_rung_after_rung():
         ("FOLLOW_UP_REPORT", ActionCode.REPORTED, False),
         ("INVESTIGATION_REPORT", ActionCode.INVESTIGATION_REPORT_FILED, True),
         ("SUPERVISE", ActionCode.REPORTED, False),
+        ("NOTIFY_PROCURATORATE", ActionCode.PRO_NOTIFIED, True),
+        ("NOTIFY_PROCURATORATE", ActionCode.DEC_NOTIFIED, False),
+        ("NOTIFY_DECIDING_AUTHORITY", ActionCode.DEC_NOTIFIED, True),
     ],
 )
-def test_is_met_by_a_recorded_action(policy, obligation, recorded, met):
-    assert is_met_by(policy, obligation, recorded) is met
-    assert is_met_by(policy, obligation, Evidence("action", recorded)) is met
+def test_is_met_by_its_owners_recorded_action(policy, obligation, recorded, met):
+    evidence = Evidence("action", recorded, party=owned(policy, obligation))
+    assert is_met_by(policy, duty(obligation), evidence, TUKE) is met
+
+
+@pytest.mark.parametrize("action", list(policy_dict()["actions"]))
+def test_ownership_another_partys_action_meets_nothing(policy, action):
+    """RULES.md "How rules apply": a duty is met only by its owner's recorded action; the same
+    action recorded by anyone else (the police's FOUND, a command group's CONTROLLED) is kept on
+    the incident and meets nobody else's duty."""
+    owner = owned(policy, action)
+    for other in (SFS, TCG, PPS, "BLO", "BJO"):
+        if other == owner:
+            continue
+        for code in policy.actions[action].met_by:
+            evidence = Evidence("action", code, party=other, to=duty(action).party)
+            assert not is_met_by(policy, duty(action), evidence, TUKE), (action, other, code)
+
+
+def test_ownership_reported_meets_only_the_report_to_whom_it_names(policy):
+    """One REPORTED no longer meets both the TCG's and the BLO's report: it names whom."""
+    to_tcg = Evidence("action", ActionCode.REPORTED, party=SFS, to=TCG)
+    assert is_met_by(policy, duty("REPORT", TCG), to_tcg, TUKE)
+    assert not is_met_by(policy, duty("REPORT", "BLO"), to_tcg, TUKE)
+    to_blo = Evidence("action", ActionCode.REPORTED, party=SFS, to="BLO")
+    assert is_met_by(policy, duty("REPORT", "BLO"), to_blo, TUKE)
+    unnamed = Evidence("action", ActionCode.REPORTED, party=SFS)
+    assert not is_met_by(policy, duty("REPORT", TCG), unnamed, TUKE)
+
+
+def test_ownership_a_sfs_recording_plan_activated_meets_nothing_of_the_tcg(policy):
+    by_sfs = Evidence("action", ActionCode.PLAN_ACTIVATED, party=SFS)
+    assert not is_met_by(policy, duty("ACTIVATE_PLAN"), by_sfs, TUKE)
+    by_tcg = Evidence("action", ActionCode.PLAN_ACTIVATED, party=TCG)
+    assert is_met_by(policy, duty("ACTIVATE_PLAN"), by_tcg, TUKE)
 
 
 @pytest.mark.parametrize(
-    "action", ["REPORT", "ACTIVATE_PLAN", "WRITTEN_NOTICE", "CALL_POLICE", "SUPERVISE"]
+    "action",
+    ["REPORT", "WRITTEN_NOTICE", "CALL_POLICE", "SUPERVISE", "NOTIFY_PROCURATORATE"],
 )
-def test_is_met_by_the_recipients_acknowledgement(policy, action):
-    assert is_met_by(policy, action, Evidence("ack")) is True
+def test_informing_is_met_by_the_recipients_acknowledgement(policy, action):
+    assert is_met_by(policy, duty(action), Evidence("ack"), TUKE) is True
 
 
 @pytest.mark.parametrize(
-    "action", ["START_FIRST_RESPONSE", "GO_ON_SCENE", "FULL_WRITTEN_REPORT", "COMPLETE_REPORT"]
+    "action",
+    [
+        "START_FIRST_RESPONSE",
+        "GO_ON_SCENE",
+        "FULL_WRITTEN_REPORT",
+        "COMPLETE_REPORT",
+        "ACTIVATE_PLAN",
+        "CONTACT_DEPARTMENTS",
+        "INVESTIGATION_REPORT",
+    ],
 )
-def test_an_acknowledgement_does_not_do_the_work(policy, action):
-    assert is_met_by(policy, action, Evidence("ack")) is False
+def test_acting_an_acknowledgement_informs_but_never_acts(policy, action):
+    """An acknowledgement proves the alert arrived; it never activates a plan or goes on scene."""
+    assert is_met_by(policy, duty(action), Evidence("ack"), TUKE) is False
 
 
 @pytest.mark.parametrize(
@@ -1195,26 +1277,37 @@ def test_an_acknowledgement_does_not_do_the_work(policy, action):
     ],
 )
 def test_is_met_by_a_filed_report(policy, action, incomplete, complete):
-    stating = {"report_states_facts": True}
-    assert is_met_by(policy, action, Evidence("report", report_complete=False, **stating)) is (
-        incomplete
-    )
+    stating = {"report_states_facts": True, "party": SFS}
+    assert is_met_by(
+        policy, duty(action), Evidence("report", report_complete=False, **stating), TUKE
+    ) is (incomplete)
     assert (
-        is_met_by(policy, action, Evidence("report", report_complete=True, **stating)) is complete
+        is_met_by(policy, duty(action), Evidence("report", report_complete=True, **stating), TUKE)
+        is complete
     )
+
+
+def test_R9_a_report_filed_by_another_party_is_no_follow_up_of_the_sfs(policy):
+    by_platform = Evidence("report", party="PLATFORM", report_complete=True)
+    assert not is_met_by(policy, duty("FOLLOW_UP_REPORT"), by_platform, TUKE)
 
 
 def test_R6_a_one_line_follow_up_stating_no_facts_is_no_written_report(policy):
     complete = make_facts(Category.VIOLENCE, Phase.IN_PROGRESS)
-    one_line = report_evidence(policy, complete, changes={})
+    one_line = report_evidence(policy, complete, changes={}, party=SFS)
     assert one_line.report_complete and not one_line.report_states_facts
-    assert not is_met_by(policy, "FULL_WRITTEN_REPORT", one_line)
-    assert is_met_by(policy, "FOLLOW_UP_REPORT", one_line)  # R9 asks only that one is filed
-    written = report_evidence(policy, complete, changes={"summary": "对象已被控制，无人受伤"})
-    assert is_met_by(policy, "FULL_WRITTEN_REPORT", written)
+    assert not is_met_by(policy, duty("FULL_WRITTEN_REPORT"), one_line, TUKE)
+    assert is_met_by(policy, duty("FOLLOW_UP_REPORT"), one_line, TUKE)  # R9: one is filed
+    written = report_evidence(
+        policy, complete, changes={"summary": "对象已被控制，无人受伤"}, party=SFS
+    )
+    assert is_met_by(policy, duty("FULL_WRITTEN_REPORT"), written, TUKE)
     gaps = make_facts(Category.VIOLENCE, Phase.IN_PROGRESS, complete=False)
     assert not is_met_by(
-        policy, "FULL_WRITTEN_REPORT", report_evidence(policy, gaps, {"summary": "x"})
+        policy,
+        duty("FULL_WRITTEN_REPORT"),
+        report_evidence(policy, gaps, {"summary": "x"}, party=SFS),
+        TUKE,
     )
 
 
@@ -1259,11 +1352,16 @@ def test_real_policy_loads_with_its_named_deadlines_and_rules(policy):
         "R7",
         "R8",
         "R9",
+        "R18",
+        "R19",
         "R14",
         "R17",
     ]
     assert {rule.id for rule in policy.rules if rule.once} == {"R2", "R4", "R14"}
     assert policy.ladder.steps == {"SFS": "TCG", "TCG": "BLO", "BJO": "BLO"}
+    # Who may record on an owner's behalf is one rung up this same ladder.
+    assert policy.ladder.steps == {str(k): str(v) for k, v in ON_BEHALF_OF.items()}
+    assert (policy.omitted_after, policy.quiet_after) == (WEEK, WEEK)
     assert (policy.ladder.action, policy.ladder.deadline) == ("SUPERVISE", "IMMEDIATE")
 
 
