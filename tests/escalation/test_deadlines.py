@@ -350,9 +350,15 @@ async def test_R9_a_missed_follow_up_stays_missed_when_the_next_one_is_filed(fas
         },
     )
     assert response.status_code == 201, response.text
-    # The follow-up due when it arrives is met (a later one, should the next have lapsed too).
-    body = await obligations_when(
-        fast, incident_id, lambda body: find(body, rule_id="R9", status="MET")
-    )
+    # The follow-up due when it arrives is met (a later one, should the next have lapsed too;
+    # late, should this busy machine let its seconds-long deadline pass on the way).
+    def met(body: dict) -> list[dict[str, Any]]:
+        return [
+            o
+            for o in find(body, rule_id="R9")
+            if o["status"] in ("MET", "MET_LATE") and o["id"] != missed["id"]
+        ]
+
+    body = await obligations_when(fast, incident_id, met)
     assert find(body, id=missed["id"])[0]["status"] == "MISSED"
-    assert not find(body, rule_id="R9", status="MET_LATE")
+    assert len(met(body)) == 1

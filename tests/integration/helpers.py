@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from shared.domain import ActionCode, PartyKind, party_code
+from shared.ownership import ACTIONS_OF
 from tests.support import PATIENCE_SECONDS
 
 T = TypeVar("T")
@@ -81,14 +83,36 @@ async def report(clients: dict[str, Any], **overrides: Any) -> str:
     return response.json()["id"]
 
 
+def recorder_of(action: str, township: str = "150626102") -> str:
+    """The party whose own action it is (every party records only its own): the 司法所 where
+    it may, else the first kind that records it."""
+    code = ActionCode(action)
+    for kind in (PartyKind.SFS, PartyKind.TCG, PartyKind.PPS, PartyKind.BLO, PartyKind.BJO):
+        if code in ACTIONS_OF[kind]:
+            return party_code(kind, township)
+    raise ValueError(f"nobody records {action}")
+
+
 async def act(
-    clients: dict[str, Any], incident_id: str, action: str, party: str = "SFS:150626102"
-) -> None:
+    clients: dict[str, Any],
+    incident_id: str,
+    action: str,
+    party: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Record `action` as its own recorder (or `party`), with extra body `fields` (`to`,
+    `on_behalf_of`, `reason`); the recorded action as intake returns it."""
     response = await clients["intake"].post(
         f"/v1/incidents/{incident_id}/actions",
-        json={"action": action, "party": party, "actor_name": "李明"},
+        json={
+            "action": action,
+            "party": party or recorder_of(action),
+            "actor_name": "李明",
+            **fields,
+        },
     )
     assert response.status_code == 201, response.text
+    return response.json()
 
 
 async def obligations_when(
