@@ -375,6 +375,8 @@ class EscalationHandlers:
         await self._news(session, incident.id, report.filed_at)
         incident = await self.store.locked_incident(session, report.incident_id)
         assert incident is not None
+        # After a quiet spell this report is the first of the daily follow-ups asked again.
+        await self._resume_follow_ups(session, incident, event.id, report.filed_at)
         evidence = report_evidence(
             self.store.policy, facts_of(incident), report.changes, report.reporter.party
         )
@@ -400,7 +402,6 @@ class EscalationHandlers:
             await self.store.revise(
                 session, incident, revision, standing, report.filed_at, event.id
             )
-        await self._resume_follow_ups(session, incident, event.id, report.filed_at)
         await self._tell_alerted(
             session,
             incident,

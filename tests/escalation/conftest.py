@@ -23,6 +23,10 @@ SECONDS_POLICY = {
         "FOLLOW_UP": {"duration": "PT3S", "plan_word": "续报"},
         "INVESTIGATION": {"duration": "PT3S", "plan_word": "调查报告"},
     },
+    # R11 and R9's quiet spell, in seconds too; quiet long enough for the tests of R9's
+    # recurrence to see it recur first.
+    "omitted_after": "PT4S",
+    "quiet_after": "PT12S",
 }
 
 

@@ -350,6 +350,7 @@ async def test_R9_a_missed_follow_up_stays_missed_when_the_next_one_is_filed(fas
         },
     )
     assert response.status_code == 201, response.text
+
     # The follow-up due when it arrives is met (a later one, should the next have lapsed too;
     # late, should this busy machine let its seconds-long deadline pass on the way).
     def met(body: dict) -> list[dict[str, Any]]:
