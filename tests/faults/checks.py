@@ -251,7 +251,9 @@ def expected_obligations(
         if answer.obligation_id not in pending or obligation is None:
             continue
         if isinstance(answer, NotificationAcknowledged):
-            if is_met_by(bench.policy, obligation["action"], Evidence("ack")):
+            duty = SimpleNamespace(**dict(obligation))
+            township = report.facts.township_code
+            if is_met_by(bench.policy, duty, Evidence("ack", party=answer.party), township):
                 pending.discard(answer.obligation_id)
                 pending.discard(supervised_by.get(answer.obligation_id))
             continue
