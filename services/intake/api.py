@@ -415,7 +415,7 @@ async def file_report(
     )
 
 
-# Who may say a drill was in fact real (RULES.md "Drills").
+# Who may say a drill was in fact real (docs/rules.md "How rules apply").
 DRILL_TO_REAL_PARTIES = frozenset({PartyKind.SFS, PartyKind.BLO})
 
 
