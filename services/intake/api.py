@@ -25,7 +25,7 @@ from shared import facts as incident_facts
 from shared import lifecycle
 from shared.access import Permission
 from shared.auth import Caller, authorize, speaks_for
-from shared.directory import Directory
+from shared.directory import Directory, Township
 from shared.domain import ActionCode, LifecycleStatus, PartyKind, party_kind_of
 from shared.events import CloudEvent
 from shared.events.models import (
@@ -63,6 +63,14 @@ def check_party(directory: Directory, party: str, field: str) -> None:
         raise invalid_field(field, f"unknown party {party!r}")
 
 
+def known_township(directory: Directory, stated: str, field: str) -> Township:
+    """The directory's township for a code or name as a report states it; 422 if unknown."""
+    township = directory.township(stated)
+    if township is None:
+        raise invalid_field(field, f"unknown township {stated!r} of {directory.county.name}")
+    return township
+
+
 def cipher_of(request: Request) -> PiiCipher:
     return request.app.state.pii
 
@@ -89,11 +97,7 @@ async def report_incident(
     ] = None,
 ) -> CreatedOut:
     directory = directory_of(request)
-    township = directory.township(body.township)
-    if township is None:
-        raise invalid_field(
-            "township", f"unknown township {body.township!r} of {directory.county.name}"
-        )
+    township = known_township(directory, body.township, "township")
     check_party(directory, body.reporter.party, "reporter.party")
     authorize(caller, Permission.REPORT_INCIDENT, township.code)
     speaks_for(caller, body.reporter.party, "reporter.party")
@@ -349,14 +353,11 @@ async def file_report(
         )
     cipher = cipher_of(request)
     stored = cipher.open_subjects(incident.facts)
-    township = None
-    if body.changes.township is not None:
-        township = directory.township(body.changes.township)
-        if township is None:
-            raise invalid_field(
-                "changes.township",
-                f"unknown township {body.changes.township!r} of {directory.county.name}",
-            )
+    township = (
+        known_township(directory, body.changes.township, "changes.township")
+        if body.changes.township is not None
+        else None
+    )
     facts, changes, previous = incident_facts.apply_changes(stored, body.changes, township)
     refuse_unfounded_move(changes, body)
     names = tuple(subject["name"] for subject in stored["subjects"])

@@ -145,6 +145,14 @@ async def test_reported_names_whom(clients: dict[str, httpx.AsyncClient]) -> Non
         ("REPORTED", f"TCG:{TUKE}"),
         ("REPORTED", "BLO"),
     ]
+    timeline = await timeline_with(
+        clients["audit"], incident_id, "incident.action_recorded", at_least=2
+    )
+    assert sorted(
+        entry["event"]["data"]["to"]
+        for entry in timeline.json()["entries"]
+        if entry["ce_type"] == "incident.action_recorded"
+    ) == ["BLO", f"TCG:{TUKE}"]
 
 
 async def test_closed_only_by_tcg_or_blo(clients: dict[str, httpx.AsyncClient]) -> None:
