@@ -39,8 +39,9 @@ migrate: install  ## apply every service's migrations to $$DATABASE_URL
 	for service in intake escalation notification audit; do \
 		$(BIN)/python -m shared.db upgrade $$service || exit 1; done
 
-contracts: install  ## regenerate docs/api and docs/events (OpenAPI, AsyncAPI, event schemas)
+contracts: install  ## regenerate docs/api, docs/events (OpenAPI, AsyncAPI, event schemas), docs/rules.md
 	$(BIN)/python -m shared.contracts
+	$(BIN)/python -m services.escalation.rulebook
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache

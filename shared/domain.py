@@ -1,4 +1,4 @@
-"""Vocabulary of the response plan shared by every service (codes of RULES.md)."""
+"""Vocabulary of the response plan shared by every service (codes of docs/rules.md)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class ActionCode(StrEnum):
     CONTROLLED = "CONTROLLED"
     CLOSED = "CLOSED"
     INVESTIGATION_REPORT_FILED = "INVESTIGATION_REPORT_FILED"
-    # The police station's own (RULES.md "Every party acts for itself").
+    # The police station's own (docs/rules.md "How rules apply").
     POLICE_DISPATCHED = "POLICE_DISPATCHED"
     POLICE_ON_SCENE = "POLICE_ON_SCENE"
     SEARCH_TAKEN_OVER = "SEARCH_TAKEN_OVER"
@@ -76,7 +76,7 @@ class ActionCode(StrEnum):
 
 
 class PartyKind(StrEnum):
-    """Org units of RULES.md; township-bound kinds carry a division code (`SFS:150626102`)."""
+    """Org units of docs/rules.md; township-bound kinds carry a division code (`SFS:150626102`)."""
 
     SFS = "SFS"
     TCG = "TCG"
@@ -178,7 +178,7 @@ FACT_NAMES_ZH: dict[str, str] = {
     "offence": "涉嫌违法犯罪",
 }
 
-# Named deadlines (RULES.md) in the plan's words; the policy says how long each is.
+# Named deadlines (docs/rules.md) in the plan's words; the policy says how long each is.
 DEADLINE_WORDS_ZH: dict[str, str] = {
     "IMMEDIATE": "立即",
     "PROMPT": "及时",

@@ -39,9 +39,18 @@ def _same(name: str, stored: Any, stated: Any) -> bool:
     return stored == stated
 
 
-def apply_changes(facts: dict[str, Any], update: FactsUpdate) -> tuple[dict, dict, dict]:
-    """(new facts, the changes that differ, the values they replace)."""
-    stated = update.model_dump(mode="json", exclude_unset=True)
+def apply_changes(
+    facts: dict[str, Any], update: FactsUpdate, township: Township | None = None
+) -> tuple[dict, dict, dict]:
+    """(new facts, the changes that differ, the values they replace).
+
+    `township`: the directory's township for `update.township` (the caller resolves it); a
+    move changes both `township_code` and `township_name`.
+    """
+    stated = update.model_dump(mode="json", exclude_unset=True, exclude={"township"})
+    if township is not None:
+        stated["township_code"] = township.code
+        stated["township_name"] = township.name
     changes = {
         name: value for name, value in stated.items() if not _same(name, facts.get(name), value)
     }
@@ -55,6 +64,8 @@ def masked_subjects(subjects: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "id": subject["id"],
             "name": masked_name(subject["name"]),
             "id_number_masked": mask_id_number(subject.get("id_number")),
+            # The deciding authority is a court or office, not personal data (R18).
+            "deciding_authority": subject.get("deciding_authority"),
         }
         for subject in subjects
     ]

@@ -1,4 +1,4 @@
-"""Who records which action, for whom, and who may close (RULES.md "How rules apply"); pure.
+"""Who records which action, for whom, and who may close (docs/rules.md "How rules apply"); pure.
 
 Every party acts for itself: each kind of party has its own action codes, and its recorded
 actions meet only its own duties. A party one rung up may record for the owner, marked as on

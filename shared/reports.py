@@ -62,11 +62,22 @@ class Input(BaseModel):
 
 PastTime = Annotated[AwareDatetime, AfterValidator(not_in_future)]
 
+# What follows `DEC:` in a party code (PARTY_PATTERN): up to 35 characters, no colon.
+DECIDING_AUTHORITY_PATTERN = r"^[^\x00-\x1f\x7f:]{1,35}$"
+
 
 class SubjectIn(Input):
     id: str = Field(min_length=1, max_length=64, description="社区矫正对象编号")
     name: str = Field(min_length=1, max_length=64)
     id_number: str | None = Field(default=None, pattern=ID_NUMBER_PATTERN, description="身份证号")
+    # Not personal data: it is kept in the published subject, and names the `DEC:<name>` party
+    # the BLO notifies of the subject's death (R18).
+    deciding_authority: str | None = Field(
+        default=None,
+        pattern=DECIDING_AUTHORITY_PATTERN,
+        description="决定机关: the court or authority that decided the correction (R18)",
+        examples=["乌审旗人民法院"],
+    )
 
 
 def distinct_subjects(subjects: list[SubjectIn] | None) -> list[SubjectIn] | None:
@@ -107,6 +118,10 @@ class IncidentIn(Input):
     )
     reporter: ReporterIn
     drill: bool = False
+    offence: bool = Field(
+        default=False,
+        description="涉嫌违法犯罪: the facts suggest an offence, whatever the category (R6)",
+    )
 
 
 class FactsUpdate(Input):
@@ -123,13 +138,26 @@ class FactsUpdate(Input):
     summary: str | None = Field(default=None, max_length=5000)
     measures_taken: str | None = Field(default=None, max_length=5000)
     persons_involved: str | None = Field(default=None, max_length=5000)
+    offence: bool | None = Field(default=None, description="涉嫌违法犯罪 (R6)")
+    township: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="CORRECTION only, with a reason: the township the incident belongs to, "
+        "division code or name; it moves the incident's access and contacts",
+    )
+    drill: bool | None = Field(
+        default=None,
+        description="CORRECTION only: false turns a drill real (by a 司法所 or the BLO); "
+        "real → drill is refused",
+    )
 
     @model_validator(mode="after")
     def _required_facts_stay(self) -> FactsUpdate:
         # Omitting a fact keeps it; stating it as null would erase what every report must have.
         erased = [
             name
-            for name in REQUIRED_FACTS
+            for name in NEVER_NULL_FACTS
             if name in self.model_fields_set and getattr(self, name) is None
         ]
         if erased:
@@ -137,4 +165,8 @@ class FactsUpdate(Input):
         return self
 
 
-REQUIRED_FACTS = ("category", "phase", "subjects")
+# Facts an incident always has: stated as null they would be erased.
+NEVER_NULL_FACTS = ("category", "phase", "subjects", "offence", "township", "drill")
+
+# Facts only a correction may change: where the incident belongs, and whether it is real.
+CORRECTION_ONLY_FACTS = ("township", "drill")

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     outbox_poll_interval_seconds: float = Field(default=0.5, gt=0)
     migrate_on_startup: bool = True
 
-    # --- notification: acknowledgement (RULES.md ACK) -----------------------------------------
+    # --- notification: acknowledgement (docs/rules.md ACK) ------------------------------------
     # Unacknowledged this long after delivery, an alert goes to the party's next contact.
     notification_ack_seconds: float = Field(default=600.0, gt=0)
     # HMAC key of acknowledgement tokens; every replica needs the same one. Unset, a random key

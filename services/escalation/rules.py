@@ -145,6 +145,23 @@ class DrillRequirement(_Data):
     per_year: int = Field(ge=1)
 
 
+class OtherRule(_Data):
+    """A rule of docs/rules.md that the engine does not evaluate: what it asks, and which
+    service sees to it (findings in audit, records kept by people, routing in notification)."""
+
+    id: str
+    plan_section: str
+    plan_text: str
+    when: str
+    then: str
+    enforced_by: str
+
+    @field_validator("plan_text")
+    @classmethod
+    def _as_written(cls, value: str) -> str:
+        return unfold_chinese(value)
+
+
 class Policy(_Data):
     version: str
     plan: str
@@ -157,6 +174,7 @@ class Policy(_Data):
     drill_requirement: DrillRequirement
     actions: dict[str, ActionSpec]
     rules: tuple[Rule, ...]
+    other_rules: tuple[OtherRule, ...] = ()
     # The county's clock for every time in an explanation: the deployment's COUNTY_TIME_ZONE.
     time_zone: str = DEFAULT_COUNTY_TIME_ZONE
 

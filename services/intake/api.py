@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, Request, Response
@@ -25,8 +25,8 @@ from shared import facts as incident_facts
 from shared import lifecycle
 from shared.access import Permission
 from shared.auth import Caller, authorize, speaks_for
-from shared.directory import Directory
-from shared.domain import LifecycleStatus
+from shared.directory import Directory, Township
+from shared.domain import ActionCode, LifecycleStatus, PartyKind, party_kind_of
 from shared.events import CloudEvent
 from shared.events.models import (
     ActionRecorded,
@@ -34,6 +34,7 @@ from shared.events.models import (
     Reporter,
     ReportFiled,
 )
+from shared.ownership import Recording, closing_refusal, refusal
 from shared.pii import SUBJECT_FIELDS, PiiCipher, record_read, sealed_subjects
 from shared.problems import Problem, not_found
 from shared.reports import CLOCK_SKEW, IncidentIn, ReporterIn
@@ -62,6 +63,14 @@ def check_party(directory: Directory, party: str, field: str) -> None:
         raise invalid_field(field, f"unknown party {party!r}")
 
 
+def known_township(directory: Directory, stated: str, field: str) -> Township:
+    """The directory's township for a code or name as a report states it; 422 if unknown."""
+    township = directory.township(stated)
+    if township is None:
+        raise invalid_field(field, f"unknown township {stated!r} of {directory.county.name}")
+    return township
+
+
 def cipher_of(request: Request) -> PiiCipher:
     return request.app.state.pii
 
@@ -88,11 +97,7 @@ async def report_incident(
     ] = None,
 ) -> CreatedOut:
     directory = directory_of(request)
-    township = directory.township(body.township)
-    if township is None:
-        raise invalid_field(
-            "township", f"unknown township {body.township!r} of {directory.county.name}"
-        )
+    township = known_township(directory, body.township, "township")
     check_party(directory, body.reporter.party, "reporter.party")
     authorize(caller, Permission.REPORT_INCIDENT, township.code)
     speaks_for(caller, body.reporter.party, "reporter.party")
@@ -197,6 +202,27 @@ async def _locked_incident(session: AsyncSession, incident_id: UUID):
     return row
 
 
+async def _found_on_record(session: AsyncSession, incident_id: UUID) -> bool:
+    """Whether the subject's being found is on record: a FOUND escalation did not refuse."""
+    found = await session.execute(
+        select(actions.c.id)
+        .where(
+            actions.c.incident_id == incident_id,
+            actions.c.action == ActionCode.FOUND,
+            actions.c.rejected_reason.is_(None),
+        )
+        .limit(1)
+    )
+    return found.first() is not None
+
+
+def action_out(row: Any) -> ActionOut:
+    """An action as shown: on whose behalf, why and to whom, with the addressee's column."""
+    values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    values["to"] = values.pop("to_party", None)
+    return ActionOut.model_validate(values)
+
+
 STATUS_CONFLICT = {
     409: {"description": "Not possible in the incident's current status (named in the problem)"}
 }
@@ -218,8 +244,29 @@ async def record_action(
 ) -> ActionOut:
     incident = await _locked_incident(session, incident_id)
     authorize(caller, Permission.RECORD_ACTION, incident.township_code)
-    check_party(directory_of(request), body.party, "party")
+    directory = directory_of(request)
+    check_party(directory, body.party, "party")
+    for field in ("on_behalf_of", "to"):
+        if (named := getattr(body, field)) is not None:
+            check_party(directory, named, field)
+    # The caller speaks for the recorder; whom it records for is the ownership table's to judge.
     speaks_for(caller, body.party, "party")
+    recording = Recording(
+        party=body.party,
+        action=body.action,
+        on_behalf_of=body.on_behalf_of,
+        reason=body.reason,
+        to=body.to,
+    )
+    if (refused := refusal(recording, incident.township_code)) is not None:
+        raise invalid_field(*refused)
+    if body.action == ActionCode.CLOSED:
+        found = await _found_on_record(session, incident_id)
+        if (why := closing_refusal(recording, incident.category, found)) is not None:
+            if party_kind_of(recording.acting_party) == PartyKind.BLO:
+                raise invalid_field("reason", why)
+            # The township's command group may close once the subject is found: not yet.
+            raise status_conflict(LifecycleStatus(incident.status), why)
     # The lifecycle as this service knows it: what it refuses now is refused to the caller now,
     # not later out of sight. Escalation applies the same table and has the last word.
     current = LifecycleStatus(incident.status)
@@ -247,6 +294,9 @@ async def record_action(
         "occurred_at": body.occurred_at or now,
         "recorded_at": now,
         "note": body.note,
+        "on_behalf_of": body.on_behalf_of,
+        "reason": body.reason,
+        "to_party": body.to,
     }
     await session.execute(actions.insert().values(**row))
     if transition.changed:
@@ -268,10 +318,13 @@ async def record_action(
         occurred_at=row["occurred_at"],
         recorded_at=now,
         note=body.note,
+        on_behalf_of=body.on_behalf_of,
+        reason=body.reason,
+        to=body.to,
     )
     await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
     response.headers["Location"] = incident_location(incident_id)
-    return ActionOut(**{name: value for name, value in row.items() if name != "incident_id"})
+    return action_out(row)
 
 
 @router.post(
@@ -290,7 +343,8 @@ async def file_report(
 ) -> ReportOut:
     incident = await _locked_incident(session, incident_id)
     authorize(caller, Permission.FILE_REPORT, incident.township_code)
-    check_party(directory_of(request), body.reporter.party, "reporter.party")
+    directory = directory_of(request)
+    check_party(directory, body.reporter.party, "reporter.party")
     speaks_for(caller, body.reporter.party, "reporter.party")
     if not lifecycle.is_open(LifecycleStatus(incident.status)):
         raise status_conflict(
@@ -299,7 +353,13 @@ async def file_report(
         )
     cipher = cipher_of(request)
     stored = cipher.open_subjects(incident.facts)
-    facts, changes, previous = incident_facts.apply_changes(stored, body.changes)
+    township = (
+        known_township(directory, body.changes.township, "changes.township")
+        if body.changes.township is not None
+        else None
+    )
+    facts, changes, previous = incident_facts.apply_changes(stored, body.changes, township)
+    refuse_unfounded_move(changes, body)
     names = tuple(subject["name"] for subject in stored["subjects"])
     now = datetime.now(UTC)
     report_id = uuid4()
@@ -313,6 +373,7 @@ async def file_report(
             previous=cipher.seal_subjects(previous),
             reporter=reporter,
             text=body.text,
+            reason=body.reason,
             filed_at=now,
         )
     )
@@ -324,6 +385,8 @@ async def file_report(
             facts=sealed,
             category=facts["category"],
             phase=facts["phase"],
+            # Access follows the township: its 司法所 reads the incident, the old one no longer.
+            township_code=facts["township_code"],
             updated_at=now,
         )
     )
@@ -337,6 +400,7 @@ async def file_report(
         previous=incident_facts.masked(previous, names),
         text=body.text,
         sealed_subjects=sealed_subjects(sealed) if "subjects" in changes else None,
+        reason=body.reason,
     )
     await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
     response.headers["Location"] = incident_location(incident_id)
@@ -347,8 +411,32 @@ async def file_report(
         previous=incident_facts.masked(previous, names),
         reporter=reporter,
         text=body.text,
+        reason=body.reason,
         filed_at=now,
     )
+
+
+# Who may say a drill was in fact real (docs/rules.md "How rules apply").
+DRILL_TO_REAL_PARTIES = frozenset({PartyKind.SFS, PartyKind.BLO})
+
+
+def refuse_unfounded_move(changes: dict[str, Any], body: ReportIn) -> None:
+    """422 for a correction that may not change what it changes: a township moved without a
+    reason, a real incident called a drill, a drill called real by a party not entitled to."""
+    if "township_code" in changes and not (body.reason or "").strip():
+        raise invalid_field(
+            "reason", "moving the incident to another township needs a reason (why it moved)"
+        )
+    if "drill" in changes:
+        if changes["drill"]:
+            raise invalid_field(
+                "changes.drill", "real → drill is refused: a real incident stays real"
+            )
+        if party_kind_of(body.reporter.party) not in DRILL_TO_REAL_PARTIES:
+            raise invalid_field(
+                "changes.drill",
+                "only a 司法所 (SFS) or the BLO may correct a drill to real",
+            )
 
 
 @router.get(
@@ -404,7 +492,7 @@ async def get_incident(
         reporter=incident.reporter,
         facts=shown(incident.facts),
         personal_data="shown" if unmasked else "masked",
-        actions=[ActionOut.model_validate(row, from_attributes=True) for row in action_rows],
+        actions=[action_out(row) for row in action_rows],
         reports=[
             ReportOut(
                 id=row.id,
@@ -413,6 +501,7 @@ async def get_incident(
                 previous=shown(row.previous),
                 reporter=row.reporter,
                 text=row.text,
+                reason=row.reason,
                 filed_at=row.filed_at,
             )
             for row in report_rows

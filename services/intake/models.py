@@ -39,6 +39,7 @@ reports = Table(
     Column("previous", JSONB, nullable=False),
     Column("reporter", JSONB, nullable=False),
     Column("text", Text),
+    Column("reason", Text, comment="why the facts were corrected"),
     Column("filed_at", DateTime(timezone=True), nullable=False),
     Index("ix_reports_incident", "incident_id", "filed_at"),
 )
@@ -54,6 +55,9 @@ actions = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("note", Text),
+    Column("on_behalf_of", String(40), comment="the owner it was recorded for, one rung down"),
+    Column("reason", Text, comment="why on the owner's behalf, or why closed before found"),
+    Column("to_party", String(40), comment="REPORTED: the party reported to"),
     Column("rejected_reason", Text, comment="why escalation did not apply it, if it did not"),
     Index("ix_actions_incident", "incident_id", "occurred_at"),
 )

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from shared.domain import PARTY_PATTERN, ActionCode, Category, LifecycleStatus, Phase
-from shared.reports import FactsUpdate, Input, PastTime, ReporterIn
+from shared.reports import CORRECTION_ONLY_FACTS, FactsUpdate, Input, PastTime, ReporterIn
 
 
 class ReportIn(Input):
@@ -17,6 +17,20 @@ class ReportIn(Input):
     reporter: ReporterIn
     changes: FactsUpdate = Field(default_factory=FactsUpdate)
     text: str | None = Field(default=None, max_length=5000, description="续报内容")
+    reason: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="why the facts are corrected; required when the township changes",
+    )
+
+    @model_validator(mode="after")
+    def _corrections_only(self) -> ReportIn:
+        # Where an incident belongs and whether it is real are not news a follow-up adds:
+        # changing them says an earlier report was wrong.
+        stated = [name for name in CORRECTION_ONLY_FACTS if name in self.changes.model_fields_set]
+        if stated and self.kind != "CORRECTION":
+            raise ValueError(f"{', '.join(stated)} can be changed only by a CORRECTION")
+        return self
 
 
 class ActionIn(Input):
@@ -25,18 +39,37 @@ class ActionIn(Input):
     actor_name: str = Field(min_length=1, max_length=64)
     occurred_at: PastTime | None = Field(default=None, description="defaults to now")
     note: str | None = Field(default=None, max_length=2000)
+    on_behalf_of: str | None = Field(
+        default=None,
+        pattern=PARTY_PATTERN,
+        description="the owner this action is recorded for, one rung down the ladder "
+        "(TCG for SFS, BLO for TCG or BJO); needs a reason",
+    )
+    reason: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="why it is recorded on the owner's behalf, or why the BLO closes an "
+        "absconding before the subject is found",
+    )
+    to: str | None = Field(
+        default=None,
+        pattern=PARTY_PATTERN,
+        description="REPORTED only: the party reported to (TCG of the township, or BLO)",
+    )
 
 
 class SubjectOut(BaseModel):
     id: str
     name: str
     id_number_masked: str | None = None
+    deciding_authority: str | None = None
 
 
 class SubjectFullOut(BaseModel):
     id: str
     name: str
     id_number: str | None = None
+    deciding_authority: str | None = None
 
 
 class FactsOut(BaseModel):
@@ -52,6 +85,7 @@ class FactsOut(BaseModel):
     measures_taken: str | None
     persons_involved: str | None
     drill: bool
+    offence: bool = False
 
 
 class ActionOut(BaseModel):
@@ -62,6 +96,11 @@ class ActionOut(BaseModel):
     occurred_at: datetime
     recorded_at: datetime
     note: str | None
+    on_behalf_of: str | None = Field(
+        default=None, description="set when recorded by the party one rung up, for this owner"
+    )
+    reason: str | None = None
+    to: str | None = None
     rejected_reason: str | None = None
 
 
@@ -72,6 +111,7 @@ class ReportOut(BaseModel):
     previous: dict
     reporter: dict
     text: str | None
+    reason: str | None = None
     filed_at: datetime
 
 

@@ -95,12 +95,17 @@ async def test_what_a_closed_incident_refuses_is_refused_at_once_naming_the_stat
     """A second CLOSED, an action after CLOSED, a 续报 on a closed incident: 409 to the caller,
     not 201 and a refusal later, out of sight. R14's investigation report is still taken."""
     incident_id = await report(clients, category="OTHER", phase="OCCURRED")
-    for action in ("FIRST_RESPONSE_STARTED", "CONTROLLED", "CLOSED"):
+    for action in ("FIRST_RESPONSE_STARTED", "CONTROLLED"):
         await act(clients, incident_id, action)  # one after the other, as fast as they come
-    for action in ("CLOSED", "ON_SCENE", "POLICE_CALLED"):
+    await act(clients, incident_id, "CLOSED", party=f"TCG:{TUKE}")  # only TCG or BLO closes
+    for action, party in (
+        ("CLOSED", f"TCG:{TUKE}"),
+        ("ON_SCENE", f"SFS:{TUKE}"),
+        ("POLICE_CALLED", f"SFS:{TUKE}"),
+    ):
         response = await clients["intake"].post(
             f"/v1/incidents/{incident_id}/actions",
-            json={"action": action, "party": f"SFS:{TUKE}", "actor_name": "李明"},
+            json={"action": action, "party": party, "actor_name": "李明"},
         )
         assert response.status_code == 409, (action, response.text)
         assert response.headers["content-type"] == "application/problem+json"
@@ -200,8 +205,8 @@ async def test_closing_ends_every_duty_still_open_but_the_investigation_report(
     and R14's investigation report is due."""
     incident_id = await report(clients)
     await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R6"))
-    for action in ("CONTROLLED", "CLOSED"):
-        await act(clients, incident_id, action)
+    await act(clients, incident_id, "CONTROLLED")
+    await act(clients, incident_id, "CLOSED", party=f"TCG:{TUKE}")
     body = await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R14"))
     assert [o["status"] for o in find(body, rule_id="R14")] == ["PENDING"]
     still_pending = [

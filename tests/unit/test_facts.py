@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
+from services.intake.schemas import ReportIn
 from shared.directory import Township
 from shared.domain import Category, Phase
 from shared.events.models import IncidentFacts
@@ -57,7 +58,12 @@ def test_initial_facts_are_json_ready_with_the_township_resolved():
 
 def test_initial_facts_keep_the_full_id_number_for_storage():
     subjects = stored()["subjects"]
-    assert subjects[0] == {"id": "WS-1", "name": "王某某", "id_number": ID_NUMBER}
+    assert subjects[0] == {
+        "id": "WS-1",
+        "name": "王某某",
+        "id_number": ID_NUMBER,
+        "deciding_authority": None,
+    }
     assert subjects[1]["id_number"] is None
 
 
@@ -65,8 +71,8 @@ def test_masked_replaces_names_and_id_numbers_and_leaves_the_rest():
     facts = stored()
     shown = masked(facts)
     assert shown["subjects"] == [
-        {"id": "WS-1", "name": "王**", "id_number_masked": MASKED},
-        {"id": "WS-2", "name": "李*", "id_number_masked": None},
+        {"id": "WS-1", "name": "王**", "id_number_masked": MASKED, "deciding_authority": None},
+        {"id": "WS-2", "name": "李*", "id_number_masked": None, "deciding_authority": None},
     ]
     assert ID_NUMBER not in repr(shown)
     assert {k: v for k, v in shown.items() if k != "subjects"} == {
@@ -147,7 +153,7 @@ def test_apply_changes_same_instant_in_another_offset_is_no_change():
     assert changes == {}
 
 
-@pytest.mark.parametrize("field", ["category", "phase", "subjects"])
+@pytest.mark.parametrize("field", ["category", "phase", "subjects", "offence", "township", "drill"])
 def test_explicit_null_does_not_erase_a_required_fact(field):
     facts = stored()
     try:
@@ -221,3 +227,64 @@ def test_earliest_known_time_is_the_first_of_occurred_discovered_and_reported():
     assert earliest_known_time(facts, reported_at) == discovered
     unstated = {**facts, "occurred_at": None, "discovered_at": None}
     assert earliest_known_time(unstated, reported_at) == reported_at
+
+
+MUSIC = Township(code="150626101", name="乌审召镇")
+
+
+def test_r6_offence_is_a_fact_of_any_category_false_unless_stated():
+    assert stored()["offence"] is False
+    facts = initial_facts(report(category="DISRUPTION", phase="OCCURRED", offence=True), TUKE)
+    assert facts["offence"] is True
+    assert event_facts(facts).offence is True
+    _, changes, previous = apply_changes(stored(), FactsUpdate(offence=True))
+    assert (changes, previous) == ({"offence": True}, {"offence": False})
+
+
+def test_r18_deciding_authority_is_kept_and_published_unmasked():
+    subjects = [
+        {
+            "id": "WS-1",
+            "name": "王某某",
+            "id_number": ID_NUMBER,
+            "deciding_authority": "乌审旗人民法院",
+        }
+    ]
+    facts = initial_facts(report(subjects=subjects), TUKE)
+    assert facts["subjects"][0]["deciding_authority"] == "乌审旗人民法院"
+    assert masked(facts)["subjects"][0]["deciding_authority"] == "乌审旗人民法院"
+    assert event_facts(facts).subjects[0].deciding_authority == "乌审旗人民法院"
+
+
+@pytest.mark.parametrize("authority", ["DEC:乌审旗人民法院", "法" * 36, ""])
+def test_r18_deciding_authority_names_a_dec_party_without_colon_within_35(authority):
+    subjects = [{"id": "WS-1", "name": "王某某", "deciding_authority": authority}]
+    with pytest.raises(ValidationError, match="deciding_authority"):
+        report(subjects=subjects)
+
+
+def test_township_correction_changes_code_and_name_and_keeps_the_old_ones():
+    _, changes, previous = apply_changes(stored(), FactsUpdate(township="乌审召镇"), MUSIC)
+    assert changes == {"township_code": "150626101", "township_name": "乌审召镇"}
+    assert previous == {"township_code": "150626102", "township_name": "图克镇"}
+
+
+def test_township_correction_to_the_same_township_changes_nothing():
+    assert apply_changes(stored(), FactsUpdate(township="图克镇"), TUKE)[1:] == ({}, {})
+
+
+def test_drill_correction_to_real_is_a_change_of_drill():
+    drill = initial_facts(report(drill=True), TUKE)
+    new, changes, previous = apply_changes(drill, FactsUpdate(drill=False))
+    assert (changes, previous, new["drill"]) == ({"drill": False}, {"drill": True}, False)
+
+
+@pytest.mark.parametrize("changes", [{"township": "乌审召镇"}, {"drill": False}])
+def test_township_and_drill_change_only_by_a_correction(changes):
+    reporter = {"party": "SFS:150626102", "name": "李所长"}
+    with pytest.raises(ValidationError, match="only by a CORRECTION"):
+        ReportIn.model_validate({"kind": "FOLLOW_UP", "reporter": reporter, "changes": changes})
+    corrected = ReportIn.model_validate(
+        {"kind": "CORRECTION", "reporter": reporter, "changes": changes, "reason": "报错了"}
+    )
+    assert corrected.changes.model_fields_set == set(changes)

@@ -1,6 +1,6 @@
 """The rules engine (services/escalation/rules.py) over the real policy file, rule by rule.
 
-Rule ids, sections and meanings are those of RULES.md; each rule's test is named after its id.
+Rule ids, sections and meanings are those of docs/rules.md; each rule's test is named after its id.
 """
 
 from __future__ import annotations

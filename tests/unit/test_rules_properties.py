@@ -37,7 +37,7 @@ ANY_TRIGGER = st.sampled_from(TRIGGERS)
 
 PROPERTY = settings(deadline=None, max_examples=60)
 
-# How high each party kind stands on the bureau's ladder (RULES.md: SFS → TCG → BLO, BJO → BLO).
+# How high each party kind stands on the ladder (docs/rules.md: SFS → TCG → BLO, BJO → BLO).
 RUNG = {PartyKind.SFS: 0, PartyKind.TCG: 1, PartyKind.BJO: 1, PartyKind.BLO: 2}
 
 moments = st.datetimes(
