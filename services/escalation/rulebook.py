@@ -16,7 +16,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from services.escalation.rules import ActionSpec, Condition, Duty, OtherRule, Policy, Rule
+from services.escalation.rules import (
+    ActionSpec,
+    Condition,
+    Duty,
+    InformSpec,
+    OtherRule,
+    Policy,
+    Rule,
+)
 from shared.domain import (
     ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
@@ -198,6 +206,8 @@ def trigger_words(trigger: str, policy: Policy) -> str:
     kind, _, name = trigger.partition(":")
     if trigger == "reported":
         return "an incident is reported, or its facts change"
+    if trigger == "report_filed":
+        return "a follow-up (续报) or correction is filed"
     if kind == "action":
         return f"{action_code(name)} is recorded"
     if kind == "timer":
@@ -309,6 +319,8 @@ def rule_section(rule: Rule, policy: Policy) -> list[str]:
             "|---|---|---|---|---|---|",
             *(duty_row(policy, duty) for duty in rule.then),
         ]
+    if rule.inform is not None:
+        lines.append(f"- **Tells**: {inform_words(rule.inform, policy)}")
     if rule.id == "R7" or any(c.missing_report_fields for c in rule.when.any):
         fields = ", ".join(
             f"{name} ({word})" for name, word in policy.required_report_fields.items()
@@ -316,6 +328,18 @@ def rule_section(rule: Rule, policy: Policy) -> list[str]:
         lines += ["", f"The R7 fields a report must state: {fields}."]
     lines.append("")
     return lines
+
+
+def inform_words(inform: InformSpec, policy: Policy) -> str:
+    """R19's audience: an update that asks nothing of anyone (notification sends it)."""
+    told = ["every party already alerted about the incident"] if inform.alerted else []
+    if inform.police_on:
+        on = " or ".join(trigger_words(trigger, policy) for trigger in inform.police_on)
+        told.append(f"the township's `PPS` when {on} and the police reported the incident")
+    return (
+        "; ".join(told)
+        + ", never the party that made the change; an update asks nothing of its recipient"
+    )
 
 
 def other_rule_section(rule: OtherRule, policy: Policy) -> list[str]:
@@ -348,6 +372,8 @@ def summary_table(policy: Policy) -> list[str]:
         duties = "; ".join(
             f"`{duty.party}` · `{duty.action}` · `{duty.deadline}`" for duty in rule.then
         )
+        if rule.inform is not None:
+            duties = duties or "update to every party already alerted (R19)"
         rows[rule.id] = (
             f"| [{rule.id}](#{rule.id.lower()}--{anchor(rule.plan_section)}) "
             f"| {cell(rule.plan_section)} | {cell(rule_when(rule, policy))} "
