@@ -13,6 +13,7 @@ from tests.integration.helpers import (
     find,
     obligations_when,
     report,
+    timeline_with,
     violence_report,
 )
 
@@ -85,8 +86,18 @@ async def test_on_scene_recorded_after_controlled_meets_the_duty_and_keeps_the_s
         clients, incident_id, lambda body: find(body, action="GO_ON_SCENE", status="MET")
     )
     assert body["status"] == "CONTROLLED"
-    met_at = datetime.fromisoformat(find(body, action="GO_ON_SCENE")[0]["met_at"])
-    assert met_at == on_scene_at
+    # Lateness runs from the system's receipt; the time the officer asserts is evidence.
+    duty = find(body, action="GO_ON_SCENE")[0]
+    met_at = datetime.fromisoformat(duty["met_at"])
+    assert met_at == datetime.fromisoformat(response.json()["recorded_at"])
+    timeline = await timeline_with(clients["audit"], incident_id, "obligation.met")
+    (met,) = [
+        e["event"]["data"]
+        for e in timeline.json()["entries"]
+        if e["ce_type"] == "obligation.met" and e["event"]["data"]["obligation_id"] == duty["id"]
+    ]
+    assert datetime.fromisoformat(met["asserted_at"]) == on_scene_at
+    assert met["recorded_by"] == f"SFS:{TUKE}"
 
 
 async def test_what_a_closed_incident_refuses_is_refused_at_once_naming_the_status(

@@ -100,4 +100,6 @@ async def test_a_duty_no_longer_needed_says_why_in_words(
     body = await obligations_when(
         clients, incident_id, lambda body: find(body, rule_id="R9", status="WAIVED")
     )
-    assert find(body, rule_id="R9")[0]["closed_reason"] == "已记录「处置结束」，不再需要"
+    assert find(body, rule_id="R9")[0]["closed_reason"] == (
+        "图克镇社区矫正突发事件应急处置指挥小组已记录「处置结束」，不再需要"
+    )
