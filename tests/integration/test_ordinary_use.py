@@ -10,10 +10,10 @@ import pytest
 
 from tests.integration.helpers import (
     act,
+    eventually,
     find,
     obligations_when,
     report,
-    timeline_with,
     violence_report,
 )
 
@@ -90,12 +90,20 @@ async def test_on_scene_recorded_after_controlled_meets_the_duty_and_keeps_the_s
     duty = find(body, action="GO_ON_SCENE")[0]
     met_at = datetime.fromisoformat(duty["met_at"])
     assert met_at == datetime.fromisoformat(response.json()["recorded_at"])
-    timeline = await timeline_with(clients["audit"], incident_id, "obligation.met")
-    (met,) = [
-        e["event"]["data"]
-        for e in timeline.json()["entries"]
-        if e["ce_type"] == "obligation.met" and e["event"]["data"]["obligation_id"] == duty["id"]
-    ]
+
+    def met_on_scene(response: httpx.Response) -> list[dict]:
+        return [
+            e["event"]["data"]
+            for e in response.json()["entries"]
+            if e["ce_type"] == "obligation.met"
+            and e["event"]["data"]["obligation_id"] == duty["id"]
+        ]
+
+    timeline = await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: response.status_code == 200 and met_on_scene(response),
+    )
+    (met,) = met_on_scene(timeline)
     assert datetime.fromisoformat(met["asserted_at"]) == on_scene_at
     assert met["recorded_by"] == f"SFS:{TUKE}"
 
