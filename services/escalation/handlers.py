@@ -138,7 +138,7 @@ class EscalationHandlers:
         self, session: AsyncSession, incident_id: UUID, facts: IncidentFacts, at: datetime
     ) -> None:
         """History later rules look back on: signs per subject (R17), drills per year (R16)."""
-        if facts.phase == Phase.SIGNS:
+        if facts.phase == Phase.SIGNS and facts.subjects:
             await session.execute(
                 insert(subject_signs)
                 .values(

@@ -8,6 +8,7 @@ data against the model registered for its `ce_type` and topic; anything else is 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,6 +93,9 @@ class CloudEvent:
         return json.dumps(self.data_json(), ensure_ascii=False, separators=(",", ":")).encode()
 
 
+UNSTORABLE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _refuse_constant(name: str) -> None:
     """RFC 8259 JSON has no NaN or Infinity; Python's parser would take them."""
     raise ValueError(f"{name} is not JSON")
@@ -108,6 +112,13 @@ def decode(topic: str, headers: Headers, value: bytes | None) -> CloudEvent:
     missing = [name for name in REQUIRED_HEADERS if not attributes.get(name)]
     if missing:
         raise UndecodableEvent(f"missing CloudEvents headers: {', '.join(missing)}")
+    # The inbox keys events on their source; PostgreSQL text holds no NUL, and no producer of
+    # ours puts control characters in a header. Dead-lettered, not retried for ever.
+    unstorable = [
+        name for name in REQUIRED_HEADERS if UNSTORABLE_CHARACTERS.search(attributes[name])
+    ]
+    if unstorable:
+        raise UndecodableEvent(f"control characters in headers: {', '.join(unstorable)}")
     if attributes["ce_specversion"] != SPEC_VERSION:
         raise UndecodableEvent(f"unsupported ce_specversion {attributes['ce_specversion']!r}")
     spec = EVENT_TYPES.get(attributes["ce_type"])

@@ -176,6 +176,18 @@ def test_missing_header_is_named(missing):
     assert reason == f"missing CloudEvents headers: {missing}"
 
 
+@pytest.mark.parametrize("character", ["\x00", "\x12", "\n"])
+def test_control_characters_in_a_header_dead_letter_the_record(character):
+    """The inbox keys events on their source: a NUL there would fail every retry."""
+    sent = event()
+    headers = [
+        (name, b"intake" + character.encode() if name == "ce_source" else value)
+        for name, value in sent.headers()
+    ]
+    reason = reason_of(topics.INCIDENTS, headers, sent.value())
+    assert reason == "control characters in headers: ce_source"
+
+
 def test_no_headers_at_all_lists_every_missing_one():
     reason = reason_of(topics.INCIDENTS, [], b"{}")
     assert reason == "missing CloudEvents headers: " + ", ".join(REQUIRED_HEADERS)
