@@ -11,6 +11,7 @@ import pytest
 
 from services.escalation.rules import (
     Decision,
+    Evidence,
     Policy,
     StandingDuty,
     Trigger,
@@ -18,13 +19,15 @@ from services.escalation.rules import (
     changes_rules,
     evaluate,
     gone_quiet,
+    is_met_by,
+    is_waived_by,
     ladder_step,
     owner_of,
     revise,
     update_recipients,
     who_failed,
 )
-from shared.domain import Category, Phase
+from shared.domain import ActionCode, Category, Phase
 from shared.events.models import IncidentFacts, Subject
 
 from .test_rules import (
@@ -347,3 +350,21 @@ def test_R19_the_police_learn_of_a_find_or_closure_of_what_they_reported(policy)
 def test_R9_an_incident_is_quiet_after_a_week_with_nothing_new(policy):
     assert gone_quiet(policy, REPORTED_AT, REPORTED_AT + timedelta(days=7))
     assert not gone_quiet(policy, REPORTED_AT, REPORTED_AT + timedelta(days=6, hours=23))
+
+
+# --- R4: the police lead the search -----------------------------------------------------------
+
+
+def test_R4_once_the_police_take_over_a_search_its_length_is_no_omission_of_the_sfs(policy):
+    """The 司法所 organises the search until the police take it over (SEARCH_TAKEN_OVER waives
+    what is still pending); from then on its duty is to assist, met once it records joining the
+    search, however long the search lasts. The police's own FOUND meets nothing of the 司法所:
+    it only makes the search unnecessary."""
+    assert is_waived_by(policy, "ORGANISE_SEARCH", ActionCode.SEARCH_TAKEN_OVER)
+    assist = StandingDuty(UUID(int=7), "R4", SFS, "ASSIST_POLICE_SEARCH", "PENDING", False)
+    joined = Evidence("action", ActionCode.SEARCH_STARTED, party=SFS)
+    assert is_met_by(policy, assist, joined, TUKE)
+    assert policy.actions["ASSIST_POLICE_SEARCH"].recurs is None
+    police_found = Evidence("action", ActionCode.FOUND, party=PPS)
+    assert not is_met_by(policy, assist, police_found, TUKE)
+    assert is_waived_by(policy, "ASSIST_POLICE_SEARCH", ActionCode.FOUND)
