@@ -18,7 +18,7 @@ from services.notification.status import (
     withdrawable,
     withdrawal_reason,
 )
-from services.notification.templates import stored_alert, stored_notice
+from services.notification.templates import AlertTexts, stored_alert, stored_notice
 from shared.directory import Directory
 from shared.events import CloudEvent
 from shared.events.models import (
@@ -43,6 +43,7 @@ from shared.telemetry import current_trace_headers
 class NotificationHandlers:
     directory: Directory
     outbox: Outbox
+    texts: AlertTexts
 
     @property
     def table(self) -> HandlerTable:
@@ -87,6 +88,7 @@ class NotificationHandlers:
                     str(notification_id),
                     obligation,
                     party.name if party is not None else obligation.party,
+                    self.texts,
                 ),
                 # The dispatcher fixes the contact list and opens the first delivery.
                 status="NEW",
@@ -118,7 +120,7 @@ class NotificationHandlers:
                 incident_id=rejected.incident_id,
                 party=rejected.party,
                 drill=rejected.drill,
-                alert=stored_notice(str(notification_id), rejected, party.name),
+                alert=stored_notice(str(notification_id), rejected, party.name, self.texts),
                 status=NotificationStatus.NEW,
                 trace_headers=current_trace_headers(),
             )

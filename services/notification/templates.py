@@ -3,6 +3,9 @@
 Least personal data: `alert_facts` is the only place that reads the obligation, and it masks
 subject names and ID numbers and leaves offence details out; every form is rendered from those
 facts. The templates are read once; `AlertTexts.render` does no I/O.
+
+Times are shown in the county's time zone (the setting COUNTY_TIME_ZONE), which the texts carry
+(`AlertTexts.zone`) and every function that words a time is given.
 """
 
 from __future__ import annotations
@@ -21,15 +24,16 @@ import yaml
 from shared.domain import (
     ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
+    COUNTY_TIME,
     PHASE_NAMES_ZH,
     STATUS_NAMES_ZH,
+    county_time,
     deadline_words_zh,
     party_kind_of,
 )
 from shared.events.models import ActionRejected, ObligationCreated
 from shared.privacy import mask_id_numbers_in_text, masked_name
 
-LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
 UNKNOWN = "不详"
 # An alert names this many subjects and counts the rest: fifty names help nobody act.
@@ -44,10 +48,14 @@ class Form(StrEnum):
     VOICE = "voice"
 
 
-def local_time(moment: datetime | None) -> str:
-    if moment is None:
-        return UNKNOWN
-    return moment.astimezone(LOCAL_TIME).strftime("%Y-%m-%d %H:%M")
+def local_time(moment: datetime | None, zone: ZoneInfo) -> str:
+    """A time as people in the county read it, or 不详."""
+    return UNKNOWN if moment is None else county_time(moment, zone)
+
+
+def spoken_time(moment: datetime | None, zone: ZoneInfo) -> str:
+    """Read aloud: 11月30日14时05分, not digits and colons."""
+    return UNKNOWN if moment is None else moment.astimezone(zone).strftime("%-m月%-d日%-H时%M分")
 
 
 def mask_names_in_text(text: str, names: tuple[str, ...]) -> str:
@@ -70,7 +78,7 @@ def subjects_text(names: tuple[str, ...]) -> str:
     return named if len(names) <= SUBJECTS_NAMED else f"{named}等{len(names)}人"
 
 
-def alert_facts(obligation: ObligationCreated, party_name: str) -> dict[str, Any]:
+def alert_facts(obligation: ObligationCreated, party_name: str, zone: ZoneInfo) -> dict[str, Any]:
     """What any form of the alert may say, already minimised; JSON, so it can be stored."""
     incident = obligation.incident
     names = incident.subject_names
@@ -84,14 +92,14 @@ def alert_facts(obligation: ObligationCreated, party_name: str) -> dict[str, Any
         "action_text": obligation.action_text,
         "deadline_name": obligation.deadline_name,
         "deadline_text": obligation.deadline_text or deadline_words_zh(obligation.deadline_name),
-        "due_local": local_time(obligation.due_at),
-        "due_time": obligation.due_at.astimezone(LOCAL_TIME).strftime("%H:%M"),
+        "due_local": local_time(obligation.due_at, zone),
+        "due_time": obligation.due_at.astimezone(zone).strftime("%H:%M"),
         "category": str(incident.category),
         "category_name": CATEGORY_NAMES_ZH[incident.category],
         "phase": str(incident.phase),
         "phase_name": PHASE_NAMES_ZH[incident.phase],
         "township": incident.township_name,
-        "occurred_local": local_time(incident.occurred_at),
+        "occurred_local": local_time(incident.occurred_at, zone),
         "location": _free_text(incident.location, names),
         "subjects": subjects_text(names),
         "subject_count": len(names),
@@ -115,9 +123,10 @@ class AlertTexts:
 
     environment: jinja2.Environment
     title_template: jinja2.Template
+    zone: ZoneInfo
 
     @classmethod
-    def load(cls, path: Path = TEMPLATES_FILE) -> AlertTexts:
+    def load(cls, path: Path = TEMPLATES_FILE, zone: ZoneInfo = COUNTY_TIME) -> AlertTexts:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         environment = jinja2.Environment(
             loader=jinja2.DictLoader(data["templates"]),
@@ -126,7 +135,7 @@ class AlertTexts:
             keep_trailing_newline=False,
         )
         environment.globals["category_short_names"] = data["category_short"]
-        return cls(environment, environment.from_string(data["title"]))
+        return cls(environment, environment.from_string(data["title"]), zone)
 
     def title(self, facts: dict[str, Any]) -> str:
         return self.title_template.render(facts).strip()
@@ -160,7 +169,7 @@ class AlertTexts:
         return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def notice_facts(rejected: ActionRejected, party_name: str) -> dict[str, Any]:
+def notice_facts(rejected: ActionRejected, party_name: str, zone: ZoneInfo) -> dict[str, Any]:
     """What a notice of a refused action may say: no personal data is in it at all."""
     recorded = rejected.recorded_at
     return {
@@ -170,11 +179,8 @@ def notice_facts(rejected: ActionRejected, party_name: str) -> dict[str, Any]:
         "action_name": ACTION_NAMES_ZH.get(rejected.action, UNKNOWN),
         "status_name": STATUS_NAMES_ZH.get(rejected.status, UNKNOWN),
         "reason": rejected.reason,
-        "recorded_local": local_time(recorded),
-        # Read aloud: 11月30日14时05分, not digits and colons.
-        "recorded_spoken": (
-            recorded.astimezone(LOCAL_TIME).strftime("%-m月%-d日%-H时%M分") if recorded else UNKNOWN
-        ),
+        "recorded_local": local_time(recorded, zone),
+        "recorded_spoken": spoken_time(recorded, zone),
         "drill": rejected.drill,
     }
 
@@ -188,7 +194,7 @@ def stored_notice(
     """A notice as stored: identifiers, its full text, and the facts each form is rendered from
     (a notice carries no acknowledgement link: there is nothing to acknowledge)."""
     texts = texts or default_texts()
-    facts = notice_facts(rejected, party_name)
+    facts = notice_facts(rejected, party_name, texts.zone)
     return {
         "notification_id": notification_id,
         "incident_id": str(rejected.incident_id),
@@ -213,8 +219,9 @@ def render_notice(
 
 
 @cache
-def default_texts() -> AlertTexts:
-    return AlertTexts.load(TEMPLATES_FILE)
+def default_texts(zone: ZoneInfo = COUNTY_TIME) -> AlertTexts:
+    """The project's templates, showing times in `zone` (the service passes its setting)."""
+    return AlertTexts.load(TEMPLATES_FILE, zone)
 
 
 def alert_payload(
@@ -245,7 +252,7 @@ def stored_alert(
 ) -> dict[str, Any]:
     """The alert plus its facts, kept so each contact's form can be rendered later."""
     texts = texts or default_texts()
-    facts = alert_facts(obligation, party_name)
+    facts = alert_facts(obligation, party_name, texts.zone)
     return {**alert_payload(notification_id, obligation, facts, texts), "facts": facts}
 
 
