@@ -76,6 +76,7 @@ async def _with_details(session: AsyncSession, rows: list[Row]) -> list[Notifica
             contact_index=row.contact_index,
             created_at=row.created_at,
             delivered_at=row.delivered_at,
+            ack_seconds=row.ack_seconds,
             ack_due_at=row.ack_due_at,
             acknowledged_at=row.acknowledged_at,
             acknowledged_by=_acknowledged_by(row),

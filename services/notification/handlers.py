@@ -84,6 +84,9 @@ class NotificationHandlers:
                 party=obligation.party,
                 rule_id=obligation.rule_id,
                 drill=obligation.incident.drill,
+                # The policy's ACK deadline (RULES.md ACK) rides with the decision; the
+                # dispatcher falls back to NOTIFICATION_ACK_SECONDS where it does not.
+                ack_seconds=obligation.ack_seconds,
                 alert=stored_alert(
                     str(notification_id),
                     obligation,

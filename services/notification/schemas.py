@@ -56,6 +56,11 @@ class NotificationOut(BaseModel):
     contact_index: int | None = Field(description="the contact alerted now, from 0")
     created_at: datetime
     delivered_at: datetime | None
+    ack_seconds: float | None = Field(
+        default=None,
+        description="the policy's ACK deadline for this alert; none: the service's "
+        "NOTIFICATION_ACK_SECONDS",
+    )
     ack_due_at: datetime | None
     acknowledged_at: datetime | None
     acknowledged_by: str | None

@@ -24,6 +24,7 @@ def obligation(
     summary: str = f"对象王某某（身份证{ID_NUMBER}）持刀与人冲突",
     location: str = "图克镇中心街",
     subject_names: tuple[str, ...] = ("王某某",),
+    ack_seconds: float | None = None,
 ) -> ObligationCreated:
     now = datetime.now(UTC)
     return ObligationCreated(
@@ -38,6 +39,7 @@ def obligation(
         plan_section="四(三)",
         explanation="依据 R6（预案四(三)）",
         notify=True,
+        ack_seconds=ack_seconds,
         incident=IncidentBrief(
             category=category,
             phase=phase,
