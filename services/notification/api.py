@@ -106,11 +106,15 @@ async def list_notifications(
 
 
 def township_of(request: Request, rows: list[Row]) -> str | None:
-    """The township of the incident these alerts are about (None when there are none)."""
+    """The township of the incident these alerts are about (None when there are none, or
+    when only notices to banner parties say nothing of it, as a CEO's R15 notice)."""
     for row in rows:
         if party_kind_of(row.party) in TOWNSHIP_BOUND_KINDS:
             return row.party.split(":", 1)[1]
-        township = request.app.state.directory.township(row.alert["facts"]["township"])
+        # An alert keeps its facts under `facts`, a notice under `notice`.
+        facts = row.alert.get("facts") or row.alert.get("notice") or {}
+        named = facts.get("township_code") or facts.get("township")
+        township = request.app.state.directory.township(named) if named else None
         if township is not None:
             return township.code
     return None

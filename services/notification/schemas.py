@@ -40,7 +40,9 @@ class NotificationOut(BaseModel):
     kind: str = Field(
         default="ALERT",
         description="ALERT: about an obligation, acknowledged by its reader; NOTICE: tells the "
-        "party something (an action it recorded was refused), finished once delivered",
+        "party something (an action it recorded was refused, a change of the incident (R19), "
+        "an incident gone quiet (R9), a commendation or discipline (R15)), finished once "
+        "delivered",
     )
     obligation_id: UUID | None = Field(description="none for a notice")
     party: str
