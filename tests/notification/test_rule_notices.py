@@ -11,49 +11,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from shared.domain import Category, LifecycleStatus, Phase
 from shared.events import CloudEvent
-from shared.events.models import (
-    AccountabilityFinding,
-    AccountabilityRecorded,
-    FindingReviewed,
-    IncidentBrief,
-    IncidentUpdated,
-    IncidentWentQuiet,
+from shared.events.models import AccountabilityFinding, FindingReviewed
+from tests.notification.builders import (
+    ID_NUMBER,
+    accountability_recorded,
+    incident_updated,
+    incident_went_quiet,
 )
-from tests.notification.builders import ID_NUMBER
 from tests.notification.conftest import NotificationSystem
 from tests.notification.loopback import Call
 
 NOTICE_ATTEMPTED = "notification.notice_attempted"
 
 
-def incident_updated(
+def changed(
     recipients: tuple[str, ...],
     *,
     incident_id: UUID | None = None,
     about: str = "FOLLOW_UP",
     drill: bool = False,
 ) -> CloudEvent:
-    data = IncidentUpdated(
-        incident_id=incident_id or uuid4(),
-        rule_id="R19",
-        about=about,
-        summary=f"王某某（身份证{ID_NUMBER}）由扬言报复转为正在持刀伤人",
-        recipients=recipients,
-        changed_by="SFS:150626102",
-        changed_at=datetime.now(UTC),
-        incident=IncidentBrief(
-            category=Category.VIOLENCE,
-            phase=Phase.IN_PROGRESS,
-            township_code="150626102",
-            township_name="图克镇",
-            subject_names=("王某某",),
-            drill=drill,
-        ),
-        status=LifecycleStatus.RESPONDING,
-        update_id=uuid4(),
-    )
+    data = incident_updated(recipients, incident_id=incident_id, about=about, drill=drill)
     return CloudEvent.new("escalation", data, data.incident_id)
 
 
@@ -72,15 +51,13 @@ async def test_r19_update_reaches_every_party_already_alerted(
 ) -> None:
     system, gateway = notification_system, notification_system.gateway
     recipients = ("SFS:150626103", "PPS:150626101", "DEC:乌审旗人民法院", "DEPT:无此部门")
-    event = incident_updated(recipients)
+    event = changed(recipients)
     incident_id = event.subject
     for again in (event, event, republished(event)):  # one notice per party all the same
         await system.publish(again)
     # The police learn when the incident closes; a later change of the same incident (the
     # same partition, so heard after the repeats) shows the repeats were read and passed over.
-    closed = incident_updated(
-        ("PPS:150626101",), incident_id=event.data.incident_id, about="CLOSED"
-    )
+    closed = changed(("PPS:150626101",), incident_id=event.data.incident_id, about="CLOSED")
     await system.publish(closed)
 
     attempts = await system.wait_for_event(incident_id, NOTICE_ATTEMPTED, count=4)
@@ -121,7 +98,7 @@ async def test_r16_an_update_of_a_drill_reaches_only_drill_contacts(
     notification_system: NotificationSystem,
 ) -> None:
     system, gateway = notification_system, notification_system.gateway
-    event = incident_updated(("PPS:150626103", "TCG:150626103"), drill=True)
+    event = changed(("PPS:150626103", "TCG:150626103"), drill=True)
     incident_id = event.subject
     await system.publish(event)
 
@@ -147,15 +124,9 @@ async def test_r16_an_update_of_a_drill_reaches_only_drill_contacts(
 
 
 def went_quiet(incident_id: UUID, last_news_at: datetime) -> CloudEvent:
-    data = IncidentWentQuiet(
-        incident_id=incident_id,
-        party="BLO",
-        rule_id="R9",
-        last_news_at=last_news_at,
-        noticed_at=last_news_at + timedelta(days=7, minutes=1),
-        township_code="150626102",
+    return CloudEvent.new(
+        "escalation", incident_went_quiet(last_news_at, incident_id=incident_id), incident_id
     )
-    return CloudEvent.new("escalation", data, incident_id)
 
 
 async def test_r9_went_quiet_tells_the_blo_once(notification_system: NotificationSystem) -> None:
@@ -184,20 +155,7 @@ async def test_r9_went_quiet_tells_the_blo_once(notification_system: Notificatio
 
 
 def recorded(incident_id: UUID, document_number: str) -> CloudEvent:
-    data = AccountabilityRecorded(
-        record_id=uuid4(),
-        incident_id=incident_id,
-        rule_id="R15",
-        kind="DISCIPLINE",
-        person="张三丰",
-        role="图克镇司法所所长",
-        party="SFS:150626102",
-        decision="迟报，给予警告处分",
-        document_number=document_number,
-        finding_ids=(uuid4(),),
-        recorded_by="BJO",
-        recorded_at=datetime.now(UTC),
-    )
+    data = accountability_recorded(incident_id=incident_id, document_number=document_number)
     return CloudEvent.new("audit", data, incident_id)
 
 

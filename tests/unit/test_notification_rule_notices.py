@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
 
 import pytest
 
@@ -22,15 +21,12 @@ from services.notification.templates import (
     stored_update,
     stored_went_quiet,
 )
-from shared.domain import Category, LifecycleStatus, Phase
-from shared.events.models import (
-    AccountabilityRecorded,
-    IncidentBrief,
-    IncidentUpdated,
-    IncidentWentQuiet,
-)
 from shared.settings import Settings
-from tests.notification.builders import ID_NUMBER
+from tests.notification.builders import (
+    accountability_recorded,
+    incident_updated,
+    incident_went_quiet,
+)
 
 ID_NUMBER_LIKE = re.compile(r"\d{17}[\dXx]")
 CHANGED_AT = datetime(2026, 11, 30, 6, 5, tzinfo=UTC)  # 14:05 in the county
@@ -44,76 +40,21 @@ PARTY_NAMES = {
 }
 
 
-def update(about: str = "FOLLOW_UP", *, drill: bool = False, **fields: Any) -> IncidentUpdated:
-    """A follow-up whose summary names the subject and carries an ID number, to see both go."""
-    return IncidentUpdated(
-        incident_id=UUID("0b7d3c6e-7a53-4cc0-9b5e-3e7f4f0a1c01"),
-        rule_id="R19",
-        about=about,
-        summary=f"王某某（身份证{ID_NUMBER}）由扬言报复转为持刀伤人，王某某仍在图克镇某村",
-        recipients=("PPS:150626102", "SFS:150626102"),
-        changed_by="SFS:150626102",
-        changed_at=CHANGED_AT,
-        incident=IncidentBrief(
-            category=Category.VIOLENCE,
-            phase=Phase.IN_PROGRESS,
-            township_code="150626102",
-            township_name="图克镇",
-            location="图克镇某村王某某家",
-            summary="王某某持刀",
-            subject_names=("王某某",),
-            drill=drill,
-        ),
-        status=LifecycleStatus.RESPONDING,
-        update_id=uuid4(),
-        **fields,
-    )
-
-
 def update_text(form: Form, texts: AlertTexts | None = None, **kwargs: Any) -> str:
-    stored = stored_update(
-        "n-1", update(**kwargs), "PPS:150626102", "图克镇派出所", "图克镇司法所", texts
-    )
+    updated = incident_updated(changed_at=CHANGED_AT, **kwargs)
+    stored = stored_update("n-1", updated, "PPS:150626102", "图克镇派出所", "图克镇司法所", texts)
     return render_message(stored, form, ack_url=None, record_url=RECORD, texts=texts)["text"]
 
 
-def went_quiet(*, drill: bool = False) -> IncidentWentQuiet:
-    return IncidentWentQuiet(
-        incident_id=uuid4(),
-        party="BLO",
-        rule_id="R9",
-        last_news_at=CHANGED_AT - timedelta(days=7, hours=2),
-        noticed_at=CHANGED_AT,
-        township_code="150626102",
-        drill=drill,
-    )
-
-
 def quiet_text(form: Form, **kwargs: Any) -> str:
-    stored = stored_went_quiet("n-2", went_quiet(**kwargs), PARTY_NAMES["BLO"], "图克镇")
+    quiet = incident_went_quiet(CHANGED_AT - timedelta(days=7, hours=2), **kwargs)
+    stored = stored_went_quiet("n-2", quiet, PARTY_NAMES["BLO"], "图克镇")
     return render_message(stored, form, ack_url=None, record_url=RECORD)["text"]
 
 
-def accountability(*, drill: bool = False, kind: str = "DISCIPLINE") -> AccountabilityRecorded:
-    return AccountabilityRecorded(
-        record_id=uuid4(),
-        incident_id=uuid4(),
-        rule_id="R15",
-        kind=kind,
-        person="张三丰",
-        role="图克镇司法所所长",
-        party="SFS:150626102",
-        decision=f"张三丰迟报，给予警告处分（身份证{ID_NUMBER}）",
-        document_number="乌司发〔2026〕5号",
-        finding_ids=(uuid4(), uuid4()),
-        recorded_by="BJO",
-        recorded_at=CHANGED_AT,
-        drill=drill,
-    )
-
-
 def accountability_text(form: Form, **kwargs: Any) -> str:
-    stored = stored_accountability("n-3", accountability(**kwargs), "CEO", PARTY_NAMES)
+    record = accountability_recorded(recorded_at=CHANGED_AT, **kwargs)
+    stored = stored_accountability("n-3", record, "CEO", PARTY_NAMES)
     return render_message(stored, form, ack_url=None, record_url=RECORD)["text"]
 
 
@@ -182,7 +123,7 @@ def test_r19_update_times_follow_the_county_time_zone_setting() -> None:
 
 
 def test_r19_stored_update_is_a_notice_about_the_change_for_one_party() -> None:
-    updated = update()
+    updated = incident_updated(changed_at=CHANGED_AT)
     stored = stored_update("n-1", updated, "SFS:150626102", "图克镇司法所", "图克镇司法所")
     assert stored["about"] == "incident.updated" and stored["obligation_id"] is None
     assert (stored["party"], stored["update_id"]) == ("SFS:150626102", str(updated.update_id))
@@ -233,7 +174,7 @@ def test_r15_short_forms_name_the_unit_and_document_but_no_person(form: Form) ->
 
 
 def test_r15_stored_record_names_the_ceo_and_the_record() -> None:
-    record = accountability()
+    record = accountability_recorded(recorded_at=CHANGED_AT)
     stored = stored_accountability("n-3", record, "CEO", PARTY_NAMES)
     assert (stored["party"], stored["party_name"]) == ("CEO", "市司法局应急办公室")
     assert stored["about"] == "accountability.recorded"
