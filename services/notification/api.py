@@ -76,6 +76,7 @@ async def _with_details(session: AsyncSession, rows: list[Row]) -> list[Notifica
             contact_index=row.contact_index,
             created_at=row.created_at,
             delivered_at=row.delivered_at,
+            ack_seconds=row.ack_seconds,
             ack_due_at=row.ack_due_at,
             acknowledged_at=row.acknowledged_at,
             acknowledged_by=_acknowledged_by(row),
@@ -105,11 +106,15 @@ async def list_notifications(
 
 
 def township_of(request: Request, rows: list[Row]) -> str | None:
-    """The township of the incident these alerts are about (None when there are none)."""
+    """The township of the incident these alerts are about (None when there are none, or
+    when only notices to banner parties say nothing of it, as a CEO's R15 notice)."""
     for row in rows:
         if party_kind_of(row.party) in TOWNSHIP_BOUND_KINDS:
             return row.party.split(":", 1)[1]
-        township = request.app.state.directory.township(row.alert["facts"]["township"])
+        # An alert keeps its facts under `facts`, a notice under `notice`.
+        facts = row.alert.get("facts") or row.alert.get("notice") or {}
+        named = facts.get("township_code") or facts.get("township")
+        township = request.app.state.directory.township(named) if named else None
         if township is not None:
             return township.code
     return None

@@ -39,13 +39,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     directory = Directory.load(settings.directory_file)
     signer = ack_signer(settings)
-    texts = default_texts()  # a broken template file stops the start, not the first alert
+    # A broken template file stops the start, not the first alert; times in the county's zone.
+    texts = default_texts(settings.county_zone)
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
-    runtime.add_consumer(
-        "notification.escalations",
-        [topics.ESCALATIONS],
-        NotificationHandlers(directory, runtime.outbox).table,
-    )
+    handlers = NotificationHandlers(directory, runtime.outbox, texts)
+    runtime.add_consumer("notification.escalations", [topics.ESCALATIONS], handlers.table)
+    # R15: the CEO hears of each commendation and discipline the audit records.
+    runtime.add_consumer("notification.audit", [topics.AUDIT], handlers.audit_table)
 
     metrics = NotificationMetrics(runtime.metrics.registry)
 

@@ -13,8 +13,9 @@ State lives in PostgreSQL only, so any replica can pick up where a crashed one s
   lease every third of its length, and never claims again what it is still sending. Only a
   dispatcher that stopped renewing (crashed, or cut off from the database for a whole lease)
   loses its sends to another replica, so a send still in flight is never sent a second time;
-- once delivered, the notification waits ACK for an acknowledgement; then the next contact is
-  alerted, and after the last one `notification.unacknowledged` is published.
+- once delivered, the notification waits ACK for an acknowledgement (the policy's deadline as
+  the routing decision carried it, `ack_seconds`, else NOTIFICATION_ACK_SECONDS); then the next
+  contact is alerted, and after the last one `notification.unacknowledged` is published.
 
 Each attempt is recorded and published (`notification.delivered` / `notification.failed`) in
 the transaction that moves the state on. Two things send a delivery again, both under its stable
@@ -35,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Row, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -107,6 +108,8 @@ def contacts_for(directory: Directory, party: str, drill: bool) -> tuple[Contact
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
+    # ACK when the routing decision names none (alerts stored before decisions carried the
+    # policy's ACK deadline, or a policy without one): NOTIFICATION_ACK_SECONDS.
     ack: timedelta
     max_attempts: int
     retry_base: float
@@ -126,6 +129,11 @@ class DeliveryPolicy:
             send_timeout=settings.notification_send_timeout_seconds,
             record_base_url=settings.notification_record_base_url.rstrip("/"),
         )
+
+    def ack_of(self, ack_seconds: ColumnElement[float | None]) -> ColumnElement[timedelta]:
+        """An alert's ACK as SQL: the policy's deadline stored with it, else the setting."""
+        seconds = func.coalesce(ack_seconds, self.ack.total_seconds())
+        return func.make_interval(0, 0, 0, 0, 0, 0, seconds)
 
     def retry_in(self, attempts_made: int, result: DeliveryResult) -> timedelta | None:
         """When to try this contact again, or None to move on to the next contact."""
@@ -608,7 +616,7 @@ class Dispatcher:
                 ),
                 ack_due_at=case(
                     (notifications.c.kind == NotificationKind.NOTICE, None),
-                    else_=func.now() + self._policy.ack,
+                    else_=func.now() + self._policy.ack_of(notifications.c.ack_seconds),
                 ),
                 closed_at=case(
                     (notifications.c.kind == NotificationKind.NOTICE, func.now()),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from uuid import NAMESPACE_URL, uuid4, uuid5
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -18,15 +20,27 @@ from services.notification.status import (
     withdrawable,
     withdrawal_reason,
 )
-from services.notification.templates import stored_alert, stored_notice
+from services.notification.templates import (
+    AlertTexts,
+    stored_accountability,
+    stored_alert,
+    stored_notice,
+    stored_update,
+    stored_went_quiet,
+)
 from shared.directory import Directory
+from shared.domain import PartyKind, party_name_zh
 from shared.events import CloudEvent
 from shared.events.models import (
+    AccountabilityFinding,
+    AccountabilityRecorded,
     ActionRejected,
     DeadlineMissed,
+    FindingReviewed,
     IncidentStatusChanged,
     IncidentUpdated,
     IncidentWentQuiet,
+    LogCheckpoint,
     NotificationWithdrawn,
     ObligationCreated,
     ObligationMet,
@@ -38,35 +52,61 @@ from shared.messaging import Outbox
 from shared.pgnotify import notify
 from shared.telemetry import current_trace_headers
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class NotificationHandlers:
     directory: Directory
     outbox: Outbox
+    texts: AlertTexts
 
     @property
     def table(self) -> HandlerTable:
         """What notification does with each type of escalations.v1: an obligation that calls
         for an alert gets one, and an obligation met or waived before its alert was acknowledged
         stops the alert; an action refused after it was accepted is told, as a notice, to the
-        party that recorded it; misses and status changes are the escalation's to track."""
+        party that recorded it; a change of the incident is told to every party already
+        alerted about it (R19), and an incident gone quiet to the BLO (R9); misses, omissions
+        and status changes are the escalation's to track (a status change that people must
+        hear of comes as `incident.updated`)."""
         return HandlerTable(
             {
                 ObligationCreated.ce_type: self.handle,
                 ObligationMet.ce_type: self.on_outcome,
                 ObligationWaived.ce_type: self.on_outcome,
                 ActionRejected.ce_type: self.on_rejected,
+                IncidentUpdated.ce_type: self.on_updated,
+                IncidentWentQuiet.ce_type: self.on_went_quiet,
             },
             ignored=frozenset(
                 {
                     DeadlineMissed.ce_type,
                     IncidentStatusChanged.ce_type,
                     ObligationOmitted.ce_type,
-                    IncidentUpdated.ce_type,
-                    IncidentWentQuiet.ce_type,
                 }
             ),
         )
+
+    @property
+    def audit_table(self) -> HandlerTable:
+        """What notification does with each type of audit.v1: a commendation or discipline is
+        told to the CEO (R15); checkpoints, findings and their reviews inform nobody by
+        notice (findings are for people to judge in the reports, not to be pushed)."""
+        return HandlerTable(
+            {AccountabilityRecorded.ce_type: self.on_accountability},
+            ignored=frozenset(
+                {
+                    LogCheckpoint.ce_type,
+                    AccountabilityFinding.ce_type,
+                    FindingReviewed.ce_type,
+                }
+            ),
+        )
+
+    @property
+    def party_names(self) -> dict[str, str]:
+        return {party.code: party.name for party in self.directory.parties}
 
     async def handle(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
         if not isinstance(event.data, ObligationCreated) or not event.data.notify:
@@ -83,10 +123,14 @@ class NotificationHandlers:
                 party=obligation.party,
                 rule_id=obligation.rule_id,
                 drill=obligation.incident.drill,
+                # The policy's ACK deadline (RULES.md ACK) rides with the decision; the
+                # dispatcher falls back to NOTIFICATION_ACK_SECONDS where it does not.
+                ack_seconds=obligation.ack_seconds,
                 alert=stored_alert(
                     str(notification_id),
                     obligation,
                     party.name if party is not None else obligation.party,
+                    self.texts,
                 ),
                 # The dispatcher fixes the contact list and opens the first delivery.
                 status="NEW",
@@ -109,27 +153,96 @@ class NotificationHandlers:
         if party is None:
             return  # a party the directory does not know has no contact to tell
         # One notice per refused action, whatever redelivers the refusal.
-        notification_id = uuid5(NAMESPACE_URL, f"notice:action.rejected:{rejected.action_id}")
-        await session.execute(
-            insert(notifications)
-            .values(
-                id=notification_id,
-                kind=NotificationKind.NOTICE,
-                incident_id=rejected.incident_id,
-                party=rejected.party,
-                drill=rejected.drill,
-                alert=stored_notice(str(notification_id), rejected, party.name),
-                status=NotificationStatus.NEW,
-                trace_headers=current_trace_headers(),
+        notification_id = notice_id(ActionRejected.ce_type, rejected.action_id)
+        notice = stored_notice(str(notification_id), rejected, party.name, self.texts)
+        await add_notice(session, notification_id, notice)
+
+    async def on_updated(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
+        """R19: every party already alerted about the incident (escalation names them) is told
+        of the change, each in its own notice: one per change and party, whatever redelivers
+        the change. A party the directory does not know has no contact to tell."""
+        updated = event.data
+        if not isinstance(updated, IncidentUpdated):
+            return
+        names = self.party_names
+        changed_by = party_name_zh(updated.changed_by, names)
+        for code in dict.fromkeys(updated.recipients):
+            if code not in names:
+                log.warning("update %s: %s is not in the directory", updated.update_id, code)
+                continue
+            notification_id = notice_id(IncidentUpdated.ce_type, updated.update_id, code)
+            notice = stored_update(
+                str(notification_id), updated, code, names[code], changed_by, self.texts
             )
-            .on_conflict_do_nothing(index_elements=[notifications.c.id])
+            await add_notice(session, notification_id, notice)
+
+    async def on_went_quiet(
+        self, session: AsyncSession, event: CloudEvent, _: RecordPosition
+    ) -> None:
+        """R9: the BLO is told once per quiet spell (the incident and its last news name it)."""
+        quiet = event.data
+        if not isinstance(quiet, IncidentWentQuiet):
+            return
+        party = self.directory.party(quiet.party)
+        if party is None:
+            log.warning("incident %s went quiet: %s has no contact", quiet.incident_id, quiet.party)
+            return
+        township = self.directory.township(quiet.township_code)
+        spell = quiet.last_news_at.astimezone(UTC).isoformat()
+        notification_id = notice_id(IncidentWentQuiet.ce_type, quiet.incident_id, spell)
+        notice = stored_went_quiet(
+            str(notification_id),
+            quiet,
+            party.name,
+            township.name if township is not None else quiet.township_code,
+            self.texts,
         )
-        await notify(session, DISPATCH_CHANNEL)
+        await add_notice(session, notification_id, notice)
+
+    async def on_accountability(
+        self, session: AsyncSession, event: CloudEvent, _: RecordPosition
+    ) -> None:
+        """R15: the CEO is informed of each commendation and discipline, once per record."""
+        record = event.data
+        if not isinstance(record, AccountabilityRecorded):
+            return
+        ceo = str(PartyKind.CEO)
+        notification_id = notice_id(AccountabilityRecorded.ce_type, record.record_id, ceo)
+        notice = stored_accountability(
+            str(notification_id), record, ceo, self.party_names, self.texts
+        )
+        await add_notice(session, notification_id, notice)
 
     async def on_outcome(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
         if not isinstance(event.data, ObligationMet | ObligationWaived):
             return
         await withdraw(session, self.outbox, event.data)
+
+
+def notice_id(about: str, *keys: object) -> UUID:
+    """The id of the one notice about `keys` (what the notice tells of, and to whom): derived,
+    so an event redelivered, or published again, never tells anyone twice."""
+    return uuid5(NAMESPACE_URL, ":".join(("notice", about, *map(str, keys))))
+
+
+async def add_notice(session: AsyncSession, notification_id: UUID, notice: dict[str, Any]) -> None:
+    """Store a notice for the dispatcher (R16 holds for it too: a drill's notice reaches only
+    drill contacts), unless the same notice is stored already."""
+    await session.execute(
+        insert(notifications)
+        .values(
+            id=notification_id,
+            kind=NotificationKind.NOTICE,
+            incident_id=UUID(notice["incident_id"]),
+            party=notice["party"],
+            drill=notice["drill"],
+            alert=notice,
+            status=NotificationStatus.NEW,
+            trace_headers=current_trace_headers(),
+        )
+        .on_conflict_do_nothing(index_elements=[notifications.c.id])
+    )
+    await notify(session, DISPATCH_CHANNEL)
 
 
 async def withdraw(

@@ -61,6 +61,11 @@ notifications = Table(
     Column("withdrawn_reason", Text, comment="why the obligation no longer needs its alert"),
     Column("contacts", JSONB, comment="the contacts to walk, fixed when delivery starts"),
     Column("contact_index", SmallInteger, comment="the contact being alerted now"),
+    Column(
+        "ack_seconds",
+        Float,
+        comment="the policy's ACK deadline for this alert; none: NOTIFICATION_ACK_SECONDS",
+    ),
     Column("ack_due_at", DateTime(timezone=True), comment="then the next contact is alerted"),
     Column("delivered_at", DateTime(timezone=True), comment="first delivery to any contact"),
     Column("acknowledged_at", DateTime(timezone=True)),

@@ -40,7 +40,9 @@ class NotificationOut(BaseModel):
     kind: str = Field(
         default="ALERT",
         description="ALERT: about an obligation, acknowledged by its reader; NOTICE: tells the "
-        "party something (an action it recorded was refused), finished once delivered",
+        "party something (an action it recorded was refused, a change of the incident (R19), "
+        "an incident gone quiet (R9), a commendation or discipline (R15)), finished once "
+        "delivered",
     )
     obligation_id: UUID | None = Field(description="none for a notice")
     party: str
@@ -56,6 +58,11 @@ class NotificationOut(BaseModel):
     contact_index: int | None = Field(description="the contact alerted now, from 0")
     created_at: datetime
     delivered_at: datetime | None
+    ack_seconds: float | None = Field(
+        default=None,
+        description="the policy's ACK deadline for this alert; none: the service's "
+        "NOTIFICATION_ACK_SECONDS",
+    )
     ack_due_at: datetime | None
     acknowledged_at: datetime | None
     acknowledged_by: str | None

@@ -7,7 +7,9 @@
                 └──▶ FAILED          (no contact could be reached)
     NEW, PENDING, DELIVERED ──▶ WITHDRAWN  (the obligation was met or waived meanwhile)
 
-A notice (a refused action told to the party who recorded it) asks nothing of its reader:
+A notice (a refused action told to the party who recorded it, an update of the incident (R19),
+an incident gone quiet (R9), a commendation or discipline told to the CEO (R15)) asks nothing of
+its reader:
 
     NEW ──▶ PENDING ──▶ INFORMED  (delivered to a contact: finished)
                 └──▶ FAILED       (no contact could be reached)

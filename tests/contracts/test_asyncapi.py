@@ -29,6 +29,7 @@ GROUPS = {
     "intake.status-projection": {"escalations.v1"},
     "escalation.incidents": {"incidents.v1", "notifications.v1"},
     "notification.escalations": {"escalations.v1"},
+    "notification.audit": {"audit.v1"},  # R15: the CEO is told of accountability records
     "audit.log": set(ALL_TOPICS),
 }
 

@@ -1,5 +1,6 @@
 """Notification as a real process on its own PostgreSQL and broker, its parties reached through
-loopback gateways; obligations are produced straight to `escalations.v1`.
+loopback gateways; obligations are produced straight to `escalations.v1`, records of the audit
+to `audit.v1`.
 
 ACK is 1.5 s and retries back off from 0.2 s, so the walk down a contact list takes seconds.
 Each party of the directory plays one scenario (`SCENARIOS`); parties not named there keep
@@ -23,7 +24,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.devrun import ServiceProcesses
-from shared.events import CloudEvent, decode, topics
+from shared.events import CloudEvent, decode, topic_of, topics
 from shared.localinfra import Infrastructure
 from tests.notification.loopback import Gateway, Inbox, loopback_gateway, smtp_server
 from tests.support import PATIENCE_SECONDS, clients_for, directory_with_contacts, running_system
@@ -83,9 +84,12 @@ def scenarios(gateway: Gateway) -> dict[str, dict[str, list[dict[str, str]]]]:
             "drill_contacts": [webhook(gateway, "/tcg-drill")],
         },
         # a crash mid-retry
-        "CEO": {"contacts": [webhook(gateway, "/crash")]},
+        "PRO": {"contacts": [webhook(gateway, "/crash")]},
         # a refused action told to who recorded it
         "SFS:150626200": {"contacts": [webhook(gateway, "/notice")]},
+        # a commendation or discipline told to the CEO (R15); an update to a court (R19)
+        "CEO": {"contacts": [webhook(gateway, "/ceo")]},
+        "DEC:乌审旗人民法院": {"contacts": [webhook(gateway, "/court")]},
     }
 
 
@@ -128,8 +132,9 @@ class NotificationSystem:
     events: list[CloudEvent] = field(default_factory=list)
 
     async def publish(self, event: CloudEvent) -> None:
+        """Produce `event` to the topic of its type (escalations.v1, audit.v1)."""
         await self.producer.send_and_wait(
-            topics.ESCALATIONS, value=event.value(), key=event.key, headers=event.headers()
+            topic_of(event.data), value=event.value(), key=event.key, headers=event.headers()
         )
 
     def events_of(self, incident_id: str | UUID, ce_type: str | None = None) -> list[CloudEvent]:

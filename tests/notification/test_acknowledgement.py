@@ -174,3 +174,22 @@ async def test_unacknowledged_alert_walks_the_contact_list_then_is_reported(
     late = await system.api.post(local(first["ack_url"]))
     assert late.status_code == 200 and late.json()["contact_index"] == 0
     await system.wait_for_event(event.subject, "notification.acknowledged")
+
+
+async def test_the_policys_ack_deadline_is_kept_with_the_alert_and_counted_from_delivery(
+    notification_system: NotificationSystem,
+) -> None:
+    """Issue 12 point 8: ACK is the policy's (`ack_seconds` of the routing decision), not the
+    service's NOTIFICATION_ACK_SECONDS (1.5 s here), which only a decision carrying none falls
+    back to (the walk above waits that)."""
+    system = notification_system
+    event = obligation_created("SFS:150626103", ack_seconds=120.0)
+    await system.publish(event)
+    alert = await system.wait_for_notification(
+        event.subject, lambda row: row["ack_due_at"] is not None
+    )
+    assert (alert["status"], alert["ack_seconds"]) == ("DELIVERED", 120.0)
+    waited = datetime.fromisoformat(alert["ack_due_at"]) - datetime.fromisoformat(
+        alert["delivered_at"]
+    )
+    assert abs(waited.total_seconds() - 120.0) < 1.0, waited

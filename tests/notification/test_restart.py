@@ -19,7 +19,7 @@ async def test_killed_mid_retry_and_restarted_delivers_the_alert_once(
     gateway.answers["/crash"] = fail_first(
         2, Response(status_code=503, headers={"Retry-After": "1"})
     )
-    event = obligation_created("CEO")
+    event = obligation_created("PRO")
     await system.publish(event)
     await gateway.wait_for_calls("/crash", 1)
 

@@ -109,3 +109,33 @@ def test_township_bound_party_without_township_code_fails_validation():
     data["parties"].append({"code": "SFS", "name": "某司法所"})
     with pytest.raises(ValidationError):
         Directory.model_validate(data)
+
+
+def test_r18_directory_knows_the_procuratorate_and_deciding_authorities(directory):
+    """R18 (社区矫正法 Art. 51): the procuratorate and the deciding authorities are parties with
+    contacts, bound to no township."""
+    procuratorate = directory.party("PRO")
+    assert procuratorate is not None and procuratorate.kind is PartyKind.PRO
+    assert procuratorate.name == "乌审旗人民检察院" and procuratorate.township is None
+    assert procuratorate.contacts
+    for court in ("乌审旗人民法院", "鄂尔多斯市中级人民法院"):
+        deciding = directory.party(f"DEC:{court}")
+        assert deciding is not None and deciding.kind is PartyKind.DEC
+        assert deciding.name == court and deciding.township is None
+        assert deciding.contacts
+
+
+def test_r18_another_deciding_authority_is_data_not_code():
+    data = directory_dict()
+    data["parties"].append(
+        {"code": "DEC:杭锦旗人民法院", "name": "杭锦旗人民法院", "contacts": [{"channel": "file"}]}
+    )
+    assert Directory.model_validate(data).party("DEC:杭锦旗人民法院").kind is PartyKind.DEC
+
+
+@pytest.mark.parametrize("code", ["DEC:", "DEC:乌审旗:人民法院", "PRO:150626102", "DEC"])
+def test_r18_malformed_pro_or_dec_codes_fail_validation(code):
+    data = directory_dict()
+    data["parties"].append({"code": code, "name": "某机关"})
+    with pytest.raises(ValidationError):
+        Directory.model_validate(data)

@@ -42,6 +42,7 @@ def test_every_consumer_decides_about_every_type_of_its_topics(
         "intake.status-projection",
         "escalation.incidents",
         "notification.escalations",
+        "notification.audit",
         "audit.log",
     }
     for spec in consumers:
@@ -64,12 +65,20 @@ def test_what_each_consumer_acts_on(consumers: list[contracts.ConsumerSpec]) -> 
         "notification.notice_attempted",
         "incident.personal_data_read",
     } == escalation.ignored
-    # An obligation met or waived stops its alert; a refusal is told to who recorded it.
+    # An obligation met or waived stops its alert; a refusal is told to who recorded it, a
+    # change to every party already alerted (R19), a quiet incident to the BLO (R9).
     assert tables["notification.escalations"].handled == {
         "obligation.created",
         "obligation.met",
         "obligation.waived",
         "action.rejected",
+        "incident.updated",
+        "incident.went_quiet",
+    }
+    # R15: of the audit, only a commendation or discipline is told (to the CEO).
+    assert tables["notification.audit"].handled == {"accountability.recorded"}
+    assert tables["notification.audit"].ignored == types_on(topics.AUDIT) - {
+        "accountability.recorded"
     }
     assert tables["intake.status-projection"].handled == {
         "incident.status_changed",

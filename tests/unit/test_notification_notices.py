@@ -16,6 +16,7 @@ from services.notification.templates import (
     render_notice,
     stored_notice,
 )
+from shared.domain import COUNTY_TIME
 from shared.events.models import ActionRejected
 
 
@@ -35,7 +36,7 @@ def refused(*, drill: bool = False) -> ActionRejected:
 def test_the_full_notice_names_the_action_the_status_and_the_time_in_county_time() -> None:
     rejected = refused()
     text = render_notice(
-        notice_facts(rejected, "图克镇司法所"),
+        notice_facts(rejected, "图克镇司法所", COUNTY_TIME),
         Form.FULL,
         default_texts(),
         record_url="https://example.test/incidents/1",
@@ -49,7 +50,9 @@ def test_the_full_notice_names_the_action_the_status_and_the_time_in_county_time
 
 
 def test_the_sms_notice_is_one_short_message_without_links() -> None:
-    text = render_notice(notice_facts(refused(), "图克镇司法所"), Form.SMS, default_texts())
+    text = render_notice(
+        notice_facts(refused(), "图克镇司法所", COUNTY_TIME), Form.SMS, default_texts()
+    )
     assert text == (
         "您于2026-11-30 14:05记录的「已到现场」未被采纳：事件当前状态「处置结束」。"
         "请核对后重新记录。"
@@ -58,7 +61,9 @@ def test_the_sms_notice_is_one_short_message_without_links() -> None:
 
 
 def test_the_voice_notice_reads_the_time_aloud() -> None:
-    text = render_notice(notice_facts(refused(), "图克镇司法所"), Form.VOICE, default_texts())
+    text = render_notice(
+        notice_facts(refused(), "图克镇司法所", COUNTY_TIME), Form.VOICE, default_texts()
+    )
     assert (
         "图克镇司法所，您于11月30日14时05分记录的已到现场未被采纳，事件当前状态为处置结束。" in text
     )
@@ -66,7 +71,9 @@ def test_the_voice_notice_reads_the_time_aloud() -> None:
 
 @pytest.mark.parametrize("form", list(Form))
 def test_a_drill_notice_says_so_in_every_form(form: Form) -> None:
-    text = render_notice(notice_facts(refused(drill=True), "图克镇司法所"), form, default_texts())
+    text = render_notice(
+        notice_facts(refused(drill=True), "图克镇司法所", COUNTY_TIME), form, default_texts()
+    )
     assert "演练" in text
 
 

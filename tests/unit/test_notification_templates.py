@@ -19,7 +19,7 @@ from services.notification.templates import (
     render_message,
     stored_alert,
 )
-from shared.domain import Category, Phase
+from shared.domain import COUNTY_TIME, Category, Phase
 from shared.events.models import ObligationCreated
 from tests.notification.builders import ID_NUMBER
 from tests.notification.builders import obligation as build_obligation
@@ -103,7 +103,7 @@ def test_category_and_phase_choose_the_most_specific_template():
 
 
 def test_template_lookup_order():
-    facts = alert_facts(obligation(), "图克镇派出所")
+    facts = alert_facts(obligation(), "图克镇派出所", COUNTY_TIME)
     assert default_texts().template_names(Form.SMS, facts) == [
         "sms.PPS.VIOLENCE.IN_PROGRESS",
         "sms.PPS.VIOLENCE",
@@ -143,10 +143,10 @@ def test_alert_stored_before_templates_keeps_its_text_and_gains_the_link():
 def test_rendering_is_pure():
     texts = AlertTexts.load()
     decided = obligation()
-    facts = alert_facts(decided, "图克镇派出所")
+    facts = alert_facts(decided, "图克镇派出所", COUNTY_TIME)
     first = texts.render(facts, Form.FULL, ACK, RECORD)
     assert texts.render(facts, Form.FULL, ACK, RECORD) == first
-    assert facts == alert_facts(decided, "图克镇派出所")  # facts are not changed
+    assert facts == alert_facts(decided, "图克镇派出所", COUNTY_TIME)  # facts are not changed
 
 
 def test_a_deployment_can_bring_its_own_texts(tmp_path):
@@ -161,7 +161,7 @@ def test_a_deployment_can_bring_its_own_texts(tmp_path):
         encoding="utf-8",
     )
     texts = AlertTexts.load(own)
-    facts = alert_facts(obligation(), "图克镇派出所")
+    facts = alert_facts(obligation(), "图克镇派出所", COUNTY_TIME)
     assert texts.render(facts, Form.FULL) == "图克镇：暴力"
     assert texts.render(facts, Form.SMS) == "短"
 

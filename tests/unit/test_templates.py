@@ -5,13 +5,22 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.notification.templates import local_time, render_alert
-from shared.domain import Category, Phase
+from services.notification.templates import (
+    AlertTexts,
+    Form,
+    local_time,
+    render_alert,
+    render_message,
+    stored_alert,
+)
+from shared.domain import COUNTY_TIME, Category, Phase
 from shared.events.models import IncidentBrief, ObligationCreated
 from shared.privacy import masked_name
+from shared.settings import Settings
 
 INCIDENT_ID = UUID("0b7d3c6e-7a53-4cc0-9b5e-3e7f4f0a1c01")
 OBLIGATION_ID = UUID("5f1d2a3b-0000-4000-8000-000000000001")
@@ -148,6 +157,26 @@ def test_masked_name(name, masked):
     assert masked_name(name) == masked
 
 
-def test_local_time():
-    assert local_time(None) == "不详"
-    assert local_time(datetime(2025, 12, 31, 16, 30, tzinfo=UTC)) == "2026-01-01 00:30"
+def test_local_time_is_in_the_zone_it_is_given():
+    assert local_time(None, COUNTY_TIME) == "不详"
+    assert local_time(datetime(2025, 12, 31, 16, 30, tzinfo=UTC), COUNTY_TIME) == "2026-01-01 00:30"
+    assert local_time(datetime(2025, 12, 31, 16, 30, tzinfo=UTC), ZoneInfo("UTC")) == (
+        "2025-12-31 16:30"
+    )
+
+
+def test_alert_times_follow_the_county_time_zone_setting():
+    """Issue 12 point 8: the zone is the setting COUNTY_TIME_ZONE, not a constant of the code."""
+    zone = Settings(county_time_zone="Asia/Urumqi").county_zone
+    texts = AlertTexts.load(zone=zone)
+    alert = render_alert("n-1", obligation(), "图克镇派出所", texts)
+    assert "时限：立即（15分钟），2025-03-01 08:15 前" in alert["text"]
+    assert "时间：2025-03-01 07:55" in alert["text"]
+    sms = render_message(
+        stored_alert("n-1", obligation(phase=Phase.SIGNS), "图克镇派出所", texts),
+        Form.SMS,
+        ack_url=None,
+        record_url=None,
+        texts=texts,
+    )["text"]
+    assert "08:15前" in sms
