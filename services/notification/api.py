@@ -107,8 +107,10 @@ async def list_notifications(
 
 def township_of(request: Request, rows: list[Row]) -> str | None:
     """The township of the incident these alerts are about (None when there are none, or
-    when only notices to banner parties say nothing of it, as a CEO's R15 notice)."""
-    for row in rows:
+    when only notices to banner parties say nothing of it, as a CEO's R15 notice): the newest
+    alert's, since a township correction moves the incident and its access (`rows` oldest
+    first)."""
+    for row in reversed(rows):
         if party_kind_of(row.party) in TOWNSHIP_BOUND_KINDS:
             return row.party.split(":", 1)[1]
         # An alert keeps its facts under `facts`, a notice under `notice`.
