@@ -531,15 +531,17 @@ async def investigation_report(
     subjects, masked_because = await subjects_in_clear(
         request, session, caller, incident_id, events
     )
+    context = context_of(request)
     view = report.build_view(
         str(incident_id),
         events,
         found,
         anchor,
-        context_of(request).party_names,
+        context.party_names,
         datetime.now(UTC),
         subjects,
         masked_because,
+        zone=context.zone,
     )
     body = report.render(view, chosen)
     if chosen == "html":

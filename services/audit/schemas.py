@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
@@ -22,6 +23,8 @@ class AuditContext:
     party_names: Mapping[str, str]
     # Opens the subjects sealed on the log's events, for a report read with pii:read.
     personal_data: PiiCipher
+    # The county's clock (COUNTY_TIME_ZONE): every time written for people.
+    zone: ZoneInfo
 
 
 class LogEntryOut(BaseModel):

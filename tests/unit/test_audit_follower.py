@@ -23,6 +23,7 @@ from services.audit.follower import (
 )
 from services.audit.leaves import canonical_json
 from shared.events.models import AccountabilityFinding
+from tests.unit.test_audit_findings import COUNTY
 
 T0 = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
 A, B, C = (uuid.UUID(int=n) for n in (1, 2, 3))
@@ -155,7 +156,7 @@ def test_the_same_leaves_reviewed_twice_give_the_same_finding_ids() -> None:
     """Why a retried or repeated pass never stores or publishes a finding twice."""
     log = Log()
     log.reported(A, discovered_hours_before=3)  # R12: reported 3 h after discovery
-    rules = partial(compute, rules=FindingRules(timedelta(hours=1)))
+    rules = partial(compute, rules=FindingRules(timedelta(hours=1), zone=COUNTY))
     first = review_leaves(0, log.from_(0), log.histories, rules)
     second = review_leaves(0, log.from_(0), log.histories, rules)
     (finding,) = first.findings[A]
