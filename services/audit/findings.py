@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
@@ -389,7 +389,7 @@ def _stale(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
         evidence = sorted({event.index, *([reported.index] if reported else [])})
         found.append(
             (
-                f"R9:{last.isoformat()}",
+                f"R9:{last.astimezone(UTC).isoformat()}",
                 {
                     "rule_id": "R9",
                     "kind": "STALE",

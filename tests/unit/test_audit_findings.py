@@ -525,6 +525,8 @@ def test_r9_went_quiet_gives_one_staleness_finding() -> None:
     }
     told = log.add("incident.went_quiet", 7 * 1440 + 30, **quiet)
     log.add("incident.went_quiet", 7 * 1440 + 31, **quiet)  # redelivered or repeated
+    beijing = (T0 + timedelta(minutes=30)).astimezone(COUNTY).isoformat()
+    log.add("incident.went_quiet", 7 * 1440 + 32, **{**quiet, "last_news_at": beijing})
     (stale,) = log.compute()
     assert (stale.rule_id, stale.kind, stale.party) == ("R9", "STALE", "BLO")
     assert stale.title == "续报中断，供核查"
