@@ -97,6 +97,14 @@ def test_only_leaves_about_an_incident_that_findings_read_touch_it() -> None:
     assert incidents_touched(log.headers) == {A: 0, B: 3}
 
 
+def test_r9_and_r11_signals_touch_an_incident_and_a_deadline_passing_does_not() -> None:
+    log = Log()
+    log.add(A, "deadline.missed")  # no finding of its own: the duty may yet be done
+    log.add(B, "obligation.omitted")
+    log.add(A, "incident.went_quiet")
+    assert incidents_touched(log.headers) == {B: 1, A: 2}
+
+
 def test_each_incident_is_reviewed_once_over_its_log_up_to_the_last_new_leaf() -> None:
     log = Log()
     log.reported(A)

@@ -456,6 +456,27 @@ def test_new_escalation_and_audit_events_read_in_words() -> None:
         noticed_at=(T0 + timedelta(days=7)).isoformat(),
         township_code="150626102",
     )
-    whats = [row.what for row in view_of(log).timeline]
+    log.add(
+        "finding.reviewed",
+        7 * 1440 + 20,
+        rule_id="R11",
+        decision="DISMISSED",
+        reason="系统外已办理",
+        reviewer_party="CEO",
+    )
+    log.add(
+        "accountability.recorded",
+        9 * 1440,
+        kind="COMMENDATION",
+        person="李明",
+        decision="通报表扬",
+        document_number="乌司发〔2026〕13号",
+        recorded_by="BJO",
+    )
+    rows = view_of(log).timeline
+    whats = [row.what for row in rows]
     assert "逾期仍未办理（R3）：ORGANISE_SEARCH 的中文" in whats
     assert "续报中断：自 2025-03-01 10:00:00 起无新进展（R9）" in whats
+    assert "核查审计发现（R11）：排除，理由：系统外已办理" in whats
+    assert "记录表彰（R15）：李明，通报表扬，文号 乌司发〔2026〕13号" in whats
+    assert {row.party for row in rows[-2:]} == {"CEO", "BJO"}
