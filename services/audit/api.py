@@ -531,10 +531,12 @@ async def record_accountability(
             "(R14) is filed.",
             kind="report-not-filed",
         )
-    found = (await findings_out(session, findings_of_incident(incident_id))).findings
-    refusal = judgements.refusal_of_record(
-        body.kind, body.finding_ids, {finding.finding_id: finding.state for finding in found}
-    )
+    found = [
+        AccountabilityFinding.model_validate(row.data)
+        for row in await session.execute(findings_of_incident(incident_id))
+    ]
+    states = await judgements.states_of(session, found)
+    refusal = judgements.refusal_of_record(body.kind, body.finding_ids, states)
     if refusal is not None:
         raise Problem(422, "Record not supported by findings", refusal, kind="bad-findings")
     first = next((e for e in events if e.type == "incident.reported"), None)

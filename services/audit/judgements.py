@@ -112,6 +112,18 @@ async def supersessions(
     )
 
 
+async def states_of(
+    session: AsyncSession, listed: Sequence[AccountabilityFinding]
+) -> dict[UUID, str]:
+    """The state of each listed finding (`state_of`), without the proofs a listing carries."""
+    reviews = await reviews_of(session, [finding.finding_id for finding in listed])
+    superseded = await supersessions(session, listed)
+    return {
+        finding.finding_id: state_of(reviews[finding.finding_id], finding.finding_id in superseded)
+        for finding in listed
+    }
+
+
 async def add_review(session: AsyncSession, outbox: Outbox, review: FindingReviewed) -> None:
     await session.execute(
         finding_reviews.insert().values(
