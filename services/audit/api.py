@@ -1,5 +1,6 @@
-"""REST routes of audit: timelines, the Merkle log and its proofs, checkpoints, findings and
-the investigation report. Every query runs as the writer role, which can only read and append.
+"""REST routes of audit: timelines, the Merkle log and its proofs, checkpoints, findings with
+their reviews, R15's commendations and disciplines, and the investigation report. Every query
+runs as the writer role, which can only read and append.
 """
 
 from __future__ import annotations
@@ -10,16 +11,16 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from cryptography.exceptions import InvalidTag
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.audit import report, store
+from services.audit import judgements, report, store
 from services.audit.checkpoints import SOURCE
 from services.audit.findings import LoggedEvent
 from services.audit.merkle import ProofError
@@ -32,6 +33,9 @@ from services.audit.note import (
     verify_cosignature,
 )
 from services.audit.schemas import (
+    AccountabilityIn,
+    AccountabilityListOut,
+    AccountabilityOut,
     AuditContext,
     CheckpointOut,
     ConsistencyProofOut,
@@ -43,13 +47,15 @@ from services.audit.schemas import (
     LogHeadOut,
     LogVerificationOut,
     ProvenEntryOut,
+    ReviewIn,
+    ReviewOut,
     TimelineOut,
 )
 from services.audit.verification import LeafChecker, judge
 from shared.access import Permission, Principal
 from shared.auth import Caller, authorize
 from shared.domain import PARTY_PATTERN
-from shared.events.models import AccountabilityFinding
+from shared.events.models import AccountabilityFinding, AccountabilityRecorded, FindingReviewed
 from shared.pii import SUBJECT_FIELDS, SUBJECTS, PersonalDataKeyError, record_read
 from shared.problems import Problem, not_found
 from shared.runtime import runtime_of
@@ -386,16 +392,20 @@ async def export(
 async def findings_with_proofs(
     session: AsyncSession, rows: list[Row]
 ) -> tuple[Row | None, list[FindingOut]]:
+    """The findings of `rows` with the proofs of their evidence, their reviews and state."""
     latest = await store.latest_checkpoint(session)
+    listed = [AccountabilityFinding.model_validate(row.data) for row in rows]
+    reviews = await judgements.reviews_of(session, [finding.finding_id for finding in listed])
+    superseded = await judgements.supersessions(session, listed)
     result = []
-    for row in rows:
-        finding = AccountabilityFinding.model_validate(row.data)
+    for row, finding in zip(rows, listed, strict=True):
         proofs = (
             await proofs_against(session, list(finding.evidence_log_indexes), latest)
             if latest is not None
             else {}
         )
         leaves = {leaf.index: leaf for leaf in await store.entries(session, proofs)}
+        history = reviews[finding.finding_id]
         result.append(
             FindingOut(
                 **finding.model_dump(),
@@ -412,14 +422,35 @@ async def findings_with_proofs(
                     )
                     for index, proof in proofs.items()
                 ],
+                state=judgements.state_of(history, finding.finding_id in superseded),
+                superseded_by=superseded.get(finding.finding_id),
+                review=history[-1] if history else None,
+                reviews=history,
             )
         )
     return latest, result
 
 
+async def findings_out(session: AsyncSession, query: Select) -> FindingsOut:
+    rows = list((await session.execute(query)).all())
+    latest, result = await findings_with_proofs(session, rows)
+    return FindingsOut(
+        checkpoint=checkpoint_out(latest) if latest is not None else None, findings=result
+    )
+
+
+def findings_of_incident(incident_id: UUID) -> Select:
+    return (
+        select(findings)
+        .where(findings.c.incident_id == incident_id)
+        .order_by(findings.c.found_at, findings.c.finding_id)
+    )
+
+
 @router.get(
     "/v1/findings",
-    summary="Accountability findings (R10–R13, R17) with inclusion proofs of their evidence",
+    summary="Accountability findings (R9–R13, R17) with inclusion proofs of their evidence, "
+    "their reviews and state (open, confirmed, dismissed, superseded)",
 )
 async def list_findings(
     session: Session,
@@ -436,10 +467,108 @@ async def list_findings(
         query = query.where(findings.c.party == party)
     if rule is not None:
         query = query.where(findings.c.rule_id == rule)
-    rows = list((await session.execute(query)).all())
-    latest, result = await findings_with_proofs(session, rows)
-    return FindingsOut(
-        checkpoint=checkpoint_out(latest) if latest is not None else None, findings=result
+    return await findings_out(session, query)
+
+
+@router.get(
+    "/v1/incidents/{incident_id}/findings",
+    summary="An incident's findings, dismissed and superseded ones included, with their reviews",
+)
+async def incident_findings(incident_id: UUID, session: Session, caller: Caller) -> FindingsOut:
+    authorize(caller, Permission.READ_FINDINGS)
+    return await findings_out(session, findings_of_incident(incident_id))
+
+
+@router.post(
+    "/v1/findings/{finding_id}/review",
+    status_code=201,
+    summary="Confirm or dismiss a finding, with the reason (BJO, CEO); published as "
+    "finding.reviewed. A finding may be reviewed again: the latest review counts, all are kept",
+)
+async def review_finding(
+    finding_id: UUID, body: ReviewIn, request: Request, session: Session, caller: Caller
+) -> ReviewOut:
+    authorize(caller, Permission.REVIEW_FINDINGS)
+    row = (
+        await session.execute(select(findings.c.data).where(findings.c.finding_id == finding_id))
+    ).first()
+    if row is None:
+        raise not_found("Finding", finding_id)
+    finding = AccountabilityFinding.model_validate(row.data)
+    review = FindingReviewed(
+        review_id=uuid4(),
+        finding_id=finding_id,
+        incident_id=finding.incident_id,
+        rule_id=finding.rule_id,
+        decision=body.decision,
+        reason=body.reason,
+        reviewer_party=caller.party,
+        reviewer=caller.subject,
+        reviewed_at=datetime.now(UTC),
+        drill=finding.drill,
+    )
+    await judgements.add_review(session, runtime_of(request).outbox, review)
+    return review
+
+
+@router.post(
+    "/v1/incidents/{incident_id}/accountability",
+    status_code=201,
+    summary="R15: record a commendation or discipline against the filed investigation report "
+    "(BJO), with the findings it rests on; published as accountability.recorded",
+)
+async def record_accountability(
+    incident_id: UUID, body: AccountabilityIn, request: Request, session: Session, caller: Caller
+) -> AccountabilityOut:
+    authorize(caller, Permission.RECORD_ACCOUNTABILITY)
+    rows = await incident_rows(session, incident_id)
+    events = [LoggedEvent.from_leaf(row.index, bytes(row.leaf)) for row in rows]
+    if not judgements.investigation_report_filed(events):
+        raise Problem(
+            409,
+            "Investigation report not filed",
+            "R15: commendations and disciplines are recorded once the investigation report "
+            "(R14) is filed.",
+            kind="report-not-filed",
+        )
+    found = [
+        AccountabilityFinding.model_validate(row.data)
+        for row in await session.execute(findings_of_incident(incident_id))
+    ]
+    states = await judgements.states_of(session, found)
+    refusal = judgements.refusal_of_record(body.kind, body.finding_ids, states)
+    if refusal is not None:
+        raise Problem(422, "Record not supported by findings", refusal, kind="bad-findings")
+    first = next((e for e in events if e.type == "incident.reported"), None)
+    record = AccountabilityRecorded(
+        record_id=uuid4(),
+        incident_id=incident_id,
+        rule_id="R15",
+        kind=body.kind,
+        person=body.person,
+        role=body.role,
+        party=body.party,
+        decision=body.decision,
+        document_number=body.document_number,
+        finding_ids=tuple(dict.fromkeys(body.finding_ids)),
+        recorded_by=caller.party,
+        recorded_at=datetime.now(UTC),
+        drill=bool(first and first.data["facts"].get("drill")),
+    )
+    await judgements.add_record(session, runtime_of(request).outbox, record)
+    return record
+
+
+@router.get(
+    "/v1/incidents/{incident_id}/accountability",
+    summary="R15: the commendations and disciplines recorded for an incident",
+)
+async def list_accountability(
+    incident_id: UUID, session: Session, caller: Caller
+) -> AccountabilityListOut:
+    authorize(caller, Permission.READ_FINDINGS)
+    return AccountabilityListOut(
+        incident_id=incident_id, records=await judgements.records_of(session, incident_id)
     )
 
 
@@ -499,17 +628,12 @@ async def investigation_report(
     chosen = report_format(request, format)
     rows = await incident_rows(session, incident_id)
     events = [LoggedEvent.from_leaf(row.index, bytes(row.leaf)) for row in rows]
-    finding_rows = (
-        await session.execute(
-            select(findings)
-            .where(findings.c.incident_id == incident_id)
-            .order_by(findings.c.found_at, findings.c.finding_id)
-        )
-    ).all()
+    finding_rows = (await session.execute(findings_of_incident(incident_id))).all()
     found = sorted(
         (AccountabilityFinding.model_validate(row.data) for row in finding_rows),
         key=lambda finding: finding.evidence_log_indexes,
     )
+    reviews = await judgements.reviews_of(session, [finding.finding_id for finding in found])
     latest = await store.latest_checkpoint(session)
     anchor = None
     if latest is not None:
@@ -531,15 +655,21 @@ async def investigation_report(
     subjects, masked_because = await subjects_in_clear(
         request, session, caller, incident_id, events
     )
+    context = context_of(request)
     view = report.build_view(
         str(incident_id),
         events,
         found,
         anchor,
-        context_of(request).party_names,
+        context.party_names,
         datetime.now(UTC),
         subjects,
         masked_because,
+        zone=context.zone,
+        judgements=report.Judgements(
+            reviews=tuple(review for history in reviews.values() for review in history),
+            records=tuple(await judgements.records_of(session, incident_id)),
+        ),
     )
     body = report.render(view, chosen)
     if chosen == "html":

@@ -28,8 +28,12 @@ def party_names_of(settings: Settings) -> dict[str, str]:
 
 
 def findings_function_of(settings: Settings) -> FindingsFunction:
-    """R10–R13 and R17 with the deployment's threshold and party names."""
-    rules = FindingRules(settings.audit_concealment_threshold, party_names_of(settings))
+    """R9–R13 and R17 with the deployment's threshold, party names and the county's zone."""
+    rules = FindingRules(
+        settings.audit_concealment_threshold,
+        party_names_of(settings),
+        zone=settings.county_zone,
+    )
     return partial(compute_findings, rules=rules)
 
 
@@ -87,6 +91,6 @@ def create_app(
     cipher = PiiCipher.from_settings(settings)
     runtime.add_readiness_check("personal_data_key", lambda: cipher.readiness)
     app.state.audit = AuditContext(
-        signer.verifier, tuple(witness_keys(settings)), party_names, cipher
+        signer.verifier, tuple(witness_keys(settings)), party_names, cipher, settings.county_zone
     )
     return app

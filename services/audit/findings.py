@@ -1,17 +1,23 @@
-"""Accountability findings (RULES.md R10–R13, R17) computed from one incident's log; pure.
+"""Accountability findings (RULES.md R9–R13, R17) computed from one incident's log; pure.
 
 A finding is a suspicion for people to judge, never a verdict: its wording says 疑似…，供核查.
-Each names its rule, the party, the obligation and deadline where there is one, what happened
-and when, and the log indices that prove it. Its id is derived from what it is about, so
-computing the same log again yields the same findings and none is published twice.
+Each names its rule, the party that failed (a duty's owner, not the party to be informed), the
+obligation and deadline where there is one, what happened and when, and the log indices that
+prove it. Lateness is measured from the system's receipt; times a caller asserts are evidence,
+shown with who asserted them. Every time is written in the county's zone (`FindingRules.zone`).
+
+Its id is derived from what it is about, so computing the same log again yields the same
+findings and none is published twice. Findings once published stay published: an R11 omission
+later done is computed as R10 instead, and the stored R11 is shown as superseded by it
+(`superseded_by`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
@@ -28,7 +34,6 @@ from shared.domain import (
 )
 from shared.events.models import AccountabilityFinding, FactVersions
 
-LOCAL_TIME = ZoneInfo("Asia/Shanghai")
 FINDING_NAMESPACE = UUID("5b0c3a52-7d1e-4a55-9a43-0c6f3f6d2e11")
 
 TITLES = {
@@ -37,6 +42,7 @@ TITLES = {
     "CONCEALED": "疑似瞒报，供核查",
     "FALSE": "疑似谎报，供核查",
     "KEY_MONITORING_SUGGESTED": "建议列为重点监控，供核查",
+    "STALE": "续报中断，供核查",
 }
 
 # R13: facts a correction may contradict, with their names in the plan (四(三)).
@@ -61,7 +67,8 @@ RELEVANT_TYPES = frozenset(
         "obligation.created",
         "obligation.met",
         "obligation.waived",
-        "deadline.missed",
+        "obligation.omitted",
+        "incident.went_quiet",
     }
 )
 
@@ -90,22 +97,32 @@ class LoggedEvent:
 
 @dataclass(frozen=True)
 class FindingRules:
-    """What a deployment may tune, and how parties are named in the wording."""
+    """What a deployment may tune, how parties are named in the wording, and the county's
+    time zone every time is written in (the setting COUNTY_TIME_ZONE)."""
 
     concealment_threshold: timedelta = timedelta(hours=1)
     party_names: Mapping[str, str] | None = None
+    zone: ZoneInfo = field(kw_only=True)
 
     def name(self, party: str) -> str:
         names = self.party_names or {}
         return f"{names[party]}（{party}）" if party in names else party_name_zh(party)
 
+    def short_name(self, party: str) -> str:
+        """The party as a sentence names it: 图克镇司法所, without its code."""
+        return party_name_zh(party, dict(self.party_names or {}))
 
-def local(moment: datetime | str | None) -> str:
+    def local(self, moment: datetime | str | None) -> str:
+        return local(moment, self.zone)
+
+
+def local(moment: datetime | str | None, zone: ZoneInfo) -> str:
+    """A time as people in the county read it, to the second."""
     if moment is None:
         return "（未知）"
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
-    return moment.astimezone(LOCAL_TIME).strftime("%Y-%m-%d %H:%M:%S")
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def duration_zh(delta: timedelta) -> str:
@@ -132,13 +149,14 @@ def compute(
         *_concealed(log, rules),
         *_false(log, rules),
         *_key_monitoring(log, rules),
+        *_stale(log, rules),
     ]
     unique: dict[str, dict[str, Any]] = {}
     for key, fields in found:
         unique.setdefault(key, fields)
     findings = [
         AccountabilityFinding(
-            finding_id=uuid5(FINDING_NAMESPACE, f"{incident_id}:{key}"),
+            finding_id=finding_id_of(incident_id, key),
             incident_id=incident_id,
             title=TITLES[fields["kind"]],
             **fields,
@@ -148,13 +166,37 @@ def compute(
     return sorted(findings, key=lambda finding: finding.evidence_log_indexes)
 
 
+def finding_id_of(incident_id: UUID, key: str) -> UUID:
+    """The id of the incident's finding about `key` (e.g. `R11:<obligation id>`)."""
+    return uuid5(FINDING_NAMESPACE, f"{incident_id}:{key}")
+
+
+def superseded_by(findings: Iterable[AccountabilityFinding]) -> dict[UUID, UUID]:
+    """R11: "if done later it becomes R10". Each R11 finding among `findings` whose obligation
+    also has an R10 finding, with the id of that R10: published once, the omission stays on
+    record, shown as superseded by the late report."""
+    findings = list(findings)
+    late = {f.obligation_id: f.finding_id for f in findings if f.rule_id == "R10"}
+    return {
+        f.finding_id: late[f.obligation_id]
+        for f in findings
+        if f.rule_id == "R11" and f.obligation_id is not None and f.obligation_id in late
+    }
+
+
 Found = tuple[str, dict[str, Any]]
+
+
+def owner_of(created: LoggedEvent) -> str:
+    """Who must act on the obligation: its `owner`, or (events before owners were named) the
+    party itself."""
+    return created.data.get("owner") or created.data["party"]
 
 
 def _obligation_fields(created: LoggedEvent) -> dict[str, Any]:
     data = created.data
     return {
-        "party": data["party"],
+        "party": owner_of(created),
         "obligation_id": data["obligation_id"],
         "obligation_rule_id": data["rule_id"],
         "action": data["action"],
@@ -165,83 +207,49 @@ def _obligation_fields(created: LoggedEvent) -> dict[str, Any]:
 
 
 def _duty(created: LoggedEvent, rules: FindingRules) -> str:
+    """The duty as people read it: its owner, and the party to be informed where that is
+    another."""
     data = created.data
+    owner = owner_of(created)
+    informed = f"告知对象：{rules.name(data['party'])}；" if data["party"] != owner else ""
     return (
-        f"{rules.name(data['party'])}应于 {local(data['due_at'])} 前"
-        f"「{data['action_text']}」（依据 {data['rule_id']} {data['plan_section']}，"
+        f"{rules.name(owner)}应于 {rules.local(data['due_at'])} 前"
+        f"「{data['action_text']}」（{informed}依据 {data['rule_id']} {data['plan_section']}，"
         f"时限：{data.get('deadline_text') or deadline_words_zh(data['deadline_name'])}）"
     )
 
 
-def _late_and_omitted(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
-    created = {e.data["obligation_id"]: e for e in log if e.type == "obligation.created"}
-    by_id = {e.id: e for e in log}
-    settled: set[str] = set()
-    found: list[Found] = []
-    for event in log:
-        obligation = created.get(event.data.get("obligation_id", ""))
-        if event.type in ("obligation.met", "obligation.waived", "deadline.missed"):
-            settled.add(event.data["obligation_id"])
-        if obligation is None:
-            continue
-        if event.type == "obligation.met" and event.data["status"] == "MET_LATE":
-            met_at = datetime.fromisoformat(event.data["met_at"])
-            late_by = met_at - datetime.fromisoformat(obligation.data["due_at"])
-            evidence = [obligation.index, event.index]
-            met_by = by_id.get(str(event.data["met_by_event_id"]))
-            if met_by is not None:
-                evidence.append(met_by.index)
-            found.append(
-                (
-                    f"R10:{obligation.data['obligation_id']}",
-                    {
-                        **_obligation_fields(obligation),
-                        "rule_id": "R10",
-                        "kind": "LATE",
-                        "happened_at": met_at,
-                        "detail": f"{_duty(obligation, rules)}，实际于 {local(met_at)} 完成，"
-                        f"逾期 {duration_zh(late_by)}。",
-                        "evidence_log_indexes": tuple(sorted(evidence)),
-                    },
-                )
-            )
-        elif event.type == "deadline.missed":
-            at = event.data["missed_at"]
-            found.append(_omitted(obligation, event, at, f"截至 {local(at)} 未见办理记录", rules))
-    found += _pending_at_closure(log, created, settled, rules)
-    # R11: an omission done later becomes R10 (late), not both.
-    done_late = {
-        f"R11:{e.data['obligation_id']}"
-        for e in log
-        if e.type == "obligation.met" and e.data["status"] == "MET_LATE"
+@dataclass
+class _DutyHistory:
+    """What the log says happened to one obligation, first occurrence of each."""
+
+    created: LoggedEvent
+    met: LoggedEvent | None = None
+    waived: LoggedEvent | None = None
+    missed: LoggedEvent | None = None
+    omitted: LoggedEvent | None = None
+
+
+def _histories(log: list[LoggedEvent]) -> dict[str, _DutyHistory]:
+    histories = {
+        str(e.data["obligation_id"]): _DutyHistory(e) for e in log if e.type == "obligation.created"
     }
-    return [finding for finding in found if finding[0] not in done_late]
+    slots = {
+        "obligation.met": "met",
+        "obligation.waived": "waived",
+        "deadline.missed": "missed",
+        "obligation.omitted": "omitted",
+    }
+    for event in log:
+        history = histories.get(str(event.data.get("obligation_id", "")))
+        slot = slots.get(event.type)
+        if history is not None and slot is not None and getattr(history, slot) is None:
+            setattr(history, slot, event)
+    return histories
 
 
-def _omitted(
-    obligation: LoggedEvent, seen: LoggedEvent, at: str, outcome: str, rules: FindingRules
-) -> Found:
-    """R11 for an obligation; one per obligation, however its omission was seen."""
-    return (
-        f"R11:{obligation.data['obligation_id']}",
-        {
-            **_obligation_fields(obligation),
-            "rule_id": "R11",
-            "kind": "OMITTED",
-            "happened_at": at,
-            "detail": f"{_duty(obligation, rules)}，{outcome}。",
-            "evidence_log_indexes": (obligation.index, seen.index),
-        },
-    )
-
-
-def _pending_at_closure(
-    log: list[LoggedEvent],
-    created: Mapping[str, LoggedEvent],
-    settled: set[str],
-    rules: FindingRules,
-) -> list[Found]:
-    """R11: obligations neither met, missed nor waived when the incident was closed.
+def _closure(log: list[LoggedEvent]) -> LoggedEvent | None:
+    """The incident's closure, once complete.
 
     Escalation publishes the closure, then the waivers it implies, then R14's investigation
     obligation, in one transaction; only once that last one is logged is the closure complete.
@@ -253,14 +261,150 @@ def _pending_at_closure(
     closing_done = any(
         e.type == "obligation.created" and e.data.get("trigger") == "action:CLOSED" for e in log
     )
-    if closed is None or not closing_done:
-        return []
-    at = closed.data["changed_at"]
-    return [
-        _omitted(obligation, closed, at, f"事件于 {local(at)} 处置结束时仍未办理", rules)
-        for obligation_id, obligation in created.items()
-        if obligation_id not in settled and obligation.index < closed.index
+    return closed if closing_done else None
+
+
+def _late_and_omitted(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
+    """R10 for a duty done late (also after it was missed); R11 for a duty undone when the
+    incident closed or when escalation says it is still undone long past its deadline
+    (`obligation.omitted`). A deadline passing is neither: the duty may yet be done. A duty
+    waived (no longer applying, e.g. after a correction) is nobody's failure."""
+    by_id = {e.id: e for e in log}
+    closed = _closure(log)
+    found: list[Found] = []
+    for history in _histories(log).values():
+        met = history.met
+        if met is not None:
+            if met.data["status"] == "MET_LATE":
+                found.append(_late(history, met, closed, by_id, rules))
+        elif history.waived is not None:
+            continue
+        elif history.omitted is not None:
+            at = history.omitted.data["omitted_at"]
+            overdue = datetime.fromisoformat(at) - datetime.fromisoformat(
+                history.created.data["due_at"]
+            )
+            found.append(
+                _omitted(
+                    history,
+                    history.omitted,
+                    at,
+                    f"截至 {rules.local(at)}（逾期 {duration_zh(overdue)}）仍未见办理记录",
+                    rules,
+                )
+            )
+        elif closed is not None and history.created.index < closed.index:
+            at = closed.data["changed_at"]
+            found.append(
+                _omitted(history, closed, at, f"事件于 {rules.local(at)} 处置结束时仍未办理", rules)
+            )
+    return found
+
+
+def _late(
+    history: _DutyHistory,
+    met: LoggedEvent,
+    closed: LoggedEvent | None,
+    by_id: Mapping[str, LoggedEvent],
+    rules: FindingRules,
+) -> Found:
+    """R10, lateness measured from `met_at`, the system's receipt of what met the duty."""
+    obligation, data = history.created, met.data
+    owner = owner_of(obligation)
+    met_at = datetime.fromisoformat(data["met_at"])
+    late_by = met_at - datetime.fromisoformat(obligation.data["due_at"])
+    evidence = {obligation.index, met.index}
+    met_by = by_id.get(str(data["met_by_event_id"]))
+    if met_by is not None:
+        evidence.add(met_by.index)
+    recorder = data.get("recorded_by") or (met_by.data.get("party") if met_by else None) or owner
+    sentences = [
+        f"{_duty(obligation, rules)}，系统于 {rules.local(met_at)} 收到办理记录，"
+        f"逾期 {duration_zh(late_by)}"
     ]
+    if data.get("on_behalf_of"):
+        sentences.append(f"由{rules.name(recorder)}代{rules.name(data['on_behalf_of'])}记录")
+    elif recorder != owner:
+        sentences.append(f"以{rules.name(recorder)}的记录或确认为凭")
+    asserted: tuple[str, ...] = ()
+    if data.get("asserted_at"):
+        line = f"{rules.short_name(recorder)}称实际于 {rules.local(data['asserted_at'])} 完成"
+        asserted = (line,)
+        sentences.append(f"{line}（系记录方自述，仅作证据参考，逾期以系统收到时间计）")
+    seen_undone = history.omitted or (
+        closed if closed is not None and closed.index < met.index else None
+    )
+    if history.missed is not None:
+        evidence.add(history.missed.index)
+        sentences.append(f"此前于 {rules.local(history.missed.data['missed_at'])} 已逾期未办")
+    if seen_undone is not None and seen_undone.index < met.index:
+        evidence.add(seen_undone.index)
+        sentences.append("曾列为疑似漏报（R11），补办后改按迟报（R10）核查")
+    return (
+        f"R10:{obligation.data['obligation_id']}",
+        {
+            **_obligation_fields(obligation),
+            "rule_id": "R10",
+            "kind": "LATE",
+            "happened_at": met_at,
+            "detail": "，".join(sentences) + "。",
+            "evidence_log_indexes": tuple(sorted(evidence)),
+            "asserted": asserted,
+        },
+    )
+
+
+def _omitted(
+    history: _DutyHistory, seen: LoggedEvent, at: str, outcome: str, rules: FindingRules
+) -> Found:
+    """R11 for an obligation; one per obligation, however its omission was seen."""
+    obligation = history.created
+    evidence = {obligation.index, seen.index}
+    if history.missed is not None:
+        evidence.add(history.missed.index)
+    return (
+        f"R11:{obligation.data['obligation_id']}",
+        {
+            **_obligation_fields(obligation),
+            "rule_id": "R11",
+            "kind": "OMITTED",
+            "happened_at": at,
+            "detail": f"{_duty(obligation, rules)}，{outcome}。",
+            "evidence_log_indexes": tuple(sorted(evidence)),
+        },
+    )
+
+
+def _stale(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
+    """R9: an open incident with nothing new for escalation's quiet period; one finding for
+    the party told (the BLO) per quiet spell, instead of daily escalations."""
+    reported = next((e for e in log if e.type == "incident.reported"), None)
+    found: list[Found] = []
+    for event in log:
+        if event.type != "incident.went_quiet":
+            continue
+        data = event.data
+        last = datetime.fromisoformat(data["last_news_at"])
+        noticed = datetime.fromisoformat(data["noticed_at"])
+        evidence = sorted({event.index, *([reported.index] if reported else [])})
+        found.append(
+            (
+                f"R9:{last.astimezone(UTC).isoformat()}",
+                {
+                    "rule_id": "R9",
+                    "kind": "STALE",
+                    "party": data["party"],
+                    "happened_at": noticed,
+                    "detail": f"事件尚未结束，自 {rules.local(last)} 起未见新的续报或处置记录，"
+                    f"至 {rules.local(noticed)} 已 {duration_zh(noticed - last)}；"
+                    f"续报应至少每日一次（依据 R9 四），请{rules.name(data['party'])}核查"
+                    "事件是否仍在处置或应予结束。",
+                    "evidence_log_indexes": tuple(evidence),
+                    "drill": bool(data.get("drill", False)),
+                },
+            )
+        )
+    return found
 
 
 def _concealed(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
@@ -274,6 +418,7 @@ def _concealed(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
     discovered = _instant(facts.get("discovered_at"))
     reported_at = datetime.fromisoformat(data["reported_at"])
     if discovered is not None and reported_at - discovered > rules.concealment_threshold:
+        asserted = _asserted_by_reporter(facts, reporter["party"], rules)
         found.append(
             (
                 "R12:discovered",
@@ -282,12 +427,15 @@ def _concealed(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
                     "kind": "CONCEALED",
                     "party": reporter["party"],
                     "happened_at": reported_at,
-                    "detail": f"事件于 {local(discovered)} 被发现，"
-                    f"{rules.name(reporter['party'])}于 {local(reported_at)} 才首报，"
+                    "detail": f"事件于 {rules.local(discovered)} 被发现，"
+                    f"{rules.name(reporter['party'])}于 {rules.local(reported_at)} 才首报"
+                    "（系统收到首报的时间），"
                     f"相隔 {duration_zh(reported_at - discovered)}，"
-                    f"超过 {duration_zh(rules.concealment_threshold)}。",
+                    f"超过 {duration_zh(rules.concealment_threshold)}；"
+                    f"发现时间系{rules.short_name(reporter['party'])}所报，仅作证据参考。",
                     "evidence_log_indexes": (reported.index,),
                     "drill": drill,
+                    "asserted": asserted,
                 },
             )
         )
@@ -306,7 +454,7 @@ def _concealed(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
             PartyKind.PLATFORM: "",  # its name says it is the police's
         }.get(party_kind_of(reporter["party"]), "其他单位或群众")
         later = (
-            f"{rules.name(office)}于 {local(own.data['filed_at'])} 才报告"
+            f"{rules.name(office)}于 {rules.local(own.data['filed_at'])} 才报告"
             if own is not None
             else f"此前未见{rules.name(office)}报告"
         )
@@ -319,7 +467,7 @@ def _concealed(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
                     "party": office,
                     "happened_at": reported_at,
                     "detail": f"本事件由{told_by}{rules.name(reporter['party'])}"
-                    f"于 {local(reported_at)} 首报，{later}。",
+                    f"于 {rules.local(reported_at)} 首报，{later}。",
                     "evidence_log_indexes": tuple(
                         [reported.index] + ([own.index] if own is not None else [])
                     ),
@@ -330,7 +478,21 @@ def _concealed(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
     return found
 
 
-def _shown(field: str, value: Any) -> Any:
+ASSERTED_TIMES = (("discovered_at", "称事件于 {} 被发现"), ("occurred_at", "称事件发生于 {}"))
+
+
+def _asserted_by_reporter(
+    facts: Mapping[str, Any], reporter: str, rules: FindingRules
+) -> tuple[str, ...]:
+    """The times a report states as facts: the reporter's word, shown as such (R12)."""
+    return tuple(
+        f"{rules.short_name(reporter)}{wording.format(rules.local(facts[name]))}"
+        for name, wording in ASSERTED_TIMES
+        if facts.get(name)
+    )
+
+
+def _shown(field: str, value: Any, rules: FindingRules) -> Any:
     if value is None:
         return None
     if field == "category":
@@ -338,7 +500,7 @@ def _shown(field: str, value: Any) -> Any:
     if field == "phase":
         return PHASE_NAMES_ZH[Phase(value)]
     if field in TIME_FACTS:
-        return local(value)
+        return rules.local(value)
     if field == "subjects":
         return "、".join(subject.get("name", "") for subject in value)
     return value
@@ -383,8 +545,8 @@ def _false(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
                     FactVersions(
                         field=field,
                         label=label,
-                        previous=_shown(field, previous),
-                        current=_shown(field, current),
+                        previous=_shown(field, previous, rules),
+                        current=_shown(field, current, rules),
                         stated_by=party,
                     )
                 )
@@ -403,7 +565,7 @@ def _false(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
                             "party": party,
                             "happened_at": data["filed_at"],
                             "detail": f"{rules.name(data['reporter']['party'])}于 "
-                            f"{local(data['filed_at'])} {how}{rules.name(party)}所报事实："
+                            f"{rules.local(data['filed_at'])} {how}{rules.name(party)}所报事实："
                             f"{changes}。",
                             "evidence_log_indexes": tuple(sorted(evidence[party])),
                             "versions": tuple(versions),
@@ -434,7 +596,7 @@ def _key_monitoring(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
                     "kind": "KEY_MONITORING_SUGGESTED",
                     "happened_at": event.time,
                     "detail": f"社区矫正对象{names}在 30 日内再次出现苗头迹象，建议"
-                    f"{rules.name(event.data['party'])}于 {local(event.data['due_at'])} 前"
+                    f"{rules.name(event.data['party'])}于 {rules.local(event.data['due_at'])} 前"
                     "将其列为重点监控对象（依据 R17 五(三)）。",
                     "evidence_log_indexes": tuple(evidence),
                 },

@@ -1,6 +1,6 @@
 """Tables of the audit schema. Every table but the inbox, the outbox and the findings cursor is
 append-only: owned by `audit_owner`, written by `audit_writer` (INSERT and SELECT only), guarded
-by triggers that refuse UPDATE, DELETE and TRUNCATE (migrations 0001 and 0002)."""
+by triggers that refuse UPDATE, DELETE and TRUNCATE (migrations 0001, 0002 and 0004)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    ForeignKey,
     Index,
     LargeBinary,
     SmallInteger,
@@ -104,4 +105,38 @@ findings_cursor = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("id = 1", name="one_row"),
     CheckConstraint("position >= 0", name="position_not_negative"),
+)
+
+# A finding judged by the BJO or the CEO: every review is kept, the latest counts; each row is
+# the finding.reviewed event published with it.
+finding_reviews = Table(
+    "finding_reviews",
+    metadata,
+    Column("review_id", UUID(as_uuid=True), primary_key=True),
+    Column(
+        "finding_id",
+        UUID(as_uuid=True),
+        ForeignKey(findings.c.finding_id),
+        nullable=False,
+    ),
+    Column("incident_id", UUID(as_uuid=True), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("reviewed_at", DateTime(timezone=True), nullable=False),
+    Column("data", JSONB, nullable=False, comment="the finding.reviewed event data"),
+    CheckConstraint("decision IN ('CONFIRMED', 'DISMISSED')", name="decision_known"),
+    Index("ix_finding_reviews_finding", "finding_id", "reviewed_at"),
+    Index("ix_finding_reviews_incident", "incident_id"),
+)
+
+# R15: commendations and disciplines, each the accountability.recorded event published with it.
+accountability_records = Table(
+    "accountability_records",
+    metadata,
+    Column("record_id", UUID(as_uuid=True), primary_key=True),
+    Column("incident_id", UUID(as_uuid=True), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("data", JSONB, nullable=False, comment="the accountability.recorded event data"),
+    CheckConstraint("kind IN ('COMMENDATION', 'DISCIPLINE')", name="kind_known"),
+    Index("ix_accountability_records_incident", "incident_id", "recorded_at"),
 )

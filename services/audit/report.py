@@ -1,8 +1,10 @@
 """The investigation report draft of R14 (六(一)), in Chinese, as Markdown or HTML; pure.
 
-`build_view` turns an incident's logged events, its findings and the checkpoint with the
-proofs that anchor them into a view; `render` fills a Jinja2 template (templates/) with it.
-Sections the bureau writes itself (经验总结, 整改意见) are left for people to complete.
+`build_view` turns an incident's logged events, its findings, what people judged of them
+(reviews, R15's commendations and disciplines) and the checkpoint with the proofs that anchor
+them into a view; `render` fills a Jinja2 template (templates/) with it. Every time is written
+in the county's zone. Sections the bureau writes itself (经验总结, 整改意见) are left for people
+to complete.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import jinja2
 
-from services.audit.findings import LoggedEvent, local
+from services.audit.findings import LoggedEvent, local, superseded_by
 from shared.domain import (
     ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
@@ -28,8 +32,9 @@ from shared.domain import (
     deadline_words_zh,
     fact_name_zh,
     party_name_zh,
+    time_zone_label,
 )
-from shared.events.models import AccountabilityFinding
+from shared.events.models import AccountabilityFinding, AccountabilityRecorded, FindingReviewed
 
 Format = Literal["markdown", "html"]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -42,6 +47,8 @@ NOTIFICATION_NAMES_ZH = {
     "notification.withdrawn": "通知已撤回",
     "notification.notice_attempted": "已告知记录方：记录未被采纳",
 }
+DECISION_NAMES_ZH = {"CONFIRMED": "确认", "DISMISSED": "排除"}
+ACCOUNTABILITY_NAMES_ZH = {"COMMENDATION": "表彰", "DISCIPLINE": "处分"}
 # Fields of incident.personal_data_read (shared.pii.SUBJECT_FIELDS and intake's free text).
 READ_FIELD_NAMES_ZH = {
     "subjects.name": "对象姓名",
@@ -73,13 +80,19 @@ class Duties:
 
     created: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     party_names: Mapping[str, str] = field(default_factory=dict)
+    zone: ZoneInfo = field(kw_only=True)
 
     @classmethod
-    def of(cls, events: Sequence[LoggedEvent], party_names: Mapping[str, str]) -> Duties:
+    def of(
+        cls, events: Sequence[LoggedEvent], party_names: Mapping[str, str], zone: ZoneInfo
+    ) -> Duties:
         created = {
             str(e.data["obligation_id"]): e.data for e in events if e.type == "obligation.created"
         }
-        return cls(created, party_names)
+        return cls(created, party_names, zone=zone)
+
+    def local(self, moment: datetime | str | None) -> str:
+        return local(moment, self.zone)
 
     def action_text(self, obligation_id: Any, action: str | None = None) -> str:
         data = self.created.get(str(obligation_id))
@@ -124,6 +137,15 @@ class Anchor:
 
 
 @dataclass(frozen=True)
+class Judgements:
+    """What people decided about an incident's findings: every review (the latest of a
+    finding counts, all are shown) and R15's commendations and disciplines, in order."""
+
+    reviews: tuple[FindingReviewed, ...] = ()
+    records: tuple[AccountabilityRecorded, ...] = ()
+
+
+@dataclass(frozen=True)
 class ReportView:
     incident_id: str
     generated_at: str
@@ -132,9 +154,66 @@ class ReportView:
     timeline: tuple[TimelineRow, ...]
     findings: tuple[AccountabilityFinding, ...]
     anchor: Anchor | None
+    duties: Duties
     party_names: Mapping[str, str] = field(default_factory=dict)
-    duties: Duties = field(default_factory=Duties)
     summary: str = ""
+    judgements: Judgements = field(default_factory=Judgements)
+    superseded: Mapping[UUID, UUID] = field(default_factory=dict)
+
+    @property
+    def zone_label(self) -> str:
+        """北京时间, as the county reads its clock."""
+        return time_zone_label(self.duties.zone)
+
+    def local(self, moment: datetime | str | None) -> str:
+        return self.duties.local(moment)
+
+    def number_of(self, finding_id: UUID) -> int | None:
+        """The finding's number in section 三, as the report refers to it."""
+        for number, finding in enumerate(self.findings, start=1):
+            if finding.finding_id == finding_id:
+                return number
+        return None
+
+    def reviews_of(self, finding: AccountabilityFinding) -> list[FindingReviewed]:
+        return [r for r in self.judgements.reviews if r.finding_id == finding.finding_id]
+
+    def review_line(self, review: FindingReviewed) -> str:
+        return (
+            f"{DECISION_NAMES_ZH[review.decision]}，理由：{review.reason}"
+            f"（{self.party(review.reviewer_party)} {review.reviewer}，"
+            f"{self.local(review.reviewed_at)}）"
+        )
+
+    def superseded_line(self, finding: AccountabilityFinding) -> str | None:
+        """For an R11 omission done later: which R10 finding now stands in its place."""
+        by = self.superseded.get(finding.finding_id)
+        if by is None:
+            return None
+        number = self.number_of(by)
+        where = f"第 {number} 条" if number is not None else "迟报认定"
+        return f"该义务已补办，本条已由{where}（疑似迟报，R10）取代，不再按漏报核查"
+
+    def record_heading(self, record: AccountabilityRecorded) -> str:
+        return (
+            f"{ACCOUNTABILITY_NAMES_ZH[record.kind]}：{record.person}"
+            f"（{record.role}，{self.party(record.party)}）"
+        )
+
+    def record_findings(self, record: AccountabilityRecorded) -> list[str]:
+        """The findings a record rests on, as section 三 names them."""
+        by_id = {finding.finding_id: finding for finding in self.findings}
+        lines = []
+        for finding_id in record.finding_ids:
+            finding = by_id.get(finding_id)
+            if finding is None:
+                lines.append(f"发现 {finding_id}")
+                continue
+            lines.append(
+                f"第 {self.number_of(finding_id)} 条 {finding.title}（{finding.rule_id}）"
+                f"— {self.party(finding.party)}"
+            )
+        return lines
 
     def party(self, code: str | None) -> str:
         if not code:
@@ -150,7 +229,7 @@ class ReportView:
             f"{duties.action_text(finding.obligation_id, finding.action)}"
             f"（依据 {finding.obligation_rule_id}，"
             f"时限：{duties.deadline(finding.obligation_id, finding.deadline_name)}，"
-            f"应于 {local(finding.due_at)} 前）"
+            f"应于 {self.local(finding.due_at)} 前）"
         )
 
 
@@ -193,9 +272,11 @@ MASKED = "已遮蔽（持 pii:read 权限查阅可见明文）"
 def _overview(
     events: Sequence[LoggedEvent],
     names: Mapping[str, str],
+    zone: ZoneInfo,
     subjects_in_clear: Sequence[Mapping[str, Any]] | None = None,
     masked_because: str | None = None,
 ) -> tuple[tuple[str, str], ...]:
+    local_ = partial(local, zone=zone)
     facts, first = _facts(events)
     if first is None:
         return (("事件", "日志中没有首报"),)
@@ -213,12 +294,12 @@ def _overview(
         ("事件种类", CATEGORY_NAMES_ZH[Category(category)] if category else "—"),
         ("事态阶段", PHASE_NAMES_ZH[Phase(phase)] if phase else "—"),
         ("发生地", place(facts.get("township_name"), facts.get("location"))),
-        ("发生时间", local(facts.get("occurred_at")) if facts.get("occurred_at") else "—"),
-        ("发现时间", local(facts.get("discovered_at")) if facts.get("discovered_at") else "—"),
+        ("发生时间", local_(facts.get("occurred_at")) if facts.get("occurred_at") else "—"),
+        ("发现时间", local_(facts.get("discovered_at")) if facts.get("discovered_at") else "—"),
         (
             "首报",
             f"{name(first['reporter']['party'])} {first['reporter']['name']}，"
-            f"{local(first['reported_at'])}",
+            f"{local_(first['reported_at'])}",
         ),
         (
             "涉及对象",
@@ -235,7 +316,7 @@ def _overview(
         ("涉及人员基本情况", facts.get("persons_involved") or "—"),
         ("事态发展情况", facts.get("summary") or "—"),
         ("已采取的措施", facts.get("measures_taken") or "—"),
-        ("处置结束", local(closed.data["changed_at"]) if closed else "尚未结束"),
+        ("处置结束", local_(closed.data["changed_at"]) if closed else "尚未结束"),
     )
 
 
@@ -261,7 +342,11 @@ DUTY_OUTCOMES = (
 )
 
 
-def summary_of(events: Sequence[LoggedEvent], findings: Sequence[AccountabilityFinding]) -> str:
+def summary_of(
+    events: Sequence[LoggedEvent],
+    findings: Sequence[AccountabilityFinding],
+    superseded: Mapping[UUID, UUID] | None = None,
+) -> str:
     """One sentence a reader needs before the details: how the duties ended, how many findings."""
     outcome: dict[str, str] = {
         str(e.data["obligation_id"]): "PENDING" for e in events if e.type == "obligation.created"
@@ -282,13 +367,15 @@ def summary_of(events: Sequence[LoggedEvent], findings: Sequence[AccountabilityF
         if (n := sum(value == status for value in outcome.values()))
     )
     duties = f"共产生义务 {len(outcome)} 项" + (f"：{counts}" if counts else "")
-    return f"{duties}；疑似情形 {len(findings)} 条，见“三、责任调查”。"
+    replaced = len(superseded or {})
+    standing = f"（其中 {replaced} 条已被取代）" if replaced else ""
+    return f"{duties}；疑似情形 {len(findings)} 条{standing}，见“三、责任调查”。"
 
 
-def describe(event: LoggedEvent, duties: Duties | None = None) -> tuple[str | None, str]:
+def describe(event: LoggedEvent, duties: Duties) -> tuple[str | None, str]:
     """Who acted in a logged event, and what happened, in Chinese (codes only as names)."""
     data = event.data
-    duties = duties or Duties()
+    local = duties.local
     match event.type:
         case "incident.reported":
             facts = data["facts"]
@@ -316,7 +403,20 @@ def describe(event: LoggedEvent, duties: Duties | None = None) -> tuple[str | No
         case "obligation.met":
             on_time = "按时办结" if data["status"] == "MET" else "逾期办结"
             duty = duties.action_text(data["obligation_id"])
-            return data["party"], f"{on_time}：{duty}（{data['rule_id']}），{local(data['met_at'])}"
+            recorded = data.get("recorded_by")
+            by = (
+                f"，由{duties.party(recorded)}代为记录"
+                if data.get("on_behalf_of") and recorded
+                else ""
+            )
+            said = (
+                f"，记录方称实际于 {local(data['asserted_at'])} 完成"
+                if data.get("asserted_at")
+                else ""
+            )
+            return data["party"], (
+                f"{on_time}：{duty}（{data['rule_id']}），{local(data['met_at'])}{by}{said}"
+            )
         case "obligation.waived":
             duty = duties.action_text(data["obligation_id"])
             return data["party"], f"不再需要：{duty}（{data['rule_id']}），{data['reason']}"
@@ -326,6 +426,24 @@ def describe(event: LoggedEvent, duties: Duties | None = None) -> tuple[str | No
                 f"，升级至{duties.party(data['escalated_to'])}" if data.get("escalated_to") else ""
             )
             return data["party"], f"逾期未办（{data['rule_id']}）：{duty}{escalated}"
+        case "obligation.omitted":
+            duty = duties.action_text(data["obligation_id"], data.get("action"))
+            return data["party"], f"逾期仍未办理（{data['rule_id']}）：{duty}"
+        case "incident.went_quiet":
+            return data["party"], f"续报中断：自 {local(data['last_news_at'])} 起无新进展（R9）"
+        case "incident.updated":
+            return data["changed_by"], f"通报事件变化（{data['rule_id']}）：{data['summary']}"
+        case "finding.reviewed":
+            decision = DECISION_NAMES_ZH[data["decision"]]
+            return data["reviewer_party"], (
+                f"核查审计发现（{data['rule_id']}）：{decision}，理由：{data['reason']}"
+            )
+        case "accountability.recorded":
+            kind = ACCOUNTABILITY_NAMES_ZH[data["kind"]]
+            return data["recorded_by"], (
+                f"记录{kind}（R15）：{data['person']}，{data['decision']}，"
+                f"文号 {data['document_number']}"
+            )
         case "incident.status_changed":
             previous = STATUS_NAMES_ZH.get(data.get("previous_status") or "", "—")
             return None, f"状态：{previous} → {STATUS_NAMES_ZH.get(data['status'], data['status'])}"
@@ -356,12 +474,17 @@ def build_view(
     generated_at: datetime,
     subjects_in_clear: Sequence[Mapping[str, Any]] | None = None,
     masked_because: str | None = None,
+    *,
+    zone: ZoneInfo,
+    judgements: Judgements | None = None,
 ) -> ReportView:
     """`subjects_in_clear`: the subjects opened from `latest_sealed_subjects` for a reader who
     may read personal data; None keeps them masked as the events carry them, and
-    `masked_because` tells such a reader why they could not be shown."""
+    `masked_because` tells such a reader why they could not be shown. `zone`: the county's
+    time zone, in which every time is written."""
     ordered = sorted(events, key=lambda event: (event.time, event.index))
-    duties = Duties.of(ordered, party_names)
+    duties = Duties.of(ordered, party_names, zone)
+    local = duties.local
     rows = []
     for event in ordered:
         party, what = describe(event, duties)
@@ -369,17 +492,20 @@ def build_view(
             TimelineRow(event.index, local(event.time), party or "系统", what, person_of(event))
         )
     _, first = _facts(events)
+    superseded = superseded_by(findings)
     return ReportView(
         incident_id=incident_id,
         generated_at=local(generated_at),
         drill=bool(first and first["facts"].get("drill")),
-        overview=_overview(ordered, party_names, subjects_in_clear, masked_because),
+        overview=_overview(ordered, party_names, zone, subjects_in_clear, masked_because),
         timeline=tuple(rows),
         findings=tuple(findings),
         anchor=anchor,
-        party_names=dict(party_names),
         duties=duties,
-        summary=summary_of(ordered, findings),
+        party_names=dict(party_names),
+        summary=summary_of(ordered, findings, superseded),
+        judgements=judgements or Judgements(),
+        superseded=superseded,
     )
 
 
@@ -403,7 +529,7 @@ def _cell(value: object) -> str:
 def render(view: ReportView, fmt: Format) -> str:
     environment = _environment(fmt == "html")
     environment.filters["cell"] = _cell
-    environment.filters["local"] = local
+    environment.filters["local"] = view.local
     template = environment.get_template(
         "investigation_report.html.j2" if fmt == "html" else "investigation_report.md.j2"
     )

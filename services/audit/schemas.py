@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.audit.note import Verifier
-from shared.events.models import AccountabilityFinding
+from shared.domain import PARTY_PATTERN
+from shared.events.models import AccountabilityFinding, AccountabilityRecorded, FindingReviewed
 from shared.pii import PiiCipher
 
 
@@ -22,6 +24,8 @@ class AuditContext:
     party_names: Mapping[str, str]
     # Opens the subjects sealed on the log's events, for a report read with pii:read.
     personal_data: PiiCipher
+    # The county's clock (COUNTY_TIME_ZONE): every time written for people.
+    zone: ZoneInfo
 
 
 class LogEntryOut(BaseModel):
@@ -92,12 +96,65 @@ class ConsistencyProofOut(BaseModel):
     proof: list[str]
 
 
+# Text people write: surrounding blanks dropped, never blank.
+Written = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class ReviewIn(BaseModel):
+    """A finding judged: confirmed or dismissed, always with the reason."""
+
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["CONFIRMED", "DISMISSED"]
+    reason: Annotated[Written, StringConstraints(max_length=2000)]
+
+
+ReviewOut = FindingReviewed
+
+FindingState = Literal["OPEN", "CONFIRMED", "DISMISSED", "SUPERSEDED"]
+
+
 class FindingOut(AccountabilityFinding):
     found_at: datetime
     checkpoint_size: int | None
     proofs: list[ProvenEntryOut]
+    state: FindingState = Field(
+        description="SUPERSEDED when an R11 omission was done later (R10 stands in its place); "
+        "otherwise the latest review's decision, or OPEN while nobody has judged it"
+    )
+    superseded_by: UUID | None = Field(
+        default=None, description="the R10 finding that replaces this R11 omission"
+    )
+    review: ReviewOut | None = Field(default=None, description="the latest review: it counts")
+    reviews: list[ReviewOut] = Field(default_factory=list, description="every review, oldest first")
 
 
 class FindingsOut(BaseModel):
     checkpoint: CheckpointOut | None
     findings: list[FindingOut]
+
+
+class AccountabilityIn(BaseModel):
+    """R15: a commendation or discipline decided after the investigation report was filed."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["COMMENDATION", "DISCIPLINE"]
+    person: Annotated[Written, StringConstraints(max_length=64)]
+    role: Annotated[Written, StringConstraints(max_length=64)] = Field(description="职务")
+    party: str = Field(pattern=PARTY_PATTERN, description="the person's unit")
+    decision: Annotated[Written, StringConstraints(max_length=2000)]
+    document_number: Annotated[Written, StringConstraints(max_length=100)] = Field(
+        description="文号"
+    )
+    finding_ids: list[UUID] = Field(
+        default_factory=list,
+        max_length=100,
+        description="the findings it rests on; a discipline rests on at least one",
+    )
+
+
+AccountabilityOut = AccountabilityRecorded
+
+
+class AccountabilityListOut(BaseModel):
+    incident_id: UUID
+    records: list[AccountabilityOut]

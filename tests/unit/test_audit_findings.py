@@ -6,14 +6,26 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from services.audit.findings import FindingRules, LoggedEvent, compute, duration_zh, local
+from services.audit.findings import (
+    FindingRules,
+    LoggedEvent,
+    compute,
+    duration_zh,
+    local,
+    superseded_by,
+)
 from services.audit.leaves import canonical_json
+from shared.domain import DEFAULT_COUNTY_TIME_ZONE, party_name_zh
 
 INCIDENT = uuid.UUID("6f1f5a55-3c33-4d3e-9b1f-2b8f0f3d9a01")
 T0 = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 SFS = "SFS:150626102"
-RULES = FindingRules(timedelta(hours=1), {SFS: "图克镇司法所", "PPS:150626102": "图克镇派出所"})
+COUNTY = ZoneInfo(DEFAULT_COUNTY_TIME_ZONE)  # the setting COUNTY_TIME_ZONE's default
+RULES = FindingRules(
+    timedelta(hours=1), {SFS: "图克镇司法所", "PPS:150626102": "图克镇派出所"}, zone=COUNTY
+)
 
 
 class Log:
@@ -84,8 +96,70 @@ class Log:
             **more,
         )
 
-    def compute(self):
-        return compute(INCIDENT, self.events, RULES)
+    def met(
+        self, minutes: float, duty: LoggedEvent, status: str = "MET_LATE", **more: Any
+    ) -> tuple[LoggedEvent, LoggedEvent]:
+        """The owner's action received `minutes` after T0, and the duty met by it."""
+        action = self.add(
+            "incident.action_recorded", minutes, action="DONE", party=duty.data["party"]
+        )
+        met = self.add(
+            "obligation.met",
+            minutes,
+            obligation_id=duty.data["obligation_id"],
+            party=duty.data["party"],
+            rule_id=duty.data["rule_id"],
+            status=status,
+            met_at=(T0 + timedelta(minutes=minutes)).isoformat(),
+            met_by_event_id=action.id,
+            **more,
+        )
+        return action, met
+
+    def omitted(self, minutes: float, duty: LoggedEvent) -> LoggedEvent:
+        """Escalation's word that the duty is still undone long after its deadline (R11)."""
+        return self.add(
+            "obligation.omitted",
+            minutes,
+            obligation_id=duty.data["obligation_id"],
+            party=duty.data["party"],
+            rule_id=duty.data["rule_id"],
+            action=duty.data["action"],
+            due_at=duty.data["due_at"],
+            omitted_at=(T0 + timedelta(minutes=minutes)).isoformat(),
+        )
+
+    def waived(self, minutes: float, duty: LoggedEvent, reason: str) -> LoggedEvent:
+        return self.add(
+            "obligation.waived",
+            minutes,
+            obligation_id=duty.data["obligation_id"],
+            party=duty.data["party"],
+            rule_id=duty.data["rule_id"],
+            reason=reason,
+            waived_at=(T0 + timedelta(minutes=minutes)).isoformat(),
+        )
+
+    def closed(self, minutes: float) -> LoggedEvent:
+        """The closure, complete once R14's investigation duty follows it."""
+        closed = self.add(
+            "incident.status_changed",
+            minutes,
+            status="CLOSED",
+            changed_at=(T0 + timedelta(minutes=minutes)).isoformat(),
+        )
+        self.obligation(
+            minutes,
+            "R14",
+            "BJO",
+            "INVESTIGATION_REPORT",
+            due=minutes + 10080,
+            trigger="action:CLOSED",
+        )
+        return closed
+
+    def compute(self, rules: FindingRules = RULES):
+        return compute(INCIDENT, self.events, rules)
 
 
 def test_met_late_is_suspected_late_reporting_with_its_evidence() -> None:
@@ -117,47 +191,67 @@ def test_a_duty_says_its_deadline_as_the_routing_decision_worded_it() -> None:
     log = Log()
     log.reported()
     duty = log.obligation(0, "R3", SFS, "ORGANISE_SEARCH", due=15, deadline_text="立即（15分钟）")
-    log.missed(16, duty)
+    log.omitted(15 + 7 * 1440, duty)
     (finding,) = [f for f in log.compute() if f.rule_id == "R11"]
     assert "时限：立即（15分钟））" in finding.detail
 
 
-def test_missed_deadline_and_pending_at_closure_are_one_omission_each() -> None:
+def test_r11_only_at_closure_or_seven_days() -> None:
+    """R11: a deadline passing is no omission (the duty may yet be done); undone when the
+    incident closes, or still undone when escalation says so 7 days past due, it is."""
     log = Log()
     log.reported()
     notice = log.obligation(1, "R4", "PPS:150626102", "WRITTEN_NOTICE", due=61)
     follow_up = log.obligation(1, "R9", SFS, "FOLLOW_UP_REPORT", due=1441)
     counsel = log.obligation(1, "R5", SFS, "COUNSEL", due=500)
-    missed = log.missed(62, notice)
+    search = log.obligation(1, "R3", SFS, "ORGANISE_SEARCH", due=15)
+    missed_search = log.missed(16, search)
+    missed_notice = log.missed(62, notice)
+    assert log.compute() == []  # missed, not (yet) omitted
+    omitted = log.omitted(61 + 7 * 1440, notice)
+    (notice_finding,) = log.compute()
+    assert (notice_finding.rule_id, notice_finding.kind) == ("R11", "OMITTED")
+    assert notice_finding.evidence_log_indexes == (
+        notice.index,
+        missed_notice.index,
+        omitted.index,
+    )
+    assert "（逾期 7天）仍未见办理记录" in notice_finding.detail
     closed = log.add(
         "incident.status_changed",
-        90,
+        20000,
         status="CLOSED",
-        changed_at=(T0 + timedelta(minutes=90)).isoformat(),
+        changed_at=(T0 + timedelta(minutes=20000)).isoformat(),
     )
-    log.add(
-        "obligation.waived",
-        90,
-        obligation_id=follow_up.data["obligation_id"],
-        party=SFS,
-        rule_id="R9",
-        reason="CLOSED 后不再需要",
+    log.waived(20000, follow_up, "CLOSED 后不再需要")
+    assert len(log.compute()) == 1  # the closure is complete only with R14's duty
+    log.obligation(20000, "R14", "BJO", "INVESTIGATION_REPORT", due=30080, trigger="action:CLOSED")
+    findings = {f.obligation_id: f for f in log.compute()}
+    assert set(findings) == {
+        uuid.UUID(duty.data["obligation_id"]) for duty in (notice, counsel, search)
+    }
+    assert findings[uuid.UUID(notice.data["obligation_id"])] == notice_finding  # one each
+    at_closure = findings[uuid.UUID(counsel.data["obligation_id"])]
+    assert at_closure.evidence_log_indexes == (counsel.index, closed.index)
+    assert "处置结束时仍未办理" in at_closure.detail
+    missed_then_closed = findings[uuid.UUID(search.data["obligation_id"])]
+    assert missed_then_closed.rule_id == "R11"
+    assert missed_then_closed.evidence_log_indexes == (
+        search.index,
+        missed_search.index,
+        closed.index,
     )
-    before_settled = log.compute()
-    assert [f.obligation_id for f in before_settled] == [uuid.UUID(notice.data["obligation_id"])]
-    log.obligation(90, "R14", "BJO", "INVESTIGATION_REPORT", due=10080, trigger="action:CLOSED")
-    findings = log.compute()
-    assert [(f.rule_id, f.party, f.evidence_log_indexes) for f in findings] == [
-        ("R11", "PPS:150626102", (notice.index, missed.index)),
-        ("R11", SFS, (counsel.index, closed.index)),
-    ]
-    assert all(f.title == "疑似漏报，供核查" for f in findings)
-    assert "处置结束时仍未办理" in findings[1].detail
-    # Missed after closure too: still one finding for the obligation.
-    log.missed(501, counsel)
-    again = log.compute()
-    assert len(again) == 2
-    assert {f.finding_id for f in again} == {f.finding_id for f in findings}
+    assert all(f.title == "疑似漏报，供核查" for f in findings.values())
+
+
+def test_r11_a_duty_waived_because_the_facts_changed_gives_no_finding() -> None:
+    log = Log()
+    log.reported()
+    police = log.obligation(0, "R6", "PPS:150626102", "CALL_POLICE", due=15)
+    log.missed(16, police)
+    log.waived(30, police, "更正：事态阶段由「正在实施」改为「苗头」，不再需要")
+    log.closed(60)
+    assert log.compute() == []
 
 
 def test_reported_long_after_discovery_is_suspected_concealment() -> None:
@@ -324,38 +418,148 @@ def test_the_same_log_gives_the_same_findings_and_ids_per_incident() -> None:
 
 
 def test_times_and_durations_in_chinese() -> None:
-    assert local(T0) == "2025-03-01 10:00:00"
+    assert local(T0, COUNTY) == "2025-03-01 10:00:00"
     assert duration_zh(timedelta(days=1, hours=2, seconds=3)) == "1天2小时3秒"
     assert duration_zh(timedelta(0)) == "0秒"
 
 
-def test_an_omission_done_later_is_late_not_omitted() -> None:
-    """R11: "if done later it becomes R10" — missed, then met late: one R10, no R11."""
+def test_r10_done_after_missed_is_late_not_omitted() -> None:
+    """R10/R11: missed, seen omitted, then done: the duty is MET_LATE and its finding R10;
+    the R11 published before stays on record, superseded by the R10."""
     log = Log()
     log.reported()
     duty = log.obligation(0, "R1", SFS, "START_FIRST_RESPONSE", due=15)
-    log.add(
-        "deadline.missed",
-        16,
-        obligation_id=duty.data["obligation_id"],
-        party=SFS,
-        action="START_FIRST_RESPONSE",
-        rule_id="R1",
-        due_at=duty.data["due_at"],
-        missed_at=(T0 + timedelta(minutes=16)).isoformat(),
+    missed = log.missed(16, duty)
+    omitted = log.omitted(15 + 7 * 1440, duty)
+    (omission,) = log.compute()
+    assert omission.rule_id == "R11"
+    action, met = log.met(15 + 8 * 1440, duty)
+    (late,) = log.compute()
+    assert (late.rule_id, late.kind, late.party) == ("R10", "LATE", SFS)
+    assert late.obligation_id == omission.obligation_id
+    assert late.evidence_log_indexes == (
+        duty.index,
+        missed.index,
+        omitted.index,
+        action.index,
+        met.index,
     )
-    assert [f.rule_id for f in log.compute()] == ["R11"]
-    action = log.add("incident.action_recorded", 30, action="FIRST_RESPONSE_STARTED", party=SFS)
+    assert "逾期 8天" in late.detail
+    assert "曾列为疑似漏报（R11），补办后改按迟报（R10）核查" in late.detail
+    assert superseded_by([omission, late]) == {omission.finding_id: late.finding_id}
+    assert superseded_by([late]) == {}
+
+
+def test_r10_after_closure_supersedes_the_omission_seen_at_closure() -> None:
+    log = Log()
+    log.reported()
+    duty = log.obligation(0, "R5", SFS, "COUNSEL", due=60)
+    log.closed(90)
+    (omission,) = log.compute()
+    log.met(100, duty)
+    (late,) = log.compute()
+    assert late.rule_id == "R10" and "曾列为疑似漏报" in late.detail
+    assert superseded_by([omission, late]) == {omission.finding_id: late.finding_id}
+
+
+def test_r10_finding_names_the_owner() -> None:
+    """Who failed is the duty's owner (the 司法所 that must report to the command group), not
+    the party to be informed; the detail names both."""
+    log = Log()
+    log.reported()
+    report = log.obligation(0, "R5", "TCG:150626102", "REPORT", due=60, owner=SFS)
+    log.met(75, report)
+    (late,) = log.compute()
+    assert (late.rule_id, late.party) == ("R10", SFS)
+    assert late.detail.startswith("图克镇司法所（SFS:150626102）应于 2025-03-01 11:00:00 前")
+    assert f"告知对象：{party_name_zh('TCG:150626102')}；依据 R5" in late.detail
+
+
+def test_r11_finding_names_the_owner_and_old_events_fall_back_to_the_party() -> None:
+    log = Log()
+    log.reported()
+    procuratorate = log.obligation(0, "R18", "PRO", "NOTIFY_PRO", due=60, owner="BLO")
+    old = log.obligation(0, "R4", "PPS:150626102", "WRITTEN_NOTICE", due=60)
+    log.closed(90)
+    parties = {f.obligation_id: f.party for f in log.compute()}
+    assert parties == {
+        uuid.UUID(procuratorate.data["obligation_id"]): "BLO",
+        uuid.UUID(old.data["obligation_id"]): "PPS:150626102",
+    }
+
+
+def test_r10_lateness_is_measured_from_receipt_and_asserted_times_are_evidence() -> None:
+    log = Log()
+    log.reported()
+    duty = log.obligation(0, "R3", SFS, "ORGANISE_SEARCH", due=15)
+    # Received 20 minutes in; the office says it searched at 10:10, before the deadline.
+    log.met(20, duty, asserted_at=(T0 + timedelta(minutes=10)).isoformat(), recorded_by=SFS)
+    (late,) = log.compute()
+    assert late.rule_id == "R10" and "逾期 5分" in late.detail
+    assert late.happened_at == T0 + timedelta(minutes=20)
+    assert late.asserted == ("图克镇司法所称实际于 2025-03-01 10:10:00 完成",)
+    assert "系统于 2025-03-01 10:20:00 收到办理记录" in late.detail
+    assert "图克镇司法所称实际于 2025-03-01 10:10:00 完成（系记录方自述" in late.detail
+
+
+def test_r10_recorded_on_the_owners_behalf_says_who_recorded_it() -> None:
+    log = Log()
+    log.reported()
+    duty = log.obligation(0, "R3", SFS, "ORGANISE_SEARCH", due=15)
+    log.met(30, duty, recorded_by="TCG:150626102", on_behalf_of=SFS)
+    (late,) = log.compute()
+    assert late.party == SFS
+    command_group = party_name_zh("TCG:150626102")
+    assert f"由{command_group}代图克镇司法所（SFS:150626102）记录" in late.detail
+
+
+def test_r9_went_quiet_gives_one_staleness_finding() -> None:
+    log = Log()
+    log.reported()
+    quiet = {
+        "party": "BLO",
+        "rule_id": "R9",
+        "last_news_at": (T0 + timedelta(minutes=30)).isoformat(),
+        "noticed_at": (T0 + timedelta(days=7, minutes=30)).isoformat(),
+        "township_code": "150626102",
+    }
+    told = log.add("incident.went_quiet", 7 * 1440 + 30, **quiet)
+    log.add("incident.went_quiet", 7 * 1440 + 31, **quiet)  # redelivered or repeated
+    beijing = (T0 + timedelta(minutes=30)).astimezone(COUNTY).isoformat()
+    log.add("incident.went_quiet", 7 * 1440 + 32, **{**quiet, "last_news_at": beijing})
+    (stale,) = log.compute()
+    assert (stale.rule_id, stale.kind, stale.party) == ("R9", "STALE", "BLO")
+    assert stale.title == "续报中断，供核查"
+    assert "自 2025-03-01 10:30:00 起未见新的续报或处置记录" in stale.detail
+    assert "已 7天" in stale.detail
+    assert stale.evidence_log_indexes == (0, told.index)
+    # Quiet again after news: a second spell, a second finding.
     log.add(
-        "obligation.met",
-        30,
-        obligation_id=duty.data["obligation_id"],
-        party=SFS,
-        rule_id="R1",
-        status="MET_LATE",
-        met_at=(T0 + timedelta(minutes=30)).isoformat(),
-        met_by_event_id=action.id,
+        "incident.went_quiet",
+        15 * 1440,
+        **{**quiet, "last_news_at": (T0 + timedelta(days=8)).isoformat()},
     )
-    (finding,) = log.compute()
-    assert (finding.rule_id, finding.kind) == ("R10", "LATE")
-    assert "逾期 15分" in finding.detail
+    assert [f.rule_id for f in log.compute()] == ["R9", "R9"]
+
+
+def test_r12_times_the_reporter_asserts_are_shown_with_who_asserted_them() -> None:
+    log = Log()
+    log.reported(discovered_minutes_before=185, occurred_at=(T0 - timedelta(hours=4)).isoformat())
+    (concealed,) = log.compute()
+    assert concealed.asserted == (
+        "图克镇司法所称事件于 2025-03-01 06:55:00 被发现",
+        "图克镇司法所称事件发生于 2025-03-01 06:00:00",
+    )
+    assert "发现时间系图克镇司法所所报" in concealed.detail
+
+
+def test_findings_write_times_in_the_county_zone_of_the_setting() -> None:
+    log = Log()
+    log.reported()
+    duty = log.obligation(0, "R3", SFS, "ORGANISE_SEARCH", due=15)
+    log.met(20, duty)
+    urumqi = FindingRules(timedelta(hours=1), RULES.party_names, zone=ZoneInfo("Asia/Urumqi"))
+    (late,) = log.compute(urumqi)
+    assert "应于 2025-03-01 08:15:00 前" in late.detail  # UTC+6, not Beijing time
+    (beijing,) = log.compute()
+    assert "应于 2025-03-01 10:15:00 前" in beijing.detail

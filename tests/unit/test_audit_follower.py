@@ -23,6 +23,7 @@ from services.audit.follower import (
 )
 from services.audit.leaves import canonical_json
 from shared.events.models import AccountabilityFinding
+from tests.unit.test_audit_findings import COUNTY
 
 T0 = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
 A, B, C = (uuid.UUID(int=n) for n in (1, 2, 3))
@@ -96,6 +97,14 @@ def test_only_leaves_about_an_incident_that_findings_read_touch_it() -> None:
     assert incidents_touched(log.headers) == {A: 0, B: 3}
 
 
+def test_r9_and_r11_signals_touch_an_incident_and_a_deadline_passing_does_not() -> None:
+    log = Log()
+    log.add(A, "deadline.missed")  # no finding of its own: the duty may yet be done
+    log.add(B, "obligation.omitted")
+    log.add(A, "incident.went_quiet")
+    assert incidents_touched(log.headers) == {B: 1, A: 2}
+
+
 def test_each_incident_is_reviewed_once_over_its_log_up_to_the_last_new_leaf() -> None:
     log = Log()
     log.reported(A)
@@ -155,7 +164,7 @@ def test_the_same_leaves_reviewed_twice_give_the_same_finding_ids() -> None:
     """Why a retried or repeated pass never stores or publishes a finding twice."""
     log = Log()
     log.reported(A, discovered_hours_before=3)  # R12: reported 3 h after discovery
-    rules = partial(compute, rules=FindingRules(timedelta(hours=1)))
+    rules = partial(compute, rules=FindingRules(timedelta(hours=1), zone=COUNTY))
     first = review_leaves(0, log.from_(0), log.histories, rules)
     second = review_leaves(0, log.from_(0), log.histories, rules)
     (finding,) = first.findings[A]

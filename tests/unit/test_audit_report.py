@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from services.audit.report import (
     Anchor,
+    Judgements,
     ProofRow,
     build_view,
     latest_sealed_subjects,
     place,
     render,
 )
-from tests.unit.test_audit_findings import INCIDENT, RULES, SFS, T0, Log
+from shared.events.models import AccountabilityRecorded, FindingReviewed
+from tests.unit.test_audit_findings import COUNTY, INCIDENT, RULES, SFS, T0, Log
 
 
 def view_of(log: Log, anchor: Anchor | None = None):
-    return build_view(str(INCIDENT), log.events, log.compute(), anchor, RULES.party_names or {}, T0)
+    return build_view(
+        str(INCIDENT), log.events, log.compute(), anchor, RULES.party_names or {}, T0, zone=COUNTY
+    )
 
 
 def scripted() -> Log:
@@ -217,7 +222,8 @@ def test_the_timeline_names_the_person_who_acted_or_reported() -> None:
 
 def test_a_summary_up_front_says_how_duties_ended_and_how_many_findings() -> None:
     text = render(view_of(everyday_incident(), ANCHOR), "markdown")
-    summary = "共产生义务 2 项：按时办结 1 项、逾期未办 1 项；疑似情形 3 条"
+    # The notice is overdue, not omitted (R11 waits for closure or seven days): R12, R13.
+    summary = "共产生义务 2 项：按时办结 1 项、逾期未办 1 项；疑似情形 2 条"
     assert summary in text.split("## 一、事件概况")[0]
 
 
@@ -259,7 +265,14 @@ def masked_report_with_sealed_subjects() -> Log:
 def test_with_subjects_in_clear_the_report_names_them_as_the_city_office_needs() -> None:
     log = masked_report_with_sealed_subjects()
     view = build_view(
-        str(INCIDENT), log.events, [], None, RULES.party_names or {}, T0, CLEAR_SUBJECTS
+        str(INCIDENT),
+        log.events,
+        [],
+        None,
+        RULES.party_names or {},
+        T0,
+        CLEAR_SUBJECTS,
+        zone=COUNTY,
     )
     text = render(view, "markdown")
     assert "| 涉及对象 | 王某某（编号 S1，身份证号 150626199001011234） |" in text
@@ -282,6 +295,7 @@ def test_without_subjects_in_clear_the_report_shows_only_what_events_carry() -> 
         {},
         T0,
         masked_because="密封的对象信息无法解密：密钥已停用或记录不完整",
+        zone=COUNTY,
     )
     assert ("个人信息", "已遮蔽（密封的对象信息无法解密：密钥已停用或记录不完整）") in (
         retired.overview
@@ -333,3 +347,136 @@ def test_every_notification_event_reads_in_words_in_the_timeline() -> None:
         name for name, spec in EVENT_TYPES.items() if spec.topic == topics.NOTIFICATIONS
     }
     assert on_the_topic <= NOTIFICATION_NAMES_ZH.keys()
+
+
+def judged_incident() -> tuple[Log, list]:
+    """An omission done later (R11 superseded by R10), a concealment reviewed twice."""
+    log = Log()
+    log.reported(discovered_minutes_before=200)
+    duty = log.obligation(0, "R3", SFS, "ORGANISE_SEARCH", due=15)
+    log.closed(60)
+    omission = log.compute()
+    log.met(90, duty)
+    return log, omission
+
+
+def test_the_report_shows_reviews_superseded_omissions_and_r15_records() -> None:
+    log, omission = judged_incident()
+    findings = sorted({*omission, *log.compute()}, key=lambda f: f.evidence_log_indexes)
+    concealed = next(f for f in findings if f.rule_id == "R12")
+    late = next(f for f in findings if f.rule_id == "R10")
+    (omitted,) = [f for f in findings if f.rule_id == "R11"]
+
+    def review(decision: str, reason: str, minutes: int) -> FindingReviewed:
+        return FindingReviewed(
+            review_id=uuid.uuid4(),
+            finding_id=concealed.finding_id,
+            incident_id=INCIDENT,
+            rule_id="R12",
+            decision=decision,
+            reason=reason,
+            reviewer_party="BJO",
+            reviewer="bjo-duty-officer",
+            reviewed_at=T0 + timedelta(minutes=minutes),
+        )
+
+    record = AccountabilityRecorded(
+        record_id=uuid.uuid4(),
+        incident_id=INCIDENT,
+        rule_id="R15",
+        kind="DISCIPLINE",
+        person="张三",
+        role="司法所所长",
+        party=SFS,
+        decision="通报批评",
+        document_number="乌司发〔2026〕12号",
+        finding_ids=(late.finding_id,),
+        recorded_by="BJO",
+        recorded_at=T0 + timedelta(days=9),
+    )
+    view = build_view(
+        str(INCIDENT),
+        log.events,
+        findings,
+        None,
+        RULES.party_names or {},
+        T0,
+        zone=COUNTY,
+        judgements=Judgements(
+            reviews=(review("CONFIRMED", "初核属实", 100), review("DISMISSED", "系群众误报", 200)),
+            records=(record,),
+        ),
+    )
+    assert view.superseded == {omitted.finding_id: late.finding_id}
+    for fmt in ("markdown", "html"):
+        text = render(view, fmt)
+        assert (
+            "核查意见：确认，理由：初核属实（旗司法局办公室 bjo-duty-officer，2025-03-01 11:40:00）"
+            in text
+        )
+        assert "核查意见（现行）：排除，理由：系群众误报" in text
+        number = view.number_of(late.finding_id)
+        assert f"本条已由第 {number} 条（疑似迟报，R10）取代" in text
+        assert "六、表彰与处分（R15）" in text
+        assert "处分：张三（司法所所长，图克镇司法所（SFS:150626102））" in text
+        assert "乌司发〔2026〕12号" in text and "通报批评" in text
+        assert f"依据：第 {number} 条 疑似迟报，供核查（R10）— 图克镇司法所" in text
+    assert "（其中 1 条已被取代）" in view.summary
+
+
+def test_without_r15_records_the_report_says_none_yet() -> None:
+    text = render(view_of(scripted()), "markdown")
+    assert (
+        "## 六、表彰与处分（R15）\n\n调查报告报送后，由旗司法局办公室记录表彰与处分；尚无记录。"
+        in text
+    )
+
+
+def test_the_report_writes_times_in_the_county_zone_and_names_it() -> None:
+    view = build_view(
+        str(INCIDENT), scripted().events, [], None, {}, T0, zone=ZoneInfo("Asia/Urumqi")
+    )
+    text = render(view, "markdown")
+    assert view.generated_at == "2025-03-01 08:00:00"
+    assert "| 时间（Asia/Urumqi时间） |" in text and "北京时间" not in text
+    assert "北京时间" in render(view_of(scripted()), "markdown")
+
+
+def test_new_escalation_and_audit_events_read_in_words() -> None:
+    log = Log()
+    log.reported()
+    duty = log.obligation(0, "R3", SFS, "ORGANISE_SEARCH", due=15)
+    log.omitted(15 + 7 * 1440, duty)
+    log.add(
+        "incident.went_quiet",
+        7 * 1440,
+        party="BLO",
+        rule_id="R9",
+        last_news_at=T0.isoformat(),
+        noticed_at=(T0 + timedelta(days=7)).isoformat(),
+        township_code="150626102",
+    )
+    log.add(
+        "finding.reviewed",
+        7 * 1440 + 20,
+        rule_id="R11",
+        decision="DISMISSED",
+        reason="系统外已办理",
+        reviewer_party="CEO",
+    )
+    log.add(
+        "accountability.recorded",
+        9 * 1440,
+        kind="COMMENDATION",
+        person="李明",
+        decision="通报表扬",
+        document_number="乌司发〔2026〕13号",
+        recorded_by="BJO",
+    )
+    rows = view_of(log).timeline
+    whats = [row.what for row in rows]
+    assert "逾期仍未办理（R3）：ORGANISE_SEARCH 的中文" in whats
+    assert "续报中断：自 2025-03-01 10:00:00 起无新进展（R9）" in whats
+    assert "核查审计发现（R11）：排除，理由：系统外已办理" in whats
+    assert "记录表彰（R15）：李明，通报表扬，文号 乌司发〔2026〕13号" in whats
+    assert {row.party for row in rows[-2:]} == {"CEO", "BJO"}

@@ -1,0 +1,160 @@
+"""What people decide about findings: reviews (RULES.md "Findings are suspicions") and R15's
+commendations and disciplines.
+
+A finding is a suspicion until the BJO or the CEO confirms or dismisses it with a reason; every
+review is kept and the latest counts, and a dismissed finding stays listed, shown as dismissed.
+R15 records rest on findings of their incident and are made only once its investigation report
+is filed. Each review and record is a row of an append-only table and an event published through
+the outbox in the same transaction, so it reaches the log like every other event.
+
+The rules (`state_of`, `investigation_report_filed`, `refusal_of_record`) are pure; the rest
+reads and writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.audit.findings import LoggedEvent, superseded_by
+from services.audit.models import accountability_records, finding_reviews, findings
+from shared.domain import ActionCode, LifecycleStatus
+from shared.events import CloudEvent
+from shared.events.models import AccountabilityFinding, AccountabilityRecorded, FindingReviewed
+from shared.messaging import Outbox
+
+SOURCE = "audit"
+
+
+def state_of(reviews: Sequence[FindingReviewed], superseded: bool) -> str:
+    """SUPERSEDED for an omission done later (R10 stands in its place), else the latest
+    review's decision, else OPEN."""
+    if superseded:
+        return "SUPERSEDED"
+    return reviews[-1].decision if reviews else "OPEN"
+
+
+def investigation_report_filed(events: Iterable[LoggedEvent]) -> bool:
+    """R15 follows R14: the incident was reviewed, or the report was recorded filed and the
+    record not refused (filing before closure is)."""
+    events = list(events)
+    refused = {str(e.data.get("action_id")) for e in events if e.type == "action.rejected"}
+    return any(
+        (
+            event.type == "incident.action_recorded"
+            and event.data.get("action") == ActionCode.INVESTIGATION_REPORT_FILED
+            and str(event.data.get("action_id")) not in refused
+        )
+        or (
+            event.type == "incident.status_changed"
+            and event.data.get("status") == LifecycleStatus.REVIEWED
+        )
+        for event in events
+    )
+
+
+def refusal_of_record(
+    kind: str, finding_ids: Sequence[UUID], states: Mapping[UUID, str]
+) -> str | None:
+    """Why an R15 record cannot rest on these findings (`states`: the incident's findings and
+    their states), or None. A discipline rests on at least one finding that still stands: not
+    dismissed by a review, nor superseded."""
+    unknown = [str(finding_id) for finding_id in finding_ids if finding_id not in states]
+    if unknown:
+        return f"not findings of this incident: {', '.join(unknown)}"
+    if kind != "DISCIPLINE":
+        return None
+    if not finding_ids:
+        return "a discipline rests on at least one finding"
+    fallen = [str(f) for f in finding_ids if states[f] in ("DISMISSED", "SUPERSEDED")]
+    if fallen:
+        return f"a discipline cannot rest on dismissed or superseded findings: {', '.join(fallen)}"
+    return None
+
+
+async def reviews_of(
+    session: AsyncSession, finding_ids: Iterable[UUID]
+) -> dict[UUID, list[FindingReviewed]]:
+    """Every review of each finding, oldest first."""
+    wanted = list(finding_ids)
+    reviews: dict[UUID, list[FindingReviewed]] = {finding_id: [] for finding_id in wanted}
+    if not wanted:
+        return reviews
+    rows = await session.execute(
+        select(finding_reviews.c.finding_id, finding_reviews.c.data)
+        .where(finding_reviews.c.finding_id.in_(wanted))
+        .order_by(finding_reviews.c.reviewed_at, finding_reviews.c.review_id)
+    )
+    for row in rows:
+        reviews[row.finding_id].append(FindingReviewed.model_validate(row.data))
+    return reviews
+
+
+async def supersessions(
+    session: AsyncSession, listed: Sequence[AccountabilityFinding]
+) -> dict[UUID, UUID]:
+    """Which of the listed findings an R10 of their incident supersedes, and by which; the
+    R10 may not be among those listed (a list filtered by rule or party)."""
+    omissions = [finding for finding in listed if finding.rule_id == "R11"]
+    if not omissions:
+        return {}
+    late = await session.execute(
+        select(findings.c.data).where(
+            findings.c.incident_id.in_({finding.incident_id for finding in omissions}),
+            findings.c.rule_id == "R10",
+        )
+    )
+    return superseded_by(
+        [*omissions, *(AccountabilityFinding.model_validate(row.data) for row in late)]
+    )
+
+
+async def states_of(
+    session: AsyncSession, listed: Sequence[AccountabilityFinding]
+) -> dict[UUID, str]:
+    """The state of each listed finding (`state_of`), without the proofs a listing carries."""
+    reviews = await reviews_of(session, [finding.finding_id for finding in listed])
+    superseded = await supersessions(session, listed)
+    return {
+        finding.finding_id: state_of(reviews[finding.finding_id], finding.finding_id in superseded)
+        for finding in listed
+    }
+
+
+async def add_review(session: AsyncSession, outbox: Outbox, review: FindingReviewed) -> None:
+    await session.execute(
+        finding_reviews.insert().values(
+            review_id=review.review_id,
+            finding_id=review.finding_id,
+            incident_id=review.incident_id,
+            decision=review.decision,
+            reviewed_at=review.reviewed_at,
+            data=review.model_dump(mode="json"),
+        )
+    )
+    await outbox.add(session, CloudEvent.new(SOURCE, review, review.incident_id))
+
+
+async def add_record(session: AsyncSession, outbox: Outbox, record: AccountabilityRecorded) -> None:
+    await session.execute(
+        accountability_records.insert().values(
+            record_id=record.record_id,
+            incident_id=record.incident_id,
+            kind=record.kind,
+            recorded_at=record.recorded_at,
+            data=record.model_dump(mode="json"),
+        )
+    )
+    await outbox.add(session, CloudEvent.new(SOURCE, record, record.incident_id))
+
+
+async def records_of(session: AsyncSession, incident_id: UUID) -> list[AccountabilityRecorded]:
+    rows = await session.execute(
+        select(accountability_records.c.data)
+        .where(accountability_records.c.incident_id == incident_id)
+        .order_by(accountability_records.c.recorded_at, accountability_records.c.record_id)
+    )
+    return [AccountabilityRecorded.model_validate(row.data) for row in rows]
