@@ -112,11 +112,15 @@ MAX_SIZE = 2**62
 
 
 def township_in(rows: list[Row]) -> str | None:
-    """The incident's township, from its first report in the log."""
+    """The incident's township as it now stands: its first report's, moved by any correction
+    of the township since (which moves its access too); rows in log order."""
+    township: str | None = None
     for row in rows:
         if row.ce_type == "incident.reported":
-            return json.loads(row.leaf)["data"]["facts"]["township_code"]
-    return None
+            township = json.loads(row.leaf)["data"]["facts"]["township_code"]
+        elif row.ce_type == "incident.report_filed":
+            township = json.loads(row.leaf)["data"]["changes"].get("township_code", township)
+    return township
 
 
 async def incident_rows(session: AsyncSession, incident_id: UUID) -> list[Row]:

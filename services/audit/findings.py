@@ -516,6 +516,17 @@ def _differs(field: str, previous: Any, current: Any) -> bool:
     return previous != current
 
 
+# A 续报 that moves the phase on (signs → under way → happened) reports news, not a
+# contradiction: the subject who threatened is now attacking someone.
+PHASE_ORDER = (Phase.SIGNS, Phase.IN_PROGRESS, Phase.OCCURRED)
+
+
+def _develops(field: str, previous: Any, current: Any) -> bool:
+    if field != "phase" or previous not in PHASE_ORDER or current not in PHASE_ORDER:
+        return False
+    return PHASE_ORDER.index(Phase(current)) > PHASE_ORDER.index(Phase(previous))
+
+
 def _false(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
     """R13: every report that contradicts a fact already stated, whatever it calls itself.
 
@@ -539,6 +550,8 @@ def _false(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
                     continue
                 previous, current = data["previous"].get(field), data["changes"][field]
                 if not _differs(field, previous, current):
+                    continue
+                if data["kind"] == "FOLLOW_UP" and _develops(field, previous, current):
                     continue
                 party, index = stated_by.get(field, (data["reporter"]["party"], event.index))
                 contradicted.setdefault(party, []).append(

@@ -39,6 +39,14 @@ from shared.events.models import AccountabilityFinding, AccountabilityRecorded, 
 Format = Literal["markdown", "html"]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
+# A notice says what it told by the event it is about.
+NOTICE_NAMES_ZH = {
+    "action.rejected": "已告知记录方：记录未被采纳",
+    "incident.updated": "已告知事件新情况（R19）",
+    "incident.went_quiet": "已告知续报中断（R9）",
+    "accountability.recorded": "已告知表彰与处分（R15）",
+}
+
 NOTIFICATION_NAMES_ZH = {
     "notification.delivered": "通知已送达",
     "notification.failed": "通知发送失败",
@@ -461,7 +469,10 @@ def describe(event: LoggedEvent, duties: Duties) -> tuple[str | None, str]:
             channel = data.get("channel")
             channel = f"，经{CHANNEL_NAMES_ZH.get(channel, channel)}" if channel else ""
             why = f"：{data['reason']}" if event.type == "notification.withdrawn" else ""
-            return data.get("party"), f"{NOTIFICATION_NAMES_ZH[event.type]}{channel}{why}"
+            name = NOTIFICATION_NAMES_ZH[event.type]
+            if event.type == "notification.notice_attempted":
+                name = NOTICE_NAMES_ZH.get(data.get("about", ""), name)
+            return data.get("party"), f"{name}{channel}{why}"
     return None, event.type
 
 

@@ -397,6 +397,19 @@ def test_R13_a_follow_up_adding_what_was_unknown_contradicts_nothing() -> None:
     assert [f for f in log.compute() if f.rule_id == "R13"] == []
 
 
+def test_R13_a_follow_up_that_moves_the_phase_on_reports_news_not_a_contradiction() -> None:
+    """Signs, then the subject attacking someone: the 续报 that says so is no 谎报. The same
+    change made as a correction, or a phase moved back in a 续报, is still judged."""
+    log = Log()
+    log.reported(phase="SIGNS", category="VIOLENCE")
+    follow_up(log, 10, changes={"phase": "IN_PROGRESS"}, previous={"phase": "SIGNS"})
+    follow_up(log, 20, changes={"phase": "OCCURRED"}, previous={"phase": "IN_PROGRESS"})
+    assert [f for f in log.compute() if f.rule_id == "R13"] == []
+    follow_up(log, 30, changes={"phase": "SIGNS"}, previous={"phase": "OCCURRED"})
+    (back,) = [f for f in log.compute() if f.rule_id == "R13"]
+    assert [v.label for v in back.versions] == ["事态阶段"]
+
+
 def test_repeated_signs_suggest_key_monitoring() -> None:
     log = Log()
     log.reported(phase="SIGNS", category="VIOLENCE")

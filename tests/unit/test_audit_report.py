@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.audit.findings import LoggedEvent
 from services.audit.report import (
     Anchor,
+    Duties,
     Judgements,
     ProofRow,
     build_view,
+    describe,
     latest_sealed_subjects,
     place,
     render,
 )
+from shared.domain import COUNTY_TIME
 from shared.events.models import AccountabilityRecorded, FindingReviewed
 from tests.unit.test_audit_findings import COUNTY, INCIDENT, RULES, SFS, T0, Log
 
@@ -480,3 +484,25 @@ def test_new_escalation_and_audit_events_read_in_words() -> None:
     assert "核查审计发现（R11）：排除，理由：系统外已办理" in whats
     assert "记录表彰（R15）：李明，通报表扬，文号 乌司发〔2026〕13号" in whats
     assert {row.party for row in rows[-2:]} == {"CEO", "BJO"}
+
+
+@pytest.mark.parametrize(
+    ("about", "words"),
+    [
+        ("action.rejected", "已告知记录方：记录未被采纳"),
+        ("incident.updated", "已告知事件新情况（R19）"),
+        ("incident.went_quiet", "已告知续报中断（R9）"),
+        ("accountability.recorded", "已告知表彰与处分（R15）"),
+    ],
+)
+def test_a_notice_in_the_report_says_what_it_told(about: str, words: str) -> None:
+    notice = LoggedEvent(
+        index=7,
+        id="e7",
+        type="notification.notice_attempted",
+        time=datetime(2026, 11, 30, 8, 0, tzinfo=UTC),
+        data={"party": "PPS:150626102", "about": about, "channel": "sms", "outcome": "DELIVERED"},
+    )
+    party, text = describe(notice, Duties.of([], {}, COUNTY_TIME))
+    assert party == "PPS:150626102"
+    assert text.startswith(words)
