@@ -1,6 +1,8 @@
-"""A scripted incident with a late report, a missing written notice, a contradicting
-correction and a concealment gap: the findings and the investigation report name each one,
-with inclusion proofs that verify against the signed checkpoint."""
+"""A scripted incident: a duty done late (R10, not R11), a written notice the 司法所 never sends
+while the police record their own takeover (it meets nothing of the 司法所's), a correction that
+contradicts the category (R13) and brings the rules with it, a 续报 from signs to an attack that
+reaches the police, a concealment gap (R12) dismissed with a reason: the findings and the
+investigation report name each one, with inclusion proofs that verify against the checkpoint."""
 
 from __future__ import annotations
 
@@ -17,13 +19,17 @@ from tests.audit.conftest import AuditSystem
 from tests.integration.helpers import eventually, find, obligations_when, report
 
 TUKE = "150626102"
-SFS = f"SFS:{TUKE}"
+SFS, TCG, PPS = f"SFS:{TUKE}", f"TCG:{TUKE}", f"PPS:{TUKE}"
 
 
 async def act(
-    clients: dict[str, httpx.AsyncClient], incident_id: str, action: str, **fields: Any
+    clients: dict[str, httpx.AsyncClient],
+    incident_id: str,
+    action: str,
+    party: str = SFS,
+    **fields: Any,
 ) -> None:
-    body = {"action": action, "party": SFS, "actor_name": "李明", **fields}
+    body = {"action": action, "party": party, "actor_name": "李明", **fields}
     response = await clients["intake"].post(f"/v1/incidents/{incident_id}/actions", json=body)
     assert response.status_code == 201, response.text
 
@@ -72,53 +78,115 @@ async def test_scripted_incident_findings_and_report_name_each_lapse_with_proofs
     )
     body = await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R3"))
     search = find(body, rule_id="R3")[0]
-    # The search is recorded as started a second after it was due: met, but late (R10).
-    due = datetime.fromisoformat(search["due_at"])
+    # The search is recorded only once its deadline has passed: late, not omitted (R10, not
+    # R11), however early the officer says it began; lateness runs from the system's receipt.
+    await obligations_when(
+        clients, incident_id, lambda body: find(body, id=search["id"], status="MISSED")
+    )
     await act(
-        clients, incident_id, "SEARCH_STARTED", occurred_at=(due + timedelta(seconds=1)).isoformat()
+        clients, incident_id, "SEARCH_STARTED", occurred_at=(now - timedelta(minutes=1)).isoformat()
     )
     await obligations_when(
         clients, incident_id, lambda body: find(body, id=search["id"], status="MET_LATE")
     )
-    # Not found: R4 asks for a written notice to the police station, which nobody sends (R11).
+    # Not found: R4 asks the 司法所 for a written notice to the police station (owner SFS).
     await act(clients, incident_id, "SEARCH_FAILED")
     body = await obligations_when(
-        clients,
-        incident_id,
-        lambda body: find(body, rule_id="R4", action="WRITTEN_NOTICE", status="MISSED"),
+        clients, incident_id, lambda body: find(body, rule_id="R4", action="WRITTEN_NOTICE")
     )
     notice = find(body, rule_id="R4", action="WRITTEN_NOTICE")[0]
-    # The category reported is corrected: 脱管 was in fact something else (R13).
+    assert notice["owner"] == SFS
+    # The police record taking over the search: their own action, kept on the incident, which
+    # meets nothing of the 司法所's notice; unsent, it is missed.
+    await act(clients, incident_id, "SEARCH_TAKEN_OVER", party=PPS)
+    body = await obligations_when(
+        clients, incident_id, lambda body: find(body, id=notice["id"], status="MISSED")
+    )
+    assert find(body, id=notice["id"])[0]["met_by_event_id"] is None
+    # The category reported is corrected: no absconding, signs of revenge (R13); the rules
+    # follow the facts as they now stand.
     correction = await clients["intake"].post(
         f"/v1/incidents/{incident_id}/reports",
         json={
             "kind": "CORRECTION",
             "reporter": {"party": SFS, "name": "李明"},
-            "changes": {"category": "OTHER"},
-            "text": "经核实，对象系外出务工未请假，更正事件种类。",
+            "changes": {"category": "VIOLENCE", "phase": "SIGNS"},
+            "text": "经核实，对象并未脱管，系扬言报复他人，更正事件种类。",
         },
     )
     assert correction.status_code == 201, correction.text
-    await act(clients, incident_id, "CLOSED")
+    await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R5"))
+    # A 续报: the subject is now attacking someone. The police are called (R6), due from it.
+    follow_up = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/reports",
+        json={
+            "kind": "FOLLOW_UP",
+            "reporter": {"party": SFS, "name": "李明"},
+            "changes": {"phase": "IN_PROGRESS"},
+            "text": "续报：对象正在持刀伤人。",
+        },
+    )
+    assert follow_up.status_code == 201, follow_up.text
+    body = await obligations_when(
+        clients, incident_id, lambda body: find(body, rule_id="R6", party=PPS)
+    )
+    police = find(body, rule_id="R6", party=PPS)[0]
+    assert (police["action"], police["trigger"]) == ("CALL_POLICE", "changed")
+    await eventually(
+        lambda: clients["audit"].get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: any(
+            e["ce_type"] == "notification.delivered"
+            and e["event"]["data"]["obligation_id"] == police["id"]
+            for e in response.json()["entries"]
+        ),
+    )
+    await act(clients, incident_id, "CONTROLLED", party=TCG)
+    await act(clients, incident_id, "CLOSED", party=TCG)
 
     body = await findings_of(clients, incident_id, {"R10", "R11", "R12", "R13"})
     findings = body["findings"]
     late = [f for f in findings if f["rule_id"] == "R10"]
     assert {(f["party"], f["obligation_rule_id"]) for f in late} >= {(SFS, "R3"), (SFS, "R1")}
     assert all(f["title"] == "疑似迟报，供核查" and "逾期" in f["detail"] for f in late)
-    missed = next(f for f in findings if f["obligation_id"] == notice["id"])
-    assert (missed["rule_id"], missed["kind"], missed["party"]) == ("R11", "OMITTED", f"PPS:{TUKE}")
+    assert not [
+        f for f in findings if f["rule_id"] == "R11" and f["obligation_id"] == search["id"]
+    ], "done late is R10, never R11"
+    (r3_late,) = [f for f in late if f["obligation_id"] == search["id"]]
+    assert any("称实际于" in line for line in r3_late["asserted"])  # evidence, not the clock
+    missed = next(
+        f for f in findings if f["obligation_id"] == notice["id"] and f["rule_id"] == "R11"
+    )
+    # The 司法所 owed the notice: the omission is its, not the police station's.
+    assert (missed["rule_id"], missed["kind"], missed["party"]) == ("R11", "OMITTED", SFS)
     assert missed["title"] == "疑似漏报，供核查"
     assert missed["deadline_name"] == "PROMPT"
     assert "书面通知" in missed["detail"]
     concealed = next(f for f in findings if f["rule_id"] == "R12")
     assert (concealed["party"], concealed["kind"]) == (SFS, "CONCEALED")
     assert "相隔 3小时" in concealed["detail"] and concealed["title"] == "疑似瞒报，供核查"
-    false = next(f for f in findings if f["rule_id"] == "R13")
+    (false,) = [f for f in findings if f["rule_id"] == "R13"]  # the 续报's new phase is news
     assert false["title"] == "疑似谎报，供核查"
-    (version,) = false["versions"]
-    assert version["label"] == "种类"
-    assert (version["previous"], version["current"]) == ("脱离监督管理", "其他突发事件")
+    category, phase = false["versions"]
+    assert (category["label"], phase["label"]) == ("种类", "事态阶段")
+    assert (category["previous"], category["current"]) == (
+        "脱离监督管理",
+        "暴力犯罪或以要挟为目的的自杀、自焚、自残",
+    )
+    # A finding is a suspicion: the bureau office dismisses the concealment, with its reason.
+    dismissed = await clients["audit"].post(
+        f"/v1/findings/{concealed['finding_id']}/review",
+        json={"decision": "DISMISSED", "reason": "发现时间系群众误记，不予认定。"},
+        headers={"X-Act-As": "BJO"},
+    )
+    assert dismissed.status_code == 201, dismissed.text
+    listed = await eventually(
+        lambda: clients["audit"].get("/v1/findings", params={"incident_id": incident_id}),
+        lambda response: any(
+            f["rule_id"] == "R12" and f["state"] == "DISMISSED" for f in response.json()["findings"]
+        ),
+    )
+    (shown,) = [f for f in listed.json()["findings"] if f["rule_id"] == "R12"]
+    assert shown["review"]["reason"] == "发现时间系群众误记，不予认定。"
     for finding in findings:
         assert finding["evidence_log_indexes"]
         check_proofs(body, finding, audit_system)
@@ -149,7 +217,8 @@ async def test_scripted_incident_findings_and_report_name_each_lapse_with_proofs
         assert heading in text
     for title in ("疑似迟报，供核查", "疑似漏报，供核查", "疑似瞒报，供核查", "疑似谎报，供核查"):
         assert title in text
-    assert "原报「脱离监督管理」" in text and "更正为「其他突发事件」" in text
+    assert "原报「脱离监督管理」" in text
+    assert "排除，理由：发现时间系群众误记，不予认定。" in text
     assert "图克镇司法所" in text and "（待填写）" in text
     checkpoint, _ = open_checkpoint(text.split("```\n")[1], audit_system.log_key)
     assert isinstance(checkpoint, Checkpoint)
