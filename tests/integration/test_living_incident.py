@@ -159,3 +159,71 @@ async def test_ownership_another_partys_action_is_kept_and_meets_nothing_of_othe
     await obligations_when(
         clients, incident_id, lambda body: find(body, rule_id="R1", status="MET")
     )
+
+
+async def test_township_correction_moves_the_duties_and_alerts_to_the_new_township(
+    clients: dict[str, httpx.AsyncClient], webhook_sink: WebhookSink
+) -> None:
+    wushenzhao = "150626101"
+    incident_id = await report(clients)
+    await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R6", party=PPS))
+    await file_report(
+        clients,
+        incident_id,
+        {"township": "乌审召镇"},
+        kind="CORRECTION",
+        reason="事发地为乌审召镇辖区，首报误填图克镇",
+    )
+    new_police = f"PPS:{wushenzhao}"
+    body = await obligations_when(
+        clients, incident_id, lambda body: find(body, rule_id="R6", party=new_police)
+    )
+    assert find(body, rule_id="R1", party=f"SFS:{wushenzhao}")
+    moved_away = find(body, rule_id="R6", party=PPS)[0]
+    assert moved_away["status"] == "WAIVED"
+    assert "苏木(镇)由「图克镇」改为「乌审召镇」" in moved_away["closed_reason"]
+    await webhook_sink.wait_for(incident_id, {new_police}, lambda a: a.get("rule_id") == "R6")
+
+
+async def test_R16_a_drill_corrected_to_real_alerts_real_contacts_again(
+    clients: dict[str, httpx.AsyncClient], webhook_sink: WebhookSink
+) -> None:
+    incident_id = await report(clients, drill=True)
+    body = await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R6"))
+    assert body["drill"] is True
+    await file_report(
+        clients, incident_id, {"drill": False}, kind="CORRECTION", reason="演练中发现真实冲突"
+    )
+    body = await obligations_when(clients, incident_id, lambda body: body["drill"] is False)
+    real = [o for o in find(body, rule_id="R6", party=PPS) if not o["drill"]]
+    assert real and real[0]["trigger"] == "changed"
+    drilled = [o for o in find(body, rule_id="R6", party=PPS) if o["drill"]]
+    assert [o["status"] for o in drilled] == ["WAIVED"]
+    assert "按真实事件重新适用规则" in drilled[0]["closed_reason"]
+    # The real police station hears of it now, on its real contacts.
+    await webhook_sink.wait_for(
+        incident_id,
+        {PPS},
+        lambda alert: alert.get("rule_id") == "R6" and alert.get("obligation_id") == real[0]["id"],
+    )
+
+
+async def test_ownership_one_rung_up_records_for_the_owner_with_a_reason(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    incident_id = await report(clients, category="OTHER", phase="OCCURRED")
+    body = await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R1"))
+    r1 = find(body, rule_id="R1")[0]
+    recorded = await act(
+        clients,
+        incident_id,
+        "FIRST_RESPONSE_STARTED",
+        party=TCG,
+        on_behalf_of=SFS,
+        reason="司法所值班电话无人接听，指挥小组代为记录",
+    )
+    assert recorded["on_behalf_of"] == SFS
+    await obligations_when(clients, incident_id, lambda body: find(body, id=r1["id"], status="MET"))
+    timeline = await timeline_with(clients["audit"], incident_id, "obligation.met")
+    (met,) = [m for m in entries_of(timeline, "obligation.met") if m["obligation_id"] == r1["id"]]
+    assert (met["recorded_by"], met["on_behalf_of"]) == (TCG, SFS)
