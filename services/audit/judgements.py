@@ -14,9 +14,10 @@ reads and writes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.findings import LoggedEvent, superseded_by
@@ -125,30 +126,44 @@ async def states_of(
 
 
 async def add_review(session: AsyncSession, outbox: Outbox, review: FindingReviewed) -> None:
-    await session.execute(
-        finding_reviews.insert().values(
-            review_id=review.review_id,
-            finding_id=review.finding_id,
-            incident_id=review.incident_id,
-            decision=review.decision,
-            reviewed_at=review.reviewed_at,
-            data=review.model_dump(mode="json"),
-        )
+    await _keep(
+        session,
+        outbox,
+        finding_reviews,
+        review,
+        review_id=review.review_id,
+        finding_id=review.finding_id,
+        decision=review.decision,
+        reviewed_at=review.reviewed_at,
     )
-    await outbox.add(session, CloudEvent.new(SOURCE, review, review.incident_id))
 
 
 async def add_record(session: AsyncSession, outbox: Outbox, record: AccountabilityRecorded) -> None:
+    await _keep(
+        session,
+        outbox,
+        accountability_records,
+        record,
+        record_id=record.record_id,
+        kind=record.kind,
+        recorded_at=record.recorded_at,
+    )
+
+
+async def _keep(
+    session: AsyncSession,
+    outbox: Outbox,
+    table: Table,
+    judgement: FindingReviewed | AccountabilityRecorded,
+    **columns: Any,
+) -> None:
+    """A judgement of people, kept (append-only) and published, so the log holds it too."""
     await session.execute(
-        accountability_records.insert().values(
-            record_id=record.record_id,
-            incident_id=record.incident_id,
-            kind=record.kind,
-            recorded_at=record.recorded_at,
-            data=record.model_dump(mode="json"),
+        table.insert().values(
+            incident_id=judgement.incident_id, data=judgement.model_dump(mode="json"), **columns
         )
     )
-    await outbox.add(session, CloudEvent.new(SOURCE, record, record.incident_id))
+    await outbox.add(session, CloudEvent.new(SOURCE, judgement, judgement.incident_id))
 
 
 async def records_of(session: AsyncSession, incident_id: UUID) -> list[AccountabilityRecorded]:

@@ -7,10 +7,11 @@ transaction as the events it publishes, so a restart loses none and fires none t
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from prometheus_client import Histogram
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import ColumnElement, Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.escalation.models import obligations, timers
@@ -55,11 +56,39 @@ class DeadlineWorker:
             await self._wakeup.close()
 
     async def fire_due_obligations(self) -> int:
+        """Pending duties past their due time: missed, and up the ladder."""
+
+        async def miss(session: AsyncSession, incident: Row, obligation: Row, now: datetime):
+            await self._store.miss(session, incident, obligation, now)
+            self._delay.observe((now - obligation.due_at).total_seconds())
+
+        return await self._settle(
+            miss, obligations.c.status == "PENDING", obligations.c.due_at <= func.now()
+        )
+
+    async def fire_due_omissions(self) -> int:
+        """R11: missed duties still undone `omitted_after` past their deadline. A recurring
+        duty is superseded by its next instance instead (R9), so it is never one."""
+        policy = self._store.policy
+        return await self._settle(
+            self._store.omit,
+            obligations.c.status == "MISSED",
+            obligations.c.omitted_at.is_(None),
+            obligations.c.due_at <= func.now() - policy.omitted_after,
+            obligations.c.action.not_in(recurring_actions(policy)),
+        )
+
+    async def _settle(
+        self,
+        settle: Callable[[AsyncSession, Row, Row, datetime], Awaitable[None]],
+        *due: ColumnElement[bool],
+    ) -> int:
+        """Claim a batch of obligations that are `due`, and `settle` each in one transaction."""
         async with self._sessions() as session, session.begin():
-            due = (
+            claimed = (
                 await session.execute(
                     select(obligations)
-                    .where(obligations.c.status == "PENDING", obligations.c.due_at <= func.now())
+                    .where(*due)
                     .order_by(obligations.c.due_at)
                     .limit(self._batch_size)
                     .with_for_update(skip_locked=True)
@@ -67,7 +96,7 @@ class DeadlineWorker:
             ).all()
             now = datetime.now(UTC)
             settled = 0
-            for obligation in due:
+            for obligation in claimed:
                 # Handlers lock the incident before its obligations; taking the incident only
                 # when free keeps the two from waiting on each other. Busy ones come next pass.
                 incident = await self._store.locked_incident(
@@ -75,39 +104,7 @@ class DeadlineWorker:
                 )
                 if incident is None:
                     continue
-                await self._store.miss(session, incident, obligation, now)
-                self._delay.observe((now - obligation.due_at).total_seconds())
-                settled += 1
-            return settled
-
-    async def fire_due_omissions(self) -> int:
-        """R11: missed duties still undone `omitted_after` past their deadline. A recurring
-        duty is superseded by its next instance instead (R9), so it is never one."""
-        policy = self._store.policy
-        async with self._sessions() as session, session.begin():
-            due = (
-                await session.execute(
-                    select(obligations)
-                    .where(
-                        obligations.c.status == "MISSED",
-                        obligations.c.omitted_at.is_(None),
-                        obligations.c.due_at <= func.now() - policy.omitted_after,
-                        obligations.c.action.not_in(recurring_actions(policy)),
-                    )
-                    .order_by(obligations.c.due_at)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            now = datetime.now(UTC)
-            settled = 0
-            for obligation in due:
-                incident = await self._store.locked_incident(
-                    session, obligation.incident_id, skip_locked=True
-                )
-                if incident is None:
-                    continue
-                await self._store.omit(session, incident, obligation, now)
+                await settle(session, incident, obligation, now)
                 settled += 1
             return settled
 
