@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from shared.devrun import ServiceProcesses
 from shared.settings import SERVICE_NAMES
-from tests.support import PartyAuth, test_keys
+from tests import support
+from tests.support import PartyAuth
 
 CASES_PER_SERVICE = 250
 # The acknowledgement link carries its own token (tested in tests/notification).
@@ -67,7 +68,7 @@ def fuzz_service(base_url: str, spec: dict, token: str) -> tuple[int, list[str]]
 async def test_no_generated_request_gets_a_5xx_or_a_bare_error(
     system: ServiceProcesses, work_dir
 ) -> None:
-    token = PartyAuth(test_keys(work_dir)[0]).token(
+    token = PartyAuth(support.test_keys(work_dir)[0]).token(
         "BLO", ("incidents:write", "incidents:read", "audit:read", "pii:read")
     )
     async with httpx.AsyncClient(timeout=10) as client:
