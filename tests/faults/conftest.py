@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from services.audit.note import Signer, Verifier
 from services.escalation.rules import Policy
@@ -64,12 +65,19 @@ def consumer_groups_by_topic() -> dict[str, list[str]]:
     return dict(groups)
 
 
-def system_environment(directory: Path, log_seed: bytes) -> dict[str, str]:
+# The policy's ACK, which every alert carries (`ack_seconds`): a second, so unacknowledged
+# alerts walk to the next contact, and the whole list, within the drill.
+POLICY_OVERRIDES = {"deadlines": {"ACK": {"duration": "PT1S", "plan_word": "确认收到"}}}
+
+
+def system_environment(directory: Path, policy_overrides: Path, log_seed: bytes) -> dict[str, str]:
     return {
         "DIRECTORY_FILE": str(directory),
+        "POLICY_OVERRIDES_FILE": str(policy_overrides),
         # The load comes from one caller; the edge's per-caller limit is not under test here.
         "RATE_LIMIT_PER_SECOND": "100000",
         "RATE_LIMIT_BURST": "100000",
+        # Only for an alert that carries no ACK of its own.
         "NOTIFICATION_ACK_SECONDS": "1",
         # The dispatcher notices acknowledgement windows running out when it polls.
         "OUTBOX_POLL_INTERVAL_SECONDS": "0.2",
@@ -107,9 +115,12 @@ async def fault_bench(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
             {"channel": "webhook", "address": duty_desk.url, "label": "duty desk"},
         ],
     )
+    overrides = work_dir / "policy-overrides.yaml"
+    overrides.write_text(yaml.safe_dump(POLICY_OVERRIDES, allow_unicode=True), encoding="utf-8")
     log_seed = secrets.token_bytes(32)
+    environment = system_environment(directory_file, overrides, log_seed)
     try:
-        async with running_system(work_dir, system_environment(directory_file, log_seed)) as (
+        async with running_system(work_dir, environment) as (
             infra,
             processes,
         ):
@@ -123,7 +134,7 @@ async def fault_bench(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
                     primary=primary,
                     duty_desk=duty_desk,
                     directory=Directory.load(directory_file),
-                    policy=Policy.load(Settings().policy_file),
+                    policy=Policy.load(Settings().policy_file, overrides),
                     log_key=Signer.from_seed(LOG_ORIGIN, log_seed).verifier,
                     consumers_of=consumer_groups_by_topic(),
                 )
