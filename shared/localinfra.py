@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -33,8 +34,32 @@ DATABASE_NAME = "emergency"
 POSTGRES_OS_USER = "pgserver"
 
 
+# Ports the kernel hands out to outgoing connections: a listening port chosen among them can be
+# taken by some client's connection between choosing it and binding it (a server then fails with
+# "address already in use" on a busy machine). Listeners are chosen below that range.
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_LISTENING_PORT = 20000
+
+
+def ephemeral_floor() -> int:
+    try:
+        return int(EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
+    """A port nothing listens on now, outside the range outgoing connections draw from."""
+    ceiling = ephemeral_floor()
+    for _ in range(200 if ceiling > LOWEST_LISTENING_PORT + 1000 else 0):
+        port = random.randrange(LOWEST_LISTENING_PORT, ceiling)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as probe:  # an odd kernel range: let the kernel choose
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
