@@ -15,7 +15,7 @@ def initial_facts(report: IncidentIn, township: Township) -> dict[str, Any]:
     """Facts as stored: JSON-ready, with the subjects' full ID numbers."""
     # Only the report's own fields: callers may pass a subclass carrying more (a dry run's).
     facts = report.model_dump(
-        mode="json", include=set(IncidentIn.model_fields) - {"reporter", "township"}
+        mode="json", include=set(IncidentIn.model_fields) - {"reporter", "township", "external_ref"}
     )
     facts["township_code"] = township.code
     facts["township_name"] = township.name

@@ -118,6 +118,14 @@ class IncidentIn(Input):
     )
     reporter: ReporterIn
     drill: bool = False
+    external_ref: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="the source's own reference (the platform's 警情编号, a hotline ticket), "
+        "unique per source party: reported again under it, it is the same incident (the same "
+        "body: a replay; another: a follow-up)",
+    )
     offence: bool = Field(
         default=False,
         description="涉嫌违法犯罪: the facts suggest an offence, whatever the category (R6)",

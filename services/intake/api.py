@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, Request, Response
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.models import actions, idempotency_keys, incidents, reports
+from services.intake.models import actions, external_refs, idempotency_keys, incidents, reports
 from services.intake.schemas import (
     ActionIn,
     ActionOut,
@@ -23,7 +23,7 @@ from services.intake.schemas import (
 )
 from shared import facts as incident_facts
 from shared import lifecycle
-from shared.access import Permission
+from shared.access import Permission, Principal
 from shared.auth import Caller, authorize, speaks_for
 from shared.directory import Directory, Township
 from shared.domain import ActionCode, LifecycleStatus, PartyKind, party_kind_of
@@ -37,7 +37,7 @@ from shared.events.models import (
 from shared.ownership import Recording, closing_refusal, refusal
 from shared.pii import SUBJECT_FIELDS, PiiCipher, record_read, sealed_subjects
 from shared.problems import Problem, not_found
-from shared.reports import CLOCK_SKEW, IncidentIn, ReporterIn
+from shared.reports import CLOCK_SKEW, FactsUpdate, IncidentIn, ReporterIn
 from shared.runtime import DatabaseSession, runtime_of
 
 SOURCE = "intake"
@@ -102,8 +102,24 @@ async def report_incident(
     authorize(caller, Permission.REPORT_INCIDENT, township.code)
     speaks_for(caller, body.reporter.party, "reporter.party")
     incident_id = uuid4()
+    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    if body.external_ref:
+        claimed = await session.execute(
+            insert(external_refs)
+            .values(
+                source_party=body.reporter.party,
+                external_ref=body.external_ref,
+                incident_id=incident_id,
+                request_hash=request_hash,
+            )
+            .on_conflict_do_nothing()
+            .returning(external_refs.c.incident_id)
+        )
+        if claimed.first() is None:
+            return await _reported_again(
+                session, request, response, caller, body, township, request_hash
+            )
     if idempotency_key:
-        request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
         claimed = await session.execute(
             insert(idempotency_keys)
             .values(key=idempotency_key, request_hash=request_hash, incident_id=incident_id)
@@ -145,6 +161,7 @@ async def report_incident(
         facts=incident_facts.event_facts(facts),
         reporter=Reporter(**reporter),
         reported_at=now,
+        external_ref=body.external_ref,
         # The same ciphertext as at rest: audit opens it for a reader holding pii:read.
         sealed_subjects=sealed_subjects(sealed),
     )
@@ -153,6 +170,68 @@ async def report_incident(
     return CreatedOut(
         id=incident_id, status=LifecycleStatus.REPORTED, location=incident_location(incident_id)
     )
+
+
+async def _reported_again(
+    session: AsyncSession,
+    request: Request,
+    response: Response,
+    caller: Principal,
+    body: IncidentIn,
+    township: Township,
+    request_hash: str,
+) -> CreatedOut:
+    """A report whose source already reported under the same reference (its 警情编号): the same
+    incident. The same body again is a replay; another body is a follow-up (续报) stating the
+    facts as the source now gives them."""
+    known = (
+        await session.execute(
+            select(external_refs)
+            .where(
+                external_refs.c.source_party == body.reporter.party,
+                external_refs.c.external_ref == body.external_ref,
+            )
+            .with_for_update()
+        )
+    ).one()
+    incident = await _locked_incident(session, known.incident_id)
+    response.headers["Location"] = incident_location(incident.id)
+    created = CreatedOut(
+        id=incident.id, status=incident.status, location=incident_location(incident.id)
+    )
+    if known.request_hash == request_hash:
+        response.headers["Idempotent-Replayed"] = "true"
+        return created
+    if incident.township_code != township.code:
+        raise Problem(
+            409,
+            "Reference names an incident of another township",
+            f"{body.reporter.party} reported {body.external_ref!r} as incident {incident.id} "
+            f"of township {incident.township_code}; a township is corrected by a CORRECTION.",
+            kind="external-ref-conflict",
+            incident_id=str(incident.id),
+        )
+    authorize(caller, Permission.FILE_REPORT, incident.township_code)
+    # A replay under the same reference neither moves the incident nor turns it real or drill.
+    stated = body.model_dump(include=set(FactsUpdate.model_fields) - {"township", "drill"})
+    follow_up = ReportIn(
+        kind="FOLLOW_UP",
+        reporter=body.reporter,
+        changes=FactsUpdate.model_validate(stated),
+        text=f"同一来源以同一编号（{body.external_ref}）再次报告",
+    )
+    await _file(session, request, incident, follow_up)
+    await session.execute(
+        update(external_refs)
+        .where(
+            external_refs.c.source_party == known.source_party,
+            external_refs.c.external_ref == known.external_ref,
+        )
+        .values(request_hash=request_hash)
+    )
+    response.headers["Report-Filed-As"] = "FOLLOW_UP"
+    response.status_code = 200  # no incident was created: a report was added to one
+    return created
 
 
 async def _replay(
@@ -343,9 +422,18 @@ async def file_report(
 ) -> ReportOut:
     incident = await _locked_incident(session, incident_id)
     authorize(caller, Permission.FILE_REPORT, incident.township_code)
-    directory = directory_of(request)
-    check_party(directory, body.reporter.party, "reporter.party")
+    check_party(directory_of(request), body.reporter.party, "reporter.party")
     speaks_for(caller, body.reporter.party, "reporter.party")
+    response.headers["Location"] = incident_location(incident_id)
+    return await _file(session, request, incident, body)
+
+
+async def _file(
+    session: AsyncSession, request: Request, incident: Row, body: ReportIn
+) -> ReportOut:
+    """File a follow-up or correction on the locked `incident`, with its event."""
+    incident_id = incident.id
+    directory = directory_of(request)
     if not lifecycle.is_open(LifecycleStatus(incident.status)):
         raise status_conflict(
             incident.status,
@@ -403,7 +491,6 @@ async def file_report(
         reason=body.reason,
     )
     await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
-    response.headers["Location"] = incident_location(incident_id)
     return ReportOut(
         id=report_id,
         kind=body.kind,

@@ -62,6 +62,19 @@ actions = Table(
     Index("ix_actions_incident", "incident_id", "occurred_at"),
 )
 
+# A source's own reference (the platform's 警情编号, a hotline ticket): one incident per source
+# and reference, whatever it sends again under it.
+external_refs = Table(
+    "external_refs",
+    metadata,
+    Column("source_party", String(40), primary_key=True),
+    Column("external_ref", String(64), primary_key=True),
+    # Claimed before the incident row is written, in the same transaction: no foreign key.
+    Column("incident_id", UUID(as_uuid=True), nullable=False),
+    Column("request_hash", String(64), nullable=False, comment="of the last report under it"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,

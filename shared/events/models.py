@@ -84,6 +84,9 @@ class IncidentReported(EventData):
     reporter: Reporter
     reported_at: AwareDatetime
     sealed_subjects: Sealed | None = Field(default=None, description=SUBJECTS_SEALED)
+    external_ref: str | None = Field(
+        default=None, description="the source's own reference (the platform's 警情编号)"
+    )
 
 
 class ActionRecorded(EventData):
