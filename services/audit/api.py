@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from cryptography.exceptions import InvalidTag
@@ -111,16 +111,22 @@ Index = Annotated[int, Path(ge=0, le=2**62)]
 MAX_SIZE = 2**62
 
 
-def township_in(rows: list[Row]) -> str | None:
-    """The incident's township as it now stands: its first report's, moved by any correction
-    of the township since (which moves its access too); rows in log order."""
-    township: str | None = None
+def fact_now(rows: list[Row], name: str) -> Any:
+    """One fact of the incident as it now stands: as first reported, changed by any 续报 or
+    correction since; rows in log order."""
+    value: Any = None
     for row in rows:
         if row.ce_type == "incident.reported":
-            township = json.loads(row.leaf)["data"]["facts"]["township_code"]
+            value = json.loads(row.leaf)["data"]["facts"].get(name)
         elif row.ce_type == "incident.report_filed":
-            township = json.loads(row.leaf)["data"]["changes"].get("township_code", township)
-    return township
+            value = json.loads(row.leaf)["data"]["changes"].get(name, value)
+    return value
+
+
+def township_in(rows: list[Row]) -> str | None:
+    """The incident's township as it now stands: a correction of the township moves its
+    access too."""
+    return fact_now(rows, "township_code")
 
 
 async def incident_rows(session: AsyncSession, incident_id: UUID) -> list[Row]:
@@ -543,7 +549,6 @@ async def record_accountability(
     refusal = judgements.refusal_of_record(body.kind, body.finding_ids, states)
     if refusal is not None:
         raise Problem(422, "Record not supported by findings", refusal, kind="bad-findings")
-    first = next((e for e in events if e.type == "incident.reported"), None)
     record = AccountabilityRecorded(
         record_id=uuid4(),
         incident_id=incident_id,
@@ -557,7 +562,7 @@ async def record_accountability(
         finding_ids=tuple(dict.fromkeys(body.finding_ids)),
         recorded_by=caller.party,
         recorded_at=datetime.now(UTC),
-        drill=bool(first and first.data["facts"].get("drill")),
+        drill=bool(fact_now(rows, "drill")),
     )
     await judgements.add_record(session, runtime_of(request).outbox, record)
     return record

@@ -20,7 +20,7 @@ from services.escalation.rules import (
     change_words,
     changes_rules,
     evaluate,
-    informing_rule,
+    informing,
     is_met_by,
     is_waived_by,
     outlives_closure,
@@ -56,9 +56,6 @@ from shared.events.models import (
     ReportFiled,
 )
 from shared.kafka import HandlerTable, RejectEvent, on_data
-
-# Actions that change what parties already alerted must know (R19).
-REPORT_WORDS = {"FOLLOW_UP": "续报", "CORRECTION": "更正"}
 
 
 @dataclass(frozen=True)
@@ -161,11 +158,8 @@ class EscalationHandlers:
                 )
                 .on_conflict_do_nothing()
             )
-        else:
-            # A drill corrected to real is no drill of its 司法所 (R16).
-            await session.execute(delete(drills).where(drills.c.incident_id == incident_id))
 
-    async def _refusal(self, incident: Row, recorded: ActionRecorded) -> str | None:
+    def _refusal(self, incident: Row, recorded: ActionRecorded) -> str | None:
         """Why the action is not its recorder's to record (RULES.md: every party acts for
         itself; closing), or None. Intake refuses the same at once; this is the last word."""
         recording = ownership.Recording(
@@ -203,14 +197,15 @@ class EscalationHandlers:
         if incident is None:
             raise RejectEvent(f"action for unknown incident {recorded.incident_id}")
         current = LifecycleStatus(incident.status)
-        refused = await self._refusal(incident, recorded)
+        refused = self._refusal(incident, recorded)
         transition = lifecycle.apply(current, recorded.action)
         if refused is not None or not transition.accepted:
             await self._reject(session, incident, recorded, refused or transition.reason)
             return
         # Told of the change before it happens: whoever this action newly alerts is told by
         # that alert, not by an update.
-        told = await self.store.alerted_parties(session, incident.id)
+        informs = informing(self.store.policy, f"action:{recorded.action}") is not None
+        told = await self.store.alerted_parties(session, incident.id) if informs else set()
         await self.store.change_status(session, incident, transition, recorded.recorded_at)
         await self._news(session, incident.id, recorded.recorded_at, recorded.action)
         incident = await self.store.locked_incident(session, recorded.incident_id)
@@ -308,7 +303,9 @@ class EscalationHandlers:
         at: datetime,
         change_id: UUID,
     ) -> None:
-        """R19: everybody already alerted about the incident hears of the change."""
+        """R19: everybody already alerted about the incident hears of the change. `incident`
+        is the row as the change left it."""
+        rule = informing(self.store.policy, trigger)
         recipients = update_recipients(
             self.store.policy,
             trigger,
@@ -317,23 +314,21 @@ class EscalationHandlers:
             changed_by,
             incident.facts["township_code"],
         )
-        if not recipients:
+        if rule is None or not recipients:
             return
-        current = await self.store.locked_incident(session, incident.id)
-        assert current is not None
         await self.store.publish(
             session,
             incident.id,
             IncidentUpdated(
                 incident_id=incident.id,
-                rule_id=informing_rule(self.store.policy),
+                rule_id=rule.id,
                 about=about,
                 summary=summary,
                 recipients=recipients,
                 changed_by=changed_by,
                 changed_at=at,
-                incident=brief(facts_of(current)),
-                status=LifecycleStatus(current.status),
+                incident=brief(facts_of(incident)),
+                status=LifecycleStatus(incident.status),
                 update_id=uuid5(OBLIGATION_NAMESPACE, f"update:{change_id}"),
             ),
         )
@@ -388,8 +383,9 @@ class EscalationHandlers:
         words = change_words(report.kind, report.changes, report.previous)
         if changes_rules(report.changes) and lifecycle.is_open(LifecycleStatus(incident.status)):
             await self._remember(session, incident.id, facts, report.filed_at)
-            incident = await self.store.locked_incident(session, report.incident_id)
-            assert incident is not None
+            if "drill" in report.changes and not facts.drill:
+                # A drill corrected to real is no drill of its 司法所 (R16).
+                await session.execute(delete(drills).where(drills.c.incident_id == incident.id))
             standing = await self.store.standing(session, incident.id)
             revision = revise(
                 self.store.policy,
@@ -402,14 +398,14 @@ class EscalationHandlers:
             await self.store.revise(
                 session, incident, revision, standing, report.filed_at, event.id
             )
+        reporter = party_name_zh(report.reporter.party, dict(self.store.party_names))
         await self._tell_alerted(
             session,
             incident,
             "report_filed",
             report.kind,
-            f"{party_name_zh(report.reporter.party, dict(self.store.party_names))}{words}"
-            if words != REPORT_WORDS[report.kind]
-            else f"{party_name_zh(report.reporter.party, dict(self.store.party_names))}提交{words}",
+            # 续报将事态阶段由…改为…, or, when no fact the rules read changed, 提交续报.
+            f"{reporter}{words}" if changes_rules(report.changes) else f"{reporter}提交{words}",
             told,
             report.reporter.party,
             report.filed_at,

@@ -746,6 +746,14 @@ def _not_fact_bound(policy: Policy, duty: StandingDuty) -> set[tuple[str, str, s
 # --- R19: everybody already told stays told ---------------------------------------------------
 
 
+def informing(policy: Policy, trigger: str) -> Rule | None:
+    """The rule that tells parties of what `trigger` is (R19), if one does."""
+    return next(
+        (rule for rule in policy.rules if rule.inform is not None and trigger in rule.trigger),
+        None,
+    )
+
+
 def update_recipients(
     policy: Policy,
     trigger: str,
@@ -757,10 +765,7 @@ def update_recipients(
     """The parties told of a change (R19), None when no rule informs on `trigger`: everyone
     already alerted about the incident, and the township's police station on a find or a
     closure when the police reported it; never the party that made the change."""
-    rule = next(
-        (rule for rule in policy.rules if rule.inform is not None and trigger in rule.trigger),
-        None,
-    )
+    rule = informing(policy, trigger)
     if rule is None or rule.inform is None:
         return None
     told = set(alerted) if rule.inform.alerted else set()
@@ -769,10 +774,6 @@ def update_recipients(
         told.add(party_code(PartyKind.PPS, township_code))
     told.discard(changed_by)
     return tuple(sorted(told))
-
-
-def informing_rule(policy: Policy) -> str:
-    return next(rule.id for rule in policy.rules if rule.inform is not None)
 
 
 # --- how obligations end ---------------------------------------------------------------------
