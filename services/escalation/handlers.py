@@ -43,8 +43,11 @@ from shared.events.models import (
     ActionRecorded,
     ActionRejected,
     IncidentFacts,
+    IncidentLinked,
+    IncidentMerged,
     IncidentReported,
     IncidentStatusChanged,
+    IncidentUnlinked,
     IncidentUpdated,
     NoticeAttempted,
     NotificationAcknowledged,
@@ -77,6 +80,9 @@ class EscalationHandlers:
             ignored=frozenset(
                 {
                     PersonalDataRead.ce_type,
+                    IncidentLinked.ce_type,
+                    IncidentMerged.ce_type,
+                    IncidentUnlinked.ce_type,
                     NotificationDelivered.ce_type,
                     NotificationFailed.ce_type,
                     # Escalation withdrew the alert's obligation itself.

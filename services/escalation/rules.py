@@ -17,9 +17,9 @@ from typing import Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.correlation import Correlation
 from shared.domain import (
     ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
@@ -38,6 +38,7 @@ from shared.domain import (
     time_zone_label,
 )
 from shared.events.models import IncidentFacts
+from shared.policyfile import policy_data
 
 # Obligation ids are derived from what caused them, so the same history gives the same ids.
 OBLIGATION_NAMESPACE = uuid.UUID("7d1f0c1e-5b0a-4b8e-9c52-1c0f3a1e2b77")
@@ -175,6 +176,7 @@ class Policy(_Data):
     actions: dict[str, ActionSpec]
     rules: tuple[Rule, ...]
     other_rules: tuple[OtherRule, ...] = ()
+    correlation: Correlation
     # The county's clock for every time in an explanation: the deployment's COUNTY_TIME_ZONE.
     time_zone: str = DEFAULT_COUNTY_TIME_ZONE
 
@@ -225,27 +227,13 @@ class Policy(_Data):
     @classmethod
     def load(cls, path: Path, overrides: Path | None = None) -> Policy:
         """The policy file, with a deployment's overrides (deadlines, ladder ...) merged in."""
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if overrides is not None:
-            data = merge(data, yaml.safe_load(overrides.read_text(encoding="utf-8")) or {})
-        return cls.model_validate(data)
+        return cls.model_validate(policy_data(path, overrides))
 
     def rule(self, rule_id: str) -> Rule:
         return next(rule for rule in self.rules if rule.id == rule_id)
 
     def timer(self, name: str) -> TimerSpec:
         return next(timer for rule in self.rules for timer in rule.timers if timer.name == name)
-
-
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Overrides replace values key by key; nested mappings merge, lists replace."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 # --- what the engine is told -----------------------------------------------------------------

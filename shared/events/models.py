@@ -130,6 +130,90 @@ class ReportFiled(EventData):
     )
 
 
+LinkedBy = Literal["SUBJECT_ID", "EXTERNAL_REF", "PEOPLE"]
+FACT_CHANGES = "the incident's facts the change set (personal data masked)"
+FACT_PREVIOUS = "the facts those replace"
+
+
+class LinkedReport(EventData):
+    """A first report from another source, of an event already open as an incident (R20): kept
+    as a report of that incident with its reporter and time, not as an incident of its own."""
+
+    report_id: UUID
+    reporter: Reporter
+    reported_at: AwareDatetime = Field(description="when the system received the report")
+    facts: IncidentFacts = Field(description="the facts as this source stated them")
+    external_ref: str | None = Field(default=None, description="the source's own reference")
+    sealed_subjects: Sealed | None = Field(default=None, description=SUBJECTS_SEALED)
+
+
+class IncidentLinked(EventData):
+    """Two reports of one event (R20): a report from another source linked on arrival
+    (`report`, matched by subject id or reference), or an incident linked by people
+    (`linked_incident_id`, with `party` and `reason`). The incident's facts take the more
+    severe of the two (`changes`)."""
+
+    ce_type: ClassVar[str] = "incident.linked"
+    incident_id: UUID = Field(description="the incident the report or incident is linked to")
+    link_id: UUID
+    linked_by: LinkedBy = Field(description="what matched, or PEOPLE")
+    linked_at: AwareDatetime
+    report: LinkedReport | None = Field(default=None, description="a report linked on arrival")
+    linked_incident_id: UUID | None = Field(
+        default=None, description="an incident linked by people"
+    )
+    party: str | None = Field(default=None, description="who linked it (TCG or BLO); none: R20")
+    actor_name: str | None = None
+    reason: str | None = None
+    changes: dict[str, Any] = Field(default_factory=dict, description=FACT_CHANGES)
+    previous: dict[str, Any] = Field(default_factory=dict, description=FACT_PREVIOUS)
+    sealed_subjects: Sealed | None = Field(
+        default=None, description="the incident's subjects as now stated, when they changed"
+    )
+    drill: bool = False
+
+
+class IncidentMerged(EventData):
+    """People merged `merged_incident_id` into `incident_id` (R20): both histories are kept; the
+    merged incident's open duties move to the surviving one, doubled ones are waived."""
+
+    ce_type: ClassVar[str] = "incident.merged"
+    incident_id: UUID = Field(description="the surviving incident")
+    merged_incident_id: UUID
+    link_id: UUID
+    party: str = Field(description="who merged them (TCG or BLO)")
+    actor_name: str
+    reason: str
+    merged_at: AwareDatetime
+    changes: dict[str, Any] = Field(default_factory=dict, description=FACT_CHANGES)
+    previous: dict[str, Any] = Field(default_factory=dict, description=FACT_PREVIOUS)
+    sealed_subjects: Sealed | None = Field(
+        default=None, description="the surviving incident's subjects, when they changed"
+    )
+    drill: bool = False
+
+
+class IncidentUnlinked(EventData):
+    """People undid a link or a merge: the incidents are separate events again, and what a
+    merge moved or waived is restored (`changes`: the surviving incident's facts as before)."""
+
+    ce_type: ClassVar[str] = "incident.unlinked"
+    incident_id: UUID
+    linked_incident_id: UUID
+    link_id: UUID = Field(description="the link or merge undone")
+    was: Literal["LINK", "MERGE"]
+    party: str
+    actor_name: str
+    reason: str
+    unlinked_at: AwareDatetime
+    changes: dict[str, Any] = Field(default_factory=dict, description=FACT_CHANGES)
+    previous: dict[str, Any] = Field(default_factory=dict, description=FACT_PREVIOUS)
+    sealed_subjects: Sealed | None = Field(
+        default=None, description="the surviving incident's subjects, when they changed"
+    )
+    drill: bool = False
+
+
 class PersonalDataRead(EventData):
     """Someone read an incident's personal data unmasked (社区矫正法 Art. 54: every read leaves
     a trace)."""
@@ -191,6 +275,11 @@ class ObligationCreated(EventData):
     ack_seconds: float | None = Field(
         default=None, description="the policy's ACK deadline: unacknowledged this long, re-sent"
     )
+    moved_from: UUID | None = Field(
+        default=None,
+        description="the same duty of another incident, moved here by a merge or its undoing "
+        "(R20): its alert carries on, none is sent again",
+    )
 
 
 class AboutObligation(EventData):
@@ -229,6 +318,11 @@ class ObligationWaived(AboutObligation):
     reason: str
     waived_at: AwareDatetime
     drill: bool = False
+    moved_to: UUID | None = Field(
+        default=None,
+        description="the duty lives on as this obligation of another incident (R20): its "
+        "alert is not withdrawn",
+    )
 
 
 class DeadlineMissed(AboutObligation):

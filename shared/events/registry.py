@@ -24,6 +24,9 @@ EVENT_TYPES: dict[str, EventSpec] = {
         models.ActionRecorded,
         models.ReportFiled,
         models.PersonalDataRead,
+        models.IncidentLinked,
+        models.IncidentMerged,
+        models.IncidentUnlinked,
     ),
     **_specs(
         topics.ESCALATIONS,

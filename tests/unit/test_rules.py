@@ -38,7 +38,6 @@ from services.escalation.rules import (
     is_waived_by,
     ladder_step,
     may_still_be_met,
-    merge,
     met_status,
     missing_report_fields,
     obligation_id,
@@ -59,6 +58,7 @@ from shared.domain import (
 )
 from shared.events.models import IncidentFacts, Subject
 from shared.ownership import ON_BEHALF_OF
+from shared.policyfile import merge
 
 from .conftest import POLICY_FILE
 
