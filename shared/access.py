@@ -28,6 +28,7 @@ class Permission(StrEnum):
     READ_DRILLS = "read_drills"
     REVIEW_FINDINGS = "review_findings"
     RECORD_ACCOUNTABILITY = "record_accountability"
+    LINK_INCIDENTS = "link_incidents"
 
 
 class Reach(StrEnum):
@@ -73,6 +74,8 @@ ACCESS: dict[Permission, Grant] = {
     Permission.REVIEW_FINDINGS: Grant(AUDIT, (BJO, CEO)),
     # R15: the bureau office records commendations and disciplines.
     Permission.RECORD_ACCOUNTABILITY: Grant(WRITE, (BJO,)),
+    # R20: the township's command group or the banner office says which reports are one event.
+    Permission.LINK_INCIDENTS: Grant(WRITE, (TCG, BLO)),
 }
 
 # What a token minted for a kind of party carries unless told otherwise.

@@ -62,6 +62,7 @@ class OpenIncident:
     drill: bool
     subject_ids: frozenset[str]
     external_refs: frozenset[str]
+    merged_into: UUID | None = None
 
 
 @dataclass(frozen=True)

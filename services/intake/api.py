@@ -12,12 +12,23 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.models import actions, external_refs, idempotency_keys, incidents, reports
+from services.intake import linking
+from services.intake.models import (
+    actions,
+    external_refs,
+    idempotency_keys,
+    incident_links,
+    incidents,
+    reports,
+)
 from services.intake.schemas import (
     ActionIn,
     ActionOut,
+    CandidateOut,
     CreatedOut,
     IncidentOut,
+    LinkIn,
+    LinkOut,
     ReportIn,
     ReportOut,
 )
@@ -25,12 +36,16 @@ from shared import facts as incident_facts
 from shared import lifecycle
 from shared.access import Permission, Principal
 from shared.auth import Caller, authorize, speaks_for
+from shared.correlation import Correlation, Match
 from shared.directory import Directory, Township
 from shared.domain import ActionCode, LifecycleStatus, PartyKind, party_kind_of
 from shared.events import CloudEvent
 from shared.events.models import (
     ActionRecorded,
+    IncidentLinked,
+    IncidentMerged,
     IncidentReported,
+    IncidentUnlinked,
     Reporter,
     ReportFiled,
 )
@@ -75,6 +90,10 @@ def cipher_of(request: Request) -> PiiCipher:
     return request.app.state.pii
 
 
+def correlation_of(request: Request) -> Correlation:
+    return request.app.state.correlation
+
+
 def incident_location(incident_id: UUID) -> str:
     return f"/v1/incidents/{incident_id}"
 
@@ -101,8 +120,38 @@ async def report_incident(
     check_party(directory, body.reporter.party, "reporter.party")
     authorize(caller, Permission.REPORT_INCIDENT, township.code)
     speaks_for(caller, body.reporter.party, "reporter.party")
-    incident_id = uuid4()
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    await linking.hold_township(session, township.code)
+    if body.external_ref:
+        known = (
+            await session.execute(
+                select(external_refs.c.incident_id).where(
+                    external_refs.c.source_party == body.reporter.party,
+                    external_refs.c.external_ref == body.external_ref,
+                )
+            )
+        ).first()
+        if known is not None:
+            return await _reported_again(
+                session, request, response, caller, body, township, request_hash
+            )
+    if idempotency_key and await _stored_key(session, idempotency_key) is not None:
+        return await _replay(session, idempotency_key, request_hash, response)
+    now = datetime.now(UTC)
+    facts = incident_facts.initial_facts(body, township)
+    match = await linking.matching(
+        session, correlation_of(request), township.code, facts, body.external_ref, now
+    )
+    incident_id = match.incident_id if match is not None else uuid4()
+    if idempotency_key:
+        claimed = await session.execute(
+            insert(idempotency_keys)
+            .values(key=idempotency_key, request_hash=request_hash, incident_id=incident_id)
+            .on_conflict_do_nothing()
+            .returning(idempotency_keys.c.key)
+        )
+        if claimed.first() is None:
+            return await _replay(session, idempotency_key, request_hash, response)
     if body.external_ref:
         claimed = await session.execute(
             insert(external_refs)
@@ -115,22 +164,13 @@ async def report_incident(
             .on_conflict_do_nothing()
             .returning(external_refs.c.incident_id)
         )
-        if claimed.first() is None:
+        if claimed.first() is None:  # the same reference from another township, just now
             return await _reported_again(
                 session, request, response, caller, body, township, request_hash
             )
-    if idempotency_key:
-        claimed = await session.execute(
-            insert(idempotency_keys)
-            .values(key=idempotency_key, request_hash=request_hash, incident_id=incident_id)
-            .on_conflict_do_nothing()
-            .returning(idempotency_keys.c.key)
-        )
-        if claimed.first() is None:
-            return await _replay(session, idempotency_key, request_hash, response)
+    if match is not None:
+        return await _link_report(session, request, response, body, facts, match, now)
 
-    now = datetime.now(UTC)
-    facts = incident_facts.initial_facts(body, township)
     sealed = cipher_of(request).seal_subjects(facts)
     reporter = body.reporter.model_dump(mode="json")
     await session.execute(
@@ -145,6 +185,7 @@ async def report_incident(
             reported_at=now,
         )
     )
+    await linking.remember_subjects(session, incident_id, facts["subjects"])
     await session.execute(
         reports.insert().values(
             id=uuid4(),
@@ -172,6 +213,42 @@ async def report_incident(
     )
 
 
+async def _link_report(
+    session: AsyncSession,
+    request: Request,
+    response: Response,
+    body: IncidentIn,
+    stated: dict[str, Any],
+    match: Match,
+    now: datetime,
+) -> CreatedOut:
+    """Another source's first report of an open incident (R20): kept as a report of it, no
+    second incident, no duty or alert twice."""
+    incident = await _locked_incident(session, match.incident_id)
+    linked = await linking.link_report(
+        session,
+        cipher_of(request),
+        correlation_of(request),
+        incident,
+        stated,
+        body.reporter.model_dump(mode="json"),
+        body.external_ref,
+        match.linked_by,
+        now,
+    )
+    await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, linked.event, incident.id))
+    response.headers["Location"] = incident_location(incident.id)
+    response.headers["Report-Filed-As"] = "LINKED"
+    response.status_code = 200  # no incident was created: a report was added to one
+    return CreatedOut(
+        id=incident.id,
+        status=incident.status,
+        location=incident_location(incident.id),
+        filed_as="LINKED",
+        linked_by=match.linked_by,
+    )
+
+
 async def _reported_again(
     session: AsyncSession,
     request: Request,
@@ -194,7 +271,7 @@ async def _reported_again(
             .with_for_update()
         )
     ).one()
-    incident = await _locked_incident(session, known.incident_id)
+    incident = await _locked_incident(session, await linking.surviving(session, known.incident_id))
     response.headers["Location"] = incident_location(incident.id)
     created = CreatedOut(
         id=incident.id, status=incident.status, location=incident_location(incident.id)
@@ -231,15 +308,20 @@ async def _reported_again(
     )
     response.headers["Report-Filed-As"] = "FOLLOW_UP"
     response.status_code = 200  # no incident was created: a report was added to one
-    return created
+    return created.model_copy(update={"filed_as": "FOLLOW_UP"})
+
+
+async def _stored_key(session: AsyncSession, key: str) -> Row | None:
+    return (
+        await session.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))
+    ).first()
 
 
 async def _replay(
     session: AsyncSession, key: str, request_hash: str, response: Response
 ) -> CreatedOut:
-    stored = (
-        await session.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))
-    ).one()
+    stored = await _stored_key(session, key)
+    assert stored is not None
     if stored.request_hash != request_hash:
         raise Problem(
             409,
@@ -270,7 +352,7 @@ def status_conflict(status: LifecycleStatus, detail: str) -> Problem:
     )
 
 
-async def _locked_incident(session: AsyncSession, incident_id: UUID):
+async def _locked_incident(session: AsyncSession, incident_id: UUID) -> Row:
     row = (
         await session.execute(
             select(incidents).where(incidents.c.id == incident_id).with_for_update()
@@ -279,6 +361,19 @@ async def _locked_incident(session: AsyncSession, incident_id: UUID):
     if row is None:
         raise not_found("Incident", incident_id)
     return row
+
+
+def refuse_merged(incident: Row) -> None:
+    """409 for work on a merged incident: it goes on in the incident it was merged into."""
+    if incident.merged_into is not None:
+        raise Problem(
+            409,
+            "Incident merged into another",
+            f"Incident {incident.id} was merged into {incident.merged_into} (R20): report and "
+            f"record there, at {incident_location(incident.merged_into)}.",
+            kind="incident-merged",
+            merged_into=str(incident.merged_into),
+        )
 
 
 async def _found_on_record(session: AsyncSession, incident_id: UUID) -> bool:
@@ -323,6 +418,7 @@ async def record_action(
 ) -> ActionOut:
     incident = await _locked_incident(session, incident_id)
     authorize(caller, Permission.RECORD_ACTION, incident.township_code)
+    refuse_merged(incident)
     directory = directory_of(request)
     check_party(directory, body.party, "party")
     for field in ("on_behalf_of", "to"):
@@ -422,6 +518,7 @@ async def file_report(
 ) -> ReportOut:
     incident = await _locked_incident(session, incident_id)
     authorize(caller, Permission.FILE_REPORT, incident.township_code)
+    refuse_merged(incident)
     check_party(directory_of(request), body.reporter.party, "reporter.party")
     speaks_for(caller, body.reporter.party, "reporter.party")
     response.headers["Location"] = incident_location(incident_id)
@@ -590,7 +687,266 @@ async def get_incident(
                 text=row.text,
                 reason=row.reason,
                 filed_at=row.filed_at,
+                stated=shown(row.stated) if row.stated is not None else None,
+                external_ref=row.external_ref,
+                linked_by=row.linked_by,
             )
             for row in report_rows
         ],
+        merged_into=incident.merged_into,
+        links=[link_out(row) for row in await linking.links_of(session, incident_id)],
+    )
+
+
+# --- one event, several reports (R20) ---------------------------------------------------------
+
+LINKING_PARTIES = frozenset({PartyKind.TCG, PartyKind.BLO})
+
+
+def link_out(row: Row) -> LinkOut:
+    return LinkOut.model_validate(dict(row._mapping))
+
+
+@router.get(
+    "/{incident_id}/candidates",
+    summary="Open incidents that may be of the same event (R20): the same township and "
+    "category within the policy's candidate window, with another or no subject id; for "
+    "people to link, never linked by themselves",
+)
+async def list_candidates(
+    incident_id: UUID, request: Request, session: DatabaseSession, caller: Caller
+) -> list[CandidateOut]:
+    incident = (
+        await session.execute(select(incidents).where(incidents.c.id == incident_id))
+    ).first()
+    if incident is None:
+        raise not_found("Incident", incident_id)
+    authorize(caller, Permission.READ_INCIDENT, incident.township_code)
+    return [
+        CandidateOut(
+            id=row.id,
+            category=row.category,
+            phase=row.phase,
+            status=row.status,
+            reported_at=row.reported_at,
+            reporter_party=row.reporter["party"],
+            minutes_apart=int(candidate.apart.total_seconds() // 60),
+            why=candidate.why,
+        )
+        for candidate, row in await linking.candidates_of(
+            session, correlation_of(request), incident
+        )
+    ]
+
+
+@router.post(
+    "/{incident_id}/links",
+    status_code=201,
+    summary="Link, merge or unlink two incidents of one event (R20), by the township's "
+    "command group (TCG) or the banner office (BLO), with a reason",
+    responses={
+        409: {"description": "Already linked, not linked, merged, closed, or drill and real"}
+    },
+)
+async def link_incidents(
+    incident_id: UUID,
+    body: LinkIn,
+    request: Request,
+    response: Response,
+    session: DatabaseSession,
+    caller: Caller,
+) -> LinkOut:
+    if body.incident_id == incident_id:
+        raise invalid_field("incident_id", "an incident is not linked to itself")
+    locked = {
+        key: await _locked_incident(session, key)
+        for key in sorted((incident_id, body.incident_id))  # one order: no deadlock
+    }
+    this, other = locked[incident_id], locked[body.incident_id]
+    for row in (this, other):
+        authorize(caller, Permission.LINK_INCIDENTS, row.township_code)
+    check_party(directory_of(request), body.party, "party")
+    speaks_for(caller, body.party, "party")
+    if party_kind_of(body.party) not in LINKING_PARTIES:
+        raise invalid_field("party", "incidents are linked by a TCG or the BLO (R20)")
+    now = datetime.now(UTC)
+    response.headers["Location"] = incident_location(incident_id)
+    existing = await linking.active_link(session, incident_id, body.incident_id)
+    if body.action == "UNLINK":
+        if existing is None:
+            raise Problem(
+                409,
+                "Not linked",
+                f"Incidents {incident_id} and {body.incident_id} are not linked or merged.",
+                kind="not-linked",
+            )
+        response.status_code = 200
+        return await _unlink(session, request, existing, body, now)
+    if existing is not None:
+        raise Problem(
+            409,
+            "Already linked",
+            f"Incidents {incident_id} and {body.incident_id} are already one event "
+            f"({existing.kind} {existing.id}); unlink first to change it.",
+            kind="already-linked",
+            link_id=str(existing.id),
+        )
+    for row in (this, other):
+        refuse_merged(row)
+    if bool(this.facts.get("drill")) != bool(other.facts.get("drill")):
+        raise Problem(
+            409,
+            "A drill and a real incident",
+            "A drill and a real incident are never one event (R16).",
+            kind="drill-and-real",
+        )
+    if body.action == "MERGE":
+        for row in (this, other):
+            if not lifecycle.is_open(LifecycleStatus(row.status)):
+                raise status_conflict(
+                    row.status, f"Incident {row.id} is {row.status}: only open ones merge."
+                )
+    return await _link(session, request, this, other, body, now)
+
+
+async def _link(
+    session: AsyncSession,
+    request: Request,
+    this: Row,
+    other: Row,
+    body: LinkIn,
+    now: datetime,
+) -> LinkOut:
+    cipher = cipher_of(request)
+    changes: dict[str, Any] = {}
+    previous: dict[str, Any] = {}
+    names: tuple[str, ...] = ()
+    facts = cipher.open_subjects(this.facts)
+    if body.action == "MERGE":
+        merged = cipher.open_subjects(other.facts)
+        changes, previous = linking.fact_changes(correlation_of(request), facts, merged)
+        facts = {**facts, **changes}
+        names = tuple(s["name"] for s in (*facts["subjects"], *merged["subjects"]))
+        await session.execute(
+            update(incidents)
+            .where(incidents.c.id == this.id)
+            .values(
+                facts=cipher.seal_subjects(facts),
+                category=facts["category"],
+                phase=facts["phase"],
+                updated_at=now,
+            )
+        )
+        await session.execute(
+            update(incidents).where(incidents.c.id == other.id).values(merged_into=this.id)
+        )
+    row = {
+        "id": uuid4(),
+        "incident_id": this.id,
+        "linked_incident_id": other.id,
+        "kind": body.action,
+        "party": body.party,
+        "actor_name": body.actor_name,
+        "reason": body.reason,
+        "changes": cipher.seal_subjects(changes),
+        "previous": cipher.seal_subjects(previous),
+        "linked_at": now,
+    }
+    await session.execute(incident_links.insert().values(**row))
+    fact_fields = {
+        "changes": incident_facts.masked(changes, names),
+        "previous": incident_facts.masked(previous, names),
+        "sealed_subjects": (
+            sealed_subjects(cipher.seal_subjects(facts)) if "subjects" in changes else None
+        ),
+        "drill": bool(facts.get("drill")),
+    }
+    event: IncidentLinked | IncidentMerged
+    if body.action == "MERGE":
+        event = IncidentMerged(
+            incident_id=this.id,
+            merged_incident_id=other.id,
+            link_id=row["id"],
+            party=body.party,
+            actor_name=body.actor_name,
+            reason=body.reason,
+            merged_at=now,
+            **fact_fields,
+        )
+    else:
+        event = IncidentLinked(
+            incident_id=this.id,
+            link_id=row["id"],
+            linked_by="PEOPLE",
+            linked_at=now,
+            linked_incident_id=other.id,
+            party=body.party,
+            actor_name=body.actor_name,
+            reason=body.reason,
+            **fact_fields,
+        )
+    await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, this.id))
+    return LinkOut(**{name: value for name, value in row.items() if name in LinkOut.model_fields})
+
+
+async def _unlink(
+    session: AsyncSession, request: Request, link: Row, body: LinkIn, now: datetime
+) -> LinkOut:
+    """Undo a link or merge: the incidents are separate events again; a merged incident is
+    open for work again, and the survivor's facts the merge set go back (R20)."""
+    cipher = cipher_of(request)
+    survivor = await _locked_incident(session, link.incident_id)
+    facts = cipher.open_subjects(survivor.facts)
+    changes: dict[str, Any] = {}
+    previous: dict[str, Any] = {}
+    if link.kind == "MERGE":
+        changes, previous = linking.restored(
+            facts, cipher.open_subjects(link.changes), cipher.open_subjects(link.previous)
+        )
+        if changes:
+            facts = {**facts, **changes}
+            await session.execute(
+                update(incidents)
+                .where(incidents.c.id == survivor.id)
+                .values(
+                    facts=cipher.seal_subjects(facts),
+                    category=facts["category"],
+                    phase=facts["phase"],
+                    updated_at=now,
+                )
+            )
+        await session.execute(
+            update(incidents)
+            .where(incidents.c.id == link.linked_incident_id)
+            .values(merged_into=None)
+        )
+    undone = {
+        "unlinked_at": now,
+        "unlinked_by": body.party,
+        "unlinked_actor_name": body.actor_name,
+        "unlink_reason": body.reason,
+    }
+    await session.execute(
+        update(incident_links).where(incident_links.c.id == link.id).values(**undone)
+    )
+    names = tuple(subject["name"] for subject in facts["subjects"])
+    event = IncidentUnlinked(
+        incident_id=link.incident_id,
+        linked_incident_id=link.linked_incident_id,
+        link_id=link.id,
+        was=link.kind,
+        party=body.party,
+        actor_name=body.actor_name,
+        reason=body.reason,
+        unlinked_at=now,
+        changes=incident_facts.masked(changes, names),
+        previous=incident_facts.masked(previous, names),
+        sealed_subjects=(
+            sealed_subjects(cipher.seal_subjects(facts)) if "subjects" in changes else None
+        ),
+        drill=bool(facts.get("drill")),
+    )
+    await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, link.incident_id))
+    return link_out(link).model_copy(
+        update={"unlinked_at": now, "unlinked_by": body.party, "unlink_reason": body.reason}
     )

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.intake import api, handlers
 from services.intake.models import SCHEMA, messaging
+from shared.correlation import Correlation
 from shared.directory import Directory
 from shared.events import topics
 from shared.pii import PiiCipher
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[api.router],
     )
     app.state.directory = Directory.load(settings.directory_file)
+    app.state.correlation = Correlation.load(settings.policy_file, settings.policy_overrides_file)
     app.state.pii = cipher = PiiCipher.from_settings(settings)
     runtime.add_readiness_check("personal_data_key", lambda: cipher.readiness)
     return app

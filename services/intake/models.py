@@ -26,7 +26,41 @@ incidents = Table(
     Column("status_changed_at", DateTime(timezone=True)),
     Column("reported_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("merged_into", UUID(as_uuid=True), comment="the incident it was merged into (R20)"),
     Index("ix_incidents_township_reported", "township_code", "reported_at"),
+)
+
+# Who each incident is about, by 社区矫正对象编号: a new report naming one of them is of the
+# same event (R20). The ids travel in events in clear; names and ID numbers stay sealed.
+incident_subjects = Table(
+    "incident_subjects",
+    metadata,
+    Column("incident_id", UUID(as_uuid=True), ForeignKey("incidents.id"), primary_key=True),
+    Column("subject_id", String(64), primary_key=True),
+    Index("ix_incident_subjects_subject", "subject_id"),
+)
+
+# Incidents people linked (one event, both kept) or merged (one survives) under R20; an unlink
+# ends the row, it is never deleted.
+incident_links = Table(
+    "incident_links",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("incident_id", UUID(as_uuid=True), ForeignKey("incidents.id"), nullable=False),
+    Column("linked_incident_id", UUID(as_uuid=True), ForeignKey("incidents.id"), nullable=False),
+    Column("kind", String(8), nullable=False, comment="LINK, or MERGE (linked_incident_id merged)"),
+    Column("party", String(40), nullable=False),
+    Column("actor_name", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("changes", JSONB, nullable=False, comment="facts of incident_id the merge set"),
+    Column("previous", JSONB, nullable=False, comment="the facts they replaced"),
+    Column("linked_at", DateTime(timezone=True), nullable=False),
+    Column("unlinked_at", DateTime(timezone=True)),
+    Column("unlinked_by", String(40)),
+    Column("unlinked_actor_name", String(64)),
+    Column("unlink_reason", Text),
+    Index("ix_incident_links_incident", "incident_id"),
+    Index("ix_incident_links_linked", "linked_incident_id"),
 )
 
 reports = Table(
@@ -34,13 +68,21 @@ reports = Table(
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("incident_id", UUID(as_uuid=True), ForeignKey("incidents.id"), nullable=False),
-    Column("kind", String(16), nullable=False, comment="INITIAL, FOLLOW_UP or CORRECTION"),
+    Column(
+        "kind",
+        String(16),
+        nullable=False,
+        comment="INITIAL, FOLLOW_UP, CORRECTION, or LINKED: another source's first report (R20)",
+    ),
     Column("changes", JSONB, nullable=False),
     Column("previous", JSONB, nullable=False),
     Column("reporter", JSONB, nullable=False),
     Column("text", Text),
     Column("reason", Text, comment="why the facts were corrected"),
     Column("filed_at", DateTime(timezone=True), nullable=False),
+    Column("stated", JSONB, comment="LINKED: the facts as its source stated them"),
+    Column("external_ref", String(64), comment="LINKED: the source's own reference"),
+    Column("linked_by", String(16), comment="LINKED: SUBJECT_ID or EXTERNAL_REF"),
     Index("ix_reports_incident", "incident_id", "filed_at"),
 )
 

@@ -106,13 +106,61 @@ class ActionOut(BaseModel):
 
 class ReportOut(BaseModel):
     id: UUID
-    kind: str
+    kind: str = Field(description="INITIAL, FOLLOW_UP, CORRECTION, or LINKED (R20)")
     changes: dict
     previous: dict
     reporter: dict
     text: str | None
     reason: str | None = None
     filed_at: datetime
+    stated: dict | None = Field(
+        default=None, description="LINKED: the facts as its source stated them"
+    )
+    external_ref: str | None = Field(default=None, description="LINKED: the source's reference")
+    linked_by: str | None = Field(
+        default=None, description="LINKED: what matched, SUBJECT_ID or EXTERNAL_REF"
+    )
+
+
+class LinkIn(Input):
+    """What people decide about two incidents of one event (R20)."""
+
+    action: Literal["LINK", "MERGE", "UNLINK"] = Field(
+        description="LINK: one event, both incidents kept; MERGE: the other incident is merged "
+        "into this one (its open duties move here, doubled ones are waived); UNLINK: undo a "
+        "link or merge between the two"
+    )
+    incident_id: UUID = Field(description="the other incident")
+    party: str = Field(pattern=PARTY_PATTERN, description="TCG of the township, or BLO")
+    actor_name: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class LinkOut(BaseModel):
+    id: UUID
+    kind: Literal["LINK", "MERGE"]
+    incident_id: UUID
+    linked_incident_id: UUID = Field(description="the other incident; for MERGE, the merged one")
+    party: str
+    actor_name: str
+    reason: str
+    linked_at: datetime
+    unlinked_at: datetime | None = None
+    unlinked_by: str | None = None
+    unlink_reason: str | None = None
+
+
+class CandidateOut(BaseModel):
+    """An open incident that may be of the same event (R20): for people to link or not."""
+
+    id: UUID
+    category: Category
+    phase: Phase
+    status: LifecycleStatus
+    reported_at: datetime
+    reporter_party: str
+    minutes_apart: int
+    why: str
 
 
 class IncidentOut(BaseModel):
@@ -126,9 +174,19 @@ class IncidentOut(BaseModel):
     personal_data: Literal["masked", "shown"] = "masked"
     actions: list[ActionOut] = []
     reports: list[ReportOut] = []
+    merged_into: UUID | None = Field(
+        default=None, description="the incident this one was merged into (R20)"
+    )
+    links: list[LinkOut] = Field(default=[], description="links and merges, undone ones too")
 
 
 class CreatedOut(BaseModel):
     id: UUID
     status: LifecycleStatus
     location: str
+    filed_as: Literal["INCIDENT", "FOLLOW_UP", "LINKED"] = Field(
+        default="INCIDENT",
+        description="INCIDENT: a new incident; FOLLOW_UP: the source's own reference again "
+        "with other facts; LINKED: another source's report of an open incident (R20)",
+    )
+    linked_by: str | None = Field(default=None, description="LINKED: SUBJECT_ID or EXTERNAL_REF")

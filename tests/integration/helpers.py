@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from uuid import uuid4
 
 from shared.domain import ActionCode, PartyKind, party_code
 from shared.ownership import ACTIONS_OF
@@ -32,13 +33,20 @@ async def eventually(
         raise AssertionError(f"condition not met within {timeout}s; last: {last!r}") from None
 
 
+def subject_id() -> str:
+    """A 社区矫正对象编号 nobody else's report names."""
+    return f"SQJZ-{uuid4().hex[:12]}"
+
+
 def violence_report(**overrides: Any) -> dict[str, Any]:
+    """A report of violence under way in 图克镇. Its subject has an id of its own on every call:
+    a report naming the subject of an open incident is of that incident (R20)."""
     now = datetime.now(UTC)
     body = {
         "category": "VIOLENCE",
         "phase": "IN_PROGRESS",
         "township": "图克镇",
-        "subjects": [{"id": "SQJZ-2024-0107", "name": "王某某", "id_number": "150626199001011234"}],
+        "subjects": [{"id": subject_id(), "name": "王某某", "id_number": "150626199001011234"}],
         "occurred_at": (now - timedelta(minutes=6)).isoformat(),
         "discovered_at": (now - timedelta(minutes=4)).isoformat(),
         "location": "图克镇中心街农贸市场东门",

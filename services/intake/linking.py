@@ -1,0 +1,343 @@
+"""One event, several reports (R20), as intake stores it: which open incident a new report is
+of, a report kept as a report of that incident, and the links and merges people decide. What
+matches and which facts win is `shared.correlation`'s to say; this module reads and writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import Row, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.models import (
+    external_refs,
+    incident_links,
+    incident_subjects,
+    incidents,
+    reports,
+)
+from shared import facts as incident_facts
+from shared import lifecycle
+from shared.correlation import (
+    Candidate,
+    Correlation,
+    Match,
+    OpenIncident,
+    candidates,
+    combined,
+    match,
+)
+from shared.domain import LifecycleStatus
+from shared.events.models import IncidentLinked, LinkedReport, Reporter
+from shared.pii import PiiCipher, sealed_subjects
+
+OPEN_STATUSES = tuple(str(status) for status in lifecycle.OPEN)
+
+
+async def hold_township(session: AsyncSession, township_code: str) -> None:
+    """Reports of one township are matched one at a time: two reports of one event arriving
+    together must not both open an incident. Held to the end of the transaction."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+        {"key": f"intake.match:{township_code}"},
+    )
+
+
+async def remember_subjects(
+    session: AsyncSession, incident_id: UUID, subjects: list[dict[str, Any]]
+) -> None:
+    if subjects:
+        await session.execute(
+            insert(incident_subjects)
+            .values([{"incident_id": incident_id, "subject_id": s["id"]} for s in subjects])
+            .on_conflict_do_nothing()
+        )
+
+
+async def open_incidents(
+    session: AsyncSession, township_code: str, since: datetime, until: datetime | None = None
+) -> list[OpenIncident]:
+    """Open incidents of the township reported in [since, until], as matching sees them;
+    merged ones too (a report of one is a report of the incident it was merged into)."""
+    window = [
+        incidents.c.township_code == township_code,
+        incidents.c.status.in_(OPEN_STATUSES),
+        incidents.c.reported_at >= since,
+    ]
+    if until is not None:
+        window.append(incidents.c.reported_at <= until)
+    rows = (
+        await session.execute(
+            select(
+                incidents.c.id,
+                incidents.c.category,
+                incidents.c.reported_at,
+                incidents.c.facts["drill"].as_boolean().label("drill"),
+                incidents.c.merged_into,
+            ).where(*window)
+        )
+    ).all()
+    ids = [row.id for row in rows]
+    subjects: dict[UUID, set[str]] = {incident_id: set() for incident_id in ids}
+    refs: dict[UUID, set[str]] = {incident_id: set() for incident_id in ids}
+    if ids:
+        for incident_id, subject_id in await session.execute(
+            select(incident_subjects.c.incident_id, incident_subjects.c.subject_id).where(
+                incident_subjects.c.incident_id.in_(ids)
+            )
+        ):
+            subjects[incident_id].add(subject_id)
+        for incident_id, ref in await session.execute(
+            select(external_refs.c.incident_id, external_refs.c.external_ref).where(
+                external_refs.c.incident_id.in_(ids)
+            )
+        ):
+            refs[incident_id].add(ref)
+    return [
+        OpenIncident(
+            id=row.id,
+            township_code=township_code,
+            category=row.category,
+            reported_at=row.reported_at,
+            drill=bool(row.drill),
+            subject_ids=frozenset(subjects[row.id]),
+            external_refs=frozenset(refs[row.id]),
+            merged_into=row.merged_into,
+        )
+        for row in rows
+    ]
+
+
+async def surviving(session: AsyncSession, incident_id: UUID) -> UUID:
+    """The incident that carries the event: itself, or the one it was merged into."""
+    seen = {incident_id}
+    while True:
+        merged_into = (
+            await session.execute(
+                select(incidents.c.merged_into).where(incidents.c.id == incident_id)
+            )
+        ).scalar_one_or_none()
+        if merged_into is None or merged_into in seen:
+            return incident_id
+        seen.add(merged_into)
+        incident_id = merged_into
+
+
+async def matching(
+    session: AsyncSession,
+    policy: Correlation,
+    township_code: str,
+    stated: dict[str, Any],
+    external_ref: str | None,
+    at: datetime,
+) -> Match | None:
+    """The open incident a new report is of (R20), if any: the one it was merged into when
+    the match is a merged incident."""
+    found = match(
+        policy,
+        await open_incidents(session, township_code, at - policy.link_window),
+        township_code,
+        bool(stated.get("drill")),
+        (subject["id"] for subject in stated.get("subjects") or ()),
+        external_ref,
+        at,
+    )
+    if found is None:
+        return None
+    return Match(await surviving(session, found.incident_id), found.linked_by)
+
+
+@dataclass(frozen=True)
+class Linked:
+    """A report kept as a report of an open incident: the row written and its event."""
+
+    report_id: UUID
+    event: IncidentLinked
+
+
+async def link_report(
+    session: AsyncSession,
+    cipher: PiiCipher,
+    policy: Correlation,
+    incident: Row,
+    stated: dict[str, Any],
+    reporter: dict[str, Any],
+    external_ref: str | None,
+    linked_by: str,
+    at: datetime,
+) -> Linked:
+    """Keep another source's first report as a report of the locked `incident` (R20): its
+    facts take the more severe of the two, and the report is kept as its source stated it."""
+    current = cipher.open_subjects(incident.facts)
+    changes = combined(policy, current, stated)
+    facts = {**current, **changes}
+    previous = {name: current.get(name) for name in changes}
+    names = tuple(
+        subject["name"] for subject in (*current["subjects"], *(stated.get("subjects") or ()))
+    )
+    report_id = uuid4()
+    sealed_stated = cipher.seal_subjects(stated)
+    await session.execute(
+        reports.insert().values(
+            id=report_id,
+            incident_id=incident.id,
+            kind="LINKED",
+            changes=cipher.seal_subjects(changes),
+            previous=cipher.seal_subjects(previous),
+            reporter=reporter,
+            text=None,
+            filed_at=at,
+            stated=sealed_stated,
+            external_ref=external_ref,
+            linked_by=linked_by,
+        )
+    )
+    sealed = cipher.seal_subjects(facts)
+    await session.execute(
+        update(incidents)
+        .where(incidents.c.id == incident.id)
+        .values(facts=sealed, category=facts["category"], phase=facts["phase"], updated_at=at)
+    )
+    await remember_subjects(session, incident.id, stated.get("subjects") or [])
+    event = IncidentLinked(
+        incident_id=incident.id,
+        link_id=report_id,
+        linked_by=linked_by,  # type: ignore[arg-type]
+        linked_at=at,
+        report=LinkedReport(
+            report_id=report_id,
+            reporter=Reporter(**reporter),
+            reported_at=at,
+            facts=incident_facts.event_facts(stated),
+            external_ref=external_ref,
+            sealed_subjects=sealed_subjects(sealed_stated),
+        ),
+        changes=incident_facts.masked(changes, names),
+        previous=incident_facts.masked(previous, names),
+        sealed_subjects=sealed_subjects(sealed) if "subjects" in changes else None,
+        drill=bool(facts.get("drill")),
+    )
+    return Linked(report_id, event)
+
+
+def fact_changes(
+    policy: Correlation, survivor: dict[str, Any], merged: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(changes, previous) of the survivor's facts when `merged` is merged into it."""
+    changes = combined(policy, survivor, merged)
+    return changes, {name: survivor.get(name) for name in changes}
+
+
+def restored(
+    current: dict[str, Any], merge_changes: dict[str, Any], merge_previous: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(changes, previous) that undo a merge on the survivor's facts: each fact the merge set
+    goes back to what it was, unless a later report changed it since (that report stands)."""
+    changes = {
+        name: merge_previous.get(name)
+        for name, value in merge_changes.items()
+        if current.get(name) == value
+    }
+    return changes, {name: current.get(name) for name in changes}
+
+
+async def active_link(session: AsyncSession, first: UUID, second: UUID) -> Row | None:
+    """The link or merge between the two incidents not undone, the newest if several."""
+    return (
+        await session.execute(
+            select(incident_links)
+            .where(
+                or_(
+                    (incident_links.c.incident_id == first)
+                    & (incident_links.c.linked_incident_id == second),
+                    (incident_links.c.incident_id == second)
+                    & (incident_links.c.linked_incident_id == first),
+                ),
+                incident_links.c.unlinked_at.is_(None),
+            )
+            .order_by(incident_links.c.linked_at.desc())
+            .limit(1)
+            .with_for_update()
+        )
+    ).first()
+
+
+async def links_of(session: AsyncSession, incident_id: UUID) -> list[Row]:
+    return list(
+        (
+            await session.execute(
+                select(incident_links)
+                .where(
+                    or_(
+                        incident_links.c.incident_id == incident_id,
+                        incident_links.c.linked_incident_id == incident_id,
+                    )
+                )
+                .order_by(incident_links.c.linked_at)
+            )
+        ).all()
+    )
+
+
+async def linked_ids(session: AsyncSession, incident_id: UUID) -> frozenset[UUID]:
+    return frozenset(
+        row.linked_incident_id if row.incident_id == incident_id else row.incident_id
+        for row in await links_of(session, incident_id)
+        if row.unlinked_at is None
+    )
+
+
+async def candidates_of(
+    session: AsyncSession, policy: Correlation, incident: Row
+) -> list[tuple[Candidate, Row]]:
+    """Near matches of the incident (R20), with their rows, nearest first."""
+    township = incident.township_code
+    window = policy.candidate_window
+    nearby = await open_incidents(
+        session, township, incident.reported_at - window, incident.reported_at + window
+    )
+    this = next((other for other in nearby if other.id == incident.id), None)
+    if this is None:
+        this = OpenIncident(
+            id=incident.id,
+            township_code=township,
+            category=incident.category,
+            reported_at=incident.reported_at,
+            drill=bool(incident.facts.get("drill")),
+            subject_ids=frozenset(
+                (
+                    await session.execute(
+                        select(incident_subjects.c.subject_id).where(
+                            incident_subjects.c.incident_id == incident.id
+                        )
+                    )
+                ).scalars()
+            ),
+            external_refs=frozenset(),
+        )
+    found = candidates(
+        policy,
+        this,
+        (other for other in nearby if other.merged_into is None),
+        await linked_ids(session, incident.id),
+    )
+    if not found:
+        return []
+    rows = {
+        row.id: row
+        for row in (
+            await session.execute(
+                select(incidents).where(incidents.c.id.in_([c.incident_id for c in found]))
+            )
+        ).all()
+    }
+    return [(candidate, rows[candidate.incident_id]) for candidate in found]
+
+
+def is_open(incident: Row) -> bool:
+    return lifecycle.is_open(LifecycleStatus(incident.status)) and incident.merged_into is None
+
