@@ -358,6 +358,20 @@ def other_rule_section(rule: OtherRule, policy: Policy) -> list[str]:
             f"- **Minimum** (`drill_requirement`): {drills.per_year} drill(s) a calendar year "
             f"by each {party_words(drills.party)} ({drills.plan_section})"
         )
+    correlation = policy.correlation
+    if rule.id == correlation.rule_id:
+        lines += [
+            f"- **Linked** (`correlation.link_window`): a report within "
+            f"{duration_words(correlation.link_window)} of an open incident of its township, "
+            "naming one of its subjects or quoting its reference",
+            f"- **Candidate** (`correlation.candidate_window`): an open incident of the same "
+            f"township and category within {duration_words(correlation.candidate_window)}, "
+            "another or no subject id; only people link it",
+            "- **Most severe first** (`correlation.category_severity`, `phase_severity`): "
+            + " > ".join(f"`{category}`" for category in correlation.category_severity)
+            + "; "
+            + " > ".join(f"`{phase}`" for phase in correlation.phase_severity),
+        ]
     return [*lines, ""]
 
 

@@ -340,4 +340,3 @@ async def candidates_of(
 
 def is_open(incident: Row) -> bool:
     return lifecycle.is_open(LifecycleStatus(incident.status)) and incident.merged_into is None
-

@@ -24,9 +24,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.add_column(
         "incidents",
-        sa.Column(
-            "merged_into", sa.UUID(), comment="the incident it was merged into (R20)"
-        ),
+        sa.Column("merged_into", sa.UUID(), comment="the incident it was merged into (R20)"),
         schema="intake",
     )
     op.add_column(
