@@ -314,6 +314,9 @@ async def test_R17_signs_again_within_30_days_suggest_key_monitoring(
     first = await report(clients, phase="SIGNS", category="MASS_INCIDENT", subjects=[subject])
     first_obligations = await obligations_when(clients, first, with_rule("R5"))
     assert not duties(first_obligations, "R17")
+    # Closed, the first incident is history: signs reported again are a new incident (while
+    # it is open, the same subject's report is a report of it, R20).
+    await act(clients, first, "CLOSED", f"TCG:{TUKE}")
     second = await report(clients, phase="SIGNS", category="OTHER", subjects=[subject])
     obligations = await obligations_when(clients, second, with_rule("R17"))
     assert duties(obligations, "R17") == {(f"SFS:{TUKE}", "SUGGEST_KEY_MONITORING", "PROMPT")}
@@ -331,6 +334,7 @@ async def test_R17_a_drills_signs_are_no_history_of_a_real_subject(
     real_obligations = await obligations_when(clients, real, with_rule("R5"))
     assert not duties(real_obligations, "R17")
     # Real signs again: the real history alone makes R17 fire, citing only the real report.
+    await act(clients, real, "CLOSED", f"TCG:{TUKE}")
     again = await report(clients, phase="SIGNS", subjects=[subject])
     obligations = await obligations_when(clients, again, with_rule("R17"))
     why = find(obligations, rule_id="R17")[0]["why"]
