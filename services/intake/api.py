@@ -208,8 +208,14 @@ async def report_incident(
     )
     await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
     response.headers["Location"] = incident_location(incident_id)
+    # Told at once when an open incident nearby may be the same event: people decide (R20).
+    created = await _locked_incident(session, incident_id)
+    near = await linking.candidates_of(session, correlation_of(request), created)
     return CreatedOut(
-        id=incident_id, status=LifecycleStatus.REPORTED, location=incident_location(incident_id)
+        id=incident_id,
+        status=LifecycleStatus.REPORTED,
+        location=incident_location(incident_id),
+        candidates=[candidate.incident_id for candidate, _ in near],
     )
 
 

@@ -4,6 +4,7 @@ matches and which facts win is `shared.correlation`'s to say; this module reads 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,10 +60,19 @@ async def remember_subjects(
 
 
 async def open_incidents(
-    session: AsyncSession, township_code: str, since: datetime, until: datetime | None = None
+    session: AsyncSession,
+    township_code: str,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    category: str | None = None,
+    naming: Iterable[str] | None = None,
+    quoting: str | None = None,
 ) -> list[OpenIncident]:
     """Open incidents of the township reported in [since, until], as matching sees them;
-    merged ones too (a report of one is a report of the incident it was merged into)."""
+    merged ones too (a report of one is a report of the incident it was merged into). Only
+    those of `category`, or only those naming a subject of `naming` or quoting `quoting`, when
+    given: a busy township has many open incidents and a report is about few."""
     window = [
         incidents.c.township_code == township_code,
         incidents.c.status.in_(OPEN_STATUSES),
@@ -70,6 +80,23 @@ async def open_incidents(
     ]
     if until is not None:
         window.append(incidents.c.reported_at <= until)
+    if category is not None:
+        window.append(incidents.c.category == category)
+    if naming is not None:
+        window.append(
+            or_(
+                incidents.c.id.in_(
+                    select(incident_subjects.c.incident_id).where(
+                        incident_subjects.c.subject_id.in_(list(naming))
+                    )
+                ),
+                incidents.c.id.in_(
+                    select(external_refs.c.incident_id).where(
+                        external_refs.c.external_ref == quoting
+                    )
+                ),
+            )
+        )
     rows = (
         await session.execute(
             select(
@@ -137,12 +164,19 @@ async def matching(
 ) -> Match | None:
     """The open incident a new report is of (R20), if any: the one it was merged into when
     the match is a merged incident."""
+    subject_ids = [subject["id"] for subject in stated.get("subjects") or ()]
     found = match(
         policy,
-        await open_incidents(session, township_code, at - policy.link_window),
+        await open_incidents(
+            session,
+            township_code,
+            at - policy.link_window,
+            naming=subject_ids,
+            quoting=external_ref,
+        ),
         township_code,
         bool(stated.get("drill")),
-        (subject["id"] for subject in stated.get("subjects") or ()),
+        subject_ids,
         external_ref,
         at,
     )
@@ -298,7 +332,11 @@ async def candidates_of(
     township = incident.township_code
     window = policy.candidate_window
     nearby = await open_incidents(
-        session, township, incident.reported_at - window, incident.reported_at + window
+        session,
+        township,
+        incident.reported_at - window,
+        incident.reported_at + window,
+        category=incident.category,
     )
     this = next((other for other in nearby if other.id == incident.id), None)
     if this is None:

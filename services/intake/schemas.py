@@ -190,3 +190,8 @@ class CreatedOut(BaseModel):
         "with other facts; LINKED: another source's report of an open incident (R20)",
     )
     linked_by: str | None = Field(default=None, description="LINKED: SUBJECT_ID or EXTERNAL_REF")
+    candidates: list[UUID] = Field(
+        default=[],
+        description="INCIDENT: open incidents that may be the same event (R20), for the TCG or "
+        "the BLO to link; see GET /v1/incidents/{id}/candidates",
+    )

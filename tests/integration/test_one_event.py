@@ -5,6 +5,7 @@ match is only a candidate; people merge it, and an unlink restores both incident
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -189,8 +190,10 @@ async def test_R20_a_near_match_is_a_candidate_merged_and_unlinked_by_people(
 ) -> None:
     intake = clients["intake"]
     first = await first_report(clients, violence_report(reporter=PLATFORM))
-    second = await first_report(clients, violence_report())  # another subject: no link
-    assert first != second
+    response = await intake.post("/v1/incidents", json=violence_report())
+    assert response.status_code == 201, response.text  # another subject: no link, but told
+    second = response.json()["id"]
+    assert first in response.json()["candidates"]
     candidates = await intake.get(f"/v1/incidents/{second}/candidates")
     assert candidates.status_code == 200, candidates.text
     near = [c for c in candidates.json() if c["id"] == first]
@@ -265,3 +268,19 @@ async def test_R20_a_link_keeps_both_incidents(clients: dict[str, httpx.AsyncCli
     other = await link(clients, second, "UNLINK", first, party="TCG:150626101")
     assert other.status_code == 403, other.text
     await link(clients, second, "UNLINK", first, party=TCG, expect=200)
+
+
+async def test_R20_two_reports_of_one_event_arriving_together_open_one_incident(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    person = subject_id()
+    responses = await asyncio.gather(
+        clients["intake"].post(
+            "/v1/incidents", json=violence_report(reporter=PLATFORM, subjects=subject(person))
+        ),
+        clients["intake"].post(
+            "/v1/incidents", json=violence_report(reporter=OFFICER, subjects=subject(person))
+        ),
+    )
+    assert sorted(response.status_code for response in responses) == [200, 201]
+    assert len({response.json()["id"] for response in responses}) == 1
