@@ -3,7 +3,9 @@
 Run once the cause is fixed (a bug deployed, a missing incident now known):
 `python -m shared.dlq incidents.v1 --consumer escalation.incidents [--dry-run]`. Consumers are
 idempotent, so a record replayed twice, or one that some consumer had applied, changes nothing.
-Replay is at-least-once: the replayer's own group offset is committed after each record.
+Replay is at-least-once: the replayer's own group offset is committed after each record. Each
+consumer named has a replay group of its own (`dlq-replay.<topic>.<consumer>`): replaying one
+consumer's dead letters never commits past another's, which stay for their own replay.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ DLQ_HEADERS = frozenset(
 )
 
 
+def replay_group(topic: str, consumer: str | None) -> str:
+    """The replayer's consumer group: one per consumer whose dead letters it replays."""
+    return f"dlq-replay.{topic}.{consumer or 'every-consumer'}"
+
+
 async def replay(
     settings: Settings, topic: str, consumer: str | None, dry_run: bool, idle_seconds: float = 3.0
 ) -> int:
@@ -39,7 +46,7 @@ async def replay(
     # Assigned, not subscribed: no group rebalance to wait for, yet offsets are the group's.
     reader = AIOKafkaConsumer(
         bootstrap_servers=settings.require_kafka(),
-        group_id=f"dlq-replay.{topic}",
+        group_id=replay_group(topic, consumer),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )

@@ -12,6 +12,7 @@ from shared.devrun import ServiceProcesses
 from shared.dlq import replay
 from shared.events import CloudEvent, topics
 from shared.events.models import ActionRecorded
+from shared.events.topics import dead_letter_topic
 from shared.localinfra import Infrastructure
 from shared.settings import Settings
 from tests.integration.helpers import eventually, obligations_when
@@ -82,3 +83,35 @@ async def test_an_action_dead_lettered_before_its_incident_is_applied_on_replay(
         )
         == 0
     )
+
+
+async def test_replaying_one_consumers_dead_letters_leaves_anothers_for_their_own_replay(
+    infra: Infrastructure, infra_settings: Settings, system: ServiceProcesses
+) -> None:
+    """Issue: the replayer's offsets were one group per topic, so replaying escalation's dead
+    letters committed past audit's, which a later replay for audit never saw."""
+    letters = {consumer: reported_event() for consumer in ("escalation.incidents", "audit.log")}
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for consumer, event in letters.items():
+            await producer.send_and_wait(
+                dead_letter_topic(topics.INCIDENTS),
+                event.value(),
+                event.key,
+                headers=[
+                    *event.headers(),
+                    ("dlq_consumer", consumer.encode()),
+                    ("dlq_reason", b"a cause since fixed"),
+                ],
+            )
+    finally:
+        await producer.stop()
+    replayed = await replay(
+        infra_settings, topics.INCIDENTS, "escalation.incidents", dry_run=False, idle_seconds=1.0
+    )
+    assert replayed >= 1
+    audit_letters = await replay(
+        infra_settings, topics.INCIDENTS, "audit.log", dry_run=True, idle_seconds=1.0
+    )
+    assert audit_letters >= 1
