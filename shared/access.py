@@ -127,6 +127,7 @@ INCIDENT_SCOPED = frozenset(
         Permission.EVALUATE_POLICY,
         Permission.READ_NOTIFICATIONS,
         Permission.READ_TIMELINE,
+        Permission.LINK_INCIDENTS,
     }
 )
 

@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt.algorithms import OKPAlgorithm
@@ -41,22 +42,37 @@ def unauthorized(detail: str) -> Problem:
     )
 
 
+def algorithm_of(key: Any) -> str | None:
+    """The one algorithm a public key verifies: a token naming another is refused before any
+    signature check (no key is ever used with an algorithm it was not made for)."""
+    if isinstance(key, Ed25519PublicKey):
+        return "EdDSA"
+    if isinstance(key, RSAPublicKey):
+        return "RS256"
+    return None
+
+
 @dataclass(frozen=True)
 class TokenVerifier:
     keys: dict[str, Any]  # kid → public key
     issuer: str
     audience: str
+    # A stolen token is good until it expires: none may be minted to live longer than this.
+    max_lifetime_seconds: int = 12 * 3600
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
         if settings.auth_jwks_file is None:
             # Nobody can be verified: every protected route answers 401, none is open.
-            return cls({}, settings.auth_issuer, settings.auth_audience)
+            return cls(
+                {}, settings.auth_issuer, settings.auth_audience, settings.auth_max_token_seconds
+            )
         jwks = jwt.PyJWKSet.from_dict(json.loads(settings.auth_jwks_file.read_text("utf-8")))
         return cls(
             {key.key_id or "": key.key for key in jwks.keys},
             settings.auth_issuer,
             settings.auth_audience,
+            settings.auth_max_token_seconds,
         )
 
     def verify(self, token: str) -> Principal:
@@ -65,23 +81,39 @@ class TokenVerifier:
             key = self.keys.get(header.get("kid") or "")
             if key is None:
                 raise unauthorized("the token's key id is not one we trust")
+            algorithm = algorithm_of(key)
+            if algorithm is None or header.get("alg") != algorithm:
+                raise unauthorized(
+                    f"the token's algorithm {header.get('alg')!r} does not fit its key "
+                    f"({algorithm or 'unsupported key type'})"
+                )
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=ALGORITHMS,
+                algorithms=[algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 options={"require": ["exp", "sub", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError as error:
             raise unauthorized("the token has expired") from error
-        except jwt.InvalidTokenError as error:
+        except jwt.PyJWTError as error:
             raise unauthorized(f"invalid token: {error}") from error
+        self._refuse_long_lived(claims)
         party = claims.get("party")
         if not isinstance(party, str) or not (party == "AUDITOR" or _is_party(party)):
             raise unauthorized("the token names no valid party")
         scopes = claims.get("scope", "")
         return Principal(str(claims["sub"]), party, frozenset(str(scopes).split()))
+
+    def _refuse_long_lived(self, claims: dict[str, Any]) -> None:
+        issued = claims.get("iat")
+        start = issued if isinstance(issued, int | float) else time.time()
+        if claims["exp"] - start > self.max_lifetime_seconds:
+            raise unauthorized(
+                f"the token lives longer than the {self.max_lifetime_seconds} s allowed "
+                "(AUTH_MAX_TOKEN_SECONDS): mint a shorter one"
+            )
 
 
 def _is_party(value: str) -> bool:

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     auth_jwks_file: Path | None = None
     auth_issuer: str = "wushen-justice-bureau"
     auth_audience: str = "correction-emergency"
+    # No bearer token is accepted that was minted to live longer than this (exp - iat).
+    auth_max_token_seconds: int = Field(default=12 * 3600, ge=60)
     # Personal data at rest (see shared/pii.py): key id → base64 AES-256 key.
     pii_keys: dict[str, SecretStr] = Field(default_factory=dict)
     pii_current_key_id: str | None = None

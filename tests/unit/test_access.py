@@ -71,6 +71,13 @@ ROWS = [
     ("BJO", P.RECORD_ACCOUNTABILITY, TUKE, True),
     ("CEO", P.RECORD_ACCOUNTABILITY, TUKE, False),
     ("BLO", P.RECORD_ACCOUNTABILITY, TUKE, False),
+    # R20: the township's command group or the banner office says which reports are one event
+    (f"TCG:{TUKE}", P.LINK_INCIDENTS, TUKE, True),
+    ("TCG:150626101", P.LINK_INCIDENTS, TUKE, False),
+    ("BLO", P.LINK_INCIDENTS, TUKE, True),
+    (f"SFS:{TUKE}", P.LINK_INCIDENTS, TUKE, False),
+    ("PLATFORM", P.LINK_INCIDENTS, TUKE, False),
+    ("BJO", P.LINK_INCIDENTS, TUKE, False),
     # the procuratorate reads like the city office (R18: it is told of deaths); a deciding
     # authority holds no standing access
     ("PRO", P.READ_FINDINGS, None, True),

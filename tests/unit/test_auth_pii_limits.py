@@ -72,6 +72,41 @@ def test_a_token_for_another_audience_or_from_another_key_is_refused(keys, tmp_p
         verifier.verify(tampered)
 
 
+def test_a_token_whose_algorithm_does_not_fit_its_key_is_refused_with_401(keys, tmp_path):
+    """An RS256 token under the id of an Ed25519 key, and the other way round, once made the
+    verifier raise a TypeError (a 500)."""
+    private, verifier, settings = keys
+    rsa_key = generate_private_key(public_exponent=65537, key_size=2048)
+    claims = jwt.decode(
+        token(private, settings), options={"verify_signature": False}, algorithms=["EdDSA"]
+    )
+    for forged in (
+        jwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "local-dev"}),
+        jwt.encode(claims, "s" * 32, algorithm="HS256", headers={"kid": "local-dev"}),
+        jwt.encode(claims, None, algorithm="none", headers={"kid": "local-dev"}),
+    ):
+        with pytest.raises(Problem) as refused:
+            verifier.verify(forged)
+        assert refused.value.status == 401
+        assert "does not fit its key" in (refused.value.detail or "")
+    public = json.loads(RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    jwks = tmp_path / "rsa.json"
+    jwks.write_text(json.dumps({"keys": [{**public, "kid": "local-dev", "alg": "RS256"}]}))
+    rsa_verifier = TokenVerifier.from_settings(Settings(auth_jwks_file=jwks))
+    with pytest.raises(Problem) as refused:
+        rsa_verifier.verify(token(private, settings))  # EdDSA under the RSA key's id
+    assert refused.value.status == 401
+
+
+def test_a_token_minted_to_live_longer_than_allowed_is_refused(keys):
+    private, verifier, settings = keys
+    assert verifier.max_lifetime_seconds == settings.auth_max_token_seconds == 12 * 3600
+    assert verifier.verify(token(private, settings, ttl_seconds=12 * 3600)).party
+    with pytest.raises(Problem) as refused:
+        verifier.verify(token(private, settings, ttl_seconds=12 * 3600 + 60))
+    assert refused.value.status == 401 and "lives longer" in (refused.value.detail or "")
+
+
 def test_a_token_without_a_valid_party_is_refused(keys):
     private, verifier, settings = keys
     with pytest.raises(Problem):
