@@ -135,23 +135,25 @@ async def report_incident(
             return await _reported_again(
                 session, request, response, caller, body, township, request_hash
             )
-    if idempotency_key and await _stored_key(session, idempotency_key) is not None:
-        return await _replay(session, idempotency_key, request_hash, response)
+    # A key is its caller's own: another caller's same key neither replays nor conflicts.
+    key = (caller.party, idempotency_key) if idempotency_key else None
+    if key and await _stored_key(session, key) is not None:
+        return await _replay(session, key, request_hash, response)
     now = datetime.now(UTC)
     facts = incident_facts.initial_facts(body, township)
     match = await linking.matching(
         session, correlation_of(request), township.code, facts, body.external_ref, now
     )
     incident_id = match.incident_id if match is not None else uuid4()
-    if idempotency_key:
+    if key:
         claimed = await session.execute(
             insert(idempotency_keys)
-            .values(key=idempotency_key, request_hash=request_hash, incident_id=incident_id)
+            .values(caller=key[0], key=key[1], request_hash=request_hash, incident_id=incident_id)
             .on_conflict_do_nothing()
             .returning(idempotency_keys.c.key)
         )
         if claimed.first() is None:
-            return await _replay(session, idempotency_key, request_hash, response)
+            return await _replay(session, key, request_hash, response)
     if body.external_ref:
         claimed = await session.execute(
             insert(external_refs)
@@ -317,14 +319,19 @@ async def _reported_again(
     return created.model_copy(update={"filed_as": "FOLLOW_UP"})
 
 
-async def _stored_key(session: AsyncSession, key: str) -> Row | None:
+async def _stored_key(session: AsyncSession, key: tuple[str, str]) -> Row | None:
+    caller, value = key
     return (
-        await session.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))
+        await session.execute(
+            select(idempotency_keys).where(
+                idempotency_keys.c.caller == caller, idempotency_keys.c.key == value
+            )
+        )
     ).first()
 
 
 async def _replay(
-    session: AsyncSession, key: str, request_hash: str, response: Response
+    session: AsyncSession, key: tuple[str, str], request_hash: str, response: Response
 ) -> CreatedOut:
     stored = await _stored_key(session, key)
     assert stored is not None

@@ -120,6 +120,7 @@ external_refs = Table(
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,
+    Column("caller", String(40), primary_key=True, comment="the party whose key it is"),
     Column("key", String(200), primary_key=True),
     Column("request_hash", String(64), nullable=False),
     Column("incident_id", UUID(as_uuid=True), nullable=False),

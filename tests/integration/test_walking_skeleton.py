@@ -123,6 +123,12 @@ async def test_idempotent_retry_yields_one_incident_and_one_set_of_alerts(
     assert conflict.status_code == 409
     assert conflict.headers["content-type"] == "application/problem+json"
     assert conflict.json()["incident_id"] == incident_id
+    # A key is its caller's own: the platform's same key is another request, not a replay of
+    # the 司法所's (which would show it another's incident) nor a conflict.
+    platform = {"party": "PLATFORM", "name": "县公安局指挥中心"}
+    other = await report(clients, violence_report(reporter=platform), key)
+    assert other.status_code == 201, other.text
+    assert other.json()["id"] != incident_id and "Idempotent-Replayed" not in other.headers
 
 
 async def test_bad_input_is_a_problem_naming_each_field(
