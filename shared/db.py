@@ -73,7 +73,20 @@ def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
         # transaction, which invalidates the whole pool; consumers retry the record, REST
         # callers get 503 with Retry-After (shared.problems).
         pool_pre_ping=False,
+        # No statement or idle transaction holds a connection (and its locks) without end: a
+        # runaway query is cancelled (SQLSTATE 57014, answered as unavailable: 503, retry).
+        connect_args={"server_settings": session_limits(settings)},
     )
+
+
+def session_limits(settings: Settings) -> dict[str, str]:
+    """PostgreSQL settings of every service session (milliseconds)."""
+    return {
+        "statement_timeout": str(int(settings.database_statement_timeout_seconds * 1000)),
+        "idle_in_transaction_session_timeout": str(
+            int(settings.database_idle_in_transaction_seconds * 1000)
+        ),
+    }
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
     database_url: str | None = None
+    # Every service session: a statement running longer is cancelled, a transaction left idle
+    # longer is ended (its locks released).
+    database_statement_timeout_seconds: float = Field(default=30.0, gt=0)
+    database_idle_in_transaction_seconds: float = Field(default=60.0, gt=0)
     kafka_bootstrap_servers: str | None = None
     # Tansu (the local broker) rejects InitProducerId, so idempotence stays a setting.
     kafka_enable_idempotence: bool = False

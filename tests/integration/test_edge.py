@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from shared.db import create_engine
+from shared.db import create_engine, database_unavailable, sqlstate
 from shared.devrun import ServiceProcesses
 from shared.settings import SERVICE_NAMES, Settings
 from tests.integration.helpers import eventually, report, timeline_with, violence_report
@@ -239,3 +241,23 @@ async def test_rotating_the_personal_data_key_reseals_old_rows(
     assert await reseal(back) >= 1
     shown = await clients["intake"].get(f"/v1/incidents/{incident_id}")
     assert shown.status_code == 200
+
+
+async def test_a_runaway_statement_is_cancelled_and_answered_as_unavailable(
+    infra_settings: Settings,
+) -> None:
+    """Every service session carries a statement timeout: a statement running longer is
+    cancelled (57014), which callers treat as a busy database (503 with Retry-After, or a
+    consumer's retry), never as a hang holding locks."""
+    limited = infra_settings.model_copy(update={"database_statement_timeout_seconds": 0.2})
+    engine = create_engine(limited, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            shown = await connection.execute(text("SHOW statement_timeout"))
+            assert shown.scalar_one() == "200ms"
+            with pytest.raises(DBAPIError) as cancelled:
+                await connection.execute(text("SELECT pg_sleep(5)"))
+    finally:
+        await engine.dispose()
+    assert sqlstate(cancelled.value) == "57014"
+    assert database_unavailable(cancelled.value)
