@@ -703,6 +703,7 @@ async def get_incident(
                 stated=shown(row.stated) if row.stated is not None else None,
                 external_ref=row.external_ref,
                 linked_by=row.linked_by,
+                split_into=row.split_into,
             )
             for row in report_rows
         ],
@@ -769,6 +770,16 @@ async def link_incidents(
     session: DatabaseSession,
     caller: Caller,
 ) -> LinkOut:
+    if body.report_id is not None:
+        incident = await _locked_incident(session, incident_id)
+        authorize(caller, Permission.LINK_INCIDENTS, incident.township_code)
+        speaks_for(caller, body.party, "party")
+        if party_kind_of(body.party) not in LINKING_PARTIES:
+            raise invalid_field("party", "incidents are linked by a TCG or the BLO (R20)")
+        response.status_code = 200
+        response.headers["Location"] = incident_location(incident_id)
+        return await _split(session, request, incident, body, body.report_id)
+    assert body.incident_id is not None
     if body.incident_id == incident_id:
         raise invalid_field("incident_id", "an incident is not linked to itself")
     locked = {
@@ -963,3 +974,66 @@ async def _unlink(
     return link_out(link).model_copy(
         update={"unlinked_at": now, "unlinked_by": body.party, "unlink_reason": body.reason}
     )
+
+
+async def _split(
+    session: AsyncSession, request: Request, incident: Row, body: LinkIn, report_id: UUID
+) -> LinkOut:
+    """A report linked on arrival that is not of this event (a mistyped subject id, a reused
+    reference) becomes an incident of its own, reported when it was; the facts it brought to
+    this incident go back (R20)."""
+    report = (
+        await session.execute(
+            select(reports)
+            .where(
+                reports.c.id == report_id,
+                reports.c.incident_id == incident.id,
+                reports.c.kind == "LINKED",
+            )
+            .with_for_update()
+        )
+    ).first()
+    if report is None:
+        raise not_found("Linked report", report_id)
+    if report.split_into is not None:
+        raise Problem(
+            409,
+            "Not linked",
+            f"Report {report_id} was unlinked already: it is incident {report.split_into}.",
+            kind="not-linked",
+        )
+    cipher = cipher_of(request)
+    split = await linking.split_report(session, cipher, incident, report)
+    outbox = runtime_of(request).outbox
+    now = datetime.now(UTC)
+    row = {
+        "id": uuid4(),
+        "incident_id": incident.id,
+        "linked_incident_id": split.incident_id,
+        "kind": "LINK",
+        "party": "R20",  # linked by the rule on arrival, not by a party
+        "actor_name": "系统（R20）",
+        "reason": f"报告到达时按{report.linked_by}自动关联",
+        "changes": {},
+        "previous": {},
+        "linked_at": report.filed_at,
+        "unlinked_at": now,
+        "unlinked_by": body.party,
+        "unlinked_actor_name": body.actor_name,
+        "unlink_reason": body.reason,
+    }
+    await session.execute(incident_links.insert().values(**row))
+    await outbox.add(session, CloudEvent.new(SOURCE, split.reported, split.incident_id))
+    event = IncidentUnlinked(
+        incident_id=incident.id,
+        linked_incident_id=split.incident_id,
+        link_id=report.id,
+        was="LINK",
+        party=body.party,
+        actor_name=body.actor_name,
+        reason=body.reason,
+        unlinked_at=now,
+        **split.restored,
+    )
+    await outbox.add(session, CloudEvent.new(SOURCE, event, incident.id))
+    return LinkOut(**{name: value for name, value in row.items() if name in LinkOut.model_fields})

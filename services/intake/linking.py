@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Row, or_, select, text, update
+from sqlalchemy import Row, delete, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,7 +33,7 @@ from shared.correlation import (
     match,
 )
 from shared.domain import LifecycleStatus
-from shared.events.models import IncidentLinked, LinkedReport, Reporter
+from shared.events.models import IncidentLinked, IncidentReported, LinkedReport, Reporter
 from shared.pii import PiiCipher, sealed_subjects
 
 OPEN_STATUSES = tuple(str(status) for status in lifecycle.OPEN)
@@ -378,3 +378,104 @@ async def candidates_of(
 
 def is_open(incident: Row) -> bool:
     return lifecycle.is_open(LifecycleStatus(incident.status)) and incident.merged_into is None
+
+
+@dataclass(frozen=True)
+class Split:
+    """A linked report made an incident of its own: its id, its first report, and the fact
+    fields (`changes`, `previous`, `sealed_subjects`, `drill`) restoring the incident it left."""
+
+    incident_id: UUID
+    reported: IncidentReported
+    restored: dict[str, Any]
+
+
+async def split_report(
+    session: AsyncSession, cipher: PiiCipher, incident: Row, report: Row
+) -> Split:
+    """Make the locked `report` (LINKED, of the locked `incident`) an incident of its own,
+    reported when it was, under its source's reference; the incident gets back the facts the
+    report had set, unless a later report changed them since."""
+    stated = cipher.open_subjects(report.stated)
+    new_id = uuid4()
+    sealed_stated = cipher.seal_subjects(stated)
+    await session.execute(
+        incidents.insert().values(
+            id=new_id,
+            category=stated["category"],
+            phase=stated["phase"],
+            township_code=stated["township_code"],
+            facts=sealed_stated,
+            reporter=report.reporter,
+            status=LifecycleStatus.REPORTED,
+            reported_at=report.filed_at,
+        )
+    )
+    await session.execute(
+        reports.insert().values(
+            id=uuid4(),
+            incident_id=new_id,
+            kind="INITIAL",
+            changes=sealed_stated,
+            previous={},
+            reporter=report.reporter,
+            filed_at=report.filed_at,
+        )
+    )
+    await remember_subjects(session, new_id, stated.get("subjects") or [])
+    if report.external_ref:
+        await session.execute(
+            update(external_refs)
+            .where(
+                external_refs.c.source_party == report.reporter["party"],
+                external_refs.c.external_ref == report.external_ref,
+            )
+            .values(incident_id=new_id)
+        )
+    await session.execute(
+        update(reports).where(reports.c.id == report.id).values(split_into=new_id)
+    )
+    current = cipher.open_subjects(incident.facts)
+    changes, previous = restored(
+        current, cipher.open_subjects(report.changes), cipher.open_subjects(report.previous)
+    )
+    facts = {**current, **changes}
+    if changes:
+        await session.execute(
+            update(incidents)
+            .where(incidents.c.id == incident.id)
+            .values(
+                facts=cipher.seal_subjects(facts),
+                category=facts["category"],
+                phase=facts["phase"],
+                updated_at=datetime.now(UTC),
+            )
+        )
+    kept = [subject["id"] for subject in facts["subjects"]]
+    await session.execute(
+        delete(incident_subjects).where(
+            incident_subjects.c.incident_id == incident.id,
+            incident_subjects.c.subject_id.not_in(kept),
+        )
+    )
+    names = tuple(s["name"] for s in (*current["subjects"], *(stated.get("subjects") or ())))
+    reported = IncidentReported(
+        incident_id=new_id,
+        facts=incident_facts.event_facts(stated),
+        reporter=Reporter(**report.reporter),
+        reported_at=report.filed_at,
+        external_ref=report.external_ref,
+        sealed_subjects=sealed_subjects(sealed_stated),
+    )
+    return Split(
+        new_id,
+        reported,
+        {
+            "changes": incident_facts.masked(changes, names),
+            "previous": incident_facts.masked(previous, names),
+            "sealed_subjects": (
+                sealed_subjects(cipher.seal_subjects(facts)) if "subjects" in changes else None
+            ),
+            "drill": bool(facts.get("drill")),
+        },
+    )

@@ -83,6 +83,7 @@ reports = Table(
     Column("stated", JSONB, comment="LINKED: the facts as its source stated them"),
     Column("external_ref", String(64), comment="LINKED: the source's own reference"),
     Column("linked_by", String(16), comment="LINKED: SUBJECT_ID or EXTERNAL_REF"),
+    Column("split_into", UUID(as_uuid=True), comment="LINKED, then unlinked: its own incident"),
     Index("ix_reports_incident", "incident_id", "filed_at"),
 )
 

@@ -120,6 +120,9 @@ class ReportOut(BaseModel):
     linked_by: str | None = Field(
         default=None, description="LINKED: what matched, SUBJECT_ID or EXTERNAL_REF"
     )
+    split_into: UUID | None = Field(
+        default=None, description="LINKED, then unlinked: the incident of its own it became"
+    )
 
 
 class LinkIn(Input):
@@ -128,12 +131,26 @@ class LinkIn(Input):
     action: Literal["LINK", "MERGE", "UNLINK"] = Field(
         description="LINK: one event, both incidents kept; MERGE: the other incident is merged "
         "into this one (its open duties move here, doubled ones are waived); UNLINK: undo a "
-        "link or merge between the two"
+        "link or merge between the two, or take a report linked on arrival out of the "
+        "incident as an incident of its own (`report_id`)"
     )
-    incident_id: UUID = Field(description="the other incident")
+    incident_id: UUID | None = Field(default=None, description="the other incident")
+    report_id: UUID | None = Field(
+        default=None,
+        description="UNLINK only: a report linked on arrival (kind LINKED) that is not of this "
+        "event; it becomes an incident of its own, reported when it was",
+    )
     party: str = Field(pattern=PARTY_PATTERN, description="TCG of the township, or BLO")
     actor_name: str = Field(min_length=1, max_length=64)
     reason: str = Field(min_length=1, max_length=2000)
+
+    @model_validator(mode="after")
+    def _one_other(self) -> LinkIn:
+        if (self.incident_id is None) == (self.report_id is None):
+            raise ValueError("name either incident_id or report_id")
+        if self.report_id is not None and self.action != "UNLINK":
+            raise ValueError("a report linked on arrival can only be unlinked")
+        return self
 
 
 class LinkOut(BaseModel):

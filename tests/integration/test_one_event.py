@@ -284,3 +284,70 @@ async def test_R20_two_reports_of_one_event_arriving_together_open_one_incident(
     )
     assert sorted(response.status_code for response in responses) == [200, 201]
     assert len({response.json()["id"] for response in responses}) == 1
+
+
+async def test_R20_a_report_linked_by_mistake_becomes_an_incident_of_its_own(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    """A mistyped subject id linked a report of another emergency: the BLO takes it out. It is
+    an incident of its own, reported when it was, and the first incident's facts go back."""
+    person = subject_id()
+    first = await first_report(
+        clients, violence_report(reporter=PLATFORM, phase="SIGNS", subjects=subject(person))
+    )
+    other = violence_report(
+        reporter=OFFICER, subjects=subject(person), location="图克镇另一村", phase="OCCURRED"
+    )
+    linked = await clients["intake"].post("/v1/incidents", json=other)
+    assert linked.status_code == 200 and linked.json()["id"] == first
+    report = (await incident_of(clients, first))["reports"][1]
+    assert (await incident_of(clients, first))["facts"]["phase"] == "OCCURRED"
+
+    refused = await clients["intake"].post(
+        f"/v1/incidents/{first}/links",
+        json={
+            "action": "MERGE",
+            "report_id": report["id"],
+            "party": "BLO",
+            "actor_name": "赵刚",
+            "reason": "x",
+        },
+    )
+    assert refused.status_code == 422, refused.text
+    split = await clients["intake"].post(
+        f"/v1/incidents/{first}/links",
+        json={
+            "action": "UNLINK",
+            "report_id": report["id"],
+            "party": "BLO",
+            "actor_name": "赵刚",
+            "reason": "对象编号录入错误，系另一起事件",
+        },
+    )
+    assert split.status_code == 200, split.text
+    own = split.json()["linked_incident_id"]
+    assert split.json()["unlinked_by"] == "BLO"
+
+    before = await incident_of(clients, first)
+    assert before["facts"]["phase"] == "SIGNS"
+    assert before["reports"][1]["split_into"] == own
+    new = await incident_of(clients, own)
+    assert new["reporter"]["party"] == SFS
+    assert new["reported_at"] == report["filed_at"]
+    assert (new["facts"]["location"], new["facts"]["phase"]) == ("图克镇另一村", "OCCURRED")
+    # The new incident has the rules' duties of its own; the first one's R6 is waived again.
+    await obligations_when(clients, own, lambda body: find(body, rule_id="R6", party=PPS))
+    await obligations_when(
+        clients, first, lambda body: find(body, rule_id="R6", party=PPS, status="WAIVED")
+    )
+    again = await clients["intake"].post(
+        f"/v1/incidents/{first}/links",
+        json={
+            "action": "UNLINK",
+            "report_id": report["id"],
+            "party": "BLO",
+            "actor_name": "赵刚",
+            "reason": "再次",
+        },
+    )
+    assert again.status_code == 409, again.text

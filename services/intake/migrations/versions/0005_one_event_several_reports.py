@@ -48,6 +48,11 @@ def upgrade() -> None:
         sa.Column("linked_by", sa.String(length=16), comment="LINKED: SUBJECT_ID or EXTERNAL_REF"),
         schema="intake",
     )
+    op.add_column(
+        "reports",
+        sa.Column("split_into", sa.UUID(), comment="LINKED, then unlinked: its own incident"),
+        schema="intake",
+    )
     op.alter_column(
         "reports",
         "kind",
@@ -134,6 +139,7 @@ def downgrade() -> None:
     op.drop_table("incident_links", schema="intake")
     op.drop_index("ix_incident_subjects_subject", table_name="incident_subjects", schema="intake")
     op.drop_table("incident_subjects", schema="intake")
+    op.drop_column("reports", "split_into", schema="intake")
     op.drop_column("reports", "linked_by", schema="intake")
     op.drop_column("reports", "external_ref", schema="intake")
     op.drop_column("reports", "stated", schema="intake")
