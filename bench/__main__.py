@@ -30,6 +30,7 @@ TARGETS = {
     "audit_append_events_per_second": 5000,
     "inclusion_proof_p99_ms": 5,
     "service_peak_rss_mb": 200,
+    "random_token_rss_growth_mb": 10,
 }
 
 
@@ -114,6 +115,14 @@ def summary(document: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         audit["inclusion_proof"]["p99_ms_median"],
         TARGETS["inclusion_proof_p99_ms"],
         f"commit {floor['postgres_commit']['p50_ms']} ms",
+        lower=True,
+    )
+    attack = system.get("random_tokens")
+    row(
+        "intake RSS growth after 100,000 made-up bearer tokens (MB)",
+        attack["rss_growth_mb"] if attack else None,
+        TARGETS["random_token_rss_growth_mb"],
+        "—",
         lower=True,
     )
     for service, peak in system["peak_rss_mb"].items():

@@ -43,6 +43,7 @@ import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench import edge
 from shared.auth import ensure_dev_keys, mint
 from shared.devrun import ServiceProcesses, development_secrets
 from shared.localinfra import Infrastructure, free_port, infrastructure, wait_for_port
@@ -520,6 +521,10 @@ async def system_runs(
                     )
                 results["peak_rss_mb"] = {k: round(v, 1) for k, v in memory.peak_mb.items()}
                 print(json.dumps(results["peak_rss_mb"]), flush=True)
+                results["random_tokens"] = await edge.random_tokens(
+                    processes.url("intake"), processes.processes["intake"].pid
+                )
+                print(json.dumps(results["random_tokens"]), flush=True)
                 results["intake_alone"] = await intake_alone(bench, environment, seconds, work)
         finally:
             processes.stop()

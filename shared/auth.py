@@ -135,8 +135,11 @@ async def authenticate(
     """FastAPI dependency: the caller, from `Authorization: Bearer <jwt>`; 401 otherwise."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise unauthorized("send Authorization: Bearer <token>")
-    principal = request.app.state.token_verifier.verify(credentials.credentials.strip())
-    request.state.principal = principal
+    # Verified already when the rate limit chose the caller's bucket (shared.limits).
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        principal = request.app.state.token_verifier.verify(credentials.credentials.strip())
+        request.state.principal = principal
     return principal
 
 

@@ -4,46 +4,65 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.problems import problem_response
+from shared.problems import Problem, problem_response
+
+if TYPE_CHECKING:
+    from shared.auth import TokenVerifier
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 @dataclass
 class TokenBuckets:
-    """One token bucket per caller; pure apart from the clock it is given."""
+    """One token bucket per caller, at most `capacity` of them: a new caller evicts the one
+    seen longest ago, so no stream of new callers grows the memory. Pure apart from the clock
+    it is given."""
 
     rate: float
     burst: int
-    clock: object = time.monotonic
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+    capacity: int = 10_000
+    _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
 
     def take(self, caller: str) -> float:
         """0 when the caller may go ahead; else the seconds until it may."""
-        now = self.clock()  # type: ignore[operator]
-        tokens, last = self._buckets.get(caller, (float(self.burst), now))
+        now = self.clock()
+        tokens, last = self._buckets.pop(caller, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens >= 1:
-            self._buckets[caller] = (tokens - 1, now)
-            return 0.0
-        self._buckets[caller] = (tokens, now)
-        if len(self._buckets) > 10_000:  # forget idle callers rather than grow without end
-            self._buckets = {
-                key: value for key, value in self._buckets.items() if value[1] > now - 60
-            }
-        return (1 - tokens) / self.rate
+        allowed = tokens >= 1
+        self._buckets[caller] = (tokens - 1 if allowed else tokens, now)  # now the newest
+        if len(self._buckets) > self.capacity:
+            self._buckets.popitem(last=False)
+        return 0.0 if allowed else (1 - tokens) / self.rate
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
-def caller_of(scope: Scope) -> str:
-    """The bearer token (hashed by Python; never logged) or the client address."""
+def caller_of(scope: Scope, verifier: TokenVerifier | None) -> str:
+    """Whose bucket a request draws on: the verified principal of its bearer token, kept for
+    `authenticate` to use; else (no token, or one that does not verify) the client's address,
+    one bucket for each, as the server trusts it (uvicorn takes X-Forwarded-For only from
+    FORWARDED_ALLOW_IPS). A made-up token is no new caller."""
     for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            return f"token:{hash(value)}"
+        if name == b"authorization" and verifier is not None:
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                try:
+                    principal = verifier.verify(token.strip())
+                except Problem:
+                    break
+                scope.setdefault("state", {})["principal"] = principal
+                return f"principal:{principal.party}/{principal.subject}"
+            break
     client = scope.get("client")
     return f"address:{client[0] if client else 'unknown'}"
 
@@ -59,7 +78,9 @@ class RequestLimitsMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        wait = self.buckets.take(caller_of(scope))
+        app = scope.get("app")
+        verifier = getattr(app.state, "token_verifier", None) if app is not None else None
+        wait = self.buckets.take(caller_of(scope, verifier))
         if wait > 0:
             response = problem_response(
                 request,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import tracemalloc
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import jwt
 import pytest
@@ -18,7 +20,7 @@ from pydantic import SecretStr
 from shared.auth import TokenVerifier, ensure_dev_keys, mint
 from shared.events.models import IncidentReported, Reporter
 from shared.facts import event_facts
-from shared.limits import TokenBuckets
+from shared.limits import RequestLimitsMiddleware, TokenBuckets, caller_of
 from shared.pii import SUBJECTS, PersonalDataKeyError, PiiCipher, new_key, sealed_subjects
 from shared.problems import Problem
 from shared.settings import Settings
@@ -191,6 +193,84 @@ def test_token_buckets_limit_each_caller_on_its_own():
     assert buckets.take("b") == 0.0
     now[0] = 1.0
     assert buckets.take("a") == 0.0
+
+
+def test_buckets_are_bounded_a_new_caller_evicts_the_one_seen_longest_ago():
+    now = [0.0]
+    buckets = TokenBuckets(rate=1.0, burst=1, clock=lambda: now[0], capacity=3)
+    buckets.take("throttled")
+    assert buckets.take("throttled") > 0
+    for caller in ("a", "b"):
+        buckets.take(caller)
+    assert buckets.take("throttled") > 0  # seen again: now the newest, kept
+    buckets.take("c")  # evicts "a", the one seen longest ago
+    assert len(buckets) == 3
+    assert buckets.take("throttled") > 0
+    for number in range(100_000):
+        buckets.take(f"new-{number}")
+    assert len(buckets) == 3
+
+
+def scope_with(authorization: str | None, client: str = "10.1.2.3") -> dict:
+    headers = [(b"authorization", authorization.encode())] if authorization else []
+    return {"type": "http", "headers": headers, "client": (client, 5000)}
+
+
+def test_a_bucket_is_the_verified_principals_and_a_made_up_token_is_no_new_caller(keys):
+    private, verifier, settings = keys
+    good = token(private, settings, party="BLO", subject="duty-officer-1")
+    scope = scope_with(f"Bearer {good}")
+    assert caller_of(scope, verifier) == "principal:BLO/duty-officer-1"
+    assert scope["state"]["principal"].party == "BLO"  # authenticate need not verify again
+    for forged in (f"Bearer {uuid.uuid4().hex}", f"Bearer {good[:-4]}AAAA", "Basic abc"):
+        forged_scope = scope_with(forged)
+        assert caller_of(forged_scope, verifier) == "address:10.1.2.3"
+        assert "state" not in forged_scope
+    assert caller_of(scope_with(None, "10.9.9.9"), verifier) == "address:10.9.9.9"
+
+
+async def test_made_up_tokens_leave_no_bucket_of_their_own(
+    keys,
+):
+    """The edge under attack: every request with a made-up bearer token. Each is refused
+    (401, or 429 once its address has spent its burst) and none leaves a bucket of its own.
+    `make bench` sends 100,000 to a running intake and measures its RSS (bench/edge.py)."""
+    _, verifier, _ = keys
+
+    async def application(scope, receive, send) -> None:  # authentication refuses it
+        await send({"type": "http.response.start", "status": 401, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    limits = RequestLimitsMiddleware(application, max_body_bytes=1024, rate=1.0, burst=1)
+    app_state = SimpleNamespace(state=SimpleNamespace(token_verifier=verifier))
+    sent: list[int] = []
+
+    async def send(message) -> None:
+        if message["type"] == "http.response.start":
+            sent.append(message["status"])
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    limits.buckets.take("address:10.1.2.3")  # the address has spent its burst: 429s
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(10_000):
+            scope = {
+                **scope_with(f"Bearer {uuid.uuid4().hex}.{uuid.uuid4().hex}"),
+                "method": "GET",
+                "path": "/v1/incidents",
+                "query_string": b"",
+                "app": app_state,
+            }
+            await limits(scope, receive, send)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert set(sent) <= {401, 429} and len(sent) == 10_000
+    assert len(limits.buckets) == 1
+    assert grown < 512 * 1024, grown  # a bucket per token would be megabytes
 
 
 def test_the_subjects_sealed_at_rest_travel_on_the_event_and_open_only_with_the_key():
