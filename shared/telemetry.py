@@ -62,13 +62,46 @@ def configure_tracing(settings: Settings, service: str) -> TracerProvider | None
     return provider
 
 
+# Span attributes that carry a URL or its query: acknowledgement tokens, robot keys and
+# signatures travel in query strings, and no trace may keep them.
+URL_ATTRIBUTES = ("http.url", "http.target", "url.full", "url.query")
+REDACTED = "[redacted]"
+
+
+def without_query(value: str) -> str:
+    """The URL or target with its query string replaced: what it says stays out of traces."""
+    if "?" not in value:
+        return value
+    return f"{value.split('?', 1)[0]}?{REDACTED}"
+
+
+def redact_urls(span: Any, *_: Any) -> None:
+    """Instrumentation hook: overwrite the URL attributes the instrumentation just set."""
+    if not span.is_recording():
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for name in URL_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, str) and value:
+            span.set_attribute(name, REDACTED if name == "url.query" else without_query(value))
+
+
+async def redact_urls_async(span: Any, *_: Any) -> None:
+    redact_urls(span)
+
+
 def instrument_http(app: Any) -> None:
-    """Server spans for FastAPI and client spans for httpx; only when tracing is on."""
+    """Server spans for FastAPI and client spans for httpx; only when tracing is on. No query
+    string reaches a span (`redact_urls`)."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls=HEALTH_PATHS)
-    HTTPXClientInstrumentor().instrument()
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls=HEALTH_PATHS, server_request_hook=redact_urls
+    )
+    HTTPXClientInstrumentor().instrument(
+        request_hook=redact_urls, async_request_hook=redact_urls_async
+    )
 
 
 def instrument_database(engine: Any) -> None:

@@ -62,6 +62,22 @@ async def test_one_incident_is_one_connected_trace_across_the_services(traced) -
     await timeline_with(clients["audit"], incident_id, "notification.delivered", at_least=3)
     await acknowledge(clients, work_dir, incident_id, "TCG:150626102")
 
+    # Secrets never reach traces: the acknowledgement link's token is in no span (its query
+    # is redacted wherever a URL is kept).
+    ack_links = [
+        json.loads(line)["ack_url"]
+        for line in (work_dir / "alerts.jsonl").read_text("utf-8").splitlines()
+        if line
+    ]
+    tokens = [httpx.URL(link).params["token"] for link in ack_links]
+    acknowledged = await eventually(
+        lambda: asyncio.sleep(0, spans_of(work_dir)),
+        lambda found: any("/ack" in json.dumps(s["attributes"]) for s in found),
+    )
+    exported = json.dumps(acknowledged)
+    assert tokens and not [token for token in tokens if token in exported]
+    assert "[redacted]" in exported
+
     def the_trace(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Every span (of any process) in the trace of the incident's report."""
         ids = {

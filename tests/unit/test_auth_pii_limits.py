@@ -300,3 +300,27 @@ def test_the_subjects_sealed_at_rest_travel_on_the_event_and_open_only_with_the_
     with pytest.raises(PersonalDataKeyError):
         cipher("k2").open(received.sealed_subjects.model_dump(), SUBJECTS)
     assert sealed_subjects(facts) is None  # facts not sealed: nothing to carry
+
+
+def test_no_query_string_reaches_a_span():
+    """Robot keys (WeCom `key=`, DingTalk `access_token=`, `sign=`) and acknowledgement tokens
+    travel in query strings: the instrumentation hooks overwrite every URL attribute."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from shared.telemetry import redact_urls
+
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span(
+        "POST",
+        attributes={
+            "url.full": "https://oapi.dingtalk.com/robot/send?access_token=abc&sign=xyz",
+            "http.url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=robot-key",
+            "http.target": "/v1/notifications/1/ack?token=secret",
+            "url.query": "token=secret",
+        },
+    ) as span:
+        redact_urls(span)
+        shown = json.dumps(dict(span.attributes))
+    for secret in ("abc", "xyz", "robot-key", "secret"):
+        assert secret not in shown
+    assert span.attributes["http.target"] == "/v1/notifications/1/ack?[redacted]"
