@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.directory import Township
 from shared.events.models import IncidentFacts, Subject
-from shared.privacy import mask_id_number, mask_id_numbers_in_text, masked_name
+from shared.privacy import mask_id_number, masked_name, masked_text
 from shared.reports import FactsUpdate, IncidentIn
 
 
@@ -78,17 +78,10 @@ def masked(facts: dict[str, Any], known_names: tuple[str, ...] = ()) -> dict[str
     """The same facts with names and ID numbers masked, also where typed into free text
     (`known_names`: subjects' names to look for there besides the facts' own)."""
     shown = dict(facts)
-    names = sorted(
-        {*known_names, *(subject["name"] for subject in facts.get("subjects") or ())},
-        key=len,
-        reverse=True,  # 王某某 before 王某, so the longer name is masked whole
-    )
+    names = [*known_names, *(subject["name"] for subject in facts.get("subjects") or ())]
     for field in FREE_TEXT_FIELDS:
         if shown.get(field):
-            text = mask_id_numbers_in_text(shown[field])
-            for name in names:
-                text = text.replace(name, masked_name(name))
-            shown[field] = text
+            shown[field] = masked_text(shown[field], names)
     if shown.get("subjects") is not None:
         shown["subjects"] = masked_subjects(shown["subjects"])
     return shown

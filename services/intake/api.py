@@ -51,6 +51,7 @@ from shared.events.models import (
 )
 from shared.ownership import Recording, closing_refusal, refusal
 from shared.pii import SUBJECT_FIELDS, PiiCipher, record_read, sealed_subjects
+from shared.privacy import masked_text
 from shared.problems import Problem, not_found
 from shared.reports import CLOCK_SKEW, FactsUpdate, IncidentIn, ReporterIn
 from shared.runtime import DatabaseSession, runtime_of
@@ -403,6 +404,14 @@ async def _found_on_record(session: AsyncSession, incident_id: UUID) -> bool:
     return found.first() is not None
 
 
+def subject_names(facts: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(subject["name"] for subject in facts.get("subjects") or ())
+
+
+def masked_or_none(text: str | None, names: tuple[str, ...]) -> str | None:
+    return masked_text(text, names) if text else text
+
+
 def action_out(row: Any) -> ActionOut:
     """An action as shown: on whose behalf, why and to whom, with the addressee's column."""
     values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
@@ -497,6 +506,7 @@ async def record_action(
                 status=transition.status, status_reason=transition.reason, status_changed_at=now
             )
         )
+    names = subject_names(cipher_of(request).open_subjects(incident.facts))
     event = ActionRecorded(
         incident_id=incident_id,
         action_id=action_id,
@@ -505,9 +515,9 @@ async def record_action(
         actor_name=body.actor_name,
         occurred_at=row["occurred_at"],
         recorded_at=now,
-        note=body.note,
+        note=masked_or_none(body.note, names),
         on_behalf_of=body.on_behalf_of,
-        reason=body.reason,
+        reason=masked_or_none(body.reason, names),
         to=body.to,
     )
     await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
@@ -558,7 +568,7 @@ async def _file(
     )
     facts, changes, previous = incident_facts.apply_changes(stored, body.changes, township)
     refuse_unfounded_move(changes, body)
-    names = tuple(subject["name"] for subject in stored["subjects"])
+    names = subject_names(stored)
     now = datetime.now(UTC)
     report_id = uuid4()
     reporter = ReporterIn.model_validate(body.reporter).model_dump(mode="json")
@@ -596,9 +606,10 @@ async def _file(
         filed_at=now,
         changes=incident_facts.masked(changes, names),
         previous=incident_facts.masked(previous, names),
-        text=body.text,
+        # Free text leaves intake masked: the subjects', old and new, and numbers people typed.
+        text=masked_or_none(body.text, (*names, *subject_names(facts))),
         sealed_subjects=sealed_subjects(sealed) if "subjects" in changes else None,
-        reason=body.reason,
+        reason=masked_or_none(body.reason, (*names, *subject_names(facts))),
     )
     await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
     return ReportOut(
@@ -664,12 +675,26 @@ async def get_incident(
     ).all()
     cipher = cipher_of(request)
     facts = cipher.open_subjects(incident.facts)
-    names = tuple(subject["name"] for subject in facts["subjects"])
+    # Current and former subjects: a name corrected away is still a name in the old texts.
+    names = tuple(
+        {
+            *subject_names(facts),
+            *(
+                name
+                for row in report_rows
+                for values in (row.changes, row.previous, row.stated or {})
+                for name in subject_names(cipher.open_subjects(values))
+            ),
+        }
+    )
     unmasked = caller.may_read_personal_data
 
     def shown(values: dict) -> dict:
         opened = cipher.open_subjects(values)
         return opened if unmasked else incident_facts.masked(opened, names)
+
+    def shown_text(text: str | None) -> str | None:
+        return text if unmasked else masked_or_none(text, names)
 
     if unmasked:
         await record_read(
@@ -689,7 +714,12 @@ async def get_incident(
         reporter=incident.reporter,
         facts=shown(incident.facts),
         personal_data="shown" if unmasked else "masked",
-        actions=[action_out(row) for row in action_rows],
+        actions=[
+            action_out(row).model_copy(
+                update={"note": shown_text(row.note), "reason": shown_text(row.reason)}
+            )
+            for row in action_rows
+        ],
         reports=[
             ReportOut(
                 id=row.id,
@@ -697,8 +727,8 @@ async def get_incident(
                 changes=shown(row.changes),
                 previous=shown(row.previous),
                 reporter=row.reporter,
-                text=row.text,
-                reason=row.reason,
+                text=shown_text(row.text),
+                reason=shown_text(row.reason),
                 filed_at=row.filed_at,
                 stated=shown(row.stated) if row.stated is not None else None,
                 external_ref=row.external_ref,
@@ -953,7 +983,7 @@ async def _unlink(
     await session.execute(
         update(incident_links).where(incident_links.c.id == link.id).values(**undone)
     )
-    names = tuple(subject["name"] for subject in facts["subjects"])
+    names = subject_names(facts)
     event = IncidentUnlinked(
         incident_id=link.incident_id,
         linked_incident_id=link.linked_incident_id,

@@ -42,7 +42,7 @@ from shared.events.models import (
     IncidentWentQuiet,
     ObligationCreated,
 )
-from shared.privacy import mask_id_numbers_in_text, masked_name
+from shared.privacy import masked_name, masked_text
 
 TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
 UNKNOWN = "不详"
@@ -68,16 +68,8 @@ def spoken_time(moment: datetime | None, zone: ZoneInfo) -> str:
     return UNKNOWN if moment is None else moment.astimezone(zone).strftime("%-m月%-d日%-H时%M分")
 
 
-def mask_names_in_text(text: str, names: tuple[str, ...]) -> str:
-    """Reporters write subjects' names into free text too; mask those wherever they stand."""
-    for name in sorted(names, key=len, reverse=True):
-        if name:
-            text = text.replace(name, masked_name(name))
-    return text
-
-
 def _free_text(text: str | None, names: tuple[str, ...]) -> str:
-    return mask_names_in_text(mask_id_numbers_in_text(text or UNKNOWN), names)
+    return masked_text(text or UNKNOWN, names)
 
 
 def subjects_text(names: tuple[str, ...]) -> str:

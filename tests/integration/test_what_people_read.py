@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from tests.integration.helpers import (
@@ -10,6 +12,7 @@ from tests.integration.helpers import (
     find,
     obligations_when,
     report,
+    timeline_with,
     violence_report,
 )
 from tests.support import WebhookSink
@@ -103,3 +106,46 @@ async def test_a_duty_no_longer_needed_says_why_in_words(
     assert find(body, rule_id="R9")[0]["closed_reason"] == (
         "图克镇社区矫正突发事件应急处置指挥小组已记录「处置结束」，不再需要"
     )
+
+
+async def test_free_text_is_masked_for_readers_without_pii_read_and_on_the_topics(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    """续报 text, action notes and reasons: the subjects' names (also a former subject's) and the
+    numbers people type (ID, mobile, landline) are masked in events and for readers without
+    pii:read; a reader with it sees them as written, and that read is published."""
+    incident_id = await report(clients)
+    text = "王某某（身份证150626 19900101 1234）已被控制，家属电话13904770105，座机0477-7512345"
+    filed = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/reports",
+        json={
+            "kind": "FOLLOW_UP",
+            "reporter": {"party": f"SFS:{TUKE}", "name": "李明"},
+            "text": text,
+        },
+    )
+    assert filed.status_code == 201, filed.text
+    acted = await clients["intake"].post(
+        f"/v1/incidents/{incident_id}/actions",
+        json={
+            "action": "FIRST_RESPONSE_STARTED",
+            "party": f"SFS:{TUKE}",
+            "actor_name": "李明",
+            "note": "已联系王某某本人，电话13904770105",
+        },
+    )
+    assert acted.status_code == 201, acted.text
+    masked = (await clients["intake"].get(f"/v1/incidents/{incident_id}")).json()
+    shown = json.dumps(masked, ensure_ascii=False)
+    for secret in ("王某某", "13904770105", "7512345", "19900101"):
+        assert secret not in shown, secret
+    assert "王**" in masked["reports"][-1]["text"] and "139****0105" in shown
+    timeline = await timeline_with(
+        clients["audit"], incident_id, "incident.report_filed", also={"incident.action_recorded": 1}
+    )
+    for secret in ("13904770105", "7512345", "19900101"):
+        assert secret not in timeline.text, secret
+    clear = await clients["intake"].get(
+        f"/v1/incidents/{incident_id}", headers={"X-Act-As": "BLO incidents:read pii:read"}
+    )
+    assert clear.json()["reports"][-1]["text"] == text
