@@ -881,16 +881,7 @@ async def _link(
         changes, previous = linking.fact_changes(correlation_of(request), facts, merged)
         facts = {**facts, **changes}
         names = tuple(s["name"] for s in (*facts["subjects"], *merged["subjects"]))
-        await session.execute(
-            update(incidents)
-            .where(incidents.c.id == this.id)
-            .values(
-                facts=cipher.seal_subjects(facts),
-                category=facts["category"],
-                phase=facts["phase"],
-                updated_at=now,
-            )
-        )
+        await linking.store_facts(session, cipher, this.id, facts, now)
         await session.execute(
             update(incidents).where(incidents.c.id == other.id).values(merged_into=this.id)
         )
@@ -907,14 +898,7 @@ async def _link(
         "linked_at": now,
     }
     await session.execute(incident_links.insert().values(**row))
-    fact_fields = {
-        "changes": incident_facts.masked(changes, names),
-        "previous": incident_facts.masked(previous, names),
-        "sealed_subjects": (
-            sealed_subjects(cipher.seal_subjects(facts)) if "subjects" in changes else None
-        ),
-        "drill": bool(facts.get("drill")),
-    }
+    fact_fields = linking.fact_fields(cipher, facts, changes, previous, names)
     event: IncidentLinked | IncidentMerged
     if body.action == "MERGE":
         event = IncidentMerged(
@@ -959,16 +943,7 @@ async def _unlink(
         )
         if changes:
             facts = {**facts, **changes}
-            await session.execute(
-                update(incidents)
-                .where(incidents.c.id == survivor.id)
-                .values(
-                    facts=cipher.seal_subjects(facts),
-                    category=facts["category"],
-                    phase=facts["phase"],
-                    updated_at=now,
-                )
-            )
+            await linking.store_facts(session, cipher, survivor.id, facts, now)
         await session.execute(
             update(incidents)
             .where(incidents.c.id == link.linked_incident_id)
@@ -993,12 +968,7 @@ async def _unlink(
         actor_name=body.actor_name,
         reason=body.reason,
         unlinked_at=now,
-        changes=incident_facts.masked(changes, names),
-        previous=incident_facts.masked(previous, names),
-        sealed_subjects=(
-            sealed_subjects(cipher.seal_subjects(facts)) if "subjects" in changes else None
-        ),
-        drill=bool(facts.get("drill")),
+        **linking.fact_fields(cipher, facts, changes, previous, names),
     )
     await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, link.incident_id))
     return link_out(link).model_copy(

@@ -59,6 +59,41 @@ async def remember_subjects(
         )
 
 
+async def store_facts(
+    session: AsyncSession, cipher: PiiCipher, incident_id: UUID, facts: dict[str, Any], at: datetime
+) -> None:
+    """The incident's facts as they now stand, sealed, with the columns read from them."""
+    await session.execute(
+        update(incidents)
+        .where(incidents.c.id == incident_id)
+        .values(
+            facts=cipher.seal_subjects(facts),
+            category=facts["category"],
+            phase=facts["phase"],
+            updated_at=at,
+        )
+    )
+
+
+def fact_fields(
+    cipher: PiiCipher,
+    facts: dict[str, Any],
+    changes: dict[str, Any],
+    previous: dict[str, Any],
+    names: tuple[str, ...],
+) -> dict[str, Any]:
+    """What an R20 event says of the facts it changed: masked, with the subjects sealed when
+    they changed, and whether the incident is a drill."""
+    return {
+        "changes": incident_facts.masked(changes, names),
+        "previous": incident_facts.masked(previous, names),
+        "sealed_subjects": (
+            sealed_subjects(cipher.seal_subjects(facts)) if "subjects" in changes else None
+        ),
+        "drill": bool(facts.get("drill")),
+    }
+
+
 async def open_incidents(
     session: AsyncSession,
     township_code: str,
@@ -230,12 +265,7 @@ async def link_report(
             linked_by=linked_by,
         )
     )
-    sealed = cipher.seal_subjects(facts)
-    await session.execute(
-        update(incidents)
-        .where(incidents.c.id == incident.id)
-        .values(facts=sealed, category=facts["category"], phase=facts["phase"], updated_at=at)
-    )
+    await store_facts(session, cipher, incident.id, facts, at)
     await remember_subjects(session, incident.id, stated.get("subjects") or [])
     event = IncidentLinked(
         incident_id=incident.id,
@@ -250,10 +280,7 @@ async def link_report(
             external_ref=external_ref,
             sealed_subjects=sealed_subjects(sealed_stated),
         ),
-        changes=incident_facts.masked(changes, names),
-        previous=incident_facts.masked(previous, names),
-        sealed_subjects=sealed_subjects(sealed) if "subjects" in changes else None,
-        drill=bool(facts.get("drill")),
+        **fact_fields(cipher, facts, changes, previous, names),
     )
     return Linked(report_id, event)
 
@@ -441,16 +468,7 @@ async def split_report(
     )
     facts = {**current, **changes}
     if changes:
-        await session.execute(
-            update(incidents)
-            .where(incidents.c.id == incident.id)
-            .values(
-                facts=cipher.seal_subjects(facts),
-                category=facts["category"],
-                phase=facts["phase"],
-                updated_at=datetime.now(UTC),
-            )
-        )
+        await store_facts(session, cipher, incident.id, facts, datetime.now(UTC))
     kept = [subject["id"] for subject in facts["subjects"]]
     await session.execute(
         delete(incident_subjects).where(
@@ -467,15 +485,4 @@ async def split_report(
         external_ref=report.external_ref,
         sealed_subjects=sealed_subjects(sealed_stated),
     )
-    return Split(
-        new_id,
-        reported,
-        {
-            "changes": incident_facts.masked(changes, names),
-            "previous": incident_facts.masked(previous, names),
-            "sealed_subjects": (
-                sealed_subjects(cipher.seal_subjects(facts)) if "subjects" in changes else None
-            ),
-            "drill": bool(facts.get("drill")),
-        },
-    )
+    return Split(new_id, reported, fact_fields(cipher, facts, changes, previous, names))
