@@ -1,0 +1,273 @@
+"""R20 on the running system: another source's report of an open incident's event, a merge of two
+incidents and its undoing, as intake publishes them (produced here directly), with deadlines of
+seconds: duties fall due and escalate while the test runs, so it asks what R20 decides, not how
+far the ladder has climbed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from shared.events import CloudEvent, topics
+from shared.events.models import (
+    IncidentLinked,
+    IncidentMerged,
+    IncidentUnlinked,
+    LinkedReport,
+    NotificationAcknowledged,
+    Reporter,
+)
+from tests.integration.helpers import (
+    act,
+    eventually,
+    find,
+    obligations_when,
+    report,
+    timeline_with,
+    violence_report,
+)
+
+TUKE = "150626102"
+OPEN = ("PENDING", "MISSED")
+
+
+async def publish(bootstrap: str, topic: str, *events: CloudEvent) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                topic, value=event.value(), key=event.key, headers=event.headers()
+            )
+    finally:
+        await producer.stop()
+
+
+async def obligations_of(clients: dict[str, Any], incident_id: str) -> dict[str, Any]:
+    response = await clients["escalation"].get(f"/v1/incidents/{incident_id}/obligations")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def one(body: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """The one duty of a rule, party and action the incident itself gave rise to."""
+    [duty] = [o for o in find(body, **fields) if o["escalated_from"] is None]
+    return duty
+
+
+async def alerts_when(
+    clients: dict[str, Any], incident_id: str, **fields: Any
+) -> list[dict[str, Any]]:
+    """The incident's alerts whose fields have the given values, once there is one."""
+
+    async def alerts() -> list[dict[str, Any]]:
+        response = await clients["notification"].get(
+            "/v1/notifications", params={"incident_id": incident_id}
+        )
+        assert response.status_code == 200, response.text
+        return find({"obligations": response.json()["items"]}, **fields)
+
+    return await eventually(alerts, bool)
+
+
+def updates_of(timeline: Any, about: str) -> list[dict[str, Any]]:
+    return [
+        entry["event"]["data"]
+        for entry in timeline.json()["entries"]
+        if entry["ce_type"] == "incident.updated" and entry["event"]["data"]["about"] == about
+    ]
+
+
+async def test_R20_a_linked_report_that_raises_the_phase_revises_duties_and_tells_the_alerted(
+    fast, fast_system
+) -> None:
+    infra, _, _ = fast_system
+    incident_id = await report(fast, category="VIOLENCE", phase="SIGNS")
+    # R5 alerted the township's command group: it must hear of what the other report changed.
+    await alerts_when(fast, incident_id, party=f"TCG:{TUKE}")
+    now = datetime.now(UTC)
+    stated = violence_report(phase="IN_PROGRESS")
+    police = Reporter(party=f"PPS:{TUKE}", name="张警官")
+    linked = IncidentLinked(
+        incident_id=uuid.UUID(incident_id),
+        link_id=uuid.uuid4(),
+        linked_by="SUBJECT_ID",
+        linked_at=now,
+        report=LinkedReport(
+            report_id=uuid.uuid4(),
+            reporter=police,
+            reported_at=now,
+            facts={
+                **{key: stated[key] for key in ("category", "phase", "location", "summary")},
+                "township_code": TUKE,
+                "township_name": "图克镇",
+                "occurred_at": stated["occurred_at"],
+                "subjects": [{"id": "SQJZ-2024-0107", "name": "王**"}],
+            },
+        ),
+        changes={"phase": "IN_PROGRESS"},
+        previous={"phase": "SIGNS"},
+    )
+    await publish(
+        infra.kafka_bootstrap_servers,
+        topics.INCIDENTS,
+        CloudEvent.new("intake", linked, incident_id),
+    )
+    # The rules run again on the more severe phase: R6's duties, due from the link.
+    body = await obligations_when(fast, incident_id, lambda body: find(body, rule_id="R6"))
+    r6 = [o for o in find(body, rule_id="R6") if o["escalated_from"] is None]
+    assert {(o["party"], o["action"]) for o in r6} >= {
+        (f"PPS:{TUKE}", "CALL_POLICE"),
+        (f"TCG:{TUKE}", "REPORT"),
+    }
+    assert all(o["trigger"] == "changed" for o in r6)
+    assert "同一事件的另一报告将事态阶段由「苗头迹象」改为「正在实施」" in r6[0]["why"]
+    # The linked report is no new incident: what the first report asked is asked once.
+    assert len([o for o in find(body, rule_id="R1") if o["escalated_from"] is None]) == 1
+    assert one(body, rule_id="R5", party=f"TCG:{TUKE}", action="REPORT")
+    # Still pending, R5's duties no longer apply (missed ones stay missed).
+    assert all(
+        o["status"] in ("WAIVED", "MISSED")
+        for o in find(body, rule_id="R5")
+        if o["escalated_from"] is None
+    )
+
+    timeline = await timeline_with(fast["audit"], incident_id, "incident.updated", timeout=30)
+    [update] = updates_of(timeline, "LINKED")
+    assert update["rule_id"] == "R19"
+    assert f"TCG:{TUKE}" in update["recipients"]
+    assert police.party not in update["recipients"]
+    assert "另行报告了同一事件" in update["summary"] and "R20" in update["summary"]
+    assert "由「苗头迹象」改为「正在实施」" in update["summary"]
+
+
+async def test_R20_merge_moves_unique_duties_waives_doubled_and_unlink_restores_them(
+    fast, fast_system
+) -> None:
+    infra, _, _ = fast_system
+    # The surviving incident is the more severe (category and phase): the merge changes none
+    # of its facts. Both went out of control (R2); only the merged one is of signs (R5).
+    surviving_id = await report(fast, category="ABNORMAL_DEATH", phase="OCCURRED")
+    merged_id = await report(fast, category="VIOLENCE", phase="SIGNS")
+    for incident_id in (surviving_id, merged_id):
+        await obligations_when(fast, incident_id, lambda body: find(body, rule_id="R1"))
+        await act(fast, incident_id, "UNCONTROLLABLE")
+    await obligations_when(fast, surviving_id, lambda body: find(body, rule_id="R2"))
+    before = await obligations_when(fast, merged_id, lambda body: find(body, rule_id="R2"))
+    township_report = one(before, rule_id="R5", party=f"TCG:{TUKE}", action="REPORT")
+    bureau_report = one(before, rule_id="R5", party="BLO", action="REPORT")
+    first_response = one(before, rule_id="R1")
+    activate_plan = one(before, rule_id="R2", action="ACTIVATE_PLAN")
+    [alert] = await alerts_when(fast, merged_id, obligation_id=township_report["id"])
+    link_id = uuid.uuid4()
+    merged = IncidentMerged(
+        incident_id=uuid.UUID(surviving_id),
+        merged_incident_id=uuid.UUID(merged_id),
+        link_id=link_id,
+        party="BLO",
+        actor_name="周局",
+        reason="同一事件两次报告",
+        merged_at=datetime.now(UTC),
+    )
+    await publish(
+        infra.kafka_bootstrap_servers,
+        topics.INCIDENTS,
+        CloudEvent.new("intake", merged, surviving_id),
+    )
+    after = await obligations_when(
+        fast, merged_id, lambda body: body["merged_into"] == surviving_id
+    )
+    moved_away = find(after, id=township_report["id"])[0]
+    assert moved_away["status"] == "WAIVED" and moved_away["moved_to"]
+    assert "R20" in moved_away["closed_reason"]
+    doubled = find(after, id=first_response["id"])[0]
+    assert doubled["status"] == "WAIVED" and doubled["moved_to"] is None
+    assert (
+        "同一职责重复（R20）" in doubled["closed_reason"]
+        and surviving_id in doubled["closed_reason"]
+    )
+    assert find(after, id=activate_plan["id"])[0]["status"] == "WAIVED"
+    assert find(after, id=activate_plan["id"])[0]["moved_to"] is None
+    assert not [o for o in after["obligations"] if o["status"] == "PENDING"]
+
+    surviving = await obligations_of(fast, surviving_id)
+    [moved_here] = find(surviving, id=moved_away["moved_to"])
+    assert moved_here["moved_from"] == township_report["id"]
+    for same in ("rule_id", "party", "action", "owner", "deadline_name", "due_at", "notify"):
+        assert moved_here[same] == township_report[same], same
+    assert merged_id in moved_here["why"] and "R20" in moved_here["why"]
+    assert len([o for o in find(surviving, rule_id="R1") if o["escalated_from"] is None]) == 1
+
+    # The township's alert carries on for the moved duty: never a second alert.
+    [carried] = await alerts_when(fast, surviving_id, obligation_id=moved_here["id"])
+    assert carried["id"] == alert["id"] and carried["status"] != "WITHDRAWN"
+    assert carried["incident_id"] == surviving_id
+    leftover = (
+        await fast["notification"].get("/v1/notifications", params={"incident_id": merged_id})
+    ).json()["items"]
+    assert not [a for a in leftover if a["obligation_id"] == township_report["id"]]
+
+    # An acknowledgement of the alert under the duty's old id meets the duty where it lives.
+    ack = CloudEvent.new(
+        "notification",
+        NotificationAcknowledged(
+            notification_id=uuid.UUID(alert["id"]),
+            incident_id=uuid.UUID(merged_id),
+            obligation_id=uuid.UUID(township_report["id"]),
+            party=township_report["party"],
+            channel="webhook",
+            contact="值班室",
+            acknowledged_at=datetime.now(UTC),
+        ),
+        merged_id,
+    )
+    await publish(infra.kafka_bootstrap_servers, topics.NOTIFICATIONS, ack)
+    surviving = await obligations_when(
+        fast,
+        surviving_id,
+        lambda body: find(body, id=moved_here["id"], met_by_event_id=str(ack.id)),
+    )
+    assert find(surviving, id=moved_here["id"])[0]["status"] in ("MET", "MET_LATE")
+    [moved_bureau] = find(surviving, moved_from=bureau_report["id"])
+    assert moved_bureau["status"] in OPEN
+
+    # Undone: what is still open moves back, the doubled duty is asked again, met stays met.
+    unlinked = IncidentUnlinked(
+        incident_id=uuid.UUID(surviving_id),
+        linked_incident_id=uuid.UUID(merged_id),
+        link_id=link_id,
+        was="MERGE",
+        party="BLO",
+        actor_name="周局",
+        reason="并非同一事件",
+        unlinked_at=datetime.now(UTC),
+    )
+    await publish(
+        infra.kafka_bootstrap_servers,
+        topics.INCIDENTS,
+        CloudEvent.new("intake", unlinked, surviving_id),
+    )
+    restored = await obligations_when(fast, merged_id, lambda body: body["merged_into"] is None)
+    [back] = find(restored, moved_from=moved_bureau["id"])
+    assert (back["rule_id"], back["party"], back["action"]) == ("R5", "BLO", "REPORT")
+    assert back["status"] in OPEN
+    [again] = find(restored, moved_from=first_response["id"])
+    assert (again["rule_id"], again["action"]) == ("R1", "START_FIRST_RESPONSE")
+    assert again["status"] in OPEN
+    assert not find(restored, moved_from=moved_here["id"])  # met on the surviving incident
+    surviving = await obligations_of(fast, surviving_id)
+    assert find(surviving, id=moved_here["id"])[0]["status"] in ("MET", "MET_LATE")
+    left = find(surviving, id=moved_bureau["id"])[0]
+    assert left["status"] == "WAIVED" and left["moved_to"] == back["id"]
+    # A doubled duty given back is alerted again (its alert was withdrawn when it was waived,
+    # unless it had ended already: then that alert stands for it).
+    [reported_again] = find(restored, moved_from=activate_plan["id"])
+    assert reported_again["status"] in OPEN and reported_again["notify"]
+    await alerts_when(fast, merged_id, obligation_id=reported_again["id"])
+    timeline = await timeline_with(
+        fast["audit"], surviving_id, "incident.updated", at_least=2, timeout=30
+    )
+    assert updates_of(timeline, "MERGED") and updates_of(timeline, "UNLINKED")
