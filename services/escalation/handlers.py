@@ -89,10 +89,21 @@ class FactChange:
     stated: Mapping[str, Any] | None = None
 
 
-def told_of(lead: str, words: str, changes: Mapping[str, Any]) -> str:
-    """The summary of a link or merge (R20): what happened, then what it changed of the facts
-    the rules read, if anything."""
-    return f"{lead}；{words}" if changes_rules(changes) else lead
+def linking_change(
+    kind: FactChangeKind,
+    changes: Mapping[str, Any],
+    previous: Mapping[str, Any],
+    at: datetime,
+    by: str,
+    change_id: UUID,
+    lead: str,
+    stated: Mapping[str, Any] | None = None,
+) -> FactChange:
+    """A link, merge or unlinking (R20) as a change of facts: told as `lead` (what happened),
+    then what it changed of the facts the rules read, if anything."""
+    words = change_words(kind, changes, previous)
+    summary = f"{lead}；{words}" if changes_rules(changes) else lead
+    return FactChange(kind, changes, at, by, change_id, words, summary, stated)
 
 
 @dataclass(frozen=True)
@@ -486,47 +497,31 @@ class EscalationHandlers:
             if linked.report is None and not linked.changes:
                 return  # a link that changes nothing of an incident this service never saw
             raise RejectEvent(f"link to unknown incident {linked.incident_id}")
-        words = change_words("LINKED", linked.changes, linked.previous)
         names = dict(self.store.party_names)
+        stated = None
         if linked.report is not None:
-            reporter = linked.report.reporter.party
-            lead = f"{party_name_zh(reporter, names)}另行报告了同一事件，按R20作为本事件的报告"
+            by = linked.report.reporter.party
+            lead = f"{party_name_zh(by, names)}另行报告了同一事件，按R20作为本事件的报告"
             stated = linked.report.facts.model_dump(mode="json", exclude_none=True)
-            await self._change_facts(
-                session,
-                event,
-                incident,
-                FactChange(
-                    "LINKED",
-                    linked.changes,
-                    linked.linked_at,
-                    reporter,
-                    linked.link_id,
-                    words,
-                    told_of(lead, words, linked.changes),
-                    stated=stated,
-                ),
-            )
         elif linked.changes:
             by = linked.party or self.store.policy.correlation.rule_id
             lead = (
                 f"{party_name_zh(by, names)}将事件{linked.linked_incident_id}"
                 "与本事件关联为同一事件（R20）"
             )
-            await self._change_facts(
-                session,
-                event,
-                incident,
-                FactChange(
-                    "LINKED",
-                    linked.changes,
-                    linked.linked_at,
-                    by,
-                    linked.link_id,
-                    words,
-                    told_of(lead, words, linked.changes),
-                ),
-            )
+        else:
+            return  # two incidents, each with its own duties: nothing of either changes
+        change = linking_change(
+            "LINKED",
+            linked.changes,
+            linked.previous,
+            linked.linked_at,
+            by,
+            linked.link_id,
+            lead,
+            stated,
+        )
+        await self._change_facts(session, event, incident, change)
 
     async def _both(
         self, session: AsyncSession, surviving_id: UUID, merged_id: UUID
@@ -557,22 +552,16 @@ class EscalationHandlers:
                 f"incident {absorbed.id} is merged into {absorbed.merged_into} already"
             )
         names = dict(self.store.party_names)
-        words = change_words("MERGED", merged.changes, merged.previous)
-        lead = f"{party_name_zh(merged.party, names)}将事件{absorbed.id}并入本事件（R20）"
-        surviving = await self._change_facts(
-            session,
-            event,
-            surviving,
-            FactChange(
-                "MERGED",
-                merged.changes,
-                merged.merged_at,
-                merged.party,
-                event.id,
-                words,
-                told_of(lead, words, merged.changes),
-            ),
+        change = linking_change(
+            "MERGED",
+            merged.changes,
+            merged.previous,
+            merged.merged_at,
+            merged.party,
+            event.id,
+            f"{party_name_zh(merged.party, names)}将事件{absorbed.id}并入本事件（R20）",
         )
+        surviving = await self._change_facts(session, event, surviving, change)
         absorbed_duties = await self.store.standing(session, absorbed.id)
         moves = merge_plan(
             merged.link_id,
@@ -630,20 +619,15 @@ class EscalationHandlers:
         meanwhile stay met: history is not rewritten) and runs again on its own; the surviving
         incident's facts are as they were before (`changes`), its duties revised."""
         names = dict(self.store.party_names)
-        words = change_words("UNLINKED", unlinked.changes, unlinked.previous)
-        change = FactChange(
+        change = linking_change(
             "UNLINKED",
             unlinked.changes,
+            unlinked.previous,
             unlinked.unlinked_at,
             unlinked.party,
             event.id,
-            words,
-            told_of(
-                f"{party_name_zh(unlinked.party, names)}撤销了事件{unlinked.linked_incident_id}"
-                f"与本事件的{'合并' if unlinked.was == 'MERGE' else '关联'}（R20）",
-                words,
-                unlinked.changes,
-            ),
+            f"{party_name_zh(unlinked.party, names)}撤销了事件{unlinked.linked_incident_id}"
+            f"与本事件的{'合并' if unlinked.was == 'MERGE' else '关联'}（R20）",
         )
         if unlinked.was == "LINK":
             if not unlinked.changes:

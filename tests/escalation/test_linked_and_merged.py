@@ -8,11 +8,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from aiokafka import AIOKafkaProducer
 
 from shared.events import CloudEvent, topics
 from shared.events.models import (
+    EventData,
     IncidentLinked,
     IncidentMerged,
     IncidentUnlinked,
@@ -34,16 +36,18 @@ TUKE = "150626102"
 OPEN = ("PENDING", "MISSED")
 
 
-async def publish(bootstrap: str, topic: str, *events: CloudEvent) -> None:
+async def publish(bootstrap: str, topic: str, data: EventData, source: str = "intake") -> UUID:
+    """Produce `data` as `source` would, keyed by its incident; the event's id."""
+    event = CloudEvent.new(source, data, data.incident_id)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        for event in events:
-            await producer.send_and_wait(
-                topic, value=event.value(), key=event.key, headers=event.headers()
-            )
+        await producer.send_and_wait(
+            topic, value=event.value(), key=event.key, headers=event.headers()
+        )
     finally:
         await producer.stop()
+    return event.id
 
 
 async def obligations_of(clients: dict[str, Any], incident_id: str) -> dict[str, Any]:
@@ -111,11 +115,7 @@ async def test_R20_a_linked_report_that_raises_the_phase_revises_duties_and_tell
         changes={"phase": "IN_PROGRESS"},
         previous={"phase": "SIGNS"},
     )
-    await publish(
-        infra.kafka_bootstrap_servers,
-        topics.INCIDENTS,
-        CloudEvent.new("intake", linked, incident_id),
-    )
+    await publish(infra.kafka_bootstrap_servers, topics.INCIDENTS, linked)
     # The rules run again on the more severe phase: R6's duties, due from the link.
     body = await obligations_when(fast, incident_id, lambda body: find(body, rule_id="R6"))
     r6 = [o for o in find(body, rule_id="R6") if o["escalated_from"] is None]
@@ -172,11 +172,7 @@ async def test_R20_merge_moves_unique_duties_waives_doubled_and_unlink_restores_
         reason="同一事件两次报告",
         merged_at=datetime.now(UTC),
     )
-    await publish(
-        infra.kafka_bootstrap_servers,
-        topics.INCIDENTS,
-        CloudEvent.new("intake", merged, surviving_id),
-    )
+    await publish(infra.kafka_bootstrap_servers, topics.INCIDENTS, merged)
     after = await obligations_when(
         fast, merged_id, lambda body: body["merged_into"] == surviving_id
     )
@@ -211,24 +207,22 @@ async def test_R20_merge_moves_unique_duties_waives_doubled_and_unlink_restores_
     assert not [a for a in leftover if a["obligation_id"] == township_report["id"]]
 
     # An acknowledgement of the alert under the duty's old id meets the duty where it lives.
-    ack = CloudEvent.new(
-        "notification",
-        NotificationAcknowledged(
-            notification_id=uuid.UUID(alert["id"]),
-            incident_id=uuid.UUID(merged_id),
-            obligation_id=uuid.UUID(township_report["id"]),
-            party=township_report["party"],
-            channel="webhook",
-            contact="值班室",
-            acknowledged_at=datetime.now(UTC),
-        ),
-        merged_id,
+    acknowledged = NotificationAcknowledged(
+        notification_id=uuid.UUID(alert["id"]),
+        incident_id=uuid.UUID(merged_id),
+        obligation_id=uuid.UUID(township_report["id"]),
+        party=township_report["party"],
+        channel="webhook",
+        contact="值班室",
+        acknowledged_at=datetime.now(UTC),
     )
-    await publish(infra.kafka_bootstrap_servers, topics.NOTIFICATIONS, ack)
+    ack_id = await publish(
+        infra.kafka_bootstrap_servers, topics.NOTIFICATIONS, acknowledged, "notification"
+    )
     surviving = await obligations_when(
         fast,
         surviving_id,
-        lambda body: find(body, id=moved_here["id"], met_by_event_id=str(ack.id)),
+        lambda body: find(body, id=moved_here["id"], met_by_event_id=str(ack_id)),
     )
     assert find(surviving, id=moved_here["id"])[0]["status"] in ("MET", "MET_LATE")
     [moved_bureau] = find(surviving, moved_from=bureau_report["id"])
@@ -245,11 +239,7 @@ async def test_R20_merge_moves_unique_duties_waives_doubled_and_unlink_restores_
         reason="并非同一事件",
         unlinked_at=datetime.now(UTC),
     )
-    await publish(
-        infra.kafka_bootstrap_servers,
-        topics.INCIDENTS,
-        CloudEvent.new("intake", unlinked, surviving_id),
-    )
+    await publish(infra.kafka_bootstrap_servers, topics.INCIDENTS, unlinked)
     restored = await obligations_when(fast, merged_id, lambda body: body["merged_into"] is None)
     [back] = find(restored, moved_from=moved_bureau["id"])
     assert (back["rule_id"], back["party"], back["action"]) == ("R5", "BLO", "REPORT")

@@ -60,13 +60,19 @@ async def settled(system: NotificationSystem, incident_id: UUID) -> list[dict[st
     return [row for row in rows if row["rule_id"] != MARKER_RULE]
 
 
+async def alerted(system: NotificationSystem) -> tuple[ObligationCreated, dict[str, Any]]:
+    """A duty, once its alert exists."""
+    duty = first()
+    await system.publish(created(duty))
+    [alert] = await alerts_when(system, duty.incident_id, duty.obligation_id)
+    return duty, alert
+
+
 async def test_R20_waived_first_then_moved_the_alert_carries_on(
     notification_system: NotificationSystem,
 ) -> None:
     system = notification_system
-    old = first()
-    await system.publish(created(old))
-    [alert] = await alerts_when(system, old.incident_id, old.obligation_id)
+    old, alert = await alerted(system)
     new = moved(old)
     await system.publish(waived_to(old, new))
     [kept] = await settled(system, old.incident_id)
@@ -81,9 +87,7 @@ async def test_R20_moved_first_then_waived_the_alert_carries_on(
     notification_system: NotificationSystem,
 ) -> None:
     system = notification_system
-    old = first()
-    await system.publish(created(old))
-    [alert] = await alerts_when(system, old.incident_id, old.obligation_id)
+    old, alert = await alerted(system)
     new = moved(old)
     await system.publish(created(new))
     [carried] = await alerts_when(system, new.incident_id, new.obligation_id)
@@ -112,9 +116,7 @@ async def test_R20_a_duty_whose_alert_was_withdrawn_is_alerted_again_when_given_
     notification_system: NotificationSystem,
 ) -> None:
     system = notification_system
-    doubled = first()
-    await system.publish(created(doubled))
-    [alert] = await alerts_when(system, doubled.incident_id, doubled.obligation_id)
+    doubled, alert = await alerted(system)
     await system.publish(obligation_waived(doubled, "与并入的事件同一职责重复（R20）"))
     [withdrawn] = await settled(system, doubled.incident_id)
     assert withdrawn["status"] == "WITHDRAWN"
