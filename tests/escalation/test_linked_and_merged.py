@@ -31,6 +31,7 @@ from tests.integration.helpers import (
     timeline_with,
     violence_report,
 )
+from tests.integration.test_walking_skeleton import read_topic
 
 TUKE = "150626102"
 OPEN = ("PENDING", "MISSED")
@@ -85,6 +86,39 @@ def updates_of(timeline: Any, about: str) -> list[dict[str, Any]]:
     ]
 
 
+def linked_report(
+    incident_id: str,
+    reporter: Reporter,
+    stated: dict[str, Any],
+    changes: dict[str, Any] | None = None,
+    previous: dict[str, Any] | None = None,
+) -> IncidentLinked:
+    """Another source's first report of `incident_id`'s event, stating `stated` (a report as
+    intake takes it), linked on the subject's id."""
+    now = datetime.now(UTC)
+    return IncidentLinked(
+        incident_id=uuid.UUID(incident_id),
+        link_id=uuid.uuid4(),
+        linked_by="SUBJECT_ID",
+        linked_at=now,
+        report=LinkedReport(
+            report_id=uuid.uuid4(),
+            reporter=reporter,
+            reported_at=now,
+            facts={
+                **{key: stated[key] for key in ("category", "phase", "location", "summary")},
+                "township_code": TUKE,
+                "township_name": "图克镇",
+                "occurred_at": stated["occurred_at"],
+                "measures_taken": stated["measures_taken"],
+                "subjects": [{"id": "SQJZ-2024-0107", "name": "王**"}],
+            },
+        ),
+        changes=changes or {},
+        previous=previous or {},
+    )
+
+
 async def test_R20_a_linked_report_that_raises_the_phase_revises_duties_and_tells_the_alerted(
     fast, fast_system
 ) -> None:
@@ -92,26 +126,11 @@ async def test_R20_a_linked_report_that_raises_the_phase_revises_duties_and_tell
     incident_id = await report(fast, category="VIOLENCE", phase="SIGNS")
     # R5 alerted the township's command group: it must hear of what the other report changed.
     await alerts_when(fast, incident_id, party=f"TCG:{TUKE}")
-    now = datetime.now(UTC)
-    stated = violence_report(phase="IN_PROGRESS")
     police = Reporter(party=f"PPS:{TUKE}", name="张警官")
-    linked = IncidentLinked(
-        incident_id=uuid.UUID(incident_id),
-        link_id=uuid.uuid4(),
-        linked_by="SUBJECT_ID",
-        linked_at=now,
-        report=LinkedReport(
-            report_id=uuid.uuid4(),
-            reporter=police,
-            reported_at=now,
-            facts={
-                **{key: stated[key] for key in ("category", "phase", "location", "summary")},
-                "township_code": TUKE,
-                "township_name": "图克镇",
-                "occurred_at": stated["occurred_at"],
-                "subjects": [{"id": "SQJZ-2024-0107", "name": "王**"}],
-            },
-        ),
+    linked = linked_report(
+        incident_id,
+        police,
+        violence_report(phase="IN_PROGRESS"),
         changes={"phase": "IN_PROGRESS"},
         previous={"phase": "SIGNS"},
     )
@@ -261,3 +280,46 @@ async def test_R20_merge_moves_unique_duties_waives_doubled_and_unlink_restores_
         fast["audit"], surviving_id, "incident.updated", at_least=2, timeout=30
     )
     assert updates_of(timeline, "MERGED") and updates_of(timeline, "UNLINKED")
+
+
+async def test_R20_a_linked_report_of_the_township_meets_its_written_report_and_doubles_none(
+    fast, fast_system
+) -> None:
+    infra, _, _ = fast_system
+    # The police reported first; the 司法所's own report of the same event comes second.
+    incident_id = await report(
+        fast, reporter={"party": f"PPS:{TUKE}", "name": "张警官", "phone": "13900000009"}
+    )
+    before = await obligations_when(fast, incident_id, lambda body: find(body, rule_id="R6"))
+    written = one(before, rule_id="R6", action="FULL_WRITTEN_REPORT")
+    township = Reporter(party=f"SFS:{TUKE}", name="李明")
+    linked = linked_report(incident_id, township, violence_report())
+    link_event = await publish(infra.kafka_bootstrap_servers, topics.INCIDENTS, linked)
+    # Its report states the facts and leaves none out: the written report R6 asks of it.
+    body = await obligations_when(
+        fast,
+        incident_id,
+        lambda body: find(body, id=written["id"], met_by_event_id=str(link_event)),
+    )
+    assert find(body, id=written["id"])[0]["status"] in ("MET", "MET_LATE")
+    # Nothing the first report asked is asked again, and nothing is new (the daily follow-up
+    # recurs once met: R9's own rhythm).
+    assert not find(body, trigger="changed")
+    for duty in before["obligations"]:
+        if duty["escalated_from"] is None and duty["action"] != "FOLLOW_UP_REPORT":
+            one(body, rule_id=duty["rule_id"], party=duty["party"], action=duty["action"])
+
+
+async def test_R20_a_report_linked_to_an_incident_escalation_never_saw_is_dead_lettered(
+    fast, fast_system
+) -> None:
+    infra, _, _ = fast_system
+    unknown = str(uuid.uuid4())
+    linked = linked_report(unknown, Reporter(party=f"SFS:{TUKE}", name="李明"), violence_report())
+    await publish(infra.kafka_bootstrap_servers, topics.INCIDENTS, linked)
+    dead = await eventually(
+        lambda: read_topic(infra.kafka_bootstrap_servers, "incidents.v1.dlq", 1, 2.0),
+        lambda records: any(record.key == unknown.encode() for record in records),
+    )
+    [letter] = [record for record in dead if record.key == unknown.encode()]
+    assert b"link to unknown incident" in dict(letter.headers)["dlq_reason"]
