@@ -44,9 +44,10 @@ def merge_plan(
     """The merged incident's open duties (pending or missed, oldest first), each moved to the
     surviving incident unless it already has a duty of the same rule, party and action that
     is not waived: then that one stands and this one is doubled. A supervision follows what
-    it supervises: it points at the moved duty, or at the one that stands for it."""
+    it supervises (the moved duty, or the one that stands for it), and is doubled only by a
+    supervision of that same duty."""
     standing = {
-        (duty.rule_id, duty.party, duty.action): duty.id
+        (duty.rule_id, duty.party, duty.action, duty.escalated_from): duty.id
         for duty in surviving
         if duty.status != "WAIVED"
     }
@@ -55,24 +56,21 @@ def merge_plan(
     for duty in merged:
         if duty.status not in OPEN:
             continue
-        counterpart = standing.get((duty.rule_id, duty.party, duty.action))
+        supervises = _now_read(now_reads, duty.escalated_from)
+        counterpart = standing.get((duty.rule_id, duty.party, duty.action, supervises))
         if counterpart is not None:
             now_reads[duty.id] = counterpart
             moves.append(Move(duty.id, "DOUBLED", counterpart, duty.status))
             continue
         new_id = moved_id(link_id, duty.id)
         now_reads[duty.id] = new_id
-        escalated_from = duty.escalated_from
-        moves.append(
-            Move(
-                duty.id,
-                "MOVED",
-                new_id,
-                duty.status,
-                now_reads.get(escalated_from, escalated_from) if escalated_from else None,
-            )
-        )
+        moves.append(Move(duty.id, "MOVED", new_id, duty.status, supervises))
     return tuple(moves)
+
+
+def _now_read(now_reads: dict[UUID, UUID], supervised: UUID | None) -> UUID | None:
+    """What a supervision points at once the duty it supervises moved or was given back."""
+    return now_reads.get(supervised, supervised) if supervised is not None else None
 
 
 @dataclass(frozen=True)
@@ -117,14 +115,9 @@ def restorations(link_id: UUID, made: Sequence[MoveMade]) -> tuple[Restoration, 
             copy_of, status, withdraw = move.obligation_id, move.status_when_merged, False
         new_id = restored_id(link_id, copy_of)
         now_reads[move.obligation_id] = new_id
-        escalated_from = move.escalated_from
         given_back.append(
             Restoration(
-                new_id,
-                copy_of,
-                status,
-                withdraw,
-                now_reads.get(escalated_from, escalated_from) if escalated_from else None,
+                new_id, copy_of, status, withdraw, _now_read(now_reads, move.escalated_from)
             )
         )
     return tuple(given_back)

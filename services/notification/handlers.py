@@ -266,7 +266,9 @@ async def moved_on(session: AsyncSession, obligation_id: UUID) -> bool:
     """Whether the duty was moved (R20) before its own creation reached us: the moved duty's
     alert already stands for it, so it is not alerted a second time."""
     carried = await session.execute(
-        select(notifications.c.id).where(notifications.c.former_obligation_ids.any(obligation_id))
+        select(notifications.c.id).where(
+            notifications.c.former_obligation_ids.contains([obligation_id])
+        )
     )
     return carried.first() is not None
 

@@ -81,6 +81,7 @@ notifications = Table(
         "carries on under `obligation_id`",
     ),
     Index("ix_notifications_incident", "incident_id", "party"),
+    Index("ix_notifications_former_obligations", "former_obligation_ids", postgresql_using="gin"),
     Index("ix_notifications_new", "created_at", postgresql_where=text("status = 'NEW'")),
     Index("ix_notifications_ack_due", "ack_due_at", postgresql_where=text("status = 'DELIVERED'")),
 )

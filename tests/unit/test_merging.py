@@ -75,6 +75,30 @@ def test_a_supervision_follows_what_it_supervises() -> None:
     assert moves[its_supervision.id].escalated_from == standing.id
     assert moves[stray.id].escalated_from == elsewhere
     assert moves[moved.id].escalated_from is None
+    assert {move.outcome for move in moves.values()} == {"MOVED", "DOUBLED"}
+    assert moves[doubled.id].outcome == "DOUBLED"
+
+
+def test_a_supervision_is_doubled_only_by_a_supervision_of_the_same_duty() -> None:
+    doubled = duty("R1", SFS, "START_FIRST_RESPONSE", status="MISSED")
+    its_supervision = duty("R10", TCG, "SUPERVISE", escalated_from=doubled.id)
+    unique = duty("R5", TCG, "REPORT", status="MISSED")
+    unique_supervision = duty("R10", TCG, "SUPERVISE", escalated_from=unique.id)
+    standing = duty("R1", SFS, "START_FIRST_RESPONSE", status="MISSED")
+    standing_supervision = duty("R10", TCG, "SUPERVISE", escalated_from=standing.id)
+    moves = {
+        move.obligation_id: move
+        for move in merge_plan(
+            LINK,
+            [doubled, its_supervision, unique, unique_supervision],
+            [standing, standing_supervision],
+        )
+    }
+    assert moves[its_supervision.id].outcome == "DOUBLED"
+    assert moves[its_supervision.id].counterpart == standing_supervision.id
+    # The same rung supervising another duty is no double of it: it moves with its duty.
+    assert moves[unique_supervision.id].outcome == "MOVED"
+    assert moves[unique_supervision.id].escalated_from == moved_id(LINK, unique.id)
 
 
 def test_undoing_moves_back_what_is_still_open_and_recreates_the_doubled() -> None:

@@ -30,7 +30,18 @@ def upgrade() -> None:
         ),
         schema="notification",
     )
+    op.create_index(
+        "ix_notifications_former_obligations",
+        "notifications",
+        ["former_obligation_ids"],
+        unique=False,
+        schema="notification",
+        postgresql_using="gin",
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        "ix_notifications_former_obligations", table_name="notifications", schema="notification"
+    )
     op.drop_column("notifications", "former_obligation_ids", schema="notification")
