@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.events import CloudEvent, topics
 from shared.events.models import (
+    ActionRecorded,
     EventData,
     IncidentLinked,
     IncidentMerged,
@@ -323,3 +324,65 @@ async def test_R20_a_report_linked_to_an_incident_escalation_never_saw_is_dead_l
     )
     [letter] = [record for record in dead if record.key == unknown.encode()]
     assert b"link to unknown incident" in dict(letter.headers)["dlq_reason"]
+
+
+async def test_R20_a_merged_incident_rests_until_the_merge_is_undone(fast, fast_system) -> None:
+    infra, _, _ = fast_system
+    surviving_id = await report(fast, category="VIOLENCE", phase="IN_PROGRESS")
+    merged_id = await report(fast, category="OTHER", phase="OCCURRED")
+    await obligations_when(fast, surviving_id, lambda body: find(body, rule_id="R1"))
+    await obligations_when(fast, merged_id, lambda body: find(body, rule_id="R1"))
+    link_id = uuid.uuid4()
+    merged = IncidentMerged(
+        incident_id=uuid.UUID(surviving_id),
+        merged_incident_id=uuid.UUID(merged_id),
+        link_id=link_id,
+        party="BLO",
+        actor_name="周局",
+        reason="同一事件两次报告",
+        merged_at=datetime.now(UTC),
+    )
+    await publish(infra.kafka_bootstrap_servers, topics.INCIDENTS, merged)
+    await obligations_when(fast, merged_id, lambda body: body["merged_into"] == surviving_id)
+
+    # Duties on the merged incident (an action intake should have refused, produced here as if
+    # it had not), and the same on the surviving one, due a little later.
+    def r2(body: dict[str, Any]) -> list[dict[str, Any]]:
+        return [o for o in find(body, rule_id="R2") if o["escalated_from"] is None]
+
+    for incident_id in (merged_id, surviving_id):
+        now = datetime.now(UTC)
+        out_of_control = ActionRecorded(
+            incident_id=uuid.UUID(incident_id),
+            action_id=uuid.uuid4(),
+            action="UNCONTROLLABLE",
+            party=f"SFS:{TUKE}",
+            actor_name="李明",
+            occurred_at=now,
+            recorded_at=now,
+        )
+        await publish(infra.kafka_bootstrap_servers, topics.INCIDENTS, out_of_control)
+        await obligations_when(fast, incident_id, r2)
+    # The deadline worker has passed the surviving incident's due times, and so the merged
+    # one's, which came due first: those rest.
+    await obligations_when(
+        fast, surviving_id, lambda body: {o["status"] for o in r2(body)} == {"MISSED"}
+    )
+    resting = r2(await obligations_of(fast, merged_id))
+    assert resting and {o["status"] for o in resting} == {"PENDING"}
+
+    unlinked = IncidentUnlinked(
+        incident_id=uuid.UUID(surviving_id),
+        linked_incident_id=uuid.UUID(merged_id),
+        link_id=link_id,
+        was="MERGE",
+        party="BLO",
+        actor_name="周局",
+        reason="并非同一事件",
+        unlinked_at=datetime.now(UTC),
+    )
+    await publish(infra.kafka_bootstrap_servers, topics.INCIDENTS, unlinked)
+    # On its own again, its deadlines fire.
+    await obligations_when(
+        fast, merged_id, lambda body: {o["status"] for o in r2(body)} == {"MISSED"}
+    )
