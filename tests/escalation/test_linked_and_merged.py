@@ -79,6 +79,33 @@ async def alerts_when(
     return await eventually(alerts, bool)
 
 
+def merge(surviving_id: str, merged_id: str, link_id: UUID) -> IncidentMerged:
+    """The BLO merges `merged_id` into `surviving_id`, the more severe: no fact of it changes."""
+    return IncidentMerged(
+        incident_id=uuid.UUID(surviving_id),
+        merged_incident_id=uuid.UUID(merged_id),
+        link_id=link_id,
+        party="BLO",
+        actor_name="周局",
+        reason="同一事件两次报告",
+        merged_at=datetime.now(UTC),
+    )
+
+
+def unmerge(surviving_id: str, merged_id: str, link_id: UUID) -> IncidentUnlinked:
+    """The BLO undoes the merge `link_id`."""
+    return IncidentUnlinked(
+        incident_id=uuid.UUID(surviving_id),
+        linked_incident_id=uuid.UUID(merged_id),
+        link_id=link_id,
+        was="MERGE",
+        party="BLO",
+        actor_name="周局",
+        reason="并非同一事件",
+        unlinked_at=datetime.now(UTC),
+    )
+
+
 def updates_of(timeline: Any, about: str) -> list[dict[str, Any]]:
     return [
         entry["event"]["data"]
@@ -183,16 +210,9 @@ async def test_R20_merge_moves_unique_duties_waives_doubled_and_unlink_restores_
     activate_plan = one(before, rule_id="R2", action="ACTIVATE_PLAN")
     [alert] = await alerts_when(fast, merged_id, obligation_id=township_report["id"])
     link_id = uuid.uuid4()
-    merged = IncidentMerged(
-        incident_id=uuid.UUID(surviving_id),
-        merged_incident_id=uuid.UUID(merged_id),
-        link_id=link_id,
-        party="BLO",
-        actor_name="周局",
-        reason="同一事件两次报告",
-        merged_at=datetime.now(UTC),
+    await publish(
+        infra.kafka_bootstrap_servers, topics.INCIDENTS, merge(surviving_id, merged_id, link_id)
     )
-    await publish(infra.kafka_bootstrap_servers, topics.INCIDENTS, merged)
     after = await obligations_when(
         fast, merged_id, lambda body: body["merged_into"] == surviving_id
     )
@@ -249,17 +269,9 @@ async def test_R20_merge_moves_unique_duties_waives_doubled_and_unlink_restores_
     assert moved_bureau["status"] in OPEN
 
     # Undone: what is still open moves back, the doubled duty is asked again, met stays met.
-    unlinked = IncidentUnlinked(
-        incident_id=uuid.UUID(surviving_id),
-        linked_incident_id=uuid.UUID(merged_id),
-        link_id=link_id,
-        was="MERGE",
-        party="BLO",
-        actor_name="周局",
-        reason="并非同一事件",
-        unlinked_at=datetime.now(UTC),
+    await publish(
+        infra.kafka_bootstrap_servers, topics.INCIDENTS, unmerge(surviving_id, merged_id, link_id)
     )
-    await publish(infra.kafka_bootstrap_servers, topics.INCIDENTS, unlinked)
     restored = await obligations_when(fast, merged_id, lambda body: body["merged_into"] is None)
     [back] = find(restored, moved_from=moved_bureau["id"])
     assert (back["rule_id"], back["party"], back["action"]) == ("R5", "BLO", "REPORT")
@@ -333,16 +345,9 @@ async def test_R20_a_merged_incident_rests_until_the_merge_is_undone(fast, fast_
     await obligations_when(fast, surviving_id, lambda body: find(body, rule_id="R1"))
     await obligations_when(fast, merged_id, lambda body: find(body, rule_id="R1"))
     link_id = uuid.uuid4()
-    merged = IncidentMerged(
-        incident_id=uuid.UUID(surviving_id),
-        merged_incident_id=uuid.UUID(merged_id),
-        link_id=link_id,
-        party="BLO",
-        actor_name="周局",
-        reason="同一事件两次报告",
-        merged_at=datetime.now(UTC),
+    await publish(
+        infra.kafka_bootstrap_servers, topics.INCIDENTS, merge(surviving_id, merged_id, link_id)
     )
-    await publish(infra.kafka_bootstrap_servers, topics.INCIDENTS, merged)
     await obligations_when(fast, merged_id, lambda body: body["merged_into"] == surviving_id)
 
     # Duties on the merged incident (an action intake should have refused, produced here as if
@@ -371,17 +376,9 @@ async def test_R20_a_merged_incident_rests_until_the_merge_is_undone(fast, fast_
     resting = r2(await obligations_of(fast, merged_id))
     assert resting and {o["status"] for o in resting} == {"PENDING"}
 
-    unlinked = IncidentUnlinked(
-        incident_id=uuid.UUID(surviving_id),
-        linked_incident_id=uuid.UUID(merged_id),
-        link_id=link_id,
-        was="MERGE",
-        party="BLO",
-        actor_name="周局",
-        reason="并非同一事件",
-        unlinked_at=datetime.now(UTC),
+    await publish(
+        infra.kafka_bootstrap_servers, topics.INCIDENTS, unmerge(surviving_id, merged_id, link_id)
     )
-    await publish(infra.kafka_bootstrap_servers, topics.INCIDENTS, unlinked)
     # On its own again, its deadlines fire.
     await obligations_when(
         fast, merged_id, lambda body: {o["status"] for o in r2(body)} == {"MISSED"}
