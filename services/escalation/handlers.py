@@ -644,6 +644,8 @@ class EscalationHandlers:
         await session.execute(
             update(incidents).where(incidents.c.id == absorbed.id).values(merged_into=None)
         )
+        # On its own again from now: R9's quiet spell counts from here, not from before.
+        await self._news(session, absorbed.id, unlinked.unlinked_at)
         await self._change_facts(session, event, surviving, change)
 
     async def _restore(
