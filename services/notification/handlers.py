@@ -115,9 +115,14 @@ class NotificationHandlers:
         if not isinstance(event.data, ObligationCreated):
             return
         obligation = event.data
-        if obligation.moved_from is not None and await carry_on(session, obligation):
+        if obligation.moved_from is not None:
+            await hold_alert_of(session, obligation.moved_from)
+            if await carry_on(session, obligation):
+                return
+        if not obligation.notify:
             return
-        if not obligation.notify or await moved_on(session, obligation.obligation_id):
+        await hold_alert_of(session, obligation.obligation_id)
+        if await moved_on(session, obligation.obligation_id):
             return
         party = self.directory.party(obligation.party)
         notification_id = uuid4()
@@ -227,6 +232,18 @@ class NotificationHandlers:
         if isinstance(event.data, ObligationWaived) and event.data.moved_to is not None:
             return  # the duty lives on elsewhere (R20), and so does its alert
         await withdraw(session, self.outbox, event.data)
+
+
+# Lock space of a duty's alert while a merge may be moving the duty (R20).
+MOVED_DUTY_LOCKS = 20
+
+
+async def hold_alert_of(session: AsyncSession, obligation_id: UUID) -> None:
+    """Until the transaction ends, nobody else decides about the alert of this duty: the duty's
+    own creation and that of the duty it moved to (keyed by another incident, so handled in
+    parallel) each see what the other committed, and never both alert."""
+    key = int.from_bytes(obligation_id.bytes[:4], "big", signed=True)
+    await session.execute(select(func.pg_advisory_xact_lock(MOVED_DUTY_LOCKS, key)))
 
 
 async def carry_on(session: AsyncSession, moved: ObligationCreated) -> bool:
