@@ -79,6 +79,7 @@ async def list_obligations(
         status=incident.status,
         drill=incident.drill,
         policy_version=incident.policy_version,
+        merged_into=incident.merged_into,
         obligations=[
             ObligationOut(
                 id=row.id,
@@ -103,6 +104,8 @@ async def list_obligations(
                 closed_reason=row.closed_reason,
                 omitted_at=row.omitted_at,
                 why=row.explanation,
+                moved_from=row.moved_from,
+                moved_to=row.moved_to,
             )
             for row in rows
         ],

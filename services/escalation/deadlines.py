@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import Histogram
 from sqlalchemy import ColumnElement, Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.escalation.models import obligations, timers
+from services.escalation.models import incidents, obligations, timers
 from services.escalation.rules import Trigger, evaluate, recurring_actions
 from services.escalation.store import Store
 from shared import lifecycle
@@ -22,6 +23,12 @@ from shared.domain import LifecycleStatus
 from shared.pgnotify import Wakeup
 
 log = logging.getLogger(__name__)
+
+
+def not_merged(incident_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    """An incident merged into another rests (R20): its duties moved or were waived, and none
+    of its deadlines or timers fires (R9's quiet spell and R11 included) until it is unmerged."""
+    return incident_id.not_in(select(incidents.c.id).where(incidents.c.merged_into.is_not(None)))
 
 
 class DeadlineWorker:
@@ -88,7 +95,7 @@ class DeadlineWorker:
             claimed = (
                 await session.execute(
                     select(obligations)
-                    .where(*due)
+                    .where(*due, not_merged(obligations.c.incident_id))
                     .order_by(obligations.c.due_at)
                     .limit(self._batch_size)
                     .with_for_update(skip_locked=True)
@@ -117,6 +124,7 @@ class DeadlineWorker:
                         timers.c.fired_at.is_(None),
                         timers.c.cancelled_at.is_(None),
                         timers.c.fire_at <= func.now(),
+                        not_merged(timers.c.incident_id),
                     )
                     .order_by(timers.c.fire_at)
                     .limit(self._batch_size)

@@ -4,18 +4,29 @@ module only loads, stores and publishes (through `store.Store`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid5
 
 from sqlalchemy import Row, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.escalation.models import drills, incidents, obligations, subject_signs, timers
+from services.escalation.merging import MoveMade, merge_plan, restorations
+from services.escalation.models import (
+    drills,
+    incidents,
+    merge_moves,
+    obligations,
+    subject_signs,
+    timers,
+)
 from services.escalation.rules import (
     OBLIGATION_NAMESPACE,
     Evidence,
+    FactChangeKind,
     Trigger,
     change_words,
     changes_rules,
@@ -28,7 +39,7 @@ from services.escalation.rules import (
     revise,
     update_recipients,
 )
-from services.escalation.store import Proof, Store, brief, facts_of, standing_duty
+from services.escalation.store import Moving, Proof, Store, brief, facts_of, standing_duty
 from shared import lifecycle, ownership
 from shared.domain import (
     ACTION_NAMES_ZH,
@@ -62,6 +73,40 @@ from shared.kafka import HandlerTable, RejectEvent, on_data
 
 
 @dataclass(frozen=True)
+class FactChange:
+    """A change of an incident's facts: a follow-up or correction, or another report of the
+    same event, a merge or its undoing (R20). `words` say what changed of the facts rules read,
+    `summary` tells it to the parties already alerted (R19); `stated`: the facts the report
+    itself states, when it is the report of the party `by` (it may meet that party's duties)."""
+
+    kind: FactChangeKind
+    changes: Mapping[str, Any]
+    at: datetime
+    by: str
+    change_id: UUID
+    words: str
+    summary: str
+    stated: Mapping[str, Any] | None = None
+
+
+def linking_change(
+    kind: FactChangeKind,
+    changes: Mapping[str, Any],
+    previous: Mapping[str, Any],
+    at: datetime,
+    by: str,
+    change_id: UUID,
+    lead: str,
+    stated: Mapping[str, Any] | None = None,
+) -> FactChange:
+    """A link, merge or unlinking (R20) as a change of facts: told as `lead` (what happened),
+    then what it changed of the facts the rules read, if anything."""
+    words = change_words(kind, changes, previous)
+    summary = f"{lead}；{words}" if changes_rules(changes) else lead
+    return FactChange(kind, changes, at, by, change_id, words, summary, stated)
+
+
+@dataclass(frozen=True)
 class EscalationHandlers:
     store: Store
 
@@ -76,13 +121,13 @@ class EscalationHandlers:
                 ReportFiled.ce_type: on_data(self.on_report_filed),
                 NotificationAcknowledged.ce_type: on_data(self.on_acknowledged),
                 NotificationUnacknowledged.ce_type: on_data(self.on_unacknowledged),
+                IncidentLinked.ce_type: on_data(self.on_linked),
+                IncidentMerged.ce_type: on_data(self.on_merged),
+                IncidentUnlinked.ce_type: on_data(self.on_unlinked),
             },
             ignored=frozenset(
                 {
                     PersonalDataRead.ce_type,
-                    IncidentLinked.ce_type,
-                    IncidentMerged.ce_type,
-                    IncidentUnlinked.ce_type,
                     NotificationDelivered.ce_type,
                     NotificationFailed.ce_type,
                     # Escalation withdrew the alert's obligation itself.
@@ -366,69 +411,346 @@ class EscalationHandlers:
         incident = await self.store.locked_incident(session, report.incident_id)
         if incident is None:
             raise RejectEvent(f"report for unknown incident {report.incident_id}")
+        reporter = party_name_zh(report.reporter.party, dict(self.store.party_names))
+        words = change_words(report.kind, report.changes, report.previous)
+        await self._change_facts(
+            session,
+            event,
+            incident,
+            FactChange(
+                report.kind,
+                report.changes,
+                report.filed_at,
+                report.reporter.party,
+                report.report_id,
+                words,
+                # 续报将事态阶段由…改为…, or, when no fact the rules read changed, 提交续报.
+                f"{reporter}{words}" if changes_rules(report.changes) else f"{reporter}提交{words}",
+                stated=report.changes,
+            ),
+        )
+
+    async def _change_facts(
+        self, session: AsyncSession, event: CloudEvent, incident: Row, change: FactChange
+    ) -> Row:
+        """The facts change: news on the incident, the duties a report of its owner evidences
+        are met, the rules run again when a fact they read changed (RULES.md: current facts),
+        and everybody already alerted hears of it (R19). The incident row as it is after."""
         told = await self.store.alerted_parties(session, incident.id)
-        facts = IncidentFacts.model_validate({**incident.facts, **report.changes})
+        facts = IncidentFacts.model_validate({**incident.facts, **change.changes})
         await session.execute(
             update(incidents)
-            .where(incidents.c.id == report.incident_id)
+            .where(incidents.c.id == incident.id)
             .values(facts=facts.model_dump(mode="json"), drill=facts.drill)
         )
-        await self._news(session, incident.id, report.filed_at)
-        incident = await self.store.locked_incident(session, report.incident_id)
+        await self._news(session, incident.id, change.at)
+        incident = await self.store.locked_incident(session, incident.id)
         assert incident is not None
-        # After a quiet spell this report is the first of the daily follow-ups asked again.
-        await self._resume_follow_ups(session, incident, event.id, report.filed_at)
-        evidence = report_evidence(
-            self.store.policy, facts_of(incident), report.changes, report.reporter.party
-        )
-        proof = Proof(event.id, report.filed_at, report.reporter.party)
-        township = incident.facts["township_code"]
-        for obligation in await self.store.meetable(session, report.incident_id):
-            if is_met_by(self.store.policy, obligation, evidence, township):
-                await self.store.meet(session, incident, obligation, proof)
-        words = change_words(report.kind, report.changes, report.previous)
-        if changes_rules(report.changes) and lifecycle.is_open(LifecycleStatus(incident.status)):
-            await self._remember(session, incident.id, facts, report.filed_at)
-            if "drill" in report.changes and not facts.drill:
+        # After a quiet spell this news is the first of the daily follow-ups asked again.
+        await self._resume_follow_ups(session, incident, event.id, change.at)
+        if change.stated is not None:
+            evidence = report_evidence(
+                self.store.policy, facts_of(incident), change.stated, change.by
+            )
+            proof = Proof(event.id, change.at, change.by)
+            township = incident.facts["township_code"]
+            for obligation in await self.store.meetable(session, incident.id):
+                if is_met_by(self.store.policy, obligation, evidence, township):
+                    await self.store.meet(session, incident, obligation, proof)
+        if changes_rules(change.changes) and lifecycle.is_open(LifecycleStatus(incident.status)):
+            await self._remember(session, incident.id, facts, change.at)
+            if "drill" in change.changes and not facts.drill:
                 # A drill corrected to real is no drill of its 司法所 (R16).
                 await session.execute(delete(drills).where(drills.c.incident_id == incident.id))
             standing = await self.store.standing(session, incident.id)
             revision = revise(
                 self.store.policy,
                 await self.store.situation(session, incident),
-                Trigger("changed", report.filed_at, event.id, report.reporter.party, words),
+                Trigger("changed", change.at, event.id, change.by, change.words),
                 [standing_duty(row) for row in standing],
                 await self.store.timers_started(session, incident.id),
                 self.store.party_names,
             )
-            await self.store.revise(
-                session, incident, revision, standing, report.filed_at, event.id
-            )
-        reporter = party_name_zh(report.reporter.party, dict(self.store.party_names))
+            await self.store.revise(session, incident, revision, standing, change.at, event.id)
         await self._tell_alerted(
             session,
             incident,
             "report_filed",
-            report.kind,
-            # 续报将事态阶段由…改为…, or, when no fact the rules read changed, 提交续报.
-            f"{reporter}{words}" if changes_rules(report.changes) else f"{reporter}提交{words}",
+            change.kind,
+            change.summary,
             told,
-            report.reporter.party,
-            report.filed_at,
-            report.report_id,
+            change.by,
+            change.at,
+            change.change_id,
         )
+        return incident
+
+    async def on_linked(
+        self, session: AsyncSession, event: CloudEvent, linked: IncidentLinked
+    ) -> None:
+        """R20: another source's first report of an open incident's event is a report of that
+        incident, not a new one: it creates no duty of its own, meets its reporter's duties as
+        that party's report would, and what it makes more severe revises the duties. Incidents
+        people link stay two, each with its own duties."""
+        incident = await self.store.locked_incident(session, linked.incident_id)
+        if incident is None:
+            if linked.report is None and not linked.changes:
+                return  # a link that changes nothing of an incident this service never saw
+            raise RejectEvent(f"link to unknown incident {linked.incident_id}")
+        names = dict(self.store.party_names)
+        stated = None
+        if linked.report is not None:
+            by = linked.report.reporter.party
+            lead = f"{party_name_zh(by, names)}另行报告了同一事件，按R20作为本事件的报告"
+            stated = linked.report.facts.model_dump(mode="json", exclude_none=True)
+        elif linked.changes:
+            by = linked.party or self.store.policy.correlation.rule_id
+            lead = (
+                f"{party_name_zh(by, names)}将事件{linked.linked_incident_id}"
+                "与本事件关联为同一事件（R20）"
+            )
+        else:
+            return  # two incidents, each with its own duties: nothing of either changes
+        change = linking_change(
+            "LINKED",
+            linked.changes,
+            linked.previous,
+            linked.linked_at,
+            by,
+            linked.link_id,
+            lead,
+            stated,
+        )
+        await self._change_facts(session, event, incident, change)
+
+    async def _both(
+        self, session: AsyncSession, surviving_id: UUID, merged_id: UUID
+    ) -> tuple[Row, Row]:
+        """The two incidents of a merge, locked in the order of their ids (two merges never
+        wait on each other), or the event is refused."""
+        if surviving_id == merged_id:
+            raise RejectEvent(f"incident {merged_id} cannot be merged into itself")
+        locked = {}
+        for incident_id in sorted((surviving_id, merged_id)):
+            row = await self.store.locked_incident(session, incident_id)
+            if row is None:
+                raise RejectEvent(f"merge of unknown incident {incident_id}")
+            locked[incident_id] = row
+        return locked[surviving_id], locked[merged_id]
+
+    async def on_merged(
+        self, session: AsyncSession, event: CloudEvent, merged: IncidentMerged
+    ) -> None:
+        """R20: the merged incident's open duties move to the surviving one, or are waived
+        when it has the same duty already; the merged incident rests (no deadline, timer,
+        quiet spell or omission of its own) until the merge is undone."""
+        surviving, absorbed = await self._both(
+            session, merged.incident_id, merged.merged_incident_id
+        )
+        if absorbed.merged_into is not None:
+            raise RejectEvent(
+                f"incident {absorbed.id} is merged into {absorbed.merged_into} already"
+            )
+        names = dict(self.store.party_names)
+        change = linking_change(
+            "MERGED",
+            merged.changes,
+            merged.previous,
+            merged.merged_at,
+            merged.party,
+            event.id,
+            f"{party_name_zh(merged.party, names)}将事件{absorbed.id}并入本事件（R20）",
+        )
+        surviving = await self._change_facts(session, event, surviving, change)
+        absorbed_duties = await self.store.standing(session, absorbed.id)
+        moves = merge_plan(
+            merged.link_id,
+            [standing_duty(row) for row in absorbed_duties],
+            [standing_duty(row) for row in await self.store.standing(session, surviving.id)],
+        )
+        by_id = {row.id: row for row in absorbed_duties}
+        for move in moves:
+            duty = by_id[move.obligation_id]
+            if move.outcome == "DOUBLED":
+                await self.store.waive(
+                    session,
+                    absorbed,
+                    duty,
+                    f"与并入的事件{surviving.id}同一职责重复（R20）",
+                    merged.merged_at,
+                )
+            else:
+                await self.store.move(
+                    session,
+                    absorbed,
+                    duty,
+                    surviving,
+                    Moving(
+                        move.counterpart,
+                        move.status,
+                        move.escalated_from,
+                        f"{duty.explanation}（R20：事件{absorbed.id}并入本事件，本项随之转来）",
+                        f"事件已并入{surviving.id}，本项转由该事件办理（R20）",
+                    ),
+                    merged.merged_at,
+                    event.id,
+                )
+            await session.execute(
+                insert(merge_moves)
+                .values(
+                    link_id=merged.link_id,
+                    obligation_id=duty.id,
+                    merged_incident_id=absorbed.id,
+                    surviving_incident_id=surviving.id,
+                    outcome=move.outcome,
+                    counterpart_id=move.counterpart,
+                    status=move.status,
+                )
+                .on_conflict_do_nothing()
+            )
+        await session.execute(
+            update(incidents).where(incidents.c.id == absorbed.id).values(merged_into=surviving.id)
+        )
+
+    async def on_unlinked(
+        self, session: AsyncSession, event: CloudEvent, unlinked: IncidentUnlinked
+    ) -> None:
+        """R20 undone: a merged incident gets back what the merge moved or waived (duties met
+        meanwhile stay met: history is not rewritten) and runs again on its own; the surviving
+        incident's facts are as they were before (`changes`), its duties revised."""
+        names = dict(self.store.party_names)
+        change = linking_change(
+            "UNLINKED",
+            unlinked.changes,
+            unlinked.previous,
+            unlinked.unlinked_at,
+            unlinked.party,
+            event.id,
+            f"{party_name_zh(unlinked.party, names)}撤销了事件{unlinked.linked_incident_id}"
+            f"与本事件的{'合并' if unlinked.was == 'MERGE' else '关联'}（R20）",
+        )
+        if unlinked.was == "LINK":
+            if not unlinked.changes:
+                return
+            incident = await self.store.locked_incident(session, unlinked.incident_id)
+            if incident is None:
+                raise RejectEvent(f"unlink of unknown incident {unlinked.incident_id}")
+            await self._change_facts(session, event, incident, change)
+            return
+        surviving, absorbed = await self._both(
+            session, unlinked.incident_id, unlinked.linked_incident_id
+        )
+        await self._restore(session, event, surviving, absorbed, unlinked)
+        await session.execute(
+            update(incidents).where(incidents.c.id == absorbed.id).values(merged_into=None)
+        )
+        # On its own again from now: R9's quiet spell counts from here, not from before.
+        await self._news(session, absorbed.id, unlinked.unlinked_at)
+        await self._change_facts(session, event, surviving, change)
+
+    async def _restore(
+        self,
+        session: AsyncSession,
+        event: CloudEvent,
+        surviving: Row,
+        absorbed: Row,
+        unlinked: IncidentUnlinked,
+    ) -> None:
+        made = (
+            await session.execute(
+                select(merge_moves).where(
+                    merge_moves.c.link_id == unlinked.link_id, merge_moves.c.restored_at.is_(None)
+                )
+            )
+        ).all()
+        duties = {
+            row.id: row
+            for incident in (surviving, absorbed)
+            for row in await self.store.standing(session, incident.id)
+        }
+        given_back = restorations(
+            unlinked.link_id,
+            [
+                MoveMade(
+                    row.obligation_id,
+                    row.outcome,
+                    row.counterpart_id,
+                    row.status,
+                    duties[row.counterpart_id].status,
+                    duties[row.obligation_id].escalated_from,
+                )
+                for row in sorted(made, key=lambda row: duties[row.obligation_id].created_at)
+            ],
+        )
+        originals = {row.counterpart_id: row.obligation_id for row in made}
+        for restoration in given_back:
+            source = duties[restoration.copy_of]
+            original = duties[originals.get(restoration.copy_of, restoration.copy_of)]
+            await self.store.move(
+                session,
+                surviving if restoration.withdraw else absorbed,
+                source,
+                absorbed,
+                Moving(
+                    restoration.new_id,
+                    restoration.status,
+                    restoration.escalated_from,
+                    f"{original.explanation}（R20：撤销与事件{surviving.id}的合并，本项恢复）",
+                    f"撤销合并，本项转回事件{absorbed.id}办理（R20）",
+                ),
+                unlinked.unlinked_at,
+                event.id,
+            )
+        await session.execute(
+            update(merge_moves)
+            .where(merge_moves.c.link_id == unlinked.link_id, merge_moves.c.restored_at.is_(None))
+            .values(restored_at=unlinked.unlinked_at)
+        )
+
+    async def _live(self, session: AsyncSession, obligation_id: UUID) -> tuple[Row, Row] | None:
+        """The obligation with this id where it lives now, and its incident, both locked: a duty
+        a merge moved (R20) is followed to the obligation it became, so an acknowledgement of
+        its alert under the old id still reaches it."""
+        seen: set[UUID] = set()
+        wanted = obligation_id
+        while wanted not in seen:
+            seen.add(wanted)
+            row = (
+                await session.execute(select(obligations).where(obligations.c.id == wanted))
+            ).first()
+            if row is None:
+                return None
+            if row.moved_to is not None:
+                wanted = row.moved_to
+                continue
+            # The incident is locked before its obligations (as everywhere); then the duty is
+            # read again, for a merge may have moved it in between.
+            incident = await self.store.locked_incident(session, row.incident_id)
+            if incident is None:
+                return None
+            locked = (
+                await session.execute(
+                    select(obligations).where(obligations.c.id == wanted).with_for_update()
+                )
+            ).one()
+            if locked.moved_to is None:
+                return incident, locked
+            seen.discard(wanted)
+            wanted = locked.moved_to
+        return None
 
     async def on_acknowledged(
         self, session: AsyncSession, event: CloudEvent, ack: NotificationAcknowledged
     ) -> None:
         """A duty to inform X is met when X acknowledges the alert; never a duty to act."""
-        incident = await self.store.locked_incident(session, ack.incident_id)
-        if incident is None:
+        live = await self._live(session, ack.obligation_id)
+        if live is None:
             return  # an alert this service did not ask for
+        incident, acknowledged = live
         proof = Proof(event.id, ack.acknowledged_at, ack.party)
         township = incident.facts["township_code"]
-        for obligation in await self.store.meetable(session, ack.incident_id):
-            if obligation.id == ack.obligation_id and is_met_by(
+        for obligation in await self.store.meetable(session, incident.id):
+            if obligation.id == acknowledged.id and is_met_by(
                 self.store.policy, obligation, Evidence("ack", party=ack.party), township
             ):
                 await self.store.meet(session, incident, obligation, proof)
@@ -438,17 +760,11 @@ class EscalationHandlers:
         self, session: AsyncSession, event: CloudEvent, gave_up: NotificationUnacknowledged
     ) -> None:
         """Nobody confirmed the alert: the next level up is told and supervises it."""
-        incident = await self.store.locked_incident(session, gave_up.incident_id)
-        if incident is None:
+        live = await self._live(session, gave_up.obligation_id)
+        if live is None:
             return
-        obligation = (
-            await session.execute(
-                select(obligations)
-                .where(obligations.c.id == gave_up.obligation_id)
-                .with_for_update()
-            )
-        ).first()
-        if obligation is None or obligation.status != "PENDING":
+        incident, obligation = live
+        if obligation.status != "PENDING":
             return
         if not lifecycle.is_open(LifecycleStatus(incident.status)) and not outlives_closure(
             self.store.policy, obligation.rule_id

@@ -36,6 +36,11 @@ incidents = Table(
         comment="set when R9 found the incident quiet; cleared by news",
     ),
     Column("found_at", DateTime(timezone=True)),
+    Column(
+        "merged_into",
+        UUID(as_uuid=True),
+        comment="R20: merged into this incident; its deadlines and timers rest until unmerged",
+    ),
 )
 
 obligations = Table(
@@ -66,6 +71,16 @@ obligations = Table(
         "omitted_at",
         DateTime(timezone=True),
         comment="R11: still undone this long after its deadline",
+    ),
+    Column(
+        "moved_from",
+        UUID(as_uuid=True),
+        comment="R20: the same duty of another incident, moved here by a merge or its undoing",
+    ),
+    Column(
+        "moved_to",
+        UUID(as_uuid=True),
+        comment="R20: waived here because it lives on as this obligation of another incident",
     ),
     Index("ix_obligations_incident", "incident_id", "due_at"),
     Index("ix_obligations_pending_due", "due_at", postgresql_where=text("status = 'PENDING'")),
@@ -114,4 +129,25 @@ drills = Table(
     Column("year", Integer, nullable=False),
     Column("reported_at", DateTime(timezone=True), nullable=False),
     Index("ix_drills_year_party", "year", "party"),
+)
+
+# R20: what a merge did to each open duty of the merged incident, so its undoing restores it.
+merge_moves = Table(
+    "merge_moves",
+    metadata,
+    Column("link_id", UUID(as_uuid=True), primary_key=True, comment="the merge"),
+    Column(
+        "obligation_id", UUID(as_uuid=True), primary_key=True, comment="the merged incident's duty"
+    ),
+    Column("merged_incident_id", UUID(as_uuid=True), nullable=False),
+    Column("surviving_incident_id", UUID(as_uuid=True), nullable=False),
+    Column(
+        "outcome",
+        String(8),
+        nullable=False,
+        comment="MOVED: lives on as `counterpart_id`; DOUBLED: waived, `counterpart_id` stands",
+    ),
+    Column("counterpart_id", UUID(as_uuid=True), nullable=False),
+    Column("status", String(16), nullable=False, comment="the duty's status when merged"),
+    Column("restored_at", DateTime(timezone=True), comment="the merge was undone"),
 )

@@ -319,14 +319,26 @@ def _fact_shown(name: str, value: Any) -> str:
     return str(value)
 
 
+# What changed the facts, as the words about it begin (R20: another report of the same event,
+# a merge of two incidents and its undoing take the more severe, or the former, facts).
+CHANGE_SAID = {
+    "FOLLOW_UP": "续报",
+    "CORRECTION": "更正",
+    "LINKED": "同一事件的另一报告",
+    "MERGED": "事件合并",
+    "UNLINKED": "撤销关联",
+}
+FactChangeKind = Literal["FOLLOW_UP", "CORRECTION", "LINKED", "MERGED", "UNLINKED"]
+
+
 def change_words(
-    kind: Literal["FOLLOW_UP", "CORRECTION"],
+    kind: FactChangeKind,
     changes: Mapping[str, Any],
     previous: Mapping[str, Any],
 ) -> str:
-    """续报将阶段由「苗头迹象」改为「正在实施」: what a report changed of the facts rules read
-    (values as published: personal data already masked)."""
-    said = "续报" if kind == "FOLLOW_UP" else "更正"
+    """续报将阶段由「苗头迹象」改为「正在实施」: what a report (or a link or merge of reports,
+    R20) changed of the facts rules read (values as published: personal data already masked)."""
+    said = CHANGE_SAID[kind]
     parts = []
     for name in RULE_FACTS:
         if name not in changes:

@@ -38,6 +38,12 @@ class ObligationOut(BaseModel):
         default=None, description="R11: still undone a week past its deadline"
     )
     why: str
+    moved_from: UUID | None = Field(
+        default=None, description="R20: the same duty of another incident, moved here"
+    )
+    moved_to: UUID | None = Field(
+        default=None, description="R20: waived here, it lives on as this obligation"
+    )
 
 
 class ObligationsOut(BaseModel):
@@ -45,6 +51,9 @@ class ObligationsOut(BaseModel):
     status: LifecycleStatus
     drill: bool
     policy_version: str
+    merged_into: UUID | None = Field(
+        default=None, description="R20: merged into this incident, its duties moved there"
+    )
     obligations: list[ObligationOut]
 
 

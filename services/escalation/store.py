@@ -122,6 +122,18 @@ class Proof:
 
 
 @dataclass(frozen=True)
+class Moving:
+    """How a duty moves to another incident (R20): its new id, status, supervision and
+    explanation there, and why the old one is waived."""
+
+    new_id: UUID
+    status: str
+    escalated_from: UUID | None
+    explanation: str
+    waived_reason: str
+
+
+@dataclass(frozen=True)
 class Store:
     policy: Policy
     outbox: Outbox
@@ -208,57 +220,122 @@ class Store:
         incident_brief = brief(facts_of(incident))
         created: list[EventData] = []
         for spec in specs:
-            stored = await session.execute(
-                insert(obligations)
-                .values(
-                    id=spec.id,
-                    incident_id=incident.id,
-                    party=spec.party,
-                    action=spec.action,
-                    action_text=spec.action_text,
-                    rule_id=spec.rule_id,
-                    plan_section=spec.plan_section,
-                    deadline_name=spec.deadline_name,
-                    due_at=spec.due_at,
-                    explanation=spec.explanation,
-                    trigger=spec.trigger,
-                    notify=spec.notify,
-                    drill=spec.drill,
-                    escalated_from=spec.escalated_from,
-                    owner=spec.owner,
-                    status="PENDING",
-                    source_event_id=source_event_id,
-                )
-                .on_conflict_do_nothing()
-                .returning(obligations.c.id)
-            )
-            if stored.first() is None:
-                continue  # the same cause already produced it
-            created.append(
-                ObligationCreated(
-                    incident_id=incident.id,
-                    obligation_id=spec.id,
-                    party=spec.party,
-                    action=spec.action,
-                    action_text=spec.action_text,
-                    deadline_name=spec.deadline_name,
-                    deadline_text=deadline_text(self.policy, spec.deadline_name),
-                    due_at=spec.due_at,
-                    rule_id=spec.rule_id,
-                    plan_section=spec.plan_section,
-                    explanation=spec.explanation,
-                    notify=spec.notify,
-                    incident=incident_brief,
-                    trigger=spec.trigger,
-                    escalated_from=spec.escalated_from,
-                    policy_version=self.policy.version,
-                    owner=spec.owner,
-                    ack_seconds=self.policy.ack.total_seconds(),
-                )
-            )
+            if await self._insert(session, incident.id, spec, source_event_id):
+                created.append(self._created(incident.id, incident_brief, spec))
+            # else: the same cause already produced it
         if created:
             await self.publish(session, incident.id, *created)
             await notify(session, DEADLINES_CHANNEL)
+
+    async def _insert(
+        self,
+        session: AsyncSession,
+        incident_id: UUID,
+        spec: ObligationSpec,
+        source_event_id: UUID,
+        **moved: Any,
+    ) -> bool:
+        """Store the obligation unless it exists; `moved`: status and the columns of a duty
+        moved from another incident (R20)."""
+        stored = await session.execute(
+            insert(obligations)
+            .values(
+                id=spec.id,
+                incident_id=incident_id,
+                party=spec.party,
+                action=spec.action,
+                action_text=spec.action_text,
+                rule_id=spec.rule_id,
+                plan_section=spec.plan_section,
+                deadline_name=spec.deadline_name,
+                due_at=spec.due_at,
+                explanation=spec.explanation,
+                trigger=spec.trigger,
+                notify=spec.notify,
+                drill=spec.drill,
+                escalated_from=spec.escalated_from,
+                owner=spec.owner,
+                source_event_id=source_event_id,
+                **{"status": "PENDING", **moved},
+            )
+            .on_conflict_do_nothing()
+            .returning(obligations.c.id)
+        )
+        return stored.first() is not None
+
+    def _created(
+        self,
+        incident_id: UUID,
+        incident_brief: IncidentBrief,
+        spec: ObligationSpec,
+        moved_from: UUID | None = None,
+    ) -> ObligationCreated:
+        return ObligationCreated(
+            incident_id=incident_id,
+            obligation_id=spec.id,
+            party=spec.party,
+            action=spec.action,
+            action_text=spec.action_text,
+            deadline_name=spec.deadline_name,
+            deadline_text=deadline_text(self.policy, spec.deadline_name),
+            due_at=spec.due_at,
+            rule_id=spec.rule_id,
+            plan_section=spec.plan_section,
+            explanation=spec.explanation,
+            notify=spec.notify,
+            incident=incident_brief,
+            trigger=spec.trigger,
+            escalated_from=spec.escalated_from,
+            policy_version=self.policy.version,
+            owner=spec.owner,
+            ack_seconds=self.policy.ack.total_seconds(),
+            moved_from=moved_from,
+        )
+
+    async def move(
+        self,
+        session: AsyncSession,
+        origin: Row,
+        duty: Row,
+        destination: Row,
+        moved: Moving,
+        at: datetime,
+        source_event_id: UUID,
+    ) -> None:
+        """R20: `duty` of `origin` lives on as a new obligation of `destination`, the same in
+        all but its id, status and explanation; the old one, if still open, is waived naming
+        the new one (its alert carries on under the new id: nobody is alerted twice)."""
+        spec = ObligationSpec(
+            id=moved.new_id,
+            rule_id=duty.rule_id,
+            plan_section=duty.plan_section,
+            party=duty.party,
+            action=duty.action,
+            action_text=duty.action_text,
+            deadline_name=duty.deadline_name,
+            due_at=duty.due_at,
+            notify=duty.notify,
+            drill=duty.drill,
+            trigger=duty.trigger,
+            explanation=moved.explanation,
+            escalated_from=moved.escalated_from,
+            owner=duty.owner,
+        )
+        # A missed duty stays missed (R10 when done late; R11 counts from its deadline).
+        extra = {"status": moved.status, "moved_from": duty.id}
+        if moved.status == "MISSED":
+            reason = duty.closed_reason if duty.status == "MISSED" else "逾期"
+            extra |= {"closed_reason": reason, "omitted_at": duty.omitted_at}
+        if not await self._insert(session, destination.id, spec, source_event_id, **extra):
+            return
+        await self.publish(
+            session,
+            destination.id,
+            self._created(destination.id, brief(facts_of(destination)), spec, duty.id),
+        )
+        if duty.status in ("PENDING", "MISSED"):
+            await self.waive(session, origin, duty, moved.waived_reason, at, moved_to=spec.id)
+        await notify(session, DEADLINES_CHANNEL)
 
     async def change_status(
         self,
@@ -388,13 +465,15 @@ class Store:
         at: datetime,
         *,
         with_supervisions: bool = False,
+        moved_to: UUID | None = None,
     ) -> None:
         """No longer required, with the reason; `with_supervisions`: the supervisions it
-        caused stand down too (a duty that no longer applies needs no supervising)."""
+        caused stand down too (a duty that no longer applies needs no supervising);
+        `moved_to`: the duty lives on as that obligation of another incident (R20)."""
         await session.execute(
             update(obligations)
             .where(obligations.c.id == obligation.id)
-            .values(status="WAIVED", closed_reason=reason)
+            .values(status="WAIVED", closed_reason=reason, moved_to=moved_to)
         )
         await self.publish(
             session,
@@ -407,6 +486,7 @@ class Store:
                 reason=reason,
                 waived_at=at,
                 drill=obligation.drill,
+                moved_to=moved_to,
             ),
         )
         if with_supervisions:

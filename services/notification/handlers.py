@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,7 @@ from services.notification.models import deliveries, notifications
 from services.notification.status import (
     NotificationKind,
     NotificationStatus,
+    carries_on,
     withdrawable,
     withdrawal_reason,
 )
@@ -109,9 +110,20 @@ class NotificationHandlers:
         return {party.code: party.name for party in self.directory.parties}
 
     async def handle(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
-        if not isinstance(event.data, ObligationCreated) or not event.data.notify:
+        """An obligation that calls for an alert gets one; a duty a merge moved (R20) keeps
+        the alert it had, unless that was withdrawn: its party is never alerted twice."""
+        if not isinstance(event.data, ObligationCreated):
             return
         obligation = event.data
+        if obligation.moved_from is not None:
+            await hold_alert_of(session, obligation.moved_from)
+            if await carry_on(session, obligation):
+                return
+        if not obligation.notify:
+            return
+        await hold_alert_of(session, obligation.obligation_id)
+        if await moved_on(session, obligation.obligation_id):
+            return
         party = self.directory.party(obligation.party)
         notification_id = uuid4()
         await session.execute(
@@ -135,6 +147,7 @@ class NotificationHandlers:
                 # The dispatcher fixes the contact list and opens the first delivery.
                 status="NEW",
                 trace_headers=current_trace_headers(),
+                former_obligation_ids=[obligation.moved_from] if obligation.moved_from else [],
             )
             .on_conflict_do_nothing(index_elements=[notifications.c.obligation_id])
         )
@@ -216,7 +229,65 @@ class NotificationHandlers:
     async def on_outcome(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
         if not isinstance(event.data, ObligationMet | ObligationWaived):
             return
+        if isinstance(event.data, ObligationWaived) and event.data.moved_to is not None:
+            return  # the duty lives on elsewhere (R20), and so does its alert
         await withdraw(session, self.outbox, event.data)
+
+
+# Lock space of a duty's alert while a merge may be moving the duty (R20).
+MOVED_DUTY_LOCKS = 20
+
+
+async def hold_alert_of(session: AsyncSession, obligation_id: UUID) -> None:
+    """Until the transaction ends, nobody else decides about the alert of this duty: the duty's
+    own creation and that of the duty it moved to (keyed by another incident, so handled in
+    parallel) each see what the other committed, and never both alert."""
+    key = int.from_bytes(obligation_id.bytes[:4], "big", signed=True)
+    await session.execute(select(func.pg_advisory_xact_lock(MOVED_DUTY_LOCKS, key)))
+
+
+async def carry_on(session: AsyncSession, moved: ObligationCreated) -> bool:
+    """R20: the alert of the duty `moved` was moved from, unless withdrawn, now stands for
+    `moved` (its id and incident); False when there is none to carry on. Whether the old duty's
+    waiver came first or not, the alert is not withdrawn (`on_outcome`) and not sent again."""
+    alert = (
+        await session.execute(
+            select(notifications)
+            .where(notifications.c.obligation_id == moved.moved_from)
+            .with_for_update()
+        )
+    ).first()
+    if alert is None or not carries_on(alert.status):
+        return False
+    await session.execute(
+        update(notifications)
+        .where(notifications.c.id == alert.id)
+        .values(
+            obligation_id=moved.obligation_id,
+            incident_id=moved.incident_id,
+            former_obligation_ids=func.array_append(
+                notifications.c.former_obligation_ids, moved.moved_from
+            ),
+            alert=notifications.c.alert.op("||")(
+                func.jsonb_build_object(
+                    "obligation_id", str(moved.obligation_id), "incident_id", str(moved.incident_id)
+                )
+            ),
+        )
+    )
+    log.info("alert %s now stands for obligation %s", alert.id, moved.obligation_id)
+    return True
+
+
+async def moved_on(session: AsyncSession, obligation_id: UUID) -> bool:
+    """Whether the duty was moved (R20) before its own creation reached us: the moved duty's
+    alert already stands for it, so it is not alerted a second time."""
+    carried = await session.execute(
+        select(notifications.c.id).where(
+            notifications.c.former_obligation_ids.contains([obligation_id])
+        )
+    )
+    return carried.first() is not None
 
 
 def notice_id(about: str, *keys: object) -> UUID:

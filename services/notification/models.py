@@ -18,7 +18,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 from shared.db import service_metadata
 from shared.runtime import MessagingTables
@@ -72,7 +72,16 @@ notifications = Table(
     Column("acknowledged_contact_index", SmallInteger),
     Column("closed_at", DateTime(timezone=True), comment="walked to the end, or withdrawn"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column(
+        "former_obligation_ids",
+        ARRAY(UUID(as_uuid=True)),
+        nullable=False,
+        server_default="{}",
+        comment="R20: the same duty under the ids it had before a merge moved it; the alert "
+        "carries on under `obligation_id`",
+    ),
     Index("ix_notifications_incident", "incident_id", "party"),
+    Index("ix_notifications_former_obligations", "former_obligation_ids", postgresql_using="gin"),
     Index("ix_notifications_new", "created_at", postgresql_where=text("status = 'NEW'")),
     Index("ix_notifications_ack_due", "ack_due_at", postgresql_where=text("status = 'DELIVERED'")),
 )

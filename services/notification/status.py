@@ -14,6 +14,9 @@ its reader:
     NEW ──▶ PENDING ──▶ INFORMED  (delivered to a contact: finished)
                 └──▶ FAILED       (no contact could be reached)
 
+A duty a merge of incidents moves (R20) keeps its alert: the alert follows it to its new id,
+whatever state it is in, unless it was withdrawn.
+
 A withdrawn alert walks no further: nobody is asked to acknowledge a duty that is done or
 no longer required, and the ladder is not climbed for it (no `notification.unacknowledged`).
 """
@@ -60,3 +63,10 @@ def withdrawal_reason(outcome: ObligationMet | ObligationWaived) -> str:
     if isinstance(outcome, ObligationWaived):
         return f"义务已免除：{outcome.reason}"
     return "义务已逾期办结" if outcome.status == "MET_LATE" else "义务已按时办结"
+
+
+def carries_on(status: str) -> bool:
+    """Whether the alert of a duty a merge moved (R20) goes on for the duty where it now lives:
+    it does unless it was withdrawn (then the duty's party is alerted again); the same party is
+    never alerted twice for the same duty."""
+    return status != NotificationStatus.WITHDRAWN

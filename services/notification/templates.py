@@ -243,7 +243,14 @@ def stored_notice(
 
 
 # R19: what changed, as its reader names it; an action by the name the vocabulary gives it.
-CHANGE_NAMES_ZH = {"FOLLOW_UP": "续报", "CORRECTION": "事实更正"}
+CHANGE_NAMES_ZH = {
+    "FOLLOW_UP": "续报",
+    "CORRECTION": "事实更正",
+    # R20: another report of the same event, two incidents merged, a merge undone.
+    "LINKED": "同一事件另有报告",
+    "MERGED": "事件合并",
+    "UNLINKED": "撤销关联",
+}
 
 
 def change_name_zh(about: str) -> str:

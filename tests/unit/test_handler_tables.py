@@ -57,7 +57,8 @@ def test_what_each_consumer_acts_on(consumers: list[contracts.ConsumerSpec]) -> 
     tables = {spec.group: spec.handlers for spec in consumers}
     escalation = tables["escalation.incidents"]
     # Deliveries, withdrawn alerts, notices and reads of personal data change no obligation:
-    # no inbox row for them.
+    # no inbox row for them. Links and merges of incidents do (R20).
+    assert {"incident.linked", "incident.merged", "incident.unlinked"} <= escalation.handled
     assert {
         "notification.delivered",
         "notification.failed",

@@ -12,6 +12,7 @@ from services.notification.status import (
     FINISHED,
     WALKING,
     NotificationStatus,
+    carries_on,
     withdrawable,
     withdrawal_reason,
 )
@@ -66,3 +67,10 @@ def test_a_waived_supervision_says_why_in_the_waiver_s_words() -> None:
 )
 def test_a_met_duty_says_whether_it_was_met_in_time(status: str, reason: str) -> None:
     assert withdrawal_reason(met(status)) == reason
+
+
+@pytest.mark.parametrize("status", list(NotificationStatus))
+def test_R20_a_moved_duty_keeps_its_alert_unless_it_was_withdrawn(status: str) -> None:
+    # Withdrawn, the duty's party was told it need not act: the moved duty alerts it again.
+    # In any other state the alert carries on under the new id (never a second alert).
+    assert carries_on(status) is (status != NotificationStatus.WITHDRAWN)
