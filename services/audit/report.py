@@ -194,12 +194,15 @@ class ReportView:
         )
 
     def superseded_line(self, finding: AccountabilityFinding) -> str | None:
-        """For an R11 omission done later: which R10 finding now stands in its place."""
+        """For an R11 omission done later: which R10 finding now stands in its place; for
+        R12's "not reported yet", the finding that names the office's late report."""
         by = self.superseded.get(finding.finding_id)
         if by is None:
             return None
         number = self.number_of(by)
         where = f"第 {number} 条" if number is not None else "迟报认定"
+        if finding.rule_id == "R12":
+            return f"司法所其后已报告，本条已由{where}（疑似瞒报，R12，载明双方时间）取代"
         return f"该义务已补办，本条已由{where}（疑似迟报，R10）取代，不再按漏报核查"
 
     def record_heading(self, record: AccountabilityRecorded) -> str:
