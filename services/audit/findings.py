@@ -14,7 +14,6 @@ later done is computed as R10 instead, and the stored R11 is shown as superseded
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from services.audit.linking import (
     kept_by,
     reports_of_event,
 )
+from services.audit.logged import LoggedEvent
 from shared.domain import (
     CATEGORY_NAMES_ZH,
     PHASE_NAMES_ZH,
@@ -79,31 +79,6 @@ RELEVANT_TYPES = frozenset(
         *LINK_TYPES,
     }
 )
-
-
-@dataclass(frozen=True)
-class LoggedEvent:
-    """One leaf of the log as findings see it; `subject` is the incident it was published
-    under (None: the incident being judged)."""
-
-    index: int
-    id: str
-    type: str
-    time: datetime
-    data: Mapping[str, Any]
-    subject: str | None = None
-
-    @classmethod
-    def from_leaf(cls, index: int, leaf: bytes) -> LoggedEvent:
-        document = json.loads(leaf)
-        return cls(
-            index=index,
-            id=document["id"],
-            type=document["type"],
-            time=datetime.fromisoformat(document["time"]),
-            data=document["data"],
-            subject=document.get("subject"),
-        )
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from services.audit.findings import LoggedEvent
+from services.audit.logged import LoggedEvent
 
 LINK_TYPES = frozenset({"incident.linked", "incident.merged", "incident.unlinked"})
 
@@ -76,6 +75,18 @@ def standing_links(events: Iterable[LoggedEvent]) -> dict[str, Link]:
             str(data["link_id"]), str(data["incident_id"]), other, how, event
         )
     return links
+
+
+def joined_incidents(history: Iterable[tuple[int, bytes]]) -> set[str]:
+    """The incidents that standing links and merges in a history of stored leaves (index, leaf)
+    join, the history's own among them; only leaves of those types are read."""
+    markers = tuple(f'"type":"{ce_type}"'.encode() for ce_type in LINK_TYPES)
+    links = standing_links(
+        LoggedEvent.from_leaf(index, leaf)
+        for index, leaf in history
+        if any(marker in leaf for marker in markers)
+    )
+    return {incident for link in links.values() for incident in (link.kept, link.other)}
 
 
 def incidents_of_event(incident_id: str, events: Iterable[LoggedEvent]) -> set[str]:

@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from services.audit.findings import LoggedEvent, local, superseded_by
+from services.audit.findings import REPORT_KIND_NAMES_ZH, LoggedEvent, local, superseded_by
+from services.audit.linking import LINK_TYPES, EventReport, reports_of_event
 from shared.domain import (
     ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
@@ -127,6 +128,30 @@ class TimelineRow:
 
 
 @dataclass(frozen=True)
+class ReportRow:
+    """One report of the event (R20): its source, reporter, time and kind."""
+
+    index: int
+    time: str
+    party: str
+    person: str
+    kind: str
+    incident: str
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    """A link, merge or unlink: what, who, when and why."""
+
+    index: int
+    time: str
+    what: str
+    party: str
+    person: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ProofRow:
     index: int
     leaf_hash: str
@@ -167,6 +192,8 @@ class ReportView:
     summary: str = ""
     judgements: Judgements = field(default_factory=Judgements)
     superseded: Mapping[UUID, UUID] = field(default_factory=dict)
+    reports: tuple[ReportRow, ...] = ()
+    links: tuple[LinkRow, ...] = ()
 
     @property
     def zone_label(self) -> str:
@@ -249,12 +276,16 @@ def b64(digest: bytes) -> str:
 
 
 def _facts(events: Sequence[LoggedEvent]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The incident's facts as corrected and completed so far, and its first report."""
+    """The incident's facts as corrected and completed so far (by 续报, corrections, and the
+    links and merges it kept, R20), and its first report."""
     reported = next((e for e in events if e.type == "incident.reported"), None)
     facts: dict[str, Any] = dict(reported.data["facts"]) if reported else {}
+    own = str(reported.data["incident_id"]) if reported else None
     for event in events:
-        if event.type == "incident.report_filed":
-            facts.update(event.data["changes"])
+        if event.type == "incident.report_filed" or (
+            event.type in LINK_TYPES and str(event.data["incident_id"]) == own
+        ):
+            facts.update(event.data.get("changes", {}))
     return facts, (dict(reported.data) if reported else None)
 
 
@@ -337,8 +368,11 @@ def person_of(event: LoggedEvent) -> str:
     match event.type:
         case "incident.reported" | "incident.report_filed":
             return data["reporter"].get("name") or "—"
-        case "incident.action_recorded":
+        case "incident.action_recorded" | "incident.merged" | "incident.unlinked":
             return data.get("actor_name") or "—"
+        case "incident.linked":
+            linked = data.get("report")
+            return (linked["reporter"].get("name") if linked else data.get("actor_name")) or "—"
         case "incident.personal_data_read":
             return data.get("subject") or "—"
     return "—"
@@ -383,6 +417,47 @@ def summary_of(
     return f"{duties}；疑似情形 {len(findings)} 条{standing}，见“三、责任调查”。"
 
 
+MATCHED_BY_ZH = {"SUBJECT_ID": "社区矫正对象编号相同", "EXTERNAL_REF": "警情编号相同"}
+
+
+def incident_words(incident_id: Any) -> str:
+    """An incident as a report names it: 事件 and the start of its id."""
+    return f"事件 {str(incident_id)[:8]}"
+
+
+def link_party(event: LoggedEvent) -> str | None:
+    """Who linked, merged or unlinked: the people's party, or the reporting source of a
+    report linked on arrival (the system matched it)."""
+    data = event.data
+    if data.get("party"):
+        return data["party"]
+    linked = data.get("report")
+    return linked["reporter"]["party"] if linked else None
+
+
+def link_words(event: LoggedEvent) -> str:
+    """A link, merge or unlink as people read it (R20)."""
+    data = event.data
+    kept = incident_words(data["incident_id"])
+    why = f"，理由：{data['reason']}" if data.get("reason") else ""
+    if event.type == "incident.linked" and data.get("report"):
+        return (
+            f"关联报告（R20）：同一事件的另一来源首报，因{MATCHED_BY_ZH.get(data['linked_by'], '')}"
+            f"由系统并入{kept}，不另立事件"
+        )
+    if event.type == "incident.linked":
+        return (
+            f"人工关联（R20）：{incident_words(data['linked_incident_id'])}与{kept}为同一事件{why}"
+        )
+    if event.type == "incident.merged":
+        return f"合并（R20）：{incident_words(data['merged_incident_id'])}并入{kept}{why}"
+    undone = "合并" if data.get("was") == "MERGE" else "关联"
+    return (
+        f"解除{undone}（R20）：{kept}与{incident_words(data['linked_incident_id'])}"
+        f"重新作为两起事件{why}"
+    )
+
+
 def describe(event: LoggedEvent, duties: Duties) -> tuple[str | None, str]:
     """Who acted in a logged event, and what happened, in Chinese (codes only as names)."""
     data = event.data
@@ -405,11 +480,14 @@ def describe(event: LoggedEvent, duties: Duties) -> tuple[str | None, str]:
             return data["reporter"]["party"], f"{kind}：{changed}" + (
                 f"。{data['text']}" if data.get("text") else ""
             )
+        case "incident.linked" | "incident.merged" | "incident.unlinked":
+            return link_party(event), link_words(event)
         case "obligation.created":
             deadline = data.get("deadline_text") or deadline_words_zh(data["deadline_name"])
+            moved = "，由关联合并的事件移来，到期时间不变" if data.get("moved_from") else ""
             return data["party"], (
                 f"应办：{data['action_text']}，时限：{deadline}，"
-                f"{local(data['due_at'])} 前（{data['rule_id']} {data['plan_section']}）"
+                f"{local(data['due_at'])} 前（{data['rule_id']} {data['plan_section']}）{moved}"
             )
         case "obligation.met":
             on_time = "按时办结" if data["status"] == "MET" else "逾期办结"
@@ -430,6 +508,10 @@ def describe(event: LoggedEvent, duties: Duties) -> tuple[str | None, str]:
             )
         case "obligation.waived":
             duty = duties.action_text(data["obligation_id"])
+            if data.get("moved_to"):
+                return data["party"], (
+                    f"义务移至合并后保留的事件：{duty}（{data['rule_id']}），{data['reason']}"
+                )
             return data["party"], f"不再需要：{duty}（{data['rule_id']}），{data['reason']}"
         case "deadline.missed":
             duty = duties.action_text(data["obligation_id"], data.get("action"))
@@ -491,11 +573,13 @@ def build_view(
     *,
     zone: ZoneInfo,
     judgements: Judgements | None = None,
+    joined: Sequence[LoggedEvent] = (),
 ) -> ReportView:
     """`subjects_in_clear`: the subjects opened from `latest_sealed_subjects` for a reader who
     may read personal data; None keeps them masked as the events carry them, and
     `masked_because` tells such a reader why they could not be shown. `zone`: the county's
-    time zone, in which every time is written."""
+    time zone, in which every time is written. `joined`: the histories of the incidents
+    linked or merged with this one (R20), whose reports are reports of the event."""
     ordered = sorted(events, key=lambda event: (event.time, event.index))
     duties = Duties.of(ordered, party_names, zone)
     local = duties.local
@@ -507,6 +591,10 @@ def build_view(
         )
     _, first = _facts(events)
     superseded = superseded_by(findings)
+    everything = sorted(
+        {event.index: event for event in [*events, *joined]}.values(),
+        key=lambda event: (event.time, event.index),
+    )
     return ReportView(
         incident_id=incident_id,
         generated_at=local(generated_at),
@@ -520,6 +608,38 @@ def build_view(
         summary=summary_of(ordered, findings, superseded),
         judgements=judgements or Judgements(),
         superseded=superseded,
+        reports=tuple(
+            report_row(report, incident_id, local)
+            for report in reports_of_event(incident_id, everything)
+        ),
+        # Every link, merge and unlink of the event's incidents, undone ones too.
+        links=tuple(link_row(event, local) for event in everything if event.type in LINK_TYPES),
+    )
+
+
+def report_row(report: EventReport, incident_id: str, local_: Any) -> ReportRow:
+    return ReportRow(
+        index=report.index,
+        time=local_(report.at),
+        party=report.party,
+        person=report.reporter_name,
+        kind=REPORT_KIND_NAMES_ZH[report.kind],
+        incident="本事件"
+        if report.incident_id == incident_id
+        else incident_words(report.incident_id),
+    )
+
+
+def link_row(event: LoggedEvent, local_: Any) -> LinkRow:
+    data = event.data
+    at = data.get("linked_at") or data.get("merged_at") or data.get("unlinked_at") or event.time
+    return LinkRow(
+        index=event.index,
+        time=local_(at),
+        what=link_words(event),
+        party=link_party(event) or "系统",
+        person=person_of(event),
+        reason=data.get("reason") or MATCHED_BY_ZH.get(data.get("linked_by", ""), "—"),
     )
 
 

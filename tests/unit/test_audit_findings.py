@@ -412,7 +412,8 @@ def other_reported(log: Log, minutes: float, party: str) -> LoggedEvent:
 def joined(log: Log, minutes: float, how: str = "incident.merged", **more: Any) -> LoggedEvent:
     """People join OTHER into the judged incident (a merge, or a link)."""
     other = {"merged_incident_id" if how == "incident.merged" else "linked_incident_id": str(OTHER)}
-    fields = {"merged_at" if how == "incident.merged" else "linked_at": T0.isoformat()}
+    at = (T0 + timedelta(minutes=minutes)).isoformat()
+    fields = {"merged_at" if how == "incident.merged" else "linked_at": at}
     if how == "incident.linked":
         fields["linked_by"] = "PEOPLE"
     return log.add(
