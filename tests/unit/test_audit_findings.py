@@ -28,6 +28,16 @@ RULES = FindingRules(
 )
 
 
+# What every report of the scripted event states (R7's 种类、地点、涉及人员).
+ABSCONDING: dict[str, Any] = {
+    "category": "ABSCONDED",
+    "phase": "OCCURRED",
+    "township_code": "150626102",
+    "township_name": "图克镇",
+    "subjects": [{"id": "S1", "name": "王某某"}],
+}
+
+
 class Log:
     """Builds an incident's log one event at a time, as audit would see it."""
 
@@ -60,11 +70,7 @@ class Log:
             "incident.reported",
             0,
             facts={
-                "category": "ABSCONDED",
-                "phase": "OCCURRED",
-                "township_code": "150626102",
-                "township_name": "图克镇",
-                "subjects": [{"id": "S1", "name": "王某某"}],
+                **ABSCONDING,
                 "discovered_at": (T0 - timedelta(minutes=discovered_minutes_before)).isoformat(),
                 "location": "图克镇中心街",
                 "drill": False,
@@ -336,13 +342,7 @@ def linked_report(
     log: Log, minutes: float, party: str, discovered_minutes_before: float | None = None
 ):
     """A first report from another source linked on arrival to the judged incident (R20)."""
-    facts = {
-        "category": "ABSCONDED",
-        "phase": "OCCURRED",
-        "township_code": "150626102",
-        "township_name": "图克镇",
-        "subjects": [{"id": "S1", "name": "王某某"}],
-    }
+    facts = dict(ABSCONDING)
     if discovered_minutes_before is not None:
         discovered = T0 + timedelta(minutes=minutes - discovered_minutes_before)
         facts["discovered_at"] = discovered.isoformat()
@@ -397,13 +397,7 @@ def other_reported(log: Log, minutes: float, party: str) -> LoggedEvent:
         "incident.reported",
         minutes,
         OTHER,
-        facts={
-            "category": "ABSCONDED",
-            "phase": "OCCURRED",
-            "township_code": "150626102",
-            "township_name": "图克镇",
-            "subjects": [{"id": "S1", "name": "王某某"}],
-        },
+        facts=ABSCONDING,
         reporter={"party": party, "name": "赵所长"},
         reported_at=(T0 + timedelta(minutes=minutes)).isoformat(),
     )

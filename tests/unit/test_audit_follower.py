@@ -25,7 +25,7 @@ from services.audit.follower import (
 from services.audit.leaves import canonical_json
 from services.audit.linking import joined_incidents
 from shared.events.models import AccountabilityFinding
-from tests.unit.test_audit_findings import COUNTY
+from tests.unit.test_audit_findings import ABSCONDING, COUNTY
 
 T0 = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
 A, B, C = (uuid.UUID(int=n) for n in (1, 2, 3))
@@ -216,12 +216,7 @@ def first_report(index: int, incident: uuid.UUID, party: str) -> StoredLeaf:
         index,
         incident,
         "incident.reported",
-        facts={
-            "category": "ABSCONDED",
-            "phase": "OCCURRED",
-            "township_code": "150626102",
-            "subjects": [{"id": "S1", "name": "王某某"}],
-        },
+        facts=ABSCONDING,
         reporter={"party": party, "name": "李明"},
         reported_at=(T0 + timedelta(minutes=index)).isoformat(),
     )

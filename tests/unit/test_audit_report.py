@@ -33,6 +33,7 @@ from tests.unit.test_audit_findings import (
     Log,
     joined,
     linked_report,
+    moved,
     office_follow_up,
     other_reported,
 )
@@ -643,18 +644,13 @@ def test_without_links_the_report_says_the_incident_stands_alone() -> None:
 def test_R20_a_moved_duty_reads_as_moved_not_as_no_longer_needed() -> None:
     log = Log()
     log.reported()
+    log.under = OTHER  # the merged incident's duty, moved to the judged one
     duty = log.obligation(0, "R3", SFS, "ORGANISE_SEARCH", due=15)
-    log.add(
-        "obligation.waived",
-        20,
-        obligation_id=duty.data["obligation_id"],
-        party=SFS,
-        rule_id="R3",
-        reason="事件合并",
-        waived_at=(T0 + timedelta(minutes=20)).isoformat(),
-        moved_to=str(uuid.uuid4()),
-    )
-    log.obligation(20, "R3", SFS, "ORGANISE_SEARCH", due=15, moved_from=str(uuid.uuid4()))
+    log.under = None
+    moved(log, duty, 20)
     whats = [row.what for row in view_of(log).timeline]
-    assert "义务移至合并后保留的事件：ORGANISE_SEARCH 的中文（R3），事件合并" in whats
+    assert (
+        "义务移至合并后保留的事件：ORGANISE_SEARCH 的中文（R3），事件合并，义务移至保留的事件"
+        in whats
+    )
     assert any(what.endswith("由关联合并的事件移来，到期时间不变") for what in whats)
