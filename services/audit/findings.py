@@ -457,14 +457,16 @@ CONCEALED_UNREPORTED_KEY = "R12:reported-first-by-others:unreported"
 
 def fact_now(log: Iterable[LoggedEvent], name: str) -> Any:
     """One fact of the incident as it now stands: as first reported, changed by every 续报,
-    correction, link, merge or unlink of it since (R20: the event's facts)."""
+    correction since, and every link, merge or unlink that kept it (R20: the event's facts;
+    one that linked or merged it into another changed the other's facts, not its own)."""
     value: Any = None
+    own: str | None = None
     for event in log:
         data = event.data
         if event.type == "incident.reported":
-            value = data["facts"].get(name)
+            own, value = str(data["incident_id"]), data["facts"].get(name)
         elif event.type == "incident.report_filed" or (
-            event.type in LINK_TYPES and event.subject in (None, str(data.get("incident_id")))
+            event.type in LINK_TYPES and str(data["incident_id"]) == own
         ):
             value = data.get("changes", {}).get(name, value)
     return value

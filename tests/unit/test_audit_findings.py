@@ -13,10 +13,12 @@ from services.audit.findings import (
     LoggedEvent,
     compute,
     duration_zh,
+    fact_now,
     local,
     superseded_by,
 )
 from services.audit.leaves import canonical_json
+from services.audit.linking import concerns
 from shared.domain import DEFAULT_COUNTY_TIME_ZONE, party_name_zh
 
 INCIDENT = uuid.UUID("6f1f5a55-3c33-4d3e-9b1f-2b8f0f3d9a01")
@@ -465,6 +467,20 @@ def test_a_link_concerns_both_incidents_but_their_duties_stay_apart() -> None:
     log.add("deadline.missed", 16, OTHER, obligation_id=theirs.data["obligation_id"])
     joined(log, 20)
     assert compute(INCIDENT, log.events, RULES) == []
+
+
+def test_R20_a_merge_changes_the_facts_of_the_incident_it_keeps_only() -> None:
+    log = Log(explicit=True)
+    log.reported()
+    log.under = OTHER
+    other_reported(log, 1, SFS)
+    log.under = None
+    joined(log, 20, changes={"phase": "IN_PROGRESS"}, previous={"phase": "OCCURRED"})
+    kept = [event for event in log.events if concerns(event, str(INCIDENT))]
+    merged = [event for event in log.events if concerns(event, str(OTHER))]
+    assert merged[-1].type == "incident.merged"  # filed under both
+    assert fact_now(kept, "phase") == "IN_PROGRESS"
+    assert fact_now(merged, "phase") == "OCCURRED"
 
 
 def moved(log: Log, original: LoggedEvent, minutes: float) -> LoggedEvent:
