@@ -383,6 +383,7 @@ DUTY_OUTCOMES = (
     ("MET_LATE", "逾期办结"),
     ("MISSED", "逾期未办"),
     ("WAIVED", "不再需要"),
+    ("MOVED", "随事件合并移出"),
     ("PENDING", "尚待办理"),
 )
 
@@ -403,7 +404,7 @@ def summary_of(
         if event.type == "obligation.met":
             outcome[obligation_id] = event.data["status"]
         elif event.type == "obligation.waived":
-            outcome[obligation_id] = "WAIVED"
+            outcome[obligation_id] = "MOVED" if event.data.get("moved_to") else "WAIVED"
         elif event.type == "deadline.missed" and outcome[obligation_id] == "PENDING":
             outcome[obligation_id] = "MISSED"
     counts = "、".join(

@@ -648,7 +648,9 @@ def test_R20_a_moved_duty_reads_as_moved_not_as_no_longer_needed() -> None:
     duty = log.obligation(0, "R3", SFS, "ORGANISE_SEARCH", due=15)
     log.under = None
     moved(log, duty, 20)
-    whats = [row.what for row in view_of(log).timeline]
+    view = view_of(log)
+    assert view.summary.startswith("共产生义务 2 项：随事件合并移出 1 项、尚待办理 1 项；")
+    whats = [row.what for row in view.timeline]
     assert (
         "义务移至合并后保留的事件：ORGANISE_SEARCH 的中文（R3），事件合并，义务移至保留的事件"
         in whats
