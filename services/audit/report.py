@@ -291,10 +291,15 @@ def _facts(events: Sequence[LoggedEvent]) -> tuple[dict[str, Any], dict[str, Any
 
 def latest_sealed_subjects(events: Sequence[LoggedEvent]) -> dict[str, str] | None:
     """The subjects as last stated, sealed (`sealed_subjects` of the first report or of the
-    last report that changed them), in log order; None when no event carries them."""
-    sealed = None
+    last report, link or merge that changed them; R20: a link or merge changes those of the
+    incident it keeps only), in log order; None when no event carries them."""
+    sealed, own = None, None
     for event in sorted(events, key=lambda event: (event.time, event.index)):
-        if event.type in ("incident.reported", "incident.report_filed"):
+        if event.type == "incident.reported":
+            own = str(event.data["incident_id"])
+        if event.type in ("incident.reported", "incident.report_filed") or (
+            event.type in LINK_TYPES and str(event.data["incident_id"]) == own
+        ):
             sealed = event.data.get("sealed_subjects") or sealed
     return sealed
 

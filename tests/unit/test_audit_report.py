@@ -335,6 +335,17 @@ def test_the_subjects_to_open_are_the_latest_sealed_in_log_order() -> None:
         sealed_subjects=SEALED_CORRECTED,
     )
     assert latest_sealed_subjects(list(reversed(log.events))) == SEALED_CORRECTED
+    # R20: a merge that changed the subjects states them for the incident it keeps only.
+    merge = joined(log, 50, sealed_subjects=SEALED_FIRST)
+    assert latest_sealed_subjects(log.events) == SEALED_FIRST
+    kept_elsewhere = LoggedEvent(
+        merge.index,
+        merge.id,
+        merge.type,
+        merge.time,
+        {**merge.data, "incident_id": str(OTHER), "merged_incident_id": str(INCIDENT)},
+    )
+    assert latest_sealed_subjects([*log.events[:-1], kept_elsewhere]) == SEALED_CORRECTED
     unsealed = Log()
     unsealed.reported()
     assert latest_sealed_subjects(unsealed.events) is None
