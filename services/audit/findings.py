@@ -1,4 +1,5 @@
-"""Accountability findings (RULES.md R9–R13, R17) computed from one incident's log; pure.
+"""Accountability findings (RULES.md R9–R13, R17) computed from one incident's log, and for R12
+from the logs of every incident of its event (R20); pure.
 
 A finding is a suspicion for people to judge, never a verdict: its wording says 疑似…，供核查.
 Each names its rule, the party that failed (a duty's owner, not the party to be informed), the

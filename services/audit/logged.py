@@ -11,8 +11,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class LoggedEvent:
-    """One leaf of the log as findings see it; `subject` is the incident it was published
-    under (None: the incident being judged)."""
+    """One leaf of the log; `subject` is the incident it was published under (None: the
+    incident being judged, as a test may leave it)."""
 
     index: int
     id: str
