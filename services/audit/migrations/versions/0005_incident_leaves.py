@@ -4,7 +4,8 @@ Intake publishes a link, a merge or its undoing under the incident it keeps; the
 it names (`linked_incident_id`, `merged_incident_id`) must show it in its history too. Each such
 leaf gets a row (incident, leaf index) here, appended with the leaf; leaves logged before are
 filed from their JSON. Append-only like the log: owned by `audit_owner`, INSERT and SELECT for
-`audit_writer`, the triggers of 0002 refuse UPDATE, DELETE and TRUNCATE.
+`audit_writer`, the triggers of 0002 refuse UPDATE, DELETE and TRUNCATE. No foreign key to the
+leaves (as for tree_nodes): TRUNCATE of the log must meet its trigger, not a key.
 
 Revision ID: 0005
 Revises: 0004
@@ -29,11 +30,6 @@ def upgrade() -> None:
         TABLE,
         sa.Column("incident_id", sa.String(length=200), nullable=False),
         sa.Column("index", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["index"],
-            ["audit.log_entries.index"],
-            name=op.f("fk_incident_leaves_index_log_entries"),
-        ),
         sa.PrimaryKeyConstraint("incident_id", "index", name=op.f("pk_incident_leaves")),
         schema="audit",
     )
