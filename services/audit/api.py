@@ -16,15 +16,23 @@ from uuid import UUID, uuid4
 from cryptography.exceptions import InvalidTag
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit import judgements, report, store
 from services.audit.checkpoints import SOURCE
 from services.audit.findings import LoggedEvent
+from services.audit.findings import fact_now as findings_fact_now
+from services.audit.linking import LINK_TYPES
 from services.audit.merkle import ProofError
-from services.audit.models import checkpoints, cosignatures, findings, log_entries
+from services.audit.models import (
+    checkpoints,
+    cosignatures,
+    findings,
+    incident_leaves,
+    log_entries,
+)
 from services.audit.note import (
     Checkpoint,
     Note,
@@ -111,16 +119,19 @@ Index = Annotated[int, Path(ge=0, le=2**62)]
 MAX_SIZE = 2**62
 
 
+FACT_TYPES = frozenset({"incident.reported", "incident.report_filed", *LINK_TYPES})
+
+
 def fact_now(rows: list[Row], name: str) -> Any:
-    """One fact of the incident as it now stands: as first reported, changed by any 续报 or
-    correction since; rows in log order."""
-    value: Any = None
-    for row in rows:
-        if row.ce_type == "incident.reported":
-            value = json.loads(row.leaf)["data"]["facts"].get(name)
-        elif row.ce_type == "incident.report_filed":
-            value = json.loads(row.leaf)["data"]["changes"].get(name, value)
-    return value
+    """One fact of the incident as it now stands (`findings.fact_now`); rows in log order."""
+    return findings_fact_now(
+        (
+            LoggedEvent.from_leaf(row.index, bytes(row.leaf))
+            for row in rows
+            if row.ce_type in FACT_TYPES
+        ),
+        name,
+    )
 
 
 def township_in(rows: list[Row]) -> str | None:
@@ -130,10 +141,20 @@ def township_in(rows: list[Row]) -> str | None:
 
 
 async def incident_rows(session: AsyncSession, incident_id: UUID) -> list[Row]:
+    """The incident's leaves: those published under it, and the links, merges and unlinks
+    that name it though published under the other incident (R20)."""
+    filed_under = select(incident_leaves.c.index).where(
+        incident_leaves.c.incident_id == str(incident_id)
+    )
     rows = (
         await session.execute(
             select(log_entries)
-            .where(log_entries.c.subject == str(incident_id))
+            .where(
+                or_(
+                    log_entries.c.subject == str(incident_id),
+                    log_entries.c.index.in_(filed_under),
+                )
+            )
             .order_by(log_entries.c.ce_time, log_entries.c.index)
         )
     ).all()
@@ -637,6 +658,13 @@ async def investigation_report(
     chosen = report_format(request, format)
     rows = await incident_rows(session, incident_id)
     events = [LoggedEvent.from_leaf(row.index, bytes(row.leaf)) for row in rows]
+    event_histories = await store.event_histories(session, [str(incident_id)], MAX_SIZE)
+    joined = [
+        LoggedEvent.from_leaf(index, leaf)
+        for incident, history in event_histories.items()
+        if incident != str(incident_id)
+        for index, leaf in history
+    ]
     finding_rows = (await session.execute(findings_of_incident(incident_id))).all()
     found = sorted(
         (AccountabilityFinding.model_validate(row.data) for row in finding_rows),
@@ -679,6 +707,7 @@ async def investigation_report(
             reviews=tuple(review for history in reviews.values() for review in history),
             records=tuple(await judgements.records_of(session, incident_id)),
         ),
+        joined=joined,
     )
     body = report.render(view, chosen)
     if chosen == "html":

@@ -1,4 +1,5 @@
-"""Accountability findings (RULES.md R9–R13, R17) computed from one incident's log; pure.
+"""Accountability findings (RULES.md R9–R13, R17) computed from one incident's log, and for R12
+from the logs of every incident of its event (R20); pure.
 
 A finding is a suspicion for people to judge, never a verdict: its wording says 疑似…，供核查.
 Each names its rule, the party that failed (a duty's owner, not the party to be informed), the
@@ -14,7 +15,6 @@ later done is computed as R10 instead, and the stored R11 is shown as superseded
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,6 +22,14 @@ from typing import Any
 from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
 
+from services.audit.linking import (
+    LINK_TYPES,
+    EventReport,
+    concerns,
+    kept_by,
+    reports_of_event,
+)
+from services.audit.logged import LoggedEvent
 from shared.domain import (
     CATEGORY_NAMES_ZH,
     PHASE_NAMES_ZH,
@@ -69,30 +77,9 @@ RELEVANT_TYPES = frozenset(
         "obligation.waived",
         "obligation.omitted",
         "incident.went_quiet",
+        *LINK_TYPES,
     }
 )
-
-
-@dataclass(frozen=True)
-class LoggedEvent:
-    """One leaf of the log as findings see it."""
-
-    index: int
-    id: str
-    type: str
-    time: datetime
-    data: Mapping[str, Any]
-
-    @classmethod
-    def from_leaf(cls, index: int, leaf: bytes) -> LoggedEvent:
-        document = json.loads(leaf)
-        return cls(
-            index=index,
-            id=document["id"],
-            type=document["type"],
-            time=datetime.fromisoformat(document["time"]),
-            data=document["data"],
-        )
 
 
 @dataclass(frozen=True)
@@ -142,11 +129,16 @@ def _instant(value: Any) -> datetime | None:
 def compute(
     incident_id: UUID, events: Iterable[LoggedEvent], rules: FindingRules
 ) -> list[AccountabilityFinding]:
-    """Every finding the incident's log supports, in the order of their evidence."""
-    log = sorted(events, key=lambda event: event.index)
+    """Every finding the incident's log supports, in the order of their evidence.
+
+    `events`: the incident's history (with the links, merges and unlinks that name it) and,
+    for R12 judged on the event (R20), the histories of the incidents linked or merged with
+    it; every other rule judges the incident's own history."""
+    everything = sorted({event.index: event for event in events}.values(), key=_log_order)
+    log = [event for event in everything if concerns(event, str(incident_id))]
     found = [
-        *_late_and_omitted(log, rules),
-        *_concealed(log, rules),
+        *_late_and_omitted(log, everything, rules),
+        *_concealed(str(incident_id), log, everything, rules),
         *_false(log, rules),
         *_key_monitoring(log, rules),
         *_stale(log, rules),
@@ -166,22 +158,38 @@ def compute(
     return sorted(findings, key=lambda finding: finding.evidence_log_indexes)
 
 
+def _log_order(event: LoggedEvent) -> int:
+    return event.index
+
+
 def finding_id_of(incident_id: UUID, key: str) -> UUID:
     """The id of the incident's finding about `key` (e.g. `R11:<obligation id>`)."""
     return uuid5(FINDING_NAMESPACE, f"{incident_id}:{key}")
 
 
 def superseded_by(findings: Iterable[AccountabilityFinding]) -> dict[UUID, UUID]:
-    """R11: "if done later it becomes R10". Each R11 finding among `findings` whose obligation
-    also has an R10 finding, with the id of that R10: published once, the omission stays on
-    record, shown as superseded by the late report."""
+    """Findings published once that a later one now stands in place of, each with the id of
+    that later one: R11 "if done later it becomes R10" (an omission whose obligation also has
+    an R10 finding), and R12's "not reported yet" once the office's late report gives the
+    finding naming both times. Published once, the earlier stays on record, shown as
+    superseded."""
     findings = list(findings)
     late = {f.obligation_id: f.finding_id for f in findings if f.rule_id == "R10"}
-    return {
+    replaced = {
         f.finding_id: late[f.obligation_id]
         for f in findings
         if f.rule_id == "R11" and f.obligation_id is not None and f.obligation_id in late
     }
+    ids = {f.finding_id for f in findings}
+    for f in findings:
+        reported_late = finding_id_of(f.incident_id, CONCEALED_LATE_KEY)
+        if (
+            f.rule_id == "R12"
+            and f.finding_id == finding_id_of(f.incident_id, CONCEALED_UNREPORTED_KEY)
+            and reported_late in ids
+        ):
+            replaced[f.finding_id] = reported_late
+    return replaced
 
 
 Found = tuple[str, dict[str, Any]]
@@ -264,15 +272,23 @@ def _closure(log: list[LoggedEvent]) -> LoggedEvent | None:
     return closed if closing_done else None
 
 
-def _late_and_omitted(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
+def _late_and_omitted(
+    log: list[LoggedEvent], everything: list[LoggedEvent], rules: FindingRules
+) -> list[Found]:
     """R10 for a duty done late (also after it was missed); R11 for a duty undone when the
     incident closed or when escalation says it is still undone long past its deadline
     (`obligation.omitted`). A deadline passing is neither: the duty may yet be done. A duty
-    waived (no longer applying, e.g. after a correction) is nobody's failure."""
+    waived (no longer applying, e.g. after a correction) is nobody's failure.
+
+    A duty a merge moved (R20) is one duty: where it was waived with `moved_to` nothing is
+    judged; where it lives on (`moved_from`, same due time) it is judged once, its deadline
+    passing before the move counting as its own."""
     by_id = {e.id: e for e in log}
     closed = _closure(log)
     found: list[Found] = []
+    earlier = _histories(everything)
     for history in _histories(log).values():
+        _carry_over(history, earlier)
         met = history.met
         if met is not None:
             if met.data["status"] == "MET_LATE":
@@ -299,6 +315,24 @@ def _late_and_omitted(log: list[LoggedEvent], rules: FindingRules) -> list[Found
                 _omitted(history, closed, at, f"事件于 {rules.local(at)} 处置结束时仍未办理", rules)
             )
     return found
+
+
+def _carry_over(history: _DutyHistory, earlier: Mapping[str, _DutyHistory]) -> None:
+    """A moved duty keeps what happened to it before the move: the deadline seen passed."""
+    seen: set[str] = set()
+    moved_from = history.created.data.get("moved_from")
+    while moved_from and str(moved_from) in earlier and str(moved_from) not in seen:
+        seen.add(str(moved_from))
+        before = earlier[str(moved_from)]
+        if history.missed is None and before.missed is not None:
+            history.missed = before.missed
+        moved_from = before.created.data.get("moved_from")
+
+
+def _moved_words(obligation: LoggedEvent) -> str | None:
+    if not obligation.data.get("moved_from"):
+        return None
+    return "该义务系事件合并（R20）时由另一事件移来，到期时间不变"
 
 
 def _late(
@@ -334,6 +368,8 @@ def _late(
     seen_undone = history.omitted or (
         closed if closed is not None and closed.index < met.index else None
     )
+    if moved := _moved_words(obligation):
+        sentences.append(moved)
     if history.missed is not None:
         evidence.add(history.missed.index)
         sentences.append(f"此前于 {rules.local(history.missed.data['missed_at'])} 已逾期未办")
@@ -369,7 +405,10 @@ def _omitted(
             "rule_id": "R11",
             "kind": "OMITTED",
             "happened_at": at,
-            "detail": f"{_duty(obligation, rules)}，{outcome}。",
+            "detail": "，".join(
+                [_duty(obligation, rules), outcome, *filter(None, [_moved_words(obligation)])]
+            )
+            + "。",
             "evidence_log_indexes": tuple(sorted(evidence)),
         },
     )
@@ -407,75 +446,170 @@ def _stale(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
     return found
 
 
-def _concealed(log: list[LoggedEvent], rules: FindingRules) -> list[Found]:
-    reported = next((e for e in log if e.type == "incident.reported"), None)
-    if reported is None:
+REPORT_KIND_NAMES_ZH = {
+    "FIRST": "首报",
+    "LINKED": "关联报告",
+    "FOLLOW_UP": "续报",
+    "CORRECTION": "更正",
+}
+CONCEALED_LATE_KEY = "R12:reported-first-by-others"
+CONCEALED_UNREPORTED_KEY = "R12:reported-first-by-others:unreported"
+
+
+def fact_now(log: Iterable[LoggedEvent], name: str) -> Any:
+    """One fact of the incident as it now stands: as first reported, changed by every 续报,
+    correction since, and every link, merge or unlink that kept it (R20: the event's facts;
+    one that linked or merged it into another changed the other's facts, not its own)."""
+    value: Any = None
+    own: str | None = None
+    for event in log:
+        data = event.data
+        if event.type == "incident.reported":
+            own, value = str(data["incident_id"]), data["facts"].get(name)
+        elif event.type == "incident.report_filed" or (
+            event.type in LINK_TYPES and str(data["incident_id"]) == own
+        ):
+            value = data.get("changes", {}).get(name, value)
+    return value
+
+
+def _concealed(
+    incident_id: str,
+    log: list[LoggedEvent],
+    everything: list[LoggedEvent],
+    rules: FindingRules,
+) -> list[Found]:
+    """R12 judged on the event (R20): the reports of the event are each of its incidents' first
+    report and the reports linked on arrival to any of them, the follow-ups and corrections
+    filed on them besides. An incident linked or merged into another is judged there."""
+    if kept_by(incident_id, everything) is not None:
         return []
-    data = reported.data
-    facts, reporter = data["facts"], data["reporter"]
-    drill = bool(facts.get("drill", False))
-    found: list[Found] = []
-    discovered = _instant(facts.get("discovered_at"))
-    reported_at = datetime.fromisoformat(data["reported_at"])
-    if discovered is not None and reported_at - discovered > rules.concealment_threshold:
-        asserted = _asserted_by_reporter(facts, reporter["party"], rules)
-        found.append(
-            (
-                "R12:discovered",
-                {
-                    "rule_id": "R12",
-                    "kind": "CONCEALED",
-                    "party": reporter["party"],
-                    "happened_at": reported_at,
-                    "detail": f"事件于 {rules.local(discovered)} 被发现，"
-                    f"{rules.name(reporter['party'])}于 {rules.local(reported_at)} 才首报"
-                    "（系统收到首报的时间），"
-                    f"相隔 {duration_zh(reported_at - discovered)}，"
-                    f"超过 {duration_zh(rules.concealment_threshold)}；"
-                    f"发现时间系{rules.short_name(reporter['party'])}所报，仅作证据参考。",
-                    "evidence_log_indexes": (reported.index,),
-                    "drill": drill,
-                    "asserted": asserted,
-                },
-            )
+    reports = reports_of_event(incident_id, everything)
+    stated = [report for report in reports if report.facts is not None]
+    if not stated:
+        return []
+    first = stated[0]
+    township = fact_now(log, "township_code") or (first.facts or {})["township_code"]
+    drill = bool(fact_now(log, "drill"))
+    return [
+        *_discovered_before_reported(stated, drill, rules),
+        *_reported_first_by_others(
+            f"SFS:{township}", reports, max(everything, key=_time_order), drill, rules
+        ),
+    ]
+
+
+def _time_order(event: LoggedEvent) -> tuple[datetime, int]:
+    return event.time, event.index
+
+
+def _sources(reports: Iterable[EventReport], rules: FindingRules) -> str:
+    """The reports a finding rests on, each with its source, time and log index."""
+    return "；".join(
+        f"{rules.name(report.party)} {rules.local(report.at)} "
+        f"{REPORT_KIND_NAMES_ZH[report.kind]}（日志序号 {report.index}）"
+        for report in reports
+    )
+
+
+def _discovered_before_reported(
+    stated: list[EventReport], drill: bool, rules: FindingRules
+) -> list[Found]:
+    """R12 (a): the earliest discovery any report of the event states, against the earliest
+    report of the event. The party that stated that discovery knew of the event then."""
+    first = stated[0]
+    discoveries = [
+        (instant, report)
+        for report in stated
+        if (instant := _instant((report.facts or {}).get("discovered_at"))) is not None
+    ]
+    if not discoveries:
+        return []
+    discovered, by = min(discoveries, key=lambda pair: (pair[0], pair[1].at, pair[1].index))
+    gap = first.at - discovered
+    if gap <= rules.concealment_threshold:
+        return []
+    sentences = [
+        f"事件于 {rules.local(discovered)} 被发现，{rules.name(first.party)}于 "
+        f"{rules.local(first.at)} 才首报（系统收到本事件最早一份报告的时间），"
+        f"相隔 {duration_zh(gap)}，超过 {duration_zh(rules.concealment_threshold)}",
+        f"发现时间系{rules.short_name(by.party)}所报，仅作证据参考",
+    ]
+    if len(stated) > 1:
+        sentences.append(f"本事件的报告：{_sources(stated, rules)}")
+    return [
+        (
+            "R12:discovered",
+            {
+                "rule_id": "R12",
+                "kind": "CONCEALED",
+                "party": by.party,
+                "happened_at": first.at,
+                "detail": "；".join(sentences) + "。",
+                "evidence_log_indexes": tuple(sorted({first.index, by.index})),
+                "drill": drill,
+                "asserted": _asserted_by_reporter(by.facts or {}, by.party, rules),
+            },
         )
-    if party_kind_of(reporter["party"]) != PartyKind.SFS:
-        office = f"SFS:{facts['township_code']}"
-        own = next(
-            (
-                e
-                for e in log
-                if e.type == "incident.report_filed" and e.data["reporter"]["party"] == office
-            ),
-            None,
+    ]
+
+
+def _reported_first_by_others(
+    office: str,
+    reports: list[EventReport],
+    latest: LoggedEvent,
+    drill: bool,
+    rules: FindingRules,
+) -> list[Found]:
+    """R12 (b): the event first reported by another source than the township's 司法所. No
+    suspicion when the office's own first report of the event (its incident's first report, a
+    report of its linked on arrival, or a follow-up it filed) came within the threshold of it;
+    a finding naming both times when it came later. While the office has not reported, the
+    threshold is judged passed against the latest event of the event's log: findings are
+    computed when events arrive, and the finding says as of when."""
+    first = next(report for report in reports if report.facts is not None)
+    if first.party == office:
+        return []
+    told_by = {
+        PartyKind.PPS: "公安机关",
+        PartyKind.PLATFORM: "",  # its name says it is the police's
+    }.get(party_kind_of(first.party), "其他单位或群众")
+    opening = f"本事件由{told_by}{rules.name(first.party)}于 {rules.local(first.at)} 首报"
+    threshold = duration_zh(rules.concealment_threshold)
+    own = next((report for report in reports if report.party == office), None)
+    if own is not None:
+        gap = own.at - first.at
+        if gap <= rules.concealment_threshold:
+            return []
+        key, happened_at, evidence = CONCEALED_LATE_KEY, own.at, {first.index, own.index}
+        detail = (
+            f"{opening}，{rules.name(office)}于 {rules.local(own.at)} 才报告"
+            f"（{REPORT_KIND_NAMES_ZH[own.kind]}），相隔 {duration_zh(gap)}，超过 {threshold}；"
+            f"依据：{_sources([first, own], rules)}。"
         )
-        told_by = {
-            PartyKind.PPS: "公安机关",
-            PartyKind.PLATFORM: "",  # its name says it is the police's
-        }.get(party_kind_of(reporter["party"]), "其他单位或群众")
-        later = (
-            f"{rules.name(office)}于 {rules.local(own.data['filed_at'])} 才报告"
-            if own is not None
-            else f"此前未见{rules.name(office)}报告"
+    else:
+        if latest.time - first.at <= rules.concealment_threshold:
+            return []
+        key, happened_at, evidence = CONCEALED_UNREPORTED_KEY, latest.time, {first.index}
+        evidence.add(latest.index)
+        detail = (
+            f"{opening}，截至 {rules.local(latest.time)}（日志中本事件最新一条记录的时间）"
+            f"未见{rules.name(office)}报告，已超过 {threshold}；依据：{_sources([first], rules)}。"
         )
-        found.append(
-            (
-                "R12:reported-first-by-others",
-                {
-                    "rule_id": "R12",
-                    "kind": "CONCEALED",
-                    "party": office,
-                    "happened_at": reported_at,
-                    "detail": f"本事件由{told_by}{rules.name(reporter['party'])}"
-                    f"于 {rules.local(reported_at)} 首报，{later}。",
-                    "evidence_log_indexes": tuple(
-                        [reported.index] + ([own.index] if own is not None else [])
-                    ),
-                    "drill": drill,
-                },
-            )
+    return [
+        (
+            key,
+            {
+                "rule_id": "R12",
+                "kind": "CONCEALED",
+                "party": office,
+                "happened_at": happened_at,
+                "detail": detail,
+                "evidence_log_indexes": tuple(sorted(evidence)),
+                "drill": drill,
+            },
         )
-    return found
+    ]
 
 
 ASSERTED_TIMES = (("discovered_at", "称事件于 {} 被发现"), ("occurred_at", "称事件发生于 {}"))

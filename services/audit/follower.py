@@ -23,14 +23,15 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from prometheus_client import Counter
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit import store
 from services.audit.findings import RELEVANT_TYPES, LoggedEvent
+from services.audit.linking import joined_incidents
 from services.audit.models import findings as findings_table
-from services.audit.models import findings_cursor, log_entries
+from services.audit.models import findings_cursor, incident_leaves, log_entries
 from shared.events import CloudEvent
 from shared.events.models import AccountabilityFinding
 from shared.messaging import Outbox
@@ -46,7 +47,7 @@ FIRST_RETRY_SECONDS = 0.2
 # deployment's rules, or whatever a test puts in its place.
 FindingsFunction = Callable[[UUID, Sequence[LoggedEvent]], list[AccountabilityFinding]]
 # An incident's leaves as stored: (index, leaf bytes).
-StoredLeaf = tuple[int, bytes]
+StoredLeaf = store.StoredLeaf
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class LeafHeader:
     index: int
     ce_type: str
     subject: str
+    also: tuple[str, ...] = ()  # other incidents whose history holds it (R20: links)
 
 
 @dataclass(frozen=True)
@@ -83,17 +85,55 @@ class Review:
 
 def incidents_touched(leaves: Sequence[LeafHeader]) -> dict[UUID, int]:
     """The incidents whose findings the leaves may change, each with its first leaf among
-    them, in log order. Leaves about no incident (checkpoints, findings) change none."""
+    them, in log order. Leaves about no incident (checkpoints, findings) change none; a link,
+    merge or unlink changes both incidents it names."""
     touched: dict[UUID, int] = {}
     for leaf in leaves:
         if leaf.ce_type not in RELEVANT_TYPES:
             continue
-        try:
-            incident_id = UUID(leaf.subject)
-        except ValueError:
-            continue
-        touched.setdefault(incident_id, leaf.index)
+        for named in (leaf.subject, *leaf.also):
+            try:
+                incident_id = UUID(named)
+            except ValueError:
+                continue
+            touched.setdefault(incident_id, leaf.index)
     return touched
+
+
+def with_their_events(
+    touched: Mapping[UUID, int], histories: Mapping[str, Sequence[StoredLeaf]]
+) -> tuple[dict[UUID, int], dict[UUID, list[StoredLeaf]]]:
+    """R20: an incident's findings (R12) read the histories of the incidents joined to it by
+    standing links and merges, and what touches one of them may change the others' findings.
+    The touched incidents with those joined to them (reviewed from the same leaf, in log
+    order), and for each the histories of its event, every leaf once."""
+    joined = {incident: joined_incidents(history) for incident, history in histories.items()}
+
+    def event_of(incident: str) -> set[str]:
+        found, frontier = {incident}, [incident]
+        while frontier:
+            for other in joined.get(frontier.pop(), ()):
+                if other not in found and other in histories:
+                    found.add(other)
+                    frontier.append(other)
+        return found
+
+    reviewed: dict[UUID, int] = {}
+    for incident_id, first in touched.items():
+        for member in event_of(str(incident_id)):
+            if UUID(member) not in reviewed or reviewed[UUID(member)] > first:
+                reviewed[UUID(member)] = first
+    together = {
+        incident_id: sorted(
+            {
+                index: (index, leaf)
+                for member in event_of(str(incident_id))
+                for index, leaf in histories.get(member, ())
+            }.values()
+        )
+        for incident_id in reviewed
+    }
+    return dict(sorted(reviewed.items(), key=lambda item: item[1])), together
 
 
 def review_leaves(
@@ -101,9 +141,11 @@ def review_leaves(
     leaves: Sequence[LeafHeader],
     histories: Mapping[UUID, Sequence[StoredLeaf]],
     compute: FindingsFunction,
+    touched: Mapping[UUID, int] | None = None,
 ) -> Review:
-    """Review the incidents the leaves from `position` on touch, each over its history up to
-    the last of them (the log as it stood then), in the order the leaves touch them.
+    """Review the incidents the leaves from `position` on touch (`touched`, by default
+    `incidents_touched`), each over its history up to the last of them (the log as it stood
+    then), in the order the leaves touch them.
 
     A review that raises stops the pass at the incident's first leaf: the cursor goes there,
     with the findings of the incidents touched before it, and the next pass begins with it.
@@ -112,7 +154,9 @@ def review_leaves(
         raise ValueError(f"the leaves do not follow on from {position} without a gap")
     end = position + len(leaves)
     found: dict[UUID, list[AccountabilityFinding]] = {}
-    for incident_id, first in incidents_touched(leaves).items():
+    if touched is None:
+        touched = incidents_touched(leaves)
+    for incident_id, first in touched.items():
         try:
             events = [
                 LoggedEvent.from_leaf(index, leaf)
@@ -207,21 +251,16 @@ class FindingsFollower:
             ).scalar_one_or_none()
             if position is None:
                 return None, False
-            leaves = [
-                LeafHeader(row.index, row.ce_type, row.subject)
-                for row in await session.execute(
-                    select(log_entries.c.index, log_entries.c.ce_type, log_entries.c.subject)
-                    .where(log_entries.c.index >= position)
-                    .order_by(log_entries.c.index)
-                    .limit(BATCH_LEAVES)
-                )
-            ]
+            leaves = await _leaf_headers(session, position)
             if not leaves:
                 self.health.record(Review(position, {}))
                 return None, False
             end = leaves[-1].index + 1
-            histories = await _histories(session, list(incidents_touched(leaves)), end)
-            review = review_leaves(position, leaves, histories, self.compute)
+            stored = await store.event_histories(
+                session, [str(incident) for incident in incidents_touched(leaves)], end
+            )
+            touched, histories = with_their_events(incidents_touched(leaves), stored)
+            review = review_leaves(position, leaves, histories, self.compute, touched)
             for incident_id, computed in review.findings.items():
                 await store_findings(session, self.outbox, incident_id, computed)
             if review.cursor != position:
@@ -236,25 +275,30 @@ class FindingsFollower:
         return review, len(leaves) == BATCH_LEAVES
 
 
-HISTORIES = text(
-    "SELECT subject, index, leaf FROM audit.log_entries "
-    "WHERE subject = ANY(CAST(:subjects AS text[])) AND index < :end ORDER BY index"
-)
-
-
-async def _histories(
-    session: AsyncSession, incidents: Sequence[UUID], end: int
-) -> dict[UUID, list[StoredLeaf]]:
-    """Every leaf of each incident below `end`, in one indexed read."""
-    if not incidents:
-        return {}
-    rows = await session.execute(
-        HISTORIES, {"subjects": [str(incident) for incident in incidents], "end": end}
-    )
-    histories: dict[UUID, list[StoredLeaf]] = {incident: [] for incident in incidents}
-    for row in rows:
-        histories[UUID(row.subject)].append((row.index, bytes(row.leaf)))
-    return histories
+async def _leaf_headers(session: AsyncSession, position: int) -> list[LeafHeader]:
+    """Up to BATCH_LEAVES leaves from `position`, each with the other incidents it is filed
+    under."""
+    rows = (
+        await session.execute(
+            select(log_entries.c.index, log_entries.c.ce_type, log_entries.c.subject)
+            .where(log_entries.c.index >= position)
+            .order_by(log_entries.c.index)
+            .limit(BATCH_LEAVES)
+        )
+    ).all()
+    if not rows:
+        return []
+    also: dict[int, list[str]] = {}
+    for index, incident in await session.execute(
+        select(incident_leaves.c.index, incident_leaves.c.incident_id).where(
+            incident_leaves.c.index.between(rows[0].index, rows[-1].index)
+        )
+    ):
+        also.setdefault(index, []).append(incident)
+    return [
+        LeafHeader(row.index, row.ce_type, row.subject, tuple(also.get(row.index, ())))
+        for row in rows
+    ]
 
 
 async def store_findings(

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit import store
 from services.audit.leaves import canonical_json, leaf_document, leaf_hash
+from services.audit.linking import incidents_named
 from shared.events import EVENT_TYPES, CloudEvent, decode
 from shared.kafka import EventConsumer, HandlerTable, RecordPosition, RejectEvent
 from shared.pgnotify import notify
@@ -66,6 +67,7 @@ def new_leaf(event: CloudEvent, position: RecordPosition) -> store.NewLeaf:
         offset=position.offset,
         leaf=leaf,
         leaf_hash=leaf_hash(leaf),
+        also=incidents_named(event.type, data, event.subject) if isinstance(data, dict) else (),
     )
 
 

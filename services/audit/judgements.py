@@ -97,15 +97,16 @@ async def reviews_of(
 async def supersessions(
     session: AsyncSession, listed: Sequence[AccountabilityFinding]
 ) -> dict[UUID, UUID]:
-    """Which of the listed findings an R10 of their incident supersedes, and by which; the
-    R10 may not be among those listed (a list filtered by rule or party)."""
-    omissions = [finding for finding in listed if finding.rule_id == "R11"]
+    """Which of the listed findings a later finding of their incident supersedes (an R10 an
+    R11, R12's late report its "not reported yet"), and by which; the later one may not be
+    among those listed (a list filtered by rule or party)."""
+    omissions = [finding for finding in listed if finding.rule_id in ("R11", "R12")]
     if not omissions:
         return {}
     late = await session.execute(
         select(findings.c.data).where(
             findings.c.incident_id.in_({finding.incident_id for finding in omissions}),
-            findings.c.rule_id == "R10",
+            findings.c.rule_id.in_(("R10", "R12")),
         )
     )
     return superseded_by(

@@ -50,6 +50,18 @@ log_entries = Table(
     Index("ix_log_entries_subject", "subject", "ce_time", "index"),
 )
 
+# A leaf in the history of an incident besides the one it was published under: a link, merge or
+# unlink names two incidents (R20), and each one's history shows it. `index` is a leaf's, with
+# no foreign key: like tree_nodes, the rows are appended with the leaf, and a key would let
+# TRUNCATE of the log fail on the key before the append-only trigger refuses it.
+incident_leaves = Table(
+    "incident_leaves",
+    metadata,
+    Column("incident_id", String(200), primary_key=True),
+    Column("index", BigInteger, primary_key=True, autoincrement=False),
+    Index("ix_incident_leaves_index", "index"),
+)
+
 # Every complete subtree above the leaves: (level, index) covers leaves
 # [index * 2**level, (index + 1) * 2**level). Any root or proof needs at most ~2 log2(n) rows.
 tree_nodes = Table(

@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from services.audit.findings import LoggedEvent, local, superseded_by
+from services.audit.findings import REPORT_KIND_NAMES_ZH, LoggedEvent, local, superseded_by
+from services.audit.linking import LINK_TYPES, EventReport, reports_of_event
 from shared.domain import (
     ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
@@ -127,6 +128,30 @@ class TimelineRow:
 
 
 @dataclass(frozen=True)
+class ReportRow:
+    """One report of the event (R20): its source, reporter, time and kind."""
+
+    index: int
+    time: str
+    party: str
+    person: str
+    kind: str
+    incident: str
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    """A link, merge or unlink: what, who, when and why."""
+
+    index: int
+    time: str
+    what: str
+    party: str
+    person: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ProofRow:
     index: int
     leaf_hash: str
@@ -167,6 +192,8 @@ class ReportView:
     summary: str = ""
     judgements: Judgements = field(default_factory=Judgements)
     superseded: Mapping[UUID, UUID] = field(default_factory=dict)
+    reports: tuple[ReportRow, ...] = ()
+    links: tuple[LinkRow, ...] = ()
 
     @property
     def zone_label(self) -> str:
@@ -194,12 +221,15 @@ class ReportView:
         )
 
     def superseded_line(self, finding: AccountabilityFinding) -> str | None:
-        """For an R11 omission done later: which R10 finding now stands in its place."""
+        """For an R11 omission done later: which R10 finding now stands in its place; for
+        R12's "not reported yet", the finding that names the office's late report."""
         by = self.superseded.get(finding.finding_id)
         if by is None:
             return None
         number = self.number_of(by)
         where = f"第 {number} 条" if number is not None else "迟报认定"
+        if finding.rule_id == "R12":
+            return f"司法所其后已报告，本条已由{where}（疑似瞒报，R12，载明双方时间）取代"
         return f"该义务已补办，本条已由{where}（疑似迟报，R10）取代，不再按漏报核查"
 
     def record_heading(self, record: AccountabilityRecorded) -> str:
@@ -246,21 +276,30 @@ def b64(digest: bytes) -> str:
 
 
 def _facts(events: Sequence[LoggedEvent]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The incident's facts as corrected and completed so far, and its first report."""
+    """The incident's facts as corrected and completed so far (by 续报, corrections, and the
+    links and merges it kept, R20), and its first report."""
     reported = next((e for e in events if e.type == "incident.reported"), None)
     facts: dict[str, Any] = dict(reported.data["facts"]) if reported else {}
+    own = str(reported.data["incident_id"]) if reported else None
     for event in events:
-        if event.type == "incident.report_filed":
-            facts.update(event.data["changes"])
+        if event.type == "incident.report_filed" or (
+            event.type in LINK_TYPES and str(event.data["incident_id"]) == own
+        ):
+            facts.update(event.data.get("changes", {}))
     return facts, (dict(reported.data) if reported else None)
 
 
 def latest_sealed_subjects(events: Sequence[LoggedEvent]) -> dict[str, str] | None:
     """The subjects as last stated, sealed (`sealed_subjects` of the first report or of the
-    last report that changed them), in log order; None when no event carries them."""
-    sealed = None
+    last report, link or merge that changed them; R20: a link or merge changes those of the
+    incident it keeps only), in log order; None when no event carries them."""
+    sealed, own = None, None
     for event in sorted(events, key=lambda event: (event.time, event.index)):
-        if event.type in ("incident.reported", "incident.report_filed"):
+        if event.type == "incident.reported":
+            own = str(event.data["incident_id"])
+        if event.type in ("incident.reported", "incident.report_filed") or (
+            event.type in LINK_TYPES and str(event.data["incident_id"]) == own
+        ):
             sealed = event.data.get("sealed_subjects") or sealed
     return sealed
 
@@ -334,8 +373,11 @@ def person_of(event: LoggedEvent) -> str:
     match event.type:
         case "incident.reported" | "incident.report_filed":
             return data["reporter"].get("name") or "—"
-        case "incident.action_recorded":
+        case "incident.action_recorded" | "incident.merged" | "incident.unlinked":
             return data.get("actor_name") or "—"
+        case "incident.linked":
+            linked = data.get("report")
+            return (linked["reporter"].get("name") if linked else data.get("actor_name")) or "—"
         case "incident.personal_data_read":
             return data.get("subject") or "—"
     return "—"
@@ -346,6 +388,7 @@ DUTY_OUTCOMES = (
     ("MET_LATE", "逾期办结"),
     ("MISSED", "逾期未办"),
     ("WAIVED", "不再需要"),
+    ("MOVED", "随事件合并移出"),
     ("PENDING", "尚待办理"),
 )
 
@@ -366,7 +409,7 @@ def summary_of(
         if event.type == "obligation.met":
             outcome[obligation_id] = event.data["status"]
         elif event.type == "obligation.waived":
-            outcome[obligation_id] = "WAIVED"
+            outcome[obligation_id] = "MOVED" if event.data.get("moved_to") else "WAIVED"
         elif event.type == "deadline.missed" and outcome[obligation_id] == "PENDING":
             outcome[obligation_id] = "MISSED"
     counts = "、".join(
@@ -378,6 +421,47 @@ def summary_of(
     replaced = len(superseded or {})
     standing = f"（其中 {replaced} 条已被取代）" if replaced else ""
     return f"{duties}；疑似情形 {len(findings)} 条{standing}，见“三、责任调查”。"
+
+
+MATCHED_BY_ZH = {"SUBJECT_ID": "社区矫正对象编号相同", "EXTERNAL_REF": "警情编号相同"}
+
+
+def incident_words(incident_id: Any) -> str:
+    """An incident as a report names it: 事件 and the start of its id."""
+    return f"事件 {str(incident_id)[:8]}"
+
+
+def link_party(event: LoggedEvent) -> str | None:
+    """Who linked, merged or unlinked: the people's party, or the reporting source of a
+    report linked on arrival (the system matched it)."""
+    data = event.data
+    if data.get("party"):
+        return data["party"]
+    linked = data.get("report")
+    return linked["reporter"]["party"] if linked else None
+
+
+def link_words(event: LoggedEvent) -> str:
+    """A link, merge or unlink as people read it (R20)."""
+    data = event.data
+    kept = incident_words(data["incident_id"])
+    why = f"，理由：{data['reason']}" if data.get("reason") else ""
+    if event.type == "incident.linked" and data.get("report"):
+        return (
+            f"关联报告（R20）：同一事件的另一来源首报，因{MATCHED_BY_ZH.get(data['linked_by'], '')}"
+            f"由系统并入{kept}，不另立事件"
+        )
+    if event.type == "incident.linked":
+        return (
+            f"人工关联（R20）：{incident_words(data['linked_incident_id'])}与{kept}为同一事件{why}"
+        )
+    if event.type == "incident.merged":
+        return f"合并（R20）：{incident_words(data['merged_incident_id'])}并入{kept}{why}"
+    undone = "合并" if data.get("was") == "MERGE" else "关联"
+    return (
+        f"解除{undone}（R20）：{kept}与{incident_words(data['linked_incident_id'])}"
+        f"重新作为两起事件{why}"
+    )
 
 
 def describe(event: LoggedEvent, duties: Duties) -> tuple[str | None, str]:
@@ -402,11 +486,14 @@ def describe(event: LoggedEvent, duties: Duties) -> tuple[str | None, str]:
             return data["reporter"]["party"], f"{kind}：{changed}" + (
                 f"。{data['text']}" if data.get("text") else ""
             )
+        case "incident.linked" | "incident.merged" | "incident.unlinked":
+            return link_party(event), link_words(event)
         case "obligation.created":
             deadline = data.get("deadline_text") or deadline_words_zh(data["deadline_name"])
+            moved = "，由关联合并的事件移来，到期时间不变" if data.get("moved_from") else ""
             return data["party"], (
                 f"应办：{data['action_text']}，时限：{deadline}，"
-                f"{local(data['due_at'])} 前（{data['rule_id']} {data['plan_section']}）"
+                f"{local(data['due_at'])} 前（{data['rule_id']} {data['plan_section']}）{moved}"
             )
         case "obligation.met":
             on_time = "按时办结" if data["status"] == "MET" else "逾期办结"
@@ -427,6 +514,10 @@ def describe(event: LoggedEvent, duties: Duties) -> tuple[str | None, str]:
             )
         case "obligation.waived":
             duty = duties.action_text(data["obligation_id"])
+            if data.get("moved_to"):
+                return data["party"], (
+                    f"义务移至合并后保留的事件：{duty}（{data['rule_id']}），{data['reason']}"
+                )
             return data["party"], f"不再需要：{duty}（{data['rule_id']}），{data['reason']}"
         case "deadline.missed":
             duty = duties.action_text(data["obligation_id"], data.get("action"))
@@ -488,11 +579,13 @@ def build_view(
     *,
     zone: ZoneInfo,
     judgements: Judgements | None = None,
+    joined: Sequence[LoggedEvent] = (),
 ) -> ReportView:
     """`subjects_in_clear`: the subjects opened from `latest_sealed_subjects` for a reader who
     may read personal data; None keeps them masked as the events carry them, and
     `masked_because` tells such a reader why they could not be shown. `zone`: the county's
-    time zone, in which every time is written."""
+    time zone, in which every time is written. `joined`: the histories of the incidents
+    linked or merged with this one (R20), whose reports are reports of the event."""
     ordered = sorted(events, key=lambda event: (event.time, event.index))
     duties = Duties.of(ordered, party_names, zone)
     local = duties.local
@@ -504,6 +597,10 @@ def build_view(
         )
     _, first = _facts(events)
     superseded = superseded_by(findings)
+    everything = sorted(
+        {event.index: event for event in [*events, *joined]}.values(),
+        key=lambda event: (event.time, event.index),
+    )
     return ReportView(
         incident_id=incident_id,
         generated_at=local(generated_at),
@@ -517,6 +614,38 @@ def build_view(
         summary=summary_of(ordered, findings, superseded),
         judgements=judgements or Judgements(),
         superseded=superseded,
+        reports=tuple(
+            report_row(report, incident_id, local)
+            for report in reports_of_event(incident_id, everything)
+        ),
+        # Every link, merge and unlink of the event's incidents, undone ones too.
+        links=tuple(link_row(event, local) for event in everything if event.type in LINK_TYPES),
+    )
+
+
+def report_row(report: EventReport, incident_id: str, local_: Any) -> ReportRow:
+    return ReportRow(
+        index=report.index,
+        time=local_(report.at),
+        party=report.party,
+        person=report.reporter_name,
+        kind=REPORT_KIND_NAMES_ZH[report.kind],
+        incident="本事件"
+        if report.incident_id == incident_id
+        else incident_words(report.incident_id),
+    )
+
+
+def link_row(event: LoggedEvent, local_: Any) -> LinkRow:
+    data = event.data
+    at = data.get("linked_at") or data.get("merged_at") or data.get("unlinked_at") or event.time
+    return LinkRow(
+        index=event.index,
+        time=local_(at),
+        what=link_words(event),
+        party=link_party(event) or "系统",
+        person=person_of(event),
+        reason=data.get("reason") or MATCHED_BY_ZH.get(data.get("linked_by", ""), "—"),
     )
 
 

@@ -1,10 +1,13 @@
-"""Migrations 0002 and 0003 on a log of the hash-chain era: the tree is built over the same
-leaves, and the findings follower starts after them."""
+"""Migrations on a log written before them: 0002 and 0003 on a log of the hash-chain era (the
+tree is built over the same leaves, and the findings follower starts after them); 0005 files
+the links logged before under the other incident they name."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import asyncpg
@@ -17,16 +20,26 @@ from shared.settings import Settings
 from tests.audit.conftest import AuditSystem
 
 
-async def test_upgrade_builds_the_tree_of_leaves_logged_before(audit_system: AuditSystem) -> None:
+@asynccontextmanager
+async def scratch_database(system: AuditSystem) -> AsyncIterator[tuple[str, Settings]]:
+    """A database of the test's own on the system's server (its URL and settings), dropped
+    after."""
     name = f"migration_{uuid.uuid4().hex[:8]}"
-    server = audit_system.infra.database_url.rsplit("/", 1)[0]
+    server = system.infra.database_url.rsplit("/", 1)[0]
     admin = await asyncpg.connect(f"{server}/postgres")
     await admin.execute(f'CREATE DATABASE "{name}"')
-    settings = Settings(database_url=f"{server}/{name}")
     try:
+        yield f"{server}/{name}", Settings(database_url=f"{server}/{name}")
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_upgrade_builds_the_tree_of_leaves_logged_before(audit_system: AuditSystem) -> None:
+    async with scratch_database(audit_system) as (url, settings):
         await migrate(settings, "audit", "0001")
         leaves = [canonical_json({"n": n, "事件": "图克镇"}) for n in range(11)]
-        connection = await asyncpg.connect(f"{server}/{name}")
+        connection = await asyncpg.connect(url)
         try:
             chain = bytes(32)
             for index, leaf in enumerate(leaves):
@@ -56,7 +69,7 @@ async def test_upgrade_builds_the_tree_of_leaves_logged_before(audit_system: Aud
                 )
         finally:
             await engine.dispose()
-        connection = await asyncpg.connect(f"{server}/{name}")
+        connection = await asyncpg.connect(url)
         try:
             owner = await connection.fetchval(
                 "SELECT tableowner FROM pg_tables WHERE schemaname = 'audit' "
@@ -70,6 +83,54 @@ async def test_upgrade_builds_the_tree_of_leaves_logged_before(audit_system: Aud
             assert cursor == len(leaves)
         finally:
             await connection.close()
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+
+
+async def test_upgrade_files_links_logged_before_under_the_other_incident_they_name(
+    audit_system: AuditSystem,
+) -> None:
+    """0005: a merge or link logged before the table existed is filed under the incident it
+    names besides its own (R20); a report, and a link naming no other incident, are not."""
+    kept, merged = str(uuid.uuid4()), str(uuid.uuid4())
+    async with scratch_database(audit_system) as (url, settings):
+        await migrate(settings, "audit", "0004")
+        leaves = [
+            ("incident.reported", {"incident_id": kept}),
+            ("incident.merged", {"incident_id": kept, "merged_incident_id": merged}),
+            ("incident.linked", {"incident_id": kept, "report": {"reporter": {}}}),
+            ("incident.unlinked", {"incident_id": kept, "linked_incident_id": merged}),
+        ]
+        connection = await asyncpg.connect(url)
+        try:
+            for index, (ce_type, data) in enumerate(leaves):
+                leaf = canonical_json({"type": ce_type, "subject": kept, "data": data})
+                await connection.execute(
+                    "INSERT INTO audit.log_entries (index, ce_source, ce_id, ce_type, subject, "
+                    'ce_time, topic, "partition", "offset", leaf, leaf_hash) '
+                    "VALUES ($1, 'intake', $2, $3, $4, $5, 'incidents.v1', 0, $1, $6, $7)",
+                    index,
+                    uuid.uuid4(),
+                    ce_type,
+                    kept,
+                    datetime.now(UTC),
+                    leaf,
+                    leaf_hash(leaf),
+                )
+        finally:
+            await connection.close()
+        await migrate(settings, "audit")
+        connection = await asyncpg.connect(url)
+        try:
+            filed = await connection.fetch(
+                "SELECT incident_id, index FROM audit.incident_leaves ORDER BY index"
+            )
+            assert [(row["incident_id"], row["index"]) for row in filed] == [
+                (merged, 1),
+                (merged, 3),
+            ]
+            owner = await connection.fetchval(
+                "SELECT tableowner FROM pg_tables WHERE schemaname = 'audit' "
+                "AND tablename = 'incident_leaves'"
+            )
+            assert owner == "audit_owner"
+        finally:
+            await connection.close()

@@ -13,10 +13,12 @@ from services.audit.findings import (
     LoggedEvent,
     compute,
     duration_zh,
+    fact_now,
     local,
     superseded_by,
 )
 from services.audit.leaves import canonical_json
+from services.audit.linking import concerns
 from shared.domain import DEFAULT_COUNTY_TIME_ZONE, party_name_zh
 
 INCIDENT = uuid.UUID("6f1f5a55-3c33-4d3e-9b1f-2b8f0f3d9a01")
@@ -28,19 +30,37 @@ RULES = FindingRules(
 )
 
 
+# What every report of the scripted event states (R7's 种类、地点、涉及人员).
+ABSCONDING: dict[str, Any] = {
+    "category": "ABSCONDED",
+    "phase": "OCCURRED",
+    "township_code": "150626102",
+    "township_name": "图克镇",
+    "subjects": [{"id": "S1", "name": "王某某"}],
+}
+
+
 class Log:
     """Builds an incident's log one event at a time, as audit would see it."""
 
-    def __init__(self) -> None:
+    def __init__(self, explicit: bool = False) -> None:
         self.events: list[LoggedEvent] = []
+        # Every event names the incident it is published under, as in a log of several.
+        self.explicit = explicit
+        self.under: uuid.UUID | None = None  # where events go now, when `add` says nowhere
 
-    def add(self, type_: str, minutes: float, **data: Any) -> LoggedEvent:
+    def add(
+        self, type_: str, minutes: float, under: uuid.UUID | None = None, **data: Any
+    ) -> LoggedEvent:
+        """An event published under the incident `under` (its subject), or the judged one."""
+        under = under or self.under or (INCIDENT if self.explicit else None)
         leaf = canonical_json(
             {
                 "id": str(uuid.uuid4()),
                 "type": type_,
                 "time": (T0 + timedelta(minutes=minutes)).isoformat(),
-                "data": {"incident_id": str(INCIDENT), **data},
+                **({"subject": str(under)} if under is not None else {}),
+                "data": {"incident_id": str(under or INCIDENT), **data},
             }
         )
         event = LoggedEvent.from_leaf(len(self.events), leaf)
@@ -52,11 +72,7 @@ class Log:
             "incident.reported",
             0,
             facts={
-                "category": "ABSCONDED",
-                "phase": "OCCURRED",
-                "township_code": "150626102",
-                "township_name": "图克镇",
-                "subjects": [{"id": "S1", "name": "王某某"}],
+                **ABSCONDING,
                 "discovered_at": (T0 - timedelta(minutes=discovered_minutes_before)).isoformat(),
                 "location": "图克镇中心街",
                 "drill": False,
@@ -266,24 +282,266 @@ def test_reported_long_after_discovery_is_suspected_concealment() -> None:
     assert quick.compute() == []
 
 
-def test_police_reporting_first_puts_the_judicial_office_under_suspicion() -> None:
-    log = Log()
-    log.reported(party="PLATFORM")
-    later = log.add(
+def office_follow_up(log: Log, minutes: float, under: uuid.UUID | None = None) -> LoggedEvent:
+    """A 续报 of the township's 司法所, adding nothing."""
+    return log.add(
         "incident.report_filed",
-        40,
+        minutes,
+        under,
         report_id=str(uuid.uuid4()),
         kind="FOLLOW_UP",
         reporter={"party": SFS, "name": "李明"},
-        filed_at=(T0 + timedelta(minutes=40)).isoformat(),
+        filed_at=(T0 + timedelta(minutes=minutes)).isoformat(),
         changes={},
         previous={},
     )
+
+
+def test_police_reporting_first_and_the_office_reporting_late_is_suspected() -> None:
+    log = Log()
+    log.reported(party="PLATFORM")
+    later = office_follow_up(log, 70)
     (finding,) = log.compute()
     assert (finding.rule_id, finding.party) == ("R12", SFS)
     assert finding.evidence_log_indexes == (0, later.index)
     assert "本事件由公安机关警情平台于 2025-03-01 10:00:00 首报" in finding.detail
-    assert "PLATFORM" not in finding.detail and "10:40:00 才报告" in finding.detail
+    assert "PLATFORM" not in finding.detail and "11:10:00 才报告（续报），相隔 1小时10分" in (
+        finding.detail
+    )
+    assert "超过 1小时" in finding.detail and "（日志序号 0）" in finding.detail
+
+
+def test_police_reporting_first_is_no_suspicion_when_the_office_follows_within_the_threshold():
+    log = Log()
+    log.reported(party="PLATFORM")
+    office_follow_up(log, 40)
+    log.add("incident.action_recorded", 200, action="CONTROLLED", party=SFS)
+    assert log.compute() == []
+
+
+def test_while_the_office_has_not_reported_the_threshold_is_judged_at_the_latest_event() -> None:
+    log = Log()
+    log.reported(party="PLATFORM")
+    log.obligation(0, "R1", SFS, "FIRST_RESPONSE", due=15)
+    log.add("deadline.missed", 16, obligation_id=str(uuid.uuid4()), party=SFS)
+    assert log.compute() == []  # 16 minutes on: the office may still report
+    latest = log.add("incident.action_recorded", 61, action="POLICE_ON_SCENE", party="PPS:1")
+    (unreported,) = log.compute()
+    assert (unreported.rule_id, unreported.party) == ("R12", SFS)
+    assert unreported.evidence_log_indexes == (0, latest.index)
+    assert "截至 2025-03-01 11:01:00（日志中本事件最新一条记录的时间）" in unreported.detail
+    assert "未见图克镇司法所（SFS:150626102）报告" in unreported.detail
+    # The office reports at last: a finding naming both times supersedes "not reported yet".
+    office_follow_up(log, 90)
+    found = log.compute()
+    late = next(f for f in found if f.finding_id != unreported.finding_id)
+    assert "11:30:00 才报告（续报），相隔 1小时30分" in late.detail
+    published = [unreported, *found]
+    assert superseded_by(published) == {unreported.finding_id: late.finding_id}
+
+
+def linked_report(
+    log: Log, minutes: float, party: str, discovered_minutes_before: float | None = None
+):
+    """A first report from another source linked on arrival to the judged incident (R20)."""
+    facts = dict(ABSCONDING)
+    if discovered_minutes_before is not None:
+        discovered = T0 + timedelta(minutes=minutes - discovered_minutes_before)
+        facts["discovered_at"] = discovered.isoformat()
+    return log.add(
+        "incident.linked",
+        minutes,
+        link_id=str(uuid.uuid4()),
+        linked_by="SUBJECT_ID",
+        linked_at=(T0 + timedelta(minutes=minutes)).isoformat(),
+        report={
+            "report_id": str(uuid.uuid4()),
+            "reporter": {"party": party, "name": "赵所长"},
+            "reported_at": (T0 + timedelta(minutes=minutes)).isoformat(),
+            "facts": facts,
+        },
+    )
+
+
+def test_R20_the_office_reporting_two_minutes_after_the_platform_is_no_concealment() -> None:
+    log = Log()
+    log.reported(party="PLATFORM")
+    linked_report(log, 2, SFS)
+    log.add("incident.action_recorded", 300, action="CONTROLLED", party=SFS)
+    assert log.compute() == []
+
+
+def test_R20_a_linked_report_stating_an_earlier_discovery_is_judged_against_the_first_report():
+    log = Log()
+    log.reported(party="PLATFORM", discovered_minutes_before=5)
+    # The office says it knew two hours before the police platform reported: it is suspected,
+    # against the earliest report of the event, not its own.
+    linked = linked_report(log, 2, SFS, discovered_minutes_before=122)
+    (discovered,) = log.compute()
+    assert (discovered.rule_id, discovered.party) == ("R12", SFS)
+    assert discovered.evidence_log_indexes == (0, linked.index)
+    assert "事件于 2025-03-01 08:00:00 被发现" in discovered.detail
+    assert "警情平台于 2025-03-01 10:00:00 才首报" in discovered.detail
+    assert "相隔 2小时" in discovered.detail and "发现时间系图克镇司法所所报" in discovered.detail
+    assert (
+        "本事件的报告：公安机关警情平台 2025-03-01 10:00:00 首报（日志序号 0）；"
+        in discovered.detail
+    )
+    assert discovered.asserted == ("图克镇司法所称事件于 2025-03-01 08:00:00 被发现",)
+
+
+OTHER = uuid.UUID("0c5d9a1e-7f43-4b6e-8a2f-3d1e6b7c9f10")
+
+
+def other_reported(log: Log, minutes: float, party: str) -> LoggedEvent:
+    """The first report of another incident of the same event, published under it."""
+    return log.add(
+        "incident.reported",
+        minutes,
+        OTHER,
+        facts=ABSCONDING,
+        reporter={"party": party, "name": "赵所长"},
+        reported_at=(T0 + timedelta(minutes=minutes)).isoformat(),
+    )
+
+
+def joined(log: Log, minutes: float, how: str = "incident.merged", **more: Any) -> LoggedEvent:
+    """People join OTHER into the judged incident (a merge, or a link)."""
+    other = {"merged_incident_id" if how == "incident.merged" else "linked_incident_id": str(OTHER)}
+    at = (T0 + timedelta(minutes=minutes)).isoformat()
+    fields = {"merged_at" if how == "incident.merged" else "linked_at": at}
+    if how == "incident.linked":
+        fields["linked_by"] = "PEOPLE"
+    return log.add(
+        how,
+        minutes,
+        link_id=str(uuid.uuid4()),
+        party="BLO",
+        actor_name="周主任",
+        reason="同一对象同一事件",
+        **other,
+        **fields,
+        **more,
+    )
+
+
+def test_R20_the_first_report_of_an_incident_merged_in_is_a_report_of_the_event() -> None:
+    log = Log(explicit=True)
+    log.reported(party="PLATFORM")
+    other_reported(log, 3, SFS)
+    merge = joined(log, 90)
+    assert log.compute() == []
+    # The merged incident is judged on the one it was merged into: no finding of its own.
+    assert compute(OTHER, log.events, RULES) == []
+    # Undone, they are two events again: the platform's stands alone and the office never
+    # reported it.
+    log.add(
+        "incident.unlinked",
+        120,
+        linked_incident_id=str(OTHER),
+        link_id=merge.data["link_id"],
+        was="MERGE",
+        party="BLO",
+        actor_name="周主任",
+        reason="并非同一事件",
+        unlinked_at=(T0 + timedelta(minutes=120)).isoformat(),
+    )
+    mine = [event for event in log.events if event.subject == str(INCIDENT)]
+    (unreported,) = compute(INCIDENT, mine, RULES)
+    assert "未见图克镇司法所" in unreported.detail
+
+
+def test_R20_a_follow_up_the_office_filed_on_an_incident_linked_by_people_counts() -> None:
+    log = Log()
+    log.reported(party="PLATFORM")
+    other_reported(log, 80, "PPS:150626102")
+    office_follow_up(log, 30, OTHER)
+    joined(log, 100, how="incident.linked")
+    assert log.compute() == []
+
+
+def test_a_link_concerns_both_incidents_but_their_duties_stay_apart() -> None:
+    log = Log(explicit=True)
+    log.reported()
+    theirs = log.obligation(0, "R1", SFS, "FIRST_RESPONSE", due=15)
+    log.add("deadline.missed", 16, OTHER, obligation_id=theirs.data["obligation_id"])
+    joined(log, 20)
+    assert compute(INCIDENT, log.events, RULES) == []
+
+
+def test_R20_a_merge_changes_the_facts_of_the_incident_it_keeps_only() -> None:
+    log = Log(explicit=True)
+    log.reported()
+    log.under = OTHER
+    other_reported(log, 1, SFS)
+    log.under = None
+    joined(log, 20, changes={"phase": "IN_PROGRESS"}, previous={"phase": "OCCURRED"})
+    kept = [event for event in log.events if concerns(event, str(INCIDENT))]
+    merged = [event for event in log.events if concerns(event, str(OTHER))]
+    assert merged[-1].type == "incident.merged"  # filed under both
+    assert fact_now(kept, "phase") == "IN_PROGRESS"
+    assert fact_now(merged, "phase") == "OCCURRED"
+
+
+def moved(log: Log, original: LoggedEvent, minutes: float) -> LoggedEvent:
+    """Escalation moves a merged incident's open duty to the surviving one (R20)."""
+    copy_id = str(uuid.uuid4())
+    log.add(
+        "obligation.waived",
+        minutes,
+        OTHER,
+        obligation_id=original.data["obligation_id"],
+        party=original.data["party"],
+        rule_id=original.data["rule_id"],
+        reason="事件合并，义务移至保留的事件",
+        waived_at=(T0 + timedelta(minutes=minutes)).isoformat(),
+        moved_to=copy_id,
+    )
+    data = {**original.data, "obligation_id": copy_id, "moved_from": original.data["obligation_id"]}
+    del data["incident_id"]
+    return log.add("obligation.created", minutes, **data)
+
+
+def test_R20_a_duty_moved_by_a_merge_is_judged_once_on_the_surviving_incident() -> None:
+    log = Log(explicit=True)
+    log.reported()
+    log.under = OTHER  # the duty is first the merged incident's
+    other_reported(log, 1, SFS)
+    original = log.obligation(1, "R3", SFS, "ORGANISE_SEARCH", due=16)
+    missed = log.missed(17, original)
+    log.under = None
+    joined(log, 20)
+    copy = moved(log, original, 20)
+    log.under = OTHER  # escalation's later word about the old duty, and its closure
+    log.omitted(20 + 7 * 1440, original)
+    log.add("incident.status_changed", 50, status="CLOSED", changed_at=T0.isoformat())
+    log.under = None
+    _, met = log.met(40, copy)
+    # The old duty gives nothing on the merged incident.
+    assert compute(OTHER, log.events, RULES) == []
+    (late,) = log.compute()
+    assert (late.rule_id, late.obligation_id) == ("R10", uuid.UUID(copy.data["obligation_id"]))
+    assert "应于 2025-03-01 10:16:00 前" in late.detail and "逾期 24分" in late.detail
+    assert "由另一事件移来，到期时间不变" in late.detail
+    assert "此前于 2025-03-01 10:17:00 已逾期未办" in late.detail
+    assert {missed.index, met.index} <= set(late.evidence_log_indexes)
+
+
+def test_R20_a_moved_duty_undone_at_closure_is_one_omission_of_the_surviving_incident() -> None:
+    log = Log(explicit=True)
+    log.reported()
+    log.under = OTHER
+    original = log.obligation(1, "R3", SFS, "ORGANISE_SEARCH", due=16)
+    log.under = None
+    joined(log, 20)
+    copy = moved(log, original, 20)
+    log.closed(600)
+    (omitted,) = log.compute()
+    assert (omitted.rule_id, omitted.obligation_id) == (
+        "R11",
+        uuid.UUID(copy.data["obligation_id"]),
+    )
+    assert compute(OTHER, log.events, RULES) == []
 
 
 def test_a_correction_contradicting_facts_shows_both_versions() -> None:

@@ -20,10 +20,12 @@ from services.audit.follower import (
     StoredLeaf,
     incidents_touched,
     review_leaves,
+    with_their_events,
 )
 from services.audit.leaves import canonical_json
+from services.audit.linking import joined_incidents
 from shared.events.models import AccountabilityFinding
-from tests.unit.test_audit_findings import COUNTY
+from tests.unit.test_audit_findings import ABSCONDING, COUNTY
 
 T0 = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
 A, B, C = (uuid.UUID(int=n) for n in (1, 2, 3))
@@ -191,3 +193,94 @@ def test_health_says_where_and_why_the_follower_stopped_and_clears_when_it_moves
         assert longest / 2 <= health.retry_delay(5.0) <= longest
     health.record(review_leaves(0, log.from_(0), log.histories, Recorder()))
     assert health.readiness() == "ok" and health.attempts == 0
+
+
+def leaf_of(index: int, incident: uuid.UUID, ce_type: str, **data: Any) -> StoredLeaf:
+    """A stored leaf as audit appends it, with the incident it was published under."""
+    return (
+        index,
+        canonical_json(
+            {
+                "id": str(uuid.uuid4()),
+                "type": ce_type,
+                "time": (T0 + timedelta(minutes=index)).isoformat(),
+                "subject": str(incident),
+                "data": {"incident_id": str(incident), **data},
+            }
+        ),
+    )
+
+
+def first_report(index: int, incident: uuid.UUID, party: str) -> StoredLeaf:
+    return leaf_of(
+        index,
+        incident,
+        "incident.reported",
+        facts=ABSCONDING,
+        reporter={"party": party, "name": "李明"},
+        reported_at=(T0 + timedelta(minutes=index)).isoformat(),
+    )
+
+
+def test_R20_a_link_touches_both_incidents_it_names() -> None:
+    headers = [
+        LeafHeader(0, "incident.reported", str(A)),
+        LeafHeader(1, "incident.merged", str(A), also=(str(B),)),
+        LeafHeader(2, "incident.unlinked", str(C), also=(str(B),)),
+    ]
+    assert incidents_touched(headers) == {A: 0, B: 1, C: 2}
+
+
+def test_R20_an_incident_is_reviewed_with_the_histories_of_the_incidents_joined_to_it() -> None:
+    link = leaf_of(
+        90,
+        A,
+        "incident.merged",
+        merged_incident_id=str(B),
+        link_id=str(uuid.uuid4()),
+        party="BLO",
+        actor_name="周主任",
+        reason="同一事件",
+        merged_at=(T0 + timedelta(minutes=90)).isoformat(),
+    )
+    office_late = leaf_of(
+        95,
+        B,
+        "incident.report_filed",
+        report_id=str(uuid.uuid4()),
+        kind="FOLLOW_UP",
+        reporter={"party": "SFS:150626102", "name": "李明"},
+        filed_at=(T0 + timedelta(minutes=95)).isoformat(),
+        changes={},
+        previous={},
+    )
+    stored = {
+        str(A): [first_report(0, A, "PLATFORM"), link],
+        str(B): [first_report(3, B, "SFS:150626102"), link, office_late],
+        str(C): [first_report(4, C, "PLATFORM")],
+    }
+    # A 续报 on the merged incident B touches only B; A, which B was merged into, is reviewed
+    # too, over both histories, each leaf once.
+    touched, histories = with_their_events({B: 95}, stored)
+    assert touched == {B: 95, A: 95}
+    assert [index for index, _ in histories[A]] == [0, 3, 90, 95]
+    assert histories[A] == histories[B]
+    rules = partial(compute, rules=FindingRules(zone=COUNTY))
+    leaves = [LeafHeader(95, "incident.report_filed", str(B))]
+    review = review_leaves(95, leaves, histories, rules, touched)
+    # The 司法所's own first report came three minutes after the platform's: no R12 on A,
+    # and none on B, judged on A.
+    assert review.findings == {B: [], A: []}
+    alone, _ = with_their_events({C: 4}, stored)
+    assert alone == {C: 4}
+
+
+def test_R20_joined_incidents_follow_standing_links_only() -> None:
+    link_id = str(uuid.uuid4())
+    linked = leaf_of(
+        1, A, "incident.linked", linked_incident_id=str(B), link_id=link_id, linked_by="PEOPLE"
+    )
+    undone = leaf_of(2, A, "incident.unlinked", linked_incident_id=str(B), link_id=link_id)
+    assert joined_incidents([linked]) == {str(A), str(B)}
+    assert joined_incidents([linked, undone]) == set()
+    assert joined_incidents([first_report(0, A, "PLATFORM")]) == set()

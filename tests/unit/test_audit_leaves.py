@@ -6,12 +6,18 @@ import hashlib
 import json
 import math
 import struct
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.audit.handlers import new_leaf
 from services.audit.leaves import _encode, canonical_json, leaf_document, leaf_hash
+from shared.events import CloudEvent
+from shared.events.models import IncidentMerged, IncidentUnlinked, IncidentWentQuiet
+from shared.kafka import RecordPosition
 
 
 def test_canonical_json_sorts_keys_at_every_level_without_spaces():
@@ -122,3 +128,39 @@ json_values = st.recursive(
 @given(json_values)
 def test_the_fast_path_writes_exactly_what_the_full_encoder_writes(document) -> None:
     assert canonical_json(document) == _encode(document).encode()
+
+
+def test_R20_a_merge_is_filed_under_the_merged_incident_too_and_a_report_under_none() -> None:
+    kept, merged = uuid.uuid4(), uuid.uuid4()
+    merge = IncidentMerged(
+        incident_id=kept,
+        merged_incident_id=merged,
+        link_id=uuid.uuid4(),
+        party="BLO",
+        actor_name="周主任",
+        reason="同一事件",
+        merged_at=datetime.now(UTC),
+    )
+    position = RecordPosition("incidents.v1", 0, 7)
+    leaf = new_leaf(CloudEvent.new("intake", merge, kept), position)
+    assert (leaf.subject, leaf.also) == (str(kept), (str(merged),))
+    unlinked = IncidentUnlinked(
+        incident_id=kept,
+        linked_incident_id=merged,
+        link_id=merge.link_id,
+        was="MERGE",
+        party="BLO",
+        actor_name="周主任",
+        reason="并非同一事件",
+        unlinked_at=datetime.now(UTC),
+    )
+    assert new_leaf(CloudEvent.new("intake", unlinked, kept), position).also == (str(merged),)
+    quiet = IncidentWentQuiet(
+        incident_id=kept,
+        party="BLO",
+        rule_id="R9",
+        last_news_at=datetime.now(UTC),
+        noticed_at=datetime.now(UTC),
+        township_code="150626102",
+    )
+    assert new_leaf(CloudEvent.new("escalation", quiet, kept), position).also == ()

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.audit.findings import LoggedEvent
+from services.audit.findings import LoggedEvent, compute
+from services.audit.linking import LINK_TYPES
 from services.audit.report import (
     Anchor,
     Duties,
@@ -22,7 +23,20 @@ from services.audit.report import (
 )
 from shared.domain import COUNTY_TIME
 from shared.events.models import AccountabilityRecorded, FindingReviewed
-from tests.unit.test_audit_findings import COUNTY, INCIDENT, RULES, SFS, T0, Log
+from tests.unit.test_audit_findings import (
+    COUNTY,
+    INCIDENT,
+    OTHER,
+    RULES,
+    SFS,
+    T0,
+    Log,
+    joined,
+    linked_report,
+    moved,
+    office_follow_up,
+    other_reported,
+)
 
 
 def view_of(log: Log, anchor: Anchor | None = None):
@@ -321,6 +335,17 @@ def test_the_subjects_to_open_are_the_latest_sealed_in_log_order() -> None:
         sealed_subjects=SEALED_CORRECTED,
     )
     assert latest_sealed_subjects(list(reversed(log.events))) == SEALED_CORRECTED
+    # R20: a merge that changed the subjects states them for the incident it keeps only.
+    merge = joined(log, 50, sealed_subjects=SEALED_FIRST)
+    assert latest_sealed_subjects(log.events) == SEALED_FIRST
+    kept_elsewhere = LoggedEvent(
+        merge.index,
+        merge.id,
+        merge.type,
+        merge.time,
+        {**merge.data, "incident_id": str(OTHER), "merged_incident_id": str(INCIDENT)},
+    )
+    assert latest_sealed_subjects([*log.events[:-1], kept_elsewhere]) == SEALED_CORRECTED
     unsealed = Log()
     unsealed.reported()
     assert latest_sealed_subjects(unsealed.events) is None
@@ -506,3 +531,139 @@ def test_a_notice_in_the_report_says_what_it_told(about: str, words: str) -> Non
     party, text = describe(notice, Duties.of([], {}, COUNTY_TIME))
     assert party == "PPS:150626102"
     assert text.startswith(words)
+
+
+def linked_event() -> Log:
+    """The platform reports, the 司法所 two minutes later (linked on arrival), a second incident
+    the police station opened is merged in by the BLO, then a link by people is undone."""
+    log = Log(explicit=True)
+    log.reported(party="PLATFORM")
+    linked_report(log, 2, SFS)
+    log.under = OTHER
+    other_reported(log, 5, "PPS:150626102")
+    log.add(
+        "incident.report_filed",
+        8,
+        report_id=str(uuid.uuid4()),
+        kind="CORRECTION",
+        reporter={"party": "PPS:150626102", "name": "钱警官"},
+        filed_at=(T0 + timedelta(minutes=8)).isoformat(),
+        changes={"location": "图克镇北街"},
+        previous={"location": "图克镇中心街"},
+        reason="地点有误",
+    )
+    log.under = None
+    joined(log, 30)
+    office_follow_up(log, 40)
+    third = uuid.UUID("5e2c1b0a-9d8f-4e7c-b6a5-43210fedcba9")
+    link = log.add(
+        "incident.linked",
+        50,
+        link_id=str(uuid.uuid4()),
+        linked_by="PEOPLE",
+        linked_at=(T0 + timedelta(minutes=50)).isoformat(),
+        linked_incident_id=str(third),
+        party="TCG:150626102",
+        actor_name="孙组长",
+        reason="疑似同一对象",
+    )
+    log.add(
+        "incident.unlinked",
+        55,
+        linked_incident_id=str(third),
+        link_id=link.data["link_id"],
+        was="LINK",
+        party="BLO",
+        actor_name="周主任",
+        reason="并非同一对象",
+        unlinked_at=(T0 + timedelta(minutes=55)).isoformat(),
+    )
+    return log
+
+
+def event_view(log: Log):
+    mine = [e for e in log.events if e.subject == str(INCIDENT) or e.type in LINK_TYPES]
+    joined_history = [e for e in log.events if e not in mine]
+    return build_view(
+        str(INCIDENT),
+        mine,
+        compute(INCIDENT, log.events, RULES),
+        None,
+        RULES.party_names or {},
+        T0,
+        zone=COUNTY,
+        joined=joined_history,
+    )
+
+
+def test_R20_the_report_lists_every_report_of_the_event_with_its_source_and_time() -> None:
+    view = event_view(linked_event())
+    assert [(row.time[11:], row.party, row.kind, row.incident) for row in view.reports] == [
+        ("10:00:00", "PLATFORM", "首报", "本事件"),
+        ("10:02:00", SFS, "关联报告", "本事件"),
+        ("10:05:00", "PPS:150626102", "首报", "事件 0c5d9a1e"),
+        ("10:08:00", "PPS:150626102", "更正", "事件 0c5d9a1e"),
+        ("10:40:00", SFS, "续报", "本事件"),
+    ]
+    assert view.findings == ()  # the 司法所 reported two minutes after the platform
+    text = render(view, "markdown")
+    assert (
+        "| 2025-03-01 10:02:00 | 图克镇司法所（SFS:150626102） | 赵所长 | 关联报告 | 本事件 | 1 |"
+        in text
+    )
+    assert (
+        "| 2025-03-01 10:05:00 | 图克镇派出所（PPS:150626102） | 赵所长 | 首报 | 事件 0c5d9a1e |"
+        in (text)
+    )
+
+
+def test_R20_the_report_lists_links_merges_and_unlinks_with_who_when_and_why() -> None:
+    view = event_view(linked_event())
+    rows = [(row.time[11:], row.party, row.person, row.reason) for row in view.links]
+    assert rows == [
+        ("10:02:00", SFS, "赵所长", "社区矫正对象编号相同"),
+        ("10:30:00", "BLO", "周主任", "同一对象同一事件"),
+        ("10:50:00", "TCG:150626102", "孙组长", "疑似同一对象"),
+        ("10:55:00", "BLO", "周主任", "并非同一对象"),
+    ]
+    whats = [row.what for row in view.links]
+    assert whats[0].startswith("关联报告（R20）：同一事件的另一来源首报，因社区矫正对象编号相同")
+    assert "合并（R20）：事件 0c5d9a1e并入事件 6f1f5a55，理由：同一对象同一事件" in whats
+    assert "人工关联（R20）：事件 5e2c1b0a与事件 6f1f5a55为同一事件，理由：疑似同一对象" in whats
+    assert (
+        "解除关联（R20）：事件 6f1f5a55与事件 5e2c1b0a重新作为两起事件，理由：并非同一对象" in whats
+    )
+    assert {row.party for row in view.links} == {SFS, "BLO", "TCG:150626102"}
+    html = render(view, "html")
+    assert "<h3>关联、合并与解除（R20）</h3>" in html and "孙组长" in html
+    # The timeline shows them too, with who acted.
+    timeline = {row.what: (row.party, row.person) for row in view.timeline}
+    assert timeline["合并（R20）：事件 0c5d9a1e并入事件 6f1f5a55，理由：同一对象同一事件"] == (
+        "BLO",
+        "周主任",
+    )
+
+
+def test_without_links_the_report_says_the_incident_stands_alone() -> None:
+    text = render(view_of(scripted()), "markdown")
+    assert "本事件未与其他报告或事件关联。" in text
+    assert (
+        "| 2025-03-01 10:00:00 | 图克镇司法所（SFS:150626102） | 李明 | 首报 | 本事件 | 0 |" in text
+    )
+
+
+def test_R20_a_moved_duty_reads_as_moved_not_as_no_longer_needed() -> None:
+    log = Log()
+    log.reported()
+    log.under = OTHER  # the merged incident's duty, moved to the judged one
+    duty = log.obligation(0, "R3", SFS, "ORGANISE_SEARCH", due=15)
+    log.under = None
+    moved(log, duty, 20)
+    view = view_of(log)
+    assert view.summary.startswith("共产生义务 2 项：随事件合并移出 1 项、尚待办理 1 项；")
+    whats = [row.what for row in view.timeline]
+    assert (
+        "义务移至合并后保留的事件：ORGANISE_SEARCH 的中文（R3），事件合并，义务移至保留的事件"
+        in whats
+    )
+    assert any(what.endswith("由关联合并的事件移来，到期时间不变") for what in whats)
