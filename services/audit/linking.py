@@ -133,6 +133,8 @@ def reports_of_event(incident_id: str, events: Sequence[LoggedEvent]) -> list[Ev
     follow-ups and corrections filed on them. `events`: the histories of the event's incidents
     (duplicates, as a link filed under both incidents, count once)."""
     members = incidents_of_event(incident_id, events)
+    # A report linked on arrival and then taken out by people is an incident of its own.
+    taken_out = {str(e.data["link_id"]) for e in events if e.type == "incident.unlinked"}
     seen: set[int] = set()
     reports: list[EventReport] = []
     for event in events:
@@ -143,7 +145,11 @@ def reports_of_event(incident_id: str, events: Sequence[LoggedEvent]) -> list[Ev
         data = event.data
         if event.type == "incident.reported":
             reports.append(_report("FIRST", subject, data, data["reported_at"], event, data))
-        elif event.type == "incident.linked" and data.get("report"):
+        elif (
+            event.type == "incident.linked"
+            and data.get("report")
+            and str(data["link_id"]) not in taken_out
+        ):
             linked = data["report"]
             reports.append(_report("LINKED", subject, linked, linked["reported_at"], event, linked))
         elif event.type == "incident.report_filed":

@@ -324,9 +324,9 @@ def _fact_shown(name: str, value: Any) -> str:
 CHANGE_SAID = {
     "FOLLOW_UP": "续报",
     "CORRECTION": "更正",
-    "LINKED": "同一事件的另一报告",
-    "MERGED": "事件合并",
-    "UNLINKED": "撤销关联",
+    "LINKED": "同一事件的另一报告（R20）",
+    "MERGED": "事件合并（R20）",
+    "UNLINKED": "撤销关联（R20）",
 }
 FactChangeKind = Literal["FOLLOW_UP", "CORRECTION", "LINKED", "MERGED", "UNLINKED"]
 

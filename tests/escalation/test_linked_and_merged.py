@@ -171,7 +171,7 @@ async def test_R20_a_linked_report_that_raises_the_phase_revises_duties_and_tell
         (f"TCG:{TUKE}", "REPORT"),
     }
     assert all(o["trigger"] == "changed" for o in r6)
-    assert "同一事件的另一报告将事态阶段由「苗头迹象」改为「正在实施」" in r6[0]["why"]
+    assert "同一事件的另一报告（R20）将事态阶段由「苗头迹象」改为「正在实施」" in r6[0]["why"]
     # The linked report is no new incident: what the first report asked is asked once.
     assert len([o for o in find(body, rule_id="R1") if o["escalated_from"] is None]) == 1
     assert one(body, rule_id="R5", party=f"TCG:{TUKE}", action="REPORT")

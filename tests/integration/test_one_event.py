@@ -105,7 +105,9 @@ async def test_R20_the_platform_and_the_sfs_report_one_event(
     assert count_of("incident.reported", timeline) == 1
     body = await obligations_when(clients, incident_id, lambda body: find(body, rule_id="R6"))
     assert len(find(body, rule_id="R6", party=PPS, action="CALL_POLICE")) == 1
-    await webhook_sink.wait_for(incident_id, {PPS}, lambda alert: alert.get("kind") == "NOTICE")
+    await webhook_sink.wait_for(
+        incident_id, {PPS}, lambda alert: alert.get("about") == "incident.updated"
+    )
     calls = [
         alert
         for alert in webhook_sink.for_incident(incident_id)

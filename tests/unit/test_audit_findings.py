@@ -371,6 +371,29 @@ def test_R20_the_office_reporting_two_minutes_after_the_platform_is_no_concealme
     assert log.compute() == []
 
 
+def test_R20_a_linked_report_taken_out_of_the_incident_is_no_report_of_its_event() -> None:
+    """The office's report was linked by a mistyped subject id and taken out by the BLO (an
+    incident of its own now): the office has not reported this event, so once the threshold
+    has passed it is suspected again."""
+    log = Log()
+    log.reported(party="PLATFORM")
+    linked = linked_report(log, 2, SFS)
+    log.add(
+        "incident.unlinked",
+        30,
+        linked_incident_id=str(OTHER),
+        link_id=linked.data["link_id"],
+        was="LINK",
+        party="BLO",
+        actor_name="赵刚",
+        reason="对象编号录入错误",
+        unlinked_at=(T0 + timedelta(minutes=30)).isoformat(),
+    )
+    log.add("incident.action_recorded", 90, action="CONTROLLED", party="TCG:150626102")
+    (suspected,) = log.compute()
+    assert (suspected.rule_id, suspected.party) == ("R12", SFS)
+
+
 def test_R20_a_linked_report_stating_an_earlier_discovery_is_judged_against_the_first_report():
     log = Log()
     log.reported(party="PLATFORM", discovered_minutes_before=5)

@@ -164,12 +164,12 @@ def test_change_words_say_what_changed_in_the_plans_words():
 
 def test_R20_words_of_a_linked_report_a_merge_and_its_undoing():
     linked = change_words("LINKED", {"phase": "IN_PROGRESS"}, {"phase": "SIGNS"})
-    assert linked == "同一事件的另一报告将事态阶段由「苗头迹象」改为「正在实施」"
+    assert linked == "同一事件的另一报告（R20）将事态阶段由「苗头迹象」改为「正在实施」"
     merged = change_words("MERGED", {"category": "VIOLENCE"}, {"category": "OTHER"})
     assert merged == (
-        "事件合并将种类由「其他突发事件」改为「暴力犯罪或以要挟为目的的自杀、自焚、自残」"
+        "事件合并（R20）将种类由「其他突发事件」改为「暴力犯罪或以要挟为目的的自杀、自焚、自残」"
     )
-    assert change_words("UNLINKED", {}, {}) == "撤销关联"
+    assert change_words("UNLINKED", {}, {}) == "撤销关联（R20）"
 
 
 def test_R6_signs_then_in_progress_by_follow_up_calls_the_police(policy, party_names):
