@@ -377,6 +377,17 @@ async def _locked_incident(session: AsyncSession, incident_id: UUID) -> Row:
     return row
 
 
+async def _readable_incident(session: AsyncSession, incident_id: UUID, caller: Principal) -> Row:
+    """The incident, if the caller may read it: 404 when there is none, 403 when not its."""
+    incident = (
+        await session.execute(select(incidents).where(incidents.c.id == incident_id))
+    ).first()
+    if incident is None:
+        raise not_found("Incident", incident_id)
+    authorize(caller, Permission.READ_INCIDENT, incident.township_code)
+    return incident
+
+
 def refuse_merged(incident: Row) -> None:
     """409 for work on a merged incident: it goes on in the incident it was merged into."""
     if incident.merged_into is not None:
@@ -655,12 +666,7 @@ def refuse_unfounded_move(changes: dict[str, Any], body: ReportIn) -> None:
 async def get_incident(
     incident_id: UUID, request: Request, session: DatabaseSession, caller: Caller
 ) -> IncidentOut:
-    incident = (
-        await session.execute(select(incidents).where(incidents.c.id == incident_id))
-    ).first()
-    if incident is None:
-        raise not_found("Incident", incident_id)
-    authorize(caller, Permission.READ_INCIDENT, incident.township_code)
+    incident = await _readable_incident(session, incident_id, caller)
     action_rows = (
         await session.execute(
             select(actions)
@@ -760,12 +766,7 @@ def link_out(row: Row) -> LinkOut:
 async def list_candidates(
     incident_id: UUID, request: Request, session: DatabaseSession, caller: Caller
 ) -> list[CandidateOut]:
-    incident = (
-        await session.execute(select(incidents).where(incidents.c.id == incident_id))
-    ).first()
-    if incident is None:
-        raise not_found("Incident", incident_id)
-    authorize(caller, Permission.READ_INCIDENT, incident.township_code)
+    incident = await _readable_incident(session, incident_id, caller)
     return [
         CandidateOut(
             id=row.id,

@@ -49,15 +49,17 @@ async def link(
     clients: dict[str, httpx.AsyncClient],
     incident_id: str,
     action: str,
-    other: str,
+    other: str | None = None,
     party: str = "BLO",
     expect: int | None = None,
+    report_id: str | None = None,
 ) -> httpx.Response:
+    """People's decision on `other` (an incident) or `report_id` (a report linked on arrival)."""
     response = await clients["intake"].post(
         f"/v1/incidents/{incident_id}/links",
         json={
             "action": action,
-            "incident_id": other,
+            **({"incident_id": other} if other else {"report_id": report_id}),
             "party": party,
             "actor_name": "赵刚",
             "reason": "经核实为同一事件" if action != "UNLINK" else "经核实并非同一事件",
@@ -305,28 +307,9 @@ async def test_R20_a_report_linked_by_mistake_becomes_an_incident_of_its_own(
     report = (await incident_of(clients, first))["reports"][1]
     assert (await incident_of(clients, first))["facts"]["phase"] == "OCCURRED"
 
-    refused = await clients["intake"].post(
-        f"/v1/incidents/{first}/links",
-        json={
-            "action": "MERGE",
-            "report_id": report["id"],
-            "party": "BLO",
-            "actor_name": "赵刚",
-            "reason": "x",
-        },
-    )
+    refused = await link(clients, first, "MERGE", report_id=report["id"])
     assert refused.status_code == 422, refused.text
-    split = await clients["intake"].post(
-        f"/v1/incidents/{first}/links",
-        json={
-            "action": "UNLINK",
-            "report_id": report["id"],
-            "party": "BLO",
-            "actor_name": "赵刚",
-            "reason": "对象编号录入错误，系另一起事件",
-        },
-    )
-    assert split.status_code == 200, split.text
+    split = await link(clients, first, "UNLINK", report_id=report["id"], expect=200)
     own = split.json()["linked_incident_id"]
     assert split.json()["unlinked_by"] == "BLO"
 
@@ -342,14 +325,4 @@ async def test_R20_a_report_linked_by_mistake_becomes_an_incident_of_its_own(
     await obligations_when(
         clients, first, lambda body: find(body, rule_id="R6", party=PPS, status="WAIVED")
     )
-    again = await clients["intake"].post(
-        f"/v1/incidents/{first}/links",
-        json={
-            "action": "UNLINK",
-            "report_id": report["id"],
-            "party": "BLO",
-            "actor_name": "赵刚",
-            "reason": "再次",
-        },
-    )
-    assert again.status_code == 409, again.text
+    await link(clients, first, "UNLINK", report_id=report["id"], expect=409)
