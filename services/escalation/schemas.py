@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from shared.domain import LifecycleStatus
 from shared.reports import IncidentIn, Input
@@ -63,10 +63,27 @@ class PriorSignsIn(Input):
     drill: bool = Field(default=False, description="the earlier signs were a drill's")
 
 
+# A dry run evaluates reports of the past and the near future; deadlines counted from a time
+# beyond these would not be times at all (year 10000).
+EARLIEST_DRY_RUN = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_DRY_RUN_AHEAD = timedelta(days=366)
+
+
 class EvaluateIn(IncidentIn):
     """An incident report as intake takes it, plus what a dry run should assume."""
 
-    reported_at: AwareDatetime | None = Field(default=None, description="defaults to now")
+    reported_at: AwareDatetime | None = Field(
+        default=None, description="defaults to now; from 2000 to a year ahead"
+    )
+
+    @field_validator("reported_at")
+    @classmethod
+    def _a_time_deadlines_can_follow(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not (
+            EARLIEST_DRY_RUN <= value <= datetime.now(UTC) + LATEST_DRY_RUN_AHEAD
+        ):
+            raise ValueError("must lie between 2000-01-01 and a year from now")
+        return value
     prior_signs: list[PriorSignsIn] = Field(
         default_factory=list, description="earlier reports of signs about these subjects (R17)"
     )

@@ -354,3 +354,10 @@ async def test_dry_run_evaluates_a_report_and_stores_nothing(
     bad = await clients["escalation"].post("/v1/policy/evaluate", json={**body, "township": "x"})
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"
+    # A time deadlines cannot follow (year 9999 + 15 min) was a 500: now the field is named.
+    for moment in ("9999-12-31T23:59:00+00:00", "0001-01-01T00:00:00+00:00"):
+        far = await clients["escalation"].post(
+            "/v1/policy/evaluate", json={**body, "reported_at": moment}
+        )
+        assert far.status_code == 422, far.text
+        assert far.json()["errors"][0]["field"] == "reported_at"
