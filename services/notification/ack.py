@@ -70,7 +70,9 @@ class AckSigner:
         if len(parts) != 4 or parts[0] != VERSION:
             raise AckTokenError("not an acknowledgement token")
         payload, signature = ".".join(parts[:3]), parts[3]
-        if not hmac.compare_digest(signature, self._signature(notification_id, payload)):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+        expected = self._signature(notification_id, payload).encode()
+        if not hmac.compare_digest(signature.encode(), expected):
             raise AckTokenError("signature does not match this notification")
         try:
             contact_index, expires = int(parts[1]), int(parts[2])

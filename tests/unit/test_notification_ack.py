@@ -46,6 +46,8 @@ def test_expired_token_is_refused_as_expired():
         lambda t: "2" + t[1:],
         lambda t: "",
         lambda t: "1.0.x.y",
+        lambda t: t[:-2] + "签名",  # a non-ASCII signature was a TypeError: a 500
+        lambda t: t.rsplit(".", 1)[0] + ".é",
     ],
 )
 def test_forged_or_altered_tokens_are_refused_as_invalid(forge):
