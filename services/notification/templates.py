@@ -51,11 +51,15 @@ SUBJECTS_NAMED = 3
 
 
 class Form(StrEnum):
-    """How much a channel can carry: the full text, one SMS, or a few spoken sentences."""
+    """How much a channel can carry: the full text, one SMS, a few spoken sentences, or what a
+    whole group chat may read."""
 
     FULL = "full"
     SMS = "sms"
     VOICE = "voice"
+    # Group-chat robots (`@all`): everyone in the chat reads it, so no free text, no names and
+    # no acknowledgement link, only category, phase, township, time and the record link.
+    GROUP = "group"
 
 
 def local_time(moment: datetime | None, zone: ZoneInfo) -> str:

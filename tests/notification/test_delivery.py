@@ -171,7 +171,9 @@ async def test_every_channel_delivers_in_its_own_format(
     [wecom] = gateway.calls_to("/cgi-bin/webhook/send")
     assert wecom.query == {"key": "k-pps"} and wecom.json()["msgtype"] == "text"
     wecom_text = wecom.json()["text"]["content"]
-    assert "请图克镇派出所" not in wecom_text and "立即出警制止" in wecom_text  # police wording
+    # A group chat (`@all`) reads it: category, phase, township, time and the record link only.
+    assert "正在实施" in wecom_text and "/v1/incidents/" in wecom_text
+    assert "ack" not in wecom_text and "立即出警制止" not in wecom_text
     sent_texts.append(wecom_text)
 
     [sms] = gateway.calls_to("/aliyun/")
@@ -188,6 +190,8 @@ async def test_every_channel_delivers_in_its_own_format(
 
     for text in sent_texts:
         assert ID_NUMBER not in text and "王某某" not in text
+    for text in sent_texts[1:3]:  # group chats: nothing typed by anyone, no names at all
+        assert "中心街" not in text and "持刀" not in text and "王" not in text
     for text in sent_texts[3:]:  # short forms: no place, no summary, no names at all
         assert "中心街" not in text and "持刀" not in text and "王" not in text
 

@@ -193,6 +193,9 @@ def test_an_alert_about_many_subjects_names_a_few_and_counts_them_all(form):
     if form is Form.FULL:
         assert "涉及对象：王**、王**、王**等50人" in rendered
         assert rendered.count("王**") == 3
+    elif form is Form.GROUP:  # a whole chat reads it: nobody named, nothing to acknowledge
+        assert "王" not in rendered and ACK not in rendered and RECORD in rendered
+        assert "图克镇" in rendered and "脱离监督管理" in rendered
     else:  # short forms name nobody, but say how many people it is about
         assert "50人" in rendered and "王" not in rendered
     if form is Form.SMS:

@@ -50,7 +50,7 @@ def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
 
 class _Robot:
     name: str
-    form = Form.FULL
+    form = Form.GROUP  # a group chat, read by all in it
     rate_limited_codes: frozenset[int]
 
     def __init__(self, client: httpx.AsyncClient, secret_of: SecretOf) -> None:
