@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 from cryptography.exceptions import InvalidTag
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
-from sqlalchemy import Row, Select, or_, select
+from sqlalchemy import Row, Select, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -462,8 +462,8 @@ async def findings_with_proofs(
     return latest, result
 
 
-async def findings_out(session: AsyncSession, query: Select) -> FindingsOut:
-    rows = list((await session.execute(query)).all())
+async def findings_out(session: AsyncSession, query: Select | list[Row]) -> FindingsOut:
+    rows = query if isinstance(query, list) else list((await session.execute(query)).all())
     latest, result = await findings_with_proofs(session, rows)
     return FindingsOut(
         checkpoint=checkpoint_out(latest) if latest is not None else None, findings=result
@@ -478,6 +478,9 @@ def findings_of_incident(incident_id: UUID) -> Select:
     )
 
 
+FINDINGS_PAGE, MAX_FINDINGS_PAGE = 100, 500
+
+
 @router.get(
     "/v1/findings",
     summary="Accountability findings (R9–R13, R17) with inclusion proofs of their evidence, "
@@ -489,6 +492,11 @@ async def list_findings(
     incident_id: UUID | None = None,
     party: Annotated[str | None, Query(pattern=PARTY_PATTERN)] = None,
     rule: Annotated[str | None, Query(pattern=r"^R\d{1,2}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_FINDINGS_PAGE)] = FINDINGS_PAGE,
+    after: Annotated[
+        str | None,
+        Query(max_length=200, description="`next` of the page before: the findings after it"),
+    ] = None,
 ) -> FindingsOut:
     authorize(caller, Permission.READ_FINDINGS)
     query = select(findings).order_by(findings.c.found_at, findings.c.finding_id)
@@ -498,7 +506,36 @@ async def list_findings(
         query = query.where(findings.c.party == party)
     if rule is not None:
         query = query.where(findings.c.rule_id == rule)
-    return await findings_out(session, query)
+    if after is not None:
+        found_at, finding_id = page_position(after)
+        query = query.where(
+            tuple_(findings.c.found_at, findings.c.finding_id) > tuple_(found_at, finding_id)
+        )
+    rows = list((await session.execute(query.limit(limit + 1))).all())
+    page = await findings_out(session, rows[:limit])
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        page.next = page_cursor(last.found_at, last.finding_id)
+    return page
+
+
+def page_cursor(found_at: datetime, finding_id: UUID) -> str:
+    """Where a page of findings ends, opaque to the caller."""
+    return base64.urlsafe_b64encode(f"{found_at.isoformat()}|{finding_id}".encode()).decode()
+
+
+def page_position(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        found_at, finding_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(found_at), UUID(finding_id)
+    except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise Problem(
+            422,
+            "Invalid request",
+            "Fix these fields: after",
+            kind="validation-error",
+            errors=[{"field": "after", "in": "query", "message": "not a page position we gave"}],
+        ) from error
 
 
 @router.get(

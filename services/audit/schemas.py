@@ -131,6 +131,9 @@ class FindingOut(AccountabilityFinding):
 class FindingsOut(BaseModel):
     checkpoint: CheckpointOut | None
     findings: list[FindingOut]
+    next: str | None = Field(
+        default=None, description="more findings follow: pass this as `after` for the next page"
+    )
 
 
 class AccountabilityIn(BaseModel):

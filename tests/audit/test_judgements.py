@@ -207,3 +207,31 @@ async def test_r11_published_before_the_duty_was_done_is_shown_superseded_by_its
         assert shown["R11"]["superseded_by"] == late["finding_id"]
     both = (await audit.get(f"/v1/incidents/{incident_id}/findings")).json()["findings"]
     assert {f["rule_id"]: f["state"] for f in both} == {"R11": "SUPERSEDED", "R10": "OPEN"}
+
+
+async def test_the_list_of_findings_is_paged_and_a_page_position_is_checked(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    """Every finding once, in order, page by page; a position we did not give is a 422."""
+    audit = clients["audit"]
+    for _ in range(2):
+        await concealed_incident(clients)
+    whole = (await audit.get("/v1/findings", params={"limit": 500})).json()
+    assert len(whole["findings"]) >= 2 and whole["next"] is None
+    paged: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await audit.get(
+            "/v1/findings", params={"limit": 1, **({"after": cursor} if cursor else {})}
+        )
+        assert page.status_code == 200, page.text
+        paged += [finding["finding_id"] for finding in page.json()["findings"]]
+        cursor = page.json()["next"]
+        if cursor is None:
+            break
+    # Findings found meanwhile may only add to the end.
+    assert paged[: len(whole["findings"])] == [f["finding_id"] for f in whole["findings"]]
+    bad = await audit.get("/v1/findings", params={"after": "not-a-position"})
+    assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    too_many = await audit.get("/v1/findings", params={"limit": 501})
+    assert too_many.status_code == 422
