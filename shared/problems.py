@@ -157,3 +157,15 @@ def not_found(what: str, identifier: object) -> Problem:
     return Problem(
         404, f"{what} not found", f"No {what.lower()} with id {identifier}.", kind="not-found"
     )
+
+
+def invalid_field(field: str, message: str, where: str = "body") -> Problem:
+    """A 422 naming one field the framework's validation could not judge (a township the
+    directory does not know, a page position we did not give), shaped like its own 422s."""
+    return Problem(
+        422,
+        "Invalid request",
+        f"Fix these fields: {field}",
+        kind="validation-error",
+        errors=[{"field": field, "in": where, "message": message, "type": "value_error"}],
+    )

@@ -65,7 +65,7 @@ from shared.auth import Caller, authorize
 from shared.domain import PARTY_PATTERN
 from shared.events.models import AccountabilityFinding, AccountabilityRecorded, FindingReviewed
 from shared.pii import SUBJECT_FIELDS, SUBJECTS, PersonalDataKeyError, record_read
-from shared.problems import Problem, not_found
+from shared.problems import Problem, invalid_field, not_found
 from shared.runtime import runtime_of
 
 logger = logging.getLogger(__name__)
@@ -529,13 +529,7 @@ def page_position(cursor: str) -> tuple[datetime, UUID]:
         found_at, finding_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(found_at), UUID(finding_id)
     except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise Problem(
-            422,
-            "Invalid request",
-            "Fix these fields: after",
-            kind="validation-error",
-            errors=[{"field": "after", "in": "query", "message": "not a page position we gave"}],
-        ) from error
+        raise invalid_field("after", "not a page position we gave", "query") from error
 
 
 @router.get(

@@ -33,7 +33,7 @@ from shared import facts as incident_facts
 from shared.access import Permission
 from shared.auth import Caller, authorize
 from shared.directory import Directory
-from shared.problems import Problem, not_found
+from shared.problems import invalid_field, not_found
 from shared.runtime import DatabaseSession
 
 router = APIRouter(tags=["escalation"])
@@ -120,13 +120,7 @@ async def evaluate_report(body: EvaluateIn, request: Request, caller: Caller) ->
     directory, policy = directory_of(request), policy_of(request)
     township = directory.township(body.township)
     if township is None:
-        raise Problem(
-            422,
-            "Invalid request",
-            "Fix these fields: township",
-            kind="validation-error",
-            errors=[{"field": "township", "in": "body", "message": "unknown township"}],
-        )
+        raise invalid_field("township", "unknown township")
     authorize(caller, Permission.EVALUATE_POLICY, township.code)
     reported_at = body.reported_at or datetime.now(UTC)
     incident_id = uuid4()

@@ -84,6 +84,7 @@ class EvaluateIn(IncidentIn):
         ):
             raise ValueError("must lie between 2000-01-01 and a year from now")
         return value
+
     prior_signs: list[PriorSignsIn] = Field(
         default_factory=list, description="earlier reports of signs about these subjects (R17)"
     )

@@ -52,7 +52,7 @@ from shared.events.models import (
 from shared.ownership import Recording, closing_refusal, refusal
 from shared.pii import SUBJECT_FIELDS, PiiCipher, record_read, sealed_subjects
 from shared.privacy import masked_text
-from shared.problems import Problem, not_found
+from shared.problems import Problem, invalid_field, not_found
 from shared.reports import CLOCK_SKEW, FactsUpdate, IncidentIn, ReporterIn
 from shared.runtime import DatabaseSession, runtime_of
 
@@ -62,16 +62,6 @@ router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
 
 def directory_of(request: Request) -> Directory:
     return request.app.state.directory
-
-
-def invalid_field(field: str, message: str) -> Problem:
-    return Problem(
-        422,
-        "Invalid request",
-        f"Fix these fields: {field}",
-        kind="validation-error",
-        errors=[{"field": field, "in": "body", "message": message, "type": "value_error"}],
-    )
 
 
 def check_party(directory: Directory, party: str, field: str) -> None:
