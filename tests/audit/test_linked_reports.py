@@ -108,7 +108,6 @@ async def test_R20_links_show_on_both_incidents_and_R12_is_judged_on_the_event(
     findings = await eventually(
         lambda: audit.get("/v1/findings", params={"incident_id": str(kept)}),
         lambda response: any(f["rule_id"] == "R12" for f in response.json()["findings"]),
-        timeout=30,
     )
     (concealed,) = [f for f in findings.json()["findings"] if f["rule_id"] == "R12"]
     assert concealed["party"] == PPS

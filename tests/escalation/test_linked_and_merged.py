@@ -182,7 +182,7 @@ async def test_R20_a_linked_report_that_raises_the_phase_revises_duties_and_tell
         if o["escalated_from"] is None
     )
 
-    timeline = await timeline_with(fast["audit"], incident_id, "incident.updated", timeout=30)
+    timeline = await timeline_with(fast["audit"], incident_id, "incident.updated")
     [update] = updates_of(timeline, "LINKED")
     assert update["rule_id"] == "R19"
     assert f"TCG:{TUKE}" in update["recipients"]
@@ -289,9 +289,7 @@ async def test_R20_merge_moves_unique_duties_waives_doubled_and_unlink_restores_
     [reported_again] = find(restored, moved_from=activate_plan["id"])
     assert reported_again["status"] in OPEN and reported_again["notify"]
     await alerts_when(fast, merged_id, obligation_id=reported_again["id"])
-    timeline = await timeline_with(
-        fast["audit"], surviving_id, "incident.updated", at_least=2, timeout=30
-    )
+    timeline = await timeline_with(fast["audit"], surviving_id, "incident.updated", at_least=2)
     assert updates_of(timeline, "MERGED") and updates_of(timeline, "UNLINKED")
 
 
