@@ -17,7 +17,7 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.events.topics import ALL_TOPICS, dead_letter_topic
-from shared.kafka import create_producer
+from shared.kafka import connection_options, create_producer
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ async def replay(
     """Replay the dead letters of `topic` (only `consumer`'s, if named); returns how many."""
     # Assigned, not subscribed: no group rebalance to wait for, yet offsets are the group's.
     reader = AIOKafkaConsumer(
-        bootstrap_servers=settings.require_kafka(),
+        **connection_options(settings),
         group_id=replay_group(topic, consumer),
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -23,6 +23,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
 from opentelemetry.propagate import extract
@@ -135,9 +136,34 @@ class HandlerTable:
         )
 
 
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """How every client of this service (producer, consumers, admin, DLQ replay) meets the
+    broker: its address, and in production SASL/SCRAM over TLS as the service's own user."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.require_kafka(),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
+            raise RuntimeError(
+                f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
+        }
+    return options
+
+
 def create_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=settings.require_kafka(),
+        **connection_options(settings),
         client_id=client_id,
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
@@ -148,7 +174,7 @@ def create_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
 
 async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> None:
     """Create the topics (and their DLQs) with the configured partitions if missing."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.require_kafka())
+    admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -239,7 +265,7 @@ class EventConsumer:
 
     async def run(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.require_kafka(),
+            **connection_options(self._settings),
             group_id=self.name,
             client_id=self.name,
             enable_auto_commit=False,

@@ -26,6 +26,7 @@ from shared.access import Principal
 from shared.events import CloudEvent
 from shared.events.models import PersonalDataRead, Sealed
 from shared.messaging import Outbox
+from shared.production import Gap
 from shared.settings import Settings
 
 SEALED = "sealed"
@@ -37,6 +38,19 @@ SEALED_FIELDS = ("subjects", "location", "summary", "measures_taken", "persons_i
 
 class PersonalDataKeyError(RuntimeError):
     pass
+
+
+def production_gaps(settings: Settings) -> list[Gap]:
+    """A service that seals or opens personal data needs its keys, whole and consistent."""
+    if not settings.pii_keys:
+        return [Gap("PII_KEYS", "not set: personal data could be neither sealed nor opened")]
+    if settings.pii_current_key_id is None:
+        return [Gap("PII_CURRENT_KEY_ID", "not set: which key seals new personal data?")]
+    try:
+        PiiCipher.from_settings(settings)
+    except (PersonalDataKeyError, ValueError) as error:
+        return [Gap("PII_KEYS", str(error))]
+    return []
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from shared.domain import DEFAULT_COUNTY_TIME_ZONE
 
@@ -34,12 +36,31 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
+    # `production`: every secret and setting of docs/operations.md must be given, or the service
+    # stops at start naming what is missing (shared/production.py); no development default
+    # (generated keys, unsigned webhooks, a file channel) applies silently.
+    deployment_environment: Literal["development", "production"] = "development"
+
     database_url: str | None = None
+    # The login's password apart from the URL, as the database operator's Secret holds it;
+    # set, it replaces any password in `DATABASE_URL`.
+    database_password: SecretStr | None = None
+    # Migrations only: the service's runtime login, granted use of the tables the owner
+    # creates (shared/db.grant_runtime_access) and nothing more.
+    database_runtime_role: str | None = None
     # Every service session: a statement running longer is cancelled, a transaction left idle
     # longer is ended (its locks released).
     database_statement_timeout_seconds: float = Field(default=30.0, gt=0)
     database_idle_in_transaction_seconds: float = Field(default=60.0, gt=0)
     kafka_bootstrap_servers: str | None = None
+    # How clients meet the broker: PLAINTEXT locally; SASL_SSL with SCRAM in production, one
+    # user per service whose ACLs let it write only its own topic.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # The broker's certificate authority (PEM); unset, the system's.
+    kafka_ssl_cafile: Path | None = None
     # Tansu (the local broker) rejects InitProducerId, so idempotence stays a setting.
     kafka_enable_idempotence: bool = False
     # A consumer that stops heartbeating (a crashed process) loses its partitions after this;
@@ -178,7 +199,11 @@ class Settings(BaseSettings):
         """`DATABASE_URL` in the form SQLAlchemy's asyncpg dialect expects."""
         if not self.database_url:
             raise RuntimeError("DATABASE_URL is not set")
-        return to_asyncpg_url(self.database_url)
+        url = to_asyncpg_url(self.database_url)
+        if self.database_password is None:
+            return url
+        with_password = make_url(url).set(password=self.database_password.get_secret_value())
+        return with_password.render_as_string(hide_password=False)
 
     @cached_property
     def plain_database_url(self) -> str:

@@ -8,7 +8,12 @@ from functools import partial
 from fastapi import FastAPI
 
 from services.audit import api
-from services.audit.checkpoints import Checkpointer, load_signer, witness_keys
+from services.audit.checkpoints import (
+    Checkpointer,
+    load_signer,
+    signing_key_gaps,
+    witness_keys,
+)
 from services.audit.findings import FindingRules
 from services.audit.findings import compute as compute_findings
 from services.audit.follower import FindingsFollower, FindingsFunction, FollowerHealth
@@ -16,9 +21,11 @@ from services.audit.handlers import CONSUMER, AuditLog, BatchingConsumer
 from services.audit.metrics import AuditMetrics
 from services.audit.models import SCHEMA, messaging
 from services.audit.schemas import AuditContext
+from shared import pii
 from shared.directory import Directory
 from shared.events.topics import ALL_TOPICS
 from shared.pii import PiiCipher
+from shared.production import require_production_settings
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -43,6 +50,9 @@ def create_app(
     """The audit service; `findings_function` replaces the findings code (tests inject a
     defect with it: nothing in the settings can)."""
     settings = settings or Settings()
+    require_production_settings(
+        settings, "audit", [*pii.production_gaps(settings), *signing_key_gaps(settings)]
+    )
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
     signer = load_signer(settings)
     party_names = party_names_of(settings)

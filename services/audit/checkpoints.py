@@ -28,6 +28,7 @@ from services.audit.note import Checkpoint, Signer, Verifier
 from shared.events import CloudEvent
 from shared.events.models import LogCheckpoint
 from shared.messaging import Outbox
+from shared.production import Gap, file_gaps
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
 
@@ -38,6 +39,27 @@ CHECKPOINT_TYPE = LogCheckpoint.ce_type
 # DESIGN.md: checkpoints travel under the key `log`.
 CHECKPOINT_SUBJECT = "log"
 DEV_KEY_FILE = "audit-signing.key"
+
+
+def signing_key_gaps(settings: Settings) -> list[Gap]:
+    """Production signs with the log's own key, never one generated on the spot."""
+    if settings.audit_signing_key_seed:
+        return []
+    if settings.audit_signing_key_file is None:
+        return [
+            Gap(
+                "AUDIT_SIGNING_KEY_FILE",
+                "not set: checkpoints would be signed by a key generated on the spot, which no "
+                "witness or verifier knows",
+            )
+        ]
+    gaps = file_gaps("AUDIT_SIGNING_KEY_FILE", settings.audit_signing_key_file)
+    if not gaps:
+        try:
+            load_signer(settings)
+        except ValueError as error:
+            gaps.append(Gap("AUDIT_SIGNING_KEY_FILE", str(error)))
+    return gaps
 
 
 def load_signer(settings: Settings) -> Signer:

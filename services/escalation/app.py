@@ -14,12 +14,14 @@ from services.escalation.store import DEADLINES_CHANNEL, Store
 from shared.directory import Directory
 from shared.events import topics
 from shared.pgnotify import Wakeup
+from shared.production import require_production_settings
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    require_production_settings(settings, "escalation", ())
     directory = Directory.load(settings.directory_file)
     policy = Policy.load(settings.policy_file, settings.policy_overrides_file).model_copy(
         update={"time_zone": settings.county_time_zone}

@@ -6,16 +6,19 @@ from fastapi import FastAPI
 
 from services.intake import api, handlers
 from services.intake.models import SCHEMA, messaging
+from shared import pii
 from shared.correlation import Correlation
 from shared.directory import Directory
 from shared.events import topics
 from shared.pii import PiiCipher
+from shared.production import require_production_settings
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    require_production_settings(settings, "intake", pii.production_gaps(settings))
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
     runtime.add_consumer("intake.status-projection", [topics.ESCALATIONS], handlers.HANDLERS)
     app = create_service_app(

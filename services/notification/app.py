@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from services.notification import api
 from services.notification.ack import AckSigner
-from services.notification.channels.registry import build_channels
+from services.notification.channels.registry import build_channels, production_gaps
 from services.notification.dispatch import DISPATCH_CHANNEL, Dispatcher
 from services.notification.handlers import NotificationHandlers
 from services.notification.metrics import NotificationMetrics
@@ -18,6 +18,7 @@ from services.notification.templates import default_texts
 from shared.directory import Directory
 from shared.events import topics
 from shared.pgnotify import Wakeup
+from shared.production import require_production_settings
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -38,6 +39,7 @@ def ack_signer(settings: Settings) -> AckSigner:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     directory = Directory.load(settings.directory_file)
+    require_production_settings(settings, "notification", production_gaps(settings, directory))
     signer = ack_signer(settings)
     # A broken template file stops the start, not the first alert; times in the county's zone.
     texts = default_texts(settings.county_zone)

@@ -12,6 +12,8 @@ from services.notification.channels.gateways import AliyunSmsChannel, JsonGatewa
 from services.notification.channels.robots import DingTalkChannel, WeComChannel
 from services.notification.channels.webhook import SecretOf, WebhookChannel
 from services.notification.templates import Form
+from shared.directory import Directory
+from shared.production import Gap, public_url_gaps, secret_gaps
 from shared.settings import Settings
 
 
@@ -31,6 +33,79 @@ def secret_lookup(settings: Settings, fallback: bool) -> SecretOf:
         return per_address.get(address) or (default.encode() if default else None)
 
     return secret_of
+
+
+# What each gateway channel needs before it can send anything.
+GATEWAY_SETTINGS: dict[str, tuple[str, ...]] = {
+    "sms": ("notification_sms_url", "notification_sms_token"),
+    "voice": ("notification_voice_url", "notification_voice_token"),
+    "aliyun_sms": (
+        "notification_aliyun_access_key_id",
+        "notification_aliyun_access_key_secret",
+        "notification_aliyun_sms_sign_name",
+        "notification_aliyun_sms_template_code",
+    ),
+}
+
+
+def production_gaps(settings: Settings, directory: Directory) -> list[Gap]:
+    """What notification needs in production: one acknowledgement key for every replica, links
+    people can open, and for every contact of the directory a channel that really reaches
+    somebody, signed or encrypted where the channel can be."""
+    gaps = [
+        *secret_gaps(
+            "NOTIFICATION_ACK_SECRET",
+            settings.notification_ack_secret,
+            "each replica would sign acknowledgement links with its own random key, so an "
+            "acknowledgement reaching another replica is refused and the alert escalates",
+        ),
+        *public_url_gaps("NOTIFICATION_PUBLIC_BASE_URL", settings.notification_public_base_url),
+        *public_url_gaps("NOTIFICATION_RECORD_BASE_URL", settings.notification_record_base_url),
+    ]
+    secret = settings.notification_ack_secret
+    if secret is not None and len(secret.get_secret_value().encode()) < 32:
+        gaps.append(Gap("NOTIFICATION_ACK_SECRET", "shorter than 32 bytes"))
+    channels_used: dict[str, set[str]] = {}
+    for party in directory.parties:
+        if not party.drill_contacts:
+            gaps.append(
+                Gap(
+                    "DIRECTORY_FILE",
+                    f"party {party.code} has no drill_contacts: its drill alerts (R16) would go "
+                    "to the local file",
+                )
+            )
+        for contact in (*party.contacts, *party.drill_contacts):
+            channels_used.setdefault(contact.channel, set()).add(contact.address or "")
+    if "file" in channels_used:
+        gaps.append(Gap("DIRECTORY_FILE", "contacts use the file channel, which reaches nobody"))
+    signed = secret_lookup(settings, fallback=True)
+    unsigned = sorted(a for a in channels_used.get("webhook", ()) if signed(a) is None)
+    if unsigned:
+        gaps.append(
+            Gap(
+                "NOTIFICATION_WEBHOOK_SECRET",
+                f"webhook contacts {unsigned} would get unsigned alerts (no default or "
+                "per-contact secret)",
+            )
+        )
+    for channel, names in GATEWAY_SETTINGS.items():
+        if channel in channels_used:
+            gaps.extend(
+                Gap(name.upper(), f"contacts use the {channel} channel")
+                for name in names
+                if getattr(settings, name) in (None, "")
+            )
+    if "email" in channels_used and not (
+        settings.notification_smtp_starttls or settings.notification_smtp_tls
+    ):
+        gaps.append(
+            Gap(
+                "NOTIFICATION_SMTP_STARTTLS/NOTIFICATION_SMTP_TLS",
+                "e-mail contacts would be sent in plaintext SMTP",
+            )
+        )
+    return gaps
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
