@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -111,7 +112,8 @@ def alembic_config(settings: Settings, service: str) -> Config:
     config.set_main_option("script_location", str(REPOSITORY_ROOT / "shared" / "alembic"))
     config.set_main_option("version_locations", str(migrations_folder(service)))
     config.set_main_option("path_separator", "os")
-    config.set_main_option("sqlalchemy.url", settings.async_database_url)
+    # The option is interpolated: a percent-encoded password must keep its `%`.
+    config.set_main_option("sqlalchemy.url", settings.async_database_url.replace("%", "%%"))
     config.attributes["schema"] = service
     return config
 
@@ -124,8 +126,47 @@ def migration_head(settings: Settings, service: str) -> str | None:
 
 
 async def migrate(settings: Settings, service: str, revision: str = "head") -> None:
-    """Bring the service's schema to `revision`; Alembic's sync API runs in a worker thread."""
+    """Bring the service's schema to `revision`; Alembic's sync API runs in a worker thread.
+    With `DATABASE_RUNTIME_ROLE` set (the migration job), the service's runtime login is then
+    granted what it needs of the tables, and nothing it could rewrite the schema with."""
     await asyncio.to_thread(command.upgrade, alembic_config(settings, service), revision)
+    if settings.database_runtime_role:
+        await grant_runtime_access(settings, service, settings.database_runtime_role)
+
+
+# The runtime login reads and writes rows; it owns nothing, so it can neither alter a table,
+# disable a trigger nor truncate. A table guarded by an append-only trigger (the audit log's)
+# it may only read and add to.
+RUNTIME_GRANTS = (
+    'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"',
+    'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"',
+    'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA "{schema}" TO "{role}"',
+)
+APPEND_ONLY_TABLES = """
+SELECT c.relname, bool_or(p.proname = 'reject_change') AS append_only
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_trigger t ON t.tgrelid = c.oid AND NOT t.tgisinternal
+LEFT JOIN pg_proc p ON p.oid = t.tgfoid
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
+GROUP BY c.relname
+"""
+ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+async def grant_runtime_access(settings: Settings, schema: str, role: str) -> None:
+    if not ROLE_NAME.fullmatch(role):
+        raise ValueError(f"DATABASE_RUNTIME_ROLE {role!r} is not a plain lower-case role name")
+    connection = await asyncpg.connect(settings.plain_database_url)
+    try:
+        async with connection.transaction():
+            for grant in RUNTIME_GRANTS:
+                await connection.execute(grant.format(schema=schema, role=role))
+            for table, append_only in await connection.fetch(APPEND_ONLY_TABLES, schema):
+                rights = "SELECT, INSERT" if append_only else "SELECT, INSERT, UPDATE, DELETE"
+                await connection.execute(f'GRANT {rights} ON "{schema}"."{table}" TO "{role}"')
+    finally:
+        await connection.close()
 
 
 def autogenerate_revision(settings: Settings, service: str, message: str) -> None:

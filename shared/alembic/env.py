@@ -20,7 +20,13 @@ def _migrate(connection: Connection, schema: str) -> None:
     lock_id = zlib.crc32(f"migrate:{schema}".encode())
     connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
     try:
-        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        # In production the schema is the owner login's, made when the database was: that login
+        # may not create schemas, and IF NOT EXISTS would still ask it to.
+        present = connection.execute(
+            text("SELECT 1 FROM pg_namespace WHERE nspname = :schema"), {"schema": schema}
+        ).first()
+        if present is None:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
         connection.commit()
         context.configure(
             connection=connection,

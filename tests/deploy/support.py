@@ -7,10 +7,14 @@ import importlib.util
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import yaml
 
 from shared.settings import SERVICE_NAMES, Settings
 
@@ -37,12 +41,22 @@ def load_script(path: Path) -> ModuleType:
     return module
 
 
-renderer = load_script(K8S / "render.py")
+KUBECTL = shutil.which("kubectl")
+
+
+def kustomize(folder: Path) -> list[Resource]:
+    """What `kubectl kustomize` renders of a kustomization: the objects a cluster would get."""
+    if KUBECTL is None:
+        raise RuntimeError("kubectl (with kustomize) is needed to render deploy/k8s")
+    output = subprocess.run(
+        [KUBECTL, "kustomize", str(folder)], check=True, capture_output=True, text=True
+    ).stdout
+    return [document for document in yaml.safe_load_all(output) if document]
 
 
 @functools.cache
 def _rendered(variant: str) -> str:
-    return json.dumps(renderer.render(VARIANTS[variant]))
+    return json.dumps(kustomize(VARIANTS[variant]))
 
 
 def rendered(variant: str) -> list[Resource]:
@@ -85,6 +99,18 @@ def container_environment(resources: list[Resource], container: dict[str, Any]) 
     for variable in container.get("env", []):
         environment[variable["name"]] = variable.get("value", variable.get("valueFrom"))
     return environment
+
+
+def ingress_backend(resources: list[Resource], path: str) -> str | None:
+    (ingress,) = of_kind(resources, "Ingress")
+    matches = {
+        rule["backend"]["service"]["name"]
+        for host in ingress["spec"]["rules"]
+        for rule in host["http"]["paths"]
+        if re.fullmatch(rule["path"], path)
+    }
+    assert len(matches) <= 1, f"{path} matches {matches}"
+    return matches.pop() if matches else None
 
 
 def walk_strings(value: Any, path: str = "") -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from shared.events.topics import all_topics_with_dead_letters
+from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
 from shared.settings import SERVICE_NAMES, Settings
 from tests.deploy.support import (
     K8S,
@@ -22,6 +22,7 @@ from tests.deploy.support import (
     container_environment,
     dockerfile_path,
     exec_form,
+    ingress_backend,
     named,
     of_kind,
     parse_dockerfile,
@@ -45,7 +46,9 @@ PROMETHEUS = {
 }
 SECRETS = {"jwt-keys", "pii-key", "audit-signing-key", "notification-secrets"}
 DNS_1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-SECRET_NAMES = re.compile(r"PASSWORD|SECRET|TOKEN|KEY|DATABASE_URL|CREDENTIAL", re.IGNORECASE)
+# A URL may be given plainly when it holds no password (URL_WITH_PASSWORD); a `…_FILE` names
+# where a Secret is mounted, not the secret.
+SECRET_NAMES = re.compile(r"^(?!.*_FILE$).*(PASSWORD|SECRET|TOKEN|KEY|CREDENTIAL)", re.IGNORECASE)
 URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 
 
@@ -108,6 +111,7 @@ def check_cnpg_cluster(cluster: Resource) -> None:
         "affinity",
         "monitoring",
         "backup",
+        "managed",
     }
     assert set(spec) <= known, set(spec) - known
     assert isinstance(spec["instances"], int) and spec["instances"] >= 1
@@ -116,7 +120,25 @@ def check_cnpg_cluster(cluster: Resource) -> None:
     assert all(isinstance(v, str) for v in spec["postgresql"]["parameters"].values())
 
 
-CUSTOM_RESOURCES = {"KafkaTopic": check_kafka_topic, "Cluster": check_cnpg_cluster}
+def check_kafka_user(user: Resource) -> None:
+    assert user["apiVersion"] == "kafka.strimzi.io/v1beta2"
+    assert DNS_1123_SUBDOMAIN.fullmatch(user["metadata"]["name"])
+    assert user["metadata"]["labels"]["strimzi.io/cluster"]
+    spec = user["spec"]
+    assert spec["authentication"] == {"type": "scram-sha-512"}
+    assert spec["authorization"]["type"] == "simple"
+    for acl in spec["authorization"]["acls"]:
+        assert set(acl) == {"resource", "operations"}
+        assert acl["resource"]["type"] in ("topic", "group")
+        assert acl["resource"]["patternType"] in ("literal", "prefix")
+        assert set(acl["operations"]) <= {"Read", "Write", "Describe"}
+
+
+CUSTOM_RESOURCES = {
+    "KafkaTopic": check_kafka_topic,
+    "Cluster": check_cnpg_cluster,
+    "KafkaUser": check_kafka_user,
+}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -244,9 +266,14 @@ def test_environment_is_valid_settings_without_migrations_at_start(
     variables = environment(resources, deployment(resources, service))
     assert variables["MIGRATE_ON_STARTUP"] == "false"
     assert variables["OTEL_SERVICE_NAME"] == service
-    assert "secretKeyRef" in variables["DATABASE_URL"]
+    if variant == "prod":
+        # The service's own login; its password comes apart, from the operator's Secret.
+        assert variables["DATABASE_URL"].startswith(f"postgresql://{service}@")
+        assert variables["DATABASE_PASSWORD"]["secretKeyRef"]["key"] == "password"
+    else:
+        assert "secretKeyRef" in variables["DATABASE_URL"]
     plain = {name.lower(): value for name, value in variables.items() if isinstance(value, str)}
-    settings = Settings(**plain, database_url="postgresql://app@db/app")
+    settings = Settings(**{**plain, "database_url": "postgresql://app@db/app"})
     assert settings.kafka_bootstrap_servers
     assert str(settings.alerts_file).startswith("/tmp/"), "the root filesystem is read-only"
 
@@ -254,12 +281,14 @@ def test_environment_is_valid_settings_without_migrations_at_start(
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_config_files_are_the_repositorys_and_mounted_where_the_settings_say(variant: str) -> None:
     resources = rendered(variant)
+    # Production reaches the parties through its own directory; the others use the repository's.
+    directory = K8S / "overlays" / "prod" / "files" if variant == "prod" else REPOSITORY / "config"
     sources = {
-        "DIRECTORY_FILE": REPOSITORY / "config" / "directory.yaml",
+        "DIRECTORY_FILE": directory / "directory.yaml",
         "POLICY_FILE": REPOSITORY / "services" / "escalation" / "policy.yaml",
     }
     readers = {
-        "DIRECTORY_FILE": ("intake", "escalation", "notification"),
+        "DIRECTORY_FILE": ("intake", "escalation", "notification", "audit"),
         "POLICY_FILE": ("escalation",),
     }
     for variable, original in sources.items():
@@ -296,10 +325,14 @@ def test_a_job_migrates_each_schema_with_the_services_image(variant: str, servic
     assert container["command"] == ["python", "-m", "shared.db", "upgrade", service]
     assert container["image"] == main_container(deployment(resources, service))["image"]
     assert pod_spec(job)["restartPolicy"] in ("Never", "OnFailure")
-    assert (
-        environment(resources, job)["DATABASE_URL"]
-        == environment(resources, deployment(resources, service))["DATABASE_URL"]
-    )
+    job_database = environment(resources, job)["DATABASE_URL"]
+    service_database = environment(resources, deployment(resources, service))["DATABASE_URL"]
+    if variant == "prod":
+        # The schema's owner migrates and grants the service's login, which owns nothing.
+        assert job_database == service_database.replace(f"//{service}@", f"//{service}_owner@")
+        assert environment(resources, job)["DATABASE_RUNTIME_ROLE"] == service
+    else:
+        assert job_database == service_database
     assert pod_labels(job)["app.kubernetes.io/component"] == "migration"
     assert selects(PART_OF, pod_labels(job))
 
@@ -349,20 +382,41 @@ def secret_references(resources: list[Resource]) -> dict[str, set[str]]:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_secrets_are_referenced_by_name_where_needed(variant: str) -> None:
     references = secret_references(rendered(variant))
-    database = "correction-emergency-db-app" if variant == "prod" else "database"
-    assert references[database] == set(SERVICE_NAMES) | {f"{s}-migrate" for s in SERVICE_NAMES}
+    if variant == "prod":
+        # A login per service and per schema owner, a Kafka user per service.
+        databases = {f"correction-emergency-db-{s}" for s in SERVICE_NAMES} | {
+            f"correction-emergency-db-{s}-owner" for s in SERVICE_NAMES
+        }
+        for service in SERVICE_NAMES:
+            assert references[f"correction-emergency-db-{service}"] == {service}
+            assert references[f"correction-emergency-db-{service}-owner"] == {f"{service}-migrate"}
+            assert references[service] == {service}
+        assert references["events-cluster-ca-cert"] == set(SERVICE_NAMES)
+        expected = SECRETS | databases | set(SERVICE_NAMES) | {"events-cluster-ca-cert"}
+    else:
+        assert references["database"] == set(SERVICE_NAMES) | {
+            f"{s}-migrate" for s in SERVICE_NAMES
+        }
+        expected = SECRETS | {"database"}
     assert references["jwt-keys"] == set(SERVICE_NAMES)
     assert references["audit-signing-key"] == {"audit"}
     assert references["notification-secrets"] == {"notification"}
     # Who may open personal data: intake seals it, audit opens it for a report read with
     # pii:read; escalation and notification see masked events only.
     assert references["pii-key"] == {"intake", "audit"}
-    assert set(references) == SECRETS | {database}
+    assert set(references) == expected
 
 
 def test_readme_names_every_secret() -> None:
     readme = (K8S / "README.md").read_text(encoding="utf-8")
-    for name in SECRETS | {"database", "correction-emergency-db-app", "correction-emergency-tls"}:
+    prod = {
+        "database",
+        "correction-emergency-db-<service>",
+        "correction-emergency-db-<service>-owner",
+        "events-cluster-ca-cert",
+        "correction-emergency-tls",
+    }
+    for name in SECRETS | prod:
         assert f"`{name}`" in readme, name
 
 
@@ -502,10 +556,12 @@ def test_app_pods_reach_dns_kafka_and_postgresql(variant: str) -> None:
     resources = rendered(variant)
     for workload in workloads(resources):
         ports = egress_ports(policies_selecting(resources, pod_labels(workload)))
+        # Production meets Kafka on its TLS listener only.
+        kafka = 9093 if variant == "prod" else 9092
         if variant == "base":
-            assert {53, 9092} <= ports  # PostgreSQL differs per overlay
+            assert {53, kafka} <= ports  # PostgreSQL differs per overlay
         else:
-            assert {53, 9092, 5432} <= ports
+            assert {53, kafka, 5432} <= ports
     notification = pod_labels(deployment(resources, "notification"))
     assert 443 in egress_ports(policies_selecting(resources, notification))
     intake = pod_labels(deployment(resources, "intake"))
@@ -541,8 +597,14 @@ def test_prod_database_is_a_cloudnativepg_cluster_and_dev_an_external_url() -> N
     prod = rendered("prod")
     (cluster,) = of_kind(prod, "Cluster")
     assert cluster["spec"]["instances"] >= 3
-    reference = environment(prod, deployment(prod, "intake"))["DATABASE_URL"]["secretKeyRef"]
-    assert reference == {"name": f"{cluster['metadata']['name']}-app", "key": "uri"}
+    host = f"{cluster['metadata']['name']}-rw:5432"
+    for service in SERVICE_NAMES:
+        variables = environment(prod, deployment(prod, service))
+        assert variables["DATABASE_URL"] == f"postgresql://{service}@{host}/app"
+        assert variables["DATABASE_PASSWORD"]["secretKeyRef"] == {
+            "name": f"{cluster['metadata']['name']}-{service}",
+            "key": "password",
+        }
     dev = rendered("dev")
     assert not of_kind(dev, "Cluster")
     reference = environment(dev, deployment(dev, "intake"))["DATABASE_URL"]["secretKeyRef"]
@@ -573,18 +635,6 @@ ROUTES = {
     ("GET", "/docs"): None,
     ("GET", "/openapi.json"): None,
 }
-
-
-def ingress_backend(resources: list[Resource], path: str) -> str | None:
-    (ingress,) = of_kind(resources, "Ingress")
-    matches = {
-        rule["backend"]["service"]["name"]
-        for host in ingress["spec"]["rules"]
-        for rule in host["http"]["paths"]
-        if re.fullmatch(rule["path"], path)
-    }
-    assert len(matches) <= 1, f"{path} matches {matches}"
-    return matches.pop() if matches else None
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -624,3 +674,58 @@ def test_every_route_of_the_services_is_forwarded_to_its_own_service_or_not_at_a
                 assert {(m, path) for m in methods} & set(ROUTES), (
                     f"{methods} {path} is forwarded but not in ROUTES"
                 )
+
+
+# --- Kafka users ----------------------------------------------------------------------------
+
+
+def kafka_permissions(user: Resource) -> set[tuple[str, str, str, str]]:
+    return {
+        (acl["resource"]["type"], acl["resource"]["name"], acl["resource"]["patternType"], op)
+        for acl in user["spec"]["authorization"]["acls"]
+        for op in acl["operations"]
+    }
+
+
+def test_each_service_writes_only_its_own_topic_as_its_own_kafka_user() -> None:
+    """The KafkaUsers' ACLs against what the code produces and consumes."""
+    from shared.contracts import PRODUCERS, services
+
+    resources = rendered("prod")
+    consumers = {name: specs for name, (_, specs) in services().items()}
+    for service in SERVICE_NAMES:
+        variables = environment(resources, deployment(resources, service))
+        assert variables["KAFKA_SASL_USERNAME"] == service
+        permissions = kafka_permissions(named(resources, "KafkaUser", service))
+        read = {t for spec in consumers[service] for t in spec.topics}
+        written = {topic for topic, producer in PRODUCERS.items() if producer == service}
+        written |= {dead_letter_topic(topic) for topic in read}
+        assert {n for kind, n, _, op in permissions if kind == "topic" and op == "Write"} == written
+        assert {n for kind, n, _, op in permissions if kind == "topic" and op == "Read"} == read
+        groups = {(n, pattern) for kind, n, pattern, _ in permissions if kind == "group"}
+        assert groups == {(f"{service}.", "prefix")}
+        assert all(spec.group.startswith(f"{service}.") for spec in consumers[service])
+    # Nobody but notification may write what the escalation ladder acts on.
+    writers = {
+        user["metadata"]["name"]
+        for user in of_kind(resources, "KafkaUser")
+        if ("topic", "notifications.v1", "literal", "Write") in kafka_permissions(user)
+    }
+    assert writers == {"notification", "operations"}
+
+
+def test_prod_clients_meet_kafka_with_scram_over_tls() -> None:
+    from shared.kafka import connection_options
+
+    resources = rendered("prod")
+    variables = environment(resources, deployment(resources, "intake"))
+    plain = {name.lower(): value for name, value in variables.items() if isinstance(value, str)}
+    settings = Settings(**{**plain, "kafka_sasl_password": "from-the-secret"})
+    options = connection_options(settings.model_copy(update={"kafka_ssl_cafile": None}))
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
+        "intake",
+        "from-the-secret",
+    )
+    assert options["ssl_context"].verify_mode.name == "CERT_REQUIRED"

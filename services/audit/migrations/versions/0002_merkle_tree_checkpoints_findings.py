@@ -35,8 +35,11 @@ BEGIN
         CREATE ROLE audit_writer NOLOGIN;
     END IF;
     -- A login that is no superuser must belong to both: to own the tables' migrations and to
-    -- SET ROLE audit_writer for the service's own work.
-    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    -- SET ROLE audit_writer for the service's own work. Not so the owner's own login (a
+    -- production migration Job): the service then runs as another login, a member of
+    -- audit_writer only (deploy/k8s/overlays/prod/postgres-cluster.yaml).
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       AND current_user <> 'audit_owner' THEN
         EXECUTE format('GRANT audit_owner, audit_writer TO %I', current_user);
     END IF;
 END
