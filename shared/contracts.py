@@ -51,11 +51,6 @@ PRODUCERS: dict[str, str] = {
     topics.NOTIFICATIONS: "notification",
     topics.AUDIT: "audit",
 }
-# Types another service publishes on a topic it does not own: a read of personal data leaves
-# the same trace whichever service served it (audit's investigation report with pii:read).
-ALSO_SENT: dict[str, dict[str, tuple[str, ...]]] = {
-    topics.INCIDENTS: {"audit": ("incident.personal_data_read",)},
-}
 TOPIC_DESCRIPTIONS: dict[str, str] = {
     topics.INCIDENTS: "Reports (首报), recorded actions and follow-ups (续报) or corrections.",
     topics.ESCALATIONS: "Routing decisions under the response plan: obligations, their "
@@ -329,14 +324,6 @@ def asyncapi_document(specs: Sequence[ConsumerSpec]) -> dict[str, Any]:
             "publishes them in order, keyed by incident.",
             "messages": topic_messages,
         }
-        for sender, sent in ALSO_SENT.get(topic, {}).items():
-            operations[f"{sender}.send.{topic}"] = {
-                "action": "send",
-                "channel": _ref("channels", topic),
-                "title": f"{sender} publishes {', '.join(sent)} on {topic}",
-                "summary": f"{sender} writes these events with the read they record (outbox).",
-                "messages": [_ref("channels", topic, "messages", t) for t in sent],
-            }
         for spec in readers[topic]:
             handled = [t for t in types_of[topic] if t in spec.handlers.handled]
             ignored = [t for t in types_of[topic] if t in spec.handlers.ignored]

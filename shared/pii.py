@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.access import Principal
 from shared.events import CloudEvent
-from shared.events.models import PersonalDataRead, Sealed
+from shared.events.models import PersonalDataRead, PersonalDataReadInAudit, Sealed
 from shared.messaging import Outbox
 from shared.production import Gap
 from shared.settings import Settings
@@ -140,8 +140,10 @@ async def record_read(
     reader: Principal,
     fields: tuple[str, ...],
 ) -> None:
-    """Stage `incident.personal_data_read` in the transaction that serves the read."""
-    read = PersonalDataRead(
+    """Stage the trace of the read in the transaction that serves it, on the serving service's
+    own topic: `incident.personal_data_read` from intake, `audit.personal_data_read` from audit."""
+    trace = PersonalDataReadInAudit if source == "audit" else PersonalDataRead
+    read = trace(
         incident_id=incident_id,
         party=reader.party,
         subject=reader.subject,

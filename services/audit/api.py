@@ -641,7 +641,7 @@ async def subjects_in_clear(
     events: list[LoggedEvent],
 ) -> tuple[list[dict] | None, str | None]:
     """The incident's subjects opened from the sealed copy its reports carry, for a caller who
-    may read personal data, the read staged as incident.personal_data_read in the same
+    may read personal data, the read staged as audit.personal_data_read in the same
     transaction; otherwise None (masked), and for such a caller why nothing was opened."""
     if not caller.may_read_personal_data:
         return None, None

@@ -378,7 +378,7 @@ def person_of(event: LoggedEvent) -> str:
         case "incident.linked":
             linked = data.get("report")
             return (linked["reporter"].get("name") if linked else data.get("actor_name")) or "—"
-        case "incident.personal_data_read":
+        case "incident.personal_data_read" | "audit.personal_data_read":
             return data.get("subject") or "—"
     return "—"
 
@@ -549,7 +549,7 @@ def describe(event: LoggedEvent, duties: Duties) -> tuple[str | None, str]:
         case "action.rejected":
             action = ACTION_NAMES_ZH.get(data["action"], data["action"])
             return None, f"记录未被接受：{action}（{data['reason']}）"
-        case "incident.personal_data_read":
+        case "incident.personal_data_read" | "audit.personal_data_read":
             read = "、".join(READ_FIELD_NAMES_ZH.get(name, name) for name in data["fields"])
             return data["party"], f"查阅个人信息明文：{read}"
         case "audit.finding":

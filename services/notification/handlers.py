@@ -47,6 +47,7 @@ from shared.events.models import (
     ObligationMet,
     ObligationOmitted,
     ObligationWaived,
+    PersonalDataReadInAudit,
 )
 from shared.kafka import HandlerTable, RecordPosition
 from shared.messaging import Outbox
@@ -101,6 +102,7 @@ class NotificationHandlers:
                     LogCheckpoint.ce_type,
                     AccountabilityFinding.ce_type,
                     FindingReviewed.ce_type,
+                    PersonalDataReadInAudit.ce_type,
                 }
             ),
         )

@@ -226,6 +226,13 @@ class PersonalDataRead(EventData):
     read_at: AwareDatetime
 
 
+class PersonalDataReadInAudit(PersonalDataRead):
+    """The same trace, left by the audit service when a timeline, export or investigation
+    report is read in clear: on audit's own topic, since each service writes only its own."""
+
+    ce_type: ClassVar[str] = "audit.personal_data_read"
+
+
 # --- escalations.v1 ---------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """The investigation report with personal data: the banner office's reader holding pii:read
 gets the subjects in clear (name, 编号, full ID number) as the report to the city office needs,
 opened from the sealed copy intake put on its events, and the read is logged as
-incident.personal_data_read; everyone else, and every topic, sees them masked only."""
+audit.personal_data_read (on audit's own topic); everyone else, and every topic, sees them masked only."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def reads_by_audit(timeline: httpx.Response) -> list[dict]:
     return [
         entry
         for entry in timeline.json()["entries"]
-        if entry["ce_type"] == "incident.personal_data_read" and entry["ce_source"] == "audit"
+        if entry["ce_type"] == "audit.personal_data_read" and entry["ce_source"] == "audit"
     ]
 
 
@@ -78,7 +78,7 @@ async def test_a_reader_with_pii_read_gets_the_subjects_in_clear_and_the_read_is
     (read,) = reads_by_audit(timeline)
     assert read["event"]["data"]["party"] == "BJO"
     assert read["event"]["data"]["fields"] == ["subjects.name", "subjects.id_number"]
-    assert count_of("incident.personal_data_read", timeline) == 1
+    assert count_of("audit.personal_data_read", timeline) == 1
 
     # Every event of the incident, on every topic, carries the subjects masked or sealed only.
     assert [clear for clear in (*FIRST, *ADDED) if clear in timeline.text] == []
