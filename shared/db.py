@@ -113,6 +113,8 @@ def alembic_config(settings: Settings, service: str) -> Config:
     config.set_main_option("path_separator", "os")
     config.set_main_option("sqlalchemy.url", settings.async_database_url)
     config.attributes["schema"] = service
+    # A migration that seals rows already written needs the service's keys (intake's 0007).
+    config.attributes["settings"] = settings
     return config
 
 

@@ -51,7 +51,7 @@ from shared.events.models import (
 )
 from shared.ownership import Recording, closing_refusal, refusal
 from shared.pii import SUBJECT_FIELDS, PiiCipher, record_read, sealed_subjects
-from shared.privacy import masked_text
+from shared.privacy import masked_name, masked_phone, masked_text
 from shared.problems import Problem, invalid_field, not_found
 from shared.reports import CLOCK_SKEW, FactsUpdate, IncidentIn, ReporterIn
 from shared.runtime import DatabaseSession, runtime_of
@@ -164,7 +164,8 @@ async def report_incident(
     if match is not None:
         return await _link_report(session, request, response, body, facts, match, now)
 
-    sealed = cipher_of(request).seal_subjects(facts)
+    cipher = cipher_of(request)
+    sealed = cipher.seal_subjects(facts)
     reporter = body.reporter.model_dump(mode="json")
     await session.execute(
         incidents.insert().values(
@@ -173,7 +174,7 @@ async def report_incident(
             phase=body.phase,
             township_code=township.code,
             facts=sealed,
-            reporter=reporter,
+            reporter=cipher.seal_reporter(reporter),
             status=LifecycleStatus.REPORTED,
             reported_at=now,
         )
@@ -186,7 +187,7 @@ async def report_incident(
             kind="INITIAL",
             changes=sealed,
             previous={},
-            reporter=reporter,
+            reporter=cipher.seal_reporter(reporter),
             filed_at=now,
         )
     )
@@ -414,10 +415,21 @@ def masked_or_none(text: str | None, names: tuple[str, ...]) -> str | None:
 
 
 def action_out(row: Any) -> ActionOut:
-    """An action as shown: on whose behalf, why and to whom, with the addressee's column."""
+    """An action as shown: on whose behalf, why and to whom, with the addressee's column
+    (`actor_name` and `note` as given: a stored row's are sealed, `get_incident` opens them)."""
     values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
     values["to"] = values.pop("to_party", None)
     return ActionOut.model_validate(values)
+
+
+# Columns of an action sealed at rest, each under its own name.
+SEALED_ACTION_COLUMNS = ("actor_name", "note")
+
+
+def masked_reporter(reporter: dict[str, Any]) -> dict[str, Any]:
+    """A reporter as anyone without pii:read sees it: the phone masked."""
+    phone = reporter.get("phone")
+    return {**reporter, "phone": masked_phone(phone)} if phone else reporter
 
 
 STATUS_CONFLICT = {
@@ -496,7 +508,13 @@ async def record_action(
         "reason": body.reason,
         "to_party": body.to,
     }
-    await session.execute(actions.insert().values(**row))
+    cipher = cipher_of(request)
+    await session.execute(
+        actions.insert().values(
+            # Personal data at rest is sealed: the actor's name and what the note says.
+            {**row, **{name: cipher.seal_value(row[name], name) for name in SEALED_ACTION_COLUMNS}}
+        )
+    )
     if transition.changed:
         # Moved at once, so the caller's next action is judged against where this one led;
         # escalation's status change for this action carries the same time and confirms it.
@@ -507,7 +525,7 @@ async def record_action(
                 status=transition.status, status_reason=transition.reason, status_changed_at=now
             )
         )
-    names = subject_names(cipher_of(request).open_subjects(incident.facts))
+    names = subject_names(cipher.open_subjects(incident.facts))
     event = ActionRecorded(
         incident_id=incident_id,
         action_id=action_id,
@@ -580,8 +598,8 @@ async def _file(
             kind=body.kind,
             changes=cipher.seal_subjects(changes),
             previous=cipher.seal_subjects(previous),
-            reporter=reporter,
-            text=body.text,
+            reporter=cipher.seal_reporter(reporter),
+            text=cipher.seal_value(body.text, "text"),
             reason=body.reason,
             filed_at=now,
         )
@@ -692,6 +710,21 @@ async def get_incident(
     def shown_text(text: str | None) -> str | None:
         return text if unmasked else masked_or_none(text, names)
 
+    def shown_reporter(stored: dict) -> dict:
+        reporter = cipher.open_subjects(stored)
+        return reporter if unmasked else masked_reporter(reporter)
+
+    def shown_action(row: Row) -> ActionOut:
+        actor_name = cipher.open_value(row.actor_name, "actor_name")
+        return action_out(
+            {
+                **row._mapping,
+                "actor_name": actor_name if unmasked else masked_name(actor_name),
+                "note": shown_text(cipher.open_value(row.note, "note")),
+                "reason": shown_text(row.reason),
+            }
+        )
+
     if unmasked:
         await record_read(
             runtime_of(request).outbox,
@@ -707,23 +740,18 @@ async def get_incident(
         status_reason=incident.status_reason,
         status_changed_at=incident.status_changed_at,
         reported_at=incident.reported_at,
-        reporter=incident.reporter,
+        reporter=shown_reporter(incident.reporter),
         facts=shown(incident.facts),
         personal_data="shown" if unmasked else "masked",
-        actions=[
-            action_out(row).model_copy(
-                update={"note": shown_text(row.note), "reason": shown_text(row.reason)}
-            )
-            for row in action_rows
-        ],
+        actions=[shown_action(row) for row in action_rows],
         reports=[
             ReportOut(
                 id=row.id,
                 kind=row.kind,
                 changes=shown(row.changes),
                 previous=shown(row.previous),
-                reporter=row.reporter,
-                text=shown_text(row.text),
+                reporter=shown_reporter(row.reporter),
+                text=shown_text(cipher.open_value(row.text, "text")),
                 reason=shown_text(row.reason),
                 filed_at=row.filed_at,
                 stated=shown(row.stated) if row.stated is not None else None,

@@ -354,9 +354,10 @@ def test_secrets_are_referenced_by_name_where_needed(variant: str) -> None:
     assert references["jwt-keys"] == set(SERVICE_NAMES)
     assert references["audit-signing-key"] == {"audit"}
     assert references["notification-secrets"] == {"notification"}
-    # Who may open personal data: intake seals it, audit opens it for a report read with
-    # pii:read; escalation and notification see masked events only.
-    assert references["pii-key"] == {"intake", "audit"}
+    # Who may open personal data: intake seals it (and its migration seals rows written
+    # before a field was sealed), audit opens it for a report read with pii:read; escalation
+    # and notification see masked events only and keep no clear personal data.
+    assert references["pii-key"] == {"intake", "intake-migrate", "audit"}
     assert set(references) == SECRETS | {database}
 
 
