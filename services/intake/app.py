@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.intake import api, handlers
+from services.intake import api, handlers, retention
 from services.intake.models import SCHEMA, messaging
 from shared.correlation import Correlation
 from shared.directory import Directory
 from shared.events import topics
 from shared.pii import PiiCipher
+from shared.retention import retention_worker
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -18,6 +19,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
     runtime.add_consumer("intake.status-projection", [topics.ESCALATIONS], handlers.HANDLERS)
+    runtime.add_worker("retention", retention_worker(runtime, retention.purges(settings)))
     app = create_service_app(
         runtime,
         title="Intake",

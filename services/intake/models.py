@@ -128,4 +128,5 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("incident_id", UUID(as_uuid=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_idempotency_keys_created", "created_at"),
 )

@@ -7,7 +7,7 @@ import logging
 
 from fastapi import FastAPI
 
-from services.notification import api
+from services.notification import api, retention
 from services.notification.ack import AckSigner
 from services.notification.channels.registry import build_channels
 from services.notification.dispatch import DISPATCH_CHANNEL, Dispatcher
@@ -18,6 +18,7 @@ from services.notification.templates import default_texts
 from shared.directory import Directory
 from shared.events import topics
 from shared.pgnotify import Wakeup
+from shared.retention import retention_worker
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await channel.close()
 
     runtime.add_worker("dispatcher", dispatch)
+    runtime.add_worker("retention", retention_worker(runtime, retention.purges(settings)))
     app = create_service_app(
         runtime,
         title="Notification",
