@@ -8,7 +8,7 @@ from typing import Annotated
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from services.escalation.models import drills, incidents, obligations
 from services.escalation.rules import (
@@ -66,6 +66,9 @@ async def list_obligations(
     limit: Limit = PAGE,
     after: After = None,
 ) -> ObligationsOut:
+    # One snapshot for the incident and its obligations: a deadline or timer firing between
+    # the two reads would show its obligations beside the status they changed, not the new one.
+    await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
     incident = (
         await session.execute(select(incidents).where(incidents.c.id == incident_id))
     ).first()
