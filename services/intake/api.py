@@ -427,8 +427,19 @@ def action_out(row: Any) -> ActionOut:
     return ActionOut.model_validate(values)
 
 
-# Columns of an action sealed at rest, each under its own name.
+# Columns of an action, and of a link, sealed at rest, each under its own name.
 SEALED_ACTION_COLUMNS = ("actor_name", "note")
+SEALED_LINK_COLUMNS = ("actor_name", "unlinked_actor_name")
+
+
+def sealed_columns(
+    cipher: PiiCipher, row: dict[str, Any], columns: tuple[str, ...]
+) -> dict[str, Any]:
+    """`row` as stored: its `columns` (those it has) sealed."""
+    return {
+        **row,
+        **{name: cipher.seal_value(row[name], name) for name in columns if name in row},
+    }
 
 
 def masked_reporter(reporter: dict[str, Any]) -> dict[str, Any]:
@@ -515,10 +526,8 @@ async def record_action(
     }
     cipher = cipher_of(request)
     await session.execute(
-        actions.insert().values(
-            # Personal data at rest is sealed: the actor's name and what the note says.
-            {**row, **{name: cipher.seal_value(row[name], name) for name in SEALED_ACTION_COLUMNS}}
-        )
+        # Personal data at rest is sealed: the actor's name and what the note says.
+        actions.insert().values(sealed_columns(cipher, row, SEALED_ACTION_COLUMNS))
     )
     if transition.changed:
         # Moved at once, so the caller's next action is judged against where this one led;
@@ -707,6 +716,9 @@ class Shown:
             }
         )
 
+    def link(self, row: Row) -> LinkOut:
+        return link_out(row, self.cipher, masked=not self.unmasked)
+
     def report(self, row: Row) -> ReportOut:
         return ReportOut(
             id=row.id,
@@ -798,7 +810,7 @@ async def get_incident(
         reports=[shown.report(row) for row in report_page.items],
         reports_next=report_page.next,
         merged_into=incident.merged_into,
-        links=[link_out(row) for row in await linking.links_of(session, incident_id)],
+        links=[shown.link(row) for row in await linking.links_of(session, incident_id)],
     )
 
 
@@ -855,8 +867,13 @@ async def list_actions(
 LINKING_PARTIES = frozenset({PartyKind.TCG, PartyKind.BLO})
 
 
-def link_out(row: Row) -> LinkOut:
-    return LinkOut.model_validate(dict(row._mapping))
+def link_out(row: Row, cipher: PiiCipher, *, masked: bool = False) -> LinkOut:
+    """A link as stored, its decider's name opened (and masked for a reader without
+    pii:read)."""
+    actor_name = cipher.open_value(row.actor_name, "actor_name")
+    return LinkOut.model_validate(
+        {**row._mapping, "actor_name": masked_name(actor_name) if masked else actor_name}
+    )
 
 
 @router.get(
@@ -1015,7 +1032,9 @@ async def _link(
         "previous": cipher.seal_subjects(previous),
         "linked_at": now,
     }
-    await session.execute(incident_links.insert().values(**row))
+    await session.execute(
+        incident_links.insert().values(sealed_columns(cipher, row, SEALED_LINK_COLUMNS))
+    )
     fact_fields = linking.fact_fields(cipher, facts, changes, previous, names)
     event: IncidentLinked | IncidentMerged
     if body.action == "MERGE":
@@ -1074,7 +1093,9 @@ async def _unlink(
         "unlink_reason": body.reason,
     }
     await session.execute(
-        update(incident_links).where(incident_links.c.id == link.id).values(**undone)
+        update(incident_links)
+        .where(incident_links.c.id == link.id)
+        .values(sealed_columns(cipher, undone, SEALED_LINK_COLUMNS))
     )
     names = subject_names(facts)
     event = IncidentUnlinked(
@@ -1089,7 +1110,7 @@ async def _unlink(
         **linking.fact_fields(cipher, facts, changes, previous, names),
     )
     await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, link.incident_id))
-    return link_out(link).model_copy(
+    return link_out(link, cipher).model_copy(
         update={"unlinked_at": now, "unlinked_by": body.party, "unlink_reason": body.reason}
     )
 
@@ -1140,7 +1161,9 @@ async def _split(
         "unlinked_actor_name": body.actor_name,
         "unlink_reason": body.reason,
     }
-    await session.execute(incident_links.insert().values(**row))
+    await session.execute(
+        incident_links.insert().values(sealed_columns(cipher, row, SEALED_LINK_COLUMNS))
+    )
     await outbox.add(session, CloudEvent.new(SOURCE, split.reported, split.incident_id))
     event = IncidentUnlinked(
         incident_id=incident.id,

@@ -28,6 +28,7 @@ SEALED_FIELD_COLUMNS: dict[Table, tuple[str, ...]] = {
 SEALED_VALUE_COLUMNS: dict[Table, tuple[str, ...]] = {
     reports: ("text",),
     actions: ("actor_name", "note"),
+    incident_links: ("actor_name", "unlinked_actor_name"),
 }
 
 

@@ -92,6 +92,39 @@ async def test_texts_notes_actors_and_phones_are_sealed_at_rest_and_shown_only_w
     assert (arrived["actor_name"], arrived["note"]) == (ACTOR, NOTE)
 
 
+async def test_who_linked_or_unlinked_incidents_is_sealed_and_masked_without_pii_read(
+    clients: dict[str, httpx.AsyncClient], infra_settings: Settings
+) -> None:
+    first, second = await report(clients), await report(clients)
+    for action in ("LINK", "UNLINK"):
+        decided = await clients["intake"].post(
+            f"/v1/incidents/{first}/links",
+            json={
+                "action": action,
+                "incident_id": second,
+                "party": "BLO",
+                "actor_name": ACTOR,
+                "reason": "经核实",
+            },
+        )
+        assert decided.status_code in (200, 201), decided.text
+        assert decided.json()["actor_name"] == ACTOR  # the decider's own answer
+    connection = await asyncpg.connect(infra_settings.plain_database_url)
+    try:
+        stored = await connection.fetchrow(
+            "SELECT actor_name::text, unlinked_actor_name::text FROM intake.incident_links "
+            "WHERE incident_id = $1",
+            uuid.UUID(first),
+        )
+    finally:
+        await connection.close()
+    assert ACTOR not in str(dict(stored)) and '"sealed"' in stored["unlinked_actor_name"]
+    (masked,) = (await clients["intake"].get(f"/v1/incidents/{first}")).json()["links"]
+    assert masked["actor_name"] == "赵**"
+    shown = await clients["intake"].get(f"/v1/incidents/{first}", headers=PII_READER)
+    assert shown.json()["links"][0]["actor_name"] == ACTOR
+
+
 async def test_escalation_keeps_of_a_reporter_only_the_party(
     clients: dict[str, httpx.AsyncClient], infra_settings: Settings
 ) -> None:
@@ -132,7 +165,13 @@ async def scratch_database(settings: Settings, keys: dict[str, str]) -> AsyncIte
 
 async def write_clear_rows(url: str) -> dict[str, Any]:
     """An incident, a follow-up and an action as intake wrote them before 0007: in clear."""
-    ids = {"incident": uuid.uuid4(), "report": uuid.uuid4(), "action": uuid.uuid4()}
+    ids = {
+        "incident": uuid.uuid4(),
+        "other": uuid.uuid4(),
+        "report": uuid.uuid4(),
+        "action": uuid.uuid4(),
+        "link": uuid.uuid4(),
+    }
     reporter = json.dumps({"party": "SFS:150626102", "name": "李明", "phone": PHONE})
     now = datetime.now(UTC)
     connection = await asyncpg.connect(url)
@@ -152,6 +191,26 @@ async def write_clear_rows(url: str) -> dict[str, Any]:
             ids["incident"],
             reporter,
             TEXT,
+            now,
+        )
+        for incident in ("incident", "other"):
+            await connection.execute(
+                "INSERT INTO intake.incidents (id, category, phase, township_code, facts, "
+                "reporter, status, reported_at) VALUES ($1, 'VIOLENCE', 'IN_PROGRESS', "
+                '\'150626102\', \'{}\', \'{"party": "BLO", "name": "值班员"}\', '
+                "'REPORTED', $2) ON CONFLICT DO NOTHING",
+                ids[incident],
+                now,
+            )
+        await connection.execute(
+            "INSERT INTO intake.incident_links (id, incident_id, linked_incident_id, kind, "
+            "party, actor_name, reason, changes, previous, linked_at, unlinked_at, "
+            "unlinked_by, unlinked_actor_name, unlink_reason) VALUES ($1, $2, $3, 'LINK', "
+            "'BLO', $4, '经核实', '{}', '{}', $5, $5, 'BLO', $4, '并非同一事件')",
+            ids["link"],
+            ids["incident"],
+            ids["other"],
+            ACTOR,
             now,
         )
         await connection.execute(
@@ -175,11 +234,15 @@ async def sealed_columns(settings: Settings) -> list[Any]:
         return [
             json.loads(value)
             for value in (
-                await connection.fetchval("SELECT reporter FROM intake.incidents"),
+                await connection.fetchval(
+                    "SELECT reporter FROM intake.incidents WHERE reporter ? 'phone'"
+                ),
                 await connection.fetchval("SELECT reporter FROM intake.reports"),
                 await connection.fetchval("SELECT text FROM intake.reports"),
                 await connection.fetchval("SELECT note FROM intake.actions"),
                 await connection.fetchval("SELECT actor_name FROM intake.actions"),
+                await connection.fetchval("SELECT actor_name FROM intake.incident_links"),
+                await connection.fetchval("SELECT unlinked_actor_name FROM intake.incident_links"),
             )
         ]
     finally:
@@ -199,14 +262,25 @@ async def test_the_migration_seals_rows_written_before_and_a_rotation_reseals_th
         await write_clear_rows(settings.plain_database_url)
         await migrate(settings, "intake")
 
-        reporter, report_reporter, text, note, actor = await sealed_columns(settings)
-        for value in (text, note, actor, reporter["phone"], report_reporter["phone"]):
+        reporter, report_reporter, text, note, actor, linker, unlinker = await sealed_columns(
+            settings
+        )
+        for value in (
+            text,
+            note,
+            actor,
+            linker,
+            unlinker,
+            reporter["phone"],
+            report_reporter["phone"],
+        ):
             assert set(value) == {"sealed"} and value["sealed"]["kid"] == first
         assert reporter["name"] == "李明"  # the officer's name: shown to whoever reads it
         cipher = PiiCipher.from_settings(settings)
         assert cipher.open_value(text, "text") == TEXT
         assert cipher.open_value(note, "note") == NOTE
         assert cipher.open_value(actor, "actor_name") == ACTOR
+        assert cipher.open_value(unlinker, "unlinked_actor_name") == ACTOR
         assert cipher.open_subjects(reporter)["phone"] == PHONE
 
         rotated = settings.model_copy(
@@ -215,10 +289,20 @@ async def test_the_migration_seals_rows_written_before_and_a_rotation_reseals_th
                 "pii_current_key_id": "rotated-2",
             }
         )
-        assert await reseal(rotated) == 3  # the incident, its report, its action
+        assert await reseal(rotated) == 4  # the incident, its report, its action, the link
         assert await reseal(rotated) == 0
-        reporter, report_reporter, text, note, actor = await sealed_columns(settings)
-        for value in (text, note, actor, reporter["phone"], report_reporter["phone"]):
+        reporter, report_reporter, text, note, actor, linker, unlinker = await sealed_columns(
+            settings
+        )
+        for value in (
+            text,
+            note,
+            actor,
+            linker,
+            unlinker,
+            reporter["phone"],
+            report_reporter["phone"],
+        ):
             assert value["sealed"]["kid"] == "rotated-2"
         assert PiiCipher.from_settings(rotated).open_value(note, "note") == NOTE
 

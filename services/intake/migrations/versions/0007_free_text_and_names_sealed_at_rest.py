@@ -1,4 +1,4 @@
-"""report texts, action notes, actors' names and reporters' phones sealed at rest
+"""report texts, action notes, actors' names (of actions and links) and reporters' phones sealed
 
 The columns become JSONB holding `{"sealed": {kid, nonce, ct}}` (shared/pii.py), and the rows
 written before are sealed here with the current personal-data key: the migration of intake
@@ -24,7 +24,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # Columns holding one value each, sealed under the column's name.
-VALUE_COLUMNS = {"reports": ("text",), "actions": ("note", "actor_name")}
+VALUE_COLUMNS = {
+    "reports": ("text",),
+    "actions": ("note", "actor_name"),
+    "incident_links": ("actor_name", "unlinked_actor_name"),
+}
 # Columns holding a reporter, whose phone is sealed.
 REPORTER_TABLES = ("incidents", "reports")
 
@@ -103,7 +107,7 @@ def downgrade() -> None:
             op.alter_column(
                 table,
                 column,
-                type_=sa.String(length=64) if column == "actor_name" else sa.Text(),
+                type_=sa.String(length=64) if column.endswith("actor_name") else sa.Text(),
                 postgresql_using=f"{column} #>> '{{}}'",
                 schema="intake",
             )
