@@ -54,7 +54,7 @@ from shared.events.models import (
     ReportFiled,
 )
 from shared.ownership import Recording, closing_refusal, refusal
-from shared.paging import PAGE, After, Limit, items_page, rows_page
+from shared.paging import PAGE, After, Limit, Page, items_page, rows_page
 from shared.pii import SUBJECT_FIELDS, PiiCipher, record_read, sealed_subjects
 from shared.privacy import masked_name, masked_phone, masked_text
 from shared.problems import Problem, invalid_field, not_found
@@ -814,6 +814,21 @@ async def get_incident(
     )
 
 
+async def _shown_page(
+    session: AsyncSession,
+    request: Request,
+    caller: Principal,
+    incident_id: UUID,
+    listing: tuple[Select, tuple[Column, ...]],
+    limit: int,
+    after: str | None,
+) -> tuple[Shown, Page[Row]]:
+    """A page of one of the incident's lists, and how the caller sees its personal data."""
+    incident = await _readable_incident(session, incident_id, caller)
+    page = await rows_page(session, *listing, limit, after)
+    return await _shown_to(session, request, incident, caller), page
+
+
 @router.get(
     "/{incident_id}/reports",
     summary="The incident's reports (首报, 续报, corrections, linked reports) as filed; paged "
@@ -827,9 +842,9 @@ async def list_reports(
     limit: Limit = PAGE,
     after: After = None,
 ) -> ReportList:
-    incident = await _readable_incident(session, incident_id, caller)
-    page = await rows_page(session, *_reports_of(incident_id), limit, after)
-    shown = await _shown_to(session, request, incident, caller)
+    shown, page = await _shown_page(
+        session, request, caller, incident_id, _reports_of(incident_id), limit, after
+    )
     return ReportList(
         incident_id=incident_id,
         personal_data=shown.personal_data,
@@ -851,9 +866,9 @@ async def list_actions(
     limit: Limit = PAGE,
     after: After = None,
 ) -> ActionList:
-    incident = await _readable_incident(session, incident_id, caller)
-    page = await rows_page(session, *_actions_of(incident_id), limit, after)
-    shown = await _shown_to(session, request, incident, caller)
+    shown, page = await _shown_page(
+        session, request, caller, incident_id, _actions_of(incident_id), limit, after
+    )
     return ActionList(
         incident_id=incident_id,
         personal_data=shown.personal_data,

@@ -10,10 +10,9 @@ import asyncpg
 import httpx
 
 from services.intake import retention
-from shared.db import create_engine, create_session_factory
-from shared.retention import purge
 from shared.settings import Settings
 from tests.integration.helpers import violence_report
+from tests.support import execute_sql, purge_all
 
 CALLER = "SFS:150626102"
 
@@ -44,24 +43,14 @@ async def test_idempotency_keys_older_than_their_period_go_and_newer_ones_stay(
     await reported_with_key(clients, old)
     await reported_with_key(clients, new)
     period = timedelta(hours=infra_settings.intake_idempotency_key_retention_hours)
-    connection = await asyncpg.connect(infra_settings.plain_database_url)
-    try:
-        await connection.execute(
-            "UPDATE intake.idempotency_keys SET created_at = $2 WHERE key = $1",
-            old,
-            datetime.now(UTC) - period - timedelta(minutes=1),
-        )
-    finally:
-        await connection.close()
-
-    engine = create_engine(infra_settings, pool_size=1)
-    try:
-        (expired_keys,) = retention.purges(infra_settings)
-        sessions = create_session_factory(engine)
-        await purge(sessions, expired_keys)
-        assert await purge(sessions, expired_keys) == 0  # once purged, nothing left to purge
-    finally:
-        await engine.dispose()
+    await execute_sql(
+        infra_settings,
+        "UPDATE intake.idempotency_keys SET created_at = $2 WHERE key = $1",
+        old,
+        datetime.now(UTC) - period - timedelta(minutes=1),
+    )
+    (expired_keys,) = retention.purges(infra_settings)
+    await purge_all(infra_settings, expired_keys)
 
     assert await keys_kept(infra_settings.plain_database_url, [old, new]) == {new}
     # The newer key still replays; the expired one no longer answers for its report: the same
@@ -89,10 +78,6 @@ async def test_a_batch_at_a_time_purges_a_backlog_whole(infra_settings: Settings
         )
     finally:
         await connection.close()
-    engine = create_engine(infra_settings, pool_size=1)
-    try:
-        (expired_keys,) = retention.purges(infra_settings)
-        await purge(create_session_factory(engine), expired_keys, batch=3)
-    finally:
-        await engine.dispose()
+    (expired_keys,) = retention.purges(infra_settings)
+    await purge_all(infra_settings, expired_keys, batch=3)
     assert await keys_kept(infra_settings.plain_database_url, keys) == set()

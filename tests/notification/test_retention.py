@@ -10,11 +10,10 @@ from uuid import UUID
 import asyncpg
 
 from services.notification import retention
-from shared.db import create_engine, create_session_factory
-from shared.retention import purge
 from shared.settings import Settings
 from tests.notification.builders import obligation_created
 from tests.notification.conftest import NotificationSystem
+from tests.support import execute_sql, purge_all
 
 
 async def delivered(system: NotificationSystem) -> UUID:
@@ -47,26 +46,17 @@ async def test_messages_older_than_their_period_are_emptied_and_newer_ones_kept(
     old, new = await delivered(system), await delivered(system)
     settings = Settings(database_url=system.infra.database_url)
     period = timedelta(hours=settings.notification_message_retention_hours)
-    connection = await asyncpg.connect(settings.plain_database_url)
-    try:
-        await connection.execute(
-            "UPDATE notification.deliveries SET created_at = $2 WHERE notification_id = $1",
-            old,
-            datetime.now(UTC) - period - timedelta(minutes=1),
-        )
-    finally:
-        await connection.close()
+    await execute_sql(
+        settings,
+        "UPDATE notification.deliveries SET created_at = $2 WHERE notification_id = $1",
+        old,
+        datetime.now(UTC) - period - timedelta(minutes=1),
+    )
     before = await messages(settings.plain_database_url, [old, new])
     assert "/ack?token=" in before[old] and "/ack?token=" in before[new]
 
-    engine = create_engine(settings, pool_size=1)
-    try:
-        (sent_messages,) = retention.purges(settings)
-        sessions = create_session_factory(engine)
-        await purge(sessions, sent_messages)
-        assert await purge(sessions, sent_messages) == 0  # once purged, nothing left to purge
-    finally:
-        await engine.dispose()
+    (sent_messages,) = retention.purges(settings)
+    await purge_all(settings, sent_messages)
 
     after = await messages(settings.plain_database_url, [old, new])
     assert after[old] is None
