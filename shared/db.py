@@ -115,6 +115,8 @@ def alembic_config(settings: Settings, service: str) -> Config:
     # The option is interpolated: a percent-encoded password must keep its `%`.
     config.set_main_option("sqlalchemy.url", settings.async_database_url.replace("%", "%%"))
     config.attributes["schema"] = service
+    # A migration that seals rows already written needs the service's keys (intake's 0007).
+    config.attributes["settings"] = settings
     return config
 
 

@@ -34,6 +34,9 @@ SUBJECTS = "subjects"
 # What is sealed in stored facts: the subjects (names, ID numbers) and the free text, where
 # reporters write names, ID numbers and addresses too.
 SEALED_FIELDS = ("subjects", "location", "summary", "measures_taken", "persons_involved")
+# What is sealed of a reporter as stored: the phone. The party says who reported; the name is
+# the officer's own, shown to whoever may read the incident.
+REPORTER_SEALED_FIELDS = ("phone",)
 
 
 class PersonalDataKeyError(RuntimeError):
@@ -102,19 +105,56 @@ class PiiCipher:
         )
         return json.loads(plaintext)
 
-    def seal_subjects(self, facts: dict[str, Any]) -> dict[str, Any]:
-        """Facts as stored: personal fields (SEALED_FIELDS) sealed, everything else as is."""
+    def seal_subjects(
+        self, facts: dict[str, Any], fields: tuple[str, ...] = SEALED_FIELDS
+    ) -> dict[str, Any]:
+        """Facts as stored: personal fields (`fields`) sealed, everything else as is."""
         return {
             name: {SEALED: self.seal(value, name)}
-            if name in SEALED_FIELDS and value is not None
+            if name in fields and value is not None and not _is_sealed(value)
             else value
             for name, value in facts.items()
         }
+
+    def seal_reporter(self, reporter: dict[str, Any]) -> dict[str, Any]:
+        """A reporter as stored: the phone sealed (`open_subjects` opens it)."""
+        return self.seal_subjects(reporter, REPORTER_SEALED_FIELDS)
+
+    def seal_value(self, value: Any, context: str) -> dict[str, Any] | None:
+        """One value as stored in a column of its own (a report's text, an actor's name):
+        sealed under `context`, the column's name; nothing stays nothing."""
+        if value is None or _is_sealed(value):
+            return value
+        return {SEALED: self.seal(value, context)}
+
+    def open_value(self, stored: Any, context: str) -> Any:
+        return self.open(stored[SEALED], context) if _is_sealed(stored) else stored
+
+    def resealed_value(self, stored: Any, context: str) -> Any:
+        """A value `seal_value` stored, sealed with the current key (sealed now if clear)."""
+        if stored is None:
+            return None
+        return {SEALED: self.seal(self.open_value(stored, context), context)}
+
+    def value_needs_resealing(self, stored: Any) -> bool:
+        """Whether a column `seal_value` fills holds clear text or another key's ciphertext."""
+        if stored is None:
+            return False
+        return not _is_sealed(stored) or stored[SEALED]["kid"] != self.current
 
     def open_subjects(self, facts: dict[str, Any]) -> dict[str, Any]:
         return {
             name: self.open(value[SEALED], name) if _is_sealed(value) else value
             for name, value in facts.items()
+        }
+
+    def resealed_fields(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """Facts or a reporter as stored, each sealed field sealed again with the current key."""
+        return {
+            name: {SEALED: self.seal(self.open(value[SEALED], name), name)}
+            if _is_sealed(value)
+            else value
+            for name, value in stored.items()
         }
 
     def needs_resealing(self, facts: dict[str, Any]) -> bool:

@@ -47,6 +47,16 @@ def mask_numbers_in_text(text: str) -> str:
     return text
 
 
+def masked_phone(phone: str) -> str:
+    """`13912345678` → `139****5678`, `0477-1234567` → `****-***4567`: a mobile's network
+    prefix and the last four digits of any number; a short one keeps less."""
+    digits = [index for index, character in enumerate(phone) if character.isdigit()]
+    front = 3 if len(digits) == 11 and phone.lstrip("+").startswith("1") else 0
+    back = 4 if len(digits) >= 8 else len(digits) // 3
+    hidden = set(digits[front : len(digits) - back])
+    return "".join("*" if index in hidden else c for index, c in enumerate(phone))
+
+
 def masked_name(name: str) -> str:
     """张三丰 → 张**: enough for the recipient to ask for the record, no more."""
     return name[:1] + "*" * max(len(name) - 1, 1)

@@ -179,6 +179,27 @@ class Settings(BaseSettings):
             raise ValueError("NOTIFICATION_LEASE_SECONDS must exceed the send timeout")
         return self
 
+    # --- retention (docs/operations.md "Retention and personal data") --------------------------
+    # How often a service purges what is past its period: minutes, since idle CPU counts.
+    retention_sweep_interval_seconds: float = Field(default=600.0, gt=0)
+    # An Idempotency-Key replays its report this long; a retry after it files a new report.
+    intake_idempotency_key_retention_hours: float = Field(default=168.0, gt=0)
+    # A finished delivery (delivered, failed, cancelled) keeps what it sent, the text and the
+    # acknowledgement link, this long; never less than the link lives.
+    notification_message_retention_hours: float = Field(default=168.0, gt=0)
+
+    @model_validator(mode="after")
+    def _no_link_outlives_its_message(self) -> Settings:
+        if self.notification_message_retention_hours * 3600 < (
+            self.notification_ack_token_ttl_seconds
+        ):
+            raise ValueError(
+                "NOTIFICATION_MESSAGE_RETENTION_HOURS must cover "
+                "NOTIFICATION_ACK_TOKEN_TTL_SECONDS: an acknowledgement link must not outlive "
+                "the message that carried it"
+            )
+        return self
+
     # Audit: the log's name (checkpoint origin and key name) and its Ed25519 signing key, as a
     # file holding `PRIVATE+KEY+...` or a base64 seed; neither: a dev key in `local_data_dir`.
     audit_log_origin: str = "sqjz.wushen.example/audit"

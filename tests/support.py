@@ -19,8 +19,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shared.auth import ensure_dev_keys, mint
+from shared.db import create_engine, create_session_factory
 from shared.devrun import ServiceProcesses, development_secrets
 from shared.localinfra import Infrastructure, free_port, infrastructure
+from shared.retention import PURGE_BATCH, Purge, purge
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 
 # How long a test waits for a condition before it calls it unmet. Only a failing test waits
@@ -243,3 +245,25 @@ def clients_for(processes: ServiceProcesses, work_dir: Path) -> dict[str, httpx.
         service: httpx.AsyncClient(base_url=processes.url(service), timeout=10, auth=auth)
         for service in processes.ports
     }
+
+
+async def execute_sql(settings: Settings, statement: str, *arguments: Any) -> None:
+    """One statement on the suite's database, outside any service (to age rows, say)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(settings.plain_database_url)
+    try:
+        await connection.execute(statement, *arguments)
+    finally:
+        await connection.close()
+
+
+async def purge_all(settings: Settings, each: Purge, batch: int = PURGE_BATCH) -> None:
+    """Run a retention purge as the service's worker does, until nothing is left to purge."""
+    engine = create_engine(settings, pool_size=1)
+    try:
+        sessions = create_session_factory(engine)
+        await purge(sessions, each, batch=batch)
+        assert await purge(sessions, each) == 0  # once purged, nothing left to purge
+    finally:
+        await engine.dispose()

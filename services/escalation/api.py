@@ -8,7 +8,7 @@ from typing import Annotated
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from services.escalation.models import drills, incidents, obligations
 from services.escalation.rules import (
@@ -33,6 +33,7 @@ from shared import facts as incident_facts
 from shared.access import Permission
 from shared.auth import Caller, authorize
 from shared.directory import Directory
+from shared.paging import PAGE, After, Limit, items_page, rows_page
 from shared.problems import invalid_field, not_found
 from shared.runtime import DatabaseSession
 
@@ -54,24 +55,34 @@ def party_name(directory: Directory, code: str) -> str:
 
 @router.get(
     "/v1/incidents/{incident_id}/obligations",
-    summary="Who must do what, by when, under which rule of the plan, and what happened",
+    summary="Who must do what, by when, under which rule of the plan, and what happened; "
+    "paged (`limit`, `after`; `next` names the following page)",
 )
 async def list_obligations(
-    incident_id: UUID, request: Request, session: DatabaseSession, caller: Caller
+    incident_id: UUID,
+    request: Request,
+    session: DatabaseSession,
+    caller: Caller,
+    limit: Limit = PAGE,
+    after: After = None,
 ) -> ObligationsOut:
+    # One snapshot for the incident and its obligations: a deadline or timer firing between
+    # the two reads would show its obligations beside the status they changed, not the new one.
+    await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
     incident = (
         await session.execute(select(incidents).where(incidents.c.id == incident_id))
     ).first()
     if incident is None:
         raise not_found("Incident", incident_id)
     authorize(caller, Permission.READ_OBLIGATIONS, incident.facts["township_code"])
-    rows = (
-        await session.execute(
-            select(obligations)
-            .where(obligations.c.incident_id == incident_id)
-            .order_by(obligations.c.created_at, obligations.c.due_at, obligations.c.rule_id)
-        )
-    ).all()
+    page = await rows_page(
+        session,
+        select(obligations).where(obligations.c.incident_id == incident_id),
+        # As they arose, then by deadline; the id makes each position one obligation's.
+        (obligations.c.created_at, obligations.c.due_at, obligations.c.rule_id, obligations.c.id),
+        limit,
+        after,
+    )
     directory, policy = directory_of(request), policy_of(request)
     plan_texts = {rule.id: rule.plan_text for rule in policy.rules}
     return ObligationsOut(
@@ -107,8 +118,9 @@ async def list_obligations(
                 moved_from=row.moved_from,
                 moved_to=row.moved_to,
             )
-            for row in rows
+            for row in page.items
         ],
+        next=page.next,
     )
 
 
@@ -173,16 +185,30 @@ async def drill_compliance(
     session: DatabaseSession,
     caller: Caller,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    limit: Limit = PAGE,
+    after: After = None,
 ) -> DrillComplianceList:
     authorize(caller, Permission.READ_DRILLS)
     directory, policy = directory_of(request), policy_of(request)
     requirement = policy.drill_requirement
     year = year or datetime.now(UTC).year
     held: dict[str, list[UUID]] = defaultdict(list)
-    for row in await session.execute(select(drills).where(drills.c.year == year)):
+    # One item per 司法所 of the directory, in the order of their codes.
+    page = items_page(
+        (party for party in directory.parties if party.kind == requirement.party),
+        lambda party: (party.code,),
+        (str,),
+        limit,
+        after,
+    )
+    shown = [party.code for party in page.items]
+    for row in await session.execute(
+        select(drills).where(drills.c.year == year, drills.c.party.in_(shown))
+    ):
         held[row.party].append(row.incident_id)
     return DrillComplianceList(
         year=year,
+        next=page.next,
         items=[
             DrillComplianceOut(
                 party=party.code,
@@ -195,7 +221,6 @@ async def drill_compliance(
                 plan_section=requirement.plan_section,
                 incident_ids=held[party.code],
             )
-            for party in directory.parties
-            if party.kind == requirement.party
+            for party in page.items
         ],
     )

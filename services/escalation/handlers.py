@@ -147,7 +147,9 @@ class EscalationHandlers:
             .values(
                 id=report.incident_id,
                 facts=facts.model_dump(mode="json"),
-                reporter=report.reporter.model_dump(mode="json"),
+                # The reporting party is all the rules ask of a reporter: the name and phone
+                # stay with intake, which seals the phone (least personal data here).
+                reporter={"party": report.reporter.party},
                 status=LifecycleStatus.REPORTED,
                 drill=facts.drill,
                 policy_version=self.store.policy.version,

@@ -17,7 +17,7 @@ incidents = Table(
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("facts", JSONB, nullable=False, comment="facts as published (masked)"),
-    Column("reporter", JSONB, nullable=False),
+    Column("reporter", JSONB, nullable=False, comment="the reporting party only"),
     Column("status", String(32), nullable=False),
     Column("drill", Boolean, nullable=False),
     Column("policy_version", String(64), nullable=False),

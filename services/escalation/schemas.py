@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from shared.domain import LifecycleStatus
+from shared.paging import NEXT
 from shared.reports import IncidentIn, Input
 
 
@@ -55,6 +56,7 @@ class ObligationsOut(BaseModel):
         default=None, description="R20: merged into this incident, its duties moved there"
     )
     obligations: list[ObligationOut]
+    next: str | None = Field(default=None, description=NEXT)
 
 
 class PriorSignsIn(Input):
@@ -132,3 +134,4 @@ class DrillComplianceOut(BaseModel):
 class DrillComplianceList(BaseModel):
     year: int
     items: list[DrillComplianceOut]
+    next: str | None = Field(default=None, description=NEXT)

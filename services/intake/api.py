@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, Request, Response
-from sqlalchemy import Row, select, update
+from sqlalchemy import Column, Row, Select, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,13 +24,16 @@ from services.intake.models import (
 )
 from services.intake.schemas import (
     ActionIn,
+    ActionList,
     ActionOut,
+    CandidateList,
     CandidateOut,
     CreatedOut,
     IncidentOut,
     LinkIn,
     LinkOut,
     ReportIn,
+    ReportList,
     ReportOut,
 )
 from shared import facts as incident_facts
@@ -50,8 +54,9 @@ from shared.events.models import (
     ReportFiled,
 )
 from shared.ownership import Recording, closing_refusal, refusal
+from shared.paging import PAGE, After, Limit, Page, items_page, rows_page
 from shared.pii import SUBJECT_FIELDS, PiiCipher, record_read, sealed_subjects
-from shared.privacy import masked_text
+from shared.privacy import masked_name, masked_phone, masked_text
 from shared.problems import Problem, invalid_field, not_found
 from shared.reports import CLOCK_SKEW, FactsUpdate, IncidentIn, ReporterIn
 from shared.runtime import DatabaseSession, runtime_of
@@ -164,7 +169,8 @@ async def report_incident(
     if match is not None:
         return await _link_report(session, request, response, body, facts, match, now)
 
-    sealed = cipher_of(request).seal_subjects(facts)
+    cipher = cipher_of(request)
+    sealed = cipher.seal_subjects(facts)
     reporter = body.reporter.model_dump(mode="json")
     await session.execute(
         incidents.insert().values(
@@ -173,7 +179,7 @@ async def report_incident(
             phase=body.phase,
             township_code=township.code,
             facts=sealed,
-            reporter=reporter,
+            reporter=cipher.seal_reporter(reporter),
             status=LifecycleStatus.REPORTED,
             reported_at=now,
         )
@@ -186,7 +192,7 @@ async def report_incident(
             kind="INITIAL",
             changes=sealed,
             previous={},
-            reporter=reporter,
+            reporter=cipher.seal_reporter(reporter),
             filed_at=now,
         )
     )
@@ -414,10 +420,32 @@ def masked_or_none(text: str | None, names: tuple[str, ...]) -> str | None:
 
 
 def action_out(row: Any) -> ActionOut:
-    """An action as shown: on whose behalf, why and to whom, with the addressee's column."""
+    """An action as shown: on whose behalf, why and to whom, with the addressee's column
+    (`actor_name` and `note` as given: a stored row's are sealed, `get_incident` opens them)."""
     values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
     values["to"] = values.pop("to_party", None)
     return ActionOut.model_validate(values)
+
+
+# Columns of an action, and of a link, sealed at rest, each under its own name.
+SEALED_ACTION_COLUMNS = ("actor_name", "note")
+SEALED_LINK_COLUMNS = ("actor_name", "unlinked_actor_name")
+
+
+def sealed_columns(
+    cipher: PiiCipher, row: dict[str, Any], columns: tuple[str, ...]
+) -> dict[str, Any]:
+    """`row` as stored: its `columns` (those it has) sealed."""
+    return {
+        **row,
+        **{name: cipher.seal_value(row[name], name) for name in columns if name in row},
+    }
+
+
+def masked_reporter(reporter: dict[str, Any]) -> dict[str, Any]:
+    """A reporter as anyone without pii:read sees it: the phone masked."""
+    phone = reporter.get("phone")
+    return {**reporter, "phone": masked_phone(phone)} if phone else reporter
 
 
 STATUS_CONFLICT = {
@@ -496,7 +524,11 @@ async def record_action(
         "reason": body.reason,
         "to_party": body.to,
     }
-    await session.execute(actions.insert().values(**row))
+    cipher = cipher_of(request)
+    await session.execute(
+        # Personal data at rest is sealed: the actor's name and what the note says.
+        actions.insert().values(sealed_columns(cipher, row, SEALED_ACTION_COLUMNS))
+    )
     if transition.changed:
         # Moved at once, so the caller's next action is judged against where this one led;
         # escalation's status change for this action carries the same time and confirms it.
@@ -507,7 +539,7 @@ async def record_action(
                 status=transition.status, status_reason=transition.reason, status_changed_at=now
             )
         )
-    names = subject_names(cipher_of(request).open_subjects(incident.facts))
+    names = subject_names(cipher.open_subjects(incident.facts))
     event = ActionRecorded(
         incident_id=incident_id,
         action_id=action_id,
@@ -580,8 +612,8 @@ async def _file(
             kind=body.kind,
             changes=cipher.seal_subjects(changes),
             previous=cipher.seal_subjects(previous),
-            reporter=reporter,
-            text=body.text,
+            reporter=cipher.seal_reporter(reporter),
+            text=cipher.seal_value(body.text, "text"),
             reason=body.reason,
             filed_at=now,
         )
@@ -648,93 +680,200 @@ def refuse_unfounded_move(changes: dict[str, Any], body: ReportIn) -> None:
             )
 
 
-@router.get(
-    "/{incident_id}",
-    summary="The incident: facts as reported and lifecycle status; personal data masked "
-    "unless the caller holds pii:read, and then every read is audited",
-)
-async def get_incident(
-    incident_id: UUID, request: Request, session: DatabaseSession, caller: Caller
-) -> IncidentOut:
-    incident = await _readable_incident(session, incident_id, caller)
-    action_rows = (
-        await session.execute(
-            select(actions)
-            .where(actions.c.incident_id == incident_id)
-            .order_by(actions.c.occurred_at, actions.c.recorded_at)
+@dataclass(frozen=True)
+class Shown:
+    """An incident's personal data as one reader may see it: in clear with pii:read, else
+    masked, with the names of its current and former subjects (a name corrected away is still
+    a name in the old texts)."""
+
+    cipher: PiiCipher
+    unmasked: bool
+    names: tuple[str, ...]
+
+    @property
+    def personal_data(self) -> Literal["masked", "shown"]:
+        return "shown" if self.unmasked else "masked"
+
+    def facts(self, values: dict) -> dict:
+        opened = self.cipher.open_subjects(values)
+        return opened if self.unmasked else incident_facts.masked(opened, self.names)
+
+    def text(self, text: str | None) -> str | None:
+        return text if self.unmasked else masked_or_none(text, self.names)
+
+    def reporter(self, stored: dict) -> dict:
+        reporter = self.cipher.open_subjects(stored)
+        return reporter if self.unmasked else masked_reporter(reporter)
+
+    def action(self, row: Row) -> ActionOut:
+        actor_name = self.cipher.open_value(row.actor_name, "actor_name")
+        return action_out(
+            {
+                **row._mapping,
+                "actor_name": actor_name if self.unmasked else masked_name(actor_name),
+                "note": self.text(self.cipher.open_value(row.note, "note")),
+                "reason": self.text(row.reason),
+            }
         )
-    ).all()
-    report_rows = (
-        await session.execute(
-            select(reports).where(reports.c.incident_id == incident_id).order_by(reports.c.filed_at)
+
+    def link(self, row: Row) -> LinkOut:
+        return link_out(row, self.cipher, masked=not self.unmasked)
+
+    def report(self, row: Row) -> ReportOut:
+        return ReportOut(
+            id=row.id,
+            kind=row.kind,
+            changes=self.facts(row.changes),
+            previous=self.facts(row.previous),
+            reporter=self.reporter(row.reporter),
+            text=self.text(self.cipher.open_value(row.text, "text")),
+            reason=self.text(row.reason),
+            filed_at=row.filed_at,
+            stated=self.facts(row.stated) if row.stated is not None else None,
+            external_ref=row.external_ref,
+            linked_by=row.linked_by,
+            split_into=row.split_into,
         )
-    ).all()
+
+
+async def _shown_to(
+    session: AsyncSession, request: Request, incident: Row, caller: Principal
+) -> Shown:
+    """How `caller` sees the incident's personal data; a read in clear is published
+    (incident.personal_data_read) in the transaction that serves it."""
     cipher = cipher_of(request)
-    facts = cipher.open_subjects(incident.facts)
-    # Current and former subjects: a name corrected away is still a name in the old texts.
+    stated = await session.execute(
+        select(reports.c.changes, reports.c.previous, reports.c.stated).where(
+            reports.c.incident_id == incident.id
+        )
+    )
     names = tuple(
         {
-            *subject_names(facts),
+            *subject_names(cipher.open_subjects(incident.facts)),
             *(
                 name
-                for row in report_rows
+                for row in stated
                 for values in (row.changes, row.previous, row.stated or {})
                 for name in subject_names(cipher.open_subjects(values))
             ),
         }
     )
     unmasked = caller.may_read_personal_data
-
-    def shown(values: dict) -> dict:
-        opened = cipher.open_subjects(values)
-        return opened if unmasked else incident_facts.masked(opened, names)
-
-    def shown_text(text: str | None) -> str | None:
-        return text if unmasked else masked_or_none(text, names)
-
     if unmasked:
         await record_read(
             runtime_of(request).outbox,
             session,
             SOURCE,
-            incident_id,
+            incident.id,
             caller,
             (*SUBJECT_FIELDS, "free text"),
         )
+    return Shown(cipher, unmasked, names)
+
+
+def _reports_of(incident_id: UUID) -> tuple[Select, tuple[Column, ...]]:
+    """An incident's reports and their order: as filed."""
+    query = select(reports).where(reports.c.incident_id == incident_id)
+    return query, (reports.c.filed_at, reports.c.id)
+
+
+def _actions_of(incident_id: UUID) -> tuple[Select, tuple[Column, ...]]:
+    """An incident's actions and their order: as they happened, then as recorded."""
+    query = select(actions).where(actions.c.incident_id == incident_id)
+    return query, (actions.c.occurred_at, actions.c.recorded_at, actions.c.id)
+
+
+@router.get(
+    "/{incident_id}",
+    summary="The incident: facts as reported and lifecycle status, with its first 100 reports "
+    "and actions (`reports_next`, `actions_next` lead to the rest); personal data masked "
+    "unless the caller holds pii:read, and then every read is audited",
+)
+async def get_incident(
+    incident_id: UUID, request: Request, session: DatabaseSession, caller: Caller
+) -> IncidentOut:
+    incident = await _readable_incident(session, incident_id, caller)
+    shown = await _shown_to(session, request, incident, caller)
+    action_page = await rows_page(session, *_actions_of(incident_id), PAGE, None)
+    report_page = await rows_page(session, *_reports_of(incident_id), PAGE, None)
     return IncidentOut(
         id=incident.id,
         status=incident.status,
         status_reason=incident.status_reason,
         status_changed_at=incident.status_changed_at,
         reported_at=incident.reported_at,
-        reporter=incident.reporter,
-        facts=shown(incident.facts),
-        personal_data="shown" if unmasked else "masked",
-        actions=[
-            action_out(row).model_copy(
-                update={"note": shown_text(row.note), "reason": shown_text(row.reason)}
-            )
-            for row in action_rows
-        ],
-        reports=[
-            ReportOut(
-                id=row.id,
-                kind=row.kind,
-                changes=shown(row.changes),
-                previous=shown(row.previous),
-                reporter=row.reporter,
-                text=shown_text(row.text),
-                reason=shown_text(row.reason),
-                filed_at=row.filed_at,
-                stated=shown(row.stated) if row.stated is not None else None,
-                external_ref=row.external_ref,
-                linked_by=row.linked_by,
-                split_into=row.split_into,
-            )
-            for row in report_rows
-        ],
+        reporter=shown.reporter(incident.reporter),
+        facts=shown.facts(incident.facts),
+        personal_data=shown.personal_data,
+        actions=[shown.action(row) for row in action_page.items],
+        actions_next=action_page.next,
+        reports=[shown.report(row) for row in report_page.items],
+        reports_next=report_page.next,
         merged_into=incident.merged_into,
-        links=[link_out(row) for row in await linking.links_of(session, incident_id)],
+        links=[shown.link(row) for row in await linking.links_of(session, incident_id)],
+    )
+
+
+async def _shown_page(
+    session: AsyncSession,
+    request: Request,
+    caller: Principal,
+    incident_id: UUID,
+    listing: tuple[Select, tuple[Column, ...]],
+    limit: int,
+    after: str | None,
+) -> tuple[Shown, Page[Row]]:
+    """A page of one of the incident's lists, and how the caller sees its personal data."""
+    incident = await _readable_incident(session, incident_id, caller)
+    page = await rows_page(session, *listing, limit, after)
+    return await _shown_to(session, request, incident, caller), page
+
+
+@router.get(
+    "/{incident_id}/reports",
+    summary="The incident's reports (首报, 续报, corrections, linked reports) as filed; paged "
+    "(`limit`, `after`; `next` names the following page); personal data as in the incident",
+)
+async def list_reports(
+    incident_id: UUID,
+    request: Request,
+    session: DatabaseSession,
+    caller: Caller,
+    limit: Limit = PAGE,
+    after: After = None,
+) -> ReportList:
+    shown, page = await _shown_page(
+        session, request, caller, incident_id, _reports_of(incident_id), limit, after
+    )
+    return ReportList(
+        incident_id=incident_id,
+        personal_data=shown.personal_data,
+        items=[shown.report(row) for row in page.items],
+        next=page.next,
+    )
+
+
+@router.get(
+    "/{incident_id}/actions",
+    summary="The actions recorded against the incident as they happened; paged (`limit`, "
+    "`after`; `next` names the following page); personal data as in the incident",
+)
+async def list_actions(
+    incident_id: UUID,
+    request: Request,
+    session: DatabaseSession,
+    caller: Caller,
+    limit: Limit = PAGE,
+    after: After = None,
+) -> ActionList:
+    shown, page = await _shown_page(
+        session, request, caller, incident_id, _actions_of(incident_id), limit, after
+    )
+    return ActionList(
+        incident_id=incident_id,
+        personal_data=shown.personal_data,
+        items=[shown.action(row) for row in page.items],
+        next=page.next,
     )
 
 
@@ -743,35 +882,55 @@ async def get_incident(
 LINKING_PARTIES = frozenset({PartyKind.TCG, PartyKind.BLO})
 
 
-def link_out(row: Row) -> LinkOut:
-    return LinkOut.model_validate(dict(row._mapping))
+def link_out(row: Row, cipher: PiiCipher, *, masked: bool = False) -> LinkOut:
+    """A link as stored, its decider's name opened (and masked for a reader without
+    pii:read)."""
+    actor_name = cipher.open_value(row.actor_name, "actor_name")
+    return LinkOut.model_validate(
+        {**row._mapping, "actor_name": masked_name(actor_name) if masked else actor_name}
+    )
 
 
 @router.get(
     "/{incident_id}/candidates",
     summary="Open incidents that may be of the same event (R20): the same township and "
     "category within the policy's candidate window, with another or no subject id; for "
-    "people to link, never linked by themselves",
+    "people to link, never linked by themselves; nearest first, paged (`limit`, `after`)",
 )
 async def list_candidates(
-    incident_id: UUID, request: Request, session: DatabaseSession, caller: Caller
-) -> list[CandidateOut]:
+    incident_id: UUID,
+    request: Request,
+    session: DatabaseSession,
+    caller: Caller,
+    limit: Limit = PAGE,
+    after: After = None,
+) -> CandidateList:
     incident = await _readable_incident(session, incident_id, caller)
-    return [
-        CandidateOut(
-            id=row.id,
-            category=row.category,
-            phase=row.phase,
-            status=row.status,
-            reported_at=row.reported_at,
-            reporter_party=row.reporter["party"],
-            minutes_apart=int(candidate.apart.total_seconds() // 60),
-            why=candidate.why,
-        )
-        for candidate, row in await linking.candidates_of(
-            session, correlation_of(request), incident
-        )
-    ]
+    # Few by nature (one township, one category, the candidate window), so found in memory
+    # and paged there, nearest first.
+    page = items_page(
+        await linking.candidates_of(session, correlation_of(request), incident),
+        lambda found: (abs(found[0].apart.total_seconds()), found[1].id),
+        (float, UUID),
+        limit,
+        after,
+    )
+    return CandidateList(
+        items=[
+            CandidateOut(
+                id=row.id,
+                category=row.category,
+                phase=row.phase,
+                status=row.status,
+                reported_at=row.reported_at,
+                reporter_party=row.reporter["party"],
+                minutes_apart=int(candidate.apart.total_seconds() // 60),
+                why=candidate.why,
+            )
+            for candidate, row in page.items
+        ],
+        next=page.next,
+    )
 
 
 @router.post(
@@ -888,7 +1047,9 @@ async def _link(
         "previous": cipher.seal_subjects(previous),
         "linked_at": now,
     }
-    await session.execute(incident_links.insert().values(**row))
+    await session.execute(
+        incident_links.insert().values(sealed_columns(cipher, row, SEALED_LINK_COLUMNS))
+    )
     fact_fields = linking.fact_fields(cipher, facts, changes, previous, names)
     event: IncidentLinked | IncidentMerged
     if body.action == "MERGE":
@@ -947,7 +1108,9 @@ async def _unlink(
         "unlink_reason": body.reason,
     }
     await session.execute(
-        update(incident_links).where(incident_links.c.id == link.id).values(**undone)
+        update(incident_links)
+        .where(incident_links.c.id == link.id)
+        .values(sealed_columns(cipher, undone, SEALED_LINK_COLUMNS))
     )
     names = subject_names(facts)
     event = IncidentUnlinked(
@@ -962,7 +1125,7 @@ async def _unlink(
         **linking.fact_fields(cipher, facts, changes, previous, names),
     )
     await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, link.incident_id))
-    return link_out(link).model_copy(
+    return link_out(link, cipher).model_copy(
         update={"unlinked_at": now, "unlinked_by": body.party, "unlink_reason": body.reason}
     )
 
@@ -1013,7 +1176,9 @@ async def _split(
         "unlinked_actor_name": body.actor_name,
         "unlink_reason": body.reason,
     }
-    await session.execute(incident_links.insert().values(**row))
+    await session.execute(
+        incident_links.insert().values(sealed_columns(cipher, row, SEALED_LINK_COLUMNS))
+    )
     await outbox.add(session, CloudEvent.new(SOURCE, split.reported, split.incident_id))
     event = IncidentUnlinked(
         incident_id=incident.id,

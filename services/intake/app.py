@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.intake import api, handlers
+from services.intake import api, handlers, retention
 from services.intake.models import SCHEMA, messaging
 from shared import pii
 from shared.correlation import Correlation
@@ -12,6 +12,7 @@ from shared.directory import Directory
 from shared.events import topics
 from shared.pii import PiiCipher
 from shared.production import require_production_settings
+from shared.retention import retention_worker
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -21,6 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     require_production_settings(settings, "intake", pii.production_gaps(settings))
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
     runtime.add_consumer("intake.status-projection", [topics.ESCALATIONS], handlers.HANDLERS)
+    runtime.add_worker("retention", retention_worker(runtime, retention.purges(settings)))
     app = create_service_app(
         runtime,
         title="Intake",

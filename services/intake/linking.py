@@ -257,7 +257,7 @@ async def link_report(
             kind="LINKED",
             changes=cipher.seal_subjects(changes),
             previous=cipher.seal_subjects(previous),
-            reporter=reporter,
+            reporter=cipher.seal_reporter(reporter),
             text=None,
             filed_at=at,
             stated=sealed_stated,
@@ -480,7 +480,7 @@ async def split_report(
     reported = IncidentReported(
         incident_id=new_id,
         facts=incident_facts.event_facts(stated),
-        reporter=Reporter(**report.reporter),
+        reporter=Reporter(**cipher.open_subjects(report.reporter)),
         reported_at=report.filed_at,
         external_ref=report.external_ref,
         sealed_subjects=sealed_subjects(sealed_stated),

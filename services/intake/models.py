@@ -10,6 +10,8 @@ from shared.runtime import MessagingTables
 
 SCHEMA = "intake"
 metadata = service_metadata(SCHEMA)
+# One personal value sealed (`PiiCipher.seal_value`): {"sealed": {kid, nonce, ct}}, or NULL.
+SEALED_VALUE = JSONB(none_as_null=True)
 messaging = MessagingTables.of(metadata)
 
 incidents = Table(
@@ -20,7 +22,7 @@ incidents = Table(
     Column("phase", String(32), nullable=False),
     Column("township_code", String(9), nullable=False),
     Column("facts", JSONB, nullable=False, comment="current facts, subjects with full ID numbers"),
-    Column("reporter", JSONB, nullable=False),
+    Column("reporter", JSONB, nullable=False, comment="the reporter, phone sealed"),
     Column("status", String(32), nullable=False),
     Column("status_reason", Text),
     Column("status_changed_at", DateTime(timezone=True)),
@@ -50,14 +52,14 @@ incident_links = Table(
     Column("linked_incident_id", UUID(as_uuid=True), ForeignKey("incidents.id"), nullable=False),
     Column("kind", String(8), nullable=False, comment="LINK, or MERGE (linked_incident_id merged)"),
     Column("party", String(40), nullable=False),
-    Column("actor_name", String(64), nullable=False),
+    Column("actor_name", SEALED_VALUE, nullable=False, comment="who decided, sealed"),
     Column("reason", Text, nullable=False),
     Column("changes", JSONB, nullable=False, comment="facts of incident_id the merge set"),
     Column("previous", JSONB, nullable=False, comment="the facts they replaced"),
     Column("linked_at", DateTime(timezone=True), nullable=False),
     Column("unlinked_at", DateTime(timezone=True)),
     Column("unlinked_by", String(40)),
-    Column("unlinked_actor_name", String(64)),
+    Column("unlinked_actor_name", SEALED_VALUE, comment="sealed"),
     Column("unlink_reason", Text),
     Index("ix_incident_links_incident", "incident_id"),
     Index("ix_incident_links_linked", "linked_incident_id"),
@@ -76,8 +78,8 @@ reports = Table(
     ),
     Column("changes", JSONB, nullable=False),
     Column("previous", JSONB, nullable=False),
-    Column("reporter", JSONB, nullable=False),
-    Column("text", Text),
+    Column("reporter", JSONB, nullable=False, comment="the reporter, phone sealed"),
+    Column("text", SEALED_VALUE, comment="the report's text, sealed"),
     Column("reason", Text, comment="why the facts were corrected"),
     Column("filed_at", DateTime(timezone=True), nullable=False),
     Column("stated", JSONB, comment="LINKED: the facts as its source stated them"),
@@ -94,10 +96,10 @@ actions = Table(
     Column("incident_id", UUID(as_uuid=True), ForeignKey("incidents.id"), nullable=False),
     Column("action", String(40), nullable=False),
     Column("party", String(40), nullable=False),
-    Column("actor_name", String(64), nullable=False),
+    Column("actor_name", SEALED_VALUE, nullable=False, comment="who acted, sealed"),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
-    Column("note", Text),
+    Column("note", SEALED_VALUE, comment="sealed"),
     Column("on_behalf_of", String(40), comment="the owner it was recorded for, one rung down"),
     Column("reason", Text, comment="why on the owner's behalf, or why closed before found"),
     Column("to_party", String(40), comment="REPORTED: the party reported to"),
@@ -126,4 +128,5 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("incident_id", UUID(as_uuid=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_idempotency_keys_created", "created_at"),
 )

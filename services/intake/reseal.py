@@ -9,18 +9,40 @@ audit needs the old key for as long as their reports are to show them in clear.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Row, Table, select, update
 
-from services.intake.models import incidents, reports
+from services.intake.models import actions, incident_links, incidents, reports
 from shared.db import create_engine, create_session_factory
 from shared.pii import PiiCipher
 from shared.settings import Settings
 
-SEALED_COLUMNS: dict[Table, tuple[str, ...]] = {
-    incidents: ("facts",),
-    reports: ("changes", "previous"),
+# Columns holding facts or a reporter: a JSON object some of whose fields are sealed.
+SEALED_FIELD_COLUMNS: dict[Table, tuple[str, ...]] = {
+    incidents: ("facts", "reporter"),
+    reports: ("changes", "previous", "stated", "reporter"),
+    incident_links: ("changes", "previous"),
 }
+# Columns holding one sealed value each (`PiiCipher.seal_value`, under the column's name).
+SEALED_VALUE_COLUMNS: dict[Table, tuple[str, ...]] = {
+    reports: ("text",),
+    actions: ("actor_name", "note"),
+    incident_links: ("actor_name", "unlinked_actor_name"),
+}
+
+
+def _resealed(cipher: PiiCipher, table: Table, row: Row) -> dict[str, Any]:
+    """The columns of `row` sealed with another key than the current one, sealed again."""
+    values: dict[str, Any] = {}
+    for name in SEALED_FIELD_COLUMNS.get(table, ()):
+        stored = row._mapping[name]
+        if stored is not None and cipher.needs_resealing(stored):
+            values[name] = cipher.resealed_fields(stored)
+    for name in SEALED_VALUE_COLUMNS.get(table, ()):
+        if cipher.value_needs_resealing(row._mapping[name]):
+            values[name] = cipher.resealed_value(row._mapping[name], name)
+    return values
 
 
 async def reseal(settings: Settings) -> int:
@@ -29,7 +51,8 @@ async def reseal(settings: Settings) -> int:
     sessions = create_session_factory(engine)
     resealed = 0
     try:
-        for table, columns in SEALED_COLUMNS.items():
+        for table in (*SEALED_FIELD_COLUMNS, actions):
+            columns = (*SEALED_FIELD_COLUMNS.get(table, ()), *SEALED_VALUE_COLUMNS.get(table, ()))
             async with sessions() as session, session.begin():
                 rows = (
                     await session.execute(
@@ -37,20 +60,12 @@ async def reseal(settings: Settings) -> int:
                     )
                 ).all()
                 for row in rows:
-                    stale = [name for name in columns if cipher.needs_resealing(row._mapping[name])]
-                    if not stale:
-                        continue
-                    await session.execute(
-                        update(table)
-                        .where(table.c.id == row.id)
-                        .values(
-                            {
-                                name: cipher.seal_subjects(cipher.open_subjects(row._mapping[name]))
-                                for name in stale
-                            }
+                    values = _resealed(cipher, table, row)
+                    if values:
+                        await session.execute(
+                            update(table).where(table.c.id == row.id).values(values)
                         )
-                    )
-                    resealed += 1
+                        resealed += 1
     finally:
         await engine.dispose()
     return resealed

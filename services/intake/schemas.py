@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field, model_validator
 
 from shared.domain import PARTY_PATTERN, ActionCode, Category, LifecycleStatus, Phase
+from shared.paging import NEXT
 from shared.reports import CORRECTION_ONLY_FACTS, FactsUpdate, Input, PastTime, ReporterIn
 
 
@@ -180,6 +181,25 @@ class CandidateOut(BaseModel):
     why: str
 
 
+class CandidateList(BaseModel):
+    items: list[CandidateOut]
+    next: str | None = Field(default=None, description=NEXT)
+
+
+class ReportList(BaseModel):
+    incident_id: UUID
+    personal_data: Literal["masked", "shown"] = "masked"
+    items: list[ReportOut]
+    next: str | None = Field(default=None, description=NEXT)
+
+
+class ActionList(BaseModel):
+    incident_id: UUID
+    personal_data: Literal["masked", "shown"] = "masked"
+    items: list[ActionOut]
+    next: str | None = Field(default=None, description=NEXT)
+
+
 class IncidentOut(BaseModel):
     id: UUID
     status: LifecycleStatus
@@ -189,8 +209,16 @@ class IncidentOut(BaseModel):
     reporter: dict
     facts: FactsOut
     personal_data: Literal["masked", "shown"] = "masked"
-    actions: list[ActionOut] = []
-    reports: list[ReportOut] = []
+    actions: list[ActionOut] = Field(default=[], description="the first 100, as they happened")
+    actions_next: str | None = Field(
+        default=None,
+        description="more actions follow: GET /v1/incidents/{id}/actions?after=<this>",
+    )
+    reports: list[ReportOut] = Field(default=[], description="the first 100, as filed")
+    reports_next: str | None = Field(
+        default=None,
+        description="more reports follow: GET /v1/incidents/{id}/reports?after=<this>",
+    )
     merged_into: UUID | None = Field(
         default=None, description="the incident this one was merged into (R20)"
     )

@@ -12,7 +12,8 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
-from sqlalchemy import Column, Row, Table, select
+from sqlalchemy import Column, Row, Table, func, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notification.ack import AckClaim, AckSigner, AckTokenError
@@ -30,6 +31,7 @@ from services.notification.schemas import (
 from shared.access import Permission
 from shared.auth import Caller, authorize
 from shared.domain import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, party_kind_of
+from shared.paging import PAGE, After, Limit, rows_page
 from shared.problems import Problem, not_found
 from shared.runtime import DatabaseSession, runtime_of
 
@@ -89,20 +91,46 @@ async def _with_details(session: AsyncSession, rows: list[Row]) -> list[Notifica
     ]
 
 
-@router.get("", summary="Alerts of an incident, optionally for one party")
+@router.get(
+    "",
+    summary="Alerts of an incident, optionally for one party, oldest first; paged (`limit`, "
+    "`after`; `next` names the following page). Each carries its deliveries and attempts: "
+    "bounded by the party's contacts and NOTIFICATION_MAX_ATTEMPTS",
+)
 async def list_notifications(
     request: Request,
     session: DatabaseSession,
     caller: Caller,
     incident_id: Annotated[UUID, Query()],
     party: Annotated[str | None, Query(pattern=PARTY_PATTERN)] = None,
+    limit: Limit = PAGE,
+    after: After = None,
 ) -> NotificationList:
-    query = select(notifications).where(notifications.c.incident_id == incident_id)
+    chosen = [notifications.c.incident_id == incident_id]
     if party:
-        query = query.where(notifications.c.party == party)
-    rows = (await session.execute(query.order_by(notifications.c.created_at))).all()
-    authorize(caller, Permission.READ_NOTIFICATIONS, township_of(request, rows))
-    return NotificationList(items=await _with_details(session, list(rows)))
+        chosen.append(notifications.c.party == party)
+    # Access follows the incident's township as its newest alert names it, whichever page
+    # is asked for: only the parties and the facts' townships are read for it.
+    places = select(
+        notifications.c.party,
+        func.jsonb_build_object(
+            "facts",
+            notifications.c.alert["facts"],
+            "notice",
+            notifications.c.alert["notice"],
+            type_=JSONB,
+        ).label("alert"),
+    ).where(*chosen)
+    every = (await session.execute(places.order_by(notifications.c.created_at))).all()
+    authorize(caller, Permission.READ_NOTIFICATIONS, township_of(request, list(every)))
+    page = await rows_page(
+        session,
+        select(notifications).where(*chosen),
+        (notifications.c.created_at, notifications.c.id),
+        limit,
+        after,
+    )
+    return NotificationList(items=await _with_details(session, page.items), next=page.next)
 
 
 def township_of(request: Request, rows: list[Row]) -> str | None:

@@ -7,7 +7,7 @@ import logging
 
 from fastapi import FastAPI
 
-from services.notification import api
+from services.notification import api, retention
 from services.notification.ack import AckSigner
 from services.notification.channels.registry import build_channels, production_gaps
 from services.notification.dispatch import DISPATCH_CHANNEL, Dispatcher
@@ -19,6 +19,7 @@ from shared.directory import Directory
 from shared.events import topics
 from shared.pgnotify import Wakeup
 from shared.production import require_production_settings
+from shared.retention import retention_worker
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await channel.close()
 
     runtime.add_worker("dispatcher", dispatch)
+    runtime.add_worker("retention", retention_worker(runtime, retention.purges(settings)))
     app = create_service_app(
         runtime,
         title="Notification",

@@ -86,6 +86,9 @@ notifications = Table(
     Index("ix_notifications_ack_due", "ack_due_at", postgresql_where=text("status = 'DELIVERED'")),
 )
 
+# Deliveries nothing more is done with: their messages are kept only for a period.
+FINISHED_DELIVERY = ("DELIVERED", "FAILED", "CANCELLED")
+
 # One row per (alert, contact): a contact is sent an alert at most once on our side.
 deliveries = Table(
     "deliveries",
@@ -103,7 +106,11 @@ deliveries = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("lease_until", DateTime(timezone=True)),
     Column("lease_id", UUID(as_uuid=True), comment="fences out a worker whose lease ran out"),
-    Column("message", JSONB, nullable=False, comment="what the contact is sent"),
+    Column(
+        "message",
+        JSONB,
+        comment="what the contact is sent; emptied once finished and past its retention",
+    ),
     Column("trace_headers", JSONB, nullable=False, server_default="{}"),
     Column("last_error", Text),
     Column("delivered_at", DateTime(timezone=True)),
@@ -114,6 +121,13 @@ deliveries = Table(
         "channel",
         "next_attempt_at",
         postgresql_where=text("status IN ('PENDING', 'SENDING')"),
+    ),
+    Index(
+        "ix_deliveries_messages_kept",
+        "created_at",
+        postgresql_where=text(
+            "message IS NOT NULL AND status IN ('DELIVERED', 'FAILED', 'CANCELLED')"
+        ),
     ),
 )
 

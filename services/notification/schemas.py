@@ -7,6 +7,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from shared.paging import NEXT
+
 
 class AttemptOut(BaseModel):
     channel: str
@@ -74,6 +76,7 @@ class NotificationOut(BaseModel):
 
 class NotificationList(BaseModel):
     items: list[NotificationOut]
+    next: str | None = Field(default=None, description=NEXT)
 
 
 class AckIn(BaseModel):

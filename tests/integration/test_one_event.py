@@ -200,7 +200,7 @@ async def test_R20_a_near_match_is_a_candidate_merged_and_unlinked_by_people(
     assert first in response.json()["candidates"]
     candidates = await intake.get(f"/v1/incidents/{second}/candidates")
     assert candidates.status_code == 200, candidates.text
-    near = [c for c in candidates.json() if c["id"] == first]
+    near = [c for c in candidates.json()["items"] if c["id"] == first]
     assert near and near[0]["reporter_party"] == "PLATFORM"
     assert "同一乡镇、同一类别" in near[0]["why"]
 
@@ -223,7 +223,7 @@ async def test_R20_a_near_match_is_a_candidate_merged_and_unlinked_by_people(
     # Merged incidents are no candidates of each other.
     assert not [
         c
-        for c in (await intake.get(f"/v1/incidents/{first}/candidates")).json()
+        for c in (await intake.get(f"/v1/incidents/{first}/candidates")).json()["items"]
         if c["id"] == second
     ]
     # The merged incident's open duties moved to the survivor or, doubled, were waived.

@@ -166,6 +166,40 @@ def test_old_rows_stay_readable_after_rotation_and_say_they_need_resealing():
     assert not rotated.needs_resealing(rotated.seal_subjects(FACTS))
 
 
+def test_a_value_of_its_own_column_is_sealed_under_the_columns_name_and_resealed_on_rotation():
+    sealer = cipher("k1")
+    sealed = sealer.seal_value("已联系王某某家属", "note")
+    assert "王某某" not in json.dumps(sealed, ensure_ascii=False)
+    assert sealer.seal_value(None, "note") is None
+    assert sealer.open_value(sealed, "note") == "已联系王某某家属"
+    with pytest.raises(InvalidTag):  # a note moved into the actor's name does not open
+        sealer.open_value(sealed, "actor_name")
+    rotated = cipher("k1", "k2", current="k2")
+    assert rotated.value_needs_resealing(sealed)
+    assert rotated.value_needs_resealing("clear text left behind")
+    assert not rotated.value_needs_resealing(None)
+    resealed = rotated.resealed_value(sealed, "note")
+    assert resealed["sealed"]["kid"] == "k2"
+    assert not rotated.value_needs_resealing(resealed)
+    assert rotated.open_value(resealed, "note") == "已联系王某某家属"
+
+
+def test_a_reporters_phone_is_sealed_and_rotation_reseals_only_what_was_sealed():
+    reporter = {"party": "SFS:150626102", "name": "李明", "phone": "13912345678"}
+    sealed = cipher("k1").seal_reporter(reporter)
+    assert sealed["party"] == "SFS:150626102" and sealed["name"] == "李明"
+    assert "13912345678" not in json.dumps(sealed)
+    rotated = cipher("k1", "k2", current="k2")
+    assert rotated.needs_resealing(sealed)
+    again = rotated.resealed_fields(sealed)
+    assert again["phone"]["sealed"]["kid"] == "k2" and again["name"] == "李明"
+    assert rotated.open_subjects(again) == reporter
+    assert cipher("k1").seal_reporter({"party": "BLO", "name": "值班员"}) == {
+        "party": "BLO",
+        "name": "值班员",
+    }
+
+
 def test_a_ciphertext_moved_to_another_context_or_altered_does_not_open():
     sealer = cipher("k1")
     envelope = sealer.seal("secret", "subjects")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.privacy import mask_id_number, mask_numbers_in_text
+from shared.privacy import mask_id_number, mask_numbers_in_text, masked_phone
 
 
 @pytest.mark.parametrize(
@@ -63,3 +63,16 @@ def test_free_text_masks_numbers_and_every_name_given() -> None:
     assert masked_text(text, ("王某", "王某某", "李四")) == (
         "王**（150626********1234）与王*、李*冲突，联系人电话139****0000"
     )
+
+
+@pytest.mark.parametrize(
+    ("phone", "masked"),
+    [
+        ("13912345678", "139****5678"),
+        ("0477-1234567", "****-***4567"),
+        ("+86 139 1234 5678", "+** *** **** 5678"),
+        ("110", "**0"),
+    ],
+)
+def test_a_reporters_phone_keeps_a_mobiles_prefix_and_the_last_four_digits(phone, masked):
+    assert masked_phone(phone) == masked

@@ -37,3 +37,16 @@ def test_settings_derive_both_url_forms():
 def test_settings_without_database_url_refuse_to_guess():
     with pytest.raises(RuntimeError, match="DATABASE_URL is not set"):
         _ = Settings(database_url=None).async_database_url
+
+
+def test_retention_defaults_are_minutes_apart_and_a_week_long():
+    settings = Settings()
+    assert settings.retention_sweep_interval_seconds >= 60  # idle CPU: minutes, not ms
+    assert settings.intake_idempotency_key_retention_hours == 7 * 24
+    assert settings.notification_message_retention_hours == 7 * 24
+
+
+def test_a_sent_message_is_kept_at_least_as_long_as_its_acknowledgement_link_lives():
+    Settings(notification_message_retention_hours=24, notification_ack_token_ttl_seconds=86400)
+    with pytest.raises(ValueError, match="must not outlive the message"):
+        Settings(notification_message_retention_hours=23, notification_ack_token_ttl_seconds=86400)
