@@ -1,7 +1,8 @@
 """The investigation report with personal data: the banner office's reader holding pii:read
 gets the subjects in clear (name, 编号, full ID number) as the report to the city office needs,
 opened from the sealed copy intake put on its events, and the read is logged as
-audit.personal_data_read (on audit's own topic); everyone else, and every topic, sees them masked only."""
+audit.personal_data_read (on audit's own topic); everyone else, and every topic, sees them
+masked only."""
 
 from __future__ import annotations
 

@@ -139,9 +139,7 @@ def test_no_development_channel_applies_silently_in_production(tmp_path: Path) -
     assert any("drill_contacts" in gap.why for gap in gaps)
     # Webhooks would go unsigned without a default or per-contact secret.
     production_directory = Directory.load(PROD_DIRECTORY / "directory.yaml")
-    assert named(production_gaps(settings, production_directory)) == {
-        "NOTIFICATION_WEBHOOK_SECRET"
-    }
+    assert named(production_gaps(settings, production_directory)) == {"NOTIFICATION_WEBHOOK_SECRET"}
 
 
 def test_gateways_and_mail_need_their_credentials_and_tls(tmp_path: Path) -> None:
