@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from shared.directory import Township
-from shared.events.models import IncidentFacts, Subject
-from shared.privacy import mask_id_number, masked_name, masked_text
+from shared.events.models import IncidentFacts, Reporter, Subject
+from shared.privacy import mask_id_number, masked_name, masked_phone, masked_text
 from shared.reports import FactsUpdate, IncidentIn
 
 
@@ -85,6 +85,13 @@ def masked(facts: dict[str, Any], known_names: tuple[str, ...] = ()) -> dict[str
     if shown.get("subjects") is not None:
         shown["subjects"] = masked_subjects(shown["subjects"])
     return shown
+
+
+def event_reporter(reporter: dict[str, Any]) -> Reporter:
+    """The reporter as events carry them: the party and name, the phone masked (nobody
+    downstream calls back from an event; intake keeps the number sealed)."""
+    phone = reporter.get("phone")
+    return Reporter(**{**reporter, "phone": masked_phone(phone) if phone else phone})
 
 
 def event_facts(facts: dict[str, Any]) -> IncidentFacts:

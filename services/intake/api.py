@@ -50,7 +50,6 @@ from shared.events.models import (
     IncidentMerged,
     IncidentReported,
     IncidentUnlinked,
-    Reporter,
     ReportFiled,
 )
 from shared.ownership import Recording, closing_refusal, refusal
@@ -199,7 +198,7 @@ async def report_incident(
     event = IncidentReported(
         incident_id=incident_id,
         facts=incident_facts.event_facts(facts),
-        reporter=Reporter(**reporter),
+        reporter=incident_facts.event_reporter(reporter),
         reported_at=now,
         external_ref=body.external_ref,
         # The same ciphertext as at rest: audit opens it for a reader holding pii:read.
@@ -635,7 +634,7 @@ async def _file(
         incident_id=incident_id,
         report_id=report_id,
         kind=body.kind,
-        reporter=Reporter(**reporter),
+        reporter=incident_facts.event_reporter(reporter),
         filed_at=now,
         changes=incident_facts.masked(changes, names),
         previous=incident_facts.masked(previous, names),

@@ -33,7 +33,7 @@ from shared.correlation import (
     match,
 )
 from shared.domain import LifecycleStatus
-from shared.events.models import IncidentLinked, IncidentReported, LinkedReport, Reporter
+from shared.events.models import IncidentLinked, IncidentReported, LinkedReport
 from shared.pii import PiiCipher, sealed_subjects
 
 OPEN_STATUSES = tuple(str(status) for status in lifecycle.OPEN)
@@ -274,7 +274,7 @@ async def link_report(
         linked_at=at,
         report=LinkedReport(
             report_id=report_id,
-            reporter=Reporter(**reporter),
+            reporter=incident_facts.event_reporter(reporter),
             reported_at=at,
             facts=incident_facts.event_facts(stated),
             external_ref=external_ref,
@@ -480,7 +480,7 @@ async def split_report(
     reported = IncidentReported(
         incident_id=new_id,
         facts=incident_facts.event_facts(stated),
-        reporter=Reporter(**cipher.open_subjects(report.reporter)),
+        reporter=incident_facts.event_reporter(cipher.open_subjects(report.reporter)),
         reported_at=report.filed_at,
         external_ref=report.external_ref,
         sealed_subjects=sealed_subjects(sealed_stated),

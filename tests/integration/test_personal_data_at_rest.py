@@ -49,6 +49,18 @@ async def stored_rows(url: str, incident: str) -> str:
     return json.dumps([dict(row) for row in rows], default=str, ensure_ascii=False)
 
 
+async def published_events(url: str, incident: str) -> str:
+    """The events intake staged for the incident (its outbox), as one text."""
+    connection = await asyncpg.connect(url)
+    try:
+        payloads = await connection.fetch(
+            "SELECT payload FROM intake.outbox WHERE key = $1", incident
+        )
+    finally:
+        await connection.close()
+    return "".join(bytes(row["payload"]).decode() for row in payloads)
+
+
 async def test_texts_notes_actors_and_phones_are_sealed_at_rest_and_shown_only_with_pii_read(
     clients: dict[str, httpx.AsyncClient], infra_settings: Settings
 ) -> None:
@@ -71,6 +83,12 @@ async def test_texts_notes_actors_and_phones_are_sealed_at_rest_and_shown_only_w
     for clear in (PHONE, "13987654321", "王某某", "150626199001011234", ACTOR, "续报"):
         assert clear not in stored, clear
     assert stored.count("sealed") >= 6  # facts, reporters, text, note, actor's name
+
+    # What intake published: the reporter's phone masked, no subject's name or number.
+    published = await published_events(infra_settings.plain_database_url, incident_id)
+    assert "139****5678" in published
+    for clear in (PHONE, "13987654321", "王某某", "150626199001011234"):
+        assert clear not in published, clear
 
     masked = (await clients["intake"].get(f"/v1/incidents/{incident_id}")).json()
     assert masked["personal_data"] == "masked"
