@@ -51,7 +51,11 @@ def create_app(
         CONSUMER, ALL_TOPICS, audit_log.table, partial(BatchingConsumer, audit_log)
     )
     checkpointer = Checkpointer(
-        runtime, signer, messaging.outbox, settings.audit_checkpoint_interval_seconds
+        runtime,
+        signer,
+        messaging.outbox,
+        settings.audit_checkpoint_interval_seconds,
+        settings.audit_confirmed_first_checkpoint_size,
     )
     runtime.add_worker("audit.checkpoints", checkpointer.run)
     metrics = AuditMetrics(runtime.metrics.registry)

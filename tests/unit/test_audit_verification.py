@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.audit.checkpoints import needs_checkpoint
+from services.audit.checkpoints import first_checkpoint_refusal, needs_checkpoint
 from services.audit.merkle import consistency_ranges, hash_leaf, root_of
 from services.audit.note import Checkpoint
 from services.audit.verification import check_leaves, judge
@@ -72,6 +72,21 @@ def test_a_shorter_log_than_the_checkpoint_fails() -> None:
 )
 def test_when_a_checkpoint_is_signed(last, size, others, expected) -> None:
     assert needs_checkpoint(last, size, others) is expected
+
+
+@pytest.mark.parametrize(
+    ("existing", "size", "confirmed", "refused"),
+    [
+        (0, 7, None, False),  # a new log: its leaves were appended by the service itself
+        (5, 5, None, True),  # an existing log: never signed on trust
+        (5, 9, 6, False),  # the first checkpoint covers the 6 confirmed leaves
+        (5, 5, 6, True),  # the operator expects a leaf the log does not hold
+    ],
+)
+def test_the_first_checkpoint_of_an_existing_log_waits_for_the_operator(
+    existing: int, size: int, confirmed: int | None, refused: bool
+) -> None:
+    assert (first_checkpoint_refusal(existing, size, confirmed) is not None) is refused
 
 
 def test_the_witness_accepts_growth_and_refuses_forks_and_rollbacks() -> None:
