@@ -14,10 +14,11 @@ reads and writes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.findings import LoggedEvent, superseded_by
@@ -167,10 +168,24 @@ async def _keep(
     await outbox.add(session, CloudEvent.new(SOURCE, judgement, judgement.incident_id))
 
 
-async def records_of(session: AsyncSession, incident_id: UUID) -> list[AccountabilityRecorded]:
-    rows = await session.execute(
+async def records_of(
+    session: AsyncSession,
+    incident_id: UUID,
+    limit: int | None = None,
+    after: tuple[datetime, UUID] | None = None,
+) -> list[AccountabilityRecorded]:
+    """The incident's records in the order recorded: all, or `limit` after the position
+    (recorded_at, record_id) `after`."""
+    query = (
         select(accountability_records.c.data)
         .where(accountability_records.c.incident_id == incident_id)
         .order_by(accountability_records.c.recorded_at, accountability_records.c.record_id)
+        .limit(limit)
     )
+    if after is not None:
+        query = query.where(
+            tuple_(accountability_records.c.recorded_at, accountability_records.c.record_id)
+            > tuple_(*after)
+        )
+    rows = await session.execute(query)
     return [AccountabilityRecorded.model_validate(row.data) for row in rows]

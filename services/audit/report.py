@@ -63,6 +63,9 @@ READ_FIELD_NAMES_ZH = {
     "subjects.name": "对象姓名",
     "subjects.id_number": "身份证号",
     "free text": "事实描述原文",
+    # services.audit.shown.LOG_FIELDS: what a read in clear of the log shows.
+    "people.name": "人员姓名",
+    "people.phone": "联系电话",
 }
 CHANNEL_NAMES_ZH = {
     "sms": "短信",

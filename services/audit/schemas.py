@@ -44,6 +44,9 @@ class LogEntryOut(BaseModel):
 class TimelineOut(BaseModel):
     incident_id: str
     entries: list[LogEntryOut]
+    next: str | None = Field(
+        default=None, description="more follow: pass this as `after` for the next page"
+    )
 
 
 class LogHeadOut(BaseModel):
@@ -53,10 +56,18 @@ class LogHeadOut(BaseModel):
 
 
 class LogVerificationOut(LogHeadOut):
-    recomputed_root_hash: str = Field(description="root of the leaves as they are now, base64")
+    checked: int = Field(description="leaves re-derived so far, this page's included")
+    recomputed_root_hash: str = Field(
+        description="root of the leaves checked so far as they are now, base64"
+    )
     first_broken_index: int | None
-    checkpoint_size: int | None
-    checkpoint_matches: bool | None
+    checkpoint_size: int | None = Field(description="the checkpoint the first page judged by")
+    checkpoint_matches: bool | None = Field(
+        description="None until the pages have reached the checkpoint's size"
+    )
+    next: str | None = Field(
+        default=None, description="more leaves follow: pass this as `after` for the next page"
+    )
 
 
 class CheckpointOut(BaseModel):
@@ -78,6 +89,9 @@ class IncidentProofsOut(BaseModel):
     incident_id: str
     checkpoint: CheckpointOut
     entries: list[ProvenEntryOut]
+    next: str | None = Field(
+        default=None, description="more follow: pass this as `after` for the next page"
+    )
 
 
 class InclusionProofOut(BaseModel):
@@ -161,3 +175,6 @@ AccountabilityOut = AccountabilityRecorded
 class AccountabilityListOut(BaseModel):
     incident_id: UUID
     records: list[AccountabilityOut]
+    next: str | None = Field(
+        default=None, description="more follow: pass this as `after` for the next page"
+    )

@@ -277,6 +277,13 @@ async def test_the_investigation_report_names_each_duty_met_and_who_acted(
     )
     text = markdown.text
     assert f"按时办结：{on_scene['action_text']}（R6）" in text
-    assert any("| 周强 | 记录处置：已到现场" in line for line in text.splitlines())
-    assert "| 李明 | 首报：" in text  # the reporter, by name
+    # People by name for a reader holding pii:read; masked for everyone else.
+    assert any("| 周* | 记录处置：已到现场" in line for line in text.splitlines())
+    assert "| 李* | 首报：" in text and "李明" not in text
+    clear = await clients["audit"].get(
+        f"/v1/incidents/{incident_id}/investigation-report",
+        headers={"X-Act-As": "BLO audit:read pii:read"},
+    )
+    assert any("| 周强 | 记录处置：已到现场" in line for line in clear.text.splitlines())
+    assert "| 李明 | 首报：" in clear.text  # the reporter, by name
     assert "**摘要**：共产生义务" in text.split("## 一、事件概况")[0]

@@ -22,6 +22,7 @@ TUKE = "150626102"
 SFS = f"SFS:{TUKE}"
 AS_BJO = {"X-Act-As": "BJO"}
 AS_CEO = {"X-Act-As": "CEO"}
+CLEAR_READER = {"X-Act-As": "BLO audit:read pii:read"}
 
 
 async def concealed_incident(clients: dict[str, httpx.AsyncClient]) -> tuple[str, dict[str, Any]]:
@@ -147,10 +148,22 @@ async def test_r15_commendations_and_disciplines_rest_on_findings_of_a_filed_rep
     }
     assert (await audit.post(record, json=commendation, headers=AS_BJO)).status_code == 201
 
-    listed = (await audit.get(record)).json()["records"]
+    listed = (await audit.get(record, headers=CLEAR_READER)).json()["records"]
     assert [(r["kind"], r["person"]) for r in listed] == [
         ("DISCIPLINE", "张某"),
         ("COMMENDATION", "李明"),
+    ]
+    first_page = (await audit.get(record, params={"limit": 1})).json()
+    second_page = (await audit.get(record, params={"limit": 1, "after": first_page["next"]})).json()
+    assert [r["kind"] for r in first_page["records"] + second_page["records"]] == [
+        "DISCIPLINE",
+        "COMMENDATION",
+    ]
+    assert second_page["next"] is None
+    masked = (await audit.get(record)).json()["records"]
+    assert [(r["person"], r["decision"]) for r in masked] == [
+        ("张*", "通报批评"),
+        ("李*", "通报表扬"),
     ]
     assert listed[0]["finding_ids"] == [finding["finding_id"]]
     await eventually(
@@ -159,7 +172,11 @@ async def test_r15_commendations_and_disciplines_rest_on_findings_of_a_filed_rep
     )
     text = (await audit.get(f"/v1/incidents/{incident_id}/investigation-report")).text
     assert "## 六、表彰与处分（R15）" in text
-    assert f"处分：张某（图克镇司法所所长，图克镇司法所（{SFS}））" in text
+    assert f"处分：张*（图克镇司法所所长，图克镇司法所（{SFS}））" in text
+    clear = await audit.get(
+        f"/v1/incidents/{incident_id}/investigation-report", headers=CLEAR_READER
+    )
+    assert f"处分：张某（图克镇司法所所长，图克镇司法所（{SFS}））" in clear.text
     assert "- 文号：乌司发〔2026〕12号" in text and "- 决定：通报表扬" in text
     assert "- 依据：第 1 条 疑似瞒报，供核查（R12）" in text
 

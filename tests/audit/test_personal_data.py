@@ -5,15 +5,20 @@ incident.personal_data_read; everyone else, and every topic, sees them masked on
 
 from __future__ import annotations
 
+import base64
+import json
+
 import httpx
 
-from tests.integration.helpers import count_of, eventually, report, timeline_with
+from tests.audit.helpers import exported
+from tests.integration.helpers import act, count_of, eventually, report, timeline_with
 
 SFS = "SFS:150626102"
 FIRST = ("王某某", "150626199001011234")
 ADDED = ("张三丰", "15062619850202345X")
 CLEAR_READER = {"X-Act-As": "BJO audit:read pii:read"}
 MASKED_READER = {"X-Act-As": "BJO audit:read"}
+PEOPLE = ("李明", "13900000000", "周强")
 
 
 def report_path(incident_id: str) -> str:
@@ -77,7 +82,13 @@ async def test_a_reader_with_pii_read_gets_the_subjects_in_clear_and_the_read_is
     )
     (read,) = reads_by_audit(timeline)
     assert read["event"]["data"]["party"] == "BJO"
-    assert read["event"]["data"]["fields"] == ["subjects.name", "subjects.id_number"]
+    assert read["event"]["data"]["fields"] == [
+        "subjects.name",
+        "subjects.id_number",
+        "people.name",
+        "people.phone",
+        "free text",
+    ]
     assert count_of("incident.personal_data_read", timeline) == 1
 
     # Every event of the incident, on every topic, carries the subjects masked or sealed only.
@@ -92,3 +103,60 @@ async def test_a_reader_with_pii_read_gets_the_subjects_in_clear_and_the_read_is
     # The next report names the read in its account of what happened.
     again = await audit.get(report_path(incident_id), headers=MASKED_READER)
     assert "查阅个人信息明文：对象姓名、身份证号" in again.text
+
+
+async def test_the_log_shows_people_in_clear_only_with_pii_read_and_logs_each_read(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    audit = clients["audit"]
+    incident_id = await report(clients)
+    await act(
+        clients,
+        incident_id,
+        "FIRST_RESPONSE_STARTED",
+        actor_name="周强",
+    )
+    masked = await timeline_with(
+        audit, incident_id, "incident.reported", also={"incident.action_recorded": 1}
+    )
+    # The reporter 李明 with his phone 13900000000, and the actor 周强: masked.
+    assert [clear for clear in PEOPLE if clear in masked.text] == []
+    action = next(e for e in masked.json()["entries"] if e["ce_type"] == "incident.action_recorded")
+    reported = next(e for e in masked.json()["entries"] if e["ce_type"] == "incident.reported")
+    assert reported["event"]["data"]["reporter"] == {
+        "party": SFS,
+        "name": "李*",
+        "phone": "139****0000",
+    }
+    assert action["event"]["data"]["actor_name"] == "周*"
+    assert action["event"]["data"]["party"] == "SFS:150626102"  # who acted stays in clear
+    entry = await audit.get(f"/v1/log/entries/{action['index']}")
+    assert entry.json()["event"]["data"]["actor_name"] == "周*"
+    assert count_of("incident.personal_data_read", masked) == 0
+
+    shown = await audit.get(f"/v1/incidents/{incident_id}/timeline", headers=CLEAR_READER)
+    assert [clear for clear in PEOPLE if clear in shown.text] == list(PEOPLE)
+    entry = await audit.get(f"/v1/log/entries/{action['index']}", headers=CLEAR_READER)
+    assert entry.json()["event"]["data"]["actor_name"] == "周强"
+    # Both clear reads are on the incident's log, from audit, naming what was read.
+    timeline = await eventually(
+        lambda: audit.get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: len(reads_by_audit(response)) >= 2,
+    )
+    assert [read["event"]["data"]["fields"] for read in reads_by_audit(timeline)] == [
+        ["people.name", "people.phone", "free text"]
+    ] * 2
+
+    # The export: without pii:read the incident's leaves holding personal data come as their
+    # hashes only; with it, as logged (and the read of each incident exported is logged).
+    lines = {line["index"]: line for line in await exported(audit) if "index" in line}
+    assert "leaf" not in lines[action["index"]] and lines[action["index"]]["leaf_hash"]
+    clear_lines = {
+        line["index"]: line for line in await exported(audit, CLEAR_READER) if "index" in line
+    }
+    leaf = json.loads(base64.b64decode(clear_lines[action["index"]]["leaf"]))
+    assert leaf["data"]["actor_name"] == "周强"
+    await eventually(
+        lambda: audit.get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: len(reads_by_audit(response)) >= 3,
+    )

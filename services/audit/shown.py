@@ -1,0 +1,78 @@
+"""What a reader without pii:read sees of the log's events: personal data masked; pure.
+
+The log keeps every event as it was published (its leaf hash commits to those bytes), and the
+publishers already mask the subjects and the numbers and subjects' names in free text. What an
+event still holds in clear is masked here for every reader who does not hold pii:read
+(社区矫正法 Art. 54; 个人信息保护法 Art. 28): the names of the people who reported, acted, were
+disciplined or commended, their phone numbers and contacts, and free text (report text, action
+notes, reasons, locations, decisions, a finding's detail and the fact values it quotes).
+
+What stays in clear is what accountability rests on: ids, event types, times, parties, rule ids,
+kinds, actions, statuses, townships, categories and phases, and who reviewed or read what (the
+reviewer's and reader's account: they act in office).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from shared.privacy import masked_name, masked_text
+
+# People named by the events: reporters, actors, the person of a commendation or discipline.
+PERSON_NAMES = frozenset({"name", "actor_name", "person", "reporter_name"})
+NAME_LISTS = frozenset({"subject_names"})
+CONTACTS = frozenset({"phone", "contact"})
+FREE_TEXT = frozenset(
+    {
+        "note",
+        "reason",
+        "text",
+        "summary",
+        "location",
+        "measures_taken",
+        "persons_involved",
+        "decision",
+        "detail",
+        "error",
+    }
+)
+# A finding quotes a fact as first stated and as corrected (R13): personal when the fact is.
+QUOTED_VALUES = ("previous", "current")
+# What a read in clear of the log shows, as incident.personal_data_read names it.
+LOG_FIELDS = ("people.name", "people.phone", "free text")
+
+
+def masked_value(key: str, value: Any, names: tuple[str, ...]) -> Any:
+    """One field as a reader without pii:read sees it."""
+    if value is None:
+        return None
+    if key in PERSON_NAMES and isinstance(value, str):
+        return masked_name(value)
+    if key in NAME_LISTS and isinstance(value, list | tuple):
+        return [masked_name(name) if isinstance(name, str) else name for name in value]
+    if key in CONTACTS | FREE_TEXT and isinstance(value, str):
+        return masked_text(value, names)
+    return masked_event(value, names)
+
+
+def masked_event(value: Any, names: Iterable[str] = ()) -> Any:
+    """An event (or any part of one) with personal data masked; `names`: people's names to
+    look for in free text besides the numbers (the incident's subjects, when known)."""
+    names = tuple(names)
+    if isinstance(value, list | tuple):
+        return [masked_event(item, names) for item in value]
+    if not isinstance(value, dict):
+        return value
+    shown = {key: masked_value(key, item, names) for key, item in value.items()}
+    quoted = value.get("field")
+    if isinstance(quoted, str) and quoted in PERSON_NAMES | CONTACTS | FREE_TEXT:
+        for key in QUOTED_VALUES:
+            if isinstance(value.get(key), str):
+                shown[key] = masked_text(value[key], names)
+    return shown
+
+
+def holds_personal_data(event: Any) -> bool:
+    """Whether masking changes the event: it holds personal data in clear."""
+    return masked_event(event) != event
