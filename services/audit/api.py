@@ -42,6 +42,7 @@ from services.audit.note import (
     open_checkpoint,
     verify_cosignature,
 )
+from services.audit.personal import about_incident
 from services.audit.schemas import (
     AccountabilityIn,
     AccountabilityListOut,
@@ -98,26 +99,52 @@ def b64(digest: bytes) -> str:
     return base64.b64encode(bytes(digest)).decode()
 
 
-def entry_out(row: Row, clear: bool) -> LogEntryOut:
-    """A leaf as the caller may read it: personal data masked unless `clear` (pii:read)."""
-    event = json.loads(row.leaf)
-    return LogEntryOut(
-        index=row.index,
-        ce_id=row.ce_id,
-        ce_source=row.ce_source,
-        ce_type=row.ce_type,
-        ce_time=row.ce_time,
-        topic=row.topic,
-        partition=row.partition,
-        offset=row.offset,
-        leaf_hash=bytes(row.leaf_hash).hex(),
-        event=event if clear else masked_event(event),
+async def entries_out(
+    request: Request, session: AsyncSession, rows: list[Row], clear: bool, with_leaf: bool = False
+) -> list[LogEntryOut]:
+    """Leaves as the caller may read them: personal fields opened with their incident's data
+    key (or marked erased), then masked unless `clear` (pii:read); `with_leaf`: the bytes the
+    leaf hash commits to as well, where the caller may have them (`exported_leaf`)."""
+    opened = await context_of(request).data_keys.opened(
+        session, [(row.subject, json.loads(row.leaf)) for row in rows]
     )
+    return [
+        LogEntryOut(
+            index=row.index,
+            ce_id=row.ce_id,
+            ce_source=row.ce_source,
+            ce_type=row.ce_type,
+            ce_time=row.ce_time,
+            topic=row.topic,
+            partition=row.partition,
+            offset=row.offset,
+            leaf_hash=bytes(row.leaf_hash).hex(),
+            event=event if clear or not about_incident(row.subject) else masked_event(event),
+            personal_data_erased=found.erased > 0,
+            leaf=exported_leaf(row, clear).get("leaf") if with_leaf else None,
+        )
+        for row, (event, found) in zip(rows, opened, strict=True)
+    ]
 
 
-def logged_event(index: int, leaf: bytes, clear: bool) -> LoggedEvent:
-    event = LoggedEvent.from_leaf(index, leaf)
-    return event if clear else replace(event, data=masked_event(event.data))
+async def logged_events(
+    request: Request, session: AsyncSession, leaves: Iterable[tuple[int, bytes]], clear: bool
+) -> list[LoggedEvent]:
+    """Stored leaves as the report reads them: opened, and masked unless `clear`."""
+    documents = [(index, json.loads(leaf)) for index, leaf in leaves]
+    opened = await context_of(request).data_keys.opened(
+        session, [(document["subject"], document) for _, document in documents]
+    )
+    events = [
+        LoggedEvent.from_document(index, document)
+        for (index, _), (document, _) in zip(documents, opened, strict=True)
+    ]
+    return [
+        event
+        if clear or not about_incident(event.subject or "")
+        else replace(event, data=masked_event(event.data))
+        for event in events
+    ]
 
 
 Shown = TypeVar("Shown", bound=BaseModel)
@@ -247,7 +274,7 @@ async def timeline(
         await record_log_read(request, session, caller, [str(incident_id)])
     return TimelineOut(
         incident_id=str(incident_id),
-        entries=[entry_out(row, clear) for row in rows],
+        entries=await entries_out(request, session, rows, clear),
         next=following,
     )
 
@@ -314,7 +341,8 @@ async def log_entry(
     clear = caller.may_read_personal_data
     if clear:
         await record_log_read(request, session, caller, [rows[0].subject])
-    return entry_out(rows[0], clear)
+    (entry,) = await entries_out(request, session, rows, clear, with_leaf=True)
+    return entry
 
 
 @router.get("/v1/log/head", summary="Size and Merkle root of the log")
@@ -529,8 +557,9 @@ NDJSON = "application/x-ndjson"
     "/v1/log/export",
     summary="A page of leaves with the signed checkpoints that end among them, one JSON object "
     'a line, for offline checks; the last line names the next page ({"next": index}) when more '
-    "follow. Without pii:read a leaf holding personal data in clear comes without its bytes "
-    "(its stored hash and id only); with it, each incident exported is logged as read",
+    "follow. Leaves hold personal data sealed; one written before sealing that holds it in "
+    "clear comes, without pii:read, as its stored hash and id only; with it, in full, and "
+    "each such incident exported is logged as read",
     response_class=Response,
     responses={200: {"content": {NDJSON: {}}}},
 )
@@ -573,7 +602,8 @@ async def export(
     ).scalars()
     clear = caller.may_read_personal_data
     if clear:
-        await record_log_read(request, session, caller, [row.subject for row in page])
+        read = [row.subject for row in page if holds_clear_personal_data(row)]
+        await record_log_read(request, session, caller, read)
     lines = [{"checkpoint": note} for note in notes]
     lines += [exported_leaf(row, clear) for row in page]
     if len(rows) > limit:
@@ -582,10 +612,16 @@ async def export(
     return Response(body, media_type=NDJSON)
 
 
+def holds_clear_personal_data(row: Row) -> bool:
+    """A leaf written before personal fields were sealed (migration 0006) may hold them in
+    clear; one written since holds them as ciphertext only."""
+    return about_incident(row.subject) and holds_personal_data(json.loads(row.leaf))
+
+
 def exported_leaf(row: Row, clear: bool) -> dict[str, Any]:
     """A leaf as exported: its bytes, unless they hold personal data the caller may not read."""
     line: dict[str, Any] = {"index": row.index, "leaf_hash": b64(row.leaf_hash)}
-    if clear or not holds_personal_data(json.loads(row.leaf)):
+    if clear or not holds_clear_personal_data(row):
         line["leaf"] = b64(row.leaf)
     else:
         line |= {"id": str(row.ce_id), "withheld": "personal data"}
@@ -902,14 +938,21 @@ async def investigation_report(
     chosen = report_format(request, format)
     rows = await incident_rows(session, incident_id)
     clear = caller.may_read_personal_data
-    events = [logged_event(row.index, bytes(row.leaf), clear) for row in rows]
+    events = await logged_events(
+        request, session, [(row.index, bytes(row.leaf)) for row in rows], clear
+    )
     event_histories = await store.event_histories(session, [str(incident_id)], MAX_SIZE)
-    joined = [
-        logged_event(index, leaf, clear)
-        for incident, history in event_histories.items()
-        if incident != str(incident_id)
-        for index, leaf in history
-    ]
+    joined = await logged_events(
+        request,
+        session,
+        [
+            (index, leaf)
+            for incident, history in event_histories.items()
+            if incident != str(incident_id)
+            for index, leaf in history
+        ],
+        clear,
+    )
     finding_rows = (await session.execute(findings_of_incident(incident_id))).all()
     found = sorted(
         (

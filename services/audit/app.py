@@ -9,16 +9,19 @@ from fastapi import FastAPI
 
 from services.audit import api
 from services.audit.checkpoints import Checkpointer, load_signer, witness_keys
+from services.audit.datakeys import DataKeys, load_key_encryption_key
 from services.audit.findings import FindingRules
 from services.audit.findings import compute as compute_findings
 from services.audit.follower import FindingsFollower, FindingsFunction, FollowerHealth
 from services.audit.handlers import CONSUMER, AuditLog, BatchingConsumer
 from services.audit.metrics import AuditMetrics
 from services.audit.models import SCHEMA, messaging
+from services.audit.retention import RetentionJob
 from services.audit.schemas import AuditContext
 from shared.directory import Directory
 from shared.events.topics import ALL_TOPICS
 from shared.pii import PiiCipher
+from shared.retention import Retention
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -46,7 +49,8 @@ def create_app(
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
     signer = load_signer(settings)
     party_names = party_names_of(settings)
-    audit_log = AuditLog()
+    data_keys = DataKeys(load_key_encryption_key(settings))
+    audit_log = AuditLog(data_keys)
     runtime.add_consumer(
         CONSUMER, ALL_TOPICS, audit_log.table, partial(BatchingConsumer, audit_log)
     )
@@ -72,6 +76,7 @@ def create_app(
             settings.audit_findings_retry_max_seconds,
             metrics.findings_review_failures,
             findings_health,
+            data_keys,
         )
         await follower.run()
 
@@ -79,6 +84,14 @@ def create_app(
     # A detail, not a reason to leave the Service: the log and its proofs are served as ever,
     # and every replica runs the same findings code.
     runtime.add_readiness_check("findings", findings_health.readiness, required=False)
+
+    retention = RetentionJob(
+        runtime,
+        messaging.outbox,
+        Retention.load(settings.policy_file, settings.policy_overrides_file),
+        settings.audit_retention_interval_seconds,
+    )
+    runtime.add_worker("audit.retention", retention.run)
 
     async def measure_log() -> None:
         await metrics.refresh(runtime.sessions)
@@ -95,6 +108,11 @@ def create_app(
     cipher = PiiCipher.from_settings(settings)
     runtime.add_readiness_check("personal_data_key", lambda: cipher.readiness)
     app.state.audit = AuditContext(
-        signer.verifier, tuple(witness_keys(settings)), party_names, cipher, settings.county_zone
+        signer.verifier,
+        tuple(witness_keys(settings)),
+        party_names,
+        cipher,
+        settings.county_zone,
+        data_keys,
     )
     return app

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit import store
+from services.audit.datakeys import DataKeys
 from services.audit.findings import RELEVANT_TYPES, LoggedEvent
 from services.audit.linking import joined_incidents
 from services.audit.models import findings as findings_table
@@ -212,6 +213,8 @@ class FindingsFollower:
     retry_max_seconds: float = 30.0
     failures: Counter | None = None
     health: FollowerHealth = field(default_factory=FollowerHealth)
+    # Opens the personal fields sealed in the leaves (the findings quote facts and names).
+    data_keys: DataKeys | None = None
 
     async def run(self) -> None:
         wakeup = Wakeup(self.database_url, store.APPENDED_CHANNEL)
@@ -259,6 +262,8 @@ class FindingsFollower:
             stored = await store.event_histories(
                 session, [str(incident) for incident in incidents_touched(leaves)], end
             )
+            if self.data_keys is not None:
+                stored = await self.data_keys.opened_histories(session, stored)
             touched, histories = with_their_events(incidents_touched(leaves), stored)
             review = review_leaves(position, leaves, histories, self.compute, touched)
             for incident_id, computed in review.findings.items():

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from services.audit.datakeys import DataKeys
 from services.audit.note import Verifier
 from shared.domain import PARTY_PATTERN
 from shared.events.models import AccountabilityFinding, AccountabilityRecorded, FindingReviewed
@@ -26,6 +27,8 @@ class AuditContext:
     personal_data: PiiCipher
     # The county's clock (COUNTY_TIME_ZONE): every time written for people.
     zone: ZoneInfo
+    # Opens the personal fields sealed in the leaves under each incident's data key.
+    data_keys: DataKeys
 
 
 class LogEntryOut(BaseModel):
@@ -39,6 +42,17 @@ class LogEntryOut(BaseModel):
     offset: int
     leaf_hash: str = Field(description="hex")
     event: dict[str, Any]
+    personal_data_erased: bool = Field(
+        default=False,
+        description="the incident's personal data was erased after the retention period: "
+        "those fields read 已按保存期限删除; the leaf and its proofs are unchanged",
+    )
+    leaf: str | None = Field(
+        default=None,
+        description="base64 of the leaf's bytes, which its hash commits to (personal fields "
+        "sealed); withheld without pii:read from a leaf of before sealing that holds them in "
+        "clear. Only on GET /v1/log/entries/{index}",
+    )
 
 
 class TimelineOut(BaseModel):

@@ -1,15 +1,15 @@
 """What a reader without pii:read sees of the log's events: personal data masked; pure.
 
-The log keeps every event as it was published (its leaf hash commits to those bytes), and the
+The log keeps every event as it was published, its personal fields sealed (`personal.py`); the
 publishers already mask the subjects and the numbers and subjects' names in free text. What an
-event still holds in clear is masked here for every reader who does not hold pii:read
+event holds in clear once opened is masked here for every reader who does not hold pii:read
 (社区矫正法 Art. 54; 个人信息保护法 Art. 28): the names of the people who reported, acted, were
 disciplined or commended, their phone numbers and contacts, and free text (report text, action
-notes, reasons, locations, decisions, a finding's detail and the fact values it quotes).
+notes, reasons, locations, a finding's detail and the fact values it quotes).
 
 What stays in clear is what accountability rests on: ids, event types, times, parties, rule ids,
-kinds, actions, statuses, townships, categories and phases, and who reviewed or read what (the
-reviewer's and reader's account: they act in office).
+kinds, actions, statuses, townships, categories and phases, decisions, and who reviewed or read
+what (the reviewer's and reader's account: they act in office).
 """
 
 from __future__ import annotations
@@ -17,36 +17,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from services.audit.personal import (
+    CONTACTS,
+    FREE_TEXT,
+    MARKERS,
+    NAME_LISTS,
+    PERSON_NAMES,
+    QUOTED_VALUES,
+)
 from shared.privacy import masked_name, masked_text
 
-# People named by the events: reporters, actors, the person of a commendation or discipline.
-PERSON_NAMES = frozenset({"name", "actor_name", "person", "reporter_name"})
-NAME_LISTS = frozenset({"subject_names"})
-CONTACTS = frozenset({"phone", "contact"})
-FREE_TEXT = frozenset(
-    {
-        "note",
-        "reason",
-        "text",
-        "summary",
-        "location",
-        "measures_taken",
-        "persons_involved",
-        "decision",
-        "detail",
-        "error",
-    }
-)
-# A finding quotes a fact as first stated and as corrected (R13): personal when the fact is.
-QUOTED_VALUES = ("previous", "current")
 # What a read in clear of the log shows, as incident.personal_data_read names it.
 LOG_FIELDS = ("people.name", "people.phone", "free text")
 
 
 def masked_value(key: str, value: Any, names: tuple[str, ...]) -> Any:
     """One field as a reader without pii:read sees it."""
-    if value is None:
-        return None
+    if value is None or (isinstance(value, str) and value in MARKERS):
+        return value
     if key in PERSON_NAMES and isinstance(value, str):
         return masked_name(value)
     if key in NAME_LISTS and isinstance(value, list | tuple):

@@ -47,6 +47,7 @@ from shared.events.models import (
     ObligationMet,
     ObligationOmitted,
     ObligationWaived,
+    PersonalDataErased,
 )
 from shared.kafka import HandlerTable, RecordPosition
 from shared.messaging import Outbox
@@ -101,6 +102,8 @@ class NotificationHandlers:
                     LogCheckpoint.ce_type,
                     AccountabilityFinding.ce_type,
                     FindingReviewed.ce_type,
+                    # The retention period's erasure asks nothing of anyone.
+                    PersonalDataErased.ce_type,
                 }
             ),
         )

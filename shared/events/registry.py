@@ -55,6 +55,7 @@ EVENT_TYPES: dict[str, EventSpec] = {
         models.AccountabilityFinding,
         models.FindingReviewed,
         models.AccountabilityRecorded,
+        models.PersonalDataErased,
     ),
 }
 

@@ -7,12 +7,13 @@ investigation report name each one, with inclusion proofs that verify against th
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from services.audit.leaves import canonical_json, leaf_hash
+from services.audit.leaves import leaf_hash
 from services.audit.merkle import verify_inclusion
 from services.audit.note import Checkpoint, open_checkpoint
 from tests.audit.conftest import AuditSystem
@@ -191,11 +192,13 @@ async def test_scripted_incident_findings_and_report_name_each_lapse_with_proofs
         assert finding["evidence_log_indexes"]
         check_proofs(body, finding, audit_system)
 
-    # Each piece of evidence is the event as it was published: its canonical bytes hash to the
-    # leaf hash the proofs use.
+    # Each piece of evidence is the event as it was published, its personal fields sealed:
+    # those bytes hash to the leaf hash the proofs use, and opened they are the event shown.
     for index in missed["evidence_log_indexes"]:
         entry = (await clients["audit"].get(f"/v1/log/entries/{index}")).json()
-        assert leaf_hash(canonical_json(entry["event"])).hex() == entry["leaf_hash"]
+        leaf = base64.b64decode(entry["leaf"])
+        assert leaf_hash(leaf).hex() == entry["leaf_hash"]
+        assert json.loads(leaf)["id"] == str(entry["ce_id"]) == entry["event"]["id"]
 
     # Published on audit.v1 once each, and logged back as leaves.
     timeline = await eventually(

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+from types import SimpleNamespace
+from uuid import uuid4
+
+from services.audit.api import exported_leaf
+from services.audit.leaves import canonical_json, leaf_hash
 from services.audit.shown import holds_personal_data, masked_event
 
 ACTION = {
@@ -50,3 +56,24 @@ def test_an_event_holds_personal_data_when_masking_changes_it() -> None:
     assert holds_personal_data(ACTION)
     checkpoint = {"origin": "log.example", "size": 12, "root_hash": "cm9vdA=="}
     assert not holds_personal_data(checkpoint)
+
+
+def test_an_old_leaf_holding_personal_data_in_clear_is_exported_as_its_hash_only() -> None:
+    """Leaves written before sealing hold people's data in clear: without pii:read the export
+    gives their hash and id, not their bytes; sealed and non-incident leaves come whole."""
+    incident = ACTION["incident_id"]
+
+    def row(subject: str, data: dict) -> SimpleNamespace:
+        leaf = canonical_json({"subject": subject, "data": data})
+        return SimpleNamespace(
+            index=7, ce_id=uuid4(), subject=subject, leaf=leaf, leaf_hash=leaf_hash(leaf)
+        )
+
+    old = row(incident, ACTION)
+    assert set(exported_leaf(old, clear=False)) == {"index", "leaf_hash", "id", "withheld"}
+    assert base64.b64decode(exported_leaf(old, clear=True)["leaf"]) == old.leaf
+    envelope = {"sealed": {"kid": incident, "nonce": "bm9uY2U=", "ct": "Y3Q="}}
+    sealed = row(incident, {**ACTION, "actor_name": envelope, "note": envelope})
+    assert base64.b64decode(exported_leaf(sealed, clear=False)["leaf"]) == sealed.leaf
+    checkpoint = row("log", {"note": "sqjz.example/audit\n13904770105\n"})
+    assert "leaf" in exported_leaf(checkpoint, clear=False)
