@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from services.audit.datakeys import incident_cipher
+from services.audit.datakeys import DEV_KEK_FILE, incident_cipher, load_key_encryption_key
 from services.audit.leaves import canonical_json
 from services.audit.personal import (
     ERASED,
@@ -18,8 +19,9 @@ from services.audit.personal import (
     open_personal,
     seal_personal,
 )
-from shared.pii import new_key
+from shared.pii import PersonalDataKeyError, new_key
 from shared.retention import Retention, years_before
+from shared.settings import Settings
 
 INCIDENT = "5b0f6c1e-3a55-4c55-9a43-0d7b3f0e2c11"
 KEY = incident_cipher(INCIDENT, bytes(range(32)))
@@ -113,3 +115,24 @@ def test_29_february_counts_back_to_the_28th() -> None:
     assert years_before(datetime(2028, 2, 29, 12, tzinfo=UTC), 5) == datetime(
         2023, 2, 28, 12, tzinfo=UTC
     )
+
+
+def test_the_key_encryption_key_is_required_where_production_says_so(tmp_path: Path) -> None:
+    with pytest.raises(PersonalDataKeyError, match="AUDIT_KEY_ENCRYPTION_KEYS"):
+        load_key_encryption_key(
+            Settings(local_data_dir=tmp_path, audit_key_encryption_required=True)
+        )
+    configured = load_key_encryption_key(
+        Settings(
+            local_data_dir=tmp_path,
+            audit_key_encryption_required=True,
+            audit_key_encryption_keys={"2026-11": new_key()},
+        )
+    )
+    assert configured.current == "2026-11" and not (tmp_path / DEV_KEK_FILE).exists()
+    # Without keys and not required (a local run): one development key, kept and shared.
+    first = load_key_encryption_key(Settings(local_data_dir=tmp_path))
+    again = load_key_encryption_key(Settings(local_data_dir=tmp_path))
+    assert first.keys == again.keys and len(first.keys[first.current]) == 32
+    sealed = first.seal(new_key(), "data key of x")
+    assert again.open(sealed, "data key of x")
