@@ -147,9 +147,11 @@ async def test_witness_checks_consistency_cosigns_and_the_log_serves_the_cosigna
         audit_system.log_key.vkey,
         "--submit",
     ]
-    code, out, err = await run_witness(*arguments)
+    signed = await latest(clients, audit_system)  # the one the operator checked
+    code, out, err = await run_witness(*arguments, "--first-size", str(signed.size))
     assert code == 0, err
     first, _ = open_checkpoint(out, audit_system.log_key)
+    assert first.size == signed.size
     await report(clients, category="OTHER", phase="OCCURRED")
     await eventually(
         lambda: latest(clients, audit_system), lambda checkpoint: checkpoint.size > first.size
