@@ -188,6 +188,19 @@ async def test_scripted_incident_findings_and_report_name_each_lapse_with_proofs
     )
     (shown,) = [f for f in listed.json()["findings"] if f["rule_id"] == "R12"]
     assert shown["review"]["reason"] == "发现时间系群众误记，不予认定。"
+    # An incident's findings come a page at a time too, in the order they were found.
+    of_incident = f"/v1/incidents/{incident_id}/findings"
+    paged, after = [], None
+    while True:
+        params = {"limit": 2} | ({"after": after} if after else {})
+        page = (await clients["audit"].get(of_incident, params=params)).json()
+        assert len(page["findings"]) <= 2
+        paged += [f["finding_id"] for f in page["findings"]]
+        after = page["next"]
+        if after is None:
+            break
+    whole = (await clients["audit"].get(of_incident, params={"limit": 500})).json()
+    assert len(paged) >= 4 and paged == [f["finding_id"] for f in whole["findings"]][: len(paged)]
     for finding in findings:
         assert finding["evidence_log_indexes"]
         check_proofs(body, finding, audit_system)
