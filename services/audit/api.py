@@ -67,7 +67,7 @@ from services.audit.verification import LeafChecker, judge
 from shared.access import Permission, Principal
 from shared.auth import Caller, authorize
 from shared.domain import PARTY_PATTERN
-from shared.events.models import AccountabilityFinding, AccountabilityRecorded, FindingReviewed
+from shared.events.models import AccountabilityRecorded, FindingReviewed
 from shared.pii import SUBJECT_FIELDS, SUBJECTS, PersonalDataKeyError, record_read
 from shared.problems import Problem, invalid_field, not_found
 from shared.runtime import runtime_of
@@ -629,14 +629,15 @@ def exported_leaf(row: Row, clear: bool) -> dict[str, Any]:
 
 
 async def findings_with_proofs(
-    session: AsyncSession, rows: list[Row], clear: bool
+    request: Request, session: AsyncSession, rows: list[Row], clear: bool
 ) -> tuple[Row | None, list[FindingOut]]:
     """The findings of `rows` with the proofs of their evidence, their reviews and state;
     personal data in their text masked unless `clear`."""
+    keys = context_of(request).data_keys
     latest = await store.latest_checkpoint(session)
-    listed = [AccountabilityFinding.model_validate(row.data) for row in rows]
-    reviews = await judgements.reviews_of(session, [finding.finding_id for finding in listed])
-    superseded = await judgements.supersessions(session, listed)
+    listed = await judgements.findings_in(session, keys, rows)
+    reviews = await judgements.reviews_of(session, keys, [finding.finding_id for finding in listed])
+    superseded = await judgements.supersessions(session, keys, listed)
     result = []
     for row, finding in zip(rows, listed, strict=True):
         proofs = (
@@ -678,7 +679,7 @@ async def findings_out(
     clear = caller.may_read_personal_data
     if clear:
         await record_log_read(request, session, caller, [str(row.incident_id) for row in rows])
-    latest, result = await findings_with_proofs(session, rows, clear)
+    latest, result = await findings_with_proofs(request, session, rows, clear)
     return FindingsOut(
         checkpoint=checkpoint_out(latest) if latest is not None else None, findings=result
     )
@@ -788,12 +789,17 @@ async def review_finding(
     finding_id: UUID, body: ReviewIn, request: Request, session: Session, caller: Caller
 ) -> ReviewOut:
     authorize(caller, Permission.REVIEW_FINDINGS)
+    keys = context_of(request).data_keys
     row = (
-        await session.execute(select(findings.c.data).where(findings.c.finding_id == finding_id))
+        await session.execute(
+            select(findings.c.incident_id, findings.c.data).where(
+                findings.c.finding_id == finding_id
+            )
+        )
     ).first()
     if row is None:
         raise not_found("Finding", finding_id)
-    finding = AccountabilityFinding.model_validate(row.data)
+    (finding,) = await judgements.findings_in(session, keys, [row])
     review = FindingReviewed(
         review_id=uuid4(),
         finding_id=finding_id,
@@ -806,7 +812,7 @@ async def review_finding(
         reviewed_at=datetime.now(UTC),
         drill=finding.drill,
     )
-    await judgements.add_review(session, runtime_of(request).outbox, review)
+    await judgements.add_review(session, keys, runtime_of(request).outbox, review)
     return review
 
 
@@ -830,11 +836,11 @@ async def record_accountability(
             "(R14) is filed.",
             kind="report-not-filed",
         )
-    found = [
-        AccountabilityFinding.model_validate(row.data)
-        for row in await session.execute(findings_of_incident(incident_id))
-    ]
-    states = await judgements.states_of(session, found)
+    keys = context_of(request).data_keys
+    found = await judgements.findings_in(
+        session, keys, (await session.execute(findings_of_incident(incident_id))).all()
+    )
+    states = await judgements.states_of(session, keys, found)
     refusal = judgements.refusal_of_record(body.kind, body.finding_ids, states)
     if refusal is not None:
         raise Problem(422, "Record not supported by findings", refusal, kind="bad-findings")
@@ -853,7 +859,7 @@ async def record_accountability(
         recorded_at=datetime.now(UTC),
         drill=bool(fact_now(rows, "drill")),
     )
-    await judgements.add_record(session, runtime_of(request).outbox, record)
+    await judgements.add_record(session, keys, runtime_of(request).outbox, record)
     return record
 
 
@@ -871,7 +877,8 @@ async def list_accountability(
 ) -> AccountabilityListOut:
     authorize(caller, Permission.READ_FINDINGS)
     position = page_position(after, UUID) if after is not None else None
-    records = await judgements.records_of(session, incident_id, limit + 1, position)
+    keys = context_of(request).data_keys
+    records = await judgements.records_of(session, keys, incident_id, limit + 1, position)
     clear = caller.may_read_personal_data
     if clear and records:
         await record_log_read(request, session, caller, [str(incident_id)])
@@ -953,15 +960,16 @@ async def investigation_report(
         ],
         clear,
     )
+    keys = context_of(request).data_keys
     finding_rows = (await session.execute(findings_of_incident(incident_id))).all()
     found = sorted(
         (
-            shown_model(AccountabilityFinding.model_validate(row.data), clear)
-            for row in finding_rows
+            shown_model(finding, clear)
+            for finding in await judgements.findings_in(session, keys, finding_rows)
         ),
         key=lambda finding: finding.evidence_log_indexes,
     )
-    reviews = await judgements.reviews_of(session, [finding.finding_id for finding in found])
+    reviews = await judgements.reviews_of(session, keys, [finding.finding_id for finding in found])
     latest = await store.latest_checkpoint(session)
     anchor = None
     if latest is not None:
@@ -1010,7 +1018,7 @@ async def investigation_report(
             ),
             records=tuple(
                 shown_model(record, clear)
-                for record in await judgements.records_of(session, incident_id)
+                for record in await judgements.records_of(session, keys, incident_id)
             ),
         ),
         joined=joined,

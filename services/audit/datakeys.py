@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.leaves import canonical_json
 from services.audit.models import data_keys
-from services.audit.personal import Opened, open_personal
+from services.audit.personal import Opened, open_personal, seal_personal
 from services.audit.store import StoredLeaf
 from shared.pii import SEALED, PersonalDataKeyError, PiiCipher, new_key
 from shared.settings import Settings
@@ -139,6 +139,18 @@ class DataKeys:
             found = Opened()
             result.append((open_personal(document, keys.get(subject), found), found))
         return result
+
+    async def sealed(self, session: AsyncSession, incident: str, data: dict) -> dict:
+        """A judgement's data (a finding, review or record) as audit keeps it in its tables:
+        its personal fields sealed under the incident's key, erased with it."""
+        keys = await self.for_append(session, [incident])
+        return seal_personal(data, keys[incident])
+
+    async def opened_data(
+        self, session: AsyncSession, rows: Iterable[tuple[str, dict]]
+    ) -> list[dict]:
+        """(incident, data) of rows of audit's tables, their personal fields opened."""
+        return [document for document, _ in await self.opened(session, rows)]
 
     async def opened_histories(
         self, session: AsyncSession, histories: Mapping[str, Sequence[StoredLeaf]]

@@ -267,7 +267,7 @@ class FindingsFollower:
             touched, histories = with_their_events(incidents_touched(leaves), stored)
             review = review_leaves(position, leaves, histories, self.compute, touched)
             for incident_id, computed in review.findings.items():
-                await store_findings(session, self.outbox, incident_id, computed)
+                await store_findings(session, self.outbox, incident_id, computed, self.data_keys)
             if review.cursor != position:
                 await session.execute(
                     update(findings_cursor)
@@ -311,10 +311,16 @@ async def store_findings(
     outbox: Outbox,
     incident_id: UUID,
     computed: Sequence[AccountabilityFinding],
+    keys: DataKeys | None = None,
 ) -> list[AccountabilityFinding]:
-    """Store the findings not stored before and publish those; the rest are already known."""
+    """Store the findings not stored before and publish those; the rest are already known.
+    With `keys`, their personal fields (the detail, quoted facts) are kept sealed under the
+    incident's data key, erased with it."""
     if not computed:
         return []
+    kept = [finding.model_dump(mode="json") for finding in computed]
+    if keys is not None:
+        kept = [await keys.sealed(session, str(incident_id), data) for data in kept]
     stored = await session.execute(
         insert(findings_table)
         .values(
@@ -326,9 +332,9 @@ async def store_findings(
                     "party": finding.party,
                     "kind": finding.kind,
                     "evidence": list(finding.evidence_log_indexes),
-                    "data": finding.model_dump(mode="json"),
+                    "data": data,
                 }
-                for finding in computed
+                for finding, data in zip(computed, kept, strict=True)
             ]
         )
         .on_conflict_do_nothing()

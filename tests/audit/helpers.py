@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from shared.settings import REPOSITORY_ROOT
+from services.audit import store
+from services.audit.models import messaging
+from services.audit.retention import erase_due
+from shared.db import create_engine, create_session_factory
+from shared.retention import Retention
+from shared.settings import REPOSITORY_ROOT, Settings
 
 
 async def run_module(module: str, *arguments: str) -> tuple[int, str, str]:
@@ -46,3 +52,20 @@ async def exported(
         if not follows:
             return lines
         after = follows[0]
+
+
+async def erase_closed_until_now(database_url: str) -> list[str]:
+    """Run the retention job's erasure as if the period were over for every incident closed
+    until now (0 years); the incidents erased."""
+    engine = create_engine(Settings(database_url=database_url), pool_size=1)
+    try:
+        async with create_session_factory(engine)() as session, session.begin():
+            await store.act_as_writer(session)
+            return await erase_due(
+                session,
+                messaging.outbox,
+                Retention(personal_data_years_after_closure=0),
+                datetime.now(UTC) + timedelta(seconds=1),
+            )
+    finally:
+        await engine.dispose()

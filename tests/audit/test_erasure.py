@@ -5,23 +5,16 @@ hash, proof and checkpoint, and the offline verifier, still hold."""
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
 
-from services.audit import store
 from services.audit.merkle import verify_inclusion
-from services.audit.models import messaging
 from services.audit.note import open_checkpoint
 from services.audit.personal import ERASED
-from services.audit.retention import erase_due
-from shared.db import create_engine, create_session_factory
-from shared.retention import Retention
-from shared.settings import Settings
 from tests.audit.conftest import AuditSystem
-from tests.audit.helpers import CLEAR_READER, run_module
+from tests.audit.helpers import CLEAR_READER, erase_closed_until_now, run_module
 from tests.integration.helpers import act, eventually, report, timeline_with
 
 PEOPLE = ("李明", "13900000000", "周强")
@@ -67,19 +60,7 @@ async def test_erasing_an_incidents_key_erases_its_personal_data_and_breaks_no_p
         (tmp_path / "checkpoint.txt").write_text(note.text, encoding="utf-8")
 
         # The retention period has passed for every incident closed before now (0 years).
-        engine = create_engine(Settings(database_url=audit_system.infra.database_url), pool_size=1)
-        try:
-            async with create_session_factory(engine)() as session, session.begin():
-                await store.act_as_writer(session)
-                erased = await erase_due(
-                    session,
-                    messaging.outbox,
-                    Retention(personal_data_years_after_closure=0),
-                    datetime.now(UTC) + timedelta(seconds=1),
-                )
-        finally:
-            await engine.dispose()
-        assert incident_id in erased
+        assert incident_id in await erase_closed_until_now(audit_system.infra.database_url)
 
         # The erasure is itself on the incident's log, naming no one; the leaves read erased.
         after = await eventually(

@@ -13,8 +13,10 @@ from typing import Any
 import asyncpg
 import httpx
 
+from services.audit.personal import ERASED
 from shared.problems import PROBLEM_MEDIA_TYPE
 from tests.audit.conftest import AuditSystem
+from tests.audit.helpers import erase_closed_until_now
 from tests.audit.test_accountability import findings_of
 from tests.integration.helpers import eventually, report
 
@@ -179,6 +181,28 @@ async def test_r15_commendations_and_disciplines_rest_on_findings_of_a_filed_rep
     assert f"处分：张某（图克镇司法所所长，图克镇司法所（{SFS}））" in clear.text
     assert "- 文号：乌司发〔2026〕12号" in text and "- 决定：通报表扬" in text
     assert "- 依据：第 1 条 疑似瞒报，供核查（R12）" in text
+
+    # Kept with the person's name sealed under the incident's data key, and erased with it
+    # after the retention period; what was decided, by whom and when, stays.
+    database = await asyncpg.connect(audit_system.infra.database_url)
+    try:
+        kept = await database.fetch(
+            "SELECT data FROM audit.accountability_records WHERE incident_id = $1", incident_id
+        )
+    finally:
+        await database.close()
+    assert [set(json.loads(row["data"])["person"]) for row in kept] == [{"sealed"}] * 2
+    assert incident_id in await erase_closed_until_now(audit_system.infra.database_url)
+    erased = (await audit.get(record, headers=CLEAR_READER)).json()["records"]
+    assert [(r["kind"], r["person"], r["decision"]) for r in erased] == [
+        ("DISCIPLINE", ERASED, "通报批评"),
+        ("COMMENDATION", ERASED, "通报表扬"),
+    ]
+    listed_findings = (
+        await audit.get(f"/v1/incidents/{incident_id}/findings", headers=CLEAR_READER)
+    ).json()["findings"]
+    judged = next(f for f in listed_findings if f["finding_id"] == finding["finding_id"])
+    assert judged["detail"] == ERASED and judged["rule_id"] == "R12"
 
 
 async def test_r11_published_before_the_duty_was_done_is_shown_superseded_by_its_r10(

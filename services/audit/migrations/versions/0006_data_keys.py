@@ -12,6 +12,10 @@ sealed now without changing their hashes (and every root and checkpoint signed o
 they are left as they are, masked for readers without pii:read, and not erasable by this
 scheme. Erasure applies to leaves written from this revision on.
 
+Findings, reviews and commendations or disciplines written from this revision on keep their
+personal fields (a finding's detail and quoted facts, a review's reason, the person recorded)
+sealed the same way in their `data`; rows written before stay as they are.
+
 Not append-only: `audit_writer` may INSERT, SELECT, and UPDATE the closing time and the key
 (to erase it); no DELETE, so that the row says when the key was erased.
 
