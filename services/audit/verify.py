@@ -11,7 +11,10 @@
 
 A checkpoint is a file holding the signed note (`GET /v1/log/checkpoint`); keys are vkeys. The
 log is read from the database (the audit schema) or from an export (`GET /v1/log/export` or
-the `export` command): JSON lines, each a signed checkpoint or a leaf with its stored hash.
+the `export` command): JSON lines, each a signed checkpoint or a leaf with its stored hash (the
+route's pages, concatenated; a line naming the next page is skipped). A leaf exported without
+its bytes (personal data in clear, read without pii:read) counts by its stored hash: the tree is
+checked, those bytes cannot be, and `log` says how many.
 `log` re-derives the whole tree and names the first leaf that no longer matches. Exit status:
 0 verified, 1 not verified, 2 cannot read the input.
 """
