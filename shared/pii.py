@@ -14,12 +14,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.access import Principal
@@ -65,18 +67,26 @@ class PiiCipher:
     def from_settings(cls, settings: Settings) -> PiiCipher:
         """The configured cipher; without keys, one that refuses to seal or open anything (and
         a service using it reports itself not ready) rather than one that stores clear text."""
-        if not settings.pii_keys:
+        return cls.of(settings.pii_keys, settings.pii_current_key_id, "PII_KEYS")
+
+    @classmethod
+    def of(
+        cls, secrets: Mapping[str, SecretStr], current_id: str | None, setting: str
+    ) -> PiiCipher:
+        """A cipher of base64 AES-256 keys by id, `current_id` (default: the last id) sealing;
+        `setting` names where they come from in errors."""
+        if not secrets:
             return cls({}, "")
         keys = {
             key_id: base64.b64decode(secret.get_secret_value())
-            for key_id, secret in settings.pii_keys.items()
+            for key_id, secret in secrets.items()
         }
-        current = settings.pii_current_key_id or sorted(keys)[-1]
+        current = current_id or sorted(keys)[-1]
         if current not in keys:
-            raise PersonalDataKeyError(f"PII_CURRENT_KEY_ID {current!r} is not in PII_KEYS")
+            raise PersonalDataKeyError(f"the current key {current!r} is not in {setting}")
         for key_id, key in keys.items():
             if len(key) != 32:
-                raise PersonalDataKeyError(f"PII key {key_id!r} is not 32 bytes")
+                raise PersonalDataKeyError(f"{setting} key {key_id!r} is not 32 bytes")
         return cls(keys, current)
 
     @property
@@ -111,7 +121,7 @@ class PiiCipher:
         """Facts as stored: personal fields (`fields`) sealed, everything else as is."""
         return {
             name: {SEALED: self.seal(value, name)}
-            if name in fields and value is not None and not _is_sealed(value)
+            if name in fields and value is not None and not is_sealed(value)
             else value
             for name, value in facts.items()
         }
@@ -123,12 +133,12 @@ class PiiCipher:
     def seal_value(self, value: Any, context: str) -> dict[str, Any] | None:
         """One value as stored in a column of its own (a report's text, an actor's name):
         sealed under `context`, the column's name; nothing stays nothing."""
-        if value is None or _is_sealed(value):
+        if value is None or is_sealed(value):
             return value
         return {SEALED: self.seal(value, context)}
 
     def open_value(self, stored: Any, context: str) -> Any:
-        return self.open(stored[SEALED], context) if _is_sealed(stored) else stored
+        return self.open(stored[SEALED], context) if is_sealed(stored) else stored
 
     def resealed_value(self, stored: Any, context: str) -> Any:
         """A value `seal_value` stored, sealed with the current key (sealed now if clear)."""
@@ -140,11 +150,11 @@ class PiiCipher:
         """Whether a column `seal_value` fills holds clear text or another key's ciphertext."""
         if stored is None:
             return False
-        return not _is_sealed(stored) or stored[SEALED]["kid"] != self.current
+        return not is_sealed(stored) or stored[SEALED]["kid"] != self.current
 
     def open_subjects(self, facts: dict[str, Any]) -> dict[str, Any]:
         return {
-            name: self.open(value[SEALED], name) if _is_sealed(value) else value
+            name: self.open(value[SEALED], name) if is_sealed(value) else value
             for name, value in facts.items()
         }
 
@@ -152,21 +162,21 @@ class PiiCipher:
         """Facts or a reporter as stored, each sealed field sealed again with the current key."""
         return {
             name: {SEALED: self.seal(self.open(value[SEALED], name), name)}
-            if _is_sealed(value)
+            if is_sealed(value)
             else value
             for name, value in stored.items()
         }
 
     def needs_resealing(self, facts: dict[str, Any]) -> bool:
         return any(
-            _is_sealed(value) and value[SEALED]["kid"] != self.current for value in facts.values()
+            is_sealed(value) and value[SEALED]["kid"] != self.current for value in facts.values()
         )
 
 
 def sealed_subjects(sealed_facts: dict[str, Any]) -> Sealed | None:
     """The subjects of facts as `seal_subjects` stored them, as events carry them."""
     value = sealed_facts.get(SUBJECTS)
-    return Sealed(**value[SEALED]) if _is_sealed(value) else None
+    return Sealed(**value[SEALED]) if is_sealed(value) else None
 
 
 SUBJECT_FIELDS = ("subjects.name", "subjects.id_number")
@@ -197,5 +207,6 @@ def new_key() -> str:
     return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
 
 
-def _is_sealed(value: Any) -> bool:
+def is_sealed(value: Any) -> bool:
+    """A value as `seal_subjects` stores a field: {"sealed": {kid, nonce, ct}}."""
     return isinstance(value, dict) and set(value) == {SEALED}

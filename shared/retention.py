@@ -6,6 +6,10 @@ runs again until a batch comes back short, each batch its own short transaction,
 never holds locks for long. Idle, a sweep is one indexed query per purge every
 `RETENTION_SWEEP_INTERVAL_SECONDS` (minutes): nothing a duty phone's battery or the idle CPU
 target notices. Replicas may sweep at the same time: a row purged twice is purged once.
+
+The policy's `retention` section says how long personal data is kept after an incident closes
+(个人信息保护法 Art. 19: no longer than the purpose needs; the bureau's 档案 period): audit
+erases an incident's data key after it (`Retention`).
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.policyfile import policy_data
 from shared.runtime import ServiceRuntime, Worker
 
 log = logging.getLogger(__name__)
@@ -76,3 +83,25 @@ def retention_worker(runtime: ServiceRuntime, purges: Sequence[Purge]) -> Worker
         )
 
     return sweep
+
+
+class Retention(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    personal_data_years_after_closure: int = Field(ge=0, le=100)
+
+    @classmethod
+    def load(cls, path: Path, overrides: Path | None = None) -> Retention:
+        return cls.model_validate(policy_data(path, overrides)["retention"])
+
+    def erase_before(self, now: datetime) -> datetime:
+        """Incidents closed before this moment have had their personal data long enough."""
+        return years_before(now, self.personal_data_years_after_closure)
+
+
+def years_before(moment: datetime, years: int) -> datetime:
+    """The same date and time `years` calendar years earlier; 29 February becomes the 28th."""
+    try:
+        return moment.replace(year=moment.year - years)
+    except ValueError:  # 29 February, in a year that has none
+        return moment.replace(year=moment.year - years, day=28)

@@ -208,6 +208,18 @@ class Settings(BaseSettings):
     # Witnesses whose cosignatures the log accepts: vkeys, separated by commas or spaces.
     audit_witness_keys: str = ""
     audit_checkpoint_interval_seconds: float = Field(default=1.0, gt=0)
+    # A log that already holds leaves but no signed checkpoint (restored, imported, its
+    # checkpoints lost) is signed only once an operator states how many leaves they checked:
+    # the first checkpoint then covers exactly that many.
+    audit_confirmed_first_checkpoint_size: int | None = Field(default=None, ge=1)
+    # Personal data in the log is sealed under a data key per incident, each stored wrapped
+    # under these key-encryption keys (key id → base64 AES-256 key, like PII_KEYS), the current
+    # one wrapping new keys. Unset: a development key kept in `local_data_dir`; production
+    # refuses to start without them (shared/production.py).
+    audit_key_encryption_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    audit_key_encryption_key_id: str | None = None
+    # How often the retention job looks for incidents whose personal data is due for erasure.
+    audit_retention_interval_seconds: float = Field(default=600.0, gt=0)
     # R12: a first report this long after the incident was discovered is suspected of 瞒报.
     audit_concealment_threshold: timedelta = timedelta(hours=1)
     # The findings follower: how often it looks for new leaves when no append wakes it, and

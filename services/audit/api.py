@@ -8,14 +8,16 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
 from cryptography.exceptions import InvalidTag
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from pydantic import BaseModel
 from sqlalchemy import Row, Select, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +42,7 @@ from services.audit.note import (
     open_checkpoint,
     verify_cosignature,
 )
+from services.audit.personal import about_incident
 from services.audit.schemas import (
     AccountabilityIn,
     AccountabilityListOut,
@@ -59,11 +62,12 @@ from services.audit.schemas import (
     ReviewOut,
     TimelineOut,
 )
+from services.audit.shown import LOG_FIELDS, holds_personal_data, masked_event
 from services.audit.verification import LeafChecker, judge
 from shared.access import Permission, Principal
 from shared.auth import Caller, authorize
 from shared.domain import PARTY_PATTERN
-from shared.events.models import AccountabilityFinding, AccountabilityRecorded, FindingReviewed
+from shared.events.models import AccountabilityRecorded, FindingReviewed
 from shared.pii import SUBJECT_FIELDS, SUBJECTS, PersonalDataKeyError, record_read
 from shared.problems import Problem, invalid_field, not_found
 from shared.runtime import runtime_of
@@ -95,19 +99,77 @@ def b64(digest: bytes) -> str:
     return base64.b64encode(bytes(digest)).decode()
 
 
-def entry_out(row: Row) -> LogEntryOut:
-    return LogEntryOut(
-        index=row.index,
-        ce_id=row.ce_id,
-        ce_source=row.ce_source,
-        ce_type=row.ce_type,
-        ce_time=row.ce_time,
-        topic=row.topic,
-        partition=row.partition,
-        offset=row.offset,
-        leaf_hash=bytes(row.leaf_hash).hex(),
-        event=json.loads(row.leaf),
+async def entries_out(
+    request: Request, session: AsyncSession, rows: list[Row], clear: bool, with_leaf: bool = False
+) -> list[LogEntryOut]:
+    """Leaves as the caller may read them: personal fields opened with their incident's data
+    key (or marked erased), then masked unless `clear` (pii:read); `with_leaf`: the bytes the
+    leaf hash commits to as well, where the caller may have them (`exported_leaf`)."""
+    opened = await context_of(request).data_keys.opened(
+        session, [(row.subject, json.loads(row.leaf)) for row in rows]
     )
+    return [
+        LogEntryOut(
+            index=row.index,
+            ce_id=row.ce_id,
+            ce_source=row.ce_source,
+            ce_type=row.ce_type,
+            ce_time=row.ce_time,
+            topic=row.topic,
+            partition=row.partition,
+            offset=row.offset,
+            leaf_hash=bytes(row.leaf_hash).hex(),
+            event=event if clear or not about_incident(row.subject) else masked_event(event),
+            personal_data_erased=found.erased > 0,
+            leaf=exported_leaf(row, clear).get("leaf") if with_leaf else None,
+        )
+        for row, (event, found) in zip(rows, opened, strict=True)
+    ]
+
+
+async def logged_events(
+    request: Request, session: AsyncSession, leaves: Iterable[tuple[int, bytes]], clear: bool
+) -> list[LoggedEvent]:
+    """Stored leaves as the report reads them: opened, and masked unless `clear`."""
+    documents = [(index, json.loads(leaf)) for index, leaf in leaves]
+    opened = await context_of(request).data_keys.opened(
+        session, [(document["subject"], document) for _, document in documents]
+    )
+    events = [
+        LoggedEvent.from_document(index, document)
+        for (index, _), (document, _) in zip(documents, opened, strict=True)
+    ]
+    return [
+        event
+        if clear or not about_incident(event.subject or "")
+        else replace(event, data=masked_event(event.data))
+        for event in events
+    ]
+
+
+Shown = TypeVar("Shown", bound=BaseModel)
+
+
+def shown_model(model: Shown, clear: bool) -> Shown:
+    """A finding, review or record as the caller may read it."""
+    if clear:
+        return model
+    return type(model).model_validate(masked_event(model.model_dump(mode="json")))
+
+
+async def record_log_read(
+    request: Request, session: AsyncSession, caller: Principal, incidents: Iterable[str]
+) -> None:
+    """A read in clear of incidents' log entries (pii:read), staged as
+    audit.personal_data_read of each incident, in the transaction that serves it."""
+    for incident in sorted(set(incidents)):
+        try:
+            incident_id = UUID(incident)
+        except ValueError:
+            continue  # a checkpoint's, about no incident
+        await record_read(
+            runtime_of(request).outbox, session, SOURCE, incident_id, caller, LOG_FIELDS
+        )
 
 
 def proof_problem(error: ProofError | LookupError) -> Problem:
@@ -140,37 +202,81 @@ def township_in(rows: list[Row]) -> str | None:
     return fact_now(rows, "township_code")
 
 
-async def incident_rows(session: AsyncSession, incident_id: UUID) -> list[Row]:
+def incident_leaves_query(incident_id: UUID) -> Select:
     """The incident's leaves: those published under it, and the links, merges and unlinks
-    that name it though published under the other incident (R20)."""
+    that name it though published under the other incident (R20); in the order they happened."""
     filed_under = select(incident_leaves.c.index).where(
         incident_leaves.c.incident_id == str(incident_id)
     )
-    rows = (
-        await session.execute(
-            select(log_entries)
-            .where(
-                or_(
-                    log_entries.c.subject == str(incident_id),
-                    log_entries.c.index.in_(filed_under),
-                )
+    return (
+        select(log_entries)
+        .where(
+            or_(
+                log_entries.c.subject == str(incident_id),
+                log_entries.c.index.in_(filed_under),
             )
-            .order_by(log_entries.c.ce_time, log_entries.c.index)
         )
-    ).all()
+        .order_by(log_entries.c.ce_time, log_entries.c.index)
+    )
+
+
+async def incident_rows(session: AsyncSession, incident_id: UUID) -> list[Row]:
+    """Every leaf of the incident (`incident_leaves_query`)."""
+    rows = (await session.execute(incident_leaves_query(incident_id))).all()
     if not rows:
         raise not_found("Incident", incident_id)
     return list(rows)
 
 
+LEAVES_PAGE, MAX_LEAVES_PAGE = 500, 500
+LeavesLimit = Annotated[int, Query(ge=1, le=MAX_LEAVES_PAGE)]
+After = Annotated[
+    str | None, Query(max_length=200, description="`next` of the page before: what follows it")
+]
+
+
+async def incident_page(
+    session: AsyncSession, caller: Principal, incident_id: UUID, limit: int, after: str | None
+) -> tuple[list[Row], str | None]:
+    """A page of the incident's leaves for a caller who may read its timeline, and the cursor
+    of the next page. Access follows the township as the incident's facts now state it, read
+    from its fact leaves only, whatever the page."""
+    query = incident_leaves_query(incident_id)
+    facts = (await session.execute(query.where(log_entries.c.ce_type.in_(FACT_TYPES)))).all()
+    if after is not None:
+        at, index = page_position(after, int)
+        query = query.where(tuple_(log_entries.c.ce_time, log_entries.c.index) > tuple_(at, index))
+    rows = list((await session.execute(query.limit(limit + 1))).all())
+    if not facts and not rows and after is None:
+        raise not_found("Incident", incident_id)
+    authorize(caller, Permission.READ_TIMELINE, township_in(list(facts)))
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], page_cursor(last.ce_time, last.index)
+
+
 @router.get(
     "/v1/incidents/{incident_id}/timeline",
-    summary="Every event of an incident, in the order it happened",
+    summary="Every event of an incident, in the order it happened, a page at a time",
 )
-async def timeline(incident_id: UUID, session: Session, caller: Caller) -> TimelineOut:
-    rows = await incident_rows(session, incident_id)
-    authorize(caller, Permission.READ_TIMELINE, township_in(rows))
-    return TimelineOut(incident_id=str(incident_id), entries=[entry_out(row) for row in rows])
+async def timeline(
+    incident_id: UUID,
+    request: Request,
+    session: Session,
+    caller: Caller,
+    limit: LeavesLimit = LEAVES_PAGE,
+    after: After = None,
+) -> TimelineOut:
+    rows, following = await incident_page(session, caller, incident_id, limit, after)
+    clear = caller.may_read_personal_data
+    if clear:
+        await record_log_read(request, session, caller, [str(incident_id)])
+    return TimelineOut(
+        incident_id=str(incident_id),
+        entries=await entries_out(request, session, rows, clear),
+        next=following,
+    )
 
 
 async def signed_checkpoint(session: AsyncSession, size: int | None = None) -> Row:
@@ -196,9 +302,14 @@ async def proofs_against(
     "/v1/incidents/{incident_id}/proofs",
     summary="An incident's leaves with inclusion proofs against the latest checkpoint",
 )
-async def incident_proofs(incident_id: UUID, session: Session, caller: Caller) -> IncidentProofsOut:
-    rows = await incident_rows(session, incident_id)
-    authorize(caller, Permission.READ_TIMELINE, township_in(rows))
+async def incident_proofs(
+    incident_id: UUID,
+    session: Session,
+    caller: Caller,
+    limit: LeavesLimit = LEAVES_PAGE,
+    after: After = None,
+) -> IncidentProofsOut:
+    rows, following = await incident_page(session, caller, incident_id, limit, after)
     checkpoint = await signed_checkpoint(session)
     proofs = await proofs_against(session, [row.index for row in rows], checkpoint)
     return IncidentProofsOut(
@@ -215,16 +326,23 @@ async def incident_proofs(incident_id: UUID, session: Session, caller: Caller) -
             )
             for row in rows
         ],
+        next=following,
     )
 
 
 @router.get("/v1/log/entries/{index}", summary="One log entry")
-async def log_entry(index: Index, session: Session, caller: Caller) -> LogEntryOut:
+async def log_entry(
+    index: Index, request: Request, session: Session, caller: Caller
+) -> LogEntryOut:
     authorize(caller, Permission.READ_LOG)
     rows = await store.entries(session, [index])
     if not rows:
         raise not_found("Log entry", index)
-    return entry_out(rows[0])
+    clear = caller.may_read_personal_data
+    if clear:
+        await record_log_read(request, session, caller, [rows[0].subject])
+    (entry,) = await entries_out(request, session, rows, clear, with_leaf=True)
+    return entry
 
 
 @router.get("/v1/log/head", summary="Size and Merkle root of the log")
@@ -235,27 +353,56 @@ async def head(session: Session, caller: Caller) -> LogHeadOut:
     return LogHeadOut(size=size, head_hash=root.hex(), root_hash=b64(root))
 
 
+VERIFY_PAGE = MAX_VERIFY_PAGE = 100_000
+
+
 @router.get(
     "/v1/log/verify",
-    summary="Re-derive the whole tree from the leaves; name the first leaf that no longer matches",
+    summary="Re-derive the tree from the leaves, a page of them at a time; name the first leaf "
+    "that no longer matches. `next` goes on where the page stopped; the last page (no `next`) "
+    "judges the whole log against the checkpoint the first page named",
 )
-async def verify(session: Session, caller: Caller) -> LogVerificationOut:
+async def verify(
+    session: Session,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=MAX_VERIFY_PAGE)] = VERIFY_PAGE,
+    after: Annotated[
+        str | None,
+        Query(max_length=8192, description="`next` of the page before: go on from there"),
+    ] = None,
+) -> LogVerificationOut:
     authorize(caller, Permission.READ_LOG)
     size = await store.log_size(session)
     stored_root = await store.root_at(session, size)
-    latest = await store.latest_checkpoint(session)
+    if after is None:
+        latest = await store.latest_checkpoint(session)
+        checkpoint = latest.size if latest is not None else None
+        checker = LeafChecker([checkpoint] if checkpoint is not None else [])
+    else:
+        checkpoint, checker = verification_position(after)
+        latest = None if checkpoint is None else await store.checkpoint_of_size(session, checkpoint)
+        if checkpoint is not None and latest is None:
+            raise invalid_field("after", "names a checkpoint this log did not sign", "query")
     rows = await session.stream(
         select(log_entries.c.index, log_entries.c.leaf, log_entries.c.leaf_hash)
+        .where(log_entries.c.index >= checker.size)
         .order_by(log_entries.c.index)
+        .limit(limit + 1)
         .execution_options(yield_per=2000)
     )
-    checker = LeafChecker([latest.size] if latest is not None else [])
+    more, counted = False, 0
     async for row in rows:
-        checker.add(row.index, bytes(row.leaf), bytes(row.leaf_hash))
+        if counted == limit:
+            more = True
+            break
+        counted += 1
+        if not checker.add(row.index, bytes(row.leaf), bytes(row.leaf_hash)):
+            break  # a gap: nothing after it can be placed, and the verdict names it
+    state = checker.state()
     check = checker.result()
     first_broken = check.changed[0] if check.changed else check.gap_at
     matches = None
-    if latest is not None:
+    if latest is not None and check.size >= latest.size:
         verdict = judge(check, checkpoint_of(latest))
         matches = verdict.ok
         first_broken = verdict.first_bad_index if not verdict.ok else first_broken
@@ -263,11 +410,31 @@ async def verify(session: Session, caller: Caller) -> LogVerificationOut:
         size=size,
         head_hash=stored_root.hex(),
         root_hash=b64(stored_root),
+        checked=check.size,
         recomputed_root_hash=b64(check.root),
         first_broken_index=first_broken,
-        checkpoint_size=latest.size if latest is not None else None,
+        checkpoint_size=checkpoint,
         checkpoint_matches=matches,
+        next=verification_cursor(checkpoint, state) if more else None,
     )
+
+
+def verification_cursor(checkpoint: int | None, state: dict[str, Any]) -> str:
+    """Where a page of the verification stopped, with what it had re-derived; opaque."""
+    position = json.dumps({"checkpoint": checkpoint, "check": state}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(position.encode()).decode()
+
+
+def verification_position(cursor: str) -> tuple[int | None, LeafChecker]:
+    try:
+        position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        checkpoint = position["checkpoint"]
+        if checkpoint is not None and not isinstance(checkpoint, int):
+            raise ValueError("checkpoint")
+        sizes = [checkpoint] if checkpoint is not None else []
+        return checkpoint, LeafChecker.resumed(sizes, position["check"])
+    except (ValueError, KeyError, TypeError) as error:  # ProofError and binascii are ValueErrors
+        raise invalid_field("after", "not a page position we gave", "query") from error
 
 
 def checkpoint_of(row: Row) -> Checkpoint:
@@ -382,52 +549,95 @@ async def consistency(
     )
 
 
+EXPORT_PAGE, MAX_EXPORT_PAGE = 1000, 10_000
+NDJSON = "application/x-ndjson"
+
+
 @router.get(
     "/v1/log/export",
-    summary="The signed checkpoints and every leaf, one JSON object a line, for offline checks",
+    summary="A page of leaves with the signed checkpoints that end among them, one JSON object "
+    'a line, for offline checks; the last line names the next page ({"next": index}) when more '
+    "follow. Leaves hold personal data sealed; one written before sealing that holds it in "
+    "clear comes, without pii:read, as its stored hash and id only; with it, in full, and "
+    "each such incident exported is logged as read",
+    response_class=Response,
+    responses={200: {"content": {NDJSON: {}}}},
 )
 async def export(
     request: Request,
+    session: Session,
     caller: Caller,
-    start: Annotated[int, Query(ge=0, le=MAX_SIZE)] = 0,
-    end: Annotated[int | None, Query(ge=0, le=MAX_SIZE)] = None,
-) -> StreamingResponse:
+    limit: Annotated[int, Query(ge=1, le=MAX_EXPORT_PAGE)] = EXPORT_PAGE,
+    after: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_SIZE, description="`next` of the page before: the leaves after it"),
+    ] = None,
+) -> Response:
     authorize(caller, Permission.READ_LOG)
-    runtime = runtime_of(request)
-
-    async def lines() -> AsyncIterator[bytes]:
-        async with runtime.sessions() as session, session.begin():
-            await store.act_as_writer(session)
-            notes = await session.stream(select(checkpoints.c.note).order_by(checkpoints.c.size))
-            async for (note,) in notes:
-                yield json.dumps({"checkpoint": note}, ensure_ascii=False).encode() + b"\n"
-            query = select(log_entries.c.index, log_entries.c.leaf, log_entries.c.leaf_hash).where(
-                log_entries.c.index >= start
+    # The page is read whole and the transaction ends before the first byte is sent: a slow
+    # client holds no transaction open (idle_in_transaction_session_timeout).
+    first = 0 if after is None else after + 1
+    rows = (
+        await session.execute(
+            select(
+                log_entries.c.index,
+                log_entries.c.ce_id,
+                log_entries.c.subject,
+                log_entries.c.leaf,
+                log_entries.c.leaf_hash,
             )
-            if end is not None:
-                query = query.where(log_entries.c.index < end)
-            rows = await session.stream(
-                query.order_by(log_entries.c.index).execution_options(yield_per=2000)
-            )
-            async for row in rows:
-                yield (
-                    json.dumps(
-                        {"index": row.index, "leaf": b64(row.leaf), "leaf_hash": b64(row.leaf_hash)}
-                    ).encode()
-                    + b"\n"
-                )
+            .where(log_entries.c.index >= first)
+            .order_by(log_entries.c.index)
+            .limit(limit + 1)
+        )
+    ).all()
+    page = rows[:limit]
+    end = page[-1].index + 1 if page else first
+    notes = (
+        await session.execute(
+            select(checkpoints.c.note)
+            .where(checkpoints.c.size > first, checkpoints.c.size <= end)
+            .order_by(checkpoints.c.size)
+        )
+    ).scalars()
+    clear = caller.may_read_personal_data
+    if clear:
+        read = [row.subject for row in page if holds_clear_personal_data(row)]
+        await record_log_read(request, session, caller, read)
+    lines = [{"checkpoint": note} for note in notes]
+    lines += [exported_leaf(row, clear) for row in page]
+    if len(rows) > limit:
+        lines.append({"next": page[-1].index})
+    body = b"".join(json.dumps(line, ensure_ascii=False).encode() + b"\n" for line in lines)
+    return Response(body, media_type=NDJSON)
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+def holds_clear_personal_data(row: Row) -> bool:
+    """A leaf written before personal fields were sealed (migration 0006) may hold them in
+    clear; one written since holds them as ciphertext only."""
+    return about_incident(row.subject) and holds_personal_data(json.loads(row.leaf))
+
+
+def exported_leaf(row: Row, clear: bool) -> dict[str, Any]:
+    """A leaf as exported: its bytes, unless they hold personal data the caller may not read."""
+    line: dict[str, Any] = {"index": row.index, "leaf_hash": b64(row.leaf_hash)}
+    if clear or not holds_clear_personal_data(row):
+        line["leaf"] = b64(row.leaf)
+    else:
+        line |= {"id": str(row.ce_id), "withheld": "personal data"}
+    return line
 
 
 async def findings_with_proofs(
-    session: AsyncSession, rows: list[Row]
+    request: Request, session: AsyncSession, rows: list[Row], clear: bool
 ) -> tuple[Row | None, list[FindingOut]]:
-    """The findings of `rows` with the proofs of their evidence, their reviews and state."""
+    """The findings of `rows` with the proofs of their evidence, their reviews and state;
+    personal data in their text masked unless `clear`."""
+    keys = context_of(request).data_keys
     latest = await store.latest_checkpoint(session)
-    listed = [AccountabilityFinding.model_validate(row.data) for row in rows]
-    reviews = await judgements.reviews_of(session, [finding.finding_id for finding in listed])
-    superseded = await judgements.supersessions(session, listed)
+    listed = await judgements.findings_in(session, keys, rows)
+    reviews = await judgements.reviews_of(session, keys, [finding.finding_id for finding in listed])
+    superseded = await judgements.supersessions(session, keys, listed)
     result = []
     for row, finding in zip(rows, listed, strict=True):
         proofs = (
@@ -436,10 +646,10 @@ async def findings_with_proofs(
             else {}
         )
         leaves = {leaf.index: leaf for leaf in await store.entries(session, proofs)}
-        history = reviews[finding.finding_id]
+        history = [shown_model(review, clear) for review in reviews[finding.finding_id]]
         result.append(
             FindingOut(
-                **finding.model_dump(),
+                **shown_model(finding, clear).model_dump(),
                 found_at=row.found_at,
                 checkpoint_size=latest.size if latest is not None else None,
                 proofs=[
@@ -462,9 +672,14 @@ async def findings_with_proofs(
     return latest, result
 
 
-async def findings_out(session: AsyncSession, query: Select | list[Row]) -> FindingsOut:
+async def findings_out(
+    request: Request, session: AsyncSession, caller: Principal, query: Select | list[Row]
+) -> FindingsOut:
     rows = query if isinstance(query, list) else list((await session.execute(query)).all())
-    latest, result = await findings_with_proofs(session, rows)
+    clear = caller.may_read_personal_data
+    if clear:
+        await record_log_read(request, session, caller, [str(row.incident_id) for row in rows])
+    latest, result = await findings_with_proofs(request, session, rows, clear)
     return FindingsOut(
         checkpoint=checkpoint_out(latest) if latest is not None else None, findings=result
     )
@@ -487,16 +702,14 @@ FINDINGS_PAGE, MAX_FINDINGS_PAGE = 100, 500
     "their reviews and state (open, confirmed, dismissed, superseded)",
 )
 async def list_findings(
+    request: Request,
     session: Session,
     caller: Caller,
     incident_id: UUID | None = None,
     party: Annotated[str | None, Query(pattern=PARTY_PATTERN)] = None,
     rule: Annotated[str | None, Query(pattern=r"^R\d{1,2}$")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_FINDINGS_PAGE)] = FINDINGS_PAGE,
-    after: Annotated[
-        str | None,
-        Query(max_length=200, description="`next` of the page before: the findings after it"),
-    ] = None,
+    after: After = None,
 ) -> FindingsOut:
     authorize(caller, Permission.READ_FINDINGS)
     query = select(findings).order_by(findings.c.found_at, findings.c.finding_id)
@@ -506,39 +719,64 @@ async def list_findings(
         query = query.where(findings.c.party == party)
     if rule is not None:
         query = query.where(findings.c.rule_id == rule)
+    return await findings_page(request, session, caller, query, limit, after)
+
+
+async def findings_page(
+    request: Request,
+    session: AsyncSession,
+    caller: Principal,
+    query: Select,
+    limit: int,
+    after: str | None,
+) -> FindingsOut:
+    """A page of the findings `query` selects (ordered by time found, then id)."""
     if after is not None:
-        found_at, finding_id = page_position(after)
+        found_at, finding_id = page_position(after, UUID)
         query = query.where(
             tuple_(findings.c.found_at, findings.c.finding_id) > tuple_(found_at, finding_id)
         )
     rows = list((await session.execute(query.limit(limit + 1))).all())
-    page = await findings_out(session, rows[:limit])
+    page = await findings_out(request, session, caller, rows[:limit])
     if len(rows) > limit:
         last = rows[limit - 1]
         page.next = page_cursor(last.found_at, last.finding_id)
     return page
 
 
-def page_cursor(found_at: datetime, finding_id: UUID) -> str:
-    """Where a page of findings ends, opaque to the caller."""
-    return base64.urlsafe_b64encode(f"{found_at.isoformat()}|{finding_id}".encode()).decode()
+Key = TypeVar("Key")
 
 
-def page_position(cursor: str) -> tuple[datetime, UUID]:
+def page_cursor(at: datetime, key: UUID | int) -> str:
+    """Where a page ends (a time and what breaks ties), opaque to the caller."""
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{key}".encode()).decode()
+
+
+def page_position(cursor: str, key: Callable[[str], Key]) -> tuple[datetime, Key]:
     try:
-        found_at, finding_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(found_at), UUID(finding_id)
+        at, tie = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(at), key(tie)
     except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
         raise invalid_field("after", "not a page position we gave", "query") from error
 
 
 @router.get(
     "/v1/incidents/{incident_id}/findings",
-    summary="An incident's findings, dismissed and superseded ones included, with their reviews",
+    summary="An incident's findings, dismissed and superseded ones included, with their "
+    "reviews, a page at a time",
 )
-async def incident_findings(incident_id: UUID, session: Session, caller: Caller) -> FindingsOut:
+async def incident_findings(
+    incident_id: UUID,
+    request: Request,
+    session: Session,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=MAX_FINDINGS_PAGE)] = FINDINGS_PAGE,
+    after: After = None,
+) -> FindingsOut:
     authorize(caller, Permission.READ_FINDINGS)
-    return await findings_out(session, findings_of_incident(incident_id))
+    return await findings_page(
+        request, session, caller, findings_of_incident(incident_id), limit, after
+    )
 
 
 @router.post(
@@ -551,12 +789,17 @@ async def review_finding(
     finding_id: UUID, body: ReviewIn, request: Request, session: Session, caller: Caller
 ) -> ReviewOut:
     authorize(caller, Permission.REVIEW_FINDINGS)
+    keys = context_of(request).data_keys
     row = (
-        await session.execute(select(findings.c.data).where(findings.c.finding_id == finding_id))
+        await session.execute(
+            select(findings.c.incident_id, findings.c.data).where(
+                findings.c.finding_id == finding_id
+            )
+        )
     ).first()
     if row is None:
         raise not_found("Finding", finding_id)
-    finding = AccountabilityFinding.model_validate(row.data)
+    (finding,) = await judgements.findings_in(session, keys, [row])
     review = FindingReviewed(
         review_id=uuid4(),
         finding_id=finding_id,
@@ -569,7 +812,7 @@ async def review_finding(
         reviewed_at=datetime.now(UTC),
         drill=finding.drill,
     )
-    await judgements.add_review(session, runtime_of(request).outbox, review)
+    await judgements.add_review(session, keys, runtime_of(request).outbox, review)
     return review
 
 
@@ -593,11 +836,11 @@ async def record_accountability(
             "(R14) is filed.",
             kind="report-not-filed",
         )
-    found = [
-        AccountabilityFinding.model_validate(row.data)
-        for row in await session.execute(findings_of_incident(incident_id))
-    ]
-    states = await judgements.states_of(session, found)
+    keys = context_of(request).data_keys
+    found = await judgements.findings_in(
+        session, keys, (await session.execute(findings_of_incident(incident_id))).all()
+    )
+    states = await judgements.states_of(session, keys, found)
     refusal = judgements.refusal_of_record(body.kind, body.finding_ids, states)
     if refusal is not None:
         raise Problem(422, "Record not supported by findings", refusal, kind="bad-findings")
@@ -616,7 +859,7 @@ async def record_accountability(
         recorded_at=datetime.now(UTC),
         drill=bool(fact_now(rows, "drill")),
     )
-    await judgements.add_record(session, runtime_of(request).outbox, record)
+    await judgements.add_record(session, keys, runtime_of(request).outbox, record)
     return record
 
 
@@ -625,12 +868,28 @@ async def record_accountability(
     summary="R15: the commendations and disciplines recorded for an incident",
 )
 async def list_accountability(
-    incident_id: UUID, session: Session, caller: Caller
+    incident_id: UUID,
+    request: Request,
+    session: Session,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=MAX_FINDINGS_PAGE)] = FINDINGS_PAGE,
+    after: After = None,
 ) -> AccountabilityListOut:
     authorize(caller, Permission.READ_FINDINGS)
-    return AccountabilityListOut(
-        incident_id=incident_id, records=await judgements.records_of(session, incident_id)
+    position = page_position(after, UUID) if after is not None else None
+    keys = context_of(request).data_keys
+    records = await judgements.records_of(session, keys, incident_id, limit + 1, position)
+    clear = caller.may_read_personal_data
+    if clear and records:
+        await record_log_read(request, session, caller, [str(incident_id)])
+    page = AccountabilityListOut(
+        incident_id=incident_id,
+        records=[shown_model(record, clear) for record in records[:limit]],
     )
+    if len(records) > limit:
+        last = records[limit - 1]
+        page.next = page_cursor(last.recorded_at, last.record_id)
+    return page
 
 
 async def subjects_in_clear(
@@ -641,8 +900,8 @@ async def subjects_in_clear(
     events: list[LoggedEvent],
 ) -> tuple[list[dict] | None, str | None]:
     """The incident's subjects opened from the sealed copy its reports carry, for a caller who
-    may read personal data, the read staged as audit.personal_data_read in the same
-    transaction; otherwise None (masked), and for such a caller why nothing was opened."""
+    may read personal data; otherwise None (masked), and for such a caller why nothing was
+    opened."""
     if not caller.may_read_personal_data:
         return None, None
     sealed = report.latest_sealed_subjects(events)
@@ -655,9 +914,6 @@ async def subjects_in_clear(
         # masked, and says so, rather than failing.
         logger.warning("subjects of incident %s not opened: %r", incident_id, error)
         return None, "密封的对象信息无法解密：密钥已停用或记录不完整"
-    await record_read(
-        runtime_of(request).outbox, session, SOURCE, incident_id, caller, SUBJECT_FIELDS
-    )
     return subjects, None
 
 
@@ -688,20 +944,32 @@ async def investigation_report(
     authorize(caller, Permission.READ_REPORTS)
     chosen = report_format(request, format)
     rows = await incident_rows(session, incident_id)
-    events = [LoggedEvent.from_leaf(row.index, bytes(row.leaf)) for row in rows]
+    clear = caller.may_read_personal_data
+    events = await logged_events(
+        request, session, [(row.index, bytes(row.leaf)) for row in rows], clear
+    )
     event_histories = await store.event_histories(session, [str(incident_id)], MAX_SIZE)
-    joined = [
-        LoggedEvent.from_leaf(index, leaf)
-        for incident, history in event_histories.items()
-        if incident != str(incident_id)
-        for index, leaf in history
-    ]
+    joined = await logged_events(
+        request,
+        session,
+        [
+            (index, leaf)
+            for incident, history in event_histories.items()
+            if incident != str(incident_id)
+            for index, leaf in history
+        ],
+        clear,
+    )
+    keys = context_of(request).data_keys
     finding_rows = (await session.execute(findings_of_incident(incident_id))).all()
     found = sorted(
-        (AccountabilityFinding.model_validate(row.data) for row in finding_rows),
+        (
+            shown_model(finding, clear)
+            for finding in await judgements.findings_in(session, keys, finding_rows)
+        ),
         key=lambda finding: finding.evidence_log_indexes,
     )
-    reviews = await judgements.reviews_of(session, [finding.finding_id for finding in found])
+    reviews = await judgements.reviews_of(session, keys, [finding.finding_id for finding in found])
     latest = await store.latest_checkpoint(session)
     anchor = None
     if latest is not None:
@@ -723,6 +991,16 @@ async def investigation_report(
     subjects, masked_because = await subjects_in_clear(
         request, session, caller, incident_id, events
     )
+    if clear:
+        opened = SUBJECT_FIELDS if subjects is not None else ()
+        await record_read(
+            runtime_of(request).outbox,
+            session,
+            SOURCE,
+            incident_id,
+            caller,
+            (*opened, *LOG_FIELDS),
+        )
     context = context_of(request)
     view = report.build_view(
         str(incident_id),
@@ -735,8 +1013,13 @@ async def investigation_report(
         masked_because,
         zone=context.zone,
         judgements=report.Judgements(
-            reviews=tuple(review for history in reviews.values() for review in history),
-            records=tuple(await judgements.records_of(session, incident_id)),
+            reviews=tuple(
+                shown_model(review, clear) for history in reviews.values() for review in history
+            ),
+            records=tuple(
+                shown_model(record, clear)
+                for record in await judgements.records_of(session, keys, incident_id)
+            ),
         ),
         joined=joined,
     )

@@ -14,18 +14,21 @@ from services.audit.checkpoints import (
     signing_key_gaps,
     witness_keys,
 )
+from services.audit.datakeys import DataKeys, key_encryption_gaps, load_key_encryption_key
 from services.audit.findings import FindingRules
 from services.audit.findings import compute as compute_findings
 from services.audit.follower import FindingsFollower, FindingsFunction, FollowerHealth
 from services.audit.handlers import CONSUMER, AuditLog, BatchingConsumer
 from services.audit.metrics import AuditMetrics
 from services.audit.models import SCHEMA, messaging
+from services.audit.retention import RetentionJob
 from services.audit.schemas import AuditContext
 from shared import pii
 from shared.directory import Directory
 from shared.events.topics import ALL_TOPICS
 from shared.pii import PiiCipher
 from shared.production import require_production_settings
+from shared.retention import Retention
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
 
@@ -51,17 +54,28 @@ def create_app(
     defect with it: nothing in the settings can)."""
     settings = settings or Settings()
     require_production_settings(
-        settings, "audit", [*pii.production_gaps(settings), *signing_key_gaps(settings)]
+        settings,
+        "audit",
+        [
+            *pii.production_gaps(settings),
+            *signing_key_gaps(settings),
+            *key_encryption_gaps(settings),
+        ],
     )
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
     signer = load_signer(settings)
     party_names = party_names_of(settings)
-    audit_log = AuditLog()
+    data_keys = DataKeys(load_key_encryption_key(settings))
+    audit_log = AuditLog(data_keys)
     runtime.add_consumer(
         CONSUMER, ALL_TOPICS, audit_log.table, partial(BatchingConsumer, audit_log)
     )
     checkpointer = Checkpointer(
-        runtime, signer, messaging.outbox, settings.audit_checkpoint_interval_seconds
+        runtime,
+        signer,
+        messaging.outbox,
+        settings.audit_checkpoint_interval_seconds,
+        settings.audit_confirmed_first_checkpoint_size,
     )
     runtime.add_worker("audit.checkpoints", checkpointer.run)
     metrics = AuditMetrics(runtime.metrics.registry)
@@ -78,6 +92,7 @@ def create_app(
             settings.audit_findings_retry_max_seconds,
             metrics.findings_review_failures,
             findings_health,
+            data_keys,
         )
         await follower.run()
 
@@ -85,6 +100,14 @@ def create_app(
     # A detail, not a reason to leave the Service: the log and its proofs are served as ever,
     # and every replica runs the same findings code.
     runtime.add_readiness_check("findings", findings_health.readiness, required=False)
+
+    retention = RetentionJob(
+        runtime,
+        messaging.outbox,
+        Retention.load(settings.policy_file, settings.policy_overrides_file),
+        settings.audit_retention_interval_seconds,
+    )
+    runtime.add_worker("audit.retention", retention.run)
 
     async def measure_log() -> None:
         await metrics.refresh(runtime.sessions)
@@ -101,6 +124,11 @@ def create_app(
     cipher = PiiCipher.from_settings(settings)
     runtime.add_readiness_check("personal_data_key", lambda: cipher.readiness)
     app.state.audit = AuditContext(
-        signer.verifier, tuple(witness_keys(settings)), party_names, cipher, settings.county_zone
+        signer.verifier,
+        tuple(witness_keys(settings)),
+        party_names,
+        cipher,
+        settings.county_zone,
+        data_keys,
     )
     return app

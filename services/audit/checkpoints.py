@@ -5,6 +5,12 @@ is signed only when something other than checkpoint events was appended since th
 the leaf of a checkpoint is covered by the next checkpoint some real event calls for, and no
 checkpoint is ever signed because of a checkpoint. Before signing, the new root is proved
 consistent with the last signed one, so the log never signs two checkpoints that disagree.
+
+The first checkpoint of a log that already held leaves when the checkpointer first looked
+(restored from a backup, imported, its checkpoints lost) would bless whatever the database holds:
+it is refused until an operator confirms the number of leaves they checked
+(`AUDIT_CONFIRMED_FIRST_CHECKPOINT_SIZE`); the first checkpoint then covers exactly that many,
+and the leaves after them are signed by the next one, like any new leaves.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import asyncio
 import base64
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -101,12 +107,31 @@ def needs_checkpoint(last_size: int | None, size: int, grew_by_other_events: boo
     return last_size is None or grew_by_other_events
 
 
+def first_checkpoint_refusal(existing: int, size: int, confirmed: int | None) -> str | None:
+    """Why the first checkpoint may not be signed, or None. `existing`: the leaves the log held
+    when the checkpointer first looked; `size`: it holds now; `confirmed`: the operator's count."""
+    if existing == 0:
+        return None  # a new log: its first leaves were appended by this service
+    if confirmed is None:
+        return (
+            f"the log held {existing} leaves and no signed checkpoint: check them and confirm "
+            f"their number (AUDIT_CONFIRMED_FIRST_CHECKPOINT_SIZE) before the log signs them"
+        )
+    if confirmed > size:
+        return f"the operator confirmed {confirmed} leaves, the log holds only {size}"
+    return None
+
+
 @dataclass
 class Checkpointer:
     runtime: ServiceRuntime
     signer: Signer
     outbox: Outbox
     interval_seconds: float = 1.0
+    confirmed_first_size: int | None = None
+    # The log's size when the checkpointer first found no signed checkpoint.
+    _existing: int | None = field(default=None, init=False)
+    _refused: str | None = field(default=None, init=False)
 
     async def run(self) -> None:
         while True:
@@ -138,9 +163,19 @@ class Checkpointer:
                 )
             )
         )
+        if last is None and self._existing is None:
+            self._existing = size  # the first look: 0 for a new log
         if not needs_checkpoint(last_size, size, bool(grew)):
             return None
         if last is None:
+            refusal = first_checkpoint_refusal(self._existing, size, self.confirmed_first_size)
+            if refusal is not None:
+                if refusal != self._refused:  # once, not every interval
+                    log.error("first checkpoint refused: %s", refusal)
+                    self._refused = refusal
+                return None
+            if self._existing:
+                size = self.confirmed_first_size or size
             root = await store.root_at(session, size)
         else:
             bundle = await store.consistency_bundle(session, last.size, size)
@@ -155,6 +190,8 @@ class Checkpointer:
                 )
                 raise
         checkpoint = Checkpoint(self.signer.name, size, root)
+        if last is None and self._existing:
+            log.warning("first checkpoint signed over %d leaves confirmed by the operator", size)
         note = self.signer.sign(checkpoint.text())
         now = datetime.now(UTC)
         await session.execute(

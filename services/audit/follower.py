@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit import store
+from services.audit.datakeys import DataKeys
 from services.audit.findings import RELEVANT_TYPES, LoggedEvent
 from services.audit.linking import joined_incidents
 from services.audit.models import findings as findings_table
@@ -212,6 +213,8 @@ class FindingsFollower:
     retry_max_seconds: float = 30.0
     failures: Counter | None = None
     health: FollowerHealth = field(default_factory=FollowerHealth)
+    # Opens the personal fields sealed in the leaves (the findings quote facts and names).
+    data_keys: DataKeys | None = None
 
     async def run(self) -> None:
         wakeup = Wakeup(self.database_url, store.APPENDED_CHANNEL)
@@ -259,10 +262,12 @@ class FindingsFollower:
             stored = await store.event_histories(
                 session, [str(incident) for incident in incidents_touched(leaves)], end
             )
+            if self.data_keys is not None:
+                stored = await self.data_keys.opened_histories(session, stored)
             touched, histories = with_their_events(incidents_touched(leaves), stored)
             review = review_leaves(position, leaves, histories, self.compute, touched)
             for incident_id, computed in review.findings.items():
-                await store_findings(session, self.outbox, incident_id, computed)
+                await store_findings(session, self.outbox, incident_id, computed, self.data_keys)
             if review.cursor != position:
                 await session.execute(
                     update(findings_cursor)
@@ -306,10 +311,16 @@ async def store_findings(
     outbox: Outbox,
     incident_id: UUID,
     computed: Sequence[AccountabilityFinding],
+    keys: DataKeys | None = None,
 ) -> list[AccountabilityFinding]:
-    """Store the findings not stored before and publish those; the rest are already known."""
+    """Store the findings not stored before and publish those; the rest are already known.
+    With `keys`, their personal fields (the detail, quoted facts) are kept sealed under the
+    incident's data key, erased with it."""
     if not computed:
         return []
+    kept = [finding.model_dump(mode="json") for finding in computed]
+    if keys is not None:
+        kept = [await keys.sealed(session, str(incident_id), data) for data in kept]
     stored = await session.execute(
         insert(findings_table)
         .values(
@@ -321,9 +332,9 @@ async def store_findings(
                     "party": finding.party,
                     "kind": finding.kind,
                     "evidence": list(finding.evidence_log_indexes),
-                    "data": finding.model_dump(mode="json"),
+                    "data": data,
                 }
-                for finding in computed
+                for finding, data in zip(computed, kept, strict=True)
             ]
         )
         .on_conflict_do_nothing()

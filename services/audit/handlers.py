@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
@@ -22,11 +23,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit import store
+from services.audit.datakeys import CLOSED_STATUSES, DataKeys, note_closures
 from services.audit.leaves import canonical_json, leaf_document, leaf_hash
 from services.audit.linking import incidents_named
+from services.audit.personal import about_incident, has_personal_fields, seal_personal
 from shared.events import EVENT_TYPES, CloudEvent, decode
 from shared.kafka import EventConsumer, HandlerTable, RecordPosition, RejectEvent
 from shared.pgnotify import notify
+from shared.pii import PiiCipher
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +49,22 @@ CLAIM_BATCH = text(
 )
 
 
-def new_leaf(event: CloudEvent, position: RecordPosition) -> store.NewLeaf:
-    data = json.loads(event.raw_value) if event.raw_value is not None else event.data_json()
+def event_data(event: CloudEvent) -> Any:
+    return json.loads(event.raw_value) if event.raw_value is not None else event.data_json()
+
+
+def new_leaf(
+    event: CloudEvent,
+    position: RecordPosition,
+    keys: Mapping[str, PiiCipher | None] | None = None,
+) -> store.NewLeaf:
+    """The event as a leaf; with `keys` (each incident's data key, None if erased), its
+    personal fields sealed under the key of the incident it is published under, if `keys`
+    names it (`about_incident` and `has_personal_fields`)."""
+    data = event_data(event)
+    also = incidents_named(event.type, data, event.subject) if isinstance(data, dict) else ()
+    if keys is not None and event.subject in keys:
+        data = seal_personal(data, keys[event.subject])
     leaf = canonical_json(
         leaf_document(
             topic=position.topic,
@@ -67,14 +85,32 @@ def new_leaf(event: CloudEvent, position: RecordPosition) -> store.NewLeaf:
         offset=position.offset,
         leaf=leaf,
         leaf_hash=leaf_hash(leaf),
-        also=incidents_named(event.type, data, event.subject) if isinstance(data, dict) else (),
+        also=also,
     )
+
+
+def closures(received: Sequence[Received]) -> dict[str, datetime]:
+    """The incidents the events close, with when (incident.status_changed to a closed status)."""
+    closed: dict[str, datetime] = {}
+    for event, _ in received:
+        if event.type != "incident.status_changed":
+            continue
+        data = event_data(event)
+        if isinstance(data, dict) and data.get("status") in CLOSED_STATUSES:
+            at = datetime.fromisoformat(data["changed_at"])
+            closed[event.subject] = min(at, closed.get(event.subject, at))
+    return closed
 
 
 @dataclass(frozen=True)
 class AuditLog:
     """Every event becomes a leaf, and nothing else happens here: findings follow the log in
-    their own transaction (`follower.py`), so no defect of theirs can keep an event out."""
+    their own transaction (`follower.py`), so no defect of theirs can keep an event out. Its
+    personal fields are sealed under the incident's data key (`personal.py`), made here when
+    the incident's first personal data arrives; a closing event marks when the retention
+    period starts."""
+
+    data_keys: DataKeys
 
     @property
     def table(self) -> HandlerTable:
@@ -88,9 +124,16 @@ class AuditLog:
 
     async def append_all(self, session: AsyncSession, received: Sequence[Received]) -> None:
         await store.act_as_writer(session)
+        personal = [
+            event.subject
+            for event, _ in received
+            if about_incident(event.subject) and has_personal_fields(event_data(event))
+        ]
+        keys = await self.data_keys.for_append(session, personal)
         appended = await store.append(
-            session, [new_leaf(event, position) for event, position in received]
+            session, [new_leaf(event, position, keys) for event, position in received]
         )
+        await note_closures(session, closures(received))
         if appended:
             await notify(session, store.APPENDED_CHANNEL)
 

@@ -14,12 +14,14 @@ reads and writes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.audit.datakeys import DataKeys
 from services.audit.findings import LoggedEvent, superseded_by
 from services.audit.models import accountability_records, finding_reviews, findings
 from shared.domain import ActionCode, LifecycleStatus
@@ -77,25 +79,38 @@ def refusal_of_record(
 
 
 async def reviews_of(
-    session: AsyncSession, finding_ids: Iterable[UUID]
+    session: AsyncSession, keys: DataKeys, finding_ids: Iterable[UUID]
 ) -> dict[UUID, list[FindingReviewed]]:
-    """Every review of each finding, oldest first."""
+    """Every review of each finding, oldest first (its reason opened, or erased)."""
     wanted = list(finding_ids)
     reviews: dict[UUID, list[FindingReviewed]] = {finding_id: [] for finding_id in wanted}
     if not wanted:
         return reviews
-    rows = await session.execute(
-        select(finding_reviews.c.finding_id, finding_reviews.c.data)
-        .where(finding_reviews.c.finding_id.in_(wanted))
-        .order_by(finding_reviews.c.reviewed_at, finding_reviews.c.review_id)
-    )
-    for row in rows:
-        reviews[row.finding_id].append(FindingReviewed.model_validate(row.data))
+    rows = (
+        await session.execute(
+            select(
+                finding_reviews.c.finding_id, finding_reviews.c.incident_id, finding_reviews.c.data
+            )
+            .where(finding_reviews.c.finding_id.in_(wanted))
+            .order_by(finding_reviews.c.reviewed_at, finding_reviews.c.review_id)
+        )
+    ).all()
+    opened = await keys.opened_data(session, [(str(row.incident_id), row.data) for row in rows])
+    for row, data in zip(rows, opened, strict=True):
+        reviews[row.finding_id].append(FindingReviewed.model_validate(data))
     return reviews
 
 
+async def findings_in(
+    session: AsyncSession, keys: DataKeys, rows: Sequence[Any]
+) -> list[AccountabilityFinding]:
+    """Rows of the findings table (with `incident_id` and `data`) as findings, opened."""
+    opened = await keys.opened_data(session, [(str(row.incident_id), row.data) for row in rows])
+    return [AccountabilityFinding.model_validate(data) for data in opened]
+
+
 async def supersessions(
-    session: AsyncSession, listed: Sequence[AccountabilityFinding]
+    session: AsyncSession, keys: DataKeys, listed: Sequence[AccountabilityFinding]
 ) -> dict[UUID, UUID]:
     """Which of the listed findings a later finding of their incident supersedes (an R10 an
     R11, R12's late report its "not reported yet"), and by which; the later one may not be
@@ -104,31 +119,32 @@ async def supersessions(
     if not omissions:
         return {}
     late = await session.execute(
-        select(findings.c.data).where(
+        select(findings.c.incident_id, findings.c.data).where(
             findings.c.incident_id.in_({finding.incident_id for finding in omissions}),
             findings.c.rule_id.in_(("R10", "R12")),
         )
     )
-    return superseded_by(
-        [*omissions, *(AccountabilityFinding.model_validate(row.data) for row in late)]
-    )
+    return superseded_by([*omissions, *await findings_in(session, keys, late.all())])
 
 
 async def states_of(
-    session: AsyncSession, listed: Sequence[AccountabilityFinding]
+    session: AsyncSession, keys: DataKeys, listed: Sequence[AccountabilityFinding]
 ) -> dict[UUID, str]:
     """The state of each listed finding (`state_of`), without the proofs a listing carries."""
-    reviews = await reviews_of(session, [finding.finding_id for finding in listed])
-    superseded = await supersessions(session, listed)
+    reviews = await reviews_of(session, keys, [finding.finding_id for finding in listed])
+    superseded = await supersessions(session, keys, listed)
     return {
         finding.finding_id: state_of(reviews[finding.finding_id], finding.finding_id in superseded)
         for finding in listed
     }
 
 
-async def add_review(session: AsyncSession, outbox: Outbox, review: FindingReviewed) -> None:
+async def add_review(
+    session: AsyncSession, keys: DataKeys, outbox: Outbox, review: FindingReviewed
+) -> None:
     await _keep(
         session,
+        keys,
         outbox,
         finding_reviews,
         review,
@@ -139,9 +155,12 @@ async def add_review(session: AsyncSession, outbox: Outbox, review: FindingRevie
     )
 
 
-async def add_record(session: AsyncSession, outbox: Outbox, record: AccountabilityRecorded) -> None:
+async def add_record(
+    session: AsyncSession, keys: DataKeys, outbox: Outbox, record: AccountabilityRecorded
+) -> None:
     await _keep(
         session,
+        keys,
         outbox,
         accountability_records,
         record,
@@ -153,24 +172,41 @@ async def add_record(session: AsyncSession, outbox: Outbox, record: Accountabili
 
 async def _keep(
     session: AsyncSession,
+    keys: DataKeys,
     outbox: Outbox,
     table: Table,
     judgement: FindingReviewed | AccountabilityRecorded,
     **columns: Any,
 ) -> None:
-    """A judgement of people, kept (append-only) and published, so the log holds it too."""
+    """A judgement of people, kept (append-only, its personal fields sealed under the
+    incident's data key) and published, so the log holds it too."""
+    data = await keys.sealed(session, str(judgement.incident_id), judgement.model_dump(mode="json"))
     await session.execute(
-        table.insert().values(
-            incident_id=judgement.incident_id, data=judgement.model_dump(mode="json"), **columns
-        )
+        table.insert().values(incident_id=judgement.incident_id, data=data, **columns)
     )
     await outbox.add(session, CloudEvent.new(SOURCE, judgement, judgement.incident_id))
 
 
-async def records_of(session: AsyncSession, incident_id: UUID) -> list[AccountabilityRecorded]:
-    rows = await session.execute(
+async def records_of(
+    session: AsyncSession,
+    keys: DataKeys,
+    incident_id: UUID,
+    limit: int | None = None,
+    after: tuple[datetime, UUID] | None = None,
+) -> list[AccountabilityRecorded]:
+    """The incident's records in the order recorded: all, or `limit` after the position
+    (recorded_at, record_id) `after`."""
+    query = (
         select(accountability_records.c.data)
         .where(accountability_records.c.incident_id == incident_id)
         .order_by(accountability_records.c.recorded_at, accountability_records.c.record_id)
+        .limit(limit)
     )
-    return [AccountabilityRecorded.model_validate(row.data) for row in rows]
+    if after is not None:
+        query = query.where(
+            tuple_(accountability_records.c.recorded_at, accountability_records.c.record_id)
+            > tuple_(*after)
+        )
+    rows = (await session.execute(query)).all()
+    opened = await keys.opened_data(session, [(str(incident_id), row.data) for row in rows])
+    return [AccountabilityRecorded.model_validate(data) for data in opened]

@@ -23,7 +23,10 @@ class LoggedEvent:
 
     @classmethod
     def from_leaf(cls, index: int, leaf: bytes) -> LoggedEvent:
-        document = json.loads(leaf)
+        return cls.from_document(index, json.loads(leaf))
+
+    @classmethod
+    def from_document(cls, index: int, document: Mapping[str, Any]) -> LoggedEvent:
         return cls(
             index=index,
             id=document["id"],

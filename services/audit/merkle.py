@@ -108,6 +108,18 @@ class CompactRange:
     def of(cls, size: int, node_hash: Callable[[Node], bytes]) -> CompactRange:
         return cls(size, [(node.level, node_hash(node)) for node in range_nodes(0, size)])
 
+    @property
+    def border(self) -> list[tuple[int, bytes]]:
+        """(level, hash) of the right border, left to right: `restored` takes it back."""
+        return list(self._stack)
+
+    @classmethod
+    def restored(cls, size: int, border: Sequence[tuple[int, bytes]]) -> CompactRange:
+        """The range `border` describes; ProofError if it cannot be the border of `size`."""
+        if [level for level, _ in border] != [node.level for node in range_nodes(0, size)]:
+            raise ProofError(f"not the border of a tree of size {size}")
+        return cls(size, list(border))
+
     def append(self, leaf_hash: bytes) -> list[tuple[Node, bytes]]:
         digest, level = leaf_hash, 0
         self.size += 1

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
@@ -151,4 +152,24 @@ accountability_records = Table(
     Column("data", JSONB, nullable=False, comment="the accountability.recorded event data"),
     CheckConstraint("kind IN ('COMMENDATION', 'DISCIPLINE')", name="kind_known"),
     Index("ix_accountability_records_incident", "incident_id", "recorded_at"),
+)
+
+# An incident's data key, wrapped under the service's key-encryption key: the personal fields of
+# its leaves are sealed under it (services/audit/personal.py). Erased after the retention period
+# (`wrapped` NULL, `erased_at` set), the leaves stay and their personal data cannot be read by
+# anyone. `audit_writer` may INSERT and UPDATE here (migration 0006).
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("incident", String(200), primary_key=True, comment="the leaves' subject"),
+    Column("wrapped", JSONB, nullable=True, comment="the key sealed under the KEK; NULL: erased"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Column("erased_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("(wrapped IS NULL) = (erased_at IS NOT NULL)", name="erased_or_kept"),
+    Index(
+        "ix_data_keys_kept_closed",
+        "closed_at",
+        postgresql_where=text("wrapped IS NOT NULL AND closed_at IS NOT NULL"),
+    ),
 )

@@ -58,11 +58,14 @@ NOTIFICATION_NAMES_ZH = {
 }
 DECISION_NAMES_ZH = {"CONFIRMED": "确认", "DISMISSED": "排除"}
 ACCOUNTABILITY_NAMES_ZH = {"COMMENDATION": "表彰", "DISCIPLINE": "处分"}
-# Fields of incident.personal_data_read (shared.pii.SUBJECT_FIELDS and intake's free text).
+# Fields of a personal_data_read (shared.pii.SUBJECT_FIELDS and intake's free text).
 READ_FIELD_NAMES_ZH = {
     "subjects.name": "对象姓名",
     "subjects.id_number": "身份证号",
     "free text": "事实描述原文",
+    # services.audit.shown.LOG_FIELDS: what a read in clear of the log shows.
+    "people.name": "人员姓名",
+    "people.phone": "联系电话",
 }
 CHANNEL_NAMES_ZH = {
     "sms": "短信",

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from services.audit.datakeys import DataKeys
 from services.audit.note import Verifier
 from shared.domain import PARTY_PATTERN
 from shared.events.models import AccountabilityFinding, AccountabilityRecorded, FindingReviewed
@@ -26,6 +27,8 @@ class AuditContext:
     personal_data: PiiCipher
     # The county's clock (COUNTY_TIME_ZONE): every time written for people.
     zone: ZoneInfo
+    # Opens the personal fields sealed in the leaves under each incident's data key.
+    data_keys: DataKeys
 
 
 class LogEntryOut(BaseModel):
@@ -39,11 +42,25 @@ class LogEntryOut(BaseModel):
     offset: int
     leaf_hash: str = Field(description="hex")
     event: dict[str, Any]
+    personal_data_erased: bool = Field(
+        default=False,
+        description="the incident's personal data was erased after the retention period: "
+        "those fields read 已按保存期限删除; the leaf and its proofs are unchanged",
+    )
+    leaf: str | None = Field(
+        default=None,
+        description="base64 of the leaf's bytes, which its hash commits to (personal fields "
+        "sealed); withheld without pii:read from a leaf of before sealing that holds them in "
+        "clear. Only on GET /v1/log/entries/{index}",
+    )
 
 
 class TimelineOut(BaseModel):
     incident_id: str
     entries: list[LogEntryOut]
+    next: str | None = Field(
+        default=None, description="more follow: pass this as `after` for the next page"
+    )
 
 
 class LogHeadOut(BaseModel):
@@ -53,10 +70,18 @@ class LogHeadOut(BaseModel):
 
 
 class LogVerificationOut(LogHeadOut):
-    recomputed_root_hash: str = Field(description="root of the leaves as they are now, base64")
+    checked: int = Field(description="leaves re-derived so far, this page's included")
+    recomputed_root_hash: str = Field(
+        description="root of the leaves checked so far as they are now, base64"
+    )
     first_broken_index: int | None
-    checkpoint_size: int | None
-    checkpoint_matches: bool | None
+    checkpoint_size: int | None = Field(description="the checkpoint the first page judged by")
+    checkpoint_matches: bool | None = Field(
+        description="None until the pages have reached the checkpoint's size"
+    )
+    next: str | None = Field(
+        default=None, description="more leaves follow: pass this as `after` for the next page"
+    )
 
 
 class CheckpointOut(BaseModel):
@@ -78,6 +103,9 @@ class IncidentProofsOut(BaseModel):
     incident_id: str
     checkpoint: CheckpointOut
     entries: list[ProvenEntryOut]
+    next: str | None = Field(
+        default=None, description="more follow: pass this as `after` for the next page"
+    )
 
 
 class InclusionProofOut(BaseModel):
@@ -161,3 +189,6 @@ AccountabilityOut = AccountabilityRecorded
 class AccountabilityListOut(BaseModel):
     incident_id: UUID
     records: list[AccountabilityOut]
+    next: str | None = Field(
+        default=None, description="more follow: pass this as `after` for the next page"
+    )

@@ -11,7 +11,10 @@
 
 A checkpoint is a file holding the signed note (`GET /v1/log/checkpoint`); keys are vkeys. The
 log is read from the database (the audit schema) or from an export (`GET /v1/log/export` or
-the `export` command): JSON lines, each a signed checkpoint or a leaf with its stored hash.
+the `export` command): JSON lines, each a signed checkpoint or a leaf with its stored hash (the
+route's pages, concatenated; a line naming the next page is skipped). A leaf exported without
+its bytes (personal data in clear, read without pii:read) counts by its stored hash: the tree is
+checked, those bytes cannot be, and `log` says how many.
 `log` re-derives the whole tree and names the first leaf that no longer matches. Exit status:
 0 verified, 1 not verified, 2 cannot read the input.
 """
@@ -50,7 +53,8 @@ from services.audit.note import (
 from services.audit.verification import LeafChecker, judge
 from shared.settings import to_asyncpg_url
 
-Entry = tuple[int, bytes, bytes | None]
+# (index, leaf bytes or None where an export withheld them, stored leaf hash)
+Entry = tuple[int, bytes | None, bytes | None]
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,10 @@ class Source:
                     item = json.loads(line)
                     if "index" in item:
                         stored = item.get("leaf_hash")
+                        leaf = item.get("leaf")
                         yield (
                             item["index"],
-                            base64.b64decode(item["leaf"]),
+                            base64.b64decode(leaf) if leaf is not None else None,
                             base64.b64decode(stored) if stored else None,
                         )
             return
@@ -138,6 +143,11 @@ async def verify_log(source: Source, checkpoint: Checkpoint, log_key: Verifier) 
     ]
     if verdict.first_bad_index is not None:
         lines.append(f"first index that no longer matches: {verdict.first_bad_index}")
+    if check.withheld:
+        lines.append(
+            f"{check.withheld} leaves were exported without their bytes (personal data, read "
+            "without pii:read): their stored hashes were checked against the tree, not the bytes"
+        )
     if check.size > checkpoint.size:
         lines.append(f"{check.size - checkpoint.size} later leaves are not covered by it")
     lines += list(verdict.details)
@@ -147,9 +157,14 @@ async def verify_log(source: Source, checkpoint: Checkpoint, log_key: Verifier) 
 async def leaf_hashes(source: Source, size: int) -> tuple[list[bytes], dict[int, bytes]]:
     hashes: list[bytes] = []
     leaves: dict[int, bytes] = {}
-    async for index, leaf, _ in source.entries():
+    async for index, leaf, stored in source.entries():
         if index != len(hashes) or index >= size:
             break
+        if leaf is None:  # withheld from the export: only its stored hash is known
+            if stored is None:
+                raise ProofError(f"leaf {index} has neither bytes nor a hash")
+            hashes.append(stored)
+            continue
         hashes.append(hash_leaf(leaf))
         leaves[index] = leaf
     if len(hashes) < size:
@@ -177,8 +192,8 @@ async def verify_one_inclusion(
         if index is None:
             raise ProofError(f"no event {event_id} among the {checkpoint.size} leaves")
     proof = proof_from(hashes, inclusion_ranges(index, checkpoint.size))
-    verify_inclusion(index, checkpoint.size, hash_leaf(leaves[index]), proof, checkpoint.root_hash)
-    event = json.loads(leaves[index])
+    verify_inclusion(index, checkpoint.size, hashes[index], proof, checkpoint.root_hash)
+    event = json.loads(leaves[index]) if index in leaves else {"type": "(withheld)"}
     return True, (
         f"OK: leaf {index} ({event.get('type')} {event.get('id')}) is in the checkpoint of size "
         f"{checkpoint.size}\nproof: {[base64.b64encode(p).decode() for p in proof]}"
@@ -203,6 +218,7 @@ async def export(database_url: str, out: Path) -> int:
         for note in await source.checkpoint_notes():
             file.write(json.dumps({"checkpoint": note}, ensure_ascii=False) + "\n")
         async for index, leaf, stored in source.entries():
+            assert leaf is not None  # the database holds every leaf's bytes
             item = {"index": index, "leaf": base64.b64encode(leaf).decode()}
             if stored is not None:
                 item["leaf_hash"] = base64.b64encode(stored).decode()

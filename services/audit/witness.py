@@ -2,9 +2,13 @@
 
     python -m services.audit.witness init --state DIR --name witness.example/w1
     python -m services.audit.witness cosign --state DIR --log URL --log-key VKEY [--submit]
+                                            [--first-size N]
 
 The witness keeps its own Ed25519 key (tlog-cosignature v1, type 0x04) and the last checkpoint
-it cosigned. Before cosigning a new one it checks the log's signature and a consistency proof
+it cosigned. Its first cosignature is not given on trust: the operator checks the log (e.g. with
+`services.audit.verify`) and names the size of the checkpoint to cosign first (`--first-size`);
+without it, or when the log signed no checkpoint of that size, the witness refuses.
+Before cosigning a new one it checks the log's signature and a consistency proof
 from that last checkpoint; a smaller tree, the same size with another root, or a proof that
 does not hold is a fork: it refuses, keeps both checkpoints as evidence and exits with 3.
 """
@@ -88,13 +92,28 @@ class WitnessState:
 
 
 def witness_once(
-    state: WitnessState, client: httpx.Client, log_key: Verifier, submit: bool
+    state: WitnessState,
+    client: httpx.Client,
+    log_key: Verifier,
+    submit: bool,
+    first_size: int | None = None,
 ) -> Note:
-    """Fetch, check and cosign the log's latest checkpoint; the cosigned note."""
-    shown = client.get("/v1/log/checkpoint")
+    """Fetch, check and cosign the log's latest checkpoint, or for a witness that has cosigned
+    nothing yet the one of `first_size` the operator confirmed; the cosigned note."""
+    previous = state.last(log_key)
+    if previous is None and first_size is None:
+        raise Refusal(
+            "this witness has cosigned nothing yet: check the log, then name the size of the "
+            "first checkpoint to cosign (--first-size)"
+        )
+    params = {"size": first_size} if previous is None else {}
+    shown = client.get("/v1/log/checkpoint", params=params)
+    if previous is None and shown.status_code == 404:
+        raise Refusal(f"the log signed no checkpoint of size {first_size}")
     shown.raise_for_status()
     current, note = open_checkpoint(shown.text, log_key)
-    previous = state.last(log_key)
+    if previous is None and current.size != first_size:
+        raise Refusal(f"asked for the checkpoint of size {first_size}, shown {current.size}")
     proof: list[bytes] = []
     if previous is not None and 0 < previous.size < current.size:
         response = client.get(
@@ -132,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--log", required=True, help="the audit service's base URL")
     run.add_argument("--log-key", required=True, help="the log's verifier key")
     run.add_argument("--submit", action="store_true", help="send the cosignature to the log")
+    run.add_argument(
+        "--first-size",
+        type=int,
+        help="a witness that has cosigned nothing yet: the size of the checkpoint to cosign "
+        "first, confirmed by the operator who checked the log",
+    )
     arguments = parser.parse_args(argv)
     state = WitnessState(arguments.state)
     if arguments.command == "init":
@@ -146,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with httpx.Client(base_url=arguments.log, timeout=10) as client:
             cosigned = witness_once(
-                state, client, Verifier.parse(arguments.log_key), arguments.submit
+                state,
+                client,
+                Verifier.parse(arguments.log_key),
+                arguments.submit,
+                arguments.first_size,
             )
     except Refusal as refusal:
         print(f"refusing to cosign: {refusal}", file=sys.stderr)

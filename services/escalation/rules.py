@@ -39,6 +39,7 @@ from shared.domain import (
 )
 from shared.events.models import IncidentFacts
 from shared.policyfile import policy_data
+from shared.retention import Retention
 
 # Obligation ids are derived from what caused them, so the same history gives the same ids.
 OBLIGATION_NAMESPACE = uuid.UUID("7d1f0c1e-5b0a-4b8e-9c52-1c0f3a1e2b77")
@@ -177,6 +178,8 @@ class Policy(_Data):
     rules: tuple[Rule, ...]
     other_rules: tuple[OtherRule, ...] = ()
     correlation: Correlation
+    # Read by audit (erasure of personal data); escalation only carries it.
+    retention: Retention
     # The county's clock for every time in an explanation: the deployment's COUNTY_TIME_ZONE.
     time_zone: str = DEFAULT_COUNTY_TIME_ZONE
 

@@ -47,6 +47,7 @@ from shared.events.models import (
     ObligationMet,
     ObligationOmitted,
     ObligationWaived,
+    PersonalDataErased,
     PersonalDataReadInAudit,
 )
 from shared.kafka import HandlerTable, RecordPosition
@@ -103,6 +104,8 @@ class NotificationHandlers:
                     AccountabilityFinding.ce_type,
                     FindingReviewed.ce_type,
                     PersonalDataReadInAudit.ce_type,
+                    # The retention period's erasure asks nothing of anyone.
+                    PersonalDataErased.ce_type,
                 }
             ),
         )

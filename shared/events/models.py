@@ -584,3 +584,17 @@ class AccountabilityRecorded(EventData):
     recorded_by: str
     recorded_at: AwareDatetime
     drill: bool = False
+
+
+class PersonalDataErased(EventData):
+    """The personal data an incident's leaves held (names, phones, ID numbers, free text) was
+    erased after the retention period: its data key is gone, the leaves and every proof stay.
+    Names no person: who, what and when under which rule stay readable."""
+
+    ce_type: ClassVar[str] = "audit.personal_data_erased"
+    incident_id: UUID
+    closed_at: AwareDatetime
+    erased_at: AwareDatetime
+    retention_years: int = Field(
+        description="the policy's retention.personal_data_years_after_closure"
+    )

@@ -56,6 +56,7 @@ EVENT_TYPES: dict[str, EventSpec] = {
         models.FindingReviewed,
         models.AccountabilityRecorded,
         models.PersonalDataReadInAudit,
+        models.PersonalDataErased,
     ),
 }
 

@@ -7,12 +7,13 @@ investigation report name each one, with inclusion proofs that verify against th
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from services.audit.leaves import canonical_json, leaf_hash
+from services.audit.leaves import leaf_hash
 from services.audit.merkle import verify_inclusion
 from services.audit.note import Checkpoint, open_checkpoint
 from tests.audit.conftest import AuditSystem
@@ -187,15 +188,30 @@ async def test_scripted_incident_findings_and_report_name_each_lapse_with_proofs
     )
     (shown,) = [f for f in listed.json()["findings"] if f["rule_id"] == "R12"]
     assert shown["review"]["reason"] == "发现时间系群众误记，不予认定。"
+    # An incident's findings come a page at a time too, in the order they were found.
+    of_incident = f"/v1/incidents/{incident_id}/findings"
+    paged, after = [], None
+    while True:
+        params = {"limit": 2} | ({"after": after} if after else {})
+        page = (await clients["audit"].get(of_incident, params=params)).json()
+        assert len(page["findings"]) <= 2
+        paged += [f["finding_id"] for f in page["findings"]]
+        after = page["next"]
+        if after is None:
+            break
+    whole = (await clients["audit"].get(of_incident, params={"limit": 500})).json()
+    assert len(paged) >= 4 and paged == [f["finding_id"] for f in whole["findings"]][: len(paged)]
     for finding in findings:
         assert finding["evidence_log_indexes"]
         check_proofs(body, finding, audit_system)
 
-    # Each piece of evidence is the event as it was published: its canonical bytes hash to the
-    # leaf hash the proofs use.
+    # Each piece of evidence is the event as it was published, its personal fields sealed:
+    # those bytes hash to the leaf hash the proofs use, and opened they are the event shown.
     for index in missed["evidence_log_indexes"]:
         entry = (await clients["audit"].get(f"/v1/log/entries/{index}")).json()
-        assert leaf_hash(canonical_json(entry["event"])).hex() == entry["leaf_hash"]
+        leaf = base64.b64decode(entry["leaf"])
+        assert leaf_hash(leaf).hex() == entry["leaf_hash"]
+        assert json.loads(leaf)["id"] == str(entry["ce_id"]) == entry["event"]["id"]
 
     # Published on audit.v1 once each, and logged back as leaves.
     timeline = await eventually(
@@ -277,6 +293,13 @@ async def test_the_investigation_report_names_each_duty_met_and_who_acted(
     )
     text = markdown.text
     assert f"按时办结：{on_scene['action_text']}（R6）" in text
-    assert any("| 周强 | 记录处置：已到现场" in line for line in text.splitlines())
-    assert "| 李明 | 首报：" in text  # the reporter, by name
+    # People by name for a reader holding pii:read; masked for everyone else.
+    assert any("| 周* | 记录处置：已到现场" in line for line in text.splitlines())
+    assert "| 李* | 首报：" in text and "李明" not in text
+    clear = await clients["audit"].get(
+        f"/v1/incidents/{incident_id}/investigation-report",
+        headers={"X-Act-As": "BLO audit:read pii:read"},
+    )
+    assert any("| 周强 | 记录处置：已到现场" in line for line in clear.text.splitlines())
+    assert "| 李明 | 首报：" in clear.text  # the reporter, by name
     assert "**摘要**：共产生义务" in text.split("## 一、事件概况")[0]

@@ -13,8 +13,10 @@ from typing import Any
 import asyncpg
 import httpx
 
+from services.audit.personal import ERASED
 from shared.problems import PROBLEM_MEDIA_TYPE
 from tests.audit.conftest import AuditSystem
+from tests.audit.helpers import erase_closed_until_now
 from tests.audit.test_accountability import findings_of
 from tests.integration.helpers import eventually, report
 
@@ -22,6 +24,7 @@ TUKE = "150626102"
 SFS = f"SFS:{TUKE}"
 AS_BJO = {"X-Act-As": "BJO"}
 AS_CEO = {"X-Act-As": "CEO"}
+CLEAR_READER = {"X-Act-As": "BLO audit:read pii:read"}
 
 
 async def concealed_incident(clients: dict[str, httpx.AsyncClient]) -> tuple[str, dict[str, Any]]:
@@ -147,10 +150,22 @@ async def test_r15_commendations_and_disciplines_rest_on_findings_of_a_filed_rep
     }
     assert (await audit.post(record, json=commendation, headers=AS_BJO)).status_code == 201
 
-    listed = (await audit.get(record)).json()["records"]
+    listed = (await audit.get(record, headers=CLEAR_READER)).json()["records"]
     assert [(r["kind"], r["person"]) for r in listed] == [
         ("DISCIPLINE", "张某"),
         ("COMMENDATION", "李明"),
+    ]
+    first_page = (await audit.get(record, params={"limit": 1})).json()
+    second_page = (await audit.get(record, params={"limit": 1, "after": first_page["next"]})).json()
+    assert [r["kind"] for r in first_page["records"] + second_page["records"]] == [
+        "DISCIPLINE",
+        "COMMENDATION",
+    ]
+    assert second_page["next"] is None
+    masked = (await audit.get(record)).json()["records"]
+    assert [(r["person"], r["decision"]) for r in masked] == [
+        ("张*", "通报批评"),
+        ("李*", "通报表扬"),
     ]
     assert listed[0]["finding_ids"] == [finding["finding_id"]]
     await eventually(
@@ -159,9 +174,35 @@ async def test_r15_commendations_and_disciplines_rest_on_findings_of_a_filed_rep
     )
     text = (await audit.get(f"/v1/incidents/{incident_id}/investigation-report")).text
     assert "## 六、表彰与处分（R15）" in text
-    assert f"处分：张某（图克镇司法所所长，图克镇司法所（{SFS}））" in text
+    assert f"处分：张*（图克镇司法所所长，图克镇司法所（{SFS}））" in text
+    clear = await audit.get(
+        f"/v1/incidents/{incident_id}/investigation-report", headers=CLEAR_READER
+    )
+    assert f"处分：张某（图克镇司法所所长，图克镇司法所（{SFS}））" in clear.text
     assert "- 文号：乌司发〔2026〕12号" in text and "- 决定：通报表扬" in text
     assert "- 依据：第 1 条 疑似瞒报，供核查（R12）" in text
+
+    # Kept with the person's name sealed under the incident's data key, and erased with it
+    # after the retention period; what was decided, by whom and when, stays.
+    database = await asyncpg.connect(audit_system.infra.database_url)
+    try:
+        kept = await database.fetch(
+            "SELECT data FROM audit.accountability_records WHERE incident_id = $1", incident_id
+        )
+    finally:
+        await database.close()
+    assert [set(json.loads(row["data"])["person"]) for row in kept] == [{"sealed"}] * 2
+    assert incident_id in await erase_closed_until_now(audit_system.infra.database_url)
+    erased = (await audit.get(record, headers=CLEAR_READER)).json()["records"]
+    assert [(r["kind"], r["person"], r["decision"]) for r in erased] == [
+        ("DISCIPLINE", ERASED, "通报批评"),
+        ("COMMENDATION", ERASED, "通报表扬"),
+    ]
+    listed_findings = (
+        await audit.get(f"/v1/incidents/{incident_id}/findings", headers=CLEAR_READER)
+    ).json()["findings"]
+    judged = next(f for f in listed_findings if f["finding_id"] == finding["finding_id"])
+    assert judged["detail"] == ERASED and judged["rule_id"] == "R12"
 
 
 async def test_r11_published_before_the_duty_was_done_is_shown_superseded_by_its_r10(

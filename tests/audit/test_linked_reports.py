@@ -119,7 +119,11 @@ async def test_R20_links_show_on_both_incidents_and_R12_is_judged_on_the_event(
 
     # The investigation report lists every report of the event and the links.
     text = (
-        await audit.get(f"/v1/incidents/{kept}/investigation-report", params={"format": "markdown"})
+        await audit.get(
+            f"/v1/incidents/{kept}/investigation-report",
+            params={"format": "markdown"},
+            headers={"X-Act-As": "BLO audit:read pii:read"},  # reporters by name
+        )
     ).text
     assert "| 公安机关警情平台 | 县公安局指挥中心 | 首报 | 本事件 |" in text, text
     assert f"| 李明 | 首报 | 事件 {str(merged)[:8]} |" in text

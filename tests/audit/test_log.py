@@ -20,7 +20,7 @@ from services.audit.note import Checkpoint, Note, open_checkpoint, verify_cosign
 from shared.db import create_engine, create_session_factory
 from shared.settings import Settings
 from tests.audit.conftest import AuditSystem
-from tests.audit.helpers import run_module
+from tests.audit.helpers import CLEAR_READER, exported, run_module
 from tests.integration.helpers import eventually, report
 
 
@@ -37,8 +37,7 @@ async def latest(clients: dict[str, httpx.AsyncClient], system: AuditSystem) -> 
 
 
 async def signed_history(clients: dict[str, httpx.AsyncClient], system: AuditSystem):
-    exported = await clients["audit"].get("/v1/log/export")
-    lines = [json.loads(line) for line in exported.text.splitlines()]
+    lines = await exported(clients["audit"], CLEAR_READER)
     checkpoints = [
         open_checkpoint(i["checkpoint"], system.log_key)[0] for i in lines if "checkpoint" in i
     ]
@@ -148,9 +147,11 @@ async def test_witness_checks_consistency_cosigns_and_the_log_serves_the_cosigna
         audit_system.log_key.vkey,
         "--submit",
     ]
-    code, out, err = await run_witness(*arguments)
+    signed = await latest(clients, audit_system)  # the one the operator checked
+    code, out, err = await run_witness(*arguments, "--first-size", str(signed.size))
     assert code == 0, err
     first, _ = open_checkpoint(out, audit_system.log_key)
+    assert first.size == signed.size
     await report(clients, category="OTHER", phase="OCCURRED")
     await eventually(
         lambda: latest(clients, audit_system), lambda checkpoint: checkpoint.size > first.size
@@ -190,6 +191,11 @@ async def test_the_service_role_cannot_change_the_log_even_with_triggers_disable
             "DELETE FROM audit.findings_cursor",
             "TRUNCATE audit.findings_cursor",
             "UPDATE audit.findings_cursor SET id = 2",
+            # Data keys: made, marked closed and erased, never deleted nor moved to another
+            # incident.
+            "DELETE FROM audit.data_keys",
+            "TRUNCATE audit.data_keys",
+            "UPDATE audit.data_keys SET incident = 'another'",
         ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 async with connection.transaction():  # a savepoint per attempt
@@ -254,7 +260,8 @@ async def test_offline_verifier_checks_an_event_and_two_checkpoints_from_an_expo
         encoding="utf-8",
     )
     export = tmp_path / "log.jsonl"
-    export.write_bytes((await clients["audit"].get("/v1/log/export")).content)
+    lines = await exported(clients["audit"], CLEAR_READER, limit=7)  # pages of 7 leaves
+    export.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     key = ["--key", audit_system.log_key.vkey, "--export", str(export)]
     code, out, err = await run_module(
         "services.audit.verify",
@@ -280,6 +287,82 @@ async def test_offline_verifier_checks_an_event_and_two_checkpoints_from_an_expo
         "services.audit.verify", "log", "--checkpoint", str(tmp_path / "new.txt"), *key
     )
     assert code == 0 and f"all {new.size} leaves match the checkpoint" in out, out + err
+
+    # Without pii:read too: the leaves hold people's data sealed, so every leaf comes whole
+    # and none holds it in clear.
+    masked = await exported(clients["audit"])
+    leaves = [b64(line["leaf"]) for line in masked if "index" in line]
+    assert len(leaves) == len([line for line in masked if "index" in line])
+    assert [leaf for leaf in leaves if "李明".encode() in leaf or b"13900000000" in leaf] == []
+    export.write_text("".join(json.dumps(line) + "\n" for line in masked), encoding="utf-8")
+    code, out, err = await run_module(
+        "services.audit.verify", "log", "--checkpoint", str(tmp_path / "new.txt"), *key
+    )
+    assert code == 0 and f"all {new.size} leaves match the checkpoint" in out, out + err
+
+
+async def test_verification_goes_page_by_page_and_judges_the_whole_log_on_the_last(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    audit = clients["audit"]
+    await report(clients)
+    await latest(clients, audit_system)
+    pages, after = [], None
+    while True:
+        params = {"limit": 5} | ({"after": after} if after else {})
+        page = (await audit.get("/v1/log/verify", params=params)).json()
+        pages.append(page)
+        after = page["next"]
+        if after is None:
+            break
+    last = pages[-1]
+    assert len(pages) > 2 and [page["checked"] for page in pages[:2]] == [5, 10]
+    assert last["checkpoint_matches"] is True and last["first_broken_index"] is None
+    assert {page["checkpoint_size"] for page in pages} == {pages[0]["checkpoint_size"]}
+    assert last["checked"] >= last["checkpoint_size"]
+    # The pages re-derived the very tree the log stores at that size.
+    checked = last["checked"]
+    stored = await audit.get("/v1/log/proof/consistency", params={"from": checked, "to": checked})
+    assert last["recomputed_root_hash"] == stored.json()["new_root_hash"]
+    refused = await audit.get("/v1/log/verify", params={"after": "bm90IGEgcG9zaXRpb24="})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "after"
+    too_many = await audit.get("/v1/log/export", params={"limit": 10_001})
+    assert too_many.status_code == 422
+
+
+async def test_an_incidents_timeline_and_proofs_come_in_pages(
+    audit_system: AuditSystem, clients: dict[str, httpx.AsyncClient]
+) -> None:
+    audit = clients["audit"]
+    incident_id = await report(clients)
+    whole = await eventually(
+        lambda: audit.get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: response.status_code == 200 and len(response.json()["entries"]) >= 5,
+    )
+    await latest(clients, audit_system)
+    for route in ("timeline", "proofs"):
+        paged, after = [], None
+        while True:
+            params = {"limit": 2} | ({"after": after} if after else {})
+            page = (await audit.get(f"/v1/incidents/{incident_id}/{route}", params=params)).json()
+            assert len(page["entries"]) <= 2
+            paged += page["entries"]
+            after = page["next"]
+            if after is None:
+                break
+        indices = [entry["index"] for entry in paged]
+        assert len(indices) == len(set(indices)) >= 5
+        # Every entry once, in the order they happened; later events may have joined since.
+        assert {entry["index"] for entry in whole.json()["entries"]} <= set(indices)
+        order = [(datetime.fromisoformat(e["ce_time"]), e["index"]) for e in paged]
+        assert order == sorted(order)
+    other_township = {"X-Act-As": "SFS:150626100"}
+    refused = await audit.get(
+        f"/v1/incidents/{incident_id}/timeline", params={"limit": 1}, headers=other_township
+    )
+    assert refused.status_code == 403
+    bad = await audit.get(f"/v1/incidents/{incident_id}/timeline", params={"after": "x"})
+    assert bad.status_code == 422
 
 
 async def test_personal_data_needs_a_token_and_permission_hashes_are_public(

@@ -6,15 +6,22 @@ masked only."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 import httpx
 
-from tests.integration.helpers import count_of, eventually, report, timeline_with
+from tests.audit.helpers import exported
+from tests.integration.helpers import act, count_of, eventually, report, timeline_with
 
 SFS = "SFS:150626102"
 FIRST = ("王某某", "150626199001011234")
 ADDED = ("张三丰", "15062619850202345X")
 CLEAR_READER = {"X-Act-As": "BJO audit:read pii:read"}
 MASKED_READER = {"X-Act-As": "BJO audit:read"}
+PEOPLE = ("李明", "周强")
+# The reporter's phone: intake keeps it sealed and publishes it masked, so the log never holds it.
+PHONE = "13900000000"
 
 
 def report_path(incident_id: str) -> str:
@@ -78,7 +85,13 @@ async def test_a_reader_with_pii_read_gets_the_subjects_in_clear_and_the_read_is
     )
     (read,) = reads_by_audit(timeline)
     assert read["event"]["data"]["party"] == "BJO"
-    assert read["event"]["data"]["fields"] == ["subjects.name", "subjects.id_number"]
+    assert read["event"]["data"]["fields"] == [
+        "subjects.name",
+        "subjects.id_number",
+        "people.name",
+        "people.phone",
+        "free text",
+    ]
     assert count_of("audit.personal_data_read", timeline) == 1
 
     # Every event of the incident, on every topic, carries the subjects masked or sealed only.
@@ -93,3 +106,55 @@ async def test_a_reader_with_pii_read_gets_the_subjects_in_clear_and_the_read_is
     # The next report names the read in its account of what happened.
     again = await audit.get(report_path(incident_id), headers=MASKED_READER)
     assert "查阅个人信息明文：对象姓名、身份证号" in again.text
+
+
+async def test_the_log_shows_people_in_clear_only_with_pii_read_and_logs_each_read(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    audit = clients["audit"]
+    incident_id = await report(clients)
+    await act(
+        clients,
+        incident_id,
+        "FIRST_RESPONSE_STARTED",
+        actor_name="周强",
+    )
+    masked = await timeline_with(
+        audit, incident_id, "incident.reported", also={"incident.action_recorded": 1}
+    )
+    # The reporter 李明 and the actor 周强: masked.
+    assert [clear for clear in (*PEOPLE, PHONE) if clear in masked.text] == []
+    action = next(e for e in masked.json()["entries"] if e["ce_type"] == "incident.action_recorded")
+    reported = next(e for e in masked.json()["entries"] if e["ce_type"] == "incident.reported")
+    assert reported["event"]["data"]["reporter"] == {
+        "party": SFS,
+        "name": "李*",
+        "phone": "139****0000",
+    }
+    assert action["event"]["data"]["actor_name"] == "周*"
+    assert action["event"]["data"]["party"] == "SFS:150626102"  # who acted stays in clear
+    entry = await audit.get(f"/v1/log/entries/{action['index']}")
+    assert entry.json()["event"]["data"]["actor_name"] == "周*"
+    assert count_of("audit.personal_data_read", masked) == 0
+
+    shown = await audit.get(f"/v1/incidents/{incident_id}/timeline", headers=CLEAR_READER)
+    assert [clear for clear in PEOPLE if clear in shown.text] == list(PEOPLE)
+    assert PHONE not in shown.text and "139****0000" in shown.text
+    entry = await audit.get(f"/v1/log/entries/{action['index']}", headers=CLEAR_READER)
+    assert entry.json()["event"]["data"]["actor_name"] == "周强"
+    # Both clear reads are on the incident's log, from audit, naming what was read.
+    timeline = await eventually(
+        lambda: audit.get(f"/v1/incidents/{incident_id}/timeline"),
+        lambda response: len(reads_by_audit(response)) >= 2,
+    )
+    assert [read["event"]["data"]["fields"] for read in reads_by_audit(timeline)] == [
+        ["people.name", "people.phone", "free text"]
+    ] * 2
+
+    # The export: the leaf holds the actor's name sealed, for every reader of the log.
+    lines = {line["index"]: line for line in await exported(audit) if "index" in line}
+    leaf = json.loads(base64.b64decode(lines[action["index"]]["leaf"]))
+    assert set(leaf["data"]["actor_name"]) == {"sealed"}
+    assert leaf["data"]["party"] == SFS and "周强".encode() not in base64.b64decode(
+        lines[action["index"]]["leaf"]
+    )

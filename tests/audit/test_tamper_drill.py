@@ -64,7 +64,10 @@ async def test_a_leaf_edited_behind_the_triggers_is_named_by_its_index(
         original = await connection.fetchrow(
             "SELECT leaf, leaf_hash FROM audit.log_entries WHERE index = $1", target
         )
-    forged = bytes(original["leaf"]).replace("图克镇中心街".encode(), "乌审召镇某地".encode())
+    # The township is in clear (people's data is sealed): move the report to another one.
+    forged = bytes(original["leaf"]).replace(
+        b'"township_code":"150626102"', b'"township_code":"150626100"'
+    )
     assert forged != bytes(original["leaf"])
     update = "UPDATE audit.log_entries SET leaf = $1 WHERE index = $2"
     await rewrite(audit_system, "log_entries", "log_entries_no_update", update, forged, target)

@@ -39,9 +39,12 @@ class FakeLog:
             nodes.update(tree.append(hash_leaf(leaf)))
         return nodes
 
-    async def checkpoint(self, _: Request) -> Response:
-        root = subtree_hash(0, len(self.leaves), self.nodes().__getitem__)
-        return PlainTextResponse(LOG.sign(Checkpoint(LOG.name, len(self.leaves), root).text()))
+    async def checkpoint(self, request: Request) -> Response:
+        size = int(request.query_params.get("size", len(self.leaves)))
+        if size > len(self.leaves):
+            return PlainTextResponse("no such checkpoint", status_code=404)
+        root = subtree_hash(0, size, self.nodes().__getitem__)
+        return PlainTextResponse(LOG.sign(Checkpoint(LOG.name, size, root).text()))
 
     async def consistency(self, request: Request) -> Response:
         old, new = int(request.query_params["from"]), int(request.query_params["to"])
@@ -69,8 +72,17 @@ async def test_witness_cosigns_growth_and_refuses_a_forked_log(tmp_path: Path) -
     cosign = ["cosign", "--state", str(tmp_path), "--log-key", LOG.verifier.vkey]
     async with fake_log() as log:
         log.leaves = [f"事件{n}".encode() for n in range(5)]
+        # The first cosignature waits for the operator to name the checkpoint they checked.
         code, out, err = await run_witness(*cosign, "--log", log.url)
+        assert code == 3 and "cosigned nothing yet" in err, err
+        code, out, err = await run_witness(*cosign, "--log", log.url, "--first-size", "6")
+        assert code == 3 and "no checkpoint of size 6" in err, err
+        code, out, err = await run_witness(*cosign, "--log", log.url, "--first-size", "4")
         assert code == 0, err
+        assert open_checkpoint(out, LOG.verifier)[0].size == 4
+        code, out, err = await run_witness(*cosign, "--log", log.url)  # then grows from there
+        assert code == 0, err
+        assert open_checkpoint(out, LOG.verifier)[0].size == 5
         log.leaves += [f"事件{n}".encode() for n in range(5, 9)]
         code, out, err = await run_witness(*cosign, "--log", log.url)
         assert code == 0, err
