@@ -44,7 +44,13 @@ PROMETHEUS = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
     "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
 }
-SECRETS = {"jwt-keys", "pii-key", "audit-signing-key", "notification-secrets"}
+SECRETS = {
+    "jwt-keys",
+    "pii-key",
+    "audit-signing-key",
+    "audit-key-encryption",
+    "notification-secrets",
+}
 DNS_1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # A URL may be given plainly when it holds no password (URL_WITH_PASSWORD); a `…_FILE` names
 # where a Secret is mounted, not the secret.
@@ -289,7 +295,7 @@ def test_config_files_are_the_repositorys_and_mounted_where_the_settings_say(var
     }
     readers = {
         "DIRECTORY_FILE": ("intake", "escalation", "notification", "audit"),
-        "POLICY_FILE": ("escalation",),
+        "POLICY_FILE": ("escalation", "audit"),
     }
     for variable, original in sources.items():
         for service in readers[variable]:
@@ -400,6 +406,7 @@ def test_secrets_are_referenced_by_name_where_needed(variant: str) -> None:
         expected = SECRETS | {"database"}
     assert references["jwt-keys"] == set(SERVICE_NAMES)
     assert references["audit-signing-key"] == {"audit"}
+    assert references["audit-key-encryption"] == {"audit"}
     assert references["notification-secrets"] == {"notification"}
     # Who may open personal data: intake seals it (and its migration seals rows written
     # before a field was sealed), audit opens it for a report read with pii:read; escalation

@@ -53,6 +53,7 @@ from services.notification.channels.webhook import (
 )
 from shared.auth import ensure_dev_keys
 from shared.localinfra import Infrastructure, free_port, infrastructure
+from shared.pii import new_key
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 from tests.deploy.pods import Container, PodWouldNotStart, Secrets, image_command, materialise
 from tests.deploy.support import Resource, ingress_backend, named, of_kind, rendered
@@ -119,6 +120,10 @@ class Operators:
                 "PII_CURRENT_KEY_ID": "2026-11",
             },
             "audit-signing-key": {"signing.key": self.signer.skey + "\n"},
+            "audit-key-encryption": {
+                "AUDIT_KEY_ENCRYPTION_KEYS": json.dumps({"2026-11": new_key()}),
+                "AUDIT_KEY_ENCRYPTION_KEY_ID": "2026-11",
+            },
             "notification-secrets": {
                 "NOTIFICATION_ACK_SECRET": self.ack_secret,
                 "NOTIFICATION_WEBHOOK_SECRET": self.webhook_secret,
