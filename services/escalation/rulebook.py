@@ -464,6 +464,17 @@ def ladder_lines(policy: Policy) -> list[str]:
     ]
 
 
+def retention_lines(policy: Policy) -> list[str]:
+    years = policy.retention.personal_data_years_after_closure
+    return [
+        f"The personal data of an incident is kept {years} years after it closed "
+        "(`retention.personal_data_years_after_closure`): then audit erases the incident's "
+        "data key, and with it every name, number and free text its log entries hold; the "
+        "entries, their rule ids, parties and times, and every proof stay (个人信息保护法 "
+        "Art. 19).",
+    ]
+
+
 def render(policy: Policy) -> str:
     """docs/rules.md for `policy`."""
     lines = [
@@ -511,6 +522,10 @@ def render(policy: Policy) -> str:
         "## The ladder",
         "",
         *ladder_lines(policy),
+        "",
+        "## Keeping personal data",
+        "",
+        *retention_lines(policy),
         "",
         "## Rules the escalation engine evaluates",
         "",
