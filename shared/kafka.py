@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,9 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError, TopicAlreadyExistsError
+from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
 from opentelemetry.propagate import extract
@@ -147,21 +149,154 @@ def create_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> None:
-    """Create the topics (and their DLQs) with the configured partitions if missing."""
+    """Create the topics (and their DLQs) with the configured partitions if missing.
+
+    A topic some client's metadata request made first (Tansu creates one it is asked about,
+    with its own default of partitions) keeps what it has: the broker cannot add partitions,
+    and keys stay on one partition either way. That is said, so it is not a surprise."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.require_kafka())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        wanted_names = list(names or all_topics_with_dead_letters())
         wanted = [
             NewTopic(name, settings.kafka_topic_partitions, settings.kafka_topic_replication_factor)
-            for name in (names or all_topics_with_dead_letters())
+            for name in wanted_names
             if name not in existing
         ]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
+        there = [name for name in wanted_names if name in existing]
+        for topic in await admin.describe_topics(there) if there else []:
+            if len(topic["partitions"]) != settings.kafka_topic_partitions:
+                log.warning(
+                    "topic %s has %d partitions, not the %d configured (made before us)",
+                    topic["topic"],
+                    len(topic["partitions"]),
+                    settings.kafka_topic_partitions,
+                )
     finally:
         await admin.close()
+
+
+class KafkaBrokerProbe:
+    """What the outbox relay asks the broker (shared/messaging.py `BrokerProbe`). Its clients
+    connect on the first question and are dropped after a failure, so the next question finds
+    a restarted broker. No question names a topic the broker does not list: Tansu creates a
+    topic it is asked about, with its own default of partitions."""
+
+    def __init__(self, settings: Settings, client_id: str) -> None:
+        self._settings = settings
+        self._client_id = f"{client_id}-probe"
+        self._client: AIOKafkaClient | None = None
+        self._reader: AIOKafkaConsumer | None = None
+
+    async def _clients(self) -> tuple[AIOKafkaClient, AIOKafkaConsumer]:
+        if self._client is None or self._reader is None:
+            client = AIOKafkaClient(
+                bootstrap_servers=self._settings.require_kafka(),
+                client_id=self._client_id,
+                request_timeout_ms=15000,
+            )
+            reader = AIOKafkaConsumer(
+                bootstrap_servers=self._settings.require_kafka(),
+                client_id=self._client_id,
+                group_id=None,
+                enable_auto_commit=False,
+                # A position past the end is an answer ("not there"), not a reason to move.
+                auto_offset_reset="none",
+                request_timeout_ms=15000,
+            )
+            try:
+                await client.bootstrap()
+                await reader.start()
+            except BaseException:
+                await self._drop(client, reader)
+                raise
+            self._client, self._reader = client, reader
+        return self._client, self._reader
+
+    @contextlib.asynccontextmanager
+    async def _asking(self) -> AsyncIterator[tuple[AIOKafkaClient, AIOKafkaConsumer]]:
+        clients = await self._clients()
+        try:
+            yield clients
+        except BaseException:
+            await self.close()
+            raise
+
+    async def cluster_id(self) -> str:
+        """One metadata request naming no topic: brokers and the cluster id, nothing more."""
+        async with self._asking() as (client, _):
+            node = client.get_random_node()
+            if node is None:
+                raise KafkaError("no broker known to ask for the cluster id")
+            response = await client.send(node, MetadataRequest([]))
+            return str(response.cluster_id)
+
+    async def _held(self, client: AIOKafkaClient, wanted: Iterable[tuple[str, int]]) -> set:
+        listed = await client.fetch_all_metadata()
+        return {
+            (topic, partition)
+            for topic, partition in wanted
+            if partition in (listed.partitions_for_topic(topic) or ())
+        }
+
+    async def end_offsets(
+        self, partitions: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        """End offsets; 0 for a partition the broker does not have."""
+        wanted = set(partitions)
+        async with self._asking() as (client, reader):
+            held = await self._held(client, wanted)
+            asked = [TopicPartition(topic, partition) for topic, partition in sorted(held)]
+            ends = await reader.end_offsets(asked) if asked else {}
+        return {
+            (topic, partition): int(ends.get(TopicPartition(topic, partition), 0))
+            for topic, partition in wanted
+        }
+
+    async def holds(self, topic: str, partition: int, offset: int, event_id: str) -> bool:
+        """Whether the record at `offset` is still the event `event_id`. Asked where the end
+        offset says it is gone: Tansu answers a partition's end with the first offset of its
+        last batch plus one, short of the truth when that batch held several records."""
+        async with self._asking() as (client, reader):
+            if not await self._held(client, [(topic, partition)]):
+                return False
+            place = TopicPartition(topic, partition)
+            reader.assign([place])
+            reader.seek(place, offset)
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                try:
+                    fetched = await reader.getmany(place, timeout_ms=int(left * 1000))
+                except OffsetOutOfRangeError:
+                    return False
+                for record in fetched.get(place, []):
+                    if record.offset == offset:
+                        ids = [value for name, value in record.headers or () if name == "ce_id"]
+                        return ids == [event_id.encode()]
+                    if record.offset > offset:
+                        return False
+            return False
+
+    async def ensure_topics(self) -> None:
+        await ensure_topics(self._settings)
+
+    async def close(self) -> None:
+        client, reader = self._client, self._reader
+        self._client = self._reader = None
+        await self._drop(client, reader)
+
+    @staticmethod
+    async def _drop(client: AIOKafkaClient | None, reader: AIOKafkaConsumer | None) -> None:
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                await reader.stop()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
 
 
 # Errors that will happen again however often the record is retried: a handler refusing data it
