@@ -3,9 +3,12 @@ outbox recorded and what the broker holds now, without a broker or a database.""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from shared.messaging import (
+    BrokerMemory,
     BrokerView,
     Forgotten,
     doubtful_partitions,
@@ -83,3 +86,18 @@ def test_only_partitions_of_this_cluster_ending_too_soon_are_doubtful():
     recorded = {("c1", INCIDENTS, 0): 41, ("c1", INCIDENTS, 1): 7, ("c0", INCIDENTS, 2): 9}
     ends = {(INCIDENTS, 0): 42, (INCIDENTS, 1): 7}
     assert doubtful_partitions(recorded, "c1", ends) == {(INCIDENTS, 1): 7}
+
+
+def test_the_relay_checks_at_start_and_then_after_its_interval():
+    memory = BrokerMemory(check_every=60.0)
+    assert memory.should_check()  # nothing known yet
+    memory.check_due, memory.checked_at = False, time.monotonic()
+    assert not memory.should_check()
+    memory.checked_at -= 61.0
+    assert memory.should_check()
+
+
+def test_what_the_relay_knows_of_a_partition_only_grows_with_what_it_sends():
+    memory = BrokerMemory(check_every=60.0, highest={(INCIDENTS, 0): 41})
+    memory.placed([(INCIDENTS, 0, 40), (INCIDENTS, 0, 42), (INCIDENTS, 1, 0)])
+    assert memory.highest == {(INCIDENTS, 0): 42, (INCIDENTS, 1): 0}
