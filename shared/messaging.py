@@ -286,6 +286,17 @@ class BrokerMemory:
                 self.highest[(topic, partition)] = offset
 
 
+@dataclass(frozen=True)
+class BrokerCheck:
+    """How a relay checks that the broker kept what it was sent: what it asks (`probe`), how
+    often when nothing else calls for it (`every` seconds), and where it counts the rows it
+    queues again (`republished`)."""
+
+    probe: BrokerProbe
+    every: float = 60.0
+    republished: Counter | None = None
+
+
 # Under load the relay asks the cluster id at most this often; a quiet relay asks before its
 # first batch after the pause.
 GLANCE_SECONDS = 1.0
@@ -293,9 +304,9 @@ GLANCE_SECONDS = 1.0
 
 class OutboxRelay:
     """Publishes outbox rows in order, woken by LISTEN/NOTIFY, with a short poll as fallback;
-    with a `probe`, checks that the broker still has what it was sent (module docstring): before
-    its first batch, after any failure, when a batch comes back with offsets gone back, and
-    every `check_every` seconds."""
+    with a `broker_check`, checks that the broker still has what it was sent (module docstring):
+    before its first batch, after any failure, when a batch comes back with offsets gone back,
+    and every `broker_check.every` seconds."""
 
     def __init__(
         self,
@@ -306,9 +317,7 @@ class OutboxRelay:
         poll_interval: float = 0.5,
         batch_size: int = 200,
         published: Counter | None = None,
-        probe: BrokerProbe | None = None,
-        check_every: float = 60.0,
-        republished: Counter | None = None,
+        broker_check: BrokerCheck | None = None,
     ) -> None:
         self._outbox = outbox
         self._sessions = sessions
@@ -318,9 +327,9 @@ class OutboxRelay:
         self._wakeup = Wakeup(listen_dsn, notify_channel(outbox.schema))
         self._lock_space = zlib.crc32(f"outbox:{outbox.schema}".encode()) & 0x7FFFFFFF
         self._published = published
-        self._probe = probe
-        self._broker = BrokerMemory(check_every)
-        self._republished = republished
+        self._probe = broker_check.probe if broker_check is not None else None
+        self._broker = BrokerMemory(broker_check.every if broker_check is not None else 0.0)
+        self._republished = broker_check.republished if broker_check is not None else None
 
     async def run(self) -> None:
         backoff = 0.2

@@ -28,6 +28,7 @@ from shared.db import create_engine, create_session_factory, migrate, migration_
 from shared.kafka import EventConsumer, HandlerTable, KafkaBrokerProbe, create_producer
 from shared.limits import RequestLimitsMiddleware
 from shared.messaging import (
+    BrokerCheck,
     Inbox,
     Outbox,
     OutboxRelay,
@@ -151,9 +152,11 @@ class ServiceRuntime:
             self.settings.plain_database_url,
             self.settings.outbox_poll_interval_seconds,
             published=self.metrics.outbox_published,
-            probe=self.broker_probe,
-            check_every=self.settings.outbox_broker_check_seconds,
-            republished=self.metrics.outbox_republished,
+            broker_check=BrokerCheck(
+                self.broker_probe,
+                self.settings.outbox_broker_check_seconds,
+                self.metrics.outbox_republished,
+            ),
         )
         self._worker_tasks.append(_spawn("outbox-relay", self.relay.run))
         purge = RetentionPurge(

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from shared.events import CloudEvent, topics
 from shared.kafka import KafkaBrokerProbe, create_producer
 from shared.localinfra import LocalBroker
-from shared.messaging import PURGE_BATCH, OutboxRelay, Retention, RetentionPurge
+from shared.messaging import PURGE_BATCH, BrokerCheck, OutboxRelay, Retention, RetentionPurge
 from shared.settings import Settings
 from tests.integration.test_exactly_once_effects import reported_event
 from tests.support import PATIENCE_SECONDS
@@ -74,7 +74,9 @@ async def test_a_broker_restarted_empty_gets_every_retained_row_again_in_order(
     producer = create_producer(settings, "test-forgets")
     await producer.start()
     probe = KafkaBrokerProbe(settings, "test-forgets")
-    relay = OutboxRelay(outbox, sessions, producer, settings.plain_database_url, probe=probe)
+    relay = OutboxRelay(
+        outbox, sessions, producer, settings.plain_database_url, broker_check=BrokerCheck(probe)
+    )
     try:
         assert await relay.check_broker() == 0
         assert await relay.publish_batch() == 30
