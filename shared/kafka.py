@@ -6,6 +6,11 @@ table says, for every type of its topics, which handler applies it or that it is
 A record that cannot be decoded or validated goes to `<topic>.dlq` with the reason and the
 consumer's name in its headers, and the consumer goes on. Infrastructure failures are retried,
 never skipped.
+
+A broker restarted empty keeps no committed offsets, and Tansu does not answer a position past
+a partition's end as out of range: a consumer would go on from where it was and skip what the
+outboxes send again below that (shared/messaging.py). So before records that follow a quiet
+spell it asks the broker's cluster id, and reads every partition from its start on a new one.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,13 +40,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db import database_unavailable, sqlstate
 from shared.events import EVENT_TYPES, CloudEvent, UndecodableEvent, decode
 from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
-from shared.messaging import Inbox
+from shared.messaging import BrokerProbe, Inbox
 from shared.observability import ServiceMetrics, current_incident
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
+# A consumer asks the broker's cluster id when records come after this long without any, and
+# at most this often while they keep coming.
+QUIET_SECONDS = 0.5
+GLANCE_SECONDS = 1.0
 # After this many failures of the same record with a non-infrastructure error, the record is
 # dead-lettered with the error as its reason rather than blocking its partition for ever.
 MAX_HANDLER_ATTEMPTS = 5
@@ -191,8 +201,13 @@ class KafkaBrokerProbe:
         self._client_id = f"{client_id}-probe"
         self._client: AIOKafkaClient | None = None
         self._reader: AIOKafkaConsumer | None = None
+        self._connecting = asyncio.Lock()
 
     async def _clients(self) -> tuple[AIOKafkaClient, AIOKafkaConsumer]:
+        async with self._connecting:  # the relay and the consumers of a process share it
+            return await self._connected()
+
+    async def _connected(self) -> tuple[AIOKafkaClient, AIOKafkaConsumer]:
         if self._client is None or self._reader is None:
             client = AIOKafkaClient(
                 bootstrap_servers=self._settings.require_kafka(),
@@ -371,6 +386,29 @@ class EventConsumer:
         self._stopping = asyncio.Event()
         self._failures: dict[RecordPosition, int] = {}
         self._metrics = metrics
+        self._broker_probe: BrokerProbe | None = None
+        self._cluster_id: str | None = None
+        self._glanced_at = self._records_at = time.monotonic()
+
+    def follow_broker(self, probe: BrokerProbe) -> None:
+        """Ask `probe` the broker's cluster id before records that follow a pause (module
+        docstring): an empty broker started in the old one's place is read from its start."""
+        self._broker_probe = probe
+
+    async def _broker_is_new(self) -> bool:
+        """Whether the records just fetched come from another broker than the last ones: asked
+        when they follow a quiet spell (a broker restarts in one) and at most every
+        `GLANCE_SECONDS` under load; nothing is asked while no records come."""
+        now = time.monotonic()
+        quiet, self._records_at = now - self._records_at, now
+        if self._broker_probe is None or (
+            quiet < QUIET_SECONDS and now - self._glanced_at < GLANCE_SECONDS
+        ):
+            return False
+        cluster_id = await self._broker_probe.cluster_id()
+        self._glanced_at = now
+        known, self._cluster_id = self._cluster_id, cluster_id
+        return known is not None and known != cluster_id
 
     async def run(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -388,6 +426,17 @@ class EventConsumer:
         try:
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                if batches and await self._broker_is_new():
+                    # Its log starts over: where this consumer was on the old one skips what
+                    # the outboxes send again below it. Every partition from its start; the
+                    # inbox absorbs what was applied before.
+                    log.warning(
+                        "%s: the broker is a new one (cluster %s); reading from the start",
+                        self.name,
+                        self._cluster_id,
+                    )
+                    await self._consumer.seek_to_beginning()
+                    continue
                 for partition, records in batches.items():
                     await self._process_partition(partition, records)
         finally:

@@ -188,6 +188,7 @@ class ServiceRuntime:
                 self.settings,
                 self.metrics,
             )
+            consumer.follow_broker(self.broker_probe)
             self.consumers.append(consumer)
             self._consumer_tasks.append(_spawn(group, consumer.run))
         for name, worker in self._workers:
