@@ -4,7 +4,9 @@
 Under `make run` a `Supervisor` watches the processes: a service that dies is restarted after a
 pause that doubles with each crash, every death and restart is said on the terminal and in the
 service's log, and after too many crashes in a short time the runner gives up loudly and stops
-the whole system rather than pretend it is running.
+the whole system rather than pretend it is running. The embedded broker is watched the same way:
+restarted on its port, empty, with its topics; the services reconnect by themselves and their
+outbox relays publish again what it lost (shared/messaging.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from shared.auth import ensure_dev_keys, mint
-from shared.localinfra import infrastructure
+from shared.localinfra import LocalBroker, infrastructure
 from shared.pii import new_key
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 
@@ -146,19 +148,26 @@ def say_on_terminal(message: str) -> None:
     print(f"!! {message}", file=sys.stderr, flush=True)
 
 
+BROKER = "broker"
+
+
 @dataclass
 class Supervisor:
-    """Keeps the services of `processes` running while `run` runs (see the module docstring)."""
+    """Keeps the services of `processes`, and the local `broker` if any, running while `run`
+    runs (see the module docstring)."""
 
     processes: ServiceProcesses
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     say: Callable[[str], None] = say_on_terminal
     crashes: dict[str, list[float]] = field(default_factory=dict)
+    broker: LocalBroker | None = None
 
     async def run(self) -> str | None:
-        """Watch every service until cancelled; returns the service it gave up on (None when
-        every service was stopped on purpose)."""
+        """Watch every service (and the broker) until cancelled; returns the one it gave up on
+        (None when every service was stopped on purpose)."""
         watchers = [asyncio.create_task(self.watch(service)) for service in self.processes.ports]
+        if self.broker is not None:
+            watchers.append(asyncio.create_task(self.watch_broker(self.broker)))
         pending = set(watchers)
         try:
             while pending:
@@ -172,11 +181,64 @@ class Supervisor:
                 watcher.cancel()
 
     def tell(self, service: str, message: str, level: int = logging.WARNING) -> None:
-        """On the terminal, in the runner's log and in the service's own log."""
+        """On the terminal, in the runner's log and in the service's (or broker's) own log."""
         self.say(message)
         log.log(level, message)
-        with (self.processes.log_dir / f"{service}.log").open("a", encoding="utf-8") as own:
+        own_log = (
+            self.broker.log_path
+            if service == BROKER and self.broker is not None
+            else self.processes.log_dir / f"{service}.log"
+        )
+        with own_log.open("a", encoding="utf-8") as own:
             own.write(f"[make run] {time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    def _pause_or_give_up(self, name: str, returncode: int) -> float | None:
+        """Count the crash; the pause before the restart, or None (said so) to give up."""
+        crashes = self.crashes.setdefault(name, [])
+        crashes.append(time.monotonic())
+        pause = self.policy.pause_after(crashes)
+        if pause is None:
+            self.tell(
+                name,
+                f"{name} {exit_words(returncode)} — {self.policy.crashes_allowed} crashes "
+                f"within {self.policy.within:.0f} s: GIVING UP, the system is not running. "
+                f"See {self._log_of(name)}",
+                logging.ERROR,
+            )
+        return pause
+
+    def _log_of(self, name: str) -> Path:
+        if name == BROKER and self.broker is not None:
+            return self.broker.log_path
+        return self.processes.log_dir / f"{name}.log"
+
+    async def watch_broker(self, broker: LocalBroker) -> str | None:
+        """Restart the broker on its port whenever it dies: empty, a new cluster id, its
+        topics made again. The services' clients reconnect to it by themselves."""
+        while (process := broker.process) is not None:
+            returncode = await asyncio.to_thread(process.wait)
+            if broker.process is not process:
+                continue  # restarted meanwhile on purpose
+            pause = self._pause_or_give_up(BROKER, returncode)
+            if pause is None:
+                return BROKER
+            self.tell(
+                BROKER,
+                f"broker {exit_words(returncode)}; restarting it empty on port {broker.port} in "
+                f"{pause:.1f} s: the services publish again what it held. See {broker.log_path}",
+            )
+            await asyncio.sleep(pause)  # the backoff itself, not a synchronisation
+            try:
+                await broker.start()
+            except (OSError, RuntimeError, TimeoutError) as failed:
+                self.tell(BROKER, f"broker did not come back: {failed}")
+                continue
+            self.tell(
+                BROKER,
+                f"broker is running again (pid {broker.process.pid}, cluster {broker.cluster_id})",
+                logging.INFO,
+            )
+        return None
 
     async def watch(self, service: str) -> str | None:
         """Restart `service` whenever it dies; its name once it is given up, None once it was
@@ -186,19 +248,11 @@ class Supervisor:
             returncode = await asyncio.to_thread(process.wait)
             if self.processes.processes.get(service) is not process:
                 continue  # stopped or replaced on purpose, not a crash
-            crashes = self.crashes.setdefault(service, [])
-            crashes.append(time.monotonic())
-            pause = self.policy.pause_after(crashes)
-            log_file = self.processes.log_dir / f"{service}.log"
+            pause = self._pause_or_give_up(service, returncode)
             if pause is None:
-                self.tell(
-                    service,
-                    f"{service} {exit_words(returncode)} — {self.policy.crashes_allowed} crashes "
-                    f"within {self.policy.within:.0f} s: GIVING UP, the system is not running. "
-                    f"See {log_file}",
-                    logging.ERROR,
-                )
                 return service
+            crashes = self.crashes[service]
+            log_file = self._log_of(service)
             self.tell(
                 service,
                 f"{service} {exit_words(returncode)}; restarting in {pause:.1f} s "
@@ -258,7 +312,7 @@ async def run_until_interrupted(settings: Settings) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            supervising = asyncio.create_task(Supervisor(services).run())
+            supervising = asyncio.create_task(Supervisor(services, broker=infra.broker).run())
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({supervising, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()

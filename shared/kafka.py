@@ -6,6 +6,11 @@ table says, for every type of its topics, which handler applies it or that it is
 A record that cannot be decoded or validated goes to `<topic>.dlq` with the reason and the
 consumer's name in its headers, and the consumer goes on. Infrastructure failures are retried,
 never skipped.
+
+A broker restarted empty keeps no committed offsets, and Tansu does not answer a position past
+a partition's end as out of range: a consumer would go on from where it was and skip what the
+outboxes send again below that (shared/messaging.py). So before records that follow a quiet
+spell it asks the broker's cluster id, and reads every partition from its start on a new one.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,8 +28,10 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
 from opentelemetry.propagate import extract
@@ -33,13 +41,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db import database_unavailable, sqlstate
 from shared.events import EVENT_TYPES, CloudEvent, UndecodableEvent, decode
 from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
-from shared.messaging import Inbox
+from shared.messaging import BrokerProbe, Inbox
 from shared.observability import ServiceMetrics, current_incident
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
+# A consumer asks the broker's cluster id when records come after this long without any, and
+# at most this often while they keep coming.
+QUIET_SECONDS = 0.5
+GLANCE_SECONDS = 1.0
 # After this many failures of the same record with a non-infrastructure error, the record is
 # dead-lettered with the error as its reason rather than blocking its partition for ever.
 MAX_HANDLER_ATTEMPTS = 5
@@ -173,21 +185,159 @@ def create_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> None:
-    """Create the topics (and their DLQs) with the configured partitions if missing."""
+    """Create the topics (and their DLQs) with the configured partitions if missing.
+
+    A topic some client's metadata request made first (Tansu creates one it is asked about,
+    with its own default of partitions) keeps what it has: the broker cannot add partitions,
+    and keys stay on one partition either way. That is said, so it is not a surprise."""
     admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        wanted_names = list(names or all_topics_with_dead_letters())
         wanted = [
             NewTopic(name, settings.kafka_topic_partitions, settings.kafka_topic_replication_factor)
-            for name in (names or all_topics_with_dead_letters())
+            for name in wanted_names
             if name not in existing
         ]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
+        there = [name for name in wanted_names if name in existing]
+        for topic in await admin.describe_topics(there) if there else []:
+            if len(topic["partitions"]) != settings.kafka_topic_partitions:
+                log.warning(
+                    "topic %s has %d partitions, not the %d configured (made before us)",
+                    topic["topic"],
+                    len(topic["partitions"]),
+                    settings.kafka_topic_partitions,
+                )
     finally:
         await admin.close()
+
+
+class KafkaBrokerProbe:
+    """What the outbox relay asks the broker (shared/messaging.py `BrokerProbe`). Its clients
+    connect on the first question and are dropped after a failure, so the next question finds
+    a restarted broker. No question names a topic the broker does not list: Tansu creates a
+    topic it is asked about, with its own default of partitions."""
+
+    def __init__(self, settings: Settings, client_id: str) -> None:
+        self._settings = settings
+        self._client_id = f"{client_id}-probe"
+        self._client: AIOKafkaClient | None = None
+        self._reader: AIOKafkaConsumer | None = None
+        self._connecting = asyncio.Lock()
+
+    async def _clients(self) -> tuple[AIOKafkaClient, AIOKafkaConsumer]:
+        async with self._connecting:  # the relay and the consumers of a process share it
+            return await self._connected()
+
+    async def _connected(self) -> tuple[AIOKafkaClient, AIOKafkaConsumer]:
+        if self._client is None or self._reader is None:
+            client = AIOKafkaClient(
+                **connection_options(self._settings),
+                client_id=self._client_id,
+                request_timeout_ms=15000,
+            )
+            reader = AIOKafkaConsumer(
+                **connection_options(self._settings),
+                client_id=self._client_id,
+                group_id=None,
+                enable_auto_commit=False,
+                # A position past the end is an answer ("not there"), not a reason to move.
+                auto_offset_reset="none",
+                request_timeout_ms=15000,
+            )
+            try:
+                await client.bootstrap()
+                await reader.start()
+            except BaseException:
+                await self._drop(client, reader)
+                raise
+            self._client, self._reader = client, reader
+        return self._client, self._reader
+
+    @contextlib.asynccontextmanager
+    async def _asking(self) -> AsyncIterator[tuple[AIOKafkaClient, AIOKafkaConsumer]]:
+        clients = await self._clients()
+        try:
+            yield clients
+        except BaseException:
+            await self.close()
+            raise
+
+    async def cluster_id(self) -> str:
+        """One metadata request naming no topic: brokers and the cluster id, nothing more."""
+        async with self._asking() as (client, _):
+            node = client.get_random_node()
+            if node is None:
+                raise KafkaError("no broker known to ask for the cluster id")
+            response = await client.send(node, MetadataRequest([]))
+            return str(response.cluster_id)
+
+    async def _held(self, client: AIOKafkaClient, wanted: Iterable[tuple[str, int]]) -> set:
+        listed = await client.fetch_all_metadata()
+        return {
+            (topic, partition)
+            for topic, partition in wanted
+            if partition in (listed.partitions_for_topic(topic) or ())
+        }
+
+    async def end_offsets(
+        self, partitions: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
+        """End offsets; 0 for a partition the broker does not have."""
+        wanted = set(partitions)
+        async with self._asking() as (client, reader):
+            held = await self._held(client, wanted)
+            asked = [TopicPartition(topic, partition) for topic, partition in sorted(held)]
+            ends = await reader.end_offsets(asked) if asked else {}
+        return {
+            (topic, partition): int(ends.get(TopicPartition(topic, partition), 0))
+            for topic, partition in wanted
+        }
+
+    async def holds(self, topic: str, partition: int, offset: int, event_id: str) -> bool:
+        """Whether the record at `offset` is still the event `event_id`. Asked where the end
+        offset says it is gone: Tansu answers a partition's end with the first offset of its
+        last batch plus one, short of the truth when that batch held several records."""
+        async with self._asking() as (client, reader):
+            if not await self._held(client, [(topic, partition)]):
+                return False
+            place = TopicPartition(topic, partition)
+            reader.assign([place])
+            reader.seek(place, offset)
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                try:
+                    fetched = await reader.getmany(place, timeout_ms=int(left * 1000))
+                except OffsetOutOfRangeError:
+                    return False
+                for record in fetched.get(place, []):
+                    if record.offset == offset:
+                        ids = [value for name, value in record.headers or () if name == "ce_id"]
+                        return ids == [event_id.encode()]
+                    if record.offset > offset:
+                        return False
+            return False
+
+    async def ensure_topics(self) -> None:
+        await ensure_topics(self._settings)
+
+    async def close(self) -> None:
+        client, reader = self._client, self._reader
+        self._client = self._reader = None
+        await self._drop(client, reader)
+
+    @staticmethod
+    async def _drop(client: AIOKafkaClient | None, reader: AIOKafkaConsumer | None) -> None:
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                await reader.stop()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
 
 
 # Errors that will happen again however often the record is retried: a handler refusing data it
@@ -262,6 +412,29 @@ class EventConsumer:
         self._stopping = asyncio.Event()
         self._failures: dict[RecordPosition, int] = {}
         self._metrics = metrics
+        self._broker_probe: BrokerProbe | None = None
+        self._cluster_id: str | None = None
+        self._glanced_at = self._records_at = time.monotonic()
+
+    def follow_broker(self, probe: BrokerProbe) -> None:
+        """Ask `probe` the broker's cluster id before records that follow a pause (module
+        docstring): an empty broker started in the old one's place is read from its start."""
+        self._broker_probe = probe
+
+    async def _broker_is_new(self) -> bool:
+        """Whether the records just fetched come from another broker than the last ones: asked
+        when they follow a quiet spell (a broker restarts in one) and at most every
+        `GLANCE_SECONDS` under load; nothing is asked while no records come."""
+        now = time.monotonic()
+        quiet, self._records_at = now - self._records_at, now
+        if self._broker_probe is None or (
+            quiet < QUIET_SECONDS and now - self._glanced_at < GLANCE_SECONDS
+        ):
+            return False
+        cluster_id = await self._broker_probe.cluster_id()
+        self._glanced_at = now
+        known, self._cluster_id = self._cluster_id, cluster_id
+        return known is not None and known != cluster_id
 
     async def run(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -279,6 +452,17 @@ class EventConsumer:
         try:
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                if batches and await self._broker_is_new():
+                    # Its log starts over: where this consumer was on the old one skips what
+                    # the outboxes send again below it. Every partition from its start; the
+                    # inbox absorbs what was applied before.
+                    log.warning(
+                        "%s: the broker is a new one (cluster %s); reading from the start",
+                        self.name,
+                        self._cluster_id,
+                    )
+                    await self._consumer.seek_to_beginning()
+                    continue
                 for partition, records in batches.items():
                     await self._process_partition(partition, records)
         finally:

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -215,11 +216,19 @@ def tansu_binary() -> str:
 
 
 class LocalBroker:
-    """The Tansu Kafka-protocol broker with in-memory storage on 127.0.0.1."""
+    """The Tansu Kafka-protocol broker with in-memory storage on 127.0.0.1.
 
-    def __init__(self, log_path: Path, port: int | None = None) -> None:
+    Every start is an empty broker, so each gets a cluster id of its own: that is how the
+    services' outbox relays tell a restarted broker from the one they sent to (shared/messaging).
+    With `topics`, the topics are created as those settings say each time it starts."""
+
+    def __init__(
+        self, log_path: Path, port: int | None = None, topics: Settings | None = None
+    ) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        self.topics = topics
+        self.cluster_id: str | None = None
         self.process: subprocess.Popen | None = None
 
     @property
@@ -228,12 +237,15 @@ class LocalBroker:
 
     async def start(self) -> None:
         address = f"tcp://127.0.0.1:{self.port}"
+        self.cluster_id = f"tansu-{uuid.uuid4().hex[:12]}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [
                 tansu_binary(),
                 "broker",
+                "--cluster-id",
+                self.cluster_id,
                 "--listener-url",
                 address,
                 "--advertised-listener-url",
@@ -246,6 +258,10 @@ class LocalBroker:
             start_new_session=True,
         )
         await wait_for_port(self.port, 30, self.process)
+        if self.topics is not None:
+            await ensure_topics(
+                self.topics.model_copy(update={"kafka_bootstrap_servers": self.bootstrap_servers})
+            )
 
     async def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -294,10 +310,11 @@ async def infrastructure(
         if settings.kafka_bootstrap_servers:
             bootstrap = settings.kafka_bootstrap_servers
         else:
-            broker = LocalBroker(data_dir / "tansu.log")
+            broker = LocalBroker(data_dir / "tansu.log", topics=settings)
             await broker.start()
             bootstrap = broker.bootstrap_servers
-        await ensure_topics(settings.model_copy(update={"kafka_bootstrap_servers": bootstrap}))
+        if broker is None:
+            await ensure_topics(settings.model_copy(update={"kafka_bootstrap_servers": bootstrap}))
         yield Infrastructure(database_url, bootstrap, postgres, broker)
     finally:
         if broker is not None:

@@ -4,6 +4,14 @@ A service writes its state change and the events it implies in one transaction (
 the `OutboxRelay` publishes them to Kafka in order and marks them sent. Consumers record every
 applied event in the inbox in the same transaction as its effects (`Inbox.claim`), so a
 redelivered event changes nothing.
+
+A broker that forgets: a sent row stays in the outbox for `OUTBOX_RETENTION_HOURS` with the
+partition and offset the broker gave it and the broker's cluster id. The relay compares them
+with what the broker holds (`forgotten_records`): a new cluster id (an empty broker started in
+the old one's place) or a partition whose end is at or below an offset it gave (an unclean
+leader election) means acknowledged records are gone, and the relay queues the rows from there
+to be published again, in their original order. Inboxes absorb the repeats. `RetentionPurge`
+deletes rows past their retention in bounded batches, a few times an hour.
 """
 
 from __future__ import annotations
@@ -11,10 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import SpanKind
@@ -65,11 +78,28 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("payload", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True)),
+        # Where the broker put the row when it was sent: kept to notice a broker that forgot it.
+        Column("partition", SmallInteger),
+        Column("offset", BigInteger),
+        Column("cluster_id", String(200)),
         Index(
             "ix_outbox_unpublished",
             "shard",
             "id",
             postgresql_where=text("published_at IS NULL"),
+        ),
+        Index(
+            "ix_outbox_placement",
+            "cluster_id",
+            "topic",
+            "partition",
+            "offset",
+            postgresql_where=text("published_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_outbox_published_at",
+            "published_at",
+            postgresql_where=text("published_at IS NOT NULL"),
         ),
     )
 
@@ -87,6 +117,7 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("offset", BigInteger, nullable=False),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         PrimaryKeyConstraint("ce_source", "ce_id"),
+        Index("ix_inbox_processed_at", "processed_at"),
     )
 
 
@@ -151,8 +182,131 @@ class Inbox:
         return result.first() is not None
 
 
+# (topic, partition)
+Partition = tuple[str, int]
+# (cluster id, topic, partition)
+Placement = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class BrokerView:
+    """What the broker holds now: its cluster id, the end offset of each partition asked about
+    (0 for a partition it does not have), and the partitions where it was seen still holding
+    the last record the outbox placed there (looked at where the end offset says otherwise)."""
+
+    cluster_id: str
+    end_offsets: Mapping[Partition, int]
+    holding_last: frozenset[Partition] = frozenset()
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """Sent rows the broker no longer has: those placed on `cluster_id`/`topic`/`partition` at
+    `from_offset` or beyond."""
+
+    cluster_id: str
+    topic: str
+    partition: int
+    from_offset: int
+
+
+def forgotten_records(highest: Mapping[Placement, int], broker: BrokerView) -> list[Forgotten]:
+    """Which retained rows the broker lost, from the highest offset the outbox recorded on each
+    (cluster, topic, partition). Rows of another cluster are all gone (an empty broker answers
+    under a new id); on this cluster, a partition whose end is at or below a recorded offset
+    lost the rows from its end on (offsets only grow on a broker that keeps what it took),
+    unless the broker was seen still holding the last of them (its end offset was wrong)."""
+    lost = []
+    for (cluster_id, topic, partition), offset in sorted(highest.items()):
+        if cluster_id != broker.cluster_id:
+            lost.append(Forgotten(cluster_id, topic, partition, 0))
+            continue
+        end = broker.end_offsets.get((topic, partition), 0)
+        if end <= offset and (topic, partition) not in broker.holding_last:
+            lost.append(Forgotten(cluster_id, topic, partition, end))
+    return lost
+
+
+def doubtful_partitions(
+    highest: Mapping[Placement, int], cluster_id: str, end_offsets: Mapping[Partition, int]
+) -> dict[Partition, int]:
+    """Partitions of this cluster whose end offset is at or below the highest offset recorded
+    there, with that offset: where the relay looks whether the broker still has the record."""
+    return {
+        (topic, partition): offset
+        for (cluster, topic, partition), offset in highest.items()
+        if cluster == cluster_id and end_offsets.get((topic, partition), 0) <= offset
+    }
+
+
+def offsets_gone_back(
+    highest: Mapping[Partition, int], placed: Iterable[tuple[str, int, int]]
+) -> dict[Partition, int]:
+    """Partitions where the broker just gave a record (topic, partition, offset) an offset at
+    or below one it gave before: it forgot what it held from there. The lowest such offset per
+    partition, which is where its log ended when the batch arrived."""
+    gone_back: dict[Partition, int] = {}
+    for topic, partition, offset in placed:
+        known = highest.get((topic, partition))
+        if known is not None and offset <= known:
+            gone_back[(topic, partition)] = min(offset, gone_back.get((topic, partition), offset))
+    return gone_back
+
+
+class BrokerProbe(Protocol):
+    """The questions the relay asks the broker to notice it forgot (shared/kafka.py)."""
+
+    async def cluster_id(self) -> str: ...
+
+    async def end_offsets(self, partitions: Iterable[Partition]) -> dict[Partition, int]: ...
+
+    async def holds(self, topic: str, partition: int, offset: int, event_id: str) -> bool: ...
+
+    async def ensure_topics(self) -> None: ...
+
+
+@dataclass
+class BrokerMemory:
+    """The relay's knowledge of the broker: the cluster it last checked, the highest offset it
+    knows was given on each partition there, and when to check again."""
+
+    check_every: float
+    cluster_id: str | None = None
+    highest: dict[Partition, int] = field(default_factory=dict)
+    check_due: bool = True
+    checked_at: float = 0.0
+    glanced_at: float = 0.0
+
+    def should_check(self) -> bool:
+        return self.check_due or time.monotonic() - self.checked_at >= self.check_every
+
+    def placed(self, records: Iterable[tuple[str, int, int]]) -> None:
+        for topic, partition, offset in records:
+            if offset > self.highest.get((topic, partition), -1):
+                self.highest[(topic, partition)] = offset
+
+
+@dataclass(frozen=True)
+class BrokerCheck:
+    """How a relay checks that the broker kept what it was sent: what it asks (`probe`), how
+    often when nothing else calls for it (`every` seconds), and where it counts the rows it
+    queues again (`republished`)."""
+
+    probe: BrokerProbe
+    every: float = 60.0
+    republished: Counter | None = None
+
+
+# Under load the relay asks the cluster id at most this often; a quiet relay asks before its
+# first batch after the pause.
+GLANCE_SECONDS = 1.0
+
+
 class OutboxRelay:
-    """Publishes outbox rows in order, woken by LISTEN/NOTIFY, with a short poll as fallback."""
+    """Publishes outbox rows in order, woken by LISTEN/NOTIFY, with a short poll as fallback;
+    with a `broker_check`, checks that the broker still has what it was sent (module docstring):
+    before its first batch, after any failure, when a batch comes back with offsets gone back,
+    and every `broker_check.every` seconds."""
 
     def __init__(
         self,
@@ -163,6 +317,7 @@ class OutboxRelay:
         poll_interval: float = 0.5,
         batch_size: int = 200,
         published: Counter | None = None,
+        broker_check: BrokerCheck | None = None,
     ) -> None:
         self._outbox = outbox
         self._sessions = sessions
@@ -172,23 +327,153 @@ class OutboxRelay:
         self._wakeup = Wakeup(listen_dsn, notify_channel(outbox.schema))
         self._lock_space = zlib.crc32(f"outbox:{outbox.schema}".encode()) & 0x7FFFFFFF
         self._published = published
+        self._probe = broker_check.probe if broker_check is not None else None
+        self._broker = BrokerMemory(broker_check.every if broker_check is not None else 0.0)
+        self._republished = broker_check.republished if broker_check is not None else None
 
     async def run(self) -> None:
         backoff = 0.2
         while True:
             try:
+                if self._probe is not None and self._broker.should_check():
+                    await self.check_broker()
                 published = await self.publish_batch()
                 backoff = 0.2
-                if published < self._batch_size:
+                if published < self._batch_size and not self._broker.check_due:
                     await self._wakeup.wait(self._poll_interval)
             except asyncio.CancelledError:
                 await self._wakeup.close()
                 raise
             except Exception:
                 log.exception("outbox relay of %s failed; retrying", self._outbox.schema)
+                # Whatever failed, the broker may be another one when it answers again.
+                self._broker.check_due = True
                 await self._wakeup.close()
                 await asyncio.sleep(backoff + random.random() * backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def check_broker(self) -> int:
+        """Compare what the outbox recorded with what the broker holds; queue what it lost to be
+        published again. Holds every shard meanwhile, so no batch goes out before the rows the
+        broker lost. Returns how many rows were queued again."""
+        if self._probe is None:
+            raise RuntimeError("a relay without a broker probe cannot check the broker")
+        table = self._outbox.table
+        cluster_id = await self._probe.cluster_id()
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                text(
+                    "SELECT pg_advisory_xact_lock(:space, shard) "
+                    "FROM generate_series(0, :last) AS shard ORDER BY shard"
+                ),
+                {"last": OUTBOX_SHARDS - 1, "space": self._lock_space},
+            )
+            rows = await session.execute(
+                select(
+                    table.c.cluster_id, table.c.topic, table.c.partition, func.max(table.c.offset)
+                )
+                .where(table.c.published_at.is_not(None), table.c.cluster_id.is_not(None))
+                .group_by(table.c.cluster_id, table.c.topic, table.c.partition)
+            )
+            highest = {(c, t, int(p)): int(o) for c, t, p, o in rows.all()}
+            here = {(t, p) for c, t, p in highest if c == cluster_id}
+            ends = await self._probe.end_offsets(here) if here else {}
+            holding = await self._still_held(
+                session, cluster_id, doubtful_partitions(highest, cluster_id, ends)
+            )
+            lost = forgotten_records(highest, BrokerView(cluster_id, ends, holding))
+            if lost or (self._broker.cluster_id not in (None, cluster_id)):
+                # An empty broker has no topics: make them as configured before anything is
+                # sent. Then the producer learns them anew: it would go on sending to the
+                # partitions the old broker had, which the new one takes but nobody reads.
+                await self._probe.ensure_topics()
+                await self._producer.client.force_metadata_update()
+            queued = await self._queue_again(session, lost)
+        self._broker.highest = {(t, p): o for (c, t, p), o in highest.items() if c == cluster_id}
+        for gone in lost:
+            if gone.cluster_id == cluster_id:
+                self._broker.highest.pop((gone.topic, gone.partition), None)
+                if gone.from_offset > 0:
+                    self._broker.highest[(gone.topic, gone.partition)] = gone.from_offset - 1
+        if queued:
+            self._said_lost(queued, lost, cluster_id)
+        self._broker.cluster_id = cluster_id
+        self._broker.check_due = False
+        self._broker.checked_at = self._broker.glanced_at = time.monotonic()
+        return queued
+
+    async def _still_held(
+        self, session: AsyncSession, cluster_id: str, doubtful: Mapping[Partition, int]
+    ) -> frozenset[Partition]:
+        """The doubtful partitions whose last recorded record the broker still has."""
+        if not doubtful or self._probe is None:
+            return frozenset()
+        table = self._outbox.table
+        held = set()
+        for (topic, partition), offset in sorted(doubtful.items()):
+            event_id = (
+                await session.execute(
+                    select(table.c.event_id).where(
+                        table.c.published_at.is_not(None),
+                        table.c.cluster_id == cluster_id,
+                        table.c.topic == topic,
+                        table.c.partition == partition,
+                        table.c.offset == offset,
+                    )
+                )
+            ).scalar()
+            if event_id is not None and await self._probe.holds(
+                topic, partition, offset, str(event_id)
+            ):
+                held.add((topic, partition))
+        return frozenset(held)
+
+    async def _queue_again(self, session: AsyncSession, lost: Iterable[Forgotten]) -> int:
+        """Mark the rows the broker lost unsent: the relay sends them again, oldest first, before
+        any later row of their shard."""
+        table = self._outbox.table
+        queued = 0
+        for gone in lost:
+            result = await session.execute(
+                update(table)
+                .where(
+                    table.c.published_at.is_not(None),
+                    table.c.cluster_id == gone.cluster_id,
+                    table.c.topic == gone.topic,
+                    table.c.partition == gone.partition,
+                    table.c.offset >= gone.from_offset,
+                )
+                .values(published_at=None, partition=None, offset=None, cluster_id=None)
+            )
+            queued += result.rowcount
+        if queued and self._republished is not None:
+            self._republished.inc(queued)
+        return queued
+
+    async def _same_broker(self) -> bool:
+        """Before a batch, unless asked within `GLANCE_SECONDS`: is the broker the one checked?
+        One small metadata request; a broker restarted while the relay was quiet shows here
+        before any row is sent to it."""
+        if self._probe is None or self._broker.cluster_id is None:
+            return True
+        if time.monotonic() - self._broker.glanced_at < GLANCE_SECONDS:
+            return True
+        same = await self._probe.cluster_id() == self._broker.cluster_id
+        self._broker.glanced_at = time.monotonic()
+        if not same:
+            self._broker.check_due = True
+        return same
+
+    def _said_lost(self, queued: int, lost: list[Forgotten], cluster_id: str) -> None:
+        partitions = sorted({f"{gone.topic}[{gone.partition}]@{gone.from_offset}" for gone in lost})
+        log.warning(
+            "outbox of %s: broker %s lost records; republishing %d records after broker loss "
+            "(from %s)",
+            self._outbox.schema,
+            cluster_id,
+            queued,
+            ", ".join(partitions[:20]) + (" ..." if len(partitions) > 20 else ""),
+        )
 
     async def publish_batch(self) -> int:
         """Publish up to one batch from the shards this relay can lock; returns rows sent."""
@@ -220,13 +505,41 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
+            if not await self._same_broker():
+                return 0  # the rows wait for `check_broker`: the ones it loses go first
             deliveries = [await self._send(row) for row in rows]
-            await asyncio.gather(*deliveries)
+            placed: list[RecordMetadata] = await asyncio.gather(*deliveries)
+            records = [
+                (row.topic, meta.partition, meta.offset)
+                for row, meta in zip(rows, placed, strict=True)
+            ]
+            gone_back = offsets_gone_back(self._broker.highest, records)
+            if gone_back and self._broker.cluster_id is not None:
+                # Found out by sending: the rows it lost go again after this batch.
+                lost = [
+                    Forgotten(self._broker.cluster_id, topic, partition, offset)
+                    for (topic, partition), offset in sorted(gone_back.items())
+                ]
+                queued = await self._queue_again(session, lost)
+                if queued:
+                    self._said_lost(queued, lost, self._broker.cluster_id)
+                self._broker.check_due = True
             await session.execute(
-                update(table)
-                .where(table.c.id.in_([row.id for row in rows]))
-                .values(published_at=func.now())
+                text(
+                    f'UPDATE "{self._outbox.schema}".{table.name} AS o SET published_at = now(), '
+                    '"partition" = r.at_partition, "offset" = r.at_offset, '
+                    "cluster_id = :cluster_id FROM unnest(CAST(:ids AS bigint[]), "
+                    "CAST(:partitions AS smallint[]), CAST(:offsets AS bigint[])) "
+                    "AS r(id, at_partition, at_offset) WHERE o.id = r.id"
+                ),
+                {
+                    "ids": [row.id for row in rows],
+                    "partitions": [meta.partition for meta in placed],
+                    "offsets": [meta.offset for meta in placed],
+                    "cluster_id": self._broker.cluster_id,
+                },
             )
+            self._broker.placed(records)
         if self._published is not None:
             self._published.inc(len(rows))
         return len(rows)
@@ -270,3 +583,68 @@ class OutboxRelay:
             )
             count, age = result.one()
             return int(count), float(age)
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Rows of `table` whose `column` is older than `keep` may go."""
+
+    table: Table
+    column: str
+    keep: timedelta
+
+
+# Rows deleted per transaction: short transactions, locks held briefly, WAL in small steps.
+PURGE_BATCH = 1000
+
+
+class RetentionPurge:
+    """Deletes outbox rows sent longer ago than their retention and inbox rows older than
+    theirs, every `interval` seconds, in batches of `PURGE_BATCH`. Idle, it costs one cheap
+    indexed query per table per interval."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        retentions: Iterable[Retention],
+        interval: float,
+        purged: Counter | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._retentions = tuple(retentions)
+        self._interval = interval
+        self._purged = purged
+
+    async def run(self) -> None:
+        while True:
+            await self.purge()
+            await asyncio.sleep(self._interval)  # the schedule itself, not a synchronisation
+
+    async def purge(self) -> int:
+        total = 0
+        for retention in self._retentions:
+            total += await self.purge_one(retention)
+        return total
+
+    async def purge_one(self, retention: Retention) -> int:
+        table = retention.table
+        name = f'"{table.schema}".{table.name}'
+        deleted_in_all = 0
+        while True:
+            async with self._sessions() as session, session.begin():
+                result = await session.execute(
+                    text(
+                        f"DELETE FROM {name} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {name} "
+                        f"WHERE {retention.column} < now() - CAST(:keep AS interval) LIMIT :batch))"
+                    ),
+                    {"keep": retention.keep, "batch": PURGE_BATCH},
+                )
+            deleted = result.rowcount
+            deleted_in_all += deleted
+            if self._purged is not None and deleted:
+                self._purged.labels(table.name).inc(deleted)
+            if deleted < PURGE_BATCH:
+                break
+        if deleted_in_all:
+            log.info("%s: purged %d rows past %s", name, deleted_in_all, retention.keep)
+        return deleted_in_all

@@ -74,6 +74,20 @@ class ServiceMetrics:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+        self.outbox_republished = Counter(
+            "outbox_republished_events",
+            "Sent events the broker lost (a new cluster id, or offsets gone back) that the "
+            "relay queued to publish again",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.retention_purged = Counter(
+            "retention_purged_rows",
+            "Outbox and inbox rows deleted after their retention",
+            ["table"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
 
     def add_scrape_hook(self, hook: ScrapeHook) -> None:
         """Refresh gauges that are read from the database or the broker at scrape time."""

@@ -12,6 +12,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Annotated
 
 from aiokafka import AIOKafkaProducer
@@ -24,9 +25,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import TokenVerifier, authenticate
 from shared.db import create_engine, create_session_factory, migrate, migration_head
-from shared.kafka import EventConsumer, HandlerTable, create_producer
+from shared.kafka import EventConsumer, HandlerTable, KafkaBrokerProbe, create_producer
 from shared.limits import RequestLimitsMiddleware
-from shared.messaging import Inbox, Outbox, OutboxRelay, inbox_table, outbox_table
+from shared.messaging import (
+    BrokerCheck,
+    Inbox,
+    Outbox,
+    OutboxRelay,
+    Retention,
+    RetentionPurge,
+    inbox_table,
+    outbox_table,
+)
 from shared.observability import (
     HttpMetricsMiddleware,
     ServiceMetrics,
@@ -65,6 +75,7 @@ class ServiceRuntime:
     sessions: async_sessionmaker[AsyncSession] = field(init=False)
     producer: AIOKafkaProducer = field(init=False)
     relay: OutboxRelay = field(init=False)
+    broker_probe: KafkaBrokerProbe = field(init=False)
     metrics: ServiceMetrics = field(init=False)
     tracer_provider: TracerProvider | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
@@ -133,6 +144,7 @@ class ServiceRuntime:
         self.sessions = create_session_factory(self.engine)
         self.producer = create_producer(self.settings, client_id=self.service)
         await _retry(self.producer.start, f"{self.service}: connect to Kafka")
+        self.broker_probe = KafkaBrokerProbe(self.settings, self.service)
         self.relay = OutboxRelay(
             self.outbox,
             self.sessions,
@@ -140,8 +152,31 @@ class ServiceRuntime:
             self.settings.plain_database_url,
             self.settings.outbox_poll_interval_seconds,
             published=self.metrics.outbox_published,
+            broker_check=BrokerCheck(
+                self.broker_probe,
+                self.settings.outbox_broker_check_seconds,
+                self.metrics.outbox_republished,
+            ),
         )
         self._worker_tasks.append(_spawn("outbox-relay", self.relay.run))
+        purge = RetentionPurge(
+            self.sessions,
+            [
+                Retention(
+                    self.outbox.table,
+                    "published_at",
+                    timedelta(hours=self.settings.outbox_retention_hours),
+                ),
+                Retention(
+                    self.messaging.inbox_table,
+                    "processed_at",
+                    timedelta(hours=self.settings.inbox_retention_hours),
+                ),
+            ],
+            self.settings.retention_purge_interval_seconds,
+            self.metrics.retention_purged,
+        )
+        self._worker_tasks.append(_spawn("retention-purge", purge.run))
         for group, topics, handlers, consumer_type in self._consumer_specs:
             consumer = consumer_type(
                 group,
@@ -153,6 +188,7 @@ class ServiceRuntime:
                 self.settings,
                 self.metrics,
             )
+            consumer.follow_broker(self.broker_probe)
             self.consumers.append(consumer)
             self._consumer_tasks.append(_spawn(group, consumer.run))
         for name, worker in self._workers:
@@ -174,6 +210,7 @@ class ServiceRuntime:
                     pass
         with contextlib.suppress(Exception):
             await self.producer.stop()
+        await self.broker_probe.close()
         await self.engine.dispose()
         if self.tracer_provider is not None:
             await asyncio.to_thread(self.tracer_provider.force_flush, 5000)

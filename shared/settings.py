@@ -128,6 +128,21 @@ class Settings(BaseSettings):
 
     # How long the outbox relay sleeps when no NOTIFY arrives; NOTIFY is the fast path.
     outbox_poll_interval_seconds: float = Field(default=0.5, gt=0)
+    # A broker that forgets (docs/operations.md "The broker forgot records"). Sent outbox rows
+    # are kept this long, to be sent again should the broker lose them: a week, the topics'
+    # retention (deploy/k8s), so whatever a consumer could still read from the broker, however
+    # far behind it is (a week-long holiday of a county office), the outbox can give again.
+    outbox_retention_hours: float = Field(default=168.0, gt=0)
+    # Inbox rows outlive every way an event can come again: from its topic (a week), sent again
+    # from the outbox (OUTBOX_RETENTION_HOURS) or replayed from its dead-letter topic (kept 30
+    # days): 35 days. A repeat always meets the row of its first delivery, so it is never taken
+    # for a new event. Raise it with the topics' retention (the prod overlay does).
+    inbox_retention_hours: float = Field(default=840.0, gt=0)
+    # How often rows past their retention are deleted (in batches); idle, one query a table.
+    retention_purge_interval_seconds: float = Field(default=600.0, gt=0)
+    # How often the relay asks the broker, besides at start, after a failure and when offsets
+    # come back lower than before, whether it lost records.
+    outbox_broker_check_seconds: float = Field(default=60.0, gt=0)
     migrate_on_startup: bool = True
 
     # --- notification: acknowledgement (docs/rules.md ACK) ------------------------------------
@@ -172,6 +187,15 @@ class Settings(BaseSettings):
     notification_smtp_starttls: bool = False
     notification_smtp_tls: bool = False
     notification_smtp_sender: str = "sqjz-alerts@localhost"
+
+    @model_validator(mode="after")
+    def _inbox_outlives_the_outbox(self) -> Settings:
+        if self.inbox_retention_hours <= self.outbox_retention_hours:
+            raise ValueError(
+                "INBOX_RETENTION_HOURS must exceed OUTBOX_RETENTION_HOURS: a record sent again "
+                "after a broker loss must still find its inbox row"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_a_send(self) -> Settings:

@@ -150,3 +150,40 @@ async def test_poison_records_on_every_topic(fault_bench: FaultBench) -> None:
 
 async def _nothing_more() -> None:
     """The fault is already there when the run starts."""
+
+
+async def test_the_broker_killed_and_restarted_empty(fault_bench: FaultBench) -> None:
+    """SIGKILL, then a broker with nothing in it on the same port: every record it had taken is
+    gone. The relays notice the new cluster id and publish their retained rows again, in order;
+    the inboxes absorb what consumers had already applied. Last of the drills: the dead letters
+    of the poison drill die with the broker (they live nowhere else)."""
+    broker = fault_bench.infra.broker
+    assert broker is not None and broker.process is not None
+    forgotten = broker.cluster_id
+
+    async def kill_and_restart_empty() -> None:
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(broker.process.wait)
+        await broker.start()
+
+    run = await run_with(fault_bench, "broker-forgets", kill_and_restart_empty)
+    assert broker.cluster_id != forgotten
+    verdict = await verify_nothing_lost_nothing_doubled(fault_bench, run)
+    assert_whole(verdict)
+    assert await republished_after_broker_loss(fault_bench) > 0
+    for service in SERVICE_NAMES:
+        await fault_bench.processes.wait_ready(service)
+
+
+async def republished_after_broker_loss(bench: FaultBench) -> float:
+    """What the relays say they published again, summed over the services' `/metrics`."""
+    total = 0.0
+    for service in SERVICE_NAMES:
+        body = (await bench.clients[service].get("/metrics")).text
+        total += sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line.startswith("emergency_outbox_republished_events_total")
+        )
+    return total

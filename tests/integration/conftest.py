@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from shared.db import create_engine, create_session_factory, service_metadata
 from shared.devrun import ServiceProcesses
 from shared.localinfra import Infrastructure
+from shared.messaging import Outbox, inbox_table, outbox_table
+from shared.settings import Settings
 from tests.support import WebhookSink, clients_for, directory_with_contacts, running_system
 from tests.support import webhook_sink as start_webhook_sink
 
@@ -47,3 +52,19 @@ async def clients(
     yield opened
     for client in opened.values():
         await client.aclose()
+
+
+@pytest.fixture
+async def scratch_schema(infra_settings: Settings):
+    """A throw-away schema with an outbox and an inbox, as every service has."""
+    schema = f"scratch_{uuid.uuid4().hex[:8]}"
+    metadata = service_metadata(schema)
+    outbox, inbox = outbox_table(metadata), inbox_table(metadata)
+    engine = create_engine(infra_settings, pool_size=2)
+    async with engine.begin() as connection:
+        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await connection.run_sync(metadata.create_all)
+    yield create_session_factory(engine), Outbox(outbox), inbox
+    async with engine.begin() as connection:
+        await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    await engine.dispose()

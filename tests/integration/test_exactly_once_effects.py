@@ -12,13 +12,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from shared.db import create_engine, create_session_factory, service_metadata
+from shared.db import create_engine
 from shared.devrun import ServiceProcesses
 from shared.events import CloudEvent, topics
 from shared.events.models import IncidentFacts, IncidentReported, Reporter, Subject
 from shared.kafka import EventConsumer, HandlerTable, RecordPosition, create_producer
 from shared.localinfra import Infrastructure
-from shared.messaging import Inbox, Outbox, OutboxRelay, inbox_table, outbox_table
+from shared.messaging import Inbox, OutboxRelay
 from shared.settings import Settings
 from tests.integration.helpers import eventually, timeline_with
 from tests.support import WebhookSink
@@ -84,22 +84,6 @@ async def test_same_event_delivered_twice_changes_nothing(
     assert len(webhook_sink.for_incident(incident_id)) == 4
     head = await clients["audit"].get("/v1/log/verify")
     assert head.json()["first_broken_index"] is None
-
-
-@pytest.fixture
-async def scratch_schema(infra_settings: Settings):
-    """A throw-away schema with an outbox and an inbox, as every service has."""
-    schema = f"scratch_{uuid.uuid4().hex[:8]}"
-    metadata = service_metadata(schema)
-    outbox, inbox = outbox_table(metadata), inbox_table(metadata)
-    engine = create_engine(infra_settings, pool_size=2)
-    async with engine.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        await connection.run_sync(metadata.create_all)
-    yield create_session_factory(engine), Outbox(outbox), inbox
-    async with engine.begin() as connection:
-        await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await engine.dispose()
 
 
 async def test_outbox_relay_publishes_in_order_and_marks_sent(
