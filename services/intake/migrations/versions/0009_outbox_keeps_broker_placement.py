@@ -6,8 +6,8 @@ it lost are published again (shared/messaging.py). Rows sent before this revisio
 placement and are never sent again. The indexes serve that comparison and the purge of rows past
 their retention (`OUTBOX_RETENTION_HOURS`, `INBOX_RETENTION_HOURS`).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-30 14:10:00
 """
 
@@ -16,12 +16,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-SCHEMA = "escalation"
+SCHEMA = "intake"
 
 
 def upgrade() -> None:

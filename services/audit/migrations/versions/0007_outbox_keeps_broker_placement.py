@@ -6,8 +6,8 @@ it lost are published again (shared/messaging.py). Rows sent before this revisio
 placement and are never sent again. The indexes serve that comparison and the purge of rows past
 their retention (`OUTBOX_RETENTION_HOURS`, `INBOX_RETENTION_HOURS`).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-30 14:10:00
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
