@@ -323,6 +323,10 @@ class KafkaBrokerProbe:
             return False
 
     async def ensure_topics(self) -> None:
+        # In production the topics are the cluster's (Strimzi KafkaTopic objects, made again by
+        # its topic operator) and no service user may create one.
+        if self._settings.deployment_environment == "production":
+            return
         await ensure_topics(self._settings)
 
     async def close(self) -> None:

@@ -60,6 +60,10 @@ def position(after: str, types: Sequence[type]) -> tuple[Any, ...]:
 
 def _typed(value: Any, kind: type) -> Any:
     """One part of a key as JSON carried it (times and ids as text), as `kind`."""
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError("not a whole number")
+        return value
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError("not a number")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -64,6 +64,7 @@ from services.audit.schemas import (
 )
 from services.audit.shown import LOG_FIELDS, holds_personal_data, masked_event
 from services.audit.verification import LeafChecker, judge
+from shared import paging
 from shared.access import Permission, Principal
 from shared.auth import Caller, authorize
 from shared.domain import PARTY_PATTERN
@@ -244,7 +245,7 @@ async def incident_page(
     query = incident_leaves_query(incident_id)
     facts = (await session.execute(query.where(log_entries.c.ce_type.in_(FACT_TYPES)))).all()
     if after is not None:
-        at, index = page_position(after, int)
+        at, index = paging.position(after, (datetime, int))
         query = query.where(tuple_(log_entries.c.ce_time, log_entries.c.index) > tuple_(at, index))
     rows = list((await session.execute(query.limit(limit + 1))).all())
     if not facts and not rows and after is None:
@@ -253,7 +254,7 @@ async def incident_page(
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
-    return rows[:limit], page_cursor(last.ce_time, last.index)
+    return rows[:limit], paging.cursor((last.ce_time, last.index))
 
 
 @router.get(
@@ -732,7 +733,7 @@ async def findings_page(
 ) -> FindingsOut:
     """A page of the findings `query` selects (ordered by time found, then id)."""
     if after is not None:
-        found_at, finding_id = page_position(after, UUID)
+        found_at, finding_id = paging.position(after, (datetime, UUID))
         query = query.where(
             tuple_(findings.c.found_at, findings.c.finding_id) > tuple_(found_at, finding_id)
         )
@@ -740,24 +741,8 @@ async def findings_page(
     page = await findings_out(request, session, caller, rows[:limit])
     if len(rows) > limit:
         last = rows[limit - 1]
-        page.next = page_cursor(last.found_at, last.finding_id)
+        page.next = paging.cursor((last.found_at, last.finding_id))
     return page
-
-
-Key = TypeVar("Key")
-
-
-def page_cursor(at: datetime, key: UUID | int) -> str:
-    """Where a page ends (a time and what breaks ties), opaque to the caller."""
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{key}".encode()).decode()
-
-
-def page_position(cursor: str, key: Callable[[str], Key]) -> tuple[datetime, Key]:
-    try:
-        at, tie = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(at), key(tie)
-    except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise invalid_field("after", "not a page position we gave", "query") from error
 
 
 @router.get(
@@ -876,7 +861,7 @@ async def list_accountability(
     after: After = None,
 ) -> AccountabilityListOut:
     authorize(caller, Permission.READ_FINDINGS)
-    position = page_position(after, UUID) if after is not None else None
+    position = paging.position(after, (datetime, UUID)) if after is not None else None
     keys = context_of(request).data_keys
     records = await judgements.records_of(session, keys, incident_id, limit + 1, position)
     clear = caller.may_read_personal_data
@@ -888,7 +873,7 @@ async def list_accountability(
     )
     if len(records) > limit:
         last = records[limit - 1]
-        page.next = page_cursor(last.recorded_at, last.record_id)
+        page.next = paging.cursor((last.recorded_at, last.record_id))
     return page
 
 

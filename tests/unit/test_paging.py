@@ -14,8 +14,14 @@ NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
 
 def test_a_cursor_gives_back_the_key_it_was_made_of():
-    key = (NOW, uuid4(), "SFS:150626102", 1.5)
-    assert position(cursor(key), (datetime, UUID, str, float)) == key
+    key = (NOW, uuid4(), "SFS:150626102", 1.5, 42)
+    assert position(cursor(key), (datetime, UUID, str, float, int)) == key
+
+
+@pytest.mark.parametrize("part", ["42", 4.2, True])
+def test_a_leaf_index_in_a_cursor_is_a_whole_number(part):
+    with pytest.raises(Problem):
+        position(cursor([part]), (int,))
 
 
 @pytest.mark.parametrize(
