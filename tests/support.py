@@ -242,7 +242,10 @@ def clients_for(processes: ServiceProcesses, work_dir: Path) -> dict[str, httpx.
     """An authenticated client per service of `processes`."""
     auth = PartyAuth(test_keys(work_dir)[0])
     return {
-        service: httpx.AsyncClient(base_url=processes.url(service), timeout=10, auth=auth)
+        # A busy machine may answer slowly; a test waits for the answer, not for a speed.
+        service: httpx.AsyncClient(
+            base_url=processes.url(service), timeout=PATIENCE_SECONDS, auth=auth
+        )
         for service in processes.ports
     }
 

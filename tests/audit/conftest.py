@@ -15,7 +15,7 @@ from services.audit.note import COSIGNATURE_V1, Signer, Verifier
 from shared.devrun import ServiceProcesses
 from shared.localinfra import Infrastructure
 from tests.integration.helpers import count_of, eventually, violence_report
-from tests.support import PartyAuth, clients_for, running_system, test_keys
+from tests.support import PATIENCE_SECONDS, PartyAuth, clients_for, running_system, test_keys
 
 ORIGIN = "sqjz.wushen.example/audit-test"
 LOG_SEED = bytes(range(32))
@@ -73,7 +73,9 @@ async def audit_system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 async def warm_up(processes: ServiceProcesses, work_dir: Path) -> None:
     """One incident through every consumer, so that group joins do not delay the tests'."""
-    async with httpx.AsyncClient(timeout=10, auth=PartyAuth(test_keys(work_dir)[0])) as client:
+    async with httpx.AsyncClient(
+        timeout=PATIENCE_SECONDS, auth=PartyAuth(test_keys(work_dir)[0])
+    ) as client:
         created = await client.post(
             f"{processes.url('intake')}/v1/incidents", json=violence_report(category="OTHER")
         )

@@ -100,7 +100,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             clients = clients_for(processes, work_dir)
             clients["audit"] = httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{port}",
-                timeout=10,
+                timeout=support.PATIENCE_SECONDS,
                 auth=PartyAuth(support.test_keys(work_dir)[0]),
             )
             try:

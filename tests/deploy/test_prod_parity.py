@@ -407,7 +407,7 @@ async def test_one_incident_runs_to_an_acknowledged_alert_and_a_verified_checkpo
     with pods_of(production) as pods:
         await asyncio.gather(*(wait_ready(pod) for pod in pods.values()))
         clients = {
-            service: httpx.AsyncClient(base_url=pod.url, auth=auth, timeout=10)
+            service: httpx.AsyncClient(base_url=pod.url, auth=auth, timeout=PATIENCE_SECONDS)
             for service, pod in pods.items()
         }
         async with contextlib.AsyncExitStack() as stack:
@@ -429,7 +429,7 @@ async def test_one_incident_runs_to_an_acknowledged_alert_and_a_verified_checkpo
             # The link, opened through the ingress, acknowledges on whichever replica serves it.
             service = ingress_backend(production.resources, link.path)
             assert service == "notification"
-            async with httpx.AsyncClient(timeout=10) as phone:
+            async with httpx.AsyncClient(timeout=PATIENCE_SECONDS) as phone:
                 acknowledged = await phone.post(f"{pods[service].url}{link.path}?{link.query}")
             assert acknowledged.status_code == 200, acknowledged.text
 

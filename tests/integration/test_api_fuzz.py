@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from shared.devrun import ServiceProcesses
 from shared.settings import SERVICE_NAMES
 from tests import support
-from tests.support import PartyAuth
+from tests.support import PATIENCE_SECONDS, PartyAuth
 
 CASES_PER_SERVICE = 250
 # The acknowledgement link carries its own token (tested in tests/notification).
@@ -47,7 +47,7 @@ def fuzz_service(base_url: str, spec: dict, token: str) -> tuple[int, list[str]]
         @given(case=operation.as_strategy())
         def check(case) -> None:
             nonlocal calls
-            response = case.call(base_url=base_url, headers=headers, timeout=10)
+            response = case.call(base_url=base_url, headers=headers, timeout=PATIENCE_SECONDS)
             calls += 1
             label = f"{case.method} {case.formatted_path} -> {response.status_code}"
             if response.status_code >= 500:
@@ -71,7 +71,7 @@ async def test_no_generated_request_gets_a_5xx_or_a_bare_error(
     token = PartyAuth(support.test_keys(work_dir)[0]).token(
         "BLO", ("incidents:write", "incidents:read", "audit:read", "pii:read")
     )
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=PATIENCE_SECONDS) as client:
         specs = {
             service: (await client.get(f"{system.url(service)}/openapi.json")).json()
             for service in SERVICE_NAMES

@@ -16,6 +16,7 @@ from shared.db import create_engine, database_unavailable, sqlstate
 from shared.devrun import ServiceProcesses
 from shared.settings import SERVICE_NAMES, Settings
 from tests.integration.helpers import eventually, report, timeline_with, violence_report
+from tests.support import PATIENCE_SECONDS
 
 # Health, metrics, the signed acknowledgement link, and the log's checkpoints and proofs (hashes
 # only, there to be checked by anyone; cosignatures prove themselves).
@@ -40,7 +41,7 @@ async def test_every_endpoint_refuses_a_caller_without_a_valid_token(
     system: ServiceProcesses,
 ) -> None:
     checked = 0
-    async with httpx.AsyncClient(timeout=10) as anonymous:
+    async with httpx.AsyncClient(timeout=PATIENCE_SECONDS) as anonymous:
         for service in SERVICE_NAMES:
             spec = (await anonymous.get(f"{system.url(service)}/openapi.json")).json()
             for path, methods in spec["paths"].items():
