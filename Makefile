@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test bench lint format migrate contracts clean
+.PHONY: install run demo test test-fast bench lint format migrate contracts clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,11 @@ run: install  ## start PostgreSQL, Kafka and the four services; Ctrl-C stops eve
 demo: install  ## post the sample incidents of examples/ to a running system
 	$(BIN)/python -m examples.demo
 
-test: install  ## unit and end-to-end tests on a real PostgreSQL and broker
-	$(BIN)/python -m pytest
+test: install  ## unit and end-to-end tests on a real PostgreSQL and broker; names the slowest
+	$(BIN)/python -m pytest --durations=15
+
+test-fast: install  ## while you work: pure domain logic and the contracts, in under a minute
+	$(BIN)/python -m pytest tests/unit tests/contracts
 
 bench: install  ## load, floor, intake, audit, memory (about 15 min); bench/results/<date>.json
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
