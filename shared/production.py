@@ -70,7 +70,8 @@ def common_gaps(settings: Settings) -> list[Gap]:
                 "service's broker user and password",
             )
         )
-    gaps.extend(_file_gaps("KAFKA_SSL_CAFILE", settings.kafka_ssl_cafile, required=False))
+    if settings.kafka_ssl_cafile is not None:
+        gaps.extend(file_gaps("KAFKA_SSL_CAFILE", settings.kafka_ssl_cafile))
     if settings.migrate_on_startup:
         gaps.append(
             Gap(
@@ -87,7 +88,7 @@ def common_gaps(settings: Settings) -> list[Gap]:
 
 
 def _jwks_gaps(path: Path) -> list[Gap]:
-    missing = _file_gaps("AUTH_JWKS_FILE", path, required=True)
+    missing = file_gaps("AUTH_JWKS_FILE", path)
     if missing:
         return missing
     try:
@@ -99,17 +100,13 @@ def _jwks_gaps(path: Path) -> list[Gap]:
     return []
 
 
-def _file_gaps(setting: str, path: Path | None, *, required: bool) -> list[Gap]:
+def file_gaps(setting: str, path: Path | None) -> list[Gap]:
+    """A file setting that must name a file that is there."""
     if path is None:
-        return [Gap(setting, "not set")] if required else []
+        return [Gap(setting, "not set")]
     if not path.is_file():
         return [Gap(setting, f"{path} does not exist (is the Secret mounted?)")]
     return []
-
-
-def file_gaps(setting: str, path: Path | None) -> list[Gap]:
-    """A file setting that must name a file that is there."""
-    return _file_gaps(setting, path, required=True)
 
 
 def public_url_gaps(setting: str, url: str) -> list[Gap]:

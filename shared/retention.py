@@ -25,12 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.messaging import PURGE_BATCH
 from shared.policyfile import policy_data
 from shared.runtime import ServiceRuntime, Worker
 
 log = logging.getLogger(__name__)
-
-PURGE_BATCH = 1000
 
 
 @dataclass(frozen=True)

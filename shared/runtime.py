@@ -173,7 +173,7 @@ class ServiceRuntime:
                     timedelta(hours=self.settings.inbox_retention_hours),
                 ),
             ],
-            self.settings.retention_purge_interval_seconds,
+            self.settings.retention_sweep_interval_seconds,
             self.metrics.retention_purged,
         )
         self._worker_tasks.append(_spawn("retention-purge", purge.run))

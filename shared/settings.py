@@ -138,8 +138,6 @@ class Settings(BaseSettings):
     # days): 35 days. A repeat always meets the row of its first delivery, so it is never taken
     # for a new event. Raise it with the topics' retention (the prod overlay does).
     inbox_retention_hours: float = Field(default=840.0, gt=0)
-    # How often rows past their retention are deleted (in batches); idle, one query a table.
-    retention_purge_interval_seconds: float = Field(default=600.0, gt=0)
     # How often the relay asks the broker, besides at start, after a failure and when offsets
     # come back lower than before, whether it lost records.
     outbox_broker_check_seconds: float = Field(default=60.0, gt=0)
@@ -204,7 +202,8 @@ class Settings(BaseSettings):
         return self
 
     # --- retention (docs/operations.md "Retention and personal data") --------------------------
-    # How often a service purges what is past its period: minutes, since idle CPU counts.
+    # How often a service purges what is past its period (outbox and inbox included), in
+    # batches; idle, one indexed query a table: minutes, since idle CPU counts.
     retention_sweep_interval_seconds: float = Field(default=600.0, gt=0)
     # An Idempotency-Key replays its report this long; a retry after it files a new report.
     intake_idempotency_key_retention_hours: float = Field(default=168.0, gt=0)
