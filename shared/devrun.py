@@ -30,7 +30,7 @@ import httpx
 from shared.auth import ensure_dev_keys, mint
 from shared.localinfra import LocalBroker, infrastructure
 from shared.pii import new_key
-from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
+from shared.settings import CONSOLE, REPOSITORY_ROOT, SERVICE_NAMES, Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,15 @@ class ServiceProcesses:
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    def neighbours(self) -> dict[str, str]:
+        """Where each service of this run answers (`INTAKE_URL` ...), for the console; with
+        the console running, alerts link its incident pages."""
+        found = {f"{name.upper()}_URL": self.url(name) for name in self.ports}
+        if CONSOLE in self.ports:
+            found["CONSOLE_PUBLIC_URL"] = self.url(CONSOLE)
+            found["NOTIFICATION_RECORD_BASE_URL"] = f"{self.url(CONSOLE)}/incidents"
+        return found
 
     def start_one(self, service: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -64,7 +73,12 @@ class ServiceProcesses:
                 "--no-access-log",
             ],
             cwd=REPOSITORY_ROOT,
-            env={**os.environ, **self.environment, "OTEL_SERVICE_NAME": service},
+            env={
+                **os.environ,
+                **self.neighbours(),
+                **self.environment,
+                "OTEL_SERVICE_NAME": service,
+            },
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
@@ -294,7 +308,7 @@ def development_secrets(folder: Path) -> dict[str, str]:
 
 
 def default_ports(settings: Settings) -> dict[str, int]:
-    return {service: settings.port_of(service) for service in SERVICE_NAMES}
+    return {service: settings.port_of(service) for service in (*SERVICE_NAMES, CONSOLE)}
 
 
 async def run_until_interrupted(settings: Settings) -> None:
@@ -339,9 +353,12 @@ def print_banner(
         "",
         "社区矫正突发事件应急处置 — the system is running",
         "",
+        f"  Duty console  {services.url(CONSOLE)}   (log in as any party: the local key is in use)",
+        "",
         *(
             f"  {service:<13} {services.url(service)}   (docs: {services.url(service)}/docs)"
             for service in services.ports
+            if service != CONSOLE
         ),
         "",
         f"  PostgreSQL    {environment['DATABASE_URL']}",

@@ -17,6 +17,8 @@ from shared.domain import DEFAULT_COUNTY_TIME_ZONE
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
 SERVICE_NAMES = ("intake", "escalation", "notification", "audit")
+# The duty console: a service of its own, a client of the four above through their REST APIs.
+CONSOLE = "console"
 
 
 class ChannelLimits(BaseModel):
@@ -94,6 +96,13 @@ class Settings(BaseSettings):
     escalation_port: int = 8002
     notification_port: int = 8003
     audit_port: int = 8004
+    console_port: int = 8000
+    # Where the console reaches each service's REST API (the cluster's service names in
+    # production); unset, this machine on the service's port.
+    intake_url: str | None = None
+    escalation_url: str | None = None
+    notification_url: str | None = None
+    audit_url: str | None = None
 
     # Callers' bearer tokens are verified against these public keys (a JWKS file).
     auth_jwks_file: Path | None = None
@@ -152,7 +161,8 @@ class Settings(BaseSettings):
     notification_ack_token_ttl_seconds: int = Field(default=86400, ge=1)
     # Where recipients reach notification (the acknowledgement link) and the full record.
     notification_public_base_url: str = "http://127.0.0.1:8003"
-    notification_record_base_url: str = "http://127.0.0.1:8001/v1/incidents"
+    # The incident's page in the duty console (login required).
+    notification_record_base_url: str = "http://127.0.0.1:8000/incidents"
 
     # --- notification: delivery -----------------------------------------------------------------
     notification_max_attempts: int = Field(default=5, ge=1, description="per contact")
@@ -250,6 +260,35 @@ class Settings(BaseSettings):
     audit_findings_poll_interval_seconds: float = Field(default=1.0, gt=0)
     audit_findings_retry_max_seconds: float = Field(default=30.0, gt=0)
 
+    # --- console (services/console) -------------------------------------------------------------
+    # Where people reach the console; links in alerts and the login's redirect are built on it.
+    console_public_url: str = "http://127.0.0.1:8000"
+    # The console speaks to the services for its user with a token it signs itself: this key
+    # (PEM, Ed25519 or RSA), whose public half the services trust under `console_signing_key_id`.
+    # Unset: the local development key, and then (only then) the console offers a login page
+    # that lets anybody choose a party.
+    console_signing_key_file: Path | None = None
+    console_signing_key_id: str = "console"
+    console_token_seconds: int = Field(default=600, ge=60, le=3600)
+    console_session_hours: float = Field(default=12.0, gt=0, le=24)
+    # OpenID Connect (authorization code with PKCE) against the county's identity provider.
+    console_oidc_issuer: str | None = None
+    console_oidc_client_id: str | None = None
+    console_oidc_client_secret: SecretStr | None = None
+    console_oidc_scopes: str = "openid profile"
+    # Which claim of the ID token names the party (as `SFS:150626102`, `BLO` ...), or the
+    # identity provider's value of it mapped to a party.
+    console_oidc_party_claim: str = "party"
+    console_oidc_party_map: dict[str, str] = Field(default_factory=dict)
+    # Which claim lists the user's roles, and the scopes each role grants; a user with no
+    # mapped role gets the party's usual scopes (shared.access.DEFAULT_SCOPES).
+    console_oidc_roles_claim: str = "roles"
+    console_oidc_role_scopes: dict[str, str] = Field(default_factory=dict)
+    console_oidc_name_claim: str = "name"
+    # The incident page links its trace: locally the console's own view; in production the
+    # county's trace backend, `{trace_id}` filled in.
+    console_trace_url_template: str | None = None
+
     @cached_property
     def async_database_url(self) -> str:
         """`DATABASE_URL` in the form SQLAlchemy's asyncpg dialect expects."""
@@ -273,6 +312,10 @@ class Settings(BaseSettings):
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))
+
+    def url_of(self, service: str) -> str:
+        """Where `service`'s REST API answers: `<SERVICE>_URL`, or this machine's port."""
+        return getattr(self, f"{service}_url") or f"http://127.0.0.1:{self.port_of(service)}"
 
 
 def to_asyncpg_url(url: str) -> str:

@@ -1,0 +1,197 @@
+"""Live updates for browsers: the console reads every topic and tells each open page, over
+server-sent events, that something about an incident it may see has happened.
+
+A browser hears only the event's type and incident, and only of incidents of its township (or
+all, for a party of the banner); it then asks the services for what changed, with its user's
+token, so the services keep deciding what it may read. Each console replica reads the topics
+on its own (no consumer group, from the newest record): its browsers are its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared.access import Principal, Reach
+from shared.events import topics
+from shared.kafka import connection_options
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Types whose data states (or moves) an incident's township: read to keep the places current.
+PLACE_TYPES = frozenset({"incident.reported", "incident.report_filed"})
+HEARTBEAT_SECONDS = 15.0
+QUEUE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    type: str
+    topic: str
+    incident_id: str
+    township_code: str | None
+
+    def as_sse(self) -> str:
+        data = {"type": self.type, "topic": self.topic, "incident_id": self.incident_id}
+        return f"event: change\ndata: {json.dumps(data)}\n\n"
+
+
+def may_hear(principal: Principal, township_code: str | None) -> bool:
+    """Whether a page of `principal` may be told of an event of an incident of `township_code`
+    (None: not known to the console, so only parties that see every township hear of it)."""
+    if principal.reach == Reach.ALL:
+        return True
+    return township_code is not None and township_code == principal.township
+
+
+def township_stated(type_: str, value: bytes | None) -> str | None:
+    """The township an incidents.v1 event states for its incident, if it states one."""
+    if type_ not in PLACE_TYPES or not value:
+        return None
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    if type_ == "incident.reported":
+        return (data.get("facts") or {}).get("township_code")
+    changes = data.get("changes") or {}
+    return changes.get("township_code")
+
+
+@dataclass
+class Listener:
+    principal: Principal
+    queue: asyncio.Queue[LiveEvent | None] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE)
+    )
+
+
+@dataclass
+class LiveHub:
+    """The open pages of this replica, each with a queue of what it may hear."""
+
+    listeners: set[Listener] = field(default_factory=set)
+
+    def publish(self, event: LiveEvent) -> None:
+        for listener in list(self.listeners):
+            if not may_hear(listener.principal, event.township_code):
+                continue
+            try:
+                listener.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # A page that does not read is told to reload rather than keep the replica's
+                # memory: it drops out and its script reconnects.
+                self.listeners.discard(listener)
+                with contextlib.suppress(asyncio.QueueFull):
+                    listener.queue.put_nowait(None)
+
+    async def stream(self, principal: Principal) -> AsyncIterator[str]:
+        listener = Listener(principal)
+        self.listeners.add(listener)
+        try:
+            yield "retry: 2000\nevent: ready\ndata: {}\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(listener.queue.get(), HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if event is None:
+                    return
+                yield event.as_sse()
+        finally:
+            self.listeners.discard(listener)
+
+
+PlaceLookup = Callable[[str], Awaitable[str | None]]
+
+
+def _header(headers: list[tuple[str, bytes]] | None, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+@dataclass
+class LiveFeed:
+    """Reads every topic from its newest record and hands each event to the hub."""
+
+    settings: Settings
+    hub: LiveHub
+    place_of: PlaceLookup
+    places: dict[str, str] = field(default_factory=dict)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            **connection_options(self.settings),
+            group_id=None,
+            client_id="console-live",
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+        )
+        await consumer.start()
+        try:
+            await self._take_positions(consumer)
+            self.ready.set()
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+                for records in batches.values():
+                    for record in records:
+                        await self._hand_on(record.topic, record.headers, record.value)
+        finally:
+            self.ready.clear()
+            await consumer.stop()
+
+    async def _take_positions(self, consumer: AIOKafkaConsumer) -> None:
+        """Every partition of every topic, each from where it ends now: what is published
+        after `ready` is heard (the topics exist: the services' start made them)."""
+        await consumer.topics()  # the cluster's metadata, partitions included
+        assigned = [
+            TopicPartition(topic, partition)
+            for topic in topics.ALL_TOPICS
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not assigned:
+            raise RuntimeError(f"none of {topics.ALL_TOPICS} exists yet")
+        consumer.assign(assigned)
+        await consumer.seek_to_end(*assigned)
+        for partition in assigned:
+            await consumer.position(partition)
+
+    async def _hand_on(
+        self, topic: str, headers: list[tuple[str, bytes]] | None, value: bytes | None
+    ) -> None:
+        type_ = _header(headers, "ce_type")
+        subject = _header(headers, "ce_subject")
+        if type_ is None or subject is None or not _is_uuid(subject):
+            return
+        stated = township_stated(type_, value) if topic == topics.INCIDENTS else None
+        if stated is not None:
+            if len(self.places) > 50_000:
+                self.places.clear()
+            self.places[subject] = stated
+        township = self.places.get(subject)
+        if township is None:
+            township = await self.place_of(subject)
+            if township is not None:
+                self.places[subject] = township
+        self.hub.publish(LiveEvent(type_, topic, subject, township))
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
