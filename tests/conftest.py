@@ -6,10 +6,14 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from shared.devrun import ServiceProcesses
 from shared.localinfra import Infrastructure, infrastructure
-from shared.settings import Settings
+from shared.settings import CONSOLE, SERVICE_NAMES, Settings
+from tests.support import WebhookSink, clients_for, directory_with_contacts, running_system
+from tests.support import webhook_sink as start_webhook_sink
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +41,45 @@ def infra_settings(infra: Infrastructure, work_dir: Path) -> Settings:
             {"kafka_enable_idempotence": True} if os.environ.get("KAFKA_ENABLE_IDEMPOTENCE") else {}
         ),
     )
+
+
+# --- the whole system: the four services and the console as processes, and a webhook sink
+# standing in for the parties (their alerts and acknowledgement links arrive there) -----------
+
+
+@pytest.fixture(scope="session")
+async def webhook_sink() -> AsyncIterator[WebhookSink]:
+    async with start_webhook_sink() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="session")
+def webhook_directory(work_dir: Path, webhook_sink: WebhookSink) -> Path:
+    """The real directory of 乌审旗 with every party reached through the sink."""
+    return directory_with_contacts(
+        work_dir / "directory.yaml",
+        lambda _party: [{"channel": "webhook", "address": webhook_sink.url}],
+    )
+
+
+@pytest.fixture(scope="session")
+async def system(
+    infra: Infrastructure, work_dir: Path, webhook_directory: Path
+) -> AsyncIterator[ServiceProcesses]:
+    async with running_system(
+        work_dir,
+        {"DIRECTORY_FILE": str(webhook_directory)},
+        services=(*SERVICE_NAMES, CONSOLE),
+        infra=infra,
+    ) as (_, services):
+        yield services
+
+
+@pytest.fixture(scope="session")
+async def clients(
+    system: ServiceProcesses, work_dir: Path
+) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    opened = clients_for(system, work_dir)
+    yield opened
+    for client in opened.values():
+        await client.aclose()

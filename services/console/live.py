@@ -66,7 +66,7 @@ def township_stated(type_: str, value: bytes | None) -> str | None:
     return changes.get("township_code")
 
 
-@dataclass
+@dataclass(eq=False)
 class Listener:
     principal: Principal
     queue: asyncio.Queue[LiveEvent | None] = field(
