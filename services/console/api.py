@@ -456,7 +456,9 @@ async def investigation_page(incident_id: UUID, request: Request, session: User)
     user = session.principal
     path = f"/v1/incidents/{incident_id}"
     found, errors = await _gather_or_errors(
-        report=gateway(request).get(user, "audit", f"{path}/investigation-report"),
+        report=gateway(request).get_text(
+            user, "audit", f"{path}/investigation-report", format="markdown"
+        ),
         records=gateway(request).get(user, "audit", f"{path}/accountability"),
     )
     return page(

@@ -158,7 +158,7 @@ class ServiceGateway:
 
     async def get_text(self, user: Principal, service: str, path: str, **params: Any) -> str:
         response = await self.request(
-            user, "GET", service, path, params=params, headers={"Accept": "text/html"}
+            user, "GET", service, path, params=params, headers={"Accept": "text/markdown"}
         )
         return response.text
 

@@ -418,3 +418,21 @@ async def test_openid_connect_refuses_a_callback_that_is_not_this_browsers_login
         forged = await another_browser.get(f"/login/callback?code=x&state={state}")
         assert forged.status_code == 403
         assert "sqjz_session" not in forged.headers.get("set-cookie", "")
+
+
+async def test_the_banner_office_reads_drill_compliance_and_the_investigation_report(
+    system, clients
+) -> None:
+    incident_id = await report(clients)
+    banner = await console_as(system.url(CONSOLE), "BLO")
+    try:
+        drills = await banner.get("/drills")
+        assert drills.status_code == 200
+        assert "图克镇司法所" in drills.text and "R16" in drills.text
+        investigation = await eventually(
+            lambda: banner.get(f"/incidents/{incident_id}/investigation"),
+            lambda response: 'id="investigation-report"' in response.text,
+        )
+        assert "调查报告" in investigation.text
+    finally:
+        await banner.aclose()

@@ -283,3 +283,27 @@ def test_an_action_and_a_follow_up_carry_only_what_was_filled_in() -> None:
         "changes": {"phase": "OCCURRED"},
         "text": "已控制",
     }
+
+
+def test_a_console_in_production_needs_its_own_key_the_identity_provider_and_https(
+    tmp_path,
+) -> None:
+    from services.console.app import production_gaps
+
+    named = {gap.setting for gap in production_gaps(Settings(deployment_environment="production"))}
+    assert named == {
+        "CONSOLE_SIGNING_KEY_FILE",
+        "CONSOLE_PUBLIC_URL",
+        "CONSOLE_OIDC_ISSUER",
+        "CONSOLE_OIDC_CLIENT_ID",
+    }
+    key = tmp_path / "console.pem"
+    key.write_text("key")
+    ready = Settings(
+        deployment_environment="production",
+        console_signing_key_file=key,
+        console_public_url="https://sqjz.example.gov.cn",
+        console_oidc_issuer="https://idp.example.gov.cn",
+        console_oidc_client_id="sqjz-console",
+    )
+    assert production_gaps(ready) == []
