@@ -1,7 +1,7 @@
 """Bearer JWTs (EdDSA or RS256) verified against configured public keys (a JWKS file).
 
 Claims: `sub`, `party` (`SFS:150626102`, `BLO`, `PLATFORM`, `AUDITOR` ...), `scope` (space
-separated), `exp`, `iss`, `aud`. `python -m shared.auth mint --party BLO` mints a token with
+separated), `exp`, `iss`, `aud`. `sqjz-token mint --party BLO` mints a token with
 the local development key; `make run` prints one.
 """
 
@@ -216,13 +216,15 @@ def mint(
     return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": key_id})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Mint a token with the local signing key")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="sqjz-token", description="Mint a token with the local signing key"
+    )
     parser.add_argument("command", choices=["mint"])
     parser.add_argument("--party", required=True, help="SFS:150626102, BLO, PLATFORM, AUDITOR")
     parser.add_argument("--scope", action="append", help="repeat; default: the party's usual")
     parser.add_argument("--ttl", type=int, default=8 * 3600, help="seconds")
-    arguments = parser.parse_args()
+    arguments = parser.parse_args(argv)
     settings = Settings()
     private_path, _ = ensure_dev_keys(settings.local_data_dir / "auth")
     print(

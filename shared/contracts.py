@@ -6,7 +6,7 @@
 - `docs/events/schemas/<ce_type>.json`: the JSON Schema of each event type's data, for other
   services to subscribe with, and the baseline of the compatibility check.
 
-`python -m shared.contracts` (`make contracts`) writes them; tests/contracts fails when the code
+`sqjz-contracts` (`make contracts`) writes them; tests/contracts fails when the code
 and the committed documents differ. Within a topic version an event type may only grow optional
 properties, so writing refuses an incompatible schema (`breaking_changes`): publish a new topic
 version or a new type instead.
@@ -268,7 +268,7 @@ def _dead_letter_message(topic: str, groups: Sequence[str]) -> dict[str, Any]:
         "title": f"A record of {topic} a consumer could not apply",
         "summary": "The original record, key and value byte for byte, with its headers and the "
         "dlq_* headers saying who gave up on it and why. Replay it once the cause is fixed: "
-        f"`python -m shared.dlq {topic} --consumer <group>`.",
+        f"`sqjz-dlq-replay {topic} --consumer <group>`.",
         "contentType": "application/octet-stream",
         "headers": _dead_letter_headers(topic, groups),
         "payload": {
@@ -354,7 +354,7 @@ def asyncapi_document(specs: Sequence[ConsumerSpec]) -> dict[str, Any]:
             "action": "receive",
             "channel": _ref("channels", dlq),
             "title": f"The replayer reads {dlq}",
-            "summary": f"`python -m shared.dlq {topic}` puts each dead letter back on {topic} "
+            "summary": f"`sqjz-dlq-replay {topic}` puts each dead letter back on {topic} "
             "without its dlq_* headers.",
             "messages": [_ref("channels", dlq, "messages", "deadLetter")],
             "bindings": _group_binding(replayer),
@@ -774,7 +774,7 @@ def write(root: Path = REPOSITORY_ROOT, *, accept_breaking: bool = False) -> lis
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="sqjz-contracts", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="report drift, write nothing")
     parser.add_argument(
         "--accept-breaking",

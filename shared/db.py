@@ -183,16 +183,24 @@ def autogenerate_revision(settings: Settings, service: str, message: str) -> Non
     command.revision(config, message=message, autogenerate=True)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Database migrations of one service")
+    parser = argparse.ArgumentParser(
+        prog="sqjz-migrate",
+        description="Database migrations of one service: `upgrade` applies them to DATABASE_URL; "
+        "`revision` writes a new one from the difference between the models and the database",
+    )
     parser.add_argument("action", choices=["upgrade", "revision"])
     parser.add_argument("service")
     parser.add_argument("-m", "--message", default="change")
-    arguments = parser.parse_args()
+    arguments = parser.parse_args(argv)
     settings = Settings()
     if arguments.action == "upgrade":
         asyncio.run(migrate(settings, arguments.service))
     else:
         autogenerate_revision(settings, arguments.service, arguments.message)
+
+
+if __name__ == "__main__":
+    main()

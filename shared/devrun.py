@@ -1,6 +1,6 @@
 """Run the whole system locally: infrastructure plus the four services as processes.
 
-`make run` calls `python -m shared.devrun`; the end-to-end tests use `ServiceProcesses`.
+`make run` calls `sqjz-run`; the end-to-end tests use `ServiceProcesses`.
 Under `make run` a `Supervisor` watches the processes: a service that dies is restarted after a
 pause that doubles with each crash, every death and restart is said on the terminal and in the
 service's log, and after too many crashes in a short time the runner gives up loudly and stops
@@ -368,7 +368,7 @@ def print_banner(
         "",
         "  Every endpoint but /healthz, /readyz and /metrics needs a bearer token. One for the",
         "  banner office (BLO), valid 8 hours; mint others with",
-        "  `.venv/bin/python -m shared.auth mint --party SFS:150626102`:",
+        "  `.venv/bin/sqjz-token mint --party SFS:150626102`:",
         "",
         f"  export TOKEN={token}",
         f'  curl -H "Authorization: Bearer $TOKEN" {services.url("escalation")}'
@@ -381,7 +381,15 @@ def print_banner(
     print("\n".join(lines), flush=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="sqjz-run",
+        description="Run the whole system on this machine: PostgreSQL and a Kafka broker (local "
+        "ones unless DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS are set), the four services and "
+        "the duty console; Ctrl-C stops everything. What `make run` runs.",
+    ).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):

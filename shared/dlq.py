@@ -1,7 +1,7 @@
 """Replay dead letters: read `<topic>.dlq`, put each record back on its topic, unchanged.
 
 Run once the cause is fixed (a bug deployed, a missing incident now known):
-`python -m shared.dlq incidents.v1 --consumer escalation.incidents [--dry-run]`. Consumers are
+`sqjz-dlq-replay incidents.v1 --consumer escalation.incidents [--dry-run]`. Consumers are
 idempotent, so a record replayed twice, or one that some consumer had applied, changes nothing.
 Replay is at-least-once: the replayer's own group offset is committed after each record. Each
 consumer named has a replay group of its own (`dlq-replay.<topic>.<consumer>`): replaying one
@@ -101,12 +101,12 @@ async def replay(
     return replayed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="sqjz-dlq-replay", description=__doc__.splitlines()[0])
     parser.add_argument("topic", choices=ALL_TOPICS)
     parser.add_argument("--consumer", help="only the dead letters of this consumer group")
     parser.add_argument("--dry-run", action="store_true", help="list, change nothing")
-    arguments = parser.parse_args()
+    arguments = parser.parse_args(argv)
     count = asyncio.run(replay(Settings(), arguments.topic, arguments.consumer, arguments.dry_run))
     print(f"{count} record(s) {'listed' if arguments.dry_run else 'replayed'}")
 

@@ -1,13 +1,13 @@
 """The offline verifier: check the log against a signed checkpoint, with no help from the service.
 
-    python -m services.audit.verify log         --checkpoint CP --key VKEY [--witness-key W]
+    sqjz-verify log         --checkpoint CP --key VKEY [--witness-key W]
                                                 (--database-url URL | --export FILE)
-    python -m services.audit.verify inclusion   --checkpoint CP --key VKEY
+    sqjz-verify inclusion   --checkpoint CP --key VKEY
                                                 (--index N | --event-id ID)
                                                 (--database-url URL | --export FILE)
-    python -m services.audit.verify consistency --old CP1 --new CP2 --key VKEY
+    sqjz-verify consistency --old CP1 --new CP2 --key VKEY
                                                 (--database-url URL | --export FILE)
-    python -m services.audit.verify export      --database-url URL --out FILE
+    sqjz-verify export      --database-url URL --out FILE
 
 A checkpoint is a file holding the signed note (`GET /v1/log/checkpoint`); keys are vkeys. The
 log is read from the database (the audit schema) or from an export (`GET /v1/log/export` or
@@ -228,7 +228,7 @@ async def export(database_url: str, out: Path) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m services.audit.verify", description=__doc__)
+    root = argparse.ArgumentParser(prog="sqjz-verify", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
 
     def with_source(command: argparse.ArgumentParser) -> None:

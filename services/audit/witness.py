@@ -1,7 +1,7 @@
 """A witness: cosigns the log's checkpoints only as long as the log only ever grows.
 
-    python -m services.audit.witness init --state DIR --name witness.example/w1
-    python -m services.audit.witness cosign --state DIR --log URL --log-key VKEY [--submit]
+    sqjz-witness init --state DIR --name witness.example/w1
+    sqjz-witness cosign --state DIR --log URL --log-key VKEY [--submit]
                                             [--first-size N]
 
 The witness keeps its own Ed25519 key (tlog-cosignature v1, type 0x04) and the last checkpoint
@@ -141,7 +141,7 @@ def witness_once(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.audit.witness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="sqjz-witness", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     init = commands.add_parser("init", help="create the witness's key; print its verifier key")
     init.add_argument("--state", type=Path, required=True)

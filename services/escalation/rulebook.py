@@ -1,7 +1,7 @@
 """docs/rules.md: every rule of the response plan in the project's own words, written from the
 policy file so that the two cannot disagree; pure apart from `main`.
 
-`render(policy)` gives the document; `python -m services.escalation.rulebook` (part of
+`render(policy)` gives the document; `sqjz-rulebook` (part of
 `make contracts`) writes it, and tests/contracts fails when the committed file differs.
 Rules the engine evaluates come from the policy's `rules:` (id, plan clause, trigger,
 conditions, duties and what meets them); rules other services enforce from `other_rules:`.
@@ -481,7 +481,7 @@ def render(policy: Policy) -> str:
         "# The response plan as rules",
         "",
         "<!-- Generated from services/escalation/policy.yaml by "
-        "`python -m services.escalation.rulebook` (`make contracts`); do not edit by hand. -->",
+        "`sqjz-rulebook` (`make contracts`); do not edit by hand. -->",
         "",
         f"Source: {policy.plan}. Policy version `{policy.version}`. Section numbers (四(一) …)",
         "are the plan's. Every rule has an id; code, tests, routing explanations and audit",
@@ -542,7 +542,7 @@ def render(policy: Policy) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="sqjz-rulebook", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only say whether it is current")
     arguments = parser.parse_args(argv)
     target = REPOSITORY_ROOT / RULEBOOK_FILE

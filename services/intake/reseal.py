@@ -1,6 +1,6 @@
 """Re-seal personal data with the current key after a rotation (docs/operations.md).
 
-`python -m services.intake.reseal`: rows sealed with an older key id are opened with it and
+`sqjz-reseal`: rows sealed with an older key id are opened with it and
 sealed again with `PII_CURRENT_KEY_ID`, one transaction per table; once it reports 0, intake
 no longer needs the old key. The subjects sealed on events stay in the audit log as published:
 audit needs the old key for as long as their reports are to show them in clear.
@@ -8,6 +8,7 @@ audit needs the old key for as long as their reports are to show them in clear.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from typing import Any
 
@@ -71,7 +72,13 @@ async def reseal(settings: Settings) -> int:
     return resealed
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(
+        prog="sqjz-reseal",
+        description="Seal intake's personal data again under the current key (PII_CURRENT_KEY_ID), "
+        "after a key rotation; reads DATABASE_URL and PII_KEYS. Says how many rows it re-sealed: "
+        "run it until it says 0.",
+    ).parse_args(argv)
     print(f"{asyncio.run(reseal(Settings()))} row(s) re-sealed with the current key")
 
 
