@@ -35,6 +35,11 @@ from shared.settings import CONSOLE, REPOSITORY_ROOT, SERVICE_NAMES, Settings
 log = logging.getLogger(__name__)
 
 
+# The console's live streams never end by themselves: at a stop, uvicorn cuts them after this
+# rather than wait for every browser to leave (each reconnects to a running replica).
+LINGERING_RESPONSES = {CONSOLE: ("--timeout-graceful-shutdown", "3")}
+
+
 @dataclass
 class ServiceProcesses:
     """The four services, each a uvicorn process, sharing one environment."""
@@ -71,6 +76,7 @@ class ServiceProcesses:
                 "--port",
                 str(self.ports[service]),
                 "--no-access-log",
+                *LINGERING_RESPONSES.get(service, ()),
             ],
             cwd=REPOSITORY_ROOT,
             env={

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import re
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -436,3 +437,33 @@ async def test_the_banner_office_reads_drill_compliance_and_the_investigation_re
         assert "调查报告" in investigation.text
     finally:
         await banner.aclose()
+
+
+async def test_a_console_stops_on_sigterm_though_browsers_keep_their_live_streams_open(
+    infra: Infrastructure, work_dir: Path, system: ServiceProcesses, webhook_directory: Path
+) -> None:
+    port = free_port()
+    processes = ServiceProcesses(
+        environment={
+            **infra.environment(),
+            **development_secrets(work_dir),
+            "DIRECTORY_FILE": str(webhook_directory),
+            **{f"{s.upper()}_URL": system.url(s) for s in system.ports if s != CONSOLE},
+        },
+        ports={CONSOLE: port},
+        log_dir=work_dir / "logs-stopping-console",
+    )
+    await processes.start()
+    try:
+        browser = await console_as(processes.url(CONSOLE), "BLO")
+        stream = LiveStream(browser)
+        async with asyncio.timeout(PATIENCE_SECONDS):
+            await stream.ready.wait()
+        process = processes.processes[CONSOLE]
+        await asyncio.to_thread(processes.stop_one, CONSOLE)
+        # uvicorn ends by raising the signal it caught again, once it has shut down.
+        assert process.returncode in (0, -signal.SIGTERM), "the console had to be killed"
+        await stream.close()
+        await browser.aclose()
+    finally:
+        processes.stop()
