@@ -266,7 +266,7 @@ def test_every_covered_entry_is_verified_against_the_signed_checkpoint(check: An
     )
     assert checked.outcomes == ["verified"] * 9 + ["pending"] * 2
     assert checked.texts == ["已验证"] * 9 + ["待签入检查点"] * 2
-    assert "签名有效" in checked.summary
+    assert f"签名有效（日志密钥 {log.signer.id:08x}）" in checked.summary
     assert "9 条已验证" in checked.summary and "2 条待签入检查点" in checked.summary
 
 

@@ -3,6 +3,8 @@
 // (`<name>+<key id>+<base64(0x01 || public key)>`); each entry's RFC 9162 inclusion proof must
 // lead from its leaf hash to the root that note signs, and where the leaf's bytes are given,
 // SHA-256(0x00 || leaf) must be its hash. Only WebCrypto (SHA-256, Ed25519); no library.
+// The key comes with the page (audit's /v1/log/key): the summary names its id, for a reader to
+// compare with the log's published verifier key.
 "use strict";
 
 (function () {
@@ -122,7 +124,7 @@
     const size = Number(lines[1]);
     const root = fromBase64(lines[2]);
     if (!Number.isSafeInteger(size) || root.length !== HASH_SIZE) throw new Refusal("检查点格式不对");
-    return { size, root };
+    return { size, root, keyId: "" };
   }
 
   // The checkpoint as the log signed it; the section's plain size and root must say the same.
@@ -132,6 +134,7 @@
     if (!logKey) throw new Refusal("未能取得日志公钥");
     const key = await parseVerifierKey(logKey);
     const checkpoint = parseCheckpoint(await openNote(note, key), key.name);
+    checkpoint.keyId = Array.from(key.id, (byte) => byte.toString(16).padStart(2, "0")).join("");
     if (checkpointSize !== undefined && Number(checkpointSize) !== checkpoint.size) {
       throw new Refusal("页面所示的检查点大小与签名的不符");
     }
@@ -202,7 +205,9 @@
     if (summary) {
       const parts = [];
       if (checkpointProblem) parts.push(checkpointProblem);
-      else if (checkpoint) parts.push("检查点（" + checkpoint.size + " 条）签名有效");
+      else if (checkpoint) {
+        parts.push("检查点（" + checkpoint.size + " 条）签名有效（日志密钥 " + checkpoint.keyId + "）");
+      }
       if (verified) parts.push(verified + " 条" + VERIFIED);
       if (failed) parts.push(failed + " 条" + FAILED);
       if (pending) parts.push(pending + " 条" + PENDING);
