@@ -375,6 +375,8 @@ async def incident_page(incident_id: UUID, request: Request, session: User) -> H
         timeline=gateway(request).get(user, "audit", f"{path}/timeline", limit=500),
         candidates=gateway(request).get(user, "intake", f"{path}/candidates"),
         findings=gateway(request).get(user, "audit", f"{path}/findings"),
+        # The log's verifier key: the browser checks the checkpoint's signature with it.
+        log_key=gateway(request).get_text(user, "audit", "/v1/log/key"),
     )
     trace_url = await _trace_url(request, incident_id)
     return page(
@@ -388,6 +390,7 @@ async def incident_page(incident_id: UUID, request: Request, session: User) -> H
         timeline=(found["timeline"] or {}).get("entries", []),
         candidates=(found["candidates"] or {}).get("items", []),
         findings=_findings_of(found["findings"]),
+        log_key=(found["log_key"] or "").strip(),
         trace_url=trace_url,
         errors=errors,
         live="incident",

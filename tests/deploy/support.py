@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from shared.settings import SERVICE_NAMES, Settings
+from shared.settings import CONSOLE, SERVICE_NAMES, Settings
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 K8S = REPOSITORY / "deploy" / "k8s"
@@ -25,7 +25,10 @@ VARIANTS = {
     "dev": K8S / "overlays" / "dev",
     "prod": K8S / "overlays" / "prod",
 }
-PORTS = {service: Settings().port_of(service) for service in SERVICE_NAMES}
+# What the manifests deploy: the four services and the duty console, each with its image,
+# Deployment, Service, migration Job and logins.
+DEPLOYED = (*SERVICE_NAMES, CONSOLE)
+PORTS = {service: Settings().port_of(service) for service in DEPLOYED}
 SERVER_LABELS = {"app.kubernetes.io/component": "server"}
 PART_OF = {"app.kubernetes.io/part-of": "correction-emergency"}
 
@@ -102,9 +105,10 @@ def container_environment(resources: list[Resource], container: dict[str, Any]) 
 
 
 def ingress_backend(resources: list[Resource], path: str) -> str | None:
-    (ingress,) = of_kind(resources, "Ingress")
+    """The service the Ingresses (of one host) forward `path` to, or None."""
     matches = {
         rule["backend"]["service"]["name"]
+        for ingress in of_kind(resources, "Ingress")
         for host in ingress["spec"]["rules"]
         for rule in host["http"]["paths"]
         if re.fullmatch(rule["path"], path)

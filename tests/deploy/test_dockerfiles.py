@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import SERVICE_NAMES
 from tests.deploy.support import (
+    DEPLOYED,
     PORTS,
     REPOSITORY,
     dockerfile_path,
@@ -26,7 +26,7 @@ BUILD_TOOLS = re.compile(r"\b(apt-get|apt|apk|gcc|g\+\+|cc|make|build-essential|
 requirements = load_script(REPOSITORY / "deploy" / "docker" / "requirements.py")
 
 
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_builds_wheels_in_one_stage_and_installs_them_in_a_slim_final_one(service: str) -> None:
     dockerfile = parse_dockerfile(dockerfile_path(service))
     assert len(dockerfile.stages) >= 2
@@ -41,7 +41,7 @@ def test_builds_wheels_in_one_stage_and_installs_them_in_a_slim_final_one(servic
         assert "--no-cache-dir" in command and "--no-index" in command
 
 
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_final_stage_has_no_build_tools_and_copies_only_what_runs(service: str) -> None:
     final = parse_dockerfile(dockerfile_path(service)).final
     for command in final.all("RUN"):
@@ -51,7 +51,7 @@ def test_final_stage_has_no_build_tools_and_copies_only_what_runs(service: str) 
     assert environment_of(final).get("PYTHONDONTWRITEBYTECODE") == "1"
 
 
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_runs_as_a_numeric_non_root_user(service: str) -> None:
     user = parse_dockerfile(dockerfile_path(service)).final.last("USER")
     assert user is not None
@@ -61,7 +61,7 @@ def test_runs_as_a_numeric_non_root_user(service: str) -> None:
     assert not gid or (gid.isdigit() and int(gid) != 0)
 
 
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_exposes_the_services_port_and_checks_healthz_without_curl(service: str) -> None:
     final = parse_dockerfile(dockerfile_path(service)).final
     assert final.all("EXPOSE") == [str(PORTS[service])]
@@ -73,7 +73,7 @@ def test_exposes_the_services_port_and_checks_healthz_without_curl(service: str)
     assert "urllib" in command[2] and not {"curl", "wget"} & set(command)
 
 
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_command_is_uvicorn_with_the_services_factory_on_its_port(service: str) -> None:
     final = parse_dockerfile(dockerfile_path(service)).final
     assert final.last("ENTRYPOINT") is None
@@ -88,13 +88,13 @@ def test_command_is_uvicorn_with_the_services_factory_on_its_port(service: str) 
     assert environment_of(final)["OTEL_SERVICE_NAME"] == service
 
 
-def test_the_four_dockerfiles_differ_only_in_name_and_port() -> None:
+def test_the_dockerfiles_differ_only_in_name_and_port() -> None:
     def neutral(service: str) -> str:
         text = dockerfile_path(service).read_text(encoding="utf-8")
         return text.replace(service, "SERVICE").replace(str(PORTS[service]), "PORT")
 
-    reference = neutral(SERVICE_NAMES[0])
-    for service in SERVICE_NAMES[1:]:
+    reference = neutral(DEPLOYED[0])
+    for service in DEPLOYED[1:]:
         assert neutral(service) == reference, f"services/{service}/Dockerfile has drifted"
 
 
@@ -105,7 +105,7 @@ def test_dockerignore_lets_in_what_the_dockerfiles_copy_and_nothing_private() ->
         if line.strip() and not line.startswith("#")
     ]
     copied = set()
-    for service in SERVICE_NAMES:
+    for service in DEPLOYED:
         for stage in parse_dockerfile(dockerfile_path(service)).stages:
             for arguments in stage.all("COPY"):
                 words = [w for w in arguments.split() if not w.startswith("--")]
@@ -152,7 +152,7 @@ def test_services_and_migrations_run_without_the_local_infrastructure_packages()
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, *SERVICE_NAMES],
+        [sys.executable, "-c", script, *DEPLOYED],
         cwd=REPOSITORY,
         capture_output=True,
         text=True,
@@ -161,8 +161,9 @@ def test_services_and_migrations_run_without_the_local_infrastructure_packages()
     assert result.returncode == 0, result.stderr
 
 
-def test_the_wheel_carries_migrations_alembic_and_policy() -> None:
-    """The images install the project as a wheel; `python -m shared.db upgrade` needs these."""
+def test_the_wheel_carries_migrations_alembic_policy_and_the_consoles_pages() -> None:
+    """The images install the project as a wheel; `python -m shared.db upgrade` needs these,
+    and the console its templates and static files."""
     import tomllib
 
     from setuptools import find_namespace_packages
@@ -172,11 +173,16 @@ def test_the_wheel_carries_migrations_alembic_and_policy() -> None:
     packages = set(
         find_namespace_packages(str(REPOSITORY), include=config["packages"]["find"]["include"])
     )
-    for service in SERVICE_NAMES:
+    for service in DEPLOYED:
         assert f"services.{service}.migrations.versions" in packages
     assert "shared.alembic" in packages
+    assert {"services.console.templates", "services.console.static"} <= packages
     data = config["package-data"]["*"]
     assert "*.yaml" in data and "*.mako" in data
+    console = REPOSITORY / "services" / "console"
+    for folder in ("templates", "static"):
+        suffixes = {path.suffix for path in (console / folder).iterdir() if path.is_file()}
+        assert suffixes and all(f"*{suffix}" in data for suffix in suffixes), suffixes
 
 
 def _files_under(path: Path) -> list[str]:

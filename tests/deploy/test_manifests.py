@@ -10,8 +10,9 @@ import kubernetes_validate
 import pytest
 
 from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
-from shared.settings import SERVICE_NAMES, Settings
+from shared.settings import CONSOLE, SERVICE_NAMES, Settings
 from tests.deploy.support import (
+    DEPLOYED,
     K8S,
     PART_OF,
     PORTS,
@@ -44,13 +45,19 @@ PROMETHEUS = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
     "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
 }
+CONSOLE_PODS = {
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": CONSOLE, **SERVER_LABELS}}
+}
 SECRETS = {
     "jwt-keys",
     "pii-key",
     "audit-signing-key",
     "audit-key-encryption",
     "notification-secrets",
+    "console-signing-key",
 }
+# The console's client secret at the county's identity provider: only prod logs in through it.
+PROD_SECRETS = {"console-oidc"}
 DNS_1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # A URL may be given plainly when it holds no password (URL_WITH_PASSWORD); a `…_FILE` names
 # where a Secret is mounted, not the secret.
@@ -181,7 +188,7 @@ def test_overlays_put_every_object_in_their_namespace(variant: str) -> None:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_deployment_runs_the_services_image_on_its_port(variant: str, service: str) -> None:
     resources = rendered(variant)
     workload = deployment(resources, service)
@@ -200,7 +207,7 @@ def test_deployment_runs_the_services_image_on_its_port(variant: str, service: s
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_probes_hit_healthz_and_readyz_on_the_services_port(variant: str, service: str) -> None:
     container = main_container(deployment(rendered(variant), service))
     for probe, path in (
@@ -214,7 +221,7 @@ def test_probes_hit_healthz_and_readyz_on_the_services_port(variant: str, servic
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_pods_are_locked_down(variant: str, service: str) -> None:
     resources = rendered(variant)
     for workload in (deployment(resources, service), named(resources, "Job", f"{service}-migrate")):
@@ -239,7 +246,7 @@ def test_pods_are_locked_down(variant: str, service: str) -> None:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_shutdown_and_spreading(variant: str, service: str) -> None:
     resources = rendered(variant)
     workload = deployment(resources, service)
@@ -264,9 +271,9 @@ def test_shutdown_and_spreading(variant: str, service: str) -> None:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_environment_is_valid_settings_without_migrations_at_start(
-    variant: str, service: str
+    variant: str, service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     resources = rendered(variant)
     variables = environment(resources, deployment(resources, service))
@@ -278,8 +285,11 @@ def test_environment_is_valid_settings_without_migrations_at_start(
         assert variables["DATABASE_PASSWORD"]["secretKeyRef"]["key"] == "password"
     else:
         assert "secretKeyRef" in variables["DATABASE_URL"]
-    plain = {name.lower(): value for name, value in variables.items() if isinstance(value, str)}
-    settings = Settings(**{**plain, "database_url": "postgresql://app@db/app"})
+    # Read as the pod reads them: from its environment (JSON for the maps).
+    for name, value in variables.items():
+        if isinstance(value, str):
+            monkeypatch.setenv(name, value)
+    settings = Settings(database_url="postgresql://app@db/app")
     assert settings.kafka_bootstrap_servers
     assert str(settings.alerts_file).startswith("/tmp/"), "the root filesystem is read-only"
 
@@ -294,7 +304,7 @@ def test_config_files_are_the_repositorys_and_mounted_where_the_settings_say(var
         "POLICY_FILE": REPOSITORY / "services" / "escalation" / "policy.yaml",
     }
     readers = {
-        "DIRECTORY_FILE": ("intake", "escalation", "notification", "audit"),
+        "DIRECTORY_FILE": ("intake", "escalation", "notification", "audit", CONSOLE),
         "POLICY_FILE": ("escalation", "audit"),
     }
     for variable, original in sources.items():
@@ -323,7 +333,7 @@ def test_config_files_are_the_repositorys_and_mounted_where_the_settings_say(var
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_a_job_migrates_each_schema_with_the_services_image(variant: str, service: str) -> None:
     resources = rendered(variant)
     job = named(resources, "Job", f"{service}-migrate")
@@ -390,21 +400,22 @@ def test_secrets_are_referenced_by_name_where_needed(variant: str) -> None:
     references = secret_references(rendered(variant))
     if variant == "prod":
         # A login per service and per schema owner, a Kafka user per service.
-        databases = {f"correction-emergency-db-{s}" for s in SERVICE_NAMES} | {
-            f"correction-emergency-db-{s}-owner" for s in SERVICE_NAMES
+        databases = {f"correction-emergency-db-{s}" for s in DEPLOYED} | {
+            f"correction-emergency-db-{s}-owner" for s in DEPLOYED
         }
-        for service in SERVICE_NAMES:
+        for service in DEPLOYED:
             assert references[f"correction-emergency-db-{service}"] == {service}
             assert references[f"correction-emergency-db-{service}-owner"] == {f"{service}-migrate"}
             assert references[service] == {service}
-        assert references["events-cluster-ca-cert"] == set(SERVICE_NAMES)
-        expected = SECRETS | databases | set(SERVICE_NAMES) | {"events-cluster-ca-cert"}
+        assert references["events-cluster-ca-cert"] == set(DEPLOYED)
+        assert references["console-oidc"] == {CONSOLE}
+        expected = SECRETS | PROD_SECRETS | databases | set(DEPLOYED) | {"events-cluster-ca-cert"}
     else:
-        assert references["database"] == set(SERVICE_NAMES) | {
-            f"{s}-migrate" for s in SERVICE_NAMES
-        }
+        assert references["database"] == set(DEPLOYED) | {f"{s}-migrate" for s in DEPLOYED}
         expected = SECRETS | {"database"}
-    assert references["jwt-keys"] == set(SERVICE_NAMES)
+    # The console's tokens are verified against the same key set as everybody's.
+    assert references["jwt-keys"] == set(DEPLOYED)
+    assert references["console-signing-key"] == {CONSOLE}
     assert references["audit-signing-key"] == {"audit"}
     assert references["audit-key-encryption"] == {"audit"}
     assert references["notification-secrets"] == {"notification"}
@@ -424,7 +435,7 @@ def test_readme_names_every_secret() -> None:
         "events-cluster-ca-cert",
         "correction-emergency-tls",
     }
-    for name in SECRETS | prod:
+    for name in SECRETS | PROD_SECRETS | prod:
         assert f"`{name}`" in readme, name
 
 
@@ -466,7 +477,7 @@ def test_every_topic_and_its_dead_letter_topic_is_a_kafka_topic(variant: str) ->
 def test_prod_producers_are_idempotent_and_dev_ones_match_the_default() -> None:
     for variant, expected in (("dev", "false"), ("prod", "true")):
         resources = rendered(variant)
-        for service in SERVICE_NAMES:
+        for service in DEPLOYED:
             variables = environment(resources, deployment(resources, service))
             assert variables["KAFKA_ENABLE_IDEMPOTENCE"] == expected
 
@@ -475,7 +486,7 @@ def test_prod_producers_are_idempotent_and_dev_ones_match_the_default() -> None:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_each_service_has_an_autoscaler_and_a_disruption_budget(variant: str, service: str) -> None:
     resources = rendered(variant)
     workload = deployment(resources, service)
@@ -504,7 +515,7 @@ def test_prod_runs_more_and_larger_pods_than_dev() -> None:
         )
 
     dev, prod = rendered("dev"), rendered("prod")
-    for service in SERVICE_NAMES:
+    for service in DEPLOYED:
         dev_scale = named(dev, "HorizontalPodAutoscaler", service)["spec"]
         prod_scale = named(prod, "HorizontalPodAutoscaler", service)["spec"]
         assert prod_scale["minReplicas"] > dev_scale["minReplicas"]
@@ -547,9 +558,9 @@ def test_app_pods_are_denied_by_default_and_reached_only_from_the_ingress_contro
         ), "a default deny"
         for policy in policies:
             for rule in policy["spec"].get("ingress", []):
-                assert rule["from"] in ([INGRESS_CONTROLLER], [PROMETHEUS])
+                assert rule["from"] in ([INGRESS_CONTROLLER], [PROMETHEUS], [CONSOLE_PODS])
                 assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
-    for service in SERVICE_NAMES:
+    for service in DEPLOYED:
         annotations = deployment(resources, service)["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/path"] == "/metrics"
         assert annotations["prometheus.io/port"] == str(PORTS[service])
@@ -608,7 +619,7 @@ def test_prod_database_is_a_cloudnativepg_cluster_and_dev_an_external_url() -> N
     (cluster,) = of_kind(prod, "Cluster")
     assert cluster["spec"]["instances"] >= 3
     host = f"{cluster['metadata']['name']}-rw:5432"
-    for service in SERVICE_NAMES:
+    for service in DEPLOYED:
         variables = environment(prod, deployment(prod, service))
         assert variables["DATABASE_URL"] == f"postgresql://{service}@{host}/app"
         assert variables["DATABASE_PASSWORD"]["secretKeyRef"] == {
@@ -644,6 +655,27 @@ ROUTES = {
     ("GET", "/metrics"): None,
     ("GET", "/docs"): None,
     ("GET", "/openapi.json"): None,
+    # The duty console at / of the same host; the services' routes above keep their own.
+    ("GET", "/"): CONSOLE,
+    ("GET", "/login"): CONSOLE,
+    ("POST", "/login/local"): CONSOLE,
+    ("GET", "/login/callback"): CONSOLE,
+    ("POST", "/logout"): CONSOLE,
+    ("GET", "/live"): CONSOLE,
+    ("GET", "/duties"): CONSOLE,
+    ("GET", "/drills"): CONSOLE,
+    ("GET", "/findings"): CONSOLE,
+    ("POST", "/findings/7/review"): CONSOLE,
+    ("GET", "/incidents/new"): CONSOLE,
+    ("POST", "/incidents"): CONSOLE,
+    ("GET", "/incidents/7"): CONSOLE,
+    ("GET", "/incidents/7/investigation"): CONSOLE,
+    ("POST", "/incidents/7/actions"): CONSOLE,
+    ("POST", "/incidents/7/reports"): CONSOLE,
+    ("POST", "/incidents/7/links"): CONSOLE,
+    ("POST", "/incidents/7/accountability"): CONSOLE,
+    ("POST", "/notifications/7/acknowledge"): CONSOLE,
+    ("GET", "/static/console.js"): CONSOLE,
 }
 
 
@@ -652,19 +684,49 @@ def test_ingress_forwards_reporting_reads_and_acknowledgements_only(variant: str
     resources = rendered(variant)
     for (_, path), service in ROUTES.items():
         assert ingress_backend(resources, path) == service, path
-    (ingress,) = of_kind(resources, "Ingress")
-    for host in ingress["spec"]["rules"]:
-        for rule in host["http"]["paths"]:
-            backend = rule["backend"]["service"]
-            assert backend["port"] == {"name": "http"}
-            service = named(resources, "Service", backend["name"])
-            assert service["spec"]["ports"][0]["targetPort"] == "http"
-            assert (
-                service["spec"]["selector"]
-                == deployment(resources, backend["name"])["spec"]["selector"]["matchLabels"]
-            )
-    if variant == "prod":
-        assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
+    ingresses = of_kind(resources, "Ingress")
+    # One public host for the APIs, acknowledgement links and the console.
+    assert len({host["host"] for ingress in ingresses for host in ingress["spec"]["rules"]}) == 1
+    for ingress in ingresses:
+        for host in ingress["spec"]["rules"]:
+            for rule in host["http"]["paths"]:
+                backend = rule["backend"]["service"]
+                assert backend["port"] == {"name": "http"}
+                service = named(resources, "Service", backend["name"])
+                assert service["spec"]["ports"][0]["targetPort"] == "http"
+                assert (
+                    service["spec"]["selector"]
+                    == deployment(resources, backend["name"])["spec"]["selector"]["matchLabels"]
+                )
+        if variant == "prod":
+            assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_consoles_live_stream_is_passed_through_unbuffered_and_kept_open(
+    variant: str,
+) -> None:
+    """ingress-nginx buffers responses and closes a proxied connection silent for 60 s: the
+    server-sent events of /live would arrive late, in bursts, and drop every minute."""
+    resources = rendered(variant)
+    (live,) = [
+        ingress
+        for ingress in of_kind(resources, "Ingress")
+        for host in ingress["spec"]["rules"]
+        for rule in host["http"]["paths"]
+        if re.fullmatch(rule["path"], "/live")
+    ]
+    paths = [rule["path"] for host in live["spec"]["rules"] for rule in host["http"]["paths"]]
+    assert paths == ["/live$"], "the stream's annotations apply to nothing else"
+    annotations = live["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 600
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 600
+    # ingress-nginx applies use-regex to every path of the host: both must say so.
+    for ingress in of_kind(resources, "Ingress"):
+        assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/use-regex"] == (
+            "true"
+        )
 
 
 def test_every_route_of_the_services_is_forwarded_to_its_own_service_or_not_at_all() -> None:
@@ -673,7 +735,7 @@ def test_every_route_of_the_services_is_forwarded_to_its_own_service_or_not_at_a
 
     settings = Settings(database_url="postgresql://app@db/app", kafka_bootstrap_servers="k:9092")
     resources = rendered("base")
-    for service in SERVICE_NAMES:
+    for service in DEPLOYED:
         app = importlib.import_module(f"services.{service}.app").create_app(settings)
         for route in app.routes:
             path = re.sub(r"\{[^}]+\}", "7", getattr(route, "path", ""))
@@ -722,6 +784,60 @@ def test_each_service_writes_only_its_own_topic_as_its_own_kafka_user() -> None:
         if ("topic", "notifications.v1", "literal", "Write") in kafka_permissions(user)
     }
     assert writers == {"notification", "operations"}
+
+
+def test_the_console_reads_the_four_topics_and_writes_only_its_dead_letters() -> None:
+    """The console publishes nothing: it reads incidents in its group (dead letters of what
+    that group cannot apply go to incidents.v1.dlq) and every topic for live updates."""
+    from shared.contracts import build_service, document_settings
+    from shared.events.topics import ALL_TOPICS
+
+    resources = rendered("prod")
+    variables = environment(resources, deployment(resources, CONSOLE))
+    assert variables["KAFKA_SASL_USERNAME"] == CONSOLE
+    _, consumers = build_service(CONSOLE, document_settings())
+    grouped = {topic for spec in consumers for topic in spec.topics}
+    permissions = kafka_permissions(named(resources, "KafkaUser", CONSOLE))
+    written = {n for kind, n, _, op in permissions if kind == "topic" and op == "Write"}
+    assert written == {dead_letter_topic(topic) for topic in grouped}
+    assert {n for kind, n, _, op in permissions if kind == "topic" and op == "Read"} == set(
+        ALL_TOPICS
+    )
+    groups = {(n, pattern) for kind, n, pattern, _ in permissions if kind == "group"}
+    assert groups == {(f"{CONSOLE}.", "prefix")}
+    assert all(spec.group.startswith(f"{CONSOLE}.") for spec in consumers)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_console_reaches_the_services_apis_and_the_identity_provider(variant: str) -> None:
+    resources = rendered(variant)
+    console = pod_labels(deployment(resources, CONSOLE))
+    egress = [
+        rule
+        for policy in policies_selecting(resources, console)
+        for rule in policy["spec"].get("egress", [])
+    ]
+    for service in SERVICE_NAMES:
+        target = pod_labels(deployment(resources, service))
+        assert any(
+            any(
+                "podSelector" in peer
+                and selects(peer["podSelector"].get("matchLabels", {}), target)
+                and all(
+                    target.get(expression["key"]) in expression["values"]
+                    for expression in peer["podSelector"].get("matchExpressions", [])
+                )
+                for peer in rule["to"]
+            )
+            and {"port": "http", "protocol": "TCP"} in rule["ports"]
+            for rule in egress
+        ), f"the console cannot reach {service}"
+        admitted = [
+            rule["from"] for rule in named(resources, "NetworkPolicy", service)["spec"]["ingress"]
+        ]
+        assert [CONSOLE_PODS] in admitted, f"{service} does not admit the console"
+    # The county's identity provider (discovery, token endpoint, keys) is outside the cluster.
+    assert 443 in egress_ports(policies_selecting(resources, console))
 
 
 def test_prod_clients_meet_kafka_with_scram_over_tls() -> None:

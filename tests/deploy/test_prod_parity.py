@@ -4,12 +4,13 @@
 variables, Secrets and ConfigMaps are materialised as a kubelet would (tests/deploy/pods.py),
 with the Secrets the operators create (docs/operations.md). The database is prepared as the
 CloudNativePG cluster of the overlay prepares it (its bootstrap SQL and managed roles), the
-migrations run as their Jobs with the owners' logins, and the four services start with exactly
-their configuration. Only what lies outside the cluster points at local stand-ins: the database
-and broker addresses (the local broker speaks neither TLS nor SCRAM and has no idempotent
-producer, so those Kafka settings give way to PLAINTEXT without idempotence), the trace
-collector, and the bureau's alert gateway. Then one incident runs through to an acknowledged
-alert and a verified checkpoint, and the logins are shown to hold no more than their own rows.
+migrations run as their Jobs with the owners' logins, and the four services and the duty console
+start with exactly their configuration. Only what lies outside the cluster points at local
+stand-ins: the database and broker addresses (the local broker speaks neither TLS nor SCRAM and
+has no idempotent producer, so those Kafka settings give way to PLAINTEXT without idempotence),
+the trace collector, the bureau's alert gateway and the county's identity provider. Then one
+incident runs through to an acknowledged alert and a verified checkpoint, the console's tokens
+are taken by the services, and the logins are shown to hold no more than their own rows.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
@@ -38,7 +39,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
+from jwt.algorithms import OKPAlgorithm
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -47,16 +50,18 @@ from starlette.routing import Route
 
 from services.audit.merkle import verify_inclusion
 from services.audit.note import Checkpoint, Signer, open_note
+from services.console.gateway import ServiceGateway, SigningKey, TokenMinter
 from services.notification.channels.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
 )
+from shared.access import Principal
 from shared.auth import ensure_dev_keys
 from shared.localinfra import Infrastructure, free_port, infrastructure
 from shared.pii import new_key
-from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
+from shared.settings import CONSOLE, REPOSITORY_ROOT, SERVICE_NAMES, Settings
 from tests.deploy.pods import Container, PodWouldNotStart, Secrets, image_command, materialise
-from tests.deploy.support import Resource, ingress_backend, named, of_kind, rendered
+from tests.deploy.support import DEPLOYED, Resource, ingress_backend, named, of_kind, rendered
 from tests.integration.helpers import violence_report
 from tests.support import PATIENCE_SECONDS, PartyAuth, serving
 
@@ -110,11 +115,22 @@ class Operators:
     def __post_init__(self) -> None:
         private_key, jwks = ensure_dev_keys(self.work / "identity-provider")
         self.token_key = private_key.read_bytes()
+        # The console's own key; its public half joins the key set every service trusts.
+        self.console_key_id = "console-2026-11"
+        console_key = Ed25519PrivateKey.generate()
+        self.console_key = console_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        key_set = json.loads(jwks.read_text(encoding="utf-8"))
+        console_jwk = json.loads(OKPAlgorithm.to_jwk(console_key.public_key()))
+        key_set["keys"].append({**console_jwk, "kid": self.console_key_id, "alg": "EdDSA"})
         self.signer = Signer.generate(self.origin)
         self.ack_secret = secrets.token_urlsafe(32)
         self.webhook_secret = secrets.token_urlsafe(32)
         self.secrets = {
-            "jwt-keys": {"jwks.json": jwks.read_text(encoding="utf-8")},
+            "jwt-keys": {"jwks.json": json.dumps(key_set)},
             "pii-key": {
                 "PII_KEYS": json.dumps({"2026-11": base64.b64encode(os.urandom(32)).decode()}),
                 "PII_CURRENT_KEY_ID": "2026-11",
@@ -129,8 +145,10 @@ class Operators:
                 "NOTIFICATION_WEBHOOK_SECRET": self.webhook_secret,
             },
             "events-cluster-ca-cert": {"ca.crt": self_signed_ca()},
+            "console-signing-key": {"signing.key": self.console_key, "key-id": self.console_key_id},
+            "console-oidc": {"client-secret": secrets.token_urlsafe(32)},
         }
-        for service in SERVICE_NAMES:
+        for service in DEPLOYED:
             for login in (service, f"{service}_owner"):
                 secret = f"correction-emergency-db-{login.replace('_', '-')}"
                 self.secrets[secret] = {"username": login, "password": secrets.token_urlsafe(24)}
@@ -209,8 +227,35 @@ class AlertGateway:
                 await asyncio.sleep(0.05)
 
 
+@dataclass
+class IdentityProvider:
+    """The county's identity provider, as far as the console asks it before anybody logs in:
+    its discovery document."""
+
+    port: int = field(default_factory=free_port)
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def discovery(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "issuer": self.issuer,
+                "authorization_endpoint": f"{self.issuer}/authorize",
+                "token_endpoint": f"{self.issuer}/token",
+                "jwks_uri": f"{self.issuer}/keys",
+            }
+        )
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[Route("/.well-known/openid-configuration", self.discovery, methods=["GET"])]
+        )
+
+
 def pointed_at_local(
-    container: Container, infra: Infrastructure, database_url: str
+    container: Container, infra: Infrastructure, database_url: str, issuer: str
 ) -> dict[str, str]:
     """The container's variables with the outside world replaced by local stand-ins."""
     environment = dict(container.environment)
@@ -226,6 +271,9 @@ def pointed_at_local(
         environment["KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"
         environment["KAFKA_ENABLE_IDEMPOTENCE"] = "false"
     environment.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    if "CONSOLE_OIDC_ISSUER" in environment:
+        assert environment["CONSOLE_OIDC_ISSUER"].startswith("https://")
+        environment["CONSOLE_OIDC_ISSUER"] = issuer
     return environment
 
 
@@ -335,6 +383,7 @@ class Production:
     infra: Infrastructure
     database_url: str
     gateway: AlertGateway
+    identity_provider: IdentityProvider
     work: Path
 
     def container(self, kind: str, name: str, secrets: Secrets | None = None) -> Container:
@@ -343,7 +392,9 @@ class Production:
         return materialise(self.resources, workload, secrets or self.operators.secrets, root)
 
     def environment(self, container: Container) -> dict[str, str]:
-        return pointed_at_local(container, self.infra, self.database_url)
+        return pointed_at_local(
+            container, self.infra, self.database_url, self.identity_provider.issuer
+        )
 
     def start(self, service: str, secrets: Secrets | None = None) -> Pod:
         container = self.container("Deployment", service, secrets)
@@ -376,19 +427,23 @@ async def production(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     resources = with_gateway(rendered("prod"), gateway)
     (cluster,) = of_kind(resources, "Cluster")
     gateway_app = Starlette(routes=[Route("/{path:path}", gateway.receive, methods=["POST"])])
+    identity_provider = IdentityProvider()
     async with (
         infrastructure(Settings(), work, fresh=True) as infra,
         serving(gateway_app, gateway.port),
+        serving(identity_provider.app(), identity_provider.port),
     ):
         database_url = await prepare_database(infra.database_url, cluster, operators.secrets)
-        yield Production(resources, operators, infra, database_url, gateway, work)
+        yield Production(
+            resources, operators, infra, database_url, gateway, identity_provider, work
+        )
 
 
 @contextlib.contextmanager
 def pods_of(production: Production) -> Iterator[dict[str, Pod]]:
     pods: dict[str, Pod] = {}
     try:
-        for service in SERVICE_NAMES:
+        for service in DEPLOYED:
             pods[service] = production.start(service)
         yield pods
     finally:
@@ -401,14 +456,16 @@ def pods_of(production: Production) -> Iterator[dict[str, Pod]]:
 async def test_one_incident_runs_to_an_acknowledged_alert_and_a_verified_checkpoint(
     production: Production,
 ) -> None:
-    for service in SERVICE_NAMES:
+    for service in DEPLOYED:
         production.migrate(service)
     auth = PartyAuth(production.operators.token_key)
     with pods_of(production) as pods:
         await asyncio.gather(*(wait_ready(pod) for pod in pods.values()))
         clients = {
-            service: httpx.AsyncClient(base_url=pod.url, auth=auth, timeout=PATIENCE_SECONDS)
-            for service, pod in pods.items()
+            service: httpx.AsyncClient(
+                base_url=pods[service].url, auth=auth, timeout=PATIENCE_SECONDS
+            )
+            for service in SERVICE_NAMES
         }
         async with contextlib.AsyncExitStack() as stack:
             for client in clients.values():
@@ -422,9 +479,13 @@ async def test_one_incident_runs_to_an_acknowledged_alert_and_a_verified_checkpo
             assert alert["path"] == "/duty/PPS-150626102"
             assert production.gateway.refused == 0
             link = urlsplit(alert["ack_url"])
-            (ingress,) = of_kind(production.resources, "Ingress")
+            ingress = named(production.resources, "Ingress", "correction-emergency")
             assert (link.scheme, link.hostname) == ("https", ingress["spec"]["rules"][0]["host"])
-            assert alert["record_url"].startswith(f"https://{link.hostname}/v1/incidents/")
+            # The record link is the incident's page in the console, on the same host.
+            record = urlsplit(alert["record_url"])
+            assert (record.scheme, record.hostname) == ("https", link.hostname)
+            assert record.path == f"/incidents/{incident_id}"
+            assert ingress_backend(production.resources, record.path) == CONSOLE
 
             # The link, opened through the ingress, acknowledges on whichever replica serves it.
             service = ingress_backend(production.resources, link.path)
@@ -448,7 +509,59 @@ async def test_one_incident_runs_to_an_acknowledged_alert_and_a_verified_checkpo
                     [base64.b64decode(step) for step in entry["proof"]],
                     checkpoint.root_hash,
                 )
+            await the_console_logs_in_through_the_identity_provider(production, pods[CONSOLE])
+            await the_services_take_the_consoles_tokens(production, pods, incident_id)
     await each_login_holds_only_its_own_rows(production)
+
+
+async def the_console_logs_in_through_the_identity_provider(
+    production: Production, console: Pod
+) -> None:
+    """No page to choose a party: /login sends the browser to the identity provider, as the
+    overlay's client, back to the public host."""
+    async with httpx.AsyncClient(base_url=console.url, timeout=PATIENCE_SECONDS) as browser:
+        assert (await browser.post("/login/local", data={"party": "BLO"})).status_code == 404
+        login = await browser.get("/login", params={"next": "/duties"})
+    assert login.status_code == 303, login.text
+    target = urlsplit(login.headers["location"])
+    assert f"{target.scheme}://{target.netloc}" == production.identity_provider.issuer
+    query = parse_qs(target.query)
+    environment = production.container("Deployment", CONSOLE).environment
+    assert query["client_id"] == [environment["CONSOLE_OIDC_CLIENT_ID"]]
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["redirect_uri"] == [f"{environment['CONSOLE_PUBLIC_URL']}/login/callback"]
+
+
+async def the_services_take_the_consoles_tokens(
+    production: Production, pods: Mapping[str, Pod], incident_id: str
+) -> None:
+    """The console's key, from its Secret, signs what the services accept through jwt-keys."""
+    container = production.container("Deployment", CONSOLE)
+    settings = Settings(
+        console_signing_key_file=container.environment["CONSOLE_SIGNING_KEY_FILE"],
+        console_signing_key_id=container.environment["CONSOLE_SIGNING_KEY_ID"],
+        intake_url=pods["intake"].url,
+        escalation_url=pods["escalation"].url,
+        notification_url=pods["notification"].url,
+        audit_url=pods["audit"].url,
+    )
+    key = SigningKey.from_settings(settings)
+    assert key.key_id == production.operators.console_key_id
+    assert not key.is_local_development_key
+    minter = TokenMinter(key, settings.auth_issuer, settings.auth_audience, 600)
+    gateway = ServiceGateway.from_settings(settings, minter)
+    officer = Principal("oidc:duty-officer", "BLO", frozenset({"incidents:read", "audit:read"}))
+    try:
+        incident = await gateway.get(officer, "intake", f"/v1/incidents/{incident_id}")
+        assert incident["id"] == incident_id
+        obligations = await gateway.get(
+            officer, "escalation", f"/v1/incidents/{incident_id}/obligations"
+        )
+        assert obligations
+        timeline = await gateway.get(officer, "audit", f"/v1/incidents/{incident_id}/timeline")
+        assert timeline
+    finally:
+        await gateway.close()
 
 
 async def checkpoint_covering(
@@ -490,7 +603,7 @@ async def each_login_holds_only_its_own_rows(production: Production) -> None:
             await audit.fetch("SELECT * FROM intake.incidents LIMIT 1")
     finally:
         await audit.close()
-    for service in SERVICE_NAMES:
+    for service in DEPLOYED:
         connection = await asyncpg.connect(production.login_url(service))
         try:
             assert not await connection.fetchval(
@@ -499,7 +612,7 @@ async def each_login_holds_only_its_own_rows(production: Production) -> None:
             ), f"{service}'s login owns a schema"
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await connection.execute(f"CREATE TABLE {service}.intruder (id int)")
-            for other in set(SERVICE_NAMES) - {service}:
+            for other in set(DEPLOYED) - {service}:
                 with pytest.raises(asyncpg.InsufficientPrivilegeError):
                     await connection.fetch(f"SELECT * FROM {other}.alembic_version")
         finally:
@@ -527,6 +640,8 @@ async def each_login_holds_only_its_own_rows(production: Production) -> None:
         ("intake", "jwt-keys", None, "AUTH_JWKS_FILE"),
         ("audit", "audit-signing-key", None, "AUDIT_SIGNING_KEY_FILE"),
         ("escalation", "correction-emergency-db-escalation", "password", None),
+        ("console", "console-signing-key", None, None),
+        ("console", "console-oidc", "client-secret", None),
     ],
 )
 async def test_a_missing_secret_stops_the_service_at_start_naming_it(
