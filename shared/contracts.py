@@ -8,8 +8,9 @@
 
 `sqjz-contracts` (`make contracts`) writes them; tests/contracts fails when the code
 and the committed documents differ. Within a topic version an event type may only grow optional
-properties, so writing refuses an incompatible schema (`breaking_changes`): publish a new topic
-version or a new type instead.
+properties (readers ignore properties they do not know, writers write only those they declare),
+so writing refuses a schema that new readers of old records or old readers of new records would
+refuse (`breaking_changes`): publish a new topic version or a new type instead.
 """
 
 from __future__ import annotations
@@ -401,22 +402,32 @@ _UPPER_BOUNDS = ("maxLength", "maximum", "exclusiveMaximum", "maxItems", "maxPro
 
 
 def breaking_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """How `new` refuses data `old` accepted, property by property; empty when compatible.
+    """How a change from `old` to `new` breaks a reader, property by property; empty when
+    compatible both ways. Pure: two JSON Schemas in, messages out.
 
-    A consumer built on `new` must still read every event written under `old` (events stay on
-    the topic and come back from the DLQ), and one built on `old` must find every property it
-    knew. So removing a property, narrowing a type, a format, an enum or a bound, making an
-    optional property required or adding a required one is breaking; adding an optional
-    property, or widening, is not. Pure: two JSON Schemas in, messages out.
+    New readers must read every record written under `old` (records stay on the topic and come
+    back from the DLQ): removing a property, narrowing a type, a format, an enum or a bound,
+    making an optional property required or adding a required one breaks them. Old readers
+    must read every record written under `new` (a subscriber upgraded after its producer):
+    readers ignore properties they do not know, and producers write only what their schema
+    declares, so a new optional property is fine; but widening what old readers refuse (an enum
+    value added, a type or bound widened, null allowed, a format or pattern dropped, a required
+    property made optional) breaks them. Messages about old readers say so.
     """
-    return _Comparison(old, new).compare(old, new, "", frozenset())
+    new_readers = _Comparison(old, new, old_readers=False).compare(old, new, "", frozenset())
+    old_readers = _Comparison(new, old, old_readers=True).compare(new, old, "", frozenset())
+    reported = {problem.split(": ", 1)[0] for problem in new_readers}
+    return new_readers + [
+        problem for problem in old_readers if problem.split(": ", 1)[0] not in reported
+    ]
 
 
 def registry_breaking_changes(
     committed: Mapping[str, Mapping[str, Any]], current: Mapping[str, Mapping[str, Any]]
 ) -> list[str]:
     """Breaking changes between two sets of event schemas keyed by ce_type (`event_schema`):
-    a type removed from its topic or moved to another, or a type's data narrowed."""
+    a type removed from its topic or moved to another, or a type's data changed so that new or
+    old readers refuse it."""
     problems: list[str] = []
     for ce_type, old in committed.items():
         new = current.get(ce_type)
@@ -430,111 +441,195 @@ def registry_breaking_changes(
     return problems
 
 
+OLD_READERS = " (old readers refuse it)"
+
+
 class _Comparison:
-    def __init__(self, old_root: Mapping[str, Any], new_root: Mapping[str, Any]) -> None:
-        self._roots = (old_root, new_root)
+    """What a reader with one schema refuses of what a writer with another may write.
+
+    `old_readers=False`: the writer is the old schema, the reader the new one (messages say
+    what changed). `old_readers=True`: the writer is the new schema, the reader the old one;
+    messages still say what changed, old to new, and that old readers refuse it."""
+
+    def __init__(
+        self, writer_root: Mapping[str, Any], reader_root: Mapping[str, Any], *, old_readers: bool
+    ) -> None:
+        self._roots = (writer_root, reader_root)
+        self._old_readers = old_readers
+
+    def _said(self, for_new_readers: str, for_old_readers: str) -> str:
+        return for_old_readers + OLD_READERS if self._old_readers else for_new_readers
 
     def compare(
-        self, old: Any, new: Any, path: str, visiting: frozenset[tuple[str, str]]
+        self, writer: Any, reader: Any, path: str, visiting: frozenset[tuple[str, str]]
     ) -> list[str]:
-        refs = (_ref_of(old), _ref_of(new))
+        refs = (_ref_of(writer), _ref_of(reader))
         if refs in visiting:  # a recursive definition compared with itself: nothing new
             return []
         if refs != ("", ""):
             visiting = visiting | {refs}
-        old, new = _resolve(old, self._roots[0]), _resolve(new, self._roots[1])
-        if new is True or not _constrains(new):
+        writer, reader = _resolve(writer, self._roots[0]), _resolve(reader, self._roots[1])
+        if reader is True or not _constrains(reader):
             return []
-        if old is False:
+        if writer is False:
             return []
-        if old is True or not _constrains(old):
-            return [f"{_at(path)}: accepted anything, now constrained"]
-        old_choices, new_choices = _alternatives(old), _alternatives(new)
-        if len(old_choices) == 1 and len(new_choices) == 1:
-            return self._compare_one(old, new, path, visiting)
+        if writer is True or not _constrains(writer):
+            at = _at(path)
+            return [
+                self._said(
+                    f"{at}: accepted anything, now constrained", f"{at}: constraints dropped"
+                )
+            ]
+        writer_choices, reader_choices = _alternatives(writer), _alternatives(reader)
+        if len(writer_choices) == 1 and len(reader_choices) == 1:
+            return self._compare_one(writer, reader, path, visiting)
         problems: list[str] = []
-        for choice in old_choices:
-            outcomes = [self.compare(choice, other, path, visiting) for other in new_choices]
+        for choice in writer_choices:
+            outcomes = [self.compare(choice, other, path, visiting) for other in reader_choices]
             if all(outcomes):
                 problems += min(outcomes, key=len)
         return problems
 
     def _compare_one(
         self,
-        old: Mapping[str, Any],
-        new: Mapping[str, Any],
+        writer: Mapping[str, Any],
+        reader: Mapping[str, Any],
         path: str,
         visiting: frozenset[tuple[str, str]],
     ) -> list[str]:
         at = _at(path)
+        said = self._said
         problems: list[str] = []
-        old_types, new_types = _types(old), _types(new)
-        if new_types is not None:
-            if old_types is None:
-                problems.append(f"{at}: now restricted to {_names(new_types)}")
-            elif lost := {t for t in old_types if not _type_within(t, new_types)}:
+        writer_types, reader_types = _types(writer), _types(reader)
+        if reader_types is not None:
+            if writer_types is None:
                 problems.append(
-                    f"{at}: type changed from {_names(old_types)} to {_names(new_types)}"
+                    said(
+                        f"{at}: now restricted to {_names(reader_types)}",
+                        f"{at}: no longer restricted to {_names(reader_types)}",
+                    )
                 )
-                if lost == old_types:
+            elif lost := {t for t in writer_types if not _type_within(t, reader_types)}:
+                problems.append(
+                    said(
+                        f"{at}: type changed from {_names(writer_types)} to {_names(reader_types)}",
+                        f"{at}: now also {_names(lost)}",
+                    )
+                )
+                if lost == writer_types:
                     return problems  # nothing below compares like with like
-        if "format" in new and new["format"] != (before := old.get("format")):
+        if "format" in reader and reader["format"] != (written := writer.get("format")):
+            expected = reader["format"]
             problems.append(
-                f"{at}: format changed from {before} to {new['format']}"
-                if before
-                else f"{at}: format now {new['format']}"
+                said(
+                    f"{at}: format changed from {written} to {expected}"
+                    if written
+                    else f"{at}: format now {expected}",
+                    f"{at}: format changed from {expected} to {written}"
+                    if written
+                    else f"{at}: format {expected} dropped",
+                )
             )
-        old_values, new_values = _values(old), _values(new)
-        if new_values is not None:
-            if old_values is None:
-                problems.append(f"{at}: now limited to {_listed(new_values)}")
-            elif removed := [value for value in old_values if value not in new_values]:
-                problems.append(f"{at}: values removed: {_listed(removed)}")
+        writer_values, reader_values = _values(writer), _values(reader)
+        if reader_values is not None:
+            if writer_values is None:
+                problems.append(
+                    said(
+                        f"{at}: now limited to {_listed(reader_values)}",
+                        f"{at}: no longer limited to {_listed(reader_values)}",
+                    )
+                )
+            elif refused := [value for value in writer_values if value not in reader_values]:
+                problems.append(
+                    said(
+                        f"{at}: values removed: {_listed(refused)}",
+                        f"{at}: values added: {_listed(refused)}",
+                    )
+                )
         for key in _LOWER_BOUNDS:
-            if key in new and (key not in old or new[key] > old[key]):
-                problems.append(f"{at}: {key} raised to {new[key]}")
+            if key in reader and (key not in writer or reader[key] > writer[key]):
+                problems.append(
+                    said(
+                        f"{at}: {key} raised to {reader[key]}",
+                        f"{at}: {key} lowered to {writer[key]}"
+                        if key in writer
+                        else f"{at}: {key} dropped",
+                    )
+                )
         for key in _UPPER_BOUNDS:
-            if key in new and (key not in old or new[key] < old[key]):
-                problems.append(f"{at}: {key} lowered to {new[key]}")
-        if "pattern" in new and new["pattern"] != old.get("pattern"):
-            problems.append(f"{at}: pattern now {new['pattern']!r}")
-        if new.get("uniqueItems") and not old.get("uniqueItems"):
-            problems.append(f"{at}: items must now be unique")
-        problems += self._compare_objects(old, new, path, visiting)
-        if "items" in new:
-            problems += self.compare(old.get("items", True), new["items"], f"{path}[]", visiting)
+            if key in reader and (key not in writer or reader[key] < writer[key]):
+                problems.append(
+                    said(
+                        f"{at}: {key} lowered to {reader[key]}",
+                        f"{at}: {key} raised to {writer[key]}"
+                        if key in writer
+                        else f"{at}: {key} dropped",
+                    )
+                )
+        if "pattern" in reader and reader["pattern"] != writer.get("pattern"):
+            problems.append(
+                said(f"{at}: pattern now {reader['pattern']!r}", f"{at}: pattern changed")
+            )
+        if reader.get("uniqueItems") and not writer.get("uniqueItems"):
+            problems.append(
+                said(f"{at}: items must now be unique", f"{at}: items need no longer be unique")
+            )
+        problems += self._compare_objects(writer, reader, path, visiting)
+        if "items" in reader:
+            problems += self.compare(
+                writer.get("items", True), reader["items"], f"{path}[]", visiting
+            )
         return problems
 
     def _compare_objects(
         self,
-        old: Mapping[str, Any],
-        new: Mapping[str, Any],
+        writer: Mapping[str, Any],
+        reader: Mapping[str, Any],
         path: str,
         visiting: frozenset[tuple[str, str]],
     ) -> list[str]:
-        old_properties: Mapping[str, Any] = old.get("properties", {})
-        new_properties: Mapping[str, Any] = new.get("properties", {})
-        old_required, new_required = set(old.get("required", ())), set(new.get("required", ()))
+        writer_properties: Mapping[str, Any] = writer.get("properties", {})
+        reader_properties: Mapping[str, Any] = reader.get("properties", {})
+        writer_required = set(writer.get("required", ()))
+        reader_required = set(reader.get("required", ()))
+        reader_extra = reader.get("additionalProperties", True)
         problems: list[str] = []
-        for name, schema in old_properties.items():
+        for name, schema in writer_properties.items():
             where = f"{path}.{name}" if path else name
-            if name not in new_properties:
+            if name in reader_properties:
+                problems += self.compare(schema, reader_properties[name], where, visiting)
+            elif not self._old_readers:
                 problems.append(f"{where}: property removed")
-            else:
-                problems += self.compare(schema, new_properties[name], where, visiting)
-        for name in sorted(new_required - old_required):
+            elif reader_extra is False:
+                problems.append(f"{where}: property added, other properties refused{OLD_READERS}")
+            else:  # a tolerant reader ignores it, or reads it as one of its other properties
+                problems += self.compare(schema, reader_extra, where, visiting)
+        for name in sorted(reader_required - writer_required):
             where = f"{path}.{name}" if path else name
-            if name in old_properties:
-                problems.append(f"{where}: optional property made required")
-            else:
+            if name in writer_properties:
+                problems.append(
+                    self._said(
+                        f"{where}: optional property made required",
+                        f"{where}: required property made optional",
+                    )
+                )
+            elif not self._old_readers:
                 problems.append(f"{where}: new required property")
-        old_extra = old.get("additionalProperties", True)
-        new_extra = new.get("additionalProperties", True)
-        if old_extra is not False and new_extra is not True:
-            if new_extra is False:
-                problems.append(f"{_at(path)}: other properties no longer accepted")
+        # Producers write only the properties their schema declares, so what else an object
+        # with properties may hold is for readers to ignore; free-form objects are compared.
+        writer_extra = writer.get("additionalProperties", True)
+        if self._old_readers and writer_properties:
+            return problems
+        if writer_extra is not False and reader_extra is not True:
+            if reader_extra is False:
+                problems.append(
+                    self._said(
+                        f"{_at(path)}: other properties no longer accepted",
+                        f"{_at(path)}: other properties now allowed",
+                    )
+                )
             else:
-                problems += self.compare(old_extra, new_extra, f"{path}.*", visiting)
+                problems += self.compare(writer_extra, reader_extra, f"{path}.*", visiting)
         return problems
 
 

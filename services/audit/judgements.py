@@ -97,7 +97,7 @@ async def reviews_of(
     ).all()
     opened = await keys.opened_data(session, [(str(row.incident_id), row.data) for row in rows])
     for row, data in zip(rows, opened, strict=True):
-        reviews[row.finding_id].append(FindingReviewed.model_validate(data))
+        reviews[row.finding_id].append(FindingReviewed.read(data))
     return reviews
 
 
@@ -106,7 +106,7 @@ async def findings_in(
 ) -> list[AccountabilityFinding]:
     """Rows of the findings table (with `incident_id` and `data`) as findings, opened."""
     opened = await keys.opened_data(session, [(str(row.incident_id), row.data) for row in rows])
-    return [AccountabilityFinding.model_validate(data) for data in opened]
+    return [AccountabilityFinding.read(data) for data in opened]
 
 
 async def supersessions(
@@ -209,4 +209,4 @@ async def records_of(
         )
     rows = (await session.execute(query)).all()
     opened = await keys.opened_data(session, [(str(incident_id), row.data) for row in rows])
-    return [AccountabilityRecorded.model_validate(data) for data in opened]
+    return [AccountabilityRecorded.read(data) for data in opened]

@@ -439,7 +439,7 @@ class EscalationHandlers:
         are met, the rules run again when a fact they read changed (RULES.md: current facts),
         and everybody already alerted hears of it (R19). The incident row as it is after."""
         told = await self.store.alerted_parties(session, incident.id)
-        facts = IncidentFacts.model_validate({**incident.facts, **change.changes})
+        facts = IncidentFacts.read({**incident.facts, **change.changes})
         await session.execute(
             update(incidents)
             .where(incidents.c.id == incident.id)

@@ -78,7 +78,7 @@ def brief(facts: IncidentFacts) -> IncidentBrief:
 
 
 def facts_of(incident: Row) -> IncidentFacts:
-    return IncidentFacts.model_validate(incident.facts)
+    return IncidentFacts.read(incident.facts)
 
 
 def view_of(obligation: Row, township_code: str) -> ObligationView:

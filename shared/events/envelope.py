@@ -1,8 +1,9 @@
 """CloudEvents 1.0 in Kafka binary mode (DESIGN.md "Event envelope").
 
 Attributes travel as `ce_*` headers, the value is the JSON event data. Decoding validates the
-data against the model registered for its `ce_type` and topic; anything else is an
-`UndecodableEvent`, which consumers send to the dead-letter topic with its reason.
+data against the model registered for its `ce_type` and topic, as a tolerant reader: fields this
+version does not declare are ignored (a later producer may add optional ones). Anything else
+invalid is an `UndecodableEvent`, which consumers send to the dead-letter topic with its reason.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def decode(topic: str, headers: Headers, value: bytes | None) -> CloudEvent:
     except ValueError as error:
         raise UndecodableEvent(f"value is not JSON: {error}") from error
     try:
-        data = spec.model.model_validate(payload)
+        data = spec.model.read(payload)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc']) or '(root)'}: {problem['msg']}"

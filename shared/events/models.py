@@ -1,24 +1,63 @@
 """Typed data of every event type, per topic (`incidents.v1`, `escalations.v1`, ...).
 
 Within a topic version, fields may be added (optional) but never removed or retyped.
+
+Strict writers, tolerant readers: building an event refuses a field its model does not declare,
+so a service publishes only what its schema says; reading one (`EventData.read`, as `decode`
+does) ignores fields this version does not know, so a subscriber upgraded after its producer
+applies the record instead of dead-lettering a new optional field.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from shared.domain import ActionCode, Category, LifecycleStatus, Phase
 
+READING = "reading"  # validation context key: the data is a record read, not an event built
+
 
 class EventData(BaseModel):
-    """Base of every event payload: strict about unknown fields, frozen once built."""
+    """Base of every event payload: frozen once built; unknown fields are refused when an event
+    is built and ignored when one is read (`read`). The published schemas say
+    `additionalProperties: true`: a reader must accept what a later version adds."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, json_schema_extra={"additionalProperties": True}
+    )
     ce_type: ClassVar[str] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_declared_fields_when_built(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and not (info.context or {}).get(READING):
+            undeclared = sorted(str(name) for name in data if name not in cls.model_fields)
+            if undeclared:
+                raise PydanticCustomError(
+                    "undeclared_fields",
+                    "{model} does not declare {fields}: an event carries only the fields its "
+                    "schema declares",
+                    {"model": cls.__name__, "fields": ", ".join(undeclared)},
+                )
+        return data
+
+    @classmethod
+    def read(cls, data: Any) -> Self:
+        """The data of a record as this version understands it: fields it does not declare
+        (added by a later version of the producer) are ignored, everything else validated."""
+        return cls.model_validate(data, context={READING: True})
 
 
 # --- incidents.v1 -----------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from shared.events import models
 from shared.events.registry import EVENT_TYPES
 
 NEW_VERSION = (
-    "Event types may only gain optional properties within a topic version. Publish this change "
+    "Event types may only gain optional properties within a topic version: new readers must "
+    "read old records, and old readers (who ignore properties they do not know) new ones. "
+    "Publish this change "
     "as a new topic version (e.g. escalations.v2) or as a new event type, and keep the old one "
     "as it is: subscribers rely on docs/events/schemas/."
 )
@@ -155,34 +157,90 @@ BREAKING = [
         ['kind: values removed: "B"'],
         id="enum-through-ref",
     ),
+    # Old readers: a subscriber upgraded after its producer reads what the new version writes.
+    pytest.param(
+        obj({"a": {"type": "string", "enum": ["X"]}}),
+        obj({"a": {"type": "string", "enum": ["X", "Y"]}}),
+        ['a: values added: "Y" (old readers refuse it)'],
+        id="enum-value-added",
+    ),
+    pytest.param(
+        obj({"a": STRING}),
+        obj({"a": NULLABLE_STRING}),
+        ["a: now also null (old readers refuse it)"],
+        id="made-nullable",
+    ),
+    pytest.param(
+        obj({"a": STRING, "b": STRING}, ("a", "b")),
+        obj({"a": STRING, "b": STRING}, ("a",)),
+        ["b: required property made optional (old readers refuse it)"],
+        id="required-made-optional",
+    ),
+    pytest.param(
+        obj({"a": {"type": "integer"}}),
+        obj({"a": {"type": "number"}}),
+        ["a: now also number (old readers refuse it)"],
+        id="integer-widened",
+    ),
+    pytest.param(
+        obj({"a": UUID_STRING}),
+        obj({"a": STRING}),
+        ["a: format uuid dropped (old readers refuse it)"],
+        id="format-dropped",
+    ),
+    pytest.param(
+        obj({"a": {"type": "string", "maxLength": 32}}),
+        obj({"a": {"type": "string", "maxLength": 64}}),
+        ["a: maxLength raised to 64 (old readers refuse it)"],
+        id="max-length-raised",
+    ),
+    pytest.param(
+        obj({"a": {"type": "string", "pattern": "^\\d{9}$"}}),
+        obj({"a": STRING}),
+        ["a: pattern changed (old readers refuse it)"],
+        id="pattern-dropped",
+    ),
+    pytest.param(
+        obj({"a": STRING}),
+        obj({"a": {}}),
+        ["a: constraints dropped (old readers refuse it)"],
+        id="constraints-dropped",
+    ),
+    pytest.param(
+        obj({"a": STRING}, ("a",), additionalProperties=False),
+        obj({"a": STRING, "b": NULLABLE_STRING}, ("a",)),
+        ["b: property added, other properties refused (old readers refuse it)"],
+        id="property-added-for-readers-refusing-unknown-ones",
+    ),
+    pytest.param(
+        obj({"a": {"type": "object", "additionalProperties": {"type": "integer"}}}),
+        obj({"a": {"type": "object", "additionalProperties": {"type": "number"}}}),
+        ["a.*: now also number (old readers refuse it)"],
+        id="free-form-values-widened",
+    ),
 ]
 
 COMPATIBLE = [
     pytest.param(obj({"a": STRING}, ("a",)), obj({"a": STRING}, ("a",)), id="unchanged"),
     pytest.param(
-        obj({"a": STRING}, ("a",), additionalProperties=False),
-        obj({"a": STRING, "b": NULLABLE_STRING}, ("a",), additionalProperties=False),
-        id="optional-property-added",
+        obj({"a": STRING}, ("a",)),
+        obj({"a": STRING, "b": NULLABLE_STRING}, ("a",)),
+        id="optional-property-added",  # old readers ignore it, new ones find it absent
     ),
     pytest.param(
-        obj({"a": {"type": "string", "enum": ["X"]}}),
-        obj({"a": {"type": "string", "enum": ["X", "Y"]}}),
-        id="enum-value-added",
-    ),
-    pytest.param(obj({"a": STRING}), obj({"a": NULLABLE_STRING}), id="made-nullable"),
-    pytest.param(
-        obj({"a": STRING, "b": STRING}, ("a", "b")),
-        obj({"a": STRING, "b": STRING}, ("a",)),
-        id="required-made-optional",
+        obj({"a": STRING}, ("a",), additionalProperties=True),
+        obj({"a": STRING, "b": {"type": "integer"}}, ("a",), additionalProperties=True),
+        id="optional-property-added-to-tolerant-readers",
     ),
     pytest.param(
-        obj({"a": {"type": "integer"}}), obj({"a": {"type": "number"}}), id="integer-widened"
+        obj({"a": STRING}, additionalProperties=False),
+        obj({"a": STRING}, additionalProperties=True),
+        id="readers-made-tolerant",  # producers still write only `a`
     ),
-    pytest.param(obj({"a": UUID_STRING}), obj({"a": STRING}), id="format-dropped"),
     pytest.param(
         obj({"a": {"type": "string", "maxLength": 32}}),
-        obj({"a": {"type": "string", "maxLength": 64, "description": "now longer"}}),
-        id="bound-relaxed-and-described",
+        obj({"a": {"type": "string", "maxLength": 32, "description": "now described"}}),
+        id="described",
     ),
     pytest.param(
         {"$defs": {"T": STRING}, **obj({"a": {"$ref": "#/$defs/T"}})},

@@ -1,7 +1,9 @@
-"""A dead letter replayed after its cause is fixed is applied, once."""
+"""A dead letter replayed after its cause is fixed is applied, once; a record that is not
+invalid, only newer than its reader, is applied and never dead-lettered."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -15,7 +17,7 @@ from shared.events.models import ActionRecorded
 from shared.events.topics import dead_letter_topic
 from shared.localinfra import Infrastructure
 from shared.settings import Settings
-from tests.integration.helpers import eventually, obligations_when
+from tests.integration.helpers import eventually, obligations_when, timeline_with
 from tests.integration.test_exactly_once_effects import reported_event
 from tests.integration.test_walking_skeleton import read_topic
 
@@ -115,3 +117,36 @@ async def test_replaying_one_consumers_dead_letters_leaves_anothers_for_their_ow
         infra_settings, topics.INCIDENTS, "audit.log", dry_run=True, idle_seconds=1.0
     )
     assert audit_letters >= 1
+
+
+async def test_a_record_with_fields_of_a_later_version_is_applied_not_dead_lettered(
+    infra: Infrastructure,
+    system: ServiceProcesses,
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    """Tolerant readers: a producer upgraded before its subscribers adds optional fields (at the
+    top and nested); escalation and audit apply the record (a record is applied or dead-lettered,
+    never both) and audit keeps it as written."""
+    reported = reported_event()
+    payload = json.loads(reported.value())
+    payload["escort_unit"] = "乌审旗公安局"
+    payload["facts"]["weather"] = "大风"
+    payload["facts"]["subjects"][0]["nickname"] = "老王"
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topics.INCIDENTS,
+            json.dumps(payload, ensure_ascii=False).encode(),
+            reported.key,
+            headers=reported.headers(),
+        )
+    finally:
+        await producer.stop()
+    body = await obligations_when(clients, reported.subject, lambda body: body["obligations"])
+    assert body["status"] == "REPORTED"
+    assert "R1" in {obligation["rule_id"] for obligation in body["obligations"]}
+    timeline = await timeline_with(clients["audit"], reported.subject, "incident.reported")
+    [entry] = [e for e in timeline.json()["entries"] if e["ce_type"] == "incident.reported"]
+    assert entry["ce_id"] == str(reported.id)
+    assert "escort_unit" in json.dumps(entry["event"], ensure_ascii=False)

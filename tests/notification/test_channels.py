@@ -8,6 +8,8 @@ import hashlib
 import hmac
 import json
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -19,7 +21,7 @@ from services.notification.channels.email import EmailChannel
 from services.notification.channels.gateways import (
     AliyunSmsChannel,
     JsonGatewayChannel,
-    aliyun_rpc_signature,
+    canonical_query,
 )
 from services.notification.channels.robots import DingTalkChannel, WeComChannel
 from services.notification.channels.webhook import WebhookChannel
@@ -239,6 +241,7 @@ def aliyun(gateway: Gateway, path: str) -> AliyunSmsChannel:
         "testSecret",
         "乌审旗司法局",
         "SMS_000001",
+        clock=lambda: datetime(2026, 3, 1, 2, 3, 4, tzinfo=UTC),
     )
 
 
@@ -252,15 +255,41 @@ async def test_aliyun_send_sms_request_is_signed_as_documented(gateway: Gateway)
     await channel.close()
     assert result.delivered and result.gateway_code == "OK"
     [call] = gateway.calls_to("/ali/")
-    params = call.form()
-    signature = params.pop("Signature")
-    assert signature == aliyun_rpc_signature("POST", params, "testSecret")
-    assert params["Action"] == "SendSms" and params["Version"] == "2017-05-25"
+    assert call.body == b""
+    # The query arrives exactly as it was signed, and the signature holds for what arrived.
+    assert call.raw_query == canonical_query(call.query)
+    assert call.headers["authorization"] == call.acs3_authorization("testId", "testSecret")
+    assert call.headers["authorization"].startswith(
+        "ACS3-HMAC-SHA256 Credential=testId,SignedHeaders=host;x-acs-action;"
+        "x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version,Signature="
+    )
+    assert call.headers["x-acs-action"] == "SendSms"
+    assert call.headers["x-acs-version"] == "2017-05-25"
+    assert call.headers["host"] == f"127.0.0.1:{gateway.port}"
+    assert call.headers["x-acs-date"] == "2026-03-01T02:03:04Z"
+    params = call.query
     assert params["PhoneNumbers"] == "13900000002"
     assert params["SignName"] == "乌审旗司法局" and params["TemplateCode"] == "SMS_000001"
-    assert params["SignatureMethod"] == "HMAC-SHA1" and params["SignatureVersion"] == "1.0"
     assert params["OutId"] == "delivery-1"
     assert json.loads(params["TemplateParam"]) == {"content": sent["text"]}
+    assert not {"Signature", "SignatureMethod", "SignatureVersion", "AccessKeyId"} & set(params)
+
+
+async def test_aliyun_signature_is_refused_when_anything_signed_changes(gateway: Gateway) -> None:
+    """A tampered call would fail the gateway's check: the signature covers query and headers."""
+    channel = aliyun(gateway, "/ali-tamper/")
+    await channel.send(message(Form.SMS), Contact(channel="aliyun_sms", address="13900000002"))
+    await channel.close()
+    [call] = gateway.calls_to("/ali-tamper/")
+    tampered = replace(call, query={**call.query, "PhoneNumbers": "13900000009"})
+    assert tampered.acs3_authorization("testId", "testSecret") != call.headers["authorization"]
+    assert call.acs3_authorization("testId", "otherSecret") != call.headers["authorization"]
+    nonces = {call.headers["x-acs-signature-nonce"]}
+    channel = aliyun(gateway, "/ali-tamper/")
+    await channel.send(message(Form.SMS), Contact(channel="aliyun_sms", address="13900000002"))
+    await channel.close()
+    nonces.add(gateway.calls_to("/ali-tamper/")[1].headers["x-acs-signature-nonce"])
+    assert len(nonces) == 2  # a fresh nonce per call, so a replay is refused
 
 
 @pytest.mark.parametrize(

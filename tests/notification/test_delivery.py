@@ -14,7 +14,6 @@ from urllib.parse import unquote_plus
 
 from starlette.responses import Response
 
-from services.notification.channels.gateways import aliyun_rpc_signature
 from shared.events import CloudEvent
 from tests.notification.builders import ID_NUMBER, obligation_created
 from tests.notification.conftest import DINGTALK_SECRET, NotificationSystem
@@ -177,8 +176,8 @@ async def test_every_channel_delivers_in_its_own_format(
     sent_texts.append(wecom_text)
 
     [sms] = gateway.calls_to("/aliyun/")
-    params = sms.form()
-    assert params.pop("Signature") == aliyun_rpc_signature("POST", params, "testSecret")
+    params = sms.query
+    assert sms.headers["authorization"] == sms.acs3_authorization("testId", "testSecret")
     sms_text = json.loads(params["TemplateParam"])["content"]
     assert ack_links["TCG:150626102"] in sms_text and len(sms_text) < 300
     sent_texts.append(sms_text)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
+from pydantic import ValidationError
 
 from shared.domain import ActionCode, Category, Phase
 from shared.events import CloudEvent, UndecodableEvent, decode, topic_of, topics
@@ -250,11 +251,52 @@ def test_data_with_a_missing_field_names_it():
     assert "reported_at: Field required" in reason
 
 
-def test_data_with_an_unknown_field_is_refused():
+def with_fields_of_a_later_version(sent: CloudEvent) -> dict:
+    """The record's data as a later producer might write it: optional fields this version
+    does not declare, at the top and inside nested objects."""
+    payload = json.loads(sent.value())
+    payload["escort_unit"] = "乌审旗公安局"
+    payload["facts"]["weather"] = "大风"
+    payload["facts"]["subjects"][0]["nickname"] = "老王"
+    return payload
+
+
+def test_a_reader_ignores_fields_its_version_does_not_declare():
+    """Tolerant reader: a subscriber upgraded after its producer applies the record; the new
+    fields are ignored, everything it knows is read as before."""
     sent = event()
-    payload = {**json.loads(sent.value()), "id_number": "150626199001011234"}
+    value = json.dumps(with_fields_of_a_later_version(sent), ensure_ascii=False).encode()
+    received = decode(topics.INCIDENTS, sent.headers(), value)
+    assert received.data == sent.data
+    assert received.value() == sent.value()
+    assert received.raw_value == value  # audit keeps the record as it was written
+
+
+def test_invalid_data_with_unknown_fields_is_dead_lettered_for_what_is_invalid():
+    """The DLQ reason names what is wrong, not the fields a later version added."""
+    sent = event()
+    payload = with_fields_of_a_later_version(sent)
+    del payload["reported_at"]
+    payload["facts"]["category"] = "JAYWALKING"
     reason = reason_of(topics.INCIDENTS, sent.headers(), json.dumps(payload).encode())
-    assert "id_number" in reason
+    assert reason.startswith("incident.reported data invalid: ")
+    assert "reported_at: Field required" in reason and "facts.category" in reason
+    assert not {"escort_unit", "weather", "nickname"} & set(reason.replace(";", " ").split())
+
+
+def test_a_producer_cannot_build_an_event_with_an_undeclared_field():
+    """Strict writer: a service publishes only the fields its own schema declares."""
+    with pytest.raises(ValidationError, match="IncidentReported does not declare id_number"):
+        IncidentReported(**incident_reported().model_dump(), id_number="150626199001011234")
+    with pytest.raises(ValidationError, match="Subject does not declare nickname"):
+        Subject(id="WS-1", name="王某某", nickname="老王")
+    data = with_fields_of_a_later_version(event())
+    with pytest.raises(ValidationError, match="does not declare escort_unit"):
+        IncidentReported.model_validate(data)
+    del data["escort_unit"]
+    with pytest.raises(ValidationError, match="IncidentFacts does not declare weather"):
+        IncidentReported.model_validate(data)
+    assert IncidentReported.read(with_fields_of_a_later_version(event())) == incident_reported()
 
 
 def test_data_that_is_not_an_object_reports_the_root():

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from services.notification.channels import DeliveryResult, gateway_of, shown_contact
-from services.notification.channels.gateways import aliyun_rpc_signature, pop_encode
+from services.notification.channels.gateways import pop_encode
 from services.notification.channels.http import judge_status, retry_after_seconds
 from services.notification.channels.robots import clip_utf8, dingtalk_sign
 from services.notification.channels.webhook import webhook_signature
@@ -196,27 +196,6 @@ def test_shown_contact_cuts_secrets_and_masks_numbers(contact, shown):
     assert shown_contact(contact) == shown
 
 
-def test_aliyun_rpc_signature_matches_the_documented_sendsms_example():
-    """The SendSms signature example of Alibaba Cloud's SMS documentation (GET request)."""
-    params = {
-        "AccessKeyId": "testId",
-        "Action": "SendSms",
-        "Format": "XML",
-        "OutId": "123",
-        "PhoneNumbers": "15300000001",
-        "RegionId": "cn-hangzhou",
-        "SignName": "阿里云短信测试专用",
-        "SignatureMethod": "HMAC-SHA1",
-        "SignatureNonce": "45e25e9b-0a6f-4070-8c85-2956eda1b466",
-        "SignatureVersion": "1.0",
-        "TemplateCode": "SMS_71390007",
-        "TemplateParam": '{"customer":"test"}',
-        "Timestamp": "2017-07-12T02:42:19Z",
-        "Version": "2017-05-25",
-    }
-    assert aliyun_rpc_signature("GET", params, "testSecret") == "zJDF+Lrzhj/ThnlvIToysFRq6t4="
-
-
 @pytest.mark.parametrize(
     ("raw", "encoded"),
     [
@@ -227,7 +206,7 @@ def test_aliyun_rpc_signature_matches_the_documented_sendsms_example():
         ("派", "%E6%B4%BE"),
     ],
 )
-def test_pop_percent_encoding(raw, encoded):
+def test_alibaba_cloud_percent_encoding(raw, encoded):
     assert pop_encode(raw) == encoded
 
 
