@@ -171,7 +171,7 @@ async def test_every_channel_delivers_in_its_own_format(
     assert wecom.query == {"key": "k-pps"} and wecom.json()["msgtype"] == "text"
     wecom_text = wecom.json()["text"]["content"]
     # A group chat (`@all`) reads it: category, phase, township, time and the record link only.
-    assert "正在实施" in wecom_text and "/v1/incidents/" in wecom_text
+    assert "正在实施" in wecom_text and "/incidents/" in wecom_text
     assert "ack" not in wecom_text and "立即出警制止" not in wecom_text
     sent_texts.append(wecom_text)
 
