@@ -114,19 +114,30 @@ async def _on_http(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+def _unavailable(request: Request) -> JSONResponse:
+    return problem_response(
+        request,
+        503,
+        "Database unavailable",
+        "The database is unavailable or busy; nothing of this request was kept. Retry.",
+        "database-unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _on_connection_refused(request: Request, error: Exception) -> JSONResponse:
+    """A new connection the server refused or dropped (a restart under way) reaches us as the
+    socket's own error, not wrapped by the driver: the database is away, 503 to retry."""
+    log.warning("%s %s: %r", request.method, request.url.path, error)
+    return _unavailable(request)
+
+
 async def _on_database_refusal(request: Request, error: Exception) -> JSONResponse:
     """PostgreSQL refusing a value (SQLSTATE class 22: too long, NUL bytes ...) is the client's
     input, not our failure; a database away or busy is 503, to retry; anything else is ours."""
     assert isinstance(error, DBAPIError)
     if database_unavailable(error):
-        return problem_response(
-            request,
-            503,
-            "Database unavailable",
-            "The database is unavailable or busy; nothing of this request was kept. Retry.",
-            "database-unavailable",
-            headers={"Retry-After": "1"},
-        )
+        return _unavailable(request)
     code = sqlstate(error)
     if code is not None and code.startswith("22"):
         return problem_response(
@@ -150,6 +161,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(DBAPIError, _on_database_refusal)
+    # The service's only outgoing connections at request time are to its database.
+    app.add_exception_handler(ConnectionError, _on_connection_refused)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -84,6 +84,11 @@ async def test_rest_answers_503_with_retry_after_when_the_database_is_away() -> 
             asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
         )
 
+    @app.get("/refused")
+    async def refused() -> None:
+        # What a new connection meets while the server restarts: the socket's own error.
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+
     @app.get("/too-long")
     async def too_long() -> None:
         raise as_sqlalchemy_raises(
@@ -96,3 +101,5 @@ async def test_rest_answers_503_with_retry_after_when_the_database_is_away() -> 
         assert response.headers["Retry-After"] == "1"
         assert response.json()["type"].endswith("database-unavailable")
         assert (await client.get("/too-long")).status_code == 422
+        refused_now = await client.get("/refused")
+        assert refused_now.status_code == 503 and refused_now.headers["Retry-After"] == "1"
