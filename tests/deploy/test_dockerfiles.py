@@ -130,7 +130,7 @@ def test_the_local_infrastructure_is_an_extra_not_a_runtime_dependency() -> None
     )
 
 
-@pytest.mark.parametrize("service", SERVICE_NAMES)
+@pytest.mark.parametrize("service", DEPLOYED)
 def test_images_are_built_from_the_project_with_no_extra(service: str) -> None:
     """So the wheels of the local infrastructure never reach an image."""
     builder = parse_dockerfile(dockerfile_path(service)).stages[0]
