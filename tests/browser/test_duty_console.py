@@ -1,0 +1,299 @@
+"""The duty console as people use it, in Chromium: a 司法所 reports on the form; its township's
+command group sees the incident and its duties change on the open board without a reload; the
+police acknowledge their alert on a phone from the link it carried and then reach the full
+record through the login; a 司法所 of another township sees none of it.
+
+"Without a reload" is checked by a marker set in the page's window before the change: a
+navigation would clear it. Every wait is for what the page should show, never for time.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.async_api import Browser, Page, expect
+
+from shared.domain import CATEGORY_NAMES_ZH, Category
+from tests.browser.conftest import PHONE, ConsoleSystem, log_in, logged_in, open_context
+from tests.integration.helpers import eventually, find, obligations_when, report, subject_id
+
+TUKE = "150626102"  # 图克镇
+GALUTU = "150626100"  # 嘎鲁图镇, another township
+SFS, TCG, PPS = f"SFS:{TUKE}", f"TCG:{TUKE}", f"PPS:{TUKE}"
+OTHER_SFS = f"SFS:{GALUTU}"
+INCIDENT_PAGE = re.compile(r"/incidents/([0-9a-f-]{36})(?:\?|$)")
+MARKER = "stillTheSamePage"
+
+
+async def report_on_the_form(page: Page, subject: str) -> str:
+    """A 首报 of violence under way in 图克镇, filed on the console's form; the new incident's
+    id, from the incident page the form leads to."""
+    await page.goto("/incidents/new")
+    form = page.locator("form[action='/incidents']")
+    await form.locator("select[name=category]").select_option("VIOLENCE")
+    await form.locator("select[name=phase]").select_option("IN_PROGRESS")
+    await form.locator("select[name=township]").select_option(TUKE)
+    await form.locator("input[name=subject_id]").fill(subject)
+    await form.locator("input[name=subject_name]").fill("王某某")
+    await form.locator("input[name=location]").fill("图克镇中心街农贸市场东门")
+    summary = "社区矫正对象王某某持刀与摊贩发生冲突，扬言伤人。"
+    await form.locator("textarea[name=summary]").fill(summary)
+    await form.locator("textarea[name=measures_taken]").fill("司法所工作人员已赶赴现场劝阻。")
+    await form.locator("textarea[name=persons_involved]").fill("社区矫正对象1人，摊贩1人。")
+    await form.locator("input[name=reporter_phone]").fill("13900000000")
+    async with page.expect_navigation(url=INCIDENT_PAGE):
+        await form.locator("button[type=submit]").click()
+    found = INCIDENT_PAGE.search(page.url)
+    assert found is not None, page.url
+    return found.group(1)
+
+
+async def record_on_the_form(page: Page, incident_id: str, action: str, note: str) -> None:
+    """Record an action on the incident page's form, as its user."""
+    await page.goto(f"/incidents/{incident_id}")
+    form = page.locator("#action-form")
+    await form.locator("select[name=action]").select_option(action)
+    await form.locator("textarea[name=note]").fill(note)
+    async with page.expect_navigation(url=INCIDENT_PAGE):
+        await form.locator("button[type=submit]").click()
+    await expect(page.locator("p.said")).to_have_text("处置情况已记录")
+
+
+async def live_and_marked(page: Page) -> None:
+    """Once the page hears the live stream, mark its window: a reload would lose the mark."""
+    await expect(page.locator("body")).to_have_attribute("data-live-ready", "true")
+    await page.evaluate(f"window.{MARKER} = true")
+
+
+async def still_unreloaded(page: Page) -> None:
+    assert await page.evaluate(f"window.{MARKER} === true"), "the page was reloaded"
+
+
+async def hearing(page: Page) -> None:
+    """A second listener on the page's live stream that keeps every change it is told of, in
+    `window.heard` (what the console lets this user's pages hear)."""
+    await page.evaluate(
+        """() => new Promise((opened) => {
+            window.heard = [];
+            const stream = new EventSource("/live");
+            stream.addEventListener("change", (m) => window.heard.push(JSON.parse(m.data)));
+            stream.addEventListener("ready", () => opened(true));
+        })"""
+    )
+
+
+async def heard(page: Page) -> list[dict[str, Any]]:
+    return await page.evaluate("window.heard")
+
+
+async def test_a_sfs_logs_in_and_reports_on_the_form(
+    browser: Browser, console_system: ConsoleSystem
+) -> None:
+    sfs = await logged_in(browser, console_system, SFS, "李明")
+    await expect(sfs.locator("header .party")).to_have_attribute("data-party", SFS)
+    await expect(sfs.locator("header .name")).to_have_text("李明")
+
+    incident_id = await report_on_the_form(sfs, subject_id())
+
+    await expect(sfs.locator("p.said")).to_have_text("首报已提交")
+    await expect(sfs.locator("h1")).to_contain_text(CATEGORY_NAMES_ZH[Category.VIOLENCE])
+    await expect(sfs.locator("h1")).to_contain_text("正在实施")
+    facts = sfs.locator("section.facts")
+    await expect(facts).to_contain_text("图克镇中心街农贸市场东门")
+    await expect(facts).to_contain_text("李明")
+    # What the form sent is what intake keeps.
+    stored = await console_system.clients["intake"].get(f"/v1/incidents/{incident_id}")
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["reporter"]["party"] == SFS
+    assert stored.json()["facts"]["township_code"] == TUKE
+    await sfs.context.close()
+
+
+async def test_the_command_groups_open_board_shows_the_report_without_reload(
+    browser: Browser, console_system: ConsoleSystem
+) -> None:
+    tcg = await logged_in(browser, console_system, TCG, "赵刚")
+    await expect(tcg.locator("h1")).to_have_text("值班看板")
+    await live_and_marked(tcg)
+    sfs = await logged_in(browser, console_system, SFS, "李明")
+
+    incident_id = await report_on_the_form(sfs, subject_id())
+
+    shown = tcg.locator(f'[data-live-region="board"] li.incident[data-incident="{incident_id}"]')
+    await expect(shown).to_be_visible()
+    await expect(shown).to_contain_text(CATEGORY_NAMES_ZH[Category.VIOLENCE])
+    await expect(tcg.locator(f'[data-township="{TUKE}"]')).to_contain_text("图克镇")
+    await still_unreloaded(tcg)
+    await tcg.context.close()
+    await sfs.context.close()
+
+
+async def test_the_police_acknowledge_on_a_phone_and_then_reach_the_record_through_login(
+    browser: Browser, console_system: ConsoleSystem
+) -> None:
+    sfs = await logged_in(browser, console_system, SFS, "李明")
+    incident_id = await report_on_the_form(sfs, subject_id())
+    await sfs.context.close()
+    sink = console_system.sink
+    await sink.wait_for(incident_id, {PPS}, lambda alert: bool(alert.get("ack_url")))
+    [alert] = [a for a in sink.for_incident(incident_id) if a["party"] == PPS and a["ack_url"]]
+
+    phone_context = await open_context(browser, console_system.console_url, **PHONE)
+    phone = await phone_context.new_page()
+    await phone.goto(alert["ack_url"])  # the link as the police's phone received it
+
+    await expect(phone.locator("#alert-title")).to_have_text(alert["title"])
+    await expect(phone.locator("#alert-text")).to_contain_text("请立即出警")
+    await expect(phone.locator("#ack-state")).to_have_attribute("data-acknowledged", "false")
+    button = phone.get_by_role("button", name="确认收悉")
+    await expect(button).to_be_visible()
+    # Sized for the phone: nothing wider than its screen, the button wide enough for a thumb.
+    assert await phone.evaluate("document.documentElement.scrollWidth") <= 390
+    box = await button.bounding_box()
+    assert box is not None and box["width"] >= 300 and box["height"] >= 44
+
+    await button.click()
+    await expect(phone.locator("#ack-state")).to_have_attribute("data-acknowledged", "true")
+    await expect(phone.locator("body")).to_contain_text("确认已记录")
+    record = phone.get_by_role("link", name="查看完整记录（须登录）")
+    await expect(record).to_have_attribute(
+        "href", f"{console_system.console_url}/incidents/{incident_id}"
+    )
+    notification = await console_system.clients["notification"].get(
+        f"/v1/notifications/{alert['notification_id']}"
+    )
+    assert notification.json()["status"] == "ACKNOWLEDGED", notification.text
+
+    await record.click()  # no session on this phone: the console asks for a login first
+    await phone.wait_for_url(re.compile(r"/login\?next="))
+    await log_in(phone, PPS, "张警官")
+    await phone.wait_for_url(INCIDENT_PAGE)
+    assert incident_id in phone.url
+    await expect(phone.locator("h1")).to_contain_text(CATEGORY_NAMES_ZH[Category.VIOLENCE])
+    acknowledged = phone.locator(f'li.alert[data-notification="{alert["notification_id"]}"]')
+    await expect(acknowledged).to_have_attribute("data-status", "ACKNOWLEDGED")
+    await phone_context.close()
+
+
+async def sfs_duty_met_by_first_response(console_system: ConsoleSystem, incident_id: str) -> str:
+    """The 司法所's R1 duty of the incident (先期处置), which its FIRST_RESPONSE_STARTED meets
+    (services/escalation/policy.yaml); its id once escalation has created it."""
+    wanted = {"party": SFS, "rule_id": "R1", "action": "START_FIRST_RESPONSE"}
+    body = await obligations_when(
+        console_system.clients, incident_id, lambda body: find(body, **wanted)
+    )
+    [duty] = find(body, **wanted)
+    assert duty["status"] == "PENDING"
+    return duty["id"]
+
+
+async def test_an_action_of_the_sfs_turns_its_duty_met_on_the_open_incident_page(
+    browser: Browser, console_system: ConsoleSystem
+) -> None:
+    sfs = await logged_in(browser, console_system, SFS, "李明")
+    incident_id = await report_on_the_form(sfs, subject_id())
+    duty = await sfs_duty_met_by_first_response(console_system, incident_id)
+    tcg = await logged_in(browser, console_system, TCG, "赵刚")
+    await tcg.goto(f"/incidents/{incident_id}")
+    row = tcg.locator(f'[data-live-region="incident"] [data-obligation="{duty}"]')
+    await expect(row).to_have_attribute("data-status", "PENDING")
+    await live_and_marked(tcg)
+
+    await record_on_the_form(sfs, incident_id, "FIRST_RESPONSE_STARTED", "已到场劝阻")
+
+    await expect(row).to_have_attribute("data-status", "MET")
+    await expect(row).to_contain_text("已履行")
+    await expect(tcg.locator("ul.actions")).to_contain_text("已到场劝阻")
+    await still_unreloaded(tcg)
+    await tcg.context.close()
+    await sfs.context.close()
+
+
+async def test_an_action_of_the_sfs_turns_its_duty_met_on_the_command_groups_open_board(
+    browser: Browser, console_system: ConsoleSystem
+) -> None:
+    sfs = await logged_in(browser, console_system, SFS, "李明")
+    incident_id = await report_on_the_form(sfs, subject_id())
+    duty = await sfs_duty_met_by_first_response(console_system, incident_id)
+    tcg = await logged_in(browser, console_system, TCG, "赵刚")
+    on_board = tcg.locator(f'[data-live-region="board"] [data-obligation="{duty}"]')
+    await expect(on_board).to_have_attribute("data-status", "PENDING")
+    await live_and_marked(tcg)
+
+    await record_on_the_form(sfs, incident_id, "FIRST_RESPONSE_STARTED", "已到场劝阻")
+
+    await expect(on_board).to_have_attribute("data-status", "MET")
+    await still_unreloaded(tcg)
+    await tcg.context.close()
+    await sfs.context.close()
+
+
+async def test_a_sfs_of_another_township_hears_nothing_of_it_and_may_not_open_it(
+    browser: Browser, console_system: ConsoleSystem
+) -> None:
+    other = await logged_in(browser, console_system, OTHER_SFS, "王芳")
+    await live_and_marked(other)
+    await hearing(other)
+    tcg = await logged_in(browser, console_system, TCG, "赵刚")
+    await hearing(tcg)
+    sfs = await logged_in(browser, console_system, SFS, "李明")
+
+    incident_id = await report_on_the_form(sfs, subject_id())
+    await record_on_the_form(sfs, incident_id, "FIRST_RESPONSE_STARTED", "已到场劝阻")
+    # Once 图克镇's command group has heard of the action, the console has told every page
+    # whatever it would tell it; a report of 嘎鲁图镇 after that reaches the other 司法所's
+    # page after anything of 图克镇 would have.
+    await eventually(
+        lambda: heard(tcg),
+        lambda changes: any(
+            c["incident_id"] == incident_id and c["type"] == "incident.action_recorded"
+            for c in changes
+        ),
+    )
+    own = await report(
+        console_system.clients,
+        township="嘎鲁图镇",
+        location="嘎鲁图镇",
+        reporter={"party": OTHER_SFS, "name": "王芳", "phone": "13900000001"},
+    )
+    changes = await eventually(
+        lambda: heard(other), lambda changes: any(c["incident_id"] == own for c in changes)
+    )
+
+    assert {c["incident_id"] for c in changes} == {own}
+    await expect(other.locator(f'[data-incident="{incident_id}"]')).to_have_count(0)
+    await expect(other.locator(f'[data-township="{TUKE}"]')).to_have_count(0)
+    await still_unreloaded(other)
+
+    refused = await other.goto(f"/incidents/{incident_id}")
+    assert refused is not None and refused.status == 403
+    await expect(other.locator("h1")).to_have_text("无法查看此事件")
+    await expect(other.locator("body")).not_to_contain_text("王某某")
+    for page in (other, tcg, sfs):
+        await page.context.close()
+
+
+async def test_a_sfs_of_another_township_sees_its_own_incident_on_its_board_and_none_of_tuke(
+    browser: Browser, console_system: ConsoleSystem
+) -> None:
+    sfs = await logged_in(browser, console_system, SFS, "李明")
+    tuke_incident = await report_on_the_form(sfs, subject_id())
+    await sfs.context.close()
+    other = await logged_in(browser, console_system, OTHER_SFS, "王芳")
+    await live_and_marked(other)
+
+    own = await report(
+        console_system.clients,
+        township="嘎鲁图镇",
+        location="嘎鲁图镇",
+        reporter={"party": OTHER_SFS, "name": "王芳", "phone": "13900000001"},
+    )
+
+    board = other.locator('[data-live-region="board"]')
+    await expect(board.locator(f'li.incident[data-incident="{own}"]')).to_be_visible()
+    await expect(board.locator(f'[data-incident="{tuke_incident}"]')).to_have_count(0)
+    await expect(board.locator(f'[data-township="{TUKE}"]')).to_have_count(0)
+    await expect(board.locator("[data-township]")).to_have_count(1)
+    await still_unreloaded(other)
+    await other.context.close()

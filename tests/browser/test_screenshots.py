@@ -1,0 +1,93 @@
+"""Screenshots of the console with real data, for the README: `make screenshots` writes them to
+docs/screenshots/ (SCREENSHOTS_DIR); the suite takes them too, into its temporary folder, so a
+screen that stops showing its data fails here first."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser.conftest import PHONE, ConsoleSystem, logged_in, open_context
+from tests.browser.test_duty_console import PPS, SFS, TCG, record_on_the_form
+from tests.integration.helpers import act, obligations_when, report, subject_id, violence_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+async def shot(page: Page, folder: Path, name: str, *, full_page: bool = True) -> Path:
+    path = folder / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=full_page)
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+    published = os.environ.get("SCREENSHOTS_DIR")
+    if published:
+        Path(published).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(published) / path.name)
+    return path
+
+
+async def some_incidents(system: ConsoleSystem) -> str:
+    """A few incidents of several townships in several states; the id of 图克镇's violence."""
+    clients = system.clients
+    await report(
+        clients,
+        category="ABSCONDED",
+        phase="OCCURRED",
+        township="乌审召镇",
+        location="乌审召镇",
+        summary="社区矫正对象未按时报到，电话无法接通，手机定位信号消失。",
+        reporter={"party": "SFS:150626101", "name": "高娜", "phone": "13900000002"},
+    )
+    disruption = await report(
+        clients,
+        category="DISRUPTION",
+        phase="SIGNS",
+        township="嘎鲁图镇",
+        location="嘎鲁图镇司法所",
+        summary="集中教育时社区矫正对象情绪激动，出现滋扰苗头。",
+        reporter={"party": "SFS:150626100", "name": "王芳", "phone": "13900000001"},
+    )
+    await act(clients, disruption, "COUNSELLING_DONE", party="SFS:150626100")
+    response = await clients["intake"].post(
+        "/v1/incidents", json=violence_report(subjects=[{"id": subject_id(), "name": "王某某"}])
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def test_screenshots_of_the_board_the_incident_and_the_phone_page(
+    browser: Browser, console_system: ConsoleSystem, tmp_path: Path
+) -> None:
+    violence = await some_incidents(console_system)
+    await obligations_when(console_system.clients, violence, lambda body: body["obligations"])
+    await console_system.sink.wait_for(violence, {PPS}, lambda alert: bool(alert.get("ack_url")))
+    [alert] = [
+        a for a in console_system.sink.for_incident(violence) if a["party"] == PPS and a["ack_url"]
+    ]
+    sfs = await logged_in(browser, console_system, SFS, "李明")
+    await record_on_the_form(sfs, violence, "ON_SCENE", "司法所两名工作人员已到现场劝阻。")
+    await sfs.context.close()
+
+    tcg = await logged_in(browser, console_system, TCG, "赵刚")
+    await tcg.goto(f"/incidents/{violence}")
+    await expect(tcg.locator('[data-obligation][data-status="MET"]').first).to_be_visible()
+    await expect(tcg.locator("li.alert").first).to_be_visible()
+    await expect(tcg.locator("tr.entry").first).to_be_visible()
+    await shot(tcg, tmp_path, "incident")
+    await tcg.context.close()
+
+    phone_context = await open_context(browser, console_system.console_url, **PHONE)
+    phone = await phone_context.new_page()
+    await phone.goto(alert["ack_url"])
+    await expect(phone.locator("#alert-title")).to_have_text(alert["title"])
+    await shot(phone, tmp_path, "acknowledgement", full_page=False)
+    await phone_context.close()
+
+    blo = await logged_in(browser, console_system, "BLO", "刘主任")
+    board = blo.locator('[data-live-region="board"]')
+    await expect(board.locator(f'li.incident[data-incident="{violence}"]')).to_be_visible()
+    await expect(board.locator("[data-township]")).to_have_count(3)
+    await shot(blo, tmp_path, "board")
+    await blo.context.close()
