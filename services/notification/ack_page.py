@@ -61,12 +61,16 @@ class AlertShown:
 
 
 def sent_text(message: dict[str, Any] | None) -> str | None:
-    """The text of a sent message, without the lines of the acknowledgement and record links
-    (the page offers both as buttons)."""
+    """The text of a sent message, without what the page shows otherwise: the title (its
+    heading) and the lines of the acknowledgement and record links (its button and link)."""
     if not message or not message.get("text"):
         return None
     links = [message[key] for key in ("ack_url", "record_url") if message.get(key)]
-    kept = [line for line in message["text"].splitlines() if not any(u in line for u in links)]
+    kept = [
+        line
+        for line in message["text"].splitlines()
+        if line.strip() != message.get("title") and not any(url in line for url in links)
+    ]
     return "\n".join(kept).strip() or None
 
 

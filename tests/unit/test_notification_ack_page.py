@@ -42,11 +42,10 @@ def shown(**changes: object) -> AlertShown:
     return AlertShown(**{**alert, **changes})
 
 
-def test_the_text_shown_is_the_text_sent_without_the_links_the_page_offers_itself() -> None:
+def test_the_text_shown_is_the_text_sent_without_what_the_page_shows_otherwise() -> None:
     text = sent_text(MESSAGE)
     assert text is not None
-    assert text.splitlines() == [
-        "【社区矫正突发事件】图克镇 暴力或自伤自残（正在发生）",
+    assert text.splitlines() == [  # the title is the page's heading
         "涉及对象：王**",
         "对象正在实施，请立即出警制止。",
     ]
