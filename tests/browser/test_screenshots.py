@@ -17,9 +17,10 @@ from tests.integration.helpers import act, obligations_when, report, subject_id,
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-async def shot(page: Page, folder: Path, name: str, *, full_page: bool = True) -> Path:
+async def shot(page: Page, folder: Path, name: str) -> Path:
+    """What the screen shows (its first screenful: a README shows no more)."""
     path = folder / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=full_page)
+    await page.screenshot(path=str(path))
     assert path.read_bytes().startswith(PNG_SIGNATURE)
     published = os.environ.get("SCREENSHOTS_DIR")
     if published:
@@ -82,7 +83,7 @@ async def test_screenshots_of_the_board_the_incident_and_the_phone_page(
     phone = await phone_context.new_page()
     await phone.goto(alert["ack_url"])
     await expect(phone.locator("#alert-title")).to_have_text(alert["title"])
-    await shot(phone, tmp_path, "acknowledgement", full_page=False)
+    await shot(phone, tmp_path, "acknowledgement")
     await phone_context.close()
 
     blo = await logged_in(browser, console_system, "BLO", "刘主任")
