@@ -11,26 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
-from shared.devrun import ServiceProcesses
 from shared.settings import CONSOLE, SERVICE_NAMES
-from tests.support import (
-    PATIENCE_SECONDS,
-    WebhookSink,
-    clients_for,
-    directory_with_contacts,
-    running_system,
-    webhook_sink,
-)
+from tests.browser.pages import PATIENCE_MS, ConsoleSystem
+from tests.support import clients_for, directory_with_contacts, running_system, webhook_sink
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Page
+    from playwright.async_api import Browser
 
 # Playwright's own browser download is not used: the system's Chromium is. Without the
 # background-networking flags Chromium keeps calling Google's services, which a closed network
@@ -44,9 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PATIENCE_MS = PATIENCE_SECONDS * 1000
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
-DESK = {"viewport": {"width": 1440, "height": 1000}}
 
 
 def _why_no_browser() -> str | None:
@@ -91,17 +79,6 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
         await launched.close()
 
 
-@dataclass
-class ConsoleSystem:
-    processes: ServiceProcesses
-    sink: WebhookSink
-    clients: dict[str, httpx.AsyncClient]
-
-    @property
-    def console_url(self) -> str:
-        return self.processes.url(CONSOLE)
-
-
 @pytest.fixture(scope="package")
 async def console_system(
     chromium: str, tmp_path_factory: pytest.TempPathFactory
@@ -122,34 +99,3 @@ async def console_system(
             yield ConsoleSystem(processes, sink, clients)
             for client in clients.values():
                 await client.aclose()
-
-
-async def open_context(browser: Browser, base_url: str, **device: object) -> BrowserContext:
-    context = await browser.new_context(
-        base_url=base_url,
-        locale="zh-CN",
-        timezone_id="Asia/Shanghai",
-        **(device or DESK),
-    )
-    context.set_default_timeout(PATIENCE_MS)
-    return context
-
-
-async def logged_in(
-    browser: Browser, system: ConsoleSystem, party: str, name: str, **device: object
-) -> Page:
-    """A page of a browser of its own, logged in on the console's local login as `party`."""
-    context = await open_context(browser, system.console_url, **device)
-    page = await context.new_page()
-    await log_in(page, party, name)
-    return page
-
-
-async def log_in(page: Page, party: str, name: str) -> None:
-    """On the local login page (where the console sent the browser, or opened here)."""
-    if "/login" not in page.url:
-        await page.goto("/login")
-    await page.select_option("select#party", party)
-    await page.fill("input#name", name)
-    async with page.expect_navigation():
-        await page.click("form[action='/login/local'] button[type=submit]")

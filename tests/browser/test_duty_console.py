@@ -10,81 +10,34 @@ navigation would clear it. Every wait is for what the page should show, never fo
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from playwright.async_api import Browser, Page, expect
+from typing import TYPE_CHECKING
 
 from shared.domain import CATEGORY_NAMES_ZH, Category
-from tests.browser.conftest import PHONE, ConsoleSystem, log_in, logged_in, open_context
-from tests.integration.helpers import eventually, find, obligations_when, report, subject_id
+from tests.browser.pages import (
+    INCIDENT_PAGE,
+    OTHER_SFS,
+    PHONE,
+    PPS,
+    SFS,
+    TCG,
+    TUKE,
+    ConsoleSystem,
+    expect,
+    heard,
+    hearing,
+    live_and_marked,
+    log_in,
+    logged_in,
+    open_context,
+    record_on_the_form,
+    report_on_the_form,
+    sfs_duty_met_by_first_response,
+    still_unreloaded,
+)
+from tests.integration.helpers import eventually, report, subject_id
 
-TUKE = "150626102"  # 图克镇
-GALUTU = "150626100"  # 嘎鲁图镇, another township
-SFS, TCG, PPS = f"SFS:{TUKE}", f"TCG:{TUKE}", f"PPS:{TUKE}"
-OTHER_SFS = f"SFS:{GALUTU}"
-INCIDENT_PAGE = re.compile(r"/incidents/([0-9a-f-]{36})(?:\?|$)")
-MARKER = "stillTheSamePage"
-
-
-async def report_on_the_form(page: Page, subject: str) -> str:
-    """A 首报 of violence under way in 图克镇, filed on the console's form; the new incident's
-    id, from the incident page the form leads to."""
-    await page.goto("/incidents/new")
-    form = page.locator("form[action='/incidents']")
-    await form.locator("select[name=category]").select_option("VIOLENCE")
-    await form.locator("select[name=phase]").select_option("IN_PROGRESS")
-    await form.locator("select[name=township]").select_option(TUKE)
-    await form.locator("input[name=subject_id]").fill(subject)
-    await form.locator("input[name=subject_name]").fill("王某某")
-    await form.locator("input[name=location]").fill("图克镇中心街农贸市场东门")
-    summary = "社区矫正对象王某某持刀与摊贩发生冲突，扬言伤人。"
-    await form.locator("textarea[name=summary]").fill(summary)
-    await form.locator("textarea[name=measures_taken]").fill("司法所工作人员已赶赴现场劝阻。")
-    await form.locator("textarea[name=persons_involved]").fill("社区矫正对象1人，摊贩1人。")
-    await form.locator("input[name=reporter_phone]").fill("13900000000")
-    async with page.expect_navigation(url=INCIDENT_PAGE):
-        await form.locator("button[type=submit]").click()
-    found = INCIDENT_PAGE.search(page.url)
-    assert found is not None, page.url
-    return found.group(1)
-
-
-async def record_on_the_form(page: Page, incident_id: str, action: str, note: str) -> None:
-    """Record an action on the incident page's form, as its user."""
-    await page.goto(f"/incidents/{incident_id}")
-    form = page.locator("#action-form")
-    await form.locator("select[name=action]").select_option(action)
-    await form.locator("textarea[name=note]").fill(note)
-    async with page.expect_navigation(url=INCIDENT_PAGE):
-        await form.locator("button[type=submit]").click()
-    await expect(page.locator("p.said")).to_have_text("处置情况已记录")
-
-
-async def live_and_marked(page: Page) -> None:
-    """Once the page hears the live stream, mark its window: a reload would lose the mark."""
-    await expect(page.locator("body")).to_have_attribute("data-live-ready", "true")
-    await page.evaluate(f"window.{MARKER} = true")
-
-
-async def still_unreloaded(page: Page) -> None:
-    assert await page.evaluate(f"window.{MARKER} === true"), "the page was reloaded"
-
-
-async def hearing(page: Page) -> None:
-    """A second listener on the page's live stream that keeps every change it is told of, in
-    `window.heard` (what the console lets this user's pages hear)."""
-    await page.evaluate(
-        """() => new Promise((opened) => {
-            window.heard = [];
-            const stream = new EventSource("/live");
-            stream.addEventListener("change", (m) => window.heard.push(JSON.parse(m.data)));
-            stream.addEventListener("ready", () => opened(true));
-        })"""
-    )
-
-
-async def heard(page: Page) -> list[dict[str, Any]]:
-    return await page.evaluate("window.heard")
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
 
 async def test_a_sfs_logs_in_and_reports_on_the_form(
@@ -174,18 +127,6 @@ async def test_the_police_acknowledge_on_a_phone_and_then_reach_the_record_throu
     acknowledged = phone.locator(f'li.alert[data-notification="{alert["notification_id"]}"]')
     await expect(acknowledged).to_have_attribute("data-status", "ACKNOWLEDGED")
     await phone_context.close()
-
-
-async def sfs_duty_met_by_first_response(console_system: ConsoleSystem, incident_id: str) -> str:
-    """The 司法所's R1 duty of the incident (先期处置), which its FIRST_RESPONSE_STARTED meets
-    (services/escalation/policy.yaml); its id once escalation has created it."""
-    wanted = {"party": SFS, "rule_id": "R1", "action": "START_FIRST_RESPONSE"}
-    body = await obligations_when(
-        console_system.clients, incident_id, lambda body: find(body, **wanted)
-    )
-    [duty] = find(body, **wanted)
-    assert duty["status"] == "PENDING"
-    return duty["id"]
 
 
 async def test_an_action_of_the_sfs_turns_its_duty_met_on_the_open_incident_page(

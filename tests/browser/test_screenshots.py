@@ -7,12 +7,23 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from playwright.async_api import Browser, Page, expect
-
-from tests.browser.conftest import PHONE, ConsoleSystem, logged_in, open_context
-from tests.browser.test_duty_console import PPS, SFS, TCG, record_on_the_form
+from tests.browser.pages import (
+    PHONE,
+    PPS,
+    SFS,
+    TCG,
+    ConsoleSystem,
+    expect,
+    logged_in,
+    open_context,
+    record_on_the_form,
+)
 from tests.integration.helpers import act, obligations_when, report, subject_id, violence_report
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
