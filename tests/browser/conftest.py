@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from shared.settings import CONSOLE, SERVICE_NAMES
-from tests.browser.pages import PATIENCE_MS, ConsoleSystem
+from tests.browser.pages import PATIENCE_MS, Browsing, ConsoleSystem
 from tests.support import clients_for, directory_with_contacts, running_system, webhook_sink
 
 if TYPE_CHECKING:
@@ -99,3 +99,10 @@ async def console_system(
             yield ConsoleSystem(processes, sink, clients)
             for client in clients.values():
                 await client.aclose()
+
+
+@pytest.fixture
+async def browsing(browser: Browser, console_system: ConsoleSystem) -> AsyncIterator[Browsing]:
+    opened = Browsing(browser, console_system)
+    yield opened
+    await opened.close()

@@ -4,14 +4,14 @@ and the console's forms as a person fills them in."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from shared.devrun import ServiceProcesses
 from shared.settings import CONSOLE
-from tests.integration.helpers import find, obligations_when
+from tests.integration.helpers import find, obligations_when, report, subject_id
 from tests.support import PATIENCE_SECONDS, WebhookSink
 
 try:  # without Playwright, the `chromium` fixture says why the tests do not run
@@ -106,25 +106,51 @@ class ConsoleSystem:
         return self.processes.url(CONSOLE)
 
 
-async def open_context(browser: Browser, base_url: str, **device: object) -> BrowserContext:
-    context = await browser.new_context(
-        base_url=base_url,
-        locale="zh-CN",
-        timezone_id="Asia/Shanghai",
-        **(device or DESK),
-    )
-    context.set_default_timeout(PATIENCE_MS)
-    return context
+@dataclass
+class Browsing:
+    """Browsers of one test, each a context of its own (cookies, session), all closed after
+    the test whatever its end."""
+
+    browser: Browser
+    system: ConsoleSystem
+    contexts: list[BrowserContext] = field(default_factory=list)
+
+    async def page(self, **device: Any) -> Page:
+        """A fresh browser's page (a desk screen unless `device` says otherwise), not logged in."""
+        context = await self.browser.new_context(
+            base_url=self.system.console_url,
+            locale="zh-CN",
+            timezone_id="Asia/Shanghai",
+            **(device or DESK),
+        )
+        context.set_default_timeout(PATIENCE_MS)
+        self.contexts.append(context)
+        return await context.new_page()
+
+    async def as_party(self, party: str, name: str) -> Page:
+        """A fresh browser's page, logged in on the console's local login as `party`."""
+        page = await self.page()
+        await log_in(page, party, name)
+        return page
+
+    async def report_as_the_sfs(self) -> tuple[Page, str]:
+        """图克镇's 司法所, logged in, files a 首报 on the form: its page (on the new incident)
+        and the incident's id."""
+        sfs = await self.as_party(SFS, "李明")
+        return sfs, await report_on_the_form(sfs, subject_id())
+
+    async def close(self) -> None:
+        for context in self.contexts:
+            await context.close()
 
 
-async def logged_in(
-    browser: Browser, system: ConsoleSystem, party: str, name: str, **device: object
-) -> Page:
-    """A page of a browser of its own, logged in on the console's local login as `party`."""
-    context = await open_context(browser, system.console_url, **device)
-    page = await context.new_page()
-    await log_in(page, party, name)
-    return page
+async def police_alert(system: ConsoleSystem, incident_id: str) -> dict[str, Any]:
+    """The alert of 图克镇's police about the incident, with its acknowledgement link, as the
+    police's contact received it."""
+    sink = system.sink
+    await sink.wait_for(incident_id, {PPS}, lambda alert: bool(alert.get("ack_url")))
+    [alert] = [a for a in sink.for_incident(incident_id) if a["party"] == PPS and a["ack_url"]]
+    return alert
 
 
 async def log_in(page: Page, party: str, name: str) -> None:
@@ -147,3 +173,13 @@ async def sfs_duty_met_by_first_response(console_system: ConsoleSystem, incident
     [duty] = find(body, **wanted)
     assert duty["status"] == "PENDING"
     return duty["id"]
+
+
+async def report_in_galutu(system: ConsoleSystem) -> str:
+    """An incident of 嘎鲁图镇 its 司法所 reports (over REST): another township's."""
+    return await report(
+        system.clients,
+        township="嘎鲁图镇",
+        location="嘎鲁图镇",
+        reporter={"party": OTHER_SFS, "name": "王芳", "phone": "13900000001"},
+    )

@@ -10,7 +10,6 @@ navigation would clear it. Every wait is for what the page should show, never fo
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from shared.domain import CATEGORY_NAMES_ZH, Category
 from tests.browser.pages import (
@@ -21,29 +20,24 @@ from tests.browser.pages import (
     SFS,
     TCG,
     TUKE,
-    ConsoleSystem,
+    Browsing,
     expect,
     heard,
     hearing,
     live_and_marked,
     log_in,
-    logged_in,
-    open_context,
+    police_alert,
     record_on_the_form,
+    report_in_galutu,
     report_on_the_form,
     sfs_duty_met_by_first_response,
     still_unreloaded,
 )
-from tests.integration.helpers import eventually, report, subject_id
-
-if TYPE_CHECKING:
-    from playwright.async_api import Browser
+from tests.integration.helpers import eventually, subject_id
 
 
-async def test_a_sfs_logs_in_and_reports_on_the_form(
-    browser: Browser, console_system: ConsoleSystem
-) -> None:
-    sfs = await logged_in(browser, console_system, SFS, "李明")
+async def test_a_sfs_logs_in_and_reports_on_the_form(browsing: Browsing) -> None:
+    sfs = await browsing.as_party(SFS, "李明")
     await expect(sfs.locator("header .party")).to_have_attribute("data-party", SFS)
     await expect(sfs.locator("header .name")).to_have_text("李明")
 
@@ -56,20 +50,19 @@ async def test_a_sfs_logs_in_and_reports_on_the_form(
     await expect(facts).to_contain_text("图克镇中心街农贸市场东门")
     await expect(facts).to_contain_text("李明")
     # What the form sent is what intake keeps.
-    stored = await console_system.clients["intake"].get(f"/v1/incidents/{incident_id}")
+    stored = await browsing.system.clients["intake"].get(f"/v1/incidents/{incident_id}")
     assert stored.status_code == 200, stored.text
     assert stored.json()["reporter"]["party"] == SFS
     assert stored.json()["facts"]["township_code"] == TUKE
-    await sfs.context.close()
 
 
 async def test_the_command_groups_open_board_shows_the_report_without_reload(
-    browser: Browser, console_system: ConsoleSystem
+    browsing: Browsing,
 ) -> None:
-    tcg = await logged_in(browser, console_system, TCG, "赵刚")
+    tcg = await browsing.as_party(TCG, "赵刚")
     await expect(tcg.locator("h1")).to_have_text("值班看板")
     await live_and_marked(tcg)
-    sfs = await logged_in(browser, console_system, SFS, "李明")
+    sfs = await browsing.as_party(SFS, "李明")
 
     incident_id = await report_on_the_form(sfs, subject_id())
 
@@ -78,22 +71,15 @@ async def test_the_command_groups_open_board_shows_the_report_without_reload(
     await expect(shown).to_contain_text(CATEGORY_NAMES_ZH[Category.VIOLENCE])
     await expect(tcg.locator(f'[data-township="{TUKE}"]')).to_contain_text("图克镇")
     await still_unreloaded(tcg)
-    await tcg.context.close()
-    await sfs.context.close()
 
 
 async def test_the_police_acknowledge_on_a_phone_and_then_reach_the_record_through_login(
-    browser: Browser, console_system: ConsoleSystem
+    browsing: Browsing,
 ) -> None:
-    sfs = await logged_in(browser, console_system, SFS, "李明")
-    incident_id = await report_on_the_form(sfs, subject_id())
-    await sfs.context.close()
-    sink = console_system.sink
-    await sink.wait_for(incident_id, {PPS}, lambda alert: bool(alert.get("ack_url")))
-    [alert] = [a for a in sink.for_incident(incident_id) if a["party"] == PPS and a["ack_url"]]
+    _, incident_id = await browsing.report_as_the_sfs()
+    alert = await police_alert(browsing.system, incident_id)
 
-    phone_context = await open_context(browser, console_system.console_url, **PHONE)
-    phone = await phone_context.new_page()
+    phone = await browsing.page(**PHONE)
     await phone.goto(alert["ack_url"])  # the link as the police's phone received it
 
     await expect(phone.locator("#alert-title")).to_have_text(alert["title"])
@@ -111,9 +97,9 @@ async def test_the_police_acknowledge_on_a_phone_and_then_reach_the_record_throu
     await expect(phone.locator("body")).to_contain_text("确认已记录")
     record = phone.get_by_role("link", name="查看完整记录（须登录）")
     await expect(record).to_have_attribute(
-        "href", f"{console_system.console_url}/incidents/{incident_id}"
+        "href", f"{browsing.system.console_url}/incidents/{incident_id}"
     )
-    notification = await console_system.clients["notification"].get(
+    notification = await browsing.system.clients["notification"].get(
         f"/v1/notifications/{alert['notification_id']}"
     )
     assert notification.json()["status"] == "ACKNOWLEDGED", notification.text
@@ -126,16 +112,14 @@ async def test_the_police_acknowledge_on_a_phone_and_then_reach_the_record_throu
     await expect(phone.locator("h1")).to_contain_text(CATEGORY_NAMES_ZH[Category.VIOLENCE])
     acknowledged = phone.locator(f'li.alert[data-notification="{alert["notification_id"]}"]')
     await expect(acknowledged).to_have_attribute("data-status", "ACKNOWLEDGED")
-    await phone_context.close()
 
 
 async def test_an_action_of_the_sfs_turns_its_duty_met_on_the_open_incident_page(
-    browser: Browser, console_system: ConsoleSystem
+    browsing: Browsing,
 ) -> None:
-    sfs = await logged_in(browser, console_system, SFS, "李明")
-    incident_id = await report_on_the_form(sfs, subject_id())
-    duty = await sfs_duty_met_by_first_response(console_system, incident_id)
-    tcg = await logged_in(browser, console_system, TCG, "赵刚")
+    sfs, incident_id = await browsing.report_as_the_sfs()
+    duty = await sfs_duty_met_by_first_response(browsing.system, incident_id)
+    tcg = await browsing.as_party(TCG, "赵刚")
     await tcg.goto(f"/incidents/{incident_id}")
     row = tcg.locator(f'[data-live-region="incident"] [data-obligation="{duty}"]')
     await expect(row).to_have_attribute("data-status", "PENDING")
@@ -147,17 +131,14 @@ async def test_an_action_of_the_sfs_turns_its_duty_met_on_the_open_incident_page
     await expect(row).to_contain_text("已履行")
     await expect(tcg.locator("ul.actions")).to_contain_text("已到场劝阻")
     await still_unreloaded(tcg)
-    await tcg.context.close()
-    await sfs.context.close()
 
 
 async def test_an_action_of_the_sfs_turns_its_duty_met_on_the_command_groups_open_board(
-    browser: Browser, console_system: ConsoleSystem
+    browsing: Browsing,
 ) -> None:
-    sfs = await logged_in(browser, console_system, SFS, "李明")
-    incident_id = await report_on_the_form(sfs, subject_id())
-    duty = await sfs_duty_met_by_first_response(console_system, incident_id)
-    tcg = await logged_in(browser, console_system, TCG, "赵刚")
+    sfs, incident_id = await browsing.report_as_the_sfs()
+    duty = await sfs_duty_met_by_first_response(browsing.system, incident_id)
+    tcg = await browsing.as_party(TCG, "赵刚")
     on_board = tcg.locator(f'[data-live-region="board"] [data-obligation="{duty}"]')
     await expect(on_board).to_have_attribute("data-status", "PENDING")
     await live_and_marked(tcg)
@@ -166,19 +147,17 @@ async def test_an_action_of_the_sfs_turns_its_duty_met_on_the_command_groups_ope
 
     await expect(on_board).to_have_attribute("data-status", "MET")
     await still_unreloaded(tcg)
-    await tcg.context.close()
-    await sfs.context.close()
 
 
 async def test_a_sfs_of_another_township_hears_nothing_of_it_and_may_not_open_it(
-    browser: Browser, console_system: ConsoleSystem
+    browsing: Browsing,
 ) -> None:
-    other = await logged_in(browser, console_system, OTHER_SFS, "王芳")
+    other = await browsing.as_party(OTHER_SFS, "王芳")
     await live_and_marked(other)
     await hearing(other)
-    tcg = await logged_in(browser, console_system, TCG, "赵刚")
+    tcg = await browsing.as_party(TCG, "赵刚")
     await hearing(tcg)
-    sfs = await logged_in(browser, console_system, SFS, "李明")
+    sfs = await browsing.as_party(SFS, "李明")
 
     incident_id = await report_on_the_form(sfs, subject_id())
     await record_on_the_form(sfs, incident_id, "FIRST_RESPONSE_STARTED", "已到场劝阻")
@@ -192,12 +171,7 @@ async def test_a_sfs_of_another_township_hears_nothing_of_it_and_may_not_open_it
             for c in changes
         ),
     )
-    own = await report(
-        console_system.clients,
-        township="嘎鲁图镇",
-        location="嘎鲁图镇",
-        reporter={"party": OTHER_SFS, "name": "王芳", "phone": "13900000001"},
-    )
+    own = await report_in_galutu(browsing.system)
     changes = await eventually(
         lambda: heard(other), lambda changes: any(c["incident_id"] == own for c in changes)
     )
@@ -211,25 +185,16 @@ async def test_a_sfs_of_another_township_hears_nothing_of_it_and_may_not_open_it
     assert refused is not None and refused.status == 403
     await expect(other.locator("h1")).to_have_text("无法查看此事件")
     await expect(other.locator("body")).not_to_contain_text("王某某")
-    for page in (other, tcg, sfs):
-        await page.context.close()
 
 
 async def test_a_sfs_of_another_township_sees_its_own_incident_on_its_board_and_none_of_tuke(
-    browser: Browser, console_system: ConsoleSystem
+    browsing: Browsing,
 ) -> None:
-    sfs = await logged_in(browser, console_system, SFS, "李明")
-    tuke_incident = await report_on_the_form(sfs, subject_id())
-    await sfs.context.close()
-    other = await logged_in(browser, console_system, OTHER_SFS, "王芳")
+    _, tuke_incident = await browsing.report_as_the_sfs()
+    other = await browsing.as_party(OTHER_SFS, "王芳")
     await live_and_marked(other)
 
-    own = await report(
-        console_system.clients,
-        township="嘎鲁图镇",
-        location="嘎鲁图镇",
-        reporter={"party": OTHER_SFS, "name": "王芳", "phone": "13900000001"},
-    )
+    own = await report_in_galutu(browsing.system)
 
     board = other.locator('[data-live-region="board"]')
     await expect(board.locator(f'li.incident[data-incident="{own}"]')).to_be_visible()
@@ -237,4 +202,3 @@ async def test_a_sfs_of_another_township_sees_its_own_incident_on_its_board_and_
     await expect(board.locator(f'[data-township="{TUKE}"]')).to_have_count(0)
     await expect(board.locator("[data-township]")).to_have_count(1)
     await still_unreloaded(other)
-    await other.context.close()

@@ -11,19 +11,18 @@ from typing import TYPE_CHECKING
 
 from tests.browser.pages import (
     PHONE,
-    PPS,
     SFS,
     TCG,
+    Browsing,
     ConsoleSystem,
     expect,
-    logged_in,
-    open_context,
+    police_alert,
     record_on_the_form,
 )
 from tests.integration.helpers import act, obligations_when, report, subject_id, violence_report
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Page
+    from playwright.async_api import Page
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -40,29 +39,31 @@ async def shot(page: Page, folder: Path, name: str) -> Path:
     return path
 
 
+# Elsewhere in the banner: an absconded subject, and signs of disruption already counselled.
+OTHER_TOWNSHIPS = (
+    {
+        "category": "ABSCONDED",
+        "phase": "OCCURRED",
+        "township": "乌审召镇",
+        "summary": "社区矫正对象未按时报到，电话无法接通，手机定位信号消失。",
+        "reporter": {"party": "SFS:150626101", "name": "高娜", "phone": "13900000002"},
+    },
+    {
+        "category": "DISRUPTION",
+        "phase": "SIGNS",
+        "township": "嘎鲁图镇",
+        "summary": "集中教育时社区矫正对象情绪激动，出现滋扰苗头。",
+        "reporter": {"party": "SFS:150626100", "name": "王芳", "phone": "13900000001"},
+    },
+)
+
+
 async def some_incidents(system: ConsoleSystem) -> str:
     """A few incidents of several townships in several states; the id of 图克镇's violence."""
-    clients = system.clients
-    await report(
-        clients,
-        category="ABSCONDED",
-        phase="OCCURRED",
-        township="乌审召镇",
-        location="乌审召镇",
-        summary="社区矫正对象未按时报到，电话无法接通，手机定位信号消失。",
-        reporter={"party": "SFS:150626101", "name": "高娜", "phone": "13900000002"},
-    )
-    disruption = await report(
-        clients,
-        category="DISRUPTION",
-        phase="SIGNS",
-        township="嘎鲁图镇",
-        location="嘎鲁图镇司法所",
-        summary="集中教育时社区矫正对象情绪激动，出现滋扰苗头。",
-        reporter={"party": "SFS:150626100", "name": "王芳", "phone": "13900000001"},
-    )
-    await act(clients, disruption, "COUNSELLING_DONE", party="SFS:150626100")
-    response = await clients["intake"].post(
+    for facts in OTHER_TOWNSHIPS:
+        incident_id = await report(system.clients, location=facts["township"], **facts)
+        await act(system.clients, incident_id, "COUNSELLING_DONE", party=facts["reporter"]["party"])
+    response = await system.clients["intake"].post(
         "/v1/incidents", json=violence_report(subjects=[{"id": subject_id(), "name": "王某某"}])
     )
     assert response.status_code == 201, response.text
@@ -70,36 +71,28 @@ async def some_incidents(system: ConsoleSystem) -> str:
 
 
 async def test_screenshots_of_the_board_the_incident_and_the_phone_page(
-    browser: Browser, console_system: ConsoleSystem, tmp_path: Path
+    browsing: Browsing, tmp_path: Path
 ) -> None:
-    violence = await some_incidents(console_system)
-    await obligations_when(console_system.clients, violence, lambda body: body["obligations"])
-    await console_system.sink.wait_for(violence, {PPS}, lambda alert: bool(alert.get("ack_url")))
-    [alert] = [
-        a for a in console_system.sink.for_incident(violence) if a["party"] == PPS and a["ack_url"]
-    ]
-    sfs = await logged_in(browser, console_system, SFS, "李明")
+    violence = await some_incidents(browsing.system)
+    await obligations_when(browsing.system.clients, violence, lambda body: body["obligations"])
+    alert = await police_alert(browsing.system, violence)
+    sfs = await browsing.as_party(SFS, "李明")
     await record_on_the_form(sfs, violence, "ON_SCENE", "司法所两名工作人员已到现场劝阻。")
-    await sfs.context.close()
 
-    tcg = await logged_in(browser, console_system, TCG, "赵刚")
+    tcg = await browsing.as_party(TCG, "赵刚")
     await tcg.goto(f"/incidents/{violence}")
     await expect(tcg.locator('[data-obligation][data-status="MET"]').first).to_be_visible()
     await expect(tcg.locator("li.alert").first).to_be_visible()
     await expect(tcg.locator("tr.entry").first).to_be_visible()
     await shot(tcg, tmp_path, "incident")
-    await tcg.context.close()
 
-    phone_context = await open_context(browser, console_system.console_url, **PHONE)
-    phone = await phone_context.new_page()
+    phone = await browsing.page(**PHONE)
     await phone.goto(alert["ack_url"])
     await expect(phone.locator("#alert-title")).to_have_text(alert["title"])
     await shot(phone, tmp_path, "acknowledgement")
-    await phone_context.close()
 
-    blo = await logged_in(browser, console_system, "BLO", "刘主任")
+    blo = await browsing.as_party("BLO", "刘主任")
     board = blo.locator('[data-live-region="board"]')
     await expect(board.locator(f'li.incident[data-incident="{violence}"]')).to_be_visible()
     await expect(board.locator("[data-township]")).to_have_count(3)
     await shot(blo, tmp_path, "board")
-    await blo.context.close()
