@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test test-fast bench lint format migrate contracts clean
+.PHONY: install browser run demo test test-fast screenshots bench lint format migrate contracts clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,31 @@ run: install  ## start PostgreSQL, Kafka and the four services; Ctrl-C stops eve
 demo: install  ## post the sample incidents of examples/ to a running system
 	$(BIN)/python -m examples.demo
 
-test: install  ## unit and end-to-end tests on a real PostgreSQL and broker; names the slowest
+# tests/browser drive Debian's Chromium (Playwright's own browser download is not used). Installed
+# with apt-get where this machine can (root); otherwise said plainly, and those tests are skipped
+# (or fail, with REQUIRE_BROWSER_TESTS=1 as .ci/run sets). A CJK font, or screenshots show boxes.
+browser:  ## Chromium and a CJK font for the browser tests, where root and apt-get can install them
+	@if command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Chromium and fonts-noto-cjk for the browser tests (apt-get)..."; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq chromium fonts-noto-cjk >/dev/null 2>&1 \
+			|| { apt-get update -qq >/dev/null && apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; } \
+			|| echo "NOTE: apt-get could not install chromium and fonts-noto-cjk: the browser tests (tests/browser) will not run."; \
+	else \
+		echo "NOTE: the browser tests (tests/browser) will not run: Chromium (the Debian package chromium)" \
+			"or a CJK font (fonts-noto-cjk) is missing, and installing them needs root and apt-get."; \
+	fi
+
+test: install browser  ## unit, end-to-end and browser tests on a real PostgreSQL and broker; names the slowest
 	$(BIN)/python -m pytest --durations=15
 
 test-fast: install  ## while you work: pure domain logic and the contracts, in under a minute
 	$(BIN)/python -m pytest tests/unit tests/contracts
+
+screenshots: install browser  ## docs/screenshots/*.png of the duty console, with real data
+	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -k screenshots
 
 bench: install  ## load, floor, intake, audit, memory (about 15 min); bench/results/<date>.json
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

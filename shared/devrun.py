@@ -53,9 +53,12 @@ class ServiceProcesses:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def neighbours(self) -> dict[str, str]:
-        """Where each service of this run answers (`INTAKE_URL` ...), for the console; with
-        the console running, alerts link its incident pages."""
+        """Where each service of this run answers (`INTAKE_URL` ...), for the console; alerts'
+        acknowledgement links lead to this run's notification, and with the console running
+        their record links to its incident pages."""
         found = {f"{name.upper()}_URL": self.url(name) for name in self.ports}
+        if "notification" in self.ports and "NOTIFICATION_PUBLIC_BASE_URL" not in os.environ:
+            found["NOTIFICATION_PUBLIC_BASE_URL"] = self.url("notification")
         if CONSOLE in self.ports:
             found["CONSOLE_PUBLIC_URL"] = self.url(CONSOLE)
             found["NOTIFICATION_RECORD_BASE_URL"] = f"{self.url(CONSOLE)}/incidents"

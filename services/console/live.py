@@ -66,7 +66,7 @@ def township_stated(type_: str, value: bytes | None) -> str | None:
     return changes.get("township_code")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False)  # each open page is itself: kept in a set by identity
 class Listener:
     principal: Principal
     queue: asyncio.Queue[LiveEvent | None] = field(

@@ -3,7 +3,6 @@ acknowledgement of an alert through the signed link it carried."""
 
 from __future__ import annotations
 
-import html
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -16,6 +15,7 @@ from sqlalchemy import Column, Row, Table, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notification import ack_page
 from services.notification.ack import AckClaim, AckSigner, AckTokenError
 from services.notification.channels import shown_contact
 from services.notification.dispatch import acknowledge, contacts_of
@@ -30,7 +30,7 @@ from services.notification.schemas import (
 )
 from shared.access import Permission
 from shared.auth import Caller, authorize
-from shared.domain import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, party_kind_of
+from shared.domain import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, county_time, party_kind_of
 from shared.paging import PAGE, After, Limit, rows_page
 from shared.problems import Problem, not_found
 from shared.runtime import DatabaseSession, runtime_of
@@ -185,11 +185,34 @@ def _verified(request: Request, notification_id: UUID, token: str | None) -> Ack
         ) from error
 
 
-def _page(title: str, body: str) -> HTMLResponse:
-    return HTMLResponse(
-        f'<!doctype html><html lang="zh-CN"><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width"><title>{html.escape(title)}</title>'
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+async def _alert_shown(
+    request: Request, session: AsyncSession, notification_id: UUID, contact_index: int
+) -> ack_page.AlertShown:
+    """The alert as the contact of `contact_index` was sent it (their link's holder has that
+    message already), with where it stands now."""
+    row = (
+        await session.execute(select(notifications).where(notifications.c.id == notification_id))
+    ).first()
+    if row is None:
+        raise not_found("Notification", notification_id)
+    message = (
+        await session.execute(
+            select(deliveries.c.message).where(
+                deliveries.c.notification_id == notification_id,
+                deliveries.c.contact_index == contact_index,
+            )
+        )
+    ).scalar_one_or_none()
+    settings = runtime_of(request).settings
+    zone = settings.county_zone
+    return ack_page.AlertShown(
+        title=(message or {}).get("title") or row.alert["title"],
+        text=ack_page.sent_text(message),
+        drill=row.drill,
+        record_url=f"{settings.notification_record_base_url.rstrip('/')}/{row.incident_id}",
+        acknowledged_at=county_time(row.acknowledged_at, zone) if row.acknowledged_at else None,
+        ack_due_at=county_time(row.ack_due_at, zone) if row.ack_due_at else None,
+        withdrawn_reason=row.withdrawn_reason,
     )
 
 
@@ -201,16 +224,13 @@ def _page(title: str, body: str) -> HTMLResponse:
 async def acknowledgement_page(
     notification_id: UUID,
     request: Request,
+    session: DatabaseSession,
     token: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
     # Link previews and mail scanners fetch links, so opening one must not acknowledge.
-    _verified(request, notification_id, token)
-    action = html.escape(f"?token={token}", quote=True)
-    return _page(
-        "确认收悉",
-        f'<p>确认您已收到并阅读此条社区矫正突发事件通知。</p><form method="post" action="{action}">'
-        '<button type="submit">确认收悉</button></form>',
-    )
+    claim = _verified(request, notification_id, token)
+    shown = await _alert_shown(request, session, notification_id, claim.contact_index)
+    return HTMLResponse(ack_page.confirm_page(shown, f"?token={token}"), headers=ack_page.HEADERS)
 
 
 @ack_router.post(
@@ -240,5 +260,6 @@ async def acknowledge_notification(
         replayed=done.replayed,
     )
     if "text/html" in request.headers.get("accept", ""):
-        return _page("已确认收悉", "<p>谢谢，确认已记录。</p>")
+        shown = await _alert_shown(request, session, notification_id, claim.contact_index)
+        return HTMLResponse(ack_page.acknowledged_page(shown), headers=ack_page.HEADERS)
     return answer

@@ -76,6 +76,29 @@ async def test_acknowledged_alert_is_published_once_and_stops_the_walk(
     assert notification["ack_due_at"] is None
 
 
+async def test_the_link_opens_the_alert_as_sent_and_the_button_leads_to_the_record(
+    notification_system: NotificationSystem,
+) -> None:
+    system = notification_system
+    event, alert = await alerted(system, "BJO", "/ack-a")
+    link, record = alert["ack_url"], alert["record_url"]
+    assert record.endswith(f"/{event.subject}")
+
+    page = await system.api.get(local(link))
+    assert page.status_code == 200 and page.headers["referrer-policy"] == "no-referrer"
+    assert alert["title"] in page.text and 'id="ack-form"' in page.text
+    said = [line for line in alert["text"].splitlines() if link not in line and record not in line]
+    assert all(line in page.text for line in said)  # what was sent, no more
+    assert f'href="{record}"' in page.text and link not in page.text
+
+    done = await system.api.post(local(link), headers={"Accept": "text/html"})
+    assert done.status_code == 200 and 'data-acknowledged="true"' in done.text
+    assert f'href="{record}"' in done.text and "确认已记录" in done.text
+    again = await system.api.get(local(link))
+    assert 'data-acknowledged="true"' in again.text and 'id="ack-form"' not in again.text
+    await system.wait_for_event(event.subject, "notification.acknowledged")
+
+
 async def test_token_in_a_json_body_is_accepted_too(
     notification_system: NotificationSystem,
 ) -> None:
