@@ -1,5 +1,5 @@
 """The duty console in a real browser: Debian's Chromium driven by Playwright, against the four
-services and the console as processes on a PostgreSQL and broker of their own, with every party
+services and the console as processes (the suite's running system), with every party
 reached through a webhook sink (so a test holds the alerts, and their links, each party got).
 
 Without Chromium the tests are skipped and say why; with REQUIRE_BROWSER_TESTS=1 (as .ci/run
@@ -11,30 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
-from shared.settings import CONSOLE, SERVICE_NAMES
-from tests.browser.pages import PATIENCE_MS, Browsing, ConsoleSystem
-from tests.support import clients_for, directory_with_contacts, running_system, webhook_sink
+from shared.devrun import ServiceProcesses
+from tests.browser.pages import CHROMIUM_ARGS, PATIENCE_MS, Browsing, ConsoleSystem
+from tests.support import WebhookSink
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
-
-# Playwright's own browser download is not used: the system's Chromium is. Without the
-# background-networking flags Chromium keeps calling Google's services, which a closed network
-# refuses; there is no sandbox for a root user in a container, and no GPU.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _why_no_browser() -> str | None:
@@ -80,25 +67,15 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
 
 
 @pytest.fixture(scope="package")
-async def console_system(
-    chromium: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ConsoleSystem]:
-    """The four services and the console on their own PostgreSQL and broker."""
-    work_dir = Path(tmp_path_factory.mktemp("console"))
-    async with webhook_sink() as sink:
-        directory = directory_with_contacts(
-            work_dir / "directory.yaml",
-            lambda _party: [{"channel": "webhook", "address": sink.url}],
-        )
-        async with running_system(
-            work_dir,
-            {"DIRECTORY_FILE": str(directory)},
-            services=(*SERVICE_NAMES, CONSOLE),
-        ) as (_, processes):
-            clients = clients_for(processes, work_dir)
-            yield ConsoleSystem(processes, sink, clients)
-            for client in clients.values():
-                await client.aclose()
+def console_system(
+    chromium: str,
+    system: ServiceProcesses,
+    webhook_sink: WebhookSink,
+    clients: dict[str, httpx.AsyncClient],
+) -> ConsoleSystem:
+    """The suite's running system (tests/conftest.py): the four services and the console, with
+    every party reached through the webhook sink."""
+    return ConsoleSystem(system, webhook_sink, clients)
 
 
 @pytest.fixture

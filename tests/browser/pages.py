@@ -23,6 +23,18 @@ if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page
 
 PATIENCE_MS = PATIENCE_SECONDS * 1000
+# Playwright's own browser download is not used: the system's Chromium is. Without the
+# background-networking flags Chromium keeps calling Google's services, which a closed network
+# refuses; there is no sandbox for a root user in a container, and no GPU.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 DESK = {"viewport": {"width": 1440, "height": 1000}}
 

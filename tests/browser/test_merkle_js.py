@@ -8,13 +8,10 @@ from __future__ import annotations
 import base64
 import functools
 import html
-import importlib.util
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,17 +25,8 @@ from services.audit.merkle import (
 )
 from services.audit.note import Checkpoint, Signer
 from shared.settings import REPOSITORY_ROOT, Settings
+from tests.browser.pages import CHROMIUM_ARGS
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 MERKLE_JS = REPOSITORY_ROOT / "services" / "console" / "static" / "merkle.js"
 POLICY = "default-src 'none'; script-src 'self'; style-src 'self'"
 ORIGIN = Settings().audit_log_origin
@@ -168,25 +156,12 @@ class PageServer:
         self.http.server_close()
 
 
-def browser_missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium fonts-noto-cjk)"
-    if importlib.util.find_spec("playwright") is None:
-        return "the playwright package is not installed (pip install playwright)"
-    return None
-
-
 @pytest.fixture(scope="module")
-def _merkle_browser() -> Iterator[Any]:
-    missing = browser_missing()
-    if missing:
-        if os.environ.get("REQUIRE_BROWSER_TESTS") == "1":
-            pytest.fail(f"REQUIRE_BROWSER_TESTS=1 but {missing}")
-        pytest.skip(missing)
+def _merkle_browser(chromium: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:

@@ -68,14 +68,13 @@
   }
 
   if (body.dataset.live && window.EventSource) {
-    let opened = false;
     const source = new EventSource("/live");
     source.addEventListener("ready", function () {
       setLive("open");
       body.dataset.liveReady = "true";
-      // Whatever happened while the stream was down is read again.
-      if (opened) schedule();
-      opened = true;
+      // Whatever happened before the stream opened (since the page loaded, or while it was
+      // down) is read again.
+      schedule();
     });
     source.addEventListener("change", function (message) {
       const change = JSON.parse(message.data);
