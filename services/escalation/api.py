@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 from sqlalchemy import Row, and_, func, not_, or_, select, text
 
-from services.escalation.models import drills, incidents, obligations
+from services.escalation.models import INCIDENT_TOWNSHIP, drills, incidents, obligations
 from services.escalation.rules import (
     Policy,
     PriorSigns,
@@ -143,11 +143,6 @@ class ObligationShown:
             moved_from=row.moved_from,
             moved_to=row.moved_to,
         )
-
-
-# Where an incident is: its facts as escalation last applied them (a township correction
-# moves it, and the access to its duties with it).
-INCIDENT_TOWNSHIP = incidents.c.facts["township_code"].astext
 
 
 @router.get(
