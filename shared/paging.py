@@ -93,12 +93,17 @@ async def rows_page(
     order: Sequence[Column],
     limit: int,
     after: str | None,
+    *,
+    newest_first: bool = False,
 ) -> Page[Row]:
-    """One page of `query`'s rows in the order of `order` (unique together), after `after`."""
+    """One page of `query`'s rows in the order of `order` (unique together), after `after`;
+    `newest_first`: in the reverse order, each column descending."""
     if after is not None:
         key = position(after, [_python_type(column) for column in order])
-        query = query.where(tuple_(*order) > tuple_(*key))
-    rows = list((await session.execute(query.order_by(*order).limit(limit + 1))).all())
+        beyond = tuple_(*order) < tuple_(*key) if newest_first else tuple_(*order) > tuple_(*key)
+        query = query.where(beyond)
+    ordering = [column.desc() for column in order] if newest_first else list(order)
+    rows = list((await session.execute(query.order_by(*ordering).limit(limit + 1))).all())
     if len(rows) <= limit:
         return Page(rows, None)
     last = rows[limit - 1]

@@ -18,6 +18,7 @@ from typing import Annotated
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import MetaData, Table, text
@@ -335,6 +336,10 @@ def health_router() -> APIRouter:
     return router
 
 
+# Where Swagger UI's and ReDoc's assets are served (fastapi-offline's copies).
+DOCS_ASSETS = "/docs/assets"
+
+
 def create_service_app(
     runtime: ServiceRuntime,
     title: str,
@@ -358,7 +363,15 @@ def create_service_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    # /docs and /redoc load their scripts and styles from the service itself: a county
+    # intranet does not reach a public CDN.
+    app = FastAPIOffline(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+    )
     app.state.runtime = runtime
     install_problem_handlers(app)
     app.add_middleware(

@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidTag
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel
-from sqlalchemy import Row, Select, or_, select, tuple_
+from sqlalchemy import ColumnElement, Row, Select, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +31,7 @@ from services.audit.merkle import ProofError
 from services.audit.models import (
     checkpoints,
     cosignatures,
+    finding_reviews,
     findings,
     incident_leaves,
     log_entries,
@@ -695,6 +696,8 @@ def findings_of_incident(incident_id: UUID) -> Select:
 
 
 FINDINGS_PAGE, MAX_FINDINGS_PAGE = 100, 500
+# A finding's state (`judgements.state_of`).
+FindingState = Literal["OPEN", "CONFIRMED", "DISMISSED", "SUPERSEDED"]
 
 
 @router.get(
@@ -709,6 +712,14 @@ async def list_findings(
     incident_id: UUID | None = None,
     party: Annotated[str | None, Query(pattern=PARTY_PATTERN)] = None,
     rule: Annotated[str | None, Query(pattern=r"^R\d{1,2}$")] = None,
+    review_status: Annotated[
+        list[FindingState] | None,
+        Query(
+            description="the finding's state, as `state` shows it (repeat for any of several): "
+            "OPEN (not reviewed), CONFIRMED or DISMISSED (by its latest review), SUPERSEDED "
+            "(a later finding stands in its place)"
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_FINDINGS_PAGE)] = FINDINGS_PAGE,
     after: After = None,
 ) -> FindingsOut:
@@ -720,7 +731,33 @@ async def list_findings(
         query = query.where(findings.c.party == party)
     if rule is not None:
         query = query.where(findings.c.rule_id == rule)
-    return await findings_page(request, session, caller, query, limit, after)
+    if review_status:
+        query = query.where(maybe_in_state(review_status))
+    return await findings_page(
+        request, session, caller, query, limit, after, frozenset(review_status or ())
+    )
+
+
+def maybe_in_state(states: Iterable[str]) -> ColumnElement[bool]:
+    """Findings that may be in one of `states`, judged from the tables alone: the latest
+    review's decision, or none; a finding R10 or R12 may supersede (`judgements.state_of` has
+    the last word, since a superseded finding is one whatever its reviews)."""
+    latest = (
+        select(finding_reviews.c.decision)
+        .where(finding_reviews.c.finding_id == findings.c.finding_id)
+        .order_by(finding_reviews.c.reviewed_at.desc(), finding_reviews.c.review_id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    either = []
+    for state in states:
+        if state == "OPEN":
+            either.append(latest.is_(None))
+        elif state == "SUPERSEDED":
+            either.append(findings.c.rule_id.in_(("R11", "R12")))
+        else:
+            either.append(latest == state)
+    return or_(*either)
 
 
 async def findings_page(
@@ -730,19 +767,51 @@ async def findings_page(
     query: Select,
     limit: int,
     after: str | None,
+    states: frozenset[str] = frozenset(),
 ) -> FindingsOut:
-    """A page of the findings `query` selects (ordered by time found, then id)."""
+    """A page of the findings `query` selects (ordered by time found, then id), only those in
+    one of `states` if any are named."""
     if after is not None:
         found_at, finding_id = paging.position(after, (datetime, UUID))
         query = query.where(
             tuple_(findings.c.found_at, findings.c.finding_id) > tuple_(found_at, finding_id)
         )
-    rows = list((await session.execute(query.limit(limit + 1))).all())
+    if states:
+        rows = await rows_in_states(request, session, query, limit + 1, states)
+    else:
+        rows = list((await session.execute(query.limit(limit + 1))).all())
     page = await findings_out(request, session, caller, rows[:limit])
     if len(rows) > limit:
         last = rows[limit - 1]
         page.next = paging.cursor((last.found_at, last.finding_id))
     return page
+
+
+async def rows_in_states(
+    request: Request, session: AsyncSession, query: Select, wanted: int, states: frozenset[str]
+) -> list[Row]:
+    """The first `wanted` rows of the findings `query` whose state is one of `states`, read a
+    batch at a time in the query's order (time found, then id)."""
+    keys = context_of(request).data_keys
+    batch = max(wanted, FINDINGS_PAGE)
+    kept: list[Row] = []
+    while len(kept) < wanted:
+        rows = list((await session.execute(query.limit(batch))).all())
+        listed = await judgements.findings_in(session, keys, rows)
+        found = await judgements.states_of(session, keys, listed)
+        kept += [
+            row
+            for row, finding in zip(rows, listed, strict=True)
+            if found[finding.finding_id] in states
+        ]
+        if len(rows) < batch:
+            break
+        last = rows[-1]
+        query = query.where(
+            tuple_(findings.c.found_at, findings.c.finding_id)
+            > tuple_(last.found_at, last.finding_id)
+        )
+    return kept[:wanted]
 
 
 @router.get(

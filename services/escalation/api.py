@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select, text
+from pydantic import AwareDatetime
+from sqlalchemy import Row, and_, func, not_, or_, select, text
 
-from services.escalation.models import drills, incidents, obligations
+from services.escalation.models import INCIDENT_TOWNSHIP, drills, incidents, obligations
 from services.escalation.rules import (
     Policy,
     PriorSigns,
@@ -22,10 +24,13 @@ from services.escalation.rules import (
 from services.escalation.schemas import (
     DrillComplianceList,
     DrillComplianceOut,
+    DutyList,
+    DutyOut,
     EvaluateIn,
     EvaluationOut,
     ObligationOut,
     ObligationsOut,
+    ObligationStatus,
     ProposedObligationOut,
     ProposedTimerOut,
 )
@@ -33,6 +38,7 @@ from shared import facts as incident_facts
 from shared.access import Permission
 from shared.auth import Caller, authorize
 from shared.directory import Directory
+from shared.domain import PARTY_PATTERN
 from shared.paging import PAGE, After, Limit, items_page, rows_page
 from shared.problems import invalid_field, not_found
 from shared.runtime import DatabaseSession
@@ -83,40 +89,129 @@ async def list_obligations(
         limit,
         after,
     )
-    directory, policy = directory_of(request), policy_of(request)
-    plan_texts = {rule.id: rule.plan_text for rule in policy.rules}
+    obligation_out = ObligationShown.of(request)
     return ObligationsOut(
         incident_id=incident_id,
         status=incident.status,
         drill=incident.drill,
         policy_version=incident.policy_version,
         merged_into=incident.merged_into,
-        obligations=[
-            ObligationOut(
-                id=row.id,
-                party=row.party,
-                party_name=party_name(directory, row.party),
-                owner=row.owner,
-                action=row.action,
-                action_text=row.action_text,
-                rule_id=row.rule_id,
-                plan_section=row.plan_section,
-                plan_text=plan_texts.get(row.rule_id, ""),
-                deadline_name=row.deadline_name,
-                deadline_text=deadline_text(policy, row.deadline_name),
-                due_at=row.due_at,
-                status=row.status,
-                trigger=row.trigger,
-                notify=row.notify,
-                drill=row.drill,
-                escalated_from=row.escalated_from,
-                met_at=row.met_at,
-                met_by_event_id=row.met_by_event_id,
-                closed_reason=row.closed_reason,
-                omitted_at=row.omitted_at,
-                why=row.explanation,
-                moved_from=row.moved_from,
-                moved_to=row.moved_to,
+        obligations=[obligation_out(row) for row in page.items],
+        next=page.next,
+    )
+
+
+@dataclass(frozen=True)
+class ObligationShown:
+    """An obligation as the API shows it: its party named, its rule's and deadline's texts."""
+
+    directory: Directory
+    policy: Policy
+    plan_texts: dict[str, str]
+
+    @classmethod
+    def of(cls, request: Request) -> ObligationShown:
+        policy = policy_of(request)
+        return cls(
+            directory_of(request), policy, {rule.id: rule.plan_text for rule in policy.rules}
+        )
+
+    def __call__(self, row: Row) -> ObligationOut:
+        return ObligationOut(
+            id=row.id,
+            party=row.party,
+            party_name=party_name(self.directory, row.party),
+            owner=row.owner,
+            action=row.action,
+            action_text=row.action_text,
+            rule_id=row.rule_id,
+            plan_section=row.plan_section,
+            plan_text=self.plan_texts.get(row.rule_id, ""),
+            deadline_name=row.deadline_name,
+            deadline_text=deadline_text(self.policy, row.deadline_name),
+            due_at=row.due_at,
+            status=row.status,
+            trigger=row.trigger,
+            notify=row.notify,
+            drill=row.drill,
+            escalated_from=row.escalated_from,
+            met_at=row.met_at,
+            met_by_event_id=row.met_by_event_id,
+            closed_reason=row.closed_reason,
+            omitted_at=row.omitted_at,
+            why=row.explanation,
+            moved_from=row.moved_from,
+            moved_to=row.moved_to,
+        )
+
+
+@router.get(
+    "/v1/obligations",
+    summary='Duties across incidents ("my duties"), soonest due first (`due_at`, then `id`), '
+    "filtered; paged (`limit`, `after`; `next` names the following page). A 司法所, 指挥小组 "
+    "or 派出所 sees only the duties of its own township's incidents; the banner offices and "
+    "the platform see all",
+)
+async def list_duties(
+    request: Request,
+    session: DatabaseSession,
+    caller: Caller,
+    party: Annotated[
+        str | None,
+        Query(
+            pattern=PARTY_PATTERN,
+            description="who must act: the obligation's owner (its party where none is named)",
+        ),
+    ] = None,
+    status: Annotated[
+        list[ObligationStatus] | None, Query(description="repeat for any of several")
+    ] = None,
+    due_before: Annotated[
+        AwareDatetime | None, Query(description="due before this time (with its zone)")
+    ] = None,
+    overdue: Annotated[
+        bool | None,
+        Query(
+            description="true: undone and past due now: PENDING past its deadline, or MISSED "
+            "(the deadline marks it so within moments; work done late still meets it, R10); "
+            "false: every other"
+        ),
+    ] = None,
+    limit: Limit = PAGE,
+    after: After = None,
+) -> DutyList:
+    authorize(caller, Permission.READ_OBLIGATIONS, caller.township)
+    chosen = []
+    if caller.township is not None:
+        chosen.append(INCIDENT_TOWNSHIP == caller.township)
+    if party is not None:
+        chosen.append(func.coalesce(obligations.c.owner, obligations.c.party) == party)
+    if status:
+        chosen.append(obligations.c.status.in_(status))
+    if due_before is not None:
+        chosen.append(obligations.c.due_at < due_before)
+    if overdue is not None:
+        late = or_(
+            obligations.c.status == "MISSED",
+            and_(obligations.c.status == "PENDING", obligations.c.due_at < func.now()),
+        )
+        chosen.append(late if overdue else not_(late))
+    page = await rows_page(
+        session,
+        select(obligations, INCIDENT_TOWNSHIP.label("township_code"))
+        .join(incidents, incidents.c.id == obligations.c.incident_id)
+        .where(*chosen),
+        (obligations.c.due_at, obligations.c.id),
+        limit,
+        after,
+    )
+    obligation_out = ObligationShown.of(request)
+    return DutyList(
+        items=[
+            DutyOut(
+                **obligation_out(row).model_dump(),
+                incident_id=row.incident_id,
+                township_code=row.township_code,
             )
             for row in page.items
         ],

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Index, Integer, String, Table, Text, func, text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    literal_column,
+    text,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 from shared.db import service_metadata
@@ -42,6 +55,14 @@ incidents = Table(
         comment="R20: merged into this incident; its deadlines and timers rest until unmerged",
     ),
 )
+
+# Where an incident is: its facts as escalation last applied them (a township correction moves
+# it, and the access to its duties with it). The key is written out, not bound, so that a
+# query on it can use the index (migration 0007).
+INCIDENT_TOWNSHIP = type_coerce(
+    incidents.c.facts.op("->>")(literal_column("'township_code'")), Text
+)
+Index("ix_incidents_township", INCIDENT_TOWNSHIP)
 
 obligations = Table(
     "obligations",
@@ -83,6 +104,8 @@ obligations = Table(
         comment="R20: waived here because it lives on as this obligation of another incident",
     ),
     Index("ix_obligations_incident", "incident_id", "due_at"),
+    # GET /v1/obligations across incidents, in its order (migration 0007).
+    Index("ix_obligations_due", "due_at", "id"),
     Index("ix_obligations_pending_due", "due_at", postgresql_where=text("status = 'PENDING'")),
     Index(
         "ix_obligations_missed_due",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
@@ -45,6 +46,21 @@ class ObligationOut(BaseModel):
     moved_to: UUID | None = Field(
         default=None, description="R20: waived here, it lives on as this obligation"
     )
+
+
+ObligationStatus = Literal["PENDING", "MET", "MET_LATE", "MISSED", "WAIVED"]
+
+
+class DutyOut(ObligationOut):
+    """An obligation in a list across incidents: with its incident and where it is."""
+
+    incident_id: UUID
+    township_code: str = Field(description="the incident's township as its facts now say")
+
+
+class DutyList(BaseModel):
+    items: list[DutyOut] = Field(description="soonest due first (due_at, then id)")
+    next: str | None = Field(default=None, description=NEXT)
 
 
 class ObligationsOut(BaseModel):

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Header, Request, Response
-from sqlalchemy import Column, Row, Select, select, update
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import AwareDatetime
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Row,
+    Select,
+    String,
+    Table,
+    cast,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +34,7 @@ from services.intake.models import (
     external_refs,
     idempotency_keys,
     incident_links,
+    incident_subjects,
     incidents,
     reports,
 )
@@ -29,6 +45,8 @@ from services.intake.schemas import (
     CandidateList,
     CandidateOut,
     CreatedOut,
+    IncidentItemOut,
+    IncidentList,
     IncidentOut,
     LinkIn,
     LinkOut,
@@ -42,7 +60,7 @@ from shared.access import Permission, Principal
 from shared.auth import Caller, authorize, speaks_for
 from shared.correlation import Correlation, Match
 from shared.directory import Directory, Township
-from shared.domain import ActionCode, LifecycleStatus, PartyKind, party_kind_of
+from shared.domain import ActionCode, Category, LifecycleStatus, PartyKind, party_kind_of
 from shared.events import CloudEvent
 from shared.events.models import (
     ActionRecorded,
@@ -735,6 +753,22 @@ class Shown:
         )
 
 
+def names_ever_stated(cipher: PiiCipher, facts: dict, stated: list[Row]) -> tuple[str, ...]:
+    """The names of an incident's current and former subjects: of its `facts` and of what its
+    reports (`stated`: rows with `changes`, `previous`, `stated`) said."""
+    return tuple(
+        {
+            *subject_names(cipher.open_subjects(facts)),
+            *(
+                name
+                for row in stated
+                for values in (row.changes, row.previous, row.stated or {})
+                for name in subject_names(cipher.open_subjects(values))
+            ),
+        }
+    )
+
+
 async def _shown_to(
     session: AsyncSession, request: Request, incident: Row, caller: Principal
 ) -> Shown:
@@ -746,17 +780,7 @@ async def _shown_to(
             reports.c.incident_id == incident.id
         )
     )
-    names = tuple(
-        {
-            *subject_names(cipher.open_subjects(incident.facts)),
-            *(
-                name
-                for row in stated
-                for values in (row.changes, row.previous, row.stated or {})
-                for name in subject_names(cipher.open_subjects(values))
-            ),
-        }
-    )
+    names = names_ever_stated(cipher, incident.facts, list(stated))
     unmasked = caller.may_read_personal_data
     if unmasked:
         await record_read(
@@ -780,6 +804,162 @@ def _actions_of(incident_id: UUID) -> tuple[Select, tuple[Column, ...]]:
     """An incident's actions and their order: as they happened, then as recorded."""
     query = select(actions).where(actions.c.incident_id == incident_id)
     return query, (actions.c.occurred_at, actions.c.recorded_at, actions.c.id)
+
+
+@router.get(
+    "",
+    summary="Incidents the caller may read, newest report first (`reported_at`, then `id`), "
+    "filtered; paged (`limit`, `after`; `next` names the following page). A 司法所, 指挥小组 "
+    "or 派出所 sees only its own township's (asking for another township is refused, 403); "
+    "the banner offices and the platform see all. Personal data is always masked here",
+)
+async def list_incidents(
+    request: Request,
+    session: DatabaseSession,
+    caller: Caller,
+    status: Annotated[
+        list[LifecycleStatus] | None,
+        Query(description="lifecycle status as intake projects it; repeat for any of several"),
+    ] = None,
+    township: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=40,
+            pattern=r"^[^\x00-\x1f\x7f]+$",
+            description="township code or name (e.g. 150626102)",
+        ),
+    ] = None,
+    category: Annotated[
+        list[Category] | None, Query(description="repeat for any of several")
+    ] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="reported at or after this time (with its zone)")
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None, Query(description="reported before this time (with its zone)")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            pattern=r"^[^\x00-\x1f\x7f]+$",
+            description="text searched where it is stored in clear, case-insensitively: part of "
+            "a subject's 社区矫正对象编号, of a source's reference (警情编号), or the start of "
+            "the incident id. Summaries, locations, names and ID numbers are sealed at rest "
+            "and never searched",
+        ),
+    ] = None,
+    limit: Limit = PAGE,
+    after: After = None,
+) -> IncidentList:
+    authorize(caller, Permission.READ_INCIDENT, caller.township)
+    chosen = []
+    if township is not None:
+        asked = known_township(directory_of(request), township, "township")
+        authorize(caller, Permission.READ_INCIDENT, asked.code)
+        chosen.append(incidents.c.township_code == asked.code)
+    if caller.township is not None:  # a local party: its own township's, whatever it asks
+        chosen.append(incidents.c.township_code == caller.township)
+    if status:
+        chosen.append(incidents.c.status.in_([str(value) for value in status]))
+    if category:
+        chosen.append(incidents.c.category.in_([str(value) for value in category]))
+    if since is not None and until is not None and until <= since:
+        raise invalid_field("until", "must lie after `since`", "query")
+    if since is not None:
+        chosen.append(incidents.c.reported_at >= since)
+    if until is not None:
+        chosen.append(incidents.c.reported_at < until)
+    if q is not None:
+        chosen.append(searched(q))
+    page = await rows_page(
+        session,
+        select(incidents).where(*chosen),
+        (incidents.c.reported_at, incidents.c.id),
+        limit,
+        after,
+        newest_first=True,
+    )
+    return IncidentList(
+        items=await incident_items(session, cipher_of(request), directory_of(request), page.items),
+        next=page.next,
+    )
+
+
+def searched(text: str) -> ColumnElement[bool]:
+    """Incidents `text` names in what is stored in clear: a subject id, a source's reference,
+    the start of the incident id. Nothing sealed is searched, so a match tells nobody what a
+    sealed field holds."""
+    literal = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    anywhere = f"%{literal}%"
+    return or_(
+        cast(incidents.c.id, String).ilike(f"{literal}%", escape="\\"),
+        exists().where(
+            incident_subjects.c.incident_id == incidents.c.id,
+            incident_subjects.c.subject_id.ilike(anywhere, escape="\\"),
+        ),
+        exists().where(
+            external_refs.c.incident_id == incidents.c.id,
+            external_refs.c.external_ref.ilike(anywhere, escape="\\"),
+        ),
+        exists().where(
+            reports.c.incident_id == incidents.c.id,
+            reports.c.external_ref.ilike(anywhere, escape="\\"),
+        ),
+    )
+
+
+async def _counts(session: AsyncSession, table: Table, ids: list[UUID]) -> dict[UUID, int]:
+    rows = await session.execute(
+        select(table.c.incident_id, func.count())
+        .where(table.c.incident_id.in_(ids))
+        .group_by(table.c.incident_id)
+    )
+    return {incident_id: count for incident_id, count in rows.tuples()}
+
+
+async def incident_items(
+    session: AsyncSession, cipher: PiiCipher, directory: Directory, rows: list[Row]
+) -> list[IncidentItemOut]:
+    """Incidents as a list shows them: the summary masked with every name their reports ever
+    gave the subjects, as the incident itself masks it."""
+    ids = [row.id for row in rows]
+    stated: dict[UUID, list[Row]] = defaultdict(list)
+    for report in await session.execute(
+        select(
+            reports.c.incident_id, reports.c.changes, reports.c.previous, reports.c.stated
+        ).where(reports.c.incident_id.in_(ids))
+    ):
+        stated[report.incident_id].append(report)
+    filed, recorded = await _counts(session, reports, ids), await _counts(session, actions, ids)
+    items = []
+    for row in rows:
+        facts = cipher.open_subjects(row.facts)
+        shown = incident_facts.masked(facts, names_ever_stated(cipher, row.facts, stated[row.id]))
+        place = directory.township(row.township_code)
+        items.append(
+            IncidentItemOut(
+                id=row.id,
+                category=row.category,
+                phase=row.phase,
+                township_code=row.township_code,
+                township_name=place.name if place is not None else facts["township_name"],
+                status=row.status,
+                status_changed_at=row.status_changed_at,
+                reported_at=row.reported_at,
+                occurred_at=facts.get("occurred_at"),
+                drill=bool(facts.get("drill")),
+                summary=shown.get("summary"),
+                reporter_party=row.reporter["party"],
+                subjects=len(facts.get("subjects") or ()),
+                reports=filed.get(row.id, 0),
+                actions=recorded.get(row.id, 0),
+                merged_into=row.merged_into,
+            )
+        )
+    return items
 
 
 @router.get(

@@ -30,6 +30,8 @@ incidents = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("merged_into", UUID(as_uuid=True), comment="the incident it was merged into (R20)"),
     Index("ix_incidents_township_reported", "township_code", "reported_at"),
+    # GET /v1/incidents across townships: newest first (migration 0010).
+    Index("ix_incidents_reported", "reported_at", "id"),
 )
 
 # Who each incident is about, by 社区矫正对象编号: a new report naming one of them is of the

@@ -240,3 +240,33 @@ class CreatedOut(BaseModel):
         description="INCIDENT: open incidents that may be the same event (R20), for the TCG or "
         "the BLO to link; see GET /v1/incidents/{id}/candidates",
     )
+
+
+class IncidentItemOut(BaseModel):
+    """An incident as a list screen shows it; personal data always masked (the incident itself,
+    GET /v1/incidents/{id}, shows it in clear to a reader holding pii:read, audited)."""
+
+    id: UUID
+    category: Category
+    phase: Phase
+    township_code: str
+    township_name: str
+    status: LifecycleStatus
+    status_changed_at: datetime | None
+    reported_at: datetime
+    occurred_at: datetime | None
+    drill: bool
+    summary: str | None = Field(description="masked as in the incident: names and ID numbers")
+    reporter_party: str
+    subjects: int = Field(description="how many subjects the facts name")
+    reports: int = Field(description="reports filed: 首报, 续报, corrections, linked reports")
+    actions: int = Field(description="actions recorded")
+    merged_into: UUID | None = Field(
+        default=None, description="the incident this one was merged into (R20)"
+    )
+
+
+class IncidentList(BaseModel):
+    personal_data: Literal["masked"] = "masked"
+    items: list[IncidentItemOut] = Field(description="newest report first (reported_at, id)")
+    next: str | None = Field(default=None, description=NEXT)

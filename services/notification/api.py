@@ -5,13 +5,25 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
-from sqlalchemy import Column, Row, Table, func, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    FromClause,
+    Row,
+    Table,
+    and_,
+    case,
+    false,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,8 +40,10 @@ from services.notification.schemas import (
     NotificationList,
     NotificationOut,
 )
-from shared.access import Permission
+from services.notification.status import NotificationKind, NotificationStatus
+from shared.access import Permission, Principal
 from shared.auth import Caller, authorize
+from shared.directory import Township
 from shared.domain import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, county_time, party_kind_of
 from shared.paging import PAGE, After, Limit, rows_page
 from shared.problems import Problem, not_found
@@ -91,24 +105,129 @@ async def _with_details(session: AsyncSession, rows: list[Row]) -> list[Notifica
     ]
 
 
+# Alerts whose reader has not acknowledged them, whether still walking the contacts, walked to
+# the end, or never delivered: what a duty board shows. Withdrawn ones asked nothing more.
+NOT_ACKNOWLEDGED = "NOT_ACKNOWLEDGED"
+AWAITING = (
+    NotificationStatus.NEW,
+    NotificationStatus.PENDING,
+    NotificationStatus.DELIVERED,
+    NotificationStatus.UNACKNOWLEDGED,
+    NotificationStatus.FAILED,
+)
+StatusAsked = Literal[
+    "NEW",
+    "PENDING",
+    "DELIVERED",
+    "ACKNOWLEDGED",
+    "UNACKNOWLEDGED",
+    "FAILED",
+    "WITHDRAWN",
+    "INFORMED",
+    "NOT_ACKNOWLEDGED",
+]
+
+
+def in_status(asked: list[str]) -> ColumnElement[bool]:
+    """Alerts and notices in any of the `asked` states; NOT_ACKNOWLEDGED: an alert (never a
+    notice) nobody acknowledged and not withdrawn."""
+    named = [value for value in asked if value != NOT_ACKNOWLEDGED]
+    either = [notifications.c.status.in_(named)] if named else []
+    if NOT_ACKNOWLEDGED in asked:
+        either.append(
+            and_(
+                notifications.c.kind == NotificationKind.ALERT,
+                notifications.c.status.in_([str(status) for status in AWAITING]),
+            )
+        )
+    return or_(*either)
+
+
+def _place(table: FromClause) -> ColumnElement[str]:
+    """The township (code or name) one alert names, as `township_of` reads it: its party's
+    when township-bound, else its facts' or notice's."""
+    return case(
+        (
+            func.split_part(table.c.party, ":", 1).in_([str(k) for k in TOWNSHIP_BOUND_KINDS]),
+            func.split_part(table.c.party, ":", 2),
+        ),
+        else_=func.coalesce(
+            table.c.alert["facts"]["township_code"].astext,
+            table.c.alert["facts"]["township"].astext,
+            table.c.alert["notice"]["township_code"].astext,
+            table.c.alert["notice"]["township"].astext,
+        ),
+    )
+
+
+def of_township(township: Township) -> ColumnElement[bool]:
+    """Alerts of incidents of `township` as their newest alert naming a township says (a
+    township correction moves the incident, and its alerts' access with it)."""
+    newer = notifications.alias("newer")
+    newest_place = (
+        select(_place(newer))
+        .where(newer.c.incident_id == notifications.c.incident_id, _place(newer).is_not(None))
+        .order_by(newer.c.created_at.desc(), newer.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return newest_place.in_([township.code, township.name])
+
+
 @router.get(
     "",
-    summary="Alerts of an incident, optionally for one party, oldest first; paged (`limit`, "
-    "`after`; `next` names the following page). Each carries its deliveries and attempts: "
-    "bounded by the party's contacts and NOTIFICATION_MAX_ATTEMPTS",
+    summary="Alerts and notices, oldest first (`created_at`, then `id`), of one incident or "
+    "of all the caller may read, filtered; paged (`limit`, `after`; `next` names the following "
+    "page). A 司法所, 指挥小组 or 派出所 sees only those of its own township's incidents (an "
+    "incident of another township is refused, 403); the banner offices and the platform see "
+    "all. Each carries its deliveries and attempts: bounded by the party's contacts and "
+    "NOTIFICATION_MAX_ATTEMPTS",
 )
 async def list_notifications(
     request: Request,
     session: DatabaseSession,
     caller: Caller,
-    incident_id: Annotated[UUID, Query()],
-    party: Annotated[str | None, Query(pattern=PARTY_PATTERN)] = None,
+    incident_id: Annotated[UUID | None, Query(description="one incident's only")] = None,
+    party: Annotated[
+        str | None, Query(pattern=PARTY_PATTERN, description="addressed to this party")
+    ] = None,
+    status: Annotated[
+        list[StatusAsked] | None,
+        Query(
+            description="any of these states (repeat for several); NOT_ACKNOWLEDGED: alerts "
+            "nobody acknowledged yet and not withdrawn (NEW PENDING DELIVERED UNACKNOWLEDGED "
+            "FAILED), notices never"
+        ),
+    ] = None,
     limit: Limit = PAGE,
     after: After = None,
 ) -> NotificationList:
-    chosen = [notifications.c.incident_id == incident_id]
+    authorize(caller, Permission.READ_NOTIFICATIONS, caller.township)
+    chosen = []
     if party:
         chosen.append(notifications.c.party == party)
+    if incident_id is not None:
+        chosen.append(notifications.c.incident_id == incident_id)
+        await authorize_incident(request, session, caller, chosen)
+    if caller.township is not None:
+        township = request.app.state.directory.township(caller.township)
+        chosen.append(of_township(township) if township is not None else false())
+    if status:
+        chosen.append(in_status(status))
+    page = await rows_page(
+        session,
+        select(notifications).where(*chosen),
+        (notifications.c.created_at, notifications.c.id),
+        limit,
+        after,
+    )
+    return NotificationList(items=await _with_details(session, page.items), next=page.next)
+
+
+async def authorize_incident(
+    request: Request, session: AsyncSession, caller: Principal, chosen: list[ColumnElement[bool]]
+) -> None:
+    """403 unless the caller may read the alerts of the incident `chosen` names."""
     # Access follows the incident's township as its newest alert names it, whichever page
     # is asked for: only the parties and the facts' townships are read for it.
     places = select(
@@ -123,14 +242,6 @@ async def list_notifications(
     ).where(*chosen)
     every = (await session.execute(places.order_by(notifications.c.created_at))).all()
     authorize(caller, Permission.READ_NOTIFICATIONS, township_of(request, list(every)))
-    page = await rows_page(
-        session,
-        select(notifications).where(*chosen),
-        (notifications.c.created_at, notifications.c.id),
-        limit,
-        after,
-    )
-    return NotificationList(items=await _with_details(session, page.items), next=page.next)
 
 
 def township_of(request: Request, rows: list[Row]) -> str | None:

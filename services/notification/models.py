@@ -81,6 +81,8 @@ notifications = Table(
         "carries on under `obligation_id`",
     ),
     Index("ix_notifications_incident", "incident_id", "party"),
+    # GET /v1/notifications across incidents, in its order (migration 0010).
+    Index("ix_notifications_created", "created_at", "id"),
     Index("ix_notifications_former_obligations", "former_obligation_ids", postgresql_using="gin"),
     Index("ix_notifications_new", "created_at", postgresql_where=text("status = 'NEW'")),
     Index("ix_notifications_ack_due", "ack_due_at", postgresql_where=text("status = 'DELIVERED'")),
