@@ -299,23 +299,47 @@ async def _gather_or_errors(**calls: Any) -> tuple[dict[str, Any], list[str]]:
     return found, errors
 
 
+# Met duties are shown for this many of the newest open incidents (read incident by incident).
+BOARD_INCIDENTS_WITH_MET_DUTIES = 30
+
+
 @router.get("/", summary="The duty board")
 async def board(request: Request, session: User) -> HTMLResponse:
     user = session.principal
     found, errors = await _gather_or_errors(
-        incidents=_all_pages(request, user, "intake", "/v1/incidents", cap=500),
-        obligations=_all_pages(request, user, "escalation", "/v1/obligations", cap=1000),
+        incidents=_all_pages(
+            request, user, "intake", "/v1/incidents", cap=500, status=list(views.OPEN_STATUSES)
+        ),
+        obligations=_all_pages(
+            request, user, "escalation", "/v1/obligations", status=["PENDING", "MISSED"]
+        ),
         alerts=_all_pages(
-            request, user, "notification", "/v1/notifications", cap=500, status="AWAITING_ACK"
+            request, user, "notification", "/v1/notifications", cap=500, status="NOT_ACKNOWLEDGED"
         ),
     )
+    incidents = found["incidents"] or []
+    each, more_errors = await _gather_or_errors(
+        **{
+            str(incident["id"]): gateway(request).get(
+                user, "escalation", f"/v1/incidents/{incident['id']}/obligations", limit=500
+            )
+            for incident in incidents[:BOARD_INCIDENTS_WITH_MET_DUTIES]
+        }
+    )
+    of_incidents = [
+        {**duty, "incident_id": incident_id}
+        for incident_id, answer in each.items()
+        for duty in (answer or {}).get("obligations", [])
+    ]
     shown = views.board(
-        found["incidents"] or [],
-        found["obligations"] or [],
+        incidents,
+        [*(found["obligations"] or []), *of_incidents],
         found["alerts"] or [],
         datetime.now(UTC),
     )
-    return page(request, "board.html", session, board=shown, errors=errors, live="board")
+    return page(
+        request, "board.html", session, board=shown, errors=errors + more_errors, live="board"
+    )
 
 
 @router.get("/duties", summary="My duties: what the logged-in party must do")

@@ -33,7 +33,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 FINISHED = frozenset({"CLOSED", "REVIEWED"})
 OPEN_OBLIGATION = "PENDING"
 # Alerts still waiting for somebody to say they read them.
-AWAITING_ACK = frozenset({"NEW", "PENDING", "DELIVERED", "UNACKNOWLEDGED"})
+AWAITING_ACK = frozenset({"NEW", "PENDING", "DELIVERED", "UNACKNOWLEDGED", "FAILED"})
+# Lifecycle states of an incident still on the board.
+OPEN_STATUSES = ("REPORTED", "RESPONDING", "SEARCHING", "ESCALATED", "CONTROLLED")
 NOTIFICATION_STATUS_ZH = {
     "NEW": "待发送",
     "PENDING": "发送中",
@@ -44,9 +46,11 @@ NOTIFICATION_STATUS_ZH = {
     "WITHDRAWN": "已撤回",
     "INFORMED": "已告知",
 }
+MET = frozenset({"MET", "MET_LATE"})
 OBLIGATION_STATUS_ZH = {
     "PENDING": "待履行",
     "MET": "已履行",
+    "MET_LATE": "逾期履行",
     "MISSED": "已超时",
     "WAIVED": "不再适用",
     "OMITTED": "已免除",
@@ -102,9 +106,9 @@ def board(
     alerts: Iterable[Mapping[str, Any]],
     now: datetime,
 ) -> Board:
-    """The duty board: open incidents by township and status; duties overdue (most overdue
-    first), due (soonest first) and met (of open incidents, latest first); alerts awaiting an
-    acknowledgement (oldest first)."""
+    """The duty board: open incidents by township and status; duties overdue (pending past due,
+    most overdue first, then missed ones of open incidents), due (soonest first) and met (of
+    open incidents, latest first); alerts awaiting an acknowledgement (oldest first)."""
     rows: dict[str, TownshipRow] = {}
     open_ids: set[str] = set()
     for incident in incidents:
@@ -114,20 +118,29 @@ def board(
         code = incident.get("township_code") or ""
         row = rows.setdefault(code, TownshipRow(code, incident.get("township_name") or code))
         row.by_status.setdefault(incident.get("status") or "", []).append(incident)
+    obligations = list({str(o.get("id")): o for o in obligations}.values())
     pending = [o for o in obligations if o.get("status") == OPEN_OBLIGATION]
     by_due = sorted(pending, key=lambda o: o.get("due_at") or "")
+    missed = sorted(
+        (
+            o
+            for o in obligations
+            if o.get("status") == "MISSED" and str(o.get("incident_id")) in open_ids
+        ),
+        key=lambda o: o.get("due_at") or "",
+    )
     met = sorted(
         (
             o
             for o in obligations
-            if o.get("status") == "MET" and str(o.get("incident_id")) in open_ids
+            if o.get("status") in MET and str(o.get("incident_id")) in open_ids
         ),
         key=lambda o: o.get("met_at") or "",
         reverse=True,
     )
     return Board(
         sorted(rows.values(), key=lambda row: row.code),
-        [o for o in by_due if is_overdue(o, now)],
+        [o for o in by_due if is_overdue(o, now)] + missed,
         [o for o in by_due if not is_overdue(o, now)],
         met,
         sorted(

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.notification import ack_page
 from services.notification.ack import AckClaim, AckSigner, AckTokenError
 from services.notification.channels import shown_contact
-from services.notification.dispatch import acknowledge, contacts_of
+from services.notification.dispatch import acknowledge, contacts_of, on_the_console
 from services.notification.models import attempts, deliveries, notifications
 from services.notification.schemas import (
     AckIn,
@@ -56,6 +56,8 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def _acknowledged_by(row: Row) -> str | None:
+    if row.acknowledged_via:
+        return row.acknowledged_via
     if row.acknowledged_contact_index is None or not row.contacts:
         return None
     return shown_contact(contacts_of(row)[row.acknowledged_contact_index])
@@ -259,6 +261,49 @@ def township_of(request: Request, rows: list[Row]) -> str | None:
         if township is not None:
             return township.code
     return None
+
+
+@router.post(
+    "/{notification_id}/acknowledgement",
+    summary="Acknowledge an alert of the caller's own party (the duty console's button); the "
+    "alert's contacts acknowledge through the signed link they received instead",
+    response_model=AckOut,
+)
+async def acknowledge_as_the_party(
+    notification_id: UUID, request: Request, session: DatabaseSession, caller: Caller
+) -> AckOut:
+    row = (
+        await session.execute(select(notifications).where(notifications.c.id == notification_id))
+    ).first()
+    if row is None:
+        raise not_found("Notification", notification_id)
+    authorize(caller, Permission.READ_NOTIFICATIONS, township_of(request, [row]))
+    # A duty belongs to its party: only the party alerted says it has read the alert.
+    if row.party != caller.party:
+        raise Problem(
+            403,
+            "Forbidden",
+            f"the alert is for {row.party}: only that party acknowledges it",
+            kind="forbidden",
+        )
+    if row.kind != NotificationKind.ALERT:
+        raise Problem(409, "Nothing to acknowledge", "a notice only informs", kind="not-an-alert")
+    done = await acknowledge(
+        session,
+        runtime_of(request).outbox,
+        notification_id,
+        None,
+        via=on_the_console(caller.subject),
+    )
+    assert done is not None  # the row is there, locked by acknowledge
+    return AckOut(
+        notification_id=done.notification_id,
+        acknowledged_at=done.acknowledged_at,
+        contact_index=done.contact_index,
+        channel=done.channel,
+        contact=done.contact,
+        replayed=done.replayed,
+    )
 
 
 @router.get("/{notification_id}", summary="One alert with its deliveries and every attempt")

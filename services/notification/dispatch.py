@@ -641,18 +641,33 @@ class Dispatcher:
 class Acknowledgement:
     notification_id: UUID
     acknowledged_at: datetime
-    contact_index: int
+    contact_index: int | None  # None: on the duty console, not through a contact's link
     channel: str
     contact: str
     replayed: bool
 
 
+CONSOLE_CHANNEL = "console"
+
+
+def on_the_console(subject: str) -> str:
+    """How an acknowledgement on the duty console is shown: by whom of the party."""
+    return f"值班台（{subject}）"
+
+
 async def acknowledge(
-    session: AsyncSession, outbox: Outbox, notification_id: UUID, contact_index: int
+    session: AsyncSession,
+    outbox: Outbox,
+    notification_id: UUID,
+    contact_index: int | None,
+    *,
+    via: str | None = None,
 ) -> Acknowledgement | None:
-    """Record that the alert was read; None for an unknown alert. Acknowledging again changes
-    nothing and answers with the first acknowledgement. A late one (after the list was walked)
-    still counts: the escalation service then knows the report arrived, if late."""
+    """Record that the alert was read, through the link of contact `contact_index` or, with
+    `via`, by a user of the alerted party on the duty console; None for an unknown alert.
+    Acknowledging again changes nothing and answers with the first acknowledgement. A late one
+    (after the list was walked) still counts: the escalation service then knows the report
+    arrived, if late."""
     notification = (
         await session.execute(
             select(notifications).where(notifications.c.id == notification_id).with_for_update()
@@ -663,19 +678,23 @@ async def acknowledge(
     contacts = contacts_of(notification)
     if notification.acknowledged_at is not None:
         index = notification.acknowledged_contact_index
-        contact = contacts[index]
-        return Acknowledgement(
-            notification_id,
-            notification.acknowledged_at,
-            index,
-            contact.channel,
-            shown_contact(contact),
-            replayed=True,
+        channel, shown = (
+            (CONSOLE_CHANNEL, notification.acknowledged_via)
+            if notification.acknowledged_via
+            else (contacts[index].channel, shown_contact(contacts[index]))
         )
-    if not 0 <= contact_index < len(contacts):
-        return None
+        return Acknowledgement(
+            notification_id, notification.acknowledged_at, index, channel, shown, replayed=True
+        )
+    if via is not None:
+        contact_index = None
+        channel, shown = CONSOLE_CHANNEL, via
+    else:
+        if contact_index is None or not 0 <= contact_index < len(contacts):
+            return None
+        contact = contacts[contact_index]
+        channel, shown = contact.channel, shown_contact(contact)
     now = datetime.now(UTC)
-    contact = contacts[contact_index]
     await session.execute(
         update(notifications)
         .where(notifications.c.id == notification_id)
@@ -683,6 +702,7 @@ async def acknowledge(
             status="ACKNOWLEDGED",
             acknowledged_at=now,
             acknowledged_contact_index=contact_index,
+            acknowledged_via=via,
             ack_due_at=None,
         )
     )
@@ -697,14 +717,12 @@ async def acknowledge(
         incident_id=notification.incident_id,
         obligation_id=notification.obligation_id,
         party=notification.party,
-        channel=contact.channel,
-        contact=shown_contact(contact),
+        channel=channel,
+        contact=shown,
         acknowledged_at=now,
         drill=notification.drill,
     )
     await publish_about(
-        session, outbox, notification, event, "notification acknowledged", channel=contact.channel
+        session, outbox, notification, event, "notification acknowledged", channel=channel
     )
-    return Acknowledgement(
-        notification_id, now, contact_index, contact.channel, shown_contact(contact), False
-    )
+    return Acknowledgement(notification_id, now, contact_index, channel, shown, False)

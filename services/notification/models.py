@@ -70,6 +70,11 @@ notifications = Table(
     Column("delivered_at", DateTime(timezone=True), comment="first delivery to any contact"),
     Column("acknowledged_at", DateTime(timezone=True)),
     Column("acknowledged_contact_index", SmallInteger),
+    Column(
+        "acknowledged_via",
+        String(200),
+        comment="who acknowledged on the duty console (值班台), not a contact's link",
+    ),
     Column("closed_at", DateTime(timezone=True), comment="walked to the end, or withdrawn"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column(

@@ -86,7 +86,9 @@ class AckIn(BaseModel):
 class AckOut(BaseModel):
     notification_id: UUID
     acknowledged_at: datetime
-    contact_index: int
+    contact_index: int | None = Field(
+        description="the contact whose link acknowledged it; none on the duty console"
+    )
     channel: str
     contact: str
     replayed: bool = Field(description="true when the alert had been acknowledged before")

@@ -467,3 +467,39 @@ async def test_a_console_stops_on_sigterm_though_browsers_keep_their_live_stream
         await browser.aclose()
     finally:
         processes.stop()
+
+
+async def test_the_police_acknowledge_their_alert_on_the_console_and_nobody_else_may(
+    system, clients
+) -> None:
+    incident_id = await report(clients)
+    police = f"PPS:{TUKE}"
+    alerts = await eventually(
+        lambda: clients["notification"].get(
+            "/v1/notifications", params={"incident_id": incident_id, "party": police}
+        ),
+        lambda response: response.status_code == 200 and response.json()["items"],
+    )
+    alert_id = alerts.json()["items"][0]["id"]
+    refused = await clients["notification"].post(
+        f"/v1/notifications/{alert_id}/acknowledgement", headers={"X-Act-As": f"SFS:{TUKE}"}
+    )
+    assert refused.status_code == 403, refused.text
+
+    console = await console_as(system.url(CONSOLE), police)
+    try:
+        duties = await eventually(
+            lambda: console.get("/duties"),
+            lambda response: f'data-notification="{alert_id}"' in response.text,
+        )
+        acknowledged = await console.post(
+            f"/notifications/{alert_id}/acknowledge",
+            data={"csrf_token": csrf_of(duties.text), "return_to": "/duties"},
+        )
+        assert acknowledged.status_code == 303
+        assert "said=" in acknowledged.headers["location"]
+    finally:
+        await console.aclose()
+    alert = (await clients["notification"].get(f"/v1/notifications/{alert_id}")).json()
+    assert alert["status"] == "ACKNOWLEDGED"
+    assert alert["acknowledged_by"].startswith("值班台（local:")
