@@ -132,7 +132,14 @@ def in_trace_of(
     headers: dict[str, str], name: str, **attributes: str | None
 ) -> Iterator[trace.Span]:
     """A span continuing the trace whose context `headers` carry (work picked up later, by
-    a worker, still belongs to the incident's trace)."""
-    with tracer.start_as_current_span(name, context=extract(headers or {})) as span:
+    a worker, still belongs to the incident's trace). Done for a request of another trace
+    (an acknowledgement link followed), it links that request's span: each leads to the other."""
+    context = extract(headers or {})
+    continued = trace.get_current_span(context).get_span_context()
+    caller = trace.get_current_span().get_span_context()
+    links = (
+        [trace.Link(caller)] if caller.is_valid and caller.trace_id != continued.trace_id else []
+    )
+    with tracer.start_as_current_span(name, context=context, links=links) as span:
         annotate(**attributes)
         yield span
