@@ -70,15 +70,16 @@ class ServiceProcesses:
             return {}
         if chosen.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
             return {}
-        wanted = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": self.url(CONSOLE),
-            "CONSOLE_TRACE_RECEIVER": "true",
-            # Batches stay under the console's body limit, and show within a second.
-            "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
-            "OTEL_BSP_SCHEDULE_DELAY": "1000",
-        }
-        if service == CONSOLE:
-            del wanted["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        # Batches show within a second; a service's stay gzipped under the console's body limit.
+        wanted = (
+            {"CONSOLE_TRACE_RECEIVER": "true", "OTEL_BSP_SCHEDULE_DELAY": "1000"}
+            if service == CONSOLE
+            else {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": self.url(CONSOLE),
+                "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+                "OTEL_BSP_SCHEDULE_DELAY": "1000",
+            }
+        )
         return {name: value for name, value in wanted.items() if name not in chosen}
 
     def start_one(self, service: str) -> None:

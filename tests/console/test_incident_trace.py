@@ -4,6 +4,7 @@ acknowledgement of an alert."""
 
 from __future__ import annotations
 
+import gzip
 import re
 
 import httpx
@@ -96,3 +97,22 @@ async def test_the_incident_page_links_the_waterfall_of_its_trace_from_report_to
         assert "POST /v1/incidents" not in refused.text
     async with httpx.AsyncClient(base_url=system.url(CONSOLE)) as anonymous:
         assert (await anonymous.get(trace_url)).status_code == 303  # to the login
+
+
+async def test_the_receiver_takes_only_otlp_exports(system: ServiceProcesses) -> None:
+    async with httpx.AsyncClient(base_url=system.url(CONSOLE)) as exporter:
+        garbage = await exporter.post(
+            "/v1/traces",
+            content=b"\xff\xff not protobuf",
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        assert garbage.status_code == 400
+        assert garbage.headers["content-type"] == "application/problem+json"
+        as_json = await exporter.post("/v1/traces", json={"resourceSpans": []})
+        assert as_json.status_code == 415
+        empty = await exporter.post(
+            "/v1/traces",
+            content=gzip.compress(b""),
+            headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
+        )
+        assert empty.status_code == 200

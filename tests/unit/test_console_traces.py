@@ -381,6 +381,14 @@ def processes(
     )
 
 
+def test_a_console_not_told_to_receive_spans_has_no_receiver(tmp_path):
+    from services.console.app import create_app
+
+    app = create_app(Settings(local_data_dir=tmp_path, log_json=False))
+    assert app.state.traces is None
+    assert "/v1/traces" not in {getattr(route, "path", None) for route in app.routes}
+
+
 def test_make_run_sends_every_process_spans_to_the_console(monkeypatch):
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "3000")  # the developer's own choice stays
@@ -390,6 +398,7 @@ def test_make_run_sends_every_process_spans_to_the_console(monkeypatch):
         assert told["OTEL_EXPORTER_OTLP_ENDPOINT"] == running.url(CONSOLE)
         assert told["OTEL_EXPORTER_OTLP_COMPRESSION"] == "gzip"
         assert "OTEL_BSP_SCHEDULE_DELAY" not in told
+        assert "CONSOLE_TRACE_RECEIVER" not in told
     # The console receives, and keeps its own spans without sending them to itself.
     told = running.neighbours(CONSOLE)
     assert told["CONSOLE_TRACE_RECEIVER"] == "true"
