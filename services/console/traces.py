@@ -3,7 +3,8 @@ in memory, and the waterfall of one incident's trace.
 
 Only a local run receives spans (`CONSOLE_TRACE_RECEIVER`); in production the incident page
 links the county's trace backend instead. Parsing and layout are pure; `TraceStore` is the
-bounded memory the app builds once and hands to its routes.
+bounded memory the app builds once and hands to its routes (and to `SpansIntoStore`, which
+adds the console's own spans).
 """
 
 from __future__ import annotations
