@@ -48,21 +48,46 @@ class ServiceProcesses:
     ports: Mapping[str, int]
     log_dir: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Every process sends its spans to the console, which shows each incident's trace.
+    traces_to_console: bool = False
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def neighbours(self) -> dict[str, str]:
-        """Where each service of this run answers (`INTAKE_URL` ...), for the console; alerts'
-        acknowledgement links lead to this run's notification, and with the console running
-        their record links to its incident pages."""
+    def neighbours(self, service: str | None = None) -> dict[str, str]:
+        """What `service` is told of this run: where each service answers (`INTAKE_URL` ...),
+        for the console; alerts' acknowledgement links lead to this run's notification; with the
+        console running, record links lead to its incident pages, and spans go to it (`tracing`)."""
         found = {f"{name.upper()}_URL": self.url(name) for name in self.ports}
         if "notification" in self.ports and "NOTIFICATION_PUBLIC_BASE_URL" not in os.environ:
             found["NOTIFICATION_PUBLIC_BASE_URL"] = self.url("notification")
         if CONSOLE in self.ports:
             found["CONSOLE_PUBLIC_URL"] = self.url(CONSOLE)
             found["NOTIFICATION_RECORD_BASE_URL"] = f"{self.url(CONSOLE)}/incidents"
-        return found
+        return {**found, **self.tracing(service)}
+
+    def tracing(self, service: str | None = None) -> dict[str, str]:
+        """With `traces_to_console` and the console running: every service exports its spans
+        over OTLP to the console, which receives them (and keeps its own, `service` being the
+        console, without sending them to itself). A developer who sent spans somewhere of their
+        own (`OTEL_EXPORTER_OTLP_ENDPOINT`) keeps it; what they set of the exporter's other
+        settings stays theirs too."""
+        chosen = {**os.environ, **self.environment}
+        if not self.traces_to_console or CONSOLE not in self.ports:
+            return {}
+        if chosen.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            return {}
+        # Batches show within a second; a service's stay gzipped under the console's body limit.
+        wanted = (
+            {"CONSOLE_TRACE_RECEIVER": "true", "OTEL_BSP_SCHEDULE_DELAY": "1000"}
+            if service == CONSOLE
+            else {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": self.url(CONSOLE),
+                "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+                "OTEL_BSP_SCHEDULE_DELAY": "1000",
+            }
+        )
+        return {name: value for name, value in wanted.items() if name not in chosen}
 
     def start_one(self, service: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +109,7 @@ class ServiceProcesses:
             cwd=REPOSITORY_ROOT,
             env={
                 **os.environ,
-                **self.neighbours(),
+                **self.neighbours(service),
                 **self.environment,
                 "OTEL_SERVICE_NAME": service,
             },
@@ -127,18 +152,29 @@ class ServiceProcesses:
             process.wait()
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM to all at once, so they shut down in parallel; SIGKILL whoever lingers."""
-        for process in self.processes.values():
+        """SIGTERM to all at once, so they shut down in parallel; SIGKILL whoever lingers. The
+        console goes after the others: they send it their last spans as they stop (a service
+        waits for its spans to be taken, however long its exporter tries)."""
+        self._stop_together(
+            [process for service, process in self.processes.items() if service != CONSOLE],
+            timeout,
+        )
+        if CONSOLE in self.processes:
+            self._stop_together([self.processes[CONSOLE]], timeout)
+        self.processes.clear()
+
+    @staticmethod
+    def _stop_together(processes: Sequence[subprocess.Popen], timeout: float) -> None:
+        for process in processes:
             if process.poll() is None:
                 process.terminate()
         deadline = time.monotonic() + timeout
-        for process in self.processes.values():
+        for process in processes:
             try:
                 process.wait(max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        self.processes.clear()
 
 
 @dataclass(frozen=True)
@@ -326,6 +362,7 @@ async def run_until_interrupted(settings: Settings) -> None:
             {**infra.environment(), **development_secrets(settings.local_data_dir)},
             default_ports(settings),
             settings.local_data_dir / "logs",
+            traces_to_console=True,
         )
         supervising: asyncio.Task[str] | None = None
         try:
@@ -363,6 +400,11 @@ def print_banner(
         "社区矫正突发事件应急处置 — the system is running",
         "",
         f"  Duty console  {services.url(CONSOLE)}   (log in as any party: the local key is in use)",
+        *(
+            ["                (each incident's page links its trace: 调用链)"]
+            if services.tracing()
+            else []
+        ),
         "",
         *(
             f"  {service:<13} {services.url(service)}   (docs: {services.url(service)}/docs)"

@@ -285,9 +285,12 @@ class Settings(BaseSettings):
     console_oidc_roles_claim: str = "roles"
     console_oidc_role_scopes: dict[str, str] = Field(default_factory=dict)
     console_oidc_name_claim: str = "name"
-    # The incident page links its trace: locally the console's own view; in production the
-    # county's trace backend, `{trace_id}` filled in.
+    # The incident page links its trace: in production the county's trace backend, `{trace_id}`
+    # (and `{incident_id}`) filled in; unset, the console's own waterfall when it receives spans.
     console_trace_url_template: str | None = None
+    # The console accepts spans over OTLP/HTTP (POST /v1/traces) and shows them: for a local
+    # run only (`make run` turns it on), as anybody who reaches the console could send spans.
+    console_trace_receiver: bool = False
 
     @cached_property
     def async_database_url(self) -> str:

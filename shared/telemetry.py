@@ -22,7 +22,9 @@ from opentelemetry.sdk.trace.export import (
 
 from shared.settings import Settings
 
-HEALTH_PATHS = "healthz,readyz,metrics"
+# No server spans for these: health probes, and the console's trace receiver (a span of each
+# export received would itself be exported, and so on for ever).
+UNTRACED_PATHS = "healthz,readyz,metrics,v1/traces"
 tracer = trace.get_tracer(__name__)
 
 
@@ -43,9 +45,12 @@ class JsonLinesSpanExporter(SpanExporter):
         return None
 
 
-def configure_tracing(settings: Settings, service: str) -> TracerProvider | None:
-    """Install a tracer provider when export is configured; None (and no cost) otherwise."""
-    if not settings.otel_exporter_otlp_endpoint and not settings.otel_traces_file:
+def configure_tracing(
+    settings: Settings, service: str, exporters: Sequence[SpanExporter] = ()
+) -> TracerProvider | None:
+    """Install a tracer provider when export is configured (or `exporters` are given: a
+    process that keeps its own spans); None (and no cost) otherwise."""
+    if not settings.otel_exporter_otlp_endpoint and not settings.otel_traces_file and not exporters:
         return None
     provider = TracerProvider(
         resource=Resource.create({"service.name": settings.otel_service_name or service})
@@ -58,6 +63,8 @@ def configure_tracing(settings: Settings, service: str) -> TracerProvider | None
         # One file per service when the path names `{service}`: no two processes share a file.
         path = Path(str(settings.otel_traces_file).format(service=service))
         provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(path)))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider
 
@@ -97,7 +104,7 @@ def instrument_http(app: Any) -> None:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     FastAPIInstrumentor.instrument_app(
-        app, excluded_urls=HEALTH_PATHS, server_request_hook=redact_urls
+        app, excluded_urls=UNTRACED_PATHS, server_request_hook=redact_urls
     )
     HTTPXClientInstrumentor().instrument(
         request_hook=redact_urls, async_request_hook=redact_urls_async
@@ -132,7 +139,14 @@ def in_trace_of(
     headers: dict[str, str], name: str, **attributes: str | None
 ) -> Iterator[trace.Span]:
     """A span continuing the trace whose context `headers` carry (work picked up later, by
-    a worker, still belongs to the incident's trace)."""
-    with tracer.start_as_current_span(name, context=extract(headers or {})) as span:
+    a worker, still belongs to the incident's trace). Done for a request of another trace
+    (an acknowledgement link followed), it links that request's span: each leads to the other."""
+    context = extract(headers or {})
+    continued = trace.get_current_span(context).get_span_context()
+    caller = trace.get_current_span().get_span_context()
+    links = (
+        [trace.Link(caller)] if caller.is_valid and caller.trace_id != continued.trace_id else []
+    )
+    with tracer.start_as_current_span(name, context=context, links=links) as span:
         annotate(**attributes)
         yield span

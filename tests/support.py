@@ -210,8 +210,10 @@ async def running_system(
     environment: Mapping[str, str],
     services: Iterable[str] = SERVICE_NAMES,
     infra: Infrastructure | None = None,
+    traces_to_console: bool = False,
 ) -> AsyncIterator[tuple[Infrastructure, ServiceProcesses]]:
     """Services as processes with `environment`; on `infra`, or on a fresh one of their own.
+    With `traces_to_console` (and the console among `services`) they trace as `make run` does.
 
     A fresh PostgreSQL and broker isolate tests that need other settings (a policy with
     second-long deadlines, contacts that fail) from the shared system's consumers.
@@ -232,6 +234,7 @@ async def running_system(
             },
             ports={service: free_port() for service in services},
             log_dir=work_dir / "logs",
+            traces_to_console=traces_to_console,
         )
         stack.callback(processes.stop)
         await processes.start()

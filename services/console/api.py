@@ -16,7 +16,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from services.console import views
 from services.console.gateway import ServiceAnswer, ServiceGateway
@@ -28,6 +30,7 @@ from services.console.login import (
     principal_from_claims,
     safe_return_path,
 )
+from services.console.models import incident_places
 from services.console.schemas import (
     AccountabilityForm,
     AcknowledgeForm,
@@ -48,12 +51,23 @@ from services.console.sessions import (
     csrf_matches,
     same_origin,
 )
+from services.console.traces import (
+    ExportRefused,
+    TraceStore,
+    spans_of_export,
+    trace_link,
+    unpacked_body,
+    waterfall,
+)
 from shared.access import DEFAULT_SCOPES, PII_READ, Principal
 from shared.domain import PARTY_PATTERN
 from shared.problems import Problem
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["console"])
+# Only built into the app where CONSOLE_TRACE_RECEIVER is on (a local run).
+trace_receiver = APIRouter(tags=["traces"])
+OTLP_PROTOBUF = "application/x-protobuf"
 FormT = TypeVar("FormT", bound=Form)
 
 
@@ -375,6 +389,20 @@ async def new_incident(request: Request, session: User) -> HTMLResponse:
     return page(request, "report.html", session, values={})
 
 
+def _incident_refused(
+    request: Request, session: ConsoleSession, answer: ServiceAnswer
+) -> HTMLResponse:
+    """The page for an incident intake would not show the user: not theirs, or not there."""
+    return page(
+        request,
+        "problem.html",
+        session,
+        title="无法查看此事件" if answer.status == 403 else "未找到此事件",
+        detail=answer.detail,
+        status_code=answer.status if answer.status in (403, 404) else 502,
+    )
+
+
 @router.get("/incidents/{incident_id}", summary="One incident, everything about it")
 async def incident_page(incident_id: UUID, request: Request, session: User) -> HTMLResponse:
     user = session.principal
@@ -382,14 +410,7 @@ async def incident_page(incident_id: UUID, request: Request, session: User) -> H
     try:
         incident = await gateway(request).get(user, "intake", path)
     except ServiceAnswer as answer:
-        return page(
-            request,
-            "problem.html",
-            session,
-            title="无法查看此事件" if answer.status == 403 else "未找到此事件",
-            detail=answer.detail,
-            status_code=answer.status if answer.status in (403, 404) else 502,
-        )
+        return _incident_refused(request, session, answer)
     found, errors = await _gather_or_errors(
         obligations=gateway(request).get(user, "escalation", f"{path}/obligations", limit=500),
         alerts=_all_pages(
@@ -428,25 +449,71 @@ def _findings_of(answer: Any) -> list[dict[str, Any]]:
     return answer.get("findings") or answer.get("items") or []
 
 
-async def _trace_url(request: Request, incident_id: UUID) -> str | None:
-    template = request.app.state.settings.console_trace_url_template
-    if template is None:
-        return None
-    from sqlalchemy import select
-
-    from services.console.models import incident_places
-
+async def _trace_id_of(request: Request, incident_id: UUID) -> str | None:
+    """The trace of the report that opened the incident (handlers.py keeps it)."""
     async with request.app.state.runtime.sessions() as db:
-        trace_id = (
+        return (
             await db.execute(
                 select(incident_places.c.trace_id).where(
                     incident_places.c.incident_id == incident_id
                 )
             )
         ).scalar_one_or_none()
-    if trace_id is None:
+
+
+async def _trace_url(request: Request, incident_id: UUID) -> str | None:
+    template = request.app.state.settings.console_trace_url_template
+    receiving = request.app.state.traces is not None
+    if template is None and not receiving:
         return None
-    return template.format(trace_id=trace_id, incident_id=incident_id)
+    trace_id = await _trace_id_of(request, incident_id)
+    return trace_link(template, receiving, str(incident_id), trace_id)
+
+
+@router.get("/incidents/{incident_id}/trace", summary="The waterfall of the incident's trace")
+async def trace_page(incident_id: UUID, request: Request, session: User) -> HTMLResponse:
+    store: TraceStore | None = request.app.state.traces
+    if store is None:
+        raise Problem(404, "Not Found", "this console receives no spans", kind="not-found")
+    try:
+        # Whoever may not read the incident may not read how it travelled either.
+        incident = await gateway(request).get(
+            session.principal, "intake", f"/v1/incidents/{incident_id}"
+        )
+    except ServiceAnswer as answer:
+        return _incident_refused(request, session, answer)
+    trace_id = await _trace_id_of(request, incident_id)
+    shown = waterfall(trace_id, store.with_linked(trace_id)) if trace_id else None
+    return page(
+        request,
+        "trace.html",
+        session,
+        incident=incident,
+        trace_id=trace_id,
+        waterfall=shown,
+        live="incident",
+        live_incident=str(incident_id),
+    )
+
+
+@trace_receiver.post(
+    "/v1/traces", summary="OTLP/HTTP: spans of this run's services", include_in_schema=False
+)
+async def receive_spans(request: Request) -> Response:
+    """Takes the spans the services' OTLP exporters send (protobuf, maybe gzipped)."""
+    store: TraceStore = request.app.state.traces
+    if request.headers.get("content-type", "").split(";")[0].strip() != OTLP_PROTOBUF:
+        raise Problem(
+            415, "Unsupported Media Type", f"send {OTLP_PROTOBUF}", kind="validation-error"
+        )
+    try:
+        body = unpacked_body(await request.body(), request.headers.get("content-encoding"))
+        store.add(spans_of_export(body))
+    except ExportRefused as refused:
+        raise Problem(
+            refused.status, "Export refused", refused.detail, kind="validation-error"
+        ) from refused
+    return Response(ExportTraceServiceResponse().SerializeToString(), media_type=OTLP_PROTOBUF)
 
 
 @router.get("/findings", summary="Findings of the audit, with confirm and dismiss")

@@ -14,6 +14,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from sqlalchemy import select
 
 from services.console import api, retention
@@ -23,6 +24,7 @@ from services.console.live import LiveFeed, LiveHub
 from services.console.login import Oidc
 from services.console.models import SCHEMA, incident_places, messaging
 from services.console.sessions import SessionStore
+from services.console.traces import SpansIntoStore, TraceStore
 from services.console.views import Screens
 from shared.directory import Directory
 from shared.events import topics
@@ -31,6 +33,7 @@ from shared.production import Gap, file_gaps, public_url_gaps, require_productio
 from shared.retention import retention_worker
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import CONSOLE, Settings
+from shared.telemetry import configure_tracing, instrument_http
 
 STATIC = Path(__file__).parent / "static"
 
@@ -48,7 +51,26 @@ def production_gaps(settings: Settings) -> list[Gap]:
     ):
         if not value:
             gaps.append(Gap(setting, "not set: people log in through the identity provider"))
+    if settings.console_trace_receiver:
+        gaps.append(
+            Gap(
+                "CONSOLE_TRACE_RECEIVER",
+                "on: anybody could send spans; production's traces go to its trace backend "
+                "(CONSOLE_TRACE_URL_TEMPLATE)",
+            )
+        )
     return gaps
+
+
+def keep_own_spans(runtime: ServiceRuntime, app: FastAPI, store: TraceStore) -> None:
+    """A console that receives spans keeps its own with them (sent elsewhere as well, when an
+    endpoint is set): its page views and forms lead into the services' traces."""
+    into_store = SpansIntoStore(store)
+    if runtime.tracer_provider is not None:
+        runtime.tracer_provider.add_span_processor(BatchSpanProcessor(into_store))
+        return
+    runtime.tracer_provider = configure_tracing(runtime.settings, CONSOLE, [into_store])
+    instrument_http(app)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,7 +103,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="The duty console: board, duties, incidents, findings and reports in the "
         "browser, live.",
         routers=[],
-        public_routers=[api.router],
+        # The trace receiver exists only where it is turned on: nowhere else are spans taken.
+        public_routers=[
+            api.router,
+            *([api.trace_receiver] if settings.console_trace_receiver else []),
+        ],
     )
 
     @app.exception_handler(api.LoginRequired)
@@ -97,6 +123,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.directory = directory
     app.state.hub = hub
+    app.state.traces = TraceStore() if settings.console_trace_receiver else None
+    if app.state.traces is not None:
+        keep_own_spans(runtime, app, app.state.traces)
     app.state.local_login = key.is_local_development_key and (
         settings.deployment_environment != "production"
     )

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from services.console.traces import shown_duration
 from shared.directory import Directory
 from shared.domain import (
     ACTION_NAMES_ZH,
@@ -201,6 +202,7 @@ class Screens:
                 "duty_status": lambda value: OBLIGATION_STATUS_ZH.get(value, value),
                 "delivery_status": lambda value: DELIVERY_STATUS_ZH.get(value, value),
                 "finding_state": lambda value: FINDING_STATE_ZH.get(value, value),
+                "duration": shown_duration,
             }
         )
         self.environment.globals.update(
