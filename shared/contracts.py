@@ -33,6 +33,7 @@ from shared.dlq import DLQ_HEADERS
 from shared.events import envelope, topics
 from shared.events.registry import EVENT_TYPES
 from shared.kafka import HandlerTable
+from shared.runtime import RELEASE
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 
 API_DIR = Path("docs") / "api"
@@ -43,7 +44,6 @@ REGENERATE = "run `make contracts` to regenerate them, and review the diff"
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 KAFKA_BINDING_VERSION = "0.5.0"
-DOCUMENT_VERSION = "1.0.0"
 
 # Each topic has one owner, the service that owns the facts it carries.
 PRODUCERS: dict[str, str] = {
@@ -371,7 +371,7 @@ def asyncapi_document(specs: Sequence[ConsumerSpec]) -> dict[str, Any]:
             "asyncapi": "3.0.0",
             "info": {
                 "title": "社区矫正突发事件应急处置 — events",
-                "version": DOCUMENT_VERSION,
+                "version": RELEASE,
                 "description": "The topics the services of 乌审旗司法局's incident escalation "
                 "talk over. CloudEvents 1.0 in Kafka binary mode: the attributes are `ce_*` "
                 "headers, the value is the event's data as JSON. Within a topic version, types "

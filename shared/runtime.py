@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -49,6 +50,9 @@ from shared.settings import Settings
 from shared.telemetry import configure_tracing, instrument_database, instrument_http
 
 log = logging.getLogger(__name__)
+
+# The release of the package, as installed: the version every API document and image names.
+RELEASE = importlib.metadata.version("correction-emergency")
 
 Worker = Callable[[], Awaitable[None]]
 # group, topics, handler table, and what builds the consumer
@@ -368,7 +372,7 @@ def create_service_app(
     app = FastAPIOffline(
         title=title,
         description=description,
-        version="1.0.0",
+        version=RELEASE,
         lifespan=lifespan,
         static_url=DOCS_ASSETS,
     )

@@ -1,5 +1,7 @@
 """The system with its duty console, tracing as `make run` does: every service sends its
-spans to the console; the webhook sink of the end-to-end tests stands in for the parties."""
+spans to the console; the webhook sink of the end-to-end tests stands in for the parties. It
+runs on a PostgreSQL and broker of its own: beside the suite's system on the same broker, the
+two would share consumer groups and each read half of every topic."""
 
 from __future__ import annotations
 
@@ -10,26 +12,29 @@ import httpx
 import pytest
 
 from shared.devrun import ServiceProcesses
-from shared.localinfra import Infrastructure
 from shared.settings import CONSOLE, SERVICE_NAMES
-from tests.integration.conftest import clients, webhook_directory, webhook_sink
-from tests.support import PATIENCE_SECONDS, running_system
-
-__all__ = ["clients", "webhook_directory", "webhook_sink"]  # the end-to-end tests' fixtures
+from tests.support import PATIENCE_SECONDS, clients_for, running_system
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def system(
-    infra: Infrastructure, work_dir: Path, webhook_directory: Path
+    tmp_path_factory: pytest.TempPathFactory, webhook_directory: Path
 ) -> AsyncIterator[ServiceProcesses]:
     async with running_system(
-        work_dir,
+        tmp_path_factory.mktemp("traced-console"),
         {"DIRECTORY_FILE": str(webhook_directory)},
         services=(*SERVICE_NAMES, CONSOLE),
-        infra=infra,
         traces_to_console=True,
     ) as (_, processes):
         yield processes
+
+
+@pytest.fixture(scope="package")
+async def clients(system: ServiceProcesses) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    opened = clients_for(system, Path(system.log_dir).parent)
+    yield opened
+    for client in opened.values():
+        await client.aclose()
 
 
 @pytest.fixture

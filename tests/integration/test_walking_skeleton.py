@@ -153,6 +153,16 @@ async def test_bad_input_is_a_problem_naming_each_field(
     assert missing.headers["content-type"] == "application/problem+json"
 
 
+async def read_topic(
+    bootstrap: str, topic: str, expected: int, timeout: float = PATIENCE_SECONDS
+) -> list:
+    """The records of `topic` from its start, once there are `expected` of them (or what there
+    is after `timeout`: callers poll it)."""
+    return await read_topic_until(
+        bootstrap, topic, lambda records: len(records) >= expected, timeout
+    )
+
+
 async def read_topic_until(
     bootstrap: str, topic: str, enough: Callable[[list], bool], timeout: float = PATIENCE_SECONDS
 ) -> list:
