@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run demo test test-fast screenshots bench lint format migrate contracts clean
+.PHONY: help install browser run demo test test-fast screenshots bench lint format migrate contracts clean
+.DEFAULT_GOAL := help
+
+help:  ## this list of targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):[^#]*## (.*)/  make \1|\2/' \
+		| awk -F'|' '{ printf "%-20s %s\n", $$1, $$2 }'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP)  ## the virtual environment .venv with the project and its dev and local extras
 
-run: install  ## start PostgreSQL, Kafka and the four services; Ctrl-C stops everything
-	$(BIN)/python -m shared.devrun
+run: install  ## start PostgreSQL, Kafka, the four services and the duty console; Ctrl-C stops all
+	$(BIN)/sqjz-run
 
 demo: install  ## post the sample incidents of examples/ to a running system
 	$(BIN)/python -m examples.demo
@@ -50,21 +55,21 @@ bench: install  ## load, floor, intake, audit, memory (about 15 min); bench/resu
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
-lint: install
+lint: install  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: install
+format: install  ## ruff format and the fixes ruff can make
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-migrate: install  ## apply every service's migrations to $$DATABASE_URL
-	for service in intake escalation notification audit; do \
-		$(BIN)/python -m shared.db upgrade $$service || exit 1; done
+migrate: install  ## apply every service's migrations (the console's too) to the database of DATABASE_URL
+	for service in intake escalation notification audit console; do \
+		$(BIN)/sqjz-migrate upgrade $$service || exit 1; done
 
 contracts: install  ## regenerate docs/api, docs/events (OpenAPI, AsyncAPI, event schemas), docs/rules.md
-	$(BIN)/python -m shared.contracts
-	$(BIN)/python -m services.escalation.rulebook
+	$(BIN)/sqjz-contracts
+	$(BIN)/sqjz-rulebook
 
-clean:
+clean:  ## remove .venv, .local (the local database, broker data and keys) and caches
 	rm -rf $(VENV) .local .pytest_cache
