@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.db import database_unavailable, sqlstate
@@ -127,7 +128,8 @@ def _unavailable(request: Request) -> JSONResponse:
 
 async def _on_connection_refused(request: Request, error: Exception) -> JSONResponse:
     """A new connection the server refused or dropped (a restart under way) reaches us as the
-    socket's own error, not wrapped by the driver: the database is away, 503 to retry."""
+    socket's own error, not wrapped by the driver; no pooled connection came free in time: the
+    database is away or busy, 503 to retry."""
     log.warning("%s %s: %r", request.method, request.url.path, error)
     return _unavailable(request)
 
@@ -163,6 +165,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _on_database_refusal)
     # The service's only outgoing connections at request time are to its database.
     app.add_exception_handler(ConnectionError, _on_connection_refused)
+    # Every pooled connection busy for the pool's whole timeout: the database is busy.
+    app.add_exception_handler(PoolTimeout, _on_connection_refused)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -89,6 +89,12 @@ async def test_rest_answers_503_with_retry_after_when_the_database_is_away() -> 
         # What a new connection meets while the server restarts: the socket's own error.
         raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
 
+    @app.get("/pool-exhausted")
+    async def pool_exhausted() -> None:
+        from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+        raise PoolTimeout("QueuePool limit of size 10 overflow 10 reached")
+
     @app.get("/too-long")
     async def too_long() -> None:
         raise as_sqlalchemy_raises(
@@ -103,3 +109,4 @@ async def test_rest_answers_503_with_retry_after_when_the_database_is_away() -> 
         assert (await client.get("/too-long")).status_code == 422
         refused_now = await client.get("/refused")
         assert refused_now.status_code == 503 and refused_now.headers["Retry-After"] == "1"
+        assert (await client.get("/pool-exhausted")).status_code == 503
