@@ -50,9 +50,11 @@ test-fast: install  ## while you work: pure domain logic and the contracts, in u
 
 # The newest Python the dependencies support (requires-python's upper bound is what this proves):
 # the fast tests and the local PostgreSQL and broker again, on a venv of its own. PYTHON313 is
-# python3.13 on PATH, else pyenv's. Without it the run is skipped with a note, or fails where
-# REQUIRE_NEWEST_PYTHON=1 (as .ci/run sets): CI must not pass without having tried.
-PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3.13)
+# python3.13 on PATH where it runs (a pyenv shim may not), else pyenv's. Without one the run is
+# skipped with a note, or fails where REQUIRE_NEWEST_PYTHON=1 (as .ci/run sets): CI must not
+# pass without having tried.
+PYTHON313 ?= $(or $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null),\
+	$(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13)),python3.13)
 VENV313 := .venv-3.13
 
 .PHONY: test-newest-python typecheck
