@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 help:  ## this list of targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):[^#]*## (.*)/  make \1|\2/' \
-		| awk -F'|' '{ printf "%-25s %s\n", $$1, $$2 }'
+		| awk -F'|' '{ printf "%-27s %s\n", $$1, $$2 }'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
