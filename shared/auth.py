@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt.algorithms import OKPAlgorithm
@@ -136,7 +136,7 @@ async def authenticate(
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise unauthorized("send Authorization: Bearer <token>")
     # Verified already when the rate limit chose the caller's bucket (shared.limits).
-    principal = getattr(request.state, "principal", None)
+    principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         principal = request.app.state.token_verifier.verify(credentials.credentials.strip())
         request.state.principal = principal
@@ -212,6 +212,8 @@ def mint(
         "exp": now + ttl_seconds,
     }
     key = serialization.load_pem_private_key(private_key_pem, password=None)
+    if not isinstance(key, Ed25519PrivateKey | RSAPrivateKey):
+        raise ValueError(f"tokens are signed with Ed25519 or RSA keys, not {type(key).__name__}")
     algorithm = "EdDSA" if isinstance(key, Ed25519PrivateKey) else "RS256"
     return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": key_id})
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 from fastapi import FastAPI
+from pydantic import SecretStr
 from pydantic.json_schema import models_json_schema
 
 from shared.dlq import DLQ_HEADERS
@@ -101,7 +102,7 @@ def document_settings() -> Settings:
         directory_file=REPOSITORY_ROOT / "config" / "directory.yaml",
         policy_file=REPOSITORY_ROOT / "services" / "escalation" / "policy.yaml",
         policy_overrides_file=None,
-        notification_ack_secret="documents-only",
+        notification_ack_secret=SecretStr("documents-only"),
         # A fixed log key: without one, building audit writes a development key to disk.
         audit_signing_key_seed=base64.b64encode(bytes(32)).decode(),
     )
@@ -485,9 +486,12 @@ class _Comparison:
             return self._compare_one(writer, reader, path, visiting)
         problems: list[str] = []
         for choice in writer_choices:
-            outcomes = [self.compare(choice, other, path, visiting) for other in reader_choices]
+            outcomes: list[list[str]] = [
+                self.compare(choice, other, path, visiting) for other in reader_choices
+            ]
             if all(outcomes):
-                problems += min(outcomes, key=len)
+                fewest = min(outcomes, key=len)
+                problems += fewest
         return problems
 
     def _compare_one(
@@ -746,9 +750,10 @@ def _listed(values: Iterable[Any]) -> str:
 # --- the files --------------------------------------------------------------------------------
 
 
-def _plain(document: Any) -> Any:
+def _plain(document: dict[str, Any]) -> dict[str, Any]:
     """JSON types only (lists, not tuples), as the documents read back from their files."""
-    return json.loads(json.dumps(document, ensure_ascii=False))
+    plain: dict[str, Any] = json.loads(json.dumps(document, ensure_ascii=False))
+    return plain
 
 
 def render_json(document: Any) -> str:

@@ -144,7 +144,9 @@ def candidates(
     return sorted(found, key=lambda candidate: candidate.apart)
 
 
-def combined(policy: Correlation, facts: Mapping[str, Any], other: Mapping[str, Any]) -> dict:
+def combined(
+    policy: Correlation, facts: Mapping[str, Any], other: Mapping[str, Any]
+) -> dict[str, Any]:
     """The facts of one event from two reports of it: the more severe category and phase, an
     offence if either says so, every subject of either, the earliest times, and the first
     report's words where it has them. Returns only what differs from `facts`."""

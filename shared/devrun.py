@@ -47,7 +47,7 @@ class ServiceProcesses:
     environment: Mapping[str, str]
     ports: Mapping[str, int]
     log_dir: Path
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # Every process sends its spans to the console, which shows each incident's trace.
     traces_to_console: bool = False
 
@@ -164,7 +164,7 @@ class ServiceProcesses:
         self.processes.clear()
 
     @staticmethod
-    def _stop_together(processes: Sequence[subprocess.Popen], timeout: float) -> None:
+    def _stop_together(processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
         for process in processes:
             if process.poll() is None:
                 process.terminate()
@@ -193,7 +193,8 @@ class RestartPolicy:
         recent = [moment for moment in crash_times if latest - moment < self.within]
         if len(recent) >= self.crashes_allowed:
             return None
-        return min(self.first_pause * 2 ** (len(recent) - 1), self.longest_pause)
+        pause: float = self.first_pause * 2 ** (len(recent) - 1)
+        return min(pause, self.longest_pause)
 
 
 def exit_words(returncode: int) -> str:
@@ -364,7 +365,7 @@ async def run_until_interrupted(settings: Settings) -> None:
             settings.local_data_dir / "logs",
             traces_to_console=True,
         )
-        supervising: asyncio.Task[str] | None = None
+        supervising: asyncio.Task[str | None] | None = None
         try:
             await services.start()
             print_banner(settings, infra.environment(), services)

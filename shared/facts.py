@@ -36,12 +36,12 @@ def _same(name: str, stored: Any, stated: Any) -> bool:
     """Equal as facts: the same instant counts as the same time whatever its UTC offset."""
     if name in TIME_FIELDS and stored is not None and stated is not None:
         return datetime.fromisoformat(stored) == datetime.fromisoformat(stated)
-    return stored == stated
+    return bool(stored == stated)
 
 
 def apply_changes(
     facts: dict[str, Any], update: FactsUpdate, township: Township | None = None
-) -> tuple[dict, dict, dict]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(new facts, the changes that differ, the values they replace).
 
     `township`: the directory's township for `update.township` (the caller resolves it); a

@@ -276,7 +276,9 @@ class KafkaBrokerProbe:
             response = await client.send(node, MetadataRequest([]))
             return str(response.cluster_id)
 
-    async def _held(self, client: AIOKafkaClient, wanted: Iterable[tuple[str, int]]) -> set:
+    async def _held(
+        self, client: AIOKafkaClient, wanted: Iterable[tuple[str, int]]
+    ) -> set[tuple[str, int]]:
         listed = await client.fetch_all_metadata()
         return {
             (topic, partition)
@@ -377,7 +379,7 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT_ERRORS)
 
 
-class _RebalanceLog(ConsumerRebalanceListener):
+class _RebalanceLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka has no types
     """Records are committed before each fetch returns, so a revocation leaves nothing behind."""
 
     def __init__(self, consumer_name: str) -> None:
@@ -552,7 +554,9 @@ class EventConsumer:
             await handler(session, event, position)
         return "applied" if fresh else "duplicate"
 
-    def _span(self, record: ConsumerRecord, event: CloudEvent) -> contextlib.AbstractContextManager:
+    def _span(
+        self, record: ConsumerRecord, event: CloudEvent
+    ) -> contextlib.AbstractContextManager[trace.Span]:
         return tracer.start_as_current_span(
             f"{record.topic} process",
             context=extract(event.trace_headers),

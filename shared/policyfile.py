@@ -21,7 +21,7 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def policy_data(path: Path, overrides: Path | None = None) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     if overrides is not None:
         data = merge(data, yaml.safe_load(overrides.read_text(encoding="utf-8")) or {})
     return data

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db import rows_affected
 from shared.messaging import PURGE_BATCH
 from shared.policyfile import policy_data
 from shared.runtime import ServiceRuntime, Worker
@@ -54,7 +55,7 @@ async def purge(
     while True:
         async with sessions() as session, session.begin():
             result = await session.execute(purge.statement(cutoff, batch))
-        count = result.rowcount  # type: ignore[attr-defined]
+        count = rows_affected(result)
         purged += count
         if count < batch:
             break

@@ -85,8 +85,8 @@ class ServiceRuntime:
     tracer_provider: TracerProvider | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     _workers: list[tuple[str, Worker]] = field(default_factory=list)
-    _consumer_tasks: list[asyncio.Task] = field(default_factory=list)
-    _worker_tasks: list[asyncio.Task] = field(default_factory=list)
+    _consumer_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _worker_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _consumer_specs: list[ConsumerSpecification] = field(default_factory=list)
     _migration_head: str | None = None
     _readiness_checks: list[tuple[str, Callable[[], str]]] = field(default_factory=list)
@@ -265,11 +265,11 @@ class ServiceRuntime:
         return checks
 
 
-def _spawn(name: str, worker: Worker) -> asyncio.Task:
+def _spawn(name: str, worker: Worker) -> asyncio.Task[None]:
     return asyncio.create_task(_supervise(name, worker), name=name)
 
 
-async def _cancel(tasks: list[asyncio.Task]) -> None:
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -302,7 +302,8 @@ async def _retry(action: Callable[[], Awaitable[object]], what: str, attempts: i
 
 
 def runtime_of(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
 
 
 async def session_in_transaction(request: Request) -> AsyncIterator[AsyncSession]:

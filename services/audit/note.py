@@ -288,6 +288,7 @@ def verify_cosignature(note: Note, witness: Verifier) -> int:
             continue
         if len(signature.raw) != 8 + 64:
             raise NoteError("malformed cosignature")
+        timestamp: int
         (timestamp,) = struct.unpack(">Q", signature.raw[:8])
         try:
             witness.public_key.verify(signature.raw[8:], cosigned_message(note.text, timestamp))

@@ -163,7 +163,7 @@ def judge(check: LogCheck, trusted: Checkpoint, history: Sequence[Checkpoint] = 
         )
     now, stored = check.roots_at.get(trusted.size, (b"", b""))
     if now == trusted.root_hash:
-        extra = ()
+        extra: tuple[str, ...] = ()
         if check.changed:
             extra = (f"stored leaf hashes disagree with the leaves at {check.changed}",)
         return Verdict(True, None, f"all {trusted.size} leaves match the checkpoint", extra)

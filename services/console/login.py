@@ -183,12 +183,12 @@ class Oidc:
             "client_id": str(self.settings.console_oidc_client_id),
         }
         secret = self.settings.console_oidc_client_secret
-        auth = (
-            (str(self.settings.console_oidc_client_id), secret.get_secret_value())
-            if secret is not None
-            else None
-        )
-        response = await self.client.post(provider.token_endpoint, data=form, auth=auth)
+        if secret is not None:
+            # A confidential client: HTTP Basic with the client id and secret.
+            auth = (str(self.settings.console_oidc_client_id), secret.get_secret_value())
+            response = await self.client.post(provider.token_endpoint, data=form, auth=auth)
+        else:
+            response = await self.client.post(provider.token_endpoint, data=form)
         if response.status_code != 200:
             raise LoginRefused("身份认证服务拒绝了本次登录，请重新登录")
         id_token = response.json().get("id_token")

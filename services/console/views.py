@@ -6,7 +6,7 @@ The routes (api.py) fetch; these functions sort, group and word; the templates l
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,31 +180,32 @@ class Screens:
             lstrip_blocks=True,
         )
         zone = settings.county_zone
-        self.environment.filters.update(
-            {
-                "local_time": lambda value: (
-                    county_time(parse_time(value), zone)
-                    if isinstance(value, str) and value
-                    else (county_time(value, zone) if isinstance(value, datetime) else "—")
-                ),
-                "party_name": lambda party: party_name_zh(str(party), names) if party else "—",
-                "category_name": lambda value: (
-                    CATEGORY_NAMES_ZH.get(Category(value), value)
-                    if value in Category.__members__
-                    else value
-                ),
-                "phase_name": lambda value: (
-                    PHASE_NAMES_ZH.get(Phase(value), value) if value in Phase.__members__ else value
-                ),
-                "status_name": lambda value: STATUS_NAMES_ZH.get(value, value),
-                "action_name": lambda value: ACTION_NAMES_ZH.get(value, value),
-                "alert_status": lambda value: NOTIFICATION_STATUS_ZH.get(value, value),
-                "duty_status": lambda value: OBLIGATION_STATUS_ZH.get(value, value),
-                "delivery_status": lambda value: DELIVERY_STATUS_ZH.get(value, value),
-                "finding_state": lambda value: FINDING_STATE_ZH.get(value, value),
-                "duration": shown_duration,
-            }
-        )
+
+        def local_time(value: object) -> str:
+            moment = parse_time(value) if isinstance(value, str) else value
+            return county_time(moment, zone) if isinstance(moment, datetime) else "—"
+
+        # Each filter takes whatever a template hands it: a value read from a JSON document.
+        filters: dict[str, Callable[[Any], str]] = {
+            "local_time": local_time,
+            "party_name": lambda party: party_name_zh(str(party), names) if party else "—",
+            "category_name": lambda value: (
+                CATEGORY_NAMES_ZH.get(Category(value), value)
+                if value in Category.__members__
+                else value
+            ),
+            "phase_name": lambda value: (
+                PHASE_NAMES_ZH.get(Phase(value), value) if value in Phase.__members__ else value
+            ),
+            "status_name": lambda value: STATUS_NAMES_ZH.get(value, value),
+            "action_name": lambda value: ACTION_NAMES_ZH.get(value, value),
+            "alert_status": lambda value: NOTIFICATION_STATUS_ZH.get(value, value),
+            "duty_status": lambda value: OBLIGATION_STATUS_ZH.get(value, value),
+            "delivery_status": lambda value: DELIVERY_STATUS_ZH.get(value, value),
+            "finding_state": lambda value: FINDING_STATE_ZH.get(value, value),
+            "duration": shown_duration,
+        }
+        self.environment.filters.update(filters)
         self.environment.globals.update(
             categories=[(c.value, CATEGORY_NAMES_ZH[c]) for c in Category],
             phases=[(p.value, PHASE_NAMES_ZH[p]) for p in Phase],

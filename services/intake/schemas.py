@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
@@ -108,13 +108,13 @@ class ActionOut(BaseModel):
 class ReportOut(BaseModel):
     id: UUID
     kind: str = Field(description="INITIAL, FOLLOW_UP, CORRECTION, or LINKED (R20)")
-    changes: dict
-    previous: dict
-    reporter: dict
+    changes: dict[str, Any]
+    previous: dict[str, Any]
+    reporter: dict[str, Any]
     text: str | None
     reason: str | None = None
     filed_at: datetime
-    stated: dict | None = Field(
+    stated: dict[str, Any] | None = Field(
         default=None, description="LINKED: the facts as its source stated them"
     )
     external_ref: str | None = Field(default=None, description="LINKED: the source's reference")
@@ -206,7 +206,7 @@ class IncidentOut(BaseModel):
     status_reason: str | None
     status_changed_at: datetime | None
     reported_at: datetime
-    reporter: dict
+    reporter: dict[str, Any]
     facts: FactsOut
     personal_data: Literal["masked", "shown"] = "masked"
     actions: list[ActionOut] = Field(default=[], description="the first 100, as they happened")

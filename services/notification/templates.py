@@ -130,6 +130,8 @@ class AlertTexts:
     environment: jinja2.Environment
     title_template: jinja2.Template
     zone: ZoneInfo
+    # 类别简称 by category code, for the short forms (SMS, robots).
+    category_short: Mapping[str, str]
 
     @classmethod
     def load(cls, path: Path = TEMPLATES_FILE, zone: ZoneInfo = COUNTY_TIME) -> AlertTexts:
@@ -140,8 +142,9 @@ class AlertTexts:
             autoescape=False,  # plain text for SMS, mail and robots; HTML is never built here
             keep_trailing_newline=False,
         )
-        environment.globals["category_short_names"] = data["category_short"]
-        return cls(environment, environment.from_string(data["title"]), zone)
+        return cls(
+            environment, environment.from_string(data["title"]), zone, data["category_short"]
+        )
 
     def title(self, facts: dict[str, Any]) -> str:
         return self.title_template.render(facts).strip()
@@ -164,7 +167,7 @@ class AlertTexts:
         record_url: str | None = None,
     ) -> str:
         template = self.environment.select_template(self.template_names(form, facts))
-        short = self.environment.globals["category_short_names"]
+        short = self.category_short
         text = template.render(
             with_later_facts(facts),
             title=self.title(facts),
@@ -420,7 +423,7 @@ def render_notice(
     """A notice in one form, from the templates its facts name; like alerts, empty lines are
     dropped."""
     template = texts.environment.get_template(f"{facts.get('template', 'notice')}.{form}")
-    short = texts.environment.globals["category_short_names"]
+    short = texts.category_short
     category = facts.get("category")
     text = template.render(
         facts,

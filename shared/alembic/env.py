@@ -58,7 +58,10 @@ def run() -> None:
     schema = config.attributes["schema"]
     if context.is_offline_mode():
         raise RuntimeError("offline migrations are not supported; run against a database")
-    asyncio.run(_run_online(config.get_main_option("sqlalchemy.url"), schema))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("the alembic configuration names no sqlalchemy.url")
+    asyncio.run(_run_online(url, schema))
 
 
 run()

@@ -152,7 +152,7 @@ def decode(topic: str, headers: Headers, value: bytes | None) -> CloudEvent:
             for problem in error.errors()
         )
         raise UndecodableEvent(f"{attributes['ce_type']} data invalid: {problems}") from error
-    trace_headers = {
+    trace_headers: dict[str, str] = {
         name: attributes[name] for name in ("traceparent", "tracestate") if name in attributes
     }
     return CloudEvent(
