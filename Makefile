@@ -4,20 +4,37 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install browser run demo test test-fast screenshots bench lint format migrate contracts clean
+.PHONY: help install lock browser run demo test test-fast screenshots bench lint format migrate contracts clean
 .DEFAULT_GOAL := help
 
 help:  ## this list of targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):[^#]*## (.*)/  make \1|\2/' \
 		| awk -F'|' '{ printf "%-27s %s\n", $$1, $$2 }'
 
-$(STAMP): pyproject.toml
+# What is installed is what requirements/ pins, every file checked against its hash; `make lock`
+# moves the pins (docs/development.md).
+LOCK := requirements/dev.txt
+RUNTIME_LOCK := requirements/runtime.txt
+PIP_COMPILE := pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)  ## the virtual environment .venv with the project and its dev and local extras
+install: $(STAMP)  ## the virtual environment .venv with the project and its dev and local extras, as locked
+
+# pip-tools runs in a venv of its own (.venv-lock), so that locking needs no working .venv.
+lock:  ## re-resolve requirements/ (runtime.txt: the images; dev.txt: make) from pyproject.toml
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet 'pip-tools>=7.6,<8'
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/$(PIP_COMPILE) --upgrade \
+		--output-file=$(RUNTIME_LOCK) pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/$(PIP_COMPILE) --upgrade \
+		--extra dev --extra local --output-file=$(LOCK) pyproject.toml
 
 run: install  ## start PostgreSQL, Kafka, the four services and the duty console; Ctrl-C stops all
 	$(BIN)/sqjz-run
@@ -66,10 +83,11 @@ test-newest-python:  ## the fast and local-infrastructure tests again on Python 
 		exit 0; \
 	fi; \
 	set -e; \
-	if [ ! $(VENV313)/.installed -nt pyproject.toml ]; then \
+	if [ ! $(VENV313)/.installed -nt pyproject.toml ] || [ ! $(VENV313)/.installed -nt requirements/dev.txt ]; then \
 		$(PYTHON313) -m venv $(VENV313); \
 		$(VENV313)/bin/python -m pip install --quiet --upgrade pip; \
-		$(VENV313)/bin/python -m pip install --quiet -e '.[dev,local]'; \
+		$(VENV313)/bin/python -m pip install --quiet --require-hashes -r requirements/dev.txt; \
+		$(VENV313)/bin/python -m pip install --quiet --no-deps -e .; \
 		touch $(VENV313)/.installed; \
 	fi; \
 	$(VENV313)/bin/python -m pytest tests/unit tests/contracts \
@@ -102,4 +120,4 @@ contracts: install  ## regenerate docs/api, docs/events (OpenAPI, AsyncAPI, even
 	$(BIN)/sqjz-rulebook
 
 clean:  ## remove .venv, .local (the local database, broker data and keys) and caches
-	rm -rf $(VENV) .local .pytest_cache
+	rm -rf $(VENV) .venv-lock .local .pytest_cache

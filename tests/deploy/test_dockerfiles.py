@@ -131,15 +131,24 @@ def test_the_local_infrastructure_is_an_extra_not_a_runtime_dependency() -> None
 
 
 @pytest.mark.parametrize("service", DEPLOYED)
-def test_images_are_built_from_the_project_with_no_extra(service: str) -> None:
-    """So the wheels of the local infrastructure never reach an image."""
+def test_images_are_built_from_the_runtime_lock_and_the_project_with_no_extra(
+    service: str,
+) -> None:
+    """The dependencies are the runtime lock's, every file checked against its hash; the
+    project's own wheel adds nothing (--no-deps). So the wheels of the local infrastructure
+    (and of any release newer than the lock) never reach an image."""
     builder = parse_dockerfile(dockerfile_path(service)).stages[0]
-    wheels = [command for command in builder.all("RUN") if "pip wheel" in command]
-    assert wheels
-    for command in wheels:
-        words = command.split("&&")[0].split()
-        assert words[-1] == ".", command
-        assert not {"-r", "--requirement"} & set(words), command
+    wheels = [
+        command.split("&&")[0].split() for command in builder.all("RUN") if "pip wheel" in command
+    ]
+    assert len(wheels) == 2
+    dependencies, project = wheels
+    assert dependencies[-2:] == ["-r", "requirements/runtime.txt"]
+    assert "--require-hashes" in dependencies
+    assert project[-1] == "." and "--no-deps" in project
+    assert not {"-r", "--requirement"} & set(project)
+    copied = [arguments.split() for arguments in builder.all("COPY")]
+    assert ["requirements/runtime.txt", "requirements/runtime.txt"] in copied
 
 
 def test_services_and_migrations_run_without_the_local_infrastructure_packages() -> None:
