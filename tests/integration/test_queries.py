@@ -366,8 +366,10 @@ async def test_duties_filtered_by_deadline_and_overdue(
         lambda items: late["id"] in of_incident(items, incident_id),
     )
     assert {item["status"] for item in overdue} <= {"PENDING", "MISSED"}
+    # A pending one is late by its clock; a missed one by its status, whatever its due time
+    # says (the suite's other incidents hold duties missed in other ways too).
     now = datetime.now(UTC)
-    assert all(moment(item["due_at"]) < now for item in overdue)
+    assert all(moment(item["due_at"]) < now for item in overdue if item["status"] == "PENDING")
     others = await duties(clients, overdue="false")
     assert late["id"] not in of_incident(others, incident_id)
     assert all(
