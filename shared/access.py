@@ -7,10 +7,12 @@ findings, reports and the log, and write nothing. Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeGuard
 
-from shared.domain import TOWNSHIP_BOUND_KINDS, PartyKind
+from shared.domain import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, PartyKind
 
 
 class Permission(StrEnum):
@@ -87,6 +89,14 @@ DEFAULT_SCOPES: dict[str, tuple[str, ...]] = {
     DEC: (),
     AUDITOR: (AUDIT,),
 }
+
+
+def may_be_principal(party: object) -> TypeGuard[str]:
+    """Whether `party` names a caller a token or a login may speak for: a party of the plan,
+    or an auditor."""
+    return isinstance(party, str) and (
+        party == AUDITOR or re.match(PARTY_PATTERN, party) is not None
+    )
 
 
 @dataclass(frozen=True)

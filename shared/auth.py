@@ -23,8 +23,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt.algorithms import OKPAlgorithm
 
-from shared.access import DEFAULT_SCOPES, Permission, Principal, decide
-from shared.domain import PARTY_PATTERN
+from shared.access import DEFAULT_SCOPES, Permission, Principal, decide, may_be_principal
 from shared.problems import Problem
 from shared.settings import Settings
 
@@ -101,7 +100,7 @@ class TokenVerifier:
             raise unauthorized(f"invalid token: {error}") from error
         self._refuse_long_lived(claims)
         party = claims.get("party")
-        if not isinstance(party, str) or not (party == "AUDITOR" or _is_party(party)):
+        if not may_be_principal(party):
             raise unauthorized("the token names no valid party")
         scopes = claims.get("scope", "")
         return Principal(str(claims["sub"]), party, frozenset(str(scopes).split()))
@@ -114,12 +113,6 @@ class TokenVerifier:
                 f"the token lives longer than the {self.max_lifetime_seconds} s allowed "
                 "(AUTH_MAX_TOKEN_SECONDS): mint a shorter one"
             )
-
-
-def _is_party(value: str) -> bool:
-    import re
-
-    return re.match(PARTY_PATTERN, value) is not None
 
 
 # Declares the scheme in the OpenAPI documents; errors stay ours (problem+json, 401).

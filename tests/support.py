@@ -273,3 +273,19 @@ async def purge_all(settings: Settings, each: Purge, batch: int = PURGE_BATCH) -
         assert await purge(sessions, each) == 0  # once purged, nothing left to purge
     finally:
         await engine.dispose()
+
+
+async def log_in(console: httpx.AsyncClient, party: str, *, personal_data: bool = False) -> None:
+    """The console's local login, as its page's form posts it, on a client whose base URL is
+    the console: the client keeps the session cookie."""
+    response = await console.post(
+        "/login/local",
+        data={
+            "party": party,
+            "name": "值班员",
+            **({"personal_data": "true"} if personal_data else {}),
+        },
+        headers={"Origin": str(console.base_url).rstrip("/")},
+    )
+    assert response.status_code == 303, response.text
+    assert console.cookies.get("sqjz_session")

@@ -59,8 +59,7 @@ from services.console.traces import (
     unpacked_body,
     waterfall,
 )
-from shared.access import DEFAULT_SCOPES, PII_READ, Principal
-from shared.domain import PARTY_PATTERN
+from shared.access import DEFAULT_SCOPES, PII_READ, Principal, may_be_principal
 from shared.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -94,13 +93,19 @@ async def required_session(request: Request) -> ConsoleSession:
 User = Annotated[ConsoleSession, Depends(required_session)]
 
 
-async def form_of(request: Request, session: ConsoleSession, model: type[FormT]) -> FormT:
-    """The posted form, once its origin and CSRF token are the session's own."""
-    settings = request.app.state.settings
+def from_this_site(request: Request) -> None:
+    """Refuse a POST whose `Origin` is another site's (sessions.same_origin)."""
     if not same_origin(
-        request.headers.get("origin"), settings.console_public_url, request.headers.get("host")
+        request.headers.get("origin"),
+        request.app.state.settings.console_public_url,
+        request.headers.get("host"),
     ):
         raise Problem(403, "Forbidden", "a form of another site", kind="csrf")
+
+
+async def form_of(request: Request, session: ConsoleSession, model: type[FormT]) -> FormT:
+    """The posted form, once its origin and CSRF token are the session's own."""
+    from_this_site(request)
     raw = dict(await request.form())
     given = raw.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
     if not csrf_matches(session.csrf_token, str(given) if given is not None else None):
@@ -147,15 +152,19 @@ def back_to(path: str, message: str | None = None, error: str | None = None) -> 
 # --- login ------------------------------------------------------------------------------------
 
 
-def _set_session_cookie(request: Request, response: Response, value: str, max_age: int) -> None:
+def _set_cookie(
+    request: Request, response: Response, name: str, value: str, max_age: int, path: str
+) -> None:
+    """The console's cookies: never read by scripts, sent on top-level navigation only, and
+    over https only where the console is served on https."""
     response.set_cookie(
-        SESSION_COOKIE,
+        name,
         value,
         max_age=max_age,
         httponly=True,
         secure=request.app.state.settings.console_public_url.startswith("https://"),
         samesite="lax",
-        path="/",
+        path=path,
     )
 
 
@@ -168,14 +177,13 @@ async def login(
         response = RedirectResponse(
             await request.app.state.oidc.authorization_url(state), status_code=303
         )
-        response.set_cookie(
+        _set_cookie(
+            request,
+            response,
             LOGIN_COOKIE,
             state.seal(request.app.state.login_key),
-            max_age=LOGIN_SECONDS,
-            httponly=True,
-            secure=request.app.state.settings.console_public_url.startswith("https://"),
-            samesite="lax",
-            path="/login",
+            LOGIN_SECONDS,
+            "/login",
         )
         return response
     if not request.app.state.local_login:
@@ -195,15 +203,9 @@ async def login(
 async def login_locally(request: Request) -> Response:
     if not request.app.state.local_login:
         raise Problem(404, "Not Found", kind="not-found")
-    settings = request.app.state.settings
-    if not same_origin(
-        request.headers.get("origin"), settings.console_public_url, request.headers.get("host")
-    ):
-        raise Problem(403, "Forbidden", "a form of another site", kind="csrf")
+    from_this_site(request)
     form = LocalLoginForm.model_validate(dict(await request.form()))
-    import re
-
-    if not form.party or not (re.match(PARTY_PATTERN, form.party) or form.party == "AUDITOR"):
+    if not may_be_principal(form.party):
         return back_to("/login", error="请选择单位")
     kind = form.party.split(":", 1)[0]
     scopes = set(DEFAULT_SCOPES.get(kind, ()))
@@ -250,7 +252,7 @@ async def _open_session(
     value, session = await store.open(principal, name, method)
     response = RedirectResponse(safe_return_path(return_to), status_code=303)
     max_age = int((session.expires_at - datetime.now(UTC)).total_seconds())
-    _set_session_cookie(request, response, value, max_age)
+    _set_cookie(request, response, SESSION_COOKIE, value, max_age, "/")
     log.info("login %s as %s (%s)", principal.subject, principal.party, method)
     return response
 
@@ -361,7 +363,14 @@ async def my_duties(request: Request, session: User) -> HTMLResponse:
     user = session.principal
     found, errors = await _gather_or_errors(
         obligations=_all_pages(request, user, "escalation", "/v1/obligations", party=user.party),
-        alerts=_all_pages(request, user, "notification", "/v1/notifications", party=user.party),
+        alerts=_all_pages(
+            request,
+            user,
+            "notification",
+            "/v1/notifications",
+            party=user.party,
+            status="NOT_ACKNOWLEDGED",
+        ),
     )
     obligations = found["obligations"] or []
     now = datetime.now(UTC)
@@ -370,14 +379,13 @@ async def my_duties(request: Request, session: User) -> HTMLResponse:
         key=lambda o: o.get("due_at") or "",
     )
     done = [o for o in obligations if o.get("status") != views.OPEN_OBLIGATION]
-    alerts = [a for a in (found["alerts"] or []) if a.get("status") in views.AWAITING_ACK]
     return page(
         request,
         "duties.html",
         session,
         pending=pending,
         done=done[-50:],
-        alerts=alerts,
+        alerts=found["alerts"] or [],
         overdue=[o for o in pending if views.is_overdue(o, now)],
         errors=errors,
         live="board",
@@ -389,17 +397,35 @@ async def new_incident(request: Request, session: User) -> HTMLResponse:
     return page(request, "report.html", session, values={})
 
 
-def _incident_refused(
-    request: Request, session: ConsoleSession, answer: ServiceAnswer
+def _refused(
+    request: Request,
+    session: ConsoleSession,
+    answer: ServiceAnswer,
+    title: str,
+    status_code: int | None = None,
 ) -> HTMLResponse:
-    """The page for an incident intake would not show the user: not theirs, or not there."""
+    """The page for what a service would not show the user, and why (with the service's
+    status unless told otherwise)."""
     return page(
         request,
         "problem.html",
         session,
-        title="无法查看此事件" if answer.status == 403 else "未找到此事件",
+        title=title,
         detail=answer.detail,
-        status_code=answer.status if answer.status in (403, 404) else 502,
+        status_code=status_code or answer.status,
+    )
+
+
+def _incident_refused(
+    request: Request, session: ConsoleSession, answer: ServiceAnswer
+) -> HTMLResponse:
+    """An incident intake would not show the user: not theirs, or not there."""
+    return _refused(
+        request,
+        session,
+        answer,
+        "无法查看此事件" if answer.status == 403 else "未找到此事件",
+        answer.status if answer.status in (403, 404) else 502,
     )
 
 
@@ -527,14 +553,7 @@ async def findings_page(
             session.principal, "audit", "/v1/findings", review_status=review_status, limit=200
         )
     except ServiceAnswer as refused:
-        return page(
-            request,
-            "problem.html",
-            session,
-            title="无法查看",
-            detail=refused.detail,
-            status_code=refused.status,
-        )
+        return _refused(request, session, refused, "无法查看")
     return page(
         request,
         "findings.html",
@@ -578,14 +597,7 @@ async def drills_page(
             session.principal, "escalation", "/v1/drills/compliance", year=year
         )
     except ServiceAnswer as refused:
-        return page(
-            request,
-            "problem.html",
-            session,
-            title="无法查看",
-            detail=refused.detail,
-            status_code=refused.status,
-        )
+        return _refused(request, session, refused, "无法查看")
     return page(request, "drills.html", session, compliance=answer, year=year)
 
 
@@ -629,73 +641,99 @@ async def report_incident(request: Request, session: User) -> Response:
     return back_to(f"/incidents/{created['id']}", message="首报已提交")
 
 
+async def _act_then_back(
+    request: Request,
+    session: ConsoleSession,
+    service: str,
+    path: str,
+    body: dict[str, Any],
+    back: str,
+    said: str,
+) -> Response:
+    """Ask `service` to do what the form says, then back to `back` saying `said`, or why not."""
+    _, error = await _act(request, session, service, path, body)
+    return back_to(back, message=None if error else said, error=error)
+
+
 @router.post("/incidents/{incident_id}/actions", summary="Record an action")
 async def record_action(incident_id: UUID, request: Request, session: User) -> Response:
     form = await form_of(request, session, ActionForm)
-    _, error = await _act(
+    return await _act_then_back(
         request,
         session,
         "intake",
         f"/v1/incidents/{incident_id}/actions",
         form.body(session.principal),
-    )
-    return back_to(
-        f"/incidents/{incident_id}", message=None if error else "处置情况已记录", error=error
+        f"/incidents/{incident_id}",
+        "处置情况已记录",
     )
 
 
 @router.post("/incidents/{incident_id}/reports", summary="File a 续报 or a correction")
 async def file_report(incident_id: UUID, request: Request, session: User) -> Response:
     form = await form_of(request, session, FollowUpForm)
-    _, error = await _act(
+    return await _act_then_back(
         request,
         session,
         "intake",
         f"/v1/incidents/{incident_id}/reports",
         form.body(session.principal),
+        f"/incidents/{incident_id}",
+        "续报已提交" if form.kind == "FOLLOW_UP" else "更正已提交",
     )
-    said = "续报已提交" if form.kind == "FOLLOW_UP" else "更正已提交"
-    return back_to(f"/incidents/{incident_id}", message=None if error else said, error=error)
 
 
 @router.post("/incidents/{incident_id}/links", summary="Link, merge or unlink (R20)")
 async def link(incident_id: UUID, request: Request, session: User) -> Response:
     form = await form_of(request, session, LinkForm)
-    _, error = await _act(
+    return await _act_then_back(
         request,
         session,
         "intake",
         f"/v1/incidents/{incident_id}/links",
         form.body(session.principal),
+        f"/incidents/{incident_id}",
+        "已处理",
     )
-    return back_to(f"/incidents/{incident_id}", message=None if error else "已处理", error=error)
 
 
 @router.post("/notifications/{notification_id}/acknowledge", summary="Acknowledge an alert")
 async def acknowledge(notification_id: UUID, request: Request, session: User) -> Response:
     form = await form_of(request, session, AcknowledgeForm)
-    back = safe_return_path(form.return_to or "/duties")
-    _, error = await _act(
-        request, session, "notification", f"/v1/notifications/{notification_id}/acknowledgement", {}
+    return await _act_then_back(
+        request,
+        session,
+        "notification",
+        f"/v1/notifications/{notification_id}/acknowledgement",
+        {},
+        safe_return_path(form.return_to or "/duties"),
+        "已确认收悉",
     )
-    return back_to(back, message=None if error else "已确认收悉", error=error)
 
 
 @router.post("/findings/{finding_id}/review", summary="Confirm or dismiss a finding")
 async def review_finding(finding_id: UUID, request: Request, session: User) -> Response:
     form = await form_of(request, session, ReviewForm)
-    _, error = await _act(
-        request, session, "audit", f"/v1/findings/{finding_id}/review", form.body()
+    return await _act_then_back(
+        request,
+        session,
+        "audit",
+        f"/v1/findings/{finding_id}/review",
+        form.body(),
+        "/findings",
+        "审查结论已记录",
     )
-    return back_to("/findings", message=None if error else "审查结论已记录", error=error)
 
 
 @router.post("/incidents/{incident_id}/accountability", summary="Record R15 accountability")
 async def record_accountability(incident_id: UUID, request: Request, session: User) -> Response:
     form = await form_of(request, session, AccountabilityForm)
-    _, error = await _act(
-        request, session, "audit", f"/v1/incidents/{incident_id}/accountability", form.body()
-    )
-    return back_to(
-        f"/incidents/{incident_id}/investigation", message=None if error else "已记录", error=error
+    return await _act_then_back(
+        request,
+        session,
+        "audit",
+        f"/v1/incidents/{incident_id}/accountability",
+        form.body(),
+        f"/incidents/{incident_id}/investigation",
+        "已记录",
     )

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -21,8 +20,7 @@ from urllib.parse import urlencode
 import httpx
 import jwt
 
-from shared.access import DEFAULT_SCOPES, Principal
-from shared.domain import PARTY_PATTERN
+from shared.access import DEFAULT_SCOPES, Principal, may_be_principal
 from shared.settings import Settings
 
 LOGIN_COOKIE = "sqjz_login"
@@ -102,7 +100,7 @@ def principal_from_claims(claims: dict[str, Any], settings: Settings) -> tuple[P
     if isinstance(raw, list):
         raw = raw[0] if len(raw) == 1 else None
     party = settings.console_oidc_party_map.get(str(raw), raw) if raw is not None else None
-    if not isinstance(party, str) or (not re.match(PARTY_PATTERN, party) and party != "AUDITOR"):
+    if not may_be_principal(party):
         raise LoginRefused("您的账号未配置所属单位，请联系系统管理员")
     roles = claims.get(settings.console_oidc_roles_claim) or []
     if isinstance(roles, str):

@@ -33,7 +33,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 # An incident no longer on the board: its handling is over.
 FINISHED = frozenset({"CLOSED", "REVIEWED"})
 OPEN_OBLIGATION = "PENDING"
-# Alerts still waiting for somebody to say they read them.
+# Alerts still waiting for somebody to say they read them: notification's NOT_ACKNOWLEDGED.
 AWAITING_ACK = frozenset({"NEW", "PENDING", "DELIVERED", "UNACKNOWLEDGED", "FAILED"})
 # Lifecycle states of an incident still on the board.
 OPEN_STATUSES = ("REPORTED", "RESPONDING", "SEARCHING", "ESCALATED", "CONTROLLED")

@@ -30,7 +30,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.notification import ack_page
 from services.notification.ack import AckClaim, AckSigner, AckTokenError
 from services.notification.channels import shown_contact
-from services.notification.dispatch import acknowledge, contacts_of, on_the_console
+from services.notification.dispatch import (
+    Acknowledgement,
+    acknowledge,
+    contacts_of,
+    on_the_console,
+)
 from services.notification.models import attempts, deliveries, notifications
 from services.notification.schemas import (
     AckIn,
@@ -263,6 +268,30 @@ def township_of(request: Request, rows: list[Row]) -> str | None:
     return None
 
 
+async def _readable_alert(
+    request: Request, session: AsyncSession, caller: Principal, notification_id: UUID
+) -> Row:
+    """The alert, once the caller may read it (its incident's township); 404 when unknown."""
+    row = (
+        await session.execute(select(notifications).where(notifications.c.id == notification_id))
+    ).first()
+    if row is None:
+        raise not_found("Notification", notification_id)
+    authorize(caller, Permission.READ_NOTIFICATIONS, township_of(request, [row]))
+    return row
+
+
+def ack_out(done: Acknowledgement) -> AckOut:
+    return AckOut(
+        notification_id=done.notification_id,
+        acknowledged_at=done.acknowledged_at,
+        contact_index=done.contact_index,
+        channel=done.channel,
+        contact=done.contact,
+        replayed=done.replayed,
+    )
+
+
 @router.post(
     "/{notification_id}/acknowledgement",
     summary="Acknowledge an alert of the caller's own party (the duty console's button); the "
@@ -272,12 +301,7 @@ def township_of(request: Request, rows: list[Row]) -> str | None:
 async def acknowledge_as_the_party(
     notification_id: UUID, request: Request, session: DatabaseSession, caller: Caller
 ) -> AckOut:
-    row = (
-        await session.execute(select(notifications).where(notifications.c.id == notification_id))
-    ).first()
-    if row is None:
-        raise not_found("Notification", notification_id)
-    authorize(caller, Permission.READ_NOTIFICATIONS, township_of(request, [row]))
+    row = await _readable_alert(request, session, caller, notification_id)
     # A duty belongs to its party: only the party alerted says it has read the alert.
     if row.party != caller.party:
         raise Problem(
@@ -296,26 +320,14 @@ async def acknowledge_as_the_party(
         via=on_the_console(caller.subject),
     )
     assert done is not None  # the row is there, locked by acknowledge
-    return AckOut(
-        notification_id=done.notification_id,
-        acknowledged_at=done.acknowledged_at,
-        contact_index=done.contact_index,
-        channel=done.channel,
-        contact=done.contact,
-        replayed=done.replayed,
-    )
+    return ack_out(done)
 
 
 @router.get("/{notification_id}", summary="One alert with its deliveries and every attempt")
 async def get_notification(
     notification_id: UUID, request: Request, session: DatabaseSession, caller: Caller
 ) -> NotificationOut:
-    row = (
-        await session.execute(select(notifications).where(notifications.c.id == notification_id))
-    ).first()
-    if row is None:
-        raise not_found("Notification", notification_id)
-    authorize(caller, Permission.READ_NOTIFICATIONS, township_of(request, [row]))
+    row = await _readable_alert(request, session, caller, notification_id)
     return (await _with_details(session, [row]))[0]
 
 
@@ -407,14 +419,7 @@ async def acknowledge_notification(
     )
     if done is None:
         raise not_found("Notification", notification_id)
-    answer = AckOut(
-        notification_id=done.notification_id,
-        acknowledged_at=done.acknowledged_at,
-        contact_index=done.contact_index,
-        channel=done.channel,
-        contact=done.contact,
-        replayed=done.replayed,
-    )
+    answer = ack_out(done)
     if "text/html" in request.headers.get("accept", ""):
         shown = await _alert_shown(request, session, notification_id, claim.contact_index)
         return HTMLResponse(ack_page.acknowledged_page(shown), headers=ack_page.HEADERS)

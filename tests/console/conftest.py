@@ -42,14 +42,3 @@ async def browser(system: ServiceProcesses) -> AsyncIterator[httpx.AsyncClient]:
     """A browser at the console: it keeps the session cookie and follows no redirect."""
     async with httpx.AsyncClient(base_url=system.url(CONSOLE), timeout=PATIENCE_SECONDS) as client:
         yield client
-
-
-async def log_in(browser: httpx.AsyncClient, party: str) -> None:
-    """The local login, as the page's form posts it."""
-    response = await browser.post(
-        "/login/local",
-        data={"party": party, "name": "值班员"},
-        headers={"Origin": str(browser.base_url).rstrip("/")},
-    )
-    assert response.status_code == 303, response.text
-    assert browser.cookies.get("sqjz_session")

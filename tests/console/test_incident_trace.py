@@ -11,9 +11,8 @@ import httpx
 
 from shared.devrun import ServiceProcesses
 from shared.settings import CONSOLE
-from tests.console.conftest import log_in
 from tests.integration.helpers import eventually, report
-from tests.support import WebhookSink
+from tests.support import WebhookSink, log_in
 
 # (service, span) rows the waterfall shows once the incident went all the way round.
 WANTED = {

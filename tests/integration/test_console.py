@@ -30,7 +30,7 @@ from shared.devrun import ServiceProcesses, development_secrets
 from shared.localinfra import Infrastructure, free_port
 from shared.settings import CONSOLE
 from tests.integration.helpers import eventually, report, subject_id
-from tests.support import PATIENCE_SECONDS, serving
+from tests.support import PATIENCE_SECONDS, log_in, serving
 
 TUKE, GALUTU = "150626102", "150626100"
 
@@ -40,16 +40,7 @@ async def console_as(
 ) -> httpx.AsyncClient:
     """A browser-like client logged in to the console as `party` (local login)."""
     client = httpx.AsyncClient(base_url=console_url, timeout=PATIENCE_SECONDS)
-    response = await client.post(
-        "/login/local",
-        data={
-            "party": party,
-            "name": "值班员",
-            **({"personal_data": "true"} if personal_data else {}),
-        },
-        headers={"Origin": console_url},
-    )
-    assert response.status_code == 303, response.text
+    await log_in(client, party, personal_data=personal_data)
     return client
 
 
@@ -334,6 +325,29 @@ class IdentityProvider:
         )
 
 
+def another_console(
+    infra: Infrastructure,
+    work_dir: Path,
+    system: ServiceProcesses,
+    webhook_directory: Path,
+    port: int,
+    logs: str,
+    environment: dict[str, str] | None = None,
+) -> ServiceProcesses:
+    """A console process of its own on `port`, in front of the suite's services."""
+    return ServiceProcesses(
+        environment={
+            **infra.environment(),
+            **development_secrets(work_dir),
+            "DIRECTORY_FILE": str(webhook_directory),
+            **{f"{s.upper()}_URL": system.url(s) for s in system.ports if s != CONSOLE},
+            **(environment or {}),
+        },
+        ports={CONSOLE: port},
+        log_dir=work_dir / logs,
+    )
+
+
 @pytest.fixture(scope="module")
 async def oidc_console(
     infra: Infrastructure, work_dir: Path, system: ServiceProcesses, webhook_directory: Path
@@ -353,12 +367,14 @@ async def oidc_console(
         )
     )
     port = free_port()
-    processes = ServiceProcesses(
-        environment={
-            **infra.environment(),
-            **development_secrets(work_dir),
-            "DIRECTORY_FILE": str(webhook_directory),
-            **{f"{s.upper()}_URL": system.url(s) for s in system.ports if s != CONSOLE},
+    processes = another_console(
+        infra,
+        work_dir,
+        system,
+        webhook_directory,
+        port,
+        "logs-oidc",
+        {
             "CONSOLE_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "CONSOLE_SIGNING_KEY_FILE": str(key_file),
             "CONSOLE_SIGNING_KEY_ID": "console-oidc-test",
@@ -367,8 +383,6 @@ async def oidc_console(
             "CONSOLE_OIDC_PARTY_MAP": json.dumps({"tuke-tcg": f"TCG:{TUKE}"}),
             "CONSOLE_OIDC_ROLE_SCOPES": json.dumps({"reader": "incidents:read"}),
         },
-        ports={CONSOLE: port},
-        log_dir=work_dir / "logs-oidc",
     )
     async with serving(provider.app(), int(provider.url.rsplit(":", 1)[1])):
         await processes.start()
@@ -442,16 +456,8 @@ async def test_the_banner_office_reads_drill_compliance_and_the_investigation_re
 async def test_a_console_stops_on_sigterm_though_browsers_keep_their_live_streams_open(
     infra: Infrastructure, work_dir: Path, system: ServiceProcesses, webhook_directory: Path
 ) -> None:
-    port = free_port()
-    processes = ServiceProcesses(
-        environment={
-            **infra.environment(),
-            **development_secrets(work_dir),
-            "DIRECTORY_FILE": str(webhook_directory),
-            **{f"{s.upper()}_URL": system.url(s) for s in system.ports if s != CONSOLE},
-        },
-        ports={CONSOLE: port},
-        log_dir=work_dir / "logs-stopping-console",
+    processes = another_console(
+        infra, work_dir, system, webhook_directory, free_port(), "logs-stopping-console"
     )
     await processes.start()
     try:
