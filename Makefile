@@ -18,11 +18,11 @@ RUNTIME_LOCK := requirements/runtime.txt
 PIP_COMPILE := pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml tools/pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps -e . -e tools
 	touch $(STAMP)
 
 install: $(STAMP)  ## the virtual environment .venv with the project and its dev and local extras, as locked
@@ -83,11 +83,11 @@ test-newest-python:  ## the fast and local-infrastructure tests again on Python 
 		exit 0; \
 	fi; \
 	set -e; \
-	if [ ! $(VENV313)/.installed -nt pyproject.toml ] || [ ! $(VENV313)/.installed -nt requirements/dev.txt ]; then \
+	if [ ! $(VENV313)/.installed -nt pyproject.toml ] || [ ! $(VENV313)/.installed -nt tools/pyproject.toml ] || [ ! $(VENV313)/.installed -nt requirements/dev.txt ]; then \
 		$(PYTHON313) -m venv $(VENV313); \
 		$(VENV313)/bin/python -m pip install --quiet --upgrade pip; \
 		$(VENV313)/bin/python -m pip install --quiet --require-hashes -r requirements/dev.txt; \
-		$(VENV313)/bin/python -m pip install --quiet --no-deps -e .; \
+		$(VENV313)/bin/python -m pip install --quiet --no-deps -e . -e tools; \
 		touch $(VENV313)/.installed; \
 	fi; \
 	$(VENV313)/bin/python -m pytest tests/unit tests/contracts \

@@ -40,13 +40,13 @@ from services.audit.handlers import new_leaf
 from services.audit.merkle import verify_inclusion
 from shared.auth import ensure_dev_keys, mint
 from shared.db import create_engine, create_session_factory, migrate
-from shared.devrun import ServiceProcesses, development_secrets
 from shared.events import CloudEvent
 from shared.events.models import NotificationDelivered
 from shared.events.topics import NOTIFICATIONS
 from shared.kafka import RecordPosition, ensure_topics
-from shared.localinfra import LocalBroker, LocalPostgres, free_port
 from shared.settings import Settings
+from tools.devrun import ServiceProcesses, development_secrets
+from tools.localinfra import LocalBroker, LocalPostgres, free_port
 
 BATCH = 500  # the most records the consumer takes from one partition at a time
 FILL_BATCH = 5000

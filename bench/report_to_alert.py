@@ -45,10 +45,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench import edge
 from shared.auth import ensure_dev_keys, mint
-from shared.devrun import ServiceProcesses, development_secrets
-from shared.localinfra import Infrastructure, free_port, infrastructure, wait_for_port
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 from tests.support import directory_with_contacts
+from tools.devrun import ServiceProcesses, development_secrets
+from tools.localinfra import Infrastructure, free_port, infrastructure, wait_for_port
 
 SAMPLES = REPOSITORY_ROOT / "examples" / "incidents"
 FLOOR_TOPIC = "bench.floor"

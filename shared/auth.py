@@ -23,7 +23,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt.algorithms import OKPAlgorithm
 
-from shared.access import DEFAULT_SCOPES, Permission, Principal, decide, may_be_principal
+from shared.domain.access import DEFAULT_SCOPES, Permission, Principal, decide, may_be_principal
 from shared.problems import Problem
 from shared.settings import Settings
 
@@ -140,7 +140,7 @@ Caller = Annotated[Principal, Depends(authenticate)]
 
 
 def authorize(caller: Principal, permission: Permission, township: str | None = None) -> None:
-    """403 problem+json unless the table of `shared.access` allows it."""
+    """403 problem+json unless the table of `shared.domain.access` allows it."""
     refusal = decide(caller, permission, township)
     if refusal is not None:
         raise Problem(403, "Forbidden", refusal.reason, kind="forbidden")

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.access import Principal
+from shared.domain.access import Principal
 from shared.events import CloudEvent
 from shared.events.models import PersonalDataRead, PersonalDataReadInAudit, Sealed
 from shared.messaging import Outbox

@@ -26,8 +26,8 @@ from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import rows_affected
+from shared.domain.policyfile import policy_data
 from shared.messaging import PURGE_BATCH
-from shared.policyfile import policy_data
 from shared.runtime import ServiceRuntime, Worker
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from shared.domain import DEFAULT_COUNTY_TIME_ZONE
+from shared.domain.vocabulary import DEFAULT_COUNTY_TIME_ZONE
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
@@ -281,7 +281,7 @@ class Settings(BaseSettings):
     console_oidc_party_claim: str = "party"
     console_oidc_party_map: dict[str, str] = Field(default_factory=dict)
     # Which claim lists the user's roles, and the scopes each role grants; a user with no
-    # mapped role gets the party's usual scopes (shared.access.DEFAULT_SCOPES).
+    # mapped role gets the party's usual scopes (shared.domain.access.DEFAULT_SCOPES).
     console_oidc_roles_claim: str = "roles"
     console_oidc_role_scopes: dict[str, str] = Field(default_factory=dict)
     console_oidc_name_claim: str = "name"

@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.devrun import ServiceProcesses
-from shared.localinfra import Infrastructure, infrastructure
 from shared.settings import CONSOLE, SERVICE_NAMES, Settings
 from tests.support import WebhookSink, clients_for, directory_with_contacts, running_system
 from tests.support import webhook_sink as start_webhook_sink
+from tools.devrun import ServiceProcesses
+from tools.localinfra import Infrastructure, infrastructure
 
 
 @pytest.fixture(scope="session")

@@ -20,10 +20,10 @@ from starlette.routing import Route
 
 from shared.auth import ensure_dev_keys, mint
 from shared.db import create_engine, create_session_factory
-from shared.devrun import ServiceProcesses, development_secrets
-from shared.localinfra import Infrastructure, free_port, infrastructure
 from shared.retention import PURGE_BATCH, Purge, purge
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
+from tools.devrun import ServiceProcesses, development_secrets
+from tools.localinfra import Infrastructure, free_port, infrastructure
 
 # How long a test waits for a condition before it calls it unmet. Only a failing test waits
 # this long: a busy machine makes the system slower, not different, so tests wait on what

@@ -66,9 +66,9 @@ from services.audit.schemas import (
 from services.audit.shown import LOG_FIELDS, holds_personal_data, masked_event
 from services.audit.verification import LeafChecker, judge
 from shared import paging
-from shared.access import Permission, Principal
 from shared.auth import Caller, authorize
-from shared.domain import PARTY_PATTERN
+from shared.domain.access import Permission, Principal
+from shared.domain.vocabulary import PARTY_PATTERN
 from shared.events.models import AccountabilityRecorded, FindingReviewed
 from shared.pii import SUBJECT_FIELDS, SUBJECTS, PersonalDataKeyError, record_read
 from shared.problems import Problem, invalid_field, not_found

@@ -24,7 +24,7 @@ from services.audit.models import SCHEMA, messaging
 from services.audit.retention import RetentionJob
 from services.audit.schemas import AuditContext
 from shared import pii
-from shared.directory import Directory
+from shared.domain.directory import Directory
 from shared.events.topics import ALL_TOPICS
 from shared.pii import PiiCipher
 from shared.production import require_production_settings

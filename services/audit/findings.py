@@ -30,7 +30,7 @@ from services.audit.linking import (
     reports_of_event,
 )
 from services.audit.logged import LoggedEvent
-from shared.domain import (
+from shared.domain.vocabulary import (
     CATEGORY_NAMES_ZH,
     PHASE_NAMES_ZH,
     Category,

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.audit.datakeys import DataKeys
 from services.audit.findings import LoggedEvent, superseded_by
 from services.audit.models import accountability_records, finding_reviews, findings
-from shared.domain import ActionCode, LifecycleStatus
+from shared.domain.vocabulary import ActionCode, LifecycleStatus
 from shared.events import CloudEvent
 from shared.events.models import AccountabilityFinding, AccountabilityRecorded, FindingReviewed
 from shared.messaging import Outbox

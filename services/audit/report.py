@@ -23,7 +23,7 @@ import jinja2
 
 from services.audit.findings import REPORT_KIND_NAMES_ZH, LoggedEvent, local, superseded_by
 from services.audit.linking import LINK_TYPES, EventReport, reports_of_event
-from shared.domain import (
+from shared.domain.vocabulary import (
     ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
     PHASE_NAMES_ZH,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.audit.datakeys import DataKeys
 from services.audit.note import Verifier
-from shared.domain import PARTY_PATTERN
+from shared.domain.vocabulary import PARTY_PATTERN
 from shared.events.models import AccountabilityFinding, AccountabilityRecorded, FindingReviewed
 from shared.pii import PiiCipher
 

@@ -25,7 +25,7 @@ from services.audit.personal import (
     PERSON_NAMES,
     QUOTED_VALUES,
 )
-from shared.privacy import masked_name, masked_text
+from shared.domain.privacy import masked_name, masked_text
 
 # What a read in clear of the log shows, as audit.personal_data_read names it.
 LOG_FIELDS = ("people.name", "people.phone", "free text")

@@ -59,7 +59,7 @@ from services.console.traces import (
     unpacked_body,
     waterfall,
 )
-from shared.access import DEFAULT_SCOPES, PII_READ, Principal, may_be_principal
+from shared.domain.access import DEFAULT_SCOPES, PII_READ, Principal, may_be_principal
 from shared.problems import Problem
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from services.console.models import SCHEMA, incident_places, messaging
 from services.console.sessions import SessionStore
 from services.console.traces import SpansIntoStore, TraceStore
 from services.console.views import Screens
-from shared.directory import Directory
+from shared.domain.directory import Directory
 from shared.events import topics
 from shared.problems import problem_response
 from shared.production import Gap, file_gaps, public_url_gaps, require_production_settings

@@ -2,7 +2,7 @@
 
 For each user the console signs a short-lived token naming the user's party and scopes, with
 its own key, which the services trust as they trust any caller's; they keep deciding who may
-read and do what (shared/access.py). The console holds no right the user does not have.
+read and do what (shared/domain/access.py). The console holds no right the user does not have.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from shared.access import Principal
 from shared.auth import DEV_KEY_ID, ensure_dev_keys, mint
+from shared.domain.access import Principal
 from shared.settings import SERVICE_NAMES, Settings
 
 

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.access import Principal, Reach
+from shared.domain.access import Principal, Reach
 from shared.events import topics
 from shared.kafka import connection_options
 from shared.settings import Settings

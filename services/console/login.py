@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import httpx
 import jwt
 
-from shared.access import DEFAULT_SCOPES, Principal, may_be_principal
+from shared.domain.access import DEFAULT_SCOPES, Principal, may_be_principal
 from shared.settings import Settings
 
 LOGIN_COOKIE = "sqjz_login"

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from shared.access import Principal
+from shared.domain.access import Principal
 
 
 class Form(BaseModel):

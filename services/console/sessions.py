@@ -18,7 +18,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.console.models import sessions as sessions_table
-from shared.access import Principal
+from shared.domain.access import Principal
 
 SESSION_COOKIE = "sqjz_session"
 CSRF_FIELD = "csrf_token"

@@ -16,8 +16,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.console.traces import shown_duration
-from shared.directory import Directory
-from shared.domain import (
+from shared.domain.directory import Directory
+from shared.domain.vocabulary import (
     ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
     PHASE_NAMES_ZH,

@@ -34,11 +34,11 @@ from services.escalation.schemas import (
     ProposedObligationOut,
     ProposedTimerOut,
 )
-from shared import facts as incident_facts
-from shared.access import Permission
 from shared.auth import Caller, authorize
-from shared.directory import Directory
-from shared.domain import PARTY_PATTERN
+from shared.domain import facts as incident_facts
+from shared.domain.access import Permission
+from shared.domain.directory import Directory
+from shared.domain.vocabulary import PARTY_PATTERN
 from shared.paging import PAGE, After, Limit, items_page, rows_page
 from shared.problems import invalid_field, not_found
 from shared.runtime import DatabaseSession

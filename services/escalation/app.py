@@ -11,7 +11,7 @@ from services.escalation.metrics import EscalationMetrics
 from services.escalation.models import SCHEMA, messaging
 from services.escalation.rules import Policy
 from services.escalation.store import DEADLINES_CHANNEL, Store
-from shared.directory import Directory
+from shared.domain.directory import Directory
 from shared.events import topics
 from shared.pgnotify import Wakeup
 from shared.production import require_production_settings

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.escalation.models import incidents, obligations, timers
 from services.escalation.rules import Trigger, evaluate, recurring_actions
 from services.escalation.store import Store
-from shared import lifecycle
-from shared.domain import LifecycleStatus
+from shared.domain import lifecycle
+from shared.domain.vocabulary import LifecycleStatus
 from shared.pgnotify import Wakeup
 
 log = logging.getLogger(__name__)

@@ -40,8 +40,8 @@ from services.escalation.rules import (
     update_recipients,
 )
 from services.escalation.store import Moving, Proof, Store, brief, facts_of, standing_duty
-from shared import lifecycle, ownership
-from shared.domain import (
+from shared.domain import lifecycle, ownership
+from shared.domain.vocabulary import (
     ACTION_NAMES_ZH,
     ActionCode,
     LifecycleStatus,

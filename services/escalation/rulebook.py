@@ -25,7 +25,8 @@ from services.escalation.rules import (
     Policy,
     Rule,
 )
-from shared.domain import (
+from shared.domain.ownership import ACTIONS_OF
+from shared.domain.vocabulary import (
     ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
     PARTY_KIND_NAMES_ZH,
@@ -33,7 +34,6 @@ from shared.domain import (
     TOWNSHIP_BOUND_KINDS,
     PartyKind,
 )
-from shared.ownership import ACTIONS_OF
 from shared.settings import REPOSITORY_ROOT
 
 POLICY_FILE = REPOSITORY_ROOT / "services" / "escalation" / "policy.yaml"

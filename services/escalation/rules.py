@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.correlation import Correlation
-from shared.domain import (
+from shared.domain.correlation import Correlation
+from shared.domain.policyfile import policy_data
+from shared.domain.vocabulary import (
     ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
     DEFAULT_COUNTY_TIME_ZONE,
@@ -38,7 +39,6 @@ from shared.domain import (
     time_zone_label,
 )
 from shared.events.models import IncidentFacts
-from shared.policyfile import policy_data
 from shared.retention import Retention
 
 # Obligation ids are derived from what caused them, so the same history gives the same ids.

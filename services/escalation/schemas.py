@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
-from shared.domain import LifecycleStatus
+from shared.domain.reports import IncidentIn, Input
+from shared.domain.vocabulary import LifecycleStatus
 from shared.paging import NEXT
-from shared.reports import IncidentIn, Input
 
 
 class ObligationOut(BaseModel):

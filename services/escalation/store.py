@@ -38,8 +38,8 @@ from services.escalation.rules import (
     recurrence,
     recurring_actions,
 )
-from shared import lifecycle
-from shared.domain import LifecycleStatus, PartyKind, party_name_zh
+from shared.domain import lifecycle
+from shared.domain.vocabulary import LifecycleStatus, PartyKind, party_name_zh
 from shared.events import CloudEvent
 from shared.events.models import (
     DeadlineMissed,

@@ -54,13 +54,16 @@ from services.intake.schemas import (
     ReportList,
     ReportOut,
 )
-from shared import facts as incident_facts
-from shared import lifecycle
-from shared.access import Permission, Principal
 from shared.auth import Caller, authorize, speaks_for
-from shared.correlation import Correlation, Match
-from shared.directory import Directory, Township
-from shared.domain import ActionCode, Category, LifecycleStatus, PartyKind, party_kind_of
+from shared.domain import facts as incident_facts
+from shared.domain import lifecycle
+from shared.domain.access import Permission, Principal
+from shared.domain.correlation import Correlation, Match
+from shared.domain.directory import Directory, Township
+from shared.domain.ownership import Recording, closing_refusal, refusal
+from shared.domain.privacy import masked_name, masked_phone, masked_text
+from shared.domain.reports import CLOCK_SKEW, FactsUpdate, IncidentIn, ReporterIn
+from shared.domain.vocabulary import ActionCode, Category, LifecycleStatus, PartyKind, party_kind_of
 from shared.events import CloudEvent
 from shared.events.models import (
     ActionRecorded,
@@ -70,12 +73,9 @@ from shared.events.models import (
     IncidentUnlinked,
     ReportFiled,
 )
-from shared.ownership import Recording, closing_refusal, refusal
 from shared.paging import PAGE, After, Limit, Page, items_page, rows_page
 from shared.pii import SUBJECT_FIELDS, PiiCipher, record_read, sealed_subjects
-from shared.privacy import masked_name, masked_phone, masked_text
 from shared.problems import Problem, invalid_field, not_found
-from shared.reports import CLOCK_SKEW, FactsUpdate, IncidentIn, ReporterIn
 from shared.runtime import DatabaseSession, runtime_of
 
 SOURCE = "intake"

@@ -7,8 +7,8 @@ from fastapi import FastAPI
 from services.intake import api, handlers, retention
 from services.intake.models import SCHEMA, messaging
 from shared import pii
-from shared.correlation import Correlation
-from shared.directory import Directory
+from shared.domain.correlation import Correlation
+from shared.domain.directory import Directory
 from shared.events import topics
 from shared.pii import PiiCipher
 from shared.production import require_production_settings

@@ -1,6 +1,7 @@
 """One event, several reports (R20), as intake stores it: which open incident a new report is
 of, a report kept as a report of that incident, and the links and merges people decide. What
-matches and which facts win is `shared.correlation`'s to say; this module reads and writes."""
+matches and which facts win is `shared.domain.correlation`'s to say; this module reads and
+writes."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from services.intake.models import (
     incidents,
     reports,
 )
-from shared import facts as incident_facts
-from shared import lifecycle
-from shared.correlation import (
+from shared.domain import facts as incident_facts
+from shared.domain import lifecycle
+from shared.domain.correlation import (
     Candidate,
     Correlation,
     Match,
@@ -32,7 +33,7 @@ from shared.correlation import (
     combined,
     match,
 )
-from shared.domain import LifecycleStatus
+from shared.domain.vocabulary import LifecycleStatus
 from shared.events.models import IncidentLinked, IncidentReported, LinkedReport
 from shared.pii import PiiCipher, sealed_subjects
 

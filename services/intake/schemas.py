@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
 
-from shared.domain import PARTY_PATTERN, ActionCode, Category, LifecycleStatus, Phase
+from shared.domain.reports import CORRECTION_ONLY_FACTS, FactsUpdate, Input, PastTime, ReporterIn
+from shared.domain.vocabulary import PARTY_PATTERN, ActionCode, Category, LifecycleStatus, Phase
 from shared.paging import NEXT
-from shared.reports import CORRECTION_ONLY_FACTS, FactsUpdate, Input, PastTime, ReporterIn
 
 
 class ReportIn(Input):

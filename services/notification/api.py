@@ -46,10 +46,10 @@ from services.notification.schemas import (
     NotificationOut,
 )
 from services.notification.status import NotificationKind, NotificationStatus
-from shared.access import Permission, Principal
 from shared.auth import Caller, authorize
-from shared.directory import Township
-from shared.domain import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, county_time, party_kind_of
+from shared.domain.access import Permission, Principal
+from shared.domain.directory import Township
+from shared.domain.vocabulary import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, county_time, party_kind_of
 from shared.paging import PAGE, After, Limit, rows_page
 from shared.problems import Problem, not_found
 from shared.runtime import DatabaseSession, runtime_of

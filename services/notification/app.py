@@ -15,7 +15,7 @@ from services.notification.handlers import NotificationHandlers
 from services.notification.metrics import NotificationMetrics
 from services.notification.models import SCHEMA, messaging
 from services.notification.templates import default_texts
-from shared.directory import Directory
+from shared.domain.directory import Directory
 from shared.events import topics
 from shared.pgnotify import Wakeup
 from shared.production import require_production_settings

@@ -47,7 +47,7 @@ from services.notification.metrics import NotificationMetrics
 from services.notification.models import attempts, deliveries, notifications
 from services.notification.status import NotificationKind, NotificationStatus
 from services.notification.templates import AlertTexts, Form, render_message
-from shared.directory import Contact, Directory
+from shared.domain.directory import Contact, Directory
 from shared.events import CloudEvent
 from shared.events.models import (
     EventData,

@@ -29,8 +29,8 @@ from services.notification.templates import (
     stored_update,
     stored_went_quiet,
 )
-from shared.directory import Directory
-from shared.domain import PartyKind, party_name_zh
+from shared.domain.directory import Directory
+from shared.domain.vocabulary import PartyKind, party_name_zh
 from shared.events import CloudEvent
 from shared.events.models import (
     AccountabilityFinding,

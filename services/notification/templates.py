@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 import yaml
 
-from shared.domain import (
+from shared.domain.privacy import masked_name, masked_text
+from shared.domain.vocabulary import (
     ACTION_NAMES_ZH,
     CATEGORY_NAMES_ZH,
     COUNTY_TIME,
@@ -42,7 +43,6 @@ from shared.events.models import (
     IncidentWentQuiet,
     ObligationCreated,
 )
-from shared.privacy import masked_name, masked_text
 
 TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
 UNKNOWN = "不详"

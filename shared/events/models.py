@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from shared.domain import ActionCode, Category, LifecycleStatus, Phase
+from shared.domain.vocabulary import ActionCode, Category, LifecycleStatus, Phase
 
 READING = "reading"  # validation context key: the data is a record read, not an event built
 

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from services.audit.note import COSIGNATURE_V1, Signer, Verifier
-from shared.devrun import ServiceProcesses
-from shared.localinfra import Infrastructure
 from tests.integration.helpers import count_of, eventually, violence_report
 from tests.support import PATIENCE_SECONDS, PartyAuth, clients_for, running_system, test_keys
+from tools.devrun import ServiceProcesses
+from tools.localinfra import Infrastructure
 
 ORIGIN = "sqjz.wushen.example/audit-test"
 LOG_SEED = bytes(range(32))

@@ -30,13 +30,13 @@ from services.audit.findings import LoggedEvent
 from services.audit.follower import FindingsFunction
 from services.audit.note import Checkpoint, Signer, open_checkpoint
 from services.audit.verify import Source, verify_log
-from shared.devrun import ServiceProcesses, development_secrets
 from shared.events.models import AccountabilityFinding, LogCheckpoint
-from shared.localinfra import Infrastructure, free_port
 from shared.settings import Settings
 from tests import support
 from tests.integration.helpers import count_of, eventually, report
 from tests.support import PartyAuth, clients_for, running_system, serving
+from tools.devrun import ServiceProcesses, development_secrets
+from tools.localinfra import Infrastructure, free_port
 
 ORIGIN = "sqjz.wushen.example/audit-defect-test"
 LOG_SEED = bytes(range(64, 96))

@@ -15,9 +15,9 @@ from starlette.routing import Route
 
 from services.audit.merkle import CompactRange, Node, consistency_ranges, hash_leaf, subtree_hash
 from services.audit.note import COSIGNATURE_V1, Checkpoint, Signer, open_checkpoint
-from shared.localinfra import free_port
 from tests.audit.test_log import run_witness
 from tests.support import serving
+from tools.localinfra import free_port
 
 LOG = Signer.from_seed("fork.example/log", bytes(range(1, 33)))
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from shared.devrun import ServiceProcesses
 from tests.browser.pages import CHROMIUM_ARGS, PATIENCE_MS, Browsing, ConsoleSystem
 from tests.support import WebhookSink
+from tools.devrun import ServiceProcesses
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser

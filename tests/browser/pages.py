@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from shared.devrun import ServiceProcesses
 from shared.settings import CONSOLE
 from tests.integration.helpers import find, obligations_when, report, subject_id
 from tests.support import PATIENCE_SECONDS, WebhookSink
+from tools.devrun import ServiceProcesses
 
 try:  # without Playwright, the `chromium` fixture says why the tests do not run
     from playwright.async_api import expect

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from shared.domain import CATEGORY_NAMES_ZH, Category
+from shared.domain.vocabulary import CATEGORY_NAMES_ZH, Category
 from tests.browser.pages import (
     INCIDENT_PAGE,
     OTHER_SFS,

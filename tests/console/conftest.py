@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.devrun import ServiceProcesses
 from shared.settings import CONSOLE, SERVICE_NAMES
 from tests.support import PATIENCE_SECONDS, clients_for, running_system
+from tools.devrun import ServiceProcesses
 
 
 @pytest.fixture(scope="package")

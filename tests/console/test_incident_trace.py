@@ -9,10 +9,10 @@ import re
 
 import httpx
 
-from shared.devrun import ServiceProcesses
 from shared.settings import CONSOLE
 from tests.integration.helpers import eventually, report
 from tests.support import WebhookSink, log_in
+from tools.devrun import ServiceProcesses
 
 # (service, span) rows the waterfall shows once the incident went all the way round.
 WANTED = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared import contracts
+from tools import contracts
 
 
 @pytest.fixture(scope="package")

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import contracts
 from shared.dlq import DLQ_HEADERS
 from shared.events import envelope
 from shared.events.registry import EVENT_TYPES
@@ -22,6 +21,7 @@ from shared.events.topics import ALL_TOPICS, dead_letter_topic
 from shared.kafka import EventConsumer
 from tests.fuzz import strategies as fuzz
 from tests.support import CapturingProducer
+from tools import contracts
 
 COMPONENT_KEY = re.compile(r"^[\w\d.\-_]+$")  # the AsyncAPI 3.0 schema's pattern for components
 OPERATION_ACTIONS = {"send", "receive"}

@@ -8,9 +8,9 @@ from typing import Any, Literal
 import pytest
 from pydantic import Field, create_model
 
-from shared import contracts
 from shared.events import models
 from shared.events.registry import EVENT_TYPES
+from tools import contracts
 
 NEW_VERSION = (
     "Event types may only gain optional properties within a topic version: new readers must "

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared import contracts
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES
+from tools import contracts
 
 DOCUMENTS = contracts.document_paths()
 

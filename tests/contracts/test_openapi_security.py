@@ -8,8 +8,8 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from shared import contracts
 from shared.settings import SERVICE_NAMES
+from tools import contracts
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 

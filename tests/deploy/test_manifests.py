@@ -764,7 +764,7 @@ def kafka_permissions(user: Resource) -> set[tuple[str, str, str, str]]:
 
 def test_each_service_writes_only_its_own_topic_as_its_own_kafka_user() -> None:
     """The KafkaUsers' ACLs against what the code produces and consumes."""
-    from shared.contracts import PRODUCERS, services
+    from tools.contracts import PRODUCERS, services
 
     resources = rendered("prod")
     consumers = {name: specs for name, (_, specs) in services().items()}
@@ -792,8 +792,8 @@ def test_each_service_writes_only_its_own_topic_as_its_own_kafka_user() -> None:
 def test_the_console_reads_the_four_topics_and_writes_only_its_dead_letters() -> None:
     """The console publishes nothing: it reads incidents in its group (dead letters of what
     that group cannot apply go to incidents.v1.dlq) and every topic for live updates."""
-    from shared.contracts import build_service, document_settings
     from shared.events.topics import ALL_TOPICS
+    from tools.contracts import build_service, document_settings
 
     resources = rendered("prod")
     variables = environment(resources, deployment(resources, CONSOLE))

@@ -55,15 +55,15 @@ from services.notification.channels.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
 )
-from shared.access import Principal
 from shared.auth import ensure_dev_keys
-from shared.localinfra import Infrastructure, free_port, infrastructure
+from shared.domain.access import Principal
 from shared.pii import new_key
 from shared.settings import CONSOLE, REPOSITORY_ROOT, SERVICE_NAMES, Settings
 from tests.deploy.pods import Container, PodWouldNotStart, Secrets, image_command, materialise
 from tests.deploy.support import DEPLOYED, Resource, ingress_backend, named, of_kind, rendered
 from tests.integration.helpers import violence_report
 from tests.support import PATIENCE_SECONDS, PartyAuth, serving
+from tools.localinfra import Infrastructure, free_port, infrastructure
 
 # The bureau's alert gateway of the production directory, and the public host of the ingress.
 ALERT_GATEWAY = "https://alerts.correction-emergency.example"

@@ -9,9 +9,9 @@ import httpx
 import pytest
 import yaml
 
-from shared.devrun import ServiceProcesses
-from shared.localinfra import Infrastructure
 from tests.support import clients_for, running_system
+from tools.devrun import ServiceProcesses
+from tools.localinfra import Infrastructure
 
 SECONDS_POLICY = {
     "version": "seconds-for-tests",

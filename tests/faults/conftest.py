@@ -23,14 +23,14 @@ import yaml
 
 from services.audit.note import Signer, Verifier
 from services.escalation.rules import Policy
-from shared.contracts import services as service_consumers
-from shared.devrun import ServiceProcesses
-from shared.directory import Directory
-from shared.localinfra import Infrastructure
+from shared.domain.directory import Directory
 from shared.settings import Settings
 from tests.faults.gateways import Gateway
 from tests.faults.poison import PoisonRecord
 from tests.support import clients_for, directory_with_contacts, running_system
+from tools.contracts import services as service_consumers
+from tools.devrun import ServiceProcesses
+from tools.localinfra import Infrastructure
 
 LOG_ORIGIN = "sqjz.wushen.example/audit-faults"
 

@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shared.localinfra import free_port
 from tests.support import LocalServer
+from tools.localinfra import free_port
 
 # A gateway answering this late is slow, yet within the send timeout the system is given.
 SLOW_ANSWER_SECONDS = 5.0

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from shared.directory import Directory
-from shared.domain import Category, Phase
+from shared.domain.directory import Directory
+from shared.domain.vocabulary import Category, Phase
 
 # What happens to a report while the service or its database cannot answer.
 RETRY_PAUSE_SECONDS = 0.3

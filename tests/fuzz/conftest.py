@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import create_engine, create_session_factory, migrate
 from shared.kafka import create_producer
-from shared.localinfra import Infrastructure, infrastructure
 from shared.settings import SERVICE_NAMES, Settings
 from tests.fuzz.harness import ConsumerUnderTest, DeadLetters, consumer_under_test
+from tools.localinfra import Infrastructure, infrastructure
 
 
 @dataclass

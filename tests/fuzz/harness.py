@@ -20,12 +20,12 @@ from hypothesis import currently_in_test_context, event
 from sqlalchemy import Row, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.contracts import build_service
 from shared.events.topics import ALL_TOPICS, dead_letter_topic
 from shared.kafka import EventConsumer
 from shared.messaging import Inbox
 from shared.settings import Settings
 from tests.support import PATIENCE_SECONDS
+from tools.contracts import build_service
 
 OUTCOMES = ("applied", "duplicate", "ignored", "dead-lettered")
 

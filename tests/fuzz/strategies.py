@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from pydantic import AwareDatetime, BaseModel
 
 from services.escalation.rules import Policy
-from shared.directory import Directory
+from shared.domain.directory import Directory
 from shared.events import envelope
 from shared.events.models import EventData, IncidentFacts, Subject
 from shared.events.registry import EVENT_TYPES

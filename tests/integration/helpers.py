@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import uuid4
 
-from shared.domain import ActionCode, PartyKind, party_code
-from shared.ownership import ACTIONS_OF
+from shared.domain.ownership import ACTIONS_OF
+from shared.domain.vocabulary import ActionCode, PartyKind, party_code
 from tests.support import PATIENCE_SECONDS
 
 T = TypeVar("T")

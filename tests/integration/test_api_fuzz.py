@@ -14,10 +14,10 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from shared.devrun import ServiceProcesses
 from shared.settings import SERVICE_NAMES
 from tests import support
 from tests.support import PATIENCE_SECONDS, PartyAuth
+from tools.devrun import ServiceProcesses
 
 CASES_PER_SERVICE = 250
 # The acknowledgement link carries its own token (tested in tests/notification).

@@ -19,11 +19,11 @@ from sqlalchemy import text
 
 from shared.events import CloudEvent, topics
 from shared.kafka import KafkaBrokerProbe, create_producer
-from shared.localinfra import LocalBroker
 from shared.messaging import PURGE_BATCH, BrokerCheck, OutboxRelay, Retention, RetentionPurge
 from shared.settings import Settings
 from tests.integration.test_exactly_once_effects import reported_event
 from tests.support import PATIENCE_SECONDS
+from tools.localinfra import LocalBroker
 
 
 @pytest.fixture

@@ -26,11 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from shared.devrun import ServiceProcesses, development_secrets
-from shared.localinfra import Infrastructure, free_port
 from shared.settings import CONSOLE
 from tests.integration.helpers import eventually, report, subject_id
 from tests.support import PATIENCE_SECONDS, log_in, serving
+from tools.devrun import ServiceProcesses, development_secrets
+from tools.localinfra import Infrastructure, free_port
 
 TUKE, GALUTU = "150626102", "150626100"
 

@@ -10,16 +10,16 @@ from datetime import UTC, datetime
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from shared.devrun import ServiceProcesses
 from shared.dlq import replay
 from shared.events import CloudEvent, topics
 from shared.events.models import ActionRecorded
 from shared.events.topics import dead_letter_topic
-from shared.localinfra import Infrastructure
 from shared.settings import Settings
 from tests.integration.helpers import eventually, obligations_when, timeline_with
 from tests.integration.test_exactly_once_effects import reported_event
 from tests.integration.test_walking_skeleton import read_topic
+from tools.devrun import ServiceProcesses
+from tools.localinfra import Infrastructure
 
 
 async def test_an_action_dead_lettered_before_its_incident_is_applied_on_replay(

@@ -1,4 +1,4 @@
-"""`make run` supervises its services (shared/devrun.py Supervisor): a service killed with
+"""`make run` supervises its services (tools/devrun.py Supervisor): a service killed with
 SIGKILL is restarted, said on the terminal and in its log; one that keeps dying is given up
 loudly. The embedded broker killed is restarted on its port, empty, with its topics."""
 
@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.devrun import RestartPolicy, ServiceProcesses, Supervisor
 from shared.events import topics
-from shared.localinfra import Infrastructure, LocalBroker
 from shared.settings import Settings
 from tests.integration.helpers import eventually
 from tests.support import running_system
+from tools.devrun import RestartPolicy, ServiceProcesses, Supervisor
+from tools.localinfra import Infrastructure, LocalBroker
 
 
 def kill(processes: ServiceProcesses, service: str) -> int:

@@ -13,10 +13,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from shared.db import create_engine, database_unavailable, sqlstate
-from shared.devrun import ServiceProcesses
 from shared.settings import SERVICE_NAMES, Settings
 from tests.integration.helpers import eventually, report, timeline_with, violence_report
 from tests.support import PATIENCE_SECONDS
+from tools.devrun import ServiceProcesses
 
 # Health, metrics, the signed acknowledgement link, and the log's checkpoints and proofs (hashes
 # only, there to be checked by anyone; cosignatures prove themselves).
@@ -177,8 +177,8 @@ async def test_callers_too_fast_are_refused_with_retry_after(work_dir: Path) -> 
     then one more every 1,000 s. The third request of a caller is refused whatever the speed of
     the machine; another caller still has its own bucket."""
     from services.intake.app import create_app
-    from shared.devrun import development_secrets
     from tests.support import PartyAuth, test_keys
+    from tools.devrun import development_secrets
 
     limited = Settings(
         rate_limit_per_second=0.001,
@@ -213,8 +213,8 @@ async def test_rotating_the_personal_data_key_reseals_old_rows(
     from pydantic import SecretStr
 
     from services.intake.reseal import reseal
-    from shared.devrun import development_secrets
     from shared.pii import new_key
+    from tools.devrun import development_secrets
 
     incident_id = await report(clients)
     old = json_module.loads(development_secrets(work_dir)["PII_KEYS"])

@@ -13,15 +13,15 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from shared.db import create_engine
-from shared.devrun import ServiceProcesses
 from shared.events import CloudEvent, topics
 from shared.events.models import IncidentFacts, IncidentReported, Reporter, Subject
 from shared.kafka import EventConsumer, HandlerTable, RecordPosition, create_producer
-from shared.localinfra import Infrastructure
 from shared.messaging import Inbox, OutboxRelay
 from shared.settings import Settings
 from tests.integration.helpers import eventually, timeline_with
 from tests.support import WebhookSink
+from tools.devrun import ServiceProcesses
+from tools.localinfra import Infrastructure
 
 
 def reported_event() -> CloudEvent:

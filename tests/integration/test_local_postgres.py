@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.localinfra import DATABASE_NAME, LocalPostgres, PostgresInstallation
+from tools.localinfra import DATABASE_NAME, LocalPostgres, PostgresInstallation
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ from pydantic import SecretStr
 
 from services.intake.reseal import reseal
 from shared.db import migrate
-from shared.devrun import development_secrets
 from shared.pii import PiiCipher, new_key
 from shared.settings import Settings
 from tests.integration.helpers import act, eventually, report
+from tools.devrun import development_secrets
 
 PII_READER = {"X-Act-As": "BLO incidents:read pii:read"}
 PHONE = "13912345678"

@@ -10,11 +10,11 @@ from collections.abc import Callable
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.devrun import ServiceProcesses
 from shared.events import topics
-from shared.localinfra import Infrastructure
 from tests.integration.helpers import eventually, timeline_with, violence_report
 from tests.support import PATIENCE_SECONDS, WebhookSink
+from tools.devrun import ServiceProcesses
+from tools.localinfra import Infrastructure
 
 ALERTED_PARTIES = {"PPS:150626102", "TCG:150626102", "BLO"}
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from shared.domain import Category, LifecycleStatus, Phase
+from shared.domain.vocabulary import Category, LifecycleStatus, Phase
 from shared.events import CloudEvent
 from shared.events.models import (
     AccountabilityRecorded,

@@ -23,11 +23,11 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.devrun import ServiceProcesses
 from shared.events import CloudEvent, decode, topic_of, topics
-from shared.localinfra import Infrastructure
 from tests.notification.loopback import Gateway, Inbox, loopback_gateway, smtp_server
 from tests.support import PATIENCE_SECONDS, clients_for, directory_with_contacts, running_system
+from tools.devrun import ServiceProcesses
+from tools.localinfra import Infrastructure
 
 ACK_SECRET = "ack-secret-for-tests"
 WEBHOOK_SECRET = "webhook-secret-for-tests"

@@ -21,8 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.notification.channels.gateways import acs3_sign
-from shared.localinfra import free_port
 from tests.support import PATIENCE_SECONDS, serving
+from tools.localinfra import free_port
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from services.notification.channels.gateways import (
 from services.notification.channels.robots import DingTalkChannel, WeComChannel
 from services.notification.channels.webhook import WebhookChannel
 from services.notification.templates import Form, render_message, stored_alert
-from shared.directory import Contact
+from shared.domain.directory import Contact
 from tests.notification.builders import obligation_created
 from tests.notification.loopback import Gateway, Inbox, always, hang
 
@@ -123,7 +123,7 @@ async def test_a_hanging_gateway_is_a_retryable_timeout(gateway: Gateway) -> Non
 
 
 async def test_a_closed_port_is_retryable(client) -> None:
-    from shared.localinfra import free_port
+    from tools.localinfra import free_port
 
     channel = WebhookChannel(client)
     address = f"http://127.0.0.1:{free_port()}/nobody"
@@ -329,7 +329,7 @@ async def test_email_refused_mailbox_is_permanent(smtp: tuple[Inbox, int]) -> No
 
 
 async def test_email_server_down_is_retryable() -> None:
-    from shared.localinfra import free_port
+    from tools.localinfra import free_port
 
     channel = EmailChannel("127.0.0.1", free_port(), "alerts@sqjz.example", timeout=1)
     result = await channel.send(message(Form.FULL), Contact(channel="email", address="a@b.example"))

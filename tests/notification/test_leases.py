@@ -25,7 +25,7 @@ from services.notification.channels.registry import build_channels
 from services.notification.dispatch import DISPATCH_CHANNEL, Dispatcher
 from services.notification.models import messaging
 from shared.db import create_engine, create_session_factory, migrate
-from shared.directory import Directory
+from shared.domain.directory import Directory
 from shared.pgnotify import Wakeup
 from shared.settings import Settings
 from tests.integration.helpers import eventually

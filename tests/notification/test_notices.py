@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from shared.domain import ActionCode, LifecycleStatus
+from shared.domain.vocabulary import ActionCode, LifecycleStatus
 from shared.events import CloudEvent
 from shared.events.models import ActionRejected
 from tests.notification.conftest import NotificationSystem

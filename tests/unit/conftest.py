@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.escalation.rules import Policy
-from shared.directory import Directory
+from shared.domain.directory import Directory
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 POLICY_FILE = REPOSITORY_ROOT / "services" / "escalation" / "policy.yaml"

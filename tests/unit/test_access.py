@@ -1,10 +1,10 @@
-"""The table of who may do what, row by row (shared/access.py)."""
+"""The table of who may do what, row by row (shared/domain/access.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.access import DEFAULT_SCOPES, PII_READ, Permission, Principal, decide
+from shared.domain.access import DEFAULT_SCOPES, PII_READ, Permission, Principal, decide
 
 TUKE, GALUTU = "150626102", "150626100"
 P = Permission

@@ -19,7 +19,7 @@ from services.audit.findings import (
 )
 from services.audit.leaves import canonical_json
 from services.audit.linking import concerns
-from shared.domain import DEFAULT_COUNTY_TIME_ZONE, party_name_zh
+from shared.domain.vocabulary import DEFAULT_COUNTY_TIME_ZONE, party_name_zh
 
 INCIDENT = uuid.UUID("6f1f5a55-3c33-4d3e-9b1f-2b8f0f3d9a01")
 T0 = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai

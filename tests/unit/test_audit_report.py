@@ -21,7 +21,7 @@ from services.audit.report import (
     place,
     render,
 )
-from shared.domain import COUNTY_TIME
+from shared.domain.vocabulary import COUNTY_TIME
 from shared.events.models import AccountabilityRecorded, FindingReviewed
 from tests.unit.test_audit_findings import (
     COUNTY,

@@ -18,8 +18,8 @@ from jwt.algorithms import RSAAlgorithm
 from pydantic import SecretStr
 
 from shared.auth import TokenVerifier, ensure_dev_keys, mint
+from shared.domain.facts import event_facts
 from shared.events.models import IncidentReported, Reporter
-from shared.facts import event_facts
 from shared.limits import RequestLimitsMiddleware, TokenBuckets, caller_of
 from shared.pii import SUBJECTS, PersonalDataKeyError, PiiCipher, new_key, sealed_subjects
 from shared.problems import Problem

@@ -23,7 +23,7 @@ from services.console.login import (
 )
 from services.console.schemas import ActionForm, FollowUpForm, ReportForm
 from services.console.sessions import csrf_matches, same_origin
-from shared.access import Principal
+from shared.domain.access import Principal
 from shared.events import CloudEvent
 from shared.events.models import EventData
 from shared.settings import Settings
@@ -93,7 +93,7 @@ def test_a_duty_is_overdue_only_while_pending_and_past_its_due_time() -> None:
 
 
 def test_screens_word_codes_as_people_read_them_in_the_county_zone() -> None:
-    from shared.directory import Directory
+    from shared.domain.directory import Directory
 
     settings = Settings()
     screens = views.Screens(settings, Directory.load(settings.directory_file))

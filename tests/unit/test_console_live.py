@@ -8,7 +8,7 @@ import asyncio
 import json
 
 from services.console.live import LiveEvent, LiveHub
-from shared.access import Principal
+from shared.domain.access import Principal
 
 TUKE_SFS = Principal("local:1", "SFS:150626102", frozenset())
 GALUTU_SFS = Principal("local:2", "SFS:150626100", frozenset())

@@ -32,8 +32,8 @@ from services.console.traces import (
     unpacked_body,
     waterfall,
 )
-from shared.devrun import ServiceProcesses
 from shared.settings import CONSOLE, SERVICE_NAMES, Settings
+from tools.devrun import ServiceProcesses
 
 TRACE = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
 OTHER_TRACE = bytes.fromhex("00f067aa0ba902b700f067aa0ba902b7")

@@ -1,4 +1,4 @@
-"""R20 as pure decisions (shared/correlation.py): which open incident a report is of, which
+"""R20 as pure decisions (shared/domain/correlation.py): which open incident a report is of, which
 incidents are only candidates, and the facts of one event from two reports of it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 import pytest
 from pydantic import ValidationError
 
-from shared.correlation import Correlation, OpenIncident, candidates, combined, match
+from shared.domain.correlation import Correlation, OpenIncident, candidates, combined, match
 from shared.settings import Settings
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""How `make run` restarts a service that died (shared/devrun.py): pauses and giving up."""
+"""How `make run` restarts a service that died (tools/devrun.py): pauses and giving up."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from shared.devrun import RestartPolicy, exit_words
+from tools.devrun import RestartPolicy, exit_words
 
 POLICY = RestartPolicy(first_pause=1.0, longest_pause=8.0, crashes_allowed=5, within=300.0)
 

@@ -1,4 +1,4 @@
-"""The directory of parties and townships (shared/directory.py, config/directory.yaml)."""
+"""The directory of parties and townships (shared/domain/directory.py, config/directory.yaml)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from shared.directory import Directory
-from shared.domain import PartyKind
+from shared.domain.directory import Directory
+from shared.domain.vocabulary import PartyKind
 
 from .conftest import DIRECTORY_FILE
 

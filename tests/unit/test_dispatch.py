@@ -8,7 +8,7 @@ import pytest
 
 from services.notification import dispatch
 from services.notification.dispatch import DRILL_CONTACT, contacts_for, retry_delay
-from shared.directory import Contact, Directory
+from shared.domain.directory import Contact, Directory
 
 from .test_directory import directory_dict
 

@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 import pytest
 from pydantic import ValidationError
 
-from shared.domain import ActionCode, Category, Phase
+from shared.domain.vocabulary import ActionCode, Category, Phase
 from shared.events import CloudEvent, UndecodableEvent, decode, topic_of, topics
 from shared.events.envelope import REQUIRED_HEADERS
 from shared.events.models import (

@@ -1,4 +1,4 @@
-"""Incident facts as stored, changed and published (shared/facts.py)."""
+"""Incident facts as stored, changed and published (shared/domain/facts.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ import pytest
 from pydantic import ValidationError
 
 from services.intake.schemas import ReportIn
-from shared.directory import Township
-from shared.domain import Category, Phase
+from shared.domain.directory import Township
+from shared.domain.facts import (
+    apply_changes,
+    earliest_known_time,
+    event_facts,
+    initial_facts,
+    masked,
+)
+from shared.domain.reports import FactsUpdate, IncidentIn
+from shared.domain.vocabulary import Category, Phase
 from shared.events.models import IncidentFacts
-from shared.facts import apply_changes, earliest_known_time, event_facts, initial_facts, masked
-from shared.reports import FactsUpdate, IncidentIn
 
 TUKE = Township(code="150626102", name="图克镇")
 ID_NUMBER = "150626199001011234"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from shared import localinfra
+from tools import localinfra
 
 
 def test_a_free_port_lies_below_the_range_outgoing_connections_draw_from() -> None:

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from shared import contracts
 from shared.db import service_metadata
 from shared.events import EVENT_TYPES, CloudEvent, topics
 from shared.events.models import NotificationDelivered, PersonalDataRead
 from shared.kafka import EventConsumer, HandlerTable, RecordPosition
 from shared.runtime import MessagingTables, ServiceRuntime
 from tests.support import CapturingProducer
+from tools import contracts
 
 
 async def nothing(_session: Any, _event: CloudEvent, _position: RecordPosition) -> None:

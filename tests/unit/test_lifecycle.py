@@ -1,13 +1,10 @@
-"""The incident lifecycle table (shared/lifecycle.py)."""
+"""The incident lifecycle table (shared/domain/lifecycle.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.domain import ACTION_NAMES_ZH, STATUS_NAMES_ZH
-from shared.domain import ActionCode as A
-from shared.domain import LifecycleStatus as S
-from shared.lifecycle import (
+from shared.domain.lifecycle import (
     OPEN,
     TIMER_TRANSITIONS,
     TRANSITIONS,
@@ -15,6 +12,9 @@ from shared.lifecycle import (
     apply_timer,
     is_open,
 )
+from shared.domain.vocabulary import ACTION_NAMES_ZH, STATUS_NAMES_ZH
+from shared.domain.vocabulary import ActionCode as A
+from shared.domain.vocabulary import LifecycleStatus as S
 
 ACCEPTED = [
     # (state, action, new state)

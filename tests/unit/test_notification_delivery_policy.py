@@ -19,7 +19,7 @@ from services.notification.channels.robots import clip_utf8, dingtalk_sign
 from services.notification.channels.webhook import webhook_signature
 from services.notification.dispatch import DeliveryPolicy
 from services.notification.guard import ChannelGuard, CircuitBreaker, TokenBucket, limits_for
-from shared.directory import Contact
+from shared.domain.directory import Contact
 from shared.settings import ChannelLimits, Settings
 
 

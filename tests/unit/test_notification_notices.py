@@ -16,7 +16,7 @@ from services.notification.templates import (
     render_notice,
     stored_notice,
 )
-from shared.domain import COUNTY_TIME
+from shared.domain.vocabulary import COUNTY_TIME
 from shared.events.models import ActionRejected
 
 

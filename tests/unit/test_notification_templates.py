@@ -18,9 +18,9 @@ from services.notification.templates import (
     render_message,
     stored_alert,
 )
-from shared.domain import COUNTY_TIME, Category, Phase
+from shared.domain.privacy import mask_names_in_text
+from shared.domain.vocabulary import COUNTY_TIME, Category, Phase
 from shared.events.models import ObligationCreated
-from shared.privacy import mask_names_in_text
 from tests.notification.builders import ID_NUMBER
 from tests.notification.builders import obligation as build_obligation
 

@@ -1,11 +1,12 @@
-"""Who records which action, for whom, and who closes (shared/ownership.py): "How rules apply"."""
+"""Who records which action, for whom, and who closes (shared/domain/ownership.py): "How rules
+apply"."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.domain import ActionCode, Category
-from shared.ownership import ACTIONS_OF, Recording, closing_refusal, refusal
+from shared.domain.ownership import ACTIONS_OF, Recording, closing_refusal, refusal
+from shared.domain.vocabulary import ActionCode, Category
 
 A = ActionCode
 TUKE = "150626102"

@@ -1,11 +1,11 @@
 """ID numbers keep region and last four only, phone numbers their last digits, and names their
-family name (shared/privacy.py; 个人信息保护法 Art. 28)."""
+family name (shared/domain/privacy.py; 个人信息保护法 Art. 28)."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.privacy import mask_id_number, mask_numbers_in_text, masked_phone
+from shared.domain.privacy import mask_id_number, mask_numbers_in_text, masked_phone
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_personal_numbers_typed_into_free_text_are_masked(text: str, shown: str)
 
 
 def test_free_text_masks_numbers_and_every_name_given() -> None:
-    from shared.privacy import masked_text
+    from shared.domain.privacy import masked_text
 
     text = "王某某（150626199001011234）与王某、李四冲突，联系人电话13900000000"
     assert masked_text(text, ("王某", "王某某", "李四")) == (

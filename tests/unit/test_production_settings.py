@@ -12,7 +12,7 @@ from services.audit.note import Signer
 from services.notification.channels.registry import production_gaps
 from shared import pii
 from shared.auth import ensure_dev_keys
-from shared.directory import Contact, Directory
+from shared.domain.directory import Contact, Directory
 from shared.production import (
     ProductionSettingsError,
     common_gaps,

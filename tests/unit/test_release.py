@@ -9,9 +9,9 @@ import tomllib
 
 import yaml
 
-from shared.contracts import API_DIR, ASYNCAPI_FILE
 from shared.runtime import RELEASE
 from shared.settings import REPOSITORY_ROOT
+from tools.contracts import API_DIR, ASYNCAPI_FILE
 
 DECLARED = tomllib.loads((REPOSITORY_ROOT / "pyproject.toml").read_text("utf-8"))["project"][
     "version"
@@ -20,6 +20,12 @@ DECLARED = tomllib.loads((REPOSITORY_ROOT / "pyproject.toml").read_text("utf-8")
 
 def test_the_installed_package_is_the_declared_release() -> None:
     assert RELEASE == DECLARED, "pyproject.toml changed since the install: make install"
+
+
+def test_the_development_tools_are_of_the_release_and_need_exactly_it() -> None:
+    tools = tomllib.loads((REPOSITORY_ROOT / "tools" / "pyproject.toml").read_text("utf-8"))
+    assert tools["project"]["version"] == DECLARED
+    assert tools["project"]["dependencies"] == [f"correction-emergency[local]=={DECLARED}"]
 
 
 def test_every_api_document_names_the_release() -> None:

@@ -48,7 +48,9 @@ from services.escalation.rules import (
     report_evidence,
     unfold_chinese,
 )
-from shared.domain import (
+from shared.domain.ownership import ON_BEHALF_OF
+from shared.domain.policyfile import merge
+from shared.domain.vocabulary import (
     DEADLINE_WORDS_ZH,
     ActionCode,
     Category,
@@ -57,8 +59,6 @@ from shared.domain import (
     party_name_zh,
 )
 from shared.events.models import IncidentFacts, Subject
-from shared.ownership import ON_BEHALF_OF
-from shared.policyfile import merge
 
 from .conftest import POLICY_FILE
 

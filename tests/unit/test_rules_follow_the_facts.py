@@ -27,7 +27,7 @@ from services.escalation.rules import (
     update_recipients,
     who_failed,
 )
-from shared.domain import ActionCode, Category, Phase
+from shared.domain.vocabulary import ActionCode, Category, Phase
 from shared.events.models import IncidentFacts, Subject
 
 from .test_rules import (

@@ -20,8 +20,8 @@ from services.escalation.rules import (
     evaluate,
     ladder_step,
 )
-from shared.directory import Directory
-from shared.domain import ActionCode, Category, PartyKind, Phase, party_kind_of
+from shared.domain.directory import Directory
+from shared.domain.vocabulary import ActionCode, Category, PartyKind, Phase, party_kind_of
 from shared.events.models import IncidentFacts, Subject
 
 from .conftest import DIRECTORY_FILE, POLICY_FILE

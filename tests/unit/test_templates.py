@@ -17,9 +17,9 @@ from services.notification.templates import (
     render_message,
     stored_alert,
 )
-from shared.domain import COUNTY_TIME, Category, Phase
+from shared.domain.privacy import masked_name
+from shared.domain.vocabulary import COUNTY_TIME, Category, Phase
 from shared.events.models import IncidentBrief, ObligationCreated
-from shared.privacy import masked_name
 from shared.settings import Settings
 
 INCIDENT_ID = UUID("0b7d3c6e-7a53-4cc0-9b5e-3e7f4f0a1c01")

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from services.notification.templates import Form
-from shared.directory import Contact
+from shared.domain.directory import Contact
 
 
 @dataclass(frozen=True)

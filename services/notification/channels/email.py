@@ -14,7 +14,7 @@ import aiosmtplib
 
 from services.notification.channels import DeliveryResult
 from services.notification.templates import Form
-from shared.directory import Contact
+from shared.domain.directory import Contact
 
 
 def build_email(message: dict[str, Any], sender: str, recipient: str) -> EmailMessage:

@@ -9,7 +9,7 @@ from typing import Any
 
 from services.notification.channels import DeliveryResult
 from services.notification.templates import Form
-from shared.directory import Contact
+from shared.domain.directory import Contact
 
 
 class FileChannel:

@@ -32,7 +32,7 @@ import httpx
 from services.notification.channels import DeliveryResult
 from services.notification.channels.http import GatewayVerdict, send_request
 from services.notification.templates import Form
-from shared.directory import Contact
+from shared.domain.directory import Contact
 
 
 class JsonGatewayChannel:

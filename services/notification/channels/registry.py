@@ -12,7 +12,7 @@ from services.notification.channels.gateways import AliyunSmsChannel, JsonGatewa
 from services.notification.channels.robots import DingTalkChannel, WeComChannel
 from services.notification.channels.webhook import SecretOf, WebhookChannel
 from services.notification.templates import Form
-from shared.directory import Directory
+from shared.domain.directory import Directory
 from shared.production import Gap, public_url_gaps, secret_gaps
 from shared.settings import Settings
 

@@ -28,7 +28,7 @@ from services.notification.channels import DeliveryResult
 from services.notification.channels.http import GatewayVerdict, send_request
 from services.notification.channels.webhook import SecretOf
 from services.notification.templates import Form
-from shared.directory import Contact
+from shared.domain.directory import Contact
 
 WECOM_TEXT_LIMIT_BYTES = 2048
 DINGTALK_TEXT_LIMIT_BYTES = 20000

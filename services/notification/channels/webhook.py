@@ -28,7 +28,7 @@ import httpx
 from services.notification.channels import DeliveryResult
 from services.notification.channels.http import send_request
 from services.notification.templates import Form
-from shared.directory import Contact
+from shared.domain.directory import Contact
 
 TIMESTAMP_HEADER = "X-Alert-Timestamp"
 SIGNATURE_HEADER = "X-Alert-Signature"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.domain import ACTION_NAMES_ZH, ActionCode, Category, PartyKind, party_kind_of
+from shared.domain.vocabulary import ACTION_NAMES_ZH, ActionCode, Category, PartyKind, party_kind_of
 
 A = ActionCode
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import httpx
 
 from shared.auth import ensure_dev_keys, mint
-from shared.localinfra import LocalBroker, infrastructure
 from shared.pii import new_key
 from shared.settings import CONSOLE, REPOSITORY_ROOT, SERVICE_NAMES, Settings
+from tools.localinfra import LocalBroker, infrastructure
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.domain import ACTION_NAMES_ZH, STATUS_NAMES_ZH, ActionCode
-from shared.domain import LifecycleStatus as S
+from shared.domain.vocabulary import ACTION_NAMES_ZH, STATUS_NAMES_ZH, ActionCode
+from shared.domain.vocabulary import LifecycleStatus as S
 
 OPEN = frozenset({S.REPORTED, S.RESPONDING, S.SEARCHING, S.ESCALATED, S.CONTROLLED})
 

@@ -13,8 +13,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from shared.domain import Category, Phase
-from shared.policyfile import policy_data
+from shared.domain.policyfile import policy_data
+from shared.domain.vocabulary import Category, Phase
 
 # Free-text facts: the incident keeps what it says; another report fills only what is missing.
 TEXT_FACTS = ("location", "summary", "measures_taken", "persons_involved")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeGuard
 
-from shared.domain import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, PartyKind
+from shared.domain.vocabulary import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, PartyKind
 
 
 class Permission(StrEnum):

@@ -20,8 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-from shared.domain import PARTY_PATTERN, Category, Phase
-from shared.privacy import ID_NUMBER_PATTERN
+from shared.domain.privacy import ID_NUMBER_PATTERN
+from shared.domain.vocabulary import PARTY_PATTERN, Category, Phase
 
 # Clocks of phones and platforms drift; beyond this a time in the future, or an action before
 # the incident it is about, is a mistake.

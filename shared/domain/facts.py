@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.directory import Township
+from shared.domain.directory import Township
+from shared.domain.privacy import mask_id_number, masked_name, masked_phone, masked_text
+from shared.domain.reports import FactsUpdate, IncidentIn
 from shared.events.models import IncidentFacts, Reporter, Subject
-from shared.privacy import mask_id_number, masked_name, masked_phone, masked_text
-from shared.reports import FactsUpdate, IncidentIn
 
 
 def initial_facts(report: IncidentIn, township: Township) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.domain import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, PartyKind, party_kind_of
+from shared.domain.vocabulary import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, PartyKind, party_kind_of
 
 
 class _Strict(BaseModel):
