@@ -35,11 +35,6 @@ from tools.localinfra import LocalBroker, infrastructure
 log = logging.getLogger(__name__)
 
 
-# The console's live streams never end by themselves: at a stop, uvicorn cuts them after this
-# rather than wait for every browser to leave (each reconnects to a running replica).
-LINGERING_RESPONSES = {CONSOLE: ("--timeout-graceful-shutdown", "3")}
-
-
 @dataclass
 class ServiceProcesses:
     """The four services, each a uvicorn process, sharing one environment."""
@@ -93,18 +88,16 @@ class ServiceProcesses:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = (self.log_dir / f"{service}.log").open("ab")
         self.processes[service] = subprocess.Popen(
+            # Started as the image starts it (sqjz-serve), on this machine's loopback.
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "--factory",
-                f"services.{service}.app:create_app",
+                "shared.serve",
+                service,
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.ports[service]),
-                "--no-access-log",
-                *LINGERING_RESPONSES.get(service, ()),
             ],
             cwd=REPOSITORY_ROOT,
             env={

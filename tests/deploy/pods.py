@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.deploy.support import (
+    DOCKERFILE,
     Resource,
     config_map_data,
-    dockerfile_path,
     exec_form,
     named,
     parse_dockerfile,
@@ -37,6 +37,7 @@ class Container:
 
     name: str
     command: list[str]
+    args: list[str]
     environment: dict[str, str]
     root: Path
     mounts: dict[str, Path] = field(default_factory=dict)
@@ -54,7 +55,11 @@ def materialise(
     container = spec["containers"][0]
     volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
     materialised = Container(
-        workload["metadata"]["name"], list(container.get("command", [])), {}, root
+        workload["metadata"]["name"],
+        list(container.get("command", [])),
+        list(container.get("args", [])),
+        {},
+        root,
     )
     for mount in container.get("volumeMounts", []):
         target = materialised.local_path(mount["mountPath"])
@@ -142,6 +147,7 @@ def _items(data: Mapping[str, str], items: list[Mapping[str, str]] | None) -> li
     return [(item["path"], data[item["key"]]) for item in items]
 
 
-def image_command(service: str) -> list[str]:
-    """The image's CMD (exec form) of a service's Dockerfile."""
-    return exec_form(parse_dockerfile(dockerfile_path(service)).final.last("CMD") or "")
+def container_command(container: Container) -> list[str]:
+    """What the container runs: its command, or the image's ENTRYPOINT; then its args."""
+    entrypoint = exec_form(parse_dockerfile(DOCKERFILE).final.last("ENTRYPOINT") or "[]")
+    return [*(container.command or entrypoint), *container.args]

@@ -1,4 +1,4 @@
-"""What the deploy tests read: the rendered kustomizations, the Dockerfiles, the scripts."""
+"""What the deploy tests read: the rendered kustomizations, the Dockerfile, the scripts."""
 
 from __future__ import annotations
 
@@ -149,8 +149,8 @@ class Dockerfile:
         return re.sub(r"\$\{(\w+)\}", lambda m: self.arguments.get(m.group(1), ""), stage.base)
 
 
-def dockerfile_path(service: str) -> Path:
-    return REPOSITORY / "services" / service / "Dockerfile"
+# One image for every service (the command names the service).
+DOCKERFILE = REPOSITORY / "Dockerfile"
 
 
 def parse_dockerfile(path: Path) -> Dockerfile:
@@ -188,19 +188,6 @@ def exec_form(arguments: str) -> list[str]:
     """A CMD/ENTRYPOINT/HEALTHCHECK CMD in JSON (exec) form; a shell form is a failure."""
     assert arguments.startswith("["), f"not in exec form: {arguments}"
     return json.loads(arguments)
-
-
-def uvicorn_options(words: list[str]) -> dict[str, str | None]:
-    """`… --port 8001 --no-access-log` as {"--port": "8001", "--no-access-log": None}."""
-    options: dict[str, str | None] = {}
-    last = None
-    for word in words:
-        if word.startswith("--"):
-            options[word] = None
-            last = word
-        elif last is not None:
-            options[last] = word
-    return options
 
 
 def environment_of(stage: Stage) -> dict[str, str]:

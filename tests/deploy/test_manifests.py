@@ -10,9 +10,11 @@ import kubernetes_validate
 import pytest
 
 from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
+from shared.serve import GRACEFUL_STOP_SECONDS
 from shared.settings import CONSOLE, SERVICE_NAMES, Settings
 from tests.deploy.support import (
     DEPLOYED,
+    DOCKERFILE,
     K8S,
     PART_OF,
     PORTS,
@@ -21,8 +23,6 @@ from tests.deploy.support import (
     VARIANTS,
     Resource,
     container_environment,
-    dockerfile_path,
-    exec_form,
     ingress_backend,
     named,
     of_kind,
@@ -31,7 +31,6 @@ from tests.deploy.support import (
     pod_spec,
     rendered,
     selects,
-    uvicorn_options,
     walk_strings,
 )
 
@@ -79,14 +78,9 @@ def environment(resources: list[Resource], workload: Resource) -> dict[str, Any]
     return container_environment(resources, main_container(workload))
 
 
-def dockerfile_uid(service: str) -> int:
-    user = parse_dockerfile(dockerfile_path(service)).final.last("USER") or ""
+def dockerfile_uid() -> int:
+    user = parse_dockerfile(DOCKERFILE).final.last("USER") or ""
     return int(user.split(":")[0])
-
-
-def dockerfile_graceful_shutdown(service: str) -> int:
-    command = exec_form(parse_dockerfile(dockerfile_path(service)).final.last("CMD") or "")
-    return int(uvicorn_options(command)["--timeout-graceful-shutdown"] or 0)
 
 
 def workloads(resources: list[Resource]) -> list[Resource]:
@@ -194,9 +188,10 @@ def test_deployment_runs_the_services_image_on_its_port(variant: str, service: s
     workload = deployment(resources, service)
     container = main_container(workload)
     assert container["name"] == service
-    assert re.fullmatch(rf"(.+/)?correction-emergency/{service}:[\w.-]+", container["image"])
-    # No command or args: the Dockerfile's CMD (uvicorn --factory … on the port) runs.
-    assert "command" not in container and "args" not in container
+    # The one image; its launcher (ENTRYPOINT sqjz-serve) runs the service named in args.
+    assert re.fullmatch(r"(.+/)?correction-emergency/services:[\w.-]+", container["image"])
+    assert "command" not in container
+    assert container["args"] == [service]
     assert container["ports"] == [
         {"name": "http", "containerPort": PORTS[service], "protocol": "TCP"}
     ]
@@ -227,7 +222,7 @@ def test_pods_are_locked_down(variant: str, service: str) -> None:
     for workload in (deployment(resources, service), named(resources, "Job", f"{service}-migrate")):
         spec = pod_spec(workload)
         assert spec["securityContext"]["runAsNonRoot"] is True
-        assert spec["securityContext"]["runAsUser"] == dockerfile_uid(service)
+        assert spec["securityContext"]["runAsUser"] == dockerfile_uid()
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert spec["automountServiceAccountToken"] is False
         # Service links would set e.g. INTAKE_PORT=tcp://…, which the settings read as a port.
@@ -256,7 +251,7 @@ def test_shutdown_and_spreading(variant: str, service: str) -> None:
     # SIGKILL comes only after the pre-stop pause, uvicorn's wait for in-flight requests, the
     # service's own shutdown (records in hand, outbox) and the flush of its spans (5 s).
     grace = float(environment(resources, workload)["SHUTDOWN_GRACE_SECONDS"])
-    needed = int(pre_stop[1]) + dockerfile_graceful_shutdown(service) + grace + 5
+    needed = int(pre_stop[1]) + GRACEFUL_STOP_SECONDS[service] + grace + 5
     assert spec["terminationGracePeriodSeconds"] >= needed
     constraints = spec["topologySpreadConstraints"]
     assert {c["topologyKey"] for c in constraints} == {
@@ -338,7 +333,7 @@ def test_a_job_migrates_each_schema_with_the_services_image(variant: str, servic
     resources = rendered(variant)
     job = named(resources, "Job", f"{service}-migrate")
     container = main_container(job)
-    assert container["command"] == ["python", "-m", "shared.db", "upgrade", service]
+    assert container["command"] == ["sqjz-migrate", "upgrade", service]
     assert container["image"] == main_container(deployment(resources, service))["image"]
     assert pod_spec(job)["restartPolicy"] in ("Never", "OnFailure")
     job_database = environment(resources, job)["DATABASE_URL"]

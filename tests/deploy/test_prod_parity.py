@@ -59,7 +59,7 @@ from shared.auth import ensure_dev_keys
 from shared.domain.access import Principal
 from shared.pii import new_key
 from shared.settings import CONSOLE, REPOSITORY_ROOT, SERVICE_NAMES, Settings
-from tests.deploy.pods import Container, PodWouldNotStart, Secrets, image_command, materialise
+from tests.deploy.pods import Container, PodWouldNotStart, Secrets, container_command, materialise
 from tests.deploy.support import DEPLOYED, Resource, ingress_backend, named, of_kind, rendered
 from tests.integration.helpers import violence_report
 from tests.support import PATIENCE_SECONDS, PartyAuth, serving
@@ -313,15 +313,14 @@ class Pod:
 
 
 def start_pod(container: Container, environment: Mapping[str, str], log: Path) -> Pod:
-    """The image's command on a free port of this machine."""
-    command = container.command or image_command(container.name)
-    assert command[0] == "uvicorn"
+    """The container's command (the image's launcher with the service) on a free port of this
+    machine's loopback."""
+    command = container_command(container)
+    assert command == ["sqjz-serve", container.name], command
     port = free_port()
-    arguments = list(command[1:])
-    arguments[arguments.index("--host") + 1] = "127.0.0.1"
-    arguments[arguments.index("--port") + 1] = str(port)
+    loopback = ["--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", *arguments],
+        [sys.executable, "-m", "shared.serve", container.name, *loopback],
         cwd=REPOSITORY_ROOT,
         env=process_environment(environment),
         stdout=log.open("ab"),
@@ -362,11 +361,13 @@ def stop(pods: Mapping[str, Pod]) -> None:
 
 
 def run_job(container: Container, environment: Mapping[str, str], log: Path) -> None:
-    command = list(container.command)
-    assert command[0] == "python"
+    """The Job's command, a command the project installs (beside this interpreter)."""
+    command = container_command(container)
+    installed = Path(sys.executable).parent / command[0]
+    assert command[0].startswith("sqjz-") and installed.is_file(), command
     with log.open("ab") as output:
         finished = subprocess.run(
-            [sys.executable, *command[1:]],
+            [str(installed), *command[1:]],
             cwd=REPOSITORY_ROOT,
             env=process_environment(environment),
             stdout=output,

@@ -11,7 +11,6 @@ import pytest
 from shared.settings import REPOSITORY_ROOT
 
 
-
 def scripts_of(pyproject: str) -> dict[str, str]:
     scripts: dict[str, str] = tomllib.loads((REPOSITORY_ROOT / pyproject).read_text("utf-8"))[
         "project"
