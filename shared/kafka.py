@@ -64,6 +64,69 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# A consumer with no record for this long pauses its partitions between looks, each pause an
+# eighth of the quiet spell so far, up to `kafka_idle_fetch_interval_ms`.
+IDLE_AFTER_SECONDS = 1.0
+IDLE_PAUSE_SHARE = 1 / 8
+# Margin on the broker's hold of a fetch for the one look of an idle consumer.
+IDLE_LOOK_MARGIN_MS = 30
+
+
+class IdleFetching:
+    """Paces a consumer's fetches by whether records come.
+
+    aiokafka fetches in the background for as long as a partition is assigned and not paused;
+    on a broker that holds each empty fetch to its end (Tansu), an idle consumer would ask it
+    every `fetch_max_wait_ms`. After `IDLE_AFTER_SECONDS` without a record the consumer pauses
+    its partitions, resumes them for one look, pauses again: each pause an eighth of how long
+    it has been quiet, up to `longest_pause_ms`. So a record after a quiet spell waits at most
+    an eighth of that spell more (a second's quiet: 125 ms), an idle consumer looks about once
+    per `longest_pause_ms`, and records that come are fetched freely again at once. Pausing
+    keeps positions: a record that arrives meanwhile is fetched at the next look, never skipped.
+    """
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, longest_pause_ms: int, fetch_max_wait_ms: int
+    ) -> None:
+        self._consumer = consumer
+        self._longest_pause = longest_pause_ms / 1000
+        self._look_ms = fetch_max_wait_ms + IDLE_LOOK_MARGIN_MS
+        self._records_at = time.monotonic()
+
+    def pause_seconds(self, now: float) -> float:
+        """How long to pause before the next look; 0 while records come (or pausing is off)."""
+        quiet = now - self._records_at
+        if self._longest_pause <= 0 or quiet < IDLE_AFTER_SECONDS:
+            return 0.0
+        return min(quiet * IDLE_PAUSE_SHARE, self._longest_pause)
+
+    async def next_batches(
+        self, stopping: asyncio.Event, timeout_ms: int, max_records: int
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """The next records: fetched freely while they come, at one look per pause when the
+        consumer is idle (empty when `stopping` is set during the pause)."""
+        pause = self.pause_seconds(time.monotonic())
+        if pause == 0:
+            batches: dict[TopicPartition, list[ConsumerRecord]] = await self._consumer.getmany(
+                timeout_ms=timeout_ms, max_records=max_records
+            )
+        else:
+            self._consumer.pause(*self._consumer.assignment())
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), pause)
+            finally:
+                self._consumer.resume(*self._consumer.paused())
+            if stopping.is_set():
+                return {}
+            batches = await self._consumer.getmany(
+                timeout_ms=self._look_ms, max_records=max_records
+            )
+        if batches:
+            self._records_at = time.monotonic()
+        return batches
+
+
 class RejectEvent(Exception):
     """Raised by a handler for a well-formed event it cannot accept; it is dead-lettered."""
 
@@ -455,9 +518,16 @@ class EventConsumer:
         )
         self._consumer.subscribe(self.topics, listener=_RebalanceLog(self.name))
         await self._consumer.start()
+        fetching = IdleFetching(
+            self._consumer,
+            self._settings.kafka_idle_fetch_interval_ms,
+            self._settings.kafka_fetch_max_wait_ms,
+        )
         try:
             while not self._stopping.is_set():
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                batches = await fetching.next_batches(
+                    self._stopping, timeout_ms=200, max_records=500
+                )
                 if batches and await self._broker_is_new():
                     # Its log starts over: where this consumer was on the old one skips what
                     # the outboxes send again below it. Every partition from its start; the

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 class Wakeup:
     """LISTENs on one channel; `wait` returns on a notification or after `poll_seconds`.
 
-    The listening connection is reopened after it drops (a database restart), and a lost
-    notification only costs one poll interval.
+    The listening connection is reopened after it drops (a database restart): its loss wakes
+    the waiter, which listens again and makes a pass for what it may have missed. So the poll
+    is only a fallback, and may be long: an idle worker then sleeps.
     """
 
     def __init__(self, dsn: str, channel: str) -> None:
@@ -41,6 +42,7 @@ class Wakeup:
         await self.close()
         self._connection = await asyncpg.connect(self._dsn)
         await self._connection.add_listener(self._channel, lambda *_: self._event.set())
+        self._connection.add_termination_listener(lambda *_: self._event.set())
         # Anything written while we were not listening is picked up by the caller's next pass.
         self._event.set()
 

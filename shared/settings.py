@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     # as soon as a record arrives, whatever this is; Tansu holds the fetch to the end, so the
     # wait is what a record waits on a hop (500 ms, the client default, costs 250 ms a hop).
     kafka_fetch_max_wait_ms: int = Field(default=20, ge=1, le=500)
+    # A consumer that has had no record for a second pauses between looks at its partitions,
+    # each pause an eighth of its quiet spell so far, at most this long (shared/kafka.py
+    # IdleFetching): an idle system then costs the consumers and the broker about one fetch
+    # each per this interval instead of one per `kafka_fetch_max_wait_ms`, and a record after
+    # a quiet spell waits at most an eighth of it more on its hop (docs/performance.md). 0:
+    # never pause, for a broker that answers a waiting fetch at once (Apache Kafka, prod).
+    kafka_idle_fetch_interval_ms: int = Field(default=2000, ge=0, le=10000)
 
     # The county's clock: every time shown to people (alerts, explanations, findings, reports).
     county_time_zone: str = DEFAULT_COUNTY_TIME_ZONE
@@ -130,13 +137,16 @@ class Settings(BaseSettings):
     policy_file: Path = REPOSITORY_ROOT / "services" / "escalation" / "policy.yaml"
     # A deployment's changes to the policy (deadlines, ladder ...), merged over `policy_file`.
     policy_overrides_file: Path | None = None
-    # How often the escalation service looks for due deadlines when nothing wakes it sooner.
-    deadline_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # The escalation service sleeps until its next deadline, woken sooner by new ones; this is
+    # the longest it sleeps without looking (a fallback: a new deadline always wakes it).
+    deadline_poll_interval_seconds: float = Field(default=30.0, gt=0)
     alerts_file: Path = REPOSITORY_ROOT / ".local" / "alerts.jsonl"
     local_data_dir: Path = REPOSITORY_ROOT / ".local"
 
-    # How long the outbox relay sleeps when no NOTIFY arrives; NOTIFY is the fast path.
-    outbox_poll_interval_seconds: float = Field(default=0.5, gt=0)
+    # How long the outbox relay sleeps when no NOTIFY arrives. NOTIFY is the path (each outbox
+    # write notifies at commit, and a lost listening connection wakes the relay): this is only
+    # a fallback, long so that an idle service sleeps.
+    outbox_poll_interval_seconds: float = Field(default=10.0, gt=0)
     # A broker that forgets (docs/operations.md "The broker forgot records"). Sent outbox rows
     # are kept this long, to be sent again should the broker lose them: a week, the topics'
     # retention (deploy/k8s), so whatever a consumer could still read from the broker, however
@@ -257,7 +267,7 @@ class Settings(BaseSettings):
     audit_concealment_threshold: timedelta = timedelta(hours=1)
     # The findings follower: how often it looks for new leaves when no append wakes it, and
     # the longest pause between two attempts at a leaf whose review fails.
-    audit_findings_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    audit_findings_poll_interval_seconds: float = Field(default=30.0, gt=0)
     audit_findings_retry_max_seconds: float = Field(default=30.0, gt=0)
 
     # --- console (services/console) -------------------------------------------------------------

@@ -34,6 +34,7 @@ from services.audit.note import Checkpoint, Signer, Verifier
 from shared.events import CloudEvent
 from shared.events.models import LogCheckpoint
 from shared.messaging import Outbox
+from shared.pgnotify import Wakeup
 from shared.production import Gap, file_gaps
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
@@ -45,6 +46,8 @@ CHECKPOINT_TYPE = LogCheckpoint.ce_type
 # DESIGN.md: checkpoints travel under the key `log`.
 CHECKPOINT_SUBJECT = "log"
 DEV_KEY_FILE = "audit-signing.key"
+# The checkpointer looks at the log this often even when no append wakes it (a fallback).
+IDLE_LOOK_SECONDS = 60.0
 
 
 def signing_key_gaps(settings: Settings) -> list[Gap]:
@@ -134,9 +137,16 @@ class Checkpointer:
     _refused: str | None = field(default=None, init=False)
 
     async def run(self) -> None:
-        while True:
-            await self.checkpoint_once()
-            await asyncio.sleep(self.interval_seconds)
+        """A checkpoint at most every `interval_seconds`, and only after appends: between them
+        the checkpointer sleeps (the log notifies each append at its commit)."""
+        appended = Wakeup(self.runtime.settings.plain_database_url, store.APPENDED_CHANNEL)
+        try:
+            while True:
+                await self.checkpoint_once()
+                await asyncio.sleep(self.interval_seconds)  # the pace, not a synchronisation
+                await appended.wait(IDLE_LOOK_SECONDS)
+        finally:
+            await appended.close()
 
     async def checkpoint_once(self) -> Checkpoint | None:
         async with self.runtime.sessions() as session, session.begin():

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.domain.access import Principal, Reach
 from shared.events import topics
-from shared.kafka import connection_options
+from shared.kafka import IdleFetching, connection_options
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -144,8 +144,14 @@ class LiveFeed:
         try:
             await self._take_positions(consumer)
             self.ready.set()
+            fetching = IdleFetching(
+                consumer,
+                self.settings.kafka_idle_fetch_interval_ms,
+                self.settings.kafka_fetch_max_wait_ms,
+            )
+            never = asyncio.Event()
             while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+                batches = await fetching.next_batches(never, timeout_ms=1000, max_records=500)
                 for records in batches.values():
                     for record in records:
                         await self._hand_on(record.topic, record.headers, record.value)

@@ -24,6 +24,9 @@ from shared.pgnotify import Wakeup
 
 log = logging.getLogger(__name__)
 
+# A deadline that is due but held by another transaction is looked at again this soon.
+BUSY_RETRY_SECONDS = 0.2
+
 
 def not_merged(incident_id: ColumnElement[Any]) -> ColumnElement[bool]:
     """An incident merged into another rests (R20): its duties moved or were waived, and none
@@ -58,9 +61,40 @@ class DeadlineWorker:
                     + await self.fire_due_omissions()
                 )
                 if settled < self._batch_size:
-                    await self._wakeup.wait(self._poll_interval)
+                    await self._wakeup.wait(await self.seconds_to_next_deadline())
         finally:
             await self._wakeup.close()
+
+    async def seconds_to_next_deadline(self) -> float:
+        """How long the worker may sleep: until the earliest duty, timer or omission (R11) of
+        an incident not merged away, by the database's clock. At least `BUSY_RETRY_SECONDS`
+        (one that is due already is held by another transaction, which settles it or lets it
+        go); at most the poll interval, a fallback, since a new deadline wakes the worker."""
+        policy = self._store.policy
+        duty = select(func.min(obligations.c.due_at)).where(
+            obligations.c.status == "PENDING", not_merged(obligations.c.incident_id)
+        )
+        timer = select(func.min(timers.c.fire_at)).where(
+            timers.c.fired_at.is_(None),
+            timers.c.cancelled_at.is_(None),
+            not_merged(timers.c.incident_id),
+        )
+        omission = select(func.min(obligations.c.due_at)).where(
+            obligations.c.status == "MISSED",
+            obligations.c.omitted_at.is_(None),
+            obligations.c.action.not_in(recurring_actions(policy)),
+            not_merged(obligations.c.incident_id),
+        )
+        earliest = func.least(
+            duty.scalar_subquery(),
+            timer.scalar_subquery(),
+            omission.scalar_subquery() + policy.omitted_after,
+        )
+        async with self._sessions() as session:
+            seconds = await session.scalar(select(func.extract("epoch", earliest - func.now())))
+        if seconds is None:
+            return self._poll_interval
+        return min(max(float(seconds), BUSY_RETRY_SECONDS), self._poll_interval)
 
     async def fire_due_obligations(self) -> int:
         """Pending duties past their due time: missed, and up the ladder."""

@@ -39,7 +39,15 @@ from services.escalation.rules import (
     revise,
     update_recipients,
 )
-from services.escalation.store import Moving, Proof, Store, brief, facts_of, standing_duty
+from services.escalation.store import (
+    DEADLINES_CHANNEL,
+    Moving,
+    Proof,
+    Store,
+    brief,
+    facts_of,
+    standing_duty,
+)
 from shared.domain import lifecycle, ownership
 from shared.domain.vocabulary import (
     ACTION_NAMES_ZH,
@@ -70,6 +78,7 @@ from shared.events.models import (
     ReportFiled,
 )
 from shared.kafka import HandlerTable, RejectEvent, on_data
+from shared.pgnotify import notify
 
 
 @dataclass(frozen=True)
@@ -646,6 +655,8 @@ class EscalationHandlers:
         await session.execute(
             update(incidents).where(incidents.c.id == absorbed.id).values(merged_into=None)
         )
+        # Its deadlines run again: the deadline worker looks at them now, not at its next one.
+        await notify(session, DEADLINES_CHANNEL)
         # On its own again from now: R9's quiet spell counts from here, not from before.
         await self._news(session, absorbed.id, unlinked.unlinked_at)
         await self._change_facts(session, event, surviving, change)

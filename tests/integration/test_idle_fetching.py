@@ -1,0 +1,71 @@
+"""An idle consumer pauses between looks and still reads every record, in order, on the real
+broker (shared/kafka.py IdleFetching)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared.kafka import IdleFetching, connection_options, create_producer
+from shared.settings import Settings
+
+PATIENCE_SECONDS = 60
+
+
+async def test_an_idle_consumer_reads_every_record_sent_while_it_pauses(
+    infra_settings: Settings,
+) -> None:
+    topic = f"test.idle.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(**connection_options(infra_settings))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = create_producer(infra_settings, "test-idle-producer")
+    consumer = AIOKafkaConsumer(
+        **connection_options(infra_settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=infra_settings.kafka_fetch_max_wait_ms,
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        assert len(partitions) == 2
+        consumer.assign(partitions)
+        fetching = IdleFetching(consumer, 300, infra_settings.kafka_fetch_max_wait_ms)
+        stopping = asyncio.Event()
+        sent: list[bytes] = []
+        received: list[bytes] = []
+        async with asyncio.timeout(PATIENCE_SECONDS):
+            for number in range(3):
+                # Quiet until the consumer pauses between looks.
+                while fetching.pause_seconds(time.monotonic()) == 0:
+                    for records in (await fetching.next_batches(stopping, 200, 500)).values():
+                        received.extend(record.value for record in records)
+                # A record sent while it pauses: fetched at a later look, not skipped.
+                looking = asyncio.create_task(fetching.next_batches(stopping, 200, 500))
+                value = f"record {number}".encode()
+                await producer.send_and_wait(topic, value, key=b"one-partition")
+                sent.append(value)
+                batches = await looking
+                while True:
+                    for records in batches.values():
+                        received.extend(record.value for record in records)
+                    if len(received) == len(sent):
+                        break
+                    batches = await fetching.next_batches(stopping, 200, 500)
+                assert fetching.pause_seconds(time.monotonic()) == 0, "awake after a record"
+        assert received == sent
+        assert not consumer.paused(), "a look leaves its partitions resumed"
+    finally:
+        await consumer.stop()
+        await producer.stop()
