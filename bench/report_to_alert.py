@@ -599,12 +599,16 @@ async def main(
         floor["three_hops_p50_ms"] = round(3 * hop, 2)
         print(json.dumps(floor), flush=True)
         results = await system_runs(work, infra, rates, seconds, drain, profile)
-    return {"floor": floor, **results}
+    kafka = {
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "idle_fetch_interval_ms": settings.kafka_idle_fetch_interval_ms,
+    }
+    return {"floor": floor, "kafka": kafka, **results}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each load run")
-    parser.add_argument("--rates", type=float, nargs="+", default=[10, 50, 100, 200])
+    parser.add_argument("--rates", type=float, nargs="+", default=[10, 50, 85])
     parser.add_argument(
         "--drain", type=float, default=180.0, help="longest wait for a run's last first alert"
     )

@@ -1,0 +1,94 @@
+"""`make bench`'s summary rows: each figure against its target, from a results document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.__main__ import TARGETS, carried, summary
+
+
+def run(offered: float, **overrides: Any) -> dict[str, Any]:
+    measured = {
+        "offered_per_second": offered,
+        "refused": {},
+        "accepted_per_second": offered,
+        "without_alert": 0,
+        "sustained_per_second": offered * 0.99,
+        "p50_ms": 60.0,
+        "p99_ms": 120.0,
+        "cpu_ms_per_incident": {
+            "intake": 2.0,
+            "escalation": 3.0,
+            "notification": 4.0,
+            "audit": 2.0,
+            "postgres": 1.5,
+            "broker": 9.0,
+        },
+    }
+    return measured | overrides
+
+
+def document(**system: Any) -> dict[str, Any]:
+    return {
+        "system": {
+            "floor": {
+                "three_hops_p50_ms": 40.0,
+                "postgres_commit": {"p50_ms": 0.3},
+            },
+            "kafka": {"fetch_max_wait_ms": 20, "idle_fetch_interval_ms": 2000},
+            "rates": [run(10), run(50), run(85)],
+            "flat_out": run(0) | {"offered_per_second": None},
+            "intake_alone": [{"processes": 1, "reports_per_second": 1200.0}],
+            "idle_cpu_ms_per_second": {
+                "intake": 4.0,
+                "escalation": 4.5,
+                "notification": 6.0,
+                "audit": 4.7,
+                "broker": 7.0,
+            },
+            "peak_rss_mb": {"intake": 120.0, "notification": 151.0},
+            "random_tokens": {"rss_growth_mb": 2.0},
+        }
+        | system,
+        "audit": {
+            "append": {
+                "through_the_service": {"live_events_per_second_median": 7000},
+                "batched": {"events_per_second": 30000},
+            },
+            "inclusion_proof": {"p99_ms_median": 2.4},
+        },
+    }
+
+
+def verdicts(rows: list[tuple[str, str, str, str, str]]) -> dict[str, tuple[str, str]]:
+    return {figure: (measured, verdict) for figure, measured, _, _, verdict in rows}
+
+
+def test_cpu_per_incident_counts_the_services_and_postgres_not_the_broker() -> None:
+    rows = verdicts(summary(document()))
+    assert rows["CPU per incident at 50/s, services + PostgreSQL (ms)"] == ("12.5", "met")
+    assert TARGETS["cpu_ms_per_incident"] == 15
+
+
+def test_a_run_is_carried_only_when_nothing_is_refused_or_left_without_alert() -> None:
+    assert carried(run(85))
+    assert not carried(run(85, refused={"503": 1}))
+    assert not carried(run(85, without_alert=3))
+    assert not carried(run(85, accepted_per_second=80.0))
+    assert not carried(run(85, sustained_per_second=60.0))
+
+
+def test_latency_is_judged_as_a_multiple_of_the_floor_of_the_same_run() -> None:
+    rows = verdicts(summary(document(rates=[run(10, p50_ms=70.0), run(50, p99_ms=170.0)])))
+    assert rows["report→first alert p50 at 10/s, × floor (70.0 ms)"] == ("1.75", "MISSED")
+    assert rows["report→first alert p99 at 50/s, × floor (170.0 ms)"] == ("4.25", "MISSED")
+    assert rows["report→first alert p50 at 50/s, × floor (60.0 ms)"] == ("1.5", "met")
+
+
+def test_idle_cpu_and_memory_are_judged_per_service() -> None:
+    rows = verdicts(summary(document()))
+    assert rows["CPU while idle, intake (ms/s)"] == ("4", "met")
+    assert rows["CPU while idle, notification (ms/s)"] == ("6", "MISSED")
+    assert rows["peak RSS of notification (MB)"] == ("151", "MISSED")
+    assert rows["intake flat out, 1 process(es) (reports/s)"] == ("1200", "met")
+    assert rows["CPU while idle, the embedded broker (ms/s)"][1] == "chosen (docs/performance.md)"
