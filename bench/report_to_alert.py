@@ -182,6 +182,7 @@ class Reports:
             json.loads(path.read_text("utf-8")) for path in sorted(SAMPLES.glob("*.json"))
         ]
         self._cycle = itertools.cycle(enumerate(self._samples))
+        self._numbers = itertools.count(1)
         self._tokens = {
             sample["reporter"]["party"]: mint(
                 private_key,
@@ -195,6 +196,12 @@ class Reports:
     def next(self) -> tuple[int, bytes, dict[str, str]]:
         sample, template = next(self._cycle)
         body = dict(template)
+        # Each report of another subject: one of the same subject would be taken as a report
+        # of the incident already open for it (R20), not as a new incident.
+        number = next(self._numbers)
+        body["subjects"] = [
+            {**subject, "id": f"{subject['id']}-{number}"} for subject in template["subjects"]
+        ]
         now = datetime.now(UTC)
         body["occurred_at"] = (now - timedelta(minutes=5)).isoformat()
         body["discovered_at"] = (now - timedelta(minutes=2)).isoformat()
