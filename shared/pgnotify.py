@@ -9,6 +9,9 @@ import asyncpg
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# session.info: the transaction and the channels a NOTIFY is queued on in it.
+QUEUED_NOTIFICATIONS = "queued_notifications"
+
 
 class Wakeup:
     """LISTENs on one channel; `wait` returns on a notification or after `poll_seconds`.
@@ -48,5 +51,15 @@ class Wakeup:
 
 
 async def notify(session: AsyncSession, channel: str) -> None:
-    """Queue a NOTIFY in the session's transaction; PostgreSQL delivers it at commit."""
+    """Queue a NOTIFY in the session's transaction; PostgreSQL delivers it at commit, once per
+    channel and transaction however often it was queued, so it is queued once: an event
+    handler that stages several outbox writes or deadlines costs one statement, not several."""
+    transaction = session.sync_session.get_transaction()
+    queued: tuple[object, set[str]] | None = session.info.get(QUEUED_NOTIFICATIONS)
+    if queued is None or queued[0] is not transaction:
+        queued = (transaction, set())
+        session.info[QUEUED_NOTIFICATIONS] = queued
+    if channel in queued[1]:
+        return
     await session.execute(select(func.pg_notify(channel, "")))
+    queued[1].add(channel)

@@ -133,6 +133,33 @@ class Moving:
     waived_reason: str
 
 
+def _obligation_row(
+    incident_id: UUID, spec: ObligationSpec, source_event_id: UUID, **moved: Any
+) -> dict[str, Any]:
+    """The obligation's columns; `moved`: status and the columns of a duty moved from another
+    incident (R20)."""
+    return {
+        "id": spec.id,
+        "incident_id": incident_id,
+        "party": spec.party,
+        "action": spec.action,
+        "action_text": spec.action_text,
+        "rule_id": spec.rule_id,
+        "plan_section": spec.plan_section,
+        "deadline_name": spec.deadline_name,
+        "due_at": spec.due_at,
+        "explanation": spec.explanation,
+        "trigger": spec.trigger,
+        "notify": spec.notify,
+        "drill": spec.drill,
+        "escalated_from": spec.escalated_from,
+        "owner": spec.owner,
+        "source_event_id": source_event_id,
+        "status": "PENDING",
+        **moved,
+    }
+
+
 @dataclass(frozen=True)
 class Store:
     policy: Policy
@@ -217,12 +244,25 @@ class Store:
         specs: Iterable[ObligationSpec],
         source_event_id: UUID,
     ) -> None:
+        specs = list(specs)
+        if not specs:
+            return
+        # One statement for all of them; one the same cause already produced is not stored
+        # again, nor announced.
+        stored = set(
+            (
+                await session.execute(
+                    insert(obligations)
+                    .values([_obligation_row(incident.id, s, source_event_id) for s in specs])
+                    .on_conflict_do_nothing()
+                    .returning(obligations.c.id)
+                )
+            ).scalars()
+        )
         incident_brief = brief(facts_of(incident))
-        created: list[EventData] = []
-        for spec in specs:
-            if await self._insert(session, incident.id, spec, source_event_id):
-                created.append(self._created(incident.id, incident_brief, spec))
-            # else: the same cause already produced it
+        created: list[EventData] = [
+            self._created(incident.id, incident_brief, spec) for spec in specs if spec.id in stored
+        ]
         if created:
             await self.publish(session, incident.id, *created)
             await notify(session, DEADLINES_CHANNEL)
@@ -239,25 +279,7 @@ class Store:
         moved from another incident (R20)."""
         stored = await session.execute(
             insert(obligations)
-            .values(
-                id=spec.id,
-                incident_id=incident_id,
-                party=spec.party,
-                action=spec.action,
-                action_text=spec.action_text,
-                rule_id=spec.rule_id,
-                plan_section=spec.plan_section,
-                deadline_name=spec.deadline_name,
-                due_at=spec.due_at,
-                explanation=spec.explanation,
-                trigger=spec.trigger,
-                notify=spec.notify,
-                drill=spec.drill,
-                escalated_from=spec.escalated_from,
-                owner=spec.owner,
-                source_event_id=source_event_id,
-                **{"status": "PENDING", **moved},
-            )
+            .values(_obligation_row(incident_id, spec, source_event_id, **moved))
             .on_conflict_do_nothing()
             .returning(obligations.c.id)
         )

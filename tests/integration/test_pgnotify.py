@@ -1,0 +1,70 @@
+"""NOTIFY queued once per channel and transaction, delivered at each commit; a waiter whose
+listening connection is lost is woken (shared/pgnotify.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+from sqlalchemy import event
+
+from shared.db import create_engine, create_session_factory
+from shared.pgnotify import Wakeup, notify
+from shared.settings import Settings
+
+PATIENCE_SECONDS = 30
+
+
+async def test_a_channel_is_notified_once_per_transaction_and_again_in_the_next(
+    infra_settings: Settings,
+) -> None:
+    channel = f"test_{uuid.uuid4().hex[:8]}"
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(infra_settings.plain_database_url)
+    await listener.add_listener(channel, lambda *args: heard.put_nowait(args[2]))
+    engine = create_engine(infra_settings, pool_size=1)
+    statements: list[str] = []
+    event.listen(
+        engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: statements.append(statement),
+    )
+    sessions = create_session_factory(engine)
+    try:
+        for _ in range(2):
+            async with sessions() as session, session.begin():
+                await notify(session, channel)
+                await notify(session, channel)
+                await notify(session, "another_channel")
+            async with asyncio.timeout(PATIENCE_SECONDS):
+                assert await heard.get() == channel
+        assert heard.empty()
+        assert sum("pg_notify" in s for s in statements) == 4  # two channels, two transactions
+    finally:
+        await listener.close()
+        await engine.dispose()
+
+
+async def test_a_waiter_is_woken_when_its_listening_connection_is_lost(
+    infra_settings: Settings,
+) -> None:
+    channel = f"test_{uuid.uuid4().hex[:8]}"
+    wakeup = Wakeup(infra_settings.plain_database_url, channel)
+    try:
+        await wakeup.wait(0)  # listening now (a first wait returns at once: a pass is due)
+        connection = wakeup._connection
+        assert connection is not None
+        admin = await asyncpg.connect(infra_settings.plain_database_url)
+        try:
+            waiting = asyncio.create_task(wakeup.wait(3600))
+            await asyncio.sleep(0)
+            await admin.execute("SELECT pg_terminate_backend($1)", connection.get_server_pid())
+            async with asyncio.timeout(PATIENCE_SECONDS):
+                await waiting  # woken by the loss, not after the hour
+        finally:
+            await admin.close()
+        await wakeup.wait(0)
+        assert wakeup._connection is not None and not wakeup._connection.is_closed()
+    finally:
+        await wakeup.close()
