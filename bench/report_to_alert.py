@@ -1,6 +1,7 @@
 """From a report's 201 to its first alert: the system under fixed and flat-out load.
 
     python -m bench.report_to_alert [--seconds 15] [--rates 10 50 100 200] [--drain 180]
+    python -m bench.report_to_alert --intake-only [--seconds 10] [--runs 3] [--profile intake]
 
 Starts its own PostgreSQL, broker and the four services as processes (as `make run` does), a
 webhook sink in a process of its own standing in for every party's gateway, and then:
@@ -14,6 +15,9 @@ webhook sink in a process of its own standing in for every party's gateway, and 
 3. intake alone (its relay publishing to the broker, nobody consuming) flat out, as one
    process and as two: reports/s;
 4. the peak resident memory of each service over the load runs.
+
+`--intake-only` starts PostgreSQL, the broker and intake alone and runs only step 3 with one
+process, `--runs` times: what to repeat while making intake faster.
 
 The time of a 201 and the time an alert arrives are read from the same system-wide monotonic
 clock in two processes, so they subtract.
@@ -32,7 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,6 +61,7 @@ CONNECTIONS = 64
 # How long a caller waits for its 201 before it gives up (and would retry with the same key):
 # an overloaded system answers late, and a late answer still counts as accepted.
 POST_TIMEOUT_SECONDS = 30.0
+PROFILES = REPOSITORY_ROOT / ".local" / "profiles"
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -195,6 +200,12 @@ class Reports:
     def next(self) -> tuple[int, bytes, dict[str, str]]:
         sample, template = next(self._cycle)
         body = dict(template)
+        # Subjects of their own: a report naming an open incident's subject is a report of that
+        # incident (R20), no new one.
+        serial = uuid.uuid4().hex[:12]
+        body["subjects"] = [
+            {**subject, "id": f"{subject['id']}-{serial}"} for subject in template["subjects"]
+        ]
         now = datetime.now(UTC)
         body["occurred_at"] = (now - timedelta(minutes=5)).isoformat()
         body["discovered_at"] = (now - timedelta(minutes=2)).isoformat()
@@ -385,9 +396,9 @@ class MemoryWatch:
             self._task.cancel()
 
 
-def service_environment(work: Path, infra: Infrastructure, sink: Sink) -> dict[str, str]:
+def service_environment(work: Path, infra: Infrastructure, alerts_url: str) -> dict[str, str]:
     directory = directory_with_contacts(
-        work / "directory.yaml", lambda _party: [{"channel": "webhook", "address": sink.url}]
+        work / "directory.yaml", lambda _party: [{"channel": "webhook", "address": alerts_url}]
     )
     return {
         **infra.environment(),
@@ -423,7 +434,7 @@ class Bench:
     idle: dict[str, float] = field(default_factory=dict)
     alerting: set[int] = field(default_factory=set)
     profile: str | None = None
-    profile_dir: Path = REPOSITORY_ROOT / ".local" / "profiles"
+    profile_dir: Path = PROFILES
 
     async def measure(self, load: Any, offered: float | None, drain: float) -> dict[str, Any]:
         await self.sink.clear(self.sink_client)
@@ -445,31 +456,39 @@ class Bench:
 
     @contextlib.contextmanager
     def _profiled(self, label: str) -> Iterator[None]:
-        """With `--profile SERVICE`: a py-spy flame graph of that service during the load."""
         if self.profile is None:
             yield
             return
-        self.profile_dir.mkdir(parents=True, exist_ok=True)
-        output = self.profile_dir / f"{self.profile}-{label}.svg"
-        spy = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("py-spy")),
-                "record",
-                "--nonblocking",
-                "--pid",
-                str(self.processes.processes[self.profile].pid),
-                "--output",
-                str(output),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        with profiled(
+            self.profile, self.processes.processes[self.profile].pid, label, self.profile_dir
+        ):
             yield
-        finally:
-            spy.send_signal(signal.SIGINT)  # py-spy writes its flame graph when interrupted
-            spy.wait(30)
-            print(f"profile of {self.profile}: {output}", flush=True)
+
+
+@contextlib.contextmanager
+def profiled(service: str, pid: int, label: str, folder: Path) -> Iterator[None]:
+    """With `--profile SERVICE`: a py-spy flame graph of that service during the load."""
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / f"{service}-{label}.svg"
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--nonblocking",
+            "--pid",
+            str(pid),
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its flame graph when interrupted
+        spy.wait(30)
+        print(f"profile of {service}: {output}", flush=True)
 
 
 async def system_runs(
@@ -485,7 +504,7 @@ async def system_runs(
     reports = Reports(private_key.read_bytes(), settings)
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     async with sink_process(work / "logs") as sink:
-        environment = service_environment(work, infra, sink)
+        environment = service_environment(work, infra, sink.url)
         processes = ServiceProcesses(
             environment, {service: free_port() for service in SERVICE_NAMES}, work / "logs"
         )
@@ -541,7 +560,6 @@ async def intake_alone(
     await asyncio.sleep(2)
     idle = await idle_cpu(bench.processes, bench.infra, 5.0)
     replicas = ServiceProcesses(environment, {"intake": free_port()}, work / "logs-replica")
-    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     results = []
 
     def used() -> dict[str, float]:
@@ -551,35 +569,86 @@ async def intake_alone(
         )
 
     try:
-        for count in (1, 2):
-            if count == 2:
-                await replicas.start(120)
-            clients = [bench.intake]
-            if count == 2:
-                clients.append(
-                    httpx.AsyncClient(
-                        base_url=replicas.url("intake"), limits=limits, timeout=POST_TIMEOUT_SECONDS
-                    )
-                )
-            before = used()
-            run = await flat_out(clients, bench.reports, seconds, CONNECTIONS)
-            after = used()
-            for client in clients[1:]:
-                await client.aclose()
-            result = {
-                "processes": count,
-                "seconds": round(run.seconds, 2),
-                "accepted": len(run.accepted),
-                "refused": run.refused,
-                "reports_per_second": round(len(run.accepted) / run.seconds, 1),
-                "cpu_ms_per_report": cpu_ms_per_incident(
-                    before, after, idle, run.seconds, len(run.accepted)
-                ),
-            }
-            print(json.dumps(result), flush=True)
-            results.append(result)
+        results.append(await intake_flat_out([bench.intake], bench.reports, seconds, used, idle))
+        await replicas.start(120)
+        async with intake_client(replicas.url("intake")) as replica:
+            results.append(
+                await intake_flat_out([bench.intake, replica], bench.reports, seconds, used, idle)
+            )
     finally:
         replicas.stop()
+    return results
+
+
+def intake_client(base_url: str) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=POST_TIMEOUT_SECONDS)
+
+
+async def intake_flat_out(
+    clients: Sequence[httpx.AsyncClient],
+    reports: Reports,
+    seconds: float,
+    used: Callable[[], dict[str, float]],
+    idle: dict[str, float],
+) -> dict[str, Any]:
+    """One closed-loop run over `clients` (one per intake process): reports/s and the CPU each
+    process spent per report, less what it spends idle."""
+    before = used()
+    run = await flat_out(clients, reports, seconds, CONNECTIONS)
+    after = used()
+    result = {
+        "processes": len(clients),
+        "seconds": round(run.seconds, 2),
+        "accepted": len(run.accepted),
+        "refused": run.refused,
+        "reports_per_second": round(len(run.accepted) / run.seconds, 1),
+        "cpu_ms_per_report": cpu_ms_per_incident(
+            before, after, idle, run.seconds, len(run.accepted)
+        ),
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+async def intake_only(
+    work: Path, seconds: float, runs: int, profile: str | None
+) -> list[dict[str, Any]]:
+    """PostgreSQL, the broker and one intake process, nothing else: intake flat out `runs`
+    times (the machine may be busy: compare CPU per report, and repeat)."""
+    work.mkdir(mode=0o755, parents=True, exist_ok=True)
+    settings = Settings(database_url=None, kafka_bootstrap_servers=None)
+    private_key, _ = ensure_dev_keys(work / "auth")
+    reports = Reports(private_key.read_bytes(), Settings())
+    results = []
+    async with infrastructure(settings, work, fresh=True) as infra:
+        # Nobody consumes what intake publishes: no alert is sent, the address is never called.
+        environment = service_environment(work, infra, "http://127.0.0.1:9/alerts")
+        processes = ServiceProcesses(environment, {"intake": free_port()}, work / "logs")
+        try:
+            await processes.start(120)
+            async with intake_client(processes.url("intake")) as intake:
+                await at_fixed_rate(intake, reports, 20, 3)  # connections, caches, the relay
+                idle = await idle_cpu(processes, infra, 5.0)
+                for n in range(1, runs + 1):
+                    with (
+                        profiled(
+                            "intake", processes.processes["intake"].pid, f"alone-{n}", PROFILES
+                        )
+                        if profile
+                        else contextlib.nullcontext()
+                    ):
+                        results.append(
+                            await intake_flat_out(
+                                [intake],
+                                reports,
+                                seconds,
+                                lambda: cpu_seconds(processes, infra),
+                                idle,
+                            )
+                        )
+        finally:
+            processes.stop()
     return results
 
 
@@ -616,14 +685,26 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     arguments(parser)
+    parser.add_argument(
+        "--intake-only",
+        action="store_true",
+        help="PostgreSQL, the broker and one intake process only: intake flat out, --runs times",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="with --intake-only: how many runs")
     options = parser.parse_args()
+    if options.intake_only and options.profile not in (None, "intake"):
+        parser.error("--intake-only runs intake alone: --profile intake, or none")
     with tempfile.TemporaryDirectory(prefix="system-bench-") as scratch:
         work = Path(scratch)
         work.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data folder
-        results = asyncio.run(
-            main(options.rates, options.seconds, options.drain, work, options.profile)
+        results: Any = asyncio.run(
+            intake_only(work, options.seconds, options.runs, options.profile)
+            if options.intake_only
+            else main(options.rates, options.seconds, options.drain, work, options.profile)
         )
     print(json.dumps(results, indent=2))
 
