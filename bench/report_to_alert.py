@@ -62,6 +62,7 @@ CONNECTIONS = 64
 # an overloaded system answers late, and a late answer still counts as accepted.
 POST_TIMEOUT_SECONDS = 30.0
 PROFILES = REPOSITORY_ROOT / ".local" / "profiles"
+PROFILE_SUFFIXES = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -412,6 +413,12 @@ def service_environment(work: Path, infra: Infrastructure, alerts_url: str) -> d
     }
 
 
+def load_generator() -> dict[str, float]:
+    """CPU time this process (the callers, on the same cores) used so far."""
+    times = psutil.Process().cpu_times()
+    return {"load_generator": times.user + times.system}
+
+
 async def idle_cpu(
     processes: ServiceProcesses, infra: Infrastructure, seconds: float = 10.0
 ) -> dict[str, float]:
@@ -434,6 +441,7 @@ class Bench:
     idle: dict[str, float] = field(default_factory=dict)
     alerting: set[int] = field(default_factory=set)
     profile: str | None = None
+    profile_format: str = "flamegraph"
     profile_dir: Path = PROFILES
 
     async def measure(self, load: Any, offered: float | None, drain: float) -> dict[str, Any]:
@@ -460,21 +468,30 @@ class Bench:
             yield
             return
         with profiled(
-            self.profile, self.processes.processes[self.profile].pid, label, self.profile_dir
+            self.profile,
+            self.processes.processes[self.profile].pid,
+            label,
+            self.profile_dir,
+            self.profile_format,
         ):
             yield
 
 
 @contextlib.contextmanager
-def profiled(service: str, pid: int, label: str, folder: Path) -> Iterator[None]:
-    """With `--profile SERVICE`: a py-spy flame graph of that service during the load."""
+def profiled(
+    service: str, pid: int, label: str, folder: Path, form: str = "flamegraph"
+) -> Iterator[None]:
+    """With `--profile SERVICE`: a py-spy flame graph of that service during the load (or its
+    stacks collapsed, one a line, with `form` "raw": for reading with grep and sort)."""
     folder.mkdir(parents=True, exist_ok=True)
-    output = folder / f"{service}-{label}.svg"
+    output = folder / f"{service}-{label}.{PROFILE_SUFFIXES[form]}"
     spy = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("py-spy")),
             "record",
             "--nonblocking",
+            "--format",
+            form,
             "--pid",
             str(pid),
             "--output",
@@ -498,6 +515,7 @@ async def system_runs(
     seconds: float,
     drain: float,
     profile: str | None,
+    profile_format: str,
 ) -> dict[str, Any]:
     settings = Settings()
     private_key, _ = ensure_dev_keys(work / "auth")
@@ -516,7 +534,16 @@ async def system_runs(
                 ) as intake,
                 httpx.AsyncClient(timeout=30) as sink_client,
             ):
-                bench = Bench(processes, infra, sink, intake, sink_client, reports, profile=profile)
+                bench = Bench(
+                    processes,
+                    infra,
+                    sink,
+                    intake,
+                    sink_client,
+                    reports,
+                    profile=profile,
+                    profile_format=profile_format,
+                )
                 results: dict[str, Any] = {}
                 with MemoryWatch(processes) as memory:
                     # Warm up (connections, caches, consumer groups) and learn which sample
@@ -564,8 +591,10 @@ async def intake_alone(
 
     def used() -> dict[str, float]:
         replica = cpu_seconds(replicas, bench.infra).get("intake")
-        return cpu_seconds(bench.processes, bench.infra) | (
-            {"intake_replica": replica} if replica is not None else {}
+        return (
+            cpu_seconds(bench.processes, bench.infra)
+            | ({"intake_replica": replica} if replica is not None else {})
+            | load_generator()
         )
 
     try:
@@ -612,7 +641,7 @@ async def intake_flat_out(
 
 
 async def intake_only(
-    work: Path, seconds: float, runs: int, profile: str | None
+    work: Path, seconds: float, runs: int, profile: str | None, profile_format: str
 ) -> list[dict[str, Any]]:
     """PostgreSQL, the broker and one intake process, nothing else: intake flat out `runs`
     times (the machine may be busy: compare CPU per report, and repeat)."""
@@ -633,7 +662,11 @@ async def intake_only(
                 for n in range(1, runs + 1):
                     with (
                         profiled(
-                            "intake", processes.processes["intake"].pid, f"alone-{n}", PROFILES
+                            "intake",
+                            processes.processes["intake"].pid,
+                            f"alone-{n}",
+                            PROFILES,
+                            profile_format,
                         )
                         if profile
                         else contextlib.nullcontext()
@@ -643,7 +676,7 @@ async def intake_only(
                                 [intake],
                                 reports,
                                 seconds,
-                                lambda: cpu_seconds(processes, infra),
+                                lambda: cpu_seconds(processes, infra) | load_generator(),
                                 idle,
                             )
                         )
@@ -653,7 +686,12 @@ async def intake_only(
 
 
 async def main(
-    rates: Sequence[float], seconds: float, drain: float, work: Path, profile: str | None = None
+    rates: Sequence[float],
+    seconds: float,
+    drain: float,
+    work: Path,
+    profile: str | None = None,
+    profile_format: str = "flamegraph",
 ) -> dict[str, Any]:
     work.mkdir(mode=0o755, parents=True, exist_ok=True)
     settings = Settings(database_url=None, kafka_bootstrap_servers=None)
@@ -667,7 +705,7 @@ async def main(
         hop = floor["postgres_commit"]["p50_ms"] + floor["kafka_round_trip"]["p50_ms"]
         floor["three_hops_p50_ms"] = round(3 * hop, 2)
         print(json.dumps(floor), flush=True)
-        results = await system_runs(work, infra, rates, seconds, drain, profile)
+        results = await system_runs(work, infra, rates, seconds, drain, profile, profile_format)
     return {"floor": floor, **results}
 
 
@@ -681,6 +719,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "--profile",
         choices=SERVICE_NAMES,
         help="record a py-spy flame graph of this service during each load run (.local/profiles)",
+    )
+    parser.add_argument(
+        "--profile-format",
+        choices=PROFILE_SUFFIXES,
+        default="flamegraph",
+        help="py-spy's output: flamegraph (svg), raw (collapsed stacks, one a line), speedscope",
     )
 
 
@@ -702,9 +746,18 @@ def run() -> None:
         work = Path(scratch)
         work.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data folder
         results: Any = asyncio.run(
-            intake_only(work, options.seconds, options.runs, options.profile)
+            intake_only(
+                work, options.seconds, options.runs, options.profile, options.profile_format
+            )
             if options.intake_only
-            else main(options.rates, options.seconds, options.drain, work, options.profile)
+            else main(
+                options.rates,
+                options.seconds,
+                options.drain,
+                work,
+                options.profile,
+                options.profile_format,
+            )
         )
     print(json.dumps(results, indent=2))
 
