@@ -659,6 +659,9 @@ async def intake_only(
             async with intake_client(processes.url("intake")) as intake:
                 await at_fixed_rate(intake, reports, 20, 3)  # connections, caches, the relay
                 idle = await idle_cpu(processes, infra, 5.0)
+                print(
+                    json.dumps({"idle_cpu_ms_per_second": {k: v * 1000 for k, v in idle.items()}})
+                )
                 for n in range(1, runs + 1):
                     with (
                         profiled(
