@@ -198,7 +198,12 @@ def main() -> None:
         work.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data folder
         system = asyncio.run(
             report_to_alert.main(
-                options.rates, options.seconds, options.drain, work / "system", options.profile
+                options.rates,
+                options.seconds,
+                options.drain,
+                work / "system",
+                options.profile,
+                options.profile_format,
             )
         )
     audit = asyncio.run(audit_log.main(options.leaves, options.service_events))

@@ -1,6 +1,7 @@
 """From a report's 201 to its first alert: the system under fixed and flat-out load.
 
     python -m bench.report_to_alert [--seconds 15] [--rates 10 50 100 200] [--drain 180]
+    python -m bench.report_to_alert --intake-only [--seconds 10] [--runs 3] [--profile intake]
 
 Starts its own PostgreSQL, broker and the four services as processes (as `make run` does), a
 webhook sink in a process of its own standing in for every party's gateway, and then:
@@ -14,6 +15,9 @@ webhook sink in a process of its own standing in for every party's gateway, and 
 3. intake alone (its relay publishing to the broker, nobody consuming) flat out, as one
    process and as two: reports/s;
 4. the peak resident memory of each service over the load runs.
+
+`--intake-only` starts PostgreSQL, the broker and intake alone and runs only step 3 with one
+process, `--runs` times: what to repeat while making intake faster.
 
 The time of a 201 and the time an alert arrives are read from the same system-wide monotonic
 clock in two processes, so they subtract.
@@ -32,7 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,6 +61,8 @@ CONNECTIONS = 64
 # How long a caller waits for its 201 before it gives up (and would retry with the same key):
 # an overloaded system answers late, and a late answer still counts as accepted.
 POST_TIMEOUT_SECONDS = 30.0
+PROFILES = REPOSITORY_ROOT / ".local" / "profiles"
+PROFILE_SUFFIXES = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -182,7 +188,6 @@ class Reports:
             json.loads(path.read_text("utf-8")) for path in sorted(SAMPLES.glob("*.json"))
         ]
         self._cycle = itertools.cycle(enumerate(self._samples))
-        self._numbers = itertools.count(1)
         self._tokens = {
             sample["reporter"]["party"]: mint(
                 private_key,
@@ -196,11 +201,11 @@ class Reports:
     def next(self) -> tuple[int, bytes, dict[str, str]]:
         sample, template = next(self._cycle)
         body = dict(template)
-        # Each report of another subject: one of the same subject would be taken as a report
-        # of the incident already open for it (R20), not as a new incident.
-        number = next(self._numbers)
+        # Subjects of their own: a report naming an open incident's subject is a report of that
+        # incident (R20), no new one.
+        serial = uuid.uuid4().hex[:12]
         body["subjects"] = [
-            {**subject, "id": f"{subject['id']}-{number}"} for subject in template["subjects"]
+            {**subject, "id": f"{subject['id']}-{serial}"} for subject in template["subjects"]
         ]
         now = datetime.now(UTC)
         body["occurred_at"] = (now - timedelta(minutes=5)).isoformat()
@@ -392,9 +397,9 @@ class MemoryWatch:
             self._task.cancel()
 
 
-def service_environment(work: Path, infra: Infrastructure, sink: Sink) -> dict[str, str]:
+def service_environment(work: Path, infra: Infrastructure, alerts_url: str) -> dict[str, str]:
     directory = directory_with_contacts(
-        work / "directory.yaml", lambda _party: [{"channel": "webhook", "address": sink.url}]
+        work / "directory.yaml", lambda _party: [{"channel": "webhook", "address": alerts_url}]
     )
     return {
         **infra.environment(),
@@ -406,6 +411,12 @@ def service_environment(work: Path, infra: Infrastructure, sink: Sink) -> dict[s
         "RATE_LIMIT_PER_SECOND": "1000000",
         "RATE_LIMIT_BURST": "1000000",
     }
+
+
+def load_generator() -> dict[str, float]:
+    """CPU time this process (the callers, on the same cores) used so far."""
+    times = psutil.Process().cpu_times()
+    return {"load_generator": times.user + times.system}
 
 
 async def idle_cpu(
@@ -430,7 +441,8 @@ class Bench:
     idle: dict[str, float] = field(default_factory=dict)
     alerting: set[int] = field(default_factory=set)
     profile: str | None = None
-    profile_dir: Path = REPOSITORY_ROOT / ".local" / "profiles"
+    profile_format: str = "flamegraph"
+    profile_dir: Path = PROFILES
 
     async def measure(self, load: Any, offered: float | None, drain: float) -> dict[str, Any]:
         await self.sink.clear(self.sink_client)
@@ -452,31 +464,48 @@ class Bench:
 
     @contextlib.contextmanager
     def _profiled(self, label: str) -> Iterator[None]:
-        """With `--profile SERVICE`: a py-spy flame graph of that service during the load."""
         if self.profile is None:
             yield
             return
-        self.profile_dir.mkdir(parents=True, exist_ok=True)
-        output = self.profile_dir / f"{self.profile}-{label}.svg"
-        spy = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("py-spy")),
-                "record",
-                "--nonblocking",
-                "--pid",
-                str(self.processes.processes[self.profile].pid),
-                "--output",
-                str(output),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        with profiled(
+            self.profile,
+            self.processes.processes[self.profile].pid,
+            label,
+            self.profile_dir,
+            self.profile_format,
+        ):
             yield
-        finally:
-            spy.send_signal(signal.SIGINT)  # py-spy writes its flame graph when interrupted
-            spy.wait(30)
-            print(f"profile of {self.profile}: {output}", flush=True)
+
+
+@contextlib.contextmanager
+def profiled(
+    service: str, pid: int, label: str, folder: Path, form: str = "flamegraph"
+) -> Iterator[None]:
+    """With `--profile SERVICE`: a py-spy flame graph of that service during the load (or its
+    stacks collapsed, one a line, with `form` "raw": for reading with grep and sort)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / f"{service}-{label}.{PROFILE_SUFFIXES[form]}"
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--nonblocking",
+            "--format",
+            form,
+            "--pid",
+            str(pid),
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its flame graph when interrupted
+        spy.wait(30)
+        print(f"profile of {service}: {output}", flush=True)
 
 
 async def system_runs(
@@ -486,13 +515,14 @@ async def system_runs(
     seconds: float,
     drain: float,
     profile: str | None,
+    profile_format: str,
 ) -> dict[str, Any]:
     settings = Settings()
     private_key, _ = ensure_dev_keys(work / "auth")
     reports = Reports(private_key.read_bytes(), settings)
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     async with sink_process(work / "logs") as sink:
-        environment = service_environment(work, infra, sink)
+        environment = service_environment(work, infra, sink.url)
         processes = ServiceProcesses(
             environment, {service: free_port() for service in SERVICE_NAMES}, work / "logs"
         )
@@ -504,7 +534,16 @@ async def system_runs(
                 ) as intake,
                 httpx.AsyncClient(timeout=30) as sink_client,
             ):
-                bench = Bench(processes, infra, sink, intake, sink_client, reports, profile=profile)
+                bench = Bench(
+                    processes,
+                    infra,
+                    sink,
+                    intake,
+                    sink_client,
+                    reports,
+                    profile=profile,
+                    profile_format=profile_format,
+                )
                 results: dict[str, Any] = {}
                 with MemoryWatch(processes) as memory:
                     # Warm up (connections, caches, consumer groups) and learn which sample
@@ -548,50 +587,114 @@ async def intake_alone(
     await asyncio.sleep(2)
     idle = await idle_cpu(bench.processes, bench.infra, 5.0)
     replicas = ServiceProcesses(environment, {"intake": free_port()}, work / "logs-replica")
-    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     results = []
 
     def used() -> dict[str, float]:
         replica = cpu_seconds(replicas, bench.infra).get("intake")
-        return cpu_seconds(bench.processes, bench.infra) | (
-            {"intake_replica": replica} if replica is not None else {}
+        return (
+            cpu_seconds(bench.processes, bench.infra)
+            | ({"intake_replica": replica} if replica is not None else {})
+            | load_generator()
         )
 
     try:
-        for count in (1, 2):
-            if count == 2:
-                await replicas.start(120)
-            clients = [bench.intake]
-            if count == 2:
-                clients.append(
-                    httpx.AsyncClient(
-                        base_url=replicas.url("intake"), limits=limits, timeout=POST_TIMEOUT_SECONDS
-                    )
-                )
-            before = used()
-            run = await flat_out(clients, bench.reports, seconds, CONNECTIONS)
-            after = used()
-            for client in clients[1:]:
-                await client.aclose()
-            result = {
-                "processes": count,
-                "seconds": round(run.seconds, 2),
-                "accepted": len(run.accepted),
-                "refused": run.refused,
-                "reports_per_second": round(len(run.accepted) / run.seconds, 1),
-                "cpu_ms_per_report": cpu_ms_per_incident(
-                    before, after, idle, run.seconds, len(run.accepted)
-                ),
-            }
-            print(json.dumps(result), flush=True)
-            results.append(result)
+        results.append(await intake_flat_out([bench.intake], bench.reports, seconds, used, idle))
+        await replicas.start(120)
+        async with intake_client(replicas.url("intake")) as replica:
+            results.append(
+                await intake_flat_out([bench.intake, replica], bench.reports, seconds, used, idle)
+            )
     finally:
         replicas.stop()
     return results
 
 
+def intake_client(base_url: str) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=POST_TIMEOUT_SECONDS)
+
+
+async def intake_flat_out(
+    clients: Sequence[httpx.AsyncClient],
+    reports: Reports,
+    seconds: float,
+    used: Callable[[], dict[str, float]],
+    idle: dict[str, float],
+) -> dict[str, Any]:
+    """One closed-loop run over `clients` (one per intake process): reports/s and the CPU each
+    process spent per report, less what it spends idle."""
+    before = used()
+    run = await flat_out(clients, reports, seconds, CONNECTIONS)
+    after = used()
+    result = {
+        "processes": len(clients),
+        "seconds": round(run.seconds, 2),
+        "accepted": len(run.accepted),
+        "refused": run.refused,
+        "reports_per_second": round(len(run.accepted) / run.seconds, 1),
+        "cpu_ms_per_report": cpu_ms_per_incident(
+            before, after, idle, run.seconds, len(run.accepted)
+        ),
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+async def intake_only(
+    work: Path, seconds: float, runs: int, profile: str | None, profile_format: str
+) -> list[dict[str, Any]]:
+    """PostgreSQL, the broker and one intake process, nothing else: intake flat out `runs`
+    times (the machine may be busy: compare CPU per report, and repeat)."""
+    work.mkdir(mode=0o755, parents=True, exist_ok=True)
+    settings = Settings(database_url=None, kafka_bootstrap_servers=None)
+    private_key, _ = ensure_dev_keys(work / "auth")
+    reports = Reports(private_key.read_bytes(), Settings())
+    results = []
+    async with infrastructure(settings, work, fresh=True) as infra:
+        # Nobody consumes what intake publishes: no alert is sent, the address is never called.
+        environment = service_environment(work, infra, "http://127.0.0.1:9/alerts")
+        processes = ServiceProcesses(environment, {"intake": free_port()}, work / "logs")
+        try:
+            await processes.start(120)
+            async with intake_client(processes.url("intake")) as intake:
+                await at_fixed_rate(intake, reports, 20, 3)  # connections, caches, the relay
+                idle = await idle_cpu(processes, infra, 5.0)
+                print(
+                    json.dumps({"idle_cpu_ms_per_second": {k: v * 1000 for k, v in idle.items()}})
+                )
+                for n in range(1, runs + 1):
+                    with (
+                        profiled(
+                            "intake",
+                            processes.processes["intake"].pid,
+                            f"alone-{n}",
+                            PROFILES,
+                            profile_format,
+                        )
+                        if profile
+                        else contextlib.nullcontext()
+                    ):
+                        results.append(
+                            await intake_flat_out(
+                                [intake],
+                                reports,
+                                seconds,
+                                lambda: cpu_seconds(processes, infra) | load_generator(),
+                                idle,
+                            )
+                        )
+        finally:
+            processes.stop()
+    return results
+
+
 async def main(
-    rates: Sequence[float], seconds: float, drain: float, work: Path, profile: str | None = None
+    rates: Sequence[float],
+    seconds: float,
+    drain: float,
+    work: Path,
+    profile: str | None = None,
+    profile_format: str = "flamegraph",
 ) -> dict[str, Any]:
     work.mkdir(mode=0o755, parents=True, exist_ok=True)
     settings = Settings(database_url=None, kafka_bootstrap_servers=None)
@@ -605,7 +708,7 @@ async def main(
         hop = floor["postgres_commit"]["p50_ms"] + floor["kafka_round_trip"]["p50_ms"]
         floor["three_hops_p50_ms"] = round(3 * hop, 2)
         print(json.dumps(floor), flush=True)
-        results = await system_runs(work, infra, rates, seconds, drain, profile)
+        results = await system_runs(work, infra, rates, seconds, drain, profile, profile_format)
     kafka = {
         "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
         "idle_fetch_interval_ms": settings.kafka_idle_fetch_interval_ms,
@@ -624,17 +727,44 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         choices=SERVICE_NAMES,
         help="record a py-spy flame graph of this service during each load run (.local/profiles)",
     )
+    parser.add_argument(
+        "--profile-format",
+        choices=PROFILE_SUFFIXES,
+        default="flamegraph",
+        help="py-spy's output: flamegraph (svg), raw (collapsed stacks, one a line), speedscope",
+    )
 
 
 def run() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     arguments(parser)
+    parser.add_argument(
+        "--intake-only",
+        action="store_true",
+        help="PostgreSQL, the broker and one intake process only: intake flat out, --runs times",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="with --intake-only: how many runs")
     options = parser.parse_args()
+    if options.intake_only and options.profile not in (None, "intake"):
+        parser.error("--intake-only runs intake alone: --profile intake, or none")
     with tempfile.TemporaryDirectory(prefix="system-bench-") as scratch:
         work = Path(scratch)
         work.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data folder
-        results = asyncio.run(
-            main(options.rates, options.seconds, options.drain, work, options.profile)
+        results: Any = asyncio.run(
+            intake_only(
+                work, options.seconds, options.runs, options.profile, options.profile_format
+            )
+            if options.intake_only
+            else main(
+                options.rates,
+                options.seconds,
+                options.drain,
+                work,
+                options.profile,
+                options.profile_format,
+            )
         )
     print(json.dumps(results, indent=2))
 

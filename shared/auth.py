@@ -11,7 +11,8 @@ import argparse
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -58,6 +59,14 @@ class TokenVerifier:
     audience: str
     # A stolen token is good until it expires: none may be minted to live longer than this.
     max_lifetime_seconds: int = 12 * 3600
+    # Tokens that verified, by their whole text (signature included), with their principal and
+    # expiry: a caller sends the same token with every request for hours, and checking its
+    # signature costs as much as the rest of the edge. Only good tokens are remembered, at
+    # most `remembered` (the oldest forgotten first): made-up ones are checked every time.
+    remembered: int = 4096
+    _verified: OrderedDict[str, tuple[Principal, float]] = field(
+        default_factory=OrderedDict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
@@ -75,6 +84,20 @@ class TokenVerifier:
         )
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires = known
+            if time.time() < expires:
+                return principal
+            del self._verified[token]
+        principal, expires = self._verified_claims(token)
+        self._verified[token] = (principal, expires)
+        if len(self._verified) > self.remembered:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verified_claims(self, token: str) -> tuple[Principal, float]:
+        """The token's principal and expiry, its signature and claims checked."""
         try:
             header = jwt.get_unverified_header(token)
             key = self.keys.get(header.get("kid") or "")
@@ -103,7 +126,8 @@ class TokenVerifier:
         if not may_be_principal(party):
             raise unauthorized("the token names no valid party")
         scopes = claims.get("scope", "")
-        return Principal(str(claims["sub"]), party, frozenset(str(scopes).split()))
+        principal = Principal(str(claims["sub"]), party, frozenset(str(scopes).split()))
+        return principal, float(claims["exp"])
 
     def _refuse_long_lived(self, claims: dict[str, Any]) -> None:
         issued = claims.get("iat")

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake import linking
+from services.intake import first_report, linking
 from services.intake.models import (
     actions,
     external_refs,
@@ -127,7 +127,7 @@ async def report_incident(
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
-) -> CreatedOut:
+) -> CreatedOut | Response:
     directory = directory_of(request)
     township = known_township(directory, body.township, "township")
     check_party(directory, body.reporter.party, "reporter.party")
@@ -148,71 +148,16 @@ async def report_incident(
             return await _reported_again(
                 session, request, response, caller, body, township, request_hash
             )
-    # A key is its caller's own: another caller's same key neither replays nor conflicts.
+    # A key is its caller's own: another caller's same key neither replays nor conflicts. A
+    # key seen before is found when it is claimed (the replay's path is rare, the first
+    # report's is not).
     key = (caller.party, idempotency_key) if idempotency_key else None
-    if key and await _stored_key(session, key) is not None:
-        return await _replay(session, key, request_hash, response)
     now = datetime.now(UTC)
     facts = incident_facts.initial_facts(body, township)
-    match = await linking.matching(
-        session, correlation_of(request), township.code, facts, body.external_ref, now
-    )
-    incident_id = match.incident_id if match is not None else uuid4()
-    if key:
-        claimed = await session.execute(
-            insert(idempotency_keys)
-            .values(caller=key[0], key=key[1], request_hash=request_hash, incident_id=incident_id)
-            .on_conflict_do_nothing()
-            .returning(idempotency_keys.c.key)
-        )
-        if claimed.first() is None:
-            return await _replay(session, key, request_hash, response)
-    if body.external_ref:
-        claimed = await session.execute(
-            insert(external_refs)
-            .values(
-                source_party=body.reporter.party,
-                external_ref=body.external_ref,
-                incident_id=incident_id,
-                request_hash=request_hash,
-            )
-            .on_conflict_do_nothing()
-            .returning(external_refs.c.incident_id)
-        )
-        if claimed.first() is None:  # the same reference from another township, just now
-            return await _reported_again(
-                session, request, response, caller, body, township, request_hash
-            )
-    if match is not None:
-        return await _link_report(session, request, response, body, facts, match, now)
-
+    incident_id = uuid4()
     cipher = cipher_of(request)
     sealed = cipher.seal_subjects(facts)
     reporter = body.reporter.model_dump(mode="json")
-    await session.execute(
-        incidents.insert().values(
-            id=incident_id,
-            category=body.category,
-            phase=body.phase,
-            township_code=township.code,
-            facts=sealed,
-            reporter=cipher.seal_reporter(reporter),
-            status=LifecycleStatus.REPORTED,
-            reported_at=now,
-        )
-    )
-    await linking.remember_subjects(session, incident_id, facts["subjects"])
-    await session.execute(
-        reports.insert().values(
-            id=uuid4(),
-            incident_id=incident_id,
-            kind="INITIAL",
-            changes=sealed,
-            previous={},
-            reporter=cipher.seal_reporter(reporter),
-            filed_at=now,
-        )
-    )
     event = IncidentReported(
         incident_id=incident_id,
         facts=incident_facts.event_facts(facts),
@@ -222,17 +167,95 @@ async def report_incident(
         # The same ciphertext as at rest: audit opens it for a reader holding pii:read.
         sealed_subjects=sealed_subjects(sealed),
     )
-    await runtime_of(request).outbox.add(session, CloudEvent.new(SOURCE, event, incident_id))
-    response.headers["Location"] = incident_location(incident_id)
+    policy = correlation_of(request)
+    written = await first_report.write_incident(
+        session,
+        incident_id=incident_id,
+        report_id=uuid4(),
+        key=key,
+        request_hash=request_hash,
+        reporter_party=body.reporter.party,
+        external_ref=body.external_ref,
+        category=body.category,
+        phase=body.phase,
+        township_code=township.code,
+        drill=body.drill,
+        subject_ids=[subject["id"] for subject in facts["subjects"]],
+        sealed_facts=sealed,
+        incident_reporter=cipher.seal_reporter(reporter),
+        report_reporter=cipher.seal_reporter(reporter),
+        now=now,
+        policy=policy,
+        event=CloudEvent.new(SOURCE, event, incident_id),
+    )
+    if written.open_incidents is not None:
+        match = await linking.matching(
+            session, policy, township.code, written.open_incidents, facts, body.external_ref, now
+        )
+        # The statement wrote nothing because an open incident of the township is eligible,
+        # and matching decides among the very same rows.
+        assert match is not None
+        if key and not await _claim_key(session, key, request_hash, match.incident_id):
+            return await _replay(session, key, request_hash, response)
+        if body.external_ref and not await _claim_external_ref(
+            session, body, match.incident_id, request_hash
+        ):  # the same reference from another township, just now
+            return await _reported_again(
+                session, request, response, caller, body, township, request_hash
+            )
+        return await _link_report(session, request, response, body, facts, match, now)
+    if key and not written.key_claimed:
+        return await _replay(session, key, request_hash, response)
+    if not written.written:  # the same reference from another township, just now
+        return await _reported_again(
+            session, request, response, caller, body, township, request_hash
+        )
+    location = incident_location(incident_id)
     # Told at once when an open incident nearby may be the same event: people decide (R20).
-    created = await _locked_incident(session, incident_id)
-    near = await linking.candidates_of(session, correlation_of(request), created)
-    return CreatedOut(
+    # Encoded here, once: the route built what it answers, nothing to validate again.
+    created = CreatedOut(
         id=incident_id,
         status=LifecycleStatus.REPORTED,
-        location=incident_location(incident_id),
-        candidates=[candidate.incident_id for candidate, _ in near],
+        location=location,
+        candidates=written.candidates,
     )
+    return Response(
+        created.model_dump_json(),
+        status_code=201,
+        media_type="application/json",
+        headers={"Location": location},
+    )
+
+
+async def _claim_key(
+    session: AsyncSession, key: tuple[str, str], request_hash: str, incident_id: UUID
+) -> bool:
+    """Take the caller's idempotency key for the incident; False when it was taken before."""
+    claimed = await session.execute(
+        insert(idempotency_keys)
+        .values(caller=key[0], key=key[1], request_hash=request_hash, incident_id=incident_id)
+        .on_conflict_do_nothing()
+        .returning(idempotency_keys.c.key)
+    )
+    return claimed.first() is not None
+
+
+async def _claim_external_ref(
+    session: AsyncSession, body: IncidentIn, incident_id: UUID, request_hash: str
+) -> bool:
+    """Take the source's reference for the incident; False when it was taken before."""
+    claimed = await session.execute(
+        insert(external_refs)
+        .values(
+            source_party=body.reporter.party,
+            external_ref=body.external_ref,
+            incident_id=incident_id,
+            request_hash=request_hash,
+        )
+        .on_conflict_do_nothing()
+        .returning(external_refs.c.incident_id)
+    )
+    return claimed.first() is not None
 
 
 async def _link_report(

@@ -5,7 +5,6 @@ writes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -102,13 +101,10 @@ async def open_incidents(
     until: datetime | None = None,
     *,
     category: str | None = None,
-    naming: Iterable[str] | None = None,
-    quoting: str | None = None,
 ) -> list[OpenIncident]:
     """Open incidents of the township reported in [since, until], as matching sees them;
     merged ones too (a report of one is a report of the incident it was merged into). Only
-    those of `category`, or only those naming a subject of `naming` or quoting `quoting`, when
-    given: a busy township has many open incidents and a report is about few."""
+    those of `category` when given."""
     window = [
         incidents.c.township_code == township_code,
         incidents.c.status.in_(OPEN_STATUSES),
@@ -118,21 +114,6 @@ async def open_incidents(
         window.append(incidents.c.reported_at <= until)
     if category is not None:
         window.append(incidents.c.category == category)
-    if naming is not None:
-        window.append(
-            or_(
-                incidents.c.id.in_(
-                    select(incident_subjects.c.incident_id).where(
-                        incident_subjects.c.subject_id.in_(list(naming))
-                    )
-                ),
-                incidents.c.id.in_(
-                    select(external_refs.c.incident_id).where(
-                        external_refs.c.external_ref == quoting
-                    )
-                ),
-            )
-        )
     rows = (
         await session.execute(
             select(
@@ -194,22 +175,18 @@ async def matching(
     session: AsyncSession,
     policy: Correlation,
     township_code: str,
+    open_incidents: list[OpenIncident],
     stated: dict[str, Any],
     external_ref: str | None,
     at: datetime,
 ) -> Match | None:
-    """The open incident a new report is of (R20), if any: the one it was merged into when
-    the match is a merged incident."""
+    """The open incident a new report is of (R20), if any, among the township's
+    `open_incidents` naming its subjects or quoting its reference: the one it was merged into
+    when the match is a merged incident."""
     subject_ids = [subject["id"] for subject in stated.get("subjects") or ()]
     found = match(
         policy,
-        await open_incidents(
-            session,
-            township_code,
-            at - policy.link_window,
-            naming=subject_ids,
-            quoting=external_ref,
-        ),
+        open_incidents,
         township_code,
         bool(stated.get("drill")),
         subject_ids,

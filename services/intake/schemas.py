@@ -238,7 +238,7 @@ class CreatedOut(BaseModel):
     candidates: list[UUID] = Field(
         default=[],
         description="INCIDENT: open incidents that may be the same event (R20), for the TCG or "
-        "the BLO to link; see GET /v1/incidents/{id}/candidates",
+        "the BLO to link, nearest first: the first page of GET /v1/incidents/{id}/candidates",
     )
 
 

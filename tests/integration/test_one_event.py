@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from shared.paging import PAGE
 from tests.integration.helpers import (
     count_of,
     eventually,
@@ -253,6 +254,34 @@ async def test_R20_a_near_match_is_a_candidate_merged_and_unlinked_by_people(
     )
     assert reports.status_code == 201, reports.text
     assert await link(clients, first, "UNLINK", second, expect=409)
+
+
+async def test_R20_a_new_incident_names_a_page_of_candidates_at_most_nearest_first(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    """However busy the township, a 201 names the first page of its candidates, nearest first;
+    the rest are on the next pages of GET /v1/incidents/{id}/candidates."""
+    intake = clients["intake"]
+    township, reporter = "150626200", {"party": "SFS:150626200", "name": "张强"}
+
+    def report() -> dict[str, Any]:
+        return violence_report(category="OTHER", township=township, reporter=reporter, drill=True)
+
+    earlier: list[str] = []
+    for _ in range(PAGE // 20 + 1):
+        responses = await asyncio.gather(
+            *(intake.post("/v1/incidents", json=report()) for _ in range(21))
+        )
+        assert all(response.status_code == 201 for response in responses)
+        earlier.extend(response.json()["id"] for response in responses)
+    latest = await first_report(clients, report())
+    created = await intake.post("/v1/incidents", json=report())
+    assert created.status_code == 201, created.text
+    named = created.json()["candidates"]
+    assert len(named) == PAGE and named[0] == latest
+    listed = await intake.get(f"/v1/incidents/{created.json()['id']}/candidates")
+    assert [item["id"] for item in listed.json()["items"]] == named
+    assert listed.json()["next"] is not None
 
 
 async def test_R20_a_link_keeps_both_incidents(clients: dict[str, httpx.AsyncClient]) -> None:

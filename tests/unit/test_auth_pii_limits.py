@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import tracemalloc
 import uuid
 from datetime import UTC, datetime
@@ -129,6 +130,31 @@ def test_rs256_keys_from_a_jwks_are_accepted(tmp_path):
     signed = token(pem, settings, party="BLO", key_id="rsa-1")
     assert jwt.get_unverified_header(signed)["alg"] == "RS256"
     assert TokenVerifier.from_settings(settings).verify(signed).party == "BLO"
+
+
+def test_a_verified_token_is_remembered_until_it_expires(keys):
+    private, verifier, settings = keys
+    short = token(private, settings, ttl_seconds=1)
+    first = verifier.verify(short)
+    assert verifier.verify(short) is first  # remembered: no second signature check
+    expires = jwt.decode(short, options={"verify_signature": False})["exp"]
+    while time.time() < expires:  # the token's own clock, not the machine's speed
+        time.sleep(0.05)
+    with pytest.raises(Problem) as refused:
+        verifier.verify(short)
+    assert refused.value.status == 401 and "expired" in (refused.value.detail or "")
+
+
+def test_only_so_many_tokens_are_remembered_and_made_up_ones_never(keys):
+    private, verifier, settings = keys
+    small = TokenVerifier(verifier.keys, verifier.issuer, verifier.audience, remembered=2)
+    tokens = [token(private, settings, subject=f"officer-{n}") for n in range(3)]
+    for each in tokens:
+        small.verify(each)
+    assert list(small._verified) == tokens[1:]
+    with pytest.raises(Problem):
+        small.verify(tokens[0][:-4] + "AAAA")
+    assert list(small._verified) == tokens[1:]
 
 
 def test_without_keys_nobody_is_verified():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import logging
 import os
 import socket
 import threading
@@ -13,6 +14,7 @@ import pytest
 import uvicorn
 
 from shared import serve
+from shared.observability import configure_logging
 from shared.settings import CONSOLE, SERVICE_NAMES, Settings
 
 
@@ -37,6 +39,28 @@ def test_a_service_runs_its_factory_on_its_own_port_without_access_log(
     assert options["access_log"] is False
     assert options["timeout_graceful_shutdown"] == serve.GRACEFUL_STOP_SECONDS[service]
     assert os.environ["OTEL_SERVICE_NAME"] == service
+
+
+def test_json_logs_keep_uvicorns_access_log_off() -> None:
+    """The services' JSON logging takes uvicorn's own lines, and leaves the access log off as
+    uvicorn was started: uvicorn writes a line per request when the access logger has any
+    handler, the root's included."""
+    root = logging.getLogger()
+    kept = root.handlers[:], root.level
+    loggers = {
+        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+    }
+    try:
+        configure_logging("intake")
+        assert not logging.getLogger("uvicorn.access").hasHandlers()
+        assert logging.getLogger("uvicorn.error").hasHandlers()
+    finally:
+        root.handlers[:], level = kept
+        root.setLevel(level)
+        for name, (handlers, propagate) in loggers.items():
+            logging.getLogger(name).handlers[:] = handlers
+            logging.getLogger(name).propagate = propagate
 
 
 def test_the_console_cuts_its_endless_live_streams_sooner_than_the_services_wait() -> None:
