@@ -32,6 +32,7 @@ from shared.pgnotify import Wakeup
 from shared.settings import Settings
 from tests.integration.helpers import eventually
 from tests.notification.conftest import NotificationSystem
+from tests.support import execute_sql
 
 
 @pytest.fixture
@@ -200,14 +201,6 @@ async def test_a_dispatcher_never_claims_again_what_it_is_still_sending(
     assert other.sending == set()
 
 
-async def postpone(settings: Settings, statement: str, *arguments: object) -> None:
-    connection = await asyncpg.connect(settings.plain_database_url)
-    try:
-        await connection.execute(statement, *arguments)
-    finally:
-        await connection.close()
-
-
 async def test_a_dispatcher_with_nothing_due_sleeps_until_the_next_thing_is(
     private_settings: Settings, replicas: tuple[Dispatcher, Dispatcher]
 ) -> None:
@@ -216,7 +209,7 @@ async def test_a_dispatcher_with_nothing_due_sleeps_until_the_next_thing_is(
     assert await dispatcher.step() == fallback  # nothing waits: only a NOTIFY or the fallback
 
     delivery_id = await due_delivery(private_settings)
-    await postpone(
+    await execute_sql(
         private_settings,
         "UPDATE notification.deliveries SET next_attempt_at = now() + interval '20 seconds'"
         " WHERE id = $1",
@@ -224,7 +217,7 @@ async def test_a_dispatcher_with_nothing_due_sleeps_until_the_next_thing_is(
     )
     assert 5 < await dispatcher.step() <= 20  # the retry's time
 
-    await postpone(
+    await execute_sql(
         private_settings,
         "UPDATE notification.notifications SET status = 'DELIVERED',"
         " ack_due_at = now() + interval '5 seconds'",
