@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Row, select, text, update
+from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notification.ack import AckSigner
@@ -162,13 +162,6 @@ RECORD = text(
     " WHERE id = :notification_id AND CAST(:status AS text) = 'DELIVERED'"
     " AND EXISTS (SELECT FROM moved))"
     " SELECT EXISTS (SELECT FROM moved)"
-)
-# Push leases one lease ahead. A delivery locked meanwhile is being recorded by a pass (which
-# holds many at once): waiting for it could deadlock with that pass, and it is renewed next time.
-RENEW = text(
-    "UPDATE notification.deliveries SET lease_until = now() + CAST(:lease AS interval)"
-    " WHERE id IN (SELECT id FROM notification.deliveries WHERE status = 'SENDING'"
-    " AND lease_id = ANY(CAST(:leases AS uuid[])) FOR UPDATE SKIP LOCKED)"
 )
 # Seconds until the earliest of: a NEW notification (now), an ACK deadline, a retry, a lease of
 # another dispatcher running out; NULL when nothing waits.
@@ -436,7 +429,12 @@ class Dispatcher:
             return 0
         async with self._sessions() as session, session.begin():
             renewed = await session.execute(
-                RENEW, {"leases": list(self._leases.values()), "lease": self._policy.lease}
+                update(deliveries)
+                .where(
+                    deliveries.c.status == "SENDING",
+                    deliveries.c.lease_id.in_(list(self._leases.values())),
+                )
+                .values(lease_until=func.now() + self._policy.lease)
             )
         return renewed.rowcount
 
@@ -750,8 +748,7 @@ class Dispatcher:
             return set()
         events: list[CloudEvent] = []
         opened: set[UUID] = set()
-        # In one order of alerts, as every pass takes their locks.
-        for sent in sorted(answered, key=lambda sent: sent.delivery.message["notification_id"]):
+        for sent in answered:
             delivery, recorded = sent.delivery, sent.record_parameters(self._policy)
             moved = (await session.execute(RECORD, recorded)).scalar_one()
             events.append(CloudEvent.new(SOURCE, sent.event(), delivery.message["incident_id"]))
