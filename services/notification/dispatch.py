@@ -469,11 +469,9 @@ class Dispatcher:
                 self._leases.pop(sent.delivery.id, None)
         self._started(claimed)
         self._send_all(claimed)
-        if len(started) == self._batch_size or len(walked) == self._batch_size:
-            return 0.0  # more to open at once
         if saturated:
-            # What is due waits for a channel's slot (an answer wakes the dispatcher) or token
-            # (it refills without a NOTIFY): look again as often as the relay polls.
+            # A channel out of tokens refills without a NOTIFY: look again as often as the
+            # relay polls.
             wait = min(wait, self._poll_interval) if claimed else self._poll_interval
         elif wait <= 0 and not (answered or started or walked or claimed):
             # Due, yet nothing could be taken (locked by another replica's pass): not a spin.
