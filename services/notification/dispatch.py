@@ -450,7 +450,7 @@ class Dispatcher:
                 claimed, saturated = await self._claim(session)
                 wait = 0.0
                 if len(started) < self._batch_size and len(walked) < self._batch_size:
-                    wait = await self._next_due_in(session, claimed)
+                    wait = await self._next_due_in(session)
                 opened_elsewhere = (opened | walked_open | failed_over) - {
                     row.id for row in claimed
                 }
@@ -478,12 +478,13 @@ class Dispatcher:
             wait = self._poll_interval
         return wait
 
-    async def _next_due_in(self, session: AsyncSession, claimed: Sequence[Row]) -> float:
+    async def _next_due_in(self, session: AsyncSession) -> float:
         """Seconds until the next thing is due here, by the database's clock: a NEW
-        notification (now), an ACK deadline, a retry, a lease of another replica running out
-        (not of the sends here, `claimed` just now included); the fallback when nothing is."""
-        sending = [*self._leases, *(row.id for row in claimed)]
-        seconds = (await session.execute(NEXT_DUE, {"sending": sending})).scalar_one_or_none()
+        notification (now), an ACK deadline, a retry, a lease of another replica running out;
+        the fallback when nothing is."""
+        seconds = (
+            await session.execute(NEXT_DUE, {"sending": list(self._leases)})
+        ).scalar_one_or_none()
         if seconds is None:
             return self._fallback
         return min(max(float(seconds), 0.0), self._fallback)
