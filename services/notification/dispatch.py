@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -268,74 +268,6 @@ def contacts_of(notification: Row) -> list[Contact]:
     return [Contact.model_validate(contact) for contact in notification.contacts or ()]
 
 
-@dataclass(frozen=True)
-class Answered:
-    """A send's answer, to be recorded by the next pass."""
-
-    delivery: Row
-    result: DeliveryResult
-    latency_ms: float
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    @property
-    def outcome(self) -> str:
-        return "DELIVERED" if self.result.delivered else "FAILED"
-
-    def record_parameters(self, policy: DeliveryPolicy) -> dict[str, Any]:
-        """RECORD's parameters: the attempt, and the delivery's next `status`: DELIVERED,
-        PENDING to be tried again in `retry_in`, or FAILED (on to the next contact)."""
-        delivery, result = self.delivery, self.result
-        retry_in = policy.retry_in(delivery.attempts, result)
-        if result.delivered:
-            status = "DELIVERED"
-        elif retry_in is not None:
-            status = "PENDING"
-        else:
-            status = "FAILED"
-        return {
-            "attempt_id": uuid4(),
-            "notification_id": UUID(delivery.message["notification_id"]),
-            "delivery_id": delivery.id,
-            "lease_id": delivery.lease_id,
-            "contact_index": delivery.contact_index,
-            "channel": delivery.channel,
-            "contact": delivery.contact,
-            "attempt": delivery.attempts,
-            "outcome": self.outcome,
-            "status_code": result.status_code,
-            "gateway_code": result.gateway_code,
-            "latency_ms": self.latency_ms,
-            "error": result.error,
-            "now": self.at,
-            "status": status,
-            "retry_in": retry_in,
-            "ack_seconds": policy.ack.total_seconds(),
-        }
-
-    def event(self) -> NotificationAttempt | NoticeAttempted:
-        """What is published of the attempt."""
-        message, delivery = self.delivery.message, self.delivery
-        attempt = {
-            "notification_id": UUID(message["notification_id"]),
-            "incident_id": message["incident_id"],
-            "party": message["party"],
-            "channel": delivery.channel,
-            "contact": delivery.contact,
-            "attempt": delivery.attempts,
-            "outcome": self.outcome,
-            "status_code": self.result.status_code,
-            "latency_ms": round(self.latency_ms, 3),
-            "error": self.result.error,
-            "attempted_at": self.at,
-        }
-        if "about" in message:  # a notice: about no obligation
-            return NoticeAttempted(
-                **attempt, about=message["about"], drill=bool(message.get("drill"))
-            )
-        event_type = NotificationDelivered if self.result.delivered else NotificationFailed
-        return event_type(**attempt, obligation_id=message["obligation_id"])
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -370,9 +302,6 @@ class Dispatcher:
             for name in channels
         }
         self._in_flight: set[asyncio.Task[None]] = set()
-        # Sends answered here and not yet recorded: the next pass records them.
-        self._answered: list[Answered] = []
-        self._answer = asyncio.Event()
         # delivery id → the lease it is being sent under, while the send is in flight here
         self._leases: dict[UUID, UUID] = {}
         self._metrics = metrics
@@ -383,28 +312,13 @@ class Dispatcher:
             while True:
                 wait = await self.step()
                 if wait > 0:
-                    await self._sleep(wait)
+                    await self._wakeup.wait(wait)
         finally:
             keeper.cancel()
             for task in self._in_flight:
                 task.cancel()
             await asyncio.gather(keeper, *self._in_flight, return_exceptions=True)
             await self._wakeup.close()
-
-    async def _sleep(self, seconds: float) -> None:
-        """Until a NOTIFY, an answer of a send here (to record), or `seconds`."""
-        if self._answered:
-            return
-        self._answer.clear()
-        notified = asyncio.ensure_future(self._wakeup.wait(seconds))
-        answered = asyncio.ensure_future(self._answer.wait())
-        try:
-            await asyncio.wait((notified, answered), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in (notified, answered):
-                waiting.cancel()
-        if notified.done() and not notified.cancelled():
-            notified.result()  # the listening connection could not be opened: raise it
 
     @property
     def sending(self) -> set[UUID]:
@@ -441,39 +355,24 @@ class Dispatcher:
     async def step(self) -> float:
         """One pass over everything due, in one transaction; the seconds to sleep before the
         next pass unless a NOTIFY comes first (0: more is due at once)."""
-        answered, self._answered = self._answered, []
-        try:
-            async with self._sessions() as session, session.begin():
-                failed_over = await self._record(session, answered)
-                started, opened = await self._open(session, await self._new(session), start=True)
-                walked, walked_open = await self._open(session, await self._ack_expired(session))
-                claimed, saturated = await self._claim(session)
-                wait = 0.0
-                if len(started) < self._batch_size and len(walked) < self._batch_size:
-                    wait = await self._next_due_in(session)
-                opened_elsewhere = (opened | walked_open | failed_over) - {
-                    row.id for row in claimed
-                }
-                if opened_elsewhere:
-                    # Deliveries this pass opened but could not take: another replica may.
-                    await wake_dispatchers(session)
-        except Exception:
-            if not answered:
-                raise
-            # Whatever failed, the answers are not held back by it: each is recorded alone.
-            log.exception("a pass failed; its %d answers are recorded one by one", len(answered))
-            await self._record_one_by_one(answered)
-            return 0.0
-        finally:
-            for sent in answered:
-                self._leases.pop(sent.delivery.id, None)
+        async with self._sessions() as session, session.begin():
+            started, opened = await self._open(session, await self._new(session), start=True)
+            walked, walked_open = await self._open(session, await self._ack_expired(session))
+            claimed, saturated = await self._claim(session)
+            wait = 0.0
+            if len(started) < self._batch_size and len(walked) < self._batch_size:
+                wait = await self._next_due_in(session)
+            opened_elsewhere = (opened | walked_open) - {row.id for row in claimed}
+            if opened_elsewhere:
+                # Deliveries this pass opened but could not take: another replica may.
+                await wake_dispatchers(session)
         self._started(claimed)
         self._send_all(claimed)
         if saturated:
-            # A channel out of tokens refills without a NOTIFY: look again as often as the
-            # relay polls.
+            # A channel out of slots or tokens frees up without a NOTIFY: look again as often
+            # as the relay polls.
             wait = min(wait, self._poll_interval) if claimed else self._poll_interval
-        elif wait <= 0 and not (answered or started or walked or claimed):
+        elif wait <= 0 and not (started or walked or claimed):
             # Due, yet nothing could be taken (locked by another replica's pass): not a spin.
             wait = self._poll_interval
         return wait
@@ -715,15 +614,14 @@ class Dispatcher:
                 ).inc()
                 self._metrics.latency.labels(delivery.channel).observe(latency_ms / 1000)
                 self._metrics.observe_guards(self._guards)
-            self._answered.append(Answered(delivery, result, latency_ms))
+            await self._record(delivery, result, latency_ms)
         except Exception:
             # The lease runs out and the delivery is claimed again: nothing is lost.
             log.exception("delivery %s failed unexpectedly", delivery.id)
-            self._leases.pop(delivery.id, None)
         finally:
+            self._leases.pop(delivery.id, None)
             if guard is not None:
                 guard.finished()
-            self._answer.set()
 
     async def _send(
         self, channel: Channel, message: dict[str, Any], contact: Contact
@@ -740,49 +638,83 @@ class Dispatcher:
                 False, error=f"{error.__class__.__name__}: {error}", retryable=True
             )
 
-    async def _record(self, session: AsyncSession, answered: Sequence[Answered]) -> set[UUID]:
-        """Record each answer (the attempt, and what it moves) and publish it; the ids of the
-        deliveries opened to next contacts."""
-        if not answered:
-            return set()
-        events: list[CloudEvent] = []
-        opened: set[UUID] = set()
-        for sent in answered:
-            delivery, recorded = sent.delivery, sent.record_parameters(self._policy)
-            moved = (await session.execute(RECORD, recorded)).scalar_one()
-            events.append(CloudEvent.new(SOURCE, sent.event(), delivery.message["incident_id"]))
+    async def _record(self, delivery: Row, result: DeliveryResult, latency_ms: float) -> None:
+        now = datetime.now(UTC)
+        message = delivery.message
+        notification_id = UUID(message["notification_id"])
+        retry_in = self._policy.retry_in(delivery.attempts, result)
+        outcome = "DELIVERED" if result.delivered else "FAILED"
+        if result.delivered:
+            status = "DELIVERED"
+        elif retry_in is not None:
+            status = "PENDING"
+        else:
+            status = "FAILED"
+        attempt = {
+            "notification_id": notification_id,
+            "incident_id": message["incident_id"],
+            "party": message["party"],
+            "channel": delivery.channel,
+            "contact": delivery.contact,
+            "attempt": delivery.attempts,
+            "outcome": outcome,
+            "status_code": result.status_code,
+            "latency_ms": round(latency_ms, 3),
+            "error": result.error,
+            "attempted_at": now,
+        }
+        event: NotificationAttempt | NoticeAttempted
+        if "about" in message:  # a notice: about no obligation
+            event = NoticeAttempted(
+                **attempt, about=message["about"], drill=bool(message.get("drill"))
+            )
+        else:
+            event_type = NotificationDelivered if result.delivered else NotificationFailed
+            event = event_type(**attempt, obligation_id=message["obligation_id"])
+        async with self._sessions() as session, session.begin():
+            moved = (
+                await session.execute(
+                    RECORD,
+                    {
+                        "attempt_id": uuid4(),
+                        "notification_id": notification_id,
+                        "delivery_id": delivery.id,
+                        "lease_id": delivery.lease_id,
+                        "contact_index": delivery.contact_index,
+                        "channel": delivery.channel,
+                        "contact": delivery.contact,
+                        "attempt": delivery.attempts,
+                        "outcome": outcome,
+                        "status_code": result.status_code,
+                        "gateway_code": result.gateway_code,
+                        "latency_ms": latency_ms,
+                        "error": result.error,
+                        "now": now,
+                        "status": status,
+                        "retry_in": retry_in,
+                        "ack_seconds": self._policy.ack.total_seconds(),
+                    },
+                )
+            ).scalar_one()
+            await self._outbox.add(session, CloudEvent.new(SOURCE, event, message["incident_id"]))
             if not moved:
                 log.warning(
                     "delivery %s was taken over while sending; attempt recorded", delivery.id
                 )
-            elif recorded["status"] == "FAILED":
-                opened |= await self._contact_failed(
-                    session, UUID(delivery.message["notification_id"]), delivery.contact_index
-                )
-        await self._outbox.add(session, *events)
-        return opened
-
-    async def _record_one_by_one(self, answered: Sequence[Answered]) -> None:
-        for sent in answered:
-            try:
-                async with self._sessions() as session, session.begin():
-                    await self._record(session, [sent])
-                    await wake_dispatchers(session)
-            except Exception:
-                # Its lease runs out and another pass sends it again, under the same key.
-                log.exception("could not record the answer to delivery %s", sent.delivery.id)
+            elif status == "FAILED":
+                await self._contact_failed(session, notification_id, delivery.contact_index)
+            await wake_dispatchers(session)
 
     async def _contact_failed(
         self, session: AsyncSession, notification_id: UUID, index: int
-    ) -> set[UUID]:
+    ) -> None:
         notification = (
             await session.execute(
                 select(notifications).where(notifications.c.id == notification_id).with_for_update()
             )
         ).one()
         if notification.status == "PENDING" and notification.contact_index == index:
-            return (await self._open(session, [notification]))[1]
-        return set()
+            await self._open(session, [notification])
 
 
 @dataclass(frozen=True)
