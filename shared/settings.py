@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     notification_breaker_failures: int = Field(default=5, ge=1)
     notification_breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
     notification_channel_limits: dict[str, ChannelLimits] = Field(default_factory=dict)
+    # The dispatcher sleeps until the next thing is due (an ACK deadline, a retry, a lease
+    # running out) or a NOTIFY wakes it; at most this long, should a NOTIFY be lost.
+    notification_dispatch_fallback_seconds: float = Field(default=30.0, gt=0)
 
     # --- notification: gateways -----------------------------------------------------------------
     # Signs webhook bodies; a secret per contact address overrides it (DingTalk robots too).

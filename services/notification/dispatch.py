@@ -27,6 +27,7 @@ record, once the lease runs out. A recorded success is never sent again.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -36,15 +37,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import ColumnElement, Row, case, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notification.ack import AckSigner
 from services.notification.channels import Channel, DeliveryResult, gateway_of, shown_contact
 from services.notification.guard import ChannelGuard, limits_for
 from services.notification.metrics import NotificationMetrics
-from services.notification.models import attempts, deliveries, notifications
+from services.notification.models import deliveries, notifications
 from services.notification.status import NotificationKind, NotificationStatus
 from services.notification.templates import AlertTexts, Form, render_message
 from shared.domain.directory import Contact, Directory
@@ -67,9 +67,113 @@ log = logging.getLogger(__name__)
 
 SOURCE = "notification"
 DISPATCH_CHANNEL = "notification_dispatch"
+# Where a session remembers the transaction that already wakes the dispatchers.
+DISPATCHERS_WOKEN = "notification.dispatchers_woken"
 DRILL_CONTACT = Contact(channel="file", label="演练")
 # Deliveries of channels nobody configured are claimed this many at a time, to fail them fast.
 UNKNOWN_CHANNEL_BATCH = 10
+
+# The statements of a dispatcher pass, of one shape whatever the batch: built and compiled once,
+# each a single round trip for the whole batch (arrays in, `unnest`).
+
+NEW_NOTIFICATIONS = text(
+    "SELECT * FROM notification.notifications WHERE status = 'NEW'"
+    " ORDER BY created_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+ACK_EXPIRED = text(
+    "SELECT * FROM notification.notifications WHERE status = 'DELIVERED' AND ack_due_at <= now()"
+    " ORDER BY ack_due_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+# A delivery per (alert, contact): opening one twice (a replica racing) keeps the first.
+OPEN_DELIVERIES = text(
+    "INSERT INTO notification.deliveries"
+    " (id, notification_id, contact_index, channel, target, contact, status, message,"
+    " trace_headers)"
+    " SELECT id, notification_id, contact_index, channel, CAST(target AS jsonb), contact,"
+    " 'PENDING', CAST(message AS jsonb), CAST(trace_headers AS jsonb)"
+    " FROM unnest(CAST(:id AS uuid[]), CAST(:notification_id AS uuid[]),"
+    " CAST(:contact_index AS smallint[]), CAST(:channel AS text[]), CAST(:target AS text[]),"
+    " CAST(:contact AS text[]), CAST(:message AS text[]), CAST(:trace_headers AS text[]))"
+    " AS opened(id, notification_id, contact_index, channel, target, contact, message,"
+    " trace_headers)"
+    " ON CONFLICT (notification_id, contact_index) DO NOTHING"
+)
+# The contact now alerted; `contacts` (the list, fixed when delivery starts) or none to keep it.
+MOVE_TO_CONTACT = text(
+    "UPDATE notification.notifications AS n SET status = 'PENDING',"
+    " contact_index = moved.contact_index, ack_due_at = NULL,"
+    " contacts = COALESCE(CAST(moved.contacts AS jsonb), n.contacts)"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:indexes AS smallint[]),"
+    " CAST(:contacts AS text[])) AS moved(id, contact_index, contacts)"
+    " WHERE n.id = moved.id"
+)
+# Due: PENDING and its time has come, or SENDING under a lease nobody renewed; never what this
+# dispatcher is still sending, whatever its lease says.
+DUE_DELIVERY = (
+    "((status = 'PENDING' AND next_attempt_at <= now())"
+    " OR (status = 'SENDING' AND lease_until < now()))"
+    " AND id <> ALL(CAST(:sending AS uuid[]))"
+)
+BUSY_CHANNELS = text(f"SELECT DISTINCT channel FROM notification.deliveries WHERE {DUE_DELIVERY}")
+CLAIM = text(
+    "UPDATE notification.deliveries SET status = 'SENDING', attempts = attempts + 1,"
+    " lease_until = now() + CAST(:lease AS interval), lease_id = gen_random_uuid()"
+    " WHERE id IN (SELECT id FROM notification.deliveries"
+    f" WHERE channel = :channel AND {DUE_DELIVERY}"
+    " ORDER BY next_attempt_at LIMIT :capacity FOR UPDATE SKIP LOCKED)"
+    " RETURNING *"
+)
+# An attempt and what it moves, in one statement: the attempt is recorded whatever happens; the
+# delivery moves on (`status`: DELIVERED, PENDING to retry in `retry_in`, or FAILED) only under
+# the lease it was sent under; a delivery lands on its alert. The alert is locked first, so that
+# a withdrawal committing meanwhile is seen by a retry (which is then CANCELLED) or sees it.
+# Only the contact being alerted starts the ACK clock (the policy's deadline stored with the
+# alert, else `ack_seconds`); a notice is finished once delivered; an acknowledged alert stays so.
+# The result: whether the delivery moved (false: another dispatcher took it over meanwhile).
+RECORD = text(
+    "WITH alert AS (SELECT status FROM notification.notifications"
+    " WHERE id = :notification_id FOR UPDATE),"
+    " attempt AS (INSERT INTO notification.attempts (id, notification_id, delivery_id,"
+    " contact_index, channel, contact, attempt, outcome, status_code, gateway_code, latency_ms,"
+    " error, attempted_at) VALUES (:attempt_id, :notification_id, :delivery_id, :contact_index,"
+    " :channel, :contact, :attempt, :outcome, :status_code, :gateway_code, :latency_ms, :error,"
+    " :now)),"
+    " moved AS (UPDATE notification.deliveries SET"
+    " status = CASE WHEN CAST(:status AS text) = 'PENDING'"
+    " AND (SELECT status FROM alert) = 'WITHDRAWN' THEN 'CANCELLED' ELSE :status END,"
+    " last_error = CASE WHEN CAST(:status AS text) = 'PENDING'"
+    " AND (SELECT status FROM alert) = 'WITHDRAWN'"
+    " THEN concat_ws('; ', CAST(:error AS text), 'alert withdrawn') ELSE :error END,"
+    " next_attempt_at = CASE WHEN CAST(:status AS text) = 'PENDING'"
+    " THEN now() + CAST(:retry_in AS interval) ELSE next_attempt_at END,"
+    " delivered_at = CASE WHEN CAST(:status AS text) = 'DELIVERED' THEN :now"
+    " ELSE delivered_at END,"
+    " lease_until = NULL, lease_id = NULL"
+    " WHERE id = :delivery_id AND lease_id = :lease_id RETURNING id),"
+    " landed AS (UPDATE notification.notifications SET"
+    " delivered_at = COALESCE(delivered_at, :now),"
+    " status = CASE WHEN status = 'PENDING' AND contact_index = :contact_index"
+    " THEN CASE WHEN kind = 'NOTICE' THEN 'INFORMED' ELSE 'DELIVERED' END ELSE status END,"
+    " ack_due_at = CASE WHEN status = 'PENDING' AND contact_index = :contact_index"
+    " THEN CASE WHEN kind = 'NOTICE' THEN NULL ELSE now() + make_interval(secs =>"
+    " COALESCE(ack_seconds, CAST(:ack_seconds AS float8))) END ELSE ack_due_at END,"
+    " closed_at = CASE WHEN status = 'PENDING' AND contact_index = :contact_index"
+    " AND kind = 'NOTICE' THEN now() ELSE closed_at END"
+    " WHERE id = :notification_id AND CAST(:status AS text) = 'DELIVERED'"
+    " AND EXISTS (SELECT FROM moved))"
+    " SELECT EXISTS (SELECT FROM moved)"
+)
+# Seconds until the earliest of: a NEW notification (now), an ACK deadline, a retry, a lease of
+# another dispatcher running out; NULL when nothing waits.
+NEXT_DUE = text(
+    "SELECT extract(epoch FROM least("
+    " (SELECT now() FROM notification.notifications WHERE status = 'NEW' LIMIT 1),"
+    " (SELECT min(ack_due_at) FROM notification.notifications WHERE status = 'DELIVERED'),"
+    " (SELECT min(next_attempt_at) FROM notification.deliveries WHERE status = 'PENDING'),"
+    " (SELECT min(lease_until) FROM notification.deliveries WHERE status = 'SENDING'"
+    " AND id <> ALL(CAST(:sending AS uuid[])))"
+    ") - now())"
+)
 
 
 async def publish_about(
@@ -90,6 +194,16 @@ async def publish_about(
         **attributes,
     ):
         await outbox.add(session, CloudEvent.new(SOURCE, event, notification.incident_id))
+
+
+async def wake_dispatchers(session: AsyncSession) -> None:
+    """NOTIFY the dispatchers when the session's transaction commits: once per transaction,
+    however many notifications it stores (a consumed batch stores one per event)."""
+    transaction = session.sync_session.get_transaction()
+    if session.info.get(DISPATCHERS_WOKEN) is transaction:
+        return
+    session.info[DISPATCHERS_WOKEN] = transaction
+    await notify(session, DISPATCH_CHANNEL)
 
 
 def retry_delay(number: int, base: float = 1.0, cap: float = 300.0) -> timedelta:
@@ -130,11 +244,6 @@ class DeliveryPolicy:
             record_base_url=settings.notification_record_base_url.rstrip("/"),
         )
 
-    def ack_of(self, ack_seconds: ColumnElement[float | None]) -> ColumnElement[timedelta]:
-        """An alert's ACK as SQL: the policy's deadline stored with it, else the setting."""
-        seconds = func.coalesce(ack_seconds, self.ack.total_seconds())
-        return func.make_interval(0, 0, 0, 0, 0, 0, seconds)
-
     def retry_in(self, attempts_made: int, result: DeliveryResult) -> timedelta | None:
         """When to try this contact again, or None to move on to the next contact."""
         if result.delivered or not result.retryable or attempts_made >= self.max_attempts:
@@ -147,6 +256,11 @@ class DeliveryPolicy:
 
 def _contact_list(contacts: Sequence[Contact]) -> list[dict[str, Any]]:
     return [contact.model_dump(mode="json", exclude_none=True) for contact in contacts]
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows as one array per column, for a statement that `unnest`s them."""
+    return {name: [row[name] for row in rows] for name in rows[0]}
 
 
 def contacts_of(notification: Row) -> list[Contact]:
@@ -174,6 +288,7 @@ class Dispatcher:
         self._directory = directory
         self._wakeup = wakeup
         self._poll_interval = settings.outbox_poll_interval_seconds
+        self._fallback = settings.notification_dispatch_fallback_seconds
         self._policy = DeliveryPolicy.of(settings)
         self._signer = signer
         self._texts = texts
@@ -195,8 +310,9 @@ class Dispatcher:
         keeper = asyncio.create_task(self.keep_leases(), name="delivery leases")
         try:
             while True:
-                if not await self.step():
-                    await self._wakeup.wait(self._poll_interval)
+                wait = await self.step()
+                if wait > 0:
+                    await self._wakeup.wait(wait)
         finally:
             keeper.cancel()
             for task in self._in_flight:
@@ -236,66 +352,107 @@ class Dispatcher:
             )
         return renewed.rowcount
 
-    async def step(self) -> bool:
-        """One pass over everything due; True when anything was due."""
-        started = await self.start_new()
-        walked = await self.expire_acknowledgements()
-        claimed = await self.claim_due()
-        for row in claimed:
-            task = asyncio.create_task(self.deliver(row), name=f"deliver {row.id}")
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-        return bool(started or walked or claimed)
+    async def step(self) -> float:
+        """One pass over everything due, in one transaction; the seconds to sleep before the
+        next pass unless a NOTIFY comes first (0: more is due at once)."""
+        async with self._sessions() as session, session.begin():
+            started, opened = await self._open(session, await self._new(session), start=True)
+            walked, walked_open = await self._open(session, await self._ack_expired(session))
+            claimed, saturated = await self._claim(session)
+            wait = 0.0
+            if len(started) < self._batch_size and len(walked) < self._batch_size:
+                wait = await self._next_due_in(session)
+            opened_elsewhere = (opened | walked_open) - {row.id for row in claimed}
+            if opened_elsewhere:
+                # Deliveries this pass opened but could not take: another replica may.
+                await wake_dispatchers(session)
+        self._started(claimed)
+        self._send_all(claimed)
+        if saturated:
+            # A channel out of slots or tokens frees up without a NOTIFY: look again as often
+            # as the relay polls.
+            wait = min(wait, self._poll_interval) if claimed else self._poll_interval
+        elif wait <= 0 and not (started or walked or claimed):
+            # Due, yet nothing could be taken (locked by another replica's pass): not a spin.
+            wait = self._poll_interval
+        return wait
+
+    async def _next_due_in(self, session: AsyncSession) -> float:
+        """Seconds until the next thing is due here, by the database's clock: a NEW
+        notification (now), an ACK deadline, a retry, a lease of another replica running out;
+        the fallback when nothing is."""
+        seconds = (
+            await session.execute(NEXT_DUE, {"sending": list(self._leases)})
+        ).scalar_one_or_none()
+        if seconds is None:
+            return self._fallback
+        return min(max(float(seconds), 0.0), self._fallback)
 
     # --- the walk down the contact list ---------------------------------------------------------
 
     async def start_new(self) -> int:
         async with self._sessions() as session, session.begin():
-            rows = (
-                await session.execute(
-                    select(notifications)
-                    .where(notifications.c.status == "NEW")
-                    .order_by(notifications.c.created_at)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            for row in rows:
-                contacts = contacts_for(self._directory, row.party, row.drill)
+            started, _ = await self._open(session, await self._new(session), start=True)
+            return len(started)
+
+    async def expire_acknowledgements(self) -> int:
+        async with self._sessions() as session, session.begin():
+            walked, _ = await self._open(session, await self._ack_expired(session))
+            return len(walked)
+
+    async def _new(self, session: AsyncSession) -> Sequence[Row]:
+        return (await session.execute(NEW_NOTIFICATIONS, {"limit": self._batch_size})).all()
+
+    async def _ack_expired(self, session: AsyncSession) -> Sequence[Row]:
+        rows = (await session.execute(ACK_EXPIRED, {"limit": self._batch_size})).all()
+        for row in rows:
+            log.info("notification %s to %s not acknowledged in time", row.id, row.party)
+        return rows
+
+    async def _open(
+        self, session: AsyncSession, rows: Sequence[Row], *, start: bool = False
+    ) -> tuple[Sequence[Row], set[UUID]]:
+        """Alert the next contact of each notification (the first when `start`, fixing its
+        contact list) with one insert and one update for all of them; the ids of the deliveries
+        opened. A notification whose list is walked is given up, one by one (rare)."""
+        opening: list[tuple[Row, list[Contact], int]] = []
+        for row in rows:
+            if start:
+                contacts = list(contacts_for(self._directory, row.party, row.drill))
+                index = 0
+            else:
+                contacts, index = contacts_of(row), row.contact_index + 1
+            if index < len(contacts):
+                opening.append((row, contacts, index))
+                continue
+            if start:
                 await session.execute(
                     update(notifications)
                     .where(notifications.c.id == row.id)
                     .values(contacts=_contact_list(contacts))
                 )
-                await self._alert_contact(session, row, contacts, 0)
-            return len(rows)
+            await self._give_up(session, row, len(contacts))
+        if not opening:
+            return rows, set()
+        opened = [self._delivery(row, contacts, index) for row, contacts, index in opening]
+        await session.execute(OPEN_DELIVERIES, _columns(opened))
+        await session.execute(
+            MOVE_TO_CONTACT,
+            {
+                "ids": [row.id for row, _, _ in opening],
+                "indexes": [index for _, _, index in opening],
+                "contacts": [
+                    json.dumps(_contact_list(contacts)) if start else None
+                    for _, contacts, _ in opening
+                ],
+            },
+        )
+        return rows, {delivery["id"] for delivery in opened}
 
-    async def expire_acknowledgements(self) -> int:
-        async with self._sessions() as session, session.begin():
-            rows = (
-                await session.execute(
-                    select(notifications)
-                    .where(
-                        notifications.c.status == "DELIVERED",
-                        notifications.c.ack_due_at <= func.now(),
-                    )
-                    .order_by(notifications.c.ack_due_at)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            for row in rows:
-                log.info("notification %s to %s not acknowledged in time", row.id, row.party)
-                await self._alert_contact(session, row, contacts_of(row), row.contact_index + 1)
-            return len(rows)
-
-    async def _alert_contact(
-        self, session: AsyncSession, notification: Row, contacts: Sequence[Contact], index: int
-    ) -> None:
-        """Open the delivery to contact `index`, or give up when the list is walked."""
-        if index >= len(contacts):
-            await self._give_up(session, notification, len(contacts))
-            return
+    def _delivery(
+        self, notification: Row, contacts: Sequence[Contact], index: int
+    ) -> dict[str, Any]:
+        """The delivery of `notification` to its contact `index`, as OPEN_DELIVERIES takes it."""
         contact = contacts[index]
         channel = self._channels.get(contact.channel)
         delivery_id = uuid4()
@@ -312,29 +469,16 @@ class Dispatcher:
             texts=self._texts,
         )
         message.update(idempotency_key=str(delivery_id), contact_index=index)
-        await session.execute(
-            insert(deliveries)
-            .values(
-                id=delivery_id,
-                notification_id=notification.id,
-                contact_index=index,
-                channel=contact.channel,
-                target=contact.model_dump(mode="json", exclude_none=True),
-                contact=shown_contact(contact),
-                status="PENDING",
-                message=message,
-                trace_headers=notification.trace_headers,
-            )
-            .on_conflict_do_nothing(
-                index_elements=[deliveries.c.notification_id, deliveries.c.contact_index]
-            )
-        )
-        await session.execute(
-            update(notifications)
-            .where(notifications.c.id == notification.id)
-            .values(status="PENDING", contact_index=index, ack_due_at=None)
-        )
-        await notify(session, DISPATCH_CHANNEL)
+        return {
+            "id": delivery_id,
+            "notification_id": notification.id,
+            "contact_index": index,
+            "channel": contact.channel,
+            "target": json.dumps(contact.model_dump(mode="json", exclude_none=True)),
+            "contact": shown_contact(contact),
+            "message": json.dumps(message, ensure_ascii=False),
+            "trace_headers": json.dumps(notification.trace_headers),
+        }
 
     async def _give_up(self, session: AsyncSession, notification: Row, tried: int) -> None:
         now = datetime.now(UTC)
@@ -384,58 +528,54 @@ class Dispatcher:
 
     async def claim_due(self) -> list[Row]:
         """Claim due deliveries, per channel no more than its free slots and tokens allow."""
-        due = or_(
-            (deliveries.c.status == "PENDING") & (deliveries.c.next_attempt_at <= func.now()),
-            (deliveries.c.status == "SENDING") & (deliveries.c.lease_until < func.now()),
-        )
-        if self._leases:
-            # What this dispatcher is still sending is never due here, whatever its lease says.
-            due = due & deliveries.c.id.not_in(list(self._leases))
-        claimed: list[Row] = []
         async with self._sessions() as session, session.begin():
-            # Which channels have anything due: one statement, so a pass costs one claim per
-            # busy channel rather than one per configured channel (a pass runs on every wake).
-            busy = set(
-                (await session.execute(select(deliveries.c.channel).where(due).distinct()))
-                .scalars()
-                .all()
-            )
-            wanted = [
-                (deliveries.c.channel == name, guard.capacity(), guard)
-                for name, guard in self._guards.items()
-                if name in busy
-            ]
-            unknown = busy - self._guards.keys()
-            if unknown:
-                wanted.append((deliveries.c.channel.in_(unknown), UNKNOWN_CHANNEL_BATCH, None))
-            for which, capacity, guard in wanted:
-                if capacity <= 0:
-                    continue
-                ids = (
-                    select(deliveries.c.id)
-                    .where(which, due)
-                    .order_by(deliveries.c.next_attempt_at)
-                    .limit(capacity)
-                    .with_for_update(skip_locked=True)
-                )
-                rows = (
-                    await session.execute(
-                        update(deliveries)
-                        .where(deliveries.c.id.in_(ids.scalar_subquery()))
-                        .values(
-                            status="SENDING",
-                            attempts=deliveries.c.attempts + 1,
-                            lease_until=func.now() + self._policy.lease,
-                            lease_id=func.gen_random_uuid(),
-                        )
-                        .returning(deliveries)
-                    )
-                ).all()
-                if guard is not None and rows:
-                    guard.started(len(rows))
-                claimed.extend(rows)
-        self._leases.update((row.id, row.lease_id) for row in claimed)
+            claimed, _ = await self._claim(session)
+        self._started(claimed)
         return claimed
+
+    async def _claim(self, session: AsyncSession) -> tuple[list[Row], bool]:
+        """The due deliveries claimed, and whether a channel with some due had no room for
+        them all (out of slots or tokens). Nothing is counted as started before commit."""
+        sending = list(self._leases)
+        # Which channels have anything due: one statement, so a pass costs one claim per
+        # busy channel rather than one per configured channel (a pass runs on every wake).
+        busy = set((await session.execute(BUSY_CHANNELS, {"sending": sending})).scalars().all())
+        claimed: list[Row] = []
+        saturated = False
+        for channel in busy:
+            guard = self._guards.get(channel)
+            capacity = guard.capacity() if guard is not None else UNKNOWN_CHANNEL_BATCH
+            if capacity <= 0:
+                saturated = True
+                continue
+            rows = (
+                await session.execute(
+                    CLAIM,
+                    {
+                        "channel": channel,
+                        "capacity": capacity,
+                        "sending": sending,
+                        "lease": self._policy.lease,
+                    },
+                )
+            ).all()
+            saturated = saturated or len(rows) == capacity
+            claimed.extend(rows)
+        return claimed, saturated
+
+    def _started(self, claimed: Sequence[Row]) -> None:
+        """Count claims against their channels and hold their leases, once committed."""
+        for row in claimed:
+            guard = self._guards.get(row.channel)
+            if guard is not None:
+                guard.started(1)
+            self._leases[row.id] = row.lease_id
+
+    def _send_all(self, claimed: Sequence[Row]) -> None:
+        for row in claimed:
+            task = asyncio.create_task(self.deliver(row), name=f"deliver {row.id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
 
     async def deliver(self, delivery: Row) -> None:
         with in_trace_of(
@@ -503,127 +643,67 @@ class Dispatcher:
         message = delivery.message
         notification_id = UUID(message["notification_id"])
         retry_in = self._policy.retry_in(delivery.attempts, result)
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                attempts.insert().values(
-                    id=uuid4(),
-                    notification_id=notification_id,
-                    delivery_id=delivery.id,
-                    contact_index=delivery.contact_index,
-                    channel=delivery.channel,
-                    contact=delivery.contact,
-                    attempt=delivery.attempts,
-                    outcome="DELIVERED" if result.delivered else "FAILED",
-                    status_code=result.status_code,
-                    gateway_code=result.gateway_code,
-                    latency_ms=latency_ms,
-                    error=result.error,
-                    attempted_at=now,
-                )
+        outcome = "DELIVERED" if result.delivered else "FAILED"
+        if result.delivered:
+            status = "DELIVERED"
+        elif retry_in is not None:
+            status = "PENDING"
+        else:
+            status = "FAILED"
+        attempt = {
+            "notification_id": notification_id,
+            "incident_id": message["incident_id"],
+            "party": message["party"],
+            "channel": delivery.channel,
+            "contact": delivery.contact,
+            "attempt": delivery.attempts,
+            "outcome": outcome,
+            "status_code": result.status_code,
+            "latency_ms": round(latency_ms, 3),
+            "error": result.error,
+            "attempted_at": now,
+        }
+        event: NotificationAttempt | NoticeAttempted
+        if "about" in message:  # a notice: about no obligation
+            event = NoticeAttempted(
+                **attempt, about=message["about"], drill=bool(message.get("drill"))
             )
-            attempt = {
-                "notification_id": notification_id,
-                "incident_id": message["incident_id"],
-                "party": message["party"],
-                "channel": delivery.channel,
-                "contact": delivery.contact,
-                "attempt": delivery.attempts,
-                "outcome": "DELIVERED" if result.delivered else "FAILED",
-                "status_code": result.status_code,
-                "latency_ms": round(latency_ms, 3),
-                "error": result.error,
-                "attempted_at": now,
-            }
-            event: NotificationAttempt | NoticeAttempted
-            if "about" in message:  # a notice: about no obligation
-                event = NoticeAttempted(
-                    **attempt, about=message["about"], drill=bool(message.get("drill"))
-                )
-            else:
-                event_type = NotificationDelivered if result.delivered else NotificationFailed
-                event = event_type(**attempt, obligation_id=message["obligation_id"])
-            await self._outbox.add(session, CloudEvent.new(SOURCE, event, message["incident_id"]))
-            if result.delivered:
-                values: dict[str, Any] = {"status": "DELIVERED", "delivered_at": now}
-            elif retry_in is not None:
-                values = {"status": "PENDING", "next_attempt_at": func.now() + retry_in}
-            else:
-                values = {"status": "FAILED"}
+        else:
+            event_type = NotificationDelivered if result.delivered else NotificationFailed
+            event = event_type(**attempt, obligation_id=message["obligation_id"])
+        async with self._sessions() as session, session.begin():
             moved = (
                 await session.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.id == delivery.id, deliveries.c.lease_id == delivery.lease_id
-                    )
-                    .values(**values, lease_until=None, lease_id=None, last_error=result.error)
-                    .returning(deliveries.c.id)
+                    RECORD,
+                    {
+                        "attempt_id": uuid4(),
+                        "notification_id": notification_id,
+                        "delivery_id": delivery.id,
+                        "lease_id": delivery.lease_id,
+                        "contact_index": delivery.contact_index,
+                        "channel": delivery.channel,
+                        "contact": delivery.contact,
+                        "attempt": delivery.attempts,
+                        "outcome": outcome,
+                        "status_code": result.status_code,
+                        "gateway_code": result.gateway_code,
+                        "latency_ms": latency_ms,
+                        "error": result.error,
+                        "now": now,
+                        "status": status,
+                        "retry_in": retry_in,
+                        "ack_seconds": self._policy.ack.total_seconds(),
+                    },
                 )
-            ).first()
-            if moved is None:
+            ).scalar_one()
+            await self._outbox.add(session, CloudEvent.new(SOURCE, event, message["incident_id"]))
+            if not moved:
                 log.warning(
                     "delivery %s was taken over while sending; attempt recorded", delivery.id
                 )
-            elif result.delivered:
-                await self._delivered(session, notification_id, delivery.contact_index, now)
-            elif retry_in is None:
+            elif status == "FAILED":
                 await self._contact_failed(session, notification_id, delivery.contact_index)
-            else:
-                await self._cancel_if_withdrawn(session, notification_id, delivery.id)
-            await notify(session, DISPATCH_CHANNEL)
-
-    async def _cancel_if_withdrawn(
-        self, session: AsyncSession, notification_id: UUID, delivery_id: UUID
-    ) -> None:
-        """A send in flight when its alert was withdrawn is not tried again. The alert is
-        locked so that a withdrawal committing meanwhile is seen here, or sees this retry."""
-        status = (
-            await session.execute(
-                select(notifications.c.status)
-                .where(notifications.c.id == notification_id)
-                .with_for_update()
-            )
-        ).scalar_one()
-        if status == "WITHDRAWN":
-            await session.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id)
-                .values(
-                    status="CANCELLED",
-                    last_error=func.concat_ws("; ", deliveries.c.last_error, "alert withdrawn"),
-                )
-            )
-
-    async def _delivered(
-        self, session: AsyncSession, notification_id: UUID, index: int, now: datetime
-    ) -> None:
-        await session.execute(
-            update(notifications)
-            .where(notifications.c.id == notification_id)
-            .values(delivered_at=func.coalesce(notifications.c.delivered_at, now))
-        )
-        # Only the contact being alerted starts the ACK clock; an acknowledged alert stays so.
-        await session.execute(
-            update(notifications)
-            .where(
-                notifications.c.id == notification_id,
-                notifications.c.status == "PENDING",
-                notifications.c.contact_index == index,
-            )
-            .values(
-                status=case(
-                    (notifications.c.kind == NotificationKind.NOTICE, NotificationStatus.INFORMED),
-                    else_=NotificationStatus.DELIVERED,
-                ),
-                ack_due_at=case(
-                    (notifications.c.kind == NotificationKind.NOTICE, None),
-                    else_=func.now() + self._policy.ack_of(notifications.c.ack_seconds),
-                ),
-                closed_at=case(
-                    (notifications.c.kind == NotificationKind.NOTICE, func.now()),
-                    else_=notifications.c.closed_at,
-                ),
-            )
-        )
+            await wake_dispatchers(session)
 
     async def _contact_failed(
         self, session: AsyncSession, notification_id: UUID, index: int
@@ -634,7 +714,7 @@ class Dispatcher:
             )
         ).one()
         if notification.status == "PENDING" and notification.contact_index == index:
-            await self._alert_contact(session, notification, contacts_of(notification), index + 1)
+            await self._open(session, [notification])
 
 
 @dataclass(frozen=True)

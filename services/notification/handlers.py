@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notification.dispatch import DISPATCH_CHANNEL, publish_about
+from services.notification.dispatch import publish_about, wake_dispatchers
 from services.notification.models import deliveries, notifications
 from services.notification.status import (
     NotificationKind,
@@ -52,7 +53,6 @@ from shared.events.models import (
 )
 from shared.kafka import HandlerTable, RecordPosition
 from shared.messaging import Outbox
-from shared.pgnotify import notify
 from shared.telemetry import current_trace_headers
 
 log = logging.getLogger(__name__)
@@ -127,36 +127,33 @@ class NotificationHandlers:
         if not obligation.notify:
             return
         await hold_alert_of(session, obligation.obligation_id)
-        if await moved_on(session, obligation.obligation_id):
-            return
         party = self.directory.party(obligation.party)
         notification_id = uuid4()
-        await session.execute(
-            insert(notifications)
-            .values(
-                id=notification_id,
-                incident_id=obligation.incident_id,
-                obligation_id=obligation.obligation_id,
-                party=obligation.party,
-                rule_id=obligation.rule_id,
-                drill=obligation.incident.drill,
+        alert = stored_alert(
+            str(notification_id),
+            obligation,
+            party.name if party is not None else obligation.party,
+            self.texts,
+        )
+        stored = await session.execute(
+            NEW_ALERT,
+            {
+                "id": notification_id,
+                "incident_id": obligation.incident_id,
+                "obligation_id": obligation.obligation_id,
+                "party": obligation.party,
+                "rule_id": obligation.rule_id,
+                "drill": obligation.incident.drill,
                 # The policy's ACK deadline (RULES.md ACK) rides with the decision; the
                 # dispatcher falls back to NOTIFICATION_ACK_SECONDS where it does not.
-                ack_seconds=obligation.ack_seconds,
-                alert=stored_alert(
-                    str(notification_id),
-                    obligation,
-                    party.name if party is not None else obligation.party,
-                    self.texts,
-                ),
-                # The dispatcher fixes the contact list and opens the first delivery.
-                status="NEW",
-                trace_headers=current_trace_headers(),
-                former_obligation_ids=[obligation.moved_from] if obligation.moved_from else [],
-            )
-            .on_conflict_do_nothing(index_elements=[notifications.c.obligation_id])
+                "ack_seconds": obligation.ack_seconds,
+                "alert": json.dumps(alert, ensure_ascii=False),
+                "trace_headers": json.dumps(current_trace_headers()),
+                "former_obligation_ids": ([obligation.moved_from] if obligation.moved_from else []),
+            },
         )
-        await notify(session, DISPATCH_CHANNEL)
+        if stored.first() is not None:
+            await wake_dispatchers(session)
 
     async def on_rejected(
         self, session: AsyncSession, event: CloudEvent, _: RecordPosition
@@ -241,6 +238,7 @@ class NotificationHandlers:
 
 # Lock space of a duty's alert while a merge may be moving the duty (R20).
 MOVED_DUTY_LOCKS = 20
+HOLD_ALERT = text("SELECT pg_advisory_xact_lock(CAST(:space AS int), CAST(:key AS int))")
 
 
 async def hold_alert_of(session: AsyncSession, obligation_id: UUID) -> None:
@@ -248,7 +246,7 @@ async def hold_alert_of(session: AsyncSession, obligation_id: UUID) -> None:
     own creation and that of the duty it moved to (keyed by another incident, so handled in
     parallel) each see what the other committed, and never both alert."""
     key = int.from_bytes(obligation_id.bytes[:4], "big", signed=True)
-    await session.execute(select(func.pg_advisory_xact_lock(MOVED_DUTY_LOCKS, key)))
+    await session.execute(HOLD_ALERT, {"space": MOVED_DUTY_LOCKS, "key": key})
 
 
 async def carry_on(session: AsyncSession, moved: ObligationCreated) -> bool:
@@ -284,15 +282,19 @@ async def carry_on(session: AsyncSession, moved: ObligationCreated) -> bool:
     return True
 
 
-async def moved_on(session: AsyncSession, obligation_id: UUID) -> bool:
-    """Whether the duty was moved (R20) before its own creation reached us: the moved duty's
-    alert already stands for it, so it is not alerted a second time."""
-    carried = await session.execute(
-        select(notifications.c.id).where(
-            notifications.c.former_obligation_ids.contains([obligation_id])
-        )
-    )
-    return carried.first() is not None
+# A duty's alert, NEW for the dispatcher to fix its contact list and open the first delivery;
+# none when the duty has one, or was moved (R20) before its own creation reached us (the moved
+# duty's alert already stands for it, so it is not alerted a second time). Returns its id.
+NEW_ALERT = text(
+    "INSERT INTO notification.notifications (id, incident_id, obligation_id, party, rule_id,"
+    " drill, ack_seconds, alert, status, trace_headers, former_obligation_ids)"
+    " SELECT :id, :incident_id, :obligation_id, :party, :rule_id, :drill, :ack_seconds,"
+    " CAST(:alert AS jsonb), 'NEW', CAST(:trace_headers AS jsonb),"
+    " CAST(:former_obligation_ids AS uuid[])"
+    " WHERE NOT EXISTS (SELECT FROM notification.notifications"
+    " WHERE former_obligation_ids @> ARRAY[CAST(:obligation_id AS uuid)])"
+    " ON CONFLICT (obligation_id) DO NOTHING RETURNING id"
+)
 
 
 def notice_id(about: str, *keys: object) -> UUID:
@@ -318,7 +320,7 @@ async def add_notice(session: AsyncSession, notification_id: UUID, notice: dict[
         )
         .on_conflict_do_nothing(index_elements=[notifications.c.id])
     )
-    await notify(session, DISPATCH_CHANNEL)
+    await wake_dispatchers(session)
 
 
 async def withdraw(

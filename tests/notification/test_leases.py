@@ -3,7 +3,9 @@
 A send in flight is renewed by the dispatcher sending it, so no replica claims it while it is
 alive; the dispatcher never claims again what it is still sending, even when its renewals fell
 behind (a stalled event loop); only a lease nobody renews (a crash) is taken over, and the late
-answer of the replica that lost it is fenced out.
+answer of the replica that lost it is fenced out. Between passes a dispatcher sleeps until the
+next thing is due (a retry, an ACK deadline, another replica's lease running out), its own sends
+in flight never among them, unless a NOTIFY wakes it first.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from shared.pgnotify import Wakeup
 from shared.settings import Settings
 from tests.integration.helpers import eventually
 from tests.notification.conftest import NotificationSystem
+from tests.support import execute_sql
 
 
 @pytest.fixture
@@ -193,3 +196,40 @@ async def test_a_dispatcher_never_claims_again_what_it_is_still_sending(
     _, lease_id, status, _ = await lease_of(private_settings, delivery_id)
     assert (lease_id, status) == (None, "DELIVERED")
     assert other.sending == set()
+
+
+async def test_a_dispatcher_with_nothing_due_sleeps_until_the_next_thing_is(
+    private_settings: Settings, replicas: tuple[Dispatcher, Dispatcher]
+) -> None:
+    dispatcher, _ = replicas
+    fallback = private_settings.notification_dispatch_fallback_seconds
+    assert await dispatcher.step() == fallback  # nothing waits: only a NOTIFY or the fallback
+
+    delivery_id = await due_delivery(private_settings)
+    await execute_sql(
+        private_settings,
+        "UPDATE notification.deliveries SET next_attempt_at = now() + interval '20 seconds'"
+        " WHERE id = $1",
+        delivery_id,
+    )
+    assert 5 < await dispatcher.step() <= 20  # the retry's time
+
+    await execute_sql(
+        private_settings,
+        "UPDATE notification.notifications SET status = 'DELIVERED',"
+        " ack_due_at = now() + interval '5 seconds'",
+    )
+    assert 0 < await dispatcher.step() <= 5  # the ACK deadline comes first
+
+
+async def test_only_the_lease_of_another_replica_wakes_a_dispatcher(
+    private_settings: Settings, replicas: tuple[Dispatcher, Dispatcher]
+) -> None:
+    sender, other = replicas
+    await due_delivery(private_settings)
+    [claimed] = await sender.claim_due()
+
+    # The sender renews what it sends; the other replica looks again when the lease would end.
+    assert await sender.step() == private_settings.notification_dispatch_fallback_seconds
+    assert 0 < await other.step() <= private_settings.notification_lease_seconds
+    assert sender.sending == {claimed.id}
