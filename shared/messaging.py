@@ -139,22 +139,22 @@ class Outbox:
         """Stage events in the caller's transaction; they leave when it commits."""
         if not events:
             return
-        await session.execute(
-            insert(self.table),
-            [
-                {
-                    "shard": zlib.crc32(event.key) % OUTBOX_SHARDS,
-                    "topic": topic_of(event.data),
-                    "key": event.subject,
-                    "event_id": event.id,
-                    "event_type": event.type,
-                    "headers": event.attributes(),
-                    "payload": event.value(),
-                }
-                for event in events
-            ],
-        )
+        await session.execute(insert(self.table), [outbox_row(event) for event in events])
         await notify(session, notify_channel(self.schema))
+
+
+def outbox_row(event: CloudEvent) -> dict[str, Any]:
+    """The outbox's columns for an event: its shard (by key, so one key's events leave in
+    order), topic, key, id, type, headers and the encoded record."""
+    return {
+        "shard": zlib.crc32(event.key) % OUTBOX_SHARDS,
+        "topic": topic_of(event.data),
+        "key": event.subject,
+        "event_id": event.id,
+        "event_type": event.type,
+        "headers": event.attributes(),
+        "payload": event.value(),
+    }
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ and the statement's text is built once: nothing is compiled per request.
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,8 +22,8 @@ from services.intake.linking import OPEN_STATUSES
 from services.intake.models import SCHEMA
 from shared.domain.correlation import Correlation, OpenIncident
 from shared.domain.vocabulary import LifecycleStatus
-from shared.events import CloudEvent, topic_of
-from shared.messaging import OUTBOX_SHARDS, notify_channel
+from shared.events import CloudEvent
+from shared.messaging import notify_channel, outbox_row
 from shared.paging import PAGE
 
 # Candidates of a new incident (R20, `correlation.candidates`): open, not merged incidents of
@@ -139,15 +138,13 @@ class Written:
 
 
 def outbox_values(event: CloudEvent) -> dict[str, Any]:
-    """An event's outbox row (as `Outbox.add` stages it), its headers as JSON text."""
+    """An event's outbox row as `Outbox.add` stages it, named as this statement binds it
+    (`event_key`), its headers as JSON text."""
+    row = outbox_row(event)
     return {
-        "shard": zlib.crc32(event.key) % OUTBOX_SHARDS,
-        "topic": topic_of(event.data),
-        "event_key": event.subject,
-        "event_id": event.id,
-        "event_type": event.type,
-        "headers": json.dumps(event.attributes(), ensure_ascii=False),
-        "payload": event.value(),
+        **{name: value for name, value in row.items() if name != "key"},
+        "event_key": row["key"],
+        "headers": json.dumps(row["headers"], ensure_ascii=False),
     }
 
 
