@@ -54,12 +54,19 @@ async def notify(session: AsyncSession, channel: str) -> None:
     """Queue a NOTIFY in the session's transaction; PostgreSQL delivers it at commit, once per
     channel and transaction however often it was queued, so it is queued once: an event
     handler that stages several outbox writes or deadlines costs one statement, not several."""
-    transaction = session.sync_session.get_transaction()
     queued: tuple[object, set[str]] | None = session.info.get(QUEUED_NOTIFICATIONS)
+    transaction = session.sync_session.get_transaction()
+    if (
+        transaction is not None
+        and queued is not None
+        and queued[0] is transaction
+        and channel in queued[1]
+    ):
+        return
+    await session.execute(select(func.pg_notify(channel, "")))
+    # The transaction the NOTIFY went into (begun by it, when it was the first statement).
+    transaction = session.sync_session.get_transaction()
     if queued is None or queued[0] is not transaction:
         queued = (transaction, set())
         session.info[QUEUED_NOTIFICATIONS] = queued
-    if channel in queued[1]:
-        return
-    await session.execute(select(func.pg_notify(channel, "")))
     queued[1].add(channel)

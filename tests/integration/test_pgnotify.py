@@ -39,8 +39,16 @@ async def test_a_channel_is_notified_once_per_transaction_and_again_in_the_next(
                 await notify(session, "another_channel")
             async with asyncio.timeout(PATIENCE_SECONDS):
                 assert await heard.get() == channel
+        # One session, two transactions each begun by the NOTIFY itself: both heard.
+        async with sessions() as session:
+            for _ in range(2):
+                await notify(session, channel)
+                await session.commit()
+                async with asyncio.timeout(PATIENCE_SECONDS):
+                    assert await heard.get() == channel
         assert heard.empty()
-        assert sum("pg_notify" in s for s in statements) == 4  # two channels, two transactions
+        # Two channels in each of the first two transactions, one in each of the last two.
+        assert sum("pg_notify" in s for s in statements) == 6
     finally:
         await listener.close()
         await engine.dispose()
