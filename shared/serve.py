@@ -64,12 +64,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    arguments = parser().parse_args(argv)
+    described = parser()
+    arguments = described.parse_args(argv)
     if arguments.healthcheck:
         ports = [arguments.port] if arguments.port else [default_port(s) for s in SERVABLE]
         sys.exit(0 if healthy(ports) else 1)
     if arguments.service is None:
-        parser().error(f"name the service to run: one of {', '.join(SERVABLE)}")
+        described.error(f"name the service to run: one of {', '.join(SERVABLE)}")
     service: str = arguments.service
     # Spans, metrics and logs name the service (a deployment may name it otherwise).
     os.environ.setdefault("OTEL_SERVICE_NAME", service)
