@@ -358,20 +358,24 @@ class Dispatcher:
         async with self._sessions() as session, session.begin():
             started, opened = await self._open(session, await self._new(session), start=True)
             walked, walked_open = await self._open(session, await self._ack_expired(session))
-            claimed, saturated = await self._claim(session)
-            wait = 0.0
-            if len(started) < self._batch_size and len(walked) < self._batch_size:
-                wait = await self._next_due_in(session)
+            claimed, full = await self._claim(session)
+            more_to_open = len(started) >= self._batch_size or len(walked) >= self._batch_size
+            wait = 0.0 if more_to_open else await self._next_due_in(session)
             opened_elsewhere = (opened | walked_open) - {row.id for row in claimed}
             if opened_elsewhere:
                 # Deliveries this pass opened but could not take: another replica may.
                 await wake_dispatchers(session)
         self._started(claimed)
         self._send_all(claimed)
-        if saturated:
-            # A channel out of slots or tokens frees up without a NOTIFY: look again as often
-            # as the relay polls.
-            wait = min(wait, self._poll_interval) if claimed else self._poll_interval
+        room_in = self._room_in(full)
+        if more_to_open:
+            return 0.0
+        if room_in is not None:
+            # A channel with work due is out of slots or tokens: what is due now waits for its
+            # room (NEXT_DUE says "now" because of it). A send that ends records its answer,
+            # which wakes the dispatchers; a token comes back with time alone, so look again
+            # when it does.
+            wait = room_in if wait <= 0 else min(wait, room_in)
         elif wait <= 0 and not (started or walked or claimed):
             # Due, yet nothing could be taken (locked by another replica's pass): not a spin.
             wait = self._poll_interval
@@ -533,20 +537,20 @@ class Dispatcher:
         self._started(claimed)
         return claimed
 
-    async def _claim(self, session: AsyncSession) -> tuple[list[Row], bool]:
-        """The due deliveries claimed, and whether a channel with some due had no room for
-        them all (out of slots or tokens). Nothing is counted as started before commit."""
+    async def _claim(self, session: AsyncSession) -> tuple[list[Row], list[ChannelGuard]]:
+        """The due deliveries claimed, and the channels with some due that had no room for them
+        all (out of slots or tokens). Nothing is counted as started before commit."""
         sending = list(self._leases)
         # Which channels have anything due: one statement, so a pass costs one claim per
         # busy channel rather than one per configured channel (a pass runs on every wake).
         busy = set((await session.execute(BUSY_CHANNELS, {"sending": sending})).scalars().all())
         claimed: list[Row] = []
-        saturated = False
+        full: list[ChannelGuard] = []
         for channel in busy:
             guard = self._guards.get(channel)
             capacity = guard.capacity() if guard is not None else UNKNOWN_CHANNEL_BATCH
-            if capacity <= 0:
-                saturated = True
+            if guard is not None and capacity <= 0:
+                full.append(guard)
                 continue
             rows = (
                 await session.execute(
@@ -559,9 +563,21 @@ class Dispatcher:
                     },
                 )
             ).all()
-            saturated = saturated or len(rows) == capacity
+            if len(rows) == capacity and guard is not None:
+                full.append(guard)
             claimed.extend(rows)
-        return claimed, saturated
+        return claimed, full
+
+    def _room_in(self, full: Sequence[ChannelGuard]) -> float | None:
+        """Seconds until one of the `full` channels has room again by time alone (its rate);
+        the poll interval when only sends that end free them (each wakes the dispatchers as
+        it records its answer); None when no channel was full."""
+        if not full:
+            return None
+        return min(
+            (room for guard in full if (room := guard.seconds_until_room()) is not None),
+            default=self._poll_interval,
+        )
 
     def _started(self, claimed: Sequence[Row]) -> None:
         """Count claims against their channels and hold their leases, once committed."""

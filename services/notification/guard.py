@@ -19,9 +19,12 @@ Clock = Callable[[], float]
 
 # Group robots accept about 20 messages a minute each; a burst beyond that is refused. A webhook
 # is the platform's own gateway, sized for a disaster's burst of alerts (250/s for 5,000
-# reports a minute); SMS, voice and e-mail keep the cautious default of their providers.
+# reports a minute), and so is the local alerts file, which has no provider to spare (every
+# drill alert lands there when no drill contact is configured); SMS, voice and e-mail keep the
+# cautious default of their providers.
 DEFAULT_LIMITS: dict[str, ChannelLimits] = {
     "webhook": ChannelLimits(concurrency=32, rate_per_second=300, burst=300),
+    "file": ChannelLimits(concurrency=32, rate_per_second=300, burst=300),
     "wecom": ChannelLimits(concurrency=2, rate_per_second=20 / 60, burst=5),
     "dingtalk": ChannelLimits(concurrency=2, rate_per_second=20 / 60, burst=5),
 }
@@ -54,6 +57,11 @@ class TokenBucket:
     def take(self, count: int = 1) -> None:
         self.available()
         self.tokens -= count
+
+    def seconds_until_token(self) -> float:
+        """How long until a whole token is there again (0: one is there now)."""
+        self.available()
+        return max(1.0 - self.tokens, 0.0) / self.rate
 
 
 @dataclass
@@ -118,6 +126,13 @@ class ChannelGuard:
 
     def finished(self) -> None:
         self.in_flight -= 1
+
+    def seconds_until_room(self) -> float | None:
+        """How long until the channel takes a send again, when only time frees it (its rate);
+        None when its slots are all taken: a send that ends frees one, and says so."""
+        if self.in_flight >= self.limits.concurrency:
+            return None
+        return self.bucket.seconds_until_token()
 
     def breaker(self, gateway: str) -> CircuitBreaker:
         if gateway not in self.breakers:

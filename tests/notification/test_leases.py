@@ -29,7 +29,7 @@ from services.notification.models import messaging
 from shared.db import create_engine, create_session_factory, migrate
 from shared.domain.directory import Directory
 from shared.pgnotify import Wakeup
-from shared.settings import Settings
+from shared.settings import ChannelLimits, Settings
 from tests.integration.helpers import eventually
 from tests.notification.conftest import NotificationSystem
 from tests.support import execute_sql
@@ -233,3 +233,36 @@ async def test_only_the_lease_of_another_replica_wakes_a_dispatcher(
     assert await sender.step() == private_settings.notification_dispatch_fallback_seconds
     assert 0 < await other.step() <= private_settings.notification_lease_seconds
     assert sender.sending == {claimed.id}
+
+
+async def test_a_channel_out_of_tokens_is_looked_at_again_when_its_next_token_comes(
+    private_settings: Settings, engine: AsyncEngine
+) -> None:
+    """A backlog on a rate-limited channel drains at the channel's rate, not at the poll
+    interval: the sleep after a pass that used the last token is the time to the next one."""
+    limited = private_settings.model_copy(
+        update={
+            "notification_channel_limits": {
+                "file": ChannelLimits(concurrency=8, rate_per_second=2, burst=1)
+            }
+        }
+    )
+    dispatcher = replica(limited, engine)
+    backlog = [await due_delivery(limited) for _ in range(3)]
+    assert limited.outbox_poll_interval_seconds > 0.5
+    for taken in (1, 2):
+        wait = await dispatcher.step()
+        assert 0 < wait <= 0.5  # the next token comes in half a second at most
+        assert await claimed_count(limited, backlog) == taken
+        await asyncio.sleep(wait)
+
+
+async def claimed_count(settings: Settings, delivery_ids: list[UUID]) -> int:
+    connection = await asyncpg.connect(settings.plain_database_url)
+    try:
+        return await connection.fetchval(
+            "SELECT count(*) FROM notification.deliveries WHERE id = ANY($1) AND attempts > 0",
+            delivery_ids,
+        )
+    finally:
+        await connection.close()

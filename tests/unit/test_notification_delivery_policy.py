@@ -120,6 +120,27 @@ def test_token_bucket_refills_at_its_rate_up_to_its_burst():
     assert bucket.available() == 3
 
 
+def test_a_bucket_says_when_its_next_token_comes():
+    clock = Clock()
+    bucket = TokenBucket(rate=4.0, burst=2, clock=clock)
+    assert bucket.seconds_until_token() == 0
+    bucket.take(2)
+    assert bucket.seconds_until_token() == pytest.approx(0.25)
+    clock.now += 0.1
+    assert bucket.seconds_until_token() == pytest.approx(0.15)
+
+
+def test_a_full_channel_says_whether_time_alone_frees_it():
+    clock = Clock()
+    guard = ChannelGuard(ChannelLimits(concurrency=2, rate_per_second=2, burst=1), 3, 10, clock)
+    guard.started(1)
+    assert guard.capacity() == 0
+    assert guard.seconds_until_room() == pytest.approx(0.5)  # out of tokens: back in 0.5 s
+    clock.now += 1
+    guard.started(1)
+    assert guard.seconds_until_room() is None  # out of slots: only a send that ends frees one
+
+
 def test_channel_capacity_is_bounded_by_slots_and_tokens():
     clock = Clock()
     guard = ChannelGuard(ChannelLimits(concurrency=2, rate_per_second=1, burst=5), 3, 10, clock)
