@@ -88,11 +88,11 @@ def create_app(
             messaging.outbox,
             compute,
             settings.plain_database_url,
-            settings.audit_findings_poll_interval_seconds,
-            settings.audit_findings_retry_max_seconds,
-            metrics.findings_review_failures,
-            findings_health,
-            data_keys,
+            poll_seconds=settings.audit_findings_poll_interval_seconds,
+            retry_max_seconds=settings.audit_findings_retry_max_seconds,
+            failures=metrics.findings_review_failures,
+            health=findings_health,
+            data_keys=data_keys,
         )
         await follower.run()
 

@@ -215,6 +215,11 @@ class FindingsFollower:
     health: FollowerHealth = field(default_factory=FollowerHealth)
     # Opens the personal fields sealed in the leaves (the findings quote facts and names).
     data_keys: DataKeys | None = None
+    # After a pass that reviewed leaves, the follower lets more gather before the next: each
+    # pass reads the whole history of every incident it touches, so under load one pass for an
+    # incident's several events costs a fraction of one per event. The findings judge deadlines
+    # of minutes; they come this much later at most.
+    pace_seconds: float = 0.5
 
     async def run(self) -> None:
         wakeup = Wakeup(self.database_url, store.APPENDED_CHANNEL)
@@ -236,6 +241,8 @@ class FindingsFollower:
                     )
                     await asyncio.sleep(delay)
                 elif not full:
+                    if review is not None and review.findings:
+                        await asyncio.sleep(self.pace_seconds)
                     await wakeup.wait(self.poll_seconds)
         finally:
             await wakeup.close()

@@ -211,20 +211,20 @@ async def test_a_findings_defect_keeps_no_event_out_and_findings_catch_up_once_f
 
     # The evidence: complete, once each, under a signed checkpoint that verifies.
     before = await assert_log_complete_and_verifiable(stack)
-    assert UUID(incident_id) in stack.findings.refused
 
     # The judgement: stopped at the incident's first leaf, and saying so.
+    ready = await eventually(
+        lambda: audit.get("/readyz"),
+        lambda r: r.json()["checks"]["findings"].startswith("stopped at leaf"),
+    )
+    assert ready.status_code == 200, ready.text  # the log and its proofs are served as ever
+    assert UUID(incident_id) in stack.findings.refused
     state = await log_state(stack.infra)
     first_leaf = (await audit.get(f"/v1/incidents/{incident_id}/timeline")).json()["entries"][0]
     assert state.cursor <= first_leaf["index"] < state.size
     assert state.findings == 0
     listed = await audit.get("/v1/findings", params={"incident_id": incident_id})
     assert listed.status_code == 200 and listed.json()["findings"] == []
-    ready = await eventually(
-        lambda: audit.get("/readyz"),
-        lambda r: r.json()["checks"]["findings"].startswith("stopped at leaf"),
-    )
-    assert ready.status_code == 200, ready.text  # the log and its proofs are served as ever
     assert DEFECT in ready.json()["checks"]["findings"]
     assert await metric(audit, "emergency_audit_findings_lag_leaves") >= state.size - state.cursor
     assert await metric(audit, "emergency_audit_findings_review_failures_total") >= 1
