@@ -27,11 +27,19 @@ class Wakeup:
         self._event = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
 
-    async def wait(self, poll_seconds: float) -> None:
+    async def wait(self, poll_seconds: float) -> bool:
+        """Whether it was woken (a notification, or the connection lost or new) before
+        `poll_seconds` passed."""
         await self._ensure_listening()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), poll_seconds)
+        woken = self._event.is_set()
+        if not woken:
+            try:
+                await asyncio.wait_for(self._event.wait(), poll_seconds)
+                woken = True
+            except TimeoutError:
+                pass
         self._event.clear()
+        return woken
 
     async def close(self) -> None:
         if self._connection is not None:

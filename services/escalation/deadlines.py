@@ -61,9 +61,19 @@ class DeadlineWorker:
                     + await self.fire_due_omissions()
                 )
                 if settled < self._batch_size:
-                    await self._wakeup.wait(await self.seconds_to_next_deadline())
+                    await self.sleep_until_next_deadline()
         finally:
             await self._wakeup.close()
+
+    async def sleep_until_next_deadline(self) -> None:
+        """Sleep until the earliest deadline. A NOTIFY says a deadline was added (every new
+        duty has one) or came back (an unmerge): it only moves the time to wake, so it costs
+        one query, not a pass, unless something is due by then."""
+        wait = await self.seconds_to_next_deadline()
+        while await self._wakeup.wait(wait):
+            wait = await self.seconds_to_next_deadline()
+            if wait <= BUSY_RETRY_SECONDS:
+                return
 
     async def seconds_to_next_deadline(self) -> float:
         """How long the worker may sleep: until the earliest duty, timer or omission (R11) of

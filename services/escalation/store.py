@@ -133,6 +133,9 @@ class Moving:
     waived_reason: str
 
 
+STORE_OBLIGATIONS = insert(obligations).on_conflict_do_nothing().returning(obligations.c.id)
+
+
 def _obligation_row(
     incident_id: UUID, spec: ObligationSpec, source_event_id: UUID, **moved: Any
 ) -> dict[str, Any]:
@@ -247,15 +250,14 @@ class Store:
         specs = list(specs)
         if not specs:
             return
-        # One statement for all of them; one the same cause already produced is not stored
-        # again, nor announced.
+        # One statement for all of them (the rows passed as parameters, so SQLAlchemy sends
+        # them as one multi-row INSERT and compiles it once, not once per decision); one the
+        # same cause already produced is not stored again, nor announced.
         stored = set(
             (
                 await session.execute(
-                    insert(obligations)
-                    .values([_obligation_row(incident.id, s, source_event_id) for s in specs])
-                    .on_conflict_do_nothing()
-                    .returning(obligations.c.id)
+                    STORE_OBLIGATIONS,
+                    [_obligation_row(incident.id, s, source_event_id) for s in specs],
                 )
             ).scalars()
         )

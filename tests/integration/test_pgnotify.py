@@ -69,10 +69,11 @@ async def test_a_waiter_is_woken_when_its_listening_connection_is_lost(
             await asyncio.sleep(0)
             await admin.execute("SELECT pg_terminate_backend($1)", connection.get_server_pid())
             async with asyncio.timeout(PATIENCE_SECONDS):
-                await waiting  # woken by the loss, not after the hour
+                assert await waiting  # woken by the loss, not after the hour
         finally:
             await admin.close()
-        await wakeup.wait(0)
+        assert await wakeup.wait(0)  # listening again: a pass for what it may have missed
         assert wakeup._connection is not None and not wakeup._connection.is_closed()
+        assert not await wakeup.wait(0.01)  # nothing since: the time ran out
     finally:
         await wakeup.close()
