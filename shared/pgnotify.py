@@ -41,6 +41,10 @@ class Wakeup:
         self._event.clear()
         return woken
 
+    def wake(self) -> None:
+        """Wake the waiter from within this process, as a notification would."""
+        self._event.set()
+
     async def close(self) -> None:
         if self._connection is not None:
             with contextlib.suppress(Exception):

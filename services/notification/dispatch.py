@@ -22,6 +22,11 @@ the transaction that moves the state on. Two things send a delivery again, both 
 `Idempotency-Key` for the gateway to drop the repeat: a recorded timeout (the gateway may have
 taken the alert without answering in time), and a crash between a gateway's answer and that
 record, once the lease runs out. A recorded success is never sent again.
+
+Between passes a dispatcher sleeps until the next thing is due, by the database's clock. A
+NOTIFY wakes every dispatcher when work any of them may take appears (new alerts, a retry, the
+next contact); what only this one needs to know wakes it alone: a slot of a full channel freed,
+an ACK deadline it started that comes before its sleep ends.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -129,7 +135,8 @@ CLAIM = text(
 # a withdrawal committing meanwhile is seen by a retry (which is then CANCELLED) or sees it.
 # Only the contact being alerted starts the ACK clock (the policy's deadline stored with the
 # alert, else `ack_seconds`); a notice is finished once delivered; an acknowledged alert stays so.
-# The result: whether the delivery moved (false: another dispatcher took it over meanwhile).
+# The result: whether the delivery moved (false: another dispatcher took it over meanwhile),
+# and the seconds to the ACK deadline it started, if it started one.
 RECORD = text(
     "WITH alert AS (SELECT status FROM notification.notifications"
     " WHERE id = :notification_id FOR UPDATE),"
@@ -160,8 +167,9 @@ RECORD = text(
     " closed_at = CASE WHEN status = 'PENDING' AND contact_index = :contact_index"
     " AND kind = 'NOTICE' THEN now() ELSE closed_at END"
     " WHERE id = :notification_id AND CAST(:status AS text) = 'DELIVERED'"
-    " AND EXISTS (SELECT FROM moved))"
-    " SELECT EXISTS (SELECT FROM moved)"
+    " AND EXISTS (SELECT FROM moved) RETURNING ack_due_at)"
+    " SELECT EXISTS (SELECT FROM moved) AS moved,"
+    " (SELECT extract(epoch FROM ack_due_at - now()) FROM landed) AS ack_in"
 )
 # Seconds until the earliest of: a NEW notification (now), an ACK deadline, a retry, a lease of
 # another dispatcher running out; NULL when nothing waits.
@@ -304,15 +312,26 @@ class Dispatcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         # delivery id → the lease it is being sent under, while the send is in flight here
         self._leases: dict[UUID, UUID] = {}
+        # When something recorded here after this pass's look is due (monotonic), and until
+        # when the dispatcher sleeps (0 while it works): see `_due_within`.
+        self._due_hint = math.inf
+        self._asleep_until = 0.0
         self._metrics = metrics
 
     async def run(self) -> None:
         keeper = asyncio.create_task(self.keep_leases(), name="delivery leases")
         try:
             while True:
+                # What is recorded from here on is seen by this pass or left as a hint.
+                self._due_hint = math.inf
                 wait = await self.step()
+                wait = min(wait, max(self._due_hint - time.monotonic(), 0.0))
                 if wait > 0:
-                    await self._wakeup.wait(wait)
+                    self._asleep_until = time.monotonic() + wait
+                    try:
+                        await self._wakeup.wait(wait)
+                    finally:
+                        self._asleep_until = 0.0
         finally:
             keeper.cancel()
             for task in self._in_flight:
@@ -372,8 +391,8 @@ class Dispatcher:
             return 0.0
         if room_in is not None:
             # A channel with work due is out of slots or tokens: what is due now waits for its
-            # room (NEXT_DUE says "now" because of it). A send that ends records its answer,
-            # which wakes the dispatchers; a token comes back with time alone, so look again
+            # room (NEXT_DUE says "now" because of it). A send that ends frees a slot and
+            # wakes this dispatcher; a token comes back with time alone, so look again
             # when it does.
             wait = room_in if wait <= 0 else min(wait, room_in)
         elif wait <= 0 and not (started or walked or claimed):
@@ -570,8 +589,8 @@ class Dispatcher:
 
     def _room_in(self, full: Sequence[ChannelGuard]) -> float | None:
         """Seconds until one of the `full` channels has room again by time alone (its rate);
-        the poll interval when only sends that end free them (each wakes the dispatchers as
-        it records its answer); None when no channel was full."""
+        the poll interval when only sends that end free them (each wakes this dispatcher as
+        it ends); None when no channel was full."""
         if not full:
             return None
         return min(
@@ -637,7 +656,12 @@ class Dispatcher:
         finally:
             self._leases.pop(delivery.id, None)
             if guard is not None:
+                was_full = guard.in_flight >= guard.limits.concurrency
                 guard.finished()
+                if was_full:
+                    # A slot of a full channel is free: this dispatcher may claim again (the
+                    # slots are its own, so no other replica needs telling).
+                    self._wakeup.wake()
 
     async def _send(
         self, channel: Channel, message: dict[str, Any], contact: Contact
@@ -688,7 +712,7 @@ class Dispatcher:
             event_type = NotificationDelivered if result.delivered else NotificationFailed
             event = event_type(**attempt, obligation_id=message["obligation_id"])
         async with self._sessions() as session, session.begin():
-            moved = (
+            recorded = (
                 await session.execute(
                     RECORD,
                     {
@@ -711,15 +735,27 @@ class Dispatcher:
                         "ack_seconds": self._policy.ack.total_seconds(),
                     },
                 )
-            ).scalar_one()
+            ).one()
             await self._outbox.add(session, CloudEvent.new(SOURCE, event, message["incident_id"]))
-            if not moved:
+            if not recorded.moved:
                 log.warning(
                     "delivery %s was taken over while sending; attempt recorded", delivery.id
                 )
             elif status == "FAILED":
                 await self._contact_failed(session, notification_id, delivery.contact_index)
-            await wake_dispatchers(session)
+            if recorded.moved and status != "DELIVERED":
+                # A retry or the next contact is due: any replica may take it.
+                await wake_dispatchers(session)
+        if recorded.ack_in is not None:
+            self._due_within(float(recorded.ack_in))
+
+    def _due_within(self, seconds: float) -> None:
+        """Something this dispatcher started is due in `seconds` (an ACK deadline): make sure
+        it looks by then, without a NOTIFY and a pass of every dispatcher for each delivery."""
+        due = time.monotonic() + seconds
+        self._due_hint = min(self._due_hint, due)
+        if due < self._asleep_until:
+            self._wakeup.wake()
 
     async def _contact_failed(
         self, session: AsyncSession, notification_id: UUID, index: int

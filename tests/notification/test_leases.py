@@ -83,8 +83,9 @@ def replica(settings: Settings, engine: AsyncEngine) -> Dispatcher:
     )
 
 
-async def due_delivery(settings: Settings) -> UUID:
-    """One alert with one delivery to the local file, due now."""
+async def due_delivery(settings: Settings, contacts: int = 1) -> UUID:
+    """One alert with one delivery to the local file, due now; the alert's contact list is
+    `contacts` long (each the local file)."""
     notification_id, delivery_id, incident_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     message = {
         "notification_id": str(notification_id),
@@ -98,11 +99,12 @@ async def due_delivery(settings: Settings) -> UUID:
         await connection.execute(
             "INSERT INTO notification.notifications (id, incident_id, obligation_id, party,"
             " rule_id, drill, alert, status, contacts, contact_index)"
-            " VALUES ($1, $2, $3, 'SFS:150626102', 'R6', false, '{}', 'PENDING', $4, 0)",
+            " VALUES ($1, $2, $3, 'SFS:150626102', 'R6', false, $5, 'PENDING', $4, 0)",
             notification_id,
             incident_id,
             uuid.UUID(message["obligation_id"]),
-            json.dumps([{"channel": "file"}]),
+            json.dumps([{"channel": "file"}] * contacts),
+            json.dumps(message),  # an alert as stored before its facts were kept: its text
         )
         await connection.execute(
             "INSERT INTO notification.deliveries (id, notification_id, contact_index, channel,"
@@ -266,3 +268,38 @@ async def claimed_count(settings: Settings, delivery_ids: list[UUID]) -> int:
         )
     finally:
         await connection.close()
+
+
+async def test_an_ack_deadline_started_while_the_dispatcher_sleeps_wakes_it_alone(
+    private_settings: Settings, engine: AsyncEngine
+) -> None:
+    """A delivery recorded wakes no dispatcher through the database; the ACK deadline it
+    starts wakes the dispatcher that recorded it, in time for the next contact, though its
+    fallback would let it sleep for an hour."""
+    short = private_settings.model_copy(
+        update={"notification_ack_seconds": 1.0, "notification_dispatch_fallback_seconds": 3600}
+    )
+    dispatcher = replica(short, engine)
+    delivery_id = await due_delivery(short, contacts=2)
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        connection = await asyncpg.connect(short.plain_database_url)
+        heard: list[str] = []
+        await connection.add_listener(DISPATCH_CHANNEL, lambda *args: heard.append(args[2]))
+        try:
+
+            async def next_contact() -> int:
+                return await connection.fetchval(
+                    "SELECT count(*) FROM notification.deliveries WHERE contact_index = 1"
+                    " AND notification_id = (SELECT notification_id FROM"
+                    " notification.deliveries WHERE id = $1)",
+                    delivery_id,
+                )
+
+            await eventually(next_contact, lambda opened: opened == 1)
+            assert not heard  # no other dispatcher was woken for it
+        finally:
+            await connection.close()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
