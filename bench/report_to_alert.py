@@ -62,6 +62,10 @@ CONNECTIONS = 64
 # an overloaded system answers late, and a late answer still counts as accepted.
 POST_TIMEOUT_SECONDS = 30.0
 PROFILES = REPOSITORY_ROOT / ".local" / "profiles"
+# Before idle CPU is measured the system is left quiet this long: a consumer's pauses grow to
+# their longest (an eighth of the quiet spell, docs/performance.md) after 16 s of quiet.
+IDLE_SETTLE_SECONDS = 20.0
+IDLE_SECONDS = 20.0
 PROFILE_SUFFIXES = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}
 
 
@@ -551,8 +555,10 @@ async def system_runs(
                     warm = await at_fixed_rate(intake, reports, 10, 7)
                     arrivals = await first_alerts(warm.accepted, sink, sink_client, 30)
                     bench.alerting = {warm.sample_of[i] for i in warm.accepted if i in arrivals}
-                    await asyncio.sleep(5)
-                    bench.idle = await idle_cpu(processes, infra)
+                    # Idle as a county's system is almost always: quiet for a while, so its
+                    # consumers look at the broker at their longest pause.
+                    await asyncio.sleep(IDLE_SETTLE_SECONDS)
+                    bench.idle = await idle_cpu(processes, infra, IDLE_SECONDS)
                     results["idle_cpu_ms_per_second"] = {
                         name: round(value * 1000, 1) for name, value in bench.idle.items()
                     }
