@@ -73,8 +73,6 @@ log = logging.getLogger(__name__)
 
 SOURCE = "notification"
 DISPATCH_CHANNEL = "notification_dispatch"
-# Where a session remembers the transaction that already wakes the dispatchers.
-DISPATCHERS_WOKEN = "notification.dispatchers_woken"
 DRILL_CONTACT = Contact(channel="file", label="演练")
 # Deliveries of channels nobody configured are claimed this many at a time, to fail them fast.
 UNKNOWN_CHANNEL_BATCH = 10
@@ -207,10 +205,6 @@ async def publish_about(
 async def wake_dispatchers(session: AsyncSession) -> None:
     """NOTIFY the dispatchers when the session's transaction commits: once per transaction,
     however many notifications it stores (a consumed batch stores one per event)."""
-    transaction = session.sync_session.get_transaction()
-    if session.info.get(DISPATCHERS_WOKEN) is transaction:
-        return
-    session.info[DISPATCHERS_WOKEN] = transaction
     await notify(session, DISPATCH_CHANNEL)
 
 
@@ -386,9 +380,9 @@ class Dispatcher:
                 await wake_dispatchers(session)
         self._started(claimed)
         self._send_all(claimed)
-        room_in = self._room_in(full)
         if more_to_open:
             return 0.0
+        room_in = self._room_in(full)
         if room_in is not None:
             # A channel with work due is out of slots or tokens: what is due now waits for its
             # room (NEXT_DUE says "now" because of it). A send that ends frees a slot and
