@@ -241,6 +241,21 @@ async def running_system(
         yield infra, processes
 
 
+def log_warnings(log_dir: Path, per_service: int = 15) -> str:
+    """The last warnings and errors of each service's log: what a failure message needs when
+    the system, not the test, stopped short (the logs themselves stay behind on CI)."""
+    lines = []
+    for log_file in sorted(log_dir.glob("*.log")):
+        worrying = [
+            line
+            for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+            if '"level": "WARNING"' in line or '"level": "ERROR"' in line or "Traceback" in line
+        ]
+        lines.append(f"--- {log_file.stem}: {len(worrying)} warnings and errors")
+        lines.extend(line[:600] for line in worrying[-per_service:])
+    return "\n".join(lines)
+
+
 def clients_for(processes: ServiceProcesses, work_dir: Path) -> dict[str, httpx.AsyncClient]:
     """An authenticated client per service of `processes`."""
     auth = PartyAuth(test_keys(work_dir)[0])

@@ -13,7 +13,14 @@ import yaml
 
 from services.audit.note import COSIGNATURE_V1, Signer, Verifier
 from tests.integration.helpers import count_of, eventually, violence_report
-from tests.support import PATIENCE_SECONDS, PartyAuth, clients_for, running_system, test_keys
+from tests.support import (
+    PATIENCE_SECONDS,
+    PartyAuth,
+    clients_for,
+    log_warnings,
+    running_system,
+    test_keys,
+)
 from tools.devrun import ServiceProcesses
 from tools.localinfra import Infrastructure
 
@@ -80,11 +87,23 @@ async def warm_up(processes: ServiceProcesses, work_dir: Path) -> None:
             f"{processes.url('intake')}/v1/incidents", json=violence_report(category="OTHER")
         )
         incident_id = created.json()["id"]
-        await eventually(
-            lambda: client.get(f"{processes.url('audit')}/v1/incidents/{incident_id}/timeline"),
-            lambda response: count_of("notification.delivered", response) >= 1,
-            timeout=60,
-        )
+        timeline = f"{processes.url('audit')}/v1/incidents/{incident_id}/timeline"
+        try:
+            await eventually(
+                lambda: client.get(timeline),
+                lambda response: count_of("notification.delivered", response) >= 1,
+            )
+        except AssertionError:
+            reached = await client.get(timeline)
+            types = (
+                [entry["ce_type"] for entry in reached.json()["entries"]]
+                if reached.status_code == 200
+                else reached.text
+            )
+            pytest.fail(
+                f"the warm-up incident {incident_id} did not reach the audit log as delivered;"
+                f" its timeline holds {types}\n{log_warnings(processes.log_dir)}"
+            )
 
 
 @pytest.fixture(scope="package")

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import uuid4
 
+import httpx
+
 from shared.domain.ownership import ACTIONS_OF
 from shared.domain.vocabulary import ActionCode, PartyKind, party_code
 from tests.support import PATIENCE_SECONDS
@@ -30,7 +32,17 @@ async def eventually(
                     return last
                 await asyncio.sleep(0.1)
     except TimeoutError:
-        raise AssertionError(f"condition not met within {timeout}s; last: {last!r}") from None
+        raise AssertionError(
+            f"condition not met within {timeout}s; last: {described(last)}"
+        ) from None
+
+
+def described(result: object, limit: int = 2000) -> str:
+    """A probe's result for a failure message: a response with its body, which says what was
+    there when the wait gave up."""
+    if isinstance(result, httpx.Response):
+        return f"{result!r} {result.text[:limit]}"
+    return repr(result)[:limit]
 
 
 def subject_id() -> str:
