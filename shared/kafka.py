@@ -70,6 +70,8 @@ IDLE_AFTER_SECONDS = 1.0
 IDLE_PAUSE_SHARE = 1 / 8
 # Margin on the broker's hold of a fetch for the one look of an idle consumer.
 IDLE_LOOK_MARGIN_MS = 30
+# A look waits this long at most for the broker to answer (a broker that is down never does).
+LOOK_LIMIT_SECONDS = 5.0
 
 
 class IdleFetching:
@@ -78,10 +80,11 @@ class IdleFetching:
     aiokafka fetches in the background for as long as a partition is assigned and not paused;
     on a broker that holds each empty fetch to its end (Tansu), an idle consumer would ask it
     every `fetch_max_wait_ms`. After `IDLE_AFTER_SECONDS` without a record the consumer pauses
-    its partitions, resumes them for one look, pauses again: each pause an eighth of how long
-    it has been quiet, up to `longest_pause_ms`. So a record after a quiet spell waits at most
-    an eighth of that spell more (a second's quiet: 125 ms), an idle consumer looks about once
-    per `longest_pause_ms`, and records that come are fetched freely again at once. Pausing
+    its partitions, resumes them for one look (which lasts until the broker has answered),
+    pauses again: each pause an eighth of how long it has been quiet, up to
+    `longest_pause_ms`. So a record after a quiet spell waits at most an eighth of that spell
+    more (a second's quiet: 125 ms), an idle consumer looks about once per
+    `longest_pause_ms`, and records that come are fetched freely again at once. Pausing
     keeps positions: a record that arrives meanwhile is fetched at the next look, never skipped.
     """
 
@@ -119,12 +122,42 @@ class IdleFetching:
                 self._consumer.resume(*self._consumer.paused())
             if stopping.is_set():
                 return {}
-            batches = await self._consumer.getmany(
-                timeout_ms=self._look_ms, max_records=max_records
-            )
+            batches = await self._look(stopping, max_records)
         if batches:
             self._records_at = time.monotonic()
         return batches
+
+    async def _look(
+        self, stopping: asyncio.Event, max_records: int
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """One look, just resumed: records, or nothing once the broker has answered a fetch of
+        every partition since the resume. A look cut at a fixed time would pause again before
+        a slow answer came, and aiokafka drops what it fetched for a paused partition: on a
+        busy machine every look would then miss the records, however often it looked."""
+        resumed_ms = int(time.time() * 1000)
+        give_up = time.monotonic() + LOOK_LIMIT_SECONDS
+        while True:
+            batches: dict[TopicPartition, list[ConsumerRecord]] = await self._consumer.getmany(
+                timeout_ms=self._look_ms, max_records=max_records
+            )
+            if batches or stopping.is_set() or time.monotonic() >= give_up:
+                return batches
+            if self._answered_since(resumed_ms):
+                # An answer processed after getmany gave up is still buffered: take it now,
+                # before the pause would drop it.
+                buffered: dict[TopicPartition, list[ConsumerRecord]] = await self._consumer.getmany(
+                    timeout_ms=0, max_records=max_records
+                )
+                return buffered
+
+    def _answered_since(self, resumed_ms: int) -> bool:
+        """Whether a fetch answer for each assigned partition was processed at or after
+        `resumed_ms` (aiokafka stamps each answered partition with the wall clock in ms)."""
+        for partition in self._consumer.assignment():
+            answered = self._consumer.last_poll_timestamp(partition)
+            if answered is None or answered < resumed_ms:
+                return False
+        return True
 
 
 class RejectEvent(Exception):

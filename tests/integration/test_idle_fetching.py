@@ -69,3 +69,52 @@ async def test_an_idle_consumer_reads_every_record_sent_while_it_pauses(
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+async def test_a_look_lasts_until_the_broker_answers_however_slow_it_is(
+    infra_settings: Settings,
+) -> None:
+    """A broker (or a machine) slower than the look expects: here the broker holds each empty
+    fetch for 300 ms while the look expects an answer within the 20 ms fetch wait. A look cut
+    at its own time would pause before the answer came, and aiokafka drops what a paused
+    partition was sent: on a busy machine every look would then miss the records. So a look
+    ends only once the broker has answered, and reads a record sent while the consumer paused."""
+    topic = f"test.idle.slow.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(**connection_options(infra_settings))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = create_producer(infra_settings, "test-idle-slow-producer")
+    consumer = AIOKafkaConsumer(
+        **connection_options(infra_settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=300,
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        fetching = IdleFetching(consumer, 200, fetch_max_wait_ms=20)
+        stopping = asyncio.Event()
+        async with asyncio.timeout(PATIENCE_SECONDS):
+            while fetching.pause_seconds(time.monotonic()) == 0:
+                assert not await fetching.next_batches(stopping, 200, 500)
+            before_the_look = int(time.time() * 1000)
+            assert not await fetching.next_batches(stopping, 200, 500)
+            answered = consumer.last_poll_timestamp(partition)
+            assert answered is not None and answered >= before_the_look, "the look heard back"
+            await producer.send_and_wait(topic, b"while it pauses")
+            received: list[bytes] = []
+            while not received:
+                for records in (await fetching.next_batches(stopping, 200, 500)).values():
+                    received.extend(record.value for record in records)
+        assert received == [b"while it pauses"]
+    finally:
+        await consumer.stop()
+        await producer.stop()
