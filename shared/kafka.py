@@ -546,6 +546,7 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
+            consumer_timeout_ms=self._settings.kafka_consumer_timeout_ms,
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
         )

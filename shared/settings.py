@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     # a quiet spell waits at most an eighth of it more on its hop (docs/performance.md). 0:
     # never pause, for a broker that answers a waiting fetch at once (Apache Kafka, prod).
     kafka_idle_fetch_interval_ms: int = Field(default=2000, ge=0, le=10000)
+    # How often aiokafka's background fetcher looks around when nothing wakes it (aiokafka's
+    # `consumer_timeout_ms`, 200 by default). A fetch answered, a partition resumed and a
+    # rebalance each wake it at once; so this only sets how often a paused, idle consumer
+    # costs a turn of the event loop: five times a second each, at the default.
+    kafka_consumer_timeout_ms: int = Field(default=2000, ge=10, le=10000)
 
     # The county's clock: every time shown to people (alerts, explanations, findings, reports).
     county_time_zone: str = DEFAULT_COUNTY_TIME_ZONE

@@ -139,6 +139,7 @@ class LiveFeed:
             enable_auto_commit=False,
             auto_offset_reset="latest",
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            consumer_timeout_ms=self.settings.kafka_consumer_timeout_ms,
         )
         await consumer.start()
         try:
