@@ -76,14 +76,18 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OTEL_SERVICE_NAME", service)
     import uvicorn
 
+    from shared.httpserver import serve
+
     # Requests are measured in /metrics and traced, and the services log JSON: no access log.
-    uvicorn.run(
-        f"services.{service}.app:create_app",
-        factory=True,
-        host=arguments.host,
-        port=arguments.port or default_port(service),
-        timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS[service],
-        access_log=False,
+    serve(
+        uvicorn.Config(
+            f"services.{service}.app:create_app",
+            factory=True,
+            host=arguments.host,
+            port=arguments.port or default_port(service),
+            timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS[service],
+            access_log=False,
+        )
     )
 
 

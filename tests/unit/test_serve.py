@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from shared import serve
+from shared import httpserver, serve
 from shared.observability import configure_logging
 from shared.settings import CONSOLE, SERVICE_NAMES, Settings
 
@@ -21,7 +21,11 @@ from shared.settings import CONSOLE, SERVICE_NAMES, Settings
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     calls: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+
+    def serve_config(config: uvicorn.Config) -> None:
+        calls.append((config.app, vars(config)))
+
+    monkeypatch.setattr(httpserver, "serve", serve_config)
     monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
     return calls
 
