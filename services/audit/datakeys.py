@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, null, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, and_, null, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.leaves import canonical_json
@@ -94,6 +94,20 @@ def incident_cipher(incident: str, key: bytes) -> PiiCipher:
     return PiiCipher({incident: key}, incident)
 
 
+# Statements of constant text, the incidents as one array: each batch of the consumer asks for
+# its incidents' keys, and SQLAlchemy compiles an IN list or a multi-row VALUES anew for every
+# count of incidents, which cost more than the statements themselves.
+STORED_KEYS = text(
+    "SELECT incident, wrapped FROM audit.data_keys WHERE incident = ANY(CAST(:incidents AS text[]))"
+).columns(incident=String, wrapped=JSONB)
+STORE_KEYS = text(
+    "INSERT INTO audit.data_keys (incident, wrapped) "
+    "SELECT incident, CAST(wrapped AS jsonb) FROM unnest("
+    "CAST(:incidents AS text[]), CAST(:wrapped AS text[])) AS made(incident, wrapped) "
+    "ON CONFLICT (incident) DO NOTHING"
+)
+
+
 @dataclass(frozen=True)
 class DataKeys:
     kek: PiiCipher
@@ -119,7 +133,13 @@ class DataKeys:
                 for incident in missing
             ]
             # Another consumer may make the same key at once: the first one made is the key.
-            await session.execute(insert(data_keys).values(made).on_conflict_do_nothing())
+            await session.execute(
+                STORE_KEYS,
+                {
+                    "incidents": [row["incident"] for row in made],
+                    "wrapped": [json.dumps(row["wrapped"]) for row in made],
+                },
+            )
             stored |= await self._stored(session, missing)
         return {incident: self._unwrapped(incident, row) for incident, row in stored.items()}
 
@@ -138,11 +158,7 @@ class DataKeys:
         wanted = sorted(set(incidents))
         found: dict[str, Any] = dict.fromkeys(wanted, _NONE)
         if wanted:
-            rows = await session.execute(
-                select(data_keys.c.incident, data_keys.c.wrapped).where(
-                    data_keys.c.incident.in_(wanted)
-                )
-            )
+            rows = await session.execute(STORED_KEYS, {"incidents": wanted})
             found.update({incident: wrapped for incident, wrapped in rows})
         return found
 
