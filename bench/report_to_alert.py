@@ -45,6 +45,7 @@ from typing import Any
 import asyncpg
 import httpx
 import psutil
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench import edge
@@ -152,6 +153,11 @@ class Sink:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/alerts"
+
+    @property
+    def collector(self) -> str:
+        """The sink as the services' OTLP endpoint: it answers the spans and keeps none."""
+        return f"http://127.0.0.1:{self.port}"
 
     async def arrivals(self, client: httpx.AsyncClient) -> dict[str, int]:
         """Incident id → arrival of its first alert (monotonic ns)."""
@@ -401,13 +407,38 @@ class MemoryWatch:
             self._task.cancel()
 
 
-def service_environment(work: Path, infra: Infrastructure, alerts_url: str) -> dict[str, str]:
+# The production overlay's settings, of which the bench takes the tracing ones.
+PRODUCTION_OVERLAY = REPOSITORY_ROOT / "deploy" / "k8s" / "overlays" / "prod" / "kustomization.yaml"
+TRACING_SETTINGS = ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
+
+
+def production_tracing(collector: str) -> dict[str, str]:
+    """Tracing as production runs it: its sampler, read from the production overlay, and every
+    sampled span exported over OTLP to `collector` (the sink, which answers and forgets). So
+    spans cost here what they cost there; an overlay without a sampler fails the bench."""
+    overlay = yaml.safe_load(PRODUCTION_OVERLAY.read_text(encoding="utf-8"))
+    [environment] = [
+        generated
+        for generated in overlay["configMapGenerator"]
+        if generated["name"] == "correction-emergency-env"
+    ]
+    production = dict(literal.split("=", 1) for literal in environment["literals"])
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
+        **{name: production[name] for name in TRACING_SETTINGS},
+    }
+
+
+def service_environment(
+    work: Path, infra: Infrastructure, alerts_url: str, collector: str
+) -> dict[str, str]:
     directory = directory_with_contacts(
         work / "directory.yaml", lambda _party: [{"channel": "webhook", "address": alerts_url}]
     )
     return {
         **infra.environment(),
         **development_secrets(work),
+        **production_tracing(collector),
         "DIRECTORY_FILE": str(directory),
         "ALERTS_FILE": str(work / "alerts.jsonl"),
         # The load comes from one generator speaking for few reporters; the per-caller limit
@@ -526,7 +557,7 @@ async def system_runs(
     reports = Reports(private_key.read_bytes(), settings)
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     async with sink_process(work / "logs") as sink:
-        environment = service_environment(work, infra, sink.url)
+        environment = service_environment(work, infra, sink.url, sink.collector)
         processes = ServiceProcesses(
             environment, {service: free_port() for service in SERVICE_NAMES}, work / "logs"
         )
@@ -656,9 +687,14 @@ async def intake_only(
     private_key, _ = ensure_dev_keys(work / "auth")
     reports = Reports(private_key.read_bytes(), Settings())
     results = []
-    async with infrastructure(settings, work, fresh=True) as infra:
+    async with (
+        infrastructure(settings, work, fresh=True) as infra,
+        sink_process(work / "logs") as collector,
+    ):
         # Nobody consumes what intake publishes: no alert is sent, the address is never called.
-        environment = service_environment(work, infra, "http://127.0.0.1:9/alerts")
+        environment = service_environment(
+            work, infra, "http://127.0.0.1:9/alerts", collector.collector
+        )
         processes = ServiceProcesses(environment, {"intake": free_port()}, work / "logs")
         try:
             await processes.start(120)

@@ -4,7 +4,8 @@
 
 Every POST answers 200 at once and is recorded as (incident id, party, arrival time on the
 system-wide monotonic clock, in ns), so the load generator in another process can subtract the
-time it got its 201. `GET /received` returns what arrived since the last `DELETE /received`.
+time it got its 201. `GET /received` returns what arrived since the last `DELETE /received`. It also
+stands in for the OpenTelemetry collector: spans posted to /v1/traces are answered and dropped.
 
 A raw ASGI app rather than a framework: the sink must not be what the latency measures.
 """
@@ -19,6 +20,8 @@ from typing import Any
 import uvicorn
 
 Arrival = tuple[str, str, int]
+# Where OTLP exporters send spans, metrics and logs.
+OTLP_PATHS = ("/v1/traces", "/v1/metrics", "/v1/logs")
 
 
 class Sink:
@@ -36,7 +39,10 @@ class Sink:
                 break
         arrived = time.monotonic_ns()
         method = scope["method"]
-        if method == "POST":
+        if scope["path"].startswith(OTLP_PATHS):
+            # The services' spans (the bench traces as production does): answered, not kept.
+            await self._answer(send, b"{}")
+        elif method == "POST":
             try:
                 alert = json.loads(body)
                 self.arrivals.append(
