@@ -35,6 +35,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from bench.report_to_alert import production_tracing, sink_process
 from services.audit import store
 from services.audit.handlers import new_leaf
 from services.audit.merkle import verify_inclusion
@@ -109,7 +110,15 @@ async def produce(bootstrap: str, events: list[CloudEvent]) -> None:
 
 
 async def through_the_service(settings: Settings, work: Path, count: int) -> dict:
-    """Produce `count` events to the broker; time until the audit service has logged them."""
+    """Produce `count` events to the broker; time until the audit service has logged them,
+    tracing as production does."""
+    async with sink_process(work / "logs") as collector:
+        return await through_the_service_tracing_to(settings, work, count, collector.collector)
+
+
+async def through_the_service_tracing_to(
+    settings: Settings, work: Path, count: int, collector: str
+) -> dict:
     broker = LocalBroker(work / "tansu.log")
     await broker.start()
     bootstrap = broker.bootstrap_servers
@@ -118,6 +127,8 @@ async def through_the_service(settings: Settings, work: Path, count: int) -> dic
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "AUDIT_SIGNING_KEY_SEED": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         **development_secrets(work),
+        # Spans as production makes them (its sampler), to a sink standing in for the collector.
+        **production_tracing(collector),
     }
     private_key, _ = ensure_dev_keys(work / "auth")
     token = mint(
