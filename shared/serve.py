@@ -25,6 +25,13 @@ SERVABLE = (*SERVICE_NAMES, CONSOLE)
 # reconnects to a running replica).
 GRACEFUL_STOP_SECONDS: dict[str, int] = {**dict.fromkeys(SERVICE_NAMES, 20), CONSOLE: 3}
 
+# How long an idle keep-alive connection stays open (uvicorn closes it after 5 s by default). A
+# client that reuses a connection just as the server closes it gets no answer: a pool that keeps
+# connections as long as the server (httpx: 5 s) or longer (ingress-nginx upstream: 60 s) meets
+# that race, and a report posted on such a connection fails. The server keeps them longer than
+# any of its clients, so they are the ones to close.
+KEEP_ALIVE_SECONDS = 75
+
 
 def default_port(service: str) -> int:
     """The service's port when nothing else is said (`INTAKE_PORT`'s default, …)."""
@@ -87,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             port=arguments.port or default_port(service),
             timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS[service],
             access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
     )
 

@@ -42,6 +42,8 @@ def test_a_service_runs_its_factory_on_its_own_port_without_access_log(
     assert options["port"] == Settings().port_of(service) == serve.default_port(service)
     assert options["access_log"] is False
     assert options["timeout_graceful_shutdown"] == serve.GRACEFUL_STOP_SECONDS[service]
+    # Longer than its clients keep an idle connection (httpx 5 s, ingress-nginx upstream 60 s).
+    assert options["timeout_keep_alive"] == serve.KEEP_ALIVE_SECONDS > 60
     assert os.environ["OTEL_SERVICE_NAME"] == service
 
 
