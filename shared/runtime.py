@@ -47,7 +47,7 @@ from shared.observability import (
 )
 from shared.problems import install_problem_handlers
 from shared.settings import Settings
-from shared.telemetry import configure_tracing, instrument_database, instrument_http
+from shared.telemetry import configure_tracing, instrument_http
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +143,9 @@ class ServiceRuntime:
         if self.settings.migrate_on_startup:
             await migrate(self.settings, self.service)
         self._migration_head = migration_head(self.settings, self.service)
+        # No span per SQL statement: an incident takes over a hundred across the services, and
+        # the spans of each request, consumed event and send already time the work around them.
         self.engine = create_engine(self.settings)
-        if self.tracer_provider is not None:
-            instrument_database(self.engine)
         self.sessions = create_session_factory(self.engine)
         self.producer = create_producer(self.settings, client_id=self.service)
         await _retry(self.producer.start, f"{self.service}: connect to Kafka")

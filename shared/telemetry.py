@@ -111,13 +111,6 @@ def instrument_http(app: Any) -> None:
     )
 
 
-def instrument_database(engine: Any) -> None:
-    """Spans for every SQL statement (asyncpg underneath SQLAlchemy)."""
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-
-    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
-
-
 def current_trace_headers() -> dict[str, str]:
     """W3C `traceparent`/`tracestate` of the active span, for an event's headers."""
     carrier: dict[str, str] = {}
