@@ -16,24 +16,37 @@ from shared.settings import Settings
 PATIENCE_SECONDS = 60
 
 
-async def test_an_idle_consumer_reads_every_record_sent_while_it_pauses(
-    infra_settings: Settings,
-) -> None:
+async def new_topic(settings: Settings, partitions: int) -> str:
+    """A topic of its own for one test, with `partitions` partitions."""
     topic = f"test.idle.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(**connection_options(infra_settings))
+    admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+        await admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+        )
     finally:
         await admin.close()
-    producer = create_producer(infra_settings, "test-idle-producer")
-    consumer = AIOKafkaConsumer(
-        **connection_options(infra_settings),
+    return topic
+
+
+def reader(settings: Settings, fetch_max_wait_ms: int) -> AIOKafkaConsumer:
+    """A consumer outside any group, from the start of what it is assigned."""
+    return AIOKafkaConsumer(
+        **connection_options(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=infra_settings.kafka_fetch_max_wait_ms,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
+
+
+async def test_an_idle_consumer_reads_every_record_sent_while_it_pauses(
+    infra_settings: Settings,
+) -> None:
+    topic = await new_topic(infra_settings, partitions=2)
+    producer = create_producer(infra_settings, "test-idle-producer")
+    consumer = reader(infra_settings, infra_settings.kafka_fetch_max_wait_ms)
     await producer.start()
     await consumer.start()
     try:
@@ -79,21 +92,9 @@ async def test_a_look_lasts_until_the_broker_answers_however_slow_it_is(
     at its own time would pause before the answer came, and aiokafka drops what a paused
     partition was sent: on a busy machine every look would then miss the records. So a look
     ends only once the broker has answered, and reads a record sent while the consumer paused."""
-    topic = f"test.idle.slow.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(**connection_options(infra_settings))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    topic = await new_topic(infra_settings, partitions=1)
     producer = create_producer(infra_settings, "test-idle-slow-producer")
-    consumer = AIOKafkaConsumer(
-        **connection_options(infra_settings),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=300,
-    )
+    consumer = reader(infra_settings, fetch_max_wait_ms=300)
     await producer.start()
     await consumer.start()
     try:
