@@ -113,63 +113,59 @@ async def through_the_service(settings: Settings, work: Path, count: int) -> dic
     """Produce `count` events to the broker; time until the audit service has logged them,
     tracing as production does."""
     async with sink_process(work / "logs") as collector:
-        return await through_the_service_tracing_to(settings, work, count, collector.collector)
-
-
-async def through_the_service_tracing_to(
-    settings: Settings, work: Path, count: int, collector: str
-) -> dict:
-    broker = LocalBroker(work / "tansu.log")
-    await broker.start()
-    bootstrap = broker.bootstrap_servers
-    environment = {
-        "DATABASE_URL": settings.database_url or "",
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "AUDIT_SIGNING_KEY_SEED": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        **development_secrets(work),
-        # Spans as production makes them (its sampler), to a sink standing in for the collector.
-        **production_tracing(collector),
-    }
-    private_key, _ = ensure_dev_keys(work / "auth")
-    token = mint(
-        private_key.read_bytes(),
-        "BLO",
-        issuer=settings.auth_issuer,
-        audience=settings.auth_audience,
-    )
-    services = ServiceProcesses(environment, {"audit": free_port()}, work / "logs")
-    try:
-        await ensure_topics(settings.model_copy(update={"kafka_bootstrap_servers": bootstrap}))
-        services.start_one("audit")
-        await services.wait_ready("audit", 120)
-        async with httpx.AsyncClient(
-            base_url=services.url("audit"),
-            timeout=30,
-            headers={"Authorization": f"Bearer {token}"},
-        ) as client:
-            # One event first: the consumer has joined its group before the clock starts.
-            await one_round(client, bootstrap, 1)
-            live = [await one_round(client, bootstrap, count) for _ in range(3)]
-            backlog = []
-            for _ in range(3):
-                # The service alone: a backlog produced while it was down, drained on restart.
-                services.stop_one("audit")
-                await produce(bootstrap, events_of(count))
-                services.start_one("audit")
-                await services.wait_ready("audit", 120)
-                backlog.append(await drain(client, count))
-    finally:
-        services.stop()
-        await broker.stop()
-    return {
-        "events_per_round": count,
-        "live": live,
-        "live_events_per_second_median": statistics.median(r["events_per_second"] for r in live),
-        "backlog": backlog,
-        "backlog_events_per_second_median": statistics.median(
-            r["events_per_second"] for r in backlog
-        ),
-    }
+        broker = LocalBroker(work / "tansu.log")
+        await broker.start()
+        bootstrap = broker.bootstrap_servers
+        environment = {
+            "DATABASE_URL": settings.database_url or "",
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "AUDIT_SIGNING_KEY_SEED": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            **development_secrets(work),
+            # Spans as production makes them (its sampler), to a sink standing in for the collector.
+            **production_tracing(collector.collector),
+        }
+        private_key, _ = ensure_dev_keys(work / "auth")
+        token = mint(
+            private_key.read_bytes(),
+            "BLO",
+            issuer=settings.auth_issuer,
+            audience=settings.auth_audience,
+        )
+        services = ServiceProcesses(environment, {"audit": free_port()}, work / "logs")
+        try:
+            await ensure_topics(settings.model_copy(update={"kafka_bootstrap_servers": bootstrap}))
+            services.start_one("audit")
+            await services.wait_ready("audit", 120)
+            async with httpx.AsyncClient(
+                base_url=services.url("audit"),
+                timeout=30,
+                headers={"Authorization": f"Bearer {token}"},
+            ) as client:
+                # One event first: the consumer has joined its group before the clock starts.
+                await one_round(client, bootstrap, 1)
+                live = [await one_round(client, bootstrap, count) for _ in range(3)]
+                backlog = []
+                for _ in range(3):
+                    # The service alone: a backlog produced while it was down, drained on restart.
+                    services.stop_one("audit")
+                    await produce(bootstrap, events_of(count))
+                    services.start_one("audit")
+                    await services.wait_ready("audit", 120)
+                    backlog.append(await drain(client, count))
+        finally:
+            services.stop()
+            await broker.stop()
+        return {
+            "events_per_round": count,
+            "live": live,
+            "live_events_per_second_median": statistics.median(
+                r["events_per_second"] for r in live
+            ),
+            "backlog": backlog,
+            "backlog_events_per_second_median": statistics.median(
+                r["events_per_second"] for r in backlog
+            ),
+        }
 
 
 def events_of(count: int) -> list[CloudEvent]:

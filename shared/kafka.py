@@ -269,6 +269,15 @@ def connection_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def fetch_options(settings: Settings) -> dict[str, Any]:
+    """How every long-running consumer fetches: how long the broker may hold an empty fetch,
+    and how often aiokafka's fetcher looks around when nothing wakes it."""
+    return {
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "consumer_timeout_ms": settings.kafka_consumer_timeout_ms,
+    }
+
+
 def create_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         **connection_options(settings),
@@ -545,8 +554,7 @@ class EventConsumer:
             client_id=self.name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
-            consumer_timeout_ms=self._settings.kafka_consumer_timeout_ms,
+            **fetch_options(self._settings),
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
         )

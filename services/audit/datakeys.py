@@ -128,18 +128,12 @@ class DataKeys:
         stored = await self._stored(session, incidents)
         missing = [incident for incident, row in stored.items() if row is _NONE]
         if missing:
-            made = [
-                {"incident": incident, "wrapped": self.kek.seal(new_key(), self._context(incident))}
+            wrapped = [
+                json.dumps(self.kek.seal(new_key(), self._context(incident)))
                 for incident in missing
             ]
             # Another consumer may make the same key at once: the first one made is the key.
-            await session.execute(
-                STORE_KEYS,
-                {
-                    "incidents": [row["incident"] for row in made],
-                    "wrapped": [json.dumps(row["wrapped"]) for row in made],
-                },
-            )
+            await session.execute(STORE_KEYS, {"incidents": missing, "wrapped": wrapped})
             stored |= await self._stored(session, missing)
         return {incident: self._unwrapped(incident, row) for incident, row in stored.items()}
 

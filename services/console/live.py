@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.domain.access import Principal, Reach
 from shared.events import topics
-from shared.kafka import IdleFetching, connection_options
+from shared.kafka import IdleFetching, connection_options, fetch_options
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,7 @@ class LiveFeed:
             client_id="console-live",
             enable_auto_commit=False,
             auto_offset_reset="latest",
-            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
-            consumer_timeout_ms=self.settings.kafka_consumer_timeout_ms,
+            **fetch_options(self.settings),
         )
         await consumer.start()
         try:

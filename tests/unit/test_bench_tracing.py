@@ -6,26 +6,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ParentBased
 
-from bench.report_to_alert import PRODUCTION_OVERLAY, TRACING_SETTINGS, production_tracing
+from bench.report_to_alert import TRACING_SETTINGS, production_tracing
 from bench.sink import Sink
+from tests.deploy.support import of_kind, rendered
 
 
 def test_the_bench_takes_its_sampler_from_the_production_overlay() -> None:
-    overlay = yaml.safe_load(PRODUCTION_OVERLAY.read_text(encoding="utf-8"))
-    literals = {
-        literal.split("=", 1)[0]: literal.split("=", 1)[1]
-        for generated in overlay["configMapGenerator"]
-        if generated["name"] == "correction-emergency-env"
-        for literal in generated["literals"]
-    }
+    """What the bench sets is what the rendered production ConfigMap gives the services."""
+    [environment] = [
+        config_map
+        for config_map in of_kind(rendered("prod"), "ConfigMap")
+        if config_map["metadata"]["name"].startswith("correction-emergency-env")
+    ]
     tracing = production_tracing("http://127.0.0.1:9100")
     assert tracing["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:9100"
     for name in TRACING_SETTINGS:
-        assert tracing[name] == literals[name]
+        assert tracing[name] == environment["data"][name]
 
 
 def test_the_production_sampler_is_one_the_sdk_knows(monkeypatch: Any) -> None:
