@@ -7,9 +7,11 @@ import asyncio
 import time
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from shared import kafka
 from shared.kafka import IdleFetching, connection_options, create_producer
 from shared.settings import Settings
 
@@ -85,13 +87,15 @@ async def test_an_idle_consumer_reads_every_record_sent_while_it_pauses(
 
 
 async def test_a_look_lasts_until_the_broker_answers_however_slow_it_is(
-    infra_settings: Settings,
+    infra_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A broker (or a machine) slower than the look expects: here the broker holds each empty
     fetch for 300 ms while the look expects an answer within the 20 ms fetch wait. A look cut
     at its own time would pause before the answer came, and aiokafka drops what a paused
     partition was sent: on a busy machine every look would then miss the records. So a look
     ends only once the broker has answered, and reads a record sent while the consumer paused."""
+    # However busy this machine is, a look gives up only after the test's own patience.
+    monkeypatch.setattr(kafka, "LOOK_LIMIT_SECONDS", PATIENCE_SECONDS)
     topic = await new_topic(infra_settings, partitions=1)
     producer = create_producer(infra_settings, "test-idle-slow-producer")
     consumer = reader(infra_settings, fetch_max_wait_ms=300)
