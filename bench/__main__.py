@@ -126,7 +126,7 @@ def summary(document: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             f"intake flat out, {alone['processes']} process(es) (reports/s)",
             alone["reports_per_second"],
             TARGETS["intake_reports_per_second"],
-            f"commit {floor['postgres_commit']['p50_ms']} ms",
+            stack_floor_text(system.get("stack_floor"), floor),
             lower=False,
         )
     idle = system["idle_cpu_ms_per_second"]
@@ -174,6 +174,17 @@ def summary(document: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         lower=True,
     )
     return rows
+
+
+def stack_floor_text(stack: dict[str, Any] | None, floor: dict[str, Any]) -> str:
+    """Intake's floor: the bare stack's reports/s and its CPU per report (`bench.stack_floor`),
+    where the run measured it, else a commit."""
+    if stack is None:
+        return f"commit {floor['postgres_commit']['p50_ms']} ms"
+    return (
+        f"bare stack {stack['reports_per_second']:g}/s, "
+        f"{stack['cpu_ms_per_report']['stack']:g} ms CPU/report"
+    )
 
 
 def print_summary(rows: list[tuple[str, str, str, str, str]]) -> None:

@@ -49,6 +49,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench import edge
+from bench.http1 import Client, HttpError
 from shared.auth import ensure_dev_keys, mint
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 from tests.support import directory_with_contacts
@@ -243,12 +244,12 @@ class Run:
     def seconds(self) -> float:
         return (self.ended_ns - self.began_ns) / 1e9
 
-    async def post(self, client: httpx.AsyncClient, reports: Reports) -> None:
+    async def post(self, client: Client, reports: Reports) -> None:
         sample, content, headers = reports.next()
         try:
-            response = await client.post("/v1/incidents", content=content, headers=headers)
-        except httpx.HTTPError as error:
-            self._refuse(type(error).__name__)
+            response = await client.post("/v1/incidents", content, headers)
+        except HttpError as error:
+            self._refuse(str(error))
             return
         answered = time.monotonic_ns()
         if response.status_code == 201:
@@ -266,9 +267,7 @@ class Run:
         return {i: t for i, t in self.accepted.items() if self.sample_of[i] in samples}
 
 
-async def at_fixed_rate(
-    client: httpx.AsyncClient, reports: Reports, rate: float, seconds: float
-) -> Run:
+async def at_fixed_rate(client: Client, reports: Reports, rate: float, seconds: float) -> Run:
     """Open loop: the n-th report leaves at n/rate whatever happened to the ones before."""
     run = Run(began_ns=time.monotonic_ns())
     start = time.monotonic()
@@ -286,13 +285,13 @@ async def at_fixed_rate(
 
 
 async def flat_out(
-    clients: Sequence[httpx.AsyncClient], reports: Reports, seconds: float, concurrency: int
+    clients: Sequence[Client], reports: Reports, seconds: float, concurrency: int
 ) -> Run:
     """Closed loop: `concurrency` callers, each posting again as soon as it has its answer."""
     run = Run(began_ns=time.monotonic_ns())
     stop_at = time.monotonic() + seconds
 
-    async def caller(client: httpx.AsyncClient) -> None:
+    async def caller(client: Client) -> None:
         while time.monotonic() < stop_at:
             await run.post(client, reports)
 
@@ -470,7 +469,7 @@ class Bench:
     processes: ServiceProcesses
     infra: Infrastructure
     sink: Sink
-    intake: httpx.AsyncClient
+    intake: Client
     sink_client: httpx.AsyncClient
     reports: Reports
     idle: dict[str, float] = field(default_factory=dict)
@@ -555,7 +554,6 @@ async def system_runs(
     settings = Settings()
     private_key, _ = ensure_dev_keys(work / "auth")
     reports = Reports(private_key.read_bytes(), settings)
-    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     async with sink_process(work / "logs") as sink:
         environment = service_environment(work, infra, sink.url, sink.collector)
         processes = ServiceProcesses(
@@ -564,9 +562,7 @@ async def system_runs(
         try:
             await processes.start(120)
             async with (
-                httpx.AsyncClient(
-                    base_url=processes.url("intake"), limits=limits, timeout=POST_TIMEOUT_SECONDS
-                ) as intake,
+                intake_client(processes.url("intake")) as intake,
                 httpx.AsyncClient(timeout=30) as sink_client,
             ):
                 bench = Bench(
@@ -609,6 +605,7 @@ async def system_runs(
                 )
                 print(json.dumps(results["random_tokens"]), flush=True)
                 results["intake_alone"] = await intake_alone(bench, environment, seconds, work)
+                results["stack_floor"] = await stack_floor(infra, reports, seconds, work / "logs")
         finally:
             processes.stop()
     return results
@@ -646,13 +643,66 @@ async def intake_alone(
     return results
 
 
-def intake_client(base_url: str) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=POST_TIMEOUT_SECONDS)
+@contextlib.asynccontextmanager
+async def stack_floor_process(database_url: str, log_dir: Path) -> AsyncIterator[tuple[str, int]]:
+    """`bench.stack_floor` in a process of its own: its base URL and process id."""
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            *("-m", "bench.stack_floor"),
+            *("--port", str(port), "--database-url", database_url),
+        ],
+        cwd=REPOSITORY_ROOT,
+        stdout=(log_dir / "stack-floor.log").open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await wait_for_port(port, 60, process)
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def stack_floor(
+    infra: Infrastructure, reports: Reports, seconds: float, log_dir: Path
+) -> dict[str, Any]:
+    """The bare stack (`bench.stack_floor`) flat out, one process, the same load generator: the
+    most reports/s one process of FastAPI, uvicorn and asyncpg takes on these cores, and the CPU
+    it and PostgreSQL spend per report."""
+    async with stack_floor_process(infra.database_url, log_dir) as (url, pid):
+        floor = psutil.Process(pid)
+
+        def used() -> dict[str, float]:
+            times = floor.cpu_times()
+            postgres = cpu_seconds(ServiceProcesses({}, {}, log_dir), infra).get("postgres", 0.0)
+            return {"stack": times.user + times.system, "postgres": postgres} | load_generator()
+
+        async with intake_client(url) as client:
+            await at_fixed_rate(client, reports, 20, 2)  # connections, the pool
+            before = used()
+            run = await flat_out([client], reports, seconds, CONNECTIONS)
+            after = used()
+    result = {
+        "processes": 1,
+        "seconds": round(run.seconds, 2),
+        "accepted": len(run.accepted),
+        "refused": run.refused,
+        "reports_per_second": round(len(run.accepted) / run.seconds, 1),
+        "cpu_ms_per_report": cpu_ms_per_incident(before, after, {}, run.seconds, len(run.accepted)),
+    }
+    print(json.dumps({"stack_floor": result}), flush=True)
+    return result
+
+
+def intake_client(base_url: str) -> Client:
+    return Client(base_url, CONNECTIONS, POST_TIMEOUT_SECONDS)
 
 
 async def intake_flat_out(
-    clients: Sequence[httpx.AsyncClient],
+    clients: Sequence[Client],
     reports: Reports,
     seconds: float,
     used: Callable[[], dict[str, float]],
@@ -679,9 +729,10 @@ async def intake_flat_out(
 
 async def intake_only(
     work: Path, seconds: float, runs: int, profile: str | None, profile_format: str
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
     """PostgreSQL, the broker and one intake process, nothing else: intake flat out `runs`
-    times (the machine may be busy: compare CPU per report, and repeat)."""
+    times (the machine may be busy: compare CPU per report, and repeat), then the bare stack
+    once (`bench.stack_floor`), intake stopped."""
     work.mkdir(mode=0o755, parents=True, exist_ok=True)
     settings = Settings(database_url=None, kafka_bootstrap_servers=None)
     private_key, _ = ensure_dev_keys(work / "auth")
@@ -727,7 +778,8 @@ async def intake_only(
                         )
         finally:
             processes.stop()
-    return results
+        floor = await stack_floor(infra, reports, seconds, work / "logs")
+    return {"intake_alone": results, "stack_floor": floor}
 
 
 async def main(

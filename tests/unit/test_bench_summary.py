@@ -92,3 +92,12 @@ def test_idle_cpu_and_memory_are_judged_per_service() -> None:
     assert rows["peak RSS of notification (MB)"] == ("151", "MISSED")
     assert rows["intake flat out, 1 process(es) (reports/s)"] == ("1200", "met")
     assert rows["CPU while idle, the embedded broker (ms/s)"][1] == "chosen (docs/performance.md)"
+
+
+def test_intake_is_read_against_the_bare_stack_when_the_run_measured_it() -> None:
+    stack = {"reports_per_second": 2039.2, "cpu_ms_per_report": {"stack": 0.43, "postgres": 0.2}}
+    rows = summary(document(stack_floor=stack))
+    (intake,) = [r for r in rows if r[0].startswith("intake flat out, 1 process")]
+    assert intake[1:] == ("1200", "≥ 1000", "bare stack 2039.2/s, 0.43 ms CPU/report", "met")
+    (older,) = [r for r in summary(document()) if r[0].startswith("intake flat out, 1 process")]
+    assert older[3] == "commit 0.3 ms"
