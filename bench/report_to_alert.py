@@ -51,6 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench import edge
 from bench.http1 import Client, HttpError
 from shared.auth import ensure_dev_keys, mint
+from shared.events.topics import ALL_TOPICS
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 from tests.support import directory_with_contacts
 from tools.devrun import ServiceProcesses, development_secrets
@@ -141,6 +142,33 @@ async def kafka_round_trip_floor(
         await consumer.stop()
         await producer.stop()
     return summary_ms(timings)
+
+
+async def topic_records(bootstrap: str, topics: Sequence[str] = ALL_TOPICS) -> dict[str, int]:
+    """How many records each topic holds so far (end offsets, summed over its partitions): the
+    pipeline's topics' growth over a run, per incident, is the pipeline's work in events."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        known = await consumer.topics()
+        counts = {}
+        for topic in topics:
+            partitions = consumer.partitions_for_topic(topic) if topic in known else None
+            ends = await consumer.end_offsets(
+                [TopicPartition(topic, partition) for partition in partitions or ()]
+            )
+            counts[topic] = sum(ends.values())
+        return counts
+    finally:
+        await consumer.stop()
+
+
+def events_per_incident(
+    before: dict[str, int], after: dict[str, int], incidents: int
+) -> dict[str, float]:
+    grown = {topic: after[topic] - before.get(topic, 0) for topic in after}
+    per_incident = {topic: round(n / max(incidents, 1), 2) for topic, n in grown.items()}
+    return per_incident | {"all": round(sum(grown.values()) / max(incidents, 1), 2)}
 
 
 # --- the system -----------------------------------------------------------------------------
@@ -480,6 +508,7 @@ class Bench:
 
     async def measure(self, load: Any, offered: float | None, drain: float) -> dict[str, Any]:
         await self.sink.clear(self.sink_client)
+        records = await topic_records(self.infra.kafka_bootstrap_servers)
         before = cpu_seconds(self.processes, self.infra)
         began = time.monotonic()
         with self._profiled(f"{offered:g}-per-second" if offered else "flat-out"):
@@ -492,8 +521,11 @@ class Bench:
         result["cpu_ms_per_incident"] = cpu_ms_per_incident(
             before, after, self.idle, elapsed, len(run.accepted)
         )
-        print(json.dumps(result), flush=True)
         await asyncio.sleep(3)  # the tail of each incident (later alerts, audit) settles
+        result["events_per_incident"] = events_per_incident(
+            records, await topic_records(self.infra.kafka_bootstrap_servers), len(run.accepted)
+        )
+        print(json.dumps(result), flush=True)
         return result
 
     @contextlib.contextmanager

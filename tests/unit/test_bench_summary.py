@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.__main__ import TARGETS, carried, summary
+from bench.report_to_alert import events_per_incident
 
 
 def run(offered: float, **overrides: Any) -> dict[str, Any]:
@@ -101,3 +102,14 @@ def test_intake_is_read_against_the_bare_stack_when_the_run_measured_it() -> Non
     assert intake[1:] == ("1200", "≥ 1000", "bare stack 2039.2/s, 0.43 ms CPU/report", "met")
     (older,) = [r for r in summary(document()) if r[0].startswith("intake flat out, 1 process")]
     assert older[3] == "commit 0.3 ms"
+
+
+def test_events_per_incident_is_each_topics_growth_over_the_run_shared_by_its_incidents() -> None:
+    before = {"incidents.v1": 10, "escalations.v1": 70}
+    after = {"incidents.v1": 30, "escalations.v1": 217, "audit.v1": 1}
+    assert events_per_incident(before, after, 20) == {
+        "incidents.v1": 1.0,
+        "escalations.v1": 7.35,
+        "audit.v1": 0.05,
+        "all": 8.4,
+    }
