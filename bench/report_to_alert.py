@@ -549,11 +549,15 @@ def profiled(
 ) -> Iterator[None]:
     """With `--profile SERVICE`: a py-spy flame graph of that service during the load (or its
     stacks collapsed, one a line, with `form` "raw": for reading with grep and sort)."""
+    spy_program = Path(sys.executable).with_name("py-spy")
+    if not spy_program.exists():
+        # `make bench` installs the bench extra; a bare `make install` does not.
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install -e '.[bench]'")
     folder.mkdir(parents=True, exist_ok=True)
     output = folder / f"{service}-{label}.{PROFILE_SUFFIXES[form]}"
     spy = subprocess.Popen(
         [
-            str(Path(sys.executable).with_name("py-spy")),
+            str(spy_program),
             "record",
             "--nonblocking",
             "--format",
