@@ -144,15 +144,15 @@ async def kafka_round_trip_floor(
     return summary_ms(timings)
 
 
-async def topic_records(bootstrap: str, topics: Sequence[str] = ALL_TOPICS) -> dict[str, int]:
-    """How many records each topic holds so far (end offsets, summed over its partitions): the
-    pipeline's topics' growth over a run, per incident, is the pipeline's work in events."""
+async def topic_records(bootstrap: str) -> dict[str, int]:
+    """How many records each of the pipeline's topics holds so far (end offsets, summed over
+    its partitions): their growth over a run, per incident, is the pipeline's work in events."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         known = await consumer.topics()
         counts = {}
-        for topic in topics:
+        for topic in ALL_TOPICS:
             partitions = consumer.partitions_for_topic(topic) if topic in known else None
             ends = await consumer.end_offsets(
                 [TopicPartition(topic, partition) for partition in partitions or ()]
@@ -202,21 +202,31 @@ class Sink:
 
 
 @contextlib.asynccontextmanager
-async def sink_process(log_dir: Path) -> AsyncIterator[Sink]:
+async def bench_process(
+    module: str, log: Path, *arguments: str, within: float = 30
+) -> AsyncIterator[tuple[int, subprocess.Popen[bytes]]]:
+    """`python -m <module> --port <port> <arguments>` in a process of its own, logging to `log`,
+    once it listens: its port and process. Stopped on leaving."""
     port = free_port()
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.sink", "--port", str(port)],
+        [sys.executable, "-m", module, "--port", str(port), *arguments],
         cwd=REPOSITORY_ROOT,
-        stdout=(log_dir / "sink.log").open("ab"),
+        stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
     try:
-        await wait_for_port(port, 30, process)
-        yield Sink(port, process)
+        await wait_for_port(port, within, process)
+        yield port, process
     finally:
         process.terminate()
         process.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def sink_process(log_dir: Path) -> AsyncIterator[Sink]:
+    async with bench_process("bench.sink", log_dir / "sink.log") as (port, process):
+        yield Sink(port, process)
 
 
 class Reports:
@@ -366,28 +376,34 @@ def measured(
     return result
 
 
-def cpu_seconds(processes: ServiceProcesses, infra: Infrastructure) -> dict[str, float]:
-    """CPU time used so far by each service, PostgreSQL (all its backends) and the broker."""
+def cpu_total(process: psutil.Process, with_children: bool = False) -> float:
+    times = process.cpu_times()
+    seconds = times.user + times.system
+    if with_children:
+        for child in process.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child_times = child.cpu_times()
+                seconds += child_times.user + child_times.system
+    return seconds
+
+
+def infrastructure_cpu(infra: Infrastructure) -> dict[str, float]:
+    """CPU time used so far by PostgreSQL (all its backends) and the broker, where local."""
     used: dict[str, float] = {}
-
-    def total(process: psutil.Process, with_children: bool) -> float:
-        times = process.cpu_times()
-        seconds = times.user + times.system
-        if with_children:
-            for child in process.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    child_times = child.cpu_times()
-                    seconds += child_times.user + child_times.system
-        return seconds
-
-    for service, process in processes.processes.items():
-        with contextlib.suppress(psutil.Error):
-            used[service] = total(psutil.Process(process.pid), False)
     for name, local in (("postgres", infra.postgres), ("broker", infra.broker)):
         if local is not None and local.process is not None:
             with contextlib.suppress(psutil.Error):
-                used[name] = total(psutil.Process(local.process.pid), True)
+                used[name] = cpu_total(psutil.Process(local.process.pid), True)
     return used
+
+
+def cpu_seconds(processes: ServiceProcesses, infra: Infrastructure) -> dict[str, float]:
+    """CPU time used so far by each service, PostgreSQL (all its backends) and the broker."""
+    used: dict[str, float] = {}
+    for service, process in processes.processes.items():
+        with contextlib.suppress(psutil.Error):
+            used[service] = cpu_total(psutil.Process(process.pid))
+    return used | infrastructure_cpu(infra)
 
 
 def cpu_ms_per_incident(
@@ -679,58 +695,27 @@ async def intake_alone(
     return results
 
 
-@contextlib.asynccontextmanager
-async def stack_floor_process(database_url: str, log_dir: Path) -> AsyncIterator[tuple[str, int]]:
-    """`bench.stack_floor` in a process of its own: its base URL and process id."""
-    port = free_port()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            *("-m", "bench.stack_floor"),
-            *("--port", str(port), "--database-url", database_url),
-        ],
-        cwd=REPOSITORY_ROOT,
-        stdout=(log_dir / "stack-floor.log").open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        await wait_for_port(port, 60, process)
-        yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
 async def stack_floor(
     infra: Infrastructure, reports: Reports, seconds: float, log_dir: Path
 ) -> dict[str, Any]:
     """The bare stack (`bench.stack_floor`) flat out, one process, the same load generator: the
     most reports/s one process of FastAPI, uvicorn and asyncpg takes on these cores, and the CPU
     it and PostgreSQL spend per report."""
-    async with stack_floor_process(infra.database_url, log_dir) as (url, pid):
-        floor = psutil.Process(pid)
+    async with bench_process(
+        "bench.stack_floor",
+        log_dir / "stack-floor.log",
+        *("--database-url", infra.database_url),
+        within=60,
+    ) as (port, process):
+        floor = psutil.Process(process.pid)
 
         def used() -> dict[str, float]:
             times = floor.cpu_times()
-            postgres = cpu_seconds(ServiceProcesses({}, {}, log_dir), infra).get("postgres", 0.0)
-            return {"stack": times.user + times.system, "postgres": postgres} | load_generator()
+            return {"stack": times.user + times.system} | infrastructure_cpu(infra)
 
-        async with intake_client(url) as client:
+        async with intake_client(f"http://127.0.0.1:{port}") as client:
             await at_fixed_rate(client, reports, 20, 2)  # connections, the pool
-            before = used()
-            run = await flat_out([client], reports, seconds, CONNECTIONS)
-            after = used()
-    result = {
-        "processes": 1,
-        "seconds": round(run.seconds, 2),
-        "accepted": len(run.accepted),
-        "refused": run.refused,
-        "reports_per_second": round(len(run.accepted) / run.seconds, 1),
-        "cpu_ms_per_report": cpu_ms_per_incident(before, after, {}, run.seconds, len(run.accepted)),
-    }
-    print(json.dumps({"stack_floor": result}), flush=True)
-    return result
+            return await intake_flat_out([client], reports, seconds, used, {})
 
 
 def intake_client(base_url: str) -> Client:
