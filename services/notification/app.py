@@ -46,9 +46,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     texts = default_texts(settings.county_zone)
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
     handlers = NotificationHandlers(directory, runtime.outbox, texts)
-    runtime.add_consumer("notification.escalations", [topics.ESCALATIONS], handlers.table)
+    # One group for both topics. It kept the name it had when it read escalations.v1 alone, so
+    # its positions there carry over; audit.v1, new to it, is read from the start once, and the
+    # inbox (kept longer than the topics) absorbs what the former `notification.audit` applied.
     # R15: the CEO hears of each commendation and discipline the audit records.
-    runtime.add_consumer("notification.audit", [topics.AUDIT], handlers.audit_table)
+    runtime.add_consumer(
+        "notification.escalations", [topics.ESCALATIONS, topics.AUDIT], handlers.table
+    )
 
     metrics = NotificationMetrics(runtime.metrics.registry)
 

@@ -66,13 +66,19 @@ class NotificationHandlers:
 
     @property
     def table(self) -> HandlerTable:
-        """What notification does with each type of escalations.v1: an obligation that calls
-        for an alert gets one, and an obligation met or waived before its alert was acknowledged
-        stops the alert; an action refused after it was accepted is told, as a notice, to the
-        party that recorded it; a change of the incident is told to every party already
-        alerted about it (R19), and an incident gone quiet to the BLO (R9); misses, omissions
-        and status changes are the escalation's to track (a status change that people must
-        hear of comes as `incident.updated`)."""
+        """What notification does with each type of escalations.v1 and audit.v1, both read by one
+        consumer group (one set of fetches and heartbeats, not two).
+
+        escalations.v1: an obligation that calls for an alert gets one, and an obligation met
+        or waived before its alert was acknowledged stops the alert; an action refused after it
+        was accepted is told, as a notice, to the party that recorded it; a change of the
+        incident is told to every party already alerted about it (R19), and an incident gone
+        quiet to the BLO (R9); misses, omissions and status changes are the escalation's to
+        track (a status change that people must hear of comes as `incident.updated`).
+
+        audit.v1: a commendation or discipline is told to the CEO (R15); checkpoints, findings
+        and their reviews inform nobody by notice (findings are for people to judge in the
+        reports, not to be pushed)."""
         return HandlerTable(
             {
                 ObligationCreated.ce_type: self.handle,
@@ -81,25 +87,13 @@ class NotificationHandlers:
                 ActionRejected.ce_type: self.on_rejected,
                 IncidentUpdated.ce_type: self.on_updated,
                 IncidentWentQuiet.ce_type: self.on_went_quiet,
+                AccountabilityRecorded.ce_type: self.on_accountability,
             },
             ignored=frozenset(
                 {
                     DeadlineMissed.ce_type,
                     IncidentStatusChanged.ce_type,
                     ObligationOmitted.ce_type,
-                }
-            ),
-        )
-
-    @property
-    def audit_table(self) -> HandlerTable:
-        """What notification does with each type of audit.v1: a commendation or discipline is
-        told to the CEO (R15); checkpoints, findings and their reviews inform nobody by
-        notice (findings are for people to judge in the reports, not to be pushed)."""
-        return HandlerTable(
-            {AccountabilityRecorded.ce_type: self.on_accountability},
-            ignored=frozenset(
-                {
                     LogCheckpoint.ce_type,
                     AccountabilityFinding.ce_type,
                     FindingReviewed.ce_type,

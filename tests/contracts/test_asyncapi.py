@@ -28,8 +28,8 @@ OPERATION_ACTIONS = {"send", "receive"}
 GROUPS = {
     "intake.status-projection": {"escalations.v1"},
     "escalation.incidents": {"incidents.v1", "notifications.v1"},
-    "notification.escalations": {"escalations.v1"},
-    "notification.audit": {"audit.v1"},  # R15: the CEO is told of accountability records
+    # R15: the CEO is told of accountability records (audit.v1)
+    "notification.escalations": {"escalations.v1", "audit.v1"},
     "audit.log": set(ALL_TOPICS),
 }
 

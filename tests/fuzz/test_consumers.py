@@ -28,7 +28,6 @@ CONSUMERS = [
     pytest.param("intake", "intake.status-projection", id="intake.status-projection"),
     pytest.param("escalation", "escalation.incidents", id="escalation.incidents"),
     pytest.param("notification", "notification.escalations", id="notification.escalations"),
-    pytest.param("notification", "notification.audit", id="notification.audit"),
     pytest.param("audit", "audit.log", id="audit.log"),
 ]
 PARTITIONS = st.integers(min_value=0, max_value=5)

@@ -11,8 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg
+
 from shared.events import CloudEvent
 from shared.events.models import AccountabilityFinding, FindingReviewed
+from shared.settings import Settings
 from tests.notification.builders import (
     ID_NUMBER,
     accountability_recorded,
@@ -210,3 +213,37 @@ async def test_r15_ceo_is_informed(notification_system: NotificationSystem) -> N
         assert notice["title"].startswith("处分记录：图克镇司法所（乌司发〔2026〕")
         assert "人员：张**（图克镇司法所所长）" in notice["text"] and "张三丰" not in notice["text"]
         assert notice["ack_url"] is None
+
+
+async def test_r15_record_applied_by_the_former_audit_group_is_not_told_again(
+    notification_system: NotificationSystem,
+) -> None:
+    """notification reads audit.v1 in its one group since the group `notification.audit` was
+    folded into it: that group starts audit.v1 from the beginning, and what the former group
+    applied (its inbox row) is a repeat, not a new record to tell the CEO of."""
+    system, gateway = notification_system, notification_system.gateway
+    incident_id = uuid4()
+    told_before, new = (
+        recorded(incident_id, "乌司发〔2026〕7号"),
+        recorded(incident_id, "乌司发〔2026〕8号"),
+    )
+    database = Settings(database_url=system.infra.database_url).plain_database_url
+    connection = await asyncpg.connect(database)
+    try:
+        await connection.execute(
+            "INSERT INTO notification.inbox"
+            ' (ce_source, ce_id, ce_type, consumer, topic, partition, "offset")'
+            " VALUES ($1, $2, $3, 'notification.audit', 'audit.v1', 0, 0)",
+            told_before.source,
+            told_before.id,
+            told_before.type,
+        )
+    finally:
+        await connection.close()
+    for event in (told_before, new):  # one incident: one partition, read in this order
+        await system.publish(event)
+
+    await system.wait_for_event(str(incident_id), NOTICE_ATTEMPTED)
+    told = for_incident(gateway.calls_to("/ceo"), str(incident_id))
+    assert [notice["record_id"] for notice in told] == [str(new.data.record_id)]
+    assert len(await system.notifications(incident_id)) == 1
