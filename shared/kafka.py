@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db import database_unavailable, sqlstate
 from shared.events import EVENT_TYPES, CloudEvent, UndecodableEvent, decode
 from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
-from shared.messaging import BrokerProbe, Inbox
+from shared.messaging import BrokerProbe, Inbox, InboxEntry
 from shared.observability import ServiceMetrics, current_incident
 from shared.settings import Settings
 
@@ -628,23 +628,43 @@ class EventConsumer:
         await self._process_one_by_one(partition, records)
 
     async def _apply_batch(self, records: list[ConsumerRecord]) -> None:
-        """Every record of the batch applied in one transaction, each in its CONSUMER span.
-        Under load this saves a BEGIN, a COMMIT and its flush per event; raising anything
-        sends the batch back one record at a time."""
+        """Every record of the batch applied in one transaction, each in its CONSUMER span, the
+        handled ones claimed in the inbox by one statement. Under load this saves a BEGIN, a
+        COMMIT and its flush per event, and an inbox round trip per handled event; raising
+        anything sends the batch back one record at a time."""
         received = [
             (record, decode(record.topic, record.headers, record.value)) for record in records
         ]
+        handlers = [self.handlers.handler_for(event.type) for _, event in received]
         outcomes: list[tuple[str, str]] = []
         async with self._sessions() as session, session.begin():
-            for record, event in received:
-                current_incident.set(event.subject)
-                with self._span(record, event):
-                    handler = self.handlers.handler_for(event.type)
-                    outcome = (
-                        "ignored"
-                        if handler is None
-                        else await self._apply(session, record, event, handler)
+            fresh = await self._inbox.claim_all(
+                session,
+                [
+                    InboxEntry(
+                        event.source,
+                        event.id,
+                        event.type,
+                        record.topic,
+                        record.partition,
+                        record.offset,
                     )
+                    for (record, event), handler in zip(received, handlers, strict=True)
+                    if handler is not None
+                ],
+            )
+            for (record, event), handler in zip(received, handlers, strict=True):
+                current_incident.set(event.subject)
+                if handler is None:
+                    outcome = "ignored"
+                elif (event.source, event.id) in fresh:
+                    fresh.discard((event.source, event.id))  # a repeat in the batch is one
+                    with self._span(record, event):
+                        position = RecordPosition(record.topic, record.partition, record.offset)
+                        await handler(session, event, position)
+                    outcome = "applied"
+                else:
+                    outcome = "duplicate"
                 outcomes.append((record.topic, outcome))
         for topic, outcome in outcomes:
             self._count(topic, outcome)

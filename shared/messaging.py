@@ -21,10 +21,12 @@ import logging
 import random
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, Protocol
+from uuid import UUID as UUIDValue
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
@@ -45,6 +47,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TextClause,
     func,
     select,
     text,
@@ -158,29 +161,64 @@ def outbox_row(event: CloudEvent) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class InboxEntry:
+    """An event as the inbox records it: its id (`source`, `id`), its type and where it was
+    read."""
+
+    source: str
+    id: UUIDValue
+    type: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
 class Inbox:
     table: Table
     consumer: str
+
+    @cached_property
+    def _claim_all(self) -> TextClause:
+        # Constant text whatever the batch's size: compiled and prepared once, where a
+        # multi-row VALUES would be compiled anew for every size of batch.
+        return text(
+            f"INSERT INTO {self.table.schema}.{self.table.name}"
+            ' (ce_source, ce_id, ce_type, consumer, topic, "partition", "offset")'
+            " SELECT source, id, type, CAST(:consumer AS text), topic, part, position FROM unnest("
+            " CAST(:sources AS text[]), CAST(:ids AS uuid[]), CAST(:types AS text[]),"
+            " CAST(:topics AS text[]), CAST(:partitions AS smallint[]),"
+            " CAST(:offsets AS bigint[])) AS batch(source, id, type, topic, part, position)"
+            " ON CONFLICT DO NOTHING RETURNING ce_source, ce_id"
+        )
+
+    async def claim_all(
+        self, session: AsyncSession, events: Sequence[InboxEntry]
+    ) -> set[tuple[str, UUIDValue]]:
+        """Record every event of a batch as applied, in one statement; the ids (source, id) of
+        those that were not applied before. An id twice in the batch is claimed once."""
+        if not events:
+            return set()
+        claimed = await session.execute(
+            self._claim_all,
+            {
+                "consumer": self.consumer,
+                "sources": [event.source for event in events],
+                "ids": [event.id for event in events],
+                "types": [event.type for event in events],
+                "topics": [event.topic for event in events],
+                "partitions": [event.partition for event in events],
+                "offsets": [event.offset for event in events],
+            },
+        )
+        return {(source, event_id) for source, event_id in claimed}
 
     async def claim(
         self, session: AsyncSession, event: CloudEvent, topic: str, partition: int, offset: int
     ) -> bool:
         """Record the event as applied; False when it was applied before (a redelivery)."""
-        result = await session.execute(
-            insert(self.table)
-            .values(
-                ce_source=event.source,
-                ce_id=event.id,
-                ce_type=event.type,
-                consumer=self.consumer,
-                topic=topic,
-                partition=partition,
-                offset=offset,
-            )
-            .on_conflict_do_nothing()
-            .returning(self.table.c.ce_id)
-        )
-        return result.first() is not None
+        received = InboxEntry(event.source, event.id, event.type, topic, partition, offset)
+        return bool(await self.claim_all(session, [received]))
 
 
 # (topic, partition)

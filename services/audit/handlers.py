@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit import store
@@ -29,6 +28,7 @@ from services.audit.linking import incidents_named
 from services.audit.personal import about_incident, has_personal_fields, seal_personal
 from shared.events import EVENT_TYPES, CloudEvent, decode
 from shared.kafka import EventConsumer, HandlerTable, RecordPosition, RejectEvent
+from shared.messaging import InboxEntry
 from shared.pgnotify import notify
 from shared.pii import PiiCipher
 
@@ -38,15 +38,6 @@ SOURCE = "audit"
 CONSUMER = "audit.log"
 
 Received = tuple[CloudEvent, RecordPosition]
-
-CLAIM_BATCH = text(
-    'INSERT INTO audit.inbox (ce_source, ce_id, ce_type, consumer, topic, "partition", "offset") '
-    "SELECT source, id, type, :consumer, topic, part, position FROM unnest("
-    "CAST(:sources AS text[]), CAST(:ids AS uuid[]), CAST(:types AS text[]), "
-    "CAST(:topics AS text[]), CAST(:partitions AS smallint[]), CAST(:offsets AS bigint[])"
-    ") AS batch(source, id, type, topic, part, position) "
-    "ON CONFLICT DO NOTHING RETURNING ce_source, ce_id"
-)
 
 
 def event_data(event: CloudEvent) -> Any:
@@ -159,21 +150,20 @@ class BatchingConsumer(EventConsumer):
                 raise RejectEvent(f"{self.name} appends every event, ignores none")
         async with self._sessions() as session, session.begin():
             await store.act_as_writer(session)
-            # One statement of constant text for the whole batch: SQLAlchemy compiles a
-            # multi-row VALUES anew for every batch size, which costs more than the insert.
-            claimed = await session.execute(
-                CLAIM_BATCH,
-                {
-                    "sources": [event.source for event, _ in received],
-                    "ids": [event.id for event, _ in received],
-                    "types": [event.type for event, _ in received],
-                    "consumer": self.name,
-                    "topics": [position.topic for _, position in received],
-                    "partitions": [position.partition for _, position in received],
-                    "offsets": [position.offset for _, position in received],
-                },
+            fresh_ids = await self._inbox.claim_all(
+                session,
+                [
+                    InboxEntry(
+                        event.source,
+                        event.id,
+                        event.type,
+                        position.topic,
+                        position.partition,
+                        position.offset,
+                    )
+                    for event, position in received
+                ],
             )
-            fresh_ids = {(source, event_id) for source, event_id in claimed}
             fresh = [item for item in received if (item[0].source, item[0].id) in fresh_ids]
             if fresh:
                 await self._audit_log.append_all(session, fresh)
