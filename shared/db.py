@@ -15,6 +15,7 @@ from alembic.config import Config
 from sqlalchemy import CursorResult, MetaData, Result
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -102,6 +103,17 @@ async def transaction(
     """One session, one transaction: committed on success, rolled back on error."""
     async with sessions() as session, session.begin():
         yield session
+
+
+@asynccontextmanager
+async def single_statement(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncConnection]:
+    """A connection for work that is one statement: PostgreSQL runs it atomically on its own,
+    so it goes without BEGIN and COMMIT (two round trips fewer). Whatever runs on it commits
+    at once: a unit of work of more than one statement belongs in `transaction`."""
+    async with sessions() as session:
+        yield await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def migrations_folder(service: str) -> Path:

@@ -17,6 +17,7 @@ deletes rows past their retention in bounded batches, a few times an hour.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -157,6 +158,26 @@ def outbox_row(event: CloudEvent) -> dict[str, Any]:
         "event_type": event.type,
         "headers": event.attributes(),
         "payload": event.value(),
+    }
+
+
+# The columns `outbox_values` names, in the order a statement that writes the outbox row
+# itself (with the state change, in one round trip) lists them.
+OUTBOX_COLUMNS = "shard, topic, key, event_id, event_type, headers, payload"
+OUTBOX_VALUES = (
+    ":shard, :topic, :event_key, :event_id, :event_type, CAST(:headers AS jsonb), :payload"
+)
+
+
+def outbox_values(event: CloudEvent) -> dict[str, Any]:
+    """An event's outbox row as `Outbox.add` stages it, as parameters of a statement that writes
+    it itself (`OUTBOX_COLUMNS`, `OUTBOX_VALUES`): the key bound as `event_key`, the headers
+    as JSON text."""
+    row = outbox_row(event)
+    return {
+        **{name: value for name, value in row.items() if name != "key"},
+        "event_key": row["key"],
+        "headers": json.dumps(row["headers"], ensure_ascii=False),
     }
 
 

@@ -23,7 +23,7 @@ from services.intake.models import SCHEMA
 from shared.domain.correlation import Correlation, OpenIncident
 from shared.domain.vocabulary import LifecycleStatus
 from shared.events import CloudEvent
-from shared.messaging import notify_channel, outbox_row
+from shared.messaging import OUTBOX_COLUMNS, OUTBOX_VALUES, notify_channel, outbox_values
 from shared.paging import PAGE
 
 # Candidates of a new incident (R20, `correlation.candidates`): open, not merged incidents of
@@ -93,8 +93,8 @@ WITH naming AS (
            CAST(:report_reporter AS jsonb), :now
     FROM incident
 ), event AS (
-    INSERT INTO {SCHEMA}.outbox (shard, topic, key, event_id, event_type, headers, payload)
-    SELECT :shard, :topic, :event_key, :event_id, :event_type, CAST(:headers AS jsonb), :payload
+    INSERT INTO {SCHEMA}.outbox ({OUTBOX_COLUMNS})
+    SELECT {OUTBOX_VALUES}
     FROM incident
 )
 SELECT
@@ -135,17 +135,6 @@ class Written:
     key_claimed: bool
     written: bool
     candidates: list[UUID]
-
-
-def outbox_values(event: CloudEvent) -> dict[str, Any]:
-    """An event's outbox row as `Outbox.add` stages it, named as this statement binds it
-    (`event_key`), its headers as JSON text."""
-    row = outbox_row(event)
-    return {
-        **{name: value for name, value in row.items() if name != "key"},
-        "event_key": row["key"],
-        "headers": json.dumps(row["headers"], ensure_ascii=False),
-    }
 
 
 def json_text(value: Any) -> str:
