@@ -11,6 +11,7 @@ from services.notification.channels.file import FileChannel
 from services.notification.channels.gateways import AliyunSmsChannel, JsonGatewayChannel
 from services.notification.channels.robots import DingTalkChannel, WeComChannel
 from services.notification.channels.webhook import SecretOf, WebhookChannel
+from services.notification.guard import limits_for
 from services.notification.templates import Form
 from shared.domain.directory import Directory
 from shared.production import Gap, public_url_gaps, secret_gaps
@@ -109,32 +110,39 @@ def production_gaps(settings: Settings, directory: Directory) -> list[Gap]:
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
-    # One HTTP client per channel, so a hung gateway exhausts no other channel's connections.
-    def client() -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=httpx.Timeout(settings.notification_send_timeout_seconds))
+    def client(channel: str) -> httpx.AsyncClient:
+        """One HTTP client per channel, so a hung gateway exhausts no other channel's
+        connections, keeping alive as many connections as the channel has sends in flight at
+        most: with fewer (httpx keeps 20), every burst past them would close connections and
+        open them again."""
+        slots = limits_for(channel, settings).concurrency
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.notification_send_timeout_seconds),
+            limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
+        )
 
     channels: list[Channel] = [
         FileChannel(settings.alerts_file),
-        WebhookChannel(client(), secret_lookup(settings, fallback=True)),
-        WeComChannel(client(), secret_lookup(settings, fallback=False)),
-        DingTalkChannel(client(), secret_lookup(settings, fallback=False)),
+        WebhookChannel(client("webhook"), secret_lookup(settings, fallback=True)),
+        WeComChannel(client("wecom"), secret_lookup(settings, fallback=False)),
+        DingTalkChannel(client("dingtalk"), secret_lookup(settings, fallback=False)),
         JsonGatewayChannel(
             "sms",
             Form.SMS,
-            client(),
+            client("sms"),
             settings.notification_sms_url,
             _plain(settings.notification_sms_token),
         ),
         JsonGatewayChannel(
             "voice",
             Form.VOICE,
-            client(),
+            client("voice"),
             settings.notification_voice_url,
             _plain(settings.notification_voice_token),
             extra={"repeat": 2},
         ),
         AliyunSmsChannel(
-            client(),
+            client("aliyun_sms"),
             settings.notification_aliyun_sms_endpoint,
             settings.notification_aliyun_access_key_id,
             _plain(settings.notification_aliyun_access_key_secret),
