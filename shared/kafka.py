@@ -581,8 +581,7 @@ class EventConsumer:
                     )
                     await self._consumer.seek_to_beginning()
                     continue
-                for partition, records in batches.items():
-                    await self._process_partition(partition, records)
+                await self._process_fetched(batches)
         finally:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()
@@ -610,6 +609,33 @@ class EventConsumer:
         if self._metrics is not None:
             label = "redelivered" if outcome == "duplicate" else outcome
             self._metrics.events.labels(self.name, topic, label).inc()
+
+    async def _process_fetched(
+        self, batches: Mapping[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        """Apply what one fetch brought, every partition's records in one transaction and their
+        offsets committed in one request (under load a fetch holds a record or two of many
+        partitions); if any record fails, roll back and take the partitions one at a time."""
+        assert self._consumer is not None
+        if len(batches) > 1:
+            try:
+                await self._apply_batch(
+                    [record for records in batches.values() for record in records]
+                )
+            except Exception as error:
+                log.info(
+                    "%s: records of %d partitions failed together (%r); one partition at a time",
+                    self.name,
+                    len(batches),
+                    error,
+                )
+            else:
+                await self._consumer.commit(
+                    {partition: records[-1].offset + 1 for partition, records in batches.items()}
+                )
+                return
+        for partition, records in batches.items():
+            await self._process_partition(partition, records)
 
     async def _process_partition(
         self, partition: TopicPartition, records: list[ConsumerRecord]

@@ -1,7 +1,10 @@
 """A batch of records is claimed in the inbox by one statement (`Inbox.claim_all`) and applied
 in one transaction (`EventConsumer._apply_batch`): each handled event once, whatever repeats it
-within the batch or before it; ignored types leave no inbox row. Real PostgreSQL, intake's
-schema; the records are handed over as the broker would give them."""
+within the batch or before it; ignored types leave no inbox row. What one fetch brings from
+several partitions is one batch, its offsets committed together; a record that fails sends the
+partitions back one at a time, where it is dead-lettered on its own. Real PostgreSQL, intake's
+schema; the records are handed over as the broker would give them, to a stand-in for the
+Kafka consumer that keeps the offsets committed."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import pytest
+from aiokafka import TopicPartition
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,7 +23,7 @@ from services.intake.models import messaging
 from shared.db import create_engine, create_session_factory, migrate
 from shared.events import CloudEvent, topics
 from shared.events.models import DeadlineMissed, IncidentStatusChanged
-from shared.kafka import EventConsumer, HandlerTable, RecordPosition
+from shared.kafka import EventConsumer, HandlerTable, RecordPosition, RejectEvent
 from shared.messaging import Inbox, InboxEntry
 from shared.settings import Settings
 from tests.support import CapturingProducer
@@ -40,8 +44,23 @@ class Record:
     headers: list[tuple[str, bytes | None]]
 
 
-def record_of(event: CloudEvent) -> Record:
-    return Record(topics.ESCALATIONS, 0, next(OFFSETS), event.key, event.value(), event.headers())
+def record_of(event: CloudEvent, partition: int = 0) -> Record:
+    return Record(
+        topics.ESCALATIONS, partition, next(OFFSETS), event.key, event.value(), event.headers()
+    )
+
+
+class CommittingConsumer:
+    """Stands in for the Kafka consumer of a group: keeps each commit it was asked for."""
+
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(offsets)
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        raise AssertionError(f"no record should be read again: {partition}@{offset}")
 
 
 def status_changed() -> CloudEvent:
@@ -82,8 +101,11 @@ def consumer_applying(
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
     applied: list[tuple[UUID, RecordPosition]],
+    refused: frozenset[UUID] = frozenset(),
 ) -> EventConsumer:
     async def remember(_: AsyncSession, event: CloudEvent, position: RecordPosition) -> None:
+        if event.id in refused:
+            raise RejectEvent("refused by the test")
         applied.append((event.id, position))
 
     table = HandlerTable(
@@ -146,3 +168,46 @@ async def test_claim_all_of_nothing_asks_nothing(
     async with sessions() as session:
         assert await Inbox(messaging.inbox_table, GROUP).claim_all(session, []) == set()
         assert not session.in_transaction()
+
+
+async def test_a_fetch_of_several_partitions_is_one_batch_and_one_commit(
+    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+) -> None:
+    applied: list[tuple[UUID, RecordPosition]] = []
+    consumer = consumer_applying(sessions, infra_settings, applied)
+    kafka = CommittingConsumer()
+    consumer._consumer = kafka  # type: ignore[assignment]
+    events = [status_changed() for _ in range(3)]
+    on_0 = [record_of(events[0], 0), record_of(events[1], 0)]
+    on_3 = [record_of(events[2], 3)]
+    partitions = TopicPartition(topics.ESCALATIONS, 0), TopicPartition(topics.ESCALATIONS, 3)
+    await consumer._process_fetched({partitions[0]: on_0, partitions[1]: on_3})  # type: ignore[dict-item]
+
+    # Each partition's records in their order, each event once.
+    assert [event_id for event_id, _ in applied] == [event.id for event in events]
+    assert kafka.commits == [
+        {partitions[0]: on_0[-1].offset + 1, partitions[1]: on_3[-1].offset + 1}
+    ]
+    assert set(await inbox_rows(sessions, *events)) == {event.id for event in events}
+
+
+async def test_a_record_that_fails_in_a_fetch_sends_the_partitions_back_one_at_a_time(
+    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+) -> None:
+    good, bad = status_changed(), status_changed()
+    applied: list[tuple[UUID, RecordPosition]] = []
+    consumer = consumer_applying(sessions, infra_settings, applied, refused=frozenset({bad.id}))
+    kafka = CommittingConsumer()
+    consumer._consumer = kafka  # type: ignore[assignment]
+    kept, refused = record_of(good, 0), record_of(bad, 3)
+    partitions = TopicPartition(topics.ESCALATIONS, 0), TopicPartition(topics.ESCALATIONS, 3)
+    await consumer._process_fetched({partitions[0]: [kept], partitions[1]: [refused]})  # type: ignore[dict-item]
+
+    # The batch of both was rolled back; each partition was then taken on its own.
+    assert kafka.commits == [
+        {partitions[0]: kept.offset + 1},
+        {partitions[1]: refused.offset + 1},
+    ]
+    assert await inbox_rows(sessions, good, bad) == {good.id: (GROUP, kept.offset)}
+    dead_letters = consumer._producer.sent  # type: ignore[attr-defined]
+    assert [letter["topic"] for letter in dead_letters] == [f"{topics.ESCALATIONS}.dlq"]
