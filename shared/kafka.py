@@ -685,7 +685,7 @@ class EventConsumer:
                     outcome = "ignored"
                 elif (event.source, event.id) in fresh:
                     fresh.discard((event.source, event.id))  # a repeat in the batch is one
-                    with self._span(record, event):
+                    with self._span(record.topic, event):
                         position = RecordPosition(record.topic, record.partition, record.offset)
                         await handler(session, event, position)
                     outcome = "applied"
@@ -712,16 +712,14 @@ class EventConsumer:
             await handler(session, event, position)
         return "applied" if fresh else "duplicate"
 
-    def _span(
-        self, record: ConsumerRecord, event: CloudEvent
-    ) -> contextlib.AbstractContextManager[trace.Span]:
+    def _span(self, topic: str, event: CloudEvent) -> contextlib.AbstractContextManager[trace.Span]:
         return tracer.start_as_current_span(
-            f"{record.topic} process",
+            f"{topic} process",
             context=extract(event.trace_headers),
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
-                "messaging.destination.name": record.topic,
+                "messaging.destination.name": topic,
                 "messaging.consumer.group.name": self.name,
                 "messaging.message.id": str(event.id),
                 "incident.id": event.subject,
@@ -764,7 +762,7 @@ class EventConsumer:
             await self.dead_letter(record, error.reason)
             return "dead-lettered"
         current_incident.set(event.subject)
-        with self._span(record, event):
+        with self._span(record.topic, event):
             try:
                 # A type read past costs no transaction and leaves no inbox row.
                 handler = self.handlers.handler_for(event.type)
