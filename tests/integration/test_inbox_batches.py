@@ -2,46 +2,31 @@
 in one transaction (`EventConsumer._apply_batch`): each handled event once, whatever repeats it
 within the batch or before it; ignored types leave no inbox row. What one fetch brings from
 several partitions is one batch, its offsets committed together; a record that fails sends the
-partitions back one at a time, where it is dead-lettered on its own. Real PostgreSQL, intake's
-schema; the records are handed over as the broker would give them, to a stand-in for the
-Kafka consumer that keeps the offsets committed."""
+partitions back one at a time, where it is dead-lettered on its own. Real PostgreSQL, a
+scratch schema with an inbox; the records are handed over as the broker would give them, to a
+stand-in for the Kafka consumer that keeps the offsets committed."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import pytest
 from aiokafka import TopicPartition
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.intake.models import messaging
-from shared.db import create_engine, create_session_factory, migrate
 from shared.events import CloudEvent, topics
 from shared.events.models import DeadlineMissed, IncidentStatusChanged
 from shared.kafka import EventConsumer, HandlerTable, RecordPosition, RejectEvent
-from shared.messaging import Inbox, InboxEntry
+from shared.messaging import Inbox, InboxEntry, Outbox
 from shared.settings import Settings
+from tests.fuzz.harness import Record
 from tests.support import CapturingProducer
 
 GROUP = "intake.inbox-batch-test"
 OFFSETS = itertools.count(1_000_000)
-
-
-@dataclass(frozen=True)
-class Record:
-    """The fields of an aiokafka `ConsumerRecord` a consumer reads."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]]
 
 
 def record_of(event: CloudEvent, partition: int = 0) -> Record:
@@ -87,18 +72,22 @@ def missed() -> CloudEvent:
     return CloudEvent.new("escalation", data, data.incident_id)
 
 
+Scratch = tuple[async_sessionmaker[AsyncSession], Outbox, Table]
+
+
 @pytest.fixture
-async def sessions(infra_settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    await migrate(infra_settings, "intake")
-    engine = create_engine(infra_settings, pool_size=2)
-    try:
-        yield create_session_factory(engine)
-    finally:
-        await engine.dispose()
+def sessions(scratch_schema: Scratch) -> async_sessionmaker[AsyncSession]:
+    return scratch_schema[0]
+
+
+@pytest.fixture
+def inbox(scratch_schema: Scratch) -> Inbox:
+    return Inbox(scratch_schema[2], GROUP)
 
 
 def consumer_applying(
     sessions: async_sessionmaker[AsyncSession],
+    inbox: Inbox,
     settings: Settings,
     applied: list[tuple[UUID, RecordPosition]],
     refused: frozenset[UUID] = frozenset(),
@@ -111,39 +100,36 @@ def consumer_applying(
     table = HandlerTable(
         {IncidentStatusChanged.ce_type: remember}, frozenset({DeadlineMissed.ce_type})
     )
-    inbox = Inbox(messaging.inbox_table, GROUP)
     return EventConsumer(
         GROUP, (topics.ESCALATIONS,), table, sessions, inbox, CapturingProducer(), settings
     )
 
 
 async def inbox_rows(
-    sessions: async_sessionmaker[AsyncSession], *events: CloudEvent
+    sessions: async_sessionmaker[AsyncSession], inbox: Inbox, *events: CloudEvent
 ) -> dict[UUID, tuple[str, int]]:
-    inbox = messaging.inbox_table
+    table = inbox.table
     async with sessions() as session:
         rows = await session.execute(
-            select(inbox.c.ce_id, inbox.c.consumer, inbox.c.offset).where(
-                inbox.c.ce_id.in_([event.id for event in events])
+            select(table.c.ce_id, table.c.consumer, table.c.offset).where(
+                table.c.ce_id.in_([event.id for event in events])
             )
         )
         return {row.ce_id: (row.consumer, row.offset) for row in rows}
 
 
 async def test_a_batch_applies_each_handled_event_once(
-    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+    sessions: async_sessionmaker[AsyncSession], inbox: Inbox, infra_settings: Settings
 ) -> None:
     applied: list[tuple[UUID, RecordPosition]] = []
-    consumer = consumer_applying(sessions, infra_settings, applied)
+    consumer = consumer_applying(sessions, inbox, infra_settings, applied)
     seen_before, fresh, ignored = status_changed(), status_changed(), missed()
     async with sessions() as session, session.begin():
         earlier = record_of(seen_before)
         entry = InboxEntry(
             seen_before.source, seen_before.id, seen_before.type, earlier.topic, 0, earlier.offset
         )
-        assert await Inbox(messaging.inbox_table, GROUP).claim_all(session, [entry]) == {
-            (seen_before.source, seen_before.id)
-        }
+        assert await inbox.claim_all(session, [entry]) == {(seen_before.source, seen_before.id)}
 
     first, again, other, read_past = (
         record_of(fresh),
@@ -154,7 +140,7 @@ async def test_a_batch_applies_each_handled_event_once(
     await consumer._apply_batch([first, again, other, read_past])  # type: ignore[list-item]
 
     assert applied == [(fresh.id, RecordPosition(first.topic, first.partition, first.offset))]
-    rows = await inbox_rows(sessions, seen_before, fresh, ignored)
+    rows = await inbox_rows(sessions, inbox, seen_before, fresh, ignored)
     assert rows == {seen_before.id: (GROUP, earlier.offset), fresh.id: (GROUP, first.offset)}
 
     # The whole batch again, as after a crash before its offsets were committed: nothing new.
@@ -163,18 +149,18 @@ async def test_a_batch_applies_each_handled_event_once(
 
 
 async def test_claim_all_of_nothing_asks_nothing(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], inbox: Inbox
 ) -> None:
     async with sessions() as session:
-        assert await Inbox(messaging.inbox_table, GROUP).claim_all(session, []) == set()
+        assert await inbox.claim_all(session, []) == set()
         assert not session.in_transaction()
 
 
 async def test_a_fetch_of_several_partitions_is_one_batch_and_one_commit(
-    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+    sessions: async_sessionmaker[AsyncSession], inbox: Inbox, infra_settings: Settings
 ) -> None:
     applied: list[tuple[UUID, RecordPosition]] = []
-    consumer = consumer_applying(sessions, infra_settings, applied)
+    consumer = consumer_applying(sessions, inbox, infra_settings, applied)
     kafka = CommittingConsumer()
     consumer._consumer = kafka  # type: ignore[assignment]
     events = [status_changed() for _ in range(3)]
@@ -188,15 +174,17 @@ async def test_a_fetch_of_several_partitions_is_one_batch_and_one_commit(
     assert kafka.commits == [
         {partitions[0]: on_0[-1].offset + 1, partitions[1]: on_3[-1].offset + 1}
     ]
-    assert set(await inbox_rows(sessions, *events)) == {event.id for event in events}
+    assert set(await inbox_rows(sessions, inbox, *events)) == {event.id for event in events}
 
 
 async def test_a_record_that_fails_in_a_fetch_sends_the_partitions_back_one_at_a_time(
-    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+    sessions: async_sessionmaker[AsyncSession], inbox: Inbox, infra_settings: Settings
 ) -> None:
     good, bad = status_changed(), status_changed()
     applied: list[tuple[UUID, RecordPosition]] = []
-    consumer = consumer_applying(sessions, infra_settings, applied, refused=frozenset({bad.id}))
+    consumer = consumer_applying(
+        sessions, inbox, infra_settings, applied, refused=frozenset({bad.id})
+    )
     kafka = CommittingConsumer()
     consumer._consumer = kafka  # type: ignore[assignment]
     kept, refused = record_of(good, 0), record_of(bad, 3)
@@ -208,6 +196,6 @@ async def test_a_record_that_fails_in_a_fetch_sends_the_partitions_back_one_at_a
         {partitions[0]: kept.offset + 1},
         {partitions[1]: refused.offset + 1},
     ]
-    assert await inbox_rows(sessions, good, bad) == {good.id: (GROUP, kept.offset)}
+    assert await inbox_rows(sessions, inbox, good, bad) == {good.id: (GROUP, kept.offset)}
     dead_letters = consumer._producer.sent  # type: ignore[attr-defined]
     assert [letter["topic"] for letter in dead_letters] == [f"{topics.ESCALATIONS}.dlq"]
