@@ -615,43 +615,44 @@ class EventConsumer:
     ) -> None:
         """Apply what one fetch brought, every partition's records in one transaction and their
         offsets committed in one request (under load a fetch holds a record or two of many
-        partitions); if any record fails, roll back and take the partitions one at a time."""
-        assert self._consumer is not None
-        if len(batches) > 1:
-            try:
-                await self._apply_batch(
-                    [record for records in batches.values() for record in records]
-                )
-            except Exception as error:
-                log.info(
-                    "%s: records of %d partitions failed together (%r); one partition at a time",
-                    self.name,
-                    len(batches),
-                    error,
-                )
-            else:
-                await self._consumer.commit(
-                    {partition: records[-1].offset + 1 for partition, records in batches.items()}
-                )
-                return
+        partitions); if any record fails, take the partitions one at a time."""
+        if len(batches) > 1 and await self._applied_together(batches):
+            return
         for partition, records in batches.items():
             await self._process_partition(partition, records)
 
     async def _process_partition(
         self, partition: TopicPartition, records: list[ConsumerRecord]
     ) -> None:
-        """Apply a partition's records in one transaction; if any of them fails, roll back and
-        apply them one at a time, where a failure is retried or dead-lettered on its own."""
-        assert self._consumer is not None
-        if len(records) > 1:
-            try:
-                await self._apply_batch(records)
-            except Exception as error:
-                log.info("%s: batch of %d failed (%r); one by one", self.name, len(records), error)
-            else:
-                await self._consumer.commit({partition: records[-1].offset + 1})
-                return
+        """Apply a partition's records in one transaction; if any of them fails, apply them one
+        at a time, where a failure is retried or dead-lettered on its own."""
+        if len(records) > 1 and await self._applied_together({partition: records}):
+            return
         await self._process_one_by_one(partition, records)
+
+    async def _applied_together(
+        self, batches: Mapping[TopicPartition, list[ConsumerRecord]]
+    ) -> bool:
+        """Apply the records of `batches` in one transaction and commit every partition's
+        offset after it; False, with everything rolled back and nothing committed, if any of
+        them failed."""
+        assert self._consumer is not None
+        together = [record for records in batches.values() for record in records]
+        try:
+            await self._apply_batch(together)
+        except Exception as error:
+            log.info(
+                "%s: batch of %d records from %d partitions failed (%r); taken apart",
+                self.name,
+                len(together),
+                len(batches),
+                error,
+            )
+            return False
+        await self._consumer.commit(
+            {partition: records[-1].offset + 1 for partition, records in batches.items()}
+        )
+        return True
 
     async def _apply_batch(self, records: list[ConsumerRecord]) -> None:
         """Every record of the batch applied in one transaction, each in its CONSUMER span, the
@@ -667,14 +668,7 @@ class EventConsumer:
             fresh = await self._inbox.claim_all(
                 session,
                 [
-                    InboxEntry(
-                        event.source,
-                        event.id,
-                        event.type,
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                    )
+                    InboxEntry.of(event, record.topic, record.partition, record.offset)
                     for (record, event), handler in zip(received, handlers, strict=True)
                     if handler is not None
                 ],

@@ -193,6 +193,10 @@ class InboxEntry:
     partition: int
     offset: int
 
+    @classmethod
+    def of(cls, event: CloudEvent, topic: str, partition: int, offset: int) -> InboxEntry:
+        return cls(event.source, event.id, event.type, topic, partition, offset)
+
 
 @dataclass(frozen=True)
 class Inbox:
@@ -238,8 +242,7 @@ class Inbox:
         self, session: AsyncSession, event: CloudEvent, topic: str, partition: int, offset: int
     ) -> bool:
         """Record the event as applied; False when it was applied before (a redelivery)."""
-        received = InboxEntry(event.source, event.id, event.type, topic, partition, offset)
-        return bool(await self.claim_all(session, [received]))
+        return bool(await self.claim_all(session, [InboxEntry.of(event, topic, partition, offset)]))
 
 
 # (topic, partition)

@@ -153,14 +153,7 @@ class BatchingConsumer(EventConsumer):
             fresh_ids = await self._inbox.claim_all(
                 session,
                 [
-                    InboxEntry(
-                        event.source,
-                        event.id,
-                        event.type,
-                        position.topic,
-                        position.partition,
-                        position.offset,
-                    )
+                    InboxEntry.of(event, position.topic, position.partition, position.offset)
                     for event, position in received
                 ],
             )

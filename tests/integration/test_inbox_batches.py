@@ -126,9 +126,7 @@ async def test_a_batch_applies_each_handled_event_once(
     seen_before, fresh, ignored = status_changed(), status_changed(), missed()
     async with sessions() as session, session.begin():
         earlier = record_of(seen_before)
-        entry = InboxEntry(
-            seen_before.source, seen_before.id, seen_before.type, earlier.topic, 0, earlier.offset
-        )
+        entry = InboxEntry.of(seen_before, earlier.topic, earlier.partition, earlier.offset)
         assert await inbox.claim_all(session, [entry]) == {(seen_before.source, seen_before.id)}
 
     first, again, other, read_past = (
