@@ -19,6 +19,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.serve import KEEP_ALIVE_SECONDS
+
 HEAD_END = b"\r\n\r\n"
 # The longest status line and headers an answer may have: intake's are a few hundred bytes.
 HEAD_LIMIT = 64 * 1024
@@ -68,10 +70,16 @@ def request_bytes(
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + content
 
 
+# A connection idle for longer may be closed by the server as the request goes out: it is
+# dropped instead, with a margin for the two clocks.
+IDLE_SECONDS = KEEP_ALIVE_SECONDS - 5
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.idle_since = asyncio.get_running_loop().time()
 
     async def exchange(self, request: bytes) -> tuple[Answer, bool]:
         """Send `request`, read its answer; whether the connection may be used again."""
@@ -119,7 +127,7 @@ class Client:
     async def post(self, path: str, content: bytes, headers: Mapping[str, str]) -> Answer:
         request = request_bytes("POST", self._prefix + path, self._authority, headers, content)
         async with self._slots:
-            connection = self._idle.pop() if self._idle else None
+            connection = self._reusable()
             try:
                 async with asyncio.timeout(self._timeout):
                     if connection is None:
@@ -137,10 +145,22 @@ class Client:
                     raise HttpError(type(error).__name__) from error
                 raise
             if reusable:
+                connection.idle_since = asyncio.get_running_loop().time()
                 self._idle.append(connection)
             else:
                 connection.close()
             return answer
+
+    def _reusable(self) -> _Connection | None:
+        """The connection used last, unless the server may have closed it for idleness (then
+        it and every older one are closed)."""
+        now = asyncio.get_running_loop().time()
+        while self._idle:
+            connection = self._idle.pop()
+            if now - connection.idle_since < IDLE_SECONDS:
+                return connection
+            connection.close()
+        return None
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []

@@ -138,3 +138,19 @@ async def test_an_answer_that_never_comes_is_a_timeout() -> None:
         with pytest.raises(HttpError, match="TimeoutError"):
             await client.post("/x", b"{}", {})
         never.set()
+
+
+async def test_a_connection_idle_past_the_servers_keep_alive_is_not_used_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between the bench's steps the generator's connections sit idle for minutes, and the
+    server closes them at its keep-alive: each would fail the next report sent on it."""
+    async with server(created) as (url, connections), Client(url, 2, timeout=30) as client:
+        await asyncio.gather(*(client.post("/x", b"{}", {}) for _ in range(2)))
+        assert len(connections) == 2
+        monkeypatch.setattr("bench.http1.IDLE_SECONDS", 0.0)
+        assert (await client.post("/x", b"{}", {})).status_code == 201
+        assert len(connections) == 3  # both idle ones dropped, one new one opened
+        monkeypatch.setattr("bench.http1.IDLE_SECONDS", 3600.0)
+        assert (await client.post("/x", b"{}", {})).status_code == 201
+        assert len(connections) == 3  # a connection idle for less is used again
