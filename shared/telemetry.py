@@ -104,7 +104,10 @@ def instrument_http(app: Any) -> None:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     FastAPIInstrumentor.instrument_app(
-        app, excluded_urls=UNTRACED_PATHS, server_request_hook=redact_urls
+        app,
+        excluded_urls=UNTRACED_PATHS,
+        server_request_hook=redact_urls,
+        exclude_spans=["receive", "send"],
     )
     HTTPXClientInstrumentor().instrument(
         request_hook=redact_urls, async_request_hook=redact_urls_async
