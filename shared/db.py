@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from shared.settings import REPOSITORY_ROOT, Settings
+from shared.staging import StagingSession
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -93,7 +94,8 @@ def session_limits(settings: Settings) -> dict[str, str]:
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    # Outbox rows and NOTIFYs wait for the commit and go in one statement (`shared.staging`).
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=StagingSession)
 
 
 @asynccontextmanager

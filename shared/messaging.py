@@ -54,12 +54,13 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import rows_affected
 from shared.events import CloudEvent, topic_of
-from shared.pgnotify import Wakeup, notify
+from shared.pgnotify import Wakeup
+from shared.staging import staged
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -140,11 +141,16 @@ class Outbox:
         return self.table.schema
 
     async def add(self, session: AsyncSession, *events: CloudEvent) -> None:
-        """Stage events in the caller's transaction; they leave when it commits."""
+        """Stage events in the caller's transaction: written with everything else it stages,
+        by one statement at its commit (`shared.staging`), and then they leave."""
         if not events:
             return
-        await session.execute(insert(self.table), [outbox_row(event) for event in events])
-        await notify(session, notify_channel(self.schema))
+        rows = [outbox_row(event) for event in events]
+        for row in rows:
+            row["headers"] = json.dumps(row["headers"], ensure_ascii=False)
+        stage = staged(session)
+        stage.add_rows(self.schema, rows)
+        stage.notify(notify_channel(self.schema))
 
 
 def outbox_row(event: CloudEvent) -> dict[str, Any]:

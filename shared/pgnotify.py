@@ -6,11 +6,9 @@ import asyncio
 import contextlib
 
 import asyncpg
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# session.info: the transaction and the channels a NOTIFY is queued on in it.
-QUEUED_NOTIFICATIONS = "queued_notifications"
+from shared.staging import staged
 
 
 class Wakeup:
@@ -63,22 +61,8 @@ class Wakeup:
 
 
 async def notify(session: AsyncSession, channel: str) -> None:
-    """Queue a NOTIFY in the session's transaction; PostgreSQL delivers it at commit, once per
-    channel and transaction however often it was queued, so it is queued once: an event
-    handler that stages several outbox writes or deadlines costs one statement, not several."""
-    queued: tuple[object, set[str]] | None = session.info.get(QUEUED_NOTIFICATIONS)
-    transaction = session.sync_session.get_transaction()
-    if (
-        transaction is not None
-        and queued is not None
-        and queued[0] is transaction
-        and channel in queued[1]
-    ):
-        return
-    await session.execute(select(func.pg_notify(channel, "")))
-    # The transaction the NOTIFY went into (begun by it, when it was the first statement).
-    transaction = session.sync_session.get_transaction()
-    if queued is None or queued[0] is not transaction:
-        queued = (transaction, set())
-        session.info[QUEUED_NOTIFICATIONS] = queued
-    queued[1].add(channel)
+    """NOTIFY `channel` when the session's transaction commits. PostgreSQL delivers it once
+    per channel and transaction however often it is asked for, so it is staged
+    (`shared.staging`): written with the transaction's outbox rows, in one statement at its
+    commit, not one statement per call."""
+    staged(session).notify(channel)

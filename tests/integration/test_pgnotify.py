@@ -1,4 +1,5 @@
-"""NOTIFY queued once per channel and transaction, delivered at each commit; a waiter whose
+"""NOTIFY staged once per channel and transaction, all of a transaction's channels in one
+statement at its commit, delivered at each commit, never after a rollback; a waiter whose
 listening connection is lost is woken (shared/pgnotify.py)."""
 
 from __future__ import annotations
@@ -46,9 +47,14 @@ async def test_a_channel_is_notified_once_per_transaction_and_again_in_the_next(
                 await session.commit()
                 async with asyncio.timeout(PATIENCE_SECONDS):
                     assert await heard.get() == channel
+        async with sessions() as session:
+            await notify(session, channel)
+            await session.rollback()
+        async with sessions() as session, session.begin():
+            pass  # nothing staged: nothing written
         assert heard.empty()
-        # Two channels in each of the first two transactions, one in each of the last two.
-        assert sum("pg_notify" in s for s in statements) == 6
+        # One statement per committed transaction, however many channels and calls it had.
+        assert sum("pg_notify" in s for s in statements) == 4
     finally:
         await listener.close()
         await engine.dispose()

@@ -1,0 +1,102 @@
+"""A transaction's outbox rows and NOTIFYs wait for its commit and are written by one statement
+(`shared.staging`): in the order they were added, readable as the relay reads them, with the
+relay woken; nothing of a rolled-back transaction is written. Real PostgreSQL, a scratch schema
+with an outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import asyncpg
+from sqlalchemy import Table, event, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.events import CloudEvent, decode, topics
+from shared.events.models import IncidentStatusChanged
+from shared.messaging import Outbox, notify_channel
+from shared.pgnotify import notify
+from shared.settings import Settings
+
+PATIENCE_SECONDS = 30
+
+
+def status_changed(incident_id: uuid.UUID, status: str) -> CloudEvent:
+    data = IncidentStatusChanged(
+        incident_id=incident_id,
+        status=status,
+        previous_status=None,
+        changed_at=datetime.now(UTC),
+        reason="staging test",
+    )
+    return CloudEvent.new("escalation", data, incident_id)
+
+
+async def test_a_transactions_events_and_notifies_are_one_statement_at_commit_in_order(
+    infra_settings: Settings,
+    scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
+) -> None:
+    sessions, outbox, _ = scratch_schema
+    incident = uuid4()
+    events = [status_changed(incident, status) for status in ("REPORTED", "RESPONDING", "CLOSED")]
+    listener = await asyncpg.connect(infra_settings.plain_database_url)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    for channel in (notify_channel(outbox.schema), "staging_test_deadlines"):
+        await listener.add_listener(channel, lambda *args: heard.put_nowait(args[2]))
+    statements: list[str] = []
+
+    def seen(_c: object, _cur: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    try:
+        async with sessions() as session:
+            event.listen(session.bind.sync_engine, "before_cursor_execute", seen)  # type: ignore[union-attr]
+            async with session.begin():
+                await outbox.add(session, events[0])
+                await notify(session, "staging_test_deadlines")
+                await outbox.add(session, *events[1:])
+                staged_before_commit = (
+                    await session.execute(select(outbox.table.c.event_id))
+                ).all()
+            event.remove(session.bind.sync_engine, "before_cursor_execute", seen)  # type: ignore[union-attr]
+        assert staged_before_commit == []  # nothing is written before the commit
+        writes = [s for s in statements if "outbox" in s and "INSERT" in s]
+        assert len(writes) == 1 and "pg_notify" in writes[0]
+        async with asyncio.timeout(PATIENCE_SECONDS):
+            assert {await heard.get(), await heard.get()} == {
+                notify_channel(outbox.schema),
+                "staging_test_deadlines",
+            }
+        async with sessions() as session:
+            rows = (await session.execute(select(outbox.table).order_by(outbox.table.c.id))).all()
+        assert [row.event_id for row in rows] == [e.id for e in events]
+        assert {row.key for row in rows} == {str(incident)}
+        assert len({row.shard for row in rows}) == 1  # one key, one shard: they leave in order
+        for row, sent in zip(rows, events, strict=True):
+            assert row.topic == topics.ESCALATIONS and row.event_type == sent.type
+            assert row.headers == json.loads(json.dumps(sent.attributes()))
+            read = decode(row.topic, [(k, v.encode()) for k, v in row.headers.items()], row.payload)
+            assert (read.id, read.data) == (sent.id, sent.data)
+    finally:
+        await listener.close()
+
+
+async def test_a_rolled_back_transaction_writes_and_tells_nothing(
+    scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
+) -> None:
+    sessions, outbox, _ = scratch_schema
+    async with sessions() as session:
+        await outbox.add(session, status_changed(uuid4(), "REPORTED"))  # begins a transaction
+        await session.rollback()
+        # The same session's next transaction stages afresh.
+        kept = status_changed(uuid4(), "RESPONDING")
+        async with session.begin():
+            await outbox.add(session, kept)
+    async with sessions() as session:
+        written = (await session.execute(select(outbox.table.c.event_id))).scalars().all()
+        assert written == [kept.id]
+        count = await session.execute(text(f"SELECT count(*) FROM {outbox.schema}.outbox"))
+        assert count.scalar_one() == 1
