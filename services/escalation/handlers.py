@@ -166,13 +166,13 @@ class EscalationHandlers:
                 last_news_at=report.reported_at,
             )
             .on_conflict_do_nothing()
-            .returning(incidents.c.id)
+            # The row as stored, and locked by its insert: no second look at it.
+            .returning(*incidents.c)
         )
-        if stored.first() is None:
+        incident = stored.first()
+        if incident is None:
             raise RejectEvent(f"incident {report.incident_id} was already reported")
         await self._remember(session, report.incident_id, facts, report.reported_at)
-        incident = await self.store.locked_incident(session, report.incident_id)
-        assert incident is not None
         decision = evaluate(
             self.store.policy,
             await self.store.situation(session, incident),

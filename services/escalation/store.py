@@ -218,15 +218,19 @@ class Store:
             await session.execute(
                 update(incidents).where(incidents.c.id == incident.id).values(fired_rules=fired)
             )
-        for timer in decision.timers:
+        if decision.timers:
             await session.execute(
-                timers.insert().values(
-                    id=uuid4(),
-                    incident_id=incident.id,
-                    name=timer.name,
-                    rule_id=timer.rule_id,
-                    fire_at=timer.fire_at,
-                )
+                timers.insert(),
+                [
+                    {
+                        "id": uuid4(),
+                        "incident_id": incident.id,
+                        "name": timer.name,
+                        "rule_id": timer.rule_id,
+                        "fire_at": timer.fire_at,
+                    }
+                    for timer in decision.timers
+                ],
             )
         await self.add_obligations(session, incident, decision.obligations, source_event_id)
         if decision.fired_rules:
