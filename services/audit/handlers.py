@@ -111,10 +111,12 @@ class AuditLog:
     async def append(
         self, session: AsyncSession, event: CloudEvent, position: RecordPosition
     ) -> None:
+        await store.act_as_writer(session)
         await self.append_all(session, [(event, position)])
 
     async def append_all(self, session: AsyncSession, received: Sequence[Received]) -> None:
-        await store.act_as_writer(session)
+        """Append the events as leaves; the transaction acts as the writer already
+        (`store.act_as_writer`)."""
         personal = [
             event.subject
             for event, _ in received

@@ -82,6 +82,17 @@ async def log_size(session: AsyncSession) -> int:
     return 0 if last is None else int(last) + 1
 
 
+# Which of the events are logged already, and the log's last index: one round trip, read
+# under the append lock.
+LOGGED_AND_SIZE = text(
+    "WITH logged AS (SELECT e.ce_source, e.ce_id FROM audit.log_entries e"
+    " JOIN unnest(CAST(:sources AS text[]), CAST(:ids AS uuid[])) AS k(source, id)"
+    " ON e.ce_source = k.source AND e.ce_id = k.id)"
+    " SELECT (SELECT json_agg(json_build_array(ce_source, ce_id)) FROM logged) AS logged,"
+    " (SELECT max(index) FROM audit.log_entries) AS last"
+)
+
+
 async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
     """Append leaves in order; an event (`ce_source`, `ce_id`) already logged is skipped.
 
@@ -94,19 +105,14 @@ async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
     if not unique:
         return []
     sources, ids = zip(*unique, strict=True)
-    logged = await session.execute(
-        text(
-            "SELECT e.ce_source, e.ce_id FROM audit.log_entries e "
-            "JOIN unnest(CAST(:sources AS text[]), CAST(:ids AS uuid[])) AS k(source, id) "
-            "ON e.ce_source = k.source AND e.ce_id = k.id"
-        ),
-        {"sources": list(sources), "ids": list(ids)},
-    )
-    for source, event_id in logged:
-        unique.pop((source, event_id), None)
+    found = (
+        await session.execute(LOGGED_AND_SIZE, {"sources": list(sources), "ids": list(ids)})
+    ).one()
+    for source, event_id in found.logged or ():  # json: the ids as text
+        unique.pop((source, UUID(event_id)), None)
     if not unique:
         return []
-    size = await log_size(session)
+    size = 0 if found.last is None else int(found.last) + 1
     known = await node_hashes(session, range_nodes(0, size))
     tree = CompactRange.of(size, known.__getitem__)
     rows, nodes, named = [], [], []
