@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # a quiet spell waits at most an eighth of it more on its hop (docs/performance.md). 0:
     # never pause, for a broker that answers a waiting fetch at once (Apache Kafka, prod).
     kafka_idle_fetch_interval_ms: int = Field(default=2000, ge=0, le=10000)
+    # How often a consumer commits the offsets it has applied (shared/kafka.py): one request
+    # for all its partitions per interval instead of one per fetch. A consumer that crashes
+    # reads up to this much again, which its inbox absorbs. 0: commit after every fetch.
+    kafka_commit_interval_ms: int = Field(default=1000, ge=0, le=60000)
     # How often aiokafka's background fetcher looks around when nothing wakes it (aiokafka's
     # `consumer_timeout_ms`, 200 by default). A fetch answered, a partition resumed and a
     # rebalance each wake it at once; so this only sets how often a paused, idle consumer

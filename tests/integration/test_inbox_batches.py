@@ -1,10 +1,11 @@
 """A batch of records is claimed in the inbox by one statement (`Inbox.claim_all`) and applied
 in one transaction (`EventConsumer._apply_batch`): each handled event once, whatever repeats it
 within the batch or before it; ignored types leave no inbox row. What one fetch brings from
-several partitions is one batch, its offsets committed together; a record that fails sends the
-partitions back one at a time, where it is dead-lettered on its own. Real PostgreSQL, a
-scratch schema with an inbox; the records are handed over as the broker would give them, to a
-stand-in for the Kafka consumer that keeps the offsets committed."""
+several partitions is one batch, its offsets committed together (at the commit interval, or at
+once without one); a record that fails sends the partitions back one at a time, where it is
+dead-lettered on its own. Real PostgreSQL, a scratch schema with an inbox; the records are
+handed over as the broker would give them, to a stand-in for the Kafka consumer that keeps the
+offsets committed."""
 
 from __future__ import annotations
 
@@ -169,10 +170,31 @@ async def test_a_fetch_of_several_partitions_is_one_batch_and_one_commit(
 
     # Each partition's records in their order, each event once.
     assert [event_id for event_id, _ in applied] == [event.id for event in events]
+    assert set(await inbox_rows(sessions, inbox, *events)) == {event.id for event in events}
+    # Their offsets wait for the commit interval, then go in one request.
+    assert kafka.commits == []
+    await consumer._commit_applied()
     assert kafka.commits == [
         {partitions[0]: on_0[-1].offset + 1, partitions[1]: on_3[-1].offset + 1}
     ]
-    assert set(await inbox_rows(sessions, inbox, *events)) == {event.id for event in events}
+    await consumer._commit_applied()
+    assert len(kafka.commits) == 1  # nothing applied since: nothing asked
+
+
+async def test_without_a_commit_interval_each_fetch_is_committed_at_once(
+    sessions: async_sessionmaker[AsyncSession], inbox: Inbox, infra_settings: Settings
+) -> None:
+    applied: list[tuple[UUID, RecordPosition]] = []
+    settings = infra_settings.model_copy(update={"kafka_commit_interval_ms": 0})
+    consumer = consumer_applying(sessions, inbox, settings, applied)
+    kafka = CommittingConsumer()
+    consumer._consumer = kafka  # type: ignore[assignment]
+    partition = TopicPartition(topics.ESCALATIONS, 1)
+    for event in (status_changed(), status_changed()):
+        record = record_of(event, 1)
+        await consumer._process_fetched({partition: [record]})  # type: ignore[dict-item]
+        assert kafka.commits[-1] == {partition: record.offset + 1}
+    assert len(kafka.commits) == 2
 
 
 async def test_a_record_that_fails_in_a_fetch_sends_the_partitions_back_one_at_a_time(
@@ -189,11 +211,10 @@ async def test_a_record_that_fails_in_a_fetch_sends_the_partitions_back_one_at_a
     partitions = TopicPartition(topics.ESCALATIONS, 0), TopicPartition(topics.ESCALATIONS, 3)
     await consumer._process_fetched({partitions[0]: [kept], partitions[1]: [refused]})  # type: ignore[dict-item]
 
-    # The batch of both was rolled back; each partition was then taken on its own.
-    assert kafka.commits == [
-        {partitions[0]: kept.offset + 1},
-        {partitions[1]: refused.offset + 1},
-    ]
+    # The batch of both was rolled back; each partition was then taken on its own, the good
+    # record applied and the bad one dead-lettered: both are done, and committed together.
+    await consumer._commit_applied()
+    assert kafka.commits == [{partitions[0]: kept.offset + 1, partitions[1]: refused.offset + 1}]
     assert await inbox_rows(sessions, inbox, good, bad) == {good.id: (GROUP, kept.offset)}
     dead_letters = consumer._producer.sent  # type: ignore[attr-defined]
     assert [letter["topic"] for letter in dead_letters] == [f"{topics.ESCALATIONS}.dlq"]

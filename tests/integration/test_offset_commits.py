@@ -1,0 +1,109 @@
+"""A consumer commits the offsets it applied at its commit interval, before a rebalance takes
+partitions away, and when it stops: the group's next member starts where it stopped. Between
+commits a crash reads records again, which the inbox absorbs (tests/integration/
+test_inbox_batches.py). Real broker and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.events import EVENT_TYPES, CloudEvent, topics
+from shared.events.models import IncidentStatusChanged
+from shared.kafka import EventConsumer, HandlerTable, RecordPosition, _RebalanceLog, create_producer
+from shared.messaging import Inbox, Outbox
+from shared.settings import Settings
+from tests.support import PATIENCE_SECONDS
+
+
+def status_changed() -> CloudEvent:
+    data = IncidentStatusChanged(
+        incident_id=uuid.uuid4(),
+        status="RESPONDING",
+        previous_status="REPORTED",
+        changed_at=datetime.now(UTC),
+        reason="offset commit test",
+    )
+    return CloudEvent.new("escalation", data, data.incident_id)
+
+
+async def committed(settings: Settings, group: str, partition: TopicPartition) -> int | None:
+    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group)
+    await reader.start()
+    try:
+        return await reader.committed(partition)
+    finally:
+        await reader.stop()
+
+
+async def test_a_stopping_consumer_commits_what_it_applied_within_its_interval(
+    infra_settings: Settings,
+    scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
+) -> None:
+    sessions, _, inbox = scratch_schema
+    group = f"test.commits-{uuid.uuid4().hex[:8]}"
+    events = [status_changed() for _ in range(3)]
+    ours = {event.id for event in events}
+    applied: dict[uuid.UUID, RecordPosition] = {}
+
+    async def remember(_: AsyncSession, event: CloudEvent, position: RecordPosition) -> None:
+        if event.id in ours:
+            applied[event.id] = position
+
+    escalation_types = [t for t, spec in EVENT_TYPES.items() if spec.topic == topics.ESCALATIONS]
+    # An hour's interval: only the stop commits.
+    settings = infra_settings.model_copy(update={"kafka_commit_interval_ms": 3_600_000})
+    producer = create_producer(settings, group)
+    await producer.start()
+    consumer = EventConsumer(
+        group,
+        [topics.ESCALATIONS],
+        HandlerTable.of(remember, escalation_types),
+        sessions,
+        Inbox(inbox, group),
+        producer,
+        settings,
+    )
+    running = asyncio.create_task(consumer.run())
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                topics.ESCALATIONS, value=event.value(), key=event.key, headers=event.headers()
+            )
+        async with asyncio.timeout(PATIENCE_SECONDS):
+            while len(applied) < len(events):
+                await asyncio.sleep(0.05)
+        last = {
+            TopicPartition(position.topic, position.partition): position.offset
+            for position in sorted(applied.values(), key=lambda p: p.offset)
+        }
+        for partition in last:
+            assert await committed(settings, group, partition) is None  # the interval runs
+        consumer.request_stop()
+        async with asyncio.timeout(PATIENCE_SECONDS):
+            await running
+        for partition, offset in last.items():
+            assert await committed(settings, group, partition) == offset + 1
+    finally:
+        consumer.request_stop()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await producer.stop()
+
+
+async def test_partitions_taken_away_are_committed_first() -> None:
+    commits: list[str] = []
+
+    async def commit() -> None:
+        commits.append("committed")
+
+    listener = _RebalanceLog("test.rebalance", commit)
+    await listener.on_partitions_revoked(set())
+    assert commits == []  # nothing taken away: nothing to commit
+    await listener.on_partitions_revoked({TopicPartition(topics.ESCALATIONS, 2)})
+    assert commits == ["committed"]
