@@ -95,6 +95,15 @@ ACK_EXPIRED = text(
     "SELECT * FROM notification.notifications WHERE status = 'DELIVERED' AND ack_due_at <= now()"
     " ORDER BY ack_due_at LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
+# A pass's look at the alerts: the NEW ones to start and the delivered ones whose ACK deadline
+# passed, each kind up to a batch and locked, in one statement (`start`: which kind).
+DUE_ALERTS = text(
+    "WITH fresh AS (SELECT * FROM notification.notifications WHERE status = 'NEW'"
+    " ORDER BY created_at LIMIT :limit FOR UPDATE SKIP LOCKED),"
+    " expired AS (SELECT * FROM notification.notifications WHERE status = 'DELIVERED'"
+    " AND ack_due_at <= now() ORDER BY ack_due_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+    " SELECT *, true AS start FROM fresh UNION ALL SELECT *, false AS start FROM expired"
+)
 # A delivery per (alert, contact): opening one twice (a replica racing) keeps the first.
 OPEN_DELIVERIES = text(
     "INSERT INTO notification.deliveries"
@@ -380,8 +389,12 @@ class Dispatcher:
         """One pass over everything due, in one transaction; the seconds to sleep before the
         next pass unless a NOTIFY comes first (0: more is due at once)."""
         async with self._sessions() as session, session.begin():
-            started, opened = await self._open(session, await self._new(session), start=True)
-            walked, walked_open = await self._open(session, await self._ack_expired(session))
+            due = (await session.execute(DUE_ALERTS, {"limit": self._batch_size})).all()
+            fresh = [row for row in due if row.start]
+            started, opened = await self._open(session, fresh, start=True)
+            expired = [row for row in due if not row.start]
+            self._log_expired(expired)
+            walked, walked_open = await self._open(session, expired)
             claimed, full = await self._claim(session)
             more_to_open = len(started) >= self._batch_size or len(walked) >= self._batch_size
             wait = 0.0 if more_to_open else await self._next_due_in(session)
@@ -433,9 +446,13 @@ class Dispatcher:
 
     async def _ack_expired(self, session: AsyncSession) -> Sequence[Row]:
         rows = (await session.execute(ACK_EXPIRED, {"limit": self._batch_size})).all()
+        self._log_expired(rows)
+        return rows
+
+    @staticmethod
+    def _log_expired(rows: Sequence[Row]) -> None:
         for row in rows:
             log.info("notification %s to %s not acknowledged in time", row.id, row.party)
-        return rows
 
     async def _open(
         self, session: AsyncSession, rows: Sequence[Row], *, start: bool = False
