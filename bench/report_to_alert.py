@@ -602,6 +602,7 @@ async def system_runs(
     drain: float,
     profile: str | None,
     profile_format: str,
+    load_only: bool = False,
 ) -> dict[str, Any]:
     settings = Settings()
     private_key, _ = ensure_dev_keys(work / "auth")
@@ -652,6 +653,8 @@ async def system_runs(
                     )
                 results["peak_rss_mb"] = {k: round(v, 1) for k, v in memory.peak_mb.items()}
                 print(json.dumps(results["peak_rss_mb"]), flush=True)
+                if load_only:
+                    return results
                 results["random_tokens"] = await edge.random_tokens(
                     processes.url("intake"), processes.processes["intake"].pid
                 )
@@ -810,6 +813,7 @@ async def main(
     work: Path,
     profile: str | None = None,
     profile_format: str = "flamegraph",
+    load_only: bool = False,
 ) -> dict[str, Any]:
     work.mkdir(mode=0o755, parents=True, exist_ok=True)
     settings = Settings(database_url=None, kafka_bootstrap_servers=None)
@@ -823,7 +827,9 @@ async def main(
         hop = floor["postgres_commit"]["p50_ms"] + floor["kafka_round_trip"]["p50_ms"]
         floor["three_hops_p50_ms"] = round(3 * hop, 2)
         print(json.dumps(floor), flush=True)
-        results = await system_runs(work, infra, rates, seconds, drain, profile, profile_format)
+        results = await system_runs(
+            work, infra, rates, seconds, drain, profile, profile_format, load_only
+        )
     kafka = {
         "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
         "idle_fetch_interval_ms": settings.kafka_idle_fetch_interval_ms,
@@ -861,6 +867,12 @@ def run() -> None:
         help="PostgreSQL, the broker and one intake process only: intake flat out, --runs times",
     )
     parser.add_argument("--runs", type=int, default=3, help="with --intake-only: how many runs")
+    parser.add_argument(
+        "--load-only",
+        action="store_true",
+        help="the load runs only (idle, the rates, flat out, peak RSS): a quick look between "
+        "changes, without the edge, intake alone and the bare stack",
+    )
     options = parser.parse_args()
     if options.intake_only and options.profile not in (None, "intake"):
         parser.error("--intake-only runs intake alone: --profile intake, or none")
@@ -879,6 +891,7 @@ def run() -> None:
                 work,
                 options.profile,
                 options.profile_format,
+                options.load_only,
             )
         )
     print(json.dumps(results, indent=2))
