@@ -174,6 +174,10 @@ async def test_the_service_role_cannot_change_the_log_even_with_triggers_disable
     try:
         transaction = connection.transaction()
         await transaction.start()
+        # The findings cursor first: the live follower holds it through a pass, and a pass that
+        # stores findings would wait for the trigger changes below while this transaction
+        # waited for its cursor further down (a deadlock, one side of it aborted).
+        await connection.execute("SELECT FROM audit.findings_cursor WHERE id = 1 FOR UPDATE")
         for table in ("log_entries", "tree_nodes", "checkpoints", "findings"):
             await connection.execute(f"ALTER TABLE audit.{table} DISABLE TRIGGER USER")
         await connection.execute("SET LOCAL ROLE audit_writer")
