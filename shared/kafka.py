@@ -616,12 +616,20 @@ class EventConsumer:
         return self._settings.kafka_commit_interval_ms / 1000
 
     async def _commit_applied(self) -> None:
-        """Commit the offsets applied since the last commit, in one request."""
+        """Commit the offsets applied since the last commit, in one request. Those of partitions
+        taken away meanwhile (a revocation whose commit failed) are dropped: their next owner
+        reads those records again, and its inbox absorbs them."""
         self._committed_at = time.monotonic()
         if not self._applied:
             return
         assert self._consumer is not None
-        offsets, self._applied = self._applied, {}
+        assigned = self._consumer.assignment()
+        offsets = {
+            partition: at for partition, at in self._applied.items() if partition in assigned
+        }
+        self._applied = {}
+        if not offsets:
+            return
         try:
             await self._consumer.commit(offsets)
         except BaseException:

@@ -41,6 +41,10 @@ class CommittingConsumer:
 
     def __init__(self) -> None:
         self.commits: list[dict[TopicPartition, int]] = []
+        self.assigned = {TopicPartition(topics.ESCALATIONS, p) for p in range(6)}
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.commits.append(offsets)
@@ -218,3 +222,23 @@ async def test_a_record_that_fails_in_a_fetch_sends_the_partitions_back_one_at_a
     assert await inbox_rows(sessions, inbox, good, bad) == {good.id: (GROUP, kept.offset)}
     dead_letters = consumer._producer.sent  # type: ignore[attr-defined]
     assert [letter["topic"] for letter in dead_letters] == [f"{topics.ESCALATIONS}.dlq"]
+
+
+async def test_offsets_of_partitions_taken_away_are_not_committed(
+    sessions: async_sessionmaker[AsyncSession], inbox: Inbox, infra_settings: Settings
+) -> None:
+    """A revocation whose commit failed leaves offsets of partitions now read by another
+    member: committing them would fail every later commit. They are dropped; the next owner
+    reads those records again, and its inbox absorbs them."""
+    applied: list[tuple[UUID, RecordPosition]] = []
+    consumer = consumer_applying(sessions, inbox, infra_settings, applied)
+    kafka = CommittingConsumer()
+    consumer._consumer = kafka  # type: ignore[assignment]
+    kept, taken = TopicPartition(topics.ESCALATIONS, 0), TopicPartition(topics.ESCALATIONS, 3)
+    on_kept, on_taken = record_of(status_changed(), 0), record_of(status_changed(), 3)
+    await consumer._process_fetched({kept: [on_kept], taken: [on_taken]})  # type: ignore[dict-item]
+    kafka.assigned = {kept}
+    await consumer._commit_applied()
+    assert kafka.commits == [{kept: on_kept.offset + 1}]
+    await consumer._commit_applied()
+    assert len(kafka.commits) == 1  # nothing left over
