@@ -26,7 +26,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -182,6 +182,9 @@ class RecordPosition:
 
 
 EventHandler = Callable[[AsyncSession, CloudEvent, RecordPosition], Awaitable[None]]
+# Run once for a batch, in its transaction, before its handlers, with the events they will
+# apply: what each handler would ask for on its own, asked for the batch in one statement.
+BatchPreparation = Callable[[AsyncSession, Sequence[CloudEvent]], Awaitable[None]]
 
 
 def on_data(apply: Callable[[AsyncSession, CloudEvent, Any], Awaitable[None]]) -> EventHandler:
@@ -202,10 +205,15 @@ class HandlerTable:
     inbox says what the consumer acted on. A type in neither was never decided about: the
     service refuses to start with such a table (`ServiceRuntime.add_consumer`, `undecided`), and
     should one arrive anyway it is dead-lettered with that reason.
+
+    `prepare`, if given, runs once for a batch applied together, before its handlers, with the
+    events they will apply (a record applied on its own goes without it): handlers then find
+    done what each would otherwise ask for by itself.
     """
 
     handlers: Mapping[str, EventHandler]
     ignored: frozenset[str] = frozenset()
+    prepare: BatchPreparation | None = None
 
     def __post_init__(self) -> None:
         both = self.ignored & self.handlers.keys()
@@ -726,6 +734,15 @@ class EventConsumer:
                     if handler is not None
                 ],
             )
+            if self.handlers.prepare is not None and fresh:
+                await self.handlers.prepare(
+                    session,
+                    [
+                        event
+                        for (_, event), handler in zip(received, handlers, strict=True)
+                        if handler is not None and (event.source, event.id) in fresh
+                    ],
+                )
             for (record, event), handler in zip(received, handlers, strict=True):
                 current_incident.set(event.subject)
                 if handler is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -102,7 +103,20 @@ class NotificationHandlers:
                     PersonalDataErased.ce_type,
                 }
             ),
+            prepare=self.hold_alerts,
         )
+
+    async def hold_alerts(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+        """The alert locks every duty of a batch will take (`handle`), in one statement: a
+        decision's duties arrive together."""
+        duties: list[UUID] = []
+        for event in events:
+            if isinstance(event.data, ObligationCreated):
+                if event.data.moved_from is not None:
+                    duties.append(event.data.moved_from)
+                if event.data.notify:
+                    duties.append(event.data.obligation_id)
+        await hold_alerts_of(session, duties)
 
     @property
     def party_names(self) -> dict[str, str]:
@@ -232,15 +246,44 @@ class NotificationHandlers:
 
 # Lock space of a duty's alert while a merge may be moving the duty (R20).
 MOVED_DUTY_LOCKS = 20
-HOLD_ALERT = text("SELECT pg_advisory_xact_lock(CAST(:space AS int), CAST(:key AS int))")
+# Taken in the order of the keys given (sorted): two batches never wait for each other in turn.
+HOLD_ALERTS = text(
+    "SELECT pg_advisory_xact_lock(CAST(:space AS int), key)"
+    " FROM unnest(CAST(:keys AS int[])) WITH ORDINALITY AS held(key, position)"
+    " ORDER BY position"
+)
+# session.info: the transaction and the alert locks it holds.
+HELD_ALERTS = "held_alert_locks"
+
+
+def alert_key(obligation_id: UUID) -> int:
+    return int.from_bytes(obligation_id.bytes[:4], "big", signed=True)
 
 
 async def hold_alert_of(session: AsyncSession, obligation_id: UUID) -> None:
     """Until the transaction ends, nobody else decides about the alert of this duty: the duty's
     own creation and that of the duty it moved to (keyed by another incident, so handled in
     parallel) each see what the other committed, and never both alert."""
-    key = int.from_bytes(obligation_id.bytes[:4], "big", signed=True)
-    await session.execute(HOLD_ALERT, {"space": MOVED_DUTY_LOCKS, "key": key})
+    await hold_alerts_of(session, [obligation_id])
+
+
+async def hold_alerts_of(session: AsyncSession, obligation_ids: Sequence[UUID]) -> None:
+    """`hold_alert_of` for each duty, in one statement; a lock the transaction holds already
+    is not asked for again."""
+    transaction = session.sync_session.get_transaction()
+    held: tuple[object, set[int]] | None = session.info.get(HELD_ALERTS)
+    if held is None or held[0] is not transaction:
+        held = (transaction, set())
+    keys = sorted({alert_key(obligation_id) for obligation_id in obligation_ids} - held[1])
+    if not keys:
+        return
+    await session.execute(HOLD_ALERTS, {"space": MOVED_DUTY_LOCKS, "keys": keys})
+    # The transaction the locks were taken in (begun by this statement, if it was the first).
+    transaction = session.sync_session.get_transaction()
+    if held[0] is not transaction:
+        held = (transaction, set())
+    held[1].update(keys)
+    session.info[HELD_ALERTS] = held
 
 
 async def carry_on(session: AsyncSession, moved: ObligationCreated) -> bool:

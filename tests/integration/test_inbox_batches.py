@@ -10,6 +10,7 @@ offsets committed."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -242,3 +243,35 @@ async def test_offsets_of_partitions_taken_away_are_not_committed(
     assert kafka.commits == [{kept: on_kept.offset + 1}]
     await consumer._commit_applied()
     assert len(kafka.commits) == 1  # nothing left over
+
+
+async def test_a_batchs_preparation_sees_the_events_its_handlers_will_apply(
+    sessions: async_sessionmaker[AsyncSession], inbox: Inbox, infra_settings: Settings
+) -> None:
+    prepared: list[list[UUID]] = []
+    applied: list[UUID] = []
+
+    async def prepare(_: AsyncSession, events: Sequence[CloudEvent]) -> None:
+        assert applied == []  # before any handler
+        prepared.append([event.id for event in events])
+
+    async def remember(_: AsyncSession, event: CloudEvent, __: RecordPosition) -> None:
+        applied.append(event.id)
+
+    table = HandlerTable(
+        {IncidentStatusChanged.ce_type: remember}, frozenset({DeadlineMissed.ce_type}), prepare
+    )
+    consumer = EventConsumer(
+        GROUP, (topics.ESCALATIONS,), table, sessions, inbox, CapturingProducer(), infra_settings
+    )
+    seen_before, fresh, ignored = status_changed(), status_changed(), missed()
+    async with sessions() as session, session.begin():
+        earlier = record_of(seen_before)
+        await inbox.claim_all(
+            session, [InboxEntry.of(seen_before, earlier.topic, earlier.partition, earlier.offset)]
+        )
+    batch = [record_of(seen_before), record_of(fresh), record_of(ignored)]
+    await consumer._apply_batch(batch)  # type: ignore[arg-type]
+    assert prepared == [[fresh.id]] and applied == [fresh.id]
+    await consumer._apply_batch(batch)  # type: ignore[arg-type]
+    assert prepared == [[fresh.id]]  # nothing fresh: nothing to prepare
