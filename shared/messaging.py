@@ -145,11 +145,8 @@ class Outbox:
         by one statement at its commit (`shared.staging`), and then they leave."""
         if not events:
             return
-        rows = [outbox_row(event) for event in events]
-        for row in rows:
-            row["headers"] = json.dumps(row["headers"], ensure_ascii=False)
         stage = staged(session)
-        stage.add_rows(self.schema, rows)
+        stage.add_rows(self.schema, [outbox_values(event) for event in events])
         stage.notify(notify_channel(self.schema))
 
 

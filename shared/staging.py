@@ -15,17 +15,21 @@ transaction, so the order of ids is still the order of the events.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import TextClause, event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
-# session.info: what the session's current transaction has staged.
+# session.info: the current transaction and what it keeps by name (`of_transaction`).
+TRANSACTION_STATE = "transaction_state"
 STAGED = "staged_at_commit"
 
 NOTIFY_ALL = text("SELECT pg_notify(channel, '') FROM unnest(CAST(:channels AS text[])) AS channel")
+
+State = TypeVar("State")
 
 
 class StagingSession(Session):
@@ -34,8 +38,7 @@ class StagingSession(Session):
 
 @dataclass
 class Staged:
-    transaction: SessionTransaction
-    # schema → the rows of its outbox, in the order they were added
+    # schema → its outbox rows (`shared.messaging.outbox_values`), in the order they were added
     outbox: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     channels: dict[str, None] = field(default_factory=dict)
 
@@ -46,17 +49,30 @@ class Staged:
         self.channels[channel] = None
 
 
-def staged(session: AsyncSession) -> Staged:
-    """What the session's transaction stages for its commit (the transaction begun if none
-    is: what is staged must have a commit to wait for)."""
+def of_transaction(session: AsyncSession, name: str, new: Callable[[], State]) -> State:
+    """What the session's current transaction keeps under `name` (made by `new` the first
+    time), forgotten when the transaction ends; the transaction is begun if none is."""
     sync = session.sync_session
     if not isinstance(sync, StagingSession):
-        raise TypeError("a session of shared.db.create_session_factory stages for its commit")
+        raise TypeError("a session of shared.db.create_session_factory keeps transaction state")
     transaction = sync.get_transaction() or sync.begin()
-    found: Staged | None = sync.info.get(STAGED)
-    if found is None or found.transaction is not transaction:
-        found = sync.info[STAGED] = Staged(transaction)
-    return found
+    state: tuple[SessionTransaction, dict[str, Any]] | None = sync.info.get(TRANSACTION_STATE)
+    if state is None or state[0] is not transaction:
+        state = sync.info[TRANSACTION_STATE] = (transaction, {})
+    if name not in state[1]:
+        state[1][name] = new()
+    kept: State = state[1][name]
+    return kept
+
+
+def staged(session: AsyncSession) -> Staged:
+    """What the session's transaction stages for its commit."""
+    return of_transaction(session, STAGED, Staged)
+
+
+def columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Rows as one array per column, for a statement that `unnest`s them."""
+    return {name: [row[name] for row in rows] for name in rows[0]}
 
 
 _statements: dict[str, TextClause] = {}
@@ -70,9 +86,9 @@ def write_outbox(schema: str) -> TextClause:
             f"WITH written AS (INSERT INTO {schema}.outbox"
             " (shard, topic, key, event_id, event_type, headers, payload)"
             " SELECT shard, topic, key, event_id, event_type, CAST(headers AS jsonb), payload"
-            " FROM unnest(CAST(:shards AS smallint[]), CAST(:topics AS text[]),"
-            " CAST(:keys AS text[]), CAST(:event_ids AS uuid[]), CAST(:event_types AS text[]),"
-            " CAST(:headers AS text[]), CAST(:payloads AS bytea[]))"
+            " FROM unnest(CAST(:shard AS smallint[]), CAST(:topic AS text[]),"
+            " CAST(:event_key AS text[]), CAST(:event_id AS uuid[]),"
+            " CAST(:event_type AS text[]), CAST(:headers AS text[]), CAST(:payload AS bytea[]))"
             " WITH ORDINALITY AS event(shard, topic, key, event_id, event_type, headers,"
             " payload, position)"
             " ORDER BY position)"
@@ -83,32 +99,21 @@ def write_outbox(schema: str) -> TextClause:
 
 @event.listens_for(StagingSession, "before_commit")
 def _write_staged(session: Session) -> None:
-    found: Staged | None = session.info.pop(STAGED, None)
-    if found is None or found.transaction is not session.get_transaction():
+    state: tuple[SessionTransaction, dict[str, Any]] | None = session.info.get(TRANSACTION_STATE)
+    if state is None or state[0] is not session.get_transaction() or STAGED not in state[1]:
         return
+    found: Staged = state[1].pop(STAGED)
     channels = list(found.channels)
     for schema, rows in found.outbox.items():
-        session.execute(
-            write_outbox(schema),
-            {
-                "shards": [row["shard"] for row in rows],
-                "topics": [row["topic"] for row in rows],
-                "keys": [row["key"] for row in rows],
-                "event_ids": [row["event_id"] for row in rows],
-                "event_types": [row["event_type"] for row in rows],
-                "headers": [row["headers"] for row in rows],
-                "payloads": [row["payload"] for row in rows],
-                "channels": channels,
-            },
-        )
+        session.execute(write_outbox(schema), {**columns(rows), "channels": channels})
         channels = []  # told once
     if channels:
         session.execute(NOTIFY_ALL, {"channels": channels})
 
 
 @event.listens_for(StagingSession, "after_transaction_end")
-def _forget_staged(session: Session, transaction: SessionTransaction) -> None:
-    """A rollback drops what the transaction staged."""
-    found: Staged | None = session.info.get(STAGED)
-    if found is not None and found.transaction is transaction:
-        del session.info[STAGED]
+def _forget_transaction_state(session: Session, transaction: SessionTransaction) -> None:
+    """A transaction's state ends with it; a rollback drops what it staged."""
+    state: tuple[SessionTransaction, dict[str, Any]] | None = session.info.get(TRANSACTION_STATE)
+    if state is not None and state[0] is transaction:
+        del session.info[TRANSACTION_STATE]

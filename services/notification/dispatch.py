@@ -74,6 +74,7 @@ from shared.messaging import (
 )
 from shared.pgnotify import Wakeup, notify
 from shared.settings import Settings
+from shared.staging import columns
 from shared.telemetry import in_trace_of
 
 log = logging.getLogger(__name__)
@@ -280,11 +281,6 @@ def _contact_list(contacts: Sequence[Contact]) -> list[dict[str, Any]]:
     return [contact.model_dump(mode="json", exclude_none=True) for contact in contacts]
 
 
-def _columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Rows as one array per column, for a statement that `unnest`s them."""
-    return {name: [row[name] for row in rows] for name in rows[0]}
-
-
 def contacts_of(notification: Row) -> list[Contact]:
     """The contact list a notification walks, as fixed when its delivery started."""
     return [Contact.model_validate(contact) for contact in notification.contacts or ()]
@@ -480,7 +476,7 @@ class Dispatcher:
         if not opening:
             return rows, set()
         opened = [self._delivery(row, contacts, index) for row, contacts, index in opening]
-        await session.execute(OPEN_DELIVERIES, _columns(opened))
+        await session.execute(OPEN_DELIVERIES, columns(opened))
         await session.execute(
             MOVE_TO_CONTACT,
             {

@@ -54,6 +54,7 @@ from shared.events.models import (
 )
 from shared.kafka import HandlerTable, RecordPosition
 from shared.messaging import Outbox
+from shared.staging import of_transaction
 from shared.telemetry import current_trace_headers
 
 log = logging.getLogger(__name__)
@@ -252,7 +253,7 @@ HOLD_ALERTS = text(
     " FROM unnest(CAST(:keys AS int[])) WITH ORDINALITY AS held(key, position)"
     " ORDER BY position"
 )
-# session.info: the transaction and the alert locks it holds.
+# What a transaction keeps (`of_transaction`): the alert locks it holds.
 HELD_ALERTS = "held_alert_locks"
 
 
@@ -270,20 +271,11 @@ async def hold_alert_of(session: AsyncSession, obligation_id: UUID) -> None:
 async def hold_alerts_of(session: AsyncSession, obligation_ids: Sequence[UUID]) -> None:
     """`hold_alert_of` for each duty, in one statement; a lock the transaction holds already
     is not asked for again."""
-    transaction = session.sync_session.get_transaction()
-    held: tuple[object, set[int]] | None = session.info.get(HELD_ALERTS)
-    if held is None or held[0] is not transaction:
-        held = (transaction, set())
-    keys = sorted({alert_key(obligation_id) for obligation_id in obligation_ids} - held[1])
-    if not keys:
-        return
-    await session.execute(HOLD_ALERTS, {"space": MOVED_DUTY_LOCKS, "keys": keys})
-    # The transaction the locks were taken in (begun by this statement, if it was the first).
-    transaction = session.sync_session.get_transaction()
-    if held[0] is not transaction:
-        held = (transaction, set())
-    held[1].update(keys)
-    session.info[HELD_ALERTS] = held
+    held = of_transaction(session, HELD_ALERTS, set[int])
+    keys = sorted({alert_key(obligation_id) for obligation_id in obligation_ids} - held)
+    if keys:
+        await session.execute(HOLD_ALERTS, {"space": MOVED_DUTY_LOCKS, "keys": keys})
+        held.update(keys)
 
 
 async def carry_on(session: AsyncSession, moved: ObligationCreated) -> bool:
