@@ -88,21 +88,20 @@ UNKNOWN_CHANNEL_BATCH = 10
 # The statements of a dispatcher pass, of one shape whatever the batch: built and compiled once,
 # each a single round trip for the whole batch (arrays in, `unnest`).
 
-NEW_NOTIFICATIONS = text(
+_NEW = (
     "SELECT * FROM notification.notifications WHERE status = 'NEW'"
     " ORDER BY created_at LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
-ACK_EXPIRED = text(
+_ACK_EXPIRED = (
     "SELECT * FROM notification.notifications WHERE status = 'DELIVERED' AND ack_due_at <= now()"
     " ORDER BY ack_due_at LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
+NEW_NOTIFICATIONS = text(_NEW)
+ACK_EXPIRED = text(_ACK_EXPIRED)
 # A pass's look at the alerts: the NEW ones to start and the delivered ones whose ACK deadline
 # passed, each kind up to a batch and locked, in one statement (`start`: which kind).
 DUE_ALERTS = text(
-    "WITH fresh AS (SELECT * FROM notification.notifications WHERE status = 'NEW'"
-    " ORDER BY created_at LIMIT :limit FOR UPDATE SKIP LOCKED),"
-    " expired AS (SELECT * FROM notification.notifications WHERE status = 'DELIVERED'"
-    " AND ack_due_at <= now() ORDER BY ack_due_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+    f"WITH fresh AS ({_NEW}), expired AS ({_ACK_EXPIRED})"
     " SELECT *, true AS start FROM fresh UNION ALL SELECT *, false AS start FROM expired"
 )
 # A delivery per (alert, contact): opening one twice (a replica racing) keeps the first.
