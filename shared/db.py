@@ -67,7 +67,14 @@ def service_metadata(schema: str) -> MetaData:
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    settings: Settings, *, pool_size: int = 10, application_name: str | None = None
+) -> AsyncEngine:
+    server_settings = session_limits(settings)
+    if application_name:
+        # Names the service in pg_stat_activity and in the server's log (`%a`), so an
+        # operator can tell whose connection holds a lock or runs a slow statement.
+        server_settings["application_name"] = application_name
     return create_async_engine(
         settings.async_database_url,
         pool_size=pool_size,
@@ -79,7 +86,7 @@ def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
         pool_pre_ping=False,
         # No statement or idle transaction holds a connection (and its locks) without end: a
         # runaway query is cancelled (SQLSTATE 57014, answered as unavailable: 503, retry).
-        connect_args={"server_settings": session_limits(settings)},
+        connect_args={"server_settings": server_settings},
     )
 
 

@@ -145,7 +145,7 @@ class ServiceRuntime:
         self._migration_head = migration_head(self.settings, self.service)
         # No span per SQL statement: an incident takes over a hundred across the services, and
         # the spans of each request, consumed event and send already time the work around them.
-        self.engine = create_engine(self.settings)
+        self.engine = create_engine(self.settings, application_name=self.service)
         self.sessions = create_session_factory(self.engine)
         self.producer = create_producer(self.settings, client_id=self.service)
         await _retry(self.producer.start, f"{self.service}: connect to Kafka")

@@ -48,7 +48,7 @@ def _resealed(cipher: PiiCipher, table: Table, row: Row) -> dict[str, Any]:
 
 async def reseal(settings: Settings) -> int:
     cipher = PiiCipher.from_settings(settings)
-    engine = create_engine(settings, pool_size=1)
+    engine = create_engine(settings, pool_size=1, application_name="intake-reseal")
     sessions = create_session_factory(engine)
     resealed = 0
     try:

@@ -262,3 +262,19 @@ async def test_a_runaway_statement_is_cancelled_and_answered_as_unavailable(
         await engine.dispose()
     assert sqlstate(cancelled.value) == "57014"
     assert database_unavailable(cancelled.value)
+
+
+async def test_a_service_connection_names_its_service_to_the_database(
+    infra_settings: Settings,
+) -> None:
+    """pg_stat_activity (and the server log's `%a`) tell an operator whose connection holds a
+    lock or runs a slow statement."""
+    engine = create_engine(infra_settings, pool_size=1, application_name="escalation")
+    try:
+        async with engine.connect() as connection:
+            named = await connection.execute(
+                text("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+            )
+            assert named.scalar_one() == "escalation"
+    finally:
+        await engine.dispose()
