@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.escalation.models import incidents, obligations, timers
 from services.escalation.rules import Trigger, evaluate, recurring_actions
 from services.escalation.store import Store
+from shared.db import single_statement
 from shared.domain import lifecycle
 from shared.domain.vocabulary import LifecycleStatus
 from shared.pgnotify import Wakeup
@@ -100,8 +101,9 @@ class DeadlineWorker:
             timer.scalar_subquery(),
             omission.scalar_subquery() + policy.omitted_after,
         )
-        async with self._sessions() as session:
-            seconds = await session.scalar(select(func.extract("epoch", earliest - func.now())))
+        # Asked on every new duty's NOTIFY: one statement, so no BEGIN and ROLLBACK around it.
+        async with single_statement(self._sessions) as connection:
+            seconds = await connection.scalar(select(func.extract("epoch", earliest - func.now())))
         if seconds is None:
             return self._poll_interval
         return min(max(float(seconds), BUSY_RETRY_SECONDS), self._poll_interval)
