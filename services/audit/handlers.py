@@ -29,7 +29,6 @@ from services.audit.personal import about_incident, has_personal_fields, seal_pe
 from shared.events import EVENT_TYPES, CloudEvent, decode
 from shared.kafka import EventConsumer, HandlerTable, RecordPosition, RejectEvent
 from shared.messaging import InboxEntry
-from shared.pgnotify import notify
 from shared.pii import PiiCipher
 
 log = logging.getLogger(__name__)
@@ -111,24 +110,22 @@ class AuditLog:
     async def append(
         self, session: AsyncSession, event: CloudEvent, position: RecordPosition
     ) -> None:
-        await store.act_as_writer(session)
+        await store.open_append(session)
         await self.append_all(session, [(event, position)])
 
     async def append_all(self, session: AsyncSession, received: Sequence[Received]) -> None:
-        """Append the events as leaves; the transaction acts as the writer already
-        (`store.act_as_writer`)."""
+        """Append the events as leaves; the transaction has opened the append already
+        (`store.open_append`: the writer's role, the lock, the NOTIFY at commit)."""
         personal = [
             event.subject
             for event, _ in received
             if about_incident(event.subject) and has_personal_fields(event_data(event))
         ]
         keys = await self.data_keys.for_append(session, personal)
-        appended = await store.append(
+        await store.append(
             session, [new_leaf(event, position, keys) for event, position in received]
         )
         await note_closures(session, closures(received))
-        if appended:
-            await notify(session, store.APPENDED_CHANNEL)
 
 
 class BatchingConsumer(EventConsumer):
@@ -151,7 +148,7 @@ class BatchingConsumer(EventConsumer):
             if self.handlers.handler_for(event.type) is None:
                 raise RejectEvent(f"{self.name} appends every event, ignores none")
         async with self._sessions() as session, session.begin():
-            await store.act_as_writer(session)
+            await store.open_append(session)
             fresh_ids = await self._inbox.claim_all(
                 session,
                 [

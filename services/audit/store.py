@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -36,6 +36,7 @@ from services.audit.models import (
     log_entries,
     tree_nodes,
 )
+from shared.staging import of_transaction
 
 APPEND_LOCK = zlib.crc32(b"audit:append")
 LEAF_COLUMNS = (
@@ -77,6 +78,34 @@ async def act_as_writer(session: AsyncSession) -> None:
     await session.execute(text(f"SET LOCAL ROLE {WRITER_ROLE}"))
 
 
+# What a transaction that appends consumed events needs before it reads the log: the writer's
+# role (set_config is SET LOCAL), the append lock, and the NOTIFY of the leaves it appends, in
+# one round trip where they were three. The NOTIFY goes out at commit, so a rolled-back append
+# tells nobody; a batch of repeats only, which appends nothing, wakes the findings follower and
+# the checkpointer for a look that finds nothing new.
+OPEN_APPEND = text(
+    "SELECT set_config('role', :role, true), pg_advisory_xact_lock(CAST(:lock AS bigint)),"
+    " pg_notify(:channel, '')"
+)
+
+
+@dataclass
+class _AppendLock:
+    held: bool = field(default=False)
+
+
+def _append_lock(session: AsyncSession) -> _AppendLock:
+    return of_transaction(session, "audit.append_lock", _AppendLock)
+
+
+async def open_append(session: AsyncSession) -> None:
+    """Act as the writer, hold the append lock and tell the log's followers at commit."""
+    await session.execute(
+        OPEN_APPEND, {"role": WRITER_ROLE, "lock": APPEND_LOCK, "channel": APPENDED_CHANNEL}
+    )
+    _append_lock(session).held = True
+
+
 async def log_size(session: AsyncSession) -> int:
     last = (await session.execute(select(func.max(log_entries.c.index)))).scalar_one()
     return 0 if last is None else int(last) + 1
@@ -98,7 +127,10 @@ async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
 
     Returns the indices given to the new leaves.
     """
-    await session.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK)))
+    lock = _append_lock(session)
+    if not lock.held:
+        await session.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK)))
+        lock.held = True
     unique: dict[tuple[str, UUID], NewLeaf] = {}
     for leaf in leaves:
         unique.setdefault((leaf.ce_source, leaf.ce_id), leaf)

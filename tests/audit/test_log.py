@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -12,10 +13,12 @@ from uuid import uuid4
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import event, text
 
 from services.audit import store
 from services.audit.leaves import canonical_json, leaf_hash
 from services.audit.merkle import verify_consistency, verify_inclusion
+from services.audit.models import WRITER_ROLE
 from services.audit.note import Checkpoint, Note, open_checkpoint, verify_cosignature
 from shared.db import create_engine, create_session_factory
 from shared.settings import Settings
@@ -239,6 +242,57 @@ async def test_the_same_event_never_becomes_two_leaves(audit_system: AuditSystem
     finally:
         await engine.dispose()
     assert len(appended[0]) == 1 and appended[1] == []
+
+
+async def test_a_consumed_batch_opens_its_append_in_one_statement(
+    audit_system: AuditSystem,
+) -> None:
+    """The writer's role, the append lock and the NOTIFY of the leaves come in one round trip
+    (`store.open_append`); the append asks for no lock again; the NOTIFY is heard."""
+    leaf = canonical_json({"type": "test.open-append", "id": str(uuid4())})
+    new_leaf = store.NewLeaf(
+        ce_source="test",
+        ce_id=uuid4(),
+        ce_type="test.open-append",
+        subject="open-append",
+        ce_time=datetime.now(UTC),
+        topic="incidents.v1",
+        partition=0,
+        offset=0,
+        leaf=leaf,
+        leaf_hash=leaf_hash(leaf),
+    )
+    statements: list[str] = []
+
+    def seen(_c: object, _cur: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    heard: list[str] = []
+    listener = await asyncpg.connect(audit_system.infra.database_url)
+    await listener.add_listener(store.APPENDED_CHANNEL, lambda *args: heard.append(args[2]))
+    engine = create_engine(Settings(database_url=audit_system.infra.database_url), pool_size=1)
+    sessions = create_session_factory(engine)
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with sessions() as session, session.begin():
+            await store.open_append(session)
+            role = await session.scalar(text("SELECT current_user"))
+            locks = await listener.fetch(
+                "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = 0 AND objid = $1",
+                store.APPEND_LOCK,
+            )
+            appended = await store.append(session, [new_leaf])
+        await eventually(lambda: asyncio.sleep(0.05, heard), bool)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+        await engine.dispose()
+        await listener.close()
+    assert role == WRITER_ROLE
+    assert len(locks) == 1
+    assert len(appended) == 1
+    assert sum("pg_advisory_xact_lock" in statement for statement in statements) == 1
+    assert not any("SET LOCAL ROLE" in statement for statement in statements)
 
 
 async def test_offline_verifier_checks_an_event_and_two_checkpoints_from_an_export(
