@@ -151,6 +151,16 @@ class EscalationHandlers:
         self, session: AsyncSession, event: CloudEvent, report: IncidentReported
     ) -> None:
         facts = report.facts
+        # Decided before the incident is stored, so its row carries the rules fired: one
+        # statement, not an insert and an update.
+        decision = evaluate(
+            self.store.policy,
+            await self.store.situation_of(
+                session, report.incident_id, facts, report.reporter.party, report.reported_at
+            ),
+            Trigger("reported", report.reported_at, event.id, report.reporter.party),
+            self.store.party_names,
+        )
         stored = await session.execute(
             insert(incidents)
             .values(
@@ -164,6 +174,7 @@ class EscalationHandlers:
                 policy_version=self.store.policy.version,
                 reported_at=report.reported_at,
                 last_news_at=report.reported_at,
+                fired_rules=sorted(set(decision.fired_rules)),
             )
             .on_conflict_do_nothing()
             # The row as stored, and locked by its insert: no second look at it.
@@ -173,12 +184,6 @@ class EscalationHandlers:
         if incident is None:
             raise RejectEvent(f"incident {report.incident_id} was already reported")
         await self._remember(session, report.incident_id, facts, report.reported_at)
-        decision = evaluate(
-            self.store.policy,
-            await self.store.situation(session, incident),
-            Trigger("reported", report.reported_at, event.id, report.reporter.party),
-            self.store.party_names,
-        )
         await self.store.publish(
             session,
             report.incident_id,

@@ -187,22 +187,41 @@ class Store:
         ).first()
 
     async def situation(self, session: AsyncSession, incident: Row) -> Situation:
-        facts = facts_of(incident)
+        return await self.situation_of(
+            session,
+            incident.id,
+            facts_of(incident),
+            incident.reporter["party"],
+            incident.reported_at,
+            frozenset(incident.fired_rules),
+        )
+
+    async def situation_of(
+        self,
+        session: AsyncSession,
+        incident_id: UUID,
+        facts: IncidentFacts,
+        reporter_party: str,
+        reported_at: datetime,
+        fired_rules: frozenset[str] = frozenset(),
+    ) -> Situation:
+        """What the rules see of an incident: its facts and the earlier signs (R17) of its
+        subjects in other incidents. A report's situation is known before its row is stored."""
         subject_ids = [subject.id for subject in facts.subjects]
         earlier = await session.execute(
             select(subject_signs, incidents.c.drill)
             .join(incidents, incidents.c.id == subject_signs.c.incident_id)
             .where(
                 subject_signs.c.subject_id.in_(subject_ids),
-                subject_signs.c.incident_id != incident.id,
+                subject_signs.c.incident_id != incident_id,
             )
         )
         return Situation(
-            incident_id=incident.id,
+            incident_id=incident_id,
             facts=facts,
-            reporter_party=incident.reporter["party"],
-            reported_at=incident.reported_at,
-            fired_rules=frozenset(incident.fired_rules),
+            reporter_party=reporter_party,
+            reported_at=reported_at,
+            fired_rules=fired_rules,
             prior_signs=tuple(
                 PriorSigns(row.incident_id, row.subject_id, row.reported_at, row.drill)
                 for row in earlier
@@ -213,7 +232,8 @@ class Store:
         self, session: AsyncSession, incident: Row, decision: Decision, source_event_id: UUID
     ) -> None:
         """Store what the rules decided and announce every new obligation."""
-        if decision.fired_rules:
+        # A report's incident is stored with the rules its report fired already.
+        if not set(decision.fired_rules) <= set(incident.fired_rules):
             fired = sorted(set(incident.fired_rules) | set(decision.fired_rules))
             await session.execute(
                 update(incidents).where(incidents.c.id == incident.id).values(fired_rules=fired)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 
+from shared.settings import Settings
 from tests.integration.helpers import (
     act,
     eventually,
@@ -47,6 +49,29 @@ async def test_R1_a_report_from_the_platform_alerts_the_sfs_to_respond(
     assert r1["why"].startswith("依据 R1（预案四）")
     assert r1["plan_text"].startswith("突发事件发生后")
     await webhook_sink.wait_for(incident_id, {f"SFS:{TUKE}"}, lambda a: a["rule_id"] == "R1")
+
+
+async def test_a_reported_incident_is_stored_with_the_rules_its_report_fired(
+    clients: dict[str, httpx.AsyncClient], infra_settings: Settings
+) -> None:
+    """The report's decision comes before its row, which carries the rules fired (a rule
+    that fires once looks there)."""
+    incident_id = await report(
+        clients,
+        category="OTHER",
+        phase="OCCURRED",
+        reporter={"party": "PLATFORM", "name": "县公安局指挥中心"},
+    )
+    await obligations_when(clients, incident_id, with_rule("R1"))
+    connection = await asyncpg.connect(infra_settings.plain_database_url)
+    try:
+        fired = await connection.fetchval(
+            "SELECT fired_rules FROM escalation.incidents WHERE id = $1", uuid.UUID(incident_id)
+        )
+    finally:
+        await connection.close()
+    assert "R1" in fired
+    assert fired == sorted(set(fired))
 
 
 async def test_R2_uncontrollable_first_response_reports_to_banner_and_activates_township_plan(
