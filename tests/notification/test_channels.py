@@ -13,16 +13,22 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-import httpx
+import aiohttp
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from starlette.responses import Response
 
+from services.notification.channels import http
 from services.notification.channels.email import EmailChannel
 from services.notification.channels.gateways import (
     AliyunSmsChannel,
     JsonGatewayChannel,
     canonical_query,
 )
+from services.notification.channels.http import http_client
 from services.notification.channels.robots import DingTalkChannel, WeComChannel
 from services.notification.channels.webhook import WebhookChannel
 from services.notification.templates import Form, render_message, stored_alert
@@ -46,8 +52,8 @@ def message(form: Form, party: str = "PPS:150626102") -> dict[str, Any]:
 
 
 @pytest.fixture
-def client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=1.0)
+async def client() -> aiohttp.ClientSession:
+    return http_client(4, 1.0)
 
 
 async def test_webhook_is_signed_over_timestamp_and_body(gateway: Gateway, client) -> None:
@@ -65,6 +71,35 @@ async def test_webhook_is_signed_over_timestamp_and_body(gateway: Gateway, clien
     assert call.headers["content-type"].startswith("application/json")
     assert call.json()["text"] == sent["text"]
     assert call.json()["ack_url"] == sent["ack_url"]
+
+
+async def test_a_send_is_a_client_span_of_the_alert_s_trace_without_its_query(
+    gateway: Gateway, client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway hears the trace (`traceparent`), the span keeps no query string (a robot's
+    key travels in it)."""
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    monkeypatch.setattr(http, "tracer", provider.get_tracer("test"))
+    channel = WebhookChannel(client)
+    with provider.get_tracer("test").start_as_current_span("notification send") as alert:
+        result = await channel.send(
+            message(Form.FULL),
+            Contact(channel="webhook", address=gateway.url("/wh-traced?key=robot-key")),
+        )
+    await channel.close()
+    assert result.delivered
+    [call] = gateway.calls_to("/wh-traced")
+    trace_id = format(alert.get_span_context().trace_id, "032x")
+    assert call.headers["traceparent"].split("-")[1] == trace_id
+    [send] = [span for span in spans.get_finished_spans() if span.name == "POST"]
+    assert send.kind is SpanKind.CLIENT
+    assert send.parent is not None and send.parent.span_id == alert.get_span_context().span_id
+    assert send.attributes is not None
+    assert "robot-key" not in str(dict(send.attributes))
+    assert send.attributes["http.response.status_code"] == 200
+    assert call.headers["traceparent"].split("-")[2] == format(send.context.span_id, "016x")
 
 
 async def test_webhook_without_a_secret_goes_unsigned(gateway: Gateway, client) -> None:
@@ -111,7 +146,7 @@ async def test_http_answers_are_delivered_retryable_or_permanent(
 
 async def test_a_hanging_gateway_is_a_retryable_timeout(gateway: Gateway) -> None:
     gateway.answers["/slow"] = hang(5, gateway.closing)
-    channel = WebhookChannel(httpx.AsyncClient(timeout=0.3))
+    channel = WebhookChannel(http_client(4, 0.3))
     started = time.monotonic()
     result = await channel.send(
         message(Form.FULL), Contact(channel="webhook", address=gateway.url("/slow"))
@@ -210,9 +245,9 @@ async def test_wecom_clips_long_text_to_2048_bytes_and_retries_its_rate_limit(
 
 
 async def test_generic_sms_and_voice_gateways(gateway: Gateway) -> None:
-    sms = JsonGatewayChannel("sms", Form.SMS, httpx.AsyncClient(), gateway.url("/g-sms"), "tok")
+    sms = JsonGatewayChannel("sms", Form.SMS, http_client(4, 5.0), gateway.url("/g-sms"), "tok")
     voice = JsonGatewayChannel(
-        "voice", Form.VOICE, httpx.AsyncClient(), gateway.url("/g-voice"), extra={"repeat": 2}
+        "voice", Form.VOICE, http_client(4, 5.0), gateway.url("/g-voice"), extra={"repeat": 2}
     )
     short, spoken = message(Form.SMS), message(Form.VOICE)
     assert (await sms.send(short, Contact(channel="sms", address="13900000009"))).delivered
@@ -235,7 +270,7 @@ async def test_generic_sms_and_voice_gateways(gateway: Gateway) -> None:
 
 def aliyun(gateway: Gateway, path: str) -> AliyunSmsChannel:
     return AliyunSmsChannel(
-        httpx.AsyncClient(),
+        http_client(4, 5.0),
         gateway.url(path),
         "testId",
         "testSecret",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from uuid import UUID
@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notification.ack import AckSigner
+from services.notification.channels import Channel
 from services.notification.channels.registry import build_channels
 from services.notification.dispatch import DISPATCH_CHANNEL, Dispatcher
 from services.notification.models import messaging
@@ -65,22 +66,36 @@ async def engine(private_settings: Settings) -> AsyncIterator[AsyncEngine]:
     await created.dispose()
 
 
+Replica = Callable[[Settings], Dispatcher]
+
+
 @pytest.fixture
-def replicas(private_settings: Settings, engine: AsyncEngine) -> tuple[Dispatcher, Dispatcher]:
+async def replica(engine: AsyncEngine) -> AsyncIterator[Replica]:
+    """Makes a dispatcher replica of the given settings; their channels close at the end."""
+    built: list[dict[str, Channel]] = []
+
+    def make(settings: Settings) -> Dispatcher:
+        built.append(build_channels(settings))
+        return Dispatcher(
+            create_session_factory(engine),
+            messaging.outbox,
+            built[-1],
+            Directory.load(settings.directory_file),
+            Wakeup(settings.plain_database_url, DISPATCH_CHANNEL),
+            settings,
+            AckSigner(b"lease-test", 3600, "http://notification.test"),
+        )
+
+    yield make
+    for channels in built:
+        for channel in channels.values():
+            await channel.close()
+
+
+@pytest.fixture
+async def replicas(private_settings: Settings, replica: Replica) -> tuple[Dispatcher, Dispatcher]:
     """The dispatcher that claims the send, and another replica beside it."""
-    return replica(private_settings, engine), replica(private_settings, engine)
-
-
-def replica(settings: Settings, engine: AsyncEngine) -> Dispatcher:
-    return Dispatcher(
-        create_session_factory(engine),
-        messaging.outbox,
-        build_channels(settings),
-        Directory.load(settings.directory_file),
-        Wakeup(settings.plain_database_url, DISPATCH_CHANNEL),
-        settings,
-        AckSigner(b"lease-test", 3600, "http://notification.test"),
-    )
+    return replica(private_settings), replica(private_settings)
 
 
 async def due_delivery(settings: Settings, contacts: int = 1) -> UUID:
@@ -238,7 +253,7 @@ async def test_only_the_lease_of_another_replica_wakes_a_dispatcher(
 
 
 async def test_a_channel_out_of_tokens_is_looked_at_again_when_its_next_token_comes(
-    private_settings: Settings, engine: AsyncEngine
+    private_settings: Settings, replica: Replica
 ) -> None:
     """A backlog on a rate-limited channel drains at the channel's rate, not at the poll
     interval: the sleep after a pass that used the last token is the time to the next one."""
@@ -249,7 +264,7 @@ async def test_a_channel_out_of_tokens_is_looked_at_again_when_its_next_token_co
             }
         }
     )
-    dispatcher = replica(limited, engine)
+    dispatcher = replica(limited)
     backlog = [await due_delivery(limited) for _ in range(3)]
     assert limited.outbox_poll_interval_seconds > 0.5
     for taken in (1, 2):
@@ -271,7 +286,7 @@ async def claimed_count(settings: Settings, delivery_ids: list[UUID]) -> int:
 
 
 async def test_an_ack_deadline_started_while_the_dispatcher_sleeps_wakes_it_alone(
-    private_settings: Settings, engine: AsyncEngine
+    private_settings: Settings, replica: Replica
 ) -> None:
     """A delivery recorded wakes no dispatcher through the database; the ACK deadline it
     starts wakes the dispatcher that recorded it, in time for the next contact, though its
@@ -279,7 +294,7 @@ async def test_an_ack_deadline_started_while_the_dispatcher_sleeps_wakes_it_alon
     short = private_settings.model_copy(
         update={"notification_ack_seconds": 1.0, "notification_dispatch_fallback_seconds": 3600}
     )
-    dispatcher = replica(short, engine)
+    dispatcher = replica(short)
     delivery_id = await due_delivery(short, contacts=2)
     running = asyncio.create_task(dispatcher.run())
     try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
 from pydantic import SecretStr
 
 from services.notification.channels import Channel
 from services.notification.channels.email import EmailChannel
 from services.notification.channels.file import FileChannel
 from services.notification.channels.gateways import AliyunSmsChannel, JsonGatewayChannel
+from services.notification.channels.http import http_client
 from services.notification.channels.robots import DingTalkChannel, WeComChannel
 from services.notification.channels.webhook import SecretOf, WebhookChannel
 from services.notification.guard import limits_for
@@ -110,15 +111,13 @@ def production_gaps(settings: Settings, directory: Directory) -> list[Gap]:
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
-    def client(channel: str) -> httpx.AsyncClient:
+    def client(channel: str) -> aiohttp.ClientSession:
         """One HTTP client per channel, so a hung gateway exhausts no other channel's
         connections, keeping alive as many connections as the channel has sends in flight at
-        most: with fewer (httpx keeps 20), every burst past them would close connections and
-        open them again."""
-        slots = limits_for(channel, settings).concurrency
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.notification_send_timeout_seconds),
-            limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
+        most: with fewer, every burst past them would close connections and open them
+        again."""
+        return http_client(
+            limits_for(channel, settings).concurrency, settings.notification_send_timeout_seconds
         )
 
     channels: list[Channel] = [

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote_plus
 
-import httpx
+import aiohttp
 
 from services.notification.channels import DeliveryResult
 from services.notification.channels.http import GatewayVerdict, send_request
@@ -53,7 +53,7 @@ class _Robot:
     form = Form.GROUP  # a group chat, read by all in it
     rate_limited_codes: frozenset[int]
 
-    def __init__(self, client: httpx.AsyncClient, secret_of: SecretOf) -> None:
+    def __init__(self, client: aiohttp.ClientSession, secret_of: SecretOf) -> None:
         self._client = client
         self._secret_of = secret_of
 
@@ -81,7 +81,7 @@ class _Robot:
         )
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 class WeComChannel(_Robot):
@@ -104,7 +104,7 @@ class DingTalkChannel(_Robot):
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         secret_of: SecretOf,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import aiohttp
 
 from services.notification.channels import DeliveryResult
-from services.notification.channels.http import send_request
+from services.notification.channels.http import json_body, send_request
 from services.notification.templates import Form
 from shared.domain.directory import Contact
 
@@ -41,17 +40,13 @@ def webhook_signature(secret: bytes, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def json_body(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 class WebhookChannel:
     name = "webhook"
     form = Form.FULL
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         secret_of: SecretOf = lambda _address: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -77,4 +72,4 @@ class WebhookChannel:
         )
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
