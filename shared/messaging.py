@@ -68,6 +68,11 @@ tracer = trace.get_tracer(__name__)
 # Rows are spread over shards by key; one relay at a time holds a shard (advisory lock), so
 # events of one incident leave in the order they were written while replicas share the work.
 OUTBOX_SHARDS = 16
+# The shards free to this relay, locked as they are found (an InitPlan: evaluated once).
+HELD_SHARDS = text(
+    "shard = ANY(ARRAY(SELECT held FROM generate_series(0, :last) AS held"
+    " WHERE pg_try_advisory_xact_lock(:space, held)))"
+)
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -545,28 +550,18 @@ class OutboxRelay:
         """Publish up to one batch from the shards this relay can lock; returns rows sent."""
         table = self._outbox.table
         async with self._sessions() as session, session.begin():
-            shards = (
-                (
-                    await session.execute(
-                        text(
-                            "SELECT shard FROM generate_series(0, :last) AS shard "
-                            "WHERE pg_try_advisory_xact_lock(:space, shard)"
-                        ),
-                        {"last": OUTBOX_SHARDS - 1, "space": self._lock_space},
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            if not shards:
-                return 0
+            # The shards this relay can lock and their oldest rows, in one statement. Its
+            # snapshot is taken before the locks: a row another relay published and committed
+            # meanwhile still looks unsent to it, but FOR UPDATE reads the row's latest version
+            # and checks it again, so that row is skipped, not sent twice.
             rows = (
                 await session.execute(
                     select(table.c.id, table.c.topic, table.c.key, table.c.headers, table.c.payload)
-                    .where(table.c.published_at.is_(None), table.c.shard.in_(shards))
+                    .where(table.c.published_at.is_(None), HELD_SHARDS)
                     .order_by(table.c.id)
                     .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
+                    .with_for_update(skip_locked=True),
+                    {"last": OUTBOX_SHARDS - 1, "space": self._lock_space},
                 )
             ).all()
             if not rows:

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -139,6 +140,47 @@ async def test_outbox_relay_publishes_in_order_and_marks_sent(
         await consumer.stop()
     ids = [dict(record.headers)["ce_id"].decode() for record in received]
     assert ids == [str(event.id) for event in staged]
+
+
+async def test_a_shard_another_relay_holds_is_left_to_it(
+    infra_settings: Settings, scratch_schema
+) -> None:
+    """The relay locks the shards it finds free in the statement that reads their rows: the
+    rows of a shard held elsewhere wait for it, the others go."""
+    sessions, outbox, _ = scratch_schema
+    topic = f"scratch.{uuid.uuid4().hex[:8]}"
+    events = [reported_event() for _ in range(8)]
+    async with sessions() as session, session.begin():
+        await outbox.add(session, *events)
+    other_relay = await asyncpg.connect(infra_settings.plain_database_url)
+    shard_of = {
+        row["key"]: row["shard"]
+        for row in await other_relay.fetch(
+            f"SELECT key, shard FROM {outbox.schema}.outbox WHERE published_at IS NULL"
+        )
+    }
+    held = shard_of[events[0].subject]
+    waiting = sum(1 for event in events if shard_of[event.subject] == held)
+
+    producer = create_producer(infra_settings, "test-relay-shards")
+    await producer.start()
+    original_send = producer.send
+
+    async def send_to_scratch(_topic, **kwargs):
+        return await original_send(topic, **kwargs)
+
+    producer.send = send_to_scratch  # type: ignore[method-assign]
+    relay = OutboxRelay(outbox, sessions, producer, infra_settings.plain_database_url)
+    try:
+        await other_relay.execute("SELECT pg_advisory_lock($1, $2)", relay._lock_space, held)
+        assert await relay.publish_batch() == len(events) - waiting
+        assert await relay.backlog() == waiting
+        await other_relay.execute("SELECT pg_advisory_unlock($1, $2)", relay._lock_space, held)
+        assert await relay.publish_batch() == waiting
+        assert await relay.backlog() == 0
+    finally:
+        await other_relay.close()
+        await producer.stop()
 
 
 async def test_inbox_applies_an_event_once(infra_settings: Settings, scratch_schema) -> None:
