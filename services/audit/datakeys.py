@@ -100,12 +100,13 @@ def incident_cipher(incident: str, key: bytes) -> PiiCipher:
 STORED_KEYS = text(
     "SELECT incident, wrapped FROM audit.data_keys WHERE incident = ANY(CAST(:incidents AS text[]))"
 ).columns(incident=String, wrapped=JSONB)
+# The keys made, as stored; one another consumer made first is not among them.
 STORE_KEYS = text(
     "INSERT INTO audit.data_keys (incident, wrapped) "
     "SELECT incident, CAST(wrapped AS jsonb) FROM unnest("
     "CAST(:incidents AS text[]), CAST(:wrapped AS text[])) AS made(incident, wrapped) "
-    "ON CONFLICT (incident) DO NOTHING"
-)
+    "ON CONFLICT (incident) DO NOTHING RETURNING incident, wrapped"
+).columns(incident=String, wrapped=JSONB)
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,13 @@ class DataKeys:
                 json.dumps(self.kek.seal(new_key(), self._context(incident)))
                 for incident in missing
             ]
-            # Another consumer may make the same key at once: the first one made is the key.
-            await session.execute(STORE_KEYS, {"incidents": missing, "wrapped": wrapped})
-            stored |= await self._stored(session, missing)
+            made = await session.execute(STORE_KEYS, {"incidents": missing, "wrapped": wrapped})
+            stored |= {incident: wrapped for incident, wrapped in made}
+            # Another consumer may make the same key at once: the first one made is the key,
+            # read once it committed (this statement's snapshot could not see it).
+            beaten = [incident for incident in missing if stored[incident] is _NONE]
+            if beaten:
+                stored |= await self._stored(session, beaten)
         return {incident: self._unwrapped(incident, row) for incident, row in stored.items()}
 
     async def of(
