@@ -30,6 +30,9 @@ STAGED = "staged_at_commit"
 NOTIFY_ALL = text("SELECT pg_notify(channel, '') FROM unnest(CAST(:channels AS text[])) AS channel")
 
 State = TypeVar("State")
+# Writes the rows deferred under one name, in one statement (a synchronous session: it runs at
+# commit, or through `AsyncSession.run_sync`).
+DeferredWrite = Callable[[Session, list[dict[str, Any]]], None]
 
 
 class StagingSession(Session):
@@ -41,6 +44,8 @@ class Staged:
     # schema → its outbox rows (`shared.messaging.outbox_values`), in the order they were added
     outbox: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     channels: dict[str, None] = field(default_factory=dict)
+    # name → how its rows are written, and the rows in the order they were deferred
+    deferred: dict[str, tuple[DeferredWrite, list[dict[str, Any]]]] = field(default_factory=dict)
 
     def add_rows(self, schema: str, rows: list[dict[str, Any]]) -> None:
         self.outbox.setdefault(schema, []).extend(rows)
@@ -68,6 +73,19 @@ def of_transaction(session: AsyncSession, name: str, new: Callable[[], State]) -
 def staged(session: AsyncSession) -> Staged:
     """What the session's transaction stages for its commit."""
     return of_transaction(session, STAGED, Staged)
+
+
+def defer(session: AsyncSession, name: str, write: DeferredWrite, row: dict[str, Any]) -> None:
+    """Add `row` to what the transaction writes under `name` with `write`, before its commit."""
+    staged(session).deferred.setdefault(name, (write, []))[1].append(row)
+
+
+async def write_deferred(session: AsyncSession, name: str) -> None:
+    """Write now the rows deferred under `name`: a statement about to read them must see them."""
+    found = staged(session).deferred.pop(name, None)
+    if found is not None:
+        write, rows = found
+        await session.run_sync(write, rows)
 
 
 def columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
@@ -103,6 +121,8 @@ def _write_staged(session: Session) -> None:
     if state is None or state[0] is not session.get_transaction() or STAGED not in state[1]:
         return
     found: Staged = state[1].pop(STAGED)
+    for write, rows in found.deferred.values():
+        write(session, rows)
     channels = list(found.channels)
     for schema, rows in found.outbox.items():
         session.execute(write_outbox(schema), {**columns(rows), "channels": channels})

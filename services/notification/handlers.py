@@ -13,6 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from services.notification.dispatch import publish_about, wake_dispatchers
 from services.notification.models import deliveries, notifications
@@ -52,9 +53,9 @@ from shared.events.models import (
     PersonalDataErased,
     PersonalDataReadInAudit,
 )
-from shared.kafka import HandlerTable, RecordPosition
+from shared.kafka import EventHandler, HandlerTable, RecordPosition
 from shared.messaging import Outbox
-from shared.staging import of_transaction
+from shared.staging import columns, defer, of_transaction, write_deferred
 from shared.telemetry import current_trace_headers
 
 log = logging.getLogger(__name__)
@@ -84,12 +85,13 @@ class NotificationHandlers:
         return HandlerTable(
             {
                 ObligationCreated.ce_type: self.handle,
-                ObligationMet.ce_type: self.on_outcome,
-                ObligationWaived.ce_type: self.on_outcome,
-                ActionRejected.ce_type: self.on_rejected,
-                IncidentUpdated.ce_type: self.on_updated,
-                IncidentWentQuiet.ce_type: self.on_went_quiet,
-                AccountabilityRecorded.ce_type: self.on_accountability,
+                # The others read what the alerts before them in the batch say: written first.
+                ObligationMet.ce_type: after_new_alerts(self.on_outcome),
+                ObligationWaived.ce_type: after_new_alerts(self.on_outcome),
+                ActionRejected.ce_type: after_new_alerts(self.on_rejected),
+                IncidentUpdated.ce_type: after_new_alerts(self.on_updated),
+                IncidentWentQuiet.ce_type: after_new_alerts(self.on_went_quiet),
+                AccountabilityRecorded.ce_type: after_new_alerts(self.on_accountability),
             },
             ignored=frozenset(
                 {
@@ -130,6 +132,7 @@ class NotificationHandlers:
             return
         obligation = event.data
         if obligation.moved_from is not None:
+            await write_deferred(session, NEW_ALERTS_DEFERRED)  # carry_on reads the alerts
             await hold_alert_of(session, obligation.moved_from)
             if await carry_on(session, obligation):
                 return
@@ -144,22 +147,28 @@ class NotificationHandlers:
             party.name if party is not None else obligation.party,
             self.texts,
         )
+        row = {
+            "id": notification_id,
+            "incident_id": obligation.incident_id,
+            "obligation_id": obligation.obligation_id,
+            "party": obligation.party,
+            "rule_id": obligation.rule_id,
+            "drill": obligation.incident.drill,
+            # The policy's ACK deadline (RULES.md ACK) rides with the decision; the
+            # dispatcher falls back to NOTIFICATION_ACK_SECONDS where it does not.
+            "ack_seconds": obligation.ack_seconds,
+            "alert": json.dumps(alert, ensure_ascii=False),
+            "trace_headers": json.dumps(current_trace_headers()),
+        }
+        if obligation.moved_from is None:
+            # With the other new alerts of the transaction, in one statement at its commit.
+            defer(session, NEW_ALERTS_DEFERRED, write_new_alerts, row)
+            await wake_dispatchers(session)
+            return
+        # An alert that stands for a moved duty is written at once: a later creation of the
+        # duty it was moved from looks for it (R20).
         stored = await session.execute(
-            NEW_ALERT,
-            {
-                "id": notification_id,
-                "incident_id": obligation.incident_id,
-                "obligation_id": obligation.obligation_id,
-                "party": obligation.party,
-                "rule_id": obligation.rule_id,
-                "drill": obligation.incident.drill,
-                # The policy's ACK deadline (RULES.md ACK) rides with the decision; the
-                # dispatcher falls back to NOTIFICATION_ACK_SECONDS where it does not.
-                "ack_seconds": obligation.ack_seconds,
-                "alert": json.dumps(alert, ensure_ascii=False),
-                "trace_headers": json.dumps(current_trace_headers()),
-                "former_obligation_ids": ([obligation.moved_from] if obligation.moved_from else []),
-            },
+            NEW_ALERT, {**row, "former_obligation_ids": [obligation.moved_from]}
         )
         if stored.first() is not None:
             await wake_dispatchers(session)
@@ -324,6 +333,43 @@ NEW_ALERT = text(
     " WHERE former_obligation_ids @> ARRAY[CAST(:obligation_id AS uuid)])"
     " ON CONFLICT (obligation_id) DO NOTHING RETURNING id"
 )
+
+
+# The new alerts of a transaction (`handle`), one statement for all: NEW_ALERT's, a row each,
+# in the order the duties came. A duty alerted already, or one a moved duty's alert stands for,
+# gets none; rows of this statement cannot see one another, and need not: each is another duty,
+# and none stands for a moved one.
+NEW_ALERTS = text(
+    "INSERT INTO notification.notifications (id, incident_id, obligation_id, party, rule_id,"
+    " drill, ack_seconds, alert, status, trace_headers, former_obligation_ids)"
+    " SELECT a.id, a.incident_id, a.obligation_id, a.party, a.rule_id, a.drill, a.ack_seconds,"
+    " CAST(a.alert AS jsonb), 'NEW', CAST(a.trace_headers AS jsonb), CAST('{}' AS uuid[])"
+    " FROM unnest(CAST(:id AS uuid[]), CAST(:incident_id AS uuid[]),"
+    " CAST(:obligation_id AS uuid[]), CAST(:party AS text[]), CAST(:rule_id AS text[]),"
+    " CAST(:drill AS boolean[]), CAST(:ack_seconds AS float8[]), CAST(:alert AS text[]),"
+    " CAST(:trace_headers AS text[])) WITH ORDINALITY"
+    " AS a(id, incident_id, obligation_id, party, rule_id, drill, ack_seconds, alert,"
+    " trace_headers, position)"
+    " WHERE NOT EXISTS (SELECT FROM notification.notifications n"
+    " WHERE n.former_obligation_ids @> ARRAY[a.obligation_id])"
+    " ORDER BY a.position"
+    " ON CONFLICT (obligation_id) DO NOTHING"
+)
+NEW_ALERTS_DEFERRED = "notification.new_alerts"
+
+
+def write_new_alerts(session: Session, rows: list[dict[str, Any]]) -> None:
+    session.execute(NEW_ALERTS, columns(rows))
+
+
+def after_new_alerts(handler: EventHandler) -> EventHandler:
+    """`handler`, run once the new alerts deferred before it are written."""
+
+    async def handled(session: AsyncSession, event: CloudEvent, position: RecordPosition) -> None:
+        await write_deferred(session, NEW_ALERTS_DEFERRED)
+        await handler(session, event, position)
+
+    return handled
 
 
 def notice_id(about: str, *keys: object) -> UUID:

@@ -14,12 +14,14 @@ from uuid import uuid4
 import asyncpg
 from sqlalchemy import Table, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from shared.events import CloudEvent, decode, topics
 from shared.events.models import IncidentStatusChanged
 from shared.messaging import Outbox, notify_channel
 from shared.pgnotify import notify
 from shared.settings import Settings
+from shared.staging import columns, defer, write_deferred
 
 PATIENCE_SECONDS = 30
 
@@ -100,3 +102,56 @@ async def test_a_rolled_back_transaction_writes_and_tells_nothing(
         assert written == [kept.id]
         count = await session.execute(text(f"SELECT count(*) FROM {outbox.schema}.outbox"))
         assert count.scalar_one() == 1
+
+
+async def test_deferred_rows_go_in_one_statement_at_commit_or_when_asked_for(
+    scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
+) -> None:
+    """A service's own deferred rows (`defer`): one statement for all of them, before the
+    outbox's; `write_deferred` writes them at once, for a statement about to read them; a
+    rollback drops them."""
+    sessions, outbox, _ = scratch_schema
+    table = f"{outbox.schema}.deferred_rows"
+    async with sessions() as session, session.begin():
+        await session.execute(text(f"CREATE TABLE {table} (id int PRIMARY KEY, name text)"))
+    writes: list[list[dict[str, object]]] = []
+
+    def write(sync_session: Session, rows: list[dict[str, object]]) -> None:
+        writes.append(rows)
+        sync_session.execute(
+            text(
+                f"INSERT INTO {table} SELECT * FROM unnest(CAST(:id AS int[]),"
+                " CAST(:name AS text[]))"
+            ),
+            columns(rows),
+        )
+
+    async def stored() -> list[tuple[int, str]]:
+        async with sessions() as session:
+            found = await session.execute(text(f"SELECT id, name FROM {table} ORDER BY id"))
+            return [(row.id, row.name) for row in found]
+
+    async with sessions() as session:
+        async with session.begin():
+            defer(session, "rows", write, {"id": 1, "name": "一"})
+            defer(session, "rows", write, {"id": 2, "name": "二"})
+            await outbox.add(session, status_changed(uuid4(), "REPORTED"))
+            assert (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar() == 0
+        assert writes == [[{"id": 1, "name": "一"}, {"id": 2, "name": "二"}]]
+        assert await stored() == [(1, "一"), (2, "二")]
+
+        async with session.begin():
+            defer(session, "rows", write, {"id": 3, "name": "三"})
+            await write_deferred(session, "rows")
+            assert (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar() == 3
+            defer(session, "rows", write, {"id": 4, "name": "四"})
+        assert writes[1:] == [[{"id": 3, "name": "三"}], [{"id": 4, "name": "四"}]]
+
+        writes.clear()
+        async with session.begin():
+            defer(session, "rows", write, {"id": 5, "name": "五"})
+            await session.rollback()
+        async with session.begin():
+            await outbox.add(session, status_changed(uuid4(), "REPORTED"))
+        assert writes == []
+    assert [row_id for row_id, _ in await stored()] == [1, 2, 3, 4]

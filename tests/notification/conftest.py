@@ -12,18 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import httpx
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db import create_engine, migrate
 from shared.events import CloudEvent, decode, topic_of, topics
+from shared.settings import Settings
 from tests.notification.loopback import Gateway, Inbox, loopback_gateway, smtp_server
 from tests.support import PATIENCE_SECONDS, clients_for, directory_with_contacts, running_system
 from tools.devrun import ServiceProcesses
@@ -246,3 +251,33 @@ async def notification_system(
                 await collector
             await api.aclose()
             await producer.stop()
+
+
+@pytest.fixture
+async def private_settings(
+    notification_system: NotificationSystem, tmp_path: Path
+) -> AsyncIterator[Settings]:
+    """A database of its own, migrated, where no running service claims anything."""
+    server = notification_system.infra.database_url.rsplit("/", 1)[0]
+    name = f"private_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    settings = Settings(
+        database_url=f"{server}/{name}",
+        alerts_file=tmp_path / "alerts.jsonl",
+        local_data_dir=tmp_path,
+        notification_send_timeout_seconds=2.0,
+        notification_lease_seconds=3.0,
+    )
+    await migrate(settings, "notification")
+    yield settings
+
+
+@pytest.fixture
+async def engine(private_settings: Settings) -> AsyncIterator[AsyncEngine]:
+    created = create_engine(private_settings, pool_size=4)
+    yield created
+    await created.dispose()

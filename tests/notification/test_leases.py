@@ -15,7 +15,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from pathlib import Path
 from uuid import UUID
 
 import asyncpg
@@ -27,44 +26,12 @@ from services.notification.channels import Channel
 from services.notification.channels.registry import build_channels
 from services.notification.dispatch import DISPATCH_CHANNEL, Dispatcher
 from services.notification.models import messaging
-from shared.db import create_engine, create_session_factory, migrate
+from shared.db import create_session_factory
 from shared.domain.directory import Directory
 from shared.pgnotify import Wakeup
 from shared.settings import ChannelLimits, Settings
 from tests.integration.helpers import eventually
-from tests.notification.conftest import NotificationSystem
 from tests.support import execute_sql
-
-
-@pytest.fixture
-async def private_settings(
-    notification_system: NotificationSystem, tmp_path: Path
-) -> AsyncIterator[Settings]:
-    """A database of its own, migrated, where no running service claims anything."""
-    server = notification_system.infra.database_url.rsplit("/", 1)[0]
-    name = f"leases_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(f"{server}/postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    settings = Settings(
-        database_url=f"{server}/{name}",
-        alerts_file=tmp_path / "alerts.jsonl",
-        local_data_dir=tmp_path,
-        notification_send_timeout_seconds=2.0,
-        notification_lease_seconds=3.0,
-    )
-    await migrate(settings, "notification")
-    yield settings
-
-
-@pytest.fixture
-async def engine(private_settings: Settings) -> AsyncIterator[AsyncEngine]:
-    created = create_engine(private_settings, pool_size=4)
-    yield created
-    await created.dispose()
-
 
 Replica = Callable[[Settings], Dispatcher]
 
