@@ -11,29 +11,35 @@ in flight never among them, unless a NOTIFY wakes it first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notification.ack import AckSigner
-from services.notification.channels import Channel
+from services.notification.channels import Channel, DeliveryResult
 from services.notification.channels.registry import build_channels
-from services.notification.dispatch import DISPATCH_CHANNEL, Dispatcher
+from services.notification.dispatch import DISPATCH_CHANNEL, RECORDING_CONNECTIONS, Dispatcher
+from services.notification.guard import limits_for
 from services.notification.models import messaging
-from shared.db import create_session_factory
-from shared.domain.directory import Directory
+from services.notification.templates import Form
+from shared.db import create_engine, create_session_factory
+from shared.domain.directory import Contact, Directory
 from shared.pgnotify import Wakeup
 from shared.settings import ChannelLimits, Settings
 from tests.integration.helpers import eventually
 from tests.support import execute_sql
 
-Replica = Callable[[Settings], Dispatcher]
+Replica = Callable[..., Dispatcher]
 
 
 @pytest.fixture
@@ -41,10 +47,14 @@ async def replica(engine: AsyncEngine) -> AsyncIterator[Replica]:
     """Makes a dispatcher replica of the given settings; their channels close at the end."""
     built: list[dict[str, Channel]] = []
 
-    def make(settings: Settings) -> Dispatcher:
-        built.append(build_channels(settings))
+    def make(
+        settings: Settings,
+        own_engine: AsyncEngine | None = None,
+        channels: dict[str, Channel] | None = None,
+    ) -> Dispatcher:
+        built.append({**build_channels(settings), **(channels or {})})
         return Dispatcher(
-            create_session_factory(engine),
+            create_session_factory(own_engine or engine),
             messaging.outbox,
             built[-1],
             Directory.load(settings.directory_file),
@@ -285,3 +295,71 @@ async def test_an_ack_deadline_started_while_the_dispatcher_sleeps_wakes_it_alon
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+@dataclass
+class AnsweringTogether:
+    """The local file's channel, answering every send at the same moment."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0
+    name: str = "file"
+    form: Form = Form.FULL
+
+    async def send(self, message: dict[str, Any], contact: Contact) -> DeliveryResult:
+        self.waiting += 1
+        await self.gate.wait()
+        return DeliveryResult(True, 200)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_answers_are_recorded_through_a_few_connections_however_many_come_at_once(
+    private_settings: Settings, replica: Replica
+) -> None:
+    """Every send in flight answers at about the same time; their records share
+    RECORDING_CONNECTIONS connections, so a burst opens none past what the pool keeps."""
+    roomy = create_engine(private_settings, pool_size=32)
+    out: list[int] = []
+    peak: list[int] = [0]
+
+    def checked_out(*_: object) -> None:
+        out.append(1)
+        peak[0] = max(peak[0], len(out))
+
+    def checked_in(*_: object) -> None:
+        out.pop()
+
+    event.listen(roomy.sync_engine, "checkout", checked_out)
+    event.listen(roomy.sync_engine, "checkin", checked_in)
+    channel = AnsweringTogether()
+    dispatcher = replica(private_settings, roomy, {"file": channel})
+    in_flight = limits_for("file", private_settings).concurrency
+    backlog = [await due_delivery(private_settings) for _ in range(in_flight)]
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        await eventually(lambda: asyncio.sleep(0, channel.waiting), lambda n: n == in_flight)
+        channel.gate.set()
+        await eventually(
+            lambda: recorded_count(private_settings, backlog), lambda done: done == len(backlog)
+        )
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await roomy.dispose()
+    assert in_flight > RECORDING_CONNECTIONS + 2
+    # The records, the dispatcher's pass and its lease renewals.
+    assert peak[0] <= RECORDING_CONNECTIONS + 2
+
+
+async def recorded_count(settings: Settings, delivery_ids: list[UUID]) -> int:
+    connection = await asyncpg.connect(settings.plain_database_url)
+    try:
+        return await connection.fetchval(
+            "SELECT count(*) FROM notification.attempts WHERE delivery_id = ANY($1)",
+            delivery_ids,
+        )
+    finally:
+        await connection.close()
