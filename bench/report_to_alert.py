@@ -380,6 +380,10 @@ def cpu_total(process: psutil.Process, with_children: bool = False) -> float:
     times = process.cpu_times()
     seconds = times.user + times.system
     if with_children:
+        # A child that ended meanwhile (the backend of a closed connection) counts once its
+        # parent reaped it; without this a connection opened and closed during a run took its
+        # PostgreSQL CPU with it.
+        seconds += times.children_user + times.children_system
         for child in process.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 child_times = child.cpu_times()
