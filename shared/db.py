@@ -68,7 +68,7 @@ def service_metadata(schema: str) -> MetaData:
 
 
 def create_engine(
-    settings: Settings, *, pool_size: int = 10, application_name: str | None = None
+    settings: Settings, *, pool_size: int | None = None, application_name: str | None = None
 ) -> AsyncEngine:
     server_settings = session_limits(settings)
     if application_name:
@@ -77,8 +77,10 @@ def create_engine(
         server_settings["application_name"] = application_name
     return create_async_engine(
         settings.async_database_url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
+        # A fixed pool (DATABASE_POOL_SIZE): connections are kept, not opened for a burst and
+        # closed after it (settings.py).
+        pool_size=pool_size or settings.database_pool_size,
+        max_overflow=0,
         # No ping on checkout: with asyncpg it costs three round trips (BEGIN, a query,
         # ROLLBACK) before every transaction. A connection found dead instead fails its
         # transaction, which invalidates the whole pool; consumers retry the record, REST

@@ -42,6 +42,7 @@ from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import database_unavailable, sqlstate
@@ -64,6 +65,7 @@ MAX_HANDLER_ATTEMPTS = 5
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
+    PoolTimeout,  # every pooled connection busy: the database is slow
     KafkaError,
     OperationalError,
     InterfaceError,

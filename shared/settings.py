@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # longer is ended (its locks released).
     database_statement_timeout_seconds: float = Field(default=30.0, gt=0)
     database_idle_in_transaction_seconds: float = Field(default=60.0, gt=0)
+    # The connections each service process keeps, and never more: work past them waits for
+    # one (503 after 30 s at the edge). A connection opened past the pool for a burst was
+    # closed again after it, each a server process started and its statements prepared anew.
+    database_pool_size: int = Field(default=20, ge=1)
     kafka_bootstrap_servers: str | None = None
     # How clients meet the broker: PLAINTEXT locally; SASL_SSL with SCRAM in production, one
     # user per service whose ACLs let it write only its own topic.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import create_engine, database_unavailable, sqlstate
 from shared.settings import SERVICE_NAMES, Settings
@@ -278,3 +280,34 @@ async def test_a_service_connection_names_its_service_to_the_database(
             assert named.scalar_one() == "escalation"
     finally:
         await engine.dispose()
+
+
+async def test_a_service_keeps_its_connections_and_opens_none_past_its_pool(
+    infra_settings: Settings,
+) -> None:
+    """DATABASE_POOL_SIZE connections at most, kept between bursts: work past them waits for
+    one, rather than opening a connection that is closed again after it."""
+    engine = create_engine(infra_settings.model_copy(update={"database_pool_size": 3}))
+    opened: list[object] = []
+    event.listen(engine.sync_engine, "connect", lambda *args: opened.append(args[0]))
+    held: list[AsyncConnection] = []
+
+    async def connect() -> AsyncConnection:
+        return await engine.connect()
+
+    try:
+        for _burst in range(2):
+            held = [await connect() for _ in range(3)]
+            waiting = asyncio.create_task(connect())
+            await asyncio.sleep(0.2)
+            assert not waiting.done()  # no fourth connection: it waits for one of the three
+            await held.pop().close()
+            held.append(await waiting)
+            for connection in held:
+                await connection.close()
+            held = []
+    finally:
+        for connection in held:
+            await connection.close()
+        await engine.dispose()
+    assert len(opened) == 3
