@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import uvicorn
 import yaml
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -277,6 +279,32 @@ async def execute_sql(settings: Settings, statement: str, *arguments: Any) -> No
         await connection.execute(statement, *arguments)
     finally:
         await connection.close()
+
+
+async def fetch_value(settings: Settings, statement: str, *arguments: Any) -> Any:
+    """The first value a query of the suite's database answers, outside any service."""
+    import asyncpg
+
+    connection = await asyncpg.connect(settings.plain_database_url)
+    try:
+        return await connection.fetchval(statement, *arguments)
+    finally:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def statements_sent(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The statements `engine` sends while the block runs, in order."""
+    sent: list[str] = []
+
+    def seen(_c: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
 
 
 async def purge_all(settings: Settings, each: Purge, batch: int = PURGE_BATCH) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit.datakeys import DataKeys, load_key_encryption_key
@@ -16,6 +15,7 @@ from shared.db import create_engine, create_session_factory
 from shared.pii import PiiCipher
 from shared.settings import Settings
 from tests.audit.conftest import AuditSystem
+from tests.support import statements_sent
 
 
 @dataclass(frozen=True)
@@ -48,17 +48,11 @@ async def test_a_key_another_consumer_made_meanwhile_is_the_incident_s_key(
         theirs=theirs,
         rival=create_session_factory(rival_engine),
     )
-    statements: list[str] = []
-
-    def seen(_c: object, _cur: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    event.listen(ours_engine.sync_engine, "before_cursor_execute", seen)
     try:
-        async with create_session_factory(ours_engine)() as session, session.begin():
-            got = await keys.for_append(session, [theirs, ours])
+        with statements_sent(ours_engine) as statements:
+            async with create_session_factory(ours_engine)() as session, session.begin():
+                got = await keys.for_append(session, [theirs, ours])
     finally:
-        event.remove(ours_engine.sync_engine, "before_cursor_execute", seen)
         await ours_engine.dispose()
         await rival_engine.dispose()
     their_cipher = keys.made_by_them[theirs]

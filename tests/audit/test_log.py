@@ -13,7 +13,7 @@ from uuid import uuid4
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from services.audit import store
 from services.audit.leaves import canonical_json, leaf_hash
@@ -25,6 +25,7 @@ from shared.settings import Settings
 from tests.audit.conftest import AuditSystem
 from tests.audit.helpers import CLEAR_READER, exported, run_module
 from tests.integration.helpers import eventually, report
+from tests.support import statements_sent
 
 
 def b64(value: str) -> bytes:
@@ -217,13 +218,13 @@ async def test_the_service_role_cannot_change_the_log_even_with_triggers_disable
         await connection.close()
 
 
-async def test_the_same_event_never_becomes_two_leaves(audit_system: AuditSystem) -> None:
-    leaf = canonical_json({"type": "test.duplicate", "id": "1"})
-    event = store.NewLeaf(
+def made_leaf(ce_type: str, subject: str) -> store.NewLeaf:
+    leaf = canonical_json({"type": ce_type, "id": str(uuid4())})
+    return store.NewLeaf(
         ce_source="test",
         ce_id=uuid4(),
-        ce_type="test.duplicate",
-        subject="duplicates",
+        ce_type=ce_type,
+        subject=subject,
         ce_time=datetime.now(UTC),
         topic="incidents.v1",
         partition=0,
@@ -231,6 +232,10 @@ async def test_the_same_event_never_becomes_two_leaves(audit_system: AuditSystem
         leaf=leaf,
         leaf_hash=leaf_hash(leaf),
     )
+
+
+async def test_the_same_event_never_becomes_two_leaves(audit_system: AuditSystem) -> None:
+    event = made_leaf("test.duplicate", "duplicates")
     engine = create_engine(Settings(database_url=audit_system.infra.database_url), pool_size=1)
     sessions = create_session_factory(engine)
     try:
@@ -249,43 +254,25 @@ async def test_a_consumed_batch_opens_its_append_in_one_statement(
 ) -> None:
     """The writer's role, the append lock and the NOTIFY of the leaves come in one round trip
     (`store.open_append`); the append asks for no lock again; the NOTIFY is heard."""
-    leaf = canonical_json({"type": "test.open-append", "id": str(uuid4())})
-    new_leaf = store.NewLeaf(
-        ce_source="test",
-        ce_id=uuid4(),
-        ce_type="test.open-append",
-        subject="open-append",
-        ce_time=datetime.now(UTC),
-        topic="incidents.v1",
-        partition=0,
-        offset=0,
-        leaf=leaf,
-        leaf_hash=leaf_hash(leaf),
-    )
-    statements: list[str] = []
-
-    def seen(_c: object, _cur: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
+    new_leaf = made_leaf("test.open-append", "open-append")
     heard: list[str] = []
     listener = await asyncpg.connect(audit_system.infra.database_url)
     await listener.add_listener(store.APPENDED_CHANNEL, lambda *args: heard.append(args[2]))
     engine = create_engine(Settings(database_url=audit_system.infra.database_url), pool_size=1)
     sessions = create_session_factory(engine)
-    event.listen(engine.sync_engine, "before_cursor_execute", seen)
     try:
-        async with sessions() as session, session.begin():
-            await store.open_append(session)
-            role = await session.scalar(text("SELECT current_user"))
-            locks = await listener.fetch(
-                "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND classid = 0 AND objid = $1",
-                store.APPEND_LOCK,
-            )
-            appended = await store.append(session, [new_leaf])
+        with statements_sent(engine) as statements:
+            async with sessions() as session, session.begin():
+                await store.open_append(session)
+                role = await session.scalar(text("SELECT current_user"))
+                locks = await listener.fetch(
+                    "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND classid = 0 AND objid = $1",
+                    store.APPEND_LOCK,
+                )
+                appended = await store.append(session, [new_leaf])
         await eventually(lambda: asyncio.sleep(0.05, heard), bool)
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", seen)
         await engine.dispose()
         await listener.close()
     assert role == WRITER_ROLE

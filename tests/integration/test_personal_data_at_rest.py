@@ -21,6 +21,7 @@ from shared.db import migrate
 from shared.pii import PiiCipher, new_key
 from shared.settings import Settings
 from tests.integration.helpers import act, eventually, report
+from tests.support import fetch_value
 from tools.devrun import development_secrets
 
 PII_READER = {"X-Act-As": "BLO incidents:read pii:read"}
@@ -153,13 +154,11 @@ async def test_escalation_keeps_of_a_reporter_only_the_party(
         lambda: clients["escalation"].get(f"/v1/incidents/{incident_id}/obligations"),
         lambda response: response.status_code == 200,
     )
-    connection = await asyncpg.connect(infra_settings.plain_database_url)
-    try:
-        reporter = await connection.fetchval(
-            "SELECT reporter FROM escalation.incidents WHERE id = $1", uuid.UUID(incident_id)
-        )
-    finally:
-        await connection.close()
+    reporter = await fetch_value(
+        infra_settings,
+        "SELECT reporter FROM escalation.incidents WHERE id = $1",
+        uuid.UUID(incident_id),
+    )
     assert json.loads(reporter) == {"party": "SFS:150626102"}
 
 

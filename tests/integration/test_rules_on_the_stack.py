@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import asyncpg
 import httpx
 
 from shared.settings import Settings
@@ -21,7 +20,7 @@ from tests.integration.helpers import (
     report,
     violence_report,
 )
-from tests.support import WebhookSink
+from tests.support import WebhookSink, fetch_value
 
 TUKE = "150626102"
 
@@ -63,13 +62,11 @@ async def test_a_reported_incident_is_stored_with_the_rules_its_report_fired(
         reporter={"party": "PLATFORM", "name": "县公安局指挥中心"},
     )
     await obligations_when(clients, incident_id, with_rule("R1"))
-    connection = await asyncpg.connect(infra_settings.plain_database_url)
-    try:
-        fired = await connection.fetchval(
-            "SELECT fired_rules FROM escalation.incidents WHERE id = $1", uuid.UUID(incident_id)
-        )
-    finally:
-        await connection.close()
+    fired = await fetch_value(
+        infra_settings,
+        "SELECT fired_rules FROM escalation.incidents WHERE id = $1",
+        uuid.UUID(incident_id),
+    )
     assert "R1" in fired
     assert fired == sorted(set(fired))
 

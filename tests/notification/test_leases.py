@@ -37,7 +37,7 @@ from shared.domain.directory import Contact, Directory
 from shared.pgnotify import Wakeup
 from shared.settings import ChannelLimits, Settings
 from tests.integration.helpers import eventually
-from tests.support import execute_sql
+from tests.support import execute_sql, fetch_value
 
 Replica = Callable[..., Dispatcher]
 
@@ -252,14 +252,13 @@ async def test_a_channel_out_of_tokens_is_looked_at_again_when_its_next_token_co
 
 
 async def claimed_count(settings: Settings, delivery_ids: list[UUID]) -> int:
-    connection = await asyncpg.connect(settings.plain_database_url)
-    try:
-        return await connection.fetchval(
+    return int(
+        await fetch_value(
+            settings,
             "SELECT count(*) FROM notification.deliveries WHERE id = ANY($1) AND attempts > 0",
             delivery_ids,
         )
-    finally:
-        await connection.close()
+    )
 
 
 async def test_an_ack_deadline_started_while_the_dispatcher_sleeps_wakes_it_alone(
@@ -355,11 +354,10 @@ async def test_answers_are_recorded_through_a_few_connections_however_many_come_
 
 
 async def recorded_count(settings: Settings, delivery_ids: list[UUID]) -> int:
-    connection = await asyncpg.connect(settings.plain_database_url)
-    try:
-        return await connection.fetchval(
+    return int(
+        await fetch_value(
+            settings,
             "SELECT count(*) FROM notification.attempts WHERE delivery_id = ANY($1)",
             delivery_ids,
         )
-    finally:
-        await connection.close()
+    )

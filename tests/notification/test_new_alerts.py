@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notification.handlers import NotificationHandlers
@@ -19,6 +19,7 @@ from shared.events.models import ObligationCreated
 from shared.kafka import RecordPosition
 from shared.settings import Settings
 from tests.notification.builders import obligation, obligation_waived
+from tests.support import statements_sent
 
 PARTY = "SFS:150626104"
 POSITION = RecordPosition("escalations.v1", 0, 0)
@@ -43,13 +44,20 @@ async def alerts(engine: AsyncEngine, *obligation_ids: UUID) -> dict[UUID, list[
         return found
 
 
+def handlers_of(settings: Settings) -> NotificationHandlers:
+    return NotificationHandlers(
+        Directory.load(settings.directory_file), messaging.outbox, default_texts()
+    )
+
+
+def alert_inserts(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.startswith("INSERT INTO notification.notifications")]
+
+
 async def test_a_batch_s_new_alerts_are_one_statement_and_seen_by_what_follows(
     private_settings: Settings, engine: AsyncEngine
 ) -> None:
-    handlers = NotificationHandlers(
-        Directory.load(private_settings.directory_file), messaging.outbox, default_texts()
-    )
-    table = handlers.table
+    table = handlers_of(private_settings).table
     kept, waived = obligation(PARTY), obligation(PARTY)
     moved_away = obligation(PARTY)
     moved = obligation(PARTY).model_copy(update={"moved_from": moved_away.obligation_id})
@@ -60,20 +68,12 @@ async def test_a_batch_s_new_alerts_are_one_statement_and_seen_by_what_follows(
         created(moved_away),
         created(moved),  # takes over the alert deferred before it (R20)
     ]
-    statements: list[str] = []
-
-    def seen(_c: object, _cur: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent(engine) as statements:
         async with create_session_factory(engine)() as session, session.begin():
             for item in batch:
                 handler = table.handler_for(item.type)
                 assert handler is not None
                 await handler(session, item, POSITION)
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", seen)
 
     duties = (kept, waived, moved_away, moved)
     found = await alerts(engine, *(duty.obligation_id for duty in duties))
@@ -82,7 +82,7 @@ async def test_a_batch_s_new_alerts_are_one_statement_and_seen_by_what_follows(
         waived.obligation_id: ["WITHDRAWN"],
         moved.obligation_id: ["NEW"],  # one alert: moved_away's, standing for the moved duty
     }
-    inserts = [s for s in statements if s.startswith("INSERT INTO notification.notifications")]
+    inserts = alert_inserts(statements)
     # kept and waived together (written before the waiver reads them), moved_away before the
     # move reads it: two statements for three alerts, none at commit left.
     assert len(inserts) == 2
@@ -92,25 +92,14 @@ async def test_a_batch_s_new_alerts_are_one_statement_and_seen_by_what_follows(
 async def test_the_new_alerts_of_a_batch_of_creations_are_one_statement_at_commit(
     private_settings: Settings, engine: AsyncEngine
 ) -> None:
-    handlers = NotificationHandlers(
-        Directory.load(private_settings.directory_file), messaging.outbox, default_texts()
-    )
+    handlers = handlers_of(private_settings)
     duties = [obligation(PARTY) for _ in range(4)]
-    statements: list[str] = []
-
-    def seen(_c: object, _cur: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent(engine) as statements:
         async with create_session_factory(engine)() as session, session.begin():
             for duty in duties:
                 await handlers.handle(session, created(duty), POSITION)
             # A repeat of the batch's first duty: still one alert.
             await handlers.handle(session, created(duties[0]), POSITION)
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", seen)
     found = await alerts(engine, *(duty.obligation_id for duty in duties))
     assert found == {duty.obligation_id: ["NEW"] for duty in duties}
-    inserts = [s for s in statements if s.startswith("INSERT INTO notification.notifications")]
-    assert len(inserts) == 1
+    assert len(alert_inserts(statements)) == 1
