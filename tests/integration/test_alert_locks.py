@@ -7,7 +7,7 @@ from __future__ import annotations
 from uuid import uuid4
 
 import asyncpg
-from sqlalchemy import Table, event
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notification.handlers import (
@@ -18,6 +18,7 @@ from services.notification.handlers import (
 )
 from shared.messaging import Outbox
 from shared.settings import Settings
+from tests.support import statements_sent
 
 
 async def test_a_batchs_alert_locks_are_one_statement_and_held_to_its_end(
@@ -26,17 +27,10 @@ async def test_a_batchs_alert_locks_are_one_statement_and_held_to_its_end(
 ) -> None:
     sessions, _, _ = scratch_schema
     duties = [uuid4() for _ in range(3)]
-    statements: list[str] = []
-
-    def seen(_c: object, _cur: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
     observer = await asyncpg.connect(infra_settings.plain_database_url)
     try:
         async with sessions() as session:
-            engine = session.bind.sync_engine  # type: ignore[union-attr]
-            event.listen(engine, "before_cursor_execute", seen)
-            try:
+            with statements_sent(session.bind) as statements:  # type: ignore[arg-type]
                 async with session.begin():
                     await hold_alerts_of(session, [*duties, duties[0]])
                     for duty in duties:
@@ -50,8 +44,6 @@ async def test_a_batchs_alert_locks_are_one_statement_and_held_to_its_end(
                     assert {alert_key(duty) & 0xFFFFFFFF for duty in duties} <= held
                 async with session.begin():
                     await hold_alert_of(session, duties[0])  # a new transaction asks again
-            finally:
-                event.remove(engine, "before_cursor_execute", seen)
     finally:
         await observer.close()
     assert sum("pg_advisory_xact_lock" in s for s in statements) == 2

@@ -8,11 +8,11 @@ import asyncio
 import uuid
 
 import asyncpg
-from sqlalchemy import event
 
 from shared.db import create_engine, create_session_factory
 from shared.pgnotify import Wakeup, notify
 from shared.settings import Settings
+from tests.support import statements_sent
 
 PATIENCE_SECONDS = 30
 
@@ -25,36 +25,31 @@ async def test_a_channel_is_notified_once_per_transaction_and_again_in_the_next(
     listener = await asyncpg.connect(infra_settings.plain_database_url)
     await listener.add_listener(channel, lambda *args: heard.put_nowait(args[2]))
     engine = create_engine(infra_settings, pool_size=1)
-    statements: list[str] = []
-    event.listen(
-        engine.sync_engine,
-        "before_cursor_execute",
-        lambda _c, _cur, statement, *_: statements.append(statement),
-    )
     sessions = create_session_factory(engine)
     try:
-        for _ in range(2):
-            async with sessions() as session, session.begin():
-                await notify(session, channel)
-                await notify(session, channel)
-                await notify(session, "another_channel")
-            async with asyncio.timeout(PATIENCE_SECONDS):
-                assert await heard.get() == channel
-        # One session, two transactions each begun by the NOTIFY itself: both heard.
-        async with sessions() as session:
+        with statements_sent(engine) as statements:
             for _ in range(2):
-                await notify(session, channel)
-                await session.commit()
+                async with sessions() as session, session.begin():
+                    await notify(session, channel)
+                    await notify(session, channel)
+                    await notify(session, "another_channel")
                 async with asyncio.timeout(PATIENCE_SECONDS):
                     assert await heard.get() == channel
-        async with sessions() as session:
-            await notify(session, channel)
-            await session.rollback()
-        async with sessions() as session, session.begin():
-            pass  # nothing staged: nothing written
-        assert heard.empty()
-        # One statement per committed transaction, however many channels and calls it had.
-        assert sum("pg_notify" in s for s in statements) == 4
+            # One session, two transactions each begun by the NOTIFY itself: both heard.
+            async with sessions() as session:
+                for _ in range(2):
+                    await notify(session, channel)
+                    await session.commit()
+                    async with asyncio.timeout(PATIENCE_SECONDS):
+                        assert await heard.get() == channel
+            async with sessions() as session:
+                await notify(session, channel)
+                await session.rollback()
+            async with sessions() as session, session.begin():
+                pass  # nothing staged: nothing written
+            assert heard.empty()
+            # One statement per committed transaction, however many channels and calls it had.
+            assert sum("pg_notify" in s for s in statements) == 4
     finally:
         await listener.close()
         await engine.dispose()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import asyncpg
-from sqlalchemy import Table, event, select, text
+from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from shared.messaging import Outbox, notify_channel
 from shared.pgnotify import notify
 from shared.settings import Settings
 from shared.staging import columns, defer, write_deferred
+from tests.support import statements_sent
 
 PATIENCE_SECONDS = 30
 
@@ -48,22 +49,16 @@ async def test_a_transactions_events_and_notifies_are_one_statement_at_commit_in
     heard: asyncio.Queue[str] = asyncio.Queue()
     for channel in (notify_channel(outbox.schema), "staging_test_deadlines"):
         await listener.add_listener(channel, lambda *args: heard.put_nowait(args[2]))
-    statements: list[str] = []
-
-    def seen(_c: object, _cur: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
     try:
         async with sessions() as session:
-            event.listen(session.bind.sync_engine, "before_cursor_execute", seen)  # type: ignore[union-attr]
-            async with session.begin():
-                await outbox.add(session, events[0])
-                await notify(session, "staging_test_deadlines")
-                await outbox.add(session, *events[1:])
-                staged_before_commit = (
-                    await session.execute(select(outbox.table.c.event_id))
-                ).all()
-            event.remove(session.bind.sync_engine, "before_cursor_execute", seen)  # type: ignore[union-attr]
+            with statements_sent(session.bind) as statements:  # type: ignore[arg-type]
+                async with session.begin():
+                    await outbox.add(session, events[0])
+                    await notify(session, "staging_test_deadlines")
+                    await outbox.add(session, *events[1:])
+                    staged_before_commit = (
+                        await session.execute(select(outbox.table.c.event_id))
+                    ).all()
         assert staged_before_commit == []  # nothing is written before the commit
         writes = [s for s in statements if "outbox" in s and "INSERT" in s]
         assert len(writes) == 1 and "pg_notify" in writes[0]
