@@ -162,13 +162,13 @@ class NotificationHandlers:
         }
         if obligation.moved_from is None:
             # With the other new alerts of the transaction, in one statement at its commit.
-            defer(session, NEW_ALERTS_DEFERRED, write_new_alerts, row)
+            defer(session, NEW_ALERTS_DEFERRED, write_new_alerts, {**row, "moved_from": None})
             await wake_dispatchers(session)
             return
         # An alert that stands for a moved duty is written at once: a later creation of the
         # duty it was moved from looks for it (R20).
         stored = await session.execute(
-            NEW_ALERT, {**row, "former_obligation_ids": [obligation.moved_from]}
+            NEW_ALERTS, columns([{**row, "moved_from": obligation.moved_from}])
         )
         if stored.first() is not None:
             await wake_dispatchers(session)
@@ -320,40 +320,27 @@ async def carry_on(session: AsyncSession, moved: ObligationCreated) -> bool:
     return True
 
 
-# A duty's alert, NEW for the dispatcher to fix its contact list and open the first delivery;
-# none when the duty has one, or was moved (R20) before its own creation reached us (the moved
-# duty's alert already stands for it, so it is not alerted a second time). Returns its id.
-NEW_ALERT = text(
-    "INSERT INTO notification.notifications (id, incident_id, obligation_id, party, rule_id,"
-    " drill, ack_seconds, alert, status, trace_headers, former_obligation_ids)"
-    " SELECT :id, :incident_id, :obligation_id, :party, :rule_id, :drill, :ack_seconds,"
-    " CAST(:alert AS jsonb), 'NEW', CAST(:trace_headers AS jsonb),"
-    " CAST(:former_obligation_ids AS uuid[])"
-    " WHERE NOT EXISTS (SELECT FROM notification.notifications"
-    " WHERE former_obligation_ids @> ARRAY[CAST(:obligation_id AS uuid)])"
-    " ON CONFLICT (obligation_id) DO NOTHING RETURNING id"
-)
-
-
-# The new alerts of a transaction (`handle`), one statement for all: NEW_ALERT's, a row each,
-# in the order the duties came. A duty alerted already, or one a moved duty's alert stands for,
-# gets none; rows of this statement cannot see one another, and need not: each is another duty,
-# and none stands for a moved one.
+# Duties' alerts, NEW for the dispatcher to fix each one's contact list and open its first
+# delivery, in the order the duties came; returns the ids stored. A duty alerted already gets
+# none, nor one moved (R20) before its own creation reached us: the moved duty's alert
+# (`moved_from` names the duty it came from) already stands for it. Rows of one statement cannot
+# see one another, so an alert for a moved duty goes in a statement of its own (`handle`).
 NEW_ALERTS = text(
     "INSERT INTO notification.notifications (id, incident_id, obligation_id, party, rule_id,"
     " drill, ack_seconds, alert, status, trace_headers, former_obligation_ids)"
     " SELECT a.id, a.incident_id, a.obligation_id, a.party, a.rule_id, a.drill, a.ack_seconds,"
-    " CAST(a.alert AS jsonb), 'NEW', CAST(a.trace_headers AS jsonb), CAST('{}' AS uuid[])"
+    " CAST(a.alert AS jsonb), 'NEW', CAST(a.trace_headers AS jsonb),"
+    " CASE WHEN a.moved_from IS NULL THEN CAST('{}' AS uuid[]) ELSE ARRAY[a.moved_from] END"
     " FROM unnest(CAST(:id AS uuid[]), CAST(:incident_id AS uuid[]),"
     " CAST(:obligation_id AS uuid[]), CAST(:party AS text[]), CAST(:rule_id AS text[]),"
     " CAST(:drill AS boolean[]), CAST(:ack_seconds AS float8[]), CAST(:alert AS text[]),"
-    " CAST(:trace_headers AS text[])) WITH ORDINALITY"
+    " CAST(:trace_headers AS text[]), CAST(:moved_from AS uuid[])) WITH ORDINALITY"
     " AS a(id, incident_id, obligation_id, party, rule_id, drill, ack_seconds, alert,"
-    " trace_headers, position)"
+    " trace_headers, moved_from, position)"
     " WHERE NOT EXISTS (SELECT FROM notification.notifications n"
     " WHERE n.former_obligation_ids @> ARRAY[a.obligation_id])"
     " ORDER BY a.position"
-    " ON CONFLICT (obligation_id) DO NOTHING"
+    " ON CONFLICT (obligation_id) DO NOTHING RETURNING id"
 )
 NEW_ALERTS_DEFERRED = "notification.new_alerts"
 
