@@ -96,20 +96,28 @@ def columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
 _statements: dict[str, TextClause] = {}
 
 
+def insert_outbox_rows(schema: str) -> str:
+    """SQL that writes outbox rows given as arrays (`columns` of `outbox_values` rows), in the
+    order given: for a statement that writes them with what it changes."""
+    return (
+        f"INSERT INTO {schema}.outbox"
+        " (shard, topic, key, event_id, event_type, headers, payload)"
+        " SELECT shard, topic, key, event_id, event_type, CAST(headers AS jsonb), payload"
+        " FROM unnest(CAST(:shard AS smallint[]), CAST(:topic AS text[]),"
+        " CAST(:event_key AS text[]), CAST(:event_id AS uuid[]),"
+        " CAST(:event_type AS text[]), CAST(:headers AS text[]), CAST(:payload AS bytea[]))"
+        " WITH ORDINALITY AS event(shard, topic, key, event_id, event_type, headers,"
+        " payload, position)"
+        " ORDER BY position"
+    )
+
+
 def write_outbox(schema: str) -> TextClause:
     """The rows of one outbox, given as arrays (one per column, in order), and the NOTIFYs of
     the transaction: one statement of constant text, prepared once per connection."""
     if schema not in _statements:
         _statements[schema] = text(
-            f"WITH written AS (INSERT INTO {schema}.outbox"
-            " (shard, topic, key, event_id, event_type, headers, payload)"
-            " SELECT shard, topic, key, event_id, event_type, CAST(headers AS jsonb), payload"
-            " FROM unnest(CAST(:shard AS smallint[]), CAST(:topic AS text[]),"
-            " CAST(:event_key AS text[]), CAST(:event_id AS uuid[]),"
-            " CAST(:event_type AS text[]), CAST(:headers AS text[]), CAST(:payload AS bytea[]))"
-            " WITH ORDINALITY AS event(shard, topic, key, event_id, event_type, headers,"
-            " payload, position)"
-            " ORDER BY position)"
+            f"WITH written AS ({insert_outbox_rows(schema)})"
             " SELECT pg_notify(channel, '') FROM unnest(CAST(:channels AS text[])) AS channel"
         )
     return _statements[schema]

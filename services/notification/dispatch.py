@@ -74,7 +74,7 @@ from shared.messaging import (
 )
 from shared.pgnotify import Wakeup, notify
 from shared.settings import Settings
-from shared.staging import columns
+from shared.staging import columns, insert_outbox_rows
 from shared.telemetry import in_trace_of
 
 log = logging.getLogger(__name__)
@@ -143,23 +143,19 @@ CLAIM = text(
     " ORDER BY next_attempt_at LIMIT :capacity FOR UPDATE SKIP LOCKED)"
     " RETURNING *"
 )
-# An attempt and what it moves, in one statement: the attempt is recorded whatever happens; the
-# delivery moves on (`status`: DELIVERED, PENDING to retry in `retry_in`, or FAILED) only under
-# the lease it was sent under; a delivery lands on its alert. The alert is locked first, so that
-# a withdrawal committing meanwhile is seen by a retry (which is then CANCELLED) or sees it.
-# Only the contact being alerted starts the ACK clock (the policy's deadline stored with the
-# alert, else `ack_seconds`); a notice is finished once delivered; an acknowledged alert stays so.
-# The attempt's event goes into the outbox in the same statement (and wakes the relay at
-# commit): an answer costs one round trip between BEGIN and COMMIT, not three.
-# The result: whether the delivery moved (false: another dispatcher took it over meanwhile),
-# and the seconds to the ACK deadline it started, if it started one.
-RECORD = text(
+# An answer that is not a delivery and what it moves, in one statement: the attempt is recorded
+# whatever happens; the delivery moves on (`status`: PENDING to retry in `retry_in`, or FAILED)
+# only under the lease it was sent under. The alert is locked first, so that a withdrawal
+# committing meanwhile is seen by a retry (which is then CANCELLED) or sees it. The attempt's
+# event goes into the outbox in the same statement (and wakes the relay at commit).
+# The result: whether the delivery moved (false: another dispatcher took it over meanwhile).
+RECORD_UNDELIVERED = text(
     "WITH alert AS (SELECT status FROM notification.notifications"
     " WHERE id = :notification_id FOR UPDATE),"
     " attempt AS (INSERT INTO notification.attempts (id, notification_id, delivery_id,"
     " contact_index, channel, contact, attempt, outcome, status_code, gateway_code, latency_ms,"
     " error, attempted_at) VALUES (:attempt_id, :notification_id, :delivery_id, :contact_index,"
-    " :channel, :contact, :attempt, :outcome, :status_code, :gateway_code, :latency_ms, :error,"
+    " :channel, :contact, :attempt, 'FAILED', :status_code, :gateway_code, :latency_ms, :error,"
     " :now)),"
     " moved AS (UPDATE notification.deliveries SET"
     " status = CASE WHEN CAST(:status AS text) = 'PENDING'"
@@ -169,25 +165,60 @@ RECORD = text(
     " THEN concat_ws('; ', CAST(:error AS text), 'alert withdrawn') ELSE :error END,"
     " next_attempt_at = CASE WHEN CAST(:status AS text) = 'PENDING'"
     " THEN now() + CAST(:retry_in AS interval) ELSE next_attempt_at END,"
-    " delivered_at = CASE WHEN CAST(:status AS text) = 'DELIVERED' THEN :now"
-    " ELSE delivered_at END,"
     " lease_until = NULL, lease_id = NULL"
     " WHERE id = :delivery_id AND lease_id = :lease_id RETURNING id),"
-    " landed AS (UPDATE notification.notifications SET"
-    " delivered_at = COALESCE(delivered_at, :now),"
-    " status = CASE WHEN status = 'PENDING' AND contact_index = :contact_index"
-    " THEN CASE WHEN kind = 'NOTICE' THEN 'INFORMED' ELSE 'DELIVERED' END ELSE status END,"
-    " ack_due_at = CASE WHEN status = 'PENDING' AND contact_index = :contact_index"
-    " THEN CASE WHEN kind = 'NOTICE' THEN NULL ELSE now() + make_interval(secs =>"
-    " COALESCE(ack_seconds, CAST(:ack_seconds AS float8))) END ELSE ack_due_at END,"
-    " closed_at = CASE WHEN status = 'PENDING' AND contact_index = :contact_index"
-    " AND kind = 'NOTICE' THEN now() ELSE closed_at END"
-    " WHERE id = :notification_id AND CAST(:status AS text) = 'DELIVERED'"
-    " AND EXISTS (SELECT FROM moved) RETURNING ack_due_at),"
     f" published AS (INSERT INTO notification.outbox ({OUTBOX_COLUMNS}) VALUES ({OUTBOX_VALUES}))"
-    " SELECT EXISTS (SELECT FROM moved) AS moved,"
-    " (SELECT extract(epoch FROM ack_due_at - now()) FROM landed) AS ack_in,"
-    " pg_notify(:outbox_channel, '') AS notified"
+    " SELECT EXISTS (SELECT FROM moved) AS moved, pg_notify(:outbox_channel, '') AS notified"
+)
+# A delivery and what it moves: the attempt; the delivery DELIVERED, under the lease it was
+# sent under; the alert it lands on. Only the contact being alerted starts the ACK clock (the
+# policy's deadline stored with the alert, else `ack_seconds`); a notice is finished once
+# delivered; an acknowledged alert stays so. Every delivery that answered meanwhile is recorded
+# by the one statement (`Dispatcher._record_delivered`), each row of the arrays an answer, never
+# two of one alert. The alerts are locked first, in the order of their ids (two writers at once
+# may hold answers of the same alerts), as a withdrawal locks them. The result, an answer a row:
+# whether its delivery moved, and the seconds to the ACK deadline it started, if it started one.
+RECORD_DELIVERED = text(
+    "WITH answer AS (SELECT * FROM unnest(CAST(:attempt_id AS uuid[]),"
+    " CAST(:notification_id AS uuid[]), CAST(:delivery_id AS uuid[]), CAST(:lease_id AS uuid[]),"
+    " CAST(:contact_index AS smallint[]), CAST(:channel AS text[]), CAST(:contact AS text[]),"
+    " CAST(:attempt AS integer[]), CAST(:status_code AS integer[]),"
+    " CAST(:gateway_code AS text[]), CAST(:latency_ms AS float8[]), CAST(:error AS text[]),"
+    " CAST(:now AS timestamptz[])) AS answer(attempt_id, notification_id, delivery_id,"
+    " lease_id, contact_index, channel, contact, attempt, status_code, gateway_code,"
+    " latency_ms, error, now)),"
+    " alert AS MATERIALIZED (SELECT id FROM notification.notifications"
+    " WHERE id IN (SELECT notification_id FROM answer) ORDER BY id FOR UPDATE),"
+    " attempt AS (INSERT INTO notification.attempts (id, notification_id, delivery_id,"
+    " contact_index, channel, contact, attempt, outcome, status_code, gateway_code, latency_ms,"
+    " error, attempted_at) SELECT attempt_id, notification_id, delivery_id, contact_index,"
+    " channel, contact, attempt, 'DELIVERED', status_code, gateway_code, latency_ms, error, now"
+    " FROM answer),"
+    " moved AS (UPDATE notification.deliveries AS delivery SET status = 'DELIVERED',"
+    " last_error = answer.error, delivered_at = answer.now, lease_until = NULL, lease_id = NULL"
+    " FROM answer JOIN alert ON alert.id = answer.notification_id"
+    " WHERE delivery.id = answer.delivery_id AND delivery.lease_id = answer.lease_id"
+    " RETURNING answer.delivery_id, answer.notification_id, answer.contact_index, answer.now),"
+    " landed AS (UPDATE notification.notifications AS alert SET"
+    " delivered_at = COALESCE(alert.delivered_at, moved.now),"
+    " status = CASE WHEN alert.status = 'PENDING' AND alert.contact_index = moved.contact_index"
+    " THEN CASE WHEN alert.kind = 'NOTICE' THEN 'INFORMED' ELSE 'DELIVERED' END"
+    " ELSE alert.status END,"
+    " ack_due_at = CASE WHEN alert.status = 'PENDING'"
+    " AND alert.contact_index = moved.contact_index"
+    " THEN CASE WHEN alert.kind = 'NOTICE' THEN NULL ELSE now() + make_interval(secs =>"
+    " COALESCE(alert.ack_seconds, CAST(:ack_seconds AS float8))) END ELSE alert.ack_due_at END,"
+    " closed_at = CASE WHEN alert.status = 'PENDING'"
+    " AND alert.contact_index = moved.contact_index"
+    " AND alert.kind = 'NOTICE' THEN now() ELSE alert.closed_at END"
+    " FROM moved WHERE alert.id = moved.notification_id"
+    " RETURNING moved.delivery_id, alert.ack_due_at),"
+    f" published AS ({insert_outbox_rows('notification')})"
+    " SELECT answer.delivery_id, moved.delivery_id IS NOT NULL AS moved,"
+    " extract(epoch FROM landed.ack_due_at - now()) AS ack_in,"
+    " (SELECT pg_notify(:outbox_channel, '')) AS notified"
+    " FROM answer LEFT JOIN moved ON moved.delivery_id = answer.delivery_id"
+    " LEFT JOIN landed ON landed.delivery_id = answer.delivery_id"
 )
 # Seconds until the earliest of: a NEW notification (now), an ACK deadline, a retry, a lease of
 # another dispatcher running out; NULL when nothing waits.
@@ -329,6 +360,9 @@ class Dispatcher:
         }
         self._in_flight: set[asyncio.Task[None]] = set()
         self._recording = asyncio.Semaphore(RECORDING_CONNECTIONS)
+        # Delivered answers not yet written, each with what its sender awaits: see
+        # `_record_delivered`.
+        self._delivered: list[tuple[dict[str, Any], asyncio.Future[Row]]] = []
         # delivery id → the lease it is being sent under, while the send is in flight here
         self._leases: dict[UUID, UUID] = {}
         # When something recorded here after this pass's look is due (monotonic), and until
@@ -738,7 +772,7 @@ class Dispatcher:
         else:
             event_type = NotificationDelivered if result.delivered else NotificationFailed
             event = event_type(**attempt, obligation_id=message["obligation_id"])
-        parameters = {
+        answer = {
             "attempt_id": uuid4(),
             "notification_id": notification_id,
             "delivery_id": delivery.id,
@@ -747,41 +781,100 @@ class Dispatcher:
             "channel": delivery.channel,
             "contact": delivery.contact,
             "attempt": delivery.attempts,
-            "outcome": outcome,
             "status_code": result.status_code,
             "gateway_code": result.gateway_code,
             "latency_ms": latency_ms,
             "error": result.error,
             "now": now,
-            "status": status,
-            "retry_in": retry_in,
-            "ack_seconds": self._policy.ack.total_seconds(),
-            "outbox_channel": notify_channel(self._outbox.schema),
             **outbox_values(CloudEvent.new(SOURCE, event, message["incident_id"])),
         }
-        async with self._recording:
-            recorded = await self._write_record(status, notification_id, delivery, parameters)
+        if status == "DELIVERED":
+            recorded = await self._record_delivered(answer)
+            if recorded.ack_in is not None:
+                self._due_within(float(recorded.ack_in))
+        else:
+            parameters = {
+                **answer,
+                **self._record_settings(),
+                "status": status,
+                "retry_in": retry_in,
+            }
+            async with self._recording:
+                recorded = await self._write_record(status, notification_id, delivery, parameters)
         if not recorded.moved:
             log.warning("delivery %s was taken over while sending; attempt recorded", delivery.id)
-        if recorded.ack_in is not None:
-            self._due_within(float(recorded.ack_in))
+
+    def _record_settings(self) -> dict[str, Any]:
+        return {
+            "ack_seconds": self._policy.ack.total_seconds(),
+            "outbox_channel": notify_channel(self._outbox.schema),
+        }
+
+    async def _record_delivered(self, answer: dict[str, Any]) -> Row:
+        """Record a delivered answer with every other one waiting: whoever gets a recording
+        connection writes them all in one statement, as one answer used to take. A burst of
+        answers (every send of a pass answering within milliseconds) costs a few statements,
+        not one each, and no answer waits for more than the statement before it."""
+        recorded: asyncio.Future[Row] = asyncio.get_running_loop().create_future()
+        self._delivered.append((answer, recorded))
+        # The sends that answered in the same moment are resumed one after another: let them
+        # all join before the first writes.
+        await asyncio.sleep(0)
+        async with self._recording:
+            while not recorded.done():
+                batch = self._next_delivered()
+                if not batch:
+                    break  # this answer is in another writer's statement
+                await self._write_delivered(batch)
+        return await recorded
+
+    def _next_delivered(self) -> list[tuple[dict[str, Any], asyncio.Future[Row]]]:
+        """The delivered answers waiting, at most one of each alert (an answer moves its alert,
+        and one statement moves a row once): the others wait for the next statement."""
+        batch: list[tuple[dict[str, Any], asyncio.Future[Row]]] = []
+        held: list[tuple[dict[str, Any], asyncio.Future[Row]]] = []
+        alerts: set[UUID] = set()
+        for waiting in self._delivered:
+            alert = waiting[0]["notification_id"]
+            (held if alert in alerts else batch).append(waiting)
+            alerts.add(alert)
+        self._delivered = held
+        return batch
+
+    async def _write_delivered(
+        self, batch: list[tuple[dict[str, Any], asyncio.Future[Row]]]
+    ) -> None:
+        if not batch:
+            return
+        parameters = {**columns([answer for answer, _ in batch]), **self._record_settings()}
+        try:
+            # Nothing follows the record of a delivery: one statement, atomic on its own, with
+            # no transaction around it.
+            async with single_statement(self._sessions) as connection:
+                rows = (await connection.execute(RECORD_DELIVERED, parameters)).all()
+        except asyncio.CancelledError:
+            # This writer is stopping: the answers go back, each for its own sender to write.
+            self._delivered[:0] = [waiting for waiting in batch if not waiting[1].done()]
+            raise
+        except Exception as error:
+            # Unrecorded, each send's lease runs out and another pass takes it over.
+            for _, recorded in batch:
+                recorded.set_exception(error)
+            return
+        by_delivery = {row.delivery_id: row for row in rows}
+        for answer, recorded in batch:
+            recorded.set_result(by_delivery[answer["delivery_id"]])
 
     async def _write_record(
         self, status: str, notification_id: UUID, delivery: Row, parameters: dict[str, Any]
     ) -> Row:
-        if status == "DELIVERED":
-            # Nothing follows the record of a delivery (the usual answer): one statement, atomic
-            # on its own, with no transaction around it.
-            async with single_statement(self._sessions) as connection:
-                recorded = (await connection.execute(RECORD, parameters)).one()
-        else:
-            async with self._sessions() as session, session.begin():
-                recorded = (await session.execute(RECORD, parameters)).one()
-                if recorded.moved and status == "FAILED":
-                    await self._contact_failed(session, notification_id, delivery.contact_index)
-                if recorded.moved:
-                    # A retry or the next contact is due: any replica may take it.
-                    await wake_dispatchers(session)
+        async with self._sessions() as session, session.begin():
+            recorded = (await session.execute(RECORD_UNDELIVERED, parameters)).one()
+            if recorded.moved and status == "FAILED":
+                await self._contact_failed(session, notification_id, delivery.contact_index)
+            if recorded.moved:
+                # A retry or the next contact is due: any replica may take it.
+                await wake_dispatchers(session)
         return recorded
 
     def _due_within(self, seconds: float) -> None:

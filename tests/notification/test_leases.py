@@ -3,7 +3,8 @@
 A send in flight is renewed by the dispatcher sending it, so no replica claims it while it is
 alive; the dispatcher never claims again what it is still sending, even when its renewals fell
 behind (a stalled event loop); only a lease nobody renews (a crash) is taken over, and the late
-answer of the replica that lost it is fenced out. Between passes a dispatcher sleeps until the
+answer of the replica that lost it is fenced out. Answers that come together are recorded
+together, through a few connections. Between passes a dispatcher sleeps until the
 next thing is due (a retry, an ACK deadline, another replica's lease running out), its own sends
 in flight never among them, unless a NOTIFY wakes it first.
 """
@@ -34,10 +35,11 @@ from services.notification.models import messaging
 from services.notification.templates import Form
 from shared.db import create_engine, create_session_factory
 from shared.domain.directory import Contact, Directory
+from shared.events.models import NotificationDelivered
 from shared.pgnotify import Wakeup
 from shared.settings import ChannelLimits, Settings
 from tests.integration.helpers import eventually
-from tests.support import execute_sql, fetch_value
+from tests.support import execute_sql, fetch_value, statements_sent
 
 Replica = Callable[..., Dispatcher]
 
@@ -361,3 +363,86 @@ async def recorded_count(settings: Settings, delivery_ids: list[UUID]) -> int:
             delivery_ids,
         )
     )
+
+
+async def test_answers_that_come_together_are_recorded_together_each_as_if_alone(
+    private_settings: Settings, replica: Replica
+) -> None:
+    """Every send of a pass answers at once: their records take a statement or two, not one
+    each, and each lands as it would alone: its attempt, its delivery, its alert and the ACK
+    clock, its event. An answer whose lease another replica took meanwhile is fenced out on its
+    own, and two answers of one alert are both recorded."""
+    own_engine = create_engine(private_settings, pool_size=8)
+    channel = AnsweringTogether()
+    dispatcher = replica(private_settings, own_engine, {"file": channel})
+    in_flight = limits_for("file", private_settings).concurrency
+    backlog = [await due_delivery(private_settings, contacts=2) for _ in range(in_flight - 1)]
+    # The first alert's second contact is being alerted too (its first one answered late).
+    second_contact = uuid.uuid4()
+    await execute_sql(
+        private_settings,
+        "INSERT INTO notification.deliveries (id, notification_id, contact_index, channel,"
+        " target, contact, status, message) SELECT $1, notification_id, 1, channel, target,"
+        " contact, 'PENDING', message FROM notification.deliveries WHERE id = $2",
+        second_contact,
+        backlog[0],
+    )
+    taken_over = backlog[1]
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        await eventually(lambda: asyncio.sleep(0, channel.waiting), lambda n: n == in_flight)
+        await execute_sql(
+            private_settings,
+            "UPDATE notification.deliveries SET lease_id = gen_random_uuid() WHERE id = $1",
+            taken_over,
+        )
+        with statements_sent(own_engine) as sent:
+            channel.gate.set()
+            everything = [*backlog, second_contact]
+            await eventually(
+                lambda: recorded_count(private_settings, everything),
+                lambda done: done == in_flight,
+            )
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await own_engine.dispose()
+
+    records = [statement for statement in sent if statement.startswith("WITH answer AS")]
+    # One for every alert's first answer, one for the first alert's second.
+    assert 1 < len(records) <= 2
+    deliveries = await states(
+        private_settings,
+        "SELECT id, status FROM notification.deliveries WHERE id = ANY($1)",
+        everything,
+    )
+    assert deliveries == {
+        **{delivery: "DELIVERED" for delivery in everything},
+        taken_over: "SENDING",  # the other replica's now, under its lease
+    }
+    alerts = await states(
+        private_settings,
+        "SELECT d.id, n.status || ' ' || (n.ack_due_at IS NOT NULL)::text"
+        " FROM notification.deliveries AS d JOIN notification.notifications AS n"
+        " ON n.id = d.notification_id WHERE d.id = ANY($1)",
+        backlog,
+    )
+    assert alerts == {
+        **{delivery: "DELIVERED true" for delivery in backlog},
+        taken_over: "PENDING false",
+    }
+    delivered_events = await fetch_value(
+        private_settings,
+        "SELECT count(*) FROM notification.outbox WHERE event_type = $1",
+        NotificationDelivered.ce_type,
+    )
+    assert delivered_events == in_flight  # the fenced-out answer was a delivery too
+
+
+async def states(settings: Settings, sql: str, ids: list[UUID]) -> dict[UUID, str]:
+    connection = await asyncpg.connect(settings.plain_database_url)
+    try:
+        return {row[0]: row[1] for row in await connection.fetch(sql, ids)}
+    finally:
+        await connection.close()
