@@ -25,7 +25,6 @@ from services.audit.merkle import (
     consistency_ranges,
     inclusion_ranges,
     nodes_for,
-    range_nodes,
     subtree_hash,
 )
 from services.audit.models import (
@@ -111,14 +110,27 @@ async def log_size(session: AsyncSession) -> int:
     return 0 if last is None else int(last) + 1
 
 
-# Which of the events are logged already, and the log's last index: one round trip, read
-# under the append lock.
-LOGGED_AND_SIZE = text(
+# Which of the events are logged already, the log's size and the right border of its tree (the
+# hashes an append starts from): one round trip, read under the append lock. The border of a
+# tree of size n has a node for each bit set in n, at that level, the (n >> level)-th from the
+# left (`merkle.range_nodes`); a leaf's hash is in `log_entries`, a higher node's in
+# `tree_nodes`.
+LOGGED_AND_BORDER = text(
     "WITH logged AS (SELECT e.ce_source, e.ce_id FROM audit.log_entries e"
     " JOIN unnest(CAST(:sources AS text[]), CAST(:ids AS uuid[])) AS k(source, id)"
-    " ON e.ce_source = k.source AND e.ce_id = k.id)"
+    " ON e.ce_source = k.source AND e.ce_id = k.id),"
+    " size AS MATERIALIZED (SELECT COALESCE(max(index) + 1, 0) AS n FROM audit.log_entries),"
+    " border AS (SELECT level, (size.n >> level) - 1 AS index"
+    " FROM size, generate_series(0, 62) AS level WHERE (size.n >> level) & 1 = 1),"
+    " hashes AS (SELECT border.level, e.leaf_hash AS hash FROM border"
+    " JOIN audit.log_entries e ON border.level = 0 AND e.index = border.index"
+    " UNION ALL SELECT border.level, n.hash FROM border"
+    " JOIN audit.tree_nodes n ON border.level > 0 AND n.level = border.level"
+    " AND n.index = border.index)"
     " SELECT (SELECT json_agg(json_build_array(ce_source, ce_id)) FROM logged) AS logged,"
-    " (SELECT max(index) FROM audit.log_entries) AS last"
+    " (SELECT n FROM size) AS size,"
+    " (SELECT array_agg(level ORDER BY level DESC) FROM hashes) AS levels,"
+    " (SELECT array_agg(hash ORDER BY level DESC) FROM hashes) AS hashes"
 )
 
 
@@ -138,15 +150,17 @@ async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
         return []
     sources, ids = zip(*unique, strict=True)
     found = (
-        await session.execute(LOGGED_AND_SIZE, {"sources": list(sources), "ids": list(ids)})
+        await session.execute(LOGGED_AND_BORDER, {"sources": list(sources), "ids": list(ids)})
     ).one()
     for source, event_id in found.logged or ():  # json: the ids as text
         unique.pop((source, UUID(event_id)), None)
     if not unique:
         return []
-    size = 0 if found.last is None else int(found.last) + 1
-    known = await node_hashes(session, range_nodes(0, size))
-    tree = CompactRange.of(size, known.__getitem__)
+    border = zip(found.levels or (), map(bytes, found.hashes or ()), strict=True)
+    try:
+        tree = CompactRange.restored(int(found.size), list(border))
+    except ProofError as error:
+        raise LookupError(f"the log of {found.size} leaves misses a node of its border") from error
     rows, nodes, named = [], [], []
     for leaf in unique.values():
         index = tree.size

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from services.audit import store
 from services.audit.leaves import canonical_json, leaf_hash
-from services.audit.merkle import verify_consistency, verify_inclusion
+from services.audit.merkle import root_of, verify_consistency, verify_inclusion
 from services.audit.models import WRITER_ROLE
 from services.audit.note import Checkpoint, Note, open_checkpoint, verify_cosignature
 from shared.db import create_engine, create_session_factory
@@ -280,6 +280,41 @@ async def test_a_consumed_batch_opens_its_append_in_one_statement(
     assert len(appended) == 1
     assert sum("pg_advisory_xact_lock" in statement for statement in statements) == 1
     assert not any("SET LOCAL ROLE" in statement for statement in statements)
+
+
+async def test_an_append_reads_what_is_logged_and_the_trees_border_in_one_statement(
+    audit_system: AuditSystem,
+) -> None:
+    """Batches of 1 to 9 leaves, each appended from the border of the tree the one before
+    left (sizes across several powers of two): one read of the log each, and the nodes they
+    store give the root the leaves themselves give."""
+    engine = create_engine(Settings(database_url=audit_system.infra.database_url), pool_size=1)
+    sessions = create_session_factory(engine)
+    try:
+        for count in range(1, 10):
+            leaves = [made_leaf("test.border", f"border-{count}-{n}") for n in range(count)]
+            with statements_sent(engine) as statements:
+                async with sessions() as session, session.begin():
+                    await store.open_append(session)
+                    appended = await store.append(session, leaves)
+            assert len(appended) == count
+            reads = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))]
+            assert len(reads) == 2, reads  # the opening of the append, and the one read
+            size = appended[-1] + 1
+            async with sessions() as session:
+                stored_root = await store.root_at(session, size)
+                hashes = (
+                    await session.execute(
+                        text(
+                            "SELECT leaf_hash FROM audit.log_entries WHERE index < :size"
+                            " ORDER BY index"
+                        ),
+                        {"size": size},
+                    )
+                ).scalars()
+                assert stored_root == root_of(bytes(digest) for digest in hashes)
+    finally:
+        await engine.dispose()
 
 
 async def test_offline_verifier_checks_an_event_and_two_checkpoints_from_an_export(
