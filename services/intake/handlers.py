@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any
+from uuid import UUID
 
-from services.intake.models import actions, incidents
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from services.intake.models import actions
 from shared.events import CloudEvent
 from shared.events.models import (
     ActionRejected,
@@ -19,6 +23,7 @@ from shared.events.models import (
     ObligationWaived,
 )
 from shared.kafka import HandlerTable, on_data
+from shared.staging import columns, defer
 
 
 async def record_rejection(session: AsyncSession, _: CloudEvent, rejected: ActionRejected) -> None:
@@ -29,22 +34,50 @@ async def record_rejection(session: AsyncSession, _: CloudEvent, rejected: Actio
     )
 
 
+# A batch's status changes, written by one statement at its commit: each incident's latest
+# change (`latest_changes`), and only over an older one: a late, older change must not overwrite
+# a newer one.
+PROJECT_STATUSES = text(
+    "UPDATE intake.incidents AS i SET status = c.status, status_reason = c.reason,"
+    " status_changed_at = c.changed_at"
+    " FROM unnest(CAST(:incident_id AS uuid[]), CAST(:status AS text[]),"
+    " CAST(:reason AS text[]), CAST(:changed_at AS timestamptz[]))"
+    " AS c(incident_id, status, reason, changed_at)"
+    " WHERE i.id = c.incident_id"
+    " AND (i.status_changed_at IS NULL OR i.status_changed_at <= c.changed_at)"
+)
+STATUSES_DEFERRED = "intake.statuses"
+
+
+def latest_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each incident's change of the latest time, the last of equal times: what applying the
+    changes one by one, each only over an older one, leaves (one row per incident, as an
+    UPDATE moves a row once)."""
+    latest: dict[UUID, dict[str, Any]] = {}
+    for change in changes:
+        known = latest.get(change["incident_id"])
+        if known is None or known["changed_at"] <= change["changed_at"]:
+            latest[change["incident_id"]] = change
+    return list(latest.values())
+
+
+def write_statuses(session: Session, changes: list[dict[str, Any]]) -> None:
+    session.execute(PROJECT_STATUSES, columns(latest_changes(changes)))
+
+
 async def project_status(
     session: AsyncSession, _: CloudEvent, change: IncidentStatusChanged
 ) -> None:
-    # Only move forward in time: a late, older status change must not overwrite a newer one.
-    await session.execute(
-        update(incidents)
-        .where(
-            incidents.c.id == change.incident_id,
-            (incidents.c.status_changed_at.is_(None))
-            | (incidents.c.status_changed_at <= change.changed_at),
-        )
-        .values(
-            status=change.status,
-            status_reason=change.reason,
-            status_changed_at=change.changed_at,
-        )
+    defer(
+        session,
+        STATUSES_DEFERRED,
+        write_statuses,
+        {
+            "incident_id": change.incident_id,
+            "status": change.status.value,
+            "reason": change.reason,
+            "changed_at": change.changed_at,
+        },
     )
 
 
