@@ -37,6 +37,7 @@ import logging
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -134,14 +135,27 @@ DUE_DELIVERY = (
     " OR (status = 'SENDING' AND lease_until < now()))"
     " AND id <> ALL(CAST(:sending AS uuid[]))"
 )
-BUSY_CHANNELS = text(f"SELECT DISTINCT channel FROM notification.deliveries WHERE {DUE_DELIVERY}")
-CLAIM = text(
-    "UPDATE notification.deliveries SET status = 'SENDING', attempts = attempts + 1,"
-    " lease_until = now() + CAST(:lease AS interval), lease_id = gen_random_uuid()"
-    " WHERE id IN (SELECT id FROM notification.deliveries"
-    f" WHERE channel = :channel AND {DUE_DELIVERY}"
-    " ORDER BY next_attempt_at LIMIT :capacity FOR UPDATE SKIP LOCKED)"
-    " RETURNING *"
+# A pass's claim, in one statement whatever the channels: the channels with anything due, and
+# for each at most its room (`:capacities`, a channel's free slots and tokens, given for every
+# configured channel; a channel nobody configured gets `:unknown_batch`, to fail them fast) of
+# its due deliveries, oldest first, claimed under a new lease. The result: a row per delivery
+# claimed, and in every row (one with no delivery when none was claimed) the channels that had
+# anything due (`busy`).
+CLAIM_DUE = text(
+    "WITH busy AS (SELECT DISTINCT channel FROM notification.deliveries"
+    f" WHERE {DUE_DELIVERY}),"
+    " room AS (SELECT busy.channel, COALESCE(configured.capacity, :unknown_batch) AS capacity"
+    " FROM busy LEFT JOIN unnest(CAST(:channels AS text[]), CAST(:capacities AS integer[]))"
+    " AS configured(channel, capacity) ON configured.channel = busy.channel),"
+    " picked AS (SELECT due.id FROM room, LATERAL (SELECT id FROM notification.deliveries"
+    f" WHERE channel = room.channel AND {DUE_DELIVERY}"
+    " ORDER BY next_attempt_at LIMIT room.capacity FOR UPDATE SKIP LOCKED) AS due"
+    " WHERE room.capacity > 0),"
+    " claimed AS (UPDATE notification.deliveries SET status = 'SENDING',"
+    " attempts = attempts + 1, lease_until = now() + CAST(:lease AS interval),"
+    " lease_id = gen_random_uuid() WHERE id IN (SELECT id FROM picked) RETURNING *)"
+    " SELECT claimed.*, (SELECT array_agg(channel) FROM busy) AS busy"
+    " FROM (SELECT) AS pass LEFT JOIN claimed ON true"
 )
 # An answer that is not a delivery and what it moves, in one statement: the attempt is recorded
 # whatever happens; the delivery moves on (`status`: PENDING to retry in `retry_in`, or FAILED)
@@ -620,32 +634,27 @@ class Dispatcher:
     async def _claim(self, session: AsyncSession) -> tuple[list[Row], list[ChannelGuard]]:
         """The due deliveries claimed, and the channels with some due that had no room for them
         all (out of slots or tokens). Nothing is counted as started before commit."""
-        sending = list(self._leases)
-        # Which channels have anything due: one statement, so a pass costs one claim per
-        # busy channel rather than one per configured channel (a pass runs on every wake).
-        busy = set((await session.execute(BUSY_CHANNELS, {"sending": sending})).scalars().all())
-        claimed: list[Row] = []
-        full: list[ChannelGuard] = []
-        for channel in busy:
-            guard = self._guards.get(channel)
-            capacity = guard.capacity() if guard is not None else UNKNOWN_CHANNEL_BATCH
-            if guard is not None and capacity <= 0:
-                full.append(guard)
-                continue
-            rows = (
-                await session.execute(
-                    CLAIM,
-                    {
-                        "channel": channel,
-                        "capacity": capacity,
-                        "sending": sending,
-                        "lease": self._policy.lease,
-                    },
-                )
-            ).all()
-            if len(rows) == capacity and guard is not None:
-                full.append(guard)
-            claimed.extend(rows)
+        capacities = {name: guard.capacity() for name, guard in self._guards.items()}
+        rows = (
+            await session.execute(
+                CLAIM_DUE,
+                {
+                    "channels": list(capacities),
+                    "capacities": list(capacities.values()),
+                    "unknown_batch": UNKNOWN_CHANNEL_BATCH,
+                    "sending": list(self._leases),
+                    "lease": self._policy.lease,
+                },
+            )
+        ).all()
+        claimed = [row for row in rows if row.id is not None]
+        taken = Counter(row.channel for row in claimed)
+        full = [
+            guard
+            for channel in rows[0].busy or ()
+            if (guard := self._guards.get(channel)) is not None
+            and taken[channel] >= capacities[channel]
+        ]
         return claimed, full
 
     def _room_in(self, full: Sequence[ChannelGuard]) -> float | None:

@@ -253,6 +253,29 @@ async def test_a_channel_out_of_tokens_is_looked_at_again_when_its_next_token_co
         await asyncio.sleep(wait)
 
 
+async def test_a_pass_claims_on_every_channel_within_its_room_in_one_statement(
+    private_settings: Settings, replica: Replica, engine: AsyncEngine
+) -> None:
+    """Due deliveries on two channels, one nobody configured: a claim takes each channel's
+    room (its free slots) of them, oldest first, and those of the unknown channel to fail
+    them fast, in one statement; the full channel is looked at again when a slot frees."""
+    narrow = private_settings.model_copy(
+        update={"notification_channel_limits": {"file": ChannelLimits(concurrency=2)}}
+    )
+    dispatcher = replica(narrow)
+    on_file = [await due_delivery(narrow) for _ in range(3)]
+    unknown = await due_delivery(narrow)
+    await execute_sql(
+        narrow, "UPDATE notification.deliveries SET channel = 'pager' WHERE id = $1", unknown
+    )
+    with statements_sent(engine) as statements:
+        async with create_session_factory(engine)() as session, session.begin():
+            claimed, full = await dispatcher._claim(session)
+    assert {row.id for row in claimed} == {*on_file[:2], unknown}
+    assert [guard.limits.concurrency for guard in full] == [2]  # the file channel
+    assert len(statements) == 1
+
+
 async def claimed_count(settings: Settings, delivery_ids: list[UUID]) -> int:
     return int(
         await fetch_value(
