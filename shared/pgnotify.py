@@ -39,6 +39,10 @@ class Wakeup:
         self._event.clear()
         return woken
 
+    def clear(self) -> None:
+        """Forget the wakes so far: the waiter is about to look at what they announced."""
+        self._event.clear()
+
     def wake(self) -> None:
         """Wake the waiter from within this process, as a notification would."""
         self._event.set()

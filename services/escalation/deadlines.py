@@ -6,6 +6,7 @@ transaction as the events it publishes, so a restart loses none and fires none t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 
 # A deadline that is due but held by another transaction is looked at again this soon.
 BUSY_RETRY_SECONDS = 0.2
+# Every routing decision NOTIFYs its new duties' deadlines: under a flood of reports those of
+# this long are answered by one look at the next deadline, not one look each. No deadline is
+# that close to its duty's creation (the policy's shortest are minutes).
+NOTIFIED_LOOK_AFTER_SECONDS = 0.2
 
 
 def not_merged(incident_id: ColumnElement[Any]) -> ColumnElement[bool]:
@@ -44,6 +49,7 @@ class DeadlineWorker:
         poll_interval: float,
         delay: Histogram,
         batch_size: int = 50,
+        notified_pause: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._store = store
@@ -52,6 +58,9 @@ class DeadlineWorker:
         self._batch_size = batch_size
         # How late deadlines fire after their due time, for operations to watch.
         self._delay = delay
+        self._notified_pause = notified_pause or (
+            lambda: asyncio.sleep(NOTIFIED_LOOK_AFTER_SECONDS)
+        )
 
     async def run(self) -> None:
         try:
@@ -69,9 +78,13 @@ class DeadlineWorker:
     async def sleep_until_next_deadline(self) -> None:
         """Sleep until the earliest deadline. A NOTIFY says a deadline was added (every new
         duty has one) or came back (an unmerge): it only moves the time to wake, so it costs
-        one query, not a pass, unless something is due by then."""
+        one query, not a pass, unless something is due by then; the NOTIFYs of a pause
+        (`NOTIFIED_LOOK_AFTER_SECONDS`) after the first one, that one query together."""
         wait = await self.seconds_to_next_deadline()
         while await self._wakeup.wait(wait):
+            await self._notified_pause()
+            # The look sees what the NOTIFYs of the pause announced: committed before them.
+            self._wakeup.clear()
             wait = await self.seconds_to_next_deadline()
             if wait <= BUSY_RETRY_SECONDS:
                 return
