@@ -161,26 +161,23 @@ class EscalationHandlers:
             Trigger("reported", report.reported_at, event.id, report.reporter.party),
             self.store.party_names,
         )
-        stored = await session.execute(
-            insert(incidents)
-            .values(
-                id=report.incident_id,
-                facts=facts.model_dump(mode="json"),
+        incident = await self.store.store_reported(
+            session,
+            {
+                "id": report.incident_id,
+                "facts": facts.model_dump(mode="json"),
                 # The reporting party is all the rules ask of a reporter: the name and phone
                 # stay with intake, which seals the phone (least personal data here).
-                reporter={"party": report.reporter.party},
-                status=LifecycleStatus.REPORTED,
-                drill=facts.drill,
-                policy_version=self.store.policy.version,
-                reported_at=report.reported_at,
-                last_news_at=report.reported_at,
-                fired_rules=sorted(set(decision.fired_rules)),
-            )
-            .on_conflict_do_nothing()
-            # The row as stored, and locked by its insert: no second look at it.
-            .returning(*incidents.c)
+                "reporter": {"party": report.reporter.party},
+                "status": LifecycleStatus.REPORTED.value,
+                "drill": facts.drill,
+                "policy_version": self.store.policy.version,
+                "reported_at": report.reported_at,
+                "fired_rules": sorted(set(decision.fired_rules)),
+            },
+            decision.obligations,
+            event.id,
         )
-        incident = stored.first()
         if incident is None:
             raise RejectEvent(f"incident {report.incident_id} was already reported")
         await self._remember(session, report.incident_id, facts, report.reported_at)
@@ -196,7 +193,7 @@ class EscalationHandlers:
                 drill=facts.drill,
             ),
         )
-        await self.store.apply(session, incident, decision, event.id)
+        await self.store.apply(session, incident, decision, event.id, incident.duties)
 
     async def _remember(
         self, session: AsyncSession, incident_id: UUID, facts: IncidentFacts, at: datetime

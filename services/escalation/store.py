@@ -6,6 +6,7 @@ transaction, so a decision and the events announcing it commit together or not a
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -13,7 +14,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import ARRAY, Row, select, text, update
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -134,6 +136,39 @@ class Moving:
 
 
 STORE_OBLIGATIONS = insert(obligations).on_conflict_do_nothing().returning(obligations.c.id)
+# The columns of obligations a decision's duties fill, as `_obligation_row` names them.
+DUTY_COLUMNS = (
+    "id, party, action, action_text, rule_id, plan_section, deadline_name, due_at, explanation,"
+    " trigger, notify, drill, escalated_from, owner"
+)
+DUTY_VALUES = ", ".join(f"duty.{name.strip()}" for name in DUTY_COLUMNS.split(","))
+# A reported incident and its first duties, in one statement (a report's answer was two: the
+# incident, then its duties): the incident unless it was reported already (then nothing), and
+# the duties decided for it (one the same cause produced already is not stored again).
+# The result: the incident as stored, and the ids of the duties stored (`duties`).
+STORE_REPORTED = text(
+    "WITH incident AS (INSERT INTO escalation.incidents (id, facts, reporter, status, drill,"
+    " policy_version, reported_at, last_news_at, fired_rules)"
+    " VALUES (:id, CAST(:facts AS jsonb), CAST(:reporter AS jsonb), :status, :drill,"
+    " :policy_version, :reported_at, :reported_at, CAST(:fired_rules AS varchar(16)[]))"
+    " ON CONFLICT DO NOTHING RETURNING *),"
+    f" duties AS (INSERT INTO escalation.obligations (incident_id, source_event_id, status,"
+    f" {DUTY_COLUMNS}) SELECT incident.id, :source_event_id, 'PENDING', {DUTY_VALUES}"
+    " FROM incident, unnest(CAST(:duty_id AS uuid[]), CAST(:duty_party AS text[]),"
+    " CAST(:duty_action AS text[]), CAST(:duty_action_text AS text[]),"
+    " CAST(:duty_rule_id AS text[]), CAST(:duty_plan_section AS text[]),"
+    " CAST(:duty_deadline_name AS text[]), CAST(:duty_due_at AS timestamptz[]),"
+    " CAST(:duty_explanation AS text[]), CAST(:duty_trigger AS text[]),"
+    " CAST(:duty_notify AS boolean[]), CAST(:duty_drill AS boolean[]),"
+    " CAST(:duty_escalated_from AS uuid[]), CAST(:duty_owner AS text[]))"
+    f" WITH ORDINALITY AS duty({DUTY_COLUMNS}, position) ORDER BY duty.position"
+    " ON CONFLICT DO NOTHING RETURNING id)"
+    " SELECT incident.*, ARRAY(SELECT id FROM duties) AS duties FROM incident"
+).columns(
+    # by name: RETURNING * lists the columns in the table's order, not the model's
+    **{name: found.type for name, found in incidents.c.items()},
+    duties=ARRAY(PG_UUID(as_uuid=True)),
+)
 
 
 def _obligation_row(
@@ -228,10 +263,43 @@ class Store:
             ),
         )
 
+    async def store_reported(
+        self,
+        session: AsyncSession,
+        incident: Mapping[str, Any],
+        duties: Iterable[ObligationSpec],
+        source_event_id: UUID,
+    ) -> Row | None:
+        """Insert a reported incident (`incident`: its columns) and its first duties in one
+        statement; None if it was reported already. The row's `duties`: the ids stored, for
+        `apply`."""
+        rows = [_obligation_row(incident["id"], spec, source_event_id) for spec in duties]
+        arrays = {
+            f"duty_{name}": [row[name] for row in rows]
+            for name in DUTY_COLUMNS.replace(" ", "").split(",")
+        }
+        stored = await session.execute(
+            STORE_REPORTED,
+            {
+                **incident,
+                "facts": json.dumps(incident["facts"], ensure_ascii=False),
+                "reporter": json.dumps(incident["reporter"], ensure_ascii=False),
+                "source_event_id": source_event_id,
+                **arrays,
+            },
+        )
+        return stored.first()
+
     async def apply(
-        self, session: AsyncSession, incident: Row, decision: Decision, source_event_id: UUID
+        self,
+        session: AsyncSession,
+        incident: Row,
+        decision: Decision,
+        source_event_id: UUID,
+        stored_duties: Iterable[UUID] | None = None,
     ) -> None:
-        """Store what the rules decided and announce every new obligation."""
+        """Store what the rules decided and announce every new obligation; `stored_duties`:
+        the decision's duties are stored already, these of them new (`store_reported`)."""
         # A report's incident is stored with the rules its report fired already.
         if not set(decision.fired_rules) <= set(incident.fired_rules):
             fired = sorted(set(incident.fired_rules) | set(decision.fired_rules))
@@ -252,7 +320,9 @@ class Store:
                     for timer in decision.timers
                 ],
             )
-        await self.add_obligations(session, incident, decision.obligations, source_event_id)
+        await self.add_obligations(
+            session, incident, decision.obligations, source_event_id, stored_duties
+        )
         if decision.fired_rules:
             annotate(rule_ids=",".join(decision.fired_rules))
             log.info(
@@ -270,21 +340,27 @@ class Store:
         incident: Row,
         specs: Iterable[ObligationSpec],
         source_event_id: UUID,
+        stored_duties: Iterable[UUID] | None = None,
     ) -> None:
+        """Store the obligations (unless `stored_duties` says which of them were stored
+        already) and announce each new one."""
         specs = list(specs)
         if not specs:
             return
-        # One statement for all of them (the rows passed as parameters, so SQLAlchemy sends
-        # them as one multi-row INSERT and compiles it once, not once per decision); one the
-        # same cause already produced is not stored again, nor announced.
-        stored = set(
-            (
-                await session.execute(
-                    STORE_OBLIGATIONS,
-                    [_obligation_row(incident.id, s, source_event_id) for s in specs],
-                )
-            ).scalars()
-        )
+        if stored_duties is not None:
+            stored = set(stored_duties)
+        else:
+            # One statement for all of them (the rows passed as parameters, so SQLAlchemy
+            # sends them as one multi-row INSERT and compiles it once, not once per decision);
+            # one the same cause already produced is not stored again, nor announced.
+            stored = set(
+                (
+                    await session.execute(
+                        STORE_OBLIGATIONS,
+                        [_obligation_row(incident.id, s, source_event_id) for s in specs],
+                    )
+                ).scalars()
+            )
         incident_brief = brief(facts_of(incident))
         created: list[EventData] = [
             self._created(incident.id, incident_brief, spec) for spec in specs if spec.id in stored
