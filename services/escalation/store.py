@@ -137,11 +137,24 @@ class Moving:
 
 STORE_OBLIGATIONS = insert(obligations).on_conflict_do_nothing().returning(obligations.c.id)
 # The columns of obligations a decision's duties fill, as `_obligation_row` names them.
-DUTY_COLUMNS = (
-    "id, party, action, action_text, rule_id, plan_section, deadline_name, due_at, explanation,"
-    " trigger, notify, drill, escalated_from, owner"
+DUTY_NAMES = (
+    "id",
+    "party",
+    "action",
+    "action_text",
+    "rule_id",
+    "plan_section",
+    "deadline_name",
+    "due_at",
+    "explanation",
+    "trigger",
+    "notify",
+    "drill",
+    "escalated_from",
+    "owner",
 )
-DUTY_VALUES = ", ".join(f"duty.{name.strip()}" for name in DUTY_COLUMNS.split(","))
+DUTY_COLUMNS = ", ".join(DUTY_NAMES)
+DUTY_VALUES = ", ".join(f"duty.{name}" for name in DUTY_NAMES)
 # A reported incident and its first duties, in one statement (a report's answer was two: the
 # incident, then its duties): the incident unless it was reported already (then nothing), and
 # the duties decided for it (one the same cause produced already is not stored again).
@@ -274,10 +287,7 @@ class Store:
         statement; None if it was reported already. The row's `duties`: the ids stored, for
         `apply`."""
         rows = [_obligation_row(incident["id"], spec, source_event_id) for spec in duties]
-        arrays = {
-            f"duty_{name}": [row[name] for row in rows]
-            for name in DUTY_COLUMNS.replace(" ", "").split(",")
-        }
+        arrays = {f"duty_{name}": [row[name] for row in rows] for name in DUTY_NAMES}
         stored = await session.execute(
             STORE_REPORTED,
             {

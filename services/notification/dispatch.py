@@ -853,8 +853,6 @@ class Dispatcher:
     async def _write_delivered(
         self, batch: list[tuple[dict[str, Any], asyncio.Future[Row]]]
     ) -> None:
-        if not batch:
-            return
         parameters = {**columns([answer for answer, _ in batch]), **self._record_settings()}
         try:
             # Nothing follows the record of a delivery: one statement, atomic on its own, with
