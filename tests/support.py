@@ -283,11 +283,17 @@ async def execute_sql(settings: Settings, statement: str, *arguments: Any) -> No
 
 async def fetch_value(settings: Settings, statement: str, *arguments: Any) -> Any:
     """The first value a query of the suite's database answers, outside any service."""
+    rows = await fetch_rows(settings, statement, *arguments)
+    return rows[0][0] if rows else None
+
+
+async def fetch_rows(settings: Settings, statement: str, *arguments: Any) -> list[Any]:
+    """The rows a query of the suite's database answers, outside any service."""
     import asyncpg
 
     connection = await asyncpg.connect(settings.plain_database_url)
     try:
-        return await connection.fetchval(statement, *arguments)
+        return list(await connection.fetch(statement, *arguments))
     finally:
         await connection.close()
 

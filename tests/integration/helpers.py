@@ -12,6 +12,8 @@ import httpx
 
 from shared.domain.ownership import ACTIONS_OF
 from shared.domain.vocabulary import ActionCode, PartyKind, party_code
+from shared.events import CloudEvent
+from shared.events.models import IncidentFacts, IncidentReported, Reporter, Subject
 from tests.support import PATIENCE_SECONDS
 
 T = TypeVar("T")
@@ -43,6 +45,27 @@ def described(result: object, limit: int = 2000) -> str:
     if isinstance(result, httpx.Response):
         return f"{result!r} {result.text[:limit]}"
     return repr(result)[:limit]
+
+
+def reported_event() -> CloudEvent:
+    """Intake's event of a report of violence under way in 图克镇, as a consumer reads it."""
+    incident_id = uuid4()
+    facts = IncidentFacts(
+        category="VIOLENCE",
+        phase="IN_PROGRESS",
+        township_code="150626102",
+        township_name="图克镇",
+        subjects=(Subject(id="SQJZ-1", name="赵某某"),),
+        location="图克镇",
+        summary="正在行凶",
+    )
+    data = IncidentReported(
+        incident_id=incident_id,
+        facts=facts,
+        reporter=Reporter(party="SFS:150626102", name="李明"),
+        reported_at=datetime.now(UTC),
+    )
+    return CloudEvent.new("intake", data, incident_id)
 
 
 def subject_id() -> str:

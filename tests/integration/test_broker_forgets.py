@@ -21,7 +21,7 @@ from shared.events import CloudEvent, topics
 from shared.kafka import KafkaBrokerProbe, create_producer
 from shared.messaging import PURGE_BATCH, BrokerCheck, OutboxRelay, Retention, RetentionPurge
 from shared.settings import Settings
-from tests.integration.test_exactly_once_effects import reported_event
+from tests.integration.helpers import reported_event
 from tests.support import PATIENCE_SECONDS
 from tools.localinfra import LocalBroker
 

@@ -15,8 +15,7 @@ from shared.events import CloudEvent, topics
 from shared.events.models import ActionRecorded
 from shared.events.topics import dead_letter_topic
 from shared.settings import Settings
-from tests.integration.helpers import eventually, obligations_when, timeline_with
-from tests.integration.test_exactly_once_effects import reported_event
+from tests.integration.helpers import eventually, obligations_when, reported_event, timeline_with
 from tests.integration.test_walking_skeleton import read_topic
 from tools.devrun import ServiceProcesses
 from tools.localinfra import Infrastructure

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 
 import asyncpg
 import httpx
@@ -15,34 +14,14 @@ from sqlalchemy.exc import DBAPIError
 
 from shared.db import create_engine
 from shared.events import CloudEvent, topics
-from shared.events.models import IncidentFacts, IncidentReported, Reporter, Subject
+from shared.events.models import IncidentReported
 from shared.kafka import EventConsumer, HandlerTable, RecordPosition, create_producer
 from shared.messaging import Inbox, OutboxRelay
 from shared.settings import Settings
-from tests.integration.helpers import eventually, timeline_with
+from tests.integration.helpers import eventually, reported_event, timeline_with
 from tests.support import WebhookSink
 from tools.devrun import ServiceProcesses
 from tools.localinfra import Infrastructure
-
-
-def reported_event() -> CloudEvent:
-    incident_id = uuid.uuid4()
-    facts = IncidentFacts(
-        category="VIOLENCE",
-        phase="IN_PROGRESS",
-        township_code="150626102",
-        township_name="图克镇",
-        subjects=(Subject(id="SQJZ-1", name="赵某某"),),
-        location="图克镇",
-        summary="正在行凶",
-    )
-    data = IncidentReported(
-        incident_id=incident_id,
-        facts=facts,
-        reporter=Reporter(party="SFS:150626102", name="李明"),
-        reported_at=datetime.now(UTC),
-    )
-    return CloudEvent.new("intake", data, incident_id)
 
 
 async def test_same_event_delivered_twice_changes_nothing(

@@ -17,7 +17,7 @@ from shared.domain.directory import Directory
 from shared.kafka import RecordPosition
 from shared.settings import Settings
 from shared.staging import staged
-from tests.integration.test_exactly_once_effects import reported_event
+from tests.integration.helpers import reported_event
 from tests.support import statements_sent
 from tools.devrun import ServiceProcesses
 

@@ -39,7 +39,7 @@ from shared.events.models import NotificationDelivered
 from shared.pgnotify import Wakeup
 from shared.settings import ChannelLimits, Settings
 from tests.integration.helpers import eventually
-from tests.support import execute_sql, fetch_value, statements_sent
+from tests.support import execute_sql, fetch_rows, fetch_value, statements_sent
 
 Replica = Callable[..., Dispatcher]
 
@@ -115,29 +115,22 @@ async def due_delivery(settings: Settings, contacts: int = 1) -> UUID:
 
 
 async def lease_of(settings: Settings, delivery_id: UUID) -> tuple[datetime, UUID, str, int]:
-    connection = await asyncpg.connect(settings.plain_database_url)
-    try:
-        row = await connection.fetchrow(
-            "SELECT lease_until, lease_id, status, attempts FROM notification.deliveries"
-            " WHERE id = $1",
-            delivery_id,
-        )
-    finally:
-        await connection.close()
+    [row] = await fetch_rows(
+        settings,
+        "SELECT lease_until, lease_id, status, attempts FROM notification.deliveries WHERE id = $1",
+        delivery_id,
+    )
     return row["lease_until"], row["lease_id"], row["status"], row["attempts"]
 
 
 async def run_out_lease(settings: Settings, delivery_id: UUID) -> None:
     """As if every renewal had been missed: the lease ended a second ago."""
-    connection = await asyncpg.connect(settings.plain_database_url)
-    try:
-        await connection.execute(
-            "UPDATE notification.deliveries SET lease_until = now() - interval '1 second'"
-            " WHERE id = $1",
-            delivery_id,
-        )
-    finally:
-        await connection.close()
+    await execute_sql(
+        settings,
+        "UPDATE notification.deliveries SET lease_until = now() - interval '1 second'"
+        " WHERE id = $1",
+        delivery_id,
+    )
 
 
 async def test_a_send_in_flight_is_renewed_and_never_claimed_by_another_replica(
@@ -464,8 +457,4 @@ async def test_answers_that_come_together_are_recorded_together_each_as_if_alone
 
 
 async def states(settings: Settings, sql: str, ids: list[UUID]) -> dict[UUID, str]:
-    connection = await asyncpg.connect(settings.plain_database_url)
-    try:
-        return {row[0]: row[1] for row in await connection.fetch(sql, ids)}
-    finally:
-        await connection.close()
+    return {row[0]: row[1] for row in await fetch_rows(settings, sql, ids)}
