@@ -47,6 +47,13 @@ def sqlstate(error: DBAPIError) -> str | None:
     return str(code) if code is not None else None
 
 
+def lost_a_race(error: DBAPIError) -> bool:
+    """The statement was rolled back for another transaction's sake (a deadlock, a
+    serialization failure: SQLSTATE class 40): run on its own, it can run again as it was."""
+    code = sqlstate(error)
+    return code is not None and code.startswith("40")
+
+
 def database_unavailable(error: DBAPIError) -> bool:
     """The database, not the statement, failed: worth retrying as it is, never the caller's
     fault (consumers wait it out, REST answers 503)."""

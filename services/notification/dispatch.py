@@ -45,6 +45,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import Row, func, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notification.ack import AckSigner
@@ -54,7 +55,7 @@ from services.notification.metrics import NotificationMetrics
 from services.notification.models import deliveries, notifications
 from services.notification.status import NotificationKind, NotificationStatus
 from services.notification.templates import AlertTexts, Form, render_message
-from shared.db import single_statement
+from shared.db import lost_a_race, single_statement
 from shared.domain.directory import Contact, Directory
 from shared.events import CloudEvent
 from shared.events.models import (
@@ -337,6 +338,9 @@ def contacts_of(notification: Row) -> list[Contact]:
 # connections in a 30-second run at 30 incidents/s). One record is one statement: four at once
 # keep up with every channel's answers.
 RECORDING_CONNECTIONS = 4
+# How many times a record of deliveries runs when PostgreSQL rolls it back for another
+# transaction's sake (`_execute_delivered`).
+RECORD_RACES = 3
 
 
 class Dispatcher:
@@ -855,10 +859,7 @@ class Dispatcher:
     ) -> None:
         parameters = {**columns([answer for answer, _ in batch]), **self._record_settings()}
         try:
-            # Nothing follows the record of a delivery: one statement, atomic on its own, with
-            # no transaction around it.
-            async with single_statement(self._sessions) as connection:
-                rows = (await connection.execute(RECORD_DELIVERED, parameters)).all()
+            rows = await self._execute_delivered(parameters)
         except asyncio.CancelledError:
             # This writer is stopping: the answers go back, each for its own sender to write.
             self._delivered[:0] = [waiting for waiting in batch if not waiting[1].done()]
@@ -871,6 +872,22 @@ class Dispatcher:
         by_delivery = {row.delivery_id: row for row in rows}
         for answer, recorded in batch:
             recorded.set_result(by_delivery[answer["delivery_id"]])
+
+    async def _execute_delivered(self, parameters: dict[str, Any]) -> Sequence[Row]:
+        # Nothing follows the record of a delivery: one statement, atomic on its own, with no
+        # transaction around it. It locks the alerts of every answer, so it may meet a consumer's
+        # batch holding some of them in another order: PostgreSQL rolls one of the two back, and
+        # when that is this statement it runs again (unrecorded, each send would be sent anew).
+        runs = 1
+        while True:
+            try:
+                async with single_statement(self._sessions) as connection:
+                    return (await connection.execute(RECORD_DELIVERED, parameters)).all()
+            except DBAPIError as error:
+                if runs == RECORD_RACES or not lost_a_race(error):
+                    raise
+                runs += 1
+                log.info("a record of %d deliveries lost a race; again", len(parameters["now"]))
 
     async def _write_record(
         self, status: str, notification_id: UUID, delivery: Row, parameters: dict[str, Any]

@@ -458,3 +458,62 @@ async def test_answers_that_come_together_are_recorded_together_each_as_if_alone
 
 async def states(settings: Settings, sql: str, ids: list[UUID]) -> dict[UUID, str]:
     return {row[0]: row[1] for row in await fetch_rows(settings, sql, ids)}
+
+
+async def test_a_record_that_meets_a_batch_holding_its_alerts_in_another_order_runs_again(
+    private_settings: Settings, replica: Replica
+) -> None:
+    """Two deliveries answer together, and a consumer's batch holds the later alert of the two
+    and then asks for the earlier one, which the record holds: a deadlock. PostgreSQL rolls
+    the record back (it waited first); the record runs again once the batch commits, and each
+    delivery is recorded once, never sent anew."""
+    channel = AnsweringTogether()
+    dispatcher = replica(private_settings, None, {"file": channel})
+    deliveries = [await due_delivery(private_settings) for _ in range(2)]
+    first, later = sorted(
+        row["notification_id"]
+        for row in await fetch_rows(
+            private_settings,
+            "SELECT notification_id FROM notification.deliveries WHERE id = ANY($1)",
+            deliveries,
+        )
+    )
+    running = asyncio.create_task(dispatcher.run())
+    batch = await asyncpg.connect(private_settings.plain_database_url)
+    try:
+        await eventually(lambda: asyncio.sleep(0, channel.waiting), lambda n: n == 2)
+        transaction = batch.transaction()
+        await transaction.start()
+        lock = "SELECT id FROM notification.notifications WHERE id = $1 FOR UPDATE"
+        await batch.execute(lock, later)
+        channel.gate.set()
+
+        async def record_waiting() -> int:
+            return int(
+                await fetch_value(
+                    private_settings,
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE 'WITH answer AS%'",
+                )
+            )
+
+        await eventually(record_waiting, lambda waiting: waiting == 1)
+        await batch.execute(lock, first)  # the deadlock: PostgreSQL ends the record's wait
+        await transaction.commit()
+        await eventually(
+            lambda: recorded_count(private_settings, deliveries), lambda done: done == 2
+        )
+    finally:
+        await batch.close()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    outcomes = await states(
+        private_settings,
+        "SELECT d.id, d.status || ' ' || count(a.id) FROM notification.deliveries AS d"
+        " JOIN notification.attempts AS a ON a.delivery_id = d.id WHERE d.id = ANY($1)"
+        " GROUP BY d.id",
+        deliveries,
+    )
+    assert outcomes == dict.fromkeys(deliveries, "DELIVERED 1")
+    assert channel.waiting == 2  # each sent once
