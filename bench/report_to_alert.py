@@ -456,7 +456,7 @@ class MemoryWatch:
 
 # The production overlay's settings, of which the bench takes the tracing ones.
 PRODUCTION_OVERLAY = REPOSITORY_ROOT / "deploy" / "k8s" / "overlays" / "prod" / "kustomization.yaml"
-TRACING_SETTINGS = ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
+TRACING_SETTINGS = ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "TRACES_RESERVOIR_PER_SECOND")
 
 
 def production_tracing(collector: str) -> dict[str, str]:

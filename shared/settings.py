@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = None
     # Spans as JSON lines in a file: lets tests see one trace across every process.
     otel_traces_file: Path | None = None
+    # The first this many traces begun in a process each second are kept whatever
+    # OTEL_TRACES_SAMPLER says; beyond them it decides (shared.telemetry.ReservoirFirst). 0: off.
+    traces_reservoir_per_second: float = Field(default=0.0, ge=0)
     log_json: bool = True
     # SIGTERM: finish the records in hand, commit, publish the outbox, flush spans, within this.
     shutdown_grace_seconds: float = Field(default=20.0, gt=0)

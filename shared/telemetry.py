@@ -4,12 +4,15 @@ off at no cost. One trace follows an incident from the REST call through every t
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -19,7 +22,16 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 
+from shared.limits import TokenBuckets
 from shared.settings import Settings
 
 # No server spans for these: health probes, and the console's trace receiver (a span of each
@@ -45,16 +57,77 @@ class JsonLinesSpanExporter(SpanExporter):
         return None
 
 
+class ReservoirFirst(Sampler):
+    """The first `per_second` traces begun here each second are kept; beyond them `otherwise`
+    decides. A quiet county keeps every incident's trace; at a disaster's rates the traces kept
+    stay about as many as a quiet day's, plus `otherwise`'s share (a ratio), and their cost
+    stops growing with the load. Decides roots only: under `ParentBased`, a span with a parent
+    follows the decision made where its trace began, in every service."""
+
+    def __init__(
+        self, per_second: float, otherwise: Sampler, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._reservoir = TokenBuckets(
+            rate=per_second, burst=max(1, math.ceil(per_second)), clock=clock, capacity=1
+        )
+        self._otherwise = otherwise
+        # Spans begin on the event loop and in worker threads alike.
+        self._lock = threading.Lock()
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        with self._lock:
+            kept = self._reservoir.take("roots") == 0.0
+        if kept:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+        return self._otherwise.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return (
+            f"ReservoirFirst{{{self._reservoir.rate}/s, then {self._otherwise.get_description()}}}"
+        )
+
+
+def with_reservoir(sampler: Sampler, per_second: float) -> Sampler:
+    """`sampler` (the SDK's, from `OTEL_TRACES_SAMPLER`) with the first `per_second` roots of
+    each second kept before it decides (`ReservoirFirst`); itself when `per_second` is 0."""
+    if per_second <= 0:
+        return sampler
+    return ParentBased(root=ReservoirFirst(per_second, otherwise=sampler))
+
+
 def configure_tracing(
     settings: Settings, service: str, exporters: Sequence[SpanExporter] = ()
 ) -> TracerProvider | None:
     """Install a tracer provider when export is configured (or `exporters` are given: a
     process that keeps its own spans); None (and no cost) otherwise."""
+    provider = tracer_provider(settings, service, exporters)
+    if provider is not None:
+        trace.set_tracer_provider(provider)
+    return provider
+
+
+def tracer_provider(
+    settings: Settings, service: str, exporters: Sequence[SpanExporter] = ()
+) -> TracerProvider | None:
+    """The provider `configure_tracing` installs, or None when nothing would receive spans."""
     if not settings.otel_exporter_otlp_endpoint and not settings.otel_traces_file and not exporters:
         return None
     provider = TracerProvider(
         resource=Resource.create({"service.name": settings.otel_service_name or service})
     )
+    # Before any tracer is made: each takes the provider's sampler as it is then.
+    provider.sampler = with_reservoir(provider.sampler, settings.traces_reservoir_per_second)
     if settings.otel_exporter_otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -65,7 +138,6 @@ def configure_tracing(
         provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(path)))
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
     return provider
 
 

@@ -24,11 +24,16 @@ from shared.kafka import HandlerTable, on_data
 
 
 def trace_id_of(event: CloudEvent) -> str | None:
-    """The trace id of W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), if carried."""
+    """The trace id of W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), if carried and
+    its trace kept (the flags' sampled bit): a trace the sampler dropped is nowhere to link to."""
     parts = event.trace_headers.get("traceparent", "").split("-")
-    if len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32:
-        return parts[1]
-    return None
+    if len(parts) != 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
+        return None
+    try:
+        sampled = int(parts[3], 16) & 0x01
+    except ValueError:
+        return None
+    return parts[1] if sampled else None
 
 
 async def place_reported(session: AsyncSession, event: CloudEvent, data: IncidentReported) -> None:

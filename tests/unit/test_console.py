@@ -152,6 +152,9 @@ def test_the_trace_of_an_event_is_read_from_its_traceparent() -> None:
     assert trace_id_of(event({"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})) == trace
     assert trace_id_of(event({})) is None
     assert trace_id_of(event({"traceparent": f"00-{'0' * 32}-00f067aa0ba902b7-01"})) is None
+    # A trace the sampler dropped (flags 00) has nothing to show.
+    assert trace_id_of(event({"traceparent": f"00-{trace}-00f067aa0ba902b7-00"})) is None
+    assert trace_id_of(event({"traceparent": f"00-{trace}-00f067aa0ba902b7-zz"})) is None
 
 
 # --- login -------------------------------------------------------------------------------------
