@@ -77,11 +77,6 @@ def service_metadata(schema: str) -> MetaData:
 def create_engine(
     settings: Settings, *, pool_size: int | None = None, application_name: str | None = None
 ) -> AsyncEngine:
-    server_settings = session_limits(settings)
-    if application_name:
-        # Names the service in pg_stat_activity and in the server's log (`%a`), so an
-        # operator can tell whose connection holds a lock or runs a slow statement.
-        server_settings["application_name"] = application_name
     return create_async_engine(
         settings.async_database_url,
         # A fixed pool (DATABASE_POOL_SIZE): connections are kept, not opened for a burst and
@@ -95,8 +90,18 @@ def create_engine(
         pool_pre_ping=False,
         # No statement or idle transaction holds a connection (and its locks) without end: a
         # runaway query is cancelled (SQLSTATE 57014, answered as unavailable: 503, retry).
-        connect_args={"server_settings": server_settings},
+        connect_args={"server_settings": connection_settings(settings, application_name)},
     )
+
+
+def connection_settings(settings: Settings, application_name: str | None) -> dict[str, str]:
+    """PostgreSQL settings of a service's connection: its limits, and its name."""
+    server_settings = session_limits(settings)
+    if application_name:
+        # Names the service in pg_stat_activity and in the server's log (`%a`), so an
+        # operator can tell whose connection holds a lock or runs a slow statement.
+        server_settings["application_name"] = application_name
+    return server_settings
 
 
 def session_limits(settings: Settings) -> dict[str, str]:

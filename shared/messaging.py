@@ -29,6 +29,7 @@ from functools import cached_property
 from typing import Any, Protocol
 from uuid import UUID as UUIDValue
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 from opentelemetry import trace
@@ -43,7 +44,6 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
-    Row,
     SmallInteger,
     String,
     Table,
@@ -68,11 +68,38 @@ tracer = trace.get_tracer(__name__)
 # Rows are spread over shards by key; one relay at a time holds a shard (advisory lock), so
 # events of one incident leave in the order they were written while replicas share the work.
 OUTBOX_SHARDS = 16
-# The shards free to this relay, locked as they are found (an InitPlan: evaluated once).
-HELD_SHARDS = text(
-    "shard = ANY(ARRAY(SELECT held FROM generate_series(0, :last) AS held"
-    " WHERE pg_try_advisory_xact_lock(:space, held)))"
-)
+# A relay holds the shards it takes as session-level locks on its own connection, a lease it
+# gives up after a pass once it is this old, so that other replicas may take some. A pass
+# then needs no transaction of its own: it reads its rows and marks them sent, two
+# statements, where a transaction holding the shards needed four.
+LEASE_SECONDS = 1.0
+
+
+def unsent_of_held_shards(schema: str) -> str:
+    """A relay's oldest unsent rows of the shards it holds or can take ($1 the last shard, $2
+    the relay's lock space, $3 how many). The shards free to it are locked as they are found
+    (an InitPlan: evaluated once); one it holds already is taken once more (session locks
+    count), and all are given up together. The statement's snapshot is taken before the locks:
+    a row another relay sent and marked meanwhile still looks unsent to it, but FOR UPDATE
+    reads the row's latest version and checks it again, so that row is skipped, not sent
+    twice."""
+    return (
+        f'SELECT id, topic, key, headers::text AS headers, payload FROM "{schema}".outbox'
+        " WHERE published_at IS NULL AND shard = ANY(ARRAY(SELECT held"
+        " FROM generate_series(0, $1::int) AS held WHERE pg_try_advisory_lock($2::int, held)))"
+        " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"
+    )
+
+
+def mark_sent(schema: str) -> str:
+    """Rows sent ($1 their ids), where the broker put them ($2 partitions, $3 offsets) and the
+    broker's cluster id ($4)."""
+    return (
+        f'UPDATE "{schema}".outbox AS o SET published_at = now(),'
+        ' "partition" = r.at_partition, "offset" = r.at_offset, cluster_id = $4'
+        " FROM unnest($1::bigint[], $2::smallint[], $3::bigint[])"
+        " AS r(id, at_partition, at_offset) WHERE o.id = r.id"
+    )
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -389,15 +416,24 @@ class OutboxRelay:
         batch_size: int = 200,
         published: Counter | None = None,
         broker_check: BrokerCheck | None = None,
+        server_settings: Mapping[str, str] | None = None,
     ) -> None:
         self._outbox = outbox
         self._sessions = sessions
         self._producer = producer
         self._poll_interval = poll_interval
         self._batch_size = batch_size
-        self._wakeup = Wakeup(listen_dsn, notify_channel(outbox.schema))
+        # The relay's own connection: it listens there, and holds its shards and runs its
+        # passes on it (`server_settings`: as the service's other connections).
+        self._wakeup = Wakeup(listen_dsn, notify_channel(outbox.schema), server_settings)
         self._lock_space = zlib.crc32(f"outbox:{outbox.schema}".encode()) & 0x7FFFFFFF
         self._published = published
+        schema = outbox.schema
+        self._read_unsent = unsent_of_held_shards(schema)
+        self._mark_sent = mark_sent(schema)
+        # Whether a pass took shards since the relay last gave them up, and when.
+        self._leased_at = time.monotonic()
+        self._holding = False
         self._probe = broker_check.probe if broker_check is not None else None
         self._broker = BrokerMemory(broker_check.every if broker_check is not None else 0.0)
         self._republished = broker_check.republished if broker_check is not None else None
@@ -411,17 +447,38 @@ class OutboxRelay:
                 published = await self.publish_batch()
                 backoff = 0.2
                 if published < self._batch_size and not self._broker.check_due:
-                    await self._wakeup.wait(self._poll_interval)
+                    await self._wait_for_rows()
             except asyncio.CancelledError:
-                await self._wakeup.close()
+                await self.close()
                 raise
             except Exception:
                 log.exception("outbox relay of %s failed; retrying", self._outbox.schema)
                 # Whatever failed, the broker may be another one when it answers again.
                 self._broker.check_due = True
-                await self._wakeup.close()
+                await self.close()
                 await asyncio.sleep(backoff + random.random() * backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _wait_for_rows(self) -> None:
+        """Until a NOTIFY or the poll. Shards taken are given up when their lease ends, also
+        while the relay waits: a replica's broker check waits for every shard."""
+        if self._holding:
+            lease_left = LEASE_SECONDS - (time.monotonic() - self._leased_at)
+            if lease_left < self._poll_interval:
+                if await self._wakeup.wait(max(lease_left, 0.0)):
+                    return
+                await self._give_up_shards(await self._wakeup.connection())
+        await self._wakeup.wait(self._poll_interval)
+
+    async def _give_up_shards(self, connection: asyncpg.Connection) -> None:
+        await connection.execute("SELECT pg_advisory_unlock_all()")
+        self._leased_at = time.monotonic()
+        self._holding = False
+
+    async def close(self) -> None:
+        """Close the relay's connection: its shards are free at once."""
+        await self._wakeup.close()
+        self._holding = False
 
     async def check_broker(self) -> int:
         """Compare what the outbox recorded with what the broker holds; queue what it lost to be
@@ -431,6 +488,8 @@ class OutboxRelay:
             raise RuntimeError("a relay without a broker probe cannot check the broker")
         table = self._outbox.table
         cluster_id = await self._probe.cluster_id()
+        # Its own lease would stand in the way of the locks below, taken on another connection.
+        await self._give_up_shards(await self._wakeup.connection())
         async with self._sessions() as session, session.begin():
             await session.execute(
                 text(
@@ -547,83 +606,76 @@ class OutboxRelay:
         )
 
     async def publish_batch(self) -> int:
-        """Publish up to one batch from the shards this relay can lock; returns rows sent."""
-        table = self._outbox.table
-        async with self._sessions() as session, session.begin():
-            # The shards this relay can lock and their oldest rows, in one statement. Its
-            # snapshot is taken before the locks: a row another relay published and committed
-            # meanwhile still looks unsent to it, but FOR UPDATE reads the row's latest version
-            # and checks it again, so that row is skipped, not sent twice.
-            rows = (
-                await session.execute(
-                    select(table.c.id, table.c.topic, table.c.key, table.c.headers, table.c.payload)
-                    .where(table.c.published_at.is_(None), HELD_SHARDS)
-                    .order_by(table.c.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True),
-                    {"last": OUTBOX_SHARDS - 1, "space": self._lock_space},
-                )
-            ).all()
-            if not rows:
-                return 0
-            if not await self._same_broker():
-                return 0  # the rows wait for `check_broker`: the ones it loses go first
-            deliveries = [await self._send(row) for row in rows]
-            placed: list[RecordMetadata] = await asyncio.gather(*deliveries)
-            records = [
-                (row.topic, meta.partition, meta.offset)
-                for row, meta in zip(rows, placed, strict=True)
+        """Publish up to one batch from the shards this relay holds or can take; returns rows
+        sent. The relay's own connection (its LISTEN's) holds the shards: the rows are read
+        and marked sent in two statements, each its own transaction."""
+        connection = await self._wakeup.connection()
+        sent = await self._publish_from(connection)
+        if time.monotonic() - self._leased_at >= LEASE_SECONDS:
+            await self._give_up_shards(connection)
+        return sent
+
+    async def _publish_from(self, connection: asyncpg.Connection) -> int:
+        if not self._holding:
+            self._leased_at = time.monotonic()  # the shards it takes now are a new lease
+            self._holding = True
+        rows = await connection.fetch(
+            self._read_unsent, OUTBOX_SHARDS - 1, self._lock_space, self._batch_size
+        )
+        if not rows:
+            return 0
+        if not await self._same_broker():
+            return 0  # the rows wait for `check_broker`: the ones it loses go first
+        deliveries = [await self._send(row) for row in rows]
+        placed: list[RecordMetadata] = await asyncio.gather(*deliveries)
+        records = [
+            (row["topic"], meta.partition, meta.offset)
+            for row, meta in zip(rows, placed, strict=True)
+        ]
+        gone_back = offsets_gone_back(self._broker.highest, records)
+        if gone_back and self._broker.cluster_id is not None:
+            # Found out by sending: the rows it lost go again after this batch.
+            lost = [
+                Forgotten(self._broker.cluster_id, topic, partition, offset)
+                for (topic, partition), offset in sorted(gone_back.items())
             ]
-            gone_back = offsets_gone_back(self._broker.highest, records)
-            if gone_back and self._broker.cluster_id is not None:
-                # Found out by sending: the rows it lost go again after this batch.
-                lost = [
-                    Forgotten(self._broker.cluster_id, topic, partition, offset)
-                    for (topic, partition), offset in sorted(gone_back.items())
-                ]
+            async with self._sessions() as session, session.begin():
                 queued = await self._queue_again(session, lost)
-                if queued:
-                    self._said_lost(queued, lost, self._broker.cluster_id)
-                self._broker.check_due = True
-            await session.execute(
-                text(
-                    f'UPDATE "{self._outbox.schema}".{table.name} AS o SET published_at = now(), '
-                    '"partition" = r.at_partition, "offset" = r.at_offset, '
-                    "cluster_id = :cluster_id FROM unnest(CAST(:ids AS bigint[]), "
-                    "CAST(:partitions AS smallint[]), CAST(:offsets AS bigint[])) "
-                    "AS r(id, at_partition, at_offset) WHERE o.id = r.id"
-                ),
-                {
-                    "ids": [row.id for row in rows],
-                    "partitions": [meta.partition for meta in placed],
-                    "offsets": [meta.offset for meta in placed],
-                    "cluster_id": self._broker.cluster_id,
-                },
-            )
-            self._broker.placed(records)
+            if queued:
+                self._said_lost(queued, lost, self._broker.cluster_id)
+            self._broker.check_due = True
+        await connection.execute(
+            self._mark_sent,
+            [row["id"] for row in rows],
+            [meta.partition for meta in placed],
+            [meta.offset for meta in placed],
+            self._broker.cluster_id,
+        )
+        self._broker.placed(records)
         if self._published is not None:
             self._published.inc(len(rows))
         return len(rows)
 
-    async def _send(self, row: Row[*tuple[Any, ...]]) -> asyncio.Future[Any]:
+    async def _send(self, row: asyncpg.Record) -> asyncio.Future[Any]:
         """Queue one record; a PRODUCER span, child of the writer's, travels in its headers."""
-        headers = dict(row.headers)
+        headers = json.loads(row["headers"])
+        topic, key = row["topic"], row["key"]
         with tracer.start_as_current_span(
-            f"{row.topic} publish",
+            f"{topic} publish",
             context=extract(headers),
             kind=SpanKind.PRODUCER,
             attributes={
                 "messaging.system": "kafka",
-                "messaging.destination.name": row.topic,
+                "messaging.destination.name": topic,
                 "messaging.message.id": headers.get("ce_id", ""),
-                "incident.id": row.key,
+                "incident.id": key,
             },
         ):
             inject(headers)
             delivered: asyncio.Future[Any] = await self._producer.send(
-                row.topic,
-                value=row.payload,
-                key=row.key.encode(),
+                topic,
+                value=row["payload"],
+                key=key.encode(),
                 headers=[(name, value.encode()) for name, value in headers.items()],
             )
             return delivered

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,9 +20,12 @@ class Wakeup:
     is only a fallback, and may be long: an idle worker then sleeps.
     """
 
-    def __init__(self, dsn: str, channel: str) -> None:
+    def __init__(
+        self, dsn: str, channel: str, server_settings: Mapping[str, str] | None = None
+    ) -> None:
         self._dsn = dsn
         self._channel = channel
+        self._server_settings = dict(server_settings or {})
         self._event = asyncio.Event()
         self._connection: asyncpg.Connection | None = None
 
@@ -38,6 +42,13 @@ class Wakeup:
                 pass
         self._event.clear()
         return woken
+
+    async def connection(self) -> asyncpg.Connection:
+        """The listening connection, for a worker's own statements between its waits: what it
+        holds there (session-level locks) it loses with the connection, which wakes it."""
+        await self._ensure_listening()
+        assert self._connection is not None
+        return self._connection
 
     def clear(self) -> None:
         """Forget the wakes so far: the waiter is about to look at what they announced."""
@@ -57,7 +68,7 @@ class Wakeup:
         if self._connection is not None and not self._connection.is_closed():
             return
         await self.close()
-        self._connection = await asyncpg.connect(self._dsn)
+        self._connection = await asyncpg.connect(self._dsn, server_settings=self._server_settings)
         await self._connection.add_listener(self._channel, lambda *_: self._event.set())
         self._connection.add_termination_listener(lambda *_: self._event.set())
         # Anything written while we were not listening is picked up by the caller's next pass.

@@ -26,7 +26,13 @@ from sqlalchemy import MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import TokenVerifier, authenticate
-from shared.db import create_engine, create_session_factory, migrate, migration_head
+from shared.db import (
+    connection_settings,
+    create_engine,
+    create_session_factory,
+    migrate,
+    migration_head,
+)
 from shared.kafka import EventConsumer, HandlerTable, KafkaBrokerProbe, create_producer
 from shared.limits import RequestLimitsMiddleware
 from shared.messaging import (
@@ -162,6 +168,7 @@ class ServiceRuntime:
                 self.settings.outbox_broker_check_seconds,
                 self.metrics.outbox_republished,
             ),
+            server_settings=connection_settings(self.settings, self.service),
         )
         self._worker_tasks.append(_spawn("outbox-relay", self.relay.run))
         purge = RetentionPurge(
@@ -213,6 +220,8 @@ class ServiceRuntime:
             async with asyncio.timeout(self._left(deadline, 0.3)):
                 while await self.relay.publish_batch():
                     pass
+        with contextlib.suppress(Exception):
+            await self.relay.close()
         with contextlib.suppress(Exception):
             await self.producer.stop()
         await self.broker_probe.close()

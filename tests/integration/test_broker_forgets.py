@@ -97,6 +97,7 @@ async def test_a_broker_restarted_empty_gets_every_retained_row_again_in_order(
             pass
         assert await relay.check_broker() == 0
     finally:
+        await relay.close()
         await producer.stop()
         await probe.close()
     assert await read_back(own_broker.bootstrap_servers, 30) == [str(e.id) for e in staged]

@@ -100,6 +100,7 @@ async def test_outbox_relay_publishes_in_order_and_marks_sent(
         assert await relay.publish_batch() == 0
         assert await relay.backlog() == 0
     finally:
+        await relay.close()
         await producer.stop()
     assert set(sent_to) == {topics.INCIDENTS}
 
@@ -158,6 +159,7 @@ async def test_a_shard_another_relay_holds_is_left_to_it(
         assert await relay.publish_batch() == waiting
         assert await relay.backlog() == 0
     finally:
+        await relay.close()
         await other_relay.close()
         await producer.stop()
 

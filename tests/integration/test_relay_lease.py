@@ -1,0 +1,178 @@
+"""The outbox relay holds its shards as a lease on its own connection (`shared.messaging`): a pass
+is two statements, the shards stay its own between passes, and it gives them up when the lease
+ends, when it checks the broker and when it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from shared import messaging, pgnotify
+from shared.kafka import create_producer
+from shared.messaging import OUTBOX_SHARDS, OutboxRelay
+from shared.settings import Settings
+from tests.integration.helpers import PATIENCE_SECONDS, eventually, reported_event
+
+
+@pytest.fixture
+async def scratch_producer(infra_settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer whose records all go to a topic of this test's own."""
+    producer = create_producer(infra_settings, "test-relay-lease")
+    await producer.start()
+    original_send = producer.send
+    topic = f"scratch.{uuid.uuid4().hex[:8]}"
+
+    async def send_to_scratch(_topic: str, **kwargs: Any) -> Any:
+        return await original_send(topic, **kwargs)
+
+    producer.send = send_to_scratch  # type: ignore[method-assign]
+    yield producer
+    await producer.stop()
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement run on a relay's own connection, in order."""
+    seen: list[str] = []
+    connect = asyncpg.connect
+
+    async def logged_connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+        connection = await connect(*args, **kwargs)
+        connection.add_query_logger(lambda record: seen.append(record.query))
+        return connection
+
+    monkeypatch.setattr(pgnotify.asyncpg, "connect", logged_connect)
+    return seen
+
+
+async def free_shards(dsn: str, space: int) -> list[int]:
+    """The shards another relay could take now (taken and given back at once)."""
+    other = await asyncpg.connect(dsn)
+    try:
+        free = []
+        for shard in range(OUTBOX_SHARDS):
+            if await other.fetchval("SELECT pg_try_advisory_lock($1, $2)", space, shard):
+                free.append(shard)
+                await other.execute("SELECT pg_advisory_unlock($1, $2)", space, shard)
+        return free
+    finally:
+        await other.close()
+
+
+async def test_a_pass_is_two_statements_and_the_shards_stay_the_relays_until_the_lease_ends(
+    infra_settings: Settings,
+    scratch_schema: Any,
+    scratch_producer: AIOKafkaProducer,
+    statements: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sessions, outbox, _ = scratch_schema
+    dsn = infra_settings.plain_database_url
+    monkeypatch.setattr(messaging, "LEASE_SECONDS", 3600.0)
+    async with sessions() as session, session.begin():
+        await outbox.add(session, *(reported_event() for _ in range(6)))
+    relay = OutboxRelay(outbox, sessions, scratch_producer, dsn)
+    try:
+        assert await relay.publish_batch() == 6
+        # Past the connection's first pass (the driver asks once about the types it meets):
+        async with sessions() as session, session.begin():
+            await outbox.add(session, *(reported_event() for _ in range(3)))
+        statements.clear()
+        assert await relay.publish_batch() == 3
+        await asyncio.sleep(0)  # the driver hands a statement to its loggers on the next turn
+        assert len(statements) == 2, statements
+        assert "pg_try_advisory_lock" in statements[0] and "FOR UPDATE" in statements[0]
+        assert statements[1].startswith("UPDATE")
+        assert await relay.backlog() == 0
+
+        # Between passes no other relay can take a shard; a pass with nothing to send is one
+        # statement.
+        assert await free_shards(dsn, relay._lock_space) == []
+        statements.clear()
+        assert await relay.publish_batch() == 0
+        await asyncio.sleep(0)
+        assert len(statements) == 1
+        assert await free_shards(dsn, relay._lock_space) == []
+
+        # The lease ended: the pass gives every shard up, however often it took them.
+        monkeypatch.setattr(messaging, "LEASE_SECONDS", 0.0)
+        assert await relay.publish_batch() == 0
+        assert await free_shards(dsn, relay._lock_space) == list(range(OUTBOX_SHARDS))
+
+        # Rows written later go with the next pass, which takes the shards again.
+        async with sessions() as session, session.begin():
+            await outbox.add(session, reported_event())
+        monkeypatch.setattr(messaging, "LEASE_SECONDS", 3600.0)
+        assert await relay.publish_batch() == 1
+        assert await free_shards(dsn, relay._lock_space) == []
+    finally:
+        await relay.close()
+    assert await free_shards(dsn, relay._lock_space) == list(range(OUTBOX_SHARDS))
+
+
+async def test_a_relay_that_waits_gives_up_its_shards_when_the_lease_ends(
+    infra_settings: Settings,
+    scratch_schema: Any,
+    scratch_producer: AIOKafkaProducer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A quiet relay does not keep its shards until its next poll: another replica's broker
+    check needs every one."""
+    sessions, outbox, _ = scratch_schema
+    dsn = infra_settings.plain_database_url
+    monkeypatch.setattr(messaging, "LEASE_SECONDS", 3600.0)
+    relay = OutboxRelay(outbox, sessions, scratch_producer, dsn, poll_interval=3600.0)
+    try:
+        assert await relay.publish_batch() == 0
+        assert await free_shards(dsn, relay._lock_space) == []
+        monkeypatch.setattr(messaging, "LEASE_SECONDS", 0.0)
+        relay._wakeup.clear()  # the connection's first wake-up is spent: nothing is announced
+        waiting = asyncio.create_task(relay._wait_for_rows())
+        everything = list(range(OUTBOX_SHARDS))
+        await eventually(lambda: free_shards(dsn, relay._lock_space), lambda f: f == everything)
+        assert not waiting.done()
+        # Still waiting, now for a NOTIFY: the outbox's next rows bring one.
+        async with sessions() as session, session.begin():
+            await outbox.add(session, reported_event())
+        await asyncio.wait_for(waiting, PATIENCE_SECONDS)
+        assert await relay.publish_batch() == 1
+    finally:
+        await relay.close()
+
+
+async def test_the_broker_check_is_not_held_up_by_the_relays_own_lease(
+    infra_settings: Settings,
+    scratch_schema: Any,
+    scratch_producer: AIOKafkaProducer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check locks every shard on another connection: the relay's lease, held on its own,
+    would make it wait for ever."""
+    from shared.kafka import KafkaBrokerProbe
+    from shared.messaging import BrokerCheck
+
+    sessions, outbox, _ = scratch_schema
+    monkeypatch.setattr(messaging, "LEASE_SECONDS", 3600.0)
+    probe = KafkaBrokerProbe(infra_settings, "test-relay-lease")
+    relay = OutboxRelay(
+        outbox,
+        sessions,
+        scratch_producer,
+        infra_settings.plain_database_url,
+        broker_check=BrokerCheck(probe),
+    )
+    try:
+        async with sessions() as session, session.begin():
+            await outbox.add(session, reported_event())
+        assert await relay.publish_batch() == 1
+        assert await relay.check_broker() == 0
+        assert await relay.publish_batch() == 0
+    finally:
+        await relay.close()
+        await probe.close()
