@@ -73,21 +73,21 @@ OUTBOX_SHARDS = 16
 # then needs no transaction of its own: it reads its rows and marks them sent, two
 # statements, where a transaction holding the shards needed four.
 LEASE_SECONDS = 1.0
+# The shards free to a relay ($1 the last shard, $2 the relay's lock space), locked as found.
+TAKE_SHARDS = (
+    "SELECT ARRAY(SELECT shard FROM generate_series(0, $1::int) AS shard"
+    " WHERE pg_try_advisory_lock($2::int, shard))"
+)
+GIVE_UP_SHARDS = "SELECT pg_advisory_unlock_all()"
 
 
-def unsent_of_held_shards(schema: str) -> str:
-    """A relay's oldest unsent rows of the shards it holds or can take ($1 the last shard, $2
-    the relay's lock space, $3 how many). The shards free to it are locked as they are found
-    (an InitPlan: evaluated once); one it holds already is taken once more (session locks
-    count), and all are given up together. The statement's snapshot is taken before the locks:
-    a row another relay sent and marked meanwhile still looks unsent to it, but FOR UPDATE
-    reads the row's latest version and checks it again, so that row is skipped, not sent
-    twice."""
+def unsent_of(schema: str) -> str:
+    """The oldest unsent rows of the shards a relay holds ($1), as many as $2. The shards were
+    taken before this statement's snapshot: the rows another relay sent from them before it
+    gave them up show as sent."""
     return (
         f'SELECT id, topic, key, headers::text AS headers, payload FROM "{schema}".outbox'
-        " WHERE published_at IS NULL AND shard = ANY(ARRAY(SELECT held"
-        " FROM generate_series(0, $1::int) AS held WHERE pg_try_advisory_lock($2::int, held)))"
-        " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED"
+        " WHERE published_at IS NULL AND shard = ANY($1::smallint[]) ORDER BY id LIMIT $2"
     )
 
 
@@ -429,11 +429,12 @@ class OutboxRelay:
         self._lock_space = zlib.crc32(f"outbox:{outbox.schema}".encode()) & 0x7FFFFFFF
         self._published = published
         schema = outbox.schema
-        self._read_unsent = unsent_of_held_shards(schema)
+        self._read_unsent = unsent_of(schema)
         self._mark_sent = mark_sent(schema)
-        # Whether a pass took shards since the relay last gave them up, and when.
+        # The shards of the relay's lease, the connection that holds them, and since when.
+        self._held: list[int] = []
+        self._lease_connection: asyncpg.Connection | None = None
         self._leased_at = time.monotonic()
-        self._holding = False
         self._probe = broker_check.probe if broker_check is not None else None
         self._broker = BrokerMemory(broker_check.every if broker_check is not None else 0.0)
         self._republished = broker_check.republished if broker_check is not None else None
@@ -462,7 +463,7 @@ class OutboxRelay:
     async def _wait_for_rows(self) -> None:
         """Until a NOTIFY or the poll. Shards taken are given up when their lease ends, also
         while the relay waits: a replica's broker check waits for every shard."""
-        if self._holding:
+        if self._held:
             lease_left = LEASE_SECONDS - (time.monotonic() - self._leased_at)
             if lease_left < self._poll_interval:
                 if await self._wakeup.wait(max(lease_left, 0.0)):
@@ -470,15 +471,26 @@ class OutboxRelay:
                 await self._give_up_shards(await self._wakeup.connection())
         await self._wakeup.wait(self._poll_interval)
 
+    async def _lease(self, connection: asyncpg.Connection) -> list[int]:
+        """The shards the relay holds on `connection`; when it holds none there, those it can
+        take now (a connection that was lost took its locks with it)."""
+        if connection is not self._lease_connection:
+            self._held, self._lease_connection = [], connection
+        if not self._held:
+            self._held = list(
+                await connection.fetchval(TAKE_SHARDS, OUTBOX_SHARDS - 1, self._lock_space)
+            )
+            self._leased_at = time.monotonic()
+        return self._held
+
     async def _give_up_shards(self, connection: asyncpg.Connection) -> None:
-        await connection.execute("SELECT pg_advisory_unlock_all()")
-        self._leased_at = time.monotonic()
-        self._holding = False
+        await connection.execute(GIVE_UP_SHARDS)
+        self._held = []
 
     async def close(self) -> None:
         """Close the relay's connection: its shards are free at once."""
         await self._wakeup.close()
-        self._holding = False
+        self._held, self._lease_connection = [], None
 
     async def check_broker(self) -> int:
         """Compare what the outbox recorded with what the broker holds; queue what it lost to be
@@ -606,22 +618,18 @@ class OutboxRelay:
         )
 
     async def publish_batch(self) -> int:
-        """Publish up to one batch from the shards this relay holds or can take; returns rows
-        sent. The relay's own connection (its LISTEN's) holds the shards: the rows are read
-        and marked sent in two statements, each its own transaction."""
+        """Publish up to one batch from the shards of this relay's lease; returns rows sent.
+        The relay's own connection (its LISTEN's) holds the shards: the rows are read and
+        marked sent in two statements, each its own transaction."""
         connection = await self._wakeup.connection()
-        sent = await self._publish_from(connection)
-        if time.monotonic() - self._leased_at >= LEASE_SECONDS:
+        held = await self._lease(connection)
+        sent = await self._publish_from(connection, held) if held else 0
+        if held and time.monotonic() - self._leased_at >= LEASE_SECONDS:
             await self._give_up_shards(connection)
         return sent
 
-    async def _publish_from(self, connection: asyncpg.Connection) -> int:
-        if not self._holding:
-            self._leased_at = time.monotonic()  # the shards it takes now are a new lease
-            self._holding = True
-        rows = await connection.fetch(
-            self._read_unsent, OUTBOX_SHARDS - 1, self._lock_space, self._batch_size
-        )
+    async def _publish_from(self, connection: asyncpg.Connection, held: list[int]) -> int:
+        rows = await connection.fetch(self._read_unsent, held, self._batch_size)
         if not rows:
             return 0
         if not await self._same_broker():

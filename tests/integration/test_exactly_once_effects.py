@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from shared import messaging
 from shared.db import create_engine
 from shared.events import CloudEvent, topics
 from shared.events.models import IncidentReported
@@ -123,10 +124,11 @@ async def test_outbox_relay_publishes_in_order_and_marks_sent(
 
 
 async def test_a_shard_another_relay_holds_is_left_to_it(
-    infra_settings: Settings, scratch_schema
+    infra_settings: Settings, scratch_schema, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The relay locks the shards it finds free in the statement that reads their rows: the
-    rows of a shard held elsewhere wait for it, the others go."""
+    """The relay takes the shards it finds free: the rows of a shard held elsewhere wait for
+    it, the others go. Once that shard is free, the relay's next lease takes it."""
+    monkeypatch.setattr(messaging, "LEASE_SECONDS", 0.0)  # each pass a lease of its own
     sessions, outbox, _ = scratch_schema
     topic = f"scratch.{uuid.uuid4().hex[:8]}"
     events = [reported_event() for _ in range(8)]
