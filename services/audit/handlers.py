@@ -40,6 +40,9 @@ Received = tuple[CloudEvent, RecordPosition]
 
 
 def event_data(event: CloudEvent) -> Any:
+    """The event's data as it was written (decoded once, when it was received)."""
+    if event.raw_data is not None:
+        return event.raw_data
     return json.loads(event.raw_value) if event.raw_value is not None else event.data_json()
 
 

@@ -46,8 +46,11 @@ class CloudEvent:
     time: datetime
     data: EventData
     trace_headers: dict[str, str] = field(default_factory=dict)
-    # The bytes as received, for consumers that must keep exactly what was written (audit).
+    # The bytes as received, for consumers that must keep exactly what was written (audit),
+    # and those bytes as decoded JSON: what was written, not what this version's model reads
+    # of it, parsed once.
     raw_value: bytes | None = field(default=None, compare=False, repr=False)
+    raw_data: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def new(
@@ -164,4 +167,5 @@ def decode(topic: str, headers: Headers, value: bytes | None) -> CloudEvent:
         data=data,
         trace_headers=trace_headers,
         raw_value=value,
+        raw_data=payload,
     )

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from services.audit.handlers import new_leaf
 from services.audit.leaves import _encode, canonical_json, leaf_document, leaf_hash
-from shared.events import CloudEvent
+from shared.events import CloudEvent, decode
 from shared.events.models import IncidentMerged, IncidentUnlinked, IncidentWentQuiet
 from shared.kafka import RecordPosition
 
@@ -164,3 +164,30 @@ def test_R20_a_merge_is_filed_under_the_merged_incident_too_and_a_report_under_n
         township_code="150626102",
     )
     assert new_leaf(CloudEvent.new("escalation", quiet, kept), position).also == ()
+
+
+def test_a_received_event_is_logged_as_written_from_the_data_decoded_on_receipt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The leaf keeps what the producer wrote, a later version's fields too, from the JSON the
+    consumer decoded when the record came: the bytes are not parsed a second time."""
+    merge = IncidentMerged(
+        incident_id=uuid.uuid4(),
+        merged_incident_id=uuid.uuid4(),
+        link_id=uuid.uuid4(),
+        party="BLO",
+        actor_name="周主任",
+        reason="同一事件",
+        merged_at=datetime.now(UTC),
+    )
+    sent = CloudEvent.new("intake", merge, merge.incident_id)
+    written = {**json.loads(sent.value()), "witness": "值班员"}
+    received = decode("incidents.v1", sent.headers(), json.dumps(written).encode())
+
+    def no_second_parse(*_: object, **__: object) -> None:
+        raise AssertionError("the record's bytes were parsed again")
+
+    monkeypatch.setattr("services.audit.handlers.json.loads", no_second_parse)
+    leaf = new_leaf(received, RecordPosition("incidents.v1", 0, 7))
+    monkeypatch.undo()
+    assert json.loads(leaf.leaf)["data"] == written

@@ -270,6 +270,9 @@ def test_a_reader_ignores_fields_its_version_does_not_declare():
     assert received.data == sent.data
     assert received.value() == sent.value()
     assert received.raw_value == value  # audit keeps the record as it was written
+    # ... and its data as written, fields of the later version too, decoded once.
+    assert received.raw_data == json.loads(value)
+    assert received.raw_data["facts"]["weather"] == "大风"
 
 
 def test_invalid_data_with_unknown_fields_is_dead_lettered_for_what_is_invalid():
