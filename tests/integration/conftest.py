@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from shared.db import create_engine, create_session_factory, service_metadata
+from shared.kafka import create_producer
 from shared.messaging import Outbox, inbox_table, outbox_table
 from shared.settings import Settings
 
@@ -26,3 +30,19 @@ async def scratch_schema(infra_settings: Settings):
     async with engine.begin() as connection:
         await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     await engine.dispose()
+
+
+@pytest.fixture
+async def scratch_producer(infra_settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer whose records all go to a topic of this test's own."""
+    producer = create_producer(infra_settings, "test-scratch-producer")
+    await producer.start()
+    original_send = producer.send
+    topic = f"scratch.{uuid.uuid4().hex[:8]}"
+
+    async def send_to_scratch(_topic: str, **kwargs: Any) -> Any:
+        return await original_send(topic, **kwargs)
+
+    producer.send = send_to_scratch  # type: ignore[method-assign]
+    yield producer
+    await producer.stop()

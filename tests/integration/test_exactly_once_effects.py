@@ -124,13 +124,15 @@ async def test_outbox_relay_publishes_in_order_and_marks_sent(
 
 
 async def test_a_shard_another_relay_holds_is_left_to_it(
-    infra_settings: Settings, scratch_schema, monkeypatch: pytest.MonkeyPatch
+    infra_settings: Settings,
+    scratch_schema,
+    scratch_producer: AIOKafkaProducer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The relay takes the shards it finds free: the rows of a shard held elsewhere wait for
     it, the others go. Once that shard is free, the relay's next lease takes it."""
     monkeypatch.setattr(messaging, "LEASE_SECONDS", 0.0)  # each pass a lease of its own
     sessions, outbox, _ = scratch_schema
-    topic = f"scratch.{uuid.uuid4().hex[:8]}"
     events = [reported_event() for _ in range(8)]
     async with sessions() as session, session.begin():
         await outbox.add(session, *events)
@@ -144,15 +146,7 @@ async def test_a_shard_another_relay_holds_is_left_to_it(
     held = shard_of[events[0].subject]
     waiting = sum(1 for event in events if shard_of[event.subject] == held)
 
-    producer = create_producer(infra_settings, "test-relay-shards")
-    await producer.start()
-    original_send = producer.send
-
-    async def send_to_scratch(_topic, **kwargs):
-        return await original_send(topic, **kwargs)
-
-    producer.send = send_to_scratch  # type: ignore[method-assign]
-    relay = OutboxRelay(outbox, sessions, producer, infra_settings.plain_database_url)
+    relay = OutboxRelay(outbox, sessions, scratch_producer, infra_settings.plain_database_url)
     try:
         await other_relay.execute("SELECT pg_advisory_lock($1, $2)", relay._lock_space, held)
         assert await relay.publish_batch() == len(events) - waiting
@@ -163,7 +157,6 @@ async def test_a_shard_another_relay_holds_is_left_to_it(
     finally:
         await relay.close()
         await other_relay.close()
-        await producer.stop()
 
 
 async def test_inbox_applies_an_event_once(infra_settings: Settings, scratch_schema) -> None:

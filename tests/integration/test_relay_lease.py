@@ -6,8 +6,6 @@ ends, when it checks the broker and when it stops. A shard another relay holds i
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -15,26 +13,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared import messaging, pgnotify
-from shared.kafka import create_producer
 from shared.messaging import OUTBOX_SHARDS, OutboxRelay
 from shared.settings import Settings
 from tests.integration.helpers import PATIENCE_SECONDS, eventually, reported_event
-
-
-@pytest.fixture
-async def scratch_producer(infra_settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    """A producer whose records all go to a topic of this test's own."""
-    producer = create_producer(infra_settings, "test-relay-lease")
-    await producer.start()
-    original_send = producer.send
-    topic = f"scratch.{uuid.uuid4().hex[:8]}"
-
-    async def send_to_scratch(_topic: str, **kwargs: Any) -> Any:
-        return await original_send(topic, **kwargs)
-
-    producer.send = send_to_scratch  # type: ignore[method-assign]
-    yield producer
-    await producer.stop()
 
 
 @pytest.fixture
