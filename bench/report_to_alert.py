@@ -55,7 +55,13 @@ from shared.events.topics import ALL_TOPICS
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 from tests.support import directory_with_contacts
 from tools.devrun import ServiceProcesses, development_secrets
-from tools.localinfra import Infrastructure, free_port, infrastructure, wait_for_port
+from tools.localinfra import (
+    Infrastructure,
+    free_port,
+    free_ports,
+    infrastructure,
+    wait_for_port,
+)
 
 SAMPLES = REPOSITORY_ROOT / "examples" / "incidents"
 FLOOR_TOPIC = "bench.floor"
@@ -613,9 +619,7 @@ async def system_runs(
     reports = Reports(private_key.read_bytes(), settings)
     async with sink_process(work / "logs") as sink:
         environment = service_environment(work, infra, sink.url, sink.collector)
-        processes = ServiceProcesses(
-            environment, {service: free_port() for service in SERVICE_NAMES}, work / "logs"
-        )
+        processes = ServiceProcesses(environment, free_ports(SERVICE_NAMES), work / "logs")
         try:
             await processes.start(120)
             async with (

@@ -25,7 +25,7 @@ from shared.db import create_engine, create_session_factory
 from shared.retention import PURGE_BATCH, Purge, purge
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 from tools.devrun import ServiceProcesses, development_secrets
-from tools.localinfra import Infrastructure, free_port, infrastructure
+from tools.localinfra import Infrastructure, free_port, free_ports, infrastructure
 
 # How long a test waits for a condition before it calls it unmet. Only a failing test waits
 # this long: a busy machine makes the system slower, not different, so tests wait on what
@@ -234,7 +234,7 @@ async def running_system(
                 **development_secrets(work_dir),
                 **environment,
             },
-            ports={service: free_port() for service in services},
+            ports=free_ports(services),
             log_dir=work_dir / "logs",
             traces_to_console=traces_to_console,
         )

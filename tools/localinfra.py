@@ -22,7 +22,7 @@ import subprocess
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,18 @@ def ephemeral_floor() -> int:
         return int(EPHEMERAL_PORTS.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768  # Linux's default
+
+
+def free_ports(names: Iterable[str]) -> dict[str, int]:
+    """A port nothing listens on now for each name, no two the same: `free_port` alone may
+    draw one port twice, as nobody listens on it until its process starts."""
+    ports: dict[str, int] = {}
+    for name in names:
+        port = free_port()
+        while port in ports.values():
+            port = free_port()
+        ports[name] = port
+    return ports
 
 
 def free_port() -> int:

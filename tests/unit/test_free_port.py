@@ -25,3 +25,16 @@ def test_a_port_in_use_is_not_chosen(monkeypatch) -> None:
         monkeypatch.setattr(localinfra.random, "randrange", lambda *_: next(choices))
         monkeypatch.setattr(localinfra, "ephemeral_floor", lambda: 60000)
         assert localinfra.free_port() == 25000
+
+
+def test_the_ports_of_several_servers_are_all_different(monkeypatch) -> None:
+    """Nothing listens on a port chosen until its process starts: a second draw of the same
+    port would pass the probe and leave one of the two servers unable to bind."""
+    choices = iter([25000, 25000, 25001, 25000, 25001, 25002])
+    monkeypatch.setattr(localinfra.random, "randrange", lambda *_: next(choices))
+    monkeypatch.setattr(localinfra, "ephemeral_floor", lambda: 60000)
+    assert localinfra.free_ports(["intake", "escalation", "notification"]) == {
+        "intake": 25000,
+        "escalation": 25001,
+        "notification": 25002,
+    }
