@@ -187,7 +187,7 @@ def test_a_received_event_is_logged_as_written_from_the_data_decoded_on_receipt(
     def no_second_parse(*_: object, **__: object) -> None:
         raise AssertionError("the record's bytes were parsed again")
 
-    monkeypatch.setattr("services.audit.handlers.json.loads", no_second_parse)
+    monkeypatch.setattr(json, "loads", no_second_parse)
     leaf = new_leaf(received, RecordPosition("incidents.v1", 0, 7))
     monkeypatch.undo()
     assert json.loads(leaf.leaf)["data"] == written
