@@ -134,9 +134,11 @@ async def single_statement(
 ) -> AsyncIterator[AsyncConnection]:
     """A connection for work that is one statement: PostgreSQL runs it atomically on its own,
     so it goes without BEGIN and COMMIT (two round trips fewer). Whatever runs on it commits
-    at once: a unit of work of more than one statement belongs in `transaction`."""
-    async with sessions() as session:
-        yield await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    at once: a unit of work of more than one statement belongs in `transaction`. A Core
+    connection of the sessions' engine: no ORM session is built for one statement."""
+    engine: AsyncEngine = sessions.kw["bind"]
+    async with engine.connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def migrations_folder(service: str) -> Path:

@@ -55,6 +55,7 @@ from services.intake.schemas import (
     ReportOut,
 )
 from shared.auth import Caller, authorize, speaks_for
+from shared.db import single_statement, transaction
 from shared.domain import facts as incident_facts
 from shared.domain import lifecycle
 from shared.domain.access import Permission, Principal
@@ -122,7 +123,6 @@ async def report_incident(
     body: IncidentIn,
     request: Request,
     response: Response,
-    session: DatabaseSession,
     caller: Caller,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
@@ -134,20 +134,6 @@ async def report_incident(
     authorize(caller, Permission.REPORT_INCIDENT, township.code)
     speaks_for(caller, body.reporter.party, "reporter.party")
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    await linking.hold_township(session, township.code)
-    if body.external_ref:
-        known = (
-            await session.execute(
-                select(external_refs.c.incident_id).where(
-                    external_refs.c.source_party == body.reporter.party,
-                    external_refs.c.external_ref == body.external_ref,
-                )
-            )
-        ).first()
-        if known is not None:
-            return await _reported_again(
-                session, request, response, caller, body, township, request_hash
-            )
     # A key is its caller's own: another caller's same key neither replays nor conflicts. A
     # key seen before is found when it is claimed (the replay's path is rare, the first
     # report's is not).
@@ -168,8 +154,7 @@ async def report_incident(
         sealed_subjects=sealed_subjects(sealed),
     )
     policy = correlation_of(request)
-    written = await first_report.write_incident(
-        session,
+    report = first_report.first_report(
         incident_id=incident_id,
         report_id=uuid4(),
         key=key,
@@ -188,28 +173,29 @@ async def report_incident(
         policy=policy,
         event=CloudEvent.new(SOURCE, event, incident_id),
     )
-    if written.open_incidents is not None:
-        match = await linking.matching(
-            session, policy, township.code, written.open_incidents, facts, body.external_ref, now
-        )
-        # The statement wrote nothing because an open incident of the township is eligible,
-        # and matching decides among the very same rows.
-        assert match is not None
-        if key and not await _claim_key(session, key, request_hash, match.incident_id):
-            return await _replay(session, key, request_hash, response)
-        if body.external_ref and not await _claim_external_ref(
-            session, body, match.incident_id, request_hash
-        ):  # the same reference from another township, just now
-            return await _reported_again(
-                session, request, response, caller, body, township, request_hash
-            )
-        return await _link_report(session, request, response, body, facts, match, now)
-    if key and not written.key_claimed:
-        return await _replay(session, key, request_hash, response)
-    if not written.written:  # the same reference from another township, just now
-        return await _reported_again(
-            session, request, response, caller, body, township, request_hash
-        )
+    sessions = runtime_of(request).sessions
+    # Most reports open an incident: one call, its own transaction, committed before the 201.
+    async with single_statement(sessions) as connection:
+        written = await first_report.write_incident(connection, report)
+    if not written.written:
+        # Nothing was written: the rest is decided in a transaction holding the township,
+        # on what the call reads again there.
+        async with transaction(sessions) as session:
+            written = await first_report.write_incident(session, report)
+            if not written.written:
+                return await _reported_before(
+                    session,
+                    request,
+                    response,
+                    caller,
+                    body,
+                    township,
+                    facts,
+                    key,
+                    request_hash,
+                    written,
+                    now,
+                )
     location = incident_location(incident_id)
     # Told at once when an open incident nearby may be the same event: people decide (R20).
     # Encoded here, once: the route built what it answers, nothing to validate again.
@@ -225,6 +211,48 @@ async def report_incident(
         media_type="application/json",
         headers={"Location": location},
     )
+
+
+async def _reported_before(
+    session: AsyncSession,
+    request: Request,
+    response: Response,
+    caller: Principal,
+    body: IncidentIn,
+    township: Township,
+    facts: dict[str, Any],
+    key: tuple[str, str] | None,
+    request_hash: str,
+    written: first_report.Written,
+    now: datetime,
+) -> CreatedOut:
+    """A first report the call wrote nothing for: the source's reference used before, an open
+    incident of the same event (R20), or the caller's key used before."""
+    if written.known_ref:
+        return await _reported_again(
+            session, request, response, caller, body, township, request_hash
+        )
+    if written.open_incidents is not None:
+        policy = correlation_of(request)
+        match = await linking.matching(
+            session, policy, township.code, written.open_incidents, facts, body.external_ref, now
+        )
+        # The call wrote nothing because an open incident of the township is eligible, and
+        # matching decides among the very same rows.
+        assert match is not None
+        if key and not await _claim_key(session, key, request_hash, match.incident_id):
+            return await _replay(session, key, request_hash, response)
+        if body.external_ref and not await _claim_external_ref(
+            session, body, match.incident_id, request_hash
+        ):  # the same reference from another township, just now
+            return await _reported_again(
+                session, request, response, caller, body, township, request_hash
+            )
+        return await _link_report(session, request, response, body, facts, match, now)
+    if key and not written.key_claimed:
+        return await _replay(session, key, request_hash, response)
+    # The same reference from another township, just now.
+    return await _reported_again(session, request, response, caller, body, township, request_hash)
 
 
 async def _claim_key(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Row, delete, or_, select, text, update
+from sqlalchemy import Row, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,15 +37,6 @@ from shared.events.models import IncidentLinked, IncidentReported, LinkedReport
 from shared.pii import PiiCipher, sealed_subjects
 
 OPEN_STATUSES = tuple(str(status) for status in lifecycle.OPEN)
-
-
-async def hold_township(session: AsyncSession, township_code: str) -> None:
-    """Reports of one township are matched one at a time: two reports of one event arriving
-    together must not both open an incident. Held to the end of the transaction."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-        {"key": f"intake.match:{township_code}"},
-    )
 
 
 async def remember_subjects(

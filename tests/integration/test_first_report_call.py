@@ -1,0 +1,181 @@
+"""`intake.first_report` (services/intake/first_report.py, migration 0011): a first report that
+opens an incident is one statement, holding the township to its transaction's end; a key
+claimed for a report whose reference another township's report took just then is let go. On
+the suite's database, in transactions rolled back at the end: nothing reaches the running
+system."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.intake import first_report
+from shared.db import create_engine, create_session_factory
+from shared.domain.correlation import Correlation
+from shared.settings import Settings
+from tests.integration.helpers import eventually, reported_event, subject_id
+from tests.support import statements_sent
+from tools.devrun import ServiceProcesses
+
+TOWNSHIP = "150626102"
+
+
+@pytest.fixture
+async def sessions(
+    system: ServiceProcesses, infra_settings: Settings
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(infra_settings, pool_size=1)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+def report(
+    settings: Settings, *, key: tuple[str, str] | None = None, external_ref: str | None = None
+) -> dict[str, Any]:
+    event = reported_event()
+    facts = {"category": "VIOLENCE", "phase": "IN_PROGRESS", "township_code": TOWNSHIP}
+    reporter = {"party": f"SFS:{TOWNSHIP}", "name": "李明"}
+    return first_report.first_report(
+        incident_id=UUID(event.subject),
+        report_id=uuid4(),
+        key=key,
+        request_hash="0" * 64,
+        reporter_party=f"SFS:{TOWNSHIP}",
+        external_ref=external_ref,
+        category="VIOLENCE",
+        phase="IN_PROGRESS",
+        township_code=TOWNSHIP,
+        drill=False,
+        subject_ids=[subject_id()],
+        sealed_facts=facts,
+        incident_reporter=reporter,
+        report_reporter=reporter,
+        now=datetime.now(UTC),
+        policy=Correlation.load(settings.policy_file),
+        event=event,
+    )
+
+
+async def count(session: AsyncSession, table: str, column: str, value: object) -> int:
+    found = await session.execute(
+        text(f"SELECT count(*) FROM intake.{table} WHERE {column} = :value"), {"value": value}
+    )
+    return int(found.scalar_one())
+
+
+async def test_a_report_that_opens_an_incident_is_one_statement_holding_the_township(
+    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+) -> None:
+    written_report = report(
+        infra_settings, key=("SFS:" + TOWNSHIP, str(uuid4())), external_ref=uuid4().hex[:20]
+    )
+    incident_id = written_report["incident_id"]
+    async with sessions() as session:
+        transaction = await session.begin()
+        engine = session.bind
+        with statements_sent(engine) as statements:  # type: ignore[arg-type]
+            written = await first_report.write_incident(session, written_report)
+        rows = {
+            table: await count(session, table, "incident_id", incident_id)
+            for table in ("incident_subjects", "reports", "idempotency_keys", "external_refs")
+        }
+        rows["incidents"] = await count(session, "incidents", "id", incident_id)
+        rows["outbox"] = await count(session, "outbox", "key", str(incident_id))
+        township_held = await session.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND pid = pg_backend_pid() AND objid = hashtext(:key)::oid"
+            ),
+            {"key": f"intake.match:{TOWNSHIP}"},
+        )
+        held = township_held.scalar_one()
+        await transaction.rollback()
+    assert written.written and written.key_claimed and not written.known_ref
+    assert written.open_incidents is None
+    assert len(statements) == 1 and "intake.first_report(" in statements[0]
+    assert rows == {
+        "incidents": 1,
+        "incident_subjects": 1,
+        "reports": 1,
+        "idempotency_keys": 1,
+        "external_refs": 1,
+        "outbox": 1,
+    }
+    assert held == 1  # to the end of the transaction that called it
+
+
+async def test_a_reference_already_used_by_the_source_writes_nothing(
+    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+) -> None:
+    reference = uuid4().hex[:20]
+    async with sessions() as session:
+        transaction = await session.begin()
+        first = await first_report.write_incident(
+            session, report(infra_settings, external_ref=reference)
+        )
+        again_report = report(infra_settings, key=("SFS:" + TOWNSHIP, str(uuid4())))
+        again_report["external_ref"] = reference
+        again = await first_report.write_incident(session, again_report)
+        keys = await count(session, "idempotency_keys", "incident_id", again_report["incident_id"])
+        incidents = await count(session, "incidents", "id", again_report["incident_id"])
+        await transaction.rollback()
+    assert first.written
+    assert again.known_ref and not again.written and not again.key_claimed
+    assert (keys, incidents) == (0, 0)
+
+
+async def test_a_key_claimed_for_a_reference_just_taken_elsewhere_is_let_go(
+    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+) -> None:
+    reference, key = uuid4().hex[:20], ("SFS:" + TOWNSHIP, str(uuid4()))
+    late_report = report(infra_settings, key=key, external_ref=reference)
+    other_township = await asyncpg.connect(infra_settings.plain_database_url)
+    try:
+        # Another township's report takes the same reference of the same source, uncommitted.
+        taking = other_township.transaction()
+        await taking.start()
+        await other_township.execute(
+            "INSERT INTO intake.external_refs (source_party, external_ref, incident_id,"
+            " request_hash) VALUES ($1, $2, $3, $4)",
+            f"SFS:{TOWNSHIP}",
+            reference,
+            uuid4(),
+            "1" * 64,
+        )
+        async with sessions() as session:
+            transaction = await session.begin()
+            call_pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            call = asyncio.create_task(first_report.write_incident(session, late_report))
+
+            async def waiting_for_the_reference() -> bool:
+                return bool(
+                    await other_township.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted", call_pid
+                    )
+                )
+
+            await eventually(waiting_for_the_reference, bool)
+            await taking.commit()
+            written = await call
+            keys = await count(session, "idempotency_keys", "key", key[1])
+            incidents = await count(session, "incidents", "id", late_report["incident_id"])
+            await transaction.rollback()
+    finally:
+        await other_township.execute(
+            "DELETE FROM intake.external_refs WHERE source_party = $1 AND external_ref = $2",
+            f"SFS:{TOWNSHIP}",
+            reference,
+        )
+        await other_township.close()
+    assert written.key_claimed and not written.written and not written.known_ref
+    assert (keys, incidents) == (0, 0)
