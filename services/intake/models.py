@@ -120,6 +120,8 @@ external_refs = Table(
     Column("incident_id", UUID(as_uuid=True), nullable=False),
     Column("request_hash", String(64), nullable=False, comment="of the last report under it"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # A report quoting a reference finds the incidents of any source quoting it (R20).
+    Index("ix_external_refs_ref", "external_ref"),
 )
 
 idempotency_keys = Table(

@@ -31,8 +31,7 @@ CANDIDATE_FILTER = """
           i.township_code = p_township_code AND i.category = p_category
       AND i.status = ANY(p_open_statuses) AND i.merged_into IS NULL
       AND COALESCE((i.facts ->> 'drill')::boolean, false) = p_drill
-      AND NOT EXISTS (SELECT FROM intake.incident_subjects s
-                      WHERE s.incident_id = i.id AND s.subject_id = ANY(p_subject_ids))
+      AND NOT i.id = ANY(naming_subjects)
 """
 
 FIRST_REPORT = f"""
@@ -47,6 +46,9 @@ CREATE FUNCTION intake.first_report(
     OUT known_ref boolean, OUT open_incidents json, OUT key_claimed boolean,
     OUT written boolean, OUT candidates uuid[]
 ) LANGUAGE plpgsql VOLATILE AS $function$
+DECLARE
+    naming_subjects uuid[];
+    quoting_ref uuid[];
 BEGIN
     -- Reports of one township are matched one at a time: two reports of one event arriving
     -- together must not both open an incident.
@@ -61,6 +63,15 @@ BEGIN
         candidates := '{{}}';
         RETURN;
     END IF;
+    -- The incidents naming one of the report's subjects, and those quoting its reference,
+    -- looked up by subject and by reference: a statement of their own, so that the statement
+    -- below filters by them whatever plan it is given, and never reads the township's incidents
+    -- one by one against the subjects.
+    naming_subjects := ARRAY(
+        SELECT s.incident_id FROM intake.incident_subjects s
+        WHERE s.subject_id = ANY(p_subject_ids));
+    quoting_ref := ARRAY(
+        SELECT r.incident_id FROM intake.external_refs r WHERE r.external_ref = p_external_ref);
     WITH naming AS (
         SELECT i.id, i.category, i.reported_at,
                COALESCE((i.facts ->> 'drill')::boolean, false) AS drill, i.merged_into,
@@ -69,13 +80,10 @@ BEGIN
                ARRAY(SELECT r.external_ref FROM intake.external_refs r
                      WHERE r.incident_id = i.id) AS external_refs
         FROM intake.incidents i
-        WHERE i.township_code = p_township_code
+        WHERE i.id = ANY(naming_subjects || quoting_ref)
+          AND i.township_code = p_township_code
           AND i.status = ANY(p_open_statuses)
           AND i.reported_at >= p_since
-          AND (i.id IN (SELECT s.incident_id FROM intake.incident_subjects s
-                        WHERE s.subject_id = ANY(p_subject_ids))
-               OR i.id IN (SELECT r.incident_id FROM intake.external_refs r
-                           WHERE r.external_ref = p_external_ref))
     ), matched AS (
         SELECT EXISTS (SELECT FROM naming WHERE naming.drill = p_drill) AS any_open
     ), new_key AS (
@@ -153,8 +161,11 @@ $function$
 
 
 def upgrade() -> None:
+    # A report quoting a reference finds the incidents of any source quoting it (R20).
+    op.create_index("ix_external_refs_ref", "external_refs", ["external_ref"], schema="intake")
     op.execute(FIRST_REPORT)
 
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION intake.first_report")
+    op.drop_index("ix_external_refs_ref", "external_refs", schema="intake")
