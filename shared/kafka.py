@@ -78,6 +78,8 @@ IDLE_AFTER_SECONDS = 1.0
 IDLE_PAUSE_SHARE = 1 / 8
 # Margin on the broker's hold of a fetch for the one look of an idle consumer.
 IDLE_LOOK_MARGIN_MS = 30
+# A lingering consumer looks whether it is told to stop at least this often.
+LINGER_SLICE_SECONDS = 0.2
 # A look waits this long at most for the broker to answer (a broker that is down never does).
 LOOK_LIMIT_SECONDS = 5.0
 
@@ -520,6 +522,12 @@ class _RebalanceLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
 class EventConsumer:
     """One consumer group member applying events of `topics` through its `handlers`."""
 
+    # How long a fetch that brought records waits for more to join its batch, up to
+    # `batch_max_records`; 0: never. A consumer off the alerts' path may wait: fuller batches
+    # under load, each with the fixed statements of one.
+    linger_seconds: float = 0.0
+    batch_max_records: int = 500
+
     def __init__(
         self,
         name: str,
@@ -592,8 +600,10 @@ class EventConsumer:
         try:
             while not self._stopping.is_set():
                 batches = await fetching.next_batches(
-                    self._stopping, timeout_ms=200, max_records=500
+                    self._stopping, timeout_ms=200, max_records=self.batch_max_records
                 )
+                if batches and self.linger_seconds > 0:
+                    batches = await self._lingered(batches)
                 if batches and await self._broker_is_new():
                     # Its log starts over: where this consumer was on the old one skips what
                     # the outboxes send again below it. Every partition from its start; the
@@ -614,6 +624,28 @@ class EventConsumer:
                 await self._commit_applied()
             with contextlib.suppress(Exception):
                 await self._consumer.stop()
+
+    async def _lingered(
+        self, batches: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """`batches` and the records that arrive within `linger_seconds` of them, up to
+        `batch_max_records` in all: one batch, each partition's records in their order."""
+        assert self._consumer is not None
+        held = sum(len(records) for records in batches.values())
+        ends = time.monotonic() + self.linger_seconds
+        while held < self.batch_max_records and not self._stopping.is_set():
+            left = ends - time.monotonic()
+            if left <= 0:
+                break
+            # In slices, so that a consumer told to stop does not wait out its linger.
+            more: dict[TopicPartition, list[ConsumerRecord]] = await self._consumer.getmany(
+                timeout_ms=int(min(left, LINGER_SLICE_SECONDS) * 1000),
+                max_records=self.batch_max_records - held,
+            )
+            for partition, records in more.items():
+                batches.setdefault(partition, []).extend(records)
+                held += len(records)
+        return batches
 
     async def _mark_applied(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Offsets to commit, each the next record to read of its partition: committed at

@@ -270,6 +270,10 @@ class Settings(BaseSettings):
     # Witnesses whose cosignatures the log accepts: vkeys, separated by commas or spaces.
     audit_witness_keys: str = ""
     audit_checkpoint_interval_seconds: float = Field(default=1.0, gt=0)
+    # How long audit's consumer lets a fetch that brought records wait for more to join them
+    # (shared/kafka.py `EventConsumer.linger_seconds`): under load fuller batches, each with the
+    # fixed statements of one; off the alerts' path, so no alert waits for it. 0: never waits.
+    audit_batch_linger_ms: int = Field(default=50, ge=0, le=1000)
     # A log that already holds leaves but no signed checkpoint (restored, imported, its
     # checkpoints lost) is signed only once an operator states how many leaves they checked:
     # the first checkpoint then covers exactly that many.
