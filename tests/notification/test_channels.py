@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from starlette.responses import Response
+from yarl import URL
 
 from services.notification.channels import http
 from services.notification.channels.email import EmailChannel
@@ -384,3 +386,40 @@ async def test_gateway_answering_a_non_json_200_to_robots_is_retried(
     )
     await channel.close()
     assert not result.delivered and result.retryable
+
+
+@pytest.fixture
+def proxied_through(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], None]]:
+    """Proxy settings in the environment, as `environment_proxy` reads them once per gateway."""
+
+    def set_proxy(proxy: str, no_proxy: str) -> None:
+        for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+        http.environment_proxy.cache_clear()
+
+    yield set_proxy
+    http.environment_proxy.cache_clear()
+
+
+async def test_a_gateway_is_reached_through_the_proxy_the_environment_names(
+    gateway: Gateway, client: aiohttp.ClientSession, proxied_through: Callable[[str, str], None]
+) -> None:
+    # The loopback gateway stands in for the proxy too: it answers the absolute URL it is
+    # asked for by its path. The gateway's own name resolves nowhere.
+    proxied_through(gateway.url(""), "bypassed.invalid")
+    channel = WebhookChannel(client, lambda _address: SECRET)
+    through = await channel.send(
+        message(Form.FULL), Contact(channel="webhook", address="http://gateway.invalid/wh-proxy")
+    )
+    direct = await channel.send(
+        message(Form.FULL), Contact(channel="webhook", address="http://bypassed.invalid/wh-proxy")
+    )
+    await channel.close()
+    assert through.delivered, through
+    assert len(gateway.calls_to("/wh-proxy")) == 1
+    # NO_PROXY: sent directly, to a name that resolves nowhere.
+    assert not direct.delivered and direct.retryable
+    assert http.environment_proxy("http", "gateway.invalid")[0] == URL(gateway.url(""))
+    assert http.environment_proxy("http", "bypassed.invalid") == (None, None)
