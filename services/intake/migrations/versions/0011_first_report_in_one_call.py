@@ -45,7 +45,12 @@ CREATE FUNCTION intake.first_report(
     p_event_type text, p_headers jsonb, p_payload bytea,
     OUT known_ref boolean, OUT open_incidents json, OUT key_claimed boolean,
     OUT written boolean, OUT candidates uuid[]
-) LANGUAGE plpgsql VOLATILE AS $function$
+) LANGUAGE plpgsql VOLATILE
+-- Planned for the values of each call: a plan cached for any values walked all of a busy
+-- township's incidents of the last hour for its candidates (2.8 ms a call at 3,000 of them,
+-- against 1.0 with a plan for the values, which stops at a page).
+SET plan_cache_mode = force_custom_plan
+AS $function$
 DECLARE
     naming_subjects uuid[];
     quoting_ref uuid[];
