@@ -1,19 +1,20 @@
 """A consumer that lingers (`EventConsumer.linger_seconds`, audit's `AUDIT_BATCH_LINGER_MS`)
 lets the records it fetched wait for more, up to its batch's size: records produced one after
-another are applied as one batch, in their order. One that does not linger leaves no record
-waiting, and a lingering one told to stop does not wait out its linger. Real broker and
-PostgreSQL."""
+another are applied as one batch, in their order, and a lingering consumer told to stop applies
+what it holds and stops, without waiting out its linger. One that does not linger leaves no
+record waiting. Real broker and PostgreSQL; the topic is the suite's, so other tests' records
+may join ours, and only ours are counted."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,33 +27,63 @@ from tests.integration.test_offset_commits import status_changed
 from tests.support import PATIENCE_SECONDS
 
 
-class CountedBatches(EventConsumer):
-    """The shared consumer, noting the size of every batch of records it applies together."""
+class WatchedConsumer(EventConsumer):
+    """The shared consumer, showing the batch it lingers on as it grows, and noting the events
+    of every batch of records it applies together."""
 
     def __init__(self, *arguments: Any) -> None:
         super().__init__(*arguments)
-        self.batches: list[int] = []
+        self.lingering: dict[TopicPartition, list[ConsumerRecord]] = {}
+        self.batches: list[list[ConsumerRecord]] = []
+
+    async def _lingered(
+        self, batches: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        self.lingering = batches  # the same dict the linger adds to
+        return await super()._lingered(batches)
 
     async def _apply_batch(self, records: list[ConsumerRecord]) -> None:
-        self.batches.append(len(records))
+        self.batches.append(records)
         await super()._apply_batch(records)
 
 
 @dataclass
 class Running:
-    """A counting consumer of the escalations topic, running, with the producer feeding it and
-    the ids of the events it applied, in order."""
+    """A watched consumer of the escalations topic, running, with the producer feeding it and
+    the ids of the test's own events it applied, in order."""
 
-    consumer: CountedBatches
+    consumer: WatchedConsumer
     producer: AIOKafkaProducer
-    applied: list[uuid.UUID]
     task: asyncio.Task[None]
+    ours: set[uuid.UUID] = field(default_factory=set)
+    applied: list[uuid.UUID] = field(default_factory=list)
+
+    async def send(self, event: CloudEvent) -> None:
+        self.ours.add(event.id)
+        await self.producer.send_and_wait(
+            topics.ESCALATIONS, value=event.value(), key=b"linger-test", headers=event.headers()
+        )
+
+    def held(self, records: list[ConsumerRecord]) -> list[uuid.UUID]:
+        """Our events among `records`, in order."""
+        ids = [uuid.UUID(dict(record.headers)["ce_id"].decode()) for record in records]
+        return [event_id for event_id in ids if event_id in self.ours]
+
+    def lingering_on(self) -> list[uuid.UUID]:
+        """Our events in the batch the consumer lingers on."""
+        return self.held([r for records in self.consumer.lingering.values() for r in records])
 
     async def stop(self) -> None:
         """Tell the consumer to stop; it has within the suite's patience."""
         self.consumer.request_stop()
         async with asyncio.timeout(PATIENCE_SECONDS):
             await self.task
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(PATIENCE_SECONDS):
+        while not condition():
+            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -62,15 +93,16 @@ async def running(
 ) -> AsyncIterator[Running]:
     sessions, _, inbox = scratch_schema
     group = f"test.linger-{uuid.uuid4().hex[:8]}"
-    applied: list[uuid.UUID] = []
-
-    async def remember(_: AsyncSession, event: CloudEvent, __: RecordPosition) -> None:
-        applied.append(event.id)
-
     escalation_types = [t for t, spec in EVENT_TYPES.items() if spec.topic == topics.ESCALATIONS]
     producer = create_producer(infra_settings, group)
     await producer.start()
-    consumer = CountedBatches(
+    watch: list[Running] = []
+
+    async def remember(_: AsyncSession, event: CloudEvent, __: RecordPosition) -> None:
+        if event.id in watch[0].ours:
+            watch[0].applied.append(event.id)
+
+    consumer = WatchedConsumer(
         group,
         [topics.ESCALATIONS],
         HandlerTable.of(remember, escalation_types),
@@ -79,54 +111,39 @@ async def running(
         producer,
         infra_settings.model_copy(update={"kafka_commit_interval_ms": 0}),
     )
-    task = asyncio.create_task(consumer.run())
+    watch.append(Running(consumer, producer, asyncio.create_task(consumer.run())))
     try:
-        yield Running(consumer, producer, applied, task)
+        yield watch[0]
     finally:
         consumer.request_stop()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        watch[0].task.cancel()
+        await asyncio.gather(watch[0].task, return_exceptions=True)
         await producer.stop()
-
-
-async def send_one_after_another(producer: AIOKafkaProducer, events: list[CloudEvent]) -> None:
-    for event in events:
-        await producer.send_and_wait(
-            topics.ESCALATIONS, value=event.value(), key=b"one-incident", headers=event.headers()
-        )
-
-
-async def until(condition: Any) -> None:
-    async with asyncio.timeout(PATIENCE_SECONDS):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 async def test_records_arriving_within_the_linger_are_one_batch_in_their_order(
     running: Running,
 ) -> None:
-    consumer, producer, applied = running.consumer, running.producer, running.applied
-    # The consumer in its group and fetching first: one record, applied at once.
-    await send_one_after_another(producer, [status_changed()])
-    await until(lambda: len(applied) == 1)
-    # Far longer than any machine takes to produce three records, or than the test waits for
-    # the consumer to stop: the batch ends when it is full, the linger when it is told to stop.
+    consumer = running.consumer
+    # The consumer in its group, read up to the topic's end, and fetching: one record, applied.
+    first = status_changed()
+    await running.send(first)
+    await until(lambda: first.id in running.applied)
+    # Far longer than the test waits for anything: the batch ends when the consumer is told
+    # to stop.
     consumer.linger_seconds = 10 * PATIENCE_SECONDS
-    consumer.batch_max_records = 3
-    first = [status_changed() for _ in range(3)]
-    for event in first:
-        await send_one_after_another(producer, [event])
-        # Apart by more than the broker holds a fetch: without the linger, fetches of their
-        # own. The linger outlasts any pause of this machine.
-        await asyncio.sleep(0.3)
-    await until(lambda: len(applied) == 4)
-    # One more, alone: the consumer lingers on it once it has it.
-    await send_one_after_another(producer, [status_changed()])
-    await asyncio.sleep(0.5)  # time to fetch it; the assertions hold either way
+    together = [status_changed() for _ in range(3)]
+    await running.send(together[0])
+    await until(lambda: running.lingering_on() == [together[0].id])
+    for event in together[1:]:
+        await running.send(event)
+    expected = [event.id for event in together]
+    await until(lambda: running.lingering_on() == expected)
+    assert running.applied == [first.id]  # held, not applied, while the consumer lingers
     await running.stop()
-    # A record alone is applied on its own, not as a batch: the first, and the late one.
-    assert consumer.batches == [3]
-    assert applied[1:4] == [event.id for event in first]
+    assert running.applied == [first.id, *expected]
+    holding = [running.held(batch) for batch in consumer.batches]
+    assert [held for held in holding if set(held) & set(expected)] == [expected]
 
 
 async def test_a_consumer_that_does_not_linger_applies_what_each_fetch_brought(
@@ -134,7 +151,7 @@ async def test_a_consumer_that_does_not_linger_applies_what_each_fetch_brought(
 ) -> None:
     for _ in range(2):
         event = status_changed()
-        await send_one_after_another(running.producer, [event])
+        await running.send(event)
         # Applied without a second record to fill the batch.
         await until(lambda event=event: event.id in running.applied)
     await running.stop()
