@@ -24,6 +24,8 @@ ESCALATION_URL = os.environ.get("ESCALATION_URL", "http://127.0.0.1:8002")
 NOTIFICATION_URL = os.environ.get("NOTIFICATION_URL", "http://127.0.0.1:8003")
 # Events travel intake -> Kafka -> escalation -> notification; give them a moment to arrive.
 SETTLE_SECONDS = 2.0
+# A system just started may still be joining its consumer groups when the reports arrive.
+ESCALATION_WAIT_SECONDS = 60.0
 
 
 class ServiceUnreachable(Exception):
@@ -105,6 +107,25 @@ def post_incidents(client: httpx.Client) -> list[str]:
     return incident_ids
 
 
+def wait_until_escalated(client: httpx.Client, incident_ids: list[str]) -> None:
+    """Until escalation knows every incident reported (at most `ESCALATION_WAIT_SECONDS`),
+    then `SETTLE_SECONDS` more for the alerts to go out."""
+    deadline = time.monotonic() + ESCALATION_WAIT_SECONDS
+    waiting = list(incident_ids)
+    while waiting and time.monotonic() < deadline:
+        waiting = [
+            incident_id
+            for incident_id in waiting
+            if request(
+                client, "GET", f"{ESCALATION_URL}/v1/incidents/{incident_id}/obligations"
+            ).status_code
+            == 404
+        ]
+        if waiting:
+            time.sleep(0.25)
+    time.sleep(SETTLE_SECONDS)
+
+
 def show_outcome(client: httpx.Client, incident_id: str) -> None:
     print(f"\nincident {incident_id}")
     response = request(client, "GET", f"{ESCALATION_URL}/v1/incidents/{incident_id}/obligations")
@@ -131,7 +152,7 @@ def main() -> int:
         with httpx.Client(timeout=10.0, auth=LocalToken()) as client:
             incident_ids = post_incidents(client)
             if incident_ids:
-                time.sleep(SETTLE_SECONDS)
+                wait_until_escalated(client, incident_ids)
             for incident_id in incident_ids:
                 show_outcome(client, incident_id)
     except ServiceUnreachable as error:
