@@ -53,32 +53,36 @@ def ephemeral_floor() -> int:
         return 32768  # Linux's default
 
 
+# Ports this process has handed out: nothing listens on one until its server starts, so the
+# probe alone could hand the same port to a second server (which then cannot bind it).
+_handed_out: set[int] = set()
+
+
 def free_ports(names: Iterable[str]) -> dict[str, int]:
-    """A port nothing listens on now for each name, no two the same: `free_port` alone may
-    draw one port twice, as nobody listens on it until its process starts."""
-    ports: dict[str, int] = {}
-    for name in names:
-        port = free_port()
-        while port in ports.values():
-            port = free_port()
-        ports[name] = port
-    return ports
+    """A free port for each name (`free_port`), no two the same."""
+    return {name: free_port() for name in names}
 
 
 def free_port() -> int:
-    """A port nothing listens on now, outside the range outgoing connections draw from."""
+    """A port nothing listens on now and this process has not handed out before, outside the
+    range outgoing connections draw from."""
     ceiling = ephemeral_floor()
     for _ in range(200 if ceiling > LOWEST_LISTENING_PORT + 1000 else 0):
         port = random.randrange(LOWEST_LISTENING_PORT, ceiling)
+        if port in _handed_out:
+            continue
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     with socket.socket() as probe:  # an odd kernel range: let the kernel choose
         probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        port = int(probe.getsockname()[1])
+    _handed_out.add(port)
+    return port
 
 
 async def wait_for_port(

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from tools import localinfra
+
+
+@pytest.fixture(autouse=True)
+def nothing_handed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test draws as a process that has handed out no port yet."""
+    monkeypatch.setattr(localinfra, "_handed_out", set())
 
 
 def test_a_free_port_lies_below_the_range_outgoing_connections_draw_from() -> None:
