@@ -46,9 +46,9 @@ class CloudEvent:
     time: datetime
     data: EventData
     trace_headers: dict[str, str] = field(default_factory=dict)
-    # The bytes as received, for consumers that must keep exactly what was written (audit),
-    # and those bytes as decoded JSON: what was written, not what this version's model reads
-    # of it, parsed once.
+    # The record as received: its bytes, and their JSON decoded once. That JSON is what was
+    # written, a later version's fields too, not what this version's model reads of it: audit
+    # logs it.
     raw_value: bytes | None = field(default=None, compare=False, repr=False)
     raw_data: Any = field(default=None, compare=False, repr=False)
 
