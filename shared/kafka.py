@@ -432,20 +432,32 @@ class KafkaBrokerProbe:
                 return False
             place = TopicPartition(topic, partition)
             reader.assign([place])
-            reader.seek(place, offset)
-            deadline = asyncio.get_running_loop().time() + 5.0
-            while (left := deadline - asyncio.get_running_loop().time()) > 0:
-                try:
-                    fetched = await reader.getmany(place, timeout_ms=int(left * 1000))
-                except OffsetOutOfRangeError:
+            try:
+                return await self._record_is(reader, place, offset, event_id)
+            finally:
+                # aiokafka fetches an assigned partition in the background for as long as it
+                # stays assigned: an idle service would fetch it, and turn its event loop, for
+                # ever after one question.
+                reader.unsubscribe()
+
+    @staticmethod
+    async def _record_is(
+        reader: AIOKafkaConsumer, place: TopicPartition, offset: int, event_id: str
+    ) -> bool:
+        reader.seek(place, offset)
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                fetched = await reader.getmany(place, timeout_ms=int(left * 1000))
+            except OffsetOutOfRangeError:
+                return False
+            for record in fetched.get(place, []):
+                if record.offset == offset:
+                    ids = [value for name, value in record.headers or () if name == "ce_id"]
+                    return ids == [event_id.encode()]
+                if record.offset > offset:
                     return False
-                for record in fetched.get(place, []):
-                    if record.offset == offset:
-                        ids = [value for name, value in record.headers or () if name == "ce_id"]
-                        return ids == [event_id.encode()]
-                    if record.offset > offset:
-                        return False
-            return False
+        return False
 
     async def ensure_topics(self) -> None:
         # In production the topics are the cluster's (Strimzi KafkaTopic objects, made again by
