@@ -46,7 +46,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import database_unavailable, sqlstate
-from shared.events import EVENT_TYPES, CloudEvent, UndecodableEvent, decode
+from shared.events import EVENT_TYPES, CloudEvent, UndecodableEvent, decode, type_of
 from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
 from shared.messaging import BrokerProbe, Inbox, InboxEntry
 from shared.observability import ServiceMetrics, current_incident
@@ -206,9 +206,12 @@ class HandlerTable:
 
     A type in `handlers` is claimed in the inbox and applied in one transaction. A type in
     `ignored` is read past on purpose and leaves no trace: nothing to make idempotent, and the
-    inbox says what the consumer acted on. A type in neither was never decided about: the
-    service refuses to start with such a table (`ServiceRuntime.add_consumer`, `undecided`), and
-    should one arrive anyway it is dead-lettered with that reason.
+    inbox says what the consumer acted on. It is told by its `ce_type` header, and its value is
+    never decoded (`reads_past`): what it holds is for the consumers that act on it, and audit,
+    which logs every event, dead-letters one it cannot read. A type in neither was never
+    decided about: the service refuses to start with such a table
+    (`ServiceRuntime.add_consumer`, `undecided`), and should one arrive anyway it is
+    dead-lettered with that reason.
 
     `prepare`, if given, runs once for a batch applied together, before its handlers, with the
     events they will apply (a record applied on its own goes without it): handlers then find
@@ -242,6 +245,15 @@ class HandlerTable:
         if handler is None and ce_type not in self.ignored:
             raise RejectEvent(f"no consumer decision (handle or ignore) for {ce_type}")
         return handler
+
+    def reads_past(self, record: ConsumerRecord) -> bool:
+        """Whether the record is of a type this consumer ignores on the topic it came by, told
+        by its header alone: most records of a topic are for other consumers."""
+        ce_type = type_of(record.headers)
+        if ce_type is None or ce_type not in self.ignored:
+            return False
+        spec = EVENT_TYPES.get(ce_type)
+        return spec is not None and spec.topic == record.topic
 
     def undecided(self, topics: Iterable[str]) -> list[str]:
         """Types registered on `topics` that this table neither handles nor ignores."""
@@ -766,11 +778,27 @@ class EventConsumer:
         handled ones claimed in the inbox by one statement. Under load this saves a BEGIN, a
         COMMIT and its flush per event, and an inbox round trip per handled event; raising
         anything sends the batch back one record at a time."""
-        received = [
-            (record, decode(record.topic, record.headers, record.value)) for record in records
-        ]
-        handlers = [self.handlers.handler_for(event.type) for _, event in received]
         outcomes: list[tuple[str, str]] = []
+        received: list[tuple[ConsumerRecord, CloudEvent]] = []
+        for record in records:
+            if self.handlers.reads_past(record):
+                outcomes.append((record.topic, "ignored"))
+            else:
+                received.append((record, decode(record.topic, record.headers, record.value)))
+        handlers = [self.handlers.handler_for(event.type) for _, event in received]
+        if any(handler is not None for handler in handlers):
+            await self._apply_decoded(received, handlers, outcomes)
+        else:
+            outcomes.extend((record.topic, "ignored") for record, _ in received)
+        for topic, outcome in outcomes:
+            self._count(topic, outcome)
+
+    async def _apply_decoded(
+        self,
+        received: list[tuple[ConsumerRecord, CloudEvent]],
+        handlers: list[EventHandler | None],
+        outcomes: list[tuple[str, str]],
+    ) -> None:
         async with self._sessions() as session, session.begin():
             fresh = await self._inbox.claim_all(
                 session,
@@ -802,8 +830,6 @@ class EventConsumer:
                 else:
                     outcome = "duplicate"
                 outcomes.append((record.topic, outcome))
-        for topic, outcome in outcomes:
-            self._count(topic, outcome)
 
     async def _apply(
         self,
@@ -866,6 +892,9 @@ class EventConsumer:
     async def process(self, record: ConsumerRecord) -> str:
         """Apply one record; returns `applied`, `duplicate`, `ignored` or `dead-lettered`."""
         position = RecordPosition(record.topic, record.partition, record.offset)
+        if self.handlers.reads_past(record):
+            self._count(record.topic, "ignored")
+            return "ignored"
         try:
             event = decode(record.topic, record.headers, record.value)
         except UndecodableEvent as error:

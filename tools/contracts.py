@@ -337,7 +337,8 @@ def asyncapi_document(specs: Sequence[ConsumerSpec]) -> dict[str, Any]:
                 "inbox, so a redelivered one changes nothing; what cannot be applied goes to "
                 f"{dlq}."
                 + (
-                    f" It reads past {', '.join(ignored)} on purpose, leaving no trace."
+                    f" It reads past {', '.join(ignored)} on purpose, by the ce_type header"
+                    " alone, leaving no trace."
                     if ignored
                     else ""
                 ),

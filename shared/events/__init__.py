@@ -1,7 +1,7 @@
 """Events of the four topics: the CloudEvents envelope, typed models and their registry."""
 
 from shared.events import models, topics
-from shared.events.envelope import CloudEvent, UndecodableEvent, decode
+from shared.events.envelope import CloudEvent, UndecodableEvent, decode, type_of
 from shared.events.registry import EVENT_TYPES, topic_of
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "models",
     "topic_of",
     "topics",
+    "type_of",
 ]

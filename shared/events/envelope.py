@@ -105,6 +105,19 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def type_of(headers: Headers) -> str | None:
+    """The record's `ce_type` from its header alone, as `decode` reads it (the last header of
+    the name); None when there is none, or it is not UTF-8."""
+    found = None
+    for name, raw in headers or ():
+        if name == "ce_type":
+            found = raw
+    try:
+        return found.decode() if found is not None else None
+    except UnicodeDecodeError:
+        return None
+
+
 def decode(topic: str, headers: Headers, value: bytes | None) -> CloudEvent:
     """Turn a Kafka record into a validated CloudEvent, or raise UndecodableEvent."""
     attributes: dict[str, str] = {}

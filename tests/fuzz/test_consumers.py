@@ -241,8 +241,15 @@ async def test_garbage_is_dead_lettered_with_its_reason(
             partition,
         )
     else:
+        # A type the consumer acts on: one it reads past is never decoded (below).
         ce_type = data.draw(
-            st.sampled_from([t for t, spec in EVENT_TYPES.items() if spec.topic == topic])
+            st.sampled_from(
+                [
+                    t
+                    for t, spec in EVENT_TYPES.items()
+                    if spec.topic == topic and t not in consumer.consumer.handlers.ignored
+                ]
+            )
         )
         valid = event_record(data, consumer, ce_type, topic, World(incidents=[uuid4()]))
         if how == "value":
@@ -254,3 +261,27 @@ async def test_garbage_is_dead_lettered_with_its_reason(
             record = consumer.record(topic, valid.value, headers, key, partition)
     assert await consumer.land(record) == "dead-lettered"
     await consumer.settle(bench.dead_letters)
+
+
+IGNORING = [consumer for consumer in CONSUMERS if consumer.values[0] != "audit"]
+
+
+@pytest.mark.parametrize(("service", "group"), IGNORING)
+@FUZZ
+@given(data=st.data())
+async def test_a_type_read_past_is_never_decoded_whatever_its_record_holds(
+    bench: FuzzBench, service: str, group: str, data: st.DataObject
+) -> None:
+    """Its `ce_type` header says it is for other consumers; audit, which reads past none,
+    dead-letters the same record when it is garbage (the test above)."""
+    consumer = bench.consumer(service, group)
+    ignored = sorted(consumer.consumer.handlers.ignored)
+    ce_type = data.draw(st.sampled_from(ignored), label="type")
+    topic = EVENT_TYPES[ce_type].topic
+    headers = [
+        *data.draw(fuzz.garbage_headers(), label="headers"),
+        ("ce_type", ce_type.encode()),
+    ]
+    value = data.draw(fuzz.garbage_values(), label="value")
+    record = consumer.record(topic, value, headers, None, data.draw(PARTITIONS))
+    assert await consumer.land(record) == "ignored"

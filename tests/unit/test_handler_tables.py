@@ -169,3 +169,53 @@ async def test_an_ignored_type_is_read_past_and_an_undecided_one_dead_lettered()
     assert letter["topic"] == "incidents.v1.dlq"
     reason = dict(letter["headers"])["dlq_reason"].decode()
     assert "incident.personal_data_read" in reason and "handle or ignore" in reason
+
+
+async def test_an_ignored_type_is_told_by_its_header_and_its_value_never_read() -> None:
+    """Most records of a topic are for other consumers: reading past one decodes nothing of
+    it, alone or in a batch, and needs no transaction. Audit logs every event, and so
+    dead-letters one whose value is broken (`tests/fuzz`)."""
+    incident_id = uuid.uuid4()
+    read = CloudEvent.new(
+        "intake",
+        PersonalDataRead(
+            incident_id=incident_id,
+            party="BLO",
+            subject="officer-1",
+            fields=("id_number",),
+            read_at=datetime.now(UTC),
+        ),
+        incident_id,
+    )
+    producer = CapturingProducer()
+    ignored = frozenset(types_on(topics.NOTIFICATIONS) | {"incident.personal_data_read"})
+    # No sessions and no inbox: neither path may reach for them.
+    consumer = EventConsumer(
+        "scratch.reader",
+        [topics.INCIDENTS, topics.NOTIFICATIONS],
+        HandlerTable({}, ignored),
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        producer,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+    )
+    broken = [
+        SimpleNamespace(**{**vars(record_of(read, topics.INCIDENTS, offset)), "value": value})
+        for offset, value in enumerate([b"not json", b"{}", None])
+    ]
+    for record in broken:
+        assert await consumer.process(record) == "ignored"
+    await consumer._apply_batch(broken)  # type: ignore[arg-type]
+    assert producer.sent == []
+
+    # Decoding reads the last header of a name, and so does the look at the type: a record
+    # whose last ce_type is not one read past is decoded, and here dead-lettered.
+    twice = record_of(read, topics.INCIDENTS, 9)
+    twice.headers = [*twice.headers, ("ce_type", b"notification.delivered")]
+    assert await consumer.process(twice) == "dead-lettered"
+    # An ignored type on a topic it does not belong to is decoded, and refused for that.
+    astray = SimpleNamespace(**{**vars(record_of(read, topics.NOTIFICATIONS, 10))})
+    assert await consumer.process(astray) == "dead-lettered"
+    reasons = [dict(letter["headers"])["dlq_reason"].decode() for letter in producer.sent]
+    assert "does not belong on incidents.v1" in reasons[0]
+    assert "does not belong on notifications.v1" in reasons[1]
