@@ -27,9 +27,8 @@ from shared.domain.vocabulary import LifecycleStatus
 from shared.events import CloudEvent
 from shared.messaging import notify_channel, outbox_values
 
-# The function of migrations 0011 and 0012: the township's lock, one statement, and the new
-# incident's candidates when it wrote one. Parameters by name, so the call reads as what it
-# passes. Its candidates are a page at most (`shared.paging.PAGE`).
+# The function of migration 0011: the township's lock, then one statement. Parameters by name,
+# so the call reads as what it passes. Its candidates are a page at most (`shared.paging.PAGE`).
 FIRST_REPORT = text(
     "SELECT known_ref, open_incidents, key_claimed, written, candidates FROM intake.first_report("
     + ", ".join(

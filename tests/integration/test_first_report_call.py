@@ -14,12 +14,11 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-from alembic import command
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake import first_report
-from shared.db import alembic_config, create_engine, create_session_factory, migrate
+from shared.db import create_engine, create_session_factory
 from shared.domain.correlation import Correlation
 from shared.settings import Settings
 from tests.integration.helpers import eventually, reported_event, subject_id
@@ -180,47 +179,3 @@ async def test_a_key_claimed_for_a_reference_just_taken_elsewhere_is_let_go(
         await other_township.close()
     assert written.key_claimed and not written.written and not written.known_ref
     assert (keys, incidents) == (0, 0)
-
-
-async def test_the_statement_is_planned_once_and_the_candidates_for_each_call(
-    infra_settings: Settings,
-) -> None:
-    """Migration 0012 takes the function's per-call planning off (0011 planned the whole
-    statement for every call's values, which cost more than running it) and looks the
-    candidates up by a statement of their own; going back to 0011 restores it. In a database of
-    its own, so that the running system keeps its function."""
-    name = f"first_report_{uuid4().hex[:8]}"
-    admin = await asyncpg.connect(infra_settings.plain_database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    scratch = infra_settings.model_copy(
-        update={"database_url": infra_settings.plain_database_url.rsplit("/", 1)[0] + "/" + name}
-    )
-
-    try:
-        await migrate(scratch, "intake")
-        assert await function_settings(scratch) is None
-        definition = await function_value(scratch, "pg_get_functiondef(oid)")
-        assert "EXECUTE $candidates$" in definition and "i.id <> $8" in definition
-        await asyncio.to_thread(command.downgrade, alembic_config(scratch, "intake"), "0011")
-        assert await function_settings(scratch) == ["plan_cache_mode=force_custom_plan"]
-        await migrate(scratch, "intake")
-        assert await function_settings(scratch) is None
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-async def function_value(settings: Settings, column: str) -> Any:
-    """A column of `intake.first_report`'s row in `pg_proc`."""
-    connection = await asyncpg.connect(settings.plain_database_url)
-    try:
-        return await connection.fetchval(
-            f"SELECT {column} FROM pg_proc WHERE oid = 'intake.first_report'::regproc"
-        )
-    finally:
-        await connection.close()
-
-
-async def function_settings(settings: Settings) -> list[str] | None:
-    """The settings the function runs with (`SET` in its definition)."""
-    return await function_value(settings, "proconfig")
