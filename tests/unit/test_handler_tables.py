@@ -110,6 +110,34 @@ def test_a_new_type_on_a_topic_stops_the_service_until_its_consumers_decide() ->
     assert runtime.consumer_registrations == []
 
 
+def personal_data_read(incident_id: uuid.UUID) -> CloudEvent:
+    return CloudEvent.new(
+        "intake",
+        PersonalDataRead(
+            incident_id=incident_id,
+            party="BLO",
+            subject="officer-1",
+            fields=("id_number",),
+            read_at=datetime.now(UTC),
+        ),
+        incident_id,
+    )
+
+
+def reader(ignored: set[str] | frozenset[str], producer: CapturingProducer) -> EventConsumer:
+    """A consumer of incidents.v1 and notifications.v1 that handles nothing and ignores
+    `ignored`, with no sessions and no inbox."""
+    return EventConsumer(
+        "scratch.reader",
+        [topics.INCIDENTS, topics.NOTIFICATIONS],
+        HandlerTable({}, frozenset(ignored)),
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        producer,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+    )
+
+
 def record_of(event: CloudEvent, topic: str, offset: int) -> SimpleNamespace:
     return SimpleNamespace(
         topic=topic,
@@ -139,28 +167,10 @@ async def test_an_ignored_type_is_read_past_and_an_undecided_one_dead_lettered()
         ),
         incident_id,
     )
-    read = CloudEvent.new(
-        "intake",
-        PersonalDataRead(
-            incident_id=incident_id,
-            party="BLO",
-            subject="officer-1",
-            fields=("id_number",),
-            read_at=datetime.now(UTC),
-        ),
-        incident_id,
-    )
+    read = personal_data_read(incident_id)
     producer = CapturingProducer()
     # No sessions and no inbox: reading past a type must need neither.
-    consumer = EventConsumer(
-        "scratch.reader",
-        [topics.INCIDENTS, topics.NOTIFICATIONS],
-        HandlerTable({}, frozenset(types_on(topics.NOTIFICATIONS))),
-        None,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        producer,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-    )
+    consumer = reader(frozenset(types_on(topics.NOTIFICATIONS)), producer)
     assert await consumer.process(record_of(delivered, topics.NOTIFICATIONS, 1)) == "ignored"
     assert producer.sent == []
     outcome = await consumer.process(record_of(read, topics.INCIDENTS, 2))
@@ -176,29 +186,10 @@ async def test_an_ignored_type_is_told_by_its_header_and_its_value_never_read() 
     it, alone or in a batch, and needs no transaction. Audit logs every event, and so
     dead-letters one whose value is broken (`tests/fuzz`)."""
     incident_id = uuid.uuid4()
-    read = CloudEvent.new(
-        "intake",
-        PersonalDataRead(
-            incident_id=incident_id,
-            party="BLO",
-            subject="officer-1",
-            fields=("id_number",),
-            read_at=datetime.now(UTC),
-        ),
-        incident_id,
-    )
+    read = personal_data_read(incident_id)
     producer = CapturingProducer()
-    ignored = frozenset(types_on(topics.NOTIFICATIONS) | {"incident.personal_data_read"})
     # No sessions and no inbox: neither path may reach for them.
-    consumer = EventConsumer(
-        "scratch.reader",
-        [topics.INCIDENTS, topics.NOTIFICATIONS],
-        HandlerTable({}, ignored),
-        None,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        producer,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-    )
+    consumer = reader(types_on(topics.NOTIFICATIONS) | {"incident.personal_data_read"}, producer)
     broken = [
         SimpleNamespace(**{**vars(record_of(read, topics.INCIDENTS, offset)), "value": value})
         for offset, value in enumerate([b"not json", b"{}", None])
