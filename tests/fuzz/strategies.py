@@ -165,7 +165,7 @@ def for_annotation(
         return json_values(wild)
     origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        return st.one_of(*(for_annotation(argument, wild=wild) for argument in arguments))
+        return st.one_of(*(for_annotation(argument, metadata, wild=wild) for argument in arguments))
     if annotation is type(None):
         return st.none()
     if origin is typing.Literal:
