@@ -49,6 +49,8 @@ class FaultBench:
     log_key: Verifier
     # topic → the consumer groups that read it (each dead-letters a poison record on its own)
     consumers_of: dict[str, list[str]]
+    # group → the types it reads past by their header, whatever the record holds
+    ignored_by: dict[str, frozenset[str]]
     poison: list[PoisonRecord] = field(default_factory=list)
 
     @property
@@ -63,6 +65,14 @@ def consumer_groups_by_topic() -> dict[str, list[str]]:
             for topic in consumer.topics:
                 groups[topic].append(consumer.group)
     return dict(groups)
+
+
+def ignored_types_by_group() -> dict[str, frozenset[str]]:
+    return {
+        consumer.group: consumer.handlers.ignored
+        for _, consumers in service_consumers().values()
+        for consumer in consumers
+    }
 
 
 # The policy's ACK, which every alert carries (`ack_seconds`): a second, so unacknowledged
@@ -137,6 +147,7 @@ async def fault_bench(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
                     policy=Policy.load(Settings().policy_file, overrides),
                     log_key=Signer.from_seed(LOG_ORIGIN, log_seed).verifier,
                     consumers_of=consumer_groups_by_topic(),
+                    ignored_by=ignored_types_by_group(),
                 )
             finally:
                 for client in clients.values():

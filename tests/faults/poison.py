@@ -20,6 +20,8 @@ Position = tuple[str, int, int]
 class PoisonRecord:
     kind: str
     position: Position
+    # The type its header names, if any: a consumer that ignores the type reads it past.
+    ce_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,14 @@ async def produce_poison(bootstrap_servers: str) -> list[PoisonRecord]:
                 sent = await producer.send_and_wait(
                     topic, value=value, key=uuid.uuid4().bytes, headers=headers
                 )
-                produced.append(PoisonRecord(kind, (topic, sent.partition, sent.offset)))
+                named = dict(headers).get("ce_type")
+                produced.append(
+                    PoisonRecord(
+                        kind,
+                        (topic, sent.partition, sent.offset),
+                        named.decode() if named is not None else None,
+                    )
+                )
     finally:
         await producer.stop()
     return produced
