@@ -785,20 +785,15 @@ class EventConsumer:
                 outcomes.append((record.topic, "ignored"))
             else:
                 received.append((record, decode(record.topic, record.headers, record.value)))
-        handlers = [self.handlers.handler_for(event.type) for _, event in received]
-        if any(handler is not None for handler in handlers):
-            await self._apply_decoded(received, handlers, outcomes)
-        else:
-            outcomes.extend((record.topic, "ignored") for record, _ in received)
+        if received:  # a batch of nothing but types read past opens no transaction
+            await self._apply_decoded(received, outcomes)
         for topic, outcome in outcomes:
             self._count(topic, outcome)
 
     async def _apply_decoded(
-        self,
-        received: list[tuple[ConsumerRecord, CloudEvent]],
-        handlers: list[EventHandler | None],
-        outcomes: list[tuple[str, str]],
+        self, received: list[tuple[ConsumerRecord, CloudEvent]], outcomes: list[tuple[str, str]]
     ) -> None:
+        handlers = [self.handlers.handler_for(event.type) for _, event in received]
         async with self._sessions() as session, session.begin():
             fresh = await self._inbox.claim_all(
                 session,
