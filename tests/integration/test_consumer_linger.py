@@ -19,11 +19,11 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.events import EVENT_TYPES, CloudEvent, topics
-from shared.kafka import EventConsumer, HandlerTable, RecordPosition, create_producer
-from shared.messaging import Inbox, Outbox
+from shared.events import CloudEvent, topics
+from shared.kafka import EventConsumer, RecordPosition, create_producer
+from shared.messaging import Outbox
 from shared.settings import Settings
-from tests.integration.test_offset_commits import status_changed
+from tests.integration.test_offset_commits import escalations_consumer, status_changed
 from tests.support import PATIENCE_SECONDS
 
 
@@ -93,7 +93,6 @@ async def running(
 ) -> AsyncIterator[Running]:
     sessions, _, inbox = scratch_schema
     group = f"test.linger-{uuid.uuid4().hex[:8]}"
-    escalation_types = [t for t, spec in EVENT_TYPES.items() if spec.topic == topics.ESCALATIONS]
     producer = create_producer(infra_settings, group)
     await producer.start()
     watch: list[Running] = []
@@ -102,12 +101,12 @@ async def running(
         if event.id in watch[0].ours:
             watch[0].applied.append(event.id)
 
-    consumer = WatchedConsumer(
+    consumer = escalations_consumer(
+        WatchedConsumer,
         group,
-        [topics.ESCALATIONS],
-        HandlerTable.of(remember, escalation_types),
+        remember,
         sessions,
-        Inbox(inbox, group),
+        inbox,
         producer,
         infra_settings.model_copy(update={"kafka_commit_interval_ms": 0}),
     )

@@ -8,17 +8,49 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.events import EVENT_TYPES, CloudEvent, topics
 from shared.events.models import IncidentStatusChanged
-from shared.kafka import EventConsumer, HandlerTable, RecordPosition, _RebalanceLog, create_producer
+from shared.kafka import (
+    EventConsumer,
+    EventHandler,
+    HandlerTable,
+    RecordPosition,
+    _RebalanceLog,
+    create_producer,
+)
 from shared.messaging import Inbox, Outbox
 from shared.settings import Settings
 from tests.support import PATIENCE_SECONDS
+
+Consumer = TypeVar("Consumer", bound=EventConsumer)
+
+
+def escalations_consumer(
+    consumer_type: type[Consumer],
+    group: str,
+    handler: EventHandler,
+    sessions: async_sessionmaker[AsyncSession],
+    inbox: Table,
+    producer: AIOKafkaProducer,
+    settings: Settings,
+) -> Consumer:
+    """A consumer of escalations.v1 in its own group, handing every type of it to `handler`."""
+    escalation_types = [t for t, spec in EVENT_TYPES.items() if spec.topic == topics.ESCALATIONS]
+    return consumer_type(
+        group,
+        [topics.ESCALATIONS],
+        HandlerTable.of(handler, escalation_types),
+        sessions,
+        Inbox(inbox, group),
+        producer,
+        settings,
+    )
 
 
 def status_changed() -> CloudEvent:
@@ -55,19 +87,12 @@ async def test_a_stopping_consumer_commits_what_it_applied_within_its_interval(
         if event.id in ours:
             applied[event.id] = position
 
-    escalation_types = [t for t, spec in EVENT_TYPES.items() if spec.topic == topics.ESCALATIONS]
     # An hour's interval: only the stop commits.
     settings = infra_settings.model_copy(update={"kafka_commit_interval_ms": 3_600_000})
     producer = create_producer(settings, group)
     await producer.start()
-    consumer = EventConsumer(
-        group,
-        [topics.ESCALATIONS],
-        HandlerTable.of(remember, escalation_types),
-        sessions,
-        Inbox(inbox, group),
-        producer,
-        settings,
+    consumer = escalations_consumer(
+        EventConsumer, group, remember, sessions, inbox, producer, settings
     )
     running = asyncio.create_task(consumer.run())
     try:
