@@ -53,7 +53,7 @@ from shared.observability import (
 )
 from shared.problems import install_problem_handlers
 from shared.settings import Settings
-from shared.telemetry import configure_tracing, instrument_http
+from shared.telemetry import configure_tracing, instrument_http_clients, server_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -385,6 +385,7 @@ def create_service_app(
         version=RELEASE,
         lifespan=lifespan,
         static_url=DOCS_ASSETS,
+        telemetry=server_telemetry(),
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
@@ -403,5 +404,5 @@ def create_service_app(
         app.include_router(router, dependencies=[Depends(bind_incident)])
     runtime.tracer_provider = configure_tracing(runtime.settings, runtime.service)
     if runtime.tracer_provider is not None:
-        instrument_http(app)
+        instrument_http_clients()
     return app

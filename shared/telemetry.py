@@ -7,15 +7,15 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -34,9 +34,12 @@ from opentelemetry.util.types import Attributes
 from shared.limits import TokenBuckets
 from shared.settings import Settings
 
+if TYPE_CHECKING:
+    from fastapi.telemetry import TelemetryConfig
+
 # No server spans for these: health probes, and the console's trace receiver (a span of each
 # export received would itself be exported, and so on for ever).
-UNTRACED_PATHS = "healthz,readyz,metrics,v1/traces"
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/traces"})
 tracer = trace.get_tracer(__name__)
 
 
@@ -128,6 +131,7 @@ def tracer_provider(
     )
     # Before any tracer is made: each takes the provider's sampler as it is then.
     provider.sampler = with_reservoir(provider.sampler, settings.traces_reservoir_per_second)
+    provider.add_span_processor(RedactUrls())
     if settings.otel_exporter_otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -154,8 +158,8 @@ def without_query(value: str) -> str:
     return f"{value.split('?', 1)[0]}?{REDACTED}"
 
 
-def redact_urls(span: Any, *_: Any) -> None:
-    """Instrumentation hook: overwrite the URL attributes the instrumentation just set."""
+def redact_urls(span: Any) -> None:
+    """Overwrite the URL attributes of a span: its query string, whole or in a URL."""
     if not span.is_recording():
         return
     attributes = getattr(span, "attributes", None) or {}
@@ -165,25 +169,33 @@ def redact_urls(span: Any, *_: Any) -> None:
             span.set_attribute(name, REDACTED if name == "url.query" else without_query(value))
 
 
-async def redact_urls_async(span: Any, *_: Any) -> None:
-    redact_urls(span)
+class RedactUrls(SpanProcessor):
+    """Every span's URL attributes redacted as it starts, whichever instrumentation made it
+    (FastAPI's server spans, httpx's client spans): they set them when they start the span."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        redact_urls(span)
 
 
-def instrument_http(app: Any) -> None:
-    """Server spans for FastAPI and client spans for httpx; only when tracing is on. No query
-    string reaches a span (`redact_urls`)."""
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+def untraced(scope: MutableMapping[str, Any]) -> bool:
+    return scope.get("path") in UNTRACED_PATHS
+
+
+def server_telemetry() -> TelemetryConfig:
+    """FastAPI's own server spans, under the global tracer provider: none while tracing is off
+    (no provider is set), none for `UNTRACED_PATHS`. Its HTTP metrics and logs stay off:
+    request latency is a Prometheus metric of ours (`shared.observability`), log lines are
+    ours. One middleware instead of the instrumentation's two, and the route is the one
+    FastAPI chose, not looked up again in every route of the app for each request."""
+    return {"metrics": False, "logs": False, "operation_spans": False, "exclude": untraced}
+
+
+def instrument_http_clients() -> None:
+    """Client spans for httpx, only when tracing is on (server spans are FastAPI's:
+    `server_telemetry`)."""
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    FastAPIInstrumentor.instrument_app(
-        app,
-        excluded_urls=UNTRACED_PATHS,
-        server_request_hook=redact_urls,
-        exclude_spans=["receive", "send"],
-    )
-    HTTPXClientInstrumentor().instrument(
-        request_hook=redact_urls, async_request_hook=redact_urls_async
-    )
+    HTTPXClientInstrumentor().instrument()
 
 
 def current_trace_headers() -> dict[str, str]:

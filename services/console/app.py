@@ -33,7 +33,7 @@ from shared.production import Gap, file_gaps, public_url_gaps, require_productio
 from shared.retention import retention_worker
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import CONSOLE, Settings
-from shared.telemetry import configure_tracing, instrument_http
+from shared.telemetry import configure_tracing, instrument_http_clients
 
 STATIC = Path(__file__).parent / "static"
 
@@ -62,7 +62,7 @@ def production_gaps(settings: Settings) -> list[Gap]:
     return gaps
 
 
-def keep_own_spans(runtime: ServiceRuntime, app: FastAPI, store: TraceStore) -> None:
+def keep_own_spans(runtime: ServiceRuntime, store: TraceStore) -> None:
     """A console that receives spans keeps its own with them (sent elsewhere as well, when an
     endpoint is set): its page views and forms lead into the services' traces."""
     into_store = SpansIntoStore(store)
@@ -70,7 +70,7 @@ def keep_own_spans(runtime: ServiceRuntime, app: FastAPI, store: TraceStore) -> 
         runtime.tracer_provider.add_span_processor(BatchSpanProcessor(into_store))
         return
     runtime.tracer_provider = configure_tracing(runtime.settings, CONSOLE, [into_store])
-    instrument_http(app)
+    instrument_http_clients()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.hub = hub
     app.state.traces = TraceStore() if settings.console_trace_receiver else None
     if app.state.traces is not None:
-        keep_own_spans(runtime, app, app.state.traces)
+        keep_own_spans(runtime, app.state.traces)
     app.state.local_login = key.is_local_development_key and (
         settings.deployment_environment != "production"
     )

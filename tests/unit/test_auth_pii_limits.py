@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import httpx
 import jwt
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -364,12 +365,15 @@ def test_the_subjects_sealed_at_rest_travel_on_the_event_and_open_only_with_the_
 
 def test_no_query_string_reaches_a_span():
     """Robot keys (WeCom `key=`, DingTalk `access_token=`, `sign=`) and acknowledgement tokens
-    travel in query strings: the instrumentation hooks overwrite every URL attribute."""
+    travel in query strings: every URL attribute is overwritten as the span starts, whichever
+    instrumentation set it."""
     from opentelemetry.sdk.trace import TracerProvider
 
-    from shared.telemetry import redact_urls
+    from shared.telemetry import RedactUrls
 
-    tracer = TracerProvider().get_tracer("test")
+    provider = TracerProvider()
+    provider.add_span_processor(RedactUrls())
+    tracer = provider.get_tracer("test")
     with tracer.start_as_current_span(
         "POST",
         attributes={
@@ -379,8 +383,43 @@ def test_no_query_string_reaches_a_span():
             "url.query": "token=secret",
         },
     ) as span:
-        redact_urls(span)
         shown = json.dumps(dict(span.attributes))
     for secret in ("abc", "xyz", "robot-key", "secret"):
         assert secret not in shown
     assert span.attributes["http.target"] == "/v1/notifications/1/ack?[redacted]"
+
+
+async def test_server_spans_are_named_by_route_redacted_and_none_for_probes():
+    """The services' server spans are FastAPI's own (`server_telemetry`): one per request,
+    named by the route FastAPI chose, its query redacted; none for health probes."""
+    from fastapi import FastAPI
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from shared.telemetry import RedactUrls, server_telemetry
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(RedactUrls())
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    app = FastAPI(telemetry={**server_telemetry(), "tracer_provider": provider})
+
+    @app.get("/v1/alerts/{alert_id}/ack")
+    async def ack(alert_id: str) -> dict[str, str]:
+        return {"alert": alert_id}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        assert (await client.get("/v1/alerts/7/ack", params={"token": "secret"})).status_code == 200
+        assert (await client.get("/healthz")).status_code == 200
+    [span] = exported.get_finished_spans()
+    assert span.name == "GET /v1/alerts/{alert_id}/ack"
+    assert span.attributes["http.route"] == "/v1/alerts/{alert_id}/ack"
+    assert span.attributes["http.response.status_code"] == 200
+    assert "secret" not in json.dumps(dict(span.attributes))
+    assert span.attributes["url.query"] == "[redacted]"
