@@ -141,6 +141,12 @@ async def single_statement(
         yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
+async def driver_of(connection: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under a SQLAlchemy one: for a statement on the hot path sent as
+    it is, without SQLAlchemy compiling it and binding its values (as the relays do)."""
+    return (await connection.get_raw_connection()).driver_connection
+
+
 def migrations_folder(service: str) -> Path:
     return REPOSITORY_ROOT / "services" / service / "migrations" / "versions"
 

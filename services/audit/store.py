@@ -35,6 +35,7 @@ from services.audit.models import (
     log_entries,
     tree_nodes,
 )
+from shared.db import driver_of
 from shared.staging import of_transaction
 
 APPEND_LOCK = zlib.crc32(b"audit:append")
@@ -171,7 +172,7 @@ async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
         named.extend((incident, index) for incident in leaf.also)
     # COPY: several times faster than a multi-row INSERT, and still only an INSERT to the
     # privileges and triggers.
-    driver = (await (await session.connection()).get_raw_connection()).driver_connection
+    driver = await driver_of(await session.connection())
     await driver.copy_records_to_table(
         log_entries.name, schema_name=SCHEMA, columns=["index", *LEAF_COLUMNS], records=rows
     )

@@ -55,7 +55,7 @@ from services.intake.schemas import (
     ReportOut,
 )
 from shared.auth import Caller, authorize, speaks_for
-from shared.db import single_statement, transaction
+from shared.db import driver_of, single_statement, transaction
 from shared.domain import facts as incident_facts
 from shared.domain import lifecycle
 from shared.domain.access import Permission, Principal
@@ -176,7 +176,7 @@ async def report_incident(
     sessions = runtime_of(request).sessions
     # Most reports open an incident: one call, its own transaction, committed before the 201.
     async with single_statement(sessions) as connection:
-        written = await first_report.write_incident(connection, report)
+        written = await first_report.write_incident(await driver_of(connection), report)
     if not written.written:
         # Nothing was written: the rest is decided in a transaction holding the township,
         # on what the call reads again there.

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.linking import OPEN_STATUSES
 from services.intake.models import SCHEMA
@@ -27,19 +27,21 @@ from shared.domain.vocabulary import LifecycleStatus
 from shared.events import CloudEvent
 from shared.messaging import notify_channel, outbox_values
 
-# The function of migration 0011: the township's lock, then one statement. Parameters by name,
-# so the call reads as what it passes. Its candidates are a page at most (`shared.paging.PAGE`).
-FIRST_REPORT = text(
+# The function of migration 0011's arguments, in the order the call passes them.
+PARAMETERS = tuple(
+    """
+    township_code category phase drill subject_ids facts incident_reporter
+    report_reporter status now since window open_statuses caller key request_hash
+    incident_id report_id reporter_party external_ref channel
+    shard topic event_key event_id event_type headers payload
+    """.split()
+)
+# The township's lock, then one statement. Arguments by name, so the call reads as what it
+# passes; numbered, as the driver takes them. Its candidates are a page at most
+# (`shared.paging.PAGE`).
+FIRST_REPORT = (
     "SELECT known_ref, open_incidents, key_claimed, written, candidates FROM intake.first_report("
-    + ", ".join(
-        f"p_{name} => :{name}"
-        for name in """
-            township_code category phase drill subject_ids facts incident_reporter
-            report_reporter status now since window open_statuses caller key request_hash
-            incident_id report_id reporter_party external_ref channel
-            shard topic event_key event_id event_type headers payload
-        """.split()
-    )
+    + ", ".join(f"p_{name} => ${number}" for number, name in enumerate(PARAMETERS, 1))
     + ")"
 )
 
@@ -128,21 +130,28 @@ def first_report(
 
 
 async def write_incident(
-    database: AsyncConnection | AsyncSession, report: dict[str, Any]
+    database: asyncpg.Connection | AsyncSession, report: dict[str, Any]
 ) -> Written:
     """Write the incident and its first report with its event, in one round trip, unless the
     reference was used before, an open incident of the township is of the same event (R20),
-    or the key was used before. On a connection of its own (`shared.db.single_statement`) the
-    call is its own transaction; in a transaction, the township stays held to its end, and
-    what the call read of the township's open incidents stands until then."""
-    row = (await database.execute(FIRST_REPORT, report)).one()
-    found = row.open_incidents  # json, decoded by the driver
+    or the key was used before. On a connection of its own (`shared.db.single_statement`),
+    straight to the driver, the call is its own transaction; in a session's transaction, the
+    township stays held to its end, and what the call read of the township's open incidents
+    stands until then."""
+    arguments = tuple(report[name] for name in PARAMETERS)
+    if isinstance(database, AsyncSession):
+        # Through the session, which begins its transaction before the call.
+        connection = await database.connection()
+        row = (await connection.exec_driver_sql(FIRST_REPORT, arguments)).mappings().one()
+    else:
+        row = await database.fetchrow(FIRST_REPORT, *arguments)
+    found = row["open_incidents"]  # json, decoded by the driver
     return Written(
-        bool(row.known_ref),
+        bool(row["known_ref"]),
         [open_incident(report["township_code"], incident) for incident in found]
         if found is not None
         else None,
-        bool(row.key_claimed),
-        bool(row.written),
-        list(row.candidates or ()),
+        bool(row["key_claimed"]),
+        bool(row["written"]),
+        list(row["candidates"] or ()),
     )
