@@ -43,7 +43,7 @@ class EventData(BaseModel):
     @classmethod
     def _only_declared_fields_when_built(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, dict) and not (info.context or {}).get(READING):
-            undeclared = sorted(str(name) for name in data if name not in cls.model_fields)
+            undeclared = sorted(map(str, data.keys() - cls.model_fields.keys()))
             if undeclared:
                 raise PydanticCustomError(
                     "undeclared_fields",
