@@ -11,7 +11,7 @@ Times are shown in the county's time zone (the setting COUNTY_TIME_ZONE), which 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
@@ -132,6 +132,11 @@ class AlertTexts:
     zone: ZoneInfo
     # 类别简称 by category code, for the short forms (SMS, robots).
     category_short: Mapping[str, str]
+    # The template each form, party kind, category and phase came to: choosing looks for the
+    # more particular names first, and a name not found costs an exception every time.
+    _chosen: dict[tuple[str, ...], jinja2.Template] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def load(cls, path: Path = TEMPLATES_FILE, zone: ZoneInfo = COUNTY_TIME) -> AlertTexts:
@@ -159,6 +164,15 @@ class AlertTexts:
             str(form),
         ]
 
+    def template(self, form: Form, facts: dict[str, Any]) -> jinja2.Template:
+        """The most particular template there is for the form and the facts' party kind,
+        category and phase."""
+        names = self.template_names(form, facts)
+        chosen = self._chosen.get(tuple(names))
+        if chosen is None:
+            chosen = self._chosen[tuple(names)] = self.environment.select_template(names)
+        return chosen
+
     def render(
         self,
         facts: dict[str, Any],
@@ -166,7 +180,7 @@ class AlertTexts:
         ack_url: str | None = None,
         record_url: str | None = None,
     ) -> str:
-        template = self.environment.select_template(self.template_names(form, facts))
+        template = self.template(form, facts)
         short = self.category_short
         text = template.render(
             with_later_facts(facts),

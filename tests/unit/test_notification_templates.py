@@ -19,7 +19,7 @@ from services.notification.templates import (
     stored_alert,
 )
 from shared.domain.privacy import mask_names_in_text
-from shared.domain.vocabulary import COUNTY_TIME, Category, Phase
+from shared.domain.vocabulary import COUNTY_TIME, Category, PartyKind, Phase
 from shared.events.models import ObligationCreated
 from tests.notification.builders import ID_NUMBER
 from tests.notification.builders import obligation as build_obligation
@@ -111,6 +111,21 @@ def test_template_lookup_order():
         "sms.PPS",
         "sms",
     ]
+
+
+@given(
+    st.sampled_from(list(Form)),
+    st.sampled_from([str(kind) for kind in PartyKind]),
+    st.sampled_from(list(Category)),
+    st.sampled_from(list(Phase)),
+)
+def test_the_template_chosen_once_is_the_one_the_lookup_order_finds(form, kind, category, phase):
+    """Each combination's template is chosen once and kept: the same as looking it up again."""
+    texts = default_texts()
+    facts = {"party_kind": kind, "category": str(category), "phase": str(phase)}
+    expected = texts.environment.select_template(texts.template_names(form, facts))
+    assert texts.template(form, facts) is texts.template(form, facts)
+    assert texts.template(form, facts).name == expected.name
 
 
 @pytest.mark.parametrize("form", list(Form))
