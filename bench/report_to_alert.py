@@ -468,7 +468,12 @@ TRACING_SETTINGS = ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "TRACES_RE
 def production_tracing(collector: str) -> dict[str, str]:
     """Tracing as production runs it: its sampler, read from the production overlay, and every
     sampled span exported over OTLP to `collector` (the sink, which answers and forgets). So
-    spans cost here what they cost there; an overlay without a sampler fails the bench."""
+    spans cost here what they cost there."""
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": collector, **production_sampler()}
+
+
+def production_sampler() -> dict[str, str]:
+    """The production overlay's sampler settings; an overlay without them fails the bench."""
     overlay = yaml.safe_load(PRODUCTION_OVERLAY.read_text(encoding="utf-8"))
     [environment] = [
         generated
@@ -476,10 +481,7 @@ def production_tracing(collector: str) -> dict[str, str]:
         if generated["name"] == "correction-emergency-env"
     ]
     production = dict(literal.split("=", 1) for literal in environment["literals"])
-    return {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
-        **{name: production[name] for name in TRACING_SETTINGS},
-    }
+    return {name: production[name] for name in TRACING_SETTINGS}
 
 
 def service_environment(
