@@ -134,7 +134,7 @@ class AlertTexts:
     category_short: Mapping[str, str]
     # The template each form, party kind, category and phase came to: choosing looks for the
     # more particular names first, and a name not found costs an exception every time.
-    _chosen: dict[tuple[str, ...], jinja2.Template] = field(
+    _chosen: dict[tuple[str, str, str, str], jinja2.Template] = field(
         default_factory=dict, repr=False, compare=False
     )
 
@@ -167,10 +167,11 @@ class AlertTexts:
     def template(self, form: Form, facts: dict[str, Any]) -> jinja2.Template:
         """The most particular template there is for the form and the facts' party kind,
         category and phase."""
-        names = self.template_names(form, facts)
-        chosen = self._chosen.get(tuple(names))
+        key = (str(form), facts["party_kind"], facts["category"], facts["phase"])
+        chosen = self._chosen.get(key)
         if chosen is None:
-            chosen = self._chosen[tuple(names)] = self.environment.select_template(names)
+            names = self.template_names(form, facts)
+            chosen = self._chosen[key] = self.environment.select_template(names)
         return chosen
 
     def render(
