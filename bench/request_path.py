@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from bench.report_to_alert import Reports, production_sampler
+from bench.report_to_alert import UNLIMITED_CALLERS, Reports, production_sampler
 from shared.settings import Settings
 from tools.devrun import development_secrets
 
@@ -38,11 +38,7 @@ HOST = ("127.0.0.1", 8001)
 def environment(work: Path, traced: bool) -> dict[str, str]:
     """Intake's settings for an app that is never started: keys of its own, no rate limit,
     and when `traced` the production overlay's sampler with its spans written nowhere."""
-    settings = {
-        **development_secrets(work),
-        "RATE_LIMIT_PER_SECOND": "1000000",
-        "RATE_LIMIT_BURST": "1000000",
-    }
+    settings = {**development_secrets(work), **UNLIMITED_CALLERS}
     if traced:
         settings |= {**production_sampler(), "OTEL_TRACES_FILE": os.devnull}
     return settings
