@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from services.notification.dispatch import publish_about, wake_dispatchers
+from services.notification.dispatch import DISPATCH_CHANNEL, publish_about, wake_dispatchers
 from services.notification.models import deliveries, notifications
 from services.notification.status import (
     NotificationKind,
@@ -163,15 +163,10 @@ class NotificationHandlers:
         if obligation.moved_from is None:
             # With the other new alerts of the transaction, in one statement at its commit.
             defer(session, NEW_ALERTS_DEFERRED, write_new_alerts, {**row, "moved_from": None})
-            await wake_dispatchers(session)
             return
         # An alert that stands for a moved duty is written at once: a later creation of the
         # duty it was moved from looks for it (R20).
-        stored = await session.execute(
-            NEW_ALERTS, columns([{**row, "moved_from": obligation.moved_from}])
-        )
-        if stored.first() is not None:
-            await wake_dispatchers(session)
+        await session.execute(NEW_ALERTS, columns([{**row, "moved_from": obligation.moved_from}]))
 
     async def on_rejected(
         self, session: AsyncSession, event: CloudEvent, _: RecordPosition
@@ -324,10 +319,11 @@ async def carry_on(session: AsyncSession, moved: ObligationCreated) -> bool:
 # delivery, in the order the duties came; returns the ids stored. A duty alerted already gets
 # none, nor one moved (R20) before its own creation reached us: the moved duty's alert
 # (`moved_from` names the duty it came from) already stands for it. Rows of one statement cannot
-# see one another, so an alert for a moved duty goes in a statement of its own (`handle`).
+# see one another, so an alert for a moved duty goes in a statement of its own (`handle`). The
+# statement that stores an alert wakes the dispatchers at commit: no statement of its own for it.
 NEW_ALERTS = text(
-    "INSERT INTO notification.notifications (id, incident_id, obligation_id, party, rule_id,"
-    " drill, ack_seconds, alert, status, trace_headers, former_obligation_ids)"
+    "WITH stored AS (INSERT INTO notification.notifications (id, incident_id, obligation_id,"
+    " party, rule_id, drill, ack_seconds, alert, status, trace_headers, former_obligation_ids)"
     " SELECT a.id, a.incident_id, a.obligation_id, a.party, a.rule_id, a.drill, a.ack_seconds,"
     " CAST(a.alert AS jsonb), 'NEW', CAST(a.trace_headers AS jsonb),"
     " CASE WHEN a.moved_from IS NULL THEN CAST('{}' AS uuid[]) ELSE ARRAY[a.moved_from] END"
@@ -340,7 +336,8 @@ NEW_ALERTS = text(
     " WHERE NOT EXISTS (SELECT FROM notification.notifications n"
     " WHERE n.former_obligation_ids @> ARRAY[a.obligation_id])"
     " ORDER BY a.position"
-    " ON CONFLICT (obligation_id) DO NOTHING RETURNING id"
+    " ON CONFLICT (obligation_id) DO NOTHING RETURNING id)"
+    f" SELECT id, pg_notify('{DISPATCH_CHANNEL}', '') FROM stored"
 )
 NEW_ALERTS_DEFERRED = "notification.new_alerts"
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.notification.dispatch import DISPATCH_CHANNEL
 from services.notification.handlers import NotificationHandlers
 from services.notification.models import messaging
 from services.notification.templates import default_texts
@@ -18,8 +20,9 @@ from shared.events import CloudEvent
 from shared.events.models import ObligationCreated
 from shared.kafka import RecordPosition
 from shared.settings import Settings
+from tests.integration.helpers import eventually
 from tests.notification.builders import obligation, obligation_waived
-from tests.support import statements_sent
+from tests.support import execute_sql, statements_sent
 
 PARTY = "SFS:150626104"
 POSITION = RecordPosition("escalations.v1", 0, 0)
@@ -51,7 +54,7 @@ def handlers_of(settings: Settings) -> NotificationHandlers:
 
 
 def alert_inserts(statements: list[str]) -> list[str]:
-    return [s for s in statements if s.startswith("INSERT INTO notification.notifications")]
+    return [s for s in statements if "INSERT INTO notification.notifications" in s]
 
 
 async def test_a_batch_s_new_alerts_are_one_statement_and_seen_by_what_follows(
@@ -92,14 +95,36 @@ async def test_a_batch_s_new_alerts_are_one_statement_and_seen_by_what_follows(
 async def test_the_new_alerts_of_a_batch_of_creations_are_one_statement_at_commit(
     private_settings: Settings, engine: AsyncEngine
 ) -> None:
+    """One statement stores a batch's alerts and wakes the dispatchers; a batch that stores
+    none wakes nobody."""
     handlers = handlers_of(private_settings)
     duties = [obligation(PARTY) for _ in range(4)]
-    with statements_sent(engine) as statements:
+    listener = await asyncpg.connect(private_settings.plain_database_url)
+    heard: list[str] = []
+    await listener.add_listener(DISPATCH_CHANNEL, lambda *args: heard.append(args[3]))
+    try:
+        with statements_sent(engine) as statements:
+            async with create_session_factory(engine)() as session, session.begin():
+                for duty in duties:
+                    await handlers.handle(session, created(duty), POSITION)
+                # A repeat of the batch's first duty: still one alert.
+                await handlers.handle(session, created(duties[0]), POSITION)
+        found = await alerts(engine, *(duty.obligation_id for duty in duties))
+        assert found == {duty.obligation_id: ["NEW"] for duty in duties}
+        assert len(alert_inserts(statements)) == 1
+        assert [s for s in statements if "pg_notify" in s] == alert_inserts(statements)
+
+        # The same duties again: no alert stored, nobody woken. A NOTIFY sent after that
+        # commit arrives after any it made, so hearing it alone means it made none.
         async with create_session_factory(engine)() as session, session.begin():
             for duty in duties:
                 await handlers.handle(session, created(duty), POSITION)
-            # A repeat of the batch's first duty: still one alert.
-            await handlers.handle(session, created(duties[0]), POSITION)
-    found = await alerts(engine, *(duty.obligation_id for duty in duties))
-    assert found == {duty.obligation_id: ["NEW"] for duty in duties}
-    assert len(alert_inserts(statements)) == 1
+        await execute_sql(private_settings, f"NOTIFY {DISPATCH_CHANNEL}, 'after'")
+
+        async def heard_so_far() -> list[str]:
+            return list(heard)
+
+        await eventually(heard_so_far, lambda so_far: "after" in so_far)
+        assert heard == ["", "after"]
+    finally:
+        await listener.close()
