@@ -106,9 +106,10 @@ DUE_ALERTS = text(
     f"WITH fresh AS ({_NEW}), expired AS ({_ACK_EXPIRED})"
     " SELECT *, true AS start FROM fresh UNION ALL SELECT *, false AS start FROM expired"
 )
-# A delivery per (alert, contact): opening one twice (a replica racing) keeps the first.
+# A delivery per (alert, contact), and its alert moved to that contact, in one statement:
+# opening one twice (a replica racing) keeps the first.
 OPEN_DELIVERIES = text(
-    "INSERT INTO notification.deliveries"
+    "WITH opened AS (INSERT INTO notification.deliveries"
     " (id, notification_id, contact_index, channel, target, contact, status, message,"
     " trace_headers)"
     " SELECT id, notification_id, contact_index, channel, CAST(target AS jsonb), contact,"
@@ -118,14 +119,13 @@ OPEN_DELIVERIES = text(
     " CAST(:contact AS text[]), CAST(:message AS text[]), CAST(:trace_headers AS text[]))"
     " AS opened(id, notification_id, contact_index, channel, target, contact, message,"
     " trace_headers)"
-    " ON CONFLICT (notification_id, contact_index) DO NOTHING"
-)
-# The contact now alerted; `contacts` (the list, fixed when delivery starts) or none to keep it.
-MOVE_TO_CONTACT = text(
-    "UPDATE notification.notifications AS n SET status = 'PENDING',"
+    " ON CONFLICT (notification_id, contact_index) DO NOTHING)"
+    # The notification moves to the contact now alerted; `contacts` is the list, fixed when
+    # delivery starts, or none to keep the one fixed before.
+    " UPDATE notification.notifications AS n SET status = 'PENDING',"
     " contact_index = moved.contact_index, ack_due_at = NULL,"
     " contacts = COALESCE(CAST(moved.contacts AS jsonb), n.contacts)"
-    " FROM unnest(CAST(:ids AS uuid[]), CAST(:indexes AS smallint[]),"
+    " FROM unnest(CAST(:notification_id AS uuid[]), CAST(:contact_index AS smallint[]),"
     " CAST(:contacts AS text[])) AS moved(id, contact_index, contacts)"
     " WHERE n.id = moved.id"
 )
@@ -515,7 +515,7 @@ class Dispatcher:
         self, session: AsyncSession, rows: Sequence[Row], *, start: bool = False
     ) -> tuple[Sequence[Row], set[UUID]]:
         """Alert the next contact of each notification (the first when `start`, fixing its
-        contact list) with one insert and one update for all of them; the ids of the deliveries
+        contact list) with one statement for all of them; the ids of the deliveries
         opened. A notification whose list is walked is given up, one by one (rare)."""
         opening: list[tuple[Row, list[Contact], int]] = []
         for row in rows:
@@ -537,12 +537,10 @@ class Dispatcher:
         if not opening:
             return rows, set()
         opened = [self._delivery(row, contacts, index) for row, contacts, index in opening]
-        await session.execute(OPEN_DELIVERIES, columns(opened))
         await session.execute(
-            MOVE_TO_CONTACT,
+            OPEN_DELIVERIES,
             {
-                "ids": [row.id for row, _, _ in opening],
-                "indexes": [index for _, _, index in opening],
+                **columns(opened),
                 "contacts": [
                     json.dumps(_contact_list(contacts)) if start else None
                     for _, contacts, _ in opening
