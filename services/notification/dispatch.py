@@ -136,12 +136,25 @@ DUE_DELIVERY = (
     " OR (status = 'SENDING' AND lease_until < now()))"
     " AND id <> ALL(CAST(:sending AS uuid[]))"
 )
+# Seconds until the earliest of: a NEW notification (now), an ACK deadline, a retry, a lease of
+# another dispatcher running out; NULL when nothing waits. Read in the statement that claims,
+# whose own claims (`claimed`) it does not count: that statement does not see its own changes.
+NEXT_DUE_SECONDS = (
+    "extract(epoch FROM least("
+    " (SELECT now() FROM notification.notifications WHERE status = 'NEW' LIMIT 1),"
+    " (SELECT min(ack_due_at) FROM notification.notifications WHERE status = 'DELIVERED'),"
+    " (SELECT min(next_attempt_at) FROM notification.deliveries WHERE status = 'PENDING'"
+    " AND id NOT IN (SELECT id FROM claimed)),"
+    " (SELECT min(lease_until) FROM notification.deliveries WHERE status = 'SENDING'"
+    " AND id <> ALL(CAST(:sending AS uuid[])) AND id NOT IN (SELECT id FROM claimed))"
+    ") - now())"
+)
 # A pass's claim, in one statement whatever the channels: the channels with anything due, and
 # for each at most its room (`:capacities`, a channel's free slots and tokens, given for every
 # configured channel; a channel nobody configured gets `:unknown_batch`, to fail them fast) of
 # its due deliveries, oldest first, claimed under a new lease. The result: a row per delivery
 # claimed, and in every row (one with no delivery when none was claimed) the channels that had
-# anything due (`busy`).
+# anything due (`busy`) and the seconds until the next thing is due after the claim (`due_in`).
 CLAIM_DUE = text(
     "WITH busy AS (SELECT DISTINCT channel FROM notification.deliveries"
     f" WHERE {DUE_DELIVERY}),"
@@ -155,7 +168,8 @@ CLAIM_DUE = text(
     " claimed AS (UPDATE notification.deliveries SET status = 'SENDING',"
     " attempts = attempts + 1, lease_until = now() + CAST(:lease AS interval),"
     " lease_id = gen_random_uuid() WHERE id IN (SELECT id FROM picked) RETURNING *)"
-    " SELECT claimed.*, (SELECT array_agg(channel) FROM busy) AS busy"
+    " SELECT claimed.*, (SELECT array_agg(channel) FROM busy) AS busy,"
+    f" {NEXT_DUE_SECONDS} AS due_in"
     " FROM (SELECT) AS pass LEFT JOIN claimed ON true"
 )
 # An answer that is not a delivery and what it moves, in one statement: the attempt is recorded
@@ -234,17 +248,6 @@ RECORD_DELIVERED = text(
     " (SELECT pg_notify(:outbox_channel, '')) AS notified"
     " FROM answer LEFT JOIN moved ON moved.delivery_id = answer.delivery_id"
     " LEFT JOIN landed ON landed.delivery_id = answer.delivery_id"
-)
-# Seconds until the earliest of: a NEW notification (now), an ACK deadline, a retry, a lease of
-# another dispatcher running out; NULL when nothing waits.
-NEXT_DUE = text(
-    "SELECT extract(epoch FROM least("
-    " (SELECT now() FROM notification.notifications WHERE status = 'NEW' LIMIT 1),"
-    " (SELECT min(ack_due_at) FROM notification.notifications WHERE status = 'DELIVERED'),"
-    " (SELECT min(next_attempt_at) FROM notification.deliveries WHERE status = 'PENDING'),"
-    " (SELECT min(lease_until) FROM notification.deliveries WHERE status = 'SENDING'"
-    " AND id <> ALL(CAST(:sending AS uuid[])))"
-    ") - now())"
 )
 
 
@@ -452,9 +455,9 @@ class Dispatcher:
             expired = [row for row in due if not row.start]
             self._log_expired(expired)
             walked, walked_open = await self._open(session, expired)
-            claimed, full = await self._claim(session)
+            claimed, full, due_in = await self._claim(session)
             more_to_open = len(started) >= self._batch_size or len(walked) >= self._batch_size
-            wait = 0.0 if more_to_open else await self._next_due_in(session)
+            wait = 0.0 if more_to_open else self._sleep_for(due_in)
             opened_elsewhere = (opened | walked_open) - {row.id for row in claimed}
             if opened_elsewhere:
                 # Deliveries this pass opened but could not take: another replica may.
@@ -466,25 +469,22 @@ class Dispatcher:
         room_in = self._room_in(full)
         if room_in is not None:
             # A channel with work due is out of slots or tokens: what is due now waits for its
-            # room (NEXT_DUE says "now" because of it). A send that ends frees a slot and
-            # wakes this dispatcher; a token comes back with time alone, so look again
-            # when it does.
+            # room (the claim's `due_in` says "now" because of it). A send that ends frees a
+            # slot and wakes this dispatcher; a token comes back with time alone, so look
+            # again when it does.
             wait = room_in if wait <= 0 else min(wait, room_in)
         elif wait <= 0 and not (started or walked or claimed):
             # Due, yet nothing could be taken (locked by another replica's pass): not a spin.
             wait = self._poll_interval
         return wait
 
-    async def _next_due_in(self, session: AsyncSession) -> float:
-        """Seconds until the next thing is due here, by the database's clock: a NEW
-        notification (now), an ACK deadline, a retry, a lease of another replica running out;
-        the fallback when nothing is."""
-        seconds = (
-            await session.execute(NEXT_DUE, {"sending": list(self._leases)})
-        ).scalar_one_or_none()
-        if seconds is None:
+    def _sleep_for(self, due_in: float | None) -> float:
+        """Seconds until the next thing is due here (`due_in`, by the database's clock: a NEW
+        notification, an ACK deadline, a retry, a lease of another replica running out); the
+        fallback when nothing is."""
+        if due_in is None:
             return self._fallback
-        return min(max(float(seconds), 0.0), self._fallback)
+        return min(max(float(due_in), 0.0), self._fallback)
 
     # --- the walk down the contact list ---------------------------------------------------------
 
@@ -629,13 +629,16 @@ class Dispatcher:
     async def claim_due(self) -> list[Row]:
         """Claim due deliveries, per channel no more than its free slots and tokens allow."""
         async with self._sessions() as session, session.begin():
-            claimed, _ = await self._claim(session)
+            claimed, _, _ = await self._claim(session)
         self._started(claimed)
         return claimed
 
-    async def _claim(self, session: AsyncSession) -> tuple[list[Row], list[ChannelGuard]]:
-        """The due deliveries claimed, and the channels with some due that had no room for them
-        all (out of slots or tokens). Nothing is counted as started before commit."""
+    async def _claim(
+        self, session: AsyncSession
+    ) -> tuple[list[Row], list[ChannelGuard], float | None]:
+        """The due deliveries claimed; the channels with some due that had no room for them
+        all (out of slots or tokens); the seconds until the next thing is due, none when
+        nothing waits. Nothing is counted as started before commit."""
         capacities = {name: guard.capacity() for name, guard in self._guards.items()}
         rows = (
             await session.execute(
@@ -657,7 +660,7 @@ class Dispatcher:
             if (guard := self._guards.get(channel)) is not None
             and taken[channel] >= capacities[channel]
         ]
-        return claimed, full
+        return claimed, full, rows[0].due_in
 
     def _room_in(self, full: Sequence[ChannelGuard]) -> float | None:
         """Seconds until one of the `full` channels has room again by time alone (its rate);

@@ -263,10 +263,47 @@ async def test_a_pass_claims_on_every_channel_within_its_room_in_one_statement(
     )
     with statements_sent(engine) as statements:
         async with create_session_factory(engine)() as session, session.begin():
-            claimed, full = await dispatcher._claim(session)
+            claimed, full, _ = await dispatcher._claim(session)
     assert {row.id for row in claimed} == {*on_file[:2], unknown}
     assert [guard.limits.concurrency for guard in full] == [2]  # the file channel
     assert len(statements) == 1
+
+
+async def test_a_pass_is_three_statements_and_sleeps_once_it_has_taken_what_was_due(
+    private_settings: Settings, replica: Replica, engine: AsyncEngine
+) -> None:
+    """A pass that starts an alert: it looks at the alerts, opens the delivery and moves the
+    alert to its contact, and claims, reading in the claim when the next thing is due. What it
+    claimed is not counted as due again (no pass straight after), nor is its new lease."""
+    dispatcher = replica(private_settings)
+    delivery_id = await due_delivery(private_settings)
+    await execute_sql(
+        private_settings,
+        "UPDATE notification.notifications SET status = 'NEW', contacts = NULL"
+        " WHERE id = (SELECT notification_id FROM notification.deliveries WHERE id = $1)",
+        delivery_id,
+    )
+    await execute_sql(
+        private_settings, "DELETE FROM notification.deliveries WHERE id = $1", delivery_id
+    )
+    with statements_sent(engine) as statements:
+        wait = await dispatcher.step()
+    assert [statement.split()[0:2] for statement in statements] == [
+        ["WITH", "fresh"],  # the alerts due
+        ["WITH", "opened"],  # the delivery opened, the alert moved to its contact
+        ["WITH", "busy"],  # the claim, and when the next thing is due
+    ]
+    assert len(dispatcher.sending) == 1
+    assert wait == private_settings.notification_dispatch_fallback_seconds
+    retry_in = 30
+    await due_delivery(private_settings)
+    await execute_sql(
+        private_settings,
+        "UPDATE notification.deliveries SET next_attempt_at = now() + make_interval(secs => $1)"
+        " WHERE status = 'PENDING'",
+        float(retry_in),
+    )
+    assert retry_in - 10 < await dispatcher.step() <= retry_in
 
 
 async def claimed_count(settings: Settings, delivery_ids: list[UUID]) -> int:
