@@ -1,12 +1,13 @@
 """The consumer of audit: every event of every topic becomes one leaf, and that is all it does.
 
-Records arrive in batches per partition; a batch is claimed in the inbox and appended to the
-Merkle log in one transaction (one lock, one read of the tree's border, multi-row inserts), so
-the log keeps up with thousands of events a second. A batch that fails for any reason is
-retried one record at a time by the shared consumer, which dead-letters only what cannot be
-decoded, validated or stored as an event. Findings are drawn from the log afterwards by a
-follower of their own (`follower.py`): evidence never waits for, nor depends on, the judgement
-drawn from it.
+Records arrive in batches per partition; a batch is appended to the Merkle log in one
+transaction (one lock, one read of the tree's border, multi-row inserts), so the log keeps up
+with thousands of events a second. The log holds an event once (its source and id) and skips an
+event it holds already: it is this consumer's inbox, and no inbox row is written besides it. A
+batch that fails for any reason is retried one record at a time by the shared consumer, which
+dead-letters only what cannot be decoded, validated or stored as an event. Findings are drawn
+from the log afterwards by a follower of their own (`follower.py`): evidence never waits for,
+nor depends on, the judgement drawn from it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,8 +28,7 @@ from services.audit.leaves import canonical_json, leaf_document, leaf_hash
 from services.audit.linking import incidents_named
 from services.audit.personal import about_incident, has_personal_fields, seal_personal
 from shared.events import EVENT_TYPES, CloudEvent, decode
-from shared.kafka import EventConsumer, HandlerTable, RecordPosition, RejectEvent
-from shared.messaging import InboxEntry
+from shared.kafka import EventConsumer, EventHandler, HandlerTable, RecordPosition, RejectEvent
 from shared.pii import PiiCipher
 
 log = logging.getLogger(__name__)
@@ -111,11 +112,20 @@ class AuditLog:
     async def append(
         self, session: AsyncSession, event: CloudEvent, position: RecordPosition
     ) -> None:
-        await store.open_append(session)
-        await self.append_all(session, [(event, position)])
+        await self.append_one(session, event, position)
 
-    async def append_all(self, session: AsyncSession, received: Sequence[Received]) -> None:
-        """Append the events as leaves; the transaction has opened the append already
+    async def append_one(
+        self, session: AsyncSession, event: CloudEvent, position: RecordPosition
+    ) -> bool:
+        """Append the event as a leaf; False when the log holds it already."""
+        await store.open_append(session)
+        return bool(await self.append_all(session, [(event, position)]))
+
+    async def append_all(
+        self, session: AsyncSession, received: Sequence[Received]
+    ) -> set[tuple[str, UUID]]:
+        """Append the events as leaves, those the log holds already skipped; the events
+        appended (source, id). The transaction has opened the append already
         (`store.open_append`: the writer's role, the lock, the NOTIFY at commit)."""
         personal = [
             event.subject
@@ -123,15 +133,18 @@ class AuditLog:
             if about_incident(event.subject) and has_personal_fields(event_data(event))
         ]
         keys = await self.data_keys.for_append(session, personal)
-        await store.append(
+        appended = await store.append_new(
             session, [new_leaf(event, position, keys) for event, position in received]
         )
+        # A closing event seen again changes nothing: the first closure counts.
         await note_closures(session, closures(received))
+        return set(appended)
 
 
 class BatchingConsumer(EventConsumer):
     """The shared consumer, with a batch appended to the log in a few statements rather than
-    record by record."""
+    record by record, and the log as its inbox: an event appended is applied, one the log held
+    already is a duplicate."""
 
     def __init__(self, audit_log: AuditLog, *arguments: Any) -> None:
         super().__init__(*arguments)
@@ -151,21 +164,26 @@ class BatchingConsumer(EventConsumer):
                 raise RejectEvent(f"{self.name} appends every event, ignores none")
         async with self._sessions() as session, session.begin():
             await store.open_append(session)
-            fresh_ids = await self._inbox.claim_all(
-                session,
-                [
-                    InboxEntry.of(event, position.topic, position.partition, position.offset)
-                    for event, position in received
-                ],
-            )
-            fresh = [item for item in received if (item[0].source, item[0].id) in fresh_ids]
-            if fresh:
-                await self._audit_log.append_all(session, fresh)
-        for event, position in fresh:
-            # Appended together, so each record's span marks its place in its incident's
-            # trace rather than timing it.
-            with self._span(position.topic, event):
-                pass
+            appended = await self._audit_log.append_all(session, received)
         for event, position in received:
-            applied = (event.source, event.id) in fresh_ids
-            self._count(position.topic, "applied" if applied else "redelivered")
+            if (event.source, event.id) in appended:
+                appended.discard((event.source, event.id))  # a repeat in the batch is one
+                # Appended together, so each record's span marks its place in its incident's
+                # trace rather than timing it.
+                with self._span(position.topic, event):
+                    pass
+                self._count(position.topic, "applied")
+            else:
+                self._count(position.topic, "redelivered")
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        record: ConsumerRecord,
+        event: CloudEvent,
+        handler: EventHandler,
+    ) -> str:
+        """A record alone (after its batch failed): appended unless the log holds it."""
+        position = RecordPosition(record.topic, record.partition, record.offset)
+        appended = await self._audit_log.append_one(session, event, position)
+        return "applied" if appended else "duplicate"

@@ -140,6 +140,14 @@ async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
 
     Returns the indices given to the new leaves.
     """
+    return list((await append_new(session, leaves)).values())
+
+
+async def append_new(
+    session: AsyncSession, leaves: Sequence[NewLeaf]
+) -> dict[tuple[str, UUID], int]:
+    """`append`: the events appended (`ce_source`, `ce_id`), each with its leaf's index. The
+    log holds an event once, so it is also the audit consumer's record of what it applied."""
     lock = _append_lock(session)
     if not lock.held:
         await session.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK)))
@@ -148,7 +156,7 @@ async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
     for leaf in leaves:
         unique.setdefault((leaf.ce_source, leaf.ce_id), leaf)
     if not unique:
-        return []
+        return {}
     sources, ids = zip(*unique, strict=True)
     found = (
         await session.execute(LOGGED_AND_BORDER, {"sources": list(sources), "ids": list(ids)})
@@ -156,7 +164,7 @@ async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
     for source, event_id in found.logged or ():  # json: the ids as text
         unique.pop((source, UUID(event_id)), None)
     if not unique:
-        return []
+        return {}
     border = zip(found.levels or (), map(bytes, found.hashes or ()), strict=True)
     try:
         tree = CompactRange.restored(int(found.size), list(border))
@@ -187,7 +195,7 @@ async def append(session: AsyncSession, leaves: Sequence[NewLeaf]) -> list[int]:
             columns=["incident_id", "index"],
             records=named,
         )
-    return [row[0] for row in rows]
+    return {event: row[0] for event, row in zip(unique, rows, strict=True)}
 
 
 # An incident's leaves: those published under it and those filed under it too (R20).

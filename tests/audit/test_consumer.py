@@ -1,0 +1,98 @@
+"""Audit's consumer takes the log as its inbox: an event the log holds is a duplicate, whether it
+comes again in the same batch, in a batch sent again, or alone after its batch failed; no inbox
+row is written for it (real PostgreSQL of the audit test system; the records handed over as the
+broker would give them)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from services.audit.datakeys import DataKeys, load_key_encryption_key
+from services.audit.handlers import CONSUMER, AuditLog, BatchingConsumer
+from services.audit.models import messaging
+from shared.db import create_engine, create_session_factory
+from shared.events import CloudEvent, topics
+from shared.events.models import IncidentStatusChanged
+from shared.messaging import Inbox
+from shared.settings import Settings
+from tests.audit.conftest import AuditSystem
+from tests.fuzz.harness import Record
+from tests.support import CapturingProducer, fetch_rows
+
+OFFSETS = itertools.count(2_000_000)
+
+
+def status_changed() -> CloudEvent:
+    data = IncidentStatusChanged(
+        incident_id=uuid4(),
+        status="RESPONDING",
+        previous_status="REPORTED",
+        changed_at=datetime.now(UTC),
+        reason="audit consumer test",
+    )
+    return CloudEvent.new("escalation", data, data.incident_id)
+
+
+def record_of(event: CloudEvent) -> Record:
+    return Record(topics.ESCALATIONS, 0, next(OFFSETS), event.key, event.value(), event.headers())
+
+
+async def leaves_of(settings: Settings, *events: CloudEvent) -> dict[UUID, int]:
+    rows = await fetch_rows(
+        settings,
+        "SELECT ce_id, count(*) AS leaves FROM audit.log_entries WHERE ce_id = ANY($1)"
+        " GROUP BY ce_id",
+        [event.id for event in events],
+    )
+    return {row["ce_id"]: row["leaves"] for row in rows}
+
+
+async def test_the_log_is_the_consumer_s_inbox(audit_system: AuditSystem) -> None:
+    # The key-encryption key the running audit uses (its development key, as no other is
+    # set): its findings open what this consumer seals.
+    settings = Settings(database_url=audit_system.infra.database_url)
+    engine = create_engine(settings, pool_size=2)
+    audit_log = AuditLog(DataKeys(load_key_encryption_key(settings)))
+    consumer = BatchingConsumer(
+        audit_log,
+        CONSUMER,
+        (topics.ESCALATIONS,),
+        audit_log.table,
+        create_session_factory(engine),
+        Inbox(messaging.inbox_table, CONSUMER),
+        CapturingProducer(),
+        settings,
+    )
+    outcomes: list[str] = []
+    consumer._count = lambda _topic, outcome: outcomes.append(outcome)  # type: ignore[method-assign]
+    first, second, alone = status_changed(), status_changed(), status_changed()
+    batch = [record_of(first), record_of(first), record_of(second)]  # one sent twice
+    try:
+        await consumer._apply_batch(batch)  # type: ignore[arg-type]
+        assert outcomes == ["applied", "redelivered", "applied"]
+
+        # The whole batch again, as after a crash before its offsets were committed.
+        outcomes.clear()
+        await consumer._apply_batch(batch)  # type: ignore[arg-type]
+        assert outcomes == ["redelivered"] * 3
+
+        # A record alone, as after its batch failed: applied once, then a duplicate.
+        assert await consumer.process(record_of(alone)) == "applied"  # type: ignore[arg-type]
+        assert await consumer.process(record_of(alone)) == "duplicate"  # type: ignore[arg-type]
+        assert await consumer.process(batch[0]) == "duplicate"  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+
+    assert await leaves_of(settings, first, second, alone) == {
+        first.id: 1,
+        second.id: 1,
+        alone.id: 1,
+    }
+    inbox_rows = await fetch_rows(
+        settings,
+        "SELECT ce_id FROM audit.inbox WHERE ce_id = ANY($1)",
+        [first.id, second.id, alone.id],
+    )
+    assert inbox_rows == []
