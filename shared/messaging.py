@@ -17,6 +17,7 @@ deletes rows past their retention in bounded batches, a few times an hour.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -70,8 +71,8 @@ tracer = trace.get_tracer(__name__)
 OUTBOX_SHARDS = 16
 # A relay holds the shards it takes as session-level locks on its own connection, a lease it
 # gives up after a pass once it is this old, so that other replicas may take some. A pass
-# then needs no transaction of its own: it reads its rows and marks them sent, two
-# statements, where a transaction holding the shards needed four.
+# then needs no transaction of its own: it marks the rows the pass before it sent and reads
+# its own in one statement, where a transaction holding the shards needed four.
 LEASE_SECONDS = 1.0
 # The shards free to a relay ($1 the last shard, $2 the relay's lock space), locked as found.
 TAKE_SHARDS = (
@@ -91,14 +92,26 @@ def unsent_of(schema: str) -> str:
     )
 
 
-def mark_sent(schema: str) -> str:
-    """Rows sent ($1 their ids), where the broker put them ($2 partitions, $3 offsets) and the
-    broker's cluster id ($4)."""
+def mark_sent(schema: str, first: int = 1) -> str:
+    """Rows sent (their ids), where the broker put them (partitions, offsets) and the broker's
+    cluster id: four arrays, the parameters from `first` on."""
+    ids, partitions, offsets, clusters = (f"${number}" for number in range(first, first + 4))
     return (
         f'UPDATE "{schema}".outbox AS o SET published_at = now(),'
-        ' "partition" = r.at_partition, "offset" = r.at_offset, cluster_id = $4'
-        " FROM unnest($1::bigint[], $2::smallint[], $3::bigint[])"
-        " AS r(id, at_partition, at_offset) WHERE o.id = r.id"
+        ' "partition" = r.at_partition, "offset" = r.at_offset, cluster_id = r.cluster_id'
+        f" FROM unnest({ids}::bigint[], {partitions}::smallint[], {offsets}::bigint[],"
+        f" {clusters}::text[]) AS r(id, at_partition, at_offset, cluster_id) WHERE o.id = r.id"
+    )
+
+
+def marked_and_unsent_of(schema: str) -> str:
+    """`mark_sent` of the rows sent before ($3–$6) and `unsent_of` ($1, $2) in one statement;
+    the rows it marks are not read again (the statement does not see its own changes)."""
+    return (
+        f"WITH marked AS ({mark_sent(schema, 3)})"
+        f' SELECT id, topic, key, headers::text AS headers, payload FROM "{schema}".outbox'
+        " WHERE published_at IS NULL AND shard = ANY($1::smallint[])"
+        " AND id <> ALL($3::bigint[]) ORDER BY id LIMIT $2"
     )
 
 
@@ -431,6 +444,12 @@ class OutboxRelay:
         schema = outbox.schema
         self._read_unsent = unsent_of(schema)
         self._mark_sent = mark_sent(schema)
+        self._marked_and_unsent = marked_and_unsent_of(schema)
+        # Rows sent and not yet marked sent: (id, partition, offset, cluster id) each, marked
+        # by the next pass's statement, or before the shards are given up; dropped with the
+        # connection that held their shards (a replica then sends them again: inboxes absorb
+        # the repeat, as after a crash between a send and its mark).
+        self._sent_unmarked: list[tuple[int, int, int, str | None]] = []
         # The shards of the relay's lease, the connection that holds them, and since when.
         self._held: list[int] = []
         self._lease_connection: asyncpg.Connection | None = None
@@ -476,6 +495,7 @@ class OutboxRelay:
         take now (a connection that was lost took its locks with it)."""
         if connection is not self._lease_connection:
             self._held, self._lease_connection = [], connection
+            self._sent_unmarked = []
         if not self._held:
             self._held = list(
                 await connection.fetchval(TAKE_SHARDS, OUTBOX_SHARDS - 1, self._lock_space)
@@ -484,11 +504,26 @@ class OutboxRelay:
         return self._held
 
     async def _give_up_shards(self, connection: asyncpg.Connection) -> None:
+        """Mark what was sent, then let the shards go: whoever takes them next reads only
+        what this relay did not send."""
+        await self.mark_sent(connection)
         await connection.execute(GIVE_UP_SHARDS)
         self._held = []
 
+    async def mark_sent(self, connection: asyncpg.Connection) -> None:
+        """Mark the rows sent and not yet marked, on the connection that holds their shards."""
+        unmarked, self._sent_unmarked = self._sent_unmarked, []
+        holder = self._lease_connection
+        if unmarked and holder is not None and connection is holder:
+            await holder.execute(self._mark_sent, *zip(*unmarked, strict=True))
+
     async def close(self) -> None:
-        """Close the relay's connection: its shards are free at once."""
+        """Mark what was sent, if the connection still answers, and close it: its shards are
+        free at once."""
+        if self._sent_unmarked and self._lease_connection is not None:
+            with contextlib.suppress(Exception):
+                await self.mark_sent(self._lease_connection)
+        self._sent_unmarked = []
         await self._wakeup.close()
         self._held, self._lease_connection = [], None
 
@@ -619,8 +654,10 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Publish up to one batch from the shards of this relay's lease; returns rows sent.
-        The relay's own connection (its LISTEN's) holds the shards: the rows are read and
-        marked sent in two statements, each its own transaction."""
+        The relay's own connection (its LISTEN's) holds the shards. The rows are marked sent
+        by the statement that reads the next pass's rows (the relay's next pass comes within
+        its poll interval), or before the shards are given up, or when the relay closes: one
+        statement a pass, each its own transaction."""
         connection = await self._wakeup.connection()
         held = await self._lease(connection)
         sent = await self._publish_from(connection, held) if held else 0
@@ -629,7 +666,12 @@ class OutboxRelay:
         return sent
 
     async def _publish_from(self, connection: asyncpg.Connection, held: list[int]) -> int:
-        rows = await connection.fetch(self._read_unsent, held, self._batch_size)
+        if self._sent_unmarked:
+            marking = zip(*self._sent_unmarked, strict=True)
+            rows = await connection.fetch(self._marked_and_unsent, held, self._batch_size, *marking)
+            self._sent_unmarked = []
+        else:
+            rows = await connection.fetch(self._read_unsent, held, self._batch_size)
         if not rows:
             return 0
         if not await self._same_broker():
@@ -652,13 +694,10 @@ class OutboxRelay:
             if queued:
                 self._said_lost(queued, lost, self._broker.cluster_id)
             self._broker.check_due = True
-        await connection.execute(
-            self._mark_sent,
-            [row["id"] for row in rows],
-            [meta.partition for meta in placed],
-            [meta.offset for meta in placed],
-            self._broker.cluster_id,
-        )
+        self._sent_unmarked = [
+            (row["id"], meta.partition, meta.offset, self._broker.cluster_id)
+            for row, meta in zip(rows, placed, strict=True)
+        ]
         self._broker.placed(records)
         if self._published is not None:
             self._published.inc(len(rows))

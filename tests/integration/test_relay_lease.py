@@ -1,5 +1,6 @@
 """The outbox relay holds its shards as a lease on its own connection (`shared.messaging`): a pass
-is two statements, the shards stay its own between passes, and it gives them up when the lease
+is one statement, which marks what the pass before it sent and reads what is left; the shards
+stay its own between passes, and it gives them up, once what it sent is marked, when the lease
 ends, when it checks the broker and when it stops. A shard another relay holds is left to it
 (`test_exactly_once_effects.py`)."""
 
@@ -47,7 +48,7 @@ async def free_shards(dsn: str, space: int) -> list[int]:
         await other.close()
 
 
-async def test_a_pass_is_two_statements_and_the_shards_stay_the_relays_until_the_lease_ends(
+async def test_a_pass_is_one_statement_and_the_shards_stay_the_relays_until_the_lease_ends(
     infra_settings: Settings,
     scratch_schema: Any,
     scratch_producer: AIOKafkaProducer,
@@ -62,29 +63,44 @@ async def test_a_pass_is_two_statements_and_the_shards_stay_the_relays_until_the
     relay = OutboxRelay(outbox, sessions, scratch_producer, dsn)
     try:
         assert await relay.publish_batch() == 6
-        # Past the connection's first pass (the driver asks once about the types it meets):
         async with sessions() as session, session.begin():
             await outbox.add(session, *(reported_event() for _ in range(3)))
-        statements.clear()
         assert await relay.publish_batch() == 3
+        # Past the connection's first passes (the driver asks once about the types it meets):
+        async with sessions() as session, session.begin():
+            await outbox.add(session, *(reported_event() for _ in range(2)))
+        statements.clear()
+        assert await relay.publish_batch() == 2
         await asyncio.sleep(0)  # the driver hands a statement to its loggers on the next turn
-        assert len(statements) == 2, statements
-        assert statements[0].startswith("SELECT id") and "pg_try_advisory_lock" not in statements[0]
-        assert statements[1].startswith("UPDATE")
-        assert await relay.backlog() == 0
+        # The pass before's three marked sent and the two read, by one statement.
+        assert len(statements) == 1, statements
+        assert statements[0].startswith("WITH marked AS (UPDATE")
+        assert "pg_try_advisory_lock" not in statements[0]
+        assert await relay.backlog() == 2  # sent, and marked by the next pass
 
-        # Between passes no other relay can take a shard; a pass with nothing to send is one
-        # statement.
+        # Between passes no other relay can take a shard; a pass is one statement, whether it
+        # marks what was sent or not.
         assert await free_shards(dsn, relay._lock_space) == []
+        statements.clear()
+        assert await relay.publish_batch() == 0
+        assert await relay.backlog() == 0
+        assert await relay.publish_batch() == 0
+        await asyncio.sleep(0)
+        assert [q.split()[0] for q in statements] == ["WITH", "SELECT"]
+        assert await free_shards(dsn, relay._lock_space) == []
+
+        # The lease ended: the pass gives every shard up, however often it took them, once
+        # what it sent is marked.
+        async with sessions() as session, session.begin():
+            await outbox.add(session, reported_event())
+        assert await relay.publish_batch() == 1
+        monkeypatch.setattr(messaging, "LEASE_SECONDS", 0.0)
         statements.clear()
         assert await relay.publish_batch() == 0
         await asyncio.sleep(0)
-        assert len(statements) == 1
-        assert await free_shards(dsn, relay._lock_space) == []
-
-        # The lease ended: the pass gives every shard up, however often it took them.
-        monkeypatch.setattr(messaging, "LEASE_SECONDS", 0.0)
-        assert await relay.publish_batch() == 0
+        assert [q.split()[0] for q in statements] == ["WITH", "SELECT"], statements
+        assert statements[1] == messaging.GIVE_UP_SHARDS
+        assert await relay.backlog() == 0
         assert await free_shards(dsn, relay._lock_space) == list(range(OUTBOX_SHARDS))
 
         # Rows written later go with the next pass, which takes the shards first.
@@ -94,9 +110,12 @@ async def test_a_pass_is_two_statements_and_the_shards_stay_the_relays_until_the
         statements.clear()
         assert await relay.publish_batch() == 1
         await asyncio.sleep(0)
-        assert [q.split()[0] for q in statements] == ["SELECT", "SELECT", "UPDATE"]
+        assert [q.split()[0] for q in statements] == ["SELECT", "SELECT"]
         assert statements[0] == messaging.TAKE_SHARDS
         assert await free_shards(dsn, relay._lock_space) == []
+        # Stopping marks what was sent before the connection closes.
+        await relay.close()
+        assert await relay.backlog() == 0
     finally:
         await relay.close()
     assert await free_shards(dsn, relay._lock_space) == list(range(OUTBOX_SHARDS))
@@ -162,3 +181,50 @@ async def test_the_broker_check_is_not_held_up_by_the_relays_own_lease(
     finally:
         await relay.close()
         await probe.close()
+
+
+async def test_what_a_lost_connection_held_unmarked_is_sent_again_in_order(
+    infra_settings: Settings,
+    scratch_schema: Any,
+    scratch_producer: AIOKafkaProducer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows sent and not yet marked when the relay's connection is lost: its shards went with
+    it, so the next pass, on a new connection, reads them again and sends them again, oldest
+    first, as after a crash between a send and its mark (inboxes absorb the repeat). Nothing
+    sent is ever marked on a connection that no longer holds its shard."""
+    sessions, outbox, _ = scratch_schema
+    dsn = infra_settings.plain_database_url
+    monkeypatch.setattr(messaging, "LEASE_SECONDS", 3600.0)
+    relay = OutboxRelay(outbox, sessions, scratch_producer, dsn)
+    sent: list[str] = []
+    send = relay._send
+
+    async def remembered(row: asyncpg.Record) -> asyncio.Future[Any]:
+        sent.append(row["key"])
+        return await send(row)
+
+    relay._send = remembered  # type: ignore[method-assign]
+    events = [reported_event() for _ in range(3)]
+    try:
+        async with sessions() as session, session.begin():
+            await outbox.add(session, *events)
+        assert await relay.publish_batch() == 3
+        held = await relay._wakeup.connection()
+        admin = await asyncpg.connect(dsn)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", held.get_server_pid())
+        finally:
+            await admin.close()
+
+        async def lost() -> bool:
+            return bool(held.is_closed())
+
+        await eventually(lost, lambda closed: closed)
+        assert await relay.publish_batch() == 3
+        keys = [event.key.decode() for event in events]
+        assert sent == keys + keys
+        await relay.close()
+        assert await relay.backlog() == 0
+    finally:
+        await relay.close()
