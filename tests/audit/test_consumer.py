@@ -6,33 +6,21 @@ broker would give them)."""
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from services.audit.datakeys import DataKeys, load_key_encryption_key
 from services.audit.handlers import CONSUMER, AuditLog, BatchingConsumer
 from services.audit.models import messaging
 from shared.db import create_engine, create_session_factory
 from shared.events import CloudEvent, topics
-from shared.events.models import IncidentStatusChanged
 from shared.messaging import Inbox
 from shared.settings import Settings
 from tests.audit.conftest import AuditSystem
 from tests.fuzz.harness import Record
+from tests.integration.helpers import status_changed
 from tests.support import CapturingProducer, fetch_rows
 
 OFFSETS = itertools.count(2_000_000)
-
-
-def status_changed() -> CloudEvent:
-    data = IncidentStatusChanged(
-        incident_id=uuid4(),
-        status="RESPONDING",
-        previous_status="REPORTED",
-        changed_at=datetime.now(UTC),
-        reason="audit consumer test",
-    )
-    return CloudEvent.new("escalation", data, data.incident_id)
 
 
 def record_of(event: CloudEvent) -> Record:
@@ -67,7 +55,7 @@ async def test_the_log_is_the_consumer_s_inbox(audit_system: AuditSystem) -> Non
     )
     outcomes: list[str] = []
     consumer._count = lambda _topic, outcome: outcomes.append(outcome)  # type: ignore[method-assign]
-    first, second, alone = status_changed(), status_changed(), status_changed()
+    first, second, alone = (status_changed("audit consumer test") for _ in range(3))
     batch = [record_of(first), record_of(first), record_of(second)]  # one sent twice
     try:
         await consumer._apply_batch(batch)  # type: ignore[arg-type]

@@ -13,7 +13,13 @@ import httpx
 from shared.domain.ownership import ACTIONS_OF
 from shared.domain.vocabulary import ActionCode, PartyKind, party_code
 from shared.events import CloudEvent
-from shared.events.models import IncidentFacts, IncidentReported, Reporter, Subject
+from shared.events.models import (
+    IncidentFacts,
+    IncidentReported,
+    IncidentStatusChanged,
+    Reporter,
+    Subject,
+)
 from tests.support import PATIENCE_SECONDS
 
 T = TypeVar("T")
@@ -66,6 +72,18 @@ def reported_event() -> CloudEvent:
         reported_at=datetime.now(UTC),
     )
     return CloudEvent.new("intake", data, incident_id)
+
+
+def status_changed(reason: str = "test") -> CloudEvent:
+    """Escalation's event of an incident's status moved from REPORTED to RESPONDING."""
+    data = IncidentStatusChanged(
+        incident_id=uuid4(),
+        status="RESPONDING",
+        previous_status="REPORTED",
+        changed_at=datetime.now(UTC),
+        reason=reason,
+    )
+    return CloudEvent.new("escalation", data, data.incident_id)
 
 
 def subject_id() -> str:

@@ -25,6 +25,7 @@ from shared.kafka import EventConsumer, HandlerTable, RecordPosition, RejectEven
 from shared.messaging import Inbox, InboxEntry, Outbox
 from shared.settings import Settings
 from tests.fuzz.harness import Record
+from tests.integration.helpers import status_changed
 from tests.support import CapturingProducer
 
 GROUP = "intake.inbox-batch-test"
@@ -52,17 +53,6 @@ class CommittingConsumer:
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         raise AssertionError(f"no record should be read again: {partition}@{offset}")
-
-
-def status_changed() -> CloudEvent:
-    data = IncidentStatusChanged(
-        incident_id=uuid4(),
-        status="RESPONDING",
-        previous_status="REPORTED",
-        changed_at=datetime.now(UTC),
-        reason="batch test",
-    )
-    return CloudEvent.new("escalation", data, data.incident_id)
 
 
 def missed() -> CloudEvent:
