@@ -2,6 +2,7 @@
 
     python -m bench.report_to_alert [--seconds 15] [--rates 10 50 100 200] [--drain 180]
     python -m bench.report_to_alert --intake-only [--seconds 10] [--runs 3] [--profile intake]
+    python -m bench.report_to_alert --rates 30 --load-only --census
 
 Starts its own PostgreSQL, broker and the four services as processes (as `make run` does), a
 webhook sink in a process of its own standing in for every party's gateway, and then:
@@ -19,6 +20,12 @@ webhook sink in a process of its own standing in for every party's gateway, and 
 `--intake-only` starts PostgreSQL, the broker and intake alone and runs only step 3 with one
 process, `--runs` times: what to repeat while making intake faster.
 
+`--census` has PostgreSQL log every statement once the floor is measured, and each load run
+counts the statements of its stretch of the log (the run, its drain and the incidents' tail) by
+the application name of their connection: each service's statements an incident. A count the
+machine's speed does not move, where the CPU figures of a run move with it; the logging itself
+costs the server CPU, so a census run's other figures are not for comparing.
+
 The time of a 201 and the time an alert arrives are read from the same system-wide monotonic
 clock in two processes, so they subtract.
 """
@@ -30,12 +37,14 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -71,6 +80,10 @@ CONNECTIONS = 64
 # an overloaded system answers late, and a late answer still counts as accepted.
 POST_TIMEOUT_SECONDS = 30.0
 PROFILES = REPOSITORY_ROOT / ".local" / "profiles"
+# `--census`: the local PostgreSQL logs every statement, each line led by the application name
+# its connection gave (the services' pools give theirs) and the backend's pid.
+CENSUS_SETTINGS = {"log_statement": "all", "log_line_prefix": "%a|%p|"}
+LOGGED_STATEMENT = re.compile(r"^([^|\n]*)\|\d*\|LOG:  (?:statement|execute [^:]*): ")
 # Before idle CPU is measured the system is left quiet this long: a consumer's pauses grow to
 # their longest (an eighth of the quiet spell, docs/performance.md) after 16 s of quiet.
 IDLE_SETTLE_SECONDS = 20.0
@@ -535,10 +548,13 @@ class Bench:
     profile: str | None = None
     profile_format: str = "flamegraph"
     profile_dir: Path = PROFILES
+    # `--census`: PostgreSQL's log, whose statements each run counts
+    census: Path | None = None
 
     async def measure(self, load: Any, offered: float | None, drain: float) -> dict[str, Any]:
         await self.sink.clear(self.sink_client)
         records = await topic_records(self.infra.kafka_bootstrap_servers)
+        logged_from = self.census.stat().st_size if self.census is not None else 0
         before = cpu_seconds(self.processes, self.infra)
         began = time.monotonic()
         with self._profiled(f"{offered:g}-per-second" if offered else "flat-out"):
@@ -555,6 +571,11 @@ class Bench:
         result["events_per_incident"] = events_per_incident(
             records, await topic_records(self.infra.kafka_bootstrap_servers), len(run.accepted)
         )
+        if self.census is not None:
+            result["statements_per_incident"] = statements_per_incident(
+                statements_by_service(logged_since(self.census, logged_from)),
+                len(run.accepted),
+            )
         print(json.dumps(result), flush=True)
         return result
 
@@ -608,6 +629,42 @@ def profiled(
         print(f"profile of {service}: {output}", flush=True)
 
 
+def statements_by_service(lines: Iterable[str]) -> Counter[str]:
+    """The statements of a stretch of PostgreSQL's log (`--census`), by application name."""
+    counted: Counter[str] = Counter()
+    for line in lines:
+        found = LOGGED_STATEMENT.match(line)
+        if found is not None:
+            counted[found.group(1) or "unnamed"] += 1
+    return counted
+
+
+def statements_per_incident(counted: Counter[str], incidents: int) -> dict[str, float]:
+    """Each service's statements an incident, and all the services' together."""
+    if not incidents:
+        return {}
+    result = {name: round(counted[name] / incidents, 2) for name in SERVICE_NAMES}
+    result["services"] = round(sum(counted[name] for name in SERVICE_NAMES) / incidents, 2)
+    return result
+
+
+def logged_since(log: Path, offset: int) -> list[str]:
+    with log.open("rb") as lines:
+        lines.seek(offset)
+        return lines.read().decode("utf-8", errors="replace").splitlines()
+
+
+async def log_every_statement(database_url: str) -> None:
+    """`--census`: from now on the server logs every statement (`CENSUS_SETTINGS`)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        for name, value in CENSUS_SETTINGS.items():
+            await connection.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        await connection.execute("SELECT pg_reload_conf()")
+    finally:
+        await connection.close()
+
+
 async def system_runs(
     work: Path,
     infra: Infrastructure,
@@ -617,6 +674,7 @@ async def system_runs(
     profile: str | None,
     profile_format: str,
     load_only: bool = False,
+    census: Path | None = None,
 ) -> dict[str, Any]:
     settings = Settings()
     private_key, _ = ensure_dev_keys(work / "auth")
@@ -639,6 +697,7 @@ async def system_runs(
                     reports,
                     profile=profile,
                     profile_format=profile_format,
+                    census=census,
                 )
                 results: dict[str, Any] = {}
                 with MemoryWatch(processes) as memory:
@@ -826,10 +885,12 @@ async def main(
     profile: str | None = None,
     profile_format: str = "flamegraph",
     load_only: bool = False,
+    census: bool = False,
 ) -> dict[str, Any]:
     work.mkdir(mode=0o755, parents=True, exist_ok=True)
     settings = Settings(database_url=None, kafka_bootstrap_servers=None)
     async with infrastructure(settings, work, fresh=True) as infra:
+        assert infra.postgres is not None  # started here: no DATABASE_URL is taken
         floor = {
             "postgres_commit": await postgres_commit_floor(infra.database_url),
             "kafka_round_trip": await kafka_round_trip_floor(
@@ -839,8 +900,18 @@ async def main(
         hop = floor["postgres_commit"]["p50_ms"] + floor["kafka_round_trip"]["p50_ms"]
         floor["three_hops_p50_ms"] = round(3 * hop, 2)
         print(json.dumps(floor), flush=True)
+        if census:
+            await log_every_statement(infra.database_url)
         results = await system_runs(
-            work, infra, rates, seconds, drain, profile, profile_format, load_only
+            work,
+            infra,
+            rates,
+            seconds,
+            drain,
+            profile,
+            profile_format,
+            load_only,
+            infra.postgres.data_dir / "server.log" if census else None,
         )
     kafka = {
         "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
@@ -885,9 +956,17 @@ def run() -> None:
         help="the load runs only (idle, the rates, flat out, peak RSS): a quick look between "
         "changes, without the edge, intake alone and the bare stack",
     )
+    parser.add_argument(
+        "--census",
+        action="store_true",
+        help="PostgreSQL logs every statement, and each load run counts its statements an "
+        "incident by service (the logging costs CPU: not for the other figures)",
+    )
     options = parser.parse_args()
     if options.intake_only and options.profile not in (None, "intake"):
         parser.error("--intake-only runs intake alone: --profile intake, or none")
+    if options.intake_only and options.census:
+        parser.error("--census counts the load runs' statements: not with --intake-only")
     with tempfile.TemporaryDirectory(prefix="system-bench-") as scratch:
         work = Path(scratch)
         work.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data folder
@@ -904,6 +983,7 @@ def run() -> None:
                 options.profile,
                 options.profile_format,
                 options.load_only,
+                options.census,
             )
         )
     print(json.dumps(results, indent=2))

@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from bench.__main__ import TARGETS, carried, summary
-from bench.report_to_alert import events_per_incident
+from bench.report_to_alert import (
+    events_per_incident,
+    statements_by_service,
+    statements_per_incident,
+)
 
 
 def run(offered: float, **overrides: Any) -> dict[str, Any]:
@@ -113,3 +117,26 @@ def test_events_per_incident_is_each_topics_growth_over_the_run_shared_by_its_in
         "audit.v1": 0.05,
         "all": 8.4,
     }
+
+
+def test_a_census_counts_each_statement_once_by_its_connection_s_application_name() -> None:
+    log = [
+        "intake|4242|LOG:  execute __asyncpg_stmt_1a__: SELECT known_ref FROM intake.first_report(",
+        "  $1, $2)",  # a statement's further lines carry no prefix
+        "intake|4242|LOG:  statement: BEGIN ISOLATION LEVEL READ COMMITTED;",
+        "notification|4250|LOG:  execute <unnamed>: WITH answer AS (SELECT 1)",
+        "notification|4250|DETAIL:  parameters: $1 = '1'",
+        "audit|4260|LOG:  statement: COMMIT;",
+        "|4270|LOG:  statement: SELECT 1",  # a connection that gave no name
+        "escalation|4280|LOG:  checkpoint starting: time",  # not a statement
+    ]
+    counted = statements_by_service(log)
+    assert counted == {"intake": 2, "notification": 1, "audit": 1, "unnamed": 1}
+    assert statements_per_incident(counted, 2) == {
+        "intake": 1.0,
+        "escalation": 0.0,
+        "notification": 0.5,
+        "audit": 0.5,
+        "services": 2.0,
+    }
+    assert statements_per_incident(counted, 0) == {}
