@@ -82,13 +82,15 @@ TAKE_SHARDS = (
 GIVE_UP_SHARDS = "SELECT pg_advisory_unlock_all()"
 
 
-def unsent_of(schema: str) -> str:
-    """The oldest unsent rows of the shards a relay holds ($1), as many as $2. The shards were
-    taken before this statement's snapshot: the rows another relay sent from them before it
-    gave them up show as sent."""
+def unsent_of(schema: str, excluding: str = "") -> str:
+    """The oldest unsent rows of the shards a relay holds ($1), as many as $2, none of the ids
+    in the array `excluding` names. The shards were taken before this statement's snapshot:
+    the rows another relay sent from them before it gave them up show as sent."""
+    left_out = f" AND id <> ALL({excluding}::bigint[])" if excluding else ""
     return (
         f'SELECT id, topic, key, headers::text AS headers, payload FROM "{schema}".outbox'
-        " WHERE published_at IS NULL AND shard = ANY($1::smallint[]) ORDER BY id LIMIT $2"
+        f" WHERE published_at IS NULL AND shard = ANY($1::smallint[]){left_out}"
+        " ORDER BY id LIMIT $2"
     )
 
 
@@ -107,12 +109,7 @@ def mark_sent(schema: str, first: int = 1) -> str:
 def marked_and_unsent_of(schema: str) -> str:
     """`mark_sent` of the rows sent before ($3–$6) and `unsent_of` ($1, $2) in one statement;
     the rows it marks are not read again (the statement does not see its own changes)."""
-    return (
-        f"WITH marked AS ({mark_sent(schema, 3)})"
-        f' SELECT id, topic, key, headers::text AS headers, payload FROM "{schema}".outbox'
-        " WHERE published_at IS NULL AND shard = ANY($1::smallint[])"
-        " AND id <> ALL($3::bigint[]) ORDER BY id LIMIT $2"
-    )
+    return f"WITH marked AS ({mark_sent(schema, 3)}) {unsent_of(schema, excluding='$3')}"
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -506,11 +503,11 @@ class OutboxRelay:
     async def _give_up_shards(self, connection: asyncpg.Connection) -> None:
         """Mark what was sent, then let the shards go: whoever takes them next reads only
         what this relay did not send."""
-        await self.mark_sent(connection)
+        await self._record_sent(connection)
         await connection.execute(GIVE_UP_SHARDS)
         self._held = []
 
-    async def mark_sent(self, connection: asyncpg.Connection) -> None:
+    async def _record_sent(self, connection: asyncpg.Connection) -> None:
         """Mark the rows sent and not yet marked, on the connection that holds their shards."""
         unmarked, self._sent_unmarked = self._sent_unmarked, []
         holder = self._lease_connection
@@ -520,9 +517,9 @@ class OutboxRelay:
     async def close(self) -> None:
         """Mark what was sent, if the connection still answers, and close it: its shards are
         free at once."""
-        if self._sent_unmarked and self._lease_connection is not None:
+        if self._lease_connection is not None:
             with contextlib.suppress(Exception):
-                await self.mark_sent(self._lease_connection)
+                await self._record_sent(self._lease_connection)
         self._sent_unmarked = []
         await self._wakeup.close()
         self._held, self._lease_connection = [], None
