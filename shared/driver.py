@@ -1,0 +1,128 @@
+"""Statements of the hot paths sent to asyncpg as they are, in a SQLAlchemy session's
+transaction.
+
+SQLAlchemy's work around a statement (compiling or looking it up, binding its values, the
+execution context, the result and its rows, the greenlet hand-overs) costs more CPU on the
+client than the round trip itself for the short statements a consumer's batch or a dispatcher's
+pass sends. `fetch` sends a constant `text()` statement straight to the session's asyncpg
+connection, inside the session's transaction, and answers rows that read as SQLAlchemy's do
+(`row.id`, `row[0]`). Everything else keeps to SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Connection, TextClause
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+class Row(asyncpg.Record):  # type: ignore[misc]  # asyncpg has no types
+    """A row as `fetch` returns it: by position, by name (`row["id"]`) and, as SQLAlchemy's
+    rows, as an attribute (`row.id`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+# A bind parameter of a `text()` statement, as SQLAlchemy finds them (not a `::` cast).
+BIND_PARAMETER = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+
+
+@dataclass(frozen=True)
+class DriverStatement:
+    """A `text()` statement as asyncpg takes it: `:name` numbered `$n` (a name used twice is
+    one parameter), and the names in their numbers' order."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: TextClause) -> DriverStatement:
+        names: dict[str, int] = {}
+
+        def number(match: re.Match[str]) -> str:
+            return f"${names.setdefault(match.group(1), len(names) + 1)}"
+
+        return cls(BIND_PARAMETER.sub(number, statement.text), tuple(names))
+
+    def arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
+        return [parameters[name] for name in self.names]
+
+
+# The hot paths' statements are constants: each is translated once (keyed by its text).
+_driver_statements: dict[str, DriverStatement] = {}
+
+
+def driver_statement(statement: TextClause) -> DriverStatement:
+    found = _driver_statements.get(statement.text)
+    if found is None:
+        found = _driver_statements[statement.text] = DriverStatement.of(statement)
+    return found
+
+
+async def driver_in_transaction(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection of the session's transaction, its `BEGIN` sent: what runs on it
+    commits or rolls back with the session's own statements."""
+    _, adapted = await _begun(session)
+    driver: asyncpg.Connection = adapted.driver_connection
+    return driver
+
+
+async def _begun(session: AsyncSession) -> tuple[Connection, Any]:
+    """The session's connection and the dialect's adapted connection under it, `BEGIN` sent.
+
+    SQLAlchemy's asyncpg dialect sends `BEGIN` with the first statement it runs itself; one
+    sent to the driver before that would run on its own and commit at once. So the dialect is
+    asked to begin here (`_start_transaction`, the step its own statements take first). This
+    and the translation of errors (`_handle_exception`) are the only uses of the dialect's
+    inside, held to what they promise by `tests/integration/test_driver_statements.py`."""
+    connection = await session.connection()
+    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+    if adapted._transaction is None:
+        await adapted._start_transaction()
+    sync = connection.sync_connection
+    assert sync is not None  # a session's connection is started
+    return sync, adapted
+
+
+async def fetch(
+    session: AsyncSession, statement: TextClause, parameters: Mapping[str, Any] | None = None
+) -> list[Row]:
+    """Run a constant `text()` statement of a hot path in the session's transaction, straight
+    on asyncpg: no SQLAlchemy compiling, binding, execution context or result around it (a
+    third or more of a short statement's CPU time on the client). The values go to asyncpg as
+    SQLAlchemy passes them for an untyped `text()`, and come back as the driver decodes them.
+
+    Whoever listens for the engine's statements (`before_cursor_execute`) hears this one as
+    well, and a database error is raised as `session.execute` raises it (`DBAPIError` of the
+    kind, with its SQLSTATE), so that callers tell errors apart as before."""
+    translated = driver_statement(statement)
+    connection, adapted = await _begun(session)
+    arguments = translated.arguments(parameters or {})
+    if connection._has_events or connection.engine._has_events:
+        connection.dispatch.before_cursor_execute(
+            connection, None, translated.sql, arguments, None, False
+        )
+    try:
+        rows: list[Row] = await adapted.driver_connection.fetch(
+            translated.sql, *arguments, record_class=Row
+        )
+    except Exception as error:
+        try:
+            adapted._handle_exception(error)  # raises the dialect's DBAPI error for it
+        except Exception as dbapi_error:
+            dialect = connection.dialect
+            raise DBAPIError.instance(
+                translated.sql, arguments, dbapi_error, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from error
+        raise
+    return rows
