@@ -51,6 +51,7 @@ from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
 from shared.messaging import BrokerProbe, Inbox, InboxEntry
 from shared.observability import ServiceMetrics, current_incident
 from shared.settings import Settings
+from shared.staging import write_staged
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -825,6 +826,7 @@ class EventConsumer:
                 else:
                     outcome = "duplicate"
                 outcomes.append((record.topic, outcome))
+            await write_staged(session)
 
     async def _apply(
         self,
@@ -905,6 +907,7 @@ class EventConsumer:
                 else:
                     async with self._sessions() as session, session.begin():
                         outcome = await self._apply(session, record, event, handler)
+                        await write_staged(session)
             except RejectEvent as error:
                 await self.dead_letter(record, error.reason)
                 return "dead-lettered"

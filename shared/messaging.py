@@ -59,6 +59,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import rows_affected
+from shared.driver import fetch
 from shared.events import CloudEvent, topic_of
 from shared.pgnotify import Wakeup
 from shared.staging import staged
@@ -269,7 +270,8 @@ class Inbox:
         those that were not applied before. An id twice in the batch is claimed once."""
         if not events:
             return set()
-        claimed = await session.execute(
+        claimed = await fetch(
+            session,
             self._claim_all,
             {
                 "consumer": self.consumer,

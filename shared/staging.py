@@ -11,17 +11,23 @@ channel.
 A statement that writes outbox rows itself (a state change and its event in one round trip:
 intake's first report, notification's record of an answer) comes before anything staged in its
 transaction, so the order of ids is still the order of the events.
+
+The hot paths (a consumer's batch, a dispatcher's pass) write what their transaction staged
+with `write_staged` before they commit, each statement straight to the driver
+(`shared.driver`); whatever is left staged at a commit is written then, through SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import TextClause, event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
+
+from shared.driver import fetch
 
 # session.info: the current transaction and what it keeps by name (`of_transaction`).
 TRANSACTION_STATE = "transaction_state"
@@ -30,9 +36,8 @@ STAGED = "staged_at_commit"
 NOTIFY_ALL = text("SELECT pg_notify(channel, '') FROM unnest(CAST(:channels AS text[])) AS channel")
 
 State = TypeVar("State")
-# Writes the rows deferred under one name, in one statement (a synchronous session: it runs at
-# commit, or through `AsyncSession.run_sync`).
-DeferredWrite = Callable[[Session, list[dict[str, Any]]], None]
+# The one statement, and its parameters, that writes the rows deferred under one name.
+DeferredWrite = Callable[[list[dict[str, Any]]], tuple[TextClause, dict[str, Any]]]
 
 
 class StagingSession(Session):
@@ -85,7 +90,19 @@ async def write_deferred(session: AsyncSession, name: str) -> None:
     found = staged(session).deferred.pop(name, None)
     if found is not None:
         write, rows = found
-        await session.run_sync(write, rows)
+        await fetch(session, *write(rows))
+
+
+async def write_staged(session: AsyncSession) -> None:
+    """Write now what the transaction staged for its commit (the same statements the commit
+    would send), each straight to the driver; the transaction is to commit next."""
+    sync = session.sync_session
+    state: tuple[SessionTransaction, dict[str, Any]] | None = sync.info.get(TRANSACTION_STATE)
+    if state is None or state[0] is not sync.get_transaction() or STAGED not in state[1]:
+        return
+    found: Staged = state[1].pop(STAGED)
+    for statement, parameters in _statements_of(found):
+        await fetch(session, statement, parameters)
 
 
 def columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
@@ -129,14 +146,21 @@ def _write_staged(session: Session) -> None:
     if state is None or state[0] is not session.get_transaction() or STAGED not in state[1]:
         return
     found: Staged = state[1].pop(STAGED)
+    for statement, parameters in _statements_of(found):
+        session.execute(statement, parameters)
+
+
+def _statements_of(found: Staged) -> Iterator[tuple[TextClause, dict[str, Any]]]:
+    """The statements that write what a transaction staged: the deferred rows first, then the
+    outbox rows with the NOTIFYs (a statement of their own when no event was staged)."""
     for write, rows in found.deferred.values():
-        write(session, rows)
+        yield write(rows)
     channels = list(found.channels)
     for schema, rows in found.outbox.items():
-        session.execute(write_outbox(schema), {**columns(rows), "channels": channels})
+        yield write_outbox(schema), {**columns(rows), "channels": channels}
         channels = []  # told once
     if channels:
-        session.execute(NOTIFY_ALL, {"channels": channels})
+        yield NOTIFY_ALL, {"channels": channels}
 
 
 @event.listens_for(StagingSession, "after_transaction_end")

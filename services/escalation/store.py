@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.escalation.models import incidents, obligations, subject_signs, timers
+from services.escalation.models import incidents, obligations, timers
 from services.escalation.rules import (
     Decision,
     ObligationSpec,
@@ -42,6 +42,7 @@ from services.escalation.rules import (
 )
 from shared.domain import lifecycle
 from shared.domain.vocabulary import LifecycleStatus, PartyKind, party_name_zh
+from shared.driver import fetch
 from shared.events import CloudEvent
 from shared.events.models import (
     DeadlineMissed,
@@ -184,6 +185,17 @@ STORE_REPORTED = text(
 )
 
 
+# R17: the signs of a report's subjects in other incidents (each report asks; a constant text,
+# prepared once, where the list of subjects made a statement of its own for each length).
+EARLIER_SIGNS = text(
+    "SELECT sign.incident_id, sign.subject_id, sign.reported_at, incident.drill"
+    " FROM escalation.subject_signs AS sign"
+    " JOIN escalation.incidents AS incident ON incident.id = sign.incident_id"
+    " WHERE sign.subject_id = ANY(CAST(:subject_ids AS text[]))"
+    " AND sign.incident_id <> :incident_id"
+)
+
+
 def _obligation_row(
     incident_id: UUID, spec: ObligationSpec, source_event_id: UUID, **moved: Any
 ) -> dict[str, Any]:
@@ -255,14 +267,13 @@ class Store:
     ) -> Situation:
         """What the rules see of an incident: its facts and the earlier signs (R17) of its
         subjects in other incidents. A report's situation is known before its row is stored."""
-        subject_ids = [subject.id for subject in facts.subjects]
-        earlier = await session.execute(
-            select(subject_signs, incidents.c.drill)
-            .join(incidents, incidents.c.id == subject_signs.c.incident_id)
-            .where(
-                subject_signs.c.subject_id.in_(subject_ids),
-                subject_signs.c.incident_id != incident_id,
-            )
+        earlier = await fetch(
+            session,
+            EARLIER_SIGNS,
+            {
+                "subject_ids": [subject.id for subject in facts.subjects],
+                "incident_id": incident_id,
+            },
         )
         return Situation(
             incident_id=incident_id,

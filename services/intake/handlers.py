@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text, update
+from sqlalchemy import TextClause, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from services.intake.models import actions
 from shared.events import CloudEvent
@@ -61,8 +60,8 @@ def latest_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def write_statuses(session: Session, changes: list[dict[str, Any]]) -> None:
-    session.execute(PROJECT_STATUSES, columns(latest_changes(changes)))
+def write_statuses(changes: list[dict[str, Any]]) -> tuple[TextClause, dict[str, Any]]:
+    return PROJECT_STATUSES, columns(latest_changes(changes))
 
 
 async def project_status(

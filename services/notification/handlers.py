@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import TextClause, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from services.notification.dispatch import DISPATCH_CHANNEL, publish_about, wake_dispatchers
 from services.notification.models import deliveries, notifications
@@ -34,6 +33,7 @@ from services.notification.templates import (
 )
 from shared.domain.directory import Directory
 from shared.domain.vocabulary import PartyKind, party_name_zh
+from shared.driver import fetch
 from shared.events import CloudEvent
 from shared.events.models import (
     AccountabilityFinding,
@@ -278,7 +278,7 @@ async def hold_alerts_of(session: AsyncSession, obligation_ids: Sequence[UUID]) 
     held = of_transaction(session, HELD_ALERTS, set[int])
     keys = sorted({alert_key(obligation_id) for obligation_id in obligation_ids} - held)
     if keys:
-        await session.execute(HOLD_ALERTS, {"space": MOVED_DUTY_LOCKS, "keys": keys})
+        await fetch(session, HOLD_ALERTS, {"space": MOVED_DUTY_LOCKS, "keys": keys})
         held.update(keys)
 
 
@@ -342,8 +342,8 @@ NEW_ALERTS = text(
 NEW_ALERTS_DEFERRED = "notification.new_alerts"
 
 
-def write_new_alerts(session: Session, rows: list[dict[str, Any]]) -> None:
-    session.execute(NEW_ALERTS, columns(rows))
+def write_new_alerts(rows: list[dict[str, Any]]) -> tuple[TextClause, dict[str, Any]]:
+    return NEW_ALERTS, columns(rows)
 
 
 def after_new_alerts(handler: EventHandler) -> EventHandler:

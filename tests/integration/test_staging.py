@@ -9,19 +9,19 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 from uuid import uuid4
 
 import asyncpg
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, TextClause, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
 
 from shared.events import CloudEvent, decode, topics
 from shared.events.models import IncidentStatusChanged
 from shared.messaging import Outbox, notify_channel
 from shared.pgnotify import notify
 from shared.settings import Settings
-from shared.staging import columns, defer, write_deferred
+from shared.staging import columns, defer, write_deferred, write_staged
 from tests.support import statements_sent
 
 PATIENCE_SECONDS = 30
@@ -81,6 +81,51 @@ async def test_a_transactions_events_and_notifies_are_one_statement_at_commit_in
         await listener.close()
 
 
+async def test_what_is_staged_can_be_written_before_the_commit_in_the_same_statements(
+    infra_settings: Settings,
+    scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
+) -> None:
+    """`write_staged`, as a consumer's batch calls it before its commit: the deferred rows,
+    then the outbox rows with the NOTIFYs, sent to the driver; the commit writes nothing more,
+    and the NOTIFYs are heard once it is done."""
+    sessions, outbox, _ = scratch_schema
+    table = f"{outbox.schema}.written_early"
+    async with sessions() as session, session.begin():
+        await session.execute(text(f"CREATE TABLE {table} (id int PRIMARY KEY)"))
+    insert = text(f"INSERT INTO {table} SELECT unnest(CAST(:id AS int[]))")
+    events = [status_changed(uuid4(), "REPORTED"), status_changed(uuid4(), "CLOSED")]
+    listener = await asyncpg.connect(infra_settings.plain_database_url)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(notify_channel(outbox.schema), lambda *a: heard.put_nowait(a[2]))
+    try:
+        async with sessions() as session:
+            with statements_sent(session.bind) as statements:  # type: ignore[arg-type]
+                async with session.begin():
+                    defer(session, "ids", lambda rows: (insert, columns(rows)), {"id": 1})
+                    await outbox.add(session, *events)
+                    defer(session, "ids", lambda rows: (insert, columns(rows)), {"id": 2})
+                    await write_staged(session)
+                    written = len(statements)
+                    seen = (await session.execute(select(outbox.table.c.event_id))).all()
+                    await write_staged(session)  # nothing left: nothing sent
+                    assert heard.empty()  # a NOTIFY is delivered at commit
+                    sent_before_commit = len(statements)
+        assert [statement.split()[0:3] for statement in statements[:written]] == [
+            ["INSERT", "INTO", table],
+            ["WITH", "written", "AS"],
+        ]
+        assert "pg_notify" in statements[1]
+        assert [row.event_id for row in seen] == [event.id for event in events]
+        assert sent_before_commit == written + 1 == len(statements)  # the commit sent none
+        async with asyncio.timeout(PATIENCE_SECONDS):
+            assert await heard.get() == notify_channel(outbox.schema)
+        async with sessions() as session:
+            ids = (await session.execute(text(f"SELECT id FROM {table} ORDER BY id"))).scalars()
+            assert list(ids) == [1, 2]
+    finally:
+        await listener.close()
+
+
 async def test_a_rolled_back_transaction_writes_and_tells_nothing(
     scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
 ) -> None:
@@ -109,17 +154,14 @@ async def test_deferred_rows_go_in_one_statement_at_commit_or_when_asked_for(
     table = f"{outbox.schema}.deferred_rows"
     async with sessions() as session, session.begin():
         await session.execute(text(f"CREATE TABLE {table} (id int PRIMARY KEY, name text)"))
-    writes: list[list[dict[str, object]]] = []
+    insert = text(
+        f"INSERT INTO {table} SELECT * FROM unnest(CAST(:id AS int[]), CAST(:name AS text[]))"
+    )
+    writes: list[list[dict[str, Any]]] = []
 
-    def write(sync_session: Session, rows: list[dict[str, object]]) -> None:
+    def write(rows: list[dict[str, Any]]) -> tuple[TextClause, dict[str, Any]]:
         writes.append(rows)
-        sync_session.execute(
-            text(
-                f"INSERT INTO {table} SELECT * FROM unnest(CAST(:id AS int[]),"
-                " CAST(:name AS text[]))"
-            ),
-            columns(rows),
-        )
+        return insert, columns(rows)
 
     async def stored() -> list[tuple[int, str]]:
         async with sessions() as session:
