@@ -19,10 +19,10 @@ from typing import Any
 import asyncpg
 from sqlalchemy import Connection, TextClause
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 
-class Row(asyncpg.Record):  # type: ignore[misc]  # asyncpg has no types
+class DriverRow(asyncpg.Record):  # type: ignore[misc]  # asyncpg has no types
     """A row as `fetch` returns it: by position, by name (`row["id"]`) and, as SQLAlchemy's
     rows, as an attribute (`row.id`)."""
 
@@ -69,52 +69,52 @@ def driver_statement(statement: TextClause) -> DriverStatement:
     return found
 
 
-async def driver_in_transaction(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection of the session's transaction, its `BEGIN` sent: what runs on it
-    commits or rolls back with the session's own statements."""
-    _, adapted = await _begun(session)
-    driver: asyncpg.Connection = adapted.driver_connection
-    return driver
-
-
-async def _begun(session: AsyncSession) -> tuple[Connection, Any]:
-    """The session's connection and the dialect's adapted connection under it, `BEGIN` sent.
+async def _begun(on: AsyncSession | AsyncConnection) -> tuple[Connection, Any]:
+    """The connection a statement runs on (the session's, or `on` itself) and the dialect's
+    adapted connection under it, `BEGIN` sent unless it is in autocommit.
 
     SQLAlchemy's asyncpg dialect sends `BEGIN` with the first statement it runs itself; one
     sent to the driver before that would run on its own and commit at once. So the dialect is
-    asked to begin here (`_start_transaction`, the step its own statements take first). This
-    and the translation of errors (`_handle_exception`) are the only uses of the dialect's
-    inside, held to what they promise by `tests/integration/test_driver_statements.py`."""
-    connection = await session.connection()
+    asked to begin here (`_start_transaction`, the step its own statements take first; in
+    autocommit it sends nothing). This and the translation of errors (`_handle_exception`) are
+    the only uses of the dialect's inside, held to what they promise by
+    `tests/integration/test_driver_statements.py`."""
+    connection = await on.connection() if isinstance(on, AsyncSession) else on
     adapted: Any = (await connection.get_raw_connection()).dbapi_connection
     if adapted._transaction is None:
+        if not (connection.in_transaction() or adapted.autocommit):
+            # A transaction SQLAlchemy does not know of would be rolled back unseen.
+            raise TypeError("a driver statement runs in a session, a transaction or autocommit")
         await adapted._start_transaction()
     sync = connection.sync_connection
-    assert sync is not None  # a session's connection is started
+    assert sync is not None  # started by now
     return sync, adapted
 
 
 async def fetch(
-    session: AsyncSession, statement: TextClause, parameters: Mapping[str, Any] | None = None
-) -> list[Row]:
-    """Run a constant `text()` statement of a hot path in the session's transaction, straight
+    on: AsyncSession | AsyncConnection,
+    statement: TextClause,
+    parameters: Mapping[str, Any] | None = None,
+) -> list[DriverRow]:
+    """Run a constant `text()` statement of a hot path in the transaction of `on` (a session, or
+    a connection in a transaction or in autocommit as `shared.db.single_statement`'s), straight
     on asyncpg: no SQLAlchemy compiling, binding, execution context or result around it (a
     third or more of a short statement's CPU time on the client). The values go to asyncpg as
     SQLAlchemy passes them for an untyped `text()`, and come back as the driver decodes them.
 
     Whoever listens for the engine's statements (`before_cursor_execute`) hears this one as
-    well, and a database error is raised as `session.execute` raises it (`DBAPIError` of the
+    well, and a database error is raised as `execute` raises it (`DBAPIError` of the
     kind, with its SQLSTATE), so that callers tell errors apart as before."""
     translated = driver_statement(statement)
-    connection, adapted = await _begun(session)
+    connection, adapted = await _begun(on)
     arguments = translated.arguments(parameters or {})
     if connection._has_events or connection.engine._has_events:
         connection.dispatch.before_cursor_execute(
             connection, None, translated.sql, arguments, None, False
         )
     try:
-        rows: list[Row] = await adapted.driver_connection.fetch(
-            translated.sql, *arguments, record_class=Row
+        rows: list[DriverRow] = await adapted.driver_connection.fetch(
+            translated.sql, *arguments, record_class=DriverRow
         )
     except Exception as error:
         try:

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, and_, null, text, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import and_, null, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.leaves import canonical_json
 from services.audit.models import data_keys
 from services.audit.personal import Opened, open_personal, seal_personal
 from services.audit.store import StoredLeaf
+from shared.driver import fetch
 from shared.pii import SEALED, PersonalDataKeyError, PiiCipher, new_key
 from shared.production import Gap
 from shared.settings import Settings
@@ -99,7 +99,7 @@ def incident_cipher(incident: str, key: bytes) -> PiiCipher:
 # count of incidents, which cost more than the statements themselves.
 STORED_KEYS = text(
     "SELECT incident, wrapped FROM audit.data_keys WHERE incident = ANY(CAST(:incidents AS text[]))"
-).columns(incident=String, wrapped=JSONB)
+)
 # An append's keys in one round trip where there were two (a look, then an insert of those
 # missing): a key is offered for every incident and kept only where none is stored (nor erased);
 # the keys stored before the statement come with those it made. Wrapping a key that is thrown
@@ -112,7 +112,7 @@ KEYS_FOR_APPEND = text(
     "ON CONFLICT (incident) DO NOTHING RETURNING incident, wrapped) "
     "SELECT incident, wrapped FROM made UNION ALL "
     "SELECT incident, wrapped FROM audit.data_keys WHERE incident = ANY(CAST(:incidents AS text[]))"
-).columns(incident=String, wrapped=JSONB)
+)
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class DataKeys:
             json.dumps(self.kek.seal(new_key(), self._context(incident))) for incident in wanted
         ]
         stored: dict[str, Any] = dict.fromkeys(wanted, _NONE)
-        rows = await session.execute(KEYS_FOR_APPEND, {"incidents": wanted, "wrapped": offered})
+        rows = await fetch(session, KEYS_FOR_APPEND, {"incidents": wanted, "wrapped": offered})
         stored.update({incident: wrapped for incident, wrapped in rows})
         # Another consumer may make the same key at once: the first one made is the key, read
         # once it committed (this statement's snapshot could not see it).

@@ -36,6 +36,7 @@ from services.audit.models import (
     tree_nodes,
 )
 from shared.db import driver_of
+from shared.driver import fetch
 from shared.staging import of_transaction
 
 APPEND_LOCK = zlib.crc32(b"audit:append")
@@ -100,8 +101,10 @@ def _append_lock(session: AsyncSession) -> _AppendLock:
 
 async def open_append(session: AsyncSession) -> None:
     """Act as the writer, hold the append lock and tell the log's followers at commit."""
-    await session.execute(
-        OPEN_APPEND, {"role": WRITER_ROLE, "lock": APPEND_LOCK, "channel": APPENDED_CHANNEL}
+    await fetch(
+        session,
+        OPEN_APPEND,
+        {"role": WRITER_ROLE, "lock": APPEND_LOCK, "channel": APPENDED_CHANNEL},
     )
     _append_lock(session).held = True
 
@@ -158,9 +161,7 @@ async def append_new(
     if not unique:
         return {}
     sources, ids = zip(*unique, strict=True)
-    found = (
-        await session.execute(LOGGED_AND_BORDER, {"sources": list(sources), "ids": list(ids)})
-    ).one()
+    [found] = await fetch(session, LOGGED_AND_BORDER, {"sources": list(sources), "ids": list(ids)})
     for source, event_id in found.logged or ():  # json: the ids as text
         unique.pop((source, UUID(event_id)), None)
     if not unique:

@@ -14,8 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import ARRAY, Row, select, text, update
-from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy import Row, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,7 +41,7 @@ from services.escalation.rules import (
 )
 from shared.domain import lifecycle
 from shared.domain.vocabulary import LifecycleStatus, PartyKind, party_name_zh
-from shared.driver import fetch
+from shared.driver import DriverRow, fetch
 from shared.events import CloudEvent
 from shared.events.models import (
     DeadlineMissed,
@@ -178,10 +177,6 @@ STORE_REPORTED = text(
     f" WITH ORDINALITY AS duty({DUTY_COLUMNS}, position) ORDER BY duty.position"
     " ON CONFLICT DO NOTHING RETURNING id)"
     " SELECT incident.*, ARRAY(SELECT id FROM duties) AS duties FROM incident"
-).columns(
-    # by name: RETURNING * lists the columns in the table's order, not the model's
-    **{name: found.type for name, found in incidents.c.items()},
-    duties=ARRAY(PG_UUID(as_uuid=True)),
 )
 
 
@@ -293,13 +288,14 @@ class Store:
         incident: Mapping[str, Any],
         duties: Iterable[ObligationSpec],
         source_event_id: UUID,
-    ) -> Row | None:
+    ) -> DriverRow | None:
         """Insert a reported incident (`incident`: its columns) and its first duties in one
         statement; None if it was reported already. The row's `duties`: the ids stored, for
         `apply`."""
         rows = [_obligation_row(incident["id"], spec, source_event_id) for spec in duties]
         arrays = {f"duty_{name}": [row[name] for row in rows] for name in DUTY_NAMES}
-        stored = await session.execute(
+        stored = await fetch(
+            session,
             STORE_REPORTED,
             {
                 **incident,
@@ -309,7 +305,7 @@ class Store:
                 **arrays,
             },
         )
-        return stored.first()
+        return stored[0] if stored else None
 
     async def apply(
         self,

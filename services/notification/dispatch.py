@@ -885,7 +885,7 @@ class Dispatcher:
         while True:
             try:
                 async with single_statement(self._sessions) as connection:
-                    return (await connection.execute(RECORD_DELIVERED, parameters)).all()
+                    return await fetch(connection, RECORD_DELIVERED, parameters)
             except DBAPIError as error:
                 if runs == RECORD_RACES or not lost_a_race(error):
                     raise

@@ -10,9 +10,9 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.db import sqlstate
+from shared.db import single_statement, sqlstate
 from shared.driver import DriverStatement, fetch
 from shared.kafka import is_permanent, is_transient
 from shared.messaging import Outbox
@@ -100,3 +100,34 @@ async def test_a_driver_statement_fails_as_sqlalchemy_s_statements_fail(
     async with sessions() as session, session.begin():
         # The connection is fit for use again: the failed transaction was rolled back.
         assert await fetch(session, text("SELECT CAST(:n AS int) AS n"), {"n": 7}) == [(7,)]
+
+
+async def test_a_driver_statement_on_a_connection_commits_with_it_or_on_its_own(
+    scratch_schema: Scratch,
+) -> None:
+    """On `single_statement`'s connection (autocommit) the statement commits on its own; on a
+    connection in a transaction, with the transaction; on a connection in neither it is
+    refused, as SQLAlchemy would roll back unseen a transaction it did not begin."""
+    sessions, outbox, _ = scratch_schema
+    schema = outbox.table.schema
+    engine: AsyncEngine = sessions.kw["bind"]
+    alone, together, dropped = uuid4(), uuid4(), uuid4()
+    async with single_statement(sessions) as connection:
+        await fetch(
+            connection, claim(schema), {"source": "s", "id": alone, "consumer": "c", "offset": 1}
+        )
+    async with engine.begin() as connection:
+        await fetch(
+            connection, claim(schema), {"source": "s", "id": together, "consumer": "c", "offset": 2}
+        )
+    async with engine.connect() as connection:
+        await connection.begin()
+        await fetch(
+            connection, claim(schema), {"source": "s", "id": dropped, "consumer": "c", "offset": 3}
+        )
+        await connection.rollback()
+        with pytest.raises(TypeError):
+            await fetch(connection, text("SELECT 1"))
+    async with sessions() as session:
+        stored = await session.execute(text(f'SELECT ce_id FROM {schema}.inbox ORDER BY "offset"'))
+        assert list(stored.scalars()) == [alone, together]
