@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Connection, TextClause
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import TextClause
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 
@@ -69,28 +68,6 @@ def driver_statement(statement: TextClause) -> DriverStatement:
     return found
 
 
-async def _begun(on: AsyncSession | AsyncConnection) -> tuple[Connection, Any]:
-    """The connection a statement runs on (the session's, or `on` itself) and the dialect's
-    adapted connection under it, `BEGIN` sent unless it is in autocommit.
-
-    SQLAlchemy's asyncpg dialect sends `BEGIN` with the first statement it runs itself; one
-    sent to the driver before that would run on its own and commit at once. So the dialect is
-    asked to begin here (`_start_transaction`, the step its own statements take first; in
-    autocommit it sends nothing). This and the translation of errors (`_handle_exception`) are
-    the only uses of the dialect's inside, held to what they promise by
-    `tests/integration/test_driver_statements.py`."""
-    connection = await on.connection() if isinstance(on, AsyncSession) else on
-    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
-    if adapted._transaction is None:
-        if not (connection.in_transaction() or adapted.autocommit):
-            # A transaction SQLAlchemy does not know of would be rolled back unseen.
-            raise TypeError("a driver statement runs in a session, a transaction or autocommit")
-        await adapted._start_transaction()
-    sync = connection.sync_connection
-    assert sync is not None  # started by now
-    return sync, adapted
-
-
 async def fetch(
     on: AsyncSession | AsyncConnection,
     statement: TextClause,
@@ -103,26 +80,56 @@ async def fetch(
     SQLAlchemy passes them for an untyped `text()`, and come back as the driver decodes them.
 
     Whoever listens for the engine's statements (`before_cursor_execute`) hears this one as
-    well, and a database error is raised as `execute` raises it (`DBAPIError` of the
-    kind, with its SQLSTATE), so that callers tell errors apart as before."""
+    well. A failure is handled as SQLAlchemy handles its own statements': a database error is
+    raised as `DBAPIError` of its kind (with its SQLSTATE), so that callers tell errors apart
+    as before, and a connection that is lost, or left mid-statement by a cancelled task, is
+    invalidated (with the pool's older connections), never handed out again."""
     translated = driver_statement(statement)
-    connection, adapted = await _begun(on)
+    connection = await on.connection() if isinstance(on, AsyncSession) else on
+    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+    sync = connection.sync_connection
+    assert sync is not None  # started by now
     arguments = translated.arguments(parameters or {})
-    if connection._has_events or connection.engine._has_events:
-        connection.dispatch.before_cursor_execute(
-            connection, None, translated.sql, arguments, None, False
-        )
+    begin = _begins_with_the_dialect(connection, adapted)
+    if sync._has_events or sync.engine._has_events:
+        sync.dispatch.before_cursor_execute(sync, None, translated.sql, arguments, None, False)
     try:
+        if begin:
+            await adapted._start_transaction()
         rows: list[DriverRow] = await adapted.driver_connection.fetch(
             translated.sql, *arguments, record_class=DriverRow
         )
-    except Exception as error:
-        try:
-            adapted._handle_exception(error)  # raises the dialect's DBAPI error for it
-        except Exception as dbapi_error:
-            dialect = connection.dialect
-            raise DBAPIError.instance(
-                translated.sql, arguments, dbapi_error, dialect.loaded_dbapi.Error, dialect=dialect
-            ) from error
+    except BaseException as error:
+        failure = error
+        if isinstance(error, Exception):
+            try:
+                adapted._handle_exception(error)  # raises the dialect's DBAPI error for it
+            except Exception as dbapi_error:
+                failure = dbapi_error
+        # Raises `failure` as SQLAlchemy would, having invalidated the connection if it is
+        # lost or in an unknown state.
+        await connection.run_sync(
+            lambda sync: sync._handle_dbapi_exception(
+                failure, translated.sql, arguments, None, None
+            )
+        )
         raise
     return rows
+
+
+def _begins_with_the_dialect(connection: AsyncConnection, adapted: Any) -> bool:
+    """Whether `BEGIN` is still to be sent for the transaction `connection` is in (not in
+    autocommit, not sent yet).
+
+    SQLAlchemy's asyncpg dialect sends `BEGIN` with the first statement it runs itself; one
+    sent to the driver before that would run on its own and commit at once. So `fetch` asks
+    the dialect to begin first (`_start_transaction`, the step its own statements take first).
+    This, the translation of errors (`_handle_exception`) and their handling
+    (`_handle_dbapi_exception`) are the only uses of SQLAlchemy's inside, held to what they
+    promise by `tests/integration/test_driver_statements.py`."""
+    if adapted._transaction is not None or adapted.autocommit:
+        return False
+    if not connection.in_transaction():
+        # A transaction SQLAlchemy does not know of would be rolled back unseen.
+        raise TypeError("a driver statement runs in a session, a transaction or autocommit")
+    return True

@@ -4,19 +4,22 @@ transaction like any other, whichever comes first, and fails as SQLAlchemy's sta
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import uuid4
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.db import single_statement, sqlstate
+from shared.db import database_unavailable, single_statement, sqlstate
 from shared.driver import DriverStatement, fetch
 from shared.kafka import is_permanent, is_transient
 from shared.messaging import Outbox
-from tests.support import statements_sent
+from shared.settings import Settings
+from tests.integration.helpers import PATIENCE_SECONDS, eventually
+from tests.support import execute_sql, statements_sent
 
 Scratch = tuple[async_sessionmaker[AsyncSession], Outbox, Any]
 
@@ -131,3 +134,53 @@ async def test_a_driver_statement_on_a_connection_commits_with_it_or_on_its_own(
     async with sessions() as session:
         stored = await session.execute(text(f'SELECT ce_id FROM {schema}.inbox ORDER BY "offset"'))
         assert list(stored.scalars()) == [alone, together]
+
+
+async def test_a_lost_connection_is_invalidated_and_never_handed_out_again(
+    scratch_schema: Scratch, infra_settings: Settings
+) -> None:
+    """As SQLAlchemy does for its own statements: a statement whose connection was lost
+    raises `DBAPIError` with the connection invalidated (the database unavailable: retried,
+    never dead-lettered), and the pool opens a new one for the next transaction."""
+    sessions, _, _ = scratch_schema
+    async with sessions() as session:
+        await session.begin()
+        [row] = await fetch(session, text("SELECT pg_backend_pid() AS pid"))
+        await execute_sql(infra_settings, "SELECT pg_terminate_backend($1)", row.pid)
+        with pytest.raises(DBAPIError) as raised:
+            await fetch(session, text("SELECT 1"))
+        await session.rollback()
+    assert raised.value.connection_invalidated
+    assert database_unavailable(raised.value) and is_transient(raised.value)
+    async with sessions() as session, session.begin():
+        [again] = await fetch(session, text("SELECT pg_backend_pid() AS pid"))
+    assert again.pid != row.pid
+
+
+async def test_a_statement_cancelled_midway_leaves_no_connection_behind_it(
+    scratch_schema: Scratch,
+) -> None:
+    """A task cancelled while its statement runs (a service stopping): the connection, in an
+    unknown state, is dropped as SQLAlchemy drops its own, and what comes next runs at once."""
+    sessions, _, _ = scratch_schema
+
+    async def sleeping() -> None:
+        async with sessions() as session, session.begin():
+            await fetch(session, text("SELECT pg_sleep(30)"))
+
+    running = asyncio.create_task(sleeping())
+    await eventually(lambda: asleep(sessions), lambda count: count == 1)
+    running.cancel()
+    async with asyncio.timeout(PATIENCE_SECONDS):
+        await asyncio.gather(running, return_exceptions=True)
+        async with sessions() as session, session.begin():
+            assert await fetch(session, text("SELECT 2 AS two")) == [(2,)]
+        await eventually(lambda: asleep(sessions), lambda count: count == 0)
+
+
+async def asleep(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        found = await session.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'")
+        )
+        return int(found.scalar_one())
