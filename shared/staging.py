@@ -12,9 +12,9 @@ A statement that writes outbox rows itself (a state change and its event in one 
 intake's first report, notification's record of an answer) comes before anything staged in its
 transaction, so the order of ids is still the order of the events.
 
-The hot paths (a consumer's batch, a dispatcher's pass) write what their transaction staged
-with `write_staged` before they commit, each statement straight to the driver
-(`shared.driver`); whatever is left staged at a commit is written then, through SQLAlchemy.
+A consumer's batch writes what its transaction staged with `write_staged` before it commits,
+each statement straight to the driver (`shared.driver`); whatever is left staged at a commit
+is written then, through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -96,12 +96,7 @@ async def write_deferred(session: AsyncSession, name: str) -> None:
 async def write_staged(session: AsyncSession) -> None:
     """Write now what the transaction staged for its commit (the same statements the commit
     would send), each straight to the driver; the transaction is to commit next."""
-    sync = session.sync_session
-    state: tuple[SessionTransaction, dict[str, Any]] | None = sync.info.get(TRANSACTION_STATE)
-    if state is None or state[0] is not sync.get_transaction() or STAGED not in state[1]:
-        return
-    found: Staged = state[1].pop(STAGED)
-    for statement, parameters in _statements_of(found):
+    for statement, parameters in _statements_of(_take_staged(session.sync_session)):
         await fetch(session, statement, parameters)
 
 
@@ -142,17 +137,24 @@ def write_outbox(schema: str) -> TextClause:
 
 @event.listens_for(StagingSession, "before_commit")
 def _write_staged(session: Session) -> None:
-    state: tuple[SessionTransaction, dict[str, Any]] | None = session.info.get(TRANSACTION_STATE)
-    if state is None or state[0] is not session.get_transaction() or STAGED not in state[1]:
-        return
-    found: Staged = state[1].pop(STAGED)
-    for statement, parameters in _statements_of(found):
+    for statement, parameters in _statements_of(_take_staged(session)):
         session.execute(statement, parameters)
 
 
-def _statements_of(found: Staged) -> Iterator[tuple[TextClause, dict[str, Any]]]:
+def _take_staged(session: Session) -> Staged | None:
+    """What the session's current transaction staged, taken: written once, whoever writes it."""
+    state: tuple[SessionTransaction, dict[str, Any]] | None = session.info.get(TRANSACTION_STATE)
+    if state is None or state[0] is not session.get_transaction():
+        return None
+    taken: Staged | None = state[1].pop(STAGED, None)
+    return taken
+
+
+def _statements_of(found: Staged | None) -> Iterator[tuple[TextClause, dict[str, Any]]]:
     """The statements that write what a transaction staged: the deferred rows first, then the
     outbox rows with the NOTIFYs (a statement of their own when no event was staged)."""
+    if found is None:
+        return
     for write, rows in found.deferred.values():
         yield write(rows)
     channels = list(found.channels)
