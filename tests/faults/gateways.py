@@ -66,6 +66,10 @@ class Gateway:
     acknowledged: set[str] = field(default_factory=set)
     _server: LocalServer | None = None
     _acks: set[asyncio.Task] = field(default_factory=set)
+    # One client for all the desk's acknowledgements: a client apiece costs its TLS setup
+    # (over 100 ms of CPU on a busy machine), which held up this gateway's own answers to
+    # a burst of alerts past the send timeout.
+    _ack_client: httpx.AsyncClient | None = None
 
     def __post_init__(self) -> None:
         app = Starlette(routes=[Route("/alerts", self._receive, methods=["POST"])])
@@ -107,6 +111,8 @@ class Gateway:
         for task in self._acks:
             task.cancel()
         await asyncio.gather(*self._acks, return_exceptions=True)
+        if self._ack_client is not None:
+            await self._ack_client.aclose()
         await self.stop()
 
     async def _receive(self, request: Request) -> Response:
@@ -134,12 +140,14 @@ class Gateway:
         link = urlsplit(ack_url)
         assert self.acknowledge_via is not None
         target = f"{self.acknowledge_via}{link.path}?{link.query}"
-        async with httpx.AsyncClient(timeout=10) as client:
-            async with asyncio.timeout(give_up_after):
-                while True:
-                    with contextlib.suppress(httpx.HTTPError):
-                        response = await client.post(target)
-                        if response.status_code == 200:
-                            self.acknowledged.add(link.path.split("/")[-2])
-                            return
-                    await asyncio.sleep(0.5)
+        if self._ack_client is None:
+            # A burst of acknowledgements waits for a connection rather than failing.
+            self._ack_client = httpx.AsyncClient(timeout=httpx.Timeout(10, pool=None))
+        async with asyncio.timeout(give_up_after):
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await self._ack_client.post(target)
+                    if response.status_code == 200:
+                        self.acknowledged.add(link.path.split("/")[-2])
+                        return
+                await asyncio.sleep(0.5)
