@@ -57,6 +57,7 @@ from services.notification.status import NotificationKind, NotificationStatus
 from services.notification.templates import AlertTexts, Form, render_message
 from shared.db import lost_a_race, single_statement
 from shared.domain.directory import Contact, Directory
+from shared.driver import fetch
 from shared.events import CloudEvent
 from shared.events.models import (
     EventData,
@@ -76,7 +77,7 @@ from shared.messaging import (
 )
 from shared.pgnotify import Wakeup, notify
 from shared.settings import Settings
-from shared.staging import columns, insert_outbox_rows
+from shared.staging import columns, insert_outbox_rows, write_staged
 from shared.telemetry import in_trace_of
 
 log = logging.getLogger(__name__)
@@ -449,7 +450,7 @@ class Dispatcher:
         """One pass over everything due, in one transaction; the seconds to sleep before the
         next pass unless a NOTIFY comes first (0: more is due at once)."""
         async with self._sessions() as session, session.begin():
-            due = (await session.execute(DUE_ALERTS, {"limit": self._batch_size})).all()
+            due = await fetch(session, DUE_ALERTS, {"limit": self._batch_size})
             fresh = [row for row in due if row.start]
             started, opened = await self._open(session, fresh, start=True)
             expired = [row for row in due if not row.start]
@@ -462,6 +463,7 @@ class Dispatcher:
             if opened_elsewhere:
                 # Deliveries this pass opened but could not take: another replica may.
                 await wake_dispatchers(session)
+            await write_staged(session)
         self._started(claimed)
         self._send_all(claimed)
         if more_to_open:
@@ -537,7 +539,8 @@ class Dispatcher:
         if not opening:
             return rows, set()
         opened = [self._delivery(row, contacts, index) for row, contacts, index in opening]
-        await session.execute(
+        await fetch(
+            session,
             OPEN_DELIVERIES,
             {
                 **columns(opened),
@@ -640,18 +643,17 @@ class Dispatcher:
         all (out of slots or tokens); the seconds until the next thing is due, none when
         nothing waits. Nothing is counted as started before commit."""
         capacities = {name: guard.capacity() for name, guard in self._guards.items()}
-        rows = (
-            await session.execute(
-                CLAIM_DUE,
-                {
-                    "channels": list(capacities),
-                    "capacities": list(capacities.values()),
-                    "unknown_batch": UNKNOWN_CHANNEL_BATCH,
-                    "sending": list(self._leases),
-                    "lease": self._policy.lease,
-                },
-            )
-        ).all()
+        rows = await fetch(
+            session,
+            CLAIM_DUE,
+            {
+                "channels": list(capacities),
+                "capacities": list(capacities.values()),
+                "unknown_batch": UNKNOWN_CHANNEL_BATCH,
+                "sending": list(self._leases),
+                "lease": self._policy.lease,
+            },
+        )
         claimed = [row for row in rows if row.id is not None]
         taken = Counter(row.channel for row in claimed)
         full = [
@@ -883,7 +885,7 @@ class Dispatcher:
         while True:
             try:
                 async with single_statement(self._sessions) as connection:
-                    return (await connection.execute(RECORD_DELIVERED, parameters)).all()
+                    return await fetch(connection, RECORD_DELIVERED, parameters)
             except DBAPIError as error:
                 if runs == RECORD_RACES or not lost_a_race(error):
                     raise
