@@ -108,13 +108,18 @@ async def fetch(
                 failure = dbapi_error
         # Raises `failure` as SQLAlchemy would, having invalidated the connection if it is
         # lost or in an unknown state.
-        await connection.run_sync(
-            lambda sync: sync._handle_dbapi_exception(
-                failure, translated.sql, arguments, None, None
-            )
-        )
+        await connection.run_sync(_handle_failure, failure, translated.sql, arguments)
         raise
     return rows
+
+
+def _handle_failure(sync: Any, failure: BaseException, sql: str, arguments: list[Any]) -> None:
+    # SQLAlchemy re-raises what it does not wrap (a cancellation, an exit) as the exception
+    # being handled: in this greenlet there is none until it is raised here.
+    try:
+        raise failure
+    except BaseException:
+        sync._handle_dbapi_exception(failure, sql, arguments, None, None)
 
 
 def _begins_with_the_dialect(connection: AsyncConnection, adapted: Any) -> bool:

@@ -160,8 +160,9 @@ async def test_a_lost_connection_is_invalidated_and_never_handed_out_again(
 async def test_a_statement_cancelled_midway_leaves_no_connection_behind_it(
     scratch_schema: Scratch,
 ) -> None:
-    """A task cancelled while its statement runs (a service stopping): the connection, in an
-    unknown state, is dropped as SQLAlchemy drops its own, and what comes next runs at once."""
+    """A task cancelled while its statement runs (a service stopping) ends cancelled, as it
+    would under SQLAlchemy's own statement; the connection, in an unknown state, is dropped as
+    SQLAlchemy drops its own, and what comes next runs at once."""
     sessions, _, _ = scratch_schema
 
     async def sleeping() -> None:
@@ -172,7 +173,8 @@ async def test_a_statement_cancelled_midway_leaves_no_connection_behind_it(
     await eventually(lambda: asleep(sessions), lambda count: count == 1)
     running.cancel()
     async with asyncio.timeout(PATIENCE_SECONDS):
-        await asyncio.gather(running, return_exceptions=True)
+        (ended,) = await asyncio.gather(running, return_exceptions=True)
+        assert isinstance(ended, asyncio.CancelledError)
         async with sessions() as session, session.begin():
             assert await fetch(session, text("SELECT 2 AS two")) == [(2,)]
         await eventually(lambda: asleep(sessions), lambda count: count == 0)
