@@ -1,13 +1,16 @@
 """A statement through SQLAlchemy against the same statement sent to the driver
-(`shared.driver.fetch`), in a service's session: the client's CPU of a short transaction.
+(`shared.driver.fetch`), in a service's session, and against asyncpg alone (a pooled connection
+and a transaction of its own, no session): the client's CPU of a short transaction.
 
     python -m bench.driver_statements [--transactions 1500] [--rounds 3] [--statements 2]
 
 Starts a local PostgreSQL (or uses `DATABASE_URL`), makes a scratch schema with an inbox as
 every service has, and runs transactions of `--statements` inbox claims each (the statement
 every consumer's batch starts with), through `session.execute` and through `fetch` in turn,
-round after round. Prints the process CPU time per transaction of each; the machine's swing
-moves both alike within a round, so compare the two within each round.
+and through asyncpg alone, round after round. Prints the process CPU time per transaction of
+each; the machine's swing moves them alike within a round, so compare them within each round.
+What the driver's transaction costs beyond asyncpg's is the session around the statements: its
+transaction, the pool's checkout, `BEGIN` and `COMMIT` through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import resource
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import create_engine, create_session_factory, service_metadata
-from shared.driver import fetch
+from shared.driver import driver_statement, fetch
 from shared.messaging import inbox_table
 from shared.settings import Settings
 from tools.localinfra import LocalPostgres
@@ -53,6 +58,13 @@ async def through_the_driver(sessions: async_sessionmaker[AsyncSession], stateme
             await fetch(session, CLAIM, {"ids": [uuid.uuid4()]})
 
 
+async def through_asyncpg_alone(pool: asyncpg.Pool, statements: int) -> None:
+    sql = driver_statement(CLAIM).sql
+    async with pool.acquire() as connection, connection.transaction():
+        for _ in range(statements):
+            await connection.fetch(sql, [uuid.uuid4()])
+
+
 async def measure(database_url: str, transactions: int, rounds: int, statements: int) -> None:
     engine = create_engine(Settings(database_url=database_url), pool_size=2)
     metadata = service_metadata(SCHEMA)
@@ -63,22 +75,27 @@ async def measure(database_url: str, transactions: int, rounds: int, statements:
             await connection.execute(text(f"CREATE SCHEMA {SCHEMA}"))
             await connection.run_sync(metadata.create_all)
         sessions = create_session_factory(engine)
+        plain_url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        pool = await asyncpg.create_pool(plain_url, min_size=1, max_size=2)
+        ways: tuple[tuple[str, Any, Any], ...] = (
+            ("sqlalchemy", through_sqlalchemy, sessions),
+            ("driver", through_the_driver, sessions),
+            ("asyncpg alone", through_asyncpg_alone, pool),
+        )
         for round_number in range(1, rounds + 1):
-            for name, transaction in (
-                ("sqlalchemy", through_sqlalchemy),
-                ("driver", through_the_driver),
-            ):
+            for name, transaction, on in ways:
                 for _ in range(transactions // 10):  # warm: statements prepared, pool open
-                    await transaction(sessions, statements)
+                    await transaction(on, statements)
                 started = cpu_seconds()
                 for _ in range(transactions):
-                    await transaction(sessions, statements)
+                    await transaction(on, statements)
                 per_transaction = (cpu_seconds() - started) / transactions * 1e6
                 print(
                     f"round {round_number} {name}: {per_transaction:.0f} µs of CPU a transaction"
                     f" of {statements} statements",
                     flush=True,
                 )
+        await pool.close()
         async with engine.begin() as connection:
             await connection.execute(text(f"DROP SCHEMA {SCHEMA} CASCADE"))
     finally:
