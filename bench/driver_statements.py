@@ -76,26 +76,25 @@ async def measure(database_url: str, transactions: int, rounds: int, statements:
             await connection.run_sync(metadata.create_all)
         sessions = create_session_factory(engine)
         plain_url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        pool = await asyncpg.create_pool(plain_url, min_size=1, max_size=2)
-        ways: tuple[tuple[str, Any, Any], ...] = (
-            ("sqlalchemy", through_sqlalchemy, sessions),
-            ("driver", through_the_driver, sessions),
-            ("asyncpg alone", through_asyncpg_alone, pool),
-        )
-        for round_number in range(1, rounds + 1):
-            for name, transaction, on in ways:
-                for _ in range(transactions // 10):  # warm: statements prepared, pool open
-                    await transaction(on, statements)
-                started = cpu_seconds()
-                for _ in range(transactions):
-                    await transaction(on, statements)
-                per_transaction = (cpu_seconds() - started) / transactions * 1e6
-                print(
-                    f"round {round_number} {name}: {per_transaction:.0f} µs of CPU a transaction"
-                    f" of {statements} statements",
-                    flush=True,
-                )
-        await pool.close()
+        async with asyncpg.create_pool(plain_url, min_size=1, max_size=2) as pool:
+            ways: tuple[tuple[str, Any, Any], ...] = (
+                ("sqlalchemy", through_sqlalchemy, sessions),
+                ("driver", through_the_driver, sessions),
+                ("asyncpg alone", through_asyncpg_alone, pool),
+            )
+            for round_number in range(1, rounds + 1):
+                for name, transaction, on in ways:
+                    for _ in range(transactions // 10):  # warm: statements prepared, pool open
+                        await transaction(on, statements)
+                    started = cpu_seconds()
+                    for _ in range(transactions):
+                        await transaction(on, statements)
+                    per_transaction = (cpu_seconds() - started) / transactions * 1e6
+                    print(
+                        f"round {round_number} {name}: {per_transaction:.0f} µs of CPU a"
+                        f" transaction of {statements} statements",
+                        flush=True,
+                    )
         async with engine.begin() as connection:
             await connection.execute(text(f"DROP SCHEMA {SCHEMA} CASCADE"))
     finally:

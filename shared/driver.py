@@ -3,10 +3,10 @@ transaction.
 
 SQLAlchemy's work around a statement (compiling or looking it up, binding its values, the
 execution context, the result and its rows, the greenlet hand-overs) costs more CPU on the
-client than the round trip itself for the short statements a consumer's batch sends. `fetch`
-sends a constant `text()` statement straight to the session's asyncpg connection, inside the
-session's transaction, and answers rows that read as SQLAlchemy's do (`row.id`, `row[0]`).
-Everything else keeps to SQLAlchemy.
+client than the round trip itself for the short statements a consumer's batch or a dispatcher's
+pass sends. `fetch` sends a constant `text()` statement straight to the session's asyncpg
+connection, inside the session's transaction, and answers rows that read as SQLAlchemy's do
+(`row.id`, `row[0]`). Everything else keeps to SQLAlchemy.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ A statement that writes outbox rows itself (a state change and its event in one 
 intake's first report, notification's record of an answer) comes before anything staged in its
 transaction, so the order of ids is still the order of the events.
 
-A consumer's batch writes what its transaction staged with `write_staged` before it commits,
-each statement straight to the driver (`shared.driver`); whatever is left staged at a commit
-is written then, through SQLAlchemy.
+The hot paths (a consumer's batch, a dispatcher's pass) write what their transaction staged
+with `write_staged` before they commit, each statement straight to the driver
+(`shared.driver`); whatever is left staged at a commit is written then, through SQLAlchemy.
 """
 
 from __future__ import annotations
