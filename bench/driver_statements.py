@@ -27,7 +27,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import create_engine, create_session_factory, service_metadata
+from shared.db import KeptSession, create_engine, create_session_factory, service_metadata
 from shared.driver import driver_statement, fetch
 from shared.messaging import inbox_table
 from shared.settings import Settings
@@ -58,6 +58,12 @@ async def through_the_driver(sessions: async_sessionmaker[AsyncSession], stateme
             await fetch(session, CLAIM, {"ids": [uuid.uuid4()]})
 
 
+async def through_the_driver_in_a_kept_session(kept: KeptSession, statements: int) -> None:
+    async with kept.transaction() as session:
+        for _ in range(statements):
+            await fetch(session, CLAIM, {"ids": [uuid.uuid4()]})
+
+
 async def through_asyncpg_alone(pool: asyncpg.Pool, statements: int) -> None:
     sql = driver_statement(CLAIM).sql
     async with pool.acquire() as connection, connection.transaction():
@@ -75,11 +81,13 @@ async def measure(database_url: str, transactions: int, rounds: int, statements:
             await connection.execute(text(f"CREATE SCHEMA {SCHEMA}"))
             await connection.run_sync(metadata.create_all)
         sessions = create_session_factory(engine)
+        kept = KeptSession(sessions)
         plain_url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         async with asyncpg.create_pool(plain_url, min_size=1, max_size=2) as pool:
             ways: tuple[tuple[str, Any, Any], ...] = (
                 ("sqlalchemy", through_sqlalchemy, sessions),
                 ("driver", through_the_driver, sessions),
+                ("driver, session kept", through_the_driver_in_a_kept_session, kept),
                 ("asyncpg alone", through_asyncpg_alone, pool),
             )
             for round_number in range(1, rounds + 1):
@@ -95,6 +103,7 @@ async def measure(database_url: str, transactions: int, rounds: int, statements:
                         f" transaction of {statements} statements",
                         flush=True,
                     )
+        await kept.close()
         async with engine.begin() as connection:
             await connection.execute(text(f"DROP SCHEMA {SCHEMA} CASCADE"))
     finally:

@@ -128,6 +128,42 @@ async def transaction(
         yield session
 
 
+class KeptSession:
+    """A worker's session, kept from one unit of work to the next: for a loop that runs a
+    transaction after another (a consumer's batches, a dispatcher's passes), where building a
+    session and closing it again each time cost about a fifth of a short transaction's CPU on
+    the client (docs/performance.md, item 69).
+
+    Each `transaction()` is what `transaction(sessions)` is: one transaction, committed on
+    success, rolled back on error; the session holds no connection between them (it goes back
+    to the pool at commit) and forgets the rows it loaded (nothing read in one unit of work is
+    taken for current in the next). A unit of work that fails closes the session, as leaving
+    `transaction(sessions)` does; the next one starts a new session. One unit of work at a time
+    is what it is kept for: a second one asked for while one runs gets a session of its own."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._idle: AsyncSession | None = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        session, self._idle = self._idle or self._sessions(), None
+        try:
+            async with session.begin():
+                yield session
+        except BaseException:
+            # Closed even when the task is cancelled meanwhile, as AsyncSession's own exit does.
+            await asyncio.shield(session.close())
+            raise
+        session.expunge_all()
+        self._idle = session
+
+    async def close(self) -> None:
+        session, self._idle = self._idle, None
+        if session is not None:
+            await session.close()
+
+
 @asynccontextmanager
 async def single_statement(
     sessions: async_sessionmaker[AsyncSession],

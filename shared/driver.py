@@ -85,10 +85,13 @@ async def fetch(
     as before, and a connection that is lost, or left mid-statement by a cancelled task, is
     invalidated (with the pool's older connections), never handed out again."""
     translated = driver_statement(statement)
-    connection = await on.connection() if isinstance(on, AsyncSession) else on
-    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+    connection = on if isinstance(on, AsyncConnection) else await _connection_of(on)
     sync = connection.sync_connection
     assert sync is not None  # started by now
+    if sync.closed or sync.invalidated:
+        adapted: Any = (await connection.get_raw_connection()).dbapi_connection  # reconnects
+    else:
+        adapted = sync.connection.dbapi_connection  # the one in use: no I/O, no greenlet
     arguments = translated.arguments(parameters or {})
     begin = _begins_with_the_dialect(connection, adapted)
     if sync._has_events or sync.engine._has_events:
@@ -111,6 +114,23 @@ async def fetch(
         await connection.run_sync(_handle_failure, failure, translated.sql, arguments)
         raise
     return rows
+
+
+# session.info: the session's current transaction and its connection, as `fetch` found them.
+SESSION_CONNECTION = "driver_connection"
+
+
+async def _connection_of(session: AsyncSession) -> AsyncConnection:
+    """The connection of the session's transaction (begun if none is): asked of the session
+    once a transaction, where each ask costs a greenlet's hand-over and a proxy's look-up."""
+    sync_session = session.sync_session
+    kept: tuple[Any, AsyncConnection] | None = sync_session.info.get(SESSION_CONNECTION)
+    transaction = sync_session.get_transaction()
+    if kept is not None and transaction is not None and kept[0] is transaction:
+        return kept[1]
+    connection = await session.connection()
+    sync_session.info[SESSION_CONNECTION] = (sync_session.get_transaction(), connection)
+    return connection
 
 
 def _handle_failure(sync: Any, failure: BaseException, sql: str, arguments: list[Any]) -> None:

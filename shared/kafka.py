@@ -45,7 +45,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import database_unavailable, sqlstate
+from shared.db import KeptSession, database_unavailable, sqlstate
 from shared.events import EVENT_TYPES, CloudEvent, UndecodableEvent, decode, type_of
 from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
 from shared.messaging import BrokerProbe, Inbox, InboxEntry
@@ -568,6 +568,8 @@ class EventConsumer:
         self.topics = tuple(topics)
         self.handlers = handlers
         self._sessions = sessions
+        # The batches' session, kept from one to the next (one batch at a time).
+        self._batches = KeptSession(sessions)
         self._inbox = inbox
         self._producer = producer
         self._settings = settings
@@ -649,6 +651,7 @@ class EventConsumer:
                 await self._commit_applied()
             with contextlib.suppress(Exception):
                 await self._consumer.stop()
+            await self._batches.close()
 
     async def _lingered(
         self, batches: dict[TopicPartition, list[ConsumerRecord]]
@@ -795,7 +798,7 @@ class EventConsumer:
         self, received: list[tuple[ConsumerRecord, CloudEvent]], outcomes: list[tuple[str, str]]
     ) -> None:
         handlers = [self.handlers.handler_for(event.type) for _, event in received]
-        async with self._sessions() as session, session.begin():
+        async with self._batches.transaction() as session:
             fresh = await self._inbox.claim_all(
                 session,
                 [
@@ -905,7 +908,7 @@ class EventConsumer:
                 if handler is None:
                     outcome = "ignored"
                 else:
-                    async with self._sessions() as session, session.begin():
+                    async with self._batches.transaction() as session:
                         outcome = await self._apply(session, record, event, handler)
                         await write_staged(session)
             except RejectEvent as error:

@@ -162,7 +162,7 @@ class BatchingConsumer(EventConsumer):
         for event, _ in received:  # one by one if not all are appended, each with its reason
             if self.handlers.handler_for(event.type) is None:
                 raise RejectEvent(f"{self.name} appends every event, ignores none")
-        async with self._sessions() as session, session.begin():
+        async with self._batches.transaction() as session:
             await store.open_append(session)
             appended = await self._audit_log.append_all(session, received)
         for event, position in received:

@@ -55,7 +55,7 @@ from services.notification.metrics import NotificationMetrics
 from services.notification.models import deliveries, notifications
 from services.notification.status import NotificationKind, NotificationStatus
 from services.notification.templates import AlertTexts, Form, render_message
-from shared.db import lost_a_race, single_statement
+from shared.db import KeptSession, lost_a_race, single_statement
 from shared.domain.directory import Contact, Directory
 from shared.driver import fetch
 from shared.events import CloudEvent
@@ -362,6 +362,8 @@ class Dispatcher:
         metrics: NotificationMetrics | None = None,
     ) -> None:
         self._sessions = sessions
+        # The passes' session, kept from one to the next (`run` makes one pass at a time).
+        self._passes = KeptSession(sessions)
         self._outbox = outbox
         self._channels = channels
         self._directory = directory
@@ -413,6 +415,7 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(keeper, *self._in_flight, return_exceptions=True)
             await self._wakeup.close()
+            await self._passes.close()
 
     @property
     def sending(self) -> set[UUID]:
@@ -449,7 +452,7 @@ class Dispatcher:
     async def step(self) -> float:
         """One pass over everything due, in one transaction; the seconds to sleep before the
         next pass unless a NOTIFY comes first (0: more is due at once)."""
-        async with self._sessions() as session, session.begin():
+        async with self._passes.transaction() as session:
             due = await fetch(session, DUE_ALERTS, {"limit": self._batch_size})
             fresh = [row for row in due if row.start]
             started, opened = await self._open(session, fresh, start=True)
