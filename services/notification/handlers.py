@@ -334,7 +334,8 @@ NEW_ALERTS = text(
     " AS a(id, incident_id, obligation_id, party, rule_id, drill, ack_seconds, alert,"
     " trace_headers, moved_from, position)"
     " WHERE NOT EXISTS (SELECT FROM notification.notifications n"
-    " WHERE n.former_obligation_ids @> ARRAY[a.obligation_id])"
+    " WHERE n.former_obligation_ids <> '{}'"  # the index holds these alone (migration 0012)
+    " AND n.former_obligation_ids @> ARRAY[a.obligation_id])"
     " ORDER BY a.position"
     " ON CONFLICT (obligation_id) DO NOTHING RETURNING id)"
     f" SELECT id, pg_notify('{DISPATCH_CHANNEL}', '') FROM stored"
