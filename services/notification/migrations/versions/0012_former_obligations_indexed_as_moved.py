@@ -27,20 +27,17 @@ INDEX = "ix_notifications_former_obligations"
 
 
 def upgrade() -> None:
-    op.drop_index(INDEX, table_name="notifications", schema="notification")
-    op.create_index(
-        INDEX,
-        "notifications",
-        ["former_obligation_ids"],
-        unique=False,
-        schema="notification",
-        postgresql_using="gin",
+    rebuild_index(
         postgresql_where=sa.text("former_obligation_ids <> '{}'"),
         postgresql_with={"fastupdate": "off"},
     )
 
 
 def downgrade() -> None:
+    rebuild_index()
+
+
+def rebuild_index(**options: object) -> None:
     op.drop_index(INDEX, table_name="notifications", schema="notification")
     op.create_index(
         INDEX,
@@ -49,4 +46,5 @@ def downgrade() -> None:
         unique=False,
         schema="notification",
         postgresql_using="gin",
+        **options,
     )
