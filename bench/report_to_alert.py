@@ -60,6 +60,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench import edge
 from bench.http1 import Client, HttpError
 from shared.auth import ensure_dev_keys, mint
+from shared.db import migrate
 from shared.events.topics import ALL_TOPICS
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 from tests.support import directory_with_contacts
@@ -497,6 +498,14 @@ def production_sampler() -> dict[str, str]:
     return {name: production[name] for name in TRACING_SETTINGS}
 
 
+async def apply_schemas(infra: Infrastructure, services: Iterable[str]) -> None:
+    """The services' schemas brought to their heads before the services start, which then do
+    not migrate: as production runs them (the migration Jobs, `MIGRATE_ON_STARTUP=false`)."""
+    settings = Settings(database_url=infra.database_url)
+    for service in services:
+        await migrate(settings, service)
+
+
 # The load comes from one generator speaking for few reporters; the per-caller limit protects
 # the edge from one noisy client and is not what is measured here.
 UNLIMITED_CALLERS = {"RATE_LIMIT_PER_SECOND": "1000000", "RATE_LIMIT_BURST": "1000000"}
@@ -514,6 +523,7 @@ def service_environment(
         **production_tracing(collector),
         "DIRECTORY_FILE": str(directory),
         "ALERTS_FILE": str(work / "alerts.jsonl"),
+        "MIGRATE_ON_STARTUP": "false",
         **UNLIMITED_CALLERS,
     }
 
@@ -683,6 +693,7 @@ async def system_runs(
         environment = service_environment(work, infra, sink.url, sink.collector)
         processes = ServiceProcesses(environment, free_ports(SERVICE_NAMES), work / "logs")
         try:
+            await apply_schemas(infra, SERVICE_NAMES)
             await processes.start(120)
             async with (
                 intake_client(processes.url("intake")) as intake,
@@ -843,6 +854,7 @@ async def intake_only(
         )
         processes = ServiceProcesses(environment, {"intake": free_port()}, work / "logs")
         try:
+            await apply_schemas(infra, ["intake"])
             await processes.start(120)
             async with intake_client(processes.url("intake")) as intake:
                 await at_fixed_rate(intake, reports, 20, 3)  # connections, caches, the relay

@@ -148,7 +148,7 @@ class ServiceRuntime:
     async def start(self) -> None:
         if self.settings.migrate_on_startup:
             await migrate(self.settings, self.service)
-        self._migration_head = migration_head(self.settings, self.service)
+        self._migration_head = migration_head(self.service)
         # No span per SQL statement: an incident takes over a hundred across the services, and
         # the spans of each request, consumed event and send already time the work around them.
         self.engine = create_engine(self.settings, application_name=self.service)
