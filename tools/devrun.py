@@ -117,6 +117,7 @@ class ServiceProcesses:
 
     async def wait_ready(self, service: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
+        last_answer = "no answer"
         async with httpx.AsyncClient() as client:
             while True:
                 process = self.processes[service]
@@ -129,9 +130,21 @@ class ServiceProcesses:
                     response = await client.get(f"{self.url(service)}/readyz", timeout=2)
                     if response.status_code == 200:
                         return
+                    last_answer = f"{response.status_code} {response.text}"
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{service} not ready after {timeout}s")
+                    # What it said last, and what it logged: the folder may not outlive the run.
+                    raise TimeoutError(
+                        f"{service} not ready after {timeout}s; /readyz: {last_answer}; "
+                        f"its log ends:\n{self._log_tail(service)}"
+                    )
                 await asyncio.sleep(0.1)
+
+    def _log_tail(self, service: str, lines: int = 40) -> str:
+        try:
+            text = (self.log_dir / f"{service}.log").read_text(encoding="utf-8", errors="replace")
+        except OSError as error:
+            return f"(unreadable: {error})"
+        return "\n".join(text.splitlines()[-lines:])
 
     def stop_one(self, service: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         process = self.processes.pop(service, None)
