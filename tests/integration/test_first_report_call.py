@@ -1,8 +1,8 @@
 """`intake.first_report` (services/intake/first_report.py, migration 0011): a first report that
 opens an incident is one statement, holding the township to its transaction's end; a key
-claimed for a report whose reference another township's report took just then is let go. On
-the suite's database, in transactions rolled back at the end: nothing reaches the running
-system."""
+claimed for a report whose reference another township's report took just then is let go; a new
+incident's candidates are the township's open incidents, never itself. On the suite's database,
+in transactions rolled back at the end: nothing reaches the running system."""
 
 from __future__ import annotations
 
@@ -179,3 +179,23 @@ async def test_a_key_claimed_for_a_reference_just_taken_elsewhere_is_let_go(
         await other_township.close()
     assert written.key_claimed and not written.written and not written.known_ref
     assert (keys, incidents) == (0, 0)
+
+
+async def test_a_new_incidents_candidates_are_its_townships_open_incidents_never_itself(
+    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+) -> None:
+    """R20: the incidents written before it are its candidates, nearest first; it is not its
+    own (a walk of the candidates in a snapshot that sees the new incident must leave it out)."""
+    async with sessions() as session:
+        transaction = await session.begin()
+        earlier = [report(infra_settings) for _ in range(2)]
+        for written_report in earlier:
+            assert (await first_report.write_incident(session, written_report)).written
+        latest = report(infra_settings)
+        written = await first_report.write_incident(session, latest)
+        await transaction.rollback()
+    assert written.written
+    assert latest["incident_id"] not in written.candidates
+    first, second = (written.candidates.index(r["incident_id"]) for r in earlier)
+    assert second < first  # the one reported later is nearer
+    assert len(written.candidates) <= 100
