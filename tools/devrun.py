@@ -84,9 +84,13 @@ class ServiceProcesses:
         )
         return {name: value for name, value in wanted.items() if name not in chosen}
 
+    def log_path(self, service: str) -> Path:
+        """Where the service's output goes (appended to across its restarts)."""
+        return self.log_dir / f"{service}.log"
+
     def start_one(self, service: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_file = (self.log_dir / f"{service}.log").open("ab")
+        log_file = self.log_path(service).open("ab")
         self.processes[service] = subprocess.Popen(
             # Started as the image starts it (sqjz-serve), on this machine's loopback.
             [
@@ -123,8 +127,7 @@ class ServiceProcesses:
                 process = self.processes[service]
                 if process.poll() is not None:
                     raise RuntimeError(
-                        f"{service} exited with {process.returncode}; "
-                        f"see {self.log_dir / (service + '.log')}"
+                        f"{service} exited with {process.returncode}; see {self.log_path(service)}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
                     response = await client.get(f"{self.url(service)}/readyz", timeout=2)
@@ -141,7 +144,7 @@ class ServiceProcesses:
 
     def _log_tail(self, service: str, lines: int = 40) -> str:
         try:
-            text = (self.log_dir / f"{service}.log").read_text(encoding="utf-8", errors="replace")
+            text = self.log_path(service).read_text(encoding="utf-8", errors="replace")
         except OSError as error:
             return f"(unreadable: {error})"
         return "\n".join(text.splitlines()[-lines:])
@@ -250,12 +253,7 @@ class Supervisor:
         """On the terminal, in the runner's log and in the service's (or broker's) own log."""
         self.say(message)
         log.log(level, message)
-        own_log = (
-            self.broker.log_path
-            if service == BROKER and self.broker is not None
-            else self.processes.log_dir / f"{service}.log"
-        )
-        with own_log.open("a", encoding="utf-8") as own:
+        with self._log_of(service).open("a", encoding="utf-8") as own:
             own.write(f"[make run] {time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def _pause_or_give_up(self, name: str, returncode: int) -> float | None:
@@ -276,7 +274,7 @@ class Supervisor:
     def _log_of(self, name: str) -> Path:
         if name == BROKER and self.broker is not None:
             return self.broker.log_path
-        return self.processes.log_dir / f"{name}.log"
+        return self.processes.log_path(name)
 
     async def watch_broker(self, broker: LocalBroker) -> str | None:
         """Restart the broker on its port whenever it dies: empty, a new cluster id, its
