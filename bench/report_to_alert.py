@@ -12,7 +12,10 @@ webhook sink in a process of its own standing in for every party's gateway, and 
 2. open-loop load at each fixed rate (sends are scheduled on the clock, never held back by slow
    answers) and one closed-loop run flat out; for each, the time from the 201 of the POST to the
    first alert of that incident at the sink, p50/p95/p99, the rate sustained, and the CPU
-   each process spent per incident;
+   each process spent per incident. A fixed rate's first seconds (`LEAD_IN_SECONDS`) count for
+   its rate and CPU, and their latencies are reported apart (`lead_in`): they are the system
+   coming out of a quiet spell. Where the time to the first alert went is read hop by hop
+   from the services' own rows (`first_alert_hops`);
 3. intake alone (its relay publishing to the broker, nobody consuming) flat out, as one
    process and as two: reports/s;
 4. the peak resident memory of each service over the load runs.
@@ -45,7 +48,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,6 +92,10 @@ LOGGED_STATEMENT = re.compile(r"^([^|\n]*)\|\d*\|LOG:  (?:statement|execute [^:]
 # their longest (an eighth of the quiet spell, docs/performance.md) after 16 s of quiet.
 IDLE_SETTLE_SECONDS = 20.0
 IDLE_SECONDS = 20.0
+# A fixed rate's first seconds, whose latencies are reported apart (`measured`): the first
+# records after a quiet spell wait out the consumers' pauses, up to 2 s at each hop, and the
+# burst they make then drains (about 4 s at 50/s after the idle measurement, 2026-12-03).
+LEAD_IN_SECONDS = 5.0
 PROFILE_SUFFIXES = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}
 
 
@@ -372,28 +379,139 @@ async def first_alerts(
 
 
 def measured(
-    run: Run, arrivals: dict[str, int], alerting: set[int], offered: float | None
+    run: Run,
+    arrivals: dict[str, int],
+    alerting: set[int],
+    offered: float | None,
+    lead_in: float = 0.0,
 ) -> dict[str, Any]:
+    """The run's figures; its first `lead_in` seconds count for its rate and CPU, and their
+    latencies are reported apart (`lead_in`): the system coming out of a quiet spell, where a
+    consumer's pause still holds the first records (docs/performance.md, "An idle system
+    sleeps"), is not the steady state the figures are for."""
     expected = run.alerting(alerting)
-    latencies = [arrivals[i] - t for i, t in expected.items() if i in arrivals]
+    lead_in_ends = run.began_ns + int(lead_in * 1e9)
+    leading = {i: t for i, t in expected.items() if t < lead_in_ends}
+    counted = {i: t for i, t in expected.items() if i not in leading}
+    latencies = [arrivals[i] - t for i, t in counted.items() if i in arrivals]
     result: dict[str, Any] = {
         "offered_per_second": offered,
         "seconds": round(run.seconds, 2),
         "accepted": len(run.accepted),
         "refused": run.refused,
         "accepted_per_second": round(len(run.accepted) / run.seconds, 1),
-        "expecting_alert": len(expected),
-        "without_alert": len(expected) - len(latencies),
+        "expecting_alert": len(counted),
+        "without_alert": len(counted) - len(latencies),
     }
     if latencies:
         result.update(summary_ms(latencies))
-        last = max(arrivals[i] for i in expected if i in arrivals)
+    alerted = [i for i in expected if i in arrivals]
+    if alerted:
+        last = max(arrivals[i] for i in alerted)
         # Incidents carried from POST to first alert per second, over the whole run and the
         # drain after it: the rate the system sustains, whatever was offered.
         result["sustained_per_second"] = round(
-            len(run.accepted) * len(latencies) / len(expected) / ((last - run.began_ns) / 1e9), 1
+            len(run.accepted) * len(alerted) / len(expected) / ((last - run.began_ns) / 1e9), 1
         )
+    if leading:
+        lead_latencies = [arrivals[i] - t for i, t in leading.items() if i in arrivals]
+        result["lead_in"] = {
+            "seconds": lead_in,
+            "expecting_alert": len(leading),
+            "without_alert": len(leading) - len(lead_latencies),
+        } | (summary_ms(lead_latencies) if lead_latencies else {})
     return result
+
+
+# Each incident's way to its first alert, by the times the services' own rows keep: the report
+# taken by escalation, its duties taken by notification, the alert stored, its first delivery
+# opened and answered. A row's time is its transaction's start (`now()`), on the database's
+# clock. (An outbox row's `published_at` is set by the relay's next pass, not when it was sent.)
+HOPS_QUERY = """
+WITH incident AS (SELECT unnest($1::text[]) AS id),
+reported AS (
+    SELECT DISTINCT ON (o.key) o.key AS id, o.event_id
+    FROM intake.outbox o JOIN incident i ON i.id = o.key
+    WHERE o.topic = 'incidents.v1' ORDER BY o.key, o.id
+),
+duties AS (
+    SELECT o.key AS id, min(n.processed_at) AS taken_at
+    FROM escalation.outbox o JOIN incident i ON i.id = o.key
+    LEFT JOIN notification.inbox n ON n.ce_id = o.event_id
+    WHERE o.topic = 'escalations.v1' GROUP BY o.key
+),
+alerted AS (
+    SELECT n.incident_id::text AS id, min(n.created_at) AS stored_at,
+           min(d.created_at) AS opened_at, min(d.delivered_at) AS delivered_at
+    FROM notification.notifications n JOIN incident i ON i.id = n.incident_id::text
+    LEFT JOIN notification.deliveries d ON d.notification_id = n.id
+    GROUP BY n.incident_id
+)
+SELECT r.id, e.processed_at AS escalated, d.taken_at AS notified, a.stored_at AS stored,
+       a.opened_at AS opened, a.delivered_at AS delivered
+FROM reported r
+LEFT JOIN escalation.inbox e ON e.ce_id = r.event_id
+LEFT JOIN duties d USING (id) LEFT JOIN alerted a USING (id)
+"""
+HOPS = ("escalated", "notified", "stored", "opened", "delivered")
+
+
+async def first_alert_hops(
+    database_url: str, expected: dict[str, int], arrivals: dict[str, int]
+) -> dict[str, Any]:
+    """Where the time from the 201 to the first alert went (`HOPS_QUERY`, `hops_summary`)."""
+    arrived = {i: arrivals[i] for i in expected if i in arrivals}
+    if not arrived:
+        return {}
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(HOPS_QUERY, list(arrived))
+    finally:
+        await connection.close()
+    # The bench's times are the system's monotonic clock, the rows' its wall clock.
+    return hops_summary(rows, expected, arrived, time.time_ns() - time.monotonic_ns())
+
+
+def hops_summary(
+    rows: Iterable[Mapping[str, Any]],
+    answered: dict[str, int],
+    arrived: dict[str, int],
+    wall_ns: int,
+) -> dict[str, Any]:
+    """Each hop's p50/p95/p99 over the incidents whose every time is known, and its mean over
+    the slowest hundredth of them by the whole way (the tail's cause: one hop slow for all of
+    them, or queueing spread over every hop). `answered` and `arrived` are monotonic ns,
+    `wall_ns` what to add to them for the wall clock of the rows' times."""
+    names = ("answered", *HOPS, "alert_arrived")
+    by_incident: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if any(row[name] is None for name in HOPS):
+            continue
+        times = [
+            answered[row["id"]] + wall_ns,
+            *(int(row[name].timestamp() * 1e9) for name in HOPS),
+            arrived[row["id"]] + wall_ns,
+        ]
+        by_incident[row["id"]] = {
+            f"{earlier}→{later}": b - a
+            for (earlier, a), (later, b) in itertools.pairwise(zip(names, times, strict=True))
+        }
+    if not by_incident:
+        return {}
+    whole = {i: arrived[i] - answered[i] for i in by_incident}
+    slowest = sorted(by_incident, key=whole.__getitem__)[-max(1, len(by_incident) // 100) :]
+    return {
+        "incidents": len(by_incident),
+        "hops": {
+            hop: summary_ms([steps[hop] for steps in by_incident.values()])
+            | {
+                "slowest_hundredth_mean_ms": round(
+                    sum(by_incident[i][hop] for i in slowest) / len(slowest) / 1e6, 2
+                )
+            }
+            for hop in (f"{a}→{b}" for a, b in itertools.pairwise(names))
+        },
+    }
 
 
 def cpu_total(process: psutil.Process, with_children: bool = False) -> float:
@@ -561,7 +679,9 @@ class Bench:
     # `--census`: PostgreSQL's log, whose statements each run counts
     census: Path | None = None
 
-    async def measure(self, load: Any, offered: float | None, drain: float) -> dict[str, Any]:
+    async def measure(
+        self, load: Any, offered: float | None, drain: float, lead_in: float = 0.0
+    ) -> dict[str, Any]:
         await self.sink.clear(self.sink_client)
         records = await topic_records(self.infra.kafka_bootstrap_servers)
         logged_from = self.census.stat().st_size if self.census is not None else 0
@@ -573,11 +693,17 @@ class Bench:
         arrivals = await first_alerts(expected, self.sink, self.sink_client, drain)
         elapsed = time.monotonic() - began
         after = cpu_seconds(self.processes, self.infra)
-        result = measured(run, arrivals, self.alerting, offered)
+        result = measured(run, arrivals, self.alerting, offered, lead_in)
         result["cpu_ms_per_incident"] = cpu_ms_per_incident(
             before, after, self.idle, elapsed, len(run.accepted)
         )
         await asyncio.sleep(3)  # the tail of each incident (later alerts, audit) settles
+        lead_in_ends = run.began_ns + int(lead_in * 1e9)
+        result["first_alert_hops"] = await first_alert_hops(
+            self.infra.database_url,
+            {i: t for i, t in expected.items() if t >= lead_in_ends},
+            arrivals,
+        )
         result["events_per_incident"] = events_per_incident(
             records, await topic_records(self.infra.kafka_bootstrap_servers), len(run.accepted)
         )
@@ -726,7 +852,10 @@ async def system_runs(
                     }
                     results["rates"] = [
                         await bench.measure(
-                            at_fixed_rate(intake, reports, rate, seconds), rate, drain
+                            at_fixed_rate(intake, reports, rate, LEAD_IN_SECONDS + seconds),
+                            rate,
+                            drain,
+                            LEAD_IN_SECONDS,
                         )
                         for rate in rates
                     ]
