@@ -19,6 +19,7 @@ with `write_staged` before they commit, each statement straight to the driver
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,15 +30,24 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from shared.driver import fetch
 
+log = logging.getLogger(__name__)
+
 # session.info: the current transaction and what it keeps by name (`of_transaction`).
 TRANSACTION_STATE = "transaction_state"
 STAGED = "staged_at_commit"
+# What the transaction keeps for its end (`when_ended`), and whether it committed.
+WHEN_ENDED = "when_ended"
+COMMITTED = "committed"
 
 NOTIFY_ALL = text("SELECT pg_notify(channel, '') FROM unnest(CAST(:channels AS text[])) AS channel")
 
 State = TypeVar("State")
 # The one statement, and its parameters, that writes the rows deferred under one name.
 DeferredWrite = Callable[[list[dict[str, Any]]], tuple[TextClause, dict[str, Any]]]
+# What is told the rows that statement returned, once it ran.
+Written = Callable[[Sequence[Any]], None]
+# What is told, once the transaction ended, whether it committed.
+Ended = Callable[[bool], None]
 
 
 class StagingSession(Session):
@@ -49,8 +59,11 @@ class Staged:
     # schema → its outbox rows (`shared.messaging.outbox_values`), in the order they were added
     outbox: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     channels: dict[str, None] = field(default_factory=dict)
-    # name → how its rows are written, and the rows in the order they were deferred
-    deferred: dict[str, tuple[DeferredWrite, list[dict[str, Any]]]] = field(default_factory=dict)
+    # name → how its rows are written, the rows in the order they were deferred, and who is
+    # told what the statement returned
+    deferred: dict[str, tuple[DeferredWrite, list[dict[str, Any]], Written | None]] = field(
+        default_factory=dict
+    )
 
     def add_rows(self, schema: str, rows: list[dict[str, Any]]) -> None:
         self.outbox.setdefault(schema, []).extend(rows)
@@ -80,24 +93,43 @@ def staged(session: AsyncSession) -> Staged:
     return of_transaction(session, STAGED, Staged)
 
 
-def defer(session: AsyncSession, name: str, write: DeferredWrite, row: dict[str, Any]) -> None:
-    """Add `row` to what the transaction writes under `name` with `write`, before its commit."""
-    staged(session).deferred.setdefault(name, (write, []))[1].append(row)
+def defer(
+    session: AsyncSession,
+    name: str,
+    write: DeferredWrite,
+    row: dict[str, Any],
+    written: Written | None = None,
+) -> None:
+    """Add `row` to what the transaction writes under `name` with `write`, before its commit;
+    `written`, if given, is told the rows the statement returns (the same for every row of a
+    name: the first one given is kept)."""
+    staged(session).deferred.setdefault(name, (write, [], written))[1].append(row)
+
+
+def when_ended(session: AsyncSession, ended: Ended) -> None:
+    """Tell `ended` whether the session's current transaction committed, once it has ended: for
+    what the process does after a commit (and undoes after a rollback) that the database does
+    not. Told in the order given; one that raises is logged and does not stop the others."""
+    of_transaction(session, WHEN_ENDED, list[Ended]).append(ended)
 
 
 async def write_deferred(session: AsyncSession, name: str) -> None:
     """Write now the rows deferred under `name`: a statement about to read them must see them."""
     found = staged(session).deferred.pop(name, None)
     if found is not None:
-        write, rows = found
-        await fetch(session, *write(rows))
+        write, rows, written = found
+        returned = await fetch(session, *write(rows))
+        if written is not None:
+            written(returned)
 
 
 async def write_staged(session: AsyncSession) -> None:
     """Write now what the transaction staged for its commit (the same statements the commit
     would send), each straight to the driver; the transaction is to commit next."""
-    for statement, parameters in _statements_of(_take_staged(session.sync_session)):
-        await fetch(session, statement, parameters)
+    for statement, parameters, written in _statements_of(_take_staged(session.sync_session)):
+        returned = await fetch(session, statement, parameters)
+        if written is not None:
+            written(returned)
 
 
 def columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
@@ -137,8 +169,10 @@ def write_outbox(schema: str) -> TextClause:
 
 @event.listens_for(StagingSession, "before_commit")
 def _write_staged(session: Session) -> None:
-    for statement, parameters in _statements_of(_take_staged(session)):
-        session.execute(statement, parameters)
+    for statement, parameters, written in _statements_of(_take_staged(session)):
+        result = session.execute(statement, parameters)
+        if written is not None:
+            written(result.all())
 
 
 def _take_staged(session: Session) -> Staged | None:
@@ -150,24 +184,42 @@ def _take_staged(session: Session) -> Staged | None:
     return taken
 
 
-def _statements_of(found: Staged | None) -> Iterator[tuple[TextClause, dict[str, Any]]]:
-    """The statements that write what a transaction staged: the deferred rows first, then the
-    outbox rows with the NOTIFYs (a statement of their own when no event was staged)."""
+def _statements_of(
+    found: Staged | None,
+) -> Iterator[tuple[TextClause, dict[str, Any], Written | None]]:
+    """The statements that write what a transaction staged, each with who is told what it
+    returned: the deferred rows first, then the outbox rows with the NOTIFYs (a statement of
+    their own when no event was staged)."""
     if found is None:
         return
-    for write, rows in found.deferred.values():
-        yield write(rows)
+    for write, rows, written in found.deferred.values():
+        yield *write(rows), written
     channels = list(found.channels)
     for schema, rows in found.outbox.items():
-        yield write_outbox(schema), {**columns(rows), "channels": channels}
+        yield write_outbox(schema), {**columns(rows), "channels": channels}, None
         channels = []  # told once
     if channels:
-        yield NOTIFY_ALL, {"channels": channels}
+        yield NOTIFY_ALL, {"channels": channels}, None
+
+
+@event.listens_for(StagingSession, "after_commit")
+def _note_commit(session: Session) -> None:
+    state: tuple[SessionTransaction, dict[str, Any]] | None = session.info.get(TRANSACTION_STATE)
+    if state is not None:
+        state[1][COMMITTED] = True
 
 
 @event.listens_for(StagingSession, "after_transaction_end")
 def _forget_transaction_state(session: Session, transaction: SessionTransaction) -> None:
-    """A transaction's state ends with it; a rollback drops what it staged."""
+    """A transaction's state ends with it (a rollback drops what it staged), and what waited
+    for its end (`when_ended`) is told whether it committed."""
     state: tuple[SessionTransaction, dict[str, Any]] | None = session.info.get(TRANSACTION_STATE)
-    if state is not None and state[0] is transaction:
-        del session.info[TRANSACTION_STATE]
+    if state is None or state[0] is not transaction:
+        return
+    del session.info[TRANSACTION_STATE]
+    committed = bool(state[1].get(COMMITTED))
+    for ended in state[1].get(WHEN_ENDED, ()):
+        try:
+            ended(committed)
+        except Exception:
+            log.exception("after the transaction ended (committed: %s)", committed)

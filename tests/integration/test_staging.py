@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
 import asyncpg
+import pytest
 from sqlalchemy import Table, TextClause, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,7 +23,7 @@ from shared.events.models import IncidentStatusChanged
 from shared.messaging import Outbox, notify_channel
 from shared.pgnotify import notify
 from shared.settings import Settings
-from shared.staging import columns, defer, write_deferred, write_staged
+from shared.staging import columns, defer, when_ended, write_deferred, write_staged
 from tests.support import statements_sent
 
 PATIENCE_SECONDS = 30
@@ -192,3 +194,71 @@ async def test_deferred_rows_go_in_one_statement_at_commit_or_when_asked_for(
             await outbox.add(session, status_changed(uuid4(), "REPORTED"))
         assert writes == []
     assert [row_id for row_id, _ in await stored()] == [1, 2, 3, 4]
+
+
+async def test_a_deferred_writes_rows_are_told_to_whoever_asked_whether_written_early_or_at_commit(
+    scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
+) -> None:
+    """`defer(..., written)`: the rows its statement returned, through the driver
+    (`write_deferred`, `write_staged`) or at a commit that writes it (through SQLAlchemy)."""
+    sessions, outbox, _ = scratch_schema
+    table = f"{outbox.schema}.returned_rows"
+    async with sessions() as session, session.begin():
+        await session.execute(text(f"CREATE TABLE {table} (id int PRIMARY KEY)"))
+    insert = text(f"INSERT INTO {table} SELECT unnest(CAST(:id AS int[])) RETURNING id * 10 AS n")
+    told: list[list[int]] = []
+
+    def write(rows: list[dict[str, Any]]) -> tuple[TextClause, dict[str, Any]]:
+        return insert, columns(rows)
+
+    def written(returned: Sequence[Any]) -> None:
+        told.append(sorted(row.n for row in returned))
+
+    async with sessions() as session:
+        async with session.begin():
+            defer(session, "rows", write, {"id": 1}, written)
+            defer(session, "rows", write, {"id": 2}, written)
+            await write_deferred(session, "rows")
+            defer(session, "rows", write, {"id": 3}, written)
+            await write_staged(session)
+        async with session.begin():
+            defer(session, "rows", write, {"id": 4}, written)  # written by the commit
+    assert told == [[10, 20], [30], [40]]
+
+
+async def test_what_waits_for_a_transactions_end_is_told_whether_it_committed(
+    scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
+) -> None:
+    """`when_ended`: once for the transaction it was given in, in order, committed or rolled
+    back (by the session or by an error); one that raises stops none after it."""
+    sessions, _, _ = scratch_schema
+    told: list[tuple[str, bool]] = []
+
+    def tell(name: str) -> Callable[[bool], None]:
+        return lambda committed: told.append((name, committed))
+
+    def fails(_: bool) -> None:
+        raise RuntimeError("told and failed")
+
+    async with sessions() as session:
+        async with session.begin():
+            when_ended(session, fails)
+            when_ended(session, tell("first"))
+            when_ended(session, tell("second"))
+            assert told == []
+        assert told == [("first", True), ("second", True)]
+
+        told.clear()
+        async with session.begin():
+            when_ended(session, tell("rolled back"))
+            await session.rollback()
+        async with session.begin():
+            await session.execute(text("SELECT 1"))  # a transaction of its own: nothing told
+        assert told == [("rolled back", False)]
+
+    told.clear()
+    with pytest.raises(ZeroDivisionError):
+        async with sessions() as session, session.begin():
+            when_ended(session, tell("failed"))
+            _ = 1 / 0
+    assert told == [("failed", False)]
