@@ -74,9 +74,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             texts,
             metrics=metrics,
         )
+        handlers.dispatcher.running = dispatcher
         try:
             await dispatcher.run()
         finally:
+            handlers.dispatcher.running = None
             for channel in channels.values():
                 await channel.close()
 

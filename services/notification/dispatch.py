@@ -2,9 +2,12 @@
 
 State lives in PostgreSQL only, so any replica can pick up where a crashed one stopped:
 
-- a notification (one alert to one party) starts NEW; the dispatcher fixes its contact list
-  (R16: a drill's list is the party's drill contacts, else the local file) and opens a
-  *delivery* for the first contact;
+- a notification (one alert to one party) has its contact list fixed (R16: a drill's list is
+  the party's drill contacts, else the local file) and a *delivery* opened for the first
+  contact. An alert's consumer does both in the transaction that stores it, and claims the
+  delivery there while its channel has room, for this process's dispatcher to send once it
+  commits (`LocalDispatcher`, `first_delivery`, `handed_over`); a notice, an alert stored
+  while no dispatcher runs here, and one whose party has no contact start NEW, for a pass;
 - a delivery is one row per (alert, contact), so a contact is sent an alert at most once on our
   side. Due deliveries are claimed with `FOR UPDATE SKIP LOCKED` and a lease; a retryable
   failure (timeout, 5xx, 429) reschedules it with exponential backoff and jitter (honouring
@@ -38,7 +41,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -335,6 +338,15 @@ def contacts_of(notification: Row) -> list[Contact]:
     return [Contact.model_validate(contact) for contact in notification.contacts or ()]
 
 
+@dataclass
+class LocalDispatcher:
+    """The dispatcher running in this process, while it runs (`running`): a consumer's new
+    alerts have their first delivery opened and sent through it (`NewAlerts` in handlers).
+    Without one (not started yet, or stopped) they are stored NEW for a pass to open."""
+
+    running: Dispatcher | None = None
+
+
 # Answers are recorded through at most this many connections at once. Every send in flight
 # (eight a channel) used to record through a connection of its own: a burst of answers took more
 # than the pool keeps, and each connection opened past it was closed again after one statement,
@@ -416,6 +428,10 @@ class Dispatcher:
             await asyncio.gather(keeper, *self._in_flight, return_exceptions=True)
             await self._wakeup.close()
             await self._passes.close()
+
+    @property
+    def lease(self) -> timedelta:
+        return self._policy.lease
 
     @property
     def sending(self) -> set[UUID]:
@@ -559,32 +575,96 @@ class Dispatcher:
         self, notification: Row, contacts: Sequence[Contact], index: int
     ) -> dict[str, Any]:
         """The delivery of `notification` to its contact `index`, as OPEN_DELIVERIES takes it."""
-        contact = contacts[index]
+        return self._delivery_of(
+            notification.id,
+            notification.kind,
+            notification.incident_id,
+            notification.alert,
+            notification.trace_headers,
+            contacts[index],
+            index,
+        )
+
+    def _delivery_of(
+        self,
+        notification_id: UUID,
+        kind: str,
+        incident_id: UUID,
+        alert: dict[str, Any],
+        trace_headers: dict[str, str],
+        contact: Contact,
+        index: int,
+    ) -> dict[str, Any]:
         channel = self._channels.get(contact.channel)
         delivery_id = uuid4()
         message = render_message(
-            notification.alert,
+            alert,
             channel.form if channel is not None else Form.FULL,
             # A notice asks nothing of its reader: it carries no acknowledgement link.
             ack_url=(
-                self._signer.link(notification.id, index, datetime.now(UTC))
-                if notification.kind == NotificationKind.ALERT
+                self._signer.link(notification_id, index, datetime.now(UTC))
+                if kind == NotificationKind.ALERT
                 else None
             ),
-            record_url=f"{self._policy.record_base_url}/{notification.incident_id}",
+            record_url=f"{self._policy.record_base_url}/{incident_id}",
             texts=self._texts,
         )
         message.update(idempotency_key=str(delivery_id), contact_index=index)
         return {
             "id": delivery_id,
-            "notification_id": notification.id,
+            "notification_id": notification_id,
             "contact_index": index,
             "channel": contact.channel,
             "target": json.dumps(contact.model_dump(mode="json", exclude_none=True)),
             "contact": shown_contact(contact),
             "message": json.dumps(message, ensure_ascii=False),
-            "trace_headers": json.dumps(notification.trace_headers),
+            "trace_headers": json.dumps(trace_headers),
         }
+
+    # --- the first delivery of a new alert, opened where the alert is stored --------------------
+
+    def first_delivery(self, alert: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The first delivery of a new alert (`alert`: its row as a consumer stores it), its
+        contact list fixed as a pass would fix it (R16), and whether it is claimed at once:
+        while its channel has room, which is then taken (`handed_over` gives back what was
+        not used). None when the party has no contact: a pass gives the alert up."""
+        contacts = contacts_for(self._directory, alert["party"], alert["drill"])
+        if not contacts:
+            return None
+        delivery = self._delivery_of(
+            alert["id"],
+            NotificationKind.ALERT,
+            alert["incident_id"],
+            alert["alert"],
+            alert["trace_headers"],
+            contacts[0],
+            0,
+        )
+        guard = self._guards.get(contacts[0].channel)
+        claim = guard is not None and guard.capacity() > 0
+        if claim:
+            assert guard is not None
+            guard.started(1)
+        return delivery | {"contacts": json.dumps(_contact_list(contacts)), "claim": claim}
+
+    def handed_over(self, claimed: Sequence[Row], reserved: Counter[str], committed: bool) -> None:
+        """The first deliveries a consumer's transaction claimed (`first_delivery`), once it
+        ended: committed, each is sent from here under its lease, as a pass's claims are; the
+        room taken for those not claimed after all (an alert stored already), or for all of
+        them when it rolled back, is given back."""
+        sent = Counter(row.channel for row in claimed) if committed else Counter()
+        freed = False
+        for channel, count in (reserved - sent).items():
+            guard = self._guards[channel]
+            for _ in range(count):
+                guard.finished()
+            freed = True
+        if freed:
+            self._wakeup.wake()
+        if committed and claimed:
+            for row in claimed:
+                self._leases[row.id] = row.lease_id
+            self._send_all(claimed)
 
     async def _give_up(self, session: AsyncSession, notification: Row, tried: int) -> None:
         now = datetime.now(UTC)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
@@ -14,7 +15,13 @@ from sqlalchemy import TextClause, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notification.dispatch import DISPATCH_CHANNEL, publish_about, wake_dispatchers
+from services.notification.dispatch import (
+    DISPATCH_CHANNEL,
+    Dispatcher,
+    LocalDispatcher,
+    publish_about,
+    wake_dispatchers,
+)
 from services.notification.models import deliveries, notifications
 from services.notification.status import (
     NotificationKind,
@@ -55,7 +62,7 @@ from shared.events.models import (
 )
 from shared.kafka import EventHandler, HandlerTable, RecordPosition
 from shared.messaging import Outbox
-from shared.staging import columns, defer, of_transaction, write_deferred
+from shared.staging import columns, defer, of_transaction, when_ended, write_deferred
 from shared.telemetry import current_trace_headers
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,8 @@ class NotificationHandlers:
     directory: Directory
     outbox: Outbox
     texts: AlertTexts
+    # The dispatcher of this process, once it runs: new alerts' first deliveries go through it.
+    dispatcher: LocalDispatcher = field(default_factory=LocalDispatcher)
 
     @property
     def table(self) -> HandlerTable:
@@ -157,16 +166,29 @@ class NotificationHandlers:
             # The policy's ACK deadline (RULES.md ACK) rides with the decision; the
             # dispatcher falls back to NOTIFICATION_ACK_SECONDS where it does not.
             "ack_seconds": obligation.ack_seconds,
-            "alert": json.dumps(alert, ensure_ascii=False),
-            "trace_headers": json.dumps(current_trace_headers()),
+            "alert": alert,
+            "trace_headers": current_trace_headers(),
         }
         if obligation.moved_from is None:
             # With the other new alerts of the transaction, in one statement at its commit.
-            defer(session, NEW_ALERTS_DEFERRED, write_new_alerts, {**row, "moved_from": None})
+            new_alerts = of_transaction(
+                session,
+                FIRST_DELIVERIES,
+                lambda: NewAlerts(session, self.dispatcher.running),
+            )
+            defer(
+                session,
+                NEW_ALERTS_DEFERRED,
+                new_alerts.write,
+                {**row, "moved_from": None},
+                new_alerts.written,
+            )
             return
-        # An alert that stands for a moved duty is written at once: a later creation of the
-        # duty it was moved from looks for it (R20).
-        await session.execute(NEW_ALERTS, columns([{**row, "moved_from": obligation.moved_from}]))
+        # An alert that stands for a moved duty is written at once (NEW, for a pass to open): a
+        # later creation of the duty it was moved from looks for it (R20).
+        await session.execute(
+            *write_new_alerts([row | WITHOUT_DELIVERY | {"moved_from": obligation.moved_from}])
+        )
 
     async def on_rejected(
         self, session: AsyncSession, event: CloudEvent, _: RecordPosition
@@ -315,36 +337,126 @@ async def carry_on(session: AsyncSession, moved: ObligationCreated) -> bool:
     return True
 
 
-# Duties' alerts, NEW for the dispatcher to fix each one's contact list and open its first
-# delivery, in the order the duties came; returns the ids stored. A duty alerted already gets
-# none, nor one moved (R20) before its own creation reached us: the moved duty's alert
-# (`moved_from` names the duty it came from) already stands for it. Rows of one statement cannot
-# see one another, so an alert for a moved duty goes in a statement of its own (`handle`). The
-# statement that stores an alert wakes the dispatchers at commit: no statement of its own for it.
+# Duties' alerts, in the order the duties came. A duty alerted already gets none, nor one moved
+# (R20) before its own creation reached us: the moved duty's alert (`moved_from` names the duty
+# it came from) already stands for it. Rows of one statement cannot see one another, so an alert
+# for a moved duty goes in a statement of its own (`handle`).
+# An alert given its first delivery (`delivery_id` and the rest, `Dispatcher.first_delivery`)
+# is stored PENDING with its contact list fixed, and the delivery opened with it: SENDING under
+# a new lease when `claim` (the process sends it once the transaction commits, `NewAlerts`),
+# else PENDING for a pass to claim. One without is stored NEW for a pass to open. Whatever is
+# left for a pass wakes the dispatchers at commit: no statement of its own for it.
+# The result: the deliveries opened, one a row (one row of nulls when none was).
 NEW_ALERTS = text(
-    "WITH stored AS (INSERT INTO notification.notifications (id, incident_id, obligation_id,"
-    " party, rule_id, drill, ack_seconds, alert, status, trace_headers, former_obligation_ids)"
-    " SELECT a.id, a.incident_id, a.obligation_id, a.party, a.rule_id, a.drill, a.ack_seconds,"
-    " CAST(a.alert AS jsonb), 'NEW', CAST(a.trace_headers AS jsonb),"
-    " CASE WHEN a.moved_from IS NULL THEN CAST('{}' AS uuid[]) ELSE ARRAY[a.moved_from] END"
-    " FROM unnest(CAST(:id AS uuid[]), CAST(:incident_id AS uuid[]),"
+    "WITH alert AS (SELECT * FROM unnest(CAST(:id AS uuid[]), CAST(:incident_id AS uuid[]),"
     " CAST(:obligation_id AS uuid[]), CAST(:party AS text[]), CAST(:rule_id AS text[]),"
     " CAST(:drill AS boolean[]), CAST(:ack_seconds AS float8[]), CAST(:alert AS text[]),"
-    " CAST(:trace_headers AS text[]), CAST(:moved_from AS uuid[])) WITH ORDINALITY"
-    " AS a(id, incident_id, obligation_id, party, rule_id, drill, ack_seconds, alert,"
-    " trace_headers, moved_from, position)"
+    " CAST(:trace_headers AS text[]), CAST(:moved_from AS uuid[]), CAST(:contacts AS text[]),"
+    " CAST(:delivery_id AS uuid[]), CAST(:channel AS text[]), CAST(:target AS text[]),"
+    " CAST(:contact AS text[]), CAST(:message AS text[]), CAST(:claim AS boolean[]))"
+    " WITH ORDINALITY AS a(id, incident_id, obligation_id, party, rule_id, drill, ack_seconds,"
+    " alert, trace_headers, moved_from, contacts, delivery_id, channel, target, contact,"
+    " message, claim, position)),"
+    " stored AS (INSERT INTO notification.notifications (id, incident_id, obligation_id,"
+    " party, rule_id, drill, ack_seconds, alert, status, trace_headers, former_obligation_ids,"
+    " contacts, contact_index)"
+    " SELECT a.id, a.incident_id, a.obligation_id, a.party, a.rule_id, a.drill, a.ack_seconds,"
+    " CAST(a.alert AS jsonb), CASE WHEN a.delivery_id IS NULL THEN 'NEW' ELSE 'PENDING' END,"
+    " CAST(a.trace_headers AS jsonb),"
+    " CASE WHEN a.moved_from IS NULL THEN CAST('{}' AS uuid[]) ELSE ARRAY[a.moved_from] END,"
+    " CAST(a.contacts AS jsonb), CASE WHEN a.delivery_id IS NULL THEN NULL ELSE 0 END"
+    " FROM alert a"
     " WHERE NOT EXISTS (SELECT FROM notification.notifications n"
     " WHERE n.former_obligation_ids <> '{}'"  # the index holds these alone (migration 0012)
     " AND n.former_obligation_ids @> ARRAY[a.obligation_id])"
     " ORDER BY a.position"
-    " ON CONFLICT (obligation_id) DO NOTHING RETURNING id)"
-    f" SELECT id, pg_notify('{DISPATCH_CHANNEL}', '') FROM stored"
+    " ON CONFLICT (obligation_id) DO NOTHING RETURNING id),"
+    " opened AS (INSERT INTO notification.deliveries (id, notification_id, contact_index,"
+    " channel, target, contact, status, attempts, lease_until, lease_id, message,"
+    " trace_headers)"
+    " SELECT a.delivery_id, a.id, 0, a.channel, CAST(a.target AS jsonb), a.contact,"
+    " CASE WHEN a.claim THEN 'SENDING' ELSE 'PENDING' END, CASE WHEN a.claim THEN 1 ELSE 0 END,"
+    " CASE WHEN a.claim THEN now() + CAST(:lease AS interval) END,"
+    " CASE WHEN a.claim THEN gen_random_uuid() END,"
+    " CAST(a.message AS jsonb), CAST(a.trace_headers AS jsonb)"
+    " FROM alert a JOIN stored ON stored.id = a.id WHERE a.delivery_id IS NOT NULL"
+    " ORDER BY a.position RETURNING *),"
+    f" waiting AS (SELECT pg_notify('{DISPATCH_CHANNEL}', '') FROM alert a"
+    " JOIN stored ON stored.id = a.id WHERE a.claim IS NOT TRUE LIMIT 1)"
+    " SELECT opened.*, (SELECT count(*) FROM waiting) AS woken"
+    " FROM (SELECT) AS statement LEFT JOIN opened ON true"
 )
 NEW_ALERTS_DEFERRED = "notification.new_alerts"
+# What a transaction keeps (`of_transaction`): its new alerts' first deliveries.
+FIRST_DELIVERIES = "notification.first_deliveries"
+# The delivery columns of an alert stored NEW, for a pass to open.
+WITHOUT_DELIVERY = dict.fromkeys(
+    ("contacts", "delivery_id", "channel", "target", "contact", "message", "claim")
+)
 
 
-def write_new_alerts(rows: list[dict[str, Any]]) -> tuple[TextClause, dict[str, Any]]:
-    return NEW_ALERTS, columns(rows)
+def write_new_alerts(
+    rows: list[dict[str, Any]], lease: timedelta = timedelta(0)
+) -> tuple[TextClause, dict[str, Any]]:
+    """NEW_ALERTS for `rows` (each an alert, with its first delivery or `WITHOUT_DELIVERY`),
+    their alerts and trace contexts encoded as the statement takes them."""
+    encoded = [
+        row
+        | {
+            "alert": json.dumps(row["alert"], ensure_ascii=False),
+            "trace_headers": json.dumps(row["trace_headers"]),
+        }
+        for row in rows
+    ]
+    return NEW_ALERTS, {**columns(encoded), "lease": lease}
+
+
+class NewAlerts:
+    """The new alerts of one transaction, written by one statement (`write`) before it
+    commits or before a statement that reads them. With the dispatcher running in this
+    process, each alert is given its first delivery there (`Dispatcher.first_delivery`),
+    claimed while its channel has room, and what was claimed is sent once the transaction
+    commits (`Dispatcher.handed_over`): no pass of the dispatcher stands between an alert
+    stored and its first send. Without one, the alerts are stored NEW for a pass to open."""
+
+    def __init__(self, session: AsyncSession, dispatcher: Dispatcher | None) -> None:
+        self._dispatcher = dispatcher
+        self._reserved: Counter[str] = Counter()
+        self._claimed: list[Any] = []
+        if dispatcher is not None:
+            when_ended(session, self.ended)
+
+    def write(self, rows: list[dict[str, Any]]) -> tuple[TextClause, dict[str, Any]]:
+        if self._dispatcher is None:
+            return write_new_alerts([row | WITHOUT_DELIVERY for row in rows])
+        opened = []
+        for row in rows:
+            delivery = self._dispatcher.first_delivery(row)
+            if delivery is None:
+                opened.append(row | WITHOUT_DELIVERY)
+                continue
+            if delivery["claim"]:
+                self._reserved[delivery["channel"]] += 1
+            opened.append(
+                row
+                | {
+                    "contacts": delivery["contacts"],
+                    "delivery_id": delivery["id"],
+                    "channel": delivery["channel"],
+                    "target": delivery["target"],
+                    "contact": delivery["contact"],
+                    "message": delivery["message"],
+                    "claim": delivery["claim"],
+                }
+            )
+        return write_new_alerts(opened, self._dispatcher.lease)
+
+    def written(self, returned: Sequence[Any]) -> None:
+        self._claimed.extend(row for row in returned if row.status == "SENDING")
+
+    def ended(self, committed: bool) -> None:
+        assert self._dispatcher is not None
+        self._dispatcher.handed_over(self._claimed, self._reserved, committed)
 
 
 def after_new_alerts(handler: EventHandler) -> EventHandler:
