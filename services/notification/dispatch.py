@@ -406,6 +406,8 @@ class Dispatcher:
         self._due_hint = math.inf
         self._asleep_until = 0.0
         self._metrics = metrics
+        # Set once `run` has stopped: its sends were cancelled, and it starts no more.
+        self._stopped = False
 
     async def run(self) -> None:
         keeper = asyncio.create_task(self.keep_leases(), name="delivery leases")
@@ -422,6 +424,7 @@ class Dispatcher:
                     finally:
                         self._asleep_until = 0.0
         finally:
+            self._stopped = True
             keeper.cancel()
             for task in self._in_flight:
                 task.cancel()
@@ -649,9 +652,10 @@ class Dispatcher:
 
     def handed_over(self, claimed: Sequence[Row], reserved: Counter[str], committed: bool) -> None:
         """The first deliveries a consumer's transaction claimed (`first_delivery`), once it
-        ended: committed, each is sent from here under its lease, as a pass's claims are; the
-        room taken for those not claimed after all (an alert stored already), or for all of
-        them when it rolled back, is given back."""
+        ended: committed, each is sent from here under its lease, as a pass's claims are
+        (unless this dispatcher has stopped meanwhile: then the leases run out); the room taken
+        for those not claimed after all (an alert stored already), or for all of them when it
+        rolled back, is given back."""
         sent = Counter(row.channel for row in claimed) if committed else Counter()
         freed = False
         for channel, count in (reserved - sent).items():
@@ -661,10 +665,14 @@ class Dispatcher:
             freed = True
         if freed:
             self._wakeup.wake()
-        if committed and claimed:
+        if committed and claimed and not self._stopped:
             for row in claimed:
                 self._leases[row.id] = row.lease_id
             self._send_all(claimed)
+        elif committed and claimed:
+            # Handed over as this dispatcher stopped: nobody renews their leases, which run
+            # out, and a replica (or this process, started again) sends them.
+            log.info("%d first deliveries left to their leases: dispatcher stopped", len(claimed))
 
     async def _give_up(self, session: AsyncSession, notification: Row, tried: int) -> None:
         now = datetime.now(UTC)

@@ -10,6 +10,7 @@ a batch runs (`write_staged` before the commit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -231,3 +232,23 @@ async def test_without_a_dispatcher_here_the_alert_is_stored_new_for_a_pass(
         lambda: consumer.alert(duty), lambda row: row["delivery"] == "DELIVERED"
     )
     assert delivered["status"] == "DELIVERED"
+
+
+async def test_deliveries_handed_over_as_the_dispatcher_stops_are_left_to_their_leases(
+    consumer: Consumer,
+) -> None:
+    """A transaction that began while the dispatcher ran may commit after it stopped: its
+    claims are not sent from a dispatcher whose sends were cancelled; their leases run out and
+    a pass takes them over."""
+    dispatcher = consumer.dispatcher
+    running = asyncio.create_task(dispatcher.run())
+    await asyncio.sleep(0.2)  # its first pass done, asleep
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    [duty] = await consumer.consume(REACHABLE)  # the handlers still name it, as in the race
+
+    assert (await consumer.alert(duty))["delivery"] == "SENDING"
+    await asyncio.sleep(0.1)
+    assert consumer.channel.sent == []
+    assert dispatcher.sending == set()
