@@ -650,12 +650,19 @@ class Dispatcher:
             guard.started(1)
         return delivery | {"contacts": json.dumps(_contact_list(contacts)), "claim": claim}
 
-    def handed_over(self, claimed: Sequence[Row], reserved: Counter[str], committed: bool) -> None:
+    def handed_over(
+        self,
+        claimed: Sequence[Row],
+        reserved: Counter[str],
+        committed: bool,
+        successor: Dispatcher | None = None,
+    ) -> None:
         """The first deliveries a consumer's transaction claimed (`first_delivery`), once it
-        ended: committed, each is sent from here under its lease, as a pass's claims are
-        (unless this dispatcher has stopped meanwhile: then the leases run out); the room taken
-        for those not claimed after all (an alert stored already), or for all of them when it
-        rolled back, is given back."""
+        ended: committed, each is sent under its lease, as a pass's claims are, from here, or
+        from `successor` (the dispatcher running in the process now) when this one stopped
+        meanwhile (a worker started again after a failure); with neither, their leases run
+        out and a pass takes them over. The room taken for those not claimed after all (an
+        alert stored already), or for all of them when it rolled back, is given back."""
         sent = Counter(row.channel for row in claimed) if committed else Counter()
         freed = False
         for channel, count in (reserved - sent).items():
@@ -665,14 +672,27 @@ class Dispatcher:
             freed = True
         if freed:
             self._wakeup.wake()
-        if committed and claimed and not self._stopped:
-            for row in claimed:
-                self._leases[row.id] = row.lease_id
-            self._send_all(claimed)
-        elif committed and claimed:
-            # Handed over as this dispatcher stopped: nobody renews their leases, which run
-            # out, and a replica (or this process, started again) sends them.
+        if not (committed and claimed):
+            return
+        if not self._stopped:
+            self._send_claimed(claimed)
+        elif successor is not None and not successor._stopped:
+            successor._take_room(claimed)
+            successor._send_claimed(claimed)
+        else:
             log.info("%d first deliveries left to their leases: dispatcher stopped", len(claimed))
+
+    def _take_room(self, claimed: Sequence[Row]) -> None:
+        """Count sends claimed against another dispatcher's room against this one's."""
+        for row in claimed:
+            guard = self._guards.get(row.channel)
+            if guard is not None:
+                guard.started(1)
+
+    def _send_claimed(self, claimed: Sequence[Row]) -> None:
+        for row in claimed:
+            self._leases[row.id] = row.lease_id
+        self._send_all(claimed)
 
     async def _give_up(self, session: AsyncSession, notification: Row, tried: int) -> None:
         now = datetime.now(UTC)

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notification.dispatch import (
     DISPATCH_CHANNEL,
-    Dispatcher,
     LocalDispatcher,
     publish_about,
     wake_dispatchers,
@@ -174,7 +173,7 @@ class NotificationHandlers:
             new_alerts = of_transaction(
                 session,
                 FIRST_DELIVERIES,
-                lambda: NewAlerts(session, self.dispatcher.running),
+                lambda: NewAlerts(session, self.dispatcher),
             )
             defer(
                 session,
@@ -419,8 +418,9 @@ class NewAlerts:
     commits (`Dispatcher.handed_over`): no pass of the dispatcher stands between an alert
     stored and its first send. Without one, the alerts are stored NEW for a pass to open."""
 
-    def __init__(self, session: AsyncSession, dispatcher: Dispatcher | None) -> None:
-        self._dispatcher = dispatcher
+    def __init__(self, session: AsyncSession, local: LocalDispatcher) -> None:
+        self._local = local
+        self._dispatcher = dispatcher = local.running
         self._reserved: Counter[str] = Counter()
         self._claimed: list[Any] = []
         if dispatcher is not None:
@@ -456,7 +456,7 @@ class NewAlerts:
 
     def ended(self, committed: bool) -> None:
         assert self._dispatcher is not None
-        self._dispatcher.handed_over(self._claimed, self._reserved, committed)
+        self._dispatcher.handed_over(self._claimed, self._reserved, committed, self._local.running)
 
 
 def after_new_alerts(handler: EventHandler) -> EventHandler:

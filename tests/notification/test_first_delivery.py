@@ -142,6 +142,21 @@ async def consumer(
     await asyncio.sleep(0.1)  # the sends in flight end
 
 
+@pytest.fixture
+def successor(consumer: Consumer) -> Dispatcher:
+    """A dispatcher started in the process after the first one, on the same channel."""
+    settings = consumer.settings
+    return Dispatcher(
+        consumer.sessions,
+        messaging.outbox,
+        {"file": consumer.channel},
+        Directory.load(settings.directory_file),
+        Wakeup(settings.plain_database_url, DISPATCH_CHANNEL),
+        settings,
+        AckSigner(b"first-delivery-test", 3600, "http://notification.test"),
+    )
+
+
 async def test_the_first_delivery_is_claimed_with_the_alert_and_sent_once_committed(
     consumer: Consumer,
 ) -> None:
@@ -234,21 +249,56 @@ async def test_without_a_dispatcher_here_the_alert_is_stored_new_for_a_pass(
     assert delivered["status"] == "DELIVERED"
 
 
-async def test_deliveries_handed_over_as_the_dispatcher_stops_are_left_to_their_leases(
-    consumer: Consumer,
-) -> None:
-    """A transaction that began while the dispatcher ran may commit after it stopped: its
-    claims are not sent from a dispatcher whose sends were cancelled; their leases run out and
-    a pass takes them over."""
-    dispatcher = consumer.dispatcher
+async def stopped(dispatcher: Dispatcher) -> None:
     running = asyncio.create_task(dispatcher.run())
     await asyncio.sleep(0.2)  # its first pass done, asleep
     running.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await running
-    [duty] = await consumer.consume(REACHABLE)  # the handlers still name it, as in the race
 
-    assert (await consumer.alert(duty))["delivery"] == "SENDING"
+
+async def test_deliveries_handed_over_as_the_dispatcher_stops_go_to_the_one_started_after_it(
+    consumer: Consumer, successor: Dispatcher
+) -> None:
+    """A transaction that began while the dispatcher ran may commit after it stopped (its
+    worker failed and was started again): what it claimed is sent by the dispatcher running
+    now, counted against that one's room."""
+    transaction = consumer.sessions()
+    async with transaction, transaction.begin():
+        created = obligation(REACHABLE)
+        event = CloudEvent.new("escalation", created, created.incident_id)
+        await consumer.handlers.handle(transaction, event, POSITION)
+        await write_staged(transaction)
+        await stopped(consumer.dispatcher)
+        consumer.handlers.dispatcher.running = successor
+    consumer.channel.gate.set()
+
+    delivered = await eventually(
+        lambda: consumer.alert(created.obligation_id), lambda row: row["delivery"] == "DELIVERED"
+    )
+    assert delivered["status"] == "DELIVERED"
+    assert [message["obligation_id"] for message in consumer.channel.sent] == [
+        str(created.obligation_id)
+    ]
+    assert successor._guards["file"].in_flight == 0  # taken, and given back once sent
+
+
+async def test_deliveries_handed_over_with_no_dispatcher_running_are_left_to_their_leases(
+    consumer: Consumer,
+) -> None:
+    """With no dispatcher running in the process any more (it is stopping), nobody sends them
+    from here: their leases run out and a pass, of a replica or of the process started
+    again, takes them over."""
+    transaction = consumer.sessions()
+    async with transaction, transaction.begin():
+        created = obligation(REACHABLE)
+        event = CloudEvent.new("escalation", created, created.incident_id)
+        await consumer.handlers.handle(transaction, event, POSITION)
+        await write_staged(transaction)
+        await stopped(consumer.dispatcher)
+        consumer.handlers.dispatcher.running = None
+
+    assert (await consumer.alert(created.obligation_id))["delivery"] == "SENDING"
     await asyncio.sleep(0.1)
     assert consumer.channel.sent == []
-    assert dispatcher.sending == set()
+    assert consumer.dispatcher.sending == set()
