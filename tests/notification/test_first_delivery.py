@@ -257,29 +257,34 @@ async def stopped(dispatcher: Dispatcher) -> None:
         await running
 
 
+async def consumed_across_a_stop(consumer: Consumer, then: Dispatcher | None) -> uuid.UUID:
+    """An obligation's batch whose transaction began while the dispatcher ran, and commits
+    after it stopped and `then` runs in the process in its place; the obligation's id."""
+    created = obligation(REACHABLE)
+    transaction = consumer.sessions()
+    async with transaction, transaction.begin():
+        event = CloudEvent.new("escalation", created, created.incident_id)
+        await consumer.handlers.handle(transaction, event, POSITION)
+        await write_staged(transaction)
+        await stopped(consumer.dispatcher)
+        consumer.handlers.dispatcher.running = then
+    return created.obligation_id
+
+
 async def test_deliveries_handed_over_as_the_dispatcher_stops_go_to_the_one_started_after_it(
     consumer: Consumer, successor: Dispatcher
 ) -> None:
     """A transaction that began while the dispatcher ran may commit after it stopped (its
     worker failed and was started again): what it claimed is sent by the dispatcher running
     now, counted against that one's room."""
-    transaction = consumer.sessions()
-    async with transaction, transaction.begin():
-        created = obligation(REACHABLE)
-        event = CloudEvent.new("escalation", created, created.incident_id)
-        await consumer.handlers.handle(transaction, event, POSITION)
-        await write_staged(transaction)
-        await stopped(consumer.dispatcher)
-        consumer.handlers.dispatcher.running = successor
+    duty = await consumed_across_a_stop(consumer, successor)
     consumer.channel.gate.set()
 
     delivered = await eventually(
-        lambda: consumer.alert(created.obligation_id), lambda row: row["delivery"] == "DELIVERED"
+        lambda: consumer.alert(duty), lambda row: row["delivery"] == "DELIVERED"
     )
     assert delivered["status"] == "DELIVERED"
-    assert [message["obligation_id"] for message in consumer.channel.sent] == [
-        str(created.obligation_id)
-    ]
+    assert [message["obligation_id"] for message in consumer.channel.sent] == [str(duty)]
     assert successor._guards["file"].in_flight == 0  # taken, and given back once sent
 
 
@@ -289,16 +294,9 @@ async def test_deliveries_handed_over_with_no_dispatcher_running_are_left_to_the
     """With no dispatcher running in the process any more (it is stopping), nobody sends them
     from here: their leases run out and a pass, of a replica or of the process started
     again, takes them over."""
-    transaction = consumer.sessions()
-    async with transaction, transaction.begin():
-        created = obligation(REACHABLE)
-        event = CloudEvent.new("escalation", created, created.incident_id)
-        await consumer.handlers.handle(transaction, event, POSITION)
-        await write_staged(transaction)
-        await stopped(consumer.dispatcher)
-        consumer.handlers.dispatcher.running = None
+    duty = await consumed_across_a_stop(consumer, None)
 
-    assert (await consumer.alert(created.obligation_id))["delivery"] == "SENDING"
+    assert (await consumer.alert(duty))["delivery"] == "SENDING"
     await asyncio.sleep(0.1)
     assert consumer.channel.sent == []
     assert consumer.dispatcher.sending == set()
