@@ -627,8 +627,9 @@ class Dispatcher:
     # --- the first delivery of a new alert, opened where the alert is stored --------------------
 
     def first_delivery(self, alert: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The first delivery of a new alert (`alert`: its row as a consumer stores it), its
-        contact list fixed as a pass would fix it (R16), and whether it is claimed at once:
+        """The first delivery of a new alert (`alert`: its row as a consumer stores it), as
+        the statement storing the alert takes it (`NEW_ALERTS` in handlers): its contact list
+        fixed as a pass would fix it (R16), the delivery, and whether it is claimed at once:
         while its channel has room, which is then taken (`handed_over` gives back what was
         not used). None when the party has no contact: a pass gives the alert up."""
         contacts = contacts_for(self._directory, alert["party"], alert["drill"])
@@ -648,7 +649,15 @@ class Dispatcher:
         if claim:
             assert guard is not None
             guard.started(1)
-        return delivery | {"contacts": json.dumps(_contact_list(contacts)), "claim": claim}
+        return {
+            "contacts": json.dumps(_contact_list(contacts)),
+            "delivery_id": delivery["id"],
+            "channel": delivery["channel"],
+            "target": delivery["target"],
+            "contact": delivery["contact"],
+            "message": delivery["message"],
+            "claim": claim,
+        }
 
     def handed_over(
         self,

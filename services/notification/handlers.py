@@ -388,7 +388,8 @@ NEW_ALERTS = text(
 NEW_ALERTS_DEFERRED = "notification.new_alerts"
 # What a transaction keeps (`of_transaction`): its new alerts' first deliveries.
 FIRST_DELIVERIES = "notification.first_deliveries"
-# The delivery columns of an alert stored NEW, for a pass to open.
+# The delivery columns of an alert stored NEW, for a pass to open (with one, they are
+# `Dispatcher.first_delivery`'s).
 WITHOUT_DELIVERY = dict.fromkeys(
     ("contacts", "delivery_id", "channel", "target", "contact", "message", "claim")
 )
@@ -431,24 +432,10 @@ class NewAlerts:
             return write_new_alerts([row | WITHOUT_DELIVERY for row in rows])
         opened = []
         for row in rows:
-            delivery = self._dispatcher.first_delivery(row)
-            if delivery is None:
-                opened.append(row | WITHOUT_DELIVERY)
-                continue
+            delivery = self._dispatcher.first_delivery(row) or WITHOUT_DELIVERY
             if delivery["claim"]:
                 self._reserved[delivery["channel"]] += 1
-            opened.append(
-                row
-                | {
-                    "contacts": delivery["contacts"],
-                    "delivery_id": delivery["id"],
-                    "channel": delivery["channel"],
-                    "target": delivery["target"],
-                    "contact": delivery["contact"],
-                    "message": delivery["message"],
-                    "claim": delivery["claim"],
-                }
-            )
+            opened.append(row | delivery)
         return write_new_alerts(opened, self._dispatcher.lease)
 
     def written(self, returned: Sequence[Any]) -> None:
