@@ -331,6 +331,14 @@ class Run:
         """The accepted incidents whose kind calls for an immediate alert."""
         return {i: t for i, t in self.accepted.items() if self.sample_of[i] in samples}
 
+    def split_at(
+        self, lead_in: float, incidents: dict[str, int]
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """`incidents` answered in the run's first `lead_in` seconds, and those after."""
+        ends = self.began_ns + int(lead_in * 1e9)
+        leading = {i: t for i, t in incidents.items() if t < ends}
+        return leading, {i: t for i, t in incidents.items() if t >= ends}
+
 
 async def at_fixed_rate(client: Client, reports: Reports, rate: float, seconds: float) -> Run:
     """Open loop: the n-th report leaves at n/rate whatever happened to the ones before."""
@@ -390,9 +398,7 @@ def measured(
     consumer's pause still holds the first records (docs/performance.md, "An idle system
     sleeps"), is not the steady state the figures are for."""
     expected = run.alerting(alerting)
-    lead_in_ends = run.began_ns + int(lead_in * 1e9)
-    leading = {i: t for i, t in expected.items() if t < lead_in_ends}
-    counted = {i: t for i, t in expected.items() if i not in leading}
+    leading, counted = run.split_at(lead_in, expected)
     latencies = [arrivals[i] - t for i, t in counted.items() if i in arrivals]
     result: dict[str, Any] = {
         "offered_per_second": offered,
@@ -698,11 +704,8 @@ class Bench:
             before, after, self.idle, elapsed, len(run.accepted)
         )
         await asyncio.sleep(3)  # the tail of each incident (later alerts, audit) settles
-        lead_in_ends = run.began_ns + int(lead_in * 1e9)
         result["first_alert_hops"] = await first_alert_hops(
-            self.infra.database_url,
-            {i: t for i, t in expected.items() if t >= lead_in_ends},
-            arrivals,
+            self.infra.database_url, run.split_at(lead_in, expected)[1], arrivals
         )
         result["events_per_incident"] = events_per_incident(
             records, await topic_records(self.infra.kafka_bootstrap_servers), len(run.accepted)
