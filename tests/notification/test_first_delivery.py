@@ -29,6 +29,7 @@ from services.notification.templates import Form, default_texts
 from shared.db import create_session_factory
 from shared.domain.directory import Contact, Directory
 from shared.events import CloudEvent
+from shared.events.models import ObligationCreated
 from shared.kafka import RecordPosition
 from shared.pgnotify import Wakeup
 from shared.settings import ChannelLimits, Settings
@@ -79,10 +80,7 @@ class Consumer:
 
         try:
             async with self.sessions() as session, session.begin():
-                for created in data:
-                    event = CloudEvent.new("escalation", created, created.incident_id)
-                    await self.handlers.handle(session, event, POSITION)
-                await write_staged(session)
+                await self.stage(session, data)
                 # Written, not committed: nothing is sent yet.
                 await asyncio.sleep(0.05)
                 assert self.channel.sent == []
@@ -91,6 +89,13 @@ class Consumer:
         except RolledBack:
             pass
         return [created.obligation_id for created in data]
+
+    async def stage(self, session: AsyncSession, data: list[ObligationCreated]) -> None:
+        """What a batch's transaction writes before its commit for these obligations."""
+        for created in data:
+            event = CloudEvent.new("escalation", created, created.incident_id)
+            await self.handlers.handle(session, event, POSITION)
+        await write_staged(session)
 
     async def alert(self, obligation_id: uuid.UUID) -> Any:
         rows = await fetch_rows(
@@ -102,6 +107,22 @@ class Consumer:
             obligation_id,
         )
         return rows[0] if rows else None
+
+
+def dispatcher_of(
+    sessions: async_sessionmaker[AsyncSession], channel: HeldChannel, settings: Settings
+) -> Dispatcher:
+    """A dispatcher of the process, its one channel `channel`, by hand (never `run`)."""
+    return Dispatcher(
+        sessions,
+        messaging.outbox,
+        {"file": channel},
+        Directory.load(settings.directory_file),
+        Wakeup(settings.plain_database_url, DISPATCH_CHANNEL),
+        settings,
+        AckSigner(b"first-delivery-test", 3600, "http://notification.test"),
+        default_texts(settings.county_zone),
+    )
 
 
 @pytest.fixture
@@ -124,16 +145,7 @@ async def consumer(
     texts = default_texts(settings.county_zone)
     channel = HeldChannel()
     sessions = create_session_factory(engine)
-    dispatcher = Dispatcher(
-        sessions,
-        messaging.outbox,
-        {"file": channel},
-        directory,
-        Wakeup(settings.plain_database_url, DISPATCH_CHANNEL),
-        settings,
-        AckSigner(b"first-delivery-test", 3600, "http://notification.test"),
-        texts,
-    )
+    dispatcher = dispatcher_of(sessions, channel, settings)
     handlers = NotificationHandlers(
         directory, messaging.outbox, texts, LocalDispatcher(running=dispatcher)
     )
@@ -145,16 +157,7 @@ async def consumer(
 @pytest.fixture
 def successor(consumer: Consumer) -> Dispatcher:
     """A dispatcher started in the process after the first one, on the same channel."""
-    settings = consumer.settings
-    return Dispatcher(
-        consumer.sessions,
-        messaging.outbox,
-        {"file": consumer.channel},
-        Directory.load(settings.directory_file),
-        Wakeup(settings.plain_database_url, DISPATCH_CHANNEL),
-        settings,
-        AckSigner(b"first-delivery-test", 3600, "http://notification.test"),
-    )
+    return dispatcher_of(consumer.sessions, consumer.channel, consumer.settings)
 
 
 async def test_the_first_delivery_is_claimed_with_the_alert_and_sent_once_committed(
@@ -263,9 +266,7 @@ async def consumed_across_a_stop(consumer: Consumer, then: Dispatcher | None) ->
     created = obligation(REACHABLE)
     transaction = consumer.sessions()
     async with transaction, transaction.begin():
-        event = CloudEvent.new("escalation", created, created.incident_id)
-        await consumer.handlers.handle(transaction, event, POSITION)
-        await write_staged(transaction)
+        await consumer.stage(transaction, [created])
         await stopped(consumer.dispatcher)
         consumer.handlers.dispatcher.running = then
     return created.obligation_id
