@@ -51,7 +51,7 @@ from shared.events.topics import all_topics_with_dead_letters, dead_letter_topic
 from shared.messaging import BrokerProbe, Inbox, InboxEntry
 from shared.observability import ServiceMetrics, current_incident
 from shared.settings import Settings
-from shared.staging import write_staged
+from shared.staging import claim_at_commit, write_staged
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -748,8 +748,10 @@ class EventConsumer:
         self, partition: TopicPartition, records: list[ConsumerRecord]
     ) -> None:
         """Apply a partition's records in one transaction; if any of them fails, apply them one
-        at a time, where a failure is retried or dead-lettered on its own."""
-        if len(records) > 1 and await self._applied_together({partition: records}):
+        at a time, where a failure is retried or dead-lettered on its own. A record alone goes
+        the same way: claimed in the inbox with what it writes, it costs a round trip less than
+        claimed first (`_apply_decoded`)."""
+        if await self._applied_together({partition: records}):
             return
         await self._process_one_by_one(partition, records)
 
@@ -779,9 +781,10 @@ class EventConsumer:
 
     async def _apply_batch(self, records: list[ConsumerRecord]) -> None:
         """Every record of the batch applied in one transaction, each in its CONSUMER span, the
-        handled ones claimed in the inbox by one statement. Under load this saves a BEGIN, a
-        COMMIT and its flush per event, and an inbox round trip per handled event; raising
-        anything sends the batch back one record at a time."""
+        handled ones claimed in the inbox by the statement that writes what the batch staged.
+        Under load this saves a BEGIN, a COMMIT and its flush per event, and an inbox round
+        trip per batch; raising anything (an event applied before among them) sends the batch
+        back one record at a time."""
         outcomes: list[tuple[str, str]] = []
         received: list[tuple[ConsumerRecord, CloudEvent]] = []
         for record in records:
@@ -798,30 +801,31 @@ class EventConsumer:
         self, received: list[tuple[ConsumerRecord, CloudEvent]], outcomes: list[tuple[str, str]]
     ) -> None:
         handlers = [self.handlers.handler_for(event.type) for _, event in received]
+        # Each handled event is applied once (a repeat within the batch is one) and claimed in
+        # the inbox last, by the statement that writes what the batch staged: no round trip of
+        # its own. An event applied before (a redelivery) fails that statement, the batch is
+        # rolled back and taken apart, and each record is then claimed before it is applied
+        # (`process`).
+        claims: dict[tuple[str, Any], InboxEntry] = {}
+        applying: list[bool] = []
+        for (record, event), handler in zip(received, handlers, strict=True):
+            first = handler is not None and (event.source, event.id) not in claims
+            if first:
+                claims[(event.source, event.id)] = InboxEntry.of(
+                    event, record.topic, record.partition, record.offset
+                )
+            applying.append(first)
         async with self._batches.transaction() as session:
-            fresh = await self._inbox.claim_all(
-                session,
-                [
-                    InboxEntry.of(event, record.topic, record.partition, record.offset)
-                    for (record, event), handler in zip(received, handlers, strict=True)
-                    if handler is not None
-                ],
-            )
-            if self.handlers.prepare is not None and fresh:
+            if self.handlers.prepare is not None and claims:
                 await self.handlers.prepare(
                     session,
-                    [
-                        event
-                        for (_, event), handler in zip(received, handlers, strict=True)
-                        if handler is not None and (event.source, event.id) in fresh
-                    ],
+                    [event for (_, event), first in zip(received, applying, strict=True) if first],
                 )
-            for (record, event), handler in zip(received, handlers, strict=True):
+            for (record, event), handler, first in zip(received, handlers, applying, strict=True):
                 current_incident.set(event.subject)
                 if handler is None:
                     outcome = "ignored"
-                elif (event.source, event.id) in fresh:
-                    fresh.discard((event.source, event.id))  # a repeat in the batch is one
+                elif first:
                     with self._span(record.topic, event):
                         position = RecordPosition(record.topic, record.partition, record.offset)
                         await handler(session, event, position)
@@ -829,6 +833,11 @@ class EventConsumer:
                 else:
                     outcome = "duplicate"
                 outcomes.append((record.topic, outcome))
+            if claims:
+                entries = list(claims.values())
+                claim_at_commit(
+                    session, self._inbox.claim_sql, self._inbox.claim_parameters(entries)
+                )
             await write_staged(session)
 
     async def _apply(

@@ -250,18 +250,37 @@ class Inbox:
     consumer: str
 
     @cached_property
-    def _claim_all(self) -> TextClause:
+    def claim_sql(self) -> str:
+        """An INSERT of a batch's inbox rows (`claim_parameters`), nothing more: claimed at the
+        commit as part of the statement that writes what the batch staged
+        (`shared.staging.claim_at_commit`), an event applied before fails it, and so the
+        batch."""
         # Constant text whatever the batch's size: compiled and prepared once, where a
         # multi-row VALUES would be compiled anew for every size of batch.
-        return text(
+        return (
             f"INSERT INTO {self.table.schema}.{self.table.name}"
             ' (ce_source, ce_id, ce_type, consumer, topic, "partition", "offset")'
-            " SELECT source, id, type, CAST(:consumer AS text), topic, part, position FROM unnest("
-            " CAST(:sources AS text[]), CAST(:ids AS uuid[]), CAST(:types AS text[]),"
-            " CAST(:topics AS text[]), CAST(:partitions AS smallint[]),"
-            " CAST(:offsets AS bigint[])) AS batch(source, id, type, topic, part, position)"
-            " ON CONFLICT DO NOTHING RETURNING ce_source, ce_id"
+            " SELECT source, id, type, CAST(:inbox_consumer AS text), topic, part, position"
+            " FROM unnest(CAST(:inbox_sources AS text[]), CAST(:inbox_ids AS uuid[]),"
+            " CAST(:inbox_types AS text[]), CAST(:inbox_topics AS text[]),"
+            " CAST(:inbox_partitions AS smallint[]), CAST(:inbox_offsets AS bigint[]))"
+            " AS batch(source, id, type, topic, part, position)"
         )
+
+    @cached_property
+    def _claim_all(self) -> TextClause:
+        return text(f"{self.claim_sql} ON CONFLICT DO NOTHING RETURNING ce_source, ce_id")
+
+    def claim_parameters(self, events: Sequence[InboxEntry]) -> dict[str, Any]:
+        return {
+            "inbox_consumer": self.consumer,
+            "inbox_sources": [event.source for event in events],
+            "inbox_ids": [event.id for event in events],
+            "inbox_types": [event.type for event in events],
+            "inbox_topics": [event.topic for event in events],
+            "inbox_partitions": [event.partition for event in events],
+            "inbox_offsets": [event.offset for event in events],
+        }
 
     async def claim_all(
         self, session: AsyncSession, events: Sequence[InboxEntry]
@@ -270,19 +289,7 @@ class Inbox:
         those that were not applied before. An id twice in the batch is claimed once."""
         if not events:
             return set()
-        claimed = await fetch(
-            session,
-            self._claim_all,
-            {
-                "consumer": self.consumer,
-                "sources": [event.source for event in events],
-                "ids": [event.id for event in events],
-                "types": [event.type for event in events],
-                "topics": [event.topic for event in events],
-                "partitions": [event.partition for event in events],
-                "offsets": [event.offset for event in events],
-            },
-        )
+        claimed = await fetch(session, self._claim_all, self.claim_parameters(events))
         return {(source, event_id) for source, event_id in claimed}
 
     async def claim(

@@ -20,7 +20,8 @@ with `write_staged` before they commit, each statement straight to the driver
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -64,6 +65,9 @@ class Staged:
     deferred: dict[str, tuple[DeferredWrite, list[dict[str, Any]], Written | None]] = field(
         default_factory=dict
     )
+    # An INSERT and its parameters, written by the last of the staged statements
+    # (`claim_at_commit`)
+    claim: tuple[str, dict[str, Any]] | None = None
 
     def add_rows(self, schema: str, rows: list[dict[str, Any]]) -> None:
         self.outbox.setdefault(schema, []).extend(rows)
@@ -111,6 +115,16 @@ def when_ended(session: AsyncSession, ended: Ended) -> None:
     what the process does after a commit (and undoes after a rollback) that the database does
     not. Told in the order given; one that raises is logged and does not stop the others."""
     of_transaction(session, WHEN_ENDED, list[Ended]).append(ended)
+
+
+def claim_at_commit(session: AsyncSession, insert: str, parameters: dict[str, Any]) -> None:
+    """Have the last statement that writes what the transaction staged also run `insert` (an
+    INSERT of constant text, its parameters named apart from the statements'): a consumer's
+    claim of its batch in the inbox, made last, costs no round trip of its own. A row it cannot
+    insert (an event applied before) fails that statement, and with it the transaction. With
+    nothing else staged, or a last statement that cannot carry it, it is a statement of its
+    own."""
+    staged(session).claim = (insert, parameters)
 
 
 async def write_deferred(session: AsyncSession, name: str) -> None:
@@ -186,20 +200,54 @@ def _take_staged(session: Session) -> Staged | None:
 
 def _statements_of(
     found: Staged | None,
-) -> Iterator[tuple[TextClause, dict[str, Any], Written | None]]:
+) -> list[tuple[TextClause, dict[str, Any], Written | None]]:
     """The statements that write what a transaction staged, each with who is told what it
     returned: the deferred rows first, then the outbox rows with the NOTIFYs (a statement of
-    their own when no event was staged)."""
+    their own when no event was staged); the last of them carries the claim, if any."""
     if found is None:
-        return
-    for write, rows, written in found.deferred.values():
-        yield *write(rows), written
+        return []
+    statements = [(*write(rows), written) for write, rows, written in found.deferred.values()]
     channels = list(found.channels)
     for schema, rows in found.outbox.items():
-        yield write_outbox(schema), {**columns(rows), "channels": channels}, None
+        statements.append((write_outbox(schema), {**columns(rows), "channels": channels}, None))
         channels = []  # told once
     if channels:
-        yield NOTIFY_ALL, {"channels": channels}, None
+        statements.append((NOTIFY_ALL, {"channels": channels}, None))
+    if found.claim is not None:
+        insert, parameters = found.claim
+        carrier = _carrying(statements[-1][0], insert) if statements else None
+        if carrier is None:
+            statements.append((text(insert), parameters, None))
+        else:
+            _, last_parameters, written = statements.pop()
+            statements.append((carrier, {**last_parameters, **parameters}, written))
+    return statements
+
+
+# A statement that may take another data-modifying one as its first WITH query: a plain
+# SELECT, INSERT, UPDATE or DELETE, or one whose WITH list it joins (not a RECURSIVE one).
+_PLAIN = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+_WITH = re.compile(r"\s*WITH\s+(?!RECURSIVE\b)", re.IGNORECASE)
+CARRIED = "carried"
+_carriers: dict[tuple[str, str], TextClause] = {}
+
+
+def _carrying(statement: TextClause, insert: str) -> TextClause | None:
+    """`statement` running `insert` too, as a WITH query it does not read (PostgreSQL runs
+    every data-modifying WITH query to completion, read or not); None when it cannot. Of
+    constant text for constant statements, so prepared once like them."""
+    key = (statement.text, insert)
+    found = _carriers.get(key)
+    if found is not None:
+        return found
+    if (with_list := _WITH.match(statement.text)) is not None:
+        sql = f"WITH {CARRIED} AS ({insert}), {statement.text[with_list.end() :]}"
+    elif _PLAIN.match(statement.text) is not None:
+        sql = f"WITH {CARRIED} AS ({insert}) {statement.text}"
+    else:
+        return None
+    found = _carriers[key] = text(sql)
+    return found
 
 
 @event.listens_for(StagingSession, "after_commit")

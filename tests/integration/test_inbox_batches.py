@@ -1,11 +1,12 @@
-"""A batch of records is claimed in the inbox by one statement (`Inbox.claim_all`) and applied
-in one transaction (`EventConsumer._apply_batch`): each handled event once, whatever repeats it
-within the batch or before it; ignored types leave no inbox row. What one fetch brings from
-several partitions is one batch, its offsets committed together (at the commit interval, or at
-once without one); a record that fails sends the partitions back one at a time, where it is
-dead-lettered on its own. Real PostgreSQL, a scratch schema with an inbox; the records are
-handed over as the broker would give them, to a stand-in for the Kafka consumer that keeps the
-offsets committed."""
+"""A batch of records is applied in one transaction (`EventConsumer._apply_batch`) and claimed in
+the inbox by the statement that writes what it staged: each handled event once, whatever repeats
+it within the batch or before it (an event applied before fails the batch, which is then taken
+apart and each record claimed before it is applied); ignored types leave no inbox row. What one
+fetch brings from several partitions is one batch, its offsets committed together (at the commit
+interval, or at once without one); a record that fails sends the partitions back one at a time,
+where it is dead-lettered on its own. Real PostgreSQL, a scratch schema with an inbox; the
+records are handed over as the broker would give them, to a stand-in for the Kafka consumer that
+keeps the offsets committed."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from uuid import UUID, uuid4
 import pytest
 from aiokafka import TopicPartition
 from sqlalchemy import Table, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.events import CloudEvent, topics
@@ -24,6 +26,7 @@ from shared.events.models import DeadlineMissed, IncidentStatusChanged
 from shared.kafka import EventConsumer, HandlerTable, RecordPosition, RejectEvent
 from shared.messaging import Inbox, InboxEntry, Outbox
 from shared.settings import Settings
+from shared.staging import when_ended
 from tests.fuzz.harness import Record
 from tests.integration.helpers import status_changed
 from tests.support import CapturingProducer
@@ -88,10 +91,12 @@ def consumer_applying(
     applied: list[tuple[UUID, RecordPosition]],
     refused: frozenset[UUID] = frozenset(),
 ) -> EventConsumer:
-    async def remember(_: AsyncSession, event: CloudEvent, position: RecordPosition) -> None:
+    async def remember(session: AsyncSession, event: CloudEvent, position: RecordPosition) -> None:
         if event.id in refused:
             raise RejectEvent("refused by the test")
-        applied.append((event.id, position))
+        # What a handler does counts once its transaction committed: a batch rolled back and
+        # taken apart has applied nothing.
+        when_ended(session, lambda committed: committed and applied.append((event.id, position)))
 
     table = HandlerTable(
         {IncidentStatusChanged.ce_type: remember}, frozenset({DeadlineMissed.ce_type})
@@ -119,27 +124,57 @@ async def test_a_batch_applies_each_handled_event_once(
 ) -> None:
     applied: list[tuple[UUID, RecordPosition]] = []
     consumer = consumer_applying(sessions, inbox, infra_settings, applied)
-    seen_before, fresh, ignored = status_changed(), status_changed(), missed()
-    async with sessions() as session, session.begin():
-        earlier = record_of(seen_before)
-        entry = InboxEntry.of(seen_before, earlier.topic, earlier.partition, earlier.offset)
-        assert await inbox.claim_all(session, [entry]) == {(seen_before.source, seen_before.id)}
-
+    consumer._consumer = CommittingConsumer()  # type: ignore[assignment]
+    fresh, repeated, ignored = status_changed(), status_changed(), missed()
     first, again, other, read_past = (
         record_of(fresh),
         record_of(fresh),  # the same event twice in one batch (sent again by an outbox)
-        record_of(seen_before),
+        record_of(repeated),
         record_of(ignored),
     )
     await consumer._apply_batch([first, again, other, read_past])  # type: ignore[list-item]
 
-    assert applied == [(fresh.id, RecordPosition(first.topic, first.partition, first.offset))]
-    rows = await inbox_rows(sessions, inbox, seen_before, fresh, ignored)
-    assert rows == {seen_before.id: (GROUP, earlier.offset), fresh.id: (GROUP, first.offset)}
+    assert applied == [
+        (fresh.id, RecordPosition(first.topic, first.partition, first.offset)),
+        (repeated.id, RecordPosition(other.topic, other.partition, other.offset)),
+    ]
+    rows = await inbox_rows(sessions, inbox, fresh, repeated, ignored)
+    assert rows == {fresh.id: (GROUP, first.offset), repeated.id: (GROUP, other.offset)}
 
-    # The whole batch again, as after a crash before its offsets were committed: nothing new.
-    await consumer._apply_batch([first, again, other, read_past])  # type: ignore[list-item]
-    assert len(applied) == 1
+    # The whole batch again, as after a crash before its offsets were committed: the batch
+    # fails on its claim, and record by record nothing is applied again.
+    with pytest.raises(IntegrityError):
+        await consumer._apply_batch([first, again, other, read_past])  # type: ignore[list-item]
+    partition = TopicPartition(first.topic, first.partition)
+    await consumer._process_partition(partition, [first, again, other, read_past])  # type: ignore[list-item]
+    assert len(applied) == 2
+    assert await inbox_rows(sessions, inbox, fresh, repeated, ignored) == rows
+
+
+async def test_a_batch_with_an_event_applied_before_applies_the_others_once(
+    sessions: async_sessionmaker[AsyncSession], inbox: Inbox, infra_settings: Settings
+) -> None:
+    applied: list[tuple[UUID, RecordPosition]] = []
+    consumer = consumer_applying(sessions, inbox, infra_settings, applied)
+    kafka = CommittingConsumer()
+    consumer._consumer = kafka  # type: ignore[assignment]
+    seen_before, fresh = status_changed(), status_changed()
+    earlier = record_of(seen_before)
+    async with sessions() as session, session.begin():
+        entry = InboxEntry.of(seen_before, earlier.topic, earlier.partition, earlier.offset)
+        assert await inbox.claim_all(session, [entry]) == {(seen_before.source, seen_before.id)}
+
+    other, new = record_of(seen_before), record_of(fresh)
+    partition = TopicPartition(other.topic, other.partition)
+    await consumer._process_partition(partition, [other, new])  # type: ignore[list-item]
+
+    assert applied == [(fresh.id, RecordPosition(new.topic, new.partition, new.offset))]
+    assert await inbox_rows(sessions, inbox, seen_before, fresh) == {
+        seen_before.id: (GROUP, earlier.offset),
+        fresh.id: (GROUP, new.offset),
+    }
+    await consumer._commit_applied()
+    assert kafka.commits == [{partition: new.offset + 1}]
 
 
 async def test_claim_all_of_nothing_asks_nothing(
@@ -254,14 +289,7 @@ async def test_a_batchs_preparation_sees_the_events_its_handlers_will_apply(
     consumer = EventConsumer(
         GROUP, (topics.ESCALATIONS,), table, sessions, inbox, CapturingProducer(), infra_settings
     )
-    seen_before, fresh, ignored = status_changed(), status_changed(), missed()
-    async with sessions() as session, session.begin():
-        earlier = record_of(seen_before)
-        await inbox.claim_all(
-            session, [InboxEntry.of(seen_before, earlier.topic, earlier.partition, earlier.offset)]
-        )
-    batch = [record_of(seen_before), record_of(fresh), record_of(ignored)]
+    one, other, ignored = status_changed(), status_changed(), missed()
+    batch = [record_of(one), record_of(ignored), record_of(other), record_of(one)]
     await consumer._apply_batch(batch)  # type: ignore[arg-type]
-    assert prepared == [[fresh.id]] and applied == [fresh.id]
-    await consumer._apply_batch(batch)  # type: ignore[arg-type]
-    assert prepared == [[fresh.id]]  # nothing fresh: nothing to prepare
+    assert prepared == [[one.id, other.id]] and applied == [one.id, other.id]

@@ -16,14 +16,22 @@ from uuid import uuid4
 import asyncpg
 import pytest
 from sqlalchemy import Table, TextClause, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.events import CloudEvent, decode, topics
 from shared.events.models import IncidentStatusChanged
-from shared.messaging import Outbox, notify_channel
+from shared.messaging import Inbox, InboxEntry, Outbox, notify_channel
 from shared.pgnotify import notify
 from shared.settings import Settings
-from shared.staging import columns, defer, when_ended, write_deferred, write_staged
+from shared.staging import (
+    claim_at_commit,
+    columns,
+    defer,
+    when_ended,
+    write_deferred,
+    write_staged,
+)
 from tests.support import statements_sent
 
 PATIENCE_SECONDS = 30
@@ -262,3 +270,82 @@ async def test_what_waits_for_a_transactions_end_is_told_whether_it_committed(
             when_ended(session, tell("failed"))
             _ = 1 / 0
     assert told == [("failed", False)]
+
+
+async def test_a_claim_is_carried_by_the_last_statement_of_what_is_staged(
+    scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
+) -> None:
+    """`claim_at_commit`, as a consumer's batch claims its events in the inbox: its INSERT
+    rides on the last statement that writes what the transaction staged (a deferred write's
+    with or without a WITH list, the outbox's), or is a statement of its own when nothing else
+    is staged or the last statement cannot carry it (a recursive WITH list); a row it cannot
+    insert fails the transaction, and nothing staged by it is written."""
+    sessions, outbox, inbox_table = scratch_schema
+    inbox = Inbox(inbox_table, "staging-test")
+    table = f"{outbox.schema}.carried_rows"
+    async with sessions() as session, session.begin():
+        await session.execute(text(f"CREATE TABLE {table} (id int PRIMARY KEY)"))
+    plain = text(f"INSERT INTO {table} SELECT unnest(CAST(:id AS int[]))")
+    listed = text(
+        f"WITH ids AS (SELECT unnest(CAST(:id AS int[])) AS id)"
+        f" INSERT INTO {table} SELECT id FROM ids"
+    )
+    recursive = text(
+        f"WITH RECURSIVE ids(id) AS (SELECT unnest(CAST(:id AS int[])))"
+        f" INSERT INTO {table} SELECT id FROM ids"
+    )
+    offsets = iter(range(1, 100))
+
+    def entry() -> InboxEntry:
+        return InboxEntry.of(
+            status_changed(uuid4(), "REPORTED"), topics.ESCALATIONS, 0, next(offsets)
+        )
+
+    async def claimed_with(
+        entries: list[InboxEntry], deferred: TextClause | None, event: CloudEvent | None
+    ) -> list[str]:
+        async with sessions() as session:
+            with statements_sent(session.bind) as statements:  # type: ignore[arg-type]
+                async with session.begin():
+                    if deferred is not None:
+                        row = {"id": next(offsets)}
+                        defer(session, "rows", lambda rows: (deferred, columns(rows)), row)
+                    if event is not None:
+                        await outbox.add(session, event)
+                    claim_at_commit(session, inbox.claim_sql, inbox.claim_parameters(entries))
+                    await write_staged(session)
+                    sent = list(statements)
+        return [" ".join(statement.split()[:4]) for statement in sent]
+
+    async def inbox_ids() -> set[uuid.UUID]:
+        async with sessions() as session:
+            return set((await session.execute(select(inbox_table.c.ce_id))).scalars())
+
+    carried = "WITH carried AS (INSERT"
+    entries = [entry(), entry()]
+    assert await claimed_with(entries, plain, status_changed(uuid4(), "CLOSED")) == [
+        f"INSERT INTO {table} SELECT",
+        carried,
+    ]
+    assert await claimed_with([entry()], listed, None) == [carried]
+    assert await claimed_with([entry()], plain, None) == [carried]
+    assert await claimed_with([entry()], recursive, None) == [
+        "WITH RECURSIVE ids(id) AS",
+        f"INSERT INTO {inbox_table.schema}.inbox (ce_source,",
+    ]
+    assert await claimed_with([entry()], None, None) == [
+        f"INSERT INTO {inbox_table.schema}.inbox (ce_source,"
+    ]
+    async with sessions() as session:
+        rows_before = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar()
+    assert len(await inbox_ids()) == 6 and rows_before == 4
+
+    # An event claimed before: the statement carrying the claim fails, and the transaction.
+    refused = status_changed(uuid4(), "CLOSED")
+    with pytest.raises(IntegrityError):
+        await claimed_with([entry(), entries[0]], plain, refused)
+    async with sessions() as session:
+        rows = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar()
+        events = (await session.execute(select(outbox.table.c.event_id))).scalars().all()
+    assert rows == rows_before and refused.id not in events
+    assert len(await inbox_ids()) == 6
