@@ -72,6 +72,8 @@ async def fetch(
     on: AsyncSession | AsyncConnection,
     statement: TextClause,
     parameters: Mapping[str, Any] | None = None,
+    *,
+    alone: bool = False,
 ) -> list[DriverRow]:
     """Run a constant `text()` statement of a hot path in the transaction of `on` (a session, or
     a connection in a transaction or in autocommit as `shared.db.single_statement`'s), straight
@@ -83,7 +85,12 @@ async def fetch(
     well. A failure is handled as SQLAlchemy handles its own statements': a database error is
     raised as `DBAPIError` of its kind (with its SQLSTATE), so that callers tell errors apart
     as before, and a connection that is lost, or left mid-statement by a cancelled task, is
-    invalidated (with the pool's older connections), never handed out again."""
+    invalidated (with the pool's older connections), never handed out again.
+
+    `alone`: the statement is all its transaction sends before the commit. If nothing was
+    sent before it, it goes without `BEGIN`: PostgreSQL runs one statement atomically on its
+    own, and the commit, with no transaction begun on the driver, sends nothing (two round
+    trips fewer)."""
     translated = driver_statement(statement)
     connection = on if isinstance(on, AsyncConnection) else await _connection_of(on)
     sync = connection.sync_connection
@@ -93,7 +100,7 @@ async def fetch(
     else:
         adapted = sync.connection.dbapi_connection  # the one in use: no I/O, no greenlet
     arguments = translated.arguments(parameters or {})
-    begin = _begins_with_the_dialect(connection, adapted)
+    begin = _begins_with_the_dialect(connection, adapted) and not alone
     if sync._has_events or sync.engine._has_events:
         sync.dispatch.before_cursor_execute(sync, None, translated.sql, arguments, None, False)
     try:

@@ -139,9 +139,14 @@ async def write_deferred(session: AsyncSession, name: str) -> None:
 
 async def write_staged(session: AsyncSession) -> None:
     """Write now what the transaction staged for its commit (the same statements the commit
-    would send), each straight to the driver; the transaction is to commit next."""
-    for statement, parameters, written in _statements_of(_take_staged(session.sync_session)):
-        returned = await fetch(session, statement, parameters)
+    would send), each straight to the driver; the transaction is to commit next, nothing sent
+    in between. A transaction that sent nothing before and stages one statement (a consumer's
+    batch whose handlers only deferred their writes, its claim carried by them) is that
+    statement alone, without `BEGIN` and `COMMIT` (`shared.driver.fetch`)."""
+    statements = _statements_of(_take_staged(session.sync_session))
+    alone = len(statements) == 1
+    for statement, parameters, written in statements:
+        returned = await fetch(session, statement, parameters, alone=alone)
         if written is not None:
             written(returned)
 

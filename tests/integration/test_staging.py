@@ -349,3 +349,40 @@ async def test_a_claim_is_carried_by_the_last_statement_of_what_is_staged(
         events = (await session.execute(select(outbox.table.c.event_id))).scalars().all()
     assert rows == rows_before and refused.id not in events
     assert len(await inbox_ids()) == 6
+
+
+async def test_one_statement_staged_and_nothing_sent_before_is_its_own_transaction(
+    scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
+) -> None:
+    """`write_staged` of a transaction that sent nothing before and stages one statement (a
+    batch whose handlers only deferred their writes): the statement goes without `BEGIN`, and
+    the commit sends nothing; with anything sent before, or more staged, the transaction is
+    begun as ever. Either way what is staged is written once, and a statement that fails
+    writes nothing."""
+    sessions, outbox, _ = scratch_schema
+    table = f"{outbox.schema}.alone_rows"
+    async with sessions() as session, session.begin():
+        await session.execute(text(f"CREATE TABLE {table} (id int PRIMARY KEY)"))
+    insert = text(f"INSERT INTO {table} SELECT unnest(CAST(:id AS int[]))")
+
+    async def staged_and_written(ids: list[int], read_first: bool, with_event: bool) -> bool:
+        """Whether the driver's connection was in a transaction once the rows were written."""
+        async with sessions() as session, session.begin():
+            if read_first:
+                await session.execute(text("SELECT 1"))
+            for row_id in ids:
+                defer(session, "rows", lambda rows: (insert, columns(rows)), {"id": row_id})
+            if with_event:
+                await outbox.add(session, status_changed(uuid4(), "REPORTED"))
+            await write_staged(session)
+            raw = await (await session.connection()).get_raw_connection()
+            return bool(raw.driver_connection.is_in_transaction())
+
+    assert await staged_and_written([1, 2], read_first=False, with_event=False) is False
+    assert await staged_and_written([3], read_first=True, with_event=False) is True
+    assert await staged_and_written([4], read_first=False, with_event=True) is True
+    with pytest.raises(IntegrityError):
+        await staged_and_written([5, 1], read_first=False, with_event=False)
+    async with sessions() as session:
+        ids = (await session.execute(text(f"SELECT id FROM {table} ORDER BY id"))).scalars()
+        assert list(ids) == [1, 2, 3, 4]
