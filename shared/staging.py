@@ -15,6 +15,8 @@ transaction, so the order of ids is still the order of the events.
 The hot paths (a consumer's batch, a dispatcher's pass) write what their transaction staged
 with `write_staged` before they commit, each statement straight to the driver
 (`shared.driver`); whatever is left staged at a commit is written then, through SQLAlchemy.
+A consumer's batch claims its events in the inbox with the last of those statements
+(`claim_at_commit`), and a transaction that sent nothing else is its one statement alone.
 """
 
 from __future__ import annotations
