@@ -58,6 +58,13 @@ class CommittingConsumer:
         raise AssertionError(f"no record should be read again: {partition}@{offset}")
 
 
+def reading_from(consumer: EventConsumer) -> CommittingConsumer:
+    """The stand-in for the Kafka consumer that `consumer` reads from and commits to."""
+    kafka = CommittingConsumer()
+    consumer._consumer = kafka  # type: ignore[assignment]
+    return kafka
+
+
 def missed() -> CloudEvent:
     data = DeadlineMissed(
         obligation_id=uuid4(),
@@ -124,7 +131,7 @@ async def test_a_batch_applies_each_handled_event_once(
 ) -> None:
     applied: list[tuple[UUID, RecordPosition]] = []
     consumer = consumer_applying(sessions, inbox, infra_settings, applied)
-    consumer._consumer = CommittingConsumer()  # type: ignore[assignment]
+    reading_from(consumer)
     fresh, repeated, ignored = status_changed(), status_changed(), missed()
     first, again, other, read_past = (
         record_of(fresh),
@@ -156,8 +163,7 @@ async def test_a_batch_with_an_event_applied_before_applies_the_others_once(
 ) -> None:
     applied: list[tuple[UUID, RecordPosition]] = []
     consumer = consumer_applying(sessions, inbox, infra_settings, applied)
-    kafka = CommittingConsumer()
-    consumer._consumer = kafka  # type: ignore[assignment]
+    kafka = reading_from(consumer)
     seen_before, fresh = status_changed(), status_changed()
     earlier = record_of(seen_before)
     async with sessions() as session, session.begin():
@@ -190,8 +196,7 @@ async def test_a_fetch_of_several_partitions_is_one_batch_and_one_commit(
 ) -> None:
     applied: list[tuple[UUID, RecordPosition]] = []
     consumer = consumer_applying(sessions, inbox, infra_settings, applied)
-    kafka = CommittingConsumer()
-    consumer._consumer = kafka  # type: ignore[assignment]
+    kafka = reading_from(consumer)
     events = [status_changed() for _ in range(3)]
     on_0 = [record_of(events[0], 0), record_of(events[1], 0)]
     on_3 = [record_of(events[2], 3)]
@@ -217,8 +222,7 @@ async def test_without_a_commit_interval_each_fetch_is_committed_at_once(
     applied: list[tuple[UUID, RecordPosition]] = []
     settings = infra_settings.model_copy(update={"kafka_commit_interval_ms": 0})
     consumer = consumer_applying(sessions, inbox, settings, applied)
-    kafka = CommittingConsumer()
-    consumer._consumer = kafka  # type: ignore[assignment]
+    kafka = reading_from(consumer)
     partition = TopicPartition(topics.ESCALATIONS, 1)
     for event in (status_changed(), status_changed()):
         record = record_of(event, 1)
@@ -235,8 +239,7 @@ async def test_a_record_that_fails_in_a_fetch_sends_the_partitions_back_one_at_a
     consumer = consumer_applying(
         sessions, inbox, infra_settings, applied, refused=frozenset({bad.id})
     )
-    kafka = CommittingConsumer()
-    consumer._consumer = kafka  # type: ignore[assignment]
+    kafka = reading_from(consumer)
     kept, refused = record_of(good, 0), record_of(bad, 3)
     partitions = TopicPartition(topics.ESCALATIONS, 0), TopicPartition(topics.ESCALATIONS, 3)
     await consumer._process_fetched({partitions[0]: [kept], partitions[1]: [refused]})  # type: ignore[dict-item]
@@ -258,8 +261,7 @@ async def test_offsets_of_partitions_taken_away_are_not_committed(
     reads those records again, and its inbox absorbs them."""
     applied: list[tuple[UUID, RecordPosition]] = []
     consumer = consumer_applying(sessions, inbox, infra_settings, applied)
-    kafka = CommittingConsumer()
-    consumer._consumer = kafka  # type: ignore[assignment]
+    kafka = reading_from(consumer)
     kept, taken = TopicPartition(topics.ESCALATIONS, 0), TopicPartition(topics.ESCALATIONS, 3)
     on_kept, on_taken = record_of(status_changed(), 0), record_of(status_changed(), 3)
     await consumer._process_fetched({kept: [on_kept], taken: [on_taken]})  # type: ignore[dict-item]
