@@ -21,6 +21,7 @@ A consumer's batch claims its events in the inbox with the last of those stateme
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -222,9 +223,9 @@ def _statements_of(
         statements.append((NOTIFY_ALL, {"channels": channels}, None))
     if found.claim is not None:
         insert, parameters = found.claim
-        carrier = _carrying(statements[-1][0], insert) if statements else None
+        carrier = _carrying(statements[-1][0].text, insert) if statements else None
         if carrier is None:
-            statements.append((text(insert), parameters, None))
+            statements.append((_constant(insert), parameters, None))
         else:
             _, last_parameters, written = statements.pop()
             statements.append((carrier, {**last_parameters, **parameters}, written))
@@ -236,25 +237,25 @@ def _statements_of(
 _PLAIN = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 _WITH = re.compile(r"\s*WITH\s+(?!RECURSIVE\b)", re.IGNORECASE)
 CARRIED = "carried"
-_carriers: dict[tuple[str, str], TextClause] = {}
 
 
-def _carrying(statement: TextClause, insert: str) -> TextClause | None:
+@functools.cache
+def _constant(sql: str) -> TextClause:
+    """The statement of constant text `sql`, built once: a batch's claim is the same text each
+    time, and `text()` parses its parameters anew each time it is built."""
+    return text(sql)
+
+
+@functools.cache
+def _carrying(statement: str, insert: str) -> TextClause | None:
     """`statement` running `insert` too, as a WITH query it does not read (PostgreSQL runs
     every data-modifying WITH query to completion, read or not); None when it cannot. Of
-    constant text for constant statements, so prepared once like them."""
-    key = (statement.text, insert)
-    found = _carriers.get(key)
-    if found is not None:
-        return found
-    if (with_list := _WITH.match(statement.text)) is not None:
-        sql = f"WITH {CARRIED} AS ({insert}), {statement.text[with_list.end() :]}"
-    elif _PLAIN.match(statement.text) is not None:
-        sql = f"WITH {CARRIED} AS ({insert}) {statement.text}"
-    else:
-        return None
-    found = _carriers[key] = text(sql)
-    return found
+    constant text for constant statements, so built and prepared once like them."""
+    if (with_list := _WITH.match(statement)) is not None:
+        return text(f"WITH {CARRIED} AS ({insert}), {statement[with_list.end() :]}")
+    if _PLAIN.match(statement) is not None:
+        return text(f"WITH {CARRIED} AS ({insert}) {statement}")
+    return None
 
 
 @event.listens_for(StagingSession, "after_commit")
