@@ -645,10 +645,10 @@ class Dispatcher:
             0,
         )
         guard = self._guards.get(contacts[0].channel)
-        claim = guard is not None and guard.capacity() > 0
-        if claim:
-            assert guard is not None
+        claim = False
+        if guard is not None and guard.capacity() > 0:
             guard.started(1)
+            claim = True
         return {
             "contacts": json.dumps(_contact_list(contacts)),
             "delivery_id": delivery["id"],
