@@ -46,7 +46,7 @@ def environment(work: Path, traced: bool) -> dict[str, str]:
 
 def intake_without_database() -> Any:
     """Intake's app whose first-report call answers "written" without a database."""
-    from services.intake import api, first_report
+    from services.intake import first_report
     from services.intake.app import create_app
 
     written = first_report.Written(
@@ -63,8 +63,9 @@ def intake_without_database() -> Any:
     async def write_incident(_connection: object, _report: dict[str, Any]) -> Any:
         return written
 
-    api.single_statement = no_connection  # type: ignore[assignment]
-    api.driver_of = no_driver  # type: ignore[assignment]
+    # The call's own path (`FirstReports`, one report at a time here) is kept, its statement not.
+    first_report.single_statement = no_connection  # type: ignore[assignment]
+    first_report.driver_of = no_driver  # type: ignore[assignment]
     first_report.write_incident = write_incident  # type: ignore[assignment]
     app = create_app()
     # Made when the app starts, which it never does here; the call above needs none.

@@ -55,7 +55,7 @@ from services.intake.schemas import (
     ReportOut,
 )
 from shared.auth import Caller, authorize, speaks_for
-from shared.db import driver_of, single_statement, transaction
+from shared.db import transaction
 from shared.domain import facts as incident_facts
 from shared.domain import lifecycle
 from shared.domain.access import Permission, Principal
@@ -102,6 +102,10 @@ def known_township(directory: Directory, stated: str, field: str) -> Township:
 
 def cipher_of(request: Request) -> PiiCipher:
     return request.app.state.pii
+
+
+def first_reports_of(request: Request) -> first_report.FirstReports:
+    return request.app.state.first_reports
 
 
 def correlation_of(request: Request) -> Correlation:
@@ -174,9 +178,9 @@ async def report_incident(
         event=CloudEvent.new(SOURCE, event, incident_id),
     )
     sessions = runtime_of(request).sessions
-    # Most reports open an incident: one call, its own transaction, committed before the 201.
-    async with single_statement(sessions) as connection:
-        written = await first_report.write_incident(await driver_of(connection), report)
+    # Most reports open an incident: one call, its own transaction (with the reports that came
+    # meanwhile), committed before the 201.
+    written = await first_reports_of(request).write(report)
     if not written.written:
         # Nothing was written: the rest is decided in a transaction holding the township,
         # on what the call reads again there.

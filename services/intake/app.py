@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.intake import api, handlers, retention
+from services.intake.first_report import FirstReports
 from services.intake.models import SCHEMA, messaging
 from shared import pii
 from shared.domain.correlation import Correlation
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.directory = Directory.load(settings.directory_file)
     app.state.correlation = Correlation.load(settings.policy_file, settings.policy_overrides_file)
+    app.state.first_reports = FirstReports(lambda: runtime.sessions)
     app.state.pii = cipher = PiiCipher.from_settings(settings)
     runtime.add_readiness_check("personal_data_key", lambda: cipher.readiness)
     return app

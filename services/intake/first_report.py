@@ -7,25 +7,40 @@ with the incident's candidates (R20) read in passing.
 A report that opens an incident pays one round trip for all of this, without BEGIN or COMMIT:
 the call is its own transaction. Only a report the call wrote nothing for goes on in a
 transaction of the request (services/intake/api.py).
+
+Reports that arrive while a call is under way are written together by the next one
+(`FirstReports`, group commit): one statement calls the function for each of them in turn, in
+one transaction, and commits them all at once. Each report is matched as if alone: the
+function's statements see what the reports before it in the same call wrote. A call takes its
+townships' locks in the order of their codes, so two calls (two intake processes) holding
+townships in common wait for each other rather than deadlock.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.linking import OPEN_STATUSES
 from services.intake.models import SCHEMA
+from shared.db import driver_of, single_statement
 from shared.domain.correlation import Correlation, OpenIncident
 from shared.domain.vocabulary import LifecycleStatus
+from shared.driver import fetch
 from shared.events import CloudEvent
 from shared.messaging import notify_channel, outbox_values
+from shared.together import Together
+
+log = logging.getLogger(__name__)
 
 # The function of migration 0011's arguments, in the order the call passes them.
 PARAMETERS = tuple(
@@ -44,6 +59,65 @@ FIRST_REPORT = (
     + ", ".join(f"p_{name} => ${number}" for number, name in enumerate(PARAMETERS, 1))
     + ")"
 )
+# Each argument's type, for the arrays that carry many reports' arguments to one call
+# (`FIRST_REPORTS`). The two that are arrays themselves travel as JSON: PostgreSQL's arrays of
+# arrays must all be of one length.
+ARGUMENT_TYPES = {
+    "township_code": "text",
+    "category": "text",
+    "phase": "text",
+    "drill": "boolean",
+    "subject_ids": "jsonb",
+    "facts": "jsonb",
+    "incident_reporter": "jsonb",
+    "report_reporter": "jsonb",
+    "status": "text",
+    "now": "timestamptz",
+    "since": "timestamptz",
+    "window": "interval",
+    "open_statuses": "jsonb",
+    "caller": "text",
+    "key": "text",
+    "request_hash": "text",
+    "incident_id": "uuid",
+    "report_id": "uuid",
+    "reporter_party": "text",
+    "external_ref": "text",
+    "channel": "text",
+    "shard": "smallint",
+    "topic": "text",
+    "event_key": "text",
+    "event_id": "uuid",
+    "event_type": "text",
+    "headers": "jsonb",
+    "payload": "bytea",
+}
+IN_JSON = ("subject_ids", "open_statuses")
+
+
+def _argument(name: str) -> str:
+    if name in IN_JSON:
+        return f'ARRAY(SELECT jsonb_array_elements_text(report."{name}"))'
+    return f'report."{name}"'
+
+
+# Many reports in one call, in the order given, each as `FIRST_REPORT` would write it alone.
+FIRST_REPORTS = text(
+    "SELECT written.known_ref, written.open_incidents, written.key_claimed, written.written,"
+    " written.candidates FROM unnest("
+    + ", ".join(f"CAST(:{name} AS {ARGUMENT_TYPES[name]}[])" for name in PARAMETERS)
+    + ") WITH ORDINALITY AS report("
+    + ", ".join(f'"{name}"' for name in PARAMETERS)  # quoted: `window` is a keyword
+    + ", position) CROSS JOIN LATERAL intake.first_report("
+    + ", ".join(f"p_{name} => {_argument(name)}" for name in PARAMETERS)
+    + ") AS written ORDER BY report.position"
+)
+# The reports one call writes at most: enough that a burst is a few calls and commits; few
+# enough that the first report of a call does not wait long for its last (each costs about a
+# millisecond), and that the process prepares the next reports while PostgreSQL writes these
+# rather than wait with them (64 at once, as many as the bench's connections, left intake idle
+# a fifth of the time and took 300 reports/s where 16 take 390).
+MOST_IN_ONE_CALL = 16
 
 
 @dataclass(frozen=True)
@@ -145,6 +219,10 @@ async def write_incident(
         row = (await connection.exec_driver_sql(FIRST_REPORT, arguments)).mappings().one()
     else:
         row = await database.fetchrow(FIRST_REPORT, *arguments)
+    return written_of(report, row)
+
+
+def written_of(report: dict[str, Any], row: Any) -> Written:
     found = row["open_incidents"]  # json, decoded by the driver
     return Written(
         bool(row["known_ref"]),
@@ -155,3 +233,62 @@ async def write_incident(
         bool(row["written"]),
         list(row["candidates"] or ()),
     )
+
+
+def call_arguments(reports: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The reports' arguments as `FIRST_REPORTS` takes them: an array of each."""
+    arguments = {name: [report[name] for report in reports] for name in PARAMETERS}
+    for name in IN_JSON:
+        arguments[name] = [json_text(list(value)) for value in arguments[name]]
+    return arguments
+
+
+def in_lock_order(reports: list[dict[str, Any]]) -> list[int]:
+    """The reports' positions in the order their call takes the townships' locks: by code, the
+    reports of one township in the order they came."""
+    return sorted(range(len(reports)), key=lambda position: reports[position]["township_code"])
+
+
+class FirstReports:
+    """The reports that may open an incident, written by as few calls as they allow: a report
+    that comes alone is one call as before, the reports that came while a call was under way
+    are one call together (`FIRST_REPORTS`), each answered what the call did for it. If that
+    call fails, nothing of it was written, and each report is written again by a call of its
+    own, so one report's failure is its own."""
+
+    def __init__(
+        self,
+        sessions: Callable[[], async_sessionmaker[AsyncSession]],
+        most: int = MOST_IN_ONE_CALL,
+    ) -> None:
+        self._sessions = sessions  # the service's, made when it starts
+        self.write = Together[dict[str, Any], Written](self._write_all, most=most)
+
+    async def _write_all(self, reports: list[dict[str, Any]]) -> list[Written | BaseException]:
+        if len(reports) > 1:
+            try:
+                return await self._write_in_one_call(reports)
+            except Exception as error:
+                log.info(
+                    "%d first reports in one call failed (%r); each alone", len(reports), error
+                )
+        outcomes: list[Written | BaseException] = []
+        for report in reports:
+            try:
+                async with single_statement(self._sessions()) as connection:
+                    outcomes.append(await write_incident(await driver_of(connection), report))
+            except Exception as error:
+                outcomes.append(error)
+        return outcomes
+
+    async def _write_in_one_call(
+        self, reports: list[dict[str, Any]]
+    ) -> list[Written | BaseException]:
+        order = in_lock_order(reports)
+        ordered = [reports[position] for position in order]
+        async with single_statement(self._sessions()) as connection:
+            rows = await fetch(connection, FIRST_REPORTS, call_arguments(ordered))
+        outcomes: list[Written | BaseException] = [BaseException()] * len(reports)
+        for position, report, row in zip(order, ordered, rows, strict=True):
+            outcomes[position] = written_of(report, row)
+        return outcomes

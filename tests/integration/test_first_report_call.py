@@ -1,8 +1,9 @@
 """`intake.first_report` (services/intake/first_report.py, migration 0011): a first report that
 opens an incident is one statement, holding the township to its transaction's end; a key
 claimed for a report whose reference another township's report took just then is let go; a new
-incident's candidates are the township's open incidents, never itself. On the suite's database,
-in transactions rolled back at the end: nothing reaches the running system."""
+incident's candidates are the township's open incidents, never itself; reports that arrive
+together are one call, each written as it would be alone. On the suite's database, in
+transactions rolled back at the end, but for the calls `FirstReports` makes, which commit."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake import first_report
+from services.intake.first_report import call_arguments
 from shared.db import create_engine, create_session_factory
 from shared.domain.correlation import Correlation
+from shared.driver import fetch
 from shared.settings import Settings
 from tests.integration.helpers import eventually, reported_event, subject_id
 from tests.support import statements_sent
@@ -199,3 +202,72 @@ async def test_a_new_incidents_candidates_are_its_townships_open_incidents_never
     first, second = (written.candidates.index(r["incident_id"]) for r in earlier)
     assert second < first  # the one reported later is nearer
     assert len(written.candidates) <= 100
+
+
+async def test_reports_in_one_call_are_each_written_as_alone_seeing_those_before_them(
+    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+) -> None:
+    """`FIRST_REPORTS`: a report naming the subject of one written before it in the same call
+    is matched to it (R20) and writes nothing; a report of another subject has it for a
+    candidate; the answers come in the order of the reports."""
+    opening = report(infra_settings, key=("SFS:" + TOWNSHIP, str(uuid4())))
+    same_subject = report(infra_settings)
+    same_subject["subject_ids"] = list(opening["subject_ids"])
+    other = report(infra_settings)
+    reports = [opening, same_subject, other]
+    async with sessions() as session:
+        transaction = await session.begin()
+        with statements_sent(session.bind) as statements:  # type: ignore[arg-type]
+            rows = await fetch(session, first_report.FIRST_REPORTS, call_arguments(reports))
+        written = [first_report.written_of(r, row) for r, row in zip(reports, rows, strict=True)]
+        incidents = [await count(session, "incidents", "id", r["incident_id"]) for r in reports]
+        keys = await count(session, "idempotency_keys", "incident_id", opening["incident_id"])
+        await transaction.rollback()
+    assert len(statements) == 1 and "intake.first_report(" in statements[0]
+    assert incidents == [1, 0, 1] and keys == 1
+    assert written[0].written and written[2].written
+    assert not written[1].written and written[1].open_incidents is not None
+    assert [found.id for found in written[1].open_incidents] == [opening["incident_id"]]
+    assert written[1].open_incidents[0].subject_ids == frozenset(opening["subject_ids"])
+    assert opening["incident_id"] in written[2].candidates
+
+
+async def test_reports_that_arrive_together_are_one_call_committed_before_they_are_answered(
+    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+) -> None:
+    first_reports = first_report.FirstReports(lambda: sessions)
+    reports = [report(infra_settings) for _ in range(5)]
+    with statements_sent(sessions.kw["bind"]) as statements:
+        written = await asyncio.gather(*(first_reports.write(r) for r in reports))
+    assert all(each.written for each in written)
+    assert len(statements) == 1 and "intake.first_report(" in statements[0]
+    async with sessions() as session:  # committed: another session reads them
+        found = [await count(session, "incidents", "id", r["incident_id"]) for r in reports]
+    assert found == [1] * 5
+
+
+async def test_when_a_call_fails_each_report_is_written_alone_and_a_failure_is_its_own(
+    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+) -> None:
+    """A report that cannot be written (here an incident id already taken) fails the call of
+    all of them: nothing of it stays, and each is written again alone."""
+    first_reports = first_report.FirstReports(lambda: sessions)
+    taken = report(infra_settings)
+    assert (await first_reports.write(taken)).written
+    clashing = report(infra_settings)
+    clashing["incident_id"] = taken["incident_id"]
+    fine = [report(infra_settings) for _ in range(2)]
+    with statements_sent(sessions.kw["bind"]) as statements:
+        outcomes = await asyncio.gather(
+            first_reports.write(fine[0]),
+            first_reports.write(clashing),
+            first_reports.write(fine[1]),
+            return_exceptions=True,
+        )
+    assert len(statements) == 1 and "intake.first_report(" in statements[0]  # the one call
+    assert isinstance(outcomes[1], asyncpg.UniqueViolationError)
+    assert all(isinstance(each, first_report.Written) and each.written for each in outcomes[::2])
+    async with sessions() as session:
+        found = [await count(session, "incidents", "id", r["incident_id"]) for r in fine]
+        clashing_report = await count(session, "reports", "id", clashing["report_id"])
+    assert found == [1, 1] and clashing_report == 0
