@@ -83,6 +83,8 @@ IDLE_LOOK_MARGIN_MS = 30
 LINGER_SLICE_SECONDS = 0.2
 # A look waits this long at most for the broker to answer (a broker that is down never does).
 LOOK_LIMIT_SECONDS = 5.0
+# A commit before partitions are taken away waits this long at most (`_RebalanceLog`).
+REVOKE_COMMIT_LIMIT_SECONDS = 5.0
 
 
 class IdleFetching:
@@ -529,16 +531,37 @@ def is_transient(error: BaseException) -> bool:
 
 class _RebalanceLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka has no types
     """Commits what was applied before partitions are taken away (their next owner starts where
-    this one stopped), and logs the assignments."""
+    this one stopped), and logs the assignments.
 
-    def __init__(self, consumer_name: str, commit: Callable[[], Awaitable[None]]) -> None:
+    The group is rejoined only once this listener returns, so its commit is bounded: aiokafka
+    runs the listener from the task that would find the group's coordinator again, and a
+    commit waiting for that coordinator (after a broker restarted empty) waited for ever, the
+    consumer never assigned again. A commit not made in time is given up: the partitions'
+    next owner reads those records again, and its inbox absorbs them."""
+
+    def __init__(
+        self,
+        consumer_name: str,
+        commit: Callable[[], Awaitable[None]],
+        commit_limit_seconds: float = REVOKE_COMMIT_LIMIT_SECONDS,
+    ) -> None:
         self._name = consumer_name
         self._commit = commit
+        self._commit_limit = commit_limit_seconds
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if revoked:
             log.info("%s: partitions revoked %s", self._name, sorted(map(str, revoked)))
-            await self._commit()
+            try:
+                async with asyncio.timeout(self._commit_limit):
+                    await self._commit()
+            except TimeoutError:
+                log.warning(
+                    "%s: offsets not committed within %.0f s before the partitions were taken;"
+                    " their records will be read again",
+                    self._name,
+                    self._commit_limit,
+                )
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("%s: partitions assigned %s", self._name, sorted(map(str, assigned)))

@@ -132,3 +132,19 @@ async def test_partitions_taken_away_are_committed_first() -> None:
     assert commits == []  # nothing taken away: nothing to commit
     await listener.on_partitions_revoked({TopicPartition(topics.ESCALATIONS, 2)})
     assert commits == ["committed"]
+
+
+async def test_a_commit_that_cannot_be_made_before_partitions_are_taken_is_given_up() -> None:
+    """The group is rejoined only once the listener returns: a commit waiting for a coordinator
+    that is being found again (a broker restarted empty) must not hold the consumer out of its
+    group for ever. Its records are read again by their next owner, and absorbed."""
+    never = asyncio.Event()
+    began = asyncio.Event()
+
+    async def commit_waiting_for_ever() -> None:
+        began.set()
+        await never.wait()
+
+    listener = _RebalanceLog("test.rebalance", commit_waiting_for_ever, commit_limit_seconds=0.05)
+    await listener.on_partitions_revoked({TopicPartition(topics.ESCALATIONS, 2)})
+    assert began.is_set() and not never.is_set()
