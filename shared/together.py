@@ -15,11 +15,8 @@ becomes of the caller, as a statement already sent would.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
-
-log = logging.getLogger(__name__)
 
 Piece = TypeVar("Piece")
 Result = TypeVar("Result")

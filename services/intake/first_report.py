@@ -42,32 +42,14 @@ from shared.together import Together
 
 log = logging.getLogger(__name__)
 
-# The function of migration 0011's arguments, in the order the call passes them.
-PARAMETERS = tuple(
-    """
-    township_code category phase drill subject_ids facts incident_reporter
-    report_reporter status now since window open_statuses caller key request_hash
-    incident_id report_id reporter_party external_ref channel
-    shard topic event_key event_id event_type headers payload
-    """.split()
-)
-# The township's lock, then one statement. Arguments by name, so the call reads as what it
-# passes; numbered, as the driver takes them. Its candidates are a page at most
-# (`shared.paging.PAGE`).
-FIRST_REPORT = (
-    "SELECT known_ref, open_incidents, key_claimed, written, candidates FROM intake.first_report("
-    + ", ".join(f"p_{name} => ${number}" for number, name in enumerate(PARAMETERS, 1))
-    + ")"
-)
-# Each argument's type, for the arrays that carry many reports' arguments to one call
-# (`FIRST_REPORTS`). The two that are arrays themselves travel as JSON: PostgreSQL's arrays of
-# arrays must all be of one length.
+# The function of migration 0011's arguments, in the order the call passes them, with their
+# types (for the arrays that carry many reports' arguments to one call, `FIRST_REPORTS`).
 ARGUMENT_TYPES = {
     "township_code": "text",
     "category": "text",
     "phase": "text",
     "drill": "boolean",
-    "subject_ids": "jsonb",
+    "subject_ids": "text[]",
     "facts": "jsonb",
     "incident_reporter": "jsonb",
     "report_reporter": "jsonb",
@@ -75,7 +57,7 @@ ARGUMENT_TYPES = {
     "now": "timestamptz",
     "since": "timestamptz",
     "window": "interval",
-    "open_statuses": "jsonb",
+    "open_statuses": "text[]",
     "caller": "text",
     "key": "text",
     "request_hash": "text",
@@ -92,7 +74,22 @@ ARGUMENT_TYPES = {
     "headers": "jsonb",
     "payload": "bytea",
 }
-IN_JSON = ("subject_ids", "open_statuses")
+PARAMETERS = tuple(ARGUMENT_TYPES)
+# The township's lock, then one statement. Arguments by name, so the call reads as what it
+# passes; numbered, as the driver takes them. Its candidates are a page at most
+# (`shared.paging.PAGE`).
+FIRST_REPORT = (
+    "SELECT known_ref, open_incidents, key_claimed, written, candidates FROM intake.first_report("
+    + ", ".join(f"p_{name} => ${number}" for number, name in enumerate(PARAMETERS, 1))
+    + ")"
+)
+# The arguments that are arrays themselves travel to `FIRST_REPORTS` as JSON: PostgreSQL's
+# arrays of arrays must all be of one length.
+IN_JSON = tuple(name for name, type_ in ARGUMENT_TYPES.items() if type_.endswith("[]"))
+
+
+def _array_type(name: str) -> str:
+    return "jsonb[]" if name in IN_JSON else f"{ARGUMENT_TYPES[name]}[]"
 
 
 def _argument(name: str) -> str:
@@ -105,7 +102,7 @@ def _argument(name: str) -> str:
 FIRST_REPORTS = text(
     "SELECT written.known_ref, written.open_incidents, written.key_claimed, written.written,"
     " written.candidates FROM unnest("
-    + ", ".join(f"CAST(:{name} AS {ARGUMENT_TYPES[name]}[])" for name in PARAMETERS)
+    + ", ".join(f"CAST(:{name} AS {_array_type(name)})" for name in PARAMETERS)
     + ") WITH ORDINALITY AS report("
     + ", ".join(f'"{name}"' for name in PARAMETERS)  # quoted: `window` is a keyword
     + ", position) CROSS JOIN LATERAL intake.first_report("
@@ -288,7 +285,8 @@ class FirstReports:
         ordered = [reports[position] for position in order]
         async with single_statement(self._sessions()) as connection:
             rows = await fetch(connection, FIRST_REPORTS, call_arguments(ordered))
-        outcomes: list[Written | BaseException] = [BaseException()] * len(reports)
-        for position, report, row in zip(order, ordered, rows, strict=True):
-            outcomes[position] = written_of(report, row)
-        return outcomes
+        written = {
+            position: written_of(report, row)
+            for position, report, row in zip(order, ordered, rows, strict=True)
+        }
+        return [written[position] for position in range(len(reports))]

@@ -15,11 +15,18 @@ from shared.together import Together
 class Writer:
     """Writes by doubling, records each call's pieces; a call can be held open until released."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, held: bool = False) -> None:
         self.calls: list[list[int]] = []
         self.release = asyncio.Event()
-        self.release.set()
+        if not held:
+            self.release.set()
         self.entered = asyncio.Event()
+
+    async def under_way(self, together: Together[int, int], piece: int) -> asyncio.Task[int]:
+        """`piece` handed in, and its write begun (held until released)."""
+        task = asyncio.create_task(together(piece))
+        await self.entered.wait()
+        return task
 
     async def __call__(self, pieces: list[int]) -> Sequence[int | BaseException]:
         self.calls.append(list(pieces))
@@ -43,11 +50,9 @@ async def test_pieces_that_arrive_together_are_one_write() -> None:
 
 
 async def test_pieces_that_wait_during_a_write_go_in_the_next_at_most_most() -> None:
-    writer = Writer()
-    writer.release.clear()
+    writer = Writer(held=True)
     together = Together(writer, most=3)
-    first = asyncio.create_task(together(0))
-    await writer.entered.wait()
+    first = await writer.under_way(together, 0)
     waiting = [asyncio.create_task(together(n)) for n in range(1, 6)]
     await asyncio.sleep(0)
     writer.release.set()
@@ -79,11 +84,9 @@ async def test_a_failing_write_fails_every_caller_of_it_and_the_next_write_goes_
 
 
 async def test_a_caller_who_leaves_before_its_piece_is_taken_has_nothing_written() -> None:
-    writer = Writer()
-    writer.release.clear()
+    writer = Writer(held=True)
     together = Together(writer, most=8)
-    first = asyncio.create_task(together(1))
-    await writer.entered.wait()
+    first = await writer.under_way(together, 1)
     leaving = asyncio.create_task(together(2))
     staying = asyncio.create_task(together(3))
     await asyncio.sleep(0)
@@ -96,8 +99,7 @@ async def test_a_caller_who_leaves_before_its_piece_is_taken_has_nothing_written
 
 
 async def test_a_caller_who_leaves_once_its_piece_is_taken_does_not_stop_the_write() -> None:
-    writer = Writer()
-    writer.release.clear()
+    writer = Writer(held=True)
     together = Together(writer, most=8)
     leaving = asyncio.create_task(together(1))
     staying = asyncio.create_task(together(2))
