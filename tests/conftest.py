@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +14,8 @@ from tests.support import WebhookSink, clients_for, directory_with_contacts, run
 from tests.support import webhook_sink as start_webhook_sink
 from tools.devrun import ServiceProcesses
 from tools.localinfra import Infrastructure, infrastructure
+
+pytest_plugins = ["tests.hangs"]
 
 
 @pytest.fixture(scope="session")
@@ -92,23 +91,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The fault drills first, before the suite's running system starts: they load the machine
     with systems of their own, and measure nothing of another idling beside them."""
     items.sort(key=lambda item: 0 if "faults" in item.path.parts else 1)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """`kill -USR1 <pid of pytest>` prints the stack of every task of the running event loop,
-    past pytest's capture: what a test that hangs is waiting on, which a thread dump does not
-    show."""
-    capture = config.pluginmanager.getplugin("capturemanager")
-
-    def print_tasks(*_: object) -> None:
-        with capture.global_and_fixture_disabled():
-            try:
-                tasks = asyncio.all_tasks()
-            except RuntimeError:  # no loop running at this moment
-                print("no event loop is running", file=sys.stderr, flush=True)
-                return
-            for task in tasks:
-                task.print_stack(file=sys.stderr)
-            sys.stderr.flush()
-
-    signal.signal(signal.SIGUSR1, print_tasks)
