@@ -138,11 +138,11 @@ class ServiceProcesses:
                     # What it said last, and what it logged: the folder may not outlive the run.
                     raise TimeoutError(
                         f"{service} not ready after {timeout}s; /readyz: {last_answer}; "
-                        f"its log ends:\n{self._log_tail(service)}"
+                        f"its log ends:\n{self.log_tail(service)}"
                     )
                 await asyncio.sleep(0.1)
 
-    def _log_tail(self, service: str, lines: int = 40) -> str:
+    def log_tail(self, service: str, lines: int = 40) -> str:
         try:
             text = self.log_path(service).read_text(encoding="utf-8", errors="replace")
         except OSError as error:

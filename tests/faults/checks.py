@@ -330,9 +330,17 @@ async def settle(bench: Any, run: LoadRun, timeout: float = SETTLE_TIMEOUT_SECON
         if now - last_progress > timeout or now - started > 10 * timeout:
             raise AssertionError(
                 f"not settled after {now - started:.0f}s, {now - last_progress:.0f}s without "
-                f"progress: {found.unsettled}"
+                f"progress: {found.unsettled}\n{logs_end(bench)}"
             )
         await asyncio.sleep(0.5)
+
+
+def logs_end(bench: Any, lines: int = 30) -> str:
+    """What each service logged last: why something stopped moving is usually there."""
+    return "\n".join(
+        f"{service}'s log ends:\n{bench.processes.log_tail(service, lines)}"
+        for service in SERVICE_NAMES
+    )
 
 
 def check_deliveries(bench: Any, run: LoadRun, found: Snapshot, repeats_allowed: bool) -> int:
