@@ -16,7 +16,9 @@ never skipped.
 A broker restarted empty keeps no committed offsets, and Tansu does not answer a position past
 a partition's end as out of range: a consumer would go on from where it was and skip what the
 outboxes send again below that (shared/messaging.py). So before records that follow a quiet
-spell it asks the broker's cluster id, and reads every partition from its start on a new one.
+spell it asks the broker's cluster id, and reads every partition from its start on a new one;
+and it asks again when it is given partitions, since the offsets it committed on the old broker
+can reach the new one (`EventConsumer._on_assigned`).
 """
 
 from __future__ import annotations
@@ -543,10 +545,12 @@ class _RebalanceLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
         self,
         consumer_name: str,
         commit: Callable[[], Awaitable[None]],
+        assigned: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
         commit_limit_seconds: float = REVOKE_COMMIT_LIMIT_SECONDS,
     ) -> None:
         self._name = consumer_name
         self._commit = commit
+        self._assigned = assigned
         self._commit_limit = commit_limit_seconds
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -565,6 +569,8 @@ class _RebalanceLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("%s: partitions assigned %s", self._name, sorted(map(str, assigned)))
+        if self._assigned is not None:
+            await self._assigned(assigned)
 
 
 class EventConsumer:
@@ -602,6 +608,8 @@ class EventConsumer:
         self._metrics = metrics
         self._broker_probe: BrokerProbe | None = None
         self._cluster_id: str | None = None
+        # The broker this member was last given partitions on: see `_on_assigned`.
+        self._assigned_on: str | None = None
         self._glanced_at = self._records_at = time.monotonic()
         # Offsets applied and not yet committed, and when offsets were last committed.
         self._applied: dict[TopicPartition, int] = {}
@@ -627,6 +635,30 @@ class EventConsumer:
         known, self._cluster_id = self._cluster_id, cluster_id
         return known is not None and known != cluster_id
 
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Partitions given on another broker than the last ones: every one from its start.
+
+        After a broker restarted empty the group is new, so a rebalance always follows, and
+        the offsets it starts from are not the new broker's: Tansu takes a commit from a member
+        it does not know, and this member's last commits (of records read from the old broker)
+        reach the new one when aiokafka retries them there. Checked here, where the positions
+        are set, rather than only when records come: a seek made while the group rebalances
+        is lost with the assignment it was made on."""
+        if self._broker_probe is None or not assigned:
+            return
+        assert self._consumer is not None
+        cluster_id = await self._broker_probe.cluster_id()
+        previous, self._assigned_on = self._assigned_on, cluster_id
+        self._cluster_id, self._glanced_at = cluster_id, time.monotonic()
+        if previous is not None and previous != cluster_id:
+            log.warning(
+                "%s: partitions assigned on a new broker (cluster %s); reading from the start",
+                self.name,
+                cluster_id,
+            )
+            self._applied.clear()  # positions on the old broker mean nothing here
+            await self._consumer.seek_to_beginning(*assigned)
+
     async def run(self) -> None:
         self._consumer = AIOKafkaConsumer(
             **connection_options(self._settings),
@@ -639,7 +671,7 @@ class EventConsumer:
             heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
         )
         self._consumer.subscribe(
-            self.topics, listener=_RebalanceLog(self.name, self._commit_applied)
+            self.topics, listener=_RebalanceLog(self.name, self._commit_applied, self._on_assigned)
         )
         await self._consumer.start()
         fetching = IdleFetching(

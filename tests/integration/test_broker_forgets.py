@@ -1,6 +1,8 @@
 """A broker that forgets (shared/messaging.py): the relay notices a broker restarted empty and
 publishes its retained rows again, in their order; a broker that kept everything is left alone
-(however its end offsets read); rows past their retention are purged in batches.
+(however its end offsets read); rows past their retention are purged in batches. A consumer
+given its partitions on the new broker reads them from their start, whatever offsets were
+committed there (shared/kafka.py).
 
 Each test has a broker of its own, killed at will; the database is the suite's."""
 
@@ -14,14 +16,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 
 from shared.events import CloudEvent, topics
-from shared.kafka import KafkaBrokerProbe, create_producer
+from shared.kafka import EventConsumer, KafkaBrokerProbe, RecordPosition, create_producer
 from shared.messaging import PURGE_BATCH, BrokerCheck, OutboxRelay, Retention, RetentionPurge
 from shared.settings import Settings
-from tests.integration.helpers import reported_event
+from tests.integration.helpers import eventually, reported_event, status_changed
+from tests.integration.test_offset_commits import committed, escalations_consumer
 from tests.support import PATIENCE_SECONDS
 from tools.localinfra import LocalBroker
 
@@ -159,3 +162,69 @@ async def test_rows_past_their_retention_are_purged_in_batches(scratch_schema) -
             )
         ).one()
     assert tuple(left) == (old_unsent + recent, recent)
+
+
+async def test_partitions_given_on_a_new_broker_are_read_from_their_start(
+    infra_settings: Settings, own_broker: LocalBroker, scratch_schema
+) -> None:
+    """The member's offsets of the old broker reach the new one (its commit before the rebalance,
+    which Tansu takes from a member it no longer knows), and the new broker's log starts again
+    below them: the consumer reads every partition from its start rather than skip it."""
+    sessions, _, inbox = scratch_schema
+    settings = infra_settings.model_copy(
+        update={
+            "kafka_bootstrap_servers": own_broker.bootstrap_servers,
+            "kafka_commit_interval_ms": 3_600_000,  # only the rebalance commits
+        }
+    )
+    group = f"test.new-broker-{uuid.uuid4().hex[:8]}"
+    applied: list[uuid.UUID] = []
+
+    async def remember(_: object, event: CloudEvent, __: RecordPosition) -> None:
+        applied.append(event.id)
+
+    first = status_changed("before the broker is lost")
+    before = [first, *(same_subject(first) for _ in range(9))]
+    producer = create_producer(settings, group)
+    await producer.start()
+    probe = KafkaBrokerProbe(settings, group)
+    consumer = escalations_consumer(
+        EventConsumer, group, remember, sessions, inbox, producer, settings
+    )
+    consumer.follow_broker(probe)
+    running = asyncio.create_task(consumer.run())
+    try:
+        for event in before:
+            metadata = await producer.send_and_wait(
+                topics.ESCALATIONS, value=event.value(), key=event.key, headers=event.headers()
+            )
+        partition = TopicPartition(topics.ESCALATIONS, metadata.partition)
+        await eventually(lambda: asyncio.sleep(0, len(applied)), lambda n: n == len(before))
+
+        assert own_broker.process is not None
+        own_broker.process.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(own_broker.process.wait)
+        await own_broker.start()
+        # The old broker's offset, committed on the new one by the rebalance.
+        await eventually(
+            lambda: committed(settings, group, partition), lambda at: at == len(before)
+        )
+
+        after = [same_subject(first) for _ in range(3)]
+        for event in after:
+            await producer.send_and_wait(
+                topics.ESCALATIONS, value=event.value(), key=event.key, headers=event.headers()
+            )
+        await eventually(
+            lambda: asyncio.sleep(0, set(applied)), lambda seen: {e.id for e in after} <= seen
+        )
+    finally:
+        consumer.request_stop()
+        await asyncio.gather(running, return_exceptions=True)
+        await producer.stop()
+        await probe.close()
+
+
+def same_subject(event: CloudEvent) -> CloudEvent:
+    """Another event keyed as `event` is: on its partition, after it."""
+    return CloudEvent(uuid.uuid4(), event.source, event.type, event.subject, event.time, event.data)
