@@ -87,6 +87,8 @@ LINGER_SLICE_SECONDS = 0.2
 LOOK_LIMIT_SECONDS = 5.0
 # A commit before partitions are taken away waits this long at most (`_RebalanceLog`).
 REVOKE_COMMIT_LIMIT_SECONDS = 5.0
+# A stopping consumer's last commit, and its leaving the group, each wait this long at most.
+STOP_STEP_LIMIT_SECONDS = 10.0
 
 
 class IdleFetching:
@@ -173,6 +175,10 @@ class IdleFetching:
             if answered is None or answered < resumed_ms:
                 return False
         return True
+
+
+class RejoinOverdue(Exception):
+    """A consumer's rebalance did not end within `KAFKA_REJOIN_LIMIT_SECONDS`."""
 
 
 class RejectEvent(Exception):
@@ -552,8 +558,11 @@ class _RebalanceLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
         self._commit = commit
         self._assigned = assigned
         self._commit_limit = commit_limit_seconds
+        # When the partitions were last taken away and not yet given again (monotonic).
+        self.rebalancing_since: float | None = None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.rebalancing_since = time.monotonic()
         if revoked:
             log.info("%s: partitions revoked %s", self._name, sorted(map(str, revoked)))
             try:
@@ -569,6 +578,7 @@ class _RebalanceLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("%s: partitions assigned %s", self._name, sorted(map(str, assigned)))
+        self.rebalancing_since = None
         if self._assigned is not None:
             await self._assigned(assigned)
 
@@ -603,6 +613,7 @@ class EventConsumer:
         self._producer = producer
         self._settings = settings
         self._consumer: AIOKafkaConsumer | None = None
+        self.rebalances = _RebalanceLog(name, self._commit_applied, self._on_assigned)
         self._stopping = asyncio.Event()
         self._failures: dict[RecordPosition, int] = {}
         self._metrics = metrics
@@ -670,9 +681,8 @@ class EventConsumer:
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
         )
-        self._consumer.subscribe(
-            self.topics, listener=_RebalanceLog(self.name, self._commit_applied, self._on_assigned)
-        )
+        self.rebalances.rebalancing_since = None  # a new member: no rebalance of its own yet
+        self._consumer.subscribe(self.topics, listener=self.rebalances)
         await self._consumer.start()
         fetching = IdleFetching(
             self._consumer,
@@ -684,6 +694,7 @@ class EventConsumer:
                 batches = await fetching.next_batches(
                     self._stopping, timeout_ms=200, max_records=self.batch_max_records
                 )
+                self._check_rejoined()
                 if batches and self.linger_seconds > 0:
                     batches = await self._lingered(batches)
                 if batches and await self._broker_is_new():
@@ -702,11 +713,26 @@ class EventConsumer:
                 if time.monotonic() - self._committed_at >= self._commit_interval():
                     await self._commit_applied()
         finally:
+            # Each bounded: a consumer started again for a rebalance that never ended has a
+            # coordinator that may never answer.
             with contextlib.suppress(Exception):
-                await self._commit_applied()
+                async with asyncio.timeout(STOP_STEP_LIMIT_SECONDS):
+                    await self._commit_applied()
             with contextlib.suppress(Exception):
-                await self._consumer.stop()
+                async with asyncio.timeout(STOP_STEP_LIMIT_SECONDS):
+                    await self._consumer.stop()
             await self._batches.close()
+
+    def _check_rejoined(self) -> None:
+        """Raise when a rebalance has kept this consumer's partitions longer than the limit: its
+        supervisor starts it again, a new member of the group (shared/runtime.py)."""
+        since = self.rebalances.rebalancing_since
+        limit = self._settings.kafka_rejoin_limit_seconds
+        if since is not None and time.monotonic() - since > limit:
+            raise RejoinOverdue(
+                f"{self.name}: no partitions given again within {limit:g} s of a rebalance;"
+                " the consumer starts again"
+            )
 
     async def _lingered(
         self, batches: dict[TopicPartition, list[ConsumerRecord]]

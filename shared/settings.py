@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # until then they wait, also for the process that replaces it.
     kafka_session_timeout_ms: int = Field(default=10000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(default=3000, ge=100)
+    # A consumer whose partitions were taken away for a rebalance and not given back within this
+    # many seconds starts again, as a new member: a rebalance that never ends (seen after a
+    # broker restarted empty) does not keep it out of its group. A rebalance takes seconds.
+    kafka_rejoin_limit_seconds: float = Field(default=30.0, ge=1.0)
     kafka_topic_partitions: int = Field(default=6, ge=1)
     kafka_topic_replication_factor: int = Field(default=1, ge=1)
     # How long the broker may hold a consumer's fetch when nothing is there. Apache Kafka answers

@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TypeVar
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,6 +22,7 @@ from shared.kafka import (
     EventHandler,
     HandlerTable,
     RecordPosition,
+    RejoinOverdue,
     _RebalanceLog,
     create_producer,
 )
@@ -148,3 +150,50 @@ async def test_a_commit_that_cannot_be_made_before_partitions_are_taken_is_given
     listener = _RebalanceLog("test.rebalance", commit_waiting_for_ever, commit_limit_seconds=0.05)
     await listener.on_partitions_revoked({TopicPartition(topics.ESCALATIONS, 2)})
     assert began.is_set() and not never.is_set()
+
+
+async def test_a_consumer_whose_rebalance_does_not_end_starts_again_as_a_new_member(
+    infra_settings: Settings,
+    scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
+) -> None:
+    """Partitions taken away and not given again within KAFKA_REJOIN_LIMIT_SECONDS: the consumer
+    stops with `RejoinOverdue` (its supervisor runs it again), and run again it joins the group
+    and applies what comes."""
+    sessions, _, inbox = scratch_schema
+    group = f"test.rejoin-{uuid.uuid4().hex[:8]}"
+    applied: list[uuid.UUID] = []
+
+    async def remember(_: AsyncSession, event: CloudEvent, __: RecordPosition) -> None:
+        applied.append(event.id)
+
+    settings = infra_settings.model_copy(update={"kafka_rejoin_limit_seconds": 1.0})
+    producer = create_producer(settings, group)
+    await producer.start()
+    consumer = escalations_consumer(
+        EventConsumer, group, remember, sessions, inbox, producer, settings
+    )
+    try:
+        running = asyncio.create_task(consumer.run())
+        await applied_once_sent(producer, applied)  # in the group, its partitions given
+        # A rebalance that takes the partitions and never gives them back.
+        await consumer.rebalances.on_partitions_revoked(set())
+        with pytest.raises(RejoinOverdue):
+            async with asyncio.timeout(PATIENCE_SECONDS):
+                await running
+
+        running = asyncio.create_task(consumer.run())
+        await applied_once_sent(producer, applied)
+    finally:
+        consumer.request_stop()
+        await asyncio.gather(running, return_exceptions=True)
+        await producer.stop()
+
+
+async def applied_once_sent(producer: AIOKafkaProducer, applied: list[uuid.UUID]) -> None:
+    event = status_changed()
+    await producer.send_and_wait(
+        topics.ESCALATIONS, value=event.value(), key=event.key, headers=event.headers()
+    )
+    async with asyncio.timeout(PATIENCE_SECONDS):
+        while event.id not in applied:
+            await asyncio.sleep(0.05)
