@@ -37,7 +37,12 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaError, OffsetOutOfRangeError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    OffsetOutOfRangeError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import ConsumerRecord
@@ -659,9 +664,8 @@ class EventConsumer:
             return
         assert self._consumer is not None
         cluster_id = await self._broker_probe.cluster_id()
-        previous, self._assigned_on = self._assigned_on, cluster_id
         self._cluster_id, self._glanced_at = cluster_id, time.monotonic()
-        if previous is not None and previous != cluster_id:
+        if self._assigned_on is not None and self._assigned_on != cluster_id:
             log.warning(
                 "%s: partitions assigned on a new broker (cluster %s); reading from the start",
                 self.name,
@@ -669,6 +673,13 @@ class EventConsumer:
             )
             self._applied.clear()  # positions on the old broker mean nothing here
             await self._consumer.seek_to_beginning(*assigned)
+            # What is committed there is the old broker's: replaced by where the new logs start,
+            # for whoever is given these partitions next (this consumer started again, another
+            # member). Until that is done, the next assignment here looks again.
+            starts = await self._consumer.beginning_offsets(list(assigned))
+            async with asyncio.timeout(REVOKE_COMMIT_LIMIT_SECONDS):
+                await self._consumer.commit(starts)
+        self._assigned_on = cluster_id
 
     async def run(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -783,6 +794,11 @@ class EventConsumer:
             return
         try:
             await self._consumer.commit(offsets)
+        except CommitFailedError:
+            # The group rebalanced while the commit was under way: those of its partitions
+            # still assigned are committed next time, the others read again by their next owner.
+            self._applied = offsets | self._applied
+            log.info("%s: offsets not committed, the group rebalanced meanwhile", self.name)
         except BaseException:
             # Not committed: kept for the next commit, unless newer offsets came meanwhile.
             self._applied = offsets | self._applied

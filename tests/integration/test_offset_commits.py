@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -150,6 +151,46 @@ async def test_a_commit_that_cannot_be_made_before_partitions_are_taken_is_given
     listener = _RebalanceLog("test.rebalance", commit_waiting_for_ever, commit_limit_seconds=0.05)
     await listener.on_partitions_revoked({TopicPartition(topics.ESCALATIONS, 2)})
     assert began.is_set() and not never.is_set()
+
+
+class RebalancedMeanwhile:
+    """aiokafka's consumer when the group rebalanced while a commit was under way."""
+
+    def __init__(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = assigned
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        raise CommitFailedError("the group has already rebalanced")
+
+
+async def test_a_commit_the_group_rebalanced_under_is_made_next_time_and_the_consumer_goes_on(
+    infra_settings: Settings,
+    scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
+) -> None:
+    """Seen after a broker restarted empty: the commit failed, the consumer stopped, and started
+    again as a new member. Now the offsets wait for the next commit, of partitions still held."""
+    sessions, _, inbox = scratch_schema
+
+    async def ignore(*_: object) -> None:
+        return None
+
+    consumer = escalations_consumer(
+        EventConsumer,
+        "test.rebalanced",
+        ignore,
+        sessions,
+        inbox,
+        create_producer(infra_settings, "test.rebalanced"),  # never started: nothing is sent
+        infra_settings,
+    )
+    partition = TopicPartition(topics.ESCALATIONS, 2)
+    consumer._consumer = RebalancedMeanwhile({partition})
+    consumer._applied = {partition: 5}
+    await consumer._commit_applied()
+    assert consumer._applied == {partition: 5}
 
 
 async def test_a_consumer_whose_rebalance_does_not_end_starts_again_as_a_new_member(
