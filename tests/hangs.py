@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -86,35 +87,47 @@ def print_every_task(
 
 
 class Watch:
-    """One test's last resort: a thread that ends the run if the test is still there."""
+    """The test running now: its name, and its event loop once it has one."""
 
     def __init__(self, capture: Any, name: str) -> None:
         self.capture = capture
         self.name = name
+        self.started = time.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._timer = threading.Timer(TEST_LIMIT_SECONDS + LAST_RESORT_SECONDS, self._end_the_run)
-        self._timer.daemon = True
 
-    def __enter__(self) -> Watch:
-        self._timer.start()
-        return self
 
-    def __exit__(self, *_: object) -> None:
-        self._timer.cancel()
+class LastResort(threading.Thread):
+    """One thread for the session, looking every second at how long the test running now has
+    run (a thread a test would cost each test a few milliseconds to start)."""
 
-    def _end_the_run(self) -> None:
+    def __init__(self) -> None:
+        super().__init__(name="last resort", daemon=True)
+        self.watching: Watch | None = None
+
+    def run(self) -> None:
         seconds = TEST_LIMIT_SECONDS + LAST_RESORT_SECONDS
-        with self.capture.global_and_fixture_disabled():
-            print(
-                f"\n{self.name} is still running after {seconds:g}s: the run ends here."
-                " Every thread's stack:",
-                file=sys.stderr,
-                flush=True,
-            )
-            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        if self.loop is not None:
-            print_every_task(self.capture, "Every task of its event loop:", self.loop)
-        os._exit(1)
+        while True:
+            time.sleep(1.0)
+            watch = self.watching
+            if watch is not None and time.monotonic() - watch.started > seconds:
+                end_the_run(watch, seconds)
+
+
+def end_the_run(watch: Watch, seconds: float) -> None:
+    with watch.capture.global_and_fixture_disabled():
+        print(
+            f"\n{watch.name} is still running after {seconds:g}s: the run ends here."
+            " Every thread's stack:",
+            file=sys.stderr,
+            flush=True,
+        )
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    if watch.loop is not None:
+        print_every_task(watch.capture, "Every task of its event loop:", watch.loop)
+    os._exit(1)
+
+
+LAST_RESORT = pytest.StashKey[LastResort]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -124,15 +137,20 @@ def pytest_configure(config: pytest.Config) -> None:
         print_every_task(capture, "where every task waits, on SIGUSR1:")
 
     signal.signal(signal.SIGUSR1, print_tasks)
+    config.stash[LAST_RESORT] = LastResort()
+    config.stash[LAST_RESORT].start()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     # Setup, call and teardown together: a session's systems start in its first test's setup.
     capture = item.config.pluginmanager.getplugin("capturemanager")
-    with Watch(capture, item.nodeid) as watch:
-        item.stash[WATCH] = watch
+    last_resort = item.config.stash[LAST_RESORT]
+    last_resort.watching = item.stash[WATCH] = Watch(capture, item.nodeid)
+    try:
         return (yield)
+    finally:
+        last_resort.watching = None
 
 
 WATCH = pytest.StashKey[Watch]()

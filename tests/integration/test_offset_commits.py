@@ -207,7 +207,14 @@ async def test_a_consumer_whose_rebalance_does_not_end_starts_again_as_a_new_mem
     async def remember(_: AsyncSession, event: CloudEvent, __: RecordPosition) -> None:
         applied.append(event.id)
 
-    settings = infra_settings.model_copy(update={"kafka_rejoin_limit_seconds": 1.0})
+    settings = infra_settings.model_copy(
+        update={
+            "kafka_rejoin_limit_seconds": 1.0,
+            # The member left behind holds the next join up until its session ends.
+            "kafka_session_timeout_ms": 2000,
+            "kafka_heartbeat_interval_ms": 500,
+        }
+    )
     producer = create_producer(settings, group)
     await producer.start()
     consumer = escalations_consumer(
