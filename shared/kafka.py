@@ -90,8 +90,9 @@ IDLE_LOOK_MARGIN_MS = 30
 LINGER_SLICE_SECONDS = 0.2
 # A look waits this long at most for the broker to answer (a broker that is down never does).
 LOOK_LIMIT_SECONDS = 5.0
-# A commit before partitions are taken away waits this long at most (`_RebalanceLog`).
-REVOKE_COMMIT_LIMIT_SECONDS = 5.0
+# A commit in a rebalance waits this long at most: before partitions are taken away
+# (`_RebalanceLog`), and of where a new broker's logs start (`EventConsumer._on_assigned`).
+REBALANCE_COMMIT_LIMIT_SECONDS = 5.0
 # A stopping consumer's last commit, and its leaving the group, each wait this long at most.
 STOP_STEP_LIMIT_SECONDS = 10.0
 
@@ -557,7 +558,7 @@ class _RebalanceLog(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
         consumer_name: str,
         commit: Callable[[], Awaitable[None]],
         assigned: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
-        commit_limit_seconds: float = REVOKE_COMMIT_LIMIT_SECONDS,
+        commit_limit_seconds: float = REBALANCE_COMMIT_LIMIT_SECONDS,
     ) -> None:
         self._name = consumer_name
         self._commit = commit
@@ -677,7 +678,7 @@ class EventConsumer:
             # for whoever is given these partitions next (this consumer started again, another
             # member). Until that is done, the next assignment here looks again.
             starts = await self._consumer.beginning_offsets(list(assigned))
-            async with asyncio.timeout(REVOKE_COMMIT_LIMIT_SECONDS):
+            async with asyncio.timeout(REBALANCE_COMMIT_LIMIT_SECONDS):
                 await self._consumer.commit(starts)
         self._assigned_on = cluster_id
 

@@ -42,14 +42,7 @@ def await_chain(task: asyncio.Task[Any]) -> list[str]:
     lines = [repr(task)]
     awaited: Any = task.get_coro()
     while awaited is not None:
-        frame = next(
-            (
-                getattr(awaited, name)
-                for name in ("cr_frame", "gi_frame", "ag_frame")
-                if getattr(awaited, name, None) is not None
-            ),
-            None,
-        )
+        frame = first_attribute(awaited, ("cr_frame", "gi_frame", "ag_frame"))
         if frame is None:
             lines.append(f"    awaits {awaited!r}")
             break
@@ -58,15 +51,16 @@ def await_chain(task: asyncio.Task[Any]) -> list[str]:
         source = linecache.getline(code.co_filename, frame.f_lineno).strip()
         if source:
             lines.append(f"    {source}")
-        awaited = next(
-            (
-                getattr(awaited, name)
-                for name in ("cr_await", "gi_yieldfrom", "ag_await")
-                if getattr(awaited, name, None) is not None
-            ),
-            None,
-        )
+        awaited = first_attribute(awaited, ("cr_await", "gi_yieldfrom", "ag_await"))
     return lines
+
+
+def first_attribute(thing: object, names: tuple[str, ...]) -> Any:
+    """The first of `names` that `thing` has and is not None: a coroutine, a generator and an
+    async generator name their frame and what they await differently."""
+    return next(
+        (getattr(thing, name) for name in names if getattr(thing, name, None) is not None), None
+    )
 
 
 def print_every_task(

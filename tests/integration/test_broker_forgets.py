@@ -37,10 +37,12 @@ async def own_broker(infra_settings: Settings, work_dir: Path) -> AsyncIterator[
     await broker.stop()
 
 
-def events_of_one_incident(count: int) -> list[CloudEvent]:
-    first = reported_event()
+def events_of_one_incident(count: int, like: CloudEvent | None = None) -> list[CloudEvent]:
+    """`count` events as `like` (a report by default), each its own: keyed alike, so on one
+    partition in their order."""
+    first = like or reported_event()
     return [
-        CloudEvent(uuid.uuid4(), "intake", first.type, first.subject, first.time, first.data)
+        CloudEvent(uuid.uuid4(), first.source, first.type, first.subject, first.time, first.data)
         for _ in range(count)
     ]
 
@@ -184,7 +186,7 @@ async def test_partitions_given_on_a_new_broker_are_read_from_their_start(
         applied.append(event.id)
 
     first = status_changed("before the broker is lost")
-    before = [first, *(same_subject(first) for _ in range(9))]
+    before = events_of_one_incident(10, like=first)
     producer = create_producer(settings, group)
     await producer.start()
     probe = KafkaBrokerProbe(settings, group)
@@ -206,7 +208,7 @@ async def test_partitions_given_on_a_new_broker_are_read_from_their_start(
         await asyncio.to_thread(own_broker.process.wait)
         await own_broker.start()
 
-        after = [same_subject(first) for _ in range(3)]
+        after = events_of_one_incident(3, like=first)
         for event in after:
             await producer.send_and_wait(
                 topics.ESCALATIONS, value=event.value(), key=event.key, headers=event.headers()
@@ -222,8 +224,3 @@ async def test_partitions_given_on_a_new_broker_are_read_from_their_start(
         await asyncio.gather(running, return_exceptions=True)
         await producer.stop()
         await probe.close()
-
-
-def same_subject(event: CloudEvent) -> CloudEvent:
-    """Another event keyed as `event` is: on its partition, after it."""
-    return CloudEvent(uuid.uuid4(), event.source, event.type, event.subject, event.time, event.data)

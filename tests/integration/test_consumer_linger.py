@@ -23,7 +23,8 @@ from shared.events import CloudEvent, topics
 from shared.kafka import EventConsumer, RecordPosition, create_producer
 from shared.messaging import Outbox
 from shared.settings import Settings
-from tests.integration.test_offset_commits import escalations_consumer, status_changed
+from tests.integration.helpers import status_changed
+from tests.integration.test_offset_commits import escalations_consumer
 from tests.support import PATIENCE_SECONDS
 
 

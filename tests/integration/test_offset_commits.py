@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 from typing import TypeVar
 
 import pytest
@@ -17,7 +16,6 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.events import EVENT_TYPES, CloudEvent, topics
-from shared.events.models import IncidentStatusChanged
 from shared.kafka import (
     EventConsumer,
     EventHandler,
@@ -29,6 +27,7 @@ from shared.kafka import (
 )
 from shared.messaging import Inbox, Outbox
 from shared.settings import Settings
+from tests.integration.helpers import eventually, status_changed
 from tests.support import PATIENCE_SECONDS
 
 Consumer = TypeVar("Consumer", bound=EventConsumer)
@@ -54,17 +53,6 @@ def escalations_consumer(
         producer,
         settings,
     )
-
-
-def status_changed() -> CloudEvent:
-    data = IncidentStatusChanged(
-        incident_id=uuid.uuid4(),
-        status="RESPONDING",
-        previous_status="REPORTED",
-        changed_at=datetime.now(UTC),
-        reason="offset commit test",
-    )
-    return CloudEvent.new("escalation", data, data.incident_id)
 
 
 async def committed(settings: Settings, group: str, partition: TopicPartition) -> int | None:
@@ -242,6 +230,4 @@ async def applied_once_sent(producer: AIOKafkaProducer, applied: list[uuid.UUID]
     await producer.send_and_wait(
         topics.ESCALATIONS, value=event.value(), key=event.key, headers=event.headers()
     )
-    async with asyncio.timeout(PATIENCE_SECONDS):
-        while event.id not in applied:
-            await asyncio.sleep(0.05)
+    await eventually(lambda: asyncio.sleep(0, applied), lambda seen: event.id in seen)
