@@ -19,10 +19,9 @@ from typing import Any
 from sqlalchemy import and_, null, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.audit.leaves import canonical_json
+from services.audit.logged import Read, StoredLeaf, events_of, read_leaves
 from services.audit.models import data_keys
 from services.audit.personal import Opened, open_personal, seal_personal
-from services.audit.store import StoredLeaf
 from shared.driver import fetch
 from shared.pii import SEALED, PersonalDataKeyError, PiiCipher, new_key
 from shared.production import Gap
@@ -191,26 +190,22 @@ class DataKeys:
         """(incident, data) of rows of audit's tables, their personal fields opened."""
         return [document for document, _ in await self.opened(session, rows)]
 
-    async def opened_histories(
+    async def opened_events(
         self, session: AsyncSession, histories: Mapping[str, Sequence[StoredLeaf]]
-    ) -> dict[str, list[StoredLeaf]]:
-        """Histories of leaves as stored, with their personal fields opened (or erased): what
-        the findings are drawn from."""
+    ) -> dict[str, list[Read]]:
+        """Histories of leaves as stored, as the findings read them (`events_of`): each leaf
+        read once, with its personal fields opened (or erased)."""
+        documents = read_leaves(histories)
         sealed = {
-            index: json.loads(leaf)
+            index: document
             for history in histories.values()
             for index, leaf in history
-            if SEALED_MARK in leaf
+            if SEALED_MARK in leaf and isinstance(document := documents[index], dict)
         }
         keys = await self.of(session, [document["subject"] for document in sealed.values()])
-        opened = {
-            index: canonical_json(open_personal(document, keys.get(document["subject"])))
-            for index, document in sealed.items()
-        }
-        return {
-            incident: [(index, opened.get(index, leaf)) for index, leaf in history]
-            for incident, history in histories.items()
-        }
+        for index, document in sealed.items():
+            documents[index] = open_personal(document, keys.get(document["subject"]))
+        return events_of(histories, documents)
 
 
 async def note_closures(session: AsyncSession, closed: Mapping[str, datetime]) -> None:

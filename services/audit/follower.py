@@ -30,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.audit import store
 from services.audit.datakeys import DataKeys
 from services.audit.findings import RELEVANT_TYPES, LoggedEvent
-from services.audit.linking import joined_incidents
+from services.audit.linking import joined_by_links
+from services.audit.logged import Read, events_of, readable
 from services.audit.models import findings as findings_table
 from services.audit.models import findings_cursor, incident_leaves, log_entries
 from shared.events import CloudEvent
@@ -49,6 +50,8 @@ FIRST_RETRY_SECONDS = 0.2
 FindingsFunction = Callable[[UUID, Sequence[LoggedEvent]], list[AccountabilityFinding]]
 # An incident's leaves as stored: (index, leaf bytes).
 StoredLeaf = store.StoredLeaf
+# An incident's history as the findings read it: its leaves' events, in log order.
+History = Sequence[Read]
 
 
 @dataclass(frozen=True)
@@ -102,13 +105,16 @@ def incidents_touched(leaves: Sequence[LeafHeader]) -> dict[UUID, int]:
 
 
 def with_their_events(
-    touched: Mapping[UUID, int], histories: Mapping[str, Sequence[StoredLeaf]]
-) -> tuple[dict[UUID, int], dict[UUID, list[StoredLeaf]]]:
+    touched: Mapping[UUID, int], histories: Mapping[str, History]
+) -> tuple[dict[UUID, int], dict[UUID, list[Read]]]:
     """R20: an incident's findings (R12) read the histories of the incidents joined to it by
     standing links and merges, and what touches one of them may change the others' findings.
     The touched incidents with those joined to them (reviewed from the same leaf, in log
     order), and for each the histories of its event, every leaf once."""
-    joined = {incident: joined_incidents(history) for incident, history in histories.items()}
+    joined = {
+        incident: joined_by_links(event for event in history if isinstance(event, LoggedEvent))
+        for incident, history in histories.items()
+    }
 
     def event_of(incident: str) -> set[str]:
         found, frontier = {incident}, [incident]
@@ -127,10 +133,11 @@ def with_their_events(
     together = {
         incident_id: sorted(
             {
-                index: (index, leaf)
+                event.index: event
                 for member in event_of(str(incident_id))
-                for index, leaf in histories.get(member, ())
-            }.values()
+                for event in histories.get(member, ())
+            }.values(),
+            key=lambda event: event.index,
         )
         for incident_id in reviewed
     }
@@ -140,7 +147,7 @@ def with_their_events(
 def review_leaves(
     position: int,
     leaves: Sequence[LeafHeader],
-    histories: Mapping[UUID, Sequence[StoredLeaf]],
+    histories: Mapping[UUID, History],
     compute: FindingsFunction,
     touched: Mapping[UUID, int] | None = None,
 ) -> Review:
@@ -159,11 +166,9 @@ def review_leaves(
         touched = incidents_touched(leaves)
     for incident_id, first in touched.items():
         try:
-            events = [
-                LoggedEvent.from_leaf(index, leaf)
-                for index, leaf in histories.get(incident_id, ())
-                if index < end
-            ]
+            events = readable(
+                event for event in histories.get(incident_id, ()) if event.index < end
+            )
             found[incident_id] = compute(incident_id, events)
         except Exception as error:  # a defect of the judgement, never of the evidence
             return Review(first, found, Stop(first, incident_id, error))
@@ -269,9 +274,13 @@ class FindingsFollower:
             stored = await store.event_histories(
                 session, [str(incident) for incident in incidents_touched(leaves)], end
             )
-            if self.data_keys is not None:
-                stored = await self.data_keys.opened_histories(session, stored)
-            touched, histories = with_their_events(incidents_touched(leaves), stored)
+            # Each leaf read once for the pass, its personal fields opened (or erased).
+            events = (
+                await self.data_keys.opened_events(session, stored)
+                if self.data_keys is not None
+                else events_of(stored)
+            )
+            touched, histories = with_their_events(incidents_touched(leaves), events)
             review = review_leaves(position, leaves, histories, self.compute, touched)
             for incident_id, computed in review.findings.items():
                 await store_findings(session, self.outbox, incident_id, computed, self.data_keys)

@@ -77,16 +77,22 @@ def standing_links(events: Iterable[LoggedEvent]) -> dict[str, Link]:
     return links
 
 
+def joined_by_links(events: Iterable[LoggedEvent]) -> set[str]:
+    """The incidents that standing links and merges among the events join (none without
+    one)."""
+    links = standing_links(event for event in events if event.type in LINK_TYPES)
+    return {incident for link in links.values() for incident in (link.kept, link.other)}
+
+
 def joined_incidents(history: Iterable[tuple[int, bytes]]) -> set[str]:
-    """The incidents that standing links and merges in a history of stored leaves (index, leaf)
-    join, the history's own among them; only leaves of those types are read."""
+    """`joined_by_links` of a history of stored leaves (index, leaf): only leaves of those
+    types are read."""
     markers = tuple(f'"type":"{ce_type}"'.encode() for ce_type in LINK_TYPES)
-    links = standing_links(
+    return joined_by_links(
         LoggedEvent.from_leaf(index, leaf)
         for index, leaf in history
         if any(marker in leaf for marker in markers)
     )
-    return {incident for link in links.values() for incident in (link.kept, link.other)}
 
 
 def incidents_of_event(incident_id: str, events: Iterable[LoggedEvent]) -> set[str]:

@@ -17,6 +17,7 @@ from sqlalchemy import Row, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.linking import joined_incidents
+from services.audit.logged import StoredLeaf
 from services.audit.merkle import (
     CompactRange,
     Node,
@@ -209,7 +210,6 @@ HISTORIES = text(
     "WHERE n.incident_id = ANY(CAST(:subjects AS text[])) AND n.index < :end "
     "ORDER BY index"
 )
-StoredLeaf = tuple[int, bytes]
 # Incidents joined to one another through other incidents are read this many hops deep.
 EVENT_HOPS = 8
 

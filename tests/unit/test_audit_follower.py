@@ -24,6 +24,7 @@ from services.audit.follower import (
 )
 from services.audit.leaves import canonical_json
 from services.audit.linking import joined_incidents
+from services.audit.logged import Read, events_of
 from shared.events.models import AccountabilityFinding
 from tests.unit.test_audit_findings import ABSCONDING, COUNTY
 
@@ -36,7 +37,7 @@ class Log:
 
     def __init__(self) -> None:
         self.headers: list[LeafHeader] = []
-        self.histories: dict[uuid.UUID, list[StoredLeaf]] = {}
+        self.stored: dict[uuid.UUID, list[StoredLeaf]] = {}
 
     def add(self, incident: uuid.UUID | str, ce_type: str, **data: Any) -> int:
         index = len(self.headers)
@@ -50,7 +51,7 @@ class Log:
         )
         self.headers.append(LeafHeader(index, ce_type, str(incident)))
         if isinstance(incident, uuid.UUID):
-            self.histories.setdefault(incident, []).append((index, leaf))
+            self.stored.setdefault(incident, []).append((index, leaf))
         return index
 
     def reported(self, incident: uuid.UUID, discovered_hours_before: float = 0) -> int:
@@ -67,6 +68,11 @@ class Log:
             reporter={"party": "SFS:150626102", "name": "李明"},
             reported_at=T0.isoformat(),
         )
+
+    @property
+    def histories(self) -> dict[uuid.UUID, list[Read]]:
+        """The histories as the follower reviews them, each leaf read once."""
+        return events_of(self.stored)
 
     def from_(self, position: int) -> list[LeafHeader]:
         return self.headers[position:]
@@ -148,7 +154,7 @@ def test_a_failing_review_stops_the_cursor_at_the_first_leaf_of_its_incident() -
 def test_a_leaf_findings_cannot_read_stops_the_follower_too() -> None:
     log = Log()
     log.reported(A)
-    log.histories[A] = [(0, b"not json")]
+    log.stored[A] = [(0, b"not json")]
     review = review_leaves(0, log.from_(0), log.histories, Recorder())
     assert review.cursor == 0 and review.stop is not None
     assert review.stop.reason.startswith("JSONDecodeError")
@@ -261,9 +267,9 @@ def test_R20_an_incident_is_reviewed_with_the_histories_of_the_incidents_joined_
     }
     # A 续报 on the merged incident B touches only B; A, which B was merged into, is reviewed
     # too, over both histories, each leaf once.
-    touched, histories = with_their_events({B: 95}, stored)
+    touched, histories = with_their_events({B: 95}, events_of(stored))
     assert touched == {B: 95, A: 95}
-    assert [index for index, _ in histories[A]] == [0, 3, 90, 95]
+    assert [event.index for event in histories[A]] == [0, 3, 90, 95]
     assert histories[A] == histories[B]
     rules = partial(compute, rules=FindingRules(zone=COUNTY))
     leaves = [LeafHeader(95, "incident.report_filed", str(B))]
@@ -271,7 +277,7 @@ def test_R20_an_incident_is_reviewed_with_the_histories_of_the_incidents_joined_
     # The 司法所's own first report came three minutes after the platform's: no R12 on A,
     # and none on B, judged on A.
     assert review.findings == {B: [], A: []}
-    alone, _ = with_their_events({C: 4}, stored)
+    alone, _ = with_their_events({C: 4}, events_of(stored))
     assert alone == {C: 4}
 
 
@@ -284,3 +290,20 @@ def test_R20_joined_incidents_follow_standing_links_only() -> None:
     assert joined_incidents([linked]) == {str(A), str(B)}
     assert joined_incidents([linked, undone]) == set()
     assert joined_incidents([first_report(0, A, "PLATFORM")]) == set()
+
+
+def test_a_leaf_without_an_event_s_fields_stops_only_its_incident_s_review() -> None:
+    log = Log()
+    log.reported(A)
+    log.reported(B)
+    log.stored[B] = [(1, b'{"id":"x","type":"incident.reported"}')]  # no time
+    review = review_leaves(0, log.from_(0), log.histories, Recorder())
+    assert review.cursor == 1 and review.stop is not None
+    assert review.stop.incident_id == B and review.stop.reason.startswith("KeyError")
+    assert list(review.findings) == [A]
+
+
+def test_a_leaf_in_two_histories_is_read_once() -> None:
+    link = leaf_of(1, A, "incident.linked", linked_incident_id=str(B), link_id="L")
+    histories = events_of({str(A): [first_report(0, A, "PLATFORM"), link], str(B): [link]})
+    assert histories[str(A)][1] is histories[str(B)][0]
