@@ -130,6 +130,13 @@ def test_round_trip_of_one_event_type_per_topic(topic, make):
     assert received.key == str(INCIDENT_ID).encode()
 
 
+@pytest.mark.parametrize(("topic", "make"), ONE_OF_EACH_TOPIC)
+def test_the_value_is_the_data_as_compact_utf8_json_in_declared_order(topic, make):
+    sent = CloudEvent.new("test-source", make(), INCIDENT_ID, trace_headers={})
+    written = json.dumps(sent.data_json(), ensure_ascii=False, separators=(",", ":"))
+    assert sent.value() == written.encode()
+
+
 def test_headers_carry_the_cloudevents_attributes():
     sent = event()
     headers = dict(sent.headers())
