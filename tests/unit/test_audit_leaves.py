@@ -191,3 +191,15 @@ def test_a_received_event_is_logged_as_written_from_the_data_decoded_on_receipt(
     leaf = new_leaf(received, RecordPosition("incidents.v1", 0, 7))
     monkeypatch.undo()
     assert json.loads(leaf.leaf)["data"] == written
+
+
+def test_integers_beyond_64_bits_are_written_whole() -> None:
+    assert (
+        canonical_json({"n": 2**70, "m": -(2**64)})
+        == b'{"m":-18446744073709551616,"n":1180591620717411303424}'
+    )
+
+
+def test_a_value_that_is_not_json_is_refused() -> None:
+    with pytest.raises(TypeError):
+        canonical_json({"at": datetime(2025, 3, 1, tzinfo=UTC)})
