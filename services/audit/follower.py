@@ -271,8 +271,9 @@ class FindingsFollower:
                 self.health.record(Review(position, {}))
                 return None, False
             end = leaves[-1].index + 1
+            first_touched = incidents_touched(leaves)
             stored = await store.event_histories(
-                session, [str(incident) for incident in incidents_touched(leaves)], end
+                session, [str(incident) for incident in first_touched], end
             )
             # Each leaf read once for the pass, its personal fields opened (or erased).
             events = (
@@ -280,7 +281,7 @@ class FindingsFollower:
                 if self.data_keys is not None
                 else events_of(stored)
             )
-            touched, histories = with_their_events(incidents_touched(leaves), events)
+            touched, histories = with_their_events(first_touched, events)
             review = review_leaves(position, leaves, histories, self.compute, touched)
             for incident_id, computed in review.findings.items():
                 await store_findings(session, self.outbox, incident_id, computed, self.data_keys)

@@ -18,6 +18,8 @@ from typing import Any, Literal
 from services.audit.logged import LoggedEvent
 
 LINK_TYPES = frozenset({"incident.linked", "incident.merged", "incident.unlinked"})
+# How a stored leaf of those types says its type (canonical JSON: no blanks).
+LINK_MARKERS = tuple(f'"type":"{ce_type}"'.encode() for ce_type in sorted(LINK_TYPES))
 
 
 def other_incident(ce_type: str, data: Mapping[str, Any]) -> str | None:
@@ -87,11 +89,10 @@ def joined_by_links(events: Iterable[LoggedEvent]) -> set[str]:
 def joined_incidents(history: Iterable[tuple[int, bytes]]) -> set[str]:
     """`joined_by_links` of a history of stored leaves (index, leaf): only leaves of those
     types are read."""
-    markers = tuple(f'"type":"{ce_type}"'.encode() for ce_type in LINK_TYPES)
     return joined_by_links(
         LoggedEvent.from_leaf(index, leaf)
         for index, leaf in history
-        if any(marker in leaf for marker in markers)
+        if any(marker in leaf for marker in LINK_MARKERS)
     )
 
 
