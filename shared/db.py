@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from shared.jsontext import from_json, json_text
 from shared.settings import REPOSITORY_ROOT, Settings
 from shared.staging import StagingSession
 
@@ -93,6 +94,9 @@ def create_engine(
         # No statement or idle transaction holds a connection (and its locks) without end: a
         # runaway query is cancelled (SQLSTATE 57014, answered as unavailable: 503, retry).
         connect_args={"server_settings": connection_settings(settings, application_name)},
+        # JSON columns and results by orjson, as the services write their JSON themselves.
+        json_serializer=json_text,
+        json_deserializer=from_json,
     )
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -61,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db import rows_affected
 from shared.driver import fetch
 from shared.events import CloudEvent, topic_of
+from shared.jsontext import from_json, json_text
 from shared.pgnotify import Wakeup
 from shared.staging import staged
 
@@ -223,7 +223,7 @@ def outbox_values(event: CloudEvent) -> dict[str, Any]:
     return {
         **{name: value for name, value in row.items() if name != "key"},
         "event_key": row["key"],
-        "headers": json.dumps(row["headers"], ensure_ascii=False),
+        "headers": json_text(row["headers"]),
     }
 
 
@@ -711,7 +711,7 @@ class OutboxRelay:
 
     async def _send(self, row: asyncpg.Record) -> asyncio.Future[Any]:
         """Queue one record; a PRODUCER span, child of the writer's, travels in its headers."""
-        headers = json.loads(row["headers"])
+        headers = from_json(row["headers"])
         topic, key = row["topic"], row["key"]
         with tracer.start_as_current_span(
             f"{topic} publish",

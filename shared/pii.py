@@ -12,7 +12,6 @@ Every read of personal data in clear leaves a trace (社区矫正法 Art. 54): `
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.domain.access import Principal
 from shared.events import CloudEvent
 from shared.events.models import PersonalDataRead, PersonalDataReadInAudit, Sealed
+from shared.jsontext import from_json, json_bytes
 from shared.messaging import Outbox
 from shared.production import Gap
 from shared.settings import Settings
@@ -105,7 +105,7 @@ class PiiCipher:
         if not self.keys:
             raise PersonalDataKeyError("PII_KEYS is not set: personal data cannot be stored")
         nonce = os.urandom(12)
-        plaintext = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        plaintext = json_bytes(value)
         ciphertext = self._aeads[self.current].encrypt(nonce, plaintext, context.encode())
         return {
             "kid": self.current,
@@ -120,7 +120,7 @@ class PiiCipher:
         plaintext = aead.decrypt(
             base64.b64decode(sealed["nonce"]), base64.b64decode(sealed["ct"]), context.encode()
         )
-        return json.loads(plaintext)
+        return from_json(plaintext)
 
     def seal_subjects(
         self, facts: dict[str, Any], fields: tuple[str, ...] = SEALED_FIELDS

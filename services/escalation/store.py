@@ -6,7 +6,6 @@ transaction, so a decision and the events announcing it commit together or not a
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from shared.events.models import (
     ObligationOmitted,
     ObligationWaived,
 )
+from shared.jsontext import json_text
 from shared.messaging import Outbox
 from shared.pgnotify import notify
 from shared.telemetry import annotate
@@ -299,8 +299,8 @@ class Store:
             STORE_REPORTED,
             {
                 **incident,
-                "facts": json.dumps(incident["facts"], ensure_ascii=False),
-                "reporter": json.dumps(incident["reporter"], ensure_ascii=False),
+                "facts": json_text(incident["facts"]),
+                "reporter": json_text(incident["reporter"]),
                 "source_event_id": source_event_id,
                 **arrays,
             },

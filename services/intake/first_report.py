@@ -18,7 +18,6 @@ townships in common wait for each other rather than deadlock.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from shared.domain.correlation import Correlation, OpenIncident
 from shared.domain.vocabulary import LifecycleStatus
 from shared.driver import fetch
 from shared.events import CloudEvent
+from shared.jsontext import json_text
 from shared.messaging import notify_channel, outbox_values
 from shared.together import Together
 
@@ -132,10 +132,6 @@ class Written:
     key_claimed: bool
     written: bool
     candidates: list[UUID]
-
-
-def json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def open_incident(township_code: str, row: dict[str, Any]) -> OpenIncident:

@@ -35,7 +35,6 @@ an ACK deadline it started that comes before its sleep ends.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import random
@@ -71,6 +70,7 @@ from shared.events.models import (
     NotificationFailed,
     NotificationUnacknowledged,
 )
+from shared.jsontext import json_text
 from shared.messaging import (
     OUTBOX_COLUMNS,
     OUTBOX_VALUES,
@@ -567,7 +567,7 @@ class Dispatcher:
             {
                 **columns(opened),
                 "contacts": [
-                    json.dumps(_contact_list(contacts)) if start else None
+                    json_text(_contact_list(contacts)) if start else None
                     for _, contacts, _ in opening
                 ],
             },
@@ -618,10 +618,10 @@ class Dispatcher:
             "notification_id": notification_id,
             "contact_index": index,
             "channel": contact.channel,
-            "target": json.dumps(contact.model_dump(mode="json", exclude_none=True)),
+            "target": json_text(contact.model_dump(mode="json", exclude_none=True)),
             "contact": shown_contact(contact),
-            "message": json.dumps(message, ensure_ascii=False),
-            "trace_headers": json.dumps(trace_headers),
+            "message": json_text(message),
+            "trace_headers": json_text(trace_headers),
         }
 
     # --- the first delivery of a new alert, opened where the alert is stored --------------------
@@ -650,7 +650,7 @@ class Dispatcher:
             guard.started(1)
             claim = True
         return {
-            "contacts": json.dumps(_contact_list(contacts)),
+            "contacts": json_text(_contact_list(contacts)),
             "delivery_id": delivery["id"],
             "channel": delivery["channel"],
             "target": delivery["target"],

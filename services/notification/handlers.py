@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -59,6 +58,7 @@ from shared.events.models import (
     PersonalDataErased,
     PersonalDataReadInAudit,
 )
+from shared.jsontext import json_text
 from shared.kafka import EventHandler, HandlerTable, RecordPosition
 from shared.messaging import Outbox
 from shared.staging import columns, defer, of_transaction, when_ended, write_deferred
@@ -403,8 +403,8 @@ def write_new_alerts(
     encoded = [
         row
         | {
-            "alert": json.dumps(row["alert"], ensure_ascii=False),
-            "trace_headers": json.dumps(row["trace_headers"]),
+            "alert": json_text(row["alert"]),
+            "trace_headers": json_text(row["trace_headers"]),
         }
         for row in rows
     ]

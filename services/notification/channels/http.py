@@ -30,6 +30,7 @@ from opentelemetry.propagate import inject
 from yarl import URL
 
 from services.notification.channels import DeliveryResult
+from shared.jsontext import json_bytes
 from shared.telemetry import without_query
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -66,7 +67,7 @@ class GatewayAnswer:
 
 def json_body(payload: Any) -> bytes:
     """Compact JSON in UTF-8, Chinese as it is (a gateway's byte limits count it so)."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return json_bytes(payload)
 
 
 def http_client(connections: int, timeout_seconds: float) -> aiohttp.ClientSession:
