@@ -180,12 +180,14 @@ class AlertTexts:
         form: Form,
         ack_url: str | None = None,
         record_url: str | None = None,
+        title: str | None = None,
     ) -> str:
+        """The text of `form`; `title` is the facts' title when the caller has it already."""
         template = self.template(form, facts)
         short = self.category_short
         text = template.render(
             with_later_facts(facts),
-            title=self.title(facts),
+            title=self.title(facts) if title is None else title,
             category_short=short.get(facts["category"], facts["category_name"]),
             ack_url=ack_url,
             record_url=record_url,
@@ -458,6 +460,7 @@ def alert_payload(
     notification_id: str, obligation: ObligationCreated, facts: dict[str, Any], texts: AlertTexts
 ) -> dict[str, Any]:
     """The alert as subscribers receive it: identifiers, rule, and the full text."""
+    title = texts.title(facts)
     return {
         "notification_id": notification_id,
         "incident_id": str(obligation.incident_id),
@@ -469,8 +472,8 @@ def alert_payload(
         "action": obligation.action,
         "due_at": obligation.due_at.isoformat(),
         "drill": obligation.incident.drill,
-        "title": texts.title(facts),
-        "text": texts.render(facts, Form.FULL),
+        "title": title,
+        "text": texts.render(facts, Form.FULL, title=title),
     }
 
 
@@ -515,7 +518,10 @@ def render_message(
         # Alerts stored before the templates existed keep the full text they were rendered with.
         text = alert["text"] + (f"\n收悉请确认：{ack_url}" if ack_url else "")
     else:
-        text = texts.render(facts, form, ack_url=ack_url, record_url=record_url)
+        # The title the alert was stored with, as its message's `title` says.
+        text = texts.render(
+            facts, form, ack_url=ack_url, record_url=record_url, title=alert.get("title")
+        )
     return {
         **message,
         "form": str(form),

@@ -3,6 +3,7 @@ least personal data, the right wording for each kind of recipient, drills marked
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -147,6 +148,26 @@ def test_message_is_the_alert_with_the_form_and_links_and_no_stored_facts():
     assert "facts" not in message
     assert (message["form"], message["ack_url"], message["record_url"]) == ("sms", ACK, RECORD)
     assert message["title"] == alert["title"] and message["party"] == "PPS:150626102"
+
+
+def test_an_alert_s_title_is_rendered_once_and_its_messages_say_the_title_it_was_stored_with():
+    texts = AlertTexts.load()
+    rendered: list[dict[str, Any]] = []
+    title_template = texts.title_template
+
+    class CountedTitle:
+        def render(self, facts: dict[str, Any]) -> str:
+            rendered.append(facts)
+            return title_template.render(facts)
+
+    counted = dataclasses.replace(texts, title_template=CountedTitle())  # type: ignore[arg-type]
+    alert = stored_alert("n-1", obligation(), "图克镇派出所", counted)
+    assert len(rendered) == 1 and alert["title"] in alert["text"]
+    message = render_message(
+        {**alert, "title": "标题如存"}, Form.FULL, ack_url=ACK, record_url=None, texts=counted
+    )
+    assert len(rendered) == 1
+    assert message["title"] == "标题如存" and "标题如存" in message["text"]
 
 
 def test_alert_stored_before_templates_keeps_its_text_and_gains_the_link():
