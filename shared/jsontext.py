@@ -16,19 +16,24 @@ from typing import Any
 
 import orjson
 
-# Integer keys are written as strings, as the standard library writes them; dates and
-# dataclasses go on to the standard library, which refuses them.
-_OPTIONS = (
-    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-)
+# Dates and dataclasses go on to the standard library, which refuses them. Integer keys are
+# written as strings, as the standard library writes them; sorted, they go to the standard
+# library too (orjson's option for them costs a third more on every document, and the sorted
+# documents, the audit's canonical leaves, have none).
+_REFUSED = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_OPTIONS = _REFUSED | orjson.OPT_NON_STR_KEYS
+_SORTED = _REFUSED | orjson.OPT_SORT_KEYS
 
 
-def json_bytes(value: Any) -> bytes:
-    """`value` as compact JSON in UTF-8."""
+def json_bytes(value: Any, *, sort_keys: bool = False) -> bytes:
+    """`value` as compact JSON in UTF-8; with `sort_keys`, object members by their keys' code
+    points."""
     try:
-        return orjson.dumps(value, option=_OPTIONS)
+        return orjson.dumps(value, option=_SORTED if sort_keys else _OPTIONS)
     except TypeError:  # an integer beyond 64 bits, or a value that is not JSON's
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        return json.dumps(
+            value, ensure_ascii=False, sort_keys=sort_keys, separators=(",", ":")
+        ).encode()
 
 
 def json_text(value: Any) -> str:

@@ -12,9 +12,8 @@ import json
 import math
 from typing import Any
 
-import orjson
-
 from services.audit.merkle import hash_leaf
+from shared.jsontext import json_bytes
 
 leaf_hash = hash_leaf
 
@@ -25,17 +24,9 @@ def canonical_json(document: Any) -> bytes:
         prepared = _for_json_module(document)
     except _NeedsFullEncoder:
         return _encode(document).encode()
-    try:
-        return orjson.dumps(prepared, option=_SORTED)
-    except TypeError:  # an integer beyond 64 bits, or a value that is not JSON's
-        return json.dumps(
-            prepared, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-        ).encode()
-
-
-# orjson writes JCS's bytes for what `_for_json_module` lets through; a date or a dataclass it
-# would write of its own accord goes to the standard library, which refuses it.
-_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    # What the walk lets through, orjson writes as JCS does (`json_bytes`: the standard library
+    # where orjson cannot, or would write what it refuses).
+    return json_bytes(prepared, sort_keys=True)
 
 
 class _NeedsFullEncoder(Exception):

@@ -32,6 +32,9 @@ def test_written_as_the_standard_library_writes_it(document: Any) -> None:
     assert json_bytes(document) == standard(document)
     assert json_text(document) == standard(document).decode()
     assert from_json(json_bytes(document)) == document
+    assert json_bytes(document, sort_keys=True) == (
+        json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+    )
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
@@ -51,6 +54,7 @@ def test_integers_beyond_64_bits_are_written_whole() -> None:
 
 def test_integer_keys_are_written_as_strings() -> None:
     assert json_text({1: "a", 2: ["b"]}) == '{"1":"a","2":["b"]}'
+    assert json_bytes({2: "b", 1: "a"}, sort_keys=True) == b'{"1":"a","2":"b"}'
 
 
 @dataclass
