@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Histogram
-from sqlalchemy import ColumnElement, Row, func, select, update
+from sqlalchemy import ColumnElement, Row, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.escalation.models import incidents, obligations, timers
-from services.escalation.rules import Trigger, evaluate, recurring_actions
+from services.escalation.rules import Policy, Trigger, evaluate, recurring_actions
 from services.escalation.store import Store
 from shared.db import single_statement
 from shared.domain import lifecycle
@@ -36,8 +36,35 @@ NOTIFIED_LOOK_AFTER_SECONDS = 0.2
 
 def not_merged(incident_id: ColumnElement[Any]) -> ColumnElement[bool]:
     """An incident merged into another rests (R20): its duties moved or were waived, and none
-    of its deadlines or timers fires (R9's quiet spell and R11 included) until it is unmerged."""
+    of its deadlines or timers fires (R9's quiet spell and R11 included) until it is unmerged.
+    The merged incidents are read by their own index (`ix_incidents_merged`): few, where the
+    incidents ever reported are many."""
     return incident_id.not_in(select(incidents.c.id).where(incidents.c.merged_into.is_not(None)))
+
+
+def next_deadline_look(policy: Policy) -> Select[tuple[Any]]:
+    """Seconds from the database's now to the earliest duty, timer or omission (R11) of an
+    incident not merged away; null when there is none."""
+    duty = select(func.min(obligations.c.due_at)).where(
+        obligations.c.status == "PENDING", not_merged(obligations.c.incident_id)
+    )
+    timer = select(func.min(timers.c.fire_at)).where(
+        timers.c.fired_at.is_(None),
+        timers.c.cancelled_at.is_(None),
+        not_merged(timers.c.incident_id),
+    )
+    omission = select(func.min(obligations.c.due_at)).where(
+        obligations.c.status == "MISSED",
+        obligations.c.omitted_at.is_(None),
+        obligations.c.action.not_in(recurring_actions(policy)),
+        not_merged(obligations.c.incident_id),
+    )
+    earliest = func.least(
+        duty.scalar_subquery(),
+        timer.scalar_subquery(),
+        omission.scalar_subquery() + policy.omitted_after,
+    )
+    return select(func.extract("epoch", earliest - func.now()))
 
 
 class DeadlineWorker:
@@ -94,29 +121,9 @@ class DeadlineWorker:
         an incident not merged away, by the database's clock. At least `BUSY_RETRY_SECONDS`
         (one that is due already is held by another transaction, which settles it or lets it
         go); at most the poll interval, a fallback, since a new deadline wakes the worker."""
-        policy = self._store.policy
-        duty = select(func.min(obligations.c.due_at)).where(
-            obligations.c.status == "PENDING", not_merged(obligations.c.incident_id)
-        )
-        timer = select(func.min(timers.c.fire_at)).where(
-            timers.c.fired_at.is_(None),
-            timers.c.cancelled_at.is_(None),
-            not_merged(timers.c.incident_id),
-        )
-        omission = select(func.min(obligations.c.due_at)).where(
-            obligations.c.status == "MISSED",
-            obligations.c.omitted_at.is_(None),
-            obligations.c.action.not_in(recurring_actions(policy)),
-            not_merged(obligations.c.incident_id),
-        )
-        earliest = func.least(
-            duty.scalar_subquery(),
-            timer.scalar_subquery(),
-            omission.scalar_subquery() + policy.omitted_after,
-        )
         # Asked on every new duty's NOTIFY: one statement, so no BEGIN and ROLLBACK around it.
         async with single_statement(self._sessions) as connection:
-            seconds = await connection.scalar(select(func.extract("epoch", earliest - func.now())))
+            seconds = await connection.scalar(next_deadline_look(self._store.policy))
         if seconds is None:
             return self._poll_interval
         return min(max(float(seconds), BUSY_RETRY_SECONDS), self._poll_interval)
