@@ -1,13 +1,15 @@
-"""`intake.first_report` (services/intake/first_report.py, migration 0011): a first report that
-opens an incident is one statement, holding the township to its transaction's end; a key
-claimed for a report whose reference another township's report took just then is let go; a new
-incident's candidates are the township's open incidents, never itself; reports that arrive
-together are one call, each written as it would be alone. On the suite's database, in
-transactions rolled back at the end, but for the calls `FirstReports` makes, which commit."""
+"""`intake.first_report` (services/intake/first_report.py, migrations 0011 and 0012): a first
+report that opens an incident is one statement, holding the township to its transaction's end;
+a key claimed for a report whose reference another township's report took just then is let go;
+a new incident's candidates are the township's open incidents, never itself; reports that
+arrive together are one call, each written as it would be alone; the call keeps one plan, which
+reads the incidents of the same event by their ids. On the suite's database, in transactions
+rolled back at the end, but for the calls `FirstReports` makes, which commit."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -271,3 +273,57 @@ async def test_when_a_call_fails_each_report_is_written_alone_and_a_failure_is_i
         found = [await count(session, "incidents", "id", r["incident_id"]) for r in fine]
         clashing_report = await count(session, "reports", "id", clashing["report_id"])
     assert found == [1, 1] and clashing_report == 0
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of a JSON plan, depth first."""
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes += plan_nodes(child)
+    return nodes
+
+
+async def test_the_incidents_of_the_same_event_are_read_by_their_ids_under_the_one_plan_kept(
+    sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+) -> None:
+    """The call keeps one plan for any values (0012): the incidents naming the report's subjects
+    or quoting its reference are read by their key, never by walking the township's incidents
+    of the window, however many it holds (a plan so kept once did, and cost more the busier the
+    township)."""
+    async with sessions() as session:
+        transaction = await session.begin()
+        await session.execute(
+            text(
+                "INSERT INTO intake.incidents (id, category, phase, township_code, facts,"
+                " reporter, status, reported_at) SELECT gen_random_uuid(), 'VIOLENCE',"
+                " 'IN_PROGRESS', :township, '{}', '{}', 'REPORTED', now()"
+                " FROM generate_series(1, 2000)"
+            ),
+            {"township": TOWNSHIP},
+        )
+        await session.execute(text("ANALYZE intake.incidents"))
+        planning = await session.execute(
+            text("SELECT proconfig FROM pg_proc WHERE oid = 'intake.first_report'::regproc")
+        )
+        # The plans of the call's own statements, sent to this connection as notices.
+        driver = (await (await session.connection()).get_raw_connection()).driver_connection
+        plans: list[str] = []
+        driver.add_log_listener(lambda _connection, message: plans.append(message.message))
+        await session.execute(text("LOAD 'auto_explain'"))
+        for setting, value in {
+            "log_min_duration": "0",
+            "log_nested_statements": "on",
+            "log_format": "json",
+            "log_level": "notice",
+        }.items():
+            await session.execute(text(f"SET LOCAL auto_explain.{setting} = '{value}'"))
+        written = await first_report.write_incident(session, report(infra_settings))
+        await transaction.rollback()
+    assert planning.scalar_one() == ["plan_cache_mode=force_generic_plan"]
+    assert written.written and len(written.candidates) == 100  # the nearest page of them
+    [statement] = [plan for plan in plans if "WITH naming AS" in plan]
+    tree = json.loads(statement[statement.index("{") :])["Plan"]
+    [naming] = [node for node in plan_nodes(tree) if node.get("Subplan Name") == "CTE naming"]
+    read = {node.get("Index Name") or node.get("Relation Name") for node in plan_nodes(naming)}
+    assert "pk_incidents" in read
+    assert read.isdisjoint({"incidents", "ix_incidents_township_reported"}), read
