@@ -4,8 +4,8 @@
 about 0.5–0.7 ms of PostgreSQL's time a report: a plan kept for any values read the incidents
 naming the report's subjects or quoting its reference by walking the township's incidents of
 the window and testing each id against the arrays, which cost more the more incidents the
-township held. The statement now reads those incidents from their ids (a join of the ids with
-the table's key), so one plan serves every call: the function keeps it for the connection
+township held. The statement now reads those incidents from their ids, each by the table's
+key, so one plan serves every call: the function keeps it for the connection
 (`force_generic_plan`). What it does and returns is unchanged.
 
 Revision ID: 0012
@@ -80,10 +80,16 @@ BEGIN
                      WHERE r.incident_id = i.id) AS external_refs
         FROM (SELECT DISTINCT named.id FROM unnest(naming_subjects || quoting_ref) AS named(id))
              AS named
-        JOIN intake.incidents i ON i.id = named.id
-        WHERE i.township_code = p_township_code
-          AND i.status = ANY(p_open_statuses)
-          AND i.reported_at >= p_since
+        -- Each by its key: the LIMIT keeps the look-up apart, so that no plan for any values
+        -- joins the ids with a walk of the township's incidents of the window instead.
+        CROSS JOIN LATERAL (
+            SELECT * FROM intake.incidents i
+            WHERE i.id = named.id
+              AND i.township_code = p_township_code
+              AND i.status = ANY(p_open_statuses)
+              AND i.reported_at >= p_since
+            LIMIT 1
+        ) AS i
     ), matched AS (
         SELECT EXISTS (SELECT FROM naming WHERE naming.drill = p_drill) AS any_open
     ), new_key AS (
