@@ -122,6 +122,8 @@ external_refs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # A report quoting a reference finds the incidents of any source quoting it (R20).
     Index("ix_external_refs_ref", "external_ref"),
+    # Matching reads the references of each open incident it weighs (R20; migration 0013).
+    Index("ix_external_refs_incident", "incident_id"),
 )
 
 idempotency_keys = Table(

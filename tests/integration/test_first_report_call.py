@@ -289,19 +289,27 @@ async def test_the_incidents_of_the_same_event_are_read_by_their_ids_under_the_o
     """The call keeps one plan for any values (0012): the incidents naming the report's subjects
     or quoting its reference are read by their key, never by walking the township's incidents
     of the window, however many it holds (a plan so kept once did, and cost more the busier the
-    township)."""
+    township); so are the references each is known by, however many the sources sent."""
     async with sessions() as session:
         transaction = await session.begin()
         await session.execute(
             text(
                 "INSERT INTO intake.incidents (id, category, phase, township_code, facts,"
                 " reporter, status, reported_at) SELECT gen_random_uuid(), 'VIOLENCE',"
-                " 'IN_PROGRESS', :township, '{}', '{}', 'REPORTED', now()"
-                " FROM generate_series(1, 2000)"
+                " 'IN_PROGRESS', :township, '{}', '{}', 'REPORTED',"
+                " now() - make_interval(secs => n) FROM generate_series(1, 2000) AS n"
             ),
             {"township": TOWNSHIP},
         )
-        await session.execute(text("ANALYZE intake.incidents"))
+        await session.execute(
+            text(
+                "INSERT INTO intake.external_refs (source_party, external_ref, incident_id,"
+                " request_hash) SELECT 'PLATFORM', 'ref-' || id, id, '' FROM intake.incidents"
+                " WHERE township_code = :township"
+            ),
+            {"township": TOWNSHIP},
+        )
+        await session.execute(text("ANALYZE intake.incidents, intake.external_refs"))
         planning = await session.execute(
             text("SELECT proconfig FROM pg_proc WHERE oid = 'intake.first_report'::regproc")
         )
@@ -327,3 +335,5 @@ async def test_the_incidents_of_the_same_event_are_read_by_their_ids_under_the_o
     read = {node.get("Index Name") or node.get("Relation Name") for node in plan_nodes(naming)}
     assert "pk_incidents" in read
     assert read.isdisjoint({"incidents", "ix_incidents_township_reported"}), read
+    # And the references each of them is known by, by their incident (0013).
+    assert "ix_external_refs_incident" in read and "external_refs" not in read, read
