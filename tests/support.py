@@ -313,6 +313,20 @@ def statements_sent(engine: AsyncEngine) -> Iterator[list[str]]:
         event.remove(engine.sync_engine, "before_cursor_execute", seen)
 
 
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of a plan as `EXPLAIN (FORMAT JSON)` or `auto_explain` writes it, depth
+    first."""
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes += plan_nodes(child)
+    return nodes
+
+
+def node_reads(node: dict[str, Any]) -> str:
+    """What a plan node reads: its index, else its table ("" for neither)."""
+    return node.get("Index Name") or node.get("Relation Name", "")
+
+
 async def purge_all(settings: Settings, each: Purge, batch: int = PURGE_BATCH) -> None:
     """Run a retention purge as the service's worker does, until nothing is left to purge."""
     engine = create_engine(settings, pool_size=1)

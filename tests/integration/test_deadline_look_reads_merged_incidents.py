@@ -14,18 +14,11 @@ from services.escalation.deadlines import next_deadline_look
 from services.escalation.rules import Policy
 from shared.db import create_engine
 from shared.settings import Settings
+from tests.support import node_reads, plan_nodes
 from tools.devrun import ServiceProcesses
 
 # A few years of a county's incidents, none merged.
 HISTORY = 5000
-
-
-def scanned(plan: dict) -> list[tuple[str, str]]:
-    """(node type, relation or index) of every node of a JSON plan."""
-    nodes = [(plan["Node Type"], plan.get("Index Name") or plan.get("Relation Name", ""))]
-    for child in plan.get("Plans", []):
-        nodes += scanned(child)
-    return nodes
 
 
 async def test_the_look_at_the_next_deadline_reads_only_the_merged_incidents(
@@ -53,7 +46,7 @@ async def test_the_look_at_the_next_deadline_reads_only_the_merged_incidents(
             await transaction.rollback()
     finally:
         await engine.dispose()
-    nodes = scanned(plan["Plan"])
+    nodes = [(node["Node Type"], node_reads(node)) for node in plan_nodes(plan["Plan"])]
     on_incidents = [node for node in nodes if node[1] in ("incidents", "ix_incidents_merged")]
     # One read of the merged incidents for each kind of deadline: duties, timers, omissions.
     assert on_incidents == [("Index Only Scan", "ix_incidents_merged")] * 3, json.dumps(plan)

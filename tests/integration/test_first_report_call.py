@@ -27,7 +27,7 @@ from shared.domain.correlation import Correlation
 from shared.driver import fetch
 from shared.settings import Settings
 from tests.integration.helpers import eventually, reported_event, subject_id
-from tests.support import statements_sent
+from tests.support import node_reads, plan_nodes, statements_sent
 from tools.devrun import ServiceProcesses
 
 TOWNSHIP = "150626102"
@@ -275,14 +275,6 @@ async def test_when_a_call_fails_each_report_is_written_alone_and_a_failure_is_i
     assert found == [1, 1] and clashing_report == 0
 
 
-def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every node of a JSON plan, depth first."""
-    nodes = [plan]
-    for child in plan.get("Plans", []):
-        nodes += plan_nodes(child)
-    return nodes
-
-
 async def test_the_incidents_of_the_same_event_are_read_by_their_ids_under_the_one_plan_kept(
     sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
 ) -> None:
@@ -332,7 +324,7 @@ async def test_the_incidents_of_the_same_event_are_read_by_their_ids_under_the_o
     [statement] = [plan for plan in plans if "WITH naming AS" in plan]
     tree = json.loads(statement[statement.index("{") :])["Plan"]
     [naming] = [node for node in plan_nodes(tree) if node.get("Subplan Name") == "CTE naming"]
-    read = {node.get("Index Name") or node.get("Relation Name") for node in plan_nodes(naming)}
+    read = {node_reads(node) for node in plan_nodes(naming)}
     assert "pk_incidents" in read
     assert read.isdisjoint({"incidents", "ix_incidents_township_reported"}), read
     # And the references each of them is known by, by their incident (0013).
