@@ -28,15 +28,15 @@ from uvicorn.config import STARTUP_FAILURE
 UVICORN_TICKS_PER_SECOND = 10
 # Objects the youngest generation takes before the cycle collector runs (Python's default 700).
 # A request's objects live a few milliseconds; collected every 700, many of them were promoted
-# and walked again in the older generations. Measured: 10,000 took the collector from about a
-# third of intake's CPU flat out to under 3% (item 83).
+# and walked again in the older generations. Measured with the freeze: a third off intake's CPU
+# a report flat out; 50,000 did no better (docs/performance.md, item 83).
 YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
 def settle_heap(young_collection_threshold: int) -> None:
     """Collect once, then keep every object alive now out of all later collections (they stay
     alive and are never walked again), and collect the youngest generation every
-    `young_collection_threshold` objects. Unreachable cycles are still collected."""
+    `young_collection_threshold` objects. Cycles among objects made later are still collected."""
     gc.collect()
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
