@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, ForeignKey, Index, String, Table, Text, func
+from sqlalchemy import Column, DateTime, ForeignKey, Index, String, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from shared.db import service_metadata
@@ -30,6 +30,14 @@ incidents = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("merged_into", UUID(as_uuid=True), comment="the incident it was merged into (R20)"),
     Index("ix_incidents_township_reported", "township_code", "reported_at"),
+    # A new incident's candidates (R20), walked in order to the page's end (migration 0014).
+    Index(
+        "ix_incidents_candidates",
+        "township_code",
+        "category",
+        "reported_at",
+        postgresql_where=text("merged_into IS NULL"),
+    ),
     # GET /v1/incidents across townships: newest first (migration 0010).
     Index("ix_incidents_reported", "reported_at", "id"),
 )
