@@ -596,7 +596,6 @@ class EventConsumer:
     # `batch_max_records`; 0: never. A consumer off the alerts' path may wait: fuller batches
     # under load, each with the fixed statements of one.
     linger_seconds: float = 0.0
-    batch_max_records: int = 500
 
     def __init__(
         self,
@@ -618,6 +617,7 @@ class EventConsumer:
         self._inbox = inbox
         self._producer = producer
         self._settings = settings
+        self.batch_max_records = settings.kafka_batch_max_records
         self._consumer: AIOKafkaConsumer | None = None
         self.rebalances = _RebalanceLog(name, self._commit_applied, self._on_assigned)
         self._stopping = asyncio.Event()

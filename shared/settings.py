@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     # rebalance each wake it at once; so this only sets how often a paused, idle consumer
     # costs a turn of the event loop: five times a second each, at the default.
     kafka_consumer_timeout_ms: int = Field(default=2000, ge=10, le=10000)
+    # The most records a consumer applies in one batch (one transaction). Under a backlog every
+    # batch is this full, and what a batch builds is held until its commit: 500 took
+    # escalation's peak memory from about 136 to 149 MB for no more incidents a second
+    # (docs/performance.md, item 85).
+    kafka_batch_max_records: int = Field(default=200, ge=1, le=10000)
 
     # The county's clock: every time shown to people (alerts, explanations, findings, reports).
     county_time_zone: str = DEFAULT_COUNTY_TIME_ZONE
@@ -278,6 +283,11 @@ class Settings(BaseSettings):
     # (shared/kafka.py `EventConsumer.linger_seconds`): under load fuller batches, each with the
     # fixed statements of one; off the alerts' path, so no alert waits for it. 0: never waits.
     audit_batch_linger_ms: int = Field(default=50, ge=0, le=1000)
+    # Audit's batches, which it lingers to fill, may be larger than other consumers'
+    # (`kafka_batch_max_records`): its log takes a batch in a few statements whatever its size,
+    # and batches of 200 appended 10–20% fewer events a second than 500 (docs/performance.md,
+    # item 85); its peak memory stays under 150 MB with 500.
+    audit_batch_max_records: int = Field(default=500, ge=1, le=10000)
     # A log that already holds leaves but no signed checkpoint (restored, imported, its
     # checkpoints lost) is signed only once an operator states how many leaves they checked:
     # the first checkpoint then covers exactly that many.

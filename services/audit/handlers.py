@@ -150,6 +150,7 @@ class BatchingConsumer(EventConsumer):
         super().__init__(*arguments)
         self._audit_log = audit_log
         self.linger_seconds = self._settings.audit_batch_linger_ms / 1000
+        self.batch_max_records = self._settings.audit_batch_max_records
 
     async def _apply_batch(self, records: list[ConsumerRecord]) -> None:
         received = [

@@ -8,11 +8,14 @@ from __future__ import annotations
 import itertools
 from uuid import UUID
 
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
 from services.audit.datakeys import DataKeys, load_key_encryption_key
 from services.audit.handlers import CONSUMER, AuditLog, BatchingConsumer
 from services.audit.models import messaging
 from shared.db import create_engine, create_session_factory
 from shared.events import CloudEvent, topics
+from shared.kafka import EventConsumer
 from shared.messaging import Inbox
 from shared.settings import Settings
 from tests.audit.conftest import AuditSystem
@@ -84,3 +87,18 @@ async def test_the_log_is_the_consumer_s_inbox(audit_system: AuditSystem) -> Non
         [first.id, second.id, alone.id],
     )
     assert inbox_rows == []
+
+
+def test_audit_s_batches_are_of_its_own_size_where_other_consumers_take_the_shared_one() -> None:
+    settings = Settings(kafka_batch_max_records=7, audit_batch_max_records=11)
+    audit_log = AuditLog(DataKeys(load_key_encryption_key(settings)))
+    arguments = (
+        (topics.ESCALATIONS,),
+        audit_log.table,
+        async_sessionmaker(),
+        Inbox(messaging.inbox_table, CONSUMER),
+        CapturingProducer(),
+        settings,
+    )
+    assert BatchingConsumer(audit_log, CONSUMER, *arguments).batch_max_records == 11
+    assert EventConsumer(CONSUMER, *arguments).batch_max_records == 7

@@ -19,6 +19,7 @@ from shared.events import envelope
 from shared.events.registry import EVENT_TYPES
 from shared.events.topics import ALL_TOPICS, dead_letter_topic
 from shared.kafka import EventConsumer
+from shared.settings import Settings
 from tests.fuzz import strategies as fuzz
 from tests.support import CapturingProducer
 from tools import contracts
@@ -211,7 +212,7 @@ async def test_every_header_a_dead_letter_gets_is_described_and_stripped_on_repl
         None,
         None,
         producer,
-        None,  # type: ignore[arg-type]
+        Settings(),
     )
     original = [("ce_id", b"not even a uuid")]
     record = SimpleNamespace(

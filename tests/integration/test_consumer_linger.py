@@ -1,9 +1,10 @@
 """A consumer that lingers (`EventConsumer.linger_seconds`, audit's `AUDIT_BATCH_LINGER_MS`)
-lets the records it fetched wait for more, up to its batch's size: records produced one after
-another are applied as one batch, in their order, and a lingering consumer told to stop applies
-what it holds and stops, without waiting out its linger. One that does not linger leaves no
-record waiting. Real broker and PostgreSQL; the topic is the suite's, so other tests' records
-may join ours, and only ours are counted."""
+lets the records it fetched wait for more, up to its batch's size (`KAFKA_BATCH_MAX_RECORDS`):
+records produced one after another are applied as one batch, in their order; a batch that
+fills is applied at once; and a lingering consumer told to stop applies what it holds and
+stops, without waiting out its linger. One that does not linger leaves no record waiting.
+Real broker and PostgreSQL; the topic is the suite's, so other tests' records may join ours,
+and only ours are counted."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from shared.settings import Settings
 from tests.integration.helpers import status_changed
 from tests.integration.test_offset_commits import escalations_consumer
 from tests.support import PATIENCE_SECONDS
+
+# `KAFKA_BATCH_MAX_RECORDS` of these tests' consumer: more than the first test lingers on.
+BATCH_MAX_RECORDS = 4
 
 
 class WatchedConsumer(EventConsumer):
@@ -109,7 +113,9 @@ async def running(
         sessions,
         inbox,
         producer,
-        infra_settings.model_copy(update={"kafka_commit_interval_ms": 0}),
+        infra_settings.model_copy(
+            update={"kafka_commit_interval_ms": 0, "kafka_batch_max_records": BATCH_MAX_RECORDS}
+        ),
     )
     watch.append(Running(consumer, producer, asyncio.create_task(consumer.run())))
     try:
@@ -156,3 +162,20 @@ async def test_a_consumer_that_does_not_linger_applies_what_each_fetch_brought(
         await until(lambda event=event: event.id in running.applied)
     await running.stop()
     assert running.consumer.linger_seconds == 0
+
+
+async def test_a_full_batch_is_applied_at_once_however_long_the_linger(running: Running) -> None:
+    consumer = running.consumer
+    assert consumer.batch_max_records == BATCH_MAX_RECORDS
+    first = status_changed()
+    await running.send(first)
+    await until(lambda: first.id in running.applied)
+    consumer.linger_seconds = 10 * PATIENCE_SECONDS
+    backlog = [status_changed() for _ in range(BATCH_MAX_RECORDS + 2)]
+    for event in backlog:
+        await running.send(event)
+    # Only a batch that filled ends before the linger does, which is beyond this wait.
+    await until(lambda: len(running.applied) > 1)
+    await running.stop()
+    assert running.applied == [first.id, *(event.id for event in backlog)]
+    assert all(len(batch) <= BATCH_MAX_RECORDS for batch in consumer.batches)

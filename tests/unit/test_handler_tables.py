@@ -17,6 +17,7 @@ from shared.events import EVENT_TYPES, CloudEvent, topics
 from shared.events.models import NotificationDelivered, PersonalDataRead
 from shared.kafka import EventConsumer, HandlerTable, RecordPosition
 from shared.runtime import MessagingTables, ServiceRuntime
+from shared.settings import Settings
 from tests.support import CapturingProducer
 from tools import contracts
 
@@ -134,7 +135,7 @@ def reader(ignored: set[str] | frozenset[str], producer: CapturingProducer) -> E
         None,  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
         producer,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
+        Settings(),
     )
 
 
