@@ -53,6 +53,7 @@ from services.intake.schemas import (
     ReportIn,
     ReportList,
     ReportOut,
+    new_incident_json,
 )
 from shared.auth import Caller, authorize, speaks_for
 from shared.db import transaction
@@ -203,14 +204,8 @@ async def report_incident(
     location = incident_location(incident_id)
     # Told at once when an open incident nearby may be the same event: people decide (R20).
     # Encoded here, once: the route built what it answers, nothing to validate again.
-    created = CreatedOut(
-        id=incident_id,
-        status=LifecycleStatus.REPORTED,
-        location=location,
-        candidates=written.candidates,
-    )
     return Response(
-        created.model_dump_json(),
+        new_incident_json(incident_id, location, written.candidates),
         status_code=201,
         media_type="application/json",
         headers={"Location": location},
