@@ -112,6 +112,8 @@ class LiveHub:
 
 
 PlaceLookup = Callable[[str], Awaitable[str | None]]
+# A record as the feed hands it on: its topic, headers and value.
+Record = tuple[str, list[tuple[str, bytes]] | None, bytes | None]
 
 
 def _header(headers: list[tuple[str, bytes]] | None, name: str) -> str | None:
@@ -152,9 +154,9 @@ class LiveFeed:
             never = asyncio.Event()
             while True:
                 batches = await fetching.next_batches(never, timeout_ms=1000, max_records=500)
-                for records in batches.values():
-                    for record in records:
-                        await self._hand_on(record.topic, record.headers, record.value)
+                await self.hand_on_batch(
+                    [(r.topic, r.headers, r.value) for records in batches.values() for r in records]
+                )
         finally:
             self.ready.clear()
             await consumer.stop()
@@ -175,6 +177,28 @@ class LiveFeed:
         for partition in assigned:
             await consumer.position(partition)
 
+    async def hand_on_batch(self, records: list[Record]) -> None:
+        """Each record's event to the hub, once every place the batch states is known: after a
+        quiet spell one fetch brings an incident's report with the events it caused, its
+        partitions in any order, and an event handed on before its incident's place was known
+        would reach only the pages that see every township."""
+        for topic, headers, value in records:
+            self._learn_place(topic, headers, value)
+        for topic, headers, value in records:
+            await self._hand_on(topic, headers, value)
+
+    def _learn_place(
+        self, topic: str, headers: list[tuple[str, bytes]] | None, value: bytes | None
+    ) -> None:
+        type_, subject = _header(headers, "ce_type"), _header(headers, "ce_subject")
+        if type_ is None or subject is None or topic != topics.INCIDENTS:
+            return
+        stated = township_stated(type_, value)
+        if stated is not None:
+            if len(self.places) > 50_000:
+                self.places.clear()
+            self.places[subject] = stated
+
     async def _hand_on(
         self, topic: str, headers: list[tuple[str, bytes]] | None, value: bytes | None
     ) -> None:
@@ -182,11 +206,6 @@ class LiveFeed:
         subject = _header(headers, "ce_subject")
         if type_ is None or subject is None or not _is_uuid(subject):
             return
-        stated = township_stated(type_, value) if topic == topics.INCIDENTS else None
-        if stated is not None:
-            if len(self.places) > 50_000:
-                self.places.clear()
-            self.places[subject] = stated
         township = self.places.get(subject)
         if township is None:
             township = await self.place_of(subject)

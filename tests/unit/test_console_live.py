@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from uuid import uuid4
 
-from services.console.live import LiveEvent, LiveHub
+from services.console.live import LiveEvent, LiveFeed, LiveHub
 from shared.domain.access import Principal
+from shared.settings import Settings
 
 TUKE_SFS = Principal("local:1", "SFS:150626102", frozenset())
 GALUTU_SFS = Principal("local:2", "SFS:150626100", frozenset())
@@ -52,3 +54,35 @@ async def test_each_page_hears_only_its_townships_incidents_and_the_banner_hears
     for stream in (tuke, tuke_again, galutu, banner):
         await stream.aclose()
     assert not hub.listeners  # a closed page listens no more
+
+
+async def test_an_event_fetched_before_its_incident_s_report_reaches_the_township_s_pages() -> None:
+    # After a quiet spell one fetch brings the report and the events it caused, in the order of
+    # their partitions: the place the report states counts for the whole fetch.
+    hub = LiveHub()
+
+    async def not_on_record(_incident: str) -> None:
+        return None
+
+    feed = LiveFeed(Settings(), hub, not_on_record)
+    tuke, galutu = await opened(hub, TUKE_SFS), await opened(hub, GALUTU_SFS)
+    incident = str(uuid4())
+
+    def headers(type_: str) -> list[tuple[str, bytes]]:
+        return [("ce_type", type_.encode()), ("ce_subject", incident.encode())]
+
+    facts = json.dumps({"facts": {"township_code": "150626102"}}).encode()
+    await feed.hand_on_batch(
+        [
+            ("escalations.v1", headers("obligation.created"), b"{}"),
+            ("incidents.v1", headers("incident.reported"), facts),
+        ]
+    )
+    assert [(await next_change(tuke))["type"] for _ in range(2)] == [
+        "obligation.created",
+        "incident.reported",
+    ]
+    hub.publish(change("later", "150626100"))
+    assert (await next_change(galutu))["incident_id"] == "later"  # nothing of the other township
+    for stream in (tuke, galutu):
+        await stream.aclose()
