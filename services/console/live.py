@@ -182,36 +182,27 @@ class LiveFeed:
         quiet spell one fetch brings an incident's report with the events it caused, its
         partitions in any order, and an event handed on before its incident's place was known
         would reach only the pages that see every township."""
+        events: list[tuple[str, str, str]] = []
         for topic, headers, value in records:
-            self._learn_place(topic, headers, value)
-        for topic, headers, value in records:
-            await self._hand_on(topic, headers, value)
+            type_, subject = _header(headers, "ce_type"), _header(headers, "ce_subject")
+            if type_ is None or subject is None or not _is_uuid(subject):
+                continue
+            if topic == topics.INCIDENTS:
+                self._remember_place(subject, township_stated(type_, value))
+            events.append((type_, topic, subject))
+        for type_, topic, subject in events:
+            township = self.places.get(subject)
+            if township is None:
+                township = await self.place_of(subject)
+                self._remember_place(subject, township)
+            self.hub.publish(LiveEvent(type_, topic, subject, township))
 
-    def _learn_place(
-        self, topic: str, headers: list[tuple[str, bytes]] | None, value: bytes | None
-    ) -> None:
-        type_, subject = _header(headers, "ce_type"), _header(headers, "ce_subject")
-        if type_ is None or subject is None or topic != topics.INCIDENTS:
+    def _remember_place(self, incident_id: str, township_code: str | None) -> None:
+        if township_code is None:
             return
-        stated = township_stated(type_, value)
-        if stated is not None:
-            if len(self.places) > 50_000:
-                self.places.clear()
-            self.places[subject] = stated
-
-    async def _hand_on(
-        self, topic: str, headers: list[tuple[str, bytes]] | None, value: bytes | None
-    ) -> None:
-        type_ = _header(headers, "ce_type")
-        subject = _header(headers, "ce_subject")
-        if type_ is None or subject is None or not _is_uuid(subject):
-            return
-        township = self.places.get(subject)
-        if township is None:
-            township = await self.place_of(subject)
-            if township is not None:
-                self.places[subject] = township
-        self.hub.publish(LiveEvent(type_, topic, subject, township))
+        if len(self.places) > 50_000:
+            self.places.clear()
+        self.places[incident_id] = township_code
 
 
 def _is_uuid(value: str) -> bool:
