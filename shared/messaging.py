@@ -81,6 +81,12 @@ TAKE_SHARDS = (
     " WHERE pg_try_advisory_lock($2::int, shard))"
 )
 GIVE_UP_SHARDS = "SELECT pg_advisory_unlock_all()"
+# The relay's connection runs only its passes, each a read of the outbox's unsent rows by their
+# index and a mark of rows by their key. Its statements keep the plans made on their first
+# passes; on a new database those came from the statistics of an empty outbox, where reading the
+# table whole looks cheapest, and the mark read the whole outbox each pass until autovacuum
+# first analysed it (6.5 ms a pass after 14,000 rows). Never so planned, a pass reads its rows.
+RELAY_PLANNING = {"enable_seqscan": "off"}
 
 
 def unsent_of(schema: str, excluding: str = "") -> str:
@@ -444,7 +450,9 @@ class OutboxRelay:
         self._batch_size = batch_size
         # The relay's own connection: it listens there, and holds its shards and runs its
         # passes on it (`server_settings`: as the service's other connections).
-        self._wakeup = Wakeup(listen_dsn, notify_channel(outbox.schema), server_settings)
+        self._wakeup = Wakeup(
+            listen_dsn, notify_channel(outbox.schema), {**(server_settings or {}), **RELAY_PLANNING}
+        )
         self._lock_space = zlib.crc32(f"outbox:{outbox.schema}".encode()) & 0x7FFFFFFF
         self._published = published
         schema = outbox.schema

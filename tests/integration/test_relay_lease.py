@@ -1,12 +1,13 @@
 """The outbox relay holds its shards as a lease on its own connection (`shared.messaging`): a pass
-is one statement, which marks what the pass before it sent and reads what is left; the shards
-stay its own between passes, and it gives them up, once what it sent is marked, when the lease
-ends, when it checks the broker and when it stops. A shard another relay holds is left to it
-(`test_exactly_once_effects.py`)."""
+is one statement, which marks what the pass before it sent and reads what is left, by the
+outbox's indexes whatever its statistics; the shards stay its own between passes, and it gives
+them up, once what it sent is marked, when the lease ends, when it checks the broker and when it
+stops. A shard another relay holds is left to it (`test_exactly_once_effects.py`)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import asyncpg
@@ -17,6 +18,7 @@ from shared import messaging, pgnotify
 from shared.messaging import OUTBOX_SHARDS, OutboxRelay
 from shared.settings import Settings
 from tests.integration.helpers import PATIENCE_SECONDS, eventually, reported_event
+from tests.support import plan_nodes
 
 
 @pytest.fixture
@@ -226,5 +228,47 @@ async def test_what_a_lost_connection_held_unmarked_is_sent_again_in_order(
         assert sent == keys + keys
         await relay.close()
         assert await relay.backlog() == 0
+    finally:
+        await relay.close()
+
+
+async def test_a_pass_reads_the_outbox_by_its_indexes_however_cheap_a_whole_read_looks(
+    infra_settings: Settings,
+    scratch_schema: Any,
+    scratch_producer: AIOKafkaProducer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass's statement keeps the plan of the relay's first passes. On a new database the
+    outbox looks empty then, where reading it whole looks cheapest, and such a plan read every
+    row of the outbox each pass until autovacuum first analysed it. The relay's connection
+    never plans that (`RELAY_PLANNING`): here, with the pages read in order costing next to
+    nothing, as an empty table's do, the pass still reads the outbox by its indexes."""
+    sessions, outbox, _ = scratch_schema
+    connect = asyncpg.connect
+
+    async def whole_reads_cheap(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+        cheap = {"seq_page_cost": "0.0001", "cpu_tuple_cost": "0"}
+        return await connect(
+            *args, **{**kwargs, "server_settings": kwargs["server_settings"] | cheap}
+        )
+
+    monkeypatch.setattr(pgnotify.asyncpg, "connect", whole_reads_cheap)
+    relay = OutboxRelay(outbox, sessions, scratch_producer, infra_settings.plain_database_url)
+    try:
+        async with sessions() as session, session.begin():
+            await outbox.add(session, *(reported_event() for _ in range(3)))
+        assert await relay.publish_batch() == 3
+        connection = await relay._wakeup.connection()
+        marking = zip(*relay._sent_unmarked, strict=True)
+        explained = await connection.fetchval(
+            f"EXPLAIN (FORMAT JSON) {relay._marked_and_unsent}", relay._held, 100, *marking
+        )
+        reads = [
+            node
+            for node in plan_nodes(json.loads(explained)[0]["Plan"])
+            if node.get("Relation Name") == "outbox" and node["Node Type"].endswith("Scan")
+        ]
+        assert len(reads) == 2, reads  # the mark's and the read's
+        assert not [node for node in reads if node["Node Type"] == "Seq Scan"], reads
     finally:
         await relay.close()
