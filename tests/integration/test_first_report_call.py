@@ -338,9 +338,14 @@ async def call_into_a_busy_township(
         written = await first_report.write_incident(session, report(settings))
         await transaction.rollback()
     [statement] = [plan for plan in plans if "WITH naming AS" in plan]
-    trees = [json.loads(plan[plan.index("{") :])["Plan"] for plan in plans if "{" in plan]
-    tree = json.loads(statement[statement.index("{") :])["Plan"]
-    return KeptPlan(planning.scalar_one(), written, tree, trees)
+    return KeptPlan(
+        planning.scalar_one(), written, plan_tree(statement), [plan_tree(p) for p in plans]
+    )
+
+
+def plan_tree(notice: str) -> dict[str, Any]:
+    """The plan `auto_explain` sent as a notice: its JSON after the text that leads it."""
+    return json.loads(notice[notice.index("{") :])["Plan"]
 
 
 async def test_the_incidents_of_the_same_event_are_read_by_their_ids_under_the_one_plan_kept(
