@@ -61,8 +61,42 @@ log = logging.getLogger(__name__)
 RELEASE = importlib.metadata.version("correction-emergency")
 
 Worker = Callable[[], Awaitable[None]]
-# group, topics, handler table, and what builds the consumer
-ConsumerSpecification = tuple[str, tuple[str, ...], HandlerTable, Callable[..., EventConsumer]]
+
+
+@dataclass(frozen=True)
+class ConsumerSpecification:
+    """A consumer group of the service: its topics, its handlers, what builds its member, and
+    how long a fetch that brought records may wait for more (`EventConsumer.linger_seconds`;
+    0 leaves the member's own)."""
+
+    group: str
+    topics: tuple[str, ...]
+    handlers: HandlerTable
+    consumer_type: Callable[..., EventConsumer]
+    linger_ms: int = 0
+
+    def member(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        inbox_table: Table,
+        producer: AIOKafkaProducer,
+        settings: Settings,
+        metrics: ServiceMetrics | None = None,
+    ) -> EventConsumer:
+        """This process's member of the group."""
+        consumer = self.consumer_type(
+            self.group,
+            self.topics,
+            self.handlers,
+            sessions,
+            Inbox(inbox_table, self.group),
+            producer,
+            settings,
+            metrics,
+        )
+        if self.linger_ms > 0:
+            consumer.linger_seconds = self.linger_ms / 1000
+        return consumer
 
 
 @dataclass(frozen=True)
@@ -111,10 +145,14 @@ class ServiceRuntime:
         topics: Iterable[str],
         handlers: HandlerTable,
         consumer_type: Callable[..., EventConsumer] = EventConsumer,
+        *,
+        linger_ms: int = 0,
     ) -> None:
         """A consumer group of this service; `consumer_type` builds it (a subclass may apply
         records in batches) from the arguments `EventConsumer` takes. `handlers` must decide
-        about every type of `topics`, and name no other: the service does not start else."""
+        about every type of `topics`, and name no other: the service does not start else.
+        `linger_ms`: how long a fetch that brought records waits for more to join its batch
+        (for a consumer off the alerts' path)."""
         topics = tuple(topics)
         undecided, foreign = handlers.undecided(topics), handlers.foreign(topics)
         if undecided or foreign:
@@ -122,12 +160,18 @@ class ServiceRuntime:
                 f"{group}: decide whether to handle or ignore {undecided}; "
                 f"not on {list(topics)}: {foreign}"
             )
-        self._consumer_specs.append((group, topics, handlers, consumer_type))
+        self._consumer_specs.append(
+            ConsumerSpecification(group, topics, handlers, consumer_type, linger_ms)
+        )
 
     @property
     def consumer_registrations(self) -> list[tuple[str, tuple[str, ...], HandlerTable]]:
         """Group, topics and handler table of every consumer, for documents and tests."""
-        return [(group, topics, handlers) for group, topics, handlers, _ in self._consumer_specs]
+        return [(spec.group, spec.topics, spec.handlers) for spec in self._consumer_specs]
+
+    @property
+    def consumer_specifications(self) -> list[ConsumerSpecification]:
+        return list(self._consumer_specs)
 
     def add_readiness_check(
         self, name: str, check: Callable[[], str], *, required: bool = True
@@ -189,20 +233,17 @@ class ServiceRuntime:
             self.metrics.retention_purged,
         )
         self._worker_tasks.append(_spawn("retention-purge", purge.run))
-        for group, topics, handlers, consumer_type in self._consumer_specs:
-            consumer = consumer_type(
-                group,
-                topics,
-                handlers,
+        for spec in self._consumer_specs:
+            consumer = spec.member(
                 self.sessions,
-                Inbox(self.messaging.inbox_table, group),
+                self.messaging.inbox_table,
                 self.producer,
                 self.settings,
                 self.metrics,
             )
             consumer.follow_broker(self.broker_probe)
             self.consumers.append(consumer)
-            self._consumer_tasks.append(_spawn(group, consumer.run))
+            self._consumer_tasks.append(_spawn(spec.group, consumer.run))
         for name, worker in self._workers:
             self._worker_tasks.append(_spawn(name, worker))
         self.metrics.add_scrape_hook(self._refresh_gauges)

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     # escalation's peak memory from about 136 to 149 MB for no more incidents a second
     # (docs/performance.md, item 85).
     kafka_batch_max_records: int = Field(default=200, ge=1, le=10000)
+    # How long intake's status projection lets a fetch that brought records wait for more to
+    # join their batch (`EventConsumer.linger_seconds`): it is off the alerts' path, and reads
+    # every event of escalations.v1 for the one status change of an incident in seven; a status
+    # shows this much later at most (docs/performance.md, item 90). 0: never waits.
+    intake_status_linger_ms: int = Field(default=250, ge=0, le=5000)
 
     # The county's clock: every time shown to people (alerts, explanations, findings, reports).
     county_time_zone: str = DEFAULT_COUNTY_TIME_ZONE

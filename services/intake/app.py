@@ -22,7 +22,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     require_production_settings(settings, "intake", pii.production_gaps(settings))
     runtime = ServiceRuntime(SCHEMA, settings, messaging)
-    runtime.add_consumer("intake.status-projection", [topics.ESCALATIONS], handlers.HANDLERS)
+    runtime.add_consumer(
+        "intake.status-projection",
+        [topics.ESCALATIONS],
+        handlers.HANDLERS,
+        linger_ms=settings.intake_status_linger_ms,
+    )
     runtime.add_worker("retention", retention_worker(runtime, retention.purges(settings)))
     app = create_service_app(
         runtime,

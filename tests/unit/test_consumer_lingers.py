@@ -1,0 +1,42 @@
+"""Which consumers let a fetch's records wait for more (`EventConsumer.linger_seconds`), as the
+services compose them: intake's status projection and audit, off the alerts' path, by their
+settings; none on the alerts' path. The waiting itself, on a real broker:
+tests/integration/test_consumer_linger.py. Nothing connects."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from shared.kafka import EventConsumer
+from shared.runtime import ServiceRuntime
+from shared.settings import Settings
+from tools import contracts
+
+
+def members(service: str, settings: Settings) -> dict[str, EventConsumer]:
+    """The service's consumer group members as its runtime builds them, by group."""
+    app = importlib.import_module(f"services.{service}.app").create_app(settings)
+    runtime: ServiceRuntime = app.state.runtime
+    unused: Any = None  # nothing is reached before a member runs
+    return {
+        spec.group: spec.member(unused, runtime.messaging.inbox_table, unused, settings)
+        for spec in runtime.consumer_specifications
+    }
+
+
+def test_intakes_status_projection_lingers_as_its_setting_says() -> None:
+    settings = contracts.document_settings()
+    assert members("intake", settings)["intake.status-projection"].linger_seconds == 0.25
+    quicker = settings.model_copy(update={"intake_status_linger_ms": 40})
+    assert members("intake", quicker)["intake.status-projection"].linger_seconds == 0.04
+    never = settings.model_copy(update={"intake_status_linger_ms": 0})
+    assert members("intake", never)["intake.status-projection"].linger_seconds == 0
+
+
+def test_the_alerts_path_does_not_linger_and_audit_keeps_its_own() -> None:
+    settings = contracts.document_settings().model_copy(update={"audit_batch_linger_ms": 70})
+    assert members("escalation", settings)["escalation.incidents"].linger_seconds == 0
+    assert members("notification", settings)["notification.escalations"].linger_seconds == 0
+    (audit,) = members("audit", settings).values()
+    assert audit.linger_seconds == 0.07
