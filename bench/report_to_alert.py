@@ -520,38 +520,60 @@ def hops_summary(
     }
 
 
-def cpu_total(process: psutil.Process, with_children: bool = False) -> float:
+def cpu_total(process: psutil.Process, with_children: bool = False, kernel: bool = False) -> float:
+    """CPU time the process used so far, in user space and the kernel (`kernel`: in the kernel
+    only: its system calls, the network stack's work for them, page faults)."""
     times = process.cpu_times()
-    seconds = times.user + times.system
+    seconds = times.system if kernel else times.user + times.system
     if with_children:
         # A child that ended meanwhile (the backend of a closed connection) counts once its
         # parent reaped it; without this a connection opened and closed during a run took its
         # PostgreSQL CPU with it.
-        seconds += times.children_user + times.children_system
+        seconds += times.children_system if kernel else times.children_user + times.children_system
         for child in process.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 child_times = child.cpu_times()
-                seconds += child_times.user + child_times.system
+                seconds += child_times.system if kernel else child_times.user + child_times.system
     return seconds
 
 
-def infrastructure_cpu(infra: Infrastructure) -> dict[str, float]:
+def infrastructure_cpu(infra: Infrastructure, kernel: bool = False) -> dict[str, float]:
     """CPU time used so far by PostgreSQL (all its backends) and the broker, where local."""
     used: dict[str, float] = {}
     for name, local in (("postgres", infra.postgres), ("broker", infra.broker)):
         if local is not None and local.process is not None:
             with contextlib.suppress(psutil.Error):
-                used[name] = cpu_total(psutil.Process(local.process.pid), True)
+                used[name] = cpu_total(psutil.Process(local.process.pid), True, kernel)
     return used
 
 
-def cpu_seconds(processes: ServiceProcesses, infra: Infrastructure) -> dict[str, float]:
-    """CPU time used so far by each service, PostgreSQL (all its backends) and the broker."""
+def cpu_seconds(
+    processes: ServiceProcesses, infra: Infrastructure, kernel: bool = False
+) -> dict[str, float]:
+    """CPU time used so far by each service, PostgreSQL (all its backends) and the broker
+    (`kernel`: the part of it in the kernel)."""
     used: dict[str, float] = {}
     for service, process in processes.processes.items():
         with contextlib.suppress(psutil.Error):
-            used[service] = cpu_total(psutil.Process(process.pid))
-    return used | infrastructure_cpu(infra)
+            used[service] = cpu_total(psutil.Process(process.pid), kernel=kernel)
+    return used | infrastructure_cpu(infra, kernel)
+
+
+def kernel_shares(
+    before: dict[str, float],
+    after: dict[str, float],
+    kernel_before: dict[str, float],
+    kernel_after: dict[str, float],
+) -> dict[str, float]:
+    """Each process's share of its CPU over a run that was the kernel's, not its own code's:
+    where a figure is the machine's (system calls, the network stack, the disk's flushes)
+    rather than the code's."""
+    shares = {}
+    for name in after:
+        used = after[name] - before.get(name, 0.0)
+        in_kernel = kernel_after.get(name, 0.0) - kernel_before.get(name, 0.0)
+        shares[name] = round(in_kernel / used, 3) if used > 0 else 0.0
+    return shares
 
 
 def cpu_ms_per_incident(
@@ -692,6 +714,7 @@ class Bench:
         records = await topic_records(self.infra.kafka_bootstrap_servers)
         logged_from = self.census.stat().st_size if self.census is not None else 0
         before = cpu_seconds(self.processes, self.infra)
+        kernel_before = cpu_seconds(self.processes, self.infra, kernel=True)
         began = time.monotonic()
         with self._profiled(f"{offered:g}-per-second" if offered else "flat-out"):
             run = await load
@@ -699,10 +722,12 @@ class Bench:
         arrivals = await first_alerts(expected, self.sink, self.sink_client, drain)
         elapsed = time.monotonic() - began
         after = cpu_seconds(self.processes, self.infra)
+        kernel_after = cpu_seconds(self.processes, self.infra, kernel=True)
         result = measured(run, arrivals, self.alerting, offered, lead_in)
         result["cpu_ms_per_incident"] = cpu_ms_per_incident(
             before, after, self.idle, elapsed, len(run.accepted)
         )
+        result["kernel_share_of_cpu"] = kernel_shares(before, after, kernel_before, kernel_after)
         await asyncio.sleep(3)  # the tail of each incident (later alerts, audit) settles
         result["first_alert_hops"] = await first_alert_hops(
             self.infra.database_url, run.split_at(lead_in, expected)[1], arrivals
