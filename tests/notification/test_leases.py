@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -39,7 +40,13 @@ from shared.events.models import NotificationDelivered
 from shared.pgnotify import Wakeup
 from shared.settings import ChannelLimits, Settings
 from tests.integration.helpers import eventually
-from tests.support import execute_sql, fetch_rows, fetch_value, statements_sent
+from tests.support import (
+    PATIENCE_SECONDS,
+    execute_sql,
+    fetch_rows,
+    fetch_value,
+    statements_sent,
+)
 
 Replica = Callable[..., Dispatcher]
 
@@ -497,6 +504,11 @@ async def states(settings: Settings, sql: str, ids: list[UUID]) -> dict[UUID, st
     return {row[0]: row[1] for row in await fetch_rows(settings, sql, ids)}
 
 
+# How long the record waits before its one deadlock check: longer than this test takes to see
+# it waiting and make the batch wait on it, on a busy machine too.
+RECORD_DEADLOCK_CHECK = "5s"
+
+
 async def test_a_record_that_meets_a_batch_holding_its_alerts_in_another_order_runs_again(
     private_settings: Settings, replica: Replica
 ) -> None:
@@ -504,6 +516,15 @@ async def test_a_record_that_meets_a_batch_holding_its_alerts_in_another_order_r
     and then asks for the earlier one, which the record holds: a deadlock. PostgreSQL rolls
     the record back (it waited first); the record runs again once the batch commits, and each
     delivery is recorded once, never sent anew."""
+    # PostgreSQL rolls back the waiter whose deadlock check finds the cycle, and a waiter checks
+    # once, `deadlock_timeout` after it began to wait. The record waits first: its check must
+    # come after the batch has asked for the alert the record holds, however slowly a busy
+    # machine lets this test see it waiting; the batch never checks.
+    database = urlsplit(private_settings.plain_database_url).path.lstrip("/")
+    await execute_sql(
+        private_settings,
+        f"ALTER DATABASE \"{database}\" SET deadlock_timeout = '{RECORD_DEADLOCK_CHECK}'",
+    )
     channel = AnsweringTogether()
     dispatcher = replica(private_settings, None, {"file": channel})
     deliveries = [await due_delivery(private_settings) for _ in range(2)]
@@ -517,7 +538,11 @@ async def test_a_record_that_meets_a_batch_holding_its_alerts_in_another_order_r
     )
     running = asyncio.create_task(dispatcher.run())
     batch = await asyncpg.connect(private_settings.plain_database_url)
+    observer = await asyncpg.connect(private_settings.plain_database_url)
     try:
+        await batch.execute("SET deadlock_timeout = '1h'")
+        # Should the record have checked before the batch waited, the batch gives up.
+        await batch.execute(f"SET lock_timeout = '{int(PATIENCE_SECONDS)}s'")
         await eventually(lambda: asyncio.sleep(0, channel.waiting), lambda n: n == 2)
         transaction = batch.transaction()
         await transaction.start()
@@ -527,8 +552,7 @@ async def test_a_record_that_meets_a_batch_holding_its_alerts_in_another_order_r
 
         async def record_waiting() -> int:
             return int(
-                await fetch_value(
-                    private_settings,
+                await observer.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                     " AND query LIKE 'WITH answer AS%'",
                 )
@@ -542,9 +566,11 @@ async def test_a_record_that_meets_a_batch_holding_its_alerts_in_another_order_r
         )
     finally:
         await batch.close()
+        await observer.close()
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+        await execute_sql(private_settings, f'ALTER DATABASE "{database}" RESET deadlock_timeout')
     outcomes = await states(
         private_settings,
         "SELECT d.id, d.status || ' ' || count(a.id) FROM notification.deliveries AS d"
