@@ -523,17 +523,21 @@ def hops_summary(
 def cpu_total(process: psutil.Process, with_children: bool = False, kernel: bool = False) -> float:
     """CPU time the process used so far, in user space and the kernel (`kernel`: in the kernel
     only: its system calls, the network stack's work for them, page faults)."""
+
+    def spent(user: float, system: float) -> float:
+        return system if kernel else user + system
+
     times = process.cpu_times()
-    seconds = times.system if kernel else times.user + times.system
+    seconds = spent(times.user, times.system)
     if with_children:
         # A child that ended meanwhile (the backend of a closed connection) counts once its
         # parent reaped it; without this a connection opened and closed during a run took its
         # PostgreSQL CPU with it.
-        seconds += times.children_system if kernel else times.children_user + times.children_system
+        seconds += spent(times.children_user, times.children_system)
         for child in process.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 child_times = child.cpu_times()
-                seconds += child_times.system if kernel else child_times.user + child_times.system
+                seconds += spent(child_times.user, child_times.system)
     return seconds
 
 

@@ -171,6 +171,7 @@ class ServiceRuntime:
 
     @property
     def consumer_specifications(self) -> list[ConsumerSpecification]:
+        """Every consumer group as registered, each able to build its member."""
         return list(self._consumer_specs)
 
     def add_readiness_check(
