@@ -520,47 +520,64 @@ def hops_summary(
     }
 
 
-def cpu_total(process: psutil.Process, with_children: bool = False, kernel: bool = False) -> float:
-    """CPU time the process used so far, in user space and the kernel (`kernel`: in the kernel
-    only: its system calls, the network stack's work for them, page faults)."""
-
-    def spent(user: float, system: float) -> float:
-        return system if kernel else user + system
-
+def cpu_split(process: psutil.Process, with_children: bool = False) -> tuple[float, float]:
+    """CPU time the process used so far, all of it and the part in the kernel (its system
+    calls, the network stack's work for them, page faults), from one read of its times."""
     times = process.cpu_times()
-    seconds = spent(times.user, times.system)
+    total, kernel = times.user + times.system, times.system
     if with_children:
         # A child that ended meanwhile (the backend of a closed connection) counts once its
         # parent reaped it; without this a connection opened and closed during a run took its
         # PostgreSQL CPU with it.
-        seconds += spent(times.children_user, times.children_system)
+        total += times.children_user + times.children_system
+        kernel += times.children_system
         for child in process.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 child_times = child.cpu_times()
-                seconds += spent(child_times.user, child_times.system)
-    return seconds
+                total += child_times.user + child_times.system
+                kernel += child_times.system
+    return total, kernel
 
 
-def infrastructure_cpu(infra: Infrastructure, kernel: bool = False) -> dict[str, float]:
-    """CPU time used so far by PostgreSQL (all its backends) and the broker, where local."""
-    used: dict[str, float] = {}
+def cpu_total(process: psutil.Process, with_children: bool = False, kernel: bool = False) -> float:
+    """CPU time the process used so far (`kernel`: the part in the kernel only)."""
+    total, in_kernel = cpu_split(process, with_children)
+    return in_kernel if kernel else total
+
+
+def _infrastructure_split(infra: Infrastructure) -> dict[str, tuple[float, float]]:
+    used: dict[str, tuple[float, float]] = {}
     for name, local in (("postgres", infra.postgres), ("broker", infra.broker)):
         if local is not None and local.process is not None:
             with contextlib.suppress(psutil.Error):
-                used[name] = cpu_total(psutil.Process(local.process.pid), True, kernel)
+                used[name] = cpu_split(psutil.Process(local.process.pid), True)
     return used
 
 
-def cpu_seconds(
-    processes: ServiceProcesses, infra: Infrastructure, kernel: bool = False
-) -> dict[str, float]:
-    """CPU time used so far by each service, PostgreSQL (all its backends) and the broker
-    (`kernel`: the part of it in the kernel)."""
-    used: dict[str, float] = {}
+def split_cpu(
+    processes: ServiceProcesses, infra: Infrastructure
+) -> tuple[dict[str, float], dict[str, float]]:
+    """CPU time used so far by each service, PostgreSQL (all its backends) and the broker, and
+    the part of it in the kernel: each process read once."""
+    used: dict[str, tuple[float, float]] = {}
     for service, process in processes.processes.items():
         with contextlib.suppress(psutil.Error):
-            used[service] = cpu_total(psutil.Process(process.pid), kernel=kernel)
-    return used | infrastructure_cpu(infra, kernel)
+            used[service] = cpu_split(psutil.Process(process.pid))
+    used |= _infrastructure_split(infra)
+    return (
+        {name: total for name, (total, _) in used.items()},
+        {name: kernel for name, (_, kernel) in used.items()},
+    )
+
+
+def infrastructure_cpu(infra: Infrastructure) -> dict[str, float]:
+    """CPU time used so far by PostgreSQL (all its backends) and the broker, where local."""
+    return {name: total for name, (total, _) in _infrastructure_split(infra).items()}
+
+
+def cpu_seconds(processes: ServiceProcesses, infra: Infrastructure) -> dict[str, float]:
+    """CPU time used so far by each service, PostgreSQL (all its backends) and the broker."""
+    return split_cpu(processes, infra)[0]
 
 
 def kernel_shares(
@@ -717,16 +734,14 @@ class Bench:
         await self.sink.clear(self.sink_client)
         records = await topic_records(self.infra.kafka_bootstrap_servers)
         logged_from = self.census.stat().st_size if self.census is not None else 0
-        before = cpu_seconds(self.processes, self.infra)
-        kernel_before = cpu_seconds(self.processes, self.infra, kernel=True)
+        before, kernel_before = split_cpu(self.processes, self.infra)
         began = time.monotonic()
         with self._profiled(f"{offered:g}-per-second" if offered else "flat-out"):
             run = await load
         expected = run.alerting(self.alerting) if self.alerting else run.accepted
         arrivals = await first_alerts(expected, self.sink, self.sink_client, drain)
         elapsed = time.monotonic() - began
-        after = cpu_seconds(self.processes, self.infra)
-        kernel_after = cpu_seconds(self.processes, self.infra, kernel=True)
+        after, kernel_after = split_cpu(self.processes, self.infra)
         result = measured(run, arrivals, self.alerting, offered, lead_in)
         result["cpu_ms_per_incident"] = cpu_ms_per_incident(
             before, after, self.idle, elapsed, len(run.accepted)

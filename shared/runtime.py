@@ -67,7 +67,7 @@ Worker = Callable[[], Awaitable[None]]
 class ConsumerSpecification:
     """A consumer group of the service: its topics, its handlers, what builds its member, and
     how long a fetch that brought records may wait for more (`EventConsumer.linger_seconds`;
-    0 leaves the member's own)."""
+    0: never)."""
 
     group: str
     topics: tuple[str, ...]
@@ -94,8 +94,7 @@ class ConsumerSpecification:
             settings,
             metrics,
         )
-        if self.linger_ms > 0:
-            consumer.linger_seconds = self.linger_ms / 1000
+        consumer.linger_seconds = self.linger_ms / 1000
         return consumer
 
 

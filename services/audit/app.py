@@ -68,7 +68,11 @@ def create_app(
     data_keys = DataKeys(load_key_encryption_key(settings))
     audit_log = AuditLog(data_keys)
     runtime.add_consumer(
-        CONSUMER, ALL_TOPICS, audit_log.table, partial(BatchingConsumer, audit_log)
+        CONSUMER,
+        ALL_TOPICS,
+        audit_log.table,
+        partial(BatchingConsumer, audit_log),
+        linger_ms=settings.audit_batch_linger_ms,
     )
     checkpointer = Checkpointer(
         runtime,

@@ -149,7 +149,6 @@ class BatchingConsumer(EventConsumer):
     def __init__(self, audit_log: AuditLog, *arguments: Any) -> None:
         super().__init__(*arguments)
         self._audit_log = audit_log
-        self.linger_seconds = self._settings.audit_batch_linger_ms / 1000
         self.batch_max_records = self._settings.audit_batch_max_records
 
     async def _apply_batch(self, records: list[ConsumerRecord]) -> None:

@@ -403,11 +403,12 @@ async def test_no_read_of_the_call_walks_a_table_whole_even_where_that_looks_che
     assert "enable_seqscan=off" in called.settings
     assert called.written.written and len(called.written.candidates) == 100
     # Intake's tables: the driver's look-ups of the catalog on the way are not the call's.
+    intake_tables = {table.name for table in intake_metadata.tables.values()}
     scans = [
         node
         for tree in called.every_plan
         for node in plan_nodes(tree)
-        if node.get("Relation Name") in {table.name for table in intake_metadata.tables.values()}
+        if node.get("Relation Name") in intake_tables
     ]
     subjects = [n for n in scans if n["Relation Name"] == "incident_subjects"]
     assert {node_reads(n) for n in subjects} >= {"ix_incident_subjects_subject"}, subjects
