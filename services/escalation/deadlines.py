@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +16,13 @@ from prometheus_client import Histogram
 from sqlalchemy import ColumnElement, Row, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.escalation.models import incidents, obligations, timers
+from services.escalation.models import (
+    MISSED_NOT_YET_OMITTED,
+    PENDING_DUTY,
+    incidents,
+    obligations,
+    timers,
+)
 from services.escalation.rules import Policy, Trigger, evaluate, recurring_actions
 from services.escalation.store import Store
 from shared.db import single_statement
@@ -46,7 +52,7 @@ def next_deadline_look(policy: Policy) -> Select[tuple[Any]]:
     """Seconds from the database's now to the earliest duty, timer or omission (R11) of an
     incident not merged away; null when there is none."""
     duty = select(func.min(obligations.c.due_at)).where(
-        obligations.c.status == "PENDING", not_merged(obligations.c.incident_id)
+        PENDING_DUTY, not_merged(obligations.c.incident_id)
     )
     timer = select(func.min(timers.c.fire_at)).where(
         timers.c.fired_at.is_(None),
@@ -54,10 +60,7 @@ def next_deadline_look(policy: Policy) -> Select[tuple[Any]]:
         not_merged(timers.c.incident_id),
     )
     omission = select(func.min(obligations.c.due_at)).where(
-        obligations.c.status == "MISSED",
-        obligations.c.omitted_at.is_(None),
-        obligations.c.action.not_in(recurring_actions(policy)),
-        not_merged(obligations.c.incident_id),
+        *may_be_omitted(policy), not_merged(obligations.c.incident_id)
     )
     earliest = func.least(
         duty.scalar_subquery(),
@@ -65,6 +68,34 @@ def next_deadline_look(policy: Policy) -> Select[tuple[Any]]:
         omission.scalar_subquery() + policy.omitted_after,
     )
     return select(func.extract("epoch", earliest - func.now()))
+
+
+def overdue_duties() -> list[ColumnElement[bool]]:
+    """Pending duties past their due time: missed, and up the ladder."""
+    return [PENDING_DUTY, obligations.c.due_at <= func.now()]
+
+
+def may_be_omitted(policy: Policy) -> list[ColumnElement[bool]]:
+    """Missed duties not yet omitted (R11). A recurring duty is superseded by its next
+    instance instead (R9), so it is never one."""
+    return [MISSED_NOT_YET_OMITTED, obligations.c.action.not_in(recurring_actions(policy))]
+
+
+def omitted_duties(policy: Policy) -> list[ColumnElement[bool]]:
+    """R11: missed duties still undone `omitted_after` past their deadline."""
+    return [*may_be_omitted(policy), obligations.c.due_at <= func.now() - policy.omitted_after]
+
+
+def claim_due_duties(due: Sequence[ColumnElement[bool]], batch_size: int) -> Select[Any]:
+    """The earliest `batch_size` duties that are `due`, of incidents not merged away, locked;
+    those another pass holds are left to it."""
+    return (
+        select(obligations)
+        .where(*due, not_merged(obligations.c.incident_id))
+        .order_by(obligations.c.due_at)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    )
 
 
 class DeadlineWorker:
@@ -135,38 +166,20 @@ class DeadlineWorker:
             await self._store.miss(session, incident, obligation, now)
             self._delay.observe((now - obligation.due_at).total_seconds())
 
-        return await self._settle(
-            miss, obligations.c.status == "PENDING", obligations.c.due_at <= func.now()
-        )
+        return await self._settle(miss, overdue_duties())
 
     async def fire_due_omissions(self) -> int:
-        """R11: missed duties still undone `omitted_after` past their deadline. A recurring
-        duty is superseded by its next instance instead (R9), so it is never one."""
-        policy = self._store.policy
-        return await self._settle(
-            self._store.omit,
-            obligations.c.status == "MISSED",
-            obligations.c.omitted_at.is_(None),
-            obligations.c.due_at <= func.now() - policy.omitted_after,
-            obligations.c.action.not_in(recurring_actions(policy)),
-        )
+        """R11: missed duties still undone `omitted_after` past their deadline, omitted."""
+        return await self._settle(self._store.omit, omitted_duties(self._store.policy))
 
     async def _settle(
         self,
         settle: Callable[[AsyncSession, Row, Row, datetime], Awaitable[None]],
-        *due: ColumnElement[bool],
+        due: Sequence[ColumnElement[bool]],
     ) -> int:
         """Claim a batch of obligations that are `due`, and `settle` each in one transaction."""
         async with self._sessions() as session, session.begin():
-            claimed = (
-                await session.execute(
-                    select(obligations)
-                    .where(*due, not_merged(obligations.c.incident_id))
-                    .order_by(obligations.c.due_at)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            claimed = (await session.execute(claim_due_duties(due, self._batch_size))).all()
             now = datetime.now(UTC)
             settled = 0
             for obligation in claimed:

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.escalation.models import obligations
+from services.escalation.models import PENDING_DUTY, obligations
 from shared.observability import NAMESPACE
 
 STATUSES = ("PENDING", "MET", "MET_LATE", "MISSED", "WAIVED")
@@ -46,9 +46,7 @@ class EscalationMetrics:
             )
             overdue = (
                 await session.execute(
-                    select(func.count()).where(
-                        obligations.c.status == "PENDING", obligations.c.due_at < func.now()
-                    )
+                    select(func.count()).where(PENDING_DUTY, obligations.c.due_at < func.now())
                 )
             ).scalar_one()
         for status in STATUSES:
