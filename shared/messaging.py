@@ -86,7 +86,11 @@ GIVE_UP_SHARDS = "SELECT pg_advisory_unlock_all()"
 # passes; on a new database those came from the statistics of an empty outbox, where reading the
 # table whole looks cheapest, and the mark read the whole outbox each pass until autovacuum
 # first analysed it (6.5 ms a pass after 14,000 rows). Never so planned, a pass reads its rows.
-RELAY_PLANNING = {"enable_seqscan": "off"}
+# Its commits do not wait for the disk: a mark is the one thing they write, and a mark lost
+# with the database's last moments only sends its rows again, as a crash between a send and
+# its mark does, which the inboxes absorb. A pass then costs no flush of its own, and the relay
+# reads the next rows without waiting for one.
+RELAY_SETTINGS = {"enable_seqscan": "off", "synchronous_commit": "off"}
 
 
 def unsent_of(schema: str, excluding: str = "") -> str:
@@ -451,7 +455,7 @@ class OutboxRelay:
         # The relay's own connection: it listens there, and holds its shards and runs its
         # passes on it (`server_settings`: as the service's other connections).
         self._wakeup = Wakeup(
-            listen_dsn, notify_channel(outbox.schema), {**(server_settings or {}), **RELAY_PLANNING}
+            listen_dsn, notify_channel(outbox.schema), {**(server_settings or {}), **RELAY_SETTINGS}
         )
         self._lock_space = zlib.crc32(f"outbox:{outbox.schema}".encode()) & 0x7FFFFFFF
         self._published = published

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
 
 from shared import messaging, pgnotify
 from shared.messaging import OUTBOX_SHARDS, OutboxRelay
@@ -241,7 +242,7 @@ async def test_a_pass_reads_the_outbox_by_its_indexes_however_cheap_a_whole_read
     """A pass's statement keeps the plan of the relay's first passes. On a new database the
     outbox looks empty then, where reading it whole looks cheapest, and such a plan read every
     row of the outbox each pass until autovacuum first analysed it. The relay's connection
-    never plans that (`RELAY_PLANNING`): here, with the pages read in order costing next to
+    never plans that (`RELAY_SETTINGS`): here, with the pages read in order costing next to
     nothing, as an empty table's do, the pass still reads the outbox by its indexes."""
     sessions, outbox, _ = scratch_schema
     connect = asyncpg.connect
@@ -270,5 +271,26 @@ async def test_a_pass_reads_the_outbox_by_its_indexes_however_cheap_a_whole_read
         ]
         assert len(reads) == 2, reads  # the mark's and the read's
         assert not [node for node in reads if node["Node Type"] == "Seq Scan"], reads
+    finally:
+        await relay.close()
+
+
+async def test_a_pass_commits_its_marks_without_waiting_for_the_disk(
+    infra_settings: Settings, scratch_schema: Any, scratch_producer: AIOKafkaProducer
+) -> None:
+    """A mark lost with the database's last moments only sends its rows again, which the
+    inboxes absorb: the relay's connection commits without waiting for the flush
+    (`RELAY_SETTINGS`), while the service's own transactions, whose rows are the events and
+    their effects, still wait for it."""
+    sessions, outbox, _ = scratch_schema
+    relay = OutboxRelay(outbox, sessions, scratch_producer, infra_settings.plain_database_url)
+    try:
+        async with sessions() as session, session.begin():
+            await outbox.add(session, reported_event())
+            durable = (await session.execute(text("SHOW synchronous_commit"))).scalar()
+        assert await relay.publish_batch() == 1
+        connection = await relay._wakeup.connection()
+        assert await connection.fetchval("SHOW synchronous_commit") == "off"
+        assert durable == "on"
     finally:
         await relay.close()
