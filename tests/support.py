@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import uvicorn
 import yaml
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Executable, event
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -311,6 +313,34 @@ def statements_sent(engine: AsyncEngine) -> Iterator[list[str]]:
         yield sent
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", seen)
+
+
+async def kept_plan(
+    connection: AsyncConnection,
+    statement: Executable,
+    arguments: Mapping[str, str] | None = None,
+    *,
+    analyze: bool = False,
+) -> dict[str, Any]:
+    """The plan PostgreSQL may keep for `statement` for any values of its parameters (its
+    generic plan), the statement prepared as the driver prepares it (`$n` parameters, lists
+    expanded), as `EXPLAIN (FORMAT JSON)` gives it. With `analyze` the plan is run, with
+    `arguments` (SQL literals by parameter name, NULL for any not given), and tells what each
+    node read: in a transaction the caller rolls back."""
+    compiled = statement.compile(
+        dialect=asyncpg_dialect.dialect(), compile_kwargs={"render_postcompile": True}
+    )
+    name = f"kept_{uuid4().hex}"
+    await connection.exec_driver_sql(f"PREPARE {name} AS {compiled}")
+    await connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+    values = ", ".join((arguments or {}).get(key, "NULL") for key in compiled.positiontup or ())
+    options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
+    explained = await connection.exec_driver_sql(
+        f"EXPLAIN ({options}) EXECUTE {name}" + (f"({values})" if values else "")
+    )
+    plan: dict[str, Any] = explained.scalar()[0]
+    await connection.exec_driver_sql(f"DEALLOCATE {name}")
+    return plan
 
 
 def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:

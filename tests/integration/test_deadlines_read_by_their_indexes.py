@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Executable, text
-from sqlalchemy.dialects.postgresql import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import text
 
 from services.escalation.deadlines import (
     claim_due_duties,
@@ -24,27 +22,12 @@ from services.escalation.deadlines import (
 from services.escalation.rules import Policy
 from shared.db import create_engine
 from shared.settings import Settings
-from tests.support import node_reads, plan_nodes
+from tests.support import kept_plan, node_reads, plan_nodes
 from tools.devrun import ServiceProcesses
 
 # Duties of a few years' incidents, all of them done.
 HISTORY = 6000
 DUTY_INDEXES = {"ix_obligations_pending_due", "ix_obligations_missed_due"}
-
-
-async def generic_plan(connection: AsyncConnection, name: str, statement: Executable) -> Any:
-    """The plan PostgreSQL keeps for `statement` for any values of its parameters, prepared as
-    the driver prepares it (`$n` parameters, lists expanded)."""
-    compiled = statement.compile(
-        dialect=asyncpg.dialect(), compile_kwargs={"render_postcompile": True}
-    )
-    await connection.exec_driver_sql(f"PREPARE {name} AS {compiled}")
-    # A generic plan is the same for any values: nulls stand for them.
-    arguments = ", ".join("NULL" for _ in compiled.positiontup or ())
-    explained = await connection.exec_driver_sql(
-        f"EXPLAIN (FORMAT JSON) EXECUTE {name}({arguments})"
-    )
-    return explained.scalar()[0]
 
 
 def duty_reads(plan: dict[str, Any]) -> list[tuple[str, str]]:
@@ -82,10 +65,9 @@ async def test_the_deadline_worker_reads_pending_and_missed_duties_by_their_inde
                 {"history": HISTORY},
             )
             await connection.execute(text("ANALYZE escalation.obligations"))
-            await connection.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
             plans = {
-                name: await generic_plan(connection, f"deadline_statement_{n}", statement)
-                for n, (name, statement) in enumerate(statements.items())
+                name: await kept_plan(connection, statement)
+                for name, statement in statements.items()
             }
             for statement in statements.values():  # and each still runs
                 await connection.execute(statement)
