@@ -134,21 +134,36 @@ OPEN_DELIVERIES = text(
     " WHERE n.id = moved.id"
 )
 # Due: PENDING and its time has come, or SENDING under a lease nobody renewed; never what this
-# dispatcher is still sending, whatever its lease says.
+# dispatcher is still sending, whatever its lease says. A delivery is claimed only once due, and
+# opened SENDING at its creation time: one being sent came due before now, so every due one is
+# in the range `next_attempt_at <= now()` of its channel in `ix_deliveries_due`, and a pass walks
+# that range, never the retries waiting beyond it.
 DUE_DELIVERY = (
-    "((status = 'PENDING' AND next_attempt_at <= now())"
-    " OR (status = 'SENDING' AND lease_until < now()))"
+    "next_attempt_at <= now()"
+    " AND (status = 'PENDING' OR (status = 'SENDING' AND lease_until < now()))"
     " AND id <> ALL(CAST(:sending AS uuid[]))"
+)
+# The channels with a delivery pending or being sent: one probe of `ix_deliveries_due` each,
+# from channel to channel, however many deliveries wait in each.
+WAITING_CHANNELS = (
+    "waiting(channel) AS ((SELECT channel FROM notification.deliveries"
+    " WHERE status IN ('PENDING', 'SENDING') ORDER BY channel LIMIT 1)"
+    " UNION ALL SELECT (SELECT later.channel FROM notification.deliveries AS later"
+    " WHERE later.status IN ('PENDING', 'SENDING') AND later.channel > waiting.channel"
+    " ORDER BY later.channel LIMIT 1) FROM waiting WHERE waiting.channel IS NOT NULL)"
 )
 # Seconds until the earliest of: a NEW notification (now), an ACK deadline, a retry, a lease of
 # another dispatcher running out; NULL when nothing waits. Read in the statement that claims,
 # whose own claims (`claimed`) it does not count: that statement does not see its own changes.
+# Each is the first of an index: the earliest retry is read channel by channel, each the first
+# pending one of its channel's part of `ix_deliveries_due`.
 NEXT_DUE_SECONDS = (
     "extract(epoch FROM least("
     " (SELECT now() FROM notification.notifications WHERE status = 'NEW' LIMIT 1),"
     " (SELECT min(ack_due_at) FROM notification.notifications WHERE status = 'DELIVERED'),"
-    " (SELECT min(next_attempt_at) FROM notification.deliveries WHERE status = 'PENDING'"
-    " AND id NOT IN (SELECT id FROM claimed)),"
+    " (SELECT min(retry.next_attempt_at) FROM waiting, LATERAL (SELECT next_attempt_at"
+    " FROM notification.deliveries WHERE channel = waiting.channel AND status = 'PENDING'"
+    " AND id NOT IN (SELECT id FROM claimed) ORDER BY next_attempt_at LIMIT 1) AS retry),"
     " (SELECT min(lease_until) FROM notification.deliveries WHERE status = 'SENDING'"
     " AND id <> ALL(CAST(:sending AS uuid[])) AND id NOT IN (SELECT id FROM claimed))"
     ") - now())"
@@ -159,9 +174,12 @@ NEXT_DUE_SECONDS = (
 # its due deliveries, oldest first, claimed under a new lease. The result: a row per delivery
 # claimed, and in every row (one with no delivery when none was claimed) the channels that had
 # anything due (`busy`) and the seconds until the next thing is due after the claim (`due_in`).
+# What it reads grows with the channels and what is due or being sent, not with the deliveries
+# waiting for a retry (migration 0013).
 CLAIM_DUE = text(
-    "WITH busy AS (SELECT DISTINCT channel FROM notification.deliveries"
-    f" WHERE {DUE_DELIVERY}),"
+    f"WITH RECURSIVE {WAITING_CHANNELS},"
+    " busy AS (SELECT waiting.channel FROM waiting WHERE EXISTS (SELECT"
+    f" FROM notification.deliveries WHERE channel = waiting.channel AND {DUE_DELIVERY})),"
     " room AS (SELECT busy.channel, COALESCE(configured.capacity, :unknown_batch) AS capacity"
     " FROM busy LEFT JOIN unnest(CAST(:channels AS text[]), CAST(:capacities AS integer[]))"
     " AS configured(channel, capacity) ON configured.channel = busy.channel),"

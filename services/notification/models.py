@@ -137,6 +137,8 @@ deliveries = Table(
         "next_attempt_at",
         postgresql_where=text("status IN ('PENDING', 'SENDING')"),
     ),
+    # The leases that run out first (migration 0013).
+    Index("ix_deliveries_leased", "lease_until", postgresql_where=text("status = 'SENDING'")),
     Index(
         "ix_deliveries_messages_kept",
         "created_at",
