@@ -53,7 +53,12 @@ from shared.observability import (
 )
 from shared.problems import install_problem_handlers
 from shared.settings import Settings
-from shared.telemetry import configure_tracing, instrument_http_clients, server_telemetry
+from shared.telemetry import (
+    ServerSpans,
+    configure_tracing,
+    instrument_http_clients,
+    server_telemetry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -437,13 +442,14 @@ def create_service_app(
         burst=runtime.settings.rate_limit_burst,
     )
     app.add_middleware(HttpMetricsMiddleware, metrics=runtime.metrics)
+    runtime.tracer_provider = configure_tracing(runtime.settings, runtime.service)
+    if runtime.tracer_provider is not None:
+        app.add_middleware(ServerSpans, tracer_provider=runtime.tracer_provider)
+        instrument_http_clients()
     app.state.token_verifier = TokenVerifier.from_settings(runtime.settings)
     app.include_router(health_router())
     for router in routers:
         app.include_router(router, dependencies=[Depends(authenticate), Depends(bind_incident)])
     for router in public_routers:
         app.include_router(router, dependencies=[Depends(bind_incident)])
-    runtime.tracer_provider = configure_tracing(runtime.settings, runtime.service)
-    if runtime.tracer_provider is not None:
-        instrument_http_clients()
     return app

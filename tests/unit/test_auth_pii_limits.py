@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 from jwt.algorithms import RSAAlgorithm
+from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import SecretStr
 
 from shared.auth import TokenVerifier, ensure_dev_keys, mint
@@ -390,36 +391,86 @@ def test_no_query_string_reaches_a_span():
 
 
 async def test_server_spans_are_named_by_route_redacted_and_none_for_probes():
-    """The services' server spans are FastAPI's own (`server_telemetry`): one per request,
-    named by the route FastAPI chose, its query redacted; none for health probes."""
+    """The services' server spans are `ServerSpans`' (FastAPI's own telemetry is off): one per
+    request, named by the route FastAPI chose, its query redacted, an escaping exception
+    recorded as the server error it is; none for health probes."""
     from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from shared.telemetry import RedactUrls, server_telemetry
+    from shared.telemetry import RedactUrls, ServerSpans, server_telemetry
 
     exported = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(RedactUrls())
     provider.add_span_processor(SimpleSpanProcessor(exported))
     app = FastAPI(telemetry={**server_telemetry(), "tracer_provider": provider})
+    app.add_middleware(ServerSpans, tracer_provider=provider)
 
     @app.get("/v1/alerts/{alert_id}/ack")
     async def ack(alert_id: str) -> dict[str, str]:
         return {"alert": alert_id}
 
+    @app.get("/v1/broken")
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
         assert (await client.get("/v1/alerts/7/ack", params={"token": "secret"})).status_code == 200
+        assert (await client.get("/v1/broken")).status_code == 500
         assert (await client.get("/healthz")).status_code == 200
-    [span] = exported.get_finished_spans()
+    [span, failed] = exported.get_finished_spans()
     assert span.name == "GET /v1/alerts/{alert_id}/ack"
+    assert span.kind is SpanKind.SERVER
     assert span.attributes["http.route"] == "/v1/alerts/{alert_id}/ack"
     assert span.attributes["http.response.status_code"] == 200
     assert "secret" not in json.dumps(dict(span.attributes))
     assert span.attributes["url.query"] == "[redacted]"
+    assert failed.name == "GET /v1/broken"
+    assert failed.attributes["http.response.status_code"] == 500
+    assert failed.status.status_code is StatusCode.ERROR
+    assert [event.name for event in failed.events] == ["exception"]
+
+
+async def test_a_request_the_sampler_does_not_keep_carries_its_trace_on_and_records_nothing():
+    """The sampler is asked before anything is made of a request: one it does not keep is
+    recorded by no span, and what the service does for it joins the caller's trace, marked
+    not sampled, so that every process leaves the trace out alike."""
+    from fastapi import FastAPI
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    from shared.telemetry import ServerSpans, server_telemetry
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    app = FastAPI(telemetry=server_telemetry())
+    app.add_middleware(ServerSpans, tracer_provider=provider)
+    seen: list[trace.SpanContext] = []
+
+    @app.post("/v1/incidents")
+    async def report() -> dict[str, str]:
+        seen.append(trace.get_current_span().get_span_context())
+        return {}
+
+    caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        unsampled = {"traceparent": f"00-{caller_trace}-00f067aa0ba902b7-00"}
+        assert (await client.post("/v1/incidents", headers=unsampled)).status_code == 200
+        assert (await client.post("/v1/incidents")).status_code == 200
+    assert exported.get_finished_spans() == ()
+    carried, new = seen
+    assert format(carried.trace_id, "032x") == caller_trace
+    assert not carried.trace_flags.sampled
+    assert new.is_valid and not new.trace_flags.sampled
