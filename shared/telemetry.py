@@ -243,10 +243,13 @@ class ServerSpans:
                 status = message["status"]
             await send(message)
 
+        span.set_attribute("network.protocol.version", scope.get("http_version", "1.1"))
+        error_type = ""
         try:
             await self.app(scope, receive, noting_status)
         except Exception as error:
             span.record_exception(error)
+            error_type = type(error).__qualname__
             raise
         finally:
             route = getattr(scope.get("route"), "path", None)
@@ -257,6 +260,7 @@ class ServerSpans:
             answered = status or 500
             span.set_attribute("http.response.status_code", answered)
             if answered >= 500:
+                span.set_attribute("error.type", error_type or str(answered))
                 span.set_status(trace.StatusCode.ERROR)
             span.end()
 

@@ -435,6 +435,7 @@ async def test_server_spans_are_named_by_route_redacted_and_none_for_probes():
     assert failed.name == "GET /v1/broken"
     assert failed.attributes["http.response.status_code"] == 500
     assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes["error.type"] == "RuntimeError"
     assert [event.name for event in failed.events] == ["exception"]
 
 
