@@ -102,6 +102,19 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
+class ResponseStatus:
+    """An ASGI `send` that notes the status of the response it sends (0 until it starts)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.code = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.code = message["status"]
+        await self._send(message)
+
+
 class HttpMetricsMiddleware:
     """Request latency by method, route and status. Plain ASGI: Starlette's BaseHTTPMiddleware
     runs every request through an extra task and memory stream, a cost paid on each report."""
@@ -115,20 +128,14 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        status = ResponseStatus(send)
         try:
-            await self.app(scope, receive, send_and_note_status)
+            await self.app(scope, receive, status)
         finally:
             route = scope.get("route")
+            # No answer started: the server error the client is told.
             self._metrics.http_latency.labels(
-                scope["method"], getattr(route, "path", "unmatched"), str(status)
+                scope["method"], getattr(route, "path", "unmatched"), str(status.code or 500)
             ).observe(time.perf_counter() - started)
 
 

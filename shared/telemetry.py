@@ -30,9 +30,10 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.limits import TokenBuckets
+from shared.observability import ResponseStatus
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -235,18 +236,11 @@ class ServerSpans:
     async def _recorded(
         self, span: trace.Span, method: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        status = 0
-
-        async def noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        status = ResponseStatus(send)
         span.set_attribute("network.protocol.version", scope.get("http_version", "1.1"))
         error_type = ""
         try:
-            await self.app(scope, receive, noting_status)
+            await self.app(scope, receive, status)
         except Exception as error:
             span.record_exception(error)
             error_type = type(error).__qualname__
@@ -257,7 +251,7 @@ class ServerSpans:
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
             # An exception before the answer is the server error the client is told.
-            answered = status or 500
+            answered = status.code or 500
             span.set_attribute("http.response.status_code", answered)
             if answered >= 500:
                 span.set_attribute("error.type", error_type or str(answered))
