@@ -520,7 +520,7 @@ def hops_summary(
     }
 
 
-def cpu_split(process: psutil.Process, with_children: bool = False) -> tuple[float, float]:
+def cpu_and_kernel(process: psutil.Process, with_children: bool = False) -> tuple[float, float]:
     """CPU time the process used so far, all of it and the part in the kernel (its system
     calls, the network stack's work for them, page faults), from one read of its times."""
     times = process.cpu_times()
@@ -541,20 +541,20 @@ def cpu_split(process: psutil.Process, with_children: bool = False) -> tuple[flo
 
 def cpu_total(process: psutil.Process, with_children: bool = False, kernel: bool = False) -> float:
     """CPU time the process used so far (`kernel`: the part in the kernel only)."""
-    total, in_kernel = cpu_split(process, with_children)
+    total, in_kernel = cpu_and_kernel(process, with_children)
     return in_kernel if kernel else total
 
 
-def _infrastructure_split(infra: Infrastructure) -> dict[str, tuple[float, float]]:
+def _infrastructure_cpu_and_kernel(infra: Infrastructure) -> dict[str, tuple[float, float]]:
     used: dict[str, tuple[float, float]] = {}
     for name, local in (("postgres", infra.postgres), ("broker", infra.broker)):
         if local is not None and local.process is not None:
             with contextlib.suppress(psutil.Error):
-                used[name] = cpu_split(psutil.Process(local.process.pid), True)
+                used[name] = cpu_and_kernel(psutil.Process(local.process.pid), True)
     return used
 
 
-def split_cpu(
+def cpu_and_kernel_of_all(
     processes: ServiceProcesses, infra: Infrastructure
 ) -> tuple[dict[str, float], dict[str, float]]:
     """CPU time used so far by each service, PostgreSQL (all its backends) and the broker, and
@@ -562,8 +562,8 @@ def split_cpu(
     used: dict[str, tuple[float, float]] = {}
     for service, process in processes.processes.items():
         with contextlib.suppress(psutil.Error):
-            used[service] = cpu_split(psutil.Process(process.pid))
-    used |= _infrastructure_split(infra)
+            used[service] = cpu_and_kernel(psutil.Process(process.pid))
+    used |= _infrastructure_cpu_and_kernel(infra)
     return (
         {name: total for name, (total, _) in used.items()},
         {name: kernel for name, (_, kernel) in used.items()},
@@ -572,12 +572,12 @@ def split_cpu(
 
 def infrastructure_cpu(infra: Infrastructure) -> dict[str, float]:
     """CPU time used so far by PostgreSQL (all its backends) and the broker, where local."""
-    return {name: total for name, (total, _) in _infrastructure_split(infra).items()}
+    return {name: total for name, (total, _) in _infrastructure_cpu_and_kernel(infra).items()}
 
 
 def cpu_seconds(processes: ServiceProcesses, infra: Infrastructure) -> dict[str, float]:
     """CPU time used so far by each service, PostgreSQL (all its backends) and the broker."""
-    return split_cpu(processes, infra)[0]
+    return cpu_and_kernel_of_all(processes, infra)[0]
 
 
 def kernel_shares(
@@ -734,14 +734,14 @@ class Bench:
         await self.sink.clear(self.sink_client)
         records = await topic_records(self.infra.kafka_bootstrap_servers)
         logged_from = self.census.stat().st_size if self.census is not None else 0
-        before, kernel_before = split_cpu(self.processes, self.infra)
+        before, kernel_before = cpu_and_kernel_of_all(self.processes, self.infra)
         began = time.monotonic()
         with self._profiled(f"{offered:g}-per-second" if offered else "flat-out"):
             run = await load
         expected = run.alerting(self.alerting) if self.alerting else run.accepted
         arrivals = await first_alerts(expected, self.sink, self.sink_client, drain)
         elapsed = time.monotonic() - began
-        after, kernel_after = split_cpu(self.processes, self.infra)
+        after, kernel_after = cpu_and_kernel_of_all(self.processes, self.infra)
         result = measured(run, arrivals, self.alerting, offered, lead_in)
         result["cpu_ms_per_incident"] = cpu_ms_per_incident(
             before, after, self.idle, elapsed, len(run.accepted)
