@@ -61,7 +61,7 @@ from shared.db import rows_affected
 from shared.driver import fetch
 from shared.events import CloudEvent, topic_of
 from shared.jsontext import from_json, json_text
-from shared.pgnotify import Wakeup
+from shared.pgnotify import Listener
 from shared.staging import staged
 
 log = logging.getLogger(__name__)
@@ -440,23 +440,31 @@ class OutboxRelay:
         outbox: Outbox,
         sessions: async_sessionmaker[AsyncSession],
         producer: AIOKafkaProducer,
-        listen_dsn: str,
+        dsn: str,
         poll_interval: float = 0.5,
         batch_size: int = 200,
         published: Counter | None = None,
         broker_check: BrokerCheck | None = None,
         server_settings: Mapping[str, str] | None = None,
+        listener: Listener | None = None,
     ) -> None:
         self._outbox = outbox
         self._sessions = sessions
         self._producer = producer
         self._poll_interval = poll_interval
         self._batch_size = batch_size
-        # The relay's own connection: it listens there, and holds its shards and runs its
-        # passes on it (`server_settings`: as the service's other connections).
-        self._wakeup = Wakeup(
-            listen_dsn, notify_channel(outbox.schema), {**(server_settings or {}), **RELAY_SETTINGS}
+        # Woken through the process's listening connection (`listener`; without one, a listener
+        # of its own); it holds its shards and runs its passes on a connection of its own
+        # (`server_settings`: as the service's other connections), which listens to nothing.
+        channel = notify_channel(outbox.schema)
+        self._wakeup = (
+            listener.wakeup(channel)
+            if listener is not None
+            else Listener.alone(dsn, channel, server_settings)
         )
+        self._dsn = dsn
+        self._connection_settings = {**(server_settings or {}), **RELAY_SETTINGS}
+        self._connection: asyncpg.Connection | None = None
         self._lock_space = zlib.crc32(f"outbox:{outbox.schema}".encode()) & 0x7FFFFFFF
         self._published = published
         schema = outbox.schema
@@ -505,8 +513,18 @@ class OutboxRelay:
             if lease_left < self._poll_interval:
                 if await self._wakeup.wait(max(lease_left, 0.0)):
                     return
-                await self._give_up_shards(await self._wakeup.connection())
+                await self._give_up_shards(await self.connection())
         await self._wakeup.wait(self._poll_interval)
+
+    async def connection(self) -> asyncpg.Connection:
+        """The connection that holds the relay's shards and runs its passes: what it holds
+        there (session-level locks) it loses with the connection, whose loss wakes the relay."""
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await asyncpg.connect(
+                self._dsn, server_settings=self._connection_settings
+            )
+            self._connection.add_termination_listener(lambda *_: self._wakeup.wake())
+        return self._connection
 
     async def _lease(self, connection: asyncpg.Connection) -> list[int]:
         """The shards the relay holds on `connection`; when it holds none there, those it can
@@ -543,6 +561,10 @@ class OutboxRelay:
                 await self._record_sent(self._lease_connection)
         self._sent_unmarked = []
         await self._wakeup.close()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=2)
         self._held, self._lease_connection = [], None
 
     async def check_broker(self) -> int:
@@ -554,7 +576,7 @@ class OutboxRelay:
         table = self._outbox.table
         cluster_id = await self._probe.cluster_id()
         # Its own lease would stand in the way of the locks below, taken on another connection.
-        await self._give_up_shards(await self._wakeup.connection())
+        await self._give_up_shards(await self.connection())
         async with self._sessions() as session, session.begin():
             await session.execute(
                 text(
@@ -672,11 +694,11 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Publish up to one batch from the shards of this relay's lease; returns rows sent.
-        The relay's own connection (its LISTEN's) holds the shards. The rows are marked sent
+        The relay's own connection (`connection`) holds the shards. The rows are marked sent
         by the statement that reads the next pass's rows (the relay's next pass comes within
         its poll interval), or before the shards are given up, or when the relay closes: one
         statement a pass, each its own transaction."""
-        connection = await self._wakeup.connection()
+        connection = await self.connection()
         held = await self._lease(connection)
         sent = await self._publish_from(connection, held) if held else 0
         if held and time.monotonic() - self._leased_at >= LEASE_SECONDS:

@@ -1,10 +1,17 @@
-"""Wake a worker on PostgreSQL NOTIFY, with a poll interval as the fallback."""
+"""Wake a worker on PostgreSQL NOTIFY, with a poll interval as the fallback.
+
+A commit that notifies signals every backend of the database that listens, whatever its
+channels, and each of them reads the notification queue to find out whether it was meant. So a
+process listens on one connection for all its workers (`Listener`), each waiting on its channel
+(`Wakeup`): one backend a process to wake, not one a worker.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,27 +19,124 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.staging import staged
 
 
-class Wakeup:
-    """LISTENs on one channel; `wait` returns on a notification or after `poll_seconds`.
+class Listener:
+    """The one connection of a process that LISTENs, on every channel its waiters wait on.
 
-    The listening connection is reopened after it drops (a database restart): its loss wakes
-    the waiter, which listens again and makes a pass for what it may have missed. So the poll
-    is only a fallback, and may be long: an idle worker then sleeps.
+    It is opened at the first wait and reopened after it drops (a database restart): its loss
+    wakes every waiter, and so does its return, for a pass over what it may have missed. So a
+    waiter's poll is only a fallback, and may be long: an idle worker then sleeps. It closes
+    when its last waiter does.
     """
 
-    def __init__(
-        self, dsn: str, channel: str, server_settings: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, dsn: str, server_settings: Mapping[str, str] | None = None) -> None:
         self._dsn = dsn
-        self._channel = channel
         self._server_settings = dict(server_settings or {})
-        self._event = asyncio.Event()
+        self._waiters: dict[str, set[Wakeup]] = {}
         self._connection: asyncpg.Connection | None = None
+        self._listened: set[str] = set()
+        self._opening = asyncio.Lock()
+
+    def wakeup(self, channel: str) -> Wakeup:
+        """A waiter on `channel`, until it closes."""
+        waiter = Wakeup(self, channel)
+        self._waiters.setdefault(channel, set()).add(waiter)
+        return waiter
+
+    @classmethod
+    def alone(
+        cls, dsn: str, channel: str, server_settings: Mapping[str, str] | None = None
+    ) -> Wakeup:
+        """A waiter with a listener of its own (closed with it): for a worker that runs
+        outside a service process, or a test."""
+        return cls(dsn, server_settings).wakeup(channel)
+
+    @property
+    def connection(self) -> asyncpg.Connection | None:
+        """The listening connection, while open."""
+        return self._connection
+
+    async def listen(self, waiter: Wakeup) -> None:
+        """`waiter` is heard once this returns (again, if it had closed): the connection
+        opened (or opened again), and its channel asked for, if it was not yet."""
+        channel = waiter.channel
+        self._waiters.setdefault(channel, set()).add(waiter)
+        if self._is_open() and channel in self._listened:
+            return
+        async with self._opening:
+            if not self._is_open():
+                await self._reopen()
+            elif channel not in self._listened:
+                assert self._connection is not None
+                await self._connection.add_listener(channel, self._heard)
+                self._listened.add(channel)
+                # What came before it listened is for the waiters' first passes.
+                self._wake(self._waiters[channel])
+
+    async def forget(self, waiter: Wakeup) -> None:
+        """`waiter` waits no more; the channel is no longer listened on when it was the
+        channel's last, and the connection closes when it was the last of all."""
+        waiters = self._waiters.get(waiter.channel)
+        if waiters is None or waiter not in waiters:
+            return
+        waiters.discard(waiter)
+        if waiters:
+            return
+        del self._waiters[waiter.channel]
+        if not self._waiters:
+            await self.close()
+        elif self._is_open() and waiter.channel in self._listened:
+            assert self._connection is not None
+            self._listened.discard(waiter.channel)
+            with contextlib.suppress(Exception):
+                await self._connection.remove_listener(waiter.channel, self._heard)
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        self._listened = set()
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=2)
+
+    def _is_open(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed()
+
+    async def _reopen(self) -> None:
+        await self.close()
+        connection = await asyncpg.connect(self._dsn, server_settings=self._server_settings)
+        channels = list(self._waiters)
+        for channel in channels:
+            await connection.add_listener(channel, self._heard)
+        connection.add_termination_listener(self._lost)
+        self._connection, self._listened = connection, set(channels)
+        # Anything written while nobody listened is picked up by the waiters' next passes.
+        self._wake(waiter for waiters in self._waiters.values() for waiter in waiters)
+
+    def _heard(self, _connection: Any, _pid: int, channel: str, _payload: str) -> None:
+        self._wake(self._waiters.get(channel, ()))
+
+    def _lost(self, connection: Any) -> None:
+        if connection is self._connection:
+            self._wake(waiter for waiters in self._waiters.values() for waiter in waiters)
+
+    @staticmethod
+    def _wake(waiters: Any) -> None:
+        for waiter in waiters:
+            waiter.wake()
+
+
+class Wakeup:
+    """A worker's wait for NOTIFY on one channel of its process's `Listener`: `wait` returns
+    on a notification, on the listening connection lost or new, or after `poll_seconds`."""
+
+    def __init__(self, listener: Listener, channel: str) -> None:
+        self._listener = listener
+        self.channel = channel
+        self._event = asyncio.Event()
 
     async def wait(self, poll_seconds: float) -> bool:
         """Whether it was woken (a notification, or the connection lost or new) before
         `poll_seconds` passed."""
-        await self._ensure_listening()
+        await self._listener.listen(self)
         woken = self._event.is_set()
         if not woken:
             try:
@@ -43,13 +147,6 @@ class Wakeup:
         self._event.clear()
         return woken
 
-    async def connection(self) -> asyncpg.Connection:
-        """The listening connection, for a worker's own statements between its waits: what it
-        holds there (session-level locks) it loses with the connection, which wakes it."""
-        await self._ensure_listening()
-        assert self._connection is not None
-        return self._connection
-
     def clear(self) -> None:
         """Forget the wakes so far: the waiter is about to look at what they announced."""
         self._event.clear()
@@ -59,20 +156,8 @@ class Wakeup:
         self._event.set()
 
     async def close(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close(timeout=2)
-            self._connection = None
-
-    async def _ensure_listening(self) -> None:
-        if self._connection is not None and not self._connection.is_closed():
-            return
-        await self.close()
-        self._connection = await asyncpg.connect(self._dsn, server_settings=self._server_settings)
-        await self._connection.add_listener(self._channel, lambda *_: self._event.set())
-        self._connection.add_termination_listener(lambda *_: self._event.set())
-        # Anything written while we were not listening is picked up by the caller's next pass.
-        self._event.set()
+        """Waits no more; a later `wait` is heard again."""
+        await self._listener.forget(self)
 
 
 async def notify(session: AsyncSession, channel: str) -> None:

@@ -51,6 +51,7 @@ from shared.observability import (
     bind_incident,
     configure_logging,
 )
+from shared.pgnotify import Listener
 from shared.problems import install_problem_handlers
 from shared.settings import Settings
 from shared.telemetry import (
@@ -124,6 +125,8 @@ class ServiceRuntime:
     sessions: async_sessionmaker[AsyncSession] = field(init=False)
     producer: AIOKafkaProducer = field(init=False)
     relay: OutboxRelay = field(init=False)
+    # The process's one listening connection: its workers wait on their channels through it.
+    listener: Listener = field(init=False)
     broker_probe: KafkaBrokerProbe = field(init=False)
     metrics: ServiceMetrics = field(init=False)
     tracer_provider: TracerProvider | None = None
@@ -205,6 +208,9 @@ class ServiceRuntime:
         self.producer = create_producer(self.settings, client_id=self.service)
         await _retry(self.producer.start, f"{self.service}: connect to Kafka")
         self.broker_probe = KafkaBrokerProbe(self.settings, self.service)
+        self.listener = Listener(
+            self.settings.plain_database_url, connection_settings(self.settings, self.service)
+        )
         self.relay = OutboxRelay(
             self.outbox,
             self.sessions,
@@ -218,6 +224,7 @@ class ServiceRuntime:
                 self.metrics.outbox_republished,
             ),
             server_settings=connection_settings(self.settings, self.service),
+            listener=self.listener,
         )
         self._worker_tasks.append(_spawn("outbox-relay", self.relay.run))
         purge = RetentionPurge(
@@ -268,6 +275,7 @@ class ServiceRuntime:
                     pass
         with contextlib.suppress(Exception):
             await self.relay.close()
+        await self.listener.close()
         with contextlib.suppress(Exception):
             await self.producer.stop()
         await self.broker_probe.close()

@@ -91,7 +91,7 @@ def create_app(
             runtime.sessions,
             messaging.outbox,
             compute,
-            settings.plain_database_url,
+            runtime.listener,
             poll_seconds=settings.audit_findings_poll_interval_seconds,
             retry_max_seconds=settings.audit_findings_retry_max_seconds,
             failures=metrics.findings_review_failures,

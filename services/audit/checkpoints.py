@@ -34,7 +34,6 @@ from services.audit.note import Checkpoint, Signer, Verifier
 from shared.events import CloudEvent
 from shared.events.models import LogCheckpoint
 from shared.messaging import Outbox
-from shared.pgnotify import Wakeup
 from shared.production import Gap, file_gaps
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
@@ -139,7 +138,7 @@ class Checkpointer:
     async def run(self) -> None:
         """A checkpoint at most every `interval_seconds`, and only after appends: between them
         the checkpointer sleeps (the log notifies each append at its commit)."""
-        appended = Wakeup(self.runtime.settings.plain_database_url, store.APPENDED_CHANNEL)
+        appended = self.runtime.listener.wakeup(store.APPENDED_CHANNEL)
         try:
             while True:
                 await self.checkpoint_once()

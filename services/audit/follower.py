@@ -37,7 +37,7 @@ from services.audit.models import findings_cursor, incident_leaves, log_entries
 from shared.events import CloudEvent
 from shared.events.models import AccountabilityFinding
 from shared.messaging import Outbox
-from shared.pgnotify import Wakeup
+from shared.pgnotify import Listener
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,8 @@ class FindingsFollower:
     sessions: async_sessionmaker[AsyncSession]
     outbox: Outbox
     compute: FindingsFunction
-    database_url: str
+    # The process's listening connection: the log's appends wake the follower through it.
+    listener: Listener
     poll_seconds: float = 1.0
     retry_max_seconds: float = 30.0
     failures: Counter | None = None
@@ -227,7 +228,7 @@ class FindingsFollower:
     pace_seconds: float = 0.5
 
     async def run(self) -> None:
-        wakeup = Wakeup(self.database_url, store.APPENDED_CHANNEL)
+        wakeup = self.listener.wakeup(store.APPENDED_CHANNEL)
         try:
             while True:
                 review, full = await self.follow_once()

@@ -13,7 +13,6 @@ from services.escalation.rules import Policy
 from services.escalation.store import DEADLINES_CHANNEL, Store
 from shared.domain.directory import Directory
 from shared.events import topics
-from shared.pgnotify import Wakeup
 from shared.production import require_production_settings
 from shared.runtime import ServiceRuntime, create_service_app
 from shared.settings import Settings
@@ -40,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker = DeadlineWorker(
             runtime.sessions,
             store,
-            Wakeup(settings.plain_database_url, DEADLINES_CHANNEL),
+            runtime.listener.wakeup(DEADLINES_CHANNEL),
             settings.deadline_poll_interval_seconds,
             metrics.deadline_delay,
         )

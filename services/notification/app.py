@@ -17,7 +17,6 @@ from services.notification.models import SCHEMA, messaging
 from services.notification.templates import default_texts
 from shared.domain.directory import Directory
 from shared.events import topics
-from shared.pgnotify import Wakeup
 from shared.production import require_production_settings
 from shared.retention import retention_worker
 from shared.runtime import ServiceRuntime, create_service_app
@@ -68,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.outbox,
             channels,
             directory,
-            Wakeup(settings.plain_database_url, DISPATCH_CHANNEL),
+            runtime.listener.wakeup(DISPATCH_CHANNEL),
             settings,
             signer,
             texts,

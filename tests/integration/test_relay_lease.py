@@ -15,8 +15,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
-from shared import messaging, pgnotify
+from shared import messaging
 from shared.messaging import OUTBOX_SHARDS, OutboxRelay
+from shared.pgnotify import Listener
 from shared.settings import Settings
 from tests.integration.helpers import PATIENCE_SECONDS, eventually, reported_event
 from tests.support import plan_nodes
@@ -33,7 +34,7 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         connection.add_query_logger(lambda record: seen.append(record.query))
         return connection
 
-    monkeypatch.setattr(pgnotify.asyncpg, "connect", logged_connect)
+    monkeypatch.setattr(messaging.asyncpg, "connect", logged_connect)
     return seen
 
 
@@ -140,7 +141,7 @@ async def test_a_relay_that_waits_gives_up_its_shards_when_the_lease_ends(
         assert await relay.publish_batch() == 0
         assert await free_shards(dsn, relay._lock_space) == []
         monkeypatch.setattr(messaging, "LEASE_SECONDS", 0.0)
-        relay._wakeup.clear()  # the connection's first wake-up is spent: nothing is announced
+        assert await relay._wakeup.wait(0)  # listening now: its first wake-up is spent
         waiting = asyncio.create_task(relay._wait_for_rows())
         everything = list(range(OUTBOX_SHARDS))
         await eventually(lambda: free_shards(dsn, relay._lock_space), lambda f: f == everything)
@@ -152,6 +153,34 @@ async def test_a_relay_that_waits_gives_up_its_shards_when_the_lease_ends(
         assert await relay.publish_batch() == 1
     finally:
         await relay.close()
+
+
+async def test_the_relay_waits_through_the_processs_listener_its_connection_listens_to_nothing(
+    infra_settings: Settings, scratch_schema: Any, scratch_producer: AIOKafkaProducer
+) -> None:
+    """Each listening backend is signalled by every NOTIFY of the database: the relay waits
+    through the process's one listening connection, and holds its shards and runs its
+    passes on a connection that listens to nothing."""
+    sessions, outbox, _ = scratch_schema
+    dsn = infra_settings.plain_database_url
+    listener = Listener(dsn)
+    relay = OutboxRelay(
+        outbox, sessions, scratch_producer, dsn, poll_interval=3600.0, listener=listener
+    )
+    try:
+        assert await relay.publish_batch() == 0
+        assert await relay._wakeup.wait(0)  # listening now: its first wake-up is spent
+        waiting = asyncio.create_task(relay._wakeup.wait(3600))
+        async with sessions() as session, session.begin():
+            await outbox.add(session, reported_event())
+        assert await asyncio.wait_for(waiting, PATIENCE_SECONDS)
+        connection = await relay.connection()
+        assert connection is not listener.connection
+        assert await connection.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
+        assert await relay.publish_batch() == 1
+    finally:
+        await relay.close()
+        await listener.close()
 
 
 async def test_the_broker_check_is_not_held_up_by_the_relays_own_lease(
@@ -213,7 +242,7 @@ async def test_what_a_lost_connection_held_unmarked_is_sent_again_in_order(
         async with sessions() as session, session.begin():
             await outbox.add(session, *events)
         assert await relay.publish_batch() == 3
-        held = await relay._wakeup.connection()
+        held = await relay.connection()
         admin = await asyncpg.connect(dsn)
         try:
             await admin.execute("SELECT pg_terminate_backend($1)", held.get_server_pid())
@@ -253,13 +282,13 @@ async def test_a_pass_reads_the_outbox_by_its_indexes_however_cheap_a_whole_read
             *args, **{**kwargs, "server_settings": kwargs["server_settings"] | cheap}
         )
 
-    monkeypatch.setattr(pgnotify.asyncpg, "connect", whole_reads_cheap)
+    monkeypatch.setattr(messaging.asyncpg, "connect", whole_reads_cheap)
     relay = OutboxRelay(outbox, sessions, scratch_producer, infra_settings.plain_database_url)
     try:
         async with sessions() as session, session.begin():
             await outbox.add(session, *(reported_event() for _ in range(3)))
         assert await relay.publish_batch() == 3
-        connection = await relay._wakeup.connection()
+        connection = await relay.connection()
         marking = zip(*relay._sent_unmarked, strict=True)
         explained = await connection.fetchval(
             f"EXPLAIN (FORMAT JSON) {relay._marked_and_unsent}", relay._held, 100, *marking
@@ -289,7 +318,7 @@ async def test_a_pass_commits_its_marks_without_waiting_for_the_disk(
             await outbox.add(session, reported_event())
             durable = (await session.execute(text("SHOW synchronous_commit"))).scalar()
         assert await relay.publish_batch() == 1
-        connection = await relay._wakeup.connection()
+        connection = await relay.connection()
         assert await connection.fetchval("SHOW synchronous_commit") == "off"
         assert durable == "on"
     finally:

@@ -31,7 +31,7 @@ from shared.domain.directory import Contact, Directory
 from shared.events import CloudEvent
 from shared.events.models import ObligationCreated
 from shared.kafka import RecordPosition
-from shared.pgnotify import Wakeup
+from shared.pgnotify import Listener
 from shared.settings import ChannelLimits, Settings
 from shared.staging import write_staged
 from tests.integration.helpers import eventually
@@ -118,7 +118,7 @@ def dispatcher_of(
         messaging.outbox,
         {"file": channel},
         Directory.load(settings.directory_file),
-        Wakeup(settings.plain_database_url, DISPATCH_CHANNEL),
+        Listener.alone(settings.plain_database_url, DISPATCH_CHANNEL),
         settings,
         AckSigner(b"first-delivery-test", 3600, "http://notification.test"),
         default_texts(settings.county_zone),

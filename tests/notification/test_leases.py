@@ -42,7 +42,7 @@ from services.notification.templates import Form
 from shared.db import create_engine, create_session_factory
 from shared.domain.directory import Contact, Directory
 from shared.events.models import NotificationDelivered
-from shared.pgnotify import Wakeup
+from shared.pgnotify import Listener
 from shared.settings import ChannelLimits, Settings
 from tests.integration.helpers import eventually
 from tests.support import (
@@ -74,7 +74,7 @@ async def replica(engine: AsyncEngine) -> AsyncIterator[Replica]:
             messaging.outbox,
             built[-1],
             Directory.load(settings.directory_file),
-            Wakeup(settings.plain_database_url, DISPATCH_CHANNEL),
+            Listener.alone(settings.plain_database_url, DISPATCH_CHANNEL),
             settings,
             AckSigner(b"lease-test", 3600, "http://notification.test"),
         )
