@@ -217,6 +217,11 @@ class Settings(BaseSettings):
     # The dispatcher sleeps until the next thing is due (an ACK deadline, a retry, a lease
     # running out) or a NOTIFY wakes it; at most this long, should a NOTIFY be lost.
     notification_dispatch_fallback_seconds: float = Field(default=30.0, gt=0)
+    # How long a delivered answer waits for others to join its record (one statement for all,
+    # `Dispatcher._record_delivered`): under load one record, one NOTIFY and one relay pass for
+    # the answers of several incidents. The send is made and its answer in hand; only the
+    # delivery's DELIVERED and its event come this much later. 0: each burst of answers apart.
+    notification_record_linger_ms: int = Field(default=50, ge=0, le=1000)
 
     # --- notification: gateways -----------------------------------------------------------------
     # Signs webhook bodies; a secret per contact address overrides it (DingTalk robots too).

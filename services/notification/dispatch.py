@@ -324,6 +324,8 @@ class DeliveryPolicy:
     lease: timedelta
     send_timeout: float
     record_base_url: str
+    # How long a delivered answer waits for others to join its record.
+    record_linger: float = 0.0
 
     @classmethod
     def of(cls, settings: Settings) -> DeliveryPolicy:
@@ -335,6 +337,7 @@ class DeliveryPolicy:
             lease=timedelta(seconds=settings.notification_lease_seconds),
             send_timeout=settings.notification_send_timeout_seconds,
             record_base_url=settings.notification_record_base_url.rstrip("/"),
+            record_linger=settings.notification_record_linger_ms / 1000,
         )
 
     def retry_in(self, attempts_made: int, result: DeliveryResult) -> timedelta | None:
@@ -447,6 +450,7 @@ class Dispatcher:
             for task in self._in_flight:
                 task.cancel()
             await asyncio.gather(keeper, *self._in_flight, return_exceptions=True)
+            await self._record_waiting()
             await self._wakeup.close()
             await self._passes.close()
 
@@ -966,14 +970,15 @@ class Dispatcher:
 
     async def _record_delivered(self, answer: dict[str, Any]) -> Row:
         """Record a delivered answer with every other one waiting: whoever gets a recording
-        connection writes them all in one statement, as one answer used to take. A burst of
-        answers (every send of a pass answering within milliseconds) costs a few statements,
-        not one each, and no answer waits for more than the statement before it."""
+        connection writes them all in one statement, as one answer used to take. An answer
+        waits `record_linger` for others to join it (the sends that answered in the same
+        moment are resumed one after another; under load, those of the next incidents), so
+        the answers of a burst cost one statement, one NOTIFY and one relay pass, not one
+        each. Should the dispatcher stop meanwhile, it records them as it stops
+        (`_record_waiting`)."""
         recorded: asyncio.Future[Row] = asyncio.get_running_loop().create_future()
         self._delivered.append((answer, recorded))
-        # The sends that answered in the same moment are resumed one after another: let them
-        # all join before the first writes.
-        await asyncio.sleep(0)
+        await asyncio.sleep(self._policy.record_linger)
         async with self._recording:
             while not recorded.done():
                 batch = self._next_delivered()
@@ -981,6 +986,20 @@ class Dispatcher:
                     break  # this answer is in another writer's statement
                 await self._write_delivered(batch)
         return await recorded
+
+    async def _record_waiting(self) -> None:
+        """The delivered answers still waiting for their record when the sends stopped: a
+        send whose answer came is recorded, not made again once its lease runs out."""
+        while self._delivered:
+            batch = self._next_delivered()
+            try:
+                await self._write_delivered(batch)
+            except Exception:
+                log.exception("could not record %d delivered answers on stopping", len(batch))
+                return
+            for _, recorded in batch:
+                if recorded.done() and not recorded.cancelled():
+                    recorded.exception()  # nobody awaits it any more: seen here
 
     def _next_delivered(self) -> list[tuple[dict[str, Any], asyncio.Future[Row]]]:
         """The delivered answers waiting, at most one of each alert (an answer moves its alert,

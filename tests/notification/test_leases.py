@@ -573,6 +573,65 @@ async def test_answers_that_come_together_are_recorded_together_each_as_if_alone
     assert delivered_events == in_flight  # the fenced-out answer was a delivery too
 
 
+@dataclass
+class AnsweringInTurn:
+    """The local file's channel, answering each send when its turn is given."""
+
+    turns: list[asyncio.Event] = field(default_factory=list)
+    name: str = "file"
+    form: Form = Form.FULL
+
+    async def send(self, message: dict[str, Any], contact: Contact) -> DeliveryResult:
+        turn = asyncio.Event()
+        self.turns.append(turn)
+        await turn.wait()
+        return DeliveryResult(True, 200)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_answers_that_come_apart_wait_for_one_record_and_a_stopping_dispatcher_writes_it(
+    private_settings: Settings, replica: Replica
+) -> None:
+    """A delivered answer waits NOTIFICATION_RECORD_LINGER_MS for others to join its record:
+    answers that come one after another within it are recorded by one statement. A dispatcher
+    that stops meanwhile records them as it stops: no send that was answered is made again
+    once its lease runs out."""
+    # As if the linger were an hour: nothing is recorded before the dispatcher stops.
+    lingering = private_settings.model_copy(update={"notification_record_linger_ms": 3_600_000})
+    own_engine = create_engine(lingering, pool_size=4)
+    channel = AnsweringInTurn()
+    dispatcher = replica(lingering, own_engine, {"file": channel})
+    backlog = [await due_delivery(lingering) for _ in range(3)]
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        await eventually(lambda: asyncio.sleep(0, len(channel.turns)), lambda n: n == 3)
+        with statements_sent(own_engine) as sent:
+            for answered, turn in enumerate(channel.turns, 1):
+                turn.set()
+                await eventually(
+                    lambda: asyncio.sleep(0, len(dispatcher._delivered)),
+                    lambda waiting, answered=answered: waiting == answered,
+                )
+            assert await recorded_count(lingering, backlog) == 0  # each waits for the others
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await own_engine.dispose()
+    records = [statement for statement in sent if statement.startswith("WITH answer AS")]
+    assert len(records) == 1
+    assert await recorded_count(lingering, backlog) == 3
+    deliveries = await states(
+        lingering, "SELECT id, status FROM notification.deliveries WHERE id = ANY($1)", backlog
+    )
+    assert deliveries == dict.fromkeys(backlog, "DELIVERED")
+
+
 async def states(settings: Settings, sql: str, ids: list[UUID]) -> dict[UUID, str]:
     return {row[0]: row[1] for row in await fetch_rows(settings, sql, ids)}
 
