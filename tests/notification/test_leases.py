@@ -432,18 +432,34 @@ async def test_an_ack_deadline_started_while_the_dispatcher_sleeps_wakes_it_alon
 
 
 @dataclass
-class AnsweringTogether:
-    """The local file's channel, answering every send at the same moment."""
+class AnsweringWhenTold:
+    """The local file's channel, holding each send until told to answer it: every one at once
+    (`answer_all`, and those made after it at once), or one by one (`answer`)."""
 
-    gate: asyncio.Event = field(default_factory=asyncio.Event)
-    waiting: int = 0
+    held: list[asyncio.Event] = field(default_factory=list)
+    all_answered: bool = False
     name: str = "file"
     form: Form = Form.FULL
 
+    @property
+    def sends(self) -> int:
+        return len(self.held)
+
     async def send(self, message: dict[str, Any], contact: Contact) -> DeliveryResult:
-        self.waiting += 1
-        await self.gate.wait()
+        turn = asyncio.Event()
+        self.held.append(turn)
+        if self.all_answered:
+            turn.set()
+        await turn.wait()
         return DeliveryResult(True, 200)
+
+    def answer(self, send: int) -> None:
+        self.held[send].set()
+
+    def answer_all(self) -> None:
+        self.all_answered = True
+        for turn in self.held:
+            turn.set()
 
     async def close(self) -> None:
         return None
@@ -467,14 +483,14 @@ async def test_answers_are_recorded_through_a_few_connections_however_many_come_
 
     event.listen(roomy.sync_engine, "checkout", checked_out)
     event.listen(roomy.sync_engine, "checkin", checked_in)
-    channel = AnsweringTogether()
+    channel = AnsweringWhenTold()
     dispatcher = replica(private_settings, roomy, {"file": channel})
     in_flight = limits_for("file", private_settings).concurrency
     backlog = [await due_delivery(private_settings) for _ in range(in_flight)]
     running = asyncio.create_task(dispatcher.run())
     try:
-        await eventually(lambda: asyncio.sleep(0, channel.waiting), lambda n: n == in_flight)
-        channel.gate.set()
+        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == in_flight)
+        channel.answer_all()
         await eventually(
             lambda: recorded_count(private_settings, backlog), lambda done: done == len(backlog)
         )
@@ -506,7 +522,7 @@ async def test_answers_that_come_together_are_recorded_together_each_as_if_alone
     clock, its event. An answer whose lease another replica took meanwhile is fenced out on its
     own, and two answers of one alert are both recorded."""
     own_engine = create_engine(private_settings, pool_size=8)
-    channel = AnsweringTogether()
+    channel = AnsweringWhenTold()
     dispatcher = replica(private_settings, own_engine, {"file": channel})
     in_flight = limits_for("file", private_settings).concurrency
     backlog = [await due_delivery(private_settings, contacts=2) for _ in range(in_flight - 1)]
@@ -523,14 +539,14 @@ async def test_answers_that_come_together_are_recorded_together_each_as_if_alone
     taken_over = backlog[1]
     running = asyncio.create_task(dispatcher.run())
     try:
-        await eventually(lambda: asyncio.sleep(0, channel.waiting), lambda n: n == in_flight)
+        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == in_flight)
         await execute_sql(
             private_settings,
             "UPDATE notification.deliveries SET lease_id = gen_random_uuid() WHERE id = $1",
             taken_over,
         )
         with statements_sent(own_engine) as sent:
-            channel.gate.set()
+            channel.answer_all()
             everything = [*backlog, second_contact]
             await eventually(
                 lambda: recorded_count(private_settings, everything),
@@ -573,24 +589,6 @@ async def test_answers_that_come_together_are_recorded_together_each_as_if_alone
     assert delivered_events == in_flight  # the fenced-out answer was a delivery too
 
 
-@dataclass
-class AnsweringInTurn:
-    """The local file's channel, answering each send when its turn is given."""
-
-    turns: list[asyncio.Event] = field(default_factory=list)
-    name: str = "file"
-    form: Form = Form.FULL
-
-    async def send(self, message: dict[str, Any], contact: Contact) -> DeliveryResult:
-        turn = asyncio.Event()
-        self.turns.append(turn)
-        await turn.wait()
-        return DeliveryResult(True, 200)
-
-    async def close(self) -> None:
-        return None
-
-
 async def test_answers_that_come_apart_wait_for_one_record_and_a_stopping_dispatcher_writes_it(
     private_settings: Settings, replica: Replica
 ) -> None:
@@ -601,27 +599,25 @@ async def test_answers_that_come_apart_wait_for_one_record_and_a_stopping_dispat
     # As if the linger were an hour: nothing is recorded before the dispatcher stops.
     lingering = private_settings.model_copy(update={"notification_record_linger_ms": 3_600_000})
     own_engine = create_engine(lingering, pool_size=4)
-    channel = AnsweringInTurn()
+    channel = AnsweringWhenTold()
     dispatcher = replica(lingering, own_engine, {"file": channel})
     backlog = [await due_delivery(lingering) for _ in range(3)]
     running = asyncio.create_task(dispatcher.run())
     try:
-        await eventually(lambda: asyncio.sleep(0, len(channel.turns)), lambda n: n == 3)
+        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 3)
         with statements_sent(own_engine) as sent:
-            for answered, turn in enumerate(channel.turns, 1):
-                turn.set()
+            for answered in range(1, 4):
+                channel.answer(answered - 1)
                 await eventually(
                     lambda: asyncio.sleep(0, len(dispatcher._delivered)),
                     lambda waiting, answered=answered: waiting == answered,
                 )
             assert await recorded_count(lingering, backlog) == 0  # each waits for the others
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
+            running.cancel()  # the dispatcher stops: it writes the record as it does
+            await asyncio.gather(running, return_exceptions=True)
     finally:
         running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+        await asyncio.gather(running, return_exceptions=True)
         await own_engine.dispose()
     records = [statement for statement in sent if statement.startswith("WITH answer AS")]
     assert len(records) == 1
@@ -657,7 +653,7 @@ async def test_a_record_that_meets_a_batch_holding_its_alerts_in_another_order_r
         private_settings,
         f"ALTER DATABASE \"{database}\" SET deadlock_timeout = '{RECORD_DEADLOCK_CHECK}'",
     )
-    channel = AnsweringTogether()
+    channel = AnsweringWhenTold()
     dispatcher = replica(private_settings, None, {"file": channel})
     deliveries = [await due_delivery(private_settings) for _ in range(2)]
     first, later = sorted(
@@ -675,12 +671,12 @@ async def test_a_record_that_meets_a_batch_holding_its_alerts_in_another_order_r
         await batch.execute("SET deadlock_timeout = '1h'")
         # Should the record have checked before the batch waited, the batch gives up.
         await batch.execute(f"SET lock_timeout = '{int(PATIENCE_SECONDS)}s'")
-        await eventually(lambda: asyncio.sleep(0, channel.waiting), lambda n: n == 2)
+        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 2)
         transaction = batch.transaction()
         await transaction.start()
         lock = "SELECT id FROM notification.notifications WHERE id = $1 FOR UPDATE"
         await batch.execute(lock, later)
-        channel.gate.set()
+        channel.answer_all()
 
         async def record_waiting() -> int:
             return int(
@@ -711,4 +707,4 @@ async def test_a_record_that_meets_a_batch_holding_its_alerts_in_another_order_r
         deliveries,
     )
     assert outcomes == dict.fromkeys(deliveries, "DELIVERED 1")
-    assert channel.waiting == 2  # each sent once
+    assert channel.sends == 2  # each sent once
