@@ -275,7 +275,8 @@ class ServiceRuntime:
                     pass
         with contextlib.suppress(Exception):
             await self.relay.close()
-        await self.listener.close()
+        with contextlib.suppress(Exception):
+            await self.listener.close()
         with contextlib.suppress(Exception):
             await self.producer.stop()
         await self.broker_probe.close()
