@@ -37,10 +37,8 @@ class Listener:
         self._opening = asyncio.Lock()
 
     def wakeup(self, channel: str) -> Wakeup:
-        """A waiter on `channel`, until it closes."""
-        waiter = Wakeup(self, channel)
-        self._waiters.setdefault(channel, set()).add(waiter)
-        return waiter
+        """A waiter on `channel`, heard from its first wait until it closes."""
+        return Wakeup(self, channel)
 
     @classmethod
     def alone(
@@ -57,9 +55,13 @@ class Listener:
 
     async def listen(self, waiter: Wakeup) -> None:
         """`waiter` is heard once this returns (again, if it had closed): the connection
-        opened (or opened again), and its channel asked for, if it was not yet."""
+        opened (or opened again), and its channel asked for, if it was not yet. A waiter new
+        to the listener is woken: its first pass looks at what came before it was heard."""
         channel = waiter.channel
-        self._waiters.setdefault(channel, set()).add(waiter)
+        waiters = self._waiters.setdefault(channel, set())
+        if waiter not in waiters:
+            waiters.add(waiter)
+            waiter.wake()
         if self._is_open() and channel in self._listened:
             return
         async with self._opening:
@@ -69,8 +71,6 @@ class Listener:
                 assert self._connection is not None
                 await self._connection.add_listener(channel, self._heard)
                 self._listened.add(channel)
-                # What came before it listened is for the waiters' first passes.
-                self._wake(self._waiters[channel])
 
     async def forget(self, waiter: Wakeup) -> None:
         """`waiter` waits no more; the channel is no longer listened on when it was the

@@ -208,9 +208,8 @@ class ServiceRuntime:
         self.producer = create_producer(self.settings, client_id=self.service)
         await _retry(self.producer.start, f"{self.service}: connect to Kafka")
         self.broker_probe = KafkaBrokerProbe(self.settings, self.service)
-        self.listener = Listener(
-            self.settings.plain_database_url, connection_settings(self.settings, self.service)
-        )
+        server_settings = connection_settings(self.settings, self.service)
+        self.listener = Listener(self.settings.plain_database_url, server_settings)
         self.relay = OutboxRelay(
             self.outbox,
             self.sessions,
@@ -223,7 +222,7 @@ class ServiceRuntime:
                 self.settings.outbox_broker_check_seconds,
                 self.metrics.outbox_republished,
             ),
-            server_settings=connection_settings(self.settings, self.service),
+            server_settings=server_settings,
             listener=self.listener,
         )
         self._worker_tasks.append(_spawn("outbox-relay", self.relay.run))

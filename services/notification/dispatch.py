@@ -992,14 +992,13 @@ class Dispatcher:
         send whose answer came is recorded, not made again once its lease runs out."""
         while self._delivered:
             batch = self._next_delivered()
-            try:
-                await self._write_delivered(batch)
-            except Exception:
-                log.exception("could not record %d delivered answers on stopping", len(batch))
-                return
-            for _, recorded in batch:
-                if recorded.done() and not recorded.cancelled():
-                    recorded.exception()  # nobody awaits it any more: seen here
+            await self._write_delivered(batch)
+            # Nobody awaits these any more: what failed is told here.
+            failed = [error for _, recorded in batch if (error := recorded.exception())]
+            if failed:
+                log.error(
+                    "%d delivered answers not recorded on stopping: %s", len(failed), failed[0]
+                )
 
     def _next_delivered(self) -> list[tuple[dict[str, Any], asyncio.Future[Row]]]:
         """The delivered answers waiting, at most one of each alert (an answer moves its alert,
