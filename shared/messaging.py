@@ -433,7 +433,12 @@ class OutboxRelay:
     """Publishes outbox rows in order, woken by LISTEN/NOTIFY, with a short poll as fallback;
     with a `broker_check`, checks that the broker still has what it was sent (module docstring):
     before its first batch, after any failure, when a batch comes back with offsets gone back,
-    and every `broker_check.every` seconds."""
+    and every `broker_check.every` seconds.
+
+    With a `pace`, a pass that sent rows is followed by the next no sooner than `pace` seconds
+    after it began: rows written meanwhile go out together, and the consumers downstream take
+    them as one batch (one transaction, one pass of their own relays). A row written after a
+    quiet spell goes at once."""
 
     def __init__(
         self,
@@ -447,12 +452,14 @@ class OutboxRelay:
         broker_check: BrokerCheck | None = None,
         server_settings: Mapping[str, str] | None = None,
         listener: Listener | None = None,
+        pace: float = 0.0,
     ) -> None:
         self._outbox = outbox
         self._sessions = sessions
         self._producer = producer
         self._poll_interval = poll_interval
         self._batch_size = batch_size
+        self._pace = pace
         # Woken through the process's listening connection (`listener`; without one, a listener
         # of its own); it holds its shards and runs its passes on a connection of its own
         # (`server_settings`: as the service's other connections), which listens to nothing.
@@ -490,9 +497,12 @@ class OutboxRelay:
             try:
                 if self._probe is not None and self._broker.should_check():
                     await self.check_broker()
+                began = time.monotonic()
                 published = await self.publish_batch()
                 backoff = 0.2
-                if published < self._batch_size and not self._broker.check_due:
+                if published and self._pace:
+                    await self._rest(began + self._pace - time.monotonic())
+                if published < self._batch_size and not self._check_pending():
                     await self._wait_for_rows()
             except asyncio.CancelledError:
                 await self.close()
@@ -504,6 +514,17 @@ class OutboxRelay:
                 await self.close()
                 await asyncio.sleep(backoff + random.random() * backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def _check_pending(self) -> bool:
+        """A broker check is due and the relay can make it (a relay without a probe, in a test
+        or a tool, never checks: it waits for rows all the same)."""
+        return self._probe is not None and self._broker.check_due
+
+    async def _rest(self, seconds: float) -> None:
+        """The rest of the pace after a pass that sent rows; rows written meanwhile wait for
+        the next pass (their NOTIFYs keep it from waiting)."""
+        if seconds > 0:
+            await asyncio.sleep(seconds)
 
     async def _wait_for_rows(self) -> None:
         """Until a NOTIFY or the poll. Shards taken are given up when their lease ends, also

@@ -121,6 +121,8 @@ class ServiceRuntime:
     service: str
     settings: Settings
     messaging: MessagingTables
+    # The relay's pace (`OutboxRelay`): 0, each pass as soon as rows are there.
+    relay_pace_ms: int = 0
     engine: AsyncEngine = field(init=False)
     sessions: async_sessionmaker[AsyncSession] = field(init=False)
     producer: AIOKafkaProducer = field(init=False)
@@ -224,6 +226,7 @@ class ServiceRuntime:
             ),
             server_settings=server_settings,
             listener=self.listener,
+            pace=self.relay_pace_ms / 1000,
         )
         self._worker_tasks.append(_spawn("outbox-relay", self.relay.run))
         purge = RetentionPurge(

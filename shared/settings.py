@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     # every event of escalations.v1 for the one status change of an incident in seven; a status
     # shows this much later at most (docs/performance.md, item 90). 0: never waits.
     intake_status_linger_ms: int = Field(default=250, ge=0, le=5000)
+    # The pace of intake's outbox relay (`OutboxRelay`): after a pass that sent reports, the
+    # next no sooner than this after it began. Under load the reports of that time go out
+    # together and every service downstream takes them as one batch, one transaction and one
+    # pass of its relay; a report after a quiet spell goes at once, and one under load waits
+    # this much at most (docs/performance.md, item 97). 0: each pass as soon as reports are in.
+    intake_relay_pace_ms: int = Field(default=40, ge=0, le=1000)
 
     # The county's clock: every time shown to people (alerts, explanations, findings, reports).
     county_time_zone: str = DEFAULT_COUNTY_TIME_ZONE

@@ -21,7 +21,9 @@ from shared.settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     require_production_settings(settings, "intake", pii.production_gaps(settings))
-    runtime = ServiceRuntime(SCHEMA, settings, messaging)
+    runtime = ServiceRuntime(
+        SCHEMA, settings, messaging, relay_pace_ms=settings.intake_relay_pace_ms
+    )
     runtime.add_consumer(
         "intake.status-projection",
         [topics.ESCALATIONS],

@@ -1,7 +1,9 @@
 """Which consumers let a fetch's records wait for more (`EventConsumer.linger_seconds`), as the
 services compose them: intake's status projection and audit, off the alerts' path, by their
-settings; none on the alerts' path. The waiting itself, on a real broker:
-tests/integration/test_consumer_linger.py. Nothing connects."""
+settings; none on the alerts' path. And which outbox relay keeps a pace (`OutboxRelay`): intake's,
+the source of the alerts' path, by its setting. The waiting itself, on a real broker and
+database: tests/integration/test_consumer_linger.py, tests/integration/test_relay_pace.py.
+Nothing connects."""
 
 from __future__ import annotations
 
@@ -40,3 +42,20 @@ def test_the_alerts_path_does_not_linger_and_audit_keeps_its_own() -> None:
     assert members("notification", settings)["notification.escalations"].linger_seconds == 0
     (audit,) = members("audit", settings).values()
     assert audit.linger_seconds == 0.07
+
+
+def relay_pace_ms(service: str, settings: Settings) -> int:
+    runtime: ServiceRuntime = (
+        importlib.import_module(f"services.{service}.app").create_app(settings).state.runtime
+    )
+    return runtime.relay_pace_ms
+
+
+def test_intakes_relay_keeps_the_pace_its_setting_says_and_no_other_relay_does() -> None:
+    settings = contracts.document_settings()
+    assert relay_pace_ms("intake", settings) == 40
+    assert relay_pace_ms("intake", settings.model_copy(update={"intake_relay_pace_ms": 0})) == 0
+    paced = settings.model_copy(update={"intake_relay_pace_ms": 75})
+    assert relay_pace_ms("intake", paced) == 75
+    for service in ("escalation", "notification", "audit", "console"):
+        assert relay_pace_ms(service, paced) == 0
