@@ -438,7 +438,7 @@ class OutboxRelay:
     With a `pace`, a pass that sent rows is followed by the next no sooner than `pace` seconds
     after it began: rows written meanwhile go out together, and the consumers downstream take
     them as one batch (one transaction, one pass of their own relays). A row written after a
-    quiet spell goes at once."""
+    quiet spell goes at once, and a backlog (a full pass) without rests."""
 
     def __init__(
         self,
@@ -500,7 +500,7 @@ class OutboxRelay:
                 began = time.monotonic()
                 published = await self.publish_batch()
                 backoff = 0.2
-                if published and self._pace:
+                if self._pace and 0 < published < self._batch_size:
                     await self._rest(began + self._pace - time.monotonic())
                 if published < self._batch_size and not self._check_pending():
                     await self._wait_for_rows()

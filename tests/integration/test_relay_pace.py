@@ -1,8 +1,8 @@
 """A relay with a pace (`OutboxRelay`, intake's `INTAKE_RELAY_PACE_MS`): after a pass that sent
 rows, the next comes no sooner than the pace after it began, so the rows written meanwhile go
-out in one pass; a pass that sent nothing is followed by no rest, and a row after a quiet spell
-goes at once. The rest is held by the test, not timed: what is asserted is which rows went
-together."""
+out in one pass; a pass that sent nothing is followed by no rest, nor is a full one (a backlog
+goes at once), and a row after a quiet spell goes at once. The rest is held by the test, not
+timed: what is asserted is which rows went together."""
 
 from __future__ import annotations
 
@@ -73,6 +73,37 @@ async def test_rows_written_while_the_relay_rests_go_out_in_its_next_pass(
         await asyncio.wait_for(relay.resting.wait(), PATIENCE_SECONDS)
         assert [sent for sent in relay.passes if sent] == [1, 3]
         assert len(relay.rests) == 2
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await listener.close()
+
+
+async def test_a_backlog_goes_out_without_rests(
+    infra_settings: Settings, scratch_schema: Any, scratch_producer: AIOKafkaProducer
+) -> None:
+    """A full pass says more rows are waiting: they go at once, in full passes, and only the
+    pass that empties the outbox rests."""
+    sessions, outbox, _ = scratch_schema
+    dsn = infra_settings.plain_database_url
+    async with sessions() as session, session.begin():
+        await outbox.add(session, *(reported_event() for _ in range(5)))
+    listener = Listener(dsn)
+    relay = HeldRelay(
+        outbox,
+        sessions,
+        scratch_producer,
+        dsn,
+        poll_interval=3600.0,
+        batch_size=2,
+        listener=listener,
+        pace=0.04,
+    )
+    running = asyncio.create_task(relay.run())
+    try:
+        await asyncio.wait_for(relay.resting.wait(), PATIENCE_SECONDS)
+        assert relay.passes == [2, 2, 1]
+        assert len(relay.rests) == 1
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
