@@ -7,6 +7,8 @@ timed: what is asserted is which rows went together."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -44,17 +46,32 @@ class HeldRelay(OutboxRelay):
         self.resting.clear()
 
 
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, scratch_schema: Any, producer: AIOKafkaProducer, **options: Any
+) -> AsyncIterator[HeldRelay]:
+    """A held relay of the scratch outbox, running, woken through a listener of its own; it
+    waits for NOTIFY only (no poll within a test)."""
+    sessions, outbox, _ = scratch_schema
+    dsn = settings.plain_database_url
+    listener = Listener(dsn)
+    relay = HeldRelay(
+        outbox, sessions, producer, dsn, poll_interval=3600.0, listener=listener, **options
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        yield relay
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await listener.close()
+
+
 async def test_rows_written_while_the_relay_rests_go_out_in_its_next_pass(
     infra_settings: Settings, scratch_schema: Any, scratch_producer: AIOKafkaProducer
 ) -> None:
     sessions, outbox, _ = scratch_schema
-    dsn = infra_settings.plain_database_url
-    listener = Listener(dsn)
-    relay = HeldRelay(
-        outbox, sessions, scratch_producer, dsn, poll_interval=3600.0, listener=listener, pace=0.04
-    )
-    running = asyncio.create_task(relay.run())
-    try:
+    async with running(infra_settings, scratch_schema, scratch_producer, pace=0.04) as relay:
         await eventually(relay.sent, bool)  # its first pass, over an empty outbox
         async with sessions() as session, session.begin():
             await outbox.add(session, reported_event())
@@ -73,10 +90,6 @@ async def test_rows_written_while_the_relay_rests_go_out_in_its_next_pass(
         await asyncio.wait_for(relay.resting.wait(), PATIENCE_SECONDS)
         assert [sent for sent in relay.passes if sent] == [1, 3]
         assert len(relay.rests) == 2
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await listener.close()
 
 
 async def test_a_backlog_goes_out_without_rests(
@@ -85,51 +98,23 @@ async def test_a_backlog_goes_out_without_rests(
     """A full pass says more rows are waiting: they go at once, in full passes, and only the
     pass that empties the outbox rests."""
     sessions, outbox, _ = scratch_schema
-    dsn = infra_settings.plain_database_url
     async with sessions() as session, session.begin():
         await outbox.add(session, *(reported_event() for _ in range(5)))
-    listener = Listener(dsn)
-    relay = HeldRelay(
-        outbox,
-        sessions,
-        scratch_producer,
-        dsn,
-        poll_interval=3600.0,
-        batch_size=2,
-        listener=listener,
-        pace=0.04,
-    )
-    running = asyncio.create_task(relay.run())
-    try:
+    async with running(
+        infra_settings, scratch_schema, scratch_producer, pace=0.04, batch_size=2
+    ) as relay:
         await asyncio.wait_for(relay.resting.wait(), PATIENCE_SECONDS)
         assert relay.passes == [2, 2, 1]
         assert len(relay.rests) == 1
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await listener.close()
 
 
 async def test_a_relay_without_a_pace_never_rests(
     infra_settings: Settings, scratch_schema: Any, scratch_producer: AIOKafkaProducer
 ) -> None:
     sessions, outbox, _ = scratch_schema
-    dsn = infra_settings.plain_database_url
-    listener = Listener(dsn)
-    relay = HeldRelay(
-        outbox, sessions, scratch_producer, dsn, poll_interval=3600.0, listener=listener
-    )
-    running = asyncio.create_task(relay.run())
-    try:
+    async with running(infra_settings, scratch_schema, scratch_producer) as relay:
         for written in (1, 2):
             async with sessions() as session, session.begin():
                 await outbox.add(session, reported_event())
-            await eventually(
-                lambda: asyncio.sleep(0, sum(relay.passes)),
-                lambda sent, written=written: sent == written,
-            )
+            await eventually(relay.sent, lambda sent, written=written: sum(sent) == written)
         assert relay.rests == []
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await listener.close()
