@@ -16,10 +16,17 @@ from shared.settings import Settings
 from tools import contracts
 
 
+def runtime_of(service: str, settings: Settings) -> ServiceRuntime:
+    """The service's runtime as its app composes it (not started)."""
+    runtime: ServiceRuntime = (
+        importlib.import_module(f"services.{service}.app").create_app(settings).state.runtime
+    )
+    return runtime
+
+
 def members(service: str, settings: Settings) -> dict[str, EventConsumer]:
     """The service's consumer group members as its runtime builds them, by group."""
-    app = importlib.import_module(f"services.{service}.app").create_app(settings)
-    runtime: ServiceRuntime = app.state.runtime
+    runtime = runtime_of(service, settings)
     unused: Any = None  # nothing is reached before a member runs
     return {
         spec.group: spec.member(unused, runtime.messaging.inbox_table, unused, settings)
@@ -45,10 +52,7 @@ def test_the_alerts_path_does_not_linger_and_audit_keeps_its_own() -> None:
 
 
 def relay_pace_ms(service: str, settings: Settings) -> int:
-    runtime: ServiceRuntime = (
-        importlib.import_module(f"services.{service}.app").create_app(settings).state.runtime
-    )
-    return runtime.relay_pace_ms
+    return runtime_of(service, settings).relay_pace_ms
 
 
 def test_intakes_relay_keeps_the_pace_its_setting_says_and_no_other_relay_does() -> None:
