@@ -297,8 +297,9 @@ class Settings(BaseSettings):
     audit_checkpoint_interval_seconds: float = Field(default=1.0, gt=0)
     # How long audit's consumer lets a fetch that brought records wait for more to join them
     # (shared/kafka.py `EventConsumer.linger_seconds`): under load fuller batches, each with the
-    # fixed statements of one; off the alerts' path, so no alert waits for it. 0: never waits.
-    audit_batch_linger_ms: int = Field(default=50, ge=0, le=1000)
+    # fixed statements of one; off the alerts' path, so no alert waits for it, and an event
+    # reaches the log this much later at most (docs/performance.md, item 99). 0: never waits.
+    audit_batch_linger_ms: int = Field(default=500, ge=0, le=1000)
     # Audit's batches, which it lingers to fill, may be larger than other consumers'
     # (`kafka_batch_max_records`): its log takes a batch in a few statements whatever its size,
     # and batches of 200 appended 10–20% fewer events a second than 500 (docs/performance.md,
