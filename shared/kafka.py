@@ -88,6 +88,9 @@ IDLE_PAUSE_SHARE = 1 / 8
 IDLE_LOOK_MARGIN_MS = 30
 # A lingering consumer looks whether it is told to stop at least this often.
 LINGER_SLICE_SECONDS = 0.2
+# The longest a lingering consumer lets the broker hold its empty fetch
+# (`EventConsumer.fetch_max_wait_ms`).
+LINGERING_FETCH_MAX_WAIT_MS = 500
 # A look waits this long at most for the broker to answer (a broker that is down never does).
 LOOK_LIMIT_SECONDS = 5.0
 # A commit in a rebalance waits this long at most: before partitions are taken away
@@ -632,6 +635,19 @@ class EventConsumer:
         self._applied: dict[TopicPartition, int] = {}
         self._committed_at = time.monotonic()
 
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        """How long the broker may hold this consumer's fetch when nothing is there. One that
+        lingers waits for more records anyway: it lets the broker hold its fetches as long (up
+        to `LINGERING_FETCH_MAX_WAIT_MS`), and under load fetches a few times a second instead
+        of once per `kafka_fetch_max_wait_ms`, each fetch a request for all its partitions
+        and an answer for each. On a broker that holds an empty fetch to its end (Tansu) a
+        record may wait that much more before its linger begins; Apache Kafka answers as soon
+        as a record arrives."""
+        setting = self._settings.kafka_fetch_max_wait_ms
+        lingered = min(round(self.linger_seconds * 1000), LINGERING_FETCH_MAX_WAIT_MS)
+        return max(setting, lingered)
+
     def follow_broker(self, probe: BrokerProbe) -> None:
         """Ask `probe` the broker's cluster id before records that follow a pause (module
         docstring): an empty broker started in the old one's place is read from its start."""
@@ -689,7 +705,7 @@ class EventConsumer:
             client_id=self.name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            **fetch_options(self._settings),
+            **fetch_options(self._settings) | {"fetch_max_wait_ms": self.fetch_max_wait_ms},
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
         )
@@ -697,9 +713,7 @@ class EventConsumer:
         self._consumer.subscribe(self.topics, listener=self.rebalances)
         await self._consumer.start()
         fetching = IdleFetching(
-            self._consumer,
-            self._settings.kafka_idle_fetch_interval_ms,
-            self._settings.kafka_fetch_max_wait_ms,
+            self._consumer, self._settings.kafka_idle_fetch_interval_ms, self.fetch_max_wait_ms
         )
         try:
             while not self._stopping.is_set():
