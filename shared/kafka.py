@@ -29,7 +29,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -236,16 +236,25 @@ class HandlerTable:
     `prepare`, if given, runs once for a batch applied together, before its handlers, with the
     events they will apply (a record applied on its own goes without it): handlers then find
     done what each would otherwise ask for by itself.
+
+    `asks`, for a handled type of which some events ask nothing of this consumer, tells them
+    by their data: such an event is read past once decoded, as an ignored type is, with no
+    inbox claim and no span. Applying it would change nothing, so applying it twice would
+    not either.
     """
 
     handlers: Mapping[str, EventHandler]
     ignored: frozenset[str] = frozenset()
     prepare: BatchPreparation | None = None
+    asks: Mapping[str, Callable[[Any], bool]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         both = self.ignored & self.handlers.keys()
         if both:
             raise ValueError(f"both handled and ignored: {sorted(both)}")
+        unhandled = self.asks.keys() - self.handlers.keys()
+        if unhandled:
+            raise ValueError(f"asks of types not handled: {sorted(unhandled)}")
 
     @classmethod
     def of(
@@ -265,6 +274,15 @@ class HandlerTable:
         if handler is None and ce_type not in self.ignored:
             raise RejectEvent(f"no consumer decision (handle or ignore) for {ce_type}")
         return handler
+
+    def handler_of(self, event: CloudEvent) -> EventHandler | None:
+        """`handler_for` the event's type, or None for an event that asks nothing of this
+        consumer (`asks`)."""
+        handler = self.handler_for(event.type)
+        asks = self.asks.get(event.type)
+        if handler is None or asks is None or asks(event.data):
+            return handler
+        return None
 
     def reads_past(self, record: ConsumerRecord) -> bool:
         """Whether the record is of a type this consumer ignores on the topic it came by, told
@@ -912,7 +930,7 @@ class EventConsumer:
     async def _apply_decoded(
         self, received: list[tuple[ConsumerRecord, CloudEvent]], outcomes: list[tuple[str, str]]
     ) -> None:
-        handlers = [self.handlers.handler_for(event.type) for _, event in received]
+        handlers = [self.handlers.handler_of(event) for _, event in received]
         # Each handled event is applied once (a repeat within the batch is one) and claimed in
         # the inbox last, by the statement that writes what the batch staged: no round trip of
         # its own. An event applied before (a redelivery) fails that statement, the batch is
@@ -927,6 +945,9 @@ class EventConsumer:
                     event, record.topic, record.partition, record.offset
                 )
             applying.append(first)
+        if not claims:  # nothing in it asks anything of this consumer: no transaction
+            outcomes.extend((record.topic, "ignored") for record, _ in received)
+            return
         async with self._batches.transaction() as session:
             if self.handlers.prepare is not None and claims:
                 await self.handlers.prepare(
@@ -1024,8 +1045,8 @@ class EventConsumer:
         current_incident.set(event.subject)
         with self._span(record.topic, event):
             try:
-                # A type read past costs no transaction and leaves no inbox row.
-                handler = self.handlers.handler_for(event.type)
+                # An event read past costs no transaction and leaves no inbox row.
+                handler = self.handlers.handler_of(event)
                 if handler is None:
                     outcome = "ignored"
                 else:

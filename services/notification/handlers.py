@@ -115,6 +115,9 @@ class NotificationHandlers:
                 }
             ),
             prepare=self.hold_alerts,
+            # Most duties of a decision alert nobody (a report to file, a visit to make): read
+            # past without an inbox row.
+            asks={ObligationCreated.ce_type: asks_of_notification},
         )
 
     async def hold_alerts(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
@@ -280,6 +283,12 @@ HOLD_ALERTS = text(
 )
 # What a transaction keeps (`of_transaction`): the alert locks it holds.
 HELD_ALERTS = "held_alert_locks"
+
+
+def asks_of_notification(obligation: ObligationCreated) -> bool:
+    """Whether a duty asks anything of notification (`NotificationHandlers.handle`): an alert
+    for its party, or, moved by a merge (R20), the fate of the alert it had."""
+    return obligation.notify or obligation.moved_from is not None
 
 
 def alert_key(obligation_id: UUID) -> int:

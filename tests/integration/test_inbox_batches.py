@@ -295,3 +295,44 @@ async def test_a_batchs_preparation_sees_the_events_its_handlers_will_apply(
     batch = [record_of(one), record_of(ignored), record_of(other), record_of(one)]
     await consumer._apply_batch(batch)  # type: ignore[arg-type]
     assert prepared == [[one.id, other.id]] and applied == [one.id, other.id]
+
+
+async def test_an_event_that_asks_nothing_of_the_consumer_leaves_no_inbox_row(
+    sessions: async_sessionmaker[AsyncSession], inbox: Inbox, infra_settings: Settings
+) -> None:
+    """A handled type's event that asks nothing of this consumer (`HandlerTable.asks`) is read
+    past once decoded, in a batch and one by one; a batch of nothing else opens no
+    transaction."""
+    applied: list[UUID] = []
+
+    async def remember(_: AsyncSession, event: CloudEvent, __: RecordPosition) -> None:
+        applied.append(event.id)
+
+    table = HandlerTable(
+        {IncidentStatusChanged.ce_type: remember},
+        frozenset({DeadlineMissed.ce_type}),
+        asks={IncidentStatusChanged.ce_type: lambda change: change.reason != "nobody's"},
+    )
+    consumer = EventConsumer(
+        GROUP, (topics.ESCALATIONS,), table, sessions, inbox, CapturingProducer(), infra_settings
+    )
+    reading_from(consumer)
+    asking, passing, alone = (
+        status_changed(),
+        status_changed("nobody's"),
+        status_changed("nobody's"),
+    )
+    await consumer._apply_batch([record_of(passing), record_of(asking)])  # type: ignore[list-item]
+    assert applied == [asking.id]
+    assert set(await inbox_rows(sessions, inbox, asking, passing)) == {asking.id}
+
+    assert await consumer.process(record_of(alone)) == "ignored"  # type: ignore[arg-type]
+
+    class NoTransaction:
+        def transaction(self) -> None:
+            raise AssertionError("a batch that asks nothing opened a transaction")
+
+    consumer._batches = NoTransaction()  # type: ignore[assignment]
+    await consumer._apply_batch([record_of(alone), record_of(passing)])  # type: ignore[list-item]
+    assert applied == [asking.id]
+    assert await inbox_rows(sessions, inbox, passing, alone) == {}

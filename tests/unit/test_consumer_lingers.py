@@ -1,7 +1,8 @@
 """Which consumers let a fetch's records wait for more (`EventConsumer.linger_seconds`), as the
 services compose them: intake's status projection and audit, off the alerts' path, by their
-settings; none on the alerts' path. And which outbox relay keeps a pace (`OutboxRelay`): intake's,
-the source of the alerts' path, by its setting. The waiting itself, on a real broker and
+settings, and let the broker hold their fetches as long; none on the alerts' path. And which
+outbox relay keeps a pace (`OutboxRelay`): intake's, the source of the alerts' path, by its
+setting. The waiting itself, on a real broker and
 database: tests/integration/test_consumer_linger.py, tests/integration/test_relay_pace.py.
 Nothing connects."""
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from shared.kafka import EventConsumer
+from shared.kafka import LINGERING_FETCH_MAX_WAIT_MS, EventConsumer
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
 from tools import contracts
@@ -49,6 +50,24 @@ def test_the_alerts_path_does_not_linger_and_audit_keeps_its_own() -> None:
     assert members("notification", settings)["notification.escalations"].linger_seconds == 0
     (audit,) = members("audit", settings).values()
     assert audit.linger_seconds == 0.07
+
+
+def test_a_lingering_consumer_lets_the_broker_hold_its_fetches_as_long_and_no_other_does() -> None:
+    settings = contracts.document_settings().model_copy(
+        update={"kafka_fetch_max_wait_ms": 20, "audit_batch_linger_ms": 300}
+    )
+    (audit,) = members("audit", settings).values()
+    assert audit.fetch_max_wait_ms == 300
+    assert members("intake", settings)["intake.status-projection"].fetch_max_wait_ms == 250
+    assert members("escalation", settings)["escalation.incidents"].fetch_max_wait_ms == 20
+    assert members("notification", settings)["notification.escalations"].fetch_max_wait_ms == 20
+    # Never longer than LINGERING_FETCH_MAX_WAIT_MS, never shorter than the setting.
+    longest = settings.model_copy(update={"audit_batch_linger_ms": 1000})
+    (audit,) = members("audit", longest).values()
+    assert audit.fetch_max_wait_ms == LINGERING_FETCH_MAX_WAIT_MS == 500
+    briefly = settings.model_copy(update={"audit_batch_linger_ms": 5})
+    (audit,) = members("audit", briefly).values()
+    assert audit.fetch_max_wait_ms == 20
 
 
 def relay_pace_ms(service: str, settings: Settings) -> int:

@@ -18,6 +18,7 @@ from shared.events.models import NotificationDelivered, PersonalDataRead
 from shared.kafka import EventConsumer, HandlerTable, RecordPosition
 from shared.runtime import MessagingTables, ServiceRuntime
 from shared.settings import Settings
+from tests.notification.builders import obligation
 from tests.support import CapturingProducer
 from tools import contracts
 
@@ -88,6 +89,22 @@ def test_what_each_consumer_acts_on(consumers: list[contracts.ConsumerSpec]) -> 
     }
     # The log takes everything, whatever it is about.
     assert tables["audit.log"].handled == set(EVENT_TYPES) and not tables["audit.log"].ignored
+    # Of the handled types only a duty may ask nothing of its consumer: notification's, when it
+    # alerts nobody and was moved from no other incident.
+    assert {group: set(table.asks) for group, table in tables.items() if table.asks} == {
+        "notification.escalations": {"obligation.created"}
+    }
+
+
+def test_a_duty_asks_notification_for_an_alert_or_for_the_alert_it_had(
+    consumers: list[contracts.ConsumerSpec],
+) -> None:
+    [notification] = [spec for spec in consumers if spec.group == "notification.escalations"]
+    of_a_duty = notification.handlers.asks["obligation.created"]
+    alerting = obligation("SFS:150626102")
+    silent = alerting.model_copy(update={"notify": False})
+    moved = silent.model_copy(update={"moved_from": uuid.uuid4()})
+    assert of_a_duty(alerting) and of_a_duty(moved) and not of_a_duty(silent)
 
 
 def test_a_type_cannot_be_both_handled_and_ignored() -> None:
@@ -211,3 +228,12 @@ async def test_an_ignored_type_is_told_by_its_header_and_its_value_never_read() 
     reasons = [dict(letter["headers"])["dlq_reason"].decode() for letter in producer.sent]
     assert "does not belong on incidents.v1" in reasons[0]
     assert "does not belong on notifications.v1" in reasons[1]
+
+
+def test_a_table_asks_only_of_types_it_handles() -> None:
+    with pytest.raises(ValueError, match="asks of types not handled"):
+        HandlerTable(
+            {NotificationDelivered.ce_type: nothing},
+            frozenset({PersonalDataRead.ce_type}),
+            asks={PersonalDataRead.ce_type: lambda _: True},
+        )
