@@ -12,10 +12,11 @@ webhook sink in a process of its own standing in for every party's gateway, and 
 2. open-loop load at each fixed rate (sends are scheduled on the clock, never held back by slow
    answers) and one closed-loop run flat out; for each, the time from the 201 of the POST to the
    first alert of that incident at the sink, p50/p95/p99, the rate sustained, and the CPU
-   each process spent per incident. A fixed rate's first seconds (`LEAD_IN_SECONDS`) count for
-   its rate and CPU, and their latencies are reported apart (`lead_in`): they are the system
-   coming out of a quiet spell. Where the time to the first alert went is read hop by hop
-   from the services' own rows (`first_alert_hops`);
+   each process spent per incident, up to `TAIL_SECONDS` after the last first alert (what the
+   incidents still set off then is their work too). A fixed rate's first seconds
+   (`LEAD_IN_SECONDS`) count for its rate and CPU, and their latencies are reported apart
+   (`lead_in`): they are the system coming out of a quiet spell. Where the time to the first
+   alert went is read hop by hop from the services' own rows (`first_alert_hops`);
 3. intake alone (its relay publishing to the broker, nobody consuming) flat out, as one
    process and as two: reports/s;
 4. the peak resident memory of each service over the load runs.
@@ -96,6 +97,10 @@ IDLE_SECONDS = 20.0
 # records after a quiet spell wait out the consumers' pauses, up to 2 s at each hop, and the
 # burst they make then drains (about 4 s at 50/s after the idle measurement, 2026-12-03).
 LEAD_IN_SECONDS = 5.0
+# After a run's last first alert, what its incidents still set off (later alerts, their
+# answers, audit's lingering batches and its findings) finishes within this; the run's CPU is
+# read after it.
+TAIL_SECONDS = 3.0
 PROFILE_SUFFIXES = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}
 
 
@@ -740,6 +745,7 @@ class Bench:
             run = await load
         expected = run.alerting(self.alerting) if self.alerting else run.accepted
         arrivals = await first_alerts(expected, self.sink, self.sink_client, drain)
+        await asyncio.sleep(TAIL_SECONDS)
         elapsed = time.monotonic() - began
         after, kernel_after = cpu_and_kernel_of_all(self.processes, self.infra)
         result = measured(run, arrivals, self.alerting, offered, lead_in)
@@ -747,7 +753,6 @@ class Bench:
             before, after, self.idle, elapsed, len(run.accepted)
         )
         result["kernel_share_of_cpu"] = kernel_shares(before, after, kernel_before, kernel_after)
-        await asyncio.sleep(3)  # the tail of each incident (later alerts, audit) settles
         result["first_alert_hops"] = await first_alert_hops(
             self.infra.database_url, run.split_at(lead_in, expected)[1], arrivals
         )
