@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -25,6 +26,7 @@ from yarl import URL
 
 from services.notification.channels import http
 from services.notification.channels.email import EmailChannel
+from services.notification.channels.file import FileChannel
 from services.notification.channels.gateways import (
     AliyunSmsChannel,
     JsonGatewayChannel,
@@ -423,3 +425,23 @@ async def test_a_gateway_is_reached_through_the_proxy_the_environment_names(
     assert not direct.delivered and direct.retryable
     assert http.environment_proxy("http", "gateway.invalid")[0] == URL(gateway.url(""))
     assert http.environment_proxy("http", "bypassed.invalid") == (None, None)
+
+
+async def test_the_file_channel_appends_each_alert_as_a_line_and_says_when_it_cannot(
+    tmp_path: Path,
+) -> None:
+    channel = FileChannel(tmp_path / "local" / "alerts.jsonl")
+    first, second = {"text": "【演练】第一"}, {"text": "第二", "n": 2}
+    assert (await channel.send(first, Contact(channel="file", address=""))).delivered
+    elsewhere = tmp_path / "drills.jsonl"
+    assert (await channel.send(second, Contact(channel="file", address=str(elsewhere)))).delivered
+    assert (await channel.send(second, Contact(channel="file", address=""))).delivered
+    lines = (tmp_path / "local" / "alerts.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [first, second]
+    assert json.loads(elsewhere.read_text(encoding="utf-8")) == second
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("", encoding="utf-8")
+    failed = await channel.send(first, Contact(channel="file", address=str(blocked / "a.jsonl")))
+    assert not failed.delivered and failed.error is not None
+    assert failed.error.startswith(("FileExistsError", "NotADirectoryError"))
