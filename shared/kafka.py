@@ -239,8 +239,8 @@ class HandlerTable:
 
     `asks`, for a handled type of which some events ask nothing of this consumer, tells them
     by their data: such an event is read past once decoded, as an ignored type is, with no
-    inbox claim and no span. Applying it would change nothing, so applying it twice would
-    not either.
+    inbox claim (and, in a batch, no span). Applying it would change nothing, so applying it
+    twice would not either.
     """
 
     handlers: Mapping[str, EventHandler]
@@ -337,11 +337,13 @@ def connection_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def fetch_options(settings: Settings) -> dict[str, Any]:
-    """How every long-running consumer fetches: how long the broker may hold an empty fetch,
-    and how often aiokafka's fetcher looks around when nothing wakes it."""
+def fetch_options(settings: Settings, max_wait_ms: int | None = None) -> dict[str, Any]:
+    """How every long-running consumer fetches: how long the broker may hold an empty fetch
+    (`max_wait_ms`, by default the setting's), and how often aiokafka's fetcher looks around
+    when nothing wakes it."""
+    held = settings.kafka_fetch_max_wait_ms if max_wait_ms is None else max_wait_ms
     return {
-        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "fetch_max_wait_ms": held,
         "consumer_timeout_ms": settings.kafka_consumer_timeout_ms,
     }
 
@@ -723,7 +725,7 @@ class EventConsumer:
             client_id=self.name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            **fetch_options(self._settings) | {"fetch_max_wait_ms": self.fetch_max_wait_ms},
+            **fetch_options(self._settings, self.fetch_max_wait_ms),
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
         )
@@ -949,7 +951,7 @@ class EventConsumer:
             outcomes.extend((record.topic, "ignored") for record, _ in received)
             return
         async with self._batches.transaction() as session:
-            if self.handlers.prepare is not None and claims:
+            if self.handlers.prepare is not None:
                 await self.handlers.prepare(
                     session,
                     [event for (_, event), first in zip(received, applying, strict=True) if first],
@@ -966,11 +968,9 @@ class EventConsumer:
                 else:
                     outcome = "duplicate"
                 outcomes.append((record.topic, outcome))
-            if claims:
-                entries = list(claims.values())
-                claim_at_commit(
-                    session, self._inbox.claim_sql, self._inbox.claim_parameters(entries)
-                )
+            claim_at_commit(
+                session, self._inbox.claim_sql, self._inbox.claim_parameters(list(claims.values()))
+            )
             await write_staged(session)
 
     async def _apply(

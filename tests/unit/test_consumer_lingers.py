@@ -2,9 +2,9 @@
 services compose them: intake's status projection and audit, off the alerts' path, by their
 settings, and let the broker hold their fetches as long; none on the alerts' path. And which
 outbox relay keeps a pace (`OutboxRelay`): intake's, the source of the alerts' path, by its
-setting. The waiting itself, on a real broker and
-database: tests/integration/test_consumer_linger.py, tests/integration/test_relay_pace.py.
-Nothing connects."""
+setting. The waiting itself, on a real broker and database:
+tests/integration/test_consumer_linger.py, tests/integration/test_relay_pace.py. Nothing
+connects."""
 
 from __future__ import annotations
 
