@@ -7,7 +7,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -272,6 +272,20 @@ def current_trace_headers() -> dict[str, str]:
     carrier: dict[str, str] = {}
     inject(carrier)
     return carrier
+
+
+def kept_trace_id(trace_headers: Mapping[str, str]) -> str | None:
+    """The trace id of W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), if carried and
+    its trace kept (the flags' sampled bit): a trace the sampler dropped is nowhere to link to,
+    and a span of it is never recorded."""
+    parts = trace_headers.get("traceparent", "").split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
+        return None
+    try:
+        sampled = int(parts[3], 16) & 0x01
+    except ValueError:
+        return None
+    return parts[1] if sampled else None
 
 
 def annotate(**attributes: str | int | bool | None) -> None:

@@ -30,6 +30,7 @@ from services.audit.personal import about_incident, has_personal_fields, seal_pe
 from shared.events import EVENT_TYPES, CloudEvent, decode
 from shared.kafka import EventConsumer, EventHandler, HandlerTable, RecordPosition, RejectEvent
 from shared.pii import PiiCipher
+from shared.telemetry import kept_trace_id
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +170,11 @@ class BatchingConsumer(EventConsumer):
             if (event.source, event.id) in appended:
                 appended.discard((event.source, event.id))  # a repeat in the batch is one
                 # Appended together, so each record's span marks its place in its incident's
-                # trace rather than timing it.
-                with self._span(position.topic, event):
-                    pass
+                # trace rather than timing it: only in a trace that is kept, where a marker
+                # shows (most of a flood's traces are not: docs/performance.md, item 103).
+                if kept_trace_id(event.trace_headers) is not None:
+                    with self._span(position.topic, event):
+                        pass
                 self._count(position.topic, "applied")
             else:
                 self._count(position.topic, "redelivered")

@@ -21,19 +21,12 @@ from shared.events.models import (
     ReportFiled,
 )
 from shared.kafka import HandlerTable, on_data
+from shared.telemetry import kept_trace_id
 
 
 def trace_id_of(event: CloudEvent) -> str | None:
-    """The trace id of W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), if carried and
-    its trace kept (the flags' sampled bit): a trace the sampler dropped is nowhere to link to."""
-    parts = event.trace_headers.get("traceparent", "").split("-")
-    if len(parts) != 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
-        return None
-    try:
-        sampled = int(parts[3], 16) & 0x01
-    except ValueError:
-        return None
-    return parts[1] if sampled else None
+    """The trace id the event carries, if its trace was kept (`kept_trace_id`)."""
+    return kept_trace_id(event.trace_headers)
 
 
 async def place_reported(session: AsyncSession, event: CloudEvent, data: IncidentReported) -> None:

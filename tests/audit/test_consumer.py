@@ -5,14 +5,19 @@ broker would give them)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from uuid import UUID
 
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.audit.datakeys import DataKeys, load_key_encryption_key
 from services.audit.handlers import CONSUMER, AuditLog, BatchingConsumer
 from services.audit.models import messaging
+from shared import kafka
 from shared.db import create_engine, create_session_factory
 from shared.events import CloudEvent, topics
 from shared.kafka import EventConsumer
@@ -87,6 +92,57 @@ async def test_the_log_is_the_consumer_s_inbox(audit_system: AuditSystem) -> Non
         [first.id, second.id, alone.id],
     )
     assert inbox_rows == []
+
+
+async def test_an_event_appended_marks_its_place_in_its_trace_only_where_the_trace_is_kept(
+    audit_system: AuditSystem, monkeypatch
+) -> None:
+    """A batch's events are appended together; each one of a kept trace gets its marker span
+    there, and one of a trace the sampler dropped (most of a flood's) or of none gets none."""
+    finished = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(finished))
+    monkeypatch.setattr(kafka, "tracer", provider.get_tracer("test"))
+    settings = Settings(database_url=audit_system.infra.database_url)
+    engine = create_engine(settings, pool_size=2)
+    audit_log = AuditLog(DataKeys(load_key_encryption_key(settings)))
+    consumer = BatchingConsumer(
+        audit_log,
+        CONSUMER,
+        (topics.ESCALATIONS,),
+        audit_log.table,
+        create_session_factory(engine),
+        Inbox(messaging.inbox_table, CONSUMER),
+        CapturingProducer(),
+        settings,
+    )
+    kept_trace, dropped_trace = (
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "0af7651916cd43dd8448eb211c80319c",
+    )
+    kept, dropped, untraced = (
+        dataclasses.replace(status_changed("audit marker test"), trace_headers=headers)
+        for headers in (
+            {"traceparent": f"00-{kept_trace}-00f067aa0ba902b7-01"},
+            {"traceparent": f"00-{dropped_trace}-00f067aa0ba902b7-00"},
+            {},
+        )
+    )
+    try:
+        await consumer._apply_batch([record_of(kept), record_of(dropped), record_of(untraced)])  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+        provider.shutdown()
+    assert await leaves_of(settings, kept, dropped, untraced) == {
+        kept.id: 1,
+        dropped.id: 1,
+        untraced.id: 1,
+    }
+    markers = finished.get_finished_spans()
+    assert [(span.name, f"{span.context.trace_id:032x}") for span in markers] == [
+        (f"{topics.ESCALATIONS} process", kept_trace)
+    ]
+    assert markers[0].attributes["messaging.message.id"] == str(kept.id)
 
 
 def test_audit_s_batches_are_of_its_own_size_where_other_consumers_take_the_shared_one() -> None:
