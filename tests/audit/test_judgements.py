@@ -6,6 +6,7 @@ and the investigation report."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -180,7 +181,12 @@ async def test_r15_commendations_and_disciplines_rest_on_findings_of_a_filed_rep
     )
     assert f"处分：张某（图克镇司法所所长，图克镇司法所（{SFS}））" in clear.text
     assert "- 文号：乌司发〔2026〕12号" in text and "- 决定：通报表扬" in text
-    assert "- 依据：第 1 条 疑似瞒报，供核查（R12）" in text
+    # The record names its finding by its number in section 三, which lists the findings by
+    # their evidence: the R11 findings of the duties left undone at the close, found once the
+    # log has the close, come before it when found by now.
+    heading = re.search(r"^### (\d+)\. 疑似瞒报，供核查（R12）", text, re.MULTILINE)
+    assert heading is not None, text
+    assert f"- 依据：第 {heading.group(1)} 条 疑似瞒报，供核查（R12）" in text
 
     # Kept with the person's name sealed under the incident's data key, and erased with it
     # after the retention period; what was decided, by whom and when, stays.
