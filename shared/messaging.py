@@ -63,6 +63,7 @@ from shared.events import CloudEvent, topic_of
 from shared.jsontext import from_json, json_text
 from shared.pgnotify import Listener
 from shared.staging import staged
+from shared.telemetry import trace_dropped
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -768,6 +769,10 @@ class OutboxRelay:
         """Queue one record; a PRODUCER span, child of the writer's, travels in its headers."""
         headers = from_json(row["headers"])
         topic, key = row["topic"], row["key"]
+        if trace_dropped(headers):
+            # Never recorded: the writer's context travels on as written (docs/performance.md,
+            # item 104).
+            return await self._queue(topic, key, row["payload"], headers)
         with tracer.start_as_current_span(
             f"{topic} publish",
             context=extract(headers),
@@ -780,13 +785,18 @@ class OutboxRelay:
             },
         ):
             inject(headers)
-            delivered: asyncio.Future[Any] = await self._producer.send(
-                topic,
-                value=row["payload"],
-                key=key.encode(),
-                headers=[(name, value.encode()) for name, value in headers.items()],
-            )
-            return delivered
+            return await self._queue(topic, key, row["payload"], headers)
+
+    async def _queue(
+        self, topic: str, key: str, payload: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[Any]:
+        delivered: asyncio.Future[Any] = await self._producer.send(
+            topic,
+            value=payload,
+            key=key.encode(),
+            headers=[(name, value.encode()) for name, value in headers.items()],
+        )
+        return delivered
 
     async def backlog(self) -> int:
         return (await self.backlog_and_age())[0]

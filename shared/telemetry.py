@@ -274,18 +274,42 @@ def current_trace_headers() -> dict[str, str]:
     return carrier
 
 
-def kept_trace_id(trace_headers: Mapping[str, str]) -> str | None:
-    """The trace id of W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), if carried and
-    its trace kept (the flags' sampled bit): a trace the sampler dropped is nowhere to link to,
-    and a span of it is never recorded."""
+def carried_trace(trace_headers: Mapping[str, str]) -> tuple[str, bool] | None:
+    """The trace id of W3C `traceparent` (`00-<trace id>-<span id>-<flags>`) and whether its
+    trace is kept (the flags' sampled bit); None when it carries none that is valid."""
     parts = trace_headers.get("traceparent", "").split("-")
     if len(parts) != 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
         return None
     try:
-        sampled = int(parts[3], 16) & 0x01
+        sampled = bool(int(parts[3], 16) & 0x01)
     except ValueError:
         return None
-    return parts[1] if sampled else None
+    return parts[1], sampled
+
+
+def kept_trace_id(trace_headers: Mapping[str, str]) -> str | None:
+    """The trace id the headers carry, if its trace is kept: a trace the sampler dropped is
+    nowhere to link to, and a span of it is never recorded."""
+    carried = carried_trace(trace_headers)
+    return carried[0] if carried is not None and carried[1] else None
+
+
+def trace_dropped(trace_headers: Mapping[str, str]) -> bool:
+    """Whether the headers carry a trace the sampler dropped: the services' samplers follow
+    the parent, so no span of it is ever recorded, and work for it needs none of its own."""
+    carried = carried_trace(trace_headers)
+    return carried is not None and not carried[1]
+
+
+@contextlib.contextmanager
+def in_context(context: Context) -> Iterator[trace.Span]:
+    """`context` made current, without a span of its own: what is done and sent meanwhile
+    carries the trace on as a span would, where a span would never be recorded."""
+    token = attach(context)
+    try:
+        yield trace.get_current_span(context)
+    finally:
+        detach(token)
 
 
 def annotate(**attributes: str | int | bool | None) -> None:
@@ -305,6 +329,10 @@ def in_trace_of(
     a worker, still belongs to the incident's trace). Done for a request of another trace
     (an acknowledgement link followed), it links that request's span: each leads to the other."""
     context = extract(headers or {})
+    if trace_dropped(headers or {}):
+        with in_context(context) as unrecorded:
+            yield unrecorded
+        return
     continued = trace.get_current_span(context).get_span_context()
     caller = trace.get_current_span().get_span_context()
     links = (
