@@ -4,7 +4,7 @@ module only loads, stores and publishes (through `store.Store`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from services.escalation.rules import (
     OBLIGATION_NAMESPACE,
     Evidence,
     FactChangeKind,
+    PriorSigns,
     Trigger,
     change_words,
     changes_rules,
@@ -145,7 +146,20 @@ class EscalationHandlers:
                     NoticeAttempted.ce_type,
                 }
             ),
+            prepare=self.read_signs,
         )
+
+    async def read_signs(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+        """R17: the signs of every subject the batch's reports name, in one statement (each
+        report asked for its own); the batch's reports add theirs as they are stored."""
+        subject_ids = [
+            subject.id
+            for event in events
+            if isinstance(event.data, IncidentReported)
+            for subject in event.data.facts.subjects
+        ]
+        if subject_ids:
+            await self.store.known_signs(session, subject_ids)
 
     async def on_reported(
         self, session: AsyncSession, event: CloudEvent, report: IncidentReported
@@ -209,6 +223,13 @@ class EscalationHandlers:
                     ]
                 )
                 .on_conflict_do_nothing()
+            )
+            self.store.signs_stored(
+                session,
+                (
+                    PriorSigns(incident_id, subject.id, at, facts.drill)
+                    for subject in facts.subjects
+                ),
             )
         if facts.drill:
             requirement = self.store.policy.drill_requirement

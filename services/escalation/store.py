@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -57,6 +57,7 @@ from shared.events.models import (
 from shared.jsontext import json_text
 from shared.messaging import Outbox
 from shared.pgnotify import notify
+from shared.staging import of_transaction
 from shared.telemetry import annotate
 
 log = logging.getLogger(__name__)
@@ -180,15 +181,50 @@ STORE_REPORTED = text(
 )
 
 
-# R17: the signs of a report's subjects in other incidents (each report asks; a constant text,
-# prepared once, where the list of subjects made a statement of its own for each length).
-EARLIER_SIGNS = text(
+# R17: the signs of subjects, read once for a batch's reports (`Store.known_signs`); a constant
+# text, prepared once, where the list of subjects made a statement of its own for each length.
+SUBJECTS_SIGNS = text(
     "SELECT sign.incident_id, sign.subject_id, sign.reported_at, incident.drill"
     " FROM escalation.subject_signs AS sign"
     " JOIN escalation.incidents AS incident ON incident.id = sign.incident_id"
     " WHERE sign.subject_id = ANY(CAST(:subject_ids AS text[]))"
-    " AND sign.incident_id <> :incident_id"
 )
+# What a transaction keeps (`of_transaction`): the signs it knows of (`KnownSigns`).
+KNOWN_SIGNS = "escalation.known_signs"
+
+
+@dataclass
+class KnownSigns:
+    """The signs (R17) of some subjects as one transaction sees them: those it read, with those
+    its own reports stored since. Every report of a batch asks about its subjects; read once
+    for all of them, each report then finds its answer here, the batch's earlier reports too."""
+
+    subjects: set[str] = field(default_factory=set)
+    signs: dict[tuple[str, UUID], PriorSigns] = field(default_factory=dict)
+
+    def unread(self, subject_ids: Iterable[str]) -> list[str]:
+        """The subjects whose signs are not all here yet."""
+        return sorted(set(subject_ids) - self.subjects)
+
+    def read(self, subject_ids: Iterable[str], signs: Iterable[PriorSigns]) -> None:
+        """All the signs of `subject_ids`, as read."""
+        self.subjects.update(subject_ids)
+        self.stored(signs)
+
+    def stored(self, signs: Iterable[PriorSigns]) -> None:
+        """Signs the transaction stored (a subject's sign is stored once per incident)."""
+        for sign in signs:
+            self.signs.setdefault((sign.subject_id, sign.incident_id), sign)
+
+    def of(self, subject_ids: Iterable[str]) -> tuple[PriorSigns, ...]:
+        """The signs of the subjects, in the order they were reported."""
+        wanted = set(subject_ids)
+        return tuple(
+            sorted(
+                (sign for sign in self.signs.values() if sign.subject_id in wanted),
+                key=lambda sign: (sign.reported_at, str(sign.incident_id), sign.subject_id),
+            )
+        )
 
 
 def _obligation_row(
@@ -260,27 +296,39 @@ class Store:
         reported_at: datetime,
         fired_rules: frozenset[str] = frozenset(),
     ) -> Situation:
-        """What the rules see of an incident: its facts and the earlier signs (R17) of its
-        subjects in other incidents. A report's situation is known before its row is stored."""
-        earlier = await fetch(
-            session,
-            EARLIER_SIGNS,
-            {
-                "subject_ids": [subject.id for subject in facts.subjects],
-                "incident_id": incident_id,
-            },
-        )
+        """What the rules see of an incident: its facts and the signs (R17) of its subjects (the
+        rules look at those of other incidents). A report's situation is known before its row
+        is stored."""
+        subject_ids = [subject.id for subject in facts.subjects]
+        known = await self.known_signs(session, subject_ids)
         return Situation(
             incident_id=incident_id,
             facts=facts,
             reporter_party=reporter_party,
             reported_at=reported_at,
             fired_rules=fired_rules,
-            prior_signs=tuple(
-                PriorSigns(row.incident_id, row.subject_id, row.reported_at, row.drill)
-                for row in earlier
-            ),
+            prior_signs=known.of(subject_ids),
         )
+
+    async def known_signs(self, session: AsyncSession, subject_ids: Iterable[str]) -> KnownSigns:
+        """The signs the transaction knows of, with all those of `subject_ids` (read in one
+        statement for those it has not read yet)."""
+        known = of_transaction(session, KNOWN_SIGNS, KnownSigns)
+        unread = known.unread(subject_ids)
+        if unread:
+            rows = await fetch(session, SUBJECTS_SIGNS, {"subject_ids": unread})
+            known.read(
+                unread,
+                (
+                    PriorSigns(row.incident_id, row.subject_id, row.reported_at, row.drill)
+                    for row in rows
+                ),
+            )
+        return known
+
+    def signs_stored(self, session: AsyncSession, signs: Iterable[PriorSigns]) -> None:
+        """Signs the transaction stored, for its later reports to see (`known_signs`)."""
+        of_transaction(session, KNOWN_SIGNS, KnownSigns).stored(signs)
 
     async def store_reported(
         self,
