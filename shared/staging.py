@@ -16,7 +16,9 @@ The hot paths (a consumer's batch, a dispatcher's pass) write what their transac
 with `write_staged` before they commit, each statement straight to the driver
 (`shared.driver`); whatever is left staged at a commit is written then, through SQLAlchemy.
 A consumer's batch claims its events in the inbox with the last of those statements
-(`claim_at_commit`), and a transaction that sent nothing else is its one statement alone.
+(`claim_at_commit`), and a transaction that sent nothing else is its one statement alone. Rows
+a handler carries (`carry`: the rows of its inserts that nothing in the transaction reads
+before its end) ride that statement too, as WITH queries of their own.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ NOTIFY_ALL = text("SELECT pg_notify(channel, '') FROM unnest(CAST(:channels AS t
 State = TypeVar("State")
 # The one statement, and its parameters, that writes the rows deferred under one name.
 DeferredWrite = Callable[[list[dict[str, Any]]], tuple[TextClause, dict[str, Any]]]
+# The WITH queries, and their parameters, that write the rows carried under one name (`carry`).
+CarriedWrite = Callable[[list[dict[str, Any]]], tuple[str, dict[str, Any]]]
 # What is told the rows that statement returned, once it ran.
 Written = Callable[[Sequence[Any]], None]
 # What is told, once the transaction ended, whether it committed.
@@ -68,6 +72,9 @@ class Staged:
     deferred: dict[str, tuple[DeferredWrite, list[dict[str, Any]], Written | None]] = field(
         default_factory=dict
     )
+    # name → how its rows are written as WITH queries of the last staged statement, and the
+    # rows in the order they were carried (`carry`)
+    carried: dict[str, tuple[CarriedWrite, list[dict[str, Any]]]] = field(default_factory=dict)
     # An INSERT and its parameters, written by the last of the staged statements
     # (`claim_at_commit`)
     claim: tuple[str, dict[str, Any]] | None = None
@@ -113,6 +120,16 @@ def defer(
     staged(session).deferred.setdefault(name, (write, [], written))[1].append(row)
 
 
+def carry(session: AsyncSession, name: str, write: CarriedWrite, row: dict[str, Any]) -> None:
+    """Add `row` to what the transaction writes under `name` with `write`: data-modifying WITH
+    queries (`name AS (INSERT ...)`, separated by commas; of constant text, their parameters and
+    names apart from every other statement's) that ride the last statement writing what the
+    transaction staged, as its claim does (`claim_at_commit`): no round trip of their own, and a
+    batch that writes nothing else is that one statement. Whatever fails them fails it, and the
+    transaction. A statement about to read their rows writes them first (`write_deferred`)."""
+    staged(session).carried.setdefault(name, (write, []))[1].append(row)
+
+
 def when_ended(session: AsyncSession, ended: Ended) -> None:
     """Tell `ended` whether the session's current transaction committed, once it has ended: for
     what the process does after a commit (and undoes after a rollback) that the database does
@@ -131,13 +148,20 @@ def claim_at_commit(session: AsyncSession, insert: str, parameters: dict[str, An
 
 
 async def write_deferred(session: AsyncSession, name: str) -> None:
-    """Write now the rows deferred under `name`: a statement about to read them must see them."""
-    found = staged(session).deferred.pop(name, None)
+    """Write now the rows deferred or carried under `name`: a statement about to read them must
+    see them."""
+    kept = staged(session)
+    found = kept.deferred.pop(name, None)
     if found is not None:
         write, rows, written = found
         returned = await fetch(session, *write(rows))
         if written is not None:
             written(returned)
+    carried = kept.carried.pop(name, None)
+    if carried is not None:
+        carry_write, carried_rows = carried
+        queries, parameters = carry_write(carried_rows)
+        await fetch(session, _constant(f"WITH {queries} SELECT"), parameters)
 
 
 async def write_staged(session: AsyncSession) -> None:
@@ -211,7 +235,8 @@ def _statements_of(
 ) -> list[tuple[TextClause, dict[str, Any], Written | None]]:
     """The statements that write what a transaction staged, each with who is told what it
     returned: the deferred rows first, then the outbox rows with the NOTIFYs (a statement of
-    their own when no event was staged); the last of them carries the claim, if any."""
+    their own when no event was staged); the last of them carries the carried rows and the
+    claim, if any (a statement of their own when nothing else is staged)."""
     if found is None:
         return []
     statements = [(*write(rows), written) for write, rows, written in found.deferred.values()]
@@ -221,14 +246,28 @@ def _statements_of(
         channels = []  # told once
     if channels:
         statements.append((NOTIFY_ALL, {"channels": channels}, None))
+    queries: list[str] = []
+    carried_parameters: dict[str, Any] = {}
+    for write_queries, rows in found.carried.values():
+        written_queries, parameters = write_queries(rows)
+        queries.append(written_queries)
+        carried_parameters.update(parameters)
     if found.claim is not None:
         insert, parameters = found.claim
-        carrier = _carrying(statements[-1][0].text, insert) if statements else None
-        if carrier is None:
-            statements.append((_constant(insert), parameters, None))
-        else:
+        queries.append(f"{CARRIED} AS ({insert})")
+        carried_parameters.update(parameters)
+    if queries:
+        carrier = _carrying(statements[-1][0].text, ", ".join(queries)) if statements else None
+        if carrier is not None:
             _, last_parameters, written = statements.pop()
-            statements.append((carrier, {**last_parameters, **parameters}, written))
+            statements.append((carrier, {**last_parameters, **carried_parameters}, written))
+        elif found.carried:
+            statements.append(
+                (_constant(f"WITH {', '.join(queries)} SELECT"), carried_parameters, None)
+            )
+        else:  # the claim alone
+            assert found.claim is not None
+            statements.append((_constant(found.claim[0]), carried_parameters, None))
     return statements
 
 
@@ -247,14 +286,15 @@ def _constant(sql: str) -> TextClause:
 
 
 @functools.cache
-def _carrying(statement: str, insert: str) -> TextClause | None:
-    """`statement` running `insert` too, as a WITH query it does not read (PostgreSQL runs
-    every data-modifying WITH query to completion, read or not); None when it cannot. Of
-    constant text for constant statements, so built and prepared once like them."""
+def _carrying(statement: str, queries: str) -> TextClause | None:
+    """`statement` running `queries` too (data-modifying WITH queries, separated by commas) as
+    WITH queries it does not read (PostgreSQL runs every data-modifying WITH query to
+    completion, read or not); None when it cannot. Of constant text for constant statements,
+    so built and prepared once like them."""
     if (with_list := _WITH.match(statement)) is not None:
-        return text(f"WITH {CARRIED} AS ({insert}), {statement[with_list.end() :]}")
+        return text(f"WITH {queries}, {statement[with_list.end() :]}")
     if _PLAIN.match(statement) is not None:
-        return text(f"WITH {CARRIED} AS ({insert}) {statement}")
+        return text(f"WITH {queries} {statement}")
     return None
 
 

@@ -25,6 +25,7 @@ from shared.messaging import Inbox, InboxEntry, Outbox, notify_channel
 from shared.pgnotify import notify
 from shared.settings import Settings
 from shared.staging import (
+    carry,
     claim_at_commit,
     columns,
     defer,
@@ -386,3 +387,85 @@ async def test_one_statement_staged_and_nothing_sent_before_is_its_own_transacti
     async with sessions() as session:
         ids = (await session.execute(text(f"SELECT id FROM {table} ORDER BY id"))).scalars()
         assert list(ids) == [1, 2, 3, 4]
+
+
+async def test_carried_rows_ride_the_last_statement_or_go_alone_and_fail_with_it(
+    scratch_schema: tuple[async_sessionmaker[AsyncSession], Outbox, Table],
+) -> None:
+    """`carry`: a handler's rows that nothing reads before the commit are WITH queries of the
+    last statement that writes what the transaction staged (the outbox's, with the claim),
+    or, with nothing else staged, one statement of their own, without `BEGIN`;
+    `write_deferred` writes them at once, for a statement about to read them. A row that
+    cannot be written fails that statement, and with it everything staged."""
+    sessions, outbox, inbox_table = scratch_schema
+    inbox = Inbox(inbox_table, "staging-test-carried")
+    table = f"{outbox.schema}.carried_rows_of_handlers"
+    async with sessions() as session, session.begin():
+        await session.execute(text(f"CREATE TABLE {table} (id int PRIMARY KEY)"))
+    offsets = iter(range(1, 100))
+
+    def carried_ids(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+        return (
+            f"carried_ids AS (INSERT INTO {table} SELECT unnest(CAST(:carried_id AS int[])))",
+            {"carried_id": [row["id"] for row in rows]},
+        )
+
+    async def staged_with(
+        ids: list[int], *, event: bool, claim: bool, read_between: bool = False
+    ) -> tuple[list[str], bool]:
+        """The statements sent, and whether the driver's connection was in a transaction."""
+        async with sessions() as session:
+            with statements_sent(session.bind) as statements:  # type: ignore[arg-type]
+                async with session.begin():
+                    for row_id in ids:
+                        carry(session, "ids", carried_ids, {"id": row_id})
+                        if read_between:
+                            await write_deferred(session, "ids")
+                    if event:
+                        await outbox.add(session, status_changed(uuid4(), "REPORTED"))
+                    if claim:
+                        entry = InboxEntry.of(
+                            status_changed(uuid4(), "REPORTED"),
+                            topics.ESCALATIONS,
+                            0,
+                            next(offsets),
+                        )
+                        claim_at_commit(session, inbox.claim_sql, inbox.claim_parameters([entry]))
+                    await write_staged(session)
+                    raw = await (await session.connection()).get_raw_connection()
+                    began = bool(raw.driver_connection.is_in_transaction())
+                    sent = list(statements)
+        return [" ".join(statement.split()[:3]) for statement in sent], began
+
+    async def stored() -> list[int]:
+        async with sessions() as session:
+            return list(
+                (await session.execute(text(f"SELECT id FROM {table} ORDER BY id"))).scalars()
+            )
+
+    # With the outbox's statement and the claim: one statement, and no transaction begun
+    # (nothing was sent before it).
+    assert await staged_with([1, 2], event=True, claim=True) == (
+        ["WITH carried_ids AS"],
+        False,
+    )
+    # Alone.
+    assert await staged_with([3], event=False, claim=False) == (["WITH carried_ids AS"], False)
+    # Written at once for a statement about to read them, then the rest as ever.
+    assert await staged_with([4, 5], event=True, claim=False, read_between=True) == (
+        ["WITH carried_ids AS", "WITH carried_ids AS", "WITH written AS"],
+        True,
+    )
+    assert await stored() == [1, 2, 3, 4, 5]
+
+    # A row that cannot be written fails the statement: nothing staged with it is written.
+    refused = status_changed(uuid4(), "CLOSED")
+    with pytest.raises(IntegrityError):
+        async with sessions() as session, session.begin():
+            carry(session, "ids", carried_ids, {"id": 6})
+            carry(session, "ids", carried_ids, {"id": 1})
+            await outbox.add(session, refused)
+            await write_staged(session)
+    async with sessions() as session:
+        events = (await session.execute(select(outbox.table.c.event_id))).scalars().all()
+    assert refused.id not in events and await stored() == [1, 2, 3, 4, 5]
