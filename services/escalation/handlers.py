@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID, uuid4, uuid5
 
 from sqlalchemy import Row, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -25,6 +25,7 @@ from services.escalation.models import (
 )
 from services.escalation.rules import (
     OBLIGATION_NAMESPACE,
+    Decision,
     Evidence,
     FactChangeKind,
     PriorSigns,
@@ -42,11 +43,14 @@ from services.escalation.rules import (
 )
 from services.escalation.store import (
     DEADLINES_CHANNEL,
+    REPORTED,
+    CarriedReport,
     Moving,
     Proof,
     Store,
     brief,
     facts_of,
+    obligation_row,
     standing_duty,
 )
 from shared.domain import lifecycle, ownership
@@ -78,8 +82,9 @@ from shared.events.models import (
     PersonalDataRead,
     ReportFiled,
 )
-from shared.kafka import HandlerTable, RejectEvent, on_data
+from shared.kafka import EventHandler, HandlerTable, RecordPosition, RejectEvent, on_data
 from shared.pgnotify import notify
+from shared.staging import write_deferred
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,16 @@ def linking_change(
     return FactChange(kind, changes, at, by, change_id, words, summary, stated)
 
 
+def after_reports(handler: EventHandler) -> EventHandler:
+    """`handler`, run once the reports carried before it in the batch are stored."""
+
+    async def handled(session: AsyncSession, event: CloudEvent, position: RecordPosition) -> None:
+        await write_deferred(session, REPORTED)
+        await handler(session, event, position)
+
+    return handled
+
+
 @dataclass(frozen=True)
 class EscalationHandlers:
     store: Store
@@ -127,13 +142,14 @@ class EscalationHandlers:
         return HandlerTable(
             {
                 IncidentReported.ce_type: on_data(self.on_reported),
-                ActionRecorded.ce_type: on_data(self.on_action),
-                ReportFiled.ce_type: on_data(self.on_report_filed),
-                NotificationAcknowledged.ce_type: on_data(self.on_acknowledged),
-                NotificationUnacknowledged.ce_type: on_data(self.on_unacknowledged),
-                IncidentLinked.ce_type: on_data(self.on_linked),
-                IncidentMerged.ce_type: on_data(self.on_merged),
-                IncidentUnlinked.ce_type: on_data(self.on_unlinked),
+                # The others read what the reports before them in the batch store: stored first.
+                ActionRecorded.ce_type: after_reports(on_data(self.on_action)),
+                ReportFiled.ce_type: after_reports(on_data(self.on_report_filed)),
+                NotificationAcknowledged.ce_type: after_reports(on_data(self.on_acknowledged)),
+                NotificationUnacknowledged.ce_type: after_reports(on_data(self.on_unacknowledged)),
+                IncidentLinked.ce_type: after_reports(on_data(self.on_linked)),
+                IncidentMerged.ce_type: after_reports(on_data(self.on_merged)),
+                IncidentUnlinked.ce_type: after_reports(on_data(self.on_unlinked)),
             },
             ignored=frozenset(
                 {
@@ -150,8 +166,10 @@ class EscalationHandlers:
         )
 
     async def read_signs(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
-        """R17: the signs of every subject the batch's reports name, in one statement (each
-        report asked for its own); the batch's reports add theirs as they are stored."""
+        """A batch's reports ride its last statement (`store.CARRIED_REPORTS`), and R17's signs
+        of every subject they name are read in one statement before (each report asked for its
+        own); the batch's reports add theirs as they are stored."""
+        self.store.carry_reports(session)
         subject_ids = [
             subject.id
             for event in events
@@ -159,7 +177,7 @@ class EscalationHandlers:
             for subject in event.data.facts.subjects
         ]
         if subject_ids:
-            await self.store.known_signs(session, subject_ids)
+            await self.store.known_signs(session, subject_ids, first=True)
 
     async def on_reported(
         self, session: AsyncSession, event: CloudEvent, report: IncidentReported
@@ -175,74 +193,116 @@ class EscalationHandlers:
             Trigger("reported", report.reported_at, event.id, report.reporter.party),
             self.store.party_names,
         )
+        incident_row = {
+            "id": report.incident_id,
+            "facts": facts.model_dump(mode="json"),
+            # The reporting party is all the rules ask of a reporter: the name and phone
+            # stay with intake, which seals the phone (least personal data here).
+            "reporter": {"party": report.reporter.party},
+            "status": LifecycleStatus.REPORTED.value,
+            "drill": facts.drill,
+            "policy_version": self.store.policy.version,
+            "reported_at": report.reported_at,
+            "fired_rules": sorted(set(decision.fired_rules)),
+        }
+        reported = IncidentStatusChanged(
+            incident_id=report.incident_id,
+            status=LifecycleStatus.REPORTED,
+            previous_status=None,
+            changed_at=report.reported_at,
+            reason="incident.reported",
+            drill=facts.drill,
+        )
+        if self.store.carries_reports(session):
+            await self._carry_reported(session, event, report, decision, incident_row, reported)
+            return
         incident = await self.store.store_reported(
-            session,
-            {
-                "id": report.incident_id,
-                "facts": facts.model_dump(mode="json"),
-                # The reporting party is all the rules ask of a reporter: the name and phone
-                # stay with intake, which seals the phone (least personal data here).
-                "reporter": {"party": report.reporter.party},
-                "status": LifecycleStatus.REPORTED.value,
-                "drill": facts.drill,
-                "policy_version": self.store.policy.version,
-                "reported_at": report.reported_at,
-                "fired_rules": sorted(set(decision.fired_rules)),
-            },
-            decision.obligations,
-            event.id,
+            session, incident_row, decision.obligations, event.id
         )
         if incident is None:
             raise RejectEvent(f"incident {report.incident_id} was already reported")
         await self._remember(session, report.incident_id, facts, report.reported_at)
-        await self.store.publish(
-            session,
-            report.incident_id,
-            IncidentStatusChanged(
-                incident_id=report.incident_id,
-                status=LifecycleStatus.REPORTED,
-                previous_status=None,
-                changed_at=report.reported_at,
-                reason="incident.reported",
-                drill=facts.drill,
-            ),
-        )
+        await self.store.publish(session, report.incident_id, reported)
         await self.store.apply(session, incident, decision, event.id, incident.duties)
+
+    async def _carry_reported(
+        self,
+        session: AsyncSession,
+        event: CloudEvent,
+        report: IncidentReported,
+        decision: Decision,
+        incident_row: dict[str, Any],
+        reported: IncidentStatusChanged,
+    ) -> None:
+        """`on_reported` in a batch: the report rides the batch's last statement with what it
+        starts (`store.CARRIED_REPORTS`), announced as the report alone announces it. An
+        incident stored before fails that statement, and the batch is applied again one event
+        at a time, where the report is refused."""
+        facts, incident_id = report.facts, report.incident_id
+        signs, drill = self._history(incident_id, facts, report.reported_at)
+        carried = CarriedReport(
+            incident=incident_row,
+            duties=[obligation_row(incident_id, spec, event.id) for spec in decision.obligations],
+            timers=[
+                {
+                    "id": uuid4(),
+                    "incident_id": incident_id,
+                    "name": timer.name,
+                    "rule_id": timer.rule_id,
+                    "fire_at": timer.fire_at,
+                }
+                for timer in decision.timers
+            ],
+            signs=signs,
+            drill=drill,
+        )
+        self.store.signs_stored(session, signs)
+        await self.store.publish(session, incident_id, reported)
+        await self.store.carry_reported(session, carried, facts, decision)
+
+    def _history(
+        self, incident_id: UUID, facts: IncidentFacts, at: datetime
+    ) -> tuple[list[PriorSigns], dict[str, Any] | None]:
+        """What a report leaves for later rules to look back on: its signs per subject (R17)
+        and its drill's row for the year (R16)."""
+        signs = (
+            [PriorSigns(incident_id, subject.id, at, facts.drill) for subject in facts.subjects]
+            if facts.phase == Phase.SIGNS
+            else []
+        )
+        if not facts.drill:
+            return signs, None
+        requirement = self.store.policy.drill_requirement
+        return signs, {
+            "incident_id": incident_id,
+            "party": party_code(requirement.party, facts.township_code),
+            "year": at.astimezone(self.store.policy.zone).year,
+            "reported_at": at,
+        }
 
     async def _remember(
         self, session: AsyncSession, incident_id: UUID, facts: IncidentFacts, at: datetime
     ) -> None:
-        """History later rules look back on: signs per subject (R17), drills per year (R16)."""
-        if facts.phase == Phase.SIGNS and facts.subjects:
+        """The report's history (`_history`), stored at once."""
+        signs, drill = self._history(incident_id, facts, at)
+        if signs:
             await session.execute(
                 insert(subject_signs)
                 .values(
                     [
-                        {"subject_id": subject.id, "incident_id": incident_id, "reported_at": at}
-                        for subject in facts.subjects
+                        {
+                            "subject_id": sign.subject_id,
+                            "incident_id": sign.incident_id,
+                            "reported_at": sign.reported_at,
+                        }
+                        for sign in signs
                     ]
                 )
                 .on_conflict_do_nothing()
             )
-            self.store.signs_stored(
-                session,
-                (
-                    PriorSigns(incident_id, subject.id, at, facts.drill)
-                    for subject in facts.subjects
-                ),
-            )
-        if facts.drill:
-            requirement = self.store.policy.drill_requirement
-            await session.execute(
-                insert(drills)
-                .values(
-                    incident_id=incident_id,
-                    party=party_code(requirement.party, facts.township_code),
-                    year=at.astimezone(self.store.policy.zone).year,
-                    reported_at=at,
-                )
-                .on_conflict_do_nothing()
-            )
+            self.store.signs_stored(session, signs)
+        if drill is not None:
+            await session.execute(insert(drills).values(**drill).on_conflict_do_nothing())
 
     def _refusal(self, incident: Row, recorded: ActionRecorded) -> str | None:
         """Why the action is not its recorder's to record (RULES.md: every party acts for

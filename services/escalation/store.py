@@ -57,7 +57,7 @@ from shared.events.models import (
 from shared.jsontext import json_text
 from shared.messaging import Outbox
 from shared.pgnotify import notify
-from shared.staging import of_transaction
+from shared.staging import carry, of_transaction
 from shared.telemetry import annotate
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class Moving:
 
 
 STORE_OBLIGATIONS = insert(obligations).on_conflict_do_nothing().returning(obligations.c.id)
-# The columns of obligations a decision's duties fill, as `_obligation_row` names them.
+# The columns of obligations a decision's duties fill, as `obligation_row` names them.
 DUTY_NAMES = (
     "id",
     "party",
@@ -179,6 +179,112 @@ STORE_REPORTED = text(
     " ON CONFLICT DO NOTHING RETURNING id)"
     " SELECT incident.*, ARRAY(SELECT id FROM duties) AS duties FROM incident"
 )
+
+
+# A batch's reports, stored with what they start by the batch's last statement (`carry`):
+# each incident with its first duties, the rules it fired and their timers, its signs (R17) and
+# its drill (R16), where each report was a statement of its own, then one for each of the
+# timers, signs and drills. A report stored before (another event of the same incident) fails
+# the statement, and the batch is applied again one event at a time, where the report is
+# refused as before (`STORE_REPORTED`). Every array is one row per incident, or per duty,
+# timer or sign; rule ids and subjects travel as text. The names are apart from the outbox's
+# and the inbox claim's, whose statement this one rides.
+REPORTED = "escalation.reported"
+CARRIED_REPORTS = (
+    "reported_incidents AS (INSERT INTO escalation.incidents (id, facts, reporter, status,"
+    " drill, policy_version, reported_at, last_news_at, fired_rules)"
+    " SELECT id, CAST(facts AS jsonb), CAST(reporter AS jsonb), status, drill, policy_version,"
+    " reported_at, reported_at, CAST(string_to_array(fired_rules, ',') AS varchar(16)[])"
+    " FROM unnest(CAST(:reported_id AS uuid[]), CAST(:reported_facts AS text[]),"
+    " CAST(:reported_reporter AS text[]), CAST(:reported_status AS text[]),"
+    " CAST(:reported_drill AS boolean[]), CAST(:reported_policy_version AS text[]),"
+    " CAST(:reported_at AS timestamptz[]), CAST(:reported_fired_rules AS text[]))"
+    " WITH ORDINALITY AS incident(id, facts, reporter, status, drill, policy_version,"
+    " reported_at, fired_rules, position) ORDER BY position),"
+    f" reported_duties AS (INSERT INTO escalation.obligations (incident_id, source_event_id,"
+    f" status, {DUTY_COLUMNS}) SELECT duty.incident_id, duty.source_event_id, 'PENDING',"
+    f" {DUTY_VALUES}"
+    " FROM unnest(CAST(:reported_duty_incident_id AS uuid[]),"
+    " CAST(:reported_duty_source_event_id AS uuid[]), CAST(:reported_duty_id AS uuid[]),"
+    " CAST(:reported_duty_party AS text[]), CAST(:reported_duty_action AS text[]),"
+    " CAST(:reported_duty_action_text AS text[]), CAST(:reported_duty_rule_id AS text[]),"
+    " CAST(:reported_duty_plan_section AS text[]),"
+    " CAST(:reported_duty_deadline_name AS text[]),"
+    " CAST(:reported_duty_due_at AS timestamptz[]),"
+    " CAST(:reported_duty_explanation AS text[]), CAST(:reported_duty_trigger AS text[]),"
+    " CAST(:reported_duty_notify AS boolean[]), CAST(:reported_duty_drill AS boolean[]),"
+    " CAST(:reported_duty_escalated_from AS uuid[]), CAST(:reported_duty_owner AS text[]))"
+    f" WITH ORDINALITY AS duty(incident_id, source_event_id, {DUTY_COLUMNS}, position)"
+    " ORDER BY duty.position),"
+    " reported_timers AS (INSERT INTO escalation.timers (id, incident_id, name, rule_id,"
+    " fire_at) SELECT * FROM unnest(CAST(:reported_timer_id AS uuid[]),"
+    " CAST(:reported_timer_incident_id AS uuid[]), CAST(:reported_timer_name AS text[]),"
+    " CAST(:reported_timer_rule_id AS text[]), CAST(:reported_timer_fire_at AS timestamptz[]))),"
+    " reported_signs AS (INSERT INTO escalation.subject_signs (subject_id, incident_id,"
+    " reported_at) SELECT * FROM unnest(CAST(:reported_sign_subject_id AS text[]),"
+    " CAST(:reported_sign_incident_id AS uuid[]),"
+    " CAST(:reported_sign_reported_at AS timestamptz[])) ON CONFLICT DO NOTHING),"
+    " reported_drills AS (INSERT INTO escalation.drills (incident_id, party, year, reported_at)"
+    " SELECT * FROM unnest(CAST(:reported_drill_incident_id AS uuid[]),"
+    " CAST(:reported_drill_party AS text[]), CAST(:reported_drill_year AS int[]),"
+    " CAST(:reported_drill_reported_at AS timestamptz[])) ON CONFLICT DO NOTHING)"
+)
+# What a batch's transaction keeps (`of_transaction`): whether its reports are carried.
+REPORTS_CARRIED = "escalation.reports_carried"
+
+
+@dataclass
+class ReportsCarried:
+    """Whether the transaction carries its reports (`CARRIED_REPORTS`): a consumer's batch,
+    prepared (`EscalationHandlers.read_signs`); an event applied alone stores its report at
+    once."""
+
+    carried: bool = False
+
+
+@dataclass(frozen=True)
+class CarriedReport:
+    """One report as the batch's last statement stores it (`CARRIED_REPORTS`)."""
+
+    incident: Mapping[str, Any]
+    duties: list[dict[str, Any]]
+    timers: list[dict[str, Any]]
+    signs: list[PriorSigns]
+    drill: dict[str, Any] | None
+
+
+def carried_reports(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """`CARRIED_REPORTS` and its arrays, for the reports carried (`{"report": CarriedReport}`)."""
+    reports: list[CarriedReport] = [row["report"] for row in rows]
+    incidents = [report.incident for report in reports]
+    duties = [duty for report in reports for duty in report.duties]
+    timer_rows = [timer for report in reports for timer in report.timers]
+    signs = [sign for report in reports for sign in report.signs]
+    drill_rows = [report.drill for report in reports if report.drill is not None]
+    return CARRIED_REPORTS, {
+        "reported_id": [incident["id"] for incident in incidents],
+        "reported_facts": [json_text(incident["facts"]) for incident in incidents],
+        "reported_reporter": [json_text(incident["reporter"]) for incident in incidents],
+        "reported_status": [incident["status"] for incident in incidents],
+        "reported_drill": [incident["drill"] for incident in incidents],
+        "reported_policy_version": [incident["policy_version"] for incident in incidents],
+        "reported_at": [incident["reported_at"] for incident in incidents],
+        "reported_fired_rules": [",".join(incident["fired_rules"]) for incident in incidents],
+        "reported_duty_incident_id": [duty["incident_id"] for duty in duties],
+        "reported_duty_source_event_id": [duty["source_event_id"] for duty in duties],
+        **{f"reported_duty_{name}": [duty[name] for duty in duties] for name in DUTY_NAMES},
+        **{
+            f"reported_timer_{name}": [timer[name] for timer in timer_rows]
+            for name in ("id", "incident_id", "name", "rule_id", "fire_at")
+        },
+        "reported_sign_subject_id": [sign.subject_id for sign in signs],
+        "reported_sign_incident_id": [sign.incident_id for sign in signs],
+        "reported_sign_reported_at": [sign.reported_at for sign in signs],
+        **{
+            f"reported_drill_{name}": [drill[name] for drill in drill_rows]
+            for name in ("incident_id", "party", "year", "reported_at")
+        },
+    }
 
 
 # R17: the signs of subjects, read once for a batch's reports (`Store.known_signs`); a constant
@@ -227,7 +333,7 @@ class KnownSigns:
         )
 
 
-def _obligation_row(
+def obligation_row(
     incident_id: UUID, spec: ObligationSpec, source_event_id: UUID, **moved: Any
 ) -> dict[str, Any]:
     """The obligation's columns; `moved`: status and the columns of a duty moved from another
@@ -310,13 +416,19 @@ class Store:
             prior_signs=known.of(subject_ids),
         )
 
-    async def known_signs(self, session: AsyncSession, subject_ids: Iterable[str]) -> KnownSigns:
+    async def known_signs(
+        self, session: AsyncSession, subject_ids: Iterable[str], *, first: bool = False
+    ) -> KnownSigns:
         """The signs the transaction knows of, with all those of `subject_ids` (read in one
-        statement for those it has not read yet)."""
+        statement for those it has not read yet). `first`: nothing was sent in the
+        transaction yet, and the read goes before it begins: it takes no lock, and each
+        statement reads what was committed when it began whether in the transaction or not,
+        so a batch that carries its reports and nothing else is this read and one statement
+        (`shared.driver.fetch`, `alone`)."""
         known = of_transaction(session, KNOWN_SIGNS, KnownSigns)
         unread = known.unread(subject_ids)
         if unread:
-            rows = await fetch(session, SUBJECTS_SIGNS, {"subject_ids": unread})
+            rows = await fetch(session, SUBJECTS_SIGNS, {"subject_ids": unread}, alone=first)
             known.read(
                 unread,
                 (
@@ -325,6 +437,30 @@ class Store:
                 ),
             )
         return known
+
+    def carry_reports(self, session: AsyncSession) -> None:
+        """The transaction's reports ride its last statement (`CARRIED_REPORTS`)."""
+        of_transaction(session, REPORTS_CARRIED, ReportsCarried).carried = True
+
+    def carries_reports(self, session: AsyncSession) -> bool:
+        return of_transaction(session, REPORTS_CARRIED, ReportsCarried).carried
+
+    async def carry_reported(
+        self,
+        session: AsyncSession,
+        report: CarriedReport,
+        facts: IncidentFacts,
+        decision: Decision,
+    ) -> None:
+        """A report of a batch, stored by the batch's last statement with its first duties,
+        timers, signs and drill; announced as `apply` announces a decision's new duties (a new
+        incident's duties are all new)."""
+        carry(session, REPORTED, carried_reports, {"report": report})
+        incident_id = report.incident["id"]
+        self.log_fired(decision)
+        await self.announce(session, incident_id, brief(facts), decision.obligations)
+        if decision.timers:
+            await notify(session, DEADLINES_CHANNEL)
 
     def signs_stored(self, session: AsyncSession, signs: Iterable[PriorSigns]) -> None:
         """Signs the transaction stored, for its later reports to see (`known_signs`)."""
@@ -340,7 +476,7 @@ class Store:
         """Insert a reported incident (`incident`: its columns) and its first duties in one
         statement; None if it was reported already. The row's `duties`: the ids stored, for
         `apply`."""
-        rows = [_obligation_row(incident["id"], spec, source_event_id) for spec in duties]
+        rows = [obligation_row(incident["id"], spec, source_event_id) for spec in duties]
         arrays = {f"duty_{name}": [row[name] for row in rows] for name in DUTY_NAMES}
         stored = await fetch(
             session,
@@ -388,6 +524,12 @@ class Store:
         await self.add_obligations(
             session, incident, decision.obligations, source_event_id, stored_duties
         )
+        self.log_fired(decision)
+        if decision.timers:
+            await notify(session, DEADLINES_CHANNEL)
+
+    @staticmethod
+    def log_fired(decision: Decision) -> None:
         if decision.fired_rules:
             annotate(rule_ids=",".join(decision.fired_rules))
             log.info(
@@ -396,8 +538,6 @@ class Store:
                 len(decision.obligations),
                 len(decision.timers),
             )
-        if decision.timers:
-            await notify(session, DEADLINES_CHANNEL)
 
     async def add_obligations(
         self,
@@ -422,16 +562,30 @@ class Store:
                 (
                     await session.execute(
                         STORE_OBLIGATIONS,
-                        [_obligation_row(incident.id, s, source_event_id) for s in specs],
+                        [obligation_row(incident.id, s, source_event_id) for s in specs],
                     )
                 ).scalars()
             )
-        incident_brief = brief(facts_of(incident))
+        await self.announce(
+            session,
+            incident.id,
+            brief(facts_of(incident)),
+            [spec for spec in specs if spec.id in stored],
+        )
+
+    async def announce(
+        self,
+        session: AsyncSession,
+        incident_id: UUID,
+        incident_brief: IncidentBrief,
+        specs: Iterable[ObligationSpec],
+    ) -> None:
+        """Publish each new obligation, and wake the deadline workers for them."""
         created: list[EventData] = [
-            self._created(incident.id, incident_brief, spec) for spec in specs if spec.id in stored
+            self._created(incident_id, incident_brief, spec) for spec in specs
         ]
         if created:
-            await self.publish(session, incident.id, *created)
+            await self.publish(session, incident_id, *created)
             await notify(session, DEADLINES_CHANNEL)
 
     async def _insert(
@@ -446,7 +600,7 @@ class Store:
         moved from another incident (R20)."""
         stored = await session.execute(
             insert(obligations)
-            .values(_obligation_row(incident_id, spec, source_event_id, **moved))
+            .values(obligation_row(incident_id, spec, source_event_id, **moved))
             .on_conflict_do_nothing()
             .returning(obligations.c.id)
         )
