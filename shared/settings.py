@@ -228,6 +228,12 @@ class Settings(BaseSettings):
     # the answers of several incidents. The send is made and its answer in hand; only the
     # delivery's DELIVERED and its event come this much later. 0: each burst of answers apart.
     notification_record_linger_ms: int = Field(default=50, ge=0, le=1000)
+    # The pace of notification's outbox relay (`OutboxRelay`), as intake's: after a pass that
+    # sent events, the next no sooner than this after it began. Its events (an alert sent,
+    # delivered, failed, acknowledged) are on no alert's way: the alerts go from the dispatcher
+    # itself. Under load the events of that time go out in one pass; one after a quiet spell
+    # goes at once, one under load waits this much at most (docs/performance.md, item 107).
+    notification_relay_pace_ms: int = Field(default=200, ge=0, le=1000)
 
     # --- notification: gateways -----------------------------------------------------------------
     # Signs webhook bodies; a secret per contact address overrides it (DingTalk robots too).

@@ -43,7 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     signer = ack_signer(settings)
     # A broken template file stops the start, not the first alert; times in the county's zone.
     texts = default_texts(settings.county_zone)
-    runtime = ServiceRuntime(SCHEMA, settings, messaging)
+    runtime = ServiceRuntime(
+        SCHEMA, settings, messaging, relay_pace_ms=settings.notification_relay_pace_ms
+    )
     handlers = NotificationHandlers(directory, runtime.outbox, texts)
     # One group for both topics. It kept the name it had when it read escalations.v1 alone, so
     # its positions there carry over; audit.v1, new to it, is read from the start once, and the

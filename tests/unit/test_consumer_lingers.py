@@ -1,8 +1,8 @@
 """Which consumers let a fetch's records wait for more (`EventConsumer.linger_seconds`), as the
 services compose them: intake's status projection and audit, off the alerts' path, by their
 settings, and let the broker hold their fetches as long; none on the alerts' path. And which
-outbox relay keeps a pace (`OutboxRelay`): intake's, the source of the alerts' path, by its
-setting. The waiting itself, on a real broker and database:
+outbox relay keeps a pace (`OutboxRelay`): intake's, the source of the alerts' path, and
+notification's, off it, by their settings. The waiting itself, on a real broker and database:
 tests/integration/test_consumer_linger.py, tests/integration/test_relay_pace.py. Nothing
 connects."""
 
@@ -74,11 +74,19 @@ def relay_pace_ms(service: str, settings: Settings) -> int:
     return runtime_of(service, settings).relay_pace_ms
 
 
-def test_intakes_relay_keeps_the_pace_its_setting_says_and_no_other_relay_does() -> None:
+def test_intakes_and_notifications_relays_keep_the_pace_their_settings_say_and_no_other() -> None:
     settings = contracts.document_settings()
     assert relay_pace_ms("intake", settings) == 40
-    assert relay_pace_ms("intake", settings.model_copy(update={"intake_relay_pace_ms": 0})) == 0
-    paced = settings.model_copy(update={"intake_relay_pace_ms": 75})
+    assert relay_pace_ms("notification", settings) == 200
+    unpaced = settings.model_copy(
+        update={"intake_relay_pace_ms": 0, "notification_relay_pace_ms": 0}
+    )
+    assert relay_pace_ms("intake", unpaced) == relay_pace_ms("notification", unpaced) == 0
+    paced = settings.model_copy(
+        update={"intake_relay_pace_ms": 75, "notification_relay_pace_ms": 120}
+    )
     assert relay_pace_ms("intake", paced) == 75
-    for service in ("escalation", "notification", "audit", "console"):
+    assert relay_pace_ms("notification", paced) == 120
+    # Escalation's relay sends the duties the alerts are sent for: it keeps none.
+    for service in ("escalation", "audit", "console"):
         assert relay_pace_ms(service, paced) == 0
