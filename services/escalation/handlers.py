@@ -162,10 +162,10 @@ class EscalationHandlers:
                     NoticeAttempted.ce_type,
                 }
             ),
-            prepare=self.read_signs,
+            prepare=self.prepare_reports,
         )
 
-    async def read_signs(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+    async def prepare_reports(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
         """A batch's reports ride its last statement (`store.CARRIED_REPORTS`), and R17's signs
         of every subject they name are read in one statement before (each report asked for its
         own); the batch's reports add theirs as they are stored."""

@@ -236,7 +236,7 @@ REPORTS_CARRIED = "escalation.reports_carried"
 @dataclass
 class ReportsCarried:
     """Whether the transaction carries its reports (`CARRIED_REPORTS`): a consumer's batch,
-    prepared (`EscalationHandlers.read_signs`); an event applied alone stores its report at
+    prepared (`EscalationHandlers.prepare_reports`); an event applied alone stores its report at
     once."""
 
     carried: bool = False

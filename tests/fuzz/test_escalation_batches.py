@@ -1,4 +1,4 @@
-"""Escalation's reports in a batch (`EscalationHandlers.read_signs`, `store.CARRIED_REPORTS`):
+"""Escalation's reports in a batch (`EscalationHandlers.prepare_reports`, `store.CARRIED_REPORTS`):
 R17's signs of the batch's subjects read once, before any transaction, and every report stored
 with its duties, timers, signs and drill by the batch's one statement, with the outbox's events
 and the inbox claim. A later report in the batch sees an earlier one's signs (R17); an event of
