@@ -113,8 +113,9 @@ class Settings(BaseSettings):
     # next no sooner than this after it began. Under load the reports of that time go out
     # together and every service downstream takes them as one batch, one transaction and one
     # pass of its relay; a report after a quiet spell goes at once, and one under load waits
-    # this much at most (docs/performance.md, item 97). 0: each pass as soon as reports are in.
-    intake_relay_pace_ms: int = Field(default=40, ge=0, le=1000)
+    # this much at most (docs/performance.md, items 97 and 108). 0: each pass as soon as reports
+    # are in.
+    intake_relay_pace_ms: int = Field(default=60, ge=0, le=1000)
 
     # The county's clock: every time shown to people (alerts, explanations, findings, reports).
     county_time_zone: str = DEFAULT_COUNTY_TIME_ZONE

@@ -76,7 +76,7 @@ def relay_pace_ms(service: str, settings: Settings) -> int:
 
 def test_intakes_and_notifications_relays_keep_the_pace_their_settings_say_and_no_other() -> None:
     settings = contracts.document_settings()
-    assert relay_pace_ms("intake", settings) == 40
+    assert relay_pace_ms("intake", settings) == 60
     assert relay_pace_ms("notification", settings) == 200
     unpaced = settings.model_copy(
         update={"intake_relay_pace_ms": 0, "notification_relay_pace_ms": 0}
