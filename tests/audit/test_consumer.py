@@ -12,7 +12,7 @@ from uuid import UUID
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from services.audit.datakeys import DataKeys, load_key_encryption_key
 from services.audit.handlers import CONSUMER, AuditLog, BatchingConsumer
@@ -45,13 +45,10 @@ async def leaves_of(settings: Settings, *events: CloudEvent) -> dict[UUID, int]:
     return {row["ce_id"]: row["leaves"] for row in rows}
 
 
-async def test_the_log_is_the_consumer_s_inbox(audit_system: AuditSystem) -> None:
-    # The key-encryption key the running audit uses (its development key, as no other is
-    # set): its findings open what this consumer seals.
-    settings = Settings(database_url=audit_system.infra.database_url)
-    engine = create_engine(settings, pool_size=2)
+def batching_consumer(settings: Settings, engine: AsyncEngine) -> BatchingConsumer:
+    """Audit's consumer of escalations.v1 on `engine`, as the service builds it."""
     audit_log = AuditLog(DataKeys(load_key_encryption_key(settings)))
-    consumer = BatchingConsumer(
+    return BatchingConsumer(
         audit_log,
         CONSUMER,
         (topics.ESCALATIONS,),
@@ -61,6 +58,14 @@ async def test_the_log_is_the_consumer_s_inbox(audit_system: AuditSystem) -> Non
         CapturingProducer(),
         settings,
     )
+
+
+async def test_the_log_is_the_consumer_s_inbox(audit_system: AuditSystem) -> None:
+    # The key-encryption key the running audit uses (its development key, as no other is
+    # set): its findings open what this consumer seals.
+    settings = Settings(database_url=audit_system.infra.database_url)
+    engine = create_engine(settings, pool_size=2)
+    consumer = batching_consumer(settings, engine)
     outcomes: list[str] = []
     consumer._count = lambda _topic, outcome: outcomes.append(outcome)  # type: ignore[method-assign]
     first, second, alone = (status_changed("audit consumer test") for _ in range(3))
@@ -105,17 +110,7 @@ async def test_an_event_appended_marks_its_place_in_its_trace_only_where_the_tra
     monkeypatch.setattr(kafka, "tracer", provider.get_tracer("test"))
     settings = Settings(database_url=audit_system.infra.database_url)
     engine = create_engine(settings, pool_size=2)
-    audit_log = AuditLog(DataKeys(load_key_encryption_key(settings)))
-    consumer = BatchingConsumer(
-        audit_log,
-        CONSUMER,
-        (topics.ESCALATIONS,),
-        audit_log.table,
-        create_session_factory(engine),
-        Inbox(messaging.inbox_table, CONSUMER),
-        CapturingProducer(),
-        settings,
-    )
+    consumer = batching_consumer(settings, engine)
     kept_trace, dropped_trace = (
         "4bf92f3577b34da6a3ce929d0e0e4736",
         "0af7651916cd43dd8448eb211c80319c",
