@@ -301,6 +301,13 @@ def trace_dropped(trace_headers: Mapping[str, str]) -> bool:
     return carried is not None and not carried[1]
 
 
+def in_dropped_trace() -> bool:
+    """Whether the current context is of a trace the sampler dropped (`trace_dropped`): a span
+    begun in it would never be recorded."""
+    current = trace.get_current_span().get_span_context()
+    return current.is_valid and not current.trace_flags.sampled
+
+
 @contextlib.contextmanager
 def in_context(context: Context) -> Iterator[trace.Span]:
     """`context` made current, without a span of its own: what is done and sent meanwhile

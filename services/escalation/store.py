@@ -58,7 +58,7 @@ from shared.jsontext import json_text
 from shared.messaging import Outbox
 from shared.pgnotify import notify
 from shared.staging import carry, of_transaction
-from shared.telemetry import annotate
+from shared.telemetry import annotate, current_trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -367,8 +367,12 @@ class Store:
     party_names: Mapping[str, str]
 
     async def publish(self, session: AsyncSession, incident_id: UUID, *data: EventData) -> None:
+        # One context for all of them: read once, where each event read it again (a decision's
+        # seven duties, docs/performance.md, item 109).
+        headers = current_trace_headers()
         await self.outbox.add(
-            session, *(CloudEvent.new(SOURCE, item, incident_id) for item in data)
+            session,
+            *(CloudEvent.new(SOURCE, item, incident_id, dict(headers)) for item in data),
         )
 
     async def locked_incident(

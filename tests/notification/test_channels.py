@@ -36,6 +36,7 @@ from services.notification.channels.http import http_client
 from services.notification.channels.robots import DingTalkChannel, WeComChannel
 from services.notification.channels.webhook import WebhookChannel
 from services.notification.templates import Form, render_message, stored_alert
+from shared import telemetry
 from shared.domain.directory import Contact
 from tests.notification.builders import obligation_created
 from tests.notification.loopback import Gateway, Inbox, always, hang
@@ -104,6 +105,28 @@ async def test_a_send_is_a_client_span_of_the_alert_s_trace_without_its_query(
     assert "robot-key" not in str(dict(send.attributes))
     assert send.attributes["http.response.status_code"] == 200
     assert call.headers["traceparent"].split("-")[2] == format(send.context.span_id, "016x")
+
+
+async def test_a_send_of_a_dropped_trace_carries_it_without_a_span_of_its_own(
+    gateway: Gateway, client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a context the sampler dropped, the send makes no client span (it would never be
+    recorded) and the gateway still hears the trace, dropped, as the alert's send carried it."""
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    monkeypatch.setattr(http, "tracer", provider.get_tracer("test"))
+    channel = WebhookChannel(client)
+    dropped = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+    with telemetry.in_trace_of({"traceparent": dropped}, "notification send"):
+        result = await channel.send(
+            message(Form.FULL), Contact(channel="webhook", address=gateway.url("/wh-dropped"))
+        )
+    await channel.close()
+    assert result.delivered
+    [call] = gateway.calls_to("/wh-dropped")
+    assert call.headers["traceparent"] == dropped
+    assert spans.get_finished_spans() == ()
 
 
 async def test_webhook_without_a_secret_goes_unsigned(gateway: Gateway, client) -> None:
