@@ -59,7 +59,7 @@ from shared.messaging import BrokerProbe, Inbox, InboxEntry
 from shared.observability import ServiceMetrics, current_incident
 from shared.settings import Settings
 from shared.staging import claim_at_commit, write_staged
-from shared.telemetry import in_context, trace_dropped
+from shared.telemetry import span_unless_dropped
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -992,14 +992,11 @@ class EventConsumer:
         return "applied" if fresh else "duplicate"
 
     def _span(self, topic: str, event: CloudEvent) -> contextlib.AbstractContextManager[trace.Span]:
-        context = extract(event.trace_headers)
-        if trace_dropped(event.trace_headers):
-            # Never recorded: the events sent meanwhile carry the trace on as well without a
-            # span (docs/performance.md, item 104).
-            return in_context(context)
-        return tracer.start_as_current_span(
+        # No span of its own for a dropped trace (docs/performance.md, item 104).
+        return span_unless_dropped(
+            tracer,
             f"{topic} process",
-            context=context,
+            extract(event.trace_headers),
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",

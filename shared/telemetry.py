@@ -301,11 +301,24 @@ def trace_dropped(trace_headers: Mapping[str, str]) -> bool:
     return carried is not None and not carried[1]
 
 
-def in_dropped_trace() -> bool:
-    """Whether the current context is of a trace the sampler dropped (`trace_dropped`): a span
-    begun in it would never be recorded."""
-    current = trace.get_current_span().get_span_context()
-    return current.is_valid and not current.trace_flags.sampled
+def dropped(context: Context | None = None) -> bool:
+    """Whether `context` (the current one by default) is of a trace the sampler dropped
+    (`trace_dropped`): a span begun in it would never be recorded."""
+    parent = trace.get_current_span(context).get_span_context()
+    return parent.is_valid and not parent.trace_flags.sampled
+
+
+def span_unless_dropped(
+    spans: trace.Tracer, name: str, context: Context | None = None, **options: Any
+) -> contextlib.AbstractContextManager[trace.Span]:
+    """A span `name` of `spans` under `context` (the current one by default), made current;
+    for a trace the sampler dropped, `context` made current without one (`in_context`), as
+    the span would never be recorded and what is sent meanwhile carries the trace on alike."""
+    if not dropped(context):
+        return spans.start_as_current_span(name, context=context, **options)
+    if context is None:
+        return contextlib.nullcontext(trace.get_current_span())
+    return in_context(context)
 
 
 @contextlib.contextmanager
@@ -336,7 +349,7 @@ def in_trace_of(
     a worker, still belongs to the incident's trace). Done for a request of another trace
     (an acknowledgement link followed), it links that request's span: each leads to the other."""
     context = extract(headers or {})
-    if trace_dropped(headers or {}):
+    if dropped(context):
         with in_context(context) as unrecorded:
             yield unrecorded
         return

@@ -14,7 +14,6 @@ carries the trace's `traceparent` to the gateway; no query string (robot keys, D
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 from collections.abc import Callable, Mapping
@@ -32,7 +31,7 @@ from yarl import URL
 
 from services.notification.channels import DeliveryResult
 from shared.jsontext import json_bytes
-from shared.telemetry import in_dropped_trace, without_query
+from shared.telemetry import span_unless_dropped, without_query
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
@@ -163,23 +162,18 @@ async def send_request(
         content = json_body(json)
         sent.setdefault("Content-Type", "application/json")
     target = urlsplit(str(url))
-    spanned: contextlib.AbstractContextManager[trace.Span]
-    if in_dropped_trace():
-        # Never recorded: the request carries the dropped trace on without a span of its own
-        # (docs/performance.md, item 109).
-        spanned = contextlib.nullcontext(trace.get_current_span())
-    else:
-        spanned = tracer.start_as_current_span(
-            method,
-            kind=trace.SpanKind.CLIENT,
-            attributes={
-                "http.request.method": method,
-                "url.full": without_query(str(url)),
-                "server.address": target.hostname or "",
-                "server.port": target.port or (443 if target.scheme == "https" else 80),
-            },
-        )
-    with spanned as span:
+    # No span of its own for a dropped trace (docs/performance.md, item 109).
+    with span_unless_dropped(
+        tracer,
+        method,
+        kind=trace.SpanKind.CLIENT,
+        attributes={
+            "http.request.method": method,
+            "url.full": without_query(str(url)),
+            "server.address": target.hostname or "",
+            "server.port": target.port or (443 if target.scheme == "https" else 80),
+        },
+    ) as span:
         inject(sent)
         proxy, proxy_auth = environment_proxy(target.scheme, target.hostname or "")
         try:
