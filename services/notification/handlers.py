@@ -20,7 +20,7 @@ from services.notification.dispatch import (
     publish_about,
     wake_dispatchers,
 )
-from services.notification.models import deliveries, notifications
+from services.notification.models import alert_duties, deliveries, notifications
 from services.notification.status import (
     NotificationKind,
     NotificationStatus,
@@ -38,7 +38,6 @@ from services.notification.templates import (
 )
 from shared.domain.directory import Directory
 from shared.domain.vocabulary import PartyKind, party_name_zh
-from shared.driver import fetch
 from shared.events import CloudEvent
 from shared.events.models import (
     AccountabilityFinding,
@@ -114,23 +113,10 @@ class NotificationHandlers:
                     PersonalDataErased.ce_type,
                 }
             ),
-            prepare=self.hold_alerts,
             # Most duties of a decision alert nobody (a report to file, a visit to make): read
             # past without an inbox row.
             asks={ObligationCreated.ce_type: asks_of_notification},
         )
-
-    async def hold_alerts(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
-        """The alert locks every duty of a batch will take (`handle`), in one statement: a
-        decision's duties arrive together."""
-        duties: list[UUID] = []
-        for event in events:
-            if isinstance(event.data, ObligationCreated):
-                if event.data.moved_from is not None:
-                    duties.append(event.data.moved_from)
-                if event.data.notify:
-                    duties.append(event.data.obligation_id)
-        await hold_alerts_of(session, duties)
 
     @property
     def party_names(self) -> dict[str, str]:
@@ -138,20 +124,21 @@ class NotificationHandlers:
 
     async def handle(self, session: AsyncSession, event: CloudEvent, _: RecordPosition) -> None:
         """An obligation that calls for an alert gets one; a duty a merge moved (R20) keeps
-        the alert it had, unless that was withdrawn: its party is never alerted twice."""
+        the alert it had, unless that was withdrawn: its party is never alerted twice. Each
+        alert claims its duty (`alert_duties`), and a moved duty the duty it came from."""
         if not isinstance(event.data, ObligationCreated):
             return
         obligation = event.data
+        notification_id = uuid4()
         if obligation.moved_from is not None:
             await write_deferred(session, NEW_ALERTS_DEFERRED)  # carry_on reads the alerts
-            await hold_alert_of(session, obligation.moved_from)
-            if await carry_on(session, obligation):
-                return
+            alerting = notification_id if obligation.notify else None
+            if not await claim_duty(session, obligation.moved_from, alerting):
+                if await carry_on(session, obligation):
+                    return
         if not obligation.notify:
             return
-        await hold_alert_of(session, obligation.obligation_id)
         party = self.directory.party(obligation.party)
-        notification_id = uuid4()
         alert = stored_alert(
             str(notification_id),
             obligation,
@@ -273,43 +260,25 @@ class NotificationHandlers:
         await withdraw(session, self.outbox, event.data)
 
 
-# Lock space of a duty's alert while a merge may be moving the duty (R20).
-MOVED_DUTY_LOCKS = 20
-# Taken in the order of the keys given (sorted): two batches never wait for each other in turn.
-HOLD_ALERTS = text(
-    "SELECT pg_advisory_xact_lock(CAST(:space AS int), key)"
-    " FROM unnest(CAST(:keys AS int[])) WITH ORDINALITY AS held(key, position)"
-    " ORDER BY position"
-)
-# What a transaction keeps (`of_transaction`): the alert locks it holds.
-HELD_ALERTS = "held_alert_locks"
-
-
 def asks_of_notification(obligation: ObligationCreated) -> bool:
     """Whether a duty asks anything of notification (`NotificationHandlers.handle`): an alert
     for its party, or, moved by a merge (R20), the fate of the alert it had."""
     return obligation.notify or obligation.moved_from is not None
 
 
-def alert_key(obligation_id: UUID) -> int:
-    return int.from_bytes(obligation_id.bytes[:4], "big", signed=True)
-
-
-async def hold_alert_of(session: AsyncSession, obligation_id: UUID) -> None:
-    """Until the transaction ends, nobody else decides about the alert of this duty: the duty's
-    own creation and that of the duty it moved to (keyed by another incident, so handled in
-    parallel) each see what the other committed, and never both alert."""
-    await hold_alerts_of(session, [obligation_id])
-
-
-async def hold_alerts_of(session: AsyncSession, obligation_ids: Sequence[UUID]) -> None:
-    """`hold_alert_of` for each duty, in one statement; a lock the transaction holds already
-    is not asked for again."""
-    held = of_transaction(session, HELD_ALERTS, set[int])
-    keys = sorted({alert_key(obligation_id) for obligation_id in obligation_ids} - held)
-    if keys:
-        await fetch(session, HOLD_ALERTS, {"space": MOVED_DUTY_LOCKS, "keys": keys})
-        held.update(keys)
+async def claim_duty(session: AsyncSession, duty_id: UUID, notification_id: UUID | None) -> bool:
+    """Claim the decision about the alert of `duty_id` (R20) for `notification_id` (none: the
+    duty needs none of its own), False when another alert took it before. A claim made by a
+    transaction still open is waited for: once this returns, what that transaction wrote is
+    seen, so a duty's creation and that of the duty it moved to, handled at once under
+    different incidents' keys, never both alert."""
+    claimed = await session.execute(
+        insert(alert_duties)
+        .values(duty_id=duty_id, notification_id=notification_id)
+        .on_conflict_do_nothing(index_elements=[alert_duties.c.duty_id])
+        .returning(alert_duties.c.duty_id)
+    )
+    return claimed.first() is not None
 
 
 async def carry_on(session: AsyncSession, moved: ObligationCreated) -> bool:
@@ -341,14 +310,18 @@ async def carry_on(session: AsyncSession, moved: ObligationCreated) -> bool:
             ),
         )
     )
+    # The moved duty is the alert's now: a duty moved on from it again finds the alert.
+    await claim_duty(session, moved.obligation_id, alert.id)
     log.info("alert %s now stands for obligation %s", alert.id, moved.obligation_id)
     return True
 
 
-# Duties' alerts, in the order the duties came. A duty alerted already gets none, nor one moved
-# (R20) before its own creation reached us: the moved duty's alert (`moved_from` names the duty
-# it came from) already stands for it. Rows of one statement cannot see one another, so an alert
-# for a moved duty goes in a statement of its own (`handle`).
+# Duties' alerts, in the order the duties came. An alert is stored only with the claim of its
+# duty (`alert_duties`): a duty alerted already gets none, nor one a merge moved on (R20) before
+# its own creation reached us, whose claim the moved duty's creation took (`claim_duty`). Two
+# statements claiming one duty at once meet at its key: the second waits for the first to end,
+# then finds the claim. The claims go in the order of the duties' ids, so that two statements
+# never wait for each other in turn.
 # An alert given its first delivery (`delivery_id` and the rest, `Dispatcher.first_delivery`)
 # is stored PENDING with its contact list fixed, and the delivery opened with it: SENDING under
 # a new lease when `claim` (the process sends it once the transaction commits, `NewAlerts`),
@@ -365,6 +338,9 @@ NEW_ALERTS = text(
     " WITH ORDINALITY AS a(id, incident_id, obligation_id, party, rule_id, drill, ack_seconds,"
     " alert, trace_headers, moved_from, contacts, delivery_id, channel, target, contact,"
     " message, claim, position)),"
+    " claimed AS (INSERT INTO notification.alert_duties (duty_id, notification_id)"
+    " SELECT a.obligation_id, a.id FROM alert a ORDER BY a.obligation_id, a.position"
+    " ON CONFLICT (duty_id) DO NOTHING RETURNING notification_id),"
     " stored AS (INSERT INTO notification.notifications (id, incident_id, obligation_id,"
     " party, rule_id, drill, ack_seconds, alert, status, trace_headers, former_obligation_ids,"
     " contacts, contact_index)"
@@ -373,10 +349,7 @@ NEW_ALERTS = text(
     " CAST(a.trace_headers AS jsonb),"
     " CASE WHEN a.moved_from IS NULL THEN CAST('{}' AS uuid[]) ELSE ARRAY[a.moved_from] END,"
     " CAST(a.contacts AS jsonb), CASE WHEN a.delivery_id IS NULL THEN NULL ELSE 0 END"
-    " FROM alert a"
-    " WHERE NOT EXISTS (SELECT FROM notification.notifications n"
-    " WHERE n.former_obligation_ids <> '{}'"  # the index holds these alone (migration 0012)
-    " AND n.former_obligation_ids @> ARRAY[a.obligation_id])"
+    " FROM alert a JOIN claimed ON claimed.notification_id = a.id"
     " ORDER BY a.position"
     " ON CONFLICT (obligation_id) DO NOTHING RETURNING id),"
     " opened AS (INSERT INTO notification.deliveries (id, notification_id, contact_index,"

@@ -88,17 +88,24 @@ notifications = Table(
     Index("ix_notifications_incident", "incident_id", "party"),
     # GET /v1/notifications across incidents, in its order (migration 0010).
     Index("ix_notifications_created", "created_at", "id"),
-    # Only the alerts of moved duties (R20), written straight into the index: GIN's pending
-    # list made every new alert's look-up read through the alerts stored before it (0012).
-    Index(
-        "ix_notifications_former_obligations",
-        "former_obligation_ids",
-        postgresql_using="gin",
-        postgresql_where=text("former_obligation_ids <> '{}'"),
-        postgresql_with={"fastupdate": "off"},
-    ),
     Index("ix_notifications_new", "created_at", postgresql_where=text("status = 'NEW'")),
     Index("ix_notifications_ack_due", "ack_due_at", postgresql_where=text("status = 'DELIVERED'")),
+)
+
+# R20: each duty an alert stands or stood for, claimed once (migration 0014). An alert is stored
+# only with the claim of its duty, and the creation of a duty a merge moved claims the duty it
+# came from first: whichever of the two claims the duty first decides about its alert, and the
+# other, handled at the same time under another incident's key, waits at the key and then
+# finds the claim. Nobody is alerted twice for one duty.
+alert_duties = Table(
+    "alert_duties",
+    metadata,
+    Column("duty_id", UUID(as_uuid=True), primary_key=True),
+    Column(
+        "notification_id",
+        UUID(as_uuid=True),
+        comment="the alert that took the duty; none: a merge moved it on before any did",
+    ),
 )
 
 # Deliveries nothing more is done with: their messages are kept only for a period.

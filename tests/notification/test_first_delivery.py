@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.notification.ack import AckSigner
@@ -80,6 +81,11 @@ class Consumer:
 
         try:
             async with self.sessions() as session, session.begin():
+                if not commit:
+                    # Rolled back after its alerts are written: a batch that sent a statement
+                    # before them (a moved duty's claim, R20), so that its transaction is begun.
+                    # The alerts' statement alone would be its own commit.
+                    await session.execute(text("SELECT 1"))
                 await self.stage(session, data)
                 # Written, not committed: nothing is sent yet.
                 await asyncio.sleep(0.05)

@@ -4,7 +4,6 @@ the consumer applies a batch: one transaction)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from uuid import UUID
 
 import asyncpg
@@ -12,12 +11,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notification.dispatch import DISPATCH_CHANNEL
-from services.notification.handlers import NEW_ALERTS, NotificationHandlers
+from services.notification.handlers import NotificationHandlers
 from services.notification.models import messaging
 from services.notification.templates import default_texts
 from shared.db import create_session_factory
 from shared.domain.directory import Directory
-from shared.driver import DriverStatement
 from shared.events import CloudEvent
 from shared.events.models import ObligationCreated
 from shared.kafka import RecordPosition
@@ -130,34 +128,3 @@ async def test_the_new_alerts_of_a_batch_of_creations_are_one_statement_at_commi
         assert heard == ["", "after"]
     finally:
         await listener.close()
-
-
-async def test_the_look_up_of_a_duty_s_former_ids_reads_the_index_of_moved_alerts_alone(
-    engine: AsyncEngine,
-) -> None:
-    """Storing an alert looks up the alerts of moved duties (R20) in an index of those alone,
-    written straight (no GIN pending list that every look-up reads through): the statement's
-    look-up uses it, and an alert of a duty never moved stays out of it."""
-    async with engine.connect() as connection:
-        [(definition, options)] = (
-            await connection.execute(
-                text(
-                    "SELECT pg_get_indexdef(c.oid), c.reloptions FROM pg_class c"
-                    " WHERE c.relname = 'ix_notifications_former_obligations'"
-                )
-            )
-        ).all()
-        await connection.execute(text("SET enable_seqscan = off"))  # the empty table's choice
-        plan = "\n".join(
-            (
-                await connection.execute(
-                    text(f"EXPLAIN {NEW_ALERTS.text}"),
-                    {name: [] for name in DriverStatement.of(NEW_ALERTS).names}
-                    | {"lease": timedelta(0)},
-                )
-            ).scalars()
-        )
-    assert "USING gin (former_obligation_ids)" in definition
-    assert "WHERE (former_obligation_ids <> '{}'::uuid[])" in definition
-    assert options == ["fastupdate=off"]
-    assert "ix_notifications_former_obligations" in plan

@@ -1,0 +1,69 @@
+"""Notification's batch of duties' creations (`services/notification/handlers.py`): the alerts,
+the claims of their duties (R20) and the inbox claims of the events are one statement, run
+alone, without a transaction begun around it. On this package's own PostgreSQL and broker,
+with every schema migrated and no service running (`conftest.py`)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy import text
+
+from shared.events import CloudEvent, topics
+from tests.fuzz.conftest import FuzzBench
+from tests.fuzz.harness import ConsumerUnderTest, Record
+from tests.notification.builders import obligation
+from tests.support import statements_sent
+
+GROUP = "notification.escalations"
+PARTY = "SFS:150626104"
+
+
+def record_of(harness: ConsumerUnderTest, event: CloudEvent) -> Record:
+    return harness.record(topics.ESCALATIONS, event.value(), event.headers(), event.key)
+
+
+async def counted(bench: FuzzBench, sql: str, ids: list[UUID]) -> int:
+    async with bench.sessions() as session:
+        return int(await session.scalar(text(sql), {"ids": ids}) or 0)
+
+
+async def test_a_batch_of_duties_alerts_and_claims_them_in_one_statement_alone(
+    bench: FuzzBench,
+) -> None:
+    harness = bench.consumer("notification", GROUP)
+    alerting = [obligation(PARTY) for _ in range(3)]
+    silent = obligation(PARTY).model_copy(update={"notify": False})  # asks nothing of us
+    batch = [CloudEvent.new("escalation", data, data.incident_id) for data in [*alerting, silent]]
+    engine = bench.sessions.kw["bind"]
+    with statements_sent(engine) as sent:
+        await harness.consumer._apply_batch([record_of(harness, event) for event in batch])  # type: ignore[arg-type]
+    assert [" ".join(statement.split()[:3]) for statement in sent] == ["WITH carried AS"]
+    duties = [data.obligation_id for data in alerting]
+    assert (
+        await counted(
+            bench,
+            "SELECT count(*) FROM notification.notifications"
+            " WHERE obligation_id = ANY(CAST(:ids AS uuid[]))",
+            duties,
+        )
+        == 3
+    )
+    assert (
+        await counted(
+            bench,
+            "SELECT count(*) FROM notification.alert_duties d"
+            " JOIN notification.notifications n ON n.id = d.notification_id"
+            " WHERE d.duty_id = ANY(CAST(:ids AS uuid[])) AND n.obligation_id = d.duty_id",
+            duties,
+        )
+        == 3
+    )
+    assert (
+        await counted(
+            bench,
+            "SELECT count(*) FROM notification.inbox WHERE ce_id = ANY(CAST(:ids AS uuid[]))",
+            [event.id for event in batch],
+        )
+        == 3
+    )
