@@ -28,7 +28,10 @@ process, `--runs` times: what to repeat while making intake faster.
 counts the statements of its stretch of the log (the run, its drain and the incidents' tail) by
 the application name of their connection: each service's statements an incident. A count the
 machine's speed does not move, where the CPU figures of a run move with it; the logging itself
-costs the server CPU, so a census run's other figures are not for comparing.
+costs the server CPU, so a census run's other figures are not for comparing. Each run also
+reads back the write-ahead log it made (the server's `pg_waldump` over the run's stretch of it):
+the records and bytes an incident, by kind (a row inserted, updated or locked, an index entry
+added) and by relation, which says what PostgreSQL's CPU an incident goes to.
 
 The time of a 201 and the time an alert arrives are read from the same system-wide monotonic
 clock in two processes, so they subtract.
@@ -71,6 +74,7 @@ from tests.support import directory_with_contacts
 from tools.devrun import ServiceProcesses, development_secrets
 from tools.localinfra import (
     Infrastructure,
+    PostgresInstallation,
     free_port,
     free_ports,
     infrastructure,
@@ -89,6 +93,13 @@ PROFILES = REPOSITORY_ROOT / ".local" / "profiles"
 # its connection gave (the services' pools give theirs) and the backend's pid.
 CENSUS_SETTINGS = {"log_statement": "all", "log_line_prefix": "%a|%p|"}
 LOGGED_STATEMENT = re.compile(r"^([^|\n]*)\|\d*\|LOG:  (?:statement|execute [^:]*): ")
+# `--census`: a record as `pg_waldump` shows it: its resource manager, total length, kind, and
+# the relation of its first block (`rel tablespace/database/relfilenode`), where it has one.
+WAL_RECORD = re.compile(
+    r"^rmgr: (\S+)\s+len \(rec/tot\):\s*\d+/\s*(\d+),.*?desc: (\S+)(?:.*?rel \d+/\d+/(\d+))?"
+)
+# The kinds and relations a WAL census reports, the most frequent first.
+WAL_CENSUS_TOP = 25
 # Before idle CPU is measured the system is left quiet this long: a consumer's pauses grow to
 # their longest (an eighth of the quiet spell, docs/performance.md) after 16 s of quiet.
 IDLE_SETTLE_SECONDS = 20.0
@@ -739,6 +750,7 @@ class Bench:
         await self.sink.clear(self.sink_client)
         records = await topic_records(self.infra.kafka_bootstrap_servers)
         logged_from = self.census.stat().st_size if self.census is not None else 0
+        wal_from = await wal_position(self.infra.database_url) if self.census else None
         before, kernel_before = cpu_and_kernel_of_all(self.processes, self.infra)
         began = time.monotonic()
         with self._profiled(f"{offered:g}-per-second" if offered else "flat-out"):
@@ -763,6 +775,10 @@ class Bench:
             result["statements_per_incident"] = statements_per_incident(
                 statements_by_service(logged_since(self.census, logged_from)),
                 len(run.accepted),
+            )
+        if wal_from is not None and self.infra.postgres is not None:
+            result["wal_per_incident"] = await wal_written(
+                self.infra.database_url, self.infra.postgres.data_dir, wal_from, len(run.accepted)
             )
         print(json.dumps(result), flush=True)
         return result
@@ -840,6 +856,79 @@ def logged_since(log: Path, offset: int) -> list[str]:
     with log.open("rb") as lines:
         lines.seek(offset)
         return lines.read().decode("utf-8", errors="replace").splitlines()
+
+
+def wal_census(
+    lines: Iterable[str], relations: Mapping[str, str], incidents: int, top: int = WAL_CENSUS_TOP
+) -> dict[str, Any]:
+    """What a stretch of the write-ahead log (`pg_waldump`'s lines) holds an incident: its
+    records and bytes, and the records by kind (`Heap/UPDATE`, `Btree/INSERT_LEAF`…) and by
+    relation and kind (`relations`: relfilenode to name), the `top` most frequent of each."""
+    records = 0
+    size = 0
+    kinds: Counter[str] = Counter()
+    by_relation: Counter[str] = Counter()
+    for line in lines:
+        found = WAL_RECORD.match(line)
+        if found is None:
+            continue
+        manager, length, kind, relfilenode = found.groups()
+        records += 1
+        size += int(length)
+        kinds[f"{manager}/{kind}"] += 1
+        if relfilenode is not None:
+            name = relations.get(relfilenode, relfilenode)
+            by_relation[f"{name} {manager}/{kind}"] += 1
+    per = max(incidents, 1)
+    return {
+        "records": round(records / per, 1),
+        "bytes": round(size / per),
+        "by_kind": {name: round(n / per, 2) for name, n in kinds.most_common(top)},
+        "by_relation": {name: round(n / per, 2) for name, n in by_relation.most_common(top)},
+    }
+
+
+async def wal_position(database_url: str) -> str:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return str(await connection.fetchval("SELECT pg_current_wal_lsn()::text"))
+    finally:
+        await connection.close()
+
+
+async def wal_written(
+    database_url: str, data_dir: Path, since: str, incidents: int
+) -> dict[str, Any]:
+    """`--census`: `wal_census` of what the server wrote to its log from `since` until now."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        until = str(await connection.fetchval("SELECT pg_current_wal_lsn()::text"))
+        relations = {
+            str(row["relfilenode"]): f"{row['nspname']}.{row['relname']}"
+            for row in await connection.fetch(
+                "SELECT c.relfilenode, n.nspname, c.relname FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relfilenode <> 0"
+            )
+        }
+    finally:
+        await connection.close()
+    dump = await asyncio.to_thread(
+        subprocess.run,
+        [
+            PostgresInstallation.of_the_wheel().program("pg_waldump"),
+            "--path",
+            str(data_dir / "pg_wal"),
+            "--start",
+            since,
+            "--end",
+            until,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if dump.returncode != 0 and not dump.stdout:
+        return {"error": dump.stderr.strip()[-500:]}
+    return wal_census(dump.stdout.splitlines(), relations, incidents)
 
 
 async def log_every_statement(database_url: str) -> None:
@@ -1153,7 +1242,8 @@ def run() -> None:
         "--census",
         action="store_true",
         help="PostgreSQL logs every statement, and each load run counts its statements an "
-        "incident by service (the logging costs CPU: not for the other figures)",
+        "incident by service, and reads back the write-ahead log it made: records by kind and "
+        "by relation (the logging costs CPU: not for the other figures)",
     )
     options = parser.parse_args()
     if options.intake_only and options.profile not in (None, "intake"):

@@ -9,6 +9,7 @@ from bench.report_to_alert import (
     events_per_incident,
     statements_by_service,
     statements_per_incident,
+    wal_census,
 )
 
 
@@ -140,3 +141,40 @@ def test_a_census_counts_each_statement_once_by_its_connection_s_application_nam
         "services": 2.0,
     }
     assert statements_per_incident(counted, 0) == {}
+
+
+def test_a_wal_census_counts_each_record_an_incident_by_kind_and_by_relation() -> None:
+    dumped = [  # pg_waldump's lines, as the server's own prints them
+        "rmgr: Heap        len (rec/tot):    160/   160, tx:        754, lsn: 0/01AF57F0, prev"
+        " 0/01AF5288, desc: INSERT+INIT off: 1, flags: 0x00, blkref #0: rel 1663/16384/16385 blk 0",
+        "rmgr: Btree       len (rec/tot):     90/    90, tx:        754, lsn: 0/01AF5890, prev"
+        " 0/01AF57F0, desc: NEWROOT level: 0, blkref #0: rel 1663/16384/16391 blk 1, blkref #2:"
+        " rel 1663/16384/16391 blk 0",
+        "rmgr: Btree       len (rec/tot):     64/    64, tx:        754, lsn: 0/01AF58F0, prev"
+        " 0/01AF5890, desc: INSERT_LEAF off: 1, blkref #0: rel 1663/16384/16391 blk 1",
+        "rmgr: Btree       len (rec/tot):     64/    64, tx:        754, lsn: 0/01AF59D0, prev"
+        " 0/01AF5930, desc: INSERT_LEAF off: 2, blkref #0: rel 1663/16384/16391 blk 1",
+        "rmgr: Heap        len (rec/tot):     54/  8250, tx:        755, lsn: 0/01AF5A10, prev"
+        " 0/01AF59D0, desc: UPDATE old_xmax: 755, old_off: 2, blkref #0: rel 1663/16384/16399 blk 4"
+        " FPW",
+        "rmgr: Transaction len (rec/tot):     34/    34, tx:        754, lsn: 0/01AF5A50, prev"
+        " 0/01AF5A10, desc: COMMIT 2026-12-05 09:30:01.123456 UTC",
+        "pg_waldump: error: error in WAL record at 0/01AF5A50: invalid record length",
+    ]
+    names = {"16385": "intake.outbox", "16391": "intake.pk_outbox"}
+    census = wal_census(dumped, names, incidents=2)
+    assert census["records"] == 3.0  # six records, two incidents
+    assert census["bytes"] == (160 + 90 + 64 + 64 + 8250 + 34) // 2
+    assert census["by_kind"] == {
+        "Btree/INSERT_LEAF": 1.0,
+        "Heap/INSERT+INIT": 0.5,
+        "Btree/NEWROOT": 0.5,
+        "Heap/UPDATE": 0.5,
+        "Transaction/COMMIT": 0.5,
+    }
+    assert census["by_relation"] == {
+        "intake.pk_outbox Btree/INSERT_LEAF": 1.0,
+        "intake.outbox Heap/INSERT+INIT": 0.5,
+        "intake.pk_outbox Btree/NEWROOT": 0.5,
+        "16399 Heap/UPDATE": 0.5,  # a relation of no name known: its relfilenode
+    }
