@@ -1,7 +1,9 @@
 """Notification's batch of duties' creations (`services/notification/handlers.py`): the alerts,
 the claims of their duties (R20) and the inbox claims of the events are one statement, run
-alone, without a transaction begun around it. On this package's own PostgreSQL and broker,
-with every schema migrated and no service running (`conftest.py`)."""
+alone, without a transaction begun around it. The alerts, about 2 kB of JSON each, are stored
+as written, not compressed (migration 0015), as are the log's leaves (audit's 0008). On this
+package's own PostgreSQL and broker, with every schema migrated and no service running
+(`conftest.py`)."""
 
 from __future__ import annotations
 
@@ -32,7 +34,9 @@ async def test_a_batch_of_duties_alerts_and_claims_them_in_one_statement_alone(
     bench: FuzzBench,
 ) -> None:
     harness = bench.consumer("notification", GROUP)
-    alerting = [obligation(PARTY) for _ in range(3)]
+    # As long as the bench's alerts, which all went compressed before (about 2 kB of JSON).
+    told = "对象王某某持刀与人冲突，现场仍在对峙，司法所工作人员已赶赴现场并报警。" * 12
+    alerting = [obligation(PARTY, summary=told) for _ in range(3)]
     silent = obligation(PARTY).model_copy(update={"notify": False})  # asks nothing of us
     batch = [CloudEvent.new("escalation", data, data.incident_id) for data in [*alerting, silent]]
     engine = bench.sessions.kw["bind"]
@@ -62,8 +66,38 @@ async def test_a_batch_of_duties_alerts_and_claims_them_in_one_statement_alone(
     assert (
         await counted(
             bench,
+            "SELECT count(*) FROM notification.notifications"
+            " WHERE obligation_id = ANY(CAST(:ids AS uuid[])) AND octet_length(alert::text) > 2000"
+            " AND pg_column_compression(alert) IS NULL",
+            duties,
+        )
+        == 3
+    )
+    assert (
+        await counted(
+            bench,
             "SELECT count(*) FROM notification.inbox WHERE ce_id = ANY(CAST(:ids AS uuid[]))",
             [event.id for event in batch],
         )
         == 3
     )
+
+
+async def test_alerts_messages_and_leaves_are_compressed_only_above_a_page(
+    bench: FuzzBench,
+) -> None:
+    async with bench.sessions() as session:
+        options = dict(
+            (
+                await session.execute(
+                    text(
+                        "SELECT n.nspname || '.' || c.relname, c.reloptions FROM pg_class c"
+                        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                        " WHERE (n.nspname, c.relname) IN (('notification', 'notifications'),"
+                        " ('notification', 'deliveries'), ('audit', 'log_entries'))"
+                    )
+                )
+            ).all()
+        )
+    tables = ("notification.notifications", "notification.deliveries", "audit.log_entries")
+    assert options == {table: ["toast_tuple_target=8160"] for table in tables}
