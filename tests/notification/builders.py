@@ -65,8 +65,19 @@ def obligation(
 
 
 def obligation_created(party: str, **details: Any) -> CloudEvent:
-    data = obligation(party, **details)
+    return created(obligation(party, **details))
+
+
+def created(data: ObligationCreated) -> CloudEvent:
+    """The duty's `obligation.created`, as escalation publishes it."""
     return CloudEvent.new("escalation", data, data.incident_id)
+
+
+def moved(old: ObligationCreated) -> ObligationCreated:
+    """The same duty, moved to another incident by a merge (R20)."""
+    return old.model_copy(
+        update={"incident_id": uuid4(), "obligation_id": uuid4(), "moved_from": old.obligation_id}
+    )
 
 
 def obligation_waived(created: ObligationCreated, reason: str = "原事项已办结") -> CloudEvent:

@@ -26,7 +26,11 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.notification.handlers import NotificationHandlers
+from services.notification.models import messaging
+from services.notification.templates import default_texts
 from shared.db import create_engine, migrate
+from shared.domain.directory import Directory
 from shared.events import CloudEvent, decode, topic_of, topics
 from shared.settings import Settings
 from tests.notification.loopback import Gateway, Inbox, loopback_gateway, smtp_server
@@ -281,3 +285,10 @@ async def engine(private_settings: Settings) -> AsyncIterator[AsyncEngine]:
     created = create_engine(private_settings, pool_size=4)
     yield created
     await created.dispose()
+
+
+def notification_handlers(settings: Settings) -> NotificationHandlers:
+    """Notification's consumers, without a dispatcher in the process: alerts are stored NEW."""
+    return NotificationHandlers(
+        Directory.load(settings.directory_file), messaging.outbox, default_texts()
+    )

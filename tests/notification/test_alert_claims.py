@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from services.notification.handlers import NEW_ALERTS_DEFERRED, NotificationHandlers
-from services.notification.models import messaging
-from services.notification.templates import default_texts
+from services.notification.handlers import NEW_ALERTS_DEFERRED
 from shared.db import create_session_factory
-from shared.domain.directory import Directory
 from shared.events import CloudEvent
 from shared.events.models import ObligationCreated
 from shared.kafka import RecordPosition
 from shared.settings import Settings
 from shared.staging import write_deferred
 from tests.integration.helpers import eventually
-from tests.notification.builders import obligation
+from tests.notification.builders import created, moved, obligation
+from tests.notification.conftest import notification_handlers
 
 PARTY = "SFS:150626104"
 POSITION = RecordPosition("escalations.v1", 0, 0)
@@ -35,17 +33,6 @@ WAITING_AT_A_CLAIM = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
     " AND wait_event_type = 'Lock' AND query LIKE '%alert_duties%'"
 )
-
-
-def created(data: ObligationCreated) -> CloudEvent:
-    return CloudEvent.new("escalation", data, data.incident_id)
-
-
-def moved(old: ObligationCreated) -> ObligationCreated:
-    """The same duty, moved to another incident by a merge."""
-    return old.model_copy(
-        update={"incident_id": uuid4(), "obligation_id": uuid4(), "moved_from": old.obligation_id}
-    )
 
 
 async def alerts_of(engine: AsyncEngine, *duties: UUID) -> list[tuple[UUID, list[UUID]]]:
@@ -69,7 +56,7 @@ async def handled_with_the_other_open(
 ) -> None:
     """`first` handled and its alert written in a transaction left open while `second` is
     handled in another; `second` has to wait for `first` to end, and goes on once it has."""
-    handlers = handlers_of(settings)
+    handlers = notification_handlers(settings)
     sessions = create_session_factory(engine)
     observer = await asyncpg.connect(settings.plain_database_url)
 
@@ -103,12 +90,6 @@ async def handled_with_the_other_open(
         await asyncio.gather(first_task, second_task)
     finally:
         await observer.close()
-
-
-def handlers_of(settings: Settings) -> NotificationHandlers:
-    return NotificationHandlers(
-        Directory.load(settings.directory_file), messaging.outbox, default_texts()
-    )
 
 
 async def test_R20_the_duty_alerted_while_its_moved_duty_is_handled_carries_its_alert_on(

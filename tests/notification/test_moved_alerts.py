@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 from shared.events import CloudEvent
 from shared.events.models import ObligationCreated, ObligationWaived
 from tests.integration.helpers import eventually
-from tests.notification.builders import obligation, obligation_waived
+from tests.notification.builders import created, moved, obligation, obligation_waived
 from tests.notification.conftest import NotificationSystem
 
 PARTY = "SFS:150626104"  # the local file: delivered at once, acknowledged by nobody
@@ -20,17 +20,6 @@ MARKER_RULE = "R9"  # the duties moved are R6's
 
 def first(incident_id: UUID | None = None) -> ObligationCreated:
     return obligation(PARTY, incident_id=incident_id or uuid4(), ack_seconds=600.0)
-
-
-def moved(old: ObligationCreated) -> ObligationCreated:
-    """The same duty, moved to another incident by a merge."""
-    return old.model_copy(
-        update={"incident_id": uuid4(), "obligation_id": uuid4(), "moved_from": old.obligation_id}
-    )
-
-
-def created(data: ObligationCreated) -> CloudEvent:
-    return CloudEvent.new("escalation", data, data.incident_id)
 
 
 def waived_to(old: ObligationCreated, new: ObligationCreated) -> CloudEvent:

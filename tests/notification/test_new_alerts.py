@@ -11,25 +11,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notification.dispatch import DISPATCH_CHANNEL
-from services.notification.handlers import NotificationHandlers
-from services.notification.models import messaging
-from services.notification.templates import default_texts
 from shared.db import create_session_factory
-from shared.domain.directory import Directory
-from shared.events import CloudEvent
-from shared.events.models import ObligationCreated
 from shared.kafka import RecordPosition
 from shared.settings import Settings
 from tests.integration.helpers import eventually
-from tests.notification.builders import obligation, obligation_waived
+from tests.notification.builders import created, obligation, obligation_waived
+from tests.notification.conftest import notification_handlers
 from tests.support import execute_sql, statements_sent
 
 PARTY = "SFS:150626104"
 POSITION = RecordPosition("escalations.v1", 0, 0)
-
-
-def created(data: ObligationCreated) -> CloudEvent:
-    return CloudEvent.new("escalation", data, data.incident_id)
 
 
 async def alerts(engine: AsyncEngine, *obligation_ids: UUID) -> dict[UUID, list[str]]:
@@ -47,12 +38,6 @@ async def alerts(engine: AsyncEngine, *obligation_ids: UUID) -> dict[UUID, list[
         return found
 
 
-def handlers_of(settings: Settings) -> NotificationHandlers:
-    return NotificationHandlers(
-        Directory.load(settings.directory_file), messaging.outbox, default_texts()
-    )
-
-
 def alert_inserts(statements: list[str]) -> list[str]:
     return [s for s in statements if "INSERT INTO notification.notifications" in s]
 
@@ -60,7 +45,7 @@ def alert_inserts(statements: list[str]) -> list[str]:
 async def test_a_batch_s_new_alerts_are_one_statement_and_seen_by_what_follows(
     private_settings: Settings, engine: AsyncEngine
 ) -> None:
-    table = handlers_of(private_settings).table
+    table = notification_handlers(private_settings).table
     kept, waived = obligation(PARTY), obligation(PARTY)
     moved_away = obligation(PARTY)
     moved = obligation(PARTY).model_copy(update={"moved_from": moved_away.obligation_id})
@@ -97,7 +82,7 @@ async def test_the_new_alerts_of_a_batch_of_creations_are_one_statement_at_commi
 ) -> None:
     """One statement stores a batch's alerts and wakes the dispatchers; a batch that stores
     none wakes nobody."""
-    handlers = handlers_of(private_settings)
+    handlers = notification_handlers(private_settings)
     duties = [obligation(PARTY) for _ in range(4)]
     listener = await asyncpg.connect(private_settings.plain_database_url)
     heard: list[str] = []
