@@ -100,6 +100,7 @@ WAL_RECORD = re.compile(
 )
 # The kinds and relations a WAL census reports, the most frequent first.
 WAL_CENSUS_TOP = 25
+CURRENT_WAL_POSITION = "SELECT pg_current_wal_lsn()::text"
 # Before idle CPU is measured the system is left quiet this long: a consumer's pauses grow to
 # their longest (an eighth of the quiet spell, docs/performance.md) after 16 s of quiet.
 IDLE_SETTLE_SECONDS = 20.0
@@ -891,7 +892,7 @@ def wal_census(
 async def wal_position(database_url: str) -> str:
     connection = await asyncpg.connect(database_url)
     try:
-        return str(await connection.fetchval("SELECT pg_current_wal_lsn()::text"))
+        return str(await connection.fetchval(CURRENT_WAL_POSITION))
     finally:
         await connection.close()
 
@@ -902,7 +903,7 @@ async def wal_written(
     """`--census`: `wal_census` of what the server wrote to its log from `since` until now."""
     connection = await asyncpg.connect(database_url)
     try:
-        until = str(await connection.fetchval("SELECT pg_current_wal_lsn()::text"))
+        until = str(await connection.fetchval(CURRENT_WAL_POSITION))
         relations = {
             str(row["relfilenode"]): f"{row['nspname']}.{row['relname']}"
             for row in await connection.fetch(

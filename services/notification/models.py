@@ -27,8 +27,8 @@ SCHEMA = "notification"
 metadata = service_metadata(SCHEMA)
 messaging = MessagingTables.of(metadata)
 
-# Rows of these two tables are stored as written up to 8 kB, not compressed (migration 0015:
-# `toast_tuple_target`): an alert and its message are each about 2 kB of JSON.
+# Rows of `notifications` and `deliveries` are stored as written up to 8 kB, not compressed
+# (migration 0015: `toast_tuple_target`): an alert and its message are each about 2 kB of JSON.
 notifications = Table(
     "notifications",
     metadata,
