@@ -36,6 +36,15 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# An index for the retention sweeps alone, over a time that grows as rows are written (when an
+# event was sent, processed, a key claimed). Rows lie in their table in about that order, so a
+# block-range index (BRIN) finds the old ones: it keeps a summary per megabyte of table, where
+# a B-tree takes an entry for every row written. Each range is summarised as it fills
+# (`autosummarize`), so a sweep reads the ranges that hold old rows and the last, open one.
+SWEPT_BY_TIME: dict[str, Any] = {
+    "postgresql_using": "brin",
+    "postgresql_with": {"autosummarize": "on"},
+}
 
 # SQLSTATE classes of a database that is away or busy, whatever the statement: 08 connection
 # exception, 40 transaction rollback (serialization failure, deadlock), 53 insufficient

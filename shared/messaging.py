@@ -57,7 +57,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import rows_affected
+from shared.db import SWEPT_BY_TIME, rows_affected
 from shared.driver import fetch
 from shared.events import CloudEvent, topic_of
 from shared.jsontext import from_json, json_text
@@ -156,11 +156,7 @@ def outbox_table(metadata: MetaData) -> Table:
             "offset",
             postgresql_where=text("published_at IS NOT NULL"),
         ),
-        Index(
-            "ix_outbox_published_at",
-            "published_at",
-            postgresql_where=text("published_at IS NOT NULL"),
-        ),
+        Index("ix_outbox_published_at", "published_at", **SWEPT_BY_TIME),
     )
 
 
@@ -177,7 +173,7 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("offset", BigInteger, nullable=False),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         PrimaryKeyConstraint("ce_source", "ce_id"),
-        Index("ix_inbox_processed_at", "processed_at"),
+        Index("ix_inbox_processed_at", "processed_at", **SWEPT_BY_TIME),
     )
 
 
@@ -830,6 +826,17 @@ class Retention:
 PURGE_BATCH = 1000
 
 
+def past_retention(retention: Retention) -> str:
+    """A purge's statement: up to `:batch` rows older than `:keep` deleted, found by the index
+    of their time (`shared.db.SWEPT_BY_TIME`)."""
+    table = retention.table
+    name = f'"{table.schema}".{table.name}'
+    return (
+        f"DELETE FROM {name} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {name} "
+        f"WHERE {retention.column} < now() - CAST(:keep AS interval) LIMIT :batch))"
+    )
+
+
 class RetentionPurge:
     """Deletes outbox rows sent longer ago than their retention and inbox rows older than
     theirs, every `interval` seconds, in batches of `PURGE_BATCH`. Idle, it costs one cheap
@@ -865,10 +872,7 @@ class RetentionPurge:
         while True:
             async with self._sessions() as session, session.begin():
                 result = await session.execute(
-                    text(
-                        f"DELETE FROM {name} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {name} "
-                        f"WHERE {retention.column} < now() - CAST(:keep AS interval) LIMIT :batch))"
-                    ),
+                    text(past_retention(retention)),
                     {"keep": retention.keep, "batch": PURGE_BATCH},
                 )
             deleted = rows_affected(result)

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shared.auth import ensure_dev_keys, mint
-from shared.db import create_engine, create_session_factory
+from shared.db import alembic_config, create_engine, create_session_factory
 from shared.retention import PURGE_BATCH, Purge, purge
 from shared.settings import REPOSITORY_ROOT, SERVICE_NAMES, Settings
 from tools.devrun import ServiceProcesses, development_secrets
@@ -270,6 +270,30 @@ def clients_for(processes: ServiceProcesses, work_dir: Path) -> dict[str, httpx.
         )
         for service in processes.ports
     }
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(database_url: str, **settings: Any) -> AsyncIterator[Settings]:
+    """A database of the test's own on the server of `database_url`, dropped after: the
+    settings that point at it (with `settings`)."""
+    import asyncpg
+
+    name = f"scratch_{uuid4().hex[:8]}"
+    server = database_url.rsplit("/", 1)[0]
+    admin = await asyncpg.connect(f"{server}/postgres")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield Settings(database_url=f"{server}/{name}", **settings)
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def migrate_down(settings: Settings, service: str, revision: str) -> None:
+    """Take the service's schema back to `revision`, as an operator's rollback would."""
+    from alembic import command
+
+    await asyncio.to_thread(command.downgrade, alembic_config(settings, service), revision)
 
 
 async def execute_sql(settings: Settings, statement: str, *arguments: Any) -> None:

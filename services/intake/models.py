@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Column, DateTime, ForeignKey, Index, String, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from shared.db import service_metadata
+from shared.db import SWEPT_BY_TIME, service_metadata
 from shared.runtime import MessagingTables
 
 SCHEMA = "intake"
@@ -142,5 +142,5 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("incident_id", UUID(as_uuid=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Index("ix_idempotency_keys_created", "created_at"),
+    Index("ix_idempotency_keys_created", "created_at", **SWEPT_BY_TIME),
 )

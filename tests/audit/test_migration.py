@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import asyncpg
@@ -16,27 +14,13 @@ from services.audit import store
 from services.audit.leaves import canonical_json, leaf_hash
 from services.audit.merkle import root_of
 from shared.db import create_engine, create_session_factory, migrate
-from shared.settings import Settings
 from tests.audit.conftest import AuditSystem
-
-
-@asynccontextmanager
-async def scratch_database(system: AuditSystem) -> AsyncIterator[tuple[str, Settings]]:
-    """A database of the test's own on the system's server (its URL and settings), dropped
-    after."""
-    name = f"migration_{uuid.uuid4().hex[:8]}"
-    server = system.infra.database_url.rsplit("/", 1)[0]
-    admin = await asyncpg.connect(f"{server}/postgres")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server}/{name}", Settings(database_url=f"{server}/{name}")
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+from tests.support import scratch_database
 
 
 async def test_upgrade_builds_the_tree_of_leaves_logged_before(audit_system: AuditSystem) -> None:
-    async with scratch_database(audit_system) as (url, settings):
+    async with scratch_database(audit_system.infra.database_url) as settings:
+        url = settings.plain_database_url
         await migrate(settings, "audit", "0001")
         leaves = [canonical_json({"n": n, "事件": "图克镇"}) for n in range(11)]
         connection = await asyncpg.connect(url)
@@ -91,7 +75,8 @@ async def test_upgrade_files_links_logged_before_under_the_other_incident_they_n
     """0005: a merge or link logged before the table existed is filed under the incident it
     names besides its own (R20); a report, and a link naming no other incident, are not."""
     kept, merged = str(uuid.uuid4()), str(uuid.uuid4())
-    async with scratch_database(audit_system) as (url, settings):
+    async with scratch_database(audit_system.infra.database_url) as settings:
+        url = settings.plain_database_url
         await migrate(settings, "audit", "0004")
         leaves = [
             ("incident.reported", {"incident_id": kept}),

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +19,7 @@ from shared.db import migrate
 from shared.pii import PiiCipher, new_key
 from shared.settings import Settings
 from tests.integration.helpers import act, eventually, report
-from tests.support import fetch_value
+from tests.support import fetch_value, scratch_database
 from tools.devrun import development_secrets
 
 PII_READER = {"X-Act-As": "BLO incidents:read pii:read"}
@@ -162,22 +160,12 @@ async def test_escalation_keeps_of_a_reporter_only_the_party(
     assert json.loads(reporter) == {"party": "SFS:150626102"}
 
 
-@asynccontextmanager
-async def scratch_database(settings: Settings, keys: dict[str, str]) -> AsyncIterator[Settings]:
-    """A database of the test's own on the suite's server, with intake's personal-data keys."""
-    name = f"sealing_{uuid.uuid4().hex[:8]}"
-    server = settings.plain_database_url.rsplit("/", 1)[0]
-    admin = await asyncpg.connect(f"{server}/postgres")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield Settings(
-            database_url=f"{server}/{name}",
-            pii_keys={key_id: SecretStr(key) for key_id, key in keys.items()},
-            pii_current_key_id=sorted(keys)[0],
-        )
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+def with_keys(keys: dict[str, str]) -> dict[str, Any]:
+    """Settings of intake's personal-data keys, the first of them current."""
+    return {
+        "pii_keys": {key_id: SecretStr(key) for key_id, key in keys.items()},
+        "pii_current_key_id": sorted(keys)[0],
+    }
 
 
 async def write_clear_rows(url: str) -> dict[str, Any]:
@@ -281,7 +269,9 @@ async def test_the_migration_seals_rows_written_before_and_a_rotation_reseals_th
         "rotated-2": new_key(),
     }
     first = sorted(keys)[0]
-    async with scratch_database(infra_settings, {first: keys[first]}) as settings:
+    async with scratch_database(
+        infra_settings.plain_database_url, **with_keys({first: keys[first]})
+    ) as settings:
         await migrate(settings, "intake", "0006")
         await write_clear_rows(settings.plain_database_url)
         await migrate(settings, "intake")
@@ -315,7 +305,9 @@ async def test_the_migration_seals_rows_written_before_and_a_rotation_reseals_th
 async def test_the_migration_refuses_to_leave_clear_rows_without_a_key(
     infra_settings: Settings,
 ) -> None:
-    async with scratch_database(infra_settings, {"k": new_key()}) as settings:
+    async with scratch_database(
+        infra_settings.plain_database_url, **with_keys({"k": new_key()})
+    ) as settings:
         keyless = settings.model_copy(update={"pii_keys": {}, "pii_current_key_id": None})
         await migrate(keyless, "intake", "0006")
         await write_clear_rows(settings.plain_database_url)

@@ -1,0 +1,128 @@
+"""The retention sweeps find old rows by a block-range index of their time (`shared.db`,
+`SWEPT_BY_TIME`): every service's outbox and inbox, and intake's Idempotency-Keys. Writing a row
+adds no entry to such an index, and a sweep still reads only the ranges that hold old rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from sqlalchemy import text
+
+from shared.db import migrate
+from shared.messaging import Retention, RetentionPurge, past_retention
+from shared.serve import SERVABLE
+from shared.settings import Settings
+from tests.support import migrate_down, scratch_database
+
+SWEPT = {
+    **{(schema, "ix_outbox_published_at"): "outbox" for schema in SERVABLE},
+    **{(schema, "ix_inbox_processed_at"): "inbox" for schema in SERVABLE},
+    ("intake", "ix_idempotency_keys_created"): "idempotency_keys",
+}
+
+
+# Each service's revision before the one that made them block-range indexes.
+BEFORE_RANGES = {
+    "intake": "0015",
+    "escalation": "0008",
+    "notification": "0015",
+    "audit": "0008",
+    "console": "0001",
+}
+
+
+async def access_methods(settings: Settings) -> dict[tuple[str, str], tuple[str, str, Any]]:
+    """(schema, index) of each swept index: its table, access method and options."""
+    connection = await asyncpg.connect(settings.plain_database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT n.nspname, i.relname, t.relname AS table_name, am.amname, i.reloptions"
+            " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+            " JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = i.relnamespace"
+            " JOIN pg_am am ON am.oid = i.relam"
+            " WHERE n.nspname = ANY($1::text[]) AND i.relname = ANY($2::text[])",
+            list(SERVABLE),
+            sorted({index for _, index in SWEPT}),
+        )
+    finally:
+        await connection.close()
+    return {
+        (row["nspname"], row["relname"]): (row["table_name"], row["amname"], row["reloptions"])
+        for row in rows
+    }
+
+
+async def test_every_sweep_reads_a_block_range_index(infra_settings: Settings) -> None:
+    for service in SERVABLE:
+        await migrate(infra_settings, service)
+    found = await access_methods(infra_settings)
+    assert found == {swept: (table, "brin", ["autosummarize=on"]) for swept, table in SWEPT.items()}
+
+
+async def test_the_revisions_go_back_to_b_trees_and_forward_again(
+    infra_settings: Settings,
+) -> None:
+    async with scratch_database(infra_settings.plain_database_url) as settings:
+        for service in SERVABLE:
+            await migrate(settings, service)
+            await migrate_down(settings, service, BEFORE_RANGES[service])
+        assert {method for _, method, _ in (await access_methods(settings)).values()} == {"btree"}
+        for service in SERVABLE:
+            await migrate(settings, service)
+        assert {method for _, method, _ in (await access_methods(settings)).values()} == {"brin"}
+
+
+async def test_a_sweep_reads_the_old_ranges_and_purges_only_their_rows(scratch_schema) -> None:
+    """An outbox of 20,000 sent rows, written over 20 days in the order they were sent: a
+    sweep with a few rows past their time reads the block-range index, and a sweep of a week's
+    retention takes the rows past a week, and nothing else."""
+    sessions, outbox, _ = scratch_schema
+    schema = outbox.schema
+    rows = 20_000
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text(
+                f'INSERT INTO "{schema}".outbox (shard, topic, key, event_id, event_type, '
+                "headers, payload, created_at, published_at) "
+                "SELECT n % 16, 'incidents.v1', 'k', gen_random_uuid(), 'incident.reported', "
+                "'{}', convert_to(repeat('x', 200), 'UTF8'), sent, sent"
+                " FROM generate_series(1, :rows) AS n,"
+                " LATERAL (SELECT now() - make_interval(secs => (:rows - n) * 86.4)) AS at(sent)"
+                " ORDER BY n"
+            ),
+            {"rows": rows},
+        )
+    async with sessions() as session, session.begin():
+        await session.execute(text(f'ANALYZE "{schema}".outbox'))
+        await session.execute(
+            text(f"SELECT brin_summarize_new_values('\"{schema}\".ix_outbox_published_at')")
+        )
+    retention = Retention(outbox.table, "published_at", timedelta(days=7))
+    # A sweep of the steady state, a few rows past their time: read through the index. (A
+    # backlog, more rows past than a batch, is read from the table's start, where they lie.)
+    async with sessions() as session:
+        plan = (
+            await session.execute(
+                text(f"EXPLAIN {past_retention(retention)}"),
+                {"keep": timedelta(days=19, hours=12), "batch": 1000},
+            )
+        ).scalars()
+        plan_text = "\n".join(plan)
+    assert "Bitmap Index Scan on ix_outbox_published_at" in plan_text, plan_text
+
+    purge = RetentionPurge(sessions, [retention], interval=600)
+    purged = await purge.purge()
+    # A row every 86.4 s over 20 days: those of the 13 days before the last week go.
+    assert abs(purged - rows * 13 // 20) <= 2, purged
+    async with sessions() as session:
+        oldest_kept = (
+            await session.execute(
+                text(
+                    "SELECT now() - min(published_at) <= interval '7 days'"
+                    f' FROM "{schema}".outbox'
+                )
+            )
+        ).scalar()
+    assert oldest_kept is True
