@@ -22,7 +22,7 @@ import logging
 import random
 import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -62,7 +62,7 @@ from shared.driver import fetch
 from shared.events import CloudEvent, topic_of
 from shared.jsontext import from_json, json_text
 from shared.pgnotify import Listener
-from shared.staging import staged
+from shared.staging import staged, when_ended
 from shared.telemetry import trace_dropped
 
 log = logging.getLogger(__name__)
@@ -181,9 +181,55 @@ def notify_channel(schema: str) -> str:
     return f"{schema}_outbox"
 
 
+class LocalRelay:
+    """The outbox's relay in this process, as its writers see it: the shards it holds, and its
+    wake-up. A NOTIFY at a commit wakes every listening backend of the database, and the
+    listener of every process; a write whose rows all fall in the shards this process's relay
+    holds wakes that relay in process instead, once it has committed, and notifies nobody
+    (`in_process`). The relay keeps those shards until such writes have ended (`writing`), so
+    their rows are its own to send; any other write notifies as before."""
+
+    def __init__(self) -> None:
+        self.held: frozenset[int] = frozenset()
+        self.writing = 0
+        self._wake: Callable[[], None] | None = None
+
+    def attach(self, wake: Callable[[], None]) -> bool:
+        """The process's relay, woken by `wake`, runs (holding no shards yet); False when
+        another relay of the process is attached already (it stays the one writers wake)."""
+        if self._wake is not None:
+            return False
+        self._wake, self.held = wake, frozenset()
+        return True
+
+    def detach(self) -> None:
+        self._wake, self.held = None, frozenset()
+
+    def in_process(self, shards: Iterable[int]) -> bool:
+        """Whether a write to `shards` wakes the relay in process: it runs here and holds every
+        one of them. If so, the write is under way until `ended` is told it ended."""
+        if self._wake is None or not self.held.issuperset(shards):
+            return False
+        self.writing += 1
+        return True
+
+    def ended(self, committed: bool) -> None:
+        """A write `in_process` said yes to has ended; committed, its rows wait for the relay."""
+        self.writing -= 1
+        if committed:
+            self.wake()
+
+    def wake(self) -> None:
+        """Wake the relay, if one runs here, as a NOTIFY on its channel would."""
+        if self._wake is not None:
+            self._wake()
+
+
 @dataclass(frozen=True)
 class Outbox:
     table: Table
+    # Its relay, when one runs in this process (`OutboxRelay`).
+    local: LocalRelay = field(default_factory=LocalRelay, compare=False)
 
     @property
     def schema(self) -> str:
@@ -192,12 +238,17 @@ class Outbox:
 
     async def add(self, session: AsyncSession, *events: CloudEvent) -> None:
         """Stage events in the caller's transaction: written with everything else it stages,
-        by one statement at its commit (`shared.staging`), and then they leave."""
+        by one statement at its commit (`shared.staging`), and then they leave; the relay is
+        woken at the commit, in process or by a NOTIFY (`LocalRelay`)."""
         if not events:
             return
         stage = staged(session)
-        stage.add_rows(self.schema, [outbox_values(event) for event in events])
-        stage.notify(notify_channel(self.schema))
+        rows = [outbox_values(event) for event in events]
+        stage.add_rows(self.schema, rows)
+        if self.local.in_process(row["shard"] for row in rows):
+            when_ended(session, self.local.ended)
+        else:
+            stage.notify(notify_channel(self.schema))
 
 
 def outbox_row(event: CloudEvent) -> dict[str, Any]:
@@ -484,11 +535,23 @@ class OutboxRelay:
         self._held: list[int] = []
         self._lease_connection: asyncpg.Connection | None = None
         self._leased_at = time.monotonic()
+        # The outbox's `LocalRelay` while this relay is the one its process's writers wake.
+        self._local: LocalRelay | None = None
         self._probe = broker_check.probe if broker_check is not None else None
         self._broker = BrokerMemory(broker_check.every if broker_check is not None else 0.0)
         self._republished = broker_check.republished if broker_check is not None else None
 
     async def run(self) -> None:
+        # The process's writers wake this relay in process while it runs (`LocalRelay`).
+        self._local = self._outbox.local if self._outbox.local.attach(self._wakeup.wake) else None
+        try:
+            await self._run()
+        finally:
+            if self._local is not None:
+                self._local.detach()
+                self._local = None
+
+    async def _run(self) -> None:
         backoff = 0.2
         while True:
             try:
@@ -531,8 +594,14 @@ class OutboxRelay:
             if lease_left < self._poll_interval:
                 if await self._wakeup.wait(max(lease_left, 0.0)):
                     return
-                await self._give_up_shards(await self.connection())
+                if self._may_give_up():
+                    await self._give_up_shards(await self.connection())
         await self._wakeup.wait(self._poll_interval)
+
+    def _may_give_up(self) -> bool:
+        """Whether the lease may end now: not while a write of this process that wakes the
+        relay in process is under way (its rows are this relay's to send; its end wakes it)."""
+        return self._local is None or self._local.writing == 0
 
     async def connection(self) -> asyncpg.Connection:
         """The connection that holds the relay's shards and runs its passes: what it holds
@@ -550,19 +619,28 @@ class OutboxRelay:
         if connection is not self._lease_connection:
             self._held, self._lease_connection = [], connection
             self._sent_unmarked = []
+            self._let_go()
         if not self._held:
             self._held = list(
                 await connection.fetchval(TAKE_SHARDS, OUTBOX_SHARDS - 1, self._lock_space)
             )
             self._leased_at = time.monotonic()
+            if self._local is not None:
+                self._local.held = frozenset(self._held)
         return self._held
 
     async def _give_up_shards(self, connection: asyncpg.Connection) -> None:
         """Mark what was sent, then let the shards go: whoever takes them next reads only
         what this relay did not send."""
+        self._let_go()
         await self._record_sent(connection)
         await connection.execute(GIVE_UP_SHARDS)
         self._held = []
+
+    def _let_go(self) -> None:
+        """From now on the process's writers notify: the shards are about to go."""
+        if self._local is not None:
+            self._local.held = frozenset()
 
     async def _record_sent(self, connection: asyncpg.Connection) -> None:
         """Mark the rows sent and not yet marked, on the connection that holds their shards."""
@@ -574,6 +652,7 @@ class OutboxRelay:
     async def close(self) -> None:
         """Mark what was sent, if the connection still answers, and close it: its shards are
         free at once."""
+        self._let_go()
         if self._lease_connection is not None:
             with contextlib.suppress(Exception):
                 await self._record_sent(self._lease_connection)
@@ -719,7 +798,8 @@ class OutboxRelay:
         connection = await self.connection()
         held = await self._lease(connection)
         sent = await self._publish_from(connection, held) if held else 0
-        if held and time.monotonic() - self._leased_at >= LEASE_SECONDS:
+        lease_over = time.monotonic() - self._leased_at >= LEASE_SECONDS
+        if held and lease_over and self._may_give_up():
             await self._give_up_shards(connection)
         return sent
 

@@ -143,10 +143,13 @@ class ServiceRuntime:
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(self.service)
+        # The process's own outbox: its writers and its relay share what the relay holds
+        # (`LocalRelay`), which the tables, shared by every runtime of the service, do not.
+        self._outbox = Outbox(self.messaging.outbox.table)
 
     @property
     def outbox(self) -> Outbox:
-        return self.messaging.outbox
+        return self._outbox
 
     def add_consumer(
         self,

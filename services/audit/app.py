@@ -77,7 +77,7 @@ def create_app(
     checkpointer = Checkpointer(
         runtime,
         signer,
-        messaging.outbox,
+        runtime.outbox,
         settings.audit_checkpoint_interval_seconds,
         settings.audit_confirmed_first_checkpoint_size,
     )
@@ -89,7 +89,7 @@ def create_app(
     async def follow_findings() -> None:
         follower = FindingsFollower(
             runtime.sessions,
-            messaging.outbox,
+            runtime.outbox,
             compute,
             runtime.listener,
             poll_seconds=settings.audit_findings_poll_interval_seconds,
@@ -107,7 +107,7 @@ def create_app(
 
     retention = RetentionJob(
         runtime,
-        messaging.outbox,
+        runtime.outbox,
         Retention.load(settings.policy_file, settings.policy_overrides_file),
         settings.audit_retention_interval_seconds,
     )

@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.directory = Directory.load(settings.directory_file)
     app.state.correlation = Correlation.load(settings.policy_file, settings.policy_overrides_file)
-    app.state.first_reports = FirstReports(lambda: runtime.sessions)
+    app.state.first_reports = FirstReports(lambda: runtime.sessions, runtime.outbox.local)
     app.state.pii = cipher = PiiCipher.from_settings(settings)
     runtime.add_readiness_check("personal_data_key", lambda: cipher.readiness)
     return app

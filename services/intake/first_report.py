@@ -18,8 +18,9 @@ townships in common wait for each other rather than deadlock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,7 +38,7 @@ from shared.domain.vocabulary import LifecycleStatus
 from shared.driver import fetch
 from shared.events import CloudEvent
 from shared.jsontext import json_text
-from shared.messaging import notify_channel, outbox_values
+from shared.messaging import LocalRelay, notify_channel, outbox_values
 from shared.together import Together
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,24 @@ def in_lock_order(reports: list[dict[str, Any]]) -> list[int]:
     return sorted(range(len(reports)), key=lambda position: reports[position]["township_code"])
 
 
+@contextlib.asynccontextmanager
+async def waking(
+    relay: LocalRelay, reports: list[dict[str, Any]]
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The reports as a call that commits on leaving is to write them: without a channel to
+    notify when intake's relay in this process holds the shards of all their events, and that
+    relay woken once the call has committed; as given otherwise."""
+    if not relay.in_process(report["shard"] for report in reports):
+        yield reports
+        return
+    committed = False
+    try:
+        yield [{**report, "channel": None} for report in reports]
+        committed = True
+    finally:
+        relay.ended(committed)
+
+
 class FirstReports:
     """The reports that may open an incident, written by as few calls as they allow: a report
     that comes alone is one call as before, the reports that came while a call was under way
@@ -252,9 +271,13 @@ class FirstReports:
     def __init__(
         self,
         sessions: Callable[[], async_sessionmaker[AsyncSession]],
+        relay: LocalRelay | None = None,
         most: int = MOST_IN_ONE_CALL,
     ) -> None:
         self._sessions = sessions  # the service's, made when it starts
+        # Intake's outbox relay in this process: a call whose events all fall in its shards
+        # wakes it once committed, and notifies nobody.
+        self._relay = relay or LocalRelay()
         self.write = Together[dict[str, Any], Written](self._write_all, most=most)
 
     async def _write_all(self, reports: list[dict[str, Any]]) -> list[Written | BaseException]:
@@ -268,8 +291,9 @@ class FirstReports:
         outcomes: list[Written | BaseException] = []
         for report in reports:
             try:
-                async with single_statement(self._sessions()) as connection:
-                    outcomes.append(await write_incident(await driver_of(connection), report))
+                async with waking(self._relay, [report]) as woken:
+                    async with single_statement(self._sessions()) as connection:
+                        outcomes.append(await write_incident(await driver_of(connection), woken[0]))
             except Exception as error:
                 outcomes.append(error)
         return outcomes
@@ -279,8 +303,9 @@ class FirstReports:
     ) -> list[Written | BaseException]:
         order = in_lock_order(reports)
         ordered = [reports[position] for position in order]
-        async with single_statement(self._sessions()) as connection:
-            rows = await fetch(connection, FIRST_REPORTS, call_arguments(ordered))
+        async with waking(self._relay, ordered) as woken:
+            async with single_statement(self._sessions()) as connection:
+                rows = await fetch(connection, FIRST_REPORTS, call_arguments(woken))
         written = {
             position: written_of(report, row)
             for position, report, row in zip(order, ordered, rows, strict=True)

@@ -1,0 +1,234 @@
+"""A writer wakes its own process's relay in process (`shared.messaging.LocalRelay`): a write
+whose rows all fall in the shards that relay holds notifies nobody, and the relay sends the rows
+once the write has committed; a write to a shard the relay does not hold notifies, as before;
+the relay keeps its shards while such a write is under way; intake's first report does the same
+(migration 0017: the call notifies only when given a channel).
+
+Whether a NOTIFY was sent is read from a connection listening on the outbox's channel: a marker
+notified after the write arrives after anything the write's commit notified, so the test waits
+for the marker, never for time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.intake import first_report
+from shared import messaging
+from shared.db import create_engine, create_session_factory
+from shared.events import CloudEvent
+from shared.messaging import OUTBOX_SHARDS, LocalRelay, Outbox, OutboxRelay, notify_channel
+from shared.pgnotify import Listener
+from shared.settings import Settings
+from tests.integration.helpers import PATIENCE_SECONDS, eventually, reported_event
+from tests.integration.test_first_report_call import report
+from tools.devrun import ServiceProcesses
+
+MARKER = "marker"
+
+
+class Heard:
+    """What a connection listening on one channel heard, up to a marker notified last."""
+
+    def __init__(self, connection: asyncpg.Connection, channel: str) -> None:
+        self._connection = connection
+        self._channel = channel
+        self.payloads: list[str] = []
+        self._marked = asyncio.Event()
+
+    def heard(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload == MARKER:
+            self._marked.set()
+        else:
+            self.payloads.append(payload)
+
+    async def so_far(self, dsn: str) -> list[str]:
+        """The notifications of every commit before now: a marker's, committed now, comes
+        after them."""
+        self._marked.clear()
+        marker = await asyncpg.connect(dsn)
+        try:
+            await marker.execute("SELECT pg_notify($1, $2)", self._channel, MARKER)
+        finally:
+            await marker.close()
+        await asyncio.wait_for(self._marked.wait(), PATIENCE_SECONDS)
+        return list(self.payloads)
+
+
+@contextlib.asynccontextmanager
+async def listening(dsn: str, channel: str) -> AsyncIterator[Heard]:
+    connection = await asyncpg.connect(dsn)
+    heard = Heard(connection, channel)
+    await connection.add_listener(channel, heard.heard)
+    try:
+        yield heard
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(autouse=True)
+def lease_without_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relay keeps its shards through a test, unless the test ends its lease."""
+    monkeypatch.setattr(messaging, "LEASE_SECONDS", 3600.0)
+
+
+async def shards_held(outbox: Outbox) -> frozenset[int]:
+    """The shards the writers of this process see their relay hold."""
+    return outbox.local.held
+
+
+class CountingRelay(OutboxRelay):
+    """Counts the rows each pass sent (a row is marked sent by the pass after it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.passes: list[int] = []
+
+    async def publish_batch(self) -> int:
+        sent_now = await super().publish_batch()
+        self.passes.append(sent_now)
+        return sent_now
+
+    async def sent(self) -> int:
+        return sum(self.passes)
+
+
+@contextlib.asynccontextmanager
+async def running_relay(
+    settings: Settings, scratch_schema: Any, producer: AIOKafkaProducer
+) -> AsyncIterator[CountingRelay]:
+    """The scratch outbox's relay, running as a service's does; it never polls within a test:
+    only a wake-up moves it."""
+    sessions, outbox, _ = scratch_schema
+    dsn = settings.plain_database_url
+    listener = Listener(dsn)
+    relay = CountingRelay(outbox, sessions, producer, dsn, poll_interval=3600.0, listener=listener)
+    task = asyncio.create_task(relay.run())
+    try:
+        yield relay
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await listener.close()
+
+
+def shard_of(event: CloudEvent) -> int:
+    return zlib.crc32(event.key) % OUTBOX_SHARDS
+
+
+async def test_a_write_to_the_shards_the_relay_holds_wakes_it_and_notifies_nobody(
+    infra_settings: Settings, scratch_schema: Any, scratch_producer: AIOKafkaProducer
+) -> None:
+    sessions, outbox, _ = scratch_schema
+    dsn = infra_settings.plain_database_url
+    async with (
+        listening(dsn, notify_channel(outbox.schema)) as heard,
+        running_relay(infra_settings, scratch_schema, scratch_producer) as relay,
+    ):
+        await eventually(lambda: shards_held(outbox), lambda held: len(held) == OUTBOX_SHARDS)
+        async with sessions() as session, session.begin():
+            await outbox.add(session, reported_event())
+            assert outbox.local.writing == 1  # under way until it ends
+        await eventually(relay.sent, lambda rows: rows == 1)
+        assert await heard.so_far(dsn) == []
+        assert outbox.local.writing == 0
+
+
+async def test_a_write_to_a_shard_another_relay_holds_notifies(
+    infra_settings: Settings, scratch_schema: Any, scratch_producer: AIOKafkaProducer
+) -> None:
+    """Another replica holds the event's shard: it is the one to wake, by a NOTIFY."""
+    sessions, outbox, _ = scratch_schema
+    dsn = infra_settings.plain_database_url
+    event = reported_event()
+    space = zlib.crc32(f"outbox:{outbox.schema}".encode()) & 0x7FFFFFFF
+    replica = await asyncpg.connect(dsn)
+    try:
+        assert await replica.fetchval("SELECT pg_try_advisory_lock($1, $2)", space, shard_of(event))
+        async with (
+            listening(dsn, notify_channel(outbox.schema)) as heard,
+            running_relay(infra_settings, scratch_schema, scratch_producer) as relay,
+        ):
+            await eventually(
+                lambda: shards_held(outbox), lambda held: len(held) == OUTBOX_SHARDS - 1
+            )
+            async with sessions() as session, session.begin():
+                await outbox.add(session, event)
+                assert outbox.local.writing == 0
+            assert await heard.so_far(dsn) == [""]
+            assert await relay.sent() == 0  # the replica's to send
+    finally:
+        await replica.close()
+
+
+async def test_a_write_without_a_relay_in_its_process_notifies(
+    infra_settings: Settings, scratch_schema: Any
+) -> None:
+    sessions, outbox, _ = scratch_schema
+    dsn = infra_settings.plain_database_url
+    async with listening(dsn, notify_channel(outbox.schema)) as heard:
+        async with sessions() as session, session.begin():
+            await outbox.add(session, reported_event())
+        assert await heard.so_far(dsn) == [""]
+
+
+async def test_the_relay_keeps_its_shards_while_a_write_that_wakes_it_is_under_way(
+    infra_settings: Settings,
+    scratch_schema: Any,
+    scratch_producer: AIOKafkaProducer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its lease over, the relay lets its shards go after a pass; while a write that counts on
+    it is open, it keeps them, and sends that write's row once it has committed."""
+    sessions, outbox, _ = scratch_schema
+    async with running_relay(infra_settings, scratch_schema, scratch_producer) as relay:
+        await eventually(lambda: shards_held(outbox), lambda held: len(held) == OUTBOX_SHARDS)
+        passes = len(relay.passes)
+        async with sessions() as session, session.begin():
+            await outbox.add(session, reported_event())
+            monkeypatch.setattr(messaging, "LEASE_SECONDS", 0.0)  # every lease over
+            outbox.local.wake()  # a pass, the write still open
+            await eventually(lambda: asyncio.sleep(0, len(relay.passes)), lambda n: n > passes)
+            assert await shards_held(outbox) == frozenset(range(OUTBOX_SHARDS))
+        await eventually(relay.sent, lambda rows: rows == 1)
+        # The write ended: the lease's end lets the shards go (the writers notify again).
+        await eventually(lambda: shards_held(outbox), lambda held: held == frozenset())
+
+
+@pytest.fixture
+async def intake_sessions(
+    system: ServiceProcesses, infra_settings: Settings
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(infra_settings, pool_size=1)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_first_report_whose_event_the_relay_holds_wakes_it_and_notifies_nobody(
+    intake_sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+) -> None:
+    dsn = infra_settings.plain_database_url
+    woken: list[bool] = []
+    relay = LocalRelay()
+    assert relay.attach(lambda: woken.append(True))
+    first_reports = first_report.FirstReports(lambda: intake_sessions, relay)
+    async with listening(dsn, notify_channel("intake")) as heard:
+        relay.held = frozenset(range(OUTBOX_SHARDS))
+        assert (await first_reports.write(report(infra_settings))).written
+        assert woken == [True] and relay.writing == 0
+        assert await heard.so_far(dsn) == []
+
+        relay.held = frozenset()  # the shards with another replica: notified as before
+        assert (await first_reports.write(report(infra_settings))).written
+        assert woken == [True] and relay.writing == 0
+        assert await heard.so_far(dsn) == [""]
