@@ -3,7 +3,9 @@
 A commit that notifies signals every backend of the database that listens, whatever its
 channels, and each of them reads the notification queue to find out whether it was meant. So a
 process listens on one connection for all its workers (`Listener`), each waiting on its channel
-(`Wakeup`): one backend a process to wake, not one a worker.
+(`Wakeup`): one backend a process to wake, not one a worker. And a write meant for a worker of
+its own process wakes it in process where it can (`Wakeup.wake`; the outbox's writers and their
+relay, `shared.messaging.LocalRelay`), and notifies nobody.
 """
 
 from __future__ import annotations

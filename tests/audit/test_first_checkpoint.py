@@ -20,14 +20,14 @@ from services.audit.models import checkpoints, messaging
 from services.audit.note import Signer
 from shared.db import create_engine, create_session_factory, migrate
 from tests.audit.conftest import LOG_SEED, ORIGIN, AuditSystem
-from tests.audit.test_migration import scratch_database
+from tests.support import scratch_database
 
 LEAVES = [canonical_json({"n": n, "事件": "图克镇"}) for n in range(5)]
 
 
 @asynccontextmanager
 async def migrated_log(system: AuditSystem) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    async with scratch_database(system) as (_, settings):
+    async with scratch_database(system.infra.database_url) as settings:
         await migrate(settings, "audit")
         engine = create_engine(settings, pool_size=1)
         try:
