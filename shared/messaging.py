@@ -22,7 +22,7 @@ import logging
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -223,6 +223,23 @@ class LocalRelay:
         """Wake the relay, if one runs here, as a NOTIFY on its channel would."""
         if self._wake is not None:
             self._wake()
+
+
+@contextlib.asynccontextmanager
+async def woken_in_process(relay: LocalRelay, shards: Iterable[int]) -> AsyncIterator[bool]:
+    """Around a statement that writes outbox rows in `shards` and commits on its own (intake's
+    first report, notification's record of delivered answers): whether it may leave out its
+    NOTIFY, the process's relay holding those shards (`LocalRelay`); if so, that relay is
+    woken once the block has ended without an error."""
+    if not relay.in_process(shards):
+        yield False
+        return
+    committed = False
+    try:
+        yield True
+        committed = True
+    finally:
+        relay.ended(committed)
 
 
 @dataclass(frozen=True)
@@ -594,14 +611,16 @@ class OutboxRelay:
             if lease_left < self._poll_interval:
                 if await self._wakeup.wait(max(lease_left, 0.0)):
                     return
-                if self._may_give_up():
-                    await self._give_up_shards(await self.connection())
+                await self._end_lease(await self.connection())
         await self._wakeup.wait(self._poll_interval)
 
-    def _may_give_up(self) -> bool:
-        """Whether the lease may end now: not while a write of this process that wakes the
-        relay in process is under way (its rows are this relay's to send; its end wakes it)."""
-        return self._local is None or self._local.writing == 0
+    async def _end_lease(self, connection: asyncpg.Connection) -> None:
+        """The lease is over: the process's writers notify from now on, and the shards go
+        once no write that counted on this relay is under way (the last one's end wakes it
+        for a pass that sends its rows, then lets them go)."""
+        self._let_go()
+        if self._local is None or self._local.writing == 0:
+            await self._give_up_shards(connection)
 
     async def connection(self) -> asyncpg.Connection:
         """The connection that holds the relay's shards and runs its passes: what it holds
@@ -798,9 +817,8 @@ class OutboxRelay:
         connection = await self.connection()
         held = await self._lease(connection)
         sent = await self._publish_from(connection, held) if held else 0
-        lease_over = time.monotonic() - self._leased_at >= LEASE_SECONDS
-        if held and lease_over and self._may_give_up():
-            await self._give_up_shards(connection)
+        if held and time.monotonic() - self._leased_at >= LEASE_SECONDS:
+            await self._end_lease(connection)
         return sent
 
     async def _publish_from(self, connection: asyncpg.Connection, held: list[int]) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import asyncpg
 import httpx
 import uvicorn
 import yaml
@@ -294,6 +295,49 @@ async def migrate_down(settings: Settings, service: str, revision: str) -> None:
     from alembic import command
 
     await asyncio.to_thread(command.downgrade, alembic_config(settings, service), revision)
+
+
+MARKER = "marker"
+
+
+class Heard:
+    """What a connection listening on one channel heard, up to a marker notified last."""
+
+    def __init__(self, connection: asyncpg.Connection, channel: str) -> None:
+        self._connection = connection
+        self._channel = channel
+        self.payloads: list[str] = []
+        self._marked = asyncio.Event()
+
+    def heard(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload == MARKER:
+            self._marked.set()
+        else:
+            self.payloads.append(payload)
+
+    async def so_far(self, dsn: str) -> list[str]:
+        """The notifications of every commit before now: a marker's, committed now, comes
+        after them."""
+        self._marked.clear()
+        marker = await asyncpg.connect(dsn)
+        try:
+            await marker.execute("SELECT pg_notify($1, $2)", self._channel, MARKER)
+        finally:
+            await marker.close()
+        await asyncio.wait_for(self._marked.wait(), PATIENCE_SECONDS)
+        return list(self.payloads)
+
+
+@contextlib.asynccontextmanager
+async def listening(dsn: str, channel: str) -> AsyncIterator[Heard]:
+    """What a connection listening on `channel` hears meanwhile (`Heard.so_far`)."""
+    connection = await asyncpg.connect(dsn)
+    heard = Heard(connection, channel)
+    await connection.add_listener(channel, heard.heard)
+    try:
+        yield heard
+    finally:
+        await connection.close()
 
 
 async def execute_sql(settings: Settings, statement: str, *arguments: Any) -> None:

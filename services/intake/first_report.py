@@ -18,9 +18,8 @@ townships in common wait for each other rather than deadlock.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,7 +37,7 @@ from shared.domain.vocabulary import LifecycleStatus
 from shared.driver import fetch
 from shared.events import CloudEvent
 from shared.jsontext import json_text
-from shared.messaging import LocalRelay, notify_channel, outbox_values
+from shared.messaging import LocalRelay, notify_channel, outbox_values, woken_in_process
 from shared.together import Together
 
 log = logging.getLogger(__name__)
@@ -243,22 +242,9 @@ def in_lock_order(reports: list[dict[str, Any]]) -> list[int]:
     return sorted(range(len(reports)), key=lambda position: reports[position]["township_code"])
 
 
-@contextlib.asynccontextmanager
-async def waking(
-    relay: LocalRelay, reports: list[dict[str, Any]]
-) -> AsyncIterator[list[dict[str, Any]]]:
-    """The reports as a call that commits on leaving is to write them: without a channel to
-    notify when intake's relay in this process holds the shards of all their events, and that
-    relay woken once the call has committed; as given otherwise."""
-    if not relay.in_process(report["shard"] for report in reports):
-        yield reports
-        return
-    committed = False
-    try:
-        yield [{**report, "channel": None} for report in reports]
-        committed = True
-    finally:
-        relay.ended(committed)
+def quiet(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reports without a channel to notify: their call wakes intake's relay in process."""
+    return [{**report, "channel": None} for report in reports]
 
 
 class FirstReports:
@@ -291,9 +277,10 @@ class FirstReports:
         outcomes: list[Written | BaseException] = []
         for report in reports:
             try:
-                async with waking(self._relay, [report]) as woken:
+                async with woken_in_process(self._relay, [report["shard"]]) as in_process:
+                    called = quiet([report])[0] if in_process else report
                     async with single_statement(self._sessions()) as connection:
-                        outcomes.append(await write_incident(await driver_of(connection), woken[0]))
+                        outcomes.append(await write_incident(await driver_of(connection), called))
             except Exception as error:
                 outcomes.append(error)
         return outcomes
@@ -303,9 +290,11 @@ class FirstReports:
     ) -> list[Written | BaseException]:
         order = in_lock_order(reports)
         ordered = [reports[position] for position in order]
-        async with waking(self._relay, ordered) as woken:
+        shards = [report["shard"] for report in ordered]
+        async with woken_in_process(self._relay, shards) as in_process:
+            called = quiet(ordered) if in_process else ordered
             async with single_statement(self._sessions()) as connection:
-                rows = await fetch(connection, FIRST_REPORTS, call_arguments(woken))
+                rows = await fetch(connection, FIRST_REPORTS, call_arguments(called))
         written = {
             position: written_of(report, row)
             for position, report, row in zip(order, ordered, rows, strict=True)

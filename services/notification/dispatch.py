@@ -77,6 +77,7 @@ from shared.messaging import (
     Outbox,
     notify_channel,
     outbox_values,
+    woken_in_process,
 )
 from shared.pgnotify import Wakeup, notify
 from shared.settings import Settings
@@ -267,7 +268,8 @@ RECORD_DELIVERED = text(
     f" published AS ({insert_outbox_rows('notification')})"
     " SELECT answer.delivery_id, moved.delivery_id IS NOT NULL AS moved,"
     " extract(epoch FROM landed.ack_due_at - now()) AS ack_in,"
-    " (SELECT pg_notify(:outbox_channel, '')) AS notified"
+    " (SELECT pg_notify(:outbox_channel, '') WHERE CAST(:outbox_channel AS text) IS NOT NULL)"
+    " AS notified"
     " FROM answer LEFT JOIN moved ON moved.delivery_id = answer.delivery_id"
     " LEFT JOIN landed ON landed.delivery_id = answer.delivery_id"
 )
@@ -962,10 +964,12 @@ class Dispatcher:
         if not recorded.moved:
             log.warning("delivery %s was taken over while sending; attempt recorded", delivery.id)
 
-    def _record_settings(self) -> dict[str, Any]:
+    def _record_settings(self, notify: bool = True) -> dict[str, Any]:
+        """The settings a record's statement takes; without a channel to notify when the
+        relay is woken in process (`woken_in_process`)."""
         return {
             "ack_seconds": self._policy.ack.total_seconds(),
-            "outbox_channel": notify_channel(self._outbox.schema),
+            "outbox_channel": notify_channel(self._outbox.schema) if notify else None,
         }
 
     async def _record_delivered(self, answer: dict[str, Any]) -> Row:
@@ -1016,9 +1020,12 @@ class Dispatcher:
     async def _write_delivered(
         self, batch: list[tuple[dict[str, Any], asyncio.Future[Row]]]
     ) -> None:
-        parameters = {**columns([answer for answer, _ in batch]), **self._record_settings()}
+        answers = [answer for answer, _ in batch]
+        shards = [answer["shard"] for answer in answers]
         try:
-            rows = await self._execute_delivered(parameters)
+            async with woken_in_process(self._outbox.local, shards) as in_process:
+                parameters = {**columns(answers), **self._record_settings(notify=not in_process)}
+                rows = await self._execute_delivered(parameters)
         except asyncio.CancelledError:
             # This writer is stopping: the answers go back, each for its own sender to write.
             self._delivered[:0] = [waiting for waiting in batch if not waiting[1].done()]

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake import first_report
@@ -28,50 +29,10 @@ from shared.events import CloudEvent
 from shared.messaging import OUTBOX_SHARDS, LocalRelay, Outbox, OutboxRelay, notify_channel
 from shared.pgnotify import Listener
 from shared.settings import Settings
-from tests.integration.helpers import PATIENCE_SECONDS, eventually, reported_event
+from tests.integration.helpers import eventually, reported_event
 from tests.integration.test_first_report_call import report
+from tests.support import listening
 from tools.devrun import ServiceProcesses
-
-MARKER = "marker"
-
-
-class Heard:
-    """What a connection listening on one channel heard, up to a marker notified last."""
-
-    def __init__(self, connection: asyncpg.Connection, channel: str) -> None:
-        self._connection = connection
-        self._channel = channel
-        self.payloads: list[str] = []
-        self._marked = asyncio.Event()
-
-    def heard(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        if payload == MARKER:
-            self._marked.set()
-        else:
-            self.payloads.append(payload)
-
-    async def so_far(self, dsn: str) -> list[str]:
-        """The notifications of every commit before now: a marker's, committed now, comes
-        after them."""
-        self._marked.clear()
-        marker = await asyncpg.connect(dsn)
-        try:
-            await marker.execute("SELECT pg_notify($1, $2)", self._channel, MARKER)
-        finally:
-            await marker.close()
-        await asyncio.wait_for(self._marked.wait(), PATIENCE_SECONDS)
-        return list(self.payloads)
-
-
-@contextlib.asynccontextmanager
-async def listening(dsn: str, channel: str) -> AsyncIterator[Heard]:
-    connection = await asyncpg.connect(dsn)
-    heard = Heard(connection, channel)
-    await connection.add_listener(channel, heard.heard)
-    try:
-        yield heard
-    finally:
-        await connection.close()
 
 
 @pytest.fixture(autouse=True)
@@ -99,6 +60,23 @@ class CountingRelay(OutboxRelay):
 
     async def sent(self) -> int:
         return sum(self.passes)
+
+
+async def locked_shards(sessions: async_sessionmaker[AsyncSession], outbox: Outbox) -> int:
+    """How many of the outbox's shards a relay holds, as PostgreSQL's locks say."""
+    async with sessions() as session:
+        found = await session.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = :space"
+            ),
+            {"space": lock_space(outbox)},
+        )
+        return int(found.scalar_one())
+
+
+def lock_space(outbox: Outbox) -> int:
+    return zlib.crc32(f"outbox:{outbox.schema}".encode()) & 0x7FFFFFFF
 
 
 @contextlib.asynccontextmanager
@@ -149,7 +127,7 @@ async def test_a_write_to_a_shard_another_relay_holds_notifies(
     sessions, outbox, _ = scratch_schema
     dsn = infra_settings.plain_database_url
     event = reported_event()
-    space = zlib.crc32(f"outbox:{outbox.schema}".encode()) & 0x7FFFFFFF
+    space = lock_space(outbox)
     replica = await asyncpg.connect(dsn)
     try:
         assert await replica.fetchval("SELECT pg_try_advisory_lock($1, $2)", space, shard_of(event))
@@ -187,7 +165,8 @@ async def test_the_relay_keeps_its_shards_while_a_write_that_wakes_it_is_under_w
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Its lease over, the relay lets its shards go after a pass; while a write that counts on
-    it is open, it keeps them, and sends that write's row once it has committed."""
+    it is open, it keeps them (new writes notify meanwhile), sends that write's row once it has
+    committed, and then lets them go."""
     sessions, outbox, _ = scratch_schema
     async with running_relay(infra_settings, scratch_schema, scratch_producer) as relay:
         await eventually(lambda: shards_held(outbox), lambda held: len(held) == OUTBOX_SHARDS)
@@ -197,10 +176,12 @@ async def test_the_relay_keeps_its_shards_while_a_write_that_wakes_it_is_under_w
             monkeypatch.setattr(messaging, "LEASE_SECONDS", 0.0)  # every lease over
             outbox.local.wake()  # a pass, the write still open
             await eventually(lambda: asyncio.sleep(0, len(relay.passes)), lambda n: n > passes)
-            assert await shards_held(outbox) == frozenset(range(OUTBOX_SHARDS))
+            # Its lease over, the writers notify again; the shards stay with the relay.
+            assert await shards_held(outbox) == frozenset()
+            assert await locked_shards(sessions, outbox) == OUTBOX_SHARDS
         await eventually(relay.sent, lambda rows: rows == 1)
-        # The write ended: the lease's end lets the shards go (the writers notify again).
-        await eventually(lambda: shards_held(outbox), lambda held: held == frozenset())
+        # The write ended: the shards go.
+        await eventually(lambda: locked_shards(sessions, outbox), lambda locked: locked == 0)
 
 
 @pytest.fixture

@@ -32,12 +32,13 @@ from shared.domain.directory import Contact, Directory
 from shared.events import CloudEvent
 from shared.events.models import ObligationCreated
 from shared.kafka import RecordPosition
+from shared.messaging import OUTBOX_SHARDS, Outbox, notify_channel
 from shared.pgnotify import Listener
 from shared.settings import ChannelLimits, Settings
 from shared.staging import write_staged
 from tests.integration.helpers import eventually
 from tests.notification.builders import obligation
-from tests.support import directory_with_contacts, fetch_rows
+from tests.support import directory_with_contacts, fetch_rows, listening
 
 REACHABLE = "SFS:150626102"  # one contact, on the channel below
 UNREACHABLE = "SFS:150626103"  # no contact at all
@@ -116,12 +117,15 @@ class Consumer:
 
 
 def dispatcher_of(
-    sessions: async_sessionmaker[AsyncSession], channel: HeldChannel, settings: Settings
+    sessions: async_sessionmaker[AsyncSession],
+    channel: HeldChannel,
+    settings: Settings,
+    outbox: Outbox = messaging.outbox,
 ) -> Dispatcher:
     """A dispatcher of the process, its one channel `channel`, by hand (never `run`)."""
     return Dispatcher(
         sessions,
-        messaging.outbox,
+        outbox,
         {"file": channel},
         Directory.load(settings.directory_file),
         Listener.alone(settings.plain_database_url, DISPATCH_CHANNEL),
@@ -158,6 +162,27 @@ async def consumer(
     yield Consumer(sessions, handlers, dispatcher, channel, settings)
     channel.gate.set()
     await asyncio.sleep(0.1)  # the sends in flight end
+
+
+async def test_a_delivered_answer_wakes_the_relay_of_its_process_and_notifies_nobody(
+    consumer: Consumer,
+) -> None:
+    """The outbox's relay runs in the process and holds every shard: the record of the answer
+    leaves out its NOTIFY, and wakes that relay once committed (`woken_in_process`)."""
+    woken: list[bool] = []
+    outbox = Outbox(messaging.outbox.table)
+    assert outbox.local.attach(lambda: woken.append(True))
+    outbox.local.held = frozenset(range(OUTBOX_SHARDS))
+    dispatcher = dispatcher_of(consumer.sessions, consumer.channel, consumer.settings, outbox)
+    consumer.handlers.dispatcher.running = dispatcher
+    dsn = consumer.settings.plain_database_url
+    async with listening(dsn, notify_channel(outbox.schema)) as heard:
+        [duty] = await consumer.consume(REACHABLE)  # its alert's event notifies, as before
+        before = await heard.so_far(dsn)
+        consumer.channel.gate.set()
+        await eventually(lambda: consumer.alert(duty), lambda row: row["delivery"] == "DELIVERED")
+        assert await heard.so_far(dsn) == before
+    assert woken == [True] and outbox.local.writing == 0
 
 
 @pytest.fixture
