@@ -18,7 +18,10 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.staging import staged
+from shared.staging import of_transaction, staged, when_ended
+
+# What a transaction keeps (`of_transaction`): the channels whose worker it wakes in process.
+NUDGED = "nudged_in_process"
 
 
 class Listener:
@@ -160,6 +163,35 @@ class Wakeup:
     async def close(self) -> None:
         """Waits no more; a later `wait` is heard again."""
         await self._listener.forget(self)
+
+
+class Nudge:
+    """How writers wake the workers of a channel whose work any replica's worker takes alike
+    (escalation's deadlines): the worker of this process, while it runs (`attach`), once the
+    write has committed, and no other process; a NOTIFY when none runs here. A NOTIFY at a
+    commit wakes a backend of every process that listens, whatever its channels."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self._here: Wakeup | None = None
+
+    def attach(self, wakeup: Wakeup) -> None:
+        """The worker of this process, woken by `wakeup`, now runs."""
+        self._here = wakeup
+
+    def detach(self) -> None:
+        self._here = None
+
+    async def notify(self, session: AsyncSession) -> None:
+        """Wake the worker when the session's transaction commits: in process, or by NOTIFY."""
+        here = self._here
+        if here is None:
+            await notify(session, self.channel)
+            return
+        woken: set[str] = of_transaction(session, NUDGED, set)
+        if self.channel not in woken:  # once a transaction, however often asked
+            woken.add(self.channel)
+            when_ended(session, lambda committed: here.wake() if committed else None)
 
 
 async def notify(session: AsyncSession, channel: str) -> None:

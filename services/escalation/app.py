@@ -36,14 +36,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = EscalationMetrics(runtime.metrics.registry)
 
     async def fire_deadlines() -> None:
+        wakeup = runtime.listener.wakeup(DEADLINES_CHANNEL)
         worker = DeadlineWorker(
             runtime.sessions,
             store,
-            runtime.listener.wakeup(DEADLINES_CHANNEL),
+            wakeup,
             settings.deadline_poll_interval_seconds,
             metrics.deadline_delay,
         )
-        await worker.run()
+        # This process's writers wake it in process (`Nudge`): any replica's worker fires
+        # whatever is due.
+        store.deadlines.attach(wakeup)
+        try:
+            await worker.run()
+        finally:
+            store.deadlines.detach()
 
     async def count_obligations() -> None:
         await metrics.refresh(runtime.sessions)

@@ -42,7 +42,6 @@ from services.escalation.rules import (
     update_recipients,
 )
 from services.escalation.store import (
-    DEADLINES_CHANNEL,
     REPORTED,
     CarriedReport,
     Moving,
@@ -83,7 +82,6 @@ from shared.events.models import (
     ReportFiled,
 )
 from shared.kafka import EventHandler, HandlerTable, RecordPosition, RejectEvent, on_data
-from shared.pgnotify import notify
 from shared.staging import write_deferred
 
 
@@ -739,7 +737,7 @@ class EscalationHandlers:
             update(incidents).where(incidents.c.id == absorbed.id).values(merged_into=None)
         )
         # Its deadlines run again: the deadline worker looks at them now, not at its next one.
-        await notify(session, DEADLINES_CHANNEL)
+        await self.store.deadlines.notify(session)
         # On its own again from now: R9's quiet spell counts from here, not from before.
         await self._news(session, absorbed.id, unlinked.unlinked_at)
         await self._change_facts(session, event, surviving, change)

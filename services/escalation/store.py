@@ -56,7 +56,7 @@ from shared.events.models import (
 )
 from shared.jsontext import json_text
 from shared.messaging import Outbox
-from shared.pgnotify import notify
+from shared.pgnotify import Nudge
 from shared.staging import carry, of_transaction
 from shared.telemetry import annotate, current_trace_headers
 
@@ -365,6 +365,9 @@ class Store:
     policy: Policy
     outbox: Outbox
     party_names: Mapping[str, str]
+    # Wakes the deadline worker for new and returning deadlines: the process's own, while it
+    # runs (`escalation.app`), else every replica's by NOTIFY.
+    deadlines: Nudge = field(default_factory=lambda: Nudge(DEADLINES_CHANNEL))
 
     async def publish(self, session: AsyncSession, incident_id: UUID, *data: EventData) -> None:
         # One context for all of them: read once, where each event read it again (a decision's
@@ -464,7 +467,7 @@ class Store:
         self.log_fired(decision)
         await self.announce(session, incident_id, brief(facts), decision.obligations)
         if decision.timers:
-            await notify(session, DEADLINES_CHANNEL)
+            await self.deadlines.notify(session)
 
     def signs_stored(self, session: AsyncSession, signs: Iterable[PriorSigns]) -> None:
         """Signs the transaction stored, for its later reports to see (`known_signs`)."""
@@ -530,7 +533,7 @@ class Store:
         )
         self.log_fired(decision)
         if decision.timers:
-            await notify(session, DEADLINES_CHANNEL)
+            await self.deadlines.notify(session)
 
     @staticmethod
     def log_fired(decision: Decision) -> None:
@@ -590,7 +593,7 @@ class Store:
         ]
         if created:
             await self.publish(session, incident_id, *created)
-            await notify(session, DEADLINES_CHANNEL)
+            await self.deadlines.notify(session)
 
     async def _insert(
         self,
@@ -682,7 +685,7 @@ class Store:
         )
         if duty.status in ("PENDING", "MISSED"):
             await self.waive(session, origin, duty, moved.waived_reason, at, moved_to=spec.id)
-        await notify(session, DEADLINES_CHANNEL)
+        await self.deadlines.notify(session)
 
     async def change_status(
         self,

@@ -1,8 +1,9 @@
 """A writer wakes its own process's relay in process (`shared.messaging.LocalRelay`): a write
 whose rows all fall in the shards that relay holds notifies nobody, and the relay sends the rows
 once the write has committed; a write to a shard the relay does not hold notifies, as before;
-the relay keeps its shards while such a write is under way; intake's first report does the same
-(migration 0017: the call notifies only when given a channel).
+the relay keeps its shards while such a write is under way; intake's first report and
+notification's record of delivered answers do the same (migration 0017: the call notifies only
+when given a channel). Escalation's deadlines are woken alike (`Nudge`).
 
 Whether a NOTIFY was sent is read from a connection listening on the outbox's channel: a marker
 notified after the write arrives after anything the write's commit notified, so the test waits
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,7 +29,7 @@ from shared import messaging
 from shared.db import create_engine, create_session_factory
 from shared.events import CloudEvent
 from shared.messaging import OUTBOX_SHARDS, LocalRelay, Outbox, OutboxRelay, notify_channel
-from shared.pgnotify import Listener
+from shared.pgnotify import Listener, Nudge
 from shared.settings import Settings
 from tests.integration.helpers import eventually, reported_event
 from tests.integration.test_first_report_call import report
@@ -213,3 +215,42 @@ async def test_a_first_report_whose_event_the_relay_holds_wakes_it_and_notifies_
         assert (await first_reports.write(report(infra_settings))).written
         assert woken == [True] and relay.writing == 0
         assert await heard.so_far(dsn) == [""]
+
+
+async def test_a_nudge_wakes_the_worker_of_its_process_once_committed_and_notifies_nobody(
+    infra_settings: Settings, scratch_schema: Any
+) -> None:
+    """Escalation's deadlines (`Nudge`): a write wakes the worker running in its process when
+    it commits (once, however often it asks), not when it rolls back, and notifies nobody."""
+    sessions, _, _ = scratch_schema
+    dsn = infra_settings.plain_database_url
+    channel = f"nudged_{uuid.uuid4().hex[:8]}"
+    listener = Listener(dsn)
+    wakeup = listener.wakeup(channel)
+    nudge = Nudge(channel)
+    try:
+        await wakeup.wait(0)  # heard from now on (a new waiter is woken once)
+        nudge.attach(wakeup)
+        async with listening(dsn, channel) as heard:
+            with contextlib.suppress(RolledBack):
+                async with sessions() as session, session.begin():
+                    await nudge.notify(session)
+                    raise RolledBack
+            assert not await wakeup.wait(0)
+            async with sessions() as session, session.begin():
+                await nudge.notify(session)
+                await nudge.notify(session)
+                assert not await wakeup.wait(0)  # not before the commit
+            assert await wakeup.wait(0)
+            assert await heard.so_far(dsn) == []
+
+            nudge.detach()  # no worker here: every replica's is notified
+            async with sessions() as session, session.begin():
+                await nudge.notify(session)
+            assert await heard.so_far(dsn) == [""]
+    finally:
+        await wakeup.close()
+
+
+class RolledBack(Exception):
+    pass
