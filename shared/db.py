@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,42 @@ SWEPT_BY_TIME: dict[str, Any] = {
     "postgresql_using": "brin",
     "postgresql_with": {"autosummarize": "on"},
 }
+# A swept index as the revisions that made it a block-range index name it: (index, table,
+# column, the predicate of the B-tree it was, if it had one).
+SweptIndex = tuple[str, str, str, str | None]
+OUTBOX_SWEPT: SweptIndex = (
+    "ix_outbox_published_at",
+    "outbox",
+    "published_at",
+    "published_at IS NOT NULL",
+)
+INBOX_SWEPT: SweptIndex = ("ix_inbox_processed_at", "inbox", "processed_at", None)
+
+
+def swept_by_block_ranges(schema: str, swept: Sequence[SweptIndex]) -> None:
+    """In a revision: the swept indexes of `schema` made block-range indexes (`SWEPT_BY_TIME`)."""
+    from alembic import op
+
+    for index, table, column, _ in swept:
+        op.drop_index(index, table_name=table, schema=schema)
+        op.create_index(index, table, [column], schema=schema, **SWEPT_BY_TIME)
+
+
+def swept_by_b_trees(schema: str, swept: Sequence[SweptIndex]) -> None:
+    """In a revision's downgrade: the swept indexes of `schema` B-trees again, as they were."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    for index, table, column, predicate in swept:
+        op.drop_index(index, table_name=table, schema=schema)
+        op.create_index(
+            index,
+            table,
+            [column],
+            schema=schema,
+            postgresql_where=sa.text(predicate) if predicate else None,
+        )
+
 
 # SQLSTATE classes of a database that is away or busy, whatever the statement: 08 connection
 # exception, 40 transaction rollback (serialization failure, deadlock), 53 insufficient

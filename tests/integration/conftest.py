@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import create_engine, create_session_factory, service_metadata
 from shared.kafka import create_producer
 from shared.messaging import Outbox, inbox_table, outbox_table
 from shared.settings import Settings
+from tools.devrun import ServiceProcesses
 
 
 @pytest.fixture
@@ -46,3 +48,15 @@ async def scratch_producer(infra_settings: Settings) -> AsyncIterator[AIOKafkaPr
     producer.send = send_to_scratch  # type: ignore[method-assign]
     yield producer
     await producer.stop()
+
+
+@pytest.fixture
+async def system_sessions(
+    system: ServiceProcesses, infra_settings: Settings
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions of the suite's database while the system runs (its services migrated it)."""
+    engine = create_engine(infra_settings, pool_size=1)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()

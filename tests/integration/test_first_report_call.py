@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,26 +24,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.intake import first_report
 from services.intake.first_report import call_arguments
 from services.intake.models import metadata as intake_metadata
-from shared.db import create_engine, create_session_factory
 from shared.domain.correlation import Correlation
 from shared.driver import fetch
 from shared.settings import Settings
 from tests.integration.helpers import eventually, reported_event, subject_id
 from tests.support import node_reads, plan_nodes, statements_sent
-from tools.devrun import ServiceProcesses
 
 TOWNSHIP = "150626102"
 
 
 @pytest.fixture
-async def sessions(
-    system: ServiceProcesses, infra_settings: Settings
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(infra_settings, pool_size=1)
-    try:
-        yield create_session_factory(engine)
-    finally:
-        await engine.dispose()
+def sessions(
+    system_sessions: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession]:
+    return system_sessions
 
 
 def report(

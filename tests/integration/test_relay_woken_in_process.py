@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import uuid
 import zlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -26,15 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake import first_report
 from shared import messaging
-from shared.db import create_engine, create_session_factory
 from shared.events import CloudEvent
-from shared.messaging import OUTBOX_SHARDS, LocalRelay, Outbox, OutboxRelay, notify_channel
+from shared.messaging import OUTBOX_SHARDS, LocalRelay, Outbox, notify_channel
 from shared.pgnotify import Listener, Nudge
 from shared.settings import Settings
 from tests.integration.helpers import eventually, reported_event
 from tests.integration.test_first_report_call import report
+from tests.integration.test_relay_pace import running
 from tests.support import listening
-from tools.devrun import ServiceProcesses
 
 
 @pytest.fixture(autouse=True)
@@ -46,22 +44,6 @@ def lease_without_end(monkeypatch: pytest.MonkeyPatch) -> None:
 async def shards_held(outbox: Outbox) -> frozenset[int]:
     """The shards the writers of this process see their relay hold."""
     return outbox.local.held
-
-
-class CountingRelay(OutboxRelay):
-    """Counts the rows each pass sent (a row is marked sent by the pass after it)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.passes: list[int] = []
-
-    async def publish_batch(self) -> int:
-        sent_now = await super().publish_batch()
-        self.passes.append(sent_now)
-        return sent_now
-
-    async def sent(self) -> int:
-        return sum(self.passes)
 
 
 async def locked_shards(sessions: async_sessionmaker[AsyncSession], outbox: Outbox) -> int:
@@ -81,25 +63,6 @@ def lock_space(outbox: Outbox) -> int:
     return zlib.crc32(f"outbox:{outbox.schema}".encode()) & 0x7FFFFFFF
 
 
-@contextlib.asynccontextmanager
-async def running_relay(
-    settings: Settings, scratch_schema: Any, producer: AIOKafkaProducer
-) -> AsyncIterator[CountingRelay]:
-    """The scratch outbox's relay, running as a service's does; it never polls within a test:
-    only a wake-up moves it."""
-    sessions, outbox, _ = scratch_schema
-    dsn = settings.plain_database_url
-    listener = Listener(dsn)
-    relay = CountingRelay(outbox, sessions, producer, dsn, poll_interval=3600.0, listener=listener)
-    task = asyncio.create_task(relay.run())
-    try:
-        yield relay
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await listener.close()
-
-
 def shard_of(event: CloudEvent) -> int:
     return zlib.crc32(event.key) % OUTBOX_SHARDS
 
@@ -111,13 +74,13 @@ async def test_a_write_to_the_shards_the_relay_holds_wakes_it_and_notifies_nobod
     dsn = infra_settings.plain_database_url
     async with (
         listening(dsn, notify_channel(outbox.schema)) as heard,
-        running_relay(infra_settings, scratch_schema, scratch_producer) as relay,
+        running(infra_settings, scratch_schema, scratch_producer) as relay,
     ):
         await eventually(lambda: shards_held(outbox), lambda held: len(held) == OUTBOX_SHARDS)
         async with sessions() as session, session.begin():
             await outbox.add(session, reported_event())
             assert outbox.local.writing == 1  # under way until it ends
-        await eventually(relay.sent, lambda rows: rows == 1)
+        await eventually(relay.sent, lambda passes: sum(passes) == 1)
         assert await heard.so_far(dsn) == []
         assert outbox.local.writing == 0
 
@@ -135,7 +98,7 @@ async def test_a_write_to_a_shard_another_relay_holds_notifies(
         assert await replica.fetchval("SELECT pg_try_advisory_lock($1, $2)", space, shard_of(event))
         async with (
             listening(dsn, notify_channel(outbox.schema)) as heard,
-            running_relay(infra_settings, scratch_schema, scratch_producer) as relay,
+            running(infra_settings, scratch_schema, scratch_producer) as relay,
         ):
             await eventually(
                 lambda: shards_held(outbox), lambda held: len(held) == OUTBOX_SHARDS - 1
@@ -144,7 +107,7 @@ async def test_a_write_to_a_shard_another_relay_holds_notifies(
                 await outbox.add(session, event)
                 assert outbox.local.writing == 0
             assert await heard.so_far(dsn) == [""]
-            assert await relay.sent() == 0  # the replica's to send
+            assert sum(await relay.sent()) == 0  # the replica's to send
     finally:
         await replica.close()
 
@@ -170,7 +133,7 @@ async def test_the_relay_keeps_its_shards_while_a_write_that_wakes_it_is_under_w
     it is open, it keeps them (new writes notify meanwhile), sends that write's row once it has
     committed, and then lets them go."""
     sessions, outbox, _ = scratch_schema
-    async with running_relay(infra_settings, scratch_schema, scratch_producer) as relay:
+    async with running(infra_settings, scratch_schema, scratch_producer) as relay:
         await eventually(lambda: shards_held(outbox), lambda held: len(held) == OUTBOX_SHARDS)
         passes = len(relay.passes)
         async with sessions() as session, session.begin():
@@ -181,30 +144,19 @@ async def test_the_relay_keeps_its_shards_while_a_write_that_wakes_it_is_under_w
             # Its lease over, the writers notify again; the shards stay with the relay.
             assert await shards_held(outbox) == frozenset()
             assert await locked_shards(sessions, outbox) == OUTBOX_SHARDS
-        await eventually(relay.sent, lambda rows: rows == 1)
+        await eventually(relay.sent, lambda passes: sum(passes) == 1)
         # The write ended: the shards go.
         await eventually(lambda: locked_shards(sessions, outbox), lambda locked: locked == 0)
 
 
-@pytest.fixture
-async def intake_sessions(
-    system: ServiceProcesses, infra_settings: Settings
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(infra_settings, pool_size=1)
-    try:
-        yield create_session_factory(engine)
-    finally:
-        await engine.dispose()
-
-
 async def test_a_first_report_whose_event_the_relay_holds_wakes_it_and_notifies_nobody(
-    intake_sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
+    system_sessions: async_sessionmaker[AsyncSession], infra_settings: Settings
 ) -> None:
     dsn = infra_settings.plain_database_url
     woken: list[bool] = []
     relay = LocalRelay()
     assert relay.attach(lambda: woken.append(True))
-    first_reports = first_report.FirstReports(lambda: intake_sessions, relay)
+    first_reports = first_report.FirstReports(lambda: system_sessions, relay)
     async with listening(dsn, notify_channel("intake")) as heard:
         relay.held = frozenset(range(OUTBOX_SHARDS))
         assert (await first_reports.write(report(infra_settings))).written

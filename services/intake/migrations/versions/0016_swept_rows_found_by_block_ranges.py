@@ -16,8 +16,7 @@ Create Date: 2026-12-05 11:30:00
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+from shared.db import INBOX_SWEPT, OUTBOX_SWEPT, swept_by_b_trees, swept_by_block_ranges
 
 revision: str = "0016"
 down_revision: str | None = "0015"
@@ -25,34 +24,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 SCHEMA = "intake"
-# (index, table, column, the B-tree's predicate, if it had one)
 SWEPT = (
-    ("ix_outbox_published_at", "outbox", "published_at", "published_at IS NOT NULL"),
-    ("ix_inbox_processed_at", "inbox", "processed_at", None),
+    OUTBOX_SWEPT,
+    INBOX_SWEPT,
     ("ix_idempotency_keys_created", "idempotency_keys", "created_at", None),
 )
 
 
 def upgrade() -> None:
-    for index, table, column, _ in SWEPT:
-        op.drop_index(index, table_name=table, schema=SCHEMA)
-        op.create_index(
-            index,
-            table,
-            [column],
-            schema=SCHEMA,
-            postgresql_using="brin",
-            postgresql_with={"autosummarize": "on"},
-        )
+    swept_by_block_ranges(SCHEMA, SWEPT)
 
 
 def downgrade() -> None:
-    for index, table, column, predicate in SWEPT:
-        op.drop_index(index, table_name=table, schema=SCHEMA)
-        op.create_index(
-            index,
-            table,
-            [column],
-            schema=SCHEMA,
-            postgresql_where=sa.text(predicate) if predicate else None,
-        )
+    swept_by_b_trees(SCHEMA, SWEPT)

@@ -1,12 +1,8 @@
 """the sent outbox rows and the processed inbox rows found by block ranges
 
-The retention sweeps (`RetentionPurge`) were the only readers of the outbox's sending time and
-the inbox's processing time, and each was a B-tree: an entry for every row written, read only by
-a sweep every ten minutes. At 50 incidents a second those entries were about a tenth of the
-index entries PostgreSQL wrote for the pipeline (the WAL census of `bench.report_to_alert
---census`). The times grow as rows are written, and rows lie in their tables in about that
-order, so a block-range index (BRIN) finds the old rows as well: a summary of each megabyte of
-table, made as the range fills (`autosummarize`), and nothing for each row.
+The outbox's sending time and the inbox's processing time, read only by the retention
+sweeps, are block-range indexes instead of B-trees, as in intake's revision 0016
+(`shared.db.SWEPT_BY_TIME`): writing a row adds no entry to them.
 
 Revision ID: 0016
 Revises: 0015
@@ -15,8 +11,7 @@ Create Date: 2026-12-05 11:30:00
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+from shared.db import INBOX_SWEPT, OUTBOX_SWEPT, swept_by_b_trees, swept_by_block_ranges
 
 revision: str = "0016"
 down_revision: str | None = "0015"
@@ -24,33 +19,15 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 SCHEMA = "notification"
-# (index, table, column, the B-tree's predicate, if it had one)
 SWEPT = (
-    ("ix_outbox_published_at", "outbox", "published_at", "published_at IS NOT NULL"),
-    ("ix_inbox_processed_at", "inbox", "processed_at", None),
+    OUTBOX_SWEPT,
+    INBOX_SWEPT,
 )
 
 
 def upgrade() -> None:
-    for index, table, column, _ in SWEPT:
-        op.drop_index(index, table_name=table, schema=SCHEMA)
-        op.create_index(
-            index,
-            table,
-            [column],
-            schema=SCHEMA,
-            postgresql_using="brin",
-            postgresql_with={"autosummarize": "on"},
-        )
+    swept_by_block_ranges(SCHEMA, SWEPT)
 
 
 def downgrade() -> None:
-    for index, table, column, predicate in SWEPT:
-        op.drop_index(index, table_name=table, schema=SCHEMA)
-        op.create_index(
-            index,
-            table,
-            [column],
-            schema=SCHEMA,
-            postgresql_where=sa.text(predicate) if predicate else None,
-        )
+    swept_by_b_trees(SCHEMA, SWEPT)
