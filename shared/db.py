@@ -55,6 +55,10 @@ OUTBOX_SWEPT: SweptIndex = (
     "published_at IS NOT NULL",
 )
 INBOX_SWEPT: SweptIndex = ("ix_inbox_processed_at", "inbox", "processed_at", None)
+# Since the revisions after those: sent outbox rows are swept by when they were written (a row
+# is sent after it is written). A block-range index of sending times, which every unsent row has
+# empty, was one that the relay's read of unsent rows could be planned by, reading every range.
+OUTBOX_BY_CREATION = "ix_outbox_created_at"
 
 
 def swept_by_block_ranges(schema: str, swept: Sequence[SweptIndex]) -> None:
@@ -64,6 +68,23 @@ def swept_by_block_ranges(schema: str, swept: Sequence[SweptIndex]) -> None:
     for index, table, column, _ in swept:
         op.drop_index(index, table_name=table, schema=schema)
         op.create_index(index, table, [column], schema=schema, **SWEPT_BY_TIME)
+
+
+def sent_rows_found_by_creation(schema: str) -> None:
+    """In a revision: the outbox's block-range index of sending times (`OUTBOX_SWEPT`) made one
+    of creation times, which nothing else reads and nothing changes once written."""
+    from alembic import op
+
+    op.drop_index(OUTBOX_SWEPT[0], table_name="outbox", schema=schema)
+    op.create_index(OUTBOX_BY_CREATION, "outbox", ["created_at"], schema=schema, **SWEPT_BY_TIME)
+
+
+def sent_rows_found_by_sending(schema: str) -> None:
+    """In a revision's downgrade: the outbox's block-range index of sending times again."""
+    from alembic import op
+
+    op.drop_index(OUTBOX_BY_CREATION, table_name="outbox", schema=schema)
+    op.create_index(OUTBOX_SWEPT[0], "outbox", ["published_at"], schema=schema, **SWEPT_BY_TIME)
 
 
 def swept_by_b_trees(schema: str, swept: Sequence[SweptIndex]) -> None:

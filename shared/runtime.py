@@ -239,6 +239,7 @@ class ServiceRuntime:
                     self.outbox.table,
                     "published_at",
                     timedelta(hours=self.settings.outbox_retention_hours),
+                    found_by="created_at",
                 ),
                 Retention(
                     self.messaging.inbox_table,

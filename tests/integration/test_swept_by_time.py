@@ -1,6 +1,8 @@
 """The retention sweeps find old rows by a block-range index of their time (`shared.db`,
-`SWEPT_BY_TIME`): every service's outbox and inbox, and intake's Idempotency-Keys. Writing a row
-adds no entry to such an index, and a sweep still reads only the ranges that hold old rows."""
+`SWEPT_BY_TIME`): every service's outbox (by when a row was written: rows sent before a moment
+were written before it) and inbox, and intake's Idempotency-Keys. Writing a row adds no entry
+to such an index, a sweep still reads only the ranges that hold old rows, and the relay's read
+of unsent rows is never planned through one."""
 
 from __future__ import annotations
 
@@ -11,13 +13,19 @@ import asyncpg
 from sqlalchemy import text
 
 from shared.db import migrate
-from shared.messaging import Retention, RetentionPurge, past_retention
+from shared.messaging import (
+    RELAY_SETTINGS,
+    Retention,
+    RetentionPurge,
+    marked_and_unsent_of,
+    past_retention,
+)
 from shared.serve import SERVABLE
 from shared.settings import Settings
 from tests.support import migrate_down, scratch_database
 
 SWEPT = {
-    **{(schema, "ix_outbox_published_at"): "outbox" for schema in SERVABLE},
+    **{(schema, "ix_outbox_created_at"): "outbox" for schema in SERVABLE},
     **{(schema, "ix_inbox_processed_at"): "inbox" for schema in SERVABLE},
     ("intake", "ix_idempotency_keys_created"): "idempotency_keys",
 }
@@ -44,7 +52,7 @@ async def access_methods(settings: Settings) -> dict[tuple[str, str], tuple[str,
             " JOIN pg_am am ON am.oid = i.relam"
             " WHERE n.nspname = ANY($1::text[]) AND i.relname = ANY($2::text[])",
             list(SERVABLE),
-            sorted({index for _, index in SWEPT}),
+            sorted({index for _, index in SWEPT} | {"ix_outbox_published_at"}),
         )
     finally:
         await connection.close()
@@ -97,9 +105,9 @@ async def test_a_sweep_reads_the_old_ranges_and_purges_only_their_rows(scratch_s
     async with sessions() as session, session.begin():
         await session.execute(text(f'ANALYZE "{schema}".outbox'))
         await session.execute(
-            text(f"SELECT brin_summarize_new_values('\"{schema}\".ix_outbox_published_at')")
+            text(f"SELECT brin_summarize_new_values('\"{schema}\".ix_outbox_created_at')")
         )
-    retention = Retention(outbox.table, "published_at", timedelta(days=7))
+    retention = Retention(outbox.table, "published_at", timedelta(days=7), found_by="created_at")
     # A sweep of the steady state, a few rows past their time: read through the index. (A
     # backlog, more rows past than a batch, is read from the table's start, where they lie.)
     async with sessions() as session:
@@ -110,7 +118,7 @@ async def test_a_sweep_reads_the_old_ranges_and_purges_only_their_rows(scratch_s
             )
         ).scalars()
         plan_text = "\n".join(plan)
-    assert "Bitmap Index Scan on ix_outbox_published_at" in plan_text, plan_text
+    assert "Bitmap Index Scan on ix_outbox_created_at" in plan_text, plan_text
 
     purge = RetentionPurge(sessions, [retention], interval=600)
     purged = await purge.purge()
@@ -126,3 +134,42 @@ async def test_a_sweep_reads_the_old_ranges_and_purges_only_their_rows(scratch_s
             )
         ).scalar()
     assert oldest_kept is True
+
+
+async def test_the_relays_read_of_unsent_rows_is_planned_by_their_own_index(
+    infra_settings: Settings, scratch_schema: Any
+) -> None:
+    """On an outbox of 10,000 rows, a hundred of them unsent, the relay's pass (the rows sent
+    before marked, the next read), run as often as PostgreSQL takes to settle on the plan it
+    keeps: it reads the unsent rows' index, never a block-range index of every row."""
+    sessions, outbox, _ = scratch_schema
+    schema = outbox.schema
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text(
+                f'INSERT INTO "{schema}".outbox (shard, topic, key, event_id, event_type, '
+                "headers, payload, published_at) SELECT n % 16, 'incidents.v1', 'k', "
+                "gen_random_uuid(), 'incident.reported', '{}', convert_to(repeat('x', 500), "
+                "'UTF8'), CASE WHEN n <= 9900 THEN now() END FROM generate_series(1, 10000) AS n"
+            )
+        )
+    async with sessions() as session, session.begin():
+        await session.execute(text(f'ANALYZE "{schema}".outbox'))
+    relay = await asyncpg.connect(infra_settings.plain_database_url, server_settings=RELAY_SETTINGS)
+    try:
+        await relay.execute(
+            "PREPARE pass(smallint[], integer, bigint[], smallint[], bigint[], text[]) AS "
+            + marked_and_unsent_of(schema)
+        )
+        for _ in range(6):  # a kept plan is weighed after five
+            await relay.execute("EXECUTE pass('{0,1,2,3}', 200, '{1}', '{0}', '{7}', '{cluster}')")
+        plan = "\n".join(
+            row[0]
+            for row in await relay.fetch(
+                "EXPLAIN EXECUTE pass('{0,1,2,3}', 200, '{1}', '{0}', '{7}', '{cluster}')"
+            )
+        )
+    finally:
+        await relay.close()
+    assert "ix_outbox_unpublished" in plan, plan
+    assert "ix_outbox_created_at" not in plan, plan
