@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import migrate
 from shared.messaging import (
@@ -82,6 +83,25 @@ async def test_the_revisions_go_back_to_b_trees_and_forward_again(
         assert {method for _, method, _ in (await access_methods(settings)).values()} == {"brin"}
 
 
+async def fill_outbox(
+    sessions: async_sessionmaker[AsyncSession], schema: str, rows: int, written: str, sent: str
+) -> None:
+    """`rows` outbox rows, the n-th (from 1) written at `written` and sent at `sent` (SQL of
+    `n`, `:rows` and, for `sent`, `written`), in the order of n."""
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text(
+                f'INSERT INTO "{schema}".outbox (shard, topic, key, event_id, event_type, '
+                "headers, payload, created_at, published_at) "
+                "SELECT n % 16, 'incidents.v1', 'k', gen_random_uuid(), 'incident.reported', "
+                f"'{{}}', convert_to(repeat('x', 200), 'UTF8'), written, {sent}"
+                f" FROM generate_series(1, :rows) AS n, LATERAL (SELECT {written}) AS at(written)"
+                " ORDER BY n"
+            ),
+            {"rows": rows},
+        )
+
+
 async def test_a_sweep_reads_the_old_ranges_and_purges_only_their_rows(scratch_schema) -> None:
     """An outbox of 20,000 sent rows, written over 20 days in the order they were sent: a
     sweep with a few rows past their time reads the block-range index, and a sweep of a week's
@@ -89,19 +109,13 @@ async def test_a_sweep_reads_the_old_ranges_and_purges_only_their_rows(scratch_s
     sessions, outbox, _ = scratch_schema
     schema = outbox.schema
     rows = 20_000
-    async with sessions() as session, session.begin():
-        await session.execute(
-            text(
-                f'INSERT INTO "{schema}".outbox (shard, topic, key, event_id, event_type, '
-                "headers, payload, created_at, published_at) "
-                "SELECT n % 16, 'incidents.v1', 'k', gen_random_uuid(), 'incident.reported', "
-                "'{}', convert_to(repeat('x', 200), 'UTF8'), sent, sent"
-                " FROM generate_series(1, :rows) AS n,"
-                " LATERAL (SELECT now() - make_interval(secs => (:rows - n) * 86.4)) AS at(sent)"
-                " ORDER BY n"
-            ),
-            {"rows": rows},
-        )
+    await fill_outbox(
+        sessions,
+        schema,
+        rows,
+        written="now() - make_interval(secs => (:rows - n) * 86.4)",
+        sent="written",
+    )
     async with sessions() as session, session.begin():
         await session.execute(text(f'ANALYZE "{schema}".outbox'))
         await session.execute(
@@ -144,15 +158,9 @@ async def test_the_relays_read_of_unsent_rows_is_planned_by_their_own_index(
     keeps: it reads the unsent rows' index, never a block-range index of every row."""
     sessions, outbox, _ = scratch_schema
     schema = outbox.schema
-    async with sessions() as session, session.begin():
-        await session.execute(
-            text(
-                f'INSERT INTO "{schema}".outbox (shard, topic, key, event_id, event_type, '
-                "headers, payload, published_at) SELECT n % 16, 'incidents.v1', 'k', "
-                "gen_random_uuid(), 'incident.reported', '{}', convert_to(repeat('x', 500), "
-                "'UTF8'), CASE WHEN n <= 9900 THEN now() END FROM generate_series(1, 10000) AS n"
-            )
-        )
+    await fill_outbox(
+        sessions, schema, 10_000, written="now()", sent="CASE WHEN n <= 9900 THEN now() END"
+    )
     async with sessions() as session, session.begin():
         await session.execute(text(f'ANALYZE "{schema}".outbox'))
     relay = await asyncpg.connect(infra_settings.plain_database_url, server_settings=RELAY_SETTINGS)

@@ -1,11 +1,8 @@
 """sent outbox rows swept by when they were written
 
-Revision 0009 made the outbox's index of sending times a block-range index. Every unsent row
-has that time empty, so every block range holds one, and the relay's read of unsent rows could
-be planned through that index, reading the whole table each pass (intake's relay took 1.9 ms
-of the server's time a pass against 0.5). A row is written before it is sent, so the sweep now
-finds the rows sent before a moment among those written before it, by a block-range index of
-the writing time (`ix_outbox_created_at`), which nothing else reads and nothing changes.
+As intake's revision 0018: the outbox's block-range index of sending times, which the
+relay's passes paid for, gives way to one of writing times, by which the sweep finds
+the rows sent before its cutoff (`ix_outbox_created_at`).
 
 Revision ID: 0010
 Revises: 0009
