@@ -189,7 +189,7 @@ class LocalRelay:
     wake-up. A NOTIFY at a commit wakes every listening backend of the database, and the
     listener of every process; a write whose rows all fall in the shards this process's relay
     holds wakes that relay in process instead, once it has committed, and notifies nobody
-    (`in_process`). The relay keeps those shards until such writes have ended (`writing`), so
+    (`begin_write`). The relay keeps those shards until such writes have ended (`writing`), so
     their rows are its own to send; any other write notifies as before."""
 
     def __init__(self) -> None:
@@ -208,16 +208,17 @@ class LocalRelay:
     def detach(self) -> None:
         self._wake, self.held = None, frozenset()
 
-    def in_process(self, shards: Iterable[int]) -> bool:
-        """Whether a write to `shards` wakes the relay in process: it runs here and holds every
-        one of them. If so, the write is under way until `ended` is told it ended."""
+    def begin_write(self, shards: Iterable[int]) -> bool:
+        """Whether a write to `shards` may count on the relay in process (it runs here and
+        holds every one of them) instead of a NOTIFY; if so, the write is under way from now
+        until `ended` is told it ended."""
         if self._wake is None or not self.held.issuperset(shards):
             return False
         self.writing += 1
         return True
 
     def ended(self, committed: bool) -> None:
-        """A write `in_process` said yes to has ended; committed, its rows wait for the relay."""
+        """A write `begin_write` said yes to has ended; committed, its rows wait for the relay."""
         self.writing -= 1
         if committed:
             self.wake()
@@ -234,7 +235,7 @@ async def woken_in_process(relay: LocalRelay, shards: Iterable[int]) -> AsyncIte
     first report, notification's record of delivered answers): whether it may leave out its
     NOTIFY, the process's relay holding those shards (`LocalRelay`); if so, that relay is
     woken once the block has ended without an error."""
-    if not relay.in_process(shards):
+    if not relay.begin_write(shards):
         yield False
         return
     committed = False
@@ -265,7 +266,7 @@ class Outbox:
         stage = staged(session)
         rows = [outbox_values(event) for event in events]
         stage.add_rows(self.schema, rows)
-        if self.local.in_process(row["shard"] for row in rows):
+        if self.local.begin_write(row["shard"] for row in rows):
             when_ended(session, self.local.ended)
         else:
             stage.notify(notify_channel(self.schema))

@@ -277,8 +277,6 @@ def clients_for(processes: ServiceProcesses, work_dir: Path) -> dict[str, httpx.
 async def scratch_database(database_url: str, **settings: Any) -> AsyncIterator[Settings]:
     """A database of the test's own on the server of `database_url`, dropped after: the
     settings that point at it (with `settings`)."""
-    import asyncpg
-
     name = f"scratch_{uuid4().hex[:8]}"
     server = database_url.rsplit("/", 1)[0]
     admin = await asyncpg.connect(f"{server}/postgres")
@@ -303,8 +301,7 @@ MARKER = "marker"
 class Heard:
     """What a connection listening on one channel heard, up to a marker notified last."""
 
-    def __init__(self, connection: asyncpg.Connection, channel: str) -> None:
-        self._connection = connection
+    def __init__(self, channel: str) -> None:
         self._channel = channel
         self.payloads: list[str] = []
         self._marked = asyncio.Event()
@@ -332,7 +329,7 @@ class Heard:
 async def listening(dsn: str, channel: str) -> AsyncIterator[Heard]:
     """What a connection listening on `channel` hears meanwhile (`Heard.so_far`)."""
     connection = await asyncpg.connect(dsn)
-    heard = Heard(connection, channel)
+    heard = Heard(channel)
     await connection.add_listener(channel, heard.heard)
     try:
         yield heard
@@ -342,8 +339,6 @@ async def listening(dsn: str, channel: str) -> AsyncIterator[Heard]:
 
 async def execute_sql(settings: Settings, statement: str, *arguments: Any) -> None:
     """One statement on the suite's database, outside any service (to age rows, say)."""
-    import asyncpg
-
     connection = await asyncpg.connect(settings.plain_database_url)
     try:
         await connection.execute(statement, *arguments)
@@ -359,8 +354,6 @@ async def fetch_value(settings: Settings, statement: str, *arguments: Any) -> An
 
 async def fetch_rows(settings: Settings, statement: str, *arguments: Any) -> list[Any]:
     """The rows a query of the suite's database answers, outside any service."""
-    import asyncpg
-
     connection = await asyncpg.connect(settings.plain_database_url)
     try:
         return list(await connection.fetch(statement, *arguments))
