@@ -52,7 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notification.ack import AckSigner
 from services.notification.channels import Channel, DeliveryResult, gateway_of, shown_contact
-from services.notification.guard import ChannelGuard, limits_for
+from services.notification.guard import ChannelGuard, SendSlot, limits_for
 from services.notification.metrics import NotificationMetrics
 from services.notification.models import deliveries, notifications
 from services.notification.status import NotificationKind, NotificationStatus
@@ -224,8 +224,9 @@ RECORD_UNDELIVERED = text(
 )
 # A delivery and what it moves: the attempt; the delivery DELIVERED, under the lease it was
 # sent under; the alert it lands on. Only the contact being alerted starts the ACK clock (the
-# policy's deadline stored with the alert, else `ack_seconds`); a notice is finished once
-# delivered; an acknowledged alert stays so. Every delivery that answered meanwhile is recorded
+# policy's deadline stored with the alert, else `ack_seconds`), from when its gateway answered,
+# however long the answer waited for its record; a notice is finished then; an acknowledged
+# alert stays so. Every delivery that answered meanwhile is recorded
 # by the one statement (`Dispatcher._record_delivered`), each row of the arrays an answer, never
 # two of one alert. The alerts are locked first, in the order of their ids (two writers at once
 # may hold answers of the same alerts), as a withdrawal locks them. The result, an answer a row:
@@ -258,11 +259,11 @@ RECORD_DELIVERED = text(
     " ELSE alert.status END,"
     " ack_due_at = CASE WHEN alert.status = 'PENDING'"
     " AND alert.contact_index = moved.contact_index"
-    " THEN CASE WHEN alert.kind = 'NOTICE' THEN NULL ELSE now() + make_interval(secs =>"
+    " THEN CASE WHEN alert.kind = 'NOTICE' THEN NULL ELSE moved.now + make_interval(secs =>"
     " COALESCE(alert.ack_seconds, CAST(:ack_seconds AS float8))) END ELSE alert.ack_due_at END,"
     " closed_at = CASE WHEN alert.status = 'PENDING'"
     " AND alert.contact_index = moved.contact_index"
-    " AND alert.kind = 'NOTICE' THEN now() ELSE alert.closed_at END"
+    " AND alert.kind = 'NOTICE' THEN moved.now ELSE alert.closed_at END"
     " FROM moved WHERE alert.id = moved.notification_id"
     " RETURNING moved.delivery_id, alert.ack_due_at),"
     f" published AS ({insert_outbox_rows('notification')})"
@@ -845,6 +846,9 @@ class Dispatcher:
 
     async def _deliver(self, delivery: Row) -> None:
         guard = self._guards.get(delivery.channel)
+        # The channel's slot is the send's: free once the gateway has answered, while the
+        # answer waits for its record (`_record_delivered`).
+        slot = SendSlot(guard)
         try:
             contact = Contact.model_validate(delivery.target)
             channel = self._channels.get(delivery.channel)
@@ -864,6 +868,7 @@ class Dispatcher:
                         retry_after=breaker.retry_in(),
                     )
             latency_ms = (time.perf_counter() - started) * 1000
+            self._free_slot(slot)
             if self._metrics is not None:
                 self._metrics.attempts.labels(
                     delivery.channel, "DELIVERED" if result.delivered else "FAILED"
@@ -876,13 +881,13 @@ class Dispatcher:
             log.exception("delivery %s failed unexpectedly", delivery.id)
         finally:
             self._leases.pop(delivery.id, None)
-            if guard is not None:
-                was_full = guard.in_flight >= guard.limits.concurrency
-                guard.finished()
-                if was_full:
-                    # A slot of a full channel is free: this dispatcher may claim again (the
-                    # slots are its own, so no other replica needs telling).
-                    self._wakeup.wake()
+            self._free_slot(slot)
+
+    def _free_slot(self, slot: SendSlot) -> None:
+        if slot.give_back():
+            # A slot of a full channel is free: this dispatcher may claim again (the slots
+            # are its own, so no other replica needs telling).
+            self._wakeup.wake()
 
     async def _send(
         self, channel: Channel, message: dict[str, Any], contact: Contact

@@ -140,3 +140,21 @@ class ChannelGuard:
                 self.breaker_failures, self.breaker_cooldown, self.clock
             )
         return self.breakers[gateway]
+
+
+@dataclass
+class SendSlot:
+    """A send's place among its channel's sends in flight: given back once, as soon as the
+    gateway has answered (the answer may then wait for its record), or when the send fails."""
+
+    guard: ChannelGuard | None
+    given_back: bool = False
+
+    def give_back(self) -> bool:
+        """Free the slot; True when the channel was full until now (a claim may be made)."""
+        if self.guard is None or self.given_back:
+            return False
+        self.given_back = True
+        was_full = self.guard.in_flight >= self.guard.limits.concurrency
+        self.guard.finished()
+        return was_full

@@ -628,6 +628,55 @@ async def test_answers_that_come_apart_wait_for_one_record_and_a_stopping_dispat
     assert deliveries == dict.fromkeys(backlog, "DELIVERED")
 
 
+async def test_an_answer_waiting_for_its_record_leaves_its_channel_slot_to_the_next_send(
+    private_settings: Settings, replica: Replica
+) -> None:
+    """A channel's concurrency counts its sends in flight: once the gateway has answered a send,
+    its slot is free for the next send while the answer waits for its record, and the alert's
+    ACK clock runs from the answer."""
+    # One send at a time, and the answers would wait an hour for their record.
+    one_at_a_time = private_settings.model_copy(
+        update={
+            "notification_record_linger_ms": 3_600_000,
+            "notification_channel_limits": {
+                "file": ChannelLimits(concurrency=1, rate_per_second=100, burst=100)
+            },
+        }
+    )
+    own_engine = create_engine(one_at_a_time, pool_size=4)
+    channel = AnsweringWhenTold()
+    dispatcher = replica(one_at_a_time, own_engine, {"file": channel})
+    backlog = [await due_delivery(one_at_a_time) for _ in range(2)]
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 1)
+        channel.answer(0)
+        # The second send goes while the first answer waits for its record.
+        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 2)
+        assert len(dispatcher._delivered) == 1
+        assert await recorded_count(one_at_a_time, backlog) == 0
+        channel.answer(1)
+        await eventually(
+            lambda: asyncio.sleep(0, len(dispatcher._delivered)), lambda waiting: waiting == 2
+        )
+        running.cancel()  # the dispatcher stops: it records both answers as it does
+        await asyncio.gather(running, return_exceptions=True)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await own_engine.dispose()
+    assert await recorded_count(one_at_a_time, backlog) == 2
+    # Each alert's ACK clock started when its gateway answered, not when the answer was
+    # recorded (here, as the dispatcher stopped).
+    clocks = await fetch_rows(
+        one_at_a_time,
+        "SELECT extract(epoch FROM n.ack_due_at - n.delivered_at) FROM notification.deliveries d"
+        " JOIN notification.notifications n ON n.id = d.notification_id WHERE d.id = ANY($1)",
+        backlog,
+    )
+    assert [float(row[0]) for row in clocks] == [one_at_a_time.notification_ack_seconds] * 2
+
+
 async def states(settings: Settings, sql: str, ids: list[UUID]) -> dict[UUID, str]:
     return {row[0]: row[1] for row in await fetch_rows(settings, sql, ids)}
 
