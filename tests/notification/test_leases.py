@@ -465,6 +465,39 @@ class AnsweringWhenTold:
         return None
 
 
+@dataclass
+class HeldSends:
+    """A dispatcher on an engine of its own, running, whose sends to the local file answer
+    when told (`channel`), with the deliveries it was given due."""
+
+    dispatcher: Dispatcher
+    channel: AnsweringWhenTold
+    engine: AsyncEngine
+    backlog: list[UUID]
+    running: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        """Stop the dispatcher, as a service stopping does: it records the answers it holds."""
+        self.running.cancel()
+        await asyncio.gather(self.running, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def held_sends(
+    settings: Settings, replica: Replica, deliveries: int
+) -> AsyncIterator[HeldSends]:
+    engine = create_engine(settings, pool_size=4)
+    channel = AnsweringWhenTold()
+    dispatcher = replica(settings, engine, {"file": channel})
+    backlog = [await due_delivery(settings) for _ in range(deliveries)]
+    held = HeldSends(dispatcher, channel, engine, backlog, asyncio.create_task(dispatcher.run()))
+    try:
+        yield held
+    finally:
+        await held.stop()
+        await engine.dispose()
+
+
 async def test_answers_are_recorded_through_a_few_connections_however_many_come_at_once(
     private_settings: Settings, replica: Replica
 ) -> None:
@@ -598,27 +631,18 @@ async def test_answers_that_come_apart_wait_for_one_record_and_a_stopping_dispat
     once its lease runs out."""
     # As if the linger were an hour: nothing is recorded before the dispatcher stops.
     lingering = private_settings.model_copy(update={"notification_record_linger_ms": 3_600_000})
-    own_engine = create_engine(lingering, pool_size=4)
-    channel = AnsweringWhenTold()
-    dispatcher = replica(lingering, own_engine, {"file": channel})
-    backlog = [await due_delivery(lingering) for _ in range(3)]
-    running = asyncio.create_task(dispatcher.run())
-    try:
+    async with held_sends(lingering, replica, 3) as held:
+        channel, backlog = held.channel, held.backlog
         await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 3)
-        with statements_sent(own_engine) as sent:
+        with statements_sent(held.engine) as sent:
             for answered in range(1, 4):
                 channel.answer(answered - 1)
                 await eventually(
-                    lambda: asyncio.sleep(0, len(dispatcher._delivered)),
+                    lambda: asyncio.sleep(0, len(held.dispatcher._delivered)),
                     lambda waiting, answered=answered: waiting == answered,
                 )
             assert await recorded_count(lingering, backlog) == 0  # each waits for the others
-            running.cancel()  # the dispatcher stops: it writes the record as it does
-            await asyncio.gather(running, return_exceptions=True)
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await own_engine.dispose()
+            await held.stop()  # the dispatcher stops: it writes the record as it does
     records = [statement for statement in sent if statement.startswith("WITH answer AS")]
     assert len(records) == 1
     assert await recorded_count(lingering, backlog) == 3
@@ -643,28 +667,19 @@ async def test_an_answer_waiting_for_its_record_leaves_its_channel_slot_to_the_n
             },
         }
     )
-    own_engine = create_engine(one_at_a_time, pool_size=4)
-    channel = AnsweringWhenTold()
-    dispatcher = replica(one_at_a_time, own_engine, {"file": channel})
-    backlog = [await due_delivery(one_at_a_time) for _ in range(2)]
-    running = asyncio.create_task(dispatcher.run())
-    try:
+    async with held_sends(one_at_a_time, replica, 2) as held:
+        channel, backlog = held.channel, held.backlog
         await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 1)
         channel.answer(0)
         # The second send goes while the first answer waits for its record.
         await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 2)
-        assert len(dispatcher._delivered) == 1
+        assert len(held.dispatcher._delivered) == 1
         assert await recorded_count(one_at_a_time, backlog) == 0
         channel.answer(1)
         await eventually(
-            lambda: asyncio.sleep(0, len(dispatcher._delivered)), lambda waiting: waiting == 2
+            lambda: asyncio.sleep(0, len(held.dispatcher._delivered)), lambda waiting: waiting == 2
         )
-        running.cancel()  # the dispatcher stops: it records both answers as it does
-        await asyncio.gather(running, return_exceptions=True)
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await own_engine.dispose()
+        await held.stop()  # the dispatcher stops: it records both answers as it does
     assert await recorded_count(one_at_a_time, backlog) == 2
     # Each alert's ACK clock started when its gateway answered, not when the answer was
     # recorded (here, as the dispatcher stopped).
