@@ -18,7 +18,13 @@ from services.notification.channels.http import judge_status, retry_after_second
 from services.notification.channels.robots import clip_utf8, dingtalk_sign
 from services.notification.channels.webhook import webhook_signature
 from services.notification.dispatch import DeliveryPolicy
-from services.notification.guard import ChannelGuard, CircuitBreaker, TokenBucket, limits_for
+from services.notification.guard import (
+    ChannelGuard,
+    CircuitBreaker,
+    SendSlot,
+    TokenBucket,
+    limits_for,
+)
 from shared.domain.directory import Contact
 from shared.settings import ChannelLimits, Settings
 
@@ -154,6 +160,18 @@ def test_channel_capacity_is_bounded_by_slots_and_tokens():
     guard.finished()
     guard.finished()
     assert guard.capacity() == 1  # slots are free but only one token is left
+
+
+def test_a_send_gives_its_slot_back_once_and_says_when_its_channel_was_full():
+    guard = ChannelGuard(ChannelLimits(concurrency=2, rate_per_second=10, burst=10), 3, 10, Clock())
+    guard.started(2)
+    first, second = SendSlot(guard), SendSlot(guard)
+    assert first.give_back() is True  # the channel was full: a claim may be made now
+    assert first.give_back() is False  # once: the answer's record gives back nothing more
+    assert guard.in_flight == 1
+    assert second.give_back() is False  # a slot was free already
+    assert guard.in_flight == 0
+    assert SendSlot(None).give_back() is False  # a channel not configured has no slots
 
 
 def test_breaker_opens_after_consecutive_failures_and_half_opens_after_cooldown():
