@@ -8,7 +8,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import asyncpg
 from sqlalchemy import CursorResult, MetaData, Result
@@ -45,16 +45,21 @@ SWEPT_BY_TIME: dict[str, Any] = {
     "postgresql_using": "brin",
     "postgresql_with": {"autosummarize": "on"},
 }
-# A swept index as the revisions that made it a block-range index name it: (index, table,
-# column, the predicate of the B-tree it was, if it had one).
-SweptIndex = tuple[str, str, str, str | None]
-OUTBOX_SWEPT: SweptIndex = (
-    "ix_outbox_published_at",
-    "outbox",
-    "published_at",
-    "published_at IS NOT NULL",
+
+
+class SweptIndex(NamedTuple):
+    """A swept index as the revisions that made it a block-range index name it."""
+
+    name: str
+    table: str
+    column: str
+    b_tree_predicate: str | None  # of the B-tree it was, if it had one
+
+
+OUTBOX_SWEPT = SweptIndex(
+    "ix_outbox_published_at", "outbox", "published_at", "published_at IS NOT NULL"
 )
-INBOX_SWEPT: SweptIndex = ("ix_inbox_processed_at", "inbox", "processed_at", None)
+INBOX_SWEPT = SweptIndex("ix_inbox_processed_at", "inbox", "processed_at", None)
 # Since the revisions after those: sent outbox rows are swept by when they were written (a row
 # is sent after it is written). A block-range index of sending times, which every unsent row has
 # empty, was one that the relay's read of unsent rows could be planned by, reading every range.
@@ -75,16 +80,24 @@ def sent_rows_found_by_creation(schema: str) -> None:
     of creation times, which nothing else reads and nothing changes once written."""
     from alembic import op
 
-    op.drop_index(OUTBOX_SWEPT[0], table_name="outbox", schema=schema)
-    op.create_index(OUTBOX_BY_CREATION, "outbox", ["created_at"], schema=schema, **SWEPT_BY_TIME)
+    op.drop_index(OUTBOX_SWEPT.name, table_name=OUTBOX_SWEPT.table, schema=schema)
+    op.create_index(
+        OUTBOX_BY_CREATION, OUTBOX_SWEPT.table, ["created_at"], schema=schema, **SWEPT_BY_TIME
+    )
 
 
 def sent_rows_found_by_sending(schema: str) -> None:
     """In a revision's downgrade: the outbox's block-range index of sending times again."""
     from alembic import op
 
-    op.drop_index(OUTBOX_BY_CREATION, table_name="outbox", schema=schema)
-    op.create_index(OUTBOX_SWEPT[0], "outbox", ["published_at"], schema=schema, **SWEPT_BY_TIME)
+    op.drop_index(OUTBOX_BY_CREATION, table_name=OUTBOX_SWEPT.table, schema=schema)
+    op.create_index(
+        OUTBOX_SWEPT.name,
+        OUTBOX_SWEPT.table,
+        [OUTBOX_SWEPT.column],
+        schema=schema,
+        **SWEPT_BY_TIME,
+    )
 
 
 def swept_by_b_trees(schema: str, swept: Sequence[SweptIndex]) -> None:

@@ -925,6 +925,13 @@ class Retention:
     keep: timedelta
     found_by: str | None = None
 
+    @classmethod
+    def of_sent_outbox_rows(cls, table: Table, keep: timedelta) -> Retention:
+        """Sent outbox rows past `keep`, found among those written before their cutoff by the
+        outbox's index of writing times (`ix_outbox_created_at`): a row is sent after it is
+        written."""
+        return cls(table, "published_at", keep, found_by="created_at")
+
 
 # Rows deleted per transaction: short transactions, locks held briefly, WAL in small steps.
 PURGE_BATCH = 1000

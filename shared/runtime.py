@@ -235,11 +235,8 @@ class ServiceRuntime:
         purge = RetentionPurge(
             self.sessions,
             [
-                Retention(
-                    self.outbox.table,
-                    "published_at",
-                    timedelta(hours=self.settings.outbox_retention_hours),
-                    found_by="created_at",
+                Retention.of_sent_outbox_rows(
+                    self.outbox.table, timedelta(hours=self.settings.outbox_retention_hours)
                 ),
                 Retention(
                     self.messaging.inbox_table,

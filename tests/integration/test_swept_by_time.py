@@ -121,7 +121,7 @@ async def test_a_sweep_reads_the_old_ranges_and_purges_only_their_rows(scratch_s
         await session.execute(
             text(f"SELECT brin_summarize_new_values('\"{schema}\".ix_outbox_created_at')")
         )
-    retention = Retention(outbox.table, "published_at", timedelta(days=7), found_by="created_at")
+    retention = Retention.of_sent_outbox_rows(outbox.table, timedelta(days=7))
     # A sweep of the steady state, a few rows past their time: read through the index. (A
     # backlog, more rows past than a batch, is read from the table's start, where they lie.)
     async with sessions() as session:

@@ -16,7 +16,13 @@ Create Date: 2026-12-05 11:30:00
 
 from collections.abc import Sequence
 
-from shared.db import INBOX_SWEPT, OUTBOX_SWEPT, swept_by_b_trees, swept_by_block_ranges
+from shared.db import (
+    INBOX_SWEPT,
+    OUTBOX_SWEPT,
+    SweptIndex,
+    swept_by_b_trees,
+    swept_by_block_ranges,
+)
 
 revision: str = "0016"
 down_revision: str | None = "0015"
@@ -27,7 +33,7 @@ SCHEMA = "intake"
 SWEPT = (
     OUTBOX_SWEPT,
     INBOX_SWEPT,
-    ("ix_idempotency_keys_created", "idempotency_keys", "created_at", None),
+    SweptIndex("ix_idempotency_keys_created", "idempotency_keys", "created_at", None),
 )
 
 
