@@ -340,12 +340,14 @@ def connection_options(settings: Settings) -> dict[str, Any]:
 
 def fetch_options(settings: Settings, max_wait_ms: int | None = None) -> dict[str, Any]:
     """How every long-running consumer fetches: how long the broker may hold an empty fetch
-    (`max_wait_ms`, by default the setting's), and how often aiokafka's fetcher looks around
-    when nothing wakes it."""
+    (`max_wait_ms`, by default the setting's), how often aiokafka's fetcher looks around when
+    nothing wakes it, and how much one fetch may bring."""
     held = settings.kafka_fetch_max_wait_ms if max_wait_ms is None else max_wait_ms
     return {
         "fetch_max_wait_ms": held,
         "consumer_timeout_ms": settings.kafka_consumer_timeout_ms,
+        "fetch_max_bytes": settings.kafka_fetch_max_bytes,
+        "max_partition_fetch_bytes": settings.kafka_max_partition_fetch_bytes,
     }
 
 
