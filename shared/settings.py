@@ -106,11 +106,13 @@ class Settings(BaseSettings):
     kafka_batch_max_records: int = Field(default=200, ge=1, le=10000)
     # The most bytes of records one fetch brings, and of one partition's records in it
     # (aiokafka's `fetch_max_bytes` and `max_partition_fetch_bytes`, 50 MiB and 1 MiB by
-    # default). A consumer that has fallen behind holds what it fetched until it takes it:
-    # audit reads every topic's partitions, and flat out the defaults took its peak memory past
-    # 150 MB (docs/performance.md, item 115). A record larger than either still comes.
-    kafka_fetch_max_bytes: int = Field(default=1048576, ge=1024)
-    kafka_max_partition_fetch_bytes: int = Field(default=262144, ge=1024)
+    # default; Tansu answers at most 5 MiB). A consumer that has fallen behind holds what it
+    # fetched until it takes it: audit reads every topic's partitions, and flat out the
+    # defaults took its peak memory past 150 MB. Smaller fetches make a consumer that is
+    # behind catch up more slowly, since Tansu holds every fetch for its whole wait
+    # (docs/performance.md, item 115). A record larger than either still comes.
+    kafka_fetch_max_bytes: int = Field(default=2097152, ge=1024)
+    kafka_max_partition_fetch_bytes: int = Field(default=524288, ge=1024)
     # How long intake's status projection lets a fetch that brought records wait for more to
     # join their batch (`EventConsumer.linger_seconds`): it is off the alerts' path, and reads
     # every event of escalations.v1 for the one status change of an incident in seven; a status
