@@ -238,6 +238,11 @@ class Settings(BaseSettings):
     # the answers of several incidents. The send is made and its answer in hand; only the
     # delivery's DELIVERED and its event come this much later. 0: each burst of answers apart.
     notification_record_linger_ms: int = Field(default=50, ge=0, le=1000)
+    # How many answers may wait for their record with their channel slots given to the next
+    # sends (docs/performance.md, item 117). Past it a send keeps its slot until its answer is
+    # recorded: a database slower than the gateways holds the sends back, instead of the
+    # answers piling up in memory.
+    notification_unrecorded_answers_limit: int = Field(default=256, ge=0)
     # The pace of notification's outbox relay (`OutboxRelay`), as intake's: after a pass that
     # sent events, the next no sooner than this after it began. Its events (an alert sent,
     # delivered, failed, acknowledged) are on no alert's way: the alerts go from the dispatcher

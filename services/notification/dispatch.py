@@ -329,6 +329,8 @@ class DeliveryPolicy:
     record_base_url: str
     # How long a delivered answer waits for others to join its record.
     record_linger: float = 0.0
+    # How many answers may wait for their record with their sends' slots given back.
+    unrecorded_answers_limit: int = 256
 
     @classmethod
     def of(cls, settings: Settings) -> DeliveryPolicy:
@@ -341,6 +343,7 @@ class DeliveryPolicy:
             send_timeout=settings.notification_send_timeout_seconds,
             record_base_url=settings.notification_record_base_url.rstrip("/"),
             record_linger=settings.notification_record_linger_ms / 1000,
+            unrecorded_answers_limit=settings.notification_unrecorded_answers_limit,
         )
 
     def retry_in(self, attempts_made: int, result: DeliveryResult) -> timedelta | None:
@@ -423,6 +426,8 @@ class Dispatcher:
         # Delivered answers not yet written, each with what its sender awaits: see
         # `_record_delivered`.
         self._delivered: list[tuple[dict[str, Any], asyncio.Future[Row]]] = []
+        # Answers in hand whose record is not written yet (`_deliver`).
+        self._unrecorded = 0
         # delivery id → the lease it is being sent under, while the send is in flight here
         self._leases: dict[UUID, UUID] = {}
         # When something recorded here after this pass's look is due (monotonic), and until
@@ -847,7 +852,8 @@ class Dispatcher:
     async def _deliver(self, delivery: Row) -> None:
         guard = self._guards.get(delivery.channel)
         # The channel's slot is the send's: free once the gateway has answered, while the
-        # answer waits for its record (`_record_delivered`).
+        # answer waits for its record (`_record_delivered`), unless too many answers wait
+        # already: then once it is recorded, so that they cannot pile up without end.
         slot = SendSlot(guard)
         try:
             contact = Contact.model_validate(delivery.target)
@@ -868,14 +874,19 @@ class Dispatcher:
                         retry_after=breaker.retry_in(),
                     )
             latency_ms = (time.perf_counter() - started) * 1000
-            self._free_slot(slot)
+            if self._unrecorded < self._policy.unrecorded_answers_limit:
+                self._free_slot(slot)
             if self._metrics is not None:
                 self._metrics.attempts.labels(
                     delivery.channel, "DELIVERED" if result.delivered else "FAILED"
                 ).inc()
                 self._metrics.latency.labels(delivery.channel).observe(latency_ms / 1000)
                 self._metrics.observe_guards(self._guards)
-            await self._record(delivery, result, latency_ms)
+            self._unrecorded += 1
+            try:
+                await self._record(delivery, result, latency_ms)
+            finally:
+                self._unrecorded -= 1
         except Exception:
             # The lease runs out and the delivery is claimed again: nothing is lost.
             log.exception("delivery %s failed unexpectedly", delivery.id)

@@ -692,6 +692,40 @@ async def test_an_answer_waiting_for_its_record_leaves_its_channel_slot_to_the_n
     assert [float(row[0]) for row in clocks] == [one_at_a_time.notification_ack_seconds] * 2
 
 
+async def test_past_the_unrecorded_answers_limit_a_send_keeps_its_slot_until_its_record(
+    private_settings: Settings, replica: Replica
+) -> None:
+    """Answers that wait for their record give their slots to the next sends only up to
+    `NOTIFICATION_UNRECORDED_ANSWERS_LIMIT`: past it a send keeps its slot until its answer is
+    recorded, so a database slower than the gateways holds the sends back rather than letting
+    the answers pile up in memory."""
+    one_unrecorded = private_settings.model_copy(
+        update={
+            "notification_record_linger_ms": 3_600_000,
+            "notification_unrecorded_answers_limit": 1,
+            "notification_channel_limits": {
+                "file": ChannelLimits(concurrency=1, rate_per_second=100, burst=100)
+            },
+        }
+    )
+    async with held_sends(one_unrecorded, replica, 3) as held:
+        channel, backlog = held.channel, held.backlog
+        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 1)
+        channel.answer(0)
+        # The first answer waits for its record, its slot given to the second send.
+        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 2)
+        channel.answer(1)
+        await eventually(
+            lambda: asyncio.sleep(0, len(held.dispatcher._delivered)), lambda waiting: waiting == 2
+        )
+        # The second answer came with one waiting already: its send keeps the channel's one
+        # slot, and the third alert is not sent while the two wait for their record.
+        assert held.dispatcher._guards["file"].in_flight == 1
+        assert channel.sends == 2
+        await held.stop()  # the dispatcher stops: it records both answers as it does
+    assert await recorded_count(one_unrecorded, backlog) == 2
+
+
 async def states(settings: Settings, sql: str, ids: list[UUID]) -> dict[UUID, str]:
     return {row[0]: row[1] for row in await fetch_rows(settings, sql, ids)}
 
