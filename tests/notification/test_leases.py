@@ -652,27 +652,38 @@ async def test_answers_that_come_apart_wait_for_one_record_and_a_stopping_dispat
     assert deliveries == dict.fromkeys(backlog, "DELIVERED")
 
 
+def one_send_at_a_time(settings: Settings, **more: Any) -> Settings:
+    """The file channel sends one alert at a time, and its answers would wait an hour for their
+    record."""
+    return settings.model_copy(
+        update={
+            "notification_record_linger_ms": 3_600_000,
+            "notification_channel_limits": {
+                "file": ChannelLimits(concurrency=1, rate_per_second=100, burst=100)
+            },
+            **more,
+        }
+    )
+
+
+async def second_send_while_first_answer_waits(held: HeldSends) -> None:
+    """The first alert sent and answered; the second sent while that answer waits for its
+    record, the first send's slot given back."""
+    await eventually(lambda: asyncio.sleep(0, held.channel.sends), lambda n: n == 1)
+    held.channel.answer(0)
+    await eventually(lambda: asyncio.sleep(0, held.channel.sends), lambda n: n == 2)
+
+
 async def test_an_answer_waiting_for_its_record_leaves_its_channel_slot_to_the_next_send(
     private_settings: Settings, replica: Replica
 ) -> None:
     """A channel's concurrency counts its sends in flight: once the gateway has answered a send,
     its slot is free for the next send while the answer waits for its record, and the alert's
     ACK clock runs from the answer."""
-    # One send at a time, and the answers would wait an hour for their record.
-    one_at_a_time = private_settings.model_copy(
-        update={
-            "notification_record_linger_ms": 3_600_000,
-            "notification_channel_limits": {
-                "file": ChannelLimits(concurrency=1, rate_per_second=100, burst=100)
-            },
-        }
-    )
+    one_at_a_time = one_send_at_a_time(private_settings)
     async with held_sends(one_at_a_time, replica, 2) as held:
         channel, backlog = held.channel, held.backlog
-        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 1)
-        channel.answer(0)
-        # The second send goes while the first answer waits for its record.
-        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 2)
+        await second_send_while_first_answer_waits(held)
         assert len(held.dispatcher._delivered) == 1
         assert await recorded_count(one_at_a_time, backlog) == 0
         channel.answer(1)
@@ -699,21 +710,10 @@ async def test_past_the_unrecorded_answers_limit_a_send_keeps_its_slot_until_its
     `NOTIFICATION_UNRECORDED_ANSWERS_LIMIT`: past it a send keeps its slot until its answer is
     recorded, so a database slower than the gateways holds the sends back rather than letting
     the answers pile up in memory."""
-    one_unrecorded = private_settings.model_copy(
-        update={
-            "notification_record_linger_ms": 3_600_000,
-            "notification_unrecorded_answers_limit": 1,
-            "notification_channel_limits": {
-                "file": ChannelLimits(concurrency=1, rate_per_second=100, burst=100)
-            },
-        }
-    )
+    one_unrecorded = one_send_at_a_time(private_settings, notification_unrecorded_answers_limit=1)
     async with held_sends(one_unrecorded, replica, 3) as held:
         channel, backlog = held.channel, held.backlog
-        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 1)
-        channel.answer(0)
-        # The first answer waits for its record, its slot given to the second send.
-        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 2)
+        await second_send_while_first_answer_waits(held)
         channel.answer(1)
         await eventually(
             lambda: asyncio.sleep(0, len(held.dispatcher._delivered)), lambda waiting: waiting == 2
