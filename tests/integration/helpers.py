@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from uuid import uuid4
 
 import httpx
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.domain.ownership import ACTIONS_OF
 from shared.domain.vocabulary import ActionCode, PartyKind, party_code
@@ -20,9 +21,25 @@ from shared.events.models import (
     Reporter,
     Subject,
 )
+from shared.kafka import connection_options
+from shared.settings import Settings
 from tests.support import PATIENCE_SECONDS
 
 T = TypeVar("T")
+
+
+async def new_topic(settings: Settings, partitions: int, prefix: str = "test") -> str:
+    """A topic of its own for one test, with `partitions` partitions, on the real broker."""
+    topic = f"{prefix}.{uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+        )
+    finally:
+        await admin.close()
+    return topic
 
 
 async def eventually(

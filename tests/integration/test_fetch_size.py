@@ -3,13 +3,11 @@ the real broker: one larger than the bounds comes too (shared/kafka.py fetch_opt
 
 from __future__ import annotations
 
-import uuid
-
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.kafka import connection_options, create_producer, fetch_options
 from shared.settings import Settings
+from tests.integration.helpers import new_topic
 
 PATIENCE_MS = 60_000
 FETCH_BYTES = 16 * 1024
@@ -25,13 +23,7 @@ async def test_a_consumer_behind_fetches_a_bounded_amount_and_still_every_record
             "kafka_max_partition_fetch_bytes": FETCH_BYTES,
         }
     )
-    topic = f"test.fetch-size.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(**connection_options(settings))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    topic = await new_topic(settings, partitions=1, prefix="test.fetch-size")
     # Written before the consumer starts, each its own record batch, as a relay's passes are:
     # together ten times what one fetch may bring, and one record twice that alone.
     values = [f"{number:04d}".encode() + b"x" * 2_700 for number in range(RECORDS)]

@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared import kafka
 from shared.kafka import IdleFetching, connection_options, create_producer
 from shared.settings import Settings
+from tests.integration.helpers import new_topic
 
 PATIENCE_SECONDS = 60
-
-
-async def new_topic(settings: Settings, partitions: int) -> str:
-    """A topic of its own for one test, with `partitions` partitions."""
-    topic = f"test.idle.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(**connection_options(settings))
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
-        )
-    finally:
-        await admin.close()
-    return topic
 
 
 def reader(settings: Settings, fetch_max_wait_ms: int) -> AIOKafkaConsumer:
@@ -46,7 +31,7 @@ def reader(settings: Settings, fetch_max_wait_ms: int) -> AIOKafkaConsumer:
 async def test_an_idle_consumer_reads_every_record_sent_while_it_pauses(
     infra_settings: Settings,
 ) -> None:
-    topic = await new_topic(infra_settings, partitions=2)
+    topic = await new_topic(infra_settings, prefix="test.idle", partitions=2)
     producer = create_producer(infra_settings, "test-idle-producer")
     consumer = reader(infra_settings, infra_settings.kafka_fetch_max_wait_ms)
     await producer.start()
@@ -96,7 +81,7 @@ async def test_a_look_lasts_until_the_broker_answers_however_slow_it_is(
     ends only once the broker has answered, and reads a record sent while the consumer paused."""
     # However busy this machine is, a look gives up only after the test's own patience.
     monkeypatch.setattr(kafka, "LOOK_LIMIT_SECONDS", PATIENCE_SECONDS)
-    topic = await new_topic(infra_settings, partitions=1)
+    topic = await new_topic(infra_settings, prefix="test.idle", partitions=1)
     producer = create_producer(infra_settings, "test-idle-slow-producer")
     consumer = reader(infra_settings, fetch_max_wait_ms=300)
     await producer.start()
