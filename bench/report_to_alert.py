@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import re
 import signal
 import subprocess
@@ -64,7 +65,7 @@ import psutil
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench import edge
+from bench import edge, machine_speed
 from bench.http1 import Client, HttpError
 from shared.auth import ensure_dev_keys, mint
 from shared.db import migrate
@@ -113,6 +114,12 @@ LEAD_IN_SECONDS = 5.0
 # answers, audit's lingering batches and its findings) finishes within this; the run's CPU is
 # read after it.
 TAIL_SECONDS = 3.0
+# The figures the machine's swing moves most are measured this many times: CPU an incident at
+# `REPEATED_RATE`, and intake alone as one process. Its neighbours only ever add to a run's CPU
+# (timeit's rule), so the summary takes the least CPU and the most reports/s, each beside all
+# the runs and the machine's speed during each (`bench.machine_speed`).
+REPEATS = 3
+REPEATED_RATE = 50.0
 PROFILE_SUFFIXES = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}
 
 
@@ -268,6 +275,30 @@ async def bench_process(
 
 
 @contextlib.asynccontextmanager
+async def machine_speed_probe(work: Path) -> AsyncIterator[Path]:
+    """`bench.machine_speed` in a process of its own while inside: the file of its samples."""
+    samples = work / "machine-speed.txt"
+    samples.parent.mkdir(parents=True, exist_ok=True)
+    samples.write_text("", "utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.machine_speed", "--output", str(samples)],
+        cwd=REPOSITORY_ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield samples
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def machine_unit_us(samples: Path, began: float, ended: float) -> float | None:
+    """The machine's speed over a run's stretch (monotonic seconds): µs a probe's unit took."""
+    value = machine_speed.unit_us_between(machine_speed.read_samples(samples), began, ended)
+    return None if math.isnan(value) else value
+
+
+@contextlib.asynccontextmanager
 async def sink_process(log_dir: Path) -> AsyncIterator[Sink]:
     async with bench_process("bench.sink", log_dir / "sink.log") as (port, process):
         yield Sink(port, process)
@@ -401,6 +432,12 @@ async def first_alerts(
         if expected <= arrivals.keys() or time.monotonic() > give_up:
             return arrivals
         await asyncio.sleep(0.5)
+
+
+def repeated(run: dict[str, Any]) -> dict[str, Any]:
+    """What the summary reads of each run at `REPEATED_RATE`."""
+    kept = ("cpu_ms_per_incident", "machine_unit_us", "p50_ms", "p99_ms", "sustained_per_second")
+    return {name: run[name] for name in kept if name in run}
 
 
 def measured(
@@ -744,6 +781,8 @@ class Bench:
     profile_dir: Path = PROFILES
     # `--census`: PostgreSQL's log, whose statements each run counts
     census: Path | None = None
+    # `bench.machine_speed`'s samples, read for each run's stretch
+    speed: Path | None = None
 
     async def measure(
         self, load: Any, offered: float | None, drain: float, lead_in: float = 0.0
@@ -766,6 +805,8 @@ class Bench:
             before, after, self.idle, elapsed, len(run.accepted)
         )
         result["kernel_share_of_cpu"] = kernel_shares(before, after, kernel_before, kernel_after)
+        if self.speed is not None:
+            result["machine_unit_us"] = machine_unit_us(self.speed, began, began + elapsed)
         result["first_alert_hops"] = await first_alert_hops(
             self.infra.database_url, run.split_at(lead_in, expected)[1], arrivals
         )
@@ -953,11 +994,12 @@ async def system_runs(
     profile_format: str,
     load_only: bool = False,
     census: Path | None = None,
+    repeats: int = REPEATS,
 ) -> dict[str, Any]:
     settings = Settings()
     private_key, _ = ensure_dev_keys(work / "auth")
     reports = Reports(private_key.read_bytes(), settings)
-    async with sink_process(work / "logs") as sink:
+    async with sink_process(work / "logs") as sink, machine_speed_probe(work / "logs") as speed:
         environment = service_environment(work, infra, sink.url, sink.collector)
         processes = ServiceProcesses(environment, free_ports(SERVICE_NAMES), work / "logs")
         try:
@@ -977,6 +1019,7 @@ async def system_runs(
                     profile=profile,
                     profile_format=profile_format,
                     census=census,
+                    speed=speed,
                 )
                 results: dict[str, Any] = {}
                 with MemoryWatch(processes) as memory:
@@ -992,15 +1035,20 @@ async def system_runs(
                     results["idle_cpu_ms_per_second"] = {
                         name: round(value * 1000, 1) for name, value in bench.idle.items()
                     }
-                    results["rates"] = [
-                        await bench.measure(
-                            at_fixed_rate(intake, reports, rate, LEAD_IN_SECONDS + seconds),
-                            rate,
-                            drain,
-                            LEAD_IN_SECONDS,
-                        )
-                        for rate in rates
-                    ]
+                    results["rates"] = []
+                    for rate in rates:
+                        runs = [
+                            await bench.measure(
+                                at_fixed_rate(intake, reports, rate, LEAD_IN_SECONDS + seconds),
+                                rate,
+                                drain,
+                                LEAD_IN_SECONDS,
+                            )
+                            for _ in range(repeats if rate == REPEATED_RATE else 1)
+                        ]
+                        results["rates"].append(runs[0])
+                        if len(runs) > 1:
+                            results["cpu_repeats"] = [repeated(run) for run in runs]
                     results["flat_out"] = await bench.measure(
                         flat_out([intake], reports, seconds, CONNECTIONS), None, drain
                     )
@@ -1012,7 +1060,9 @@ async def system_runs(
                     processes.url("intake"), processes.processes["intake"].pid
                 )
                 print(json.dumps(results["random_tokens"]), flush=True)
-                results["intake_alone"] = await intake_alone(bench, environment, seconds, work)
+                results["intake_alone"] = await intake_alone(
+                    bench, environment, seconds, work, repeats
+                )
                 results["stack_floor"] = await stack_floor(infra, reports, seconds, work / "logs")
         finally:
             processes.stop()
@@ -1020,10 +1070,11 @@ async def system_runs(
 
 
 async def intake_alone(
-    bench: Bench, environment: dict[str, str], seconds: float, work: Path
+    bench: Bench, environment: dict[str, str], seconds: float, work: Path, repeats: int
 ) -> list[dict[str, Any]]:
-    """Intake flat out with the other services stopped, as one process and as two replicas
-    (two processes, the load spread over both, as a Service spreads it over pods)."""
+    """Intake flat out with the other services stopped, as one process (`repeats` times) and
+    as two replicas (two processes, the load spread over both, as a Service spreads it over
+    pods)."""
     for service in ("escalation", "notification", "audit"):
         bench.processes.stop_one(service)
     await asyncio.sleep(2)
@@ -1040,11 +1091,18 @@ async def intake_alone(
         )
 
     try:
-        results.append(await intake_flat_out([bench.intake], bench.reports, seconds, used, idle))
+        for _ in range(repeats):
+            results.append(
+                await intake_flat_out(
+                    [bench.intake], bench.reports, seconds, used, idle, bench.speed
+                )
+            )
         await replicas.start(120)
         async with intake_client(replicas.url("intake")) as replica:
             results.append(
-                await intake_flat_out([bench.intake, replica], bench.reports, seconds, used, idle)
+                await intake_flat_out(
+                    [bench.intake, replica], bench.reports, seconds, used, idle, bench.speed
+                )
             )
     finally:
         replicas.stop()
@@ -1084,11 +1142,15 @@ async def intake_flat_out(
     seconds: float,
     used: Callable[[], dict[str, float]],
     idle: dict[str, float],
+    speed: Path | None = None,
 ) -> dict[str, Any]:
     """One closed-loop run over `clients` (one per intake process): reports/s and the CPU each
-    process spent per report, less what it spends idle."""
+    process spent per report, less what it spends idle (and the machine's speed meanwhile,
+    given `bench.machine_speed`'s samples)."""
     before = used()
+    began = time.monotonic()
     run = await flat_out(clients, reports, seconds, CONNECTIONS)
+    ended = time.monotonic()
     after = used()
     result = {
         "processes": len(clients),
@@ -1100,6 +1162,8 @@ async def intake_flat_out(
             before, after, idle, run.seconds, len(run.accepted)
         ),
     }
+    if speed is not None:
+        result["machine_unit_us"] = machine_unit_us(speed, began, ended)
     print(json.dumps(result), flush=True)
     return result
 
@@ -1118,6 +1182,7 @@ async def intake_only(
     async with (
         infrastructure(settings, work, fresh=True) as infra,
         sink_process(work / "logs") as collector,
+        machine_speed_probe(work / "logs") as speed,
     ):
         # Nobody consumes what intake publishes: no alert is sent, the address is never called.
         environment = service_environment(
@@ -1152,6 +1217,7 @@ async def intake_only(
                                 seconds,
                                 lambda: cpu_seconds(processes, infra) | load_generator(),
                                 idle,
+                                speed,
                             )
                         )
         finally:
@@ -1169,6 +1235,7 @@ async def main(
     profile_format: str = "flamegraph",
     load_only: bool = False,
     census: bool = False,
+    repeats: int = REPEATS,
 ) -> dict[str, Any]:
     work.mkdir(mode=0o755, parents=True, exist_ok=True)
     settings = Settings(database_url=None, kafka_bootstrap_servers=None)
@@ -1195,6 +1262,7 @@ async def main(
             profile_format,
             load_only,
             infra.postgres.data_dir / "server.log" if census else None,
+            repeats,
         )
     kafka = {
         "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
@@ -1219,6 +1287,13 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         choices=PROFILE_SUFFIXES,
         default="flamegraph",
         help="py-spy's output: flamegraph (svg), raw (collapsed stacks, one a line), speedscope",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=REPEATS,
+        help=f"how many times the run at {REPEATED_RATE:g}/s and intake alone as one process "
+        "are measured (the machine's swing moves their CPU most)",
     )
 
 
@@ -1268,6 +1343,7 @@ def run() -> None:
                 options.profile_format,
                 options.load_only,
                 options.census,
+                options.repeats,
             )
         )
     print(json.dumps(results, indent=2))

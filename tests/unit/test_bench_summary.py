@@ -109,6 +109,36 @@ def test_intake_is_read_against_the_bare_stack_when_the_run_measured_it() -> Non
     assert older[3] == "commit 0.3 ms"
 
 
+def test_cpu_at_50_is_the_least_of_its_repeats_shown_beside_each_and_the_machine_s_speed() -> None:
+    def repeat(intake: float, unit_us: float) -> dict[str, Any]:
+        return {
+            "cpu_ms_per_incident": run(50)["cpu_ms_per_incident"] | {"intake": intake},
+            "machine_unit_us": unit_us,
+        }
+
+    system = {"cpu_repeats": [repeat(6.0, 38.6), repeat(2.0, 25.0), repeat(4.0, 30.1)]}
+    (cpu,) = [r for r in summary(document(**system)) if r[0].startswith("CPU per incident")]
+    assert cpu[1:] == (
+        "12.5",
+        "≤ 15",
+        "least of 3 runs: 16.5, 12.5, 14.5 ms; machine 38.6, 25, 30.1 µs a unit",
+        "met",
+    )
+
+
+def test_intake_alone_as_one_process_is_the_most_of_its_repeats() -> None:
+    alone = [
+        {"processes": 1, "reports_per_second": 950.0, "machine_unit_us": 31.0},
+        {"processes": 1, "reports_per_second": 1010.0, "machine_unit_us": 26.0},
+        {"processes": 2, "reports_per_second": 1180.0},
+    ]
+    rows = {r[0]: r[1:] for r in summary(document(intake_alone=alone))}
+    one = rows["intake flat out, 1 process(es) (reports/s)"]
+    assert (one[0], one[3]) == ("1010", "met")
+    assert one[2].startswith("most of 2 runs: 950, 1010 /s; machine 31, 26 µs a unit; ")
+    assert rows["intake flat out, 2 process(es) (reports/s)"][0] == "1180"
+
+
 def test_events_per_incident_is_each_topics_growth_over_the_run_shared_by_its_incidents() -> None:
     before = {"incidents.v1": 10, "escalations.v1": 70}
     after = {"incidents.v1": 30, "escalations.v1": 217, "audit.v1": 1}
