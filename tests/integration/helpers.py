@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 from uuid import uuid4
 
 import httpx
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.domain.ownership import ACTIONS_OF
 from shared.domain.vocabulary import ActionCode, PartyKind, party_code
@@ -21,7 +20,7 @@ from shared.events.models import (
     Reporter,
     Subject,
 )
-from shared.kafka import connection_options
+from shared.kafka import ensure_topics
 from shared.settings import Settings
 from tests.support import PATIENCE_SECONDS
 
@@ -31,14 +30,8 @@ T = TypeVar("T")
 async def new_topic(settings: Settings, partitions: int, prefix: str = "test") -> str:
     """A topic of its own for one test, with `partitions` partitions, on the real broker."""
     topic = f"{prefix}.{uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(**connection_options(settings))
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
-        )
-    finally:
-        await admin.close()
+    layout = {"kafka_topic_partitions": partitions, "kafka_topic_replication_factor": 1}
+    await ensure_topics(settings.model_copy(update=layout), [topic])
     return topic
 
 
