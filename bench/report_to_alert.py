@@ -785,7 +785,12 @@ class Bench:
     speed: Path | None = None
 
     async def measure(
-        self, load: Any, offered: float | None, drain: float, lead_in: float = 0.0
+        self,
+        load: Any,
+        offered: float | None,
+        drain: float,
+        lead_in: float = 0.0,
+        repeat: int = 1,
     ) -> dict[str, Any]:
         await self.sink.clear(self.sink_client)
         records = await topic_records(self.infra.kafka_bootstrap_servers)
@@ -793,7 +798,9 @@ class Bench:
         wal_from = await wal_position(self.infra.database_url) if self.census else None
         before, kernel_before = cpu_and_kernel_of_all(self.processes, self.infra)
         began = time.monotonic()
-        with self._profiled(f"{offered:g}-per-second" if offered else "flat-out"):
+        label = f"{offered:g}-per-second" if offered else "flat-out"
+        # A repeated run's profile beside the first's, not over it.
+        with self._profiled(label if repeat == 1 else f"{label}-{repeat}"):
             run = await load
         expected = run.alerting(self.alerting) if self.alerting else run.accepted
         arrivals = await first_alerts(expected, self.sink, self.sink_client, drain)
@@ -1043,8 +1050,9 @@ async def system_runs(
                                 rate,
                                 drain,
                                 LEAD_IN_SECONDS,
+                                repeat,
                             )
-                            for _ in range(repeats if rate == REPEATED_RATE else 1)
+                            for repeat in range(1, (repeats if rate == REPEATED_RATE else 1) + 1)
                         ]
                         results["rates"].append(runs[0])
                         if len(runs) > 1:
