@@ -17,6 +17,7 @@ import uvicorn
 import yaml
 from sqlalchemy import Executable, event
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -273,16 +274,21 @@ def clients_for(processes: ServiceProcesses, work_dir: Path) -> dict[str, httpx.
     }
 
 
+def on_database(database_url: str, name: str) -> str:
+    """`database_url` with the database `name` on the same server (its address may be a Unix
+    socket's, in the URL's query)."""
+    return make_url(database_url).set(database=name).render_as_string(hide_password=False)
+
+
 @contextlib.asynccontextmanager
 async def scratch_database(database_url: str, **settings: Any) -> AsyncIterator[Settings]:
     """A database of the test's own on the server of `database_url`, dropped after: the
     settings that point at it (with `settings`)."""
     name = f"scratch_{uuid4().hex[:8]}"
-    server = database_url.rsplit("/", 1)[0]
-    admin = await asyncpg.connect(f"{server}/postgres")
+    admin = await asyncpg.connect(on_database(database_url, "postgres"))
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield Settings(database_url=f"{server}/{name}", **settings)
+        yield Settings(database_url=on_database(database_url, name), **settings)
     finally:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()

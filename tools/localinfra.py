@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 DATABASE_NAME = "emergency"
 # PostgreSQL refuses to run as root; as root, its local server runs as this unprivileged user.
 POSTGRES_OS_USER = "embedded_postgres"
+# The longest path a Unix socket may have (`sun_path`, its closing NUL left out).
+UNIX_SOCKET_PATH_LIMIT = 107
 
 
 # Ports the kernel hands out to outgoing connections: a listening port chosen among them can be
@@ -181,20 +184,42 @@ def _as_postgres_user(installation: PostgresInstallation) -> dict[str, Any]:
 
 
 class LocalPostgres:
-    """A PostgreSQL server on 127.0.0.1 with its data in `data_dir`.
+    """A PostgreSQL server with its data in `data_dir`, listening on 127.0.0.1 and on a Unix
+    socket in `data_dir`.
 
-    The wheel's own server manager listens on a Unix socket only; the services and the tests
-    reach PostgreSQL over TCP, as in production, so the server is run here from the wheel's
-    programs."""
+    The wheel's own server manager listens on a Unix socket only, where tests of a production
+    setup need TCP, so the server is run here from the wheel's programs. The services reach it
+    over its socket (`url`): a server on the same machine is reached as PostgreSQL's own clients
+    reach one, without a round of the kernel's TCP stack for every message (about a millisecond
+    of CPU an incident at 50/s on two cores, docs/performance.md, item 119). `tcp_url` is the
+    same server over TCP, as a server elsewhere is reached."""
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        self.data_dir = data_dir
+        self.data_dir = data_dir.resolve()
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
-    def url(self) -> str:
+    def tcp_url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE_NAME}"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data_dir / f".s.PGSQL.{self.port}"
+
+    @property
+    def has_socket(self) -> bool:
+        """Whether the data folder's path is short enough for a socket in it: PostgreSQL will
+        not start when it cannot make a socket it is asked for."""
+        return len(str(self.socket_path).encode()) <= UNIX_SOCKET_PATH_LIMIT
+
+    @property
+    def url(self) -> str:
+        """Over the Unix socket, or over TCP when the data folder has none."""
+        if not self.has_socket:
+            return self.tcp_url
+        folder = quote(str(self.data_dir), safe="/")
+        return f"postgresql://postgres@/{DATABASE_NAME}?host={folder}&port={self.port}"
 
     def _prepare(self) -> tuple[PostgresInstallation, dict[str, Any]]:
         """The installation and the user to run it as, with `data_dir` initialised for it."""
@@ -250,7 +275,7 @@ class LocalPostgres:
                 "-p",
                 str(self.port),
                 "-k",
-                str(self.data_dir),
+                str(self.data_dir) if self.has_socket else "",
                 "-c",
                 "max_connections=300",
                 "-c",

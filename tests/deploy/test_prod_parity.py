@@ -264,9 +264,12 @@ def pointed_at_local(
         local = make_url(database_url)
         given = make_url(environment["DATABASE_URL"])
         assert given.password is None, "passwords come from DATABASE_PASSWORD"
-        environment["DATABASE_URL"] = given.set(host=local.host, port=local.port).render_as_string(
-            hide_password=False
-        )
+        # The local server's address (a Unix socket's folder and port are in its query), with
+        # the container's login, database and options.
+        pointed = local.set(
+            drivername=given.drivername, username=given.username, database=given.database
+        ).update_query_dict(given.query)
+        environment["DATABASE_URL"] = pointed.render_as_string(hide_password=False)
     if "KAFKA_BOOTSTRAP_SERVERS" in environment:
         environment["KAFKA_BOOTSTRAP_SERVERS"] = infra.kafka_bootstrap_servers
         environment["KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"

