@@ -190,9 +190,8 @@ class LocalPostgres:
     The wheel's own server manager listens on a Unix socket only, where tests of a production
     setup need TCP, so the server is run here from the wheel's programs. The services reach it
     over its socket (`url`): a server on the same machine is reached as PostgreSQL's own clients
-    reach one, without a round of the kernel's TCP stack for every message (about a millisecond
-    of CPU an incident at 50/s on two cores, docs/performance.md, item 119). `tcp_url` is the
-    same server over TCP, as a server elsewhere is reached."""
+    reach one, without a round of the kernel's TCP stack for every message (docs/performance.md,
+    item 119). `tcp_url` is the same server over TCP, as a server elsewhere is reached."""
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = data_dir.resolve()
