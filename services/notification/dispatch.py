@@ -382,8 +382,12 @@ class LocalDispatcher:
 # keep up with every channel's answers.
 RECORDING_CONNECTIONS = 4
 # How many times a record of deliveries runs when PostgreSQL rolls it back for another
-# transaction's sake (`_execute_delivered`).
-RECORD_RACES = 3
+# transaction's sake (`_execute_delivered`), and the first pause before it runs again (doubled
+# each time, jittered, at most a second). Run again at once, a record that locks many alerts
+# took them again before the consumer's batch it had met could finish: the two met in every
+# run, and the answers went unrecorded and were sent anew (a fault drill, 2026-12-05).
+RECORD_RACES = 6
+RECORD_RACE_PAUSE_SECONDS = 0.05
 
 
 class Dispatcher:
@@ -1059,7 +1063,8 @@ class Dispatcher:
         # Nothing follows the record of a delivery: one statement, atomic on its own, with no
         # transaction around it. It locks the alerts of every answer, so it may meet a consumer's
         # batch holding some of them in another order: PostgreSQL rolls one of the two back, and
-        # when that is this statement it runs again (unrecorded, each send would be sent anew).
+        # when that is this statement it runs again once the other has had time to finish
+        # (unrecorded, each send would be sent anew).
         runs = 1
         while True:
             try:
@@ -1068,8 +1073,15 @@ class Dispatcher:
             except DBAPIError as error:
                 if runs == RECORD_RACES or not lost_a_race(error):
                     raise
+                pause = retry_delay(runs - 1, base=RECORD_RACE_PAUSE_SECONDS, cap=1.0)
                 runs += 1
-                log.info("a record of %d deliveries lost a race; again", len(parameters["now"]))
+                log.info(
+                    "a record of %d deliveries lost a race; again in %.2f s",
+                    len(parameters["now"]),
+                    pause.total_seconds(),
+                )
+                # The leases of its sends are kept meanwhile (`keep_leases`).
+                await asyncio.sleep(pause.total_seconds())
 
     async def _write_record(
         self, status: str, notification_id: UUID, delivery: Row, parameters: dict[str, Any]

@@ -806,3 +806,73 @@ async def test_a_record_that_meets_a_batch_holding_its_alerts_in_another_order_r
     )
     assert outcomes == dict.fromkeys(deliveries, "DELIVERED 1")
     assert channel.sends == 2  # each sent once
+
+
+async def test_a_record_that_loses_a_race_waits_for_the_batch_before_it_runs_again(
+    private_settings: Settings, replica: Replica
+) -> None:
+    """Three deliveries answer together; a consumer's batch holds the last of their alerts,
+    then asks for the middle one (the deadlock: the record is rolled back) and at once for the
+    first, as a batch withdrawing alert after alert does. Run again at once, the record would
+    take the first alert again before the batch and meet it anew; it pauses, the batch takes
+    what it needs and commits, and each delivery is recorded once, never sent anew."""
+    database = urlsplit(private_settings.plain_database_url).path.lstrip("/")
+    await execute_sql(
+        private_settings,
+        f"ALTER DATABASE \"{database}\" SET deadlock_timeout = '{RECORD_DEADLOCK_CHECK}'",
+    )
+    channel = AnsweringWhenTold()
+    dispatcher = replica(private_settings, None, {"file": channel})
+    deliveries = [await due_delivery(private_settings) for _ in range(3)]
+    first, middle, last = sorted(
+        row["notification_id"]
+        for row in await fetch_rows(
+            private_settings,
+            "SELECT notification_id FROM notification.deliveries WHERE id = ANY($1)",
+            deliveries,
+        )
+    )
+    running = asyncio.create_task(dispatcher.run())
+    batch = await asyncpg.connect(private_settings.plain_database_url)
+    observer = await asyncpg.connect(private_settings.plain_database_url)
+    try:
+        await batch.execute("SET deadlock_timeout = '1h'")
+        await batch.execute(f"SET lock_timeout = '{int(PATIENCE_SECONDS)}s'")
+        await eventually(lambda: asyncio.sleep(0, channel.sends), lambda n: n == 3)
+        transaction = batch.transaction()
+        await transaction.start()
+        lock = "SELECT id FROM notification.notifications WHERE id = $1 FOR UPDATE"
+        await batch.execute(lock, last)
+        channel.answer_all()
+
+        async def record_waiting() -> int:
+            return int(
+                await observer.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE 'WITH answer AS%'",
+                )
+            )
+
+        await eventually(record_waiting, lambda waiting: waiting == 1)
+        await batch.execute(lock, middle)  # the deadlock: PostgreSQL ends the record's wait
+        await batch.execute(lock, first)
+        await transaction.commit()
+        await eventually(
+            lambda: recorded_count(private_settings, deliveries), lambda done: done == 3
+        )
+    finally:
+        await batch.close()
+        await observer.close()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await execute_sql(private_settings, f'ALTER DATABASE "{database}" RESET deadlock_timeout')
+    outcomes = await states(
+        private_settings,
+        "SELECT d.id, d.status || ' ' || count(a.id) FROM notification.deliveries AS d"
+        " JOIN notification.attempts AS a ON a.delivery_id = d.id WHERE d.id = ANY($1)"
+        " GROUP BY d.id",
+        deliveries,
+    )
+    assert outcomes == dict.fromkeys(deliveries, "DELIVERED 1")
+    assert channel.sends == 3  # each sent once
