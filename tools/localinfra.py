@@ -200,7 +200,10 @@ class LocalPostgres:
 
     @property
     def tcp_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE_NAME}"
+        return self._tcp_url_of(DATABASE_NAME)
+
+    def _tcp_url_of(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     @property
     def socket_path(self) -> Path:
@@ -292,9 +295,7 @@ class LocalPostgres:
         deadline = time.monotonic() + 30
         while True:
             try:
-                connection = await asyncpg.connect(
-                    f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-                )
+                connection = await asyncpg.connect(self._tcp_url_of("postgres"))
                 break
             except (OSError, asyncpg.CannotConnectNowError):
                 if time.monotonic() > deadline:

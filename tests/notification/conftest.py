@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 import httpx
 import pytest
 import yaml
@@ -38,8 +36,8 @@ from tests.support import (
     PATIENCE_SECONDS,
     clients_for,
     directory_with_contacts,
-    on_database,
     running_system,
+    scratch_database,
 )
 from tools.devrun import ServiceProcesses
 from tools.localinfra import Infrastructure
@@ -268,22 +266,15 @@ async def private_settings(
     notification_system: NotificationSystem, tmp_path: Path
 ) -> AsyncIterator[Settings]:
     """A database of its own, migrated, where no running service claims anything."""
-    server = notification_system.infra.database_url
-    name = f"private_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(on_database(server, "postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    settings = Settings(
-        database_url=on_database(server, name),
+    async with scratch_database(
+        notification_system.infra.database_url,
         alerts_file=tmp_path / "alerts.jsonl",
         local_data_dir=tmp_path,
         notification_send_timeout_seconds=2.0,
         notification_lease_seconds=3.0,
-    )
-    await migrate(settings, "notification")
-    yield settings
+    ) as settings:
+        await migrate(settings, "notification")
+        yield settings
 
 
 @pytest.fixture
