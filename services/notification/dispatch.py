@@ -229,8 +229,9 @@ RECORD_UNDELIVERED = text(
 # alert stays so. Every delivery that answered meanwhile is recorded
 # by the one statement (`Dispatcher._record_delivered`), each row of the arrays an answer, never
 # two of one alert. The alerts are locked first, in the order of their ids (two writers at once
-# may hold answers of the same alerts), as a withdrawal locks them. The result, an answer a row:
-# whether its delivery moved, and the seconds to the ACK deadline it started, if it started one.
+# may hold answers of the same alerts), as a consumer's batch locks those it changes
+# (`lock_alerts_of_batch`). The result, an answer a row: whether its delivery moved, and the
+# seconds to the ACK deadline it started, if it started one.
 RECORD_DELIVERED = text(
     "WITH answer AS (SELECT * FROM unnest(CAST(:attempt_id AS uuid[]),"
     " CAST(:notification_id AS uuid[]), CAST(:delivery_id AS uuid[]), CAST(:lease_id AS uuid[]),"
@@ -1061,10 +1062,11 @@ class Dispatcher:
 
     async def _execute_delivered(self, parameters: dict[str, Any]) -> Sequence[Row]:
         # Nothing follows the record of a delivery: one statement, atomic on its own, with no
-        # transaction around it. It locks the alerts of every answer, so it may meet a consumer's
-        # batch holding some of them in another order: PostgreSQL rolls one of the two back, and
-        # when that is this statement it runs again once the other has had time to finish
-        # (unrecorded, each send would be sent anew).
+        # transaction around it. It locks the alerts of every answer in the order of their ids,
+        # as a consumer's batch locks the alerts it changes (`lock_alerts_of_batch`). Should it
+        # still meet a writer holding some of them in another order, PostgreSQL rolls one of
+        # the two back, and when that is this statement it runs again once the other has had
+        # time to finish (unrecorded, each send would be sent anew).
         runs = 1
         while True:
             try:

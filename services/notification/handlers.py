@@ -116,6 +116,7 @@ class NotificationHandlers:
             # Most duties of a decision alert nobody (a report to file, a visit to make): read
             # past without an inbox row.
             asks={ObligationCreated.ce_type: asks_of_notification},
+            prepare=lock_alerts_of_batch,
         )
 
     @property
@@ -258,6 +259,36 @@ class NotificationHandlers:
         if isinstance(event.data, ObligationWaived) and event.data.moved_to is not None:
             return  # the duty lives on elsewhere (R20), and so does its alert
         await withdraw(session, self.outbox, event.data)
+
+
+def duty_whose_alert_changes(event: CloudEvent) -> UUID | None:
+    """The duty whose stored alert `event` may change: withdraw (`withdraw`) or carry on for
+    the duty it moved to (`carry_on`); None for an event that changes no stored alert."""
+    data = event.data
+    if isinstance(data, ObligationMet | ObligationWaived):
+        return data.obligation_id
+    if isinstance(data, ObligationCreated):
+        return data.moved_from
+    return None
+
+
+# The stored alerts of a batch's duties, locked in the order of their ids.
+LOCK_ALERTS_OF_DUTIES = text(
+    "SELECT id FROM notification.notifications WHERE obligation_id = ANY(CAST(:duties AS uuid[]))"
+    " ORDER BY id FOR UPDATE"
+)
+
+
+async def lock_alerts_of_batch(session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+    """Lock, before anything else, every stored alert the batch may change, in the order of
+    their ids, as the record of delivered answers locks its alerts (`RECORD_DELIVERED`). Taken
+    one at a time in the order of the events, a batch could hold a later alert and wait for an
+    earlier one that the record holds while it waits for the later: PostgreSQL would roll one
+    back. Two writers that take the same rows in one order wait for each other, never in turn.
+    A batch that changes at most one alert cannot meet the record so, and asks nothing."""
+    duties = {duty for event in events if (duty := duty_whose_alert_changes(event)) is not None}
+    if len(duties) > 1:
+        await session.execute(LOCK_ALERTS_OF_DUTIES, {"duties": sorted(duties)})
 
 
 def asks_of_notification(obligation: ObligationCreated) -> bool:

@@ -743,10 +743,11 @@ RECORD_DEADLOCK_CHECK = "5s"
 async def test_a_record_that_meets_a_batch_holding_its_alerts_in_another_order_runs_again(
     private_settings: Settings, replica: Replica, answers: int, asked_after_the_last: list[int]
 ) -> None:
-    """Deliveries answer together, and a consumer's batch holds the last of their alerts and
-    then asks for earlier ones, which the record holds: a deadlock. PostgreSQL rolls the record
-    back (it waited first). With three, the batch asks for the middle alert (the deadlock) and
-    at once for the first, as a batch withdrawing alert after alert does: run again at once,
+    """Deliveries answer together, and another writer holds the last of their alerts and then
+    asks for earlier ones, which the record holds (as a consumer's batch did before it took its
+    alerts ahead, `test_batch_locks`): a deadlock. PostgreSQL rolls the record back (it waited
+    first). With three, the writer asks for the middle alert (the deadlock) and at once for the
+    first, as one taking alerts one by one would: run again at once,
     the record would take the first again before the batch and meet it anew. It pauses, runs
     again once the batch commits, and each delivery is recorded once, never sent anew."""
     # PostgreSQL rolls back the waiter whose deadlock check finds the cycle, and a waiter checks
