@@ -628,13 +628,20 @@ class OutboxRelay:
 
     async def connection(self) -> asyncpg.Connection:
         """The connection that holds the relay's shards and runs its passes: what it holds
-        there (session-level locks) it loses with the connection, whose loss wakes the relay."""
+        there (session-level locks) it loses with the connection (`_connection_lost`)."""
         if self._connection is None or self._connection.is_closed():
             self._connection = await asyncpg.connect(
                 self._dsn, server_settings=self._connection_settings
             )
-            self._connection.add_termination_listener(lambda *_: self._wakeup.wake())
+            self._connection.add_termination_listener(self._connection_lost)
         return self._connection
+
+    def _connection_lost(self, *_: object) -> None:
+        """The shards went with the connection: the process's writers notify from the moment
+        the loss is seen, not from the relay's next pass (which may wait for a new connection,
+        while another replica takes the shards and waits for the NOTIFYs). The relay wakes."""
+        self._let_go()
+        self._wakeup.wake()
 
     async def _lease(self, connection: asyncpg.Connection) -> list[int]:
         """The shards the relay holds on `connection`; when it holds none there, those it can

@@ -48,14 +48,18 @@ class HeldRelay(OutboxRelay):
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, scratch_schema: Any, producer: AIOKafkaProducer, **options: Any
+    settings: Settings,
+    scratch_schema: Any,
+    producer: AIOKafkaProducer,
+    relay_class: type[HeldRelay] = HeldRelay,
+    **options: Any,
 ) -> AsyncIterator[HeldRelay]:
-    """A held relay of the scratch outbox, running, woken through a listener of its own; it
-    waits for NOTIFY only (no poll within a test)."""
+    """A held relay of the scratch outbox (`relay_class`), running, woken through a listener
+    of its own; it waits for NOTIFY only (no poll within a test)."""
     sessions, outbox, _ = scratch_schema
     dsn = settings.plain_database_url
     listener = Listener(dsn)
-    relay = HeldRelay(
+    relay = relay_class(
         outbox, sessions, producer, dsn, poll_interval=3600.0, listener=listener, **options
     )
     task = asyncio.create_task(relay.run())

@@ -1,7 +1,8 @@
 """A writer wakes its own process's relay in process (`shared.messaging.LocalRelay`): a write
 whose rows all fall in the shards that relay holds notifies nobody, and the relay sends the rows
 once the write has committed; a write to a shard the relay does not hold notifies, as before;
-the relay keeps its shards while such a write is under way; intake's first report and
+the relay keeps its shards while such a write is under way, and lets them go as soon as its
+connection is lost; intake's first report and
 notification's record of delivered answers do the same (migration 0017: the call notifies only
 when given a channel). Escalation's deadlines are woken alike (`Nudge`).
 
@@ -31,7 +32,7 @@ from shared.pgnotify import Listener, Nudge
 from shared.settings import Settings
 from tests.integration.helpers import eventually, reported_event
 from tests.integration.test_first_report_call import report
-from tests.integration.test_relay_pace import running
+from tests.integration.test_relay_pace import HeldRelay, running
 from tests.support import listening
 
 
@@ -147,6 +148,60 @@ async def test_the_relay_keeps_its_shards_while_a_write_that_wakes_it_is_under_w
         await eventually(relay.sent, lambda passes: sum(passes) == 1)
         # The write ended: the shards go.
         await eventually(lambda: locked_shards(sessions, outbox), lambda locked: locked == 0)
+
+
+class ReconnectingWhenLetGo(HeldRelay):
+    """A relay whose new connection, once its first is lost, waits until the test lets it
+    connect: its next pass is held before it could lease anything anew."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.may_reconnect = asyncio.Event()
+        self._connected_once = False
+
+    async def connection(self) -> asyncpg.Connection:
+        if self._connected_once:
+            await self.may_reconnect.wait()
+        connection = await super().connection()
+        self._connected_once = True
+        return connection
+
+
+async def test_the_writers_notify_as_soon_as_the_relay_s_connection_is_lost(
+    infra_settings: Settings, scratch_schema: Any, scratch_producer: AIOKafkaProducer
+) -> None:
+    """The shards a relay holds go with its connection. From the moment the loss is seen,
+    the process's writers notify (another replica may take the shards), not from the relay's
+    next pass, which here waits for a new connection. Once it has one, the relay takes
+    shards anew and sends what was written meanwhile."""
+    sessions, outbox, _ = scratch_schema
+    dsn = infra_settings.plain_database_url
+    space = lock_space(outbox)
+    async with running(
+        infra_settings, scratch_schema, scratch_producer, relay_class=ReconnectingWhenLetGo
+    ) as relay:
+        assert isinstance(relay, ReconnectingWhenLetGo)
+        await eventually(lambda: shards_held(outbox), lambda held: len(held) == OUTBOX_SHARDS)
+        killer = await asyncpg.connect(dsn)
+        try:
+            terminated = await killer.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM (SELECT DISTINCT pid FROM"
+                " pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1) AS holder",
+                space,
+            )
+        finally:
+            await killer.close()
+        assert terminated == 1
+        await eventually(lambda: shards_held(outbox), lambda held: held == frozenset())
+        async with listening(dsn, notify_channel(outbox.schema)) as heard:
+            async with sessions() as session, session.begin():
+                await outbox.add(session, reported_event())
+                assert outbox.local.writing == 0
+            assert await heard.so_far(dsn) == [""]
+        assert sum(await relay.sent()) == 0
+        relay.may_reconnect.set()
+        await eventually(lambda: shards_held(outbox), lambda held: len(held) == OUTBOX_SHARDS)
+        await eventually(relay.sent, lambda passes: sum(passes) == 1)
 
 
 async def test_a_first_report_whose_event_the_relay_holds_wakes_it_and_notifies_nobody(
