@@ -56,7 +56,7 @@ async def stored_alerts(
             {"duties": [duty.obligation_id for duty in duties]},
         )
         ids = {duty_id: alert_id for duty_id, alert_id in rows}
-    return sorted((ids[duty.obligation_id], duty) for duty in duties)
+    return sorted(((ids[duty.obligation_id], duty) for duty in duties), key=lambda pair: pair[0])
 
 
 async def test_a_batch_locks_the_alerts_it_withdraws_first_in_the_order_of_their_ids(

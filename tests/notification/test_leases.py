@@ -747,9 +747,9 @@ async def test_a_record_that_meets_a_batch_holding_its_alerts_in_another_order_r
     asks for earlier ones, which the record holds (as a consumer's batch did before it took its
     alerts ahead, `test_batch_locks`): a deadlock. PostgreSQL rolls the record back (it waited
     first). With three, the writer asks for the middle alert (the deadlock) and at once for the
-    first, as one taking alerts one by one would: run again at once,
-    the record would take the first again before the batch and meet it anew. It pauses, runs
-    again once the batch commits, and each delivery is recorded once, never sent anew."""
+    first, as one taking alerts one by one would: run again at once, the record would take the
+    first again before the writer and meet it anew. It pauses, runs again once the writer
+    commits, and each delivery is recorded once, never sent anew."""
     # PostgreSQL rolls back the waiter whose deadlock check finds the cycle, and a waiter checks
     # once, `deadlock_timeout` after it began to wait. The record waits first: its check must
     # come after the batch has asked for the alert the record holds, however slowly a busy
