@@ -144,8 +144,12 @@ class Wakeup:
         await self._listener.listen(self)
         woken = self._event.is_set()
         if not woken:
+            # Not `asyncio.wait_for`: on Python 3.11 it drops a cancellation that comes in the
+            # same turn of the loop as the wake, and a worker stopped so waited on (a relay
+            # stopped as a NOTIFY came went on to wait out its lease).
             try:
-                await asyncio.wait_for(self._event.wait(), poll_seconds)
+                async with asyncio.timeout(poll_seconds):
+                    await self._event.wait()
                 woken = True
             except TimeoutError:
                 pass
