@@ -191,20 +191,30 @@ class DataKeys:
         return [document for document, _ in await self.opened(session, rows)]
 
     async def opened_events(
-        self, session: AsyncSession, histories: Mapping[str, Sequence[StoredLeaf]]
+        self,
+        session: AsyncSession,
+        histories: Mapping[str, Sequence[StoredLeaf]],
+        read: Mapping[str, frozenset[str]] | None = None,
     ) -> dict[str, list[Read]]:
         """Histories of leaves as stored, as the findings read them (`events_of`): each leaf
-        read once, with its personal fields opened (or erased)."""
+        read once, with its personal fields opened (or erased). With `read`, only the fields it
+        names for the leaf's type; a leaf of a type it does not name stays sealed."""
         documents = read_leaves(histories)
         sealed = {
             index: document
             for history in histories.values()
             for index, leaf in history
-            if SEALED_MARK in leaf and isinstance(document := documents[index], dict)
+            if SEALED_MARK in leaf
+            and isinstance(document := documents[index], dict)
+            and (read is None or document.get("type") in read)
         }
         keys = await self.of(session, [document["subject"] for document in sealed.values()])
         for index, document in sealed.items():
-            documents[index] = open_personal(document, keys.get(document["subject"]))
+            documents[index] = open_personal(
+                document,
+                keys.get(document["subject"]),
+                only=None if read is None else read[document["type"]],
+            )
         return events_of(histories, documents)
 
 

@@ -30,6 +30,7 @@ from services.audit.linking import (
     reports_of_event,
 )
 from services.audit.logged import LoggedEvent
+from services.audit.personal import PERSONAL
 from shared.domain.vocabulary import (
     CATEGORY_NAMES_ZH,
     PHASE_NAMES_ZH,
@@ -80,6 +81,20 @@ RELEVANT_TYPES = frozenset(
         *LINK_TYPES,
     }
 )
+
+# The personal fields (`services.audit.personal`) the judgements read, by the type of the event
+# that holds them: R13 the contradictable facts of reports (as first stated, filed, linked,
+# merged), R17 the names of the subjects an obligation is about. The findings follower opens
+# these alone; every other sealed field stays sealed in what the judgements read, and a type
+# not named here has none opened. A judgement that reads one more must name it here
+# (`tests/unit/test_audit_findings.py` judges every log both ways).
+REPORTED_FACTS_READ = frozenset(CONTRADICTABLE) & PERSONAL
+PERSONAL_READ: Mapping[str, frozenset[str]] = {
+    "incident.reported": REPORTED_FACTS_READ,
+    "incident.report_filed": REPORTED_FACTS_READ,
+    **dict.fromkeys(LINK_TYPES, REPORTED_FACTS_READ),
+    "obligation.created": frozenset({"subject_names"}),
+}
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.audit import store
 from services.audit.datakeys import DataKeys
-from services.audit.findings import RELEVANT_TYPES, LoggedEvent
+from services.audit.findings import PERSONAL_READ, RELEVANT_TYPES, LoggedEvent
 from services.audit.linking import joined_by_links
 from services.audit.logged import Read, events_of, readable
 from services.audit.models import findings as findings_table
@@ -219,8 +219,10 @@ class FindingsFollower:
     retry_max_seconds: float = 30.0
     failures: Counter | None = None
     health: FollowerHealth = field(default_factory=FollowerHealth)
-    # Opens the personal fields sealed in the leaves (the findings quote facts and names).
+    # Opens the personal fields sealed in the leaves (the findings quote facts and names):
+    # those `personal_read` names for each type, the judgements' (`findings.PERSONAL_READ`).
     data_keys: DataKeys | None = None
+    personal_read: Mapping[str, frozenset[str]] = field(default_factory=lambda: PERSONAL_READ)
     # After a pass that reviewed leaves, the follower lets more gather before the next: each
     # pass reads the whole history of every incident it touches, so under load one pass for an
     # incident's several events costs a fraction of one per event. The findings judge deadlines
@@ -276,9 +278,10 @@ class FindingsFollower:
             stored = await store.event_histories(
                 session, [str(incident) for incident in first_touched], end
             )
-            # Each leaf read once for the pass, its personal fields opened (or erased).
+            # Each leaf read once for the pass, the personal fields the judgements read opened
+            # (or erased).
             events = (
-                await self.data_keys.opened_events(session, stored)
+                await self.data_keys.opened_events(session, stored, self.personal_read)
                 if self.data_keys is not None
                 else events_of(stored)
             )

@@ -56,6 +56,11 @@ UNREADABLE = "密文无法解密"
 ERASED_AS: Mapping[str, Any] = {"subjects": [], "subject_names": [], "sealed_subjects": None}
 # What a field reads as when it cannot be opened: shown as it is, never masked.
 MARKERS = frozenset({ERASED, UNREADABLE})
+# The keys whose sealed values `open_personal` opens: the personal fields, and a finding's
+# quoted fact versions.
+OPENABLE = PERSONAL | frozenset(QUOTED_VALUES)
+# What JSON documents hold other values in, as parsed (exact types).
+CONTAINERS = frozenset({dict, list, tuple})
 
 
 def about_incident(subject: str) -> bool:
@@ -117,21 +122,34 @@ class Opened:
     erased: int = 0
 
 
-def open_personal(value: Any, cipher: PiiCipher | None, found: Opened | None = None) -> Any:
-    """`value` with every sealed field opened with `cipher`; with None (the key erased), each
-    reads as erased (`erased`). A field that does not open (tampered, another key) reads as
-    UNREADABLE. `found` counts what was opened and erased."""
+def open_personal(
+    value: Any,
+    cipher: PiiCipher | None,
+    found: Opened | None = None,
+    only: frozenset[str] | None = None,
+) -> Any:
+    """`value`, a JSON document, with every sealed field opened with `cipher`; with None (the
+    key erased), each reads as erased (`erased`). A field that does not open (tampered, another
+    key) reads as UNREADABLE. `found` counts what was opened and erased. With `only`, the
+    sealed fields of those names alone, wherever they are; the others stay sealed."""
     found = found if found is not None else Opened()
     if isinstance(value, list | tuple):
-        return [open_personal(item, cipher, found) for item in value]
+        return [open_personal(item, cipher, found, only) for item in value]
     if not isinstance(value, dict):
         return value
     shown = {}
     for key, item in value.items():
-        if is_sealed(item) and key in PERSONAL | set(QUOTED_VALUES):
-            shown[key] = _opened(key, item[SEALED], cipher, found)
+        # Most values are text, numbers or null: taken as they are, without a call each.
+        if type(item) not in CONTAINERS:
+            shown[key] = item
+        elif key in OPENABLE and is_sealed(item):
+            shown[key] = (
+                item
+                if only is not None and key not in only
+                else _opened(key, item[SEALED], cipher, found)
+            )
         else:
-            shown[key] = open_personal(item, cipher, found)
+            shown[key] = open_personal(item, cipher, found, only)
     return shown
 
 

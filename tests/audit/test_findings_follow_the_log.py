@@ -14,10 +14,11 @@ recovers by itself.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -26,11 +27,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.audit.app import create_app, findings_function_of
-from services.audit.findings import LoggedEvent
+from services.audit.findings import PERSONAL_READ, LoggedEvent
 from services.audit.follower import FindingsFunction
 from services.audit.note import Checkpoint, Signer, open_checkpoint
+from services.audit.personal import PERSONAL
 from services.audit.verify import Source, verify_log
 from shared.events.models import AccountabilityFinding, LogCheckpoint
+from shared.pii import is_sealed
 from shared.settings import Settings
 from tests import support
 from tests.integration.helpers import count_of, eventually, report
@@ -43,6 +46,19 @@ LOG_SEED = bytes(range(64, 96))
 DEFECT = "an injected defect of the findings code"
 
 
+def personal_values(value: Any) -> Iterator[tuple[str, Any]]:
+    """(name, value) of every personal field in an event's data, wherever it is."""
+    if isinstance(value, list):
+        for item in value:
+            yield from personal_values(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key in PERSONAL and item is not None:
+                yield key, item
+            else:
+                yield from personal_values(item)
+
+
 @dataclass
 class Mendable:
     """The real findings code, with a defect in front of it until `mend` is called."""
@@ -50,6 +66,8 @@ class Mendable:
     real: FindingsFunction
     broken: bool = True
     refused: list[UUID] = field(default_factory=list)
+    # What the findings were last given of each incident's log.
+    judged: dict[UUID, Sequence[LoggedEvent]] = field(default_factory=dict)
 
     def __call__(
         self, incident_id: UUID, events: Sequence[LoggedEvent]
@@ -57,6 +75,7 @@ class Mendable:
         if self.broken:
             self.refused.append(incident_id)
             raise KeyError(DEFECT)
+        self.judged[incident_id] = events
         return self.real(incident_id, events)
 
     def mend(self) -> None:
@@ -242,6 +261,22 @@ async def test_a_findings_defect_keeps_no_event_out_and_findings_catch_up_once_f
         lambda: metric(audit, "emergency_audit_findings_lag_leaves"), lambda lag: lag == 0
     )
     assert (await log_state(stack.infra)).cursor > state.cursor
+
+    # The findings read the personal fields they name opened, and every other one sealed.
+    seen = {
+        (event.type, key, is_sealed(value))
+        for event in stack.findings.judged[UUID(incident_id)]
+        for key, value in personal_values(event.data)
+    }
+    assert all(
+        sealed == (key not in PERSONAL_READ.get(ce_type, ())) for ce_type, key, sealed in seen
+    ), seen
+    assert {
+        ("incident.reported", "location", False),
+        ("incident.reported", "phone", True),
+        ("obligation.created", "subject_names", False),
+        ("obligation.created", "location", True),
+    } <= seen
 
     # Each finding once: in the table, and as one audit.finding leaf published with it.
     after = await assert_log_complete_and_verifiable(stack)

@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.audit import findings
+from services.audit.datakeys import incident_cipher
 from services.audit.findings import (
+    PERSONAL_READ,
     FindingRules,
     LoggedEvent,
-    compute,
     duration_zh,
     fact_now,
     local,
@@ -19,6 +21,7 @@ from services.audit.findings import (
 )
 from services.audit.leaves import canonical_json
 from services.audit.linking import concerns
+from services.audit.personal import open_personal, seal_personal
 from shared.domain.vocabulary import DEFAULT_COUNTY_TIME_ZONE, party_name_zh
 
 INCIDENT = uuid.UUID("6f1f5a55-3c33-4d3e-9b1f-2b8f0f3d9a01")
@@ -28,6 +31,29 @@ COUNTY = ZoneInfo(DEFAULT_COUNTY_TIME_ZONE)  # the setting COUNTY_TIME_ZONE's de
 RULES = FindingRules(
     timedelta(hours=1), {SFS: "图克镇司法所", "PPS:150626102": "图克镇派出所"}, zone=COUNTY
 )
+
+
+def as_the_follower_reads(events: list[LoggedEvent]) -> list[LoggedEvent]:
+    """The log as the findings follower reads it: each event's personal fields sealed as audit
+    stores them, then only those the judgements read opened (`PERSONAL_READ`)."""
+    read = []
+    for event in events:
+        cipher = incident_cipher(event.subject or str(INCIDENT), bytes(range(32)))
+        stored = seal_personal(dict(event.data), cipher)
+        opened = open_personal(stored, cipher, only=PERSONAL_READ.get(event.type, frozenset()))
+        read.append(
+            LoggedEvent(event.index, event.id, event.type, event.time, opened, event.subject)
+        )
+    return read
+
+
+def compute(incident_id: uuid.UUID, events: list[LoggedEvent], rules: FindingRules):
+    """The incident's findings, which must be the same from the log as the follower reads it,
+    with only the personal fields the judgements name opened: a judgement reading a field it
+    does not name would read it sealed, and its findings would differ."""
+    found = findings.compute(incident_id, events, rules)
+    assert findings.compute(incident_id, as_the_follower_reads(events), rules) == found
+    return found
 
 
 # What every report of the scripted event states (R7's 种类、地点、涉及人员).

@@ -65,6 +65,18 @@ def test_personal_fields_are_sealed_and_what_accountability_needs_stays_clear() 
     assert found.opened == 5 and found.erased == 0
 
 
+def test_only_the_fields_named_are_opened_wherever_they_are_the_rest_stay_sealed() -> None:
+    sealed = json.loads(canonical_json(seal_personal(REPORTED, KEY)))
+    found = Opened()
+    shown = open_personal(sealed, KEY, found, only=frozenset({"location", "name"}))
+    assert shown["facts"]["location"] == REPORTED["facts"]["location"]
+    assert shown["reporter"]["name"] == REPORTED["reporter"]["name"]
+    assert shown["reporter"]["phone"] == sealed["reporter"]["phone"]  # still sealed
+    assert shown["facts"]["subjects"] == sealed["facts"]["subjects"]
+    assert found.opened == 2 and found.erased == 0
+    assert open_personal(sealed, KEY, only=frozenset()) == sealed
+
+
 def test_an_erased_key_leaves_every_personal_field_marked_erased_as_a_value_of_its_kind() -> None:
     sealed = json.loads(canonical_json(seal_personal(REPORTED, KEY)))
     found = Opened()
