@@ -42,14 +42,18 @@ def _for_json_module(value: Any) -> Any:
     magnitudes) and for the order of keys beyond the Basic Multilingual Plane (they sort by
     code point, JCS by UTF-16 code unit).
     """
+    return value if _written_as_it_is(value) else _rewritten(value)
+
+
+def _rewritten(value: Any) -> Any:
     kind = type(value)
     if kind is dict:
         for key in value:
             if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
                 raise _NeedsFullEncoder
-        return {key: _for_json_module(item) for key, item in value.items()}
+        return {key: _rewritten(item) for key, item in value.items()}
     if kind is list or kind is tuple:
-        return [_for_json_module(item) for item in value]
+        return [_rewritten(item) for item in value]
     if kind is float:
         if value.is_integer():
             if abs(value) < 2**53:
@@ -58,6 +62,26 @@ def _for_json_module(value: Any) -> Any:
         if not 1e-4 <= abs(value) < 1e16:
             raise _NeedsFullEncoder
     return value
+
+
+def _written_as_it_is(value: Any) -> bool:
+    """Whether orjson writes `value` as JCS does without a change: no float in it (they may
+    need one), its keys text; _NeedsFullEncoder for keys only the full encoder orders right.
+    Most events hold no float, and are written as they are, without a copy."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
+                raise _NeedsFullEncoder
+            if type(item) in _NESTED_OR_FLOAT and not _written_as_it_is(item):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(type(item) not in _NESTED_OR_FLOAT or _written_as_it_is(item) for item in value)
+    return kind is not float
+
+
+_NESTED_OR_FLOAT = frozenset({dict, list, tuple, float})
 
 
 def _encode(value: Any) -> str:

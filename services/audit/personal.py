@@ -59,8 +59,9 @@ MARKERS = frozenset({ERASED, UNREADABLE})
 # The keys whose sealed values `open_personal` opens: the personal fields, and a finding's
 # quoted fact versions.
 OPENABLE = PERSONAL | frozenset(QUOTED_VALUES)
-# What JSON documents hold other values in, as parsed (exact types).
+# What JSON documents hold other values in, as parsed (exact types), and their sequences.
 CONTAINERS = frozenset({dict, list, tuple})
+SEQUENCES = (list, tuple)
 
 
 def about_incident(subject: str) -> bool:
@@ -84,11 +85,13 @@ def personal_keys(container: Mapping[str, Any]) -> list[str]:
 
 def has_personal_fields(value: Any) -> bool:
     """Whether an event's data holds any personal field (not null) to seal."""
-    if isinstance(value, list | tuple):
-        return any(has_personal_fields(item) for item in value)
+    if isinstance(value, SEQUENCES):
+        return any(type(item) in CONTAINERS and has_personal_fields(item) for item in value)
     if not isinstance(value, dict):
         return False
-    return bool(personal_keys(value)) or any(has_personal_fields(item) for item in value.values())
+    return bool(personal_keys(value)) or any(
+        type(item) in CONTAINERS and has_personal_fields(item) for item in value.values()
+    )
 
 
 def erased(key: str) -> Any:
@@ -99,19 +102,21 @@ def seal_personal(value: Any, cipher: PiiCipher | None) -> Any:
     """`value` (an event's data) with its personal fields sealed under `cipher`, the incident's
     data key; None: the incident's key was erased before this event arrived, and its personal
     fields are written as erased."""
-    if isinstance(value, list | tuple):
+    if isinstance(value, SEQUENCES):
         return [seal_personal(item, cipher) for item in value]
     if not isinstance(value, dict):
         return value
-    personal = set(personal_keys(value))
-    return {
-        key: (
-            (erased(key) if cipher is None else {SEALED: cipher.seal(item, key)})
-            if key in personal
-            else seal_personal(item, cipher)
-        )
-        for key, item in value.items()
-    }
+    personal = personal_keys(value)
+    sealed = {}
+    for key, item in value.items():
+        if key in personal:
+            sealed[key] = erased(key) if cipher is None else {SEALED: cipher.seal(item, key)}
+        elif type(item) in CONTAINERS:
+            sealed[key] = seal_personal(item, cipher)
+        else:
+            # Most values are text, numbers or null: taken as they are, without a call each.
+            sealed[key] = item
+    return sealed
 
 
 @dataclass
@@ -133,7 +138,7 @@ def open_personal(
     key) reads as UNREADABLE. `found` counts what was opened and erased. With `only`, the
     sealed fields of those names alone, wherever they are; the others stay sealed."""
     found = found if found is not None else Opened()
-    if isinstance(value, list | tuple):
+    if isinstance(value, SEQUENCES):
         return [open_personal(item, cipher, found, only) for item in value]
     if not isinstance(value, dict):
         return value
