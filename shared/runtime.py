@@ -47,8 +47,8 @@ from shared.messaging import (
 )
 from shared.observability import (
     HttpMetricsMiddleware,
+    IncidentRoute,
     ServiceMetrics,
-    bind_incident,
     configure_logging,
 )
 from shared.pgnotify import Listener
@@ -460,8 +460,15 @@ def create_service_app(
         instrument_http_clients()
     app.state.token_verifier = TokenVerifier.from_settings(runtime.settings)
     app.include_router(health_router())
+    routers, public_routers = tuple(routers), tuple(public_routers)
+    for router in (*routers, *public_routers):
+        if not issubclass(router.route_class, IncidentRoute):
+            raise TypeError(
+                f"router {router.prefix or router.tags}: a service's routes are IncidentRoute "
+                "(their log lines name the incident of the path)"
+            )
     for router in routers:
-        app.include_router(router, dependencies=[Depends(authenticate), Depends(bind_incident)])
+        app.include_router(router, dependencies=[Depends(authenticate)])
     for router in public_routers:
-        app.include_router(router, dependencies=[Depends(bind_incident)])
+        app.include_router(router)
     return app

@@ -70,15 +70,16 @@ from shared.auth import Caller, authorize
 from shared.domain.access import Permission, Principal
 from shared.domain.vocabulary import PARTY_PATTERN
 from shared.events.models import AccountabilityRecorded, FindingReviewed
+from shared.observability import IncidentRoute
 from shared.pii import SUBJECT_FIELDS, SUBJECTS, PersonalDataKeyError, record_read
 from shared.problems import Problem, invalid_field, not_found
 from shared.runtime import runtime_of
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], route_class=IncidentRoute)
 # Checkpoints, the verifier key and proofs are hashes only and exist to be checked by anyone;
 # a witness's cosignature is proven by its own signature. No bearer token on these.
-proof_router = APIRouter(tags=["proofs"])
+proof_router = APIRouter(tags=["proofs"], route_class=IncidentRoute)
 NOTE_MEDIA_TYPE = "text/plain; charset=utf-8"
 
 

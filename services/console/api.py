@@ -60,12 +60,13 @@ from services.console.traces import (
     waterfall,
 )
 from shared.domain.access import DEFAULT_SCOPES, PII_READ, Principal, may_be_principal
+from shared.observability import IncidentRoute
 from shared.problems import Problem
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["console"])
+router = APIRouter(tags=["console"], route_class=IncidentRoute)
 # Only built into the app where CONSOLE_TRACE_RECEIVER is on (a local run).
-trace_receiver = APIRouter(tags=["traces"])
+trace_receiver = APIRouter(tags=["traces"], route_class=IncidentRoute)
 OTLP_PROTOBUF = "application/x-protobuf"
 FormT = TypeVar("FormT", bound=Form)
 

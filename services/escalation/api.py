@@ -39,11 +39,12 @@ from shared.domain import facts as incident_facts
 from shared.domain.access import Permission
 from shared.domain.directory import Directory
 from shared.domain.vocabulary import PARTY_PATTERN
+from shared.observability import IncidentRoute
 from shared.paging import PAGE, After, Limit, items_page, rows_page
 from shared.problems import invalid_field, not_found
 from shared.runtime import DatabaseSession
 
-router = APIRouter(tags=["escalation"])
+router = APIRouter(tags=["escalation"], route_class=IncidentRoute)
 
 
 def directory_of(request: Request) -> Directory:

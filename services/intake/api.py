@@ -75,13 +75,14 @@ from shared.events.models import (
     IncidentUnlinked,
     ReportFiled,
 )
+from shared.observability import IncidentRoute
 from shared.paging import PAGE, After, Limit, Page, items_page, rows_page
 from shared.pii import SUBJECT_FIELDS, PiiCipher, record_read, sealed_subjects
 from shared.problems import Problem, invalid_field, not_found
 from shared.runtime import DatabaseSession, runtime_of
 
 SOURCE = "intake"
-router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+router = APIRouter(prefix="/v1/incidents", tags=["incidents"], route_class=IncidentRoute)
 
 
 def directory_of(request: Request) -> Directory:

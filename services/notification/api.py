@@ -50,13 +50,16 @@ from shared.auth import Caller, authorize
 from shared.domain.access import Permission, Principal
 from shared.domain.directory import Township
 from shared.domain.vocabulary import PARTY_PATTERN, TOWNSHIP_BOUND_KINDS, county_time, party_kind_of
+from shared.observability import IncidentRoute
 from shared.paging import PAGE, After, Limit, rows_page
 from shared.problems import Problem, not_found
 from shared.runtime import DatabaseSession, runtime_of
 
-router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+router = APIRouter(prefix="/v1/notifications", tags=["notifications"], route_class=IncidentRoute)
 # Acknowledgement links carry their own signed token: no bearer token on these routes.
-ack_router = APIRouter(prefix="/v1/notifications", tags=["acknowledgement"])
+ack_router = APIRouter(
+    prefix="/v1/notifications", tags=["acknowledgement"], route_class=IncidentRoute
+)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
