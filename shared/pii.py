@@ -216,4 +216,4 @@ def new_key() -> str:
 
 def is_sealed(value: Any) -> TypeGuard[dict[str, Any]]:
     """A value as `seal_subjects` stores a field: {"sealed": {kid, nonce, ct}}."""
-    return isinstance(value, dict) and set(value) == {SEALED}
+    return isinstance(value, dict) and len(value) == 1 and SEALED in value
