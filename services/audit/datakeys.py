@@ -194,11 +194,11 @@ class DataKeys:
         self,
         session: AsyncSession,
         histories: Mapping[str, Sequence[StoredLeaf]],
-        read: Mapping[str, frozenset[str]] | None = None,
+        read: Mapping[str, frozenset[str]],
     ) -> dict[str, list[Read]]:
         """Histories of leaves as stored, as the findings read them (`events_of`): each leaf
-        read once, with its personal fields opened (or erased). With `read`, only the fields it
-        names for the leaf's type; a leaf of a type it does not name stays sealed."""
+        read once, the personal fields `read` names for its type opened (or erased); a leaf of
+        a type it does not name stays sealed."""
         documents = read_leaves(histories)
         sealed = {
             index: document
@@ -206,14 +206,12 @@ class DataKeys:
             for index, leaf in history
             if SEALED_MARK in leaf
             and isinstance(document := documents[index], dict)
-            and (read is None or document.get("type") in read)
+            and document.get("type") in read
         }
         keys = await self.of(session, [document["subject"] for document in sealed.values()])
         for index, document in sealed.items():
             documents[index] = open_personal(
-                document,
-                keys.get(document["subject"]),
-                only=None if read is None else read[document["type"]],
+                document, keys.get(document["subject"]), only=read[document["type"]]
             )
         return events_of(histories, documents)
 

@@ -219,10 +219,9 @@ class FindingsFollower:
     retry_max_seconds: float = 30.0
     failures: Counter | None = None
     health: FollowerHealth = field(default_factory=FollowerHealth)
-    # Opens the personal fields sealed in the leaves (the findings quote facts and names):
-    # those `personal_read` names for each type, the judgements' (`findings.PERSONAL_READ`).
+    # Opens the personal fields sealed in the leaves that the findings read (they quote facts
+    # and names: `findings.PERSONAL_READ`).
     data_keys: DataKeys | None = None
-    personal_read: Mapping[str, frozenset[str]] = field(default_factory=lambda: PERSONAL_READ)
     # After a pass that reviewed leaves, the follower lets more gather before the next: each
     # pass reads the whole history of every incident it touches, so under load one pass for an
     # incident's several events costs a fraction of one per event. The findings judge deadlines
@@ -281,7 +280,7 @@ class FindingsFollower:
             # Each leaf read once for the pass, the personal fields the judgements read opened
             # (or erased).
             events = (
-                await self.data_keys.opened_events(session, stored, self.personal_read)
+                await self.data_keys.opened_events(session, stored, PERSONAL_READ)
                 if self.data_keys is not None
                 else events_of(stored)
             )

@@ -45,12 +45,37 @@ def _for_json_module(value: Any) -> Any:
     return value if _written_as_it_is(value) else _rewritten(value)
 
 
-def _rewritten(value: Any) -> Any:
+# What may need rewriting, or hold something that does.
+_NESTED_OR_FLOAT = frozenset({dict, list, tuple, float})
+
+
+def _written_as_it_is(value: Any) -> bool:
+    """Whether orjson writes `value` as JCS does without a change: no float in it (they may
+    need one). Every key is looked at, float or not: _NeedsFullEncoder for one only the full
+    encoder orders right (or not text). Most events hold no float, and are written as they
+    are, without a copy."""
     kind = type(value)
     if kind is dict:
-        for key in value:
+        as_it_is = True
+        for key, item in value.items():
             if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
                 raise _NeedsFullEncoder
+            if type(item) in _NESTED_OR_FLOAT and not _written_as_it_is(item):
+                as_it_is = False
+        return as_it_is
+    if kind is list or kind is tuple:
+        as_it_is = True
+        for item in value:
+            if type(item) in _NESTED_OR_FLOAT and not _written_as_it_is(item):
+                as_it_is = False
+        return as_it_is
+    return kind is not float
+
+
+def _rewritten(value: Any) -> Any:
+    """`value` with its floats as JCS writes them; its keys passed `_written_as_it_is`."""
+    kind = type(value)
+    if kind is dict:
         return {key: _rewritten(item) for key, item in value.items()}
     if kind is list or kind is tuple:
         return [_rewritten(item) for item in value]
@@ -62,26 +87,6 @@ def _rewritten(value: Any) -> Any:
         if not 1e-4 <= abs(value) < 1e16:
             raise _NeedsFullEncoder
     return value
-
-
-def _written_as_it_is(value: Any) -> bool:
-    """Whether orjson writes `value` as JCS does without a change: no float in it (they may
-    need one), its keys text; _NeedsFullEncoder for keys only the full encoder orders right.
-    Most events hold no float, and are written as they are, without a copy."""
-    kind = type(value)
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
-                raise _NeedsFullEncoder
-            if type(item) in _NESTED_OR_FLOAT and not _written_as_it_is(item):
-                return False
-        return True
-    if kind is list or kind is tuple:
-        return all(type(item) not in _NESTED_OR_FLOAT or _written_as_it_is(item) for item in value)
-    return kind is not float
-
-
-_NESTED_OR_FLOAT = frozenset({dict, list, tuple, float})
 
 
 def _encode(value: Any) -> str:

@@ -125,6 +125,11 @@ json_values = st.recursive(
 )
 
 
+def test_keys_after_a_float_are_still_ordered_as_jcs_orders_them() -> None:
+    document = {"a": [1.0], "\U0001f600": 0, "\ufb33": {"b": 2.5}}
+    assert canonical_json(document) == _encode(document).encode()
+
+
 @given(json_values)
 def test_the_fast_path_writes_exactly_what_the_full_encoder_writes(document) -> None:
     assert canonical_json(document) == _encode(document).encode()
